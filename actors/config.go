@@ -1,0 +1,165 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// Config configures a Node. Start from DefaultConfig and override what you need; NewNode validates it.
+type Config struct {
+	// Identity is the node's ed25519 key. Nil generates a fresh one (fine for tests, not for a long-lived peer).
+	Identity *session.Identity
+	// NetworkID separates networks: peers with another id are refused at the handshake. Default "actormesh".
+	NetworkID string
+	// ListenAddr is the host:port to accept connections on. Default "127.0.0.1:0" (a free loopback port).
+	// Empty means the node does not listen (a pure client, as `node ping` is).
+	ListenAddr string
+	// AdvertiseAddr is the host:port other peers should dial; default: the listener's address, with an unspecified
+	// host (0.0.0.0, ::) replaced by 127.0.0.1.
+	AdvertiseAddr string
+	// Peers are dialed at Start and kept connected: the peer manager redials them with backoff when they drop.
+	Peers []session.PeerAddr
+	// Transport opens connections. Default session.TCPTransport.
+	Transport session.Transport
+
+	// MaxInboundPeers caps connections accepted from others. Default 50.
+	MaxInboundPeers int
+	// MaxOutboundPeers caps connections the node dials. Default 25.
+	MaxOutboundPeers int
+	// MaxPendingHandshakes caps handshakes in progress; more inbound connections are closed at once. Default 64.
+	MaxPendingHandshakes int
+	// MaxMessageSize is the largest message accepted from or sent to a peer, checked before allocation.
+	// Default 1 MiB.
+	MaxMessageSize int
+	// SendQueueBytes bounds each peer's outbound queue. A peer whose queue is full is too slow: it is disconnected
+	// with reason SLOW_PEER and the send fails with ErrSlowPeer. Default 16 MiB.
+	SendQueueBytes int
+	// InboundPending bounds the messages read from one peer that its protocol actors have not processed yet;
+	// at the bound the connection stops reading (TCP back-pressure on that peer only). Default 4096.
+	InboundPending int
+
+	// HandshakeTimeout bounds a handshake. Default 5s.
+	HandshakeTimeout time.Duration
+	// DialTimeout bounds opening a connection. Default 5s.
+	DialTimeout time.Duration
+	// WriteTimeout bounds one batched write to a peer; a peer that does not read for that long is disconnected
+	// with reason SLOW_PEER. Default 10s.
+	WriteTimeout time.Duration
+	// PingInterval is how often a keepalive ping is sent on an otherwise quiet connection (it measures RTT).
+	// Default 10s.
+	PingInterval time.Duration
+	// IdleTimeout closes a connection on which nothing was received for that long. Default 30s.
+	IdleTimeout time.Duration
+	// RequestTimeout applies to Request and Ping when the context has no deadline. Default 10s.
+	RequestTimeout time.Duration
+
+	// RedialBase, RedialMax and RedialAttempts set the redial backoff for wanted peers: exponential with full
+	// jitter from RedialBase, capped at RedialMax, giving up after RedialAttempts failures in a row (0: never).
+	// Defaults 200ms, 30s, 0.
+	RedialBase     time.Duration
+	RedialMax      time.Duration
+	RedialAttempts int
+
+	// ProtocolRestarts is how many times a panicking protocol actor is restarted within ProtocolRestartWindow
+	// before it is stopped. Defaults 10 and 1 minute.
+	ProtocolRestarts      int
+	ProtocolRestartWindow time.Duration
+
+	// Logger receives the node's logs, protoactor's included. Default: disabled.
+	Logger zerolog.Logger
+}
+
+// DefaultConfig returns a Config with every default filled in and a nil Identity (a fresh one is generated).
+func DefaultConfig() Config {
+	return Config{
+		NetworkID:             "actormesh",
+		ListenAddr:            "127.0.0.1:0",
+		Transport:             session.TCPTransport{},
+		MaxInboundPeers:       50,
+		MaxOutboundPeers:      25,
+		MaxPendingHandshakes:  64,
+		MaxMessageSize:        session.DefaultMaxMessageSize,
+		SendQueueBytes:        16 << 20,
+		InboundPending:        4096,
+		HandshakeTimeout:      session.DefaultHandshakeTimeout,
+		DialTimeout:           5 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		PingInterval:          10 * time.Second,
+		IdleTimeout:           30 * time.Second,
+		RequestTimeout:        10 * time.Second,
+		RedialBase:            200 * time.Millisecond,
+		RedialMax:             30 * time.Second,
+		ProtocolRestarts:      10,
+		ProtocolRestartWindow: time.Minute,
+		Logger:                zerolog.Nop(),
+	}
+}
+
+// ErrInvalidConfig is wrapped by every error Validate returns.
+var ErrInvalidConfig = errors.New("invalid node config")
+
+// Validate reports the first problem in c, wrapping ErrInvalidConfig.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if c.NetworkID == "" {
+		return bad("NetworkID is empty")
+	}
+	if c.ListenAddr != "" {
+		if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+			return bad("ListenAddr %q: %v", c.ListenAddr, err)
+		}
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+			return bad("AdvertiseAddr %q: %v", c.AdvertiseAddr, err)
+		}
+	}
+	if c.Transport == nil {
+		return bad("Transport is nil")
+	}
+	positive := []struct {
+		name string
+		v    int64
+	}{
+		{"MaxInboundPeers", int64(c.MaxInboundPeers)}, {"MaxOutboundPeers", int64(c.MaxOutboundPeers)},
+		{"MaxPendingHandshakes", int64(c.MaxPendingHandshakes)}, {"MaxMessageSize", int64(c.MaxMessageSize)},
+		{"SendQueueBytes", int64(c.SendQueueBytes)}, {"InboundPending", int64(c.InboundPending)},
+		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"DialTimeout", int64(c.DialTimeout)},
+		{"WriteTimeout", int64(c.WriteTimeout)}, {"PingInterval", int64(c.PingInterval)},
+		{"IdleTimeout", int64(c.IdleTimeout)}, {"RequestTimeout", int64(c.RequestTimeout)},
+		{"RedialBase", int64(c.RedialBase)}, {"RedialMax", int64(c.RedialMax)},
+		{"ProtocolRestartWindow", int64(c.ProtocolRestartWindow)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return bad("%s must be positive, got %d", p.name, p.v)
+		}
+	}
+	if c.RedialAttempts < 0 || c.ProtocolRestarts < 0 {
+		return bad("RedialAttempts and ProtocolRestarts must not be negative")
+	}
+	if c.SendQueueBytes < c.MaxMessageSize {
+		return bad("SendQueueBytes (%d) must hold at least one message of MaxMessageSize (%d)", c.SendQueueBytes, c.MaxMessageSize)
+	}
+	if c.IdleTimeout <= c.PingInterval {
+		return bad("IdleTimeout (%v) must exceed PingInterval (%v)", c.IdleTimeout, c.PingInterval)
+	}
+	if c.RedialMax < c.RedialBase {
+		return bad("RedialMax (%v) is below RedialBase (%v)", c.RedialMax, c.RedialBase)
+	}
+	return nil
+}
+
+// ConsoleLogger returns a human-readable zerolog logger on stderr at the given level, for programs and examples.
+func ConsoleLogger(level zerolog.Level) zerolog.Logger {
+	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}).Level(level).With().Timestamp().Logger()
+}

@@ -1,0 +1,182 @@
+package actors_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+func TestTenThousandDirectMessagesArriveInOrderAndTyped(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	got := make(chan *actors.Inbound, 10_000)
+	register(t, b, "seq/1", collector(got))
+	nw.Connect(0, 1)
+
+	ctx := ctxTimeout(t, 30*time.Second)
+	const count = 10_000
+	for i := uint64(0); i < count; i++ {
+		if err := a.Send(ctx, b.ID(), "seq/1", wrapperspb.UInt64(i)); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	for i := uint64(0); i < count; i++ {
+		select {
+		case in := <-got:
+			v, ok := in.Payload.(*wrapperspb.UInt64Value)
+			if !ok {
+				t.Fatalf("message %d arrived as %T, want *wrapperspb.UInt64Value", i, in.Payload)
+			}
+			if v.GetValue() != i {
+				t.Fatalf("message %d out of order: got %d", i, v.GetValue())
+			}
+			if in.From != a.ID() || in.Protocol != "seq/1" || in.IsRequest() {
+				t.Fatalf("wrong metadata: from %s protocol %q request %v", in.From.Short(), in.Protocol, in.IsRequest())
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d messages arrived", i, count)
+		}
+	}
+}
+
+func TestRequestResponse(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "echo/1", echo())
+	nw.Connect(0, 1)
+
+	for _, s := range []string{"hello", "", "actormesh"} {
+		reply, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String(s))
+		if err != nil {
+			t.Fatalf("request %q: %v", s, err)
+		}
+		r := []rune(s)
+		for i, j := 0, len(r)-1; i < j; i, j = i+1, j-1 {
+			r[i], r[j] = r[j], r[i]
+		}
+		if got := reply.(*wrapperspb.StringValue).GetValue(); got != string(r) {
+			t.Fatalf("reply %q, want %q", got, string(r))
+		}
+	}
+}
+
+func TestRequestToMissingProtocolFailsFast(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	nw.Connect(0, 1)
+
+	ctx := ctxTimeout(t, 10*time.Second)
+	_, err := a.Request(ctx, b.ID(), "nope/1", wrapperspb.String("x"))
+	if !errors.Is(err, actors.ErrUnknownProtocol) {
+		t.Fatalf("got %v, want ErrUnknownProtocol", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the error came from the deadline, not from the remote")
+	}
+	var re *actors.RemoteError
+	if !errors.As(err, &re) || re.Protocol != "nope/1" {
+		t.Fatalf("error %v does not describe the protocol", err)
+	}
+}
+
+func TestRequestWithoutReplyTimesOut(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "silent/1", actor.PropsFromFunc(func(actor.Context) {}))
+	nw.Connect(0, 1)
+
+	start := time.Now()
+	_, err := a.Request(ctxTimeout(t, 200*time.Millisecond), b.ID(), "silent/1", wrapperspb.String("x"))
+	if !errors.Is(err, actors.ErrRequestTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want ErrRequestTimeout wrapping context.DeadlineExceeded", err)
+	}
+	if time.Since(start) < 150*time.Millisecond {
+		t.Fatalf("timed out after %v, before the deadline", time.Since(start))
+	}
+}
+
+func TestApplicationErrorReachesRequester(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "fail/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if in, ok := ctx.Message().(*actors.Inbound); ok {
+			_ = in.ReplyError(errors.New("no such block"))
+		}
+	}))
+	nw.Connect(0, 1)
+	_, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "fail/1", wrapperspb.String("x"))
+	var re *actors.RemoteError
+	if !errors.Is(err, actors.ErrRemote) || !errors.As(err, &re) || re.Message != "no such block" {
+		t.Fatalf("got %v, want a RemoteError with the remote's message", err)
+	}
+}
+
+func TestPanickingProtocolActorIsRestarted(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "fragile/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if in, ok := ctx.Message().(*actors.Inbound); ok {
+			if in.Payload.(*wrapperspb.StringValue).GetValue() == "boom" {
+				panic("boom")
+			}
+			_ = in.Reply(wrapperspb.String("ok"))
+		}
+	}))
+	nw.Connect(0, 1)
+	if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), "fragile/1", wrapperspb.String("boom")); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "fragile/1", wrapperspb.String("again"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ok" {
+		t.Fatalf("after a panic the protocol actor should answer again: %v %v", reply, err)
+	}
+}
+
+func TestSendDialsKnownAddressOnDemand(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "echo/1", echo())
+	// a knows b's address but has no connection: Connect with a cancelled context records the address only.
+	if a.Connected(b.ID()) {
+		t.Fatal("nodes start unconnected")
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = a.Connect(cctx, b.Addr(), false)
+	reply, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String("ab"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ba" {
+		t.Fatalf("request through an on-demand dial: %v %v", reply, err)
+	}
+	if !a.Connected(b.ID()) {
+		t.Fatal("no connection after the on-demand dial")
+	}
+}
+
+func TestSendToUnknownPeerFails(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	err := nw.Nodes[0].Send(ctxTimeout(t, time.Second), nw.Nodes[1].ID(), "x/1", wrapperspb.String("x"))
+	if !errors.Is(err, actors.ErrUnknownPeer) {
+		t.Fatalf("got %v, want ErrUnknownPeer", err)
+	}
+}
+
+func TestCallsAfterCloseFail(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	nw.Connect(0, 1)
+	_ = a.Close()
+	if err := a.Connect(ctxTimeout(t, time.Second), b.Addr(), false); !errors.Is(err, actors.ErrClosed) {
+		t.Fatalf("connect after close: %v", err)
+	}
+	if _, err := a.Register("x/1", echo()); !errors.Is(err, actors.ErrClosed) && !errors.Is(err, actors.ErrNotStarted) {
+		t.Fatalf("register after close: %v", err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return !b.Connected(a.ID()) }, "b sees a gone")
+}

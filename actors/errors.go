@@ -1,0 +1,65 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/actormesh/actormesh/messages"
+)
+
+// Errors returned by the Node API. Callers branch on them with errors.Is.
+var (
+	// ErrClosed: the node is closed (or not started).
+	ErrClosed = errors.New("node is closed")
+	// ErrNotStarted: the call needs a started node.
+	ErrNotStarted = errors.New("node is not started")
+	// ErrUnknownPeer: the peer is not connected and its address is unknown.
+	ErrUnknownPeer = errors.New("unknown peer: not connected and no known address")
+	// ErrPeerGone: the connection to the peer closed before the operation completed.
+	ErrPeerGone = errors.New("peer disconnected")
+	// ErrSlowPeer: the peer's outbound queue is full; the peer was disconnected with reason SLOW_PEER.
+	ErrSlowPeer = errors.New("peer too slow: outbound queue full, disconnected")
+	// ErrMessageTooLarge: the encoded message exceeds MaxMessageSize.
+	ErrMessageTooLarge = errors.New("message exceeds the maximum message size")
+	// ErrRequestTimeout: no reply arrived before the deadline. It also matches context.DeadlineExceeded.
+	ErrRequestTimeout = errors.New("request timed out")
+	// ErrUnknownProtocol: the remote node has no actor registered for the protocol.
+	ErrUnknownProtocol = errors.New("remote has no such protocol")
+	// ErrRemote: the remote protocol actor answered with an error (see *RemoteError).
+	ErrRemote = errors.New("remote error")
+	// ErrBadPayload: a payload could not be encoded or decoded (unknown message type, malformed bytes).
+	ErrBadPayload = errors.New("bad payload")
+	// ErrSelf: the node tried to connect to itself.
+	ErrSelf = errors.New("peer is this node itself")
+	// ErrTooManyPeers: no free outbound slot.
+	ErrTooManyPeers = errors.New("too many peers")
+	// ErrProtocolRegistered: Register was called twice for one protocol id.
+	ErrProtocolRegistered = errors.New("protocol already registered")
+	// ErrNotRequest: Reply was called on a one-way message.
+	ErrNotRequest = errors.New("message is not a request")
+)
+
+// RemoteError is the error of a request that the remote node answered with a failure.
+// errors.Is matches it against ErrUnknownProtocol, ErrBadPayload or ErrRemote according to its Code.
+type RemoteError struct {
+	Peer     string
+	Protocol string
+	Code     messages.ErrorCode
+	Message  string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("request %s to %s failed: %s: %s", e.Protocol, e.Peer, e.Code, e.Message)
+}
+
+// Is maps the remote error code to the package's sentinel errors.
+func (e *RemoteError) Is(target error) bool {
+	switch e.Code {
+	case messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL:
+		return target == ErrUnknownProtocol
+	case messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD:
+		return target == ErrBadPayload
+	default:
+		return target == ErrRemote
+	}
+}

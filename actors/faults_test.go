@@ -1,0 +1,278 @@
+package actors_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+// expectClosedByPeer reads from c until the other end closes it, failing after timeout.
+func expectClosedByPeer(t *testing.T, c net.Conn, timeout time.Duration) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the node did not close the connection within %v", timeout)
+	}
+}
+
+// assertServes checks that node b still answers requests from a fresh node.
+func assertServes(t *testing.T, b *actors.Node) {
+	t.Helper()
+	c := testkit.NewNetwork(t, 1).Nodes[0]
+	if err := c.Connect(ctxTimeout(t, 5*time.Second), b.Addr(), false); err != nil {
+		t.Fatalf("node stopped accepting peers: %v", err)
+	}
+	reply, err := c.Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String("ok"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ko" {
+		t.Fatalf("node stopped serving other peers: %v %v", reply, err)
+	}
+}
+
+func TestHandshakeRefusals(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.HandshakeTimeout = 300 * time.Millisecond
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "echo/1", echo())
+
+	t.Run("wrong expected id", func(t *testing.T) {
+		other, _ := session.GenerateIdentity()
+		err := a.Connect(ctxTimeout(t, 5*time.Second), session.PeerAddr{ID: other.NodeID(), Addr: b.Addr().Addr}, false)
+		if !errors.Is(err, session.ErrWrongPeer) {
+			t.Fatalf("got %v, want ErrWrongPeer", err)
+		}
+		if a.Connected(b.ID()) || a.Connected(other.NodeID()) {
+			t.Fatal("a connection survived a failed identity check")
+		}
+	})
+	t.Run("other network", func(t *testing.T) {
+		c := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.NetworkID = "elsewhere" })).Nodes[0]
+		err := c.Connect(ctxTimeout(t, 5*time.Second), b.Addr(), false)
+		if !errors.Is(err, session.ErrNetworkMismatch) {
+			t.Fatalf("got %v, want ErrNetworkMismatch", err)
+		}
+	})
+	t.Run("garbage bytes", func(t *testing.T) {
+		raw, err := net.Dial("tcp", b.Addr().Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		_, _ = raw.Write(bytes.Repeat([]byte("GET / HTTP/1.1\r\n"), 50))
+		expectClosedByPeer(t, raw, 5*time.Second)
+	})
+	t.Run("stalls mid-handshake", func(t *testing.T) {
+		raw, err := net.Dial("tcp", b.Addr().Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		_, _ = raw.Write([]byte{0, 32}) // announces a first handshake message that never comes
+		expectClosedByPeer(t, raw, 5*time.Second)
+	})
+	assertServes(t, b)
+}
+
+func TestOversizedMessageClosesOnlyThatConnection(t *testing.T) {
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		if i == 1 {
+			cfg.MaxMessageSize = 64 << 10
+		} else {
+			cfg.MaxMessageSize = 4 << 20
+		}
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	got := make(chan *actors.Inbound, 16)
+	register(t, b, "sink/1", collector(got))
+	register(t, b, "echo/1", echo())
+	nw.Connect(0, 1)
+	nw.Connect(2, 1)
+	events := watchEvents(t, a)
+
+	big := wrapperspb.Bytes(make([]byte, 200<<10))
+	if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), "sink/1", big); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool {
+		r, ok := events.disconnectReason()
+		return ok && r == messages.DisconnectReason_DISCONNECT_REASON_MESSAGE_TOO_LARGE
+	}, "a disconnected with MESSAGE_TOO_LARGE")
+	select {
+	case in := <-got:
+		t.Fatalf("the oversized message was delivered (%d bytes)", len(in.Payload.(*wrapperspb.BytesValue).GetValue()))
+	default:
+	}
+	// b's other peer is unaffected.
+	reply, err := nw.Nodes[2].Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String("ab"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ba" {
+		t.Fatalf("other peer affected: %v %v", reply, err)
+	}
+}
+
+func TestKilledConnectionIsRedialed(t *testing.T) {
+	ft := testkit.NewFaultyTransport()
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		if i == 0 {
+			cfg.Transport = ft
+			cfg.RedialBase = 20 * time.Millisecond
+			cfg.RedialMax = 200 * time.Millisecond
+		}
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	got := make(chan *actors.Inbound, 16)
+	register(t, b, "sink/1", collector(got))
+	nw.Connect(0, 1)
+	events := watchEvents(t, a)
+
+	for round := 0; round < 3; round++ {
+		if ft.KillAll() == 0 {
+			t.Fatal("no connection to kill")
+		}
+		testkit.WaitFor(t, 5*time.Second, func() bool { _, ok := events.disconnectReason(); return ok }, "a sees the disconnect")
+		testkit.WaitFor(t, 10*time.Second, func() bool { return a.Connected(b.ID()) && b.Connected(a.ID()) }, "redial after kill %d", round)
+		if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), "sink/1", wrapperspb.Int32(int32(round))); err != nil {
+			t.Fatalf("send after redial: %v", err)
+		}
+		select {
+		case in := <-got:
+			if in.Payload.(*wrapperspb.Int32Value).GetValue() != int32(round) {
+				t.Fatalf("wrong message after redial")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no message after redial")
+		}
+		events.mu.Lock()
+		events.events = nil
+		events.mu.Unlock()
+	}
+}
+
+func TestRedialBackoffStaysUnderCap(t *testing.T) {
+	ft := testkit.NewFaultyTransport()
+	const capDelay = 80 * time.Millisecond
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		if i == 0 {
+			cfg.Transport = ft
+			cfg.RedialBase = 5 * time.Millisecond
+			cfg.RedialMax = capDelay
+		}
+	}))
+	b := nw.Nodes[1]
+	nw.Connect(0, 1)
+
+	var mu sync.Mutex
+	var times []time.Time
+	refused := errors.New("refused by test")
+	ft.FailDials(func(string) error {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+		return refused
+	})
+	_ = b.Close()
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(times) >= 12
+	}, "a keeps redialing a wanted peer")
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(times); i++ {
+		// Full jitter keeps every delay below the cap; allow for scheduling and the failed dial itself.
+		if gap := times[i].Sub(times[i-1]); gap > capDelay+150*time.Millisecond {
+			t.Fatalf("redial gap %d is %v, beyond the %v cap", i, gap, capDelay)
+		}
+	}
+}
+
+func TestSimultaneousDialsEndInOneConnection(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		nw := testkit.NewNetwork(t, 2)
+		a, b := nw.Nodes[0], nw.Nodes[1]
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		wg.Add(2)
+		go func() { defer wg.Done(); errs[0] = a.Connect(ctxTimeout(t, 5*time.Second), b.Addr(), true) }()
+		go func() { defer wg.Done(); errs[1] = b.Connect(ctxTimeout(t, 5*time.Second), a.Addr(), true) }()
+		wg.Wait()
+		testkit.WaitFor(t, 5*time.Second, func() bool {
+			pa, pb := a.Peers(), b.Peers()
+			return len(pa) == 1 && len(pb) == 1 && pa[0].Outbound != pb[0].Outbound && pa[0].RemoteAddr != "" &&
+				pa[0].RemoteAddr == localOf(pb[0])
+		}, "exactly one shared connection (round %d, connect errors %v)", round, errs)
+		nw.Close()
+	}
+}
+
+func localOf(p actors.PeerInfo) string { return p.LocalAddr }
+
+func TestSlowReaderDoesNotSlowOtherPeers(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.SendQueueBytes = 1 << 20
+		cfg.WriteTimeout = 2 * time.Second
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "echo/1", echo())
+	nw.Connect(0, 1)
+	events := watchEvents(t, a)
+
+	// A peer that completes the handshake and then never reads.
+	stuck, _ := session.GenerateIdentity()
+	raw, err := net.Dial("tcp", a.Addr().Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{Identity: stuck, NetworkID: "actormesh"}, true, a.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	testkit.WaitFor(t, 5*time.Second, func() bool { return a.Connected(stuck.NodeID()) }, "stuck peer connected")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	floodErr := make(chan error, 1)
+	go func() {
+		payload := wrapperspb.Bytes(make([]byte, 16<<10))
+		for ctx.Err() == nil {
+			if err := a.Send(ctx, stuck.NodeID(), "any/1", payload); err != nil {
+				floodErr <- err
+				return
+			}
+		}
+		floodErr <- ctx.Err()
+	}()
+	for i := 0; i < 200; i++ {
+		reply, err := a.Request(ctxTimeout(t, 2*time.Second), b.ID(), "echo/1", wrapperspb.String("ab"))
+		if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ba" {
+			t.Fatalf("request %d to the healthy peer while another is stuck: %v", i, err)
+		}
+	}
+	select {
+	case err := <-floodErr:
+		if !errors.Is(err, actors.ErrSlowPeer) && !errors.Is(err, actors.ErrPeerGone) && !errors.Is(err, actors.ErrUnknownPeer) {
+			t.Fatalf("flooding the stuck peer ended with %v, want ErrSlowPeer", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sending to a peer that never reads did not fail")
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		r, ok := events.disconnectReason()
+		return ok && r == messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER
+	}, "the stuck peer disconnected as SLOW_PEER")
+}

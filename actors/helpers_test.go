@@ -1,0 +1,87 @@
+package actors_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
+)
+
+// collector is a protocol actor that forwards every inbound message to a channel.
+func collector(ch chan<- *actors.Inbound) *actor.Props {
+	return actor.PropsFromFunc(func(ctx actor.Context) {
+		if in, ok := ctx.Message().(*actors.Inbound); ok {
+			ch <- in
+		}
+	})
+}
+
+// echo is a protocol actor that answers a StringValue request with the string upper-cased... reversed, to prove
+// the reply is computed remotely.
+func echo() *actor.Props {
+	return actor.PropsFromFunc(func(ctx actor.Context) {
+		in, ok := ctx.Message().(*actors.Inbound)
+		if !ok || !in.IsRequest() {
+			return
+		}
+		s := in.Payload.(*wrapperspb.StringValue).GetValue()
+		r := []rune(s)
+		for i, j := 0, len(r)-1; i < j; i, j = i+1, j-1 {
+			r[i], r[j] = r[j], r[i]
+		}
+		_ = in.Reply(wrapperspb.String(string(r)))
+	})
+}
+
+func register(t testing.TB, n *actors.Node, protocol string, props *actor.Props) {
+	t.Helper()
+	if _, err := n.Register(protocol, props); err != nil {
+		t.Fatalf("register %s: %v", protocol, err)
+	}
+}
+
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventLog records a node's peer events.
+type eventLog struct {
+	mu     sync.Mutex
+	events []proto.Message
+}
+
+func watchEvents(t testing.TB, n *actors.Node) *eventLog {
+	t.Helper()
+	l := &eventLog{}
+	unsub, err := n.SubscribeEvents(func(m proto.Message) {
+		l.mu.Lock()
+		l.events = append(l.events, m)
+		l.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unsub)
+	return l
+}
+
+// disconnectReason returns the reason of the first disconnect recorded, if any.
+func (l *eventLog) disconnectReason() (messages.DisconnectReason, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.events {
+		if d, ok := e.(*messages.PeerDisconnected); ok {
+			return d.Reason, true
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,288 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// Inbound is what a protocol actor receives for each message a peer sent to its protocol: the typed payload and
+// who sent it. A request must be answered with Reply or ReplyError (or the requester times out).
+type Inbound struct {
+	// From is the sender's NodeID, authenticated by the handshake.
+	From session.NodeID
+	// Protocol is the protocol id the message was sent to.
+	Protocol string
+	// Payload is the decoded message; its Go type is the one the sender used.
+	Payload proto.Message
+	// ReceivedAt is when the connection read the message.
+	ReceivedAt time.Time
+
+	requestID uint64
+	pc        *peerConn
+	node      *Node
+	released  bool
+}
+
+// IsRequest tells whether the sender waits for a reply.
+func (m *Inbound) IsRequest() bool { return m.requestID != 0 }
+
+// Reply answers a request with msg. It never blocks: the reply is queued on the sender's connection.
+func (m *Inbound) Reply(msg proto.Message) error {
+	if !m.IsRequest() {
+		return ErrNotRequest
+	}
+	payload, err := anypb.New(msg)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadPayload, err)
+	}
+	return m.node.sendDirect(m.pc, &messages.Direct{
+		Protocol: m.Protocol, Kind: messages.DirectKind_DIRECT_KIND_RESPONSE, RequestId: m.requestID, Payload: payload,
+	})
+}
+
+// ReplyError answers a request with an application error; the requester gets a *RemoteError matching ErrRemote.
+func (m *Inbound) ReplyError(replyErr error) error {
+	if !m.IsRequest() {
+		return ErrNotRequest
+	}
+	return m.node.sendDirect(m.pc, errorReply(m.Protocol, m.requestID, messages.ErrorCode_ERROR_CODE_APPLICATION, replyErr.Error()))
+}
+
+func (m *Inbound) release() {
+	if !m.released {
+		m.released = true
+		m.pc.release()
+	}
+}
+
+func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg string) *messages.Direct {
+	return &messages.Direct{
+		Protocol: protocol, Kind: messages.DirectKind_DIRECT_KIND_ERROR, RequestId: requestID,
+		Error: &messages.RemoteError{Code: code, Message: msg},
+	}
+}
+
+// Send delivers msg to the protocol actor registered for protocol on peer. It returns once the message is queued
+// on the peer's connection, dialing the peer first when it is not connected and its address is known.
+func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) error {
+	pc, err := n.connFor(ctx, peer)
+	if err != nil {
+		return err
+	}
+	payload, err := anypb.New(msg)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadPayload, err)
+	}
+	return n.sendDirect(pc, &messages.Direct{Protocol: protocol, Kind: messages.DirectKind_DIRECT_KIND_ONEWAY, Payload: payload})
+}
+
+// Request sends msg to protocol on peer and waits for the typed reply. Without a deadline on ctx,
+// Config.RequestTimeout applies. Errors: ErrRequestTimeout, ErrPeerGone, ErrUnknownProtocol, ErrRemote
+// (a *RemoteError), ErrUnknownPeer, ErrSlowPeer, ErrClosed.
+func (n *Node) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
+	ctx, cancel := n.withRequestTimeout(ctx)
+	defer cancel()
+	pc, err := n.connFor(ctx, peer)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := anypb.New(msg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
+	}
+	id, ch := n.requests.add(pc)
+	defer n.requests.remove(id)
+	if err := n.sendDirect(pc, &messages.Direct{Protocol: protocol, Kind: messages.DirectKind_DIRECT_KIND_REQUEST, RequestId: id, Payload: payload}); err != nil {
+		return nil, err
+	}
+	return n.await(ctx, ch, fmt.Sprintf("request %s to %s", protocol, peer.Short()))
+}
+
+// Ping sends a ping to a connected (or dialable) peer and returns the round-trip time.
+func (n *Node) Ping(ctx context.Context, peer session.NodeID) (time.Duration, error) {
+	ctx, cancel := n.withRequestTimeout(ctx)
+	defer cancel()
+	pc, err := n.connFor(ctx, peer)
+	if err != nil {
+		return 0, err
+	}
+	id, ch := n.requests.add(pc)
+	defer n.requests.remove(id)
+	b, err := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: id}}})
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := pc.send(b); err != nil {
+		return 0, err
+	}
+	if _, err := n.await(ctx, ch, "ping "+peer.Short()); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func (n *Node) withRequestTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
+}
+
+func (n *Node) await(ctx context.Context, ch <-chan requestResult, what string) (proto.Message, error) {
+	select {
+	case r := <-ch:
+		return r.msg, r.err
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%s: %w: %w", what, ErrRequestTimeout, ctx.Err())
+		}
+		return nil, fmt.Errorf("%s: %w", what, ctx.Err())
+	case <-n.closed:
+		return nil, ErrClosed
+	}
+}
+
+func (n *Node) sendDirect(pc *peerConn, d *messages.Direct) error {
+	b, err := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: d}})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadPayload, err)
+	}
+	if len(b) > n.cfg.MaxMessageSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(b), n.cfg.MaxMessageSize)
+	}
+	return pc.send(b)
+}
+
+// onDirect implements connHandler: it runs on the connection's reader goroutine.
+func (n *Node) onDirect(pc *peerConn, d *messages.Direct) error {
+	switch d.Kind {
+	case messages.DirectKind_DIRECT_KIND_RESPONSE, messages.DirectKind_DIRECT_KIND_ERROR:
+		n.requests.complete(pc, d)
+		return nil
+	}
+	isRequest := d.Kind == messages.DirectKind_DIRECT_KIND_REQUEST
+	fail := func(code messages.ErrorCode, msg string) error {
+		n.log.Debug().Str("peer", pc.id.Short()).Str("protocol", d.Protocol).Str("code", code.String()).Msg(msg)
+		if isRequest {
+			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(d.Protocol, d.RequestId, code, msg)}})
+		}
+		return nil
+	}
+	pid := n.protocols.get(d.Protocol)
+	if pid == nil {
+		return fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("no protocol %q on this node", d.Protocol))
+	}
+	if d.Payload == nil {
+		return fail(messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, "message without payload")
+	}
+	payload, err := d.Payload.UnmarshalNew()
+	if err != nil {
+		return fail(messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, "cannot decode payload: "+err.Error())
+	}
+	if !pc.acquire() {
+		return nil
+	}
+	var reqID uint64
+	if isRequest {
+		reqID = d.RequestId
+	}
+	n.system.Root.Send(pid, &Inbound{
+		From: pc.id, Protocol: d.Protocol, Payload: payload, ReceivedAt: time.Now(),
+		requestID: reqID, pc: pc, node: n,
+	})
+	return nil
+}
+
+// onPong implements connHandler.
+func (n *Node) onPong(pc *peerConn, nonce uint64) {
+	n.requests.completePong(pc, nonce)
+}
+
+type requestResult struct {
+	msg proto.Message
+	err error
+}
+
+type pendingRequest struct {
+	pc *peerConn
+	ch chan requestResult
+}
+
+// requestTable tracks requests and pings awaiting a reply. Entries are removed by the waiter; replies from a peer
+// other than the one asked are ignored.
+type requestTable struct {
+	mu   sync.Mutex
+	next uint64
+	m    map[uint64]*pendingRequest
+}
+
+func newRequestTable() *requestTable { return &requestTable{m: make(map[uint64]*pendingRequest)} }
+
+func (t *requestTable) add(pc *peerConn) (uint64, <-chan requestResult) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.next++
+	ch := make(chan requestResult, 1)
+	t.m[t.next] = &pendingRequest{pc: pc, ch: ch}
+	return t.next, ch
+}
+
+func (t *requestTable) remove(id uint64) {
+	t.mu.Lock()
+	delete(t.m, id)
+	t.mu.Unlock()
+}
+
+func (t *requestTable) resolve(pc *peerConn, id uint64, r requestResult) {
+	t.mu.Lock()
+	p, ok := t.m[id]
+	if ok && p.pc.id == pc.id {
+		delete(t.m, id)
+	} else {
+		ok = false
+	}
+	t.mu.Unlock()
+	if ok {
+		p.ch <- r
+	}
+}
+
+func (t *requestTable) complete(pc *peerConn, d *messages.Direct) {
+	var r requestResult
+	if d.Kind == messages.DirectKind_DIRECT_KIND_ERROR {
+		r.err = &RemoteError{Peer: pc.id.Short(), Protocol: d.Protocol, Code: d.GetError().GetCode(), Message: d.GetError().GetMessage()}
+	} else if d.Payload == nil {
+		r.err = fmt.Errorf("%w: reply without payload", ErrBadPayload)
+	} else if r.msg, r.err = d.Payload.UnmarshalNew(); r.err != nil {
+		r.err = fmt.Errorf("%w: cannot decode reply: %w", ErrBadPayload, r.err)
+	}
+	t.resolve(pc, d.RequestId, r)
+}
+
+func (t *requestTable) completePong(pc *peerConn, nonce uint64) { t.resolve(pc, nonce, requestResult{}) }
+
+// failConn fails every request waiting on the given connection.
+func (t *requestTable) failConn(pc *peerConn, err error) {
+	t.mu.Lock()
+	var failed []*pendingRequest
+	for id, p := range t.m {
+		if p.pc == pc {
+			failed = append(failed, p)
+			delete(t.m, id)
+		}
+	}
+	t.mu.Unlock()
+	for _, p := range failed {
+		p.ch <- requestResult{err: err}
+	}
+}

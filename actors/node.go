@@ -1,0 +1,405 @@
+// Package actors is the actormesh node: its supervision tree of actors (listener, peer manager with one actor per
+// connection, protocol supervisor) and the public embedding API (NewNode, Start, Register, Send, Request, Close).
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// Node is one actormesh peer embedded in a process. Create it with NewNode, then Start it; Close stops every actor
+// and goroutine it owns. All methods are safe for concurrent use.
+type Node struct {
+	cfg      Config
+	identity *session.Identity
+	log      zerolog.Logger
+	system   *actor.ActorSystem
+
+	peers     *peerSet
+	addrs     *addressBook
+	protocols *protocolRegistry
+	requests  *requestTable
+
+	mu        sync.Mutex
+	started   bool
+	guardian  *actor.PID
+	peerMgr   *actor.PID
+	protoSup  *actor.PID
+	listener  net.Listener
+	advertise string
+
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// NewNode validates cfg and builds a node; nothing runs until Start.
+func NewNode(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Identity == nil {
+		id, err := session.GenerateIdentity()
+		if err != nil {
+			return nil, fmt.Errorf("generate identity: %w", err)
+		}
+		cfg.Identity = id
+	}
+	n := &Node{
+		cfg:       cfg,
+		identity:  cfg.Identity,
+		peers:     &peerSet{m: make(map[session.NodeID]*peerConn)},
+		addrs:     newAddressBook(addressBookSize),
+		protocols: &protocolRegistry{m: make(map[string]*actor.PID)},
+		requests:  newRequestTable(),
+		closed:    make(chan struct{}),
+	}
+	n.log = cfg.Logger.With().Str("node", n.identity.NodeID().Short()).Logger()
+	for _, p := range cfg.Peers {
+		n.addrs.put(p.ID, p.Addr)
+	}
+	return n, nil
+}
+
+// ID returns the node's NodeID (its ed25519 public key).
+func (n *Node) ID() session.NodeID { return n.identity.NodeID() }
+
+// Start opens the listener and spawns the actor tree, then dials Config.Peers in the background.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	select {
+	case <-n.closed:
+		return ErrClosed
+	default:
+	}
+	if n.started {
+		return errors.New("node already started")
+	}
+	if n.cfg.ListenAddr != "" {
+		ln, err := n.cfg.Transport.Listen(n.cfg.ListenAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", n.cfg.ListenAddr, err)
+		}
+		n.listener = ln
+		n.advertise = advertiseAddr(n.cfg.AdvertiseAddr, ln.Addr())
+	}
+	slogger := slog.New(zerolog.NewSlogHandler(n.log.With().Str("lib", "protoactor").Logger()))
+	n.system = actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slogger }),
+		actor.WithDeadLetterThrottleInterval(100*time.Millisecond),
+		actor.WithDeadLetterRequestLogging(false),
+	)
+	ready := make(chan guardianReady, 1)
+	pid, err := n.system.Root.SpawnNamed(n.guardianProps(ready), "node")
+	if err != nil {
+		n.closeListener()
+		return fmt.Errorf("spawn node guardian: %w", err)
+	}
+	select {
+	case r := <-ready:
+		n.guardian, n.peerMgr, n.protoSup = pid, r.peers, r.protocols
+	case <-ctx.Done():
+		n.system.Root.StopFuture(pid).Wait()
+		n.closeListener()
+		return fmt.Errorf("start node: %w", ctx.Err())
+	}
+	n.started = true
+	n.log.Info().Str("addr", n.addrString()).Msg("node started")
+	return nil
+}
+
+func (n *Node) closeListener() {
+	if n.listener != nil {
+		_ = n.listener.Close()
+	}
+}
+
+// Close stops the actor tree (connections are closed with reason SHUTDOWN after flushing their queues), waits for
+// every goroutine of the node to exit and fails pending requests with ErrClosed. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		close(n.closed)
+		started, guardian := n.started, n.guardian
+		n.mu.Unlock()
+		if !started {
+			n.closeListener()
+			return
+		}
+		// Not holding n.mu: protocol actors being stopped may still call into the node.
+		if err := n.system.Root.StopFuture(guardian).Wait(); err != nil {
+			n.log.Warn().Err(err).Msg("stopping the actor tree")
+		}
+		n.system.Shutdown()
+		n.log.Info().Msg("node closed")
+	})
+	return nil
+}
+
+// Addr returns the node's address in the one text form, <id>@host:port. Before Start, or for a node that does not
+// listen, Addr has an empty host:port.
+func (n *Node) Addr() session.PeerAddr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return session.PeerAddr{ID: n.ID(), Addr: n.advertise}
+}
+
+func (n *Node) addrString() string {
+	return session.PeerAddr{ID: n.ID(), Addr: n.advertise}.String()
+}
+
+func advertiseAddr(configured string, listen net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	host, port, err := net.SplitHostPort(listen.String())
+	if err != nil {
+		return listen.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// PeerInfo describes one live connection.
+type PeerInfo struct {
+	// ID is the peer's NodeID.
+	ID session.NodeID
+	// RemoteAddr is the address of the connection's other end.
+	RemoteAddr string
+	// LocalAddr is this end's address of the connection.
+	LocalAddr string
+	// ListenAddrs are the addresses the peer declared in its handshake.
+	ListenAddrs []string
+	// Outbound is true when this node dialed.
+	Outbound bool
+	// RTT is the last keepalive round-trip time (0 before the first pong).
+	RTT time.Duration
+	// ConnectedAt is when the connection was established.
+	ConnectedAt time.Time
+	// QueuedBytes is what waits in the peer's outbound queue.
+	QueuedBytes int
+}
+
+// Peers lists the live connections, sorted by NodeID.
+func (n *Node) Peers() []PeerInfo {
+	conns := n.peers.all()
+	out := make([]PeerInfo, 0, len(conns))
+	for _, pc := range conns {
+		out = append(out, PeerInfo{
+			ID: pc.id, RemoteAddr: pc.sc.RemoteAddr().String(), LocalAddr: pc.sc.LocalAddr().String(), ListenAddrs: pc.sc.Peer().ListenAddrs,
+			Outbound: pc.outbound, RTT: pc.rtt(), ConnectedAt: pc.connectedAt, QueuedBytes: pc.q.len(),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i].ID[:]) < string(out[j].ID[:]) })
+	return out
+}
+
+// Connected tells whether a connection to peer is live.
+func (n *Node) Connected(peer session.NodeID) bool { return n.peers.get(peer) != nil }
+
+// Connect dials addr (unless connected) and waits until the connection is up or ctx ends. With keep set, the peer
+// manager keeps the peer connected, redialing with backoff after failures.
+func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
+	pid, err := n.peerManager()
+	if err != nil {
+		return err
+	}
+	if addr.ID == n.ID() {
+		return ErrSelf
+	}
+	n.addrs.put(addr.ID, addr.Addr)
+	reply := make(chan error, 1)
+	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, reply: reply})
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("connect %s: %w", addr.ID.Short(), ctx.Err())
+	case <-n.closed:
+		return ErrClosed
+	}
+}
+
+// Disconnect closes the connection to peer with reason REQUESTED and stops redialing it.
+func (n *Node) Disconnect(peer session.NodeID) error {
+	pid, err := n.peerManager()
+	if err != nil {
+		return err
+	}
+	n.system.Root.Send(pid, &disconnectRequest{id: peer})
+	return nil
+}
+
+func (n *Node) peerManager() (*actor.PID, error) {
+	select {
+	case <-n.closed:
+		return nil, ErrClosed
+	default:
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started {
+		return nil, ErrNotStarted
+	}
+	return n.peerMgr, nil
+}
+
+// connFor returns the live connection to peer, dialing its known address when there is none.
+func (n *Node) connFor(ctx context.Context, peer session.NodeID) (*peerConn, error) {
+	if pc := n.peers.get(peer); pc != nil {
+		return pc, nil
+	}
+	if peer == n.ID() {
+		return nil, ErrSelf
+	}
+	addr, ok := n.addrs.get(peer)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownPeer, peer.Short())
+	}
+	if err := n.Connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false); err != nil {
+		return nil, err
+	}
+	if pc := n.peers.get(peer); pc != nil {
+		return pc, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrPeerGone, peer.Short())
+}
+
+// Register spawns a protocol actor from props under the protocol supervisor and routes every message peers send to
+// protocol to it as an *Inbound. A panicking protocol actor is restarted (Config.ProtocolRestarts), then stopped.
+func (n *Node) Register(protocol string, props *actor.Props) (*actor.PID, error) {
+	if protocol == "" {
+		return nil, errors.New("register: empty protocol id")
+	}
+	n.mu.Lock()
+	sup, started := n.protoSup, n.started
+	n.mu.Unlock()
+	if !started {
+		return nil, ErrNotStarted
+	}
+	reply := make(chan registerResult, 1)
+	n.system.Root.Send(sup, &registerProtocol{protocol: protocol, props: props, reply: reply})
+	select {
+	case r := <-reply:
+		return r.pid, r.err
+	case <-n.closed:
+		return nil, ErrClosed
+	}
+}
+
+// ActorSystem exposes the protoactor system the node runs on, for spawning helper actors next to protocol actors.
+func (n *Node) ActorSystem() *actor.ActorSystem { return n.system }
+
+// peerSet is the read-mostly view of live connections, written by the peer manager and read by API callers.
+type peerSet struct {
+	mu sync.RWMutex
+	m  map[session.NodeID]*peerConn
+}
+
+func (s *peerSet) get(id session.NodeID) *peerConn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m[id]
+}
+
+func (s *peerSet) set(pc *peerConn) {
+	s.mu.Lock()
+	s.m[pc.id] = pc
+	s.mu.Unlock()
+}
+
+// remove deletes pc if it is still the registered connection of its peer.
+func (s *peerSet) remove(pc *peerConn) {
+	s.mu.Lock()
+	if s.m[pc.id] == pc {
+		delete(s.m, pc.id)
+	}
+	s.mu.Unlock()
+}
+
+func (s *peerSet) all() []*peerConn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*peerConn, 0, len(s.m))
+	for _, pc := range s.m {
+		out = append(out, pc)
+	}
+	return out
+}
+
+// addressBookSize bounds the addresses a node remembers.
+const addressBookSize = 4096
+
+// addressBook remembers the last known dialable address of peers, bounded; when full, new entries are dropped.
+type addressBook struct {
+	mu  sync.Mutex
+	max int
+	m   map[session.NodeID]string
+}
+
+func newAddressBook(max int) *addressBook {
+	return &addressBook{max: max, m: make(map[session.NodeID]string)}
+}
+
+func (b *addressBook) put(id session.NodeID, addr string) {
+	if addr == "" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.m[id]; ok || len(b.m) < b.max {
+		b.m[id] = addr
+	}
+}
+
+func (b *addressBook) get(id session.NodeID) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a, ok := b.m[id]
+	return a, ok
+}
+
+// protocolRegistry maps protocol ids to protocol actors; read by connection readers.
+type protocolRegistry struct {
+	mu sync.RWMutex
+	m  map[string]*actor.PID
+}
+
+func (r *protocolRegistry) get(p string) *actor.PID {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.m[p]
+}
+
+// claim registers pid for p unless p is taken.
+func (r *protocolRegistry) claim(p string, pid *actor.PID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.m[p]; ok {
+		return false
+	}
+	r.m[p] = pid
+	return true
+}
+
+func (r *protocolRegistry) drop(p string, pid *actor.PID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.m[p]; ok && cur.Equal(pid) {
+		delete(r.m, p)
+	}
+}
+

@@ -1,0 +1,294 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// closeFlushTimeout bounds the final writes (queued data on a graceful close, then the Disconnect notice).
+const closeFlushTimeout = time.Second
+
+// connHandler receives what a connection's reader decodes. It is implemented by the Node.
+type connHandler interface {
+	// onDirect handles a direct message; an error closes the connection as a protocol violation.
+	onDirect(pc *peerConn, d *messages.Direct) error
+	// onPong handles a pong that answers an API ping.
+	onPong(pc *peerConn, nonce uint64)
+}
+
+// peerConn is one authenticated connection: a bounded outbound queue drained by a writer goroutine and a reader
+// goroutine that decodes envelopes and hands them to the handler. Its goroutines are owned by the connection actor,
+// which starts them and waits for them when it stops. Other goroutines use it only through send and shutdown.
+type peerConn struct {
+	id       session.NodeID
+	connID   uint64
+	outbound bool
+	sc       *session.Conn
+	cfg      *Config
+	log      zerolog.Logger
+	handler  connHandler
+	q        *sendQueue
+	credits  chan struct{}
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	reason    messages.DisconnectReason // written once before closing is closed
+	detail    string
+	byRemote  bool
+	done      chan struct{}
+	running   atomic.Int32
+
+	rttNanos    atomic.Int64
+	kaNonce     atomic.Uint64
+	kaSent      atomic.Int64
+	connectedAt time.Time
+}
+
+func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, h connHandler, log zerolog.Logger) *peerConn {
+	return &peerConn{
+		id:          sc.RemoteID(),
+		connID:      connID,
+		outbound:    outbound,
+		sc:          sc,
+		cfg:         cfg,
+		log:         log,
+		handler:     h,
+		q:           newSendQueue(cfg.SendQueueBytes),
+		credits:     make(chan struct{}, cfg.InboundPending),
+		closing:     make(chan struct{}),
+		done:        make(chan struct{}),
+		connectedAt: time.Now(),
+	}
+}
+
+// start launches the reader and writer; onDone runs once both have exited and the socket is closed.
+func (pc *peerConn) start(onDone func()) {
+	pc.running.Store(2)
+	exit := func() {
+		if pc.running.Add(-1) == 0 {
+			close(pc.done)
+			onDone()
+		}
+	}
+	go func() { defer exit(); pc.readLoop() }()
+	go func() { defer exit(); pc.writeLoop() }()
+}
+
+// shutdown starts closing the connection with a reason; only the first reason counts.
+func (pc *peerConn) shutdown(reason messages.DisconnectReason, detail string) {
+	pc.closeOnce.Do(func() {
+		pc.reason, pc.detail = reason, detail
+		close(pc.closing)
+	})
+}
+
+func (pc *peerConn) remoteShutdown(reason messages.DisconnectReason, detail string) {
+	pc.closeOnce.Do(func() {
+		pc.reason, pc.detail, pc.byRemote = reason, detail, true
+		close(pc.closing)
+	})
+}
+
+// send queues an encoded envelope. A full queue disconnects the peer as too slow.
+func (pc *peerConn) send(b []byte) error {
+	switch err := pc.q.push(b, false); {
+	case err == nil:
+		return nil
+	case errors.Is(err, errQueueFull):
+		pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER, "outbound queue full")
+		return ErrSlowPeer
+	default:
+		return ErrPeerGone
+	}
+}
+
+// sendControl queues a control envelope (pong, error reply); it may use the control allowance.
+func (pc *peerConn) sendControl(env *messages.Envelope) {
+	b, err := proto.Marshal(env)
+	if err != nil {
+		return
+	}
+	if err := pc.q.push(b, true); errors.Is(err, errQueueFull) {
+		pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER, "outbound queue full")
+	}
+}
+
+// acquire takes an inbound credit; it blocks (only this connection's reader) while protocol actors are behind.
+func (pc *peerConn) acquire() bool {
+	select {
+	case pc.credits <- struct{}{}:
+		return true
+	case <-pc.closing:
+		return false
+	}
+}
+
+func (pc *peerConn) release() { <-pc.credits }
+
+// rtt returns the last keepalive round-trip time, or 0 before the first pong.
+func (pc *peerConn) rtt() time.Duration { return time.Duration(pc.rttNanos.Load()) }
+
+func (pc *peerConn) readLoop() {
+	var lastDeadline time.Time
+	for {
+		if now := time.Now(); now.Sub(lastDeadline) > time.Second {
+			_ = pc.sc.SetReadDeadline(now.Add(pc.cfg.IdleTimeout))
+			lastDeadline = now
+		}
+		b, err := pc.sc.ReadMessage()
+		if err != nil {
+			pc.shutdown(classifyReadError(err))
+			return
+		}
+		env, err := decodeEnvelope(b)
+		if err != nil {
+			pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR, err.Error())
+			return
+		}
+		switch body := env.Body.(type) {
+		case *messages.Envelope_Direct:
+			if err := pc.handler.onDirect(pc, body.Direct); err != nil {
+				pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR, err.Error())
+				return
+			}
+		case *messages.Envelope_Ping:
+			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Pong{Pong: &messages.Pong{Nonce: body.Ping.GetNonce()}}})
+		case *messages.Envelope_Pong:
+			nonce := body.Pong.GetNonce()
+			if nonce != 0 && nonce == pc.kaNonce.Load() {
+				pc.rttNanos.Store(time.Now().UnixNano() - pc.kaSent.Load())
+			} else {
+				pc.handler.onPong(pc, nonce)
+			}
+		case *messages.Envelope_Disconnect:
+			pc.remoteShutdown(body.Disconnect.GetReason(), body.Disconnect.GetDetail())
+			return
+		}
+		select {
+		case <-pc.closing:
+			return
+		default:
+		}
+	}
+}
+
+// decodeEnvelope parses one envelope read from a peer and checks what the reader relies on: a known, non-empty body
+// and, for direct messages, a known kind and a request id where one is needed.
+func decodeEnvelope(b []byte) (*messages.Envelope, error) {
+	env := &messages.Envelope{}
+	if err := proto.Unmarshal(b, env); err != nil {
+		return nil, fmt.Errorf("malformed envelope: %w", err)
+	}
+	switch body := env.Body.(type) {
+	case *messages.Envelope_Direct:
+		d := body.Direct
+		if d == nil {
+			return nil, errors.New("empty direct message")
+		}
+		switch d.Kind {
+		case messages.DirectKind_DIRECT_KIND_ONEWAY:
+		case messages.DirectKind_DIRECT_KIND_REQUEST, messages.DirectKind_DIRECT_KIND_RESPONSE, messages.DirectKind_DIRECT_KIND_ERROR:
+			if d.RequestId == 0 {
+				return nil, fmt.Errorf("%s without request id", d.Kind)
+			}
+		default:
+			return nil, fmt.Errorf("direct message of unknown kind %d", d.Kind)
+		}
+	case *messages.Envelope_Ping, *messages.Envelope_Pong, *messages.Envelope_Disconnect:
+	default:
+		return nil, errors.New("envelope with unknown or empty body")
+	}
+	return env, nil
+}
+
+func classifyReadError(err error) (messages.DisconnectReason, string) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, session.ErrMessageTooLarge):
+		return messages.DisconnectReason_DISCONNECT_REASON_MESSAGE_TOO_LARGE, err.Error()
+	case errors.Is(err, session.ErrBadFrame):
+		return messages.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR, err.Error()
+	case errors.As(err, &ne) && ne.Timeout():
+		return messages.DisconnectReason_DISCONNECT_REASON_IDLE_TIMEOUT, "nothing received within the idle timeout"
+	default:
+		return messages.DisconnectReason_DISCONNECT_REASON_READ_ERROR, err.Error()
+	}
+}
+
+func (pc *peerConn) writeLoop() {
+	ticker := time.NewTicker(pc.cfg.PingInterval)
+	defer ticker.Stop()
+	var spare [][]byte
+	for {
+		select {
+		case <-pc.q.notify:
+			batch := pc.q.take(spare)
+			if err := pc.write(batch, pc.cfg.WriteTimeout); err != nil {
+				pc.shutdown(classifyWriteError(err))
+				pc.finish(false)
+				return
+			}
+			clear(batch)
+			spare = batch
+		case <-ticker.C:
+			nonce := pc.kaNonce.Add(1)
+			pc.kaSent.Store(time.Now().UnixNano())
+			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: nonce}}})
+		case <-pc.closing:
+			pc.finish(true)
+			return
+		}
+	}
+}
+
+func (pc *peerConn) write(batch [][]byte, timeout time.Duration) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	_ = pc.sc.SetWriteDeadline(time.Now().Add(timeout))
+	return pc.sc.WriteMessages(batch...)
+}
+
+func classifyWriteError(err error) (messages.DisconnectReason, string) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER, "write timed out: peer is not reading"
+	}
+	return messages.DisconnectReason_DISCONNECT_REASON_WRITE_ERROR, err.Error()
+}
+
+// finish flushes what a graceful close allows, tells the peer why, and closes the socket.
+func (pc *peerConn) finish(canWrite bool) {
+	left := pc.q.close()
+	if canWrite && !pc.byRemote {
+		var out [][]byte
+		switch pc.reason {
+		case messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN,
+			messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION:
+			out = left
+		}
+		switch pc.reason {
+		case messages.DisconnectReason_DISCONNECT_REASON_READ_ERROR, messages.DisconnectReason_DISCONNECT_REASON_WRITE_ERROR:
+		default:
+			if b, err := proto.Marshal(disconnectEnvelope(pc.reason, pc.detail)); err == nil {
+				out = append(out, b)
+			}
+		}
+		_ = pc.write(out, closeFlushTimeout)
+	}
+	_ = pc.sc.Close()
+}
+
+func disconnectEnvelope(reason messages.DisconnectReason, detail string) *messages.Envelope {
+	return &messages.Envelope{Body: &messages.Envelope_Disconnect{Disconnect: &messages.Disconnect{Reason: reason, Detail: detail}}}
+}

@@ -1,0 +1,422 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// dialRequest asks the peer manager for a connection to addr; reply gets the outcome.
+type dialRequest struct {
+	addr  session.PeerAddr
+	keep  bool
+	reply chan<- error
+}
+
+// disconnectRequest asks the peer manager to drop a peer and stop redialing it.
+type disconnectRequest struct{ id session.NodeID }
+
+// handshakeDone reports a finished handshake goroutine.
+type handshakeDone struct {
+	raw      net.Conn
+	sc       *session.Conn
+	err      error
+	outbound bool
+	addr     session.PeerAddr // dialed address (outbound only)
+}
+
+// redialDue fires when a wanted peer's backoff delay is over.
+type redialDue struct{ id session.NodeID }
+
+// connDone is sent by a connection's goroutines to its actor when both have exited.
+type connDone struct{}
+
+type connEntry struct {
+	pid *actor.PID
+	pc  *peerConn
+}
+
+// wantedPeer is a peer the node keeps connected.
+type wantedPeer struct {
+	addr    session.PeerAddr
+	backoff *session.Backoff
+	timer   *time.Timer
+}
+
+// peerManager owns the connection actors (one child per live connection), the handshakes in progress and the
+// redial policy for wanted peers. All its state is touched only from Receive; handshakes and dials run in
+// goroutines it owns and report back through its mailbox.
+type peerManager struct {
+	n       *Node
+	self    *actor.PID
+	root    *actor.RootContext
+	conns   map[session.NodeID]*connEntry
+	byActor map[string]*connEntry
+	wanted  map[session.NodeID]*wantedPeer
+	dialing map[session.NodeID][]chan<- error
+	pending int
+	nextID  uint64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// parked holds handshaken connections on their way through the mailbox, so that stopping can close the ones
+	// whose handshakeDone never gets processed.
+	parkedMu sync.Mutex
+	parked   map[*session.Conn]struct{}
+}
+
+func (n *Node) peerManagerProps() *actor.Props {
+	// A connection actor that panics is stopped, never restarted: its socket is gone. The peer manager redials.
+	stopChildren := actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })
+	return actor.PropsFromProducer(func() actor.Actor {
+		ctx, cancel := context.WithCancel(context.Background())
+		return &peerManager{
+			n: n, conns: make(map[session.NodeID]*connEntry), byActor: make(map[string]*connEntry),
+			wanted: make(map[session.NodeID]*wantedPeer), dialing: make(map[session.NodeID][]chan<- error),
+			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}),
+		}
+	}, actor.WithSupervisor(stopChildren))
+}
+
+// Receive implements actor.Actor.
+func (m *peerManager) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		m.self, m.root = ctx.Self(), ctx.ActorSystem().Root
+		for _, p := range m.n.cfg.Peers {
+			m.dial(ctx, &dialRequest{addr: p, keep: true})
+		}
+	case *acceptedConn:
+		m.accept(msg.conn)
+	case *dialRequest:
+		m.dial(ctx, msg)
+	case *handshakeDone:
+		m.handshakeDone(ctx, msg)
+	case *redialDue:
+		if w, ok := m.wanted[msg.id]; ok {
+			w.timer = nil
+			m.dial(ctx, &dialRequest{addr: w.addr, keep: true})
+		}
+	case *disconnectRequest:
+		if w, ok := m.wanted[msg.id]; ok {
+			w.stopTimer()
+			delete(m.wanted, msg.id)
+		}
+		if e, ok := m.conns[msg.id]; ok {
+			e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "disconnect requested")
+		}
+	case *messages.ConnClosed:
+		if e, ok := m.byActor[ctx.Sender().GetId()]; ok {
+			m.connClosed(ctx, e)
+		}
+	case *actor.Terminated:
+		if e, ok := m.byActor[msg.Who.Id]; ok {
+			m.connClosed(ctx, e)
+		}
+	case *actor.Stopping:
+		m.cancel()
+		for _, w := range m.wanted {
+			w.stopTimer()
+		}
+		m.wg.Wait()
+		m.parkedMu.Lock()
+		for sc := range m.parked {
+			_ = sc.Close()
+		}
+		m.parkedMu.Unlock()
+		for _, waiters := range m.dialing {
+			for _, w := range waiters {
+				w <- ErrClosed
+			}
+		}
+		m.dialing = nil
+	}
+}
+
+func (w *wantedPeer) stopTimer() {
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+}
+
+func (m *peerManager) count(outbound bool) int {
+	c := 0
+	for _, e := range m.conns {
+		if e.pc.outbound == outbound {
+			c++
+		}
+	}
+	return c
+}
+
+func (m *peerManager) handshakeConfig() session.HandshakeConfig {
+	var listen []string
+	if m.n.advertise != "" {
+		listen = []string{m.n.advertise}
+	}
+	return session.HandshakeConfig{
+		Identity: m.n.identity, NetworkID: m.n.cfg.NetworkID, ListenAddrs: listen,
+		Timeout: m.n.cfg.HandshakeTimeout, MaxMessageSize: m.n.cfg.MaxMessageSize,
+	}
+}
+
+func (m *peerManager) accept(raw net.Conn) {
+	if m.pending >= m.n.cfg.MaxPendingHandshakes || m.count(false) >= m.n.cfg.MaxInboundPeers {
+		m.n.log.Debug().Str("remote", raw.RemoteAddr().String()).Int("pending", m.pending).Msg("inbound connection refused: no free slot")
+		_ = raw.Close()
+		return
+	}
+	m.pending++
+	m.goHandshake(raw, false, session.PeerAddr{})
+}
+
+// goHandshake runs the handshake in a goroutine owned by the peer manager; stopping cancels it by closing raw.
+func (m *peerManager) goHandshake(raw net.Conn, outbound bool, addr session.PeerAddr) {
+	cfg := m.handshakeConfig()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		stop := context.AfterFunc(m.ctx, func() { _ = raw.Close() })
+		defer stop()
+		sc, err := session.Handshake(m.ctx, raw, cfg, outbound, addr.ID)
+		m.report(&handshakeDone{raw: raw, sc: sc, err: err, outbound: outbound, addr: addr})
+	}()
+}
+
+func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
+	id := req.addr.ID
+	if id == m.n.ID() {
+		reply(req.reply, ErrSelf)
+		return
+	}
+	if req.keep {
+		if _, ok := m.wanted[id]; !ok {
+			m.wanted[id] = &wantedPeer{addr: req.addr, backoff: session.NewBackoff(m.n.cfg.RedialBase, m.n.cfg.RedialMax, m.n.cfg.RedialAttempts, nil)}
+		}
+	}
+	if _, ok := m.conns[id]; ok {
+		reply(req.reply, nil)
+		return
+	}
+	if waiters, ok := m.dialing[id]; ok {
+		if req.reply != nil {
+			m.dialing[id] = append(waiters, req.reply)
+		}
+		return
+	}
+	if m.count(true) >= m.n.cfg.MaxOutboundPeers {
+		err := fmt.Errorf("%w: %d outbound connections", ErrTooManyPeers, m.n.cfg.MaxOutboundPeers)
+		reply(req.reply, err)
+		m.scheduleRedial(id, err)
+		return
+	}
+	var waiters []chan<- error
+	if req.reply != nil {
+		waiters = append(waiters, req.reply)
+	}
+	m.dialing[id] = waiters
+	m.pending++
+	m.goDial(req.addr)
+}
+
+// goDial dials and handshakes in one goroutine owned by the peer manager.
+func (m *peerManager) goDial(addr session.PeerAddr) {
+	transport, timeout, cfg := m.n.cfg.Transport, m.n.cfg.DialTimeout, m.handshakeConfig()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		dctx, cancel := context.WithTimeout(m.ctx, timeout)
+		raw, err := transport.Dial(dctx, addr.Addr)
+		cancel()
+		if err != nil {
+			m.report(&handshakeDone{err: fmt.Errorf("dial %s: %w", addr.Addr, err), outbound: true, addr: addr})
+			return
+		}
+		stop := context.AfterFunc(m.ctx, func() { _ = raw.Close() })
+		defer stop()
+		sc, err := session.Handshake(m.ctx, raw, cfg, true, addr.ID)
+		m.report(&handshakeDone{raw: raw, sc: sc, err: err, outbound: true, addr: addr})
+	}()
+}
+
+// report hands a handshake outcome to the actor; a successful connection is parked until the actor takes it.
+func (m *peerManager) report(d *handshakeDone) {
+	if d.sc != nil {
+		m.parkedMu.Lock()
+		m.parked[d.sc] = struct{}{}
+		m.parkedMu.Unlock()
+	}
+	m.root.Send(m.self, d)
+}
+
+func reply(ch chan<- error, err error) {
+	if ch != nil {
+		ch <- err
+	}
+}
+
+func (m *peerManager) finishDial(id session.NodeID, err error) {
+	for _, w := range m.dialing[id] {
+		w <- err
+	}
+	delete(m.dialing, id)
+}
+
+func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
+	m.pending--
+	if msg.sc != nil {
+		m.parkedMu.Lock()
+		delete(m.parked, msg.sc)
+		m.parkedMu.Unlock()
+	}
+	log := m.n.log.With().Bool("outbound", msg.outbound).Logger()
+	if msg.err != nil {
+		if msg.raw != nil {
+			_ = msg.raw.Close()
+		}
+		if msg.outbound {
+			log.Info().Err(msg.err).Str("peer", msg.addr.ID.Short()).Msg("dial failed")
+			m.finishDial(msg.addr.ID, msg.err)
+			m.scheduleRedial(msg.addr.ID, msg.err)
+		} else {
+			log.Info().Err(msg.err).Str("remote", msg.raw.RemoteAddr().String()).Msg("inbound handshake failed")
+		}
+		return
+	}
+	id := msg.sc.RemoteID()
+	refuse := func(reason messages.DisconnectReason, detail string, dialErr error) {
+		log.Info().Str("peer", id.Short()).Str("reason", reason.String()).Msg("connection refused: " + detail)
+		m.closeWithNotice(msg.sc, reason, detail)
+		if msg.outbound {
+			m.finishDial(id, dialErr)
+		}
+	}
+	if id == m.n.ID() {
+		refuse(messages.DisconnectReason_DISCONNECT_REASON_SELF, "connected to self", ErrSelf)
+		return
+	}
+	if old, ok := m.conns[id]; ok {
+		if !m.keepNew(old.pc.outbound, msg.outbound, id) {
+			// The connection we already have wins the simultaneous-dial tie-break.
+			refuse(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "already connected", nil)
+			return
+		}
+		old.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "replaced by a simultaneous connection")
+		m.unregister(old)
+	}
+	if msg.outbound && m.count(true) >= m.n.cfg.MaxOutboundPeers {
+		refuse(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "outbound slots full", ErrTooManyPeers)
+		return
+	}
+	if !msg.outbound && m.count(false) >= m.n.cfg.MaxInboundPeers {
+		refuse(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "inbound slots full", nil)
+		return
+	}
+	m.register(ctx, msg.sc, msg.outbound)
+	m.finishDial(id, nil)
+}
+
+// keepNew decides the simultaneous-dial tie-break the same way on both sides: the connection dialed by the node with
+// the smaller NodeID survives.
+func (m *peerManager) keepNew(oldOutbound, newOutbound bool, peer session.NodeID) bool {
+	if oldOutbound == newOutbound {
+		return true // a reconnect in the same direction replaces a connection the peer has given up on
+	}
+	selfID := m.n.ID()
+	selfSmaller := bytes.Compare(selfID[:], peer[:]) < 0
+	return newOutbound == selfSmaller
+}
+
+// closeWithNotice tells the peer why and closes, in a goroutine owned by the peer manager.
+func (m *peerManager) closeWithNotice(sc *session.Conn, reason messages.DisconnectReason, detail string) {
+	b, _ := proto.Marshal(disconnectEnvelope(reason, detail))
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		_ = sc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+		_ = sc.WriteMessages(b)
+		_ = sc.Close()
+	}()
+}
+
+func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound bool) {
+	m.nextID++
+	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, m.n, m.n.log.With().Str("peer", sc.RemoteID().Short()).Logger())
+	pid := ctx.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return &connActor{pc: pc} }), "conn-"+pc.id.Short())
+	e := &connEntry{pid: pid, pc: pc}
+	m.conns[pc.id], m.byActor[pid.Id] = e, e
+	m.n.peers.set(pc)
+	info := sc.Peer()
+	if len(info.ListenAddrs) > 0 {
+		m.n.addrs.put(pc.id, info.ListenAddrs[0])
+	}
+	if w, ok := m.wanted[pc.id]; ok {
+		w.backoff.Reset()
+		w.stopTimer()
+	}
+	pc.log.Info().Bool("outbound", outbound).Str("remote", sc.RemoteAddr().String()).Msg("peer connected")
+	m.root.ActorSystem().EventStream.Publish(&messages.PeerConnected{
+		PeerId: pc.id.Bytes(), RemoteAddr: sc.RemoteAddr().String(), Outbound: outbound, ListenAddrs: info.ListenAddrs,
+	})
+}
+
+// unregister forgets a connection: it no longer counts, takes sends or holds requests.
+func (m *peerManager) unregister(e *connEntry) {
+	if cur, ok := m.conns[e.pc.id]; ok && cur == e {
+		delete(m.conns, e.pc.id)
+	}
+	m.n.peers.remove(e.pc)
+	m.n.requests.failConn(e.pc, fmt.Errorf("%w: %s", ErrPeerGone, e.pc.id.Short()))
+}
+
+func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
+	delete(m.byActor, e.pid.Id)
+	m.unregister(e)
+	<-e.pc.done // both goroutines have exited: reason and detail are final
+	pc := e.pc
+	ev := pc.log.Info()
+	if pc.reason == messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN || pc.reason == messages.DisconnectReason_DISCONNECT_REASON_REQUESTED {
+		ev = pc.log.Debug()
+	}
+	ev.Str("reason", pc.reason.String()).Str("detail", pc.detail).Bool("by_remote", pc.byRemote).
+		Dur("connected_for", time.Since(pc.connectedAt)).Msg("peer disconnected")
+	m.root.ActorSystem().EventStream.Publish(&messages.PeerDisconnected{
+		PeerId: pc.id.Bytes(), Reason: pc.reason, Detail: pc.detail, Outbound: pc.outbound,
+	})
+	if _, ok := m.conns[pc.id]; !ok && pc.reason != messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION {
+		m.scheduleRedial(pc.id, errors.New(pc.reason.String()))
+	}
+}
+
+// scheduleRedial arms the backoff timer of a wanted peer, or gives up on it when its attempts are spent.
+func (m *peerManager) scheduleRedial(id session.NodeID, cause error) {
+	w, ok := m.wanted[id]
+	if !ok || w.timer != nil || m.ctx.Err() != nil {
+		return
+	}
+	if _, connected := m.conns[id]; connected {
+		return
+	}
+	d, ok := w.backoff.Next()
+	if !ok {
+		m.n.log.Warn().Str("peer", id.Short()).Int("attempts", w.backoff.Attempts()).Err(cause).Msg("giving up redialing peer")
+		delete(m.wanted, id)
+		return
+	}
+	m.n.log.Debug().Str("peer", id.Short()).Dur("in", d).Int("attempt", w.backoff.Attempts()).Err(cause).Msg("redial scheduled")
+	self, root := m.self, m.root
+	w.timer = time.AfterFunc(d, func() { root.Send(self, &redialDue{id: id}) })
+}

@@ -1,0 +1,143 @@
+package actors
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// guardianReady tells Start the PIDs of the guardian's children.
+type guardianReady struct {
+	peers     *actor.PID
+	protocols *actor.PID
+}
+
+// guardianProps builds the root of the node's supervision tree: the peer manager, the listener and the protocol
+// supervisor. A panicking child is restarted a bounded number of times, then stopped.
+func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
+	strategy := actor.NewOneForOneStrategy(10, time.Minute, actor.DefaultDecider)
+	return actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actor.Started); !ok {
+			return
+		}
+		peers, err := ctx.SpawnNamed(n.peerManagerProps(), "peers")
+		if err != nil {
+			panic(err)
+		}
+		protocols, err := ctx.SpawnNamed(n.protocolSupervisorProps(), "protocols")
+		if err != nil {
+			panic(err)
+		}
+		if n.listener != nil {
+			if _, err := ctx.SpawnNamed(listenerProps(n, peers), "listener"); err != nil {
+				panic(err)
+			}
+		}
+		ready <- guardianReady{peers: peers, protocols: protocols}
+	}, actor.WithSupervisor(strategy))
+}
+
+// acceptedConn hands a freshly accepted raw connection to the peer manager.
+type acceptedConn struct{ conn net.Conn }
+
+// listenerState outlives restarts of the listener actor: it owns the net.Listener and the accept goroutine.
+type listenerState struct {
+	n     *Node
+	peers *actor.PID
+	once  sync.Once
+	wg    sync.WaitGroup
+}
+
+// listenerProps builds the listener actor: it runs the accept loop in a goroutine it owns, hands connections to the
+// peer manager, and on stop closes the listener and waits for the loop.
+func listenerProps(n *Node, peers *actor.PID) *actor.Props {
+	st := &listenerState{n: n, peers: peers}
+	return actor.PropsFromFunc(func(ctx actor.Context) {
+		switch ctx.Message().(type) {
+		case *actor.Started:
+			st.once.Do(func() {
+				st.wg.Add(1)
+				root := ctx.ActorSystem().Root
+				go func() { defer st.wg.Done(); st.acceptLoop(root) }()
+			})
+		case *actor.Stopping:
+			_ = n.listener.Close()
+			st.wg.Wait()
+		}
+	})
+}
+
+func (st *listenerState) acceptLoop(root *actor.RootContext) {
+	delay := 5 * time.Millisecond
+	for {
+		conn, err := st.n.listener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			st.n.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+			select {
+			case <-time.After(delay):
+			case <-st.n.closed:
+				return
+			}
+			delay = min(delay*2, time.Second)
+			continue
+		}
+		delay = 5 * time.Millisecond
+		root.Send(st.peers, &acceptedConn{conn: conn})
+	}
+}
+
+// registerProtocol asks the protocol supervisor to spawn a protocol actor.
+type registerProtocol struct {
+	protocol string
+	props    *actor.Props
+	reply    chan<- registerResult
+}
+
+type registerResult struct {
+	pid *actor.PID
+	err error
+}
+
+// protocolSupervisorProps builds the supervisor of user protocol actors. Each protocol actor gets a receiver
+// middleware that returns the connection's inbound credit once the actor has processed an *Inbound.
+func (n *Node) protocolSupervisorProps() *actor.Props {
+	strategy := actor.NewOneForOneStrategy(n.cfg.ProtocolRestarts, n.cfg.ProtocolRestartWindow, actor.DefaultDecider)
+	release := func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			if in, ok := env.Message.(*Inbound); ok {
+				defer in.release()
+			}
+			next(c, env)
+		}
+	}
+	names := make(map[string]string) // protocol actor id -> protocol
+	return actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *registerProtocol:
+			if n.protocols.get(m.protocol) != nil {
+				m.reply <- registerResult{err: ErrProtocolRegistered}
+				return
+			}
+			pid := ctx.SpawnPrefix(m.props.Clone(actor.WithReceiverMiddleware(release)), "proto")
+			if !n.protocols.claim(m.protocol, pid) {
+				ctx.Stop(pid)
+				m.reply <- registerResult{err: ErrProtocolRegistered}
+				return
+			}
+			names[pid.Id] = m.protocol
+			m.reply <- registerResult{pid: pid}
+		case *actor.Terminated:
+			if p, ok := names[m.Who.Id]; ok {
+				delete(names, m.Who.Id)
+				n.protocols.drop(p, m.Who)
+				n.log.Warn().Str("protocol", p).Msg("protocol actor stopped; its protocol is unregistered")
+			}
+		}
+	}, actor.WithSupervisor(strategy))
+}

@@ -1,0 +1,69 @@
+package session
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+func TestBackoffGrowsToCapWithFullJitter(t *testing.T) {
+	b := NewBackoff(10*time.Millisecond, 160*time.Millisecond, 0, rand.New(rand.NewPCG(1, 2)))
+	want := []time.Duration{10, 20, 40, 80, 160, 160, 160}
+	for i, w := range want {
+		w *= time.Millisecond
+		if got := b.Ceiling(); got != w {
+			t.Fatalf("attempt %d: ceiling %v, want %v", i, got, w)
+		}
+		d, ok := b.Next()
+		if !ok {
+			t.Fatalf("attempt %d: gave up with no MaxAttempts", i)
+		}
+		if d < 0 || d >= w {
+			t.Fatalf("attempt %d: delay %v outside [0,%v)", i, d, w)
+		}
+	}
+	b.Reset()
+	if got := b.Ceiling(); got != 10*time.Millisecond {
+		t.Fatalf("after reset ceiling %v", got)
+	}
+}
+
+func TestBackoffJitterSpreadsDelays(t *testing.T) {
+	b := NewBackoff(time.Second, time.Second, 0, rand.New(rand.NewPCG(3, 4)))
+	var lo, hi int
+	for i := 0; i < 1000; i++ {
+		d, _ := b.Next()
+		if d < 500*time.Millisecond {
+			lo++
+		} else {
+			hi++
+		}
+	}
+	if lo < 400 || hi < 400 {
+		t.Fatalf("full jitter should spread delays over [0,cap): %d below half, %d above", lo, hi)
+	}
+}
+
+func TestBackoffGivesUp(t *testing.T) {
+	b := NewBackoff(time.Millisecond, time.Second, 3, nil)
+	for i := 0; i < 3; i++ {
+		if _, ok := b.Next(); !ok {
+			t.Fatalf("gave up after %d attempts, want 3", i)
+		}
+	}
+	if _, ok := b.Next(); ok {
+		t.Fatal("did not give up after MaxAttempts")
+	}
+	if b.Attempts() != 3 {
+		t.Fatalf("attempts %d", b.Attempts())
+	}
+}
+
+func TestBackoffHugeAttemptCountDoesNotOverflow(t *testing.T) {
+	b := NewBackoff(time.Hour, 2*time.Hour, 0, nil)
+	for i := 0; i < 200; i++ {
+		if d, _ := b.Next(); d < 0 || d >= 2*time.Hour {
+			t.Fatalf("delay %v out of range at %d", d, i)
+		}
+	}
+}

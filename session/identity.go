@@ -1,0 +1,206 @@
+package session
+
+import (
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+)
+
+// Errors of LoadIdentity and LoadOrCreateIdentity.
+var (
+	// ErrBadKeyFile means the key file exists but its content is not a valid identity.
+	ErrBadKeyFile = errors.New("session: bad key file")
+	// ErrKeyFilePermissions means the key file is readable or writable by group or others.
+	ErrKeyFilePermissions = errors.New("session: key file permissions too open")
+)
+
+// keyFilePrefix starts the single line of a key file; the hex of the 32-byte ed25519 seed follows.
+const keyFilePrefix = "actormesh-ed25519-seed:"
+
+// maxKeyFileSize bounds what LoadIdentity reads; a valid file is 88 bytes.
+const maxKeyFileSize = 1024
+
+// noiseStaticContext prefixes the Noise static public key in the message an identity signs.
+const noiseStaticContext = "actormesh-noise-static-v1:"
+
+// Identity is a node's long-term ed25519 key pair. Create it with GenerateIdentity, IdentityFromSeed,
+// LoadIdentity or LoadOrCreateIdentity; it is safe for concurrent use.
+type Identity struct {
+	priv ed25519.PrivateKey
+
+	// The Noise static key pair and its signature by priv, made on first use by a handshake.
+	staticOnce sync.Once
+	static     *ecdh.PrivateKey
+	staticSig  []byte
+	staticErr  error
+}
+
+// GenerateIdentity returns a new random identity.
+func GenerateIdentity() (*Identity, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("session: generate identity: %w", err)
+	}
+	return &Identity{priv: priv}, nil
+}
+
+// IdentityFromSeed returns the identity derived from a 32-byte ed25519 seed. The same seed always gives the same
+// identity, which makes it handy for tests.
+func IdentityFromSeed(seed []byte) (*Identity, error) {
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("session: identity seed must be %d bytes, got %d", ed25519.SeedSize, len(seed))
+	}
+	return &Identity{priv: ed25519.NewKeyFromSeed(seed)}, nil
+}
+
+// LoadIdentity reads an identity saved by Save. It refuses a file that group or others may access (wrapping
+// ErrKeyFilePermissions) and malformed content (wrapping ErrBadKeyFile); a missing file gives an error matching
+// fs.ErrNotExist.
+func LoadIdentity(path string) (*Identity, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("session: load identity: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("session: load identity: %w", err)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("%w: %s has mode %04o, group/others must have no access (chmod 600 %s)",
+			ErrKeyFilePermissions, path, perm, path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("session: load identity %s: %w", path, err)
+	}
+	if len(data) > maxKeyFileSize {
+		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrBadKeyFile, path, maxKeyFileSize)
+	}
+	seed, err := parseKeyFile(string(data))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %s", ErrBadKeyFile, path, err)
+	}
+	return IdentityFromSeed(seed)
+}
+
+// parseKeyFile returns the seed held in the content of a key file.
+func parseKeyFile(s string) ([]byte, error) {
+	line := strings.TrimSuffix(strings.TrimSuffix(s, "\n"), "\r")
+	if strings.ContainsAny(line, "\r\n") {
+		return nil, errors.New("more than one line")
+	}
+	hexSeed, ok := strings.CutPrefix(line, keyFilePrefix)
+	if !ok {
+		return nil, fmt.Errorf("missing %q prefix", keyFilePrefix)
+	}
+	if len(hexSeed) != 2*ed25519.SeedSize {
+		return nil, fmt.Errorf("seed must be %d hex characters, got %d", 2*ed25519.SeedSize, len(hexSeed))
+	}
+	seed, err := hex.DecodeString(hexSeed)
+	if err != nil {
+		return nil, fmt.Errorf("seed is not hex: %w", err)
+	}
+	return seed, nil
+}
+
+// LoadOrCreateIdentity loads the identity at path or, if there is no file, generates one and saves it there,
+// creating the parent directory (mode 0700) if needed. created reports whether a new identity was made.
+func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
+	id, err = LoadIdentity(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return id, false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, false, fmt.Errorf("session: create identity: %w", err)
+	}
+	if id, err = GenerateIdentity(); err != nil {
+		return nil, false, err
+	}
+	if err := id.Save(path); err != nil {
+		return nil, false, err
+	}
+	return id, true, nil
+}
+
+// Save writes the identity to path with mode 0600, atomically: it writes a temporary file in the same directory,
+// syncs it and renames it over path. The file is one line of text: "actormesh-ed25519-seed:" and the hex seed.
+func (id *Identity) Save(path string) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("session: save identity: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	// CreateTemp uses 0600 already; be explicit since the mode is the point.
+	if err := tmp.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
+		return fmt.Errorf("session: save identity: %w", err)
+	}
+	line := keyFilePrefix + hex.EncodeToString(id.priv.Seed()) + "\n"
+	if _, err := tmp.WriteString(line); err != nil {
+		return fmt.Errorf("session: save identity: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("session: save identity: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("session: save identity: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("session: save identity: %w", err)
+	}
+	// Make the rename durable; not every platform can sync a directory, so this is best effort.
+	if d, derr := os.Open(dir); derr == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// NodeID returns the identity's public key.
+func (id *Identity) NodeID() NodeID {
+	var n NodeID
+	copy(n[:], id.priv.Public().(ed25519.PublicKey))
+	return n
+}
+
+// Sign returns the ed25519 signature of msg.
+func (id *Identity) Sign(msg []byte) []byte { return ed25519.Sign(id.priv, msg) }
+
+// noiseStatic returns the identity's X25519 Noise static key pair and the signature binding it to the identity:
+// Sign(noiseStaticContext || public key). It is made once, on first use, and reused by every handshake; forward
+// secrecy comes from the ephemeral keys.
+func (id *Identity) noiseStatic() (*ecdh.PrivateKey, []byte, error) {
+	id.staticOnce.Do(func() {
+		id.static, id.staticErr = ecdh.X25519().GenerateKey(rand.Reader)
+		if id.staticErr != nil {
+			id.staticErr = fmt.Errorf("session: generate noise static key: %w", id.staticErr)
+			return
+		}
+		id.staticSig = id.Sign(noiseStaticMessage(id.static.PublicKey().Bytes()))
+	})
+	return id.static, id.staticSig, id.staticErr
+}
+
+// noiseStaticMessage is what an identity signs to bind the Noise static public key pub to itself.
+func noiseStaticMessage(pub []byte) []byte {
+	return append([]byte(noiseStaticContext), pub...)
+}

@@ -1,0 +1,160 @@
+package session
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// testIdentity returns the deterministic identity number n.
+func testIdentity(tb testing.TB, n byte) *Identity {
+	tb.Helper()
+	id, err := IdentityFromSeed(bytes.Repeat([]byte{n}, 32))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+func TestIdentitySaveLoad(t *testing.T) {
+	id, err := GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "node.key")
+	if err := id.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode = %04o, want 0600", st.Mode().Perm())
+	}
+	data, _ := os.ReadFile(path)
+	if !strings.HasPrefix(string(data), keyFilePrefix) || !strings.HasSuffix(string(data), "\n") ||
+		len(data) != len(keyFilePrefix)+64+1 {
+		t.Fatalf("key file content = %q", data)
+	}
+	loaded, err := LoadIdentity(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.NodeID() != id.NodeID() {
+		t.Fatalf("loaded %v, saved %v", loaded.NodeID(), id.NodeID())
+	}
+	msg := []byte("m")
+	if !id.NodeID().Verify(msg, loaded.Sign(msg)) {
+		t.Fatal("loaded identity signs differently")
+	}
+	// Save replaces an existing file and leaves no temporary files behind.
+	other := testIdentity(t, 9)
+	if err := other.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if loaded, err = LoadIdentity(path); err != nil || loaded.NodeID() != other.NodeID() {
+		t.Fatalf("after overwrite: %v, %v", loaded, err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Fatalf("directory holds %d entries, want only the key file", len(entries))
+	}
+}
+
+func TestIdentityFromSeed(t *testing.T) {
+	if testIdentity(t, 5).NodeID() != testIdentity(t, 5).NodeID() {
+		t.Fatal("same seed, different identities")
+	}
+	if testIdentity(t, 5).NodeID() == testIdentity(t, 6).NodeID() {
+		t.Fatal("different seeds, same identity")
+	}
+	if _, err := IdentityFromSeed(make([]byte, 31)); err == nil {
+		t.Fatal("31-byte seed accepted")
+	}
+}
+
+func TestLoadIdentityBadContent(t *testing.T) {
+	dir := t.TempDir()
+	hex64 := strings.Repeat("ab", 32)
+	for _, tc := range []struct{ name, content, wantMsg string }{
+		{"empty", "", "prefix"},
+		{"no prefix", hex64 + "\n", "prefix"},
+		{"short seed", keyFilePrefix + hex64[:62] + "\n", "64 hex characters"},
+		{"not hex", keyFilePrefix + strings.Repeat("zz", 32) + "\n", "not hex"},
+		{"two lines", keyFilePrefix + hex64 + "\nmore\n", "more than one line"},
+		{"huge", strings.Repeat("x", 5000), "larger than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_"))
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadIdentity(path)
+			if !errors.Is(err, ErrBadKeyFile) || !strings.Contains(err.Error(), tc.wantMsg) ||
+				!strings.Contains(err.Error(), path) {
+				t.Fatalf("error = %v, want ErrBadKeyFile naming the path and %q", err, tc.wantMsg)
+			}
+		})
+	}
+	// A CRLF line ending is tolerated.
+	path := filepath.Join(dir, "crlf")
+	if err := os.WriteFile(path, []byte(keyFilePrefix+hex64+"\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadIdentity(path); err != nil {
+		t.Fatalf("CRLF key file: %v", err)
+	}
+}
+
+func TestLoadIdentityPermissions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.key")
+	if err := testIdentity(t, 1).Save(path); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o640, 0o604, 0o666} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadIdentity(path)
+		if !errors.Is(err, ErrKeyFilePermissions) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("mode %04o: error = %v, want ErrKeyFilePermissions naming the path", mode, err)
+		}
+	}
+	if err := os.Chmod(path, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadIdentity(path); err != nil {
+		t.Fatalf("mode 0400: %v", err)
+	}
+}
+
+func TestLoadOrCreateIdentity(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a", "b", "node.key")
+	if _, err := LoadIdentity(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing file: error = %v, want fs.ErrNotExist", err)
+	}
+	id, created, err := LoadOrCreateIdentity(path)
+	if err != nil || !created {
+		t.Fatalf("first call: created=%v err=%v", created, err)
+	}
+	st, err := os.Stat(filepath.Dir(path))
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("parent dir: %v, %v; want mode 0700", st, err)
+	}
+	again, created, err := LoadOrCreateIdentity(path)
+	if err != nil || created || again.NodeID() != id.NodeID() {
+		t.Fatalf("second call: id %v (want %v) created=%v err=%v", again.NodeID(), id.NodeID(), created, err)
+	}
+	// A broken file is reported, not replaced.
+	if err := os.WriteFile(path, []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadOrCreateIdentity(path); !errors.Is(err, ErrBadKeyFile) {
+		t.Fatalf("broken file: error = %v, want ErrBadKeyFile", err)
+	}
+}

@@ -1,0 +1,367 @@
+package session
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/flynn/noise"
+)
+
+// Errors of Conn.
+var (
+	// ErrMessageTooLarge means an application message exceeds the connection's MaxMessageSize.
+	ErrMessageTooLarge = errors.New("session: message too large")
+	// ErrBadFrame means the peer sent a malformed or unauthentic transport frame.
+	ErrBadFrame = errors.New("session: bad frame")
+)
+
+const (
+	// tagSize is the size of the AEAD authentication tag of each Noise transport frame.
+	tagSize = 16
+	// maxFramePlaintext is the most plaintext one transport frame carries.
+	maxFramePlaintext = noise.MaxMsgLen - tagSize
+	// msgHeaderSize is the size of the length prefix of an application message.
+	msgHeaderSize = 4
+	// initialReadBuffer is the read buffer size of a connection until a frame needs more (at most 2+65535).
+	initialReadBuffer = 16 << 10
+	// writeFlushSize is how many buffered bytes make WriteMessages write them out before packing more frames.
+	writeFlushSize = 64 << 10
+)
+
+// Conn is an authenticated, encrypted connection carrying whole application messages. It is returned by
+// Handshake. One goroutine may call ReadMessage while another calls WriteMessages; Close and the deadline
+// setters may be called from any goroutine.
+type Conn struct {
+	nc        net.Conn
+	peer      PeerInfo
+	maxMsg    int
+	closeOnce sync.Once
+	closeErr  error
+
+	// Read side, owned by the reading goroutine.
+	fr      frameReader
+	recv    *noise.CipherState
+	dec     messageDecoder
+	pending []byte // decrypted plaintext not yet fed to dec; aliases fr's buffer
+	rerr    error  // sticky: the inbound stream is broken
+
+	// Write side, owned by the writing goroutine.
+	send       *noise.CipherState
+	wbuf       []byte // sealed frames, then the open frame's header and plaintext
+	frameStart int    // offset in wbuf of the open frame's length prefix, -1 if none
+	werr       error  // sticky: the outbound stream is broken
+}
+
+// newConn returns the Conn over nc after a handshake; fr holds what was read past the handshake.
+func newConn(nc net.Conn, fr frameReader, send, recv *noise.CipherState, peer PeerInfo, maxMsg int) *Conn {
+	return &Conn{
+		nc:         nc,
+		peer:       peer,
+		maxMsg:     maxMsg,
+		fr:         fr,
+		recv:       recv,
+		dec:        messageDecoder{max: maxMsg},
+		send:       send,
+		frameStart: -1,
+	}
+}
+
+// Peer returns what the peer proved and declared in the handshake.
+func (c *Conn) Peer() PeerInfo {
+	p := c.peer
+	p.ListenAddrs = slices.Clone(p.ListenAddrs)
+	return p
+}
+
+// RemoteID returns the peer's NodeID.
+func (c *Conn) RemoteID() NodeID { return c.peer.ID }
+
+// LocalAddr returns the local network address of the underlying connection.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// RemoteAddr returns the remote network address of the underlying connection.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// SetReadDeadline sets the deadline of ReadMessage; a read that timed out may be retried.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the deadline of WriteMessages; after a write timed out the connection is unusable
+// for writing, since part of a frame may have been sent.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadline(t) }
+
+// MaxMessageSize returns the largest application message this connection reads or writes.
+func (c *Conn) MaxMessageSize() int { return c.maxMsg }
+
+// Close closes the underlying connection, unblocking ReadMessage and WriteMessages. Calls after the first
+// return the first call's result.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.nc.Close() })
+	return c.closeErr
+}
+
+// ReadMessage returns the next application message; the caller owns it. It returns io.EOF when the peer
+// closed the connection between messages, an error wrapping ErrMessageTooLarge for a message over
+// MaxMessageSize (before allocating it) and one wrapping ErrBadFrame for a malformed or tampered frame; after
+// those two the connection is unusable for reading.
+func (c *Conn) ReadMessage() ([]byte, error) {
+	if c.rerr != nil {
+		return nil, c.rerr
+	}
+	for {
+		if len(c.pending) > 0 {
+			n, msg, err := c.dec.Feed(c.pending)
+			c.pending = c.pending[n:]
+			if err != nil {
+				c.rerr = err
+				return nil, err
+			}
+			if msg != nil {
+				return msg, nil
+			}
+		}
+		pt, err := c.readFrame()
+		if err != nil {
+			if errors.Is(err, ErrBadFrame) {
+				c.rerr = err
+			}
+			return nil, err
+		}
+		c.pending = pt
+	}
+}
+
+// readFrame reads and decrypts the next transport frame, in place in the read buffer.
+func (c *Conn) readFrame() ([]byte, error) {
+	ct, err := c.fr.next(noise.MaxMsgLen)
+	switch {
+	case errors.Is(err, io.EOF) && c.dec.midMessage():
+		return nil, fmt.Errorf("session: read: connection closed inside a message: %w", io.ErrUnexpectedEOF)
+	case errors.Is(err, io.EOF):
+		return nil, io.EOF
+	case err != nil:
+		return nil, fmt.Errorf("session: read: %w", err)
+	case len(ct) <= tagSize:
+		return nil, fmt.Errorf("%w: %d-byte frame carries no data", ErrBadFrame, len(ct))
+	}
+	pt, err := c.recv.Decrypt(ct[:0], nil, ct)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadFrame, err)
+	}
+	return pt, nil
+}
+
+// WriteMessages writes msgs, in order, packing them into as few transport frames as possible. A batch that
+// fits the internal buffer (64 KiB) goes out in a single write on the underlying connection. If a message
+// exceeds MaxMessageSize it writes nothing and returns an error wrapping ErrMessageTooLarge. After a failed
+// write the connection is unusable for writing.
+func (c *Conn) WriteMessages(msgs ...[]byte) error {
+	for i, m := range msgs {
+		if len(m) > c.maxMsg {
+			return fmt.Errorf("%w: message %d of the batch has %d bytes, limit %d",
+				ErrMessageTooLarge, i, len(m), c.maxMsg)
+		}
+	}
+	if c.werr != nil {
+		return c.werr
+	}
+	var hdr [msgHeaderSize]byte
+	for _, m := range msgs {
+		binary.BigEndian.PutUint32(hdr[:], uint32(len(m)))
+		if err := c.appendPlain(hdr[:]); err != nil {
+			return c.failWrite(err)
+		}
+		if err := c.appendPlain(m); err != nil {
+			return c.failWrite(err)
+		}
+	}
+	if err := c.sealFrame(); err != nil {
+		return c.failWrite(err)
+	}
+	return c.failWrite(c.flush())
+}
+
+// appendPlain adds p to the outbound plaintext stream, sealing frames as they fill up.
+func (c *Conn) appendPlain(p []byte) error {
+	for len(p) > 0 {
+		if c.frameStart < 0 {
+			c.frameStart = len(c.wbuf)
+			c.wbuf = append(c.wbuf, 0, 0)
+		}
+		room := maxFramePlaintext - (len(c.wbuf) - c.frameStart - 2)
+		n := min(room, len(p))
+		c.wbuf = append(c.wbuf, p[:n]...)
+		p = p[n:]
+		if n == room {
+			if err := c.sealFrame(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sealFrame encrypts the open frame in place and writes the buffer out if it is full enough.
+func (c *Conn) sealFrame() error {
+	if c.frameStart < 0 {
+		return nil
+	}
+	c.wbuf = slices.Grow(c.wbuf, tagSize) // room for the tag, so that sealing happens in place
+	start := c.frameStart + 2
+	ct, err := c.send.Encrypt(c.wbuf[start:start], nil, c.wbuf[start:])
+	if err != nil {
+		return fmt.Errorf("session: encrypt: %w", err)
+	}
+	binary.BigEndian.PutUint16(c.wbuf[c.frameStart:], uint16(len(ct)))
+	c.wbuf = c.wbuf[:start+len(ct)]
+	c.frameStart = -1
+	if len(c.wbuf) >= writeFlushSize {
+		return c.flush()
+	}
+	return nil
+}
+
+// flush writes the sealed frames out.
+func (c *Conn) flush() error {
+	if len(c.wbuf) == 0 {
+		return nil
+	}
+	_, err := c.nc.Write(c.wbuf)
+	c.wbuf = c.wbuf[:0]
+	if err != nil {
+		return fmt.Errorf("session: write: %w", err)
+	}
+	return nil
+}
+
+// failWrite makes err, if any, sticky for later writes.
+func (c *Conn) failWrite(err error) error {
+	if err != nil {
+		c.werr = err
+		c.wbuf = nil
+	}
+	return err
+}
+
+// frameReader reads frames, each a 2-byte big-endian length and that many bytes, from src through its own
+// buffer, so that the handshake and the Conn after it share what was read ahead.
+type frameReader struct {
+	src  io.Reader
+	buf  []byte
+	r, w int // unread bytes are buf[r:w]
+}
+
+// errFrameTooLong is returned by frameReader.next for a frame over its limit.
+var errFrameTooLong = errors.New("frame too long")
+
+// next returns the body of the next frame; it stays valid until the next call. A frame longer than limit is
+// an error. After a read error (e.g. a timeout) nothing is consumed, so next may be called again. It returns
+// io.EOF only if src ended at a frame boundary, io.ErrUnexpectedEOF if it ended inside a frame.
+func (f *frameReader) next(limit int) ([]byte, error) {
+	if err := f.fill(2); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(f.buf[f.r:]))
+	if n > limit {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLong, n, limit)
+	}
+	if err := f.fill(2 + n); err != nil {
+		return nil, err
+	}
+	body := f.buf[f.r+2 : f.r+2+n]
+	f.r += 2 + n
+	return body, nil
+}
+
+// fill makes at least n bytes (n <= 2+65535) readable in buf[r:w].
+func (f *frameReader) fill(n int) error {
+	if f.w-f.r >= n {
+		return nil
+	}
+	if len(f.buf)-f.r < n {
+		if len(f.buf) < n {
+			size := initialReadBuffer
+			if n > size {
+				size = 2 + noise.MaxMsgLen
+			}
+			buf := make([]byte, size)
+			f.w = copy(buf, f.buf[f.r:f.w])
+			f.buf = buf
+		} else {
+			f.w = copy(f.buf, f.buf[f.r:f.w])
+		}
+		f.r = 0
+	}
+	for empty := 0; f.w-f.r < n; {
+		m, err := f.src.Read(f.buf[f.w:])
+		f.w += m
+		switch {
+		case f.w-f.r >= n:
+			return nil
+		case errors.Is(err, io.EOF) && f.w > f.r:
+			return io.ErrUnexpectedEOF
+		case err != nil:
+			return err
+		case m == 0:
+			if empty++; empty >= 100 {
+				return io.ErrNoProgress
+			}
+		}
+	}
+	return nil
+}
+
+// messageDecoder splits the decrypted plaintext stream into application messages: each a 4-byte big-endian
+// length and that many bytes. It does no I/O. A length over max is rejected before the message is allocated.
+type messageDecoder struct {
+	max  int
+	hdr  [msgHeaderSize]byte
+	nhdr int    // bytes of hdr filled
+	msg  []byte // the message being filled, nil while reading a header
+	nmsg int    // bytes of msg filled
+	err  error  // sticky
+}
+
+// Feed consumes bytes of p until a message is complete or p is used up. It returns the number of bytes
+// consumed and the completed message (non-nil, possibly empty) or nil if more input is needed. The message is
+// newly allocated; p is not retained. A message length over the limit gives an error wrapping
+// ErrMessageTooLarge, which every later call returns too.
+func (d *messageDecoder) Feed(p []byte) (int, []byte, error) {
+	if d.err != nil {
+		return 0, nil, d.err
+	}
+	consumed := 0
+	if d.msg == nil {
+		k := copy(d.hdr[d.nhdr:], p)
+		d.nhdr += k
+		consumed += k
+		p = p[k:]
+		if d.nhdr < msgHeaderSize {
+			return consumed, nil, nil
+		}
+		size := binary.BigEndian.Uint32(d.hdr[:])
+		if uint64(size) > uint64(d.max) {
+			d.err = fmt.Errorf("%w: peer sent a %d-byte message, limit %d", ErrMessageTooLarge, size, d.max)
+			return consumed, nil, d.err
+		}
+		d.msg = make([]byte, size)
+		d.nmsg = 0
+	}
+	k := copy(d.msg[d.nmsg:], p)
+	d.nmsg += k
+	consumed += k
+	if d.nmsg < len(d.msg) {
+		return consumed, nil, nil
+	}
+	msg := d.msg
+	d.msg, d.nhdr = nil, 0
+	return consumed, msg, nil
+}
+
+// midMessage reports whether the decoder holds part of a message.
+func (d *messageDecoder) midMessage() bool { return d.nhdr > 0 || d.msg != nil }
