@@ -269,7 +269,9 @@ func (t *requestTable) complete(pc *peerConn, d *messages.Direct) {
 	t.resolve(pc, d.RequestId, r)
 }
 
-func (t *requestTable) completePong(pc *peerConn, nonce uint64) { t.resolve(pc, nonce, requestResult{}) }
+func (t *requestTable) completePong(pc *peerConn, nonce uint64) {
+	t.resolve(pc, nonce, requestResult{})
+}
 
 // failConn fails every request waiting on the given connection.
 func (t *requestTable) failConn(pc *peerConn, err error) {

@@ -402,4 +402,3 @@ func (r *protocolRegistry) drop(p string, pid *actor.PID) {
 		delete(r.m, p)
 	}
 }
-
