@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -31,9 +32,35 @@ func envelopeSeeds(t testing.TB) [][]byte {
 	return out
 }
 
-func TestDecodeEnvelopeRejectsWhatTheReaderCannotHandle(t *testing.T) {
+func TestEncodeDirectMatchesProtoMarshal(t *testing.T) {
+	for _, msg := range []proto.Message{wrapperspb.String("hello"), wrapperspb.String(""), wrapperspb.Bytes(make([]byte, 70000))} {
+		for _, kind := range []messages.DirectKind{messages.DirectKind_DIRECT_KIND_ONEWAY, messages.DirectKind_DIRECT_KIND_REQUEST} {
+			got, err := encodeDirect("chat/1", kind, uint64(kind)*300, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			payload, _ := anypb.New(msg)
+			want, _ := proto.MarshalOptions{Deterministic: true}.Marshal(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: &messages.Direct{
+				Protocol: "chat/1", Kind: kind, RequestId: uint64(kind) * 300, Payload: payload,
+			}}})
+			if !bytes.Equal(got, want) {
+				t.Fatalf("encodeDirect(%v) differs from proto.Marshal", kind)
+			}
+			d, err := decodeDirect(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := d.payload()
+			if err != nil || !proto.Equal(back, msg) || d.protocol != "chat/1" || d.kind != kind {
+				t.Fatalf("round trip: %v %v", back, err)
+			}
+		}
+	}
+}
+
+func TestDecodeInboundRejectsWhatTheReaderCannotHandle(t *testing.T) {
 	for _, b := range envelopeSeeds(t) {
-		if _, err := decodeEnvelope(b); err != nil {
+		if _, _, err := decodeInbound(b); err != nil {
 			t.Fatalf("valid envelope rejected: %v", err)
 		}
 	}
@@ -46,40 +73,48 @@ func TestDecodeEnvelopeRejectsWhatTheReaderCannotHandle(t *testing.T) {
 	}
 	for name, e := range bad {
 		b, _ := proto.Marshal(e)
-		if _, err := decodeEnvelope(b); err == nil {
+		if _, _, err := decodeInbound(b); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := decodeEnvelope([]byte{0xff, 0xff, 0xff}); err == nil {
+	if _, _, err := decodeInbound([]byte{0xff, 0xff, 0xff}); err == nil {
 		t.Error("garbage accepted")
 	}
 }
 
-// FuzzDecodeEnvelope feeds arbitrary bytes to the envelope decoder of the connection reader: it must never panic,
-// and whatever it accepts must have a body the reader handles.
+// FuzzDecodeEnvelope feeds arbitrary bytes to the connection reader's envelope decoding. It must never panic;
+// what the hand-written direct-message decoder accepts must be exactly what proto.Unmarshal reads from the same
+// bytes; and an envelope it does not take must never come out of the generic path as a direct message.
 func FuzzDecodeEnvelope(f *testing.F) {
 	for _, b := range envelopeSeeds(f) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		env, err := decodeEnvelope(b)
+		d, env, err := decodeInbound(b)
 		if err != nil {
 			return
 		}
-		switch body := env.Body.(type) {
-		case *messages.Envelope_Ping, *messages.Envelope_Pong, *messages.Envelope_Disconnect:
-		case *messages.Envelope_Direct:
-			if body.Direct == nil {
-				t.Fatal("accepted an empty direct message")
+		if d == nil {
+			switch env.Body.(type) {
+			case *messages.Envelope_Ping, *messages.Envelope_Pong, *messages.Envelope_Disconnect:
+			default:
+				t.Fatalf("generic path accepted body %T", env.Body)
 			}
-			if body.Direct.Kind != messages.DirectKind_DIRECT_KIND_ONEWAY && body.Direct.RequestId == 0 {
-				t.Fatal("accepted a request-kind message without request id")
-			}
-		default:
-			t.Fatalf("accepted body %T", body)
+			return
 		}
-		if _, err := proto.Marshal(env); err != nil {
-			t.Fatalf("accepted envelope does not re-encode: %v", err)
+		var ref messages.Envelope
+		if err := proto.Unmarshal(b, &ref); err != nil {
+			t.Fatalf("fast path accepted bytes proto.Unmarshal rejects: %v", err)
 		}
+		rd := ref.GetDirect()
+		if rd == nil {
+			t.Fatalf("fast path decoded a direct message, proto.Unmarshal a %T", ref.Body)
+		}
+		if rd.Protocol != d.protocol || rd.Kind != d.kind || rd.RequestId != d.requestID ||
+			(rd.Payload != nil) != d.hasPayload || rd.Payload.GetTypeUrl() != d.typeURL ||
+			!bytes.Equal(rd.Payload.GetValue(), d.value) || !proto.Equal(rd.Error, d.err) {
+			t.Fatalf("fast path disagrees with proto.Unmarshal:\nfast %+v\nref  %v", d, rd)
+		}
+		_, _ = d.payload() // an unknown or malformed payload is an error, never a panic
 	})
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
@@ -40,13 +39,11 @@ func (m *Inbound) Reply(msg proto.Message) error {
 	if !m.IsRequest() {
 		return ErrNotRequest
 	}
-	payload, err := anypb.New(msg)
+	b, err := encodeDirect(m.Protocol, messages.DirectKind_DIRECT_KIND_RESPONSE, m.requestID, msg)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadPayload, err)
+		return err
 	}
-	return m.node.sendDirect(m.pc, &messages.Direct{
-		Protocol: m.Protocol, Kind: messages.DirectKind_DIRECT_KIND_RESPONSE, RequestId: m.requestID, Payload: payload,
-	})
+	return m.node.sendEncoded(m.pc, b)
 }
 
 // ReplyError answers a request with an application error; the requester gets a *RemoteError matching ErrRemote.
@@ -54,7 +51,13 @@ func (m *Inbound) ReplyError(replyErr error) error {
 	if !m.IsRequest() {
 		return ErrNotRequest
 	}
-	return m.node.sendDirect(m.pc, errorReply(m.Protocol, m.requestID, messages.ErrorCode_ERROR_CODE_APPLICATION, replyErr.Error()))
+	b, err := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Direct{
+		Direct: errorReply(m.Protocol, m.requestID, messages.ErrorCode_ERROR_CODE_APPLICATION, replyErr.Error()),
+	}})
+	if err != nil {
+		return err
+	}
+	return m.node.sendEncoded(m.pc, b)
 }
 
 func (m *Inbound) release() {
@@ -78,11 +81,11 @@ func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, m
 	if err != nil {
 		return err
 	}
-	payload, err := anypb.New(msg)
+	b, err := encodeDirect(protocol, messages.DirectKind_DIRECT_KIND_ONEWAY, 0, msg)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadPayload, err)
+		return err
 	}
-	return n.sendDirect(pc, &messages.Direct{Protocol: protocol, Kind: messages.DirectKind_DIRECT_KIND_ONEWAY, Payload: payload})
+	return n.sendEncoded(pc, b)
 }
 
 // Request sends msg to protocol on peer and waits for the typed reply. Without a deadline on ctx,
@@ -95,13 +98,13 @@ func (n *Node) Request(ctx context.Context, peer session.NodeID, protocol string
 	if err != nil {
 		return nil, err
 	}
-	payload, err := anypb.New(msg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
-	}
 	id, ch := n.requests.add(pc)
 	defer n.requests.remove(id)
-	if err := n.sendDirect(pc, &messages.Direct{Protocol: protocol, Kind: messages.DirectKind_DIRECT_KIND_REQUEST, RequestId: id, Payload: payload}); err != nil {
+	b, err := encodeDirect(protocol, messages.DirectKind_DIRECT_KIND_REQUEST, id, msg)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.sendEncoded(pc, b); err != nil {
 		return nil, err
 	}
 	return n.await(ctx, ch, fmt.Sprintf("request %s to %s", protocol, peer.Short()))
@@ -152,11 +155,7 @@ func (n *Node) await(ctx context.Context, ch <-chan requestResult, what string) 
 	}
 }
 
-func (n *Node) sendDirect(pc *peerConn, d *messages.Direct) error {
-	b, err := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: d}})
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadPayload, err)
-	}
+func (n *Node) sendEncoded(pc *peerConn, b []byte) error {
 	if len(b) > n.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(b), n.cfg.MaxMessageSize)
 	}
@@ -164,43 +163,39 @@ func (n *Node) sendDirect(pc *peerConn, d *messages.Direct) error {
 }
 
 // onDirect implements connHandler: it runs on the connection's reader goroutine.
-func (n *Node) onDirect(pc *peerConn, d *messages.Direct) error {
-	switch d.Kind {
-	case messages.DirectKind_DIRECT_KIND_RESPONSE, messages.DirectKind_DIRECT_KIND_ERROR:
+func (n *Node) onDirect(pc *peerConn, d *direct) {
+	if d.kind == messages.DirectKind_DIRECT_KIND_RESPONSE || d.kind == messages.DirectKind_DIRECT_KIND_ERROR {
 		n.requests.complete(pc, d)
-		return nil
+		return
 	}
-	isRequest := d.Kind == messages.DirectKind_DIRECT_KIND_REQUEST
-	fail := func(code messages.ErrorCode, msg string) error {
-		n.log.Debug().Str("peer", pc.id.Short()).Str("protocol", d.Protocol).Str("code", code.String()).Msg(msg)
+	isRequest := d.kind == messages.DirectKind_DIRECT_KIND_REQUEST
+	fail := func(code messages.ErrorCode, msg string) {
+		n.log.Debug().Str("peer", pc.id.Short()).Str("protocol", d.protocol).Str("code", code.String()).Msg(msg)
 		if isRequest {
-			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(d.Protocol, d.RequestId, code, msg)}})
+			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(d.protocol, d.requestID, code, msg)}})
 		}
-		return nil
 	}
-	pid := n.protocols.get(d.Protocol)
+	pid := n.protocols.get(d.protocol)
 	if pid == nil {
-		return fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("no protocol %q on this node", d.Protocol))
+		fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("no protocol %q on this node", d.protocol))
+		return
 	}
-	if d.Payload == nil {
-		return fail(messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, "message without payload")
-	}
-	payload, err := d.Payload.UnmarshalNew()
+	payload, err := d.payload()
 	if err != nil {
-		return fail(messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, "cannot decode payload: "+err.Error())
+		fail(messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, err.Error())
+		return
 	}
 	if !pc.acquire() {
-		return nil
+		return
 	}
 	var reqID uint64
 	if isRequest {
-		reqID = d.RequestId
+		reqID = d.requestID
 	}
 	n.system.Root.Send(pid, &Inbound{
-		From: pc.id, Protocol: d.Protocol, Payload: payload, ReceivedAt: time.Now(),
+		From: pc.id, Protocol: d.protocol, Payload: payload, ReceivedAt: time.Now(),
 		requestID: reqID, pc: pc, node: n,
 	})
-	return nil
 }
 
 // onPong implements connHandler.
@@ -257,16 +252,14 @@ func (t *requestTable) resolve(pc *peerConn, id uint64, r requestResult) {
 	}
 }
 
-func (t *requestTable) complete(pc *peerConn, d *messages.Direct) {
+func (t *requestTable) complete(pc *peerConn, d *direct) {
 	var r requestResult
-	if d.Kind == messages.DirectKind_DIRECT_KIND_ERROR {
-		r.err = &RemoteError{Peer: pc.id.Short(), Protocol: d.Protocol, Code: d.GetError().GetCode(), Message: d.GetError().GetMessage()}
-	} else if d.Payload == nil {
-		r.err = fmt.Errorf("%w: reply without payload", ErrBadPayload)
-	} else if r.msg, r.err = d.Payload.UnmarshalNew(); r.err != nil {
-		r.err = fmt.Errorf("%w: cannot decode reply: %w", ErrBadPayload, r.err)
+	if d.kind == messages.DirectKind_DIRECT_KIND_ERROR {
+		r.err = &RemoteError{Peer: pc.id.Short(), Protocol: d.protocol, Code: d.err.GetCode(), Message: d.err.GetMessage()}
+	} else if r.msg, r.err = d.payload(); r.err != nil {
+		r.err = fmt.Errorf("%w: reply: %w", ErrBadPayload, r.err)
 	}
-	t.resolve(pc, d.RequestId, r)
+	t.resolve(pc, d.requestID, r)
 }
 
 func (t *requestTable) completePong(pc *peerConn, nonce uint64) {

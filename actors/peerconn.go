@@ -20,8 +20,8 @@ const closeFlushTimeout = time.Second
 
 // connHandler receives what a connection's reader decodes. It is implemented by the Node.
 type connHandler interface {
-	// onDirect handles a direct message; an error closes the connection as a protocol violation.
-	onDirect(pc *peerConn, d *messages.Direct) error
+	// onDirect handles a direct message.
+	onDirect(pc *peerConn, d *direct)
 	// onPong handles a pong that answers an API ping.
 	onPong(pc *peerConn, nonce uint64)
 }
@@ -150,17 +150,16 @@ func (pc *peerConn) readLoop() {
 			pc.shutdown(classifyReadError(err))
 			return
 		}
-		env, err := decodeEnvelope(b)
+		d, env, err := decodeInbound(b)
 		if err != nil {
 			pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR, err.Error())
 			return
 		}
+		if d != nil {
+			pc.handler.onDirect(pc, d)
+			continue
+		}
 		switch body := env.Body.(type) {
-		case *messages.Envelope_Direct:
-			if err := pc.handler.onDirect(pc, body.Direct); err != nil {
-				pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR, err.Error())
-				return
-			}
 		case *messages.Envelope_Ping:
 			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Pong{Pong: &messages.Pong{Nonce: body.Ping.GetNonce()}}})
 		case *messages.Envelope_Pong:
@@ -182,33 +181,22 @@ func (pc *peerConn) readLoop() {
 	}
 }
 
-// decodeEnvelope parses one envelope read from a peer and checks what the reader relies on: a known, non-empty body
-// and, for direct messages, a known kind and a request id where one is needed.
+// decodeEnvelope parses an envelope that is not a pure direct message (those take decodeDirect's fast path) and
+// checks that its body is one the reader handles. A direct body here means an envelope mixing several bodies,
+// which no honest peer sends.
 func decodeEnvelope(b []byte) (*messages.Envelope, error) {
 	env := &messages.Envelope{}
 	if err := proto.Unmarshal(b, env); err != nil {
 		return nil, fmt.Errorf("malformed envelope: %w", err)
 	}
-	switch body := env.Body.(type) {
-	case *messages.Envelope_Direct:
-		d := body.Direct
-		if d == nil {
-			return nil, errors.New("empty direct message")
-		}
-		switch d.Kind {
-		case messages.DirectKind_DIRECT_KIND_ONEWAY:
-		case messages.DirectKind_DIRECT_KIND_REQUEST, messages.DirectKind_DIRECT_KIND_RESPONSE, messages.DirectKind_DIRECT_KIND_ERROR:
-			if d.RequestId == 0 {
-				return nil, fmt.Errorf("%s without request id", d.Kind)
-			}
-		default:
-			return nil, fmt.Errorf("direct message of unknown kind %d", d.Kind)
-		}
+	switch env.Body.(type) {
 	case *messages.Envelope_Ping, *messages.Envelope_Pong, *messages.Envelope_Disconnect:
+		return env, nil
+	case *messages.Envelope_Direct:
+		return nil, errors.New("malformed envelope: direct message mixed with other bodies")
 	default:
 		return nil, errors.New("envelope with unknown or empty body")
 	}
-	return env, nil
 }
 
 func classifyReadError(err error) (messages.DisconnectReason, string) {

@@ -1,0 +1,261 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/actormesh/actormesh/messages"
+)
+
+// Field numbers of the wire messages, as in messages/wire.proto. The hot path (direct messages) is encoded and
+// decoded by hand with protowire: one allocation for the whole envelope on send, no intermediate Any on receive.
+const (
+	envelopeDirectField = 3
+	directProtocolField = 1
+	directKindField     = 2
+	directRequestField  = 3
+	directPayloadField  = 4
+	directErrorField    = 5
+	anyTypeURLField     = 1
+	anyValueField       = 2
+	typeURLPrefix       = "type.googleapis.com/"
+)
+
+// encodeDirect returns the wire bytes of Envelope{direct: Direct{protocol, kind, request_id, payload: Any(msg)}},
+// byte-identical to what proto.Marshal of the same structure gives.
+func encodeDirect(protocol string, kind messages.DirectKind, requestID uint64, msg proto.Message) ([]byte, error) {
+	if msg == nil {
+		return nil, fmt.Errorf("%w: nil message", ErrBadPayload)
+	}
+	typeURL := typeURLPrefix + string(msg.ProtoReflect().Descriptor().FullName())
+	msgSize := proto.Size(msg)
+	anySize := protowire.SizeTag(anyTypeURLField) + protowire.SizeBytes(len(typeURL))
+	if msgSize > 0 {
+		anySize += protowire.SizeTag(anyValueField) + protowire.SizeBytes(msgSize)
+	}
+	directSize := protowire.SizeTag(directPayloadField) + protowire.SizeBytes(anySize)
+	if protocol != "" {
+		directSize += protowire.SizeTag(directProtocolField) + protowire.SizeBytes(len(protocol))
+	}
+	if kind != 0 {
+		directSize += protowire.SizeTag(directKindField) + protowire.SizeVarint(uint64(kind))
+	}
+	if requestID != 0 {
+		directSize += protowire.SizeTag(directRequestField) + protowire.SizeVarint(requestID)
+	}
+	b := make([]byte, 0, protowire.SizeTag(envelopeDirectField)+protowire.SizeBytes(directSize))
+	b = protowire.AppendTag(b, envelopeDirectField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(directSize))
+	if protocol != "" {
+		b = protowire.AppendTag(b, directProtocolField, protowire.BytesType)
+		b = protowire.AppendString(b, protocol)
+	}
+	if kind != 0 {
+		b = protowire.AppendTag(b, directKindField, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(kind))
+	}
+	if requestID != 0 {
+		b = protowire.AppendTag(b, directRequestField, protowire.VarintType)
+		b = protowire.AppendVarint(b, requestID)
+	}
+	b = protowire.AppendTag(b, directPayloadField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(anySize))
+	b = protowire.AppendTag(b, anyTypeURLField, protowire.BytesType)
+	b = protowire.AppendString(b, typeURL)
+	if msgSize > 0 {
+		b = protowire.AppendTag(b, anyValueField, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(msgSize))
+		var err error
+		if b, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(b, msg); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
+		}
+	}
+	if len(b) != cap(b) {
+		return nil, fmt.Errorf("%w: message changed while being encoded", ErrBadPayload)
+	}
+	return b, nil
+}
+
+// direct is a decoded Direct message whose payload is still encoded (it aliases the read buffer).
+type direct struct {
+	protocol   string
+	kind       messages.DirectKind
+	requestID  uint64
+	hasPayload bool
+	typeURL    string
+	value      []byte
+	err        *messages.RemoteError
+}
+
+// payload decodes the typed payload. The message type must be linked into the program (protoregistry).
+func (d *direct) payload() (proto.Message, error) {
+	if !d.hasPayload {
+		return nil, errors.New("message without payload")
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(d.typeURL)
+	if err != nil {
+		return nil, fmt.Errorf("unknown payload type %q: %w", d.typeURL, err)
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(d.value, m); err != nil {
+		return nil, fmt.Errorf("malformed %s payload: %w", d.typeURL, err)
+	}
+	return m, nil
+}
+
+var errNotDirect = errors.New("not a direct message")
+
+// decodeInbound decodes one envelope read from a peer: a direct message through the fast path, anything else
+// through decodeEnvelope. Exactly one of the results is non-nil.
+func decodeInbound(b []byte) (*direct, *messages.Envelope, error) {
+	d, err := decodeDirect(b)
+	if err == nil {
+		return d, nil, nil
+	}
+	if !errors.Is(err, errNotDirect) {
+		return nil, nil, err
+	}
+	env, err := decodeEnvelope(b)
+	return nil, env, err
+}
+
+// decodeDirect parses an envelope whose body is a direct message, or returns errNotDirect when its body is
+// something else (the caller then uses decodeEnvelope). Any other error means the bytes are malformed.
+func decodeDirect(b []byte) (*direct, error) {
+	d := &direct{}
+	found := false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("malformed envelope: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num == envelopeDirectField && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil, fmt.Errorf("malformed envelope: %w", protowire.ParseError(m))
+			}
+			// A repeated body field merges into the same message, as proto.Unmarshal does.
+			if err := d.mergeBody(v); err != nil {
+				return nil, err
+			}
+			found, b = true, b[m:]
+			continue
+		}
+		if num >= 1 && num <= 4 {
+			// Another body field (or a malformed direct field): the generic decoder handles the envelope.
+			return nil, errNotDirect
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return nil, fmt.Errorf("malformed envelope: %w", protowire.ParseError(m))
+		}
+		b = b[m:]
+	}
+	if !found {
+		return nil, errNotDirect
+	}
+	switch d.kind {
+	case messages.DirectKind_DIRECT_KIND_ONEWAY:
+	case messages.DirectKind_DIRECT_KIND_REQUEST, messages.DirectKind_DIRECT_KIND_RESPONSE, messages.DirectKind_DIRECT_KIND_ERROR:
+		if d.requestID == 0 {
+			return nil, fmt.Errorf("%s without request id", d.kind)
+		}
+	default:
+		return nil, fmt.Errorf("direct message of unknown kind %d", d.kind)
+	}
+	return d, nil
+}
+
+// mergeBody merges one encoded Direct message into d.
+func (d *direct) mergeBody(body []byte) error {
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			return fmt.Errorf("malformed direct message: %w", protowire.ParseError(n))
+		}
+		body = body[n:]
+		var m int
+		switch {
+		case num == directProtocolField && typ == protowire.BytesType:
+			var v []byte
+			if v, m = protowire.ConsumeBytes(body); m >= 0 {
+				if !utf8.Valid(v) {
+					return errors.New("malformed direct message: protocol is not UTF-8")
+				}
+				d.protocol = string(v)
+			}
+		case num == directKindField && typ == protowire.VarintType:
+			var v uint64
+			v, m = protowire.ConsumeVarint(body)
+			d.kind = messages.DirectKind(int32(v))
+		case num == directRequestField && typ == protowire.VarintType:
+			d.requestID, m = protowire.ConsumeVarint(body)
+		case num == directPayloadField && typ == protowire.BytesType:
+			var v []byte
+			if v, m = protowire.ConsumeBytes(body); m >= 0 {
+				if err := d.parseAny(v); err != nil {
+					return err
+				}
+			}
+		case num == directErrorField && typ == protowire.BytesType:
+			var v []byte
+			if v, m = protowire.ConsumeBytes(body); m >= 0 {
+				if d.err == nil {
+					d.err = &messages.RemoteError{}
+				}
+				if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(v, d.err); err != nil {
+					return fmt.Errorf("malformed direct message error: %w", err)
+				}
+			}
+		case num >= directProtocolField && num <= directErrorField:
+			return fmt.Errorf("malformed direct message: field %d has wire type %d", num, typ)
+		default:
+			m = protowire.ConsumeFieldValue(num, typ, body)
+		}
+		if m < 0 {
+			return fmt.Errorf("malformed direct message: %w", protowire.ParseError(m))
+		}
+		body = body[m:]
+	}
+	return nil
+}
+
+// parseAny merges one occurrence of the Any payload field, as proto merging would.
+func (d *direct) parseAny(b []byte) error {
+	d.hasPayload = true
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("malformed payload: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		var m int
+		switch {
+		case num == anyTypeURLField && typ == protowire.BytesType:
+			var v []byte
+			if v, m = protowire.ConsumeBytes(b); m >= 0 {
+				if !utf8.Valid(v) {
+					return errors.New("malformed payload: type URL is not UTF-8")
+				}
+				d.typeURL = string(v)
+			}
+		case num == anyValueField && typ == protowire.BytesType:
+			d.value, m = protowire.ConsumeBytes(b)
+		case num == anyTypeURLField || num == anyValueField:
+			return fmt.Errorf("malformed payload: field %d has wire type %d", num, typ)
+		default:
+			m = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if m < 0 {
+			return fmt.Errorf("malformed payload: %w", protowire.ParseError(m))
+		}
+		b = b[m:]
+	}
+	return nil
+}
