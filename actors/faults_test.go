@@ -222,21 +222,22 @@ func localOf(p actors.PeerInfo) string { return p.LocalAddr }
 
 func TestSlowReaderDoesNotSlowOtherPeers(t *testing.T) {
 	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
-		cfg.SendQueueBytes = 1 << 20
-		cfg.WriteTimeout = 2 * time.Second
+		cfg.SendQueueBytes = 24 << 20
+		cfg.WriteTimeout = 30 * time.Second // the queue bound, not the write deadline, must catch the stuck peer
 	}))
 	a, b := nw.Nodes[0], nw.Nodes[1]
 	register(t, b, "echo/1", echo())
 	nw.Connect(0, 1)
 	events := watchEvents(t, a)
 
-	// A peer that completes the handshake and then never reads.
+	// A peer that completes the handshake and then never reads, with a small socket buffer.
 	stuck, _ := session.GenerateIdentity()
 	raw, err := net.Dial("tcp", a.Addr().Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer raw.Close()
+	_ = raw.(*net.TCPConn).SetReadBuffer(4096)
 	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{Identity: stuck, NetworkID: "actormesh"}, true, a.ID())
 	if err != nil {
 		t.Fatal(err)
@@ -244,35 +245,42 @@ func TestSlowReaderDoesNotSlowOtherPeers(t *testing.T) {
 	defer sc.Close()
 	testkit.WaitFor(t, 5*time.Second, func() bool { return a.Connected(stuck.NodeID()) }, "stuck peer connected")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	floodErr := make(chan error, 1)
-	go func() {
-		payload := wrapperspb.Bytes(make([]byte, 16<<10))
-		for ctx.Err() == nil {
-			if err := a.Send(ctx, stuck.NodeID(), "any/1", payload); err != nil {
-				floodErr <- err
-				return
-			}
+	// Phase 1: 16 MiB for the stuck peer: more than the socket buffers take, less than its queue.
+	payload := wrapperspb.Bytes(make([]byte, 16<<10))
+	for i := 0; i < 1024; i++ {
+		if err := a.Send(ctxTimeout(t, time.Second), stuck.NodeID(), "any/1", payload); err != nil {
+			t.Fatalf("send %d to the stuck peer: %v", i, err)
 		}
-		floodErr <- ctx.Err()
-	}()
+	}
 	for i := 0; i < 200; i++ {
 		reply, err := a.Request(ctxTimeout(t, 2*time.Second), b.ID(), "echo/1", wrapperspb.String("ab"))
 		if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ba" {
 			t.Fatalf("request %d to the healthy peer while another is stuck: %v", i, err)
 		}
 	}
-	select {
-	case err := <-floodErr:
-		if !errors.Is(err, actors.ErrSlowPeer) && !errors.Is(err, actors.ErrPeerGone) && !errors.Is(err, actors.ErrUnknownPeer) {
-			t.Fatalf("flooding the stuck peer ended with %v, want ErrSlowPeer", err)
+	var queued int
+	for _, p := range a.Peers() {
+		if p.ID == stuck.NodeID() {
+			queued = p.QueuedBytes
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("sending to a peer that never reads did not fail")
+	}
+	if queued == 0 {
+		t.Fatal("the stuck peer's queue is empty: the test did not exercise a blocked writer")
+	}
+
+	// Phase 2: keep sending until the bounded queue overflows: the send fails and the peer is dropped.
+	var sendErr error
+	for i := 0; i < 4096 && sendErr == nil; i++ {
+		sendErr = a.Send(ctxTimeout(t, time.Second), stuck.NodeID(), "any/1", payload)
+	}
+	if !errors.Is(sendErr, actors.ErrSlowPeer) {
+		t.Fatalf("overflowing the stuck peer's queue gave %v, want ErrSlowPeer", sendErr)
 	}
 	testkit.WaitFor(t, 10*time.Second, func() bool {
 		r, ok := events.disconnectReason()
 		return ok && r == messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER
 	}, "the stuck peer disconnected as SLOW_PEER")
+	if _, err := a.Request(ctxTimeout(t, 2*time.Second), b.ID(), "echo/1", wrapperspb.String("ab")); err != nil {
+		t.Fatalf("healthy peer affected by the disconnect: %v", err)
+	}
 }

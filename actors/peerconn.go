@@ -42,6 +42,9 @@ type peerConn struct {
 
 	closing   chan struct{}
 	closeOnce sync.Once
+	// deadlineMu orders shutdown's write deadline against the writer's, so a closing connection's deadline is
+	// never pushed back out by a new batch.
+	deadlineMu sync.Mutex
 	reason    messages.DisconnectReason // written once before closing is closed
 	detail    string
 	byRemote  bool
@@ -84,18 +87,40 @@ func (pc *peerConn) start(onDone func()) {
 	go func() { defer exit(); pc.writeLoop() }()
 }
 
-// shutdown starts closing the connection with a reason; only the first reason counts.
+// shutdown starts closing the connection with a reason; only the first reason counts. A write in progress is
+// given closeFlushTimeout to finish on a graceful close, and is interrupted at once otherwise.
 func (pc *peerConn) shutdown(reason messages.DisconnectReason, detail string) {
 	pc.closeOnce.Do(func() {
+		pc.deadlineMu.Lock()
+		defer pc.deadlineMu.Unlock()
 		pc.reason, pc.detail = reason, detail
 		close(pc.closing)
+		if gracefulClose(reason) {
+			_ = pc.sc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+		} else {
+			_ = pc.sc.SetWriteDeadline(time.Unix(1, 0))
+		}
 	})
 }
 
+// gracefulClose tells whether a close flushes what is queued before saying goodbye.
+func gracefulClose(reason messages.DisconnectReason) bool {
+	switch reason {
+	case messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN,
+		messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION:
+		return true
+	}
+	return false
+}
+
+// remoteShutdown records that the peer said goodbye; nothing more is written to it.
 func (pc *peerConn) remoteShutdown(reason messages.DisconnectReason, detail string) {
 	pc.closeOnce.Do(func() {
+		pc.deadlineMu.Lock()
+		defer pc.deadlineMu.Unlock()
 		pc.reason, pc.detail, pc.byRemote = reason, detail, true
 		close(pc.closing)
+		_ = pc.sc.SetWriteDeadline(time.Unix(1, 0))
 	})
 }
 
@@ -221,7 +246,10 @@ func (pc *peerConn) writeLoop() {
 		select {
 		case <-pc.q.notify:
 			batch := pc.q.take(spare)
-			if err := pc.write(batch, pc.cfg.WriteTimeout); err != nil {
+			if err := pc.writeBatch(batch); errors.Is(err, errClosing) {
+				pc.finish(true)
+				return
+			} else if err != nil {
 				pc.shutdown(classifyWriteError(err))
 				pc.finish(false)
 				return
@@ -237,6 +265,27 @@ func (pc *peerConn) writeLoop() {
 			return
 		}
 	}
+}
+
+// errClosing stops the writer from starting a batch once shutdown has begun.
+var errClosing = errors.New("connection closing")
+
+// writeBatch writes queued envelopes under the WriteTimeout deadline, unless shutdown has begun.
+func (pc *peerConn) writeBatch(batch [][]byte) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	pc.deadlineMu.Lock()
+	select {
+	case <-pc.closing:
+		pc.deadlineMu.Unlock()
+		pc.q.requeue(batch)
+		return errClosing
+	default:
+	}
+	_ = pc.sc.SetWriteDeadline(time.Now().Add(pc.cfg.WriteTimeout))
+	pc.deadlineMu.Unlock()
+	return pc.sc.WriteMessages(batch...)
 }
 
 func (pc *peerConn) write(batch [][]byte, timeout time.Duration) error {
@@ -260,9 +309,7 @@ func (pc *peerConn) finish(canWrite bool) {
 	left := pc.q.close()
 	if canWrite && !pc.byRemote {
 		var out [][]byte
-		switch pc.reason {
-		case messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN,
-			messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION:
+		if gracefulClose(pc.reason) {
 			out = left
 		}
 		switch pc.reason {

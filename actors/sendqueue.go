@@ -64,6 +64,18 @@ func (q *sendQueue) take(spare [][]byte) [][]byte {
 	return items
 }
 
+// requeue puts a batch the writer took back at the front, so that a graceful close still flushes it.
+func (q *sendQueue) requeue(batch [][]byte) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, b := range batch {
+		n += len(b)
+	}
+	q.items = append(append(make([][]byte, 0, len(batch)+len(q.items)), batch...), q.items...)
+	q.bytes += n
+}
+
 // close makes later pushes fail and returns what was still queued.
 func (q *sendQueue) close() [][]byte {
 	q.mu.Lock()
