@@ -45,11 +45,11 @@ type peerConn struct {
 	// deadlineMu orders shutdown's write deadline against the writer's, so a closing connection's deadline is
 	// never pushed back out by a new batch.
 	deadlineMu sync.Mutex
-	reason    messages.DisconnectReason // written once before closing is closed
-	detail    string
-	byRemote  bool
-	done      chan struct{}
-	running   atomic.Int32
+	reason     messages.DisconnectReason // written once before closing is closed
+	detail     string
+	byRemote   bool
+	done       chan struct{}
+	running    atomic.Int32
 
 	rttNanos    atomic.Int64
 	kaNonce     atomic.Uint64
