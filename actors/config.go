@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -72,6 +73,10 @@ type Config struct {
 	ProtocolRestarts      int
 	ProtocolRestartWindow time.Duration
 
+	// Routing configures peer discovery (the Kademlia table and lookups). Default routing.DefaultConfig(); its
+	// Logger is replaced by the node's.
+	Routing routing.Config
+
 	// Logger receives the node's logs, protoactor's included. Default: disabled.
 	Logger zerolog.Logger
 }
@@ -98,6 +103,7 @@ func DefaultConfig() Config {
 		RedialMax:             30 * time.Second,
 		ProtocolRestarts:      10,
 		ProtocolRestartWindow: time.Minute,
+		Routing:               routing.DefaultConfig(),
 		Logger:                zerolog.Nop(),
 	}
 }
@@ -155,6 +161,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RedialMax < c.RedialBase {
 		return bad("RedialMax (%v) is below RedialBase (%v)", c.RedialMax, c.RedialBase)
+	}
+	if err := c.Routing.Validate(); err != nil {
+		return bad("Routing: %v", err)
 	}
 	return nil
 }

@@ -31,6 +31,12 @@ type Inbound struct {
 	released  bool
 }
 
+// Sender returns the peer that sent the message (From).
+func (m *Inbound) Sender() session.NodeID { return m.From }
+
+// Message returns the typed payload (Payload).
+func (m *Inbound) Message() proto.Message { return m.Payload }
+
 // IsRequest tells whether the sender waits for a reply.
 func (m *Inbound) IsRequest() bool { return m.requestID != 0 }
 

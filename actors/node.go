@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -36,6 +37,7 @@ type Node struct {
 	guardian  *actor.PID
 	peerMgr   *actor.PID
 	protoSup  *actor.PID
+	routing   *actor.PID
 	listener  net.Listener
 	advertise string
 
@@ -108,13 +110,22 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	select {
 	case r := <-ready:
-		n.guardian, n.peerMgr, n.protoSup = pid, r.peers, r.protocols
+		n.guardian, n.peerMgr, n.protoSup, n.routing = pid, r.peers, r.protocols, r.routing
 	case <-ctx.Done():
 		n.system.Root.StopFuture(pid).Wait()
 		n.closeListener()
 		return fmt.Errorf("start node: %w", ctx.Err())
 	}
 	n.started = true
+	if n.advertise != "" {
+		// A time-based sequence number increases across restarts without any stored state.
+		rec, err := routing.NewRecord(n.identity, uint64(time.Now().UnixNano()), []string{n.advertise})
+		if err != nil {
+			n.log.Warn().Err(err).Str("addr", n.advertise).Msg("cannot sign a node record for the advertised address; peers will not learn it through discovery")
+		} else {
+			n.system.Root.Send(n.routing, &routing.SetLocalRecord{Record: rec})
+		}
+	}
 	n.log.Info().Str("addr", n.addrString()).Msg("node started")
 	return nil
 }
@@ -267,7 +278,11 @@ func (n *Node) connFor(ctx context.Context, peer session.NodeID) (*peerConn, err
 	}
 	addr, ok := n.addrs.get(peer)
 	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownPeer, peer.Short())
+		found, err := n.Lookup(ctx, peer)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrUnknownPeer, peer.Short(), err)
+		}
+		addr = found.Addr
 	}
 	if err := n.Connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false); err != nil {
 		return nil, err
@@ -299,6 +314,9 @@ func (n *Node) Register(protocol string, props *actor.Props) (*actor.PID, error)
 		return nil, ErrClosed
 	}
 }
+
+// AddAddress tells the node where peer can be dialed (Send, Request and Connect use it).
+func (n *Node) AddAddress(peer session.NodeID, addr string) { n.addrs.put(peer, addr) }
 
 // ActorSystem exposes the protoactor system the node runs on, for spawning helper actors next to protocol actors.
 func (n *Node) ActorSystem() *actor.ActorSystem { return n.system }

@@ -7,12 +7,15 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormesh/actormesh/routing"
 )
 
 // guardianReady tells Start the PIDs of the guardian's children.
 type guardianReady struct {
 	peers     *actor.PID
 	protocols *actor.PID
+	routing   *actor.PID
 }
 
 // guardianProps builds the root of the node's supervision tree: the peer manager, the listener and the protocol
@@ -31,12 +34,23 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 		if err != nil {
 			panic(err)
 		}
+		rcfg := n.cfg.Routing
+		rcfg.Logger = n.log.With().Str("component", "routing").Logger()
+		rprops, err := routing.NewActorProps(rcfg, n)
+		if err != nil {
+			panic(err)
+		}
+		rt, err := ctx.SpawnNamed(rprops.Clone(actor.WithReceiverMiddleware(releaseCredits)), "routing")
+		if err != nil {
+			panic(err)
+		}
+		n.protocols.claim(routing.Protocol, rt)
 		if n.listener != nil {
 			if _, err := ctx.SpawnNamed(listenerProps(n, peers), "listener"); err != nil {
 				panic(err)
 			}
 		}
-		ready <- guardianReady{peers: peers, protocols: protocols}
+		ready <- guardianReady{peers: peers, protocols: protocols, routing: rt}
 	}, actor.WithSupervisor(strategy))
 }
 
@@ -104,18 +118,20 @@ type registerResult struct {
 	err error
 }
 
-// protocolSupervisorProps builds the supervisor of user protocol actors. Each protocol actor gets a receiver
-// middleware that returns the connection's inbound credit once the actor has processed an *Inbound.
+// releaseCredits is the receiver middleware of every actor that receives *Inbound: once the actor has processed
+// the message, the connection's inbound credit is returned (see Config.InboundPending).
+func releaseCredits(next actor.ReceiverFunc) actor.ReceiverFunc {
+	return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+		if in, ok := env.Message.(*Inbound); ok {
+			defer in.release()
+		}
+		next(c, env)
+	}
+}
+
+// protocolSupervisorProps builds the supervisor of user protocol actors; each gets the releaseCredits middleware.
 func (n *Node) protocolSupervisorProps() *actor.Props {
 	strategy := actor.NewOneForOneStrategy(n.cfg.ProtocolRestarts, n.cfg.ProtocolRestartWindow, actor.DefaultDecider)
-	release := func(next actor.ReceiverFunc) actor.ReceiverFunc {
-		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-			if in, ok := env.Message.(*Inbound); ok {
-				defer in.release()
-			}
-			next(c, env)
-		}
-	}
 	names := make(map[string]string) // protocol actor id -> protocol
 	return actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
@@ -124,7 +140,7 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 				m.reply <- registerResult{err: ErrProtocolRegistered}
 				return
 			}
-			pid := ctx.SpawnPrefix(m.props.Clone(actor.WithReceiverMiddleware(release)), "proto")
+			pid := ctx.SpawnPrefix(m.props.Clone(actor.WithReceiverMiddleware(releaseCredits)), "proto")
 			if !n.protocols.claim(m.protocol, pid) {
 				ctx.Stop(pid)
 				m.reply <- registerResult{err: ErrProtocolRegistered}

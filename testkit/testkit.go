@@ -51,6 +51,7 @@ func NewNetwork(t testing.TB, n int, opts ...Option) *Network {
 	for i := 0; i < n; i++ {
 		cfg := actors.DefaultConfig()
 		cfg.ListenAddr = "127.0.0.1:0"
+		cfg.Routing.Table.ExemptLoopback = true // every test node shares 127.0.0.0/24
 		cfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(o.logLevel).With().Int("i", i).Logger()
 		if o.configure != nil {
 			o.configure(i, &cfg)

@@ -1,0 +1,70 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/actormesh/actormesh/routing"
+	"github.com/actormesh/actormesh/session"
+)
+
+// ErrNotFound: a lookup finished without finding the node.
+var ErrNotFound = errors.New("node not found in the DHT")
+
+func (n *Node) routingActor() error {
+	_, err := n.peerManager() // same started/closed checks
+	return err
+}
+
+// FindClosest runs an iterative Kademlia lookup for the nodes closest to target.
+func (n *Node) FindClosest(ctx context.Context, target routing.Key) (routing.LookupResult, error) {
+	if err := n.routingActor(); err != nil {
+		return routing.LookupResult{}, err
+	}
+	reply := make(chan routing.LookupResult, 1)
+	n.system.Root.Send(n.routing, &routing.LookupRequest{Target: target, Reply: reply})
+	select {
+	case r := <-reply:
+		return r, r.Err
+	case <-ctx.Done():
+		return routing.LookupResult{}, fmt.Errorf("lookup: %w", ctx.Err())
+	case <-n.closed:
+		return routing.LookupResult{}, ErrClosed
+	}
+}
+
+// Lookup finds the address of a node by its id through the DHT. It returns ErrNotFound when the lookup ends without
+// the node among the closest it reached.
+func (n *Node) Lookup(ctx context.Context, id session.NodeID) (session.PeerAddr, error) {
+	if id == n.ID() {
+		return n.Addr(), nil
+	}
+	res, err := n.FindClosest(ctx, routing.KeyOf(id))
+	if err != nil {
+		return session.PeerAddr{}, err
+	}
+	for _, e := range res.Closest {
+		if e.ID == id {
+			return session.PeerAddr{ID: id, Addr: e.Addr}, nil
+		}
+	}
+	return session.PeerAddr{}, fmt.Errorf("%w: %s after %d requests", ErrNotFound, id.Short(), res.Queried)
+}
+
+// RoutingTable returns a copy of the node's Kademlia table and the routing counters.
+func (n *Node) RoutingTable(ctx context.Context) (routing.Snapshot, error) {
+	if err := n.routingActor(); err != nil {
+		return routing.Snapshot{}, err
+	}
+	reply := make(chan routing.Snapshot, 1)
+	n.system.Root.Send(n.routing, &routing.SnapshotRequest{Reply: reply})
+	select {
+	case s := <-reply:
+		return s, nil
+	case <-ctx.Done():
+		return routing.Snapshot{}, ctx.Err()
+	case <-n.closed:
+		return routing.Snapshot{}, ErrClosed
+	}
+}

@@ -1,0 +1,68 @@
+package actors_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/routing"
+	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+func TestLookupFindsEveryNodeFromOneBootnode(t *testing.T) {
+	const n = 20
+	nw := testkit.NewNetwork(t, n)
+	for i := 1; i < n; i++ {
+		nw.Connect(i, 0)
+	}
+	for i := 1; i < n; i++ {
+		if _, err := nw.Nodes[i].FindClosest(ctxTimeout(t, 10*time.Second), routing.KeyOf(nw.Nodes[i].ID())); err != nil {
+			t.Fatalf("self-lookup of %d: %v", i, err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		for j := 0; j < n; j++ {
+			if i == j {
+				continue
+			}
+			addr, err := nw.Nodes[i].Lookup(ctxTimeout(t, 10*time.Second), nw.Nodes[j].ID())
+			if err != nil {
+				t.Fatalf("node %d looking up %d: %v", i, j, err)
+			}
+			if addr != nw.Nodes[j].Addr() {
+				t.Fatalf("node %d found %s for %d, want %s", i, addr, j, nw.Nodes[j].Addr())
+			}
+		}
+	}
+}
+
+func TestSendResolvesUnknownAddressThroughTheDHT(t *testing.T) {
+	nw := testkit.NewNetwork(t, 3)
+	register(t, nw.Nodes[2], "echo/1", echo())
+	nw.Connect(1, 0)
+	nw.Connect(2, 0)
+	// Node 1 never heard of node 2's address; node 0 learned it when 2 connected.
+	testkit.WaitFor(t, 5*time.Second, func() bool {
+		s, err := nw.Nodes[0].RoutingTable(ctxTimeout(t, time.Second))
+		return err == nil && len(s.Entries) == 2
+	}, "bootnode knows both peers")
+	reply, err := nw.Nodes[1].Request(ctxTimeout(t, 10*time.Second), nw.Nodes[2].ID(), "echo/1", wrapperspb.String("dht"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "thd" {
+		t.Fatalf("request to a node known only through the DHT: %v %v", reply, err)
+	}
+}
+
+func TestLookupOfAbsentNodeFails(t *testing.T) {
+	nw := testkit.NewNetwork(t, 3)
+	nw.Connect(1, 0)
+	nw.Connect(2, 0)
+	ghost, _ := session.GenerateIdentity()
+	_, err := nw.Nodes[1].Lookup(ctxTimeout(t, 10*time.Second), ghost.NodeID())
+	if !errors.Is(err, actors.ErrNotFound) {
+		t.Fatalf("got %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,410 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// Protocol is the protocol id of the discovery exchange (FindNode requests answered with Nodes).
+const Protocol = "actormesh/kad/1"
+
+// ErrNoPeers is returned by a lookup that has no node to start from.
+var ErrNoPeers = errors.New("routing: no known peers to start a lookup from")
+
+// Network is what the routing actors need from the node that embeds them.
+type Network interface {
+	// ID is the local node's id.
+	ID() session.NodeID
+	// Request sends a typed request to a peer (dialing it when needed) and waits for the typed reply.
+	Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error)
+	// AddAddress tells the node where a peer can be dialed.
+	AddAddress(id session.NodeID, addr string)
+}
+
+// InboundRequest is a request from a peer as the node delivers it to a protocol actor.
+type InboundRequest interface {
+	Sender() session.NodeID
+	Message() proto.Message
+	Reply(proto.Message) error
+	ReplyError(error) error
+}
+
+// Config configures the routing actor. Start from DefaultConfig.
+type Config struct {
+	// Table configures the Kademlia table.
+	Table TableConfig
+	// Alpha is the number of parallel requests of a lookup (default 3).
+	Alpha int
+	// RequestTimeout bounds one FindNode exchange (default 2s).
+	RequestTimeout time.Duration
+	// RevalidateInterval is how often the least recently seen entry of a random bucket is checked (default 5s).
+	RevalidateInterval time.Duration
+	// MaxInFlight bounds the discovery requests in progress outside lookups (default 64).
+	MaxInFlight int
+	// RequestRate and RequestBurst limit the FindNode requests each peer may make (default 20/s, burst 50);
+	// requests beyond are refused with an "overloaded" error.
+	RequestRate  float64
+	RequestBurst int
+	// Logger receives the actor's logs.
+	Logger zerolog.Logger
+}
+
+// DefaultConfig returns the defaults: the default table, alpha 3, 2s requests, 5s revalidation.
+func DefaultConfig() Config {
+	return Config{
+		Table: DefaultTableConfig(), Alpha: DefaultAlpha, RequestTimeout: 2 * time.Second,
+		RevalidateInterval: 5 * time.Second, MaxInFlight: 64, RequestRate: 20, RequestBurst: 50,
+		Logger: zerolog.Nop(),
+	}
+}
+
+// Validate checks c; errors wrap ErrInvalidConfig.
+func (c Config) Validate() error {
+	if err := c.Table.Validate(); err != nil {
+		return err
+	}
+	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.MaxInFlight < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 {
+		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, MaxInFlight, RequestRate and RequestBurst must be positive", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// LookupRequest asks the routing actor for the nodes closest to Target (an iterative lookup). Reply receives exactly
+// one LookupResult.
+type LookupRequest struct {
+	Target Key
+	Reply  chan<- LookupResult
+}
+
+// LookupResult is the outcome of a lookup.
+type LookupResult struct {
+	// Closest are the nodes closest to the target that answered, closest first.
+	Closest []Entry
+	// Rounds is the lookup's hop count, Queried the number of FindNode requests it sent.
+	Rounds, Queried int
+	// Duration is the lookup's wall time.
+	Duration time.Duration
+	Err      error
+}
+
+// AddRecords asks the routing actor to verify records (e.g. from a peer store) and add them to the table.
+type AddRecords struct{ Records []*messages.NodeRecord }
+
+// SetLocalRecord gives the routing actor the node's own signed record, sent along with every exchange.
+type SetLocalRecord struct{ Record *messages.NodeRecord }
+
+// SnapshotRequest asks for a copy of the table and the actor's counters.
+type SnapshotRequest struct{ Reply chan<- Snapshot }
+
+// Snapshot is a copy of the routing state.
+type Snapshot struct {
+	Entries []Entry
+	Stats   Stats
+}
+
+// Stats counts what the routing actor did.
+type Stats struct {
+	Lookups, LookupFailures, RequestsServed, Throttled, BadRecords, Revalidations, Evictions uint64
+}
+
+// internal mailbox messages
+type (
+	exchangeDone struct {
+		peer  session.NodeID
+		check bool // a liveness check
+		reply *messages.Nodes
+		err   error
+	}
+	revalidateTick struct{}
+	lookupFinished struct {
+		req    *LookupRequest
+		result LookupResult
+	}
+	learned struct {
+		from  session.NodeID
+		nodes *messages.Nodes
+	}
+)
+
+// routingActor owns the table. Exchanges with peers run in goroutines it owns and report back by message.
+type routingActor struct {
+	cfg     Config
+	net     Network
+	log     zerolog.Logger
+	table   *Table
+	limiter *RateLimiter
+	rng     *rand.Rand
+	local   *messages.NodeRecord
+	stats   Stats
+	records *verifiedRecords
+
+	self     *actor.PID
+	root     *actor.RootContext
+	sub      *eventstream.Subscription
+	timer    *time.Timer
+	checking map[session.NodeID]bool
+	inFlight int
+	lookups  map[string]*LookupRequest // lookup actor id -> request
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewActorProps returns the props of the routing actor of a node. cfg must pass Validate.
+func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := NewTable(net.ID(), cfg.Table); err != nil {
+		return nil, err
+	}
+	return actor.PropsFromProducer(func() actor.Actor {
+		table, _ := NewTable(net.ID(), cfg.Table)
+		ctx, cancel := context.WithCancel(context.Background())
+		return &routingActor{
+			cfg: cfg, net: net, log: cfg.Logger, table: table, records: newVerifiedRecords(8192),
+			limiter:  NewRateLimiter(cfg.RequestRate, cfg.RequestBurst, 4096),
+			rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+			checking: make(map[session.NodeID]bool), lookups: make(map[string]*LookupRequest),
+			ctx: ctx, cancel: cancel,
+		}
+	}, actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))), nil
+}
+
+// Receive implements actor.Actor.
+func (a *routingActor) Receive(ctx actor.Context) {
+	now := time.Now()
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
+		self, root := a.self, a.root
+		a.sub = ctx.ActorSystem().EventStream.Subscribe(func(ev any) {
+			if pc, ok := ev.(*messages.PeerConnected); ok {
+				root.Send(self, pc)
+			}
+		})
+		a.armRevalidation()
+	case *actor.Stopping:
+		ctx.ActorSystem().EventStream.Unsubscribe(a.sub)
+		if a.timer != nil {
+			a.timer.Stop()
+		}
+		a.cancel()
+		a.wg.Wait()
+		for _, req := range a.lookups {
+			req.Reply <- LookupResult{Err: context.Canceled}
+		}
+		a.lookups = nil
+	case *messages.PeerConnected:
+		// Learn the peer's signed record and its neighbourhood of our key.
+		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil {
+			a.exchange(id, a.table.SelfKey(), false)
+		}
+	case InboundRequest:
+		a.serve(m, now)
+	case *exchangeDone:
+		a.exchangeDone(m, now)
+	case *learned:
+		a.learn(m.from, m.nodes, now)
+	case *revalidateTick:
+		a.revalidate()
+		a.armRevalidation()
+	case *LookupRequest:
+		a.startLookup(ctx, m, now)
+	case *lookupFinished:
+		a.finishLookup(ctx, m)
+	case *actor.Terminated:
+		if req, ok := a.lookups[m.Who.Id]; ok {
+			delete(a.lookups, m.Who.Id)
+			req.Reply <- LookupResult{Err: errors.New("routing: lookup actor stopped")}
+		}
+	case *AddRecords:
+		for _, r := range m.Records {
+			a.addRecord(r, now)
+		}
+	case *SetLocalRecord:
+		a.local = m.Record
+	case *SnapshotRequest:
+		m.Reply <- Snapshot{Entries: a.table.Entries(), Stats: a.stats}
+	}
+}
+
+func (a *routingActor) armRevalidation() {
+	self, root := a.self, a.root
+	a.timer = time.AfterFunc(a.cfg.RevalidateInterval, func() { root.Send(self, &revalidateTick{}) })
+}
+
+// serve answers a FindNode from a peer, within its rate limit.
+func (a *routingActor) serve(req InboundRequest, now time.Time) {
+	fn, ok := req.Message().(*messages.FindNode)
+	if !ok {
+		_ = req.ReplyError(fmt.Errorf("routing: unexpected %T", req.Message()))
+		return
+	}
+	if !a.limiter.Allow(req.Sender(), now) {
+		a.stats.Throttled++
+		_ = req.ReplyError(errors.New("overloaded: too many FindNode requests"))
+		return
+	}
+	target, err := KeyFromBytes(fn.GetTarget())
+	if err != nil {
+		_ = req.ReplyError(fmt.Errorf("routing: bad target: %w", err))
+		return
+	}
+	if fn.Sender != nil {
+		// The sender is authenticated by the connection; its record must be its own.
+		if e, err := a.records.entry(fn.Sender); err == nil && e.ID == req.Sender() {
+			a.addRecord(fn.Sender, now)
+			a.table.MarkAlive(e.ID, now)
+		} else {
+			a.stats.BadRecords++
+		}
+	}
+	a.stats.RequestsServed++
+	_ = req.Reply(a.nodesFor(target))
+}
+
+// nodesFor builds a bounded answer: at most k records of the closest known nodes, plus the local record.
+func (a *routingActor) nodesFor(target Key) *messages.Nodes {
+	closest := a.table.Closest(target, a.cfg.Table.K)
+	out := &messages.Nodes{Records: make([]*messages.NodeRecord, 0, len(closest)), Sender: a.local}
+	for _, e := range closest {
+		if e.Record != nil {
+			out.Records = append(out.Records, e.Record)
+		}
+	}
+	return out
+}
+
+// addRecord verifies a record and adds its node to the table and the node's address book.
+func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time) {
+	e, err := a.records.entry(r)
+	if err != nil {
+		a.stats.BadRecords++
+		return
+	}
+	if old, ok := a.table.Get(e.ID); ok && old.Record != nil && old.Record.GetSeq() > r.GetSeq() {
+		return // stale: keep the newer record
+	}
+	res := a.table.Add(e, now)
+	switch res.Status {
+	case Added, Updated, Pending:
+		a.net.AddAddress(e.ID, e.Addr)
+	}
+	if res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] {
+		a.exchange(res.Check.ID, a.table.SelfKey(), true)
+	}
+}
+
+// learn adds what a peer answered: its own record (it answered, so it is alive) and the records it returned.
+func (a *routingActor) learn(from session.NodeID, nodes *messages.Nodes, now time.Time) {
+	if s := nodes.GetSender(); s != nil {
+		if e, err := a.records.entry(s); err == nil && e.ID == from {
+			a.addRecord(s, now)
+			a.table.MarkAlive(e.ID, now)
+		} else {
+			a.stats.BadRecords++
+		}
+	}
+	for _, r := range nodes.GetRecords() {
+		a.addRecord(r, now)
+	}
+}
+
+// exchange sends a FindNode to a peer in a goroutine owned by the actor.
+func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) {
+	if a.inFlight >= a.cfg.MaxInFlight || a.ctx.Err() != nil {
+		return
+	}
+	if check {
+		a.checking[peer] = true
+	}
+	a.inFlight++
+	req := &messages.FindNode{Target: target[:], Sender: a.local}
+	net, timeout, self, root := a.net, a.cfg.RequestTimeout, a.self, a.root
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := context.WithTimeout(a.ctx, timeout)
+		defer cancel()
+		reply, err := net.Request(ctx, peer, Protocol, req)
+		nodes, ok := reply.(*messages.Nodes)
+		if err == nil && !ok {
+			err = fmt.Errorf("routing: peer answered %T", reply)
+		}
+		root.Send(self, &exchangeDone{peer: peer, check: check, reply: nodes, err: err})
+	}()
+}
+
+func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
+	a.inFlight--
+	if m.check {
+		delete(a.checking, m.peer)
+		a.stats.Revalidations++
+	}
+	if m.err != nil {
+		if m.check && a.table.MarkFailed(m.peer, now) {
+			a.stats.Evictions++
+			a.log.Debug().Str("peer", m.peer.Short()).Err(m.err).Msg("evicted unresponsive node")
+		}
+		return
+	}
+	a.learn(m.peer, m.reply, now)
+}
+
+// revalidate checks the least recently seen entry of a random non-empty bucket.
+func (a *routingActor) revalidate() {
+	var candidates []Entry
+	for _, e := range a.table.Entries() {
+		if !a.checking[e.ID] {
+			candidates = append(candidates, e)
+		}
+	}
+	if len(candidates) == 0 {
+		return
+	}
+	oldest := candidates[0]
+	for _, e := range candidates[1:] {
+		if e.LastSeen.Before(oldest.LastSeen) {
+			oldest = e
+		}
+	}
+	a.exchange(oldest.ID, a.table.SelfKey(), true)
+}
+
+func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now time.Time) {
+	a.stats.Lookups++
+	seeds := a.table.Closest(req.Target, a.cfg.Table.K)
+	if len(seeds) == 0 {
+		a.stats.LookupFailures++
+		req.Reply <- LookupResult{Err: ErrNoPeers}
+		return
+	}
+	a.table.Touched(req.Target, now)
+	pid := ctx.Spawn(lookupProps(a.cfg, a.net, a.records, req, seeds, a.local))
+	a.lookups[pid.Id] = req
+}
+
+func (a *routingActor) finishLookup(ctx actor.Context, m *lookupFinished) {
+	if sender := ctx.Sender(); sender != nil {
+		delete(a.lookups, sender.Id)
+		ctx.Stop(sender)
+	}
+	if m.result.Err != nil || len(m.result.Closest) == 0 {
+		a.stats.LookupFailures++
+	}
+	m.req.Reply <- m.result
+}

@@ -1,0 +1,109 @@
+package routing
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// lookupActor drives one Lookup: a short-lived child of the routing actor. Its FindNode requests run in goroutines
+// it owns; it forwards every answer to its parent (which learns the records) and reports the result when done.
+type lookupActor struct {
+	cfg     Config
+	net     Network
+	req     *LookupRequest
+	lookup  *Lookup
+	local   *messages.NodeRecord
+	records *verifiedRecords
+	started time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type lookupAnswer struct {
+	from  session.NodeID
+	nodes *messages.Nodes
+	err   error
+}
+
+func lookupProps(cfg Config, net Network, records *verifiedRecords, req *LookupRequest, seeds []Entry, local *messages.NodeRecord) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor {
+		ctx, cancel := context.WithCancel(context.Background())
+		return &lookupActor{
+			cfg: cfg, net: net, req: req, local: local, records: records,
+			lookup: NewLookup(req.Target, net.ID(), seeds, cfg.Alpha, cfg.Table.K),
+			ctx:    ctx, cancel: cancel,
+		}
+	})
+}
+
+// Receive implements actor.Actor.
+func (l *lookupActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		l.started = time.Now()
+		l.step(ctx)
+	case *lookupAnswer:
+		if m.err != nil {
+			l.lookup.Failed(m.from)
+		} else {
+			ctx.Send(ctx.Parent(), &learned{from: m.from, nodes: m.nodes})
+			l.lookup.Succeeded(m.from, l.entries(m.nodes))
+		}
+		l.step(ctx)
+	case *actor.Stopping:
+		l.cancel()
+		l.wg.Wait()
+	}
+}
+
+// entries turns the verified records of an answer into lookup candidates; forged records are dropped.
+func (l *lookupActor) entries(nodes *messages.Nodes) []Entry {
+	out := make([]Entry, 0, len(nodes.GetRecords()))
+	for _, r := range nodes.GetRecords() {
+		if e, err := l.records.entry(r); err == nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (l *lookupActor) step(ctx actor.Context) {
+	for _, e := range l.lookup.Next() {
+		l.ask(ctx, e)
+	}
+	if l.lookup.Done() {
+		ctx.Request(ctx.Parent(), &lookupFinished{req: l.req, result: LookupResult{
+			Closest: l.lookup.Result(), Rounds: l.lookup.Rounds(), Queried: l.lookup.Queried(),
+			Duration: time.Since(l.started),
+		}})
+		// The parent stops this actor when it takes the result: a Terminated notice (a system message) would
+		// overtake the result in the parent's mailbox.
+	}
+}
+
+func (l *lookupActor) ask(ctx actor.Context, e Entry) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	req := &messages.FindNode{Target: l.req.Target[:], Sender: l.local}
+	l.net.AddAddress(e.ID, e.Addr)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		rctx, cancel := context.WithTimeout(l.ctx, l.cfg.RequestTimeout)
+		defer cancel()
+		reply, err := l.net.Request(rctx, e.ID, Protocol, req)
+		nodes, ok := reply.(*messages.Nodes)
+		if err == nil && !ok {
+			err = fmt.Errorf("routing: peer answered %T", reply)
+		}
+		root.Send(self, &lookupAnswer{from: e.ID, nodes: nodes, err: err})
+	}()
+}

@@ -1,0 +1,235 @@
+package routing
+
+import (
+	"container/list"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// Limits of a NodeRecord.
+const (
+	// MaxRecordAddrs is the most addresses a record may carry.
+	MaxRecordAddrs = 8
+	// MaxRecordAddrLen is the longest address, in bytes, a record may carry.
+	MaxRecordAddrLen = 255
+)
+
+// recordContext prefixes what an identity signs for a NodeRecord.
+const recordContext = "actormesh-record-v1:"
+
+// Errors of records and the RecordBook.
+var (
+	// ErrBadRecord is wrapped by every error about a malformed or unauthentic record.
+	ErrBadRecord = errors.New("routing: bad node record")
+	// ErrBadSignature means a record's signature does not verify; errors carrying it also match ErrBadRecord.
+	ErrBadSignature = errors.New("routing: bad node record signature")
+	// ErrStaleRecord means a record is older than the one known for the same node, or has the same sequence number
+	// with different content.
+	ErrStaleRecord = errors.New("routing: stale node record")
+)
+
+// NewRecord returns the record of id's node with sequence number seq and addresses addrs, signed by id. The
+// addresses must pass the checks of VerifyRecord; errors wrap ErrBadRecord.
+func NewRecord(id *session.Identity, seq uint64, addrs []string) (*messages.NodeRecord, error) {
+	if id == nil {
+		return nil, fmt.Errorf("%w: nil identity", ErrBadRecord)
+	}
+	if err := checkAddrs(addrs); err != nil {
+		return nil, err
+	}
+	nid := id.NodeID()
+	r := &messages.NodeRecord{Id: nid.Bytes(), Seq: seq, Addrs: slices.Clone(addrs)}
+	r.Signature = id.Sign(recordSigningBytes(nid, seq, addrs))
+	return r, nil
+}
+
+// VerifyRecord checks r and returns the NodeID of the node it describes. It checks the id length, that there are 1 to
+// MaxRecordAddrs addresses, each a host:port of at most MaxRecordAddrLen bytes whose host is an IP address or a host
+// name (letters, digits, '-', '.', '_') and whose port is in 1..65535, and the signature. Errors wrap ErrBadRecord, and also ErrBadSignature when only the signature is wrong.
+func VerifyRecord(r *messages.NodeRecord) (session.NodeID, error) {
+	if r == nil {
+		return session.NodeID{}, fmt.Errorf("%w: nil record", ErrBadRecord)
+	}
+	id, err := session.NodeIDFromBytes(r.GetId())
+	if err != nil {
+		return session.NodeID{}, fmt.Errorf("%w: %w", ErrBadRecord, err)
+	}
+	if id.IsZero() {
+		return session.NodeID{}, fmt.Errorf("%w: zero id", ErrBadRecord)
+	}
+	if err := checkAddrs(r.GetAddrs()); err != nil {
+		return session.NodeID{}, err
+	}
+	if !id.Verify(recordSigningBytes(id, r.GetSeq(), r.GetAddrs()), r.GetSignature()) {
+		return session.NodeID{}, fmt.Errorf("%w: %w: node %s seq %d", ErrBadRecord, ErrBadSignature, id.Short(), r.GetSeq())
+	}
+	return id, nil
+}
+
+// EntryFromRecord verifies r (see VerifyRecord) and returns a table Entry for it: ID, Key, Record and, as Addr, the
+// record's first address. Times and Failures are left zero.
+func EntryFromRecord(r *messages.NodeRecord) (Entry, error) {
+	id, err := VerifyRecord(r)
+	if err != nil {
+		return Entry{}, err
+	}
+	return Entry{ID: id, Key: KeyOf(id), Addr: r.GetAddrs()[0], Record: r}, nil
+}
+
+// checkAddrs checks the address list of a record.
+func checkAddrs(addrs []string) error {
+	if len(addrs) == 0 || len(addrs) > MaxRecordAddrs {
+		return fmt.Errorf("%w: %d addresses, want 1..%d", ErrBadRecord, len(addrs), MaxRecordAddrs)
+	}
+	for i, a := range addrs {
+		if err := checkAddr(a); err != nil {
+			return fmt.Errorf("%w: address %d: %w", ErrBadRecord, i, err)
+		}
+	}
+	return nil
+}
+
+// checkAddr checks one host:port address of a record.
+func checkAddr(a string) error {
+	if len(a) > MaxRecordAddrLen {
+		return fmt.Errorf("%d bytes long, limit %d", len(a), MaxRecordAddrLen)
+	}
+	_, _, err := splitAddr(a)
+	return err
+}
+
+// splitAddr parses a host:port address: the port must be in 1..65535 and the host an IP address or a host name of
+// letters, digits, '-', '.' and '_'. It returns the host and, when the host is an IP address, that address
+// (otherwise the zero netip.Addr).
+func splitAddr(a string) (string, netip.Addr, error) {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", netip.Addr{}, err
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return "", netip.Addr{}, fmt.Errorf("%q: port out of range 1..65535", a)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return host, ip, nil
+	}
+	if host == "" {
+		return "", netip.Addr{}, fmt.Errorf("%q: empty host", a)
+	}
+	if strings.HasPrefix(a, "[") {
+		return "", netip.Addr{}, fmt.Errorf("%q: host in brackets is not an IPv6 address", a)
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return "", netip.Addr{}, fmt.Errorf("%q: character %q not allowed in a host name", a, r)
+		}
+	}
+	return host, netip.Addr{}, nil
+}
+
+// recordSigningBytes is the deterministic encoding a record's signature covers:
+// recordContext || id || seq (8 bytes big-endian) || for each address: length (2 bytes big-endian) || address.
+// The addresses must have passed checkAddrs, so each length fits in two bytes.
+func recordSigningBytes(id session.NodeID, seq uint64, addrs []string) []byte {
+	n := len(recordContext) + len(id) + 8
+	for _, a := range addrs {
+		n += 2 + len(a)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, recordContext...)
+	b = append(b, id[:]...)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	for _, a := range addrs {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(a)))
+		b = append(b, a...)
+	}
+	return b
+}
+
+// RecordBook holds the latest verified record of up to a fixed number of nodes. When full, adding the record of a
+// new node evicts the record least recently accepted. Records handed to and returned by the book are shared, not
+// copied: callers must not modify them.
+type RecordBook struct {
+	capacity int
+	byID     map[session.NodeID]*list.Element // elements hold *bookItem
+	order    *list.List                       // least recently accepted at the front
+}
+
+// bookItem is one record in a RecordBook.
+type bookItem struct {
+	id     session.NodeID
+	record *messages.NodeRecord
+}
+
+// NewRecordBook returns an empty RecordBook holding at most capacity records; capacity must be at least 1 (the
+// error wraps ErrInvalidConfig otherwise).
+func NewRecordBook(capacity int) (*RecordBook, error) {
+	if capacity < 1 {
+		return nil, fmt.Errorf("%w: record book capacity %d, want >= 1", ErrInvalidConfig, capacity)
+	}
+	return &RecordBook{capacity: capacity, byID: make(map[session.NodeID]*list.Element), order: list.New()}, nil
+}
+
+// Put verifies r and stores it as the latest record of its node. It returns accepted = true when r is new or
+// replaces an older record, false with a nil error when r is the record already held, and an error wrapping
+// ErrBadRecord (see VerifyRecord) or ErrStaleRecord (a lower sequence number than the one held, or the same one
+// with different content) otherwise.
+func (b *RecordBook) Put(r *messages.NodeRecord) (accepted bool, err error) {
+	id, err := VerifyRecord(r)
+	if err != nil {
+		return false, err
+	}
+	if el, ok := b.byID[id]; ok {
+		old := el.Value.(*bookItem).record
+		switch {
+		case r.GetSeq() < old.GetSeq():
+			return false, fmt.Errorf("%w: node %s seq %d, have %d", ErrStaleRecord, id.Short(), r.GetSeq(), old.GetSeq())
+		case r.GetSeq() == old.GetSeq():
+			if slices.Equal(r.GetAddrs(), old.GetAddrs()) {
+				return false, nil
+			}
+			return false, fmt.Errorf("%w: node %s seq %d has different content", ErrStaleRecord, id.Short(), r.GetSeq())
+		}
+		el.Value.(*bookItem).record = r
+		b.order.MoveToBack(el)
+		return true, nil
+	}
+	if b.order.Len() >= b.capacity {
+		oldest := b.order.Front()
+		delete(b.byID, oldest.Value.(*bookItem).id)
+		b.order.Remove(oldest)
+	}
+	b.byID[id] = b.order.PushBack(&bookItem{id: id, record: r})
+	return true, nil
+}
+
+// Get returns the record held for id.
+func (b *RecordBook) Get(id session.NodeID) (*messages.NodeRecord, bool) {
+	el, ok := b.byID[id]
+	if !ok {
+		return nil, false
+	}
+	return el.Value.(*bookItem).record, true
+}
+
+// Remove drops the record held for id and reports whether there was one.
+func (b *RecordBook) Remove(id session.NodeID) bool {
+	el, ok := b.byID[id]
+	if !ok {
+		return false
+	}
+	delete(b.byID, id)
+	b.order.Remove(el)
+	return true
+}
+
+// Len returns the number of records held.
+func (b *RecordBook) Len() int { return len(b.byID) }

@@ -1,0 +1,198 @@
+package routing
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+	"google.golang.org/protobuf/proto"
+)
+
+// identity returns the deterministic identity number n.
+func identity(t *testing.T, n byte) *session.Identity {
+	t.Helper()
+	id, err := session.IdentityFromSeed(bytes.Repeat([]byte{n}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	id := identity(t, 1)
+	addrs := []string{"192.0.2.1:4001", "[2001:db8::1]:4001", "node.example:4001"}
+	r, err := NewRecord(id, 7, addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs[0] = "changed:1" // NewRecord must have copied the slice
+	wire, err := proto.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got messages.NodeRecord
+	if err := proto.Unmarshal(wire, &got); err != nil {
+		t.Fatal(err)
+	}
+	nid, err := VerifyRecord(&got)
+	if err != nil || nid != id.NodeID() {
+		t.Fatalf("VerifyRecord = %s, %v", nid.Short(), err)
+	}
+	e, err := EntryFromRecord(&got)
+	if err != nil || e.ID != nid || e.Key != KeyOf(nid) || e.Addr != "192.0.2.1:4001" || e.Record != &got {
+		t.Fatalf("EntryFromRecord = %+v, %v", e, err)
+	}
+}
+
+// TestRecordSigningBytes pins the signed encoding, which other implementations must reproduce.
+func TestRecordSigningBytes(t *testing.T) {
+	var id session.NodeID
+	id[0], id[31] = 0xaa, 0xbb
+	got := recordSigningBytes(id, 0x0102, []string{"a:1", "bc:22"})
+	want := "actormesh-record-v1:" + string(id[:]) + "\x00\x00\x00\x00\x00\x00\x01\x02" + "\x00\x03a:1" + "\x00\x05bc:22"
+	if string(got) != want {
+		t.Fatalf("signing bytes\n got %s\nwant %s", hex.EncodeToString(got), hex.EncodeToString([]byte(want)))
+	}
+}
+
+func TestForgedRecordsRejected(t *testing.T) {
+	owner, mallory := identity(t, 1), identity(t, 2)
+	good, err := NewRecord(owner, 5, []string{"192.0.2.1:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgedByOther, _ := NewRecord(mallory, 6, []string{"198.51.100.9:4001"})
+	forgedByOther.Id = owner.NodeID().Bytes() // claims to be owner
+
+	for name, mutate := range map[string]func(r *messages.NodeRecord){
+		"signed by another key": func(r *messages.NodeRecord) { proto.Reset(r); proto.Merge(r, forgedByOther) },
+		"tampered address":      func(r *messages.NodeRecord) { r.Addrs[0] = "198.51.100.9:4001" },
+		"added address":         func(r *messages.NodeRecord) { r.Addrs = append(r.Addrs, "198.51.100.9:4001") },
+		"tampered seq":          func(r *messages.NodeRecord) { r.Seq++ },
+		"tampered id":           func(r *messages.NodeRecord) { r.Id = mallory.NodeID().Bytes() },
+		"flipped signature bit": func(r *messages.NodeRecord) { r.Signature[10] ^= 1 },
+		"short signature":       func(r *messages.NodeRecord) { r.Signature = r.Signature[:63] },
+		"no signature":          func(r *messages.NodeRecord) { r.Signature = nil },
+	} {
+		r := proto.Clone(good).(*messages.NodeRecord)
+		mutate(r)
+		_, err := VerifyRecord(r)
+		if !errors.Is(err, ErrBadSignature) || !errors.Is(err, ErrBadRecord) {
+			t.Errorf("%s: error = %v, want ErrBadSignature and ErrBadRecord", name, err)
+		}
+	}
+	for name, r := range map[string]*messages.NodeRecord{
+		"nil":      nil,
+		"short id": {Id: make([]byte, 31), Addrs: []string{"192.0.2.1:1"}},
+		"zero id":  {Id: make([]byte, 32), Addrs: []string{"192.0.2.1:1"}},
+	} {
+		if _, err := VerifyRecord(r); !errors.Is(err, ErrBadRecord) || errors.Is(err, ErrBadSignature) {
+			t.Errorf("%s: error = %v, want ErrBadRecord only", name, err)
+		}
+	}
+}
+
+func TestBadAddressesRejected(t *testing.T) {
+	id := identity(t, 3)
+	nine := make([]string, 9)
+	for i := range nine {
+		nine[i] = "192.0.2.1:1"
+	}
+	for name, addrs := range map[string][]string{
+		"none":       nil,
+		"nine":       nine,
+		"no port":    {"192.0.2.1"},
+		"empty host": {":4001"},
+		"port 0":     {"192.0.2.1:0"},
+		"port 65536": {"192.0.2.1:65536"},
+		"port text":  {"192.0.2.1:http"},
+		"bad ipv6":   {"::1:4001"},
+		"brackets":   {"[node.example]:4001"},
+		"space":      {"node example:4001"},
+		"control":    {"node\n.example:4001"},
+		"too long":   {strings.Repeat("a", 250) + ".x:4001"},
+		"second bad": {"192.0.2.1:1", "garbage"},
+	} {
+		if _, err := NewRecord(id, 1, addrs); !errors.Is(err, ErrBadRecord) {
+			t.Errorf("NewRecord %s: error = %v, want ErrBadRecord", name, err)
+		}
+		// A correctly signed record with such addresses is rejected too, and not for its signature.
+		r := &messages.NodeRecord{Id: id.NodeID().Bytes(), Seq: 1, Addrs: addrs}
+		if len(addrs) > 0 && len(addrs[0]) <= 0xffff {
+			r.Signature = id.Sign(recordSigningBytes(id.NodeID(), 1, addrs))
+		}
+		if _, err := VerifyRecord(r); !errors.Is(err, ErrBadRecord) || errors.Is(err, ErrBadSignature) {
+			t.Errorf("VerifyRecord %s: error = %v, want ErrBadRecord only", name, err)
+		}
+	}
+	longest := strings.Repeat("a", MaxRecordAddrLen-5) + ":4001"
+	if _, err := NewRecord(id, 1, []string{longest}); err != nil {
+		t.Errorf("%d-byte address rejected: %v", len(longest), err)
+	}
+	if _, err := NewRecord(nil, 1, []string{"192.0.2.1:1"}); !errors.Is(err, ErrBadRecord) {
+		t.Errorf("nil identity: %v", err)
+	}
+}
+
+func TestRecordBook(t *testing.T) {
+	a, b, c := identity(t, 1), identity(t, 2), identity(t, 3)
+	rec := func(id *session.Identity, seq uint64, addr string) *messages.NodeRecord {
+		r, err := NewRecord(id, seq, []string{addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if _, err := NewRecordBook(0); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("NewRecordBook(0) error = %v", err)
+	}
+	book, err := NewRecordBook(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a5 := rec(a, 5, "192.0.2.1:1")
+	if ok, err := book.Put(a5); !ok || err != nil {
+		t.Fatalf("first Put = %v, %v", ok, err)
+	}
+	if ok, err := book.Put(rec(a, 5, "192.0.2.1:1")); ok || err != nil {
+		t.Fatalf("same record again = %v, %v; want false, nil", ok, err)
+	}
+	if ok, err := book.Put(rec(a, 4, "192.0.2.9:1")); ok || !errors.Is(err, ErrStaleRecord) {
+		t.Fatalf("lower seq = %v, %v; want ErrStaleRecord", ok, err)
+	}
+	if ok, err := book.Put(rec(a, 5, "192.0.2.9:1")); ok || !errors.Is(err, ErrStaleRecord) {
+		t.Fatalf("same seq, other content = %v, %v; want ErrStaleRecord", ok, err)
+	}
+	forged := rec(a, 9, "192.0.2.9:1")
+	forged.Addrs[0] = "203.0.113.66:1"
+	if ok, err := book.Put(forged); ok || !errors.Is(err, ErrBadRecord) {
+		t.Fatalf("forged = %v, %v; want ErrBadRecord", ok, err)
+	}
+	if got, ok := book.Get(a.NodeID()); !ok || got != a5 {
+		t.Fatal("rejected records replaced the good one")
+	}
+	a6 := rec(a, 6, "192.0.2.2:1")
+	if ok, err := book.Put(a6); !ok || err != nil {
+		t.Fatalf("higher seq = %v, %v", ok, err)
+	}
+	if got, _ := book.Get(a.NodeID()); got != a6 {
+		t.Fatal("higher seq not stored")
+	}
+	// Capacity 2: adding c evicts the least recently accepted, b.
+	book.Put(rec(b, 1, "192.0.2.3:1"))
+	book.Put(rec(a, 7, "192.0.2.4:1"))
+	book.Put(rec(c, 1, "192.0.2.5:1"))
+	if _, ok := book.Get(b.NodeID()); ok || book.Len() != 2 {
+		t.Fatalf("eviction: b still held or Len = %d", book.Len())
+	}
+	if _, ok := book.Get(a.NodeID()); !ok {
+		t.Fatal("evicted the wrong record")
+	}
+	if !book.Remove(a.NodeID()) || book.Remove(a.NodeID()) || book.Len() != 1 {
+		t.Fatal("Remove")
+	}
+}

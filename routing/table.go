@@ -1,0 +1,659 @@
+package routing
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// KeyBits is the size of the Kademlia key space in bits, and so the number of buckets of a Table.
+const KeyBits = 256
+
+// Errors of the table and its configuration.
+var (
+	// ErrInvalidConfig is wrapped by the errors of TableConfig.Validate and NewRecordBook.
+	ErrInvalidConfig = errors.New("routing: invalid config")
+	// ErrBadKey is wrapped by the errors of KeyFromBytes.
+	ErrBadKey = errors.New("routing: bad key")
+)
+
+// Key is a point of the 256-bit Kademlia key space. A node's key is the SHA-256 of its NodeID (see KeyOf).
+type Key [32]byte
+
+// KeyOf returns the Kademlia key of a node: SHA-256(id).
+func KeyOf(id session.NodeID) Key { return Key(sha256.Sum256(id[:])) }
+
+// KeyFromBytes returns the Key held in b, which must be exactly 32 bytes long (e.g. FindNode.Target).
+func KeyFromBytes(b []byte) (Key, error) {
+	var k Key
+	if len(b) != len(k) {
+		return Key{}, fmt.Errorf("%w: want %d bytes, got %d", ErrBadKey, len(k), len(b))
+	}
+	copy(k[:], b)
+	return k, nil
+}
+
+// String returns k as 64 lowercase hex characters.
+func (k Key) String() string { return hex.EncodeToString(k[:]) }
+
+// Distance returns the XOR distance of a and b, read as a 256-bit big-endian number.
+func Distance(a, b Key) Key {
+	var d Key
+	for i := range d {
+		d[i] = a[i] ^ b[i]
+	}
+	return d
+}
+
+// LogDistance returns the bit length of the XOR distance of a and b: 0 when they are equal, otherwise 1..256
+// (256 when they differ in the first bit).
+func LogDistance(a, b Key) int {
+	for i := 0; i < len(a); i += 8 {
+		if x := binary.BigEndian.Uint64(a[i:]) ^ binary.BigEndian.Uint64(b[i:]); x != 0 {
+			return (len(a)-i)*8 - bits.LeadingZeros64(x)
+		}
+	}
+	return 0
+}
+
+// DistCmp compares the distances of a and b to target: it returns -1 when a is closer, +1 when b is closer and 0
+// when a == b.
+func DistCmp(target, a, b Key) int {
+	for i := 0; i < len(target); i += 8 {
+		t := binary.BigEndian.Uint64(target[i:])
+		da, db := binary.BigEndian.Uint64(a[i:])^t, binary.BigEndian.Uint64(b[i:])^t
+		if da != db {
+			if da < db {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// TableConfig configures a Table. Start from DefaultTableConfig.
+type TableConfig struct {
+	// K is the bucket size (default 20).
+	K int
+	// Replacements is the size of each bucket's replacement cache (default 10; 0 disables it).
+	Replacements int
+	// BucketIPLimit is the most entries of one IP group (/24 for IPv4, /64 for IPv6) in one bucket, and also in one
+	// bucket's replacement cache (default 2; 0 means no limit).
+	BucketIPLimit int
+	// TableIPLimit is the most entries of one IP group in the whole table (default 10; 0 means no limit).
+	TableIPLimit int
+	// ExemptLoopback makes loopback addresses bypass the IP limits, for local tests (default false).
+	ExemptLoopback bool
+	// MaxFailures is the number of consecutive failed liveness checks after which an entry is removed (default 2).
+	MaxFailures int
+}
+
+// DefaultTableConfig returns the default configuration: k = 20, 10 replacements, 2 per /24 in a bucket, 10 per /24
+// in the table, no loopback exemption, removal after 2 failures.
+func DefaultTableConfig() TableConfig {
+	return TableConfig{K: 20, Replacements: 10, BucketIPLimit: 2, TableIPLimit: 10, MaxFailures: 2}
+}
+
+// Validate checks c; errors wrap ErrInvalidConfig.
+func (c TableConfig) Validate() error {
+	switch {
+	case c.K < 1:
+		return fmt.Errorf("%w: K = %d, want >= 1", ErrInvalidConfig, c.K)
+	case c.Replacements < 0:
+		return fmt.Errorf("%w: Replacements = %d, want >= 0", ErrInvalidConfig, c.Replacements)
+	case c.BucketIPLimit < 0:
+		return fmt.Errorf("%w: BucketIPLimit = %d, want >= 0", ErrInvalidConfig, c.BucketIPLimit)
+	case c.TableIPLimit < 0:
+		return fmt.Errorf("%w: TableIPLimit = %d, want >= 0", ErrInvalidConfig, c.TableIPLimit)
+	case c.MaxFailures < 1:
+		return fmt.Errorf("%w: MaxFailures = %d, want >= 1", ErrInvalidConfig, c.MaxFailures)
+	}
+	return nil
+}
+
+// Entry is a node known to the table.
+type Entry struct {
+	// ID is the node's identity.
+	ID session.NodeID
+	// Key is KeyOf(ID); Table.Add and Lookup compute it themselves.
+	Key Key
+	// Addr is the host:port to reach the node at.
+	Addr string
+	// Record is the node's verified record, if known. The table does not verify it.
+	Record *messages.NodeRecord
+	// AddedAt is when the entry entered the table (or its replacement cache).
+	AddedAt time.Time
+	// LastSeen is when the node was last added, updated or found alive.
+	LastSeen time.Time
+	// Failures counts consecutive failed liveness checks.
+	Failures int
+}
+
+// AddStatus is the outcome of Table.Add.
+type AddStatus int
+
+// Outcomes of Table.Add.
+const (
+	// Added means the entry was inserted as the bucket's most recently seen.
+	Added AddStatus = iota + 1
+	// Updated means the node was already in the table: its address, record and LastSeen were refreshed and it
+	// became the bucket's most recently seen.
+	Updated
+	// Pending means the bucket is full: the entry went to the replacement cache and AddResult.Check names the
+	// least recently seen entry, which the caller should check for liveness (MarkAlive or MarkFailed).
+	Pending
+	// RejectedIP means an IP diversity limit refused the entry.
+	RejectedIP
+	// RejectedSelf means the entry is the table's own node.
+	RejectedSelf
+	// RejectedAddr means Entry.Addr is not a valid host:port (the rules of VerifyRecord's addresses, but no length
+	// limit).
+	RejectedAddr
+)
+
+// String returns the name of s.
+func (s AddStatus) String() string {
+	switch s {
+	case Added:
+		return "added"
+	case Updated:
+		return "updated"
+	case Pending:
+		return "pending"
+	case RejectedIP:
+		return "rejected-ip"
+	case RejectedSelf:
+		return "rejected-self"
+	case RejectedAddr:
+		return "rejected-addr"
+	}
+	return "AddStatus(" + strconv.Itoa(int(s)) + ")"
+}
+
+// AddResult is the outcome of Table.Add.
+type AddResult struct {
+	Status AddStatus
+	// Check is a copy of the entry to check for liveness when Status is Pending, nil otherwise.
+	Check *Entry
+}
+
+// ipGroup is the IP diversity group of an address: its /24 (IPv4) or /64 (IPv6) prefix, or, for a host name, the
+// lowercased name. The zero ipGroup stands for "exempt from the limits".
+type ipGroup struct {
+	prefix netip.Prefix
+	host   string
+}
+
+// slot is an Entry and its IP group.
+type slot struct {
+	e Entry
+	g ipGroup
+}
+
+// bucket holds the entries at one log distance from the table's own key.
+type bucket struct {
+	entries      []slot    // least recently seen first
+	replacements []slot    // most recently added last
+	lastLookup   time.Time // when a lookup for a key in this bucket last started
+}
+
+// Table is a Kademlia routing table: 256 buckets, bucket i holding up to K entries at log distance i+1 from the
+// node's own key, each with a replacement cache. A full bucket evicts its least recently seen entry only after that
+// entry fails MaxFailures liveness checks (see Add, MarkAlive, MarkFailed). IP diversity limits bound how many
+// entries share a /24 (IPv4, including IPv4-mapped IPv6) or /64 (IPv6) prefix, per bucket and in the whole table;
+// a host name (not an IP address) forms its own group, compared case-insensitively. The zero Table is not usable: call NewTable.
+type Table struct {
+	self    session.NodeID
+	selfKey Key
+	cfg     TableConfig
+	buckets [KeyBits]*bucket // allocated on first use
+	groups  map[ipGroup]int  // entries per IP group in the table (not counting replacements)
+	n       int
+}
+
+// NewTable returns an empty table for the node self; cfg must pass Validate.
+func NewTable(self session.NodeID, cfg TableConfig) (*Table, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Table{self: self, selfKey: KeyOf(self), cfg: cfg, groups: make(map[ipGroup]int)}, nil
+}
+
+// Self returns the table's own node.
+func (t *Table) Self() session.NodeID { return t.self }
+
+// SelfKey returns KeyOf(Self()).
+func (t *Table) SelfKey() Key { return t.selfKey }
+
+// Config returns the table's configuration.
+func (t *Table) Config() TableConfig { return t.cfg }
+
+// Len returns the number of entries in the table, not counting replacement caches.
+func (t *Table) Len() int { return t.n }
+
+// groupOf returns the IP group of addr, and false when addr is not a valid host:port (see VerifyRecord).
+func (t *Table) groupOf(addr string) (ipGroup, bool) {
+	host, ip, err := splitAddr(addr)
+	if err != nil {
+		return ipGroup{}, false
+	}
+	if !ip.IsValid() {
+		return ipGroup{host: strings.ToLower(host)}, true
+	}
+	ip = ip.WithZone("").Unmap()
+	if t.cfg.ExemptLoopback && ip.IsLoopback() {
+		return ipGroup{}, true
+	}
+	plen := 64
+	if ip.Is4() {
+		plen = 24
+	}
+	pfx, _ := ip.Prefix(plen) // cannot fail: ip is valid, has no zone and plen fits its length
+	return ipGroup{prefix: pfx}, true
+}
+
+// bucketAt returns the bucket for log distance d (1..256), allocating it if needed.
+func (t *Table) bucketAt(d int) *bucket {
+	b := t.buckets[d-1]
+	if b == nil {
+		b = &bucket{}
+		t.buckets[d-1] = b
+	}
+	return b
+}
+
+// find returns the bucket of id and id's index in its entries, or nil and -1.
+func (t *Table) find(id session.NodeID) (*bucket, int) {
+	d := LogDistance(t.selfKey, KeyOf(id))
+	if d == 0 || t.buckets[d-1] == nil {
+		return nil, -1
+	}
+	b := t.buckets[d-1]
+	return b, indexOf(b.entries, id)
+}
+
+// indexOf returns the index of id in s, or -1.
+func indexOf(s []slot, id session.NodeID) int {
+	for i := range s {
+		if s[i].e.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// countGroup returns how many slots of s are in group g.
+func countGroup(s []slot, g ipGroup) int {
+	n := 0
+	for i := range s {
+		if s[i].g == g {
+			n++
+		}
+	}
+	return n
+}
+
+// fits reports whether one more entry of group g is allowed in bucket b and in the table.
+func (t *Table) fits(b *bucket, g ipGroup) bool {
+	if g == (ipGroup{}) {
+		return true
+	}
+	if t.cfg.BucketIPLimit > 0 && countGroup(b.entries, g) >= t.cfg.BucketIPLimit {
+		return false
+	}
+	return t.cfg.TableIPLimit == 0 || t.groups[g] < t.cfg.TableIPLimit
+}
+
+// addGroup adjusts the table-wide count of group g by delta.
+func (t *Table) addGroup(g ipGroup, delta int) {
+	if g == (ipGroup{}) {
+		return
+	}
+	if n := t.groups[g] + delta; n > 0 {
+		t.groups[g] = n
+	} else {
+		delete(t.groups, g)
+	}
+}
+
+// moveToBack moves s[i] to the end of s.
+func moveToBack(s []slot, i int) {
+	x := s[i]
+	copy(s[i:], s[i+1:])
+	s[len(s)-1] = x
+}
+
+// Add inserts or refreshes a node heard of at time now. The table computes e.Key itself and sets AddedAt, LastSeen
+// and Failures; it does not verify e.Record (a nil Record keeps the one held). See AddStatus for the outcomes. A
+// full bucket never evicts on Add: the new entry waits in the replacement cache (the most recent Replacements kept)
+// until an entry fails its liveness checks; with Replacements = 0 it is not kept, but Check is still named. An entry
+// whose address changes to another IP group is subject to the limits again; when they refuse it, the entry stays
+// unchanged.
+func (t *Table) Add(e Entry, now time.Time) AddResult {
+	if e.ID == t.self {
+		return AddResult{Status: RejectedSelf}
+	}
+	g, ok := t.groupOf(e.Addr)
+	if !ok {
+		return AddResult{Status: RejectedAddr}
+	}
+	e.Key = KeyOf(e.ID)
+	b := t.bucketAt(LogDistance(t.selfKey, e.Key))
+	if i := indexOf(b.entries, e.ID); i >= 0 {
+		s := &b.entries[i]
+		if g != s.g {
+			if !t.fits(b, g) {
+				return AddResult{Status: RejectedIP}
+			}
+			t.addGroup(s.g, -1)
+			t.addGroup(g, +1)
+			s.g = g
+		}
+		s.e.Addr = e.Addr
+		if e.Record != nil {
+			s.e.Record = e.Record
+		}
+		s.e.LastSeen = now
+		moveToBack(b.entries, i)
+		return AddResult{Status: Updated}
+	}
+	e.AddedAt, e.LastSeen, e.Failures = now, now, 0
+	if i := indexOf(b.replacements, e.ID); i >= 0 {
+		e.AddedAt = b.replacements[i].e.AddedAt
+		b.replacements = slices.Delete(b.replacements, i, i+1)
+	}
+	if !t.fits(b, g) {
+		return AddResult{Status: RejectedIP}
+	}
+	if len(b.entries) < t.cfg.K {
+		e.AddedAt = now
+		b.entries = append(b.entries, slot{e: e, g: g})
+		t.addGroup(g, +1)
+		t.n++
+		return AddResult{Status: Added}
+	}
+	check := b.entries[0].e
+	if g != (ipGroup{}) && t.cfg.BucketIPLimit > 0 && countGroup(b.replacements, g) >= t.cfg.BucketIPLimit {
+		return AddResult{Status: RejectedIP}
+	}
+	if t.cfg.Replacements > 0 {
+		if len(b.replacements) >= t.cfg.Replacements {
+			b.replacements = slices.Delete(b.replacements, 0, 1)
+		}
+		b.replacements = append(b.replacements, slot{e: e, g: g})
+	}
+	return AddResult{Status: Pending, Check: &check}
+}
+
+// MarkAlive records that id answered a liveness check at time now: its failure count is reset and it becomes its
+// bucket's most recently seen. It reports whether id is in the table.
+func (t *Table) MarkAlive(id session.NodeID, now time.Time) bool {
+	b, i := t.find(id)
+	if i < 0 {
+		return false
+	}
+	b.entries[i].e.Failures = 0
+	b.entries[i].e.LastSeen = now
+	moveToBack(b.entries, i)
+	return true
+}
+
+// MarkFailed records that id failed a liveness check at time now. After MaxFailures consecutive failures the entry
+// is removed and the most recent replacement that passes the IP limits takes its place (with AddedAt = now). A node
+// waiting in a replacement cache is dropped from it at its first failure. It reports whether id was removed.
+func (t *Table) MarkFailed(id session.NodeID, now time.Time) (removed bool) {
+	b, i := t.find(id)
+	if b == nil {
+		return false
+	}
+	if i < 0 {
+		if j := indexOf(b.replacements, id); j >= 0 {
+			b.replacements = slices.Delete(b.replacements, j, j+1)
+			return true
+		}
+		return false
+	}
+	b.entries[i].e.Failures++
+	if b.entries[i].e.Failures < t.cfg.MaxFailures {
+		return false
+	}
+	t.removeAt(b, i)
+	t.promote(b, now)
+	return true
+}
+
+// removeAt removes b.entries[i] from the table.
+func (t *Table) removeAt(b *bucket, i int) {
+	t.addGroup(b.entries[i].g, -1)
+	b.entries = slices.Delete(b.entries, i, i+1)
+	t.n--
+}
+
+// promote moves the most recent replacement of b that passes the IP limits into b's entries, placed by LastSeen.
+func (t *Table) promote(b *bucket, now time.Time) {
+	for j := len(b.replacements) - 1; j >= 0; j-- {
+		s := b.replacements[j]
+		if !t.fits(b, s.g) {
+			continue
+		}
+		b.replacements = slices.Delete(b.replacements, j, j+1)
+		s.e.AddedAt = now
+		pos := len(b.entries)
+		for pos > 0 && b.entries[pos-1].e.LastSeen.After(s.e.LastSeen) {
+			pos--
+		}
+		b.entries = slices.Insert(b.entries, pos, s)
+		t.addGroup(s.g, +1)
+		t.n++
+		return
+	}
+}
+
+// Remove drops id from the table (and from the replacement caches) and reports whether it was in the table. It does
+// not promote a replacement; use it for banned or departed nodes, and MarkFailed for unresponsive ones.
+func (t *Table) Remove(id session.NodeID) bool {
+	b, i := t.find(id)
+	if b == nil {
+		return false
+	}
+	if j := indexOf(b.replacements, id); j >= 0 {
+		b.replacements = slices.Delete(b.replacements, j, j+1)
+	}
+	if i < 0 {
+		return false
+	}
+	t.removeAt(b, i)
+	return true
+}
+
+// Get returns the table's entry for id.
+func (t *Table) Get(id session.NodeID) (Entry, bool) {
+	b, i := t.find(id)
+	if i < 0 {
+		return Entry{}, false
+	}
+	return b.entries[i].e, true
+}
+
+// appendBucket appends the entries at log distance d to out.
+func (t *Table) appendBucket(out []Entry, d int) []Entry {
+	if b := t.buckets[d-1]; b != nil {
+		for i := range b.entries {
+			out = append(out, b.entries[i].e)
+		}
+	}
+	return out
+}
+
+// Closest returns the n entries closest to target, closest first (distinct keys leave no ties). It visits the
+// buckets in order of distance to target and stops once it has n: with d = LogDistance(self, target), the entries
+// of bucket d are closer to target than 2^(d-1), those of buckets 1..d-1 are at distance [2^(d-1), 2^d), and those of
+// a bucket j > d at [2^(j-1), 2^j).
+func (t *Table) Closest(target Key, n int) []Entry {
+	if n <= 0 || t.n == 0 {
+		return nil
+	}
+	c := closest{target: target, out: make([]*slot, 0, min(n, t.n))}
+	d := LogDistance(t.selfKey, target)
+	if d > 0 {
+		c.add(n, t.buckets[d-1:d])
+	}
+	if len(c.out) < n {
+		c.add(n, t.buckets[:max(d-1, 0)])
+	}
+	for j := d + 1; j <= KeyBits && len(c.out) < n; j++ {
+		c.add(n, t.buckets[j-1:j])
+	}
+	out := make([]Entry, len(c.out))
+	for i, s := range c.out {
+		out[i] = s.e
+	}
+	return out
+}
+
+// closest collects the entries closest to a target, group by group of buckets, each group farther than the last.
+type closest struct {
+	target Key
+	out    []*slot // closest first
+}
+
+// cmp orders slots by distance to the target.
+func (c *closest) cmp(a, b *slot) int { return DistCmp(c.target, a.e.Key, b.e.Key) }
+
+// add appends, in order, the entries of the group of buckets bs closest to the target, up to n in out.
+func (c *closest) add(n int, bs []*bucket) {
+	size := 0
+	for _, b := range bs {
+		if b != nil {
+			size += len(b.entries)
+		}
+	}
+	need, start := n-len(c.out), len(c.out)
+	if size <= need { // take them all and sort them
+		for _, b := range bs {
+			if b != nil {
+				for i := range b.entries {
+					c.out = append(c.out, &b.entries[i])
+				}
+			}
+		}
+		slices.SortFunc(c.out[start:], c.cmp)
+		return
+	}
+	// Keep the need closest in order, by insertion: most entries fail the first comparison.
+	for _, b := range bs {
+		if b == nil {
+			continue
+		}
+		for i := range b.entries {
+			s := &b.entries[i]
+			top := c.out[start:]
+			if len(top) == need && c.cmp(s, top[need-1]) > 0 {
+				continue
+			}
+			j, _ := slices.BinarySearchFunc(top, s, c.cmp)
+			if len(top) == need {
+				c.out = c.out[:len(c.out)-1]
+			}
+			c.out = slices.Insert(c.out, start+j, s)
+		}
+	}
+}
+
+// Entries returns every entry of the table, by increasing log distance from the node, each bucket least recently
+// seen first.
+func (t *Table) Entries() []Entry {
+	out := make([]Entry, 0, t.n)
+	for d := 1; d <= KeyBits; d++ {
+		out = t.appendBucket(out, d)
+	}
+	return out
+}
+
+// BucketLens returns the number of entries of each bucket: element i counts the entries at log distance i+1.
+func (t *Table) BucketLens() []int {
+	out := make([]int, KeyBits)
+	for i, b := range t.buckets {
+		if b != nil {
+			out[i] = len(b.entries)
+		}
+	}
+	return out
+}
+
+// ReplacementLens returns the size of each bucket's replacement cache, indexed like BucketLens.
+func (t *Table) ReplacementLens() []int {
+	out := make([]int, KeyBits)
+	for i, b := range t.buckets {
+		if b != nil {
+			out[i] = len(b.replacements)
+		}
+	}
+	return out
+}
+
+// Touched records that a lookup for key started at time now, which counts as a refresh of key's bucket. A key
+// equal to the node's own key touches nothing.
+func (t *Table) Touched(key Key, now time.Time) {
+	if d := LogDistance(t.selfKey, key); d > 0 {
+		t.bucketAt(d).lastLookup = now
+	}
+}
+
+// RefreshTargets returns, for each bucket due for a refresh, a random key in that bucket's range, to look up; the
+// buckets it returns count as touched at now. A bucket is due when no lookup touched it within olderThan; only
+// buckets from the closest non-empty one out to log distance 256 are considered, since closer ranges are expected
+// to be empty and are covered by the self-lookup the caller should also run. An empty table returns nothing.
+func (t *Table) RefreshTargets(rng *rand.Rand, now time.Time, olderThan time.Duration) []Key {
+	first := 0
+	for i, b := range t.buckets {
+		if b != nil && len(b.entries) > 0 {
+			first = i + 1
+			break
+		}
+	}
+	if first == 0 {
+		return nil
+	}
+	var out []Key
+	for d := first; d <= KeyBits; d++ {
+		b := t.bucketAt(d)
+		if !b.lastLookup.IsZero() && now.Sub(b.lastLookup) < olderThan {
+			continue
+		}
+		b.lastLookup = now
+		out = append(out, t.RandomKeyAtDistance(rng, d))
+	}
+	return out
+}
+
+// RandomKeyAtDistance returns a uniformly random key at log distance d from the node's own key. d is clamped to
+// 0..256; d = 0 gives the node's own key.
+func (t *Table) RandomKeyAtDistance(rng *rand.Rand, d int) Key {
+	d = max(0, min(d, KeyBits))
+	if d == 0 {
+		return t.selfKey
+	}
+	var x Key
+	for i := 0; i < len(x); i += 8 {
+		binary.BigEndian.PutUint64(x[i:], rng.Uint64())
+	}
+	p := d - 1 // bit position of the highest set bit of the distance, from the least significant bit
+	top, bit := len(x)-1-p/8, uint(p%8)
+	clear(x[:top])
+	x[top] = x[top]&(1<<bit-1) | 1<<bit
+	return Distance(t.selfKey, x)
+}

@@ -1,0 +1,484 @@
+package routing
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+func TestDistanceProperties(t *testing.T) {
+	rng := newRand(1)
+	bigOf := func(k Key) *big.Int { return new(big.Int).SetBytes(k[:]) }
+	for range 5000 {
+		a, b, c := randKey(rng), randKey(rng), randKey(rng)
+		if Distance(a, a) != (Key{}) || LogDistance(a, a) != 0 {
+			t.Fatalf("distance of %v to itself is not zero", a)
+		}
+		if Distance(a, b) != Distance(b, a) || LogDistance(a, b) != LogDistance(b, a) {
+			t.Fatalf("distance is not symmetric for %v, %v", a, b)
+		}
+		if got, want := LogDistance(a, b), bigOf(Distance(a, b)).BitLen(); got != want {
+			t.Fatalf("LogDistance = %d, bit length of XOR = %d", got, want)
+		}
+		if Distance(a, c) != Distance(Distance(a, b), Distance(b, c)) {
+			t.Fatalf("d(a,c) != d(a,b) xor d(b,c)")
+		}
+		if LogDistance(a, c) > max(LogDistance(a, b), LogDistance(b, c)) {
+			t.Fatalf("LogDistance is not ultrametric")
+		}
+		if got, want := DistCmp(c, a, b), bigOf(Distance(a, c)).Cmp(bigOf(Distance(b, c))); got != want {
+			t.Fatalf("DistCmp = %d, big.Int comparison = %d", got, want)
+		}
+	}
+	var z, first, last Key
+	first[0], last[31] = 0x80, 1
+	if LogDistance(z, first) != 256 || LogDistance(z, last) != 1 {
+		t.Fatalf("LogDistance edges: %d, %d", LogDistance(z, first), LogDistance(z, last))
+	}
+	if s := last.String(); len(s) != 64 || s[62:] != "01" {
+		t.Fatalf("Key.String = %q", s)
+	}
+	if _, err := KeyFromBytes(make([]byte, 31)); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("KeyFromBytes(31 bytes) error = %v, want ErrBadKey", err)
+	}
+	if k, err := KeyFromBytes(last[:]); err != nil || k != last {
+		t.Fatalf("KeyFromBytes = %v, %v", k, err)
+	}
+}
+
+func TestRandomKeyAtDistance(t *testing.T) {
+	rng := newRand(2)
+	tab, err := NewTable(randID(rng), DefaultTableConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := 0; d <= KeyBits; d++ {
+		for range 20 {
+			if got := LogDistance(tab.SelfKey(), tab.RandomKeyAtDistance(rng, d)); got != d {
+				t.Fatalf("RandomKeyAtDistance(%d) is at log distance %d", d, got)
+			}
+		}
+	}
+	if LogDistance(tab.SelfKey(), tab.RandomKeyAtDistance(rng, 1000)) != KeyBits {
+		t.Fatal("d above 256 is not clamped")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultTableConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, mod := range []func(*TableConfig){
+		func(c *TableConfig) { c.K = 0 },
+		func(c *TableConfig) { c.Replacements = -1 },
+		func(c *TableConfig) { c.BucketIPLimit = -1 },
+		func(c *TableConfig) { c.TableIPLimit = -1 },
+		func(c *TableConfig) { c.MaxFailures = 0 },
+	} {
+		c := DefaultTableConfig()
+		mod(&c)
+		if _, err := NewTable(session.NodeID{1}, c); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("NewTable(%+v) error = %v, want ErrInvalidConfig", c, err)
+		}
+	}
+}
+
+// TestClosestMatchesOracle compares Closest with a brute-force sort of every entry on random tables.
+func TestClosestMatchesOracle(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		k       int
+		nodes   int
+		targets int
+	}{
+		{"k20", 20, 5000, 2000},
+		{"k1000", 1000, 3000, 120}, // most nodes fit: crowded buckets
+		{"k3", 3, 2000, 2000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := newRand(uint64(tc.k))
+			cfg := noLimits()
+			cfg.K = tc.k
+			tab, err := NewTable(randID(rng), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range tc.nodes {
+				tab.Add(Entry{ID: randID(rng), Addr: randAddr(rng)}, t0.Add(time.Duration(i)))
+			}
+			all := tab.Entries()
+			if len(all) != tab.Len() {
+				t.Fatalf("Entries has %d, Len = %d", len(all), tab.Len())
+			}
+			lens := tab.BucketLens()
+			for d := 1; d <= KeyBits; d++ {
+				if lens[d-1] > tc.k {
+					t.Fatalf("bucket %d holds %d > k", d, lens[d-1])
+				}
+			}
+			prev := 0
+			for _, e := range all {
+				d := LogDistance(tab.SelfKey(), e.Key)
+				if e.Key != KeyOf(e.ID) || d < prev {
+					t.Fatalf("Entries out of order or bad key at %s", e.ID.Short())
+				}
+				prev = d
+			}
+			t.Logf("%d nodes added, %d in table", tc.nodes, len(all))
+			for i := range tc.targets {
+				var target Key
+				switch i % 4 {
+				case 0:
+					target = randKey(rng)
+				case 1:
+					target = tab.RandomKeyAtDistance(rng, 1+rng.IntN(KeyBits))
+				case 2:
+					target = all[rng.IntN(len(all))].Key
+				case 3:
+					target = tab.RandomKeyAtDistance(rng, rng.IntN(12)) // near self, incl. self
+				}
+				sorted := oracleClosest(all, target, len(all))
+				for _, n := range []int{1, 5, 20, 100, len(all) + 5} {
+					got, want := tab.Closest(target, n), sorted[:min(n, len(sorted))]
+					if !slices.Equal(ids(got), ids(want)) {
+						t.Fatalf("Closest(%s, %d) differs from the oracle", target, n)
+					}
+				}
+			}
+			if tab.Closest(randKey(rng), 0) != nil {
+				t.Fatal("Closest(n = 0) is not empty")
+			}
+		})
+	}
+}
+
+func TestAddStatuses(t *testing.T) {
+	rng := newRand(3)
+	self := randID(rng)
+	tab, _ := NewTable(self, DefaultTableConfig())
+	if r := tab.Add(Entry{ID: self, Addr: "1.2.3.4:5"}, t0); r.Status != RejectedSelf {
+		t.Fatalf("adding self: %v", r.Status)
+	}
+	for _, addr := range []string{"", "1.2.3.4", ":80", "1.2.3.4:0", "1.2.3.4:65536", "1.2.3.4:x", "a b:1", "[x]:1"} {
+		if r := tab.Add(Entry{ID: randID(rng), Addr: addr}, t0); r.Status != RejectedAddr {
+			t.Fatalf("adding addr %q: %v", addr, r.Status)
+		}
+	}
+	id := randID(rng)
+	if r := tab.Add(Entry{ID: id, Addr: "1.2.3.4:5"}, t0); r.Status != Added {
+		t.Fatalf("first add: %v", r.Status)
+	}
+	if r := tab.Add(Entry{ID: id, Addr: "5.6.7.8:9"}, t0.Add(time.Second)); r.Status != Updated {
+		t.Fatalf("second add: %v", r.Status)
+	}
+	e, ok := tab.Get(id)
+	if !ok || e.Addr != "5.6.7.8:9" || !e.AddedAt.Equal(t0) || !e.LastSeen.Equal(t0.Add(time.Second)) || e.Key != KeyOf(id) {
+		t.Fatalf("Get = %+v, %v", e, ok)
+	}
+	if tab.Len() != 1 || Added.String() != "added" || AddStatus(0).String() != "AddStatus(0)" {
+		t.Fatal("Len or String")
+	}
+}
+
+// fillBucket adds ids to tab, each in its own /24, one second apart from t0, and expects each to be Added.
+func fillBucket(t *testing.T, tab *Table, ids []session.NodeID) {
+	t.Helper()
+	for i, id := range ids {
+		addr := fmt.Sprintf("10.%d.%d.1:4000", i/256, i%256)
+		if r := tab.Add(Entry{ID: id, Addr: addr}, t0.Add(time.Duration(i)*time.Second)); r.Status != Added {
+			t.Fatalf("add %d: %v", i, r.Status)
+		}
+	}
+}
+
+func TestBucketFullEvictionAfterFailedCheck(t *testing.T) {
+	rng := newRand(4)
+	self := randID(rng)
+	cfg := DefaultTableConfig()
+	cfg.K, cfg.Replacements = 4, 2
+	tab, _ := NewTable(self, cfg)
+	var bucketIDs []session.NodeID
+	for range 8 {
+		bucketIDs = append(bucketIDs, idInBucket(rng, self, 256))
+	}
+	fillBucket(t, tab, bucketIDs[:4])
+	now := t0.Add(time.Hour)
+
+	// Full bucket: the newcomer waits, the least recently seen entry is named for a check.
+	r := tab.Add(Entry{ID: bucketIDs[4], Addr: "20.0.0.1:1"}, now)
+	if r.Status != Pending || r.Check == nil || r.Check.ID != bucketIDs[0] {
+		t.Fatalf("add to full bucket: %+v", r)
+	}
+	if tab.Len() != 4 || tab.ReplacementLens()[255] != 1 {
+		t.Fatalf("Len = %d, replacements = %d", tab.Len(), tab.ReplacementLens()[255])
+	}
+	// The check succeeds: nothing is dropped, the checked entry becomes most recently seen.
+	if !tab.MarkAlive(bucketIDs[0], now) {
+		t.Fatal("MarkAlive of a present entry returned false")
+	}
+	if got := ids(tab.Entries()); !slices.Equal(got, []session.NodeID{bucketIDs[1], bucketIDs[2], bucketIDs[3], bucketIDs[0]}) {
+		t.Fatal("MarkAlive did not move the entry to most recently seen")
+	}
+	r = tab.Add(Entry{ID: bucketIDs[5], Addr: "20.0.1.1:1"}, now)
+	if r.Status != Pending || r.Check.ID != bucketIDs[1] {
+		t.Fatalf("second pending add: %+v", r)
+	}
+	// The cache keeps the 2 most recent newcomers.
+	tab.Add(Entry{ID: bucketIDs[6], Addr: "20.0.2.1:1"}, now)
+	if tab.ReplacementLens()[255] != 2 {
+		t.Fatalf("replacement cache holds %d, want 2", tab.ReplacementLens()[255])
+	}
+	// The check fails MaxFailures times: the entry goes and the most recent replacement takes its place.
+	if tab.MarkFailed(bucketIDs[1], now) {
+		t.Fatal("removed after one failure")
+	}
+	if e, _ := tab.Get(bucketIDs[1]); e.Failures != 1 {
+		t.Fatalf("Failures = %d", e.Failures)
+	}
+	if !tab.MarkFailed(bucketIDs[1], now.Add(time.Second)) {
+		t.Fatal("not removed after MaxFailures failures")
+	}
+	if _, ok := tab.Get(bucketIDs[1]); ok {
+		t.Fatal("failed entry still present")
+	}
+	e, ok := tab.Get(bucketIDs[6])
+	if !ok || !e.AddedAt.Equal(now.Add(time.Second)) || tab.Len() != 4 {
+		t.Fatalf("replacement not promoted: %+v %v, Len %d", e, ok, tab.Len())
+	}
+	if _, ok := tab.Get(bucketIDs[5]); ok || tab.ReplacementLens()[255] != 1 {
+		t.Fatal("older replacement should still wait")
+	}
+	// MarkAlive resets failures.
+	tab.MarkFailed(bucketIDs[2], now)
+	tab.MarkAlive(bucketIDs[2], now)
+	if tab.MarkFailed(bucketIDs[2], now) {
+		t.Fatal("failures not reset by MarkAlive")
+	}
+	// A replacement that fails is dropped from the cache; unknown ids are no-ops.
+	if !tab.MarkFailed(bucketIDs[5], now) || tab.ReplacementLens()[255] != 0 {
+		t.Fatal("failed replacement not dropped")
+	}
+	if tab.MarkFailed(randID(rng), now) || tab.MarkAlive(randID(rng), now) || tab.Remove(randID(rng)) {
+		t.Fatal("unknown id reported as present")
+	}
+	// With an empty cache, a removal leaves room for the next Add.
+	tab.MarkFailed(bucketIDs[3], now)
+	if !tab.MarkFailed(bucketIDs[3], now) || tab.Len() != 3 {
+		t.Fatalf("Len = %d after removal with empty cache", tab.Len())
+	}
+	if r := tab.Add(Entry{ID: bucketIDs[7], Addr: "20.0.3.1:1"}, now); r.Status != Added {
+		t.Fatalf("add after removal: %v", r.Status)
+	}
+	if !tab.Remove(bucketIDs[7]) || tab.Len() != 3 {
+		t.Fatal("Remove")
+	}
+}
+
+func TestPromotionRespectsIPLimits(t *testing.T) {
+	rng := newRand(5)
+	self := randID(rng)
+	cfg := DefaultTableConfig()
+	cfg.K, cfg.BucketIPLimit = 3, 1
+	tab, _ := NewTable(self, cfg)
+	b := make([]session.NodeID, 6)
+	for i := range b {
+		b[i] = idInBucket(rng, self, 255)
+	}
+	tab.Add(Entry{ID: b[0], Addr: "30.0.0.1:1"}, t0)
+	tab.Add(Entry{ID: b[1], Addr: "30.0.1.1:1"}, t0)
+	tab.Add(Entry{ID: b[2], Addr: "30.0.2.1:1"}, t0)
+	tab.Add(Entry{ID: b[3], Addr: "30.0.3.1:1"}, t0) // pending, own /24
+	if r := tab.Add(Entry{ID: b[4], Addr: "30.0.1.2:1"}, t0); r.Status != RejectedIP {
+		t.Fatalf("same /24 as a bucket entry: %v", r.Status) // b[1]'s /24 is at its limit in the bucket
+	}
+	tab.MarkFailed(b[0], t0)
+	tab.MarkFailed(b[0], t0)
+	if _, ok := tab.Get(b[3]); !ok {
+		t.Fatal("replacement not promoted")
+	}
+	// A cached replacement whose /24 has since filled up is skipped.
+	tab.Add(Entry{ID: b[5], Addr: "30.0.9.1:1"}, t0) // pending
+	tab.Add(Entry{ID: b[1], Addr: "30.0.9.2:1"}, t0) // b[1] moves into b[5]'s /24
+	tab.MarkFailed(b[2], t0)
+	tab.MarkFailed(b[2], t0)
+	if _, ok := tab.Get(b[5]); ok || tab.Len() != 2 {
+		t.Fatalf("promoted a replacement over the IP limit (Len %d)", tab.Len())
+	}
+}
+
+func TestIPDiversityLimits(t *testing.T) {
+	countPerBucket := func(tab *Table) int { return slices.Max(tab.BucketLens()) }
+	addMany := func(tab *Table, n int, addr func(i int) string) {
+		r := newRand(99)
+		for i := range n {
+			tab.Add(Entry{ID: randID(r), Addr: addr(i)}, t0)
+		}
+	}
+	t.Run("ipv4 /24", func(t *testing.T) {
+		tab, _ := NewTable(randID(newRand(6)), DefaultTableConfig())
+		addMany(tab, 300, func(i int) string { return fmt.Sprintf("40.1.2.%d:%d", i%256, 1000+i) })
+		if tab.Len() != 10 || countPerBucket(tab) != 2 {
+			t.Fatalf("one /24: %d in table, max %d per bucket; want 10 and 2", tab.Len(), countPerBucket(tab))
+		}
+		// Other /24s are unaffected; an IPv4-mapped IPv6 address counts in the IPv4 /24.
+		if r := tab.Add(Entry{ID: randID(newRand(7)), Addr: "40.1.3.1:1"}, t0); r.Status != Added {
+			t.Fatalf("other /24: %v", r.Status)
+		}
+		if r := tab.Add(Entry{ID: randID(newRand(8)), Addr: "[::ffff:40.1.2.200]:1"}, t0); r.Status != RejectedIP {
+			t.Fatalf("mapped address: %v", r.Status)
+		}
+	})
+	t.Run("ipv6 /64", func(t *testing.T) {
+		tab, _ := NewTable(randID(newRand(9)), DefaultTableConfig())
+		addMany(tab, 300, func(i int) string { return fmt.Sprintf("[2001:db8:1:2::%x]:%d", i, 1000+i) })
+		if tab.Len() != 10 || countPerBucket(tab) != 2 {
+			t.Fatalf("one /64: %d in table, max %d per bucket", tab.Len(), countPerBucket(tab))
+		}
+	})
+	t.Run("host names", func(t *testing.T) {
+		tab, _ := NewTable(randID(newRand(10)), DefaultTableConfig())
+		addMany(tab, 100, func(i int) string { return fmt.Sprintf("Node.Example:%d", 1000+i) })
+		addMany(tab, 100, func(i int) string { return fmt.Sprintf("node.example:%d", 2000+i) })
+		if tab.Len() != 10 {
+			t.Fatalf("one host name: %d in table", tab.Len())
+		}
+		addMany(tab, 100, func(i int) string { return fmt.Sprintf("n%d.example:1", i) })
+		if tab.Len() < 50 {
+			t.Fatalf("distinct host names limited: %d in table", tab.Len())
+		}
+	})
+	t.Run("loopback", func(t *testing.T) {
+		tab, _ := NewTable(randID(newRand(11)), DefaultTableConfig())
+		addMany(tab, 300, func(i int) string { return fmt.Sprintf("127.0.0.1:%d", 1000+i) })
+		if tab.Len() != 10 {
+			t.Fatalf("loopback without exemption: %d in table", tab.Len())
+		}
+		cfg := DefaultTableConfig()
+		cfg.ExemptLoopback = true
+		tab, _ = NewTable(randID(newRand(11)), cfg)
+		addMany(tab, 300, func(i int) string { return fmt.Sprintf("127.0.0.1:%d", 1000+i) })
+		addMany(tab, 300, func(i int) string { return fmt.Sprintf("[::1]:%d", 1000+i) })
+		if tab.Len() <= 10 || countPerBucket(tab) != cfg.K {
+			t.Fatalf("loopback with exemption: %d in table, max %d per bucket", tab.Len(), countPerBucket(tab))
+		}
+	})
+	t.Run("address change", func(t *testing.T) {
+		rng := newRand(12)
+		self := randID(rng)
+		tab, _ := NewTable(self, DefaultTableConfig())
+		a, b, c := idInBucket(rng, self, 256), idInBucket(rng, self, 256), idInBucket(rng, self, 256)
+		tab.Add(Entry{ID: a, Addr: "50.0.0.1:1"}, t0)
+		tab.Add(Entry{ID: b, Addr: "50.0.0.2:1"}, t0)
+		tab.Add(Entry{ID: c, Addr: "60.0.0.1:1"}, t0)
+		if r := tab.Add(Entry{ID: c, Addr: "50.0.0.3:1"}, t0); r.Status != RejectedIP {
+			t.Fatalf("moving into a full /24: %v", r.Status)
+		}
+		if e, _ := tab.Get(c); e.Addr != "60.0.0.1:1" {
+			t.Fatalf("rejected update changed the address to %s", e.Addr)
+		}
+		if r := tab.Add(Entry{ID: a, Addr: "70.0.0.1:1"}, t0); r.Status != Updated {
+			t.Fatalf("moving out: %v", r.Status)
+		}
+		if r := tab.Add(Entry{ID: c, Addr: "50.0.0.3:1"}, t0); r.Status != Updated {
+			t.Fatalf("moving into a /24 with room: %v", r.Status)
+		}
+	})
+	t.Run("replacement cache", func(t *testing.T) {
+		rng := newRand(13)
+		self := randID(rng)
+		cfg := DefaultTableConfig()
+		cfg.K = 2
+		tab, _ := NewTable(self, cfg)
+		tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: "80.0.0.1:1"}, t0)
+		tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: "80.0.1.1:1"}, t0)
+		for i := range 20 {
+			tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: fmt.Sprintf("90.0.0.%d:1", i+1)}, t0)
+		}
+		if got := tab.ReplacementLens()[255]; got != 2 {
+			t.Fatalf("replacement cache holds %d of one /24, want 2", got)
+		}
+	})
+}
+
+func TestRefreshTargets(t *testing.T) {
+	rng := newRand(14)
+	tab, _ := NewTable(randID(rng), noLimits())
+	for range 2000 {
+		tab.Add(Entry{ID: randID(rng), Addr: randAddr(rng)}, t0)
+	}
+	if empty, _ := NewTable(randID(rng), noLimits()); empty.RefreshTargets(rng, t0, time.Hour) != nil {
+		t.Fatal("empty table: refresh targets")
+	}
+	first := slices.IndexFunc(tab.BucketLens(), func(n int) bool { return n > 0 }) + 1
+	keys := tab.RefreshTargets(rng, t0, time.Hour)
+	if len(keys) != KeyBits-first+1 {
+		t.Fatalf("%d targets, want %d (buckets %d..256)", len(keys), KeyBits-first+1, first)
+	}
+	for i, k := range keys {
+		if d := LogDistance(tab.SelfKey(), k); d != first+i {
+			t.Fatalf("target %d at log distance %d, want %d", i, d, first+i)
+		}
+	}
+	if got := tab.RefreshTargets(rng, t0.Add(time.Minute), time.Hour); len(got) != 0 {
+		t.Fatalf("refreshed again after a minute: %d targets", len(got))
+	}
+	tab.Touched(tab.RandomKeyAtDistance(rng, 256), t0.Add(30*time.Minute))
+	tab.Touched(tab.SelfKey(), t0.Add(30*time.Minute)) // no-op
+	got := tab.RefreshTargets(rng, t0.Add(61*time.Minute), time.Hour)
+	if len(got) != len(keys)-1 || LogDistance(tab.SelfKey(), got[len(got)-1]) != 255 {
+		t.Fatalf("after touching bucket 256: %d targets", len(got))
+	}
+}
+
+// randomEntries returns n entries with random ids (and their keys) and addresses.
+func randomEntries(seed uint64, n int) []Entry {
+	rng := newRand(seed)
+	out := make([]Entry, n)
+	for i := range out {
+		id := randID(rng)
+		out[i] = Entry{ID: id, Key: KeyOf(id), Addr: randAddr(rng)}
+	}
+	return out
+}
+
+func BenchmarkTableAdd(b *testing.B) {
+	entries := randomEntries(20, 1<<16)
+	tab, _ := NewTable(randID(newRand(21)), DefaultTableConfig())
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		tab.Add(entries[i&(len(entries)-1)], t0)
+		i++
+	}
+	b.ReportMetric(float64(tab.Len()), "entries")
+}
+
+func BenchmarkClosest(b *testing.B) {
+	for _, k := range []int{20, 10000} {
+		b.Run(fmt.Sprintf("k=%d", k), func(b *testing.B) {
+			cfg := noLimits()
+			cfg.K = k
+			tab, _ := NewTable(randID(newRand(22)), cfg)
+			for _, e := range randomEntries(23, 10000) {
+				tab.Add(e, t0)
+			}
+			targets := make([]Key, 1024)
+			rng := newRand(24)
+			for i := range targets {
+				targets[i] = randKey(rng)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				tab.Closest(targets[i&(len(targets)-1)], 20)
+				i++
+			}
+			b.ReportMetric(float64(tab.Len()), "entries")
+		})
+	}
+}

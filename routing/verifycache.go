@@ -1,0 +1,56 @@
+package routing
+
+import (
+	"bytes"
+	"slices"
+	"sync"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// verifiedRecords remembers records whose signature verified, so that the same record arriving again in other
+// answers costs a map lookup instead of an ed25519 verification. It is bounded (an arbitrary entry is dropped when
+// full) and safe for concurrent use: the routing actor and its lookup actors share it.
+type verifiedRecords struct {
+	mu  sync.Mutex
+	max int
+	m   map[session.NodeID]verifiedRecord
+}
+
+type verifiedRecord struct {
+	seq   uint64
+	sig   []byte
+	addrs []string
+}
+
+func newVerifiedRecords(max int) *verifiedRecords {
+	return &verifiedRecords{max: max, m: make(map[session.NodeID]verifiedRecord)}
+}
+
+// entry verifies r (or finds it verified already) and returns its table entry.
+func (v *verifiedRecords) entry(r *messages.NodeRecord) (Entry, error) {
+	if id, err := session.NodeIDFromBytes(r.GetId()); err == nil {
+		v.mu.Lock()
+		known, ok := v.m[id]
+		v.mu.Unlock()
+		// Every signed field must match: a forger could pair a valid signature with other addresses.
+		if ok && known.seq == r.GetSeq() && bytes.Equal(known.sig, r.GetSignature()) && slices.Equal(known.addrs, r.GetAddrs()) {
+			return Entry{ID: id, Key: KeyOf(id), Addr: r.GetAddrs()[0], Record: r}, nil
+		}
+	}
+	e, err := EntryFromRecord(r)
+	if err != nil {
+		return Entry{}, err
+	}
+	v.mu.Lock()
+	if _, ok := v.m[e.ID]; !ok && len(v.m) >= v.max {
+		for id := range v.m {
+			delete(v.m, id)
+			break
+		}
+	}
+	v.m[e.ID] = verifiedRecord{seq: r.GetSeq(), sig: bytes.Clone(r.GetSignature()), addrs: slices.Clone(r.GetAddrs())}
+	v.mu.Unlock()
+	return e, nil
+}

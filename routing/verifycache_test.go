@@ -1,0 +1,50 @@
+package routing
+
+import (
+	"errors"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+func TestVerifiedRecordsRejectsForgeryOfACachedRecord(t *testing.T) {
+	id, _ := session.GenerateIdentity()
+	rec, err := NewRecord(id, 5, []string{"10.0.0.1:30700"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newVerifiedRecords(16)
+	if _, err := v.entry(rec); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := v.entry(rec); err != nil || e.ID != id.NodeID() || e.Addr != "10.0.0.1:30700" {
+		t.Fatalf("cached record: %v %v", e, err)
+	}
+	forged := proto.Clone(rec).(*messages.NodeRecord)
+	forged.Addrs = []string{"6.6.6.6:30700"}
+	if _, err := v.entry(forged); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("forged address with a cached signature: %v, want ErrBadSignature", err)
+	}
+	bumped := proto.Clone(rec).(*messages.NodeRecord)
+	bumped.Seq = 6
+	if _, err := v.entry(bumped); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("forged seq with a cached signature: %v", err)
+	}
+}
+
+func TestVerifiedRecordsIsBounded(t *testing.T) {
+	v := newVerifiedRecords(4)
+	for i := 0; i < 10; i++ {
+		id, _ := session.GenerateIdentity()
+		rec, _ := NewRecord(id, 1, []string{"10.0.0.1:1"})
+		if _, err := v.entry(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(v.m) > 4 {
+		t.Fatalf("cache holds %d records, bound 4", len(v.m))
+	}
+}
