@@ -3,12 +3,14 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/actormesh/actormesh/bootstrap"
 	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
@@ -60,10 +62,14 @@ type Config struct {
 	IdleTimeout time.Duration
 	// RequestTimeout applies to Request and Ping when the context has no deadline. Default 10s.
 	RequestTimeout time.Duration
+	// TransientIdleTimeout closes an outbound connection the node does not keep (one dialed on demand for a
+	// lookup or a Send to a peer that is not a wanted peer) after that long without a direct message. Such
+	// connections also make room for new dials when the outbound slots are full. Default 10s.
+	TransientIdleTimeout time.Duration
 
 	// RedialBase, RedialMax and RedialAttempts set the redial backoff for wanted peers: exponential with full
 	// jitter from RedialBase, capped at RedialMax, giving up after RedialAttempts failures in a row (0: never).
-	// Defaults 200ms, 30s, 0.
+	// Defaults 200ms, 30s, 10.
 	RedialBase     time.Duration
 	RedialMax      time.Duration
 	RedialAttempts int
@@ -73,12 +79,28 @@ type Config struct {
 	ProtocolRestarts      int
 	ProtocolRestartWindow time.Duration
 
+	// DataDir holds the node's state (the peer store, peers.pb). Empty: no state is kept.
+	DataDir string
+	// Bootstrap configures joining the network and keeping outbound peers: bootnodes, target outbound count, refresh
+	// and peer store. Default bootstrap.DefaultConfig(); its StorePath defaults to DataDir/peers.pb and its Logger is
+	// replaced by the node's.
+	Bootstrap bootstrap.Config
+
 	// Routing configures peer discovery (the Kademlia table and lookups). Default routing.DefaultConfig(); its
 	// Logger is replaced by the node's.
 	Routing routing.Config
 
 	// Logger receives the node's logs, protoactor's included. Default: disabled.
 	Logger zerolog.Logger
+
+	// InboundPerIPRate and InboundPerIPBurst throttle inbound connections per remote IP before any handshake work:
+	// one IP may open InboundPerIPBurst connections at once and InboundPerIPRate per second after that; the node
+	// closes the others at once. Defaults 4/s and 16.
+	InboundPerIPRate  float64
+	InboundPerIPBurst int
+	// ExemptLoopbackThrottle exempts loopback addresses from the per-IP inbound throttle, for tests and simulations
+	// running many nodes on 127.0.0.1. Bans apply to loopback all the same. Default false.
+	ExemptLoopbackThrottle bool
 }
 
 // DefaultConfig returns a Config with every default filled in and a nil Identity (a fresh one is generated).
@@ -99,12 +121,17 @@ func DefaultConfig() Config {
 		PingInterval:          10 * time.Second,
 		IdleTimeout:           30 * time.Second,
 		RequestTimeout:        10 * time.Second,
+		TransientIdleTimeout:  10 * time.Second,
 		RedialBase:            200 * time.Millisecond,
 		RedialMax:             30 * time.Second,
+		RedialAttempts:        10,
 		ProtocolRestarts:      10,
 		ProtocolRestartWindow: time.Minute,
 		Routing:               routing.DefaultConfig(),
+		Bootstrap:             bootstrap.DefaultConfig(),
 		Logger:                zerolog.Nop(),
+		InboundPerIPRate:      4,
+		InboundPerIPBurst:     16,
 	}
 }
 
@@ -142,13 +169,17 @@ func (c *Config) Validate() error {
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"DialTimeout", int64(c.DialTimeout)},
 		{"WriteTimeout", int64(c.WriteTimeout)}, {"PingInterval", int64(c.PingInterval)},
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"RequestTimeout", int64(c.RequestTimeout)},
+		{"TransientIdleTimeout", int64(c.TransientIdleTimeout)},
 		{"RedialBase", int64(c.RedialBase)}, {"RedialMax", int64(c.RedialMax)},
-		{"ProtocolRestartWindow", int64(c.ProtocolRestartWindow)},
+		{"ProtocolRestartWindow", int64(c.ProtocolRestartWindow)}, {"InboundPerIPBurst", int64(c.InboundPerIPBurst)},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
 			return bad("%s must be positive, got %d", p.name, p.v)
 		}
+	}
+	if !(c.InboundPerIPRate > 0) || math.IsInf(c.InboundPerIPRate, 1) {
+		return bad("InboundPerIPRate must be positive and finite, got %v", c.InboundPerIPRate)
 	}
 	if c.RedialAttempts < 0 || c.ProtocolRestarts < 0 {
 		return bad("RedialAttempts and ProtocolRestarts must not be negative")
@@ -161,6 +192,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RedialMax < c.RedialBase {
 		return bad("RedialMax (%v) is below RedialBase (%v)", c.RedialMax, c.RedialBase)
+	}
+	if err := c.Bootstrap.Validate(); err != nil {
+		return bad("Bootstrap: %v", err)
 	}
 	if err := c.Routing.Validate(); err != nil {
 		return bad("Routing: %v", err)

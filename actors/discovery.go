@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
@@ -19,11 +20,16 @@ func (n *Node) routingActor() error {
 
 // FindClosest runs an iterative Kademlia lookup for the nodes closest to target.
 func (n *Node) FindClosest(ctx context.Context, target routing.Key) (routing.LookupResult, error) {
+	return n.lookup(ctx, &routing.LookupRequest{Target: target})
+}
+
+func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.LookupResult, error) {
 	if err := n.routingActor(); err != nil {
 		return routing.LookupResult{}, err
 	}
 	reply := make(chan routing.LookupResult, 1)
-	n.system.Root.Send(n.routing, &routing.LookupRequest{Target: target, Reply: reply})
+	req.Reply = reply
+	n.system.Root.Send(n.routing, req)
 	select {
 	case r := <-reply:
 		return r, r.Err
@@ -40,7 +46,7 @@ func (n *Node) Lookup(ctx context.Context, id session.NodeID) (session.PeerAddr,
 	if id == n.ID() {
 		return n.Addr(), nil
 	}
-	res, err := n.FindClosest(ctx, routing.KeyOf(id))
+	res, err := n.lookup(ctx, &routing.LookupRequest{Target: routing.KeyOf(id), Want: &id})
 	if err != nil {
 		return session.PeerAddr{}, err
 	}
@@ -67,4 +73,24 @@ func (n *Node) RoutingTable(ctx context.Context) (routing.Snapshot, error) {
 	case <-n.closed:
 		return routing.Snapshot{}, ErrClosed
 	}
+}
+
+// AddRecords hands signed node records to the routing table; invalid ones are dropped there.
+func (n *Node) AddRecords(records []*messages.NodeRecord) {
+	if n.routingActor() != nil {
+		return
+	}
+	n.system.Root.Send(n.routing, &routing.AddRecords{Records: records})
+}
+
+// OutboundCount is the number of live connections this node dialed and keeps (Connect with keep); connections
+// opened for lookups or on-demand sends do not count.
+func (n *Node) OutboundCount() int {
+	c := 0
+	for _, pc := range n.peers.all() {
+		if pc.outbound && pc.kept.Load() {
+			c++
+		}
+	}
+	return c
 }

@@ -2,6 +2,8 @@ package actors_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -65,4 +67,34 @@ func TestLookupOfAbsentNodeFails(t *testing.T) {
 	if !errors.Is(err, actors.ErrNotFound) {
 		t.Fatalf("got %v, want ErrNotFound", err)
 	}
+}
+
+func TestRestartedNodeRejoinsFromItsPeerStore(t *testing.T) {
+	dir := t.TempDir()
+	id, _ := session.GenerateIdentity()
+	nw := testkit.NewNetwork(t, 3, testkit.WithBootnode(), testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.Bootstrap.Interval = 100 * time.Millisecond
+		if i == 2 {
+			cfg.Identity, cfg.DataDir = id, dir
+		}
+	}))
+	joiner := nw.Nodes[2]
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		s, err := joiner.RoutingTable(ctxTimeout(t, time.Second))
+		return err == nil && len(s.Entries) == 2
+	}, "the joiner's table holds both other nodes")
+	if err := joiner.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "peers.pb")); err != nil || st.Size() == 0 {
+		t.Fatalf("no peer store written at close: %v", err)
+	}
+	// Restart with the same identity and data directory and no bootnode at all.
+	again := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Identity, cfg.DataDir = id, dir
+		cfg.Bootstrap.Interval = 100 * time.Millisecond
+	})).Nodes[0]
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		return again.Connected(nw.Nodes[0].ID()) || again.Connected(nw.Nodes[1].ID())
+	}, "the restarted node reconnects from its peer store")
 }

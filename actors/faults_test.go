@@ -108,8 +108,7 @@ func TestOversizedMessageClosesOnlyThatConnection(t *testing.T) {
 		t.Fatalf("send: %v", err)
 	}
 	testkit.WaitFor(t, 5*time.Second, func() bool {
-		r, ok := events.disconnectReason()
-		return ok && r == messages.DisconnectReason_DISCONNECT_REASON_MESSAGE_TOO_LARGE
+		return events.sawDisconnect(b.ID(), messages.DisconnectReason_DISCONNECT_REASON_MESSAGE_TOO_LARGE)
 	}, "a disconnected with MESSAGE_TOO_LARGE")
 	select {
 	case in := <-got:
@@ -142,7 +141,7 @@ func TestKilledConnectionIsRedialed(t *testing.T) {
 		if ft.KillAll() == 0 {
 			t.Fatal("no connection to kill")
 		}
-		testkit.WaitFor(t, 5*time.Second, func() bool { _, ok := events.disconnectReason(); return ok }, "a sees the disconnect")
+		testkit.WaitFor(t, 5*time.Second, func() bool { return events.disconnects(b.ID()) > 0 }, "a sees the disconnect")
 		testkit.WaitFor(t, 10*time.Second, func() bool { return a.Connected(b.ID()) && b.Connected(a.ID()) }, "redial after kill %d", round)
 		if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), "sink/1", wrapperspb.Int32(int32(round))); err != nil {
 			t.Fatalf("send after redial: %v", err)
@@ -169,6 +168,7 @@ func TestRedialBackoffStaysUnderCap(t *testing.T) {
 			cfg.Transport = ft
 			cfg.RedialBase = 5 * time.Millisecond
 			cfg.RedialMax = capDelay
+			cfg.RedialAttempts = 0 // never give up
 		}
 	}))
 	b := nw.Nodes[1]
@@ -277,8 +277,7 @@ func TestSlowReaderDoesNotSlowOtherPeers(t *testing.T) {
 		t.Fatalf("overflowing the stuck peer's queue gave %v, want ErrSlowPeer", sendErr)
 	}
 	testkit.WaitFor(t, 10*time.Second, func() bool {
-		r, ok := events.disconnectReason()
-		return ok && r == messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER
+		return events.sawDisconnect(stuck.NodeID(), messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER)
 	}, "the stuck peer disconnected as SLOW_PEER")
 	if _, err := a.Request(ctxTimeout(t, 2*time.Second), b.ID(), "echo/1", wrapperspb.String("ab")); err != nil {
 		t.Fatalf("healthy peer affected by the disconnect: %v", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
 )
 
 // collector is a protocol actor that forwards every inbound message to a channel.
@@ -74,14 +75,27 @@ func watchEvents(t testing.TB, n *actors.Node) *eventLog {
 	return l
 }
 
-// disconnectReason returns the reason of the first disconnect recorded, if any.
-func (l *eventLog) disconnectReason() (messages.DisconnectReason, bool) {
+// sawDisconnect tells whether a disconnect from peer with the given reason was recorded.
+func (l *eventLog) sawDisconnect(peer session.NodeID, reason messages.DisconnectReason) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range l.events {
-		if d, ok := e.(*messages.PeerDisconnected); ok {
-			return d.Reason, true
+		if d, ok := e.(*messages.PeerDisconnected); ok && d.Reason == reason && string(d.PeerId) == string(peer[:]) {
+			return true
 		}
 	}
-	return 0, false
+	return false
+}
+
+// disconnects counts the disconnects from peer recorded.
+func (l *eventLog) disconnects(peer session.NodeID) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := 0
+	for _, e := range l.events {
+		if d, ok := e.(*messages.PeerDisconnected); ok && string(d.PeerId) == string(peer[:]) {
+			c++
+		}
+	}
+	return c
 }

@@ -105,7 +105,7 @@ func (n *Node) Request(ctx context.Context, peer session.NodeID, protocol string
 		return nil, err
 	}
 	id, ch := n.requests.add(pc)
-	defer n.requests.remove(id)
+	defer n.requests.remove(id, pc)
 	b, err := encodeDirect(protocol, messages.DirectKind_DIRECT_KIND_REQUEST, id, msg)
 	if err != nil {
 		return nil, err
@@ -125,7 +125,7 @@ func (n *Node) Ping(ctx context.Context, peer session.NodeID) (time.Duration, er
 		return 0, err
 	}
 	id, ch := n.requests.add(pc)
-	defer n.requests.remove(id)
+	defer n.requests.remove(id, pc)
 	b, err := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: id}}})
 	if err != nil {
 		return 0, err
@@ -162,6 +162,8 @@ func (n *Node) await(ctx context.Context, ch <-chan requestResult, what string) 
 }
 
 func (n *Node) sendEncoded(pc *peerConn, b []byte) error {
+	pc.touch()
+	pc.used.Store(true)
 	if len(b) > n.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(b), n.cfg.MaxMessageSize)
 	}
@@ -170,6 +172,7 @@ func (n *Node) sendEncoded(pc *peerConn, b []byte) error {
 
 // onDirect implements connHandler: it runs on the connection's reader goroutine.
 func (n *Node) onDirect(pc *peerConn, d *direct) {
+	pc.touch()
 	if d.kind == messages.DirectKind_DIRECT_KIND_RESPONSE || d.kind == messages.DirectKind_DIRECT_KIND_ERROR {
 		n.requests.complete(pc, d)
 		return
@@ -235,13 +238,17 @@ func (t *requestTable) add(pc *peerConn) (uint64, <-chan requestResult) {
 	t.next++
 	ch := make(chan requestResult, 1)
 	t.m[t.next] = &pendingRequest{pc: pc, ch: ch}
+	pc.inflight.Add(1)
+	pc.used.Store(true)
 	return t.next, ch
 }
 
-func (t *requestTable) remove(id uint64) {
+// remove ends a request made with add on pc (called once by its waiter, answered or not).
+func (t *requestTable) remove(id uint64, pc *peerConn) {
 	t.mu.Lock()
 	delete(t.m, id)
 	t.mu.Unlock()
+	pc.inflight.Add(-1)
 }
 
 func (t *requestTable) resolve(pc *peerConn, id uint64, r requestResult) {

@@ -196,6 +196,9 @@ type PeerInfo struct {
 	ListenAddrs []string
 	// Outbound is true when this node dialed.
 	Outbound bool
+	// Kept is true for a peer the node keeps connected (redialed after failures); other outbound connections are
+	// transient (dialed on demand) and closed when idle.
+	Kept bool
 	// RTT is the last keepalive round-trip time (0 before the first pong).
 	RTT time.Duration
 	// ConnectedAt is when the connection was established.
@@ -211,7 +214,7 @@ func (n *Node) Peers() []PeerInfo {
 	for _, pc := range conns {
 		out = append(out, PeerInfo{
 			ID: pc.id, RemoteAddr: pc.sc.RemoteAddr().String(), LocalAddr: pc.sc.LocalAddr().String(), ListenAddrs: pc.sc.Peer().ListenAddrs,
-			Outbound: pc.outbound, RTT: pc.rtt(), ConnectedAt: pc.connectedAt, QueuedBytes: pc.q.len(),
+			Outbound: pc.outbound, Kept: pc.kept.Load(), RTT: pc.rtt(), ConnectedAt: pc.connectedAt, QueuedBytes: pc.q.len(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return string(out[i].ID[:]) < string(out[j].ID[:]) })

@@ -51,6 +51,16 @@ type peerConn struct {
 	done       chan struct{}
 	running    atomic.Int32
 
+	// lastActive is when a direct message last went either way (unix nanoseconds); kept is set for peers the node
+	// keeps connected. Idle connections that are not kept make room for new outbound dials.
+	lastActive atomic.Int64
+	kept       atomic.Bool
+	// inflight counts the node's requests and pings awaiting an answer on this connection: a connection with one
+	// is never closed to make room.
+	inflight atomic.Int32
+	// used is set once the node sends on the connection or makes a request on it.
+	used atomic.Bool
+
 	rttNanos    atomic.Int64
 	kaNonce     atomic.Uint64
 	kaSent      atomic.Int64
@@ -58,7 +68,7 @@ type peerConn struct {
 }
 
 func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, h connHandler, log zerolog.Logger) *peerConn {
-	return &peerConn{
+	pc := &peerConn{
 		id:          sc.RemoteID(),
 		connID:      connID,
 		outbound:    outbound,
@@ -72,6 +82,8 @@ func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, h 
 		done:        make(chan struct{}),
 		connectedAt: time.Now(),
 	}
+	pc.touch()
+	return pc
 }
 
 // start launches the reader and writer; onDone runs once both have exited and the socket is closed.
@@ -159,6 +171,14 @@ func (pc *peerConn) acquire() bool {
 }
 
 func (pc *peerConn) release() { <-pc.credits }
+
+// touch records direct-message activity.
+func (pc *peerConn) touch() { pc.lastActive.Store(time.Now().UnixNano()) }
+
+// idleFor tells how long no direct message went either way.
+func (pc *peerConn) idleFor(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, pc.lastActive.Load()))
+}
 
 // rtt returns the last keepalive round-trip time, or 0 before the first pong.
 func (pc *peerConn) rtt() time.Duration { return time.Duration(pc.rttNanos.Load()) }

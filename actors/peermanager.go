@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -37,6 +39,9 @@ type handshakeDone struct {
 
 // redialDue fires when a wanted peer's backoff delay is over.
 type redialDue struct{ id session.NodeID }
+
+// sweepDue fires when idle transient connections are due to be closed.
+type sweepDue struct{}
 
 // connDone is sent by a connection's goroutines to its actor when both have exited.
 type connDone struct{}
@@ -66,6 +71,10 @@ type peerManager struct {
 	dialing map[session.NodeID][]chan<- error
 	pending int
 	nextID  uint64
+	sweep   *time.Timer // closes idle transient connections
+	// bans outlives restarts of the peer manager (its Props own it); inbound throttles inbound connections per IP.
+	bans    *banList
+	inbound *routing.RateLimiter[netip.Addr]
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -80,12 +89,15 @@ type peerManager struct {
 func (n *Node) peerManagerProps() *actor.Props {
 	// A connection actor that panics is stopped, never restarted: its socket is gone. The peer manager redials.
 	stopChildren := actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })
+	bans := newBanList(maxBans)
 	return actor.PropsFromProducer(func() actor.Actor {
 		ctx, cancel := context.WithCancel(context.Background())
 		return &peerManager{
 			n: n, conns: make(map[session.NodeID]*connEntry), byActor: make(map[string]*connEntry),
 			wanted: make(map[session.NodeID]*wantedPeer), dialing: make(map[session.NodeID][]chan<- error),
 			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}),
+			bans:    bans,
+			inbound: routing.NewRateLimiter[netip.Addr](n.cfg.InboundPerIPRate, n.cfg.InboundPerIPBurst, inboundThrottleIPs),
 		}
 	}, actor.WithSupervisor(stopChildren))
 }
@@ -98,6 +110,10 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		for _, p := range m.n.cfg.Peers {
 			m.dial(ctx, &dialRequest{addr: p, keep: true})
 		}
+		m.armSweep()
+	case *sweepDue:
+		m.sweepTransient()
+		m.armSweep()
 	case *acceptedConn:
 		m.accept(msg.conn)
 	case *dialRequest:
@@ -109,12 +125,19 @@ func (m *peerManager) Receive(ctx actor.Context) {
 			w.timer = nil
 			m.dial(ctx, &dialRequest{addr: w.addr, keep: true})
 		}
+	case *banRequest:
+		m.ban(msg)
+	case *unbanRequest:
+		m.unban(msg)
+	case *listBansRequest:
+		msg.reply <- m.bans.list(time.Now())
 	case *disconnectRequest:
 		if w, ok := m.wanted[msg.id]; ok {
 			w.stopTimer()
 			delete(m.wanted, msg.id)
 		}
 		if e, ok := m.conns[msg.id]; ok {
+			e.pc.kept.Store(false)
 			e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "disconnect requested")
 		}
 	case *messages.ConnClosed:
@@ -127,6 +150,9 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		m.cancel()
+		if m.sweep != nil {
+			m.sweep.Stop()
+		}
 		for _, w := range m.wanted {
 			w.stopTimer()
 		}
@@ -174,6 +200,11 @@ func (m *peerManager) handshakeConfig() session.HandshakeConfig {
 }
 
 func (m *peerManager) accept(raw net.Conn) {
+	if reason := m.admitInbound(raw.RemoteAddr(), time.Now()); reason != "" {
+		m.n.log.Debug().Str("remote", raw.RemoteAddr().String()).Str("reason", reason).Msg("inbound connection refused")
+		_ = raw.Close()
+		return
+	}
 	if m.pending >= m.n.cfg.MaxPendingHandshakes || m.count(false) >= m.n.cfg.MaxInboundPeers {
 		m.n.log.Debug().Str("remote", raw.RemoteAddr().String()).Int("pending", m.pending).Msg("inbound connection refused: no free slot")
 		_ = raw.Close()
@@ -202,12 +233,19 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 		reply(req.reply, ErrSelf)
 		return
 	}
+	if reason, banned := m.banned(id, hostIP(req.addr.Addr), time.Now()); banned {
+		reply(req.reply, bannedError(id, reason))
+		return
+	}
 	if req.keep {
 		if _, ok := m.wanted[id]; !ok {
 			m.wanted[id] = &wantedPeer{addr: req.addr, backoff: session.NewBackoff(m.n.cfg.RedialBase, m.n.cfg.RedialMax, m.n.cfg.RedialAttempts, nil)}
 		}
 	}
-	if _, ok := m.conns[id]; ok {
+	if e, ok := m.conns[id]; ok {
+		if req.keep {
+			e.pc.kept.Store(true)
+		}
 		reply(req.reply, nil)
 		return
 	}
@@ -217,7 +255,7 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 		}
 		return
 	}
-	if m.count(true) >= m.n.cfg.MaxOutboundPeers {
+	if m.count(true)+len(m.dialing) >= m.n.cfg.MaxOutboundPeers && !m.evictIdleOutbound() {
 		err := fmt.Errorf("%w: %d outbound connections", ErrTooManyPeers, m.n.cfg.MaxOutboundPeers)
 		reply(req.reply, err)
 		m.scheduleRedial(id, err)
@@ -230,6 +268,53 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 	m.dialing[id] = waiters
 	m.pending++
 	m.goDial(req.addr)
+}
+
+// unusedGrace protects a transient connection that was just dialed and not used yet (its first request is on its
+// way) from being closed to make room.
+const unusedGrace = time.Second
+
+// transient tells whether an outbound connection may be closed without loss: the node does not keep it, no request
+// of the node awaits an answer on it and nothing waits to be written.
+func transient(pc *peerConn) bool {
+	return pc.outbound && !pc.kept.Load() && pc.inflight.Load() == 0 && pc.q.len() == 0
+}
+
+// evictIdleOutbound closes the least recently active transient connection (one opened for a lookup or an
+// on-demand send), to free an outbound slot. It reports whether it freed one.
+func (m *peerManager) evictIdleOutbound() bool {
+	now := time.Now()
+	var victim *connEntry
+	for _, e := range m.conns {
+		if !transient(e.pc) || (!e.pc.used.Load() && now.Sub(e.pc.connectedAt) < unusedGrace) {
+			continue
+		}
+		if victim == nil || e.pc.idleFor(now) > victim.pc.idleFor(now) {
+			victim = e
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	victim.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "idle connection closed to make room")
+	m.unregister(victim)
+	return true
+}
+
+func (m *peerManager) armSweep() {
+	self, root := m.self, m.root
+	m.sweep = time.AfterFunc(m.n.cfg.TransientIdleTimeout/2, func() { root.Send(self, &sweepDue{}) })
+}
+
+// sweepTransient closes the transient connections idle for TransientIdleTimeout.
+func (m *peerManager) sweepTransient() {
+	now := time.Now()
+	for _, e := range m.conns {
+		if transient(e.pc) && e.pc.idleFor(now) >= m.n.cfg.TransientIdleTimeout {
+			e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "idle transient connection")
+			m.unregister(e)
+		}
+	}
 }
 
 // goDial dials and handshakes in one goroutine owned by the peer manager.
@@ -308,6 +393,10 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 		refuse(messages.DisconnectReason_DISCONNECT_REASON_SELF, "connected to self", ErrSelf)
 		return
 	}
+	if reason, banned := m.banned(id, addrIP(msg.sc.RemoteAddr()), time.Now()); banned {
+		refuse(messages.DisconnectReason_DISCONNECT_REASON_BANNED, reason, bannedError(id, reason))
+		return
+	}
 	if old, ok := m.conns[id]; ok {
 		if !m.keepNew(old.pc.outbound, msg.outbound, id) {
 			// The connection we already have wins the simultaneous-dial tie-break.
@@ -317,7 +406,7 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 		old.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "replaced by a simultaneous connection")
 		m.unregister(old)
 	}
-	if msg.outbound && m.count(true) >= m.n.cfg.MaxOutboundPeers {
+	if msg.outbound && m.count(true) >= m.n.cfg.MaxOutboundPeers && !m.evictIdleOutbound() {
 		refuse(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "outbound slots full", ErrTooManyPeers)
 		return
 	}
@@ -358,6 +447,8 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 	pid := ctx.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return &connActor{pc: pc} }), "conn-"+pc.id.Short())
 	e := &connEntry{pid: pid, pc: pc}
 	m.conns[pc.id], m.byActor[pid.Id] = e, e
+	_, wanted := m.wanted[pc.id]
+	pc.kept.Store(wanted)
 	m.n.peers.set(pc)
 	info := sc.Peer()
 	if len(info.ListenAddrs) > 0 {

@@ -3,11 +3,13 @@ package actors
 import (
 	"errors"
 	"net"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/actormesh/actormesh/bootstrap"
 	"github.com/actormesh/actormesh/routing"
 )
 
@@ -36,6 +38,9 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 		}
 		rcfg := n.cfg.Routing
 		rcfg.Logger = n.log.With().Str("component", "routing").Logger()
+		if rcfg.StorePath == "" && n.cfg.DataDir != "" {
+			rcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
+		}
 		rprops, err := routing.NewActorProps(rcfg, n)
 		if err != nil {
 			panic(err)
@@ -45,6 +50,18 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 			panic(err)
 		}
 		n.protocols.claim(routing.Protocol, rt)
+		bcfg := n.cfg.Bootstrap
+		bcfg.Logger = n.log.With().Str("component", "bootstrap").Logger()
+		if bcfg.StorePath == "" && n.cfg.DataDir != "" {
+			bcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
+		}
+		bprops, err := bootstrap.NewActorProps(bcfg, n)
+		if err != nil {
+			panic(err)
+		}
+		if _, err := ctx.SpawnNamed(bprops, "bootstrap"); err != nil {
+			panic(err)
+		}
 		if n.listener != nil {
 			if _, err := ctx.SpawnNamed(listenerProps(n, peers), "listener"); err != nil {
 				panic(err)
@@ -152,7 +169,11 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 			if p, ok := names[m.Who.Id]; ok {
 				delete(names, m.Who.Id)
 				n.protocols.drop(p, m.Who)
-				n.log.Warn().Str("protocol", p).Msg("protocol actor stopped; its protocol is unregistered")
+				select {
+				case <-n.closed:
+				default:
+					n.log.Warn().Str("protocol", p).Msg("protocol actor stopped; its protocol is unregistered")
+				}
 			}
 		}
 	}, actor.WithSupervisor(strategy))

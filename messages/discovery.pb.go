@@ -207,6 +207,60 @@ func (x *Nodes) GetSender() *NodeRecord {
 	return nil
 }
 
+// PeerStore is the file a node keeps its known peers in, to rejoin without a bootnode after a restart.
+type PeerStore struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Records []*NodeRecord          `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Unix time (seconds) of the save.
+	SavedAt       int64 `protobuf:"varint,2,opt,name=saved_at,json=savedAt,proto3" json:"saved_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerStore) Reset() {
+	*x = PeerStore{}
+	mi := &file_messages_discovery_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerStore) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerStore) ProtoMessage() {}
+
+func (x *PeerStore) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_discovery_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerStore.ProtoReflect.Descriptor instead.
+func (*PeerStore) Descriptor() ([]byte, []int) {
+	return file_messages_discovery_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PeerStore) GetRecords() []*NodeRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *PeerStore) GetSavedAt() int64 {
+	if x != nil {
+		return x.SavedAt
+	}
+	return 0
+}
+
 var File_messages_discovery_proto protoreflect.FileDescriptor
 
 const file_messages_discovery_proto_rawDesc = "" +
@@ -223,7 +277,10 @@ const file_messages_discovery_proto_rawDesc = "" +
 	"\x06sender\x18\x02 \x01(\v2\".actormesh.discovery.v1.NodeRecordR\x06sender\"\x81\x01\n" +
 	"\x05Nodes\x12<\n" +
 	"\arecords\x18\x01 \x03(\v2\".actormesh.discovery.v1.NodeRecordR\arecords\x12:\n" +
-	"\x06sender\x18\x02 \x01(\v2\".actormesh.discovery.v1.NodeRecordR\x06senderB)Z'github.com/actormesh/actormesh/messagesb\x06proto3"
+	"\x06sender\x18\x02 \x01(\v2\".actormesh.discovery.v1.NodeRecordR\x06sender\"d\n" +
+	"\tPeerStore\x12<\n" +
+	"\arecords\x18\x01 \x03(\v2\".actormesh.discovery.v1.NodeRecordR\arecords\x12\x19\n" +
+	"\bsaved_at\x18\x02 \x01(\x03R\asavedAtB)Z'github.com/actormesh/actormesh/messagesb\x06proto3"
 
 var (
 	file_messages_discovery_proto_rawDescOnce sync.Once
@@ -237,21 +294,23 @@ func file_messages_discovery_proto_rawDescGZIP() []byte {
 	return file_messages_discovery_proto_rawDescData
 }
 
-var file_messages_discovery_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_messages_discovery_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_messages_discovery_proto_goTypes = []any{
 	(*NodeRecord)(nil), // 0: actormesh.discovery.v1.NodeRecord
 	(*FindNode)(nil),   // 1: actormesh.discovery.v1.FindNode
 	(*Nodes)(nil),      // 2: actormesh.discovery.v1.Nodes
+	(*PeerStore)(nil),  // 3: actormesh.discovery.v1.PeerStore
 }
 var file_messages_discovery_proto_depIdxs = []int32{
 	0, // 0: actormesh.discovery.v1.FindNode.sender:type_name -> actormesh.discovery.v1.NodeRecord
 	0, // 1: actormesh.discovery.v1.Nodes.records:type_name -> actormesh.discovery.v1.NodeRecord
 	0, // 2: actormesh.discovery.v1.Nodes.sender:type_name -> actormesh.discovery.v1.NodeRecord
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0, // 3: actormesh.discovery.v1.PeerStore.records:type_name -> actormesh.discovery.v1.NodeRecord
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_messages_discovery_proto_init() }
@@ -265,7 +324,7 @@ func file_messages_discovery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_discovery_proto_rawDesc), len(file_messages_discovery_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -57,6 +57,10 @@ type Config struct {
 	// requests beyond are refused with an "overloaded" error.
 	RequestRate  float64
 	RequestBurst int
+	// StorePath is the peer store file the table's records are saved to every SaveInterval and when the actor
+	// stops; empty: no store. SaveInterval defaults to 30s.
+	StorePath    string
+	SaveInterval time.Duration
 	// Logger receives the actor's logs.
 	Logger zerolog.Logger
 }
@@ -65,7 +69,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Table: DefaultTableConfig(), Alpha: DefaultAlpha, RequestTimeout: 2 * time.Second,
-		RevalidateInterval: 5 * time.Second, MaxInFlight: 64, RequestRate: 20, RequestBurst: 50,
+		RevalidateInterval: 5 * time.Second, MaxInFlight: 64, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
 		Logger: zerolog.Nop(),
 	}
 }
@@ -75,16 +79,18 @@ func (c Config) Validate() error {
 	if err := c.Table.Validate(); err != nil {
 		return err
 	}
-	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.MaxInFlight < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 {
-		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, MaxInFlight, RequestRate and RequestBurst must be positive", ErrInvalidConfig)
+	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.MaxInFlight < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 {
+		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, MaxInFlight, RequestRate, RequestBurst and SaveInterval must be positive", ErrInvalidConfig)
 	}
 	return nil
 }
 
 // LookupRequest asks the routing actor for the nodes closest to Target (an iterative lookup). Reply receives exactly
-// one LookupResult.
+// one LookupResult. With Want set, the lookup stops as soon as that node has answered (a lookup for a node rather
+// than for a neighbourhood).
 type LookupRequest struct {
 	Target Key
+	Want   *session.NodeID
 	Reply  chan<- LookupResult
 }
 
@@ -144,7 +150,7 @@ type routingActor struct {
 	net     Network
 	log     zerolog.Logger
 	table   *Table
-	limiter *RateLimiter
+	limiter *RateLimiter[session.NodeID]
 	rng     *rand.Rand
 	local   *messages.NodeRecord
 	stats   Stats
@@ -154,6 +160,7 @@ type routingActor struct {
 	root     *actor.RootContext
 	sub      *eventstream.Subscription
 	timer    *time.Timer
+	lastSave time.Time
 	checking map[session.NodeID]bool
 	inFlight int
 	lookups  map[string]*LookupRequest // lookup actor id -> request
@@ -176,7 +183,7 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		return &routingActor{
 			cfg: cfg, net: net, log: cfg.Logger, table: table, records: newVerifiedRecords(8192),
-			limiter:  NewRateLimiter(cfg.RequestRate, cfg.RequestBurst, 4096),
+			limiter:  NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 4096),
 			rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 			checking: make(map[session.NodeID]bool), lookups: make(map[string]*LookupRequest),
 			ctx: ctx, cancel: cancel,
@@ -204,6 +211,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		}
 		a.cancel()
 		a.wg.Wait()
+		a.saveStore(time.Now())
 		for _, req := range a.lookups {
 			req.Reply <- LookupResult{Err: context.Canceled}
 		}
@@ -221,6 +229,9 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		a.learn(m.from, m.nodes, now)
 	case *revalidateTick:
 		a.revalidate()
+		if now.Sub(a.lastSave) >= a.cfg.SaveInterval {
+			a.saveStore(now)
+		}
 		a.armRevalidation()
 	case *LookupRequest:
 		a.startLookup(ctx, m, now)
@@ -245,6 +256,28 @@ func (a *routingActor) Receive(ctx actor.Context) {
 func (a *routingActor) armRevalidation() {
 	self, root := a.self, a.root
 	a.timer = time.AfterFunc(a.cfg.RevalidateInterval, func() { root.Send(self, &revalidateTick{}) })
+}
+
+// saveStore writes the table's records to the peer store (a small file, written atomically; errors are logged).
+func (a *routingActor) saveStore(now time.Time) {
+	if a.cfg.StorePath == "" {
+		return
+	}
+	a.lastSave = now
+	var recs []*messages.NodeRecord
+	for _, e := range a.table.Entries() {
+		if e.Record != nil {
+			recs = append(recs, e.Record)
+		}
+	}
+	if len(recs) == 0 {
+		return
+	}
+	if err := SaveStore(a.cfg.StorePath, recs, now); err != nil {
+		a.log.Warn().Err(err).Msg("saving the peer store")
+		return
+	}
+	a.log.Debug().Int("records", len(recs)).Str("path", a.cfg.StorePath).Msg("peer store saved")
 }
 
 // serve answers a FindNode from a peer, within its rate limit.
@@ -399,12 +432,17 @@ func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now ti
 }
 
 func (a *routingActor) finishLookup(ctx actor.Context, m *lookupFinished) {
-	if sender := ctx.Sender(); sender != nil {
-		delete(a.lookups, sender.Id)
-		ctx.Stop(sender)
+	sender := ctx.Sender()
+	if sender == nil {
+		return
 	}
+	ctx.Stop(sender)
+	if _, ok := a.lookups[sender.Id]; !ok {
+		return // already answered (the actor was stopping or the lookup was abandoned)
+	}
+	delete(a.lookups, sender.Id)
 	if m.result.Err != nil || len(m.result.Closest) == 0 {
 		a.stats.LookupFailures++
 	}
-	m.req.Reply <- m.result
+	m.req.Reply <- m.result // Reply is buffered (one slot) and receives exactly one result
 }

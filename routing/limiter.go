@@ -1,19 +1,15 @@
 package routing
 
-import (
-	"time"
+import "time"
 
-	"github.com/actormesh/actormesh/session"
-)
-
-// RateLimiter is a per-peer token bucket: each peer may make Burst requests at once and Rate per second after that.
-// It is bounded: at most MaxPeers peers are tracked, the stalest forgotten first. No goroutines; not safe for
-// concurrent use.
-type RateLimiter struct {
-	rate     float64
-	burst    float64
-	maxPeers int
-	peers    map[session.NodeID]*tokenBucket
+// RateLimiter is a token bucket per key (a peer's NodeID, a remote IP, ...): each key may make Burst requests at
+// once and Rate per second after that. It is bounded: at most maxKeys keys are tracked, the stalest forgotten first.
+// No goroutines; not safe for concurrent use.
+type RateLimiter[K comparable] struct {
+	rate    float64
+	burst   float64
+	maxKeys int
+	buckets map[K]*tokenBucket
 }
 
 type tokenBucket struct {
@@ -21,21 +17,22 @@ type tokenBucket struct {
 	last   time.Time
 }
 
-// NewRateLimiter returns a limiter allowing burst requests at once and rate per second per peer, tracking at most
-// maxPeers peers.
-func NewRateLimiter(rate float64, burst, maxPeers int) *RateLimiter {
-	return &RateLimiter{rate: rate, burst: float64(burst), maxPeers: maxPeers, peers: make(map[session.NodeID]*tokenBucket)}
+// NewRateLimiter returns a limiter allowing burst requests at once and rate per second per key, tracking at most
+// maxKeys keys (at least one).
+func NewRateLimiter[K comparable](rate float64, burst, maxKeys int) *RateLimiter[K] {
+	return &RateLimiter[K]{rate: rate, burst: float64(burst), maxKeys: max(maxKeys, 1), buckets: make(map[K]*tokenBucket)}
 }
 
-// Allow takes a token for peer at time now, reporting whether the request may proceed.
-func (l *RateLimiter) Allow(peer session.NodeID, now time.Time) bool {
-	b, ok := l.peers[peer]
+// Allow takes a token for key at time now, reporting whether the request may proceed. A refused request takes
+// nothing, so retrying does not extend the wait.
+func (l *RateLimiter[K]) Allow(key K, now time.Time) bool {
+	b, ok := l.buckets[key]
 	if !ok {
-		if len(l.peers) >= l.maxPeers {
+		if len(l.buckets) >= l.maxKeys {
 			l.evictStalest()
 		}
 		b = &tokenBucket{tokens: l.burst, last: now}
-		l.peers[peer] = b
+		l.buckets[key] = b
 	}
 	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
 		b.tokens = min(l.burst, b.tokens+elapsed*l.rate)
@@ -48,17 +45,20 @@ func (l *RateLimiter) Allow(peer session.NodeID, now time.Time) bool {
 	return true
 }
 
-// Forget drops a peer's state.
-func (l *RateLimiter) Forget(peer session.NodeID) { delete(l.peers, peer) }
+// Forget drops a key's state.
+func (l *RateLimiter[K]) Forget(key K) { delete(l.buckets, key) }
 
-func (l *RateLimiter) evictStalest() {
-	var oldest session.NodeID
+// Len returns how many keys are tracked.
+func (l *RateLimiter[K]) Len() int { return len(l.buckets) }
+
+func (l *RateLimiter[K]) evictStalest() {
+	var oldest K
 	var at time.Time
 	first := true
-	for id, b := range l.peers {
+	for k, b := range l.buckets {
 		if first || b.last.Before(at) {
-			oldest, at, first = id, b.last, false
+			oldest, at, first = k, b.last, false
 		}
 	}
-	delete(l.peers, oldest)
+	delete(l.buckets, oldest)
 }

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -8,7 +9,7 @@ import (
 )
 
 func TestRateLimiterBurstThenRate(t *testing.T) {
-	l := NewRateLimiter(10, 5, 100)
+	l := NewRateLimiter[session.NodeID](10, 5, 100)
 	var p session.NodeID
 	p[0] = 1
 	now := time.Unix(1000, 0)
@@ -31,15 +32,60 @@ func TestRateLimiterBurstThenRate(t *testing.T) {
 	}
 }
 
+func TestRateLimiterRefusalsTakeNoToken(t *testing.T) {
+	l := NewRateLimiter[string](2, 1, 10)
+	now := time.Unix(0, 0)
+	if !l.Allow("a", now) {
+		t.Fatal("first request refused")
+	}
+	for i := 0; i < 100; i++ {
+		if l.Allow("a", now.Add(time.Duration(i)*time.Millisecond)) {
+			t.Fatalf("request at +%dms allowed before a token refilled", i)
+		}
+	}
+	if !l.Allow("a", now.Add(500*time.Millisecond)) {
+		t.Fatal("refused retries delayed the refill")
+	}
+}
+
+func TestRateLimiterByAddr(t *testing.T) {
+	l := NewRateLimiter[netip.Addr](1, 2, 10)
+	now := time.Unix(0, 0)
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	for i := 0; i < 2; i++ {
+		if !l.Allow(a, now) {
+			t.Fatalf("burst request %d refused", i)
+		}
+	}
+	if l.Allow(a, now) {
+		t.Fatal("request beyond the burst allowed")
+	}
+	if !l.Allow(b, now) {
+		t.Fatal("one address limits another")
+	}
+	l.Forget(a)
+	if !l.Allow(a, now) {
+		t.Fatal("a forgotten address starts with a full bucket")
+	}
+}
+
 func TestRateLimiterIsBounded(t *testing.T) {
-	l := NewRateLimiter(1, 1, 3)
+	l := NewRateLimiter[session.NodeID](1, 1, 3)
 	now := time.Unix(0, 0)
 	for i := 0; i < 10; i++ {
 		var p session.NodeID
 		p[0] = byte(i)
 		l.Allow(p, now.Add(time.Duration(i)*time.Second))
 	}
-	if len(l.peers) != 3 {
-		t.Fatalf("limiter tracks %d peers, bound 3", len(l.peers))
+	if l.Len() != 3 {
+		t.Fatalf("limiter tracks %d peers, bound 3", l.Len())
+	}
+	// The stalest keys went first: the three most recent remain.
+	for i := 7; i < 10; i++ {
+		var p session.NodeID
+		p[0] = byte(i)
+		if _, ok := l.buckets[p]; !ok {
+			t.Fatalf("recent peer %d was evicted", i)
+		}
 	}
 }

@@ -15,13 +15,14 @@ import (
 // lookupActor drives one Lookup: a short-lived child of the routing actor. Its FindNode requests run in goroutines
 // it owns; it forwards every answer to its parent (which learns the records) and reports the result when done.
 type lookupActor struct {
-	cfg     Config
-	net     Network
-	req     *LookupRequest
-	lookup  *Lookup
-	local   *messages.NodeRecord
-	records *verifiedRecords
-	started time.Time
+	cfg      Config
+	net      Network
+	req      *LookupRequest
+	lookup   *Lookup
+	local    *messages.NodeRecord
+	records  *verifiedRecords
+	started  time.Time
+	finished bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -57,6 +58,10 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 		} else {
 			ctx.Send(ctx.Parent(), &learned{from: m.from, nodes: m.nodes})
 			l.lookup.Succeeded(m.from, l.entries(m.nodes))
+			if l.req.Want != nil && m.from == *l.req.Want {
+				l.finish(ctx) // the node looked for answered: no need to map its neighbourhood
+				return
+			}
 		}
 		l.step(ctx)
 	case *actor.Stopping:
@@ -77,17 +82,29 @@ func (l *lookupActor) entries(nodes *messages.Nodes) []Entry {
 }
 
 func (l *lookupActor) step(ctx actor.Context) {
+	if l.finished {
+		return
+	}
 	for _, e := range l.lookup.Next() {
 		l.ask(ctx, e)
 	}
 	if l.lookup.Done() {
-		ctx.Request(ctx.Parent(), &lookupFinished{req: l.req, result: LookupResult{
-			Closest: l.lookup.Result(), Rounds: l.lookup.Rounds(), Queried: l.lookup.Queried(),
-			Duration: time.Since(l.started),
-		}})
-		// The parent stops this actor when it takes the result: a Terminated notice (a system message) would
-		// overtake the result in the parent's mailbox.
+		l.finish(ctx)
 	}
+}
+
+// finish reports the result once. The parent stops this actor when it takes the result: a Terminated notice (a
+// system message) would overtake the result in the parent's mailbox.
+func (l *lookupActor) finish(ctx actor.Context) {
+	if l.finished {
+		return
+	}
+	l.finished = true
+	l.cancel() // requests still in flight are no longer needed
+	ctx.Request(ctx.Parent(), &lookupFinished{req: l.req, result: LookupResult{
+		Closest: l.lookup.Result(), Rounds: l.lookup.Rounds(), Queried: l.lookup.Queried(),
+		Duration: time.Since(l.started),
+	}})
 }
 
 func (l *lookupActor) ask(ctx actor.Context, e Entry) {

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/session"
 )
 
 // Option adjusts a Network before its nodes start.
@@ -20,6 +21,13 @@ type Option func(*options)
 type options struct {
 	configure func(i int, cfg *actors.Config)
 	logLevel  zerolog.Level
+	bootnode  bool
+}
+
+// WithBootnode makes node 0 the bootnode of every other node (Config.Bootstrap.Bootnodes), so the network forms
+// through the real discovery path instead of explicit Connect calls.
+func WithBootnode() Option {
+	return func(o *options) { o.bootnode = true }
 }
 
 // WithConfig lets the caller change node i's config before it is created.
@@ -52,7 +60,11 @@ func NewNetwork(t testing.TB, n int, opts ...Option) *Network {
 		cfg := actors.DefaultConfig()
 		cfg.ListenAddr = "127.0.0.1:0"
 		cfg.Routing.Table.ExemptLoopback = true // every test node shares 127.0.0.0/24
+		cfg.ExemptLoopbackThrottle = true       // every test node connects from 127.0.0.1
 		cfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(o.logLevel).With().Int("i", i).Logger()
+		if o.bootnode && i > 0 {
+			cfg.Bootstrap.Bootnodes = []session.PeerAddr{nw.Nodes[0].Addr()}
+		}
 		if o.configure != nil {
 			o.configure(i, &cfg)
 		}

@@ -1,0 +1,364 @@
+package actors
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// ErrBanned: the peer, or the IP address it connects from or is dialed at, is on the node's ban list.
+var ErrBanned = errors.New("peer is banned")
+
+const (
+	// maxBans bounds the ban list; when it is full, the ban expiring first makes room.
+	maxBans = 10000
+	// maxBanReason bounds a ban's reason in bytes; it travels to the peer as the disconnect detail.
+	maxBanReason = 256
+	// inboundThrottleIPs bounds the remote IPs the per-IP inbound throttle tracks.
+	inboundThrottleIPs = 4096
+)
+
+// Ban is one entry of a node's ban list. Exactly one of ID and IP is set: IP.IsValid() tells an IP ban from a
+// NodeID ban.
+type Ban struct {
+	// ID is the banned peer (zero for an IP ban).
+	ID session.NodeID
+	// IP is the banned address (the zero Addr for a NodeID ban).
+	IP netip.Addr
+	// Until is when the ban expires.
+	Until time.Time
+	// Reason is why the peer was banned; it is sent to the peer as the detail of its BANNED disconnect.
+	Reason string
+}
+
+// Ban refuses every connection with peer for d and closes a live one with reason BANNED, reason being the detail
+// the peer is told. The node stops redialing peer; dials to it fail with ErrBanned. Banning a banned peer again
+// replaces its expiry and reason. Ban needs a started node.
+func (n *Node) Ban(peer session.NodeID, d time.Duration, reason string) error {
+	if d <= 0 {
+		return fmt.Errorf("ban %s: duration must be positive, got %v", peer.Short(), d)
+	}
+	if peer == n.ID() {
+		return fmt.Errorf("ban: %w", ErrSelf)
+	}
+	pid, err := n.peerManager()
+	if err != nil {
+		return err
+	}
+	n.system.Root.Send(pid, &banRequest{key: banKey{id: peer}, until: time.Now().Add(d), reason: clipReason(reason)})
+	return nil
+}
+
+// BanIP refuses every connection from or to ip for d (inbound ones before any handshake work) and closes the live
+// connections with that remote IP with reason BANNED. IPv4-mapped IPv6 addresses ban their IPv4 address. BanIP
+// needs a started node.
+func (n *Node) BanIP(ip netip.Addr, d time.Duration, reason string) error {
+	if !ip.IsValid() {
+		return errors.New("ban: invalid IP address")
+	}
+	if d <= 0 {
+		return fmt.Errorf("ban %s: duration must be positive, got %v", ip, d)
+	}
+	pid, err := n.peerManager()
+	if err != nil {
+		return err
+	}
+	n.system.Root.Send(pid, &banRequest{key: banKey{ip: normalizeIP(ip)}, until: time.Now().Add(d), reason: clipReason(reason)})
+	return nil
+}
+
+// Unban lifts the ban on peer; it may connect and be dialed again.
+func (n *Node) Unban(peer session.NodeID) error {
+	pid, err := n.peerManager()
+	if err != nil {
+		return err
+	}
+	n.system.Root.Send(pid, &unbanRequest{key: banKey{id: peer}})
+	return nil
+}
+
+// UnbanIP lifts the ban on ip.
+func (n *Node) UnbanIP(ip netip.Addr) error {
+	pid, err := n.peerManager()
+	if err != nil {
+		return err
+	}
+	n.system.Root.Send(pid, &unbanRequest{key: banKey{ip: normalizeIP(ip)}})
+	return nil
+}
+
+// Bans lists the bans in force, the soonest to expire first. It reflects every Ban and Unban call that returned
+// before it. It returns nil for a node that is not running, or when the peer manager does not answer within
+// Config.RequestTimeout.
+func (n *Node) Bans() []Ban {
+	pid, err := n.peerManager()
+	if err != nil {
+		return nil
+	}
+	reply := make(chan []Ban, 1)
+	n.system.Root.Send(pid, &listBansRequest{reply: reply})
+	timer := time.NewTimer(n.cfg.RequestTimeout)
+	defer timer.Stop()
+	select {
+	case bans := <-reply:
+		return bans
+	case <-n.closed:
+		return nil
+	case <-timer.C:
+		return nil
+	}
+}
+
+// banRequest asks the peer manager to ban a NodeID or an IP and drop its live connections.
+type banRequest struct {
+	key    banKey
+	until  time.Time
+	reason string
+}
+
+// unbanRequest asks the peer manager to lift a ban.
+type unbanRequest struct{ key banKey }
+
+// listBansRequest asks the peer manager for the bans in force; reply must have room for the answer.
+type listBansRequest struct{ reply chan<- []Ban }
+
+// ban records a ban and closes the connections it covers; the node stops redialing them.
+func (m *peerManager) ban(req *banRequest) {
+	now := time.Now()
+	m.bans.add(req.key, req.until, req.reason, now)
+	m.n.log.Info().Str("peer", req.key.String()).Time("until", req.until).Str("reason", req.reason).Msg("banned")
+	for id, w := range m.wanted {
+		if req.key.covers(id, hostIP(w.addr.Addr)) {
+			w.stopTimer()
+			delete(m.wanted, id)
+		}
+	}
+	for id, e := range m.conns {
+		if req.key.covers(id, addrIP(e.pc.sc.RemoteAddr())) {
+			if w, ok := m.wanted[id]; ok {
+				w.stopTimer()
+				delete(m.wanted, id)
+			}
+			e.pc.kept.Store(false)
+			e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_BANNED, req.reason)
+		}
+	}
+}
+
+func (m *peerManager) unban(req *unbanRequest) {
+	if m.bans.remove(req.key) {
+		m.n.log.Info().Str("peer", req.key.String()).Msg("ban lifted")
+	}
+}
+
+// admitInbound decides, before any handshake work, whether a connection from remote may proceed: its IP must not
+// be banned nor over the per-IP inbound rate. It returns why it refuses, or "" to admit.
+func (m *peerManager) admitInbound(remote net.Addr, now time.Time) string {
+	ip := addrIP(remote)
+	if !ip.IsValid() {
+		return "" // a transport without IP addresses: nothing to check
+	}
+	if reason, ok := m.bans.bannedIP(ip, now); ok {
+		return "IP banned: " + reason
+	}
+	if m.n.cfg.ExemptLoopbackThrottle && ip.IsLoopback() {
+		return ""
+	}
+	if !m.inbound.Allow(ip, now) {
+		return "per-IP inbound rate exceeded"
+	}
+	return ""
+}
+
+// banned tells whether peer, or the IP ip (when valid), is banned, and why.
+func (m *peerManager) banned(peer session.NodeID, ip netip.Addr, now time.Time) (string, bool) {
+	if reason, ok := m.bans.bannedID(peer, now); ok {
+		return reason, true
+	}
+	if ip.IsValid() {
+		return m.bans.bannedIP(ip, now)
+	}
+	return "", false
+}
+
+// bannedError is the error of a dial refused by a ban.
+func bannedError(peer session.NodeID, reason string) error {
+	return fmt.Errorf("%w: %s: %s", ErrBanned, peer.Short(), reason)
+}
+
+// banKey names a ban: exactly one of id and ip is set.
+type banKey struct {
+	id session.NodeID
+	ip netip.Addr
+}
+
+func (k banKey) String() string {
+	if k.ip.IsValid() {
+		return k.ip.String()
+	}
+	return k.id.Short()
+}
+
+// covers tells whether the ban applies to a peer with that id connected at ip (ip may be invalid: unknown).
+func (k banKey) covers(id session.NodeID, ip netip.Addr) bool {
+	if k.ip.IsValid() {
+		return ip.IsValid() && ip == k.ip
+	}
+	return id == k.id
+}
+
+type banEntry struct {
+	until  time.Time
+	reason string
+}
+
+// banList is the node's ban list: NodeIDs and IPs banned until a time, with a reason. It is pure (the caller passes
+// the time) and bounded: when full, the ban expiring first makes room. Expired bans are pruned lazily. Not safe for
+// concurrent use: the peer manager owns it.
+type banList struct {
+	max int
+	m   map[banKey]banEntry
+}
+
+func newBanList(max int) *banList {
+	return &banList{max: max, m: make(map[banKey]banEntry)}
+}
+
+// bannedID reports whether id is banned at now, and why.
+func (l *banList) bannedID(id session.NodeID, now time.Time) (reason string, ok bool) {
+	return l.lookup(banKey{id: id}, now)
+}
+
+// bannedIP reports whether ip is banned at now, and why.
+func (l *banList) bannedIP(ip netip.Addr, now time.Time) (reason string, ok bool) {
+	return l.lookup(banKey{ip: normalizeIP(ip)}, now)
+}
+
+// add bans k until until, replacing an earlier ban of k. A ban already expired at now is not recorded.
+func (l *banList) add(k banKey, until time.Time, reason string, now time.Time) {
+	if !until.After(now) {
+		delete(l.m, k)
+		return
+	}
+	if _, ok := l.m[k]; !ok && len(l.m) >= l.max {
+		l.prune(now)
+		if len(l.m) >= l.max {
+			l.evictFirstExpiring()
+		}
+	}
+	l.m[k] = banEntry{until: until, reason: reason}
+}
+
+func (l *banList) lookup(k banKey, now time.Time) (string, bool) {
+	e, ok := l.m[k]
+	if !ok {
+		return "", false
+	}
+	if !now.Before(e.until) {
+		delete(l.m, k)
+		return "", false
+	}
+	return e.reason, true
+}
+
+// remove lifts the ban on k, reporting whether there was one.
+func (l *banList) remove(k banKey) bool {
+	_, ok := l.m[k]
+	delete(l.m, k)
+	return ok
+}
+
+// prune drops the bans expired at now.
+func (l *banList) prune(now time.Time) {
+	for k, e := range l.m {
+		if !now.Before(e.until) {
+			delete(l.m, k)
+		}
+	}
+}
+
+func (l *banList) evictFirstExpiring() {
+	var victim banKey
+	var at time.Time
+	first := true
+	for k, e := range l.m {
+		if first || e.until.Before(at) {
+			victim, at, first = k, e.until, false
+		}
+	}
+	delete(l.m, victim)
+}
+
+// list returns the bans in force at now, the soonest to expire first, pruning the expired ones.
+func (l *banList) list(now time.Time) []Ban {
+	l.prune(now)
+	out := make([]Ban, 0, len(l.m))
+	for k, e := range l.m {
+		out = append(out, Ban{ID: k.id, IP: k.ip, Until: e.until, Reason: e.reason})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if !a.Until.Equal(b.Until) {
+			return a.Until.Before(b.Until)
+		}
+		if c := a.IP.Compare(b.IP); c != 0 {
+			return c < 0
+		}
+		return bytes.Compare(a.ID[:], b.ID[:]) < 0
+	})
+	return out
+}
+
+// normalizeIP maps an IPv4-mapped IPv6 address to IPv4 and drops any zone, so one host has one key.
+func normalizeIP(ip netip.Addr) netip.Addr { return ip.Unmap().WithZone("") }
+
+// addrIP returns the IP of a connection's address, or the zero Addr when it has none.
+func addrIP(a net.Addr) netip.Addr {
+	if a == nil {
+		return netip.Addr{}
+	}
+	if t, ok := a.(*net.TCPAddr); ok {
+		return normalizeIP(t.AddrPort().Addr())
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return normalizeIP(ap.Addr())
+}
+
+// hostIP returns the IP of a host:port dial address, or the zero Addr when its host is a name (or it is malformed).
+func hostIP(hostport string) netip.Addr {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return normalizeIP(ip)
+}
+
+// clipReason makes a ban reason fit for the wire: valid UTF-8 (protobuf strings must be) of at most maxBanReason
+// bytes.
+func clipReason(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxBanReason {
+		return s
+	}
+	cut := maxBanReason
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}

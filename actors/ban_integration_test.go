@@ -1,0 +1,185 @@
+package actors_test
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+// bannedDisconnects counts the disconnects from peer with reason BANNED and the given detail.
+func (l *eventLog) bannedDisconnects(peer session.NodeID, detail string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := 0
+	for _, e := range l.events {
+		if d, ok := e.(*messages.PeerDisconnected); ok && string(d.PeerId) == string(peer[:]) &&
+			d.Reason == messages.DisconnectReason_DISCONNECT_REASON_BANNED && d.Detail == detail {
+			c++
+		}
+	}
+	return c
+}
+
+// closedByNode tells whether the node closes c within timeout without sending anything.
+func closedByNode(c net.Conn, timeout time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	n, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	return n == 0 && err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// connectsWithin polls until from connects to to, or fails the test after timeout.
+func connectsWithin(t *testing.T, from, to *actors.Node, timeout time.Duration) {
+	t.Helper()
+	var last error
+	err := testkit.Poll(ctxTimeout(t, timeout), timeout, func() bool {
+		last = from.Connect(ctxTimeout(t, time.Second), to.Addr(), false)
+		return last == nil && to.Connected(from.ID())
+	})
+	if err != nil {
+		t.Fatalf("no connection within %v: %v (last attempt: %v)", timeout, err, last)
+	}
+}
+
+func TestBanDisconnectsAndRefusesPeer(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	nw.Connect(0, 1) // a keeps b connected: the ban must also stop a's redials
+	ea, eb := watchEvents(t, a), watchEvents(t, b)
+
+	const why = "flooding FIND_NODE"
+	if err := a.Ban(b.ID(), time.Minute, why); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool {
+		return ea.bannedDisconnects(b.ID(), why) == 1 && eb.bannedDisconnects(a.ID(), why) == 1
+	}, "both sides see a BANNED disconnect with the reason")
+	if bans := a.Bans(); len(bans) != 1 || bans[0].ID != b.ID() || bans[0].IP.IsValid() || bans[0].Reason != why ||
+		time.Until(bans[0].Until) <= 0 {
+		t.Fatalf("Bans() = %+v, want the one ban of b", bans)
+	}
+
+	// a does not dial a banned peer.
+	if err := a.Connect(ctxTimeout(t, 5*time.Second), b.Addr(), true); !errors.Is(err, actors.ErrBanned) {
+		t.Fatalf("dialing a banned peer gave %v, want ErrBanned", err)
+	}
+	// b's reconnection completes its handshake but a refuses it at once, telling b why.
+	_ = b.Connect(ctxTimeout(t, 5*time.Second), a.Addr(), false)
+	testkit.WaitFor(t, 5*time.Second, func() bool { return eb.bannedDisconnects(a.ID(), why) == 2 },
+		"b's reconnection refused with BANNED")
+	testkit.WaitFor(t, 5*time.Second, func() bool { return !b.Connected(a.ID()) }, "b's refused connection closed")
+	if a.Connected(b.ID()) {
+		t.Fatal("a registered a connection from a banned peer")
+	}
+
+	if err := a.Unban(b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if bans := a.Bans(); len(bans) != 0 {
+		t.Fatalf("Bans() after Unban = %+v", bans)
+	}
+	connectsWithin(t, b, a, 5*time.Second)
+	if err := a.Connect(ctxTimeout(t, 5*time.Second), b.Addr(), false); err != nil {
+		t.Fatalf("dialing an unbanned peer: %v", err)
+	}
+}
+
+func TestBanIPRefusesConnections(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	nw.Connect(1, 0)
+	ea, eb := watchEvents(t, a), watchEvents(t, b)
+
+	const why = "sybil range"
+	if err := a.BanIP(loopback, time.Minute, why); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool {
+		return ea.bannedDisconnects(b.ID(), why) == 1 && eb.bannedDisconnects(a.ID(), why) == 1
+	}, "the live connection from the banned IP closed with BANNED on both sides")
+	if bans := a.Bans(); len(bans) != 1 || bans[0].IP != loopback || bans[0].Reason != why {
+		t.Fatalf("Bans() = %+v, want the one ban of %v", bans, loopback)
+	}
+
+	raw, err := net.Dial("tcp", a.Addr().Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if !closedByNode(raw, 2*time.Second) {
+		t.Fatal("a raw connection from a banned IP was not closed at once")
+	}
+	if err := b.Connect(ctxTimeout(t, 5*time.Second), a.Addr(), false); err == nil {
+		t.Fatal("a peer on a banned IP connected")
+	}
+	if err := a.Connect(ctxTimeout(t, 5*time.Second), b.Addr(), false); !errors.Is(err, actors.ErrBanned) {
+		t.Fatalf("dialing a banned IP gave %v, want ErrBanned", err)
+	}
+	if a.Connected(b.ID()) {
+		t.Fatal("a is connected to a peer on a banned IP")
+	}
+
+	if err := a.UnbanIP(loopback); err != nil {
+		t.Fatal(err)
+	}
+	connectsWithin(t, b, a, 5*time.Second)
+}
+
+func TestInboundThrottlePerIP(t *testing.T) {
+	const burst, flood = 3, 20
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		if i == 0 {
+			cfg.ExemptLoopbackThrottle = false
+			cfg.InboundPerIPBurst = burst
+		}
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, a, "echo/1", echo())
+
+	conns := make([]net.Conn, 0, flood)
+	for i := 0; i < flood; i++ {
+		c, err := net.Dial("tcp", a.Addr().Addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	// Admitted connections wait in the handshake (HandshakeTimeout, 5s), refused ones are closed at once.
+	var wg sync.WaitGroup
+	closed := make([]bool, flood)
+	for i, c := range conns {
+		wg.Add(1)
+		go func() { defer wg.Done(); closed[i] = closedByNode(c, time.Second) }()
+	}
+	wg.Wait()
+	refused := 0
+	for i, c := range conns {
+		if closed[i] {
+			refused++
+		}
+		_ = c.Close()
+	}
+	// The burst is admitted; a token or two may refill while the flood is accepted.
+	if refused > flood-burst || refused < flood-burst-3 {
+		t.Fatalf("%d of %d connections refused, want about %d (burst %d)", refused, flood, flood-burst, burst)
+	}
+
+	// The node still serves a normal peer once its bucket refills.
+	connectsWithin(t, b, a, 5*time.Second)
+	reply, err := b.Request(ctxTimeout(t, 5*time.Second), a.ID(), "echo/1", wrapperspb.String("ok"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ko" {
+		t.Fatalf("the throttled node stopped serving: %v %v", reply, err)
+	}
+}

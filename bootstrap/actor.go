@@ -1,0 +1,316 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/routing"
+	"github.com/actormesh/actormesh/session"
+)
+
+// ErrInvalidConfig is wrapped by Config.Validate errors.
+var ErrInvalidConfig = errors.New("bootstrap: invalid config")
+
+// Network is what the bootstrapper needs from its node.
+type Network interface {
+	ID() session.NodeID
+	// Connect dials a peer and waits for the connection (keep: redial it after failures).
+	Connect(ctx context.Context, addr session.PeerAddr, keep bool) error
+	// Connected tells whether a connection to the peer is live.
+	Connected(id session.NodeID) bool
+	// OutboundCount is the number of live connections the node dialed.
+	OutboundCount() int
+	// FindClosest runs an iterative lookup.
+	FindClosest(ctx context.Context, target routing.Key) (routing.LookupResult, error)
+	// RoutingTable returns a copy of the routing table.
+	RoutingTable(ctx context.Context) (routing.Snapshot, error)
+	// AddRecords hands node records to the routing table (verified there).
+	AddRecords(records []*messages.NodeRecord)
+}
+
+// Config configures the bootstrapper. Start from DefaultConfig.
+type Config struct {
+	// Bootnodes are dialed at start (and again while the node has no peer at all).
+	Bootnodes []session.PeerAddr
+	// TargetOutbound is how many outbound connections the bootstrapper keeps (default 8).
+	TargetOutbound int
+	// Interval is how often it checks the outbound count and dials more (default 2s).
+	Interval time.Duration
+	// RefreshInterval is how often it runs a self-lookup and a random lookup to keep the table fresh (default 30s).
+	RefreshInterval time.Duration
+	// StorePath is the peer store file loaded at start (the routing actor saves it); empty: none.
+	StorePath string
+	// StepTimeout bounds one maintenance step (dials and lookups; default 20s).
+	StepTimeout time.Duration
+	// DialBackoffBase and DialBackoffMax space out retries of a candidate that failed (defaults 1s, 2m).
+	DialBackoffBase, DialBackoffMax time.Duration
+	// Logger receives the bootstrapper's logs.
+	Logger zerolog.Logger
+}
+
+// DefaultConfig returns the defaults: 8 outbound peers, checked every 2s, refreshed every 30s.
+func DefaultConfig() Config {
+	return Config{
+		TargetOutbound: 8, Interval: 2 * time.Second, RefreshInterval: 30 * time.Second,
+		StepTimeout:     20 * time.Second,
+		DialBackoffBase: time.Second, DialBackoffMax: 2 * time.Minute, Logger: zerolog.Nop(),
+	}
+}
+
+// Validate checks c.
+func (c Config) Validate() error {
+	if c.TargetOutbound < 0 || c.Interval <= 0 || c.RefreshInterval <= 0 || c.StepTimeout <= 0 ||
+		c.DialBackoffBase <= 0 || c.DialBackoffMax < c.DialBackoffBase {
+		return fmt.Errorf("%w: intervals and timeouts must be positive, TargetOutbound not negative, DialBackoffMax >= DialBackoffBase", ErrInvalidConfig)
+	}
+	return nil
+}
+
+type (
+	tick     struct{}
+	stepDone struct {
+		failed []session.NodeID
+		joined bool
+	}
+)
+
+// bootstrapper is the bootstrap actor. One maintenance step at a time runs in a goroutine it owns; the actor keeps
+// the schedule, the dial backoff of candidates and the last known records for the final save.
+type bootstrapper struct {
+	cfg Config
+	net Network
+	log zerolog.Logger
+	rng *rand.Rand
+
+	self, root  *actor.PID
+	sys         *actor.ActorSystem
+	timer       *time.Timer
+	busy        bool
+	joined      bool
+	lastRefresh time.Time
+	backoff     map[session.NodeID]*candidateBackoff
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type candidateBackoff struct {
+	b     *session.Backoff
+	until time.Time
+}
+
+// NewActorProps returns the bootstrap actor's props; cfg must pass Validate.
+func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return actor.PropsFromProducer(func() actor.Actor {
+		ctx, cancel := context.WithCancel(context.Background())
+		return &bootstrapper{
+			cfg: cfg, net: net, log: cfg.Logger, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+			backoff: make(map[session.NodeID]*candidateBackoff), ctx: ctx, cancel: cancel,
+		}
+	}), nil
+}
+
+// Receive implements actor.Actor.
+func (b *bootstrapper) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		b.self, b.sys = ctx.Self(), ctx.ActorSystem()
+		b.startStep()
+	case *tick:
+		b.timer = nil
+		b.startStep()
+	case *stepDone:
+		b.busy = false
+		b.joined = b.joined || m.joined
+		now := time.Now()
+		for _, id := range m.failed {
+			cb, ok := b.backoff[id]
+			if !ok {
+				cb = &candidateBackoff{b: session.NewBackoff(b.cfg.DialBackoffBase, b.cfg.DialBackoffMax, 0, b.rng)}
+				b.backoff[id] = cb
+			}
+			d, _ := cb.b.Next()
+			cb.until = now.Add(b.cfg.DialBackoffBase + d)
+		}
+		for id, cb := range b.backoff { // bounded: forget candidates whose backoff is long over
+			if now.Sub(cb.until) > b.cfg.DialBackoffMax {
+				delete(b.backoff, id)
+			}
+		}
+		self, sys := b.self, b.sys
+		b.timer = time.AfterFunc(b.cfg.Interval, func() { sys.Root.Send(self, &tick{}) })
+	case *actor.Stopping:
+		if b.timer != nil {
+			b.timer.Stop()
+		}
+		b.cancel()
+		b.wg.Wait()
+
+	}
+}
+
+// startStep launches one maintenance step unless one is running.
+func (b *bootstrapper) startStep() {
+	if b.busy || b.ctx.Err() != nil {
+		return
+	}
+	b.busy = true
+	now := time.Now()
+	plan := stepPlan{
+		join:    !b.joined,
+		refresh: now.Sub(b.lastRefresh) >= b.cfg.RefreshInterval,
+		skip:    make(map[session.NodeID]bool),
+		random:  randomKey(b.rng),
+		seed:    b.rng.Uint64(),
+	}
+	for id, cb := range b.backoff {
+		if now.Before(cb.until) {
+			plan.skip[id] = true
+		}
+	}
+	if plan.refresh {
+		b.lastRefresh = now
+	}
+	self, sys := b.self, b.sys
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.StepTimeout)
+		defer cancel()
+		sys.Root.Send(self, b.run(ctx, plan))
+	}()
+}
+
+// stepPlan is what one step should do, decided by the actor; run executes it off the actor.
+type stepPlan struct {
+	join, refresh bool
+	skip          map[session.NodeID]bool
+	random        routing.Key
+	seed          uint64 // for the step's own random choices: the actor's rng stays the actor's
+}
+
+func randomKey(rng *rand.Rand) routing.Key {
+	var k routing.Key
+	for i := range k {
+		k[i] = byte(rng.Uint32())
+	}
+	return k
+}
+
+// run performs a step: join (store, bootnodes, self-lookup), refresh lookups, outbound top-up, store save.
+func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
+	done := &stepDone{}
+	lookups := p.refresh
+	if p.join {
+		var seeded bool
+		done.joined, seeded = b.join(ctx)
+		// The routing actor learns a new peer's record by an exchange that follows the connection; the join's
+		// self-lookup needs it in the table first.
+		lookups = seeded && b.awaitEntries(ctx)
+		done.joined = done.joined && (lookups || !seeded)
+	}
+	if lookups {
+		self := routing.KeyOf(b.net.ID())
+		for _, target := range []routing.Key{self, p.random} {
+			res, err := b.net.FindClosest(ctx, target)
+			if err != nil {
+				b.log.Debug().Err(err).Msg("refresh lookup failed")
+				if p.join && target == self {
+					done.joined = false // retried at the next step
+				}
+				continue
+			}
+			b.log.Debug().Int("found", len(res.Closest)).Int("rounds", res.Rounds).Msg("refresh lookup")
+		}
+	}
+	snap, err := b.net.RoutingTable(ctx)
+	if err != nil {
+		return done
+	}
+	done.failed = b.topUp(ctx, snap.Entries, p.skip, rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15)))
+	return done
+}
+
+// awaitEntries polls the routing table until it holds an entry (true) or the join wait or ctx ends (false).
+func (b *bootstrapper) awaitEntries(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, joinWait)
+	defer cancel()
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		if snap, err := b.net.RoutingTable(ctx); err == nil && len(snap.Entries) > 0 {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-poll.C:
+		}
+	}
+}
+
+// joinWait bounds how long a join waits for its first routing table entry.
+const joinWait = 5 * time.Second
+
+// join loads the peer store into the table and dials the bootnodes. joined: the node has a way in (a bootnode
+// answered, an outbound peer is up, or it has no bootnode to wait for); seeded: it has peers to look up from.
+func (b *bootstrapper) join(ctx context.Context) (joined, seeded bool) {
+	if b.cfg.StorePath != "" {
+		recs, err := routing.LoadStore(b.cfg.StorePath)
+		if err != nil {
+			b.log.Warn().Err(err).Msg("ignoring the peer store")
+		} else if len(recs) > 0 {
+			b.net.AddRecords(recs)
+			seeded = true
+			b.log.Info().Int("records", len(recs)).Msg("peer store loaded")
+		}
+	}
+	for _, bn := range b.cfg.Bootnodes {
+		if err := b.net.Connect(ctx, bn, false); err != nil {
+			b.log.Warn().Err(err).Str("bootnode", bn.String()).Msg("bootnode unreachable")
+			continue
+		}
+		joined, seeded = true, true
+	}
+	if b.net.OutboundCount() > 0 {
+		joined, seeded = true, true
+	}
+	return joined || len(b.cfg.Bootnodes) == 0, seeded
+}
+
+// topUp dials table entries until the node has TargetOutbound outbound connections; it returns the failures.
+func (b *bootstrapper) topUp(ctx context.Context, entries []routing.Entry, skip map[session.NodeID]bool, rng *rand.Rand) []session.NodeID {
+	var failed []session.NodeID
+	need := b.cfg.TargetOutbound - b.net.OutboundCount()
+	if need <= 0 {
+		return nil
+	}
+	rng.Shuffle(len(entries), func(i, j int) { entries[i], entries[j] = entries[j], entries[i] })
+	for _, e := range entries {
+		if need <= 0 || ctx.Err() != nil {
+			break
+		}
+		if skip[e.ID] || b.net.Connected(e.ID) {
+			continue
+		}
+		if err := b.net.Connect(ctx, session.PeerAddr{ID: e.ID, Addr: e.Addr}, true); err != nil {
+			b.log.Debug().Err(err).Str("peer", e.ID.Short()).Msg("outbound candidate failed")
+			failed = append(failed, e.ID)
+			continue
+		}
+		need--
+	}
+	return failed
+}
