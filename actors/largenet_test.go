@@ -74,4 +74,3 @@ func TestLargeHundredNodesConvergeFromOneBootnode(t *testing.T) {
 	}
 	t.Logf("%d lookups (%d retried) in %v", lookups, retries, time.Since(start))
 }
-
