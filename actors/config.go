@@ -79,6 +79,9 @@ type Config struct {
 	ProtocolRestarts      int
 	ProtocolRestartWindow time.Duration
 
+	// DisableDiscovery runs the node without the routing table and the bootstrapper: direct messaging to known
+	// addresses only; Lookup, FindClosest and RoutingTable fail with ErrDiscoveryDisabled. Default false.
+	DisableDiscovery bool
 	// DataDir holds the node's state (the peer store, peers.pb). Empty: no state is kept.
 	DataDir string
 	// Bootstrap configures joining the network and keeping outbound peers: bootnodes, target outbound count, refresh

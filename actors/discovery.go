@@ -13,7 +13,13 @@ import (
 // ErrNotFound: a lookup finished without finding the node.
 var ErrNotFound = errors.New("node not found in the DHT")
 
+// ErrDiscoveryDisabled: the node runs with Config.DisableDiscovery.
+var ErrDiscoveryDisabled = errors.New("discovery is disabled on this node")
+
 func (n *Node) routingActor() error {
+	if n.cfg.DisableDiscovery {
+		return ErrDiscoveryDisabled
+	}
 	_, err := n.peerManager() // same started/closed checks
 	return err
 }

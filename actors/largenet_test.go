@@ -74,3 +74,58 @@ func TestLargeHundredNodesConvergeFromOneBootnode(t *testing.T) {
 	}
 	t.Logf("%d lookups (%d retried) in %v", lookups, retries, time.Since(start))
 }
+
+func TestLargeLookupsSucceedWithTwentyPercentKilled(t *testing.T) {
+	const n, killed = 100, 20
+	nw := testkit.NewNetwork(t, n, testkit.WithBootnode(), testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.Bootstrap.Interval = 200 * time.Millisecond
+	}))
+	testkit.WaitFor(t, time.Minute, func() bool {
+		for _, node := range nw.Nodes {
+			s, err := node.RoutingTable(context.Background())
+			if err != nil || len(s.Entries) < 20 {
+				return false
+			}
+		}
+		return true
+	}, "every table holds at least 20 nodes")
+	// Kill the last 20 nodes (ids are random, so these are spread over the key space); the bootnode stays.
+	for _, node := range nw.Nodes[n-killed:] {
+		if err := node.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := nw.Nodes[:n-killed]
+	const workers, perWorker = 10, 30
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		failures []string
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < perWorker; k++ {
+				from, to := live[(w*perWorker+k*7)%len(live)], live[(w*13+k*31+1)%len(live)]
+				if from == to {
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				addr, err := from.Lookup(ctx, to.ID())
+				cancel()
+				mu.Lock()
+				if err != nil || addr != to.Addr() {
+					failures = append(failures, fmt.Sprintf("lookup of %s: %v %v", to.ID().Short(), addr, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, f := range failures {
+		t.Error(f)
+	}
+	s, _ := live[0].RoutingTable(context.Background())
+	t.Logf("%d lookups with %d of %d nodes dead; node 0 stats %+v", workers*perWorker, killed, n, s.Stats)
+}

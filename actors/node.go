@@ -117,7 +117,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("start node: %w", ctx.Err())
 	}
 	n.started = true
-	if n.advertise != "" {
+	if n.advertise != "" && !n.cfg.DisableDiscovery {
 		// A time-based sequence number increases across restarts without any stored state.
 		rec, err := routing.NewRecord(n.identity, uint64(time.Now().UnixNano()), []string{n.advertise})
 		if err != nil {

@@ -40,6 +40,21 @@ type handshakeDone struct {
 // redialDue fires when a wanted peer's backoff delay is over.
 type redialDue struct{ id session.NodeID }
 
+// slotDue fires when dials waiting for an outbound slot should be retried.
+type slotDue struct{}
+
+// slotWaiter is a dial waiting for an outbound slot until its deadline.
+type slotWaiter struct {
+	req      *dialRequest
+	deadline time.Time
+}
+
+// maxSlotWaiters bounds the dials waiting for an outbound slot; slotRetry is how often they retry.
+const (
+	maxSlotWaiters = 256
+	slotRetry      = 10 * time.Millisecond
+)
+
 // sweepDue fires when idle transient connections are due to be closed.
 type sweepDue struct{}
 
@@ -72,6 +87,9 @@ type peerManager struct {
 	pending int
 	nextID  uint64
 	sweep   *time.Timer // closes idle transient connections
+	// slotWait holds dials waiting for an outbound slot (FIFO, bounded); slotTimer retries them.
+	slotWait  []slotWaiter
+	slotTimer *time.Timer
 	// bans outlives restarts of the peer manager (its Props own it); inbound throttles inbound connections per IP.
 	bans    *banList
 	inbound *routing.RateLimiter[netip.Addr]
@@ -111,6 +129,9 @@ func (m *peerManager) Receive(ctx actor.Context) {
 			m.dial(ctx, &dialRequest{addr: p, keep: true})
 		}
 		m.armSweep()
+	case *slotDue:
+		m.slotTimer = nil
+		m.retrySlotWaiters(ctx)
 	case *sweepDue:
 		m.sweepTransient()
 		m.armSweep()
@@ -153,6 +174,13 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		if m.sweep != nil {
 			m.sweep.Stop()
 		}
+		if m.slotTimer != nil {
+			m.slotTimer.Stop()
+		}
+		for _, w := range m.slotWait {
+			reply(w.req.reply, ErrClosed)
+		}
+		m.slotWait = nil
 		for _, w := range m.wanted {
 			w.stopTimer()
 		}
@@ -255,7 +283,13 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 		}
 		return
 	}
-	if m.count(true)+len(m.dialing) >= m.n.cfg.MaxOutboundPeers && !m.evictIdleOutbound() {
+	if m.outboundFull() && !m.evictIdleOutbound() {
+		if req.reply != nil && len(m.slotWait) < maxSlotWaiters {
+			// Transient connections free up within milliseconds under load: wait for one rather than fail.
+			m.slotWait = append(m.slotWait, slotWaiter{req: req, deadline: time.Now().Add(m.n.cfg.DialTimeout)})
+			m.armSlotRetry()
+			return
+		}
 		err := fmt.Errorf("%w: %d outbound connections", ErrTooManyPeers, m.n.cfg.MaxOutboundPeers)
 		reply(req.reply, err)
 		m.scheduleRedial(id, err)
@@ -270,9 +304,49 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 	m.goDial(req.addr)
 }
 
+// outboundFull tells whether every outbound slot is taken by a connection or a dial in progress.
+func (m *peerManager) outboundFull() bool {
+	return m.count(true)+len(m.dialing) >= m.n.cfg.MaxOutboundPeers
+}
+
+func (m *peerManager) armSlotRetry() {
+	if m.slotTimer != nil || len(m.slotWait) == 0 {
+		return
+	}
+	self, root := m.self, m.root
+	m.slotTimer = time.AfterFunc(slotRetry, func() { root.Send(self, &slotDue{}) })
+}
+
+// retrySlotWaiters dials, in arrival order, the waiting dials that now get a slot, and fails the ones whose
+// deadline passed.
+func (m *peerManager) retrySlotWaiters(ctx actor.Context) {
+	now := time.Now()
+	for len(m.slotWait) > 0 {
+		w := m.slotWait[0]
+		_, connected := m.conns[w.req.addr.ID]
+		_, dialing := m.dialing[w.req.addr.ID]
+		switch {
+		case connected || dialing:
+		case now.After(w.deadline):
+			reply(w.req.reply, fmt.Errorf("%w: no outbound slot freed within %v", ErrTooManyPeers, m.n.cfg.DialTimeout))
+			m.slotWait = m.slotWait[1:]
+			continue
+		case m.outboundFull() && !m.evictIdleOutbound():
+			m.armSlotRetry()
+			return
+		}
+		m.slotWait = m.slotWait[1:]
+		m.dial(ctx, w.req)
+	}
+}
+
 // unusedGrace protects a transient connection that was just dialed and not used yet (its first request is on its
-// way) from being closed to make room.
-const unusedGrace = time.Second
+// way) from being closed to make room; minIdleForEviction protects one used lately, by either side: the peer may
+// have a request of its own on the way.
+const (
+	unusedGrace        = time.Second
+	minIdleForEviction = 100 * time.Millisecond
+)
 
 // transient tells whether an outbound connection may be closed without loss: the node does not keep it, no request
 // of the node awaits an answer on it and nothing waits to be written.
@@ -286,7 +360,8 @@ func (m *peerManager) evictIdleOutbound() bool {
 	now := time.Now()
 	var victim *connEntry
 	for _, e := range m.conns {
-		if !transient(e.pc) || (!e.pc.used.Load() && now.Sub(e.pc.connectedAt) < unusedGrace) {
+		if !transient(e.pc) || e.pc.idleFor(now) < minIdleForEviction ||
+			(!e.pc.used.Load() && now.Sub(e.pc.connectedAt) < unusedGrace) {
 			continue
 		}
 		if victim == nil || e.pc.idleFor(now) > victim.pc.idleFor(now) {

@@ -36,31 +36,9 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 		if err != nil {
 			panic(err)
 		}
-		rcfg := n.cfg.Routing
-		rcfg.Logger = n.log.With().Str("component", "routing").Logger()
-		if rcfg.StorePath == "" && n.cfg.DataDir != "" {
-			rcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
-		}
-		rprops, err := routing.NewActorProps(rcfg, n)
-		if err != nil {
-			panic(err)
-		}
-		rt, err := ctx.SpawnNamed(rprops.Clone(actor.WithReceiverMiddleware(releaseCredits)), "routing")
-		if err != nil {
-			panic(err)
-		}
-		n.protocols.claim(routing.Protocol, rt)
-		bcfg := n.cfg.Bootstrap
-		bcfg.Logger = n.log.With().Str("component", "bootstrap").Logger()
-		if bcfg.StorePath == "" && n.cfg.DataDir != "" {
-			bcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
-		}
-		bprops, err := bootstrap.NewActorProps(bcfg, n)
-		if err != nil {
-			panic(err)
-		}
-		if _, err := ctx.SpawnNamed(bprops, "bootstrap"); err != nil {
-			panic(err)
+		var rt *actor.PID
+		if !n.cfg.DisableDiscovery {
+			rt = n.spawnDiscovery(ctx)
 		}
 		if n.listener != nil {
 			if _, err := ctx.SpawnNamed(listenerProps(n, peers), "listener"); err != nil {
@@ -69,6 +47,37 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 		}
 		ready <- guardianReady{peers: peers, protocols: protocols, routing: rt}
 	}, actor.WithSupervisor(strategy))
+}
+
+// spawnDiscovery spawns the routing actor (which serves the discovery protocol) and the bootstrapper.
+func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
+	rcfg := n.cfg.Routing
+	rcfg.Logger = n.log.With().Str("component", "routing").Logger()
+	if rcfg.StorePath == "" && n.cfg.DataDir != "" {
+		rcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
+	}
+	rprops, err := routing.NewActorProps(rcfg, n)
+	if err != nil {
+		panic(err)
+	}
+	rt, err := ctx.SpawnNamed(rprops.Clone(actor.WithReceiverMiddleware(releaseCredits)), "routing")
+	if err != nil {
+		panic(err)
+	}
+	n.protocols.claim(routing.Protocol, rt)
+	bcfg := n.cfg.Bootstrap
+	bcfg.Logger = n.log.With().Str("component", "bootstrap").Logger()
+	if bcfg.StorePath == "" && n.cfg.DataDir != "" {
+		bcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
+	}
+	bprops, err := bootstrap.NewActorProps(bcfg, n)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := ctx.SpawnNamed(bprops, "bootstrap"); err != nil {
+		panic(err)
+	}
+	return rt
 }
 
 // acceptedConn hands a freshly accepted raw connection to the peer manager.

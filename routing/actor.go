@@ -31,7 +31,15 @@ type Network interface {
 	Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error)
 	// AddAddress tells the node where a peer can be dialed.
 	AddAddress(id session.NodeID, addr string)
+	// Ban disconnects a peer and refuses it for d; reason is logged and told to the peer.
+	Ban(id session.NodeID, d time.Duration, reason string) error
 }
+
+// ErrOversizedReply: a peer answered a FindNode with more than k records.
+var ErrOversizedReply = errors.New("routing: NODES reply with more than k records")
+
+// ErrForgedSender: a peer answered with a sender record that is not its own valid record.
+var ErrForgedSender = errors.New("routing: NODES reply with a forged sender record")
 
 // InboundRequest is a request from a peer as the node delivers it to a protocol actor.
 type InboundRequest interface {
@@ -61,6 +69,9 @@ type Config struct {
 	// stops; empty: no store. SaveInterval defaults to 30s.
 	StorePath    string
 	SaveInterval time.Duration
+	// MisbehaviourBan is how long a peer is banned for a protocol violation: a NODES reply over k records or with
+	// a sender record that is not its own (default 10m).
+	MisbehaviourBan time.Duration
 	// Logger receives the actor's logs.
 	Logger zerolog.Logger
 }
@@ -70,7 +81,7 @@ func DefaultConfig() Config {
 	return Config{
 		Table: DefaultTableConfig(), Alpha: DefaultAlpha, RequestTimeout: 2 * time.Second,
 		RevalidateInterval: 5 * time.Second, MaxInFlight: 64, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
-		Logger: zerolog.Nop(),
+		MisbehaviourBan: 10 * time.Minute, Logger: zerolog.Nop(),
 	}
 }
 
@@ -79,8 +90,8 @@ func (c Config) Validate() error {
 	if err := c.Table.Validate(); err != nil {
 		return err
 	}
-	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.MaxInFlight < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 {
-		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, MaxInFlight, RequestRate, RequestBurst and SaveInterval must be positive", ErrInvalidConfig)
+	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.MaxInFlight < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 || c.MisbehaviourBan <= 0 {
+		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, MaxInFlight, RequestRate, RequestBurst, SaveInterval and MisbehaviourBan must be positive", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -123,6 +134,8 @@ type Snapshot struct {
 // Stats counts what the routing actor did.
 type Stats struct {
 	Lookups, LookupFailures, RequestsServed, Throttled, BadRecords, Revalidations, Evictions uint64
+	// Misbehaved counts peers banned for a discovery protocol violation.
+	Misbehaved uint64
 }
 
 // internal mailbox messages
@@ -141,6 +154,11 @@ type (
 	learned struct {
 		from  session.NodeID
 		nodes *messages.Nodes
+	}
+	// misbehaved reports a peer's protocol violation found by a lookup.
+	misbehaved struct {
+		peer session.NodeID
+		err  error
 	}
 )
 
@@ -242,6 +260,8 @@ func (a *routingActor) Receive(ctx actor.Context) {
 			delete(a.lookups, m.Who.Id)
 			req.Reply <- LookupResult{Err: errors.New("routing: lookup actor stopped")}
 		}
+	case *misbehaved:
+		a.penalize(m.peer, m.err)
 	case *AddRecords:
 		for _, r := range m.Records {
 			a.addRecord(r, now)
@@ -388,6 +408,12 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 		delete(a.checking, m.peer)
 		a.stats.Revalidations++
 	}
+	if m.err == nil {
+		m.err = a.records.checkReply(m.peer, m.reply, a.cfg.Table.K)
+		if m.err != nil {
+			a.penalize(m.peer, m.err)
+		}
+	}
 	if m.err != nil {
 		if m.check && a.table.MarkFailed(m.peer, now) {
 			a.stats.Evictions++
@@ -396,6 +422,16 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 		return
 	}
 	a.learn(m.peer, m.reply, now)
+}
+
+// penalize bans a peer that broke the discovery protocol and drops it from the table.
+func (a *routingActor) penalize(peer session.NodeID, err error) {
+	a.stats.Misbehaved++
+	a.table.Remove(peer)
+	a.log.Warn().Str("peer", peer.Short()).Err(err).Dur("ban", a.cfg.MisbehaviourBan).Msg("peer banned for a discovery protocol violation")
+	if berr := a.net.Ban(peer, a.cfg.MisbehaviourBan, err.Error()); berr != nil {
+		a.log.Debug().Err(berr).Msg("ban failed")
+	}
 }
 
 // revalidate checks the least recently seen entry of a random non-empty bucket.

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -23,6 +24,8 @@ type lookupActor struct {
 	records  *verifiedRecords
 	started  time.Time
 	finished bool
+	asked    map[session.NodeID]Entry // requests issued, for a retry
+	retried  map[session.NodeID]bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -40,6 +43,7 @@ func lookupProps(cfg Config, net Network, records *verifiedRecords, req *LookupR
 		ctx, cancel := context.WithCancel(context.Background())
 		return &lookupActor{
 			cfg: cfg, net: net, req: req, local: local, records: records,
+			asked: make(map[session.NodeID]Entry), retried: make(map[session.NodeID]bool),
 			lookup: NewLookup(req.Target, net.ID(), seeds, cfg.Alpha, cfg.Table.K),
 			ctx:    ctx, cancel: cancel,
 		}
@@ -53,6 +57,14 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 		l.started = time.Now()
 		l.step(ctx)
 	case *lookupAnswer:
+		if m.err == nil {
+			if m.err = l.records.checkReply(m.from, m.nodes, l.cfg.Table.K); m.err != nil {
+				ctx.Send(ctx.Parent(), &misbehaved{peer: m.from, err: m.err})
+			}
+		}
+		if m.err != nil && l.retry(ctx, m) {
+			return
+		}
 		if m.err != nil {
 			l.lookup.Failed(m.from)
 		} else {
@@ -107,7 +119,22 @@ func (l *lookupActor) finish(ctx actor.Context) {
 	}})
 }
 
+// retry asks a node again once when its request failed fast, for instance because the connection closed under it
+// (the peer closed it as idle just as the request left): a lookup should not lose the node it looks for to such a
+// race. Timeouts and protocol violations are not retried.
+func (l *lookupActor) retry(ctx actor.Context, m *lookupAnswer) bool {
+	e, ok := l.asked[m.from]
+	if !ok || l.retried[m.from] || errors.Is(m.err, context.DeadlineExceeded) || errors.Is(m.err, context.Canceled) ||
+		errors.Is(m.err, ErrOversizedReply) || errors.Is(m.err, ErrForgedSender) {
+		return false
+	}
+	l.retried[m.from] = true
+	l.ask(ctx, e)
+	return true
+}
+
 func (l *lookupActor) ask(ctx actor.Context, e Entry) {
+	l.asked[e.ID] = e
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	req := &messages.FindNode{Target: l.req.Target[:], Sender: l.local}
 	l.net.AddAddress(e.ID, e.Addr)

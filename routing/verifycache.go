@@ -2,6 +2,7 @@ package routing
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -53,4 +54,23 @@ func (v *verifiedRecords) entry(r *messages.NodeRecord) (Entry, error) {
 	v.m[e.ID] = verifiedRecord{seq: r.GetSeq(), sig: bytes.Clone(r.GetSignature()), addrs: slices.Clone(r.GetAddrs())}
 	v.mu.Unlock()
 	return e, nil
+}
+
+// checkReply checks a NODES reply from a peer for protocol violations: more than k records, or a sender record
+// that is not the peer's own valid record. Invalid records among the others are only dropped (they may be relayed
+// in good faith), not held against the peer.
+func (v *verifiedRecords) checkReply(from session.NodeID, nodes *messages.Nodes, k int) error {
+	if n := len(nodes.GetRecords()); n > k {
+		return fmt.Errorf("%w: %d records, k is %d", ErrOversizedReply, n, k)
+	}
+	if s := nodes.GetSender(); s != nil {
+		e, err := v.entry(s)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrForgedSender, err)
+		}
+		if e.ID != from {
+			return fmt.Errorf("%w: record of %s", ErrForgedSender, e.ID.Short())
+		}
+	}
+	return nil
 }
