@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,4 +180,23 @@ func TestCallsAfterCloseFail(t *testing.T) {
 		t.Fatalf("register after close: %v", err)
 	}
 	testkit.WaitFor(t, 5*time.Second, func() bool { return !b.Connected(a.ID()) }, "b sees a gone")
+}
+
+func TestRegisterRejectsNilProps(t *testing.T) {
+	n := testkit.NewNetwork(t, 1).Nodes[0]
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.Register("x/1", nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "props is nil") {
+			t.Fatalf("Register with nil props: %v, want an error saying the props are nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Register with nil props did not return within 5s")
+	}
+	// The refused call claimed nothing: the protocol can still be registered.
+	register(t, n, "x/1", echo())
 }

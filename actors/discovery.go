@@ -49,19 +49,26 @@ func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.
 // Lookup finds the address of a node by its id through the DHT. It returns ErrNotFound when the lookup ends without
 // the node among the closest it reached.
 func (n *Node) Lookup(ctx context.Context, id session.NodeID) (session.PeerAddr, error) {
+	addr, _, err := n.LookupWithStats(ctx, id)
+	return addr, err
+}
+
+// LookupWithStats is Lookup that also returns the lookup's figures (rounds, requests, duration); they are zero when
+// id is the node itself.
+func (n *Node) LookupWithStats(ctx context.Context, id session.NodeID) (session.PeerAddr, routing.LookupResult, error) {
 	if id == n.ID() {
-		return n.Addr(), nil
+		return n.Addr(), routing.LookupResult{}, nil
 	}
 	res, err := n.lookup(ctx, &routing.LookupRequest{Target: routing.KeyOf(id), Want: &id})
 	if err != nil {
-		return session.PeerAddr{}, err
+		return session.PeerAddr{}, res, err
 	}
 	for _, e := range res.Closest {
 		if e.ID == id {
-			return session.PeerAddr{ID: id, Addr: e.Addr}, nil
+			return session.PeerAddr{ID: id, Addr: e.Addr}, res, nil
 		}
 	}
-	return session.PeerAddr{}, fmt.Errorf("%w: %s after %d requests", ErrNotFound, id.Short(), res.Queried)
+	return session.PeerAddr{}, res, fmt.Errorf("%w: %s after %d requests", ErrNotFound, id.Short(), res.Queried)
 }
 
 // RoutingTable returns a copy of the node's Kademlia table and the routing counters.

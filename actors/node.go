@@ -302,6 +302,10 @@ func (n *Node) Register(protocol string, props *actor.Props) (*actor.PID, error)
 	if protocol == "" {
 		return nil, errors.New("register: empty protocol id")
 	}
+	if props == nil {
+		// Checked here: the protocol supervisor would panic on it and the caller would wait for a reply forever.
+		return nil, fmt.Errorf("register %s: props is nil", protocol)
+	}
 	n.mu.Lock()
 	sup, started := n.protoSup, n.started
 	n.mu.Unlock()

@@ -256,6 +256,11 @@ func (m *peerManager) goHandshake(raw net.Conn, outbound bool, addr session.Peer
 }
 
 func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
+	if m.ctx.Err() != nil {
+		// Stopping: protoactor still delivers queued messages after the stop began.
+		reply(req.reply, ErrClosed)
+		return
+	}
 	id := req.addr.ID
 	if id == m.n.ID() {
 		reply(req.reply, ErrSelf)
@@ -310,7 +315,7 @@ func (m *peerManager) outboundFull() bool {
 }
 
 func (m *peerManager) armSlotRetry() {
-	if m.slotTimer != nil || len(m.slotWait) == 0 {
+	if m.slotTimer != nil || len(m.slotWait) == 0 || m.ctx.Err() != nil {
 		return
 	}
 	self, root := m.self, m.root
@@ -377,6 +382,9 @@ func (m *peerManager) evictIdleOutbound() bool {
 }
 
 func (m *peerManager) armSweep() {
+	if m.ctx.Err() != nil {
+		return
+	}
 	self, root := m.self, m.root
 	m.sweep = time.AfterFunc(m.n.cfg.TransientIdleTimeout/2, func() { root.Send(self, &sweepDue{}) })
 }
@@ -441,6 +449,10 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 		m.parkedMu.Lock()
 		delete(m.parked, msg.sc)
 		m.parkedMu.Unlock()
+		if m.ctx.Err() != nil { // stopping: the report came after the stop began
+			_ = msg.sc.Close()
+			return
+		}
 	}
 	log := m.n.log.With().Bool("outbound", msg.outbound).Logger()
 	if msg.err != nil {
@@ -533,7 +545,7 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 		w.backoff.Reset()
 		w.stopTimer()
 	}
-	pc.log.Info().Bool("outbound", outbound).Str("remote", sc.RemoteAddr().String()).Msg("peer connected")
+	pc.log.Debug().Bool("outbound", outbound).Str("remote", sc.RemoteAddr().String()).Msg("peer connected")
 	m.root.ActorSystem().EventStream.Publish(&messages.PeerConnected{
 		PeerId: pc.id.Bytes(), RemoteAddr: sc.RemoteAddr().String(), Outbound: outbound, ListenAddrs: info.ListenAddrs,
 	})
@@ -553,11 +565,7 @@ func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
 	m.unregister(e)
 	<-e.pc.done // both goroutines have exited: reason and detail are final
 	pc := e.pc
-	ev := pc.log.Info()
-	if pc.reason == messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN || pc.reason == messages.DisconnectReason_DISCONNECT_REASON_REQUESTED {
-		ev = pc.log.Debug()
-	}
-	ev.Str("reason", pc.reason.String()).Str("detail", pc.detail).Bool("by_remote", pc.byRemote).
+	pc.log.Debug().Str("reason", pc.reason.String()).Str("detail", pc.detail).Bool("by_remote", pc.byRemote).
 		Dur("connected_for", time.Since(pc.connectedAt)).Msg("peer disconnected")
 	m.root.ActorSystem().EventStream.Publish(&messages.PeerDisconnected{
 		PeerId: pc.id.Bytes(), Reason: pc.reason, Detail: pc.detail, Outbound: pc.outbound,

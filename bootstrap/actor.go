@@ -45,6 +45,8 @@ type Config struct {
 	// Interval is how often it checks the outbound count and dials more (default 2s).
 	Interval time.Duration
 	// RefreshInterval is how often it runs a self-lookup and a random lookup to keep the table fresh (default 30s).
+	// After the join the gap starts at Interval and doubles up to RefreshInterval, so that a young table learns
+	// the nodes that joined after it quickly.
 	RefreshInterval time.Duration
 	// StorePath is the peer store file loaded at start (the routing actor saves it); empty: none.
 	StorePath string
@@ -96,6 +98,7 @@ type bootstrapper struct {
 	busy        bool
 	joined      bool
 	lastRefresh time.Time
+	refreshGap  time.Duration // grows from Interval to RefreshInterval: a young table is refreshed more often
 	backoff     map[session.NodeID]*candidateBackoff
 
 	ctx    context.Context
@@ -170,7 +173,7 @@ func (b *bootstrapper) startStep() {
 	now := time.Now()
 	plan := stepPlan{
 		join:    !b.joined,
-		refresh: now.Sub(b.lastRefresh) >= b.cfg.RefreshInterval,
+		refresh: now.Sub(b.lastRefresh) >= b.refreshGap,
 		skip:    make(map[session.NodeID]bool),
 		random:  randomKey(b.rng),
 		seed:    b.rng.Uint64(),
@@ -182,6 +185,7 @@ func (b *bootstrapper) startStep() {
 	}
 	if plan.refresh {
 		b.lastRefresh = now
+		b.refreshGap = min(max(2*b.refreshGap, b.cfg.Interval), b.cfg.RefreshInterval)
 	}
 	self, sys := b.self, b.sys
 	b.wg.Add(1)

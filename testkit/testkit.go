@@ -21,7 +21,13 @@ type Option func(*options)
 type options struct {
 	configure func(i int, cfg *actors.Config)
 	logLevel  zerolog.Level
+	logger    zerolog.Logger
 	bootnode  bool
+}
+
+// WithLogger sends the nodes' logs to l (each tagged with its node index), at the level of WithLogLevel.
+func WithLogger(l zerolog.Logger) Option {
+	return func(o *options) { o.logger = l }
 }
 
 // WithBootnode makes node 0 the bootnode of every other node (Config.Bootstrap.Bootnodes), so the network forms
@@ -50,37 +56,52 @@ type Network struct {
 // cannot start.
 func NewNetwork(t testing.TB, n int, opts ...Option) *Network {
 	t.Helper()
-	o := options{logLevel: zerolog.WarnLevel}
+	nw := &Network{t: t}
+	t.Cleanup(nw.Close)
+	opts = append([]Option{WithLogger(zerolog.New(zerolog.NewTestWriter(t)))}, opts...)
+	nodes, err := StartNodes(context.Background(), n, opts...)
+	nw.Nodes = nodes
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nw
+}
+
+// StartNodes starts n nodes on 127.0.0.1 with free ports, node i configured after node i-1 has started. On error,
+// the nodes started so far are returned (the caller closes them) with the error. Logs are discarded unless
+// WithLogger is given.
+func StartNodes(ctx context.Context, n int, opts ...Option) ([]*actors.Node, error) {
+	o := options{logLevel: zerolog.WarnLevel, logger: zerolog.Nop()}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	nw := &Network{t: t}
-	t.Cleanup(nw.Close)
+	var nodes []*actors.Node
 	for i := 0; i < n; i++ {
 		cfg := actors.DefaultConfig()
 		cfg.ListenAddr = "127.0.0.1:0"
 		cfg.Routing.Table.ExemptLoopback = true // every test node shares 127.0.0.0/24
 		cfg.ExemptLoopbackThrottle = true       // every test node connects from 127.0.0.1
-		cfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(o.logLevel).With().Int("i", i).Logger()
+		cfg.Logger = o.logger.Level(o.logLevel).With().Int("i", i).Logger()
 		if o.bootnode && i > 0 {
-			cfg.Bootstrap.Bootnodes = []session.PeerAddr{nw.Nodes[0].Addr()}
+			cfg.Bootstrap.Bootnodes = []session.PeerAddr{nodes[0].Addr()}
 		}
 		if o.configure != nil {
 			o.configure(i, &cfg)
 		}
 		node, err := actors.NewNode(cfg)
 		if err != nil {
-			t.Fatalf("testkit: node %d: %v", i, err)
+			return nodes, fmt.Errorf("testkit: node %d: %w", i, err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = node.Start(ctx)
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = node.Start(sctx)
 		cancel()
 		if err != nil {
-			t.Fatalf("testkit: start node %d: %v", i, err)
+			_ = node.Close()
+			return nodes, fmt.Errorf("testkit: start node %d: %w", i, err)
 		}
-		nw.Nodes = append(nw.Nodes, node)
+		nodes = append(nodes, node)
 	}
-	return nw
+	return nodes, nil
 }
 
 // Connect makes node i dial node j (kept connected, redialed on failure) and waits until both see the connection.

@@ -96,7 +96,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newKeygenCmd(), newIDCmd(), newRunCmd(), newPingCmd())
+	root.AddCommand(newKeygenCmd(), newIDCmd(), newRunCmd(), newPingCmd(), newSimCmd())
 	return root
 }
 

@@ -55,21 +55,10 @@ func ping(ctx context.Context, target string, o pingOptions, stdout io.Writer) e
 	if err != nil {
 		return &usageError{err}
 	}
-	switch {
-	case o.count < 1:
-		return usagef("--count must be at least 1")
-	case o.interval < 0:
-		return usagef("--interval must not be negative")
-	case o.timeout <= 0:
-		return usagef("--timeout must be positive")
-	case o.network == "":
-		return usagef("--network must not be empty")
+	cfg, err := o.config()
+	if err != nil {
+		return err
 	}
-	cfg := actors.DefaultConfig()
-	cfg.ListenAddr = "" // a pure client
-	cfg.NetworkID = o.network
-	cfg.DialTimeout, cfg.HandshakeTimeout, cfg.RequestTimeout = o.timeout, o.timeout, o.timeout
-	cfg.Logger = zerolog.Nop()
 	node, err := actors.NewNode(cfg)
 	if err != nil {
 		return err
@@ -133,6 +122,28 @@ loop:
 		return errors.New("interrupted")
 	}
 	return nil
+}
+
+// config checks the flags and returns the config of the pinging node: a pure client, which neither listens nor
+// runs discovery (no routing table, no bootstrapper).
+func (o pingOptions) config() (actors.Config, error) {
+	cfg := actors.DefaultConfig()
+	switch {
+	case o.count < 1:
+		return cfg, usagef("--count must be at least 1")
+	case o.interval < 0:
+		return cfg, usagef("--interval must not be negative")
+	case o.timeout <= 0:
+		return cfg, usagef("--timeout must be positive")
+	case o.network == "":
+		return cfg, usagef("--network must not be empty")
+	}
+	cfg.ListenAddr = ""
+	cfg.DisableDiscovery = true
+	cfg.NetworkID = o.network
+	cfg.DialTimeout, cfg.HandshakeTimeout, cfg.RequestTimeout = o.timeout, o.timeout, o.timeout
+	cfg.Logger = zerolog.Nop()
+	return cfg, nil
 }
 
 // roundRTT keeps round-trip times readable: microsecond precision.

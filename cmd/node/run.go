@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,34 +23,56 @@ import (
 
 // runOptions are the flags of `node run`.
 type runOptions struct {
-	listen      string
-	key         string
-	peers       []string
-	network     string
-	maxInbound  int
-	maxOutbound int
-	logLevel    string
-	logFormat   string
+	listen         string
+	key            string
+	dataDir        string
+	peers          []string
+	bootnodes      []string
+	targetOutbound int
+	network        string
+	maxInbound     int
+	maxOutbound    int
+	logLevel       string
+	logFormat      string
 }
 
-func newRunCmd() *cobra.Command {
+// dataDirKeyFile is the identity key file inside --data-dir, used when --key is not given.
+const dataDirKeyFile = "node.key"
+
+func newRunCmd() *cobra.Command { return newRunCmdWith(&runOptions{}) }
+
+// newRunCmdWith builds `node run` with its flags bound to o.
+func newRunCmdWith(o *runOptions) *cobra.Command {
 	def := actors.DefaultConfig()
-	o := runOptions{}
 	cmd := &cobra.Command{
 		Use:   "run [flags]",
 		Short: "Run a node until SIGINT or SIGTERM",
 		Long: "run starts a node, prints its address as the first line on stdout (\"listening <id>@host:port\"), " +
 			"serves the built-in protocol " + echoProtocol + " (replies to each request with its payload), keeps the " +
-			"--peer nodes connected and logs peers coming and going on stderr. SIGINT or SIGTERM close it cleanly.",
+			"--peer nodes connected and logs peers coming and going on stderr. SIGINT or SIGTERM close it cleanly.\n\n" +
+			"Discovery: the node joins the network through the --bootnode nodes (and the peers it stored before), " +
+			"finds more peers with Kademlia lookups and keeps --target-outbound connections to them. With --data-dir " +
+			"the node keeps its state there: the peer store DIR/peers.pb (saved periodically and at shutdown, loaded " +
+			"at the next start) and, unless --key is given, its identity DIR/" + dataDirKeyFile + " (created on the " +
+			"first run), so the NodeID stays the same across restarts.\n\n" +
+			"When --listen is a loopback address, loopback peers are exempt from the per-IP inbound throttle and from " +
+			"the routing table's per-subnet limits, so that several local nodes on 127.0.0.1 can form a network.",
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			return runNode(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runNode(cmd.Context(), *o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.listen, "listen", "127.0.0.1:30700", "host:port to accept connections on (port 0: any free port)")
-	f.StringVar(&o.key, "key", "", "identity key file, created if missing (default: a fresh in-memory identity)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:30700", "host:port to accept connections on (port 0: any free port); "+
+		"on a loopback address, loopback peers are exempt from the per-IP limits")
+	f.StringVar(&o.key, "key", "", "identity key file, created if missing (default: DIR/"+dataDirKeyFile+
+		" with --data-dir, else a fresh in-memory identity)")
+	f.StringVar(&o.dataDir, "data-dir", "", "directory of the node's state (peer store peers.pb, identity "+
+		dataDirKeyFile+" unless --key is given), created if missing (default: none kept)")
 	f.StringArrayVar(&o.peers, "peer", nil, "peer to keep connected, as <id>@host:port (repeatable)")
+	f.StringArrayVar(&o.bootnodes, "bootnode", nil, "node to join the network through, as <id>@host:port (repeatable)")
+	f.IntVar(&o.targetOutbound, "target-outbound", def.Bootstrap.TargetOutbound,
+		"outbound connections the node keeps to peers found by discovery")
 	f.StringVar(&o.network, "network", def.NetworkID, "network id; peers on another network are refused")
 	f.IntVar(&o.maxInbound, "max-inbound", def.MaxInboundPeers, "most connections accepted from other peers")
 	f.IntVar(&o.maxOutbound, "max-outbound", def.MaxOutboundPeers, "most connections dialed to other peers")
@@ -70,17 +95,8 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if o.key != "" {
-		id, created, err := session.LoadOrCreateIdentity(o.key)
-		if err != nil {
-			return keyFileError(o.key, err)
-		}
-		if created {
-			log.Info().Str("key", o.key).Str("id", id.NodeID().String()).Msg("created a new identity")
-		}
-		cfg.Identity = id
-	} else {
-		log.Warn().Msg("no --key given: using a fresh in-memory identity, the NodeID changes on every start")
+	if cfg.Identity, err = o.identity(log); err != nil {
+		return err
 	}
 	peers := cfg.Peers
 	cfg.Peers = nil // dialed below, once the event subscription is in place
@@ -158,8 +174,64 @@ func (o runOptions) config(log zerolog.Logger) (actors.Config, error) {
 		}
 		cfg.Peers = append(cfg.Peers, p)
 	}
+	for _, s := range o.bootnodes {
+		p, err := session.ParsePeerAddr(s)
+		if err != nil {
+			return cfg, usagef("--bootnode: %w", err)
+		}
+		cfg.Bootstrap.Bootnodes = append(cfg.Bootstrap.Bootnodes, p)
+	}
+	if o.targetOutbound < 0 {
+		return cfg, usagef("--target-outbound must not be negative, got %d", o.targetOutbound)
+	}
+	cfg.Bootstrap.TargetOutbound = o.targetOutbound
+	cfg.DataDir = o.dataDir
+	if isLoopbackHost(o.listen) {
+		// Local networks put every node on 127.0.0.1: one IP, one /24.
+		cfg.ExemptLoopbackThrottle = true
+		cfg.Routing.Table.ExemptLoopback = true
+	}
 	cfg.Logger = log
 	return cfg, nil
+}
+
+// identity returns the node's identity: the key file of --key, else DIR/node.key of --data-dir (either created if
+// missing), else nil (the node generates a fresh one; a warning says so). It creates --data-dir (mode 0700).
+func (o runOptions) identity(log zerolog.Logger) (*session.Identity, error) {
+	if o.dataDir != "" {
+		if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+	}
+	path := o.key
+	if path == "" && o.dataDir != "" {
+		path = filepath.Join(o.dataDir, dataDirKeyFile)
+	}
+	if path == "" {
+		log.Warn().Msg("no --key or --data-dir given: using a fresh in-memory identity, the NodeID changes on every start")
+		return nil, nil
+	}
+	id, created, err := session.LoadOrCreateIdentity(path)
+	if err != nil {
+		return nil, keyFileError(path, err)
+	}
+	if created {
+		log.Info().Str("key", path).Str("id", id.NodeID().String()).Msg("created a new identity")
+	}
+	return id, nil
+}
+
+// isLoopbackHost tells whether the host of a host:port is a loopback address (127.0.0.0/8, ::1 or localhost).
+func isLoopbackHost(hostPort string) bool {
+	host, _, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // eventLogger logs the node's peer events. The subscription callback runs on an actor's goroutine and must not
