@@ -58,6 +58,8 @@ type peerConn struct {
 	// inflight counts the node's requests and pings awaiting an answer on this connection: a connection with one
 	// is never closed to make room.
 	inflight atomic.Int32
+	// remoteTransient is set on an inbound connection whose dialer declared it transient (not kept).
+	remoteTransient bool
 	// used is set once the node sends on the connection or makes a request on it.
 	used atomic.Bool
 

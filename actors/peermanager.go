@@ -233,7 +233,7 @@ func (m *peerManager) accept(raw net.Conn) {
 		_ = raw.Close()
 		return
 	}
-	if m.pending >= m.n.cfg.MaxPendingHandshakes || m.count(false) >= m.n.cfg.MaxInboundPeers {
+	if m.pending >= m.n.cfg.MaxPendingHandshakes || (m.count(false) >= m.n.cfg.MaxInboundPeers && !m.evictIdleInbound()) {
 		m.n.log.Debug().Str("remote", raw.RemoteAddr().String()).Int("pending", m.pending).Msg("inbound connection refused: no free slot")
 		_ = raw.Close()
 		return
@@ -306,7 +306,7 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 	}
 	m.dialing[id] = waiters
 	m.pending++
-	m.goDial(req.addr)
+	m.goDial(req.addr, req.keep)
 }
 
 // outboundFull tells whether every outbound slot is taken by a connection or a dial in progress.
@@ -353,19 +353,25 @@ const (
 	minIdleForEviction = 100 * time.Millisecond
 )
 
-// transient tells whether an outbound connection may be closed without loss: the node does not keep it, no request
-// of the node awaits an answer on it and nothing waits to be written.
+// transient tells whether a connection may be closed without loss: an outbound one the node does not keep, or an
+// inbound one its dialer declared transient (and the node does not keep either), with no request of the node
+// awaiting an answer on it and nothing waiting to be written.
 func transient(pc *peerConn) bool {
-	return pc.outbound && !pc.kept.Load() && pc.inflight.Load() == 0 && pc.q.len() == 0
+	return (pc.outbound || pc.remoteTransient) && !pc.kept.Load() && pc.inflight.Load() == 0 && pc.q.len() == 0
 }
 
-// evictIdleOutbound closes the least recently active transient connection (one opened for a lookup or an
+// evictIdleOutbound closes the least recently active transient outbound connection (one opened for a lookup or an
 // on-demand send), to free an outbound slot. It reports whether it freed one.
-func (m *peerManager) evictIdleOutbound() bool {
+func (m *peerManager) evictIdleOutbound() bool { return m.evictIdle(true) }
+
+// evictIdleInbound does the same for an inbound slot, among the connections their dialers declared transient.
+func (m *peerManager) evictIdleInbound() bool { return m.evictIdle(false) }
+
+func (m *peerManager) evictIdle(outbound bool) bool {
 	now := time.Now()
 	var victim *connEntry
 	for _, e := range m.conns {
-		if !transient(e.pc) || e.pc.idleFor(now) < minIdleForEviction ||
+		if e.pc.outbound != outbound || !transient(e.pc) || e.pc.idleFor(now) < minIdleForEviction ||
 			(!e.pc.used.Load() && now.Sub(e.pc.connectedAt) < unusedGrace) {
 			continue
 		}
@@ -401,8 +407,9 @@ func (m *peerManager) sweepTransient() {
 }
 
 // goDial dials and handshakes in one goroutine owned by the peer manager.
-func (m *peerManager) goDial(addr session.PeerAddr) {
+func (m *peerManager) goDial(addr session.PeerAddr, keep bool) {
 	transport, timeout, cfg := m.n.cfg.Transport, m.n.cfg.DialTimeout, m.handshakeConfig()
+	cfg.Transient = !keep
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -497,7 +504,7 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 		refuse(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "outbound slots full", ErrTooManyPeers)
 		return
 	}
-	if !msg.outbound && m.count(false) >= m.n.cfg.MaxInboundPeers {
+	if !msg.outbound && m.count(false) >= m.n.cfg.MaxInboundPeers && !m.evictIdleInbound() {
 		refuse(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "inbound slots full", nil)
 		return
 	}
@@ -536,6 +543,7 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 	m.conns[pc.id], m.byActor[pid.Id] = e, e
 	_, wanted := m.wanted[pc.id]
 	pc.kept.Store(wanted)
+	pc.remoteTransient = !outbound && sc.Peer().Transient
 	m.n.peers.set(pc)
 	info := sc.Peer()
 	if len(info.ListenAddrs) > 0 {

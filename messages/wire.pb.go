@@ -249,7 +249,10 @@ type HandshakePayload struct {
 	// Wire protocol version, "actormesh/1".
 	ProtocolVersion string `protobuf:"bytes,4,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	// Addresses (host:port) the peer accepts connections on.
-	ListenAddrs   []string `protobuf:"bytes,5,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
+	ListenAddrs []string `protobuf:"bytes,5,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
+	// Set by a dialer that opens the connection on demand (a lookup, a send) rather than to keep it: the other side
+	// may close it when idle to make room.
+	Transient     bool `protobuf:"varint,6,opt,name=transient,proto3" json:"transient,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -317,6 +320,13 @@ func (x *HandshakePayload) GetListenAddrs() []string {
 		return x.ListenAddrs
 	}
 	return nil
+}
+
+func (x *HandshakePayload) GetTransient() bool {
+	if x != nil {
+		return x.Transient
+	}
+	return false
 }
 
 // Envelope is the one message type on the wire.
@@ -715,14 +725,15 @@ var File_messages_wire_proto protoreflect.FileDescriptor
 
 const file_messages_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x13messages/wire.proto\x12\x11actormesh.wire.v1\x1a\x19google/protobuf/any.proto\"\xc0\x01\n" +
+	"\x13messages/wire.proto\x12\x11actormesh.wire.v1\x1a\x19google/protobuf/any.proto\"\xde\x01\n" +
 	"\x10HandshakePayload\x12!\n" +
 	"\fidentity_key\x18\x01 \x01(\fR\videntityKey\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x03 \x01(\tR\tnetworkId\x12)\n" +
 	"\x10protocol_version\x18\x04 \x01(\tR\x0fprotocolVersion\x12!\n" +
-	"\flisten_addrs\x18\x05 \x03(\tR\vlistenAddrs\"\xe6\x01\n" +
+	"\flisten_addrs\x18\x05 \x03(\tR\vlistenAddrs\x12\x1c\n" +
+	"\ttransient\x18\x06 \x01(\bR\ttransient\"\xe6\x01\n" +
 	"\bEnvelope\x12-\n" +
 	"\x04ping\x18\x01 \x01(\v2\x17.actormesh.wire.v1.PingH\x00R\x04ping\x12-\n" +
 	"\x04pong\x18\x02 \x01(\v2\x17.actormesh.wire.v1.PongH\x00R\x04pong\x123\n" +

@@ -69,6 +69,10 @@ type Config struct {
 	// stops; empty: no store. SaveInterval defaults to 30s.
 	StorePath    string
 	SaveInterval time.Duration
+	// CheckAge: a newcomer for a full bucket triggers a liveness check of the bucket's least recently seen entry
+	// only if that entry was not seen for this long (default 30s); otherwise the newcomer just waits in the
+	// replacement cache. Each check may cost a dial and a handshake.
+	CheckAge time.Duration
 	// MisbehaviourBan is how long a peer is banned for a protocol violation: a NODES reply over k records or with
 	// a sender record that is not its own (default 10m).
 	MisbehaviourBan time.Duration
@@ -81,7 +85,7 @@ func DefaultConfig() Config {
 	return Config{
 		Table: DefaultTableConfig(), Alpha: DefaultAlpha, RequestTimeout: 2 * time.Second,
 		RevalidateInterval: 5 * time.Second, MaxInFlight: 64, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
-		MisbehaviourBan: 10 * time.Minute, Logger: zerolog.Nop(),
+		MisbehaviourBan: 10 * time.Minute, CheckAge: 30 * time.Second, Logger: zerolog.Nop(),
 	}
 }
 
@@ -90,7 +94,7 @@ func (c Config) Validate() error {
 	if err := c.Table.Validate(); err != nil {
 		return err
 	}
-	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.MaxInFlight < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 || c.MisbehaviourBan <= 0 {
+	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.MaxInFlight < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 || c.MisbehaviourBan <= 0 || c.CheckAge < 0 {
 		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, MaxInFlight, RequestRate, RequestBurst, SaveInterval and MisbehaviourBan must be positive", ErrInvalidConfig)
 	}
 	return nil
@@ -357,7 +361,7 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time) {
 	case Added, Updated, Pending:
 		a.net.AddAddress(e.ID, e.Addr)
 	}
-	if res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] {
+	if res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] && now.Sub(res.Check.LastSeen) >= a.cfg.CheckAge {
 		a.exchange(res.Check.ID, a.table.SelfKey(), true)
 	}
 }

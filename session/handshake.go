@@ -72,6 +72,8 @@ type HandshakeConfig struct {
 	// MaxMessageSize is the largest application message the resulting Conn reads or writes; 0 means
 	// DefaultMaxMessageSize.
 	MaxMessageSize int
+	// Transient tells the peer that the dialer opens this connection on demand and does not keep it.
+	Transient bool
 }
 
 // PeerInfo is what the remote proved or declared in the handshake.
@@ -84,6 +86,8 @@ type PeerInfo struct {
 	ProtocolVersion string
 	// ListenAddrs are the addresses the peer says it accepts connections on; they are not verified.
 	ListenAddrs []string
+	// Transient is set when the peer dialed the connection on demand, without keeping it.
+	Transient bool
 }
 
 // Handshake runs the Noise XX handshake over conn, as the initiator (the dialer) or the responder, and returns
@@ -115,6 +119,7 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 		NetworkId:       cfg.NetworkID,
 		ProtocolVersion: ProtocolVersion,
 		ListenAddrs:     cfg.ListenAddrs,
+		Transient:       cfg.Transient,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("session: marshal handshake payload: %w", err)
@@ -284,6 +289,7 @@ func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 		NetworkID:       p.NetworkId,
 		ProtocolVersion: p.ProtocolVersion,
 		ListenAddrs:     slices.Clone(p.ListenAddrs),
+		Transient:       p.Transient,
 	}, nil
 }
 

@@ -43,6 +43,9 @@ type DiscoveryReport struct {
 	N     int `json:"n"`
 	K     int `json:"k"`
 	Alpha int `json:"alpha"`
+	// MaxInbound and MaxOutbound are the nodes' connection limits (shrunk to fit the open-file limit).
+	MaxInbound  int `json:"max_inbound"`
+	MaxOutbound int `json:"max_outbound"`
 	// SetupS is the time to start every node; ConvergeS the time from the first start until every table held
 	// Fraction of its true k closest (-1: not within ConvergeTimeout).
 	SetupS    float64 `json:"setup_s"`
@@ -105,12 +108,14 @@ func RunDiscovery(ctx context.Context, sc DiscoveryScenario) (DiscoveryReport, e
 		HopsBound: int(math.Ceil(math.Log2(float64(sc.N))/2)) + 1}
 	cpu0 := processCPU()
 	start := time.Now()
-	progress(fmt.Sprintf("starting %d nodes", sc.N))
+	slotsIn, slotsOut := connectionSlots(sc.N, def)
+	rep.MaxInbound, rep.MaxOutbound = slotsIn, slotsOut
+	progress(fmt.Sprintf("starting %d nodes (%d inbound, %d outbound connections each at most)", sc.N, slotsIn, slotsOut))
 	nodes, err := StartNodes(ctx, sc.N, WithBootnode(), WithConfig(func(i int, cfg *actors.Config) {
-		// Room for a connection to every peer a lookup meets, as on a node with generous limits.
-		cfg.MaxInboundPeers = max(cfg.MaxInboundPeers, 2*cfg.MaxOutboundPeers)
+		cfg.MaxInboundPeers, cfg.MaxOutboundPeers = slotsIn, slotsOut
 		if i == 0 {
-			cfg.MaxInboundPeers = sc.N // the bootnode, configured for everyone joining at once, as operators do
+			// The bootnode, configured for many joining at once, as operators do.
+			cfg.MaxInboundPeers = max(slotsIn, sc.N) // within the budget: connectionSlots keeps 3 descriptors per node spare
 		}
 		if sc.Configure != nil {
 			sc.Configure(i, cfg)
@@ -188,6 +193,24 @@ func RunDiscovery(ctx context.Context, sc DiscoveryScenario) (DiscoveryReport, e
 	rep.PeakRSSPerNodeMiB = rep.PeakRSSMiB / float64(sc.N)
 	rep.CPUS = (processCPU() - cpu0).Seconds()
 	return rep, nil
+}
+
+// connectionSlots returns the inbound and outbound limits of the simulated nodes: the defaults, shrunk when the
+// process's open-file limit cannot hold every node's connections (each costs a descriptor at both ends).
+func connectionSlots(n int, def actors.Config) (in, out int) {
+	in, out = def.MaxInboundPeers, def.MaxOutboundPeers
+	limit := raiseFileLimit()
+	if limit == 0 {
+		return in, out
+	}
+	// Descriptors left per node after the listeners, the bootnode's extra inbound and some slack.
+	budget := (int(limit) - 3*n - 1000) / n
+	if budget >= in+out {
+		return in, out
+	}
+	out = max(def.Bootstrap.TargetOutbound+4, budget*2/5)
+	in = max(def.Bootstrap.TargetOutbound, budget-out)
+	return in, out
 }
 
 // trueClosest returns, for each node, the ids of the k other nodes closest to it.

@@ -1,0 +1,62 @@
+package actors_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+func inboundPeers(n *actors.Node) (ids []string) {
+	for _, p := range n.Peers() {
+		if !p.Outbound {
+			ids = append(ids, p.ID.Short())
+		}
+	}
+	return ids
+}
+
+// A node whose inbound slots are full of connections their dialers declared transient makes room for a new one by
+// closing the least recently active; connections dialed to be kept are never closed for that.
+func TestFullInboundSlotsEvictIdleTransientConnections(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		nw := testkit.NewNetwork(t, 4, testkit.WithConfig(func(i int, cfg *actors.Config) {
+			if i == 0 {
+				cfg.MaxInboundPeers = 2
+			}
+			cfg.DisableDiscovery = true // no discovery traffic: the connections stay idle
+		}))
+		a := nw.Nodes[0]
+		for _, i := range []int{1, 2} {
+			if err := nw.Nodes[i].Connect(ctxTimeout(t, 5*time.Second), a.Addr(), keep); err != nil {
+				t.Fatal(err)
+			}
+		}
+		testkit.WaitFor(t, 5*time.Second, func() bool { return len(inboundPeers(a)) == 2 }, "two inbound peers")
+		// A fresh connection is protected for a moment; then a newcomer finds room when the others are transient.
+		late := nw.Nodes[3]
+		err := testkit.Poll(context.Background(), 3*time.Second, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return late.Connect(ctx, a.Addr(), false) == nil && late.Connected(a.ID()) && a.Connected(late.ID())
+		})
+		if keep {
+			if err == nil {
+				t.Fatalf("a kept connection was closed to make room; inbound now %v", inboundPeers(a))
+			}
+			if got := inboundPeers(a); len(got) != 2 || a.Connected(late.ID()) {
+				t.Fatalf("inbound peers %v", got)
+			}
+		} else {
+			if err != nil {
+				t.Fatalf("no room made for a newcomer among idle transient connections: inbound %v", inboundPeers(a))
+			}
+			if got := inboundPeers(a); len(got) != 2 {
+				t.Fatalf("inbound peers %v, want 2 (the limit)", got)
+			}
+		}
+		nw.Close()
+	}
+}
