@@ -1,0 +1,152 @@
+package gossip
+
+import (
+	"slices"
+	"time"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// queue is a FIFO ring buffer that grows and shrinks with its content.
+type queue[T any] struct {
+	buf     []T
+	head, n int
+}
+
+func (q *queue[T]) len() int { return q.n }
+
+// at returns the i-th element from the front.
+func (q *queue[T]) at(i int) T { return q.buf[(q.head+i)%len(q.buf)] }
+
+func (q *queue[T]) push(v T) {
+	if q.n == len(q.buf) {
+		q.resize(max(16, 2*len(q.buf)))
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = v
+	q.n++
+}
+
+func (q *queue[T]) pop() T {
+	var zero T
+	v := q.buf[q.head]
+	q.buf[q.head] = zero
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	if len(q.buf) > 64 && q.n < len(q.buf)/4 {
+		q.resize(len(q.buf) / 2)
+	}
+	return v
+}
+
+func (q *queue[T]) resize(size int) {
+	buf := make([]T, size)
+	for i := range q.n {
+		buf[i] = q.at(i)
+	}
+	q.buf, q.head = buf, 0
+}
+
+// seenCache remembers message ids for a time, bounded in count: the oldest id is forgotten first.
+type seenCache struct {
+	ids   map[MsgID]struct{}
+	order queue[seenEntry]
+	max   int
+	ttl   time.Duration
+}
+
+type seenEntry struct {
+	id MsgID
+	at int64 // Unix nanoseconds
+}
+
+func newSeenCache(max int, ttl time.Duration) seenCache {
+	return seenCache{ids: make(map[MsgID]struct{}), max: max, ttl: ttl}
+}
+
+func (s *seenCache) len() int { return len(s.ids) }
+
+func (s *seenCache) has(id MsgID) bool {
+	_, ok := s.ids[id]
+	return ok
+}
+
+// add records id at time now; id must not be present.
+func (s *seenCache) add(id MsgID, now time.Time) {
+	for len(s.ids) >= s.max {
+		delete(s.ids, s.order.pop().id)
+	}
+	s.ids[id] = struct{}{}
+	s.order.push(seenEntry{id, now.UnixNano()})
+}
+
+// expire forgets the ids recorded SeenTTL or longer before now.
+func (s *seenCache) expire(now time.Time) {
+	for s.order.len() > 0 && now.UnixNano()-s.order.at(0).at >= int64(s.ttl) {
+		delete(s.ids, s.order.pop().id)
+	}
+}
+
+// cached is a message held to answer IWANT.
+type cached struct {
+	msg       *Message
+	from      session.NodeID   // the peer it came from; zero for a local publication
+	at        time.Time        // when it was accepted
+	beat      uint64           // the heartbeat count when it was accepted
+	announced int              // heartbeats that have announced it
+	holders   []session.NodeID // peers known to hold it (they announced or pushed it), at most maxHolders
+}
+
+// maxHolders caps the peers remembered per cached message as holding it already; they are spared its IHAVE.
+const maxHolders = 8
+
+func (e *cached) addHolder(id session.NodeID) {
+	if len(e.holders) < maxHolders && !slices.Contains(e.holders, id) {
+		e.holders = append(e.holders, id)
+	}
+}
+
+func (e *cached) held(id session.NodeID) bool {
+	return id == e.from || id == e.msg.Origin || slices.Contains(e.holders, id)
+}
+
+// msgCache holds recently accepted messages in arrival order, bounded in heartbeats, count and bytes.
+type msgCache struct {
+	byID     map[MsgID]*cached
+	order    queue[*cached]
+	bytes    int
+	maxMsgs  int
+	maxBytes int
+}
+
+func newMsgCache(maxMsgs, maxBytes int) msgCache {
+	return msgCache{byID: make(map[MsgID]*cached), maxMsgs: maxMsgs, maxBytes: maxBytes}
+}
+
+func (c *msgCache) get(id MsgID) *cached { return c.byID[id] }
+
+// add caches e, evicting the oldest messages to make room; a message larger than the byte limit is not cached.
+func (c *msgCache) add(e *cached) {
+	size := e.msg.size()
+	if size > c.maxBytes || c.byID[e.msg.ID] != nil {
+		return
+	}
+	for c.order.len() > 0 && (c.order.len() >= c.maxMsgs || c.bytes+size > c.maxBytes) {
+		c.evict()
+	}
+	c.byID[e.msg.ID] = e
+	c.order.push(e)
+	c.bytes += size
+}
+
+// expire evicts the messages accepted history or more heartbeats before beat.
+func (c *msgCache) expire(beat uint64, history int) {
+	for c.order.len() > 0 && beat-c.order.at(0).beat >= uint64(history) {
+		c.evict()
+	}
+}
+
+func (c *msgCache) evict() {
+	e := c.order.pop()
+	delete(c.byID, e.msg.ID)
+	c.bytes -= e.msg.size()
+}

@@ -1,0 +1,137 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrInvalidConfig is wrapped by the errors of Config.Validate and NewRouter.
+var ErrInvalidConfig = errors.New("gossip: invalid config")
+
+// Config holds the parameters of a Router. Start from DefaultConfig; the zero value is not valid. Peers of one
+// network should share the timing parameters (PruneBackoff in particular, which both ends of a prune apply).
+type Config struct {
+	// D is the target number of mesh links per topic (default 6).
+	D int
+	// Dlo is the mesh size below which a heartbeat grafts peers up to D (default 4).
+	Dlo int
+	// Dhi is the mesh size above which a heartbeat prunes peers down to D, lazy links first (default 12).
+	Dhi int
+	// Dlazy is how many random topic peers outside the mesh receive IHAVE per topic and heartbeat, on top of the
+	// lazy mesh links (default 6).
+	Dlazy int
+
+	// HeartbeatInterval is how often the shell calls Heartbeat (default 1s). The Router itself only counts
+	// heartbeats.
+	HeartbeatInterval time.Duration
+	// GossipDelay is the age a message must reach before its id is announced by IHAVE, so that peers about to
+	// receive it over the eager tree are not made to pull it (default 500ms).
+	GossipDelay time.Duration
+	// HistoryGossip is the number of heartbeats that announce each id, each to fresh random peers (default 1).
+	HistoryGossip int
+	// HistoryLength is the number of heartbeats a message stays in the cache that answers IWANT (default 5).
+	HistoryLength int
+	// CacheMaxMessages caps the message cache in messages (default 4096).
+	CacheMaxMessages int
+	// CacheMaxBytes caps the message cache in payload bytes (default 16 MiB).
+	CacheMaxBytes int
+
+	// SeenTTL is how long a message id is remembered to recognise duplicates (default 2m).
+	SeenTTL time.Duration
+	// SeenMax caps the seen-cache in ids, the oldest forgotten first (default 32768, about 2 MiB at most).
+	SeenMax int
+
+	// PruneDuplicates is the number of consecutive duplicates (with no first copy in between) an eager link must
+	// push before it is turned lazy (default 3). 1 is Plumtree's rule, which forms shallower trees but, when many
+	// messages are in flight at once, over-prunes and keeps the tree in repair; 3 converged in all simulations up
+	// to 20 messages per second over 300 nodes.
+	PruneDuplicates int
+	// PruneBackoff is how long after a prune a peer may not be grafted again on that topic (default 1m).
+	PruneBackoff time.Duration
+	// MaxIHaveLength caps the ids in one IHAVE or IWANT, sent or read (default 500).
+	MaxIHaveLength int
+	// MaxIHaveMessages caps the IHAVEs read from one peer per heartbeat (default 10).
+	MaxIHaveMessages int
+	// MaxIWantReplies caps the messages served to one peer per heartbeat in answer to IWANT (default 256).
+	MaxIWantReplies int
+	// IWantTimeout is how long an IWANT may stay unanswered before the next announcer is asked (default 500ms).
+	IWantTimeout time.Duration
+	// MaxPendingIWant caps the message ids wanted at once (default 4096).
+	MaxPendingIWant int
+
+	// ValidationTimeout is how long a message may await its verdict; it is then ignored (default 5s).
+	ValidationTimeout time.Duration
+	// MaxPendingValidation caps the messages awaiting a verdict; new messages beyond it are dropped unseen, so
+	// that they can still be pulled later (default 1024).
+	MaxPendingValidation int
+	// PenaltyThreshold is the number of rejected messages from one peer at which its Penalty asks for a ban
+	// (default 3).
+	PenaltyThreshold int
+
+	// MaxPeers caps the peers the Router tracks (default 1024).
+	MaxPeers int
+	// MaxPeerTopics caps the subscriptions tracked per peer (default 64).
+	MaxPeerTopics int
+
+	// MsgID computes the id of a message; nil means DefaultMsgID. It must depend only on fields fixed by the
+	// origin (never on ID or Hops) and must not modify the message.
+	MsgID func(*Message) MsgID
+}
+
+// DefaultConfig returns the default configuration, documented field by field on Config.
+func DefaultConfig() Config {
+	return Config{
+		D:                    6,
+		Dlo:                  4,
+		Dhi:                  12,
+		Dlazy:                6,
+		HeartbeatInterval:    time.Second,
+		GossipDelay:          500 * time.Millisecond,
+		HistoryGossip:        1,
+		HistoryLength:        5,
+		CacheMaxMessages:     4096,
+		CacheMaxBytes:        16 << 20,
+		SeenTTL:              2 * time.Minute,
+		SeenMax:              32768,
+		PruneDuplicates:      3,
+		PruneBackoff:         time.Minute,
+		MaxIHaveLength:       500,
+		MaxIHaveMessages:     10,
+		MaxIWantReplies:      256,
+		IWantTimeout:         500 * time.Millisecond,
+		MaxPendingIWant:      4096,
+		ValidationTimeout:    5 * time.Second,
+		MaxPendingValidation: 1024,
+		PenaltyThreshold:     3,
+		MaxPeers:             1024,
+		MaxPeerTopics:        64,
+	}
+}
+
+// Validate reports the first inconsistency in c, as an error wrapping ErrInvalidConfig.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case c.D < 1:
+		return bad("D = %d, want >= 1", c.D)
+	case c.Dlo < 0 || c.Dlo > c.D || c.Dhi < c.D:
+		return bad("want 0 <= Dlo <= D <= Dhi, got Dlo = %d, D = %d, Dhi = %d", c.Dlo, c.D, c.Dhi)
+	case c.Dlazy < 0:
+		return bad("Dlazy = %d, want >= 0", c.Dlazy)
+	case c.HeartbeatInterval <= 0 || c.GossipDelay < 0 || c.SeenTTL <= 0 || c.PruneBackoff <= 0 ||
+		c.IWantTimeout <= 0 || c.ValidationTimeout <= 0:
+		return bad("durations must be positive (GossipDelay may be zero)")
+	case c.HistoryGossip < 1 || c.HistoryLength <= c.HistoryGossip:
+		return bad("want 1 <= HistoryGossip < HistoryLength, got %d and %d", c.HistoryGossip, c.HistoryLength)
+	case c.GossipDelay >= time.Duration(c.HistoryLength-c.HistoryGossip)*c.HeartbeatInterval:
+		return bad("GossipDelay %v leaves no time to announce within HistoryLength heartbeats", c.GossipDelay)
+	case c.CacheMaxMessages < 1 || c.CacheMaxBytes < 1 || c.SeenMax < 1 || c.MaxIHaveLength < 1 ||
+		c.MaxIHaveMessages < 1 || c.MaxIWantReplies < 1 || c.MaxPendingIWant < 1 || c.MaxPendingValidation < 1 ||
+		c.PenaltyThreshold < 1 || c.PruneDuplicates < 1 || c.MaxPeers < 1 || c.MaxPeerTopics < 1:
+		return bad("limits must be >= 1")
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package gossip
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// MsgIDSize is the size of a message id in bytes.
+const MsgIDSize = 20
+
+// MsgID identifies a message within the network, for duplicate detection, IHAVE and IWANT.
+type MsgID [MsgIDSize]byte
+
+// String returns id as lowercase hex.
+func (id MsgID) String() string { return hex.EncodeToString(id[:]) }
+
+// DefaultMsgID is the default Config.MsgID: the first MsgIDSize bytes of SHA-256 over the topic's length (8 bytes,
+// big endian), the topic and the payload. Two publications of the same payload on a topic are thus one message.
+func DefaultMsgID(m *Message) MsgID {
+	h := sha256.New()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(m.Topic)))
+	h.Write(n[:])
+	h.Write([]byte(m.Topic))
+	h.Write(m.Data)
+	var sum [sha256.Size]byte
+	var id MsgID
+	copy(id[:], h.Sum(sum[:0]))
+	return id
+}
+
+// Message is a broadcast message. The Router reads Topic and Data (through Config.MsgID), sets ID, counts Hops and
+// carries the other fields untouched. Messages are shared between the Router's outputs and its cache: nobody may
+// modify one, or its Data, after handing it to the Router.
+type Message struct {
+	// Topic is the topic the message is published on.
+	Topic string
+	// ID is set by the Router from Config.MsgID; a value received from the network is never trusted.
+	ID MsgID
+	// Data is the opaque payload.
+	Data []byte
+	// Origin is the node that published the message.
+	Origin session.NodeID
+	// Seq is the origin's sequence number.
+	Seq uint64
+	// OriginTime is when the origin published the message, in Unix nanoseconds.
+	OriginTime int64
+	// Hops is the number of links the message has crossed: 0 at the origin, incremented on every send.
+	Hops uint32
+	// Signature is the origin's signature, verified by the shell.
+	Signature []byte
+}
+
+// size estimates the memory a cached message holds.
+func (m *Message) size() int { return len(m.Topic) + len(m.Data) + len(m.Signature) + 128 }
+
+// relayed returns a copy of m with one more hop, to send on.
+func (m *Message) relayed() *Message {
+	c := *m
+	c.Hops++
+	return &c
+}
+
+// IHave announces ids of messages of one topic that the sender holds.
+type IHave struct {
+	Topic string
+	IDs   []MsgID
+}
+
+// Prune asks the receiver to stop the eager push on a topic. With Lazy set (the Plumtree prune) the link stays in
+// both meshes and carries IHAVE only; otherwise the receiver removes the sender from its mesh and neither side
+// grafts the other for Config.PruneBackoff.
+type Prune struct {
+	Topic string
+	Lazy  bool
+}
+
+// Control is the control traffic for one peer.
+type Control struct {
+	// IHave lists announced ids, per topic.
+	IHave []IHave
+	// IWant lists ids whose messages the sender asks for.
+	IWant []MsgID
+	// Graft lists topics on which the sender adds the receiver to its mesh as an eager link, or turns a lazy mesh
+	// link eager. The receiver answers with a Prune if it refuses.
+	Graft []string
+	// Prune lists topics on which the sender turns the link lazy or leaves the mesh.
+	Prune []Prune
+}
+
+// Send is one thing to send to one peer: a message, or control.
+type Send struct {
+	To      session.NodeID
+	Msg     *Message
+	Control *Control
+}
+
+// Penalty reports that a peer relayed a message rejected by validation.
+type Penalty struct {
+	Peer session.NodeID
+	// Count is the number of messages from Peer rejected so far, including this one.
+	Count int
+	// Ban is set when Count has reached Config.PenaltyThreshold: the shell should disconnect and ban Peer.
+	Ban bool
+}
+
+// Output is what the shell must do after a call: send Send in order (each peer's control comes before its
+// messages), hand Deliver to the local subscribers and act on Penalize.
+type Output struct {
+	Send     []Send
+	Deliver  []*Message
+	Penalize []Penalty
+}
+
+// Verdict is the outcome of validating a message.
+type Verdict int
+
+// Verdicts; the zero Verdict is invalid and treated as Ignore.
+const (
+	// Accept delivers and relays the message.
+	Accept Verdict = iota + 1
+	// Reject drops the message and penalises the peer that sent it.
+	Reject
+	// Ignore drops the message without penalty.
+	Ignore
+)
+
+// Status is what HandleMessage made of a message.
+type Status int
+
+// Statuses of HandleMessage.
+const (
+	// Dropped: the message was not processed (unknown peer, topic not joined, too many awaiting validation) and is
+	// not recorded as seen.
+	Dropped Status = iota
+	// Duplicate: the message was seen before.
+	Duplicate
+	// Pending: the message is new and awaits a verdict through Validated.
+	Pending
+)
+
+// String returns the name of s.
+func (s Status) String() string {
+	switch s {
+	case Duplicate:
+		return "duplicate"
+	case Pending:
+		return "pending"
+	default:
+		return "dropped"
+	}
+}
+
+// Stats are the Router's counters since it was created. IHAVE and IWANT are counted in ids, grafts and prunes in
+// topic entries.
+type Stats struct {
+	Published      uint64 // messages published locally
+	Delivered      uint64 // messages handed to local subscribers, own publications included
+	Duplicates     uint64 // message copies received after the first
+	Dropped        uint64 // messages not processed (Status Dropped)
+	Rejected       uint64 // messages rejected by validation
+	Ignored        uint64 // messages ignored by validation, timeouts included
+	TimedOut       uint64 // messages whose verdict did not come within ValidationTimeout
+	IHaveSent      uint64
+	IHaveReceived  uint64
+	IWantSent      uint64
+	IWantReceived  uint64
+	IWantServed    uint64 // messages sent in answer to IWANT
+	GraftsSent     uint64
+	GraftsReceived uint64
+	PrunesSent     uint64 // lazy prunes included
+	PrunesReceived uint64
+}

@@ -1,0 +1,701 @@
+package gossip
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+const topicA = "a"
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func nid(i int) session.NodeID {
+	var id session.NodeID
+	id[0], id[1], id[31] = byte(i), byte(i>>8), 1
+	return id
+}
+
+func newTestRouter(t testing.TB, cfg Config) *Router {
+	t.Helper()
+	r, err := NewRouter(cfg, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// addPeers adds peers first..last, subscribed to topic.
+func addPeers(t testing.TB, r *Router, topic string, first, last int) {
+	t.Helper()
+	for i := first; i <= last; i++ {
+		if err := r.AddPeer(nid(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.PeerSubscribed(nid(i), topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// joined returns a router joined to topicA with peers 1..n, the first min(n, D) of them grafted eagerly.
+func joined(t testing.TB, cfg Config, n int) *Router {
+	t.Helper()
+	r := newTestRouter(t, cfg)
+	addPeers(t, r, topicA, 1, n)
+	r.Join(t0, topicA)
+	return r
+}
+
+func msg(data string) *Message { return &Message{Topic: topicA, Data: []byte(data)} }
+
+// sendsTo returns the control and the messages of out for one peer.
+func sendsTo(out Output, to session.NodeID) (*Control, []*Message) {
+	var c *Control
+	var msgs []*Message
+	for _, s := range out.Send {
+		if s.To != to {
+			continue
+		}
+		if s.Control != nil {
+			c = s.Control
+		}
+		if s.Msg != nil {
+			msgs = append(msgs, s.Msg)
+		}
+	}
+	return c, msgs
+}
+
+// sorted returns ids in increasing order.
+func sorted(ids []session.NodeID) []session.NodeID {
+	return slices.SortedFunc(slices.Values(ids), func(a, b session.NodeID) int { return bytes.Compare(a[:], b[:]) })
+}
+
+// receivers returns the peers out sends messages to.
+func receivers(out Output) []session.NodeID {
+	var ids []session.NodeID
+	for _, s := range out.Send {
+		if s.Msg != nil {
+			ids = append(ids, s.To)
+		}
+	}
+	return ids
+}
+
+// receive runs HandleMessage and, for a new message, Validated with v.
+func receive(t testing.TB, r *Router, now time.Time, from session.NodeID, m *Message, v Verdict) (Output, Status) {
+	t.Helper()
+	out, st := r.HandleMessage(now, from, m)
+	if st == Pending {
+		vout := r.Validated(now, m.ID, v)
+		out.Send = append(out.Send, vout.Send...)
+		out.Deliver = append(out.Deliver, vout.Deliver...)
+		out.Penalize = append(out.Penalize, vout.Penalize...)
+	}
+	return out, st
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	tests := map[string]func(*Config){
+		"D zero":                func(c *Config) { c.D = 0 },
+		"Dlo above D":           func(c *Config) { c.Dlo = c.D + 1 },
+		"Dhi below D":           func(c *Config) { c.Dhi = c.D - 1 },
+		"negative Dlazy":        func(c *Config) { c.Dlazy = -1 },
+		"no heartbeat":          func(c *Config) { c.HeartbeatInterval = 0 },
+		"no seen TTL":           func(c *Config) { c.SeenTTL = 0 },
+		"history too short":     func(c *Config) { c.HistoryLength = c.HistoryGossip },
+		"gossip delay too long": func(c *Config) { c.GossipDelay = 10 * time.Second },
+		"no seen max":           func(c *Config) { c.SeenMax = 0 },
+		"no prune duplicates":   func(c *Config) { c.PruneDuplicates = 0 },
+		"no penalty threshold":  func(c *Config) { c.PenaltyThreshold = 0 },
+	}
+	for name, mutate := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			mutate(&cfg)
+			if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("Validate = %v, want ErrInvalidConfig", err)
+			}
+			if _, err := NewRouter(cfg, nil); !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("NewRouter = %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
+func TestPublishNoPeers(t *testing.T) {
+	r := newTestRouter(t, DefaultConfig())
+	r.Join(t0, topicA)
+	for _, topic := range []string{topicA, "never-heard-of"} {
+		out, err := r.Publish(t0, &Message{Topic: topic, Data: []byte("x")})
+		if !errors.Is(err, ErrNoPeers) {
+			t.Errorf("Publish on %q = %v, want ErrNoPeers", topic, err)
+		}
+		if len(out.Send)+len(out.Deliver) != 0 {
+			t.Errorf("Publish on %q failed but output %+v", topic, out)
+		}
+	}
+	addPeers(t, r, topicA, 1, 1)
+	if _, err := r.Publish(t0, msg("x")); err != nil {
+		t.Fatalf("Publish with a peer: %v", err)
+	}
+	if _, err := r.Publish(t0, msg("x")); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("second Publish of the same payload = %v, want ErrDuplicate", err)
+	}
+	if st := r.Stats(); st.Published != 1 || st.Delivered != 1 {
+		t.Errorf("stats %+v, want 1 published and delivered", st)
+	}
+}
+
+func TestPublishMeshAndFanout(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 10)
+	eager, lazy := r.MeshPeers(topicA)
+	if len(eager) != cfg.D || len(lazy) != 0 {
+		t.Fatalf("after Join: %d eager, %d lazy mesh links, want %d eager", len(eager), len(lazy), cfg.D)
+	}
+	m := msg("hello")
+	out, err := r.Publish(t0, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := receivers(out); !slices.Equal(got, eager) {
+		t.Errorf("published to %v, want the eager mesh %v", got, eager)
+	}
+	if out.Send[0].Msg.Hops != 1 || m.Hops != 0 || m.ID != DefaultMsgID(m) {
+		t.Errorf("sent hops %d, local hops %d, id %v: want 1, 0, DefaultMsgID", out.Send[0].Msg.Hops, m.Hops, m.ID)
+	}
+	if len(out.Deliver) != 1 || out.Deliver[0] != m {
+		t.Errorf("delivered %v, want the published message", out.Deliver)
+	}
+
+	// A topic not joined: fanout to D random topic peers, no local delivery.
+	addPeers(t, r, "other", 20, 39)
+	out, err = r.Publish(t0, &Message{Topic: "other", Data: []byte("fan")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(receivers(out)); n != cfg.D || len(out.Deliver) != 0 {
+		t.Errorf("fanout to %d peers with %d deliveries, want %d and 0", n, len(out.Deliver), cfg.D)
+	}
+}
+
+func TestHandleMessageRelaysOnce(t *testing.T) {
+	r := joined(t, DefaultConfig(), 4)
+	m := msg("m")
+	m.Hops = 3
+	out, st := r.HandleMessage(t0, nid(1), m)
+	if st != Pending || len(out.Send) != 0 || len(out.Deliver) != 0 {
+		t.Fatalf("HandleMessage = %v with %+v, want pending and no output before the verdict", st, out)
+	}
+	out = r.Validated(t0, m.ID, Accept)
+	if got, want := sorted(receivers(out)), []session.NodeID{nid(2), nid(3), nid(4)}; !slices.Equal(got, want) {
+		t.Errorf("relayed to %v, want the mesh but the sender %v", got, want)
+	}
+	if h := out.Send[0].Msg.Hops; h != 4 {
+		t.Errorf("relayed with %d hops, want 4", h)
+	}
+	if len(out.Deliver) != 1 || out.Deliver[0] != m {
+		t.Errorf("delivered %v, want the message once", out.Deliver)
+	}
+	out, st = r.HandleMessage(t0, nid(2), msg("m"))
+	if st != Duplicate || len(out.Deliver) != 0 || len(receivers(out)) != 0 {
+		t.Errorf("second copy: %v with %+v, want a duplicate, neither delivered nor relayed", st, out)
+	}
+	if st := r.Stats(); st.Delivered != 1 || st.Duplicates != 1 {
+		t.Errorf("stats %+v, want 1 delivered and 1 duplicate", st)
+	}
+	if out, st := r.HandleMessage(t0, nid(99), msg("stranger")); st != Dropped || len(out.Send) != 0 {
+		t.Errorf("message from an unknown peer: %v, want dropped", st)
+	}
+}
+
+func TestDuplicateOverEagerLinkPrunes(t *testing.T) {
+	for _, pd := range []int{1, 3} {
+		t.Run(fmt.Sprintf("PruneDuplicates=%d", pd), func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.PruneDuplicates = pd
+			r := joined(t, cfg, 3)
+			for k := range pd {
+				receive(t, r, t0, nid(1), msg(fmt.Sprint(k)), Accept)
+				out, st := r.HandleMessage(t0, nid(2), msg(fmt.Sprint(k)))
+				c, _ := sendsTo(out, nid(2))
+				pruned := c != nil && slices.Equal(c.Prune, []Prune{{Topic: topicA, Lazy: true}})
+				if st != Duplicate || pruned != (k == pd-1) {
+					t.Fatalf("duplicate %d: status %v, lazy prune sent %v, want it on duplicate %d", k+1, st, pruned, pd)
+				}
+			}
+			eager, lazy := r.MeshPeers(topicA)
+			if !slices.Equal(sorted(eager), []session.NodeID{nid(1), nid(3)}) || !slices.Equal(lazy, []session.NodeID{nid(2)}) {
+				t.Errorf("mesh eager %v lazy %v, want peer 2 lazy and still in the mesh", eager, lazy)
+			}
+			// A lazy link no longer carries messages.
+			out, _ := receive(t, r, t0, nid(1), msg("after"), Accept)
+			if got := receivers(out); !slices.Equal(got, []session.NodeID{nid(3)}) {
+				t.Errorf("relayed to %v, want only the remaining eager link", got)
+			}
+		})
+	}
+	t.Run("first copy resets the count", func(t *testing.T) {
+		r := joined(t, DefaultConfig(), 3)
+		for k := range 5 {
+			first := nid(1 + k%2) // peers 1 and 2 take turns delivering first
+			receive(t, r, t0, first, msg(fmt.Sprint(k)), Accept)
+			r.HandleMessage(t0, nid(2-k%2), msg(fmt.Sprint(k)))
+		}
+		if eager, _ := r.MeshPeers(topicA); len(eager) != 3 {
+			t.Errorf("eager links %v, want all three: no link pushed 3 duplicates in a row", eager)
+		}
+	})
+	t.Run("last eager link is kept", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.PruneDuplicates = 1
+		r := joined(t, cfg, 1)
+		addPeers(t, r, topicA, 2, 2)                // a topic peer outside the mesh
+		receive(t, r, t0, nid(2), msg("m"), Accept) // first copy by fanout
+		out, _ := r.HandleMessage(t0, nid(1), msg("m"))
+		if c, _ := sendsTo(out, nid(1)); c != nil {
+			t.Errorf("pruned the only eager link: %+v", c)
+		}
+	})
+}
+
+func TestIHaveAndIWant(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 3)
+	seen, a, b := msg("seen"), msg("a"), msg("b")
+	receive(t, r, t0, nid(1), seen, Accept)
+	a.ID, b.ID = DefaultMsgID(a), DefaultMsgID(b)
+
+	out := r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: []MsgID{seen.ID, a.ID, b.ID}})
+	c, _ := sendsTo(out, nid(2))
+	if c == nil || !slices.Equal(c.IWant, []MsgID{a.ID, b.ID}) {
+		t.Fatalf("IWANT %+v, want the two unseen ids", c)
+	}
+	// Another announcer is not asked while the first IWANT may still be answered...
+	if out := r.HandleIHave(t0, nid(3), IHave{Topic: topicA, IDs: []MsgID{a.ID}}); len(out.Send) != 0 {
+		t.Errorf("asked again before IWantTimeout: %+v", out.Send)
+	}
+	// ...but is after IWantTimeout.
+	out = r.Heartbeat(t0.Add(cfg.IWantTimeout))
+	if c, _ := sendsTo(out, nid(3)); c == nil || !slices.Equal(c.IWant, []MsgID{a.ID}) {
+		t.Errorf("retry %+v, want IWANT of a to the second announcer", c)
+	}
+	// Topics not joined are ignored.
+	if out := r.HandleIHave(t0, nid(2), IHave{Topic: "other", IDs: []MsgID{{1}}}); len(out.Send) != 0 {
+		t.Errorf("IHAVE for a topic not joined answered: %+v", out.Send)
+	}
+	if st := r.Stats(); st.IHaveReceived != 4 || st.IWantSent != 3 {
+		t.Errorf("stats %+v, want 4 ids received by IHAVE and 3 asked by IWANT", st)
+	}
+}
+
+func TestIHaveBounds(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxIHaveLength, cfg.MaxIHaveMessages = 3, 2
+	r := joined(t, cfg, 1)
+	ids := func(base byte) []MsgID { return []MsgID{{base}, {base + 1}, {base + 2}, {base + 3}, {base + 4}} }
+	for k, want := range []int{3, 3, 0} {
+		out := r.HandleIHave(t0, nid(1), IHave{Topic: topicA, IDs: ids(byte(10 * k))})
+		c, _ := sendsTo(out, nid(1))
+		if got := 0; c != nil {
+			got = len(c.IWant)
+			if got != want {
+				t.Errorf("IHAVE %d: asked %d ids, want %d", k, got, want)
+			}
+		} else if want != 0 {
+			t.Errorf("IHAVE %d: asked nothing, want %d ids", k, want)
+		}
+	}
+}
+
+func TestIWantServesCache(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxIWantReplies = 2
+	r := joined(t, cfg, 2)
+	var ids []MsgID
+	for k := range 3 {
+		m := msg(fmt.Sprint(k))
+		if _, err := r.Publish(t0, m); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	out := r.HandleIWant(t0, nid(1), append([]MsgID{{0xff}}, ids...))
+	_, msgs := sendsTo(out, nid(1))
+	if len(msgs) != 2 || msgs[0].ID != ids[0] || msgs[1].ID != ids[1] || msgs[0].Hops != 1 {
+		t.Fatalf("served %v, want the first two cached messages with one hop (MaxIWantReplies = 2)", msgs)
+	}
+	if out := r.HandleIWant(t0, nid(1), ids[2:]); len(out.Send) != 0 {
+		t.Errorf("served beyond MaxIWantReplies in one heartbeat")
+	}
+	r.Heartbeat(t0.Add(time.Second))
+	if _, msgs := sendsTo(r.HandleIWant(t0, nid(1), ids[2:]), nid(1)); len(msgs) != 1 {
+		t.Errorf("served %d after a heartbeat, want 1", len(msgs))
+	}
+	// The cache keeps HistoryLength heartbeats.
+	for k := range cfg.HistoryLength {
+		r.Heartbeat(t0.Add(time.Duration(k+2) * time.Second))
+	}
+	if out := r.HandleIWant(t0, nid(2), ids); len(out.Send) != 0 {
+		t.Errorf("served %d messages older than HistoryLength heartbeats", len(out.Send))
+	}
+}
+
+func TestMessageLearnedByIWantGrafts(t *testing.T) {
+	r := joined(t, DefaultConfig(), 1)
+	addPeers(t, r, topicA, 2, 2) // outside the mesh
+	m := msg("m")
+	m.ID = DefaultMsgID(m)
+	r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: []MsgID{m.ID}})
+	out, st := r.HandleMessage(t0, nid(2), m)
+	c, _ := sendsTo(out, nid(2))
+	if st != Pending || c == nil || !slices.Equal(c.Graft, []string{topicA}) {
+		t.Fatalf("message answering IWANT: %v, control %+v, want a GRAFT", st, c)
+	}
+	if eager, _ := r.MeshPeers(topicA); !slices.Contains(eager, nid(2)) {
+		t.Errorf("eager links %v, want peer 2 grafted", eager)
+	}
+	// Its relay by the eager tree arriving later is a duplicate, but no reason to prune.
+	out, st = r.HandleMessage(t0, nid(1), msg("m"))
+	if st != Duplicate || len(out.Send) != 0 {
+		t.Errorf("late eager copy: %v with %+v, want a duplicate and no prune", st, out.Send)
+	}
+}
+
+func TestGraftAndPrune(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 2)
+	addPeers(t, r, topicA, 3, 3)
+	if err := r.AddPeer(nid(4)); err != nil { // not subscribed
+		t.Fatal(err)
+	}
+
+	if out := r.HandleGraft(t0, nid(3), topicA); len(out.Send) != 0 {
+		t.Errorf("graft answered %+v, want acceptance", out.Send)
+	}
+	r.HandlePrune(t0, nid(3), Prune{Topic: topicA, Lazy: true})
+	if _, lazy := r.MeshPeers(topicA); !slices.Equal(lazy, []session.NodeID{nid(3)}) {
+		t.Errorf("lazy links %v after a lazy prune, want peer 3 still in the mesh", lazy)
+	}
+	r.HandleGraft(t0, nid(3), topicA)
+	if eager, _ := r.MeshPeers(topicA); len(eager) != 3 {
+		t.Errorf("eager links %v after a graft, want 3", eager)
+	}
+
+	r.HandlePrune(t0, nid(3), Prune{Topic: topicA})
+	if eager, lazy := r.MeshPeers(topicA); len(eager)+len(lazy) != 2 {
+		t.Errorf("mesh %v %v after a full prune, want peer 3 gone", eager, lazy)
+	}
+	for _, tc := range []struct {
+		name  string
+		peer  session.NodeID
+		at    time.Time
+		prune bool
+	}{
+		{"in backoff", nid(3), t0.Add(cfg.PruneBackoff - time.Second), true},
+		{"not subscribed", nid(4), t0, true},
+		// The refused graft restarted the backoff.
+		{"still in backoff", nid(3), t0.Add(cfg.PruneBackoff), true},
+		{"after backoff", nid(3), t0.Add(3 * cfg.PruneBackoff), false},
+	} {
+		out := r.HandleGraft(tc.at, tc.peer, topicA)
+		c, _ := sendsTo(out, tc.peer)
+		if got := c != nil && slices.Equal(c.Prune, []Prune{{Topic: topicA}}); got != tc.prune {
+			t.Errorf("graft %s: pruned back %v, want %v", tc.name, got, tc.prune)
+		}
+	}
+	if eager, _ := r.MeshPeers(topicA); !slices.Contains(eager, nid(3)) {
+		t.Errorf("eager links %v, want peer 3 back after its backoff", eager)
+	}
+}
+
+func TestHeartbeatMeshDegree(t *testing.T) {
+	cfg := DefaultConfig()
+	t.Run("below Dlo", func(t *testing.T) {
+		r := joined(t, cfg, 20)
+		eager, _ := r.MeshPeers(topicA)
+		gone := eager[:cfg.D-cfg.Dlo+1] // leaves Dlo-1 links
+		for _, id := range gone {
+			r.HandlePrune(t0, id, Prune{Topic: topicA})
+		}
+		out := r.Heartbeat(t0.Add(time.Second))
+		eager, _ = r.MeshPeers(topicA)
+		if len(eager) != cfg.D {
+			t.Fatalf("mesh of %d after the heartbeat, want D = %d", len(eager), cfg.D)
+		}
+		grafts := 0
+		for _, s := range out.Send {
+			if s.Control != nil && len(s.Control.Graft) > 0 {
+				grafts++
+				if slices.Contains(gone, s.To) {
+					t.Errorf("grafted %s during its backoff", s.To.Short())
+				}
+			}
+		}
+		if grafts != cfg.D-cfg.Dlo+1 {
+			t.Errorf("%d grafts, want %d", grafts, cfg.D-cfg.Dlo+1)
+		}
+	})
+	t.Run("above Dhi", func(t *testing.T) {
+		r := joined(t, cfg, cfg.D)
+		addPeers(t, r, topicA, cfg.D+1, 20)
+		for i := cfg.D + 1; i <= 20; i++ {
+			r.HandleGraft(t0, nid(i), topicA)
+		}
+		// Make two links lazy: those are pruned first.
+		for _, id := range []session.NodeID{nid(1), nid(2)} {
+			r.HandlePrune(t0, id, Prune{Topic: topicA, Lazy: true})
+		}
+		out := r.Heartbeat(t0.Add(time.Second))
+		eager, lazy := r.MeshPeers(topicA)
+		if len(eager)+len(lazy) != cfg.D || len(lazy) != 0 {
+			t.Fatalf("mesh of %d eager and %d lazy after the heartbeat, want D = %d eager", len(eager), len(lazy), cfg.D)
+		}
+		var pruned []session.NodeID
+		for _, s := range out.Send {
+			if s.Control != nil && len(s.Control.Prune) > 0 {
+				pruned = append(pruned, s.To)
+			}
+		}
+		if len(pruned) != 20-cfg.D || !slices.Contains(pruned, nid(1)) || !slices.Contains(pruned, nid(2)) {
+			t.Errorf("pruned %d peers, want %d, the lazy links 1 and 2 among them", len(pruned), 20-cfg.D)
+		}
+	})
+}
+
+func TestHeartbeatAnnounces(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Dlazy, cfg.Dlo = 2, 2 // no grafts in this test
+	r := joined(t, cfg, 2)
+	addPeers(t, r, topicA, 3, 6) // outside the mesh
+	r.HandlePrune(t0, nid(2), Prune{Topic: topicA, Lazy: true})
+	m := msg("m")
+	receive(t, r, t0, nid(1), m, Accept)
+
+	if out := r.Heartbeat(t0.Add(cfg.GossipDelay - time.Millisecond)); len(out.Send) != 0 {
+		t.Errorf("announced before GossipDelay: %+v", out.Send)
+	}
+	out := r.Heartbeat(t0.Add(cfg.GossipDelay))
+	var to []session.NodeID
+	for _, s := range out.Send {
+		if s.Control == nil || len(s.Control.IHave) != 1 || !slices.Equal(s.Control.IHave[0].IDs, []MsgID{m.ID}) {
+			t.Fatalf("heartbeat sent %+v, want IHAVEs of m", s)
+		}
+		to = append(to, s.To)
+	}
+	if len(to) != 1+cfg.Dlazy || to[0] != nid(2) || slices.Contains(to, nid(1)) {
+		t.Errorf("announced to %v, want the lazy link 2 and %d peers outside the mesh, not the sender 1", to, cfg.Dlazy)
+	}
+	if out := r.Heartbeat(t0.Add(2 * time.Second)); len(out.Send) != 0 {
+		t.Errorf("announced again after HistoryGossip = 1 heartbeat: %+v", out.Send)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 3)
+	for k := 1; k <= cfg.PenaltyThreshold; k++ {
+		out, _ := receive(t, r, t0, nid(1), msg(fmt.Sprint("bad", k)), Reject)
+		want := []Penalty{{Peer: nid(1), Count: k, Ban: k == cfg.PenaltyThreshold}}
+		if len(out.Send) != 0 || len(out.Deliver) != 0 || !slices.Equal(out.Penalize, want) {
+			t.Errorf("reject %d: output %+v, want only the penalty %+v", k, out, want)
+		}
+	}
+	out, _ := receive(t, r, t0, nid(2), msg("dull"), Ignore)
+	if len(out.Send)+len(out.Deliver)+len(out.Penalize) != 0 {
+		t.Errorf("ignore: output %+v, want none", out)
+	}
+	if _, st := r.HandleMessage(t0, nid(3), msg("dull")); st != Duplicate {
+		t.Errorf("an ignored message again: %v, want a duplicate", st)
+	}
+	if _, st := r.HandleMessage(t0, nid(3), msg("bad1")); st != Duplicate {
+		t.Errorf("a rejected message again: %v, want a duplicate", st)
+	}
+	// A verdict that does not come in time counts as ignored.
+	m := msg("slow")
+	r.HandleMessage(t0, nid(2), m)
+	r.Heartbeat(t0.Add(cfg.ValidationTimeout))
+	if out := r.Validated(t0.Add(cfg.ValidationTimeout), m.ID, Accept); len(out.Send)+len(out.Deliver) != 0 {
+		t.Errorf("late accept: output %+v, want none", out)
+	}
+	if st := r.Stats(); st.Rejected != 3 || st.Ignored != 2 || st.TimedOut != 1 || st.Delivered != 0 {
+		t.Errorf("stats %+v, want 3 rejected, 2 ignored (1 timed out), none delivered", st)
+	}
+}
+
+func TestPendingValidationBounded(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxPendingValidation = 2
+	r := joined(t, cfg, 1)
+	for k, want := range []Status{Pending, Pending, Dropped} {
+		if _, st := r.HandleMessage(t0, nid(1), msg(fmt.Sprint(k))); st != want {
+			t.Errorf("message %d: %v, want %v", k, st, want)
+		}
+	}
+	// A dropped message was not recorded as seen: it may come again.
+	r.Validated(t0, DefaultMsgID(msg("0")), Accept)
+	if _, st := r.HandleMessage(t0, nid(1), msg("2")); st != Pending {
+		t.Errorf("dropped message again: %v, want pending", st)
+	}
+}
+
+func TestSeenCacheBounds(t *testing.T) {
+	s := newSeenCache(3, time.Minute)
+	for k := range 4 {
+		s.add(MsgID{byte(k)}, t0.Add(time.Duration(k)*time.Second))
+	}
+	if s.len() != 3 || s.has(MsgID{0}) || !s.has(MsgID{3}) {
+		t.Errorf("count bound: len %d, has oldest %v", s.len(), s.has(MsgID{0}))
+	}
+	s.expire(t0.Add(time.Minute + 2*time.Second))
+	if s.len() != 1 || !s.has(MsgID{3}) {
+		t.Errorf("time bound: len %d, want only the newest id", s.len())
+	}
+
+	// Through the router: a message is a duplicate until SeenTTL has passed.
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 2)
+	receive(t, r, t0, nid(1), msg("m"), Accept)
+	r.Heartbeat(t0.Add(cfg.SeenTTL - time.Second))
+	if _, st := r.HandleMessage(t0.Add(cfg.SeenTTL-time.Second), nid(2), msg("m")); st != Duplicate {
+		t.Errorf("before SeenTTL: %v, want duplicate", st)
+	}
+	r.Heartbeat(t0.Add(cfg.SeenTTL))
+	if _, st := r.HandleMessage(t0.Add(cfg.SeenTTL), nid(2), msg("m")); st != Pending {
+		t.Errorf("after SeenTTL: %v, want new", st)
+	}
+}
+
+func TestMessageCacheBounds(t *testing.T) {
+	c := newMsgCache(3, 1000)
+	add := func(k, size int, beat uint64) {
+		m := &Message{Data: make([]byte, size)}
+		m.ID = MsgID{byte(k)}
+		c.add(&cached{msg: m, beat: beat})
+	}
+	for k := range 4 {
+		add(k, 10, 0)
+	}
+	if c.order.len() != 3 || c.get(MsgID{0}) != nil {
+		t.Errorf("count bound: %d cached, oldest kept %v", c.order.len(), c.get(MsgID{0}) != nil)
+	}
+	add(9, 700, 1) // 828 bytes with its overhead: two of the 138-byte messages go
+	if c.order.len() != 2 || c.bytes != 966 || c.get(MsgID{2}) != nil {
+		t.Errorf("byte bound: %d cached, %d bytes", c.order.len(), c.bytes)
+	}
+	add(10, 5000, 1) // larger than the cache
+	if c.get(MsgID{10}) != nil {
+		t.Error("cached a message larger than the byte bound")
+	}
+	c.expire(5, 4)
+	if c.order.len() != 0 || c.bytes != 0 {
+		t.Errorf("history bound: %d cached, %d bytes", c.order.len(), c.bytes)
+	}
+}
+
+func TestQueue(t *testing.T) {
+	var q queue[int]
+	for round := range 3 {
+		for i := range 200 {
+			q.push(i)
+		}
+		for i := range 200 {
+			if v := q.pop(); v != i {
+				t.Fatalf("round %d: pop %d, want %d", round, v, i)
+			}
+		}
+	}
+	if q.len() != 0 || len(q.buf) > 64 {
+		t.Errorf("empty queue holds %d slots", len(q.buf))
+	}
+}
+
+func TestPeersAndTopics(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxPeers, cfg.MaxPeerTopics = 2, 1
+	r := newTestRouter(t, cfg)
+	if err := r.PeerSubscribed(nid(1), topicA); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("PeerSubscribed of an unknown peer = %v, want ErrUnknownPeer", err)
+	}
+	addPeers(t, r, topicA, 1, 2)
+	if err := r.AddPeer(nid(3)); !errors.Is(err, ErrLimit) {
+		t.Errorf("AddPeer beyond MaxPeers = %v, want ErrLimit", err)
+	}
+	if err := r.PeerSubscribed(nid(1), "b"); !errors.Is(err, ErrLimit) {
+		t.Errorf("PeerSubscribed beyond MaxPeerTopics = %v, want ErrLimit", err)
+	}
+	r.Join(t0, topicA)
+	r.RemovePeer(nid(1))
+	r.PeerUnsubscribed(nid(2), topicA)
+	if eager, lazy := r.MeshPeers(topicA); len(eager)+len(lazy) != 0 {
+		t.Errorf("mesh %v %v, want empty after the peers left", eager, lazy)
+	}
+	if _, err := r.Publish(t0, msg("x")); !errors.Is(err, ErrNoPeers) {
+		t.Errorf("Publish = %v, want ErrNoPeers", err)
+	}
+}
+
+func TestLeave(t *testing.T) {
+	r := joined(t, DefaultConfig(), 3)
+	out := r.Leave(t0, topicA)
+	if len(out.Send) != 3 {
+		t.Fatalf("Leave sent %d controls, want a prune to each of the 3 mesh peers", len(out.Send))
+	}
+	for _, s := range out.Send {
+		if !slices.Equal(s.Control.Prune, []Prune{{Topic: topicA}}) {
+			t.Errorf("Leave sent %+v, want a full prune", s.Control)
+		}
+	}
+	if _, st := r.HandleMessage(t0, nid(1), msg("m")); st != Dropped {
+		t.Errorf("message on a topic left: %v, want dropped", st)
+	}
+}
+
+func TestHandleControl(t *testing.T) {
+	r := joined(t, DefaultConfig(), 2)
+	m := msg("m")
+	if _, err := r.Publish(t0, m); err != nil {
+		t.Fatal(err)
+	}
+	out := r.HandleControl(t0, nid(2), &Control{
+		IWant: []MsgID{m.ID},
+		IHave: []IHave{{Topic: topicA, IDs: []MsgID{{7}}}},
+		Prune: []Prune{{Topic: topicA, Lazy: true}},
+	})
+	if len(out.Send) != 2 || out.Send[0].Control == nil || out.Send[1].Msg == nil {
+		t.Fatalf("output %+v, want the IWANT control first, then the message", out.Send)
+	}
+	if !slices.Equal(out.Send[0].Control.IWant, []MsgID{{7}}) || out.Send[1].Msg.ID != m.ID {
+		t.Errorf("output %+v, want IWANT of the announced id and the wanted message", out.Send)
+	}
+}
+
+func BenchmarkHandleMessage(b *testing.B) {
+	r := joined(b, DefaultConfig(), 12)
+	from := nid(1)
+	data := make([]byte, 1024)
+	b.ReportAllocs()
+	k := uint64(0)
+	for b.Loop() {
+		k++
+		d := append([]byte(nil), data...)
+		d[0], d[1], d[2], d[3] = byte(k), byte(k>>8), byte(k>>16), byte(k>>24)
+		m := &Message{Topic: topicA, Data: d}
+		if _, st := r.HandleMessage(t0, from, m); st != Pending {
+			b.Fatalf("status %v", st)
+		}
+		r.Validated(t0, m.ID, Accept)
+		r.HandleMessage(t0, nid(2), &Message{Topic: topicA, Data: d}) // a duplicate
+	}
+}
