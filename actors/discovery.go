@@ -29,6 +29,16 @@ func (n *Node) FindClosest(ctx context.Context, target routing.Key) (routing.Loo
 	return n.lookup(ctx, &routing.LookupRequest{Target: target})
 }
 
+// FindClosestFrom is FindClosest that also starts from the given peers (bootnodes, say), whether or not the
+// routing table knows them yet.
+func (n *Node) FindClosestFrom(ctx context.Context, target routing.Key, seeds []session.PeerAddr) (routing.LookupResult, error) {
+	req := &routing.LookupRequest{Target: target}
+	for _, s := range seeds {
+		req.Seeds = append(req.Seeds, routing.Entry{ID: s.ID, Key: routing.KeyOf(s.ID), Addr: s.Addr})
+	}
+	return n.lookup(ctx, req)
+}
+
 func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.LookupResult, error) {
 	if err := n.routingActor(); err != nil {
 		return routing.LookupResult{}, err

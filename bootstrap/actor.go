@@ -30,6 +30,8 @@ type Network interface {
 	OutboundCount() int
 	// FindClosest runs an iterative lookup.
 	FindClosest(ctx context.Context, target routing.Key) (routing.LookupResult, error)
+	// FindClosestFrom runs an iterative lookup that also starts from seeds.
+	FindClosestFrom(ctx context.Context, target routing.Key, seeds []session.PeerAddr) (routing.LookupResult, error)
 	// RoutingTable returns a copy of the routing table.
 	RoutingTable(ctx context.Context) (routing.Snapshot, error)
 	// AddRecords hands node records to the routing table (verified there).
@@ -220,15 +222,21 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 	if p.join {
 		var seeded bool
 		done.joined, seeded = b.join(ctx)
-		// The routing actor learns a new peer's record by an exchange that follows the connection; the join's
-		// self-lookup needs it in the table first.
-		lookups = seeded && b.awaitEntries(ctx)
+		// The join's self-lookup starts from the bootnodes themselves; without any, from the stored records,
+		// which reach the table asynchronously.
+		lookups = seeded && (len(b.cfg.Bootnodes) > 0 || b.awaitEntries(ctx))
 		done.joined = done.joined && (lookups || !seeded)
 	}
 	if lookups {
 		self := routing.KeyOf(b.net.ID())
 		for _, target := range []routing.Key{self, p.random} {
-			res, err := b.net.FindClosest(ctx, target)
+			var res routing.LookupResult
+			var err error
+			if p.join && target == self {
+				res, err = b.net.FindClosestFrom(ctx, target, b.cfg.Bootnodes)
+			} else {
+				res, err = b.net.FindClosest(ctx, target)
+			}
 			if err != nil {
 				b.log.Debug().Err(err).Msg("refresh lookup failed")
 				if p.join && target == self {

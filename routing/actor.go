@@ -106,7 +106,10 @@ func (c Config) Validate() error {
 type LookupRequest struct {
 	Target Key
 	Want   *session.NodeID
-	Reply  chan<- LookupResult
+	// Seeds are extra starting points besides the table's closest, such as bootnodes whose record is not known
+	// yet (ID and Addr are enough).
+	Seeds []Entry
+	Reply chan<- LookupResult
 }
 
 // LookupResult is the outcome of a lookup.
@@ -460,7 +463,7 @@ func (a *routingActor) revalidate() {
 
 func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now time.Time) {
 	a.stats.Lookups++
-	seeds := a.table.Closest(req.Target, a.cfg.Table.K)
+	seeds := append(a.table.Closest(req.Target, a.cfg.Table.K), req.Seeds...)
 	if len(seeds) == 0 {
 		a.stats.LookupFailures++
 		req.Reply <- LookupResult{Err: ErrNoPeers}

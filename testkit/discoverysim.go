@@ -142,7 +142,7 @@ func RunDiscovery(ctx context.Context, sc DiscoveryScenario) (DiscoveryReport, e
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		share, ok := closestShare(wait, nodes, truth, need)
+		share, ok := closestShare(ctx, nodes, truth, need)
 		rep.MinClosestShare = share
 
 		if ok {
