@@ -106,6 +106,12 @@ func (n *Node) AddRecords(records []*messages.NodeRecord) {
 	n.system.Root.Send(n.routing, &routing.AddRecords{Records: records})
 }
 
+// TransientOutbound tells whether the live connection to peer is one this node dialed on demand and does not keep.
+func (n *Node) TransientOutbound(peer session.NodeID) bool {
+	pc := n.peers.get(peer)
+	return pc != nil && pc.outbound && !pc.kept.Load()
+}
+
 // OutboundCount is the number of live connections this node dialed and keeps (Connect with keep); connections
 // opened for lookups or on-demand sends do not count.
 func (n *Node) OutboundCount() int {

@@ -26,6 +26,9 @@ type Network interface {
 	Connect(ctx context.Context, addr session.PeerAddr, keep bool) error
 	// Connected tells whether a connection to the peer is live.
 	Connected(id session.NodeID) bool
+	// TransientOutbound tells whether the live connection to the peer is one the node dialed on demand and does
+	// not keep (Connect with keep upgrades it).
+	TransientOutbound(id session.NodeID) bool
 	// OutboundCount is the number of live connections the node dialed.
 	OutboundCount() int
 	// FindClosest runs an iterative lookup.
@@ -314,8 +317,8 @@ func (b *bootstrapper) topUp(ctx context.Context, entries []routing.Entry, skip 
 		if need <= 0 || ctx.Err() != nil {
 			break
 		}
-		if skip[e.ID] || b.net.Connected(e.ID) {
-			continue
+		if skip[e.ID] || (b.net.Connected(e.ID) && !b.net.TransientOutbound(e.ID)) {
+			continue // a transient outbound connection is upgraded to kept below, without a new dial
 		}
 		if err := b.net.Connect(ctx, session.PeerAddr{ID: e.ID, Addr: e.Addr}, true); err != nil {
 			b.log.Debug().Err(err).Str("peer", e.ID.Short()).Msg("outbound candidate failed")

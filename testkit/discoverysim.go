@@ -51,6 +51,10 @@ type DiscoveryReport struct {
 	SetupS    float64 `json:"setup_s"`
 	ConvergeS float64 `json:"converge_s"`
 	Converged bool    `json:"converged"`
+	// KeptOutboundMin and KeptOutboundMean count the outbound connections the nodes keep (target 8), after the
+	// convergence wait.
+	KeptOutboundMin  int     `json:"kept_outbound_min"`
+	KeptOutboundMean float64 `json:"kept_outbound_mean"`
 	// MinClosestShare is the smallest share of its true k closest any table held at the end of the wait.
 	MinClosestShare float64 `json:"min_closest_share"`
 	Lookups         int     `json:"lookups"`
@@ -161,6 +165,12 @@ func RunDiscovery(ctx context.Context, sc DiscoveryScenario) (DiscoveryReport, e
 		return rep, ctx.Err()
 	}
 
+	rep.KeptOutboundMin = math.MaxInt
+	for _, n := range nodes {
+		c := n.OutboundCount()
+		rep.KeptOutboundMin = min(rep.KeptOutboundMin, c)
+		rep.KeptOutboundMean += float64(c) / float64(len(nodes))
+	}
 	progress(fmt.Sprintf("running %d lookups", sc.Lookups))
 	lr := runLookups(ctx, nodes, sc)
 	rep.Lookups = len(lr)

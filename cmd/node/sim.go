@@ -98,6 +98,7 @@ func printDiscovery(w io.Writer, r testkit.DiscoveryReport, asJSON bool) error {
 		{"setup", fmt.Sprintf("%.2f s", r.SetupS)},
 		{"convergence", converge},
 		{"min share of true k closest held", fmt.Sprintf("%.3f", r.MinClosestShare)},
+		{"kept outbound min / mean", fmt.Sprintf("%d / %.1f", r.KeptOutboundMin, r.KeptOutboundMean)},
 		{"lookups", fmt.Sprint(r.Lookups)},
 		{"lookup success", fmt.Sprintf("%.4f", r.LookupSuccess)},
 		{"lookup latency p50 / p99", fmt.Sprintf("%.2f / %.2f ms", r.LatencyP50Ms, r.LatencyP99Ms)},
