@@ -1,106 +1,14 @@
 package gossip
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/actormesh/actormesh/session"
 )
-
-const topicA = "a"
-
-var t0 = time.Unix(1_700_000_000, 0)
-
-func nid(i int) session.NodeID {
-	var id session.NodeID
-	id[0], id[1], id[31] = byte(i), byte(i>>8), 1
-	return id
-}
-
-func newTestRouter(t testing.TB, cfg Config) *Router {
-	t.Helper()
-	r, err := NewRouter(cfg, rand.New(rand.NewPCG(1, 2)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// addPeers adds peers first..last, subscribed to topic.
-func addPeers(t testing.TB, r *Router, topic string, first, last int) {
-	t.Helper()
-	for i := first; i <= last; i++ {
-		if err := r.AddPeer(nid(i)); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.PeerSubscribed(nid(i), topic); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// joined returns a router joined to topicA with peers 1..n, the first min(n, D) of them grafted eagerly.
-func joined(t testing.TB, cfg Config, n int) *Router {
-	t.Helper()
-	r := newTestRouter(t, cfg)
-	addPeers(t, r, topicA, 1, n)
-	r.Join(t0, topicA)
-	return r
-}
-
-func msg(data string) *Message { return &Message{Topic: topicA, Data: []byte(data)} }
-
-// sendsTo returns the control and the messages of out for one peer.
-func sendsTo(out Output, to session.NodeID) (*Control, []*Message) {
-	var c *Control
-	var msgs []*Message
-	for _, s := range out.Send {
-		if s.To != to {
-			continue
-		}
-		if s.Control != nil {
-			c = s.Control
-		}
-		if s.Msg != nil {
-			msgs = append(msgs, s.Msg)
-		}
-	}
-	return c, msgs
-}
-
-// sorted returns ids in increasing order.
-func sorted(ids []session.NodeID) []session.NodeID {
-	return slices.SortedFunc(slices.Values(ids), func(a, b session.NodeID) int { return bytes.Compare(a[:], b[:]) })
-}
-
-// receivers returns the peers out sends messages to.
-func receivers(out Output) []session.NodeID {
-	var ids []session.NodeID
-	for _, s := range out.Send {
-		if s.Msg != nil {
-			ids = append(ids, s.To)
-		}
-	}
-	return ids
-}
-
-// receive runs HandleMessage and, for a new message, Validated with v.
-func receive(t testing.TB, r *Router, now time.Time, from session.NodeID, m *Message, v Verdict) (Output, Status) {
-	t.Helper()
-	out, st := r.HandleMessage(now, from, m)
-	if st == Pending {
-		vout := r.Validated(now, m.ID, v)
-		out.Send = append(out.Send, vout.Send...)
-		out.Deliver = append(out.Deliver, vout.Deliver...)
-		out.Penalize = append(out.Penalize, vout.Penalize...)
-	}
-	return out, st
-}
 
 func TestConfigValidate(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
@@ -268,156 +176,6 @@ func TestDuplicateOverEagerLinkPrunes(t *testing.T) {
 			t.Errorf("pruned the only eager link: %+v", c)
 		}
 	})
-}
-
-func TestIHaveAndIWant(t *testing.T) {
-	cfg := DefaultConfig()
-	r := joined(t, cfg, 3)
-	seen, a, b := msg("seen"), msg("a"), msg("b")
-	receive(t, r, t0, nid(1), seen, Accept)
-	a.ID, b.ID = DefaultMsgID(a), DefaultMsgID(b)
-
-	out := r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: []MsgID{seen.ID, a.ID, b.ID}})
-	c, _ := sendsTo(out, nid(2))
-	if c == nil || !slices.Equal(c.IWant, []MsgID{a.ID, b.ID}) {
-		t.Fatalf("IWANT %+v, want the two unseen ids", c)
-	}
-	// Another announcer is not asked while the first IWANT may still be answered...
-	if out := r.HandleIHave(t0, nid(3), IHave{Topic: topicA, IDs: []MsgID{a.ID}}); len(out.Send) != 0 {
-		t.Errorf("asked again before IWantTimeout: %+v", out.Send)
-	}
-	// ...but is after IWantTimeout.
-	out = r.Heartbeat(t0.Add(cfg.IWantTimeout))
-	if c, _ := sendsTo(out, nid(3)); c == nil || !slices.Equal(c.IWant, []MsgID{a.ID}) {
-		t.Errorf("retry %+v, want IWANT of a to the second announcer", c)
-	}
-	// Topics not joined are ignored.
-	if out := r.HandleIHave(t0, nid(2), IHave{Topic: "other", IDs: []MsgID{{1}}}); len(out.Send) != 0 {
-		t.Errorf("IHAVE for a topic not joined answered: %+v", out.Send)
-	}
-	if st := r.Stats(); st.IHaveReceived != 4 || st.IWantSent != 3 {
-		t.Errorf("stats %+v, want 4 ids received by IHAVE and 3 asked by IWANT", st)
-	}
-}
-
-func TestIHaveBounds(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.MaxIHaveLength, cfg.MaxIHaveMessages = 3, 2
-	r := joined(t, cfg, 1)
-	ids := func(base byte) []MsgID { return []MsgID{{base}, {base + 1}, {base + 2}, {base + 3}, {base + 4}} }
-	for k, want := range []int{3, 3, 0} {
-		out := r.HandleIHave(t0, nid(1), IHave{Topic: topicA, IDs: ids(byte(10 * k))})
-		c, _ := sendsTo(out, nid(1))
-		if got := 0; c != nil {
-			got = len(c.IWant)
-			if got != want {
-				t.Errorf("IHAVE %d: asked %d ids, want %d", k, got, want)
-			}
-		} else if want != 0 {
-			t.Errorf("IHAVE %d: asked nothing, want %d ids", k, want)
-		}
-	}
-}
-
-func TestIWantServesCache(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.MaxIWantReplies = 2
-	r := joined(t, cfg, 2)
-	var ids []MsgID
-	for k := range 3 {
-		m := msg(fmt.Sprint(k))
-		if _, err := r.Publish(t0, m); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, m.ID)
-	}
-	out := r.HandleIWant(t0, nid(1), append([]MsgID{{0xff}}, ids...))
-	_, msgs := sendsTo(out, nid(1))
-	if len(msgs) != 2 || msgs[0].ID != ids[0] || msgs[1].ID != ids[1] || msgs[0].Hops != 1 {
-		t.Fatalf("served %v, want the first two cached messages with one hop (MaxIWantReplies = 2)", msgs)
-	}
-	if out := r.HandleIWant(t0, nid(1), ids[2:]); len(out.Send) != 0 {
-		t.Errorf("served beyond MaxIWantReplies in one heartbeat")
-	}
-	r.Heartbeat(t0.Add(time.Second))
-	if _, msgs := sendsTo(r.HandleIWant(t0, nid(1), ids[2:]), nid(1)); len(msgs) != 1 {
-		t.Errorf("served %d after a heartbeat, want 1", len(msgs))
-	}
-	// The cache keeps HistoryLength heartbeats.
-	for k := range cfg.HistoryLength {
-		r.Heartbeat(t0.Add(time.Duration(k+2) * time.Second))
-	}
-	if out := r.HandleIWant(t0, nid(2), ids); len(out.Send) != 0 {
-		t.Errorf("served %d messages older than HistoryLength heartbeats", len(out.Send))
-	}
-}
-
-func TestMessageLearnedByIWantGrafts(t *testing.T) {
-	r := joined(t, DefaultConfig(), 1)
-	addPeers(t, r, topicA, 2, 2) // outside the mesh
-	m := msg("m")
-	m.ID = DefaultMsgID(m)
-	r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: []MsgID{m.ID}})
-	out, st := r.HandleMessage(t0, nid(2), m)
-	c, _ := sendsTo(out, nid(2))
-	if st != Pending || c == nil || !slices.Equal(c.Graft, []string{topicA}) {
-		t.Fatalf("message answering IWANT: %v, control %+v, want a GRAFT", st, c)
-	}
-	if eager, _ := r.MeshPeers(topicA); !slices.Contains(eager, nid(2)) {
-		t.Errorf("eager links %v, want peer 2 grafted", eager)
-	}
-	// Its relay by the eager tree arriving later is a duplicate, but no reason to prune.
-	out, st = r.HandleMessage(t0, nid(1), msg("m"))
-	if st != Duplicate || len(out.Send) != 0 {
-		t.Errorf("late eager copy: %v with %+v, want a duplicate and no prune", st, out.Send)
-	}
-}
-
-func TestGraftAndPrune(t *testing.T) {
-	cfg := DefaultConfig()
-	r := joined(t, cfg, 2)
-	addPeers(t, r, topicA, 3, 3)
-	if err := r.AddPeer(nid(4)); err != nil { // not subscribed
-		t.Fatal(err)
-	}
-
-	if out := r.HandleGraft(t0, nid(3), topicA); len(out.Send) != 0 {
-		t.Errorf("graft answered %+v, want acceptance", out.Send)
-	}
-	r.HandlePrune(t0, nid(3), Prune{Topic: topicA, Lazy: true})
-	if _, lazy := r.MeshPeers(topicA); !slices.Equal(lazy, []session.NodeID{nid(3)}) {
-		t.Errorf("lazy links %v after a lazy prune, want peer 3 still in the mesh", lazy)
-	}
-	r.HandleGraft(t0, nid(3), topicA)
-	if eager, _ := r.MeshPeers(topicA); len(eager) != 3 {
-		t.Errorf("eager links %v after a graft, want 3", eager)
-	}
-
-	r.HandlePrune(t0, nid(3), Prune{Topic: topicA})
-	if eager, lazy := r.MeshPeers(topicA); len(eager)+len(lazy) != 2 {
-		t.Errorf("mesh %v %v after a full prune, want peer 3 gone", eager, lazy)
-	}
-	for _, tc := range []struct {
-		name  string
-		peer  session.NodeID
-		at    time.Time
-		prune bool
-	}{
-		{"in backoff", nid(3), t0.Add(cfg.PruneBackoff - time.Second), true},
-		{"not subscribed", nid(4), t0, true},
-		// The refused graft restarted the backoff.
-		{"still in backoff", nid(3), t0.Add(cfg.PruneBackoff), true},
-		{"after backoff", nid(3), t0.Add(3 * cfg.PruneBackoff), false},
-	} {
-		out := r.HandleGraft(tc.at, tc.peer, topicA)
-		c, _ := sendsTo(out, tc.peer)
-		if got := c != nil && slices.Equal(c.Prune, []Prune{{Topic: topicA}}); got != tc.prune {
-			t.Errorf("graft %s: pruned back %v, want %v", tc.name, got, tc.prune)
-		}
-	}
-	if eager, _ := r.MeshPeers(topicA); !slices.Contains(eager, nid(3)) {
-		t.Errorf("eager links %v, want peer 3 back after its backoff", eager)
-	}
 }
 
 func TestHeartbeatMeshDegree(t *testing.T) {
@@ -659,25 +417,6 @@ func TestLeave(t *testing.T) {
 	}
 	if _, st := r.HandleMessage(t0, nid(1), msg("m")); st != Dropped {
 		t.Errorf("message on a topic left: %v, want dropped", st)
-	}
-}
-
-func TestHandleControl(t *testing.T) {
-	r := joined(t, DefaultConfig(), 2)
-	m := msg("m")
-	if _, err := r.Publish(t0, m); err != nil {
-		t.Fatal(err)
-	}
-	out := r.HandleControl(t0, nid(2), &Control{
-		IWant: []MsgID{m.ID},
-		IHave: []IHave{{Topic: topicA, IDs: []MsgID{{7}}}},
-		Prune: []Prune{{Topic: topicA, Lazy: true}},
-	})
-	if len(out.Send) != 2 || out.Send[0].Control == nil || out.Send[1].Msg == nil {
-		t.Fatalf("output %+v, want the IWANT control first, then the message", out.Send)
-	}
-	if !slices.Equal(out.Send[0].Control.IWant, []MsgID{{7}}) || out.Send[1].Msg.ID != m.ID {
-		t.Errorf("output %+v, want IWANT of the announced id and the wanted message", out.Send)
 	}
 }
 

@@ -1,0 +1,170 @@
+package gossip
+
+import (
+	"slices"
+	"time"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// HandleControl takes control received from a peer; it is HandleIHave, HandleIWant, HandleGraft and HandlePrune
+// for each of its entries, with their outputs merged.
+func (r *Router) HandleControl(now time.Time, from session.NodeID, c *Control) Output {
+	now = r.clock(now)
+	var b builder
+	for _, p := range c.Prune {
+		r.handlePrune(now, from, p)
+	}
+	for _, g := range c.Graft {
+		r.handleGraft(&b, now, from, g)
+	}
+	for _, ih := range c.IHave {
+		r.handleIHave(&b, now, from, ih)
+	}
+	r.handleIWant(&b, from, c.IWant)
+	return b.result()
+}
+
+// HandleIHave takes an announcement and asks (IWANT) for the announced messages not seen nor already asked for.
+// It reads at most MaxIHaveLength ids per IHAVE and MaxIHaveMessages IHAVEs per peer and heartbeat, and only for
+// joined topics.
+func (r *Router) HandleIHave(now time.Time, from session.NodeID, ih IHave) Output {
+	now = r.clock(now)
+	var b builder
+	r.handleIHave(&b, now, from, ih)
+	return b.result()
+}
+
+func (r *Router) handleIHave(b *builder, now time.Time, from session.NodeID, ih IHave) {
+	p, t := r.peers[from], r.topics[ih.Topic]
+	if p == nil || t == nil || !t.joined || p.ihaves >= r.cfg.MaxIHaveMessages {
+		return
+	}
+	p.ihaves++
+	ids := ih.IDs[:min(len(ih.IDs), r.cfg.MaxIHaveLength)]
+	r.stats.IHaveReceived += uint64(len(ids))
+	for _, id := range ids {
+		if r.seen.has(id) {
+			if e := r.cache.get(id); e != nil {
+				e.addHolder(from)
+			}
+			continue
+		}
+		w := r.wants[id]
+		if w == nil {
+			if len(r.wants) >= r.cfg.MaxPendingIWant {
+				continue
+			}
+			w = &want{at: now}
+			r.wants[id] = w
+			w.addSource(from)
+			r.ask(b, id, w, now)
+			continue
+		}
+		w.addSource(from)
+		if now.Sub(w.at) >= r.cfg.IWantTimeout {
+			r.ask(b, id, w, now)
+		}
+	}
+}
+
+// ask sends an IWANT for id to the next announcer not asked yet. It reports false when none is left; when that
+// announcer's IWANT is full, it sends nothing and the want is retried by a later heartbeat.
+func (r *Router) ask(b *builder, id MsgID, w *want, now time.Time) bool {
+	for ; w.next < w.n; w.next++ {
+		src := w.src[w.next]
+		if r.peers[src] == nil {
+			continue
+		}
+		c := b.control(src)
+		if len(c.IWant) >= r.cfg.MaxIHaveLength {
+			return true
+		}
+		c.IWant = append(c.IWant, id)
+		w.next++
+		w.at = now
+		r.stats.IWantSent++
+		return true
+	}
+	return false
+}
+
+// HandleIWant answers a request with the cached messages asked for, at most MaxIHaveLength per request and
+// MaxIWantReplies per peer and heartbeat.
+func (r *Router) HandleIWant(now time.Time, from session.NodeID, ids []MsgID) Output {
+	r.clock(now)
+	var b builder
+	r.handleIWant(&b, from, ids)
+	return b.result()
+}
+
+func (r *Router) handleIWant(b *builder, from session.NodeID, ids []MsgID) {
+	p := r.peers[from]
+	if p == nil || len(ids) == 0 {
+		return
+	}
+	ids = ids[:min(len(ids), r.cfg.MaxIHaveLength)]
+	r.stats.IWantReceived += uint64(len(ids))
+	for _, id := range ids {
+		if p.served >= r.cfg.MaxIWantReplies {
+			return
+		}
+		if e := r.cache.get(id); e != nil {
+			p.served++
+			r.stats.IWantServed++
+			b.message(from, e.msg.relayed())
+		}
+	}
+}
+
+// HandleGraft takes a peer's graft: a mesh peer's link turns eager; another subscribed peer joins the mesh as an
+// eager link, unless it is in backoff, which is answered by a Prune. Grafts for topics not joined are ignored.
+func (r *Router) HandleGraft(now time.Time, from session.NodeID, topic string) Output {
+	now = r.clock(now)
+	var b builder
+	r.handleGraft(&b, now, from, topic)
+	return b.result()
+}
+
+func (r *Router) handleGraft(b *builder, now time.Time, from session.NodeID, name string) {
+	r.stats.GraftsReceived++
+	p, t := r.peers[from], r.topics[name]
+	if p == nil || t == nil || !t.joined {
+		return
+	}
+	if i := t.meshIndex(from); i >= 0 {
+		t.mesh[i].eager = true
+		return
+	}
+	if _, ok := p.topics[name]; !ok || r.backedOff(p, name, now) {
+		r.prune(b, name, from, now)
+		return
+	}
+	t.mesh = append(t.mesh, link{id: from, eager: true})
+}
+
+// HandlePrune takes a peer's prune: a lazy prune turns its mesh link lazy; a full prune removes it from the mesh
+// and starts a PruneBackoff during which it is not grafted.
+func (r *Router) HandlePrune(now time.Time, from session.NodeID, p Prune) Output {
+	r.handlePrune(r.clock(now), from, p)
+	return Output{}
+}
+
+func (r *Router) handlePrune(now time.Time, from session.NodeID, pr Prune) {
+	r.stats.PrunesReceived++
+	p, t := r.peers[from], r.topics[pr.Topic]
+	if p == nil || t == nil {
+		return
+	}
+	i := t.meshIndex(from)
+	if pr.Lazy {
+		if i >= 0 {
+			t.mesh[i].eager = false
+		}
+		return
+	}
+	if i >= 0 {
+		t.mesh = slices.Delete(t.mesh, i, i+1)
+	}
+	r.setBackoff(p, pr.Topic, now)
+}

@@ -1,0 +1,217 @@
+package gossip
+
+import (
+	"bytes"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// Heartbeat runs the periodic work, to be called every HeartbeatInterval: it expires the seen-cache, the message
+// cache, backoffs, verdicts not given within ValidationTimeout and unanswered IWANTs (asking the next announcer);
+// per joined topic, it grafts random peers not in backoff up to D when the mesh is below Dlo and prunes down to D,
+// lazy links first, when it is above Dhi; and it announces, by IHAVE to the lazy mesh links and to Dlazy random
+// peers outside the mesh, the ids of the messages at least GossipDelay old that fewer than HistoryGossip heartbeats
+// have announced.
+func (r *Router) Heartbeat(now time.Time) Output {
+	now = r.clock(now)
+	r.beats++
+	var b builder
+	for _, p := range r.peers {
+		p.ihaves, p.served = 0, 0
+		maps.DeleteFunc(p.backoff, func(_ string, until time.Time) bool { return !now.Before(until) })
+	}
+	r.seen.expire(now)
+	r.cache.expire(r.beats, r.cfg.HistoryLength)
+	for id, pd := range r.pending {
+		if now.Sub(pd.at) >= r.cfg.ValidationTimeout {
+			delete(r.pending, id)
+			r.stats.TimedOut++
+			r.stats.Ignored++
+		}
+	}
+	r.retryWants(&b, now)
+
+	due := make(map[string][]*cached)
+	for i := range r.cache.order.len() {
+		if e := r.cache.order.at(i); e.announced < r.cfg.HistoryGossip && now.Sub(e.at) >= r.cfg.GossipDelay {
+			due[e.msg.Topic] = append(due[e.msg.Topic], e)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.topics)) {
+		if t := r.topics[name]; t.joined {
+			r.maintain(&b, name, t, now)
+			r.announce(&b, name, t, due[name])
+		}
+	}
+	return b.result()
+}
+
+func (r *Router) retryWants(b *builder, now time.Time) {
+	var due []MsgID
+	for id, w := range r.wants {
+		if now.Sub(w.at) >= r.cfg.IWantTimeout {
+			due = append(due, id)
+		}
+	}
+	slices.SortFunc(due, func(x, y MsgID) int { return bytes.Compare(x[:], y[:]) })
+	for _, id := range due {
+		if w := r.wants[id]; w.done || !r.ask(b, id, w, now) {
+			delete(r.wants, id)
+		}
+	}
+}
+
+// maintain keeps a topic's mesh between Dlo and Dhi.
+func (r *Router) maintain(b *builder, name string, t *topic, now time.Time) {
+	if len(t.mesh) < r.cfg.Dlo {
+		r.graftUpTo(b, name, t, now, r.cfg.D)
+	}
+	if len(t.mesh) > r.cfg.Dhi {
+		r.rng.Shuffle(len(t.mesh), func(i, j int) { t.mesh[i], t.mesh[j] = t.mesh[j], t.mesh[i] })
+		slices.SortStableFunc(t.mesh, func(x, y link) int { // lazy links first
+			switch {
+			case x.eager == y.eager:
+				return 0
+			case y.eager:
+				return -1
+			default:
+				return 1
+			}
+		})
+		excess := len(t.mesh) - r.cfg.D
+		for _, l := range t.mesh[:excess] {
+			r.prune(b, name, l.id, now)
+		}
+		t.mesh = slices.Delete(t.mesh, 0, excess)
+	}
+}
+
+func (r *Router) graftUpTo(b *builder, name string, t *topic, now time.Time, target int) {
+	if len(t.mesh) >= target {
+		return
+	}
+	var cands []session.NodeID
+	for _, id := range t.peers {
+		if t.meshIndex(id) < 0 && !r.backedOff(r.peers[id], name, now) {
+			cands = append(cands, id)
+		}
+	}
+	for _, id := range r.sample(cands, target-len(t.mesh)) {
+		t.mesh = append(t.mesh, link{id: id, eager: true})
+		r.sendGraft(b, name, id)
+	}
+}
+
+// graftLink makes the link to a peer eager, adding it to the mesh if it is a subscribed peer not in backoff.
+func (r *Router) graftLink(b *builder, name string, t *topic, id session.NodeID, now time.Time) {
+	if i := t.meshIndex(id); i >= 0 {
+		if !t.mesh[i].eager {
+			t.mesh[i].eager = true
+			r.sendGraft(b, name, id)
+		}
+		return
+	}
+	p := r.peers[id]
+	if _, ok := p.topics[name]; !ok || r.backedOff(p, name, now) {
+		return
+	}
+	t.mesh = append(t.mesh, link{id: id, eager: true})
+	r.sendGraft(b, name, id)
+}
+
+func (r *Router) announce(b *builder, name string, t *topic, due []*cached) {
+	if len(due) == 0 {
+		return
+	}
+	due = due[:min(len(due), r.cfg.MaxIHaveLength)] // the rest waits for the next heartbeat
+	var targets, others []session.NodeID
+	for _, l := range t.mesh {
+		if !l.eager {
+			targets = append(targets, l.id)
+		}
+	}
+	for _, id := range t.peers {
+		if t.meshIndex(id) < 0 {
+			others = append(others, id)
+		}
+	}
+	targets = append(targets, r.sample(others, r.cfg.Dlazy)...)
+	for _, to := range targets {
+		ids := make([]MsgID, 0, len(due))
+		for _, e := range due {
+			if !e.held(to) {
+				ids = append(ids, e.msg.ID)
+			}
+		}
+		if len(ids) > 0 {
+			c := b.control(to)
+			c.IHave = append(c.IHave, IHave{Topic: name, IDs: ids})
+			r.stats.IHaveSent += uint64(len(ids))
+		}
+	}
+	for _, e := range due {
+		e.announced++
+	}
+}
+
+func (r *Router) sendGraft(b *builder, name string, to session.NodeID) {
+	c := b.control(to)
+	c.Graft = append(c.Graft, name)
+	r.stats.GraftsSent++
+}
+
+// prune sends a full prune and starts the backoff of that peer on the topic.
+func (r *Router) prune(b *builder, name string, to session.NodeID, now time.Time) {
+	c := b.control(to)
+	c.Prune = append(c.Prune, Prune{Topic: name})
+	r.stats.PrunesSent++
+	if p := r.peers[to]; p != nil {
+		r.setBackoff(p, name, now)
+	}
+}
+
+func (r *Router) setBackoff(p *peer, name string, now time.Time) {
+	if p.backoff == nil {
+		p.backoff = make(map[string]time.Time)
+	}
+	p.backoff[name] = now.Add(r.cfg.PruneBackoff)
+}
+
+func (r *Router) backedOff(p *peer, name string, now time.Time) bool {
+	until, ok := p.backoff[name]
+	return ok && now.Before(until)
+}
+
+// sample returns k random elements of ids (all of them if fewer), reordering ids.
+func (r *Router) sample(ids []session.NodeID, k int) []session.NodeID {
+	k = min(k, len(ids))
+	for i := range k {
+		j := i + r.rng.IntN(len(ids)-i)
+		ids[i], ids[j] = ids[j], ids[i]
+	}
+	return ids[:k]
+}
+
+func (r *Router) clock(now time.Time) time.Time {
+	if now.After(r.now) {
+		r.now = now
+	}
+	return r.now
+}
+
+func (t *topic) meshIndex(id session.NodeID) int {
+	return slices.IndexFunc(t.mesh, func(l link) bool { return l.id == id })
+}
+
+func (t *topic) eagerCount() int {
+	n := 0
+	for _, l := range t.mesh {
+		if l.eager {
+			n++
+		}
+	}
+	return n
+}
