@@ -110,6 +110,26 @@ func (d *direct) payload() (proto.Message, error) {
 
 var errNotDirect = errors.New("not a direct message")
 
+// consumeTag is protowire.ConsumeTag restricted to the field numbers proto.Unmarshal accepts: protowire reads
+// numbers up to 2^31-1, the protobuf wire format allows at most 2^29-1.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -2 // protowire's "invalid field number"
+	}
+	return num, typ, n
+}
+
+// skipField skips the value of a field the fast path does not know. Groups are refused (our messages never use
+// them, and their nested tags would escape consumeTag's check), so the fast path never accepts bytes that
+// proto.Unmarshal rejects.
+func skipField(num protowire.Number, typ protowire.Type, b []byte) int {
+	if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
+		return -4 // reported as a reserved (here: deprecated) wire type
+	}
+	return protowire.ConsumeFieldValue(num, typ, b)
+}
+
 // decodeInbound decodes one envelope read from a peer: a direct message through the fast path, anything else
 // through decodeEnvelope. Exactly one of the results is non-nil.
 func decodeInbound(b []byte) (*direct, *messages.Envelope, error) {
@@ -130,7 +150,7 @@ func decodeDirect(b []byte) (*direct, error) {
 	d := &direct{}
 	found := false
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return nil, fmt.Errorf("malformed envelope: %w", protowire.ParseError(n))
 		}
@@ -151,7 +171,7 @@ func decodeDirect(b []byte) (*direct, error) {
 			// Another body field (or a malformed direct field): the generic decoder handles the envelope.
 			return nil, errNotDirect
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
+		m := skipField(num, typ, b)
 		if m < 0 {
 			return nil, fmt.Errorf("malformed envelope: %w", protowire.ParseError(m))
 		}
@@ -175,7 +195,7 @@ func decodeDirect(b []byte) (*direct, error) {
 // mergeBody merges one encoded Direct message into d.
 func (d *direct) mergeBody(body []byte) error {
 	for len(body) > 0 {
-		num, typ, n := protowire.ConsumeTag(body)
+		num, typ, n := consumeTag(body)
 		if n < 0 {
 			return fmt.Errorf("malformed direct message: %w", protowire.ParseError(n))
 		}
@@ -216,7 +236,7 @@ func (d *direct) mergeBody(body []byte) error {
 		case num >= directProtocolField && num <= directErrorField:
 			return fmt.Errorf("malformed direct message: field %d has wire type %d", num, typ)
 		default:
-			m = protowire.ConsumeFieldValue(num, typ, body)
+			m = skipField(num, typ, body)
 		}
 		if m < 0 {
 			return fmt.Errorf("malformed direct message: %w", protowire.ParseError(m))
@@ -230,7 +250,7 @@ func (d *direct) mergeBody(body []byte) error {
 func (d *direct) parseAny(b []byte) error {
 	d.hasPayload = true
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return fmt.Errorf("malformed payload: %w", protowire.ParseError(n))
 		}
@@ -250,7 +270,7 @@ func (d *direct) parseAny(b []byte) error {
 		case num == anyTypeURLField || num == anyValueField:
 			return fmt.Errorf("malformed payload: field %d has wire type %d", num, typ)
 		default:
-			m = protowire.ConsumeFieldValue(num, typ, b)
+			m = skipField(num, typ, b)
 		}
 		if m < 0 {
 			return fmt.Errorf("malformed payload: %w", protowire.ParseError(m))
