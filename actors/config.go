@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/actormesh/actormesh/bootstrap"
+	"github.com/actormesh/actormesh/gossip"
 	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
@@ -93,6 +94,11 @@ type Config struct {
 	// Logger is replaced by the node's.
 	Routing routing.Config
 
+	// Gossip configures the topic broadcast relay (Publish, Subscribe). Default gossip.DefaultRelayConfig(); its
+	// Logger is replaced by the node's, and its MaxMessageSize is lowered when needed to leave 4 KiB of room for
+	// the message's metadata under MaxMessageSize.
+	Gossip gossip.RelayConfig
+
 	// Logger receives the node's logs, protoactor's included. Default: disabled.
 	Logger zerolog.Logger
 
@@ -132,6 +138,7 @@ func DefaultConfig() Config {
 		ProtocolRestartWindow: time.Minute,
 		Routing:               routing.DefaultConfig(),
 		Bootstrap:             bootstrap.DefaultConfig(),
+		Gossip:                gossip.DefaultRelayConfig(),
 		Logger:                zerolog.Nop(),
 		InboundPerIPRate:      4,
 		InboundPerIPBurst:     16,
@@ -201,6 +208,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Routing.Validate(); err != nil {
 		return bad("Routing: %v", err)
+	}
+	if err := c.Gossip.Validate(); err != nil {
+		return bad("Gossip: %v", err)
 	}
 	return nil
 }

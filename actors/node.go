@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/actormesh/actormesh/gossip"
 	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
@@ -38,6 +39,7 @@ type Node struct {
 	peerMgr   *actor.PID
 	protoSup  *actor.PID
 	routing   *actor.PID
+	relay     *gossip.Relay
 	listener  net.Listener
 	advertise string
 
@@ -111,6 +113,7 @@ func (n *Node) Start(ctx context.Context) error {
 	select {
 	case r := <-ready:
 		n.guardian, n.peerMgr, n.protoSup, n.routing = pid, r.peers, r.protocols, r.routing
+		n.relay = gossip.NewRelay(n.system.Root, r.relay, n.closed)
 	case <-ctx.Done():
 		n.system.Root.StopFuture(pid).Wait()
 		n.closeListener()

@@ -60,6 +60,9 @@ type peerConn struct {
 	inflight atomic.Int32
 	// remoteTransient is set on an inbound connection whose dialer declared it transient (not kept).
 	remoteTransient bool
+	// gossiping is set once the peer started gossip on the connection (it upgraded a transient connection to a
+	// kept one on its side): the connection is no longer closed as transient.
+	gossiping atomic.Bool
 	// used is set once the node sends on the connection or makes a request on it.
 	used atomic.Bool
 
@@ -139,8 +142,11 @@ func (pc *peerConn) remoteShutdown(reason messages.DisconnectReason, detail stri
 }
 
 // send queues an encoded envelope. A full queue disconnects the peer as too slow.
-func (pc *peerConn) send(b []byte) error {
-	switch err := pc.q.push(b, false); {
+func (pc *peerConn) send(b []byte) error { return pc.sendPriority(b, false) }
+
+// sendPriority is send that, with priority set, may use the queue's control allowance (gossip control).
+func (pc *peerConn) sendPriority(b []byte, priority bool) error {
+	switch err := pc.q.push(b, priority); {
 	case err == nil:
 		return nil
 	case errors.Is(err, errQueueFull):

@@ -357,7 +357,13 @@ const (
 // inbound one its dialer declared transient (and the node does not keep either), with no request of the node
 // awaiting an answer on it and nothing waiting to be written.
 func transient(pc *peerConn) bool {
-	return (pc.outbound || pc.remoteTransient) && !pc.kept.Load() && pc.inflight.Load() == 0 && pc.q.len() == 0
+	return !keptConn(pc) && pc.inflight.Load() == 0 && pc.q.len() == 0
+}
+
+// keptConn tells whether a connection is meant to last: kept by this node, inbound from a dialer that keeps it,
+// or used by the peer for gossip.
+func keptConn(pc *peerConn) bool {
+	return pc.kept.Load() || pc.gossiping.Load() || (!pc.outbound && !pc.remoteTransient)
 }
 
 // evictIdleOutbound closes the least recently active transient outbound connection (one opened for a lookup or an

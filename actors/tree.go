@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/actormesh/actormesh/bootstrap"
+	"github.com/actormesh/actormesh/gossip"
 	"github.com/actormesh/actormesh/routing"
 )
 
@@ -18,6 +19,7 @@ type guardianReady struct {
 	peers     *actor.PID
 	protocols *actor.PID
 	routing   *actor.PID
+	relay     *actor.PID
 }
 
 // guardianProps builds the root of the node's supervision tree: the peer manager, the listener and the protocol
@@ -40,12 +42,13 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 		if !n.cfg.DisableDiscovery {
 			rt = n.spawnDiscovery(ctx)
 		}
+		relay := n.spawnRelay(ctx)
 		if n.listener != nil {
 			if _, err := ctx.SpawnNamed(listenerProps(n, peers), "listener"); err != nil {
 				panic(err)
 			}
 		}
-		ready <- guardianReady{peers: peers, protocols: protocols, routing: rt}
+		ready <- guardianReady{peers: peers, protocols: protocols, routing: rt, relay: relay}
 	}, actor.WithSupervisor(strategy))
 }
 
@@ -78,6 +81,23 @@ func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 		panic(err)
 	}
 	return rt
+}
+
+// spawnRelay spawns the gossip relay, which serves the gossip protocol.
+func (n *Node) spawnRelay(ctx actor.Context) *actor.PID {
+	cfg := n.cfg.Gossip
+	cfg.Logger = n.log.With().Str("component", "gossip").Logger()
+	cfg.MaxMessageSize = max(1, min(cfg.MaxMessageSize, n.cfg.MaxMessageSize-gossipOverhead))
+	props, err := gossip.NewRelayProps(cfg, gossipNetwork{n})
+	if err != nil {
+		panic(err)
+	}
+	pid, err := ctx.SpawnNamed(props.Clone(actor.WithReceiverMiddleware(releaseCredits)), "gossip")
+	if err != nil {
+		panic(err)
+	}
+	n.protocols.claim(gossip.Protocol, pid)
+	return pid
 }
 
 // acceptedConn hands a freshly accepted raw connection to the peer manager.

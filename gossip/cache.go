@@ -93,11 +93,11 @@ type cached struct {
 	at        time.Time        // when it was accepted
 	beat      uint64           // the heartbeat count when it was accepted
 	announced int              // heartbeats that have announced it
-	holders   []session.NodeID // peers known to hold it (they announced or pushed it), at most maxHolders
+	holders   []session.NodeID // peers known to hold it (they announced or pushed it, or we pushed it to them), at most maxHolders
 }
 
 // maxHolders caps the peers remembered per cached message as holding it already; they are spared its IHAVE.
-const maxHolders = 8
+const maxHolders = 16
 
 func (e *cached) addHolder(id session.NodeID) {
 	if len(e.holders) < maxHolders && !slices.Contains(e.holders, id) {

@@ -127,11 +127,11 @@ func (r *Router) announce(b *builder, name string, t *topic, due []*cached) {
 		return
 	}
 	due = due[:min(len(due), r.cfg.MaxIHaveLength)] // the rest waits for the next heartbeat
+	// Every mesh link that does not hold a message hears of it: lazy links, and eager links that joined the
+	// mesh after the message went out over it.
 	var targets, others []session.NodeID
 	for _, l := range t.mesh {
-		if !l.eager {
-			targets = append(targets, l.id)
-		}
+		targets = append(targets, l.id)
 	}
 	for _, id := range t.peers {
 		if t.meshIndex(id) < 0 {

@@ -252,7 +252,8 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 	if w := r.wants[msg.ID]; w != nil {
 		w.done = true
 	}
-	r.cache.add(&cached{msg: msg, at: now, beat: r.beats})
+	e := &cached{msg: msg, at: now, beat: r.beats}
+	r.cache.add(e)
 	r.stats.Published++
 	var b builder
 	out := msg.relayed()
@@ -265,11 +266,13 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 		for _, l := range t.mesh {
 			if l.eager {
 				b.message(l.id, out)
+				e.addHolder(l.id)
 			}
 		}
 	} else {
 		for _, id := range r.sample(slices.Clone(t.peers), r.cfg.D) {
 			b.message(id, out)
+			e.addHolder(id)
 		}
 	}
 	if t.joined {
@@ -352,13 +355,7 @@ func (r *Router) Validated(now time.Time, id MsgID, v Verdict) Output {
 	case Accept:
 		r.accept(&b, pd, now)
 	case Reject:
-		r.stats.Rejected++
-		n := 1
-		if p := r.peers[pd.from]; p != nil {
-			p.penalty++
-			n = p.penalty
-		}
-		b.out.Penalize = append(b.out.Penalize, Penalty{Peer: pd.from, Count: n, Ban: n >= r.cfg.PenaltyThreshold})
+		b.out.Penalize = append(b.out.Penalize, r.PenalizePeer(pd.from))
 	default:
 		r.stats.Ignored++
 	}
@@ -370,7 +367,8 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 	if t == nil || !t.joined {
 		return
 	}
-	r.cache.add(&cached{msg: pd.msg, from: pd.from, at: now, beat: r.beats})
+	e := &cached{msg: pd.msg, from: pd.from, at: now, beat: r.beats}
+	r.cache.add(e)
 	b.out.Deliver = append(b.out.Deliver, pd.msg)
 	r.stats.Delivered++
 	var out *Message
@@ -380,6 +378,7 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 				out = pd.msg.relayed()
 			}
 			b.message(l.id, out)
+			e.addHolder(l.id)
 		}
 	}
 }
@@ -422,4 +421,44 @@ func (b *builder) result() Output {
 		})
 	}
 	return b.out
+}
+
+// MessageID returns the id Config.MsgID gives m (without setting m.ID).
+func (r *Router) MessageID(m *Message) MsgID { return r.cfg.MsgID(m) }
+
+// Seen tells whether a message with this id was published, received or pulled within the seen-cache's bounds.
+func (r *Router) Seen(id MsgID) bool { return r.seen.has(id) }
+
+// PenalizePeer counts a message from a peer that the shell rejected before handing it to the Router (a bad
+// signature, say, which must not mark its id as seen) and returns the resulting Penalty, as Validated would.
+func (r *Router) PenalizePeer(id session.NodeID) Penalty {
+	r.stats.Rejected++
+	n := 1
+	if p := r.peers[id]; p != nil {
+		p.penalty++
+		n = p.penalty
+	}
+	return Penalty{Peer: id, Count: n, Ban: n >= r.cfg.PenaltyThreshold}
+}
+
+// PeerTopics returns the topics a peer is subscribed to, as it announced them.
+func (r *Router) PeerTopics(id session.NodeID) []string {
+	p := r.peers[id]
+	if p == nil {
+		return nil
+	}
+	out := make([]string, 0, len(p.topics))
+	for t := range p.topics {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TopicPeers returns the peers subscribed to a topic.
+func (r *Router) TopicPeers(name string) []session.NodeID {
+	if t := r.topics[name]; t != nil {
+		return slices.Clone(t.peers)
+	}
+	return nil
 }

@@ -7,4 +7,4 @@ bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/protoc-gen-go" google.golang.org/protobuf/cmd/protoc-gen-go
 protoc --plugin=protoc-gen-go="$bin/protoc-gen-go" --go_out=. --go_opt=module=github.com/actormesh/actormesh \
-  messages/wire.proto messages/events.proto messages/discovery.proto
+  messages/wire.proto messages/events.proto messages/discovery.proto messages/gossip.proto

@@ -1,0 +1,148 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// gossipOverhead is the room the envelope, the gossip RPC and the message's metadata (topic, origin, signature)
+// need around a gossip payload of Gossip.MaxMessageSize.
+const gossipOverhead = 4 << 10
+
+func (n *Node) gossipRelay() (*gossip.Relay, error) {
+	if _, err := n.peerManager(); err != nil { // same started/closed checks
+		return nil, err
+	}
+	return n.relay, nil
+}
+
+// Publish broadcasts msg on topic to every node subscribed to it. It returns the message's id once the message
+// is handed to the node's mesh peers. Errors: gossip.ErrNoPeers when no connected peer is subscribed to the
+// topic yet (nothing was sent: retry once peers have joined, see WaitTopicPeers), gossip.ErrDuplicate for a
+// payload already published on the topic recently (message ids hash topic and payload), gossip.ErrMessageTooLarge,
+// ErrClosed, ErrNotStarted, or ctx's error.
+func (n *Node) Publish(ctx context.Context, topic string, msg proto.Message) (gossip.MsgID, error) {
+	r, err := n.gossipRelay()
+	if err != nil {
+		return gossip.MsgID{}, err
+	}
+	data, err := marshalAny(msg)
+	if err != nil {
+		return gossip.MsgID{}, fmt.Errorf("publish on %q: %w", topic, err)
+	}
+	return r.Publish(ctx, topic, data)
+}
+
+// marshalAny encodes msg as a google.protobuf.Any, deterministically so that equal messages get equal ids.
+func marshalAny(msg proto.Message) ([]byte, error) {
+	if msg == nil {
+		return nil, fmt.Errorf("nil message")
+	}
+	a, err := anypb.New(msg)
+	if err != nil {
+		return nil, err
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(a)
+}
+
+// Subscribe joins topic: handler receives every message accepted on it (each once, the node's own publications
+// included) on a goroutine of the subscription. Options add a validator (gossip.WithValidator) that every message
+// must pass before it is delivered or relayed. Cancel the subscription to leave.
+func (n *Node) Subscribe(ctx context.Context, topic string, handler func(*gossip.Delivery), opts ...gossip.SubscribeOption) (*gossip.Subscription, error) {
+	r, err := n.gossipRelay()
+	if err != nil {
+		return nil, err
+	}
+	return r.Subscribe(ctx, topic, handler, opts...)
+}
+
+// GossipStats returns the node's broadcast figures: deliveries, duplicates, IHAVE/IWANT, grafts and prunes,
+// propagation delay and hop histograms.
+func (n *Node) GossipStats(ctx context.Context) (gossip.RelayStats, error) {
+	r, err := n.gossipRelay()
+	if err != nil {
+		return gossip.RelayStats{}, err
+	}
+	return r.Stats(ctx)
+}
+
+// Topic describes a topic as the node sees it: whether it joined, the subscribed peers, the mesh links.
+func (n *Node) Topic(ctx context.Context, topic string) (gossip.TopicInfo, error) {
+	r, err := n.gossipRelay()
+	if err != nil {
+		return gossip.TopicInfo{}, err
+	}
+	return r.Topic(ctx, topic)
+}
+
+// WaitTopicPeers waits until at least min connected peers are subscribed to topic, polling until ctx ends.
+func (n *Node) WaitTopicPeers(ctx context.Context, topic string, min int) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		info, err := n.Topic(ctx, topic)
+		if err != nil {
+			return err
+		}
+		if len(info.Peers) >= min {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d peers on %q (have %d): %w", min, topic, len(info.Peers), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// gossipNetwork is the node as the gossip relay sees it.
+type gossipNetwork struct{ n *Node }
+
+func (g gossipNetwork) ID() session.NodeID     { return g.n.ID() }
+func (g gossipNetwork) Sign(msg []byte) []byte { return g.n.identity.Sign(msg) }
+func (g gossipNetwork) Ban(id session.NodeID, d time.Duration, reason string) error {
+	return g.n.Ban(id, d, reason)
+}
+
+// SendNow queues msg on the live connection to peer; it never dials.
+func (g gossipNetwork) SendNow(peer session.NodeID, protocol string, msg proto.Message, priority bool) error {
+	pc := g.n.peers.get(peer)
+	if pc == nil {
+		return fmt.Errorf("%w: %s not connected", ErrPeerGone, peer.Short())
+	}
+	b, err := encodeDirect(protocol, messages.DirectKind_DIRECT_KIND_ONEWAY, 0, msg)
+	if err != nil {
+		return err
+	}
+	if len(b) > g.n.cfg.MaxMessageSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(b), g.n.cfg.MaxMessageSize)
+	}
+	pc.touch()
+	return pc.sendPriority(b, priority)
+}
+
+// Retain marks the connection to peer as used for gossip, so it is not closed as transient.
+func (g gossipNetwork) Retain(peer session.NodeID) {
+	if pc := g.n.peers.get(peer); pc != nil {
+		pc.gossiping.Store(true)
+	}
+}
+
+// GossipPeers lists the live connections that are not transient.
+func (g gossipNetwork) GossipPeers() []session.NodeID {
+	var out []session.NodeID
+	for _, pc := range g.n.peers.all() {
+		if keptConn(pc) {
+			out = append(out, pc.id)
+		}
+	}
+	return out
+}

@@ -1,0 +1,340 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// Protocol is the protocol id of the gossip exchange between relays.
+const Protocol = "actormesh/gossip/1"
+
+// Errors of the relay.
+var (
+	// ErrMessageTooLarge: a published message is over RelayConfig.MaxMessageSize.
+	ErrMessageTooLarge = errors.New("gossip: message too large")
+	// ErrRelayStopped: the relay (its node) is stopped.
+	ErrRelayStopped = errors.New("gossip: relay stopped")
+	// ErrEmptyTopic: a topic name is empty.
+	ErrEmptyTopic = errors.New("gossip: empty topic name")
+)
+
+// Network is what the relay needs from the node that embeds it.
+type Network interface {
+	// ID is the local node's id.
+	ID() session.NodeID
+	// Sign signs with the node's identity key.
+	Sign(msg []byte) []byte
+	// SendNow queues msg for protocol on a connected peer, without dialing or blocking. A priority message may
+	// use the connection's control allowance when data fills its queue.
+	SendNow(peer session.NodeID, protocol string, msg proto.Message, priority bool) error
+	// GossipPeers lists the connected peers the relay starts gossip with: kept connections, not the transient
+	// ones opened for a lookup or a one-off request.
+	GossipPeers() []session.NodeID
+	// Retain tells the node that a peer gossips on its connection, which must then not be closed as transient.
+	Retain(peer session.NodeID)
+	// Ban disconnects a peer and refuses it for d; reason is logged and told to the peer.
+	Ban(id session.NodeID, d time.Duration, reason string) error
+}
+
+// RelayConfig configures the relay actor. Start from DefaultRelayConfig.
+type RelayConfig struct {
+	// Router configures the gossip state machine (mesh degrees, heartbeat, caches, validation bounds).
+	Router Config
+	// MaxMessageSize caps the data of a message (its encoded payload), published or received (default 512 KiB).
+	MaxMessageSize int
+	// SignMessages signs published messages with the node's identity (default true).
+	SignMessages bool
+	// VerifySignatures rejects a received message that does not carry a valid signature of its origin, before it
+	// is recorded as seen, and penalises the peer that sent it (default true).
+	VerifySignatures bool
+	// PeerMessageRate and PeerMessageBurst limit the messages accepted from one peer (default 2000/s, burst
+	// 4000). Messages beyond are dropped unseen (they can still be pulled from another peer) and counted.
+	PeerMessageRate  float64
+	PeerMessageBurst int
+	// PenaltyBan is how long a peer is banned once Router.PenaltyThreshold of its messages were rejected
+	// (default 10m).
+	PenaltyBan time.Duration
+	// DeliveryBuffer is the queue length of each subscription's handler (default 1024). A delivery that finds it
+	// full is dropped, counted in RelayStats.DeliveryDropped and logged.
+	DeliveryBuffer int
+	// Logger receives the relay's logs.
+	Logger zerolog.Logger
+}
+
+// DefaultRelayConfig returns the defaults described on RelayConfig.
+func DefaultRelayConfig() RelayConfig {
+	return RelayConfig{
+		Router: DefaultConfig(), MaxMessageSize: 512 << 10, SignMessages: true, VerifySignatures: true,
+		PeerMessageRate: 2000, PeerMessageBurst: 4000, PenaltyBan: 10 * time.Minute, DeliveryBuffer: 1024,
+		Logger: zerolog.Nop(),
+	}
+}
+
+// Validate checks c; errors wrap ErrInvalidConfig.
+func (c RelayConfig) Validate() error {
+	if err := c.Router.Validate(); err != nil {
+		return err
+	}
+	if c.MaxMessageSize < 1 || c.PeerMessageRate <= 0 || c.PeerMessageBurst < 1 || c.PenaltyBan <= 0 || c.DeliveryBuffer < 1 {
+		return fmt.Errorf("%w: MaxMessageSize, PeerMessageRate, PeerMessageBurst, PenaltyBan and DeliveryBuffer must be positive", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// Delivery is a message handed to a subscriber.
+type Delivery struct {
+	Topic string
+	ID    MsgID
+	// Origin is the publisher, Seq its sequence number, OriginTime when it published.
+	Origin     session.NodeID
+	Seq        uint64
+	OriginTime time.Time
+	// Hops is the number of links the message crossed to reach this node (0 for own publications).
+	Hops uint32
+	// ReceivedAt is when the relay accepted the message; Delay is ReceivedAt - OriginTime, the propagation delay
+	// (it includes any clock difference between origin and receiver).
+	ReceivedAt time.Time
+	Delay      time.Duration
+	// Local is set for the node's own publications.
+	Local bool
+	// Data is the payload as published: an encoded google.protobuf.Any.
+	Data []byte
+	// Payload is Data decoded into its Go type, or nil with Err set when the type is not known to this process
+	// or the bytes are malformed.
+	Payload proto.Message
+	Err     error
+}
+
+func (d *Delivery) decode() {
+	var a anypb.Any
+	if err := proto.Unmarshal(d.Data, &a); err != nil {
+		d.Err = fmt.Errorf("gossip payload: %w", err)
+		return
+	}
+	d.Payload, d.Err = a.UnmarshalNew()
+	if d.Err != nil {
+		d.Err = fmt.Errorf("gossip payload %s: %w", a.GetTypeUrl(), d.Err)
+	}
+}
+
+// Validator decides on a message before it is delivered or relayed. It runs on its own goroutine with a context
+// that ends after Router.ValidationTimeout (the message is then ignored) and must honour it. The Delivery's
+// Payload is decoded. A Reject penalises the peer that sent the message.
+type Validator func(ctx context.Context, d *Delivery) Verdict
+
+// SubscribeOption configures a subscription.
+type SubscribeOption func(*Subscription)
+
+// WithValidator makes every message of the topic pass v before it is delivered to any subscriber or relayed.
+func WithValidator(v Validator) SubscribeOption { return func(s *Subscription) { s.validator = v } }
+
+// Subscription is a local subscriber to a topic. Its handler runs on a goroutine of its own, one delivery at a
+// time, in the order the relay accepted them.
+type Subscription struct {
+	topic     string
+	handler   func(*Delivery)
+	validator Validator
+	ch        chan *Delivery
+	done      chan struct{}
+	once      sync.Once
+	dropped   atomic.Uint64
+	relay     *Relay
+}
+
+// Topic returns the subscribed topic.
+func (s *Subscription) Topic() string { return s.topic }
+
+// Dropped counts the deliveries lost because the handler's queue was full.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Cancel ends the subscription: no delivery starts after it returns (one may still be running), and the node
+// leaves the topic when this was its last subscription. It is idempotent.
+func (s *Subscription) Cancel() {
+	if s.stop() && s.relay != nil {
+		s.relay.send(&unsubscribe{sub: s})
+	}
+}
+
+// stop closes done once; it tells whether this call closed it.
+func (s *Subscription) stop() (first bool) {
+	s.once.Do(func() { close(s.done); first = true })
+	return first
+}
+
+func (s *Subscription) push(d *Delivery) bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+	}
+	select {
+	case s.ch <- d:
+		return true
+	default:
+		s.dropped.Add(1)
+		return false
+	}
+}
+
+func (s *Subscription) run(wg *sync.WaitGroup) {
+	defer wg.Done()
+	for {
+		select {
+		case <-s.done:
+			return
+		case d := <-s.ch:
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			if d.Payload == nil && d.Err == nil {
+				d.decode()
+			}
+			s.handler(d)
+		}
+	}
+}
+
+// RelayStats are the relay's figures since it started.
+type RelayStats struct {
+	// Router holds the state machine's counters: deliveries, duplicates, IHAVE/IWANT, grafts and prunes.
+	Router Stats
+	// Peers is the number of gossip peers, Topics the topics joined.
+	Peers  int
+	Topics []string
+	// Delay is the histogram of propagation delays of delivered messages from other nodes, in milliseconds;
+	// Hops the histogram of their hop counts.
+	Delay Histogram
+	Hops  Histogram
+	// RateLimited counts messages dropped by the per-peer rate limit, BadSignatures the messages rejected for
+	// their signature, Malformed those that could not be read or were too large, SendFailures the RPCs that
+	// could not be queued, DeliveryDropped the deliveries lost to full subscriber queues, Banned the peers
+	// banned for invalid messages.
+	RateLimited, BadSignatures, Malformed, SendFailures, DeliveryDropped, Banned uint64
+}
+
+// TopicInfo describes one topic as the relay sees it.
+type TopicInfo struct {
+	Joined bool
+	// Peers are the peers subscribed to the topic; Eager and Lazy the mesh links.
+	Peers, Eager, Lazy []session.NodeID
+}
+
+// Relay is the handle of a running relay actor.
+type Relay struct {
+	root *actor.RootContext
+	pid  *actor.PID
+	done <-chan struct{}
+}
+
+// NewRelay returns the handle of the relay actor pid; done closes when the node stops.
+func NewRelay(root *actor.RootContext, pid *actor.PID, done <-chan struct{}) *Relay {
+	return &Relay{root: root, pid: pid, done: done}
+}
+
+func (r *Relay) send(msg any) { r.root.Send(r.pid, msg) }
+
+func ask[T any](ctx context.Context, r *Relay, msg any, reply <-chan T) (T, error) {
+	var zero T
+	r.send(msg)
+	select {
+	case v := <-reply:
+		return v, nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	case <-r.done:
+		return zero, ErrRelayStopped
+	}
+}
+
+// Publish publishes data (an encoded google.protobuf.Any) on topic. It fails with ErrNoPeers when no peer is
+// subscribed to the topic yet (nothing was sent), ErrDuplicate when the same payload was published on the topic
+// within the seen-cache's memory, ErrMessageTooLarge, or the context's error.
+func (r *Relay) Publish(ctx context.Context, topic string, data []byte) (MsgID, error) {
+	if topic == "" {
+		return MsgID{}, ErrEmptyTopic
+	}
+	reply := make(chan publishResult, 1)
+	res, err := ask(ctx, r, &publishRequest{topic: topic, data: data, reply: reply}, reply)
+	if err != nil {
+		return MsgID{}, fmt.Errorf("publish on %q: %w", topic, err)
+	}
+	return res.id, res.err
+}
+
+// Subscribe adds a subscriber to topic: handler is called with every message accepted on the topic, the node's
+// own publications included. The node joins the topic's mesh with its first subscription.
+func (r *Relay) Subscribe(ctx context.Context, topic string, handler func(*Delivery), opts ...SubscribeOption) (*Subscription, error) {
+	if topic == "" {
+		return nil, ErrEmptyTopic
+	}
+	if handler == nil {
+		return nil, errors.New("gossip: subscribe: nil handler")
+	}
+	s := &Subscription{topic: topic, handler: handler, done: make(chan struct{}), relay: r}
+	for _, o := range opts {
+		o(s)
+	}
+	reply := make(chan error, 1)
+	err, askErr := ask(ctx, r, &subscribe{sub: s, reply: reply}, reply)
+	if askErr != nil {
+		s.Cancel()
+		return nil, fmt.Errorf("subscribe to %q: %w", topic, askErr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Stats returns the relay's figures.
+func (r *Relay) Stats(ctx context.Context) (RelayStats, error) {
+	reply := make(chan RelayStats, 1)
+	return ask(ctx, r, &statsRequest{reply: reply}, reply)
+}
+
+// Topic describes a topic: whether the node joined it, its subscribed peers and mesh links.
+func (r *Relay) Topic(ctx context.Context, topic string) (TopicInfo, error) {
+	reply := make(chan TopicInfo, 1)
+	return ask(ctx, r, &topicRequest{topic: topic, reply: reply}, reply)
+}
+
+// relay actor requests
+type (
+	publishRequest struct {
+		topic string
+		data  []byte
+		reply chan<- publishResult
+	}
+	publishResult struct {
+		id  MsgID
+		err error
+	}
+	subscribe struct {
+		sub   *Subscription
+		reply chan<- error
+	}
+	unsubscribe  struct{ sub *Subscription }
+	statsRequest struct{ reply chan<- RelayStats }
+	topicRequest struct {
+		topic string
+		reply chan<- TopicInfo
+	}
+	heartbeatTick struct{}
+	validated     struct {
+		id      MsgID
+		verdict Verdict
+	}
+)

@@ -1,0 +1,461 @@
+package gossip
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/routing"
+	"github.com/actormesh/actormesh/session"
+)
+
+// inboundRPC is how the node hands the relay a message a peer sent to Protocol.
+type inboundRPC interface {
+	Sender() session.NodeID
+	Message() proto.Message
+}
+
+// NewRelayProps returns the props of a node's relay actor. cfg must pass Validate.
+func NewRelayProps(cfg RelayConfig, net Network) (*actor.Props, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &relayActor{cfg: cfg, net: net, log: cfg.Logger}
+	}), nil
+}
+
+// relayActor is the shell around a Router: it turns peer RPCs, local requests, connection events and heartbeat
+// ticks into Router calls and carries out the Router's outputs. Validators and subscriber handlers run on
+// goroutines it owns; it never blocks on I/O.
+type relayActor struct {
+	cfg    RelayConfig
+	net    Network
+	log    zerolog.Logger
+	router *Router
+	self   *actor.PID
+	root   *actor.RootContext
+	events *eventstream.Subscription
+	timer  *time.Timer
+
+	seq     uint64
+	peers   map[session.NodeID]bool // gossip peers → our hello sent
+	subs    map[string][]*Subscription
+	limiter *routing.RateLimiter[session.NodeID]
+	delay   Histogram
+	hops    Histogram
+	stats   RelayStats
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Receive implements actor.Actor.
+func (a *relayActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.start(ctx)
+	case *actor.Stopping:
+		a.stop()
+	case inboundRPC:
+		if rpc, ok := m.Message().(*messages.GossipRPC); ok {
+			a.handleRPC(m.Sender(), rpc)
+		}
+	case *messages.PeerConnected:
+		a.reconcile()
+	case *messages.PeerDisconnected:
+		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil {
+			a.removePeer(id)
+		}
+	case heartbeatTick:
+		a.reconcile()
+		a.apply(a.router.Heartbeat(time.Now()))
+		a.armHeartbeat()
+	case *publishRequest:
+		m.reply <- a.publish(m)
+	case *subscribe:
+		m.reply <- a.subscribe(m.sub)
+	case *unsubscribe:
+		a.unsubscribe(m.sub)
+	case *validated:
+		a.apply(a.router.Validated(time.Now(), m.id, m.verdict))
+	case *statsRequest:
+		m.reply <- a.snapshot()
+	case *topicRequest:
+		info := TopicInfo{Joined: len(a.subs[m.topic]) > 0, Peers: a.router.TopicPeers(m.topic)}
+		info.Eager, info.Lazy = a.router.MeshPeers(m.topic)
+		m.reply <- info
+	}
+}
+
+func (a *relayActor) start(ctx actor.Context) {
+	router, err := NewRouter(a.cfg.Router, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	if err != nil {
+		panic(err) // validated by NewRelayProps
+	}
+	a.router = router
+	a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
+	a.peers = make(map[session.NodeID]bool)
+	a.subs = make(map[string][]*Subscription)
+	a.limiter = routing.NewRateLimiter[session.NodeID](a.cfg.PeerMessageRate, a.cfg.PeerMessageBurst, a.cfg.Router.MaxPeers)
+	a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	self, root := a.self, a.root
+	a.events = ctx.ActorSystem().EventStream.Subscribe(func(ev any) {
+		switch ev.(type) {
+		case *messages.PeerConnected, *messages.PeerDisconnected:
+			root.Send(self, ev)
+		}
+	})
+	a.armHeartbeat()
+	a.reconcile()
+}
+
+func (a *relayActor) stop() {
+	if a.router == nil {
+		return
+	}
+	a.cancel()
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	a.root.ActorSystem().EventStream.Unsubscribe(a.events)
+	for _, subs := range a.subs {
+		for _, s := range subs {
+			s.stop()
+		}
+	}
+	a.wg.Wait()
+}
+
+func (a *relayActor) armHeartbeat() {
+	root, self := a.root, a.self
+	a.timer = time.AfterFunc(a.cfg.Router.HeartbeatInterval, func() { root.Send(self, heartbeatTick{}) })
+}
+
+// reconcile starts gossip with every kept connection not yet known (new connections, transient ones upgraded).
+func (a *relayActor) reconcile() {
+	for _, id := range a.net.GossipPeers() {
+		if _, known := a.peers[id]; !known && a.addPeer(id) {
+			a.sendHello(id)
+		}
+	}
+}
+
+func (a *relayActor) addPeer(id session.NodeID) bool {
+	if err := a.router.AddPeer(id); err != nil {
+		a.log.Debug().Err(err).Str("peer", id.Short()).Msg("gossip peer not added")
+		return false
+	}
+	a.peers[id] = false
+	return true
+}
+
+func (a *relayActor) removePeer(id session.NodeID) {
+	if _, known := a.peers[id]; !known {
+		return
+	}
+	delete(a.peers, id)
+	a.router.RemovePeer(id)
+	a.limiter.Forget(id)
+}
+
+// joined lists the topics the node subscribes to, sorted.
+func (a *relayActor) joined() []string {
+	out := make([]string, 0, len(a.subs))
+	for t := range a.subs {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (a *relayActor) sendHello(id session.NodeID) {
+	rpc := &messages.GossipRPC{Hello: true}
+	for _, t := range a.joined() {
+		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: t, Subscribe: true})
+	}
+	a.peers[id] = true
+	a.sendRPC(id, rpc, true)
+}
+
+func (a *relayActor) sendRPC(id session.NodeID, rpc *messages.GossipRPC, priority bool) {
+	if err := a.net.SendNow(id, Protocol, rpc, priority); err != nil {
+		a.stats.SendFailures++
+		a.log.Debug().Err(err).Str("peer", id.Short()).Msg("gossip RPC not sent")
+	}
+}
+
+// announce tells every gossip peer that the node joined or left topic.
+func (a *relayActor) announce(topic string, joined bool) {
+	for id, helloSent := range a.peers {
+		if helloSent {
+			a.sendRPC(id, &messages.GossipRPC{Subscriptions: []*messages.GossipSubscription{{Topic: topic, Subscribe: joined}}}, true)
+		}
+	}
+}
+
+func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
+	helloSent, known := a.peers[from]
+	if !known {
+		// A peer that upgraded a transient connection to us, or a connection the event has not reached us for.
+		if !a.addPeer(from) {
+			return
+		}
+		a.net.Retain(from)
+	}
+	now := time.Now()
+	if rpc.Hello {
+		listed := make(map[string]bool, len(rpc.Subscriptions))
+		for _, s := range rpc.Subscriptions {
+			listed[s.Topic] = s.Subscribe
+		}
+		for _, t := range a.router.PeerTopics(from) {
+			if !listed[t] {
+				a.router.PeerUnsubscribed(from, t)
+			}
+		}
+	}
+	for _, s := range rpc.Subscriptions {
+		if !s.Subscribe {
+			a.router.PeerUnsubscribed(from, s.Topic)
+		} else if err := a.router.PeerSubscribed(from, s.Topic); err != nil {
+			a.log.Debug().Err(err).Str("peer", from.Short()).Str("topic", s.Topic).Msg("peer subscription not tracked")
+		}
+	}
+	if rpc.Hello && !helloSent {
+		a.sendHello(from)
+	}
+	if rpc.Control != nil {
+		a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength)))
+	}
+	for _, wm := range rpc.Messages {
+		a.handleMessage(now, from, wm)
+	}
+}
+
+func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messages.GossipMessage) {
+	if !a.limiter.Allow(from, now) {
+		a.stats.RateLimited++
+		return
+	}
+	m, err := messageFromWire(wm)
+	if err == nil && len(m.Data) > a.cfg.MaxMessageSize {
+		err = fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(m.Data), a.cfg.MaxMessageSize)
+	}
+	if err != nil {
+		a.stats.Malformed++
+		a.penalize(a.router.PenalizePeer(from), err.Error())
+		return
+	}
+	if !a.router.Seen(a.router.MessageID(m)) && a.cfg.VerifySignatures && !m.Origin.Verify(SignedBytes(m), m.Signature) {
+		// Checked before the Router records the id as seen, so a forged copy cannot suppress the real message.
+		a.stats.BadSignatures++
+		a.penalize(a.router.PenalizePeer(from), "bad signature")
+		return
+	}
+	out, status := a.router.HandleMessage(now, from, m)
+	a.apply(out)
+	if status != Pending {
+		return
+	}
+	var validators []Validator
+	for _, s := range a.subs[m.Topic] {
+		if s.validator != nil {
+			validators = append(validators, s.validator)
+		}
+	}
+	if len(validators) == 0 {
+		a.apply(a.router.Validated(now, m.ID, Accept))
+		return
+	}
+	d := a.delivery(m, now)
+	a.wg.Add(1)
+	go a.validate(d, validators)
+}
+
+// validate runs the validators of a message on its own goroutine and reports the verdict to the actor.
+func (a *relayActor) validate(d *Delivery, validators []Validator) {
+	defer a.wg.Done()
+	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.Router.ValidationTimeout)
+	defer cancel()
+	d.decode()
+	verdict := Accept
+	for _, v := range validators {
+		switch call(ctx, v, d, a.log) {
+		case Reject:
+			verdict = Reject
+		case Accept:
+		default:
+			if verdict == Accept {
+				verdict = Ignore
+			}
+		}
+		if verdict == Reject {
+			break
+		}
+	}
+	a.root.Send(a.self, &validated{id: d.ID, verdict: verdict})
+}
+
+// call runs a validator, turning a panic into Ignore.
+func call(ctx context.Context, v Validator, d *Delivery, log zerolog.Logger) (verdict Verdict) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error().Interface("panic", p).Str("topic", d.Topic).Msg("gossip validator panicked; message ignored")
+			verdict = Ignore
+		}
+	}()
+	return v(ctx, d)
+}
+
+func (a *relayActor) penalize(p Penalty, why string) {
+	ev := a.log.Debug()
+	if p.Ban {
+		ev = a.log.Warn()
+	}
+	ev.Str("peer", p.Peer.Short()).Int("count", p.Count).Str("reason", why).Msg("gossip: invalid message from peer")
+	if p.Ban {
+		a.stats.Banned++
+		if err := a.net.Ban(p.Peer, a.cfg.PenaltyBan, fmt.Sprintf("gossip: %d invalid messages", p.Count)); err != nil {
+			a.log.Warn().Err(err).Str("peer", p.Peer.Short()).Msg("gossip: ban failed")
+		}
+	}
+}
+
+func (a *relayActor) publish(req *publishRequest) publishResult {
+	if len(req.data) > a.cfg.MaxMessageSize {
+		return publishResult{err: fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(req.data), a.cfg.MaxMessageSize)}
+	}
+	now := time.Now()
+	a.seq++
+	m := &Message{Topic: req.topic, Data: req.data, Origin: a.net.ID(), Seq: a.seq, OriginTime: now.UnixNano()}
+	if a.cfg.SignMessages {
+		m.Signature = a.net.Sign(SignedBytes(m))
+	}
+	out, err := a.router.Publish(now, m)
+	if err != nil {
+		return publishResult{err: err}
+	}
+	a.apply(out)
+	return publishResult{id: m.ID}
+}
+
+func (a *relayActor) subscribe(s *Subscription) error {
+	select {
+	case <-s.done:
+		return nil // cancelled before it got here
+	default:
+	}
+	s.ch = make(chan *Delivery, a.cfg.DeliveryBuffer)
+	first := len(a.subs[s.topic]) == 0
+	a.subs[s.topic] = append(a.subs[s.topic], s)
+	a.wg.Add(1)
+	go s.run(&a.wg)
+	if first {
+		a.apply(a.router.Join(time.Now(), s.topic))
+		a.announce(s.topic, true)
+	}
+	return nil
+}
+
+func (a *relayActor) unsubscribe(s *Subscription) {
+	subs := a.subs[s.topic]
+	i := slices.Index(subs, s)
+	if i < 0 {
+		return
+	}
+	subs = slices.Delete(subs, i, i+1)
+	if len(subs) > 0 {
+		a.subs[s.topic] = subs
+		return
+	}
+	delete(a.subs, s.topic)
+	a.apply(a.router.Leave(time.Now(), s.topic))
+	a.announce(s.topic, false)
+}
+
+// delivery describes m for subscribers.
+func (a *relayActor) delivery(m *Message, now time.Time) *Delivery {
+	origin := time.Unix(0, m.OriginTime)
+	return &Delivery{
+		Topic: m.Topic, ID: m.ID, Origin: m.Origin, Seq: m.Seq, OriginTime: origin, Hops: m.Hops,
+		ReceivedAt: now, Delay: now.Sub(origin), Local: m.Hops == 0 && m.Origin == a.net.ID(), Data: m.Data,
+	}
+}
+
+// apply carries out a Router output: one RPC per peer (control ahead of messages), deliveries, penalties.
+func (a *relayActor) apply(out Output) {
+	if len(out.Send) > 0 {
+		a.sendAll(out.Send)
+	}
+	now := time.Now()
+	for _, m := range out.Deliver {
+		d := a.delivery(m, now)
+		if !d.Local {
+			a.delay.observe(float64(d.Delay) / float64(time.Millisecond))
+			a.hops.observe(float64(d.Hops))
+		}
+		for _, s := range a.subs[m.Topic] {
+			c := *d
+			if !s.push(&c) {
+				a.stats.DeliveryDropped++
+				a.log.Warn().Str("topic", m.Topic).Str("id", m.ID.String()).Msg("gossip: subscriber queue full, delivery dropped")
+			}
+		}
+	}
+	for _, p := range out.Penalize {
+		a.penalize(p, "rejected by validation")
+	}
+}
+
+func (a *relayActor) sendAll(sends []Send) {
+	rpcs := make(map[session.NodeID]*messages.GossipRPC, len(sends))
+	order := make([]session.NodeID, 0, len(sends))
+	wire := make(map[*Message]*messages.GossipMessage, 1)
+	for _, s := range sends {
+		rpc := rpcs[s.To]
+		if rpc == nil {
+			rpc = &messages.GossipRPC{}
+			rpcs[s.To] = rpc
+			order = append(order, s.To)
+		}
+		if s.Control != nil {
+			if rpc.Control == nil {
+				rpc.Control = &messages.GossipControl{}
+			}
+			controlToWire(rpc.Control, s.Control)
+		}
+		if s.Msg != nil {
+			w := wire[s.Msg]
+			if w == nil {
+				w = messageToWire(s.Msg)
+				wire[s.Msg] = w
+			}
+			rpc.Messages = append(rpc.Messages, w)
+		}
+	}
+	for _, id := range order {
+		rpc := rpcs[id]
+		a.sendRPC(id, rpc, len(rpc.Messages) == 0)
+	}
+}
+
+func (a *relayActor) snapshot() RelayStats {
+	s := a.stats
+	s.Router = a.router.Stats()
+	s.Peers = len(a.peers)
+	s.Topics = a.joined()
+	s.Delay, s.Hops = a.delay.clone(), a.hops.clone()
+	return s
+}

@@ -1,0 +1,111 @@
+package gossip
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// signContext prefixes every signed message, so that a gossip signature can never be mistaken for another one
+// made with the same identity key (node records, handshakes).
+const signContext = "actormesh-gossip-v1\x00"
+
+// SignedBytes returns what the origin of m signs: a context string, then the topic, origin, sequence number,
+// origin time and data, each length-prefixed or fixed-size. The hop count is not signed (relays increment it).
+func SignedBytes(m *Message) []byte {
+	b := make([]byte, 0, len(signContext)+8+len(m.Topic)+len(m.Origin)+24+len(m.Data))
+	b = append(b, signContext...)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(m.Topic)))
+	b = append(b, m.Topic...)
+	b = append(b, m.Origin[:]...)
+	b = binary.BigEndian.AppendUint64(b, m.Seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.OriginTime))
+	b = binary.BigEndian.AppendUint64(b, uint64(len(m.Data)))
+	return append(b, m.Data...)
+}
+
+// errBadMessage is wrapped by the errors of messageFromWire.
+var errBadMessage = errors.New("gossip: malformed message")
+
+// messageToWire converts m for the wire.
+func messageToWire(m *Message) *messages.GossipMessage {
+	return &messages.GossipMessage{
+		Topic: m.Topic, Data: m.Data, Origin: m.Origin[:], Seq: m.Seq, OriginTime: m.OriginTime, Hops: m.Hops,
+		Signature: m.Signature,
+	}
+}
+
+// messageFromWire converts a received message; the signature is not checked here.
+func messageFromWire(w *messages.GossipMessage) (*Message, error) {
+	origin, err := session.NodeIDFromBytes(w.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("%w: origin: %w", errBadMessage, err)
+	}
+	if w.Topic == "" {
+		return nil, fmt.Errorf("%w: empty topic", errBadMessage)
+	}
+	return &Message{
+		Topic: w.Topic, Data: w.Data, Origin: origin, Seq: w.Seq, OriginTime: w.OriginTime, Hops: w.Hops,
+		Signature: w.Signature,
+	}, nil
+}
+
+// controlToWire merges c into w (w may hold control for the same peer already).
+func controlToWire(w *messages.GossipControl, c *Control) {
+	for _, ih := range c.IHave {
+		wi := &messages.GossipIHave{Topic: ih.Topic, Ids: make([][]byte, len(ih.IDs))}
+		for i := range ih.IDs {
+			wi.Ids[i] = ih.IDs[i][:]
+		}
+		w.Ihave = append(w.Ihave, wi)
+	}
+	for i := range c.IWant {
+		w.Iwant = append(w.Iwant, c.IWant[i][:])
+	}
+	w.Graft = append(w.Graft, c.Graft...)
+	for _, p := range c.Prune {
+		w.Prune = append(w.Prune, &messages.GossipPrune{Topic: p.Topic, Lazy: p.Lazy})
+	}
+}
+
+// controlFromWire converts received control, dropping ids of the wrong size. At most maxIDs ids are read per
+// IHAVE and per IWANT (Config.MaxIHaveLength), whatever the peer sent.
+func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
+	c := &Control{Graft: w.Graft}
+	for _, wi := range w.Ihave {
+		ih := IHave{Topic: wi.Topic}
+		for _, raw := range wi.Ids {
+			if len(ih.IDs) == maxIDs {
+				break
+			}
+			if id, ok := msgIDFrom(raw); ok {
+				ih.IDs = append(ih.IDs, id)
+			}
+		}
+		c.IHave = append(c.IHave, ih)
+	}
+	for _, raw := range w.Iwant {
+		if len(c.IWant) == maxIDs {
+			break
+		}
+		if id, ok := msgIDFrom(raw); ok {
+			c.IWant = append(c.IWant, id)
+		}
+	}
+	for _, p := range w.Prune {
+		c.Prune = append(c.Prune, Prune{Topic: p.Topic, Lazy: p.Lazy})
+	}
+	return c
+}
+
+func msgIDFrom(b []byte) (MsgID, bool) {
+	var id MsgID
+	if len(b) != MsgIDSize {
+		return id, false
+	}
+	copy(id[:], b)
+	return id, true
+}

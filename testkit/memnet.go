@@ -1,0 +1,808 @@
+package testkit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Address ranges and limits of a MemNetwork.
+const (
+	memHost          = "127.0.0.1"
+	listenPortBase   = 10000 // first port handed out by Listen on port 0
+	ephemeralBase    = 40000 // first local port of a dialed connection
+	maxPort          = 65535
+	acceptBacklog    = 128 // dials a listener queues before Accept; later dials wait for room
+	defaultRetrans   = 200 * time.Millisecond
+	defaultMaxBuffer = 4 << 20
+)
+
+// LinkConfig emulates the path between two endpoints, in both directions.
+type LinkConfig struct {
+	// Latency is the one-way delay of every write.
+	Latency time.Duration
+	// Jitter adds a uniformly random delay in [0, Jitter) to every write. Bytes are never reordered: a write is
+	// never delivered before the previous one of the same direction.
+	Jitter time.Duration
+	// Loss is the probability that a write is "lost". On a reliable byte stream a loss shows as a retransmission:
+	// the write (and, by FIFO order, everything after it) arrives MemConfig.RetransmitDelay later.
+	Loss float64
+	// Bandwidth caps each direction at this many bytes per second (0: unlimited); writes queue behind each other
+	// for their transmission time.
+	Bandwidth int64
+}
+
+// MemConfig configures a MemNetwork.
+type MemConfig struct {
+	// Link is the default of every link; SetLink overrides it for a pair of endpoints.
+	Link LinkConfig
+	// RetransmitDelay is the extra delay of a lost write (default 200ms, Linux's minimum retransmission timeout).
+	RetransmitDelay time.Duration
+	// MaxBuffered bounds the unread bytes of each direction of a connection (default 4 MiB); Write blocks while
+	// the direction is full.
+	MaxBuffered int
+	// Seed seeds the random jitter and losses (0: a random seed).
+	Seed uint64
+}
+
+// MemNetwork is an in-process network of MemTransports with emulated links, partitions and failures. It runs no
+// goroutine of its own: blocked calls wait on channels and, while they wait for a due time, on a timer.
+type MemNetwork struct {
+	cfg     MemConfig
+	links   atomic.Pointer[map[linkKey]LinkConfig] // copy-on-write overrides of cfg.Link
+	written atomic.Int64
+
+	mu            sync.Mutex
+	rng           *rand.Rand // seeds the generator of each connection
+	listeners     map[string]*memListener
+	cuts          map[linkKey]struct{}
+	conns         map[*memConnState]struct{}
+	usedPorts     map[int]struct{} // ephemeral ports of tracked connections
+	nextPort      int
+	nextEphemeral int
+}
+
+// NewMemNetwork returns an empty network; zero fields of cfg take their defaults.
+func NewMemNetwork(cfg MemConfig) *MemNetwork {
+	if cfg.RetransmitDelay == 0 {
+		cfg.RetransmitDelay = defaultRetrans
+	}
+	if cfg.MaxBuffered <= 0 {
+		cfg.MaxBuffered = defaultMaxBuffer
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	return &MemNetwork{
+		cfg:           cfg,
+		rng:           rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		listeners:     make(map[string]*memListener),
+		cuts:          make(map[linkKey]struct{}),
+		conns:         make(map[*memConnState]struct{}),
+		usedPorts:     make(map[int]struct{}),
+		nextPort:      listenPortBase,
+		nextEphemeral: ephemeralBase,
+	}
+}
+
+// NewTransport returns a new endpoint (one per node). It is identified by the address it listens on; see Listen.
+func (n *MemNetwork) NewTransport() *MemTransport {
+	return &MemTransport{
+		n:         n,
+		listeners: make(map[*memListener]struct{}),
+		conns:     make(map[*memConnState]struct{}),
+	}
+}
+
+// SetLink sets the link between the endpoints listening on a and b (both directions), overriding MemConfig.Link
+// for new connections and for later writes of existing ones.
+func (n *MemNetwork) SetLink(a, b string, lc LinkConfig) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := make(map[linkKey]LinkConfig)
+	if old := n.links.Load(); old != nil {
+		m = maps.Clone(*old)
+	}
+	m[keyOf(canonicalOrRaw(a), canonicalOrRaw(b))] = lc
+	n.links.Store(&m)
+}
+
+// Cut breaks the link between the endpoints listening on a and b: their connections are reset and dials between
+// them fail with ENETUNREACH until Heal or HealAll.
+func (n *MemNetwork) Cut(a, b string) {
+	n.cut([]linkKey{keyOf(canonicalOrRaw(a), canonicalOrRaw(b))})
+}
+
+// Heal restores the link between a and b broken by Cut or Partition.
+func (n *MemNetwork) Heal(a, b string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.cuts, keyOf(canonicalOrRaw(a), canonicalOrRaw(b)))
+}
+
+// Partition cuts every link between endpoints of different groups (as Cut does); links within a group, and of
+// endpoints in no group, are unaffected. Cuts made earlier stay.
+func (n *MemNetwork) Partition(groups ...[]string) {
+	var keys []linkKey
+	for i, g := range groups {
+		for _, h := range groups[i+1:] {
+			for _, a := range g {
+				for _, b := range h {
+					keys = append(keys, keyOf(canonicalOrRaw(a), canonicalOrRaw(b)))
+				}
+			}
+		}
+	}
+	n.cut(keys)
+}
+
+// HealAll removes every cut.
+func (n *MemNetwork) HealAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	clear(n.cuts)
+}
+
+// BytesWritten is the number of bytes written so far by every connection of the network.
+func (n *MemNetwork) BytesWritten() int64 { return n.written.Load() }
+
+// Conns is the number of open connections: a connection counts until both ends are closed or it is reset.
+func (n *MemNetwork) Conns() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.conns)
+}
+
+func (n *MemNetwork) cut(keys []linkKey) {
+	n.mu.Lock()
+	cut := make(map[linkKey]struct{}, len(keys))
+	for _, k := range keys {
+		n.cuts[k] = struct{}{}
+		cut[k] = struct{}{}
+	}
+	var doomed []*memConnState
+	for s := range n.conns {
+		if _, ok := cut[s.link]; ok {
+			doomed = append(doomed, s)
+		}
+	}
+	n.mu.Unlock()
+	for _, s := range doomed {
+		s.abort()
+	}
+}
+
+func (n *MemNetwork) linkConfig(k linkKey) LinkConfig {
+	if m := n.links.Load(); m != nil {
+		if lc, ok := (*m)[k]; ok {
+			return lc
+		}
+	}
+	return n.cfg.Link
+}
+
+// untrack forgets a connection that is fully closed or reset. It is idempotent.
+func (n *MemNetwork) untrack(s *memConnState) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.conns[s]; !ok {
+		return
+	}
+	delete(n.conns, s)
+	delete(n.usedPorts, s.ephemeral)
+	delete(s.tr[0].conns, s)
+	delete(s.tr[1].conns, s)
+}
+
+// freeListenPort returns an unused port on host for Listen on port 0, or 0 when there is none. Called with n.mu.
+func (n *MemNetwork) freeListenPort(host string) int {
+	for range ephemeralBase - listenPortBase {
+		p := n.nextPort
+		if n.nextPort++; n.nextPort >= ephemeralBase {
+			n.nextPort = listenPortBase
+		}
+		if _, busy := n.listeners[joinHostPort(host, p)]; !busy {
+			return p
+		}
+	}
+	return 0
+}
+
+// ephemeralPort returns an unused local port for a dialed connection, or 0 when there is none. Called with n.mu.
+func (n *MemNetwork) ephemeralPort() int {
+	for range maxPort - ephemeralBase + 1 {
+		p := n.nextEphemeral
+		if n.nextEphemeral++; n.nextEphemeral > maxPort {
+			n.nextEphemeral = ephemeralBase
+		}
+		_, used := n.usedPorts[p]
+		_, listening := n.listeners[joinHostPort(memHost, p)]
+		if !used && !listening {
+			return p
+		}
+	}
+	return 0
+}
+
+// MemTransport is one endpoint of a MemNetwork; it implements session.Transport.
+type MemTransport struct {
+	n       *MemNetwork
+	written atomic.Int64
+
+	// Guarded by n.mu.
+	addr      string // the last address listened on: the endpoint's identity for links and cuts
+	listeners map[*memListener]struct{}
+	conns     map[*memConnState]struct{}
+}
+
+// Listen implements session.Transport. Port 0 picks a fresh port (from 10000 up); a host meaning "this machine"
+// (empty, unspecified or localhost) is 127.0.0.1. An address in use fails with an error wrapping
+// syscall.EADDRINUSE; once its listener is closed it may be listened on again. The address becomes the
+// transport's identity for SetLink, Cut and Partition (dials made before any Listen use their ephemeral source
+// address).
+func (t *MemTransport) Listen(addr string) (net.Listener, error) {
+	host, port, err := splitAddr(addr)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: memNet, Addr: memAddr(addr), Err: err}
+	}
+	n := t.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if port == 0 {
+		port = n.freeListenPort(host)
+	}
+	key := joinHostPort(host, port)
+	if _, busy := n.listeners[key]; busy || port == 0 {
+		return nil, &net.OpError{Op: "listen", Net: memNet, Addr: memAddr(key), Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}
+	}
+	l := &memListener{t: t, addr: memAddr(key)}
+	n.listeners[key] = l
+	t.listeners[l] = struct{}{}
+	t.addr = key
+	return l, nil
+}
+
+// Dial implements session.Transport. It first waits one Latency of the link (no jitter or loss), as the SYN
+// travels, honouring ctx; then it fails with an error wrapping syscall.ENETUNREACH when the link is cut, or
+// syscall.ECONNREFUSED when nothing listens on addr. The connection is established as soon as it is queued for
+// Accept; when the listener's queue is full (128), Dial waits for room until ctx ends. The connection's local
+// address is 127.0.0.1 with an ephemeral port (from 40000 up).
+func (t *MemTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	host, port, err := splitAddr(addr)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(addr), Err: err}
+	}
+	dst := joinHostPort(host, port)
+	if err := t.connectDelay(ctx, dst); err != nil {
+		return nil, &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(dst), Err: err}
+	}
+	for {
+		c, room, err := t.tryDial(dst)
+		if c != nil || err != nil {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(dst), Err: ctx.Err()}
+		case <-room:
+		}
+	}
+}
+
+// Kill fails the endpoint abruptly, as a crashed host: its listeners are closed and every connection it has (or
+// has queued at a listener) is reset, discarding both ends' pending data; reads and writes on both ends fail at
+// once with an error wrapping syscall.ECONNRESET. The transport may Listen again afterwards (a restart).
+func (t *MemTransport) Kill() {
+	n := t.n
+	n.mu.Lock()
+	var doomed []*memConnState
+	for l := range t.listeners {
+		doomed = append(doomed, l.closeLocked()...)
+	}
+	for s := range t.conns {
+		doomed = append(doomed, s)
+	}
+	n.mu.Unlock()
+	for _, s := range doomed {
+		s.abort()
+	}
+}
+
+// BytesWritten is the number of bytes written so far by the transport's connections.
+func (t *MemTransport) BytesWritten() int64 { return t.written.Load() }
+
+// connectDelay waits the link's latency towards dst, or until ctx ends.
+func (t *MemTransport) connectDelay(ctx context.Context, dst string) error {
+	t.n.mu.Lock()
+	src := t.addr
+	t.n.mu.Unlock()
+	lat := t.n.linkConfig(keyOf(src, dst)).Latency
+	if lat <= 0 {
+		return ctx.Err()
+	}
+	tm := time.NewTimer(lat)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
+	}
+}
+
+// tryDial queues a connection at dst's listener. When the queue is full it returns a channel closed when there
+// may be room.
+func (t *MemTransport) tryDial(dst string) (net.Conn, <-chan struct{}, error) {
+	n := t.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	fail := func(call string, errno syscall.Errno) error {
+		return &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(dst), Err: os.NewSyscallError(call, errno)}
+	}
+	if _, cut := n.cuts[keyOf(t.addr, dst)]; cut && t.addr != "" {
+		return nil, nil, fail("connect", syscall.ENETUNREACH)
+	}
+	l := n.listeners[dst]
+	if l == nil {
+		return nil, nil, fail("connect", syscall.ECONNREFUSED)
+	}
+	if len(l.queue) >= acceptBacklog {
+		return nil, waitChan(&l.room), nil
+	}
+	port := n.ephemeralPort()
+	if port == 0 {
+		return nil, nil, fail("bind", syscall.EADDRNOTAVAIL)
+	}
+	local := joinHostPort(memHost, port)
+	src := t.addr
+	if src == "" {
+		src = local
+	}
+	s := &memConnState{
+		n:         n,
+		link:      keyOf(src, dst),
+		tr:        [2]*MemTransport{t, l.t},
+		addr:      [2]memAddr{memAddr(local), l.addr},
+		ephemeral: port,
+		rng:       rand.New(rand.NewPCG(n.rng.Uint64(), n.rng.Uint64())),
+	}
+	n.conns[s] = struct{}{}
+	n.usedPorts[port] = struct{}{}
+	t.conns[s] = struct{}{}
+	l.t.conns[s] = struct{}{}
+	l.queue = append(l.queue, s)
+	broadcast(&l.acceptable)
+	return &memConn{s: s, side: 0}, nil, nil
+}
+
+// memListener is a net.Listener of a MemTransport. Its fields are guarded by the network's mutex.
+type memListener struct {
+	t          *MemTransport
+	addr       memAddr
+	closed     bool
+	queue      []*memConnState // dialed, not yet accepted
+	acceptable chan struct{}   // closed when queue grows or the listener closes
+	room       chan struct{}   // closed when queue shrinks or the listener closes
+}
+
+// Accept waits for a connection; after Close it returns an error wrapping net.ErrClosed.
+func (l *memListener) Accept() (net.Conn, error) {
+	n := l.t.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for {
+		if l.closed {
+			return nil, &net.OpError{Op: "accept", Net: memNet, Addr: l.addr, Err: net.ErrClosed}
+		}
+		if len(l.queue) > 0 {
+			s := l.queue[0]
+			l.queue[0] = nil
+			l.queue = l.queue[1:]
+			broadcast(&l.room)
+			return &memConn{s: s, side: 1}, nil
+		}
+		ch := waitChan(&l.acceptable)
+		n.mu.Unlock()
+		<-ch
+		n.mu.Lock()
+	}
+}
+
+// Close stops accepting and resets the queued connections not yet accepted; accepted ones stay open.
+func (l *memListener) Close() error {
+	l.t.n.mu.Lock()
+	doomed := l.closeLocked()
+	l.t.n.mu.Unlock()
+	for _, s := range doomed {
+		s.abort()
+	}
+	return nil
+}
+
+// Addr returns the listening address.
+func (l *memListener) Addr() net.Addr { return l.addr }
+
+// closeLocked closes the listener and returns the queued connections for the caller to reset. Called with the
+// network's mutex.
+func (l *memListener) closeLocked() []*memConnState {
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	n := l.t.n
+	if n.listeners[string(l.addr)] == l {
+		delete(n.listeners, string(l.addr))
+	}
+	delete(l.t.listeners, l)
+	queued := l.queue
+	l.queue = nil
+	broadcast(&l.acceptable)
+	broadcast(&l.room)
+	return queued
+}
+
+// memConnState is the shared state of a connection's two ends: end 0 dialed, end 1 accepted.
+type memConnState struct {
+	n         *MemNetwork
+	link      linkKey // the endpoints, for links and cuts
+	tr        [2]*MemTransport
+	addr      [2]memAddr // each end's local address
+	ephemeral int        // end 0's port
+
+	mu    sync.Mutex
+	rng   *rand.Rand
+	dir   [2]stream // dir[i] carries what end i writes
+	end   [2]endState
+	reset bool
+}
+
+type endState struct {
+	closed        bool
+	readDeadline  time.Time
+	writeDeadline time.Time
+}
+
+// stream is one direction of a connection: FIFO chunks, each due at its delivery time.
+type stream struct {
+	q        []chunk
+	buffered int
+	lastTx   time.Time // end of the last write's transmission (bandwidth cap)
+	lastAt   time.Time // delivery time of the last write
+	readable chan struct{}
+	writable chan struct{}
+}
+
+type chunk struct {
+	b  []byte
+	at time.Time
+}
+
+// schedule computes the delivery time of a write of size bytes at now.
+func (d *stream) schedule(size int, now time.Time, lc LinkConfig, retransmit time.Duration, rng *rand.Rand) time.Time {
+	txEnd := now
+	if lc.Bandwidth > 0 {
+		start := now
+		if d.lastTx.After(now) {
+			start = d.lastTx
+		}
+		txEnd = start.Add(time.Duration(int64(size) * int64(time.Second) / lc.Bandwidth))
+		d.lastTx = txEnd
+	}
+	at := txEnd.Add(lc.Latency)
+	if lc.Jitter > 0 {
+		at = at.Add(time.Duration(rng.Int64N(int64(lc.Jitter))))
+	}
+	if lc.Loss > 0 && rng.Float64() < lc.Loss {
+		at = at.Add(retransmit)
+	}
+	if at.Before(d.lastAt) {
+		at = d.lastAt
+	}
+	d.lastAt = at
+	return at
+}
+
+// read copies the bytes due at now into b.
+func (d *stream) read(b []byte, now time.Time) int {
+	n := 0
+	for n < len(b) && len(d.q) > 0 && !d.q[0].at.After(now) {
+		k := copy(b[n:], d.q[0].b)
+		n += k
+		if d.q[0].b = d.q[0].b[k:]; len(d.q[0].b) == 0 {
+			d.q[0] = chunk{}
+			d.q = d.q[1:]
+		}
+	}
+	d.buffered -= n
+	return n
+}
+
+func (d *stream) discard() {
+	clear(d.q)
+	d.q = nil
+	d.buffered = 0
+}
+
+func (s *memConnState) wakeAll() {
+	for i := range s.dir {
+		broadcast(&s.dir[i].readable)
+		broadcast(&s.dir[i].writable)
+	}
+}
+
+// wait releases s.mu until *ch is broadcast or, unless zero, until the time until. Called with s.mu.
+func (s *memConnState) wait(ch *chan struct{}, until time.Time) {
+	c := waitChan(ch)
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	if until.IsZero() {
+		<-c
+		return
+	}
+	d := time.Until(until)
+	if d <= 0 {
+		return
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-c:
+	case <-tm.C:
+	}
+}
+
+// abort resets the connection (unless both ends are already closed).
+func (s *memConnState) abort() {
+	s.mu.Lock()
+	if s.reset || (s.end[0].closed && s.end[1].closed) {
+		s.mu.Unlock()
+		return
+	}
+	s.reset = true
+	s.dir[0].discard()
+	s.dir[1].discard()
+	s.wakeAll()
+	s.mu.Unlock()
+	s.n.untrack(s)
+}
+
+// memConn is one end of a connection.
+type memConn struct {
+	s    *memConnState
+	side int
+}
+
+// Read blocks until bytes are due (or EOF, an error, the read deadline) and returns as many as fit in b.
+func (c *memConn) Read(b []byte) (int, error) {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := &s.dir[1-c.side]
+	for {
+		now := time.Now()
+		if err := c.readErr(now); err != nil {
+			return 0, err
+		}
+		if len(b) == 0 {
+			return 0, nil
+		}
+		if n := in.read(b, now); n > 0 {
+			broadcast(&in.writable)
+			return n, nil
+		}
+		if len(in.q) == 0 && s.end[1-c.side].closed {
+			return 0, io.EOF
+		}
+		until := s.end[c.side].readDeadline
+		if len(in.q) > 0 && (until.IsZero() || in.q[0].at.Before(until)) {
+			until = in.q[0].at
+		}
+		s.wait(&in.readable, until)
+	}
+}
+
+// Write copies b into the connection, blocking while the direction holds MaxBuffered unread bytes.
+func (c *memConn) Write(b []byte) (int, error) {
+	s := c.s
+	lc := s.n.linkConfig(s.link)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := &s.dir[c.side]
+	written := 0
+	for {
+		now := time.Now()
+		if err := c.writeErr(now); err != nil {
+			return written, err
+		}
+		if written == len(b) {
+			return written, nil
+		}
+		room := s.n.cfg.MaxBuffered - out.buffered
+		if room <= 0 {
+			s.wait(&out.writable, s.end[c.side].writeDeadline)
+			continue
+		}
+		k := min(room, len(b)-written)
+		at := out.schedule(k, now, lc, s.n.cfg.RetransmitDelay, s.rng)
+		out.q = append(out.q, chunk{b: bytes.Clone(b[written : written+k]), at: at})
+		out.buffered += k
+		written += k
+		s.n.written.Add(int64(k))
+		s.tr[c.side].written.Add(int64(k))
+		broadcast(&out.readable)
+	}
+}
+
+// Close closes this end: its own reads and writes fail with net.ErrClosed, the peer reads what was written then
+// io.EOF, and the peer's writes fail with EPIPE. It is idempotent.
+func (c *memConn) Close() error {
+	s := c.s
+	s.mu.Lock()
+	if s.end[c.side].closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.end[c.side].closed = true
+	s.dir[1-c.side].discard()
+	s.wakeAll()
+	done := s.reset || s.end[1-c.side].closed
+	s.mu.Unlock()
+	if done {
+		s.n.untrack(s)
+	}
+	return nil
+}
+
+// LocalAddr returns this end's address.
+func (c *memConn) LocalAddr() net.Addr { return c.s.addr[c.side] }
+
+// RemoteAddr returns the peer's address.
+func (c *memConn) RemoteAddr() net.Addr { return c.s.addr[1-c.side] }
+
+// SetDeadline sets both deadlines.
+func (c *memConn) SetDeadline(t time.Time) error {
+	return c.setDeadline(t, true, true)
+}
+
+// SetReadDeadline sets the read deadline, waking a blocked Read.
+func (c *memConn) SetReadDeadline(t time.Time) error { return c.setDeadline(t, true, false) }
+
+// SetWriteDeadline sets the write deadline, waking a blocked Write.
+func (c *memConn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, false, true) }
+
+func (c *memConn) setDeadline(t time.Time, read, write bool) error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.end[c.side].closed {
+		return c.opErr("set", net.ErrClosed)
+	}
+	if read {
+		s.end[c.side].readDeadline = t
+		broadcast(&s.dir[1-c.side].readable)
+	}
+	if write {
+		s.end[c.side].writeDeadline = t
+		broadcast(&s.dir[c.side].writable)
+	}
+	return nil
+}
+
+// readErr is the error a Read fails with at now, if any. Called with s.mu.
+func (c *memConn) readErr(now time.Time) error {
+	me := c.s.end[c.side]
+	switch {
+	case me.closed:
+		return c.opErr("read", net.ErrClosed)
+	case c.s.reset:
+		return c.opErr("read", os.NewSyscallError("read", syscall.ECONNRESET))
+	case expired(me.readDeadline, now):
+		return c.opErr("read", os.ErrDeadlineExceeded)
+	}
+	return nil
+}
+
+// writeErr is the error a Write fails with at now, if any. Called with s.mu.
+func (c *memConn) writeErr(now time.Time) error {
+	me := c.s.end[c.side]
+	switch {
+	case me.closed:
+		return c.opErr("write", net.ErrClosed)
+	case c.s.reset:
+		return c.opErr("write", os.NewSyscallError("write", syscall.ECONNRESET))
+	case c.s.end[1-c.side].closed:
+		return c.opErr("write", os.NewSyscallError("write", syscall.EPIPE))
+	case expired(me.writeDeadline, now):
+		return c.opErr("write", os.ErrDeadlineExceeded)
+	}
+	return nil
+}
+
+func (c *memConn) opErr(op string, err error) error {
+	return &net.OpError{Op: op, Net: memNet, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+func expired(deadline, now time.Time) bool { return !deadline.IsZero() && !now.Before(deadline) }
+
+// memNet is the Network() of every MemNetwork address.
+const memNet = "mem"
+
+// memAddr is a MemNetwork address, "host:port".
+type memAddr string
+
+// Network returns "mem".
+func (memAddr) Network() string { return memNet }
+
+// String returns host:port.
+func (a memAddr) String() string { return string(a) }
+
+// linkKey names the unordered pair of endpoints of a link.
+type linkKey struct{ a, b string }
+
+func keyOf(a, b string) linkKey {
+	if b < a {
+		a, b = b, a
+	}
+	return linkKey{a, b}
+}
+
+// splitAddr parses host:port, mapping a host that means "this machine" to 127.0.0.1.
+func splitAddr(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > maxPort {
+		return "", 0, errors.New("invalid port " + strconv.Quote(p))
+	}
+	if host == "" || host == "localhost" {
+		return memHost, port, nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.IsUnspecified() {
+			return memHost, port, nil
+		}
+		host = ip.Unmap().String()
+	}
+	return host, port, nil
+}
+
+// canonicalOrRaw returns the canonical form of addr, or addr itself when it does not parse.
+func canonicalOrRaw(addr string) string {
+	host, port, err := splitAddr(addr)
+	if err != nil {
+		return addr
+	}
+	return joinHostPort(host, port)
+}
+
+func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// waitChan returns the channel *ch that the next broadcast closes, creating it if needed.
+func waitChan(ch *chan struct{}) <-chan struct{} {
+	if *ch == nil {
+		*ch = make(chan struct{})
+	}
+	return *ch
+}
+
+// broadcast wakes every waiter of *ch.
+func broadcast(ch *chan struct{}) {
+	if *ch != nil {
+		close(*ch)
+		*ch = nil
+	}
+}
