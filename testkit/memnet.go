@@ -62,6 +62,7 @@ type MemNetwork struct {
 	cfg     MemConfig
 	links   atomic.Pointer[map[linkKey]LinkConfig] // copy-on-write overrides of cfg.Link
 	written atomic.Int64
+	dials   atomic.Int64
 
 	mu            sync.Mutex
 	rng           *rand.Rand // seeds the generator of each connection
@@ -157,6 +158,9 @@ func (n *MemNetwork) HealAll() {
 
 // BytesWritten is the number of bytes written so far by every connection of the network.
 func (n *MemNetwork) BytesWritten() int64 { return n.written.Load() }
+
+// Dials counts the Dial calls made on the network's transports, failed ones included.
+func (n *MemNetwork) Dials() int64 { return n.dials.Load() }
 
 // Conns is the number of open connections: a connection counts until both ends are closed or it is reset.
 func (n *MemNetwork) Conns() int {
@@ -285,6 +289,7 @@ func (t *MemTransport) Dial(ctx context.Context, addr string) (net.Conn, error) 
 		return nil, &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(addr), Err: err}
 	}
 	dst := joinHostPort(host, port)
+	t.n.dials.Add(1)
 	if err := t.connectDelay(ctx, dst); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(dst), Err: err}
 	}

@@ -14,19 +14,111 @@ import (
 )
 
 func newSimCmd() *cobra.Command {
+	var (
+		sc      testkit.BroadcastScenario
+		asJSON  bool
+		timeout time.Duration
+		prof    profiles
+	)
 	cmd := &cobra.Command{
-		Use:   "sim",
-		Short: "Run a network of nodes in this process and measure it",
-		Long: "sim starts a network of real nodes on 127.0.0.1 in this process and reports its figures. " +
-			"Scenarios are subcommands.",
+		Use:   "sim [flags]",
+		Short: "Run a network of nodes in this process and measure topic broadcast (or another scenario)",
+		Long: "sim starts -n nodes in this process that join through node 0 (their only bootnode) over the real " +
+			"bootstrap and discovery path, each keeping -degree outbound connections; every node subscribes to one " +
+			"topic and -messages messages of -size bytes are published from random nodes every -interval. Links " +
+			"of the in-memory transport (default) have -latency one way; -transport tcp uses real sockets on " +
+			"127.0.0.1 without emulated latency. -kill kills that share of the nodes halfway through. It prints a " +
+			"table, or with --json one JSON object: delivery_ratio, p50/p90/p99/p100_ms (median over messages of " +
+			"the delay until that share of the other live nodes had the message), dup_per_delivery, " +
+			"wire_bytes_per_delivery, cpu_us_per_delivery, peak_rss_mib, setup_s and more. Single-dash long " +
+			"flags (-degree 8) work too. Other scenarios are subcommands.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_ = cmd.Usage()
-			return usagef("missing scenario (see the commands above)")
-		},
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			if sc.N < 2 || sc.Degree < 1 || sc.Messages < 1 || sc.Size < 8 || sc.Interval < 0 || sc.Settle < 0 || timeout <= 0 {
+				return usagef("want -n >= 2, -degree >= 1, -messages >= 1, -size >= 8, -interval >= 0, -settle >= 0, -timeout > 0")
+			}
+			if sc.Transport != "mem" && sc.Transport != "tcp" {
+				return usagef("-transport %q: want mem or tcp", sc.Transport)
+			}
+			if sc.Kill < 0 || sc.Kill >= 1 || sc.Loss < 0 || sc.Loss > 1 {
+				return usagef("want 0 <= -kill < 1 and 0 <= -loss <= 1")
+			}
+			if sc.Transport == "tcp" && cmd.Flags().Changed("latency") {
+				return usagef("-latency is emulated by the in-memory transport only (-transport mem)")
+			}
+			sc.ReadyTimeout = timeout
+			if !asJSON {
+				sc.Progress = func(s string) { fmt.Fprintf(cmd.ErrOrStderr(), "sim: %s\n", s) }
+			}
+			stop, err := prof.start()
+			if err != nil {
+				return err
+			}
+			sc.BeforeClose = func([]*actors.Node) { prof.heap() }
+			rep, err := testkit.RunBroadcast(cmd.Context(), sc)
+			stop()
+			if err != nil {
+				return err
+			}
+			return printBroadcast(cmd.OutOrStdout(), rep, asJSON)
+		}),
 	}
+	f := cmd.Flags()
+	f.IntVarP(&sc.N, "nodes", "n", 200, "number of nodes")
+	f.IntVar(&sc.Degree, "degree", 8, "outbound connections each node keeps")
+	f.IntVar(&sc.Messages, "messages", 50, "messages published")
+	f.IntVar(&sc.Size, "size", 1024, "payload bytes per message")
+	f.DurationVar(&sc.Interval, "interval", 100*time.Millisecond, "gap between publications")
+	f.DurationVar(&sc.Latency, "latency", 20*time.Millisecond, "one-way latency of every link (mem transport)")
+	f.DurationVar(&sc.Jitter, "jitter", 0, "extra random one-way delay of every link, up to this much (mem transport)")
+	f.Float64Var(&sc.Loss, "loss", 0, "share of writes delayed by a retransmission (mem transport)")
+	f.StringVar(&sc.Transport, "transport", "mem", "mem (in-memory, emulated links) or tcp (sockets on 127.0.0.1)")
+	f.Float64Var(&sc.Kill, "kill", 0, "share of nodes killed halfway through the publications")
+	f.DurationVar(&timeout, "timeout", 2*time.Minute, "longest wait for every node to join the topic's mesh")
+	f.DurationVar(&sc.Settle, "settle", 0, "time the network runs after the meshes formed, before the first publication")
+	f.Uint64Var(&sc.Seed, "seed", 0, "seed of publishers, payloads and kills (0: random)")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of a table")
+	prof.flags(f)
 	cmd.AddCommand(newSimDiscoveryCmd())
 	return cmd
+}
+
+func printBroadcast(w io.Writer, r testkit.BroadcastReport, asJSON bool) error {
+	if asJSON {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	pct := func(v float64) string {
+		if v < 0 {
+			return "not reached"
+		}
+		return fmt.Sprintf("%.1f", v)
+	}
+	rows := [][2]string{
+		{"nodes / degree / transport", fmt.Sprintf("%d / %d / %s", r.N, r.Degree, r.Transport)},
+		{"messages x size / interval", fmt.Sprintf("%d x %d B / %.0f ms", r.Messages, r.Size, r.IntervalM)},
+		{"link latency", fmt.Sprintf("%.1f ms", r.LatencyMs)},
+		{"killed", fmt.Sprint(r.Killed)},
+		{"setup", fmt.Sprintf("%.2f s", r.SetupS)},
+		{"published", fmt.Sprintf("%d of %d", r.Published, r.Messages)},
+		{"delivery ratio", fmt.Sprintf("%.4f", r.DeliveryRatio)},
+		{"delay p50 / p90 / p99 / p100 (ms)", fmt.Sprintf("%s / %s / %s / %s", pct(r.P50Ms), pct(r.P90Ms), pct(r.P99Ms), pct(r.P100Ms))},
+		{"hops mean / max", fmt.Sprintf("%.2f / %d", r.MeanHops, r.MaxHops)},
+		{"duplicates per delivery", fmt.Sprintf("%.3f", r.DupPerDelivery)},
+		{"IHAVE / IWANT ids per delivery", fmt.Sprintf("%.2f / %.3f", r.IHavePerDelivery, r.IWantPerDelivery)},
+		{"wire bytes per delivery", fmt.Sprintf("%.0f", r.WireBytesPerDelivery)},
+		{"CPU per delivery", fmt.Sprintf("%.1f us", r.CPUUsPerDelivery)},
+		{"peak RSS (per node)", fmt.Sprintf("%.1f MiB (%.2f MiB)", r.PeakRSSMiB, r.PeakRSSPerNodeMiB)},
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, row := range rows {
+		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	return tw.Flush()
 }
 
 func newSimDiscoveryCmd() *cobra.Command {

@@ -46,7 +46,65 @@ func TestSimDiscoveryTableAndBadFlags(t *testing.T) {
 	if code, _, errOut := call(t, "sim", "discovery", "-n", "1"); code != exitUsage || !strings.Contains(errOut, "-n >= 2") {
 		t.Fatalf("-n 1: exit %d, %q", code, errOut)
 	}
-	if code, _, _ := call(t, "sim"); code != exitUsage {
-		t.Fatalf("sim without a scenario: exit %d", code)
+}
+
+// simJSON runs the broadcast scenario with args and decodes its one JSON line.
+func simJSON(t *testing.T, args ...string) (testkit.BroadcastReport, string) {
+	t.Helper()
+	code, out, errOut := call(t, append([]string{"sim"}, args...)...)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("--json must print exactly one line, got %q", out)
+	}
+	var r testkit.BroadcastReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	return r, out
+}
+
+func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
+	// Go-style single-dash long flags, as the README shows them.
+	r, out := simJSON(t, "-n", "12", "-degree", "3", "-messages", "10", "-size", "256", "-interval", "20ms",
+		"-latency", "2ms", "-json")
+	if r.N != 12 || r.Degree != 3 || r.Messages != 10 || r.Size != 256 || r.LatencyMs != 2 || r.Transport != "mem" ||
+		r.Published != 10 || r.DeliveryRatio != 1 || r.Deliveries != 10*11 || r.HandlerDuplicates != 0 ||
+		r.P50Ms <= 0 || r.P100Ms < r.P50Ms || r.WireBytesPerDelivery < 256 || r.CPUUsPerDelivery <= 0 || r.PeakRSSMiB <= 0 {
+		t.Fatalf("implausible report: %+v", r)
+	}
+	// The JSON field names the issue asks for are the documented interface.
+	for _, f := range []string{"n", "degree", "messages", "size", "latency_ms", "delivery_ratio", "p50_ms", "p90_ms",
+		"p99_ms", "p100_ms", "dup_per_delivery", "wire_bytes_per_delivery", "cpu_us_per_delivery", "peak_rss_mib", "setup_s"} {
+		if !strings.Contains(out, `"`+f+`":`) {
+			t.Errorf("JSON lacks %q", f)
+		}
+	}
+	r, _ = simJSON(t, "-n", "8", "--degree", "3", "--messages", "5", "--interval", "10ms", "--transport", "tcp", "--json")
+	if r.Transport != "tcp" || r.LatencyMs != 0 || r.DeliveryRatio != 1 || r.WireBytesPerDelivery <= 0 {
+		t.Fatalf("tcp report: %+v", r)
+	}
+}
+
+func TestSimBroadcastKillKeepsDelivering(t *testing.T) {
+	r, _ := simJSON(t, "-n", "20", "-degree", "4", "-messages", "20", "-interval", "50ms", "-latency", "2ms",
+		"-kill", "0.2", "-seed", "7", "-json")
+	if r.Killed != 4 || r.Published != 20 || r.DeliveryRatio != 1 {
+		t.Fatalf("with 20%% killed: %+v", r)
+	}
+}
+
+func TestSimBroadcastBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"sim", "-transport", "udp"},
+		{"sim", "-kill", "1"},
+		{"sim", "-n", "1"},
+		{"sim", "-transport", "tcp", "-latency", "5ms"},
+		{"sim", "--no-such-flag"},
+	} {
+		if code, _, errOut := call(t, args...); code != exitUsage || errOut == "" {
+			t.Errorf("%v: exit %d, %q", args, code, errOut)
+		}
 	}
 }

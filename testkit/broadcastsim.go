@@ -1,0 +1,584 @@
+package testkit
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/session"
+)
+
+// BroadcastScenario configures RunBroadcast: N nodes join from one bootnode through the real bootstrap and
+// discovery path (each keeping Degree outbound connections), all subscribe to one topic, and Messages messages of
+// Size bytes are published from random nodes every Interval.
+type BroadcastScenario struct {
+	// N is the number of nodes (default 200); Degree the outbound connections each keeps (default 8).
+	N, Degree int
+	// Messages is the number published (default 50), Size the payload bytes of each (default 1024), Interval the
+	// gap between publications (default 100ms).
+	Messages, Size int
+	Interval       time.Duration
+	// Transport is "mem" (default: the in-memory transport, which emulates Latency, Jitter and Loss per link) or
+	// "tcp" (real sockets on 127.0.0.1; no latency is emulated).
+	Transport string
+	// Latency and Jitter of every link, one way (mem only; default 20ms and 0); Loss the share of writes delayed
+	// by a retransmission (default 0).
+	Latency, Jitter time.Duration
+	Loss            float64
+	// Kill is the share of nodes killed (abruptly) halfway through the publications (default 0). The bootnode and
+	// publishers are drawn from the survivors.
+	Kill float64
+	// ReadyTimeout bounds the wait for every node to have a mesh link on the topic (default 2m); DrainTimeout the
+	// wait for deliveries after the last publication (default 10s).
+	ReadyTimeout, DrainTimeout time.Duration
+	// Settle is how long the network runs once every node has a mesh link, before the first publication, so that
+	// the join's discovery traffic calms down (default 0).
+	Settle time.Duration
+	// Seed makes publishers, payloads and kills repeatable (0: random).
+	Seed uint64
+	// Configure, if set, adjusts every node's config after the scenario's own settings.
+	Configure func(i int, cfg *actors.Config)
+	// Progress, if set, receives a line about each phase.
+	Progress func(string)
+	// BeforeClose, if set, is called with the nodes once the measurements are done.
+	BeforeClose func(nodes []*actors.Node)
+}
+
+// BroadcastReport holds the figures of a RunBroadcast run. pXX_ms is the median over messages of the delay until
+// XX% of the other live nodes received the message (-1 when the median message never reached that share).
+type BroadcastReport struct {
+	N         int     `json:"n"`
+	Degree    int     `json:"degree"`
+	Messages  int     `json:"messages"`
+	Size      int     `json:"size"`
+	IntervalM float64 `json:"interval_ms"`
+	LatencyMs float64 `json:"latency_ms"`
+	Transport string  `json:"transport"`
+	Killed    int     `json:"killed"`
+	// Published counts the publications that succeeded (a failed one is a lost message: it counts as delivered
+	// to nobody).
+	Published int `json:"published"`
+	// DeliveryRatio is the share of (message, live node other than its publisher) pairs delivered.
+	DeliveryRatio float64 `json:"delivery_ratio"`
+	P50Ms         float64 `json:"p50_ms"`
+	P90Ms         float64 `json:"p90_ms"`
+	P99Ms         float64 `json:"p99_ms"`
+	P100Ms        float64 `json:"p100_ms"`
+	// Deliveries counts messages handed to subscribers of nodes other than the publisher.
+	Deliveries int `json:"deliveries"`
+	// HandlerDuplicates counts handler calls for a message the handler had already seen (must be 0).
+	HandlerDuplicates int `json:"handler_duplicates"`
+	// DupPerDelivery: payload copies received beyond the first, per delivery.
+	DupPerDelivery float64 `json:"dup_per_delivery"`
+	// IHavePerDelivery and IWantPerDelivery count announced and requested ids per delivery.
+	IHavePerDelivery float64 `json:"ihave_per_delivery"`
+	IWantPerDelivery float64 `json:"iwant_per_delivery"`
+	// MeanHops and MaxHops describe the paths of deliveries.
+	MeanHops float64 `json:"mean_hops"`
+	MaxHops  int     `json:"max_hops"`
+	// WireBytesPerDelivery counts every byte written to connections from the first publication to the end of the
+	// drain (handshakes of the setup excluded; keepalives and gossip control included), per delivery.
+	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`
+	// CPUUsPerDelivery is the process CPU time over the same window, per delivery.
+	CPUUsPerDelivery float64 `json:"cpu_us_per_delivery"`
+	// PeakRSSMiB is the process's peak resident memory, also divided by N.
+	PeakRSSMiB        float64 `json:"peak_rss_mib"`
+	PeakRSSPerNodeMiB float64 `json:"peak_rss_per_node_mib"`
+	// SetupS is the time from the first node's start until every node had a mesh link on the topic.
+	SetupS float64 `json:"setup_s"`
+	// DialsPerSecond is the rate of dials (each a handshake when it succeeds) over the measured window (mem
+	// transport only): discovery's background traffic, which competes with the broadcast for CPU.
+	DialsPerSecond float64 `json:"dials_per_s"`
+	// KeptOutboundMean is the mean number of kept outbound connections when publishing started.
+	KeptOutboundMean float64 `json:"kept_outbound_mean"`
+}
+
+func (s *BroadcastScenario) defaults() error {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&s.N, 200)
+	def(&s.Degree, 8)
+	def(&s.Messages, 50)
+	def(&s.Size, 1024)
+	if s.Interval == 0 {
+		s.Interval = 100 * time.Millisecond
+	}
+	if s.Transport == "" {
+		s.Transport = "mem"
+	}
+	if s.Latency == 0 && s.Transport == "mem" {
+		s.Latency = 20 * time.Millisecond
+	}
+	if s.ReadyTimeout == 0 {
+		s.ReadyTimeout = 2 * time.Minute
+	}
+	if s.DrainTimeout == 0 {
+		s.DrainTimeout = 10 * time.Second
+	}
+	switch {
+	case s.N < 2 || s.Degree < 1 || s.Messages < 1 || s.Size < 8 || s.Interval < 0:
+		return errors.New("broadcast scenario: want N >= 2, Degree >= 1, Messages >= 1, Size >= 8, Interval >= 0")
+	case s.Transport != "mem" && s.Transport != "tcp":
+		return fmt.Errorf("broadcast scenario: transport %q: want mem or tcp", s.Transport)
+	case s.Kill < 0 || s.Kill >= 1 || s.Loss < 0 || s.Loss > 1:
+		return errors.New("broadcast scenario: want 0 <= Kill < 1 and 0 <= Loss <= 1")
+	case s.Latency < 0 || s.Jitter < 0 || s.Settle < 0:
+		return errors.New("broadcast scenario: negative latency, jitter or settle time")
+	}
+	return nil
+}
+
+// simTopic is the topic of the broadcast scenario.
+const simTopic = "sim"
+
+// simNode is one node of a broadcast run and what it received.
+type simNode struct {
+	node   *actors.Node
+	killer func() // abrupt failure: connections reset
+	dead   atomic.Bool
+	// recv[m] is when message m was delivered here (Unix ns), 0 if not; hops[m] its hop count.
+	recv []atomic.Int64
+	hops []atomic.Uint32
+	dups atomic.Int64
+}
+
+// RunBroadcast runs the scenario and closes every node before returning.
+func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, error) {
+	if err := sc.defaults(); err != nil {
+		return BroadcastReport{}, err
+	}
+	progress := sc.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	seed := sc.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	rep := BroadcastReport{N: sc.N, Degree: sc.Degree, Messages: sc.Messages, Size: sc.Size, Transport: sc.Transport,
+		IntervalM: ms(sc.Interval)}
+	if sc.Transport == "mem" {
+		rep.LatencyMs = ms(sc.Latency)
+	}
+
+	var mem *MemNetwork
+	var tcpBytes atomic.Int64
+	slotsIn, slotsOut := actors.DefaultConfig().MaxInboundPeers, actors.DefaultConfig().MaxOutboundPeers
+	if sc.Transport == "mem" {
+		mem = NewMemNetwork(MemConfig{Link: LinkConfig{Latency: sc.Latency, Jitter: sc.Jitter, Loss: sc.Loss}, Seed: seed})
+	} else {
+		slotsIn, slotsOut = connectionSlots(sc.N, actors.DefaultConfig())
+	}
+	sims := make([]*simNode, sc.N)
+	start := time.Now()
+	progress(fmt.Sprintf("starting %d nodes over %s, each keeping %d outbound connections", sc.N, sc.Transport, sc.Degree))
+	nodes, err := StartNodes(ctx, sc.N, WithBootnode(), WithConfig(func(i int, cfg *actors.Config) {
+		sims[i] = &simNode{recv: make([]atomic.Int64, sc.Messages), hops: make([]atomic.Uint32, sc.Messages)}
+		cfg.Bootstrap.TargetOutbound = sc.Degree
+		cfg.MaxInboundPeers, cfg.MaxOutboundPeers = max(slotsIn, 2*sc.Degree+4), max(slotsOut, sc.Degree+4)
+		if i == 0 {
+			cfg.MaxInboundPeers = max(cfg.MaxInboundPeers, min(sc.N, 1000))
+		}
+		if mem != nil {
+			t := mem.NewTransport()
+			cfg.Transport, sims[i].killer = t, t.Kill
+		} else {
+			t := &countingTransport{inner: session.TCPTransport{}, written: &tcpBytes}
+			cfg.Transport, sims[i].killer = t, t.killAll
+		}
+		if sc.Configure != nil {
+			sc.Configure(i, cfg)
+		}
+	}))
+	defer closeAll(nodes)
+	if err != nil {
+		return rep, err
+	}
+	for i, n := range nodes {
+		sims[i].node = n
+	}
+
+	progress("subscribing every node and waiting for the meshes")
+	for i, s := range sims {
+		if _, err := s.node.Subscribe(ctx, simTopic, s.record); err != nil {
+			return rep, fmt.Errorf("node %d subscribe: %w", i, err)
+		}
+	}
+	if err := waitReady(ctx, nodes, sc.ReadyTimeout); err != nil {
+		return rep, err
+	}
+	rep.SetupS = time.Since(start).Seconds()
+	if sc.Settle > 0 {
+		progress(fmt.Sprintf("letting the network settle for %v", sc.Settle))
+		t := time.NewTimer(sc.Settle)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return rep, ctx.Err()
+		case <-t.C:
+		}
+	}
+	for _, n := range nodes {
+		rep.KeptOutboundMean += float64(n.OutboundCount()) / float64(len(nodes))
+	}
+	before, err := gossipTotals(ctx, nodes)
+	if err != nil {
+		return rep, err
+	}
+
+	progress(fmt.Sprintf("publishing %d messages of %d bytes every %v", sc.Messages, sc.Size, sc.Interval))
+	killAt := -1
+	if sc.Kill > 0 {
+		killAt = sc.Messages / 2
+	}
+	bytes0, cpu0, dials0, t0 := wireBytes(mem, &tcpBytes), processCPU(), dialCount(mem), time.Now()
+	published := make([]time.Time, sc.Messages)
+	publisher := make([]int, sc.Messages)
+	tick := time.NewTicker(max(sc.Interval, time.Microsecond))
+	defer tick.Stop()
+	for m := range sc.Messages {
+		if m == killAt {
+			rep.Killed = killSome(sims, sc.Kill, rng)
+			progress(fmt.Sprintf("killed %d nodes", rep.Killed))
+		}
+		p := pickLive(sims, rng)
+		publisher[m] = p
+		data := make([]byte, sc.Size)
+		binary.BigEndian.PutUint32(data, uint32(m))
+		fillRandom(data[4:], rng)
+		published[m] = time.Now()
+		if _, err := sims[p].node.Publish(ctx, simTopic, wrapperspb.Bytes(data)); err != nil {
+			progress(fmt.Sprintf("message %d from node %d not published: %v", m, p, err))
+			published[m] = time.Time{}
+		} else {
+			rep.Published++
+		}
+		if sc.Interval > 0 && m < sc.Messages-1 {
+			select {
+			case <-ctx.Done():
+				return rep, ctx.Err()
+			case <-tick.C:
+			}
+		}
+	}
+
+	progress("waiting for the last deliveries")
+	_ = Poll(ctx, sc.DrainTimeout, func() bool { return allDelivered(sims, publisher, published) })
+	bytes1, cpu1 := wireBytes(mem, &tcpBytes), processCPU()
+	rep.DialsPerSecond = float64(dialCount(mem)-dials0) / time.Since(t0).Seconds()
+	after, err := gossipTotals(ctx, liveNodes(sims))
+	if err != nil {
+		return rep, err
+	}
+	summarize(&rep, sims, publisher, published)
+	if rep.Deliveries > 0 {
+		d := float64(rep.Deliveries)
+		rep.WireBytesPerDelivery = float64(bytes1-bytes0) / d
+		rep.CPUUsPerDelivery = float64((cpu1 - cpu0).Microseconds()) / d
+		// Counters of the killed nodes are lost with them; the live nodes' are compared with all nodes' before.
+		rep.DupPerDelivery = float64(after.Duplicates-min(after.Duplicates, before.Duplicates)) / d
+		rep.IHavePerDelivery = float64(after.IHaveSent-min(after.IHaveSent, before.IHaveSent)) / d
+		rep.IWantPerDelivery = float64(after.IWantSent-min(after.IWantSent, before.IWantSent)) / d
+	}
+	if sc.BeforeClose != nil {
+		sc.BeforeClose(nodes)
+	}
+	rep.PeakRSSMiB = peakRSSMiB()
+	rep.PeakRSSPerNodeMiB = rep.PeakRSSMiB / float64(sc.N)
+	return rep, nil
+}
+
+// record is the subscription handler of a simulated node.
+func (s *simNode) record(d *gossip.Delivery) {
+	b, ok := d.Payload.(*wrapperspb.BytesValue)
+	if !ok || len(b.Value) < 4 {
+		return
+	}
+	m := int(binary.BigEndian.Uint32(b.Value))
+	if m >= len(s.recv) {
+		return
+	}
+	if !s.recv[m].CompareAndSwap(0, d.ReceivedAt.UnixNano()) {
+		s.dups.Add(1)
+		return
+	}
+	s.hops[m].Store(d.Hops)
+}
+
+func closeAll(nodes []*actors.Node) {
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = n.Close() }()
+	}
+	wg.Wait()
+}
+
+// waitReady waits until every node has at least one mesh link on the topic, then two more heartbeats so that the
+// meshes reach their degree.
+func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration) error {
+	ready := make([]bool, len(nodes))
+	err := Poll(ctx, timeout, func() bool {
+		all := true
+		for i, n := range nodes {
+			if ready[i] {
+				continue
+			}
+			info, err := n.Topic(ctx, simTopic)
+			ready[i] = err == nil && len(info.Eager)+len(info.Lazy) > 0
+			all = all && ready[i]
+		}
+		return all
+	})
+	if err != nil {
+		missing := 0
+		for _, r := range ready {
+			if !r {
+				missing++
+			}
+		}
+		return fmt.Errorf("broadcast scenario: %d of %d nodes without a mesh link on the topic: %w", missing, len(nodes), err)
+	}
+	hb := actors.DefaultConfig().Gossip.Router.HeartbeatInterval
+	t := time.NewTimer(2 * hb)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	return nil
+}
+
+func gossipTotals(ctx context.Context, nodes []*actors.Node) (gossip.Stats, error) {
+	var t gossip.Stats
+	for _, n := range nodes {
+		s, err := n.GossipStats(ctx)
+		if err != nil {
+			return t, err
+		}
+		t.Duplicates += s.Router.Duplicates
+		t.IHaveSent += s.Router.IHaveSent
+		t.IWantSent += s.Router.IWantSent
+	}
+	return t, nil
+}
+
+func liveNodes(sims []*simNode) []*actors.Node {
+	var out []*actors.Node
+	for _, s := range sims {
+		if !s.dead.Load() {
+			out = append(out, s.node)
+		}
+	}
+	return out
+}
+
+// killSome kills a share of the nodes other than the bootnode: their connections are reset at once, then they are
+// closed in the background.
+func killSome(sims []*simNode, share float64, rng *rand.Rand) int {
+	k := int(math.Round(share * float64(len(sims))))
+	order := rng.Perm(len(sims) - 1)
+	for _, i := range order[:min(k, len(order))] {
+		s := sims[i+1]
+		s.dead.Store(true)
+		s.killer()
+		go func() { _ = s.node.Close() }() // closeAll waits for it: Close is idempotent and blocks until done
+	}
+	return min(k, len(order))
+}
+
+func pickLive(sims []*simNode, rng *rand.Rand) int {
+	for {
+		if i := rng.IntN(len(sims)); !sims[i].dead.Load() {
+			return i
+		}
+	}
+}
+
+func fillRandom(b []byte, rng *rand.Rand) {
+	for i := 0; i < len(b); i += 8 {
+		var w [8]byte
+		binary.LittleEndian.PutUint64(w[:], rng.Uint64())
+		copy(b[i:], w[:])
+	}
+}
+
+// expected tells whether node i should receive message m: it is alive and not the publisher.
+func expected(sims []*simNode, i, m int, publisher []int) bool {
+	return i != publisher[m] && !sims[i].dead.Load()
+}
+
+func allDelivered(sims []*simNode, publisher []int, published []time.Time) bool {
+	for m := range published {
+		if published[m].IsZero() {
+			continue
+		}
+		for i, s := range sims {
+			if expected(sims, i, m, publisher) && s.recv[m].Load() == 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// summarize computes the delivery ratio, the delay percentiles and the hop figures.
+func summarize(rep *BroadcastReport, sims []*simNode, publisher []int, published []time.Time) {
+	var want, got, hopSum int
+	pct := map[float64][]float64{0.5: nil, 0.9: nil, 0.99: nil, 1: nil}
+	for m := range published {
+		var delays []float64
+		n := 0
+		for i, s := range sims {
+			if !expected(sims, i, m, publisher) {
+				continue
+			}
+			n++
+			at := s.recv[m].Load()
+			if at == 0 || published[m].IsZero() {
+				continue
+			}
+			delays = append(delays, float64(at-published[m].UnixNano())/1e6)
+			h := int(s.hops[m].Load())
+			hopSum += h
+			rep.MaxHops = max(rep.MaxHops, h)
+		}
+		want += n
+		got += len(delays)
+		slices.Sort(delays)
+		for p := range pct {
+			need := int(math.Ceil(p * float64(n)))
+			v := math.Inf(1)
+			if need <= len(delays) {
+				v = delays[max(0, need-1)]
+			}
+			pct[p] = append(pct[p], v)
+		}
+	}
+	for _, s := range sims {
+		rep.HandlerDuplicates += int(s.dups.Load())
+	}
+	rep.Deliveries = got
+	if want > 0 {
+		rep.DeliveryRatio = float64(got) / float64(want)
+	}
+	if got > 0 {
+		rep.MeanHops = float64(hopSum) / float64(got)
+	}
+	median := func(v []float64) float64 {
+		slices.Sort(v)
+		x := v[(len(v)-1)/2]
+		if math.IsInf(x, 1) {
+			return -1
+		}
+		return math.Round(x*100) / 100
+	}
+	rep.P50Ms, rep.P90Ms, rep.P99Ms, rep.P100Ms = median(pct[0.5]), median(pct[0.9]), median(pct[0.99]), median(pct[1])
+}
+
+func dialCount(mem *MemNetwork) int64 {
+	if mem == nil {
+		return 0
+	}
+	return mem.Dials()
+}
+
+func wireBytes(mem *MemNetwork, tcp *atomic.Int64) int64 {
+	if mem != nil {
+		return mem.BytesWritten()
+	}
+	return tcp.Load()
+}
+
+// countingTransport is TCP that counts the bytes written to its connections and can reset them all.
+type countingTransport struct {
+	inner   session.Transport
+	written *atomic.Int64
+	mu      sync.Mutex
+	conns   []net.Conn
+	ln      net.Listener
+}
+
+func (t *countingTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	c, err := t.inner.Dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return t.track(c), nil
+}
+
+func (t *countingTransport) Listen(addr string) (net.Listener, error) {
+	ln, err := t.inner.Listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	t.ln = ln
+	t.mu.Unlock()
+	return &countingListener{Listener: ln, t: t}, nil
+}
+
+func (t *countingTransport) track(c net.Conn) net.Conn {
+	t.mu.Lock()
+	t.conns = append(t.conns, c)
+	t.mu.Unlock()
+	return &countingConn{Conn: c, written: t.written}
+}
+
+// killAll closes the listener and every connection, as a crash would.
+func (t *countingTransport) killAll() {
+	t.mu.Lock()
+	conns, ln := t.conns, t.ln
+	t.conns = nil
+	t.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	for _, c := range conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // reset, not an orderly close
+		}
+		_ = c.Close()
+	}
+}
+
+type countingListener struct {
+	net.Listener
+	t *countingTransport
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.t.track(c), nil
+}
+
+type countingConn struct {
+	net.Conn
+	written *atomic.Int64
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.written.Add(int64(n))
+	return n, err
+}
