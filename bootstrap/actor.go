@@ -49,7 +49,8 @@ type Config struct {
 	TargetOutbound int
 	// Interval is how often it checks the outbound count and dials more (default 2s).
 	Interval time.Duration
-	// RefreshInterval is how often it runs a self-lookup and a random lookup to keep the table fresh (default 30s).
+	// RefreshInterval is how often it runs a self-lookup and a random lookup to keep the table fresh (default 5m;
+	// kad-dht refreshes every 10m, go-ethereum every 30m: each lookup costs handshakes with nodes not connected).
 	// After the join the gap starts at Interval and doubles up to RefreshInterval, so that a young table learns
 	// the nodes that joined after it quickly.
 	RefreshInterval time.Duration
@@ -66,7 +67,7 @@ type Config struct {
 // DefaultConfig returns the defaults: 8 outbound peers, checked every 2s, refreshed every 30s.
 func DefaultConfig() Config {
 	return Config{
-		TargetOutbound: 8, Interval: 2 * time.Second, RefreshInterval: 30 * time.Second,
+		TargetOutbound: 8, Interval: 2 * time.Second, RefreshInterval: 5 * time.Minute,
 		StepTimeout:     20 * time.Second,
 		DialBackoffBase: time.Second, DialBackoffMax: 2 * time.Minute, Logger: zerolog.Nop(),
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/actormesh/actormesh/session"
 )
 
 // ErrInvalidConfig is wrapped by the errors of Config.Validate and NewRouter.
@@ -74,6 +76,19 @@ type Config struct {
 	// MaxPeerTopics caps the subscriptions tracked per peer (default 64).
 	MaxPeerTopics int
 
+	// Tree makes the eager links of each joined topic follow a spanning tree rooted at the topic's live node with
+	// the smallest id: every node reports its (root, root beacon, distance, parent) to its topic peers each
+	// heartbeat and takes as parent the peer closest to the root, so the tree is a breadth-first tree over all
+	// topic peers and a message crosses at most twice its depth. Duplicates are then not needed to shape the
+	// tree (no Plumtree prunes); the mesh and IHAVE/IWANT still repair what the tree misses. Requires Self.
+	// Default false here; the relay's DefaultRelayConfig turns it on.
+	Tree bool
+	// Self is the local node's id (required with Tree).
+	Self session.NodeID
+	// TreeStaleBeats is the number of heartbeats without news of the root (its beacon not advancing) after which
+	// a node gives the root up; a peer's tree report older than that is ignored too (default 5).
+	TreeStaleBeats int
+
 	// MsgID computes the id of a message; nil means DefaultMsgID. It must depend only on fields fixed by the
 	// origin (never on ID or Hops) and must not modify the message.
 	MsgID func(*Message) MsgID
@@ -106,6 +121,7 @@ func DefaultConfig() Config {
 		PenaltyThreshold:     3,
 		MaxPeers:             1024,
 		MaxPeerTopics:        64,
+		TreeStaleBeats:       5,
 	}
 }
 
@@ -130,7 +146,7 @@ func (c Config) Validate() error {
 		return bad("GossipDelay %v leaves no time to announce within HistoryLength heartbeats", c.GossipDelay)
 	case c.CacheMaxMessages < 1 || c.CacheMaxBytes < 1 || c.SeenMax < 1 || c.MaxIHaveLength < 1 ||
 		c.MaxIHaveMessages < 1 || c.MaxIWantReplies < 1 || c.MaxPendingIWant < 1 || c.MaxPendingValidation < 1 ||
-		c.PenaltyThreshold < 1 || c.PruneDuplicates < 1 || c.MaxPeers < 1 || c.MaxPeerTopics < 1:
+		c.PenaltyThreshold < 1 || c.PruneDuplicates < 1 || c.MaxPeers < 1 || c.MaxPeerTopics < 1 || c.TreeStaleBeats < 1:
 		return bad("limits must be >= 1")
 	}
 	return nil

@@ -22,6 +22,9 @@ func (r *Router) HandleControl(now time.Time, from session.NodeID, c *Control) O
 		r.handleIHave(&b, now, from, ih)
 	}
 	r.handleIWant(&b, from, c.IWant)
+	for _, ti := range c.Tree {
+		r.handleTree(&b, from, ti)
+	}
 	return b.result()
 }
 

@@ -43,6 +43,9 @@ func (r *Router) Heartbeat(now time.Time) Output {
 	for _, name := range slices.Sorted(maps.Keys(r.topics)) {
 		if t := r.topics[name]; t.joined {
 			r.maintain(&b, name, t, now)
+			if t.tree != nil {
+				r.treeHeartbeat(&b, name, t)
+			}
 			r.announce(&b, name, t, due[name])
 		}
 	}

@@ -89,6 +89,8 @@ type Control struct {
 	Graft []string
 	// Prune lists topics on which the sender turns the link lazy or leaves the mesh.
 	Prune []Prune
+	// Tree lists the sender's place in the broadcast trees of its topics (Config.Tree).
+	Tree []TreeInfo
 }
 
 // Send is one thing to send to one peer: a message, or control.
@@ -173,4 +175,5 @@ type Stats struct {
 	GraftsReceived uint64
 	PrunesSent     uint64 // lazy prunes included
 	PrunesReceived uint64
+	TreeReports    uint64 // tree reports sent (Config.Tree), one per peer and topic
 }

@@ -49,7 +49,8 @@ type Network interface {
 
 // RelayConfig configures the relay actor. Start from DefaultRelayConfig.
 type RelayConfig struct {
-	// Router configures the gossip state machine (mesh degrees, heartbeat, caches, validation bounds).
+	// Router configures the gossip state machine (mesh degrees, heartbeat, caches, validation bounds). Its Tree
+	// is on by default here; Self is set by the relay.
 	Router Config
 	// MaxMessageSize caps the data of a message (its encoded payload), published or received (default 512 KiB).
 	MaxMessageSize int
@@ -74,8 +75,10 @@ type RelayConfig struct {
 
 // DefaultRelayConfig returns the defaults described on RelayConfig.
 func DefaultRelayConfig() RelayConfig {
+	rc := DefaultConfig()
+	rc.Tree = true // Self is set by the relay
 	return RelayConfig{
-		Router: DefaultConfig(), MaxMessageSize: 512 << 10, SignMessages: true, VerifySignatures: true,
+		Router: rc, MaxMessageSize: 512 << 10, SignMessages: true, VerifySignatures: true,
 		PeerMessageRate: 2000, PeerMessageBurst: 4000, PenaltyBan: 10 * time.Minute, DeliveryBuffer: 1024,
 		Logger: zerolog.Nop(),
 	}

@@ -99,7 +99,9 @@ func (a *relayActor) Receive(ctx actor.Context) {
 }
 
 func (a *relayActor) start(ctx actor.Context) {
-	router, err := NewRouter(a.cfg.Router, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	rcfg := a.cfg.Router
+	rcfg.Self = a.net.ID()
+	router, err := NewRouter(rcfg, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	if err != nil {
 		panic(err) // validated by NewRelayProps
 	}
@@ -363,8 +365,10 @@ func (a *relayActor) subscribe(s *Subscription) error {
 	a.wg.Add(1)
 	go s.run(&a.wg)
 	if first {
-		a.apply(a.router.Join(time.Now(), s.topic))
+		// The subscription goes out before the Join's grafts: a peer refuses (prunes) a graft for a topic it
+		// does not know the grafting node to be subscribed to.
 		a.announce(s.topic, true)
+		a.apply(a.router.Join(time.Now(), s.topic))
 	}
 	return nil
 }

@@ -55,6 +55,7 @@ type topic struct {
 	joined bool
 	peers  []session.NodeID // subscribed peers, in subscription order
 	mesh   []link
+	tree   *treeState // with Config.Tree, while joined
 }
 
 // link is a mesh link; an eager link carries full messages, a lazy one IHAVE only.
@@ -97,6 +98,9 @@ func NewRouter(cfg Config, rng *rand.Rand) (*Router, error) {
 	}
 	if cfg.MsgID == nil {
 		cfg.MsgID = DefaultMsgID
+	}
+	if cfg.Tree && cfg.Self.IsZero() {
+		return nil, fmt.Errorf("%w: Tree needs Self", ErrInvalidConfig)
 	}
 	if rng == nil {
 		rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
@@ -199,6 +203,12 @@ func (r *Router) dropTopicPeer(name string, id session.NodeID) {
 	}
 	t.peers = slices.DeleteFunc(t.peers, func(p session.NodeID) bool { return p == id })
 	t.mesh = slices.DeleteFunc(t.mesh, func(l link) bool { return l.id == id })
+	if t.tree != nil {
+		delete(t.tree.views, id)
+		if t.tree.parent == id {
+			t.tree.parent = session.NodeID{} // the next heartbeat picks another
+		}
+	}
 	if !t.joined && len(t.peers) == 0 {
 		delete(r.topics, name)
 	}
@@ -211,6 +221,9 @@ func (r *Router) Join(now time.Time, name string) Output {
 	var b builder
 	if t := r.topic(name); !t.joined {
 		t.joined = true
+		if r.cfg.Tree {
+			t.tree = r.newTree()
+		}
 		r.graftUpTo(&b, name, t, now, r.cfg.D)
 	}
 	return b.result()
@@ -227,7 +240,7 @@ func (r *Router) Leave(now time.Time, name string) Output {
 	for _, l := range t.mesh {
 		r.prune(&b, name, l.id, now)
 	}
-	t.mesh, t.joined = nil, false
+	t.mesh, t.joined, t.tree = nil, false, nil
 	if len(t.peers) == 0 {
 		delete(r.topics, name)
 	}
@@ -257,7 +270,12 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 	r.stats.Published++
 	var b builder
 	out := msg.relayed()
-	if t.joined && len(t.mesh) > 0 {
+	if tl := r.treeLinks(t); len(tl) > 0 {
+		for _, id := range tl {
+			b.message(id, out)
+			e.addHolder(id)
+		}
+	} else if t.joined && len(t.mesh) > 0 {
 		if t.eagerCount() == 0 { // cut off from the tree: graft one mesh link back
 			l := &t.mesh[r.rng.IntN(len(t.mesh))]
 			l.eager = true
@@ -304,9 +322,9 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 		return Output{}, Dropped
 	}
 	r.seen.add(msg.ID, now)
-	if w := r.wants[msg.ID]; w != nil && w.asked(from) {
+	if w := r.wants[msg.ID]; w != nil && w.asked(from) && t.tree == nil {
 		r.graftLink(&b, msg.Topic, t, from, now) // learned by IWANT: the tree has a hole here
-	} else if i := t.meshIndex(from); i >= 0 {
+	} else if i := t.meshIndex(from); i >= 0 && t.tree == nil {
 		t.mesh[i].eager, t.mesh[i].dups = true, 0 // the peer pushed it, so it holds the link eager: agree
 	}
 	if w := r.wants[msg.ID]; w != nil {
@@ -322,7 +340,7 @@ func (r *Router) duplicate(b *builder, t *topic, msg *Message, from session.Node
 		e.addHolder(from)
 	}
 	i := t.meshIndex(from)
-	if i < 0 {
+	if i < 0 || t.tree != nil {
 		return
 	}
 	if w := r.wants[msg.ID]; w != nil && w.asked(from) {
@@ -372,13 +390,25 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 	b.out.Deliver = append(b.out.Deliver, pd.msg)
 	r.stats.Delivered++
 	var out *Message
+	push := func(id session.NodeID) {
+		if id == pd.from {
+			return
+		}
+		if out == nil {
+			out = pd.msg.relayed()
+		}
+		b.message(id, out)
+		e.addHolder(id)
+	}
+	if t.tree != nil {
+		for _, id := range r.treeLinks(t) {
+			push(id)
+		}
+		return
+	}
 	for _, l := range t.mesh {
-		if l.eager && l.id != pd.from {
-			if out == nil {
-				out = pd.msg.relayed()
-			}
-			b.message(l.id, out)
-			e.addHolder(l.id)
+		if l.eager {
+			push(l.id)
 		}
 	}
 }

@@ -69,6 +69,13 @@ func controlToWire(w *messages.GossipControl, c *Control) {
 	for _, p := range c.Prune {
 		w.Prune = append(w.Prune, &messages.GossipPrune{Topic: p.Topic, Lazy: p.Lazy})
 	}
+	for _, ti := range c.Tree {
+		wt := &messages.GossipTree{Topic: ti.Topic, Root: ti.Root[:], Seq: ti.Seq, Dist: uint32(ti.Dist)}
+		if !ti.Parent.IsZero() {
+			wt.Parent = ti.Parent[:]
+		}
+		w.Tree = append(w.Tree, wt)
+	}
 }
 
 // controlFromWire converts received control, dropping ids of the wrong size. At most maxIDs ids are read per
@@ -97,6 +104,19 @@ func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
 	}
 	for _, p := range w.Prune {
 		c.Prune = append(c.Prune, Prune{Topic: p.Topic, Lazy: p.Lazy})
+	}
+	for _, wt := range w.Tree {
+		root, err := session.NodeIDFromBytes(wt.Root)
+		if err != nil || wt.Dist >= maxTreeDist {
+			continue
+		}
+		ti := TreeInfo{Topic: wt.Topic, Root: root, Seq: wt.Seq, Dist: int(wt.Dist)}
+		if len(wt.Parent) > 0 {
+			if ti.Parent, err = session.NodeIDFromBytes(wt.Parent); err != nil {
+				continue
+			}
+		}
+		c.Tree = append(c.Tree, ti)
 	}
 	return c
 }

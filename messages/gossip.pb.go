@@ -256,6 +256,7 @@ type GossipControl struct {
 	// Graft lists topics on which the sender made the link an eager mesh link.
 	Graft         []string       `protobuf:"bytes,3,rep,name=graft,proto3" json:"graft,omitempty"`
 	Prune         []*GossipPrune `protobuf:"bytes,4,rep,name=prune,proto3" json:"prune,omitempty"`
+	Tree          []*GossipTree  `protobuf:"bytes,5,rep,name=tree,proto3" json:"tree,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,6 +319,91 @@ func (x *GossipControl) GetPrune() []*GossipPrune {
 	return nil
 }
 
+func (x *GossipControl) GetTree() []*GossipTree {
+	if x != nil {
+		return x.Tree
+	}
+	return nil
+}
+
+// GossipTree is the sender's place in the broadcast tree of a topic: the tree's root, the latest beacon of the
+// root it heard of, its distance to the root and its parent (empty at the root).
+type GossipTree struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Root          []byte                 `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	Seq           uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Dist          uint32                 `protobuf:"varint,4,opt,name=dist,proto3" json:"dist,omitempty"`
+	Parent        []byte                 `protobuf:"bytes,5,opt,name=parent,proto3" json:"parent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipTree) Reset() {
+	*x = GossipTree{}
+	mi := &file_messages_gossip_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipTree) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipTree) ProtoMessage() {}
+
+func (x *GossipTree) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_gossip_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipTree.ProtoReflect.Descriptor instead.
+func (*GossipTree) Descriptor() ([]byte, []int) {
+	return file_messages_gossip_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GossipTree) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *GossipTree) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+func (x *GossipTree) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *GossipTree) GetDist() uint32 {
+	if x != nil {
+		return x.Dist
+	}
+	return 0
+}
+
+func (x *GossipTree) GetParent() []byte {
+	if x != nil {
+		return x.Parent
+	}
+	return nil
+}
+
 // GossipIHave announces message ids of one topic held by the sender.
 type GossipIHave struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -329,7 +415,7 @@ type GossipIHave struct {
 
 func (x *GossipIHave) Reset() {
 	*x = GossipIHave{}
-	mi := &file_messages_gossip_proto_msgTypes[4]
+	mi := &file_messages_gossip_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +427,7 @@ func (x *GossipIHave) String() string {
 func (*GossipIHave) ProtoMessage() {}
 
 func (x *GossipIHave) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_gossip_proto_msgTypes[4]
+	mi := &file_messages_gossip_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +440,7 @@ func (x *GossipIHave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipIHave.ProtoReflect.Descriptor instead.
 func (*GossipIHave) Descriptor() ([]byte, []int) {
-	return file_messages_gossip_proto_rawDescGZIP(), []int{4}
+	return file_messages_gossip_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GossipIHave) GetTopic() string {
@@ -382,7 +468,7 @@ type GossipPrune struct {
 
 func (x *GossipPrune) Reset() {
 	*x = GossipPrune{}
-	mi := &file_messages_gossip_proto_msgTypes[5]
+	mi := &file_messages_gossip_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +480,7 @@ func (x *GossipPrune) String() string {
 func (*GossipPrune) ProtoMessage() {}
 
 func (x *GossipPrune) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_gossip_proto_msgTypes[5]
+	mi := &file_messages_gossip_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +493,7 @@ func (x *GossipPrune) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipPrune.ProtoReflect.Descriptor instead.
 func (*GossipPrune) Descriptor() ([]byte, []int) {
-	return file_messages_gossip_proto_rawDescGZIP(), []int{5}
+	return file_messages_gossip_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GossipPrune) GetTopic() string {
@@ -445,12 +531,20 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\vorigin_time\x18\x05 \x01(\x03R\n" +
 	"originTime\x12\x12\n" +
 	"\x04hops\x18\x06 \x01(\rR\x04hops\x12\x1c\n" +
-	"\tsignature\x18\a \x01(\fR\tsignature\"\xab\x01\n" +
+	"\tsignature\x18\a \x01(\fR\tsignature\"\xe0\x01\n" +
 	"\rGossipControl\x126\n" +
 	"\x05ihave\x18\x01 \x03(\v2 .actormesh.gossip.v1.GossipIHaveR\x05ihave\x12\x14\n" +
 	"\x05iwant\x18\x02 \x03(\fR\x05iwant\x12\x14\n" +
 	"\x05graft\x18\x03 \x03(\tR\x05graft\x126\n" +
-	"\x05prune\x18\x04 \x03(\v2 .actormesh.gossip.v1.GossipPruneR\x05prune\"5\n" +
+	"\x05prune\x18\x04 \x03(\v2 .actormesh.gossip.v1.GossipPruneR\x05prune\x123\n" +
+	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"t\n" +
+	"\n" +
+	"GossipTree\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
+	"\x04root\x18\x02 \x01(\fR\x04root\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04dist\x18\x04 \x01(\rR\x04dist\x12\x16\n" +
+	"\x06parent\x18\x05 \x01(\fR\x06parent\"5\n" +
 	"\vGossipIHave\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\fR\x03ids\"7\n" +
@@ -470,26 +564,28 @@ func file_messages_gossip_proto_rawDescGZIP() []byte {
 	return file_messages_gossip_proto_rawDescData
 }
 
-var file_messages_gossip_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_messages_gossip_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_messages_gossip_proto_goTypes = []any{
 	(*GossipRPC)(nil),          // 0: actormesh.gossip.v1.GossipRPC
 	(*GossipSubscription)(nil), // 1: actormesh.gossip.v1.GossipSubscription
 	(*GossipMessage)(nil),      // 2: actormesh.gossip.v1.GossipMessage
 	(*GossipControl)(nil),      // 3: actormesh.gossip.v1.GossipControl
-	(*GossipIHave)(nil),        // 4: actormesh.gossip.v1.GossipIHave
-	(*GossipPrune)(nil),        // 5: actormesh.gossip.v1.GossipPrune
+	(*GossipTree)(nil),         // 4: actormesh.gossip.v1.GossipTree
+	(*GossipIHave)(nil),        // 5: actormesh.gossip.v1.GossipIHave
+	(*GossipPrune)(nil),        // 6: actormesh.gossip.v1.GossipPrune
 }
 var file_messages_gossip_proto_depIdxs = []int32{
 	1, // 0: actormesh.gossip.v1.GossipRPC.subscriptions:type_name -> actormesh.gossip.v1.GossipSubscription
 	3, // 1: actormesh.gossip.v1.GossipRPC.control:type_name -> actormesh.gossip.v1.GossipControl
 	2, // 2: actormesh.gossip.v1.GossipRPC.messages:type_name -> actormesh.gossip.v1.GossipMessage
-	4, // 3: actormesh.gossip.v1.GossipControl.ihave:type_name -> actormesh.gossip.v1.GossipIHave
-	5, // 4: actormesh.gossip.v1.GossipControl.prune:type_name -> actormesh.gossip.v1.GossipPrune
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	5, // 3: actormesh.gossip.v1.GossipControl.ihave:type_name -> actormesh.gossip.v1.GossipIHave
+	6, // 4: actormesh.gossip.v1.GossipControl.prune:type_name -> actormesh.gossip.v1.GossipPrune
+	4, // 5: actormesh.gossip.v1.GossipControl.tree:type_name -> actormesh.gossip.v1.GossipTree
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_messages_gossip_proto_init() }
@@ -503,7 +599,7 @@ func file_messages_gossip_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_gossip_proto_rawDesc), len(file_messages_gossip_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

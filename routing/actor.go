@@ -57,7 +57,7 @@ type Config struct {
 	Alpha int
 	// RequestTimeout bounds one FindNode exchange (default 2s).
 	RequestTimeout time.Duration
-	// RevalidateInterval is how often the least recently seen entry of a random bucket is checked (default 5s).
+	// RevalidateInterval is how often the least recently seen entry of a random bucket is checked (default 10s, as go-ethereum).
 	RevalidateInterval time.Duration
 	// MaxInFlight bounds the discovery requests in progress outside lookups (default 64).
 	MaxInFlight int
@@ -73,6 +73,12 @@ type Config struct {
 	// only if that entry was not seen for this long (default 30s); otherwise the newcomer just waits in the
 	// replacement cache. Each check may cost a dial and a handshake.
 	CheckAge time.Duration
+	// CheckRate and CheckBurst bound those liveness checks (default one per 5s, burst 2): each may cost a dial,
+	// and the exchange on a new connection teaches more newcomers, so unbounded checks feed on themselves (a
+	// network of 200 settled at ~1000 dials/s without this bound). Newcomers beyond wait in the replacement
+	// cache for the periodic revalidation.
+	CheckRate  float64
+	CheckBurst int
 	// MisbehaviourBan is how long a peer is banned for a protocol violation: a NODES reply over k records or with
 	// a sender record that is not its own (default 10m).
 	MisbehaviourBan time.Duration
@@ -84,8 +90,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Table: DefaultTableConfig(), Alpha: DefaultAlpha, RequestTimeout: 2 * time.Second,
-		RevalidateInterval: 5 * time.Second, MaxInFlight: 64, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
-		MisbehaviourBan: 10 * time.Minute, CheckAge: 30 * time.Second, Logger: zerolog.Nop(),
+		RevalidateInterval: 10 * time.Second, MaxInFlight: 64, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
+		MisbehaviourBan: 10 * time.Minute, CheckAge: 30 * time.Second, CheckRate: 0.2, CheckBurst: 2, Logger: zerolog.Nop(),
 	}
 }
 
@@ -94,8 +100,8 @@ func (c Config) Validate() error {
 	if err := c.Table.Validate(); err != nil {
 		return err
 	}
-	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.MaxInFlight < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 || c.MisbehaviourBan <= 0 || c.CheckAge < 0 {
-		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, MaxInFlight, RequestRate, RequestBurst, SaveInterval and MisbehaviourBan must be positive", ErrInvalidConfig)
+	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.MaxInFlight < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 || c.MisbehaviourBan <= 0 || c.CheckAge < 0 || c.CheckRate <= 0 || c.CheckBurst < 1 {
+		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, MaxInFlight, RequestRate, RequestBurst, SaveInterval , MisbehaviourBan, CheckRate and CheckBurst must be positive", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -176,6 +182,7 @@ type routingActor struct {
 	log     zerolog.Logger
 	table   *Table
 	limiter *RateLimiter[session.NodeID]
+	checks  *RateLimiter[bool] // one bucket: the liveness checks of full buckets
 	rng     *rand.Rand
 	local   *messages.NodeRecord
 	stats   Stats
@@ -209,6 +216,7 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 		return &routingActor{
 			cfg: cfg, net: net, log: cfg.Logger, table: table, records: newVerifiedRecords(8192),
 			limiter:  NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 4096),
+			checks:   NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 			rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 			checking: make(map[session.NodeID]bool), lookups: make(map[string]*LookupRequest),
 			ctx: ctx, cancel: cancel,
@@ -364,7 +372,8 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time) {
 	case Added, Updated, Pending:
 		a.net.AddAddress(e.ID, e.Addr)
 	}
-	if res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] && now.Sub(res.Check.LastSeen) >= a.cfg.CheckAge {
+	if res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] && now.Sub(res.Check.LastSeen) >= a.cfg.CheckAge &&
+		a.checks.Allow(true, now) {
 		a.exchange(res.Check.ID, a.table.SelfKey(), true)
 	}
 }

@@ -68,7 +68,7 @@ func simJSON(t *testing.T, args ...string) (testkit.BroadcastReport, string) {
 func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 	// Go-style single-dash long flags, as the README shows them.
 	r, out := simJSON(t, "-n", "12", "-degree", "3", "-messages", "10", "-size", "256", "-interval", "20ms",
-		"-latency", "2ms", "-json")
+		"-latency", "2ms", "-settle", "0", "-json")
 	if r.N != 12 || r.Degree != 3 || r.Messages != 10 || r.Size != 256 || r.LatencyMs != 2 || r.Transport != "mem" ||
 		r.Published != 10 || r.DeliveryRatio != 1 || r.Deliveries != 10*11 || r.HandlerDuplicates != 0 ||
 		r.P50Ms <= 0 || r.P100Ms < r.P50Ms || r.WireBytesPerDelivery < 256 || r.CPUUsPerDelivery <= 0 || r.PeakRSSMiB <= 0 {
@@ -81,7 +81,7 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 			t.Errorf("JSON lacks %q", f)
 		}
 	}
-	r, _ = simJSON(t, "-n", "8", "--degree", "3", "--messages", "5", "--interval", "10ms", "--transport", "tcp", "--json")
+	r, _ = simJSON(t, "-n", "8", "--degree", "3", "--messages", "5", "--interval", "10ms", "--transport", "tcp", "--settle", "0", "--json")
 	if r.Transport != "tcp" || r.LatencyMs != 0 || r.DeliveryRatio != 1 || r.WireBytesPerDelivery <= 0 {
 		t.Fatalf("tcp report: %+v", r)
 	}
@@ -89,7 +89,7 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 
 func TestSimBroadcastKillKeepsDelivering(t *testing.T) {
 	r, _ := simJSON(t, "-n", "20", "-degree", "4", "-messages", "20", "-interval", "50ms", "-latency", "2ms",
-		"-kill", "0.2", "-seed", "7", "-json")
+		"-kill", "0.2", "-seed", "7", "-settle", "0", "-json")
 	if r.Killed != 4 || r.Published != 20 || r.DeliveryRatio != 1 {
 		t.Fatalf("with 20%% killed: %+v", r)
 	}
