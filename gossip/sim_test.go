@@ -22,6 +22,7 @@ type simConfig struct {
 	msgs               int
 	kill               float64
 	killAt             int
+	killRoot           bool // kill node 0, the root of the spanning tree, among the others
 	seed               uint64
 	cfg                Config
 }
@@ -70,6 +71,7 @@ type simMsg struct {
 	lastAt    time.Duration   // last delivery
 	dups      int             // copies received beyond the first, at live nodes
 	hops      int             // sum of hops over deliveries
+	maxHops   int             // the longest path of a delivery
 	arrivals  []time.Duration // delivery delays at other nodes
 }
 
@@ -106,7 +108,9 @@ func newSim(t *testing.T, sc simConfig) *sim {
 		id[0], id[1], id[31] = byte(i>>8), byte(i), 0xaa
 		s.ids = append(s.ids, id)
 		s.index[id] = i
-		r, err := NewRouter(sc.cfg, rand.New(rand.NewPCG(sc.seed, uint64(i)+2)))
+		cfg := sc.cfg
+		cfg.Self = id
+		r, err := NewRouter(cfg, rand.New(rand.NewPCG(sc.seed, uint64(i)+2)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,6 +179,7 @@ func (s *sim) dispatch(i int, out Output) {
 		if i != sm.origin {
 			sm.lastAt = s.now
 			sm.hops += int(m.Hops)
+			sm.maxHops = max(sm.maxHops, int(m.Hops))
 			sm.arrivals = append(sm.arrivals, s.now-sm.at)
 		}
 	}
@@ -255,7 +260,11 @@ func (s *sim) publish(k int) {
 }
 
 func (s *sim) killNodes() {
-	for _, i := range s.rng.Perm(s.sc.n)[:int(s.sc.kill*float64(s.sc.n))] {
+	victims := s.rng.Perm(s.sc.n)[:int(s.sc.kill*float64(s.sc.n))]
+	if s.sc.killRoot && !slices.Contains(victims, 0) {
+		victims[0] = 0 // node 0 has the smallest id: the tree's root
+	}
+	for _, i := range victims {
 		s.dead[i] = true
 		for _, j := range s.adj[i] {
 			s.nodes[j].RemovePeer(s.ids[i])
@@ -398,5 +407,94 @@ func TestSimulationDeterministic(t *testing.T) {
 	d2, s2 := run()
 	if !slices.Equal(d1, d2) || s1 != s2 {
 		t.Errorf("two runs with one seed differ: %v %+v and %v %+v", d1, s1, d2, s2)
+	}
+}
+
+// checkTree asserts that the live nodes agree on one root, the live node with the smallest id, and that their
+// parents form a tree over live links whose distances are consistent. It returns the tree's depth.
+func (s *sim) checkTree() int {
+	s.t.Helper()
+	root := -1
+	for i := range s.nodes {
+		if !s.dead[i] {
+			root = i // ids grow with the index: the first live node has the smallest
+			break
+		}
+	}
+	depth := 0
+	for i, r := range s.nodes {
+		if s.dead[i] {
+			continue
+		}
+		gotRoot, parent, dist, _ := r.TreeLinks(simTopic)
+		if gotRoot != s.ids[root] {
+			s.t.Errorf("node %d: root %d, want %d", i, s.index[gotRoot], root)
+			continue
+		}
+		if i == root {
+			if !parent.IsZero() || dist != 0 {
+				s.t.Errorf("root %d has parent %v, distance %d", i, parent.IsZero(), dist)
+			}
+			continue
+		}
+		p, ok := s.index[parent]
+		if !ok || s.dead[p] || !slices.Contains(s.adj[i], p) {
+			s.t.Errorf("node %d: parent %d is not a live neighbour", i, p)
+			continue
+		}
+		if _, _, pd, _ := s.nodes[p].TreeLinks(simTopic); pd != dist-1 {
+			s.t.Errorf("node %d at distance %d has parent %d at distance %d", i, dist, p, pd)
+		}
+		depth = max(depth, dist)
+	}
+	return depth
+}
+
+func treeSim() simConfig {
+	sc := defaultSim()
+	sc.n, sc.dial = 200, 8
+	sc.cfg.Tree = true
+	return sc
+}
+
+func TestSimulationSpanningTree(t *testing.T) {
+	sc := treeSim()
+	s := newSim(t, sc)
+	s.runAll()
+	s.checkExactlyOnce(0)
+	depth := s.checkTree()
+	last := s.figures(sc.msgs-20, sc.msgs)
+	t.Logf("n=%d, tree depth %d; first 10 messages: %v", sc.n, depth, s.figures(0, 10))
+	t.Logf("n=%d, last 20 messages: %v", sc.n, last)
+	if last.dupPerDelivery != 0 || last.deliveryRatio != 1 {
+		t.Errorf("on the settled tree: %v, want no duplicate and every delivery", last)
+	}
+	for _, sm := range s.msgs[sc.msgs-20:] {
+		if sm.maxHops > 2*depth {
+			t.Errorf("a message crossed %d links, more than twice the tree depth %d", sm.maxHops, depth)
+		}
+	}
+	flood := sc
+	flood.cfg.Tree = false
+	t.Logf("n=%d, same network without the tree (Plumtree), last 20 messages: %v", sc.n, func() simFigures {
+		f := newSim(t, flood)
+		f.runAll()
+		return f.figures(sc.msgs-20, sc.msgs)
+	}())
+}
+
+func TestSimulationTreeSurvivesRootKill(t *testing.T) {
+	sc := treeSim()
+	sc.msgs = 100 // the last ones go out well after the live nodes gave the dead root up (TreeStaleBeats)
+	sc.kill, sc.killAt, sc.killRoot = 0.2, 25, true
+	s := newSim(t, sc)
+	s.runAll()
+	s.checkExactlyOnce(sc.killAt)
+	s.checkTree()
+	after, last := s.figures(sc.killAt, sc.msgs), s.figures(sc.msgs-10, sc.msgs)
+	t.Logf("n=%d, 20%% killed with the root before message %d; messages after: %v", sc.n, sc.killAt, after)
+	t.Logf("last 10 messages: %v", last)
+	if after.deliveryRatio != 1 || last.dupPerDelivery != 0 {
+		t.Errorf("after the root was killed: %v; last 10: %v", after, last)
 	}
 }
