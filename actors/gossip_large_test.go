@@ -630,3 +630,57 @@ func TestGossipLateSubscriberJoinsMesh(t *testing.T) {
 			len(info.Eager), len(info.Lazy), len(info.Peers), st.Router.GraftsSent, st.Router.PrunesReceived)
 	}
 }
+
+func TestGossipKilledNodeRestartsAndReceivesAgain(t *testing.T) {
+	mem := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Latency: time.Millisecond}, Seed: 3})
+	const n = 8
+	nw := testkit.NewNetwork(t, n, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.Transport = mem.NewTransport()
+		cfg.DisableDiscovery = true
+		cfg.RedialBase, cfg.RedialMax, cfg.RedialAttempts = 50*time.Millisecond, 300*time.Millisecond, 1000
+		fastGossip(cfg)
+	}))
+	nw.ConnectAll(testkit.Ring(n))
+	boxes := subscribeAll(t, nw.Nodes, "t")
+	waitMeshes(t, nw.Nodes, "t", 2)
+
+	const victim = 3
+	id := nw.Nodes[victim].ID()
+	nw.Kill(victim)
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		return !nw.Nodes[victim-1].Connected(id) && !nw.Nodes[victim+1].Connected(id)
+	}, "the neighbours saw the victim die")
+	during, err := nw.Nodes[0].Publish(ctxTimeout(t, 5*time.Second), "t", wrapperspb.String("while down"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		for i, b := range boxes {
+			if i != victim && b.times(during) != 1 {
+				return false
+			}
+		}
+		return true
+	}, "the ring, cut at the victim, still delivered to everyone else")
+
+	nw.Restart(victim)
+	if nw.Nodes[victim].ID() != id {
+		t.Fatal("the restarted node has another identity")
+	}
+	// Node victim-1 dialed the victim and keeps it: it redials the same address and finds the same identity.
+	testkit.WaitFor(t, 10*time.Second, func() bool { return nw.Nodes[victim-1].Connected(id) },
+		"the neighbour that keeps the victim redialed it")
+	box := newInbox()
+	if _, err := nw.Nodes[victim].Subscribe(ctxTimeout(t, 5*time.Second), "t", box.handle); err != nil {
+		t.Fatal(err)
+	}
+	waitMeshes(t, []*actors.Node{nw.Nodes[victim]}, "t", 1)
+	after, err := nw.Nodes[0].Publish(ctxTimeout(t, 5*time.Second), "t", wrapperspb.String("after restart"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return box.times(after) == 1 }, "the restarted node got the next message")
+	if box.times(during) != 0 && box.times(during) != 1 {
+		t.Fatalf("the message published while down was delivered %d times", box.times(during))
+	}
+}

@@ -50,6 +50,7 @@ func WithLogLevel(l zerolog.Level) Option {
 type Network struct {
 	t     testing.TB
 	Nodes []*actors.Node
+	cfgs  []actors.Config // each node's config as started, to restart it
 }
 
 // NewNetwork starts n nodes on 127.0.0.1 with free ports; they are not connected yet. The test fails if any node
@@ -59,12 +60,49 @@ func NewNetwork(t testing.TB, n int, opts ...Option) *Network {
 	nw := &Network{t: t}
 	t.Cleanup(nw.Close)
 	opts = append([]Option{WithLogger(zerolog.New(zerolog.NewTestWriter(t)))}, opts...)
-	nodes, err := StartNodes(context.Background(), n, opts...)
+	record := func(o *options) {
+		inner := o.configure
+		o.configure = func(i int, cfg *actors.Config) {
+			if inner != nil {
+				inner(i, cfg)
+			}
+			nw.cfgs = append(nw.cfgs, *cfg)
+		}
+	}
+	nodes, err := StartNodes(context.Background(), n, append(opts, record)...)
 	nw.Nodes = nodes
 	if err != nil {
 		t.Fatal(err)
 	}
 	return nw
+}
+
+// Kill stops node i as a crash would: over the in-memory transport its connections are reset at once (no
+// goodbye), over TCP the node is closed. The node stays in Nodes, closed, until Restart.
+func (nw *Network) Kill(i int) {
+	nw.t.Helper()
+	if mt, ok := nw.cfgs[i].Transport.(*MemTransport); ok {
+		mt.Kill()
+	}
+	_ = nw.Nodes[i].Close()
+}
+
+// Restart starts a new node in place of node i (after Kill), with the same identity, config and listen address,
+// so that the peers that keep it connected redial it.
+func (nw *Network) Restart(i int) {
+	nw.t.Helper()
+	cfg := nw.cfgs[i]
+	cfg.ListenAddr = nw.Nodes[i].Addr().Addr
+	node, err := actors.NewNode(cfg)
+	if err != nil {
+		nw.t.Fatalf("testkit: restart node %d: %v", i, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := node.Start(ctx); err != nil {
+		nw.t.Fatalf("testkit: restart node %d: %v", i, err)
+	}
+	nw.Nodes[i] = node
 }
 
 // StartNodes starts n nodes on 127.0.0.1 with free ports, node i configured after node i-1 has started. On error,
@@ -85,6 +123,11 @@ func StartNodes(ctx context.Context, n int, opts ...Option) ([]*actors.Node, err
 		if o.bootnode && i > 0 {
 			cfg.Bootstrap.Bootnodes = []session.PeerAddr{nodes[0].Addr()}
 		}
+		id, err := session.GenerateIdentity() // set here, so that a restarted node keeps it
+		if err != nil {
+			return nodes, err
+		}
+		cfg.Identity = id
 		if o.configure != nil {
 			o.configure(i, &cfg)
 		}
