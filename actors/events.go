@@ -8,11 +8,14 @@ import (
 
 // SubscribeEvents calls fn with every node event (*messages.PeerConnected, *messages.PeerDisconnected) until the
 // returned function is called. fn runs on the publishing actor's goroutine: it must return quickly and never block.
+// It may be called before Start.
 func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error) {
-	if _, err := n.peerManager(); err != nil {
-		return nil, err
+	select {
+	case <-n.closed:
+		return nil, ErrClosed
+	default:
 	}
-	sub := n.system.EventStream.Subscribe(func(ev any) {
+	sub := n.events.Subscribe(func(ev any) {
 		switch e := ev.(type) {
 		case *messages.PeerConnected:
 			fn(e)
@@ -20,5 +23,5 @@ func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err 
 			fn(e)
 		}
 	})
-	return func() { n.system.EventStream.Unsubscribe(sub) }, nil
+	return func() { n.events.Unsubscribe(sub) }, nil
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/gossip"
 )
 
 // Two nodes on loopback: b serves a "greet/1" protocol actor, a connects to b and sends it a typed request.
@@ -51,4 +52,45 @@ func Example() {
 	}
 	fmt.Println(reply.(*wrapperspb.StringValue).GetValue())
 	// Output: hello, alice
+}
+
+// Two nodes broadcast on a topic: b subscribes, a publishes once b's subscription has reached it.
+func ExampleNode_Publish() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := func() *actors.Node {
+		cfg := actors.DefaultConfig()
+		cfg.DisableDiscovery = true // two nodes connected by hand: no DHT needed
+		n, err := actors.NewNode(cfg)
+		if err != nil {
+			panic(err)
+		}
+		if err := n.Start(ctx); err != nil {
+			panic(err)
+		}
+		return n
+	}
+	a, b := start(), start()
+	defer a.Close()
+	defer b.Close()
+	if err := a.Connect(ctx, b.Addr(), true); err != nil {
+		panic(err)
+	}
+
+	got := make(chan *gossip.Delivery, 1)
+	sub, err := b.Subscribe(ctx, "blocks", func(d *gossip.Delivery) { got <- d })
+	if err != nil {
+		panic(err)
+	}
+	defer sub.Cancel()
+	// Publishing before any peer has joined the topic fails with gossip.ErrNoPeers: wait for b's subscription.
+	if err := a.WaitTopicPeers(ctx, "blocks", 1); err != nil {
+		panic(err)
+	}
+	if _, err := a.Publish(ctx, "blocks", wrapperspb.String("block 1")); err != nil {
+		panic(err)
+	}
+	d := <-got
+	fmt.Println(d.Payload.(*wrapperspb.StringValue).GetValue(), "from a:", d.Origin == a.ID(), "hops:", d.Hops)
+	// Output: block 1 from a: true hops: 1
 }

@@ -112,6 +112,10 @@ func (g gossipNetwork) Ban(id session.NodeID, d time.Duration, reason string) er
 	return g.n.Ban(id, d, reason)
 }
 
+func (g gossipNetwork) SubscribeEvents(fn func(proto.Message)) (func(), error) {
+	return g.n.SubscribeEvents(fn)
+}
+
 // SendNow queues msg on the live connection to peer; it never dials.
 func (g gossipNetwork) SendNow(peer session.NodeID, protocol string, msg proto.Message, priority bool) error {
 	pc := g.n.peers.get(peer)

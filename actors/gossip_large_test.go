@@ -679,7 +679,14 @@ func TestGossipKilledNodeRestartsAndReceivesAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, 10*time.Second, func() bool { return box.times(after) == 1 }, "the restarted node got the next message")
+	if err := testkit.Poll(context.Background(), 10*time.Second, func() bool { return box.times(after) == 1 }); err != nil {
+		for _, i := range []int{victim - 1, victim, victim + 1} {
+			info, _ := nw.Nodes[i].Topic(ctxTimeout(t, time.Second), "t")
+			st, _ := nw.Nodes[i].GossipStats(ctxTimeout(t, time.Second))
+			t.Logf("node %d: peers %d eager %d lazy %d stats %+v peers %d", i, len(info.Peers), len(info.Eager), len(info.Lazy), st.Router, st.Peers)
+		}
+		t.Fatal("the restarted node did not get the next message")
+	}
 	if box.times(during) != 0 && box.times(during) != 1 {
 		t.Fatalf("the message published while down was delivered %d times", box.times(during))
 	}

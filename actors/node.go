@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/rs/zerolog"
 
 	"github.com/actormesh/actormesh/gossip"
@@ -27,6 +28,11 @@ type Node struct {
 	identity *session.Identity
 	log      zerolog.Logger
 	system   *actor.ActorSystem
+	// ownSystem is set when the node created its actor system (Config.ActorSystem nil) and shuts it down.
+	ownSystem bool
+	// events carries the node's peer events; it is the node's own, so that nodes sharing an actor system do not
+	// see each other's.
+	events *eventstream.EventStream
 
 	peers     *peerSet
 	addrs     *addressBook
@@ -66,6 +72,7 @@ func NewNode(cfg Config) (*Node, error) {
 		addrs:     newAddressBook(addressBookSize),
 		protocols: &protocolRegistry{m: make(map[string]*actor.PID)},
 		requests:  newRequestTable(),
+		events:    eventstream.NewEventStream(),
 		closed:    make(chan struct{}),
 	}
 	n.log = cfg.Logger.With().Str("node", n.identity.NodeID().Short()).Logger()
@@ -77,6 +84,17 @@ func NewNode(cfg Config) (*Node, error) {
 
 // ID returns the node's NodeID (its ed25519 public key).
 func (n *Node) ID() session.NodeID { return n.identity.NodeID() }
+
+// NewActorSystem returns a protoactor system whose logs go to log. Nodes of one process (a simulation) may share
+// one through Config.ActorSystem; its owner shuts it down after closing them.
+func NewActorSystem(log zerolog.Logger) *actor.ActorSystem {
+	slogger := slog.New(zerolog.NewSlogHandler(log.With().Str("lib", "protoactor").Logger()))
+	return actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slogger }),
+		actor.WithDeadLetterThrottleInterval(100*time.Millisecond),
+		actor.WithDeadLetterRequestLogging(false),
+	)
+}
 
 // Start opens the listener and spawns the actor tree, then dials Config.Peers in the background.
 func (n *Node) Start(ctx context.Context) error {
@@ -98,14 +116,13 @@ func (n *Node) Start(ctx context.Context) error {
 		n.listener = ln
 		n.advertise = advertiseAddr(n.cfg.AdvertiseAddr, ln.Addr())
 	}
-	slogger := slog.New(zerolog.NewSlogHandler(n.log.With().Str("lib", "protoactor").Logger()))
-	n.system = actor.NewActorSystem(
-		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slogger }),
-		actor.WithDeadLetterThrottleInterval(100*time.Millisecond),
-		actor.WithDeadLetterRequestLogging(false),
-	)
+	n.system = n.cfg.ActorSystem
+	if n.system == nil {
+		n.system, n.ownSystem = NewActorSystem(n.log), true
+	}
 	ready := make(chan guardianReady, 1)
-	pid, err := n.system.Root.SpawnNamed(n.guardianProps(ready), "node")
+	// Named after the identity, so that nodes can share an actor system.
+	pid, err := n.system.Root.SpawnNamed(n.guardianProps(ready), "node-"+n.ID().String())
 	if err != nil {
 		n.closeListener()
 		return fmt.Errorf("spawn node guardian: %w", err)
@@ -155,7 +172,9 @@ func (n *Node) Close() error {
 		if err := n.system.Root.StopFuture(guardian).Wait(); err != nil {
 			n.log.Warn().Err(err).Msg("stopping the actor tree")
 		}
-		n.system.Shutdown()
+		if n.ownSystem {
+			n.system.Shutdown()
+		}
 		n.log.Info().Msg("node closed")
 	})
 	return nil

@@ -560,7 +560,7 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 		w.stopTimer()
 	}
 	pc.log.Debug().Bool("outbound", outbound).Str("remote", sc.RemoteAddr().String()).Msg("peer connected")
-	m.root.ActorSystem().EventStream.Publish(&messages.PeerConnected{
+	m.n.events.Publish(&messages.PeerConnected{
 		PeerId: pc.id.Bytes(), RemoteAddr: sc.RemoteAddr().String(), Outbound: outbound, ListenAddrs: info.ListenAddrs,
 	})
 }
@@ -581,7 +581,7 @@ func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
 	pc := e.pc
 	pc.log.Debug().Str("reason", pc.reason.String()).Str("detail", pc.detail).Bool("by_remote", pc.byRemote).
 		Dur("connected_for", time.Since(pc.connectedAt)).Msg("peer disconnected")
-	m.root.ActorSystem().EventStream.Publish(&messages.PeerDisconnected{
+	m.n.events.Publish(&messages.PeerDisconnected{
 		PeerId: pc.id.Bytes(), Reason: pc.reason, Detail: pc.detail, Outbound: pc.outbound,
 	})
 	if _, ok := m.conns[pc.id]; !ok && pc.reason != messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION {

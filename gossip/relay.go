@@ -41,6 +41,9 @@ type Network interface {
 	// GossipPeers lists the connected peers the relay starts gossip with: kept connections, not the transient
 	// ones opened for a lookup or a one-off request.
 	GossipPeers() []session.NodeID
+	// SubscribeEvents calls fn with the node's peer events (*messages.PeerConnected, *messages.PeerDisconnected)
+	// until unsubscribe is called; fn must not block.
+	SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error)
 	// Retain tells the node that a peer gossips on its connection, which must then not be closed as transient.
 	Retain(peer session.NodeID)
 	// Ban disconnects a peer and refuses it for d; reason is logged and told to the peer.

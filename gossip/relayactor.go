@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
@@ -38,14 +37,14 @@ func NewRelayProps(cfg RelayConfig, net Network) (*actor.Props, error) {
 // ticks into Router calls and carries out the Router's outputs. Validators and subscriber handlers run on
 // goroutines it owns; it never blocks on I/O.
 type relayActor struct {
-	cfg    RelayConfig
-	net    Network
-	log    zerolog.Logger
-	router *Router
-	self   *actor.PID
-	root   *actor.RootContext
-	events *eventstream.Subscription
-	timer  *time.Timer
+	cfg       RelayConfig
+	net       Network
+	log       zerolog.Logger
+	router    *Router
+	self      *actor.PID
+	root      *actor.RootContext
+	endEvents func() // ends the peer-event subscription
+	timer     *time.Timer
 
 	seq     uint64
 	peers   map[session.NodeID]bool // gossip peers → our hello sent
@@ -113,12 +112,16 @@ func (a *relayActor) start(ctx actor.Context) {
 	a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	self, root := a.self, a.root
-	a.events = ctx.ActorSystem().EventStream.Subscribe(func(ev any) {
+	unsub, err := a.net.SubscribeEvents(func(ev proto.Message) {
 		switch ev.(type) {
 		case *messages.PeerConnected, *messages.PeerDisconnected:
 			root.Send(self, ev)
 		}
 	})
+	if err != nil {
+		a.log.Warn().Err(err).Msg("no peer events: gossip peers are found at heartbeats only")
+	}
+	a.endEvents = unsub
 	a.armHeartbeat()
 	a.reconcile()
 }
@@ -131,7 +134,9 @@ func (a *relayActor) stop() {
 	if a.timer != nil {
 		a.timer.Stop()
 	}
-	a.root.ActorSystem().EventStream.Unsubscribe(a.events)
+	if a.endEvents != nil {
+		a.endEvents()
+	}
 	for _, subs := range a.subs {
 		for _, s := range subs {
 			s.stop()

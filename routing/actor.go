@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
@@ -33,6 +32,9 @@ type Network interface {
 	AddAddress(id session.NodeID, addr string)
 	// Ban disconnects a peer and refuses it for d; reason is logged and told to the peer.
 	Ban(id session.NodeID, d time.Duration, reason string) error
+	// SubscribeEvents calls fn with the node's peer events (*messages.PeerConnected, *messages.PeerDisconnected)
+	// until unsubscribe is called; fn must not block.
+	SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error)
 }
 
 // ErrOversizedReply: a peer answered a FindNode with more than k records.
@@ -188,14 +190,14 @@ type routingActor struct {
 	stats   Stats
 	records *verifiedRecords
 
-	self     *actor.PID
-	root     *actor.RootContext
-	sub      *eventstream.Subscription
-	timer    *time.Timer
-	lastSave time.Time
-	checking map[session.NodeID]bool
-	inFlight int
-	lookups  map[string]*LookupRequest // lookup actor id -> request
+	self        *actor.PID
+	root        *actor.RootContext
+	unsubscribe func() // ends the peer-event subscription
+	timer       *time.Timer
+	lastSave    time.Time
+	checking    map[session.NodeID]bool
+	inFlight    int
+	lookups     map[string]*LookupRequest // lookup actor id -> request
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -231,14 +233,20 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
 		self, root := a.self, a.root
-		a.sub = ctx.ActorSystem().EventStream.Subscribe(func(ev any) {
+		unsub, err := a.net.SubscribeEvents(func(ev proto.Message) {
 			if pc, ok := ev.(*messages.PeerConnected); ok {
 				root.Send(self, pc)
 			}
 		})
+		if err != nil {
+			a.log.Warn().Err(err).Msg("no peer events: new peers are learned by lookups only")
+		}
+		a.unsubscribe = unsub
 		a.armRevalidation()
 	case *actor.Stopping:
-		ctx.ActorSystem().EventStream.Unsubscribe(a.sub)
+		if a.unsubscribe != nil {
+			a.unsubscribe()
+		}
 		if a.timer != nil {
 			a.timer.Stop()
 		}

@@ -29,7 +29,7 @@ const (
 	// msgHeaderSize is the size of the length prefix of an application message.
 	msgHeaderSize = 4
 	// initialReadBuffer is the read buffer size of a connection until a frame needs more (at most 2+65535).
-	initialReadBuffer = 16 << 10
+	initialReadBuffer = 4 << 10
 	// writeFlushSize is how many buffered bytes make WriteMessages write them out before packing more frames.
 	writeFlushSize = 64 << 10
 )

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -186,11 +187,14 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		slotsIn, slotsOut = connectionSlots(sc.N, actors.DefaultConfig())
 	}
 	sims := make([]*simNode, sc.N)
+	system := actors.NewActorSystem(zerolog.Nop()) // shared: one process registry rather than one per node
+	defer system.Shutdown()
 	start := time.Now()
 	progress(fmt.Sprintf("starting %d nodes over %s, each keeping %d outbound connections", sc.N, sc.Transport, sc.Degree))
 	nodes, err := StartNodes(ctx, sc.N, WithBootnode(), WithConfig(func(i int, cfg *actors.Config) {
 		sims[i] = &simNode{recv: make([]atomic.Int64, sc.Messages), hops: make([]atomic.Uint32, sc.Messages)}
 		cfg.Bootstrap.TargetOutbound = sc.Degree
+		cfg.ActorSystem = system
 		cfg.MaxInboundPeers, cfg.MaxOutboundPeers = max(slotsIn, 2*sc.Degree+4), max(slotsOut, sc.Degree+4)
 		if i == 0 {
 			cfg.MaxInboundPeers = max(cfg.MaxInboundPeers, min(sc.N, 1000))

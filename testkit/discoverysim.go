@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
@@ -29,6 +31,10 @@ type DiscoveryScenario struct {
 	ConvergeTimeout time.Duration
 	// Seed makes the choice of lookups repeatable (0: random).
 	Seed uint64
+	// Transport is "tcp" (default: sockets on 127.0.0.1, connection limits shrunk to fit the open-file limit) or
+	// "mem" (the in-memory transport with Latency per link, which lifts the file limit).
+	Transport string
+	Latency   time.Duration
 	// Configure, if set, adjusts every node's config (after the scenario's own settings).
 	Configure func(i int, cfg *actors.Config)
 	// Progress, if set, receives a line about each phase.
@@ -40,9 +46,10 @@ type DiscoveryScenario struct {
 
 // DiscoveryReport holds the figures of a RunDiscovery run. Durations are in seconds or milliseconds as named.
 type DiscoveryReport struct {
-	N     int `json:"n"`
-	K     int `json:"k"`
-	Alpha int `json:"alpha"`
+	N         int    `json:"n"`
+	Transport string `json:"transport"`
+	K         int    `json:"k"`
+	Alpha     int    `json:"alpha"`
 	// MaxInbound and MaxOutbound are the nodes' connection limits (shrunk to fit the open-file limit).
 	MaxInbound  int `json:"max_inbound"`
 	MaxOutbound int `json:"max_outbound"`
@@ -92,8 +99,14 @@ func (s *DiscoveryScenario) defaults() error {
 	if s.ConvergeTimeout == 0 {
 		s.ConvergeTimeout = 2 * time.Minute
 	}
+	if s.Transport == "" {
+		s.Transport = "tcp"
+	}
 	if s.N < 2 || s.Lookups < 0 || s.Workers < 1 || s.Fraction <= 0 || s.Fraction > 1 || s.ConvergeTimeout < 0 {
 		return errors.New("discovery scenario: want N >= 2, Lookups >= 0, Workers >= 1, 0 < Fraction <= 1")
+	}
+	if s.Transport != "tcp" && s.Transport != "mem" || s.Latency < 0 || s.Latency > 0 && s.Transport != "mem" {
+		return errors.New("discovery scenario: want transport tcp or mem, and a latency (mem only) >= 0")
 	}
 	return nil
 }
@@ -113,10 +126,22 @@ func RunDiscovery(ctx context.Context, sc DiscoveryScenario) (DiscoveryReport, e
 	cpu0 := processCPU()
 	start := time.Now()
 	slotsIn, slotsOut := connectionSlots(sc.N, def)
+	var mem *MemNetwork
+	if sc.Transport == "mem" {
+		slotsIn, slotsOut = def.MaxInboundPeers, def.MaxOutboundPeers
+		mem = NewMemNetwork(MemConfig{Link: LinkConfig{Latency: sc.Latency}, Seed: sc.Seed})
+	}
+	rep.Transport = sc.Transport
+	system := actors.NewActorSystem(zerolog.Nop()) // shared: one process registry rather than one per node
+	defer system.Shutdown()
 	rep.MaxInbound, rep.MaxOutbound = slotsIn, slotsOut
 	progress(fmt.Sprintf("starting %d nodes (%d inbound, %d outbound connections each at most)", sc.N, slotsIn, slotsOut))
 	nodes, err := StartNodes(ctx, sc.N, WithBootnode(), WithConfig(func(i int, cfg *actors.Config) {
 		cfg.MaxInboundPeers, cfg.MaxOutboundPeers = slotsIn, slotsOut
+		cfg.ActorSystem = system
+		if mem != nil {
+			cfg.Transport = mem.NewTransport()
+		}
 		if i == 0 {
 			// The bootnode, configured for many joining at once, as operators do.
 			cfg.MaxInboundPeers = max(slotsIn, sc.N) // within the budget: connectionSlots keeps 3 descriptors per node spare

@@ -135,7 +135,7 @@ func StartNodes(ctx context.Context, n int, opts ...Option) ([]*actors.Node, err
 		if err != nil {
 			return nodes, fmt.Errorf("testkit: node %d: %w", i, err)
 		}
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		sctx, cancel := context.WithTimeout(ctx, time.Minute) // long: a node starting among hundreds may wait for CPU
 		err = node.Start(sctx)
 		cancel()
 		if err != nil {

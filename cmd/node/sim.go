@@ -141,6 +141,9 @@ func newSimDiscoveryCmd() *cobra.Command {
 			if sc.N < 2 || sc.Lookups < 0 || sc.Workers < 1 || sc.Fraction <= 0 || sc.Fraction > 1 || timeout <= 0 {
 				return usagef("want -n >= 2, --lookups >= 0, --workers >= 1, 0 < --fraction <= 1, --timeout > 0")
 			}
+			if sc.Transport != "tcp" && sc.Transport != "mem" || sc.Latency < 0 || sc.Latency > 0 && sc.Transport != "mem" {
+				return usagef("want --transport tcp or mem, and --latency >= 0 with mem only")
+			}
 			sc.ConvergeTimeout = timeout
 			if !asJSON {
 				sc.Progress = func(s string) { fmt.Fprintf(cmd.ErrOrStderr(), "sim: %s\n", s) }
@@ -165,6 +168,8 @@ func newSimDiscoveryCmd() *cobra.Command {
 	f.Float64Var(&sc.Fraction, "fraction", 0.95, "share of its true k closest each table must hold to count as converged")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "longest wait for convergence")
 	f.Uint64Var(&sc.Seed, "seed", 0, "seed of the lookup choices (0: random)")
+	f.StringVar(&sc.Transport, "transport", "tcp", "tcp (sockets on 127.0.0.1) or mem (in-memory, no open-file limit)")
+	f.DurationVar(&sc.Latency, "latency", 0, "one-way latency of every link (mem transport)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of a table")
 	prof.flags(f)
 	return cmd
@@ -185,7 +190,7 @@ func printDiscovery(w io.Writer, r testkit.DiscoveryReport, asJSON bool) error {
 		converge = fmt.Sprintf("%.2f s", r.ConvergeS)
 	}
 	rows := [][2]string{
-		{"nodes", fmt.Sprint(r.N)},
+		{"nodes / transport", fmt.Sprintf("%d / %s", r.N, r.Transport)},
 		{"k / alpha", fmt.Sprintf("%d / %d", r.K, r.Alpha)},
 		{"setup", fmt.Sprintf("%.2f s", r.SetupS)},
 		{"convergence", converge},

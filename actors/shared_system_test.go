@@ -1,0 +1,58 @@
+package actors_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+func TestNodesShareAnActorSystemWithoutSeeingEachOthersEvents(t *testing.T) {
+	system := actors.NewActorSystem(zerolog.Nop())
+	defer system.Shutdown()
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.ActorSystem = system
+		cfg.DisableDiscovery = true
+	}))
+	a, b, c := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
+	var mu sync.Mutex
+	seen := map[session.NodeID]bool{}
+	unsub, err := c.SubscribeEvents(func(m proto.Message) {
+		if ev, ok := m.(*messages.PeerConnected); ok {
+			id, _ := session.NodeIDFromBytes(ev.PeerId)
+			mu.Lock()
+			seen[id] = true
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	nw.Connect(0, 1)
+	nw.Connect(2, 0)
+	testkit.WaitFor(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return seen[a.ID()] }, "c saw its own connection")
+	mu.Lock()
+	if seen[b.ID()] {
+		t.Error("c saw the connection between a and b: events leak between nodes of one actor system")
+	}
+	mu.Unlock()
+
+	register(t, b, "echo/1", echo())
+	if err := a.Close(); err != nil { // closing one node leaves the shared system to the others
+		t.Fatal(err)
+	}
+	nw.Connect(2, 1)
+	reply, err := c.Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String("abc"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "cba" {
+		t.Fatalf("after another node closed: %v %v", reply, err)
+	}
+}
