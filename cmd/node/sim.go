@@ -75,7 +75,8 @@ func newSimCmd() *cobra.Command {
 	f.StringVar(&sc.Transport, "transport", "mem", "mem (in-memory, emulated links) or tcp (sockets on 127.0.0.1)")
 	f.Float64Var(&sc.Kill, "kill", 0, "share of nodes killed halfway through the publications")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "longest wait for every node to join the topic's mesh")
-	f.DurationVar(&sc.Settle, "settle", 20*time.Second, "time the network runs after the meshes formed, before the first publication (the join's discovery storm calms down)")
+	f.DurationVar(&sc.Settle, "settle", 30*time.Second, "time the network runs after the meshes formed, before the "+
+		"first publication: the joins' refresh lookups come in bursts (2, 4, 8, 16, 32 s after each join) that compete for CPU")
 	f.Uint64Var(&sc.Seed, "seed", 0, "seed of publishers, payloads and kills (0: random)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of a table")
 	prof.flags(f)
