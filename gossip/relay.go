@@ -236,6 +236,12 @@ type TopicInfo struct {
 	Joined bool
 	// Peers are the peers subscribed to the topic; Eager and Lazy the mesh links.
 	Peers, Eager, Lazy []session.NodeID
+	// Root, Parent and Dist place the node in the topic's spanning tree (RelayConfig.Router.Tree): the tree's
+	// root, the next hop towards it (zero at the root) and the distance to it; TreeLinks are the links messages
+	// take (parent and children).
+	Root, Parent session.NodeID
+	Dist         int
+	TreeLinks    []session.NodeID
 }
 
 // Relay is the handle of a running relay actor.

@@ -93,6 +93,7 @@ func (a *relayActor) Receive(ctx actor.Context) {
 	case *topicRequest:
 		info := TopicInfo{Joined: len(a.subs[m.topic]) > 0, Peers: a.router.TopicPeers(m.topic)}
 		info.Eager, info.Lazy = a.router.MeshPeers(m.topic)
+		info.Root, info.Parent, info.Dist, info.TreeLinks = a.router.TreeLinks(m.topic)
 		m.reply <- info
 	}
 }

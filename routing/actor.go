@@ -76,9 +76,8 @@ type Config struct {
 	// replacement cache. Each check may cost a dial and a handshake.
 	CheckAge time.Duration
 	// CheckRate and CheckBurst bound those liveness checks (default one per 5s, burst 2): each may cost a dial,
-	// and the exchange on a new connection teaches more newcomers, so unbounded checks feed on themselves (a
-	// network of 200 settled at ~1000 dials/s without this bound). Newcomers beyond wait in the replacement
-	// cache for the periodic revalidation.
+	// and the exchange on a new connection teaches more newcomers, which could call for more checks. Newcomers
+	// beyond wait in the replacement cache for the periodic revalidation.
 	CheckRate  float64
 	CheckBurst int
 	// MisbehaviourBan is how long a peer is banned for a protocol violation: a NODES reply over k records or with

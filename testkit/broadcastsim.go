@@ -21,8 +21,8 @@ import (
 	"github.com/actormesh/actormesh/session"
 )
 
-// BroadcastScenario configures RunBroadcast: N nodes join from one bootnode through the real bootstrap and
-// discovery path (each keeping Degree outbound connections), all subscribe to one topic, and Messages messages of
+// BroadcastScenario configures RunBroadcast: N nodes join through the real bootstrap and discovery path, from
+// node 0 and two random nodes that joined before them as bootnodes (each keeping Degree outbound connections), all subscribe to one topic, and Messages messages of
 // Size bytes are published from random nodes every Interval.
 type BroadcastScenario struct {
 	// N is the number of nodes (default 200); Degree the outbound connections each keeps (default 8).
@@ -44,6 +44,9 @@ type BroadcastScenario struct {
 	// ReadyTimeout bounds the wait for every node to have a mesh link on the topic (default 2m); DrainTimeout the
 	// wait for deliveries after the last publication (default 10s).
 	ReadyTimeout, DrainTimeout time.Duration
+	// MinReady is the share of nodes that must have a place in the topic (a topic peer and a tree link) before
+	// publishing starts (default 1). With less, nodes that never joined count as missed deliveries.
+	MinReady float64
 	// Settle is how long the network runs once every node has a mesh link, before the first publication, so that
 	// the join's discovery traffic calms down (default 0).
 	Settle time.Duration
@@ -102,6 +105,8 @@ type BroadcastReport struct {
 	// DialsPerSecond is the rate of dials (each a handshake when it succeeds) over the measured window (mem
 	// transport only): discovery's background traffic, which competes with the broadcast for CPU.
 	DialsPerSecond float64 `json:"dials_per_s"`
+	// ReadyRatio is the share of nodes that had a place in the topic when publishing started.
+	ReadyRatio float64 `json:"ready_ratio"`
 	// KeptOutboundMean is the mean number of kept outbound connections when publishing started.
 	KeptOutboundMean float64 `json:"kept_outbound_mean"`
 }
@@ -131,13 +136,16 @@ func (s *BroadcastScenario) defaults() error {
 	if s.DrainTimeout == 0 {
 		s.DrainTimeout = 10 * time.Second
 	}
+	if s.MinReady == 0 {
+		s.MinReady = 1
+	}
 	switch {
 	case s.N < 2 || s.Degree < 1 || s.Messages < 1 || s.Size < 8 || s.Interval < 0:
 		return errors.New("broadcast scenario: want N >= 2, Degree >= 1, Messages >= 1, Size >= 8, Interval >= 0")
 	case s.Transport != "mem" && s.Transport != "tcp":
 		return fmt.Errorf("broadcast scenario: transport %q: want mem or tcp", s.Transport)
-	case s.Kill < 0 || s.Kill >= 1 || s.Loss < 0 || s.Loss > 1:
-		return errors.New("broadcast scenario: want 0 <= Kill < 1 and 0 <= Loss <= 1")
+	case s.Kill < 0 || s.Kill >= 1 || s.Loss < 0 || s.Loss > 1 || s.MinReady < 0 || s.MinReady > 1:
+		return errors.New("broadcast scenario: want 0 <= Kill < 1, 0 <= Loss <= 1 and 0 <= MinReady <= 1")
 	case s.Latency < 0 || s.Jitter < 0 || s.Settle < 0:
 		return errors.New("broadcast scenario: negative latency, jitter or settle time")
 	}
@@ -191,13 +199,25 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	defer system.Shutdown()
 	start := time.Now()
 	progress(fmt.Sprintf("starting %d nodes over %s, each keeping %d outbound connections", sc.N, sc.Transport, sc.Degree))
-	nodes, err := StartNodes(ctx, sc.N, WithBootnode(), WithConfig(func(i int, cfg *actors.Config) {
+	var started []*actors.Node
+	nodes, err := StartNodes(ctx, sc.N, WithBootnode(), WithStarted(func(_ int, n *actors.Node) {
+		started = append(started, n)
+	}), WithConfig(func(i int, cfg *actors.Config) {
 		sims[i] = &simNode{recv: make([]atomic.Int64, sc.Messages), hops: make([]atomic.Uint32, sc.Messages)}
 		cfg.Bootstrap.TargetOutbound = sc.Degree
 		cfg.ActorSystem = system
 		cfg.MaxInboundPeers, cfg.MaxOutboundPeers = max(slotsIn, 2*sc.Degree+4), max(slotsOut, sc.Degree+4)
 		if i == 0 {
+			// The bootnode, configured for many joining at once, as operators do.
 			cfg.MaxInboundPeers = max(cfg.MaxInboundPeers, min(sc.N, 1000))
+			cfg.MaxPendingHandshakes = max(cfg.MaxPendingHandshakes, 256)
+		}
+		if i > 2 && len(started) > 2 {
+			// Besides node 0, two nodes that joined before: in a large network one bootnode is a hotspot (at
+			// N = 1000, some joiners found it saturated with handshakes for minutes).
+			for _, j := range rng.Perm(len(started) - 1)[:2] {
+				cfg.Bootstrap.Bootnodes = append(cfg.Bootstrap.Bootnodes, started[j+1].Addr())
+			}
 		}
 		if mem != nil {
 			t := mem.NewTransport()
@@ -224,7 +244,9 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 			return rep, fmt.Errorf("node %d subscribe: %w", i, err)
 		}
 	}
-	if err := waitReady(ctx, nodes, sc.ReadyTimeout); err != nil {
+	ready, err := waitReady(ctx, nodes, sc.ReadyTimeout, sc.MinReady)
+	rep.ReadyRatio = ready
+	if err != nil {
 		return rep, err
 	}
 	rep.SetupS = time.Since(start).Seconds()
@@ -334,40 +356,51 @@ func closeAll(nodes []*actors.Node) {
 	wg.Wait()
 }
 
-// waitReady waits until every node has at least one mesh link on the topic, then two more heartbeats so that the
-// meshes reach their degree.
-func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration) error {
+// waitReady waits until every node has a topic peer and, with the spanning tree, a place in it (a parent, or it
+// is the root with a child), then two more heartbeats so that the meshes reach their degree.
+func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration, minShare float64) (float64, error) {
 	ready := make([]bool, len(nodes))
+	count := 0
 	err := Poll(ctx, timeout, func() bool {
-		all := true
 		for i, n := range nodes {
 			if ready[i] {
 				continue
 			}
 			info, err := n.Topic(ctx, simTopic)
-			ready[i] = err == nil && len(info.Eager)+len(info.Lazy) > 0
-			all = all && ready[i]
-		}
-		return all
-	})
-	if err != nil {
-		missing := 0
-		for _, r := range ready {
-			if !r {
-				missing++
+			if ready[i] = err == nil && len(info.Peers) > 0 && (len(info.TreeLinks) > 0 || len(info.Eager)+len(info.Lazy) > 0); ready[i] {
+				count++
 			}
 		}
-		return fmt.Errorf("broadcast scenario: %d of %d nodes without a mesh link on the topic: %w", missing, len(nodes), err)
+		return count == len(nodes)
+	})
+	share := float64(count) / float64(len(nodes))
+	if err != nil && share >= minShare && ctx.Err() == nil {
+		err = nil // enough: the others count as missed deliveries
+	}
+	if err != nil {
+		missing, lonely := 0, 0
+		for i, r := range ready {
+			if !r {
+				missing++
+				if len(nodes[i].Peers()) == 0 {
+					lonely++
+				}
+			}
+		}
+		if lonely > 0 {
+			return share, fmt.Errorf("broadcast scenario: %d of %d nodes without a topic peer or a tree link (%d without any connection): %w", missing, len(nodes), lonely, err)
+		}
+		return share, fmt.Errorf("broadcast scenario: %d of %d nodes without a topic peer or a tree link: %w", missing, len(nodes), err)
 	}
 	hb := actors.DefaultConfig().Gossip.Router.HeartbeatInterval
 	t := time.NewTimer(2 * hb)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return share, ctx.Err()
 	case <-t.C:
 	}
-	return nil
+	return share, nil
 }
 
 func gossipTotals(ctx context.Context, nodes []*actors.Node) (gossip.Stats, error) {

@@ -20,6 +20,7 @@ type Option func(*options)
 
 type options struct {
 	configure func(i int, cfg *actors.Config)
+	started   func(i int, n *actors.Node)
 	logLevel  zerolog.Level
 	logger    zerolog.Logger
 	bootnode  bool
@@ -39,6 +40,11 @@ func WithBootnode() Option {
 // WithConfig lets the caller change node i's config before it is created.
 func WithConfig(f func(i int, cfg *actors.Config)) Option {
 	return func(o *options) { o.configure = f }
+}
+
+// WithStarted calls f with each node once it has started, before the next one is configured.
+func WithStarted(f func(i int, n *actors.Node)) Option {
+	return func(o *options) { o.started = f }
 }
 
 // WithLogLevel sets the level of the nodes' logs, written to the test log (default warn).
@@ -143,6 +149,9 @@ func StartNodes(ctx context.Context, n int, opts ...Option) ([]*actors.Node, err
 			return nodes, fmt.Errorf("testkit: start node %d: %w", i, err)
 		}
 		nodes = append(nodes, node)
+		if o.started != nil {
+			o.started(i, node)
+		}
 	}
 	return nodes, nil
 }

@@ -23,8 +23,8 @@ func newSimCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sim [flags]",
 		Short: "Run a network of nodes in this process and measure topic broadcast (or another scenario)",
-		Long: "sim starts -n nodes in this process that join through node 0 (their only bootnode) over the real " +
-			"bootstrap and discovery path, each keeping -degree outbound connections; every node subscribes to one " +
+		Long: "sim starts -n nodes in this process that join over the real bootstrap and discovery path (bootnodes: " +
+			"node 0 and two random earlier nodes), each keeping -degree outbound connections; every node subscribes to one " +
 			"topic and -messages messages of -size bytes are published from random nodes every -interval. Links " +
 			"of the in-memory transport (default) have -latency one way; -transport tcp uses real sockets on " +
 			"127.0.0.1 without emulated latency. -kill kills that share of the nodes halfway through. It prints a " +
@@ -40,8 +40,8 @@ func newSimCmd() *cobra.Command {
 			if sc.Transport != "mem" && sc.Transport != "tcp" {
 				return usagef("-transport %q: want mem or tcp", sc.Transport)
 			}
-			if sc.Kill < 0 || sc.Kill >= 1 || sc.Loss < 0 || sc.Loss > 1 {
-				return usagef("want 0 <= -kill < 1 and 0 <= -loss <= 1")
+			if sc.Kill < 0 || sc.Kill >= 1 || sc.Loss < 0 || sc.Loss > 1 || sc.MinReady <= 0 || sc.MinReady > 1 {
+				return usagef("want 0 <= -kill < 1, 0 <= -loss <= 1 and 0 < -min-ready <= 1")
 			}
 			if sc.Transport == "tcp" && cmd.Flags().Changed("latency") {
 				return usagef("-latency is emulated by the in-memory transport only (-transport mem)")
@@ -74,7 +74,8 @@ func newSimCmd() *cobra.Command {
 	f.Float64Var(&sc.Loss, "loss", 0, "share of writes delayed by a retransmission (mem transport)")
 	f.StringVar(&sc.Transport, "transport", "mem", "mem (in-memory, emulated links) or tcp (sockets on 127.0.0.1)")
 	f.Float64Var(&sc.Kill, "kill", 0, "share of nodes killed halfway through the publications")
-	f.DurationVar(&timeout, "timeout", 2*time.Minute, "longest wait for every node to join the topic's mesh")
+	f.DurationVar(&timeout, "timeout", 2*time.Minute, "longest wait for every node to join the topic")
+	f.Float64Var(&sc.MinReady, "min-ready", 1, "share of nodes that must have joined the topic when -timeout ends to go on (the others count as missed deliveries)")
 	f.DurationVar(&sc.Settle, "settle", 30*time.Second, "time the network runs after the meshes formed, before the "+
 		"first publication: the joins' refresh lookups come in bursts (2, 4, 8, 16, 32 s after each join) that compete for CPU")
 	f.Uint64Var(&sc.Seed, "seed", 0, "seed of publishers, payloads and kills (0: random)")
@@ -104,7 +105,7 @@ func printBroadcast(w io.Writer, r testkit.BroadcastReport, asJSON bool) error {
 		{"messages x size / interval", fmt.Sprintf("%d x %d B / %.0f ms", r.Messages, r.Size, r.IntervalM)},
 		{"link latency", fmt.Sprintf("%.1f ms", r.LatencyMs)},
 		{"killed", fmt.Sprint(r.Killed)},
-		{"setup", fmt.Sprintf("%.2f s", r.SetupS)},
+		{"setup (nodes in the topic)", fmt.Sprintf("%.2f s (%.1f %%)", r.SetupS, 100*r.ReadyRatio)},
 		{"published", fmt.Sprintf("%d of %d", r.Published, r.Messages)},
 		{"delivery ratio", fmt.Sprintf("%.4f", r.DeliveryRatio)},
 		{"delay p50 / p90 / p99 / p100 (ms)", fmt.Sprintf("%s / %s / %s / %s", pct(r.P50Ms), pct(r.P90Ms), pct(r.P99Ms), pct(r.P100Ms))},
