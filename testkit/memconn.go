@@ -1,0 +1,297 @@
+package testkit
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The connections of a MemNetwork: two ends sharing one state, a timed byte stream per direction.
+
+// memConnState is the shared state of a connection's two ends: end 0 dialed, end 1 accepted.
+type memConnState struct {
+	n         *MemNetwork
+	link      linkKey // the endpoints, for links and cuts
+	tr        [2]*MemTransport
+	addr      [2]memAddr // each end's local address
+	ephemeral int        // end 0's port
+
+	mu    sync.Mutex
+	rng   *rand.Rand
+	dir   [2]stream // dir[i] carries what end i writes
+	end   [2]endState
+	reset bool
+}
+
+type endState struct {
+	closed        bool
+	readDeadline  time.Time
+	writeDeadline time.Time
+}
+
+// stream is one direction of a connection: FIFO chunks, each due at its delivery time.
+type stream struct {
+	q        []chunk
+	buffered int
+	lastTx   time.Time // end of the last write's transmission (bandwidth cap)
+	lastAt   time.Time // delivery time of the last write
+	readable chan struct{}
+	writable chan struct{}
+}
+
+type chunk struct {
+	b  []byte
+	at time.Time
+}
+
+// schedule computes the delivery time of a write of size bytes at now.
+func (d *stream) schedule(size int, now time.Time, lc LinkConfig, retransmit time.Duration, rng *rand.Rand) time.Time {
+	txEnd := now
+	if lc.Bandwidth > 0 {
+		start := now
+		if d.lastTx.After(now) {
+			start = d.lastTx
+		}
+		txEnd = start.Add(time.Duration(int64(size) * int64(time.Second) / lc.Bandwidth))
+		d.lastTx = txEnd
+	}
+	at := txEnd.Add(lc.Latency)
+	if lc.Jitter > 0 {
+		at = at.Add(time.Duration(rng.Int64N(int64(lc.Jitter))))
+	}
+	if lc.Loss > 0 && rng.Float64() < lc.Loss {
+		at = at.Add(retransmit)
+	}
+	if at.Before(d.lastAt) {
+		at = d.lastAt
+	}
+	d.lastAt = at
+	return at
+}
+
+// read copies the bytes due at now into b.
+func (d *stream) read(b []byte, now time.Time) int {
+	n := 0
+	for n < len(b) && len(d.q) > 0 && !d.q[0].at.After(now) {
+		k := copy(b[n:], d.q[0].b)
+		n += k
+		if d.q[0].b = d.q[0].b[k:]; len(d.q[0].b) == 0 {
+			d.q[0] = chunk{}
+			d.q = d.q[1:]
+		}
+	}
+	d.buffered -= n
+	return n
+}
+
+func (d *stream) discard() {
+	clear(d.q)
+	d.q = nil
+	d.buffered = 0
+}
+
+func (s *memConnState) wakeAll() {
+	for i := range s.dir {
+		broadcast(&s.dir[i].readable)
+		broadcast(&s.dir[i].writable)
+	}
+}
+
+// wait releases s.mu until *ch is broadcast or, unless zero, until the time until. Called with s.mu.
+func (s *memConnState) wait(ch *chan struct{}, until time.Time) {
+	c := waitChan(ch)
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	if until.IsZero() {
+		<-c
+		return
+	}
+	d := time.Until(until)
+	if d <= 0 {
+		return
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-c:
+	case <-tm.C:
+	}
+}
+
+// abort resets the connection (unless both ends are already closed).
+func (s *memConnState) abort() {
+	s.mu.Lock()
+	if s.reset || (s.end[0].closed && s.end[1].closed) {
+		s.mu.Unlock()
+		return
+	}
+	s.reset = true
+	s.dir[0].discard()
+	s.dir[1].discard()
+	s.wakeAll()
+	s.mu.Unlock()
+	s.n.untrack(s)
+}
+
+// memConn is one end of a connection.
+type memConn struct {
+	s    *memConnState
+	side int
+}
+
+// Read blocks until bytes are due (or EOF, an error, the read deadline) and returns as many as fit in b.
+func (c *memConn) Read(b []byte) (int, error) {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := &s.dir[1-c.side]
+	for {
+		now := time.Now()
+		if err := c.readErr(now); err != nil {
+			return 0, err
+		}
+		if len(b) == 0 {
+			return 0, nil
+		}
+		if n := in.read(b, now); n > 0 {
+			broadcast(&in.writable)
+			return n, nil
+		}
+		if len(in.q) == 0 && s.end[1-c.side].closed {
+			return 0, io.EOF
+		}
+		until := s.end[c.side].readDeadline
+		if len(in.q) > 0 && (until.IsZero() || in.q[0].at.Before(until)) {
+			until = in.q[0].at
+		}
+		s.wait(&in.readable, until)
+	}
+}
+
+// Write copies b into the connection, blocking while the direction holds MaxBuffered unread bytes.
+func (c *memConn) Write(b []byte) (int, error) {
+	s := c.s
+	lc := s.n.linkConfig(s.link)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := &s.dir[c.side]
+	written := 0
+	for {
+		now := time.Now()
+		if err := c.writeErr(now); err != nil {
+			return written, err
+		}
+		if written == len(b) {
+			return written, nil
+		}
+		room := s.n.cfg.MaxBuffered - out.buffered
+		if room <= 0 {
+			s.wait(&out.writable, s.end[c.side].writeDeadline)
+			continue
+		}
+		k := min(room, len(b)-written)
+		at := out.schedule(k, now, lc, s.n.cfg.RetransmitDelay, s.rng)
+		out.q = append(out.q, chunk{b: bytes.Clone(b[written : written+k]), at: at})
+		out.buffered += k
+		written += k
+		s.n.written.Add(int64(k))
+		s.tr[c.side].written.Add(int64(k))
+		broadcast(&out.readable)
+	}
+}
+
+// Close closes this end: its own reads and writes fail with net.ErrClosed, the peer reads what was written then
+// io.EOF, and the peer's writes fail with EPIPE. It is idempotent.
+func (c *memConn) Close() error {
+	s := c.s
+	s.mu.Lock()
+	if s.end[c.side].closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.end[c.side].closed = true
+	s.dir[1-c.side].discard()
+	s.wakeAll()
+	done := s.reset || s.end[1-c.side].closed
+	s.mu.Unlock()
+	if done {
+		s.n.untrack(s)
+	}
+	return nil
+}
+
+// LocalAddr returns this end's address.
+func (c *memConn) LocalAddr() net.Addr { return c.s.addr[c.side] }
+
+// RemoteAddr returns the peer's address.
+func (c *memConn) RemoteAddr() net.Addr { return c.s.addr[1-c.side] }
+
+// SetDeadline sets both deadlines.
+func (c *memConn) SetDeadline(t time.Time) error {
+	return c.setDeadline(t, true, true)
+}
+
+// SetReadDeadline sets the read deadline, waking a blocked Read.
+func (c *memConn) SetReadDeadline(t time.Time) error { return c.setDeadline(t, true, false) }
+
+// SetWriteDeadline sets the write deadline, waking a blocked Write.
+func (c *memConn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, false, true) }
+
+func (c *memConn) setDeadline(t time.Time, read, write bool) error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.end[c.side].closed {
+		return c.opErr("set", net.ErrClosed)
+	}
+	if read {
+		s.end[c.side].readDeadline = t
+		broadcast(&s.dir[1-c.side].readable)
+	}
+	if write {
+		s.end[c.side].writeDeadline = t
+		broadcast(&s.dir[c.side].writable)
+	}
+	return nil
+}
+
+// readErr is the error a Read fails with at now, if any. Called with s.mu.
+func (c *memConn) readErr(now time.Time) error {
+	me := c.s.end[c.side]
+	switch {
+	case me.closed:
+		return c.opErr("read", net.ErrClosed)
+	case c.s.reset:
+		return c.opErr("read", os.NewSyscallError("read", syscall.ECONNRESET))
+	case expired(me.readDeadline, now):
+		return c.opErr("read", os.ErrDeadlineExceeded)
+	}
+	return nil
+}
+
+// writeErr is the error a Write fails with at now, if any. Called with s.mu.
+func (c *memConn) writeErr(now time.Time) error {
+	me := c.s.end[c.side]
+	switch {
+	case me.closed:
+		return c.opErr("write", net.ErrClosed)
+	case c.s.reset:
+		return c.opErr("write", os.NewSyscallError("write", syscall.ECONNRESET))
+	case c.s.end[1-c.side].closed:
+		return c.opErr("write", os.NewSyscallError("write", syscall.EPIPE))
+	case expired(me.writeDeadline, now):
+		return c.opErr("write", os.ErrDeadlineExceeded)
+	}
+	return nil
+}
+
+func (c *memConn) opErr(op string, err error) error {
+	return &net.OpError{Op: op, Net: memNet, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+func expired(deadline, now time.Time) bool { return !deadline.IsZero() && !now.Before(deadline) }
