@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"text/tabwriter"
 	"time"
 
@@ -47,20 +46,10 @@ func newSimCmd() *cobra.Command {
 				return usagef("-latency is emulated by the in-memory transport only (-transport mem)")
 			}
 			sc.ReadyTimeout = timeout
-			if !asJSON {
-				sc.Progress = func(s string) { fmt.Fprintf(cmd.ErrOrStderr(), "sim: %s\n", s) }
-			}
-			stop, err := prof.start()
-			if err != nil {
-				return err
-			}
-			sc.BeforeClose = func([]*actors.Node) { prof.heap() }
-			rep, err := testkit.RunBroadcast(cmd.Context(), sc)
-			stop()
-			if err != nil {
-				return err
-			}
-			return printBroadcast(cmd.OutOrStdout(), rep, asJSON)
+			return simulate(cmd, &prof, asJSON, func(progress func(string), beforeClose func([]*actors.Node)) (testkit.BroadcastReport, error) {
+				sc.Progress, sc.BeforeClose = progress, beforeClose
+				return testkit.RunBroadcast(cmd.Context(), sc)
+			}, broadcastRows)
 		}),
 	}
 	f := cmd.Flags()
@@ -85,22 +74,47 @@ func newSimCmd() *cobra.Command {
 	return cmd
 }
 
-func printBroadcast(w io.Writer, r testkit.BroadcastReport, asJSON bool) error {
+// simulate runs a scenario with the profiles of the command line, progress lines on stderr (not with --json)
+// and a heap profile taken before the nodes close, then prints its report: one JSON object, or a table of rows.
+func simulate[R any](cmd *cobra.Command, prof *profiles, asJSON bool,
+	run func(progress func(string), beforeClose func([]*actors.Node)) (R, error), rows func(R) [][2]string) error {
+	var progress func(string)
+	if !asJSON {
+		progress = func(s string) { fmt.Fprintf(cmd.ErrOrStderr(), "sim: %s\n", s) }
+	}
+	stop, err := prof.start()
+	if err != nil {
+		return err
+	}
+	rep, err := run(progress, func([]*actors.Node) { prof.heap() })
+	stop()
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
 	if asJSON {
-		b, err := json.Marshal(r)
+		b, err := json.Marshal(rep)
 		if err != nil {
 			return err
 		}
 		_, err = fmt.Fprintf(w, "%s\n", b)
 		return err
 	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, row := range rows(rep) {
+		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	return tw.Flush()
+}
+
+func broadcastRows(r testkit.BroadcastReport) [][2]string {
 	pct := func(v float64) string {
 		if v < 0 {
 			return "not reached"
 		}
 		return fmt.Sprintf("%.1f", v)
 	}
-	rows := [][2]string{
+	return [][2]string{
 		{"nodes / degree / transport", fmt.Sprintf("%d / %d / %s", r.N, r.Degree, r.Transport)},
 		{"messages x size / interval", fmt.Sprintf("%d x %d B / %.0f ms", r.Messages, r.Size, r.IntervalM)},
 		{"link latency", fmt.Sprintf("%.1f ms", r.LatencyMs)},
@@ -116,11 +130,6 @@ func printBroadcast(w io.Writer, r testkit.BroadcastReport, asJSON bool) error {
 		{"CPU per delivery", fmt.Sprintf("%.1f us", r.CPUUsPerDelivery)},
 		{"peak RSS (per node)", fmt.Sprintf("%.1f MiB (%.2f MiB)", r.PeakRSSMiB, r.PeakRSSPerNodeMiB)},
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, row := range rows {
-		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
-	}
-	return tw.Flush()
 }
 
 func newSimDiscoveryCmd() *cobra.Command {
@@ -147,20 +156,10 @@ func newSimDiscoveryCmd() *cobra.Command {
 				return usagef("want --transport tcp or mem, and --latency >= 0 with mem only")
 			}
 			sc.ConvergeTimeout = timeout
-			if !asJSON {
-				sc.Progress = func(s string) { fmt.Fprintf(cmd.ErrOrStderr(), "sim: %s\n", s) }
-			}
-			stop, err := prof.start()
-			if err != nil {
-				return err
-			}
-			sc.BeforeClose = func([]*actors.Node) { prof.heap() }
-			rep, err := testkit.RunDiscovery(cmd.Context(), sc)
-			stop()
-			if err != nil {
-				return err
-			}
-			return printDiscovery(cmd.OutOrStdout(), rep, asJSON)
+			return simulate(cmd, &prof, asJSON, func(progress func(string), beforeClose func([]*actors.Node)) (testkit.DiscoveryReport, error) {
+				sc.Progress, sc.BeforeClose = progress, beforeClose
+				return testkit.RunDiscovery(cmd.Context(), sc)
+			}, discoveryRows)
 		}),
 	}
 	f := cmd.Flags()
@@ -177,21 +176,12 @@ func newSimDiscoveryCmd() *cobra.Command {
 	return cmd
 }
 
-func printDiscovery(w io.Writer, r testkit.DiscoveryReport, asJSON bool) error {
-	if asJSON {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+func discoveryRows(r testkit.DiscoveryReport) [][2]string {
 	converge := "not converged"
 	if r.Converged {
 		converge = fmt.Sprintf("%.2f s", r.ConvergeS)
 	}
-	rows := [][2]string{
+	return [][2]string{
 		{"nodes / transport", fmt.Sprintf("%d / %s", r.N, r.Transport)},
 		{"k / alpha", fmt.Sprintf("%d / %d", r.K, r.Alpha)},
 		{"setup", fmt.Sprintf("%.2f s", r.SetupS)},
@@ -206,8 +196,4 @@ func printDiscovery(w io.Writer, r testkit.DiscoveryReport, asJSON bool) error {
 		{"peak RSS (per node)", fmt.Sprintf("%.1f MiB (%.2f MiB)", r.PeakRSSMiB, r.PeakRSSPerNodeMiB)},
 		{"CPU", fmt.Sprintf("%.1f s", r.CPUS)},
 	}
-	for _, row := range rows {
-		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
-	}
-	return tw.Flush()
 }
