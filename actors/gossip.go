@@ -55,7 +55,8 @@ func marshalAny(msg proto.Message) ([]byte, error) {
 
 // Subscribe joins topic: handler receives every message accepted on it (each once, the node's own publications
 // included) on a goroutine of the subscription. Options add a validator (gossip.WithValidator) that every message
-// must pass before it is delivered or relayed. Cancel the subscription to leave.
+// must pass before it is delivered or relayed. Cancel the subscription to leave. Close waits for running handlers
+// and validators to return: a handler must not block forever, and a validator must honour its context.
 func (n *Node) Subscribe(ctx context.Context, topic string, handler func(*gossip.Delivery), opts ...gossip.SubscribeOption) (*gossip.Subscription, error) {
 	r, err := n.gossipRelay()
 	if err != nil {
