@@ -131,7 +131,11 @@ func (g gossipNetwork) SendNow(peer session.NodeID, protocol string, msg proto.M
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(b), g.n.cfg.MaxMessageSize)
 	}
 	pc.touch()
-	return pc.sendPriority(b, priority)
+	if err := pc.sendPriority(b, priority); err != nil {
+		return err
+	}
+	g.n.stats.messagesOut.inc(protocol)
+	return nil
 }
 
 // Retain marks the connection to peer as used for gossip, so it is not closed as transient.

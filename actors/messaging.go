@@ -49,7 +49,7 @@ func (m *Inbound) Reply(msg proto.Message) error {
 	if err != nil {
 		return err
 	}
-	return m.node.sendEncoded(m.pc, b)
+	return m.node.sendDirect(m.pc, m.Protocol, b)
 }
 
 // ReplyError answers a request with an application error; the requester gets a *RemoteError matching ErrRemote.
@@ -91,7 +91,7 @@ func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, m
 	if err != nil {
 		return err
 	}
-	return n.sendEncoded(pc, b)
+	return n.sendDirect(pc, protocol, b)
 }
 
 // Request sends msg to protocol on peer and waits for the typed reply. Without a deadline on ctx,
@@ -110,7 +110,7 @@ func (n *Node) Request(ctx context.Context, peer session.NodeID, protocol string
 	if err != nil {
 		return nil, err
 	}
-	if err := n.sendEncoded(pc, b); err != nil {
+	if err := n.sendDirect(pc, protocol, b); err != nil {
 		return nil, err
 	}
 	return n.await(ctx, ch, fmt.Sprintf("request %s to %s", protocol, peer.Short()))
@@ -161,6 +161,15 @@ func (n *Node) await(ctx context.Context, ch <-chan requestResult, what string) 
 	}
 }
 
+// sendDirect is sendEncoded for a direct message of protocol, counted in the node's stats once queued.
+func (n *Node) sendDirect(pc *peerConn, protocol string, b []byte) error {
+	err := n.sendEncoded(pc, b)
+	if err == nil {
+		n.stats.messagesOut.inc(protocol)
+	}
+	return err
+}
+
 func (n *Node) sendEncoded(pc *peerConn, b []byte) error {
 	pc.touch()
 	pc.used.Store(true)
@@ -174,6 +183,12 @@ func (n *Node) sendEncoded(pc *peerConn, b []byte) error {
 func (n *Node) onDirect(pc *peerConn, d *direct) {
 	pc.touch()
 	if d.kind == messages.DirectKind_DIRECT_KIND_RESPONSE || d.kind == messages.DirectKind_DIRECT_KIND_ERROR {
+		// The protocol name of a reply is the remote's to choose: it is counted only if the node sent to it.
+		if n.stats.messagesOut.has(d.protocol) {
+			n.stats.messagesIn.inc(d.protocol)
+		} else {
+			n.stats.messagesIn.inc(UnknownProtocol)
+		}
 		n.requests.complete(pc, d)
 		return
 	}
@@ -186,9 +201,11 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 	}
 	pid := n.protocols.get(d.protocol)
 	if pid == nil {
+		n.stats.messagesIn.inc(UnknownProtocol)
 		fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("no protocol %q on this node", d.protocol))
 		return
 	}
+	n.stats.messagesIn.inc(d.protocol)
 	payload, err := d.payload()
 	if err != nil {
 		fail(messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, err.Error())

@@ -34,6 +34,7 @@ type Node struct {
 	// see each other's.
 	events *eventstream.EventStream
 
+	stats     *nodeStats
 	peers     *peerSet
 	addrs     *addressBook
 	protocols *protocolRegistry
@@ -65,10 +66,12 @@ func NewNode(cfg Config) (*Node, error) {
 		}
 		cfg.Identity = id
 	}
+	stats := newNodeStats()
 	n := &Node{
 		cfg:       cfg,
 		identity:  cfg.Identity,
-		peers:     &peerSet{m: make(map[session.NodeID]*peerConn)},
+		stats:     stats,
+		peers:     &peerSet{m: make(map[session.NodeID]*peerConn), stats: stats},
 		addrs:     newAddressBook(addressBookSize),
 		protocols: &protocolRegistry{m: make(map[string]*actor.PID)},
 		requests:  newRequestTable(),
@@ -352,8 +355,9 @@ func (n *Node) ActorSystem() *actor.ActorSystem { return n.system }
 
 // peerSet is the read-mostly view of live connections, written by the peer manager and read by API callers.
 type peerSet struct {
-	mu sync.RWMutex
-	m  map[session.NodeID]*peerConn
+	mu    sync.RWMutex
+	m     map[session.NodeID]*peerConn
+	stats *nodeStats
 }
 
 func (s *peerSet) get(id session.NodeID) *peerConn {
@@ -373,8 +377,30 @@ func (s *peerSet) remove(pc *peerConn) {
 	s.mu.Lock()
 	if s.m[pc.id] == pc {
 		delete(s.m, pc.id)
+		// Under the lock, so that Stats never counts these bytes twice or not at all.
+		pc.countedIn, pc.countedOut = pc.sc.BytesRead(), pc.sc.BytesWritten()
+		s.stats.closedBytesIn.Add(pc.countedIn)
+		s.stats.closedBytesOut.Add(pc.countedOut)
 	}
 	s.mu.Unlock()
+}
+
+// sum adds the live connections' figures to s.
+func (s *peerSet) sum(st *Stats) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st.BytesIn += s.stats.closedBytesIn.Load()
+	st.BytesOut += s.stats.closedBytesOut.Load()
+	for _, pc := range s.m {
+		if pc.outbound {
+			st.PeersOutbound++
+		} else {
+			st.PeersInbound++
+		}
+		st.BytesIn += pc.sc.BytesRead()
+		st.BytesOut += pc.sc.BytesWritten()
+		st.QueuedBytes += pc.q.len()
+	}
 }
 
 func (s *peerSet) all() []*peerConn {

@@ -70,6 +70,12 @@ type peerConn struct {
 	kaNonce     atomic.Uint64
 	kaSent      atomic.Int64
 	connectedAt time.Time
+
+	// dropped is how many queued messages were never written (set by the writer before done is closed).
+	dropped int
+	// countedIn and countedOut are the byte counts added to the node's totals when the connection left the peer
+	// set (guarded by the peer set's lock); the rest is added once it is done.
+	countedIn, countedOut uint64
 }
 
 func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, h connHandler, log zerolog.Logger) *peerConn {
@@ -335,10 +341,11 @@ func classifyWriteError(err error) (messages.DisconnectReason, string) {
 // finish flushes what a graceful close allows, tells the peer why, and closes the socket.
 func (pc *peerConn) finish(canWrite bool) {
 	left := pc.q.close()
+	pc.dropped = len(left)
 	if canWrite && !pc.byRemote {
 		var out [][]byte
 		if gracefulClose(pc.reason) {
-			out = left
+			out, pc.dropped = left, 0
 		}
 		switch pc.reason {
 		case messages.DisconnectReason_DISCONNECT_REASON_READ_ERROR, messages.DisconnectReason_DISCONNECT_REASON_WRITE_ERROR:

@@ -35,6 +35,8 @@ type handshakeDone struct {
 	err      error
 	outbound bool
 	addr     session.PeerAddr // dialed address (outbound only)
+	// dialFailed is set when the connection could not be opened (no handshake was tried).
+	dialFailed bool
 }
 
 // redialDue fires when a wanted peer's backoff delay is over.
@@ -423,7 +425,7 @@ func (m *peerManager) goDial(addr session.PeerAddr, keep bool) {
 		raw, err := transport.Dial(dctx, addr.Addr)
 		cancel()
 		if err != nil {
-			m.report(&handshakeDone{err: fmt.Errorf("dial %s: %w", addr.Addr, err), outbound: true, addr: addr})
+			m.report(&handshakeDone{err: fmt.Errorf("dial %s: %w", addr.Addr, err), dialFailed: true, outbound: true, addr: addr})
 			return
 		}
 		stop := context.AfterFunc(m.ctx, func() { _ = raw.Close() })
@@ -469,6 +471,11 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 	}
 	log := m.n.log.With().Bool("outbound", msg.outbound).Logger()
 	if msg.err != nil {
+		if msg.dialFailed {
+			m.n.stats.handshakeFailures.inc("dial")
+		} else if m.ctx.Err() == nil {
+			m.n.stats.handshakeFailures.inc(handshakeFailureReason(msg.err))
+		}
 		if msg.raw != nil {
 			_ = msg.raw.Close()
 		}
@@ -579,6 +586,7 @@ func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
 	m.unregister(e)
 	<-e.pc.done // both goroutines have exited: reason and detail are final
 	pc := e.pc
+	m.n.stats.connDone(pc)
 	pc.log.Debug().Str("reason", pc.reason.String()).Str("detail", pc.detail).Bool("by_remote", pc.byRemote).
 		Dur("connected_for", time.Since(pc.connectedAt)).Msg("peer disconnected")
 	m.n.events.Publish(&messages.PeerDisconnected{

@@ -25,7 +25,7 @@ type guardianReady struct {
 // guardianProps builds the root of the node's supervision tree: the peer manager, the listener and the protocol
 // supervisor. A panicking child is restarted a bounded number of times, then stopped.
 func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
-	strategy := actor.NewOneForOneStrategy(10, time.Minute, actor.DefaultDecider)
+	strategy := actor.NewOneForOneStrategy(10, time.Minute, n.countingDecider)
 	return actor.PropsFromFunc(func(ctx actor.Context) {
 		if _, ok := ctx.Message().(*actor.Started); !ok {
 			return
@@ -177,7 +177,7 @@ func releaseCredits(next actor.ReceiverFunc) actor.ReceiverFunc {
 
 // protocolSupervisorProps builds the supervisor of user protocol actors; each gets the releaseCredits middleware.
 func (n *Node) protocolSupervisorProps() *actor.Props {
-	strategy := actor.NewOneForOneStrategy(n.cfg.ProtocolRestarts, n.cfg.ProtocolRestartWindow, actor.DefaultDecider)
+	strategy := actor.NewOneForOneStrategy(n.cfg.ProtocolRestarts, n.cfg.ProtocolRestartWindow, n.countingDecider)
 	names := make(map[string]string) // protocol actor id -> protocol
 	return actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flynn/noise"
@@ -56,6 +57,10 @@ type Conn struct {
 	wbuf       []byte // sealed frames, then the open frame's header and plaintext
 	frameStart int    // offset in wbuf of the open frame's length prefix, -1 if none
 	werr       error  // sticky: the outbound stream is broken
+
+	// bytesRead and bytesWritten count transport bytes (frames with their length prefix and tag) since the
+	// handshake; they are read from any goroutine.
+	bytesRead, bytesWritten atomic.Uint64
 }
 
 // newConn returns the Conn over nc after a handshake; fr holds what was read past the handshake.
@@ -71,6 +76,13 @@ func newConn(nc net.Conn, fr frameReader, send, recv *noise.CipherState, peer Pe
 		frameStart: -1,
 	}
 }
+
+// BytesRead counts the bytes of transport frames (length prefix, ciphertext and tag) read
+// since the handshake ended; the handshake itself is not counted. Safe to call from any goroutine.
+func (c *Conn) BytesRead() uint64 { return c.bytesRead.Load() }
+
+// BytesWritten counts the transport bytes written since the handshake ended, as BytesRead does for reads.
+func (c *Conn) BytesWritten() uint64 { return c.bytesWritten.Load() }
 
 // Peer returns what the peer proved and declared in the handshake.
 func (c *Conn) Peer() PeerInfo {
@@ -149,6 +161,7 @@ func (c *Conn) readFrame() ([]byte, error) {
 	case len(ct) <= tagSize:
 		return nil, fmt.Errorf("%w: %d-byte frame carries no data", ErrBadFrame, len(ct))
 	}
+	c.bytesRead.Add(uint64(2 + len(ct)))
 	pt, err := c.recv.Decrypt(ct[:0], nil, ct)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadFrame, err)
@@ -231,7 +244,8 @@ func (c *Conn) flush() error {
 	if len(c.wbuf) == 0 {
 		return nil
 	}
-	_, err := c.nc.Write(c.wbuf)
+	n, err := c.nc.Write(c.wbuf)
+	c.bytesWritten.Add(uint64(n))
 	c.wbuf = c.wbuf[:0]
 	if err != nil {
 		return fmt.Errorf("session: write: %w", err)

@@ -1,0 +1,170 @@
+package actors
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// Stats are a node's traffic and health counters since Start, as Node.Stats returns them. Counters only grow;
+// the gauges (Peers*, QueuedBytes) describe the moment of the call.
+type Stats struct {
+	// PeersInbound and PeersOutbound count the live connections by direction.
+	PeersInbound, PeersOutbound int
+	// BytesIn and BytesOut count transport bytes (encrypted frames with their headers) read and written on
+	// connections, handshakes excluded.
+	BytesIn, BytesOut uint64
+	// MessagesIn counts direct messages received per protocol (gossip and routing included). Messages for a
+	// protocol the node has not registered count under UnknownProtocol.
+	MessagesIn map[string]uint64
+	// MessagesOut counts direct messages sent per protocol; past MaxProtocolLabels distinct protocols, the
+	// others count under OtherProtocol.
+	MessagesOut map[string]uint64
+	// HandshakeFailures counts failed dials and inbound and outbound handshakes by reason: "dial" (the
+	// connection could not be opened), "timeout", "wrong_peer", "network_mismatch", "version_mismatch",
+	// "bad_signature", "refused" (the peer closed the connection or sent garbage during the handshake) or "other".
+	HandshakeFailures map[string]uint64
+	// Disconnects counts closed connections by DisconnectReason name (e.g. "DISCONNECT_REASON_SLOW_PEER").
+	Disconnects map[string]uint64
+	// QueuedBytes is what waits in the outbound queues of all connections now.
+	QueuedBytes int
+	// QueueDropped counts queued outbound messages that were never written because their connection closed.
+	QueueDropped uint64
+	// ActorRestarts counts the failures (panics) of the node's supervised actors: protocol actors, the routing
+	// table, the gossip relay. Each is restarted, unless it failed too often within its window and was stopped.
+	ActorRestarts uint64
+}
+
+// Labels the counters of Stats use for what does not have a name of its own.
+const (
+	// UnknownProtocol is the MessagesIn label of messages for a protocol this node does not serve.
+	UnknownProtocol = "unknown"
+	// OtherProtocol is the MessagesOut label of protocols beyond MaxProtocolLabels.
+	OtherProtocol = "other"
+	// MaxProtocolLabels bounds the distinct protocol names counted in MessagesOut.
+	MaxProtocolLabels = 64
+)
+
+// handshakeFailureReason is the Stats.HandshakeFailures label of a failed handshake.
+func handshakeFailureReason(err error) string {
+	switch {
+	case errors.Is(err, session.ErrHandshakeTimeout):
+		return "timeout"
+	case errors.Is(err, session.ErrWrongPeer):
+		return "wrong_peer"
+	case errors.Is(err, session.ErrNetworkMismatch):
+		return "network_mismatch"
+	case errors.Is(err, session.ErrVersionMismatch):
+		return "version_mismatch"
+	case errors.Is(err, session.ErrBadSignature):
+		return "bad_signature"
+	case errors.Is(err, session.ErrHandshake):
+		return "refused"
+	default:
+		return "other"
+	}
+}
+
+// nodeStats holds the counters of one node. Every field is safe for concurrent use.
+type nodeStats struct {
+	// closedBytesIn and closedBytesOut hold the bytes of connections already closed; the live ones are summed
+	// when Stats is read.
+	closedBytesIn, closedBytesOut atomic.Uint64
+	queueDropped                  atomic.Uint64
+	restarts                      atomic.Uint64
+	messagesIn                    labelCounters
+	messagesOut                   labelCounters
+	handshakeFailures             labelCounters
+	disconnects                   labelCounters
+}
+
+func newNodeStats() *nodeStats {
+	return &nodeStats{
+		messagesIn:        labelCounters{limit: MaxProtocolLabels + 1, other: UnknownProtocol},
+		messagesOut:       labelCounters{limit: MaxProtocolLabels, other: OtherProtocol},
+		handshakeFailures: labelCounters{limit: 16, other: "other"},
+		disconnects:       labelCounters{limit: len(messages.DisconnectReason_name) + 1, other: "other"},
+	}
+}
+
+// connDone adds what a finished connection did after it left the peer set: its last bytes, the messages it never
+// wrote and its disconnect reason. pc.done must be closed.
+func (s *nodeStats) connDone(pc *peerConn) {
+	s.closedBytesIn.Add(pc.sc.BytesRead() - pc.countedIn)
+	s.closedBytesOut.Add(pc.sc.BytesWritten() - pc.countedOut)
+	s.queueDropped.Add(uint64(pc.dropped))
+	s.disconnects.inc(pc.reason.String())
+}
+
+// labelCounters counts events by label, with at most limit labels: the others count under other.
+type labelCounters struct {
+	mu    sync.RWMutex
+	m     map[string]*atomic.Uint64
+	limit int
+	other string
+}
+
+func (c *labelCounters) inc(label string) {
+	c.mu.RLock()
+	v := c.m[label]
+	c.mu.RUnlock()
+	if v == nil {
+		c.mu.Lock()
+		if c.m == nil {
+			c.m = make(map[string]*atomic.Uint64)
+		}
+		if v = c.m[label]; v == nil {
+			if len(c.m) >= c.limit-1 && label != c.other {
+				label = c.other
+			}
+			if v = c.m[label]; v == nil {
+				v = new(atomic.Uint64)
+				c.m[label] = v
+			}
+		}
+		c.mu.Unlock()
+	}
+	v.Add(1)
+}
+
+// has tells whether label is counted under its own name.
+func (c *labelCounters) has(label string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.m[label] != nil
+}
+
+func (c *labelCounters) snapshot() map[string]uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]uint64, len(c.m))
+	for k, v := range c.m {
+		out[k] = v.Load()
+	}
+	return out
+}
+
+// Stats returns the node's counters (see Stats). It is cheap enough to call on every metrics scrape.
+func (n *Node) Stats() Stats {
+	s := Stats{
+		MessagesIn:        n.stats.messagesIn.snapshot(),
+		MessagesOut:       n.stats.messagesOut.snapshot(),
+		HandshakeFailures: n.stats.handshakeFailures.snapshot(),
+		Disconnects:       n.stats.disconnects.snapshot(),
+		QueueDropped:      n.stats.queueDropped.Load(),
+		ActorRestarts:     n.stats.restarts.Load(),
+	}
+	n.peers.sum(&s)
+	return s
+}
+
+// countingDecider is protoactor's default decider (restart the failed child) that also counts the restart.
+func (n *Node) countingDecider(reason any) actor.Directive {
+	n.stats.restarts.Add(1)
+	return actor.DefaultDecider(reason)
+}

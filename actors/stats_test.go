@@ -1,0 +1,117 @@
+package actors_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+func TestStatsCountTrafficPerProtocolAndSurviveDisconnects(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "echo/1", echo())
+	ctx := ctxTimeout(t, 10*time.Second)
+	if err := a.Connect(ctx, b.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	const requests = 5
+	for range requests {
+		if _, err := a.Request(ctx, b.ID(), "echo/1", wrapperspb.String("ping")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Send(ctx, b.ID(), "nobody/1", wrapperspb.String("lost")); err != nil {
+		t.Fatal(err)
+	}
+	// The one-way message to an unknown protocol has no reply to wait for: poll b's counter.
+	if err := testkit.Poll(ctx, 5*time.Second, func() bool { return b.Stats().MessagesIn[actors.UnknownProtocol] == 1 }); err != nil {
+		t.Fatalf("b counted %v, want 1 message for an unknown protocol", b.Stats().MessagesIn)
+	}
+
+	sa, sb := a.Stats(), b.Stats()
+	if got := sa.MessagesOut["echo/1"]; got != requests {
+		t.Errorf("a sent %d echo/1 messages, counted %d", requests, got)
+	}
+	if got := sa.MessagesIn["echo/1"]; got != requests {
+		t.Errorf("a received %d echo/1 replies, counted %d", requests, got)
+	}
+	if got := sb.MessagesIn["echo/1"]; got != requests {
+		t.Errorf("b received %d echo/1 requests, counted %d", requests, got)
+	}
+	if sa.PeersOutbound != 1 || sa.PeersInbound != 0 || sb.PeersInbound != 1 || sb.PeersOutbound != 0 {
+		t.Errorf("peers by direction: a %d out %d in, b %d out %d in; want a 1 out, b 1 in",
+			sa.PeersOutbound, sa.PeersInbound, sb.PeersOutbound, sb.PeersInbound)
+	}
+	if sa.BytesOut == 0 || sb.BytesIn == 0 || sb.BytesIn > sa.BytesOut {
+		t.Errorf("bytes: a wrote %d, b read %d; want b's read > 0 and at most a's written", sa.BytesOut, sb.BytesIn)
+	}
+
+	if err := a.Disconnect(b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := testkit.Poll(ctx, 5*time.Second, func() bool {
+		s := a.Stats()
+		return s.Disconnects[messages.DisconnectReason_DISCONNECT_REASON_REQUESTED.String()] == 1
+	}); err != nil {
+		t.Fatalf("a's disconnects: %v, want one REQUESTED", a.Stats().Disconnects)
+	}
+	after := a.Stats()
+	if after.PeersOutbound != 0 {
+		t.Errorf("a still counts %d outbound peers after the disconnect", after.PeersOutbound)
+	}
+	if after.BytesOut < sa.BytesOut || after.BytesIn < sa.BytesIn {
+		t.Errorf("byte counters went down after the connection closed: out %d -> %d, in %d -> %d",
+			sa.BytesOut, after.BytesOut, sa.BytesIn, after.BytesIn)
+	}
+}
+
+func TestStatsCountHandshakeFailuresAndActorRestarts(t *testing.T) {
+	nw := testkit.NewNetwork(t, 1)
+	b := nw.Nodes[0]
+	c := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.NetworkID = "elsewhere" })).Nodes[0]
+	ctx := ctxTimeout(t, 10*time.Second)
+	if err := c.Connect(ctx, b.Addr(), false); !errors.Is(err, session.ErrNetworkMismatch) {
+		t.Fatalf("got %v, want ErrNetworkMismatch", err)
+	}
+	if got := c.Stats().HandshakeFailures["network_mismatch"]; got != 1 {
+		t.Errorf("dialer counted %v, want one network_mismatch", c.Stats().HandshakeFailures)
+	}
+	closed := session.PeerAddr{ID: b.ID(), Addr: "127.0.0.1:1"}
+	if err := c.Connect(ctx, closed, false); err == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+	if got := c.Stats().HandshakeFailures["dial"]; got != 1 {
+		t.Errorf("dialer counted %v, want one dial failure", c.Stats().HandshakeFailures)
+	}
+
+	// A protocol actor that panics on "boom" is restarted by its supervisor, and the restart is counted.
+	register(t, b, "fragile/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if in, ok := ctx.Message().(*actors.Inbound); ok {
+			if in.Payload.(*wrapperspb.StringValue).GetValue() == "boom" {
+				panic("boom")
+			}
+			_ = in.Reply(in.Payload)
+		}
+	}))
+	a := testkit.NewNetwork(t, 1).Nodes[0]
+	if err := a.Connect(ctx, b.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send(ctx, b.ID(), "fragile/1", wrapperspb.String("boom")); err != nil {
+		t.Fatal(err)
+	}
+	if err := testkit.Poll(ctx, 5*time.Second, func() bool { return b.Stats().ActorRestarts == 1 }); err != nil {
+		t.Fatalf("restarts counted: %d, want 1", b.Stats().ActorRestarts)
+	}
+	if _, err := a.Request(ctx, b.ID(), "fragile/1", wrapperspb.String("again")); err != nil {
+		t.Fatalf("the restarted actor does not answer: %v", err)
+	}
+}
