@@ -1,0 +1,175 @@
+// Package metrics exposes a node's figures to Prometheus: connections, traffic, handshake failures, the routing
+// table, gossip deliveries and propagation, queues and actor restarts. The collector reads them from the node's
+// public API at each scrape; nothing is registered globally (use your own prometheus.Registry, or Handler).
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/gossip"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "actormesh"
+
+// scrapeTimeout bounds the questions a scrape asks the node's actors (routing table, gossip relay).
+const scrapeTimeout = 2 * time.Second
+
+// Collector is a prometheus.Collector of one node's figures.
+type Collector struct {
+	node *actors.Node
+
+	peers, bytes, messages, handshakeFailures, disconnects     *prometheus.Desc
+	queuedBytes, queueDropped, restarts                        *prometheus.Desc
+	routingEntries, lookups, lookupFailures, routingThrottled  *prometheus.Desc
+	gossipPeers, gossipTopics, gossipCounter, gossipDropped    *prometheus.Desc
+	gossipDelay, gossipHops, gossipRejectedPeers, gossipErrors *prometheus.Desc
+}
+
+// NewCollector returns a collector of node's figures.
+func NewCollector(node *actors.Node) *Collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(Namespace+"_"+name, help, labels, nil)
+	}
+	return &Collector{
+		node:              node,
+		peers:             d("peers", "Live connections by direction (inbound, outbound).", "direction"),
+		bytes:             d("transport_bytes_total", "Transport bytes (encrypted frames) read (in) and written (out), handshakes excluded.", "direction"),
+		messages:          d("messages_total", "Direct messages received (in) and sent (out) per protocol (gossip and routing included).", "direction", "protocol"),
+		handshakeFailures: d("handshake_failures_total", "Failed dials and handshakes by reason.", "reason"),
+		disconnects:       d("disconnects_total", "Closed connections by disconnect reason.", "reason"),
+		queuedBytes:       d("send_queue_bytes", "Bytes waiting in the outbound queues of all connections."),
+		queueDropped:      d("send_queue_dropped_total", "Queued outbound messages never written because their connection closed."),
+		restarts:          d("actor_restarts_total", "Failures of supervised actors (protocol actors, routing, gossip relay), each followed by a restart."),
+		routingEntries:    d("routing_table_entries", "Entries of the Kademlia routing table."),
+		lookups:           d("routing_lookups_total", "Iterative lookups run."),
+		lookupFailures:    d("routing_lookup_failures_total", "Lookups that ended without a result."),
+		routingThrottled:  d("routing_throttled_total", "Discovery requests refused by the per-peer rate limit."),
+		gossipPeers:       d("gossip_peers", "Connected peers that speak gossip."),
+		gossipTopics:      d("gossip_topics", "Topics this node has joined."),
+		gossipCounter:     d("gossip_events_total", "Gossip router events: delivered, duplicates, published, rejected, ignored, ihave_sent, ihave_received, iwant_sent, iwant_received, iwant_served, grafts_sent, prunes_sent, ...", "event"),
+		gossipDropped:     d("gossip_delivery_dropped_total", "Deliveries lost to full subscriber queues."),
+		gossipRejectedPeers: d("gossip_banned_peers_total",
+			"Peers banned for sending invalid gossip messages."),
+		gossipErrors: d("gossip_errors_total", "Gossip messages refused: rate_limited, bad_signature, malformed, send_failure.", "kind"),
+		gossipDelay:  d("gossip_propagation_delay_milliseconds", "Delay from publication to delivery of messages from other nodes."),
+		gossipHops:   d("gossip_hops", "Hop counts of delivered messages from other nodes."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts,
+		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.gossipPeers, c.gossipTopics,
+		c.gossipCounter, c.gossipDropped, c.gossipRejectedPeers, c.gossipErrors, c.gossipDelay, c.gossipHops,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. Parts the node cannot answer (discovery disabled, node closing) are
+// left out of the scrape rather than failing it.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	s := c.node.Stats()
+	gauge(c.peers, float64(s.PeersInbound), "inbound")
+	gauge(c.peers, float64(s.PeersOutbound), "outbound")
+	counter(c.bytes, s.BytesIn, "in")
+	counter(c.bytes, s.BytesOut, "out")
+	for p, v := range s.MessagesIn {
+		counter(c.messages, v, "in", p)
+	}
+	for p, v := range s.MessagesOut {
+		counter(c.messages, v, "out", p)
+	}
+	for r, v := range s.HandshakeFailures {
+		counter(c.handshakeFailures, v, r)
+	}
+	for r, v := range s.Disconnects {
+		counter(c.disconnects, v, r)
+	}
+	gauge(c.queuedBytes, float64(s.QueuedBytes))
+	counter(c.queueDropped, s.QueueDropped)
+	counter(c.restarts, s.ActorRestarts)
+
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	if rt, err := c.node.RoutingTable(ctx); err == nil {
+		gauge(c.routingEntries, float64(len(rt.Entries)))
+		counter(c.lookups, rt.Stats.Lookups)
+		counter(c.lookupFailures, rt.Stats.LookupFailures)
+		counter(c.routingThrottled, rt.Stats.Throttled)
+	}
+	if gs, err := c.node.GossipStats(ctx); err == nil {
+		c.collectGossip(ch, gs)
+	}
+}
+
+func (c *Collector) collectGossip(ch chan<- prometheus.Metric, gs gossip.RelayStats) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	ch <- prometheus.MustNewConstMetric(c.gossipPeers, prometheus.GaugeValue, float64(gs.Peers))
+	ch <- prometheus.MustNewConstMetric(c.gossipTopics, prometheus.GaugeValue, float64(len(gs.Topics)))
+	r := gs.Router
+	for _, e := range []struct {
+		name string
+		v    uint64
+	}{
+		{"published", r.Published}, {"delivered", r.Delivered}, {"duplicates", r.Duplicates},
+		{"dropped", r.Dropped}, {"rejected", r.Rejected}, {"ignored", r.Ignored}, {"validation_timeouts", r.TimedOut},
+		{"ihave_sent", r.IHaveSent}, {"ihave_received", r.IHaveReceived}, {"iwant_sent", r.IWantSent},
+		{"iwant_received", r.IWantReceived}, {"iwant_served", r.IWantServed}, {"grafts_sent", r.GraftsSent},
+		{"grafts_received", r.GraftsReceived}, {"prunes_sent", r.PrunesSent}, {"prunes_received", r.PrunesReceived},
+	} {
+		counter(c.gossipCounter, e.v, e.name)
+	}
+	counter(c.gossipDropped, gs.DeliveryDropped)
+	counter(c.gossipRejectedPeers, gs.Banned)
+	counter(c.gossipErrors, gs.RateLimited, "rate_limited")
+	counter(c.gossipErrors, gs.BadSignatures, "bad_signature")
+	counter(c.gossipErrors, gs.Malformed, "malformed")
+	counter(c.gossipErrors, gs.SendFailures, "send_failure")
+	if h, ok := histogram(c.gossipDelay, gs.Delay); ok {
+		ch <- h
+	}
+	if h, ok := histogram(c.gossipHops, gs.Hops); ok {
+		ch <- h
+	}
+}
+
+// histogram converts one of the relay's histograms (counts per bucket) to Prometheus's (cumulative counts).
+func histogram(d *prometheus.Desc, h gossip.Histogram) (prometheus.Metric, bool) {
+	if len(h.Counts) != len(h.Bounds)+1 {
+		return nil, false
+	}
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	var cum uint64
+	for i, b := range h.Bounds {
+		cum += h.Counts[i]
+		buckets[b] = cum
+	}
+	m, err := prometheus.NewConstHistogram(d, h.Count, h.Sum, buckets)
+	return m, err == nil
+}
+
+// Handler serves the node's metrics and the Go runtime's (goroutines, memory, GC) in the Prometheus text format,
+// from a registry of its own.
+func Handler(node *actors.Node) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(node), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
