@@ -1,0 +1,607 @@
+// Package adminapi is the HTTP/JSON admin API of a node: self info and status, peers, routing table, topics,
+// publishing, direct messages, and a server-sent-events stream of a topic's messages. docs/OPERATOR.md documents
+// every endpoint; `node run --api` serves it and the node CLI (peers, status, publish, subscribe, send) is its
+// client.
+//
+// Payloads travel as google.protobuf.BytesValue: the API takes text ("data") or base64 ("data_base64") and
+// renders received messages the same way (text when the bytes are valid UTF-8). Other message types are shown by
+// type name with their protojson form.
+package adminapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/session"
+)
+
+// Config configures the API.
+type Config struct {
+	// Logger receives a line per failed request (4xx at debug, 5xx at warn) and per stream.
+	Logger zerolog.Logger
+	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 1 MiB.
+	MaxBodyBytes int64
+	// StreamBuffer bounds the messages queued for one slow stream client; beyond it they are dropped and the
+	// client is told how many. Default 256.
+	StreamBuffer int
+	// StreamKeepalive is the interval of SSE comment lines that keep idle streams open through proxies.
+	// Default 15 s.
+	StreamKeepalive time.Duration
+	// RequestTimeout bounds the node operations of one request (lookups, dials, replies) when the client's
+	// timeout_ms does not. Default 10 s.
+	RequestTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Logger:          zerolog.Nop(),
+		MaxBodyBytes:    1 << 20,
+		StreamBuffer:    256,
+		StreamKeepalive: 15 * time.Second,
+		RequestTimeout:  10 * time.Second,
+	}
+}
+
+// API serves the admin endpoints of one node. Close ends the open streams.
+type API struct {
+	node    *actors.Node
+	cfg     Config
+	mux     *http.ServeMux
+	started time.Time
+
+	ctx    context.Context // ends the streams at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns the API of node; zero fields of cfg take their defaults.
+func New(node *actors.Node, cfg Config) *API {
+	def := DefaultConfig()
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = def.MaxBodyBytes
+	}
+	if cfg.StreamBuffer <= 0 {
+		cfg.StreamBuffer = def.StreamBuffer
+	}
+	if cfg.StreamKeepalive <= 0 {
+		cfg.StreamKeepalive = def.StreamKeepalive
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = def.RequestTimeout
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &API{node: node, cfg: cfg, mux: http.NewServeMux(), started: time.Now(), ctx: ctx, cancel: cancel}
+	a.mux.HandleFunc("GET /v1/self", a.self)
+	a.mux.HandleFunc("GET /v1/status", a.status)
+	a.mux.HandleFunc("GET /v1/peers", a.peers)
+	a.mux.HandleFunc("POST /v1/peers/{id}/messages", a.send)
+	a.mux.HandleFunc("GET /v1/routing", a.routing)
+	a.mux.HandleFunc("GET /v1/topics", a.topics)
+	a.mux.HandleFunc("GET /v1/topics/{topic}", a.topic)
+	a.mux.HandleFunc("POST /v1/topics/{topic}/messages", a.publish)
+	a.mux.HandleFunc("GET /v1/topics/{topic}/messages", a.stream)
+	return a
+}
+
+// ServeHTTP implements http.Handler. Unknown paths get 404 and known paths with another method 405, both with a
+// JSON error.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := a.mux.Handler(r); pattern != "" {
+		a.mux.ServeHTTP(w, r)
+		return
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := a.mux.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no endpoint %s (see docs/OPERATOR.md)", r.URL.Path))
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	a.fail(w, r, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: method not allowed, use %s", r.Method, r.URL.Path,
+		strings.Join(allow, " or ")))
+}
+
+// Close ends the open streams and waits for their handlers to return. Requests in progress are not affected.
+func (a *API) Close() {
+	a.cancel()
+	a.wg.Wait()
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Self is the body of GET /v1/self.
+type Self struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	Self
+	UptimeS        float64  `json:"uptime_s"`
+	PeersInbound   int      `json:"peers_inbound"`
+	PeersOutbound  int      `json:"peers_outbound"`
+	RoutingEntries int      `json:"routing_entries"`
+	Topics         []string `json:"topics"`
+	BytesIn        uint64   `json:"bytes_in"`
+	BytesOut       uint64   `json:"bytes_out"`
+	Delivered      uint64   `json:"gossip_delivered"`
+	Duplicates     uint64   `json:"gossip_duplicates"`
+	DelayP50Ms     float64  `json:"gossip_delay_p50_ms"`
+	DelayP99Ms     float64  `json:"gossip_delay_p99_ms"`
+}
+
+// Peer is one entry of GET /v1/peers.
+type Peer struct {
+	ID          string    `json:"id"`
+	RemoteAddr  string    `json:"remote_addr"`
+	ListenAddrs []string  `json:"listen_addrs"`
+	Outbound    bool      `json:"outbound"`
+	Kept        bool      `json:"kept"`
+	RTTMs       float64   `json:"rtt_ms"`
+	ConnectedAt time.Time `json:"connected_at"`
+	QueuedBytes int       `json:"queued_bytes"`
+}
+
+// RoutingEntry is one entry of GET /v1/routing.
+type RoutingEntry struct {
+	ID       string    `json:"id"`
+	Addr     string    `json:"addr"`
+	LastSeen time.Time `json:"last_seen"`
+	Failures int       `json:"failures"`
+}
+
+// Topic is the body of GET /v1/topics/{topic} and an entry of GET /v1/topics.
+type Topic struct {
+	Topic  string   `json:"topic"`
+	Joined bool     `json:"joined"`
+	Peers  []string `json:"peers"`
+	Eager  []string `json:"eager"`
+	Lazy   []string `json:"lazy"`
+	Root   string   `json:"root,omitempty"`
+	Parent string   `json:"parent,omitempty"`
+	Dist   int      `json:"dist"`
+}
+
+// PublishRequest is the body of POST /v1/topics/{topic}/messages: exactly one of Data (text) and DataBase64.
+type PublishRequest struct {
+	Data       *string `json:"data,omitempty"`
+	DataBase64 *string `json:"data_base64,omitempty"`
+}
+
+// PublishResponse is the answer to a publication: the message id (hex).
+type PublishResponse struct {
+	ID string `json:"id"`
+}
+
+// SendRequest is the body of POST /v1/peers/{id}/messages. With Request set the call waits for the peer's reply
+// (at most TimeoutMs, default Config.RequestTimeout).
+type SendRequest struct {
+	Protocol   string  `json:"protocol"`
+	Data       *string `json:"data,omitempty"`
+	DataBase64 *string `json:"data_base64,omitempty"`
+	Request    bool    `json:"request,omitempty"`
+	TimeoutMs  int     `json:"timeout_ms,omitempty"`
+}
+
+// SendResponse answers a SendRequest: Reply is set for requests.
+type SendResponse struct {
+	Sent  bool     `json:"sent"`
+	Reply *Payload `json:"reply,omitempty"`
+}
+
+// Payload renders a received message: Data when it is bytes or text that are valid UTF-8, DataBase64 for other
+// bytes, Type and JSON for other message types.
+type Payload struct {
+	Data       *string         `json:"data,omitempty"`
+	DataBase64 *string         `json:"data_base64,omitempty"`
+	Type       string          `json:"type,omitempty"`
+	JSON       json.RawMessage `json:"json,omitempty"`
+	Error      string          `json:"error,omitempty"`
+}
+
+// Message is one event of the stream GET /v1/topics/{topic}/messages.
+type Message struct {
+	Topic   string    `json:"topic"`
+	ID      string    `json:"id"`
+	Origin  string    `json:"origin"`
+	Seq     uint64    `json:"seq"`
+	Hops    uint32    `json:"hops"`
+	DelayMs float64   `json:"delay_ms"`
+	Local   bool      `json:"local"`
+	At      time.Time `json:"received_at"`
+	Payload
+}
+
+func (a *API) self(w http.ResponseWriter, r *http.Request) {
+	a.reply(w, http.StatusOK, a.selfInfo())
+}
+
+func (a *API) selfInfo() Self {
+	return Self{ID: a.node.ID().String(), Addr: a.node.Addr().String()}
+}
+
+func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+	defer cancel()
+	s := a.node.Stats()
+	st := Status{Self: a.selfInfo(), UptimeS: time.Since(a.started).Seconds(), PeersInbound: s.PeersInbound,
+		PeersOutbound: s.PeersOutbound, BytesIn: s.BytesIn, BytesOut: s.BytesOut, Topics: []string{}}
+	if rt, err := a.node.RoutingTable(ctx); err == nil {
+		st.RoutingEntries = len(rt.Entries)
+	}
+	if gs, err := a.node.GossipStats(ctx); err == nil {
+		st.Topics = append(st.Topics, gs.Topics...)
+		st.Delivered, st.Duplicates = gs.Router.Delivered, gs.Router.Duplicates
+		if gs.Delay.Count > 0 {
+			st.DelayP50Ms, st.DelayP99Ms = gs.Delay.Quantile(0.5), gs.Delay.Quantile(0.99)
+		}
+	}
+	a.reply(w, http.StatusOK, st)
+}
+
+func (a *API) peers(w http.ResponseWriter, r *http.Request) {
+	out := []Peer{}
+	for _, p := range a.node.Peers() {
+		out = append(out, Peer{ID: p.ID.String(), RemoteAddr: p.RemoteAddr, ListenAddrs: p.ListenAddrs,
+			Outbound: p.Outbound, Kept: p.Kept, RTTMs: ms(p.RTT), ConnectedAt: p.ConnectedAt, QueuedBytes: p.QueuedBytes})
+	}
+	a.reply(w, http.StatusOK, out)
+}
+
+func (a *API) routing(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+	defer cancel()
+	rt, err := a.node.RoutingTable(ctx)
+	if err != nil {
+		a.fail(w, r, statusOf(err), err)
+		return
+	}
+	out := []RoutingEntry{}
+	for _, e := range rt.Entries {
+		out = append(out, RoutingEntry{ID: e.ID.String(), Addr: e.Addr, LastSeen: e.LastSeen, Failures: e.Failures})
+	}
+	a.reply(w, http.StatusOK, out)
+}
+
+func (a *API) topics(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+	defer cancel()
+	gs, err := a.node.GossipStats(ctx)
+	if err != nil {
+		a.fail(w, r, statusOf(err), err)
+		return
+	}
+	out := []Topic{}
+	for _, t := range gs.Topics {
+		info, err := a.node.Topic(ctx, t)
+		if err != nil {
+			a.fail(w, r, statusOf(err), err)
+			return
+		}
+		out = append(out, topicOf(t, info))
+	}
+	a.reply(w, http.StatusOK, out)
+}
+
+func (a *API) topic(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+	defer cancel()
+	name := r.PathValue("topic")
+	info, err := a.node.Topic(ctx, name)
+	if err != nil {
+		a.fail(w, r, statusOf(err), err)
+		return
+	}
+	a.reply(w, http.StatusOK, topicOf(name, info))
+}
+
+func (a *API) publish(w http.ResponseWriter, r *http.Request) {
+	var req PublishRequest
+	if !a.decode(w, r, &req) {
+		return
+	}
+	data, err := payloadBytes(req.Data, req.DataBase64)
+	if err != nil {
+		a.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+	defer cancel()
+	id, err := a.node.Publish(ctx, r.PathValue("topic"), wrapperspb.Bytes(data))
+	if err != nil {
+		a.fail(w, r, statusOf(err), fmt.Errorf("publish: %w", err))
+		return
+	}
+	a.reply(w, http.StatusCreated, PublishResponse{ID: id.String()})
+}
+
+func (a *API) send(w http.ResponseWriter, r *http.Request) {
+	peer, err := session.ParseNodeID(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, http.StatusBadRequest, fmt.Errorf("peer id: %w", err))
+		return
+	}
+	var req SendRequest
+	if !a.decode(w, r, &req) {
+		return
+	}
+	if strings.TrimSpace(req.Protocol) == "" {
+		a.fail(w, r, http.StatusBadRequest, errors.New(`"protocol" is required`))
+		return
+	}
+	if req.TimeoutMs < 0 {
+		a.fail(w, r, http.StatusBadRequest, errors.New(`"timeout_ms" must not be negative`))
+		return
+	}
+	data, err := payloadBytes(req.Data, req.DataBase64)
+	if err != nil {
+		a.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	timeout := a.cfg.RequestTimeout
+	if req.TimeoutMs > 0 {
+		timeout = time.Duration(req.TimeoutMs) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	if !req.Request {
+		if err := a.node.Send(ctx, peer, req.Protocol, wrapperspb.Bytes(data)); err != nil {
+			a.fail(w, r, statusOf(err), fmt.Errorf("send: %w", err))
+			return
+		}
+		a.reply(w, http.StatusAccepted, SendResponse{Sent: true})
+		return
+	}
+	reply, err := a.node.Request(ctx, peer, req.Protocol, wrapperspb.Bytes(data))
+	if err != nil {
+		a.fail(w, r, statusOf(err), fmt.Errorf("request: %w", err))
+		return
+	}
+	p := payloadOf(reply, nil)
+	a.reply(w, http.StatusOK, SendResponse{Sent: true, Reply: &p})
+}
+
+// stream serves a topic's messages as server-sent events ("message" events with a Message as JSON data, and
+// "dropped" events telling how many messages a slow client missed) until the client leaves or the API closes.
+func (a *API) stream(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		a.fail(w, r, http.StatusInternalServerError, errors.New("streaming unsupported by this server"))
+		return
+	}
+	topic := r.PathValue("topic")
+	a.wg.Add(1)
+	defer a.wg.Done()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(a.ctx, cancel)
+	defer stop()
+
+	ch := make(chan *gossip.Delivery, a.cfg.StreamBuffer)
+	var mu sync.Mutex
+	dropped := 0
+	sub, err := a.node.Subscribe(ctx, topic, func(d *gossip.Delivery) {
+		select {
+		case ch <- d:
+		default:
+			mu.Lock()
+			dropped++
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		a.fail(w, r, statusOf(err), fmt.Errorf("subscribe: %w", err))
+		return
+	}
+	defer sub.Cancel()
+	a.cfg.Logger.Info().Str("topic", topic).Str("client", r.RemoteAddr).Msg("stream opened")
+	defer a.cfg.Logger.Info().Str("topic", topic).Str("client", r.RemoteAddr).Msg("stream closed")
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	// A first comment line, so that the client knows the subscription is in place.
+	if _, err := fmt.Fprintf(w, ": subscribed to %s\n\n", topic); err != nil {
+		return
+	}
+	flusher.Flush()
+	keepalive := time.NewTicker(a.cfg.StreamKeepalive)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-keepalive.C:
+			if _, err := io.WriteString(w, ": keepalive\n\n"); err != nil {
+				return
+			}
+		case d := <-ch:
+			mu.Lock()
+			n := dropped
+			dropped = 0
+			mu.Unlock()
+			if n > 0 {
+				if _, err := fmt.Fprintf(w, "event: dropped\ndata: {\"dropped\":%d}\n\n", n); err != nil {
+					return
+				}
+			}
+			b, err := json.Marshal(messageOf(d))
+			if err != nil {
+				continue
+			}
+			if _, err := fmt.Fprintf(w, "event: message\ndata: %s\n\n", b); err != nil {
+				return
+			}
+		}
+		flusher.Flush()
+	}
+}
+
+// decode reads a JSON body into v, answering 4xx itself when it cannot.
+func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		a.fail(w, r, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", ct))
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			a.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", tooLarge.Limit))
+		} else {
+			a.fail(w, r, http.StatusBadRequest, fmt.Errorf("bad JSON body: %w", err))
+		}
+		return false
+	}
+	if dec.More() {
+		a.fail(w, r, http.StatusBadRequest, errors.New("bad JSON body: more than one value"))
+		return false
+	}
+	return true
+}
+
+func (a *API) reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
+	ev := a.cfg.Logger.Debug()
+	if code >= 500 {
+		ev = a.cfg.Logger.Warn()
+	}
+	ev.Int("status", code).Str("method", r.Method).Str("path", r.URL.Path).Err(err).Msg("admin API request failed")
+	a.reply(w, code, Error{Error: err.Error()})
+}
+
+// statusOf maps the node's errors to HTTP status codes.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, gossip.ErrEmptyTopic), errors.Is(err, gossip.ErrMessageTooLarge),
+		errors.Is(err, actors.ErrMessageTooLarge), errors.Is(err, actors.ErrSelf), errors.Is(err, actors.ErrBadPayload):
+		return http.StatusBadRequest
+	case errors.Is(err, actors.ErrUnknownPeer), errors.Is(err, actors.ErrNotFound),
+		errors.Is(err, actors.ErrUnknownProtocol):
+		return http.StatusNotFound
+	case errors.Is(err, actors.ErrBanned):
+		return http.StatusForbidden
+	case errors.Is(err, gossip.ErrNoPeers):
+		return http.StatusConflict
+	case errors.Is(err, actors.ErrDiscoveryDisabled):
+		return http.StatusNotImplemented
+	case errors.Is(err, actors.ErrRequestTimeout), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	case errors.Is(err, actors.ErrRemote), errors.Is(err, actors.ErrPeerGone), errors.Is(err, actors.ErrSlowPeer):
+		return http.StatusBadGateway
+	case errors.Is(err, actors.ErrClosed), errors.Is(err, gossip.ErrRelayStopped):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+func payloadBytes(text, b64 *string) ([]byte, error) {
+	switch {
+	case text != nil && b64 != nil:
+		return nil, errors.New(`give "data" or "data_base64", not both`)
+	case text != nil:
+		return []byte(*text), nil
+	case b64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*b64)
+		if err != nil {
+			return nil, fmt.Errorf(`"data_base64": %w`, err)
+		}
+		return b, nil
+	default:
+		return nil, errors.New(`"data" or "data_base64" is required`)
+	}
+}
+
+func payloadOf(m proto.Message, err error) Payload {
+	var p Payload
+	switch v := m.(type) {
+	case nil:
+		if err != nil {
+			p.Error = err.Error()
+		}
+	case *wrapperspb.BytesValue:
+		p.setBytes(v.GetValue())
+	case *wrapperspb.StringValue:
+		p.setBytes([]byte(v.GetValue()))
+	default:
+		p.Type = string(m.ProtoReflect().Descriptor().FullName())
+		if b, err := protojson.Marshal(m); err == nil {
+			p.JSON = b
+		}
+	}
+	return p
+}
+
+func (p *Payload) setBytes(b []byte) {
+	if utf8.Valid(b) {
+		s := string(b)
+		p.Data = &s
+		return
+	}
+	s := base64.StdEncoding.EncodeToString(b)
+	p.DataBase64 = &s
+}
+
+func messageOf(d *gossip.Delivery) Message {
+	return Message{Topic: d.Topic, ID: d.ID.String(), Origin: d.Origin.String(), Seq: d.Seq, Hops: d.Hops,
+		DelayMs: ms(d.Delay), Local: d.Local, At: d.ReceivedAt, Payload: payloadOf(d.Payload, d.Err)}
+}
+
+func topicOf(name string, info gossip.TopicInfo) Topic {
+	ids := func(in []session.NodeID) []string {
+		out := make([]string, len(in))
+		for i, id := range in {
+			out[i] = id.String()
+		}
+		return out
+	}
+	t := Topic{Topic: name, Joined: info.Joined, Peers: ids(info.Peers), Eager: ids(info.Eager), Lazy: ids(info.Lazy),
+		Dist: info.Dist}
+	if !info.Root.IsZero() {
+		t.Root = info.Root.String()
+	}
+	if !info.Parent.IsZero() {
+		t.Parent = info.Parent.String()
+	}
+	return t
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

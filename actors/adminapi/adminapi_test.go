@@ -1,0 +1,197 @@
+package adminapi_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/goleak"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/actors/adminapi"
+	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// serve starts the API of node on a test server; both close at the end of the test.
+func serve(t *testing.T, node *actors.Node) *httptest.Server {
+	t.Helper()
+	api := adminapi.New(node, adminapi.Config{MaxBodyBytes: 4096})
+	srv := httptest.NewServer(api)
+	t.Cleanup(func() { api.Close(); srv.Close() })
+	return srv
+}
+
+// call sends a request and returns the status and the body.
+func call(t *testing.T, method, url, contentType, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestBadRequestsGetClientErrorsWithAMessage(t *testing.T) {
+	node := testkit.NewNetwork(t, 1).Nodes[0]
+	srv := serve(t, node)
+	unknown, _ := session.GenerateIdentity()
+	peerURL := srv.URL + "/v1/peers/" + unknown.NodeID().String() + "/messages"
+	cases := []struct {
+		name, method, path, contentType, body string
+		status                                int
+		message                               string
+	}{
+		{"malformed JSON", "POST", "/v1/topics/t/messages", "application/json", `{"data": `, 400, "bad JSON body"},
+		{"unknown field", "POST", "/v1/topics/t/messages", "", `{"payload": "x"}`, 400, `unknown field "payload"`},
+		{"two values", "POST", "/v1/topics/t/messages", "", `{"data": "x"} {}`, 400, "more than one value"},
+		{"both payload forms", "POST", "/v1/topics/t/messages", "", `{"data": "x", "data_base64": "eA=="}`, 400, "not both"},
+		{"bad base64", "POST", "/v1/topics/t/messages", "", `{"data_base64": "!!"}`, 400, "data_base64"},
+		{"no payload", "POST", "/v1/topics/t/messages", "", `{}`, 400, "is required"},
+		{"wrong content type", "POST", "/v1/topics/t/messages", "text/plain", `{"data": "x"}`, 415, "application/json"},
+		{"body too large", "POST", "/v1/topics/t/messages", "", `{"data": "` + strings.Repeat("x", 5000) + `"}`, 413, "larger than 4096"},
+		{"no peer in topic", "POST", "/v1/topics/t/messages", "", `{"data": "x"}`, 409, "no peer in topic"},
+		{"bad peer id", "POST", "/v1/peers/nobody/messages", "", `{"protocol": "echo/1", "data": "x"}`, 400, "peer id"},
+		{"missing protocol", "POST", peerURL[len(srv.URL):], "", `{"data": "x"}`, 400, `"protocol" is required`},
+		{"negative timeout", "POST", peerURL[len(srv.URL):], "", `{"protocol": "p", "data": "x", "timeout_ms": -1}`, 400, "timeout_ms"},
+		{"unknown peer", "POST", peerURL[len(srv.URL):], "", `{"protocol": "echo/1", "data": "x", "timeout_ms": 3000}`, 404, "unknown peer"},
+		{"unknown endpoint", "GET", "/v1/nothing", "", "", 404, "no endpoint /v1/nothing"},
+		{"wrong method", "DELETE", "/v1/peers", "", "", 405, "use GET"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := call(t, c.method, srv.URL+c.path, c.contentType, c.body)
+			if status != c.status {
+				t.Fatalf("status %d, want %d; body %s", status, c.status, body)
+			}
+			if c.message == "" {
+				return
+			}
+			var e adminapi.Error
+			if err := json.Unmarshal([]byte(body), &e); err != nil || !strings.Contains(e.Error, c.message) {
+				t.Fatalf("body %s: want a JSON error mentioning %q", body, c.message)
+			}
+		})
+	}
+}
+
+func TestPublishStreamAndSendThroughTheAPI(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	if _, err := b.Register("echo/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if in, ok := ctx.Message().(*actors.Inbound); ok && in.IsRequest() {
+			_ = in.Reply(in.Payload)
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	apiA, apiB := serve(t, a), serve(t, b)
+
+	// Stream the topic from b; the first comment line says the subscription is in place.
+	req, _ := http.NewRequestWithContext(ctx, "GET", apiB.URL+"/v1/topics/news/messages", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "text/event-stream" {
+		t.Fatalf("stream: %d %q", resp.StatusCode, ct)
+	}
+	events := bufio.NewReader(resp.Body)
+	if line, err := events.ReadString('\n'); err != nil || !strings.HasPrefix(line, ": subscribed") {
+		t.Fatalf("first stream line %q, %v", line, err)
+	}
+	// a must see b in the topic before it can publish; it subscribes too, as a publisher does.
+	if _, err := a.Subscribe(ctx, "news", func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitTopicPeers(ctx, "news", 1); err != nil {
+		t.Fatal(err)
+	}
+	status, body := call(t, "POST", apiA.URL+"/v1/topics/news/messages", "application/json", `{"data": "hello world"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("publish: %d %s", status, body)
+	}
+	var pub adminapi.PublishResponse
+	if err := json.Unmarshal([]byte(body), &pub); err != nil || pub.ID == "" {
+		t.Fatalf("publish answer %s", body)
+	}
+	msg := nextEvent(t, events)
+	if msg.ID != pub.ID || msg.Data == nil || *msg.Data != "hello world" || msg.Origin != a.ID().String() || msg.Hops != 1 {
+		t.Fatalf("streamed %+v, want the published message from a, 1 hop", msg)
+	}
+
+	// A request to b's echo protocol through a's API returns the reply.
+	status, body = call(t, "POST", apiA.URL+"/v1/peers/"+b.ID().String()+"/messages", "",
+		`{"protocol": "echo/1", "data": "ping", "request": true}`)
+	var sent adminapi.SendResponse
+	if status != 200 || json.Unmarshal([]byte(body), &sent) != nil || sent.Reply == nil || *sent.Reply.Data != "ping" {
+		t.Fatalf("request: %d %s", status, body)
+	}
+	// A request to a protocol b does not serve is a 404 with the remote's reason.
+	status, body = call(t, "POST", apiA.URL+"/v1/peers/"+b.ID().String()+"/messages", "",
+		`{"protocol": "nothing/1", "data": "ping", "request": true}`)
+	if status != http.StatusNotFound || !strings.Contains(body, "no protocol") {
+		t.Fatalf("request to an unknown protocol: %d %s", status, body)
+	}
+
+	// Read endpoints answer with JSON.
+	for _, path := range []string{"/v1/self", "/v1/status", "/v1/peers", "/v1/routing", "/v1/topics", "/v1/topics/news"} {
+		status, body := call(t, "GET", apiB.URL+path, "", "")
+		if status != 200 || !json.Valid([]byte(body)) {
+			t.Errorf("GET %s: %d %s", path, status, body)
+		}
+	}
+	var peers []adminapi.Peer
+	_, body = call(t, "GET", apiB.URL+"/v1/peers", "", "")
+	if err := json.Unmarshal([]byte(body), &peers); err != nil || len(peers) != 1 || peers[0].ID != a.ID().String() {
+		t.Errorf("b's peers: %s", body)
+	}
+}
+
+// nextEvent reads the stream up to the next "message" event.
+func nextEvent(t *testing.T, r *bufio.Reader) adminapi.Message {
+	t.Helper()
+	event := ""
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream ended: %v", err)
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: ") && event == "message":
+			var m adminapi.Message
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &m); err != nil {
+				t.Fatalf("event data %q: %v", line, err)
+			}
+			return m
+		}
+	}
+}
