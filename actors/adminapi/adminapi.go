@@ -384,7 +384,7 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, statusOf(err), fmt.Errorf("request: %w", err))
 		return
 	}
-	p := payloadOf(reply, nil)
+	p := PayloadOf(reply, nil)
 	a.reply(w, http.StatusOK, SendResponse{Sent: true, Reply: &p})
 }
 
@@ -550,7 +550,8 @@ func payloadBytes(text, b64 *string) ([]byte, error) {
 	}
 }
 
-func payloadOf(m proto.Message, err error) Payload {
+// PayloadOf renders a received message m (nil with err when it could not be decoded) as the API shows it.
+func PayloadOf(m proto.Message, err error) Payload {
 	var p Payload
 	switch v := m.(type) {
 	case nil:
@@ -582,7 +583,7 @@ func (p *Payload) setBytes(b []byte) {
 
 func messageOf(d *gossip.Delivery) Message {
 	return Message{Topic: d.Topic, ID: d.ID.String(), Origin: d.Origin.String(), Seq: d.Seq, Hops: d.Hops,
-		DelayMs: ms(d.Delay), Local: d.Local, At: d.ReceivedAt, Payload: payloadOf(d.Payload, d.Err)}
+		DelayMs: ms(d.Delay), Local: d.Local, At: d.ReceivedAt, Payload: PayloadOf(d.Payload, d.Err)}
 }
 
 func topicOf(name string, info gossip.TopicInfo) Topic {

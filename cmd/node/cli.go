@@ -121,7 +121,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newKeygenCmd(), newIDCmd(), newRunCmd(), newPingCmd(), newSimCmd())
+	root.AddCommand(newKeygenCmd(), newIDCmd(), newRunCmd(), newPingCmd(), newSimCmd(),
+		newStatusCmd(), newPeersCmd(), newPublishCmd(), newSubscribeCmd(), newSendCmd())
 	return root
 }
 

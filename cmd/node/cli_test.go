@@ -129,11 +129,21 @@ func TestBadCommandLinesExitWithUsageCode(t *testing.T) {
 		{"run", "--log-format", "xml"},
 		{"run", "--max-inbound", "0"},
 		{"run", "extra-argument"},
+		{"run", "--api", "0.0.0.0:0"}, // the admin API stays on loopback unless --api-remote says otherwise
+		{"run", "--api", "nohostport"},
+		{"run", "--metrics", "nohostport"},
+		{"run", "--topic", ""},
 		{"ping"},
 		{"ping", "a", "b"},
 		{"ping", "not-an-address"},
 		{"ping", strings.Repeat("ab", 32) + "@127.0.0.1:1", "--count", "0"},
 		{"ping", strings.Repeat("ab", 32) + "@127.0.0.1:1", "--timeout", "soon"},
+		{"publish", "news"},
+		{"publish", "news", "x", "--api", "::bad::"},
+		{"subscribe"},
+		{"subscribe", "news", "--count", "-1"},
+		{"send", "notanid", "echo", "x"},
+		{"peers", "extra"},
 	} {
 		code, out, errOut := call(t, args...)
 		if code != exitUsage {

@@ -23,6 +23,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	// No test binds the admin API's default port, which another test or a developer's node may hold: every
+	// `node run` of the tests, in process or as a subprocess (which inherits the environment), gets a free port
+	// unless it passes --api.
+	if err := os.Setenv("ACTORMESH_API", "127.0.0.1:0"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	if code == 0 {

@@ -34,7 +34,14 @@ type runOptions struct {
 	maxOutbound    int
 	logLevel       string
 	logFormat      string
+	topics         []string
+	api            string
+	apiRemote      bool
+	metrics        string
 }
+
+// defaultAPIAddr is where `node run` serves the admin API and where the CLI clients look for it by default.
+const defaultAPIAddr = "127.0.0.1:30701"
 
 // dataDirKeyFile is the identity key file inside --data-dir, used when --key is not given.
 const dataDirKeyFile = "node.key"
@@ -56,8 +63,14 @@ func newRunCmdWith(o *runOptions) *cobra.Command {
 			"at the next start) and, unless --key is given, its identity DIR/" + dataDirKeyFile + " (created on the " +
 			"first run), so the NodeID stays the same across restarts.\n\n" +
 			"When --listen is a loopback address, loopback peers are exempt from the per-IP inbound throttle and from " +
-			"the routing table's per-subnet limits, so that several local nodes on 127.0.0.1 can form a network.",
+			"the routing table's per-subnet limits, so that several local nodes on 127.0.0.1 can form a network.\n\n" +
+			"Every flag can also be set by the environment variable ACTORMESH_<FLAG> (ACTORMESH_DATA_DIR for " +
+			"--data-dir; lists comma-separated) or by a TOML --config file whose keys are the flag names; the command " +
+			"line wins over the environment, which wins over the file.",
 		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyFlagSources(cmd, "ACTORMESH", "config")
+		},
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			return runNode(cmd.Context(), *o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		}),
@@ -78,6 +91,14 @@ func newRunCmdWith(o *runOptions) *cobra.Command {
 	f.IntVar(&o.maxOutbound, "max-outbound", def.MaxOutboundPeers, "most connections dialed to other peers")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "console", "log format on stderr: console or json")
+	f.StringArrayVar(&o.topics, "topic", nil, "topic to subscribe to at start (repeatable); its messages are logged")
+	f.StringVar(&o.api, "api", defaultAPIAddr, "host:port of the admin HTTP/JSON API (a bare :port means 127.0.0.1:port; "+
+		"off: no API); a non-loopback host needs --api-remote")
+	f.BoolVar(&o.apiRemote, "api-remote", false, "allow --api on a non-loopback address: anyone who reaches it can "+
+		"publish and send as this node, so protect it (firewall, reverse proxy with authentication)")
+	f.StringVar(&o.metrics, "metrics", "", "host:port of the Prometheus endpoint /metrics (a bare :port means "+
+		"127.0.0.1:port; default: none)")
+	f.String("config", "", "TOML file of flag values, keys are flag names (env ACTORMESH_CONFIG)")
 	return cmd
 }
 
@@ -133,6 +154,9 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	if _, err := node.Register(echoProtocol, echoProps()); err != nil {
 		return fmt.Errorf("register %s: %w", echoProtocol, err)
 	}
+	if err := subscribeTopics(ctx, node, o.topics, log); err != nil {
+		return err
+	}
 	for _, p := range peers {
 		wg.Add(1)
 		go func() {
@@ -147,6 +171,11 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	if _, err := fmt.Fprintf(stdout, "listening %s\n", node.Addr()); err != nil {
 		return err
 	}
+	servers, err := startHTTP(o, node, log, stdout)
+	defer servers.close() // before the node closes: API streams hold subscriptions
+	if err != nil {
+		return err
+	}
 	<-ctx.Done()
 	log.Info().Msg("shutting down")
 	return nil
@@ -159,6 +188,17 @@ func (o runOptions) config(log zerolog.Logger) (actors.Config, error) {
 		return cfg, usagef("--listen %q: want host:port, e.g. 127.0.0.1:30700 or 0.0.0.0:0", o.listen)
 	}
 	cfg.ListenAddr = o.listen
+	if _, err := httpListenAddr("api", o.api, o.apiRemote); err != nil {
+		return cfg, err
+	}
+	if _, err := httpListenAddr("metrics", o.metrics, true); err != nil {
+		return cfg, err
+	}
+	for _, t := range o.topics {
+		if strings.TrimSpace(t) == "" {
+			return cfg, usagef("--topic must not be empty")
+		}
+	}
 	if o.network == "" {
 		return cfg, usagef("--network must not be empty")
 	}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/actors/adminapi"
+	"github.com/actormesh/actormesh/actors/metrics"
+	"github.com/actormesh/actormesh/gossip"
+)
+
+// httpShutdownTimeout bounds the wait for HTTP requests in progress when the node stops.
+const httpShutdownTimeout = 3 * time.Second
+
+// httpListenAddr checks the host:port of --api or --metrics (flag names it): "" or "off" means none, a bare
+// ":port" listens on 127.0.0.1, and a host that is not loopback needs allowRemote.
+func httpListenAddr(flag, value string, allowRemote bool) (string, error) {
+	if value == "" || strings.EqualFold(value, "off") {
+		return "", nil
+	}
+	host, port, err := net.SplitHostPort(value)
+	if err != nil {
+		return "", usagef("--%s %q: want host:port, e.g. 127.0.0.1:30701, or off", flag, value)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	addr := net.JoinHostPort(host, port)
+	if !allowRemote && !isLoopbackHost(addr) {
+		return "", usagef("--%s %q is not a loopback address: anyone who reaches it could use it; add --%s-remote "+
+			"to allow it", flag, value, flag)
+	}
+	return addr, nil
+}
+
+// httpServers are the node's HTTP endpoints (admin API, metrics), each on a listener of its own. Their goroutines
+// are owned here and stopped by close.
+type httpServers struct {
+	log     zerolog.Logger
+	api     *adminapi.API
+	servers []*http.Server
+	wg      sync.WaitGroup
+}
+
+// serve listens on addr (at once, so that a busy port is reported before the node announces itself) and serves
+// h in a goroutine; it returns the address bound.
+func (s *httpServers) serve(name, addr string, h http.Handler) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	s.servers = append(s.servers, srv)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error().Err(err).Str("server", name).Msg("HTTP server stopped")
+		}
+	}()
+	return ln.Addr(), nil
+}
+
+// close ends the API's streams, then shuts the servers down, giving requests in progress httpShutdownTimeout.
+func (s *httpServers) close() {
+	if s.api != nil {
+		s.api.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+	defer cancel()
+	for _, srv := range s.servers {
+		if err := srv.Shutdown(ctx); err != nil {
+			_ = srv.Close()
+		}
+	}
+	s.wg.Wait()
+}
+
+// startHTTP starts the admin API and the metrics endpoint the options ask for and prints their URLs on stdout.
+func startHTTP(o runOptions, node *actors.Node, log zerolog.Logger, stdout io.Writer) (*httpServers, error) {
+	s := &httpServers{log: log}
+	apiAddr, err := httpListenAddr("api", o.api, o.apiRemote)
+	if err != nil {
+		return s, err
+	}
+	metricsAddr, err := httpListenAddr("metrics", o.metrics, true)
+	if err != nil {
+		return s, err
+	}
+	if apiAddr != "" {
+		s.api = adminapi.New(node, adminapi.Config{Logger: log.With().Str("component", "api").Logger()})
+		a, err := s.serve("admin API", apiAddr, s.api)
+		if err != nil {
+			return s, fmt.Errorf("%w (choose another address with --api, or --api off)", err)
+		}
+		fmt.Fprintf(stdout, "api http://%s\n", a)
+		log.Info().Str("addr", a.String()).Msg("admin API listening")
+	}
+	if metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler(node))
+		a, err := s.serve("metrics", metricsAddr, mux)
+		if err != nil {
+			return s, err
+		}
+		fmt.Fprintf(stdout, "metrics http://%s/metrics\n", a)
+		log.Info().Str("addr", a.String()).Msg("metrics endpoint listening")
+	}
+	return s, nil
+}
+
+// subscribeTopics joins the --topic topics; each message received is logged. The subscriptions end when the
+// node closes.
+func subscribeTopics(ctx context.Context, node *actors.Node, topics []string, log zerolog.Logger) error {
+	for _, t := range topics {
+		_, err := node.Subscribe(ctx, t, func(d *gossip.Delivery) {
+			if d.Local {
+				return
+			}
+			ev := log.Info().Str("topic", d.Topic).Str("id", d.ID.String()).Str("origin", d.Origin.Short()).
+				Uint32("hops", d.Hops).Dur("delay", d.Delay)
+			if p := deliveryText(d); p != "" {
+				ev = ev.Str("data", p)
+			}
+			ev.Msg("gossip message")
+		})
+		if err != nil {
+			return fmt.Errorf("subscribe to --topic %q: %w", t, err)
+		}
+		log.Info().Str("topic", t).Msg("subscribed")
+	}
+	return nil
+}
+
+// deliveryText is a short printable form of a delivered payload for the log (at most 200 bytes).
+func deliveryText(d *gossip.Delivery) string {
+	p := adminapi.PayloadOf(d.Payload, d.Err)
+	var s string
+	switch {
+	case p.Data != nil:
+		s = *p.Data
+	case p.DataBase64 != nil:
+		s = "base64:" + *p.DataBase64
+	case p.Type != "":
+		s = p.Type + " " + string(p.JSON)
+	default:
+		s = p.Error
+	}
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
