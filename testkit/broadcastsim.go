@@ -54,7 +54,8 @@ type BroadcastScenario struct {
 	Seed uint64
 	// Configure, if set, adjusts every node's config after the scenario's own settings.
 	Configure func(i int, cfg *actors.Config)
-	// Progress, if set, receives a line about each phase.
+	// Progress, if set, receives a line about each phase and, during the setup (nodes starting, subscribing and
+	// joining the topic), one every 5 s about how many nodes are that far. Its calls are never concurrent.
 	Progress func(string)
 	// BeforeClose, if set, is called with the nodes once the measurements are done.
 	BeforeClose func(nodes []*actors.Node)
@@ -109,6 +110,53 @@ type BroadcastReport struct {
 	ReadyRatio float64 `json:"ready_ratio"`
 	// KeptOutboundMean is the mean number of kept outbound connections when publishing started.
 	KeptOutboundMean float64 `json:"kept_outbound_mean"`
+	// Detail holds the raw measurements behind these figures, for plots (set when RunBroadcast succeeds). It is
+	// not part of the JSON object.
+	Detail *BroadcastDetail `json:"-"`
+}
+
+// MaxDelaySample bounds BroadcastDetail.Delays, the sample of all deliveries' delays.
+const MaxDelaySample = 2000
+
+// BroadcastDetail is the raw data of a RunBroadcast run: per message, when it was published and the delay of each
+// delivery, plus the delays and hop counts of all deliveries. Its size grows with N x Messages (one float64 per
+// delivery: 50,000 of them, 400 KB, for 1000 nodes and 50 messages); the global delay sample is capped at
+// MaxDelaySample values.
+type BroadcastDetail struct {
+	// Seed is the seed the run used (drawn at random when the scenario's was 0): with the same scenario, it
+	// repeats the publishers, payloads and kills.
+	Seed uint64 `json:"seed"`
+	// Messages has one entry per message, in publication order.
+	Messages []MessageDetail `json:"messages"`
+	// Delays is a sample of the delays (ms) of all deliveries, sorted ascending: Delays[i] is the delay of rank
+	// DelayRank(i) among the DelayCount deliveries (counted from 0). All of them when there are at most
+	// MaxDelaySample, else MaxDelaySample of them at evenly spaced ranks, the first and last included.
+	Delays []float64 `json:"delays_ms"`
+	// DelayCount is the number of deliveries Delays is drawn from (BroadcastReport.Deliveries).
+	DelayCount int `json:"delay_count"`
+	// Hops maps a hop count to the number of deliveries that took that many hops.
+	Hops map[int]int `json:"hops"`
+}
+
+// DelayRank returns the rank, among all DelayCount delays sorted ascending, of the sample value Delays[i].
+func (d *BroadcastDetail) DelayRank(i int) int {
+	return sampleRank(i, len(d.Delays), d.DelayCount)
+}
+
+// MessageDetail is what happened to one message of a broadcast run.
+type MessageDetail struct {
+	// Publisher is the index of the node that published it.
+	Publisher int `json:"publisher"`
+	// Published is false when the publication failed (the message then reached nobody).
+	Published bool `json:"published"`
+	// AtMs is when it was published, in ms since the first publication.
+	AtMs float64 `json:"at_ms"`
+	// Expected is the number of receivers it should have reached: the nodes alive at the end, other than its
+	// publisher.
+	Expected int `json:"expected"`
+	// Delays are the delays (ms from publication) of its deliveries to those receivers, sorted ascending: the
+	// share of receivers reached after Delays[k] ms is (k+1)/Expected.
+	Delays []float64 `json:"delays_ms"`
 }
 
 func (s *BroadcastScenario) defaults() error {
@@ -155,6 +203,50 @@ func (s *BroadcastScenario) defaults() error {
 // simTopic is the topic of the broadcast scenario.
 const simTopic = "sim"
 
+// setupProgressEvery is the gap between the progress lines of a long setup.
+var setupProgressEvery = 5 * time.Second
+
+// setupProgress reports, every setupProgressEvery from its own goroutine until stop, how many nodes reached the
+// setup's current stage: "setup: 143/200 nodes started (12 s)".
+type setupProgress struct {
+	mu    sync.Mutex
+	stage string // what the nodes counted in done did: "started", "subscribed", "in the topic"
+	done  int
+	stop  func() // stops the goroutine and waits for it; idempotent
+}
+
+// startSetupProgress starts the reports of a setup of total nodes that began at start; progress must be safe for
+// concurrent use.
+func startSetupProgress(progress func(string), total int, start time.Time) *setupProgress {
+	p := &setupProgress{stage: "started"}
+	quit, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		tick := time.NewTicker(max(setupProgressEvery, time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case now := <-tick.C:
+				p.mu.Lock()
+				stage, done := p.stage, p.done
+				p.mu.Unlock()
+				progress(fmt.Sprintf("setup: %d/%d nodes %s (%.0f s)", done, total, stage, now.Sub(start).Seconds()))
+			}
+		}
+	}()
+	p.stop = sync.OnceFunc(func() { close(quit); <-exited })
+	return p
+}
+
+// set records that done nodes reached stage.
+func (p *setupProgress) set(stage string, done int) {
+	p.mu.Lock()
+	p.stage, p.done = stage, done
+	p.mu.Unlock()
+}
+
 // simNode is one node of a broadcast run and what it received.
 type simNode struct {
 	node   *actors.Node
@@ -171,9 +263,14 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	if err := sc.defaults(); err != nil {
 		return BroadcastReport{}, err
 	}
-	progress := sc.Progress
-	if progress == nil {
-		progress = func(string) {}
+	progress := func(string) {}
+	if sc.Progress != nil {
+		var mu sync.Mutex // the setup's reports come from another goroutine
+		progress = func(s string) {
+			mu.Lock()
+			defer mu.Unlock()
+			sc.Progress(s)
+		}
 	}
 	seed := sc.Seed
 	if seed == 0 {
@@ -199,9 +296,12 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	defer system.Shutdown()
 	start := time.Now()
 	progress(fmt.Sprintf("starting %d nodes over %s, each keeping %d outbound connections", sc.N, sc.Transport, sc.Degree))
+	setup := startSetupProgress(progress, sc.N, start)
+	defer setup.stop()
 	var started []*actors.Node
 	nodes, err := StartNodes(ctx, sc.N, WithBootnode(), WithStarted(func(_ int, n *actors.Node) {
 		started = append(started, n)
+		setup.set("started", len(started))
 	}), WithConfig(func(i int, cfg *actors.Config) {
 		sims[i] = &simNode{recv: make([]atomic.Int64, sc.Messages), hops: make([]atomic.Uint32, sc.Messages)}
 		cfg.Bootstrap.TargetOutbound = sc.Degree
@@ -243,8 +343,11 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		if _, err := s.node.Subscribe(ctx, simTopic, s.record); err != nil {
 			return rep, fmt.Errorf("node %d subscribe: %w", i, err)
 		}
+		setup.set("subscribed", i+1)
 	}
-	ready, err := waitReady(ctx, nodes, sc.ReadyTimeout, sc.MinReady)
+	setup.set("in the topic", 0)
+	ready, err := waitReady(ctx, nodes, sc.ReadyTimeout, sc.MinReady, func(n int) { setup.set("in the topic", n) })
+	setup.stop()
 	rep.ReadyRatio = ready
 	if err != nil {
 		return rep, err
@@ -275,6 +378,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	}
 	bytes0, cpu0, dials0, t0 := wireBytes(mem, &tcpBytes), processCPU(), dialCount(mem), time.Now()
 	published := make([]time.Time, sc.Messages)
+	attempted := make([]time.Time, sc.Messages) // also of the failed publications
 	publisher := make([]int, sc.Messages)
 	tick := time.NewTicker(max(sc.Interval, time.Microsecond))
 	defer tick.Stop()
@@ -289,6 +393,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		binary.BigEndian.PutUint32(data, uint32(m))
 		fillRandom(data[4:], rng)
 		published[m] = time.Now()
+		attempted[m] = published[m]
 		if _, err := sims[p].node.Publish(ctx, simTopic, wrapperspb.Bytes(data)); err != nil {
 			progress(fmt.Sprintf("message %d from node %d not published: %v", m, p, err))
 			published[m] = time.Time{}
@@ -313,6 +418,8 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		return rep, err
 	}
 	summarize(&rep, sims, publisher, published)
+	rep.Detail = detail(sims, publisher, published, attempted)
+	rep.Detail.Seed = seed
 	if rep.Deliveries > 0 {
 		d := float64(rep.Deliveries)
 		rep.WireBytesPerDelivery = float64(bytes1-bytes0) / d
@@ -358,7 +465,8 @@ func closeAll(nodes []*actors.Node) {
 
 // waitReady waits until every node has a topic peer and, with the spanning tree, a place in it (a parent, or it
 // is the root with a child), then two more heartbeats so that the meshes reach their degree.
-func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration, minShare float64) (float64, error) {
+// onReady gets the count of ready nodes as it grows.
+func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration, minShare float64, onReady func(int)) (float64, error) {
 	ready := make([]bool, len(nodes))
 	count := 0
 	err := Poll(ctx, timeout, func() bool {
@@ -369,6 +477,7 @@ func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration,
 			info, err := n.Topic(ctx, simTopic)
 			if ready[i] = err == nil && len(info.Peers) > 0 && (len(info.TreeLinks) > 0 || len(info.Eager)+len(info.Lazy) > 0); ready[i] {
 				count++
+				onReady(count)
 			}
 		}
 		return count == len(nodes)
@@ -528,6 +637,50 @@ func summarize(rep *BroadcastReport, sims []*simNode, publisher []int, published
 		return math.Round(x*100) / 100
 	}
 	rep.P50Ms, rep.P90Ms, rep.P99Ms, rep.P100Ms = median(pct[0.5]), median(pct[0.9]), median(pct[0.99]), median(pct[1])
+}
+
+// detail collects the raw data of the run, counting deliveries as summarize does: to the nodes alive at the end,
+// other than the publisher, of the messages whose publication succeeded.
+func detail(sims []*simNode, publisher []int, published, attempted []time.Time) *BroadcastDetail {
+	d := &BroadcastDetail{Messages: make([]MessageDetail, len(published)), Hops: map[int]int{}}
+	var all []float64
+	for m := range published {
+		md := MessageDetail{Publisher: publisher[m], Published: !published[m].IsZero()}
+		if !attempted[m].IsZero() && !attempted[0].IsZero() {
+			md.AtMs = float64(attempted[m].Sub(attempted[0]).Nanoseconds()) / 1e6
+		}
+		for i, s := range sims {
+			if !expected(sims, i, m, publisher) {
+				continue
+			}
+			md.Expected++
+			at := s.recv[m].Load()
+			if at == 0 || !md.Published {
+				continue
+			}
+			md.Delays = append(md.Delays, float64(at-published[m].UnixNano())/1e6)
+			d.Hops[int(s.hops[m].Load())]++
+		}
+		slices.Sort(md.Delays)
+		all = append(all, md.Delays...)
+		d.Messages[m] = md
+	}
+	slices.Sort(all)
+	d.DelayCount = len(all)
+	d.Delays = make([]float64, min(len(all), MaxDelaySample))
+	for i := range d.Delays {
+		d.Delays[i] = all[d.DelayRank(i)]
+	}
+	return d
+}
+
+// sampleRank is the rank (from 0) among total sorted values of the i-th of k values taken at evenly spaced ranks,
+// the first and the last included.
+func sampleRank(i, k, total int) int {
+	if k <= 1 || k >= total {
+		return i
+	}
+	return int(math.Round(float64(i) * float64(total-1) / float64(k-1)))
 }
 
 func dialCount(mem *MemNetwork) int64 {

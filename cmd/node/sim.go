@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +18,7 @@ func newSimCmd() *cobra.Command {
 	var (
 		sc      testkit.BroadcastScenario
 		asJSON  bool
+		html    string
 		timeout time.Duration
 		prof    profiles
 	)
@@ -30,7 +33,8 @@ func newSimCmd() *cobra.Command {
 			"table, or with --json one JSON object: delivery_ratio, p50/p90/p99/p100_ms (median over messages of " +
 			"the delay until that share of the other live nodes had the message), dup_per_delivery, " +
 			"wire_bytes_per_delivery, cpu_us_per_delivery, peak_rss_mib, setup_s and more. Single-dash long " +
-			"flags (-degree 8) work too. Other scenarios are subcommands.",
+			"flags (-degree 8) work too. --html FILE also writes a self-contained HTML page with charts of the run " +
+			"(delay CDF, hops, each message's delivery over time). Other scenarios are subcommands.",
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			if sc.N < 2 || sc.Degree < 1 || sc.Messages < 1 || sc.Size < 8 || sc.Interval < 0 || sc.Settle < 0 || timeout <= 0 {
@@ -45,11 +49,29 @@ func newSimCmd() *cobra.Command {
 			if sc.Transport == "tcp" && cmd.Flags().Changed("latency") {
 				return usagef("-latency is emulated by the in-memory transport only (-transport mem)")
 			}
+			if html != "" {
+				if err := checkOutputPath(html); err != nil {
+					return usagef("--html: %v", err)
+				}
+			}
 			sc.ReadyTimeout = timeout
+			var after func(testkit.BroadcastReport) error
+			if html != "" {
+				after = func(rep testkit.BroadcastReport) error {
+					err := writeFileAtomic(html, func(w io.Writer) error {
+						return writeHTMLReport(w, rep, broadcastParams(sc, rep))
+					})
+					if err != nil {
+						return fmt.Errorf("--html: %w", err)
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "report written to %s\n", html)
+					return nil
+				}
+			}
 			return simulate(cmd, &prof, asJSON, func(progress func(string), beforeClose func([]*actors.Node)) (testkit.BroadcastReport, error) {
 				sc.Progress, sc.BeforeClose = progress, beforeClose
 				return testkit.RunBroadcast(cmd.Context(), sc)
-			}, broadcastRows)
+			}, broadcastRows, after)
 		}),
 	}
 	f := cmd.Flags()
@@ -69,6 +91,7 @@ func newSimCmd() *cobra.Command {
 		"first publication: the joins' refresh lookups come in bursts (2, 4, 8, 16, 32 s after each join) that compete for CPU")
 	f.Uint64Var(&sc.Seed, "seed", 0, "seed of publishers, payloads and kills (0: random)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of a table")
+	f.StringVar(&html, "html", "", "also write an HTML page with charts of the run (delay CDF, hops, delivery over time) to this file")
 	prof.flags(f)
 	cmd.AddCommand(newSimDiscoveryCmd())
 	return cmd
@@ -76,8 +99,10 @@ func newSimCmd() *cobra.Command {
 
 // simulate runs a scenario with the profiles of the command line, progress lines on stderr (not with --json)
 // and a heap profile taken before the nodes close, then prints its report: one JSON object, or a table of rows.
+// after, if not nil, is called with the report once it is printed.
 func simulate[R any](cmd *cobra.Command, prof *profiles, asJSON bool,
-	run func(progress func(string), beforeClose func([]*actors.Node)) (R, error), rows func(R) [][2]string) error {
+	run func(progress func(string), beforeClose func([]*actors.Node)) (R, error), rows func(R) [][2]string,
+	after func(R) error) error {
 	var progress func(string)
 	if !asJSON {
 		progress = func(s string) { fmt.Fprintf(cmd.ErrOrStderr(), "sim: %s\n", s) }
@@ -91,7 +116,17 @@ func simulate[R any](cmd *cobra.Command, prof *profiles, asJSON bool,
 	if err != nil {
 		return err
 	}
-	w := cmd.OutOrStdout()
+	if err := printReport(cmd.OutOrStdout(), rep, asJSON, rows); err != nil {
+		return err
+	}
+	if after != nil {
+		return after(rep)
+	}
+	return nil
+}
+
+// printReport prints a report as one JSON object, or as a table of rows.
+func printReport[R any](w io.Writer, rep R, asJSON bool, rows func(R) [][2]string) error {
 	if asJSON {
 		b, err := json.Marshal(rep)
 		if err != nil {
@@ -105,6 +140,33 @@ func simulate[R any](cmd *cobra.Command, prof *profiles, asJSON bool,
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
 	}
 	return tw.Flush()
+}
+
+// broadcastParams lists the parameters of a broadcast run as node sim flags, the seed being the one the run used.
+func broadcastParams(sc testkit.BroadcastScenario, rep testkit.BroadcastReport) []reportParam {
+	seed := sc.Seed
+	if rep.Detail != nil {
+		seed = rep.Detail.Seed
+	}
+	ps := []reportParam{
+		{"n", strconv.Itoa(sc.N)},
+		{"degree", strconv.Itoa(sc.Degree)},
+		{"messages", strconv.Itoa(sc.Messages)},
+		{"size", strconv.Itoa(sc.Size)},
+		{"interval", sc.Interval.String()},
+		{"transport", sc.Transport},
+	}
+	if sc.Transport == "mem" {
+		ps = append(ps, reportParam{"latency", sc.Latency.String()}, reportParam{"jitter", sc.Jitter.String()},
+			reportParam{"loss", strconv.FormatFloat(sc.Loss, 'g', -1, 64)})
+	}
+	return append(ps,
+		reportParam{"kill", strconv.FormatFloat(sc.Kill, 'g', -1, 64)},
+		reportParam{"settle", sc.Settle.String()},
+		reportParam{"min-ready", strconv.FormatFloat(sc.MinReady, 'g', -1, 64)},
+		reportParam{"timeout", sc.ReadyTimeout.String()},
+		reportParam{"seed", strconv.FormatUint(seed, 10)},
+	)
 }
 
 func broadcastRows(r testkit.BroadcastReport) [][2]string {
@@ -159,7 +221,7 @@ func newSimDiscoveryCmd() *cobra.Command {
 			return simulate(cmd, &prof, asJSON, func(progress func(string), beforeClose func([]*actors.Node)) (testkit.DiscoveryReport, error) {
 				sc.Progress, sc.BeforeClose = progress, beforeClose
 				return testkit.RunDiscovery(cmd.Context(), sc)
-			}, discoveryRows)
+			}, discoveryRows, nil)
 		}),
 	}
 	f := cmd.Flags()

@@ -1,0 +1,108 @@
+package testkit
+
+import (
+	"context"
+	"encoding/json"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestRunBroadcastDetailAndSetupProgress(t *testing.T) {
+	t.Cleanup(func() {
+		goleak.VerifyNone(t,
+			// protoactor's dead-letter throttle runs a one-shot timer goroutine.
+			goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewThrottleWithLogger.func1"),
+			goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewThrottle.func1"),
+		)
+	})
+	every := setupProgressEvery
+	setupProgressEvery = time.Millisecond // many lines: the setup ends with two gossip heartbeats (2 s)
+	t.Cleanup(func() { setupProgressEvery = every })
+
+	var lines []string // RunBroadcast never calls Progress concurrently
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := RunBroadcast(ctx, BroadcastScenario{N: 6, Degree: 3, Messages: 4, Size: 64, Interval: 5 * time.Millisecond,
+		Latency: time.Millisecond, Seed: 3, Progress: func(s string) { lines = append(lines, s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Setup lines come in stage order, counts growing within a stage; the last says every node is in the topic
+	// and none comes once publishing starts.
+	line := regexp.MustCompile(`^setup: (\d)/6 nodes (started|subscribed|in the topic) \(\d+ s\)$`)
+	stages := []string{"started", "subscribed", "in the topic"}
+	var setup []string
+	stage, count, publishing := 0, 0, false
+	for _, l := range lines {
+		publishing = publishing || strings.HasPrefix(l, "publishing")
+		if !strings.HasPrefix(l, "setup:") {
+			continue
+		}
+		setup = append(setup, l)
+		m := line.FindStringSubmatch(l)
+		if m == nil || publishing {
+			t.Fatalf("setup line %q (publishing: %v)", l, publishing)
+		}
+		s, n := slices.Index(stages, m[2]), int(m[1][0]-'0')
+		if s < stage || s == stage && n < count {
+			t.Fatalf("setup went back: %q after stage %d, %d nodes", l, stage, count)
+		}
+		stage, count = s, n
+	}
+	if len(setup) == 0 || !strings.HasPrefix(setup[len(setup)-1], "setup: 6/6 nodes in the topic (") {
+		t.Fatalf("setup lines: %q", setup)
+	}
+	t.Logf("%d setup lines, from %q to %q", len(setup), setup[0], setup[len(setup)-1])
+
+	d := rep.Detail
+	if d == nil || d.Seed != 3 || len(d.Messages) != 4 || rep.DeliveryRatio != 1 {
+		t.Fatalf("report %+v, detail %+v", rep, d)
+	}
+	var delays []float64
+	for i, m := range d.Messages {
+		if !m.Published || m.Expected != 5 || len(m.Delays) != 5 || !slices.IsSorted(m.Delays) || m.Delays[0] <= 0 ||
+			i == 0 && m.AtMs != 0 || i > 0 && m.AtMs <= d.Messages[i-1].AtMs {
+			t.Errorf("message %d: %+v", i, m)
+		}
+		delays = append(delays, m.Delays...)
+	}
+	slices.Sort(delays)
+	if d.DelayCount != rep.Deliveries || !slices.Equal(d.Delays, delays) {
+		t.Errorf("delay sample %v of %d, want every delay %v", d.Delays, d.DelayCount, delays)
+	}
+	hops, most := 0, 0
+	for h, n := range d.Hops {
+		hops += n
+		most = max(most, h)
+	}
+	if hops != rep.Deliveries || most != rep.MaxHops {
+		t.Errorf("hop histogram %v: %d deliveries up to %d hops, report %d up to %d", d.Hops, hops, most, rep.Deliveries, rep.MaxHops)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil || strings.Contains(string(b), "delays_ms") || strings.Contains(string(b), "seed") {
+		t.Errorf("the JSON figures carry the detail: %s (%v)", b, err)
+	}
+}
+
+func TestBroadcastDetailDelayRank(t *testing.T) {
+	d := BroadcastDetail{Delays: make([]float64, MaxDelaySample), DelayCount: 5000}
+	if d.DelayRank(0) != 0 || d.DelayRank(MaxDelaySample-1) != 4999 || d.DelayRank(1000) != 2501 {
+		t.Errorf("ranks %d, %d, %d", d.DelayRank(0), d.DelayRank(1000), d.DelayRank(MaxDelaySample-1))
+	}
+	for i := 1; i < MaxDelaySample; i++ {
+		if d.DelayRank(i) <= d.DelayRank(i-1) {
+			t.Fatalf("rank %d not above rank %d", i, i-1)
+		}
+	}
+	small := BroadcastDetail{Delays: make([]float64, 7), DelayCount: 7}
+	for i := range 7 {
+		if small.DelayRank(i) != i {
+			t.Errorf("full sample: rank of %d is %d", i, small.DelayRank(i))
+		}
+	}
+}
