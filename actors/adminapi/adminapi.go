@@ -153,8 +153,10 @@ type Status struct {
 	BytesOut       uint64   `json:"bytes_out"`
 	Delivered      uint64   `json:"gossip_delivered"`
 	Duplicates     uint64   `json:"gossip_duplicates"`
-	DelayP50Ms     float64  `json:"gossip_delay_p50_ms"`
-	DelayP99Ms     float64  `json:"gossip_delay_p99_ms"`
+	// DelaySamples counts the messages from other nodes the delay quantiles are computed from.
+	DelaySamples uint64  `json:"gossip_delay_samples"`
+	DelayP50Ms   float64 `json:"gossip_delay_p50_ms"`
+	DelayP99Ms   float64 `json:"gossip_delay_p99_ms"`
 }
 
 // Peer is one entry of GET /v1/peers.
@@ -259,6 +261,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	if gs, err := a.node.GossipStats(ctx); err == nil {
 		st.Topics = append(st.Topics, gs.Topics...)
 		st.Delivered, st.Duplicates = gs.Router.Delivered, gs.Router.Duplicates
+		st.DelaySamples = gs.Delay.Count
 		if gs.Delay.Count > 0 {
 			st.DelayP50Ms, st.DelayP99Ms = gs.Delay.Quantile(0.5), gs.Delay.Quantile(0.99)
 		}

@@ -182,6 +182,10 @@ func newStatusCmd() *cobra.Command {
 			if topics == "" {
 				topics = "none"
 			}
+			delay := "no message from another node yet"
+			if st.DelaySamples > 0 {
+				delay = fmt.Sprintf("%.1f / %.1f ms (%d samples)", st.DelayP50Ms, st.DelayP99Ms, st.DelaySamples)
+			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			for _, row := range [][2]string{
 				{"address", st.Addr},
@@ -190,7 +194,7 @@ func newStatusCmd() *cobra.Command {
 				{"routing table", fmt.Sprintf("%d entries", st.RoutingEntries)},
 				{"topics", topics},
 				{"gossip delivered / duplicates", fmt.Sprintf("%d / %d", st.Delivered, st.Duplicates)},
-				{"gossip delay p50 / p99", fmt.Sprintf("%.1f / %.1f ms", st.DelayP50Ms, st.DelayP99Ms)},
+				{"gossip delay p50 / p99", delay},
 				{"bytes in / out", fmt.Sprintf("%d / %d", st.BytesIn, st.BytesOut)},
 			} {
 				fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
@@ -220,7 +224,7 @@ func payloadArg(arg string, stdin io.Reader) (text, b64 *string, err error) {
 	if utf8.Valid(b) {
 		return &s, nil, nil
 	}
-	enc := base64Encode(b)
+	enc := base64.StdEncoding.EncodeToString(b)
 	return nil, &enc, nil
 }
 
@@ -416,5 +420,3 @@ func payloadText(p adminapi.Payload) string {
 		return "(undecodable: " + p.Error + ")"
 	}
 }
-
-func base64Encode(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

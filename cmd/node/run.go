@@ -41,7 +41,7 @@ type runOptions struct {
 }
 
 // defaultAPIAddr is where `node run` serves the admin API and where the CLI clients look for it by default.
-const defaultAPIAddr = "127.0.0.1:30701"
+const defaultAPIAddr = "127.0.0.1:31700"
 
 // dataDirKeyFile is the identity key file inside --data-dir, used when --key is not given.
 const dataDirKeyFile = "node.key"

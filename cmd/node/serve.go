@@ -30,7 +30,7 @@ func httpListenAddr(flag, value string, allowRemote bool) (string, error) {
 	}
 	host, port, err := net.SplitHostPort(value)
 	if err != nil {
-		return "", usagef("--%s %q: want host:port, e.g. 127.0.0.1:30701, or off", flag, value)
+		return "", usagef("--%s %q: want host:port, e.g. 127.0.0.1:31700, or off", flag, value)
 	}
 	if host == "" {
 		host = "127.0.0.1"
