@@ -106,9 +106,11 @@ func TestBanIPRefusesConnections(t *testing.T) {
 	if err := a.BanIP(loopback, time.Minute, why); err != nil {
 		t.Fatal(err)
 	}
+	// b learns the reason from a's Disconnect notice, unless a write was in flight when the ban interrupted it:
+	// the stream may then end mid-frame and no notice can follow, so b only sees the connection close.
 	testkit.WaitFor(t, 5*time.Second, func() bool {
-		return ea.bannedDisconnects(b.ID(), why) == 1 && eb.bannedDisconnects(a.ID(), why) == 1
-	}, "the live connection from the banned IP closed with BANNED on both sides")
+		return ea.bannedDisconnects(b.ID(), why) == 1 && eb.disconnects(a.ID()) >= 1
+	}, "the live connection from the banned IP closed, with BANNED on a's side")
 	if bans := a.Bans(); len(bans) != 1 || bans[0].IP != loopback || bans[0].Reason != why {
 		t.Fatalf("Bans() = %+v, want the one ban of %v", bans, loopback)
 	}

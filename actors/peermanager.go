@@ -230,6 +230,10 @@ func (m *peerManager) handshakeConfig() session.HandshakeConfig {
 }
 
 func (m *peerManager) accept(raw net.Conn) {
+	if m.ctx.Err() != nil { // stopping: no handshake goroutine may start after Stopping waited for them
+		_ = raw.Close()
+		return
+	}
 	if reason := m.admitInbound(raw.RemoteAddr(), time.Now()); reason != "" {
 		m.n.log.Debug().Str("remote", raw.RemoteAddr().String()).Str("reason", reason).Msg("inbound connection refused")
 		_ = raw.Close()

@@ -278,11 +278,9 @@ func TestBinaryNodesDiscoverEachOtherThroughABootnode(t *testing.T) {
 		t.Fatalf("restarted B exited %d after SIGTERM; stderr:\n%s", code, &b2.stderr)
 	}
 
-	// A and C are killed rather than stopped: B's two SIGTERMs cover a clean shutdown, and A and C may be redialing
-	// B's first address, which can hang a node's shutdown today (the peer manager handles a dial request after its
-	// Stopping and panics); that is not what this test is about.
-	for _, p := range []*proc{a, c} {
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	for name, p := range map[string]*proc{"A": a, "C": c} {
+		if code := p.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
+			t.Fatalf("%s exited %d after SIGTERM; stderr:\n%s", name, code, &p.stderr)
+		}
 	}
 }
