@@ -56,8 +56,9 @@ func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.
 	}
 }
 
-// Lookup finds the address of a node by its id through the DHT. It returns ErrNotFound when the lookup ends without
-// the node among the closest it reached.
+// Lookup finds the address of a node by its id through the DHT: from the node's signed record, which the lookup
+// learns from the node itself or from the nodes closest to it. It returns ErrNotFound when the lookup ends without
+// having learned the record.
 func (n *Node) Lookup(ctx context.Context, id session.NodeID) (session.PeerAddr, error) {
 	addr, _, err := n.LookupWithStats(ctx, id)
 	return addr, err
@@ -73,10 +74,8 @@ func (n *Node) LookupWithStats(ctx context.Context, id session.NodeID) (session.
 	if err != nil {
 		return session.PeerAddr{}, res, err
 	}
-	for _, e := range res.Closest {
-		if e.ID == id {
-			return session.PeerAddr{ID: id, Addr: e.Addr}, res, nil
-		}
+	if res.Wanted != nil {
+		return session.PeerAddr{ID: id, Addr: res.Wanted.Addr}, res, nil
 	}
 	return session.PeerAddr{}, res, fmt.Errorf("%w: %s after %d requests", ErrNotFound, id.Short(), res.Queried)
 }

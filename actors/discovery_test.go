@@ -98,3 +98,39 @@ func TestRestartedNodeRejoinsFromItsPeerStore(t *testing.T) {
 		return again.Connected(nw.Nodes[0].ID()) || again.Connected(nw.Nodes[1].ID())
 	}, "the restarted node reconnects from its peer store")
 }
+
+// TestJoinRetriesABootnodeThatAnsweredWithNobody: a bootnode that accepts the connection but answers the join's
+// lookup with nobody (here it runs without discovery; in a large network, an overloaded bootnode's answers time out)
+// leaves the joiner knowing nobody. The joiner must keep trying its bootnodes, not settle for an empty table.
+func TestJoinRetriesABootnodeThatAnsweredWithNobody(t *testing.T) {
+	bootID, _ := session.GenerateIdentity()
+	addr := testkit.FreeAddr(t)
+	mute := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Identity, cfg.ListenAddr, cfg.DisableDiscovery = bootID, addr, true
+	}))
+	boot := session.PeerAddr{ID: bootID.NodeID(), Addr: addr}
+	joiner := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.Bootnodes = []session.PeerAddr{boot}
+		cfg.Bootstrap.Interval = 100 * time.Millisecond
+	})).Nodes[0]
+	// The joiner reached the mute bootnode and got nothing from it.
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		return joiner.Stats().MessagesIn[routing.Protocol] > 0 // the bootnode's error reply to the FindNode
+	}, "the joiner to ask the mute bootnode")
+	if s, err := joiner.RoutingTable(ctxTimeout(t, time.Second)); err != nil || len(s.Entries) != 0 {
+		t.Fatalf("table %v, %v: want empty after the mute bootnode", s.Entries, err)
+	}
+	mute.Close()
+
+	// The bootnode comes back with discovery, at the same address, with a peer of its own.
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		if i == 0 {
+			cfg.Identity, cfg.ListenAddr = bootID, addr
+		}
+	}))
+	nw.Connect(1, 0)
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		s, err := joiner.RoutingTable(ctxTimeout(t, time.Second))
+		return err == nil && len(s.Entries) == 2
+	}, "the joiner to rejoin through the bootnode and learn both nodes")
+}

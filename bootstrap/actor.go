@@ -87,6 +87,9 @@ type (
 	stepDone struct {
 		failed []session.NodeID
 		joined bool
+		// lost is set when the routing table is empty and no outbound peer is up after the step: the node knows
+		// nobody, so it joins again through its bootnodes (and peer store) at the next step.
+		lost bool
 	}
 )
 
@@ -142,7 +145,7 @@ func (b *bootstrapper) Receive(ctx actor.Context) {
 		b.startStep()
 	case *stepDone:
 		b.busy = false
-		b.joined = b.joined || m.joined
+		b.joined = (b.joined || m.joined) && !m.lost
 		now := time.Now()
 		for _, id := range m.failed {
 			cb, ok := b.backoff[id]
@@ -249,11 +252,18 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 				continue
 			}
 			b.log.Debug().Int("found", len(res.Closest)).Int("rounds", res.Rounds).Msg("refresh lookup")
+			if p.join && target == self && len(res.Closest) == 0 {
+				// The bootnodes answered with nobody (an overloaded bootnode's reply may time out): not joined yet.
+				done.joined = false
+			}
 		}
 	}
 	snap, err := b.net.RoutingTable(ctx)
 	if err != nil {
 		return done
+	}
+	if len(snap.Entries) == 0 && b.net.OutboundCount() == 0 && len(b.cfg.Bootnodes) > 0 {
+		done.lost = true
 	}
 	done.failed = b.topUp(ctx, snap.Entries, p.skip, rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15)))
 	return done

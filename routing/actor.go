@@ -57,6 +57,10 @@ type Config struct {
 	Table TableConfig
 	// Alpha is the number of parallel requests of a lookup (default 3).
 	Alpha int
+	// Beta ends a lookup once that many of the closest candidates have answered (default 3, as go-libp2p
+	// kad-dht's resiliency); the k closest are then known from their answers. 0 means k: every one of the k
+	// closest is asked, as in the Kademlia paper, which costs several times more requests (and handshakes).
+	Beta int
 	// RequestTimeout bounds one FindNode exchange (default 2s).
 	RequestTimeout time.Duration
 	// RevalidateInterval is how often the least recently seen entry of a random bucket is checked (default 10s, as go-ethereum).
@@ -90,7 +94,7 @@ type Config struct {
 // DefaultConfig returns the defaults: the default table, alpha 3, 2s requests, 5s revalidation.
 func DefaultConfig() Config {
 	return Config{
-		Table: DefaultTableConfig(), Alpha: DefaultAlpha, RequestTimeout: 2 * time.Second,
+		Table: DefaultTableConfig(), Alpha: DefaultAlpha, Beta: DefaultBeta, RequestTimeout: 2 * time.Second,
 		RevalidateInterval: 10 * time.Second, MaxInFlight: 64, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
 		MisbehaviourBan: 10 * time.Minute, CheckAge: 30 * time.Second, CheckRate: 0.2, CheckBurst: 2, Logger: zerolog.Nop(),
 	}
@@ -100,6 +104,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if err := c.Table.Validate(); err != nil {
 		return err
+	}
+	if c.Beta < 0 {
+		return fmt.Errorf("%w: Beta must not be negative (0 means k)", ErrInvalidConfig)
 	}
 	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.MaxInFlight < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 || c.MisbehaviourBan <= 0 || c.CheckAge < 0 || c.CheckRate <= 0 || c.CheckBurst < 1 {
 		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, MaxInFlight, RequestRate, RequestBurst, SaveInterval , MisbehaviourBan, CheckRate and CheckBurst must be positive", ErrInvalidConfig)
@@ -121,8 +128,12 @@ type LookupRequest struct {
 
 // LookupResult is the outcome of a lookup.
 type LookupResult struct {
-	// Closest are the nodes closest to the target that answered, closest first.
+	// Closest are the nodes closest to the target that answered, closest first (with Config.Beta, the closest
+	// known: the farther ones were learned from answers without being asked).
 	Closest []Entry
+	// Wanted is the node of LookupRequest.Want when the lookup learned its signed record, whether or not it
+	// answered (a busy node may not: its address is known all the same).
+	Wanted *Entry
 	// Rounds is the lookup's hop count, Queried the number of FindNode requests it sent.
 	Rounds, Queried int
 	// Duration is the lookup's wall time.

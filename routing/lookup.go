@@ -12,6 +12,9 @@ const (
 	DefaultAlpha = 3
 	// DefaultK is the number of closest nodes a lookup looks for.
 	DefaultK = 20
+	// DefaultBeta is how many of the closest candidates must have answered for a lookup to end (go-libp2p
+	// kad-dht's resiliency parameter): the k closest are then known from their answers without asking each one.
+	DefaultBeta = 3
 	// CandidateFactor bounds a lookup's candidate set to CandidateFactor*k entries, so that a responder returning
 	// many entries cannot make it grow.
 	CandidateFactor = 3
@@ -39,10 +42,10 @@ type candidate struct {
 // again after each, until Done. It keeps at most CandidateFactor*k candidates (the closest known), never asks a node
 // twice and ignores itself and unsolicited answers. A Lookup is not safe for concurrent use.
 type Lookup struct {
-	target   Key
-	self     session.NodeID
-	alpha, k int
-	limit    int // most candidates kept
+	target         Key
+	self           session.NodeID
+	alpha, beta, k int
+	limit          int // most candidates kept
 
 	cands    []*candidate                  // closest first; no failed ones
 	known    map[session.NodeID]*candidate // cands, plus every node asked
@@ -52,17 +55,21 @@ type Lookup struct {
 }
 
 // NewLookup starts a lookup for target on behalf of the node self, from seeds (typically the local table's
-// Closest(target, k)), with alpha parallel requests, looking for the k closest nodes. alpha and k values below 1
-// mean DefaultAlpha and DefaultK.
-func NewLookup(target Key, self session.NodeID, seeds []Entry, alpha, k int) *Lookup {
+// Closest(target, k)), with alpha parallel requests, looking for the k closest nodes; it ends once the beta closest
+// candidates have answered. alpha and k values below 1 mean DefaultAlpha and DefaultK; a beta below 1 or above k
+// means k: the classic lookup, which asks each of the k closest.
+func NewLookup(target Key, self session.NodeID, seeds []Entry, alpha, beta, k int) *Lookup {
 	if alpha < 1 {
 		alpha = DefaultAlpha
 	}
 	if k < 1 {
 		k = DefaultK
 	}
+	if beta < 1 || beta > k {
+		beta = k
+	}
 	l := &Lookup{
-		target: target, self: self, alpha: alpha, k: k, limit: CandidateFactor * k,
+		target: target, self: self, alpha: alpha, beta: beta, k: k, limit: CandidateFactor * k,
 		known: make(map[session.NodeID]*candidate),
 	}
 	l.merge(seeds, 1)
@@ -149,9 +156,19 @@ func (l *Lookup) Failed(from session.NodeID) {
 	}
 }
 
-// Done reports whether the lookup is over: no request is in flight and each of the k closest candidates still
-// standing has answered (which includes the case where no candidate is left to ask).
+// Done reports whether the lookup is over: the beta closest candidates still standing have answered (requests
+// still in flight to farther ones are no longer needed), or no request is in flight and each of the k closest
+// candidates still standing has answered (which includes the case where no candidate is left to ask).
 func (l *Lookup) Done() bool {
+	if l.beta < l.k && len(l.cands) >= l.beta {
+		done := true
+		for _, c := range l.cands[:l.beta] {
+			done = done && c.state == answered
+		}
+		if done {
+			return true
+		}
+	}
 	if l.inFlight > 0 {
 		return false
 	}
@@ -163,14 +180,15 @@ func (l *Lookup) Done() bool {
 	return true
 }
 
-// Result returns the (up to) k closest nodes that answered, closest first.
+// Result returns the (up to) k closest nodes that answered, closest first; when the lookup ended on its beta
+// closest, the k closest candidates still standing (the farther ones known from answers, not asked).
 func (l *Lookup) Result() []Entry {
 	var out []Entry
 	for _, c := range l.cands {
 		if len(out) == l.k {
 			break
 		}
-		if c.state == answered {
+		if c.state == answered || l.beta < l.k {
 			out = append(out, c.e)
 		}
 	}
@@ -187,6 +205,16 @@ func (l *Lookup) Queried() int { return l.queried }
 
 // InFlight returns how many requests are awaiting an answer.
 func (l *Lookup) InFlight() int { return l.inFlight }
+
+// Get returns the entry of id if the lookup learned of it (from a seed or an answer), whether or not it was asked
+// and answered.
+func (l *Lookup) Get(id session.NodeID) (Entry, bool) {
+	c, ok := l.known[id]
+	if !ok {
+		return Entry{}, false
+	}
+	return c.e, true
+}
 
 // Found reports whether the lookup has learned of id, from a seed or an answer, and still keeps it as a candidate
 // or has asked it.

@@ -45,7 +45,7 @@ func newSimNet(t testing.TB, seed uint64, n, k int) *simNet {
 // lookup runs a lookup from node from for target, answering requests in random order, like replies of varying
 // latency; dead nodes fail.
 func (s *simNet) lookup(t testing.TB, rng *rand.Rand, from int, target Key, alpha, k int) *Lookup {
-	l := NewLookup(target, s.nodes[from].ID, s.tables[from].Closest(target, k), alpha, k)
+	l := NewLookup(target, s.nodes[from].ID, s.tables[from].Closest(target, k), alpha, 0, k)
 	var pending []Entry
 	for {
 		next := l.Next()
@@ -166,7 +166,7 @@ func TestLookupBasics(t *testing.T) {
 	seeds := randomEntries(41, 10)
 	withSelf := append([]Entry{{ID: self, Addr: "192.0.2.1:1"}}, seeds...)
 	withSelf = append(withSelf, seeds[0]) // duplicate
-	l := NewLookup(target, self, withSelf, 0, 0)
+	l := NewLookup(target, self, withSelf, 0, 0, 0)
 	if l.alpha != DefaultAlpha || l.k != DefaultK || len(l.cands) != 10 || l.Found(self) {
 		t.Fatalf("alpha %d k %d, %d candidates, self found %v", l.alpha, l.k, len(l.cands), l.Found(self))
 	}
@@ -206,7 +206,7 @@ func TestLookupBasics(t *testing.T) {
 	if got := ids(l.Result()); !slices.Equal(got, []session.NodeID{first[0].ID, first[2].ID}) || l.Queried() != 10 || l.Rounds() != 1 {
 		t.Fatalf("result %d entries, queried %d, rounds %d", len(got), l.Queried(), l.Rounds())
 	}
-	if !NewLookup(target, self, nil, 3, 20).Done() {
+	if !NewLookup(target, self, nil, 3, 0, 20).Done() {
 		t.Fatal("a lookup with no seeds is not done")
 	}
 }
@@ -217,7 +217,7 @@ func TestLookupBoundsCandidates(t *testing.T) {
 	rng := newRand(50)
 	target := randKey(rng)
 	hostile := Entry{ID: randID(rng), Addr: "192.0.2.66:1"}
-	l := NewLookup(target, randID(rng), []Entry{hostile}, 3, k)
+	l := NewLookup(target, randID(rng), []Entry{hostile}, 3, 0, k)
 	l.Next()
 	flood := randomEntries(51, 10000)
 	l.Succeeded(hostile.ID, flood)

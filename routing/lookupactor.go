@@ -44,7 +44,7 @@ func lookupProps(cfg Config, net Network, records *verifiedRecords, req *LookupR
 		return &lookupActor{
 			cfg: cfg, net: net, req: req, local: local, records: records,
 			asked: make(map[session.NodeID]Entry), retried: make(map[session.NodeID]bool),
-			lookup: NewLookup(req.Target, net.ID(), seeds, cfg.Alpha, cfg.Table.K),
+			lookup: NewLookup(req.Target, net.ID(), seeds, cfg.Alpha, cfg.Beta, cfg.Table.K),
 			ctx:    ctx, cancel: cancel,
 		}
 	})
@@ -113,10 +113,16 @@ func (l *lookupActor) finish(ctx actor.Context) {
 	}
 	l.finished = true
 	l.cancel() // requests still in flight are no longer needed
-	ctx.Request(ctx.Parent(), &lookupFinished{req: l.req, result: LookupResult{
+	res := LookupResult{
 		Closest: l.lookup.Result(), Rounds: l.lookup.Rounds(), Queried: l.lookup.Queried(),
 		Duration: time.Since(l.started),
-	}})
+	}
+	if l.req.Want != nil {
+		if e, ok := l.lookup.Get(*l.req.Want); ok {
+			res.Wanted = &e
+		}
+	}
+	ctx.Request(ctx.Parent(), &lookupFinished{req: l.req, result: res})
 }
 
 // retry asks a node again once when its request failed fast, for instance because the connection closed under it

@@ -99,12 +99,17 @@ type TableConfig struct {
 	ExemptLoopback bool
 	// MaxFailures is the number of consecutive failed liveness checks after which an entry is removed (default 2).
 	MaxFailures int
+	// KeepNearest keeps the K entries nearest the own key in the table (default true): a newcomer among them
+	// takes the place of the farthest entry of its full bucket, which moves to the replacement cache. Without it a
+	// full bucket only changes when an entry fails its checks, and the bucket that cuts through the own
+	// neighbourhood holds whichever nodes came first, not the nearest ones that lookups need.
+	KeepNearest bool
 }
 
 // DefaultTableConfig returns the default configuration: k = 20, 10 replacements, 2 per /24 in a bucket, 10 per /24
-// in the table, no loopback exemption, removal after 2 failures.
+// in the table, no loopback exemption, removal after 2 failures, the K nearest kept.
 func DefaultTableConfig() TableConfig {
-	return TableConfig{K: 20, Replacements: 10, BucketIPLimit: 2, TableIPLimit: 10, MaxFailures: 2}
+	return TableConfig{K: 20, Replacements: 10, BucketIPLimit: 2, TableIPLimit: 10, MaxFailures: 2, KeepNearest: true}
 }
 
 // Validate checks c; errors wrap ErrInvalidConfig.
@@ -338,8 +343,9 @@ func moveToBack(s []slot, i int) {
 
 // Add inserts or refreshes a node heard of at time now. The table computes e.Key itself and sets AddedAt, LastSeen
 // and Failures; it does not verify e.Record (a nil Record keeps the one held). See AddStatus for the outcomes. A
-// full bucket never evicts on Add: the new entry waits in the replacement cache (the most recent Replacements kept)
-// until an entry fails its liveness checks; with Replacements = 0 it is not kept, but Check is still named. An entry
+// full bucket evicts on Add only to keep the K nearest entries (TableConfig.KeepNearest); otherwise the new entry
+// waits in the replacement cache (the most recent Replacements kept) until an entry fails its liveness checks; with
+// Replacements = 0 it is not kept, but Check is still named. An entry
 // whose address changes to another IP group is subject to the limits again; when they refuse it, the entry stays
 // unchanged.
 func (t *Table) Add(e Entry, now time.Time) AddResult {
@@ -351,7 +357,8 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 		return AddResult{Status: RejectedAddr}
 	}
 	e.Key = KeyOf(e.ID)
-	b := t.bucketAt(LogDistance(t.selfKey, e.Key))
+	d := LogDistance(t.selfKey, e.Key)
+	b := t.bucketAt(d)
 	if i := indexOf(b.entries, e.ID); i >= 0 {
 		s := &b.entries[i]
 		if g != s.g {
@@ -385,17 +392,71 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 		t.n++
 		return AddResult{Status: Added}
 	}
+	if far := t.displaceable(b, d, e.Key); far >= 0 {
+		// The newcomer is among the K nodes closest to the table's own key: it takes the place of the bucket's
+		// entry farthest from that key, which waits in the replacement cache. The table thus always holds the
+		// node's own neighbourhood, whose exactness lookups depend on (the bucket split of the Kademlia paper
+		// near the node's own key; go-libp2p's table unfolds its last bucket for the same reason).
+		out := b.entries[far]
+		t.addGroup(out.g, -1)
+		b.entries = slices.Delete(b.entries, far, far+1)
+		e.AddedAt = now
+		b.entries = append(b.entries, slot{e: e, g: g})
+		t.addGroup(g, +1)
+		t.addReplacement(b, out)
+		return AddResult{Status: Added}
+	}
 	check := b.entries[0].e
 	if g != (ipGroup{}) && t.cfg.BucketIPLimit > 0 && countGroup(b.replacements, g) >= t.cfg.BucketIPLimit {
 		return AddResult{Status: RejectedIP}
 	}
-	if t.cfg.Replacements > 0 {
-		if len(b.replacements) >= t.cfg.Replacements {
-			b.replacements = slices.Delete(b.replacements, 0, 1)
-		}
-		b.replacements = append(b.replacements, slot{e: e, g: g})
-	}
+	t.addReplacement(b, slot{e: e, g: g})
 	return AddResult{Status: Pending, Check: &check}
+}
+
+// addReplacement puts s in b's replacement cache as its most recent entry, dropping the oldest beyond the cap.
+func (t *Table) addReplacement(b *bucket, s slot) {
+	if t.cfg.Replacements == 0 ||
+		s.g != (ipGroup{}) && t.cfg.BucketIPLimit > 0 && countGroup(b.replacements, s.g) >= t.cfg.BucketIPLimit {
+		return
+	}
+	if len(b.replacements) >= t.cfg.Replacements {
+		b.replacements = slices.Delete(b.replacements, 0, 1)
+	}
+	b.replacements = append(b.replacements, s)
+}
+
+// displaceable returns the index of the entry of the full bucket b (at log distance d) that a newcomer with key k
+// should replace, or -1: the newcomer must be among the K closest to the table's own key of all the table's entries
+// and itself, and the entry the farthest of the bucket from the own key (hence not among them).
+func (t *Table) displaceable(b *bucket, d int, k Key) int {
+	if !t.cfg.KeepNearest {
+		return -1
+	}
+	closer := 0
+	for i := 0; i < d-1; i++ { // buckets nearer to the own key than b
+		if t.buckets[i] != nil {
+			closer += len(t.buckets[i].entries)
+		}
+	}
+	if closer >= t.cfg.K {
+		return -1
+	}
+	far := -1
+	for i := range b.entries {
+		if DistCmp(t.selfKey, b.entries[i].e.Key, k) < 0 {
+			if closer++; closer >= t.cfg.K {
+				return -1
+			}
+		}
+		if far < 0 || DistCmp(t.selfKey, b.entries[i].e.Key, b.entries[far].e.Key) > 0 {
+			far = i
+		}
+	}
+	if DistCmp(t.selfKey, b.entries[far].e.Key, k) < 0 {
+		return -1
+	}
+	return far
 }
 
 // MarkAlive records that id answered a liveness check at time now: its failure count is reset and it becomes its

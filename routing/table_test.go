@@ -200,6 +200,7 @@ func TestBucketFullEvictionAfterFailedCheck(t *testing.T) {
 	rng := newRand(4)
 	self := randID(rng)
 	cfg := DefaultTableConfig()
+	cfg.KeepNearest = false // the classic bucket: newcomers wait for a failed check
 	cfg.K, cfg.Replacements = 4, 2
 	tab, _ := NewTable(self, cfg)
 	var bucketIDs []session.NodeID
@@ -283,6 +284,7 @@ func TestPromotionRespectsIPLimits(t *testing.T) {
 	rng := newRand(5)
 	self := randID(rng)
 	cfg := DefaultTableConfig()
+	cfg.KeepNearest = false // the classic bucket: newcomers wait for a failed check
 	cfg.K, cfg.BucketIPLimit = 3, 1
 	tab, _ := NewTable(self, cfg)
 	b := make([]session.NodeID, 6)
@@ -392,6 +394,7 @@ func TestIPDiversityLimits(t *testing.T) {
 		rng := newRand(13)
 		self := randID(rng)
 		cfg := DefaultTableConfig()
+		cfg.KeepNearest = false // the classic bucket: newcomers wait for a failed check
 		cfg.K = 2
 		tab, _ := NewTable(self, cfg)
 		tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: "80.0.0.1:1"}, t0)
@@ -480,5 +483,53 @@ func BenchmarkClosest(b *testing.B) {
 			}
 			b.ReportMetric(float64(tab.Len()), "entries")
 		})
+	}
+}
+
+// TestTableKeepsTheNearest: whatever the order nodes arrive in, the table holds the K nodes nearest its own key
+// (KeepNearest, the default), even when they fall in a bucket that filled up with farther nodes first; a displaced
+// node waits in the replacement cache.
+func TestTableKeepsTheNearest(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := newRand(100 + seed)
+		self := randID(rng)
+		cfg := DefaultTableConfig()
+		cfg.K = 8
+		tab, _ := NewTable(self, cfg)
+		var all []session.NodeID
+		for i := range 400 {
+			id := randID(rng)
+			all = append(all, id)
+			tab.Add(Entry{ID: id, Addr: fmt.Sprintf("10.%d.%d.1:1", i/256, i%256)}, t0)
+		}
+		selfKey := KeyOf(self)
+		slices.SortFunc(all, func(a, b session.NodeID) int { return DistCmp(selfKey, KeyOf(a), KeyOf(b)) })
+		got := ids(tab.Closest(selfKey, cfg.K))
+		if !slices.Equal(got, all[:cfg.K]) {
+			t.Fatalf("seed %d: the table's %d nearest are not the %d nearest added", seed, cfg.K, cfg.K)
+		}
+		displaced := 0
+		for _, n := range tab.ReplacementLens() {
+			displaced += n
+		}
+		if displaced == 0 {
+			t.Fatalf("seed %d: no replacement cached at all", seed)
+		}
+	}
+
+	// The classic bucket keeps the first comers.
+	rng := newRand(7)
+	self := randID(rng)
+	cfg := DefaultTableConfig()
+	cfg.K, cfg.KeepNearest = 2, false
+	tab, _ := NewTable(self, cfg)
+	first := []session.NodeID{idInBucket(rng, self, 256), idInBucket(rng, self, 256)}
+	for i, id := range first {
+		tab.Add(Entry{ID: id, Addr: fmt.Sprintf("10.0.%d.1:1", i)}, t0)
+	}
+	for i := range 10 {
+		if r := tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: fmt.Sprintf("10.1.%d.1:1", i)}, t0); r.Status != Pending {
+			t.Fatalf("classic bucket: newcomer %v, want pending", r.Status)
+		}
 	}
 }

@@ -6,6 +6,7 @@ package testkit
 import (
 	"context"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -245,4 +246,17 @@ func Poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
 		}
 	}
 	return nil
+}
+
+// FreeAddr returns a loopback host:port on which nothing listened a moment ago, for a node that must come back at
+// the same address.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
 }

@@ -257,5 +257,6 @@ func discoveryRows(r testkit.DiscoveryReport) [][2]string {
 		{"requests per lookup", fmt.Sprintf("%.2f", r.RequestsPerLookup)},
 		{"peak RSS (per node)", fmt.Sprintf("%.1f MiB (%.2f MiB)", r.PeakRSSMiB, r.PeakRSSPerNodeMiB)},
 		{"CPU", fmt.Sprintf("%.1f s", r.CPUS)},
+		{"dials until convergence (mem)", fmt.Sprint(r.DialsToConverge)},
 	}
 }
