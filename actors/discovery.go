@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
@@ -54,6 +56,20 @@ func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.
 	case <-n.closed:
 		return routing.LookupResult{}, ErrClosed
 	}
+}
+
+// routingNetwork is the node as the routing actor's Network: its requests' errors that prove nothing against the
+// peer's liveness are marked routing.ErrPeerBusy, so that a full connection table or a throttling peer does not get
+// live nodes evicted from the routing table.
+type routingNetwork struct{ *Node }
+
+func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
+	reply, err := r.Node.Request(ctx, peer, protocol, msg)
+	var answered *RemoteError // any error reply: the peer is up
+	if errors.Is(err, ErrTooManyPeers) || errors.As(err, &answered) {
+		err = fmt.Errorf("%w: %w", routing.ErrPeerBusy, err)
+	}
+	return reply, err
 }
 
 // Lookup finds the address of a node by its id through the DHT: from the node's signed record, which the lookup

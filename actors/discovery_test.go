@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
@@ -133,4 +134,44 @@ func TestJoinRetriesABootnodeThatAnsweredWithNobody(t *testing.T) {
 		s, err := joiner.RoutingTable(ctxTimeout(t, time.Second))
 		return err == nil && len(s.Entries) == 2
 	}, "the joiner to rejoin through the bootnode and learn both nodes")
+}
+
+// TestPeerAnsweringWithAnErrorIsNotEvicted: a peer that answers liveness checks with an error (here it does not
+// serve discovery; a throttling or overloaded one answers so too) is up: the routing table keeps it. Only unanswered
+// checks count as failures.
+func TestPeerAnsweringWithAnErrorIsNotEvicted(t *testing.T) {
+	bID, _ := session.GenerateIdentity()
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		if i == 0 {
+			cfg.Routing.RevalidateInterval = 20 * time.Millisecond
+		} else {
+			cfg.Identity, cfg.DisableDiscovery = bID, true
+		}
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	rec, err := routing.NewRecord(bID, 1, []string{b.Addr().Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.AddRecords([]*messages.NodeRecord{rec})
+	inTable := func() bool {
+		s, err := a.RoutingTable(ctxTimeout(t, time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range s.Entries {
+			if e.ID == b.ID() {
+				return true
+			}
+		}
+		return false
+	}
+	testkit.WaitFor(t, 5*time.Second, inTable, "b's record in a's table")
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		s, err := a.RoutingTable(ctxTimeout(t, time.Second))
+		return err == nil && s.Stats.Revalidations >= 5
+	}, "a to check b's liveness 5 times")
+	if !inTable() {
+		t.Fatal("a evicted b, which answered every check (with an error)")
+	}
 }

@@ -59,7 +59,7 @@ func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 	if rcfg.StorePath == "" && n.cfg.DataDir != "" {
 		rcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
 	}
-	rprops, err := routing.NewActorProps(rcfg, n)
+	rprops, err := routing.NewActorProps(rcfg, routingNetwork{n})
 	if err != nil {
 		panic(err)
 	}

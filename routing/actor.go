@@ -37,6 +37,11 @@ type Network interface {
 	SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error)
 }
 
+// ErrPeerBusy marks a failed request that says nothing against the peer's liveness: the local node had no free
+// connection slot, or the peer answered with an error (it is up, but overloaded or throttling). The Network
+// wraps such errors with it; a liveness check that ends so does not count as a failure.
+var ErrPeerBusy = errors.New("routing: peer busy")
+
 // ErrOversizedReply: a peer answered a FindNode with more than k records.
 var ErrOversizedReply = errors.New("routing: NODES reply with more than k records")
 
@@ -449,7 +454,7 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 		}
 	}
 	if m.err != nil {
-		if m.check && a.table.MarkFailed(m.peer, now) {
+		if m.check && !errors.Is(m.err, ErrPeerBusy) && a.table.MarkFailed(m.peer, now) {
 			a.stats.Evictions++
 			a.log.Debug().Str("peer", m.peer.Short()).Err(m.err).Msg("evicted unresponsive node")
 		}
