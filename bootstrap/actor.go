@@ -193,6 +193,9 @@ func (b *bootstrapper) startStep() {
 		}
 	}
 	if plan.refresh {
+		// The young table's early refreshes (gap below RefreshInterval) look up the node's own key only: they are
+		// about the neighbourhood, which later joiners change; the distant buckets filled at the join.
+		plan.randomLookup = b.refreshGap >= b.cfg.RefreshInterval
 		b.lastRefresh = now
 		b.refreshGap = min(max(2*b.refreshGap, b.cfg.Interval), b.cfg.RefreshInterval)
 	}
@@ -209,6 +212,7 @@ func (b *bootstrapper) startStep() {
 // stepPlan is what one step should do, decided by the actor; run executes it off the actor.
 type stepPlan struct {
 	join, refresh bool
+	randomLookup  bool // with the self-lookup, one of a random key (at the join and at full refreshes)
 	skip          map[session.NodeID]bool
 	random        routing.Key
 	seed          uint64 // for the step's own random choices: the actor's rng stays the actor's
@@ -236,7 +240,11 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 	}
 	if lookups {
 		self := routing.KeyOf(b.net.ID())
-		for _, target := range []routing.Key{self, p.random} {
+		targets := []routing.Key{self}
+		if p.join || p.randomLookup {
+			targets = append(targets, p.random)
+		}
+		for _, target := range targets {
 			var res routing.LookupResult
 			var err error
 			if p.join && target == self {
