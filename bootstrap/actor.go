@@ -87,8 +87,8 @@ type (
 	stepDone struct {
 		failed []session.NodeID
 		joined bool
-		// lost is set when the routing table is empty and no outbound peer is up after the step: the node knows
-		// nobody, so it joins again through its bootnodes (and peer store) at the next step.
+		// lost is set when the routing table is empty after the step: the node knows nobody to look up from
+		// (its peers' records are gone), so it joins again through its bootnodes (and peer store) at the next step.
 		lost bool
 	}
 )
@@ -270,7 +270,7 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 	if err != nil {
 		return done
 	}
-	if len(snap.Entries) == 0 && b.net.OutboundCount() == 0 && len(b.cfg.Bootnodes) > 0 {
+	if len(snap.Entries) == 0 && len(b.cfg.Bootnodes) > 0 {
 		done.lost = true
 	}
 	done.failed = b.topUp(ctx, snap.Entries, p.skip, rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15)))
