@@ -125,6 +125,18 @@ func printJSON(w io.Writer, raw []byte) error {
 	return err
 }
 
+// show GETs path into out and prints it: the API's JSON with --json, else what text writes.
+func (o *clientOptions) show(cmd *cobra.Command, path string, out any, text func(w io.Writer) error) error {
+	raw, err := o.do(cmd.Context(), http.MethodGet, path, nil, out)
+	if err != nil {
+		return err
+	}
+	if o.asJSON {
+		return printJSON(cmd.OutOrStdout(), raw)
+	}
+	return text(cmd.OutOrStdout())
+}
+
 func newPeersCmd() *cobra.Command {
 	var o clientOptions
 	cmd := &cobra.Command{
@@ -133,33 +145,32 @@ func newPeersCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			var peers []adminapi.Peer
-			raw, err := o.do(cmd.Context(), http.MethodGet, "/v1/peers", nil, &peers)
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			if o.asJSON {
-				return printJSON(w, raw)
-			}
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PEER\tDIRECTION\tKEPT\tRTT\tREMOTE\tCONNECTED")
-			for _, p := range peers {
-				dir := "inbound"
-				if p.Outbound {
-					dir = "outbound"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%v\t%.1f ms\t%s\t%s ago\n", p.ID, dir, p.Kept, p.RTTMs, p.RemoteAddr,
-					time.Since(p.ConnectedAt).Round(time.Second))
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(w, "%d peers\n", len(peers))
-			return err
+			return o.show(cmd, "/v1/peers", &peers, func(w io.Writer) error {
+				return printPeers(w, peers)
+			})
 		}),
 	}
 	o.flags(cmd, true)
 	return cmd
+}
+
+// printPeers writes one line per connection.
+func printPeers(w io.Writer, peers []adminapi.Peer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tDIRECTION\tKEPT\tRTT\tREMOTE\tCONNECTED")
+	for _, p := range peers {
+		dir := "inbound"
+		if p.Outbound {
+			dir = "outbound"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%.1f ms\t%s\t%s ago\n", p.ID, dir, p.Kept, p.RTTMs, p.RemoteAddr,
+			time.Since(p.ConnectedAt).Round(time.Second))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d peers\n", len(peers))
+	return err
 }
 
 func newStatusCmd() *cobra.Command {
@@ -170,40 +181,37 @@ func newStatusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			var st adminapi.Status
-			raw, err := o.do(cmd.Context(), http.MethodGet, "/v1/status", nil, &st)
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			if o.asJSON {
-				return printJSON(w, raw)
-			}
-			topics := strings.Join(st.Topics, ", ")
-			if topics == "" {
-				topics = "none"
-			}
-			delay := "no message from another node yet"
-			if st.DelaySamples > 0 {
-				delay = fmt.Sprintf("%.1f / %.1f ms (%d samples)", st.DelayP50Ms, st.DelayP99Ms, st.DelaySamples)
-			}
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			for _, row := range [][2]string{
-				{"address", st.Addr},
-				{"uptime", (time.Duration(st.UptimeS) * time.Second).String()},
-				{"peers in / out", fmt.Sprintf("%d / %d", st.PeersInbound, st.PeersOutbound)},
-				{"routing table", fmt.Sprintf("%d entries", st.RoutingEntries)},
-				{"topics", topics},
-				{"gossip delivered / duplicates", fmt.Sprintf("%d / %d", st.Delivered, st.Duplicates)},
-				{"gossip delay p50 / p99", delay},
-				{"bytes in / out", fmt.Sprintf("%d / %d", st.BytesIn, st.BytesOut)},
-			} {
-				fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
-			}
-			return tw.Flush()
+			return o.show(cmd, "/v1/status", &st, func(w io.Writer) error { return printStatus(w, st) })
 		}),
 	}
 	o.flags(cmd, true)
 	return cmd
+}
+
+// printStatus writes the status as a two-column table.
+func printStatus(w io.Writer, st adminapi.Status) error {
+	topics := strings.Join(st.Topics, ", ")
+	if topics == "" {
+		topics = "none"
+	}
+	delay := "no message from another node yet"
+	if st.DelaySamples > 0 {
+		delay = fmt.Sprintf("%.1f / %.1f ms (%d samples)", st.DelayP50Ms, st.DelayP99Ms, st.DelaySamples)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, row := range [][2]string{
+		{"address", st.Addr},
+		{"uptime", (time.Duration(st.UptimeS) * time.Second).String()},
+		{"peers in / out", fmt.Sprintf("%d / %d", st.PeersInbound, st.PeersOutbound)},
+		{"routing table", fmt.Sprintf("%d entries", st.RoutingEntries)},
+		{"topics", topics},
+		{"gossip delivered / duplicates", fmt.Sprintf("%d / %d", st.Delivered, st.Duplicates)},
+		{"gossip delay p50 / p99", delay},
+		{"bytes in / out", fmt.Sprintf("%d / %d", st.BytesIn, st.BytesOut)},
+	} {
+		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	return tw.Flush()
 }
 
 // payloadArg reads a data argument: text, or @FILE for a file's bytes (@- for stdin). Bytes that are not UTF-8

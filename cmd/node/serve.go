@@ -144,18 +144,7 @@ func subscribeTopics(ctx context.Context, node *actors.Node, topics []string, lo
 
 // deliveryText is a short printable form of a delivered payload for the log (at most 200 bytes).
 func deliveryText(d *gossip.Delivery) string {
-	p := adminapi.PayloadOf(d.Payload, d.Err)
-	var s string
-	switch {
-	case p.Data != nil:
-		s = *p.Data
-	case p.DataBase64 != nil:
-		s = "base64:" + *p.DataBase64
-	case p.Type != "":
-		s = p.Type + " " + string(p.JSON)
-	default:
-		s = p.Error
-	}
+	s := payloadText(adminapi.PayloadOf(d.Payload, d.Err))
 	if len(s) > 200 {
 		s = s[:200] + "..."
 	}
