@@ -1,17 +1,12 @@
 package routing
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/bits"
 	"math/rand/v2"
-	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/actormesh/actormesh/messages"
@@ -28,61 +23,6 @@ var (
 	// ErrBadKey is wrapped by the errors of KeyFromBytes.
 	ErrBadKey = errors.New("routing: bad key")
 )
-
-// Key is a point of the 256-bit Kademlia key space. A node's key is the SHA-256 of its NodeID (see KeyOf).
-type Key [32]byte
-
-// KeyOf returns the Kademlia key of a node: SHA-256(id).
-func KeyOf(id session.NodeID) Key { return Key(sha256.Sum256(id[:])) }
-
-// KeyFromBytes returns the Key held in b, which must be exactly 32 bytes long (e.g. FindNode.Target).
-func KeyFromBytes(b []byte) (Key, error) {
-	var k Key
-	if len(b) != len(k) {
-		return Key{}, fmt.Errorf("%w: want %d bytes, got %d", ErrBadKey, len(k), len(b))
-	}
-	copy(k[:], b)
-	return k, nil
-}
-
-// String returns k as 64 lowercase hex characters.
-func (k Key) String() string { return hex.EncodeToString(k[:]) }
-
-// Distance returns the XOR distance of a and b, read as a 256-bit big-endian number.
-func Distance(a, b Key) Key {
-	var d Key
-	for i := range d {
-		d[i] = a[i] ^ b[i]
-	}
-	return d
-}
-
-// LogDistance returns the bit length of the XOR distance of a and b: 0 when they are equal, otherwise 1..256
-// (256 when they differ in the first bit).
-func LogDistance(a, b Key) int {
-	for i := 0; i < len(a); i += 8 {
-		if x := binary.BigEndian.Uint64(a[i:]) ^ binary.BigEndian.Uint64(b[i:]); x != 0 {
-			return (len(a)-i)*8 - bits.LeadingZeros64(x)
-		}
-	}
-	return 0
-}
-
-// DistCmp compares the distances of a and b to target: it returns -1 when a is closer, +1 when b is closer and 0
-// when a == b.
-func DistCmp(target, a, b Key) int {
-	for i := 0; i < len(target); i += 8 {
-		t := binary.BigEndian.Uint64(target[i:])
-		da, db := binary.BigEndian.Uint64(a[i:])^t, binary.BigEndian.Uint64(b[i:])^t
-		if da != db {
-			if da < db {
-				return -1
-			}
-			return 1
-		}
-	}
-	return 0
-}
 
 // TableConfig configures a Table. Start from DefaultTableConfig.
 type TableConfig struct {
@@ -195,13 +135,6 @@ type AddResult struct {
 	Check *Entry
 }
 
-// ipGroup is the IP diversity group of an address: its /24 (IPv4) or /64 (IPv6) prefix, or, for a host name, the
-// lowercased name. The zero ipGroup stands for "exempt from the limits".
-type ipGroup struct {
-	prefix netip.Prefix
-	host   string
-}
-
 // slot is an Entry and its IP group.
 type slot struct {
 	e Entry
@@ -249,27 +182,6 @@ func (t *Table) Config() TableConfig { return t.cfg }
 // Len returns the number of entries in the table, not counting replacement caches.
 func (t *Table) Len() int { return t.n }
 
-// groupOf returns the IP group of addr, and false when addr is not a valid host:port (see VerifyRecord).
-func (t *Table) groupOf(addr string) (ipGroup, bool) {
-	host, ip, err := splitAddr(addr)
-	if err != nil {
-		return ipGroup{}, false
-	}
-	if !ip.IsValid() {
-		return ipGroup{host: strings.ToLower(host)}, true
-	}
-	ip = ip.WithZone("").Unmap()
-	if t.cfg.ExemptLoopback && ip.IsLoopback() {
-		return ipGroup{}, true
-	}
-	plen := 64
-	if ip.Is4() {
-		plen = 24
-	}
-	pfx, _ := ip.Prefix(plen) // cannot fail: ip is valid, has no zone and plen fits its length
-	return ipGroup{prefix: pfx}, true
-}
-
 // bucketAt returns the bucket for log distance d (1..256), allocating it if needed.
 func (t *Table) bucketAt(d int) *bucket {
 	b := t.buckets[d-1]
@@ -298,40 +210,6 @@ func indexOf(s []slot, id session.NodeID) int {
 		}
 	}
 	return -1
-}
-
-// countGroup returns how many slots of s are in group g.
-func countGroup(s []slot, g ipGroup) int {
-	n := 0
-	for i := range s {
-		if s[i].g == g {
-			n++
-		}
-	}
-	return n
-}
-
-// fits reports whether one more entry of group g is allowed in bucket b and in the table.
-func (t *Table) fits(b *bucket, g ipGroup) bool {
-	if g == (ipGroup{}) {
-		return true
-	}
-	if t.cfg.BucketIPLimit > 0 && countGroup(b.entries, g) >= t.cfg.BucketIPLimit {
-		return false
-	}
-	return t.cfg.TableIPLimit == 0 || t.groups[g] < t.cfg.TableIPLimit
-}
-
-// addGroup adjusts the table-wide count of group g by delta.
-func (t *Table) addGroup(g ipGroup, delta int) {
-	if g == (ipGroup{}) {
-		return
-	}
-	if n := t.groups[g] + delta; n > 0 {
-		t.groups[g] = n
-	} else {
-		delete(t.groups, g)
-	}
 }
 
 // moveToBack moves s[i] to the end of s.

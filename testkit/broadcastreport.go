@@ -1,0 +1,203 @@
+package testkit
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// BroadcastReport holds the figures of a RunBroadcast run. pXX_ms is the median over messages of the delay until
+// XX% of the other live nodes received the message (-1 when the median message never reached that share).
+type BroadcastReport struct {
+	N         int     `json:"n"`
+	Degree    int     `json:"degree"`
+	Messages  int     `json:"messages"`
+	Size      int     `json:"size"`
+	IntervalM float64 `json:"interval_ms"`
+	LatencyMs float64 `json:"latency_ms"`
+	Transport string  `json:"transport"`
+	Killed    int     `json:"killed"`
+	// Published counts the publications that succeeded (a failed one is a lost message: it counts as delivered
+	// to nobody).
+	Published int `json:"published"`
+	// DeliveryRatio is the share of (message, live node other than its publisher) pairs delivered.
+	DeliveryRatio float64 `json:"delivery_ratio"`
+	P50Ms         float64 `json:"p50_ms"`
+	P90Ms         float64 `json:"p90_ms"`
+	P99Ms         float64 `json:"p99_ms"`
+	P100Ms        float64 `json:"p100_ms"`
+	// Deliveries counts messages handed to subscribers of nodes other than the publisher.
+	Deliveries int `json:"deliveries"`
+	// HandlerDuplicates counts handler calls for a message the handler had already seen (must be 0).
+	HandlerDuplicates int `json:"handler_duplicates"`
+	// DupPerDelivery: payload copies received beyond the first, per delivery.
+	DupPerDelivery float64 `json:"dup_per_delivery"`
+	// IHavePerDelivery and IWantPerDelivery count announced and requested ids per delivery.
+	IHavePerDelivery float64 `json:"ihave_per_delivery"`
+	IWantPerDelivery float64 `json:"iwant_per_delivery"`
+	// MeanHops and MaxHops describe the paths of deliveries.
+	MeanHops float64 `json:"mean_hops"`
+	MaxHops  int     `json:"max_hops"`
+	// WireBytesPerDelivery counts every byte written to connections from the first publication to the end of the
+	// drain (handshakes of the setup excluded; keepalives and gossip control included), per delivery.
+	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`
+	// CPUUsPerDelivery is the process CPU time over the same window, per delivery.
+	CPUUsPerDelivery float64 `json:"cpu_us_per_delivery"`
+	// PeakRSSMiB is the process's peak resident memory, also divided by N.
+	PeakRSSMiB        float64 `json:"peak_rss_mib"`
+	PeakRSSPerNodeMiB float64 `json:"peak_rss_per_node_mib"`
+	// SetupS is the time from the first node's start until every node had a mesh link on the topic.
+	SetupS float64 `json:"setup_s"`
+	// DialsPerSecond is the rate of dials (each a handshake when it succeeds) over the measured window (mem
+	// transport only): discovery's background traffic, which competes with the broadcast for CPU.
+	DialsPerSecond float64 `json:"dials_per_s"`
+	// ReadyRatio is the share of nodes that had a place in the topic when publishing started.
+	ReadyRatio float64 `json:"ready_ratio"`
+	// KeptOutboundMean is the mean number of kept outbound connections when publishing started.
+	KeptOutboundMean float64 `json:"kept_outbound_mean"`
+	// Detail holds the raw measurements behind these figures, for plots (set when RunBroadcast succeeds). It is
+	// not part of the JSON object.
+	Detail *BroadcastDetail `json:"-"`
+}
+
+// MaxDelaySample bounds BroadcastDetail.Delays, the sample of all deliveries' delays.
+const MaxDelaySample = 2000
+
+// BroadcastDetail is the raw data of a RunBroadcast run: per message, when it was published and the delay of each
+// delivery, plus the delays and hop counts of all deliveries. Its size grows with N x Messages (one float64 per
+// delivery: 50,000 of them, 400 KB, for 1000 nodes and 50 messages); the global delay sample is capped at
+// MaxDelaySample values.
+type BroadcastDetail struct {
+	// Seed is the seed the run used (drawn at random when the scenario's was 0): with the same scenario, it
+	// repeats the publishers, payloads and kills.
+	Seed uint64 `json:"seed"`
+	// Messages has one entry per message, in publication order.
+	Messages []MessageDetail `json:"messages"`
+	// Delays is a sample of the delays (ms) of all deliveries, sorted ascending: Delays[i] is the delay of rank
+	// DelayRank(i) among the DelayCount deliveries (counted from 0). All of them when there are at most
+	// MaxDelaySample, else MaxDelaySample of them at evenly spaced ranks, the first and last included.
+	Delays []float64 `json:"delays_ms"`
+	// DelayCount is the number of deliveries Delays is drawn from (BroadcastReport.Deliveries).
+	DelayCount int `json:"delay_count"`
+	// Hops maps a hop count to the number of deliveries that took that many hops.
+	Hops map[int]int `json:"hops"`
+}
+
+// DelayRank returns the rank, among all DelayCount delays sorted ascending, of the sample value Delays[i].
+func (d *BroadcastDetail) DelayRank(i int) int {
+	return sampleRank(i, len(d.Delays), d.DelayCount)
+}
+
+// MessageDetail is what happened to one message of a broadcast run.
+type MessageDetail struct {
+	// Publisher is the index of the node that published it.
+	Publisher int `json:"publisher"`
+	// Published is false when the publication failed (the message then reached nobody).
+	Published bool `json:"published"`
+	// AtMs is when it was published, in ms since the first publication.
+	AtMs float64 `json:"at_ms"`
+	// Expected is the number of receivers it should have reached: the nodes alive at the end, other than its
+	// publisher.
+	Expected int `json:"expected"`
+	// Delays are the delays (ms from publication) of its deliveries to those receivers, sorted ascending: the
+	// share of receivers reached after Delays[k] ms is (k+1)/Expected.
+	Delays []float64 `json:"delays_ms"`
+}
+
+// summarize computes the delivery ratio, the delay percentiles and the hop figures.
+func summarize(rep *BroadcastReport, sims []*simNode, publisher []int, published []time.Time) {
+	var want, got, hopSum int
+	pct := map[float64][]float64{0.5: nil, 0.9: nil, 0.99: nil, 1: nil}
+	for m := range published {
+		var delays []float64
+		n := 0
+		for i, s := range sims {
+			if !expected(sims, i, m, publisher) {
+				continue
+			}
+			n++
+			at := s.recv[m].Load()
+			if at == 0 || published[m].IsZero() {
+				continue
+			}
+			delays = append(delays, float64(at-published[m].UnixNano())/1e6)
+			h := int(s.hops[m].Load())
+			hopSum += h
+			rep.MaxHops = max(rep.MaxHops, h)
+		}
+		want += n
+		got += len(delays)
+		slices.Sort(delays)
+		for p := range pct {
+			need := int(math.Ceil(p * float64(n)))
+			v := math.Inf(1)
+			if need <= len(delays) {
+				v = delays[max(0, need-1)]
+			}
+			pct[p] = append(pct[p], v)
+		}
+	}
+	for _, s := range sims {
+		rep.HandlerDuplicates += int(s.dups.Load())
+	}
+	rep.Deliveries = got
+	if want > 0 {
+		rep.DeliveryRatio = float64(got) / float64(want)
+	}
+	if got > 0 {
+		rep.MeanHops = float64(hopSum) / float64(got)
+	}
+	median := func(v []float64) float64 {
+		slices.Sort(v)
+		x := v[(len(v)-1)/2]
+		if math.IsInf(x, 1) {
+			return -1
+		}
+		return math.Round(x*100) / 100
+	}
+	rep.P50Ms, rep.P90Ms, rep.P99Ms, rep.P100Ms = median(pct[0.5]), median(pct[0.9]), median(pct[0.99]), median(pct[1])
+}
+
+// detail collects the raw data of the run, counting deliveries as summarize does: to the nodes alive at the end,
+// other than the publisher, of the messages whose publication succeeded.
+func detail(sims []*simNode, publisher []int, published, attempted []time.Time) *BroadcastDetail {
+	d := &BroadcastDetail{Messages: make([]MessageDetail, len(published)), Hops: map[int]int{}}
+	var all []float64
+	for m := range published {
+		md := MessageDetail{Publisher: publisher[m], Published: !published[m].IsZero()}
+		if !attempted[m].IsZero() && !attempted[0].IsZero() {
+			md.AtMs = float64(attempted[m].Sub(attempted[0]).Nanoseconds()) / 1e6
+		}
+		for i, s := range sims {
+			if !expected(sims, i, m, publisher) {
+				continue
+			}
+			md.Expected++
+			at := s.recv[m].Load()
+			if at == 0 || !md.Published {
+				continue
+			}
+			md.Delays = append(md.Delays, float64(at-published[m].UnixNano())/1e6)
+			d.Hops[int(s.hops[m].Load())]++
+		}
+		slices.Sort(md.Delays)
+		all = append(all, md.Delays...)
+		d.Messages[m] = md
+	}
+	slices.Sort(all)
+	d.DelayCount = len(all)
+	d.Delays = make([]float64, min(len(all), MaxDelaySample))
+	for i := range d.Delays {
+		d.Delays[i] = all[d.DelayRank(i)]
+	}
+	return d
+}
+
+// sampleRank is the rank (from 0) among total sorted values of the i-th of k values taken at evenly spaced ranks,
+// the first and the last included.
+func sampleRank(i, k, total int) int {
+	if k <= 1 || k >= total {
+		return i
+	}
+	return int(math.Round(float64(i) * float64(total-1) / float64(k-1)))
+}
