@@ -43,10 +43,10 @@ func (r *Router) Heartbeat(now time.Time) Output {
 	for _, name := range slices.Sorted(maps.Keys(r.topics)) {
 		if t := r.topics[name]; t.joined {
 			r.maintain(&b, name, t, now)
-			if t.tree != nil {
-				r.treeHeartbeat(&b, name, t)
-			}
 			r.announce(&b, name, t, due[name])
+			if t.tree != nil {
+				r.treeHeartbeat(&b, name, t) // last: an unchanged report rides on the control sent already
+			}
 		}
 	}
 	return b.result()

@@ -47,6 +47,7 @@ type relayActor struct {
 	timer     *time.Timer
 
 	seq     uint64
+	signed  []byte                  // scratch buffer of verify
 	peers   map[session.NodeID]bool // gossip peers → our hello sent
 	subs    map[string][]*Subscription
 	limiter *routing.RateLimiter[session.NodeID]
@@ -266,7 +267,7 @@ func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messa
 		a.penalize(a.router.PenalizePeer(from), err.Error())
 		return
 	}
-	if !a.router.Seen(a.router.MessageID(m)) && a.cfg.VerifySignatures && !m.Origin.Verify(SignedBytes(m), m.Signature) {
+	if a.cfg.VerifySignatures && !a.router.Seen(a.router.MessageID(m)) && !a.verify(m) {
 		// Checked before the Router records the id as seen, so a forged copy cannot suppress the real message.
 		a.stats.BadSignatures++
 		a.penalize(a.router.PenalizePeer(from), "bad signature")
@@ -290,6 +291,16 @@ func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messa
 	d := a.delivery(m, now)
 	a.wg.Add(1)
 	go a.validate(d, validators)
+}
+
+// verify checks m's signature, building the signed bytes in a buffer the actor reuses.
+func (a *relayActor) verify(m *Message) bool {
+	a.signed = AppendSignedBytes(a.signed[:0], m)
+	ok := m.Origin.Verify(a.signed, m.Signature)
+	if cap(a.signed) > 64<<10 {
+		a.signed = nil // a large message's buffer is not kept
+	}
+	return ok
 }
 
 // validate runs the validators of a message on its own goroutine and reports the verdict to the actor.

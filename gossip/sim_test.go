@@ -261,8 +261,8 @@ func (s *sim) publish(k int) {
 
 func (s *sim) killNodes() {
 	victims := s.rng.Perm(s.sc.n)[:int(s.sc.kill*float64(s.sc.n))]
-	if s.sc.killRoot && !slices.Contains(victims, 0) {
-		victims[0] = 0 // node 0 has the smallest id: the tree's root
+	if root := s.treeRoot(); s.sc.killRoot && !slices.Contains(victims, root) {
+		victims[0] = root
 	}
 	for _, i := range victims {
 		s.dead[i] = true
@@ -410,17 +410,24 @@ func TestSimulationDeterministic(t *testing.T) {
 	}
 }
 
-// checkTree asserts that the live nodes agree on one root, the live node with the smallest id, and that their
-// parents form a tree over live links whose distances are consistent. It returns the tree's depth.
-func (s *sim) checkTree() int {
-	s.t.Helper()
+// treeRoot returns the live node that should root the tree: the highest rank, then the smallest id (ids grow
+// with the index).
+func (s *sim) treeRoot() int {
 	root := -1
-	for i := range s.nodes {
-		if !s.dead[i] {
-			root = i // ids grow with the index: the first live node has the smallest
-			break
+	for i, r := range s.nodes {
+		if !s.dead[i] && (root < 0 || r.TreeRank(simTopic) > s.nodes[root].TreeRank(simTopic)) {
+			root = i
 		}
 	}
+	return root
+}
+
+// checkTree asserts that the live nodes agree on one root, the live node of the highest rank and then the smallest
+// id, and that their parents form a tree over live links whose distances are consistent. It returns the tree's
+// depth.
+func (s *sim) checkTree() int {
+	s.t.Helper()
+	root := s.treeRoot()
 	depth := 0
 	for i, r := range s.nodes {
 		if s.dead[i] {

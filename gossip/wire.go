@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
@@ -15,8 +16,11 @@ const signContext = "actormesh-gossip-v1\x00"
 
 // SignedBytes returns what the origin of m signs: a context string, then the topic, origin, sequence number,
 // origin time and data, each length-prefixed or fixed-size. The hop count is not signed (relays increment it).
-func SignedBytes(m *Message) []byte {
-	b := make([]byte, 0, len(signContext)+8+len(m.Topic)+len(m.Origin)+24+len(m.Data))
+func SignedBytes(m *Message) []byte { return AppendSignedBytes(nil, m) }
+
+// AppendSignedBytes appends SignedBytes(m) to b (a buffer reused across messages spares an allocation each).
+func AppendSignedBytes(b []byte, m *Message) []byte {
+	b = slices.Grow(b, len(signContext)+8+len(m.Topic)+len(m.Origin)+24+len(m.Data))
 	b = append(b, signContext...)
 	b = binary.BigEndian.AppendUint64(b, uint64(len(m.Topic)))
 	b = append(b, m.Topic...)
@@ -70,7 +74,8 @@ func controlToWire(w *messages.GossipControl, c *Control) {
 		w.Prune = append(w.Prune, &messages.GossipPrune{Topic: p.Topic, Lazy: p.Lazy})
 	}
 	for _, ti := range c.Tree {
-		wt := &messages.GossipTree{Topic: ti.Topic, Root: ti.Root[:], Seq: ti.Seq, Dist: uint32(ti.Dist)}
+		wt := &messages.GossipTree{Topic: ti.Topic, Root: ti.Root[:], Seq: ti.Seq, Dist: uint32(ti.Dist),
+			RootRank: uint32(ti.RootRank)}
 		if !ti.Parent.IsZero() {
 			wt.Parent = ti.Parent[:]
 		}
@@ -107,10 +112,10 @@ func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
 	}
 	for _, wt := range w.Tree {
 		root, err := session.NodeIDFromBytes(wt.Root)
-		if err != nil || wt.Dist >= maxTreeDist {
+		if err != nil || wt.Dist >= maxTreeDist || wt.RootRank > maxTreeRank {
 			continue
 		}
-		ti := TreeInfo{Topic: wt.Topic, Root: root, Seq: wt.Seq, Dist: int(wt.Dist)}
+		ti := TreeInfo{Topic: wt.Topic, Root: root, RootRank: int(wt.RootRank), Seq: wt.Seq, Dist: int(wt.Dist)}
 		if len(wt.Parent) > 0 {
 			if ti.Parent, err = session.NodeIDFromBytes(wt.Parent); err != nil {
 				continue

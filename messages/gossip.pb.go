@@ -326,8 +326,9 @@ func (x *GossipControl) GetTree() []*GossipTree {
 	return nil
 }
 
-// GossipTree is the sender's place in the broadcast tree of a topic: the tree's root, the latest beacon of the
-// root it heard of, its distance to the root and its parent (empty at the root).
+// GossipTree is the sender's place in the broadcast tree of a topic: the tree's root and the rank the root
+// announced, the latest beacon of the root it heard of, its distance to the root, and its parent when the parent is
+// the receiver of this report (empty otherwise, and at the root).
 type GossipTree struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -335,6 +336,7 @@ type GossipTree struct {
 	Seq           uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	Dist          uint32                 `protobuf:"varint,4,opt,name=dist,proto3" json:"dist,omitempty"`
 	Parent        []byte                 `protobuf:"bytes,5,opt,name=parent,proto3" json:"parent,omitempty"`
+	RootRank      uint32                 `protobuf:"varint,6,opt,name=root_rank,json=rootRank,proto3" json:"root_rank,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,6 +404,13 @@ func (x *GossipTree) GetParent() []byte {
 		return x.Parent
 	}
 	return nil
+}
+
+func (x *GossipTree) GetRootRank() uint32 {
+	if x != nil {
+		return x.RootRank
+	}
+	return 0
 }
 
 // GossipIHave announces message ids of one topic held by the sender.
@@ -537,14 +546,15 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x05iwant\x18\x02 \x03(\fR\x05iwant\x12\x14\n" +
 	"\x05graft\x18\x03 \x03(\tR\x05graft\x126\n" +
 	"\x05prune\x18\x04 \x03(\v2 .actormesh.gossip.v1.GossipPruneR\x05prune\x123\n" +
-	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"t\n" +
+	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"\x91\x01\n" +
 	"\n" +
 	"GossipTree\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04root\x18\x02 \x01(\fR\x04root\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04dist\x18\x04 \x01(\rR\x04dist\x12\x16\n" +
-	"\x06parent\x18\x05 \x01(\fR\x06parent\"5\n" +
+	"\x06parent\x18\x05 \x01(\fR\x06parent\x12\x1b\n" +
+	"\troot_rank\x18\x06 \x01(\rR\brootRank\"5\n" +
 	"\vGossipIHave\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\fR\x03ids\"7\n" +

@@ -29,8 +29,12 @@ const (
 	maxFramePlaintext = noise.MaxMsgLen - tagSize
 	// msgHeaderSize is the size of the length prefix of an application message.
 	msgHeaderSize = 4
-	// initialReadBuffer is the read buffer size of a connection until a frame needs more (at most 2+65535).
+	// initialReadBuffer is the read buffer size of a connection. A frame that needs more gets a buffer of its
+	// size (at most 2+65535), given up once drained, so that an idle connection holds only the small one.
 	initialReadBuffer = 4 << 10
+	// retainedWriteBuffer is the largest write buffer a connection keeps between writes; a larger one, grown by a
+	// big batch, is given up after its flush.
+	retainedWriteBuffer = 8 << 10
 	// writeFlushSize is how many buffered bytes make WriteMessages write them out before packing more frames.
 	writeFlushSize = 64 << 10
 )
@@ -247,6 +251,9 @@ func (c *Conn) flush() error {
 	n, err := c.nc.Write(c.wbuf)
 	c.bytesWritten.Add(uint64(n))
 	c.wbuf = c.wbuf[:0]
+	if cap(c.wbuf) > retainedWriteBuffer {
+		c.wbuf = nil
+	}
 	if err != nil {
 		return fmt.Errorf("session: write: %w", err)
 	}
@@ -265,9 +272,10 @@ func (c *Conn) failWrite(err error) error {
 // frameReader reads frames, each a 2-byte big-endian length and that many bytes, from src through its own
 // buffer, so that the handshake and the Conn after it share what was read ahead.
 type frameReader struct {
-	src  io.Reader
-	buf  []byte
-	r, w int // unread bytes are buf[r:w]
+	src   io.Reader
+	buf   []byte
+	small []byte // the initialReadBuffer-sized buffer, taken back once a larger one is drained
+	r, w  int    // unread bytes are buf[r:w]
 }
 
 // errFrameTooLong is returned by frameReader.next for a frame over its limit.
@@ -277,6 +285,13 @@ var errFrameTooLong = errors.New("frame too long")
 // an error. After a read error (e.g. a timeout) nothing is consumed, so next may be called again. It returns
 // io.EOF only if src ended at a frame boundary, io.ErrUnexpectedEOF if it ended inside a frame.
 func (f *frameReader) next(limit int) ([]byte, error) {
+	if len(f.buf) > initialReadBuffer && f.w-f.r <= initialReadBuffer { // back to the small buffer
+		if f.small == nil {
+			f.small = make([]byte, initialReadBuffer)
+		}
+		f.w, f.r = copy(f.small, f.buf[f.r:f.w]), 0
+		f.buf = f.small
+	}
 	if err := f.fill(2); err != nil {
 		return nil, err
 	}
@@ -299,11 +314,15 @@ func (f *frameReader) fill(n int) error {
 	}
 	if len(f.buf)-f.r < n {
 		if len(f.buf) < n {
-			size := initialReadBuffer
-			if n > size {
-				size = 2 + noise.MaxMsgLen
+			var buf []byte
+			if n <= initialReadBuffer {
+				if f.small == nil {
+					f.small = make([]byte, initialReadBuffer)
+				}
+				buf = f.small
+			} else {
+				buf = make([]byte, (n+initialReadBuffer-1)/initialReadBuffer*initialReadBuffer)
 			}
-			buf := make([]byte, size)
 			f.w = copy(buf, f.buf[f.r:f.w])
 			f.buf = buf
 		} else {

@@ -554,3 +554,28 @@ func BenchmarkConnThroughput(b *testing.B) {
 		})
 	}
 }
+
+func TestConnGivesUpBuffersGrownByLargeFrames(t *testing.T) {
+	msgs := [][]byte{testMessage(1, 20<<10), []byte("small"), []byte("small again")}
+	r := keyedConn(bytes.NewReader(sealed(t, msgs[:1], msgs[1:2], msgs[2:])), nil, 1<<20) // a frame each
+	for i, want := range msgs {
+		got, err := r.ReadMessage()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("message %d: %d bytes, %v", i, len(got), err)
+		}
+		if i > 0 && len(r.fr.buf) > initialReadBuffer {
+			t.Fatalf("after message %d the read buffer still holds %d bytes", i, len(r.fr.buf))
+		}
+	}
+	var w countingWriter
+	c := keyedConn(nil, &w, 1<<20)
+	if err := c.WriteMessages(testMessage(2, 20<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if cap(c.wbuf) > retainedWriteBuffer {
+		t.Fatalf("the write buffer keeps %d bytes after a large write", cap(c.wbuf))
+	}
+	if err := c.WriteMessages([]byte("small")); err != nil || cap(c.wbuf) == 0 {
+		t.Fatalf("a small write: %v, buffer kept %d bytes", err, cap(c.wbuf))
+	}
+}

@@ -31,10 +31,11 @@ type BroadcastScenario struct {
 	Messages, Size int
 	Interval       time.Duration
 	// Transport is "mem" (default: the in-memory transport, which emulates Latency, Jitter and Loss per link) or
-	// "tcp" (real sockets on 127.0.0.1; no latency is emulated).
+	// "tcp" (real sockets on 127.0.0.1, each write delivered Latency after it was made).
 	Transport string
-	// Latency and Jitter of every link, one way (mem only; default 20ms and 0); Loss the share of writes delayed
-	// by a retransmission (default 0).
+	// Latency is the one-way latency of every link (default 20ms, either transport). Jitter (extra random delay up
+	// to that much) and Loss (the share of writes delayed by a retransmission) apply to the mem transport only
+	// (default 0).
 	Latency, Jitter time.Duration
 	Loss            float64
 	// Kill is the share of nodes killed (abruptly) halfway through the publications (default 0). The bootnode and
@@ -58,6 +59,8 @@ type BroadcastScenario struct {
 	Progress func(string)
 	// BeforeClose, if set, is called with the nodes once the measurements are done.
 	BeforeClose func(nodes []*actors.Node)
+	// Window, if set, is called with true when the publications start and false when the deliveries are in.
+	Window func(start bool, nodes []*actors.Node)
 }
 
 func (s *BroadcastScenario) defaults() error {
@@ -76,7 +79,7 @@ func (s *BroadcastScenario) defaults() error {
 	if s.Transport == "" {
 		s.Transport = "mem"
 	}
-	if s.Latency == 0 && s.Transport == "mem" {
+	if s.Latency == 0 {
 		s.Latency = 20 * time.Millisecond
 	}
 	if s.ReadyTimeout == 0 {
@@ -180,9 +183,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	rep := BroadcastReport{N: sc.N, Degree: sc.Degree, Messages: sc.Messages, Size: sc.Size, Transport: sc.Transport,
 		IntervalM: ms(sc.Interval)}
-	if sc.Transport == "mem" {
-		rep.LatencyMs = ms(sc.Latency)
-	}
+	rep.LatencyMs = ms(sc.Latency)
 
 	var mem *MemNetwork
 	var tcpBytes atomic.Int64
@@ -224,7 +225,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 			t := mem.NewTransport()
 			cfg.Transport, sims[i].killer = t, t.Kill
 		} else {
-			t := &countingTransport{inner: session.TCPTransport{}, written: &tcpBytes}
+			t := &countingTransport{inner: session.TCPTransport{}, written: &tcpBytes, latency: sc.Latency}
 			cfg.Transport, sims[i].killer = t, t.killAll
 		}
 		if sc.Configure != nil {
@@ -277,6 +278,9 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	if sc.Kill > 0 {
 		killAt = sc.Messages / 2
 	}
+	if sc.Window != nil {
+		sc.Window(true, nodes)
+	}
 	bytes0, cpu0, dials0, t0 := wireBytes(mem, &tcpBytes), processCPU(), dialCount(mem), time.Now()
 	published := make([]time.Time, sc.Messages)
 	attempted := make([]time.Time, sc.Messages) // also of the failed publications
@@ -313,6 +317,9 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	progress("waiting for the last deliveries")
 	_ = Poll(ctx, sc.DrainTimeout, func() bool { return allDelivered(sims, publisher, published) })
 	bytes1, cpu1 := wireBytes(mem, &tcpBytes), processCPU()
+	if sc.Window != nil {
+		sc.Window(false, nodes)
+	}
 	rep.DialsPerSecond = float64(dialCount(mem)-dials0) / time.Since(t0).Seconds()
 	after, err := gossipTotals(ctx, liveNodes(sims))
 	if err != nil {
@@ -500,10 +507,12 @@ func wireBytes(mem *MemNetwork, tcp *atomic.Int64) int64 {
 	return tcp.Load()
 }
 
-// countingTransport is TCP that counts the bytes written to its connections and can reset them all.
+// countingTransport is TCP that counts the bytes written to its connections and can reset them all. With a
+// latency, every write reaches the socket that long after it was made (delayConn).
 type countingTransport struct {
 	inner   session.Transport
 	written *atomic.Int64
+	latency time.Duration
 	mu      sync.Mutex
 	conns   []net.Conn
 	ln      net.Listener
@@ -532,6 +541,9 @@ func (t *countingTransport) track(c net.Conn) net.Conn {
 	t.mu.Lock()
 	t.conns = append(t.conns, c)
 	t.mu.Unlock()
+	if t.latency > 0 {
+		return &countingConn{Conn: newDelayConn(c, t.latency), written: t.written}
+	}
 	return &countingConn{Conn: c, written: t.written}
 }
 

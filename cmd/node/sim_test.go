@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -81,9 +83,16 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 			t.Errorf("JSON lacks %q", f)
 		}
 	}
-	r, _ = simJSON(t, "-n", "8", "--degree", "3", "--messages", "5", "--interval", "10ms", "--transport", "tcp", "--settle", "0", "--json")
-	if r.Transport != "tcp" || r.LatencyMs != 0 || r.DeliveryRatio != 1 || r.WireBytesPerDelivery <= 0 {
+	// Over TCP the latency applies too (every delivery crosses at least one link), and --cpuprofile profiles the
+	// measured window.
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	r, _ = simJSON(t, "-n", "8", "--degree", "3", "--messages", "5", "--interval", "10ms", "--transport", "tcp",
+		"--latency", "15ms", "--settle", "0", "--cpuprofile", prof, "--json")
+	if r.Transport != "tcp" || r.LatencyMs != 15 || r.DeliveryRatio != 1 || r.WireBytesPerDelivery <= 0 || r.P50Ms < 15 {
 		t.Fatalf("tcp report: %+v", r)
+	}
+	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
+		t.Fatalf("CPU profile: %v", err)
 	}
 }
 
@@ -100,7 +109,8 @@ func TestSimBroadcastBadFlags(t *testing.T) {
 		{"sim", "-transport", "udp"},
 		{"sim", "-kill", "1"},
 		{"sim", "-n", "1"},
-		{"sim", "-transport", "tcp", "-latency", "5ms"},
+		{"sim", "-transport", "tcp", "-loss", "0.1"},
+		{"sim", "-transport", "tcp", "-jitter", "5ms"},
 		{"sim", "--no-such-flag"},
 	} {
 		if code, _, errOut := call(t, args...); code != exitUsage || errOut == "" {
