@@ -78,19 +78,19 @@ type Config struct {
 
 	// Tree makes the eager links of each joined topic follow a spanning tree rooted at the topic's live node of
 	// the highest rank (with TreeRanked, its topic peers in steps of four, see TreeRank; 0 otherwise), then the
-	// smallest id: every node reports
-	// its (root, root's rank, root beacon, distance, whether the receiver is its parent) to its topic peers at least
-	// every second heartbeat and takes as parent the peer closest to the root, so the tree is a breadth-first tree
-	// over all topic peers, hung from a well-connected node, and a message crosses at most twice its depth. Duplicates are then not needed to shape the
-	// tree (no Plumtree prunes); the mesh and IHAVE/IWANT still repair what the tree misses. Requires Self.
-	// Default false here; the relay's DefaultRelayConfig turns it on.
+	// smallest id: every node reports its (root, root's rank, root beacon, distance, whether the receiver is its
+	// parent, a filter of the nodes on its route) to its topic peers at least every second heartbeat and takes as
+	// parent the peer closest to the root whose route does not run through itself, so the tree is a breadth-first
+	// tree over all topic peers and a message crosses at most twice its depth. Duplicates are then not needed to
+	// shape the tree (no Plumtree prunes); the mesh and IHAVE/IWANT still repair what the tree misses. Requires
+	// Self. Default false here; the relay's DefaultRelayConfig turns it on.
 	Tree bool
 	// Self is the local node's id (required with Tree).
 	Self session.NodeID
 	// TreeRanked makes each node announce a rank from its topic peers (see Tree), so that the tree hangs from the
-	// best-connected node and is shallower: at N = 200, mean hops 3.7 instead of 4.2. Default false: with it, a
-	// test that kills 20 % of 50 nodes found a live node still missing a message 10 s after it was published in
-	// half of its runs (the tree did not recover), which the smallest-id root never did.
+	// best-connected node and is shallower: at N = 200, mean hops 3.7 instead of 4.2. Default false: after a kill
+	// of 10 of 50 nodes, old beacons carrying a former root's higher rank can keep the network switching between
+	// two roots in a storm of reports (docs/ARCHITECTURE.md).
 	TreeRanked bool
 	// TreeStaleBeats is the number of heartbeats without news of the root (its beacon not advancing) after which
 	// a node gives the root up; a peer's tree report older than that is ignored too (default 5).

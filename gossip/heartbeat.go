@@ -45,7 +45,7 @@ func (r *Router) Heartbeat(now time.Time) Output {
 			r.maintain(&b, name, t, now)
 			r.announce(&b, name, t, due[name])
 			if t.tree != nil {
-				r.treeHeartbeat(&b, name, t) // last: an unchanged report rides on the control sent already
+				r.treeHeartbeat(&b, now, name, t) // last: an unchanged report rides on the control sent already
 			}
 		}
 	}

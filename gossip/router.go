@@ -222,7 +222,7 @@ func (r *Router) Join(now time.Time, name string) Output {
 	if t := r.topic(name); !t.joined {
 		t.joined = true
 		if r.cfg.Tree {
-			t.tree = r.newTree()
+			t.tree = r.newTree(now)
 		}
 		r.graftUpTo(&b, name, t, now, r.cfg.D)
 	}

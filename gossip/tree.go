@@ -19,6 +19,10 @@ const (
 	maxTreeRank = 1 << 16
 )
 
+// maxHeardRoots bounds the roots a node keeps the beacon of (see treeState.heard); reports of further roots are
+// ignored until some are forgotten.
+const maxHeardRoots = 1024
+
 // treeRank is the rank a node with peers topic peers announces, given the one it announced so far: one step per
 // rankStep peers, moved only once the count leaves the current step by more than one peer, so that a peer coming
 // and going at a step's edge does not move the root.
@@ -48,6 +52,20 @@ type TreeInfo struct {
 	// reporter's parent.
 	Dist   int
 	Parent session.NodeID
+	// Path is a filter of the nodes on the reporter's route to the root, the reporter included (see pathBits): a
+	// node never takes as parent a peer whose route may run through itself.
+	Path uint64
+}
+
+// pathBits are the two bits of a route filter (TreeInfo.Path) that stand for a node, taken from a hash (FNV-1a)
+// of its id. With 64 bits and routes of up to 6 hops, a node is taken for one of them (and a route not taken)
+// about 3 % of the time.
+func pathBits(id session.NodeID) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range id {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return 1<<(h&63) | 1<<(h>>6&63)
 }
 
 type treeView struct {
@@ -63,11 +81,16 @@ type treeState struct {
 	seq      uint64
 	dist     int
 	parent   session.NodeID
-	advanced uint64 // the heartbeat count when seq last advanced
-	beacon   uint64 // this node's own beacon counter, advanced each heartbeat while it is the root
+	path     uint64 // the route filter this node reports
+	beacon   uint64 // this node's own beacon counter, advanced each heartbeat
 	views    map[session.NodeID]treeView
-	dead     map[session.NodeID]deadRoot // roots given up; they count again with a newer beacon
-	cands    []rootCandidate             // scratch space of updateTree
+	deferred bool // a change of place not reported to every topic peer yet
+	// heard holds, per root other than this node, its newest beacon heard of in any report and when it was
+	// heard first. A root whose beacon did not advance for TreeStaleBeats is not taken, whichever root this node
+	// chose meanwhile: a dead root is thus given up within TreeStaleBeats of its last beacon, even while reports
+	// of it keep coming from peers that have not given it up yet.
+	heard map[session.NodeID]beaconHeard
+	cands []rootCandidate // scratch space of updateTree
 }
 
 // rootCandidate is a root heard of in fresh reports: its latest beacon and the rank announced with it.
@@ -77,14 +100,20 @@ type rootCandidate struct {
 	rank int
 }
 
-type deadRoot struct {
-	seq  uint64 // the last beacon heard
-	beat uint64 // when it was given up
+type beaconHeard struct {
+	seq  uint64 // the newest beacon heard of
+	beat uint64 // the heartbeat count when it was first heard of
 }
 
-func (r *Router) newTree() *treeState {
-	return &treeState{root: r.cfg.Self, advanced: r.beats, views: make(map[session.NodeID]treeView),
-		dead: make(map[session.NodeID]deadRoot)}
+func (r *Router) newTree(now time.Time) *treeState {
+	return &treeState{root: r.cfg.Self, beacon: r.beaconAt(now), views: make(map[session.NodeID]treeView),
+		heard: make(map[session.NodeID]beaconHeard)}
+}
+
+// beaconAt is the beacon a root sends at time now, at least: the time in quarters of a heartbeat, so that a root
+// that restarts goes on with newer beacons than it sent before, which its peers still remember.
+func (r *Router) beaconAt(now time.Time) uint64 {
+	return uint64(now.UnixNano() / max(int64(r.cfg.HeartbeatInterval/4), 1))
 }
 
 // treeLinks returns the tree links of a joined topic: the parent and the peers that report this node as their
@@ -143,14 +172,26 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 	if _, ok := p.topics[info.Topic]; !ok {
 		return
 	}
-	t.tree.views[from] = treeView{info: info, beat: r.beats}
+	ts := t.tree
+	if info.Root != r.cfg.Self {
+		h, ok := ts.heard[info.Root]
+		switch {
+		case !ok && len(ts.heard) >= maxHeardRoots:
+			return
+		case !ok || info.Seq > h.seq:
+			h.seq, h.beat = info.Seq, r.beats
+			ts.heard[info.Root] = h
+		}
+	}
+	ts.views[from] = treeView{info: info, beat: r.beats}
 	r.updateTree(b, info.Topic, t)
 }
 
-// usable tells whether a root's beacon seq is not one given up on.
-func (ts *treeState) usable(root session.NodeID, seq uint64) bool {
-	d, dead := ts.dead[root]
-	return !dead || seq > d.seq
+// alive tells whether a root other than this node sent a beacon this node heard of first within the last
+// TreeStaleBeats heartbeats.
+func (r *Router) alive(ts *treeState, root session.NodeID) bool {
+	h, ok := ts.heard[root]
+	return ok && r.beats-h.beat <= uint64(r.cfg.TreeStaleBeats)
 }
 
 // updateTree chooses the root, the parent and the distance. The root is the best usable candidate among this node
@@ -163,7 +204,7 @@ func (r *Router) updateTree(b *builder, name string, t *topic) {
 	self := r.cfg.Self
 	cands := ts.cands[:0]
 	for _, v := range ts.views {
-		if !r.fresh(v) || !ts.usable(v.info.Root, v.info.Seq) || v.info.Root == self {
+		if !r.fresh(v) || v.info.Root == self || !r.alive(ts, v.info.Root) {
 			continue
 		}
 		i := slices.IndexFunc(cands, func(c rootCandidate) bool { return c.id == v.info.Root })
@@ -183,29 +224,43 @@ func (r *Router) updateTree(b *builder, name string, t *topic) {
 	}
 	var parent session.NodeID
 	dist := 0
+	mine := pathBits(self)
+	path := mine
 	if root != self {
 		best := maxTreeDist
 		for id, v := range ts.views {
-			if !r.fresh(v) || v.info.Root != root || v.info.Parent == self || !ts.usable(root, v.info.Seq) {
+			if !r.fresh(v) || v.info.Root != root || v.info.Parent == self || v.info.Path&mine == mine {
 				continue
 			}
 			d := v.info.Dist + 1
 			if d < best || d == best && (id == ts.parent || parent != ts.parent && bytes.Compare(id[:], parent[:]) < 0) {
-				best, parent = d, id
+				best, parent, path = d, id, v.info.Path|mine
 			}
 		}
 		dist = best
-		if parent.IsZero() { // only reports that route through this node: be a root until something better comes
+		if parent.IsZero() { // every route heard of may run through this node: be a root until a better one comes
 			root, rank, dist, seq = self, ts.rank, 0, ts.beacon
 		}
 	}
-	if root != ts.root || seq > ts.seq {
-		ts.advanced = r.beats
-	}
-	changed := root != ts.root || parent != ts.parent || dist != ts.dist || rank != ts.rootRank
-	ts.root, ts.rootRank, ts.parent, ts.dist, ts.seq = root, rank, parent, dist, seq
-	if changed {
+	old := *ts
+	ts.root, ts.rootRank, ts.parent, ts.dist, ts.seq, ts.path = root, rank, parent, dist, seq, path
+	switch {
+	case root == old.root && rank == old.rootRank && dist > old.dist:
+		// A longer route to the same root: the new and the old parent hear of it now, as the links messages take
+		// depend on it, the others on the next heartbeat. Were they all told at once, a lost route would count to
+		// infinity at the speed of round trips, in a storm of reports; this way it counts a step per heartbeat
+		// until the root's beacon is found stopped (TreeStaleBeats) or a shorter route comes.
+		var to []session.NodeID
+		for _, id := range []session.NodeID{parent, old.parent} {
+			if !id.IsZero() && !slices.Contains(to, id) && slices.Contains(t.peers, id) {
+				to = append(to, id)
+			}
+		}
+		r.reportTree(b, name, t, to)
+		ts.deferred = true
+	case root != old.root || rank != old.rootRank || dist != old.dist || parent != old.parent:
 		r.reportTree(b, name, t, t.peers)
+		ts.deferred = false
 	}
 }
 
@@ -213,7 +268,7 @@ func (r *Router) updateTree(b *builder, name string, t *topic) {
 func (r *Router) reportTree(b *builder, name string, t *topic, to []session.NodeID) {
 	ts := t.tree
 	for _, id := range to {
-		info := TreeInfo{Topic: name, Root: ts.root, RootRank: ts.rootRank, Seq: ts.seq, Dist: ts.dist}
+		info := TreeInfo{Topic: name, Root: ts.root, RootRank: ts.rootRank, Seq: ts.seq, Dist: ts.dist, Path: ts.path}
 		if id == ts.parent {
 			info.Parent = ts.parent
 		}
@@ -223,13 +278,13 @@ func (r *Router) reportTree(b *builder, name string, t *topic, to []session.Node
 	r.stats.TreeReports += uint64(len(to))
 }
 
-// treeHeartbeat advances the node's beacon when it is the root, gives up a root whose beacon stopped, forgets
-// stale reports and sends the node's report: to every topic peer if its place changed, and otherwise on every
+// treeHeartbeat advances the node's beacon, gives up a root whose beacon stopped, forgets stale reports and
+// beacons and sends the node's report: to every topic peer if its place changed, and otherwise on every
 // other heartbeat, or on this one to the peers that control goes to anyway (it then costs no message of its own).
 // Reports thus reach every peer at least every second heartbeat, well within TreeStaleBeats.
-func (r *Router) treeHeartbeat(b *builder, name string, t *topic) {
+func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic) {
 	ts := t.tree
-	ts.beacon++
+	ts.beacon = max(ts.beacon+1, r.beaconAt(now))
 	if r.cfg.TreeRanked {
 		ts.rank = treeRank(ts.rank, len(t.peers))
 	}
@@ -238,23 +293,22 @@ func (r *Router) treeHeartbeat(b *builder, name string, t *topic) {
 			delete(ts.views, id)
 		}
 	}
-	for root, d := range ts.dead {
-		if r.beats-d.beat > uint64(16*r.cfg.TreeStaleBeats) {
-			delete(ts.dead, root) // by then no report of its old beacons is fresh any more
+	for root, h := range ts.heard {
+		if r.beats-h.beat > uint64(16*r.cfg.TreeStaleBeats) {
+			delete(ts.heard, root) // by then no report of its old beacons is fresh any more
 		}
 	}
 	if ts.root == r.cfg.Self {
 		ts.seq = ts.beacon
-		ts.advanced = r.beats
-	} else if r.beats-ts.advanced > uint64(r.cfg.TreeStaleBeats) {
-		ts.dead[ts.root] = deadRoot{seq: ts.seq, beat: r.beats} // its beacon stopped: it left or the path broke
 	}
 	before := *ts
 	r.updateTree(b, name, t)
-	if ts.root != before.root || ts.parent != before.parent || ts.dist != before.dist || ts.rootRank != before.rootRank {
+	if !ts.deferred && (ts.root != before.root || ts.parent != before.parent || ts.dist != before.dist ||
+		ts.rootRank != before.rootRank) {
 		return // reported already
 	}
-	if r.beats%2 == 0 {
+	if ts.deferred || r.beats%2 == 0 {
+		ts.deferred = false
 		r.reportTree(b, name, t, t.peers)
 		return
 	}

@@ -100,31 +100,75 @@ func TestTreeIgnoresReportsBeyondTheDistanceBound(t *testing.T) {
 	}
 }
 
-func TestTreeGivesUpAStoppedRootAndTakesItBackWhenItBeacons(t *testing.T) {
-	r := treeRouter(t, 2)
-	cfg := DefaultConfig()
-	now := t0
-	beat := func() {
-		now = now.Add(cfg.HeartbeatInterval)
-		r.Heartbeat(now)
+// TestTreeRestartedRootGoesOnWithNewerBeacons checks that a root's beacons follow the clock: its peers remember
+// the last beacon of a root that left, and would take no older one from it when it comes back.
+func TestTreeRestartedRootGoesOnWithNewerBeacons(t *testing.T) {
+	lastSeq := func(r *Router, now time.Time) uint64 {
+		var seq uint64
+		for range 4 {
+			now = now.Add(DefaultConfig().HeartbeatInterval)
+			if c, _ := sendsTo(r.Heartbeat(now), nid(1)); c != nil && len(c.Tree) == 1 {
+				seq = c.Tree[0].Seq
+			}
+		}
+		if seq == 0 {
+			t.Fatal("no tree report in 4 heartbeats")
+		}
+		return seq
 	}
-	r.HandleTree(now, nid(1), report(1, 0, -1, 10))
-	r.HandleTree(now, nid(2), report(1, 1, 1, 10))
-	// Root 1 falls silent; peer 2 keeps reporting it with the same, stalled beacon.
-	for range cfg.TreeStaleBeats + 2 {
-		beat()
-		r.HandleTree(now, nid(2), report(1, 1, 1, 10))
+	first := lastSeq(treeRouter(t, 1), t0)
+	if again := lastSeq(treeRouter(t, 1), t0.Add(10*time.Second)); again <= first {
+		t.Fatalf("after a restart the root beacons %d, not newer than %d before", again, first)
 	}
-	if root, _, _, _ := r.TreeLinks(topicA); root == nid(1) {
-		t.Fatal("still rooted at a root whose beacon stopped")
+}
+
+// TestTreeNeverTakesAPeerWhoseRouteRunsThroughItself checks the route filter: a peer further down this node's own
+// subtree (its route's filter holds this node's bits) is not taken as parent, even when it is the nearest.
+func TestTreeNeverTakesAPeerWhoseRouteRunsThroughItself(t *testing.T) {
+	r := treeRouter(t, 3)
+	through := report(1, 2, 3, 7)
+	through.Path = pathBits(nid(1)) | pathBits(nid(self)) | pathBits(nid(2)) // 1 → self → 2
+	r.HandleTree(t0, nid(2), through)
+	other := report(1, 3, 3, 7)
+	other.Path = pathBits(nid(1)) | pathBits(nid(4)) | pathBits(nid(5)) | pathBits(nid(3))
+	out := r.HandleTree(t0, nid(3), other)
+	root, parent, dist, _ := r.TreeLinks(topicA)
+	if root != nid(1) || parent != nid(3) || dist != 4 {
+		t.Fatalf("parent 3 %v, parent 2 %v, dist %d: want 3 at distance 4", parent == nid(3), parent == nid(2), dist)
 	}
-	r.HandleTree(now, nid(2), report(2, 0, -1, 1)) // 2 roots a tree of its own
-	if root, parent, dist, _ := r.TreeLinks(topicA); root != nid(2) || parent != nid(2) || dist != 1 {
-		t.Fatalf("root %v, want 2 through 2 at distance 1 (got %d)", root == nid(2), dist)
+	c, _ := sendsTo(out, nid(2))
+	if want := other.Path | pathBits(nid(self)); c == nil || len(c.Tree) != 1 || c.Tree[0].Path != want {
+		t.Fatalf("reported path %+v, want the parent's with this node's bits", c)
 	}
-	r.HandleTree(now.Add(time.Millisecond), nid(1), report(1, 0, -1, 11)) // 1 is back with a newer beacon
-	if root, parent, _, _ := r.TreeLinks(topicA); root != nid(1) || parent != nid(1) {
-		t.Fatal("did not go back to the smaller root once it beaconed again")
+}
+
+// TestTreeTellsALongerRouteToTheParentsAtOnceAndToTheOthersOnTheNextHeartbeat checks that a longer route is not
+// reported to every peer at once, which would count a lost route to infinity at the speed of round trips, but the
+// parents it concerns hear of it at once.
+func TestTreeTellsALongerRouteToTheParentsAtOnceAndToTheOthersOnTheNextHeartbeat(t *testing.T) {
+	r := treeRouter(t, 3)
+	r.HandleTree(t0, nid(1), report(1, 0, -1, 7))
+	r.HandleTree(t0, nid(2), report(1, 2, 3, 7))
+	r.HandleTree(t0, nid(3), report(1, 1, -1, 7))
+	out := r.HandleTree(t0, nid(1), report(1, 3, 2, 8)) // the root went away behind peer 1: 3 is nearer now
+	if root, parent, dist, _ := r.TreeLinks(topicA); root != nid(1) || parent != nid(3) || dist != 2 {
+		t.Fatalf("parent 3 %v, dist %d, want 3 at distance 2", parent == nid(3), dist)
+	}
+	for _, c := range []struct {
+		peer int
+		told bool
+	}{{1, true}, {2, false}, {3, true}} {
+		ctl, _ := sendsTo(out, nid(c.peer))
+		if told := ctl != nil && len(ctl.Tree) == 1 && ctl.Tree[0].Dist == 2; told != c.told {
+			t.Fatalf("peer %d told of the longer route at once: %v, want %v", c.peer, told, c.told)
+		}
+		if c.peer == 3 && ctl.Tree[0].Parent != nid(3) {
+			t.Fatal("the new parent was not told it is the parent")
+		}
+	}
+	out = r.Heartbeat(t0.Add(DefaultConfig().HeartbeatInterval))
+	if ctl, _ := sendsTo(out, nid(2)); ctl == nil || len(ctl.Tree) != 1 || ctl.Tree[0].Dist != 2 {
+		t.Fatalf("peer 2 not told of the longer route on the next heartbeat: %+v", ctl)
 	}
 }
 

@@ -75,7 +75,7 @@ func controlToWire(w *messages.GossipControl, c *Control) {
 	}
 	for _, ti := range c.Tree {
 		wt := &messages.GossipTree{Topic: ti.Topic, Root: ti.Root[:], Seq: ti.Seq, Dist: uint32(ti.Dist),
-			RootRank: uint32(ti.RootRank)}
+			RootRank: uint32(ti.RootRank), Path: ti.Path}
 		if !ti.Parent.IsZero() {
 			wt.Parent = ti.Parent[:]
 		}
@@ -115,7 +115,8 @@ func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
 		if err != nil || wt.Dist >= maxTreeDist || wt.RootRank > maxTreeRank {
 			continue
 		}
-		ti := TreeInfo{Topic: wt.Topic, Root: root, RootRank: int(wt.RootRank), Seq: wt.Seq, Dist: int(wt.Dist)}
+		ti := TreeInfo{Topic: wt.Topic, Root: root, RootRank: int(wt.RootRank), Seq: wt.Seq, Dist: int(wt.Dist),
+			Path: wt.Path}
 		if len(wt.Parent) > 0 {
 			if ti.Parent, err = session.NodeIDFromBytes(wt.Parent); err != nil {
 				continue

@@ -330,13 +330,16 @@ func (x *GossipControl) GetTree() []*GossipTree {
 // announced, the latest beacon of the root it heard of, its distance to the root, and its parent when the parent is
 // the receiver of this report (empty otherwise, and at the root).
 type GossipTree struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Root          []byte                 `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
-	Seq           uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
-	Dist          uint32                 `protobuf:"varint,4,opt,name=dist,proto3" json:"dist,omitempty"`
-	Parent        []byte                 `protobuf:"bytes,5,opt,name=parent,proto3" json:"parent,omitempty"`
-	RootRank      uint32                 `protobuf:"varint,6,opt,name=root_rank,json=rootRank,proto3" json:"root_rank,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Topic    string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Root     []byte                 `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	Seq      uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Dist     uint32                 `protobuf:"varint,4,opt,name=dist,proto3" json:"dist,omitempty"`
+	Parent   []byte                 `protobuf:"bytes,5,opt,name=parent,proto3" json:"parent,omitempty"`
+	RootRank uint32                 `protobuf:"varint,6,opt,name=root_rank,json=rootRank,proto3" json:"root_rank,omitempty"`
+	// path is a 64-bit filter of the nodes on the reporter's route to the root, itself included (two bits per node,
+	// taken from its id); a node never takes as parent a peer whose path holds its bits.
+	Path          uint64 `protobuf:"fixed64,7,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -409,6 +412,13 @@ func (x *GossipTree) GetParent() []byte {
 func (x *GossipTree) GetRootRank() uint32 {
 	if x != nil {
 		return x.RootRank
+	}
+	return 0
+}
+
+func (x *GossipTree) GetPath() uint64 {
+	if x != nil {
+		return x.Path
 	}
 	return 0
 }
@@ -546,7 +556,7 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x05iwant\x18\x02 \x03(\fR\x05iwant\x12\x14\n" +
 	"\x05graft\x18\x03 \x03(\tR\x05graft\x126\n" +
 	"\x05prune\x18\x04 \x03(\v2 .actormesh.gossip.v1.GossipPruneR\x05prune\x123\n" +
-	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"\x91\x01\n" +
+	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"\xa5\x01\n" +
 	"\n" +
 	"GossipTree\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
@@ -554,7 +564,8 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04dist\x18\x04 \x01(\rR\x04dist\x12\x16\n" +
 	"\x06parent\x18\x05 \x01(\fR\x06parent\x12\x1b\n" +
-	"\troot_rank\x18\x06 \x01(\rR\brootRank\"5\n" +
+	"\troot_rank\x18\x06 \x01(\rR\brootRank\x12\x12\n" +
+	"\x04path\x18\a \x01(\x06R\x04path\"5\n" +
 	"\vGossipIHave\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\fR\x03ids\"7\n" +
