@@ -102,6 +102,7 @@ type rootCandidate struct {
 
 type beaconHeard struct {
 	seq  uint64 // the newest beacon heard of
+	rank int    // the rank announced with it
 	beat uint64 // the heartbeat count when it was first heard of
 }
 
@@ -179,7 +180,7 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 		case !ok && len(ts.heard) >= maxHeardRoots:
 			return
 		case !ok || info.Seq > h.seq:
-			h.seq, h.beat = info.Seq, r.beats
+			h.seq, h.beat, h.rank = info.Seq, r.beats, info.RootRank
 			ts.heard[info.Root] = h
 		}
 	}
@@ -208,11 +209,11 @@ func (r *Router) updateTree(b *builder, name string, t *topic) {
 			continue
 		}
 		i := slices.IndexFunc(cands, func(c rootCandidate) bool { return c.id == v.info.Root })
-		switch {
-		case i < 0:
-			cands = append(cands, rootCandidate{id: v.info.Root, seq: v.info.Seq, rank: v.info.RootRank})
-		case v.info.Seq > cands[i].seq || v.info.Seq == cands[i].seq && v.info.RootRank > cands[i].rank:
-			cands[i].seq, cands[i].rank = v.info.Seq, v.info.RootRank
+		if i < 0 {
+			// The rank is the one announced with the newest beacon heard of, not with the report's: a report
+			// may carry an old beacon, and with it a rank the root no longer announces.
+			h := ts.heard[v.info.Root]
+			cands = append(cands, rootCandidate{id: v.info.Root, seq: h.seq, rank: h.rank})
 		}
 	}
 	ts.cands = cands

@@ -142,6 +142,31 @@ func TestTreeNeverTakesAPeerWhoseRouteRunsThroughItself(t *testing.T) {
 	}
 }
 
+// TestTreeTakesARootsRankFromItsNewestBeacon checks that a report carrying an old beacon of a root, and the rank
+// the root announced then, does not make that root win over one it no longer outranks.
+func TestTreeTakesARootsRankFromItsNewestBeacon(t *testing.T) {
+	r := treeRouter(t, 3)
+	ranked := func(root, dist int, seq uint64, rank int) TreeInfo {
+		ti := report(root, dist, -1, seq)
+		ti.RootRank = rank
+		return ti
+	}
+	r.HandleTree(t0, nid(1), ranked(5, 1, 10, 1))
+	r.HandleTree(t0, nid(2), ranked(6, 1, 20, 2))
+	if root, _, _, _ := r.TreeLinks(topicA); root != nid(6) {
+		t.Fatal("root 6 of rank 2 not taken over root 5 of rank 1")
+	}
+	r.HandleTree(t0, nid(1), ranked(6, 1, 20, 2))
+	r.HandleTree(t0, nid(3), ranked(5, 3, 8, 3)) // an old beacon of 5, from when it announced rank 3
+	if root, _, _, _ := r.TreeLinks(topicA); root != nid(6) {
+		t.Fatal("an old beacon's rank made root 5 win")
+	}
+	r.HandleTree(t0, nid(3), ranked(5, 1, 11, 3)) // a newer beacon of 5 with rank 3
+	if root, _, _, _ := r.TreeLinks(topicA); root != nid(5) {
+		t.Fatal("root 5 announcing rank 3 with its newest beacon not taken")
+	}
+}
+
 // TestTreeTellsALongerRouteToTheParentsAtOnceAndToTheOthersOnTheNextHeartbeat checks that a longer route is not
 // reported to every peer at once, which would count a lost route to infinity at the speed of round trips, but the
 // parents it concerns hear of it at once.
