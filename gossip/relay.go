@@ -83,6 +83,7 @@ func DefaultRelayConfig() RelayConfig {
 	// The tree carries the messages; the mesh's lazy links announce them to up to D peers each, so that few
 	// random others are needed to repair what a broken tree link missed.
 	rc.Dlazy = 2
+	rc.TreeRanked = true // the tree hangs from the best-connected node: shallower
 	return RelayConfig{
 		Router: rc, MaxMessageSize: 512 << 10, SignMessages: true, VerifySignatures: true,
 		PeerMessageRate: 2000, PeerMessageBurst: 4000, PenaltyBan: 10 * time.Minute, DeliveryBuffer: 1024,

@@ -460,7 +460,7 @@ func (s *sim) checkTree() int {
 func treeSim() simConfig {
 	sc := defaultSim()
 	sc.n, sc.dial = 200, 8
-	sc.cfg.Tree = true
+	sc.cfg.Tree, sc.cfg.TreeRanked = true, true // as in DefaultRelayConfig
 	return sc
 }
 
