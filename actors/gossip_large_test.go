@@ -683,7 +683,10 @@ func TestGossipKilledNodeRestartsAndReceivesAgain(t *testing.T) {
 		for _, i := range []int{victim - 1, victim, victim + 1} {
 			info, _ := nw.Nodes[i].Topic(ctxTimeout(t, time.Second), "t")
 			st, _ := nw.Nodes[i].GossipStats(ctxTimeout(t, time.Second))
-			t.Logf("node %d: peers %d eager %d lazy %d stats %+v peers %d", i, len(info.Peers), len(info.Eager), len(info.Lazy), st.Router, st.Peers)
+			t.Logf("node %d: peers %d eager %d lazy %d tree root %s parent %s dist %d links %d stats %+v peers %d", i,
+				len(info.Peers), len(info.Eager), len(info.Lazy), info.Root.Short(), info.Parent.Short(), info.Dist,
+				len(info.TreeLinks), st.Router, st.Peers)
+			t.Logf("node %d: send failures %d malformed %d rate limited %d", i, st.SendFailures, st.Malformed, st.RateLimited)
 		}
 		t.Fatal("the restarted node did not get the next message")
 	}

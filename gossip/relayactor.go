@@ -74,7 +74,9 @@ func (a *relayActor) Receive(ctx actor.Context) {
 	case *messages.PeerConnected:
 		a.reconcile()
 	case *messages.PeerDisconnected:
-		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil {
+		// One of several connections to a peer may close (a duplicate, or the old one of a peer that came back):
+		// the gossip state stays while another kept connection remains.
+		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil && !slices.Contains(a.net.GossipPeers(), id) {
 			a.removePeer(id)
 		}
 	case heartbeatTick:
@@ -152,10 +154,11 @@ func (a *relayActor) armHeartbeat() {
 	a.timer = time.AfterFunc(a.cfg.Router.HeartbeatInterval, func() { root.Send(self, heartbeatTick{}) })
 }
 
-// reconcile starts gossip with every kept connection not yet known (new connections, transient ones upgraded).
+// reconcile starts gossip with every kept connection not yet known (new connections, transient ones upgraded),
+// and sends the hello again to a peer that an RPC carrying our subscriptions could not reach.
 func (a *relayActor) reconcile() {
 	for _, id := range a.net.GossipPeers() {
-		if _, known := a.peers[id]; !known && a.addPeer(id) {
+		if helloSent, known := a.peers[id]; known && !helloSent || !known && a.addPeer(id) {
 			a.sendHello(id)
 		}
 	}
@@ -198,10 +201,15 @@ func (a *relayActor) sendHello(id session.NodeID) {
 	a.sendRPC(id, rpc, true)
 }
 
+// sendRPC queues rpc to a peer. When an RPC carrying subscriptions cannot be queued, the peer's hello counts as
+// not sent, so that the next reconcile sends it again: a subscription is never lost silently.
 func (a *relayActor) sendRPC(id session.NodeID, rpc *messages.GossipRPC, priority bool) {
 	if err := a.net.SendNow(id, Protocol, rpc, priority); err != nil {
 		a.stats.SendFailures++
 		a.log.Debug().Err(err).Str("peer", id.Short()).Msg("gossip RPC not sent")
+		if _, known := a.peers[id]; known && (rpc.Hello || len(rpc.Subscriptions) > 0) {
+			a.peers[id] = false
+		}
 	}
 }
 
@@ -242,8 +250,17 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 			a.log.Debug().Err(err).Str("peer", from.Short()).Str("topic", s.Topic).Msg("peer subscription not tracked")
 		}
 	}
-	if rpc.Hello && !helloSent {
+	switch {
+	case rpc.Hello && !helloSent:
 		a.sendHello(from)
+	case rpc.Hello && len(a.subs) > 0:
+		// The peer (re)started gossip with us after our hello, which it may never have seen (it restarted, or
+		// forgot us with a closed duplicate connection): our subscriptions again, in a message that asks no reply.
+		rpc := &messages.GossipRPC{}
+		for _, t := range a.joined() {
+			rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: t, Subscribe: true})
+		}
+		a.sendRPC(from, rpc, true)
 	}
 	if rpc.Control != nil {
 		a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength)))

@@ -1,0 +1,90 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// flakyNetwork is a Network with one gossip peer whose first sends fail, as when a connection is not registered
+// yet or is being replaced; it records what went out.
+type flakyNetwork struct {
+	self, peer session.NodeID
+	mu         sync.Mutex
+	failures   int // sends left to fail
+	sent       []*messages.GossipRPC
+}
+
+func (f *flakyNetwork) ID() session.NodeID     { return f.self }
+func (f *flakyNetwork) Sign(msg []byte) []byte { return make([]byte, 64) }
+func (f *flakyNetwork) GossipPeers() []session.NodeID {
+	return []session.NodeID{f.peer}
+}
+func (f *flakyNetwork) SubscribeEvents(func(proto.Message)) (func(), error) { return func() {}, nil }
+func (f *flakyNetwork) Retain(session.NodeID)                               {}
+func (f *flakyNetwork) Ban(session.NodeID, time.Duration, string) error     { return nil }
+
+func (f *flakyNetwork) SendNow(_ session.NodeID, _ string, msg proto.Message, _ bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failures > 0 {
+		f.failures--
+		return errors.New("not connected")
+	}
+	f.sent = append(f.sent, proto.Clone(msg).(*messages.GossipRPC))
+	return nil
+}
+
+// subscribed tells whether some RPC that went out told the peer the node subscribes to topic.
+func (f *flakyNetwork) subscribed(topic string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.ContainsFunc(f.sent, func(rpc *messages.GossipRPC) bool {
+		return slices.ContainsFunc(rpc.Subscriptions, func(s *messages.GossipSubscription) bool {
+			return s.Topic == topic && s.Subscribe
+		})
+	})
+}
+
+// TestRelayResendsSubscriptionsThatCouldNotBeSent checks that a subscription whose RPC could not be queued is
+// not lost: the hello, with the subscriptions, goes again on a later heartbeat.
+func TestRelayResendsSubscriptionsThatCouldNotBeSent(t *testing.T) {
+	net := &flakyNetwork{self: nid(1), peer: nid(2), failures: 2} // the first hello and the subscription
+	cfg := DefaultRelayConfig()
+	cfg.Router.HeartbeatInterval, cfg.Router.GossipDelay = 20*time.Millisecond, 10*time.Millisecond
+	props, err := NewRelayProps(cfg, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	system := actor.NewActorSystem()
+	defer system.Shutdown()
+	pid := system.Root.Spawn(props)
+	defer func() { _ = system.Root.StopFuture(pid).Wait() }()
+	done := make(chan struct{})
+	defer close(done)
+	relay := NewRelay(system.Root, pid, done)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sub, err := relay.Subscribe(ctx, "blocks", func(*Delivery) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	for !net.subscribed("blocks") {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the subscription never reached the peer after its RPC failed")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
