@@ -196,12 +196,17 @@ func (c *memConn) Write(b []byte) (int, error) {
 		}
 		k := min(room, len(b)-written)
 		at := out.schedule(k, now, lc, s.n.cfg.RetransmitDelay, s.rng)
+		wasEmpty := len(out.q) == 0
 		out.q = append(out.q, chunk{b: bytes.Clone(b[written : written+k]), at: at})
 		out.buffered += k
 		written += k
 		s.n.written.Add(int64(k))
 		s.tr[c.side].written.Add(int64(k))
-		broadcast(&out.readable)
+		if wasEmpty {
+			// A reader waiting on a non-empty queue wakes when its first chunk is due, which is no later than
+			// this one (chunks are due in order): only a reader waiting on an empty queue needs waking.
+			broadcast(&out.readable)
+		}
 	}
 }
 
