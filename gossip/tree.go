@@ -52,20 +52,30 @@ type TreeInfo struct {
 	// reporter's parent.
 	Dist   int
 	Parent session.NodeID
-	// Path is a filter of the nodes on the reporter's route to the root, the reporter included (see pathBits): a
-	// node never takes as parent a peer whose route may run through itself.
-	Path uint64
+	// Path lists the nodes of the reporter's route to the root (see pathID), from the root's side to the
+	// reporter, at most maxTreePath of them, the nearest: a node never takes as parent a peer whose route runs
+	// through itself. It must not be modified.
+	Path []uint32
 }
 
-// pathBits are the two bits of a route filter (TreeInfo.Path) that stand for a node, taken from a hash (FNV-1a)
-// of its id. With 64 bits and routes of up to 6 hops, a node is taken for one of them (and a route not taken)
-// about 3 % of the time.
-func pathBits(id session.NodeID) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range id {
-		h = (h ^ uint64(c)) * 1099511628211
+// maxTreePath is the number of nodes a route's path keeps (TreeInfo.Path): longer routes keep their nearest
+// nodes.
+const maxTreePath = 16
+
+// pathID is how a route's path names a node: the first 4 bytes of its id. Two of 1000 nodes share one with a
+// probability of about 10^-4, which would only keep a route from being taken.
+func pathID(id session.NodeID) uint32 {
+	return uint32(id[0])<<24 | uint32(id[1])<<16 | uint32(id[2])<<8 | uint32(id[3])
+}
+
+// extendPath returns the path of a route through a parent whose path is via: via's nearest maxTreePath-1 nodes
+// and this node. It returns cur, the path reported so far, when that is the same.
+func extendPath(cur, via []uint32, self uint32) []uint32 {
+	via = via[max(0, len(via)-(maxTreePath-1)):]
+	if len(cur) == len(via)+1 && cur[len(via)] == self && slices.Equal(cur[:len(via)], via) {
+		return cur
 	}
-	return 1<<(h&63) | 1<<(h>>6&63)
+	return append(append(make([]uint32, 0, len(via)+1), via...), self)
 }
 
 type treeView struct {
@@ -81,8 +91,8 @@ type treeState struct {
 	seq      uint64
 	dist     int
 	parent   session.NodeID
-	path     uint64 // the route filter this node reports
-	beacon   uint64 // this node's own beacon counter, advanced each heartbeat
+	path     []uint32 // the route's path this node reports (TreeInfo.Path)
+	beacon   uint64   // this node's own beacon counter, advanced each heartbeat
 	views    map[session.NodeID]treeView
 	deferred bool // a change of place not reported to every topic peer yet
 	// heard holds, per root other than this node, its newest beacon heard of in any report and when it was
@@ -225,17 +235,17 @@ func (r *Router) updateTree(b *builder, name string, t *topic) {
 	}
 	var parent session.NodeID
 	dist := 0
-	mine := pathBits(self)
-	path := mine
+	mine := pathID(self)
+	var via []uint32
 	if root != self {
 		best := maxTreeDist
 		for id, v := range ts.views {
-			if !r.fresh(v) || v.info.Root != root || v.info.Parent == self || v.info.Path&mine == mine {
+			if !r.fresh(v) || v.info.Root != root || v.info.Parent == self || slices.Contains(v.info.Path, mine) {
 				continue
 			}
 			d := v.info.Dist + 1
 			if d < best || d == best && (id == ts.parent || parent != ts.parent && bytes.Compare(id[:], parent[:]) < 0) {
-				best, parent, path = d, id, v.info.Path|mine
+				best, parent, via = d, id, v.info.Path
 			}
 		}
 		dist = best
@@ -243,8 +253,12 @@ func (r *Router) updateTree(b *builder, name string, t *topic) {
 			root, rank, dist, seq = self, ts.rank, 0, ts.beacon
 		}
 	}
+	if root == self {
+		via = nil
+	}
 	old := *ts
-	ts.root, ts.rootRank, ts.parent, ts.dist, ts.seq, ts.path = root, rank, parent, dist, seq, path
+	ts.root, ts.rootRank, ts.parent, ts.dist, ts.seq = root, rank, parent, dist, seq
+	ts.path = extendPath(ts.path, via, mine)
 	switch {
 	case root == old.root && rank == old.rootRank && dist > old.dist:
 		// A longer route to the same root: the new and the old parent hear of it now, as the links messages take

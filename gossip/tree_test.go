@@ -127,17 +127,18 @@ func TestTreeRestartedRootGoesOnWithNewerBeacons(t *testing.T) {
 func TestTreeNeverTakesAPeerWhoseRouteRunsThroughItself(t *testing.T) {
 	r := treeRouter(t, 3)
 	through := report(1, 2, 3, 7)
-	through.Path = pathBits(nid(1)) | pathBits(nid(self)) | pathBits(nid(2)) // 1 → self → 2
+	through.Path = []uint32{pathID(nid(1)), pathID(nid(self)), pathID(nid(2))} // 1 → self → 2
 	r.HandleTree(t0, nid(2), through)
 	other := report(1, 3, 3, 7)
-	other.Path = pathBits(nid(1)) | pathBits(nid(4)) | pathBits(nid(5)) | pathBits(nid(3))
+	other.Path = []uint32{pathID(nid(1)), pathID(nid(4)), pathID(nid(5)), pathID(nid(3))}
 	out := r.HandleTree(t0, nid(3), other)
 	root, parent, dist, _ := r.TreeLinks(topicA)
 	if root != nid(1) || parent != nid(3) || dist != 4 {
 		t.Fatalf("parent 3 %v, parent 2 %v, dist %d: want 3 at distance 4", parent == nid(3), parent == nid(2), dist)
 	}
 	c, _ := sendsTo(out, nid(2))
-	if want := other.Path | pathBits(nid(self)); c == nil || len(c.Tree) != 1 || c.Tree[0].Path != want {
+	if want := append(slices.Clone(other.Path), pathID(nid(self))); c == nil || len(c.Tree) != 1 ||
+		!slices.Equal(c.Tree[0].Path, want) {
 		t.Fatalf("reported path %+v, want the parent's with this node's bits", c)
 	}
 }
@@ -303,5 +304,19 @@ func TestTreeReportsRideOnOtherControlBetweenPeriodicReports(t *testing.T) {
 	}
 	if len(reported(out)) == 0 {
 		t.Fatal("no IHAVE carried a report")
+	}
+}
+
+func TestExtendPathKeepsTheNearestNodes(t *testing.T) {
+	long := make([]uint32, maxTreePath+3)
+	for i := range long {
+		long[i] = uint32(i + 1)
+	}
+	got := extendPath(nil, long, 99)
+	if len(got) != maxTreePath || got[0] != long[4] || got[maxTreePath-2] != long[len(long)-1] || got[maxTreePath-1] != 99 {
+		t.Fatalf("extendPath kept %v", got)
+	}
+	if again := extendPath(got, long, 99); &again[0] != &got[0] {
+		t.Fatal("an unchanged path was copied")
 	}
 }

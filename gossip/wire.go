@@ -112,7 +112,7 @@ func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
 	}
 	for _, wt := range w.Tree {
 		root, err := session.NodeIDFromBytes(wt.Root)
-		if err != nil || wt.Dist >= maxTreeDist || wt.RootRank > maxTreeRank {
+		if err != nil || wt.Dist >= maxTreeDist || wt.RootRank > maxTreeRank || len(wt.Path) > maxTreePath {
 			continue
 		}
 		ti := TreeInfo{Topic: wt.Topic, Root: root, RootRank: int(wt.RootRank), Seq: wt.Seq, Dist: int(wt.Dist),

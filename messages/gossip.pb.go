@@ -337,9 +337,9 @@ type GossipTree struct {
 	Dist     uint32                 `protobuf:"varint,4,opt,name=dist,proto3" json:"dist,omitempty"`
 	Parent   []byte                 `protobuf:"bytes,5,opt,name=parent,proto3" json:"parent,omitempty"`
 	RootRank uint32                 `protobuf:"varint,6,opt,name=root_rank,json=rootRank,proto3" json:"root_rank,omitempty"`
-	// path is a 64-bit filter of the nodes on the reporter's route to the root, itself included (two bits per node,
-	// taken from its id); a node never takes as parent a peer whose path holds its bits.
-	Path          uint64 `protobuf:"fixed64,7,opt,name=path,proto3" json:"path,omitempty"`
+	// path lists the nodes of the reporter's route to the root, by the first 4 bytes of their ids, from the root's
+	// side to the reporter; at most the 16 nearest. A node never takes as parent a peer whose path lists it.
+	Path          []uint32 `protobuf:"fixed32,7,rep,packed,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -416,11 +416,11 @@ func (x *GossipTree) GetRootRank() uint32 {
 	return 0
 }
 
-func (x *GossipTree) GetPath() uint64 {
+func (x *GossipTree) GetPath() []uint32 {
 	if x != nil {
 		return x.Path
 	}
-	return 0
+	return nil
 }
 
 // GossipIHave announces message ids of one topic held by the sender.
@@ -565,7 +565,7 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x04dist\x18\x04 \x01(\rR\x04dist\x12\x16\n" +
 	"\x06parent\x18\x05 \x01(\fR\x06parent\x12\x1b\n" +
 	"\troot_rank\x18\x06 \x01(\rR\brootRank\x12\x12\n" +
-	"\x04path\x18\a \x01(\x06R\x04path\"5\n" +
+	"\x04path\x18\a \x03(\aR\x04path\"5\n" +
 	"\vGossipIHave\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\fR\x03ids\"7\n" +
