@@ -555,13 +555,14 @@ func (m *peerManager) closeWithNotice(sc *session.Conn, reason messages.Disconne
 func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound bool) {
 	m.nextID++
 	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, m.n, m.n.log.With().Str("peer", sc.RemoteID().Short()).Logger())
-	pid := ctx.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return &connActor{pc: pc} }), "conn-"+pc.id.Short())
-	e := &connEntry{pid: pid, pc: pc}
-	m.conns[pc.id], m.byActor[pid.Id] = e, e
 	_, wanted := m.wanted[pc.id]
 	pc.kept.Store(wanted)
 	pc.remoteTransient = !outbound && sc.Peer().Transient
+	// Registered before its reader starts: a protocol actor answering the peer's first message finds it.
 	m.n.peers.set(pc)
+	pid := ctx.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return &connActor{pc: pc} }), "conn-"+pc.id.Short())
+	e := &connEntry{pid: pid, pc: pc}
+	m.conns[pc.id], m.byActor[pid.Id] = e, e
 	info := sc.Peer()
 	if len(info.ListenAddrs) > 0 {
 		m.n.addrs.put(pc.id, info.ListenAddrs[0])
