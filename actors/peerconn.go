@@ -284,6 +284,7 @@ func (pc *peerConn) writeLoop() {
 				pc.finish(true)
 				return
 			} else if err != nil {
+				pc.awaitGoodbye(err)
 				pc.shutdown(classifyWriteError(err))
 				pc.finish(false)
 				return
@@ -298,6 +299,24 @@ func (pc *peerConn) writeLoop() {
 			pc.finish(true)
 			return
 		}
+	}
+}
+
+// goodbyeGrace is how long a writer whose write failed waits for the reader to find why: a peer that closed
+// gracefully sent its reason first, and that reason is the one to record, not the broken pipe.
+const goodbyeGrace = time.Second
+
+// awaitGoodbye waits, after a write error other than a timeout, until the connection is closing (the reader read
+// the peer's goodbye or hit the closed socket) or goodbyeGrace has passed.
+func (pc *peerConn) awaitGoodbye(err error) {
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		return
+	}
+	t := time.NewTimer(goodbyeGrace)
+	defer t.Stop()
+	select {
+	case <-pc.closing:
+	case <-t.C:
 	}
 }
 
