@@ -228,7 +228,7 @@ type PeerInfo struct {
 	RTT time.Duration
 	// ConnectedAt is when the connection was established.
 	ConnectedAt time.Time
-	// QueuedBytes is what waits in the peer's outbound queue.
+	// QueuedBytes is what waits in the peer's outbound queue, the batch being written included.
 	QueuedBytes int
 }
 

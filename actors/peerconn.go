@@ -280,7 +280,9 @@ func (pc *peerConn) writeLoop() {
 		select {
 		case <-pc.q.notify:
 			batch := pc.q.take(spare)
-			if err := pc.writeBatch(batch); errors.Is(err, errClosing) {
+			err := pc.writeBatch(batch)
+			pc.q.written()
+			if errors.Is(err, errClosing) {
 				pc.finish(true)
 				return
 			} else if err != nil {

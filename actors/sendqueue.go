@@ -12,14 +12,16 @@ var (
 
 // sendQueue is a peer's bounded outbound queue of encoded envelopes. Pushing never blocks: a push that would pass
 // the byte limit fails. Control messages get a small allowance beyond the limit so that a pong or a disconnect
-// notice still goes out when data filled the queue. The writer goroutine takes everything queued at once (batching).
+// notice still goes out when data filled the queue. The writer goroutine takes everything queued at once (batching);
+// that batch counts in len until the writer reports it written.
 type sendQueue struct {
-	mu     sync.Mutex
-	items  [][]byte
-	bytes  int
-	limit  int
-	closed bool
-	notify chan struct{}
+	mu       sync.Mutex
+	items    [][]byte
+	bytes    int
+	inflight int // bytes the writer took and has not reported written
+	limit    int
+	closed   bool
+	notify   chan struct{}
 }
 
 // controlAllowance is the extra room control messages may use beyond the limit.
@@ -59,9 +61,16 @@ func (q *sendQueue) take(spare [][]byte) [][]byte {
 	q.mu.Lock()
 	items := q.items
 	q.items = spare[:0]
-	q.bytes = 0
+	q.inflight, q.bytes = q.bytes, 0
 	q.mu.Unlock()
 	return items
+}
+
+// written reports the batch of the last take written (or failed).
+func (q *sendQueue) written() {
+	q.mu.Lock()
+	q.inflight = 0
+	q.mu.Unlock()
 }
 
 // requeue puts a batch the writer took back at the front, so that a graceful close still flushes it.
@@ -74,6 +83,7 @@ func (q *sendQueue) requeue(batch [][]byte) {
 	}
 	q.items = append(append(make([][]byte, 0, len(batch)+len(q.items)), batch...), q.items...)
 	q.bytes += n
+	q.inflight = 0
 }
 
 // close makes later pushes fail and returns what was still queued.
@@ -82,13 +92,13 @@ func (q *sendQueue) close() [][]byte {
 	defer q.mu.Unlock()
 	q.closed = true
 	items := q.items
-	q.items, q.bytes = nil, 0
+	q.items, q.bytes, q.inflight = nil, 0, 0
 	return items
 }
 
-// len reports the queued bytes.
+// len reports the queued bytes, the batch being written included.
 func (q *sendQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.bytes
+	return q.bytes + q.inflight
 }

@@ -31,7 +31,7 @@ type Stats struct {
 	HandshakeFailures map[string]uint64
 	// Disconnects counts closed connections by DisconnectReason name (e.g. "DISCONNECT_REASON_SLOW_PEER").
 	Disconnects map[string]uint64
-	// QueuedBytes is what waits in the outbound queues of all connections now.
+	// QueuedBytes is what waits in the outbound queues of all connections now, batches being written included.
 	QueuedBytes int
 	// QueueDropped counts queued outbound messages that were never written because their connection closed.
 	QueueDropped uint64
