@@ -259,13 +259,12 @@ func decodeEnvelope(b []byte) (*messages.Envelope, error) {
 }
 
 func classifyReadError(err error) (messages.DisconnectReason, string) {
-	var ne net.Error
 	switch {
 	case errors.Is(err, session.ErrMessageTooLarge):
 		return messages.DisconnectReason_DISCONNECT_REASON_MESSAGE_TOO_LARGE, err.Error()
 	case errors.Is(err, session.ErrBadFrame):
 		return messages.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR, err.Error()
-	case errors.As(err, &ne) && ne.Timeout():
+	case timedOut(err):
 		return messages.DisconnectReason_DISCONNECT_REASON_IDLE_TIMEOUT, "nothing received within the idle timeout"
 	default:
 		return messages.DisconnectReason_DISCONNECT_REASON_READ_ERROR, err.Error()
@@ -311,7 +310,7 @@ const goodbyeGrace = time.Second
 // awaitGoodbye waits, after a write error other than a timeout, until the connection is closing (the reader read
 // the peer's goodbye or hit the closed socket) or goodbyeGrace has passed.
 func (pc *peerConn) awaitGoodbye(err error) {
-	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+	if timedOut(err) {
 		return
 	}
 	t := time.NewTimer(goodbyeGrace)
@@ -351,9 +350,14 @@ func (pc *peerConn) write(batch [][]byte, timeout time.Duration) error {
 	return pc.sc.WriteMessages(batch...)
 }
 
-func classifyWriteError(err error) (messages.DisconnectReason, string) {
+// timedOut tells whether err is a deadline passing.
+func timedOut(err error) bool {
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func classifyWriteError(err error) (messages.DisconnectReason, string) {
+	if timedOut(err) {
 		return messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER, "write timed out: peer is not reading"
 	}
 	return messages.DisconnectReason_DISCONNECT_REASON_WRITE_ERROR, err.Error()

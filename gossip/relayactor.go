@@ -192,11 +192,18 @@ func (a *relayActor) joined() []string {
 	return out
 }
 
-func (a *relayActor) sendHello(id session.NodeID) {
-	rpc := &messages.GossipRPC{Hello: true}
+// subscriptions returns an RPC listing the topics the node subscribes to.
+func (a *relayActor) subscriptions() *messages.GossipRPC {
+	rpc := &messages.GossipRPC{}
 	for _, t := range a.joined() {
 		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: t, Subscribe: true})
 	}
+	return rpc
+}
+
+func (a *relayActor) sendHello(id session.NodeID) {
+	rpc := a.subscriptions()
+	rpc.Hello = true
 	a.peers[id] = true
 	a.sendRPC(id, rpc, true)
 }
@@ -256,11 +263,7 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 	case rpc.Hello && len(a.subs) > 0:
 		// The peer (re)started gossip with us after our hello, which it may never have seen (it restarted, or
 		// forgot us with a closed duplicate connection): our subscriptions again, in a message that asks no reply.
-		rpc := &messages.GossipRPC{}
-		for _, t := range a.joined() {
-			rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: t, Subscribe: true})
-		}
-		a.sendRPC(from, rpc, true)
+		a.sendRPC(from, a.subscriptions(), true)
 	}
 	if rpc.Control != nil {
 		a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength)))

@@ -100,14 +100,7 @@ type treeState struct {
 	// chose meanwhile: a dead root is thus given up within TreeStaleBeats of its last beacon, even while reports
 	// of it keep coming from peers that have not given it up yet.
 	heard map[session.NodeID]beaconHeard
-	cands []rootCandidate // scratch space of updateTree
-}
-
-// rootCandidate is a root heard of in fresh reports: its latest beacon and the rank announced with it.
-type rootCandidate struct {
-	id   session.NodeID
-	seq  uint64
-	rank int
+	cands []session.NodeID // scratch space of updateTree: the roots of fresh reports
 }
 
 type beaconHeard struct {
@@ -209,8 +202,9 @@ func (r *Router) alive(ts *treeState, root session.NodeID) bool {
 // and the roots of the peers' fresh reports: the highest rank (as announced with the candidate's latest beacon),
 // then the smallest id, so that the tree hangs from a well-connected node and is shallow. The parent is the peer
 // nearest that root (the current parent on a tie). A change of place is reported at once to the topic's peers, so
-// that the tree settles within round trips rather than heartbeats.
-func (r *Router) updateTree(b *builder, name string, t *topic) {
+// that the tree settles within round trips rather than heartbeats, except a longer route (see below). It tells
+// whether it reported to every topic peer.
+func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool) {
 	ts := t.tree
 	self := r.cfg.Self
 	cands := ts.cands[:0]
@@ -218,19 +212,17 @@ func (r *Router) updateTree(b *builder, name string, t *topic) {
 		if !r.fresh(v) || v.info.Root == self || !r.alive(ts, v.info.Root) {
 			continue
 		}
-		i := slices.IndexFunc(cands, func(c rootCandidate) bool { return c.id == v.info.Root })
-		if i < 0 {
-			// The rank is the one announced with the newest beacon heard of, not with the report's: a report
-			// may carry an old beacon, and with it a rank the root no longer announces.
-			h := ts.heard[v.info.Root]
-			cands = append(cands, rootCandidate{id: v.info.Root, seq: h.seq, rank: h.rank})
+		if !slices.Contains(cands, v.info.Root) {
+			cands = append(cands, v.info.Root)
 		}
 	}
 	ts.cands = cands
 	root, rank, seq := self, ts.rank, ts.beacon
 	for _, c := range cands {
-		if outranks(c.rank, c.id, rank, root) {
-			root, rank, seq = c.id, c.rank, c.seq
+		// The rank is the one announced with the newest beacon heard of, not with a report's: a report may carry
+		// an old beacon, and with it a rank the root no longer announces.
+		if h := ts.heard[c]; outranks(h.rank, c, rank, root) {
+			root, rank, seq = c, h.rank, h.seq
 		}
 	}
 	var parent session.NodeID
@@ -276,7 +268,9 @@ func (r *Router) updateTree(b *builder, name string, t *topic) {
 	case root != old.root || rank != old.rootRank || dist != old.dist || parent != old.parent:
 		r.reportTree(b, name, t, t.peers)
 		ts.deferred = false
+		return true
 	}
+	return false
 }
 
 // reportTree sends the node's tree report to the given peers.
@@ -316,10 +310,7 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 	if ts.root == r.cfg.Self {
 		ts.seq = ts.beacon
 	}
-	before := *ts
-	r.updateTree(b, name, t)
-	if !ts.deferred && (ts.root != before.root || ts.parent != before.parent || ts.dist != before.dist ||
-		ts.rootRank != before.rootRank) {
+	if r.updateTree(b, name, t) {
 		return // reported already
 	}
 	if ts.deferred || r.beats%2 == 0 {
