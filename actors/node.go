@@ -52,6 +52,10 @@ type Node struct {
 
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	// dispatchers are the dedicated mailbox goroutines of the node's actors, stopped and awaited by Close.
+	dispatchersMu sync.Mutex
+	dispatchers   []*dedicatedDispatcher
 }
 
 // NewNode validates cfg and builds a node; nothing runs until Start.
@@ -175,6 +179,7 @@ func (n *Node) Close() error {
 		if err := n.system.Root.StopFuture(guardian).Wait(); err != nil {
 			n.log.Warn().Err(err).Msg("stopping the actor tree")
 		}
+		n.stopDispatchers()
 		if n.ownSystem {
 			n.system.Shutdown()
 		}

@@ -92,8 +92,11 @@ func (n *Node) spawnRelay(ctx actor.Context) *actor.PID {
 	if err != nil {
 		panic(err)
 	}
-	pid, err := ctx.SpawnNamed(props.Clone(actor.WithReceiverMiddleware(releaseCredits)), "gossip")
+	d := n.newDispatcher()
+	pid, err := ctx.SpawnNamed(props.Clone(actor.WithReceiverMiddleware(releaseCredits, stopDispatcherOnStop(d)),
+		actor.WithDispatcher(d)), "gossip")
 	if err != nil {
+		d.stop()
 		panic(err)
 	}
 	n.protocols.claim(gossip.Protocol, pid)
