@@ -27,8 +27,10 @@ type connHandler interface {
 }
 
 // peerConn is one authenticated connection: a bounded outbound queue drained by a writer goroutine and a reader
-// goroutine that decodes envelopes and hands them to the handler. Its goroutines are owned by the connection actor,
-// which starts them and waits for them when it stops. Other goroutines use it only through send and shutdown.
+// goroutine that decodes envelopes and hands them to the handler. The writer runs only while something is queued
+// (an idle connection holds one goroutine, its reader); keepalive pings come from a timer. Its goroutines are owned
+// by the connection actor, which starts them and waits for them when it stops. Other goroutines use it only through
+// send and shutdown.
 type peerConn struct {
 	id       session.NodeID
 	connID   uint64
@@ -50,6 +52,14 @@ type peerConn struct {
 	byRemote   bool
 	done       chan struct{}
 	running    atomic.Int32
+	exit       func() // called by the reader when it ends and by the writer that finishes the connection
+
+	// spare is the last batch's slice, reused by the next writer.
+	spare [][]byte
+	// pingMu guards the keepalive timer; pingsStopped is set once the connection finished.
+	pingMu       sync.Mutex
+	pingTimer    *time.Timer
+	pingsStopped bool
 
 	// lastActive is when a direct message last went either way (unix nanoseconds); kept is set for peers the node
 	// keeps connected. Idle connections that are not kept make room for new outbound dials.
@@ -87,27 +97,29 @@ func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, h 
 		cfg:         cfg,
 		log:         log,
 		handler:     h,
-		q:           newSendQueue(cfg.SendQueueBytes),
 		credits:     make(chan struct{}, cfg.InboundPending),
 		closing:     make(chan struct{}),
 		done:        make(chan struct{}),
 		connectedAt: time.Now(),
 	}
+	pc.q = newSendQueue(cfg.SendQueueBytes, func() { go pc.runWriter() })
 	pc.touch()
 	return pc
 }
 
-// start launches the reader and writer; onDone runs once both have exited and the socket is closed.
+// start launches the reader, the first writer (for what was queued before) and the keepalive pings; onDone runs once
+// the reader has exited and a writer has finished the connection (the socket is closed).
 func (pc *peerConn) start(onDone func()) {
 	pc.running.Store(2)
-	exit := func() {
+	pc.exit = func() {
 		if pc.running.Add(-1) == 0 {
 			close(pc.done)
 			onDone()
 		}
 	}
-	go func() { defer exit(); pc.readLoop() }()
-	go func() { defer exit(); pc.writeLoop() }()
+	pc.schedulePing()
+	go func() { defer pc.exit(); pc.readLoop() }()
+	go pc.runWriter()
 }
 
 // shutdown starts closing the connection with a reason; only the first reason counts. A write in progress is
@@ -124,6 +136,7 @@ func (pc *peerConn) shutdown(reason messages.DisconnectReason, detail string) {
 			_ = pc.sc.SetWriteDeadline(time.Unix(1, 0))
 		}
 	})
+	pc.q.stop()
 }
 
 // gracefulClose tells whether a close flushes what is queued before saying goodbye.
@@ -145,6 +158,7 @@ func (pc *peerConn) remoteShutdown(reason messages.DisconnectReason, detail stri
 		close(pc.closing)
 		_ = pc.sc.SetWriteDeadline(time.Unix(1, 0))
 	})
+	pc.q.stop()
 }
 
 // send queues an encoded envelope. A full queue disconnects the peer as too slow.
@@ -271,35 +285,58 @@ func classifyReadError(err error) (messages.DisconnectReason, string) {
 	}
 }
 
-func (pc *peerConn) writeLoop() {
-	ticker := time.NewTicker(pc.cfg.PingInterval)
-	defer ticker.Stop()
-	var spare [][]byte
+// runWriter writes what is queued, batch after batch, and ends when the queue is empty (the next push starts a
+// writer again) or finishes the connection once it is closing.
+func (pc *peerConn) runWriter() {
 	for {
-		select {
-		case <-pc.q.notify:
-			batch := pc.q.take(spare)
-			err := pc.writeBatch(batch)
-			pc.q.written()
-			if errors.Is(err, errClosing) {
-				pc.finish(true)
-				return
-			} else if err != nil {
-				pc.awaitGoodbye(err)
-				pc.shutdown(classifyWriteError(err))
-				pc.finish(false)
-				return
-			}
-			clear(batch)
-			spare = batch
-		case <-ticker.C:
-			nonce := pc.kaNonce.Add(1)
-			pc.kaSent.Store(time.Now().UnixNano())
-			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: nonce}}})
-		case <-pc.closing:
+		batch, res := pc.q.take(pc.spare)
+		switch res {
+		case queueIdle:
+			return
+		case queueStopping:
 			pc.finish(true)
 			return
 		}
+		err := pc.writeBatch(batch)
+		pc.q.written()
+		if errors.Is(err, errClosing) {
+			pc.finish(true)
+			return
+		} else if err != nil {
+			pc.awaitGoodbye(err)
+			pc.shutdown(classifyWriteError(err))
+			pc.finish(false)
+			return
+		}
+		clear(batch)
+		pc.spare = batch
+	}
+}
+
+// schedulePing arms the keepalive timer, unless the connection finished.
+func (pc *peerConn) schedulePing() {
+	pc.pingMu.Lock()
+	defer pc.pingMu.Unlock()
+	if !pc.pingsStopped {
+		pc.pingTimer = time.AfterFunc(pc.cfg.PingInterval, pc.ping)
+	}
+}
+
+// ping queues a keepalive ping (its pong measures the RTT) and arms the next one.
+func (pc *peerConn) ping() {
+	nonce := pc.kaNonce.Add(1)
+	pc.kaSent.Store(time.Now().UnixNano())
+	pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: nonce}}})
+	pc.schedulePing()
+}
+
+// stopPings stops the keepalive timer for good.
+func (pc *peerConn) stopPings() {
+	pc.pingMu.Lock()
+	defer pc.pingMu.Unlock()
+	pc.pingsStopped = true
+	if pc.pingTimer != nil {
+		pc.pingTimer.Stop()
 	}
 }
 
@@ -363,8 +400,11 @@ func classifyWriteError(err error) (messages.DisconnectReason, string) {
 	return messages.DisconnectReason_DISCONNECT_REASON_WRITE_ERROR, err.Error()
 }
 
-// finish flushes what a graceful close allows, tells the peer why, and closes the socket.
+// finish flushes what a graceful close allows, tells the peer why, and closes the socket. Exactly one writer calls
+// it, and it counts as the writer's exit.
 func (pc *peerConn) finish(canWrite bool) {
+	defer pc.exit()
+	pc.stopPings()
 	left := pc.q.close()
 	pc.dropped = len(left)
 	if canWrite && !pc.byRemote {

@@ -12,23 +12,30 @@ var (
 
 // sendQueue is a peer's bounded outbound queue of encoded envelopes. Pushing never blocks: a push that would pass
 // the byte limit fails. Control messages get a small allowance beyond the limit so that a pong or a disconnect
-// notice still goes out when data filled the queue. The writer goroutine takes everything queued at once (batching);
-// that batch counts in len until the writer reports it written.
+// notice still goes out when data filled the queue. A writer takes everything queued at once (batching); that batch
+// counts in len until the writer reports it written.
+//
+// The writer runs only while there is something to write: take marks the queue idle when it finds nothing, and the
+// next push (or stop) starts a writer again through startWriter. An idle connection thus holds no writer goroutine.
 type sendQueue struct {
 	mu       sync.Mutex
 	items    [][]byte
 	bytes    int
 	inflight int // bytes the writer took and has not reported written
 	limit    int
-	closed   bool
-	notify   chan struct{}
+	closed   bool // pushes fail
+	stopping bool // the connection is closing: the writer finishes instead of going idle
+	// active is set while a writer runs, and before the connection starts (start launches the first writer).
+	active      bool
+	startWriter func()
 }
 
 // controlAllowance is the extra room control messages may use beyond the limit.
 const controlAllowance = 64 << 10
 
-func newSendQueue(limit int) *sendQueue {
-	return &sendQueue{limit: limit, notify: make(chan struct{}, 1)}
+// newSendQueue returns an empty queue; startWriter is called, outside the queue's lock, whenever a writer must start.
+func newSendQueue(limit int, startWriter func()) *sendQueue {
+	return &sendQueue{limit: limit, active: true, startWriter: startWriter}
 }
 
 // push queues b, or fails with errQueueFull or errQueueClosed.
@@ -48,22 +55,54 @@ func (q *sendQueue) push(b []byte, control bool) error {
 	}
 	q.items = append(q.items, b)
 	q.bytes += len(b)
+	start := !q.active
+	q.active = true
 	q.mu.Unlock()
-	select {
-	case q.notify <- struct{}{}:
-	default:
+	if start {
+		q.startWriter()
 	}
 	return nil
 }
 
-// take moves every queued item into spare (reused by the caller) and returns it.
-func (q *sendQueue) take(spare [][]byte) [][]byte {
+// takeResult tells the writer what take found.
+type takeResult int
+
+const (
+	// batchTaken: write the batch, then take again.
+	batchTaken takeResult = iota
+	// queueIdle: nothing is queued; the writer ends and the next push starts another.
+	queueIdle
+	// queueStopping: the connection is closing; the writer finishes it.
+	queueStopping
+)
+
+// take moves every queued item into spare (reused by the caller) and returns it, or tells the writer to end.
+func (q *sendQueue) take(spare [][]byte) ([][]byte, takeResult) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.stopping:
+		return nil, queueStopping
+	case len(q.items) == 0:
+		q.active = false
+		return nil, queueIdle
+	}
 	items := q.items
 	q.items = spare[:0]
 	q.inflight, q.bytes = q.bytes, 0
+	return items, batchTaken
+}
+
+// stop makes the writer finish the connection: the running one at its next take, or a new one if none runs.
+func (q *sendQueue) stop() {
+	q.mu.Lock()
+	q.stopping = true
+	start := !q.active
+	q.active = true
 	q.mu.Unlock()
-	return items
+	if start {
+		q.startWriter()
+	}
 }
 
 // written reports the batch of the last take written (or failed).
