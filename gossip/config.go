@@ -94,6 +94,11 @@ type Config struct {
 	// TreeStaleBeats is the number of heartbeats without news of the root (its beacon not advancing) after which
 	// a node gives the root up; a peer's tree report older than that is ignored too (default 5).
 	TreeStaleBeats int
+	// PublishFanout is how many topic peers besides its tree links a publisher pushes a new message to (Tree),
+	// chosen at random per message. Each starts a branch of the tree nearer to the far nodes, which cuts the hops to
+	// the last receiver; branches meet, so each costs about two duplicates. Default 0 here; the relay's
+	// DefaultRelayConfig sets it.
+	PublishFanout int
 
 	// MsgID computes the id of a message; nil means DefaultMsgID. It must depend only on fields fixed by the
 	// origin (never on ID or Hops) and must not modify the message.
@@ -146,6 +151,8 @@ func (c Config) Validate() error {
 	case c.HeartbeatInterval <= 0 || c.GossipDelay < 0 || c.SeenTTL <= 0 || c.PruneBackoff <= 0 ||
 		c.IWantTimeout <= 0 || c.ValidationTimeout <= 0:
 		return bad("durations must be positive (GossipDelay may be zero)")
+	case c.PublishFanout < 0:
+		return bad("PublishFanout = %d, want >= 0", c.PublishFanout)
 	case c.HistoryGossip < 1 || c.HistoryLength <= c.HistoryGossip:
 		return bad("want 1 <= HistoryGossip < HistoryLength, got %d and %d", c.HistoryGossip, c.HistoryLength)
 	case c.GossipDelay >= time.Duration(c.HistoryLength-c.HistoryGossip)*c.HeartbeatInterval:

@@ -84,6 +84,10 @@ func DefaultRelayConfig() RelayConfig {
 	// random others are needed to repair what a broken tree link missed.
 	rc.Dlazy = 2
 	rc.TreeRanked = true // the tree hangs from the best-connected node: shallower
+	// A publisher pushes to (about) all its topic peers, not only its tree links: at N = 200 with 8 outbound
+	// connections per node, the median delay to half the nodes drops by a hop (p50 91 -> 71-76 ms) for 0.13
+	// duplicates and ~180 more wire bytes per delivery.
+	rc.PublishFanout = 16
 	return RelayConfig{
 		Router: rc, MaxMessageSize: 512 << 10, SignMessages: true, VerifySignatures: true,
 		PeerMessageRate: 2000, PeerMessageBurst: 4000, PenaltyBan: 10 * time.Minute, DeliveryBuffer: 1024,

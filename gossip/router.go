@@ -275,6 +275,13 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 			b.message(id, out)
 			e.addHolder(id)
 		}
+		if r.cfg.PublishFanout > 0 {
+			others := slices.DeleteFunc(slices.Clone(t.peers), func(id session.NodeID) bool { return slices.Contains(tl, id) })
+			for _, id := range r.sample(others, r.cfg.PublishFanout) {
+				b.message(id, out)
+				e.addHolder(id)
+			}
+		}
 	} else if t.joined && len(t.mesh) > 0 {
 		if t.eagerCount() == 0 { // cut off from the tree: graft one mesh link back
 			l := &t.mesh[r.rng.IntN(len(t.mesh))]

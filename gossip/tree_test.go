@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -318,5 +319,32 @@ func TestExtendPathKeepsTheNearestNodes(t *testing.T) {
 	}
 	if again := extendPath(got, long, 99); &again[0] != &got[0] {
 		t.Fatal("an unchanged path was copied")
+	}
+}
+
+func TestTreePublisherAlsoPushesToPublishFanoutOtherPeers(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Tree, cfg.Self, cfg.PublishFanout = true, nid(self), 3
+	r := joined(t, cfg, 10)
+	r.HandleTree(t0, nid(1), report(1, 0, -1, 5))
+	r.HandleTree(t0, nid(4), report(1, 2, self, 5)) // 4 is a child; 1 is the parent
+	for i := range 20 {
+		out, err := r.Publish(t0, msg(fmt.Sprint("m", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := receivers(out)
+		if len(got) != 5 || !slices.Contains(got, nid(1)) || !slices.Contains(got, nid(4)) {
+			t.Fatalf("published to %d peers, want the 2 tree links and 3 others", len(got))
+		}
+		if len(slices.Compact(sorted(got))) != len(got) {
+			t.Fatal("a peer got the message twice")
+		}
+	}
+	// A relayed message stays on the tree links.
+	m := msg("from parent")
+	out, _ := receive(t, r, t0, nid(1), m, Accept)
+	if got := receivers(out); len(got) != 1 || got[0] != nid(4) {
+		t.Fatalf("relayed to %d peers, want the child only", len(got))
 	}
 }
