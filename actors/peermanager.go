@@ -95,6 +95,8 @@ type peerManager struct {
 	// bans outlives restarts of the peer manager (its Props own it); inbound throttles inbound connections per IP.
 	bans    *banList
 	inbound *routing.RateLimiter[netip.Addr]
+	// bufs lends the node's connections their large read and write buffers; like bans, its Props own it.
+	bufs *session.BufferPool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -110,6 +112,7 @@ func (n *Node) peerManagerProps() *actor.Props {
 	// A connection actor that panics is stopped, never restarted: its socket is gone. The peer manager redials.
 	stopChildren := actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })
 	bans := newBanList(maxBans)
+	bufs := session.NewBufferPool()
 	return actor.PropsFromProducer(func() actor.Actor {
 		ctx, cancel := context.WithCancel(context.Background())
 		return &peerManager{
@@ -117,6 +120,7 @@ func (n *Node) peerManagerProps() *actor.Props {
 			wanted: make(map[session.NodeID]*wantedPeer), dialing: make(map[session.NodeID][]chan<- error),
 			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}),
 			bans:    bans,
+			bufs:    bufs,
 			inbound: routing.NewRateLimiter[netip.Addr](n.cfg.InboundPerIPRate, n.cfg.InboundPerIPBurst, inboundThrottleIPs),
 		}
 	}, actor.WithSupervisor(stopChildren))
@@ -225,7 +229,7 @@ func (m *peerManager) handshakeConfig() session.HandshakeConfig {
 	}
 	return session.HandshakeConfig{
 		Identity: m.n.identity, NetworkID: m.n.cfg.NetworkID, ListenAddrs: listen,
-		Timeout: m.n.cfg.HandshakeTimeout, MaxMessageSize: m.n.cfg.MaxMessageSize,
+		Timeout: m.n.cfg.HandshakeTimeout, MaxMessageSize: m.n.cfg.MaxMessageSize, Buffers: m.bufs,
 	}
 }
 

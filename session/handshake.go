@@ -56,7 +56,7 @@ const maxHandshakeMessage = 4096
 // BenchmarkCipherSuites: on the target CPUs (AES-NI) it seals 1 KiB transport messages about twice as fast as
 // ChaCha20-Poly1305. The suite is fixed: XX cannot negotiate it.
 func cipherSuiteFor(dh noise.DHFunc) noise.CipherSuite {
-	return noise.NewCipherSuite(dh, noise.CipherAESGCM, noise.HashSHA256)
+	return noise.NewCipherSuite(dh, aesGCM{}, noise.HashSHA256)
 }
 
 // HandshakeConfig is the local side's part of a handshake.
@@ -74,6 +74,10 @@ type HandshakeConfig struct {
 	MaxMessageSize int
 	// Transient tells the peer that the dialer opens this connection on demand and does not keep it.
 	Transient bool
+	// Buffers lends the resulting Conn (and the handshake) the buffers it needs beyond a small fixed one, for
+	// as long as it needs them; share one pool among the connections of a node. Nil means buffers are allocated
+	// as needed and dropped when no longer needed.
+	Buffers *BufferPool
 }
 
 // PeerInfo is what the remote proved or declared in the handshake.
@@ -157,7 +161,7 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 	h := handshake{
 		ctx:       ctx,
 		conn:      conn,
-		fr:        frameReader{src: conn},
+		fr:        frameReader{src: conn, pool: cfg.Buffers},
 		cfg:       cfg,
 		timeout:   time.Until(deadline),
 		initiator: initiator,
@@ -175,10 +179,16 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
+	var c *Conn
 	if initiator {
-		return h.runInitiator(hs)
+		c, err = h.runInitiator(hs)
+	} else {
+		c, err = h.runResponder(hs)
 	}
-	return h.runResponder(hs)
+	if err != nil {
+		h.fr.discard() // no Conn took over the read buffer
+	}
+	return c, err
 }
 
 // handshake is the state of one Handshake call.

@@ -29,19 +29,32 @@ const (
 	maxFramePlaintext = noise.MaxMsgLen - tagSize
 	// msgHeaderSize is the size of the length prefix of an application message.
 	msgHeaderSize = 4
-	// initialReadBuffer is the read buffer size of a connection. A frame that needs more gets a buffer of its
-	// size (at most 2+65535), given up once drained, so that an idle connection holds only the small one.
-	initialReadBuffer = 4 << 10
-	// retainedWriteBuffer is the largest write buffer a connection keeps between writes; a larger one, grown by a
-	// big batch, is given up after its flush.
-	retainedWriteBuffer = 8 << 10
+	// smallReadBuffer is the size of the fixed read buffer every connection keeps, the only one an idle
+	// connection holds. It serves the blocking read for the next frame's header, and whole frames of up to
+	// smallReadBuffer-2 bytes: every handshake message of the usual size (a few hundred bytes) and a frame of a
+	// few small control messages. A larger frame is read into a pooled buffer. 512 bytes per connection end is
+	// 1.6 MB for 3200 of them, where a 4 KiB buffer was 13 MB.
+	smallReadBuffer = 512
 	// writeFlushSize is how many buffered bytes make WriteMessages write them out before packing more frames.
 	writeFlushSize = 64 << 10
+	// maxWriteBuffer is the most a write buffer holds: just under writeFlushSize of sealed frames, then one whole
+	// frame with its prefix and tag. It is exactly 128 KiB.
+	maxWriteBuffer = writeFlushSize - 1 + 2 + noise.MaxMsgLen
+)
+
+// The largest pooled buffer holds a whole write buffer and a whole frame (these fail to compile otherwise).
+const (
+	_ = uint(maxPooledBuffer - maxWriteBuffer)
+	_ = uint(maxPooledBuffer - 2 - noise.MaxMsgLen)
 )
 
 // Conn is an authenticated, encrypted connection carrying whole application messages. It is returned by
 // Handshake. One goroutine may call ReadMessage while another calls WriteMessages; Close and the deadline
 // setters may be called from any goroutine.
+//
+// A Conn holds a large buffer only while it needs one: for reading, while the frame being read or the bytes read
+// ahead do not fit a small fixed buffer; for writing, during WriteMessages. Large buffers come from
+// HandshakeConfig.Buffers and go back to it. An idle Conn holds only the small buffer.
 type Conn struct {
 	nc        net.Conn
 	peer      PeerInfo
@@ -56,18 +69,21 @@ type Conn struct {
 	pending []byte // decrypted plaintext not yet fed to dec; aliases fr's buffer
 	rerr    error  // sticky: the inbound stream is broken
 
-	// Write side, owned by the writing goroutine.
+	// Write side, owned by the writing goroutine. wbuf and wpooled are nil between calls of WriteMessages.
 	send       *noise.CipherState
-	wbuf       []byte // sealed frames, then the open frame's header and plaintext
-	frameStart int    // offset in wbuf of the open frame's length prefix, -1 if none
-	werr       error  // sticky: the outbound stream is broken
+	bufs       *BufferPool
+	wpooled    *[]byte // the pooled buffer under wbuf
+	wbuf       []byte  // sealed frames, then the open frame's header and plaintext
+	frameStart int     // offset in wbuf of the open frame's length prefix, -1 if none
+	werr       error   // sticky: the outbound stream is broken
 
 	// bytesRead and bytesWritten count transport bytes (frames with their length prefix and tag) since the
 	// handshake; they are read from any goroutine.
 	bytesRead, bytesWritten atomic.Uint64
 }
 
-// newConn returns the Conn over nc after a handshake; fr holds what was read past the handshake.
+// newConn returns the Conn over nc after a handshake; fr holds what was read past the handshake, and the Conn
+// takes its write buffers from fr's pool too.
 func newConn(nc net.Conn, fr frameReader, send, recv *noise.CipherState, peer PeerInfo, maxMsg int) *Conn {
 	return &Conn{
 		nc:         nc,
@@ -77,6 +93,7 @@ func newConn(nc net.Conn, fr frameReader, send, recv *noise.CipherState, peer Pe
 		recv:       recv,
 		dec:        messageDecoder{max: maxMsg},
 		send:       send,
+		bufs:       fr.pool,
 		frameStart: -1,
 	}
 }
@@ -134,22 +151,34 @@ func (c *Conn) ReadMessage() ([]byte, error) {
 			n, msg, err := c.dec.Feed(c.pending)
 			c.pending = c.pending[n:]
 			if err != nil {
-				c.rerr = err
-				return nil, err
+				return nil, c.failRead(err)
 			}
 			if msg != nil {
+				if len(c.pending) == 0 { // msg is a copy: nothing points into the read buffer any more
+					c.pending = nil
+					c.fr.release()
+				}
 				return msg, nil
 			}
 		}
+		c.pending = nil // readFrame may give back the buffer pending pointed into
 		pt, err := c.readFrame()
 		if err != nil {
 			if errors.Is(err, ErrBadFrame) {
-				c.rerr = err
+				return nil, c.failRead(err)
 			}
 			return nil, err
 		}
 		c.pending = pt
 	}
+}
+
+// failRead makes err sticky for later reads and gives back the read buffer, if pooled: nothing more is read.
+func (c *Conn) failRead(err error) error {
+	c.rerr = err
+	c.pending = nil
+	c.fr.discard()
+	return err
 }
 
 // readFrame reads and decrypts the next transport frame, in place in the read buffer.
@@ -187,20 +216,46 @@ func (c *Conn) WriteMessages(msgs ...[]byte) error {
 	if c.werr != nil {
 		return c.werr
 	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	c.wpooled = c.bufs.Get(writeBufferSize(msgs))
+	c.wbuf = (*c.wpooled)[:0]
+	err := c.writeBatch(msgs)
+	c.bufs.Put(c.wpooled) // nc.Write does not retain the buffer (io.Writer's contract)
+	c.wpooled, c.wbuf, c.frameStart = nil, nil, -1
+	return c.failWrite(err)
+}
+
+// writeBufferSize returns the size of the buffer that holds everything WriteMessages(msgs...) buffers at once:
+// the whole batch in frames if it is smaller than maxWriteBuffer, else maxWriteBuffer.
+func writeBufferSize(msgs [][]byte) int {
+	plain := 0
+	for _, m := range msgs {
+		if plain += msgHeaderSize + len(m); plain >= maxWriteBuffer {
+			return maxWriteBuffer
+		}
+	}
+	frames := (plain + maxFramePlaintext - 1) / maxFramePlaintext
+	return min(plain+frames*(2+tagSize), maxWriteBuffer)
+}
+
+// writeBatch frames, seals and writes msgs through wbuf.
+func (c *Conn) writeBatch(msgs [][]byte) error {
 	var hdr [msgHeaderSize]byte
 	for _, m := range msgs {
 		binary.BigEndian.PutUint32(hdr[:], uint32(len(m)))
 		if err := c.appendPlain(hdr[:]); err != nil {
-			return c.failWrite(err)
+			return err
 		}
 		if err := c.appendPlain(m); err != nil {
-			return c.failWrite(err)
+			return err
 		}
 	}
 	if err := c.sealFrame(); err != nil {
-		return c.failWrite(err)
+		return err
 	}
-	return c.failWrite(c.flush())
+	return c.flush()
 }
 
 // appendPlain adds p to the outbound plaintext stream, sealing frames as they fill up.
@@ -251,9 +306,6 @@ func (c *Conn) flush() error {
 	n, err := c.nc.Write(c.wbuf)
 	c.bytesWritten.Add(uint64(n))
 	c.wbuf = c.wbuf[:0]
-	if cap(c.wbuf) > retainedWriteBuffer {
-		c.wbuf = nil
-	}
 	if err != nil {
 		return fmt.Errorf("session: write: %w", err)
 	}
@@ -264,74 +316,97 @@ func (c *Conn) flush() error {
 func (c *Conn) failWrite(err error) error {
 	if err != nil {
 		c.werr = err
-		c.wbuf = nil
 	}
 	return err
 }
 
 // frameReader reads frames, each a 2-byte big-endian length and that many bytes, from src through its own
-// buffer, so that the handshake and the Conn after it share what was read ahead.
+// buffer, so that the handshake and the Conn after it share what was read ahead. It reads into the fixed small
+// buffer; a frame that does not fit gets a buffer from pool (nil: newly allocated), which release gives back.
+// Copying a frameReader moves its state; the copy from which it was made must not be used any more.
 type frameReader struct {
-	src   io.Reader
-	buf   []byte
-	small []byte // the initialReadBuffer-sized buffer, taken back once a larger one is drained
-	r, w  int    // unread bytes are buf[r:w]
+	src  io.Reader
+	pool *BufferPool
+	big  *[]byte // the pooled buffer in use, its length its capacity; nil while small is in use
+	r, w int     // unread bytes are buf()[r:w]
+
+	small [smallReadBuffer]byte
 }
 
 // errFrameTooLong is returned by frameReader.next for a frame over its limit.
 var errFrameTooLong = errors.New("frame too long")
 
-// next returns the body of the next frame; it stays valid until the next call. A frame longer than limit is
-// an error. After a read error (e.g. a timeout) nothing is consumed, so next may be called again. It returns
-// io.EOF only if src ended at a frame boundary, io.ErrUnexpectedEOF if it ended inside a frame.
-func (f *frameReader) next(limit int) ([]byte, error) {
-	if len(f.buf) > initialReadBuffer && f.w-f.r <= initialReadBuffer { // back to the small buffer
-		if f.small == nil {
-			f.small = make([]byte, initialReadBuffer)
-		}
-		f.w, f.r = copy(f.small, f.buf[f.r:f.w]), 0
-		f.buf = f.small
+// buf returns the buffer in use.
+func (f *frameReader) buf() []byte {
+	if f.big != nil {
+		return *f.big
 	}
+	return f.small[:]
+}
+
+// next returns the body of the next frame; it stays valid until the next call of next, release or discard. A
+// frame longer than limit is an error. After a read error (e.g. a timeout) nothing is consumed, so next may be
+// called again. It returns io.EOF only if src ended at a frame boundary, io.ErrUnexpectedEOF if it ended
+// inside a frame.
+func (f *frameReader) next(limit int) ([]byte, error) {
+	f.release() // the previous body is dead: an idle reader waits on the small buffer
 	if err := f.fill(2); err != nil {
 		return nil, err
 	}
-	n := int(binary.BigEndian.Uint16(f.buf[f.r:]))
+	buf := f.buf()
+	n := int(binary.BigEndian.Uint16(buf[f.r:]))
 	if n > limit {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLong, n, limit)
 	}
 	if err := f.fill(2 + n); err != nil {
 		return nil, err
 	}
-	body := f.buf[f.r+2 : f.r+2+n]
+	buf = f.buf() // fill may have switched buffers
+	body := buf[f.r+2 : f.r+2+n]
 	f.r += 2 + n
 	return body, nil
 }
 
-// fill makes at least n bytes (n <= 2+65535) readable in buf[r:w].
+// release goes back to the small buffer if the unread bytes fit it, giving the pooled buffer back. The caller
+// must hold no slice of the buffer (such as the last body returned by next).
+func (f *frameReader) release() {
+	if f.big == nil || f.w-f.r > len(f.small) {
+		return
+	}
+	f.w, f.r = copy(f.small[:], (*f.big)[f.r:f.w]), 0
+	f.pool.Put(f.big)
+	f.big = nil
+}
+
+// discard drops the unread bytes and gives the pooled buffer back, for a reader that reads no more. The caller
+// must hold no slice of the buffer.
+func (f *frameReader) discard() {
+	f.pool.Put(f.big)
+	f.big = nil
+	f.r, f.w = 0, 0
+}
+
+// fill makes at least n bytes (n <= 2+65535) readable in buf()[r:w]. If they do not fit the buffer in use, it
+// moves the unread bytes to a pooled buffer big enough and gives back the previous one, if pooled.
 func (f *frameReader) fill(n int) error {
 	if f.w-f.r >= n {
 		return nil
 	}
-	if len(f.buf)-f.r < n {
-		if len(f.buf) < n {
-			var buf []byte
-			if n <= initialReadBuffer {
-				if f.small == nil {
-					f.small = make([]byte, initialReadBuffer)
-				}
-				buf = f.small
-			} else {
-				buf = make([]byte, (n+initialReadBuffer-1)/initialReadBuffer*initialReadBuffer)
-			}
-			f.w = copy(buf, f.buf[f.r:f.w])
-			f.buf = buf
+	if buf := f.buf(); len(buf)-f.r < n {
+		if len(buf) >= n {
+			f.w = copy(buf, buf[f.r:f.w])
 		} else {
-			f.w = copy(f.buf, f.buf[f.r:f.w])
+			big := f.pool.Get(n)
+			*big = (*big)[:cap(*big)] // read ahead as far as the buffer goes
+			f.w = copy(*big, buf[f.r:f.w])
+			f.pool.Put(f.big) // no-op for the small buffer
+			f.big = big
 		}
 		f.r = 0
 	}
+	buf := f.buf()
 	for empty := 0; f.w-f.r < n; {
-		m, err := f.src.Read(f.buf[f.w:])
+		m, err := f.src.Read(buf[f.w:])
 		f.w += m
 		switch {
 		case f.w-f.r >= n:

@@ -33,10 +33,13 @@ func (m *memConn) Write(p []byte) (int, error) { return m.w.Write(p) }
 func (m *memConn) Close() error                { return nil }
 
 // keyedConn returns a Conn that reads from r and writes to w, both directions keyed with testKey.
-func keyedConn(r io.Reader, w io.Writer, maxMsg int) *Conn {
+func keyedConn(r io.Reader, w io.Writer, maxMsg int) *Conn { return keyedPooledConn(r, w, maxMsg, nil) }
+
+// keyedPooledConn is keyedConn with its buffers from pool.
+func keyedPooledConn(r io.Reader, w io.Writer, maxMsg int, pool *BufferPool) *Conn {
 	suite := cipherSuiteFor(noise.DH25519)
 	nc := &memConn{r: r, w: w}
-	return newConn(nc, frameReader{src: nc}, noise.UnsafeNewCipherState(suite, testKey, 0),
+	return newConn(nc, frameReader{src: nc, pool: pool}, noise.UnsafeNewCipherState(suite, testKey, 0),
 		noise.UnsafeNewCipherState(suite, testKey, 0), PeerInfo{}, maxMsg)
 }
 
@@ -66,9 +69,16 @@ func testMessage(seed uint64, n int) []byte {
 // handshakenPair returns two Conns connected over TCP with the given maximum message sizes.
 func handshakenPair(tb testing.TB, maxA, maxB int) (*Conn, *Conn) {
 	tb.Helper()
-	dc, ac := tcpPair(tb)
 	a, b := testConfig(tb, 1), testConfig(tb, 2)
 	a.MaxMessageSize, b.MaxMessageSize = maxA, maxB
+	dc, ac := tcpPair(tb)
+	return handshakeOver(tb, dc, ac, a, b)
+}
+
+// handshakeOver runs the handshake over the two ends of a connection, the dialer end dc as the initiator with
+// configuration a, and returns the two Conns.
+func handshakeOver(tb testing.TB, dc, ac net.Conn, a, b HandshakeConfig) (*Conn, *Conn) {
+	tb.Helper()
 	done := make(chan handshakeResult, 1)
 	go func() {
 		c, err := Handshake(context.Background(), ac, b, false, NodeID{})
@@ -404,7 +414,8 @@ func TestConnAllocations(t *testing.T) {
 	for i := range batch {
 		batch[i] = []byte("a small message")
 	}
-	r := keyedConn(bytes.NewReader(sealed(t, batch)), nil, 1000)
+	pool := NewBufferPool()
+	r := keyedPooledConn(bytes.NewReader(sealed(t, batch)), nil, 1000, pool)
 	if allocs := testing.AllocsPerRun(runs, func() {
 		if _, err := r.ReadMessage(); err != nil {
 			t.Fatal(err)
@@ -412,7 +423,7 @@ func TestConnAllocations(t *testing.T) {
 	}); allocs != 1 {
 		t.Fatalf("ReadMessage allocates %v times per message, want 1 (the message)", allocs)
 	}
-	w := keyedConn(nil, io.Discard, 1000)
+	w := keyedPooledConn(nil, io.Discard, 1000, pool)
 	if allocs := testing.AllocsPerRun(runs, func() {
 		if err := w.WriteMessages(batch[:10]...); err != nil {
 			t.Fatal(err)
@@ -516,11 +527,15 @@ func BenchmarkCipherSuites(b *testing.B) {
 }
 
 // BenchmarkConnThroughput sends 1 KiB messages from one Conn to another over TCP loopback, in batches of
-// various sizes, and reports messages per second.
+// various sizes, with and without a pool for the Conns' buffers, and reports messages per second.
 func BenchmarkConnThroughput(b *testing.B) {
-	for _, batchSize := range []int{1, 16, 128} {
-		b.Run(fmt.Sprintf("batch=%d", batchSize), func(b *testing.B) {
-			a, r := handshakenPair(b, 0, 0)
+	for _, bench := range []struct {
+		batchSize int
+		pooled    bool
+	}{{1, true}, {16, true}, {128, true}, {1, false}, {16, false}, {128, false}} {
+		batchSize := bench.batchSize
+		b.Run(fmt.Sprintf("batch=%d/pool=%v", batchSize, bench.pooled), func(b *testing.B) {
+			a, r := pooledPair(b, bench.pooled)
 			defer a.Close()
 			defer r.Close()
 			msg := make([]byte, 1024)
@@ -555,27 +570,53 @@ func BenchmarkConnThroughput(b *testing.B) {
 	}
 }
 
-func TestConnGivesUpBuffersGrownByLargeFrames(t *testing.T) {
-	msgs := [][]byte{testMessage(1, 20<<10), []byte("small"), []byte("small again")}
-	r := keyedConn(bytes.NewReader(sealed(t, msgs[:1], msgs[1:2], msgs[2:])), nil, 1<<20) // a frame each
-	for i, want := range msgs {
-		got, err := r.ReadMessage()
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("message %d: %d bytes, %v", i, len(got), err)
-		}
-		if i > 0 && len(r.fr.buf) > initialReadBuffer {
-			t.Fatalf("after message %d the read buffer still holds %d bytes", i, len(r.fr.buf))
-		}
+// pooledPair returns two Conns connected over TCP, their buffers from one pool if pooled.
+func pooledPair(tb testing.TB, pooled bool) (*Conn, *Conn) {
+	tb.Helper()
+	a, b := testConfig(tb, 1), testConfig(tb, 2)
+	if pooled {
+		a.Buffers = NewBufferPool()
+		b.Buffers = a.Buffers
 	}
-	var w countingWriter
-	c := keyedConn(nil, &w, 1<<20)
-	if err := c.WriteMessages(testMessage(2, 20<<10)); err != nil {
-		t.Fatal(err)
-	}
-	if cap(c.wbuf) > retainedWriteBuffer {
-		t.Fatalf("the write buffer keeps %d bytes after a large write", cap(c.wbuf))
-	}
-	if err := c.WriteMessages([]byte("small")); err != nil || cap(c.wbuf) == 0 {
-		t.Fatalf("a small write: %v, buffer kept %d bytes", err, cap(c.wbuf))
+	dc, ac := tcpPair(tb)
+	return handshakeOver(tb, dc, ac, a, b)
+}
+
+// BenchmarkConnRoundTrip1KiB sends a 1 KiB message over TCP loopback and waits for the peer to echo it back,
+// with the Conns' buffers pooled (one pool for both, as in a node) and not.
+func BenchmarkConnRoundTrip1KiB(b *testing.B) {
+	for _, pooled := range []bool{true, false} {
+		b.Run(fmt.Sprintf("pool=%v", pooled), func(b *testing.B) {
+			a, r := pooledPair(b, pooled)
+			defer a.Close()
+			echoed := make(chan error, 1)
+			go func() {
+				for {
+					m, err := r.ReadMessage()
+					if err == nil {
+						err = r.WriteMessages(m)
+					}
+					if err != nil {
+						echoed <- err
+						return
+					}
+				}
+			}()
+			msg := testMessage(1, 1024)
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := a.WriteMessages(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := a.ReadMessage(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			a.Close()
+			<-echoed
+			r.Close()
+		})
 	}
 }

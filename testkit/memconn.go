@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"bytes"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -9,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/actormesh/actormesh/session"
 )
 
 // The connections of a MemNetwork: two ends sharing one state, a timed byte stream per direction.
@@ -45,8 +46,9 @@ type stream struct {
 }
 
 type chunk struct {
-	b  []byte
-	at time.Time
+	b   []byte  // the bytes not read yet
+	buf *[]byte // the pooled buffer under b
+	at  time.Time
 }
 
 // schedule computes the delivery time of a write of size bytes at now.
@@ -74,13 +76,14 @@ func (d *stream) schedule(size int, now time.Time, lc LinkConfig, retransmit tim
 	return at
 }
 
-// read copies the bytes due at now into b.
-func (d *stream) read(b []byte, now time.Time) int {
+// read copies the bytes due at now into b, giving the chunks it empties back to pool.
+func (d *stream) read(b []byte, now time.Time, pool *session.BufferPool) int {
 	n := 0
 	for n < len(b) && len(d.q) > 0 && !d.q[0].at.After(now) {
 		k := copy(b[n:], d.q[0].b)
 		n += k
 		if d.q[0].b = d.q[0].b[k:]; len(d.q[0].b) == 0 {
+			pool.Put(d.q[0].buf)
 			d.q[0] = chunk{}
 			d.q = d.q[1:]
 		}
@@ -89,7 +92,10 @@ func (d *stream) read(b []byte, now time.Time) int {
 	return n
 }
 
-func (d *stream) discard() {
+func (d *stream) discard(pool *session.BufferPool) {
+	for _, c := range d.q {
+		pool.Put(c.buf)
+	}
 	clear(d.q)
 	d.q = nil
 	d.buffered = 0
@@ -131,8 +137,8 @@ func (s *memConnState) abort() {
 		return
 	}
 	s.reset = true
-	s.dir[0].discard()
-	s.dir[1].discard()
+	s.dir[0].discard(s.n.chunks)
+	s.dir[1].discard(s.n.chunks)
 	s.wakeAll()
 	s.mu.Unlock()
 	s.n.untrack(s)
@@ -158,7 +164,7 @@ func (c *memConn) Read(b []byte) (int, error) {
 		if len(b) == 0 {
 			return 0, nil
 		}
-		if n := in.read(b, now); n > 0 {
+		if n := in.read(b, now, s.n.chunks); n > 0 {
 			broadcast(&in.writable)
 			return n, nil
 		}
@@ -197,7 +203,9 @@ func (c *memConn) Write(b []byte) (int, error) {
 		k := min(room, len(b)-written)
 		at := out.schedule(k, now, lc, s.n.cfg.RetransmitDelay, s.rng)
 		wasEmpty := len(out.q) == 0
-		out.q = append(out.q, chunk{b: bytes.Clone(b[written : written+k]), at: at})
+		buf := s.n.chunks.Get(k)
+		copy(*buf, b[written:written+k])
+		out.q = append(out.q, chunk{b: *buf, buf: buf, at: at})
 		out.buffered += k
 		written += k
 		s.n.written.Add(int64(k))
@@ -220,7 +228,7 @@ func (c *memConn) Close() error {
 		return nil
 	}
 	s.end[c.side].closed = true
-	s.dir[1-c.side].discard()
+	s.dir[1-c.side].discard(s.n.chunks)
 	s.wakeAll()
 	done := s.reset || s.end[1-c.side].closed
 	s.mu.Unlock()

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/actormesh/actormesh/session"
 )
 
 // Address ranges and limits of a MemNetwork.
@@ -61,6 +63,9 @@ type MemNetwork struct {
 	links   atomic.Pointer[map[linkKey]LinkConfig] // copy-on-write overrides of cfg.Link
 	written atomic.Int64
 	dials   atomic.Int64
+	// chunks lends the copies of written bytes that connections hold until they are read: a kernel's socket
+	// buffers make no garbage, and neither should the emulation of them.
+	chunks *session.BufferPool
 
 	mu            sync.Mutex
 	rng           *rand.Rand // seeds the generator of each connection
@@ -93,6 +98,7 @@ func NewMemNetwork(cfg MemConfig) *MemNetwork {
 		usedPorts:     make(map[int]struct{}),
 		nextPort:      listenPortBase,
 		nextEphemeral: ephemeralBase,
+		chunks:        session.NewBufferPool(),
 	}
 }
 
