@@ -46,6 +46,8 @@ type BroadcastReport struct {
 	// PeakRSSMiB is the process's peak resident memory, also divided by N.
 	PeakRSSMiB        float64 `json:"peak_rss_mib"`
 	PeakRSSPerNodeMiB float64 `json:"peak_rss_per_node_mib"`
+	// Memory is where the process's memory was when the measured window ended, to read PeakRSSMiB by.
+	Memory MemoryBreakdown `json:"memory"`
 	// SetupS is the time from the first node's start until every node had a mesh link on the topic.
 	SetupS float64 `json:"setup_s"`
 	// DialsPerSecond is the rate of dials (each a handshake when it succeeds) over the measured window (mem

@@ -317,6 +317,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	progress("waiting for the last deliveries")
 	_ = Poll(ctx, sc.DrainTimeout, func() bool { return allDelivered(sims, publisher, published) })
 	bytes1, cpu1 := wireBytes(mem, &tcpBytes), processCPU()
+	rep.Memory = memoryBreakdown()
 	if sc.Window != nil {
 		sc.Window(false, nodes)
 	}

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"os"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,4 +50,46 @@ func raiseFileLimit() uint64 {
 		}
 	}
 	return l.Cur
+}
+
+// MemoryBreakdown is where a process's memory is, from runtime/metrics, in MiB.
+type MemoryBreakdown struct {
+	// HeapLiveMiB is the heap the last garbage collection found live; the heap grows to about twice that
+	// (GOGC = 100) before the next one.
+	HeapLiveMiB float64 `json:"heap_live_mib"`
+	// HeapMiB is the memory of heap objects, live or not yet collected.
+	HeapMiB float64 `json:"heap_mib"`
+	// HeapFreeMiB is heap memory held by the runtime with nothing in it, not yet returned to the OS.
+	HeapFreeMiB float64 `json:"heap_free_mib"`
+	// StacksMiB is the memory of goroutine stacks.
+	StacksMiB float64 `json:"stacks_mib"`
+	// OtherMiB is the rest the runtime holds: its metadata, buffers and fragmentation of spans.
+	OtherMiB float64 `json:"other_mib"`
+	// Goroutines is the number of goroutines.
+	Goroutines int `json:"goroutines"`
+}
+
+// memoryBreakdown reads the process's MemoryBreakdown.
+func memoryBreakdown() MemoryBreakdown {
+	samples := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/stacks:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/sched/goroutines:goroutines"},
+	}
+	metrics.Read(samples)
+	v := make([]float64, len(samples))
+	for i, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[i] = float64(s.Value.Uint64()) / (1 << 20)
+		}
+	}
+	return MemoryBreakdown{
+		HeapLiveMiB: v[0], HeapMiB: v[1], HeapFreeMiB: v[2], StacksMiB: v[3],
+		OtherMiB:   v[4] - v[5] - v[1] - v[2] - v[3],
+		Goroutines: int(v[6] * (1 << 20)),
+	}
 }

@@ -76,6 +76,9 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 		r.P50Ms <= 0 || r.P100Ms < r.P50Ms || r.WireBytesPerDelivery < 256 || r.CPUUsPerDelivery <= 0 || r.PeakRSSMiB <= 0 {
 		t.Fatalf("implausible report: %+v", r)
 	}
+	if m := r.Memory; m.HeapLiveMiB <= 0 || m.HeapMiB <= 0 || m.StacksMiB <= 0 || m.Goroutines < 12 {
+		t.Fatalf("implausible memory breakdown: %+v", m)
+	}
 	// The JSON field names the issue asks for are the documented interface.
 	for _, f := range []string{"n", "degree", "messages", "size", "latency_ms", "delivery_ratio", "p50_ms", "p90_ms",
 		"p99_ms", "p100_ms", "dup_per_delivery", "wire_bytes_per_delivery", "cpu_us_per_delivery", "peak_rss_mib", "setup_s"} {
