@@ -5,7 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
@@ -40,5 +43,44 @@ func TestCloseWhileRedialingManyPeers(t *testing.T) {
 			t.Fatalf("iteration %d: Close hung", iter)
 		}
 		nw.Close()
+	}
+}
+
+// A node that closes a connection while its peer is still sending tells the peer why. A TCP socket closed with
+// unread data resets the connection, and the reset drops what was not yet sent, the goodbye included: the peer
+// would record a read error instead of the reason.
+func TestDisconnectWhileThePeerSendsDeliversTheReason(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	events := watchEvents(t, b)
+	ctx := ctxTimeout(t, 20*time.Second)
+	if err := b.Connect(ctx, a.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	stop, sent := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sent)
+		payload := wrapperspb.Bytes(make([]byte, 8<<10))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = b.Send(ctx, a.ID(), "nobody/1", payload) // fails once a closed the connection; b keeps trying
+		}
+	}()
+	defer func() { close(stop); <-sent }()
+	if err := testkit.Poll(ctx, 10*time.Second, func() bool { return a.Stats().MessagesIn[actors.UnknownProtocol] > 20 }); err != nil {
+		t.Fatal("a did not receive b's stream")
+	}
+	if err := a.Disconnect(b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := testkit.Poll(ctx, 10*time.Second, func() bool { return events.disconnects(a.ID()) > 0 }); err != nil {
+		t.Fatal("b never saw the connection close")
+	}
+	if !events.sawDisconnect(a.ID(), messages.DisconnectReason_DISCONNECT_REASON_REQUESTED) {
+		t.Fatalf("b recorded the close without a's reason REQUESTED: %v", events.events)
 	}
 }

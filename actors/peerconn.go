@@ -51,6 +51,7 @@ type peerConn struct {
 	detail     string
 	byRemote   bool
 	done       chan struct{}
+	readerDone chan struct{}
 	running    atomic.Int32
 	exit       func() // called by the reader when it ends and by the writer that finishes the connection
 
@@ -100,6 +101,7 @@ func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, h 
 		credits:     make(chan struct{}, cfg.InboundPending),
 		closing:     make(chan struct{}),
 		done:        make(chan struct{}),
+		readerDone:  make(chan struct{}),
 		connectedAt: time.Now(),
 	}
 	pc.q = newSendQueue(cfg.SendQueueBytes, func() { go pc.runWriter() })
@@ -118,7 +120,7 @@ func (pc *peerConn) start(onDone func()) {
 		}
 	}
 	pc.schedulePing()
-	go func() { defer pc.exit(); pc.readLoop() }()
+	go func() { defer pc.exit(); defer close(pc.readerDone); pc.readLoop() }()
 	go pc.runWriter()
 }
 
@@ -248,8 +250,19 @@ func (pc *peerConn) readLoop() {
 		}
 		select {
 		case <-pc.closing:
+			pc.drain()
 			return
 		default:
+		}
+	}
+}
+
+// drain reads and drops what the peer still sends on a closing connection, until the peer closes its side or the
+// socket is closed (see linger).
+func (pc *peerConn) drain() {
+	for {
+		if _, err := pc.sc.ReadMessage(); err != nil {
+			return
 		}
 	}
 }
@@ -419,9 +432,29 @@ func (pc *peerConn) finish(canWrite bool) {
 				out = append(out, b)
 			}
 		}
-		_ = pc.write(out, closeFlushTimeout)
+		if pc.write(out, closeFlushTimeout) == nil {
+			pc.linger()
+		}
 	}
 	_ = pc.sc.Close()
+}
+
+// linger half-closes the connection once the goodbye is written and gives the reader up to closeFlushTimeout to
+// drain what the peer still sends, until the peer closes its side (it does on reading the goodbye). A TCP socket
+// closed with unread data resets the connection, and the reset drops what was not yet sent, the goodbye
+// included: the peer would record a reset instead of the reason. Connections without a half-close (the in-memory
+// transport) are closed at once.
+func (pc *peerConn) linger() {
+	if pc.sc.CloseWrite() != nil {
+		return
+	}
+	_ = pc.sc.SetReadDeadline(time.Now().Add(closeFlushTimeout))
+	t := time.NewTimer(closeFlushTimeout)
+	defer t.Stop()
+	select {
+	case <-pc.readerDone:
+	case <-t.C:
+	}
 }
 
 func disconnectEnvelope(reason messages.DisconnectReason, detail string) *messages.Envelope {

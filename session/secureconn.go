@@ -131,6 +131,17 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadlin
 // MaxMessageSize returns the largest application message this connection reads or writes.
 func (c *Conn) MaxMessageSize() int { return c.maxMsg }
 
+// CloseWrite ends the outbound stream after what was written (a TCP half-close: the peer reads io.EOF after the last
+// message) while reads go on. It returns an error wrapping errors.ErrUnsupported when the underlying connection
+// cannot half-close.
+func (c *Conn) CloseWrite() error {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok {
+		return fmt.Errorf("session: close write on %T: %w", c.nc, errors.ErrUnsupported)
+	}
+	return cw.CloseWrite()
+}
+
 // Close closes the underlying connection, unblocking ReadMessage and WriteMessages. Calls after the first
 // return the first call's result.
 func (c *Conn) Close() error {
