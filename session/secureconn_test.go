@@ -620,3 +620,36 @@ func BenchmarkConnRoundTrip1KiB(b *testing.B) {
 		})
 	}
 }
+
+func TestConnCloseWriteEndsOneDirectionOnly(t *testing.T) {
+	dc, ac := tcpPair(t)
+	ca, cb := handshakeOver(t, dc, ac, testConfig(t, 1), testConfig(t, 2))
+	defer ca.Close()
+	defer cb.Close()
+	setDeadlines(t, ca, cb)
+	if err := ca.WriteMessages([]byte("goodbye")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := cb.ReadMessage(); err != nil || string(m) != "goodbye" {
+		t.Fatalf("read %q, %v: want the message written before the half-close", m, err)
+	}
+	if _, err := cb.ReadMessage(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the half-close: %v, want io.EOF", err)
+	}
+	// The other direction still works.
+	if err := cb.WriteMessages([]byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ca.ReadMessage(); err != nil || string(m) != "late" {
+		t.Fatalf("read %q, %v after our half-close: want the peer's message", m, err)
+	}
+
+	p1, p2 := net.Pipe()
+	defer p2.Close()
+	if err := keyedConn(p1, p1, 1<<10).CloseWrite(); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("CloseWrite on a connection without half-close: %v, want ErrUnsupported", err)
+	}
+}
