@@ -22,11 +22,13 @@ type memConnState struct {
 	addr      [2]memAddr // each end's local address
 	ephemeral int        // end 0's port
 
-	mu    sync.Mutex
-	rng   *rand.Rand
-	dir   [2]stream // dir[i] carries what end i writes
-	end   [2]endState
-	reset bool
+	mu  sync.Mutex
+	rng *rand.Rand
+	// timers are the idle timers of wait, reused: a wait with a deadline is made for every chunk a reader waits on.
+	timers []*time.Timer
+	dir    [2]stream // dir[i] carries what end i writes
+	end    [2]endState
+	reset  bool
 }
 
 type endState struct {
@@ -111,22 +113,32 @@ func (s *memConnState) wakeAll() {
 // wait releases s.mu until *ch is broadcast or, unless zero, until the time until. Called with s.mu.
 func (s *memConnState) wait(ch *chan struct{}, until time.Time) {
 	c := waitChan(ch)
-	s.mu.Unlock()
-	defer s.mu.Lock()
 	if until.IsZero() {
+		s.mu.Unlock()
 		<-c
+		s.mu.Lock()
 		return
 	}
 	d := time.Until(until)
 	if d <= 0 {
 		return
 	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
+	var tm *time.Timer
+	if k := len(s.timers); k > 0 {
+		tm = s.timers[k-1]
+		s.timers = s.timers[:k-1]
+		tm.Reset(d)
+	} else {
+		tm = time.NewTimer(d)
+	}
+	s.mu.Unlock()
 	select {
 	case <-c:
 	case <-tm.C:
 	}
+	tm.Stop() // since Go 1.23 a stopped timer delivers no stale tick after a Reset
+	s.mu.Lock()
+	s.timers = append(s.timers, tm)
 }
 
 // abort resets the connection (unless both ends are already closed).
