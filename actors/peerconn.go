@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/messages"
@@ -37,7 +36,6 @@ type peerConn struct {
 	outbound bool
 	sc       *session.Conn
 	cfg      *Config
-	log      zerolog.Logger
 	handler  connHandler
 	q        *sendQueue
 	credits  chan struct{}
@@ -89,14 +87,13 @@ type peerConn struct {
 	countedIn, countedOut uint64
 }
 
-func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, h connHandler, log zerolog.Logger) *peerConn {
+func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, h connHandler) *peerConn {
 	pc := &peerConn{
 		id:          sc.RemoteID(),
 		connID:      connID,
 		outbound:    outbound,
 		sc:          sc,
 		cfg:         cfg,
-		log:         log,
 		handler:     h,
 		credits:     make(chan struct{}, cfg.InboundPending),
 		closing:     make(chan struct{}),

@@ -558,7 +558,7 @@ func (m *peerManager) closeWithNotice(sc *session.Conn, reason messages.Disconne
 
 func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound bool) {
 	m.nextID++
-	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, m.n, m.n.log.With().Str("peer", sc.RemoteID().Short()).Logger())
+	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, m.n)
 	_, wanted := m.wanted[pc.id]
 	pc.kept.Store(wanted)
 	pc.remoteTransient = !outbound && sc.Peer().Transient
@@ -575,7 +575,7 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 		w.backoff.Reset()
 		w.stopTimer()
 	}
-	pc.log.Debug().Bool("outbound", outbound).Str("remote", sc.RemoteAddr().String()).Msg("peer connected")
+	m.n.log.Debug().Str("peer", pc.id.Short()).Bool("outbound", outbound).Str("remote", sc.RemoteAddr().String()).Msg("peer connected")
 	m.n.events.Publish(&messages.PeerConnected{
 		PeerId: pc.id.Bytes(), RemoteAddr: sc.RemoteAddr().String(), Outbound: outbound, ListenAddrs: info.ListenAddrs,
 	})
@@ -596,7 +596,7 @@ func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
 	<-e.pc.done // both goroutines have exited: reason and detail are final
 	pc := e.pc
 	m.n.stats.connDone(pc)
-	pc.log.Debug().Str("reason", pc.reason.String()).Str("detail", pc.detail).Bool("by_remote", pc.byRemote).
+	m.n.log.Debug().Str("peer", pc.id.Short()).Str("reason", pc.reason.String()).Str("detail", pc.detail).Bool("by_remote", pc.byRemote).
 		Dur("connected_for", time.Since(pc.connectedAt)).Msg("peer disconnected")
 	m.n.events.Publish(&messages.PeerDisconnected{
 		PeerId: pc.id.Bytes(), Reason: pc.reason, Detail: pc.detail, Outbound: pc.outbound,
