@@ -55,8 +55,7 @@ func (q *sendQueue) push(b []byte, control bool) error {
 	}
 	q.items = append(q.items, b)
 	q.bytes += len(b)
-	start := !q.active
-	q.active = true
+	start := q.claimWriter()
 	q.mu.Unlock()
 	if start {
 		q.startWriter()
@@ -97,12 +96,18 @@ func (q *sendQueue) take(spare [][]byte) ([][]byte, takeResult) {
 func (q *sendQueue) stop() {
 	q.mu.Lock()
 	q.stopping = true
-	start := !q.active
-	q.active = true
+	start := q.claimWriter()
 	q.mu.Unlock()
 	if start {
 		q.startWriter()
 	}
+}
+
+// claimWriter marks a writer running and tells whether the caller must start it (none ran). Called with q.mu.
+func (q *sendQueue) claimWriter() bool {
+	start := !q.active
+	q.active = true
+	return start
 }
 
 // written reports the batch of the last take written (or failed).

@@ -247,8 +247,9 @@ func (r *Router) Leave(now time.Time, name string) Output {
 	return b.result()
 }
 
-// Publish sends a new message from this node: to the eager mesh links of its topic (grafting one back if none is
-// eager) or, when the node has no mesh there, to up to D random peers of the topic; it is delivered locally too when the topic is joined. It sets msg.ID
+// Publish sends a new message from this node: with Tree, to its tree links and up to PublishFanout other topic
+// peers; otherwise to the eager mesh links of its topic (grafting one back if none is eager); and when the node has
+// neither, to up to D random peers of the topic. It is delivered locally too when the topic is joined. It sets msg.ID
 // and msg.Hops, and fails with ErrNoPeers when no peer is subscribed to the topic, or ErrDuplicate when the id was
 // seen already.
 func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {

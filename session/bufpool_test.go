@@ -378,15 +378,7 @@ func TestConnRandomRoundTrip(t *testing.T) {
 				for i, pair := range [][2]*Conn{{ca, cb}, {cb, ca}} {
 					w, r := pair[0], pair[1]
 					batches := randomBatches(uint64(i), 3<<20)
-					go func() {
-						for _, batch := range batches {
-							if err := w.WriteMessages(batch...); err != nil {
-								errs <- err
-								return
-							}
-						}
-						errs <- nil
-					}()
+					go func() { errs <- writeBatches(w, batches) }()
 					go func() {
 						for k, batch := range batches {
 							for j, want := range batch {

@@ -56,6 +56,16 @@ func sealed(tb testing.TB, batches ...[][]byte) []byte {
 	return buf.Bytes()
 }
 
+// writeBatches writes each batch with one WriteMessages call, stopping at the first error.
+func writeBatches(c *Conn, batches [][][]byte) error {
+	for _, batch := range batches {
+		if err := c.WriteMessages(batch...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // testMessage returns n pseudo-random bytes that depend on seed.
 func testMessage(seed uint64, n int) []byte {
 	r := rand.New(rand.NewPCG(seed, uint64(n)))
@@ -116,15 +126,7 @@ func TestConnRoundTrip(t *testing.T) {
 	// Both directions at once: each side has one reader and one writer goroutine.
 	errs := make(chan error, 2)
 	for _, c := range []*Conn{a, b} {
-		go func() {
-			for _, batch := range batches {
-				if err := c.WriteMessages(batch...); err != nil {
-					errs <- err
-					return
-				}
-			}
-			errs <- nil
-		}()
+		go func() { errs <- writeBatches(c, batches) }()
 	}
 	for _, c := range []*Conn{b, a} {
 		for i, batch := range batches {
