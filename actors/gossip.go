@@ -145,6 +145,14 @@ func (g gossipNetwork) Retain(peer session.NodeID) {
 	}
 }
 
+// Connect asks the peer manager to connect to peer and keep it; the address comes from the address book or a
+// lookup.
+func (g gossipNetwork) Connect(peer session.NodeID) {
+	if pid, err := g.n.peerManager(); err == nil && peer != g.n.ID() {
+		g.n.system.Root.Send(pid, &connectByID{id: peer})
+	}
+}
+
 // GossipPeers lists the live connections that are not transient.
 func (g gossipNetwork) GossipPeers() []session.NodeID {
 	var out []session.NodeID

@@ -25,6 +25,10 @@ type dialRequest struct {
 	reply chan<- error
 }
 
+// connectByID asks the peer manager to connect to a peer and keep it, looking its address up when the address book
+// does not have it (gossip's tree shortcuts).
+type connectByID struct{ id session.NodeID }
+
 // disconnectRequest asks the peer manager to drop a peer and stop redialing it.
 type disconnectRequest struct{ id session.NodeID }
 
@@ -88,7 +92,9 @@ type peerManager struct {
 	dialing map[session.NodeID][]chan<- error
 	pending int
 	nextID  uint64
-	sweep   *time.Timer // closes idle transient connections
+	// lookingUp is set while connectByID's lookup runs.
+	lookingUp bool
+	sweep     *time.Timer // closes idle transient connections
 	// slotWait holds dials waiting for an outbound slot (FIFO, bounded); slotTimer retries them.
 	slotWait  []slotWaiter
 	slotTimer *time.Timer
@@ -145,6 +151,15 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		m.accept(msg.conn)
 	case *dialRequest:
 		m.dial(ctx, msg)
+	case *connectByID:
+		m.connectByID(ctx, msg.id)
+	case *lookedUp:
+		m.lookingUp = false
+		if msg.err != nil {
+			m.n.log.Debug().Err(msg.err).Msg("lookup for a connection to keep failed")
+		} else if m.ctx.Err() == nil {
+			m.dial(ctx, &dialRequest{addr: msg.addr, keep: true})
+		}
 	case *handshakeDone:
 		m.handshakeDone(ctx, msg)
 	case *redialDue:
@@ -317,6 +332,41 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 	m.dialing[id] = waiters
 	m.pending++
 	m.goDial(req.addr, req.keep)
+}
+
+// connectByID dials a peer to keep, from the address book, or after a lookup in a goroutine the peer manager owns
+// (one at a time: a request while one runs is dropped, its asker retries later).
+func (m *peerManager) connectByID(ctx actor.Context, id session.NodeID) {
+	if m.ctx.Err() != nil {
+		return
+	}
+	if e, ok := m.conns[id]; ok {
+		e.pc.kept.Store(true) // a transient connection: the relay takes it up at its next heartbeat
+		return
+	}
+	if addr, ok := m.n.addrs.get(id); ok {
+		m.dial(ctx, &dialRequest{addr: session.PeerAddr{ID: id, Addr: addr}, keep: true})
+		return
+	}
+	if m.lookingUp {
+		return
+	}
+	m.lookingUp = true
+	self, root, n := m.self, m.root, m.n
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		lctx, cancel := context.WithTimeout(m.ctx, n.cfg.DialTimeout)
+		addr, err := n.Lookup(lctx, id)
+		cancel()
+		root.Send(self, &lookedUp{addr: addr, err: err})
+	}()
+}
+
+// lookedUp carries the outcome of connectByID's lookup.
+type lookedUp struct {
+	addr session.PeerAddr
+	err  error
 }
 
 // outboundFull tells whether every outbound slot is taken by a connection or a dial in progress.

@@ -115,6 +115,9 @@ type Output struct {
 	Send     []Send
 	Deliver  []*Message
 	Penalize []Penalty
+	// Connect lists peers the node should connect to and keep (Config.TreeShortcutDist); the shell finds their
+	// addresses.
+	Connect []session.NodeID
 }
 
 // Verdict is the outcome of validating a message.
@@ -176,4 +179,5 @@ type Stats struct {
 	PrunesSent     uint64 // lazy prunes included
 	PrunesReceived uint64
 	TreeReports    uint64 // tree reports sent (Config.Tree), one per peer and topic
+	TreeShortcuts  uint64 // connections asked for to shorten the route to the root (Config.TreeShortcutDist)
 }

@@ -458,6 +458,10 @@ func (a *relayActor) apply(out Output) {
 	for _, p := range out.Penalize {
 		a.penalize(p, "rejected by validation")
 	}
+	for _, id := range out.Connect {
+		a.log.Debug().Str("peer", id.Short()).Msg("gossip: connecting to a tree shortcut")
+		a.net.Connect(id)
+	}
 }
 
 func (a *relayActor) sendAll(sends []Send) {

@@ -31,6 +31,7 @@ func (f *flakyNetwork) GossipPeers() []session.NodeID {
 }
 func (f *flakyNetwork) SubscribeEvents(func(proto.Message)) (func(), error) { return func() {}, nil }
 func (f *flakyNetwork) Retain(session.NodeID)                               {}
+func (f *flakyNetwork) Connect(session.NodeID)                              {}
 func (f *flakyNetwork) Ban(session.NodeID, time.Duration, string) error     { return nil }
 
 func (f *flakyNetwork) SendNow(_ session.NodeID, _ string, msg proto.Message, _ bool) error {

@@ -56,6 +56,9 @@ type TreeInfo struct {
 	// reporter, at most maxTreePath of them, the nearest: a node never takes as parent a peer whose route runs
 	// through itself. It must not be modified.
 	Path []uint32
+	// Upstream is the reporter's parent, told to a child whose route is at least Config.TreeShortcutDist long so
+	// that it can connect to it; zero otherwise.
+	Upstream session.NodeID
 }
 
 // maxTreePath is the number of nodes a route's path keeps (TreeInfo.Path): longer routes keep their nearest
@@ -101,6 +104,10 @@ type treeState struct {
 	// of it keep coming from peers that have not given it up yet.
 	heard map[session.NodeID]beaconHeard
 	cands []session.NodeID // scratch space of updateTree: the roots of fresh reports
+	// shortcutBeat is the heartbeat count of the last shortcut request (Config.TreeShortcutDist), 0 for none;
+	// movedBeat the one of the last change of root, parent or distance.
+	shortcutBeat uint64
+	movedBeat    uint64
 }
 
 type beaconHeard struct {
@@ -250,6 +257,9 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 	}
 	old := *ts
 	ts.root, ts.rootRank, ts.parent, ts.dist, ts.seq = root, rank, parent, dist, seq
+	if root != old.root || parent != old.parent || dist != old.dist {
+		ts.movedBeat = r.beats
+	}
 	ts.path = extendPath(ts.path, via, mine)
 	switch {
 	case root == old.root && rank == old.rootRank && dist > old.dist:
@@ -280,6 +290,10 @@ func (r *Router) reportTree(b *builder, name string, t *topic, to []session.Node
 		info := TreeInfo{Topic: name, Root: ts.root, RootRank: ts.rootRank, Seq: ts.seq, Dist: ts.dist, Path: ts.path}
 		if id == ts.parent {
 			info.Parent = ts.parent
+		} else if r.cfg.TreeShortcutDist > 0 && ts.dist+1 >= r.cfg.TreeShortcutDist && !ts.parent.IsZero() {
+			if v, ok := ts.views[id]; ok && v.info.Parent == r.cfg.Self && v.info.Root == ts.root {
+				info.Upstream = ts.parent
+			}
 		}
 		c := b.control(id)
 		c.Tree = append(c.Tree, info)
@@ -310,6 +324,7 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 	if ts.root == r.cfg.Self {
 		ts.seq = ts.beacon
 	}
+	r.treeShortcut(b, ts)
 	if r.updateTree(b, name, t) {
 		return // reported already
 	}
@@ -323,4 +338,37 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 			r.reportTree(b, name, t, []session.NodeID{id})
 		}
 	}
+}
+
+// shortcutSettleBeats is the number of heartbeats a node's place in the tree must stay the same before it asks for
+// a shortcut: while the tree repairs (after its root or many nodes failed), routes change every heartbeat, and
+// connections asked for then would only add to the churn.
+const shortcutSettleBeats = 5
+
+// treeShortcut asks for a connection to the parent's parent when the node's route to the root is at least
+// Config.TreeShortcutDist long and the parent named it (TreeInfo.Upstream), its place has not changed for
+// shortcutSettleBeats and it has not asked within TreeShortcutInterval: once connected, the node's route is a hop
+// shorter through it.
+func (r *Router) treeShortcut(b *builder, ts *treeState) {
+	if r.cfg.TreeShortcutDist == 0 || ts.dist < r.cfg.TreeShortcutDist || ts.parent.IsZero() ||
+		r.beats-ts.movedBeat < shortcutSettleBeats {
+		return
+	}
+	if ts.shortcutBeat != 0 && r.beats-ts.shortcutBeat < uint64(r.shortcutBeats()) {
+		return
+	}
+	v, ok := ts.views[ts.parent]
+	up := v.info.Upstream
+	if !ok || !r.fresh(v) || v.info.Root != ts.root || up.IsZero() || up == r.cfg.Self || r.peers[up] != nil ||
+		slices.Contains(b.out.Connect, up) {
+		return
+	}
+	ts.shortcutBeat = r.beats
+	b.out.Connect = append(b.out.Connect, up)
+	r.stats.TreeShortcuts++
+}
+
+// shortcutBeats is Config.TreeShortcutInterval in heartbeats, at least one.
+func (r *Router) shortcutBeats() int {
+	return max(1, int(r.cfg.TreeShortcutInterval/r.cfg.HeartbeatInterval))
 }

@@ -79,6 +79,9 @@ func controlToWire(w *messages.GossipControl, c *Control) {
 		if !ti.Parent.IsZero() {
 			wt.Parent = ti.Parent[:]
 		}
+		if !ti.Upstream.IsZero() {
+			wt.Upstream = ti.Upstream[:]
+		}
 		w.Tree = append(w.Tree, wt)
 	}
 }
@@ -119,6 +122,11 @@ func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
 			Path: wt.Path}
 		if len(wt.Parent) > 0 {
 			if ti.Parent, err = session.NodeIDFromBytes(wt.Parent); err != nil {
+				continue
+			}
+		}
+		if len(wt.Upstream) > 0 {
+			if ti.Upstream, err = session.NodeIDFromBytes(wt.Upstream); err != nil {
 				continue
 			}
 		}

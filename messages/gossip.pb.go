@@ -339,7 +339,10 @@ type GossipTree struct {
 	RootRank uint32                 `protobuf:"varint,6,opt,name=root_rank,json=rootRank,proto3" json:"root_rank,omitempty"`
 	// path lists the nodes of the reporter's route to the root, by the first 4 bytes of their ids, from the root's
 	// side to the reporter; at most the 16 nearest. A node never takes as parent a peer whose path lists it.
-	Path          []uint32 `protobuf:"fixed32,7,rep,packed,name=path,proto3" json:"path,omitempty"`
+	Path []uint32 `protobuf:"fixed32,7,rep,packed,name=path,proto3" json:"path,omitempty"`
+	// upstream is the reporter's own parent, told to its children whose route to the root is long enough to be worth
+	// a connection to it (a tree shortcut); empty otherwise.
+	Upstream      []byte `protobuf:"bytes,8,opt,name=upstream,proto3" json:"upstream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -419,6 +422,13 @@ func (x *GossipTree) GetRootRank() uint32 {
 func (x *GossipTree) GetPath() []uint32 {
 	if x != nil {
 		return x.Path
+	}
+	return nil
+}
+
+func (x *GossipTree) GetUpstream() []byte {
+	if x != nil {
+		return x.Upstream
 	}
 	return nil
 }
@@ -556,7 +566,7 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x05iwant\x18\x02 \x03(\fR\x05iwant\x12\x14\n" +
 	"\x05graft\x18\x03 \x03(\tR\x05graft\x126\n" +
 	"\x05prune\x18\x04 \x03(\v2 .actormesh.gossip.v1.GossipPruneR\x05prune\x123\n" +
-	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"\xa5\x01\n" +
+	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"\xc1\x01\n" +
 	"\n" +
 	"GossipTree\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
@@ -565,7 +575,8 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x04dist\x18\x04 \x01(\rR\x04dist\x12\x16\n" +
 	"\x06parent\x18\x05 \x01(\fR\x06parent\x12\x1b\n" +
 	"\troot_rank\x18\x06 \x01(\rR\brootRank\x12\x12\n" +
-	"\x04path\x18\a \x03(\aR\x04path\"5\n" +
+	"\x04path\x18\a \x03(\aR\x04path\x12\x1a\n" +
+	"\bupstream\x18\b \x01(\fR\bupstream\"5\n" +
 	"\vGossipIHave\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\fR\x03ids\"7\n" +

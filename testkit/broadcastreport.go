@@ -37,7 +37,17 @@ type BroadcastReport struct {
 	IWantPerDelivery float64 `json:"iwant_per_delivery"`
 	// MeanHops and MaxHops describe the paths of deliveries.
 	MeanHops float64 `json:"mean_hops"`
-	MaxHops  int     `json:"max_hops"`
+	// TreeBefore and TreeAfter are the topic's spanning tree when the publications start and after the last
+	// delivery (Config.Tree): one root is a settled tree.
+	TreeBefore TreeShape `json:"tree_before"`
+	TreeAfter  TreeShape `json:"tree_after"`
+	// TreeReportsPerDelivery is the tree reports sent during the publications per delivery.
+	TreeReportsPerDelivery float64 `json:"tree_reports_per_delivery"`
+	// TreeShortcutsBefore and TreeShortcutsWindow count the shortcut connections asked for
+	// (gossip.Config.TreeShortcutDist) before the publications and during them.
+	TreeShortcutsBefore int `json:"tree_shortcuts_before"`
+	TreeShortcutsWindow int `json:"tree_shortcuts_window"`
+	MaxHops             int `json:"max_hops"`
 	// WireBytesPerDelivery counts every byte written to connections from the first publication to the end of the
 	// drain (handshakes of the setup excluded; keepalives and gossip control included), per delivery.
 	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`
@@ -202,4 +212,11 @@ func sampleRank(i, k, total int) int {
 		return i
 	}
 	return int(math.Round(float64(i) * float64(total-1) / float64(k-1)))
+}
+
+// TreeShape is the shape of a topic's spanning tree over the nodes: how many roots they follow (1 once settled) and
+// the longest route to a root.
+type TreeShape struct {
+	Roots int `json:"roots"`
+	Depth int `json:"depth"`
 }

@@ -272,6 +272,10 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	if err != nil {
 		return rep, err
 	}
+	if rep.TreeBefore, err = treeShape(ctx, nodes); err != nil {
+		return rep, err
+	}
+	rep.TreeShortcutsBefore = int(before.TreeShortcuts)
 
 	progress(fmt.Sprintf("publishing %d messages of %d bytes every %v", sc.Messages, sc.Size, sc.Interval))
 	killAt := -1
@@ -326,6 +330,10 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	if err != nil {
 		return rep, err
 	}
+	if rep.TreeAfter, err = treeShape(ctx, liveNodes(sims)); err != nil {
+		return rep, err
+	}
+	rep.TreeShortcutsWindow = int(after.TreeShortcuts - min(after.TreeShortcuts, before.TreeShortcuts))
 	summarize(&rep, sims, publisher, published)
 	rep.Detail = detail(sims, publisher, published, attempted)
 	rep.Detail.Seed = seed
@@ -337,6 +345,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		rep.DupPerDelivery = float64(after.Duplicates-min(after.Duplicates, before.Duplicates)) / d
 		rep.IHavePerDelivery = float64(after.IHaveSent-min(after.IHaveSent, before.IHaveSent)) / d
 		rep.IWantPerDelivery = float64(after.IWantSent-min(after.IWantSent, before.IWantSent)) / d
+		rep.TreeReportsPerDelivery = float64(after.TreeReports-min(after.TreeReports, before.TreeReports)) / d
 	}
 	if sc.BeforeClose != nil {
 		sc.BeforeClose(nodes)
@@ -431,8 +440,26 @@ func gossipTotals(ctx context.Context, nodes []*actors.Node) (gossip.Stats, erro
 		t.Duplicates += s.Router.Duplicates
 		t.IHaveSent += s.Router.IHaveSent
 		t.IWantSent += s.Router.IWantSent
+		t.TreeReports += s.Router.TreeReports
+		t.TreeShortcuts += s.Router.TreeShortcuts
 	}
 	return t, nil
+}
+
+// treeShape reads the spanning tree of the nodes' topic: the roots they follow and the longest route.
+func treeShape(ctx context.Context, nodes []*actors.Node) (TreeShape, error) {
+	roots := map[session.NodeID]bool{}
+	var sh TreeShape
+	for _, n := range nodes {
+		info, err := n.Topic(ctx, simTopic)
+		if err != nil {
+			return sh, err
+		}
+		roots[info.Root] = true
+		sh.Depth = max(sh.Depth, info.Dist)
+	}
+	sh.Roots = len(roots)
+	return sh, nil
 }
 
 func liveNodes(sims []*simNode) []*actors.Node {

@@ -63,7 +63,11 @@ type MemoryBreakdown struct {
 	HeapFreeMiB float64 `json:"heap_free_mib"`
 	// StacksMiB is the memory of goroutine stacks.
 	StacksMiB float64 `json:"stacks_mib"`
-	// OtherMiB is the rest the runtime holds: its metadata, buffers and fragmentation of spans.
+	// HeapUnusedMiB is memory of heap spans in use that holds no object: the fragmentation of size classes.
+	HeapUnusedMiB float64 `json:"heap_unused_mib"`
+	// MetadataMiB is the runtime's bookkeeping of the heap (span structures, GC bitmaps and work buffers).
+	MetadataMiB float64 `json:"metadata_mib"`
+	// OtherMiB is the rest the runtime holds: profiling buckets, OS thread stacks and its own buffers.
 	OtherMiB float64 `json:"other_mib"`
 	// Goroutines is the number of goroutines.
 	Goroutines int `json:"goroutines"`
@@ -79,6 +83,12 @@ func memoryBreakdown() MemoryBreakdown {
 		{Name: "/memory/classes/total:bytes"},
 		{Name: "/memory/classes/heap/released:bytes"},
 		{Name: "/sched/goroutines:goroutines"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/metadata/mcache/free:bytes"},
+		{Name: "/memory/classes/metadata/mcache/inuse:bytes"},
+		{Name: "/memory/classes/metadata/mspan/free:bytes"},
+		{Name: "/memory/classes/metadata/mspan/inuse:bytes"},
+		{Name: "/memory/classes/metadata/other:bytes"},
 	}
 	metrics.Read(samples)
 	v := make([]float64, len(samples))
@@ -89,7 +99,9 @@ func memoryBreakdown() MemoryBreakdown {
 	}
 	return MemoryBreakdown{
 		HeapLiveMiB: v[0], HeapMiB: v[1], HeapFreeMiB: v[2], StacksMiB: v[3],
-		OtherMiB:   v[4] - v[5] - v[1] - v[2] - v[3],
-		Goroutines: int(v[6] * (1 << 20)),
+		HeapUnusedMiB: v[7],
+		MetadataMiB:   v[8] + v[9] + v[10] + v[11] + v[12],
+		OtherMiB:      v[4] - v[5] - v[1] - v[2] - v[3] - v[7] - (v[8] + v[9] + v[10] + v[11] + v[12]),
+		Goroutines:    int(v[6] * (1 << 20)),
 	}
 }
