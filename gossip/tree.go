@@ -59,6 +59,10 @@ type TreeInfo struct {
 	// Upstream is the reporter's parent, told to a child whose route is at least Config.TreeShortcutDist long so
 	// that it can connect to it; zero otherwise.
 	Upstream session.NodeID
+	// ShortcutRoom tells a child that the reporter takes shortcut connections from the child's children (see
+	// Config.TreeShortcutDist): it is at least two rank steps below the root, so the peers it gains cannot make it
+	// the root, which would move the whole tree.
+	ShortcutRoom bool
 }
 
 // maxTreePath is the number of nodes a route's path keeps (TreeInfo.Path): longer routes keep their nearest
@@ -104,8 +108,9 @@ type treeState struct {
 	// of it keep coming from peers that have not given it up yet.
 	heard map[session.NodeID]beaconHeard
 	cands []session.NodeID // scratch space of updateTree: the roots of fresh reports
-	// shortcutBeat is the heartbeat count of the last shortcut request (Config.TreeShortcutDist), 0 for none;
-	// movedBeat the one of the last change of root, parent or distance.
+	// shortcut is the peer of the last shortcut request (Config.TreeShortcutDist) and shortcutBeat its heartbeat
+	// count, 0 for none; movedBeat is the heartbeat count of the last change of root, parent or distance.
+	shortcut     session.NodeID
 	shortcutBeat uint64
 	movedBeat    uint64
 }
@@ -290,10 +295,8 @@ func (r *Router) reportTree(b *builder, name string, t *topic, to []session.Node
 		info := TreeInfo{Topic: name, Root: ts.root, RootRank: ts.rootRank, Seq: ts.seq, Dist: ts.dist, Path: ts.path}
 		if id == ts.parent {
 			info.Parent = ts.parent
-		} else if r.cfg.TreeShortcutDist > 0 && ts.dist+1 >= r.cfg.TreeShortcutDist && !ts.parent.IsZero() {
-			if v, ok := ts.views[id]; ok && v.info.Parent == r.cfg.Self && v.info.Root == ts.root {
-				info.Upstream = ts.parent
-			}
+		} else if r.cfg.TreeShortcutDist > 0 {
+			r.shortcutInfo(&info, ts, id)
 		}
 		c := b.control(id)
 		c.Tree = append(c.Tree, info)
@@ -357,15 +360,35 @@ func (r *Router) treeShortcut(b *builder, ts *treeState) {
 	if ts.shortcutBeat != 0 && r.beats-ts.shortcutBeat < uint64(r.shortcutBeats()) {
 		return
 	}
+	if !ts.shortcut.IsZero() && r.peers[ts.shortcut] != nil {
+		return // one shortcut at a time: the last one is still connected
+	}
 	v, ok := ts.views[ts.parent]
 	up := v.info.Upstream
 	if !ok || !r.fresh(v) || v.info.Root != ts.root || up.IsZero() || up == r.cfg.Self || r.peers[up] != nil ||
 		slices.Contains(b.out.Connect, up) {
 		return
 	}
-	ts.shortcutBeat = r.beats
+	ts.shortcut, ts.shortcutBeat = up, r.beats
 	b.out.Connect = append(b.out.Connect, up)
 	r.stats.TreeShortcuts++
+}
+
+// shortcutInfo fills in what a report to peer id tells about shortcuts, if id is a child: the parent, to a child
+// whose route is long enough, when the parent has room for shortcuts; whether this node has room, to a child whose
+// children's routes are long enough. Room means two rank steps below the root (or ranks off).
+func (r *Router) shortcutInfo(info *TreeInfo, ts *treeState, id session.NodeID) {
+	if v, ok := ts.views[id]; !ok || v.info.Parent != r.cfg.Self || v.info.Root != ts.root {
+		return
+	}
+	if ts.dist+1 >= r.cfg.TreeShortcutDist && !ts.parent.IsZero() {
+		if pv, ok := ts.views[ts.parent]; ok && pv.info.ShortcutRoom {
+			info.Upstream = ts.parent
+		}
+	}
+	if ts.dist+2 >= r.cfg.TreeShortcutDist && ts.root != r.cfg.Self {
+		info.ShortcutRoom = !r.cfg.TreeRanked || ts.rank+2 <= ts.rootRank
+	}
 }
 
 // shortcutBeats is Config.TreeShortcutInterval in heartbeats, at least one.

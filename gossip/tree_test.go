@@ -392,6 +392,22 @@ func TestTreeShortcutConnectsToTheParentsParentOnceThenTakesTheShorterRoute(t *t
 	}
 	// Once connected, 7 reports itself a hop from the root: the route through it is shorter.
 	addPeers(t, r, topicA, 7, 7)
+	defer func() {
+		// While the shortcut stays connected, no other is asked for, even on a long route again.
+		for i := 0; i < int(2*DefaultConfig().TreeShortcutInterval/beat); i++ {
+			now = now.Add(beat)
+			fromParent.Seq++
+			fromParent.Upstream = nid(8)
+			r.HandleTree(now, nid(2), fromParent)
+			r.HandleTree(now, nid(7), report(60, 1, -1, fromParent.Seq)) // 7 moved to another tree
+			if out := r.Heartbeat(now); len(out.Connect) != 0 {
+				t.Fatalf("asked for a second shortcut while the first is connected (%d heartbeats on)", i+1)
+			}
+		}
+		if _, _, dist, _ := r.TreeLinks(topicA); dist != 3 {
+			t.Fatalf("dist %d, want 3 again", dist)
+		}
+	}()
 	r.HandleTree(now, nid(7), report(50, 1, -1, fromParent.Seq))
 	if _, parent, dist, _ := r.TreeLinks(topicA); parent != nid(7) || dist != 2 {
 		t.Fatalf("parent 7 %v, dist %d, want the shortcut at distance 2", parent == nid(7), dist)
@@ -423,26 +439,36 @@ func TestTreeShortcutIsNotAskedForOnShortRoutesOrWhenOff(t *testing.T) {
 }
 
 func TestTreeTellsItsParentOnlyToChildrenWithLongRoutes(t *testing.T) {
-	r := shortcutRouter(t, 3)
-	// Peer 2 is this node's parent, 1 hop from root 50; peer 1 is a child (3 hops), peer 3 is neither.
-	r.HandleTree(t0, nid(2), report(50, 1, -1, 1))
-	r.HandleTree(t0, nid(1), report(50, 3, self, 1))
-	r.HandleTree(t0, nid(3), report(50, 2, 2, 1))
-	out := twoBeats(r)
-	for peer, want := range map[int]session.NodeID{1: nid(2), 2: {}, 3: {}} {
-		c, _ := sendsTo(out, nid(peer))
-		if c == nil || len(c.Tree) != 1 {
-			t.Fatalf("peer %d got no report", peer)
+	for _, room := range []bool{true, false} {
+		r := shortcutRouter(t, 3)
+		// Peer 2 is this node's parent, 1 hop from root 50; peer 1 is a child (3 hops), peer 3 is neither.
+		fromParent := report(50, 1, -1, 1)
+		fromParent.ShortcutRoom = room
+		r.HandleTree(t0, nid(2), fromParent)
+		r.HandleTree(t0, nid(1), report(50, 3, self, 1))
+		r.HandleTree(t0, nid(3), report(50, 2, 2, 1))
+		out := twoBeats(r)
+		want := map[int]session.NodeID{1: nid(2), 2: {}, 3: {}}
+		if !room {
+			want[1] = session.NodeID{} // the parent takes no shortcuts
 		}
-		if c.Tree[0].Upstream != want {
-			t.Fatalf("peer %d was told upstream %v, want %v", peer, c.Tree[0].Upstream.Short(), want.Short())
+		for peer, want := range want {
+			c, _ := sendsTo(out, nid(peer))
+			if c == nil || len(c.Tree) != 1 {
+				t.Fatalf("peer %d got no report", peer)
+			}
+			if c.Tree[0].Upstream != want {
+				t.Fatalf("room %v: peer %d was told upstream %v, want %v", room, peer, c.Tree[0].Upstream.Short(), want.Short())
+			}
 		}
 	}
 	// A child at distance 2 would gain nothing from a shortcut to the root: it is not told.
 	r2 := shortcutRouter(t, 2)
-	r2.HandleTree(t0, nid(2), report(50, 0, -1, 1))
+	fromRoot := report(50, 0, -1, 1)
+	fromRoot.ShortcutRoom = true
+	r2.HandleTree(t0, nid(2), fromRoot)
 	r2.HandleTree(t0, nid(1), report(50, 2, self, 1))
-	out = twoBeats(r2)
+	out := twoBeats(r2)
 	if c, _ := sendsTo(out, nid(1)); c == nil || len(c.Tree) != 1 || !c.Tree[0].Upstream.IsZero() {
 		t.Fatal("a child at distance 2 was told the upstream")
 	}
@@ -453,4 +479,30 @@ func twoBeats(r *Router) Output {
 	out := r.Heartbeat(t0.Add(DefaultConfig().HeartbeatInterval))
 	out.Send = append(out.Send, r.Heartbeat(t0.Add(2*DefaultConfig().HeartbeatInterval)).Send...)
 	return out
+}
+
+func TestTreeOffersShortcutRoomOnlyTwoRankStepsBelowTheRoot(t *testing.T) {
+	for _, tc := range []struct {
+		peers int // this node's topic peers: its rank is peers/4
+		room  bool
+	}{{4, true}, {8, false}} {
+		cfg := DefaultConfig()
+		cfg.Tree, cfg.Self, cfg.TreeRanked, cfg.TreeShortcutDist = true, nid(self), true, 3
+		r := joined(t, cfg, tc.peers)
+		// Root 50 announces rank 3; peer 2 connects this node to it, peer 1 is a child at distance 2.
+		rep := report(50, 0, -1, 1)
+		rep.RootRank = 3
+		r.HandleTree(t0, nid(2), rep)
+		child := report(50, 2, self, 1)
+		child.RootRank = 3
+		r.HandleTree(t0, nid(1), child)
+		out := twoBeats(r)
+		c, _ := sendsTo(out, nid(1))
+		if c == nil || len(c.Tree) != 1 || c.Tree[0].ShortcutRoom != tc.room {
+			t.Fatalf("%d peers (rank %d) against the root's 3: report %+v, want room %v", tc.peers, r.TreeRank(topicA), c, tc.room)
+		}
+		if c, _ := sendsTo(out, nid(2)); c == nil || len(c.Tree) != 1 || c.Tree[0].ShortcutRoom {
+			t.Fatal("room was offered to the parent")
+		}
+	}
 }
