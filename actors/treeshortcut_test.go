@@ -13,9 +13,8 @@ import (
 	"github.com/actormesh/actormesh/testkit"
 )
 
-// lineBelowRoot starts n nodes in a line whose first node has the smallest id, so that it is the tree's root (ranks
-// are off: on a line they would all be 0, and a node only takes shortcuts two rank steps below the root) and the
-// last node is n-1 hops from it.
+// lineBelowRoot starts n nodes in a line whose first node has the smallest id, so that it is the tree's root
+// (every node has fewer than four topic peers, so all ranks are equal) and the last node is n-1 hops from it.
 func lineBelowRoot(t *testing.T, n int, configure func(i int, cfg *actors.Config)) *testkit.Network {
 	t.Helper()
 	ids := make([]*session.Identity, n)
@@ -33,7 +32,6 @@ func lineBelowRoot(t *testing.T, n int, configure func(i int, cfg *actors.Config
 	return gossipNetwork(t, n, testkit.Line(n), func(i int, cfg *actors.Config) {
 		cfg.Identity = ids[i]
 		cfg.Gossip.Router.TreeShortcutInterval = 200 * time.Millisecond
-		cfg.Gossip.Router.TreeRanked = false
 		if configure != nil {
 			configure(i, cfg)
 		}

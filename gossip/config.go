@@ -108,6 +108,12 @@ type Config struct {
 	TreeShortcutDist int
 	// TreeShortcutInterval is the least time between two shortcut requests of one topic (default 30s).
 	TreeShortcutInterval time.Duration
+	// TreeShortcutShare is the largest share of the tree's nodes at TreeShortcutDist or more for which shortcuts are
+	// taken (default 0.25): the nodes count their subtrees up the tree and the root's totals come down in the
+	// reports (TreeInfo.Size, Deep). Only a thin last layer is worth lifting: at N = 1000 about two thirds of the
+	// nodes are 3 hops deep, and shortcuts for all of them piled up on the few nodes a hop from the root, moved the
+	// root and made p100 worse.
+	TreeShortcutShare float64
 
 	// MsgID computes the id of a message; nil means DefaultMsgID. It must depend only on fields fixed by the
 	// origin (never on ID or Hops) and must not modify the message.
@@ -143,6 +149,7 @@ func DefaultConfig() Config {
 		MaxPeerTopics:        64,
 		TreeStaleBeats:       5,
 		TreeShortcutInterval: 30 * time.Second,
+		TreeShortcutShare:    0.25,
 	}
 }
 
@@ -165,8 +172,8 @@ func (c Config) Validate() error {
 		return bad("PublishFanout = %d, want >= 0", c.PublishFanout)
 	case c.TreeShortcutDist < 0 || c.TreeShortcutDist == 1:
 		return bad("TreeShortcutDist = %d, want 0 (off) or >= 2", c.TreeShortcutDist)
-	case c.TreeShortcutDist > 0 && (!c.Tree || c.TreeShortcutInterval <= 0):
-		return bad("TreeShortcutDist needs Tree and a positive TreeShortcutInterval")
+	case c.TreeShortcutDist > 0 && (!c.Tree || c.TreeShortcutInterval <= 0 || c.TreeShortcutShare <= 0 || c.TreeShortcutShare > 1):
+		return bad("TreeShortcutDist needs Tree, a positive TreeShortcutInterval and a TreeShortcutShare in (0, 1]")
 	case c.HistoryGossip < 1 || c.HistoryLength <= c.HistoryGossip:
 		return bad("want 1 <= HistoryGossip < HistoryLength, got %d and %d", c.HistoryGossip, c.HistoryLength)
 	case c.GossipDelay >= time.Duration(c.HistoryLength-c.HistoryGossip)*c.HeartbeatInterval:

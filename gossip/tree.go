@@ -59,11 +59,14 @@ type TreeInfo struct {
 	// Upstream is the reporter's parent, told to a child whose route is at least Config.TreeShortcutDist long so
 	// that it can connect to it; zero otherwise.
 	Upstream session.NodeID
-	// ShortcutRoom tells a child that the reporter takes shortcut connections from the child's children (see
-	// Config.TreeShortcutDist): it is at least two rank steps below the root, so the peers it gains cannot make it
-	// the root, which would move the whole tree.
-	ShortcutRoom bool
+	// Size and Deep count the nodes of the tree below the reporter, itself included, and those of them at least
+	// Config.TreeShortcutDist from the root, in reports to its parent; in reports to its children, those of the
+	// whole tree as the reporter knows them (Config.TreeShortcutShare). Zero without shortcuts.
+	Size, Deep int
 }
+
+// maxTreeSize bounds the node counts a report may claim (TreeInfo.Size, Deep).
+const maxTreeSize = 1 << 24
 
 // maxTreePath is the number of nodes a route's path keeps (TreeInfo.Path): longer routes keep their nearest
 // nodes.
@@ -293,10 +296,11 @@ func (r *Router) reportTree(b *builder, name string, t *topic, to []session.Node
 	ts := t.tree
 	for _, id := range to {
 		info := TreeInfo{Topic: name, Root: ts.root, RootRank: ts.rootRank, Seq: ts.seq, Dist: ts.dist, Path: ts.path}
+		if r.cfg.TreeShortcutDist > 0 {
+			r.shortcutInfo(&info, t, id)
+		}
 		if id == ts.parent {
 			info.Parent = ts.parent
-		} else if r.cfg.TreeShortcutDist > 0 {
-			r.shortcutInfo(&info, ts, id)
 		}
 		c := b.control(id)
 		c.Tree = append(c.Tree, info)
@@ -327,7 +331,7 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 	if ts.root == r.cfg.Self {
 		ts.seq = ts.beacon
 	}
-	r.treeShortcut(b, ts)
+	r.treeShortcut(b, t)
 	if r.updateTree(b, name, t) {
 		return // reported already
 	}
@@ -352,7 +356,8 @@ const shortcutSettleBeats = 5
 // Config.TreeShortcutDist long and the parent named it (TreeInfo.Upstream), its place has not changed for
 // shortcutSettleBeats and it has not asked within TreeShortcutInterval: once connected, the node's route is a hop
 // shorter through it.
-func (r *Router) treeShortcut(b *builder, ts *treeState) {
+func (r *Router) treeShortcut(b *builder, t *topic) {
+	ts := t.tree
 	if r.cfg.TreeShortcutDist == 0 || ts.dist < r.cfg.TreeShortcutDist || ts.parent.IsZero() ||
 		r.beats-ts.movedBeat < shortcutSettleBeats {
 		return
@@ -369,26 +374,59 @@ func (r *Router) treeShortcut(b *builder, ts *treeState) {
 		slices.Contains(b.out.Connect, up) {
 		return
 	}
+	if size, deep := r.treeTotals(t); size == 0 || float64(deep) > r.cfg.TreeShortcutShare*float64(size) {
+		return // not a thin last layer, or not known yet
+	}
 	ts.shortcut, ts.shortcutBeat = up, r.beats
 	b.out.Connect = append(b.out.Connect, up)
 	r.stats.TreeShortcuts++
 }
 
-// shortcutInfo fills in what a report to peer id tells about shortcuts, if id is a child: the parent, to a child
-// whose route is long enough, when the parent has room for shortcuts; whether this node has room, to a child whose
-// children's routes are long enough. Room means two rank steps below the root (or ranks off).
-func (r *Router) shortcutInfo(info *TreeInfo, ts *treeState, id session.NodeID) {
+// shortcutInfo fills in what a report to peer id tells about shortcuts: to the parent, the counts of the subtree; to
+// a child, the counts of the whole tree and, if the child's route is long enough, this node's parent.
+func (r *Router) shortcutInfo(info *TreeInfo, t *topic, id session.NodeID) {
+	ts := t.tree
+	if id == ts.parent {
+		info.Size, info.Deep = r.subtreeCounts(t)
+		return
+	}
 	if v, ok := ts.views[id]; !ok || v.info.Parent != r.cfg.Self || v.info.Root != ts.root {
 		return
 	}
+	info.Size, info.Deep = r.treeTotals(t)
 	if ts.dist+1 >= r.cfg.TreeShortcutDist && !ts.parent.IsZero() {
-		if pv, ok := ts.views[ts.parent]; ok && pv.info.ShortcutRoom {
-			info.Upstream = ts.parent
+		info.Upstream = ts.parent
+	}
+}
+
+// subtreeCounts counts the nodes of the tree below this node, itself included, and those of them at
+// TreeShortcutDist or more, from its children's latest reports.
+func (r *Router) subtreeCounts(t *topic) (size, deep int) {
+	ts := t.tree
+	size = 1
+	if ts.dist >= r.cfg.TreeShortcutDist {
+		deep = 1
+	}
+	for _, id := range t.peers {
+		if v, ok := ts.views[id]; ok && v.info.Parent == r.cfg.Self && v.info.Root == ts.root && r.fresh(v) {
+			size += v.info.Size
+			deep += v.info.Deep
 		}
 	}
-	if ts.dist+2 >= r.cfg.TreeShortcutDist && ts.root != r.cfg.Self {
-		info.ShortcutRoom = !r.cfg.TreeRanked || ts.rank+2 <= ts.rootRank
+	return min(size, maxTreeSize), min(deep, maxTreeSize)
+}
+
+// treeTotals returns the whole tree's counts as this node knows them: its own at the root, its parent's report
+// otherwise (zero while unknown).
+func (r *Router) treeTotals(t *topic) (size, deep int) {
+	ts := t.tree
+	if ts.root == r.cfg.Self {
+		return r.subtreeCounts(t)
 	}
+	if v, ok := ts.views[ts.parent]; ok && v.info.Root == ts.root && r.fresh(v) {
+		return v.info.Size, v.info.Deep
+	}
+	return 0, 0
 }
 
 // shortcutBeats is Config.TreeShortcutInterval in heartbeats, at least one.

@@ -364,6 +364,7 @@ func TestTreeShortcutConnectsToTheParentsParentOnceThenTakesTheShorterRoute(t *t
 	// Peer 2 is 2 hops from root 50 through 7, which it names to this node, 3 hops from the root through it.
 	fromParent := report(50, 2, -1, 1)
 	fromParent.Upstream = nid(7)
+	fromParent.Size, fromParent.Deep = 100, 10 // the whole tree: a thin last layer
 	r.HandleTree(now, nid(2), fromParent)
 	if _, parent, dist, _ := r.TreeLinks(topicA); parent != nid(2) || dist != 3 {
 		t.Fatalf("parent 2 %v, dist %d, want 3", parent == nid(2), dist)
@@ -419,7 +420,8 @@ func TestTreeShortcutIsNotAskedForOnShortRoutesOrWhenOff(t *testing.T) {
 		name         string
 		shortcutDist int
 		parentDist   int
-	}{{"route of 2 hops", 3, 1}, {"off", 0, 2}} {
+		deep         int // of 100 nodes
+	}{{"route of 2 hops", 3, 1, 10}, {"off", 0, 2, 10}, {"thick last layer", 3, 2, 26}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.Tree, cfg.Self, cfg.TreeShortcutDist = true, nid(self), tc.shortcutDist
@@ -428,6 +430,7 @@ func TestTreeShortcutIsNotAskedForOnShortRoutesOrWhenOff(t *testing.T) {
 			for i := uint64(1); i <= 2*shortcutSettleBeats; i++ {
 				rep := report(50, tc.parentDist, -1, i)
 				rep.Upstream = nid(7)
+				rep.Size, rep.Deep = 100, tc.deep
 				r.HandleTree(now, nid(2), rep)
 				if out := r.Heartbeat(now); len(out.Connect) != 0 {
 					t.Fatal("asked for a shortcut")
@@ -439,36 +442,27 @@ func TestTreeShortcutIsNotAskedForOnShortRoutesOrWhenOff(t *testing.T) {
 }
 
 func TestTreeTellsItsParentOnlyToChildrenWithLongRoutes(t *testing.T) {
-	for _, room := range []bool{true, false} {
-		r := shortcutRouter(t, 3)
-		// Peer 2 is this node's parent, 1 hop from root 50; peer 1 is a child (3 hops), peer 3 is neither.
-		fromParent := report(50, 1, -1, 1)
-		fromParent.ShortcutRoom = room
-		r.HandleTree(t0, nid(2), fromParent)
-		r.HandleTree(t0, nid(1), report(50, 3, self, 1))
-		r.HandleTree(t0, nid(3), report(50, 2, 2, 1))
-		out := twoBeats(r)
-		want := map[int]session.NodeID{1: nid(2), 2: {}, 3: {}}
-		if !room {
-			want[1] = session.NodeID{} // the parent takes no shortcuts
+	r := shortcutRouter(t, 3)
+	// Peer 2 is this node's parent, 1 hop from root 50; peer 1 is a child (3 hops), peer 3 is neither.
+	r.HandleTree(t0, nid(2), report(50, 1, -1, 1))
+	r.HandleTree(t0, nid(1), report(50, 3, self, 1))
+	r.HandleTree(t0, nid(3), report(50, 2, 2, 1))
+	out := twoBeats(r)
+	for peer, want := range map[int]session.NodeID{1: nid(2), 2: {}, 3: {}} {
+		c, _ := sendsTo(out, nid(peer))
+		if c == nil || len(c.Tree) != 1 {
+			t.Fatalf("peer %d got no report", peer)
 		}
-		for peer, want := range want {
-			c, _ := sendsTo(out, nid(peer))
-			if c == nil || len(c.Tree) != 1 {
-				t.Fatalf("peer %d got no report", peer)
-			}
-			if c.Tree[0].Upstream != want {
-				t.Fatalf("room %v: peer %d was told upstream %v, want %v", room, peer, c.Tree[0].Upstream.Short(), want.Short())
-			}
+		if c.Tree[0].Upstream != want {
+			t.Fatalf("peer %d was told upstream %v, want %v", peer, c.Tree[0].Upstream.Short(), want.Short())
 		}
 	}
 	// A child at distance 2 would gain nothing from a shortcut to the root: it is not told.
 	r2 := shortcutRouter(t, 2)
 	fromRoot := report(50, 0, -1, 1)
-	fromRoot.ShortcutRoom = true
 	r2.HandleTree(t0, nid(2), fromRoot)
 	r2.HandleTree(t0, nid(1), report(50, 2, self, 1))
-	out := twoBeats(r2)
+	out = twoBeats(r2)
 	if c, _ := sendsTo(out, nid(1)); c == nil || len(c.Tree) != 1 || !c.Tree[0].Upstream.IsZero() {
 		t.Fatal("a child at distance 2 was told the upstream")
 	}
@@ -481,28 +475,24 @@ func twoBeats(r *Router) Output {
 	return out
 }
 
-func TestTreeOffersShortcutRoomOnlyTwoRankStepsBelowTheRoot(t *testing.T) {
-	for _, tc := range []struct {
-		peers int // this node's topic peers: its rank is peers/4
-		room  bool
-	}{{4, true}, {8, false}} {
-		cfg := DefaultConfig()
-		cfg.Tree, cfg.Self, cfg.TreeRanked, cfg.TreeShortcutDist = true, nid(self), true, 3
-		r := joined(t, cfg, tc.peers)
-		// Root 50 announces rank 3; peer 2 connects this node to it, peer 1 is a child at distance 2.
-		rep := report(50, 0, -1, 1)
-		rep.RootRank = 3
-		r.HandleTree(t0, nid(2), rep)
-		child := report(50, 2, self, 1)
-		child.RootRank = 3
-		r.HandleTree(t0, nid(1), child)
-		out := twoBeats(r)
-		c, _ := sendsTo(out, nid(1))
-		if c == nil || len(c.Tree) != 1 || c.Tree[0].ShortcutRoom != tc.room {
-			t.Fatalf("%d peers (rank %d) against the root's 3: report %+v, want room %v", tc.peers, r.TreeRank(topicA), c, tc.room)
-		}
-		if c, _ := sendsTo(out, nid(2)); c == nil || len(c.Tree) != 1 || c.Tree[0].ShortcutRoom {
-			t.Fatal("room was offered to the parent")
+func TestTreeCountsItsSubtreeUpAndTheWholeTreeDown(t *testing.T) {
+	r := shortcutRouter(t, 3)
+	// Peer 3 is the parent (2 hops from root 50, which counts 120 nodes, 12 of them deep); peers 1 and 2 are
+	// children at distance 3 with subtrees of 3 (1 deep) and 1 (1 deep).
+	fromParent := report(50, 1, -1, 1)
+	fromParent.Size, fromParent.Deep = 120, 12
+	r.HandleTree(t0, nid(3), fromParent)
+	a, b := report(50, 3, self, 1), report(50, 3, self, 1)
+	a.Size, a.Deep, b.Size, b.Deep = 3, 1, 1, 1
+	r.HandleTree(t0, nid(1), a)
+	r.HandleTree(t0, nid(2), b)
+	out := twoBeats(r)
+	if c, _ := sendsTo(out, nid(3)); c == nil || len(c.Tree) != 1 || c.Tree[0].Size != 5 || c.Tree[0].Deep != 2 {
+		t.Fatalf("report to the parent: %+v, want its subtree: 5 nodes, 2 deep", c)
+	}
+	for _, child := range []int{1, 2} {
+		if c, _ := sendsTo(out, nid(child)); c == nil || len(c.Tree) != 1 || c.Tree[0].Size != 120 || c.Tree[0].Deep != 12 {
+			t.Fatalf("report to child %d: %+v, want the whole tree: 120 nodes, 12 deep", child, c)
 		}
 	}
 }

@@ -82,7 +82,7 @@ func controlToWire(w *messages.GossipControl, c *Control) {
 		if !ti.Upstream.IsZero() {
 			wt.Upstream = ti.Upstream[:]
 		}
-		wt.ShortcutRoom = ti.ShortcutRoom
+		wt.Size, wt.Deep = uint32(min(ti.Size, maxTreeSize)), uint32(min(ti.Deep, maxTreeSize))
 		w.Tree = append(w.Tree, wt)
 	}
 }
@@ -120,7 +120,7 @@ func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
 			continue
 		}
 		ti := TreeInfo{Topic: wt.Topic, Root: root, RootRank: int(wt.RootRank), Seq: wt.Seq, Dist: int(wt.Dist),
-			Path: wt.Path, ShortcutRoom: wt.ShortcutRoom}
+			Path: wt.Path, Size: int(min(wt.Size, maxTreeSize)), Deep: int(min(wt.Deep, maxTreeSize))}
 		if len(wt.Parent) > 0 {
 			if ti.Parent, err = session.NodeIDFromBytes(wt.Parent); err != nil {
 				continue

@@ -21,7 +21,7 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 		Graft: []string{"a"},
 		Prune: []*messages.GossipPrune{{Topic: "a", Lazy: true}},
 		Tree: []*messages.GossipTree{
-			{Topic: "a", Root: nid(1).Bytes(), Seq: 3, Dist: 1, Parent: nid(1).Bytes(), RootRank: 7, Path: []uint32{5, 9}, Upstream: nid(4).Bytes()},
+			{Topic: "a", Root: nid(1).Bytes(), Seq: 3, Dist: 1, Parent: nid(1).Bytes(), RootRank: 7, Path: []uint32{5, 9}, Upstream: nid(4).Bytes(), Size: 30, Deep: maxTreeSize + 1},
 			{Topic: "a", Root: nid(1).Bytes(), Dist: 1, RootRank: maxTreeRank + 1}, // beyond the rank bound
 			{Topic: "a", Root: []byte{1}, Dist: 1},                                           // root is not a NodeID
 			{Topic: "a", Root: nid(1).Bytes(), Dist: maxTreeDist},                            // beyond the distance bound
@@ -38,7 +38,8 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 		t.Fatalf("IWANT: %d ids, want the well-formed ones capped at 10", len(c.IWant))
 	}
 	if len(c.Tree) != 1 || c.Tree[0].Root != nid(1) || c.Tree[0].Parent != nid(1) || c.Tree[0].Seq != 3 ||
-		c.Tree[0].RootRank != 7 || !slices.Equal(c.Tree[0].Path, []uint32{5, 9}) || c.Tree[0].Upstream != nid(4) {
+		c.Tree[0].RootRank != 7 || !slices.Equal(c.Tree[0].Path, []uint32{5, 9}) || c.Tree[0].Upstream != nid(4) ||
+		c.Tree[0].Size != 30 || c.Tree[0].Deep != maxTreeSize {
 		t.Fatalf("tree entries: %+v, want only the well-formed one", c.Tree)
 	}
 	if len(c.Graft) != 1 || len(c.Prune) != 1 || !c.Prune[0].Lazy {

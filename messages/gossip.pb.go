@@ -343,9 +343,11 @@ type GossipTree struct {
 	// upstream is the reporter's own parent, told to its children whose route to the root is long enough to be worth
 	// a connection to it (a tree shortcut); empty otherwise.
 	Upstream []byte `protobuf:"bytes,8,opt,name=upstream,proto3" json:"upstream,omitempty"`
-	// shortcut_room tells a child that the reporter takes shortcut connections from the child's children: the reporter
-	// is at least two rank steps below the root, so that the peers it gains cannot make it the root.
-	ShortcutRoom  bool `protobuf:"varint,9,opt,name=shortcut_room,json=shortcutRoom,proto3" json:"shortcut_room,omitempty"`
+	// size and deep count the nodes of the tree below the reporter, itself included, and those of them at least the
+	// shortcut distance from the root, in reports to its parent; in reports to its children, those of the whole tree
+	// as the reporter knows them. Shortcuts are taken only while the deep nodes are a small share of the tree.
+	Size          uint32 `protobuf:"varint,9,opt,name=size,proto3" json:"size,omitempty"`
+	Deep          uint32 `protobuf:"varint,10,opt,name=deep,proto3" json:"deep,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -436,11 +438,18 @@ func (x *GossipTree) GetUpstream() []byte {
 	return nil
 }
 
-func (x *GossipTree) GetShortcutRoom() bool {
+func (x *GossipTree) GetSize() uint32 {
 	if x != nil {
-		return x.ShortcutRoom
+		return x.Size
 	}
-	return false
+	return 0
+}
+
+func (x *GossipTree) GetDeep() uint32 {
+	if x != nil {
+		return x.Deep
+	}
+	return 0
 }
 
 // GossipIHave announces message ids of one topic held by the sender.
@@ -576,7 +585,7 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x05iwant\x18\x02 \x03(\fR\x05iwant\x12\x14\n" +
 	"\x05graft\x18\x03 \x03(\tR\x05graft\x126\n" +
 	"\x05prune\x18\x04 \x03(\v2 .actormesh.gossip.v1.GossipPruneR\x05prune\x123\n" +
-	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"\xe6\x01\n" +
+	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"\xe9\x01\n" +
 	"\n" +
 	"GossipTree\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
@@ -586,8 +595,10 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x06parent\x18\x05 \x01(\fR\x06parent\x12\x1b\n" +
 	"\troot_rank\x18\x06 \x01(\rR\brootRank\x12\x12\n" +
 	"\x04path\x18\a \x03(\aR\x04path\x12\x1a\n" +
-	"\bupstream\x18\b \x01(\fR\bupstream\x12#\n" +
-	"\rshortcut_room\x18\t \x01(\bR\fshortcutRoom\"5\n" +
+	"\bupstream\x18\b \x01(\fR\bupstream\x12\x12\n" +
+	"\x04size\x18\t \x01(\rR\x04size\x12\x12\n" +
+	"\x04deep\x18\n" +
+	" \x01(\rR\x04deep\"5\n" +
 	"\vGossipIHave\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\fR\x03ids\"7\n" +
