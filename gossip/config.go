@@ -101,8 +101,9 @@ type Config struct {
 	PublishFanout int
 	// TreeShortcutDist is the route length (hops to the root) from which a node connects to its parent's parent,
 	// shortening its route by one: a parent tells its children at that distance its own parent in its reports, and
-	// such a child asks the shell for a connection to it (Output.Connect), at most once every
-	// TreeShortcutInterval per topic. The breadth-first tree of a random graph has a thin last layer; at N = 200
+	// such a child asks the shell for a connection to it (Output.Connect) once its place has stayed the same for 5
+	// heartbeats, at most once every TreeShortcutInterval per topic, never while its last shortcut is still
+	// connected, and only over a thin last layer (TreeShortcutShare). The breadth-first tree of a random graph has a thin last layer; at N = 200
 	// it holds about a tenth of the nodes, and lifting it removes a hop from most messages' slowest path. 0 turns
 	// it off (default 0 here; the relay's DefaultRelayConfig sets 3). Requires Tree.
 	TreeShortcutDist int
@@ -112,7 +113,8 @@ type Config struct {
 	// taken (default 0.25): the nodes count their subtrees up the tree and the root's totals come down in the
 	// reports (TreeInfo.Size, Deep). Only a thin last layer is worth lifting: at N = 1000 about two thirds of the
 	// nodes are 3 hops deep, and shortcuts for all of them piled up on the few nodes a hop from the root, moved the
-	// root and made p100 worse.
+	// root and made p100 worse. Like ranks, the counts are claimed, not proven: a peer lying about them can at most
+	// make nodes take or skip one shortcut each.
 	TreeShortcutShare float64
 
 	// MsgID computes the id of a message; nil means DefaultMsgID. It must depend only on fields fixed by the
