@@ -192,18 +192,33 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 		return
 	}
 	ts := t.tree
+	prev, had := ts.views[from]
+	// A report that only advances the beacon of a root this node already takes as alive, at the same rank, changes
+	// nothing updateTree decides: most reports of a settled tree are such, and the next heartbeat runs updateTree
+	// anyway.
+	same := had && r.fresh(prev) && samePlace(prev.info, info) && (info.Root == r.cfg.Self || r.alive(ts, info.Root))
 	if info.Root != r.cfg.Self {
 		h, ok := ts.heard[info.Root]
 		switch {
 		case !ok && len(ts.heard) >= maxHeardRoots:
 			return
 		case !ok || info.Seq > h.seq:
+			same = same && ok && h.rank == info.RootRank
 			h.seq, h.beat, h.rank = info.Seq, r.beats, info.RootRank
 			ts.heard[info.Root] = h
 		}
 	}
 	ts.views[from] = treeView{info: info, beat: r.beats}
-	r.updateTree(b, info.Topic, t)
+	if !same {
+		r.updateTree(b, info.Topic, t)
+	}
+}
+
+// samePlace tells whether two reports of a peer give it the same place in the tree: root, root's rank, distance,
+// parent and route.
+func samePlace(a, b TreeInfo) bool {
+	return a.Root == b.Root && a.RootRank == b.RootRank && a.Dist == b.Dist && a.Parent == b.Parent &&
+		slices.Equal(a.Path, b.Path)
 }
 
 // alive tells whether a root other than this node sent a beacon this node heard of first within the last

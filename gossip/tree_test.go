@@ -496,3 +496,32 @@ func TestTreeCountsItsSubtreeUpAndTheWholeTreeDown(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkHandleTreeSettled measures a tree report that changes nothing but the root's beacon, the bulk of the
+// reports of a settled tree: 16 topic peers, one of them the parent, each reporting in turn.
+func BenchmarkHandleTreeSettled(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Tree, cfg.Self, cfg.TreeRanked, cfg.TreeShortcutDist = true, nid(self), true, 3
+	r := joined(b, cfg, 16)
+	reports := make([]TreeInfo, 16)
+	for i := range reports {
+		reports[i] = report(50, 1+i%3, -1, 1)
+		reports[i].Path = []uint32{pathID(nid(50)), pathID(nid(60 + i))}
+		reports[i].RootRank = 6
+	}
+	reports[0].Dist = 0
+	reports[0].Path = []uint32{pathID(nid(50))}
+	b.ReportAllocs()
+	seq := uint64(1)
+	for i := 0; b.Loop(); i++ {
+		k := i % len(reports)
+		if k == 0 {
+			seq++
+		}
+		reports[k].Seq = seq
+		r.HandleTree(t0, nid(k+1), reports[k])
+	}
+	if _, parent, dist, _ := r.TreeLinks(topicA); parent != nid(1) || dist != 1 {
+		b.Fatalf("parent 1 %v, dist %d", parent == nid(1), dist)
+	}
+}
