@@ -91,8 +91,9 @@ func DefaultRelayConfig() RelayConfig {
 	// connections per node, the median delay to half the nodes drops by a hop (p50 91 -> 71-76 ms in 7 seeds of 8) for 0.13
 	// duplicates and ~180 more wire bytes per delivery.
 	rc.PublishFanout = 16
-	// The nodes three hops from the root connect to their parent's parent: at N = 200, the slowest path of most
-	// messages loses a hop (p100 ~118 -> ~100 ms) for one more connection at about a tenth of the nodes.
+	// The nodes three hops from the root connect to their parent's parent while they are a thin last layer: at
+	// N = 200, the slowest path of most messages loses a hop (p100 115-120 -> 97-104 ms) for one more connection
+	// at about a tenth of the nodes.
 	rc.TreeShortcutDist = 3
 	return RelayConfig{
 		Router: rc, MaxMessageSize: 512 << 10, SignMessages: true, VerifySignatures: true,

@@ -147,11 +147,17 @@ func (r *Router) treeLinks(t *topic) []session.NodeID {
 		out = append(out, ts.parent)
 	}
 	for _, id := range t.peers {
-		if v, ok := ts.views[id]; ok && v.info.Parent == r.cfg.Self && v.info.Root == ts.root && r.fresh(v) && id != ts.parent {
+		if r.isChild(ts, id) && id != ts.parent {
 			out = append(out, id)
 		}
 	}
 	return out
+}
+
+// isChild tells whether peer id's fresh report names this node as its parent on this node's root.
+func (r *Router) isChild(ts *treeState, id session.NodeID) bool {
+	v, ok := ts.views[id]
+	return ok && v.info.Parent == r.cfg.Self && v.info.Root == ts.root && r.fresh(v)
 }
 
 // TreeLinks returns the tree links of a topic (Config.Tree): its parent, zero at the root, and its children.
@@ -369,8 +375,9 @@ const shortcutSettleBeats = 5
 
 // treeShortcut asks for a connection to the parent's parent when the node's route to the root is at least
 // Config.TreeShortcutDist long and the parent named it (TreeInfo.Upstream), its place has not changed for
-// shortcutSettleBeats and it has not asked within TreeShortcutInterval: once connected, the node's route is a hop
-// shorter through it.
+// shortcutSettleBeats, it has not asked within TreeShortcutInterval, its last shortcut is no longer connected and
+// the deep nodes are at most TreeShortcutShare of the tree: once connected, the node's route is a hop shorter
+// through it.
 func (r *Router) treeShortcut(b *builder, t *topic) {
 	ts := t.tree
 	if r.cfg.TreeShortcutDist == 0 || ts.dist < r.cfg.TreeShortcutDist || ts.parent.IsZero() ||
@@ -423,7 +430,8 @@ func (r *Router) subtreeCounts(t *topic) (size, deep int) {
 		deep = 1
 	}
 	for _, id := range t.peers {
-		if v, ok := ts.views[id]; ok && v.info.Parent == r.cfg.Self && v.info.Root == ts.root && r.fresh(v) {
+		if r.isChild(ts, id) {
+			v := ts.views[id]
 			size += v.info.Size
 			deep += v.info.Deep
 		}

@@ -37,6 +37,7 @@ type BroadcastReport struct {
 	IWantPerDelivery float64 `json:"iwant_per_delivery"`
 	// MeanHops and MaxHops describe the paths of deliveries.
 	MeanHops float64 `json:"mean_hops"`
+	MaxHops  int     `json:"max_hops"`
 	// TreeBefore and TreeAfter are the topic's spanning tree when the publications start and after the last
 	// delivery (Config.Tree): one root is a settled tree.
 	TreeBefore TreeShape `json:"tree_before"`
@@ -47,7 +48,6 @@ type BroadcastReport struct {
 	// (gossip.Config.TreeShortcutDist) before the publications and during them.
 	TreeShortcutsBefore int `json:"tree_shortcuts_before"`
 	TreeShortcutsWindow int `json:"tree_shortcuts_window"`
-	MaxHops             int `json:"max_hops"`
 	// WireBytesPerDelivery counts every byte written to connections from the first publication to the end of the
 	// drain (handshakes of the setup excluded; keepalives and gossip control included), per delivery.
 	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`

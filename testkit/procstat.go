@@ -63,7 +63,8 @@ type MemoryBreakdown struct {
 	HeapFreeMiB float64 `json:"heap_free_mib"`
 	// StacksMiB is the memory of goroutine stacks.
 	StacksMiB float64 `json:"stacks_mib"`
-	// HeapUnusedMiB is memory of heap spans in use that holds no object: the fragmentation of size classes.
+	// HeapUnusedMiB is memory of heap spans in use that holds no object: mostly slots the last garbage collection
+	// freed (the heap's headroom until the next one), and the rounding of size classes.
 	HeapUnusedMiB float64 `json:"heap_unused_mib"`
 	// MetadataMiB is the runtime's bookkeeping of the heap (span structures, GC bitmaps and work buffers).
 	MetadataMiB float64 `json:"metadata_mib"`
@@ -97,11 +98,12 @@ func memoryBreakdown() MemoryBreakdown {
 			v[i] = float64(s.Value.Uint64()) / (1 << 20)
 		}
 	}
+	metadata := v[8] + v[9] + v[10] + v[11] + v[12]
 	return MemoryBreakdown{
 		HeapLiveMiB: v[0], HeapMiB: v[1], HeapFreeMiB: v[2], StacksMiB: v[3],
 		HeapUnusedMiB: v[7],
-		MetadataMiB:   v[8] + v[9] + v[10] + v[11] + v[12],
-		OtherMiB:      v[4] - v[5] - v[1] - v[2] - v[3] - v[7] - (v[8] + v[9] + v[10] + v[11] + v[12]),
+		MetadataMiB:   metadata,
+		OtherMiB:      v[4] - v[5] - v[1] - v[2] - v[3] - v[7] - metadata,
 		Goroutines:    int(v[6] * (1 << 20)),
 	}
 }
