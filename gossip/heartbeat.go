@@ -18,6 +18,11 @@ import (
 func (r *Router) Heartbeat(now time.Time) Output {
 	now = r.clock(now)
 	r.beats++
+	for _, t := range r.topics {
+		if t.tree != nil {
+			t.tree.linksOK = false // reports go stale with the heartbeat count
+		}
+	}
 	var b builder
 	for _, p := range r.peers {
 		p.ihaves, p.served = 0, 0

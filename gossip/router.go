@@ -204,6 +204,7 @@ func (r *Router) dropTopicPeer(name string, id session.NodeID) {
 	t.peers = slices.DeleteFunc(t.peers, func(p session.NodeID) bool { return p == id })
 	t.mesh = slices.DeleteFunc(t.mesh, func(l link) bool { return l.id == id })
 	if t.tree != nil {
+		t.tree.linksOK = false
 		delete(t.tree.views, id)
 		if t.tree.parent == id {
 			t.tree.parent = session.NodeID{} // the next heartbeat picks another

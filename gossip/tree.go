@@ -111,6 +111,10 @@ type treeState struct {
 	// of it keep coming from peers that have not given it up yet.
 	heard map[session.NodeID]beaconHeard
 	cands []session.NodeID // scratch space of updateTree: the roots of fresh reports
+	// links caches treeLinks while linksOK: every message forwarded reads them, and they change only with a
+	// report that moves a peer, a heartbeat (reports go stale), a change of place or of the topic's peers.
+	links   []session.NodeID
+	linksOK bool
 	// shortcut is the peer of the last shortcut request (Config.TreeShortcutDist) and shortcutBeat its heartbeat
 	// count, 0 for none; movedBeat is the heartbeat count of the last change of root, parent or distance.
 	shortcut     session.NodeID
@@ -136,13 +140,17 @@ func (r *Router) beaconAt(now time.Time) uint64 {
 }
 
 // treeLinks returns the tree links of a joined topic: the parent and the peers that report this node as their
-// parent. Nil without Config.Tree.
+// parent. Nil without Config.Tree. The slice is the tree's cache: callers must not change it or keep it past a
+// change of the tree.
 func (r *Router) treeLinks(t *topic) []session.NodeID {
 	ts := t.tree
 	if ts == nil {
 		return nil
 	}
-	var out []session.NodeID
+	if ts.linksOK {
+		return ts.links
+	}
+	out := ts.links[:0]
 	if !ts.parent.IsZero() {
 		out = append(out, ts.parent)
 	}
@@ -151,6 +159,7 @@ func (r *Router) treeLinks(t *topic) []session.NodeID {
 			out = append(out, id)
 		}
 	}
+	ts.links, ts.linksOK = out, true
 	return out
 }
 
@@ -166,7 +175,7 @@ func (r *Router) TreeLinks(name string) (root, parent session.NodeID, dist int, 
 	if t == nil || t.tree == nil {
 		return root, parent, 0, nil
 	}
-	return t.tree.root, t.tree.parent, t.tree.dist, r.treeLinks(t)
+	return t.tree.root, t.tree.parent, t.tree.dist, slices.Clone(r.treeLinks(t))
 }
 
 // TreeRank returns the rank this node announces on a topic (Config.Tree): one step per four topic peers.
@@ -215,7 +224,7 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 		}
 	}
 	ts.views[from] = treeView{info: info, beat: r.beats}
-	if !same {
+	if !same { // updateTree also drops the cached links: the peer may have become a child or stopped being one
 		r.updateTree(b, info.Topic, t)
 	}
 }
@@ -286,6 +295,7 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 	}
 	old := *ts
 	ts.root, ts.rootRank, ts.parent, ts.dist, ts.seq = root, rank, parent, dist, seq
+	ts.linksOK = false
 	if root != old.root || parent != old.parent || dist != old.dist {
 		ts.movedBeat = r.beats
 	}

@@ -210,6 +210,56 @@ func TestTreeForgetsAPeerThatLeft(t *testing.T) {
 	}
 }
 
+// TestTreeLinksFollowEveryChange checks that the tree links (cached between changes) follow each change at once:
+// a peer that reports this node as parent, then another parent, a child whose reports go stale, and a child that
+// leaves the topic. Each step reads the links first, so a cache that missed the change would still hold them.
+func TestTreeLinksFollowEveryChange(t *testing.T) {
+	r := treeRouter(t, 4)
+	r.HandleTree(t0, nid(1), report(1, 0, -1, 1))
+	links := func() []session.NodeID {
+		_, _, _, l := r.TreeLinks(topicA)
+		return sorted(l)
+	}
+	pushedTo := func(data string) []session.NodeID {
+		out, err := r.Publish(t0, msg(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sorted(receivers(out))
+	}
+	want := func(step string, ids ...int) {
+		t.Helper()
+		var w []session.NodeID
+		for _, i := range ids {
+			w = append(w, nid(i))
+		}
+		w = sorted(w)
+		if got := links(); !slices.Equal(got, w) {
+			t.Fatalf("%s: links %v, want %v", step, got, w)
+		}
+		if got := pushedTo(step); !slices.Equal(got, w) {
+			t.Fatalf("%s: published to %v, want %v", step, got, w)
+		}
+	}
+	want("parent only", 1)
+	r.HandleTree(t0, nid(4), report(1, 2, self, 1))
+	want("4 is a child", 1, 4)
+	r.HandleTree(t0, nid(4), report(1, 2, 2, 2))
+	want("4 took another parent", 1)
+	r.HandleTree(t0, nid(3), report(1, 2, self, 1))
+	r.HandleTree(t0, nid(4), report(1, 2, self, 3))
+	want("3 and 4 are children", 1, 3, 4)
+	r.PeerUnsubscribed(nid(3), topicA)
+	want("3 left the topic", 1, 4)
+	// 4 stops reporting while the root goes on: its last report goes stale.
+	for i := 1; i <= r.cfg.TreeStaleBeats+1; i++ {
+		now := t0.Add(time.Duration(i) * time.Second)
+		r.HandleTree(now, nid(1), report(1, 0, -1, uint64(1+i)))
+		r.Heartbeat(now)
+	}
+	want("4's report went stale", 1)
+}
+
 func TestTreeRankMovesOnlyPastAStepEdge(t *testing.T) {
 	for _, c := range []struct{ prev, peers, want int }{
 		{0, 0, 0}, {0, 4, 0}, {0, 5, 1}, {0, 21, 5},
