@@ -53,6 +53,12 @@ type BroadcastReport struct {
 	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`
 	// CPUUsPerDelivery is the process CPU time over the same window, per delivery.
 	CPUUsPerDelivery float64 `json:"cpu_us_per_delivery"`
+	// AllocBytesPerDelivery and AllocsPerDelivery are the heap allocations of the process over the same window
+	// (bytes and objects) per delivery, and GCCycles the garbage collections in it: what drives the GC's share of
+	// the CPU.
+	AllocBytesPerDelivery float64 `json:"alloc_bytes_per_delivery"`
+	AllocsPerDelivery     float64 `json:"allocs_per_delivery"`
+	GCCycles              int     `json:"gc_cycles"`
 	// PeakRSSMiB is the process's peak resident memory, also divided by N.
 	PeakRSSMiB        float64 `json:"peak_rss_mib"`
 	PeakRSSPerNodeMiB float64 `json:"peak_rss_per_node_mib"`

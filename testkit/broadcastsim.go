@@ -286,6 +286,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		sc.Window(true, nodes)
 	}
 	bytes0, cpu0, dials0, t0 := wireBytes(mem, &tcpBytes), processCPU(), dialCount(mem), time.Now()
+	allocs0 := readHeapAllocs()
 	published := make([]time.Time, sc.Messages)
 	attempted := make([]time.Time, sc.Messages) // also of the failed publications
 	publisher := make([]int, sc.Messages)
@@ -320,8 +321,9 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 
 	progress("waiting for the last deliveries")
 	_ = Poll(ctx, sc.DrainTimeout, func() bool { return allDelivered(sims, publisher, published) })
-	bytes1, cpu1 := wireBytes(mem, &tcpBytes), processCPU()
+	bytes1, cpu1, allocs1 := wireBytes(mem, &tcpBytes), processCPU(), readHeapAllocs()
 	rep.Memory = memoryBreakdown()
+	rep.GCCycles = int(allocs1.cycles - allocs0.cycles)
 	if sc.Window != nil {
 		sc.Window(false, nodes)
 	}
@@ -341,6 +343,8 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		d := float64(rep.Deliveries)
 		rep.WireBytesPerDelivery = float64(bytes1-bytes0) / d
 		rep.CPUUsPerDelivery = float64((cpu1 - cpu0).Microseconds()) / d
+		rep.AllocBytesPerDelivery = float64(allocs1.bytes-allocs0.bytes) / d
+		rep.AllocsPerDelivery = float64(allocs1.objects-allocs0.objects) / d
 		// Counters of the killed nodes are lost with them; the live nodes' are compared with all nodes' before.
 		rep.DupPerDelivery = float64(after.Duplicates-min(after.Duplicates, before.Duplicates)) / d
 		rep.IHavePerDelivery = float64(after.IHaveSent-min(after.IHaveSent, before.IHaveSent)) / d

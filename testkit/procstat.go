@@ -18,6 +18,22 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// heapAllocs is the process's heap allocations so far: bytes, objects and completed GC cycles.
+type heapAllocs struct{ bytes, objects, cycles uint64 }
+
+// readHeapAllocs reads heapAllocs from runtime/metrics.
+func readHeapAllocs() heapAllocs {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/allocs:objects"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	var v [3]uint64
+	for i := range s {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			v[i] = s[i].Value.Uint64()
+		}
+	}
+	return heapAllocs{bytes: v[0], objects: v[1], cycles: v[2]}
+}
+
 // peakRSSMiB returns the process's peak resident set size (VmHWM of /proc/self/status), 0 where unavailable.
 func peakRSSMiB() float64 {
 	b, err := os.ReadFile("/proc/self/status")

@@ -209,6 +209,7 @@ func broadcastRows(r testkit.BroadcastReport) [][2]string {
 		{"IHAVE / IWANT ids per delivery", fmt.Sprintf("%.2f / %.3f", r.IHavePerDelivery, r.IWantPerDelivery)},
 		{"wire bytes per delivery", fmt.Sprintf("%.0f", r.WireBytesPerDelivery)},
 		{"CPU per delivery", fmt.Sprintf("%.1f us", r.CPUUsPerDelivery)},
+		{"heap allocated per delivery", fmt.Sprintf("%.0f B in %.0f objects (%d GCs)", r.AllocBytesPerDelivery, r.AllocsPerDelivery, r.GCCycles)},
 		{"peak RSS (per node)", fmt.Sprintf("%.1f MiB (%.2f MiB)", r.PeakRSSMiB, r.PeakRSSPerNodeMiB)},
 	}
 }

@@ -73,7 +73,8 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 		"-latency", "2ms", "-settle", "0", "-json")
 	if r.N != 12 || r.Degree != 3 || r.Messages != 10 || r.Size != 256 || r.LatencyMs != 2 || r.Transport != "mem" ||
 		r.Published != 10 || r.DeliveryRatio != 1 || r.Deliveries != 10*11 || r.HandlerDuplicates != 0 ||
-		r.P50Ms <= 0 || r.P100Ms < r.P50Ms || r.WireBytesPerDelivery < 256 || r.CPUUsPerDelivery <= 0 || r.PeakRSSMiB <= 0 {
+		r.P50Ms <= 0 || r.P100Ms < r.P50Ms || r.WireBytesPerDelivery < 256 || r.CPUUsPerDelivery <= 0 || r.PeakRSSMiB <= 0 ||
+		r.AllocBytesPerDelivery < 256 || r.AllocsPerDelivery < 1 {
 		t.Fatalf("implausible report: %+v", r)
 	}
 	if m := r.Memory; m.HeapLiveMiB <= 0 || m.HeapMiB <= 0 || m.StacksMiB <= 0 || m.Goroutines < 12 {
