@@ -155,11 +155,5 @@ func (g gossipNetwork) Connect(peer session.NodeID) {
 
 // GossipPeers lists the live connections that are not transient.
 func (g gossipNetwork) GossipPeers() []session.NodeID {
-	var out []session.NodeID
-	for _, pc := range g.n.peers.all() {
-		if keptConn(pc) {
-			out = append(out, pc.id)
-		}
-	}
-	return out
+	return g.n.peers.appendIDs(nil, keptConn)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -414,6 +415,20 @@ func (s *peerSet) all() []*peerConn {
 	out := make([]*peerConn, 0, len(s.m))
 	for _, pc := range s.m {
 		out = append(out, pc)
+	}
+	return out
+}
+
+// appendIDs appends to out the ids of the connections keep accepts, under the read lock and without copying the
+// set first (the gossip relay asks on every heartbeat).
+func (s *peerSet) appendIDs(out []session.NodeID, keep func(*peerConn) bool) []session.NodeID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out = slices.Grow(out, len(s.m))
+	for _, pc := range s.m {
+		if keep(pc) {
+			out = append(out, pc.id)
+		}
 	}
 	return out
 }

@@ -266,6 +266,9 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 			}
 		}
 	}
+	if b.cfg.TargetOutbound > 0 && b.net.OutboundCount() >= b.cfg.TargetOutbound {
+		return done // nothing to top up, and a node with outbound connections is not lost: no copy of the table
+	}
 	snap, err := b.net.RoutingTable(ctx)
 	if err != nil {
 		return done

@@ -68,7 +68,8 @@ type Config struct {
 	Beta int
 	// RequestTimeout bounds one FindNode exchange (default 2s).
 	RequestTimeout time.Duration
-	// RevalidateInterval is how often the least recently seen entry of a random bucket is checked (default 10s, as go-ethereum).
+	// RevalidateInterval is how often the table's least recently seen entry (not being checked already) is checked
+	// (default 10s, as go-ethereum's interval).
 	RevalidateInterval time.Duration
 	// MaxInFlight bounds the discovery requests in progress outside lookups (default 64).
 	MaxInFlight int
@@ -473,24 +474,11 @@ func (a *routingActor) penalize(peer session.NodeID, err error) {
 	}
 }
 
-// revalidate checks the least recently seen entry of a random non-empty bucket.
+// revalidate checks the least recently seen entry of the table that is not being checked already.
 func (a *routingActor) revalidate() {
-	var candidates []Entry
-	for _, e := range a.table.Entries() {
-		if !a.checking[e.ID] {
-			candidates = append(candidates, e)
-		}
+	if oldest, ok := a.table.Stalest(func(id session.NodeID) bool { return a.checking[id] }); ok {
+		a.exchange(oldest.ID, a.table.SelfKey(), true)
 	}
-	if len(candidates) == 0 {
-		return
-	}
-	oldest := candidates[0]
-	for _, e := range candidates[1:] {
-		if e.LastSeen.Before(oldest.LastSeen) {
-			oldest = e
-		}
-	}
-	a.exchange(oldest.ID, a.table.SelfKey(), true)
 }
 
 func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now time.Time) {

@@ -427,6 +427,27 @@ func (t *Table) Get(id session.NodeID) (Entry, bool) {
 	return b.entries[i].e, true
 }
 
+// Stalest returns the entry seen least recently among those skip does not exclude (skip may be nil), and false
+// if there is none. It copies only that entry: the periodic revalidation calls it on every tick.
+func (t *Table) Stalest(skip func(session.NodeID) bool) (Entry, bool) {
+	var best *Entry
+	for _, b := range t.buckets {
+		if b == nil {
+			continue
+		}
+		for i := range b.entries {
+			e := &b.entries[i].e
+			if (best == nil || e.LastSeen.Before(best.LastSeen)) && (skip == nil || !skip(e.ID)) {
+				best = e
+			}
+		}
+	}
+	if best == nil {
+		return Entry{}, false
+	}
+	return *best, true
+}
+
 // appendBucket appends the entries at log distance d to out.
 func (t *Table) appendBucket(out []Entry, d int) []Entry {
 	if b := t.buckets[d-1]; b != nil {

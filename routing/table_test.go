@@ -157,6 +157,37 @@ func TestClosestMatchesOracle(t *testing.T) {
 	}
 }
 
+func TestStalestIsTheLeastRecentlySeenNotSkipped(t *testing.T) {
+	rng := newRand(9)
+	tab, err := NewTable(randID(rng), noLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tab.Stalest(nil); ok {
+		t.Fatal("Stalest of an empty table found an entry")
+	}
+	for i := range 200 {
+		tab.Add(Entry{ID: randID(rng), Addr: randAddr(rng)}, t0.Add(time.Duration(rng.IntN(1000))*time.Second+time.Duration(i)))
+	}
+	// The oracle: the entries sorted by LastSeen.
+	all := tab.Entries()
+	slices.SortFunc(all, func(a, b Entry) int { return a.LastSeen.Compare(b.LastSeen) })
+	if e, ok := tab.Stalest(nil); !ok || e.ID != all[0].ID {
+		t.Fatalf("Stalest = %s, want %s", e.ID.Short(), all[0].ID.Short())
+	}
+	skipped := map[session.NodeID]bool{all[0].ID: true, all[1].ID: true}
+	if e, ok := tab.Stalest(func(id session.NodeID) bool { return skipped[id] }); !ok || e.ID != all[2].ID {
+		t.Fatalf("Stalest skipping the two stalest = %s, want %s", e.ID.Short(), all[2].ID.Short())
+	}
+	tab.MarkAlive(all[0].ID, t0.Add(time.Hour))
+	if e, _ := tab.Stalest(nil); e.ID != all[1].ID {
+		t.Fatalf("after the stalest was seen alive: %s, want %s", e.ID.Short(), all[1].ID.Short())
+	}
+	if _, ok := tab.Stalest(func(session.NodeID) bool { return true }); ok {
+		t.Fatal("Stalest found an entry when every one is skipped")
+	}
+}
+
 func TestAddStatuses(t *testing.T) {
 	rng := newRand(3)
 	self := randID(rng)
