@@ -217,7 +217,7 @@ func (pc *peerConn) readLoop() {
 			_ = pc.sc.SetReadDeadline(now.Add(pc.cfg.IdleTimeout))
 			lastDeadline = now
 		}
-		b, err := pc.sc.ReadMessage()
+		b, err := pc.sc.ReadMessageSlice() // decodeInbound and onDirect copy what they keep before the next read
 		if err != nil {
 			pc.shutdown(classifyReadError(err))
 			return

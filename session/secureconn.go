@@ -153,19 +153,29 @@ func (c *Conn) Close() error {
 // closed the connection between messages, an error wrapping ErrMessageTooLarge for a message over
 // MaxMessageSize (before allocating it) and one wrapping ErrBadFrame for a malformed or tampered frame; after
 // those two the connection is unusable for reading.
-func (c *Conn) ReadMessage() ([]byte, error) {
+func (c *Conn) ReadMessage() ([]byte, error) { return c.readMessage(false) }
+
+// ReadMessageSlice is ReadMessage for a caller that is done with each message before it reads the next, as
+// bufio.Reader.ReadSlice: the message may point into the connection's read buffer, and it is valid only until
+// the next call of ReadMessage or ReadMessageSlice. It saves copying each message that lies whole in one
+// transport frame (most do); one that spans frames is assembled in a new buffer, as ReadMessage does.
+func (c *Conn) ReadMessageSlice() ([]byte, error) { return c.readMessage(true) }
+
+func (c *Conn) readMessage(alias bool) ([]byte, error) {
 	if c.rerr != nil {
 		return nil, c.rerr
 	}
 	for {
 		if len(c.pending) > 0 {
-			n, msg, err := c.dec.Feed(c.pending)
+			n, msg, err := c.dec.feed(c.pending, alias)
 			c.pending = c.pending[n:]
 			if err != nil {
 				return nil, c.failRead(err)
 			}
 			if msg != nil {
-				if len(c.pending) == 0 { // msg is a copy: nothing points into the read buffer any more
+				// A copied msg leaves nothing pointing into the read buffer; an aliased one may, and the buffer
+				// is released by the next read of a frame (frameReader.next), after the caller is done with it.
+				if len(c.pending) == 0 && !alias {
 					c.pending = nil
 					c.fr.release()
 				}
@@ -450,9 +460,19 @@ type messageDecoder struct {
 // consumed and the completed message (non-nil, possibly empty) or nil if more input is needed. The message is
 // newly allocated; p is not retained. A message length over the limit gives an error wrapping
 // ErrMessageTooLarge, which every later call returns too.
-func (d *messageDecoder) Feed(p []byte) (int, []byte, error) {
+func (d *messageDecoder) Feed(p []byte) (int, []byte, error) { return d.feed(p, false) }
+
+// feed is Feed; with alias set, a message that p holds whole, its header included, is returned as a slice of p
+// rather than a copy.
+func (d *messageDecoder) feed(p []byte, alias bool) (int, []byte, error) {
 	if d.err != nil {
 		return 0, nil, d.err
+	}
+	if alias && d.msg == nil && d.nhdr == 0 && len(p) >= msgHeaderSize {
+		if size := binary.BigEndian.Uint32(p); uint64(size) <= uint64(d.max) && uint64(size) <= uint64(len(p)-msgHeaderSize) {
+			n := msgHeaderSize + int(size)
+			return n, p[msgHeaderSize:n:n], nil
+		}
 	}
 	consumed := 0
 	if d.msg == nil {

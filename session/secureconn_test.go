@@ -128,10 +128,15 @@ func TestConnRoundTrip(t *testing.T) {
 	for _, c := range []*Conn{a, b} {
 		go func() { errs <- writeBatches(c, batches) }()
 	}
+	// b reads with ReadMessageSlice, a with ReadMessage; each message is checked before the next read.
 	for _, c := range []*Conn{b, a} {
+		read := c.ReadMessage
+		if c == b {
+			read = c.ReadMessageSlice
+		}
 		for i, batch := range batches {
 			for j, want := range batch {
-				got, err := c.ReadMessage()
+				got, err := read()
 				if err != nil {
 					t.Fatalf("batch %d message %d: %v", i, j, err)
 				}
@@ -425,6 +430,14 @@ func TestConnAllocations(t *testing.T) {
 	}); allocs != 1 {
 		t.Fatalf("ReadMessage allocates %v times per message, want 1 (the message)", allocs)
 	}
+	r = keyedPooledConn(bytes.NewReader(sealed(t, batch)), nil, 1000, pool)
+	if allocs := testing.AllocsPerRun(runs, func() {
+		if m, err := r.ReadMessageSlice(); err != nil || string(m) != "a small message" {
+			t.Fatalf("ReadMessageSlice = %q, %v", m, err)
+		}
+	}); allocs != 0 {
+		t.Fatalf("ReadMessageSlice allocates %v times per message, want 0", allocs)
+	}
 	w := keyedPooledConn(nil, io.Discard, 1000, pool)
 	if allocs := testing.AllocsPerRun(runs, func() {
 		if err := w.WriteMessages(batch[:10]...); err != nil {
@@ -436,20 +449,22 @@ func TestConnAllocations(t *testing.T) {
 }
 
 // FuzzMessageDecoder feeds an arbitrary plaintext stream, in chunks, to a messageDecoder with an arbitrary
-// limit. It checks that the decoder never panics or stalls, never returns a message over the limit, that
+// limit, copying the messages or not. It checks that the decoder never panics or stalls, never returns a message over the limit, that
 // re-encoding the messages reproduces the input up to the end of the last one, and that it fails only on a
 // length over the limit.
 func FuzzMessageDecoder(f *testing.F) {
 	f.Add([]byte("\x00\x00\x00\x05hello\x00\x00\x00\x00"), uint16(100), uint8(3))
 	f.Add([]byte("\x80\x00\x00\x00"), uint16(100), uint8(1))
 	f.Add([]byte("\x00\x00\x00\x02ab\x00\x00\x00\x03ab"), uint16(2), uint8(0))
+	f.Add([]byte("\x00\x00\x00\x05hello\x00\x00\x00\x01x\x00\x00"), uint16(100), uint8(128+6))
 	f.Fuzz(func(t *testing.T, data []byte, limit uint16, chunk uint8) {
 		d := messageDecoder{max: int(limit)}
+		alias := chunk >= 128 // messages whole in a chunk come back as slices of it (Conn.ReadMessageSlice)
 		var reencoded []byte
 		pos, end := 0, 0 // bytes consumed; bytes up to the end of the last message
 		for pos < len(data) {
 			in := data[pos:min(pos+int(chunk%32)+1, len(data))]
-			n, msg, err := d.Feed(in)
+			n, msg, err := d.feed(in, alias)
 			if n < 0 || n > len(in) || (n == 0 && msg == nil && err == nil) {
 				t.Fatalf("Feed(%d bytes) consumed %d with no message and no error", len(in), n)
 			}
