@@ -91,8 +91,15 @@ func controlToWire(w *messages.GossipControl, c *Control) {
 // IHAVE and per IWANT (Config.MaxIHaveLength), whatever the peer sent.
 func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
 	c := &Control{Graft: w.Graft}
+	// Slices are sized up front: control rides on most RPCs, and growing them was a good share of its allocations.
+	if len(w.Ihave) > 0 {
+		c.IHave = make([]IHave, 0, len(w.Ihave))
+	}
+	if len(w.Tree) > 0 {
+		c.Tree = make([]TreeInfo, 0, len(w.Tree))
+	}
 	for _, wi := range w.Ihave {
-		ih := IHave{Topic: wi.Topic}
+		ih := IHave{Topic: wi.Topic, IDs: make([]MsgID, 0, min(len(wi.Ids), maxIDs))}
 		for _, raw := range wi.Ids {
 			if len(ih.IDs) == maxIDs {
 				break
@@ -102,6 +109,9 @@ func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
 			}
 		}
 		c.IHave = append(c.IHave, ih)
+	}
+	if len(w.Iwant) > 0 {
+		c.IWant = make([]MsgID, 0, min(len(w.Iwant), maxIDs))
 	}
 	for _, raw := range w.Iwant {
 		if len(c.IWant) == maxIDs {
