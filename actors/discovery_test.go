@@ -175,3 +175,38 @@ func TestPeerAnsweringWithAnErrorIsNotEvicted(t *testing.T) {
 		t.Fatal("a evicted b, which answered every check (with an error)")
 	}
 }
+
+// TestLivenessCheckThatDialsIsTheOnlyExchangeWithThePeer: a check of an entry the node is not connected to dials
+// it; the new connection would start the exchange every connection gets (our record and neighbourhood), which is
+// what the check asks for already, so only the check's exchange goes out.
+func TestLivenessCheckThatDialsIsTheOnlyExchangeWithThePeer(t *testing.T) {
+	bID, _ := session.GenerateIdentity()
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0 // no outbound dials but the checks'
+		cfg.Bootstrap.Interval = time.Hour
+		if i == 0 {
+			cfg.Routing.RevalidateInterval = 50 * time.Millisecond
+		} else {
+			cfg.Identity = bID
+			cfg.Routing.RevalidateInterval = time.Hour
+		}
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	rec, err := routing.NewRecord(bID, 1, []string{b.Addr().Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.AddRecords([]*messages.NodeRecord{rec})
+	var s routing.Snapshot
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		s, err = a.RoutingTable(ctxTimeout(t, time.Second))
+		return err == nil && s.Stats.Revalidations >= 3
+	}, "a to check b 3 times")
+	if !a.Connected(b.ID()) {
+		t.Fatal("a's checks did not connect it to b")
+	}
+	if s.Stats.Exchanges != s.Stats.Checks {
+		t.Fatalf("a started %d exchanges for %d checks: the connection the first check made started one more",
+			s.Stats.Exchanges, s.Stats.Checks)
+	}
+}

@@ -68,8 +68,8 @@ type Config struct {
 	Beta int
 	// RequestTimeout bounds one FindNode exchange (default 2s).
 	RequestTimeout time.Duration
-	// RevalidateInterval is how often the table's least recently seen entry (not being checked already) is checked
-	// (default 10s, as go-ethereum's interval).
+	// RevalidateInterval is how often, on average, the table's least recently seen entry (not being checked
+	// already) is checked (default 10s, as go-ethereum's); each wait is drawn from [1/2, 3/2] of it.
 	RevalidateInterval time.Duration
 	// MaxInFlight bounds the discovery requests in progress outside lookups (default 64).
 	MaxInFlight int
@@ -165,6 +165,9 @@ type Snapshot struct {
 // Stats counts what the routing actor did.
 type Stats struct {
 	Lookups, LookupFailures, RequestsServed, Throttled, BadRecords, Revalidations, Evictions uint64
+	// Exchanges counts the FindNode exchanges the actor started outside lookups: with each new connection's peer
+	// (to learn its record and its neighbourhood of our key) and liveness checks. Checks counts the latter.
+	Exchanges, Checks uint64
 	// Misbehaved counts peers banned for a discovery protocol violation.
 	Misbehaved uint64
 }
@@ -274,8 +277,9 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		}
 		a.lookups = nil
 	case *messages.PeerConnected:
-		// Learn the peer's signed record and its neighbourhood of our key.
-		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil {
+		// Learn the peer's signed record and its neighbourhood of our key, unless a liveness check of the peer is
+		// asking for just that already (the check dialed it, which is why it connected).
+		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil && !a.checking[id] {
 			a.exchange(id, a.table.SelfKey(), false)
 		}
 	case InboundRequest:
@@ -314,7 +318,16 @@ func (a *routingActor) Receive(ctx actor.Context) {
 
 func (a *routingActor) armRevalidation() {
 	self, root := a.self, a.root
-	a.timer = time.AfterFunc(a.cfg.RevalidateInterval, func() { root.Send(self, &revalidateTick{}) })
+	a.timer = time.AfterFunc(jittered(a.rng, a.cfg.RevalidateInterval), func() { root.Send(self, &revalidateTick{}) })
+}
+
+// jittered returns a wait drawn uniformly from [d/2, 3d/2): nodes started together (after an outage, or in a
+// simulation) do not check their tables in step, which would make bursts of dials network-wide.
+func jittered(rng *rand.Rand, d time.Duration) time.Duration {
+	if d < 2 {
+		return d
+	}
+	return d/2 + time.Duration(rng.Int64N(int64(d)))
 }
 
 // saveStore writes the table's records to the peer store (a small file, written atomically; errors are logged).
@@ -424,7 +437,9 @@ func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) {
 	}
 	if check {
 		a.checking[peer] = true
+		a.stats.Checks++
 	}
+	a.stats.Exchanges++
 	a.inFlight++
 	req := &messages.FindNode{Target: target[:], Sender: a.local}
 	net, timeout, self, root := a.net, a.cfg.RequestTimeout, a.self, a.root

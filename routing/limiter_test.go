@@ -89,3 +89,22 @@ func TestRateLimiterIsBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestJitteredWaitsSpreadOverHalfToThreeHalves(t *testing.T) {
+	rng := newRand(5)
+	const d = 10 * time.Second
+	lo, hi := time.Duration(1<<62), time.Duration(0)
+	for range 2000 {
+		w := jittered(rng, d)
+		if w < d/2 || w >= 3*d/2 {
+			t.Fatalf("jittered(%v) = %v, outside [%v, %v)", d, w, d/2, 3*d/2)
+		}
+		lo, hi = min(lo, w), max(hi, w)
+	}
+	if lo > 6*time.Second || hi < 14*time.Second {
+		t.Fatalf("2000 waits spread over only [%v, %v]", lo, hi)
+	}
+	if got := jittered(rng, 1); got != 1 {
+		t.Fatalf("jittered(1ns) = %v", got)
+	}
+}
