@@ -163,9 +163,12 @@ func (n *Node) await(ctx context.Context, ch <-chan requestResult, what string) 
 
 // sendDirect is sendEncoded for a direct message of protocol, counted in the node's stats once queued.
 func (n *Node) sendDirect(pc *peerConn, protocol string, b []byte) error {
+	// The protocol's counter exists before the message leaves: a reply may come back (and be counted only for
+	// protocols the node sent to, see onDirect) before this goroutine runs again.
+	sent := n.stats.messagesOut.counter(protocol)
 	err := n.sendEncoded(pc, b)
 	if err == nil {
-		n.stats.messagesOut.inc(protocol)
+		sent.Add(1)
 	}
 	return err
 }

@@ -109,7 +109,11 @@ type labelCounters struct {
 	other string
 }
 
-func (c *labelCounters) inc(label string) {
+func (c *labelCounters) inc(label string) { c.counter(label).Add(1) }
+
+// counter returns the counter of label, creating it (at zero) if needed: a caller may create it before the event
+// it counts, so that has sees the label as soon as the event can have effects.
+func (c *labelCounters) counter(label string) *atomic.Uint64 {
 	c.mu.RLock()
 	v := c.m[label]
 	c.mu.RUnlock()
@@ -129,7 +133,7 @@ func (c *labelCounters) inc(label string) {
 		}
 		c.mu.Unlock()
 	}
-	v.Add(1)
+	return v
 }
 
 // has tells whether label is counted under its own name.

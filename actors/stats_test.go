@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -113,5 +114,33 @@ func TestStatsCountHandshakeFailuresAndActorRestarts(t *testing.T) {
 	}
 	if _, err := a.Request(ctx, b.ID(), "fragile/1", wrapperspb.String("again")); err != nil {
 		t.Fatalf("the restarted actor does not answer: %v", err)
+	}
+}
+
+// TestStatsCountTheFirstReplyOfEachProtocol: a reply is counted under its protocol only if the node sent on that
+// protocol, and the first reply of a protocol can come back before the request's sender has run again: the
+// protocol must be known before the request leaves. Each of many protocols is used once, so that each reply is a
+// first one.
+func TestStatsCountTheFirstReplyOfEachProtocol(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	const protocols = 40
+	for i := range protocols {
+		register(t, b, fmt.Sprintf("echo/%d", i), echo())
+	}
+	ctx := ctxTimeout(t, 10*time.Second)
+	if err := a.Connect(ctx, b.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range protocols {
+		if _, err := a.Request(ctx, b.ID(), fmt.Sprintf("echo/%d", i), wrapperspb.String("ping")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := a.Stats().MessagesIn
+	for i := range protocols {
+		if p := fmt.Sprintf("echo/%d", i); in[p] != 1 {
+			t.Errorf("%s: %d replies counted, want 1 (unknown-protocol count %d)", p, in[p], in[actors.UnknownProtocol])
+		}
 	}
 }
