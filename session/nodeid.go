@@ -54,15 +54,14 @@ func (n NodeID) IsZero() bool { return n == NodeID{} }
 // Bytes returns a copy of the 32 bytes of n.
 func (n NodeID) Bytes() []byte { return append([]byte(nil), n[:]...) }
 
-// verifyOptions make curve25519-voi accept exactly what crypto/ed25519's Verify accepts (cofactorless, any public
-// key that decodes, canonical S only), so a node agrees with every peer that verifies with the standard library.
-var verifyOptions = &voied25519.Options{Verify: voied25519.VerifyOptionsStdLib}
-
 // Verify reports whether sig is a valid ed25519 signature of msg by the node n, with the acceptance rules of
-// crypto/ed25519. It uses curve25519-voi, which verifies in about two thirds of the standard library's time
-// (BenchmarkNodeIDVerify); every node verifies every broadcast message, so this is most of a delivery's CPU.
+// crypto/ed25519 (VerifyOptionsStdLib: cofactorless, any public key that decodes, canonical S only), so a node
+// agrees with every peer that verifies with the standard library. It uses curve25519-voi, which verifies in about
+// two thirds of the standard library's time (BenchmarkNodeIDVerify); every node verifies every broadcast message,
+// so this is most of a delivery's CPU.
 func (n NodeID) Verify(msg, sig []byte) bool {
-	return voied25519.VerifyWithOptions(n[:], msg, sig, verifyOptions)
+	opts := voied25519.Options{Verify: voied25519.VerifyOptionsStdLib}
+	return voied25519.VerifyWithOptions(n[:], msg, sig, &opts)
 }
 
 // MarshalText implements encoding.TextMarshaler with the String form.

@@ -23,15 +23,24 @@ type heapAllocs struct{ bytes, objects, cycles uint64 }
 
 // readHeapAllocs reads heapAllocs from runtime/metrics.
 func readHeapAllocs() heapAllocs {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/allocs:objects"}, {Name: "/gc/cycles/total:gc-cycles"}}
-	metrics.Read(s)
-	var v [3]uint64
-	for i := range s {
-		if s[i].Value.Kind() == metrics.KindUint64 {
-			v[i] = s[i].Value.Uint64()
+	v := readMetrics("/gc/heap/allocs:bytes", "/gc/heap/allocs:objects", "/gc/cycles/total:gc-cycles")
+	return heapAllocs{bytes: v[0], objects: v[1], cycles: v[2]}
+}
+
+// readMetrics reads the named uint64 metrics of runtime/metrics, 0 for any this Go does not have.
+func readMetrics(names ...string) []uint64 {
+	samples := make([]metrics.Sample, len(names))
+	for i, name := range names {
+		samples[i].Name = name
+	}
+	metrics.Read(samples)
+	v := make([]uint64, len(samples))
+	for i, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[i] = s.Value.Uint64()
 		}
 	}
-	return heapAllocs{bytes: v[0], objects: v[1], cycles: v[2]}
+	return v
 }
 
 // peakRSSMiB returns the process's peak resident set size (VmHWM of /proc/self/status), 0 where unavailable.
@@ -92,27 +101,24 @@ type MemoryBreakdown struct {
 
 // memoryBreakdown reads the process's MemoryBreakdown.
 func memoryBreakdown() MemoryBreakdown {
-	samples := []metrics.Sample{
-		{Name: "/gc/heap/live:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"},
-		{Name: "/memory/classes/heap/stacks:bytes"},
-		{Name: "/memory/classes/total:bytes"},
-		{Name: "/memory/classes/heap/released:bytes"},
-		{Name: "/sched/goroutines:goroutines"},
-		{Name: "/memory/classes/heap/unused:bytes"},
-		{Name: "/memory/classes/metadata/mcache/free:bytes"},
-		{Name: "/memory/classes/metadata/mcache/inuse:bytes"},
-		{Name: "/memory/classes/metadata/mspan/free:bytes"},
-		{Name: "/memory/classes/metadata/mspan/inuse:bytes"},
-		{Name: "/memory/classes/metadata/other:bytes"},
-	}
-	metrics.Read(samples)
-	v := make([]float64, len(samples))
-	for i, s := range samples {
-		if s.Value.Kind() == metrics.KindUint64 {
-			v[i] = float64(s.Value.Uint64()) / (1 << 20)
-		}
+	raw := readMetrics(
+		"/gc/heap/live:bytes",
+		"/memory/classes/heap/objects:bytes",
+		"/memory/classes/heap/free:bytes",
+		"/memory/classes/heap/stacks:bytes",
+		"/memory/classes/total:bytes",
+		"/memory/classes/heap/released:bytes",
+		"/sched/goroutines:goroutines",
+		"/memory/classes/heap/unused:bytes",
+		"/memory/classes/metadata/mcache/free:bytes",
+		"/memory/classes/metadata/mcache/inuse:bytes",
+		"/memory/classes/metadata/mspan/free:bytes",
+		"/memory/classes/metadata/mspan/inuse:bytes",
+		"/memory/classes/metadata/other:bytes",
+	)
+	v := make([]float64, len(raw))
+	for i, x := range raw {
+		v[i] = float64(x) / (1 << 20)
 	}
 	metadata := v[8] + v[9] + v[10] + v[11] + v[12]
 	return MemoryBreakdown{
@@ -120,6 +126,6 @@ func memoryBreakdown() MemoryBreakdown {
 		HeapUnusedMiB: v[7],
 		MetadataMiB:   metadata,
 		OtherMiB:      v[4] - v[5] - v[1] - v[2] - v[3] - v[7] - metadata,
-		Goroutines:    int(v[6] * (1 << 20)),
+		Goroutines:    int(raw[6]),
 	}
 }
