@@ -89,11 +89,18 @@ func (s *seenCache) expire(now time.Time) {
 // cached is a message held to answer IWANT.
 type cached struct {
 	msg       *Message
-	from      session.NodeID   // the peer it came from; zero for a local publication
-	at        time.Time        // when it was accepted
-	beat      uint64           // the heartbeat count when it was accepted
-	announced int              // heartbeats that have announced it
-	holders   []session.NodeID // peers known to hold it (they announced or pushed it, or we pushed it to them), at most maxHolders
+	from      session.NodeID    // the peer it came from; zero for a local publication
+	at        time.Time         // when it was accepted
+	beat      uint64            // the heartbeat count when it was accepted
+	announced int               // heartbeats that have announced it
+	holders   []session.NodeID  // peers known to hold it (they announced or pushed it, or we pushed it to them), at most maxHolders
+	inline    [4]session.NodeID // holders' first array: most messages have a parent and a child or two
+}
+
+func newCached(msg *Message, from session.NodeID, at time.Time, beat uint64) *cached {
+	e := &cached{msg: msg, from: from, at: at, beat: beat}
+	e.holders = e.inline[:0]
+	return e
 }
 
 // maxHolders caps the peers remembered per cached message as holding it already; they are spared its IHAVE.

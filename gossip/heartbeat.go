@@ -39,22 +39,29 @@ func (r *Router) Heartbeat(now time.Time) Output {
 	}
 	r.retryWants(&b, now)
 
-	due := make(map[string][]*cached)
-	for i := range r.cache.order.len() {
-		if e := r.cache.order.at(i); e.announced < r.cfg.HistoryGossip && now.Sub(e.at) >= r.cfg.GossipDelay {
-			due[e.msg.Topic] = append(due[e.msg.Topic], e)
-		}
-	}
 	for _, name := range slices.Sorted(maps.Keys(r.topics)) {
 		if t := r.topics[name]; t.joined {
 			r.maintain(&b, name, t, now)
-			r.announce(&b, name, t, due[name])
+			r.announce(&b, name, t, r.dueForGossip(name, now))
 			if t.tree != nil {
 				r.treeHeartbeat(&b, now, name, t) // last: an unchanged report rides on the control sent already
 			}
 		}
 	}
 	return b.result()
+}
+
+// dueForGossip lists the cached messages of topic whose ids are to be announced now, oldest first, in a buffer
+// reused by the next call.
+func (r *Router) dueForGossip(topic string, now time.Time) []*cached {
+	clear(r.due)
+	r.due = r.due[:0]
+	for i := range r.cache.order.len() {
+		if e := r.cache.order.at(i); e.msg.Topic == topic && e.announced < r.cfg.HistoryGossip && now.Sub(e.at) >= r.cfg.GossipDelay {
+			r.due = append(r.due, e)
+		}
+	}
+	return r.due
 }
 
 func (r *Router) retryWants(b *builder, now time.Time) {
@@ -147,8 +154,10 @@ func (r *Router) announce(b *builder, name string, t *topic, due []*cached) {
 		}
 	}
 	targets = append(targets, r.sample(others, r.cfg.Dlazy)...)
+	buf := make([]MsgID, len(targets)*len(due)) // one allocation for every target's ids
 	for _, to := range targets {
-		ids := make([]MsgID, 0, len(due))
+		ids := buf[:0:len(due)]
+		buf = buf[len(due):]
 		for _, e := range due {
 			if !e.held(to) {
 				ids = append(ids, e.msg.ID)

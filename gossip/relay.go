@@ -36,7 +36,8 @@ type Network interface {
 	// Sign signs with the node's identity key.
 	Sign(msg []byte) []byte
 	// SendNow queues msg for protocol on a connected peer, without dialing or blocking. A priority message may
-	// use the connection's control allowance when data fills its queue.
+	// use the connection's control allowance when data fills its queue. msg is encoded before SendNow returns and
+	// must not be kept: the relay reuses it for the next RPC.
 	SendNow(peer session.NodeID, protocol string, msg proto.Message, priority bool) error
 	// GossipPeers lists the connected peers the relay starts gossip with: kept connections, not the transient
 	// ones opened for a lookup or a one-off request.

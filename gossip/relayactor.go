@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -48,6 +49,7 @@ type relayActor struct {
 
 	seq     uint64
 	signed  []byte                  // scratch buffer of verify
+	enc     rpcEncoder              // the structs of outgoing RPCs, reused
 	peers   map[session.NodeID]bool // gossip peers → our hello sent
 	subs    map[string][]*Subscription
 	limiter *routing.RateLimiter[session.NodeID]
@@ -464,36 +466,32 @@ func (a *relayActor) apply(out Output) {
 	}
 }
 
+// sendAll sends each peer one RPC with everything sends has for it, peer after peer in NodeID order.
 func (a *relayActor) sendAll(sends []Send) {
-	rpcs := make(map[session.NodeID]*messages.GossipRPC, len(sends))
-	order := make([]session.NodeID, 0, len(sends))
-	wire := make(map[*Message]*messages.GossipMessage, 1)
-	for _, s := range sends {
-		rpc := rpcs[s.To]
-		if rpc == nil {
-			rpc = &messages.GossipRPC{}
-			rpcs[s.To] = rpc
-			order = append(order, s.To)
-		}
-		if s.Control != nil {
-			if rpc.Control == nil {
-				rpc.Control = &messages.GossipControl{}
-			}
-			controlToWire(rpc.Control, s.Control)
-		}
-		if s.Msg != nil {
-			w := wire[s.Msg]
-			if w == nil {
-				w = messageToWire(s.Msg)
-				wire[s.Msg] = w
-			}
-			rpc.Messages = append(rpc.Messages, w)
-		}
+	e := &a.enc
+	order := e.order[:0]
+	for i := range sends {
+		order = append(order, i)
 	}
-	for _, id := range order {
-		rpc := rpcs[id]
-		a.sendRPC(id, rpc, len(rpc.Messages) == 0)
+	slices.SortStableFunc(order, func(i, j int) int { return bytes.Compare(sends[i].To[:], sends[j].To[:]) })
+	for start := 0; start < len(order); {
+		to := sends[order[start]].To
+		rpc := e.begin()
+		end := start
+		for ; end < len(order) && sends[order[end]].To == to; end++ {
+			s := &sends[order[end]]
+			if s.Control != nil {
+				e.addControl(s.Control)
+			}
+			if s.Msg != nil {
+				e.addMessage(s.Msg)
+			}
+		}
+		a.sendRPC(to, rpc, len(rpc.Messages) == 0)
+		start = end
 	}
+	e.order = order
+	e.end()
 }
 
 func (a *relayActor) snapshot() RelayStats {

@@ -41,6 +41,7 @@ type Router struct {
 	pending map[MsgID]*pending
 	wants   map[MsgID]*want
 	stats   Stats
+	due     []*cached // scratch of dueForGossip
 }
 
 type peer struct {
@@ -267,7 +268,7 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 	if w := r.wants[msg.ID]; w != nil {
 		w.done = true
 	}
-	e := &cached{msg: msg, at: now, beat: r.beats}
+	e := newCached(msg, session.NodeID{}, now, r.beats)
 	r.cache.add(e)
 	r.stats.Published++
 	var b builder
@@ -394,7 +395,7 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 	if t == nil || !t.joined {
 		return
 	}
-	e := &cached{msg: pd.msg, from: pd.from, at: now, beat: r.beats}
+	e := newCached(pd.msg, pd.from, now, r.beats)
 	r.cache.add(e)
 	b.out.Deliver = append(b.out.Deliver, pd.msg)
 	r.stats.Delivered++

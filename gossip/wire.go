@@ -34,14 +34,6 @@ func AppendSignedBytes(b []byte, m *Message) []byte {
 // errBadMessage is wrapped by the errors of messageFromWire.
 var errBadMessage = errors.New("gossip: malformed message")
 
-// messageToWire converts m for the wire.
-func messageToWire(m *Message) *messages.GossipMessage {
-	return &messages.GossipMessage{
-		Topic: m.Topic, Data: m.Data, Origin: m.Origin[:], Seq: m.Seq, OriginTime: m.OriginTime, Hops: m.Hops,
-		Signature: m.Signature,
-	}
-}
-
 // messageFromWire converts a received message; the signature is not checked here.
 func messageFromWire(w *messages.GossipMessage) (*Message, error) {
 	origin, err := session.NodeIDFromBytes(w.Origin)
@@ -57,12 +49,73 @@ func messageFromWire(w *messages.GossipMessage) (*Message, error) {
 	}, nil
 }
 
-// controlToWire merges c into w (w may hold control for the same peer already).
-func controlToWire(w *messages.GossipControl, c *Control) {
+// rpcEncoder fills the protobuf structs of outgoing GossipRPCs, one RPC after another, and reuses them: the
+// Network encodes each RPC before SendNow returns, so one set serves every peer of every call. It keeps the
+// wire form of each message of the current call, built once for all the peers it goes to.
+type rpcEncoder struct {
+	rpc     messages.GossipRPC
+	control messages.GossipControl
+	msgs    pool[messages.GossipMessage]
+	ihaves  pool[messages.GossipIHave]
+	prunes  pool[messages.GossipPrune]
+	trees   pool[messages.GossipTree]
+	encoded []*Message // encoded[i] is the message msgs.items[i] carries
+	order   []int      // scratch of sendAll
+}
+
+// pool hands out reusable structs; reset makes them all available again.
+type pool[T any] struct {
+	items []*T
+	used  int
+}
+
+func (p *pool[T]) get() *T {
+	if p.used == len(p.items) {
+		p.items = append(p.items, new(T))
+	}
+	p.used++
+	return p.items[p.used-1]
+}
+
+func (p *pool[T]) reset() { p.used = 0 }
+
+// begin starts the next RPC: empty, without control.
+func (e *rpcEncoder) begin() *messages.GossipRPC {
+	clear(e.rpc.Messages)
+	e.rpc.Messages = e.rpc.Messages[:0]
+	e.rpc.Subscriptions, e.rpc.Hello, e.rpc.Control = nil, false, nil
+	e.ihaves.reset()
+	e.prunes.reset()
+	e.trees.reset()
+	return &e.rpc
+}
+
+// addMessage adds m to the current RPC, encoding it unless an earlier RPC of this call carries it already.
+func (e *rpcEncoder) addMessage(m *Message) {
+	i := slices.Index(e.encoded, m)
+	if i < 0 {
+		w := e.msgs.get()
+		w.Topic, w.Data, w.Origin, w.Seq, w.OriginTime, w.Hops = m.Topic, m.Data, m.Origin[:], m.Seq, m.OriginTime, m.Hops
+		w.Signature = m.Signature
+		e.encoded = append(e.encoded, m)
+		i = len(e.encoded) - 1
+	}
+	e.rpc.Messages = append(e.rpc.Messages, e.msgs.items[i])
+}
+
+// addControl adds c to the current RPC's control.
+func (e *rpcEncoder) addControl(c *Control) {
+	w := &e.control
+	if e.rpc.Control == nil {
+		e.rpc.Control = w
+		w.Ihave, w.Iwant, w.Graft = w.Ihave[:0], w.Iwant[:0], w.Graft[:0]
+		w.Prune, w.Tree = w.Prune[:0], w.Tree[:0]
+	}
 	for _, ih := range c.IHave {
-		wi := &messages.GossipIHave{Topic: ih.Topic, Ids: make([][]byte, len(ih.IDs))}
+		wi := e.ihaves.get()
+		wi.Topic, wi.Ids = ih.Topic, wi.Ids[:0]
 		for i := range ih.IDs {
-			wi.Ids[i] = ih.IDs[i][:]
+			wi.Ids = append(wi.Ids, ih.IDs[i][:])
 		}
 		w.Ihave = append(w.Ihave, wi)
 	}
@@ -71,11 +124,15 @@ func controlToWire(w *messages.GossipControl, c *Control) {
 	}
 	w.Graft = append(w.Graft, c.Graft...)
 	for _, p := range c.Prune {
-		w.Prune = append(w.Prune, &messages.GossipPrune{Topic: p.Topic, Lazy: p.Lazy})
+		wp := e.prunes.get()
+		wp.Topic, wp.Lazy = p.Topic, p.Lazy
+		w.Prune = append(w.Prune, wp)
 	}
-	for _, ti := range c.Tree {
-		wt := &messages.GossipTree{Topic: ti.Topic, Root: ti.Root[:], Seq: ti.Seq, Dist: uint32(ti.Dist),
-			RootRank: uint32(ti.RootRank), Path: ti.Path}
+	for i := range c.Tree {
+		ti := &c.Tree[i] // a pointer: slicing a copy's arrays would move the copy to the heap
+		wt := e.trees.get()
+		wt.Topic, wt.Root, wt.Seq, wt.Dist = ti.Topic, ti.Root[:], ti.Seq, uint32(ti.Dist)
+		wt.RootRank, wt.Path, wt.Parent, wt.Upstream = uint32(ti.RootRank), ti.Path, nil, nil
 		if !ti.Parent.IsZero() {
 			wt.Parent = ti.Parent[:]
 		}
@@ -85,6 +142,29 @@ func controlToWire(w *messages.GossipControl, c *Control) {
 		wt.Size, wt.Deep = uint32(min(ti.Size, maxTreeSize)), uint32(min(ti.Deep, maxTreeSize))
 		w.Tree = append(w.Tree, wt)
 	}
+}
+
+// end finishes a call: the structs drop their references to messages and ids, so nothing sent stays reachable.
+func (e *rpcEncoder) end() {
+	e.begin()
+	for _, w := range e.msgs.items[:e.msgs.used] {
+		w.Topic, w.Data, w.Origin, w.Signature = "", nil, nil, nil
+	}
+	e.msgs.reset()
+	clear(e.encoded)
+	e.encoded = e.encoded[:0]
+	for _, wi := range e.ihaves.items {
+		clear(wi.Ids)
+	}
+	for _, wt := range e.trees.items {
+		wt.Root, wt.Parent, wt.Upstream, wt.Path = nil, nil, nil, nil
+	}
+	w := &e.control
+	clear(w.Ihave)
+	clear(w.Iwant)
+	clear(w.Graft)
+	clear(w.Prune)
+	clear(w.Tree)
 }
 
 // controlFromWire converts received control, dropping ids of the wrong size. At most maxIDs ids are read per

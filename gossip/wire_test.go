@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/actormesh/actormesh/messages"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
@@ -47,9 +48,10 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 	}
 
 	// Round trip of what the router sends.
-	back := &messages.GossipControl{}
-	controlToWire(back, c)
-	again := controlFromWire(back, 10)
+	var e rpcEncoder
+	e.begin()
+	e.addControl(c)
+	again := controlFromWire(e.rpc.Control, 10)
 	if len(again.IHave[0].IDs) != 10 || len(again.IWant) != 10 || len(again.Tree) != 1 || !reflect.DeepEqual(again.Tree[0], c.Tree[0]) {
 		t.Fatalf("round trip lost entries: %+v", again)
 	}
@@ -58,7 +60,10 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 func TestMessageFromWireRejectsBadOriginAndEmptyTopic(t *testing.T) {
 	good := &messages.GossipMessage{Topic: "a", Data: []byte("x"), Origin: nid(1).Bytes(), Seq: 1, OriginTime: 5, Hops: 2}
 	m, err := messageFromWire(good)
-	if err != nil || m.Origin != nid(1) || m.Hops != 2 || !bytes.Equal(messageToWire(m).Data, good.Data) {
+	var e rpcEncoder
+	e.begin()
+	e.addMessage(m)
+	if err != nil || m.Origin != nid(1) || m.Hops != 2 || !bytes.Equal(e.rpc.Messages[0].Data, good.Data) {
 		t.Fatalf("good message: %+v %v", m, err)
 	}
 	for name, w := range map[string]*messages.GossipMessage{
@@ -93,5 +98,100 @@ func TestSignedBytesCoverEverythingButHops(t *testing.T) {
 		if bytes.Equal(SignedBytes(&c), ref) {
 			t.Errorf("%s is not covered by the signature", name)
 		}
+	}
+}
+
+// TestRPCEncoderReusesItsStructsWithoutCarryingFieldsOver sends RPCs one after another through one encoder: each
+// must decode to exactly what it was given (nothing left over from the RPC before), a message going to several
+// peers is encoded once, a finished call keeps no reference to what it sent, and a warm encoder allocates nothing.
+func TestRPCEncoderReusesItsStructsWithoutCarryingFieldsOver(t *testing.T) {
+	m1 := &Message{Topic: "a", Data: []byte("first"), Origin: nid(1), Seq: 1, OriginTime: 10, Hops: 1, Signature: []byte("s1")}
+	m2 := &Message{Topic: "b", Data: []byte("second"), Origin: nid(2), Seq: 2, OriginTime: 20, Hops: 3}
+	var id1, id2 MsgID
+	id1[0], id2[0] = 1, 2
+	full := &Control{
+		IHave: []IHave{{Topic: "a", IDs: []MsgID{id1, id2}}, {Topic: "b", IDs: []MsgID{id2}}},
+		IWant: []MsgID{id1}, Graft: []string{"a"}, Prune: []Prune{{Topic: "b", Lazy: true}},
+		Tree: []TreeInfo{{Topic: "a", Root: nid(3), RootRank: 4, Seq: 5, Dist: 2, Parent: nid(4), Path: []uint32{1, 2}, Upstream: nid(5), Size: 9, Deep: 2}},
+	}
+	bare := &Control{Tree: []TreeInfo{{Topic: "b", Root: nid(6), Dist: 0}}}
+
+	var e rpcEncoder
+	roundTrip := func(rpc *messages.GossipRPC) *messages.GossipRPC {
+		t.Helper()
+		b, err := proto.Marshal(rpc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back := &messages.GossipRPC{}
+		if err := proto.Unmarshal(b, back); err != nil {
+			t.Fatal(err)
+		}
+		return back
+	}
+	wantMessages := func(got *messages.GossipRPC, want ...*Message) {
+		t.Helper()
+		if len(got.Messages) != len(want) {
+			t.Fatalf("%d messages, want %d", len(got.Messages), len(want))
+		}
+		for i, w := range got.Messages {
+			m, err := messageFromWire(w)
+			if err != nil || !reflect.DeepEqual(m, want[i]) {
+				t.Fatalf("message %d came back as %+v (%v), want %+v", i, m, err, want[i])
+			}
+		}
+	}
+	wantControl := func(got *messages.GossipRPC, want *Control) {
+		t.Helper()
+		if want == nil {
+			if got.Control != nil {
+				t.Fatalf("control %v, want none", got.Control)
+			}
+			return
+		}
+		if c := controlFromWire(got.Control, 100); !reflect.DeepEqual(c, want) {
+			t.Fatalf("control came back as %+v, want %+v", c, want)
+		}
+	}
+
+	for round := range 3 {
+		first := roundTrip(func() *messages.GossipRPC { rpc := e.begin(); e.addControl(full); e.addMessage(m1); return rpc }())
+		wantControl(first, full)
+		wantMessages(first, m1)
+		shared := e.rpc.Messages[0]
+
+		second := e.begin()
+		e.addControl(bare)
+		e.addMessage(m2)
+		e.addMessage(m1)
+		if e.rpc.Messages[1] != shared {
+			t.Fatal("a message going to a second peer was encoded again")
+		}
+		back := roundTrip(second)
+		wantControl(back, bare)
+		wantMessages(back, m2, m1)
+
+		third := roundTrip(e.begin())
+		wantControl(third, nil)
+		wantMessages(third)
+		e.end()
+		for _, w := range e.msgs.items {
+			if w.Data != nil || w.Signature != nil {
+				t.Fatalf("round %d: a finished call still holds a message: %v", round, w)
+			}
+		}
+	}
+
+	allocs := testing.AllocsPerRun(100, func() {
+		e.begin()
+		e.addControl(full)
+		e.addMessage(m1)
+		e.begin()
+		e.addControl(bare)
+		e.addMessage(m1)
+		e.end()
+	})
+	if allocs != 0 {
+		t.Fatalf("a warm encoder allocated %v times per call", allocs)
 	}
 }
