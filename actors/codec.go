@@ -3,10 +3,12 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/actormesh/actormesh/messages"
@@ -97,6 +99,13 @@ func (d *direct) payload() (proto.Message, error) {
 	if !d.hasPayload {
 		return nil, errors.New("message without payload")
 	}
+	if isGossipRPCURL(d.typeURL) {
+		m, err := messages.UnmarshalGossipRPC(d.value)
+		if err != nil {
+			return nil, fmt.Errorf("malformed %s payload: %w", d.typeURL, err)
+		}
+		return m, nil
+	}
 	mt, err := protoregistry.GlobalTypes.FindMessageByURL(d.typeURL)
 	if err != nil {
 		return nil, fmt.Errorf("unknown payload type %q: %w", d.typeURL, err)
@@ -106,6 +115,13 @@ func (d *direct) payload() (proto.Message, error) {
 		return nil, fmt.Errorf("malformed %s payload: %w", d.typeURL, err)
 	}
 	return m, nil
+}
+
+// isGossipRPCURL reports whether typeURL is the one encodeDirect writes for a messages.GossipRPC, whose payloads
+// payload decodes with messages.UnmarshalGossipRPC (same result, far fewer allocations).
+func isGossipRPCURL(typeURL string) bool {
+	name, ok := strings.CutPrefix(typeURL, typeURLPrefix)
+	return ok && protoreflect.FullName(name) == (*messages.GossipRPC)(nil).ProtoReflect().Descriptor().FullName()
 }
 
 var errNotDirect = errors.New("not a direct message")

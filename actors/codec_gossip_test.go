@@ -1,0 +1,61 @@
+package actors
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/messages"
+)
+
+func TestPayloadDecodesGossipRPCWithTheFastPath(t *testing.T) {
+	rpc := &messages.GossipRPC{
+		Hello:         true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "blocks", Subscribe: true}},
+		Control: &messages.GossipControl{
+			Ihave: []*messages.GossipIHave{{Topic: "blocks", Ids: [][]byte{make([]byte, 20), make([]byte, 20)}}},
+			Tree:  []*messages.GossipTree{{Topic: "blocks", Root: make([]byte, 32), Path: []uint32{1, 2, 3}}},
+		},
+		Messages: []*messages.GossipMessage{{Topic: "blocks", Data: make([]byte, 1024), Origin: make([]byte, 32), Seq: 7}},
+	}
+	b, err := encodeDirect("actormesh/gossip/1", messages.DirectKind_DIRECT_KIND_ONEWAY, 0, rpc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := decodeDirect(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !isGossipRPCURL(d.typeURL) {
+		t.Fatalf("isGossipRPCURL(%q) is false for encodeDirect's type URL", d.typeURL)
+	}
+	got, err := d.payload()
+	if err != nil || !proto.Equal(got, rpc) {
+		t.Fatalf("payload: %v, %v", got, err)
+	}
+	for i := range b {
+		b[i] = 0 // the connection reuses its read buffer
+	}
+	if !proto.Equal(got, rpc) {
+		t.Fatal("decoded payload aliases the read buffer")
+	}
+
+	d.value = []byte{0x0a, 0x05} // truncated subscription
+	if _, err := d.payload(); err == nil || !strings.Contains(err.Error(), "malformed "+d.typeURL+" payload") {
+		t.Fatalf("malformed payload: %v", err)
+	}
+	for _, url := range []string{"", typeURLPrefix, typeURLPrefix + "actormesh.gossip.v1.GossipControl", "actormesh.gossip.v1.GossipRPC"} {
+		if isGossipRPCURL(url) {
+			t.Errorf("isGossipRPCURL(%q) is true", url)
+		}
+	}
+	other, err := encodeDirect("chat/1", messages.DirectKind_DIRECT_KIND_ONEWAY, 0, wrapperspb.String("hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := decodeDirect(other); err != nil || isGossipRPCURL(d.typeURL) {
+		t.Fatalf("another payload type taken for a GossipRPC: %v", err)
+	}
+}

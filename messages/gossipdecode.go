@@ -1,0 +1,435 @@
+package messages
+
+// Hand-written, not generated: gen.sh regenerates only the *.pb.go files.
+
+import (
+	"encoding/binary"
+	"unicode/utf8"
+	"unsafe"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// UnmarshalGossipRPC decodes b into a new GossipRPC, with the result and error proto.Unmarshal would give, in a
+// handful of allocations instead of one per bytes or string field and repeated element.
+//
+// It copies b once, so the caller may reuse b when it returns. The result aliases that copy: every bytes field is a
+// slice of it, its capacity cut to its length (an append reallocates rather than overwrite the next field), and
+// every string field is built over it with unsafe.String. The copy is never written after decoding; writing into a
+// bytes field is harmless, as no string lies in the bytes of another field. Any string, bytes field or element kept
+// from the result keeps the whole copy alive, and the elements of a repeated field (and the ids of all IHAVE
+// entries, the paths of all tree reports) share one backing array.
+//
+// Only the well-formed common shape is decoded by hand. Anything else (an unknown field, a known field with another
+// wire type, a repeated control field, which proto merges, a string that is not UTF-8, an unpacked path, malformed
+// bytes) is handed to proto.Unmarshal, whose verdict it returns.
+func UnmarshalGossipRPC(b []byte) (*GossipRPC, error) {
+	if m, ok := unmarshalGossipRPCFast(b); ok {
+		return m, nil
+	}
+	m := &GossipRPC{}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// unmarshalGossipRPCFast is UnmarshalGossipRPC without the fallback: false means b is not in the shape it takes.
+func unmarshalGossipRPCFast(b []byte) (*GossipRPC, bool) {
+	buf := make([]byte, len(b))
+	copy(buf, b)
+	// The first pass counts the elements of the repeated fields and the bytes of the strings, decoding every
+	// message into scratch values; it checks everything the second pass does, so the arrays are allocated only for
+	// bytes the fast path takes. Both passes run the same code on the same bytes, so the second one meets exactly
+	// the counted elements.
+	var d gossipDecoder
+	if !d.rpc(buf, &d.scratch.rpc) {
+		return nil, false
+	}
+	total := d.n
+	d.n, d.fill = gossipCounts{}, true
+	d.subs = makeN[GossipSubscription](total.subs)
+	d.msgs = makeN[GossipMessage](total.msgs)
+	d.ihave = makeN[GossipIHave](total.ihave)
+	d.ids = makeN[[]byte](total.ids)
+	d.iwant = makeN[[]byte](total.iwant)
+	d.graft = makeN[string](total.graft)
+	d.prune = makeN[GossipPrune](total.prune)
+	d.tree = makeN[GossipTree](total.tree)
+	d.path = makeN[uint32](total.path)
+	if total.strBytes > 0 {
+		d.strs = make([]byte, 0, total.strBytes)
+	}
+	var m *GossipRPC
+	if total.control {
+		both := new(struct {
+			rpc GossipRPC
+			ctl GossipControl
+		})
+		m, d.ctl = &both.rpc, &both.ctl
+	} else {
+		m = &GossipRPC{}
+	}
+	if !d.rpc(buf, m) || d.n != total {
+		return nil, false // unreachable, see above
+	}
+	m.Subscriptions = pointers(d.subs)
+	m.Messages = pointers(d.msgs)
+	if c := d.ctl; c != nil {
+		c.Ihave, c.Iwant, c.Graft = pointers(d.ihave), d.iwant, d.graft
+		c.Prune, c.Tree = pointers(d.prune), pointers(d.tree)
+	}
+	return m, true
+}
+
+// gossipCounts counts the elements of the repeated fields of one GossipRPC (ids and path summed over all their
+// parents), and whether its control field occurred.
+type gossipCounts struct {
+	control                                                           bool
+	subs, msgs, ihave, ids, iwant, graft, prune, tree, path, strBytes int
+}
+
+// gossipDecoder decodes one GossipRPC in two passes: counting (fill false), then filling the backing arrays, each
+// allocated with its exact length. n counts the elements met so far; on the second pass it indexes the arrays.
+type gossipDecoder struct {
+	fill  bool
+	n     gossipCounts
+	ctl   *GossipControl
+	subs  []GossipSubscription
+	msgs  []GossipMessage
+	ihave []GossipIHave
+	ids   [][]byte
+	iwant [][]byte
+	graft []string
+	prune []GossipPrune
+	tree  []GossipTree
+	path  []uint32
+	strs  []byte // the bytes of every string field, allocated with the summed length
+	last  string // the string made last, from strs
+	// scratch receives the messages the first pass decodes, which are dropped.
+	scratch struct {
+		rpc   GossipRPC
+		ctl   GossipControl
+		sub   GossipSubscription
+		msg   GossipMessage
+		ihave GossipIHave
+		prune GossipPrune
+		tree  GossipTree
+	}
+}
+
+func (d *gossipDecoder) rpc(b []byte, m *GossipRPC) bool {
+	for len(b) > 0 {
+		num, typ, x, v, n := nextField(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			if !d.subscription(v, elem(d, d.subs, &d.n.subs, &d.scratch.sub)) {
+				return false
+			}
+		case num == 2 && typ == protowire.BytesType:
+			if d.n.control {
+				return false // proto merges a repeated singular message field
+			}
+			d.n.control = true
+			c := &d.scratch.ctl
+			if d.fill {
+				c, m.Control = d.ctl, d.ctl // present even when empty
+			}
+			if !d.control(v, c) {
+				return false
+			}
+		case num == 3 && typ == protowire.BytesType:
+			if !d.message(v, elem(d, d.msgs, &d.n.msgs, &d.scratch.msg)) {
+				return false
+			}
+		case num == 4 && typ == protowire.VarintType:
+			m.Hello = protowire.DecodeBool(x)
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (d *gossipDecoder) subscription(b []byte, m *GossipSubscription) bool {
+	for len(b) > 0 {
+		num, typ, x, v, n := nextField(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		var ok bool
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			m.Topic, ok = d.str(v)
+		case num == 2 && typ == protowire.VarintType:
+			m.Subscribe, ok = protowire.DecodeBool(x), true
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *gossipDecoder) message(b []byte, m *GossipMessage) bool {
+	for len(b) > 0 {
+		num, typ, x, v, n := nextField(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		ok := true
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			m.Topic, ok = d.str(v)
+		case num == 2 && typ == protowire.BytesType:
+			m.Data = v
+		case num == 3 && typ == protowire.BytesType:
+			m.Origin = v
+		case num == 4 && typ == protowire.VarintType:
+			m.Seq = x
+		case num == 5 && typ == protowire.VarintType:
+			m.OriginTime = int64(x)
+		case num == 6 && typ == protowire.VarintType:
+			m.Hops = uint32(x)
+		case num == 7 && typ == protowire.BytesType:
+			m.Signature = v
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *gossipDecoder) control(b []byte, m *GossipControl) bool {
+	for len(b) > 0 {
+		num, typ, _, v, n := nextField(b)
+		if n < 0 || typ != protowire.BytesType {
+			return false
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			if !d.ihaveEntry(v, elem(d, d.ihave, &d.n.ihave, &d.scratch.ihave)) {
+				return false
+			}
+		case 2:
+			if d.fill {
+				d.iwant[d.n.iwant] = v
+			}
+			d.n.iwant++
+		case 3:
+			s, ok := d.str(v)
+			if !ok {
+				return false
+			}
+			if d.fill {
+				d.graft[d.n.graft] = s
+			}
+			d.n.graft++
+		case 4:
+			if !d.pruneEntry(v, elem(d, d.prune, &d.n.prune, &d.scratch.prune)) {
+				return false
+			}
+		case 5:
+			if !d.treeReport(v, elem(d, d.tree, &d.n.tree, &d.scratch.tree)) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (d *gossipDecoder) ihaveEntry(b []byte, m *GossipIHave) bool {
+	first := d.n.ids
+	for len(b) > 0 {
+		num, typ, _, v, n := nextField(b)
+		if n < 0 || typ != protowire.BytesType {
+			return false
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			var ok bool
+			if m.Topic, ok = d.str(v); !ok {
+				return false
+			}
+		case 2:
+			if d.fill {
+				d.ids[d.n.ids] = v
+			}
+			d.n.ids++
+		default:
+			return false
+		}
+	}
+	if d.fill && d.n.ids > first {
+		m.Ids = d.ids[first:d.n.ids:d.n.ids]
+	}
+	return true
+}
+
+func (d *gossipDecoder) pruneEntry(b []byte, m *GossipPrune) bool {
+	for len(b) > 0 {
+		num, typ, x, v, n := nextField(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		var ok bool
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			m.Topic, ok = d.str(v)
+		case num == 2 && typ == protowire.VarintType:
+			m.Lazy, ok = protowire.DecodeBool(x), true
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *gossipDecoder) treeReport(b []byte, m *GossipTree) bool {
+	first := d.n.path
+	for len(b) > 0 {
+		num, typ, x, v, n := nextField(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		ok := true
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			m.Topic, ok = d.str(v)
+		case num == 2 && typ == protowire.BytesType:
+			m.Root = v
+		case num == 3 && typ == protowire.VarintType:
+			m.Seq = x
+		case num == 4 && typ == protowire.VarintType:
+			m.Dist = uint32(x)
+		case num == 5 && typ == protowire.BytesType:
+			m.Parent = v
+		case num == 6 && typ == protowire.VarintType:
+			m.RootRank = uint32(x)
+		case num == 7 && typ == protowire.BytesType: // packed; unpacked elements are left to proto.Unmarshal
+			if len(v)%4 != 0 {
+				return false
+			}
+			if d.fill {
+				p := d.path[d.n.path : d.n.path+len(v)/4]
+				for i := range p {
+					p[i] = binary.LittleEndian.Uint32(v[4*i:])
+				}
+			}
+			d.n.path += len(v) / 4
+		case num == 8 && typ == protowire.BytesType:
+			m.Upstream = v
+		case num == 9 && typ == protowire.VarintType:
+			m.Size = uint32(x)
+		case num == 10 && typ == protowire.VarintType:
+			m.Deep = uint32(x)
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	if d.fill && d.n.path > first {
+		m.Path = d.path[first:d.n.path:d.n.path]
+	}
+	return true
+}
+
+// nextField reads the next field of b: its number and wire type, its value (x for a varint, v for a
+// length-delimited field, capacity cut to length) and the number of bytes it took, or n < 0 when b does not start
+// with a well-formed varint or length-delimited field. Other wire types are refused: none of the fast path's fields
+// uses them (an unpacked path aside). A field number above protowire.MaxValidNumber, which protowire.ConsumeTag
+// accepts and proto.Unmarshal rejects, never matches a known field, so it is refused too.
+func nextField(b []byte) (num protowire.Number, typ protowire.Type, x uint64, v []byte, n int) {
+	num, typ, n = protowire.ConsumeTag(b)
+	if n < 0 {
+		return 0, 0, 0, nil, -1
+	}
+	var m int
+	switch typ {
+	case protowire.VarintType:
+		x, m = protowire.ConsumeVarint(b[n:])
+	case protowire.BytesType:
+		v, m = protowire.ConsumeBytes(b[n:])
+		v = v[:len(v):len(v)]
+	default:
+		return 0, 0, 0, nil, -1
+	}
+	if m < 0 {
+		return 0, 0, 0, nil, -1
+	}
+	return num, typ, x, v, n + m
+}
+
+// str returns v as a string, or false when v is not UTF-8 (proto3 rejects it). Strings do not share the copy of
+// the RPC: their bytes are copied again, into one small array for all of them (the count pass sums their lengths),
+// so that a topic kept as a map key does not keep a large payload alive with it. A string equal to the one
+// before it (the same topic in several fields) is that string again.
+func (d *gossipDecoder) str(v []byte) (string, bool) {
+	if len(v) == 0 {
+		return "", true
+	}
+	if !utf8.Valid(v) {
+		return "", false
+	}
+	d.n.strBytes += len(v)
+	if !d.fill {
+		return "", true
+	}
+	if d.last == string(v) {
+		return d.last, true
+	}
+	start := len(d.strs)
+	d.strs = append(d.strs, v...) // within the capacity counted: earlier strings stay where they are
+	d.last = unsafe.String(&d.strs[start], len(v))
+	return d.last, true
+}
+
+// elem returns the value the next element of a repeated message field decodes into: the next one of arr when
+// filling, scratch when counting. n counts the elements.
+func elem[T any](d *gossipDecoder, arr []T, n *int, scratch *T) *T {
+	i := *n
+	*n++
+	if !d.fill {
+		return scratch
+	}
+	return &arr[i]
+}
+
+// makeN returns a slice of n zero values, nil when n is 0 (as proto leaves an absent repeated field).
+func makeN[T any](n int) []T {
+	if n == 0 {
+		return nil
+	}
+	return make([]T, n)
+}
+
+// pointers returns pointers to the elements of s, nil when s is empty.
+func pointers[T any](s []T) []*T {
+	if len(s) == 0 {
+		return nil
+	}
+	p := make([]*T, len(s))
+	for i := range s {
+		p[i] = &s[i]
+	}
+	return p
+}

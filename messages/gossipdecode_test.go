@@ -1,0 +1,338 @@
+package messages
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+func testID(seed byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i)
+	}
+	return b
+}
+
+func testMessage(size int) *GossipMessage {
+	return &GossipMessage{
+		Topic: "blocks", Data: testID(1, size), Origin: testID(2, 32), Seq: 1 << 40, OriginTime: 1_700_000_000_123_456_789,
+		Hops: 3, Signature: testID(3, 64),
+	}
+}
+
+func testControl() *GossipControl {
+	return &GossipControl{
+		Ihave: []*GossipIHave{
+			{Topic: "blocks", Ids: [][]byte{testID(10, 20), testID(11, 20), testID(12, 20)}},
+			{Topic: "txs", Ids: [][]byte{testID(13, 20)}},
+			{Topic: "empty"},
+		},
+		Iwant: [][]byte{testID(20, 20), testID(21, 20), {}},
+		Graft: []string{"blocks", "txs", ""},
+		Prune: []*GossipPrune{{Topic: "old", Lazy: true}, {Topic: "gone"}},
+		Tree: []*GossipTree{
+			{Topic: "blocks", Root: testID(30, 32), Seq: 99, Dist: 2, Parent: testID(31, 32), RootRank: 7,
+				Path: []uint32{0xdeadbeef, 1, 2}, Upstream: testID(32, 32), Size: 40, Deep: 3},
+			{Topic: "txs", Root: testID(33, 32), Seq: 1, Dist: 0, RootRank: 1, Size: 1},
+			{Topic: "votes", Root: testID(34, 32), Dist: 5, Path: []uint32{5, 4, 3, 2, 1}},
+		},
+	}
+}
+
+// testRPCs are realistic RPCs, by name.
+func testRPCs() map[string]*GossipRPC {
+	return map[string]*GossipRPC{
+		"empty":         {},
+		"hello":         {Hello: true, Subscriptions: []*GossipSubscription{{Topic: "blocks", Subscribe: true}, {Topic: "txs", Subscribe: true}}},
+		"subscriptions": {Subscriptions: []*GossipSubscription{{Topic: "blocks", Subscribe: true}, {Topic: "txs"}, {}}},
+		"message":       {Messages: []*GossipMessage{testMessage(1024)}},
+		"messages":      {Messages: []*GossipMessage{testMessage(100), testMessage(0), {Topic: "bare"}}},
+		"control":       {Control: testControl()},
+		"empty control": {Control: &GossipControl{}},
+		"ihave":         {Control: &GossipControl{Ihave: []*GossipIHave{{Topic: "blocks", Ids: [][]byte{testID(1, 20), testID(2, 20)}}}}},
+		"tree":          {Control: &GossipControl{Tree: []*GossipTree{{Topic: "blocks", Path: []uint32{1, 2, 3}}}}},
+		"everything": {
+			Hello:         true,
+			Subscriptions: []*GossipSubscription{{Topic: "blocks", Subscribe: true}, {Topic: "txs"}},
+			Control:       testControl(),
+			Messages:      []*GossipMessage{testMessage(1024), testMessage(10)},
+		},
+	}
+}
+
+func marshal(t testing.TB, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestUnmarshalGossipRPCTakesTheFastPath(t *testing.T) {
+	for name, rpc := range testRPCs() {
+		t.Run(name, func(t *testing.T) {
+			b := marshal(t, rpc)
+			fast, ok := unmarshalGossipRPCFast(b)
+			if !ok {
+				t.Fatal("fast path refused a well-formed RPC")
+			}
+			if !proto.Equal(fast, rpc) {
+				t.Fatalf("fast path decoded\n%v\nwant\n%v", fast, rpc)
+			}
+			got, err := UnmarshalGossipRPC(b)
+			if err != nil || !proto.Equal(got, rpc) {
+				t.Fatalf("UnmarshalGossipRPC: %v, %v", got, err)
+			}
+			if name == "empty control" && got.Control == nil {
+				t.Fatal("an empty control field decoded as absent")
+			}
+		})
+	}
+}
+
+func TestUnmarshalGossipRPCDoesNotAliasItsInput(t *testing.T) {
+	for name, rpc := range testRPCs() {
+		b := marshal(t, rpc)
+		got, err := UnmarshalGossipRPC(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range b {
+			b[i] = 0xa5
+		}
+		if !proto.Equal(got, rpc) {
+			t.Fatalf("%s: decoded message changed with its input", name)
+		}
+	}
+}
+
+func TestUnmarshalGossipRPCBytesFieldsDoNotOverlap(t *testing.T) {
+	rpc := testRPCs()["everything"]
+	got, err := UnmarshalGossipRPC(marshal(t, rpc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An append to a bytes field reallocates rather than overwrite what follows it in the shared buffer.
+	for _, m := range got.Messages {
+		m.Data = append(m.Data, 0xff, 0xff, 0xff)
+		m.Origin = append(m.Origin, 0xff)
+	}
+	for _, ih := range got.Control.Ihave {
+		for i := range ih.Ids {
+			ih.Ids[i] = append(ih.Ids[i], 0xff)
+		}
+		ih.Ids = append(ih.Ids, []byte{0xff}) // must not overwrite the next entry's first id
+	}
+	for _, tr := range got.Control.Tree {
+		tr.Path = append(tr.Path, 0xffffffff)
+	}
+	for i, m := range got.Messages {
+		if !bytes.Equal(m.Signature, rpc.Messages[i].Signature) || m.Topic != rpc.Messages[i].Topic {
+			t.Fatalf("message %d changed by appends", i)
+		}
+	}
+	for i, ih := range got.Control.Ihave {
+		for j, id := range rpc.Control.Ihave[i].Ids {
+			if !bytes.Equal(ih.Ids[j][:len(id)], id) {
+				t.Fatalf("ihave %d id %d changed by appends", i, j)
+			}
+		}
+	}
+	for i, tr := range got.Control.Tree {
+		if want := rpc.Control.Tree[i].Path; len(tr.Path) != len(want)+1 || !slices.Equal(tr.Path[:len(want)], want) {
+			t.Fatalf("tree %d path %v, want %v and the appended element", i, tr.Path, want)
+		}
+	}
+}
+
+// malformedRPCs are bytes the fast path must leave to proto.Unmarshal, by name; some of them proto accepts.
+func malformedRPCs(t testing.TB) map[string][]byte {
+	ctl := marshal(t, &GossipControl{Graft: []string{"a"}})
+	tag := func(b []byte, num protowire.Number, typ protowire.Type) []byte {
+		return protowire.AppendTag(b, num, typ)
+	}
+	bytesField := func(b []byte, num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(tag(b, num, protowire.BytesType), v)
+	}
+	tree := func(fields []byte) []byte {
+		return bytesField(nil, 2, bytesField(nil, 5, fields))
+	}
+	return map[string][]byte{
+		"unknown field":          protowire.AppendVarint(tag(nil, 9, protowire.VarintType), 1),
+		"wrong wire type":        protowire.AppendFixed32(tag(nil, 4, protowire.Fixed32Type), 1),
+		"hello as bytes":         bytesField(nil, 4, []byte{1}),
+		"group":                  tag(tag(nil, 9, protowire.StartGroupType), 9, protowire.EndGroupType),
+		"control twice":          bytesField(bytesField(nil, 2, ctl), 2, ctl),
+		"invalid UTF-8":          bytesField(nil, 1, bytesField(nil, 1, []byte{0xff, 0xfe})),
+		"invalid UTF-8 graft":    bytesField(nil, 2, bytesField(nil, 3, []byte{0xc0})),
+		"unknown message field":  bytesField(nil, 3, protowire.AppendVarint(tag(nil, 8, protowire.VarintType), 1)),
+		"prune lazy as bytes":    bytesField(nil, 2, bytesField(nil, 4, bytesField(nil, 2, nil))),
+		"truncated varint":       {0x20, 0x80},
+		"truncated length":       {0x0a, 0x05, 0x01},
+		"field number 0":         {0x00, 0x01},
+		"field number above max": protowire.AppendVarint(protowire.AppendVarint(nil, uint64(protowire.MaxValidNumber+1)<<3), 1),
+		"unpacked path":          tree(protowire.AppendFixed32(tag(nil, 7, protowire.Fixed32Type), 7)),
+		"odd packed path":        tree(bytesField(nil, 7, []byte{1, 2, 3})),
+	}
+}
+
+func TestUnmarshalGossipRPCFallsBackToProto(t *testing.T) {
+	for name, b := range malformedRPCs(t) {
+		if _, ok := unmarshalGossipRPCFast(b); ok {
+			t.Errorf("%s: taken by the fast path", name)
+		}
+		checkAgainstProto(t, b)
+	}
+}
+
+func TestUnmarshalGossipRPCMatchesProtoOnRepeatedScalars(t *testing.T) {
+	// proto3: the last occurrence of a singular scalar, string or bytes field wins; packed chunks concatenate.
+	m1 := marshal(t, &GossipMessage{Topic: "a", Data: []byte{1}, Seq: 1, Hops: 9})
+	m2 := marshal(t, &GossipMessage{Topic: "b", Data: []byte{}, Seq: 2})
+	t1 := marshal(t, &GossipTree{Topic: "x", Path: []uint32{1, 2}, Dist: 3})
+	t2 := marshal(t, &GossipTree{Topic: "y", Path: []uint32{3}})
+	b := protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), append(m1, m2...))
+	b = protowire.AppendBytes(protowire.AppendTag(b, 2, protowire.BytesType),
+		protowire.AppendBytes(protowire.AppendTag(nil, 5, protowire.BytesType), append(t1, t2...)))
+	b = protowire.AppendVarint(protowire.AppendTag(b, 4, protowire.VarintType), 1)
+	b = protowire.AppendVarint(protowire.AppendTag(b, 4, protowire.VarintType), 0)
+	if _, ok := unmarshalGossipRPCFast(b); !ok {
+		t.Fatal("fast path refused repeated scalars")
+	}
+	checkAgainstProto(t, b)
+}
+
+// checkAgainstProto fails t unless UnmarshalGossipRPC and proto.Unmarshal agree on b.
+func checkAgainstProto(t testing.TB, b []byte) {
+	t.Helper()
+	got, err := UnmarshalGossipRPC(b)
+	var want GossipRPC
+	wantErr := proto.Unmarshal(b, &want)
+	if (err == nil) != (wantErr == nil) {
+		t.Fatalf("UnmarshalGossipRPC error %v, proto.Unmarshal error %v", err, wantErr)
+	}
+	if err == nil && !proto.Equal(got, &want) {
+		t.Fatalf("UnmarshalGossipRPC decoded\n%v\nproto.Unmarshal\n%v", got, &want)
+	}
+}
+
+func TestUnmarshalGossipRPCAllocations(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		rpc  *GossipRPC
+		max  float64
+	}{
+		// proto.Unmarshal: 7; this: 5 (copy, strings, RPC, the message pointer slice and its element array).
+		{"1 KiB message", &GossipRPC{Messages: []*GossipMessage{testMessage(1024)}}, 5},
+		// proto.Unmarshal: 24; this: 9 (copy, strings, RPC with control, ihave and tree: pointer slice and array
+		// each, ids, path).
+		{"control", &GossipRPC{Control: &GossipControl{
+			Ihave: []*GossipIHave{{Topic: "blocks", Ids: func() [][]byte {
+				ids := make([][]byte, 8)
+				for i := range ids {
+					ids[i] = testID(byte(i), 20)
+				}
+				return ids
+			}()}},
+			Tree: []*GossipTree{{Topic: "blocks", Root: testID(1, 32), Seq: 5, Dist: 3, Parent: testID(2, 32),
+				RootRank: 4, Path: []uint32{1, 2, 3}, Upstream: testID(3, 32), Size: 10, Deep: 1}},
+		}}, 9},
+	} {
+		b := marshal(t, c.rpc)
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := UnmarshalGossipRPC(b); err != nil {
+				t.Fatal(err)
+			}
+		})
+		ref := testing.AllocsPerRun(100, func() {
+			if err := proto.Unmarshal(b, &GossipRPC{}); err != nil {
+				t.Fatal(err)
+			}
+		})
+		t.Logf("%s: %v allocations, proto.Unmarshal %v", c.name, allocs, ref)
+		if allocs > c.max {
+			t.Errorf("%s: %v allocations, want at most %v", c.name, allocs, c.max)
+		}
+	}
+}
+
+// TestUnmarshalGossipRPCStringsDoNotKeepThePayload keeps only the topics of a decoded RPC: the copy holding its
+// 64 KiB payload must be collected, or a relay keeping a topic as a map key would keep a payload alive with it.
+func TestUnmarshalGossipRPCStringsDoNotKeepThePayload(t *testing.T) {
+	b := marshal(t, &GossipRPC{
+		Subscriptions: []*GossipSubscription{{Topic: "blocks", Subscribe: true}},
+		Messages:      []*GossipMessage{testMessage(64 << 10)},
+	})
+	freed := make(chan struct{})
+	sub, topic := func() (string, string) {
+		m, ok := unmarshalGossipRPCFast(b)
+		if !ok {
+			t.Fatal("fast path refused a well-formed RPC")
+		}
+		runtime.AddCleanup(&m.Messages[0].Data[0], func(ch chan struct{}) { close(ch) }, freed)
+		return m.Subscriptions[0].Topic, m.Messages[0].Topic
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for done := false; !done; {
+		runtime.GC()
+		select {
+		case <-freed:
+			done = true
+		default:
+			if time.Now().After(deadline) {
+				t.Fatal("the payload's copy is still reachable through the topics kept")
+			}
+			runtime.Gosched()
+		}
+	}
+	if sub != "blocks" || topic != "blocks" {
+		t.Fatalf("topics kept: %q, %q", sub, topic)
+	}
+}
+
+// FuzzUnmarshalGossipRPC checks that UnmarshalGossipRPC never panics and agrees with proto.Unmarshal: it fails
+// exactly when proto.Unmarshal does, and otherwise decodes an equal message.
+func FuzzUnmarshalGossipRPC(f *testing.F) {
+	rpcs, bad := testRPCs(), malformedRPCs(f)
+	for _, name := range slices.Sorted(maps.Keys(rpcs)) {
+		f.Add(marshal(f, rpcs[name]))
+	}
+	for _, name := range slices.Sorted(maps.Keys(bad)) {
+		f.Add(bad[name])
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkAgainstProto(t, b)
+	})
+}
+
+func BenchmarkUnmarshalGossipRPC(b *testing.B) {
+	rpcs := testRPCs()
+	for _, name := range []string{"message", "control", "everything"} {
+		data := marshal(b, rpcs[name])
+		b.Run(fmt.Sprintf("%s/fast", name), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := UnmarshalGossipRPC(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("%s/proto", name), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := proto.Unmarshal(data, &GossipRPC{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
