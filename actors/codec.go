@@ -92,6 +92,31 @@ type direct struct {
 	typeURL    string
 	value      []byte
 	err        *messages.RemoteError
+	names      *recentNames // nil: every name is a new string
+}
+
+// recentNames keeps the protocol and payload type a connection read last: the next message's are usually the
+// same, and then need no new string.
+type recentNames struct{ protocol, typeURL string }
+
+// name returns v as a string, *last when equal to it; the new string is remembered in *last otherwise.
+func name(last *string, v []byte) string {
+	if *last != string(v) { // compared without a conversion
+		*last = string(v)
+	}
+	return *last
+}
+
+// inboundDecoder decodes what one connection reads. Its direct is reused for every message (onDirect keeps
+// nothing of it: the payload aliases the read buffer anyway), and so are the recent names.
+type inboundDecoder struct {
+	d     direct
+	names recentNames
+}
+
+func (dec *inboundDecoder) decode(b []byte) (*direct, *messages.Envelope, error) {
+	dec.d = direct{names: &dec.names}
+	return decodeInboundInto(&dec.d, b)
 }
 
 // payload decodes the typed payload. The message type must be linked into the program (protoregistry).
@@ -149,7 +174,12 @@ func skipField(num protowire.Number, typ protowire.Type, b []byte) int {
 // decodeInbound decodes one envelope read from a peer: a direct message through the fast path, anything else
 // through decodeEnvelope. Exactly one of the results is non-nil.
 func decodeInbound(b []byte) (*direct, *messages.Envelope, error) {
-	d, err := decodeDirect(b)
+	return decodeInboundInto(&direct{}, b)
+}
+
+// decodeInboundInto is decodeInbound decoding a direct message into d, which must be zero but for its names.
+func decodeInboundInto(d *direct, b []byte) (*direct, *messages.Envelope, error) {
+	d, err := decodeDirectInto(d, b)
 	if err == nil {
 		return d, nil, nil
 	}
@@ -163,7 +193,11 @@ func decodeInbound(b []byte) (*direct, *messages.Envelope, error) {
 // decodeDirect parses an envelope whose body is a direct message, or returns errNotDirect when its body is
 // something else (the caller then uses decodeEnvelope). Any other error means the bytes are malformed.
 func decodeDirect(b []byte) (*direct, error) {
-	d := &direct{}
+	return decodeDirectInto(&direct{}, b)
+}
+
+// decodeDirectInto is decodeDirect into d, which must be zero but for its names.
+func decodeDirectInto(d *direct, b []byte) (*direct, error) {
 	found := false
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -224,7 +258,11 @@ func (d *direct) mergeBody(body []byte) error {
 				if !utf8.Valid(v) {
 					return errors.New("malformed direct message: protocol is not UTF-8")
 				}
-				d.protocol = string(v)
+				if d.names != nil {
+					d.protocol = name(&d.names.protocol, v)
+				} else {
+					d.protocol = string(v)
+				}
 			}
 		case num == directKindField && typ == protowire.VarintType:
 			var v uint64
@@ -279,7 +317,11 @@ func (d *direct) parseAny(b []byte) error {
 				if !utf8.Valid(v) {
 					return errors.New("malformed payload: type URL is not UTF-8")
 				}
-				d.typeURL = string(v)
+				if d.names != nil {
+					d.typeURL = name(&d.names.typeURL, v)
+				} else {
+					d.typeURL = string(v)
+				}
 			}
 		case num == anyValueField && typ == protowire.BytesType:
 			d.value, m = protowire.ConsumeBytes(b)

@@ -59,3 +59,37 @@ func TestPayloadDecodesGossipRPCWithTheFastPath(t *testing.T) {
 		t.Fatalf("another payload type taken for a GossipRPC: %v", err)
 	}
 }
+
+// TestInboundDecoderReusesItsDirectAndNames decodes messages as a connection reader does: a message like the one
+// before needs no allocation (its direct and its names are reused), and a new protocol or payload type is read
+// right.
+func TestInboundDecoderReusesItsDirectAndNames(t *testing.T) {
+	encode := func(protocol string, msg proto.Message) []byte {
+		b, err := encodeDirect(protocol, messages.DirectKind_DIRECT_KIND_ONEWAY, 0, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	chat, gossip := encode("chat/1", wrapperspb.String("hi")), encode("actormesh/gossip/1", &messages.GossipRPC{Hello: true})
+	var dec inboundDecoder
+	for i, c := range []struct {
+		b              []byte
+		protocol, name string
+	}{
+		{chat, "chat/1", "google.protobuf.StringValue"}, {chat, "chat/1", "google.protobuf.StringValue"},
+		{gossip, "actormesh/gossip/1", "actormesh.gossip.v1.GossipRPC"}, {chat, "chat/1", "google.protobuf.StringValue"},
+	} {
+		d, env, err := dec.decode(c.b)
+		if err != nil || env != nil || d.protocol != c.protocol || d.typeURL != typeURLPrefix+c.name {
+			t.Fatalf("message %d: %+v %v %v, want protocol %s", i, d, env, err, c.protocol)
+		}
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		if _, _, err := dec.decode(chat); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Fatalf("decoding a message like the one before allocated %v times", allocs)
+	}
+}

@@ -212,6 +212,7 @@ func (pc *peerConn) rtt() time.Duration { return time.Duration(pc.rttNanos.Load(
 
 func (pc *peerConn) readLoop() {
 	var lastDeadline time.Time
+	var dec inboundDecoder
 	for {
 		if now := time.Now(); now.Sub(lastDeadline) > time.Second {
 			_ = pc.sc.SetReadDeadline(now.Add(pc.cfg.IdleTimeout))
@@ -222,7 +223,7 @@ func (pc *peerConn) readLoop() {
 			pc.shutdown(classifyReadError(err))
 			return
 		}
-		d, env, err := decodeInbound(b)
+		d, env, err := dec.decode(b)
 		if err != nil {
 			pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR, err.Error())
 			return
