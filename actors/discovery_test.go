@@ -210,3 +210,30 @@ func TestLivenessCheckThatDialsIsTheOnlyExchangeWithThePeer(t *testing.T) {
 			s.Stats.Exchanges, s.Stats.Checks)
 	}
 }
+
+// TestOnlyTheDialerOfAConnectionAsksForNodes checks that a connection costs one FindNode exchange: the dialer's.
+// The node dialed learns the dialer's record from that request and asks nothing back, which would double the cost
+// of every liveness check other nodes make of it.
+func TestOnlyTheDialerOfAConnectionAsksForNodes(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0
+		cfg.Bootstrap.Interval = time.Hour
+		cfg.Routing.RevalidateInterval = time.Hour
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	nw.Connect(1, 0) // b dials a
+	var sa, sb routing.Snapshot
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		var errA, errB error
+		sa, errA = a.RoutingTable(ctxTimeout(t, time.Second))
+		sb, errB = b.RoutingTable(ctxTimeout(t, time.Second))
+		return errA == nil && errB == nil && len(sa.Entries) == 1 && len(sb.Entries) == 1 && sb.Stats.Exchanges == 1 &&
+			sa.Stats.RequestsServed == 1
+	}, "each node to know the other, and the dialer's exchange to be served")
+	if sa.Entries[0].ID != b.ID() || sb.Entries[0].ID != a.ID() {
+		t.Fatalf("tables: a knows %s, b knows %s", sa.Entries[0].ID.Short(), sb.Entries[0].ID.Short())
+	}
+	if sa.Stats.Exchanges != 0 || sb.Stats.RequestsServed != 0 {
+		t.Fatalf("the node dialed started %d exchanges (b served %d): want none", sa.Stats.Exchanges, sb.Stats.RequestsServed)
+	}
+}

@@ -277,9 +277,11 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		}
 		a.lookups = nil
 	case *messages.PeerConnected:
-		// Learn the peer's signed record and its neighbourhood of our key, unless a liveness check of the peer is
-		// asking for just that already (the check dialed it, which is why it connected).
-		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil && !a.checking[id] {
+		// A peer we dialed: learn its signed record and its neighbourhood of our key, unless a liveness check of
+		// the peer is asking for just that already (the check dialed it, which is why it connected). A peer that
+		// dialed us sends its record with its own FindNode, which serve learns; asking it back would double the
+		// cost of every liveness check other nodes make of us (our own lookups keep our neighbourhood known).
+		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil && m.Outbound && !a.checking[id] {
 			a.exchange(id, a.table.SelfKey(), false)
 		}
 	case InboundRequest:
