@@ -7,10 +7,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/actormesh/actormesh/session"
@@ -139,15 +142,55 @@ type Delivery struct {
 }
 
 func (d *Delivery) decode() {
-	var a anypb.Any
-	if err := proto.Unmarshal(d.Data, &a); err != nil {
-		d.Err = fmt.Errorf("gossip payload: %w", err)
+	typeURL, value, ok := splitAny(d.Data)
+	if !ok { // not in the shape splitAny takes: proto decides
+		var a anypb.Any
+		if err := proto.Unmarshal(d.Data, &a); err != nil {
+			d.Err = fmt.Errorf("gossip payload: %w", err)
+			return
+		}
+		typeURL, value = a.GetTypeUrl(), a.GetValue()
+	}
+	// As anypb.UnmarshalNew, without first copying the value out of Data.
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
+	if err != nil {
+		d.Err = fmt.Errorf("gossip payload %s: %w", typeURL, err)
 		return
 	}
-	d.Payload, d.Err = a.UnmarshalNew()
-	if d.Err != nil {
-		d.Err = fmt.Errorf("gossip payload %s: %w", a.GetTypeUrl(), d.Err)
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(value, m); err != nil {
+		d.Err = fmt.Errorf("gossip payload %s: %w", typeURL, err)
+		return
 	}
+	d.Payload = m
+}
+
+// splitAny reads an encoded google.protobuf.Any made of its two fields only, each once at most: its type URL and
+// its value, a slice of b. Anything else (other fields, repeats, other wire types, malformed bytes, a type URL
+// that is not UTF-8) gives false, and the caller leaves b to proto.Unmarshal.
+func splitAny(b []byte) (typeURL string, value []byte, ok bool) {
+	var seen [3]bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.BytesType || (num != 1 && num != 2) || seen[num] {
+			return "", nil, false
+		}
+		seen[num] = true
+		v, m := protowire.ConsumeBytes(b[n:])
+		if m < 0 {
+			return "", nil, false
+		}
+		if num == 1 {
+			if !utf8.Valid(v) {
+				return "", nil, false
+			}
+			typeURL = string(v)
+		} else {
+			value = v
+		}
+		b = b[n+m:]
+	}
+	return typeURL, value, true
 }
 
 // Validator decides on a message before it is delivered or relayed. It runs on its own goroutine with a context
