@@ -14,12 +14,14 @@ import (
 // UnmarshalGossipRPC decodes b into a new GossipRPC, with the result and error proto.Unmarshal would give, in a
 // handful of allocations instead of one per bytes or string field and repeated element.
 //
-// It copies b once, so the caller may reuse b when it returns. The result aliases that copy: every bytes field is a
-// slice of it, its capacity cut to its length (an append reallocates rather than overwrite the next field), and
-// every string field is built over it with unsafe.String. The copy is never written after decoding; writing into a
-// bytes field is harmless, as no string lies in the bytes of another field. Any string, bytes field or element kept
-// from the result keeps the whole copy alive, and the elements of a repeated field (and the ids of all IHAVE
-// entries, the paths of all tree reports) share one backing array.
+// Nothing of the result aliases b, so the caller may reuse b when it returns. The bytes are copied into a few
+// arrays, by what keeps them alive: each message's bytes fields (data, origin, signature) into one of its own, so
+// that a message kept (cached, delivered) keeps only itself and not the control or other messages it came with;
+// the control's bytes fields (ids, tree roots, parents, upstreams) into another; every string into a third, small
+// one, built with unsafe.String and never written again, so that a topic kept as a map key keeps no payload alive.
+// Each bytes field's capacity is cut to its length (an append reallocates rather than overwrite the next field).
+// The elements of a repeated field (and the ids of all IHAVE entries, the paths of all tree reports) share one
+// backing array.
 //
 // Only the well-formed common shape is decoded by hand. Anything else (an unknown field, a known field with another
 // wire type, a repeated control field, which proto merges, a string that is not UTF-8, an unpacked path, malformed
@@ -37,14 +39,12 @@ func UnmarshalGossipRPC(b []byte) (*GossipRPC, error) {
 
 // unmarshalGossipRPCFast is UnmarshalGossipRPC without the fallback: false means b is not in the shape it takes.
 func unmarshalGossipRPCFast(b []byte) (*GossipRPC, bool) {
-	buf := make([]byte, len(b))
-	copy(buf, b)
 	// The first pass counts the elements of the repeated fields and the bytes of the strings, decoding every
 	// message into scratch values; it checks everything the second pass does, so the arrays are allocated only for
 	// bytes the fast path takes. Both passes run the same code on the same bytes, so the second one meets exactly
 	// the counted elements.
 	var d gossipDecoder
-	if !d.rpc(buf, &d.scratch.rpc) {
+	if !d.rpc(b, &d.scratch.rpc) {
 		return nil, false
 	}
 	total := d.n
@@ -61,6 +61,9 @@ func unmarshalGossipRPCFast(b []byte) (*GossipRPC, bool) {
 	if total.strBytes > 0 {
 		d.strs = make([]byte, 0, total.strBytes)
 	}
+	if total.ctlBytes > 0 {
+		d.ctlBytes = make([]byte, 0, total.ctlBytes)
+	}
 	var m *GossipRPC
 	if total.control {
 		both := new(struct {
@@ -71,7 +74,7 @@ func unmarshalGossipRPCFast(b []byte) (*GossipRPC, bool) {
 	} else {
 		m = &GossipRPC{}
 	}
-	if !d.rpc(buf, m) || d.n != total {
+	if !d.rpc(b, m) || d.n != total {
 		return nil, false // unreachable, see above
 	}
 	m.Subscriptions = pointers(d.subs)
@@ -86,27 +89,28 @@ func unmarshalGossipRPCFast(b []byte) (*GossipRPC, bool) {
 // gossipCounts counts the elements of the repeated fields of one GossipRPC (ids and path summed over all their
 // parents), and whether its control field occurred.
 type gossipCounts struct {
-	control                                                           bool
-	subs, msgs, ihave, ids, iwant, graft, prune, tree, path, strBytes int
+	control                                                                     bool
+	subs, msgs, ihave, ids, iwant, graft, prune, tree, path, strBytes, ctlBytes int
 }
 
 // gossipDecoder decodes one GossipRPC in two passes: counting (fill false), then filling the backing arrays, each
 // allocated with its exact length. n counts the elements met so far; on the second pass it indexes the arrays.
 type gossipDecoder struct {
-	fill  bool
-	n     gossipCounts
-	ctl   *GossipControl
-	subs  []GossipSubscription
-	msgs  []GossipMessage
-	ihave []GossipIHave
-	ids   [][]byte
-	iwant [][]byte
-	graft []string
-	prune []GossipPrune
-	tree  []GossipTree
-	path  []uint32
-	strs  []byte // the bytes of every string field, allocated with the summed length
-	last  string // the string made last, from strs
+	fill     bool
+	n        gossipCounts
+	ctl      *GossipControl
+	subs     []GossipSubscription
+	msgs     []GossipMessage
+	ihave    []GossipIHave
+	ids      [][]byte
+	iwant    [][]byte
+	graft    []string
+	prune    []GossipPrune
+	tree     []GossipTree
+	path     []uint32
+	strs     []byte // the bytes of every string field, allocated with the summed length
+	ctlBytes []byte // the bytes of the control's bytes fields (ids, tree roots...), likewise
+	last     string // the string made last, from strs
 	// scratch receives the messages the first pass decodes, which are dropped.
 	scratch struct {
 		rpc   GossipRPC
@@ -178,6 +182,10 @@ func (d *gossipDecoder) subscription(b []byte, m *GossipSubscription) bool {
 }
 
 func (d *gossipDecoder) message(b []byte, m *GossipMessage) bool {
+	var own []byte // the bytes of this message's bytes fields: what a cached message keeps alive is its own
+	if d.fill {
+		own = make([]byte, 0, messageBytes(b))
+	}
 	for len(b) > 0 {
 		num, typ, x, v, n := nextField(b)
 		if n < 0 {
@@ -189,9 +197,9 @@ func (d *gossipDecoder) message(b []byte, m *GossipMessage) bool {
 		case num == 1 && typ == protowire.BytesType:
 			m.Topic, ok = d.str(v)
 		case num == 2 && typ == protowire.BytesType:
-			m.Data = v
+			m.Data = d.keep(&own, v)
 		case num == 3 && typ == protowire.BytesType:
-			m.Origin = v
+			m.Origin = d.keep(&own, v)
 		case num == 4 && typ == protowire.VarintType:
 			m.Seq = x
 		case num == 5 && typ == protowire.VarintType:
@@ -199,7 +207,7 @@ func (d *gossipDecoder) message(b []byte, m *GossipMessage) bool {
 		case num == 6 && typ == protowire.VarintType:
 			m.Hops = uint32(x)
 		case num == 7 && typ == protowire.BytesType:
-			m.Signature = v
+			m.Signature = d.keep(&own, v)
 		default:
 			ok = false
 		}
@@ -223,8 +231,9 @@ func (d *gossipDecoder) control(b []byte, m *GossipControl) bool {
 				return false
 			}
 		case 2:
+			id := d.keepControl(v)
 			if d.fill {
-				d.iwant[d.n.iwant] = v
+				d.iwant[d.n.iwant] = id
 			}
 			d.n.iwant++
 		case 3:
@@ -266,8 +275,9 @@ func (d *gossipDecoder) ihaveEntry(b []byte, m *GossipIHave) bool {
 				return false
 			}
 		case 2:
+			id := d.keepControl(v)
 			if d.fill {
-				d.ids[d.n.ids] = v
+				d.ids[d.n.ids] = id
 			}
 			d.n.ids++
 		default:
@@ -314,13 +324,13 @@ func (d *gossipDecoder) treeReport(b []byte, m *GossipTree) bool {
 		case num == 1 && typ == protowire.BytesType:
 			m.Topic, ok = d.str(v)
 		case num == 2 && typ == protowire.BytesType:
-			m.Root = v
+			m.Root = d.keepControl(v)
 		case num == 3 && typ == protowire.VarintType:
 			m.Seq = x
 		case num == 4 && typ == protowire.VarintType:
 			m.Dist = uint32(x)
 		case num == 5 && typ == protowire.BytesType:
-			m.Parent = v
+			m.Parent = d.keepControl(v)
 		case num == 6 && typ == protowire.VarintType:
 			m.RootRank = uint32(x)
 		case num == 7 && typ == protowire.BytesType: // packed; unpacked elements are left to proto.Unmarshal
@@ -335,7 +345,7 @@ func (d *gossipDecoder) treeReport(b []byte, m *GossipTree) bool {
 			}
 			d.n.path += len(v) / 4
 		case num == 8 && typ == protowire.BytesType:
-			m.Upstream = v
+			m.Upstream = d.keepControl(v)
 		case num == 9 && typ == protowire.VarintType:
 			m.Size = uint32(x)
 		case num == 10 && typ == protowire.VarintType:
@@ -377,6 +387,39 @@ func nextField(b []byte) (num protowire.Number, typ protowire.Type, x uint64, v 
 		return 0, 0, 0, nil, -1
 	}
 	return num, typ, x, v, n + m
+}
+
+// keep returns v copied into *own (allocated with room for it), or v itself on the counting pass, whose values are
+// dropped. The copy's capacity is cut to its length: an append reallocates rather than overwrite the next field.
+func (d *gossipDecoder) keep(own *[]byte, v []byte) []byte {
+	if !d.fill {
+		return v
+	}
+	start := len(*own)
+	*own = append(*own, v...)
+	return (*own)[start:len(*own):len(*own)]
+}
+
+// keepControl is keep into the control's bytes, whose length both passes count.
+func (d *gossipDecoder) keepControl(v []byte) []byte {
+	d.n.ctlBytes += len(v)
+	return d.keep(&d.ctlBytes, v)
+}
+
+// messageBytes sums the lengths of the bytes fields of a message the counting pass took.
+func messageBytes(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		num, typ, _, v, k := nextField(b)
+		if k < 0 {
+			break
+		}
+		if typ == protowire.BytesType && (num == 2 || num == 3 || num == 7) {
+			n += len(v)
+		}
+		b = b[k:]
+	}
+	return n
 }
 
 // str returns v as a string, or false when v is not UTF-8 (proto3 rejects it). Strings do not share the copy of

@@ -336,3 +336,46 @@ func BenchmarkUnmarshalGossipRPC(b *testing.B) {
 		})
 	}
 }
+
+// TestUnmarshalGossipRPCMessageKeepsOnlyItself decodes an RPC carrying a message and a large control: keeping the
+// message's data must not keep the control's ids alive, nor keeping an id the message's data. A message kept in a
+// cache (bounded by its own size) must not keep what rode with it.
+func TestUnmarshalGossipRPCMessageKeepsOnlyItself(t *testing.T) {
+	ids := make([][]byte, 1000)
+	for i := range ids {
+		ids[i] = testID(byte(i), 32)
+	}
+	b := marshal(t, &GossipRPC{
+		Messages: []*GossipMessage{testMessage(1024)},
+		Control:  &GossipControl{Ihave: []*GossipIHave{{Topic: "blocks", Ids: ids}}},
+	})
+	collected := func(keep func(m *GossipRPC) (any, *byte)) {
+		t.Helper()
+		freed := make(chan struct{})
+		kept := func() any {
+			m, ok := unmarshalGossipRPCFast(b)
+			if !ok {
+				t.Fatal("fast path refused a well-formed RPC")
+			}
+			k, watched := keep(m)
+			runtime.AddCleanup(watched, func(ch chan struct{}) { close(ch) }, freed)
+			return k
+		}()
+		deadline := time.Now().Add(5 * time.Second)
+		for done := false; !done; {
+			runtime.GC()
+			select {
+			case <-freed:
+				done = true
+			default:
+				if time.Now().After(deadline) {
+					t.Fatal("bytes of another part of the RPC are still reachable through the part kept")
+				}
+				runtime.Gosched()
+			}
+		}
+		runtime.KeepAlive(kept)
+	}
+	collected(func(m *GossipRPC) (any, *byte) { return m.Messages[0].Data, &m.Control.Ihave[0].Ids[500][0] })
+	collected(func(m *GossipRPC) (any, *byte) { return m.Control.Ihave[0].Ids[500], &m.Messages[0].Data[0] })
+}
