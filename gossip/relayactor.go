@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -466,31 +465,34 @@ func (a *relayActor) apply(out Output) {
 	}
 }
 
-// sendAll sends each peer one RPC with everything sends has for it, peer after peer in NodeID order.
+// sendAll sends each peer one RPC with everything sends has for it, the peers in the order sends first names
+// them (the router lists tree links first: they get their copy queued first).
 func (a *relayActor) sendAll(sends []Send) {
 	e := &a.enc
-	order := e.order[:0]
-	for i := range sends {
-		order = append(order, i)
+	taken := e.taken[:0]
+	for range sends {
+		taken = append(taken, false)
 	}
-	slices.SortStableFunc(order, func(i, j int) int { return bytes.Compare(sends[i].To[:], sends[j].To[:]) })
-	for start := 0; start < len(order); {
-		to := sends[order[start]].To
+	for i := range sends {
+		if taken[i] {
+			continue
+		}
+		to := sends[i].To
 		rpc := e.begin()
-		end := start
-		for ; end < len(order) && sends[order[end]].To == to; end++ {
-			s := &sends[order[end]]
-			if s.Control != nil {
-				e.addControl(s.Control)
-			}
-			if s.Msg != nil {
-				e.addMessage(s.Msg)
+		for j := i; j < len(sends); j++ {
+			if s := &sends[j]; !taken[j] && s.To == to {
+				taken[j] = true
+				if s.Control != nil {
+					e.addControl(s.Control)
+				}
+				if s.Msg != nil {
+					e.addMessage(s.Msg)
+				}
 			}
 		}
 		a.sendRPC(to, rpc, len(rpc.Messages) == 0)
-		start = end
 	}
-	e.order = order
+	e.taken = taken
 	e.end()
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/messages"
@@ -87,5 +88,39 @@ func TestRelayResendsSubscriptionsThatCouldNotBeSent(t *testing.T) {
 			t.Fatal("the subscription never reached the peer after its RPC failed")
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// orderNetwork records the peer and a copy of each RPC sent.
+type orderNetwork struct {
+	flakyNetwork
+	to []session.NodeID
+}
+
+func (o *orderNetwork) SendNow(peer session.NodeID, protocol string, msg proto.Message, priority bool) error {
+	o.to = append(o.to, peer)
+	return o.flakyNetwork.SendNow(peer, protocol, msg, priority)
+}
+
+// TestSendAllKeepsThePeersInTheOrderOfTheSends checks that each peer gets one RPC with all that is for it, peers
+// in the order the sends first name them: the router lists tree links first, so they get their copies queued
+// first.
+func TestSendAllKeepsThePeersInTheOrderOfTheSends(t *testing.T) {
+	net := &orderNetwork{}
+	a := &relayActor{net: net, log: zerolog.Nop()}
+	m := &Message{Topic: "t", Data: []byte("d"), Origin: nid(9)}
+	a.sendAll([]Send{
+		{To: nid(3), Msg: m}, {To: nid(1), Msg: m}, {To: nid(3), Control: &Control{Graft: []string{"t"}}},
+		{To: nid(2), Control: &Control{Prune: []Prune{{Topic: "t"}}}},
+	})
+	if !slices.Equal(net.to, []session.NodeID{nid(3), nid(1), nid(2)}) {
+		t.Fatalf("RPCs went to %v, want peers 3, 1, 2", net.to)
+	}
+	first := net.sent[0]
+	if len(first.Messages) != 1 || first.Control == nil || !slices.Equal(first.Control.Graft, []string{"t"}) {
+		t.Fatalf("peer 3's RPC: %v, want the message and the graft", first)
+	}
+	if len(net.sent[1].Messages) != 1 || net.sent[2].Control == nil || len(net.sent[2].Messages) != 0 {
+		t.Fatalf("RPCs of peers 1 and 2: %v, %v", net.sent[1], net.sent[2])
 	}
 }

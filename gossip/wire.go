@@ -60,7 +60,7 @@ type rpcEncoder struct {
 	prunes  pool[messages.GossipPrune]
 	trees   pool[messages.GossipTree]
 	encoded []*Message // encoded[i] is the message msgs.items[i] carries
-	order   []int      // scratch of sendAll
+	taken   []bool     // scratch of sendAll: the sends already in an RPC
 }
 
 // pool hands out reusable structs; reset makes them all available again.
