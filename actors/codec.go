@@ -92,7 +92,7 @@ type direct struct {
 	typeURL    string
 	value      []byte
 	err        *messages.RemoteError
-	names      *recentNames // nil: every name is a new string
+	names      *recentNames // the connection's, or a fresh one
 }
 
 // recentNames keeps the protocol and payload type a connection read last: the next message's are usually the
@@ -174,10 +174,10 @@ func skipField(num protowire.Number, typ protowire.Type, b []byte) int {
 // decodeInbound decodes one envelope read from a peer: a direct message through the fast path, anything else
 // through decodeEnvelope. Exactly one of the results is non-nil.
 func decodeInbound(b []byte) (*direct, *messages.Envelope, error) {
-	return decodeInboundInto(&direct{}, b)
+	return decodeInboundInto(&direct{names: &recentNames{}}, b)
 }
 
-// decodeInboundInto is decodeInbound decoding a direct message into d, which must be zero but for its names.
+// decodeInboundInto is decodeInbound decoding a direct message into d, which must be zero but for its names (set).
 func decodeInboundInto(d *direct, b []byte) (*direct, *messages.Envelope, error) {
 	d, err := decodeDirectInto(d, b)
 	if err == nil {
@@ -193,10 +193,10 @@ func decodeInboundInto(d *direct, b []byte) (*direct, *messages.Envelope, error)
 // decodeDirect parses an envelope whose body is a direct message, or returns errNotDirect when its body is
 // something else (the caller then uses decodeEnvelope). Any other error means the bytes are malformed.
 func decodeDirect(b []byte) (*direct, error) {
-	return decodeDirectInto(&direct{}, b)
+	return decodeDirectInto(&direct{names: &recentNames{}}, b)
 }
 
-// decodeDirectInto is decodeDirect into d, which must be zero but for its names.
+// decodeDirectInto is decodeDirect into d, which must be zero but for its names (set).
 func decodeDirectInto(d *direct, b []byte) (*direct, error) {
 	found := false
 	for len(b) > 0 {
@@ -258,11 +258,7 @@ func (d *direct) mergeBody(body []byte) error {
 				if !utf8.Valid(v) {
 					return errors.New("malformed direct message: protocol is not UTF-8")
 				}
-				if d.names != nil {
-					d.protocol = name(&d.names.protocol, v)
-				} else {
-					d.protocol = string(v)
-				}
+				d.protocol = name(&d.names.protocol, v)
 			}
 		case num == directKindField && typ == protowire.VarintType:
 			var v uint64
@@ -317,11 +313,7 @@ func (d *direct) parseAny(b []byte) error {
 				if !utf8.Valid(v) {
 					return errors.New("malformed payload: type URL is not UTF-8")
 				}
-				if d.names != nil {
-					d.typeURL = name(&d.names.typeURL, v)
-				} else {
-					d.typeURL = string(v)
-				}
+				d.typeURL = name(&d.names.typeURL, v)
 			}
 		case num == anyValueField && typ == protowire.BytesType:
 			d.value, m = protowire.ConsumeBytes(b)

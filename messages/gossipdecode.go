@@ -132,7 +132,7 @@ func (d *gossipDecoder) rpc(b []byte, m *GossipRPC) bool {
 		b = b[n:]
 		switch {
 		case num == 1 && typ == protowire.BytesType:
-			if !d.subscription(v, elem(d, d.subs, &d.n.subs, &d.scratch.sub)) {
+			if sub := elem(d, d.subs, &d.n.subs, &d.scratch.sub); !d.topicAndFlag(v, &sub.Topic, &sub.Subscribe) {
 				return false
 			}
 		case num == 2 && typ == protowire.BytesType:
@@ -160,7 +160,8 @@ func (d *gossipDecoder) rpc(b []byte, m *GossipRPC) bool {
 	return true
 }
 
-func (d *gossipDecoder) subscription(b []byte, m *GossipSubscription) bool {
+// topicAndFlag decodes a message of a topic (field 1) and a bool (field 2): GossipSubscription, GossipPrune.
+func (d *gossipDecoder) topicAndFlag(b []byte, topic *string, flag *bool) bool {
 	for len(b) > 0 {
 		num, typ, x, v, n := nextField(b)
 		if n < 0 {
@@ -170,9 +171,9 @@ func (d *gossipDecoder) subscription(b []byte, m *GossipSubscription) bool {
 		var ok bool
 		switch {
 		case num == 1 && typ == protowire.BytesType:
-			m.Topic, ok = d.str(v)
+			*topic, ok = d.str(v)
 		case num == 2 && typ == protowire.VarintType:
-			m.Subscribe, ok = protowire.DecodeBool(x), true
+			*flag, ok = protowire.DecodeBool(x), true
 		}
 		if !ok {
 			return false
@@ -246,7 +247,7 @@ func (d *gossipDecoder) control(b []byte, m *GossipControl) bool {
 			}
 			d.n.graft++
 		case 4:
-			if !d.pruneEntry(v, elem(d, d.prune, &d.n.prune, &d.scratch.prune)) {
+			if p := elem(d, d.prune, &d.n.prune, &d.scratch.prune); !d.topicAndFlag(v, &p.Topic, &p.Lazy) {
 				return false
 			}
 		case 5:
@@ -286,27 +287,6 @@ func (d *gossipDecoder) ihaveEntry(b []byte, m *GossipIHave) bool {
 	}
 	if d.fill && d.n.ids > first {
 		m.Ids = d.ids[first:d.n.ids:d.n.ids]
-	}
-	return true
-}
-
-func (d *gossipDecoder) pruneEntry(b []byte, m *GossipPrune) bool {
-	for len(b) > 0 {
-		num, typ, x, v, n := nextField(b)
-		if n < 0 {
-			return false
-		}
-		b = b[n:]
-		var ok bool
-		switch {
-		case num == 1 && typ == protowire.BytesType:
-			m.Topic, ok = d.str(v)
-		case num == 2 && typ == protowire.VarintType:
-			m.Lazy, ok = protowire.DecodeBool(x), true
-		}
-		if !ok {
-			return false
-		}
 	}
 	return true
 }

@@ -265,6 +265,24 @@ func TestUnmarshalGossipRPCAllocations(t *testing.T) {
 	}
 }
 
+// waitCollected runs the GC until freed is closed (by a cleanup), failing with msg after 5 s.
+func waitCollected(t *testing.T, freed <-chan struct{}, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runtime.GC()
+		select {
+		case <-freed:
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		runtime.Gosched()
+	}
+}
+
 // TestUnmarshalGossipRPCStringsDoNotKeepThePayload keeps only the topics of a decoded RPC: the copy holding its
 // 64 KiB payload must be collected, or a relay keeping a topic as a map key would keep a payload alive with it.
 func TestUnmarshalGossipRPCStringsDoNotKeepThePayload(t *testing.T) {
@@ -281,19 +299,7 @@ func TestUnmarshalGossipRPCStringsDoNotKeepThePayload(t *testing.T) {
 		runtime.AddCleanup(&m.Messages[0].Data[0], func(ch chan struct{}) { close(ch) }, freed)
 		return m.Subscriptions[0].Topic, m.Messages[0].Topic
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for done := false; !done; {
-		runtime.GC()
-		select {
-		case <-freed:
-			done = true
-		default:
-			if time.Now().After(deadline) {
-				t.Fatal("the payload's copy is still reachable through the topics kept")
-			}
-			runtime.Gosched()
-		}
-	}
+	waitCollected(t, freed, "the payload's copy is still reachable through the topics kept")
 	if sub != "blocks" || topic != "blocks" {
 		t.Fatalf("topics kept: %q, %q", sub, topic)
 	}
@@ -361,19 +367,7 @@ func TestUnmarshalGossipRPCMessageKeepsOnlyItself(t *testing.T) {
 			runtime.AddCleanup(watched, func(ch chan struct{}) { close(ch) }, freed)
 			return k
 		}()
-		deadline := time.Now().Add(5 * time.Second)
-		for done := false; !done; {
-			runtime.GC()
-			select {
-			case <-freed:
-				done = true
-			default:
-				if time.Now().After(deadline) {
-					t.Fatal("bytes of another part of the RPC are still reachable through the part kept")
-				}
-				runtime.Gosched()
-			}
-		}
+		waitCollected(t, freed, "bytes of another part of the RPC are still reachable through the part kept")
 		runtime.KeepAlive(kept)
 	}
 	collected(func(m *GossipRPC) (any, *byte) { return m.Messages[0].Data, &m.Control.Ihave[0].Ids[500][0] })
