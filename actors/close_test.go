@@ -84,3 +84,35 @@ func TestDisconnectWhileThePeerSendsDeliversTheReason(t *testing.T) {
 		t.Fatalf("b recorded the close without a's reason REQUESTED: %v", events.events)
 	}
 }
+
+// A node closing right after dialing tells the peer why even when the connection has not reached its peer
+// manager yet (the dialer's handshake ends just after the peer's, and the connection then waits in the mailbox):
+// the peer must record SHUTDOWN, not a reset or an EOF. The close is timed, as an operator's Ctrl-C would be, by
+// the peer seeing the connection.
+func TestNodeClosingJustAfterDialingSaysGoodbye(t *testing.T) {
+	a := testkit.NewNetwork(t, 1).Nodes[0]
+	events := watchEvents(t, a)
+	ctx := ctxTimeout(t, time.Minute)
+	for i := 0; i < 30; i++ {
+		nodes, err := testkit.StartNodes(ctx, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+			cfg.Peers = []session.PeerAddr{a.Addr()}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := nodes[0]
+		if err := testkit.Poll(ctx, 10*time.Second, func() bool { return a.Connected(b.ID()) }); err != nil {
+			_ = b.Close()
+			t.Fatalf("iteration %d: a never saw b's connection", i)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := testkit.Poll(ctx, 10*time.Second, func() bool { return events.disconnects(b.ID()) > 0 }); err != nil {
+			t.Fatalf("iteration %d: a never saw b's connection close", i)
+		}
+		if !events.sawDisconnect(b.ID(), messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN) {
+			t.Fatalf("iteration %d: a recorded b's close without the reason SHUTDOWN: %v", i, events.events)
+		}
+	}
+}

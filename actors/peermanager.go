@@ -108,8 +108,8 @@ type peerManager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// parked holds handshaken connections on their way through the mailbox, so that stopping can close the ones
-	// whose handshakeDone never gets processed.
+	// parked holds handshaken connections on their way through the mailbox, so that stopping can say goodbye on
+	// the ones whose handshakeDone never gets processed (the peer may have registered them already).
 	parkedMu sync.Mutex
 	parked   map[*session.Conn]struct{}
 }
@@ -205,12 +205,14 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		for _, w := range m.wanted {
 			w.stopTimer()
 		}
-		m.wg.Wait()
+		m.wg.Wait() // the handshakes in progress end (stopping closed their sockets) or park their connection
 		m.parkedMu.Lock()
-		for sc := range m.parked {
-			_ = sc.Close()
+		for sc := range m.parked { // handshaken, but their reports will not be read: the peer may have registered them
+			m.closeWithNotice(sc, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, "node shutting down")
 		}
+		clear(m.parked)
 		m.parkedMu.Unlock()
+		m.wg.Wait()
 		for _, waiters := range m.dialing {
 			for _, w := range waiters {
 				w <- ErrClosed
@@ -267,15 +269,25 @@ func (m *peerManager) accept(raw net.Conn) {
 	m.goHandshake(raw, false, session.PeerAddr{})
 }
 
-// goHandshake runs the handshake in a goroutine owned by the peer manager; stopping cancels it by closing raw.
+// handshake runs session.Handshake on raw and closes raw if it fails. Cancelling ctx (the peer manager stopping)
+// interrupts a handshake in progress, but does not touch one that has ended: the peer may have registered the
+// connection already, so its closing is left to the caller, who says goodbye (even if its report is never read: see
+// parked).
+func handshake(ctx context.Context, raw net.Conn, cfg session.HandshakeConfig, initiator bool, expected session.NodeID) (*session.Conn, error) {
+	sc, err := session.Handshake(ctx, raw, cfg, initiator, expected)
+	if err != nil {
+		_ = raw.Close()
+	}
+	return sc, err
+}
+
+// goHandshake runs the handshake in a goroutine owned by the peer manager; stopping interrupts it.
 func (m *peerManager) goHandshake(raw net.Conn, outbound bool, addr session.PeerAddr) {
 	cfg := m.handshakeConfig()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		stop := context.AfterFunc(m.ctx, func() { _ = raw.Close() })
-		defer stop()
-		sc, err := session.Handshake(m.ctx, raw, cfg, outbound, addr.ID)
+		sc, err := handshake(m.ctx, raw, cfg, outbound, addr.ID)
 		m.report(&handshakeDone{raw: raw, sc: sc, err: err, outbound: outbound, addr: addr})
 	}()
 }
@@ -486,9 +498,7 @@ func (m *peerManager) goDial(addr session.PeerAddr, keep bool) {
 			m.report(&handshakeDone{err: fmt.Errorf("dial %s: %w", addr.Addr, err), dialFailed: true, outbound: true, addr: addr})
 			return
 		}
-		stop := context.AfterFunc(m.ctx, func() { _ = raw.Close() })
-		defer stop()
-		sc, err := session.Handshake(m.ctx, raw, cfg, true, addr.ID)
+		sc, err := handshake(m.ctx, raw, cfg, true, addr.ID)
 		m.report(&handshakeDone{raw: raw, sc: sc, err: err, outbound: true, addr: addr})
 	}()
 }
@@ -520,10 +530,14 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 	m.pending--
 	if msg.sc != nil {
 		m.parkedMu.Lock()
+		_, parked := m.parked[msg.sc]
 		delete(m.parked, msg.sc)
 		m.parkedMu.Unlock()
+		if !parked { // stopping said goodbye on it already
+			return
+		}
 		if m.ctx.Err() != nil { // stopping: the report came after the stop began
-			_ = msg.sc.Close()
+			m.closeWithNotice(msg.sc, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, "node shutting down")
 			return
 		}
 	}
@@ -600,10 +614,25 @@ func (m *peerManager) closeWithNotice(sc *session.Conn, reason messages.Disconne
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		_ = sc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
-		_ = sc.WriteMessages(b)
-		_ = sc.Close()
+		sayGoodbye(sc, b)
 	}()
+}
+
+// sayGoodbye writes the encoded goodbye b on a connection that has no reader and closes it, lingering as
+// peerConn.linger does: up to closeFlushTimeout, it reads and drops what the peer still sends until the peer closes
+// its side, so that unread data does not reset the connection and drop the goodbye.
+func sayGoodbye(sc *session.Conn, b []byte) {
+	defer sc.Close()
+	_ = sc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+	if sc.WriteMessages(b) != nil || sc.CloseWrite() != nil {
+		return
+	}
+	_ = sc.SetReadDeadline(time.Now().Add(closeFlushTimeout))
+	for {
+		if _, err := sc.ReadMessage(); err != nil {
+			return
+		}
+	}
 }
 
 func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound bool) {
