@@ -19,7 +19,7 @@ func TestConnectByIDLooksUpAnAddressTheBookLacks(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Logger = zerolog.Nop()
 		cfg.Bootstrap.TargetOutbound = 0
-		cfg.TransientIdleTimeout = 300 * time.Millisecond // a lookup's connection to c closes soon
+		cfg.DiscoveryIdleTimeout = 300 * time.Millisecond // a lookup's connection to c closes soon
 		n, err := NewNode(cfg)
 		if err != nil {
 			t.Fatal(err)

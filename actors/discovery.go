@@ -58,13 +58,22 @@ func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.
 	}
 }
 
+// bootstrapNetwork is the node as the bootstrapper's Network: its dials are discovery's (the bootnodes it contacts
+// for a lookup close after Config.DiscoveryIdleTimeout unless kept).
+type bootstrapNetwork struct{ *Node }
+
+func (b bootstrapNetwork) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
+	return b.connect(ctx, addr, keep)
+}
+
 // routingNetwork is the node as the routing actor's Network: its requests' errors that prove nothing against the
 // peer's liveness are marked routing.ErrPeerBusy, so that a full connection table or a throttling peer does not get
 // live nodes evicted from the routing table.
 type routingNetwork struct{ *Node }
 
 func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
-	reply, err := r.Node.Request(ctx, peer, protocol, msg)
+	// Discovery's own request: a connection dialed for it closes after Config.DiscoveryIdleTimeout.
+	reply, err := r.Node.request(ctx, peer, protocol, msg, false)
 	var answered *RemoteError // any error reply: the peer is up
 	if errors.Is(err, ErrTooManyPeers) || errors.As(err, &answered) {
 		err = fmt.Errorf("%w: %w", routing.ErrPeerBusy, err)

@@ -83,7 +83,7 @@ func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg 
 // Send delivers msg to the protocol actor registered for protocol on peer. It returns once the message is queued
 // on the peer's connection, dialing the peer first when it is not connected and its address is known.
 func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) error {
-	pc, err := n.connFor(ctx, peer)
+	pc, err := n.connFor(ctx, peer, true)
 	if err != nil {
 		return err
 	}
@@ -98,9 +98,14 @@ func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, m
 // Config.RequestTimeout applies. Errors: ErrRequestTimeout, ErrPeerGone, ErrUnknownProtocol, ErrRemote
 // (a *RemoteError), ErrUnknownPeer, ErrSlowPeer, ErrClosed.
 func (n *Node) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
+	return n.request(ctx, peer, protocol, msg, true)
+}
+
+// request is Request; app tells whether the application makes it (see connFor).
+func (n *Node) request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message, app bool) (proto.Message, error) {
 	ctx, cancel := n.withRequestTimeout(ctx)
 	defer cancel()
-	pc, err := n.connFor(ctx, peer)
+	pc, err := n.connFor(ctx, peer, app)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +125,7 @@ func (n *Node) Request(ctx context.Context, peer session.NodeID, protocol string
 func (n *Node) Ping(ctx context.Context, peer session.NodeID) (time.Duration, error) {
 	ctx, cancel := n.withRequestTimeout(ctx)
 	defer cancel()
-	pc, err := n.connFor(ctx, peer)
+	pc, err := n.connFor(ctx, peer, true)
 	if err != nil {
 		return 0, err
 	}

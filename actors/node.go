@@ -256,8 +256,20 @@ func (n *Node) Peers() []PeerInfo {
 func (n *Node) Connected(peer session.NodeID) bool { return n.peers.get(peer) != nil }
 
 // Connect dials addr (unless connected) and waits until the connection is up or ctx ends. With keep set, the peer
-// manager keeps the peer connected, redialing with backoff after failures.
+// manager keeps the peer connected, redialing with backoff after failures; without, the connection closes after
+// Config.TransientIdleTimeout without messages.
 func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
+	if err := n.connect(ctx, addr, keep); err != nil {
+		return err
+	}
+	if pc := n.peers.get(addr.ID); pc != nil {
+		pc.appUsed.Store(true)
+	}
+	return nil
+}
+
+// connect is Connect for the node's own use: the connection is not marked as the application's.
+func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
 	pid, err := n.peerManager()
 	if err != nil {
 		return err
@@ -302,8 +314,17 @@ func (n *Node) peerManager() (*actor.PID, error) {
 	return n.peerMgr, nil
 }
 
-// connFor returns the live connection to peer, dialing its known address when there is none.
-func (n *Node) connFor(ctx context.Context, peer session.NodeID) (*peerConn, error) {
+// connFor returns the live connection to peer, dialing its known address when there is none; app marks it as
+// used by the application (see peerConn.appUsed).
+func (n *Node) connFor(ctx context.Context, peer session.NodeID, app bool) (*peerConn, error) {
+	pc, err := n.dialFor(ctx, peer)
+	if err == nil && app {
+		pc.appUsed.Store(true)
+	}
+	return pc, err
+}
+
+func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, error) {
 	if pc := n.peers.get(peer); pc != nil {
 		return pc, nil
 	}
@@ -318,7 +339,7 @@ func (n *Node) connFor(ctx context.Context, peer session.NodeID) (*peerConn, err
 		}
 		addr = found.Addr
 	}
-	if err := n.Connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false); err != nil {
+	if err := n.connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false); err != nil {
 		return nil, err
 	}
 	if pc := n.peers.get(peer); pc != nil {

@@ -72,6 +72,9 @@ type peerConn struct {
 	// gossiping is set once the peer started gossip on the connection (it upgraded a transient connection to a
 	// kept one on its side): the connection is no longer closed as transient.
 	gossiping atomic.Bool
+	// appUsed is set once the application used the connection (Send, Request, Ping or Connect): a transient
+	// connection without it was dialed by discovery and closes after DiscoveryIdleTimeout.
+	appUsed atomic.Bool
 	// used is set once the node sends on the connection or makes a request on it.
 	used atomic.Bool
 

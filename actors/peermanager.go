@@ -470,14 +470,21 @@ func (m *peerManager) armSweep() {
 		return
 	}
 	self, root := m.self, m.root
-	m.sweep = time.AfterFunc(m.n.cfg.TransientIdleTimeout/2, func() { root.Send(self, &sweepDue{}) })
+	every := min(m.n.cfg.TransientIdleTimeout, m.n.cfg.DiscoveryIdleTimeout) / 2
+	m.sweep = time.AfterFunc(every, func() { root.Send(self, &sweepDue{}) })
 }
 
-// sweepTransient closes the transient connections idle for TransientIdleTimeout.
+// sweepTransient closes the transient connections idle for TransientIdleTimeout, or DiscoveryIdleTimeout for the
+// outbound ones only discovery used. An inbound one waits TransientIdleTimeout: its dialer, who knows what it is
+// for, closes it first.
 func (m *peerManager) sweepTransient() {
 	now := time.Now()
 	for _, e := range m.conns {
-		if transient(e.pc) && e.pc.idleFor(now) >= m.n.cfg.TransientIdleTimeout {
+		timeout := m.n.cfg.TransientIdleTimeout
+		if e.pc.outbound && !e.pc.appUsed.Load() {
+			timeout = m.n.cfg.DiscoveryIdleTimeout
+		}
+		if transient(e.pc) && e.pc.idleFor(now) >= timeout {
 			e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "idle transient connection")
 			m.unregister(e)
 		}

@@ -5,7 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/routing"
+	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
 
@@ -58,5 +62,36 @@ func TestFullInboundSlotsEvictIdleTransientConnections(t *testing.T) {
 			}
 		}
 		nw.Close()
+	}
+}
+
+// A connection dialed only by discovery (a lookup's request) closes once idle for DiscoveryIdleTimeout; one the
+// application dialed with a Send waits TransientIdleTimeout, although it has been idle longer.
+func TestDiscoveryConnectionsCloseBeforeTheApplications(t *testing.T) {
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		switch i {
+		case 0:
+			cfg.DiscoveryIdleTimeout, cfg.TransientIdleTimeout = 200*time.Millisecond, time.Minute
+		case 1:
+			cfg.DisableDiscovery = true // a's table does not learn b, so a's lookup asks c alone
+		}
+	}))
+	a, b, c := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
+	ctx := ctxTimeout(t, 20*time.Second)
+	a.AddAddress(b.ID(), b.Addr().Addr)
+	if err := a.Send(ctx, b.ID(), "nobody/1", wrapperspb.String("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.FindClosestFrom(ctx, routing.KeyOf(c.ID()), []session.PeerAddr{c.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := testkit.Poll(ctx, 10*time.Second, func() bool { return !a.Connected(c.ID()) }); err != nil {
+		t.Fatal("the lookup's connection to c stayed open")
+	}
+	if !a.Connected(b.ID()) {
+		t.Fatal("the Send's connection to b closed as early as the lookup's")
+	}
+	if !a.TransientOutbound(b.ID()) {
+		t.Fatal("the Send's connection to b is not transient: the test proves nothing")
 	}
 }

@@ -73,7 +73,7 @@ func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 	if bcfg.StorePath == "" && n.cfg.DataDir != "" {
 		bcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
 	}
-	bprops, err := bootstrap.NewActorProps(bcfg, n)
+	bprops, err := bootstrap.NewActorProps(bcfg, bootstrapNetwork{n})
 	if err != nil {
 		panic(err)
 	}
