@@ -28,6 +28,16 @@ func TestVerifiedRecordsRejectsForgeryOfACachedRecord(t *testing.T) {
 	if _, err := v.entry(forged); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("forged address with a cached signature: %v, want ErrBadSignature", err)
 	}
+	split := proto.Clone(rec).(*messages.NodeRecord)
+	split.Addrs = []string{"10.0.0.1:3070", "0"} // the same bytes, cut elsewhere
+	if _, err := v.entry(split); err == nil {
+		t.Fatal("a cached record with its addresses cut differently was accepted")
+	}
+	resigned := proto.Clone(rec).(*messages.NodeRecord)
+	resigned.Signature = append(resigned.Signature, 0)
+	if _, err := v.entry(resigned); err == nil {
+		t.Fatal("a cached record with bytes added to its signature was accepted")
+	}
 	bumped := proto.Clone(rec).(*messages.NodeRecord)
 	bumped.Seq = 6
 	if _, err := v.entry(bumped); !errors.Is(err, ErrBadSignature) {
