@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -109,5 +110,32 @@ func TestDelayConnWriteHonoursTheDeadlineWhenTheQueueIsFullAndReportsFailures(t 
 		return errors.Is(err, net.ErrClosed)
 	}); err != nil {
 		t.Fatal("writes after the failed one do not report it")
+	}
+}
+
+// A half-close follows the writes made before it, as a TCP socket's FIN follows its data: the linger after a
+// goodbye relies on it (a FIN sent at once would make the goodbye's delayed write fail).
+func TestDelayConnCloseWriteFollowsTheQueuedWrites(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	a, b := tcpPair(t)
+	defer b.Close()
+	d := newDelayConn(a, 30*time.Millisecond)
+	defer d.Close()
+	if _, err := d.Write([]byte("goodbye")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(b)
+	if err != nil || string(got) != "goodbye" {
+		t.Fatalf("read %q, %v; want the write, then EOF", got, err)
+	}
+	// A write after the half-close fails in the sender, and Write reports it from then on.
+	if err := Poll(context.Background(), 5*time.Second, func() bool { _, err := d.Write([]byte("x")); return err != nil }); err != nil {
+		t.Fatal("writes after CloseWrite kept succeeding")
 	}
 }
