@@ -205,7 +205,7 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		for _, w := range m.wanted {
 			w.stopTimer()
 		}
-		m.wg.Wait() // the handshakes in progress end (stopping closed their sockets) or park their connection
+		m.wg.Wait() // the handshakes in progress end (cancelling m.ctx interrupted them) or park their connection
 		m.parkedMu.Lock()
 		for sc := range m.parked { // handshaken, but their reports will not be read: the peer may have registered them
 			m.closeWithNotice(sc, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, "node shutting down")
