@@ -2,6 +2,8 @@ package actors_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +95,18 @@ func TestDiscoveryConnectionsCloseBeforeTheApplications(t *testing.T) {
 	}
 	if !a.TransientOutbound(b.ID()) {
 		t.Fatal("the Send's connection to b is not transient: the test proves nothing")
+	}
+}
+
+func TestConfigRejectsANonPositiveDiscoveryIdleTimeout(t *testing.T) {
+	cfg := actors.DefaultConfig()
+	if cfg.DiscoveryIdleTimeout <= 0 || cfg.DiscoveryIdleTimeout >= cfg.TransientIdleTimeout {
+		t.Fatalf("default DiscoveryIdleTimeout %v: want positive and below TransientIdleTimeout %v",
+			cfg.DiscoveryIdleTimeout, cfg.TransientIdleTimeout)
+	}
+	cfg.DiscoveryIdleTimeout = 0
+	err := cfg.Validate()
+	if !errors.Is(err, actors.ErrInvalidConfig) || !strings.Contains(err.Error(), "DiscoveryIdleTimeout") {
+		t.Fatalf("Validate with DiscoveryIdleTimeout 0: %v, want ErrInvalidConfig naming the field", err)
 	}
 }
