@@ -122,22 +122,29 @@ func (dec *inboundDecoder) decode(b []byte) (*direct, *messages.Envelope, error)
 // payload decodes the typed payload. The message type must be linked into the program (protoregistry).
 func (d *direct) payload() (proto.Message, error) {
 	if !d.hasPayload {
-		return nil, errors.New("message without payload")
+		return nil, errMissingPayload
 	}
-	if isGossipRPCURL(d.typeURL) {
-		m, err := messages.UnmarshalGossipRPC(d.value)
+	return decodePayload(d.typeURL, d.value)
+}
+
+var errMissingPayload = errors.New("message without payload")
+
+// decodePayload decodes the value of an Any of the given type URL.
+func decodePayload(typeURL string, value []byte) (proto.Message, error) {
+	if isGossipRPCURL(typeURL) {
+		m, err := messages.UnmarshalGossipRPC(value)
 		if err != nil {
-			return nil, fmt.Errorf("malformed %s payload: %w", d.typeURL, err)
+			return nil, fmt.Errorf("malformed %s payload: %w", typeURL, err)
 		}
 		return m, nil
 	}
-	mt, err := protoregistry.GlobalTypes.FindMessageByURL(d.typeURL)
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
 	if err != nil {
-		return nil, fmt.Errorf("unknown payload type %q: %w", d.typeURL, err)
+		return nil, fmt.Errorf("unknown payload type %q: %w", typeURL, err)
 	}
 	m := mt.New().Interface()
-	if err := proto.Unmarshal(d.value, m); err != nil {
-		return nil, fmt.Errorf("malformed %s payload: %w", d.typeURL, err)
+	if err := proto.Unmarshal(value, m); err != nil {
+		return nil, fmt.Errorf("malformed %s payload: %w", typeURL, err)
 	}
 	return m, nil
 }

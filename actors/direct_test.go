@@ -3,14 +3,19 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
 
@@ -199,4 +204,69 @@ func TestRegisterRejectsNilProps(t *testing.T) {
 	}
 	// The refused call claimed nothing: the protocol can still be registered.
 	register(t, n, "x/1", echo())
+}
+
+// A reply whose payload cannot be decoded (here: of a type this node does not know) fails that request with
+// ErrBadPayload; the connection and the requests after it are unaffected. The requester decodes replies, not the
+// connection's reader.
+func TestReplyWithAnUndecodablePayloadFailsOnlyThatRequest(t *testing.T) {
+	a := testkit.NewNetwork(t, 1).Nodes[0]
+	peer, _ := session.GenerateIdentity()
+	raw, err := net.Dial("tcp", a.Addr().Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{Identity: peer, NetworkID: "actormesh"}, true, a.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	testkit.WaitFor(t, 5*time.Second, func() bool { return a.Connected(peer.NodeID()) }, "raw peer connected")
+
+	// The raw peer answers every request on "odd/1": the first with a payload of an unknown type, then echoes.
+	served := make(chan error, 1)
+	go func() {
+		answered := 0
+		for answered < 2 {
+			b, err := sc.ReadMessage()
+			if err != nil {
+				served <- err
+				return
+			}
+			env := &messages.Envelope{}
+			if err := proto.Unmarshal(b, env); err != nil {
+				served <- err
+				return
+			}
+			d := env.GetDirect()
+			if d.GetProtocol() != "odd/1" || d.GetKind() != messages.DirectKind_DIRECT_KIND_REQUEST {
+				continue
+			}
+			payload := d.GetPayload()
+			if answered == 0 {
+				payload = &anypb.Any{TypeUrl: "type.googleapis.com/nobody.Knows", Value: []byte{8, 1}}
+			}
+			reply, _ := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: &messages.Direct{
+				Protocol: "odd/1", Kind: messages.DirectKind_DIRECT_KIND_RESPONSE, RequestId: d.GetRequestId(), Payload: payload,
+			}}})
+			if err := sc.WriteMessages(reply); err != nil {
+				served <- err
+				return
+			}
+			answered++
+		}
+		served <- nil
+	}()
+
+	ctx := ctxTimeout(t, 10*time.Second)
+	if _, err := a.Request(ctx, peer.NodeID(), "odd/1", wrapperspb.String("first")); !errors.Is(err, actors.ErrBadPayload) {
+		t.Fatalf("reply of an unknown type: %v, want ErrBadPayload", err)
+	}
+	reply, err := a.Request(ctx, peer.NodeID(), "odd/1", wrapperspb.String("second"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "second" {
+		t.Fatalf("request after the bad reply: %v %v", reply, err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -155,7 +156,7 @@ func (n *Node) withRequestTimeout(ctx context.Context) (context.Context, context
 func (n *Node) await(ctx context.Context, ch <-chan requestResult, what string) (proto.Message, error) {
 	select {
 	case r := <-ch:
-		return r.msg, r.err
+		return r.decode()
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%s: %w: %w", what, ErrRequestTimeout, ctx.Err())
@@ -237,9 +238,24 @@ func (n *Node) onPong(pc *peerConn, nonce uint64) {
 	n.requests.completePong(pc, nonce)
 }
 
+// requestResult is the outcome of a request: an error, or a reply's payload still encoded (typeURL and value), which
+// the requester decodes (see requestTable.complete).
 type requestResult struct {
-	msg proto.Message
-	err error
+	typeURL string
+	value   []byte
+	err     error
+}
+
+// decode returns the reply's payload, decoded.
+func (r requestResult) decode() (proto.Message, error) {
+	if r.err != nil || r.typeURL == "" {
+		return nil, r.err
+	}
+	m, err := decodePayload(r.typeURL, r.value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reply: %w", ErrBadPayload, err)
+	}
+	return m, nil
 }
 
 type pendingRequest struct {
@@ -290,12 +306,18 @@ func (t *requestTable) resolve(pc *peerConn, id uint64, r requestResult) {
 	}
 }
 
+// complete hands a reply to its requester. It runs on the connection's reader, so the payload is only copied here
+// and decoded by the requester: decoding a discovery reply's records took the reader's stack from 4 to 8 KiB, for
+// the life of the connection, on about one connection in five.
 func (t *requestTable) complete(pc *peerConn, d *direct) {
 	var r requestResult
-	if d.kind == messages.DirectKind_DIRECT_KIND_ERROR {
+	switch {
+	case d.kind == messages.DirectKind_DIRECT_KIND_ERROR:
 		r.err = &RemoteError{Peer: pc.id.Short(), Protocol: d.protocol, Code: d.err.GetCode(), Message: d.err.GetMessage()}
-	} else if r.msg, r.err = d.payload(); r.err != nil {
-		r.err = fmt.Errorf("%w: reply: %w", ErrBadPayload, r.err)
+	case !d.hasPayload:
+		r.err = fmt.Errorf("%w: reply: %w", ErrBadPayload, errMissingPayload)
+	default:
+		r.typeURL, r.value = d.typeURL, bytes.Clone(d.value) // d and its value are the reader's, reused
 	}
 	t.resolve(pc, d.requestID, r)
 }
