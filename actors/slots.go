@@ -1,0 +1,123 @@
+package actors
+
+// Connection slots: which connections count against MaxOutboundPeers and MaxInboundPeers, which may be closed to
+// make room or when idle, and the dials waiting for a slot. The peer manager calls these from its Receive.
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormesh/actormesh/messages"
+)
+
+// outboundFull tells whether every outbound slot is taken by a connection or a dial in progress.
+func (m *peerManager) outboundFull() bool {
+	return m.count(true)+len(m.dialing) >= m.n.cfg.MaxOutboundPeers
+}
+
+func (m *peerManager) armSlotRetry() {
+	if m.slotTimer != nil || len(m.slotWait) == 0 || m.ctx.Err() != nil {
+		return
+	}
+	self, root := m.self, m.root
+	m.slotTimer = time.AfterFunc(slotRetry, func() { root.Send(self, &slotDue{}) })
+}
+
+// retrySlotWaiters dials, in arrival order, the waiting dials that now get a slot, and fails the ones whose
+// deadline passed.
+func (m *peerManager) retrySlotWaiters(ctx actor.Context) {
+	now := time.Now()
+	for len(m.slotWait) > 0 {
+		w := m.slotWait[0]
+		_, connected := m.conns[w.req.addr.ID]
+		_, dialing := m.dialing[w.req.addr.ID]
+		switch {
+		case connected || dialing:
+		case now.After(w.deadline):
+			reply(w.req.reply, fmt.Errorf("%w: no outbound slot freed within %v", ErrTooManyPeers, m.n.cfg.DialTimeout))
+			m.slotWait = m.slotWait[1:]
+			continue
+		case m.outboundFull() && !m.evictIdleOutbound():
+			m.armSlotRetry()
+			return
+		}
+		m.slotWait = m.slotWait[1:]
+		m.dial(ctx, w.req)
+	}
+}
+
+// unusedGrace protects a transient connection that was just dialed and not used yet (its first request is on its
+// way) from being closed to make room; minIdleForEviction protects one used lately, by either side: the peer may
+// have a request of its own on the way.
+const (
+	unusedGrace        = time.Second
+	minIdleForEviction = 100 * time.Millisecond
+)
+
+// transient tells whether a connection may be closed without loss: an outbound one the node does not keep, or an
+// inbound one its dialer declared transient (and the node does not keep either), with no request of the node
+// awaiting an answer on it and nothing waiting to be written.
+func transient(pc *peerConn) bool {
+	return !keptConn(pc) && pc.inflight.Load() == 0 && pc.q.len() == 0
+}
+
+// keptConn tells whether a connection is meant to last: kept by this node, inbound from a dialer that keeps it,
+// or used by the peer for gossip.
+func keptConn(pc *peerConn) bool {
+	return pc.kept.Load() || pc.gossiping.Load() || (!pc.outbound && !pc.remoteTransient)
+}
+
+// evictIdleOutbound closes the least recently active transient outbound connection (one opened for a lookup or an
+// on-demand send), to free an outbound slot. It reports whether it freed one.
+func (m *peerManager) evictIdleOutbound() bool { return m.evictIdle(true) }
+
+// evictIdleInbound does the same for an inbound slot, among the connections their dialers declared transient.
+func (m *peerManager) evictIdleInbound() bool { return m.evictIdle(false) }
+
+func (m *peerManager) evictIdle(outbound bool) bool {
+	now := time.Now()
+	var victim *connEntry
+	for _, e := range m.conns {
+		if e.pc.outbound != outbound || !transient(e.pc) || e.pc.idleFor(now) < minIdleForEviction ||
+			(!e.pc.used.Load() && now.Sub(e.pc.connectedAt) < unusedGrace) {
+			continue
+		}
+		if victim == nil || e.pc.idleFor(now) > victim.pc.idleFor(now) {
+			victim = e
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	victim.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "idle connection closed to make room")
+	m.unregister(victim)
+	return true
+}
+
+func (m *peerManager) armSweep() {
+	if m.ctx.Err() != nil {
+		return
+	}
+	self, root := m.self, m.root
+	every := min(m.n.cfg.TransientIdleTimeout, m.n.cfg.DiscoveryIdleTimeout) / 2
+	m.sweep = time.AfterFunc(every, func() { root.Send(self, &sweepDue{}) })
+}
+
+// sweepTransient closes the transient connections idle for TransientIdleTimeout, or DiscoveryIdleTimeout for the
+// outbound ones only discovery used. An inbound one waits TransientIdleTimeout: its dialer, who knows what it is
+// for, closes it first.
+func (m *peerManager) sweepTransient() {
+	now := time.Now()
+	for _, e := range m.conns {
+		timeout := m.n.cfg.TransientIdleTimeout
+		if e.pc.outbound && !e.pc.appUsed.Load() {
+			timeout = m.n.cfg.DiscoveryIdleTimeout
+		}
+		if transient(e.pc) && e.pc.idleFor(now) >= timeout {
+			e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "idle transient connection")
+			m.unregister(e)
+		}
+	}
+}
