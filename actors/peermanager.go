@@ -129,7 +129,7 @@ func (n *Node) peerManagerProps() *actor.Props {
 			bufs:    bufs,
 			inbound: routing.NewRateLimiter[netip.Addr](n.cfg.InboundPerIPRate, n.cfg.InboundPerIPBurst, inboundThrottleIPs),
 		}
-	}, actor.WithSupervisor(stopChildren))
+	}, actor.WithSupervisor(stopChildren), actor.WithReceiverMiddleware(forgetStoppedChildren))
 }
 
 // Receive implements actor.Actor.

@@ -1,0 +1,106 @@
+package actors
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+	"weak"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+)
+
+// allCollected runs the collector and tells whether every pointer's object has been freed.
+func allCollected[T any](ptrs []weak.Pointer[T]) bool {
+	runtime.GC()
+	for _, p := range ptrs {
+		if p.Value() != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// TestClosedConnectionsAreReleased checks that a node keeps nothing of a connection once it is closed: the
+// collector frees it (session, ciphers, buffers, queues). protoactor's children set used to keep stopped
+// connection actors, and so their connections, reachable.
+func TestClosedConnectionsAreReleased(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := func() *Node {
+		cfg := DefaultConfig()
+		cfg.Logger = zerolog.Nop()
+		cfg.DisableDiscovery = true
+		n, err := NewNode(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		return n
+	}
+	a := start()
+	var peers []*Node
+	var conns []weak.Pointer[peerConn]
+	for range 3 {
+		b := start()
+		if err := a.Connect(ctx, b.Addr(), true); err != nil {
+			t.Fatal(err)
+		}
+		pc := a.peers.get(b.ID())
+		if pc == nil {
+			t.Fatal("no connection right after Connect")
+		}
+		peers = append(peers, b)
+		conns = append(conns, weak.Make(pc))
+	}
+	for _, b := range peers {
+		if err := a.Disconnect(b.ID()); err != nil {
+			t.Fatal(err)
+		}
+		pollUntil(t, ctx, func() bool { return !a.Connected(b.ID()) && !b.Connected(a.ID()) }, "a connection stayed up")
+	}
+	pollUntil(t, ctx, func() bool { return allCollected(conns) }, "a closed connection is still reachable")
+}
+
+// TestForgetStoppedChildrenReleasesThem checks the middleware on its own: a parent's stopped children are freed.
+func TestForgetStoppedChildrenReleasesThem(t *testing.T) {
+	type child struct{ buf []byte }
+	sys := NewActorSystem(zerolog.Nop())
+	defer sys.Shutdown()
+	var kids []weak.Pointer[child]
+	terminated := make(chan struct{}, 8)
+	parent := sys.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		switch c.Message().(type) {
+		case string:
+			var pids []*actor.PID
+			for range 5 {
+				pids = append(pids, c.Spawn(actor.PropsFromProducer(func() actor.Actor {
+					k := &child{buf: make([]byte, 1<<10)}
+					kids = append(kids, weak.Make(k)) // producers run in the parent's Receive: no race
+					return actor.ReceiveFunc(func(actor.Context) { _ = k.buf })
+				})))
+			}
+			for _, pid := range pids {
+				c.Stop(pid)
+			}
+		case *actor.Terminated:
+			terminated <- struct{}{}
+		}
+	}, actor.WithReceiverMiddleware(forgetStoppedChildren)))
+	defer sys.Root.Stop(parent)
+	sys.Root.Send(parent, "spawn")
+	for range 5 {
+		select {
+		case <-terminated:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a child never stopped")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pollUntil(t, ctx, func() bool { return allCollected(kids) }, "a stopped child is still reachable")
+}
