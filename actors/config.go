@@ -70,8 +70,9 @@ type Config struct {
 	TransientIdleTimeout time.Duration
 	// DiscoveryIdleTimeout is TransientIdleTimeout for a transient outbound connection that only discovery used
 	// (lookups and the routing table's liveness checks dial nodes for one exchange each), not the application
-	// (Send, Request, Ping or Connect on that peer). Default 2s: such connections were a fifth of all at N = 200,
-	// each with its reader goroutine, cipher states and connection actor.
+	// (Send, Request, Ping or Connect on that peer). A connection with a request awaiting its reply is never idle.
+	// Default 500ms: during a network's join such connections outnumber the kept ones, each with its reader
+	// goroutine, cipher states and connection actor, and they set a node's peak memory.
 	DiscoveryIdleTimeout time.Duration
 
 	// RedialBase, RedialMax and RedialAttempts set the redial backoff for wanted peers: exponential with full
@@ -142,7 +143,7 @@ func DefaultConfig() Config {
 		IdleTimeout:           30 * time.Second,
 		RequestTimeout:        10 * time.Second,
 		TransientIdleTimeout:  10 * time.Second,
-		DiscoveryIdleTimeout:  2 * time.Second,
+		DiscoveryIdleTimeout:  500 * time.Millisecond,
 		RedialBase:            200 * time.Millisecond,
 		RedialMax:             30 * time.Second,
 		RedialAttempts:        10,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // allCollected runs the collector and tells whether every pointer's object has been freed.
@@ -103,4 +104,49 @@ func TestForgetStoppedChildrenReleasesThem(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	pollUntil(t, ctx, func() bool { return allCollected(kids) }, "a stopped child is still reachable")
+}
+
+// TestIdleSweepSparesAConnectionAwaitingAReply checks that a transient connection is not idle while one of the
+// node's requests on it waits for its reply, however short the idle timeouts: discovery's connections close 500 ms
+// after their last message by default, and a slow peer's reply may take longer than that.
+func TestIdleSweepSparesAConnectionAwaitingAReply(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := func(idle time.Duration) *Node {
+		cfg := DefaultConfig()
+		cfg.Logger = zerolog.Nop()
+		cfg.DisableDiscovery = true
+		cfg.DiscoveryIdleTimeout, cfg.TransientIdleTimeout = idle, idle
+		n, err := NewNode(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		return n
+	}
+	// The sweep of b (the responder) closes inbound transient connections after TransientIdleTimeout, whatever it
+	// owes on them: only a's timeouts are short.
+	a, b := start(50*time.Millisecond), start(time.Minute)
+	const delay = 500 * time.Millisecond // ten idle timeouts
+	if _, err := b.Register("slow", actor.PropsFromFunc(func(c actor.Context) {
+		if in, ok := c.Message().(*Inbound); ok {
+			time.AfterFunc(delay, func() { _ = in.Reply(wrapperspb.String("late")) })
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	a.AddAddress(b.ID(), b.Addr().Addr)
+	for _, app := range []bool{false, true} { // discovery's request, then the application's
+		reply, err := a.request(ctx, b.ID(), "slow", wrapperspb.String("hi"), app)
+		if err != nil {
+			t.Fatalf("request (application %v): %v", app, err)
+		}
+		if s, ok := reply.(*wrapperspb.StringValue); !ok || s.GetValue() != "late" {
+			t.Fatalf("reply %v", reply)
+		}
+		pollUntil(t, ctx, func() bool { return !a.Connected(b.ID()) }, "the idle transient connection was never closed")
+	}
 }
