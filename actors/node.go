@@ -15,6 +15,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/eventstream"
+	cmap "github.com/orcaman/concurrent-map"
 	"github.com/rs/zerolog"
 
 	"github.com/actormesh/actormesh/gossip"
@@ -97,11 +98,31 @@ func (n *Node) ID() session.NodeID { return n.identity.NodeID() }
 // one through Config.ActorSystem; its owner shuts it down after closing them.
 func NewActorSystem(log zerolog.Logger) *actor.ActorSystem {
 	slogger := slog.New(zerolog.NewSlogHandler(log.With().Str("lib", "protoactor").Logger()))
-	return actor.NewActorSystem(
+	sys := actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slogger }),
 		actor.WithDeadLetterThrottleInterval(100*time.Millisecond),
 		actor.WithDeadLetterRequestLogging(false),
 	)
+	shrinkRegistry(sys)
+	return sys
+}
+
+// registryBuckets is the number of concurrent maps in an actor system's process registry, each of 32 shards.
+const registryBuckets = 4
+
+// shrinkRegistry replaces the process registry's 1024 concurrent maps (32 768 Go maps: 2.8 MB at creation, and
+// ~4.5 MB more once actors have come and gone, since a Go map never shrinks) with registryBuckets of them, keeping
+// what the system registered on creation (its dead-letter and event-stream processes). Lookups by PID mostly
+// skip the registry: a PID caches its process. It must run before the system is used.
+func shrinkRegistry(sys *actor.ActorSystem) {
+	small := &actor.SliceMap{LocalPIDs: make([]cmap.ConcurrentMap, registryBuckets)}
+	for i := range small.LocalPIDs {
+		small.LocalPIDs[i] = cmap.New()
+	}
+	for _, bucket := range sys.ProcessRegistry.LocalPIDs.LocalPIDs {
+		bucket.IterCb(func(id string, p any) { small.GetBucket(id).Set(id, p) }) // Items would start a goroutine per shard
+	}
+	sys.ProcessRegistry.LocalPIDs = small
 }
 
 // Start opens the listener and spawns the actor tree, then dials Config.Peers in the background.
