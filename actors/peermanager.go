@@ -92,6 +92,9 @@ type peerManager struct {
 	dialing map[session.NodeID][]chan<- error
 	pending int
 	nextID  uint64
+	// connProps spawns every connection actor, with the connection in spawning (see newConnActor).
+	connProps *actor.Props
+	spawning  *peerConn
 	// lookingUp is set while connectByID's lookup runs.
 	lookingUp bool
 	sweep     *time.Timer // closes idle transient connections
@@ -121,7 +124,7 @@ func (n *Node) peerManagerProps() *actor.Props {
 	bufs := session.NewBufferPool()
 	return actor.PropsFromProducer(func() actor.Actor {
 		ctx, cancel := context.WithCancel(context.Background())
-		return &peerManager{
+		m := &peerManager{
 			n: n, conns: make(map[session.NodeID]*connEntry), byActor: make(map[string]*connEntry),
 			wanted: make(map[session.NodeID]*wantedPeer), dialing: make(map[session.NodeID][]chan<- error),
 			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}),
@@ -129,8 +132,15 @@ func (n *Node) peerManagerProps() *actor.Props {
 			bufs:    bufs,
 			inbound: routing.NewRateLimiter[netip.Addr](n.cfg.InboundPerIPRate, n.cfg.InboundPerIPBurst, inboundThrottleIPs),
 		}
+		m.connProps = actor.PropsFromProducer(m.newConnActor)
+		return m
 	}, actor.WithSupervisor(stopChildren), actor.WithReceiverMiddleware(forgetStoppedChildren))
 }
+
+// newConnActor produces the actor of the connection register is spawning. One Props serves every connection (a
+// Props each was ~400 bytes per connection): SpawnPrefix calls the producer before it returns, and a connection
+// actor is stopped, never restarted (stopChildren), so the producer runs once per connection, inside register.
+func (m *peerManager) newConnActor() actor.Actor { return &connActor{pc: m.spawning} }
 
 // Receive implements actor.Actor.
 func (m *peerManager) Receive(ctx actor.Context) {
@@ -540,7 +550,9 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 	pc.remoteTransient = !outbound && sc.Peer().Transient
 	// Registered before its reader starts: a protocol actor answering the peer's first message finds it.
 	m.n.peers.set(pc)
-	pid := ctx.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return &connActor{pc: pc} }), "conn-"+pc.id.Short())
+	m.spawning = pc
+	pid := ctx.SpawnPrefix(m.connProps, "conn-"+pc.id.Short())
+	m.spawning = nil
 	e := &connEntry{pid: pid, pc: pc}
 	m.conns[pc.id], m.byActor[pid.Id] = e, e
 	info := sc.Peer()
