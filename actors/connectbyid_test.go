@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -16,19 +14,10 @@ func TestConnectByIDLooksUpAnAddressTheBookLacks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := func() *Node {
-		cfg := DefaultConfig()
-		cfg.Logger = zerolog.Nop()
-		cfg.Bootstrap.TargetOutbound = 0
-		cfg.DiscoveryIdleTimeout = 300 * time.Millisecond // a lookup's connection to c closes soon
-		n, err := NewNode(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = n.Close() })
-		return n
+		return startTestNode(t, ctx, func(cfg *Config) {
+			cfg.Bootstrap.TargetOutbound = 0
+			cfg.DiscoveryIdleTimeout = 300 * time.Millisecond // a lookup's connection to c closes soon
+		})
 	}
 	a, b, c := start(), start(), start()
 	if err := b.Connect(ctx, c.Addr(), true); err != nil {

@@ -23,26 +23,31 @@ func allCollected[T any](ptrs []weak.Pointer[T]) bool {
 	return true
 }
 
+// startTestNode starts a node on 127.0.0.1 with the default config, quiet, adjusted by configure; it is closed
+// when the test ends.
+func startTestNode(t *testing.T, ctx context.Context, configure func(*Config)) *Node {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Logger = zerolog.Nop()
+	configure(&cfg)
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
 // TestClosedConnectionsAreReleased checks that a node keeps nothing of a connection once it is closed: the
 // collector frees it (session, ciphers, buffers, queues). protoactor's children set used to keep stopped
 // connection actors, and so their connections, reachable.
 func TestClosedConnectionsAreReleased(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	start := func() *Node {
-		cfg := DefaultConfig()
-		cfg.Logger = zerolog.Nop()
-		cfg.DisableDiscovery = true
-		n, err := NewNode(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = n.Close() })
-		return n
-	}
+	start := func() *Node { return startTestNode(t, ctx, func(cfg *Config) { cfg.DisableDiscovery = true }) }
 	a := start()
 	var peers []*Node
 	var conns []weak.Pointer[peerConn]
@@ -113,19 +118,10 @@ func TestIdleSweepSparesAConnectionAwaitingAReply(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := func(idle time.Duration) *Node {
-		cfg := DefaultConfig()
-		cfg.Logger = zerolog.Nop()
-		cfg.DisableDiscovery = true
-		cfg.DiscoveryIdleTimeout, cfg.TransientIdleTimeout = idle, idle
-		n, err := NewNode(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = n.Close() })
-		return n
+		return startTestNode(t, ctx, func(cfg *Config) {
+			cfg.DisableDiscovery = true
+			cfg.DiscoveryIdleTimeout, cfg.TransientIdleTimeout = idle, idle
+		})
 	}
 	// The sweep of b (the responder) closes inbound transient connections after TransientIdleTimeout, whatever it
 	// owes on them: only a's timeouts are short.
