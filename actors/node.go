@@ -280,7 +280,7 @@ func (n *Node) Connected(peer session.NodeID) bool { return n.peers.get(peer) !=
 // manager keeps the peer connected, redialing with backoff after failures; without, the connection closes after
 // Config.TransientIdleTimeout without messages.
 func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
-	if err := n.connect(ctx, addr, keep); err != nil {
+	if err := n.connect(ctx, addr, keep, true); err != nil {
 		return err
 	}
 	if pc := n.peers.get(addr.ID); pc != nil {
@@ -289,8 +289,9 @@ func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) er
 	return nil
 }
 
-// connect is Connect for the node's own use: the connection is not marked as the application's.
-func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
+// connect is Connect for the node's own use too: app tells whether the connection is for the application (see
+// peerConn.appUsed).
+func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep, app bool) error {
 	pid, err := n.peerManager()
 	if err != nil {
 		return err
@@ -300,7 +301,7 @@ func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep bool) er
 	}
 	n.addrs.put(addr.ID, addr.Addr)
 	reply := make(chan error, 1)
-	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, reply: reply})
+	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, app: app, reply: reply})
 	select {
 	case err := <-reply:
 		return err
@@ -338,14 +339,14 @@ func (n *Node) peerManager() (*actor.PID, error) {
 // connFor returns the live connection to peer, dialing its known address when there is none; app marks it as
 // used by the application (see peerConn.appUsed).
 func (n *Node) connFor(ctx context.Context, peer session.NodeID, app bool) (*peerConn, error) {
-	pc, err := n.dialFor(ctx, peer)
+	pc, err := n.dialFor(ctx, peer, app)
 	if err == nil && app {
 		pc.appUsed.Store(true)
 	}
 	return pc, err
 }
 
-func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, error) {
+func (n *Node) dialFor(ctx context.Context, peer session.NodeID, app bool) (*peerConn, error) {
 	if pc := n.peers.get(peer); pc != nil {
 		return pc, nil
 	}
@@ -360,7 +361,7 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, err
 		}
 		addr = found.Addr
 	}
-	if err := n.connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false); err != nil {
+	if err := n.connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false, app); err != nil {
 		return nil, err
 	}
 	if pc := n.peers.get(peer); pc != nil {

@@ -83,7 +83,10 @@ type Config struct {
 	SaveInterval time.Duration
 	// CheckAge: a newcomer for a full bucket triggers a liveness check of the bucket's least recently seen entry
 	// only if that entry was not seen for this long (default 30s); otherwise the newcomer just waits in the
-	// replacement cache. Each check may cost a dial and a handshake.
+	// replacement cache. Each check may cost a dial and a handshake. Only newcomers the node learns by asking
+	// (lookups, the exchange with a new peer, AddRecords) trigger checks: neither a peer that asks the node, nor the
+	// answer to a liveness check does, or checks would beget checks (a node answering another's check would check
+	// one of its own entries, whose answer brings newcomers again...) and run at CheckRate forever.
 	CheckAge time.Duration
 	// CheckRate and CheckBurst bound those liveness checks (default one per 5s, burst 2): each may cost a dial,
 	// and the exchange on a new connection teaches more newcomers, which could call for more checks. Newcomers
@@ -165,9 +168,11 @@ type Snapshot struct {
 // Stats counts what the routing actor did.
 type Stats struct {
 	Lookups, LookupFailures, RequestsServed, Throttled, BadRecords, Revalidations, Evictions uint64
-	// Exchanges counts the FindNode exchanges the actor started outside lookups: with each new connection's peer
-	// (to learn its record and its neighbourhood of our key) and liveness checks. Checks counts the latter.
-	Exchanges, Checks uint64
+	// Exchanges counts the FindNode exchanges the actor started outside lookups: with the peer of each new
+	// connection the node keeps (to learn its record and its neighbourhood of our key) and liveness checks. Checks
+	// counts the latter, NewcomerChecks those of them started for a newcomer to a full bucket (the others are the
+	// periodic revalidation's).
+	Exchanges, Checks, NewcomerChecks uint64
 	// Misbehaved counts peers banned for a discovery protocol violation.
 	Misbehaved uint64
 }
@@ -277,11 +282,12 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		}
 		a.lookups = nil
 	case *messages.PeerConnected:
-		// A peer we dialed: learn its signed record and its neighbourhood of our key, unless a liveness check of
-		// the peer is asking for just that already (the check dialed it, which is why it connected). A peer that
-		// dialed us sends its record with its own FindNode, which serve learns; asking it back would double the
-		// cost of every liveness check other nodes make of us (our own lookups keep our neighbourhood known).
-		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil && m.Outbound && !a.checking[id] {
+		// A peer we dialed (to keep it, or for the application): learn its signed record and its neighbourhood of
+		// our key. A connection discovery dialed for one exchange (a lookup's request, a liveness check, which asks
+		// for just that) carries that exchange already: asking again would double the cost of every lookup. A peer that dialed us sends its record with
+		// its own FindNode, which serve learns; asking it back would double the cost of every liveness check other
+		// nodes make of us (our own lookups keep our neighbourhood known).
+		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil && m.Outbound && !m.Transient && !a.checking[id] {
 			a.exchange(id, a.table.SelfKey(), false)
 		}
 	case InboundRequest:
@@ -289,7 +295,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case *exchangeDone:
 		a.exchangeDone(m, now)
 	case *learned:
-		a.learn(m.from, m.nodes, now)
+		a.learn(m.from, m.nodes, now, true)
 	case *revalidateTick:
 		a.revalidate()
 		if now.Sub(a.lastSave) >= a.cfg.SaveInterval {
@@ -309,7 +315,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		a.penalize(m.peer, m.err)
 	case *AddRecords:
 		for _, r := range m.Records {
-			a.addRecord(r, now)
+			a.addRecord(r, now, true)
 		}
 	case *SetLocalRecord:
 		a.local = m.Record
@@ -374,7 +380,7 @@ func (a *routingActor) serve(req InboundRequest, now time.Time) {
 	if fn.Sender != nil {
 		// The sender is authenticated by the connection; its record must be its own.
 		if e, err := a.records.entry(fn.Sender); err == nil && e.ID == req.Sender() {
-			a.addRecord(fn.Sender, now)
+			a.addRecord(fn.Sender, now, false)
 			a.table.MarkAlive(e.ID, now)
 		} else {
 			a.stats.BadRecords++
@@ -396,8 +402,9 @@ func (a *routingActor) nodesFor(target Key) *messages.Nodes {
 	return out
 }
 
-// addRecord verifies a record and adds its node to the table and the node's address book.
-func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time) {
+// addRecord verifies a record and adds its node to the table and the node's address book. mayCheck lets a newcomer
+// for a full bucket trigger a liveness check (Config.CheckAge).
+func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck bool) {
 	e, err := a.records.entry(r)
 	if err != nil {
 		a.stats.BadRecords++
@@ -411,24 +418,26 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time) {
 	case Added, Updated, Pending:
 		a.net.AddAddress(e.ID, e.Addr)
 	}
-	if res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] && now.Sub(res.Check.LastSeen) >= a.cfg.CheckAge &&
+	if mayCheck && res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] && now.Sub(res.Check.LastSeen) >= a.cfg.CheckAge &&
 		a.checks.Allow(true, now) {
+		a.stats.NewcomerChecks++
 		a.exchange(res.Check.ID, a.table.SelfKey(), true)
 	}
 }
 
-// learn adds what a peer answered: its own record (it answered, so it is alive) and the records it returned.
-func (a *routingActor) learn(from session.NodeID, nodes *messages.Nodes, now time.Time) {
+// learn adds what a peer answered: its own record (it answered, so it is alive) and the records it returned;
+// mayCheck as addRecord's.
+func (a *routingActor) learn(from session.NodeID, nodes *messages.Nodes, now time.Time, mayCheck bool) {
 	if s := nodes.GetSender(); s != nil {
 		if e, err := a.records.entry(s); err == nil && e.ID == from {
-			a.addRecord(s, now)
+			a.addRecord(s, now, mayCheck)
 			a.table.MarkAlive(e.ID, now)
 		} else {
 			a.stats.BadRecords++
 		}
 	}
 	for _, r := range nodes.GetRecords() {
-		a.addRecord(r, now)
+		a.addRecord(r, now, mayCheck)
 	}
 }
 
@@ -478,7 +487,7 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 		}
 		return
 	}
-	a.learn(m.peer, m.reply, now)
+	a.learn(m.peer, m.reply, now, !m.check)
 }
 
 // penalize bans a peer that broke the discovery protocol and drops it from the table.
