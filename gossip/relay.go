@@ -210,7 +210,7 @@ type Subscription struct {
 	topic     string
 	handler   func(*Delivery)
 	validator Validator
-	ch        chan *Delivery
+	queue     *deliveryQueue
 	done      chan struct{}
 	once      sync.Once
 	dropped   atomic.Uint64
@@ -243,13 +243,11 @@ func (s *Subscription) push(d *Delivery) bool {
 		return true
 	default:
 	}
-	select {
-	case s.ch <- d:
-		return true
-	default:
+	if !s.queue.push(d) {
 		s.dropped.Add(1)
 		return false
 	}
+	return true
 }
 
 func (s *Subscription) run(wg *sync.WaitGroup) {
@@ -258,7 +256,9 @@ func (s *Subscription) run(wg *sync.WaitGroup) {
 		select {
 		case <-s.done:
 			return
-		case d := <-s.ch:
+		case <-s.queue.ready:
+		}
+		for _, d := range s.queue.take() {
 			select {
 			case <-s.done:
 				return

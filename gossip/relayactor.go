@@ -397,7 +397,7 @@ func (a *relayActor) subscribe(s *Subscription) error {
 		return nil // cancelled before it got here
 	default:
 	}
-	s.ch = make(chan *Delivery, a.cfg.DeliveryBuffer)
+	s.queue = newDeliveryQueue(a.cfg.DeliveryBuffer)
 	first := len(a.subs[s.topic]) == 0
 	a.subs[s.topic] = append(a.subs[s.topic], s)
 	a.wg.Add(1)

@@ -1,0 +1,52 @@
+package gossip
+
+import "sync"
+
+// keptQueueCap is the largest backing array a deliveryQueue keeps for reuse once drained; a burst's larger one is
+// left to the collector.
+const keptQueueCap = 64
+
+// deliveryQueue is a subscription's queue of deliveries for its handler: bounded in length, and holding memory only
+// for what it holds. (A buffered channel of DeliveryBuffer slots held its 8 KiB per subscription, idle or not: 1.6 MB
+// of live heap at N = 200 in node sim.) Push never blocks; one consumer takes what is queued in batches.
+type deliveryQueue struct {
+	mu    sync.Mutex
+	items []*Delivery
+	spare []*Delivery // the batch the last take returned, reused once its consumer takes again
+	max   int
+	ready chan struct{} // holds a token while deliveries may be waiting
+}
+
+func newDeliveryQueue(max int) *deliveryQueue {
+	return &deliveryQueue{max: max, ready: make(chan struct{}, 1)}
+}
+
+// push queues d unless max deliveries wait already; it tells whether d was queued.
+func (q *deliveryQueue) push(d *Delivery) bool {
+	q.mu.Lock()
+	if len(q.items) >= q.max {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, d)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns the queued deliveries, oldest first, and empties the queue. The batch is the caller's until its next
+// take, which reuses its array.
+func (q *deliveryQueue) take() []*Delivery {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	batch, prev := q.items, q.spare
+	clear(prev)
+	if cap(prev) > keptQueueCap {
+		prev = nil
+	}
+	q.items, q.spare = prev[:0], batch
+	return batch
+}
