@@ -63,7 +63,7 @@ func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.
 type bootstrapNetwork struct{ *Node }
 
 func (b bootstrapNetwork) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
-	return b.connect(ctx, addr, keep, false)
+	return b.connect(ctx, addr, keep)
 }
 
 // routingNetwork is the node as the routing actor's Network: its requests' errors that prove nothing against the

@@ -280,7 +280,7 @@ func (n *Node) Connected(peer session.NodeID) bool { return n.peers.get(peer) !=
 // manager keeps the peer connected, redialing with backoff after failures; without, the connection closes after
 // Config.TransientIdleTimeout without messages.
 func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
-	if err := n.connect(ctx, addr, keep, true); err != nil {
+	if err := n.connect(ctx, addr, keep); err != nil {
 		return err
 	}
 	if pc := n.peers.get(addr.ID); pc != nil {
@@ -289,9 +289,8 @@ func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) er
 	return nil
 }
 
-// connect is Connect for the node's own use too: app tells whether the connection is for the application (see
-// peerConn.appUsed).
-func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep, app bool) error {
+// connect is Connect for the node's own use: the connection is not marked as the application's.
+func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
 	pid, err := n.peerManager()
 	if err != nil {
 		return err
@@ -301,7 +300,7 @@ func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep, app boo
 	}
 	n.addrs.put(addr.ID, addr.Addr)
 	reply := make(chan error, 1)
-	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, app: app, reply: reply})
+	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, reply: reply})
 	select {
 	case err := <-reply:
 		return err
@@ -339,14 +338,14 @@ func (n *Node) peerManager() (*actor.PID, error) {
 // connFor returns the live connection to peer, dialing its known address when there is none; app marks it as
 // used by the application (see peerConn.appUsed).
 func (n *Node) connFor(ctx context.Context, peer session.NodeID, app bool) (*peerConn, error) {
-	pc, err := n.dialFor(ctx, peer, app)
+	pc, err := n.dialFor(ctx, peer)
 	if err == nil && app {
 		pc.appUsed.Store(true)
 	}
 	return pc, err
 }
 
-func (n *Node) dialFor(ctx context.Context, peer session.NodeID, app bool) (*peerConn, error) {
+func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, error) {
 	if pc := n.peers.get(peer); pc != nil {
 		return pc, nil
 	}
@@ -361,7 +360,7 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID, app bool) (*pee
 		}
 		addr = found.Addr
 	}
-	if err := n.connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false, app); err != nil {
+	if err := n.connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false); err != nil {
 		return nil, err
 	}
 	if pc := n.peers.get(peer); pc != nil {

@@ -20,11 +20,8 @@ import (
 
 // dialRequest asks the peer manager for a connection to addr; reply gets the outcome.
 type dialRequest struct {
-	addr session.PeerAddr
-	keep bool
-	// app marks a dial for the application (Connect, Send, Request, Ping) rather than for the node's own
-	// discovery; see peerConn.appUsed.
-	app   bool
+	addr  session.PeerAddr
+	keep  bool
 	reply chan<- error
 }
 
@@ -42,7 +39,6 @@ type handshakeDone struct {
 	err      error
 	outbound bool
 	addr     session.PeerAddr // dialed address (outbound only)
-	app      bool             // dialed for the application (dialRequest.app)
 	// dialFailed is set when the connection could not be opened (no handshake was tried).
 	dialFailed bool
 }
@@ -357,7 +353,7 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 	}
 	m.dialing[id] = waiters
 	m.pending++
-	m.goDial(req.addr, req.keep, req.app)
+	m.goDial(req.addr, req.keep)
 }
 
 // connectByID dials a peer to keep, from the address book, or after a lookup in a goroutine the peer manager owns
@@ -396,7 +392,7 @@ type lookedUp struct {
 }
 
 // goDial dials and handshakes in one goroutine owned by the peer manager.
-func (m *peerManager) goDial(addr session.PeerAddr, keep, app bool) {
+func (m *peerManager) goDial(addr session.PeerAddr, keep bool) {
 	transport, timeout, cfg := m.n.cfg.Transport, m.n.cfg.DialTimeout, m.handshakeConfig()
 	cfg.Transient = !keep
 	m.wg.Add(1)
@@ -410,7 +406,7 @@ func (m *peerManager) goDial(addr session.PeerAddr, keep, app bool) {
 			return
 		}
 		sc, err := handshake(m.ctx, raw, cfg, true, addr.ID)
-		m.report(&handshakeDone{raw: raw, sc: sc, err: err, outbound: true, addr: addr, app: app})
+		m.report(&handshakeDone{raw: raw, sc: sc, err: err, outbound: true, addr: addr})
 	}()
 }
 
@@ -504,7 +500,7 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 		refuse(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "inbound slots full", nil)
 		return
 	}
-	m.register(ctx, msg.sc, msg.outbound, msg.app)
+	m.register(ctx, msg.sc, msg.outbound)
 	m.finishDial(id, nil)
 }
 
@@ -546,12 +542,11 @@ func sayGoodbye(sc *session.Conn, b []byte) {
 	}
 }
 
-func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound, app bool) {
+func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound bool) {
 	m.nextID++
 	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, m.n)
 	_, wanted := m.wanted[pc.id]
 	pc.kept.Store(wanted)
-	pc.appUsed.Store(app)
 	pc.remoteTransient = !outbound && sc.Peer().Transient
 	// Registered before its reader starts: a protocol actor answering the peer's first message finds it.
 	m.n.peers.set(pc)
@@ -571,7 +566,6 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound, ap
 	m.n.log.Debug().Str("peer", pc.id.Short()).Bool("outbound", outbound).Str("remote", sc.RemoteAddr().String()).Msg("peer connected")
 	m.n.events.Publish(&messages.PeerConnected{
 		PeerId: pc.id.Bytes(), RemoteAddr: sc.RemoteAddr().String(), Outbound: outbound, ListenAddrs: info.ListenAddrs,
-		Transient: outbound && !wanted && !app,
 	})
 }
 

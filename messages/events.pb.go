@@ -33,10 +33,7 @@ type PeerConnected struct {
 	// True when the local node dialed.
 	Outbound bool `protobuf:"varint,3,opt,name=outbound,proto3" json:"outbound,omitempty"`
 	// Addresses the peer listens on, from its handshake.
-	ListenAddrs []string `protobuf:"bytes,4,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
-	// True when the local node dialed it for discovery's own exchange (a lookup's request, a liveness check), not for
-	// the application, and does not keep it: that exchange is under way, and the connection closes once idle.
-	Transient     bool `protobuf:"varint,5,opt,name=transient,proto3" json:"transient,omitempty"`
+	ListenAddrs   []string `protobuf:"bytes,4,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -97,13 +94,6 @@ func (x *PeerConnected) GetListenAddrs() []string {
 		return x.ListenAddrs
 	}
 	return nil
-}
-
-func (x *PeerConnected) GetTransient() bool {
-	if x != nil {
-		return x.Transient
-	}
-	return false
 }
 
 // PeerDisconnected is published by the peer manager when a connection ends.
@@ -424,14 +414,13 @@ var File_messages_events_proto protoreflect.FileDescriptor
 
 const file_messages_events_proto_rawDesc = "" +
 	"\n" +
-	"\x15messages/events.proto\x12\x13actormesh.events.v1\x1a\x13messages/wire.proto\"\xa6\x01\n" +
+	"\x15messages/events.proto\x12\x13actormesh.events.v1\x1a\x13messages/wire.proto\"\x88\x01\n" +
 	"\rPeerConnected\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x1f\n" +
 	"\vremote_addr\x18\x02 \x01(\tR\n" +
 	"remoteAddr\x12\x1a\n" +
 	"\boutbound\x18\x03 \x01(\bR\boutbound\x12!\n" +
-	"\flisten_addrs\x18\x04 \x03(\tR\vlistenAddrs\x12\x1c\n" +
-	"\ttransient\x18\x05 \x01(\bR\ttransient\"\x9c\x01\n" +
+	"\flisten_addrs\x18\x04 \x03(\tR\vlistenAddrs\"\x9c\x01\n" +
 	"\x10PeerDisconnected\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12;\n" +
 	"\x06reason\x18\x02 \x01(\x0e2#.actormesh.wire.v1.DisconnectReasonR\x06reason\x12\x16\n" +
