@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"encoding/binary"
 	"slices"
 	"time"
 
@@ -89,13 +90,18 @@ func (s *seenCache) expire(now time.Time) {
 // cached is a message held to answer IWANT.
 type cached struct {
 	msg       *Message
-	from      session.NodeID    // the peer it came from; zero for a local publication
-	at        time.Time         // when it was accepted
-	beat      uint64            // the heartbeat count when it was accepted
-	announced int               // heartbeats that have announced it
-	holders   []session.NodeID  // peers known to hold it (they announced or pushed it, or we pushed it to them), at most maxHolders
-	inline    [4]session.NodeID // holders' first array: most messages have a parent and a child or two
+	from      session.NodeID // the peer it came from; zero for a local publication
+	at        time.Time      // when it was accepted
+	beat      uint64         // the heartbeat count when it was accepted
+	announced int            // heartbeats that have announced it
+	holders   []uint64       // holderKey of each peer known to hold it (it announced or pushed it, or we pushed it to it)
+	inline    [4]uint64      // holders' first array: most messages have a parent and a child or two
 }
+
+// holderKey is a peer's key in a cached message's holders: the first 8 bytes of its id, a quarter of the memory of
+// the whole id (the cache holds every message of HistoryLength heartbeats). Ids are public keys, so keys collide
+// by chance only (2^-64 per pair), and a collision merely spares a peer an IHAVE: it gets the message from others.
+func holderKey(id session.NodeID) uint64 { return binary.LittleEndian.Uint64(id[:8]) }
 
 func newCached(msg *Message, from session.NodeID, at time.Time, beat uint64) *cached {
 	e := &cached{msg: msg, from: from, at: at, beat: beat}
@@ -107,13 +113,13 @@ func newCached(msg *Message, from session.NodeID, at time.Time, beat uint64) *ca
 const maxHolders = 16
 
 func (e *cached) addHolder(id session.NodeID) {
-	if len(e.holders) < maxHolders && !slices.Contains(e.holders, id) {
-		e.holders = append(e.holders, id)
+	if k := holderKey(id); len(e.holders) < maxHolders && !slices.Contains(e.holders, k) {
+		e.holders = append(e.holders, k)
 	}
 }
 
 func (e *cached) held(id session.NodeID) bool {
-	return id == e.from || id == e.msg.Origin || slices.Contains(e.holders, id)
+	return id == e.from || id == e.msg.Origin || slices.Contains(e.holders, holderKey(id))
 }
 
 // msgCache holds recently accepted messages in arrival order, bounded in heartbeats, count and bytes.
