@@ -168,10 +168,10 @@ type Snapshot struct {
 // Stats counts what the routing actor did.
 type Stats struct {
 	Lookups, LookupFailures, RequestsServed, Throttled, BadRecords, Revalidations, Evictions uint64
-	// Exchanges counts the FindNode exchanges the actor started outside lookups: with the peer of each new
-	// connection the node keeps (to learn its record and its neighbourhood of our key) and liveness checks. Checks
-	// counts the latter, NewcomerChecks those of them started for a newcomer to a full bucket (the others are the
-	// periodic revalidation's).
+	// Exchanges counts the FindNode exchanges the actor started outside lookups: with each new outbound
+	// connection's peer (to learn its record and its neighbourhood of our key) and liveness checks. Checks counts
+	// the latter, NewcomerChecks those of them started for a newcomer to a full bucket (the others are the periodic
+	// revalidation's).
 	Exchanges, Checks, NewcomerChecks uint64
 	// Misbehaved counts peers banned for a discovery protocol violation.
 	Misbehaved uint64
