@@ -54,32 +54,23 @@ func smallBuckets(ids []*session.Identity, revalidate time.Duration) testkit.Opt
 	})
 }
 
-// absentRecord is a valid record of id at an address nobody listens on.
-func absentRecord(t *testing.T, id *session.Identity) *messages.NodeRecord {
+// recordAt is id's valid record (sequence 1) at addr.
+func recordAt(t *testing.T, id *session.Identity, addr string) *messages.NodeRecord {
 	t.Helper()
-	rec, err := routing.NewRecord(id, 1, []string{testkit.FreeAddr(t)})
+	rec, err := routing.NewRecord(id, 1, []string{addr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return rec
 }
 
+// record is id's record at node n's address; absentRecord is one at an address nobody listens on.
 func record(t *testing.T, id *session.Identity, n *actors.Node) *messages.NodeRecord {
-	t.Helper()
-	rec, err := routing.NewRecord(id, 1, []string{n.Addr().Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rec
+	return recordAt(t, id, n.Addr().Addr)
 }
 
-func routingStats(t *testing.T, n *actors.Node) routing.Stats {
-	t.Helper()
-	s, err := n.RoutingTable(ctxTimeout(t, 5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s.Stats
+func absentRecord(t *testing.T, id *session.Identity) *messages.NodeRecord {
+	return recordAt(t, id, testkit.FreeAddr(t))
 }
 
 // TestNewcomerChecksOnlyForWhatTheNodeAsked: a newcomer for a full bucket triggers a liveness check of the bucket's
@@ -104,8 +95,8 @@ func TestNewcomerChecksOnlyForWhatTheNodeAsked(t *testing.T) {
 	if _, err := c.FindClosest(ctxTimeout(t, 5*time.Second), routing.KeyOf(ia.NodeID())); err != nil {
 		t.Fatalf("c's lookup: %v", err)
 	}
-	testkit.WaitFor(t, 5*time.Second, func() bool { return routingStats(t, a).RequestsServed >= 1 }, "a to serve c's lookup")
-	if s := routingStats(t, a); s.NewcomerChecks != 0 || s.Checks != 0 {
+	testkit.WaitFor(t, 5*time.Second, func() bool { return stats(t, a).RequestsServed >= 1 }, "a to serve c's lookup")
+	if s := stats(t, a); s.NewcomerChecks != 0 || s.Checks != 0 {
 		t.Fatalf("a checked %d entries (%d for newcomers) because c asked it for nodes", s.Checks, s.NewcomerChecks)
 	}
 
@@ -113,7 +104,7 @@ func TestNewcomerChecksOnlyForWhatTheNodeAsked(t *testing.T) {
 	if _, err := a.FindClosest(ctxTimeout(t, 5*time.Second), routing.KeyOf(ic.NodeID())); err != nil {
 		t.Fatalf("a's lookup: %v", err)
 	}
-	if s := routingStats(t, a); s.NewcomerChecks == 0 {
+	if s := stats(t, a); s.NewcomerChecks == 0 {
 		t.Fatal("a learned c from its own lookup and did not check b")
 	}
 }
@@ -130,7 +121,7 @@ func TestLivenessCheckAnswersStartNoChecks(t *testing.T) {
 	a.AddRecords([]*messages.NodeRecord{record(t, ib, b), absentRecord(t, ids[3])})
 	var s routing.Stats
 	testkit.WaitFor(t, 10*time.Second, func() bool {
-		s = routingStats(t, a)
+		s = stats(t, a)
 		return s.Revalidations >= 5
 	}, "a to check b 5 times")
 	if s.NewcomerChecks != 0 {
