@@ -307,7 +307,7 @@ func TestTreeHangsFromTheBestConnectedNode(t *testing.T) {
 }
 
 func TestTreeReportsRideOnOtherControlBetweenPeriodicReports(t *testing.T) {
-	r := treeRouter(t, 3)
+	r := treeRouter(t, 3) // peer 1 is the root and this node's parent, peers 2 and 3 are not tree links
 	r.HandleTree(t0, nid(1), report(1, 0, -1, 1))
 	reported := func(out Output) (to []int) {
 		for i := 1; i <= 3; i++ {
@@ -318,21 +318,29 @@ func TestTreeReportsRideOnOtherControlBetweenPeriodicReports(t *testing.T) {
 		return to
 	}
 	now := t0
-	var odd, even Output
-	for range 2 {
+	lazy := int(r.lazyReportBeats())
+	if lazy < 4 {
+		t.Fatalf("lazyReportBeats = %d with the default TreeStaleBeats, want at least 4", lazy)
+	}
+	for range 2 * lazy {
 		now = now.Add(time.Second)
 		r.HandleTree(now, nid(1), report(1, 0, -1, uint64(now.Unix()))) // the root's beacon advances
-		if out := r.Heartbeat(now); r.beats%2 == 0 {
-			even = out
-		} else {
-			odd = out
+		out := r.Heartbeat(now)
+		got := reported(out)
+		switch {
+		case r.beats%uint64(lazy) == 0:
+			if len(got) != 3 {
+				t.Fatalf("heartbeat %d: the periodic report reached peers %v, want all 3", r.beats, got)
+			}
+		case r.beats%2 == 0:
+			if !slices.Equal(got, []int{1}) {
+				t.Fatalf("heartbeat %d: the tree links' report reached peers %v, want only the parent", r.beats, got)
+			}
+		default:
+			if len(got) != 0 {
+				t.Fatalf("heartbeat %d: an unchanged place was reported between periodic reports, with no other control, to %v", r.beats, got)
+			}
 		}
-	}
-	if got := reported(even); len(got) != 3 {
-		t.Fatalf("the periodic report reached peers %v, want all 3", got)
-	}
-	if got := reported(odd); len(got) != 0 {
-		t.Fatalf("an unchanged place was reported between periodic reports, with no other control, to %v", got)
 	}
 	// A message due for announcement: the peers that hear of it by IHAVE get the report with it.
 	if _, err := r.Publish(now, msg("m")); err != nil {
@@ -355,6 +363,31 @@ func TestTreeReportsRideOnOtherControlBetweenPeriodicReports(t *testing.T) {
 	}
 	if len(reported(out)) == 0 {
 		t.Fatal("no IHAVE carried a report")
+	}
+}
+
+// TestTreeLazyReportsKeepViewsFresh checks that peers that are not tree links, reported to only every
+// lazyReportBeats, never see this node's report go stale between two of them.
+func TestTreeLazyReportsKeepViewsFresh(t *testing.T) {
+	a, b := treeRouter(t, 3), treeRouter(t, 3)
+	if a.lazyReportBeats() >= uint64(a.cfg.TreeStaleBeats) {
+		t.Fatalf("lazyReportBeats %d leaves no heartbeat to spare within TreeStaleBeats %d", a.lazyReportBeats(), a.cfg.TreeStaleBeats)
+	}
+	// b takes a's reports (as peer 2's) while both beat in step: a's view must stay fresh at b throughout.
+	now := t0
+	for range 4 * a.lazyReportBeats() {
+		now = now.Add(time.Second)
+		a.HandleTree(now, nid(1), report(1, 0, -1, uint64(now.Unix())))
+		b.HandleTree(now, nid(1), report(1, 0, -1, uint64(now.Unix())))
+		if c, _ := sendsTo(a.Heartbeat(now), nid(2)); c != nil {
+			for _, info := range c.Tree {
+				b.HandleTree(now, nid(2), info)
+			}
+		}
+		b.Heartbeat(now)
+		if v, ok := b.topics[topicA].tree.views[nid(2)]; a.beats > a.lazyReportBeats() && (!ok || !b.fresh(v)) {
+			t.Fatalf("heartbeat %d: the lazy peer's report went stale", a.beats)
+		}
 	}
 }
 
@@ -497,7 +530,7 @@ func TestTreeTellsItsParentOnlyToChildrenWithLongRoutes(t *testing.T) {
 	r.HandleTree(t0, nid(2), report(50, 1, -1, 1))
 	r.HandleTree(t0, nid(1), report(50, 3, self, 1))
 	r.HandleTree(t0, nid(3), report(50, 2, 2, 1))
-	out := twoBeats(r)
+	out := fullReportBeat(r)
 	for peer, want := range map[int]session.NodeID{1: nid(2), 2: {}, 3: {}} {
 		c, _ := sendsTo(out, nid(peer))
 		if c == nil || len(c.Tree) != 1 {
@@ -512,17 +545,20 @@ func TestTreeTellsItsParentOnlyToChildrenWithLongRoutes(t *testing.T) {
 	fromRoot := report(50, 0, -1, 1)
 	r2.HandleTree(t0, nid(2), fromRoot)
 	r2.HandleTree(t0, nid(1), report(50, 2, self, 1))
-	out = twoBeats(r2)
+	out = fullReportBeat(r2)
 	if c, _ := sendsTo(out, nid(1)); c == nil || len(c.Tree) != 1 || !c.Tree[0].Upstream.IsZero() {
 		t.Fatal("a child at distance 2 was told the upstream")
 	}
 }
 
-// twoBeats runs two heartbeats, one of which reports to every topic peer, and returns their sends.
-func twoBeats(r *Router) Output {
-	out := r.Heartbeat(t0.Add(DefaultConfig().HeartbeatInterval))
-	out.Send = append(out.Send, r.Heartbeat(t0.Add(2*DefaultConfig().HeartbeatInterval)).Send...)
-	return out
+// fullReportBeat runs heartbeats up to the first that reports to every topic peer and returns its output.
+func fullReportBeat(r *Router) Output {
+	for i := 1; ; i++ {
+		out := r.Heartbeat(t0.Add(time.Duration(i) * DefaultConfig().HeartbeatInterval))
+		if r.beats%r.lazyReportBeats() == 0 {
+			return out
+		}
+	}
 }
 
 func TestTreeCountsItsSubtreeUpAndTheWholeTreeDown(t *testing.T) {
@@ -536,7 +572,7 @@ func TestTreeCountsItsSubtreeUpAndTheWholeTreeDown(t *testing.T) {
 	a.Size, a.Deep, b.Size, b.Deep = 3, 1, 1, 1
 	r.HandleTree(t0, nid(1), a)
 	r.HandleTree(t0, nid(2), b)
-	out := twoBeats(r)
+	out := fullReportBeat(r)
 	if c, _ := sendsTo(out, nid(3)); c == nil || len(c.Tree) != 1 || c.Tree[0].Size != 5 || c.Tree[0].Deep != 2 {
 		t.Fatalf("report to the parent: %+v, want its subtree: 5 nodes, 2 deep", c)
 	}
