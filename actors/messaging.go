@@ -15,7 +15,9 @@ import (
 )
 
 // Inbound is what a protocol actor receives for each message a peer sent to its protocol: the typed payload and
-// who sent it. A request must be answered with Reply or ReplyError (or the requester times out).
+// who sent it. A request must be answered with Reply or ReplyError (or the requester times out). While a request
+// waits for its answer, the connection it came on is not closed as idle (Config.TransientIdleTimeout), for up to
+// Config.IdleTimeout without other messages.
 type Inbound struct {
 	// From is the sender's NodeID, authenticated by the handshake.
 	From session.NodeID
@@ -30,6 +32,7 @@ type Inbound struct {
 	pc        *peerConn
 	node      *Node
 	released  bool
+	answered  bool
 }
 
 // Sender returns the peer that sent the message (From).
@@ -50,7 +53,22 @@ func (m *Inbound) Reply(msg proto.Message) error {
 	if err != nil {
 		return err
 	}
+	m.answer()
 	return m.node.sendDirect(m.pc, m.Protocol, b)
+}
+
+// answer records that the request was answered: the connection no longer waits for it (peerConn.owes).
+func (m *Inbound) answer() {
+	if m.answered {
+		return
+	}
+	m.answered = true
+	for { // never below zero, even if a copy of m answers too
+		v := m.pc.owed.Load()
+		if v <= 0 || m.pc.owed.CompareAndSwap(v, v-1) {
+			return
+		}
+	}
 }
 
 // ReplyError answers a request with an application error; the requester gets a *RemoteError matching ErrRemote.
@@ -64,6 +82,7 @@ func (m *Inbound) ReplyError(replyErr error) error {
 	if err != nil {
 		return err
 	}
+	m.answer()
 	return m.node.sendEncoded(m.pc, b)
 }
 
@@ -226,6 +245,7 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 	var reqID uint64
 	if isRequest {
 		reqID = d.requestID
+		pc.owed.Add(1) // until Reply or ReplyError
 	}
 	n.system.Root.Send(pid, &Inbound{
 		From: pc.id, Protocol: d.protocol, Payload: payload, ReceivedAt: time.Now(),

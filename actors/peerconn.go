@@ -67,6 +67,8 @@ type peerConn struct {
 	// inflight counts the node's requests and pings awaiting an answer on this connection: a connection with one
 	// is never closed to make room.
 	inflight atomic.Int32
+	// owed counts the peer's requests handed to a protocol actor and not answered yet (see owes).
+	owed atomic.Int32
 	// remoteTransient is set on an inbound connection whose dialer declared it transient (not kept).
 	remoteTransient bool
 	// gossiping is set once the peer started gossip on the connection (it upgraded a transient connection to a
@@ -208,6 +210,12 @@ func (pc *peerConn) touch() { pc.lastActive.Store(time.Now().UnixNano()) }
 // idleFor tells how long no direct message went either way.
 func (pc *peerConn) idleFor(now time.Time) time.Duration {
 	return now.Sub(time.Unix(0, pc.lastActive.Load()))
+}
+
+// owes tells whether the node owes the peer a reply at now: a request is being handled and a direct message went
+// either way within IdleTimeout (a handler that never answers does not hold the connection beyond that).
+func (pc *peerConn) owes(now time.Time) bool {
+	return pc.owed.Load() > 0 && pc.idleFor(now) < pc.cfg.IdleTimeout
 }
 
 // rtt returns the last keepalive round-trip time, or 0 before the first pong.

@@ -58,9 +58,9 @@ const (
 
 // transient tells whether a connection may be closed without loss: an outbound one the node does not keep, or an
 // inbound one its dialer declared transient (and the node does not keep either), with no request of the node
-// awaiting an answer on it and nothing waiting to be written.
+// awaiting an answer on it, no reply the node owes on it (peerConn.owes) and nothing waiting to be written.
 func transient(pc *peerConn) bool {
-	return !keptConn(pc) && pc.inflight.Load() == 0 && pc.q.len() == 0
+	return !keptConn(pc) && pc.inflight.Load() == 0 && pc.q.len() == 0 && !pc.owes(time.Now())
 }
 
 // keptConn tells whether a connection is meant to last: kept by this node, inbound from a dialer that keeps it,

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -108,5 +109,68 @@ func TestConfigRejectsANonPositiveDiscoveryIdleTimeout(t *testing.T) {
 	err := cfg.Validate()
 	if !errors.Is(err, actors.ErrInvalidConfig) || !strings.Contains(err.Error(), "DiscoveryIdleTimeout") {
 		t.Fatalf("Validate with DiscoveryIdleTimeout 0: %v, want ErrInvalidConfig naming the field", err)
+	}
+}
+
+// A node does not close an inbound transient connection as idle while it owes the peer a reply: a slow handler's
+// answer still reaches the requester. Once answered, the connection closes as idle again.
+func TestAConnectionOwingAReplyIsNotClosedAsIdle(t *testing.T) {
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true // no discovery traffic: the connections stay idle
+		if i == 0 {
+			cfg.TransientIdleTimeout = 300 * time.Millisecond
+		} else {
+			cfg.TransientIdleTimeout = time.Minute // the requesters leave the closing to the responder
+		}
+	}))
+	b, slowPeer, quickPeer := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
+	held := make(chan *actors.Inbound, 1)
+	register(t, b, "slow/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		m, ok := ctx.Message().(*actors.Inbound)
+		if !ok {
+			return
+		}
+		if m.From == slowPeer.ID() {
+			held <- m // answered by the test, later
+			return
+		}
+		_ = m.Reply(wrapperspb.String("quick"))
+	}))
+	ctx := ctxTimeout(t, 30*time.Second)
+	slowPeer.AddAddress(b.ID(), b.Addr().Addr)
+	quickPeer.AddAddress(b.ID(), b.Addr().Addr)
+	answer := make(chan error, 1)
+	go func() {
+		reply, err := slowPeer.Request(ctx, b.ID(), "slow/1", wrapperspb.String("take your time"))
+		if err == nil && reply.(*wrapperspb.StringValue).GetValue() != "slow" {
+			err = errors.New("wrong reply")
+		}
+		answer <- err
+	}()
+	var m *actors.Inbound
+	select {
+	case m = <-held:
+	case <-ctx.Done():
+		t.Fatal("the slow request never reached the handler")
+	}
+	// The quick peer's connection goes idle after the slow one's: once b closed it, it would have closed the slow
+	// one too, were it not owed a reply.
+	if _, err := quickPeer.Request(ctx, b.ID(), "slow/1", wrapperspb.String("now")); err != nil {
+		t.Fatal(err)
+	}
+	if err := testkit.Poll(ctx, 10*time.Second, func() bool { return !b.Connected(quickPeer.ID()) }); err != nil {
+		t.Fatal("b never closed the answered, idle connection: the test proves nothing")
+	}
+	if !b.Connected(slowPeer.ID()) {
+		t.Fatal("b closed the connection on which it owes a reply")
+	}
+	if err := m.Reply(wrapperspb.String("slow")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-answer; err != nil {
+		t.Fatalf("the slow reply was lost: %v", err)
+	}
+	if err := testkit.Poll(ctx, 10*time.Second, func() bool { return !b.Connected(slowPeer.ID()) }); err != nil {
+		t.Fatal("the connection stayed open after its reply, idle")
 	}
 }
