@@ -212,10 +212,10 @@ func (pc *peerConn) idleFor(now time.Time) time.Duration {
 	return now.Sub(time.Unix(0, pc.lastActive.Load()))
 }
 
-// owes tells whether the node owes the peer a reply at now: a request is being handled and a direct message went
-// either way within IdleTimeout (a handler that never answers does not hold the connection beyond that).
-func (pc *peerConn) owes(now time.Time) bool {
-	return pc.owed.Load() > 0 && pc.idleFor(now) < pc.cfg.IdleTimeout
+// owes tells whether the node owes the peer a reply: a request is being handled and a direct message went either
+// way within IdleTimeout (a handler that never answers does not hold the connection beyond that).
+func (pc *peerConn) owes() bool {
+	return pc.owed.Load() > 0 && pc.idleFor(time.Now()) < pc.cfg.IdleTimeout
 }
 
 // rtt returns the last keepalive round-trip time, or 0 before the first pong.

@@ -60,7 +60,7 @@ const (
 // inbound one its dialer declared transient (and the node does not keep either), with no request of the node
 // awaiting an answer on it, no reply the node owes on it (peerConn.owes) and nothing waiting to be written.
 func transient(pc *peerConn) bool {
-	return !keptConn(pc) && pc.inflight.Load() == 0 && pc.q.len() == 0 && !pc.owes(time.Now())
+	return !keptConn(pc) && pc.inflight.Load() == 0 && pc.q.len() == 0 && !pc.owes()
 }
 
 // keptConn tells whether a connection is meant to last: kept by this node, inbound from a dialer that keeps it,
