@@ -68,6 +68,10 @@ type TreeInfo struct {
 // maxTreeSize bounds the node counts a report may claim (TreeInfo.Size, Deep).
 const maxTreeSize = 1 << 24
 
+// maxPromptReports bounds the changes of place a node reports at once between two heartbeats, per topic; later
+// ones wait for the next heartbeat (treeState.deferred). A tree settles with one to three changes per node.
+const maxPromptReports = 4
+
 // maxTreePath is the number of nodes a route's path keeps (TreeInfo.Path): longer routes keep their nearest
 // nodes.
 const maxTreePath = 16
@@ -105,6 +109,8 @@ type treeState struct {
 	beacon   uint64   // this node's own beacon counter, advanced each heartbeat
 	views    map[session.NodeID]treeView
 	deferred bool // a change of place not reported to every topic peer yet
+	// prompt counts the changes of place reported at once since the last heartbeat (see maxPromptReports).
+	prompt int
 	// heard holds, per root other than this node, its newest beacon heard of in any report and when it was
 	// heard first. A root whose beacon did not advance for TreeStaleBeats is not taken, whichever root this node
 	// chose meanwhile: a dead root is thus given up within TreeStaleBeats of its last beacon, even while reports
@@ -300,6 +306,17 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 		ts.movedBeat = r.beats
 	}
 	ts.path = extendPath(ts.path, via, mine)
+	moved := root != old.root || rank != old.rootRank || dist != old.dist || parent != old.parent
+	if moved && ts.prompt >= maxPromptReports {
+		// Damping, as BGP's minimum route advertisement interval: a node whose place keeps changing within a
+		// heartbeat tells its peers the latest on the next one. Whatever makes routes flap (a lost root, ranks
+		// moving while many nodes reconnect), reports then cannot multiply at the speed of round trips.
+		ts.deferred = true
+		return false
+	}
+	if moved {
+		ts.prompt++
+	}
 	switch {
 	case root == old.root && rank == old.rootRank && dist > old.dist:
 		// A longer route to the same root: the new and the old parent hear of it now, as the links messages take
@@ -348,6 +365,7 @@ func (r *Router) reportTree(b *builder, name string, t *topic, to []session.Node
 // reports were 3/4 of an idle network's messages.
 func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic) {
 	ts := t.tree
+	ts.prompt = 0
 	ts.beacon = max(ts.beacon+1, r.beaconAt(now))
 	if r.cfg.TreeRanked {
 		ts.rank = treeRank(ts.rank, len(t.peers))

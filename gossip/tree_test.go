@@ -611,3 +611,46 @@ func BenchmarkHandleTreeSettled(b *testing.B) {
 		b.Fatalf("parent 1 %v, dist %d", parent == nid(1), dist)
 	}
 }
+
+// TestTreeDampsAPlaceThatKeepsChanging checks that a node whose place changes again and again between two
+// heartbeats reports at once only the first maxPromptReports changes, and the latest one on the next heartbeat.
+func TestTreeDampsAPlaceThatKeepsChanging(t *testing.T) {
+	r := treeRouter(t, 3)
+	r.HandleTree(t0, nid(2), report(50, 1, -1, 1))
+	reports := 0
+	count := func(out Output) {
+		for _, s := range out.Send {
+			if s.Control != nil {
+				reports += len(s.Control.Tree)
+			}
+		}
+	}
+	const flips = 40
+	for i := range flips {
+		dist := 0 // peer 1 next to the root: this node's parent, 1 hop away
+		if i%2 == 1 {
+			dist = 3 // peer 1 far: peer 2 is the parent, 2 hops away
+		}
+		count(r.HandleTree(t0, nid(1), report(50, dist, -1, 1)))
+	}
+	if reports == 0 || reports > maxPromptReports*3 {
+		t.Fatalf("%d flips between heartbeats sent %d reports, want 1..%d", flips, reports, maxPromptReports*3)
+	}
+	_, parent, dist, _ := r.TreeLinks(topicA)
+	if parent != nid(2) || dist != 2 {
+		t.Fatalf("place after the flips: parent %v at %d, want peer 2 at 2", parent.Short(), dist)
+	}
+	out := r.Heartbeat(t0.Add(time.Second))
+	for i := 1; i <= 3; i++ {
+		c, _ := sendsTo(out, nid(i))
+		if c == nil || len(c.Tree) != 1 || c.Tree[0].Dist != 2 {
+			t.Fatalf("peer %d was not told the latest place on the heartbeat: %+v", i, c)
+		}
+	}
+	// The heartbeat renews the allowance: the next change is reported at once.
+	reports = 0
+	count(r.HandleTree(t0.Add(time.Second), nid(1), report(50, 0, -1, 2)))
+	if reports == 0 {
+		t.Fatal("a change after the heartbeat was not reported at once")
+	}
+}
