@@ -306,19 +306,18 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 		ts.movedBeat = r.beats
 	}
 	ts.path = extendPath(ts.path, via, mine)
-	moved := root != old.root || rank != old.rootRank || dist != old.dist || parent != old.parent
-	if moved && ts.prompt >= maxPromptReports {
+	if root == old.root && rank == old.rootRank && dist == old.dist && parent == old.parent {
+		return false // the same place: nothing to report
+	}
+	if ts.prompt >= maxPromptReports {
 		// Damping, as BGP's minimum route advertisement interval: a node whose place keeps changing within a
 		// heartbeat tells its peers the latest on the next one. Whatever makes routes flap (a lost root, ranks
 		// moving while many nodes reconnect), reports then cannot multiply at the speed of round trips.
 		ts.deferred = true
 		return false
 	}
-	if moved {
-		ts.prompt++
-	}
-	switch {
-	case root == old.root && rank == old.rootRank && dist > old.dist:
+	ts.prompt++
+	if root == old.root && rank == old.rootRank && dist > old.dist {
 		// A longer route to the same root: the new and the old parent hear of it now, as the links messages take
 		// depend on it, the others on the next heartbeat. Were they all told at once, a lost route would count to
 		// infinity at the speed of round trips, in a storm of reports; this way it counts a step per heartbeat
@@ -331,12 +330,11 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 		}
 		r.reportTree(b, name, t, to)
 		ts.deferred = true
-	case root != old.root || rank != old.rootRank || dist != old.dist || parent != old.parent:
-		r.reportTree(b, name, t, t.peers)
-		ts.deferred = false
-		return true
+		return false
 	}
-	return false
+	r.reportTree(b, name, t, t.peers)
+	ts.deferred = false
+	return true
 }
 
 // reportTree sends the node's tree report to the given peers.
