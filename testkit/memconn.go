@@ -33,6 +33,17 @@ type endState struct {
 	closed        bool
 	readDeadline  time.Time
 	writeDeadline time.Time
+	// readTimer wakes a blocked Read when readDeadline passes. One timer per deadline set, not one per wait: a
+	// reader sets its deadline far ahead and rarely, and waits for every chunk.
+	readTimer *time.Timer
+}
+
+// stopReadTimer stops the end's deadline timer, if any. Called with s.mu.
+func (e *endState) stopReadTimer() {
+	if e.readTimer != nil {
+		e.readTimer.Stop()
+		e.readTimer = nil
+	}
 }
 
 // stream is one direction of a connection: FIFO chunks, each due at its delivery time.
@@ -142,6 +153,8 @@ func (s *memConnState) abort() {
 		return
 	}
 	s.reset = true
+	s.end[0].stopReadTimer()
+	s.end[1].stopReadTimer()
 	s.dir[0].discard(s.n.chunks)
 	s.dir[1].discard(s.n.chunks)
 	s.wakeAll()
@@ -176,8 +189,8 @@ func (c *memConn) Read(b []byte) (int, error) {
 		if len(in.q) == 0 && s.end[1-c.side].closed {
 			return 0, io.EOF
 		}
-		until := s.end[c.side].readDeadline
-		if len(in.q) > 0 && (until.IsZero() || in.q[0].at.Before(until)) {
+		var until time.Time // the deadline's own timer wakes the reader when it passes
+		if len(in.q) > 0 {
 			until = in.q[0].at
 		}
 		s.wait(&in.readable, until)
@@ -233,6 +246,7 @@ func (c *memConn) Close() error {
 		return nil
 	}
 	s.end[c.side].closed = true
+	s.end[c.side].stopReadTimer()
 	s.dir[1-c.side].discard(s.n.chunks)
 	s.wakeAll()
 	done := s.reset || s.end[1-c.side].closed
@@ -268,8 +282,21 @@ func (c *memConn) setDeadline(t time.Time, read, write bool) error {
 		return c.opErr("set", net.ErrClosed)
 	}
 	if read {
-		s.end[c.side].readDeadline = t
-		broadcast(&s.dir[1-c.side].readable)
+		e := &s.end[c.side]
+		e.readDeadline = t
+		e.stopReadTimer()
+		in := &s.dir[1-c.side]
+		switch d := time.Until(t); {
+		case t.IsZero():
+		case d <= 0:
+			broadcast(&in.readable) // a blocked Read fails at once
+		default:
+			e.readTimer = time.AfterFunc(d, func() {
+				s.mu.Lock()
+				broadcast(&in.readable)
+				s.mu.Unlock()
+			})
+		}
 	}
 	if write {
 		s.end[c.side].writeDeadline = t
