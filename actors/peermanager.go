@@ -98,6 +98,7 @@ type peerManager struct {
 	// lookingUp is set while connectByID's lookup runs.
 	lookingUp bool
 	sweep     *time.Timer // closes idle transient connections
+	sweepAt   time.Time   // when sweep fires
 	// slotWait holds dials waiting for an outbound slot (FIFO, bounded); slotTimer retries them.
 	slotWait  []slotWaiter
 	slotTimer *time.Timer
@@ -150,13 +151,12 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		for _, p := range m.n.cfg.Peers {
 			m.dial(ctx, &dialRequest{addr: p, keep: true})
 		}
-		m.armSweep()
+		m.armSweep(true)
 	case *slotDue:
 		m.slotTimer = nil
 		m.retrySlotWaiters(ctx)
 	case *sweepDue:
-		m.sweepTransient()
-		m.armSweep()
+		m.armSweep(m.sweepTransient())
 	case *acceptedConn:
 		m.accept(msg.conn)
 	case *dialRequest:
@@ -555,6 +555,7 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 	m.spawning = nil
 	e := &connEntry{pid: pid, pc: pc}
 	m.conns[pc.id], m.byActor[pid.Id] = e, e
+	m.sweepSoon()
 	info := sc.Peer()
 	if len(info.ListenAddrs) > 0 {
 		m.n.addrs.put(pc.id, info.ListenAddrs[0])

@@ -96,21 +96,47 @@ func (m *peerManager) evictIdle(outbound bool) bool {
 	return true
 }
 
-func (m *peerManager) armSweep() {
+// armSweep arms the next sweep of transient connections: every half of the shorter idle timeout while a
+// connection the node does not keep is open, otherwise every half TransientIdleTimeout. Most of the time a node has
+// only kept connections, and a connection is kept or not from its registration on (it stops being kept only as it
+// is closed), so only a registration, which brings the sweep forward (sweepSoon), can give the sweep work.
+func (m *peerManager) armSweep(candidates bool) {
 	if m.ctx.Err() != nil {
 		return
 	}
 	self, root := m.self, m.root
-	every := min(m.n.cfg.TransientIdleTimeout, m.n.cfg.DiscoveryIdleTimeout) / 2
+	every := m.sweepEvery()
+	if !candidates {
+		every = max(every, m.n.cfg.TransientIdleTimeout/2)
+	}
+	m.sweepAt = time.Now().Add(every)
 	m.sweep = time.AfterFunc(every, func() { root.Send(self, &sweepDue{}) })
+}
+
+func (m *peerManager) sweepEvery() time.Duration {
+	return min(m.n.cfg.TransientIdleTimeout, m.n.cfg.DiscoveryIdleTimeout) / 2
+}
+
+// sweepSoon brings the next sweep forward to the short period, for a connection just registered.
+func (m *peerManager) sweepSoon() {
+	if m.sweep == nil || time.Until(m.sweepAt) <= m.sweepEvery() {
+		return
+	}
+	if m.sweep.Stop() { // else it fired: its sweepDue is on the way
+		m.armSweep(true)
+	}
 }
 
 // sweepTransient closes the transient connections idle for TransientIdleTimeout, or DiscoveryIdleTimeout for the
 // outbound ones only discovery used. An inbound one waits TransientIdleTimeout: its dialer, who knows what it is
 // for, closes it first.
-func (m *peerManager) sweepTransient() {
+// It reports whether a connection the node does not keep is still open.
+func (m *peerManager) sweepTransient() (candidates bool) {
 	now := time.Now()
 	for _, e := range m.conns {
+		if keptConn(e.pc) {
+			continue
+		}
 		timeout := m.n.cfg.TransientIdleTimeout
 		if e.pc.outbound && !e.pc.appUsed.Load() {
 			timeout = m.n.cfg.DiscoveryIdleTimeout
@@ -118,6 +144,9 @@ func (m *peerManager) sweepTransient() {
 		if transient(e.pc) && e.pc.idleFor(now) >= timeout {
 			e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "idle transient connection")
 			m.unregister(e)
+			continue
 		}
+		candidates = true
 	}
+	return candidates
 }

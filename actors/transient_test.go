@@ -99,6 +99,32 @@ func TestDiscoveryConnectionsCloseBeforeTheApplications(t *testing.T) {
 	}
 }
 
+// With no transient connection left a node sweeps only every TransientIdleTimeout/2 (here 30s); a connection
+// registered then brings the sweep forward, so a second lookup's connection also closes after
+// DiscoveryIdleTimeout, not at the slow sweep.
+func TestADiscoveryConnectionAfterAQuietSpellClosesSoon(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		if i == 0 {
+			cfg.DiscoveryIdleTimeout, cfg.TransientIdleTimeout = 200*time.Millisecond, time.Minute
+		}
+	}))
+	a, c := nw.Nodes[0], nw.Nodes[1]
+	ctx := ctxTimeout(t, 30*time.Second)
+	for i := range 2 {
+		// The sweep that closes the first lookup's connection finds no other transient one: it arms the slow
+		// sweep, which the second lookup's connection must bring forward.
+		if _, err := a.FindClosestFrom(ctx, routing.KeyOf(c.ID()), []session.PeerAddr{c.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+		if a.Connected(c.ID()) && !a.TransientOutbound(c.ID()) {
+			t.Fatal("the lookup's connection is kept: the test proves nothing")
+		}
+		if err := testkit.Poll(ctx, 10*time.Second, func() bool { return !a.Connected(c.ID()) }); err != nil {
+			t.Fatalf("lookup %d: its connection stayed open", i+1)
+		}
+	}
+}
+
 func TestConfigRejectsANonPositiveDiscoveryIdleTimeout(t *testing.T) {
 	cfg := actors.DefaultConfig()
 	if cfg.DiscoveryIdleTimeout <= 0 || cfg.DiscoveryIdleTimeout >= cfg.TransientIdleTimeout {
