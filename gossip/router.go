@@ -277,6 +277,7 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 		for _, id := range tl {
 			b.message(id, out)
 			e.addHolder(id)
+			r.rideReport(&b, msg.Topic, t, id)
 		}
 		if r.cfg.PublishFanout > 0 {
 			others := slices.DeleteFunc(slices.Clone(t.peers), func(id session.NodeID) bool { return slices.Contains(tl, id) })
@@ -409,6 +410,7 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 		}
 		b.message(id, out)
 		e.addHolder(id)
+		r.rideReport(b, pd.msg.Topic, t, id)
 	}
 	if t.tree != nil {
 		for _, id := range r.treeLinks(t) {

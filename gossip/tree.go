@@ -108,6 +108,9 @@ type treeState struct {
 	path     []uint32 // the route's path this node reports (TreeInfo.Path)
 	beacon   uint64   // this node's own beacon counter, advanced each heartbeat
 	views    map[session.NodeID]treeView
+	// reported holds, per topic peer, the heartbeat count when this node last reported to it (reportTree): the
+	// periodic reports are due by it, so that a report that rode on a message resets the peer's period.
+	reported map[session.NodeID]uint64
 	deferred bool // a change of place not reported to every topic peer yet
 	// prompt counts the changes of place reported at once since the last heartbeat (see maxPromptReports).
 	prompt int
@@ -136,7 +139,7 @@ type beaconHeard struct {
 
 func (r *Router) newTree(now time.Time) *treeState {
 	return &treeState{root: r.cfg.Self, beacon: r.beaconAt(now), views: make(map[session.NodeID]treeView),
-		heard: make(map[session.NodeID]beaconHeard)}
+		heard: make(map[session.NodeID]beaconHeard), reported: make(map[session.NodeID]uint64)}
 }
 
 // beaconAt is the beacon a root sends at time now, at least: the time in quarters of a heartbeat, so that a root
@@ -350,14 +353,42 @@ func (r *Router) reportTree(b *builder, name string, t *topic, to []session.Node
 		}
 		c := b.control(id)
 		c.Tree = append(c.Tree, info)
+		ts.reported[id] = r.beats
 	}
 	r.stats.TreeReports += uint64(len(to))
 }
 
+// reportPeriod is the period, in heartbeats, of the node's reports to a topic peer whose place did not change: 2
+// for its tree links, lazyReportBeats for the others.
+func (r *Router) reportPeriod(t *topic, id session.NodeID) uint64 {
+	if slices.Contains(r.treeLinks(t), id) {
+		return 2
+	}
+	return r.lazyReportBeats()
+}
+
+// rideReport adds the node's tree report to the RPC that carries a message to tree link id when the periodic report
+// to id falls due at the next heartbeat: it stands for that report, which then costs no message of its own. Every
+// publication crosses each tree link once, so while messages flow most links' reports ride. Only tree links take
+// reports this way: a report a heartbeat early leaves their period of 2 well within TreeStaleBeats, not the other
+// peers' longer one.
+func (r *Router) rideReport(b *builder, name string, t *topic, id session.NodeID) {
+	ts := t.tree
+	if ts == nil || !slices.Contains(r.treeLinks(t), id) || r.beats+1-ts.reported[id] < 2 {
+		return
+	}
+	if c := b.ctl[id]; c != nil && slices.ContainsFunc(c.Tree, func(i TreeInfo) bool { return i.Topic == name }) {
+		return
+	}
+	r.reportTree(b, name, t, []session.NodeID{id})
+	ts.reported[id] = r.beats + 1
+}
+
 // treeHeartbeat advances the node's beacon, gives up a root whose beacon stopped, forgets stale reports and
 // beacons and sends the node's report: to every topic peer if its place changed; otherwise to its tree links
-// (parent and children) on every other heartbeat and to the other topic peers every lazyReportBeats, and on any
-// heartbeat to the peers that control goes to anyway (it then costs no message of its own). The tree links carry
+// (parent and children) every other heartbeat and to the other topic peers every lazyReportBeats, counted from the
+// last report to each (one that rode on a message included, see rideReport), and on any heartbeat to the peers
+// that control goes to anyway (it then costs no message of its own). The tree links carry
 // the root's beacon and the subtree counts, so they hear often; the other peers only need a fresh report for when
 // they must choose a new parent, and they are most of a node's peers (14 of 16 at N = 200, degree 8): their
 // reports were 3/4 of an idle network's messages.
@@ -385,14 +416,18 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 	if r.updateTree(b, name, t) {
 		return // reported already
 	}
-	if ts.deferred || r.beats%r.lazyReportBeats() == 0 {
+	if ts.deferred {
 		ts.deferred = false
 		r.reportTree(b, name, t, t.peers)
 		return
 	}
-	links := r.treeLinks(t)
+	for id := range ts.reported {
+		if !slices.Contains(t.peers, id) {
+			delete(ts.reported, id)
+		}
+	}
 	for _, id := range t.peers {
-		if b.ctl[id] != nil || r.beats%2 == 0 && slices.Contains(links, id) {
+		if b.ctl[id] != nil || r.beats-ts.reported[id] >= r.reportPeriod(t, id) {
 			r.reportTree(b, name, t, []session.NodeID{id})
 		}
 	}

@@ -366,6 +366,46 @@ func TestTreeReportsRideOnOtherControlBetweenPeriodicReports(t *testing.T) {
 	}
 }
 
+// TestTreeReportsRideOnMessages checks that a report due at the next heartbeat goes with a message the node sends
+// the peer anyway, that the heartbeat then skips that peer, and that a message does not carry one before it is due.
+func TestTreeReportsRideOnMessages(t *testing.T) {
+	r := treeRouter(t, 3) // peer 1 is the root and this node's parent, peer 2 its child, peer 3 no tree link
+	now := t0
+	beat := func() Output {
+		now = now.Add(time.Second)
+		r.HandleTree(now, nid(1), report(1, 0, -1, uint64(now.Unix())))
+		r.HandleTree(now, nid(2), report(1, 2, self, uint64(now.Unix())))
+		return r.Heartbeat(now)
+	}
+	treeTo := func(out Output, peer int) bool {
+		c, _ := sendsTo(out, nid(peer))
+		return c != nil && len(c.Tree) > 0
+	}
+	beat()
+	for r.beats-r.topics[topicA].tree.reported[nid(1)] != 1 { // the parent's report falls due at the next heartbeat
+		beat()
+	}
+	out, _ := receive(t, r, now, nid(2), msg("from the child"), Accept)
+	if _, msgs := sendsTo(out, nid(1)); len(msgs) != 1 || !treeTo(out, 1) {
+		t.Fatalf("the message to the parent did not carry the report due: %d messages, report %v", len(msgs), treeTo(out, 1))
+	}
+	if treeTo(out, 2) || treeTo(out, 3) {
+		t.Fatal("a peer the message did not go to got a report with it")
+	}
+	out = beat()
+	if treeTo(out, 1) {
+		t.Fatal("the heartbeat reported to the parent again after the report rode on a message")
+	}
+	if !treeTo(out, 2) {
+		t.Fatal("the child, which sent the message and got nothing back, missed its periodic report")
+	}
+	// Right after a report the next one is not due: a message goes without it.
+	out, _ = receive(t, r, now, nid(2), msg("too early"), Accept)
+	if _, msgs := sendsTo(out, nid(1)); len(msgs) != 1 || treeTo(out, 1) {
+		t.Fatalf("a message right after the report carried another: %d messages, report %v", len(msgs), treeTo(out, 1))
+	}
+}
+
 // TestTreeLazyReportsKeepViewsFresh checks that peers that are not tree links, reported to only every
 // lazyReportBeats, never see this node's report go stale between two of them.
 func TestTreeLazyReportsKeepViewsFresh(t *testing.T) {
