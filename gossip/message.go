@@ -180,4 +180,6 @@ type Stats struct {
 	PrunesReceived uint64
 	TreeReports    uint64 // tree reports sent (Config.Tree), one per peer and topic
 	TreeShortcuts  uint64 // connections asked for to shorten the route to the root (Config.TreeShortcutDist)
+	TreeMoves      uint64 // changes of the node's place in a topic's tree (root, root's rank, parent or distance)
+	TreeDamped     uint64 // changes of place reported on the next heartbeat rather than at once (damping)
 }

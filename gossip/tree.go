@@ -312,7 +312,9 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 	if root == old.root && rank == old.rootRank && dist == old.dist && parent == old.parent {
 		return false // the same place: nothing to report
 	}
+	r.stats.TreeMoves++
 	if ts.prompt >= maxPromptReports {
+		r.stats.TreeDamped++
 		// Damping, as BGP's minimum route advertisement interval: a node whose place keeps changing within a
 		// heartbeat tells its peers the latest on the next one. Whatever makes routes flap (a lost root, ranks
 		// moving while many nodes reconnect), reports then cannot multiply at the speed of round trips.

@@ -680,6 +680,10 @@ func TestTreeDampsAPlaceThatKeepsChanging(t *testing.T) {
 	if parent != nid(2) || dist != 2 {
 		t.Fatalf("place after the flips: parent %v at %d, want peer 2 at 2", parent.Short(), dist)
 	}
+	// The first report (peer 2's) and every flip moved the node; all but maxPromptReports were damped.
+	if st := r.Stats(); st.TreeMoves != flips+1 || st.TreeDamped != flips+1-maxPromptReports {
+		t.Fatalf("stats count %d moves, %d damped; want %d and %d", st.TreeMoves, st.TreeDamped, flips+1, flips+1-maxPromptReports)
+	}
 	out := r.Heartbeat(t0.Add(time.Second))
 	for i := 1; i <= 3; i++ {
 		c, _ := sendsTo(out, nid(i))

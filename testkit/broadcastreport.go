@@ -44,6 +44,11 @@ type BroadcastReport struct {
 	TreeAfter  TreeShape `json:"tree_after"`
 	// TreeReportsPerDelivery is the tree reports sent during the publications per delivery.
 	TreeReportsPerDelivery float64 `json:"tree_reports_per_delivery"`
+	// TreeMovesPerNode is the changes of place in the tree per node during the publications (a settled tree:
+	// ~0; a repair after a kill: a few), TreeDamped those of them held for the next heartbeat by the damping of
+	// nodes whose place kept changing.
+	TreeMovesPerNode float64 `json:"tree_moves_per_node"`
+	TreeDamped       int     `json:"tree_damped"`
 	// TreeShortcutsBefore and TreeShortcutsWindow count the shortcut connections asked for
 	// (gossip.Config.TreeShortcutDist) before the publications and during them.
 	TreeShortcutsBefore int `json:"tree_shortcuts_before"`

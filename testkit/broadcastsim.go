@@ -350,6 +350,8 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		rep.IHavePerDelivery = float64(after.IHaveSent-min(after.IHaveSent, before.IHaveSent)) / d
 		rep.IWantPerDelivery = float64(after.IWantSent-min(after.IWantSent, before.IWantSent)) / d
 		rep.TreeReportsPerDelivery = float64(after.TreeReports-min(after.TreeReports, before.TreeReports)) / d
+		rep.TreeMovesPerNode = float64(after.TreeMoves-min(after.TreeMoves, before.TreeMoves)) / float64(sc.N)
+		rep.TreeDamped = int(after.TreeDamped - min(after.TreeDamped, before.TreeDamped))
 	}
 	if sc.BeforeClose != nil {
 		sc.BeforeClose(nodes)
@@ -445,6 +447,8 @@ func gossipTotals(ctx context.Context, nodes []*actors.Node) (gossip.Stats, erro
 		t.IHaveSent += s.Router.IHaveSent
 		t.IWantSent += s.Router.IWantSent
 		t.TreeReports += s.Router.TreeReports
+		t.TreeMoves += s.Router.TreeMoves
+		t.TreeDamped += s.Router.TreeDamped
 		t.TreeShortcuts += s.Router.TreeShortcuts
 	}
 	return t, nil
