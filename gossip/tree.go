@@ -19,6 +19,13 @@ const (
 	maxTreeRank = 1 << 16
 )
 
+// rankDropBeats is how many heartbeats a node's topic peers must stay too few for its rank before it announces a
+// lower one (a higher one it announces at once). After a failure, a node's peers reconnect within seconds (redials
+// with backoff, the bootstrapper's dials): a root whose rank dropped and rose again moved every node of its tree
+// twice, or handed the root to a node of a rank between and took it back (node sim --kill 0.2: 160 moves per
+// change, several changes per kill).
+const rankDropBeats = 5
+
 // maxHeardRoots bounds the roots a node keeps the beacon of (see treeState.heard); reports of further roots are
 // ignored until some are forgotten.
 const maxHeardRoots = 1024
@@ -124,6 +131,9 @@ type treeState struct {
 	// report that moves a peer, a heartbeat (reports go stale), a change of place or of the topic's peers.
 	links   []session.NodeID
 	linksOK bool
+	// lowSince is the heartbeat count since which the node's topic peers are too few for its rank (see
+	// rankDropBeats), 0 while they are not.
+	lowSince uint64
 	// shortcut is the peer of the last shortcut request (Config.TreeShortcutDist) and shortcutBeat its heartbeat
 	// count, 0 for none; movedBeat is the heartbeat count of the last change of root, parent or distance.
 	shortcut     session.NodeID
@@ -399,7 +409,14 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 	ts.prompt = 0
 	ts.beacon = max(ts.beacon+1, r.beaconAt(now))
 	if r.cfg.TreeRanked {
-		ts.rank = treeRank(ts.rank, len(t.peers))
+		switch next := treeRank(ts.rank, len(t.peers)); {
+		case next >= ts.rank:
+			ts.rank, ts.lowSince = next, 0
+		case ts.lowSince == 0:
+			ts.lowSince = r.beats
+		case r.beats-ts.lowSince >= rankDropBeats:
+			ts.rank, ts.lowSince = next, 0
+		}
 	}
 	for id, v := range ts.views {
 		if !r.fresh(v) {

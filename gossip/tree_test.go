@@ -271,6 +271,53 @@ func TestTreeRankMovesOnlyPastAStepEdge(t *testing.T) {
 	}
 }
 
+// TestTreeRankDropsOnlyAfterRankDropBeats checks that a node that loses topic peers keeps announcing its rank for
+// rankDropBeats heartbeats (its peers may reconnect), drops it after, and raises it at once.
+func TestTreeRankDropsOnlyAfterRankDropBeats(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Tree, cfg.TreeRanked, cfg.Self = true, true, nid(self)
+	r := joined(t, cfg, 24)
+	now := t0
+	beat := func() {
+		now = now.Add(time.Second)
+		r.Heartbeat(now)
+	}
+	beat()
+	if got := r.TreeRank(topicA); got != 6 {
+		t.Fatalf("rank %d with 24 topic peers, want 6", got)
+	}
+	for i := 13; i <= 24; i++ { // 12 peers left: rank 3
+		r.RemovePeer(nid(i))
+	}
+	for i := range rankDropBeats {
+		beat()
+		if got := r.TreeRank(topicA); got != 6 {
+			t.Fatalf("heartbeat %d after the loss: rank %d, want 6 until %d heartbeats passed", i+1, got, rankDropBeats)
+		}
+	}
+	// The peers come back before the drop: the count starts over.
+	addPeers(t, r, topicA, 13, 24)
+	beat()
+	for i := 13; i <= 24; i++ {
+		r.RemovePeer(nid(i))
+	}
+	for range rankDropBeats {
+		beat()
+	}
+	if got := r.TreeRank(topicA); got != 6 {
+		t.Fatalf("rank %d: a loss the peers' return interrupted was counted on", got)
+	}
+	beat()
+	if got := r.TreeRank(topicA); got != 3 {
+		t.Fatalf("rank %d after %d heartbeats with 12 peers, want 3", got, rankDropBeats+1)
+	}
+	addPeers(t, r, topicA, 13, 24)
+	beat()
+	if got := r.TreeRank(topicA); got != 6 {
+		t.Fatalf("rank %d one heartbeat after the peers came back, want 6 at once", got)
+	}
+}
+
 func TestTreeHangsFromTheBestConnectedNode(t *testing.T) {
 	r := treeRouter(t, 3)
 	ranked := func(root, rank, dist, parent int, seq uint64) TreeInfo {
