@@ -30,7 +30,9 @@ type BroadcastReport struct {
 	Deliveries int `json:"deliveries"`
 	// HandlerDuplicates counts handler calls for a message the handler had already seen (must be 0).
 	HandlerDuplicates int `json:"handler_duplicates"`
-	// DupPerDelivery: payload copies received beyond the first, per delivery.
+	// DupPerDelivery: payload copies received beyond the first, per delivery. This and the other router counts
+	// below (IHAVE, IWANT, tree reports, moves, damped changes, shortcuts in the window) are those of the nodes
+	// alive at the window's end: a killed node's counters die with it.
 	DupPerDelivery float64 `json:"dup_per_delivery"`
 	// IHavePerDelivery and IWantPerDelivery count announced and requested ids per delivery.
 	IHavePerDelivery float64 `json:"ihave_per_delivery"`
@@ -44,7 +46,7 @@ type BroadcastReport struct {
 	TreeAfter  TreeShape `json:"tree_after"`
 	// TreeReportsPerDelivery is the tree reports sent during the publications per delivery.
 	TreeReportsPerDelivery float64 `json:"tree_reports_per_delivery"`
-	// TreeMovesPerNode is the changes of place in the tree per node during the publications (a settled tree:
+	// TreeMovesPerNode is the changes of place in the tree per surviving node during the publications (a settled tree:
 	// ~0; a repair after a kill: a few), TreeDamped those of them held for the next heartbeat by the damping of
 	// nodes whose place kept changing.
 	TreeMovesPerNode float64 `json:"tree_moves_per_node"`

@@ -268,14 +268,16 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	for _, n := range nodes {
 		rep.KeptOutboundMean += float64(n.OutboundCount()) / float64(len(nodes))
 	}
-	before, err := gossipTotals(ctx, nodes)
+	before, err := routerStats(ctx, sims)
 	if err != nil {
 		return rep, err
 	}
 	if rep.TreeBefore, err = treeShape(ctx, nodes); err != nil {
 		return rep, err
 	}
-	rep.TreeShortcutsBefore = int(before.TreeShortcuts)
+	for _, st := range before {
+		rep.TreeShortcutsBefore += int(st.TreeShortcuts)
+	}
 
 	progress(fmt.Sprintf("publishing %d messages of %d bytes every %v", sc.Messages, sc.Size, sc.Interval))
 	killAt := -1
@@ -328,14 +330,15 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		sc.Window(false, nodes)
 	}
 	rep.DialsPerSecond = float64(dialCount(mem)-dials0) / time.Since(t0).Seconds()
-	after, err := gossipTotals(ctx, liveNodes(sims))
+	after, err := routerStats(ctx, sims)
 	if err != nil {
 		return rep, err
 	}
+	window, counted := windowTotals(before, after)
 	if rep.TreeAfter, err = treeShape(ctx, liveNodes(sims)); err != nil {
 		return rep, err
 	}
-	rep.TreeShortcutsWindow = int(after.TreeShortcuts - min(after.TreeShortcuts, before.TreeShortcuts))
+	rep.TreeShortcutsWindow = int(window.TreeShortcuts)
 	summarize(&rep, sims, publisher, published)
 	rep.Detail = detail(sims, publisher, published, attempted)
 	rep.Detail.Seed = seed
@@ -345,13 +348,13 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		rep.CPUUsPerDelivery = float64((cpu1 - cpu0).Microseconds()) / d
 		rep.AllocBytesPerDelivery = float64(allocs1.bytes-allocs0.bytes) / d
 		rep.AllocsPerDelivery = float64(allocs1.objects-allocs0.objects) / d
-		// Counters of the killed nodes are lost with them; the live nodes' are compared with all nodes' before.
-		rep.DupPerDelivery = float64(after.Duplicates-min(after.Duplicates, before.Duplicates)) / d
-		rep.IHavePerDelivery = float64(after.IHaveSent-min(after.IHaveSent, before.IHaveSent)) / d
-		rep.IWantPerDelivery = float64(after.IWantSent-min(after.IWantSent, before.IWantSent)) / d
-		rep.TreeReportsPerDelivery = float64(after.TreeReports-min(after.TreeReports, before.TreeReports)) / d
-		rep.TreeMovesPerNode = float64(after.TreeMoves-min(after.TreeMoves, before.TreeMoves)) / float64(sc.N)
-		rep.TreeDamped = int(after.TreeDamped - min(after.TreeDamped, before.TreeDamped))
+		// The killed nodes' counters die with them: these count the survivors' (windowTotals).
+		rep.DupPerDelivery = float64(window.Duplicates) / d
+		rep.IHavePerDelivery = float64(window.IHaveSent) / d
+		rep.IWantPerDelivery = float64(window.IWantSent) / d
+		rep.TreeReportsPerDelivery = float64(window.TreeReports) / d
+		rep.TreeMovesPerNode = float64(window.TreeMoves) / float64(max(counted, 1))
+		rep.TreeDamped = int(window.TreeDamped)
 	}
 	if sc.BeforeClose != nil {
 		sc.BeforeClose(nodes)
@@ -436,22 +439,41 @@ func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration,
 	return share, nil
 }
 
-func gossipTotals(ctx context.Context, nodes []*actors.Node) (gossip.Stats, error) {
-	var t gossip.Stats
-	for _, n := range nodes {
-		s, err := n.GossipStats(ctx)
-		if err != nil {
-			return t, err
+// routerStats reads the router counters of the live nodes; a dead node's entry is nil.
+func routerStats(ctx context.Context, sims []*simNode) ([]*gossip.Stats, error) {
+	out := make([]*gossip.Stats, len(sims))
+	for i, s := range sims {
+		if s.dead.Load() {
+			continue
 		}
-		t.Duplicates += s.Router.Duplicates
-		t.IHaveSent += s.Router.IHaveSent
-		t.IWantSent += s.Router.IWantSent
-		t.TreeReports += s.Router.TreeReports
-		t.TreeMoves += s.Router.TreeMoves
-		t.TreeDamped += s.Router.TreeDamped
-		t.TreeShortcuts += s.Router.TreeShortcuts
+		st, err := s.node.GossipStats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = &st.Router
 	}
-	return t, nil
+	return out, nil
+}
+
+// windowTotals sums what the counters the report uses gained between before and after, over the nodes alive at
+// both ends, and returns their number. A killed node's counters die with it: its share of the window is left out,
+// rather than its counts before the window being taken from the survivors'.
+func windowTotals(before, after []*gossip.Stats) (t gossip.Stats, nodes int) {
+	for i, a := range after {
+		b := before[i]
+		if a == nil || b == nil {
+			continue
+		}
+		nodes++
+		t.Duplicates += a.Duplicates - b.Duplicates
+		t.IHaveSent += a.IHaveSent - b.IHaveSent
+		t.IWantSent += a.IWantSent - b.IWantSent
+		t.TreeReports += a.TreeReports - b.TreeReports
+		t.TreeMoves += a.TreeMoves - b.TreeMoves
+		t.TreeDamped += a.TreeDamped - b.TreeDamped
+		t.TreeShortcuts += a.TreeShortcuts - b.TreeShortcuts
+	}
+	return t, nodes
 }
 
 // treeShape reads the spanning tree of the nodes' topic: the roots they follow and the longest route.
