@@ -60,6 +60,15 @@ type BroadcastReport struct {
 	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`
 	// CPUUsPerDelivery is the process CPU time over the same window, per delivery.
 	CPUUsPerDelivery float64 `json:"cpu_us_per_delivery"`
+	// IdleCPUUsPerNodeS is the process CPU per node and second while the settled network ran with nothing published
+	// (BroadcastScenario.Idle): the nodes' upkeep. BackgroundCPUUsPerDelivery is that rate over the publication
+	// window, per delivery, and MarginalCPUUsPerDelivery the rest of CPUUsPerDelivery: what the deliveries
+	// themselves cost. The background is paid per second, so its share per delivery falls as the message rate
+	// rises. The three are absent when the idle network was not measured; like every CPU figure here they vary
+	// by about 10 % between runs, more over short windows.
+	IdleCPUUsPerNodeS          float64 `json:"idle_cpu_us_per_node_s,omitempty"`
+	BackgroundCPUUsPerDelivery float64 `json:"background_cpu_us_per_delivery,omitempty"`
+	MarginalCPUUsPerDelivery   float64 `json:"marginal_cpu_us_per_delivery,omitempty"`
 	// AllocBytesPerDelivery and AllocsPerDelivery are the heap allocations of the process over the same window
 	// (bytes and objects) per delivery, and GCCycles the garbage collections in it: what drives the GC's share of
 	// the CPU.

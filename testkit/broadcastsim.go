@@ -50,6 +50,12 @@ type BroadcastScenario struct {
 	// Settle is how long the network runs once every node has a mesh link, before the first publication, so that
 	// the join's discovery traffic calms down (default 0).
 	Settle time.Duration
+	// Idle, if positive, is how long the settled network's CPU is measured with nothing published, after Settle
+	// and before the first publication (default 0: not measured). Its rate is the network's background, what the
+	// nodes spend on their own upkeep (discovery's revalidation and its handshakes, heartbeats, tree reports,
+	// timers): the report splits CPUUsPerDelivery by it into the background the window paid for as it ran and the
+	// marginal cost of the deliveries.
+	Idle time.Duration
 	// Seed makes publishers, payloads and kills repeatable (0: random).
 	Seed uint64
 	// Configure, if set, adjusts every node's config after the scenario's own settings.
@@ -98,8 +104,8 @@ func (s *BroadcastScenario) defaults() error {
 		return fmt.Errorf("broadcast scenario: transport %q: want mem or tcp", s.Transport)
 	case s.Kill < 0 || s.Kill >= 1 || s.Loss < 0 || s.Loss > 1 || s.MinReady < 0 || s.MinReady > 1:
 		return errors.New("broadcast scenario: want 0 <= Kill < 1, 0 <= Loss <= 1 and 0 <= MinReady <= 1")
-	case s.Latency < 0 || s.Jitter < 0 || s.Settle < 0:
-		return errors.New("broadcast scenario: negative latency, jitter or settle time")
+	case s.Latency < 0 || s.Jitter < 0 || s.Settle < 0 || s.Idle < 0:
+		return errors.New("broadcast scenario: negative latency, jitter, settle or idle time")
 	}
 	return nil
 }
@@ -265,6 +271,18 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		case <-t.C:
 		}
 	}
+	if sc.Idle > 0 {
+		progress(fmt.Sprintf("measuring the idle network's CPU for %v", sc.Idle))
+		cpu0, t0 := processCPU(), time.Now()
+		t := time.NewTimer(sc.Idle)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return rep, ctx.Err()
+		case <-t.C:
+		}
+		rep.IdleCPUUsPerNodeS = float64((processCPU() - cpu0).Microseconds()) / time.Since(t0).Seconds() / float64(len(nodes))
+	}
 	for _, n := range nodes {
 		rep.KeptOutboundMean += float64(n.OutboundCount()) / float64(len(nodes))
 	}
@@ -324,6 +342,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	progress("waiting for the last deliveries")
 	_ = Poll(ctx, sc.DrainTimeout, func() bool { return allDelivered(sims, publisher, published) })
 	bytes1, cpu1, allocs1 := wireBytes(mem, &tcpBytes), processCPU(), readHeapAllocs()
+	windowS := time.Since(t0).Seconds()
 	rep.Memory = memoryBreakdown()
 	rep.GCCycles = int(allocs1.cycles - allocs0.cycles)
 	if sc.Window != nil {
@@ -346,6 +365,11 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		d := float64(rep.Deliveries)
 		rep.WireBytesPerDelivery = float64(bytes1-bytes0) / d
 		rep.CPUUsPerDelivery = float64((cpu1 - cpu0).Microseconds()) / d
+		if sc.Idle > 0 {
+			// The background of the N nodes started (a kill lowers it for the rest of the window: an upper bound).
+			rep.BackgroundCPUUsPerDelivery = rep.IdleCPUUsPerNodeS * float64(sc.N) * windowS / d
+			rep.MarginalCPUUsPerDelivery = rep.CPUUsPerDelivery - rep.BackgroundCPUUsPerDelivery
+		}
 		rep.AllocBytesPerDelivery = float64(allocs1.bytes-allocs0.bytes) / d
 		rep.AllocsPerDelivery = float64(allocs1.objects-allocs0.objects) / d
 		// The killed nodes' counters die with them: these count the survivors' (windowTotals).

@@ -202,7 +202,7 @@ func TestWriteFileAtomic(t *testing.T) {
 func TestSimHTMLReport(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "report.html")
-	code, out, errOut := call(t, "sim", "-n", "8", "-messages", "3", "-interval", "10ms", "-settle", "0", "-latency", "1ms",
+	code, out, errOut := call(t, "sim", "-n", "8", "-messages", "3", "-interval", "10ms", "-settle", "0", "-idle", "0", "-latency", "1ms",
 		"--html", path, "--json")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut)

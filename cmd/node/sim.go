@@ -37,8 +37,8 @@ func newSimCmd() *cobra.Command {
 			"(delay CDF, hops, each message's delivery over time). Other scenarios are subcommands.",
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			if sc.N < 2 || sc.Degree < 1 || sc.Messages < 1 || sc.Size < 8 || sc.Interval < 0 || sc.Settle < 0 || timeout <= 0 {
-				return usagef("want -n >= 2, -degree >= 1, -messages >= 1, -size >= 8, -interval >= 0, -settle >= 0, -timeout > 0")
+			if sc.N < 2 || sc.Degree < 1 || sc.Messages < 1 || sc.Size < 8 || sc.Interval < 0 || sc.Settle < 0 || sc.Idle < 0 || timeout <= 0 {
+				return usagef("want -n >= 2, -degree >= 1, -messages >= 1, -size >= 8, -interval >= 0, -settle >= 0, -idle >= 0, -timeout > 0")
 			}
 			if sc.Transport != "mem" && sc.Transport != "tcp" {
 				return usagef("-transport %q: want mem or tcp", sc.Transport)
@@ -103,10 +103,13 @@ func newSimCmd() *cobra.Command {
 	f.Float64Var(&sc.Kill, "kill", 0, "share of nodes killed halfway through the publications")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "longest wait for every node to join the topic")
 	f.Float64Var(&sc.MinReady, "min-ready", 1, "share of nodes that must have joined the topic when -timeout ends to go on (the others count as missed deliveries)")
-	f.DurationVar(&sc.Settle, "settle", 45*time.Second, "time the network runs after the meshes formed, before the "+
-		"first publication. A young routing table is refreshed 2, 6, 14, 30 and 62 s after its join; the nodes of a sim "+
-		"join within seconds, so those refreshes come in bursts, and the default puts the measured window between the "+
+	f.DurationVar(&sc.Settle, "settle", 40*time.Second, "time the network runs after the meshes formed, before -idle "+
+		"and the first publication. A young routing table is refreshed 2, 6, 14, 30 and 62 s after its join; the nodes of a sim "+
+		"join within seconds, so those refreshes come in bursts, and the defaults put the idle and the measured window between the "+
 		"30 s and 62 s bursts (a real network's joins are spread out)")
+	f.DurationVar(&sc.Idle, "idle", 5*time.Second, "time the settled network's CPU is measured with nothing published, "+
+		"before the first publication: its rate splits cpu_us_per_delivery into the nodes' background upkeep and the "+
+		"deliveries' marginal cost (0: not measured)")
 	f.Uint64Var(&sc.Seed, "seed", 0, "seed of publishers, payloads and kills (0: random)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of a table")
 	f.StringVar(&html, "html", "", "also write an HTML page with charts of the run (delay CDF, hops, delivery over time) to this file")
@@ -182,6 +185,7 @@ func broadcastParams(sc testkit.BroadcastScenario, rep testkit.BroadcastReport) 
 	return append(ps,
 		reportParam{"kill", strconv.FormatFloat(sc.Kill, 'g', -1, 64)},
 		reportParam{"settle", sc.Settle.String()},
+		reportParam{"idle", sc.Idle.String()},
 		reportParam{"min-ready", strconv.FormatFloat(sc.MinReady, 'g', -1, 64)},
 		reportParam{"timeout", sc.ReadyTimeout.String()},
 		reportParam{"seed", strconv.FormatUint(seed, 10)},
@@ -208,10 +212,20 @@ func broadcastRows(r testkit.BroadcastReport) [][2]string {
 		{"duplicates per delivery", fmt.Sprintf("%.3f", r.DupPerDelivery)},
 		{"IHAVE / IWANT ids per delivery", fmt.Sprintf("%.2f / %.3f", r.IHavePerDelivery, r.IWantPerDelivery)},
 		{"wire bytes per delivery", fmt.Sprintf("%.0f", r.WireBytesPerDelivery)},
-		{"CPU per delivery", fmt.Sprintf("%.1f us", r.CPUUsPerDelivery)},
+		{"CPU per delivery", cpuRow(r)},
 		{"heap allocated per delivery", fmt.Sprintf("%.0f B in %.0f objects (%d GCs)", r.AllocBytesPerDelivery, r.AllocsPerDelivery, r.GCCycles)},
 		{"peak RSS (per node)", fmt.Sprintf("%.1f MiB (%.2f MiB)", r.PeakRSSMiB, r.PeakRSSPerNodeMiB)},
 	}
+}
+
+// cpuRow is the table's CPU per delivery, split into the background and the marginal cost when the idle network
+// was measured.
+func cpuRow(r testkit.BroadcastReport) string {
+	if r.IdleCPUUsPerNodeS == 0 {
+		return fmt.Sprintf("%.1f us", r.CPUUsPerDelivery)
+	}
+	return fmt.Sprintf("%.1f us (background %.1f + marginal %.1f; idle network %.0f us per node-second)", r.CPUUsPerDelivery,
+		r.BackgroundCPUUsPerDelivery, r.MarginalCPUUsPerDelivery, r.IdleCPUUsPerNodeS)
 }
 
 func newSimDiscoveryCmd() *cobra.Command {

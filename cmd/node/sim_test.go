@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,12 +71,18 @@ func simJSON(t *testing.T, args ...string) (testkit.BroadcastReport, string) {
 func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 	// Go-style single-dash long flags, as the README shows them.
 	r, out := simJSON(t, "-n", "12", "-degree", "3", "-messages", "10", "-size", "256", "-interval", "20ms",
-		"-latency", "2ms", "-settle", "0", "-json")
+		"-latency", "2ms", "-settle", "0", "-idle", "300ms", "-json")
 	if r.N != 12 || r.Degree != 3 || r.Messages != 10 || r.Size != 256 || r.LatencyMs != 2 || r.Transport != "mem" ||
 		r.Published != 10 || r.DeliveryRatio != 1 || r.Deliveries != 10*11 || r.HandlerDuplicates != 0 ||
 		r.P50Ms <= 0 || r.P100Ms < r.P50Ms || r.WireBytesPerDelivery < 256 || r.CPUUsPerDelivery <= 0 || r.PeakRSSMiB <= 0 ||
 		r.AllocBytesPerDelivery < 256 || r.AllocsPerDelivery < 1 {
 		t.Fatalf("implausible report: %+v", r)
+	}
+	// -idle splits the CPU per delivery into the idle network's rate over the window and the rest.
+	if r.IdleCPUUsPerNodeS <= 0 || r.BackgroundCPUUsPerDelivery <= 0 ||
+		math.Abs(r.BackgroundCPUUsPerDelivery+r.MarginalCPUUsPerDelivery-r.CPUUsPerDelivery) > 1e-6 {
+		t.Fatalf("implausible CPU split: idle %v us per node-s, background %v + marginal %v of %v us per delivery",
+			r.IdleCPUUsPerNodeS, r.BackgroundCPUUsPerDelivery, r.MarginalCPUUsPerDelivery, r.CPUUsPerDelivery)
 	}
 	if m := r.Memory; m.HeapLiveMiB <= 0 || m.HeapMiB <= 0 || m.StacksMiB <= 0 || m.Goroutines < 12 {
 		t.Fatalf("implausible memory breakdown: %+v", m)
@@ -90,10 +97,13 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 	// Over TCP the latency applies too (every delivery crosses at least one link), and --cpuprofile profiles the
 	// measured window.
 	prof := filepath.Join(t.TempDir(), "cpu.prof")
-	r, _ = simJSON(t, "-n", "8", "--degree", "3", "--messages", "5", "--interval", "10ms", "--transport", "tcp",
-		"--latency", "15ms", "--settle", "0", "--cpuprofile", prof, "--json")
+	r, out = simJSON(t, "-n", "8", "--degree", "3", "--messages", "5", "--interval", "10ms", "--transport", "tcp",
+		"--latency", "15ms", "--settle", "0", "--idle", "0", "--cpuprofile", prof, "--json")
 	if r.Transport != "tcp" || r.LatencyMs != 15 || r.DeliveryRatio != 1 || r.WireBytesPerDelivery <= 0 || r.P50Ms < 15 {
 		t.Fatalf("tcp report: %+v", r)
+	}
+	if strings.Contains(out, "idle_cpu") || strings.Contains(out, "marginal_cpu") {
+		t.Fatalf("-idle 0 measures no idle network, yet the JSON has its fields: %s", out)
 	}
 	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
 		t.Fatalf("CPU profile: %v", err)
@@ -102,7 +112,7 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 
 func TestSimBroadcastKillKeepsDelivering(t *testing.T) {
 	r, _ := simJSON(t, "-n", "20", "-degree", "4", "-messages", "20", "-interval", "50ms", "-latency", "2ms",
-		"-kill", "0.2", "-seed", "7", "-settle", "0", "-json")
+		"-kill", "0.2", "-seed", "7", "-settle", "0", "-idle", "0", "-json")
 	if r.Killed != 4 || r.Published != 20 || r.DeliveryRatio != 1 {
 		t.Fatalf("with 20%% killed: %+v", r)
 	}
@@ -116,6 +126,7 @@ func TestSimBroadcastBadFlags(t *testing.T) {
 		{"sim", "-transport", "tcp", "-loss", "0.1"},
 		{"sim", "-transport", "tcp", "-jitter", "5ms"},
 		{"sim", "--no-such-flag"},
+		{"sim", "-idle", "-1s"},
 	} {
 		if code, _, errOut := call(t, args...); code != exitUsage || errOut == "" {
 			t.Errorf("%v: exit %d, %q", args, code, errOut)
