@@ -279,6 +279,10 @@ func TestGossipFiftyNodesDeliverEveryMessageExactlyOnce(t *testing.T) {
 			t.Errorf("node %d stats: delivered %d (want %d), published %d (want %d), delay samples %d and hop samples %d (want %d)",
 				i, r.Delivered, len(ids), r.Published, published[i], st.Delay.Count, st.Hops.Count, nonLocal)
 		}
+		// Each message from another node is checked once, on its first copy: duplicates are not.
+		if st.Verified != nonLocal && !t.Failed() {
+			t.Errorf("node %d checked %d signatures, want %d (one per message from another node)", i, st.Verified, nonLocal)
+		}
 		if st.DeliveryDropped != 0 || r.Rejected != 0 || r.Ignored != 0 || r.Dropped != 0 || st.RateLimited != 0 || st.BadSignatures != 0 {
 			t.Errorf("node %d: dropped deliveries %d, rejected %d, ignored %d, dropped %d, rate-limited %d, bad signatures %d",
 				i, st.DeliveryDropped, r.Rejected, r.Ignored, r.Dropped, st.RateLimited, st.BadSignatures)

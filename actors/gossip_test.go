@@ -277,6 +277,9 @@ func TestForgedSignatureIsRejectedBeforeItIsSeen(t *testing.T) {
 	if d := box.get(id); box.total() != 1 || d.Origin != third.NodeID() {
 		t.Fatalf("delivered %d messages, from %s", box.total(), d.Origin.Short())
 	}
+	if st, err := victim.GossipStats(ctxTimeout(t, 5*time.Second)); err != nil || st.Verified != 2 {
+		t.Fatalf("signatures checked: %d, %v (want 2: the forgery and the genuine message)", st.Verified, err)
+	}
 }
 
 func TestCancelledSubscriptionStopsDeliveriesAndLeavesTopic(t *testing.T) {

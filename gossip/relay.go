@@ -288,6 +288,10 @@ type RelayStats struct {
 	// could not be queued, DeliveryDropped the deliveries lost to full subscriber queues, Banned the peers
 	// banned for invalid messages.
 	RateLimited, BadSignatures, Malformed, SendFailures, DeliveryDropped, Banned uint64
+	// Verified counts the origin signatures checked (VerifySignatures): one per message, on the first copy
+	// received, as duplicates are recognised before their signature is checked. Each check is the largest
+	// single cost of relaying a message (~30-40 µs of CPU).
+	Verified uint64
 }
 
 // TopicInfo describes one topic as the relay sees it.

@@ -316,6 +316,7 @@ func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messa
 
 // verify checks m's signature, building the signed bytes in a buffer the actor reuses.
 func (a *relayActor) verify(m *Message) bool {
+	a.stats.Verified++
 	a.signed = AppendSignedBytes(a.signed[:0], m)
 	ok := m.Origin.Verify(a.signed, m.Signature)
 	if cap(a.signed) > 64<<10 {

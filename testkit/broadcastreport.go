@@ -37,6 +37,9 @@ type BroadcastReport struct {
 	// IHavePerDelivery and IWantPerDelivery count announced and requested ids per delivery.
 	IHavePerDelivery float64 `json:"ihave_per_delivery"`
 	IWantPerDelivery float64 `json:"iwant_per_delivery"`
+	// VerifiedPerDelivery counts the origin signatures checked per delivery: 1 when every node checks each
+	// message once, on its first copy (duplicates are not checked); 0 with verification off.
+	VerifiedPerDelivery float64 `json:"verified_per_delivery"`
 	// MeanHops and MaxHops describe the paths of deliveries.
 	MeanHops float64 `json:"mean_hops"`
 	MaxHops  int     `json:"max_hops"`

@@ -286,7 +286,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	for _, n := range nodes {
 		rep.KeptOutboundMean += float64(n.OutboundCount()) / float64(len(nodes))
 	}
-	before, err := routerStats(ctx, sims)
+	before, err := relayStats(ctx, sims)
 	if err != nil {
 		return rep, err
 	}
@@ -294,7 +294,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		return rep, err
 	}
 	for _, st := range before {
-		rep.TreeShortcutsBefore += int(st.TreeShortcuts)
+		rep.TreeShortcutsBefore += int(st.Router.TreeShortcuts)
 	}
 
 	progress(fmt.Sprintf("publishing %d messages of %d bytes every %v", sc.Messages, sc.Size, sc.Interval))
@@ -349,11 +349,11 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		sc.Window(false, nodes)
 	}
 	rep.DialsPerSecond = float64(dialCount(mem)-dials0) / time.Since(t0).Seconds()
-	after, err := routerStats(ctx, sims)
+	after, err := relayStats(ctx, sims)
 	if err != nil {
 		return rep, err
 	}
-	window, counted := windowTotals(before, after)
+	window, verified, counted := windowTotals(before, after)
 	if rep.TreeAfter, err = treeShape(ctx, liveNodes(sims)); err != nil {
 		return rep, err
 	}
@@ -376,6 +376,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		rep.DupPerDelivery = float64(window.Duplicates) / d
 		rep.IHavePerDelivery = float64(window.IHaveSent) / d
 		rep.IWantPerDelivery = float64(window.IWantSent) / d
+		rep.VerifiedPerDelivery = float64(verified) / d
 		rep.TreeReportsPerDelivery = float64(window.TreeReports) / d
 		rep.TreeMovesPerNode = float64(window.TreeMoves) / float64(max(counted, 1))
 		rep.TreeDamped = int(window.TreeDamped)
@@ -463,9 +464,9 @@ func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration,
 	return share, nil
 }
 
-// routerStats reads the router counters of the live nodes; a dead node's entry is nil.
-func routerStats(ctx context.Context, sims []*simNode) ([]*gossip.Stats, error) {
-	out := make([]*gossip.Stats, len(sims))
+// relayStats reads the relay counters of the live nodes; a dead node's entry is nil.
+func relayStats(ctx context.Context, sims []*simNode) ([]*gossip.RelayStats, error) {
+	out := make([]*gossip.RelayStats, len(sims))
 	for i, s := range sims {
 		if s.dead.Load() {
 			continue
@@ -474,7 +475,7 @@ func routerStats(ctx context.Context, sims []*simNode) ([]*gossip.Stats, error) 
 		if err != nil {
 			return nil, err
 		}
-		out[i] = &st.Router
+		out[i] = &st
 	}
 	return out, nil
 }
@@ -482,13 +483,15 @@ func routerStats(ctx context.Context, sims []*simNode) ([]*gossip.Stats, error) 
 // windowTotals sums what the counters the report uses gained between before and after, over the nodes alive at
 // both ends, and returns their number. A killed node's counters die with it: its share of the window is left out,
 // rather than its counts before the window being taken from the survivors'.
-func windowTotals(before, after []*gossip.Stats) (t gossip.Stats, nodes int) {
-	for i, a := range after {
-		b := before[i]
-		if a == nil || b == nil {
+func windowTotals(before, after []*gossip.RelayStats) (t gossip.Stats, verified uint64, nodes int) {
+	for i, ra := range after {
+		rb := before[i]
+		if ra == nil || rb == nil {
 			continue
 		}
 		nodes++
+		verified += ra.Verified - rb.Verified
+		a, b := &ra.Router, &rb.Router
 		t.Duplicates += a.Duplicates - b.Duplicates
 		t.IHaveSent += a.IHaveSent - b.IHaveSent
 		t.IWantSent += a.IWantSent - b.IWantSent
@@ -497,7 +500,7 @@ func windowTotals(before, after []*gossip.Stats) (t gossip.Stats, nodes int) {
 		t.TreeDamped += a.TreeDamped - b.TreeDamped
 		t.TreeShortcuts += a.TreeShortcuts - b.TreeShortcuts
 	}
-	return t, nodes
+	return t, verified, nodes
 }
 
 // treeShape reads the spanning tree of the nodes' topic: the roots they follow and the longest route.

@@ -139,6 +139,7 @@ func (c *Collector) collectGossip(ch chan<- prometheus.Metric, gs gossip.RelaySt
 	} {
 		counter(c.gossipCounter, e.v, e.name)
 	}
+	counter(c.gossipCounter, gs.Verified, "signatures_verified")
 	counter(c.gossipDropped, gs.DeliveryDropped)
 	counter(c.gossipRejectedPeers, gs.Banned)
 	counter(c.gossipErrors, gs.RateLimited, "rate_limited")

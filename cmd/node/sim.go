@@ -21,6 +21,7 @@ func newSimCmd() *cobra.Command {
 		html    string
 		timeout time.Duration
 		prof    profiles
+		verify  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sim [flags]",
@@ -55,11 +56,14 @@ func newSimCmd() *cobra.Command {
 				}
 			}
 			sc.ReadyTimeout = timeout
+			if !verify {
+				sc.Configure = func(_ int, cfg *actors.Config) { cfg.Gossip.VerifySignatures = false }
+			}
 			var after func(testkit.BroadcastReport) error
 			if html != "" {
 				after = func(rep testkit.BroadcastReport) error {
 					err := writeFileAtomic(html, func(w io.Writer) error {
-						return writeHTMLReport(w, rep, broadcastParams(sc, rep))
+						return writeHTMLReport(w, rep, broadcastParams(sc, verify, rep))
 					})
 					if err != nil {
 						return fmt.Errorf("--html: %w", err)
@@ -111,6 +115,8 @@ func newSimCmd() *cobra.Command {
 		"before the first publication: its rate splits cpu_us_per_delivery into the nodes' background upkeep and the "+
 		"deliveries' marginal cost (0: not measured)")
 	f.Uint64Var(&sc.Seed, "seed", 0, "seed of publishers, payloads and kills (0: random)")
+	f.BoolVar(&verify, "verify", true, "check every received message's origin signature (the relay's default, "+
+		"VerifySignatures); -verify=false measures the stack without that check")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of a table")
 	f.StringVar(&html, "html", "", "also write an HTML page with charts of the run (delay CDF, hops, delivery over time) to this file")
 	prof.flags(f)
@@ -165,7 +171,7 @@ func printReport[R any](w io.Writer, rep R, asJSON bool, rows func(R) [][2]strin
 }
 
 // broadcastParams lists the parameters of a broadcast run as node sim flags, the seed being the one the run used.
-func broadcastParams(sc testkit.BroadcastScenario, rep testkit.BroadcastReport) []reportParam {
+func broadcastParams(sc testkit.BroadcastScenario, verify bool, rep testkit.BroadcastReport) []reportParam {
 	seed := sc.Seed
 	if rep.Detail != nil {
 		seed = rep.Detail.Seed
@@ -186,6 +192,7 @@ func broadcastParams(sc testkit.BroadcastScenario, rep testkit.BroadcastReport) 
 		reportParam{"kill", strconv.FormatFloat(sc.Kill, 'g', -1, 64)},
 		reportParam{"settle", sc.Settle.String()},
 		reportParam{"idle", sc.Idle.String()},
+		reportParam{"verify", strconv.FormatBool(verify)},
 		reportParam{"min-ready", strconv.FormatFloat(sc.MinReady, 'g', -1, 64)},
 		reportParam{"timeout", sc.ReadyTimeout.String()},
 		reportParam{"seed", strconv.FormatUint(seed, 10)},
@@ -211,6 +218,7 @@ func broadcastRows(r testkit.BroadcastReport) [][2]string {
 		{"hops mean / max", fmt.Sprintf("%.2f / %d", r.MeanHops, r.MaxHops)},
 		{"duplicates per delivery", fmt.Sprintf("%.3f", r.DupPerDelivery)},
 		{"IHAVE / IWANT ids per delivery", fmt.Sprintf("%.2f / %.3f", r.IHavePerDelivery, r.IWantPerDelivery)},
+		{"signatures checked per delivery", fmt.Sprintf("%.3f", r.VerifiedPerDelivery)},
 		{"wire bytes per delivery", fmt.Sprintf("%.0f", r.WireBytesPerDelivery)},
 		{"CPU per delivery", cpuRow(r)},
 		{"heap allocated per delivery", fmt.Sprintf("%.0f B in %.0f objects (%d GCs)", r.AllocBytesPerDelivery, r.AllocsPerDelivery, r.GCCycles)},

@@ -78,6 +78,10 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 		r.AllocBytesPerDelivery < 256 || r.AllocsPerDelivery < 1 {
 		t.Fatalf("implausible report: %+v", r)
 	}
+	// Every node checks each message's signature once, on its first copy; duplicates are not checked.
+	if r.VerifiedPerDelivery != 1 {
+		t.Fatalf("signatures checked per delivery: %v, want 1", r.VerifiedPerDelivery)
+	}
 	// -idle splits the CPU per delivery into the idle network's rate over the window and the rest.
 	if r.IdleCPUUsPerNodeS <= 0 || r.BackgroundCPUUsPerDelivery <= 0 ||
 		math.Abs(r.BackgroundCPUUsPerDelivery+r.MarginalCPUUsPerDelivery-r.CPUUsPerDelivery) > 1e-6 {
@@ -98,9 +102,12 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 	// measured window.
 	prof := filepath.Join(t.TempDir(), "cpu.prof")
 	r, out = simJSON(t, "-n", "8", "--degree", "3", "--messages", "5", "--interval", "10ms", "--transport", "tcp",
-		"--latency", "15ms", "--settle", "0", "--idle", "0", "--cpuprofile", prof, "--json")
+		"--latency", "15ms", "--settle", "0", "--idle", "0", "--verify=false", "--cpuprofile", prof, "--json")
 	if r.Transport != "tcp" || r.LatencyMs != 15 || r.DeliveryRatio != 1 || r.WireBytesPerDelivery <= 0 || r.P50Ms < 15 {
 		t.Fatalf("tcp report: %+v", r)
+	}
+	if r.VerifiedPerDelivery != 0 {
+		t.Fatalf("--verify=false still checked %v signatures per delivery", r.VerifiedPerDelivery)
 	}
 	if strings.Contains(out, "idle_cpu") || strings.Contains(out, "marginal_cpu") {
 		t.Fatalf("-idle 0 measures no idle network, yet the JSON has its fields: %s", out)
