@@ -57,8 +57,9 @@ type Config struct {
 	// WriteTimeout bounds one batched write to a peer; a peer that does not read for that long is disconnected
 	// with reason SLOW_PEER. Default 10s.
 	WriteTimeout time.Duration
-	// PingInterval is how often a keepalive ping is sent on an otherwise quiet connection (it measures RTT).
-	// Default 10s.
+	// PingInterval is how long a connection may receive nothing before it sends a keepalive ping, which the
+	// peer answers (the pong also measures the RTT); a busy connection pings only every 6 intervals, to keep
+	// its RTT fresh. Default 10s.
 	PingInterval time.Duration
 	// IdleTimeout closes a connection on which nothing was received for that long. Default 30s.
 	IdleTimeout time.Duration
