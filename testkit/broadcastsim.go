@@ -110,6 +110,18 @@ func (s *BroadcastScenario) defaults() error {
 	return nil
 }
 
+// pause waits d, or until ctx ends (its error).
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // simTopic is the topic of the broadcast scenario.
 const simTopic = "sim"
 
@@ -263,23 +275,15 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	rep.SetupS = time.Since(start).Seconds()
 	if sc.Settle > 0 {
 		progress(fmt.Sprintf("letting the network settle for %v", sc.Settle))
-		t := time.NewTimer(sc.Settle)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return rep, ctx.Err()
-		case <-t.C:
+		if err := pause(ctx, sc.Settle); err != nil {
+			return rep, err
 		}
 	}
 	if sc.Idle > 0 {
 		progress(fmt.Sprintf("measuring the idle network's CPU for %v", sc.Idle))
 		cpu0, t0 := processCPU(), time.Now()
-		t := time.NewTimer(sc.Idle)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return rep, ctx.Err()
-		case <-t.C:
+		if err := pause(ctx, sc.Idle); err != nil {
+			return rep, err
 		}
 		rep.IdleCPUUsPerNodeS = float64((processCPU() - cpu0).Microseconds()) / time.Since(t0).Seconds() / float64(len(nodes))
 	}
