@@ -182,4 +182,5 @@ type Stats struct {
 	TreeShortcuts  uint64 // connections asked for to shorten the route to the root (Config.TreeShortcutDist)
 	TreeMoves      uint64 // changes of the node's place in a topic's tree (root, root's rank, parent or distance)
 	TreeDamped     uint64 // changes of place reported on the next heartbeat rather than at once (damping)
+	TreeCuts       uint64 // broken tree links (TreeCut) found (the parent lost) or first heard of
 }

@@ -179,7 +179,7 @@ func (a *relayActor) removePeer(id session.NodeID) {
 		return
 	}
 	delete(a.peers, id)
-	a.router.RemovePeer(id)
+	a.apply(a.router.RemovePeer(time.Now(), id))
 	a.limiter.Forget(id)
 }
 
@@ -247,13 +247,13 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 		}
 		for _, t := range a.router.PeerTopics(from) {
 			if !listed[t] {
-				a.router.PeerUnsubscribed(from, t)
+				a.apply(a.router.PeerUnsubscribed(now, from, t))
 			}
 		}
 	}
 	for _, s := range rpc.Subscriptions {
 		if !s.Subscribe {
-			a.router.PeerUnsubscribed(from, s.Topic)
+			a.apply(a.router.PeerUnsubscribed(now, from, s.Topic))
 		} else if err := a.router.PeerSubscribed(from, s.Topic); err != nil {
 			a.log.Debug().Err(err).Str("peer", from.Short()).Str("topic", s.Topic).Msg("peer subscription not tracked")
 		}

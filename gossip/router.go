@@ -147,16 +147,20 @@ func (r *Router) AddPeer(id session.NodeID) error {
 	return nil
 }
 
-// RemovePeer forgets a disconnected peer: its subscriptions, mesh links, backoffs and penalties.
-func (r *Router) RemovePeer(id session.NodeID) {
+// RemovePeer forgets a disconnected peer: its subscriptions, mesh links, backoffs and penalties. With Tree, a
+// node whose parent it was takes another at once and tells its topic peers (the Output).
+func (r *Router) RemovePeer(now time.Time, id session.NodeID) Output {
+	now = r.clock(now)
 	p := r.peers[id]
 	if p == nil {
-		return
+		return Output{}
 	}
+	var b builder
 	for name := range p.topics {
-		r.dropTopicPeer(name, id)
+		r.dropTopicPeer(&b, name, id)
 	}
 	delete(r.peers, id)
+	return b.result()
 }
 
 // PeerSubscribed records that a peer subscribed to a topic. It fails with ErrUnknownPeer or, beyond
@@ -178,14 +182,17 @@ func (r *Router) PeerSubscribed(id session.NodeID, name string) error {
 	return nil
 }
 
-// PeerUnsubscribed records that a peer left a topic, removing it from the mesh.
-func (r *Router) PeerUnsubscribed(id session.NodeID, name string) {
+// PeerUnsubscribed records that a peer left a topic, removing it from the mesh and the tree (see RemovePeer).
+func (r *Router) PeerUnsubscribed(now time.Time, id session.NodeID, name string) Output {
+	now = r.clock(now)
+	var b builder
 	if p := r.peers[id]; p != nil {
 		if _, ok := p.topics[name]; ok {
 			delete(p.topics, name)
-			r.dropTopicPeer(name, id)
+			r.dropTopicPeer(&b, name, id)
 		}
 	}
+	return b.result()
 }
 
 func (r *Router) topic(name string) *topic {
@@ -197,18 +204,20 @@ func (r *Router) topic(name string) *topic {
 	return t
 }
 
-func (r *Router) dropTopicPeer(name string, id session.NodeID) {
+func (r *Router) dropTopicPeer(b *builder, name string, id session.NodeID) {
 	t := r.topics[name]
 	if t == nil {
 		return
 	}
 	t.peers = slices.DeleteFunc(t.peers, func(p session.NodeID) bool { return p == id })
 	t.mesh = slices.DeleteFunc(t.mesh, func(l link) bool { return l.id == id })
-	if t.tree != nil {
-		t.tree.linksOK = false
-		delete(t.tree.views, id)
-		if t.tree.parent == id {
-			t.tree.parent = session.NodeID{} // the next heartbeat picks another
+	if ts := t.tree; ts != nil {
+		ts.linksOK = false
+		delete(ts.views, id)
+		r.lostPeer(ts, id)
+		if ts.parent == id {
+			// Cut off from the tree: another parent now, or the messages of the next heartbeat miss the subtree.
+			r.updateTree(b, name, t)
 		}
 	}
 	if !t.joined && len(t.peers) == 0 {

@@ -394,8 +394,8 @@ func TestPeersAndTopics(t *testing.T) {
 		t.Errorf("PeerSubscribed beyond MaxPeerTopics = %v, want ErrLimit", err)
 	}
 	r.Join(t0, topicA)
-	r.RemovePeer(nid(1))
-	r.PeerUnsubscribed(nid(2), topicA)
+	r.RemovePeer(t0, nid(1))
+	r.PeerUnsubscribed(t0, nid(2), topicA)
 	if eager, lazy := r.MeshPeers(topicA); len(eager)+len(lazy) != 0 {
 		t.Errorf("mesh %v %v, want empty after the peers left", eager, lazy)
 	}

@@ -22,7 +22,8 @@ type simConfig struct {
 	msgs               int
 	kill               float64
 	killAt             int
-	killRoot           bool // kill node 0, the root of the spanning tree, among the others
+	killRoot           bool // kill the root of the spanning tree among the others
+	spareRoot          bool // never kill the root of the spanning tree
 	seed               uint64
 	cfg                Config
 }
@@ -261,13 +262,17 @@ func (s *sim) publish(k int) {
 
 func (s *sim) killNodes() {
 	victims := s.rng.Perm(s.sc.n)[:int(s.sc.kill*float64(s.sc.n))]
-	if root := s.treeRoot(); s.sc.killRoot && !slices.Contains(victims, root) {
+	root := s.treeRoot()
+	if s.sc.killRoot && !slices.Contains(victims, root) {
 		victims[0] = root
+	}
+	if i := slices.Index(victims, root); s.sc.spareRoot && i >= 0 {
+		victims = slices.Delete(victims, i, i+1)
 	}
 	for _, i := range victims {
 		s.dead[i] = true
 		for _, j := range s.adj[i] {
-			s.nodes[j].RemovePeer(s.ids[i])
+			s.dispatch(j, s.nodes[j].RemovePeer(s.time(), s.ids[i]))
 		}
 	}
 }
@@ -495,6 +500,13 @@ func TestSimulationTreeSurvivesRootKill(t *testing.T) {
 	sc.msgs = 100 // the last ones go out well after the live nodes gave the dead root up (TreeStaleBeats)
 	sc.kill, sc.killAt, sc.killRoot = 0.2, 25, true
 	s := newSim(t, sc)
+	// The root's children report their lost link (a cut): every other node finds every route to the dead root
+	// cut within round trips, rather than waiting TreeStaleBeats for its beacon to stop. Two heartbeats after the
+	// kill, the live nodes agree on a new root.
+	s.run(sc.warmup + time.Duration(sc.killAt)*sc.interval + 2*sc.cfg.HeartbeatInterval)
+	if depth := s.checkTree(); s.t.Failed() {
+		t.Fatalf("two heartbeats after the root was killed, the tree is not whole again (depth %d)", depth)
+	}
 	s.runAll()
 	s.checkExactlyOnce(sc.killAt)
 	s.checkTree()
@@ -503,5 +515,32 @@ func TestSimulationTreeSurvivesRootKill(t *testing.T) {
 	t.Logf("last 10 messages: %v", last)
 	if after.deliveryRatio != 1 || last.dupPerDelivery != 0 {
 		t.Errorf("after the root was killed: %v; last 10: %v", after, last)
+	}
+}
+
+// TestSimulationTreeRepairsAtOnceAfterAKill kills 20% of the nodes of the relay's default tree (the root spared):
+// the orphans take a new parent at once and refuse the routes through the dead nodes their peers still report
+// (TreeCut), so every message published from a round trip after the kill on reaches every live node along the
+// tree, rather than the next heartbeat's repair or IHAVE/IWANT.
+func TestSimulationTreeRepairsAtOnceAfterAKill(t *testing.T) {
+	for seed := uint64(1); seed <= 6; seed++ {
+		sc := treeSim()
+		sc.cfg = DefaultRelayConfig().Router
+		sc.cfg.TreeShortcutDist = 0 // the simulation makes no connections
+		sc.minDelay, sc.maxDelay = 20*time.Millisecond, 20*time.Millisecond+1
+		sc.interval, sc.warmup, sc.seed = 100*time.Millisecond, 20*time.Second, seed
+		sc.kill, sc.killAt, sc.spareRoot = 0.2, 25, true
+		s := newSim(t, sc)
+		s.runAll()
+		s.checkExactlyOnce(sc.killAt)
+		var late []string
+		for k, sm := range s.msgs[sc.killAt+1:] {
+			if d := slices.Max(sm.arrivals); d > 200*time.Millisecond {
+				late = append(late, fmt.Sprintf("message %d after the kill took %v", k+1, d))
+			}
+		}
+		if len(late) > 0 {
+			t.Errorf("seed %d: %v", seed, late)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"math"
 	"slices"
 	"time"
 
@@ -70,6 +71,9 @@ type TreeInfo struct {
 	// Config.TreeShortcutDist from the root, in reports to its parent; in reports to its children, those of the
 	// whole tree as the reporter knows them (Config.TreeShortcutShare). Zero without shortcuts.
 	Size, Deep int
+	// Cuts lists the links of the tree the reporter knows broken lately (see TreeCut), at most maxTreeCuts. It
+	// must not be modified.
+	Cuts []TreeCut
 }
 
 // maxTreeSize bounds the node counts a report may claim (TreeInfo.Size, Deep).
@@ -139,6 +143,16 @@ type treeState struct {
 	shortcut     session.NodeID
 	shortcutBeat uint64
 	movedBeat    uint64
+	// cuts holds the broken links this node knows of, oldest first, until their heartbeat count of expiry; cutSeq
+	// numbers them as they come, and cutSent holds, per topic peer, the last one reported to it: each cut goes to
+	// each peer once. lost holds the topic peers this node lost lately (a route through one of them is as stale),
+	// and orphaned tells updateTree that the parent was lost: the new place goes to every topic peer at once, with
+	// the cut.
+	cuts     []treeCut
+	cutSeq   uint64
+	cutSent  map[session.NodeID]uint64
+	lost     []treeCut // child: the lost peer's pathID
+	orphaned bool
 }
 
 type beaconHeard struct {
@@ -222,15 +236,22 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 		info.RootRank > maxTreeRank {
 		return
 	}
-	if _, ok := p.topics[info.Topic]; !ok {
+	if _, ok := p.topics[info.Topic]; !ok || len(info.Cuts) > maxTreeCuts {
 		return
 	}
 	ts := t.tree
+	learned := false
+	for _, c := range info.Cuts {
+		if c.TTL >= 1 && r.addCut(ts, c.Parent, c.Child, r.beats+uint64(min(c.TTL, r.cutBeats()))) {
+			learned = true
+		}
+	}
+	info.Cuts = nil // taken: a view keeps none
 	prev, had := ts.views[from]
 	// A report that only advances the beacon of a root this node already takes as alive, at the same rank, changes
 	// nothing updateTree decides: most reports of a settled tree are such, and the next heartbeat runs updateTree
 	// anyway.
-	same := had && r.fresh(prev) && samePlace(prev.info, info) && (info.Root == r.cfg.Self || r.alive(ts, info.Root))
+	same := !learned && had && r.fresh(prev) && samePlace(prev.info, info) && (info.Root == r.cfg.Self || r.alive(ts, info.Root))
 	if info.Root != r.cfg.Self {
 		h, ok := ts.heard[info.Root]
 		switch {
@@ -281,33 +302,31 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 		}
 	}
 	ts.cands = cands
-	root, rank, seq := self, ts.rank, ts.beacon
-	for _, c := range cands {
-		// The rank is the one announced with the newest beacon heard of, not with a report's: a report may carry
-		// an old beacon, and with it a rank the root no longer announces.
-		if h := ts.heard[c]; outranks(h.rank, c, rank, root) {
-			root, rank, seq = c, h.rank, h.seq
-		}
-	}
-	var parent session.NodeID
-	dist := 0
 	mine := pathID(self)
+	var root session.NodeID
+	var rank, dist int
+	var seq uint64
+	var parent session.NodeID
 	var via []uint32
-	if root != self {
-		best := maxTreeDist
-		for id, v := range ts.views {
-			if !r.fresh(v) || v.info.Root != root || v.info.Parent == self || slices.Contains(v.info.Path, mine) {
-				continue
-			}
-			d := v.info.Dist + 1
-			if d < best || d == best && (id == ts.parent || parent != ts.parent && bytes.Compare(id[:], parent[:]) < 0) {
-				best, parent, via = d, id, v.info.Path
+	for {
+		root, rank, seq, dist = self, ts.rank, ts.beacon, 0
+		for _, c := range cands {
+			// The rank is the one announced with the newest beacon heard of, not with a report's: a report may
+			// carry an old beacon, and with it a rank the root no longer announces.
+			if h := ts.heard[c]; outranks(h.rank, c, rank, root) {
+				root, rank, seq = c, h.rank, h.seq
 			}
 		}
-		dist = best
-		if parent.IsZero() { // every route heard of may run through this node: be a root until a better one comes
-			root, rank, dist, seq = self, ts.rank, 0, ts.beacon
+		if root == self {
+			break
 		}
+		if parent, dist, via = r.nearestPeer(ts, root, mine); !parent.IsZero() {
+			break
+		}
+		// Every route to that root heard of runs through this node or a cut (a lost root's children report
+		// theirs, so a dead root is given up within round trips): the next best root, or this node until a
+		// better one comes.
+		cands = slices.DeleteFunc(cands, func(c session.NodeID) bool { return c == root })
 	}
 	if root == self {
 		via = nil
@@ -320,9 +339,12 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 	}
 	ts.path = extendPath(ts.path, via, mine)
 	if root == old.root && rank == old.rootRank && dist == old.dist && parent == old.parent {
+		ts.orphaned = false
 		return false // the same place: nothing to report
 	}
 	r.stats.TreeMoves++
+	orphaned := ts.orphaned
+	ts.orphaned = false
 	if ts.prompt >= maxPromptReports {
 		r.stats.TreeDamped++
 		// Damping, as BGP's minimum route advertisement interval: a node whose place keeps changing within a
@@ -332,11 +354,12 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 		return false
 	}
 	ts.prompt++
-	if root == old.root && rank == old.rootRank && dist > old.dist {
-		// A longer route to the same root: the new and the old parent hear of it now, as the links messages take
-		// depend on it, the others on the next heartbeat. Were they all told at once, a lost route would count to
-		// infinity at the speed of round trips, in a storm of reports; this way it counts a step per heartbeat
-		// until the root's beacon is found stopped (TreeStaleBeats) or a shorter route comes.
+	if root == old.root && rank == old.rootRank && dist > old.dist && !orphaned {
+		// A longer route to the same root (the parent not lost: that goes to every peer, with its cut): the new
+		// and the old parent hear of it now, as the links messages take depend on it, the others on the next
+		// heartbeat. Were they all told at once, a lost route would count to infinity at the speed of round trips,
+		// in a storm of reports; this way it counts a step per heartbeat until the root's beacon is found stopped
+		// (TreeStaleBeats), its routes cut, or a shorter route comes.
 		var to []session.NodeID
 		for _, id := range []session.NodeID{parent, old.parent} {
 			if !id.IsZero() && !slices.Contains(to, id) && slices.Contains(t.peers, id) {
@@ -352,11 +375,36 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 	return true
 }
 
+// nearestPeer returns the peer nearest root by its fresh report, the current parent on a tie, the distance
+// through it and its route's path. It skips the peers whose route runs through this node (mine) or is known broken
+// (brokenRoute; for the current parent, since parentGraceBeats). Zero if none.
+func (r *Router) nearestPeer(ts *treeState, root session.NodeID, mine uint32) (parent session.NodeID, dist int, via []uint32) {
+	dist = maxTreeDist
+	for id, v := range ts.views {
+		if !r.fresh(v) || v.info.Root != root || v.info.Parent == r.cfg.Self || slices.Contains(v.info.Path, mine) {
+			continue
+		}
+		before := uint64(math.MaxUint64)
+		if id == ts.parent {
+			before = r.beats + 1 - min(r.beats+1, parentGraceBeats)
+		}
+		if ts.brokenRoute(v.info.Path, before) {
+			continue
+		}
+		d := v.info.Dist + 1
+		if d < dist || d == dist && (id == ts.parent || parent != ts.parent && bytes.Compare(id[:], parent[:]) < 0) {
+			dist, parent, via = d, id, v.info.Path
+		}
+	}
+	return parent, dist, via
+}
+
 // reportTree sends the node's tree report to the given peers.
 func (r *Router) reportTree(b *builder, name string, t *topic, to []session.NodeID) {
 	ts := t.tree
 	for _, id := range to {
-		info := TreeInfo{Topic: name, Root: ts.root, RootRank: ts.rootRank, Seq: ts.seq, Dist: ts.dist, Path: ts.path}
+		info := TreeInfo{Topic: name, Root: ts.root, RootRank: ts.rootRank, Seq: ts.seq, Dist: ts.dist, Path: ts.path,
+			Cuts: r.cutsFor(ts, id)}
 		if r.cfg.TreeShortcutDist > 0 {
 			r.shortcutInfo(&info, t, id)
 		}
@@ -423,6 +471,7 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 			delete(ts.views, id)
 		}
 	}
+	r.expireCuts(ts)
 	for root, h := range ts.heard {
 		if r.beats-h.beat > uint64(16*r.cfg.TreeStaleBeats) {
 			delete(ts.heard, root) // by then no report of its old beacons is fresh any more
@@ -443,6 +492,11 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 	for id := range ts.reported {
 		if !slices.Contains(t.peers, id) {
 			delete(ts.reported, id)
+		}
+	}
+	for id := range ts.cutSent {
+		if !slices.Contains(t.peers, id) {
+			delete(ts.cutSent, id)
 		}
 	}
 	for _, id := range t.peers {

@@ -203,7 +203,7 @@ func TestTreeForgetsAPeerThatLeft(t *testing.T) {
 	r := treeRouter(t, 2)
 	r.HandleTree(t0, nid(1), report(1, 0, -1, 1))
 	r.HandleTree(t0, nid(2), report(1, 1, 1, 1))
-	r.RemovePeer(nid(1))
+	r.RemovePeer(t0, nid(1))
 	r.Heartbeat(t0.Add(time.Second))
 	if root, parent, dist, _ := r.TreeLinks(topicA); root != nid(1) || parent != nid(2) || dist != 2 {
 		t.Fatalf("after the parent left: parent 2 %v, dist %d", parent == nid(2), dist)
@@ -249,7 +249,7 @@ func TestTreeLinksFollowEveryChange(t *testing.T) {
 	r.HandleTree(t0, nid(3), report(1, 2, self, 1))
 	r.HandleTree(t0, nid(4), report(1, 2, self, 3))
 	want("3 and 4 are children", 1, 3, 4)
-	r.PeerUnsubscribed(nid(3), topicA)
+	r.PeerUnsubscribed(t0, nid(3), topicA)
 	want("3 left the topic", 1, 4)
 	// 4 stops reporting while the root goes on: its last report goes stale.
 	for i := 1; i <= r.cfg.TreeStaleBeats+1; i++ {
@@ -287,7 +287,7 @@ func TestTreeRankDropsOnlyAfterRankDropBeats(t *testing.T) {
 		t.Fatalf("rank %d with 24 topic peers, want 6", got)
 	}
 	for i := 13; i <= 24; i++ { // 12 peers left: rank 3
-		r.RemovePeer(nid(i))
+		r.RemovePeer(t0, nid(i))
 	}
 	for i := range rankDropBeats {
 		beat()
@@ -299,7 +299,7 @@ func TestTreeRankDropsOnlyAfterRankDropBeats(t *testing.T) {
 	addPeers(t, r, topicA, 13, 24)
 	beat()
 	for i := 13; i <= 24; i++ {
-		r.RemovePeer(nid(i))
+		r.RemovePeer(t0, nid(i))
 	}
 	for range rankDropBeats {
 		beat()

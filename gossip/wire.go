@@ -59,6 +59,7 @@ type rpcEncoder struct {
 	ihaves  pool[messages.GossipIHave]
 	prunes  pool[messages.GossipPrune]
 	trees   pool[messages.GossipTree]
+	cuts    pool[messages.GossipTreeCut]
 	encoded []*Message // encoded[i] is the message msgs.items[i] carries
 	taken   []bool     // scratch of sendAll: the sends already in an RPC
 }
@@ -87,6 +88,7 @@ func (e *rpcEncoder) begin() *messages.GossipRPC {
 	e.ihaves.reset()
 	e.prunes.reset()
 	e.trees.reset()
+	e.cuts.reset()
 	return &e.rpc
 }
 
@@ -140,6 +142,12 @@ func (e *rpcEncoder) addControl(c *Control) {
 			wt.Upstream = ti.Upstream[:]
 		}
 		wt.Size, wt.Deep = uint32(min(ti.Size, maxTreeSize)), uint32(min(ti.Deep, maxTreeSize))
+		wt.Cuts = wt.Cuts[:0]
+		for _, c := range ti.Cuts {
+			wc := e.cuts.get()
+			wc.Parent, wc.Child, wc.Ttl = c.Parent, c.Child, uint32(c.TTL)
+			wt.Cuts = append(wt.Cuts, wc)
+		}
 		w.Tree = append(w.Tree, wt)
 	}
 }
@@ -158,6 +166,7 @@ func (e *rpcEncoder) end() {
 	}
 	for _, wt := range e.trees.items {
 		wt.Root, wt.Parent, wt.Upstream, wt.Path = nil, nil, nil, nil
+		clear(wt.Cuts)
 	}
 	w := &e.control
 	clear(w.Ihave)
@@ -206,11 +215,18 @@ func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
 	}
 	for _, wt := range w.Tree {
 		root, err := session.NodeIDFromBytes(wt.Root)
-		if err != nil || wt.Dist >= maxTreeDist || wt.RootRank > maxTreeRank || len(wt.Path) > maxTreePath {
+		if err != nil || wt.Dist >= maxTreeDist || wt.RootRank > maxTreeRank || len(wt.Path) > maxTreePath ||
+			len(wt.Cuts) > maxTreeCuts {
 			continue
 		}
 		ti := TreeInfo{Topic: wt.Topic, Root: root, RootRank: int(wt.RootRank), Seq: wt.Seq, Dist: int(wt.Dist),
 			Path: wt.Path, Size: int(min(wt.Size, maxTreeSize)), Deep: int(min(wt.Deep, maxTreeSize))}
+		if len(wt.Cuts) > 0 {
+			ti.Cuts = make([]TreeCut, len(wt.Cuts))
+			for i, c := range wt.Cuts {
+				ti.Cuts[i] = TreeCut{Parent: c.Parent, Child: c.Child, TTL: int(c.Ttl)}
+			}
+		}
 		if len(wt.Parent) > 0 {
 			if ti.Parent, err = session.NodeIDFromBytes(wt.Parent); err != nil {
 				continue

@@ -22,13 +22,15 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 		Graft: []string{"a"},
 		Prune: []*messages.GossipPrune{{Topic: "a", Lazy: true}},
 		Tree: []*messages.GossipTree{
-			{Topic: "a", Root: nid(1).Bytes(), Seq: 3, Dist: 1, Parent: nid(1).Bytes(), RootRank: 7, Path: []uint32{5, 9}, Upstream: nid(4).Bytes(), Size: 30, Deep: maxTreeSize + 1},
-			{Topic: "a", Root: nid(1).Bytes(), Dist: 1, RootRank: maxTreeRank + 1}, // beyond the rank bound
-			{Topic: "a", Root: []byte{1}, Dist: 1},                                           // root is not a NodeID
-			{Topic: "a", Root: nid(1).Bytes(), Dist: maxTreeDist},                            // beyond the distance bound
-			{Topic: "a", Root: nid(1).Bytes(), Dist: 2, Parent: []byte("not a node id")},     // bad parent
-			{Topic: "a", Root: nid(1).Bytes(), Dist: 2, Path: make([]uint32, maxTreePath+1)}, // path too long
-			{Topic: "a", Root: nid(1).Bytes(), Dist: 2, Upstream: []byte{4}},                 // bad upstream
+			{Topic: "a", Root: nid(1).Bytes(), Seq: 3, Dist: 1, Parent: nid(1).Bytes(), RootRank: 7, Path: []uint32{5, 9}, Upstream: nid(4).Bytes(), Size: 30, Deep: maxTreeSize + 1,
+				Cuts: []*messages.GossipTreeCut{{Parent: 5, Child: 9, Ttl: 3}}},
+			{Topic: "a", Root: nid(1).Bytes(), Dist: 2, Cuts: make([]*messages.GossipTreeCut, maxTreeCuts+1)}, // too many cuts
+			{Topic: "a", Root: nid(1).Bytes(), Dist: 1, RootRank: maxTreeRank + 1},                            // beyond the rank bound
+			{Topic: "a", Root: []byte{1}, Dist: 1},                                                            // root is not a NodeID
+			{Topic: "a", Root: nid(1).Bytes(), Dist: maxTreeDist},                                             // beyond the distance bound
+			{Topic: "a", Root: nid(1).Bytes(), Dist: 2, Parent: []byte("not a node id")},                      // bad parent
+			{Topic: "a", Root: nid(1).Bytes(), Dist: 2, Path: make([]uint32, maxTreePath+1)},                  // path too long
+			{Topic: "a", Root: nid(1).Bytes(), Dist: 2, Upstream: []byte{4}},                                  // bad upstream
 		},
 	}
 	c := controlFromWire(w, 10)
@@ -40,7 +42,7 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 	}
 	if len(c.Tree) != 1 || c.Tree[0].Root != nid(1) || c.Tree[0].Parent != nid(1) || c.Tree[0].Seq != 3 ||
 		c.Tree[0].RootRank != 7 || !slices.Equal(c.Tree[0].Path, []uint32{5, 9}) || c.Tree[0].Upstream != nid(4) ||
-		c.Tree[0].Size != 30 || c.Tree[0].Deep != maxTreeSize {
+		c.Tree[0].Size != 30 || c.Tree[0].Deep != maxTreeSize || !slices.Equal(c.Tree[0].Cuts, []TreeCut{{Parent: 5, Child: 9, TTL: 3}}) {
 		t.Fatalf("tree entries: %+v, want only the well-formed one", c.Tree)
 	}
 	if len(c.Graft) != 1 || len(c.Prune) != 1 || !c.Prune[0].Lazy {
@@ -112,7 +114,8 @@ func TestRPCEncoderReusesItsStructsWithoutCarryingFieldsOver(t *testing.T) {
 	full := &Control{
 		IHave: []IHave{{Topic: "a", IDs: []MsgID{id1, id2}}, {Topic: "b", IDs: []MsgID{id2}}},
 		IWant: []MsgID{id1}, Graft: []string{"a"}, Prune: []Prune{{Topic: "b", Lazy: true}},
-		Tree: []TreeInfo{{Topic: "a", Root: nid(3), RootRank: 4, Seq: 5, Dist: 2, Parent: nid(4), Path: []uint32{1, 2}, Upstream: nid(5), Size: 9, Deep: 2}},
+		Tree: []TreeInfo{{Topic: "a", Root: nid(3), RootRank: 4, Seq: 5, Dist: 2, Parent: nid(4), Path: []uint32{1, 2}, Upstream: nid(5), Size: 9, Deep: 2,
+			Cuts: []TreeCut{{Parent: 7, Child: 8, TTL: 9}, {Parent: 1, Child: 2, TTL: 1}}}},
 	}
 	bare := &Control{Tree: []TreeInfo{{Topic: "b", Root: nid(6), Dist: 0}}}
 

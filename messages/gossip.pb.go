@@ -346,8 +346,11 @@ type GossipTree struct {
 	// size and deep count the nodes of the tree below the reporter, itself included, and those of them at least the
 	// shortcut distance from the root, in reports to its parent; in reports to its children, those of the whole tree
 	// as the reporter knows them. Shortcuts are taken only while the deep nodes are a small share of the tree.
-	Size          uint32 `protobuf:"varint,9,opt,name=size,proto3" json:"size,omitempty"`
-	Deep          uint32 `protobuf:"varint,10,opt,name=deep,proto3" json:"deep,omitempty"`
+	Size uint32 `protobuf:"varint,9,opt,name=size,proto3" json:"size,omitempty"`
+	Deep uint32 `protobuf:"varint,10,opt,name=deep,proto3" json:"deep,omitempty"`
+	// cuts lists links of the tree the reporter knows broken lately (a node lost its parent), at most 64: a node
+	// takes no route whose path runs through one of them, as such a route was reported before the break.
+	Cuts          []*GossipTreeCut `protobuf:"bytes,11,rep,name=cuts,proto3" json:"cuts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -452,6 +455,75 @@ func (x *GossipTree) GetDeep() uint32 {
 	return 0
 }
 
+func (x *GossipTree) GetCuts() []*GossipTreeCut {
+	if x != nil {
+		return x.Cuts
+	}
+	return nil
+}
+
+// GossipTreeCut is a broken link of a broadcast tree: the node child (first 4 bytes of its id, as in a path) lost
+// its parent. ttl is the number of heartbeats the receiver keeps it (and reports it on with one less).
+type GossipTreeCut struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Parent        uint32                 `protobuf:"fixed32,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Child         uint32                 `protobuf:"fixed32,2,opt,name=child,proto3" json:"child,omitempty"`
+	Ttl           uint32                 `protobuf:"varint,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipTreeCut) Reset() {
+	*x = GossipTreeCut{}
+	mi := &file_messages_gossip_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipTreeCut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipTreeCut) ProtoMessage() {}
+
+func (x *GossipTreeCut) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_gossip_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipTreeCut.ProtoReflect.Descriptor instead.
+func (*GossipTreeCut) Descriptor() ([]byte, []int) {
+	return file_messages_gossip_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GossipTreeCut) GetParent() uint32 {
+	if x != nil {
+		return x.Parent
+	}
+	return 0
+}
+
+func (x *GossipTreeCut) GetChild() uint32 {
+	if x != nil {
+		return x.Child
+	}
+	return 0
+}
+
+func (x *GossipTreeCut) GetTtl() uint32 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
 // GossipIHave announces message ids of one topic held by the sender.
 type GossipIHave struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -463,7 +535,7 @@ type GossipIHave struct {
 
 func (x *GossipIHave) Reset() {
 	*x = GossipIHave{}
-	mi := &file_messages_gossip_proto_msgTypes[5]
+	mi := &file_messages_gossip_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +547,7 @@ func (x *GossipIHave) String() string {
 func (*GossipIHave) ProtoMessage() {}
 
 func (x *GossipIHave) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_gossip_proto_msgTypes[5]
+	mi := &file_messages_gossip_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +560,7 @@ func (x *GossipIHave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipIHave.ProtoReflect.Descriptor instead.
 func (*GossipIHave) Descriptor() ([]byte, []int) {
-	return file_messages_gossip_proto_rawDescGZIP(), []int{5}
+	return file_messages_gossip_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GossipIHave) GetTopic() string {
@@ -516,7 +588,7 @@ type GossipPrune struct {
 
 func (x *GossipPrune) Reset() {
 	*x = GossipPrune{}
-	mi := &file_messages_gossip_proto_msgTypes[6]
+	mi := &file_messages_gossip_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +600,7 @@ func (x *GossipPrune) String() string {
 func (*GossipPrune) ProtoMessage() {}
 
 func (x *GossipPrune) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_gossip_proto_msgTypes[6]
+	mi := &file_messages_gossip_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +613,7 @@ func (x *GossipPrune) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipPrune.ProtoReflect.Descriptor instead.
 func (*GossipPrune) Descriptor() ([]byte, []int) {
-	return file_messages_gossip_proto_rawDescGZIP(), []int{6}
+	return file_messages_gossip_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GossipPrune) GetTopic() string {
@@ -585,7 +657,7 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x05iwant\x18\x02 \x03(\fR\x05iwant\x12\x14\n" +
 	"\x05graft\x18\x03 \x03(\tR\x05graft\x126\n" +
 	"\x05prune\x18\x04 \x03(\v2 .actormesh.gossip.v1.GossipPruneR\x05prune\x123\n" +
-	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"\xe9\x01\n" +
+	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"\xa1\x02\n" +
 	"\n" +
 	"GossipTree\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
@@ -598,7 +670,12 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\bupstream\x18\b \x01(\fR\bupstream\x12\x12\n" +
 	"\x04size\x18\t \x01(\rR\x04size\x12\x12\n" +
 	"\x04deep\x18\n" +
-	" \x01(\rR\x04deep\"5\n" +
+	" \x01(\rR\x04deep\x126\n" +
+	"\x04cuts\x18\v \x03(\v2\".actormesh.gossip.v1.GossipTreeCutR\x04cuts\"O\n" +
+	"\rGossipTreeCut\x12\x16\n" +
+	"\x06parent\x18\x01 \x01(\aR\x06parent\x12\x14\n" +
+	"\x05child\x18\x02 \x01(\aR\x05child\x12\x10\n" +
+	"\x03ttl\x18\x03 \x01(\rR\x03ttl\"5\n" +
 	"\vGossipIHave\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\fR\x03ids\"7\n" +
@@ -618,28 +695,30 @@ func file_messages_gossip_proto_rawDescGZIP() []byte {
 	return file_messages_gossip_proto_rawDescData
 }
 
-var file_messages_gossip_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_messages_gossip_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_messages_gossip_proto_goTypes = []any{
 	(*GossipRPC)(nil),          // 0: actormesh.gossip.v1.GossipRPC
 	(*GossipSubscription)(nil), // 1: actormesh.gossip.v1.GossipSubscription
 	(*GossipMessage)(nil),      // 2: actormesh.gossip.v1.GossipMessage
 	(*GossipControl)(nil),      // 3: actormesh.gossip.v1.GossipControl
 	(*GossipTree)(nil),         // 4: actormesh.gossip.v1.GossipTree
-	(*GossipIHave)(nil),        // 5: actormesh.gossip.v1.GossipIHave
-	(*GossipPrune)(nil),        // 6: actormesh.gossip.v1.GossipPrune
+	(*GossipTreeCut)(nil),      // 5: actormesh.gossip.v1.GossipTreeCut
+	(*GossipIHave)(nil),        // 6: actormesh.gossip.v1.GossipIHave
+	(*GossipPrune)(nil),        // 7: actormesh.gossip.v1.GossipPrune
 }
 var file_messages_gossip_proto_depIdxs = []int32{
 	1, // 0: actormesh.gossip.v1.GossipRPC.subscriptions:type_name -> actormesh.gossip.v1.GossipSubscription
 	3, // 1: actormesh.gossip.v1.GossipRPC.control:type_name -> actormesh.gossip.v1.GossipControl
 	2, // 2: actormesh.gossip.v1.GossipRPC.messages:type_name -> actormesh.gossip.v1.GossipMessage
-	5, // 3: actormesh.gossip.v1.GossipControl.ihave:type_name -> actormesh.gossip.v1.GossipIHave
-	6, // 4: actormesh.gossip.v1.GossipControl.prune:type_name -> actormesh.gossip.v1.GossipPrune
+	6, // 3: actormesh.gossip.v1.GossipControl.ihave:type_name -> actormesh.gossip.v1.GossipIHave
+	7, // 4: actormesh.gossip.v1.GossipControl.prune:type_name -> actormesh.gossip.v1.GossipPrune
 	4, // 5: actormesh.gossip.v1.GossipControl.tree:type_name -> actormesh.gossip.v1.GossipTree
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	5, // 6: actormesh.gossip.v1.GossipTree.cuts:type_name -> actormesh.gossip.v1.GossipTreeCut
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_messages_gossip_proto_init() }
@@ -653,7 +732,7 @@ func file_messages_gossip_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_gossip_proto_rawDesc), len(file_messages_gossip_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

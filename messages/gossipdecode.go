@@ -24,8 +24,9 @@ import (
 // backing array.
 //
 // Only the well-formed common shape is decoded by hand. Anything else (an unknown field, a known field with another
-// wire type, a repeated control field, which proto merges, a string that is not UTF-8, an unpacked path, malformed
-// bytes) is handed to proto.Unmarshal, whose verdict it returns.
+// wire type, a repeated control field, which proto merges, a string that is not UTF-8, an unpacked path, a tree
+// report's cuts, which only follow a failure, malformed bytes) is handed to proto.Unmarshal, whose verdict it
+// returns.
 func UnmarshalGossipRPC(b []byte) (*GossipRPC, error) {
 	if m, ok := unmarshalGossipRPCFast(b); ok {
 		return m, nil

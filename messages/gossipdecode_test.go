@@ -182,6 +182,8 @@ func malformedRPCs(t testing.TB) map[string][]byte {
 		"field number above max": protowire.AppendVarint(protowire.AppendVarint(nil, uint64(protowire.MaxValidNumber+1)<<3), 1),
 		"unpacked path":          tree(protowire.AppendFixed32(tag(nil, 7, protowire.Fixed32Type), 7)),
 		"odd packed path":        tree(bytesField(nil, 7, []byte{1, 2, 3})),
+		"tree cuts": marshal(t, &GossipRPC{Control: &GossipControl{Tree: []*GossipTree{{Topic: "a", Root: testID(1, 32),
+			Cuts: []*GossipTreeCut{{Parent: 1, Child: 2, Ttl: 9}, {Parent: 3, Child: 4}}}}}}),
 	}
 }
 

@@ -26,6 +26,10 @@ type BroadcastReport struct {
 	P90Ms         float64 `json:"p90_ms"`
 	P99Ms         float64 `json:"p99_ms"`
 	P100Ms        float64 `json:"p100_ms"`
+	// SlowMessages counts the messages whose p100 was more than twice the median p100 (or that some live node
+	// never received): those a broken tree link made wait for the lazy repair (IHAVE/IWANT), as after a kill. The
+	// median hides them while they are fewer than half.
+	SlowMessages int `json:"slow_messages"`
 	// Deliveries counts messages handed to subscribers of nodes other than the publisher.
 	Deliveries int `json:"deliveries"`
 	// HandlerDuplicates counts handler calls for a message the handler had already seen (must be 0).
@@ -54,6 +58,9 @@ type BroadcastReport struct {
 	// nodes whose place kept changing.
 	TreeMovesPerNode float64 `json:"tree_moves_per_node"`
 	TreeDamped       int     `json:"tree_damped"`
+	// TreeCutsPerNode is the broken tree links (gossip.TreeCut) per surviving node it found or heard of during the
+	// publications: ~0 on a settled network; after a kill, about the links it cut.
+	TreeCutsPerNode float64 `json:"tree_cuts_per_node"`
 	// TreeShortcutsBefore and TreeShortcutsWindow count the shortcut connections asked for
 	// (gossip.Config.TreeShortcutDist) before the publications and during them.
 	TreeShortcutsBefore int `json:"tree_shortcuts_before"`
@@ -192,7 +199,13 @@ func summarize(rep *BroadcastReport, sims []*simNode, publisher []int, published
 		}
 		return math.Round(x*100) / 100
 	}
+	all := slices.Clone(pct[1])
 	rep.P50Ms, rep.P90Ms, rep.P99Ms, rep.P100Ms = median(pct[0.5]), median(pct[0.9]), median(pct[0.99]), median(pct[1])
+	for _, v := range all {
+		if rep.P100Ms > 0 && v > 2*rep.P100Ms {
+			rep.SlowMessages++
+		}
+	}
 }
 
 // detail collects the raw data of the run, counting deliveries as summarize does: to the nodes alive at the end,

@@ -384,6 +384,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		rep.TreeReportsPerDelivery = float64(window.TreeReports) / d
 		rep.TreeMovesPerNode = float64(window.TreeMoves) / float64(max(counted, 1))
 		rep.TreeDamped = int(window.TreeDamped)
+		rep.TreeCutsPerNode = float64(window.TreeCuts) / float64(max(counted, 1))
 	}
 	if sc.BeforeClose != nil {
 		sc.BeforeClose(nodes)
@@ -502,6 +503,7 @@ func windowTotals(before, after []*gossip.RelayStats) (t gossip.Stats, verified 
 		t.TreeReports += a.TreeReports - b.TreeReports
 		t.TreeMoves += a.TreeMoves - b.TreeMoves
 		t.TreeDamped += a.TreeDamped - b.TreeDamped
+		t.TreeCuts += a.TreeCuts - b.TreeCuts
 		t.TreeShortcuts += a.TreeShortcuts - b.TreeShortcuts
 	}
 	return t, verified, nodes

@@ -215,6 +215,7 @@ func broadcastRows(r testkit.BroadcastReport) [][2]string {
 		{"published", fmt.Sprintf("%d of %d", r.Published, r.Messages)},
 		{"delivery ratio", fmt.Sprintf("%.4f", r.DeliveryRatio)},
 		{"delay p50 / p90 / p99 / p100 (ms)", fmt.Sprintf("%s / %s / %s / %s", pct(r.P50Ms), pct(r.P90Ms), pct(r.P99Ms), pct(r.P100Ms))},
+		{"messages slower than twice the p100", fmt.Sprint(r.SlowMessages)},
 		{"hops mean / max", fmt.Sprintf("%.2f / %d", r.MeanHops, r.MaxHops)},
 		{"duplicates per delivery", fmt.Sprintf("%.3f", r.DupPerDelivery)},
 		{"IHAVE / IWANT ids per delivery", fmt.Sprintf("%.2f / %.3f", r.IHavePerDelivery, r.IWantPerDelivery)},

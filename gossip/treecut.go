@@ -1,0 +1,124 @@
+package gossip
+
+import (
+	"slices"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// Root-cause notices: after a failure, the nodes below it are told which tree link broke, so that they do not try,
+// one after the other, the stale routes their peers still report (docs/ARCHITECTURE.md, "Keeping the tree sound").
+
+// TreeCut is a link of a topic's tree found broken: the node Child lost its parent Parent (both named as in a
+// path, see pathID). A route reported before the break may still run through it: a node that knows of the cut
+// takes no such route (a root-cause notice, as BGP-RCN's), so that after a failure the nodes below it do not try,
+// one after the other, the stale routes of their peers (path exploration). TTL is the number of heartbeats the
+// receiver keeps it; it reports it on with one less.
+type TreeCut struct {
+	Parent, Child uint32
+	TTL           int
+}
+
+// maxTreeCuts bounds the cuts a node keeps and reports (a report with more is ignored); the oldest go first. A
+// failure of 20% of 200 nodes cuts about 40 links.
+const maxTreeCuts = 64
+
+// maxLostPeers bounds the topic peers a node remembers it lost lately (treeState.lost); the oldest go first.
+const maxLostPeers = 16
+
+type treeCut struct {
+	parent, child uint32
+	expires       uint64 // heartbeat count
+	at            uint64 // heartbeat count when it came
+	seq           uint64 // treeState.cutSeq when it came
+}
+
+// parentGraceBeats is how many heartbeat counts a node keeps a parent whose route runs through a cut (or a lost
+// peer) it heard of since: below a cut, the parent still reports its route from before the cut until the news
+// comes down to it (a longer route reaches the children on the next heartbeat) while the part of the tree it
+// hangs from reattaches, and the nodes that moved away from it meanwhile would only churn the tree.
+const parentGraceBeats = 2
+
+// brokenRoute tells whether a route's path runs through a link known broken (TreeCut) or through a topic peer this
+// node lost lately, except as the path's first node (a route to a root this node lost its own connection to is
+// sound), counting only the cuts and losses that came before heartbeat count before.
+func (ts *treeState) brokenRoute(path []uint32, before uint64) bool {
+	if len(ts.cuts) == 0 && len(ts.lost) == 0 {
+		return false
+	}
+	for i := 1; i < len(path); i++ {
+		for _, c := range ts.lost {
+			if c.child == path[i] && c.at < before {
+				return true
+			}
+		}
+		for _, c := range ts.cuts {
+			if c.child == path[i] && c.parent == path[i-1] && c.at < before {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cutBeats is how many heartbeats a node that lost its parent has the cut reported: twice TreeStaleBeats, as a
+// report from before the cut stays fresh that long and the cut takes heartbeats to reach every node.
+func (r *Router) cutBeats() int { return 2 * r.cfg.TreeStaleBeats }
+
+// addCut records a broken link until heartbeat count expires. It tells whether the link was new.
+func (r *Router) addCut(ts *treeState, parent, child uint32, expires uint64) bool {
+	for _, c := range ts.cuts {
+		if c.parent == parent && c.child == child {
+			return false
+		}
+	}
+	if len(ts.cuts) >= maxTreeCuts {
+		ts.cuts = slices.Delete(ts.cuts, 0, 1)
+	}
+	ts.cutSeq++
+	ts.cuts = append(ts.cuts, treeCut{parent: parent, child: child, expires: expires, at: r.beats, seq: ts.cutSeq})
+	r.stats.TreeCuts++
+	return true
+}
+
+// lostPeer records that a topic peer was lost (its connection closed or it left the topic), and if it was the
+// parent, the cut, which the new place is reported with to every topic peer.
+func (r *Router) lostPeer(ts *treeState, id session.NodeID) {
+	pid := pathID(id)
+	ts.lost = slices.DeleteFunc(ts.lost, func(c treeCut) bool { return c.child == pid })
+	if len(ts.lost) >= maxLostPeers {
+		ts.lost = slices.Delete(ts.lost, 0, 1)
+	}
+	ts.lost = append(ts.lost, treeCut{child: pid, expires: r.beats + uint64(r.cfg.TreeStaleBeats), at: r.beats})
+	if id == ts.parent {
+		r.addCut(ts, pid, pathID(r.cfg.Self), r.beats+uint64(r.cutBeats()))
+		ts.orphaned = true
+	}
+}
+
+// expireCuts forgets the cuts and lost peers whose time is over.
+func (r *Router) expireCuts(ts *treeState) {
+	over := func(c treeCut) bool { return c.expires <= r.beats }
+	ts.cuts = slices.DeleteFunc(ts.cuts, over)
+	ts.lost = slices.DeleteFunc(ts.lost, over)
+}
+
+// cutsFor returns the cuts a report to peer id carries: those not reported to it yet, each with one heartbeat less
+// than this node keeps it (none that would arrive with none left).
+func (r *Router) cutsFor(ts *treeState, id session.NodeID) []TreeCut {
+	sent := ts.cutSent[id]
+	if sent == ts.cutSeq {
+		return nil
+	}
+	if ts.cutSent == nil {
+		ts.cutSent = make(map[session.NodeID]uint64)
+	}
+	ts.cutSent[id] = ts.cutSeq
+	var out []TreeCut
+	for _, c := range ts.cuts {
+		if c.seq > sent && c.expires > r.beats+1 {
+			out = append(out, TreeCut{Parent: c.parent, Child: c.child, TTL: int(c.expires-r.beats) - 1})
+		}
+	}
+	return out
+}
