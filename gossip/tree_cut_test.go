@@ -132,15 +132,22 @@ func TestTreeCutsAreBounded(t *testing.T) {
 	if len(ts.cuts) != 0 || ts.seq != 5 {
 		t.Fatalf("a report with %d cuts was taken (%d cuts kept, beacon %d)", len(many.Cuts), len(ts.cuts), ts.seq)
 	}
-	// Reports of up to maxTreeCuts each: the node keeps the newest maxTreeCuts.
+	// Reports of up to maxTreeCuts each: the node keeps the first maxTreeCuts and takes no more until they expire.
 	for k := range 3 {
 		next := via(1, 0, uint64(7+k), 1)
 		for i := range maxTreeCuts {
-			next.Cuts = append(next.Cuts, TreeCut{Parent: uint32(k), Child: uint32(i), TTL: 5})
+			next.Cuts = append(next.Cuts, TreeCut{Parent: uint32(k), Child: uint32(i), TTL: 5 - k})
 		}
 		r.HandleTree(t0, nid(1), next)
 	}
-	if len(ts.cuts) != maxTreeCuts || ts.cuts[0].parent != 2 {
-		t.Fatalf("%d cuts kept, the oldest from report %d; want %d, all from the last report", len(ts.cuts), ts.cuts[0].parent, maxTreeCuts)
+	if len(ts.cuts) != maxTreeCuts || ts.cuts[0].parent != 0 || ts.cuts[maxTreeCuts-1].parent != 0 {
+		t.Fatalf("%d cuts kept, from reports %d..%d; want %d, all from the first", len(ts.cuts), ts.cuts[0].parent,
+			ts.cuts[len(ts.cuts)-1].parent, maxTreeCuts)
+	}
+	for i := 1; i <= 5; i++ {
+		r.Heartbeat(t0.Add(time.Duration(i) * time.Second))
+	}
+	if len(ts.cuts) != 0 {
+		t.Fatalf("%d cuts kept after their time", len(ts.cuts))
 	}
 }

@@ -19,9 +19,10 @@ type TreeCut struct {
 	TTL           int
 }
 
-// maxTreeCuts bounds the cuts a node keeps and reports (a report with more is ignored); the oldest go first. A
-// failure of 20% of 200 nodes cuts about 40 links.
-const maxTreeCuts = 64
+// maxTreeCuts bounds the cuts a node keeps and reports (a report with more is ignored). A node that keeps as many
+// takes no more until some expire: were the oldest dropped for them, a cut dropped and heard of again would count
+// as news, go round again and move nodes again. A failure of 20% of 200 nodes cuts 40-60 links.
+const maxTreeCuts = 128
 
 // maxLostPeers bounds the topic peers a node remembers it lost lately (treeState.lost); the oldest go first.
 const maxLostPeers = 16
@@ -73,7 +74,7 @@ func (r *Router) addCut(ts *treeState, parent, child uint32, expires uint64) boo
 		}
 	}
 	if len(ts.cuts) >= maxTreeCuts {
-		ts.cuts = slices.Delete(ts.cuts, 0, 1)
+		return false
 	}
 	ts.cutSeq++
 	ts.cuts = append(ts.cuts, treeCut{parent: parent, child: child, expires: expires, at: r.beats, seq: ts.cutSeq})

@@ -348,7 +348,7 @@ type GossipTree struct {
 	// as the reporter knows them. Shortcuts are taken only while the deep nodes are a small share of the tree.
 	Size uint32 `protobuf:"varint,9,opt,name=size,proto3" json:"size,omitempty"`
 	Deep uint32 `protobuf:"varint,10,opt,name=deep,proto3" json:"deep,omitempty"`
-	// cuts lists links of the tree the reporter knows broken lately (a node lost its parent), at most 64: a node
+	// cuts lists links of the tree the reporter knows broken lately (a node lost its parent), at most 128: a node
 	// takes no route whose path runs through one of them, as such a route was reported before the break.
 	Cuts          []*GossipTreeCut `protobuf:"bytes,11,rep,name=cuts,proto3" json:"cuts,omitempty"`
 	unknownFields protoimpl.UnknownFields
