@@ -348,6 +348,21 @@ func TestGossipDeliversAfterTwentyPercentKilled(t *testing.T) {
 			live = append(live, i)
 		}
 	}
+	// The survivors whose tree parent dies take another at once and report the broken link (a TreeCut).
+	orphans := make(map[int]bool)
+	index := make(map[session.NodeID]int)
+	for i, nd := range nw.Nodes {
+		index[nd.ID()] = i
+	}
+	for _, i := range live {
+		info, err := nw.Nodes[i].Topic(ctxTimeout(t, 5*time.Second), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, ok := index[info.Parent]; ok && !info.Parent.IsZero() && dead[p] {
+			orphans[i] = true
+		}
+	}
 	killStart := time.Now()
 	for i := range dead {
 		trs[i].Kill()
@@ -373,6 +388,7 @@ func TestGossipDeliversAfterTwentyPercentKilled(t *testing.T) {
 	marker := publish(t, nw.Nodes[live[rng.IntN(len(live))]], topic, "marker", true)
 	waitDelivered(t, boxes, live, []gossip.MsgID{marker}, 10*time.Second, "every live node delivered the marker")
 	checkExactlyOnce(t, boxes, live, slices.Concat(before, after, []gossip.MsgID{marker}), false)
+	var cuts uint64
 	for _, i := range live {
 		st, err := nw.Nodes[i].GossipStats(ctxTimeout(t, 5*time.Second))
 		if err != nil {
@@ -381,7 +397,15 @@ func TestGossipDeliversAfterTwentyPercentKilled(t *testing.T) {
 		if want := uint64(len(before) + len(after) + 1); (st.Router.Delivered != want || st.DeliveryDropped != 0) && !t.Failed() {
 			t.Errorf("node %d: delivered %d (want %d), dropped deliveries %d", i, st.Router.Delivered, want, st.DeliveryDropped)
 		}
+		if orphans[i] && st.Router.TreeCuts == 0 {
+			t.Errorf("node %d lost its tree parent in the kill but found no cut", i)
+		}
+		cuts += st.Router.TreeCuts
 	}
+	if len(orphans) > 0 && cuts <= uint64(len(orphans)) {
+		t.Errorf("%d cuts found or heard of on the live nodes, %d orphans: no cut crossed the wire", cuts, len(orphans))
+	}
+	t.Logf("%d orphans, %d cuts on the live nodes", len(orphans), cuts)
 	t.Logf("%d edges; 20 messages + marker delivered to %d live nodes %v after the kill; test took %v",
 		len(edges), len(live), time.Since(killStart), time.Since(start))
 }
