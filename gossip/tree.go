@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -338,13 +339,12 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 		ts.movedBeat = r.beats
 	}
 	ts.path = extendPath(ts.path, via, mine)
+	orphaned := ts.orphaned
+	ts.orphaned = false
 	if root == old.root && rank == old.rootRank && dist == old.dist && parent == old.parent {
-		ts.orphaned = false
 		return false // the same place: nothing to report
 	}
 	r.stats.TreeMoves++
-	orphaned := ts.orphaned
-	ts.orphaned = false
 	if ts.prompt >= maxPromptReports {
 		r.stats.TreeDamped++
 		// Damping, as BGP's minimum route advertisement interval: a node whose place keeps changing within a
@@ -489,16 +489,9 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 		r.reportTree(b, name, t, t.peers)
 		return
 	}
-	for id := range ts.reported {
-		if !slices.Contains(t.peers, id) {
-			delete(ts.reported, id)
-		}
-	}
-	for id := range ts.cutSent {
-		if !slices.Contains(t.peers, id) {
-			delete(ts.cutSent, id)
-		}
-	}
+	gone := func(id session.NodeID, _ uint64) bool { return !slices.Contains(t.peers, id) }
+	maps.DeleteFunc(ts.reported, gone)
+	maps.DeleteFunc(ts.cutSent, gone)
 	for _, id := range t.peers {
 		if b.ctl[id] != nil || r.beats-ts.reported[id] >= r.reportPeriod(t, id) {
 			r.reportTree(b, name, t, []session.NodeID{id})
