@@ -78,7 +78,7 @@ type Config struct {
 
 	// Tree makes the eager links of each joined topic follow a spanning tree rooted at the topic's live node of
 	// the highest rank (with TreeRanked, its topic peers in steps of four, see TreeRank; 0 otherwise), then the
-	// smallest id: every node reports its (root, root's rank, root beacon, distance, whether the receiver is its
+	// smallest id; a node of a root's tree takes the root over only past one step above its rank: every node reports its (root, root's rank, root beacon, distance, whether the receiver is its
 	// parent, a filter of the nodes on its route) to its topic peers at least every second heartbeat and takes as
 	// parent the peer closest to the root whose route does not run through itself, so the tree is a breadth-first
 	// tree over all topic peers and a message crosses at most twice its depth. Duplicates are then not needed to

@@ -415,24 +415,40 @@ func TestSimulationDeterministic(t *testing.T) {
 	}
 }
 
-// treeRoot returns the live node that should root the tree: the highest rank, then the smallest id (ids grow
-// with the index).
+// treeRoot returns the live node most live nodes take as their tree's root, -1 if none.
 func (s *sim) treeRoot() int {
+	votes := make(map[int]int)
 	root := -1
 	for i, r := range s.nodes {
-		if !s.dead[i] && (root < 0 || r.TreeRank(simTopic) > s.nodes[root].TreeRank(simTopic)) {
-			root = i
+		if s.dead[i] {
+			continue
+		}
+		got, _, _, _ := r.TreeLinks(simTopic)
+		if j, ok := s.index[got]; ok && !s.dead[j] {
+			if votes[j]++; root < 0 || votes[j] > votes[root] {
+				root = j
+			}
 		}
 	}
 	return root
 }
 
-// checkTree asserts that the live nodes agree on one root, the live node of the highest rank and then the smallest
-// id, and that their parents form a tree over live links whose distances are consistent. It returns the tree's
-// depth.
+// checkTree asserts that the live nodes agree on one live root that no live node outranks by more than
+// rootIncumbency steps, and that their parents form a tree over live links whose distances are consistent. It
+// returns the tree's depth.
 func (s *sim) checkTree() int {
 	s.t.Helper()
 	root := s.treeRoot()
+	if root < 0 {
+		s.t.Errorf("no live node is taken as the root")
+		return 0
+	}
+	for i, r := range s.nodes {
+		if !s.dead[i] && r.TreeRank(simTopic) > s.nodes[root].TreeRank(simTopic)+rootIncumbency {
+			s.t.Errorf("node %d of rank %d did not take over root %d of rank %d", i, r.TreeRank(simTopic), root,
+				s.nodes[root].TreeRank(simTopic))
+		}
+	}
 	depth := 0
 	for i, r := range s.nodes {
 		if s.dead[i] {

@@ -28,6 +28,14 @@ const (
 // change, several changes per kill).
 const rankDropBeats = 5
 
+// rootIncumbency is how many rank steps a node of a root's tree may exceed the root's announced rank by and still
+// stay in its tree: it takes the root over only once its rank is higher still. A root compared with another root
+// (two trees meeting, or a node that roots its own tree after its root was lost) has no such edge: the higher
+// rank, then the smallest id. Ranks rise at once, and after a failure the peers of some nodes grow back beyond
+// their count before (the orphans redial): without this edge, such a node took the root over a second or two
+// after the failure and every node of the tree moved again (node sim --kill 0.2: one run in ten or so).
+const rootIncumbency = 1
+
 // maxHeardRoots bounds the roots a node keeps the beacon of (see treeState.heard); reports of further roots are
 // ignored until some are forgotten.
 const maxHeardRoots = 1024
@@ -309,12 +317,19 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 	var seq uint64
 	var parent session.NodeID
 	var via []uint32
+	incumbent := ts.root == self
 	for {
 		root, rank, seq, dist = self, ts.rank, ts.beacon, 0
 		for _, c := range cands {
 			// The rank is the one announced with the newest beacon heard of, not with a report's: a report may
 			// carry an old beacon, and with it a rank the root no longer announces.
-			if h := ts.heard[c]; outranks(h.rank, c, rank, root) {
+			h := ts.heard[c]
+			if root == self && !incumbent {
+				// This node is in another root's tree: it takes the root over only past rootIncumbency steps.
+				if h.rank+rootIncumbency >= rank {
+					root, rank, seq = c, h.rank, h.seq
+				}
+			} else if outranks(h.rank, c, rank, root) {
 				root, rank, seq = c, h.rank, h.seq
 			}
 		}

@@ -353,6 +353,45 @@ func TestTreeHangsFromTheBestConnectedNode(t *testing.T) {
 	}
 }
 
+// TestTreeRootKeepsItsPlaceAgainstANodeOneStepAbove checks that a node of a root's tree whose rank rises one step
+// above the root's stays in its tree (rootIncumbency), and takes the root over one step later.
+func TestTreeRootKeepsItsPlaceAgainstANodeOneStepAbove(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Tree, cfg.TreeRanked, cfg.Self = true, true, nid(self)
+	r := joined(t, cfg, 16)
+	now, seq := t0, uint64(5)
+	beat := func() {
+		seq++
+		ti := report(1, 0, -1, seq)
+		ti.RootRank = 4
+		r.HandleTree(now, nid(1), ti)
+		now = now.Add(time.Second)
+		r.Heartbeat(now)
+	}
+	beat()
+	if root, _, _, _ := r.TreeLinks(topicA); root != nid(1) || r.TreeRank(topicA) != 4 {
+		t.Fatalf("rank %d with 16 topic peers: root 1 of the same rank and a smaller id not taken", r.TreeRank(topicA))
+	}
+	addPeers(t, r, topicA, 17, 21) // past the step edge (treeRank)
+	beat()
+	beat()
+	if root, _, _, _ := r.TreeLinks(topicA); root != nid(1) || r.TreeRank(topicA) != 5 {
+		t.Fatalf("rank %d, one step above the root's 4: it took the root over (%v)", r.TreeRank(topicA), root != nid(1))
+	}
+	addPeers(t, r, topicA, 22, 25)
+	beat()
+	if root, parent, _, _ := r.TreeLinks(topicA); root != nid(self) || !parent.IsZero() || r.TreeRank(topicA) != 6 {
+		t.Fatalf("rank %d, two steps above the root's 4: the root was not taken over", r.TreeRank(topicA))
+	}
+	// Now a root itself, it is compared with the other root as an equal: the higher rank, then the smaller id.
+	ti := report(1, 0, -1, seq+1)
+	ti.RootRank = 6
+	r.HandleTree(now, nid(1), ti)
+	if root, _, _, _ := r.TreeLinks(topicA); root != nid(1) {
+		t.Fatal("a root of the same rank and a smaller id did not win")
+	}
+}
+
 func TestTreeReportsRideOnOtherControlBetweenPeriodicReports(t *testing.T) {
 	r := treeRouter(t, 3) // peer 1 is the root and this node's parent, peers 2 and 3 are not tree links
 	r.HandleTree(t0, nid(1), report(1, 0, -1, 1))
