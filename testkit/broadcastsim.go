@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,8 +40,11 @@ type BroadcastScenario struct {
 	Latency, Jitter time.Duration
 	Loss            float64
 	// Kill is the share of nodes killed (abruptly) halfway through the publications (default 0). The bootnode and
-	// publishers are drawn from the survivors.
-	Kill float64
+	// publishers are drawn from the survivors. KillRoot makes the kill take the root of the topic's tree (the one
+	// most nodes follow, the bootnode even) in place of one of the drawn nodes: the worst case of a kill, which a
+	// random kill hits now and then.
+	Kill     float64
+	KillRoot bool
 	// ReadyTimeout bounds the wait for every node to have a mesh link on the topic (default 2m); DrainTimeout the
 	// wait for deliveries after the last publication (default 10s).
 	ReadyTimeout, DrainTimeout time.Duration
@@ -104,6 +108,8 @@ func (s *BroadcastScenario) defaults() error {
 		return fmt.Errorf("broadcast scenario: transport %q: want mem or tcp", s.Transport)
 	case s.Kill < 0 || s.Kill >= 1 || s.Loss < 0 || s.Loss > 1 || s.MinReady < 0 || s.MinReady > 1:
 		return errors.New("broadcast scenario: want 0 <= Kill < 1, 0 <= Loss <= 1 and 0 <= MinReady <= 1")
+	case s.KillRoot && s.Kill == 0:
+		return errors.New("broadcast scenario: KillRoot needs a Kill share")
 	case s.Latency < 0 || s.Jitter < 0 || s.Settle < 0 || s.Idle < 0:
 		return errors.New("broadcast scenario: negative latency, jitter, settle or idle time")
 	}
@@ -318,7 +324,13 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	defer tick.Stop()
 	for m := range sc.Messages {
 		if m == killAt {
-			rep.Killed = killSome(sims, sc.Kill, rng)
+			victims := drawVictims(len(sims), sc.Kill, rng)
+			if sc.KillRoot {
+				if victims, err = withRoot(ctx, sims, victims); err != nil {
+					return rep, err
+				}
+			}
+			rep.Killed = kill(sims, victims)
 			progress(fmt.Sprintf("killed %d nodes", rep.Killed))
 		}
 		p := pickLive(sims, rng)
@@ -535,18 +547,47 @@ func liveNodes(sims []*simNode) []*actors.Node {
 	return out
 }
 
-// killSome kills a share of the nodes other than the bootnode: their connections are reset at once, then they are
-// closed in the background.
-func killSome(sims []*simNode, share float64, rng *rand.Rand) int {
-	k := int(math.Round(share * float64(len(sims))))
-	order := rng.Perm(len(sims) - 1)
-	for _, i := range order[:min(k, len(order))] {
-		s := sims[i+1]
+// drawVictims draws a share of n nodes other than the bootnode (node 0) to kill.
+func drawVictims(n int, share float64, rng *rand.Rand) []int {
+	order := rng.Perm(n - 1)
+	victims := order[:min(int(math.Round(share*float64(n))), len(order))]
+	for i := range victims {
+		victims[i]++
+	}
+	return victims
+}
+
+// withRoot returns victims with the root most live nodes follow in place of the last drawn node, unless it is one
+// already.
+func withRoot(ctx context.Context, sims []*simNode, victims []int) ([]int, error) {
+	votes := make(map[session.NodeID]int)
+	var root session.NodeID
+	for _, s := range sims {
+		info, err := s.node.Topic(ctx, simTopic)
+		if err != nil {
+			return nil, fmt.Errorf("reading the tree's root: %w", err)
+		}
+		if votes[info.Root]++; votes[info.Root] > votes[root] {
+			root = info.Root
+		}
+	}
+	for i, s := range sims {
+		if s.node.ID() == root && len(victims) > 0 && !slices.Contains(victims, i) {
+			victims[len(victims)-1] = i
+		}
+	}
+	return victims, nil
+}
+
+// kill kills the victims: their connections are reset at once, then they are closed in the background.
+func kill(sims []*simNode, victims []int) int {
+	for _, i := range victims {
+		s := sims[i]
 		s.dead.Store(true)
 		s.killer()
 		go func() { _ = s.node.Close() }() // closeAll waits for it: Close is idempotent and blocks until done
 	}
-	return min(k, len(order))
+	return len(victims)
 }
 
 func pickLive(sims []*simNode, rng *rand.Rand) int {

@@ -47,6 +47,9 @@ func newSimCmd() *cobra.Command {
 			if sc.Kill < 0 || sc.Kill >= 1 || sc.Loss < 0 || sc.Loss > 1 || sc.MinReady <= 0 || sc.MinReady > 1 {
 				return usagef("want 0 <= -kill < 1, 0 <= -loss <= 1 and 0 < -min-ready <= 1")
 			}
+			if sc.KillRoot && sc.Kill == 0 {
+				return usagef("-kill-root needs -kill")
+			}
 			if sc.Transport == "tcp" && (sc.Jitter != 0 || sc.Loss != 0) {
 				return usagef("-jitter and -loss are emulated by the in-memory transport only (-transport mem)")
 			}
@@ -105,6 +108,7 @@ func newSimCmd() *cobra.Command {
 	f.Float64Var(&sc.Loss, "loss", 0, "share of writes delayed by a retransmission (mem transport)")
 	f.StringVar(&sc.Transport, "transport", "mem", "mem (in-memory, emulated links) or tcp (sockets on 127.0.0.1)")
 	f.Float64Var(&sc.Kill, "kill", 0, "share of nodes killed halfway through the publications")
+	f.BoolVar(&sc.KillRoot, "kill-root", false, "make -kill take the root of the topic's tree (the one most nodes follow) in place of one of the drawn nodes: the worst case of a kill")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "longest wait for every node to join the topic")
 	f.Float64Var(&sc.MinReady, "min-ready", 1, "share of nodes that must have joined the topic when -timeout ends to go on (the others count as missed deliveries)")
 	f.DurationVar(&sc.Settle, "settle", 40*time.Second, "time the network runs after the meshes formed, before -idle "+

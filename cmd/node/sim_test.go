@@ -123,12 +123,22 @@ func TestSimBroadcastKillKeepsDelivering(t *testing.T) {
 	if r.Killed != 4 || r.Published != 20 || r.DeliveryRatio != 1 {
 		t.Fatalf("with 20%% killed: %+v", r)
 	}
+	// With -kill-root the kill takes the tree's root: every survivor takes another root.
+	r, _ = simJSON(t, "-n", "20", "-degree", "4", "-messages", "20", "-interval", "50ms", "-latency", "2ms",
+		"-kill", "0.2", "-kill-root", "-seed", "7", "-settle", "0", "-idle", "0", "-json")
+	if r.Killed != 4 || r.Published != 20 || r.DeliveryRatio != 1 {
+		t.Fatalf("with 20%% killed, the root among them: %+v", r)
+	}
+	if r.TreeMovesPerNode < 1 {
+		t.Fatalf("the root's kill moved the survivors %.2f times each, want at least once", r.TreeMovesPerNode)
+	}
 }
 
 func TestSimBroadcastBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"sim", "-transport", "udp"},
 		{"sim", "-kill", "1"},
+		{"sim", "-kill-root"},
 		{"sim", "-n", "1"},
 		{"sim", "-transport", "tcp", "-loss", "0.1"},
 		{"sim", "-transport", "tcp", "-jitter", "5ms"},
