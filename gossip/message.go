@@ -183,4 +183,5 @@ type Stats struct {
 	TreeMoves      uint64 // changes of the node's place in a topic's tree (root, root's rank, parent or distance)
 	TreeDamped     uint64 // changes of place reported on the next heartbeat rather than at once (damping)
 	TreeCuts       uint64 // broken tree links (TreeCut) found (the parent lost) or first heard of
+	TreeCrossed    uint64 // copies pushed to peers of another root's tree (crossLinks), while the tree changes root
 }

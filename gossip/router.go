@@ -288,8 +288,16 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 			e.addHolder(id)
 			r.rideReport(&b, msg.Topic, t, id)
 		}
+		cross := r.crossLinks(t)
+		for _, id := range cross {
+			b.message(id, out)
+			e.addHolder(id)
+			r.stats.TreeCrossed++
+		}
 		if r.cfg.PublishFanout > 0 {
-			others := slices.DeleteFunc(slices.Clone(t.peers), func(id session.NodeID) bool { return slices.Contains(tl, id) })
+			others := slices.DeleteFunc(slices.Clone(t.peers), func(id session.NodeID) bool {
+				return slices.Contains(tl, id) || slices.Contains(cross, id)
+			})
 			for _, id := range r.sample(others, r.cfg.PublishFanout) {
 				b.message(id, out)
 				e.addHolder(id)
@@ -424,6 +432,10 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 	if t.tree != nil {
 		for _, id := range r.treeLinks(t) {
 			push(id)
+		}
+		for _, id := range r.crossLinks(t) {
+			push(id)
+			r.stats.TreeCrossed++
 		}
 		return
 	}

@@ -392,6 +392,36 @@ func TestTreeRootKeepsItsPlaceAgainstANodeOneStepAbove(t *testing.T) {
 	}
 }
 
+// TestTreePushesToPeersOfAnotherRoot checks that a message also goes to the topic peers whose report names another
+// root (crossLinks), published or relayed, and only while they do.
+func TestTreePushesToPeersOfAnotherRoot(t *testing.T) {
+	r := treeRouter(t, 4)
+	r.HandleTree(t0, nid(1), report(1, 0, -1, 5))
+	r.HandleTree(t0, nid(2), report(1, 1, 1, 5))
+	r.HandleTree(t0, nid(3), report(3, 0, -1, 5)) // the root of another tree (a larger id: not taken)
+	if root, _, _, _ := r.TreeLinks(topicA); root != nid(1) {
+		t.Fatal("root 1 not taken")
+	}
+	out, _ := receive(t, r, t0, nid(1), msg("m1"), Accept)
+	if got := receivers(out); !slices.Equal(got, []session.NodeID{nid(3)}) {
+		t.Fatalf("relayed to %v, want peer 3 of the other tree only (no child)", got)
+	}
+	out, err := r.Publish(t0, msg("p1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sorted(receivers(out)); !slices.Equal(got, []session.NodeID{nid(1), nid(3)}) {
+		t.Fatalf("published to %v, want the parent and peer 3 of the other tree", got)
+	}
+	if st := r.Stats(); st.TreeCrossed != 2 {
+		t.Fatalf("TreeCrossed %d, want 2", st.TreeCrossed)
+	}
+	r.HandleTree(t0, nid(3), report(1, 2, 2, 5)) // 3 joined root 1's tree
+	if out, _ := receive(t, r, t0, nid(1), msg("m2"), Accept); len(receivers(out)) != 0 {
+		t.Fatalf("relayed to %v once every peer is in root 1's tree, want none", receivers(out))
+	}
+}
+
 func TestTreeReportsRideOnOtherControlBetweenPeriodicReports(t *testing.T) {
 	r := treeRouter(t, 3) // peer 1 is the root and this node's parent, peers 2 and 3 are not tree links
 	r.HandleTree(t0, nid(1), report(1, 0, -1, 1))

@@ -61,6 +61,10 @@ type BroadcastReport struct {
 	// TreeCutsPerNode is the broken tree links (gossip.TreeCut) per surviving node it found or heard of during the
 	// publications: ~0 on a settled network; after a kill, about the links it cut.
 	TreeCutsPerNode float64 `json:"tree_cuts_per_node"`
+	// TreeCrossedPerDelivery is the copies per delivery pushed to peers in another root's tree
+	// (gossip.Stats.TreeCrossed): 0 on a settled network; after the root's death, while the survivors move to the
+	// new one.
+	TreeCrossedPerDelivery float64 `json:"tree_crossed_per_delivery"`
 	// TreeShortcutsBefore and TreeShortcutsWindow count the shortcut connections asked for
 	// (gossip.Config.TreeShortcutDist) before the publications and during them.
 	TreeShortcutsBefore int `json:"tree_shortcuts_before"`

@@ -397,6 +397,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		rep.TreeMovesPerNode = float64(window.TreeMoves) / float64(max(counted, 1))
 		rep.TreeDamped = int(window.TreeDamped)
 		rep.TreeCutsPerNode = float64(window.TreeCuts) / float64(max(counted, 1))
+		rep.TreeCrossedPerDelivery = float64(window.TreeCrossed) / d
 	}
 	if sc.BeforeClose != nil {
 		sc.BeforeClose(nodes)
@@ -516,6 +517,7 @@ func windowTotals(before, after []*gossip.RelayStats) (t gossip.Stats, verified 
 		t.TreeMoves += a.TreeMoves - b.TreeMoves
 		t.TreeDamped += a.TreeDamped - b.TreeDamped
 		t.TreeCuts += a.TreeCuts - b.TreeCuts
+		t.TreeCrossed += a.TreeCrossed - b.TreeCrossed
 		t.TreeShortcuts += a.TreeShortcuts - b.TreeShortcuts
 	}
 	return t, verified, nodes
