@@ -29,6 +29,13 @@ func report(root, dist, parent int, seq uint64) TreeInfo {
 	return ti
 }
 
+// rankedReport is report with the root's announced rank.
+func rankedReport(root, rank, dist, parent int, seq uint64) TreeInfo {
+	ti := report(root, dist, parent, seq)
+	ti.RootRank = rank
+	return ti
+}
+
 func TestTreeNeedsSelf(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Tree = true
@@ -148,11 +155,7 @@ func TestTreeNeverTakesAPeerWhoseRouteRunsThroughItself(t *testing.T) {
 // the root announced then, does not make that root win over one it no longer outranks.
 func TestTreeTakesARootsRankFromItsNewestBeacon(t *testing.T) {
 	r := treeRouter(t, 3)
-	ranked := func(root, dist int, seq uint64, rank int) TreeInfo {
-		ti := report(root, dist, -1, seq)
-		ti.RootRank = rank
-		return ti
-	}
+	ranked := func(root, dist int, seq uint64, rank int) TreeInfo { return rankedReport(root, rank, dist, -1, seq) }
 	r.HandleTree(t0, nid(1), ranked(5, 1, 10, 1))
 	r.HandleTree(t0, nid(2), ranked(6, 1, 20, 2))
 	if root, _, _, _ := r.TreeLinks(topicA); root != nid(6) {
@@ -320,11 +323,7 @@ func TestTreeRankDropsOnlyAfterRankDropBeats(t *testing.T) {
 
 func TestTreeHangsFromTheBestConnectedNode(t *testing.T) {
 	r := treeRouter(t, 3)
-	ranked := func(root, rank, dist, parent int, seq uint64) TreeInfo {
-		ti := report(root, dist, parent, seq)
-		ti.RootRank = rank
-		return ti
-	}
+	ranked := rankedReport
 	r.HandleTree(t0, nid(1), ranked(1, 2, 0, -1, 5))
 	r.HandleTree(t0, nid(2), ranked(2, 3, 0, -1, 7)) // a larger id, but more topic peers
 	if root, parent, dist, _ := r.TreeLinks(topicA); root != nid(2) || parent != nid(2) || dist != 1 {
@@ -362,9 +361,7 @@ func TestTreeRootKeepsItsPlaceAgainstANodeOneStepAbove(t *testing.T) {
 	now, seq := t0, uint64(5)
 	beat := func() {
 		seq++
-		ti := report(1, 0, -1, seq)
-		ti.RootRank = 4
-		r.HandleTree(now, nid(1), ti)
+		r.HandleTree(now, nid(1), rankedReport(1, 4, 0, -1, seq))
 		now = now.Add(time.Second)
 		r.Heartbeat(now)
 	}
@@ -384,9 +381,7 @@ func TestTreeRootKeepsItsPlaceAgainstANodeOneStepAbove(t *testing.T) {
 		t.Fatalf("rank %d, two steps above the root's 4: the root was not taken over", r.TreeRank(topicA))
 	}
 	// Now a root itself, it is compared with the other root as an equal: the higher rank, then the smaller id.
-	ti := report(1, 0, -1, seq+1)
-	ti.RootRank = 6
-	r.HandleTree(now, nid(1), ti)
+	r.HandleTree(now, nid(1), rankedReport(1, 6, 0, -1, seq+1))
 	if root, _, _, _ := r.TreeLinks(topicA); root != nid(1) {
 		t.Fatal("a root of the same rank and a smaller id did not win")
 	}
