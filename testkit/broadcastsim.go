@@ -5,10 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
-	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -539,67 +536,6 @@ func treeShape(ctx context.Context, nodes []*actors.Node) (TreeShape, error) {
 	return sh, nil
 }
 
-func liveNodes(sims []*simNode) []*actors.Node {
-	var out []*actors.Node
-	for _, s := range sims {
-		if !s.dead.Load() {
-			out = append(out, s.node)
-		}
-	}
-	return out
-}
-
-// drawVictims draws a share of n nodes other than the bootnode (node 0) to kill.
-func drawVictims(n int, share float64, rng *rand.Rand) []int {
-	order := rng.Perm(n - 1)
-	victims := order[:min(int(math.Round(share*float64(n))), len(order))]
-	for i := range victims {
-		victims[i]++
-	}
-	return victims
-}
-
-// withRoot returns victims with the root most live nodes follow in place of the last drawn node, unless it is one
-// already.
-func withRoot(ctx context.Context, sims []*simNode, victims []int) ([]int, error) {
-	votes := make(map[session.NodeID]int)
-	var root session.NodeID
-	for _, s := range sims {
-		info, err := s.node.Topic(ctx, simTopic)
-		if err != nil {
-			return nil, fmt.Errorf("reading the tree's root: %w", err)
-		}
-		if votes[info.Root]++; votes[info.Root] > votes[root] {
-			root = info.Root
-		}
-	}
-	for i, s := range sims {
-		if s.node.ID() == root && len(victims) > 0 && !slices.Contains(victims, i) {
-			victims[len(victims)-1] = i
-		}
-	}
-	return victims, nil
-}
-
-// kill kills the victims: their connections are reset at once, then they are closed in the background.
-func kill(sims []*simNode, victims []int) int {
-	for _, i := range victims {
-		s := sims[i]
-		s.dead.Store(true)
-		s.killer()
-		go func() { _ = s.node.Close() }() // closeAll waits for it: Close is idempotent and blocks until done
-	}
-	return len(victims)
-}
-
-func pickLive(sims []*simNode, rng *rand.Rand) int {
-	for {
-		if i := rng.IntN(len(sims)); !sims[i].dead.Load() {
-			return i
-		}
-	}
-}
-
 func fillRandom(b []byte, rng *rand.Rand) {
 	for i := 0; i < len(b); i += 8 {
 		var w [8]byte
@@ -639,85 +575,4 @@ func wireBytes(mem *MemNetwork, tcp *atomic.Int64) int64 {
 		return mem.BytesWritten()
 	}
 	return tcp.Load()
-}
-
-// countingTransport is TCP that counts the bytes written to its connections and can reset them all. With a
-// latency, every write reaches the socket that long after it was made (delayConn).
-type countingTransport struct {
-	inner   session.Transport
-	written *atomic.Int64
-	latency time.Duration
-	mu      sync.Mutex
-	conns   []net.Conn
-	ln      net.Listener
-}
-
-func (t *countingTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	c, err := t.inner.Dial(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	return t.track(c), nil
-}
-
-func (t *countingTransport) Listen(addr string) (net.Listener, error) {
-	ln, err := t.inner.Listen(addr)
-	if err != nil {
-		return nil, err
-	}
-	t.mu.Lock()
-	t.ln = ln
-	t.mu.Unlock()
-	return &countingListener{Listener: ln, t: t}, nil
-}
-
-func (t *countingTransport) track(c net.Conn) net.Conn {
-	t.mu.Lock()
-	t.conns = append(t.conns, c)
-	t.mu.Unlock()
-	if t.latency > 0 {
-		return &countingConn{Conn: newDelayConn(c, t.latency), written: t.written}
-	}
-	return &countingConn{Conn: c, written: t.written}
-}
-
-// killAll closes the listener and every connection, as a crash would.
-func (t *countingTransport) killAll() {
-	t.mu.Lock()
-	conns, ln := t.conns, t.ln
-	t.conns = nil
-	t.mu.Unlock()
-	if ln != nil {
-		_ = ln.Close()
-	}
-	for _, c := range conns {
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0) // reset, not an orderly close
-		}
-		_ = c.Close()
-	}
-}
-
-type countingListener struct {
-	net.Listener
-	t *countingTransport
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return l.t.track(c), nil
-}
-
-type countingConn struct {
-	net.Conn
-	written *atomic.Int64
-}
-
-func (c *countingConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	c.written.Add(int64(n))
-	return n, err
 }
