@@ -35,6 +35,8 @@ var (
 	ErrTooManyPeers = errors.New("too many peers")
 	// ErrProtocolRegistered: Register was called twice for one protocol id.
 	ErrProtocolRegistered = errors.New("protocol already registered")
+	// ErrNotRegistered: SubscribeProtocol named a protocol with no actor registered on this node (through Register).
+	ErrNotRegistered = errors.New("no protocol actor registered for the protocol")
 	// ErrNotRequest: Reply was called on a one-way message.
 	ErrNotRequest = errors.New("message is not a request")
 )

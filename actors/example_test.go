@@ -94,3 +94,52 @@ func ExampleNode_Publish() {
 	fmt.Println(d.Payload.(*wrapperspb.StringValue).GetValue(), "from a:", d.Origin == a.ID(), "hops:", d.Hops)
 	// Output: block 1 from a: true hops: 1
 }
+
+// A protocol actor takes a topic's messages in its mailbox beside its peers' messages.
+func ExampleNode_SubscribeProtocol() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := func() *actors.Node {
+		cfg := actors.DefaultConfig()
+		cfg.DisableDiscovery = true
+		n, err := actors.NewNode(cfg)
+		if err != nil {
+			panic(err)
+		}
+		if err := n.Start(ctx); err != nil {
+			panic(err)
+		}
+		return n
+	}
+	a, b := start(), start()
+	defer a.Close()
+	defer b.Close()
+	if err := a.Connect(ctx, b.Addr(), true); err != nil {
+		panic(err)
+	}
+
+	heights := make(chan string, 1)
+	_, err := b.Register("chain/1", actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *actors.TopicMessage: // a block announced on the "blocks" topic
+			heights <- m.Payload.(*wrapperspb.StringValue).GetValue()
+		case *actors.Inbound: // a peer's direct message to chain/1
+		}
+	}))
+	if err != nil {
+		panic(err)
+	}
+	sub, err := b.SubscribeProtocol(ctx, "blocks", "chain/1")
+	if err != nil {
+		panic(err)
+	}
+	defer sub.Cancel()
+	if err := a.WaitTopicPeers(ctx, "blocks", 1); err != nil {
+		panic(err)
+	}
+	if _, err := a.Publish(ctx, "blocks", wrapperspb.String("block 2")); err != nil {
+		panic(err)
+	}
+	fmt.Println(<-heights)
+	// Output: block 2
+}

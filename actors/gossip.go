@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -63,6 +64,56 @@ func (n *Node) Subscribe(ctx context.Context, topic string, handler func(*gossip
 		return nil, err
 	}
 	return r.Subscribe(ctx, topic, handler, opts...)
+}
+
+// SubscribeProtocol joins topic for the protocol actor registered for protocol (Register): the actor receives
+// every message accepted on the topic as a *TopicMessage, in its mailbox with the peers' messages, so that its state
+// needs no lock. Deliveries reach it one at a time: the next is sent once the actor has processed the last, and
+// while it is busy they wait in the subscription's queue (gossip.RelayConfig.DeliveryBuffer; beyond, they are
+// dropped, counted and logged as a slow handler's). Options add a validator, as Subscribe's. The subscription ends
+// when it is cancelled or when the actor stops. Errors: ErrNotRegistered when no actor is registered for protocol.
+func (n *Node) SubscribeProtocol(ctx context.Context, topic, protocol string, opts ...gossip.SubscribeOption) (*gossip.Subscription, error) {
+	r, err := n.gossipRelay()
+	if err != nil {
+		return nil, err
+	}
+	reg := n.protocols.lookup(protocol)
+	if reg == nil || !reg.user {
+		return nil, fmt.Errorf("subscribe protocol %q to topic %q: %w", protocol, topic, ErrNotRegistered)
+	}
+	sub, err := r.Subscribe(ctx, topic, func(d *gossip.Delivery) {
+		m := &TopicMessage{Delivery: d, done: make(chan struct{})}
+		n.system.Root.Send(reg.pid, m)
+		select {
+		case <-m.done:
+		case <-reg.gone: // stopped before it took the message: the subscription is being cancelled
+		case <-n.closed:
+		}
+	}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if !n.protocols.follow(reg, sub) {
+		sub.Cancel()
+		return nil, fmt.Errorf("subscribe protocol %q to topic %q: the actor stopped: %w", protocol, topic, ErrNotRegistered)
+	}
+	return sub, nil
+}
+
+// TopicMessage is a topic message delivered to a protocol actor subscribed with SubscribeProtocol: the
+// gossip.Delivery, with its typed Payload, origin, hops and propagation delay.
+type TopicMessage struct {
+	*gossip.Delivery
+	done    chan struct{}
+	handled atomic.Bool
+}
+
+// processed lets the subscription send its next delivery; called by the actor's middleware (the first call counts,
+// should the actor pass the message on to another protocol actor).
+func (m *TopicMessage) processed() {
+	if m.handled.CompareAndSwap(false, true) {
+		close(m.done)
+	}
 }
 
 // GossipStats returns the node's broadcast figures: deliveries, duplicates, IHAVE/IWANT, grafts and prunes,

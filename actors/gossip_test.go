@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -316,5 +317,69 @@ func TestGossipConfigIsValidated(t *testing.T) {
 	cfg.Gossip.PenaltyBan = 0
 	if _, err := actors.NewNode(cfg); !errors.Is(err, actors.ErrInvalidConfig) {
 		t.Fatalf("PenaltyBan=0: %v", err)
+	}
+}
+
+// TestProtocolActorReceivesTopicMessages subscribes a protocol actor to a topic: it gets each message as an
+// *actors.TopicMessage in its mailbox, one at a time, survives a panic on one of them (its supervisor restarts it
+// and the next still comes), and its subscription ends with it.
+func TestProtocolActorReceivesTopicMessages(t *testing.T) {
+	nw := gossipNetwork(t, 2, [][2]int{{0, 1}}, nil)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	got := make(chan *actors.TopicMessage, 16)
+	register(t, b, "watch/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		m, ok := ctx.Message().(*actors.TopicMessage)
+		if !ok {
+			return
+		}
+		switch m.Payload.(*wrapperspb.StringValue).GetValue() {
+		case "panic":
+			panic("a protocol actor failing on a topic message")
+		case "stop":
+			ctx.Stop(ctx.Self())
+			return
+		}
+		got <- m
+	}))
+	if _, err := b.SubscribeProtocol(ctxTimeout(t, 5*time.Second), "t", "echo/9"); !errors.Is(err, actors.ErrNotRegistered) {
+		t.Fatalf("subscribing an unregistered protocol: %v, want ErrNotRegistered", err)
+	}
+	if _, err := b.SubscribeProtocol(ctxTimeout(t, 5*time.Second), "t", gossip.Protocol); !errors.Is(err, actors.ErrNotRegistered) {
+		t.Fatalf("subscribing the node's own gossip actor: %v, want ErrNotRegistered", err)
+	}
+	if _, err := b.SubscribeProtocol(ctxTimeout(t, 5*time.Second), "t", "watch/1"); err != nil {
+		t.Fatal(err)
+	}
+	subscribeAll(t, []*actors.Node{a}, "t")
+	waitMeshes(t, nw.Nodes, "t", 1)
+
+	for _, s := range []string{"one", "panic", "two"} {
+		if _, err := a.Publish(ctxTimeout(t, 5*time.Second), "t", wrapperspb.String(s)); err != nil {
+			t.Fatalf("publish %q: %v", s, err)
+		}
+	}
+	for _, want := range []string{"one", "two"} {
+		select {
+		case m := <-got:
+			if s := m.Payload.(*wrapperspb.StringValue).GetValue(); s != want || m.Origin != a.ID() || m.Hops != 1 || m.Topic != "t" {
+				t.Fatalf("actor got %q from %s after %d hops on %q, want %q from a after 1 hop", s, m.Origin.Short(), m.Hops, m.Topic, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the actor did not get %q", want)
+		}
+	}
+
+	if _, err := a.Publish(ctxTimeout(t, 5*time.Second), "t", wrapperspb.String("stop")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		info, err := a.Topic(ctxTimeout(t, 5*time.Second), "t")
+		return err == nil && len(info.Peers) == 0
+	}, "b left the topic once its actor stopped")
+	if _, err := b.SubscribeProtocol(ctxTimeout(t, 5*time.Second), "t", "watch/1"); !errors.Is(err, actors.ErrNotRegistered) {
+		t.Fatalf("subscribing a stopped actor's protocol: %v, want ErrNotRegistered", err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("%d unexpected messages reached the actor", len(got))
 	}
 }

@@ -79,7 +79,7 @@ func NewNode(cfg Config) (*Node, error) {
 		stats:     stats,
 		peers:     &peerSet{m: make(map[session.NodeID]*peerConn), stats: stats},
 		addrs:     newAddressBook(addressBookSize),
-		protocols: &protocolRegistry{m: make(map[string]*actor.PID)},
+		protocols: &protocolRegistry{m: make(map[string]*registration)},
 		requests:  newRequestTable(),
 		events:    eventstream.NewEventStream(),
 		closed:    make(chan struct{}),
@@ -510,30 +510,75 @@ func (b *addressBook) get(id session.NodeID) (string, bool) {
 // protocolRegistry maps protocol ids to protocol actors; read by connection readers.
 type protocolRegistry struct {
 	mu sync.RWMutex
-	m  map[string]*actor.PID
+	m  map[string]*registration
+}
+
+// registration is one protocol actor: pid and gone never change; subs is guarded by the registry's mu.
+type registration struct {
+	pid *actor.PID
+	// user is set for the actors registered through Register (not the node's own routing and gossip actors).
+	user bool
+	// gone is closed when the actor has stopped and its protocol is unregistered.
+	gone chan struct{}
+	// subs are the topic subscriptions delivering to the actor (SubscribeProtocol), cancelled when it stops.
+	subs []*gossip.Subscription
 }
 
 func (r *protocolRegistry) get(p string) *actor.PID {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if reg := r.m[p]; reg != nil {
+		return reg.pid
+	}
+	return nil
+}
+
+// lookup returns the registration of p, or nil.
+func (r *protocolRegistry) lookup(p string) *registration {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	return r.m[p]
 }
 
-// claim registers pid for p unless p is taken.
-func (r *protocolRegistry) claim(p string, pid *actor.PID) bool {
+// claim registers pid for p unless p is taken; user marks an actor registered through Register.
+func (r *protocolRegistry) claim(p string, pid *actor.PID, user bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.m[p]; ok {
 		return false
 	}
-	r.m[p] = pid
+	r.m[p] = &registration{pid: pid, user: user, gone: make(chan struct{})}
 	return true
 }
 
-func (r *protocolRegistry) drop(p string, pid *actor.PID) {
+// follow ties sub to reg, which cancels it when its actor stops. It reports false, keeping nothing, when reg's
+// actor has stopped already.
+func (r *protocolRegistry) follow(reg *registration, sub *gossip.Subscription) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cur, ok := r.m[p]; ok && cur.Equal(pid) {
-		delete(r.m, p)
+	select {
+	case <-reg.gone:
+		return false
+	default:
+	}
+	reg.subs = append(reg.subs, sub)
+	return true
+}
+
+// drop unregisters p if pid is its actor, and cancels the topic subscriptions that delivered to it.
+func (r *protocolRegistry) drop(p string, pid *actor.PID) {
+	r.mu.Lock()
+	reg, ok := r.m[p]
+	if !ok || !reg.pid.Equal(pid) {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.m, p)
+	close(reg.gone)
+	subs := reg.subs
+	reg.subs = nil
+	r.mu.Unlock()
+	for _, sub := range subs {
+		sub.Cancel()
 	}
 }

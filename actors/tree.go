@@ -67,7 +67,7 @@ func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 	if err != nil {
 		panic(err)
 	}
-	n.protocols.claim(routing.Protocol, rt)
+	n.protocols.claim(routing.Protocol, rt, false)
 	bcfg := n.cfg.Bootstrap
 	bcfg.Logger = n.log.With().Str("component", "bootstrap").Logger()
 	if bcfg.StorePath == "" && n.cfg.DataDir != "" {
@@ -99,7 +99,7 @@ func (n *Node) spawnRelay(ctx actor.Context) *actor.PID {
 		d.stop()
 		panic(err)
 	}
-	n.protocols.claim(gossip.Protocol, pid)
+	n.protocols.claim(gossip.Protocol, pid, false)
 	return pid
 }
 
@@ -167,12 +167,16 @@ type registerResult struct {
 	err error
 }
 
-// releaseCredits is the receiver middleware of every actor that receives *Inbound: once the actor has processed
-// the message, the connection's inbound credit is returned (see Config.InboundPending).
+// releaseCredits is the receiver middleware of every actor that receives *Inbound or *TopicMessage: once the
+// actor has processed the message (or panicked on it), the connection's inbound credit is returned (see
+// Config.InboundPending), or the subscription that delivered the topic message goes on to its next.
 func releaseCredits(next actor.ReceiverFunc) actor.ReceiverFunc {
 	return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-		if in, ok := env.Message.(*Inbound); ok {
-			defer in.release()
+		switch m := env.Message.(type) {
+		case *Inbound:
+			defer m.release()
+		case *TopicMessage:
+			defer m.processed()
 		}
 		next(c, env)
 	}
@@ -209,7 +213,7 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 				return
 			}
 			pid := ctx.SpawnPrefix(m.props.Clone(actor.WithReceiverMiddleware(releaseCredits)), "proto")
-			if !n.protocols.claim(m.protocol, pid) {
+			if !n.protocols.claim(m.protocol, pid, true) {
 				ctx.Stop(pid)
 				m.reply <- registerResult{err: ErrProtocolRegistered}
 				return
@@ -223,7 +227,7 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 				select {
 				case <-n.closed:
 				default:
-					n.log.Warn().Str("protocol", p).Msg("protocol actor stopped; its protocol is unregistered")
+					n.log.Warn().Str("protocol", p).Msg("protocol actor stopped; its protocol is unregistered and its topic subscriptions cancelled")
 				}
 			}
 		}
