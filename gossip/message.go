@@ -50,6 +50,9 @@ type Message struct {
 	OriginTime int64
 	// Hops is the number of links the message has crossed: 0 at the origin, incremented on every send.
 	Hops uint32
+	// Repaired is set once a node got the message by IWANT rather than by a push, and stays set as it is relayed:
+	// the tree failed to bring it there (see treedistrust.go). Like Hops, it is not signed.
+	Repaired bool
 	// Signature is the origin's signature, verified by the shell.
 	Signature []byte
 }
@@ -183,5 +186,6 @@ type Stats struct {
 	TreeMoves      uint64 // changes of the node's place in a topic's tree (root, root's rank, parent or distance)
 	TreeDamped     uint64 // changes of place reported on the next heartbeat rather than at once (damping)
 	TreeCuts       uint64 // broken tree links (TreeCut) found (the parent lost) or first heard of
+	TreeDistrusted uint64 // roots given up for withholding messages (most messages came repaired)
 	TreeCrossed    uint64 // copies pushed to peers of another root's tree (crossLinks), while the tree changes root
 }

@@ -356,6 +356,9 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 		t.mesh[i].eager, t.mesh[i].dups = true, 0 // the peer pushed it, so it holds the link eager: agree
 	}
 	if w := r.wants[msg.ID]; w != nil {
+		if w.asked(from) {
+			msg.Repaired = true
+		}
 		w.done, w.at = true, now
 	}
 	r.pending[msg.ID] = &pending{msg: msg, from: from, at: now}
@@ -430,6 +433,9 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 		r.rideReport(b, pd.msg.Topic, t, id)
 	}
 	if t.tree != nil {
+		if r.noteRepaired(t, pd.msg.Repaired || r.fromLesserTree(t, pd.from)) {
+			r.updateTree(b, pd.msg.Topic, t)
+		}
 		for _, id := range r.treeLinks(t) {
 			push(id)
 		}

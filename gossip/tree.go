@@ -164,6 +164,10 @@ type treeState struct {
 	cutSent  map[session.NodeID]uint64
 	lost     []treeCut // child: the lost peer's pathID
 	orphaned bool
+	// recent holds, newest in bit 0, whether each of the last messages accepted came repaired; distrusted the
+	// roots given up for withholding messages (treedistrust.go).
+	recent     uint16
+	distrusted map[session.NodeID]distrust
 }
 
 type beaconHeard struct {
@@ -318,7 +322,7 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 	self := r.cfg.Self
 	cands := ts.cands[:0]
 	for _, v := range ts.views {
-		if !r.fresh(v) || v.info.Root == self || !r.alive(ts, v.info.Root) {
+		if !r.fresh(v) || v.info.Root == self || !r.alive(ts, v.info.Root) || r.distrusted(ts, v.info.Root) {
 			continue
 		}
 		if !slices.Contains(cands, v.info.Root) {
@@ -366,7 +370,7 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 	ts.root, ts.rootRank, ts.parent, ts.dist, ts.seq = root, rank, parent, dist, seq
 	ts.linksOK = false
 	if root != old.root || parent != old.parent || dist != old.dist {
-		ts.movedBeat = r.beats
+		ts.movedBeat, ts.recent = r.beats, 0
 	}
 	ts.path = extendPath(ts.path, via, mine)
 	orphaned := ts.orphaned

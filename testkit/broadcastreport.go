@@ -65,6 +65,9 @@ type BroadcastReport struct {
 	// (gossip.Stats.TreeCrossed): 0 on a settled network; after the root's death, while the survivors move to the
 	// new one.
 	TreeCrossedPerDelivery float64 `json:"tree_crossed_per_delivery"`
+	// TreeDistrusted counts the roots the surviving nodes gave up during the publications because most messages
+	// came repaired (gossip.Stats.TreeDistrusted): 0 unless a root withholds messages.
+	TreeDistrusted int `json:"tree_distrusted"`
 	// TreeShortcutsBefore and TreeShortcutsWindow count the shortcut connections asked for
 	// (gossip.Config.TreeShortcutDist) before the publications and during them.
 	TreeShortcutsBefore int `json:"tree_shortcuts_before"`

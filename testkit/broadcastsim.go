@@ -395,6 +395,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		rep.TreeDamped = int(window.TreeDamped)
 		rep.TreeCutsPerNode = float64(window.TreeCuts) / float64(max(counted, 1))
 		rep.TreeCrossedPerDelivery = float64(window.TreeCrossed) / d
+		rep.TreeDistrusted = int(window.TreeDistrusted)
 	}
 	if sc.BeforeClose != nil {
 		sc.BeforeClose(nodes)
@@ -515,6 +516,7 @@ func windowTotals(before, after []*gossip.RelayStats) (t gossip.Stats, verified 
 		t.TreeDamped += a.TreeDamped - b.TreeDamped
 		t.TreeCuts += a.TreeCuts - b.TreeCuts
 		t.TreeCrossed += a.TreeCrossed - b.TreeCrossed
+		t.TreeDistrusted += a.TreeDistrusted - b.TreeDistrusted
 		t.TreeShortcuts += a.TreeShortcuts - b.TreeShortcuts
 	}
 	return t, verified, nodes

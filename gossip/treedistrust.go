@@ -1,0 +1,88 @@
+package gossip
+
+import (
+	"math/bits"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// A root that withholds messages: a node can make itself the root (ranks are claimed) and then forward nothing.
+// Every message still reaches every node by IHAVE/IWANT, but the root's subtrees exchange messages only that way,
+// 0.7-0.8 s late. What shows it is the repair itself: a message a node pulled by IWANT is marked Repaired, and the
+// mark travels with it down the tree, so every node of a subtree that the tree fails sees most of its messages come
+// repaired, while in a sound tree none does (a kill repairs a second's worth, while the nodes move). A node whose
+// place has not changed for distrustSettleBeats and that sees distrustRepaired of the last distrustWindow messages
+// it accepted come repaired gives its root up, as it would a dead one, and does not take it again for
+// distrustBeats heartbeats (doubling at each repeat, up to distrustMaxBeats).
+const (
+	distrustWindow      = 16
+	distrustRepaired    = 6
+	distrustSettleBeats = 3
+	distrustBeats       = 60
+	distrustMaxBeats    = 960
+	maxDistrusted       = 16
+)
+
+// distrust is a root given up for withholding messages: until is the heartbeat count it may be taken again,
+// beats the length of the last distrust (doubled at the next).
+type distrust struct {
+	until, beats uint64
+}
+
+// noteRepaired records whether a message accepted on a topic with a tree came repaired, and gives the root up when
+// too many did. It tells whether the root was given up.
+func (r *Router) noteRepaired(t *topic, repaired bool) bool {
+	ts := t.tree
+	settled := ts.root != r.cfg.Self && r.beats-ts.movedBeat >= distrustSettleBeats
+	ts.recent = ts.recent<<1 | b2u(repaired && settled) // a move clears it (updateTree)
+	if !settled || bits.OnesCount16(ts.recent) < distrustRepaired {
+		return false
+	}
+	root := ts.root
+	if ts.distrusted == nil {
+		ts.distrusted = make(map[session.NodeID]distrust)
+	}
+	d := ts.distrusted[root]
+	d.beats = min(max(2*d.beats, distrustBeats), distrustMaxBeats)
+	d.until = r.beats + d.beats
+	if _, ok := ts.distrusted[root]; !ok && len(ts.distrusted) >= maxDistrusted {
+		r.forgetOldestDistrust(ts)
+	}
+	ts.distrusted[root] = d
+	ts.recent = 0
+	r.stats.TreeDistrusted++
+	return true
+}
+
+func (r *Router) forgetOldestDistrust(ts *treeState) {
+	var oldest session.NodeID
+	first := true
+	for id, d := range ts.distrusted {
+		if first || d.until < ts.distrusted[oldest].until {
+			oldest, first = id, false
+		}
+	}
+	delete(ts.distrusted, oldest)
+}
+
+// distrusted tells whether root is given up for withholding messages.
+func (r *Router) distrusted(ts *treeState, root session.NodeID) bool {
+	d, ok := ts.distrusted[root]
+	return ok && r.beats < d.until
+}
+
+func b2u(b bool) uint16 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// fromLesserTree tells whether peer's fresh report names a root that this node's root outranks: a message that
+// came first from it crossed over (crossLinks) from a tree whose nodes would be in this node's tree, were they not
+// giving this node's root up.
+func (r *Router) fromLesserTree(t *topic, peer session.NodeID) bool {
+	ts := t.tree
+	v, ok := ts.views[peer]
+	return ok && r.fresh(v) && v.info.Root != ts.root && outranks(ts.rootRank, ts.root, v.info.RootRank, v.info.Root)
+}
