@@ -50,9 +50,6 @@ type Message struct {
 	OriginTime int64
 	// Hops is the number of links the message has crossed: 0 at the origin, incremented on every send.
 	Hops uint32
-	// Repaired is set once a node got the message by IWANT rather than by a push, and stays set as it is relayed:
-	// the tree failed to bring it there (see treedistrust.go). Like Hops, it is not signed.
-	Repaired bool
 	// Signature is the origin's signature, verified by the shell.
 	Signature []byte
 }

@@ -70,6 +70,8 @@ type pending struct {
 	msg  *Message
 	from session.NodeID
 	at   time.Time
+	// pulled is set when the message came as the answer to this node's IWANT: the tree did not bring it.
+	pulled bool
 }
 
 // want is an outstanding IWANT: the announcers of the message, the number already asked and when the last was.
@@ -355,13 +357,12 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 	} else if i := t.meshIndex(from); i >= 0 && t.tree == nil {
 		t.mesh[i].eager, t.mesh[i].dups = true, 0 // the peer pushed it, so it holds the link eager: agree
 	}
+	pulled := false
 	if w := r.wants[msg.ID]; w != nil {
-		if w.asked(from) {
-			msg.Repaired = true
-		}
+		pulled = w.asked(from)
 		w.done, w.at = true, now
 	}
-	r.pending[msg.ID] = &pending{msg: msg, from: from, at: now}
+	r.pending[msg.ID] = &pending{msg: msg, from: from, at: now, pulled: pulled}
 	return b.result(), Pending
 }
 
@@ -433,7 +434,7 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 		r.rideReport(b, pd.msg.Topic, t, id)
 	}
 	if t.tree != nil {
-		if r.noteRepaired(t, pd.msg.Repaired || r.fromLesserTree(t, pd.from)) {
+		if r.noteRepaired(t, pd.pulled || r.fromLesserTree(t, pd.from)) {
 			r.updateTree(b, pd.msg.Topic, t)
 		}
 		for _, id := range r.treeLinks(t) {

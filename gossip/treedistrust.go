@@ -8,12 +8,15 @@ import (
 
 // A root that withholds messages: a node can make itself the root (ranks are claimed) and then forward nothing.
 // Every message still reaches every node by IHAVE/IWANT, but the root's subtrees exchange messages only that way,
-// 0.7-0.8 s late. What shows it is the repair itself: a message a node pulled by IWANT is marked Repaired, and the
-// mark travels with it down the tree, so every node of a subtree that the tree fails sees most of its messages come
-// repaired, while in a sound tree none does (a kill repairs a second's worth, while the nodes move). A node whose
-// place has not changed for distrustSettleBeats and that sees distrustRepaired of the last distrustWindow messages
-// it accepted come repaired gives its root up, as it would a dead one, and does not take it again for
-// distrustBeats heartbeats (doubling at each repeat, up to distrustMaxBeats).
+// 0.7-0.8 s late. What shows it is the repair itself: in a sound tree no message has to be pulled, while under a
+// withholding root many nodes of every subtree pull the messages the others published. A message that came first
+// from a tree whose root this node's root outranks counts too: those nodes left the node's root (crossLinks
+// brought the message), and once some have, the others get their messages that way rather than pulled. A node
+// whose place has not changed for distrustSettleBeats (a move excuses the repairs of what was missed meanwhile) and
+// that got distrustRepaired of the last distrustWindow messages it accepted that way gives its root up, as it would
+// a dead one, and does not take it again for distrustBeats heartbeats (doubling at each repeat, up to
+// distrustMaxBeats). Only what the node saw itself counts: nothing a peer says, so no peer can make it give a root
+// up short of delivering messages that way itself.
 const (
 	distrustWindow      = 16
 	distrustRepaired    = 6
@@ -29,8 +32,8 @@ type distrust struct {
 	until, beats uint64
 }
 
-// noteRepaired records whether a message accepted on a topic with a tree came repaired, and gives the root up when
-// too many did. It tells whether the root was given up.
+// noteRepaired records whether a message accepted on a topic with a tree came repaired (pulled, or crossed over from
+// a lesser tree), and gives the root up when too many did. It tells whether the root was given up.
 func (r *Router) noteRepaired(t *topic, repaired bool) bool {
 	ts := t.tree
 	settled := ts.root != r.cfg.Self && r.beats-ts.movedBeat >= distrustSettleBeats

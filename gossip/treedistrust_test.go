@@ -8,8 +8,8 @@ import (
 
 // TestTreeGivesUpARootWhoseMessagesComeRepaired checks the defence against a root that withholds messages: once
 // the node's place has settled, distrustRepaired of the last distrustWindow messages it accepted coming repaired
-// (pulled by IWANT somewhere on their way) or from a tree its root outranks make it give the root up, for
-// distrustBeats heartbeats, then twice as long.
+// (pulled by IWANT) or first from a tree its root outranks make it give the root up, for distrustBeats
+// heartbeats, then twice as long.
 func TestTreeGivesUpARootWhoseMessagesComeRepaired(t *testing.T) {
 	r := treeRouter(t, 3)
 	now, seq := t0, uint64(5)
@@ -26,10 +26,15 @@ func TestTreeGivesUpARootWhoseMessagesComeRepaired(t *testing.T) {
 		return int(got[0]) | int(got[1])<<8
 	}
 	n := 0
-	accept := func(from int, repaired bool) {
+	accept := func(from int, pulled bool) {
 		n++
 		m := msg(fmt.Sprintf("m%d", n))
-		m.Repaired = repaired
+		if pulled { // announced by from, asked for by IWANT, then sent
+			out := r.HandleControl(now, nid(from), &Control{IHave: []IHave{{Topic: topicA, IDs: []MsgID{DefaultMsgID(m)}}}})
+			if len(out.Send) != 1 || out.Send[0].Control == nil || len(out.Send[0].Control.IWant) != 1 {
+				t.Fatalf("IHAVE of an unknown message not answered by IWANT: %+v", out.Send)
+			}
+		}
 		receive(t, r, now, nid(from), m, Accept)
 	}
 	beat()

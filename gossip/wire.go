@@ -45,7 +45,7 @@ func messageFromWire(w *messages.GossipMessage) (*Message, error) {
 	}
 	return &Message{
 		Topic: w.Topic, Data: w.Data, Origin: origin, Seq: w.Seq, OriginTime: w.OriginTime, Hops: w.Hops,
-		Signature: w.Signature, Repaired: w.Repaired,
+		Signature: w.Signature,
 	}, nil
 }
 
@@ -98,7 +98,7 @@ func (e *rpcEncoder) addMessage(m *Message) {
 	if i < 0 {
 		w := e.msgs.get()
 		w.Topic, w.Data, w.Origin, w.Seq, w.OriginTime, w.Hops = m.Topic, m.Data, m.Origin[:], m.Seq, m.OriginTime, m.Hops
-		w.Signature, w.Repaired = m.Signature, m.Repaired
+		w.Signature = m.Signature
 		e.encoded = append(e.encoded, m)
 		i = len(e.encoded) - 1
 	}

@@ -163,9 +163,7 @@ type GossipMessage struct {
 	// Hops is the number of links crossed so far; not signed (relays increment it).
 	Hops uint32 `protobuf:"varint,6,opt,name=hops,proto3" json:"hops,omitempty"`
 	// Signature is the publisher's ed25519 signature over the signed fields (see gossip.SignedBytes).
-	Signature []byte `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`
-	// Repaired is set once a relay got the message by IWANT rather than by a push; relays keep it. Not signed.
-	Repaired      bool `protobuf:"varint,8,opt,name=repaired,proto3" json:"repaired,omitempty"`
+	Signature     []byte `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -247,13 +245,6 @@ func (x *GossipMessage) GetSignature() []byte {
 		return x.Signature
 	}
 	return nil
-}
-
-func (x *GossipMessage) GetRepaired() bool {
-	if x != nil {
-		return x.Repaired
-	}
-	return false
 }
 
 // GossipControl carries the mesh maintenance of the gossip router.
@@ -651,7 +642,7 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x05hello\x18\x04 \x01(\bR\x05hello\"H\n" +
 	"\x12GossipSubscription\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
-	"\tsubscribe\x18\x02 \x01(\bR\tsubscribe\"\xd2\x01\n" +
+	"\tsubscribe\x18\x02 \x01(\bR\tsubscribe\"\xb6\x01\n" +
 	"\rGossipMessage\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
@@ -660,8 +651,7 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\vorigin_time\x18\x05 \x01(\x03R\n" +
 	"originTime\x12\x12\n" +
 	"\x04hops\x18\x06 \x01(\rR\x04hops\x12\x1c\n" +
-	"\tsignature\x18\a \x01(\fR\tsignature\x12\x1a\n" +
-	"\brepaired\x18\b \x01(\bR\brepaired\"\xe0\x01\n" +
+	"\tsignature\x18\a \x01(\fR\tsignature\"\xe0\x01\n" +
 	"\rGossipControl\x126\n" +
 	"\x05ihave\x18\x01 \x03(\v2 .actormesh.gossip.v1.GossipIHaveR\x05ihave\x12\x14\n" +
 	"\x05iwant\x18\x02 \x03(\fR\x05iwant\x12\x14\n" +

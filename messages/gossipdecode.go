@@ -210,8 +210,6 @@ func (d *gossipDecoder) message(b []byte, m *GossipMessage) bool {
 			m.Hops = uint32(x)
 		case num == 7 && typ == protowire.BytesType:
 			m.Signature = d.keep(&own, v)
-		case num == 8 && typ == protowire.VarintType:
-			m.Repaired = x != 0
 		default:
 			ok = false
 		}

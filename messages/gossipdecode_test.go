@@ -24,7 +24,7 @@ func testID(seed byte, n int) []byte {
 func testMessage(size int) *GossipMessage {
 	return &GossipMessage{
 		Topic: "blocks", Data: testID(1, size), Origin: testID(2, 32), Seq: 1 << 40, OriginTime: 1_700_000_000_123_456_789,
-		Hops: 3, Signature: testID(3, 64), Repaired: true,
+		Hops: 3, Signature: testID(3, 64),
 	}
 }
 
@@ -174,7 +174,7 @@ func malformedRPCs(t testing.TB) map[string][]byte {
 		"control twice":          bytesField(bytesField(nil, 2, ctl), 2, ctl),
 		"invalid UTF-8":          bytesField(nil, 1, bytesField(nil, 1, []byte{0xff, 0xfe})),
 		"invalid UTF-8 graft":    bytesField(nil, 2, bytesField(nil, 3, []byte{0xc0})),
-		"unknown message field":  bytesField(nil, 3, protowire.AppendVarint(tag(nil, 9, protowire.VarintType), 1)),
+		"unknown message field":  bytesField(nil, 3, protowire.AppendVarint(tag(nil, 8, protowire.VarintType), 1)),
 		"prune lazy as bytes":    bytesField(nil, 2, bytesField(nil, 4, bytesField(nil, 2, nil))),
 		"truncated varint":       {0x20, 0x80},
 		"truncated length":       {0x0a, 0x05, 0x01},
