@@ -58,24 +58,9 @@ func Example() {
 func ExampleNode_Publish() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	start := func() *actors.Node {
-		cfg := actors.DefaultConfig()
-		cfg.DisableDiscovery = true // two nodes connected by hand: no DHT needed
-		n, err := actors.NewNode(cfg)
-		if err != nil {
-			panic(err)
-		}
-		if err := n.Start(ctx); err != nil {
-			panic(err)
-		}
-		return n
-	}
-	a, b := start(), start()
+	a, b := connectedPair(ctx)
 	defer a.Close()
 	defer b.Close()
-	if err := a.Connect(ctx, b.Addr(), true); err != nil {
-		panic(err)
-	}
 
 	got := make(chan *gossip.Delivery, 1)
 	sub, err := b.Subscribe(ctx, "blocks", func(d *gossip.Delivery) { got <- d })
@@ -99,24 +84,9 @@ func ExampleNode_Publish() {
 func ExampleNode_SubscribeProtocol() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	start := func() *actors.Node {
-		cfg := actors.DefaultConfig()
-		cfg.DisableDiscovery = true
-		n, err := actors.NewNode(cfg)
-		if err != nil {
-			panic(err)
-		}
-		if err := n.Start(ctx); err != nil {
-			panic(err)
-		}
-		return n
-	}
-	a, b := start(), start()
+	a, b := connectedPair(ctx)
 	defer a.Close()
 	defer b.Close()
-	if err := a.Connect(ctx, b.Addr(), true); err != nil {
-		panic(err)
-	}
 
 	heights := make(chan string, 1)
 	_, err := b.Register("chain/1", actor.PropsFromFunc(func(c actor.Context) {
@@ -142,4 +112,25 @@ func ExampleNode_SubscribeProtocol() {
 	}
 	fmt.Println(<-heights)
 	// Output: block 2
+}
+
+// connectedPair starts two nodes without discovery (connected by hand: no DHT needed), a connected to b.
+func connectedPair(ctx context.Context) (a, b *actors.Node) {
+	start := func() *actors.Node {
+		cfg := actors.DefaultConfig()
+		cfg.DisableDiscovery = true
+		n, err := actors.NewNode(cfg)
+		if err != nil {
+			panic(err)
+		}
+		if err := n.Start(ctx); err != nil {
+			panic(err)
+		}
+		return n
+	}
+	a, b = start(), start()
+	if err := a.Connect(ctx, b.Addr(), true); err != nil {
+		panic(err)
+	}
+	return a, b
 }
