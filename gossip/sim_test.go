@@ -96,6 +96,7 @@ type sim struct {
 	msgs   []*simMsg
 	byID   map[MsgID]*simMsg
 	onDup  func(to, from int, m *Message)
+	forge  func(i int, out *Output)
 }
 
 const simTopic = "blocks"
@@ -163,6 +164,9 @@ func (s *sim) time() time.Time { return s.epoch.Add(s.now) }
 
 // dispatch performs a node's output: sends are scheduled after the link delay, deliveries are recorded.
 func (s *sim) dispatch(i int, out Output) {
+	if s.forge != nil {
+		s.forge(i, &out)
+	}
 	for _, snd := range out.Send {
 		if s.drops[i] && snd.Msg != nil {
 			continue
@@ -642,5 +646,58 @@ func TestSimulationNodesGiveUpARootThatDropsMessages(t *testing.T) {
 		}
 		t.Logf("seed %d, root hostile from message %d: %v; messages 125-199: %v", seed, sc.dropAt,
 			s.figures(sc.dropAt, 50), s.figures(125, sc.msgs))
+	}
+}
+
+// TestSimulationOnePeerCannotMakeNodesLeaveASoundRoot checks that the defence against a withholding root
+// (treedistrust.go) cannot be turned against a sound one by a single hostile node that delivers messages ahead of
+// the tree: one that reports a root its neighbours' root outranks and pushes every message to all its peers (so that
+// they count crossings), or one that announces every message at once by IHAVE (so that they pull it from it). The
+// evidence must come from distrustPeers distinct peers: no root is given up.
+func TestSimulationOnePeerCannotMakeNodesLeaveASoundRoot(t *testing.T) {
+	for _, flood := range []bool{true, false} {
+		for seed := uint64(1); seed <= 2; seed++ {
+			sc := treeSim()
+			sc.cfg = DefaultRelayConfig().Router
+			sc.cfg.TreeShortcutDist = 0 // the simulation makes no connections
+			sc.minDelay, sc.maxDelay = 20*time.Millisecond, 20*time.Millisecond+1
+			sc.interval, sc.warmup, sc.seed, sc.msgs = 100*time.Millisecond, 20*time.Second, seed, 100
+			s := newSim(t, sc)
+			s.run(sc.warmup)
+			root := s.treeRoot()
+			hostile := (root + 7) % sc.n
+			var lesser session.NodeID
+			lesser[0], lesser[31] = 0xff, 0xff // outranked by every node's id at the same rank
+			s.forge = func(i int, out *Output) {
+				if i != hostile {
+					return
+				}
+				for _, snd := range out.Send {
+					if c := snd.Control; c != nil && flood {
+						for j := range c.Tree {
+							c.Tree[j].Root, c.Tree[j].RootRank, c.Tree[j].Dist, c.Tree[j].Parent = lesser, 0, 1, session.NodeID{}
+						}
+					}
+				}
+				for _, m := range out.Deliver {
+					for _, j := range s.adj[i] {
+						if flood {
+							out.Send = append(out.Send, Send{To: s.ids[j], Msg: m.relayed()})
+						} else {
+							out.Send = append(out.Send, Send{To: s.ids[j], Control: &Control{IHave: []IHave{{Topic: simTopic, IDs: []MsgID{m.ID}}}}})
+						}
+					}
+				}
+			}
+			s.runAll()
+			s.checkExactlyOnce(0)
+			for i, r := range s.nodes {
+				got, _, _, _ := r.TreeLinks(simTopic)
+				if n := r.Stats().TreeDistrusted; n > 0 || (i != hostile && got != s.ids[root]) {
+					t.Errorf("flood %v, seed %d: node %d gave a root up %d times, follows %d (root %d)", flood, seed, i, n, s.index[got], root)
+				}
+			}
+			t.Logf("flood %v, seed %d: %v", flood, seed, s.figures(25, sc.msgs))
+		}
 	}
 }

@@ -164,9 +164,9 @@ type treeState struct {
 	cutSent  map[session.NodeID]uint64
 	lost     []treeCut // child: the lost peer's pathID
 	orphaned bool
-	// recent holds, newest in bit 0, whether each of the last messages accepted came repaired; distrusted the
-	// roots given up for withholding messages (treedistrust.go).
-	recent     uint16
+	// recent holds the last messages accepted (treedistrust.go): whether each came repaired, and from which peer;
+	// distrusted the roots given up for withholding messages.
+	recent     repairWindow
 	distrusted map[session.NodeID]distrust
 }
 
@@ -370,7 +370,7 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 	ts.root, ts.rootRank, ts.parent, ts.dist, ts.seq = root, rank, parent, dist, seq
 	ts.linksOK = false
 	if root != old.root || parent != old.parent || dist != old.dist {
-		ts.movedBeat, ts.recent = r.beats, 0
+		ts.movedBeat, ts.recent = r.beats, repairWindow{}
 	}
 	ts.path = extendPath(ts.path, via, mine)
 	orphaned := ts.orphaned

@@ -20,6 +20,7 @@ import (
 const (
 	distrustWindow      = 16
 	distrustRepaired    = 6
+	distrustPeers       = 3
 	distrustSettleBeats = 3
 	distrustBeats       = 60
 	distrustMaxBeats    = 960
@@ -32,13 +33,58 @@ type distrust struct {
 	until, beats uint64
 }
 
-// noteRepaired records whether a message accepted on a topic with a tree came repaired (pulled, or crossed over from
-// a lesser tree), and gives the root up when too many did. It tells whether the root was given up.
-func (r *Router) noteRepaired(t *topic, repaired bool) bool {
+// repairWindow holds the last distrustWindow messages a node accepted on a topic: bit i of repaired tells whether
+// the i-th newest came repaired, from[i] the peer it came from.
+type repairWindow struct {
+	repaired uint16
+	next     int
+	from     [distrustWindow]session.NodeID
+}
+
+// add records a message accepted from peer.
+func (w *repairWindow) add(peer session.NodeID, repaired bool) {
+	w.repaired = w.repaired<<1 | b2u(repaired)
+	w.from[w.next] = peer
+	w.next = (w.next + 1) % distrustWindow
+}
+
+// evidence returns the count of repaired messages in the window and of the distinct peers they came from.
+func (w *repairWindow) evidence() (count, peers int) {
+	count = bits.OnesCount16(w.repaired)
+	var seen [distrustWindow]session.NodeID
+	for age := range distrustWindow {
+		if w.repaired&(1<<age) == 0 {
+			continue
+		}
+		p := w.from[(w.next-1-age+2*distrustWindow)%distrustWindow]
+		found := false
+		for _, q := range seen[:peers] {
+			if q == p {
+				found = true
+				break
+			}
+		}
+		if !found {
+			seen[peers] = p
+			peers++
+		}
+	}
+	return count, peers
+}
+
+// noteRepaired records whether a message accepted from peer on a topic with a tree came repaired (pulled, or crossed
+// over from a lesser tree), and gives the root up when distrustRepaired of the window did, from at least
+// distrustPeers distinct peers: one peer alone (that announces every message at once and answers the IWANT ahead of
+// the tree, or reports a lesser root and pushes every message ahead of it) cannot make its neighbours leave a sound
+// root. It tells whether the root was given up.
+func (r *Router) noteRepaired(t *topic, peer session.NodeID, repaired bool) bool {
 	ts := t.tree
 	settled := ts.root != r.cfg.Self && r.beats-ts.movedBeat >= distrustSettleBeats
-	ts.recent = ts.recent<<1 | b2u(repaired && settled) // a move clears it (updateTree)
-	if !settled || bits.OnesCount16(ts.recent) < distrustRepaired {
+	ts.recent.add(peer, repaired && settled) // a move clears it (updateTree)
+	if !settled {
+		return false
+	}
+	if count, peers := ts.recent.evidence(); count < distrustRepaired || peers < distrustPeers {
 		return false
 	}
 	root := ts.root
@@ -52,7 +98,7 @@ func (r *Router) noteRepaired(t *topic, repaired bool) bool {
 		r.forgetOldestDistrust(ts)
 	}
 	ts.distrusted[root] = d
-	ts.recent = 0
+	ts.recent = repairWindow{}
 	r.stats.TreeDistrusted++
 	return true
 }

@@ -8,8 +8,8 @@ import (
 
 // TestTreeGivesUpARootWhoseMessagesComeRepaired checks the defence against a root that withholds messages: once
 // the node's place has settled, distrustRepaired of the last distrustWindow messages it accepted coming repaired
-// (pulled by IWANT) or first from a tree its root outranks make it give the root up, for distrustBeats
-// heartbeats, then twice as long.
+// (pulled by IWANT) or first from a tree its root outranks, from distrustPeers peers at least, make it give the root
+// up, for distrustBeats heartbeats, then twice as long.
 func TestTreeGivesUpARootWhoseMessagesComeRepaired(t *testing.T) {
 	r := treeRouter(t, 3)
 	now, seq := t0, uint64(5)
@@ -53,18 +53,28 @@ func TestTreeGivesUpARootWhoseMessagesComeRepaired(t *testing.T) {
 	for range distrustWindow {
 		accept(1, false)
 	}
-	for range distrustRepaired - 2 {
-		accept(1, true)
+	for range distrustRepaired + 2 {
+		accept(2, true) // all from one peer: it may be the one answering ahead of the tree
 	}
+	if root() != 1 {
+		t.Fatal("gave the root up for messages pulled from a single peer")
+	}
+	for range distrustWindow {
+		accept(1, false)
+	}
+	accept(1, true)
+	accept(2, true)
+	accept(1, true)
+	accept(2, true)
 	accept(3, false) // crossed over from root 3's tree: the node's own tree did not bring it
 	if root() != 1 {
-		t.Fatalf("root %d: gave the root up after %d of %d messages came repaired or from the lesser tree", root(), distrustRepaired-1, distrustWindow)
+		t.Fatalf("gave the root up after %d of %d messages came repaired or from the lesser tree", distrustRepaired-1, distrustWindow)
 	}
 	accept(2, false)
 	accept(3, false)
 	if root() != 3 || r.Stats().TreeDistrusted != 1 {
-		t.Fatalf("root %d (distrusted %d) after %d of the last %d messages came repaired or from the lesser tree, want root 3",
-			root(), r.Stats().TreeDistrusted, distrustRepaired, distrustWindow)
+		t.Fatalf("root %d (distrusted %d) after %d of the last %d messages came repaired or from the lesser tree, from %d peers, want root 3",
+			root(), r.Stats().TreeDistrusted, distrustRepaired, distrustWindow, distrustPeers)
 	}
 	for range distrustBeats - 1 {
 		beat()
@@ -79,8 +89,8 @@ func TestTreeGivesUpARootWhoseMessagesComeRepaired(t *testing.T) {
 	for range distrustSettleBeats {
 		beat()
 	}
-	for range distrustRepaired {
-		accept(1, true)
+	for i := range distrustRepaired {
+		accept(1+i%3, i%3 != 2)
 	}
 	if root() != 3 || r.Stats().TreeDistrusted != 2 {
 		t.Fatal("root 1 not given up again")
