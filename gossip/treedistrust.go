@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"math/bits"
+	"slices"
 
 	"github.com/actormesh/actormesh/session"
 )
@@ -13,10 +14,10 @@ import (
 // from a tree whose root this node's root outranks counts too: those nodes left the node's root (crossLinks
 // brought the message), and once some have, the others get their messages that way rather than pulled. A node
 // whose place has not changed for distrustSettleBeats (a move excuses the repairs of what was missed meanwhile) and
-// that got distrustRepaired of the last distrustWindow messages it accepted that way gives its root up, as it would
-// a dead one, and does not take it again for distrustBeats heartbeats (doubling at each repeat, up to
-// distrustMaxBeats). Only what the node saw itself counts: nothing a peer says, so no peer can make it give a root
-// up short of delivering messages that way itself.
+// that got distrustRepaired of the last distrustWindow messages it accepted that way, from distrustPeers distinct
+// peers at least, gives its root up, as it would a dead one, and does not take it again for distrustBeats heartbeats
+// (doubling at each repeat, up to distrustMaxBeats). Only what the node saw itself counts, nothing a peer claims,
+// and from several peers: one hostile peer delivering messages ahead of the tree cannot move it.
 const (
 	distrustWindow      = 16
 	distrustRepaired    = 6
@@ -48,28 +49,22 @@ func (w *repairWindow) add(peer session.NodeID, repaired bool) {
 	w.next = (w.next + 1) % distrustWindow
 }
 
-// evidence returns the count of repaired messages in the window and of the distinct peers they came from.
-func (w *repairWindow) evidence() (count, peers int) {
-	count = bits.OnesCount16(w.repaired)
+// count returns the number of repaired messages in the window.
+func (w *repairWindow) count() int { return bits.OnesCount16(w.repaired) }
+
+// peers returns the number of distinct peers the repaired messages of the window came from.
+func (w *repairWindow) peers() (peers int) {
 	var seen [distrustWindow]session.NodeID
 	for age := range distrustWindow {
 		if w.repaired&(1<<age) == 0 {
 			continue
 		}
-		p := w.from[(w.next-1-age+2*distrustWindow)%distrustWindow]
-		found := false
-		for _, q := range seen[:peers] {
-			if q == p {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if p := w.from[(w.next-1-age+2*distrustWindow)%distrustWindow]; !slices.Contains(seen[:peers], p) {
 			seen[peers] = p
 			peers++
 		}
 	}
-	return count, peers
+	return peers
 }
 
 // noteRepaired records whether a message accepted from peer on a topic with a tree came repaired (pulled, or crossed
@@ -84,7 +79,7 @@ func (r *Router) noteRepaired(t *topic, peer session.NodeID, repaired bool) bool
 	if !settled {
 		return false
 	}
-	if count, peers := ts.recent.evidence(); count < distrustRepaired || peers < distrustPeers {
+	if ts.recent.count() < distrustRepaired || ts.recent.peers() < distrustPeers { // peers only past the count
 		return false
 	}
 	root := ts.root
@@ -103,6 +98,7 @@ func (r *Router) noteRepaired(t *topic, peer session.NodeID, repaired bool) bool
 	return true
 }
 
+// forgetOldestDistrust drops the distrusted root whose distrust ends first, to make room for another.
 func (r *Router) forgetOldestDistrust(ts *treeState) {
 	var oldest session.NodeID
 	first := true
@@ -120,6 +116,7 @@ func (r *Router) distrusted(ts *treeState, root session.NodeID) bool {
 	return ok && r.beats < d.until
 }
 
+// b2u is 1 for true, 0 for false.
 func b2u(b bool) uint16 {
 	if b {
 		return 1
