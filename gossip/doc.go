@@ -24,6 +24,15 @@
 // GossipDelay holds an id back from IHAVE until the tree has probably delivered it everywhere, so that slow tree
 // paths are not taken for holes.
 //
+// # The broadcast tree
+//
+// With Config.Tree (the relay's default), the nodes instead agree on one spanning tree per topic by telling their
+// peers their place in it (TreeInfo reports): the root is the best-ranked node, each node's parent is its peer
+// nearest the root, and a message goes along the tree links, and, while the tree changes root, to the peers of the
+// other tree (crossLinks). A root whose beacon stops or whose routes are all cut is given up; so is a root under
+// which a node has to pull most messages, from several peers: one that withholds them (treedistrust.go). The mesh
+// and IHAVE/IWANT still repair what the tree misses.
+//
 // # Validation
 //
 // HandleMessage records a new message as seen and holds it until the shell reports a Verdict through Validated: only
