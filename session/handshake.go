@@ -169,7 +169,7 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 		payload:   payload,
 	}
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   cipherSuiteFor(newX25519DH(static)),
+		CipherSuite:   cipherSuiteFor(x25519DH{}),
 		Random:        rand.Reader,
 		Pattern:       noise.HandshakeXX,
 		Initiator:     initiator,
