@@ -52,7 +52,8 @@ type Config struct {
 	// RefreshInterval is how often it runs a self-lookup and a random lookup to keep the table fresh (default 5m;
 	// kad-dht refreshes every 10m, go-ethereum every 30m: each lookup costs handshakes with nodes not connected).
 	// After the join the gap starts at Interval and doubles up to RefreshInterval, so that a young table learns
-	// the nodes that joined after it quickly.
+	// the nodes that joined after it quickly, until two self-lookups in a row find the same neighbourhood: then
+	// it is RefreshInterval at once.
 	RefreshInterval time.Duration
 	// StorePath is the peer store file loaded at start (the routing actor saves it); empty: none.
 	StorePath string
@@ -64,7 +65,7 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
-// DefaultConfig returns the defaults: 8 outbound peers, checked every 2s, refreshed every 30s.
+// DefaultConfig returns the defaults: 8 outbound peers, checked every 2s, refreshed every 5m (sooner while young).
 func DefaultConfig() Config {
 	return Config{
 		TargetOutbound: 8, Interval: 2 * time.Second, RefreshInterval: 5 * time.Minute,
@@ -90,6 +91,8 @@ type (
 		// lost is set when the routing table is empty after the step: the node knows nobody to look up from
 		// (its peers' records are gone), so it joins again through its bootnodes (and peer store) at the next step.
 		lost bool
+		// neighbours are the closest nodes the step's self-lookup found (nil: it ran none, or it failed).
+		neighbours []session.NodeID
 	}
 )
 
@@ -101,14 +104,13 @@ type bootstrapper struct {
 	log zerolog.Logger
 	rng *rand.Rand
 
-	self, root  *actor.PID
-	sys         *actor.ActorSystem
-	timer       *time.Timer
-	busy        bool
-	joined      bool
-	lastRefresh time.Time
-	refreshGap  time.Duration // grows from Interval to RefreshInterval: a young table is refreshed more often
-	backoff     map[session.NodeID]*candidateBackoff
+	self, root *actor.PID
+	sys        *actor.ActorSystem
+	timer      *time.Timer
+	busy       bool
+	joined     bool
+	refresh    *refreshSchedule
+	backoff    map[session.NodeID]*candidateBackoff
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -130,6 +132,7 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 		return &bootstrapper{
 			cfg: cfg, net: net, log: cfg.Logger, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 			backoff: make(map[session.NodeID]*candidateBackoff), ctx: ctx, cancel: cancel,
+			refresh: newRefreshSchedule(cfg.Interval, cfg.RefreshInterval),
 		}
 	}), nil
 }
@@ -146,6 +149,9 @@ func (b *bootstrapper) Receive(ctx actor.Context) {
 	case *stepDone:
 		b.busy = false
 		b.joined = (b.joined || m.joined) && !m.lost
+		if m.neighbours != nil {
+			b.refresh.neighbourhood(m.neighbours)
+		}
 		now := time.Now()
 		for _, id := range m.failed {
 			cb, ok := b.backoff[id]
@@ -182,7 +188,7 @@ func (b *bootstrapper) startStep() {
 	now := time.Now()
 	plan := stepPlan{
 		join:    !b.joined,
-		refresh: now.Sub(b.lastRefresh) >= b.refreshGap,
+		refresh: b.refresh.due(now),
 		skip:    make(map[session.NodeID]bool),
 		random:  randomKey(b.rng),
 		seed:    b.rng.Uint64(),
@@ -193,11 +199,7 @@ func (b *bootstrapper) startStep() {
 		}
 	}
 	if plan.refresh {
-		// The young table's early refreshes (gap below RefreshInterval) look up the node's own key only: they are
-		// about the neighbourhood, which later joiners change; the distant buckets filled at the join.
-		plan.randomLookup = b.refreshGap >= b.cfg.RefreshInterval
-		b.lastRefresh = now
-		b.refreshGap = min(max(2*b.refreshGap, b.cfg.Interval), b.cfg.RefreshInterval)
+		plan.randomLookup = b.refresh.start(now)
 	}
 	self, sys := b.self, b.sys
 	b.wg.Add(1)
@@ -260,6 +262,12 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 				continue
 			}
 			b.log.Debug().Int("found", len(res.Closest)).Int("rounds", res.Rounds).Msg("refresh lookup")
+			if target == self && len(res.Closest) > 0 {
+				done.neighbours = make([]session.NodeID, len(res.Closest))
+				for i, e := range res.Closest {
+					done.neighbours[i] = e.ID
+				}
+			}
 			if p.join && target == self && len(res.Closest) == 0 {
 				// The bootnodes answered with nobody (an overloaded bootnode's reply may time out): not joined yet.
 				done.joined = false

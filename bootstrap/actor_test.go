@@ -61,3 +61,54 @@ func TestBootstrapperAtItsTargetCopiesNoTable(t *testing.T) {
 		t.Fatalf("a keeps %d outbound connections, want 1", a.OutboundCount())
 	}
 }
+
+// lookupCountingNet counts the bootstrapper's lookups.
+type lookupCountingNet struct {
+	countingNet
+	lookups atomic.Int64
+}
+
+func (c *lookupCountingNet) FindClosest(ctx context.Context, target routing.Key) (routing.LookupResult, error) {
+	c.lookups.Add(1)
+	return c.Node.FindClosest(ctx, target)
+}
+
+func (c *lookupCountingNet) FindClosestFrom(ctx context.Context, target routing.Key, seeds []session.PeerAddr) (routing.LookupResult, error) {
+	c.lookups.Add(1)
+	return c.Node.FindClosestFrom(ctx, target, seeds)
+}
+
+// TestBootstrapperStopsEarlyRefreshesOnceTheNeighbourhoodSettles: the young table's refreshes (gap from Interval,
+// doubling) stop as soon as two self-lookups find the same neighbours; the next is RefreshInterval later. With the
+// gap doubling from 10 ms, 75 steps would have run 7 refreshes.
+func TestBootstrapperStopsEarlyRefreshesOnceTheNeighbourhoodSettles(t *testing.T) {
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0
+	}))
+	a, b, c := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
+	if err := b.Connect(context.Background(), c.Addr(), true); err != nil { // b knows c: a's lookups find both
+		t.Fatal(err)
+	}
+	net := &lookupCountingNet{countingNet: countingNet{Node: a}}
+	cfg := bootstrap.DefaultConfig()
+	cfg.Bootnodes, cfg.TargetOutbound, cfg.Interval, cfg.RefreshInterval = []session.PeerAddr{b.Addr()}, 1, 10*time.Millisecond, time.Hour
+	props, err := bootstrap.NewActorProps(cfg, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := a.ActorSystem()
+	pid := sys.Root.Spawn(props)
+	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+
+	testkit.WaitFor(t, 10*time.Second, func() bool { return net.steps.Load() >= 150 }, "75 steps")
+	if got := net.lookups.Load(); got < 2 || got > 4 {
+		t.Fatalf("%d lookups in 75 steps, want 2-4 (the join's, then early refreshes until two agree)", got)
+	}
+	snap, err := a.RoutingTable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Entries) != 2 {
+		t.Fatalf("a's table holds %d nodes, want b and c", len(snap.Entries))
+	}
+}

@@ -1,0 +1,50 @@
+package bootstrap
+
+import (
+	"bytes"
+	"slices"
+	"time"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// refreshSchedule decides when the bootstrapper refreshes the routing table. A young table is refreshed often: the
+// gap starts at the step interval and doubles up to the full refresh interval, so that the node learns its
+// neighbours that joined after it. Once two self-lookups in a row find the same neighbourhood, nobody new is
+// joining near the node (and later joiners announce themselves to their neighbourhood by their own lookups, which
+// the routing table learns from), so the gap jumps to the full interval: a settled network pays no more early
+// refreshes, each of which costs handshakes with nodes not connected. It has no goroutines and no clock of its own.
+type refreshSchedule struct {
+	first, full time.Duration
+	last        time.Time
+	gap         time.Duration
+	neighbours  []session.NodeID // the last self-lookup's closest nodes, sorted; nil before the first
+}
+
+func newRefreshSchedule(first, full time.Duration) *refreshSchedule {
+	return &refreshSchedule{first: first, full: full}
+}
+
+// due reports whether a refresh should start at now.
+func (r *refreshSchedule) due(now time.Time) bool { return now.Sub(r.last) >= r.gap }
+
+// start records a refresh starting at now. full reports whether it is a full refresh (a random lookup besides the
+// self-lookup), which the early ones are not: they are about the neighbourhood; the distant buckets filled at the
+// join.
+func (r *refreshSchedule) start(now time.Time) (full bool) {
+	full = r.gap >= r.full
+	r.last = now
+	r.gap = min(max(2*r.gap, r.first), r.full)
+	return full
+}
+
+// neighbourhood records the closest nodes a self-lookup found; the same set as the last one's ends the early
+// refreshes.
+func (r *refreshSchedule) neighbourhood(closest []session.NodeID) {
+	ids := slices.Clone(closest)
+	slices.SortFunc(ids, func(a, b session.NodeID) int { return bytes.Compare(a[:], b[:]) })
+	if r.neighbours != nil && slices.Equal(r.neighbours, ids) {
+		r.gap = r.full
+	}
+	r.neighbours = ids
+}

@@ -1,0 +1,72 @@
+package bootstrap
+
+import (
+	"testing"
+	"time"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+func TestRefreshScheduleDoublesUntilTheNeighbourhoodSettles(t *testing.T) {
+	const first, full = 2 * time.Second, 5 * time.Minute
+	r := newRefreshSchedule(first, full)
+	t0 := time.Unix(1000, 0)
+	id := func(b byte) session.NodeID { return session.NodeID{b} }
+
+	if !r.due(t0) {
+		t.Fatal("the first refresh (the join's) is not due at once")
+	}
+	if r.start(t0) {
+		t.Fatal("the join's refresh is full")
+	}
+	r.neighbourhood([]session.NodeID{id(1), id(2)})
+	if r.due(t0.Add(first-time.Millisecond)) || !r.due(t0.Add(first)) {
+		t.Fatalf("second refresh not due %v after the first", first)
+	}
+	// A new neighbour: the young table keeps refreshing, the gap doubling.
+	t1 := t0.Add(first)
+	r.start(t1)
+	r.neighbourhood([]session.NodeID{id(3), id(1), id(2)})
+	if r.due(t1.Add(2*first-time.Millisecond)) || !r.due(t1.Add(2*first)) {
+		t.Fatalf("third refresh not due %v after the second", 2*first)
+	}
+	// The same neighbours, in another order: settled, the next refresh is a full one, RefreshInterval later.
+	t2 := t1.Add(2 * first)
+	if r.start(t2) {
+		t.Fatal("an early refresh is full")
+	}
+	r.neighbourhood([]session.NodeID{id(2), id(3), id(1)})
+	if r.due(t2.Add(full - time.Millisecond)) {
+		t.Fatal("a refresh is due before RefreshInterval once the neighbourhood settled")
+	}
+	t3 := t2.Add(full)
+	if !r.due(t3) || !r.start(t3) {
+		t.Fatal("the refresh RefreshInterval later is not due or not full")
+	}
+	if r.due(t3.Add(full-time.Millisecond)) || !r.due(t3.Add(full)) {
+		t.Fatal("full refreshes are not RefreshInterval apart")
+	}
+}
+
+func TestRefreshScheduleReachesTheFullIntervalWhileNeighboursKeepJoining(t *testing.T) {
+	const first, full = time.Second, 10 * time.Second
+	r := newRefreshSchedule(first, full)
+	now := time.Unix(1000, 0)
+	var gaps []time.Duration
+	for i := range 6 {
+		r.start(now)
+		r.neighbourhood([]session.NodeID{{byte(i)}}) // someone new each time
+		gap := time.Duration(0)
+		for !r.due(now.Add(gap)) {
+			gap += 100 * time.Millisecond
+		}
+		gaps = append(gaps, gap)
+		now = now.Add(gap)
+	}
+	want := []time.Duration{first, 2 * first, 4 * first, 8 * first, full, full}
+	for i := range want {
+		if gaps[i] != want[i] {
+			t.Fatalf("gaps %v, want %v", gaps, want)
+		}
+	}
+}
