@@ -10,6 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/routing"
+	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
 
@@ -80,4 +82,29 @@ func BenchmarkDirectRequest(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)*50/100].Microseconds()), "p50_µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99_µs")
+}
+
+// BenchmarkDiscoveryConnection measures what one of discovery's transient connections costs both nodes: a dial and
+// its handshake, the FindNode exchanges of a lookup seeded with the peer, and the close once the connection has
+// been idle DiscoveryIdleTimeout. The table's revalidation and every lookup pay this for each node they meet that
+// is not connected.
+func BenchmarkDiscoveryConnection(b *testing.B) {
+	nw := testkit.NewNetwork(b, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0
+		cfg.DiscoveryIdleTimeout = time.Millisecond
+	}))
+	a, peer := nw.Nodes[0], nw.Nodes[1]
+	ctx := ctxTimeout(b, 10*time.Minute)
+	seeds := []session.PeerAddr{peer.Addr()}
+	cpu0 := testkit.ProcessCPU()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := a.FindClosestFrom(ctx, routing.KeyOf(a.ID()), seeds); err != nil {
+			b.Fatalf("lookup %d: %v", i, err)
+		}
+		testkit.WaitFor(b, 10*time.Second, func() bool { return !a.Connected(peer.ID()) && !peer.Connected(a.ID()) },
+			"the discovery connection to close")
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((testkit.ProcessCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/conn")
 }

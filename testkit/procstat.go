@@ -129,3 +129,7 @@ func memoryBreakdown() MemoryBreakdown {
 		Goroutines:    int(raw[6]),
 	}
 }
+
+// ProcessCPU returns the CPU time (user and system) the process has used so far, for benchmarks that report CPU
+// per operation across the goroutines of several nodes.
+func ProcessCPU() time.Duration { return processCPU() }
