@@ -33,6 +33,18 @@ func (c *countingNet) RoutingTable(ctx context.Context) (routing.Snapshot, error
 	return c.Node.RoutingTable(ctx)
 }
 
+// spawnBootstrapper runs a bootstrapper with cfg on node's actor system until the test ends.
+func spawnBootstrapper(t *testing.T, node *actors.Node, cfg bootstrap.Config, net bootstrap.Network) {
+	t.Helper()
+	props, err := bootstrap.NewActorProps(cfg, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := node.ActorSystem()
+	pid := sys.Root.Spawn(props)
+	t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
+}
+
 // TestBootstrapperAtItsTargetCopiesNoTable: once the node keeps its target of outbound connections, a step has
 // nothing to top up, so it takes no copy of the routing table (every entry, every 2 s by default).
 func TestBootstrapperAtItsTargetCopiesNoTable(t *testing.T) {
@@ -43,13 +55,7 @@ func TestBootstrapperAtItsTargetCopiesNoTable(t *testing.T) {
 	net := &countingNet{Node: a}
 	cfg := bootstrap.DefaultConfig()
 	cfg.Bootnodes, cfg.TargetOutbound, cfg.Interval = []session.PeerAddr{b.Addr()}, 1, 10*time.Millisecond
-	props, err := bootstrap.NewActorProps(cfg, net)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := a.ActorSystem()
-	pid := sys.Root.Spawn(props)
-	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+	spawnBootstrapper(t, a, cfg, net)
 
 	testkit.WaitFor(t, 10*time.Second, func() bool { return a.OutboundCount() == 1 }, "a to keep its bootnode")
 	snapshots, steps := net.snapshots.Load(), net.steps.Load()
@@ -92,13 +98,7 @@ func TestBootstrapperStopsEarlyRefreshesOnceTheNeighbourhoodSettles(t *testing.T
 	net := &lookupCountingNet{countingNet: countingNet{Node: a}}
 	cfg := bootstrap.DefaultConfig()
 	cfg.Bootnodes, cfg.TargetOutbound, cfg.Interval, cfg.RefreshInterval = []session.PeerAddr{b.Addr()}, 1, 10*time.Millisecond, time.Hour
-	props, err := bootstrap.NewActorProps(cfg, net)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := a.ActorSystem()
-	pid := sys.Root.Spawn(props)
-	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+	spawnBootstrapper(t, a, cfg, net)
 
 	testkit.WaitFor(t, 10*time.Second, func() bool { return net.steps.Load() >= 150 }, "75 steps")
 	if got := net.lookups.Load(); got < 2 || got > 4 {
