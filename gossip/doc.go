@@ -29,9 +29,10 @@
 // With Config.Tree (the relay's default), the nodes instead agree on one spanning tree per topic by telling their
 // peers their place in it (TreeInfo reports): the root is the best-ranked node, each node's parent is its peer
 // nearest the root, and a message goes along the tree links, and, while the tree changes root, to the peers of the
-// other tree (crossLinks). A root whose beacon stops or whose routes are all cut is given up; so is a root under
-// which a node has to pull most messages, from several peers: one that withholds them (treedistrust.go). The mesh
-// and IHAVE/IWANT still repair what the tree misses.
+// other tree (crossLinks). A root whose beacon stops or whose routes are all cut is given up. A node that has to
+// pull most messages, from several peers, leaves its parent first, and gives the root up if that does not help (or
+// the parent is the root, or others have left the root already): one of them withholds messages
+// (treedistrust.go). The mesh and IHAVE/IWANT still repair what the tree misses.
 //
 // # Validation
 //

@@ -184,5 +184,6 @@ type Stats struct {
 	TreeDamped     uint64 // changes of place reported on the next heartbeat rather than at once (damping)
 	TreeCuts       uint64 // broken tree links (TreeCut) found (the parent lost) or first heard of
 	TreeDistrusted uint64 // roots given up for withholding messages (most messages came repaired)
+	TreeShunned    uint64 // parents left for withholding messages (most messages came repaired), before any root
 	TreeCrossed    uint64 // copies pushed to peers of another root's tree (crossLinks), while the tree changes root
 }

@@ -434,7 +434,7 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 		r.rideReport(b, pd.msg.Topic, t, id)
 	}
 	if t.tree != nil {
-		if r.noteRepaired(t, pd.from, pd.pulled || r.fromLesserTree(t, pd.from)) {
+		if r.noteRepaired(t, pd.from, pd.pulled, r.fromLesserTree(t, pd.from)) {
 			r.updateTree(b, pd.msg.Topic, t)
 		}
 		for _, id := range r.treeLinks(t) {

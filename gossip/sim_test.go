@@ -581,6 +581,9 @@ func lateAfterKill(t *testing.T, seed uint64, killRoot bool) []string {
 		if n := r.Stats().TreeDistrusted; n > 0 {
 			t.Errorf("seed %d: node %d gave a root up %d times for withholding messages after a kill", seed, i, n)
 		}
+		if n := r.Stats().TreeShunned; n > 0 {
+			t.Errorf("seed %d: node %d left a parent %d times for withholding messages after a kill", seed, i, n)
+		}
 	}
 	var late []string
 	for k, sm := range s.msgs[sc.killAt+1:] {

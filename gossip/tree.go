@@ -165,9 +165,12 @@ type treeState struct {
 	lost     []treeCut // child: the lost peer's pathID
 	orphaned bool
 	// recent holds the last messages accepted (treedistrust.go): whether each came repaired, and from which peer;
-	// distrusted the roots given up for withholding messages.
+	// distrusted the roots given up for withholding messages; shunned the parents left for it, until their
+	// heartbeat count, and shunBeat the heartbeat count of the last (0: none).
 	recent     repairWindow
 	distrusted map[session.NodeID]distrust
+	shunned    map[session.NodeID]uint64
+	shunBeat   uint64
 }
 
 type beaconHeard struct {
@@ -411,11 +414,21 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 
 // nearestPeer returns the peer nearest root by its fresh report, the current parent on a tie, the distance
 // through it and its route's path. It skips the peers whose route runs through this node (mine) or is known broken
-// (brokenRoute; for the current parent, since parentGraceBeats). Zero if none.
+// (brokenRoute; for the current parent, since parentGraceBeats), and the parents shunned for withholding messages
+// unless no other peer has a route (treedistrust.go). Zero if none.
 func (r *Router) nearestPeer(ts *treeState, root session.NodeID, mine uint32) (parent session.NodeID, dist int, via []uint32) {
+	if parent, dist, via = r.nearestPeerShunning(ts, root, mine, true); parent.IsZero() && len(ts.shunned) > 0 {
+		parent, dist, via = r.nearestPeerShunning(ts, root, mine, false) // a shunned parent rather than none
+	}
+	return parent, dist, via
+}
+
+// nearestPeerShunning is nearestPeer, skipping the parents shunned for withholding messages if shun is set.
+func (r *Router) nearestPeerShunning(ts *treeState, root session.NodeID, mine uint32, shun bool) (parent session.NodeID, dist int, via []uint32) {
 	dist = maxTreeDist
 	for id, v := range ts.views {
-		if !r.fresh(v) || v.info.Root != root || v.info.Parent == r.cfg.Self || slices.Contains(v.info.Path, mine) {
+		if !r.fresh(v) || v.info.Root != root || v.info.Parent == r.cfg.Self || slices.Contains(v.info.Path, mine) ||
+			shun && r.shunned(ts, id) {
 			continue
 		}
 		before := uint64(math.MaxUint64)

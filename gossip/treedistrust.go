@@ -16,8 +16,10 @@ import (
 // whose place has not changed for distrustSettleBeats (a move excuses the repairs of what was missed meanwhile) and
 // that got distrustRepaired of the last distrustWindow messages it accepted that way, from distrustPeers distinct
 // peers at least, gives its root up, as it would a dead one, and does not take it again for distrustBeats heartbeats
-// (doubling at each repeat, up to distrustMaxBeats). Only what the node saw itself counts, nothing a peer claims,
-// and from several peers: one hostile peer delivering messages ahead of the tree cannot move it.
+// (doubling at each repeat, up to distrustMaxBeats). An interior node can withhold as well, so a node whose parent
+// is not the root leaves its parent first, for distrustBeats (shunParent), and gives the root up only if that does
+// not help. Only what the node saw itself counts, nothing a peer claims, and from several peers: one hostile peer
+// delivering messages ahead of the tree cannot move it.
 const (
 	distrustWindow      = 16
 	distrustRepaired    = 6
@@ -38,13 +40,15 @@ type distrust struct {
 // the i-th newest came repaired, from[i] the peer it came from.
 type repairWindow struct {
 	repaired uint16
+	crossed  uint16 // of those, the ones that crossed over from a lesser tree
 	next     int
 	from     [distrustWindow]session.NodeID
 }
 
 // add records a message accepted from peer.
-func (w *repairWindow) add(peer session.NodeID, repaired bool) {
+func (w *repairWindow) add(peer session.NodeID, repaired, crossed bool) {
 	w.repaired = w.repaired<<1 | b2u(repaired)
+	w.crossed = w.crossed<<1 | b2u(repaired && crossed)
 	w.from[w.next] = peer
 	w.next = (w.next + 1) % distrustWindow
 }
@@ -71,16 +75,21 @@ func (w *repairWindow) peers() (peers int) {
 // over from a lesser tree), and gives the root up when distrustRepaired of the window did, from at least
 // distrustPeers distinct peers: one peer alone (that announces every message at once and answers the IWANT ahead of
 // the tree, or reports a lesser root and pushes every message ahead of it) cannot make its neighbours leave a sound
-// root. It tells whether the root was given up.
-func (r *Router) noteRepaired(t *topic, peer session.NodeID, repaired bool) bool {
+// root. A node whose parent is not the root suspects the parent first (shunParent). It tells whether the node must
+// find its place again (the root given up, or the parent left).
+func (r *Router) noteRepaired(t *topic, peer session.NodeID, pulled, crossed bool) bool {
 	ts := t.tree
 	settled := ts.root != r.cfg.Self && r.beats-ts.movedBeat >= distrustSettleBeats
-	ts.recent.add(peer, repaired && settled) // a move clears it (updateTree)
+	ts.recent.add(peer, (pulled || crossed) && settled, crossed) // a move clears it (updateTree)
 	if !settled {
 		return false
 	}
 	if ts.recent.count() < distrustRepaired || ts.recent.peers() < distrustPeers { // peers only past the count
 		return false
+	}
+	if ts.parent != ts.root && ts.recent.crossed == 0 && (ts.shunBeat == 0 || r.beats-ts.shunBeat >= distrustBeats) {
+		r.shunParent(ts)
+		return true
 	}
 	root := ts.root
 	if ts.distrusted == nil {
@@ -96,6 +105,35 @@ func (r *Router) noteRepaired(t *topic, peer session.NodeID, repaired bool) bool
 	ts.recent = repairWindow{}
 	r.stats.TreeDistrusted++
 	return true
+}
+
+// shunParent leaves the node's parent for distrustBeats heartbeats: the first suspect of withheld messages is the
+// nearest link. An interior node may withhold what it should forward (its children then pull everything from their
+// other peers), and giving the root up for it made every node of the network leave a sound root
+// (TestSimulationAWithholdingParentIsLeftNotTheRoot). The root is given up only when repairs go on under another
+// parent within distrustBeats, when the parent is the root, or when repaired messages crossed over from a lesser
+// tree (nodes have left the root already).
+func (r *Router) shunParent(ts *treeState) {
+	if ts.shunned == nil {
+		ts.shunned = make(map[session.NodeID]uint64)
+	}
+	for id, until := range ts.shunned {
+		if r.beats >= until {
+			delete(ts.shunned, id)
+		}
+	}
+	if len(ts.shunned) < maxDistrusted {
+		ts.shunned[ts.parent] = r.beats + distrustBeats
+	}
+	ts.shunBeat = max(r.beats, 1)
+	ts.recent = repairWindow{}
+	r.stats.TreeShunned++
+}
+
+// shunned tells whether peer is a parent left for withholding messages.
+func (r *Router) shunned(ts *treeState, peer session.NodeID) bool {
+	until, ok := ts.shunned[peer]
+	return ok && r.beats < until
 }
 
 // forgetOldestDistrust drops the distrusted root whose distrust ends first, to make room for another.

@@ -102,3 +102,57 @@ func TestTreeGivesUpARootWhoseMessagesComeRepaired(t *testing.T) {
 		t.Fatal("a second distrust did not last twice as long")
 	}
 }
+
+// TestTreeLeavesAWithholdingParentBeforeTheRoot: when the repairs come while the node's parent is not the root, the
+// parent is the first suspect: the node takes another parent and keeps the root. Only if repairs go on under the
+// new parent within distrustBeats does it give the root up.
+func TestTreeLeavesAWithholdingParentBeforeTheRoot(t *testing.T) {
+	r := treeRouter(t, 4)
+	now, seq := t0, uint64(5)
+	beat := func() {
+		seq++
+		r.HandleTree(now, nid(2), report(9, 1, -1, seq)) // 2 and 4 are children of root 9, not a peer
+		r.HandleTree(now, nid(4), report(9, 1, -1, seq))
+		r.HandleTree(now, nid(1), report(9, 2, -1, seq)) // 1 and 3 deeper in the same tree
+		r.HandleTree(now, nid(3), report(9, 2, -1, seq))
+		now = now.Add(time.Second)
+		r.Heartbeat(now)
+	}
+	place := func() (root, parent int) {
+		gotRoot, gotParent, _, _ := r.TreeLinks(topicA)
+		return int(gotRoot[0]), int(gotParent[0])
+	}
+	n := 0
+	pulled := func(from int) {
+		n++
+		m := msg(fmt.Sprintf("m%d", n))
+		r.HandleControl(now, nid(from), &Control{IHave: []IHave{{Topic: topicA, IDs: []MsgID{DefaultMsgID(m)}}}})
+		receive(t, r, now, nid(from), m, Accept)
+	}
+	for range 1 + distrustSettleBeats {
+		beat()
+	}
+	if root, parent := place(); root != 9 || parent != 2 {
+		t.Fatalf("root %d, parent %d; want 9 and 2", root, parent)
+	}
+	for i := range distrustRepaired {
+		pulled([]int{1, 3, 4}[i%3]) // parent 2 forwards nothing: everything comes pulled from the others
+	}
+	if root, parent := place(); root != 9 || parent != 4 || r.Stats().TreeShunned != 1 || r.Stats().TreeDistrusted != 0 {
+		t.Fatalf("root %d, parent %d, shunned %d, distrusted %d after the parent withheld; want root 9 kept, parent 4",
+			root, parent, r.Stats().TreeShunned, r.Stats().TreeDistrusted)
+	}
+	for range distrustSettleBeats {
+		beat()
+		if _, parent := place(); parent != 4 {
+			t.Fatalf("parent %d: the shunned parent was taken again", parent)
+		}
+	}
+	for i := range distrustRepaired {
+		pulled([]int{1, 2, 3}[i%3]) // the new parent brings nothing either: the root withholds
+	}
+	if root, _ := place(); root == 9 || r.Stats().TreeDistrusted != 1 || r.Stats().TreeShunned != 1 {
+		t.Fatalf("root %d, distrusted %d, shunned %d after repairs under a second parent; want root 9 given up",
+			root, r.Stats().TreeDistrusted, r.Stats().TreeShunned)
+	}
+}

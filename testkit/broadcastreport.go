@@ -68,6 +68,9 @@ type BroadcastReport struct {
 	// TreeDistrusted counts the roots the surviving nodes gave up during the publications because most messages
 	// came repaired (gossip.Stats.TreeDistrusted): 0 unless a root withholds messages.
 	TreeDistrusted int `json:"tree_distrusted"`
+	// TreeShunned counts the parents the surviving nodes left during the publications because most messages came
+	// repaired while the parent was not the root (gossip.Stats.TreeShunned): 0 unless a node withholds messages.
+	TreeShunned int `json:"tree_shunned"`
 	// TreeShortcutsBefore and TreeShortcutsWindow count the shortcut connections asked for
 	// (gossip.Config.TreeShortcutDist) before the publications and during them.
 	TreeShortcutsBefore int `json:"tree_shortcuts_before"`

@@ -396,6 +396,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		rep.TreeCutsPerNode = float64(window.TreeCuts) / float64(max(counted, 1))
 		rep.TreeCrossedPerDelivery = float64(window.TreeCrossed) / d
 		rep.TreeDistrusted = int(window.TreeDistrusted)
+		rep.TreeShunned = int(window.TreeShunned)
 	}
 	if sc.BeforeClose != nil {
 		sc.BeforeClose(nodes)
@@ -517,6 +518,7 @@ func windowTotals(before, after []*gossip.RelayStats) (t gossip.Stats, verified 
 		t.TreeCuts += a.TreeCuts - b.TreeCuts
 		t.TreeCrossed += a.TreeCrossed - b.TreeCrossed
 		t.TreeDistrusted += a.TreeDistrusted - b.TreeDistrusted
+		t.TreeShunned += a.TreeShunned - b.TreeShunned
 		t.TreeShortcuts += a.TreeShortcuts - b.TreeShortcuts
 	}
 	return t, verified, nodes

@@ -136,7 +136,7 @@ func (c *Collector) collectGossip(ch chan<- prometheus.Metric, gs gossip.RelaySt
 		{"grafts_received", r.GraftsReceived}, {"prunes_sent", r.PrunesSent}, {"prunes_received", r.PrunesReceived},
 		{"tree_reports", r.TreeReports}, {"tree_shortcuts", r.TreeShortcuts}, {"tree_moves", r.TreeMoves},
 		{"tree_damped", r.TreeDamped}, {"tree_cuts", r.TreeCuts}, {"tree_crossed", r.TreeCrossed},
-		{"tree_distrusted", r.TreeDistrusted},
+		{"tree_distrusted", r.TreeDistrusted}, {"tree_shunned", r.TreeShunned},
 	} {
 		counter(c.gossipCounter, e.v, e.name)
 	}
