@@ -21,20 +21,7 @@ import (
 // 7.6-7.8 in two); then every honest node is in an honest root's tree, and only the hostile root was given up.
 func TestSimulationNodesGiveUpARootThatDropsMessages(t *testing.T) {
 	for seed := uint64(1); seed <= 4; seed++ {
-		const dropAt = 25
-		sc := relaySim(seed)
-		sc.msgs = 200
-		s := newSim(t, sc)
-		s.run(sc.warmup + dropAt*sc.interval - 1) // up to publication dropAt
-		hostile := s.treeRoot()
-		s.hostile[hostile] = true
-		s.forge = func(i int, out *Output) {
-			if i == hostile {
-				out.Send = slices.DeleteFunc(out.Send, func(snd Send) bool { return snd.Msg != nil })
-			}
-		}
-		s.runAll()
-		s.checkExactlyOnce(dropAt)
+		s, hostile := withholdingSim(t, seed, (*sim).treeRoot)
 		for i, r := range s.nodes {
 			if i == hostile {
 				continue
@@ -49,16 +36,9 @@ func TestSimulationNodesGiveUpARootThatDropsMessages(t *testing.T) {
 				}
 			}
 		}
-		for k, sm := range s.msgs[125:] {
-			if d := slices.Max(sm.arrivals); d > 200*time.Millisecond {
-				t.Errorf("seed %d: message %d, 10 s after the root turned hostile, took %v", seed, 125+k, d)
-			}
-		}
-		if f := s.figures(125, sc.msgs); f.dupPerDelivery > 0.5 {
-			t.Errorf("seed %d: last messages: %v, want at most 0.5 duplicates per delivery", seed, f)
-		}
-		t.Logf("seed %d, root hostile from message %d: %v; messages 125-199: %v", seed, dropAt,
-			s.figures(dropAt, 50), s.figures(125, sc.msgs))
+		s.checkRecovered(seed, 125)
+		t.Logf("seed %d, root hostile from message %d: %v; messages 125-199: %v", seed, withholdFrom,
+			s.figures(withholdFrom, 50), s.figures(125, len(s.msgs)))
 	}
 }
 
@@ -120,21 +100,11 @@ func TestSimulationOnePeerCannotMakeNodesLeaveASoundRoot(t *testing.T) {
 // last message slower than 200 ms went out 2.6-6.4 s after the node turned hostile, 0.16-0.19 duplicates per delivery.
 func TestSimulationAWithholdingParentIsLeftNotTheRoot(t *testing.T) {
 	for seed := uint64(1); seed <= 4; seed++ {
-		const dropAt = 25
-		sc := relaySim(seed)
-		sc.msgs = 200
-		s := newSim(t, sc)
-		s.run(sc.warmup + dropAt*sc.interval - 1)
-		root := s.treeRoot()
-		hostile := s.mostDescendants(root)
-		s.hostile[hostile] = true
-		s.forge = func(i int, out *Output) {
-			if i == hostile {
-				out.Send = slices.DeleteFunc(out.Send, func(snd Send) bool { return snd.Msg != nil })
-			}
-		}
-		s.runAll()
-		s.checkExactlyOnce(dropAt)
+		root := -1
+		s, hostile := withholdingSim(t, seed, func(s *sim) int {
+			root = s.treeRoot()
+			return s.mostDescendants(root)
+		})
 		var distrusted, shunned uint64
 		for i, r := range s.nodes {
 			if i != hostile {
@@ -145,15 +115,47 @@ func TestSimulationAWithholdingParentIsLeftNotTheRoot(t *testing.T) {
 		if distrusted > 2 || shunned == 0 {
 			t.Errorf("seed %d: the sound root given up %d times, parents left %d times; want at most 2 and some", seed, distrusted, shunned)
 		}
-		for k, sm := range s.msgs[125:] {
-			if d := slices.Max(sm.arrivals); d > 200*time.Millisecond {
-				t.Errorf("seed %d: message %d, 10 s after node %d turned hostile, took %v", seed, 125+k, hostile, d)
-			}
+		s.checkRecovered(seed, withholdFrom)
+		t.Logf("seed %d, node %d (of root %d's tree) hostile from message %d: %v", seed, hostile, root, withholdFrom,
+			s.figures(withholdFrom, len(s.msgs)))
+	}
+}
+
+// withholdFrom is the publication from which withholdingSim's hostile node withholds messages.
+const withholdFrom = 25
+
+// withholdingSim runs the relay's default tree over 200 nodes and 200 messages; from publication withholdFrom on, the
+// node pick chooses then goes on reporting but forwards no message and answers no IWANT. It checks that every honest
+// node got every later message once.
+func withholdingSim(t *testing.T, seed uint64, pick func(*sim) int) (s *sim, hostile int) {
+	t.Helper()
+	sc := relaySim(seed)
+	sc.msgs = 200
+	s = newSim(t, sc)
+	s.run(sc.warmup + withholdFrom*sc.interval - 1) // up to publication withholdFrom
+	hostile = pick(s)
+	s.hostile[hostile] = true
+	s.forge = func(i int, out *Output) {
+		if i == hostile {
+			out.Send = slices.DeleteFunc(out.Send, func(snd Send) bool { return snd.Msg != nil })
 		}
-		if f := s.figures(dropAt, sc.msgs); f.dupPerDelivery > 0.5 {
-			t.Errorf("seed %d: %v, want at most 0.5 duplicates per delivery", seed, f)
+	}
+	s.runAll()
+	s.checkExactlyOnce(withholdFrom)
+	return s, hostile
+}
+
+// checkRecovered checks that the messages 125 on (10 s after withholdFrom) reached every honest node within 200 ms,
+// and that the messages from dupsFrom on cost at most 0.5 duplicates per delivery.
+func (s *sim) checkRecovered(seed uint64, dupsFrom int) {
+	s.t.Helper()
+	for k, sm := range s.msgs[125:] {
+		if d := slices.Max(sm.arrivals); d > 200*time.Millisecond {
+			s.t.Errorf("seed %d: message %d, 10 s after a node turned hostile, took %v", seed, 125+k, d)
 		}
-		t.Logf("seed %d, node %d (of root %d's tree) hostile from message %d: %v", seed, hostile, root, dropAt, s.figures(dropAt, sc.msgs))
+	}
+	if f := s.figures(dupsFrom, len(s.msgs)); f.dupPerDelivery > 0.5 {
+		s.t.Errorf("seed %d: messages %d-%d: %v, want at most 0.5 duplicates per delivery", seed, dupsFrom, len(s.msgs)-1, f)
 	}
 }
 
