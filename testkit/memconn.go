@@ -33,9 +33,12 @@ type endState struct {
 	closed        bool
 	readDeadline  time.Time
 	writeDeadline time.Time
-	// readTimer wakes a blocked Read when readDeadline passes. One timer per deadline set, not one per wait: a
-	// reader sets its deadline far ahead and rarely, and waits for every chunk.
-	readTimer *time.Timer
+	// readTimer wakes a blocked Read when readDeadline passes; it is due at readTimerAt. One timer per deadline,
+	// not one per wait: a reader waits for every chunk. And a deadline moved later keeps the timer, which re-arms
+	// itself when it comes due before the deadline: a connection's reader moves its deadline every second (as
+	// with TCP, where that costs no allocation), and a new timer each time was 4 % of node sim's allocations.
+	readTimer   *time.Timer
+	readTimerAt time.Time
 }
 
 // stopReadTimer stops the end's deadline timer, if any. Called with s.mu.
@@ -44,6 +47,34 @@ func (e *endState) stopReadTimer() {
 		e.readTimer.Stop()
 		e.readTimer = nil
 	}
+}
+
+// armReadTimer makes the end's deadline timer due at the read deadline, or earlier (it then re-arms itself).
+// Called with s.mu.
+func (c *memConn) armReadTimer() {
+	s := c.s
+	e := &s.end[c.side]
+	if e.readTimer != nil && !e.readTimerAt.After(e.readDeadline) {
+		return // due no later than the deadline: it re-checks when it fires
+	}
+	e.stopReadTimer()
+	var tm *time.Timer
+	tm = time.AfterFunc(time.Until(e.readDeadline), func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if e.readTimer != tm {
+			return // stopped or replaced meanwhile
+		}
+		e.readTimer = nil
+		switch {
+		case e.readDeadline.IsZero():
+		case time.Now().Before(e.readDeadline):
+			c.armReadTimer() // the deadline moved later
+		default:
+			broadcast(&s.dir[1-c.side].readable)
+		}
+	})
+	e.readTimer, e.readTimerAt = tm, e.readDeadline
 }
 
 // stream is one direction of a connection: FIFO chunks, each due at its delivery time.
@@ -284,18 +315,14 @@ func (c *memConn) setDeadline(t time.Time, read, write bool) error {
 	if read {
 		e := &s.end[c.side]
 		e.readDeadline = t
-		e.stopReadTimer()
-		in := &s.dir[1-c.side]
-		switch d := time.Until(t); {
+		switch {
 		case t.IsZero():
-		case d <= 0:
-			broadcast(&in.readable) // a blocked Read fails at once
+			e.stopReadTimer()
+		case time.Until(t) <= 0:
+			e.stopReadTimer()
+			broadcast(&s.dir[1-c.side].readable) // a blocked Read fails at once
 		default:
-			e.readTimer = time.AfterFunc(d, func() {
-				s.mu.Lock()
-				broadcast(&in.readable)
-				s.mu.Unlock()
-			})
+			c.armReadTimer()
 		}
 	}
 	if write {

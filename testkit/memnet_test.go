@@ -266,6 +266,24 @@ func TestMemDeadlines(t *testing.T) {
 		t.Fatalf("read deadline fired after %v, before 20ms", d)
 	}
 
+	// A deadline moved later while the Read waits expires at the later time; moved earlier, at the earlier time.
+	start = time.Now()
+	_ = s.SetReadDeadline(start.Add(20 * time.Millisecond))
+	_ = s.SetReadDeadline(start.Add(80 * time.Millisecond))
+	_, err = s.Read(buf)
+	wantErr(t, "read with a deadline moved to 80ms", err, os.ErrDeadlineExceeded)
+	if d := time.Since(start); d < 80*time.Millisecond {
+		t.Fatalf("read deadline moved to 80ms fired after %v", d)
+	}
+	start = time.Now()
+	_ = s.SetReadDeadline(start.Add(time.Hour))
+	_ = s.SetReadDeadline(start.Add(20 * time.Millisecond))
+	_, err = s.Read(buf)
+	wantErr(t, "read with a deadline moved to 20ms", err, os.ErrDeadlineExceeded)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("read deadline moved from 1h to 20ms fired after %v", d)
+	}
+
 	// Moving the deadline wakes a blocked Read.
 	_ = s.SetReadDeadline(time.Time{})
 	errc := make(chan error, 1)
@@ -691,5 +709,16 @@ func BenchmarkMemConnThroughput(b *testing.B) {
 	_ = c.Close()
 	if err := <-done; err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkMemSetReadDeadline measures moving a connection's read deadline later, as a reader does every second.
+func BenchmarkMemSetReadDeadline(b *testing.B) {
+	mn := testkit.NewMemNetwork(testkit.MemConfig{})
+	_, s := connect(b, newEndpoint(b, mn), newEndpoint(b, mn))
+	start := time.Now().Add(30 * time.Second)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		_ = s.SetReadDeadline(start.Add(time.Duration(i) * time.Millisecond))
 	}
 }
