@@ -38,7 +38,7 @@ func oneBucketIdentities(t *testing.T, n int) []*session.Identity {
 
 // smallBuckets configures a discovery-cost test: buckets of two entries, so that a third node of a bucket is a
 // newcomer for a full bucket, and node 0's liveness checks as eager as they go (no age, no rate limit to speak of)
-// at its revalidation interval. No node dials anything but discovery's own requests.
+// at its revalidation interval, for entries that answered too. No node dials anything but discovery's own requests.
 func smallBuckets(ids []*session.Identity, revalidate time.Duration) testkit.Option {
 	return testkit.WithConfig(func(i int, cfg *actors.Config) {
 		cfg.Identity = ids[i]
@@ -49,7 +49,7 @@ func smallBuckets(ids []*session.Identity, revalidate time.Duration) testkit.Opt
 		if i == 0 {
 			cfg.Routing.Table.Replacements, cfg.Routing.Table.KeepNearest = 4, false
 			cfg.Routing.CheckAge, cfg.Routing.CheckRate, cfg.Routing.CheckBurst = 0, 1000, 1000
-			cfg.Routing.RevalidateInterval = revalidate
+			cfg.Routing.RevalidateInterval, cfg.Routing.RevalidateAnsweredInterval = revalidate, revalidate
 		}
 	})
 }

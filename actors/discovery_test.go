@@ -186,6 +186,7 @@ func TestLivenessCheckThatDialsIsTheOnlyExchangeWithThePeer(t *testing.T) {
 		cfg.Bootstrap.Interval = time.Hour
 		if i == 0 {
 			cfg.Routing.RevalidateInterval = 50 * time.Millisecond
+			cfg.Routing.RevalidateAnsweredInterval = 50 * time.Millisecond // b answers each check
 		} else {
 			cfg.Identity = bID
 			cfg.Routing.RevalidateInterval = time.Hour
@@ -208,6 +209,44 @@ func TestLivenessCheckThatDialsIsTheOnlyExchangeWithThePeer(t *testing.T) {
 	if s.Stats.Exchanges != s.Stats.Checks {
 		t.Fatalf("a started %d exchanges for %d checks: the connection the first check made started one more",
 			s.Stats.Exchanges, s.Stats.Checks)
+	}
+}
+
+// TestRevalidationChecksNodesThatAnsweredLast: the periodic revalidation checks the entries that never answered the
+// node before those that did, however stale: b answered a's lookup and is a's stalest entry, yet a checks an absent
+// node learned later (until it evicts it) and not b, which is not due before RevalidateAnsweredInterval.
+func TestRevalidationChecksNodesThatAnsweredLast(t *testing.T) {
+	ids := oneBucketIdentities(t, 2)
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.Identity = ids[i]
+		cfg.Bootstrap.TargetOutbound = 0
+		cfg.Bootstrap.Interval = time.Hour
+		cfg.Routing.RevalidateInterval = time.Hour
+		if i == 0 {
+			cfg.Routing.RevalidateInterval = 20 * time.Millisecond
+			cfg.Routing.RevalidateAnsweredInterval = time.Hour
+		}
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	a.AddRecords([]*messages.NodeRecord{record(t, ids[1], b)})
+	if _, err := a.FindClosest(ctxTimeout(t, 5*time.Second), routing.KeyOf(ids[1].NodeID())); err != nil {
+		t.Fatalf("a's lookup: %v", err)
+	}
+	served := stats(t, b).RequestsServed // the lookup's request
+	if served == 0 {
+		t.Fatal("b served no request of a's lookup")
+	}
+	a.AddRecords([]*messages.NodeRecord{absentRecord(t, ids[2])})
+	testkit.WaitFor(t, 10*time.Second, func() bool { return stats(t, a).Evictions >= 1 }, "a to evict the absent node")
+	if n := stats(t, b).RequestsServed; n != served {
+		t.Fatalf("a checked b, which had answered it, %d times before the node that never had", n-served)
+	}
+	s, err := a.RoutingTable(ctxTimeout(t, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Entries) != 1 || s.Entries[0].ID != b.ID() || !s.Entries[0].Answered() {
+		t.Fatalf("a's table: %+v, want b alone, answered", s.Entries)
 	}
 }
 

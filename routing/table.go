@@ -85,7 +85,14 @@ type Entry struct {
 	LastSeen time.Time
 	// Failures counts consecutive failed liveness checks.
 	Failures int
+	// AnsweredAt is when the node last answered this node itself (MarkAlive: a liveness check, a lookup's request,
+	// or a request of its own); zero if it never has since it entered the table.
+	AnsweredAt time.Time
 }
+
+// Answered reports whether the node has answered this node since it entered the table and failed no liveness check
+// since: a node known to be up, which the periodic revalidation checks less often (Config.RevalidateAnsweredInterval).
+func (e *Entry) Answered() bool { return !e.AnsweredAt.IsZero() && e.Failures == 0 }
 
 // AddStatus is the outcome of Table.Add.
 type AddStatus int
@@ -255,9 +262,9 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 		moveToBack(b.entries, i)
 		return AddResult{Status: Updated}
 	}
-	e.AddedAt, e.LastSeen, e.Failures = now, now, 0
+	e.AddedAt, e.LastSeen, e.Failures, e.AnsweredAt = now, now, 0, time.Time{}
 	if i := indexOf(b.replacements, e.ID); i >= 0 {
-		e.AddedAt = b.replacements[i].e.AddedAt
+		e.AddedAt, e.AnsweredAt = b.replacements[i].e.AddedAt, b.replacements[i].e.AnsweredAt
 		b.replacements = slices.Delete(b.replacements, i, i+1)
 	}
 	if !t.fits(b, g) {
@@ -337,15 +344,15 @@ func (t *Table) displaceable(b *bucket, d int, k Key) int {
 	return far
 }
 
-// MarkAlive records that id answered a liveness check at time now: its failure count is reset and it becomes its
-// bucket's most recently seen. It reports whether id is in the table.
+// MarkAlive records that id answered this node at time now (a liveness check, or any request of either side): its
+// failure count is reset, its AnsweredAt set and it becomes its bucket's most recently seen. It reports whether id is in the table.
 func (t *Table) MarkAlive(id session.NodeID, now time.Time) bool {
 	b, i := t.find(id)
 	if i < 0 {
 		return false
 	}
 	b.entries[i].e.Failures = 0
-	b.entries[i].e.LastSeen = now
+	b.entries[i].e.LastSeen, b.entries[i].e.AnsweredAt = now, now
 	moveToBack(b.entries, i)
 	return true
 }
@@ -430,6 +437,16 @@ func (t *Table) Get(id session.NodeID) (Entry, bool) {
 // Stalest returns the entry seen least recently among those skip does not exclude (skip may be nil), and false
 // if there is none. It copies only that entry: the periodic revalidation calls it on every tick.
 func (t *Table) Stalest(skip func(session.NodeID) bool) (Entry, bool) {
+	return t.stalest(func(e *Entry) bool { return skip == nil || !skip(e.ID) })
+}
+
+// StalestOf is Stalest among the entries whose Answered is answered: the periodic revalidation checks the two kinds
+// at their own rates.
+func (t *Table) StalestOf(answered bool, skip func(session.NodeID) bool) (Entry, bool) {
+	return t.stalest(func(e *Entry) bool { return e.Answered() == answered && (skip == nil || !skip(e.ID)) })
+}
+
+func (t *Table) stalest(keep func(*Entry) bool) (Entry, bool) {
 	var best *Entry
 	for _, b := range t.buckets {
 		if b == nil {
@@ -437,7 +454,7 @@ func (t *Table) Stalest(skip func(session.NodeID) bool) (Entry, bool) {
 		}
 		for i := range b.entries {
 			e := &b.entries[i].e
-			if (best == nil || e.LastSeen.Before(best.LastSeen)) && (skip == nil || !skip(e.ID)) {
+			if (best == nil || e.LastSeen.Before(best.LastSeen)) && keep(e) {
 				best = e
 			}
 		}

@@ -188,6 +188,56 @@ func TestStalestIsTheLeastRecentlySeenNotSkipped(t *testing.T) {
 	}
 }
 
+// TestStalestOfSplitsTheEntriesThatAnswered: an entry that answered (MarkAlive) is Answered until it fails a check;
+// StalestOf picks the least recently seen of one kind; a node mentioned again keeps its answer, a new one has none.
+func TestStalestOfSplitsTheEntriesThatAnswered(t *testing.T) {
+	rng := newRand(10)
+	tab, err := NewTable(randID(rng), noLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]session.NodeID, 4)
+	for i := range ids {
+		ids[i] = randID(rng)
+		tab.Add(Entry{ID: ids[i], Addr: randAddr(rng), AnsweredAt: t0}, t0.Add(time.Duration(i)*time.Second))
+	}
+	if _, ok := tab.StalestOf(true, nil); ok {
+		t.Fatal("a new entry counts as answered (Add must not take the caller's AnsweredAt)")
+	}
+	// ids[1] and ids[2] answer; ids[0] stays the stalest of all.
+	tab.MarkAlive(ids[2], t0.Add(10*time.Second))
+	tab.MarkAlive(ids[1], t0.Add(11*time.Second))
+	check := func(answered bool, want session.NodeID, why string) {
+		t.Helper()
+		if e, ok := tab.StalestOf(answered, nil); !ok || e.ID != want {
+			t.Fatalf("%s: StalestOf(%v) = %s (%v), want %s", why, answered, e.ID.Short(), ok, want.Short())
+		}
+	}
+	check(true, ids[2], "two answered")
+	check(false, ids[0], "two answered")
+	if e, _ := tab.Stalest(nil); e.ID != ids[0] {
+		t.Fatalf("Stalest = %s, want %s (of every kind)", e.ID.Short(), ids[0].Short())
+	}
+	if e, ok := tab.StalestOf(true, func(id session.NodeID) bool { return id == ids[2] }); !ok || e.ID != ids[1] {
+		t.Fatalf("StalestOf(true) skipping %s = %s", ids[2].Short(), e.ID.Short())
+	}
+	// Mentioned again by another node, ids[2] keeps its answer.
+	tab.Add(Entry{ID: ids[2], Addr: randAddr(rng)}, t0.Add(20*time.Second))
+	check(true, ids[1], "ids[2] seen again")
+	if e, _ := tab.Get(ids[2]); !e.Answered() || !e.AnsweredAt.Equal(t0.Add(10*time.Second)) {
+		t.Fatalf("ids[2] after Add: answered %v at %v", e.Answered(), e.AnsweredAt)
+	}
+	// A failed check makes ids[1] one to check at the faster rate again.
+	tab.MarkFailed(ids[1], t0.Add(30*time.Second))
+	check(true, ids[2], "ids[1] failed a check")
+	if e, _ := tab.Get(ids[1]); e.Answered() {
+		t.Fatal("ids[1] still answered after a failed check")
+	}
+	if _, ok := tab.StalestOf(false, func(id session.NodeID) bool { return id != ids[1] }); !ok {
+		t.Fatal("ids[1] not among the unanswered after its failed check")
+	}
+}
+
 func TestAddStatuses(t *testing.T) {
 	rng := newRand(3)
 	self := randID(rng)
