@@ -13,20 +13,33 @@ import (
 // neighbours that joined after it. Once two self-lookups in a row find the same neighbourhood, nobody new is
 // joining near the node (and later joiners announce themselves to their neighbourhood by their own lookups, which
 // the routing table learns from), so the gap jumps to the full interval: a settled network pays no more early
-// refreshes, each of which costs handshakes with nodes not connected. It has no goroutines and no clock of its own.
+// refreshes, each of which costs handshakes with nodes not connected. The waits of the full interval go through
+// jitter, so that nodes that joined together do not refresh in step. It has no goroutines and no clock of its own.
 type refreshSchedule struct {
 	first, full time.Duration
+	jitter      func(time.Duration) time.Duration // nil: no jitter
 	last        time.Time
-	gap         time.Duration
+	gap         time.Duration    // doubles from first up to full
+	wait        time.Duration    // the gap, through jitter once it is full
 	neighbours  []session.NodeID // the last self-lookup's closest nodes, sorted; nil before the first
 }
 
-func newRefreshSchedule(first, full time.Duration) *refreshSchedule {
-	return &refreshSchedule{first: first, full: full}
+// newRefreshSchedule returns the schedule of a table that has not joined yet; jitter (nil: none) draws each wait
+// of the full interval from it.
+func newRefreshSchedule(first, full time.Duration, jitter func(time.Duration) time.Duration) *refreshSchedule {
+	return &refreshSchedule{first: first, full: full, jitter: jitter}
 }
 
 // due reports whether a refresh should start at now.
-func (r *refreshSchedule) due(now time.Time) bool { return now.Sub(r.last) >= r.gap }
+func (r *refreshSchedule) due(now time.Time) bool { return now.Sub(r.last) >= r.wait }
+
+// setGap makes g the gap to the next refresh.
+func (r *refreshSchedule) setGap(g time.Duration) {
+	r.gap, r.wait = g, g
+	if g >= r.full && r.jitter != nil {
+		r.wait = r.jitter(g)
+	}
+}
 
 // start records a refresh starting at now. full reports whether it is a full refresh (a random lookup besides the
 // self-lookup), which the early ones are not: they are about the neighbourhood; the distant buckets filled at the
@@ -34,7 +47,7 @@ func (r *refreshSchedule) due(now time.Time) bool { return now.Sub(r.last) >= r.
 func (r *refreshSchedule) start(now time.Time) (full bool) {
 	full = r.gap >= r.full
 	r.last = now
-	r.gap = min(max(2*r.gap, r.first), r.full)
+	r.setGap(min(max(2*r.gap, r.first), r.full))
 	return full
 }
 
@@ -43,8 +56,8 @@ func (r *refreshSchedule) start(now time.Time) (full bool) {
 func (r *refreshSchedule) neighbourhood(closest []session.NodeID) {
 	ids := slices.Clone(closest)
 	slices.SortFunc(ids, func(a, b session.NodeID) int { return bytes.Compare(a[:], b[:]) })
-	if r.neighbours != nil && slices.Equal(r.neighbours, ids) {
-		r.gap = r.full
+	if r.neighbours != nil && slices.Equal(r.neighbours, ids) && r.gap < r.full {
+		r.setGap(r.full)
 	}
 	r.neighbours = ids
 }

@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -9,7 +10,7 @@ import (
 
 func TestRefreshScheduleDoublesUntilTheNeighbourhoodSettles(t *testing.T) {
 	const first, full = 2 * time.Second, 5 * time.Minute
-	r := newRefreshSchedule(first, full)
+	r := newRefreshSchedule(first, full, nil)
 	t0 := time.Unix(1000, 0)
 	id := func(b byte) session.NodeID { return session.NodeID{b} }
 
@@ -50,7 +51,7 @@ func TestRefreshScheduleDoublesUntilTheNeighbourhoodSettles(t *testing.T) {
 
 func TestRefreshScheduleReachesTheFullIntervalWhileNeighboursKeepJoining(t *testing.T) {
 	const first, full = time.Second, 10 * time.Second
-	r := newRefreshSchedule(first, full)
+	r := newRefreshSchedule(first, full, nil)
 	now := time.Unix(1000, 0)
 	var gaps []time.Duration
 	for i := range 6 {
@@ -68,5 +69,45 @@ func TestRefreshScheduleReachesTheFullIntervalWhileNeighboursKeepJoining(t *test
 		if gaps[i] != want[i] {
 			t.Fatalf("gaps %v, want %v", gaps, want)
 		}
+	}
+}
+
+// TestRefreshScheduleJittersTheFullInterval: the waits of the full interval go through the jitter (the early ones
+// do not), and a refresh after a jittered wait is still a full one.
+func TestRefreshScheduleJittersTheFullInterval(t *testing.T) {
+	const first, full = time.Second, 8 * time.Second
+	waits := []time.Duration{5 * time.Second, 11 * time.Second, 7 * time.Second}
+	var asked []time.Duration
+	r := newRefreshSchedule(first, full, func(d time.Duration) time.Duration {
+		asked = append(asked, d)
+		w := waits[0]
+		waits = waits[1:]
+		return w
+	})
+	now := time.Unix(1000, 0)
+	var gaps []time.Duration
+	var fulls []bool
+	for range 6 {
+		fulls = append(fulls, r.start(now))
+		gap := time.Duration(0)
+		for !r.due(now.Add(gap)) {
+			gap += 100 * time.Millisecond
+		}
+		gaps = append(gaps, gap)
+		now = now.Add(gap)
+	}
+	wantGaps := []time.Duration{first, 2 * first, 4 * first, 5 * time.Second, 11 * time.Second, 7 * time.Second}
+	wantFulls := []bool{false, false, false, false, true, true}
+	if !slices.Equal(gaps, wantGaps) || !slices.Equal(fulls, wantFulls) {
+		t.Fatalf("gaps %v full %v, want %v and %v", gaps, fulls, wantGaps, wantFulls)
+	}
+	if !slices.Equal(asked, []time.Duration{full, full, full}) {
+		t.Fatalf("jitter asked for %v, want the full interval three times", asked)
+	}
+	// A settled neighbourhood keeps the drawn wait: it does not draw again.
+	r.neighbourhood([]session.NodeID{{1}})
+	r.neighbourhood([]session.NodeID{{1}})
+	if len(asked) != 3 {
+		t.Fatalf("a settled neighbourhood drew another wait (%d draws)", len(asked))
 	}
 }

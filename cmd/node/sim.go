@@ -112,9 +112,9 @@ func newSimCmd() *cobra.Command {
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "longest wait for every node to join the topic")
 	f.Float64Var(&sc.MinReady, "min-ready", 1, "share of nodes that must have joined the topic when -timeout ends to go on (the others count as missed deliveries)")
 	f.DurationVar(&sc.Settle, "settle", 40*time.Second, "time the network runs after the meshes formed, before -idle "+
-		"and the first publication. A young routing table is refreshed 2, 6, 14, 30 and 62 s after its join; the nodes of a sim "+
-		"join within seconds, so those refreshes come in bursts, and the defaults put the idle and the measured window between the "+
-		"30 s and 62 s bursts (a real network's joins are spread out)")
+		"and the first publication, so that the join's discovery traffic has calmed down: a young routing table is refreshed 2, 6, "+
+		"14 s... after its join until its neighbourhood stops changing (the nodes of a sim join within seconds, so those refreshes "+
+		"come in bursts), then every 5 minutes, each wait drawn from 2.5-7.5 minutes")
 	f.DurationVar(&sc.Idle, "idle", 5*time.Second, "time the settled network's CPU is measured with nothing published, "+
 		"before the first publication: its rate splits cpu_us_per_delivery into the nodes' background upkeep and the "+
 		"deliveries' marginal cost (0: not measured)")
