@@ -92,7 +92,8 @@ type direct struct {
 	typeURL    string
 	value      []byte
 	err        *messages.RemoteError
-	names      *recentNames // the connection's, or a fresh one
+	names      *recentNames   // the connection's, or a fresh one
+	route      *protocolRoute // the connection reader's last registry lookup
 }
 
 // recentNames keeps the protocol and payload type a connection read last: the next message's are usually the
@@ -108,14 +109,15 @@ func name(last *string, v []byte) string {
 }
 
 // inboundDecoder decodes what one connection reads. Its direct is reused for every message (onDirect keeps
-// nothing of it: the payload aliases the read buffer anyway), and so are the recent names.
+// nothing of it: the payload aliases the read buffer anyway), and so are the recent names and the last route.
 type inboundDecoder struct {
 	d     direct
 	names recentNames
+	route protocolRoute
 }
 
 func (dec *inboundDecoder) decode(b []byte) (*direct, *messages.Envelope, error) {
-	dec.d = direct{names: &dec.names}
+	dec.d = direct{names: &dec.names, route: &dec.route}
 	return decodeInboundInto(&dec.d, b)
 }
 

@@ -92,6 +92,53 @@ func TestRequestToMissingProtocolFailsFast(t *testing.T) {
 	}
 }
 
+// TestProtocolChangesReachAConnectionInUse: a connection's reader remembers the actor of the protocol it read last;
+// registering, stopping and registering again the protocol's actor on b while a's connection carries requests to
+// it must each take effect at the next request (the stop as soon as the node has unregistered the actor).
+func TestProtocolChangesReachAConnectionInUse(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true // no other protocol's message on the connection between the requests
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	nw.Connect(0, 1)
+	answer := func(v string) *actor.Props {
+		return actor.PropsFromFunc(func(ctx actor.Context) {
+			if in, ok := ctx.Message().(*actors.Inbound); ok && in.IsRequest() {
+				_ = in.Reply(wrapperspb.String(v))
+			}
+		})
+	}
+	ask := func(want string) {
+		t.Helper()
+		reply, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "which/1", wrapperspb.String("?"))
+		if want == "" {
+			if !errors.Is(err, actors.ErrUnknownProtocol) {
+				t.Fatalf("request with no actor registered: %v %v, want ErrUnknownProtocol", reply, err)
+			}
+			return
+		}
+		if err != nil || reply.(*wrapperspb.StringValue).GetValue() != want {
+			t.Fatalf("request: %v %v, want %q", reply, err, want)
+		}
+	}
+	ask("")
+	first, err := b.Register("which/1", answer("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask("first")
+	ask("first")
+	if err := b.ActorSystem().Root.StopFuture(first).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool {
+		_, err := a.Request(ctxTimeout(t, 200*time.Millisecond), b.ID(), "which/1", wrapperspb.String("?"))
+		return errors.Is(err, actors.ErrUnknownProtocol)
+	}, "the stopped actor's protocol to be unknown")
+	register(t, b, "which/1", answer("second"))
+	ask("second")
+}
+
 func TestRequestWithoutReplyTimesOut(t *testing.T) {
 	nw := testkit.NewNetwork(t, 2)
 	a, b := nw.Nodes[0], nw.Nodes[1]

@@ -12,6 +12,7 @@ import (
 
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
+	"github.com/asynkron/protoactor-go/actor"
 )
 
 // Inbound is what a protocol actor receives for each message a peer sent to its protocol: the typed payload and
@@ -227,7 +228,12 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(d.protocol, d.requestID, code, msg)}})
 		}
 	}
-	pid := n.protocols.get(d.protocol)
+	var pid *actor.PID
+	if d.route != nil {
+		pid = n.protocols.route(d.route, d.protocol)
+	} else {
+		pid = n.protocols.get(d.protocol)
+	}
 	if pid == nil {
 		n.stats.messagesIn.inc(UnknownProtocol)
 		fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("no protocol %q on this node", d.protocol))

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -511,6 +512,16 @@ func (b *addressBook) get(id session.NodeID) (string, bool) {
 type protocolRegistry struct {
 	mu sync.RWMutex
 	m  map[string]*registration
+	// gen counts the changes of m: a reader's protocolRoute holds while it is unchanged.
+	gen atomic.Uint64
+}
+
+// protocolRoute is one connection reader's last lookup in the registry: the next message is usually for the same
+// protocol, and then needs neither the registry's lock nor its map. Owned by the reader's goroutine.
+type protocolRoute struct {
+	protocol string
+	pid      *actor.PID
+	gen      uint64
 }
 
 // registration is one protocol actor: pid and gone never change; subs is guarded by the registry's mu.
@@ -533,6 +544,17 @@ func (r *protocolRegistry) get(p string) *actor.PID {
 	return nil
 }
 
+// route is get through the reader's last lookup c, which it updates.
+func (r *protocolRegistry) route(c *protocolRoute, p string) *actor.PID {
+	gen := r.gen.Load() // before the lookup: a change after it makes the next call look again
+	if c.pid != nil && c.gen == gen && c.protocol == p {
+		return c.pid
+	}
+	pid := r.get(p)
+	*c = protocolRoute{protocol: p, pid: pid, gen: gen}
+	return pid
+}
+
 // lookup returns the registration of p, or nil.
 func (r *protocolRegistry) lookup(p string) *registration {
 	r.mu.RLock()
@@ -548,6 +570,7 @@ func (r *protocolRegistry) claim(p string, pid *actor.PID, user bool) bool {
 		return false
 	}
 	r.m[p] = &registration{pid: pid, user: user, gone: make(chan struct{})}
+	r.gen.Add(1)
 	return true
 }
 
@@ -574,6 +597,7 @@ func (r *protocolRegistry) drop(p string, pid *actor.PID) {
 		return
 	}
 	delete(r.m, p)
+	r.gen.Add(1)
 	close(reg.gone)
 	subs := reg.subs
 	reg.subs = nil
