@@ -47,10 +47,11 @@ func (r *Router) handleIHave(b *builder, now time.Time, from session.NodeID, ih 
 	ids := ih.IDs[:min(len(ih.IDs), r.cfg.MaxIHaveLength)]
 	r.stats.IHaveReceived += uint64(len(ids))
 	for _, id := range ids {
+		if e := r.cache.get(id); e != nil { // cached implies seen: most ids announced are of recent messages
+			e.addHolder(from)
+			continue
+		}
 		if r.seen.has(id) {
-			if e := r.cache.get(id); e != nil {
-				e.addHolder(from)
-			}
 			continue
 		}
 		w := r.wants[id]
