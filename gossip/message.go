@@ -52,6 +52,8 @@ type Message struct {
 	Hops uint32
 	// Signature is the origin's signature, verified by the shell.
 	Signature []byte
+
+	idSet bool // ID was set by Router.MessageID, which HandleMessage takes as it is
 }
 
 // size estimates the memory a cached message holds.

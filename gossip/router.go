@@ -330,7 +330,8 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 	return b.result(), nil
 }
 
-// HandleMessage takes a message received from a peer. It sets msg.ID. A new message is recorded as seen and held
+// HandleMessage takes a message received from a peer. It sets msg.ID, unless MessageID did (msg must not change
+// in between: the shell asks for the id first to skip verifying a message it has seen). A new message is recorded as seen and held
 // until Validated is called with its id (Status Pending); if it answers an IWANT, the link it came from is grafted.
 // A duplicate that a mesh peer pushed turns that link lazy (a lazy Prune), unless it is the node's last eager link.
 func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message) (Output, Status) {
@@ -340,7 +341,9 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 		r.stats.Dropped++
 		return Output{}, Dropped
 	}
-	msg.ID = r.cfg.MsgID(msg)
+	if !msg.idSet {
+		msg.ID = r.cfg.MsgID(msg)
+	}
 	var b builder
 	if r.seen.has(msg.ID) {
 		r.stats.Duplicates++
@@ -493,8 +496,11 @@ func (b *builder) result() Output {
 	return b.out
 }
 
-// MessageID returns the id Config.MsgID gives m (without setting m.ID).
-func (r *Router) MessageID(m *Message) MsgID { return r.cfg.MsgID(m) }
+// MessageID sets m.ID to the id Config.MsgID gives m and returns it; HandleMessage then takes that id as it is.
+func (r *Router) MessageID(m *Message) MsgID {
+	m.ID, m.idSet = r.cfg.MsgID(m), true
+	return m.ID
+}
 
 // Seen tells whether a message with this id was published, received or pulled within the seen-cache's bounds.
 func (r *Router) Seen(id MsgID) bool { return r.seen.has(id) }

@@ -128,6 +128,32 @@ func TestHandleMessageRelaysOnce(t *testing.T) {
 	}
 }
 
+// TestMessageIDIsComputedOnce: the shell asks for a received message's id (to skip verifying what it has seen);
+// HandleMessage then takes that id rather than hashing the payload again, and still hashes a message whose id it
+// was not asked for (a forged ID field counts for nothing).
+func TestMessageIDIsComputedOnce(t *testing.T) {
+	cfg := DefaultConfig()
+	calls := 0
+	cfg.MsgID = func(m *Message) MsgID {
+		calls++
+		return DefaultMsgID(m)
+	}
+	r := joined(t, cfg, 2)
+	m := msg("m")
+	id := r.MessageID(m)
+	if m.ID != id || calls != 1 {
+		t.Fatalf("MessageID: m.ID %x, id %x, %d calls", m.ID[:4], id[:4], calls)
+	}
+	if _, st := r.HandleMessage(t0, nid(1), m); st != Pending || m.ID != id || calls != 1 {
+		t.Fatalf("HandleMessage after MessageID: %v, id %x, %d calls of MsgID, want pending, the same id, 1 call", st, m.ID[:4], calls)
+	}
+	forged := msg("n")
+	forged.ID = id
+	if _, st := r.HandleMessage(t0, nid(2), forged); st != Pending || forged.ID != DefaultMsgID(forged) || calls != 2 {
+		t.Fatalf("a message with a forged id: %v, id %x, %d calls, want it pending under its own id", st, forged.ID[:4], calls)
+	}
+}
+
 func TestDuplicateOverEagerLinkPrunes(t *testing.T) {
 	for _, pd := range []int{1, 3} {
 		t.Run(fmt.Sprintf("PruneDuplicates=%d", pd), func(t *testing.T) {
