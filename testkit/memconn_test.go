@@ -70,8 +70,7 @@ func TestMemFIFOUnderJitter(t *testing.T) {
 		Link:        testkit.LinkConfig{Latency: time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 0.05},
 		MaxBuffered: 64 << 10, RetransmitDelay: 5 * time.Millisecond, Seed: 2,
 	})
-	a, b := newEndpoint(t, mn), newEndpoint(t, mn)
-	c, s := connect(t, a, b)
+	c, s := connectedPair(t, mn)
 
 	type result struct {
 		sum [32]byte
@@ -119,8 +118,7 @@ func TestMemLatencyLowerBound(t *testing.T) {
 	leakCheck(t)
 	const lat = 30 * time.Millisecond
 	mn := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Latency: lat, Jitter: 5 * time.Millisecond}})
-	a, b := newEndpoint(t, mn), newEndpoint(t, mn)
-	c, s := connect(t, a, b)
+	c, s := connectedPair(t, mn)
 	for i := range 3 {
 		start := time.Now()
 		write(t, c, []byte{byte(i)})
@@ -141,8 +139,7 @@ func TestMemLatencyLowerBound(t *testing.T) {
 func TestMemBandwidthLowerBound(t *testing.T) {
 	leakCheck(t)
 	mn := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Bandwidth: 1_000_000}})
-	a, b := newEndpoint(t, mn), newEndpoint(t, mn)
-	c, s := connect(t, a, b)
+	c, s := connectedPair(t, mn)
 	start := time.Now()
 	for range 10 {
 		write(t, c, make([]byte, 10_000))
@@ -156,8 +153,7 @@ func TestMemBandwidthLowerBound(t *testing.T) {
 func TestMemDeadlines(t *testing.T) {
 	leakCheck(t)
 	mn := testkit.NewMemNetwork(testkit.MemConfig{})
-	a, b := newEndpoint(t, mn), newEndpoint(t, mn)
-	c, s := connect(t, a, b)
+	c, s := connectedPair(t, mn)
 	buf := make([]byte, 8)
 
 	// A deadline in the past fails at once.
@@ -222,8 +218,7 @@ func TestMemCloseDrainsThenEOF(t *testing.T) {
 	leakCheck(t)
 	const lat = 20 * time.Millisecond
 	mn := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Latency: lat}})
-	a, b := newEndpoint(t, mn), newEndpoint(t, mn)
-	c, s := connect(t, a, b)
+	c, s := connectedPair(t, mn)
 
 	start := time.Now()
 	write(t, c, []byte("hello "))
@@ -268,8 +263,7 @@ func TestMemMaxBufferedBlocksWriter(t *testing.T) {
 	leakCheck(t)
 	const maxBuf = 1024
 	mn := testkit.NewMemNetwork(testkit.MemConfig{MaxBuffered: maxBuf})
-	a, b := newEndpoint(t, mn), newEndpoint(t, mn)
-	c, s := connect(t, a, b)
+	c, s := connectedPair(t, mn)
 
 	first := bytes.Repeat([]byte{1}, maxBuf)
 	write(t, c, first)
@@ -310,8 +304,7 @@ func TestMemLossDelaysByRetransmit(t *testing.T) {
 	const rto = 30 * time.Millisecond
 	roundTrips := func(t *testing.T, loss float64, rounds int) (delayed int) {
 		mn := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Loss: loss}, RetransmitDelay: rto, Seed: 7})
-		a, b := newEndpoint(t, mn), newEndpoint(t, mn)
-		c, s := connect(t, a, b)
+		c, s := connectedPair(t, mn)
 		for range rounds {
 			start := time.Now()
 			write(t, c, []byte{1})

@@ -54,6 +54,12 @@ func dial(from *endpoint, to string) (net.Conn, error) {
 }
 
 // connect dials to from from and accepts it: c is the dialer's end, s the acceptor's.
+// connectedPair returns the two ends of a connection between two fresh endpoints of mn.
+func connectedPair(t testing.TB, mn *testkit.MemNetwork) (c, s net.Conn) {
+	t.Helper()
+	return connect(t, newEndpoint(t, mn), newEndpoint(t, mn))
+}
+
 func connect(t testing.TB, from, to *endpoint) (c, s net.Conn) {
 	t.Helper()
 	c, err := dial(from, to.addr)
