@@ -213,7 +213,7 @@ func TestLivenessCheckThatDialsIsTheOnlyExchangeWithThePeer(t *testing.T) {
 }
 
 // TestRevalidationChecksNodesThatAnsweredLast: the periodic revalidation checks the entries that never answered the
-// node before those that did, however stale: b answered a's lookup and is a's stalest entry, yet a checks an absent
+// node before those that did, however stale: b answered a's exchange and is a's stalest entry, yet a checks an absent
 // node learned later (until it evicts it) and not b, which is not due before RevalidateAnsweredInterval.
 func TestRevalidationChecksNodesThatAnsweredLast(t *testing.T) {
 	ids := oneBucketIdentities(t, 2)
@@ -228,14 +228,14 @@ func TestRevalidationChecksNodesThatAnsweredLast(t *testing.T) {
 		}
 	}))
 	a, b := nw.Nodes[0], nw.Nodes[1]
-	a.AddRecords([]*messages.NodeRecord{record(t, ids[1], b)})
-	if _, err := a.FindClosest(ctxTimeout(t, 5*time.Second), routing.KeyOf(ids[1].NodeID())); err != nil {
-		t.Fatalf("a's lookup: %v", err)
-	}
-	served := stats(t, b).RequestsServed // the lookup's request
-	if served == 0 {
-		t.Fatal("b served no request of a's lookup")
-	}
+	// a dials b: the exchange every outbound connection starts is b's one request, and its answer puts b in a's
+	// table as answered.
+	nw.Connect(0, 1)
+	const served = 1
+	testkit.WaitFor(t, 5*time.Second, func() bool {
+		s, err := a.RoutingTable(ctxTimeout(t, time.Second))
+		return err == nil && len(s.Entries) == 1 && s.Entries[0].Answered() && stats(t, b).RequestsServed == served
+	}, "b to answer a's exchange")
 	a.AddRecords([]*messages.NodeRecord{absentRecord(t, ids[2])})
 	testkit.WaitFor(t, 10*time.Second, func() bool { return stats(t, a).Evictions >= 1 }, "a to evict the absent node")
 	if n := stats(t, b).RequestsServed; n != served {
