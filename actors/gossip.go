@@ -204,6 +204,12 @@ func (g gossipNetwork) Connect(peer session.NodeID) {
 	}
 }
 
+// IsGossipPeer tells whether the live connection to peer, if any, is not transient.
+func (g gossipNetwork) IsGossipPeer(peer session.NodeID) bool {
+	pc := g.n.peers.get(peer)
+	return pc != nil && keptConn(pc)
+}
+
 // GossipPeers lists the live connections that are not transient.
 func (g gossipNetwork) GossipPeers() []session.NodeID {
 	return g.n.peers.appendIDs(nil, keptConn)

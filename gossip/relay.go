@@ -45,6 +45,8 @@ type Network interface {
 	// GossipPeers lists the connected peers the relay starts gossip with: kept connections, not the transient
 	// ones opened for a lookup or a one-off request.
 	GossipPeers() []session.NodeID
+	// IsGossipPeer tells whether peer is one of GossipPeers, without listing them.
+	IsGossipPeer(peer session.NodeID) bool
 	// SubscribeEvents calls fn with the node's peer events (*messages.PeerConnected, *messages.PeerDisconnected)
 	// until unsubscribe is called; fn must not block.
 	SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error)

@@ -73,11 +73,15 @@ func (a *relayActor) Receive(ctx actor.Context) {
 			a.handleRPC(m.Sender(), rpc)
 		}
 	case *messages.PeerConnected:
-		a.reconcile()
+		// Only the connection's peer can have changed; a transient connection (a lookup's, a liveness check's)
+		// is not a gossip peer and costs a map lookup, not a pass over every connection.
+		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil && a.net.IsGossipPeer(id) {
+			a.greet(id)
+		}
 	case *messages.PeerDisconnected:
 		// One of several connections to a peer may close (a duplicate, or the old one of a peer that came back):
 		// the gossip state stays while another kept connection remains.
-		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil && !slices.Contains(a.net.GossipPeers(), id) {
+		if id, err := session.NodeIDFromBytes(m.PeerId); err == nil && a.known(id) && !a.net.IsGossipPeer(id) {
 			a.removePeer(id)
 		}
 	case heartbeatTick:
@@ -159,10 +163,21 @@ func (a *relayActor) armHeartbeat() {
 // and sends the hello again to a peer that an RPC carrying our subscriptions could not reach.
 func (a *relayActor) reconcile() {
 	for _, id := range a.net.GossipPeers() {
-		if helloSent, known := a.peers[id]; known && !helloSent || !known && a.addPeer(id) {
-			a.sendHello(id)
-		}
+		a.greet(id)
 	}
+}
+
+// greet starts gossip with a kept connection's peer if it is new, or sends the hello again if it did not go out.
+func (a *relayActor) greet(id session.NodeID) {
+	if helloSent, known := a.peers[id]; known && !helloSent || !known && a.addPeer(id) {
+		a.sendHello(id)
+	}
+}
+
+// known tells whether the relay gossips with a peer.
+func (a *relayActor) known(id session.NodeID) bool {
+	_, ok := a.peers[id]
+	return ok
 }
 
 func (a *relayActor) addPeer(id session.NodeID) bool {
@@ -175,7 +190,7 @@ func (a *relayActor) addPeer(id session.NodeID) bool {
 }
 
 func (a *relayActor) removePeer(id session.NodeID) {
-	if _, known := a.peers[id]; !known {
+	if !a.known(id) {
 		return
 	}
 	delete(a.peers, id)

@@ -30,6 +30,7 @@ func (f *flakyNetwork) Sign(msg []byte) []byte { return make([]byte, 64) }
 func (f *flakyNetwork) GossipPeers() []session.NodeID {
 	return []session.NodeID{f.peer}
 }
+func (f *flakyNetwork) IsGossipPeer(id session.NodeID) bool                 { return id == f.peer }
 func (f *flakyNetwork) SubscribeEvents(func(proto.Message)) (func(), error) { return func() {}, nil }
 func (f *flakyNetwork) Retain(session.NodeID)                               {}
 func (f *flakyNetwork) Connect(session.NodeID)                              {}
