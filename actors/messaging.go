@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -208,6 +209,23 @@ func (n *Node) sendEncoded(pc *peerConn, b []byte) error {
 	return pc.send(b)
 }
 
+// route finds the protocol actor of a message or request and the counter of the messages its protocol received
+// (nil, nil if no actor serves it). A reader's cache (d.route) keeps both for the protocol it routed last, sparing
+// the registry's and the counters' locks and maps.
+func (n *Node) route(d *direct) (*actor.PID, *atomic.Uint64) {
+	if d.route == nil {
+		if pid := n.protocols.get(d.protocol); pid != nil {
+			return pid, n.stats.messagesIn.counter(d.protocol)
+		}
+		return nil, nil
+	}
+	pid := n.protocols.route(d.route, d.protocol)
+	if pid != nil && d.route.received == nil {
+		d.route.received = n.stats.messagesIn.counter(d.protocol)
+	}
+	return pid, d.route.received
+}
+
 // onDirect implements connHandler: it runs on the connection's reader goroutine.
 func (n *Node) onDirect(pc *peerConn, d *direct) {
 	pc.touch()
@@ -228,18 +246,13 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(d.protocol, d.requestID, code, msg)}})
 		}
 	}
-	var pid *actor.PID
-	if d.route != nil {
-		pid = n.protocols.route(d.route, d.protocol)
-	} else {
-		pid = n.protocols.get(d.protocol)
-	}
+	pid, received := n.route(d)
 	if pid == nil {
 		n.stats.messagesIn.inc(UnknownProtocol)
 		fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("no protocol %q on this node", d.protocol))
 		return
 	}
-	n.stats.messagesIn.inc(d.protocol)
+	received.Add(1)
 	payload, err := d.payload()
 	if err != nil {
 		fail(messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, err.Error())

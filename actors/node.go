@@ -522,6 +522,8 @@ type protocolRoute struct {
 	protocol string
 	pid      *actor.PID
 	gen      uint64
+	// received is the protocol's Stats.MessagesIn counter, set by Node.route.
+	received *atomic.Uint64
 }
 
 // registration is one protocol actor: pid and gone never change; subs is guarded by the registry's mu.
