@@ -85,6 +85,35 @@ type stream struct {
 	lastAt   time.Time // delivery time of the last write
 	readable chan struct{}
 	writable chan struct{}
+	// wake wakes a reader that waits on the empty queue when the chunk written to it is due (see wakeReader).
+	wake *time.Timer
+}
+
+// wakeReader wakes the reader waiting on the empty queue, if any, when the chunk just queued (due at at) is due.
+// Woken at once, it would find the chunk not due yet and wait again with a timer of its own: two wake-ups for
+// each chunk, where a socket's reader wakes once, when the bytes arrive. Called with s.mu.
+func (s *memConnState) wakeReader(d *stream, at, now time.Time) {
+	if d.readable == nil {
+		return // no reader waits: it finds the chunk when it comes to read
+	}
+	if !at.After(now) {
+		broadcast(&d.readable)
+		return
+	}
+	d.stopWake()
+	d.wake = time.AfterFunc(at.Sub(now), func() {
+		s.mu.Lock()
+		broadcast(&d.readable)
+		s.mu.Unlock()
+	})
+}
+
+// stopWake stops the pending wake of the reader, if any. Called with s.mu.
+func (d *stream) stopWake() {
+	if d.wake != nil {
+		d.wake.Stop()
+		d.wake = nil
+	}
 }
 
 type chunk struct {
@@ -135,6 +164,7 @@ func (d *stream) read(b []byte, now time.Time, pool *session.BufferPool) int {
 }
 
 func (d *stream) discard(pool *session.BufferPool) {
+	d.stopWake()
 	for _, c := range d.q {
 		pool.Put(c.buf)
 	}
@@ -262,7 +292,7 @@ func (c *memConn) Write(b []byte) (int, error) {
 		if wasEmpty {
 			// A reader waiting on a non-empty queue wakes when its first chunk is due, which is no later than
 			// this one (chunks are due in order): only a reader waiting on an empty queue needs waking.
-			broadcast(&out.readable)
+			s.wakeReader(out, at, now)
 		}
 	}
 }
