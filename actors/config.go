@@ -55,7 +55,8 @@ type Config struct {
 	// DialTimeout bounds opening a connection. Default 5s.
 	DialTimeout time.Duration
 	// WriteTimeout bounds one batched write to a peer; a peer that does not read for that long is disconnected
-	// with reason SLOW_PEER. Default 10s.
+	// with reason SLOW_PEER. Default 10s. The deadline is moved at most every tenth of it (at most every second),
+	// so a write has between nine tenths of WriteTimeout and WriteTimeout.
 	WriteTimeout time.Duration
 	// PingInterval is how long a connection may receive nothing before it sends a keepalive ping, which the
 	// peer answers (the pong also measures the RTT); a busy connection pings only every 6 intervals, to keep

@@ -45,6 +45,9 @@ type peerConn struct {
 	// deadlineMu orders shutdown's write deadline against the writer's, so a closing connection's deadline is
 	// never pushed back out by a new batch.
 	deadlineMu sync.Mutex
+	// writeDeadlineSet is when writeBatch last moved the write deadline (guarded by deadlineMu).
+	writeDeadlineSet time.Time
+
 	reason     messages.DisconnectReason // written once before closing is closed
 	detail     string
 	byRemote   bool
@@ -421,9 +424,21 @@ func (pc *peerConn) writeBatch(batch [][]byte) error {
 		return errClosing
 	default:
 	}
-	_ = pc.sc.SetWriteDeadline(time.Now().Add(pc.cfg.WriteTimeout))
+	// The deadline moves at most every writeDeadlineRefresh, as the reader's does: moving it is a timer
+	// update (in the runtime's poller for a socket) on every batch otherwise, and a busy link writes many a
+	// second. A batch thus has between WriteTimeout - writeDeadlineRefresh and WriteTimeout to go out.
+	if now := time.Now(); now.Sub(pc.writeDeadlineSet) > pc.writeDeadlineRefresh() {
+		_ = pc.sc.SetWriteDeadline(now.Add(pc.cfg.WriteTimeout))
+		pc.writeDeadlineSet = now
+	}
 	pc.deadlineMu.Unlock()
 	return pc.sc.WriteMessages(batch...)
+}
+
+// writeDeadlineRefresh is how long writeBatch keeps the write deadline it set: a tenth of WriteTimeout, at most
+// a second.
+func (pc *peerConn) writeDeadlineRefresh() time.Duration {
+	return min(time.Second, pc.cfg.WriteTimeout/10)
 }
 
 func (pc *peerConn) write(batch [][]byte, timeout time.Duration) error {
