@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -49,12 +50,43 @@ func TestConnectByIDLooksUpAnAddressTheBookLacks(t *testing.T) {
 	a.addrs.mu.Unlock()
 
 	gossipNetwork{a}.Connect(c.ID())
-	pollUntil(t, ctx, func() bool {
-		pc := a.peers.get(c.ID())
-		return pc != nil && keptConn(pc)
-	}, "a did not connect to c and keep it")
+	pollUntil(t, ctx, func() bool { return gossipNetwork{a}.IsGossipPeer(c.ID()) }, "a did not connect to c and keep it")
 	if addr, ok := a.addrs.get(c.ID()); !ok || addr != c.Addr().Addr {
 		t.Fatalf("a's address book has %q for c, want %q", addr, c.Addr().Addr)
+	}
+}
+
+// TestIsGossipPeerAgreesWithGossipPeers checks the relay's one-peer question against its list: a transient
+// connection is a gossip peer on neither end, and the connection kept afterwards is one on the end that keeps it.
+func TestIsGossipPeerAgreesWithGossipPeers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := func() *Node {
+		return startTestNode(t, ctx, func(cfg *Config) { cfg.Bootstrap.TargetOutbound = 0 })
+	}
+	a, b := start(), start()
+	agree := func(n *Node, peer session.NodeID) bool {
+		listed := slices.Contains(gossipNetwork{n}.GossipPeers(), peer)
+		if got := (gossipNetwork{n}).IsGossipPeer(peer); got != listed {
+			t.Fatalf("IsGossipPeer = %v, GossipPeers lists it: %v", got, listed)
+		}
+		return listed
+	}
+	if err := a.Connect(ctx, b.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, ctx, func() bool { return b.Connected(a.ID()) }, "b never saw a's connection")
+	if agree(a, b.ID()) || agree(b, a.ID()) {
+		t.Fatal("a transient connection is a gossip peer")
+	}
+	if err := a.Connect(ctx, b.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	if !agree(a, b.ID()) {
+		t.Fatal("the kept connection is not a gossip peer of the node keeping it")
+	}
+	if agree(a, session.NodeID{}) {
+		t.Fatal("an unknown node is a gossip peer")
 	}
 }
 
