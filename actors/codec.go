@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
 )
 
 // Field numbers of the wire messages, as in messages/wire.proto. The hot path (direct messages) is encoded and
@@ -31,8 +32,17 @@ const (
 // encodeDirect returns the wire bytes of Envelope{direct: Direct{protocol, kind, request_id, payload: Any(msg)}},
 // byte-identical to what proto.Marshal of the same structure gives.
 func encodeDirect(protocol string, kind messages.DirectKind, requestID uint64, msg proto.Message) ([]byte, error) {
+	b, _, err := encodeDirectPooled(nil, protocol, kind, requestID, msg)
+	return b, err
+}
+
+// encodeDirectPooled is encodeDirect into a buffer of pool, which it returns with the bytes so that the caller
+// gives it back once they are dead; with a nil pool, the bytes are a new slice of their exact size and the buffer
+// is nil.
+func encodeDirectPooled(pool *session.BufferPool, protocol string, kind messages.DirectKind, requestID uint64,
+	msg proto.Message) ([]byte, *[]byte, error) {
 	if msg == nil {
-		return nil, fmt.Errorf("%w: nil message", ErrBadPayload)
+		return nil, nil, fmt.Errorf("%w: nil message", ErrBadPayload)
 	}
 	typeURL := typeURLPrefix + string(msg.ProtoReflect().Descriptor().FullName())
 	msgSize := proto.Size(msg)
@@ -50,7 +60,15 @@ func encodeDirect(protocol string, kind messages.DirectKind, requestID uint64, m
 	if requestID != 0 {
 		directSize += protowire.SizeTag(directRequestField) + protowire.SizeVarint(requestID)
 	}
-	b := make([]byte, 0, protowire.SizeTag(envelopeDirectField)+protowire.SizeBytes(directSize))
+	size := protowire.SizeTag(envelopeDirectField) + protowire.SizeBytes(directSize)
+	var buf *[]byte
+	var b []byte
+	if pool != nil {
+		buf = pool.Get(size)
+		b = (*buf)[:0]
+	} else {
+		b = make([]byte, 0, size)
+	}
 	b = protowire.AppendTag(b, envelopeDirectField, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(directSize))
 	if protocol != "" {
@@ -74,13 +92,15 @@ func encodeDirect(protocol string, kind messages.DirectKind, requestID uint64, m
 		b = protowire.AppendVarint(b, uint64(msgSize))
 		var err error
 		if b, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(b, msg); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
+			pool.Put(buf)
+			return nil, nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
 		}
 	}
-	if len(b) != cap(b) {
-		return nil, fmt.Errorf("%w: message changed while being encoded", ErrBadPayload)
+	if len(b) != size || buf != nil && &b[0] != &(*buf)[0] {
+		pool.Put(buf) // Put drops a buffer that is not the pool's own (a nil pool drops everything)
+		return nil, nil, fmt.Errorf("%w: message changed while being encoded", ErrBadPayload)
 	}
-	return b, nil
+	return b, buf, nil
 }
 
 // direct is a decoded Direct message whose payload is still encoded (it aliases the read buffer).

@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
@@ -8,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
 )
 
 func TestPayloadDecodesGossipRPCWithTheFastPath(t *testing.T) {
@@ -91,5 +94,31 @@ func TestInboundDecoderReusesItsDirectAndNames(t *testing.T) {
 		}
 	}); allocs != 0 {
 		t.Fatalf("decoding a message like the one before allocated %v times", allocs)
+	}
+}
+
+func TestEncodeDirectPooledMatchesEncodeDirect(t *testing.T) {
+	msg := &messages.GossipRPC{Messages: []*messages.GossipMessage{{Topic: "blocks", Data: make([]byte, 1024), Seq: 9}}}
+	want, err := encodeDirect("actormesh/gossip/1", messages.DirectKind_DIRECT_KIND_ONEWAY, 0, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := session.NewBufferPool()
+	got, buf, err := encodeDirectPooled(pool, "actormesh/gossip/1", messages.DirectKind_DIRECT_KIND_ONEWAY, 0, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("pooled encoding differs from encodeDirect's")
+	}
+	if buf == nil || cap(*buf) < len(got) || &(*buf)[:1][0] != &got[0] {
+		t.Fatal("the pooled encoding does not lie in the buffer returned with it")
+	}
+	pool.Put(buf)
+	if _, buf, err := encodeDirectPooled(nil, "p/1", 0, 0, msg); err != nil || buf != nil {
+		t.Fatalf("with no pool: buffer %v, error %v; want none and no error", buf, err)
+	}
+	if _, buf, err := encodeDirectPooled(pool, "p/1", 0, 0, nil); !errors.Is(err, ErrBadPayload) || buf != nil {
+		t.Fatalf("nil message: buffer %v, error %v; want ErrBadPayload and no buffer", buf, err)
 	}
 }

@@ -56,8 +56,8 @@ type peerConn struct {
 	running    atomic.Int32
 	exit       func() // called by the reader when it ends and by the writer that finishes the connection
 
-	// spare is the last batch's slice, reused by the next writer.
-	spare [][]byte
+	// spare is the last batch's slices, reused by the next writer.
+	spare batch
 	// pingMu guards the keepalive timer; pingsStopped is set once the connection finished.
 	pingMu       sync.Mutex
 	pingTimer    *time.Timer
@@ -176,8 +176,12 @@ func (pc *peerConn) remoteShutdown(reason messages.DisconnectReason, detail stri
 func (pc *peerConn) send(b []byte) error { return pc.sendPriority(b, false) }
 
 // sendPriority is send that, with priority set, may use the queue's control allowance (gossip control).
-func (pc *peerConn) sendPriority(b []byte, priority bool) error {
-	switch err := pc.q.push(b, priority); {
+func (pc *peerConn) sendPriority(b []byte, priority bool) error { return pc.sendLent(b, nil, priority) }
+
+// sendLent is sendPriority for bytes that lie in a buffer of the connection's pool (Conn.Buffers): the writer
+// gives buf back once they are written. On an error, b and buf stay the caller's.
+func (pc *peerConn) sendLent(b []byte, buf *[]byte, priority bool) error {
+	switch err := pc.q.pushLent(b, buf, priority); {
 	case err == nil:
 		return nil
 	case errors.Is(err, errQueueFull):
@@ -332,6 +336,13 @@ func (pc *peerConn) runWriter() {
 		}
 		err := pc.writeBatch(batch)
 		pc.q.written()
+		if err == nil {
+			// Written: the items are dead (the connection copied them), and the buffers lent for them go back.
+			pool := pc.sc.Buffers()
+			for _, buf := range batch.lent {
+				pool.Put(buf)
+			}
+		}
 		if errors.Is(err, errClosing) {
 			pc.finish(true)
 			return
@@ -341,7 +352,8 @@ func (pc *peerConn) runWriter() {
 			pc.finish(false)
 			return
 		}
-		clear(batch)
+		clear(batch.items)
+		clear(batch.lent)
 		pc.spare = batch
 	}
 }
@@ -412,8 +424,8 @@ func (pc *peerConn) awaitGoodbye(err error) {
 var errClosing = errors.New("connection closing")
 
 // writeBatch writes queued envelopes under the WriteTimeout deadline, unless shutdown has begun.
-func (pc *peerConn) writeBatch(batch [][]byte) error {
-	if len(batch) == 0 {
+func (pc *peerConn) writeBatch(batch batch) error {
+	if len(batch.items) == 0 {
 		return nil
 	}
 	pc.deadlineMu.Lock()
@@ -432,7 +444,7 @@ func (pc *peerConn) writeBatch(batch [][]byte) error {
 		pc.writeDeadlineSet = now
 	}
 	pc.deadlineMu.Unlock()
-	return pc.sc.WriteMessages(batch...)
+	return pc.sc.WriteMessages(batch.items...)
 }
 
 // writeDeadlineRefresh is how long writeBatch keeps the write deadline it set: a tenth of WriteTimeout, at most

@@ -18,8 +18,11 @@ var (
 // The writer runs only while there is something to write: take marks the queue idle when it finds nothing, and the
 // next push (or stop) starts a writer again through startWriter. An idle connection thus holds no writer goroutine.
 type sendQueue struct {
-	mu       sync.Mutex
-	items    [][]byte
+	mu    sync.Mutex
+	items [][]byte
+	// lent holds, item by item, the pooled buffer under it (nil for most), which the writer gives back once the
+	// item is written.
+	lent     []*[]byte
 	bytes    int
 	inflight int // bytes the writer took and has not reported written
 	limit    int
@@ -39,7 +42,11 @@ func newSendQueue(limit int, startWriter func()) *sendQueue {
 }
 
 // push queues b, or fails with errQueueFull or errQueueClosed.
-func (q *sendQueue) push(b []byte, control bool) error {
+func (q *sendQueue) push(b []byte, control bool) error { return q.pushLent(b, nil, control) }
+
+// pushLent queues b, which lies in the pooled buffer buf (nil if it does not): once queued, b and buf belong to the
+// queue and its writer. It fails as push does, and then they stay the caller's.
+func (q *sendQueue) pushLent(b []byte, buf *[]byte, control bool) error {
 	q.mu.Lock()
 	limit := q.limit
 	if control {
@@ -54,6 +61,7 @@ func (q *sendQueue) push(b []byte, control bool) error {
 		return errQueueFull
 	}
 	q.items = append(q.items, b)
+	q.lent = append(q.lent, buf)
 	q.bytes += len(b)
 	start := q.claimWriter()
 	q.mu.Unlock()
@@ -75,21 +83,27 @@ const (
 	queueStopping
 )
 
-// take moves every queued item into spare (reused by the caller) and returns it, or tells the writer to end.
-func (q *sendQueue) take(spare [][]byte) ([][]byte, takeResult) {
+// batch is what the writer takes at once: the items and, item by item, the pooled buffers under them.
+type batch struct {
+	items [][]byte
+	lent  []*[]byte
+}
+
+// take moves every queued item into spare (whose slices it reuses) and returns it, or tells the writer to end.
+func (q *sendQueue) take(spare batch) (batch, takeResult) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	switch {
 	case q.stopping:
-		return nil, queueStopping
+		return batch{}, queueStopping
 	case len(q.items) == 0:
 		q.active = false
-		return nil, queueIdle
+		return batch{}, queueIdle
 	}
-	items := q.items
-	q.items = spare[:0]
+	b := batch{items: q.items, lent: q.lent}
+	q.items, q.lent = spare.items[:0], spare.lent[:0]
 	q.inflight, q.bytes = q.bytes, 0
-	return items, batchTaken
+	return b, batchTaken
 }
 
 // stop makes the writer finish the connection: the running one at its next take, or a new one if none runs.
@@ -118,14 +132,15 @@ func (q *sendQueue) written() {
 }
 
 // requeue puts a batch the writer took back at the front, so that a graceful close still flushes it.
-func (q *sendQueue) requeue(batch [][]byte) {
+func (q *sendQueue) requeue(b batch) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := 0
-	for _, b := range batch {
-		n += len(b)
+	for _, item := range b.items {
+		n += len(item)
 	}
-	q.items = append(append(make([][]byte, 0, len(batch)+len(q.items)), batch...), q.items...)
+	q.items = append(append(make([][]byte, 0, len(b.items)+len(q.items)), b.items...), q.items...)
+	q.lent = append(append(make([]*[]byte, 0, len(b.lent)+len(q.lent)), b.lent...), q.lent...)
 	q.bytes += n
 	q.inflight = 0
 }
@@ -136,7 +151,7 @@ func (q *sendQueue) close() [][]byte {
 	defer q.mu.Unlock()
 	q.closed = true
 	items := q.items
-	q.items, q.bytes, q.inflight = nil, 0, 0
+	q.items, q.lent, q.bytes, q.inflight = nil, nil, 0, 0 // the lent buffers go with the items, to the collector
 	return items
 }
 

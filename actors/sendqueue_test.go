@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -9,7 +10,7 @@ import (
 func startedQueue(limit int) (*sendQueue, *int) {
 	starts := new(int)
 	q := newSendQueue(limit, func() { *starts++ })
-	if _, res := q.take(nil); res != queueIdle {
+	if _, res := q.take(batch{}); res != queueIdle {
 		panic("a new queue must be empty")
 	}
 	return q, starts
@@ -29,9 +30,9 @@ func TestSendQueueBoundsBytes(t *testing.T) {
 	if err := q.push(make([]byte, 10), true); err != nil {
 		t.Fatalf("control message within allowance refused: %v", err)
 	}
-	got, _ := q.take(nil)
-	if len(got) != 3 || q.len() != 110 {
-		t.Fatalf("take returned %d items, %d bytes counted while they are written", len(got), q.len())
+	got, _ := q.take(batch{})
+	if len(got.items) != 3 || len(got.lent) != 3 || q.len() != 110 {
+		t.Fatalf("take returned %d items (%d lent buffers), %d bytes counted while they are written", len(got.items), len(got.lent), q.len())
 	}
 	if q.written(); q.len() != 0 {
 		t.Fatalf("%d bytes left after the batch was written", q.len())
@@ -63,10 +64,10 @@ func TestSendQueueStartsAWriterOnlyWhenNoneRuns(t *testing.T) {
 	if err := q.push([]byte{1}, false); err != nil || starts != 0 {
 		t.Fatalf("push before the connection started: err %v, %d writers started, want none", err, starts)
 	}
-	if batch, res := q.take(nil); res != batchTaken || len(batch) != 1 {
-		t.Fatalf("the first writer took %d items (%v), want the one queued before start", len(batch), res)
+	if b, res := q.take(batch{}); res != batchTaken || len(b.items) != 1 {
+		t.Fatalf("the first writer took %d items (%v), want the one queued before start", len(b.items), res)
 	}
-	if _, res := q.take(nil); res != queueIdle {
+	if _, res := q.take(batch{}); res != queueIdle {
 		t.Fatalf("take on an empty queue: %v, want queueIdle", res)
 	}
 	for range 3 {
@@ -81,7 +82,7 @@ func TestSendQueueStartsAWriterOnlyWhenNoneRuns(t *testing.T) {
 	if starts != 1 {
 		t.Fatal("stop started a writer while one runs")
 	}
-	if _, res := q.take(nil); res != queueStopping {
+	if _, res := q.take(batch{}); res != queueStopping {
 		t.Fatalf("take after stop: %v, want queueStopping", res)
 	}
 	idle, idleStarts := startedQueue(1000)
@@ -98,9 +99,9 @@ func TestSendQueueCountsTheBatchBeingWritten(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	batch, _ := q.take(nil)
-	if len(batch) != 3 || q.len() != 30 {
-		t.Fatalf("took %d items, len %d while they are written: want 3 and 30", len(batch), q.len())
+	b, _ := q.take(batch{})
+	if len(b.items) != 3 || q.len() != 30 {
+		t.Fatalf("took %d items, len %d while they are written: want 3 and 30", len(b.items), q.len())
 	}
 	if err := q.push(make([]byte, 5), false); err != nil {
 		t.Fatal(err)
@@ -111,5 +112,40 @@ func TestSendQueueCountsTheBatchBeingWritten(t *testing.T) {
 	q.written()
 	if q.len() != 5 {
 		t.Fatalf("len %d after the batch was written, want 5", q.len())
+	}
+}
+
+func TestSendQueueKeepsEachLentBufferWithItsItem(t *testing.T) {
+	q, _ := startedQueue(1000)
+	lent := func(n byte) ([]byte, *[]byte) { b := []byte{n}; return b, &b }
+	b1, buf1 := lent(1)
+	b3, buf3 := lent(3)
+	for _, p := range []struct {
+		b   []byte
+		buf *[]byte
+	}{{b1, buf1}, {[]byte{2}, nil}, {b3, buf3}} {
+		if err := q.pushLent(p.b, p.buf, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := q.take(batch{})
+	if len(b.items) != 3 || !slices.Equal(b.lent, []*[]byte{buf1, nil, buf3}) {
+		t.Fatalf("took %d items with lent buffers %v, want each item's own (1, none, 3)", len(b.items), b.lent)
+	}
+	// A batch put back (a graceful close) goes before what was queued meanwhile, each buffer still with its item.
+	b4, buf4 := lent(4)
+	if err := q.pushLent(b4, buf4, false); err != nil {
+		t.Fatal(err)
+	}
+	q.requeue(b)
+	again, _ := q.take(batch{})
+	if len(again.items) != 4 || again.items[3][0] != 4 || !slices.Equal(again.lent, []*[]byte{buf1, nil, buf3, buf4}) {
+		t.Fatalf("after requeue took %v with %v, want items 1-4 with their buffers", again.items, again.lent)
+	}
+	if err := q.pushLent(b4, buf4, false); err != nil {
+		t.Fatal(err)
+	}
+	if left := q.close(); len(left) != 1 || q.lent != nil {
+		t.Fatalf("close left %d items and lent buffers %v, want the 1 item and no buffers kept", len(left), q.lent)
 	}
 }

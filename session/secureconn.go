@@ -131,6 +131,10 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadlin
 // MaxMessageSize returns the largest application message this connection reads or writes.
 func (c *Conn) MaxMessageSize() int { return c.maxMsg }
 
+// Buffers returns the pool the connection borrows its buffers from (HandshakeConfig.Buffers; nil if none): its
+// user may lend the messages it writes from it too.
+func (c *Conn) Buffers() *BufferPool { return c.bufs }
+
 // CloseWrite ends the outbound stream after what was written (a TCP half-close: the peer reads io.EOF after the last
 // message) while reads go on. It returns an error wrapping errors.ErrUnsupported when the underlying connection
 // cannot half-close.
