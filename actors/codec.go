@@ -96,8 +96,8 @@ func encodeDirectPooled(pool *session.BufferPool, protocol string, kind messages
 			return nil, nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
 		}
 	}
-	if len(b) != size || buf != nil && &b[0] != &(*buf)[0] {
-		pool.Put(buf) // Put drops a buffer that is not the pool's own (a nil pool drops everything)
+	if len(b) != size { // the bytes outgrew the buffer only if they outgrew size
+		pool.Put(buf)
 		return nil, nil, fmt.Errorf("%w: message changed while being encoded", ErrBadPayload)
 	}
 	return b, buf, nil
