@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -30,6 +32,19 @@ func (l *eventLog) bannedDisconnects(peer session.NodeID, detail string) int {
 		}
 	}
 	return c
+}
+
+// disconnectReasons lists the reasons and details of the disconnects from peer recorded.
+func (l *eventLog) disconnectReasons(peer session.NodeID) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, e := range l.events {
+		if d, ok := e.(*messages.PeerDisconnected); ok && string(d.PeerId) == string(peer[:]) {
+			out = append(out, d.Reason.String()+": "+d.Detail)
+		}
+	}
+	return out
 }
 
 // closedByNode tells whether the node closes c within timeout without sending anything.
@@ -106,11 +121,10 @@ func TestBanIPRefusesConnections(t *testing.T) {
 	if err := a.BanIP(loopback, time.Minute, why); err != nil {
 		t.Fatal(err)
 	}
-	// b learns the reason from a's Disconnect notice, unless a write was in flight when the ban interrupted it:
-	// the stream may then end mid-frame and no notice can follow, so b only sees the connection close.
+	// b learns the reason from a's Disconnect notice (a write in flight is given abortWriteGrace to end first).
 	testkit.WaitFor(t, 5*time.Second, func() bool {
-		return ea.bannedDisconnects(b.ID(), why) == 1 && eb.disconnects(a.ID()) >= 1
-	}, "the live connection from the banned IP closed, with BANNED on a's side")
+		return ea.bannedDisconnects(b.ID(), why) == 1 && eb.bannedDisconnects(a.ID(), why) == 1
+	}, "the live connection from the banned IP closed, with BANNED on both sides")
 	if bans := a.Bans(); len(bans) != 1 || bans[0].IP != loopback || bans[0].Reason != why {
 		t.Fatalf("Bans() = %+v, want the one ban of %v", bans, loopback)
 	}
@@ -183,5 +197,44 @@ func TestInboundThrottlePerIP(t *testing.T) {
 	reply, err := b.Request(ctxTimeout(t, 5*time.Second), a.ID(), "echo/1", wrapperspb.String("ok"))
 	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ko" {
 		t.Fatalf("the throttled node stopped serving: %v %v", reply, err)
+	}
+}
+
+// TestBanMidWriteStillTellsThePeerWhy bans a peer while large messages to it are being written: the write in
+// progress is given a moment to end, so the Disconnect notice can follow it and the peer learns the reason,
+// instead of a stream cut mid-frame.
+func TestBanMidWriteStillTellsThePeerWhy(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "sink/1", actor.PropsFromFunc(func(actor.Context) {}))
+	nw.Connect(0, 1)
+	eb := watchEvents(t, b)
+
+	// Keep a's writer busy: each message takes several socket writes, so one is nearly always in progress.
+	ctx, cancel := context.WithCancel(context.Background())
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		payload := wrapperspb.Bytes(make([]byte, 512<<10))
+		for ctx.Err() == nil && a.Send(ctx, b.ID(), "sink/1", payload) == nil {
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-sent })
+	testkit.WaitFor(t, 5*time.Second, func() bool {
+		for _, p := range a.Peers() {
+			if p.ID == b.ID() && p.QueuedBytes > 0 {
+				return true
+			}
+		}
+		return false
+	}, "a has messages for b queued")
+
+	const why = "mid-write"
+	if err := a.Ban(b.ID(), time.Minute, why); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return eb.disconnects(a.ID()) >= 1 }, "b sees the connection end")
+	if eb.bannedDisconnects(a.ID(), why) != 1 {
+		t.Fatalf("b's disconnects from a: %v, want one BANNED with the reason", eb.disconnectReasons(a.ID()))
 	}
 }
