@@ -94,6 +94,7 @@ type cached struct {
 	at        time.Time      // when it was accepted
 	beat      uint64         // the heartbeat count when it was accepted
 	announced int            // heartbeats that have announced it
+	dueBeat   uint64         // the heartbeat count when it was first announced
 	holders   []uint64       // holderKey of each peer known to hold it (it announced or pushed it, or we pushed it to it)
 	inline    [4]uint64      // holders' first array: most messages have a parent and a child or two
 }

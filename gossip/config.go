@@ -32,6 +32,12 @@ type Config struct {
 	GossipDelay time.Duration
 	// HistoryGossip is the number of heartbeats that announce each id, each to fresh random peers (default 1).
 	HistoryGossip int
+	// MeshGossipBeats is how often, in heartbeats, each mesh link hears IHAVE while the gossip is quiet: while the
+	// node has neither answered an IWANT nor pulled a message for HistoryLength heartbeats (default 1: at every
+	// heartbeat). At 2, the links take turns, each hearing every other heartbeat of the ids of both: a sound tree
+	// needs no repair, and the announcements are insurance. Each mesh link hears of each id once, whatever the
+	// rhythm.
+	MeshGossipBeats int
 	// HistoryLength is the number of heartbeats a message stays in the cache that answers IWANT (default 5).
 	HistoryLength int
 	// CacheMaxMessages caps the message cache in messages (default 4096).
@@ -132,6 +138,7 @@ func DefaultConfig() Config {
 		HeartbeatInterval:    time.Second,
 		GossipDelay:          500 * time.Millisecond,
 		HistoryGossip:        1,
+		MeshGossipBeats:      1,
 		HistoryLength:        5,
 		CacheMaxMessages:     4096,
 		CacheMaxBytes:        16 << 20,
@@ -178,7 +185,10 @@ func (c Config) Validate() error {
 		return bad("TreeShortcutDist needs Tree, a positive TreeShortcutInterval and a TreeShortcutShare in (0, 1]")
 	case c.HistoryGossip < 1 || c.HistoryLength <= c.HistoryGossip:
 		return bad("want 1 <= HistoryGossip < HistoryLength, got %d and %d", c.HistoryGossip, c.HistoryLength)
-	case c.GossipDelay >= time.Duration(c.HistoryLength-c.HistoryGossip)*c.HeartbeatInterval:
+	case c.MeshGossipBeats < 1 || c.HistoryLength <= c.HistoryGossip+c.MeshGossipBeats-1:
+		return bad("want 1 <= MeshGossipBeats, HistoryGossip + MeshGossipBeats - 1 < HistoryLength, got %d, %d and %d",
+			c.MeshGossipBeats, c.HistoryGossip, c.HistoryLength)
+	case c.GossipDelay >= time.Duration(c.HistoryLength-c.HistoryGossip-c.MeshGossipBeats+1)*c.HeartbeatInterval:
 		return bad("GossipDelay %v leaves no time to announce within HistoryLength heartbeats", c.GossipDelay)
 	case c.CacheMaxMessages < 1 || c.CacheMaxBytes < 1 || c.SeenMax < 1 || c.MaxIHaveLength < 1 ||
 		c.MaxIHaveMessages < 1 || c.MaxIWantReplies < 1 || c.MaxPendingIWant < 1 || c.MaxPendingValidation < 1 ||

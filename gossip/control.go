@@ -116,6 +116,7 @@ func (r *Router) handleIWant(b *builder, from session.NodeID, ids []MsgID) {
 		if e := r.cache.get(id); e != nil {
 			p.served++
 			r.stats.IWantServed++
+			r.repairBeat = r.beats
 			b.message(from, e.msg.relayed())
 		}
 	}

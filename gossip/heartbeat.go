@@ -12,9 +12,10 @@ import (
 // Heartbeat runs the periodic work, to be called every HeartbeatInterval: it expires the seen-cache, the message
 // cache, backoffs, verdicts not given within ValidationTimeout and unanswered IWANTs (asking the next announcer);
 // per joined topic, it grafts random peers not in backoff up to D when the mesh is below Dlo and prunes down to D,
-// lazy links first, when it is above Dhi; and it announces, by IHAVE to the lazy mesh links and to Dlazy random
-// peers outside the mesh, the ids of the messages at least GossipDelay old that fewer than HistoryGossip heartbeats
-// have announced.
+// lazy links first, when it is above Dhi; and it announces, by IHAVE to the lazy mesh links (each every
+// MeshGossipBeats-th heartbeat) and to Dlazy random peers outside the mesh, the ids of the messages at least
+// GossipDelay old that fewer than HistoryGossip heartbeats have announced (for the mesh links, HistoryGossip +
+// MeshGossipBeats - 1).
 func (r *Router) Heartbeat(now time.Time) Output {
 	now = r.clock(now)
 	r.beats++
@@ -57,7 +58,7 @@ func (r *Router) dueForGossip(topic string, now time.Time) []*cached {
 	clear(r.due)
 	r.due = r.due[:0]
 	for i := range r.cache.order.len() {
-		if e := r.cache.order.at(i); e.msg.Topic == topic && e.announced < r.cfg.HistoryGossip && now.Sub(e.at) >= r.cfg.GossipDelay {
+		if e := r.cache.order.at(i); e.msg.Topic == topic && e.announced < r.announceBeats() && now.Sub(e.at) >= r.cfg.GossipDelay {
 			r.due = append(r.due, e)
 		}
 	}
@@ -137,17 +138,42 @@ func (r *Router) graftLink(b *builder, name string, t *topic, id session.NodeID,
 	r.sendGraft(b, name, id)
 }
 
+// announceBeats is the number of heartbeats a message's id stays due for announcement: HistoryGossip for the random
+// peers outside the mesh, and MeshGossipBeats-1 more so that each mesh link, which may hear only every
+// MeshGossipBeats-th heartbeat, is offered it at its turn.
+func (r *Router) announceBeats() int { return r.cfg.HistoryGossip + r.cfg.MeshGossipBeats - 1 }
+
+// quietGossip tells whether the mesh links hear IHAVE only every MeshGossipBeats-th heartbeat: when the node has
+// neither answered an IWANT nor pulled a message for HistoryLength heartbeats, so that nobody near it is repairing.
+func (r *Router) quietGossip() bool {
+	return r.cfg.MeshGossipBeats > 1 && r.beats-r.repairBeat > uint64(r.cfg.HistoryLength)
+}
+
 func (r *Router) announce(b *builder, name string, t *topic, due []*cached) {
 	if len(due) == 0 {
 		return
 	}
 	due = due[:min(len(due), r.cfg.MaxIHaveLength)] // the rest waits for the next heartbeat
-	// Every mesh link that does not hold a message hears of it: lazy links, and eager links that joined the
-	// mesh after the message went out over it.
-	var targets, others []session.NodeID
-	for _, l := range t.mesh {
-		targets = append(targets, l.id)
+	for _, e := range due {
+		if e.announced == 0 {
+			e.dueBeat = r.beats
+		}
 	}
+	// Every mesh link hears, at its turn, of the messages that fell due since its last turn and that it does not
+	// hold: lazy links, and eager links that joined the mesh after the message went out over it. Its turn is every
+	// heartbeat, or every MeshGossipBeats-th while the gossip is quiet, at a phase drawn from its id so that the
+	// links take turns. The random others hear of the messages due for the first HistoryGossip heartbeats.
+	var targets, others []session.NodeID
+	since := r.since[:0]
+	p, quiet := uint64(r.cfg.MeshGossipBeats), r.quietGossip()
+	for i := range t.mesh {
+		if l := &t.mesh[i]; !quiet || (r.beats+holderKey(l.id))%p == 0 {
+			targets, since = append(targets, l.id), append(since, l.gossiped)
+			l.gossiped = r.beats
+		}
+	}
+	r.since = since
+	mesh := len(targets)
 	for _, id := range t.peers {
 		if t.meshIndex(id) < 0 {
 			others = append(others, id)
@@ -155,11 +181,14 @@ func (r *Router) announce(b *builder, name string, t *topic, due []*cached) {
 	}
 	targets = append(targets, r.sample(others, r.cfg.Dlazy)...)
 	buf := make([]MsgID, len(targets)*len(due)) // one allocation for every target's ids
-	for _, to := range targets {
+	for i, to := range targets {
 		ids := buf[:0:len(due)]
 		buf = buf[len(due):]
 		for _, e := range due {
-			if !e.held(to) {
+			if e.held(to) {
+				continue
+			}
+			if (i < mesh && e.dueBeat > since[i]) || (i >= mesh && e.announced < r.cfg.HistoryGossip) {
 				ids = append(ids, e.msg.ID)
 			}
 		}

@@ -92,6 +92,10 @@ func DefaultRelayConfig() RelayConfig {
 	// The tree carries the messages; the mesh's lazy links announce them to up to D peers each, so that few
 	// random others are needed to repair what a broken tree link missed.
 	rc.Dlazy = 2
+	// While no repair goes on around a node, its mesh links hear IHAVE every other heartbeat, taking turns: a
+	// sound tree needs no repair, and IHAVE-only messages were half of the control messages; node sim at N = 200
+	// sends 10 % fewer messages per delivery (control -23 %) for the same delivery and p100, its wire bytes -3 %.
+	rc.MeshGossipBeats = 2
 	rc.TreeRanked = true // the tree hangs from the best-connected node: shallower
 	// A publisher pushes to (about) all its topic peers, not only its tree links: at N = 200 with 8 outbound
 	// connections per node, the median delay to half the nodes drops by a hop (p50 91 -> 71-76 ms in 7 seeds of 8) for 0.13

@@ -42,6 +42,10 @@ type Router struct {
 	wants   map[MsgID]*want
 	stats   Stats
 	due     []*cached // scratch of dueForGossip
+	since   []uint64  // scratch of announce
+	// repairBeat is the heartbeat count when the node last answered an IWANT or pulled a message (see
+	// quietGossip).
+	repairBeat uint64
 }
 
 type peer struct {
@@ -61,9 +65,10 @@ type topic struct {
 
 // link is a mesh link; an eager link carries full messages, a lazy one IHAVE only.
 type link struct {
-	id    session.NodeID
-	eager bool
-	dups  int // duplicates pushed over the link since it last delivered a first copy
+	id       session.NodeID
+	eager    bool
+	dups     int    // duplicates pushed over the link since it last delivered a first copy
+	gossiped uint64 // the heartbeat count at the link's last IHAVE turn (see announce)
 }
 
 type pending struct {
@@ -422,6 +427,9 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 	}
 	e := newCached(pd.msg, pd.from, now, r.beats)
 	r.cache.add(e)
+	if pd.pulled {
+		r.repairBeat = r.beats
+	}
 	b.out.Deliver = append(b.out.Deliver, pd.msg)
 	r.stats.Delivered++
 	var out *Message

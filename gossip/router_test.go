@@ -22,6 +22,8 @@ func TestConfigValidate(t *testing.T) {
 		"no heartbeat":          func(c *Config) { c.HeartbeatInterval = 0 },
 		"no seen TTL":           func(c *Config) { c.SeenTTL = 0 },
 		"history too short":     func(c *Config) { c.HistoryLength = c.HistoryGossip },
+		"no mesh gossip":        func(c *Config) { c.MeshGossipBeats = 0 },
+		"mesh gossip too slow":  func(c *Config) { c.MeshGossipBeats = c.HistoryLength },
 		"gossip delay too long": func(c *Config) { c.GossipDelay = 10 * time.Second },
 		"no seen max":           func(c *Config) { c.SeenMax = 0 },
 		"no prune duplicates":   func(c *Config) { c.PruneDuplicates = 0 },
@@ -283,6 +285,83 @@ func TestHeartbeatAnnounces(t *testing.T) {
 	}
 	if out := r.Heartbeat(t0.Add(2 * time.Second)); len(out.Send) != 0 {
 		t.Errorf("announced again after HistoryGossip = 1 heartbeat: %+v", out.Send)
+	}
+}
+
+// TestQuietGossipTakesTurnsOnTheMeshLinks checks MeshGossipBeats: while nobody near the node repairs, each lazy mesh
+// link hears IHAVE every other heartbeat, the links taking turns, and each hears of each id once; the random peers
+// outside the mesh hear at the first heartbeat only; once the node has answered an IWANT, every link hears at every
+// heartbeat.
+func TestQuietGossipTakesTurnsOnTheMeshLinks(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MeshGossipBeats, cfg.Dlazy = 2, 3
+	r := joined(t, cfg, cfg.D+3) // a mesh of D, 3 others
+	var sender session.NodeID
+	var lazy, others []session.NodeID
+	for _, l := range r.topics[topicA].mesh {
+		if sender.IsZero() {
+			sender = l.id
+		} else {
+			lazy = append(lazy, l.id)
+		}
+	}
+	for i := 1; i <= cfg.D+3; i++ {
+		if r.topics[topicA].meshIndex(nid(i)) < 0 {
+			others = append(others, nid(i))
+		}
+	}
+	for _, id := range lazy {
+		r.HandlePrune(t0, id, Prune{Topic: topicA, Lazy: true})
+	}
+	now := t0
+	beat := func() Output { now = now.Add(cfg.HeartbeatInterval); return r.Heartbeat(now) }
+	for range cfg.HistoryLength + 1 {
+		beat() // the node just started: it counts as repairing until HistoryLength heartbeats have passed
+	}
+	heard := func(m *Message, beats int) map[session.NodeID][]int {
+		h := map[session.NodeID][]int{}
+		receive(t, r, now.Add(-cfg.GossipDelay), sender, m, Accept)
+		for k := range beats {
+			for _, s := range beat().Send {
+				if s.Control != nil && len(s.Control.IHave) == 1 && slices.Contains(s.Control.IHave[0].IDs, m.ID) {
+					h[s.To] = append(h[s.To], k)
+				}
+			}
+		}
+		return h
+	}
+
+	m := msg("quiet")
+	h := heard(m, 3)
+	var first, second []session.NodeID
+	for _, id := range lazy {
+		switch at := h[id]; {
+		case slices.Equal(at, []int{0}):
+			first = append(first, id)
+		case slices.Equal(at, []int{1}):
+			second = append(second, id)
+		default:
+			t.Errorf("lazy link %x heard of the message at heartbeats %v, want once, at the first or second", id[0], at)
+		}
+	}
+	if len(first) == 0 || len(second) == 0 {
+		t.Errorf("the lazy links heard all at once (first %d, second %d), want them taking turns", len(first), len(second))
+	}
+	for _, id := range others {
+		if at := h[id]; !slices.Equal(at, []int{0}) {
+			t.Errorf("peer %x outside the mesh heard at heartbeats %v, want only the first", id[0], at)
+		}
+	}
+
+	// Answering an IWANT shows a repair nearby: every link hears at every heartbeat again.
+	if out := r.HandleIWant(now, others[0], []MsgID{m.ID}); len(receivers(out)) != 1 {
+		t.Fatalf("IWANT not answered: %+v", out.Send)
+	}
+	h = heard(msg("active"), 2)
+	for _, id := range lazy {
+		if at := h[id]; !slices.Equal(at, []int{0}) {
+			t.Errorf("after a repair, lazy link %x heard at heartbeats %v, want the first only", id[0], at)
+		}
 	}
 }
 
