@@ -13,7 +13,8 @@
 // eager, carrying full messages, or lazy, carrying only ids: a heartbeat announces recently received ids (IHAVE) to
 // the lazy mesh links and to Dlazy random topic peers outside the mesh, skipping peers known to hold the message,
 // and a node that misses an announced message pulls it (IWANT), asking the next announcer when an answer does not
-// come within IWantTimeout.
+// come within IWantTimeout. While nobody around a node repairs (it neither answered an IWANT nor pulled a message
+// for HistoryLength heartbeats), its mesh links may hear IHAVE only every MeshGossipBeats-th heartbeat, taking turns.
 //
 // The eager links are trimmed to a spanning tree as in Plumtree (Leitão, Pereira, Rodrigues, 2007): an eager link
 // that keeps pushing duplicates (PruneDuplicates in a row) is turned lazy on both ends by a PRUNE with Lazy set,
