@@ -22,12 +22,9 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 
 // bannedDisconnects counts the disconnects from peer with reason BANNED and the given detail.
 func (l *eventLog) bannedDisconnects(peer session.NodeID, detail string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	c := 0
-	for _, e := range l.events {
-		if d, ok := e.(*messages.PeerDisconnected); ok && string(d.PeerId) == string(peer[:]) &&
-			d.Reason == messages.DisconnectReason_DISCONNECT_REASON_BANNED && d.Detail == detail {
+	for _, d := range l.disconnectsFrom(peer) {
+		if d.Reason == messages.DisconnectReason_DISCONNECT_REASON_BANNED && d.Detail == detail {
 			c++
 		}
 	}
@@ -36,13 +33,9 @@ func (l *eventLog) bannedDisconnects(peer session.NodeID, detail string) int {
 
 // disconnectReasons lists the reasons and details of the disconnects from peer recorded.
 func (l *eventLog) disconnectReasons(peer session.NodeID) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []string
-	for _, e := range l.events {
-		if d, ok := e.(*messages.PeerDisconnected); ok && string(d.PeerId) == string(peer[:]) {
-			out = append(out, d.Reason.String()+": "+d.Detail)
-		}
+	for _, d := range l.disconnectsFrom(peer) {
+		out = append(out, d.Reason.String()+": "+d.Detail)
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -75,27 +76,23 @@ func watchEvents(t testing.TB, n *actors.Node) *eventLog {
 	return l
 }
 
-// sawDisconnect tells whether a disconnect from peer with the given reason was recorded.
-func (l *eventLog) sawDisconnect(peer session.NodeID, reason messages.DisconnectReason) bool {
+// disconnectsFrom returns the disconnects from peer recorded, oldest first.
+func (l *eventLog) disconnectsFrom(peer session.NodeID) []*messages.PeerDisconnected {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var out []*messages.PeerDisconnected
 	for _, e := range l.events {
-		if d, ok := e.(*messages.PeerDisconnected); ok && d.Reason == reason && string(d.PeerId) == string(peer[:]) {
-			return true
+		if d, ok := e.(*messages.PeerDisconnected); ok && string(d.PeerId) == string(peer[:]) {
+			out = append(out, d)
 		}
 	}
-	return false
+	return out
+}
+
+// sawDisconnect tells whether a disconnect from peer with the given reason was recorded.
+func (l *eventLog) sawDisconnect(peer session.NodeID, reason messages.DisconnectReason) bool {
+	return slices.ContainsFunc(l.disconnectsFrom(peer), func(d *messages.PeerDisconnected) bool { return d.Reason == reason })
 }
 
 // disconnects counts the disconnects from peer recorded.
-func (l *eventLog) disconnects(peer session.NodeID) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := 0
-	for _, e := range l.events {
-		if d, ok := e.(*messages.PeerDisconnected); ok && string(d.PeerId) == string(peer[:]) {
-			c++
-		}
-	}
-	return c
-}
+func (l *eventLog) disconnects(peer session.NodeID) int { return len(l.disconnectsFrom(peer)) }
