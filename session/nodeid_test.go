@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha512"
 	"encoding/json"
 	"errors"
 	"math/big"
@@ -10,6 +11,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/oasisprotocol/curve25519-voi/curve"
+	"github.com/oasisprotocol/curve25519-voi/curve/scalar"
 )
 
 func TestNodeIDRoundTrip(t *testing.T) {
@@ -69,15 +73,15 @@ func TestNodeIDVerify(t *testing.T) {
 	}
 }
 
-// TestNodeIDVerifyAgreesWithCryptoEd25519 checks that Verify (curve25519-voi) accepts exactly what crypto/ed25519
-// accepts, on valid signatures and on the edge cases where ed25519 implementations are known to differ: a
-// non-canonical S, small-order keys and signature points, keys that do not decode, and bit flips.
-func TestNodeIDVerifyAgreesWithCryptoEd25519(t *testing.T) {
+// TestNodeIDVerifyRules checks Verify's acceptance rules (ZIP-215's, without small-order keys): on what correct
+// signers make, and on the usual corruptions, it agrees with crypto/ed25519; it differs on the crafted signatures
+// the rules are about, each case of which fails if Verify went back to the standard library's rules.
+func TestNodeIDVerifyRules(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	type tc struct {
 		name          string
 		key, msg, sig []byte
-		want          bool
+		want, std     bool // Verify's answer, crypto/ed25519's
 	}
 	var cases []tc
 	for i := range 20 {
@@ -88,42 +92,86 @@ func TestNodeIDVerifyAgreesWithCryptoEd25519(t *testing.T) {
 		}
 		sig := ident.Sign(msg)
 		key := ident.NodeID().Bytes()
-		cases = append(cases, tc{"valid", key, msg, sig, true})
+		cases = append(cases, tc{"valid", key, msg, sig, true, true})
 		flipped := slices.Clone(sig)
 		flipped[rng.IntN(len(flipped))] ^= 1 << rng.IntN(8)
-		cases = append(cases, tc{"flipped signature bit", key, msg, flipped, false})
+		cases = append(cases, tc{"flipped signature bit", key, msg, flipped, false, false})
 		if len(msg) > 0 {
 			other := slices.Clone(msg)
 			other[rng.IntN(len(other))] ^= 1 << rng.IntN(8)
-			cases = append(cases, tc{"flipped message bit", key, other, sig, false})
+			cases = append(cases, tc{"flipped message bit", key, other, sig, false, false})
 		}
-		cases = append(cases, tc{"non-canonical S (S + L)", key, msg, withSPlusOrder(sig), false})
+		cases = append(cases, tc{"non-canonical S (S + L)", key, msg, withSPlusOrder(sig), false, false})
 		random := make([]byte, 32)
 		for j := range random {
 			random[j] = byte(rng.Uint32())
 		}
-		cases = append(cases, tc{"random key", random, msg, sig, false})
+		cases = append(cases, tc{"random key", random, msg, sig, false, false})
+		// R off the prime-order subgroup by a point of order 4: only the cofactored equation holds.
+		cases = append(cases, tc{"cofactored only", key, msg, cofactoredOnlySignature(t, ident, msg), true, false})
 	}
-	// The identity point as key, and as R with S = 0: crypto/ed25519 (cofactorless, no small-order checks) accepts
-	// this signature of any message.
+	// The identity point as key, and as R with S = 0: a signature of any message under both equations. The
+	// standard library accepts it; a small-order key is refused here.
 	identity := make([]byte, 32)
 	identity[0] = 1
 	weakSig := append(slices.Clone(identity), make([]byte, 32)...)
-	cases = append(cases, tc{"small-order key and R", identity, []byte("any message"), weakSig, true})
-	// A key whose y coordinate is not reduced (2^255 - 1 >= p), which crypto/ed25519 decodes.
+	cases = append(cases, tc{"small-order key and R", identity, []byte("any message"), weakSig, false, true})
+	// A key whose y coordinate is not reduced (2^255 - 1 >= p), which both decode.
 	unreduced := bytes.Repeat([]byte{0xff}, 32)
 	unreduced[31] = 0x7f
-	cases = append(cases, tc{"non-canonical key", unreduced, []byte("m"), weakSig, false})
+	cases = append(cases, tc{"non-canonical key", unreduced, []byte("m"), weakSig, false, false})
 
 	for _, c := range cases {
-		std := ed25519.Verify(c.key, c.msg, c.sig)
 		var id NodeID
 		copy(id[:], c.key)
-		got := id.Verify(c.msg, c.sig)
-		if got != std || got != c.want {
-			t.Errorf("%s: Verify = %v, crypto/ed25519 = %v, want %v", c.name, got, std, c.want)
+		if got, std := id.Verify(c.msg, c.sig), ed25519.Verify(c.key, c.msg, c.sig); got != c.want || std != c.std {
+			t.Errorf("%s: Verify = %v (want %v), crypto/ed25519 = %v (want %v)", c.name, got, c.want, std, c.std)
 		}
 	}
+}
+
+// cofactoredOnlySignature signs msg with ident's key as ed25519 does, but with R = [r]B + T, T of order 4: then
+// [S]B - [k]A = [r]B is not R (the standard library's cofactorless equation fails) while [8]([S]B - [k]A - R) is
+// the identity (the cofactored equation holds).
+func cofactoredOnlySignature(tb testing.TB, ident *Identity, msg []byte) []byte {
+	tb.Helper()
+	h := sha512.Sum512(ident.priv.Seed())
+	h[0] &= 248
+	h[31] &= 127
+	h[31] |= 64
+	a, err := scalar.NewFromBytesModOrder(h[:32])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nonce := sha512.Sum512(append(h[32:], msg...))
+	r, err := scalar.NewFromBytesModOrderWide(nonce[:])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var order4 curve.CompressedEdwardsY // y = 0: (sqrt(-1), 0), a point of order 4
+	var torsion, rb, rPoint curve.EdwardsPoint
+	if _, err := torsion.SetCompressedY(&order4); err != nil {
+		tb.Fatal(err)
+	}
+	rPoint.Add(rb.MulBasepoint(curve.ED25519_BASEPOINT_TABLE, r), &torsion)
+	var rEnc curve.CompressedEdwardsY
+	rEnc.SetEdwardsPoint(&rPoint)
+	d := sha512.New()
+	d.Write(rEnc[:])
+	d.Write(ident.NodeID().Bytes())
+	d.Write(msg)
+	k, err := scalar.NewFromBytesModOrderWide(d.Sum(nil))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var s scalar.Scalar
+	s.Add(r, s.Mul(k, a))
+	sig := append([]byte(nil), rEnc[:]...)
+	sb := make([]byte, 32)
+	if err := s.ToBytes(sb); err != nil {
+		tb.Fatal(err)
+	}
+	return append(sig, sb...)
 }
 
 // withSPlusOrder returns sig with its scalar S replaced by S + L (L the group order): the same point, a
