@@ -166,7 +166,12 @@ func b2u(b bool) uint16 {
 // came first from it crossed over (crossLinks) from a tree whose nodes would be in this node's tree, were they not
 // giving this node's root up.
 func (r *Router) fromLesserTree(t *topic, peer session.NodeID) bool {
+	// The cross links are the peers whose fresh report names another root (cached with the tree links, which the
+	// message takes next anyway); in a settled tree there are none, and the check costs no map lookup.
+	if !slices.Contains(r.crossLinks(t), peer) {
+		return false
+	}
 	ts := t.tree
-	v, ok := ts.views[peer]
-	return ok && r.fresh(v) && v.info.Root != ts.root && outranks(ts.rootRank, ts.root, v.info.RootRank, v.info.Root)
+	v := ts.views[peer]
+	return outranks(ts.rootRank, ts.root, v.info.RootRank, v.info.Root)
 }
