@@ -77,6 +77,42 @@ func TestDelayConnDeliversEachWriteAfterTheLatencyInOrder(t *testing.T) {
 	}
 }
 
+// TestDelayConnHoldsNoGoroutineWhileIdle checks that the sender runs only while writes are pending, and that
+// writes after an idle spell start it again and keep their order.
+func TestDelayConnHoldsNoGoroutineWhileIdle(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	a, b := tcpPair(t)
+	defer b.Close()
+	d := newDelayConn(a, 5*time.Millisecond)
+	defer d.Close()
+	sending := func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.sending
+	}
+	if sending() {
+		t.Fatal("a new connection runs a sender before any write")
+	}
+	for round := range 3 {
+		chunk := bytes.Repeat([]byte{byte(round)}, 64)
+		if _, err := d.Write(chunk[:32]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Write(chunk[32:]); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(chunk))
+		if _, err := io.ReadFull(b, got); err != nil || !bytes.Equal(got, chunk) {
+			t.Fatalf("round %d: read %v, %v", round, got, err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); sending(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the sender still runs with nothing queued", round)
+			}
+		}
+	}
+}
+
 func TestDelayConnWriteHonoursTheDeadlineWhenTheQueueIsFullAndReportsFailures(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	a, b := tcpPair(t)
