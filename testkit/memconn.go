@@ -85,13 +85,29 @@ type stream struct {
 	lastAt   time.Time // delivery time of the last write
 	readable chan struct{}
 	writable chan struct{}
-	// wake wakes a reader that waits on the empty queue when the chunk written to it is due (see wakeReader).
-	wake *time.Timer
+	// due wakes the reader when the first queued chunk is due: the reader waits on its channel (and on
+	// readable), and sets it itself when that chunk is queued already; a writer that queues a chunk while the
+	// reader waits on the empty queue sets it for that chunk (see wakeReader). The runtime then readies the
+	// reader when the chunk is due, as a socket's reader is readied when bytes arrive: one wake-up per chunk, with
+	// no goroutine or allocation of its own (a time.AfterFunc per chunk, which then woke the reader, was ~5 % of
+	// node sim's CPU). Made on first use.
+	due *time.Timer
+}
+
+// dueTimer returns the stream's due timer, made stopped on first use. Called with s.mu.
+func (d *stream) dueTimer() *time.Timer {
+	if d.due == nil {
+		d.due = time.NewTimer(time.Hour)
+		d.due.Stop()
+	}
+	return d.due
 }
 
 // wakeReader wakes the reader waiting on the empty queue, if any, when the chunk just queued (due at at) is due.
-// Woken at once, it would find the chunk not due yet and wait again with a timer of its own: two wake-ups for
-// each chunk, where a socket's reader wakes once, when the bytes arrive. Called with s.mu.
+// Woken at once, it would find the chunk not due yet and wait again: two wake-ups for each chunk, where a
+// socket's reader wakes once, when the bytes arrive. The reader is blocked on the due timer's channel, so this
+// Reset puts the timer in the runtime's heap afresh: no Reset of a timer already there, which marks it modified
+// and has the runtime scan its whole heap (thousands of timers in a large sim) when it comes due. Called with s.mu.
 func (s *memConnState) wakeReader(d *stream, at, now time.Time) {
 	if d.readable == nil {
 		return // no reader waits: it finds the chunk when it comes to read
@@ -100,19 +116,13 @@ func (s *memConnState) wakeReader(d *stream, at, now time.Time) {
 		broadcast(&d.readable)
 		return
 	}
-	d.stopWake()
-	d.wake = time.AfterFunc(at.Sub(now), func() {
-		s.mu.Lock()
-		broadcast(&d.readable)
-		s.mu.Unlock()
-	})
+	d.dueTimer().Reset(at.Sub(now))
 }
 
-// stopWake stops the pending wake of the reader, if any. Called with s.mu.
-func (d *stream) stopWake() {
-	if d.wake != nil {
-		d.wake.Stop()
-		d.wake = nil
+// stopDue stops the due timer, if any. Called with s.mu.
+func (d *stream) stopDue() {
+	if d.due != nil {
+		d.due.Stop()
 	}
 }
 
@@ -164,7 +174,7 @@ func (d *stream) read(b []byte, now time.Time, pool *session.BufferPool) int {
 }
 
 func (d *stream) discard(pool *session.BufferPool) {
-	d.stopWake()
+	d.stopDue()
 	for _, c := range d.q {
 		pool.Put(c.buf)
 	}
@@ -250,12 +260,28 @@ func (c *memConn) Read(b []byte) (int, error) {
 		if len(in.q) == 0 && s.end[1-c.side].closed {
 			return 0, io.EOF
 		}
-		var until time.Time // the deadline's own timer wakes the reader when it passes
-		if len(in.q) > 0 {
-			until = in.q[0].at
-		}
-		s.wait(&in.readable, until)
+		s.waitReadable(in)
 	}
+}
+
+// waitReadable releases s.mu until in's first chunk is due, or until in.readable is broadcast (a chunk due at
+// once, a close, the read deadline's own timer). Called with s.mu.
+func (s *memConnState) waitReadable(in *stream) {
+	c := waitChan(&in.readable)
+	due := in.dueTimer()
+	if len(in.q) > 0 {
+		wait := time.Until(in.q[0].at)
+		if wait <= 0 {
+			return
+		}
+		due.Reset(wait)
+	} // else a writer sets the timer for the chunk it queues (wakeReader)
+	s.mu.Unlock()
+	select {
+	case <-c:
+	case <-due.C:
+	}
+	s.mu.Lock()
 }
 
 // Write copies b into the connection, blocking while the direction holds MaxBuffered unread bytes.
