@@ -73,7 +73,7 @@ type Config struct {
 	// DiscoveryIdleTimeout is TransientIdleTimeout for a transient outbound connection that only discovery used
 	// (lookups and the routing table's liveness checks dial nodes for one exchange each), not the application
 	// (Send, Request, Ping or Connect on that peer). A connection with a request awaiting its reply is never idle.
-	// Default 500ms: during a network's join such connections outnumber the kept ones, each with its reader
+	// Default 250ms: during a network's join such connections outnumber the kept ones, each with its reader
 	// goroutine, cipher states and connection actor, and they set a node's peak memory.
 	DiscoveryIdleTimeout time.Duration
 
@@ -145,7 +145,7 @@ func DefaultConfig() Config {
 		IdleTimeout:           30 * time.Second,
 		RequestTimeout:        10 * time.Second,
 		TransientIdleTimeout:  10 * time.Second,
-		DiscoveryIdleTimeout:  500 * time.Millisecond,
+		DiscoveryIdleTimeout:  250 * time.Millisecond,
 		RedialBase:            200 * time.Millisecond,
 		RedialMax:             30 * time.Second,
 		RedialAttempts:        10,
