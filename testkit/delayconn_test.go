@@ -41,6 +41,18 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 	return a, b
 }
 
+// delayPair returns a delayConn with the given latency over one end of a TCP connection on 127.0.0.1, and the
+// other end; both close when the test ends, and then no goroutine may be left.
+func delayPair(t *testing.T, latency time.Duration) (*delayConn, net.Conn) {
+	t.Helper()
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // cleanups run last in, first out: after the closes below
+	a, b := tcpPair(t)
+	t.Cleanup(func() { b.Close() })
+	d := newDelayConn(a, latency)
+	t.Cleanup(func() { d.Close() })
+	return d, b
+}
+
 func TestDelayConnDeliversEachWriteAfterTheLatencyInOrder(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	const latency = 40 * time.Millisecond
@@ -80,11 +92,7 @@ func TestDelayConnDeliversEachWriteAfterTheLatencyInOrder(t *testing.T) {
 // TestDelayConnHoldsNoGoroutineWhileIdle checks that the sender runs only while writes are pending, and that
 // writes after an idle spell start it again and keep their order.
 func TestDelayConnHoldsNoGoroutineWhileIdle(t *testing.T) {
-	defer goleak.VerifyNone(t)
-	a, b := tcpPair(t)
-	defer b.Close()
-	d := newDelayConn(a, 5*time.Millisecond)
-	defer d.Close()
+	d, b := delayPair(t, 5*time.Millisecond)
 	sending := func() bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -152,11 +160,7 @@ func TestDelayConnWriteHonoursTheDeadlineWhenTheQueueIsFullAndReportsFailures(t 
 // A half-close follows the writes made before it, as a TCP socket's FIN follows its data: the linger after a
 // goodbye relies on it (a FIN sent at once would make the goodbye's delayed write fail).
 func TestDelayConnCloseWriteFollowsTheQueuedWrites(t *testing.T) {
-	defer goleak.VerifyNone(t)
-	a, b := tcpPair(t)
-	defer b.Close()
-	d := newDelayConn(a, 30*time.Millisecond)
-	defer d.Close()
+	d, b := delayPair(t, 30*time.Millisecond)
 	if _, err := d.Write([]byte("goodbye")); err != nil {
 		t.Fatal(err)
 	}
