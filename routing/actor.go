@@ -524,6 +524,12 @@ func (a *routingActor) revalidate(now time.Time) {
 			return
 		}
 	}
+	// The neighbours first: a check is an exchange that introduces this node to the checked one (docs/ARCHITECTURE.md,
+	// Discovery).
+	if e, ok := a.table.NearestUnanswered(a.cfg.Table.K, skip); ok {
+		a.exchange(e.ID, a.table.SelfKey(), true)
+		return
+	}
 	if e, ok := a.table.StalestOf(false, skip); ok {
 		a.exchange(e.ID, a.table.SelfKey(), true)
 	}

@@ -446,6 +446,19 @@ func (t *Table) StalestOf(answered bool, skip func(session.NodeID) bool) (Entry,
 	return t.stalest(func(e *Entry) bool { return e.Answered() == answered && (skip == nil || !skip(e.ID)) })
 }
 
+// NearestUnanswered returns, among the node's k closest entries, the nearest one that has not answered the node
+// (and that skip, if not nil, does not exclude). A neighbour learned second-hand may not know this node: a node's
+// neighbourhood is not symmetric, and one whose early refreshes ended before a neighbour joined near it never
+// finds that neighbour by itself; a liveness check of it is also an exchange that introduces this node to it.
+func (t *Table) NearestUnanswered(k int, skip func(session.NodeID) bool) (Entry, bool) {
+	for _, e := range t.Closest(t.selfKey, k) {
+		if !e.Answered() && (skip == nil || !skip(e.ID)) {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
 func (t *Table) stalest(keep func(*Entry) bool) (Entry, bool) {
 	var best *Entry
 	for _, b := range t.buckets {

@@ -188,6 +188,42 @@ func TestStalestIsTheLeastRecentlySeenNotSkipped(t *testing.T) {
 	}
 }
 
+// TestNearestUnansweredPicksANeighbourThatHasNotAnswered: among the node's k closest entries, the nearest one that
+// has not answered, skipping the excluded; none when every near entry answered, however many far ones did not.
+func TestNearestUnansweredPicksANeighbourThatHasNotAnswered(t *testing.T) {
+	rng := newRand(11)
+	self := randID(rng)
+	tab, err := NewTable(self, noLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 60 {
+		tab.Add(Entry{ID: randID(rng), Addr: randAddr(rng)}, t0)
+	}
+	const k = 5
+	near := tab.Closest(KeyOf(self), k)
+	if len(near) != k {
+		t.Fatalf("%d closest entries, want %d", len(near), k)
+	}
+	if e, ok := tab.NearestUnanswered(k, nil); !ok || e.ID != near[0].ID {
+		t.Fatalf("NearestUnanswered = %s (%v), want the nearest entry %s", e.ID.Short(), ok, near[0].ID.Short())
+	}
+	tab.MarkAlive(near[0].ID, t0.Add(time.Second))
+	skip := func(id session.NodeID) bool { return id == near[1].ID }
+	if e, ok := tab.NearestUnanswered(k, skip); !ok || e.ID != near[2].ID {
+		t.Fatalf("NearestUnanswered with the nearest answered and the next skipped = %s (%v), want %s", e.ID.Short(), ok, near[2].ID.Short())
+	}
+	for _, e := range near {
+		tab.MarkAlive(e.ID, t0.Add(time.Second))
+	}
+	if e, ok := tab.NearestUnanswered(k, nil); ok {
+		t.Fatalf("NearestUnanswered = %s with every one of the %d closest answered", e.ID.Short(), k)
+	}
+	if _, ok := tab.StalestOf(false, nil); !ok {
+		t.Fatal("no unanswered entry left beyond the closest: the test proves nothing")
+	}
+}
+
 // TestStalestOfSplitsTheEntriesThatAnswered: an entry that answered (MarkAlive) is Answered until it fails a check;
 // StalestOf picks the least recently seen of one kind; a node mentioned again keeps its answer, a new one has none.
 func TestStalestOfSplitsTheEntriesThatAnswered(t *testing.T) {
