@@ -27,11 +27,13 @@ type delayConn struct {
 	closed  chan struct{}  // closed by Close, with mu held
 	failed  chan struct{}  // closed by the sender once a write failed
 	senders sync.WaitGroup // the sender, while one runs
+	// timer is the sender's, kept from one run to the next; only the running sender uses it (runs are ordered by
+	// sending, under mu).
+	timer *time.Timer
 
 	mu            sync.Mutex
 	queue         []delayedWrite // pending, oldest first; nil when empty
 	sending       bool           // a sender runs: it takes every write queued before it finds the queue empty
-	timer         *time.Timer    // the sender's, kept from one run to the next
 	room          chan struct{}  // if not nil, writers wait for room: closed when the sender takes a write
 	err           error          // the failed write's error
 	writeDeadline time.Time
