@@ -233,6 +233,11 @@ func (a *relayActor) sendRPC(id session.NodeID, rpc *messages.GossipRPC, priorit
 		if _, known := a.peers[id]; known && (rpc.Hello || len(rpc.Subscriptions) > 0) {
 			a.peers[id] = false
 		}
+		return
+	}
+	a.stats.RPCsSent++
+	if len(rpc.Messages) == 0 {
+		a.stats.ControlRPCsSent++
 	}
 }
 

@@ -125,3 +125,23 @@ func TestSendAllKeepsThePeersInTheOrderOfTheSends(t *testing.T) {
 		t.Fatalf("RPCs of peers 1 and 2: %v, %v", net.sent[1], net.sent[2])
 	}
 }
+
+// TestRelayCountsTheRPCsItQueues checks RelayStats.RPCsSent and ControlRPCsSent: one per RPC queued, those without
+// a message apart, and none for an RPC that could not be queued (a send failure).
+func TestRelayCountsTheRPCsItQueues(t *testing.T) {
+	net := &orderNetwork{flakyNetwork: flakyNetwork{failures: 1}}
+	a := &relayActor{net: net, log: zerolog.Nop()}
+	m := &Message{Topic: "t", Data: []byte("d"), Origin: nid(9)}
+	a.sendAll([]Send{
+		{To: nid(1), Msg: m}, // fails
+		{To: nid(2), Msg: m}, {To: nid(2), Control: &Control{Graft: []string{"t"}}},
+		{To: nid(3), Control: &Control{Prune: []Prune{{Topic: "t"}}}},
+		{To: nid(4), Msg: m},
+	})
+	if len(net.to) != 4 || len(net.sent) != 3 {
+		t.Fatalf("%d RPCs tried, %d queued: want 4 and 3", len(net.to), len(net.sent))
+	}
+	if s := a.stats; s.RPCsSent != 3 || s.ControlRPCsSent != 1 || s.SendFailures != 1 {
+		t.Fatalf("RPCs sent %d, control only %d, failures %d: want 3, 1, 1", s.RPCsSent, s.ControlRPCsSent, s.SendFailures)
+	}
+}

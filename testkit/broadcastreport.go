@@ -44,6 +44,13 @@ type BroadcastReport struct {
 	// VerifiedPerDelivery counts the origin signatures checked per delivery: 1 when every node checks each
 	// message once, on its first copy (duplicates are not checked); 0 with verification off.
 	VerifiedPerDelivery float64 `json:"verified_per_delivery"`
+	// RPCsPerDelivery is the gossip RPCs the surviving nodes sent over the window (gossip.RelayStats.RPCsSent), per
+	// delivery, and ControlRPCsPerDelivery those that carried no message: the others carried the messages, about one
+	// per delivery (a duplicate is one more). After the signature checks (VerifiedPerDelivery), what
+	// the CPU per delivery scales with, and, unlike CPU time, not moved by the host's load: read a change in CPU
+	// that is smaller than the runs' noise by them.
+	RPCsPerDelivery        float64 `json:"rpcs_per_delivery"`
+	ControlRPCsPerDelivery float64 `json:"control_rpcs_per_delivery"`
 	// MeanHops and MaxHops describe the paths of deliveries.
 	MeanHops float64 `json:"mean_hops"`
 	MaxHops  int     `json:"max_hops"`
@@ -86,7 +93,10 @@ type BroadcastReport struct {
 	// themselves cost. The background is paid per second, so its share per delivery falls as the message rate
 	// rises. The three are absent when the idle network was not measured; like every CPU figure here they vary
 	// by about 10 % between runs, more over short windows.
-	IdleCPUUsPerNodeS          float64 `json:"idle_cpu_us_per_node_s,omitempty"`
+	IdleCPUUsPerNodeS float64 `json:"idle_cpu_us_per_node_s,omitempty"`
+	// IdleRPCsPerNodeS is the gossip RPCs each node sent per second in the same idle period (tree reports, on a
+	// settled network): what most of the upkeep scales with.
+	IdleRPCsPerNodeS           float64 `json:"idle_rpcs_per_node_s,omitempty"`
 	BackgroundCPUUsPerDelivery float64 `json:"background_cpu_us_per_delivery,omitempty"`
 	MarginalCPUUsPerDelivery   float64 `json:"marginal_cpu_us_per_delivery,omitempty"`
 	// AllocBytesPerDelivery and AllocsPerDelivery are the heap allocations of the process over the same window

@@ -284,11 +284,22 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	}
 	if sc.Idle > 0 {
 		progress(fmt.Sprintf("measuring the idle network's CPU for %v", sc.Idle))
+		idle0, err := relayStats(ctx, sims)
+		if err != nil {
+			return rep, err
+		}
 		cpu0, t0 := processCPU(), time.Now()
 		if err := pause(ctx, sc.Idle); err != nil {
 			return rep, err
 		}
-		rep.IdleCPUUsPerNodeS = float64((processCPU() - cpu0).Microseconds()) / time.Since(t0).Seconds() / float64(len(nodes))
+		cpu1, idleS := processCPU(), time.Since(t0).Seconds()
+		idle1, err := relayStats(ctx, sims)
+		if err != nil {
+			return rep, err
+		}
+		_, idle, _ := windowTotals(idle0, idle1)
+		rep.IdleCPUUsPerNodeS = float64((cpu1 - cpu0).Microseconds()) / idleS / float64(len(nodes))
+		rep.IdleRPCsPerNodeS = float64(idle.rpcs) / idleS / float64(len(nodes))
 	}
 	for _, n := range nodes {
 		rep.KeptOutboundMean += float64(n.OutboundCount()) / float64(len(nodes))
@@ -366,7 +377,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	if err != nil {
 		return rep, err
 	}
-	window, verified, counted := windowTotals(before, after)
+	window, relay, counted := windowTotals(before, after)
 	if rep.TreeAfter, err = treeShape(ctx, liveNodes(sims)); err != nil {
 		return rep, err
 	}
@@ -389,7 +400,9 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		rep.DupPerDelivery = float64(window.Duplicates) / d
 		rep.IHavePerDelivery = float64(window.IHaveSent) / d
 		rep.IWantPerDelivery = float64(window.IWantSent) / d
-		rep.VerifiedPerDelivery = float64(verified) / d
+		rep.VerifiedPerDelivery = float64(relay.verified) / d
+		rep.RPCsPerDelivery = float64(relay.rpcs) / d
+		rep.ControlRPCsPerDelivery = float64(relay.controlRPCs) / d
 		rep.TreeReportsPerDelivery = float64(window.TreeReports) / d
 		rep.TreeMovesPerNode = float64(window.TreeMoves) / float64(max(counted, 1))
 		rep.TreeDamped = int(window.TreeDamped)
@@ -500,14 +513,16 @@ func relayStats(ctx context.Context, sims []*simNode) ([]*gossip.RelayStats, err
 // windowTotals sums what the counters the report uses gained between before and after, over the nodes alive at
 // both ends, and returns their number. A killed node's counters die with it: its share of the window is left out,
 // rather than its counts before the window being taken from the survivors'.
-func windowTotals(before, after []*gossip.RelayStats) (t gossip.Stats, verified uint64, nodes int) {
+func windowTotals(before, after []*gossip.RelayStats) (t gossip.Stats, relay relayTotals, nodes int) {
 	for i, ra := range after {
 		rb := before[i]
 		if ra == nil || rb == nil {
 			continue
 		}
 		nodes++
-		verified += ra.Verified - rb.Verified
+		relay.verified += ra.Verified - rb.Verified
+		relay.rpcs += ra.RPCsSent - rb.RPCsSent
+		relay.controlRPCs += ra.ControlRPCsSent - rb.ControlRPCsSent
 		a, b := &ra.Router, &rb.Router
 		t.Duplicates += a.Duplicates - b.Duplicates
 		t.IHaveSent += a.IHaveSent - b.IHaveSent
@@ -521,8 +536,11 @@ func windowTotals(before, after []*gossip.RelayStats) (t gossip.Stats, verified 
 		t.TreeShunned += a.TreeShunned - b.TreeShunned
 		t.TreeShortcuts += a.TreeShortcuts - b.TreeShortcuts
 	}
-	return t, verified, nodes
+	return t, relay, nodes
 }
+
+// relayTotals are the relay's own counters (gossip.RelayStats) that windowTotals sums.
+type relayTotals struct{ verified, rpcs, controlRPCs uint64 }
 
 // treeShape reads the spanning tree of the nodes' topic: the roots they follow and the longest route.
 func treeShape(ctx context.Context, nodes []*actors.Node) (TreeShape, error) {

@@ -224,6 +224,7 @@ func broadcastRows(r testkit.BroadcastReport) [][2]string {
 		{"duplicates per delivery", fmt.Sprintf("%.3f", r.DupPerDelivery)},
 		{"IHAVE / IWANT ids per delivery", fmt.Sprintf("%.2f / %.3f", r.IHavePerDelivery, r.IWantPerDelivery)},
 		{"signatures checked per delivery", fmt.Sprintf("%.3f", r.VerifiedPerDelivery)},
+		{"gossip RPCs per delivery", rpcRow(r)},
 		{"wire bytes per delivery", fmt.Sprintf("%.0f", r.WireBytesPerDelivery)},
 		{"CPU per delivery", cpuRow(r)},
 		{"heap allocated per delivery", fmt.Sprintf("%.0f B in %.0f objects (%d GCs)", r.AllocBytesPerDelivery, r.AllocsPerDelivery, r.GCCycles)},
@@ -239,6 +240,16 @@ func cpuRow(r testkit.BroadcastReport) string {
 	}
 	return fmt.Sprintf("%.1f us (background %.1f + marginal %.1f; idle network %.0f us per node-second)", r.CPUUsPerDelivery,
 		r.BackgroundCPUUsPerDelivery, r.MarginalCPUUsPerDelivery, r.IdleCPUUsPerNodeS)
+}
+
+// rpcRow is the table's gossip RPCs per delivery, with those that carried control only and, when the idle network
+// was measured, its rate.
+func rpcRow(r testkit.BroadcastReport) string {
+	row := fmt.Sprintf("%.2f (control only %.2f)", r.RPCsPerDelivery, r.ControlRPCsPerDelivery)
+	if r.IdleCPUUsPerNodeS == 0 {
+		return row
+	}
+	return row + fmt.Sprintf("; idle network %.1f per node-second", r.IdleRPCsPerNodeS)
 }
 
 func newSimDiscoveryCmd() *cobra.Command {

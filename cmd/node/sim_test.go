@@ -82,6 +82,12 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 	if r.VerifiedPerDelivery != 1 {
 		t.Fatalf("signatures checked per delivery: %v, want 1", r.VerifiedPerDelivery)
 	}
+	// Every delivery came in an RPC that carried its message (rarely two messages in one); the others carried
+	// control only.
+	if r.RPCsPerDelivery-r.ControlRPCsPerDelivery < 0.5 {
+		t.Fatalf("gossip RPCs per delivery: %v, %v of them control only: want at least 0.5 that carried messages",
+			r.RPCsPerDelivery, r.ControlRPCsPerDelivery)
+	}
 	// -idle splits the CPU per delivery into the idle network's rate over the window and the rest.
 	if r.IdleCPUUsPerNodeS <= 0 || r.BackgroundCPUUsPerDelivery <= 0 ||
 		math.Abs(r.BackgroundCPUUsPerDelivery+r.MarginalCPUUsPerDelivery-r.CPUUsPerDelivery) > 1e-6 {
