@@ -64,9 +64,9 @@ func BenchmarkDirectSend(b *testing.B) {
 // handle it (the writer, the peer's reader, the protocol actor) from idle, and for the threads going idle again
 // afterwards; the pause's own CPU (the sleep's wake-up, the nodes' upkeep) is measured alone and taken off. Stop 33,
 // on this 2-core VM: 7.7-8.4 µs back to back, 145-146 µs after 5 ms (99 with GOMAXPROCS=1). The difference is the
-// Go scheduler's and the host's (threads woken and parked, timers re-armed, cold caches), not the stack's work:
-// fewer hand-offs between goroutines per message is what lowers it. node sim's nodes each take a message every
-// 100 ms, so most of their CPU per delivery is of this kind.
+// Go scheduler's and the host's (threads woken and parked, timers re-armed, cold caches), not the stack's work.
+// node sim's nodes each take a message every 100 ms, so much of their CPU per delivery is of this kind. The figure
+// after a pause varies with the host's load (112-215 µs over an hour of stop 33).
 func BenchmarkDirectSendIsolated(b *testing.B) {
 	mem := testkit.NewMemNetwork(testkit.MemConfig{})
 	nw := testkit.NewNetwork(b, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
