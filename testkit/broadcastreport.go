@@ -93,12 +93,12 @@ type BroadcastReport struct {
 	// themselves cost. The background is paid per second, so its share per delivery falls as the message rate
 	// rises. The three are absent when the idle network was not measured; like every CPU figure here they vary
 	// by about 10 % between runs, more over short windows.
-	IdleCPUUsPerNodeS float64 `json:"idle_cpu_us_per_node_s,omitempty"`
-	// IdleRPCsPerNodeS is the gossip RPCs each node sent per second in the same idle period (tree reports, on a
-	// settled network): what most of the upkeep scales with.
-	IdleRPCsPerNodeS           float64 `json:"idle_rpcs_per_node_s,omitempty"`
+	IdleCPUUsPerNodeS          float64 `json:"idle_cpu_us_per_node_s,omitempty"`
 	BackgroundCPUUsPerDelivery float64 `json:"background_cpu_us_per_delivery,omitempty"`
 	MarginalCPUUsPerDelivery   float64 `json:"marginal_cpu_us_per_delivery,omitempty"`
+	// IdleRPCsPerNodeS is the gossip RPCs each node sent per second in the same idle period (tree reports, on a
+	// settled network): what most of the upkeep scales with. Absent too when the idle network was not measured.
+	IdleRPCsPerNodeS float64 `json:"idle_rpcs_per_node_s,omitempty"`
 	// AllocBytesPerDelivery and AllocsPerDelivery are the heap allocations of the process over the same window
 	// (bytes and objects) per delivery, and GCCycles the garbage collections in it: what drives the GC's share of
 	// the CPU.
