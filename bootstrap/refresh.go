@@ -10,16 +10,21 @@ import (
 
 // refreshSchedule decides when the bootstrapper refreshes the routing table. A young table is refreshed often: the
 // gap starts at the step interval and doubles up to the full refresh interval, so that the node learns its
-// neighbours that joined after it. Once two self-lookups in a row find the same neighbourhood, nobody new is
-// joining near the node (and later joiners announce themselves to their neighbourhood by their own lookups, which
-// the routing table learns from), so the gap jumps to the full interval: a settled network pays no more early
-// refreshes, each of which costs handshakes with nodes not connected. The waits of the full interval go through
-// jitter, so that nodes that joined together do not refresh in step. It has no goroutines and no clock of its own.
+// neighbours that joined after it. Once two self-lookups in a row, at least settleSteps step intervals apart, find
+// the same neighbourhood, nobody new is joining near the node (and later joiners announce themselves to their
+// neighbourhood by their own lookups, which the routing table learns from), so the gap jumps to the full interval:
+// a settled network pays no more early refreshes, each of which costs handshakes with nodes not connected. Two
+// lookups a few seconds apart are no proof: while a whole network joins at once, the few nodes a lookup asks
+// (routing.DefaultBeta) may not know yet a neighbour that joined with everyone else, and two such lookups agreed
+// without it; the node then missed that neighbour until its first full refresh, minutes later (`node sim discovery
+// -n 500` unconverged after 2 minutes in about one run of ten). The waits of the full interval go through jitter,
+// so that nodes that joined together do not refresh in step. It has no goroutines and no clock of its own.
 type refreshSchedule struct {
 	first, full time.Duration
 	jitter      func(time.Duration) time.Duration // nil: no jitter
 	last        time.Time
 	gap         time.Duration    // doubles from first up to full
+	lastGap     time.Duration    // the gap that ended when the last refresh started
 	wait        time.Duration    // the gap, through jitter once it is full
 	neighbours  []session.NodeID // the last self-lookup's closest nodes, sorted; nil before the first
 }
@@ -46,17 +51,22 @@ func (r *refreshSchedule) setGap(g time.Duration) {
 // join.
 func (r *refreshSchedule) start(now time.Time) (full bool) {
 	full = r.gap >= r.full
+	r.lastGap = r.gap
 	r.last = now
 	r.setGap(min(max(2*r.gap, r.first), r.full))
 	return full
 }
 
-// neighbourhood records the closest nodes a self-lookup found; the same set as the last one's ends the early
-// refreshes.
+// settleSteps is how many step intervals apart two self-lookups that agree must be to end the early refreshes
+// (16 s with the default Interval of 2 s: the refreshes at 2, 6, 14 and 30 s after the join, at least).
+const settleSteps = 8
+
+// neighbourhood records the closest nodes a self-lookup found; the same set as the last one's, at least settleSteps
+// step intervals before, ends the early refreshes.
 func (r *refreshSchedule) neighbourhood(closest []session.NodeID) {
 	ids := slices.Clone(closest)
 	slices.SortFunc(ids, func(a, b session.NodeID) int { return bytes.Compare(a[:], b[:]) })
-	if r.neighbours != nil && slices.Equal(r.neighbours, ids) && r.gap < r.full {
+	if r.neighbours != nil && slices.Equal(r.neighbours, ids) && r.gap < r.full && r.lastGap >= settleSteps*r.first {
 		r.setGap(r.full)
 	}
 	r.neighbours = ids

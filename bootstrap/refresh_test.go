@@ -31,12 +31,25 @@ func TestRefreshScheduleDoublesUntilTheNeighbourhoodSettles(t *testing.T) {
 	if r.due(t1.Add(2*first-time.Millisecond)) || !r.due(t1.Add(2*first)) {
 		t.Fatalf("third refresh not due %v after the second", 2*first)
 	}
-	// The same neighbours, in another order: settled, the next refresh is a full one, RefreshInterval later.
+	// The same neighbours, in another order, but 2 and 4 step intervals after: too soon to call them settled (a
+	// network joining at once may still hide a neighbour from the few nodes a lookup asks); the gap keeps doubling.
 	t2 := t1.Add(2 * first)
+	for _, gap := range []time.Duration{4 * first, 8 * first} {
+		if r.start(t2) {
+			t.Fatal("an early refresh is full")
+		}
+		r.neighbourhood([]session.NodeID{id(2), id(3), id(1)})
+		if r.due(t2.Add(gap-time.Millisecond)) || !r.due(t2.Add(gap)) {
+			t.Fatalf("the neighbourhood looked settled after %v: next refresh not due %v later", gap/2, gap)
+		}
+		t2 = t2.Add(gap)
+	}
+	// Still the same, settleSteps step intervals after the last: settled, the next refresh is a full one,
+	// RefreshInterval later.
 	if r.start(t2) {
 		t.Fatal("an early refresh is full")
 	}
-	r.neighbourhood([]session.NodeID{id(2), id(3), id(1)})
+	r.neighbourhood([]session.NodeID{id(1), id(3), id(2)})
 	if r.due(t2.Add(full - time.Millisecond)) {
 		t.Fatal("a refresh is due before RefreshInterval once the neighbourhood settled")
 	}
