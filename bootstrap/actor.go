@@ -107,13 +107,13 @@ type bootstrapper struct {
 	log zerolog.Logger
 	rng *rand.Rand
 
-	self, root *actor.PID
-	sys        *actor.ActorSystem
-	timer      *time.Timer
-	busy       bool
-	joined     bool
-	refresh    *refreshSchedule
-	backoff    map[session.NodeID]*candidateBackoff
+	self    *actor.PID
+	sys     *actor.ActorSystem
+	timer   *time.Timer
+	busy    bool
+	joined  bool
+	refresh *refreshSchedule
+	backoff map[session.NodeID]*candidateBackoff
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -157,7 +157,7 @@ func (r *Router) AddPeer(id session.NodeID) error {
 // RemovePeer forgets a disconnected peer: its subscriptions, mesh links, backoffs and penalties. With Tree, a
 // node whose parent it was takes another at once and tells its topic peers (the Output).
 func (r *Router) RemovePeer(now time.Time, id session.NodeID) Output {
-	now = r.clock(now)
+	r.clock(now)
 	p := r.peers[id]
 	if p == nil {
 		return Output{}
@@ -191,7 +191,7 @@ func (r *Router) PeerSubscribed(id session.NodeID, name string) error {
 
 // PeerUnsubscribed records that a peer left a topic, removing it from the mesh and the tree (see RemovePeer).
 func (r *Router) PeerUnsubscribed(now time.Time, id session.NodeID, name string) Output {
-	now = r.clock(now)
+	r.clock(now)
 	var b builder
 	if p := r.peers[id]; p != nil {
 		if _, ok := p.topics[name]; ok {

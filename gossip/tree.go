@@ -254,7 +254,7 @@ func (r *Router) fresh(v treeView) bool { return r.beats-v.beat <= uint64(r.cfg.
 
 // HandleTree takes a peer's tree report for a topic.
 func (r *Router) HandleTree(now time.Time, from session.NodeID, info TreeInfo) Output {
-	now = r.clock(now)
+	r.clock(now)
 	var b builder
 	r.handleTree(&b, from, info)
 	return b.result()

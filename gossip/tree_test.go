@@ -73,7 +73,7 @@ func TestTreePicksSmallestRootNearestParentAndPushesOnTreeLinksOnly(t *testing.T
 	}
 	// A message from the parent goes on to the child only, and a duplicate prunes nothing.
 	m := msg("from parent")
-	out, st := r.HandleMessage(t0, nid(1), m)
+	_, st := r.HandleMessage(t0, nid(1), m)
 	if st != Pending {
 		t.Fatal(st)
 	}

@@ -67,7 +67,8 @@ func TestIdentitySaveLoad(t *testing.T) {
 }
 
 func TestIdentityFromSeed(t *testing.T) {
-	if testIdentity(t, 5).NodeID() != testIdentity(t, 5).NodeID() {
+	first, again := testIdentity(t, 5), testIdentity(t, 5)
+	if first.NodeID() != again.NodeID() {
 		t.Fatal("same seed, different identities")
 	}
 	if testIdentity(t, 5).NodeID() == testIdentity(t, 6).NodeID() {
