@@ -59,6 +59,11 @@ func testRPCs() map[string]*GossipRPC {
 		"empty control": {Control: &GossipControl{}},
 		"ihave":         {Control: &GossipControl{Ihave: []*GossipIHave{{Topic: "blocks", Ids: [][]byte{testID(1, 20), testID(2, 20)}}}}},
 		"tree":          {Control: &GossipControl{Tree: []*GossipTree{{Topic: "blocks", Path: []uint32{1, 2, 3}}}}},
+		"tree cuts": {Control: &GossipControl{Tree: []*GossipTree{
+			{Topic: "a", Root: testID(1, 32), Cuts: []*GossipTreeCut{{Parent: 1, Child: 2, Ttl: 9}, {Parent: 3, Child: 4}, {}}},
+			{Topic: "b", Path: []uint32{7}},
+			{Topic: "c", Cuts: []*GossipTreeCut{{Parent: 0xffffffff, Child: 5, Ttl: 1}}},
+		}}},
 		"everything": {
 			Hello:         true,
 			Subscriptions: []*GossipSubscription{{Topic: "blocks", Subscribe: true}, {Topic: "txs"}},
@@ -182,8 +187,10 @@ func malformedRPCs(t testing.TB) map[string][]byte {
 		"field number above max": protowire.AppendVarint(protowire.AppendVarint(nil, uint64(protowire.MaxValidNumber+1)<<3), 1),
 		"unpacked path":          tree(protowire.AppendFixed32(tag(nil, 7, protowire.Fixed32Type), 7)),
 		"odd packed path":        tree(bytesField(nil, 7, []byte{1, 2, 3})),
-		"tree cuts": marshal(t, &GossipRPC{Control: &GossipControl{Tree: []*GossipTree{{Topic: "a", Root: testID(1, 32),
-			Cuts: []*GossipTreeCut{{Parent: 1, Child: 2, Ttl: 9}, {Parent: 3, Child: 4}}}}}}),
+		"cut parent as varint":   tree(bytesField(nil, 11, protowire.AppendVarint(tag(nil, 1, protowire.VarintType), 1))),
+		"cut ttl as fixed32":     tree(bytesField(nil, 11, protowire.AppendFixed32(tag(nil, 3, protowire.Fixed32Type), 1))),
+		"unknown cut field":      tree(bytesField(nil, 11, protowire.AppendVarint(tag(nil, 4, protowire.VarintType), 1))),
+		"truncated cut":          tree(bytesField(nil, 11, append(tag(nil, 2, protowire.Fixed32Type), 1, 2))),
 	}
 }
 
