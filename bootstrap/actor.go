@@ -53,10 +53,10 @@ type Config struct {
 	// kad-dht refreshes every 10m, go-ethereum every 30m: each lookup costs handshakes with nodes not connected).
 	// After the join the gap starts at Interval and doubles up to RefreshInterval, so that a young table learns
 	// the nodes that joined after it quickly, until two self-lookups in a row, at least 8 Intervals apart, find the
-	// same neighbourhood: then it is RefreshInterval at once. Each wait of RefreshInterval is drawn from [1/2, 3/2] of it, so that nodes
-	// that joined together (all of a simulation's, or a network restarting after an outage) do not refresh in step:
-	// unjittered, a 200-node `node sim` met every node's full refresh in the same few seconds every 5 minutes
-	// (~28 handshakes per node in each, 3x the idle network's CPU while it lasted).
+	// same neighbourhood: then it is RefreshInterval at once. Each wait of RefreshInterval is drawn from [1/2, 3/2]
+	// of it, so that nodes that joined together (all of a simulation's, or a network restarting after an outage) do
+	// not refresh in step: unjittered, a 200-node `node sim` met every node's full refresh in the same few seconds
+	// every 5 minutes (~28 handshakes per node in each, 3x the idle network's CPU while it lasted).
 	RefreshInterval time.Duration
 	// StorePath is the peer store file loaded at start (the routing actor saves it); empty: none.
 	StorePath string

@@ -24,7 +24,6 @@ type refreshSchedule struct {
 	jitter      func(time.Duration) time.Duration // nil: no jitter
 	last        time.Time
 	gap         time.Duration    // doubles from first up to full
-	lastGap     time.Duration    // the gap that ended when the last refresh started
 	wait        time.Duration    // the gap, through jitter once it is full
 	neighbours  []session.NodeID // the last self-lookup's closest nodes, sorted; nil before the first
 }
@@ -51,7 +50,6 @@ func (r *refreshSchedule) setGap(g time.Duration) {
 // join.
 func (r *refreshSchedule) start(now time.Time) (full bool) {
 	full = r.gap >= r.full
-	r.lastGap = r.gap
 	r.last = now
 	r.setGap(min(max(2*r.gap, r.first), r.full))
 	return full
@@ -62,11 +60,12 @@ func (r *refreshSchedule) start(now time.Time) (full bool) {
 const settleSteps = 8
 
 // neighbourhood records the closest nodes a self-lookup found; the same set as the last one's, at least settleSteps
-// step intervals before, ends the early refreshes.
+// step intervals before, ends the early refreshes. Below the full interval each gap is twice the one before, so the
+// gap just elapsed is half the one now set.
 func (r *refreshSchedule) neighbourhood(closest []session.NodeID) {
 	ids := slices.Clone(closest)
 	slices.SortFunc(ids, func(a, b session.NodeID) int { return bytes.Compare(a[:], b[:]) })
-	if r.neighbours != nil && slices.Equal(r.neighbours, ids) && r.gap < r.full && r.lastGap >= settleSteps*r.first {
+	if r.neighbours != nil && slices.Equal(r.neighbours, ids) && r.gap < r.full && r.gap/2 >= settleSteps*r.first {
 		r.setGap(r.full)
 	}
 	r.neighbours = ids
