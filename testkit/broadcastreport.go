@@ -87,6 +87,17 @@ type BroadcastReport struct {
 	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`
 	// CPUUsPerDelivery is the process CPU time over the same window, per delivery.
 	CPUUsPerDelivery float64 `json:"cpu_us_per_delivery"`
+	// SystemCPUShare is the part of that CPU time spent in the kernel (system calls: sockets, and the futexes and
+	// epoll waits of threads parking and waking). ParksPerDelivery counts the process's voluntary context
+	// switches in the window per delivery: a thread giving up its core for want of work, each one a later wake-up.
+	// PreemptionsPerDelivery counts the involuntary ones (the host taking the core back).
+	SystemCPUShare         float64 `json:"system_cpu_share"`
+	ParksPerDelivery       float64 `json:"parks_per_delivery"`
+	PreemptionsPerDelivery float64 `json:"preemptions_per_delivery"`
+	// HostStealShare is the share of the machine's CPU time the hypervisor gave to others in the window while
+	// this machine's virtual CPUs wanted to run (/proc/stat's steal; 0 on bare metal or where unreadable): a busy
+	// host, whose neighbours also slow this one's memory and caches, so that the CPU figures read higher.
+	HostStealShare float64 `json:"host_steal_share"`
 	// IdleCPUUsPerNodeS is the process CPU per node and second while the settled network ran with nothing published
 	// (BroadcastScenario.Idle): the nodes' upkeep. BackgroundCPUUsPerDelivery is that rate over the publication
 	// window, per delivery, and MarginalCPUUsPerDelivery the rest of CPUUsPerDelivery: what the deliveries

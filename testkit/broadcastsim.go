@@ -323,8 +323,9 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	if sc.Window != nil {
 		sc.Window(true, nodes)
 	}
-	bytes0, cpu0, dials0, t0 := wireBytes(mem, &tcpBytes), processCPU(), dialCount(mem), time.Now()
+	bytes0, use0, dials0, t0 := wireBytes(mem, &tcpBytes), readUsage(), dialCount(mem), time.Now()
 	allocs0 := readHeapAllocs()
+	ticks0, steal0 := hostTicks()
 	published := make([]time.Time, sc.Messages)
 	attempted := make([]time.Time, sc.Messages) // also of the failed publications
 	publisher := make([]int, sc.Messages)
@@ -365,7 +366,10 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 
 	progress("waiting for the last deliveries")
 	_ = Poll(ctx, sc.DrainTimeout, func() bool { return allDelivered(sims, publisher, published) })
-	bytes1, cpu1, allocs1 := wireBytes(mem, &tcpBytes), processCPU(), readHeapAllocs()
+	bytes1, use1, allocs1 := wireBytes(mem, &tcpBytes), readUsage(), readHeapAllocs()
+	if ticks1, steal1 := hostTicks(); ticks1 > ticks0 {
+		rep.HostStealShare = float64(steal1-steal0) / float64(ticks1-ticks0)
+	}
 	windowS := time.Since(t0).Seconds()
 	rep.Memory = memoryBreakdown()
 	rep.GCCycles = int(allocs1.cycles - allocs0.cycles)
@@ -388,7 +392,13 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	if rep.Deliveries > 0 {
 		d := float64(rep.Deliveries)
 		rep.WireBytesPerDelivery = float64(bytes1-bytes0) / d
-		rep.CPUUsPerDelivery = float64((cpu1 - cpu0).Microseconds()) / d
+		cpu := use1.cpu() - use0.cpu()
+		rep.CPUUsPerDelivery = float64(cpu.Microseconds()) / d
+		if cpu > 0 {
+			rep.SystemCPUShare = float64(use1.system-use0.system) / float64(cpu)
+		}
+		rep.ParksPerDelivery = float64(use1.voluntary-use0.voluntary) / d
+		rep.PreemptionsPerDelivery = float64(use1.preempted-use0.preempted) / d
 		if sc.Idle > 0 {
 			// The background of the N nodes started (a kill lowers it for the rest of the window: an upper bound).
 			rep.BackgroundCPUUsPerDelivery = rep.IdleCPUUsPerNodeS * float64(sc.N) * windowS / d

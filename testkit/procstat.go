@@ -10,12 +10,61 @@ import (
 )
 
 // processCPU returns the CPU time (user and system) the process has used so far.
-func processCPU() time.Duration {
+func processCPU() time.Duration { return readUsage().cpu() }
+
+// usage is what getrusage says of the process so far: CPU time in user and kernel mode, and how often its
+// threads gave up the CPU, to wait (voluntary: a thread parked for want of work) or preempted.
+type usage struct {
+	user, system         time.Duration
+	voluntary, preempted int64
+}
+
+// cpu is the CPU time in both modes.
+func (u usage) cpu() time.Duration { return u.user + u.system }
+
+// readUsage reads the process's usage, zero where getrusage fails.
+func readUsage() usage {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return usage{}
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return usage{
+		user:      time.Duration(ru.Utime.Nano()),
+		system:    time.Duration(ru.Stime.Nano()),
+		voluntary: ru.Nvcsw, preempted: ru.Nivcsw,
+	}
+}
+
+// hostTicks reads the machine's CPU time in clock ticks from /proc/stat (parseStatCPU), zeros where unreadable.
+func hostTicks() (total, steal uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU reads the first line of /proc/stat: the machine's CPU time in clock ticks, all of it and the part
+// stolen (the hypervisor running something else while a virtual CPU of this machine wanted to run). Zeros when the
+// line is not the "cpu" line with at least its eight times.
+func parseStatCPU(stat string) (total, steal uint64) {
+	line, _, _ := strings.Cut(stat, "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return 0, 0
+	}
+	// user nice system idle iowait irq softirq steal, then guest times already counted in user.
+	for i, f := range fields[1:9] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return 0, 0
+		}
+		total += v
+		if i == 7 {
+			steal = v
+		}
+	}
+	return total, steal
 }
 
 // heapAllocs is the process's heap allocations so far: bytes, objects and completed GC cycles.

@@ -94,6 +94,12 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 		t.Fatalf("implausible CPU split: idle %v us per node-s, background %v + marginal %v of %v us per delivery",
 			r.IdleCPUUsPerNodeS, r.BackgroundCPUUsPerDelivery, r.MarginalCPUUsPerDelivery, r.CPUUsPerDelivery)
 	}
+	// The kernel's share of the CPU and the host's steal are shares; threads park between messages.
+	if r.SystemCPUShare < 0 || r.SystemCPUShare > 1 || r.HostStealShare < 0 || r.HostStealShare >= 1 ||
+		r.ParksPerDelivery <= 0 || r.PreemptionsPerDelivery < 0 {
+		t.Fatalf("implausible usage: system share %v, steal %v, parks %v, preemptions %v per delivery",
+			r.SystemCPUShare, r.HostStealShare, r.ParksPerDelivery, r.PreemptionsPerDelivery)
+	}
 	if m := r.Memory; m.HeapLiveMiB <= 0 || m.HeapMiB <= 0 || m.StacksMiB <= 0 || m.Goroutines < 12 {
 		t.Fatalf("implausible memory breakdown: %+v", m)
 	}
