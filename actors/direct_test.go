@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,6 +190,54 @@ func TestPanickingProtocolActorIsRestarted(t *testing.T) {
 	reply, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "fragile/1", wrapperspb.String("again"))
 	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ok" {
 		t.Fatalf("after a panic the protocol actor should answer again: %v %v", reply, err)
+	}
+}
+
+// A message holds one of its connection's inbound credits until its protocol actor has processed it. protoactor drops
+// the messages of an actor that stopped (those left in its mailbox, those sent to it afterwards) without running
+// the middleware that returns the credit: the connection must take those credits back, or after InboundPending of
+// them its reader blocks for good and the connection carries nothing more, for any protocol.
+func TestStoppedProtocolActorGivesBackTheCreditsOfTheMessagesItLost(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.InboundPending = 2
+		cfg.ProtocolRestarts = 0
+		cfg.RequestTimeout = 2 * time.Second
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	gate := make(chan struct{})
+	var got atomic.Int32
+	register(t, b, "boom/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actors.Inbound); ok {
+			got.Add(1)
+			<-gate
+			panic("protocol actor bug")
+		}
+	}))
+	register(t, b, "echo/1", echo())
+	nw.Connect(0, 1)
+	for range 3 {
+		if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), "boom/1", wrapperspb.String("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Message 1 is in the actor, message 2 in its mailbox (the two credits), message 3 waits for a credit.
+	testkit.WaitFor(t, 5*time.Second, func() bool { return b.Stats().MessagesIn["boom/1"] == 3 && got.Load() == 1 },
+		"b read the three messages")
+	close(gate) // the actor panics and is stopped; messages 2 and 3 are lost with their credits
+	testkit.WaitFor(t, 5*time.Second, func() bool { return b.Stats().ActorRestarts >= 1 }, "boom/1's actor failed")
+	for i := range 4 { // more messages than credits: each needs one back
+		reply, err := a.Request(ctxTimeout(t, 3*time.Second), b.ID(), "echo/1", wrapperspb.String("ab"))
+		if err != nil {
+			t.Fatalf("request %d after a protocol actor stopped with messages in its mailbox: %v", i, err)
+		}
+		if reply.(*wrapperspb.StringValue).GetValue() != "ba" {
+			t.Fatalf("bad reply %v", reply)
+		}
+	}
+	_, err := a.Request(ctxTimeout(t, 3*time.Second), b.ID(), "boom/1", wrapperspb.String("x"))
+	if !errors.Is(err, actors.ErrUnknownProtocol) {
+		t.Fatalf("request to the stopped protocol: %v, want ErrUnknownProtocol", err)
 	}
 }
 

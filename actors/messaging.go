@@ -13,7 +13,6 @@ import (
 
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
-	"github.com/asynkron/protoactor-go/actor"
 )
 
 // Inbound is what a protocol actor receives for each message a peer sent to its protocol: the typed payload and
@@ -32,6 +31,7 @@ type Inbound struct {
 
 	requestID uint64
 	pc        *peerConn
+	held      *heldCredits
 	node      *Node
 	released  bool
 	answered  bool
@@ -91,6 +91,7 @@ func (m *Inbound) ReplyError(replyErr error) error {
 func (m *Inbound) release() {
 	if !m.released {
 		m.released = true
+		m.held.n.Add(-1) // before the credit: the connection's credits never fall below what its holders count
 		m.pc.release()
 	}
 }
@@ -209,21 +210,23 @@ func (n *Node) sendEncoded(pc *peerConn, b []byte) error {
 	return pc.send(b)
 }
 
-// route finds the protocol actor of a message or request and the counter of the messages its protocol received
-// (nil, nil if no actor serves it). A reader's cache (d.route) keeps both for the protocol it routed last, sparing
-// the registry's and the counters' locks and maps.
-func (n *Node) route(d *direct) (*actor.PID, *atomic.Uint64) {
-	if d.route == nil {
-		if pid := n.protocols.get(d.protocol); pid != nil {
-			return pid, n.stats.messagesIn.counter(d.protocol)
-		}
+// route finds the protocol actor of a message or request, the credits the connection's messages to it hold and the
+// counter of the messages its protocol received (nil, nil if no actor serves it). A reader's cache (d.route) keeps
+// them for the protocol it routed last, sparing the registry's and the counters' locks and maps.
+func (n *Node) route(pc *peerConn, d *direct) (*heldCredits, *atomic.Uint64) {
+	c := d.route
+	if c == nil {
+		c = &protocolRoute{}
+	}
+	reg := n.protocols.route(c, d.protocol)
+	if reg == nil {
 		return nil, nil
 	}
-	pid := n.protocols.route(d.route, d.protocol)
-	if pid != nil && d.route.received == nil {
-		d.route.received = n.stats.messagesIn.counter(d.protocol)
+	if c.held == nil { // the registry changed or another protocol was routed last
+		c.received = n.stats.messagesIn.counter(d.protocol)
+		c.held = pc.heldFor(reg, n.protocols.gen.Load())
 	}
-	return pid, d.route.received
+	return c.held, c.received
 }
 
 // onDirect implements connHandler: it runs on the connection's reader goroutine.
@@ -246,8 +249,8 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(d.protocol, d.requestID, code, msg)}})
 		}
 	}
-	pid, received := n.route(d)
-	if pid == nil {
+	held, received := n.route(pc, d)
+	if held == nil {
 		n.stats.messagesIn.inc(UnknownProtocol)
 		fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("no protocol %q on this node", d.protocol))
 		return
@@ -258,7 +261,10 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 		fail(messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, err.Error())
 		return
 	}
-	if !pc.acquire() {
+	if !pc.acquire(held, n.protocols) {
+		if held.reg.stopped() && !pc.isClosing() { // the actor stopped while the message waited for a credit
+			fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("protocol %q stopped on this node", d.protocol))
+		}
 		return
 	}
 	var reqID uint64
@@ -266,9 +272,9 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 		reqID = d.requestID
 		pc.owed.Add(1) // until Reply or ReplyError
 	}
-	n.system.Root.Send(pid, &Inbound{
+	n.system.Root.Send(held.reg.pid, &Inbound{
 		From: pc.id, Protocol: d.protocol, Payload: payload, ReceivedAt: time.Now(),
-		requestID: reqID, pc: pc, node: n,
+		requestID: reqID, pc: pc, held: held, node: n,
 	})
 }
 

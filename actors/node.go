@@ -80,7 +80,7 @@ func NewNode(cfg Config) (*Node, error) {
 		stats:     stats,
 		peers:     &peerSet{m: make(map[session.NodeID]*peerConn), stats: stats},
 		addrs:     newAddressBook(addressBookSize),
-		protocols: &protocolRegistry{m: make(map[string]*registration)},
+		protocols: newProtocolRegistry(),
 		requests:  newRequestTable(),
 		events:    eventstream.NewEventStream(),
 		closed:    make(chan struct{}),
@@ -514,16 +514,25 @@ type protocolRegistry struct {
 	m  map[string]*registration
 	// gen counts the changes of m: a reader's protocolRoute holds while it is unchanged.
 	gen atomic.Uint64
+	// dropped is closed, and replaced, each time a registration is dropped: it wakes the readers waiting for a
+	// credit, which may take back those held by the messages the stopped actor lost (see peerConn.awaitCredit).
+	dropped chan struct{}
+}
+
+func newProtocolRegistry() *protocolRegistry {
+	return &protocolRegistry{m: make(map[string]*registration), dropped: make(chan struct{})}
 }
 
 // protocolRoute is one connection reader's last lookup in the registry: the next message is usually for the same
 // protocol, and then needs neither the registry's lock nor its map. Owned by the reader's goroutine.
 type protocolRoute struct {
 	protocol string
-	pid      *actor.PID
+	reg      *registration
 	gen      uint64
-	// received is the protocol's Stats.MessagesIn counter, set by Node.route.
+	// received is the protocol's Stats.MessagesIn counter, and held the credits the connection's messages to reg
+	// hold; both are set by Node.route.
 	received *atomic.Uint64
+	held     *heldCredits
 }
 
 // registration is one protocol actor: pid and gone never change; subs is guarded by the registry's mu.
@@ -546,15 +555,15 @@ func (r *protocolRegistry) get(p string) *actor.PID {
 	return nil
 }
 
-// route is get through the reader's last lookup c, which it updates.
-func (r *protocolRegistry) route(c *protocolRoute, p string) *actor.PID {
+// route is lookup through the reader's last lookup c, which it updates.
+func (r *protocolRegistry) route(c *protocolRoute, p string) *registration {
 	gen := r.gen.Load() // before the lookup: a change after it makes the next call look again
-	if c.pid != nil && c.gen == gen && c.protocol == p {
-		return c.pid
+	if c.reg != nil && c.gen == gen && c.protocol == p {
+		return c.reg
 	}
-	pid := r.get(p)
-	*c = protocolRoute{protocol: p, pid: pid, gen: gen}
-	return pid
+	reg := r.lookup(p)
+	*c = protocolRoute{protocol: p, reg: reg, gen: gen}
+	return reg
 }
 
 // lookup returns the registration of p, or nil.
@@ -574,6 +583,23 @@ func (r *protocolRegistry) claim(p string, pid *actor.PID, user bool) bool {
 	r.m[p] = &registration{pid: pid, user: user, gone: make(chan struct{})}
 	r.gen.Add(1)
 	return true
+}
+
+// droppedChan returns the channel closed when a registration is next dropped.
+func (r *protocolRegistry) droppedChan() <-chan struct{} {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.dropped
+}
+
+// stopped tells whether reg's actor has stopped (and reg was dropped).
+func (reg *registration) stopped() bool {
+	select {
+	case <-reg.gone:
+		return true
+	default:
+		return false
+	}
 }
 
 // follow ties sub to reg, which cancels it when its actor stops. It reports false, keeping nothing, when reg's
@@ -601,6 +627,8 @@ func (r *protocolRegistry) drop(p string, pid *actor.PID) {
 	delete(r.m, p)
 	r.gen.Add(1)
 	close(reg.gone)
+	close(r.dropped)
+	r.dropped = make(chan struct{})
 	subs := reg.subs
 	reg.subs = nil
 	r.mu.Unlock()

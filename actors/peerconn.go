@@ -39,6 +39,10 @@ type peerConn struct {
 	handler  connHandler
 	q        *sendQueue
 	credits  chan struct{}
+	// held is, for each protocol actor the reader handed messages to, the credits those messages hold; heldGen is
+	// the registry's generation when held was last pruned. Both are the reader's.
+	held    map[*registration]*heldCredits
+	heldGen uint64
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -209,17 +213,95 @@ func (pc *peerConn) sendControl(env *messages.Envelope) {
 	}
 }
 
-// acquire takes an inbound credit; it blocks (only this connection's reader) while protocol actors are behind.
-func (pc *peerConn) acquire() bool {
+// heldCredits counts the inbound credits of one connection held by the messages its reader handed to one protocol
+// actor (reg) that the actor has not processed yet. Credits are counted per actor because protoactor drops, without
+// running the releaseCredits middleware, the messages of an actor that has stopped: those left in its mailbox and
+// those sent to it afterwards (dead letters). Such a message's credit would be lost, and a connection that lost
+// InboundPending of them would never read again. Once reg is dropped (its actor has stopped: the protocol
+// supervisor, or the guardian for the routing actor and the relay, drops it on Terminated), the actor processes
+// nothing more, so every credit its counter still holds is lost: the reader takes them all back (reclaim).
+type heldCredits struct {
+	reg *registration
+	n   atomic.Int32
+}
+
+// heldFor returns the counter of the credits held by the connection's messages to reg, pruning (reclaim) those of
+// stopped actors first when the registry changed (gen) since the last prune. Reader only.
+func (pc *peerConn) heldFor(reg *registration, gen uint64) *heldCredits {
+	if pc.held == nil {
+		pc.held = make(map[*registration]*heldCredits)
+	}
+	if gen != pc.heldGen {
+		pc.reclaim()
+		pc.heldGen = gen
+	}
+	h := pc.held[reg]
+	if h == nil {
+		h = &heldCredits{reg: reg}
+		pc.held[reg] = h
+	}
+	return h
+}
+
+// reclaim returns the credits held by messages to protocol actors that have stopped, and forgets those actors.
+// It never blocks: acquire adds to the channel before the counter and release takes from the counter first, so
+// the channel holds at least the sum of the counters. Reader only.
+func (pc *peerConn) reclaim() {
+	for reg, h := range pc.held {
+		if !reg.stopped() {
+			continue
+		}
+		for i := h.n.Swap(0); i > 0; i-- {
+			<-pc.credits
+		}
+		delete(pc.held, reg)
+	}
+}
+
+// acquire takes an inbound credit for a message to h's protocol actor. It blocks (only this connection's reader)
+// while protocol actors are behind, and fails once the connection is closing or h's actor has stopped.
+func (pc *peerConn) acquire(h *heldCredits, r *protocolRegistry) bool {
 	select {
 	case pc.credits <- struct{}{}:
-		return true
-	case <-pc.closing:
-		return false
+	default:
+		if !pc.awaitCredit(h, r) {
+			return false
+		}
+	}
+	h.n.Add(1)
+	return true
+}
+
+// awaitCredit waits for a free credit. Each time a protocol actor is unregistered it takes back the credits of the
+// messages that actor lost (reclaim): they may be the ones it waits for.
+func (pc *peerConn) awaitCredit(h *heldCredits, r *protocolRegistry) bool {
+	for {
+		dropped := r.droppedChan() // before reclaim: a drop after it wakes the select
+		pc.reclaim()
+		if h.reg.stopped() {
+			return false
+		}
+		select {
+		case pc.credits <- struct{}{}:
+			return true
+		case <-pc.closing:
+			return false
+		case <-dropped:
+		}
 	}
 }
 
 func (pc *peerConn) release() { <-pc.credits }
+
+// isClosing tells whether shutdown has begun.
+func (pc *peerConn) isClosing() bool {
+	select {
+	case <-pc.closing:
+		return true
+	default:
+		return false
+	}
+}
 
 // touch records direct-message activity.
 func (pc *peerConn) touch() { pc.lastActive.Store(time.Now().UnixNano()) }

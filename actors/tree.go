@@ -26,30 +26,46 @@ type guardianReady struct {
 // supervisor. A panicking child is restarted a bounded number of times, then stopped.
 func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 	strategy := actor.NewOneForOneStrategy(10, time.Minute, n.countingDecider)
+	var rt, relay *actor.PID // served protocols, unregistered when they stop
 	return actor.PropsFromFunc(func(ctx actor.Context) {
-		if _, ok := ctx.Message().(*actor.Started); !ok {
-			return
-		}
-		peers, err := ctx.SpawnNamed(n.peerManagerProps(), "peers")
-		if err != nil {
-			panic(err)
-		}
-		protocols, err := ctx.SpawnNamed(n.protocolSupervisorProps(), "protocols")
-		if err != nil {
-			panic(err)
-		}
-		var rt *actor.PID
-		if !n.cfg.DisableDiscovery {
-			rt = n.spawnDiscovery(ctx)
-		}
-		relay := n.spawnRelay(ctx)
-		if n.listener != nil {
-			if _, err := ctx.SpawnNamed(listenerProps(n, peers), "listener"); err != nil {
-				panic(err)
+		switch m := ctx.Message().(type) {
+		case *actor.Started:
+			rt, relay = n.spawnChildren(ctx, ready)
+		case *actor.Terminated:
+			// As for a user protocol actor (protocolSupervisorProps): peers are told the protocol is unknown, and
+			// the credits of the messages the actor lost come back to their connections (heldCredits).
+			switch {
+			case rt != nil && m.Who.Equal(rt):
+				n.dropStopped(routing.Protocol, m.Who)
+			case relay != nil && m.Who.Equal(relay):
+				n.dropStopped(gossip.Protocol, m.Who)
 			}
 		}
-		ready <- guardianReady{peers: peers, protocols: protocols, routing: rt, relay: relay}
 	}, actor.WithSupervisor(strategy))
+}
+
+// spawnChildren spawns the guardian's children and tells Start their PIDs; it returns the routing actor's (nil
+// without discovery) and the relay's.
+func (n *Node) spawnChildren(ctx actor.Context, ready chan<- guardianReady) (rt, relay *actor.PID) {
+	peers, err := ctx.SpawnNamed(n.peerManagerProps(), "peers")
+	if err != nil {
+		panic(err)
+	}
+	protocols, err := ctx.SpawnNamed(n.protocolSupervisorProps(), "protocols")
+	if err != nil {
+		panic(err)
+	}
+	if !n.cfg.DisableDiscovery {
+		rt = n.spawnDiscovery(ctx)
+	}
+	relay = n.spawnRelay(ctx)
+	if n.listener != nil {
+		if _, err := ctx.SpawnNamed(listenerProps(n, peers), "listener"); err != nil {
+			panic(err)
+		}
+	}
+	ready <- guardianReady{peers: peers, protocols: protocols, routing: rt, relay: relay}
+	return rt, relay
 }
 
 // spawnDiscovery spawns the routing actor (which serves the discovery protocol) and the bootstrapper.
@@ -223,13 +239,18 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 		case *actor.Terminated:
 			if p, ok := names[m.Who.Id]; ok {
 				delete(names, m.Who.Id)
-				n.protocols.drop(p, m.Who)
-				select {
-				case <-n.closed:
-				default:
-					n.log.Warn().Str("protocol", p).Msg("protocol actor stopped; its protocol is unregistered and its topic subscriptions cancelled")
-				}
+				n.dropStopped(p, m.Who)
 			}
 		}
 	}, actor.WithSupervisor(strategy), actor.WithReceiverMiddleware(forgetStoppedChildren))
+}
+
+// dropStopped unregisters protocol p, whose actor pid has stopped, and logs it unless the node is closing.
+func (n *Node) dropStopped(p string, pid *actor.PID) {
+	n.protocols.drop(p, pid)
+	select {
+	case <-n.closed:
+	default:
+		n.log.Warn().Str("protocol", p).Msg("protocol actor stopped; its protocol is unregistered and its topic subscriptions cancelled")
+	}
 }
