@@ -366,3 +366,62 @@ func TestReplyWithAnUndecodablePayloadFailsOnlyThatRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A pong is no reply: one carrying a request's id (a hostile or broken peer's) leaves the request waiting for its
+// reply, where it used to make Request return a nil reply with a nil error.
+func TestPongCarryingARequestsIDDoesNotAnswerIt(t *testing.T) {
+	a := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true })).Nodes[0]
+	sc, peer := rawPeer(t, a)
+	go func() { // answers each request with a pong carrying its id, then with the reply
+		for {
+			b, err := sc.ReadMessage()
+			if err != nil {
+				return
+			}
+			env := &messages.Envelope{}
+			if proto.Unmarshal(b, env) != nil {
+				return
+			}
+			d := env.GetDirect()
+			if d.GetKind() != messages.DirectKind_DIRECT_KIND_REQUEST {
+				continue
+			}
+			pong, _ := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Pong{Pong: &messages.Pong{Nonce: d.GetRequestId()}}})
+			payload, _ := anypb.New(wrapperspb.String("reply"))
+			reply, _ := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: &messages.Direct{
+				Protocol: d.GetProtocol(), Kind: messages.DirectKind_DIRECT_KIND_RESPONSE, RequestId: d.GetRequestId(), Payload: payload,
+			}}})
+			if sc.WriteMessages(pong, reply) != nil {
+				return
+			}
+		}
+	}()
+	reply, err := a.Request(ctxTimeout(t, 5*time.Second), peer, "x/1", wrapperspb.String("hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := reply.(*wrapperspb.StringValue); !ok || s.GetValue() != "reply" {
+		t.Fatalf("Request returned %v, want the reply that followed the pong", reply)
+	}
+}
+
+// An API ping's nonce (a request id, counted node-wide from 1) never meets a keepalive ping's (counted per connection):
+// they used to, and a ping whose nonce was the connection's current keepalive nonce had its pong taken for the
+// keepalive's, and timed out between two healthy nodes.
+func TestAPIPingIsNotTakenForAKeepalive(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true // no discovery requests: the node's first request id is 1
+		cfg.PingInterval = time.Second
+		cfg.RequestTimeout = 3 * time.Second
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	nw.Connect(0, 1)
+	// Once the first keepalive pong is back, a's first keepalive ping on this connection is its last for a second.
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		ps := a.Peers()
+		return len(ps) == 1 && ps[0].RTT > 0
+	}, "a measured an RTT (one keepalive ping answered)")
+	if _, err := a.Ping(ctxTimeout(t, 3*time.Second), b.ID()); err != nil {
+		t.Fatalf("Ping between two healthy nodes: %v", err)
+	}
+}

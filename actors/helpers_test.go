@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"context"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -14,7 +15,30 @@ import (
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
 )
+
+// rawPeer handshakes with n as a bare session.Conn over TCP, so that a test can answer as a hostile peer would.
+// The connection is closed when the test ends.
+func rawPeer(t testing.TB, n *actors.Node) (*session.Conn, session.NodeID) {
+	t.Helper()
+	peer, err := session.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := net.Dial("tcp", n.Addr().Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{Identity: peer, NetworkID: "actormesh"}, true, n.ID())
+	if err != nil {
+		_ = raw.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sc.Close() })
+	testkit.WaitFor(t, 5*time.Second, func() bool { return n.Connected(peer.NodeID()) }, "raw peer connected")
+	return sc, peer.NodeID()
+}
 
 // collector is a protocol actor that forwards every inbound message to a channel.
 func collector(ch chan<- *actors.Inbound) *actor.Props {

@@ -132,7 +132,7 @@ func (n *Node) request(ctx context.Context, peer session.NodeID, protocol string
 	if err != nil {
 		return nil, err
 	}
-	id, ch := n.requests.add(pc)
+	id, ch := n.requests.add(pc, false)
 	defer n.requests.remove(id, pc)
 	b, err := encodeDirect(protocol, messages.DirectKind_DIRECT_KIND_REQUEST, id, msg)
 	if err != nil {
@@ -152,7 +152,7 @@ func (n *Node) Ping(ctx context.Context, peer session.NodeID) (time.Duration, er
 	if err != nil {
 		return 0, err
 	}
-	id, ch := n.requests.add(pc)
+	id, ch := n.requests.add(pc, true)
 	defer n.requests.remove(id, pc)
 	b, err := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: id}}})
 	if err != nil {
@@ -239,7 +239,9 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 		} else {
 			n.stats.messagesIn.inc(UnknownProtocol)
 		}
-		n.requests.complete(pc, d)
+		if !n.requests.complete(pc, d) {
+			n.log.Debug().Str("peer", pc.id.Short()).Uint64("id", d.requestID).Msg("reply to a ping: dropped")
+		}
 		return
 	}
 	isRequest := d.kind == messages.DirectKind_DIRECT_KIND_REQUEST
@@ -280,7 +282,9 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 
 // onPong implements connHandler.
 func (n *Node) onPong(pc *peerConn, nonce uint64) {
-	n.requests.completePong(pc, nonce)
+	if !n.requests.completePong(pc, nonce) {
+		n.log.Debug().Str("peer", pc.id.Short()).Uint64("nonce", nonce).Msg("pong to a request: dropped")
+	}
 }
 
 // requestResult is the outcome of a request: an error, or a reply's payload still encoded (typeURL and value), which
@@ -306,10 +310,14 @@ func (r requestResult) decode() (proto.Message, error) {
 type pendingRequest struct {
 	pc *peerConn
 	ch chan requestResult
+	// ping is set for an API ping's entry, which only a pong completes; a request's only a reply does.
+	ping bool
 }
 
 // requestTable tracks requests and pings awaiting a reply. Entries are removed by the waiter; replies from a peer
-// other than the one asked are ignored.
+// other than the one asked, and answers of the wrong kind (a pong carrying a request's id, a reply carrying a
+// ping's), are ignored. Its ids count from 1 and never reach keepaliveNonce's bit, so that a keepalive's pong is
+// never taken for an API ping's.
 type requestTable struct {
 	mu   sync.Mutex
 	next uint64
@@ -318,12 +326,13 @@ type requestTable struct {
 
 func newRequestTable() *requestTable { return &requestTable{m: make(map[uint64]*pendingRequest)} }
 
-func (t *requestTable) add(pc *peerConn) (uint64, <-chan requestResult) {
+// add registers a request on pc (a ping with ping set) and returns its id and the channel of its answer.
+func (t *requestTable) add(pc *peerConn, ping bool) (uint64, <-chan requestResult) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.next++
 	ch := make(chan requestResult, 1)
-	t.m[t.next] = &pendingRequest{pc: pc, ch: ch}
+	t.m[t.next] = &pendingRequest{pc: pc, ch: ch, ping: ping}
 	pc.inflight.Add(1)
 	pc.used.Store(true)
 	return t.next, ch
@@ -337,24 +346,30 @@ func (t *requestTable) remove(id uint64, pc *peerConn) {
 	pc.inflight.Add(-1)
 }
 
-func (t *requestTable) resolve(pc *peerConn, id uint64, r requestResult) {
+// resolve hands r to the waiter of entry id if pc's peer was asked and the entry is a ping exactly when ping is
+// set. It reports false when the entry is there but of the other kind (the answer is dropped); a late answer
+// (no entry) or one from another peer is dropped too.
+func (t *requestTable) resolve(pc *peerConn, id uint64, ping bool, r requestResult) bool {
 	t.mu.Lock()
 	p, ok := t.m[id]
-	if ok && p.pc.id == pc.id {
-		delete(t.m, id)
-	} else {
-		ok = false
+	if !ok || p.pc.id != pc.id {
+		t.mu.Unlock()
+		return true
 	}
+	if p.ping != ping {
+		t.mu.Unlock()
+		return false
+	}
+	delete(t.m, id)
 	t.mu.Unlock()
-	if ok {
-		p.ch <- r
-	}
+	p.ch <- r
+	return true
 }
 
 // complete hands a reply to its requester. It runs on the connection's reader, so the payload is only copied here
 // and decoded by the requester: decoding a discovery reply's records took the reader's stack from 4 to 8 KiB, for
-// the life of the connection, on about one connection in five.
-func (t *requestTable) complete(pc *peerConn, d *direct) {
+// the life of the connection, on about one connection in five. It reports false when d's id is a ping's.
+func (t *requestTable) complete(pc *peerConn, d *direct) bool {
 	var r requestResult
 	switch {
 	case d.kind == messages.DirectKind_DIRECT_KIND_ERROR:
@@ -364,11 +379,12 @@ func (t *requestTable) complete(pc *peerConn, d *direct) {
 	default:
 		r.typeURL, r.value = d.typeURL, bytes.Clone(d.value) // d and its value are the reader's, reused
 	}
-	t.resolve(pc, d.requestID, r)
+	return t.resolve(pc, d.requestID, false, r)
 }
 
-func (t *requestTable) completePong(pc *peerConn, nonce uint64) {
-	t.resolve(pc, nonce, requestResult{})
+// completePong hands a pong to the API ping that sent nonce. It reports false when nonce is a request's id.
+func (t *requestTable) completePong(pc *peerConn, nonce uint64) bool {
+	return t.resolve(pc, nonce, true, requestResult{})
 }
 
 // failConn fails every request waiting on the given connection.

@@ -21,7 +21,7 @@ const closeFlushTimeout = time.Second
 type connHandler interface {
 	// onDirect handles a direct message.
 	onDirect(pc *peerConn, d *direct)
-	// onPong handles a pong that answers an API ping.
+	// onPong handles a pong that does not answer a keepalive ping (it may answer an API ping).
 	onPong(pc *peerConn, nonce uint64)
 }
 
@@ -88,8 +88,9 @@ type peerConn struct {
 	used atomic.Bool
 
 	rttNanos atomic.Int64
-	kaNonce  atomic.Uint64
-	kaSent   atomic.Int64 // when the last keepalive ping was queued (unix nanoseconds), 0 before the first
+	// kaNonce counts the keepalive pings sent; the last one's nonce is kaNonce | keepaliveNonce.
+	kaNonce atomic.Uint64
+	kaSent  atomic.Int64 // when the last keepalive ping was queued (unix nanoseconds), 0 before the first
 	// lastRecv is when the reader last received a frame (unix nanoseconds): a connection that received one within
 	// PingInterval needs no keepalive ping.
 	lastRecv    atomic.Int64
@@ -350,11 +351,11 @@ func (pc *peerConn) readLoop() {
 		case *messages.Envelope_Ping:
 			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Pong{Pong: &messages.Pong{Nonce: body.Ping.GetNonce()}}})
 		case *messages.Envelope_Pong:
-			nonce := body.Pong.GetNonce()
-			if nonce != 0 && nonce == pc.kaNonce.Load() {
-				pc.rttNanos.Store(time.Now().UnixNano() - pc.kaSent.Load())
-			} else {
+			switch nonce := body.Pong.GetNonce(); {
+			case nonce&keepaliveNonce == 0:
 				pc.handler.onPong(pc, nonce)
+			case nonce == pc.kaNonce.Load()|keepaliveNonce: // a late keepalive pong measures nothing
+				pc.rttNanos.Store(time.Now().UnixNano() - pc.kaSent.Load())
 			}
 		case *messages.Envelope_Disconnect:
 			pc.remoteShutdown(body.Disconnect.GetReason(), body.Disconnect.GetDetail())
@@ -474,11 +475,16 @@ func (pc *peerConn) ping() {
 		pc.schedulePing(pc.cfg.PingInterval - quiet) // when the connection has been quiet for PingInterval
 		return
 	}
-	nonce := pc.kaNonce.Add(1)
+	nonce := pc.kaNonce.Add(1) | keepaliveNonce
 	pc.kaSent.Store(now.UnixNano())
 	pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: nonce}}})
 	pc.schedulePing(pc.cfg.PingInterval)
 }
+
+// keepaliveNonce is set in the nonce of every keepalive ping and in no id of the request table (API pings use
+// those): the two spaces never meet, so a keepalive's pong never completes an API ping, nor the reverse. Before,
+// both counted from 1, and an API ping whose nonce was the connection's current keepalive nonce timed out.
+const keepaliveNonce = 1 << 63
 
 // stopPings stops the keepalive timer for good.
 func (pc *peerConn) stopPings() {
