@@ -351,12 +351,18 @@ func hostIP(hostport string) netip.Addr {
 
 // clipReason makes a ban reason fit for the wire: valid UTF-8 (protobuf strings must be) of at most maxBanReason
 // bytes.
-func clipReason(s string) string {
+func clipReason(s string) string { return clipText(s, maxBanReason) }
+
+// clipText returns s as valid UTF-8 (protobuf strings must be) of at most limit bytes, cut at a rune's start.
+func clipText(s string, limit int) string {
+	if len(s) > 4*limit { // ToValidUTF8 copies the string: not the part that would be cut anyway
+		s = s[:4*limit]
+	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= maxBanReason {
+	if len(s) <= limit {
 		return s
 	}
-	cut := maxBanReason
+	cut := limit
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -121,6 +124,51 @@ func TestOversizedMessageClosesOnlyThatConnection(t *testing.T) {
 	reply, err := nw.Nodes[2].Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String("ab"))
 	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ba" {
 		t.Fatalf("other peer affected: %v %v", reply, err)
+	}
+}
+
+// The error reply to a request for an unknown protocol repeats the protocol's name, which the peer chooses: clipped,
+// it stays far under MaxMessageSize whatever the name. It used to repeat it twice, once %q-quoted (up to 4 bytes a
+// byte), and a 300 KB name made a reply the writer refused, which then closed the connection with WRITE_ERROR.
+func TestErrorReplyToAHugeProtocolNameIsClipped(t *testing.T) {
+	a := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true })).Nodes[0]
+	events := watchEvents(t, a)
+	sc, peer := rawPeer(t, a)
+	payload, _ := anypb.New(wrapperspb.String("hi"))
+	req, _ := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: &messages.Direct{
+		Protocol: strings.Repeat("\x01", 300_000), Kind: messages.DirectKind_DIRECT_KIND_REQUEST, RequestId: 7, Payload: payload,
+	}}})
+	ping, _ := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: 9}}})
+	if err := sc.WriteMessages(req, ping); err != nil {
+		t.Fatal(err)
+	}
+	_ = sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var reply *messages.Direct
+	for { // the error reply, then the pong: the connection is still up
+		b, err := sc.ReadMessage()
+		if err != nil {
+			t.Fatalf("no error reply and pong: %v (disconnects: %v)", err, events.disconnectsFrom(peer))
+		}
+		env := &messages.Envelope{}
+		if err := proto.Unmarshal(b, env); err != nil {
+			t.Fatal(err)
+		}
+		if d := env.GetDirect(); d != nil {
+			reply = d
+		}
+		if env.GetPong().GetNonce() == 9 {
+			break
+		}
+	}
+	if reply.GetKind() != messages.DirectKind_DIRECT_KIND_ERROR || reply.GetRequestId() != 7 ||
+		reply.GetError().GetCode() != messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL {
+		t.Fatalf("reply %v, want an UNKNOWN_PROTOCOL error to request 7", reply)
+	}
+	if n, m := len(reply.GetProtocol()), len(reply.GetError().GetMessage()); n > 256 || m > 256 {
+		t.Fatalf("error reply with a %d-byte protocol name and a %d-byte message, want at most 256 each", n, m)
+	}
+	if !a.Connected(peer) || events.disconnects(peer) > 0 {
+		t.Fatalf("the connection closed: %v", events.disconnectsFrom(peer))
 	}
 }
 

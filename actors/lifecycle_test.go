@@ -146,3 +146,46 @@ func TestIdleSweepSparesAConnectionAwaitingAReply(t *testing.T) {
 		pollUntil(t, ctx, func() bool { return !a.Connected(b.ID()) }, "the idle transient connection was never closed")
 	}
 }
+
+// A queued message over MaxMessageSize (every path that queues checks the size, so only a bug queues one) costs
+// that message, logged and counted in QueueDropped, not the connection: the writer used to take the refusal of the
+// whole batch for a socket failure, closing with WRITE_ERROR and losing the batch uncounted.
+func TestOversizedQueuedMessageCostsOnlyItself(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := func() *Node { return startTestNode(t, ctx, func(cfg *Config) { cfg.DisableDiscovery = true }) }
+	a, b := start(), start()
+	got := make(chan struct{}, 1)
+	if _, err := b.Register("sink/1", actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*Inbound); ok {
+			got <- struct{}{}
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Connect(ctx, b.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	pc := a.peers.get(b.ID())
+	if pc == nil {
+		t.Fatal("no connection right after Connect")
+	}
+	if err := pc.q.push(make([]byte, a.cfg.MaxMessageSize+1), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send(ctx, b.ID(), "sink/1", wrapperspb.String("after it")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the message queued after an oversized one was not delivered")
+	}
+	if !a.Connected(b.ID()) {
+		t.Fatal("the connection closed")
+	}
+	if err := a.Disconnect(b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, ctx, func() bool { return a.Stats().QueueDropped == 1 }, "the oversized message is not counted as dropped")
+}

@@ -96,10 +96,15 @@ func (m *Inbound) release() {
 	}
 }
 
+// maxErrorText bounds the protocol name and the text of an error reply, in bytes: the name is the peer's to choose
+// (up to MaxMessageSize), and repeating it, quoted, built replies over the limit, which the writer then refused.
+const maxErrorText = 256
+
+// errorReply builds the error reply to request requestID, its protocol name and text clipped to maxErrorText.
 func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg string) *messages.Direct {
 	return &messages.Direct{
-		Protocol: protocol, Kind: messages.DirectKind_DIRECT_KIND_ERROR, RequestId: requestID,
-		Error: &messages.RemoteError{Code: code, Message: msg},
+		Protocol: clipText(protocol, maxErrorText), Kind: messages.DirectKind_DIRECT_KIND_ERROR, RequestId: requestID,
+		Error: &messages.RemoteError{Code: code, Message: clipText(msg, maxErrorText)},
 	}
 }
 
@@ -246,7 +251,7 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 	}
 	isRequest := d.kind == messages.DirectKind_DIRECT_KIND_REQUEST
 	fail := func(code messages.ErrorCode, msg string) {
-		n.log.Debug().Str("peer", pc.id.Short()).Str("protocol", d.protocol).Str("code", code.String()).Msg(msg)
+		n.log.Debug().Str("peer", pc.id.Short()).Str("protocol", clipText(d.protocol, maxErrorText)).Str("code", code.String()).Msg(msg)
 		if isRequest {
 			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(d.protocol, d.requestID, code, msg)}})
 		}
@@ -254,7 +259,7 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 	held, received := n.route(pc, d)
 	if held == nil {
 		n.stats.messagesIn.inc(UnknownProtocol)
-		fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("no protocol %q on this node", d.protocol))
+		fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("no protocol %q on this node", clipText(d.protocol, maxErrorText)))
 		return
 	}
 	received.Add(1)
@@ -265,7 +270,7 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 	}
 	if !pc.acquire(held, n.protocols) {
 		if held.reg.stopped() && !pc.isClosing() { // the actor stopped while the message waited for a credit
-			fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("protocol %q stopped on this node", d.protocol))
+			fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("protocol %q stopped on this node", clipText(d.protocol, maxErrorText)))
 		}
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/messages"
@@ -36,6 +37,7 @@ type peerConn struct {
 	outbound bool
 	sc       *session.Conn
 	cfg      *Config
+	log      *zerolog.Logger // the node's
 	handler  connHandler
 	q        *sendQueue
 	credits  chan struct{}
@@ -96,20 +98,22 @@ type peerConn struct {
 	lastRecv    atomic.Int64
 	connectedAt time.Time
 
-	// dropped is how many queued messages were never written (set by the writer before done is closed).
+	// dropped is how many queued messages were never written: too large, in a batch whose write failed, or left
+	// at close (counted by the writers, one at a time, before done is closed).
 	dropped int
 	// countedIn and countedOut are the byte counts added to the node's totals when the connection left the peer
 	// set (guarded by the peer set's lock); the rest is added once it is done.
 	countedIn, countedOut uint64
 }
 
-func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, h connHandler) *peerConn {
+func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, log *zerolog.Logger, h connHandler) *peerConn {
 	pc := &peerConn{
 		id:          sc.RemoteID(),
 		connID:      connID,
 		outbound:    outbound,
 		sc:          sc,
 		cfg:         cfg,
+		log:         log,
 		handler:     h,
 		credits:     make(chan struct{}, cfg.InboundPending),
 		closing:     make(chan struct{}),
@@ -203,10 +207,15 @@ func (pc *peerConn) sendLent(b []byte, buf *[]byte, priority bool) error {
 	}
 }
 
-// sendControl queues a control envelope (pong, error reply); it may use the control allowance.
+// sendControl queues a control envelope (pong, error reply); it may use the control allowance. One that cannot be
+// encoded or is over MaxMessageSize (a bug: error replies are clipped) is logged and dropped.
 func (pc *peerConn) sendControl(env *messages.Envelope) {
 	b, err := proto.Marshal(env)
+	if err == nil && len(b) > pc.sc.MaxMessageSize() {
+		err = fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(b), pc.sc.MaxMessageSize())
+	}
 	if err != nil {
+		pc.log.Error().Err(err).Str("peer", pc.id.Short()).Msg("control message not sent")
 		return
 	}
 	if err := pc.q.push(b, true); errors.Is(err, errQueueFull) {
@@ -424,6 +433,10 @@ func (pc *peerConn) runWriter() {
 			return
 		}
 		err := pc.writeBatch(batch)
+		if errors.Is(err, session.ErrMessageTooLarge) { // nothing was written: a local bug, not the socket's
+			batch = pc.dropOversized(batch)
+			err = pc.writeBatch(batch)
+		}
 		pc.q.written()
 		if err == nil {
 			// Written: the items are dead (the connection copied them), and the buffers lent for them go back.
@@ -436,6 +449,7 @@ func (pc *peerConn) runWriter() {
 			pc.finish(true)
 			return
 		} else if err != nil {
+			pc.dropped += len(batch.items)
 			pc.awaitGoodbye(err)
 			pc.shutdown(classifyWriteError(err))
 			pc.finish(false)
@@ -445,6 +459,33 @@ func (pc *peerConn) runWriter() {
 		clear(batch.lent)
 		pc.spare = batch
 	}
+}
+
+// dropOversized removes from b (whose lent may be nil), logging and counting them as dropped, the items over
+// MaxMessageSize, which the connection refuses to write: every path that queues checks the size, so one here is
+// a bug, which must cost that item and not the connection.
+func (pc *peerConn) dropOversized(b batch) batch {
+	kept := 0
+	for i, item := range b.items {
+		if len(item) > pc.sc.MaxMessageSize() {
+			pc.dropped++
+			pc.log.Error().Str("peer", pc.id.Short()).Int("bytes", len(item)).Int("limit", pc.sc.MaxMessageSize()).
+				Msg("queued message over the size limit: dropped")
+			continue
+		}
+		b.items[kept] = item
+		if b.lent != nil {
+			b.lent[kept] = b.lent[i]
+		}
+		kept++
+	}
+	clear(b.items[kept:])
+	b.items = b.items[:kept]
+	if b.lent != nil {
+		clear(b.lent[kept:]) // their lent buffers go to the collector
+		b.lent = b.lent[:kept]
+	}
+	return b
 }
 
 // schedulePing arms the keepalive timer to fire after d, unless the connection finished.
@@ -574,12 +615,13 @@ func (pc *peerConn) finish(canWrite bool) {
 	defer pc.exit()
 	pc.stopPings()
 	left := pc.q.close()
-	pc.dropped = len(left)
+	if !canWrite || pc.byRemote || !gracefulClose(pc.reason) {
+		pc.dropped += len(left)
+		left = nil
+	}
+	left = pc.dropOversized(batch{items: left}).items
 	if canWrite && !pc.byRemote {
-		var out [][]byte
-		if gracefulClose(pc.reason) {
-			out, pc.dropped = left, 0
-		}
+		out := left
 		switch pc.reason {
 		case messages.DisconnectReason_DISCONNECT_REASON_READ_ERROR, messages.DisconnectReason_DISCONNECT_REASON_WRITE_ERROR:
 		default:
@@ -589,6 +631,8 @@ func (pc *peerConn) finish(canWrite bool) {
 		}
 		if pc.write(out, closeFlushTimeout) == nil {
 			pc.linger()
+		} else {
+			pc.dropped += len(left) // the flush failed: what it carried was not written, or not all of it
 		}
 	}
 	_ = pc.sc.Close()

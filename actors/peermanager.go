@@ -544,7 +544,7 @@ func sayGoodbye(sc *session.Conn, b []byte) {
 
 func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound bool) {
 	m.nextID++
-	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, m.n)
+	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, &m.n.log, m.n)
 	_, wanted := m.wanted[pc.id]
 	pc.kept.Store(wanted)
 	pc.remoteTransient = !outbound && sc.Peer().Transient

@@ -33,7 +33,8 @@ type Stats struct {
 	Disconnects map[string]uint64
 	// QueuedBytes is what waits in the outbound queues of all connections now, batches being written included.
 	QueuedBytes int
-	// QueueDropped counts queued outbound messages that were never written because their connection closed.
+	// QueueDropped counts queued outbound messages that were never written: left in the queue of a connection
+	// that closed, in a batch or final flush whose write failed, or over MaxMessageSize (a bug, logged).
 	QueueDropped uint64
 	// ActorRestarts counts the failures (panics) of the node's supervised actors: protocol actors, the routing
 	// table, the gossip relay. Each is restarted, unless it failed too often within its window and was stopped.
