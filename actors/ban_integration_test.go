@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -229,5 +231,43 @@ func TestBanMidWriteStillTellsThePeerWhy(t *testing.T) {
 	testkit.WaitFor(t, 5*time.Second, func() bool { return eb.disconnects(a.ID()) >= 1 }, "b sees the connection end")
 	if eb.bannedDisconnects(a.ID(), why) != 1 {
 		t.Fatalf("b's disconnects from a: %v, want one BANNED with the reason", eb.disconnectReasons(a.ID()))
+	}
+}
+
+// Once a connection is closing, its reader drops what the peer still sends: a banned peer's messages sent after it
+// read its BANNED goodbye never reach a protocol actor. They used to, as the reader checked for the close only after
+// the other envelopes, and its wait for a credit picked at random between a free one and the closed connection.
+func TestBannedPeersMessagesAfterTheGoodbyeAreDropped(t *testing.T) {
+	a := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true })).Nodes[0]
+	got := make(chan *actors.Inbound, 1024)
+	register(t, a, "sink/1", collector(got))
+	sc, peer := rawPeer(t, a)
+	if err := a.Ban(peer, time.Minute, "test"); err != nil {
+		t.Fatal(err)
+	}
+	_ = sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for { // until the goodbye
+		b, err := sc.ReadMessage()
+		if err != nil {
+			t.Fatalf("no goodbye: %v", err)
+		}
+		env := &messages.Envelope{}
+		if proto.Unmarshal(b, env) == nil && env.GetDisconnect() != nil {
+			break
+		}
+	}
+	payload, _ := anypb.New(wrapperspb.String("after the goodbye"))
+	msg, _ := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: &messages.Direct{
+		Protocol: "sink/1", Kind: messages.DirectKind_DIRECT_KIND_ONEWAY, Payload: payload,
+	}}})
+	for range 64 {
+		if err := sc.WriteMessages(msg); err != nil {
+			break
+		}
+	}
+	_ = sc.Close()
+	testkit.WaitFor(t, 5*time.Second, func() bool { return !a.Connected(peer) }, "a dropped the banned peer")
+	if n := len(got); n > 0 {
+		t.Fatalf("%d messages the banned peer sent after reading its BANNED goodbye reached the protocol actor", n)
 	}
 }

@@ -269,8 +269,12 @@ func (pc *peerConn) reclaim() {
 }
 
 // acquire takes an inbound credit for a message to h's protocol actor. It blocks (only this connection's reader)
-// while protocol actors are behind, and fails once the connection is closing or h's actor has stopped.
+// while protocol actors are behind, and fails once the connection is closing (checked first: a select between a
+// free credit and the closed channel would pick either) or h's actor has stopped.
 func (pc *peerConn) acquire(h *heldCredits, r *protocolRegistry) bool {
+	if pc.isClosing() {
+		return false
+	}
 	select {
 	case pc.credits <- struct{}{}:
 	default:
@@ -354,27 +358,25 @@ func (pc *peerConn) readLoop() {
 		}
 		if d != nil {
 			pc.handler.onDirect(pc, d)
-			continue
-		}
-		switch body := env.Body.(type) {
-		case *messages.Envelope_Ping:
-			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Pong{Pong: &messages.Pong{Nonce: body.Ping.GetNonce()}}})
-		case *messages.Envelope_Pong:
-			switch nonce := body.Pong.GetNonce(); {
-			case nonce&keepaliveNonce == 0:
-				pc.handler.onPong(pc, nonce)
-			case nonce == pc.kaNonce.Load()|keepaliveNonce: // a late keepalive pong measures nothing
-				pc.rttNanos.Store(time.Now().UnixNano() - pc.kaSent.Load())
+		} else {
+			switch body := env.Body.(type) {
+			case *messages.Envelope_Ping:
+				pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Pong{Pong: &messages.Pong{Nonce: body.Ping.GetNonce()}}})
+			case *messages.Envelope_Pong:
+				switch nonce := body.Pong.GetNonce(); {
+				case nonce&keepaliveNonce == 0:
+					pc.handler.onPong(pc, nonce)
+				case nonce == pc.kaNonce.Load()|keepaliveNonce: // a late keepalive pong measures nothing
+					pc.rttNanos.Store(time.Now().UnixNano() - pc.kaSent.Load())
+				}
+			case *messages.Envelope_Disconnect:
+				pc.remoteShutdown(body.Disconnect.GetReason(), body.Disconnect.GetDetail())
+				return
 			}
-		case *messages.Envelope_Disconnect:
-			pc.remoteShutdown(body.Disconnect.GetReason(), body.Disconnect.GetDetail())
-			return
 		}
-		select {
-		case <-pc.closing:
+		if pc.isClosing() { // after every message: a closing connection delivers nothing more
 			pc.drain()
 			return
-		default:
 		}
 	}
 }
