@@ -184,6 +184,11 @@ func (c *Config) Validate() error {
 	if c.Transport == nil {
 		return bad("Transport is nil")
 	}
+	for _, p := range c.Peers {
+		if err := checkPeerID(p.ID, p.Addr); err != nil {
+			return fmt.Errorf("%w: Peers: %w", ErrInvalidConfig, err)
+		}
+	}
 	positive := []struct {
 		name string
 		v    int64

@@ -71,6 +71,9 @@ func (b bootstrapNetwork) Connect(ctx context.Context, addr session.PeerAddr, ke
 // live nodes evicted from the routing table.
 type routingNetwork struct{ *Node }
 
+// AddAddress implements routing.Network (records carry a signer's id, never the zero one).
+func (r routingNetwork) AddAddress(id session.NodeID, addr string) { r.addrs.put(id, addr) }
+
 func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
 	// Discovery's own request: a connection dialed for it closes after Config.DiscoveryIdleTimeout.
 	reply, err := r.Node.request(ctx, peer, protocol, msg, false)

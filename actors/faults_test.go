@@ -172,6 +172,33 @@ func TestErrorReplyToAHugeProtocolNameIsClipped(t *testing.T) {
 	}
 }
 
+// A peer address must name the peer: with a zero id the handshake accepts whoever answers, and the dial, recorded
+// under the zero id but reported under the peer's, used to leave Connect waiting until its context ended and an
+// outbound slot taken for good.
+func TestZeroPeerIDIsRefused(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.MaxOutboundPeers = 1
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	err := a.Connect(ctxTimeout(t, 5*time.Second), session.PeerAddr{Addr: b.Addr().Addr}, false)
+	if !errors.Is(err, session.ErrBadPeerAddr) {
+		t.Fatalf("Connect to a zero id: %v, want ErrBadPeerAddr", err)
+	}
+	if err := a.AddAddress(session.NodeID{}, b.Addr().Addr); !errors.Is(err, session.ErrBadPeerAddr) {
+		t.Fatalf("AddAddress of a zero id: %v, want ErrBadPeerAddr", err)
+	}
+	cfg := actors.DefaultConfig()
+	cfg.Peers = []session.PeerAddr{{Addr: b.Addr().Addr}}
+	if _, err := actors.NewNode(cfg); !errors.Is(err, actors.ErrInvalidConfig) || !errors.Is(err, session.ErrBadPeerAddr) {
+		t.Fatalf("NewNode with a zero id in Peers: %v, want ErrInvalidConfig and ErrBadPeerAddr", err)
+	}
+	// No slot was taken: the one outbound connection a may make still goes through.
+	if err := a.Connect(ctxTimeout(t, 5*time.Second), b.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestKilledConnectionIsRedialed(t *testing.T) {
 	ft := testkit.NewFaultyTransport()
 	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {

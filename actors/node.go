@@ -279,7 +279,8 @@ func (n *Node) Connected(peer session.NodeID) bool { return n.peers.get(peer) !=
 
 // Connect dials addr (unless connected) and waits until the connection is up or ctx ends. With keep set, the peer
 // manager keeps the peer connected, redialing with backoff after failures; without, the connection closes after
-// Config.TransientIdleTimeout without messages.
+// Config.TransientIdleTimeout without messages. An address without an id (zero) fails with an error wrapping
+// session.ErrBadPeerAddr: the node dials a given peer, never whoever answers.
 func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
 	if err := n.connect(ctx, addr, keep); err != nil {
 		return err
@@ -292,6 +293,9 @@ func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) er
 
 // connect is Connect for the node's own use: the connection is not marked as the application's.
 func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
+	if err := checkPeerID(addr.ID, addr.Addr); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
 	pid, err := n.peerManager()
 	if err != nil {
 		return err
@@ -396,8 +400,24 @@ func (n *Node) Register(protocol string, props *actor.Props) (*actor.PID, error)
 	}
 }
 
-// AddAddress tells the node where peer can be dialed (Send, Request and Connect use it).
-func (n *Node) AddAddress(peer session.NodeID, addr string) { n.addrs.put(peer, addr) }
+// AddAddress tells the node where peer can be dialed (Send, Request and Connect use it). A zero peer id fails with
+// an error wrapping session.ErrBadPeerAddr.
+func (n *Node) AddAddress(peer session.NodeID, addr string) error {
+	if err := checkPeerID(peer, addr); err != nil {
+		return fmt.Errorf("add address: %w", err)
+	}
+	n.addrs.put(peer, addr)
+	return nil
+}
+
+// checkPeerID refuses the zero NodeID as a peer's (at addr): a handshake expecting it accepts any peer, and the
+// connection it makes is another peer's than the one dialed.
+func checkPeerID(id session.NodeID, addr string) error {
+	if id.IsZero() {
+		return fmt.Errorf("%w: %q: id is zero", session.ErrBadPeerAddr, addr)
+	}
+	return nil
+}
 
 // ActorSystem exposes the protoactor system the node runs on, for spawning helper actors next to protocol actors.
 func (n *Node) ActorSystem() *actor.ActorSystem { return n.system }
@@ -491,7 +511,7 @@ func newAddressBook(max int) *addressBook {
 }
 
 func (b *addressBook) put(id session.NodeID, addr string) {
-	if addr == "" {
+	if addr == "" || id.IsZero() {
 		return
 	}
 	b.mu.Lock()

@@ -309,6 +309,11 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 		return
 	}
 	id := req.addr.ID
+	if err := checkPeerID(id, req.addr.Addr); err != nil {
+		// The dial would be recorded under the zero id and its success reported under the peer's: never answered.
+		reply(req.reply, err)
+		return
+	}
 	if id == m.n.ID() {
 		reply(req.reply, ErrSelf)
 		return
