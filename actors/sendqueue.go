@@ -13,7 +13,8 @@ var (
 // sendQueue is a peer's bounded outbound queue of encoded envelopes. Pushing never blocks: a push that would pass
 // the byte limit fails. Control messages get a small allowance beyond the limit so that a pong or a disconnect
 // notice still goes out when data filled the queue. A writer takes everything queued at once (batching); that batch
-// counts in len until the writer reports it written.
+// counts in len, and against the limit, until the writer reports it written: a peer reading slowly holds at most
+// the limit, not the limit queued plus as much being written.
 //
 // The writer runs only while there is something to write: take marks the queue idle when it finds nothing, and the
 // next push (or stop) starts a writer again through startWriter. An idle connection thus holds no writer goroutine.
@@ -56,7 +57,7 @@ func (q *sendQueue) pushLent(b []byte, buf *[]byte, control bool) error {
 	case q.closed:
 		q.mu.Unlock()
 		return errQueueClosed
-	case q.bytes+len(b) > limit && len(q.items) > 0:
+	case q.bytes+q.inflight+len(b) > limit && (len(q.items) > 0 || q.inflight > 0): // an idle queue takes any one item
 		q.mu.Unlock()
 		return errQueueFull
 	}

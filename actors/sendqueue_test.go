@@ -149,3 +149,41 @@ func TestSendQueueKeepsEachLentBufferWithItsItem(t *testing.T) {
 		t.Fatalf("close left %d items and lent buffers %v, want the 1 item and no buffers kept", len(left), q.lent)
 	}
 }
+
+// The batch the writer took counts against the limit while it is written (up to WriteTimeout to a peer that reads
+// slowly): it used to be ignored, and a connection could hold twice SendQueueBytes.
+func TestSendQueueBoundCountsTheBatchBeingWritten(t *testing.T) {
+	q, _ := startedQueue(100)
+	if err := q.push(make([]byte, 60), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, res := q.take(batch{}); res != batchTaken {
+		t.Fatal("no batch")
+	}
+	if err := q.push(make([]byte, 41), false); !errors.Is(err, errQueueFull) {
+		t.Fatalf("push of 41 bytes beside a 60-byte batch in flight, limit 100: %v, want errQueueFull", err)
+	}
+	if err := q.push(make([]byte, 40), false); err != nil {
+		t.Fatalf("push of 40 bytes beside a 60-byte batch in flight, limit 100: %v", err)
+	}
+	if q.len() != 100 {
+		t.Fatalf("len %d, want 100", q.len())
+	}
+	q.written()
+	if err := q.push(make([]byte, 60), false); err != nil {
+		t.Fatalf("push once the batch was written: %v", err)
+	}
+	// A queue with nothing queued but a batch in flight is not empty: an oversized item waits for the batch.
+	q2, _ := startedQueue(10)
+	if err := q2.push(make([]byte, 5), false); err != nil {
+		t.Fatal(err)
+	}
+	q2.take(batch{})
+	if err := q2.push(make([]byte, 50), false); !errors.Is(err, errQueueFull) {
+		t.Fatalf("oversized push beside a batch in flight: %v, want errQueueFull", err)
+	}
+	q2.written()
+	if err := q2.push(make([]byte, 50), false); err != nil {
+		t.Fatalf("oversized push into an idle queue: %v", err)
+	}
+}
