@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"runtime/debug"
+
 	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/messages"
@@ -8,6 +10,7 @@ import (
 
 // SubscribeEvents calls fn with every node event (*messages.PeerConnected, *messages.PeerDisconnected) until the
 // returned function is called. fn runs on the publishing actor's goroutine: it must return quickly and never block.
+// A panic in fn is recovered and logged.
 // It may be called before Start.
 func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error) {
 	select {
@@ -18,10 +21,21 @@ func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err 
 	sub := n.events.Subscribe(func(ev any) {
 		switch e := ev.(type) {
 		case *messages.PeerConnected:
-			fn(e)
+			n.callSubscriber(fn, e)
 		case *messages.PeerDisconnected:
-			fn(e)
+			n.callSubscriber(fn, e)
 		}
 	})
 	return func() { n.events.Unsubscribe(sub) }, nil
+}
+
+// callSubscriber calls fn with ev, logging a panic rather than letting it fail the publishing actor (the peer
+// manager, which a panic would restart, dropping every connection).
+func (n *Node) callSubscriber(fn func(proto.Message), ev proto.Message) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error().Interface("panic", r).Str("stack", string(debug.Stack())).Msg("event subscriber panicked")
+		}
+	}()
+	fn(ev)
 }

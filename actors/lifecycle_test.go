@@ -2,6 +2,8 @@ package actors
 
 import (
 	"context"
+	"errors"
+	"net"
 	"runtime"
 	"testing"
 	"time"
@@ -9,7 +11,11 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
 )
 
 // allCollected runs the collector and tells whether every pointer's object has been freed.
@@ -188,4 +194,110 @@ func TestOversizedQueuedMessageCostsOnlyItself(t *testing.T) {
 		t.Fatal(err)
 	}
 	pollUntil(t, ctx, func() bool { return a.Stats().QueueDropped == 1 }, "the oversized message is not counted as dropped")
+}
+
+// holdSecondWrite is a connection whose second Write (a handshake initiator's message 3) waits until release is
+// closed; held is closed once it waits, i.e. once the responder has answered message 1 and waits for message 3.
+type holdSecondWrite struct {
+	net.Conn
+	writes  int
+	held    chan struct{}
+	release chan struct{}
+}
+
+func (c *holdSecondWrite) Write(b []byte) (int, error) {
+	if c.writes++; c.writes == 2 {
+		close(c.held)
+		<-c.release
+	}
+	return c.Conn.Write(b)
+}
+
+// A panic restarts the peer manager, and protoactor replaces the instance without delivering Stopping to it: the
+// old instance must still end its handshakes, close the connections it handshook and fail its waiters, as when it
+// stops. It used to do none of it: a handshake that ended after the restart reported to the new instance, which
+// did not know the connection and dropped it, neither registered nor closed.
+func TestPeerManagerRestartClosesTheHandshakesInFlight(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := func() *Node { return startTestNode(t, ctx, func(cfg *Config) { cfg.DisableDiscovery = true }) }
+	b := start()
+	raw, err := net.Dial("tcp", b.Addr().Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Close() })
+	conn := &holdSecondWrite{Conn: raw, held: make(chan struct{}), release: make(chan struct{})}
+	peer, _ := session.GenerateIdentity()
+	type result struct {
+		sc  *session.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sc, err := session.Handshake(ctx, conn, session.HandshakeConfig{Identity: peer, NetworkID: "actormesh"}, true, b.ID())
+		done <- result{sc, err}
+	}()
+	select {
+	case <-conn.held: // b's handshake goroutine waits for message 3
+	case <-ctx.Done():
+		t.Fatal("b did not answer the handshake")
+	}
+	b.system.Root.Send(b.peerMgr, &acceptedConn{}) // a nil connection panics the peer manager (RemoteAddr)
+	pollUntil(t, ctx, func() bool { return b.Stats().ActorRestarts >= 1 }, "b's peer manager did not restart")
+	close(conn.release)
+	r := <-done
+	if r.err == nil { // b closed it or registered it: it must not leave it open and unowned
+		_ = r.sc.SetReadDeadline(time.Now().Add(4 * time.Second))
+		var rerr error
+		for rerr == nil {
+			_, rerr = r.sc.ReadMessage()
+		}
+		var ne net.Error
+		if errors.As(rerr, &ne) && ne.Timeout() && !b.Connected(peer.NodeID()) {
+			t.Fatal("b completed a handshake across its peer manager's restart, then neither registered nor closed the connection")
+		}
+	}
+	// The restarted peer manager serves: a new peer connects.
+	a := start()
+	if err := a.Connect(ctx, b.Addr(), false); err != nil {
+		t.Fatalf("connect after the restart: %v", err)
+	}
+}
+
+// An event subscriber's panic is logged, not raised in the peer manager that publishes the event: it used to
+// restart the peer manager, dropping every connection.
+func TestPanickingEventSubscriberLeavesThePeerManagerAlone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := func() *Node { return startTestNode(t, ctx, func(cfg *Config) { cfg.DisableDiscovery = true }) }
+	a, b := start(), start()
+	panicked := make(chan struct{})
+	unsub, err := b.SubscribeEvents(func(m proto.Message) {
+		if _, ok := m.(*messages.PeerConnected); ok {
+			close(panicked)
+			panic("subscriber bug")
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unsub)
+	if _, err := b.Register("echo", actor.PropsFromFunc(func(c actor.Context) {
+		if in, ok := c.Message().(*Inbound); ok {
+			_ = in.Reply(in.Payload)
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Connect(ctx, b.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	<-panicked
+	if _, err := a.Request(ctx, b.ID(), "echo", wrapperspb.String("hi")); err != nil {
+		t.Fatalf("request after the subscriber panicked: %v", err)
+	}
+	if n := b.Stats().ActorRestarts; n != 0 || !b.Connected(a.ID()) {
+		t.Fatalf("after a subscriber's panic: %d actor restarts, connected %v", n, b.Connected(a.ID()))
+	}
 }

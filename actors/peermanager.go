@@ -41,6 +41,9 @@ type handshakeDone struct {
 	addr     session.PeerAddr // dialed address (outbound only)
 	// dialFailed is set when the connection could not be opened (no handshake was tried).
 	dialFailed bool
+	// from is the peer manager instance that ran the handshake: a restarted manager ignores its predecessor's
+	// reports, whose connections the predecessor closed (see stop).
+	from *peerManager
 }
 
 // redialDue fires when a wanted peer's backoff delay is over.
@@ -107,6 +110,8 @@ type peerManager struct {
 	inbound *routing.RateLimiter[netip.Addr]
 	// bufs lends the node's connections their large read and write buffers; like bans, its Props own it.
 	bufs *session.BufferPool
+	// rewant carries the wanted peers' addresses from an instance that restarts to the next (its Props own it).
+	rewant *[]session.PeerAddr
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -123,6 +128,7 @@ func (n *Node) peerManagerProps() *actor.Props {
 	stopChildren := actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })
 	bans := newBanList(maxBans)
 	bufs := session.NewBufferPool()
+	rewant := new([]session.PeerAddr)
 	return actor.PropsFromProducer(func() actor.Actor {
 		ctx, cancel := context.WithCancel(context.Background())
 		m := &peerManager{
@@ -131,6 +137,7 @@ func (n *Node) peerManagerProps() *actor.Props {
 			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}),
 			bans:    bans,
 			bufs:    bufs,
+			rewant:  rewant,
 			inbound: routing.NewRateLimiter[netip.Addr](n.cfg.InboundPerIPRate, n.cfg.InboundPerIPBurst, inboundThrottleIPs),
 		}
 		m.connProps = actor.PropsFromProducer(m.newConnActor)
@@ -151,6 +158,10 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		for _, p := range m.n.cfg.Peers {
 			m.dial(ctx, &dialRequest{addr: p, keep: true})
 		}
+		for _, p := range *m.rewant { // after a restart
+			m.dial(ctx, &dialRequest{addr: p, keep: true})
+		}
+		*m.rewant = nil
 		m.armSweep(true)
 	case *slotDue:
 		m.slotTimer = nil
@@ -164,6 +175,9 @@ func (m *peerManager) Receive(ctx actor.Context) {
 	case *connectByID:
 		m.connectByID(ctx, msg.id)
 	case *lookedUp:
+		if msg.from != m { // the lookup of the instance before a restart
+			return
+		}
 		m.lookingUp = false
 		if msg.err != nil {
 			m.n.log.Debug().Err(msg.err).Msg("lookup for a connection to keep failed")
@@ -171,7 +185,9 @@ func (m *peerManager) Receive(ctx actor.Context) {
 			m.dial(ctx, &dialRequest{addr: msg.addr, keep: true})
 		}
 	case *handshakeDone:
-		m.handshakeDone(ctx, msg)
+		if msg.from == m {
+			m.handshakeDone(ctx, msg)
+		}
 	case *redialDue:
 		if w, ok := m.wanted[msg.id]; ok {
 			w.timer = nil
@@ -201,35 +217,54 @@ func (m *peerManager) Receive(ctx actor.Context) {
 			m.connClosed(ctx, e)
 		}
 	case *actor.Stopping:
-		m.cancel()
-		if m.sweep != nil {
-			m.sweep.Stop()
-		}
-		if m.slotTimer != nil {
-			m.slotTimer.Stop()
-		}
-		for _, w := range m.slotWait {
-			reply(w.req.reply, ErrClosed)
-		}
-		m.slotWait = nil
+		m.stop(ErrClosed, "node shutting down")
+	case *actor.Restarting:
+		// protoactor restarts a panicking actor without Stopping: this instance is dropped for a new one, which
+		// will not know its handshakes, timers and waiters, and ignores its reports. It then stops the
+		// connection actors (their Terminated still come here). The wanted peers are dialed again.
 		for _, w := range m.wanted {
-			w.stopTimer()
+			*m.rewant = append(*m.rewant, w.addr)
 		}
-		m.wg.Wait() // the handshakes in progress end (cancelling m.ctx interrupted them) or park their connection
-		m.parkedMu.Lock()
-		for sc := range m.parked { // handshaken, but their reports will not be read: the peer may have registered them
-			m.closeWithNotice(sc, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, "node shutting down")
-		}
-		clear(m.parked)
-		m.parkedMu.Unlock()
-		m.wg.Wait()
-		for _, waiters := range m.dialing {
-			for _, w := range waiters {
-				w <- ErrClosed
-			}
-		}
-		m.dialing = nil
+		m.stop(errRestarted, "peer manager restarting")
 	}
+}
+
+// errRestarted fails the dials in progress when the peer manager restarts after a panic.
+var errRestarted = fmt.Errorf("%w: the peer manager restarted", ErrPeerGone)
+
+// stop ends this instance of the peer manager (the node stops, or a panic restarts it): it cancels the handshakes
+// in progress and waits for its goroutines, says goodbye on the connections handshaken but not registered yet,
+// stops its timers and fails the dials waiting with err. It blocks, within bounds: cancelling interrupts the
+// handshakes, and a goodbye has a write deadline.
+func (m *peerManager) stop(err error, detail string) {
+	m.cancel()
+	if m.sweep != nil {
+		m.sweep.Stop()
+	}
+	if m.slotTimer != nil {
+		m.slotTimer.Stop()
+	}
+	for _, w := range m.slotWait {
+		reply(w.req.reply, err)
+	}
+	m.slotWait = nil
+	for _, w := range m.wanted {
+		w.stopTimer()
+	}
+	m.wg.Wait() // the handshakes in progress end (cancelling m.ctx interrupted them) or park their connection
+	m.parkedMu.Lock()
+	for sc := range m.parked { // handshaken, but their reports will not be read: the peer may have registered them
+		m.closeWithNotice(sc, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, detail)
+	}
+	clear(m.parked)
+	m.parkedMu.Unlock()
+	m.wg.Wait()
+	for _, waiters := range m.dialing {
+		for _, w := range waiters {
+			w <- err
+		}
+	}
+	m.dialing = nil
 }
 
 func (w *wantedPeer) stopTimer() {
@@ -386,14 +421,15 @@ func (m *peerManager) connectByID(ctx actor.Context, id session.NodeID) {
 		lctx, cancel := context.WithTimeout(m.ctx, n.cfg.DialTimeout)
 		addr, err := n.Lookup(lctx, id)
 		cancel()
-		root.Send(self, &lookedUp{addr: addr, err: err})
+		root.Send(self, &lookedUp{addr: addr, err: err, from: m})
 	}()
 }
 
-// lookedUp carries the outcome of connectByID's lookup.
+// lookedUp carries the outcome of connectByID's lookup; from is the peer manager instance that asked.
 type lookedUp struct {
 	addr session.PeerAddr
 	err  error
+	from *peerManager
 }
 
 // goDial dials and handshakes in one goroutine owned by the peer manager.
@@ -417,6 +453,7 @@ func (m *peerManager) goDial(addr session.PeerAddr, keep bool) {
 
 // report hands a handshake outcome to the actor; a successful connection is parked until the actor takes it.
 func (m *peerManager) report(d *handshakeDone) {
+	d.from = m
 	if d.sc != nil {
 		m.parkedMu.Lock()
 		m.parked[d.sc] = struct{}{}

@@ -110,6 +110,9 @@ func (m *peerManager) armSweep(candidates bool) {
 		every = max(every, m.n.cfg.TransientIdleTimeout/2)
 	}
 	m.sweepAt = time.Now().Add(every)
+	if m.sweep != nil { // one chain of sweeps, even if a sweepDue of the instance before a restart comes in
+		m.sweep.Stop()
+	}
 	m.sweep = time.AfterFunc(every, func() { root.Send(self, &sweepDue{}) })
 }
 
