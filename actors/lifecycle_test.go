@@ -14,7 +14,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/actormesh/actormesh/gossip"
 	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -299,5 +301,24 @@ func TestPanickingEventSubscriberLeavesThePeerManagerAlone(t *testing.T) {
 	}
 	if n := b.Stats().ActorRestarts; n != 0 || !b.Connected(a.ID()) {
 		t.Fatalf("after a subscriber's panic: %d actor restarts, connected %v", n, b.Connected(a.ID()))
+	}
+}
+
+// The routing actor and the gossip relay serve protocols like user protocol actors, and are unregistered like them
+// when they stop: a protocol left to a stopped actor would take the credits of every message sent to it for good
+// (see heldCredits).
+func TestStoppedRoutingActorAndRelayAreUnregistered(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n := startTestNode(t, ctx, func(*Config) {})
+	for _, p := range []string{routing.Protocol, gossip.Protocol} {
+		pid := n.protocols.get(p)
+		if pid == nil {
+			t.Fatalf("%s is not registered", p)
+		}
+		if err := n.system.Root.StopFuture(pid).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		pollUntil(t, ctx, func() bool { return n.protocols.get(p) == nil }, p+" is still registered to its stopped actor")
 	}
 }
