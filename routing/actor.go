@@ -233,6 +233,9 @@ type routingActor struct {
 	checking    map[session.NodeID]bool
 	inFlight    int
 	lookups     map[string]*LookupRequest // lookup actor id -> request
+	// stopping is set from Stopping on: protoactor still hands the actor user messages while its lookup children
+	// stop, and those must start nothing (receiveStopping).
+	stopping bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -263,6 +266,10 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 
 // Receive implements actor.Actor.
 func (a *routingActor) Receive(ctx actor.Context) {
+	if a.stopping {
+		a.receiveStopping(ctx)
+		return
+	}
 	now := time.Now()
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
@@ -292,7 +299,8 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		for _, req := range a.lookups {
 			req.Reply <- LookupResult{Err: context.Canceled}
 		}
-		a.lookups = nil
+		clear(a.lookups)
+		a.stopping = true
 	case *messages.PeerConnected:
 		// A peer we dialed: learn its signed record and its neighbourhood of our key, unless a liveness check of
 		// the peer is asking for just that already (the check dialed it, which is why it connected). A peer that
@@ -532,6 +540,22 @@ func (a *routingActor) revalidate(now time.Time) {
 	}
 	if e, ok := a.table.StalestOf(false, skip); ok {
 		a.exchange(e.ID, a.table.SelfKey(), true)
+	}
+}
+
+// receiveStopping handles what reaches the actor after Stopping, while its lookup children stop: a lookup is
+// refused (context.Canceled), a finished lookup's actor stopped, a snapshot given; nothing else is done (no timer armed again, no
+// exchange, no request served), as the node is closing.
+func (a *routingActor) receiveStopping(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *LookupRequest:
+		m.Reply <- LookupResult{Err: context.Canceled}
+	case *lookupFinished:
+		if sender := ctx.Sender(); sender != nil {
+			ctx.Stop(sender)
+		}
+	case *SnapshotRequest:
+		m.Reply <- Snapshot{Entries: a.table.Entries(), Stats: a.stats}
 	}
 }
 

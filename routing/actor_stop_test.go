@@ -1,0 +1,99 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// stallingNet is a Network whose requests hang until their context ends and then until release is closed (a slow
+// transport), so that a lookup stays in flight while its actor stops. called receives each peer asked.
+type stallingNet struct {
+	id      session.NodeID
+	called  chan session.NodeID
+	release chan struct{}
+}
+
+func (n *stallingNet) ID() session.NodeID { return n.id }
+func (n *stallingNet) Request(ctx context.Context, peer session.NodeID, _ string, _ proto.Message) (proto.Message, error) {
+	select {
+	case n.called <- peer:
+	default:
+	}
+	<-ctx.Done()
+	<-n.release
+	return nil, ctx.Err()
+}
+func (n *stallingNet) AddAddress(session.NodeID, string)                   {}
+func (n *stallingNet) Ban(session.NodeID, time.Duration, string) error     { return nil }
+func (n *stallingNet) SubscribeEvents(func(proto.Message)) (func(), error) { return func() {}, nil }
+
+// protoactor hands a stopping actor user messages while its children stop; a lookup asked for then is refused,
+// starts no child, and the actor still stops. It used to write to the lookups map Stopping had set to nil: a panic
+// that left the actor stopping for good, and the lookup unanswered.
+func TestLookupRequestedWhileTheActorStopsIsRefused(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	var mu sync.Mutex
+	var failures []any
+	guardian := actor.NewOneForOneStrategy(0, time.Second, func(reason any) actor.Directive {
+		mu.Lock()
+		failures = append(failures, reason)
+		mu.Unlock()
+		return actor.StopDirective
+	})
+	net := &stallingNet{id: session.NodeID{1}, called: make(chan session.NodeID, 4), release: make(chan struct{})}
+	release := sync.OnceFunc(func() { close(net.release) })
+	defer release()
+	cfg := DefaultConfig()
+	cfg.RequestTimeout = 3 * time.Second
+	props, err := NewActorProps(cfg, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := sys.Root.Spawn(props.Configure(actor.WithGuardian(guardian)))
+
+	seed := Entry{ID: session.NodeID{2}, Addr: "198.51.100.1:4001"}
+	first := make(chan LookupResult, 1)
+	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Reply: first})
+	select {
+	case <-net.called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lookup sent no request")
+	}
+	stopped := sys.Root.StopFuture(pid)
+	select {
+	case r := <-first: // Stopping ran; the lookup's actor is stopping, its request hanging
+		if !errors.Is(r.Err, context.Canceled) {
+			t.Fatalf("the lookup in flight at the stop: %+v, want context.Canceled", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer to the lookup in flight after Stop")
+	}
+	second := make(chan LookupResult, 1)
+	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Reply: second})
+	select {
+	case r := <-second:
+		if !errors.Is(r.Err, context.Canceled) {
+			t.Fatalf("the lookup asked while stopping: %+v, want context.Canceled", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lookup asked while the actor stopped got no answer")
+	}
+	release()
+	if err := stopped.Wait(); err != nil {
+		t.Fatalf("the actor did not finish stopping: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failures) > 0 {
+		t.Fatalf("the routing actor failed while stopping: %v", failures[0])
+	}
+}
