@@ -231,8 +231,12 @@ type routingActor struct {
 	lastSave    time.Time
 	answeredDue time.Time // the next check of an answered entry (revalidate)
 	checking    map[session.NodeID]bool
-	inFlight    int
-	lookups     map[string]*LookupRequest // lookup actor id -> request
+	// busy holds the entries whose last liveness check found them busy (ErrPeerBusy: neither alive nor failed),
+	// which revalidate passes over until it has nothing else to check: without it, a busy nearest neighbour was
+	// picked again at every tick, and no other entry was ever checked. At most maxDeferred of them.
+	busy     map[session.NodeID]struct{}
+	inFlight int
+	lookups  map[string]*LookupRequest // lookup actor id -> request
 	// stopping is set from Stopping on: protoactor still hands the actor user messages while its lookup children
 	// stop, and those must start nothing (receiveStopping).
 	stopping bool
@@ -259,7 +263,8 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 			checks:   NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 			rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 			checking: make(map[session.NodeID]bool), lookups: make(map[string]*LookupRequest),
-			ctx: ctx, cancel: cancel,
+			busy: make(map[session.NodeID]struct{}),
+			ctx:  ctx, cancel: cancel,
 		}
 	}, actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))), nil
 }
@@ -501,8 +506,15 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 			a.penalize(m.peer, m.err)
 		}
 	}
+	if m.check {
+		delete(a.busy, m.peer)
+	}
 	if m.err != nil {
-		if m.check && !errors.Is(m.err, ErrPeerBusy) && a.table.MarkFailed(m.peer, now) {
+		switch {
+		case !m.check:
+		case errors.Is(m.err, ErrPeerBusy):
+			a.deferCheck(m.peer)
+		case a.table.MarkFailed(m.peer, now):
 			a.stats.Evictions++
 			a.log.Debug().Str("peer", m.peer.Short()).Err(m.err).Msg("evicted unresponsive node")
 		}
@@ -522,30 +534,45 @@ func (a *routingActor) penalize(peer session.NodeID, err error) {
 }
 
 // revalidate checks the least recently seen entry that has answered the node when such a check is due
-// (RevalidateAnsweredInterval), otherwise the least recently seen of the others; never one being checked already.
+// (RevalidateAnsweredInterval), otherwise the nearest neighbour that has not answered, otherwise the least recently
+// seen of the others; never one being checked already, nor one found busy until the others have been checked.
 func (a *routingActor) revalidate(now time.Time) {
-	skip := func(id session.NodeID) bool { return a.checking[id] }
+	if !a.check(now) && len(a.busy) > 0 {
+		clear(a.busy) // every entry left to check was busy: a new round
+		a.check(now)
+	}
+}
+
+// check starts the liveness check revalidate chooses, passing over the entries being checked and those found busy;
+// it reports false if there was none to start.
+func (a *routingActor) check(now time.Time) bool {
+	skip := func(id session.NodeID) bool {
+		_, busy := a.busy[id]
+		return a.checking[id] || busy
+	}
 	if !now.Before(a.answeredDue) {
 		if e, ok := a.table.StalestOf(true, skip); ok {
 			a.answeredDue = now.Add(jittered(a.rng, a.cfg.RevalidateAnsweredInterval))
 			a.exchange(e.ID, a.table.SelfKey(), true)
-			return
+			return true
 		}
 	}
 	// The neighbours first: a check is an exchange that introduces this node to the checked one (docs/ARCHITECTURE.md,
 	// Discovery).
 	if e, ok := a.table.NearestUnanswered(a.cfg.Table.K, skip); ok {
 		a.exchange(e.ID, a.table.SelfKey(), true)
-		return
+		return true
 	}
 	if e, ok := a.table.StalestOf(false, skip); ok {
 		a.exchange(e.ID, a.table.SelfKey(), true)
+		return true
 	}
+	return false
 }
 
 // receiveStopping handles what reaches the actor after Stopping, while its lookup children stop: a lookup is
-// refused (context.Canceled), a finished lookup's actor stopped, a snapshot given; nothing else is done (no timer armed again, no
-// exchange, no request served), as the node is closing.
+// refused (context.Canceled), a finished lookup's actor stopped, a snapshot given; nothing else is done (no timer
+// armed again, no exchange, no request served), as the node is closing.
 func (a *routingActor) receiveStopping(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *LookupRequest:
@@ -557,6 +584,18 @@ func (a *routingActor) receiveStopping(ctx actor.Context) {
 	case *SnapshotRequest:
 		m.Reply <- Snapshot{Entries: a.table.Entries(), Stats: a.stats}
 	}
+}
+
+// maxDeferred bounds routingActor.busy, in table buckets' worth (K each): past it a new round starts.
+const maxDeferred = 4
+
+// deferCheck makes revalidate pass over peer, found busy (up, or this node out of connection slots), until it has
+// checked the others.
+func (a *routingActor) deferCheck(peer session.NodeID) {
+	if len(a.busy) >= maxDeferred*a.cfg.Table.K {
+		clear(a.busy)
+	}
+	a.busy[peer] = struct{}{}
 }
 
 func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now time.Time) {

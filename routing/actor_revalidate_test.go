@@ -1,0 +1,80 @@
+package routing
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// busyNet answers every request at once with an error wrapping ErrPeerBusy (a peer's "overloaded", or the local
+// ErrTooManyPeers), and reports which peer was asked.
+type busyNet struct {
+	stallingNet
+	asked chan session.NodeID
+}
+
+func (n *busyNet) Request(_ context.Context, peer session.NodeID, _ string, _ proto.Message) (proto.Message, error) {
+	n.asked <- peer
+	return nil, fmt.Errorf("%w: overloaded", ErrPeerBusy)
+}
+
+// A check answered "busy" neither fails the entry nor marks it alive; the next ticks check other entries. Before,
+// the busy nearest neighbour was the nearest unanswered entry again at every tick, and the others, dead ones
+// included, were never checked.
+func TestBusyNeighbourDoesNotTakeEveryRevalidation(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	sink := sys.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	rng := newRand(34)
+	self := randID(rng)
+	cfg := DefaultConfig()
+	tab, err := NewTable(self, cfg.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := &busyNet{stallingNet: stallingNet{id: self}, asked: make(chan session.NodeID, 1)}
+	a := &routingActor{
+		cfg: cfg, net: net, table: tab, records: newVerifiedRecords(64),
+		limiter: NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 64),
+		checks:  NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
+		rng:     rng, checking: map[session.NodeID]bool{}, lookups: map[string]*LookupRequest{},
+		busy: map[session.NodeID]struct{}{},
+		self: sink, root: sys.Root, answeredDue: t0.Add(time.Hour),
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	defer a.cancel()
+	busy := idInBucket(rng, self, 250) // the nearest entry
+	tab.Add(Entry{ID: busy, Addr: "198.51.100.7:4001"}, t0)
+	for range 5 { // farther, staler entries nobody has checked yet
+		tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: randAddr(rng)}, t0.Add(-time.Hour))
+	}
+	checked := map[session.NodeID]int{}
+	now := t0
+	for range 10 { // ten ticks: five minutes at the default interval
+		now = now.Add(cfg.RevalidateInterval)
+		a.revalidate(now)
+		var peer session.NodeID
+		select {
+		case peer = <-net.asked:
+		case <-time.After(5 * time.Second):
+			t.Fatal("revalidate asked nobody")
+		}
+		a.wg.Wait()
+		checked[peer]++
+		a.exchangeDone(&exchangeDone{peer: peer, check: true, err: fmt.Errorf("%w: overloaded", ErrPeerBusy)}, now)
+	}
+	// Every entry is checked before the busy neighbour again: twice in 10 ticks over 6 entries.
+	if checked[busy] > 2 || len(checked) != tab.Len() {
+		t.Fatalf("checks per entry over 10 ticks: %d of the busy neighbour, %d entries of %d checked",
+			checked[busy], len(checked), tab.Len())
+	}
+	if tab.Len() != 6 {
+		t.Fatalf("a busy answer evicted entries: %d left of 6", tab.Len())
+	}
+}
