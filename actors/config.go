@@ -105,8 +105,8 @@ type Config struct {
 	Routing routing.Config
 
 	// Gossip configures the topic broadcast relay (Publish, Subscribe). Default gossip.DefaultRelayConfig(); its
-	// Logger is replaced by the node's, and its MaxMessageSize is lowered when needed to leave 4 KiB of room for
-	// the message's metadata under MaxMessageSize.
+	// Logger is replaced by the node's, its MaxMessageSize is lowered when needed to leave 4 KiB of room for
+	// the message's metadata under MaxMessageSize, and its MaxRPCSize to MaxMessageSize less the envelope's room.
 	Gossip gossip.RelayConfig
 
 	// ActorSystem, if set, is a protoactor system shared with other nodes of the process (see NewActorSystem): a

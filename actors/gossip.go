@@ -18,6 +18,11 @@ import (
 // need around a gossip payload of Gossip.MaxMessageSize.
 const gossipOverhead = 4 << 10
 
+// gossipEnvelope is the room the envelope of a direct message (protocol, kind, the Any's type URL and the length
+// prefixes) needs around a gossip RPC: the relay keeps its RPCs within MaxMessageSize less that
+// (gossip.RelayConfig.MaxRPCSize).
+const gossipEnvelope = 512
+
 func (n *Node) gossipRelay() (*gossip.Relay, error) {
 	if _, err := n.peerManager(); err != nil { // same started/closed checks
 		return nil, err

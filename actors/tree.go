@@ -104,6 +104,7 @@ func (n *Node) spawnRelay(ctx actor.Context) *actor.PID {
 	cfg := n.cfg.Gossip
 	cfg.Logger = n.log.With().Str("component", "gossip").Logger()
 	cfg.MaxMessageSize = max(1, min(cfg.MaxMessageSize, n.cfg.MaxMessageSize-gossipOverhead))
+	cfg = cfg.FitRPCSize(n.cfg.MaxMessageSize - gossipEnvelope)
 	props, err := gossip.NewRelayProps(cfg, gossipNetwork{n})
 	if err != nil {
 		panic(err)

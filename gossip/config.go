@@ -63,6 +63,9 @@ type Config struct {
 	MaxIHaveMessages int
 	// MaxIWantReplies caps the messages served to one peer per heartbeat in answer to IWANT (default 256).
 	MaxIWantReplies int
+	// MaxIWantReplyBytes caps the bytes of the messages served to one peer per heartbeat in answer to IWANT, as
+	// Message sizes count them (default 4 MiB): a peer asking for large messages cannot make the node send more.
+	MaxIWantReplyBytes int
 	// IWantTimeout is how long an IWANT may stay unanswered before the next announcer is asked (default 500ms).
 	IWantTimeout time.Duration
 	// MaxPendingIWant caps the message ids wanted at once (default 4096).
@@ -149,6 +152,7 @@ func DefaultConfig() Config {
 		MaxIHaveLength:       500,
 		MaxIHaveMessages:     10,
 		MaxIWantReplies:      256,
+		MaxIWantReplyBytes:   4 << 20,
 		IWantTimeout:         500 * time.Millisecond,
 		MaxPendingIWant:      4096,
 		ValidationTimeout:    5 * time.Second,
@@ -191,7 +195,7 @@ func (c Config) Validate() error {
 	case c.GossipDelay >= time.Duration(c.HistoryLength-c.HistoryGossip-c.MeshGossipBeats+1)*c.HeartbeatInterval:
 		return bad("GossipDelay %v leaves no time to announce within HistoryLength heartbeats", c.GossipDelay)
 	case c.CacheMaxMessages < 1 || c.CacheMaxBytes < 1 || c.SeenMax < 1 || c.MaxIHaveLength < 1 ||
-		c.MaxIHaveMessages < 1 || c.MaxIWantReplies < 1 || c.MaxPendingIWant < 1 || c.MaxPendingValidation < 1 ||
+		c.MaxIHaveMessages < 1 || c.MaxIWantReplies < 1 || c.MaxIWantReplyBytes < 1 || c.MaxPendingIWant < 1 || c.MaxPendingValidation < 1 ||
 		c.PenaltyThreshold < 1 || c.PruneDuplicates < 1 || c.MaxPeers < 1 || c.MaxPeerTopics < 1 || c.TreeStaleBeats < 1:
 		return bad("limits must be >= 1")
 	}

@@ -93,8 +93,8 @@ func (r *Router) ask(b *builder, id MsgID, w *want, now time.Time) bool {
 	return false
 }
 
-// HandleIWant answers a request with the cached messages asked for, at most MaxIHaveLength per request and
-// MaxIWantReplies per peer and heartbeat.
+// HandleIWant answers a request with the cached messages asked for, at most MaxIHaveLength per request, and
+// MaxIWantReplies messages and MaxIWantReplyBytes bytes per peer and heartbeat.
 func (r *Router) HandleIWant(now time.Time, from session.NodeID, ids []MsgID) Output {
 	r.clock(now)
 	var b builder
@@ -114,7 +114,12 @@ func (r *Router) handleIWant(b *builder, from session.NodeID, ids []MsgID) {
 			return
 		}
 		if e := r.cache.get(id); e != nil {
+			size := e.msg.size()
+			if p.sent+size > r.cfg.MaxIWantReplyBytes {
+				continue
+			}
 			p.served++
+			p.sent += size
 			r.stats.IWantServed++
 			r.repairBeat = r.beats
 			b.message(from, e.msg.relayed())

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"testing"
@@ -88,6 +89,31 @@ func TestIWantServesCache(t *testing.T) {
 	}
 	if out := r.HandleIWant(t0, nid(2), ids); len(out.Send) != 0 {
 		t.Errorf("served %d messages older than HistoryLength heartbeats", len(out.Send))
+	}
+}
+
+// TestIWantRepliesCappedInBytes checks MaxIWantReplyBytes: a peer asking for large messages is served up to that
+// many bytes per heartbeat, the rest after the next heartbeat.
+func TestIWantRepliesCappedInBytes(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 2)
+	var ids []MsgID
+	for k := range 12 {
+		m := &Message{Topic: topicA, Data: bytes.Repeat([]byte{byte(k)}, 500<<10)}
+		if _, err := r.Publish(t0, m); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	size := (&Message{Topic: topicA, Data: make([]byte, 500<<10)}).size()
+	want := cfg.MaxIWantReplyBytes / size
+	_, msgs := sendsTo(r.HandleIWant(t0, nid(1), ids), nid(1))
+	if len(msgs) != want {
+		t.Fatalf("served %d messages of 500 KiB, want %d (MaxIWantReplyBytes = %d)", len(msgs), want, cfg.MaxIWantReplyBytes)
+	}
+	r.Heartbeat(t0.Add(time.Second))
+	if _, msgs := sendsTo(r.HandleIWant(t0, nid(1), ids[want:]), nid(1)); len(msgs) != len(ids)-want {
+		t.Errorf("served %d after a heartbeat, want %d", len(msgs), len(ids)-want)
 	}
 }
 

@@ -47,6 +47,6 @@
 // (HistoryLength heartbeats, CacheMaxMessages, CacheMaxBytes), messages awaiting a verdict (MaxPendingValidation,
 // ValidationTimeout), outstanding IWANTs (MaxPendingIWant, three announcers each), peers (MaxPeers) and their
 // subscriptions (MaxPeerTopics), hence the topics known; the mesh is trimmed to D when it exceeds Dhi. Per peer and
-// heartbeat, at most MaxIHaveMessages IHAVEs are read and MaxIWantReplies messages are served, and no IHAVE or IWANT
-// carries more than MaxIHaveLength ids.
+// heartbeat, at most MaxIHaveMessages IHAVEs are read and MaxIWantReplies messages (MaxIWantReplyBytes bytes) are
+// served, and no IHAVE or IWANT carries more than MaxIHaveLength ids.
 package gossip

@@ -26,7 +26,7 @@ func (r *Router) Heartbeat(now time.Time) Output {
 	}
 	var b builder
 	for _, p := range r.peers {
-		p.ihaves, p.served = 0, 0
+		p.ihaves, p.served, p.sent = 0, 0, 0
 		maps.DeleteFunc(p.backoff, func(_ string, until time.Time) bool { return !now.Before(until) })
 	}
 	r.seen.expire(now)

@@ -66,6 +66,10 @@ type RelayConfig struct {
 	Router Config
 	// MaxMessageSize caps the data of a message (its encoded payload), published or received (default 512 KiB).
 	MaxMessageSize int
+	// MaxRPCSize is the largest encoded RPC the Network carries: the relay splits what it has for one peer into
+	// RPCs under it, control riding the first (default 1 MiB - 1 KiB; the node sets it from its own message size
+	// limit). It must hold a message of MaxMessageSize with its metadata (RPCMessageOverhead more).
+	MaxRPCSize int
 	// SignMessages signs published messages with the node's identity (default true).
 	SignMessages bool
 	// VerifySignatures rejects a received message that does not carry a valid signature of its origin, before it
@@ -106,7 +110,7 @@ func DefaultRelayConfig() RelayConfig {
 	// at about a tenth of the nodes.
 	rc.TreeShortcutDist = 3
 	return RelayConfig{
-		Router: rc, MaxMessageSize: 512 << 10, SignMessages: true, VerifySignatures: true,
+		Router: rc, MaxMessageSize: 512 << 10, MaxRPCSize: 1<<20 - 1<<10, SignMessages: true, VerifySignatures: true,
 		PeerMessageRate: 2000, PeerMessageBurst: 4000, PenaltyBan: 10 * time.Minute, DeliveryBuffer: 1024,
 		Logger: zerolog.Nop(),
 	}
@@ -120,7 +124,24 @@ func (c RelayConfig) Validate() error {
 	if c.MaxMessageSize < 1 || c.PeerMessageRate <= 0 || c.PeerMessageBurst < 1 || c.PenaltyBan <= 0 || c.DeliveryBuffer < 1 {
 		return fmt.Errorf("%w: MaxMessageSize, PeerMessageRate, PeerMessageBurst, PenaltyBan and DeliveryBuffer must be positive", ErrInvalidConfig)
 	}
+	if need := c.MaxMessageSize + RPCMessageOverhead; c.MaxRPCSize < need {
+		return fmt.Errorf("%w: MaxRPCSize %d cannot hold a message of MaxMessageSize %d (needs %d)", ErrInvalidConfig,
+			c.MaxRPCSize, c.MaxMessageSize, need)
+	}
+	if c.Router.MaxIWantReplyBytes < c.MaxMessageSize+RPCMessageOverhead {
+		return fmt.Errorf("%w: Router.MaxIWantReplyBytes %d cannot serve a message of MaxMessageSize %d", ErrInvalidConfig,
+			c.Router.MaxIWantReplyBytes, c.MaxMessageSize)
+	}
 	return nil
+}
+
+// FitRPCSize returns c for a Network that carries RPCs of at most limit bytes: MaxRPCSize lowered to limit and
+// MaxMessageSize to what an RPC of that size holds (1 at least, with MaxRPCSize raised to hold it if need be).
+func (c RelayConfig) FitRPCSize(limit int) RelayConfig {
+	c.MaxRPCSize = min(c.MaxRPCSize, limit)
+	c.MaxMessageSize = max(1, min(c.MaxMessageSize, c.MaxRPCSize-RPCMessageOverhead))
+	c.MaxRPCSize = max(c.MaxRPCSize, c.MaxMessageSize+RPCMessageOverhead)
+	return c
 }
 
 // Delivery is a message handed to a subscriber.

@@ -486,8 +486,9 @@ func (a *relayActor) apply(out Output) {
 	}
 }
 
-// sendAll sends each peer one RPC with everything sends has for it, the peers in the order sends first names
-// them (the router lists tree links first: they get their copy queued first).
+// sendAll sends each peer what sends has for it, the peers in the order sends first names them (the router lists
+// tree links first: they get their copy queued first). A peer's sends go in one RPC, or in as many as it takes to
+// keep each under MaxRPCSize (the network refuses larger ones): control rides the first.
 func (a *relayActor) sendAll(sends []Send) {
 	e := &a.enc
 	taken := e.taken[:0]
@@ -500,15 +501,30 @@ func (a *relayActor) sendAll(sends []Send) {
 		}
 		to := sends[i].To
 		rpc := e.begin()
+		size := 0
 		for j := i; j < len(sends); j++ {
-			if s := &sends[j]; !taken[j] && s.To == to {
-				taken[j] = true
-				if s.Control != nil {
-					e.addControl(s.Control)
-				}
-				if s.Msg != nil {
-					e.addMessage(s.Msg)
-				}
+			s := &sends[j]
+			if taken[j] || s.To != to {
+				continue
+			}
+			taken[j] = true
+			n := 0
+			if s.Control != nil {
+				n += controlWireBound(s.Control)
+			}
+			if s.Msg != nil {
+				n += messageWireSize(s.Msg)
+			}
+			if size > 0 && size+n > a.cfg.MaxRPCSize {
+				a.sendRPC(to, rpc, len(rpc.Messages) == 0)
+				rpc, size = e.begin(), 0
+			}
+			size += n
+			if s.Control != nil {
+				e.addControl(s.Control)
+			}
+			if s.Msg != nil {
+				e.addMessage(s.Msg)
 			}
 		}
 		a.sendRPC(to, rpc, len(rpc.Messages) == 0)

@@ -1,8 +1,10 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -108,7 +111,7 @@ func (o *orderNetwork) SendNow(peer session.NodeID, protocol string, msg proto.M
 // first.
 func TestSendAllKeepsThePeersInTheOrderOfTheSends(t *testing.T) {
 	net := &orderNetwork{}
-	a := &relayActor{net: net, log: zerolog.Nop()}
+	a := &relayActor{cfg: DefaultRelayConfig(), net: net, log: zerolog.Nop()}
 	m := &Message{Topic: "t", Data: []byte("d"), Origin: nid(9)}
 	a.sendAll([]Send{
 		{To: nid(3), Msg: m}, {To: nid(1), Msg: m}, {To: nid(3), Control: &Control{Graft: []string{"t"}}},
@@ -130,7 +133,7 @@ func TestSendAllKeepsThePeersInTheOrderOfTheSends(t *testing.T) {
 // a message apart, and none for an RPC that could not be queued (a send failure).
 func TestRelayCountsTheRPCsItQueues(t *testing.T) {
 	net := &orderNetwork{flakyNetwork: flakyNetwork{failures: 1}}
-	a := &relayActor{net: net, log: zerolog.Nop()}
+	a := &relayActor{cfg: DefaultRelayConfig(), net: net, log: zerolog.Nop()}
 	m := &Message{Topic: "t", Data: []byte("d"), Origin: nid(9)}
 	a.sendAll([]Send{
 		{To: nid(1), Msg: m}, // fails
@@ -143,5 +146,90 @@ func TestRelayCountsTheRPCsItQueues(t *testing.T) {
 	}
 	if s := a.stats; s.RPCsSent != 3 || s.ControlRPCsSent != 1 || s.SendFailures != 1 {
 		t.Fatalf("RPCs sent %d, control only %d, failures %d: want 3, 1, 1", s.RPCsSent, s.ControlRPCsSent, s.SendFailures)
+	}
+}
+
+// sizeNetwork is a Network that refuses, as the node's SendNow does, an RPC whose encoding is over max bytes
+// (the node's MaxMessageSize, 1 MiB by default), and records what it queued per peer.
+type sizeNetwork struct {
+	flakyNetwork
+	max    int
+	mu2    sync.Mutex
+	queued map[session.NodeID][]*messages.GossipRPC
+	failed int
+}
+
+func (s *sizeNetwork) SendNow(peer session.NodeID, _ string, msg proto.Message, _ bool) error {
+	s.mu2.Lock()
+	defer s.mu2.Unlock()
+	if n := proto.Size(msg); n > s.max {
+		s.failed++
+		return fmt.Errorf("message too large: %d bytes, limit %d", n, s.max)
+	}
+	if s.queued == nil {
+		s.queued = make(map[session.NodeID][]*messages.GossipRPC)
+	}
+	s.queued[peer] = append(s.queued[peer], proto.Clone(msg).(*messages.GossipRPC))
+	return nil
+}
+
+// TestRelaySplitsIWantRepliesUnderTheRPCLimit: a peer asks (IWANT) for three cached messages of 400 KiB, each
+// within MaxMessageSize (512 KiB), along with control for it. All three together are over the connection's 1 MiB
+// limit: the relay sends them in several RPCs, each under MaxRPCSize, the control in the first.
+func TestRelaySplitsIWantRepliesUnderTheRPCLimit(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(100)
+	r := joined(t, cfg.Router, 2)
+	var ids [][]byte
+	for i := range 3 {
+		m := &Message{Topic: topicA, Data: bytes.Repeat([]byte{byte(i)}, 400<<10), Origin: nid(9)}
+		if _, st := receive(t, r, t0, nid(1), m, Accept); st != Pending {
+			t.Fatalf("message %d: %v", i, st)
+		}
+		ids = append(ids, m.ID[:])
+	}
+	net := &sizeNetwork{max: cfg.MaxRPCSize}
+	a := &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r,
+		peers: map[session.NodeID]bool{nid(1): true, nid(2): true}, subs: map[string][]*Subscription{},
+		limiter: routing.NewRateLimiter[session.NodeID](1000, 1000, 10)}
+	// An announcement of a message the node misses: the node's IWANT for it goes back with the replies.
+	ihave := &messages.GossipIHave{Topic: topicA, Ids: [][]byte{bytes.Repeat([]byte{0xee}, MsgIDSize)}}
+	a.handleRPC(nid(2), &messages.GossipRPC{Control: &messages.GossipControl{Iwant: ids, Ihave: []*messages.GossipIHave{ihave}}})
+	got := 0
+	if len(net.queued[nid(2)]) == 0 || net.queued[nid(2)][0].Control == nil {
+		t.Fatal("no RPC with control went to peer 2")
+	}
+	for i, rpc := range net.queued[nid(2)] {
+		got += len(rpc.Messages)
+		if (rpc.Control != nil) != (i == 0) {
+			t.Errorf("RPC %d of %d carries control: %v, want control in the first only", i, len(net.queued[nid(2)]), rpc.Control != nil)
+		}
+	}
+	if got != 3 || net.failed != 0 {
+		t.Fatalf("peer 2 asked for 3 messages of 400 KiB and was sent %d (%d RPCs refused as too large)", got, net.failed)
+	}
+}
+
+// TestRelayConfigNeedsRoomForAMessage checks that MaxRPCSize must hold a message of MaxMessageSize and that
+// FitRPCSize lowers both to a network's limit.
+func TestRelayConfigNeedsRoomForAMessage(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.MaxRPCSize = cfg.MaxMessageSize
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("MaxRPCSize = MaxMessageSize: Validate = %v, want ErrInvalidConfig", err)
+	}
+	cfg = DefaultRelayConfig()
+	cfg.Router.MaxIWantReplyBytes = cfg.MaxMessageSize
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("MaxIWantReplyBytes = MaxMessageSize: Validate = %v, want ErrInvalidConfig", err)
+	}
+	for _, limit := range []int{64 << 10, 100, 1 << 30} {
+		fit := DefaultRelayConfig().FitRPCSize(limit)
+		if err := fit.Validate(); err != nil {
+			t.Errorf("FitRPCSize(%d): %v", limit, err)
+		}
+		if limit > RPCMessageOverhead && (fit.MaxRPCSize > limit || fit.MaxMessageSize+RPCMessageOverhead > fit.MaxRPCSize) {
+			t.Errorf("FitRPCSize(%d): MaxRPCSize %d, MaxMessageSize %d", limit, fit.MaxRPCSize, fit.MaxMessageSize)
+		}
 	}
 }

@@ -54,6 +54,7 @@ type peer struct {
 	penalty int                  // messages rejected so far
 	ihaves  int                  // IHAVEs read this heartbeat
 	served  int                  // messages served to IWANT this heartbeat
+	sent    int                  // their bytes (Message.size)
 }
 
 type topic struct {

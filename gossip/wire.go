@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 )
@@ -29,6 +31,49 @@ func AppendSignedBytes(b []byte, m *Message) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(m.OriginTime))
 	b = binary.BigEndian.AppendUint64(b, uint64(len(m.Data)))
 	return append(b, m.Data...)
+}
+
+// RPCMessageOverhead is the most room a message's metadata takes in an RPC besides its data, for a topic of up to
+// 800 bytes: RelayConfig.MaxRPCSize must exceed MaxMessageSize by that much.
+const RPCMessageOverhead = 1 << 10
+
+// messageWireSize is the size of m as an entry of GossipRPC.messages (tag and length prefix included), counted
+// without encoding it.
+func messageWireSize(m *Message) int {
+	n := 1 + protowire.SizeBytes(len(m.Topic)) + 1 + protowire.SizeBytes(len(m.Origin)) +
+		1 + protowire.SizeVarint(m.Seq) + 1 + protowire.SizeVarint(uint64(m.OriginTime)) +
+		1 + protowire.SizeVarint(uint64(m.Hops))
+	if len(m.Data) > 0 {
+		n += 1 + protowire.SizeBytes(len(m.Data))
+	}
+	if len(m.Signature) > 0 {
+		n += 1 + protowire.SizeBytes(len(m.Signature))
+	}
+	return 1 + protowire.SizeBytes(n)
+}
+
+// controlWireBound is at least the size of c in a GossipRPC's control, counted without encoding it (every length
+// prefix and varint taken at its largest).
+func controlWireBound(c *Control) int {
+	const field = 1 + 5 // a tag and a length prefix
+	n := field
+	for _, ih := range c.IHave {
+		n += field + field + len(ih.Topic) + len(ih.IDs)*(2+MsgIDSize)
+	}
+	n += len(c.IWant) * (2 + MsgIDSize)
+	for _, g := range c.Graft {
+		n += field + len(g)
+	}
+	for _, p := range c.Prune {
+		n += field + field + len(p.Topic) + 2
+	}
+	for i := range c.Tree {
+		ti := &c.Tree[i]
+		// topic; root, parent, upstream; seq; dist, rank, size, deep; path; cuts
+		n += field + field + len(ti.Topic) + 3*(2+len(session.NodeID{})) + 11 + 4*6 + field + 4*len(ti.Path) +
+			len(ti.Cuts)*(field+2*5+6)
+	}
+	return n
 }
 
 // errBadMessage is wrapped by the errors of messageFromWire.

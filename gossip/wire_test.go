@@ -198,3 +198,29 @@ func TestRPCEncoderReusesItsStructsWithoutCarryingFieldsOver(t *testing.T) {
 		t.Fatalf("a warm encoder allocated %v times per call", allocs)
 	}
 }
+
+// TestWireSizesBoundTheEncoding checks the sizes sendAll splits RPCs by: a message's is exact, control's at least
+// its encoding's.
+func TestWireSizesBoundTheEncoding(t *testing.T) {
+	m := &Message{Topic: "topic", Data: bytes.Repeat([]byte{7}, 300), Origin: nid(3), Seq: 1 << 40, OriginTime: -5,
+		Hops: 3, Signature: make([]byte, 64)}
+	c := &Control{
+		IHave: []IHave{{Topic: "a", IDs: make([]MsgID, 7)}, {Topic: "bb", IDs: make([]MsgID, 1)}},
+		IWant: make([]MsgID, 3), Graft: []string{"a", "ccc"}, Prune: []Prune{{Topic: "a", Lazy: true}},
+		Tree: []TreeInfo{{Topic: "a", Root: nid(1), RootRank: 1 << 15, Seq: 1 << 62, Dist: 63, Parent: nid(2),
+			Upstream: nid(4), Path: make([]uint32, maxTreePath), Size: maxTreeSize, Deep: maxTreeSize,
+			Cuts: []TreeCut{{Parent: 1 << 31, Child: 1 << 31, TTL: 1 << 20}, {}}}},
+	}
+	var e rpcEncoder
+	rpc := e.begin()
+	e.addMessage(m)
+	if got, want := messageWireSize(m), proto.Size(rpc); got != want {
+		t.Errorf("messageWireSize = %d, encoded %d", got, want)
+	}
+	rpc = e.begin()
+	e.addControl(c)
+	if got, enc := controlWireBound(c), proto.Size(rpc); got < enc {
+		t.Errorf("controlWireBound = %d, below the encoding's %d", got, enc)
+	}
+	e.end()
+}
