@@ -47,21 +47,24 @@ func (q *queue[T]) resize(size int) {
 	q.buf, q.head = buf, 0
 }
 
-// seenCache remembers message ids for a time, bounded in count: the oldest id is forgotten first.
+// seenCache remembers message ids for a time, bounded in count: the oldest id is forgotten first. An id may be
+// forgotten early (forget); its entry stays in order until it comes out, and counts towards a bound of twice max.
 type seenCache struct {
-	ids   map[MsgID]struct{}
+	ids   map[MsgID]uint32 // id → the number of its entry in order
 	order queue[seenEntry]
+	next  uint32 // the number of the next entry
 	max   int
 	ttl   time.Duration
 }
 
 type seenEntry struct {
 	id MsgID
-	at int64 // Unix nanoseconds
+	n  uint32 // the entry's number: a forgotten id's old entry does not remove the id added again
+	at int64  // Unix nanoseconds
 }
 
 func newSeenCache(max int, ttl time.Duration) seenCache {
-	return seenCache{ids: make(map[MsgID]struct{}), max: max, ttl: ttl}
+	return seenCache{ids: make(map[MsgID]uint32), max: max, ttl: ttl}
 }
 
 func (s *seenCache) len() int { return len(s.ids) }
@@ -73,17 +76,29 @@ func (s *seenCache) has(id MsgID) bool {
 
 // add records id at time now; id must not be present.
 func (s *seenCache) add(id MsgID, now time.Time) {
-	for len(s.ids) >= s.max {
-		delete(s.ids, s.order.pop().id)
+	for len(s.ids) >= s.max || s.order.len() >= 2*s.max {
+		s.pop()
 	}
-	s.ids[id] = struct{}{}
-	s.order.push(seenEntry{id, now.UnixNano()})
+	s.ids[id] = s.next
+	s.order.push(seenEntry{id, s.next, now.UnixNano()})
+	s.next++
 }
+
+// forget removes id, as if it had never been seen.
+func (s *seenCache) forget(id MsgID) { delete(s.ids, id) }
 
 // expire forgets the ids recorded SeenTTL or longer before now.
 func (s *seenCache) expire(now time.Time) {
 	for s.order.len() > 0 && now.UnixNano()-s.order.at(0).at >= int64(s.ttl) {
-		delete(s.ids, s.order.pop().id)
+		s.pop()
+	}
+}
+
+// pop removes the oldest entry, and its id unless that was forgotten and added again since.
+func (s *seenCache) pop() {
+	e := s.order.pop()
+	if n, ok := s.ids[e.id]; ok && n == e.n {
+		delete(s.ids, e.id)
 	}
 }
 

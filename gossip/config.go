@@ -127,7 +127,11 @@ type Config struct {
 	TreeShortcutShare float64
 
 	// MsgID computes the id of a message; nil means DefaultMsgID. It must depend only on fields fixed by the
-	// origin (never on ID or Hops) and must not modify the message.
+	// origin (never on ID or Hops) and must not modify the message. With content ids (DefaultMsgID: topic and
+	// payload) copies of one payload signed by different origins are one message: the first copy that passes
+	// validation wins, and its origin is the one delivered (a copy rejected or ignored is forgotten, so it cannot
+	// suppress a genuine one). Applications that need identity bound to the origin set a MsgID that includes
+	// Origin (and Seq).
 	MsgID func(*Message) MsgID
 }
 

@@ -39,7 +39,9 @@
 //
 // HandleMessage records a new message as seen and holds it until the shell reports a Verdict through Validated: only
 // an accepted message is delivered, cached for IWANT and relayed; a rejected one yields a Penalty for the peer that
-// sent it; an ignored one (or one whose verdict does not come within ValidationTimeout) is dropped but stays seen.
+// sent it; an ignored one (or one whose verdict does not come within ValidationTimeout) is dropped. The id of a
+// message rejected or ignored is forgotten, so that another copy (with content ids, the genuine one of a payload a
+// hostile peer signed as its own) is validated afresh: a copy that came meanwhile is asked for from its sender.
 //
 // # Bounds
 //

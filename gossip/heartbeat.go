@@ -36,6 +36,7 @@ func (r *Router) Heartbeat(now time.Time) Output {
 			delete(r.pending, id)
 			r.stats.TimedOut++
 			r.stats.Ignored++
+			r.unsee(&b, pd, now)
 		}
 	}
 	r.retryWants(&b, now)

@@ -18,7 +18,8 @@ type MsgID [MsgIDSize]byte
 func (id MsgID) String() string { return hex.EncodeToString(id[:]) }
 
 // DefaultMsgID is the default Config.MsgID: the first MsgIDSize bytes of SHA-256 over the topic's length (8 bytes,
-// big endian), the topic and the payload. Two publications of the same payload on a topic are thus one message.
+// big endian), the topic and the payload. Two publications of the same payload on a topic are thus one message,
+// whatever their origins: the first copy validation accepts is delivered (see Config.MsgID).
 func DefaultMsgID(m *Message) MsgID {
 	h := sha256.New()
 	var n [8]byte

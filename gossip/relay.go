@@ -441,7 +441,7 @@ type (
 	}
 	heartbeatTick struct{}
 	validated     struct {
-		id      MsgID
+		msg     *Message // the copy validated: a late verdict must not apply to another copy of its id
 		verdict Verdict
 	}
 )

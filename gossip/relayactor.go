@@ -95,7 +95,7 @@ func (a *relayActor) Receive(ctx actor.Context) {
 	case *unsubscribe:
 		a.unsubscribe(m.sub)
 	case *validated:
-		a.apply(a.router.Validated(time.Now(), m.id, m.verdict))
+		a.apply(a.router.validated(time.Now(), m.msg.ID, m.msg, m.verdict))
 	case *statsRequest:
 		m.reply <- a.snapshot()
 	case *topicRequest:
@@ -331,7 +331,7 @@ func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messa
 	}
 	d := a.delivery(m, now)
 	a.wg.Add(1)
-	go a.validate(d, validators)
+	go a.validate(m, d, validators)
 }
 
 // verify checks m's signature, building the signed bytes in a buffer the actor reuses.
@@ -345,8 +345,9 @@ func (a *relayActor) verify(m *Message) bool {
 	return ok
 }
 
-// validate runs the validators of a message on its own goroutine and reports the verdict to the actor.
-func (a *relayActor) validate(d *Delivery, validators []Validator) {
+// validate runs the validators of a message (m, described by d) on its own goroutine and reports the verdict to
+// the actor.
+func (a *relayActor) validate(m *Message, d *Delivery, validators []Validator) {
 	defer a.wg.Done()
 	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.Router.ValidationTimeout)
 	defer cancel()
@@ -366,7 +367,7 @@ func (a *relayActor) validate(d *Delivery, validators []Validator) {
 			break
 		}
 	}
-	a.root.Send(a.self, &validated{id: d.ID, verdict: verdict})
+	a.root.Send(a.self, &validated{msg: m, verdict: verdict})
 }
 
 // call runs a validator, turning a panic into Ignore.

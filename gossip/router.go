@@ -78,6 +78,9 @@ type pending struct {
 	at   time.Time
 	// pulled is set when the message came as the answer to this node's IWANT: the tree did not bring it.
 	pulled bool
+	// alt is the first other peer that sent a copy meanwhile (a duplicate), asked for it should this one not be
+	// accepted (see unsee); zero if none.
+	alt session.NodeID
 }
 
 // want is an outstanding IWANT: the announcers of the message, the number already asked and when the last was.
@@ -339,6 +342,7 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 // HandleMessage takes a message received from a peer. It sets msg.ID, unless MessageID did (msg must not change
 // in between: the shell asks for the id first to skip verifying a message it has seen). A new message is recorded as seen and held
 // until Validated is called with its id (Status Pending); if it answers an IWANT, the link it came from is grafted.
+// A copy that comes while one is pending is a duplicate; should the pending one not be accepted, it is asked for.
 // A duplicate that a mesh peer pushed turns that link lazy (a lazy Prune), unless it is the node's last eager link.
 func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message) (Output, Status) {
 	now = r.clock(now)
@@ -353,6 +357,9 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 	var b builder
 	if r.seen.has(msg.ID) {
 		r.stats.Duplicates++
+		if pd := r.pending[msg.ID]; pd != nil && pd.alt.IsZero() && from != pd.from {
+			pd.alt = from
+		}
 		r.duplicate(&b, t, msg, from)
 		return b.result(), Duplicate
 	}
@@ -401,12 +408,18 @@ func (r *Router) duplicate(b *builder, t *topic, msg *Message, from session.Node
 
 // Validated applies the verdict on a message that HandleMessage left pending: an accepted message is delivered,
 // cached and pushed on the eager mesh links except to the peer it came from; a rejected one penalises that peer.
-// Unknown or expired ids are ignored.
+// The id of a message rejected or ignored is forgotten (see unsee). Unknown or expired ids are ignored.
 func (r *Router) Validated(now time.Time, id MsgID, v Verdict) Output {
+	return r.validated(now, id, nil, v)
+}
+
+// validated is Validated; with m set, the verdict applies only if m is the copy pending: a verdict that came too
+// late, after another copy of the same id became pending, is ignored.
+func (r *Router) validated(now time.Time, id MsgID, m *Message, v Verdict) Output {
 	now = r.clock(now)
 	var b builder
 	pd := r.pending[id]
-	if pd == nil {
+	if pd == nil || m != nil && pd.msg != m {
 		return b.result()
 	}
 	delete(r.pending, id)
@@ -415,10 +428,37 @@ func (r *Router) Validated(now time.Time, id MsgID, v Verdict) Output {
 		r.accept(&b, pd, now)
 	case Reject:
 		b.out.Penalize = append(b.out.Penalize, r.PenalizePeer(pd.from))
+		r.unsee(&b, pd, now)
 	default:
 		r.stats.Ignored++
+		r.unsee(&b, pd, now)
 	}
 	return b.result()
+}
+
+// unsee forgets the id of a message that validation did not accept, so that another copy is validated afresh:
+// with content ids (DefaultMsgID), a hostile peer's copy of someone else's content, signed as its own, has the
+// genuine message's id, and must not suppress it. The peer that sent a copy while this one was pending is asked
+// for it at once, and the IWANT of the id, if any, goes on to its next announcer.
+func (r *Router) unsee(b *builder, pd *pending, now time.Time) {
+	id := pd.msg.ID
+	r.seen.forget(id)
+	w := r.wants[id]
+	if w != nil {
+		w.done = false
+	}
+	if pd.alt.IsZero() || r.peers[pd.alt] == nil {
+		return
+	}
+	if w == nil {
+		if len(r.wants) >= r.cfg.MaxPendingIWant {
+			return
+		}
+		w = &want{at: now}
+		r.wants[id] = w
+	}
+	w.addSource(pd.alt)
+	r.ask(b, id, w, now)
 }
 
 func (r *Router) accept(b *builder, pd *pending, now time.Time) {

@@ -379,12 +379,15 @@ func TestValidation(t *testing.T) {
 	if len(out.Send)+len(out.Deliver)+len(out.Penalize) != 0 {
 		t.Errorf("ignore: output %+v, want none", out)
 	}
-	if _, st := r.HandleMessage(t0, nid(3), msg("dull")); st != Duplicate {
-		t.Errorf("an ignored message again: %v, want a duplicate", st)
+	// Their ids are forgotten: another copy is validated afresh.
+	if _, st := r.HandleMessage(t0, nid(3), msg("dull")); st != Pending {
+		t.Errorf("an ignored message again: %v, want pending", st)
 	}
-	if _, st := r.HandleMessage(t0, nid(3), msg("bad1")); st != Duplicate {
-		t.Errorf("a rejected message again: %v, want a duplicate", st)
+	if _, st := r.HandleMessage(t0, nid(3), msg("bad1")); st != Pending {
+		t.Errorf("a rejected message again: %v, want pending", st)
 	}
+	r.Validated(t0, DefaultMsgID(msg("dull")), Accept)
+	r.Validated(t0, DefaultMsgID(msg("bad1")), Accept)
 	// A verdict that does not come in time counts as ignored.
 	m := msg("slow")
 	r.HandleMessage(t0, nid(2), m)
@@ -392,8 +395,85 @@ func TestValidation(t *testing.T) {
 	if out := r.Validated(t0.Add(cfg.ValidationTimeout), m.ID, Accept); len(out.Send)+len(out.Deliver) != 0 {
 		t.Errorf("late accept: output %+v, want none", out)
 	}
-	if st := r.Stats(); st.Rejected != 3 || st.Ignored != 2 || st.TimedOut != 1 || st.Delivered != 0 {
-		t.Errorf("stats %+v, want 3 rejected, 2 ignored (1 timed out), none delivered", st)
+	if st := r.Stats(); st.Rejected != 3 || st.Ignored != 2 || st.TimedOut != 1 || st.Delivered != 2 {
+		t.Errorf("stats %+v, want 3 rejected, 2 ignored (1 timed out), 2 delivered", st)
+	}
+	if _, st := r.HandleMessage(t0, nid(3), m); st != Pending {
+		t.Errorf("a message timed out again: %v, want pending", st)
+	}
+}
+
+// TestRejectedCopyDoesNotSuppressTheGenuineMessage: message ids hash topic and payload only, so a peer can sign
+// someone else's payload as its own origin (a valid signature: it is its own key). Validation (which checks the
+// origin, say) rejects that copy; its id is forgotten, and the genuine message, arriving next from an honest peer,
+// is validated and delivered.
+func TestRejectedCopyDoesNotSuppressTheGenuineMessage(t *testing.T) {
+	for _, v := range []Verdict{Reject, Ignore} {
+		r := joined(t, DefaultConfig(), 2)
+		forged := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(1), Seq: 1} // signed by peer 1 itself
+		out, st := receive(t, r, t0, nid(1), forged, v)
+		if st != Pending || len(out.Penalize) != map[Verdict]int{Reject: 1}[v] {
+			t.Fatalf("verdict %v on the forged copy: %v, penalties %v", v, st, out.Penalize)
+		}
+		genuine := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(9), Seq: 7} // the real publisher's
+		out, st = receive(t, r, t0, nid(2), genuine, Accept)
+		if len(out.Deliver) != 1 || out.Deliver[0].Origin != nid(9) {
+			t.Fatalf("verdict %v on the forged copy: the genuine message from origin 9 is %v and not delivered", v, st)
+		}
+	}
+}
+
+// TestCopyDuringValidationIsFetchedAfterAReject: the genuine copy that comes while a forged one of the same id
+// awaits its verdict is a duplicate; once the forged one is rejected, the node asks its sender for it (IWANT), and
+// an announcement (IHAVE) of the id is taken up too.
+func TestCopyDuringValidationIsFetchedAfterAReject(t *testing.T) {
+	r := joined(t, DefaultConfig(), 3)
+	forged := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(1), Seq: 1}
+	if _, st := r.HandleMessage(t0, nid(1), forged); st != Pending {
+		t.Fatalf("forged copy: %v", st)
+	}
+	genuine := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(9), Seq: 7}
+	if _, st := r.HandleMessage(t0, nid(2), genuine); st != Duplicate {
+		t.Fatalf("the copy that came during validation: %v, want duplicate", st)
+	}
+	if out := r.HandleIHave(t0, nid(3), IHave{Topic: topicA, IDs: []MsgID{forged.ID}}); len(out.Send) != 0 {
+		t.Fatalf("an IHAVE of the id pending was taken up: %+v", out.Send)
+	}
+	out := r.Validated(t0, forged.ID, Reject)
+	if c, _ := sendsTo(out, nid(2)); c == nil || !slices.Equal(c.IWant, []MsgID{forged.ID}) {
+		t.Fatalf("after the reject, peer 2 (which sent a copy meanwhile) was not asked for it: %+v", out.Send)
+	}
+	again := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(9), Seq: 7}
+	if out, _ := receive(t, r, t0, nid(2), again, Accept); len(out.Deliver) != 1 || out.Deliver[0].Origin != nid(9) {
+		t.Fatal("the genuine message pulled after the reject was not delivered")
+	}
+
+	// Without a copy meanwhile, an announcement after the reject is asked for.
+	r = joined(t, DefaultConfig(), 3)
+	receive(t, r, t0, nid(1), forged, Reject)
+	out = r.HandleIHave(t0, nid(3), IHave{Topic: topicA, IDs: []MsgID{forged.ID}})
+	if c, _ := sendsTo(out, nid(3)); c == nil || !slices.Equal(c.IWant, []MsgID{forged.ID}) {
+		t.Fatalf("an IHAVE after the reject was not asked for: %+v", out.Send)
+	}
+}
+
+// TestLateVerdictDoesNotApplyToAnotherCopy: a verdict that comes after its message timed out, once another copy of
+// the same id is pending, is not taken for that copy's.
+func TestLateVerdictDoesNotApplyToAnotherCopy(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 2)
+	first, second := msg("m"), msg("m")
+	r.HandleMessage(t0, nid(1), first)
+	now := t0.Add(cfg.ValidationTimeout)
+	r.Heartbeat(now)
+	if _, st := r.HandleMessage(now, nid(2), second); st != Pending {
+		t.Fatalf("second copy after the first timed out: %v", st)
+	}
+	if out := r.validated(now, first.ID, first, Reject); len(out.Penalize) != 0 {
+		t.Fatalf("the first copy's late verdict penalised %v", out.Penalize)
+	}
+	if out := r.validated(now, second.ID, second, Accept); len(out.Deliver) != 1 {
+		t.Fatal("the second copy was not delivered")
 	}
 }
 
@@ -424,6 +504,20 @@ func TestSeenCacheBounds(t *testing.T) {
 	s.expire(t0.Add(time.Minute + 2*time.Second))
 	if s.len() != 1 || !s.has(MsgID{3}) {
 		t.Errorf("time bound: len %d, want only the newest id", s.len())
+	}
+	// A forgotten id added again stays until its new entry expires, and forgotten entries count towards 2*max.
+	s.forget(MsgID{3})
+	s.add(MsgID{3}, t0.Add(2*time.Minute))
+	s.expire(t0.Add(2*time.Minute + 3*time.Second))
+	if !s.has(MsgID{3}) {
+		t.Error("the old entry of a forgotten id removed it when it was added again")
+	}
+	for k := range 10 {
+		s.add(MsgID{9, byte(k)}, t0.Add(2*time.Minute))
+		s.forget(MsgID{9, byte(k)})
+	}
+	if s.order.len() > 2*s.max {
+		t.Errorf("%d entries for %d ids: forgotten ones are not bounded", s.order.len(), s.len())
 	}
 
 	// Through the router: a message is a duplicate until SeenTTL has passed.
