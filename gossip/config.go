@@ -70,6 +70,10 @@ type Config struct {
 	IWantTimeout time.Duration
 	// MaxPendingIWant caps the message ids wanted at once (default 4096).
 	MaxPendingIWant int
+	// MaxPendingIWantPerPeer caps the message ids wanted at once that one peer announced first (default 512, at
+	// most MaxPendingIWant): a peer announcing ids nobody else has cannot keep the others' announcements from
+	// being asked for.
+	MaxPendingIWantPerPeer int
 
 	// ValidationTimeout is how long a message may await its verdict; it is then ignored (default 5s).
 	ValidationTimeout time.Duration
@@ -138,35 +142,36 @@ type Config struct {
 // DefaultConfig returns the default configuration, documented field by field on Config.
 func DefaultConfig() Config {
 	return Config{
-		D:                    6,
-		Dlo:                  4,
-		Dhi:                  12,
-		Dlazy:                6,
-		HeartbeatInterval:    time.Second,
-		GossipDelay:          500 * time.Millisecond,
-		HistoryGossip:        1,
-		MeshGossipBeats:      1,
-		HistoryLength:        5,
-		CacheMaxMessages:     4096,
-		CacheMaxBytes:        16 << 20,
-		SeenTTL:              2 * time.Minute,
-		SeenMax:              32768,
-		PruneDuplicates:      3,
-		PruneBackoff:         time.Minute,
-		MaxIHaveLength:       500,
-		MaxIHaveMessages:     10,
-		MaxIWantReplies:      256,
-		MaxIWantReplyBytes:   4 << 20,
-		IWantTimeout:         500 * time.Millisecond,
-		MaxPendingIWant:      4096,
-		ValidationTimeout:    5 * time.Second,
-		MaxPendingValidation: 1024,
-		PenaltyThreshold:     3,
-		MaxPeers:             1024,
-		MaxPeerTopics:        64,
-		TreeStaleBeats:       5,
-		TreeShortcutInterval: 30 * time.Second,
-		TreeShortcutShare:    0.25,
+		D:                      6,
+		Dlo:                    4,
+		Dhi:                    12,
+		Dlazy:                  6,
+		HeartbeatInterval:      time.Second,
+		GossipDelay:            500 * time.Millisecond,
+		HistoryGossip:          1,
+		MeshGossipBeats:        1,
+		HistoryLength:          5,
+		CacheMaxMessages:       4096,
+		CacheMaxBytes:          16 << 20,
+		SeenTTL:                2 * time.Minute,
+		SeenMax:                32768,
+		PruneDuplicates:        3,
+		PruneBackoff:           time.Minute,
+		MaxIHaveLength:         500,
+		MaxIHaveMessages:       10,
+		MaxIWantReplies:        256,
+		MaxIWantReplyBytes:     4 << 20,
+		IWantTimeout:           500 * time.Millisecond,
+		MaxPendingIWant:        4096,
+		MaxPendingIWantPerPeer: 512,
+		ValidationTimeout:      5 * time.Second,
+		MaxPendingValidation:   1024,
+		PenaltyThreshold:       3,
+		MaxPeers:               1024,
+		MaxPeerTopics:          64,
+		TreeStaleBeats:         5,
+		TreeShortcutInterval:   30 * time.Second,
+		TreeShortcutShare:      0.25,
 	}
 }
 
@@ -198,6 +203,8 @@ func (c Config) Validate() error {
 			c.MeshGossipBeats, c.HistoryGossip, c.HistoryLength)
 	case c.GossipDelay >= time.Duration(c.HistoryLength-c.HistoryGossip-c.MeshGossipBeats+1)*c.HeartbeatInterval:
 		return bad("GossipDelay %v leaves no time to announce within HistoryLength heartbeats", c.GossipDelay)
+	case c.MaxPendingIWantPerPeer < 1 || c.MaxPendingIWantPerPeer > c.MaxPendingIWant:
+		return bad("want 1 <= MaxPendingIWantPerPeer <= MaxPendingIWant, got %d and %d", c.MaxPendingIWantPerPeer, c.MaxPendingIWant)
 	case c.CacheMaxMessages < 1 || c.CacheMaxBytes < 1 || c.SeenMax < 1 || c.MaxIHaveLength < 1 ||
 		c.MaxIHaveMessages < 1 || c.MaxIWantReplies < 1 || c.MaxIWantReplyBytes < 1 || c.MaxPendingIWant < 1 || c.MaxPendingValidation < 1 ||
 		c.PenaltyThreshold < 1 || c.PruneDuplicates < 1 || c.MaxPeers < 1 || c.MaxPeerTopics < 1 || c.TreeStaleBeats < 1:

@@ -30,7 +30,8 @@ func (r *Router) HandleControl(now time.Time, from session.NodeID, c *Control) O
 
 // HandleIHave takes an announcement and asks (IWANT) for the announced messages not seen nor already asked for.
 // It reads at most MaxIHaveLength ids per IHAVE and MaxIHaveMessages IHAVEs per peer and heartbeat, and only for
-// joined topics.
+// joined topics; it asks for at most MaxPendingIWant ids at once, MaxPendingIWantPerPeer of them announced first by
+// one peer.
 func (r *Router) HandleIHave(now time.Time, from session.NodeID, ih IHave) Output {
 	now = r.clock(now)
 	var b builder
@@ -56,13 +57,9 @@ func (r *Router) handleIHave(b *builder, now time.Time, from session.NodeID, ih 
 		}
 		w := r.wants[id]
 		if w == nil {
-			if len(r.wants) >= r.cfg.MaxPendingIWant {
-				continue
+			if w = r.newWant(id, from, now); w != nil {
+				r.ask(b, id, w, now)
 			}
-			w = &want{at: now}
-			r.wants[id] = w
-			w.addSource(from)
-			r.ask(b, id, w, now)
 			continue
 		}
 		w.addSource(from)

@@ -117,6 +117,47 @@ func TestIWantRepliesCappedInBytes(t *testing.T) {
 	}
 }
 
+// TestOnePeerCannotStarveOthersIWant: the outstanding IWANTs are bounded by MaxPendingIWant for all peers together
+// and by MaxPendingIWantPerPeer for the ids one peer announced first. One peer announcing MaxIHaveMessages x
+// MaxIHaveLength bogus ids per heartbeat gets its share asked for; an honest peer's announcement of a real message
+// that this node misses is still asked for, heartbeat after heartbeat.
+func TestOnePeerCannotStarveOthersIWant(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 2)
+	bogus := func(beat, i int) MsgID {
+		var id MsgID
+		id[0], id[1], id[2], id[3] = byte(beat), byte(i), byte(i>>8), 0xee
+		return id
+	}
+	now := t0
+	for beat := range 3 {
+		// Hostile peer 1, right after our heartbeat: 10 IHAVEs of 500 bogus ids.
+		asked := 0
+		for k := range cfg.MaxIHaveMessages {
+			ih := IHave{Topic: topicA}
+			for i := range cfg.MaxIHaveLength {
+				ih.IDs = append(ih.IDs, bogus(beat, k*cfg.MaxIHaveLength+i))
+			}
+			if c, _ := sendsTo(r.HandleIHave(now, nid(1), ih), nid(1)); c != nil {
+				asked += len(c.IWant)
+			}
+		}
+		if asked != cfg.MaxPendingIWantPerPeer { // its share of the last heartbeat, unanswered, is freed
+			t.Fatalf("heartbeat %d: asked peer 1 for %d ids, want MaxPendingIWantPerPeer (%d)", beat, asked, cfg.MaxPendingIWantPerPeer)
+		}
+		// Honest peer 2 announces a real message.
+		real := msg(fmt.Sprintf("real %d", beat))
+		real.ID = DefaultMsgID(real)
+		out := r.HandleIHave(now, nid(2), IHave{Topic: topicA, IDs: []MsgID{real.ID}})
+		if c, _ := sendsTo(out, nid(2)); c == nil || len(c.IWant) != 1 {
+			t.Fatalf("heartbeat %d: the honest announcement got no IWANT (%d wants outstanding, limit %d)",
+				beat, len(r.wants), cfg.MaxPendingIWant)
+		}
+		now = now.Add(cfg.HeartbeatInterval)
+		r.Heartbeat(now)
+	}
+}
+
 func TestMessageLearnedByIWantGrafts(t *testing.T) {
 	r := joined(t, DefaultConfig(), 1)
 	addPeers(t, r, topicA, 2, 2) // outside the mesh

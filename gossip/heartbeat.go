@@ -76,7 +76,7 @@ func (r *Router) retryWants(b *builder, now time.Time) {
 	slices.SortFunc(due, func(x, y MsgID) int { return bytes.Compare(x[:], y[:]) })
 	for _, id := range due {
 		if w := r.wants[id]; w.done || !r.ask(b, id, w, now) {
-			delete(r.wants, id)
+			r.dropWant(id, w)
 		}
 	}
 }

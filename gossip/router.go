@@ -54,6 +54,7 @@ type peer struct {
 	penalty int                  // messages rejected so far
 	ihaves  int                  // IHAVEs read this heartbeat
 	served  int                  // messages served to IWANT this heartbeat
+	wants   int                  // outstanding IWANTs of ids it announced first (want.src[0])
 	sent    int                  // their bytes (Message.size)
 }
 
@@ -97,6 +98,28 @@ func (w *want) addSource(id session.NodeID) {
 	if w.n < len(w.src) && !slices.Contains(w.src[:w.n], id) {
 		w.src[w.n] = id
 		w.n++
+	}
+}
+
+// newWant records an outstanding IWANT of id, announced first by from, unless MaxPendingIWant or from's share
+// (MaxPendingIWantPerPeer) is reached: then it returns nil.
+func (r *Router) newWant(id MsgID, from session.NodeID, now time.Time) *want {
+	p := r.peers[from]
+	if p == nil || len(r.wants) >= r.cfg.MaxPendingIWant || p.wants >= r.cfg.MaxPendingIWantPerPeer {
+		return nil
+	}
+	p.wants++
+	w := &want{at: now}
+	w.addSource(from)
+	r.wants[id] = w
+	return w
+}
+
+// dropWant forgets an outstanding IWANT, and counts it off its first announcer's share.
+func (r *Router) dropWant(id MsgID, w *want) {
+	delete(r.wants, id)
+	if p := r.peers[w.src[0]]; p != nil && p.wants > 0 {
+		p.wants--
 	}
 }
 
@@ -451,13 +474,12 @@ func (r *Router) unsee(b *builder, pd *pending, now time.Time) {
 		return
 	}
 	if w == nil {
-		if len(r.wants) >= r.cfg.MaxPendingIWant {
+		if w = r.newWant(id, pd.alt, now); w == nil {
 			return
 		}
-		w = &want{at: now}
-		r.wants[id] = w
+	} else {
+		w.addSource(pd.alt)
 	}
-	w.addSource(pd.alt)
 	r.ask(b, id, w, now)
 }
 

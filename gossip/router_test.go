@@ -15,19 +15,21 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("default config: %v", err)
 	}
 	tests := map[string]func(*Config){
-		"D zero":                func(c *Config) { c.D = 0 },
-		"Dlo above D":           func(c *Config) { c.Dlo = c.D + 1 },
-		"Dhi below D":           func(c *Config) { c.Dhi = c.D - 1 },
-		"negative Dlazy":        func(c *Config) { c.Dlazy = -1 },
-		"no heartbeat":          func(c *Config) { c.HeartbeatInterval = 0 },
-		"no seen TTL":           func(c *Config) { c.SeenTTL = 0 },
-		"history too short":     func(c *Config) { c.HistoryLength = c.HistoryGossip },
-		"no mesh gossip":        func(c *Config) { c.MeshGossipBeats = 0 },
-		"mesh gossip too slow":  func(c *Config) { c.MeshGossipBeats = c.HistoryLength },
-		"gossip delay too long": func(c *Config) { c.GossipDelay = 10 * time.Second },
-		"no seen max":           func(c *Config) { c.SeenMax = 0 },
-		"no prune duplicates":   func(c *Config) { c.PruneDuplicates = 0 },
-		"no penalty threshold":  func(c *Config) { c.PenaltyThreshold = 0 },
+		"D zero":                    func(c *Config) { c.D = 0 },
+		"Dlo above D":               func(c *Config) { c.Dlo = c.D + 1 },
+		"Dhi below D":               func(c *Config) { c.Dhi = c.D - 1 },
+		"negative Dlazy":            func(c *Config) { c.Dlazy = -1 },
+		"no heartbeat":              func(c *Config) { c.HeartbeatInterval = 0 },
+		"no seen TTL":               func(c *Config) { c.SeenTTL = 0 },
+		"history too short":         func(c *Config) { c.HistoryLength = c.HistoryGossip },
+		"no mesh gossip":            func(c *Config) { c.MeshGossipBeats = 0 },
+		"mesh gossip too slow":      func(c *Config) { c.MeshGossipBeats = c.HistoryLength },
+		"gossip delay too long":     func(c *Config) { c.GossipDelay = 10 * time.Second },
+		"no seen max":               func(c *Config) { c.SeenMax = 0 },
+		"no prune duplicates":       func(c *Config) { c.PruneDuplicates = 0 },
+		"no penalty threshold":      func(c *Config) { c.PenaltyThreshold = 0 },
+		"per-peer IWANTs above all": func(c *Config) { c.MaxPendingIWantPerPeer = c.MaxPendingIWant + 1 },
+		"no per-peer IWANTs":        func(c *Config) { c.MaxPendingIWantPerPeer = 0 },
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {
