@@ -36,8 +36,9 @@ const rankDropBeats = 5
 // after the failure and every node of the tree moved again (node sim --kill 0.2: one run in ten or so).
 const rootIncumbency = 1
 
-// maxHeardRoots bounds the roots a node keeps the beacon of (see treeState.heard); reports of further roots are
-// ignored until some are forgotten.
+// maxHeardRoots bounds the roots a node keeps the beacon of (see treeState.heard). When it is full, the roots no
+// peer's report names are forgotten to make room (forgetUnnamedRoots); a report of a root that still finds no room
+// is stored, but its root is not taken until it can be recorded.
 const maxHeardRoots = 1024
 
 // treeRank is the rank a node with peers topic peers announces, given the one it announced so far: one step per
@@ -285,9 +286,14 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 	same := !learned && had && r.fresh(prev) && samePlace(prev.info, info) && (info.Root == r.cfg.Self || r.alive(ts, info.Root))
 	if info.Root != r.cfg.Self {
 		h, ok := ts.heard[info.Root]
+		if !ok && len(ts.heard) >= maxHeardRoots {
+			r.forgetUnnamedRoots(ts, from)
+		}
 		switch {
 		case !ok && len(ts.heard) >= maxHeardRoots:
-			return
+			// The root cannot be recorded (every one kept is named by a peer's report): the view is stored, and
+			// its root is not taken until it can be.
+			same = false
 		case !ok || info.Seq > h.seq:
 			same = same && ok && h.rank == info.RootRank
 			h.seq, h.beat, h.rank = info.Seq, r.beats, info.RootRank
@@ -298,6 +304,23 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 	if !same { // updateTree also drops the cached links: the peer may have become a child or stopped being one
 		r.updateTree(b, info.Topic, t)
 	}
+}
+
+// forgetUnnamedRoots makes room in a full ts.heard: it forgets the roots that no peer's report names, but this
+// node's root, the report of peer from (about to be replaced) not counting. Roots made up by a peer, one report
+// each, would otherwise fill it for good (their beacons renewed) and lock out every root heard of later, a real
+// one included. A root forgotten this way and reported again is taken as newly heard of.
+func (r *Router) forgetUnnamedRoots(ts *treeState, from session.NodeID) {
+	named := make(map[session.NodeID]struct{}, len(ts.views))
+	for id, v := range ts.views {
+		if id != from {
+			named[v.info.Root] = struct{}{}
+		}
+	}
+	maps.DeleteFunc(ts.heard, func(root session.NodeID, _ beaconHeard) bool {
+		_, ok := named[root]
+		return !ok && root != ts.root
+	})
 }
 
 // samePlace tells whether two reports of a peer give it the same place in the tree: root, root's rank, distance,

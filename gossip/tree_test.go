@@ -658,3 +658,29 @@ func TestTreeDampsAPlaceThatKeepsChanging(t *testing.T) {
 		t.Fatal("a change after the heartbeat was not reported at once")
 	}
 }
+
+// TestMadeUpRootsDoNotLockOutARealRoot: treeState.heard is bounded (maxHeardRoots) for all peers together.
+// One topic peer reporting 1024 made-up roots every heartbeat, renewing their beacons, fills it; the roots no peer's
+// report names then make room, and an honest report of a root not heard of yet is taken: here a live peer that is a
+// better root than the node itself.
+func TestMadeUpRootsDoNotLockOutARealRoot(t *testing.T) {
+	r := treeRouter(t, 2)
+	fake := func(i int) session.NodeID {
+		var id session.NodeID
+		id[0], id[1], id[2], id[31] = 0xff, byte(i), byte(i>>8), 1 // larger than every real id here: never chosen
+		return id
+	}
+	now := t0
+	for beat := range 90 { // past 16*TreeStaleBeats, when an entry not renewed is forgotten
+		for i := range maxHeardRoots {
+			r.HandleTree(now, nid(1), TreeInfo{Topic: topicA, Root: fake(i), Seq: uint64(beat + 1), Dist: 0})
+		}
+		// Honest peer 2 is its own root (smaller id than the node: it should be the node's root and parent).
+		r.HandleTree(now, nid(2), report(2, 0, -1, uint64(beat+1)))
+		now = now.Add(time.Second)
+		r.Heartbeat(now)
+	}
+	if root, parent, _, _ := r.TreeLinks(topicA); root != nid(2) || parent != nid(2) {
+		t.Fatalf("after 90 heartbeats of honest reports the node still does not take peer 2 as root and parent (root is self: %v)", root == nid(self))
+	}
+}
