@@ -34,7 +34,8 @@ func (n *Node) gossipRelay() (*gossip.Relay, error) {
 // is handed to the node's mesh peers. Errors: gossip.ErrNoPeers when no connected peer is subscribed to the
 // topic yet (nothing was sent: retry once peers have joined, see WaitTopicPeers), gossip.ErrDuplicate for a
 // payload already published on the topic recently (message ids hash topic and payload), gossip.ErrMessageTooLarge,
-// ErrClosed, ErrNotStarted, or ctx's error.
+// gossip.ErrTopicTooLong (over Gossip.Router.MaxTopicLength, 256 bytes by default), ErrClosed, ErrNotStarted, or
+// ctx's error.
 func (n *Node) Publish(ctx context.Context, topic string, msg proto.Message) (gossip.MsgID, error) {
 	r, err := n.gossipRelay()
 	if err != nil {
@@ -62,7 +63,8 @@ func marshalAny(msg proto.Message) ([]byte, error) {
 // Subscribe joins topic: handler receives every message accepted on it (each once, the node's own publications
 // included) on a goroutine of the subscription. Options add a validator (gossip.WithValidator) that every message
 // must pass before it is delivered or relayed. Cancel the subscription to leave. Close waits for running handlers
-// and validators to return: a handler must not block forever, and a validator must honour its context.
+// and validators to return: a handler must not block forever, and a validator must honour its context. A topic over
+// Gossip.Router.MaxTopicLength fails with gossip.ErrTopicTooLong.
 func (n *Node) Subscribe(ctx context.Context, topic string, handler func(*gossip.Delivery), opts ...gossip.SubscribeOption) (*gossip.Subscription, error) {
 	r, err := n.gossipRelay()
 	if err != nil {

@@ -84,6 +84,11 @@ type Config struct {
 	// (default 3).
 	PenaltyThreshold int
 
+	// MaxTopicLength caps a topic name in bytes (default 256). Subscribe and Publish fail with ErrTopicTooLong
+	// beyond it; the Router tracks no longer topic from a peer, and the relay drops an RPC naming one and
+	// penalises its sender.
+	MaxTopicLength int
+
 	// MaxPeers caps the peers the Router tracks (default 1024).
 	MaxPeers int
 	// MaxPeerTopics caps the subscriptions tracked per peer (default 64).
@@ -167,6 +172,7 @@ func DefaultConfig() Config {
 		ValidationTimeout:      5 * time.Second,
 		MaxPendingValidation:   1024,
 		PenaltyThreshold:       3,
+		MaxTopicLength:         256,
 		MaxPeers:               1024,
 		MaxPeerTopics:          64,
 		TreeStaleBeats:         5,
@@ -207,7 +213,8 @@ func (c Config) Validate() error {
 		return bad("want 1 <= MaxPendingIWantPerPeer <= MaxPendingIWant, got %d and %d", c.MaxPendingIWantPerPeer, c.MaxPendingIWant)
 	case c.CacheMaxMessages < 1 || c.CacheMaxBytes < 1 || c.SeenMax < 1 || c.MaxIHaveLength < 1 ||
 		c.MaxIHaveMessages < 1 || c.MaxIWantReplies < 1 || c.MaxIWantReplyBytes < 1 || c.MaxPendingIWant < 1 || c.MaxPendingValidation < 1 ||
-		c.PenaltyThreshold < 1 || c.PruneDuplicates < 1 || c.MaxPeers < 1 || c.MaxPeerTopics < 1 || c.TreeStaleBeats < 1:
+		c.PenaltyThreshold < 1 || c.PruneDuplicates < 1 || c.MaxPeers < 1 || c.MaxPeerTopics < 1 || c.MaxTopicLength < 1 ||
+		c.TreeStaleBeats < 1:
 		return bad("limits must be >= 1")
 	}
 	return nil

@@ -41,15 +41,24 @@ func (r *Router) Heartbeat(now time.Time) Output {
 	}
 	r.retryWants(&b, now)
 
-	for _, name := range slices.Sorted(maps.Keys(r.topics)) {
-		if t := r.topics[name]; t.joined {
-			r.maintain(&b, name, t, now)
-			r.announce(&b, name, t, r.dueForGossip(name, now))
-			if t.tree != nil {
-				r.treeHeartbeat(&b, now, name, t) // last: an unchanged report rides on the control sent already
-			}
+	// The joined topics in order (the peers' other topics, up to MaxPeers x MaxPeerTopics, are not sorted).
+	names := r.names[:0]
+	for name, t := range r.topics {
+		if t.joined {
+			names = append(names, name)
 		}
 	}
+	slices.Sort(names)
+	for _, name := range names {
+		t := r.topics[name]
+		r.maintain(&b, name, t, now)
+		r.announce(&b, name, t, r.dueForGossip(name, now))
+		if t.tree != nil {
+			r.treeHeartbeat(&b, now, name, t) // last: an unchanged report rides on the control sent already
+		}
+	}
+	clear(names)
+	r.names = names[:0]
 	return b.result()
 }
 

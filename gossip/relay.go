@@ -124,6 +124,10 @@ func (c RelayConfig) Validate() error {
 	if c.MaxMessageSize < 1 || c.PeerMessageRate <= 0 || c.PeerMessageBurst < 1 || c.PenaltyBan <= 0 || c.DeliveryBuffer < 1 {
 		return fmt.Errorf("%w: MaxMessageSize, PeerMessageRate, PeerMessageBurst, PenaltyBan and DeliveryBuffer must be positive", ErrInvalidConfig)
 	}
+	if c.Router.MaxTopicLength > maxRelayTopicLength {
+		return fmt.Errorf("%w: Router.MaxTopicLength %d, want at most %d (RPCMessageOverhead)", ErrInvalidConfig,
+			c.Router.MaxTopicLength, maxRelayTopicLength)
+	}
 	if need := c.MaxMessageSize + RPCMessageOverhead; c.MaxRPCSize < need {
 		return fmt.Errorf("%w: MaxRPCSize %d cannot hold a message of MaxMessageSize %d (needs %d)", ErrInvalidConfig,
 			c.MaxRPCSize, c.MaxMessageSize, need)
@@ -368,7 +372,8 @@ func ask[T any](ctx context.Context, r *Relay, msg any, reply <-chan T) (T, erro
 
 // Publish publishes data (an encoded google.protobuf.Any) on topic. It fails with ErrNoPeers when no peer is
 // subscribed to the topic yet (nothing was sent), ErrDuplicate when the same payload was published on the topic
-// within the seen-cache's memory, ErrMessageTooLarge, or the context's error.
+// within the seen-cache's memory, ErrMessageTooLarge, ErrEmptyTopic, ErrTopicTooLong (over
+// Config.MaxTopicLength), or the context's error.
 func (r *Relay) Publish(ctx context.Context, topic string, data []byte) (MsgID, error) {
 	if topic == "" {
 		return MsgID{}, ErrEmptyTopic
@@ -382,7 +387,8 @@ func (r *Relay) Publish(ctx context.Context, topic string, data []byte) (MsgID, 
 }
 
 // Subscribe adds a subscriber to topic: handler is called with every message accepted on the topic, the node's
-// own publications included. The node joins the topic's mesh with its first subscription.
+// own publications included. The node joins the topic's mesh with its first subscription. It fails with
+// ErrEmptyTopic, ErrTopicTooLong (over Config.MaxTopicLength) or the context's error.
 func (r *Relay) Subscribe(ctx context.Context, topic string, handler func(*Delivery), opts ...SubscribeOption) (*Subscription, error) {
 	if topic == "" {
 		return nil, ErrEmptyTopic

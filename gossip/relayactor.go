@@ -259,6 +259,11 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 		}
 		a.net.Retain(from)
 	}
+	if !topicsFit(rpc, a.cfg.Router.MaxTopicLength) {
+		a.stats.Malformed++
+		a.penalize(a.router.PenalizePeer(from), ErrTopicTooLong.Error())
+		return
+	}
 	now := time.Now()
 	if rpc.Hello {
 		listed := make(map[string]bool, len(rpc.Subscriptions))
@@ -292,6 +297,45 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 	for _, wm := range rpc.Messages {
 		a.handleMessage(now, from, wm)
 	}
+}
+
+// topicsFit tells whether every topic rpc names is within max bytes.
+func topicsFit(rpc *messages.GossipRPC, max int) bool {
+	for _, s := range rpc.Subscriptions {
+		if len(s.Topic) > max {
+			return false
+		}
+	}
+	for _, m := range rpc.Messages {
+		if len(m.Topic) > max {
+			return false
+		}
+	}
+	c := rpc.Control
+	if c == nil {
+		return true
+	}
+	for _, ih := range c.Ihave {
+		if len(ih.Topic) > max {
+			return false
+		}
+	}
+	for _, g := range c.Graft {
+		if len(g) > max {
+			return false
+		}
+	}
+	for _, p := range c.Prune {
+		if len(p.Topic) > max {
+			return false
+		}
+	}
+	for _, t := range c.Tree {
+		if len(t.Topic) > max {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messages.GossipMessage) {
@@ -396,6 +440,9 @@ func (a *relayActor) penalize(p Penalty, why string) {
 }
 
 func (a *relayActor) publish(req *publishRequest) publishResult {
+	if err := a.cfg.Router.CheckTopic(req.topic); err != nil {
+		return publishResult{err: err}
+	}
 	if len(req.data) > a.cfg.MaxMessageSize {
 		return publishResult{err: fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(req.data), a.cfg.MaxMessageSize)}
 	}
@@ -418,6 +465,9 @@ func (a *relayActor) subscribe(s *Subscription) error {
 	case <-s.done:
 		return nil // cancelled before it got here
 	default:
+	}
+	if err := a.cfg.Router.CheckTopic(s.topic); err != nil {
+		return err
 	}
 	s.queue = newDeliveryQueue(a.cfg.DeliveryBuffer)
 	first := len(a.subs[s.topic]) == 0

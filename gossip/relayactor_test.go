@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -223,6 +224,11 @@ func TestRelayConfigNeedsRoomForAMessage(t *testing.T) {
 	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("MaxIWantReplyBytes = MaxMessageSize: Validate = %v, want ErrInvalidConfig", err)
 	}
+	cfg = DefaultRelayConfig()
+	cfg.Router.MaxTopicLength = maxRelayTopicLength + 1
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("MaxTopicLength beyond RPCMessageOverhead: Validate = %v, want ErrInvalidConfig", err)
+	}
 	for _, limit := range []int{64 << 10, 100, 1 << 30} {
 		fit := DefaultRelayConfig().FitRPCSize(limit)
 		if err := fit.Validate(); err != nil {
@@ -230,6 +236,60 @@ func TestRelayConfigNeedsRoomForAMessage(t *testing.T) {
 		}
 		if limit > RPCMessageOverhead && (fit.MaxRPCSize > limit || fit.MaxMessageSize+RPCMessageOverhead > fit.MaxRPCSize) {
 			t.Errorf("FitRPCSize(%d): MaxRPCSize %d, MaxMessageSize %d", limit, fit.MaxRPCSize, fit.MaxMessageSize)
+		}
+	}
+}
+
+// TestRelayRefusesTopicsOverMaxTopicLength: Subscribe and Publish fail with ErrTopicTooLong for a topic over
+// MaxTopicLength; an RPC naming one, anywhere, is dropped whole and its sender penalised.
+func TestRelayRefusesTopicsOverMaxTopicLength(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	long := strings.Repeat("t", cfg.Router.MaxTopicLength+1)
+	props, err := NewRelayProps(cfg, &flakyNetwork{self: nid(1), peer: nid(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	system := actor.NewActorSystem()
+	defer system.Shutdown()
+	pid := system.Root.Spawn(props)
+	defer func() { _ = system.Root.StopFuture(pid).Wait() }()
+	done := make(chan struct{})
+	defer close(done)
+	relay := NewRelay(system.Root, pid, done)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := relay.Subscribe(ctx, long, func(*Delivery) {}); !errors.Is(err, ErrTopicTooLong) {
+		t.Errorf("Subscribe to a long topic: %v, want ErrTopicTooLong", err)
+	}
+	if _, err := relay.Publish(ctx, long, []byte("x")); !errors.Is(err, ErrTopicTooLong) {
+		t.Errorf("Publish on a long topic: %v, want ErrTopicTooLong", err)
+	}
+	if _, err := relay.Subscribe(ctx, long[1:], func(*Delivery) {}); err != nil {
+		t.Errorf("Subscribe to a topic of MaxTopicLength: %v", err)
+	}
+
+	rcfg := cfg
+	rcfg.Router.Self = nid(1)
+	rpcs := map[string]*messages.GossipRPC{
+		"subscription": {Subscriptions: []*messages.GossipSubscription{{Topic: long, Subscribe: true}}},
+		"message":      {Messages: []*messages.GossipMessage{{Topic: long, Origin: nid(9).Bytes()}}},
+		"ihave":        {Control: &messages.GossipControl{Ihave: []*messages.GossipIHave{{Topic: long}}}},
+		"graft":        {Control: &messages.GossipControl{Graft: []string{long}}},
+		"prune":        {Control: &messages.GossipControl{Prune: []*messages.GossipPrune{{Topic: long}}}},
+		"tree":         {Control: &messages.GossipControl{Tree: []*messages.GossipTree{{Topic: long, Root: nid(3).Bytes()}}}},
+	}
+	for name, rpc := range rpcs {
+		r := joined(t, rcfg.Router, 2)
+		a := &relayActor{cfg: rcfg, net: &flakyNetwork{self: nid(1), peer: nid(2)}, log: zerolog.Nop(), router: r,
+			peers: map[session.NodeID]bool{nid(1): true, nid(2): true}, subs: map[string][]*Subscription{},
+			limiter: routing.NewRateLimiter[session.NodeID](1000, 1000, 10)}
+		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: "other", Subscribe: true})
+		a.handleRPC(nid(2), rpc)
+		if a.stats.Malformed != 1 || r.Stats().Rejected != 1 {
+			t.Errorf("%s naming a long topic: %d malformed, %d penalties, want 1 and 1", name, a.stats.Malformed, r.Stats().Rejected)
+		}
+		if topics := r.PeerTopics(nid(2)); !slices.Equal(topics, []string{topicA}) {
+			t.Errorf("%s naming a long topic: the rest of the RPC was taken (peer topics %q)", name, topics)
 		}
 	}
 }

@@ -20,7 +20,17 @@ var (
 	ErrUnknownPeer = errors.New("gossip: unknown peer")
 	// ErrLimit is returned when a Config limit (MaxPeers, MaxPeerTopics) is reached.
 	ErrLimit = errors.New("gossip: limit reached")
+	// ErrTopicTooLong is returned for a topic name over Config.MaxTopicLength.
+	ErrTopicTooLong = errors.New("gossip: topic name too long")
 )
+
+// CheckTopic fails with ErrTopicTooLong for a topic name over MaxTopicLength.
+func (c Config) CheckTopic(name string) error {
+	if len(name) > c.MaxTopicLength {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTopicTooLong, len(name), c.MaxTopicLength)
+	}
+	return nil
+}
 
 // maxWantSources is how many announcers of a wanted message are remembered, to ask in turn.
 const maxWantSources = 3
@@ -42,6 +52,7 @@ type Router struct {
 	wants   map[MsgID]*want
 	stats   Stats
 	due     []*cached // scratch of dueForGossip
+	names   []string  // scratch of Heartbeat: the joined topics
 	since   []uint64  // scratch of announce
 	// repairBeat is the heartbeat count when the node last answered an IWANT or pulled a message (see
 	// quietGossip).
@@ -197,12 +208,16 @@ func (r *Router) RemovePeer(now time.Time, id session.NodeID) Output {
 	return b.result()
 }
 
-// PeerSubscribed records that a peer subscribed to a topic. It fails with ErrUnknownPeer or, beyond
-// MaxPeerTopics, ErrLimit.
+// PeerSubscribed records that a peer subscribed to a topic. It fails with ErrUnknownPeer, ErrTopicTooLong or,
+// beyond MaxPeerTopics, ErrLimit. Only topics joined or subscribed to by a peer are known, so every other input
+// naming a topic over MaxTopicLength finds none and is dropped.
 func (r *Router) PeerSubscribed(id session.NodeID, name string) error {
 	p := r.peers[id]
 	if p == nil {
 		return fmt.Errorf("%w: %s", ErrUnknownPeer, id.Short())
+	}
+	if err := r.cfg.CheckTopic(name); err != nil {
+		return err
 	}
 	if _, ok := p.topics[name]; ok {
 		return nil
@@ -260,10 +275,13 @@ func (r *Router) dropTopicPeer(b *builder, name string, id session.NodeID) {
 }
 
 // Join subscribes the node to a topic and grafts up to D of the topic's peers. Announcing the subscription to the
-// peers is the shell's job.
+// peers is the shell's job. A topic over MaxTopicLength is not joined (the shell checks it first, CheckTopic).
 func (r *Router) Join(now time.Time, name string) Output {
 	now = r.clock(now)
 	var b builder
+	if r.cfg.CheckTopic(name) != nil {
+		return b.result()
+	}
 	if t := r.topic(name); !t.joined {
 		t.joined = true
 		if r.cfg.Tree {
@@ -296,9 +314,12 @@ func (r *Router) Leave(now time.Time, name string) Output {
 // peers; otherwise to the eager mesh links of its topic (grafting one back if none is eager); and when the node has
 // neither, to up to D random peers of the topic. It is delivered locally too when the topic is joined. It sets msg.ID
 // and msg.Hops, and fails with ErrNoPeers when no peer is subscribed to the topic, or ErrDuplicate when the id was
-// seen already.
+// seen already (and with ErrTopicTooLong for a topic over MaxTopicLength).
 func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 	now = r.clock(now)
+	if err := r.cfg.CheckTopic(msg.Topic); err != nil {
+		return Output{}, err
+	}
 	t := r.topics[msg.Topic]
 	if t == nil || len(t.peers) == 0 {
 		return Output{}, fmt.Errorf("%w %q", ErrNoPeers, msg.Topic)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ func TestConfigValidate(t *testing.T) {
 		"no penalty threshold":      func(c *Config) { c.PenaltyThreshold = 0 },
 		"per-peer IWANTs above all": func(c *Config) { c.MaxPendingIWantPerPeer = c.MaxPendingIWant + 1 },
 		"no per-peer IWANTs":        func(c *Config) { c.MaxPendingIWantPerPeer = 0 },
+		"no topic length":           func(c *Config) { c.MaxTopicLength = 0 },
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -42,6 +44,33 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("NewRouter = %v, want ErrInvalidConfig", err)
 			}
 		})
+	}
+}
+
+// TestRouterRefusesTopicsOverMaxTopicLength: a topic over MaxTopicLength is neither tracked for a peer, nor
+// joined, nor published on, so no input from a peer naming one finds a topic or keeps its name.
+func TestRouterRefusesTopicsOverMaxTopicLength(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Tree, cfg.Self = true, nid(100)
+	r := joined(t, cfg, 2)
+	long := strings.Repeat("t", cfg.MaxTopicLength+1)
+	if err := r.PeerSubscribed(nid(1), long); !errors.Is(err, ErrTopicTooLong) {
+		t.Errorf("PeerSubscribed: %v, want ErrTopicTooLong", err)
+	}
+	r.Join(t0, long)
+	if _, err := r.Publish(t0, &Message{Topic: long, Data: []byte("x")}); !errors.Is(err, ErrTopicTooLong) {
+		t.Errorf("Publish: %v, want ErrTopicTooLong", err)
+	}
+	out := r.HandleControl(t0, nid(1), &Control{IHave: []IHave{{Topic: long, IDs: []MsgID{{1}}}}, Graft: []string{long},
+		Prune: []Prune{{Topic: long}}, Tree: []TreeInfo{{Topic: long, Root: nid(3)}}})
+	if _, st := r.HandleMessage(t0, nid(1), &Message{Topic: long, Data: []byte("x")}); st != Dropped || len(out.Send) != 0 {
+		t.Errorf("inputs naming a long topic: message %v, sends %+v", st, out.Send)
+	}
+	if len(r.topics) != 1 {
+		t.Errorf("%d topics known, want only %q", len(r.topics), topicA)
+	}
+	if err := r.PeerSubscribed(nid(1), long[1:]); err != nil {
+		t.Errorf("a topic of MaxTopicLength: %v", err)
 	}
 }
 

@@ -33,9 +33,14 @@ func AppendSignedBytes(b []byte, m *Message) []byte {
 	return append(b, m.Data...)
 }
 
-// RPCMessageOverhead is the most room a message's metadata takes in an RPC besides its data, for a topic of up to
-// 800 bytes: RelayConfig.MaxRPCSize must exceed MaxMessageSize by that much.
+// RPCMessageOverhead is the most room a message's metadata takes in an RPC besides its data, its topic included
+// (Router.MaxTopicLength is at most maxRelayTopicLength): RelayConfig.MaxRPCSize must exceed MaxMessageSize by that
+// much.
 const RPCMessageOverhead = 1 << 10
+
+// maxRelayTopicLength is the largest Config.MaxTopicLength the relay takes: the rest of RPCMessageOverhead holds
+// the other fields of a message (origin, signature, numbers, tags and length prefixes: under 200 bytes).
+const maxRelayTopicLength = 800
 
 // messageWireSize is the size of m as an entry of GossipRPC.messages (tag and length prefix included), counted
 // without encoding it.

@@ -17,8 +17,9 @@ import (
 // Nothing of the result aliases b, so the caller may reuse b when it returns. The bytes are copied into a few
 // arrays, by what keeps them alive: each message's bytes fields (data, origin, signature) into one of its own, so
 // that a message kept (cached, delivered) keeps only itself and not the control or other messages it came with;
-// the control's bytes fields (ids, tree roots, parents, upstreams) into another; every string into a third, small
-// one, built with unsafe.String and never written again, so that a topic kept as a map key keeps no payload alive.
+// the control's bytes fields (ids, tree roots, parents, upstreams) into another; the short strings into a third,
+// small one (at most 1 KiB), built with unsafe.String and never written again, and a longer string into one of its
+// own, so that a topic kept as a map key keeps neither a payload nor another long string alive.
 // Each bytes field's capacity is cut to its length (an append reallocates rather than overwrite the next field).
 // The elements of a repeated field (and the ids of all IHAVE entries, the paths and the cuts of all tree reports)
 // share one backing array.
@@ -447,10 +448,20 @@ func messageBytes(b []byte) int {
 	return n
 }
 
+// Strings up to sharedStrLen bytes share one array, as long as it stays within sharedStrBytes; the others get one
+// of their own. A string kept (a topic as a map key, a cached message's topic) then keeps alive at most
+// sharedStrBytes besides itself, whatever the RPC's other strings: an RPC's topics are short and few, so they
+// still take one allocation.
+const (
+	sharedStrLen   = 128
+	sharedStrBytes = 1 << 10
+)
+
 // str returns v as a string, or false when v is not UTF-8 (proto3 rejects it). Strings do not share the copy of
-// the RPC: their bytes are copied again, into one small array for all of them (the count pass sums their lengths),
-// so that a topic kept as a map key does not keep a large payload alive with it. A string equal to the one
-// before it (the same topic in several fields) is that string again.
+// the RPC: their bytes are copied again, the short ones into one small array for all of them (the count pass sums
+// their lengths), the others each into its own (see sharedStrLen), so that a topic kept as a map key keeps neither
+// a payload nor another large string alive with it. A string equal to the one before it (the same topic in several
+// fields) is that string again.
 func (d *gossipDecoder) str(v []byte) (string, bool) {
 	if len(v) == 0 {
 		return "", true
@@ -458,11 +469,19 @@ func (d *gossipDecoder) str(v []byte) (string, bool) {
 	if !utf8.Valid(v) {
 		return "", false
 	}
-	d.n.strBytes += len(v)
+	// The same decision in both passes: strBytes grows alike.
+	shared := len(v) <= sharedStrLen && d.n.strBytes+len(v) <= sharedStrBytes
+	if shared {
+		d.n.strBytes += len(v)
+	}
 	if !d.fill {
 		return "", true
 	}
 	if d.last == string(v) {
+		return d.last, true
+	}
+	if !shared {
+		d.last = string(v)
 		return d.last, true
 	}
 	start := len(d.strs)

@@ -6,8 +6,10 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -311,6 +313,35 @@ func TestUnmarshalGossipRPCStringsDoNotKeepThePayload(t *testing.T) {
 	waitCollected(t, freed, "the payload's copy is still reachable through the topics kept")
 	if sub != "blocks" || topic != "blocks" {
 		t.Fatalf("topics kept: %q, %q", sub, topic)
+	}
+}
+
+// TestUnmarshalGossipRPCKeptTopicDoesNotPinOtherStrings: a relay keeps a received message's Topic (message cache,
+// pending validation) and a subscription's Topic (as map keys), accounting only len(topic). A short kept topic must
+// not keep the RPC's other strings alive: neither a long one (a 512 KiB graft the relay ignores) nor the last of
+// many short ones (2000 grafts of 100 bytes).
+func TestUnmarshalGossipRPCKeptTopicDoesNotPinOtherStrings(t *testing.T) {
+	var short []string
+	for i := range 2000 {
+		short = append(short, fmt.Sprintf("%0100d", i))
+	}
+	for name, grafts := range map[string][]string{"long": {strings.Repeat("x", 512<<10)}, "many short": short} {
+		b := marshal(t, &GossipRPC{
+			Messages: []*GossipMessage{testMessage(16)},
+			Control:  &GossipControl{Graft: grafts},
+		})
+		freed := make(chan struct{})
+		topic := func() string {
+			m, ok := unmarshalGossipRPCFast(b)
+			if !ok {
+				t.Fatal("fast path refused a well-formed RPC")
+			}
+			g := m.Control.Graft[len(grafts)-1]
+			runtime.AddCleanup(unsafe.StringData(g), func(ch chan struct{}) { close(ch) }, freed)
+			return m.Messages[0].Topic
+		}()
+		waitCollected(t, freed, name+": a kept 6-byte message topic keeps the RPC's other strings alive")
+		runtime.KeepAlive(topic)
 	}
 }
 
