@@ -45,10 +45,21 @@ type Config struct {
 	// CacheMaxBytes caps the message cache in payload bytes (default 16 MiB).
 	CacheMaxBytes int
 
-	// SeenTTL is how long a message id is remembered to recognise duplicates (default 2m).
+	// SeenTTL is how long a message id is remembered to recognise duplicates (default 2m). A message whose
+	// OriginTime is older than SeenTTL - MaxClockSkew is dropped, so that no copy is taken once its id may be
+	// forgotten: a replay of a message delivered before is refused.
 	SeenTTL time.Duration
-	// SeenMax caps the seen-cache in ids, the oldest forgotten first (default 32768, about 2 MiB at most).
+	// SeenMax caps the seen-cache in ids, the oldest forgotten first (default 32768, about 2 MiB at most). Known
+	// limit: ids forgotten for the count within SeenTTL are not protected by the freshness window, so a peer that
+	// makes the node see SeenMax new messages (as an origin itself, 16 s at the relay's per-peer rate) can then
+	// replay a message still within the window and have it delivered again. Applications for which a replay
+	// matters make their payloads idempotent (a sequence number per origin, say).
 	SeenMax int
+	// MaxClockSkew is the clock difference between nodes the freshness window allows for (default 30s): a message
+	// whose OriginTime is more than MaxClockSkew ahead of the node's clock, or older than SeenTTL - MaxClockSkew,
+	// is dropped (Stats.Stale) without penalty: a slow network or a wrong clock, not necessarily a hostile peer.
+	// SeenTTL must exceed twice MaxClockSkew.
+	MaxClockSkew time.Duration
 
 	// PruneDuplicates is the number of consecutive duplicates (with no first copy in between) an eager link must
 	// push before it is turned lazy (default 3). 1 is Plumtree's rule, which forms shallower trees but, when many
@@ -160,6 +171,7 @@ func DefaultConfig() Config {
 		CacheMaxBytes:          16 << 20,
 		SeenTTL:                2 * time.Minute,
 		SeenMax:                32768,
+		MaxClockSkew:           30 * time.Second,
 		PruneDuplicates:        3,
 		PruneBackoff:           time.Minute,
 		MaxIHaveLength:         500,
@@ -196,6 +208,8 @@ func (c Config) Validate() error {
 	case c.HeartbeatInterval <= 0 || c.GossipDelay < 0 || c.SeenTTL <= 0 || c.PruneBackoff <= 0 ||
 		c.IWantTimeout <= 0 || c.ValidationTimeout <= 0:
 		return bad("durations must be positive (GossipDelay may be zero)")
+	case c.MaxClockSkew <= 0 || c.SeenTTL <= 2*c.MaxClockSkew:
+		return bad("want 0 < MaxClockSkew and 2 * MaxClockSkew < SeenTTL, got %v and %v", c.MaxClockSkew, c.SeenTTL)
 	case c.PublishFanout < 0:
 		return bad("PublishFanout = %d, want >= 0", c.PublishFanout)
 	case c.TreeShortcutDist < 0 || c.TreeShortcutDist == 1:

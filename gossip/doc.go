@@ -42,6 +42,8 @@
 // sent it; an ignored one (or one whose verdict does not come within ValidationTimeout) is dropped. The id of a
 // message rejected or ignored is forgotten, so that another copy (with content ids, the genuine one of a payload a
 // hostile peer signed as its own) is validated afresh: a copy that came meanwhile is asked for from its sender.
+// Before all that, a message whose OriginTime is outside the freshness window (more than MaxClockSkew ahead, or
+// older than SeenTTL - MaxClockSkew) is dropped, so that a replay is not taken after its id was forgotten.
 //
 // # Bounds
 //

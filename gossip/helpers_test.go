@@ -51,7 +51,10 @@ func joined(t testing.TB, cfg Config, n int) *Router {
 	return r
 }
 
-func msg(data string) *Message { return &Message{Topic: topicA, Data: []byte(data)} }
+// msg returns a message of topicA published at t0.
+func msg(data string) *Message {
+	return &Message{Topic: topicA, Data: []byte(data), OriginTime: t0.UnixNano()}
+}
 
 // sendsTo returns the control and the messages of out for one peer.
 func sendsTo(out Output, to session.NodeID) (*Control, []*Message) {

@@ -141,8 +141,8 @@ type Status int
 
 // Statuses of HandleMessage.
 const (
-	// Dropped: the message was not processed (unknown peer, topic not joined, too many awaiting validation) and is
-	// not recorded as seen.
+	// Dropped: the message was not processed (unknown peer, topic not joined, outside the freshness window, too
+	// many awaiting validation) and is not recorded as seen.
 	Dropped Status = iota
 	// Duplicate: the message was seen before.
 	Duplicate
@@ -169,6 +169,7 @@ type Stats struct {
 	Delivered      uint64 // messages handed to local subscribers, own publications included
 	Duplicates     uint64 // message copies received after the first
 	Dropped        uint64 // messages not processed (Status Dropped)
+	Stale          uint64 // of Dropped, those outside the freshness window (Config.MaxClockSkew): late, or replayed
 	Rejected       uint64 // messages rejected by validation
 	Ignored        uint64 // messages ignored by validation, timeouts included
 	TimedOut       uint64 // messages whose verdict did not come within ValidationTimeout

@@ -183,8 +183,8 @@ func TestRelaySplitsIWantRepliesUnderTheRPCLimit(t *testing.T) {
 	r := joined(t, cfg.Router, 2)
 	var ids [][]byte
 	for i := range 3 {
-		m := &Message{Topic: topicA, Data: bytes.Repeat([]byte{byte(i)}, 400<<10), Origin: nid(9)}
-		if _, st := receive(t, r, t0, nid(1), m, Accept); st != Pending {
+		m := &Message{Topic: topicA, Data: bytes.Repeat([]byte{byte(i)}, 400<<10), Origin: nid(9), OriginTime: time.Now().UnixNano()}
+		if _, st := receive(t, r, time.Now(), nid(1), m, Accept); st != Pending {
 			t.Fatalf("message %d: %v", i, st)
 		}
 		ids = append(ids, m.ID[:])

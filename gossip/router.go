@@ -387,6 +387,8 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 // in between: the shell asks for the id first to skip verifying a message it has seen). A new message is recorded as seen and held
 // until Validated is called with its id (Status Pending); if it answers an IWANT, the link it came from is grafted.
 // A copy that comes while one is pending is a duplicate; should the pending one not be accepted, it is asked for.
+// A message outside the freshness window (see Config.MaxClockSkew) is dropped, not recorded as seen, and counted in
+// Stats.Stale.
 // A duplicate that a mesh peer pushed turns that link lazy (a lazy Prune), unless it is the node's last eager link.
 func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message) (Output, Status) {
 	now = r.clock(now)
@@ -407,6 +409,11 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 		r.duplicate(&b, t, msg, from)
 		return b.result(), Duplicate
 	}
+	if !r.timely(now, msg) {
+		r.stats.Dropped++
+		r.stats.Stale++
+		return Output{}, Dropped
+	}
 	if len(r.pending) >= r.cfg.MaxPendingValidation {
 		r.stats.Dropped++
 		return Output{}, Dropped
@@ -425,6 +432,19 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 	r.pending[msg.ID] = &pending{msg: msg, from: from, at: now, pulled: pulled}
 	return b.result(), Pending
 }
+
+// timely tells whether m is within the freshness window at now: its OriginTime at most MaxClockSkew ahead and
+// less than SeenTTL - MaxClockSkew old. Any copy taken is then taken while the id of a copy seen before is still
+// remembered (for SeenTTL from when it was seen, at least OriginTime - MaxClockSkew), so a replay is a duplicate
+// or dropped.
+func (r *Router) timely(now time.Time, m *Message) bool {
+	age := now.UnixNano() - m.OriginTime
+	return age >= -int64(r.cfg.MaxClockSkew) && age < int64(r.cfg.SeenTTL-r.cfg.MaxClockSkew)
+}
+
+// Timely tells whether m is within the freshness window (Config.MaxClockSkew) at now; HandleMessage drops it
+// otherwise, so the shell need not check its signature.
+func (r *Router) Timely(now time.Time, m *Message) bool { return r.timely(r.clock(now), m) }
 
 // duplicate applies the Plumtree prune for a duplicate msg received from a peer.
 func (r *Router) duplicate(b *builder, t *topic, msg *Message, from session.NodeID) {

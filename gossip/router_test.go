@@ -31,6 +31,8 @@ func TestConfigValidate(t *testing.T) {
 		"no penalty threshold":      func(c *Config) { c.PenaltyThreshold = 0 },
 		"per-peer IWANTs above all": func(c *Config) { c.MaxPendingIWantPerPeer = c.MaxPendingIWant + 1 },
 		"no per-peer IWANTs":        func(c *Config) { c.MaxPendingIWantPerPeer = 0 },
+		"no clock skew":             func(c *Config) { c.MaxClockSkew = 0 },
+		"clock skew beyond seen":    func(c *Config) { c.MaxClockSkew = c.SeenTTL / 2 },
 		"no topic length":           func(c *Config) { c.MaxTopicLength = 0 },
 	}
 	for name, mutate := range tests {
@@ -441,12 +443,12 @@ func TestValidation(t *testing.T) {
 func TestRejectedCopyDoesNotSuppressTheGenuineMessage(t *testing.T) {
 	for _, v := range []Verdict{Reject, Ignore} {
 		r := joined(t, DefaultConfig(), 2)
-		forged := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(1), Seq: 1} // signed by peer 1 itself
+		forged := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(1), Seq: 1, OriginTime: t0.UnixNano()} // signed by peer 1 itself
 		out, st := receive(t, r, t0, nid(1), forged, v)
 		if st != Pending || len(out.Penalize) != map[Verdict]int{Reject: 1}[v] {
 			t.Fatalf("verdict %v on the forged copy: %v, penalties %v", v, st, out.Penalize)
 		}
-		genuine := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(9), Seq: 7} // the real publisher's
+		genuine := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(9), Seq: 7, OriginTime: t0.UnixNano()} // the real publisher's
 		out, st = receive(t, r, t0, nid(2), genuine, Accept)
 		if len(out.Deliver) != 1 || out.Deliver[0].Origin != nid(9) {
 			t.Fatalf("verdict %v on the forged copy: the genuine message from origin 9 is %v and not delivered", v, st)
@@ -459,11 +461,11 @@ func TestRejectedCopyDoesNotSuppressTheGenuineMessage(t *testing.T) {
 // an announcement (IHAVE) of the id is taken up too.
 func TestCopyDuringValidationIsFetchedAfterAReject(t *testing.T) {
 	r := joined(t, DefaultConfig(), 3)
-	forged := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(1), Seq: 1}
+	forged := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(1), Seq: 1, OriginTime: t0.UnixNano()}
 	if _, st := r.HandleMessage(t0, nid(1), forged); st != Pending {
 		t.Fatalf("forged copy: %v", st)
 	}
-	genuine := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(9), Seq: 7}
+	genuine := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(9), Seq: 7, OriginTime: t0.UnixNano()}
 	if _, st := r.HandleMessage(t0, nid(2), genuine); st != Duplicate {
 		t.Fatalf("the copy that came during validation: %v, want duplicate", st)
 	}
@@ -474,7 +476,7 @@ func TestCopyDuringValidationIsFetchedAfterAReject(t *testing.T) {
 	if c, _ := sendsTo(out, nid(2)); c == nil || !slices.Equal(c.IWant, []MsgID{forged.ID}) {
 		t.Fatalf("after the reject, peer 2 (which sent a copy meanwhile) was not asked for it: %+v", out.Send)
 	}
-	again := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(9), Seq: 7}
+	again := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(9), Seq: 7, OriginTime: t0.UnixNano()}
 	if out, _ := receive(t, r, t0, nid(2), again, Accept); len(out.Deliver) != 1 || out.Deliver[0].Origin != nid(9) {
 		t.Fatal("the genuine message pulled after the reject was not delivered")
 	}
@@ -560,8 +562,53 @@ func TestSeenCacheBounds(t *testing.T) {
 		t.Errorf("before SeenTTL: %v, want duplicate", st)
 	}
 	r.Heartbeat(t0.Add(cfg.SeenTTL))
-	if _, st := r.HandleMessage(t0.Add(cfg.SeenTTL), nid(2), msg("m")); st != Pending {
-		t.Errorf("after SeenTTL: %v, want new", st)
+	if _, st := r.HandleMessage(t0.Add(cfg.SeenTTL), nid(2), msg("m")); st != Dropped || r.Stats().Stale != 1 {
+		t.Errorf("after SeenTTL, a copy published at t0: %v (%d stale), want dropped as stale", st, r.Stats().Stale)
+	}
+	// The same content published again (content ids: the same id) is a new message.
+	again := msg("m")
+	again.OriginTime = t0.Add(cfg.SeenTTL).UnixNano()
+	if _, st := r.HandleMessage(t0.Add(cfg.SeenTTL), nid(2), again); st != Pending {
+		t.Errorf("after SeenTTL, the same content published again: %v, want new", st)
+	}
+}
+
+// TestReplayAfterTheSeenCacheFlushIsDropped: a peer that is itself an origin sends SeenMax fresh messages; the
+// oldest ids leave the seen-cache, but its replay of a message delivered before, once older than the freshness
+// window (SeenTTL - MaxClockSkew), is dropped as stale rather than delivered a second time. Within the window it
+// still gets through (the known limit documented on SeenMax).
+func TestReplayAfterTheSeenCacheFlushIsDropped(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SeenMax = 1000
+	r := joined(t, cfg, 2)
+	victim := msg("payment #1")
+	out, _ := receive(t, r, t0, nid(2), victim, Accept)
+	if len(out.Deliver) != 1 {
+		t.Fatal("first copy not delivered")
+	}
+	now := t0.Add(cfg.SeenTTL - cfg.MaxClockSkew)
+	for i := range cfg.SeenMax {
+		m := msg(fmt.Sprintf("filler %d", i))
+		m.OriginTime = now.UnixNano()
+		receive(t, r, now, nid(1), m, Accept)
+	}
+	if r.Seen(victim.ID) {
+		t.Fatal("the victim's id is still seen: the flush did not happen")
+	}
+	out, st := receive(t, r, now, nid(1), msg("payment #1"), Accept)
+	if st != Dropped || len(out.Deliver) != 0 || len(out.Penalize) != 0 || r.Stats().Stale != 1 {
+		t.Fatalf("replay of a delivered message: %v, delivered again %d time(s), %d penalties, %d stale; want dropped as stale, no penalty",
+			st, len(out.Deliver), len(out.Penalize), r.Stats().Stale)
+	}
+	// From the future beyond the skew allowed: dropped too.
+	ahead := msg("ahead")
+	ahead.OriginTime = now.Add(cfg.MaxClockSkew + time.Second).UnixNano()
+	if _, st := r.HandleMessage(now, nid(1), ahead); st != Dropped || r.Stats().Stale != 2 {
+		t.Fatalf("a message from beyond the skew ahead: %v, want dropped as stale", st)
+	}
+	ahead.OriginTime = now.Add(cfg.MaxClockSkew).UnixNano()
+	if _, st := r.HandleMessage(now, nid(1), ahead); st != Pending {
+		t.Fatalf("a message MaxClockSkew ahead: %v, want pending", st)
 	}
 }
 
