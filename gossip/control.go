@@ -125,7 +125,9 @@ func (r *Router) handleIWant(b *builder, from session.NodeID, ids []MsgID) {
 }
 
 // HandleGraft takes a peer's graft: a mesh peer's link turns eager; another subscribed peer joins the mesh as an
-// eager link, unless it is in backoff, which is answered by a Prune. Grafts for topics not joined are ignored.
+// eager link, unless it is in backoff, which is answered by a Prune (as is a peer not subscribed to the topic: one
+// per topic and at most MaxPeerTopics in the Output of one HandleControl). Grafts for topics not joined are
+// ignored.
 func (r *Router) HandleGraft(now time.Time, from session.NodeID, topic string) Output {
 	now = r.clock(now)
 	var b builder
@@ -144,6 +146,11 @@ func (r *Router) handleGraft(b *builder, now time.Time, from session.NodeID, nam
 		return
 	}
 	if _, ok := p.topics[name]; !ok || r.backedOff(p, name, now) {
+		// One prune per topic, at most MaxPeerTopics per reply: the reply does not grow with the request.
+		if c := b.ctl[from]; c != nil && (len(c.Prune) >= r.cfg.MaxPeerTopics ||
+			slices.ContainsFunc(c.Prune, func(pr Prune) bool { return pr.Topic == name && !pr.Lazy })) {
+			return
+		}
 		r.prune(b, name, from, now)
 		return
 	}

@@ -158,6 +158,38 @@ func TestOnePeerCannotStarveOthersIWant(t *testing.T) {
 	}
 }
 
+// TestGraftRepliesDoNotGrowWithTheRequest: a peer not subscribed to the topics it grafts gets one prune per topic,
+// at most MaxPeerTopics, however many grafts it sends.
+func TestGraftRepliesDoNotGrowWithTheRequest(t *testing.T) {
+	cfg := DefaultConfig()
+	r := newTestRouter(t, cfg)
+	if err := r.AddPeer(nid(1)); err != nil {
+		t.Fatal(err)
+	}
+	var grafts []string
+	for k := range cfg.MaxPeerTopics + 10 {
+		name := fmt.Sprint("topic", k)
+		r.Join(t0, name)
+		for range 20 {
+			grafts = append(grafts, name)
+		}
+	}
+	prunes := func(grafts []string) int {
+		c, _ := sendsTo(r.HandleControl(t0, nid(1), &Control{Graft: grafts}), nid(1))
+		if c == nil {
+			return 0
+		}
+		return len(c.Prune)
+	}
+	if n := prunes(grafts[:100]); n != 5 {
+		t.Fatalf("100 grafts of 5 topics: %d prunes, want 5", n)
+	}
+	if n := prunes(grafts); n != cfg.MaxPeerTopics {
+		t.Fatalf("%d grafts of %d topics: %d prunes, want MaxPeerTopics (%d)", len(grafts), cfg.MaxPeerTopics+10,
+			n, cfg.MaxPeerTopics)
+	}
+}
+
 func TestMessageLearnedByIWantGrafts(t *testing.T) {
 	r := joined(t, DefaultConfig(), 1)
 	addPeers(t, r, topicA, 2, 2) // outside the mesh
