@@ -436,8 +436,8 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck
 		a.stats.BadRecords++
 		return
 	}
-	if old, ok := a.table.Get(e.ID); ok && old.Record != nil && old.Record.GetSeq() > r.GetSeq() {
-		return // stale: keep the newer record
+	if seq, ok := a.table.RecordSeq(e.ID); ok && seq > r.GetSeq() {
+		return // stale (in the entries or a replacement cache): keep the newer record and its address
 	}
 	res := a.table.Add(e, now)
 	switch res.Status {

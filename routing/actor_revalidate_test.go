@@ -78,3 +78,56 @@ func TestBusyNeighbourDoesNotTakeEveryRevalidation(t *testing.T) {
 		t.Fatalf("a busy answer evicted entries: %d left of 6", tab.Len())
 	}
 }
+
+// recordNet is a Network that records the addresses the routing actor gives the node's address book.
+type recordNet struct {
+	stallingNet
+	addrs map[session.NodeID]string
+}
+
+func (n *recordNet) AddAddress(id session.NodeID, addr string) { n.addrs[id] = addr }
+
+// A replayed older record of a node waiting in a replacement cache is refused, as it is for a node in the table's
+// entries: it used to replace the newer one there, and its address went to the address book.
+func TestStaleRecordDoesNotReplaceANewerOneInAReplacementCache(t *testing.T) {
+	rng := newRand(33)
+	self := identity(t, 200).NodeID()
+	cfg := DefaultConfig()
+	cfg.Table = noLimits()
+	cfg.Table.KeepNearest = false
+	tab, err := NewTable(self, cfg.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := &recordNet{stallingNet: stallingNet{id: self}, addrs: map[session.NodeID]string{}}
+	a := &routingActor{
+		cfg: cfg, net: net, table: tab, records: newVerifiedRecords(64),
+		limiter: NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 64),
+		checks:  NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
+		rng:     rng, checking: map[session.NodeID]bool{}, lookups: map[string]*LookupRequest{},
+		busy: map[session.NodeID]struct{}{}, ctx: context.Background(),
+	}
+	x := identity(t, 1)
+	d := LogDistance(tab.SelfKey(), KeyOf(x.NodeID()))
+	for range cfg.Table.K { // x's bucket full: x waits in its replacement cache
+		if r := tab.Add(Entry{ID: idInBucket(rng, self, d), Addr: randAddr(rng)}, t0); r.Status != Added {
+			t.Fatalf("filling the bucket: %v", r.Status)
+		}
+	}
+	newer, err := NewRecord(x, 2, []string{"192.0.2.2:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	older, err := NewRecord(x, 1, []string{"192.0.2.1:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.addRecord(newer, t0, false)
+	if seq, ok := tab.RecordSeq(x.NodeID()); !ok || seq != 2 {
+		t.Fatalf("the newer record is not held: seq %d, %v", seq, ok)
+	}
+	a.addRecord(older, t0.Add(time.Second), false)
+	if seq, _ := tab.RecordSeq(x.NodeID()); seq != 2 || net.addrs[x.NodeID()] != "192.0.2.2:4001" {
+		t.Fatalf("after replaying seq 1 over seq 2: the table holds seq %d, the address book %s", seq, net.addrs[x.NodeID()])
+	}
+}

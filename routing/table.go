@@ -434,6 +434,25 @@ func (t *Table) Get(id session.NodeID) (Entry, bool) {
 	return b.entries[i].e, true
 }
 
+// RecordSeq returns the sequence number of the record held for id, in the table's entries or waiting in a
+// replacement cache, and false if no record is held for it.
+func (t *Table) RecordSeq(id session.NodeID) (uint64, bool) {
+	b, i := t.find(id)
+	switch {
+	case b == nil:
+		return 0, false
+	case i >= 0:
+		if r := b.entries[i].e.Record; r != nil {
+			return r.GetSeq(), true
+		}
+	default:
+		if j := indexOf(b.replacements, id); j >= 0 && b.replacements[j].e.Record != nil {
+			return b.replacements[j].e.Record.GetSeq(), true
+		}
+	}
+	return 0, false
+}
+
 // Stalest returns the entry seen least recently among those skip does not exclude (skip may be nil), and false
 // if there is none. It copies only that entry: the periodic revalidation calls it on every tick.
 func (t *Table) Stalest(skip func(session.NodeID) bool) (Entry, bool) {
