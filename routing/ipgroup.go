@@ -5,8 +5,8 @@ import (
 	"strings"
 )
 
-// ipGroup is the IP diversity group of an address: its /24 (IPv4) or /64 (IPv6) prefix, or, for a host name, the
-// lowercased name. The zero ipGroup stands for "exempt from the limits".
+// ipGroup is the IP diversity group of an address: its /24 (IPv4) or /64 (IPv6) prefix, or, for a host name, its
+// domain (domainOf). The zero ipGroup stands for "exempt from the limits".
 type ipGroup struct {
 	prefix netip.Prefix
 	host   string
@@ -19,7 +19,7 @@ func (t *Table) groupOf(addr string) (ipGroup, bool) {
 		return ipGroup{}, false
 	}
 	if !ip.IsValid() {
-		return ipGroup{host: strings.ToLower(host)}, true
+		return ipGroup{host: domainOf(host)}, true
 	}
 	ip = ip.WithZone("").Unmap()
 	if t.cfg.ExemptLoopback && ip.IsLoopback() {
@@ -31,6 +31,32 @@ func (t *Table) groupOf(addr string) (ipGroup, bool) {
 	}
 	pfx, _ := ip.Prefix(plen) // cannot fail: ip is valid, has no zone and plen fits its length
 	return ipGroup{prefix: pfx}, true
+}
+
+// domainOf returns the domain a host name is registered under, lowercased: its last two labels, or three under a
+// country's second-level domains such as co.uk or com.au (an approximation of the public suffix list). Names are
+// grouped by it because one owner names any number of hosts under its domain, all of which may resolve to one
+// machine: grouping by the full name let one host under 40 names (wildcard DNS such as n1.203.0.113.7.nip.io) take
+// 40 entries, past the per-/24 limits.
+func domainOf(host string) string {
+	labels := strings.Split(strings.TrimSuffix(strings.ToLower(host), "."), ".")
+	n := 2
+	if k := len(labels); k >= 3 && len(labels[k-1]) == 2 && isSecondLevel(labels[k-2]) {
+		n = 3
+	}
+	if len(labels) > n {
+		labels = labels[len(labels)-n:]
+	}
+	return strings.Join(labels, ".")
+}
+
+// isSecondLevel tells whether label is one under which countries' registries give out domains (co.uk, com.au).
+func isSecondLevel(label string) bool {
+	switch label {
+	case "co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "go":
+		return true
+	}
+	return false
 }
 
 // countGroup returns how many slots of s are in group g.

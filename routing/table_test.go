@@ -468,7 +468,13 @@ func TestIPDiversityLimits(t *testing.T) {
 		}
 		addMany(tab, 100, func(i int) string { return fmt.Sprintf("n%d.example:1", i) })
 		if tab.Len() < 50 {
-			t.Fatalf("distinct host names limited: %d in table", tab.Len())
+			t.Fatalf("distinct domains limited: %d in table", tab.Len())
+		}
+		// One machine under many names of one domain (wildcard DNS) is one group: the names used to be one each.
+		tab, _ = NewTable(randID(newRand(12)), DefaultTableConfig())
+		addMany(tab, 100, func(i int) string { return fmt.Sprintf("n%d.203.0.113.7.NIP.io.:4001", i) })
+		if tab.Len() != 10 || countPerBucket(tab) != 2 {
+			t.Fatalf("one domain: %d in table, max %d per bucket", tab.Len(), countPerBucket(tab))
 		}
 	})
 	t.Run("loopback", func(t *testing.T) {
@@ -647,6 +653,24 @@ func TestTableKeepsTheNearest(t *testing.T) {
 	for i := range 10 {
 		if r := tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: fmt.Sprintf("10.1.%d.1:1", i)}, t0); r.Status != Pending {
 			t.Fatalf("classic bucket: newcomer %v, want pending", r.Status)
+		}
+	}
+}
+
+func TestDomainOfGroupsNamesByRegisteredDomain(t *testing.T) {
+	for host, want := range map[string]string{
+		"node.example":             "node.example",
+		"A.B.Node.Example.":        "node.example",
+		"n1.203.0.113.7.nip.io":    "nip.io",
+		"boot1.eth.example.co.uk":  "example.co.uk",
+		"x.y.example.com.au":       "example.com.au",
+		"seed.example.de":          "example.de",
+		"a.b.uk":                   "b.uk",
+		"localhost":                "localhost",
+		"bootnode.internal.corp.z": "corp.z",
+	} {
+		if got := domainOf(host); got != want {
+			t.Errorf("domainOf(%q) = %q, want %q", host, got, want)
 		}
 	}
 }
