@@ -46,7 +46,7 @@ func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.
 		return routing.LookupResult{}, err
 	}
 	reply := make(chan routing.LookupResult, 1)
-	req.Reply = reply
+	req.Reply, req.Ctx = reply, ctx
 	n.system.Root.Send(n.routing, req)
 	select {
 	case r := <-reply:

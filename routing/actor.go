@@ -22,6 +22,9 @@ const Protocol = "actormesh/kad/1"
 // ErrNoPeers is returned by a lookup that has no node to start from.
 var ErrNoPeers = errors.New("routing: no known peers to start a lookup from")
 
+// ErrTooManyLookups is a lookup's error when Config.MaxLookups are in progress already.
+var ErrTooManyLookups = errors.New("routing: too many lookups in progress")
+
 // Network is what the routing actors need from the node that embeds them.
 type Network interface {
 	// ID is the local node's id.
@@ -82,6 +85,9 @@ type Config struct {
 	RevalidateAnsweredInterval time.Duration
 	// MaxInFlight bounds the discovery requests in progress outside lookups (default 64).
 	MaxInFlight int
+	// MaxLookups bounds the lookups in progress (default 32); one more fails with ErrTooManyLookups. Each has at
+	// most Alpha requests in flight.
+	MaxLookups int
 	// RequestRate and RequestBurst limit the FindNode requests each peer may make (default 20/s, burst 50);
 	// requests beyond are refused with an "overloaded" error.
 	RequestRate  float64
@@ -109,12 +115,12 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
-// DefaultConfig returns the defaults: the default table, alpha 3, beta 3, 2s requests, revalidation every 10s (30s for
-// entries that answered).
+// DefaultConfig returns the defaults: the default table, alpha 3, beta 3, 2s requests, a liveness check every 30s on
+// average (of an entry that answered: every 90s), at most 64 requests outside lookups and 32 lookups at a time.
 func DefaultConfig() Config {
 	return Config{
 		Table: DefaultTableConfig(), Alpha: DefaultAlpha, Beta: DefaultBeta, RequestTimeout: 2 * time.Second,
-		RevalidateInterval: 30 * time.Second, RevalidateAnsweredInterval: 90 * time.Second, MaxInFlight: 64, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
+		RevalidateInterval: 30 * time.Second, RevalidateAnsweredInterval: 90 * time.Second, MaxInFlight: 64, MaxLookups: 32, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
 		MisbehaviourBan: 10 * time.Minute, CheckAge: 30 * time.Second, CheckRate: 0.2, CheckBurst: 2, Logger: zerolog.Nop(),
 	}
 }
@@ -127,8 +133,8 @@ func (c Config) Validate() error {
 	if c.Beta < 0 {
 		return fmt.Errorf("%w: Beta must not be negative (0 means k)", ErrInvalidConfig)
 	}
-	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.RevalidateAnsweredInterval <= 0 || c.MaxInFlight < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 || c.MisbehaviourBan <= 0 || c.CheckAge < 0 || c.CheckRate <= 0 || c.CheckBurst < 1 {
-		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, RevalidateAnsweredInterval, MaxInFlight, RequestRate, RequestBurst, SaveInterval , MisbehaviourBan, CheckRate and CheckBurst must be positive", ErrInvalidConfig)
+	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.RevalidateAnsweredInterval <= 0 || c.MaxInFlight < 1 || c.MaxLookups < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 || c.MisbehaviourBan <= 0 || c.CheckAge < 0 || c.CheckRate <= 0 || c.CheckBurst < 1 {
+		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, RevalidateAnsweredInterval, MaxInFlight, MaxLookups, RequestRate, RequestBurst, SaveInterval, MisbehaviourBan, CheckRate and CheckBurst must be positive", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -142,6 +148,9 @@ type LookupRequest struct {
 	// Seeds are extra starting points besides the table's closest, such as bootnodes whose record is not known
 	// yet (ID and Addr are enough).
 	Seeds []Entry
+	// Ctx, if not nil, ends the lookup when it is done (the caller gave up): its requests are cancelled and it
+	// answers with what it found so far.
+	Ctx   context.Context
 	Reply chan<- LookupResult
 }
 
@@ -604,6 +613,11 @@ func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now ti
 	if len(seeds) == 0 {
 		a.stats.LookupFailures++
 		req.Reply <- LookupResult{Err: ErrNoPeers}
+		return
+	}
+	if len(a.lookups) >= a.cfg.MaxLookups {
+		a.stats.LookupFailures++
+		req.Reply <- LookupResult{Err: fmt.Errorf("%w: %d", ErrTooManyLookups, len(a.lookups))}
 		return
 	}
 	a.table.Touched(req.Target, now)

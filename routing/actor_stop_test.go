@@ -97,3 +97,81 @@ func TestLookupRequestedWhileTheActorStopsIsRefused(t *testing.T) {
 		t.Fatalf("the routing actor failed while stopping: %v", failures[0])
 	}
 }
+
+// startStalling spawns a routing actor over a stallingNet whose hanging requests return once their context ends
+// (release closed) and returns the actor, the net and the seed entry to start lookups from.
+func startStalling(t *testing.T, cfg Config) (*actor.ActorSystem, *actor.PID, *stallingNet, Entry) {
+	t.Helper()
+	sys := actor.NewActorSystem()
+	t.Cleanup(sys.Shutdown)
+	net := &stallingNet{id: session.NodeID{1}, called: make(chan session.NodeID, 16), release: make(chan struct{})}
+	close(net.release)
+	props, err := NewActorProps(cfg, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := sys.Root.Spawn(props)
+	t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
+	return sys, pid, net, Entry{ID: session.NodeID{2}, Addr: "198.51.100.1:4001"}
+}
+
+// awaitLookup waits for a lookup's one answer.
+func awaitLookup(t *testing.T, reply <-chan LookupResult, what string) LookupResult {
+	t.Helper()
+	select {
+	case r := <-reply:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: no answer", what)
+		return LookupResult{}
+	}
+}
+
+// A lookup whose caller gave up (LookupRequest.Ctx done) cancels its requests and ends, instead of asking on until
+// every request timed out.
+func TestLookupEndsWhenItsCallerGivesUp(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.RequestTimeout = time.Minute
+	sys, pid, net, seed := startStalling(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	reply := make(chan LookupResult, 1)
+	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Ctx: ctx, Reply: reply})
+	select {
+	case <-net.called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lookup sent no request")
+	}
+	cancel()
+	r := awaitLookup(t, reply, "the lookup whose caller gave up")
+	if r.Duration > 30*time.Second || r.Queried != 1 {
+		t.Fatalf("the lookup went on after its caller gave up: %+v", r)
+	}
+}
+
+// At most MaxLookups lookups run at once; one more fails at once with ErrTooManyLookups.
+func TestLookupsBeyondMaxLookupsAreRefused(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.RequestTimeout = time.Minute
+	cfg.MaxLookups = 1
+	sys, pid, net, seed := startStalling(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan LookupResult, 1)
+	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Ctx: ctx, Reply: first})
+	select {
+	case <-net.called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lookup sent no request")
+	}
+	second := make(chan LookupResult, 1)
+	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Reply: second})
+	if r := awaitLookup(t, second, "the lookup beyond MaxLookups"); !errors.Is(r.Err, ErrTooManyLookups) {
+		t.Fatalf("the lookup beyond MaxLookups: %+v, want ErrTooManyLookups", r)
+	}
+	cancel()
+	awaitLookup(t, first, "the first lookup")
+	third := make(chan LookupResult, 1) // room again once the first ended
+	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Ctx: ctx, Reply: third})
+	if r := awaitLookup(t, third, "a lookup after the first ended"); errors.Is(r.Err, ErrTooManyLookups) {
+		t.Fatalf("a lookup after the first ended: %+v", r)
+	}
+}

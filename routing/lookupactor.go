@@ -40,7 +40,11 @@ type lookupAnswer struct {
 
 func lookupProps(cfg Config, net Network, records *verifiedRecords, req *LookupRequest, seeds []Entry, local *messages.NodeRecord) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
-		ctx, cancel := context.WithCancel(context.Background())
+		parent := req.Ctx
+		if parent == nil {
+			parent = context.Background()
+		}
+		ctx, cancel := context.WithCancel(parent)
 		return &lookupActor{
 			cfg: cfg, net: net, req: req, local: local, records: records,
 			asked: make(map[session.NodeID]Entry), retried: make(map[session.NodeID]bool),
@@ -95,6 +99,10 @@ func (l *lookupActor) entries(nodes *messages.Nodes) []Entry {
 
 func (l *lookupActor) step(ctx actor.Context) {
 	if l.finished {
+		return
+	}
+	if err := l.ctx.Err(); err != nil { // the caller gave up (LookupRequest.Ctx): ask nobody more
+		l.finish(ctx)
 		return
 	}
 	for _, e := range l.lookup.Next() {
