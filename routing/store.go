@@ -15,14 +15,18 @@ import (
 // MaxStoreSize bounds the peer store file read at start.
 const MaxStoreSize = 4 << 20
 
+// MaxStoreRecords bounds the records taken from a peer store file (the first ones): the routing actor verifies each
+// one it is given (~30 µs), and a file of MaxStoreSize may hold ~38 000.
+const MaxStoreRecords = 2048
+
 // ErrBadStore is wrapped by errors about a malformed peer store file.
 var ErrBadStore = errors.New("routing: bad peer store")
 
 // The peer store is the routing table's records on disk: the routing actor saves it periodically and when it stops,
 // and the bootstrapper loads it at start, so that a restarted node rejoins without any bootnode.
 
-// LoadStore reads the records of a peer store file. A missing file is an empty store, not an error. The records
-// are not verified here: the routing actor verifies every record it is given.
+// LoadStore reads the records of a peer store file, at most MaxStoreRecords of them. A missing file is an empty
+// store, not an error. The records are not verified here: the routing actor verifies every record it is given.
 func LoadStore(path string) ([]*messages.NodeRecord, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -47,10 +51,14 @@ func LoadStore(path string) ([]*messages.NodeRecord, error) {
 	if err := proto.Unmarshal(b, &ps); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrBadStore, path, err)
 	}
+	if len(ps.Records) > MaxStoreRecords {
+		ps.Records = ps.Records[:MaxStoreRecords]
+	}
 	return ps.Records, nil
 }
 
-// SaveStore writes records to path atomically (temporary file and rename), creating the directory if needed.
+// SaveStore writes records to path atomically and durably (a temporary file synced, renamed over path, and the
+// directory synced), creating the directory if needed. Temporary files a crash left behind are removed.
 func SaveStore(path string, records []*messages.NodeRecord, now time.Time) error {
 	b, err := proto.Marshal(&messages.PeerStore{Records: records, SavedAt: now.Unix()})
 	if err != nil {
@@ -59,6 +67,11 @@ func SaveStore(path string, records []*messages.NodeRecord, now time.Time) error
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("routing: peer store directory: %w", err)
+	}
+	if stale, _ := filepath.Glob(filepath.Join(dir, ".peers-*.tmp")); len(stale) > 0 {
+		for _, f := range stale {
+			_ = os.Remove(f)
+		}
 	}
 	tmp, err := os.CreateTemp(dir, ".peers-*.tmp")
 	if err != nil {
@@ -69,11 +82,24 @@ func SaveStore(path string, records []*messages.NodeRecord, now time.Time) error
 		tmp.Close()
 		return fmt.Errorf("routing: save peer store: %w", err)
 	}
+	if err := tmp.Sync(); err != nil { // the data on disk before the rename makes it the store
+		tmp.Close()
+		return fmt.Errorf("routing: save peer store: %w", err)
+	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("routing: save peer store: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("routing: save peer store: %w", err)
 	}
+	syncDir(dir)
 	return nil
+}
+
+// syncDir makes a rename in dir durable where the system allows it (best effort: not every one syncs directories).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
 }
