@@ -445,6 +445,11 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck
 		a.stats.BadRecords++
 		return
 	}
+	if isLoopbackAddr(e.Addr) && a.local != nil && len(a.local.GetAddrs()) > 0 && !isLoopbackAddr(a.local.GetAddrs()[0]) {
+		// A node reachable off its host learns no loopback address: dialing it would reach this node's own host.
+		a.stats.BadRecords++
+		return
+	}
 	if seq, ok := a.table.RecordSeq(e.ID); ok && seq > r.GetSeq() {
 		return // stale (in the entries or a replacement cache): keep the newer record and its address
 	}

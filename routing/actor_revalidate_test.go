@@ -131,3 +131,37 @@ func TestStaleRecordDoesNotReplaceANewerOneInAReplacementCache(t *testing.T) {
 		t.Fatalf("after replaying seq 1 over seq 2: the table holds seq %d, the address book %s", seq, net.addrs[x.NodeID()])
 	}
 }
+
+// A node whose own address is off its host takes no loopback address from others' records (dialing it would reach
+// its own host); a node on loopback, as in tests and simulations, does.
+func TestLoopbackRecordsAreTakenOnlyOnLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		local string
+		taken bool
+	}{{"203.0.113.5:4001", false}, {"127.0.0.1:4001", true}} {
+		self := identity(t, 200)
+		cfg := DefaultConfig()
+		tab, err := NewTable(self.NodeID(), cfg.Table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		local, err := NewRecord(self, 1, []string{tc.local})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := &routingActor{
+			cfg: cfg, net: &recordNet{addrs: map[session.NodeID]string{}}, table: tab, records: newVerifiedRecords(64),
+			checks: NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1), checking: map[session.NodeID]bool{},
+			busy: map[session.NodeID]struct{}{}, local: local, ctx: context.Background(),
+		}
+		x := identity(t, 1)
+		r, err := NewRecord(x, 1, []string{"127.0.0.1:4002"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.addRecord(r, t0, false)
+		if _, ok := tab.Get(x.NodeID()); ok != tc.taken {
+			t.Errorf("node at %s: loopback record taken %v, want %v", tc.local, ok, tc.taken)
+		}
+	}
+}

@@ -103,8 +103,24 @@ func checkAddr(a string) error {
 	if len(a) > MaxRecordAddrLen {
 		return fmt.Errorf("%d bytes long, limit %d", len(a), MaxRecordAddrLen)
 	}
-	_, _, err := splitAddr(a)
+	_, ip, err := splitAddr(a)
+	if err == nil && ip.IsValid() && !isUnicast(ip) {
+		err = fmt.Errorf("%q: not a unicast address", a)
+	}
 	return err
+}
+
+// isUnicast tells whether ip can be a node's address: not unspecified (a dial of 0.0.0.0 reaches the dialer's own
+// host), multicast or the IPv4 broadcast address.
+func isUnicast(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return !ip.IsUnspecified() && !ip.IsMulticast() && ip != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+}
+
+// isLoopbackAddr tells whether the host of host:port a is a loopback IP address.
+func isLoopbackAddr(a string) bool {
+	_, ip, err := splitAddr(a)
+	return err == nil && ip.IsValid() && ip.Unmap().IsLoopback()
 }
 
 // splitAddr parses a host:port address: the port must be in 1..65535 and the host an IP address or a host name of

@@ -103,19 +103,25 @@ func TestBadAddressesRejected(t *testing.T) {
 		nine[i] = "192.0.2.1:1"
 	}
 	for name, addrs := range map[string][]string{
-		"none":       nil,
-		"nine":       nine,
-		"no port":    {"192.0.2.1"},
-		"empty host": {":4001"},
-		"port 0":     {"192.0.2.1:0"},
-		"port 65536": {"192.0.2.1:65536"},
-		"port text":  {"192.0.2.1:http"},
-		"bad ipv6":   {"::1:4001"},
-		"brackets":   {"[node.example]:4001"},
-		"space":      {"node example:4001"},
-		"control":    {"node\n.example:4001"},
-		"too long":   {strings.Repeat("a", 250) + ".x:4001"},
-		"second bad": {"192.0.2.1:1", "garbage"},
+		"none":         nil,
+		"nine":         nine,
+		"no port":      {"192.0.2.1"},
+		"empty host":   {":4001"},
+		"port 0":       {"192.0.2.1:0"},
+		"port 65536":   {"192.0.2.1:65536"},
+		"port text":    {"192.0.2.1:http"},
+		"bad ipv6":     {"::1:4001"},
+		"brackets":     {"[node.example]:4001"},
+		"space":        {"node example:4001"},
+		"control":      {"node\n.example:4001"},
+		"too long":     {strings.Repeat("a", 250) + ".x:4001"},
+		"second bad":   {"192.0.2.1:1", "garbage"},
+		"unspecified":  {"0.0.0.0:4001"},
+		"unspecified6": {"[::]:4001"},
+		"multicast":    {"224.0.0.1:4001"},
+		"multicast6":   {"[ff02::1]:4001"},
+		"broadcast":    {"255.255.255.255:4001"},
+		"mapped any":   {"[::ffff:0.0.0.0]:4001"},
 	} {
 		if _, err := NewRecord(id, 1, addrs); !errors.Is(err, ErrBadRecord) {
 			t.Errorf("NewRecord %s: error = %v, want ErrBadRecord", name, err)
