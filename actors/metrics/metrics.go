@@ -130,7 +130,7 @@ func (c *Collector) collectGossip(ch chan<- prometheus.Metric, gs gossip.RelaySt
 		v    uint64
 	}{
 		{"published", r.Published}, {"delivered", r.Delivered}, {"duplicates", r.Duplicates},
-		{"dropped", r.Dropped}, {"rejected", r.Rejected}, {"ignored", r.Ignored}, {"validation_timeouts", r.TimedOut},
+		{"dropped", r.Dropped}, {"stale", r.Stale}, {"rejected", r.Rejected}, {"ignored", r.Ignored}, {"validation_timeouts", r.TimedOut},
 		{"ihave_sent", r.IHaveSent}, {"ihave_received", r.IHaveReceived}, {"iwant_sent", r.IWantSent},
 		{"iwant_received", r.IWantReceived}, {"iwant_served", r.IWantServed}, {"grafts_sent", r.GraftsSent},
 		{"grafts_received", r.GraftsReceived}, {"prunes_sent", r.PrunesSent}, {"prunes_received", r.PrunesReceived},

@@ -112,6 +112,7 @@ func TestHandlerExposesTrafficRoutingAndGossipFigures(t *testing.T) {
 		{"actormesh_routing_table_entries", nil, 1},
 		{"actormesh_gossip_events_total", map[string]string{"event": "delivered"}, 1},
 		{"actormesh_gossip_events_total", map[string]string{"event": "signatures_verified"}, 1},
+		{"actormesh_gossip_events_total", map[string]string{"event": "stale"}, 0},
 		{"actormesh_gossip_propagation_delay_milliseconds", nil, 1},
 		{"actormesh_gossip_hops", nil, 1},
 		{"actormesh_actor_restarts_total", nil, 0},
