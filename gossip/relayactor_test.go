@@ -68,17 +68,7 @@ func TestRelayResendsSubscriptionsThatCouldNotBeSent(t *testing.T) {
 	net := &flakyNetwork{self: nid(1), peer: nid(2), failures: 2} // the first hello and the subscription
 	cfg := DefaultRelayConfig()
 	cfg.Router.HeartbeatInterval, cfg.Router.GossipDelay = 20*time.Millisecond, 10*time.Millisecond
-	props, err := NewRelayProps(cfg, net)
-	if err != nil {
-		t.Fatal(err)
-	}
-	system := actor.NewActorSystem()
-	defer system.Shutdown()
-	pid := system.Root.Spawn(props)
-	defer func() { _ = system.Root.StopFuture(pid).Wait() }()
-	done := make(chan struct{})
-	defer close(done)
-	relay := NewRelay(system.Root, pid, done)
+	relay := spawnRelay(t, cfg, net)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -245,17 +235,7 @@ func TestRelayConfigNeedsRoomForAMessage(t *testing.T) {
 func TestRelayRefusesTopicsOverMaxTopicLength(t *testing.T) {
 	cfg := DefaultRelayConfig()
 	long := strings.Repeat("t", cfg.Router.MaxTopicLength+1)
-	props, err := NewRelayProps(cfg, &flakyNetwork{self: nid(1), peer: nid(2)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	system := actor.NewActorSystem()
-	defer system.Shutdown()
-	pid := system.Root.Spawn(props)
-	defer func() { _ = system.Root.StopFuture(pid).Wait() }()
-	done := make(chan struct{})
-	defer close(done)
-	relay := NewRelay(system.Root, pid, done)
+	relay := spawnRelay(t, cfg, &flakyNetwork{self: nid(1), peer: nid(2)})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := relay.Subscribe(ctx, long, func(*Delivery) {}); !errors.Is(err, ErrTopicTooLong) {
@@ -292,4 +272,22 @@ func TestRelayRefusesTopicsOverMaxTopicLength(t *testing.T) {
 			t.Errorf("%s naming a long topic: the rest of the RPC was taken (peer topics %q)", name, topics)
 		}
 	}
+}
+
+// spawnRelay starts a relay actor with cfg on net in an actor system of its own, all stopped when the test ends.
+func spawnRelay(t *testing.T, cfg RelayConfig, net Network) *Relay {
+	t.Helper()
+	props, err := NewRelayProps(cfg, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	system := actor.NewActorSystem()
+	t.Cleanup(system.Shutdown)
+	pid := system.Root.Spawn(props)
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(done)
+		_ = system.Root.StopFuture(pid).Wait()
+	})
+	return NewRelay(system.Root, pid, done)
 }

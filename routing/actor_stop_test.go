@@ -63,11 +63,7 @@ func TestLookupRequestedWhileTheActorStopsIsRefused(t *testing.T) {
 	seed := Entry{ID: session.NodeID{2}, Addr: "198.51.100.1:4001"}
 	first := make(chan LookupResult, 1)
 	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Reply: first})
-	select {
-	case <-net.called:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the lookup sent no request")
-	}
+	awaitRequest(t, net)
 	stopped := sys.Root.StopFuture(pid)
 	select {
 	case r := <-first: // Stopping ran; the lookup's actor is stopping, its request hanging
@@ -136,11 +132,7 @@ func TestLookupEndsWhenItsCallerGivesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	reply := make(chan LookupResult, 1)
 	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Ctx: ctx, Reply: reply})
-	select {
-	case <-net.called:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the lookup sent no request")
-	}
+	awaitRequest(t, net)
 	cancel()
 	r := awaitLookup(t, reply, "the lookup whose caller gave up")
 	if r.Duration > 30*time.Second || r.Queried != 1 {
@@ -157,11 +149,7 @@ func TestLookupsBeyondMaxLookupsAreRefused(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan LookupResult, 1)
 	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Ctx: ctx, Reply: first})
-	select {
-	case <-net.called:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the lookup sent no request")
-	}
+	awaitRequest(t, net)
 	second := make(chan LookupResult, 1)
 	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Reply: second})
 	if r := awaitLookup(t, second, "the lookup beyond MaxLookups"); !errors.Is(r.Err, ErrTooManyLookups) {
@@ -173,5 +161,15 @@ func TestLookupsBeyondMaxLookupsAreRefused(t *testing.T) {
 	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Ctx: ctx, Reply: third})
 	if r := awaitLookup(t, third, "a lookup after the first ended"); errors.Is(r.Err, ErrTooManyLookups) {
 		t.Fatalf("a lookup after the first ended: %+v", r)
+	}
+}
+
+// awaitRequest waits until a lookup asked net something.
+func awaitRequest(t *testing.T, net *stallingNet) {
+	t.Helper()
+	select {
+	case <-net.called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lookup sent no request")
 	}
 }
