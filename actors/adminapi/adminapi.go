@@ -15,7 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +47,13 @@ type Config struct {
 	// StreamKeepalive is the interval of SSE comment lines that keep idle streams open through proxies.
 	// Default 15 s.
 	StreamKeepalive time.Duration
+	// StreamWriteTimeout bounds each write to a stream client: one that stops reading is dropped after it, and
+	// Close interrupts a write in progress. Default 30 s.
+	StreamWriteTimeout time.Duration
+	// Remote is set when the API may be reached from other hosts (node run --api-remote). Otherwise only requests
+	// whose Host is a loopback IP literal or localhost are served: a web page's host name that resolves to
+	// 127.0.0.1 (DNS rebinding) gets 403.
+	Remote bool
 	// RequestTimeout bounds the node operations of one request (lookups, dials, replies) when the client's
 	// timeout_ms does not. Default 10 s.
 	RequestTimeout time.Duration
@@ -51,11 +62,12 @@ type Config struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		Logger:          zerolog.Nop(),
-		MaxBodyBytes:    1 << 20,
-		StreamBuffer:    256,
-		StreamKeepalive: 15 * time.Second,
-		RequestTimeout:  10 * time.Second,
+		Logger:             zerolog.Nop(),
+		MaxBodyBytes:       1 << 20,
+		StreamBuffer:       256,
+		StreamKeepalive:    15 * time.Second,
+		StreamWriteTimeout: 30 * time.Second,
+		RequestTimeout:     10 * time.Second,
 	}
 }
 
@@ -68,6 +80,9 @@ type API struct {
 
 	ctx    context.Context // ends the streams at Close
 	cancel context.CancelFunc
+	// mu guards closed and the streams' wg.Add: no stream starts once Close has begun to wait.
+	mu     sync.Mutex
+	closed bool
 	wg     sync.WaitGroup
 }
 
@@ -86,6 +101,9 @@ func New(node *actors.Node, cfg Config) *API {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = def.RequestTimeout
 	}
+	if cfg.StreamWriteTimeout <= 0 {
+		cfg.StreamWriteTimeout = def.StreamWriteTimeout
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &API{node: node, cfg: cfg, mux: http.NewServeMux(), started: time.Now(), ctx: ctx, cancel: cancel}
 	a.mux.HandleFunc("GET /v1/self", a.self)
@@ -101,8 +119,14 @@ func New(node *actors.Node, cfg Config) *API {
 }
 
 // ServeHTTP implements http.Handler. Unknown paths get 404 and known paths with another method 405, both with a
-// JSON error.
+// JSON error. Requests a web browser made for another site (Sec-Fetch-Site cross-site or same-site, or an Origin
+// that is not this host), and unless Config.Remote requests whose Host is not a loopback address, get 403: a web
+// page the operator visits must not publish, send or read through the API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := a.checkOrigin(r); err != nil {
+		a.fail(w, r, http.StatusForbidden, err)
+		return
+	}
 	if _, pattern := a.mux.Handler(r); pattern != "" {
 		a.mux.ServeHTTP(w, r)
 		return
@@ -124,10 +148,56 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		strings.Join(allow, " or ")))
 }
 
-// Close ends the open streams and waits for their handlers to return. Requests in progress are not affected.
+// checkOrigin refuses the requests ServeHTTP says.
+func (a *API) checkOrigin(r *http.Request) error {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return errors.New("a web page of another site may not use the admin API")
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != r.Host {
+			return fmt.Errorf("origin %q may not use the admin API", o)
+		}
+	}
+	if !a.cfg.Remote && !loopbackHost(r.Host) {
+		return fmt.Errorf("host %q: the admin API answers to a loopback address only (node run --api-remote)", r.Host)
+	}
+	return nil
+}
+
+// loopbackHost tells whether hostport (a request's Host) names this host: a loopback IP address or localhost.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// Close ends the open streams, interrupting their writes, and waits for their handlers to return. Streams asked
+// for afterwards get 503. Requests in progress are not affected.
 func (a *API) Close() {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
 	a.cancel()
 	a.wg.Wait()
+}
+
+// startStream counts a stream in, unless Close has begun.
+func (a *API) startStream() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.wg.Add(1)
+	return true
 }
 
 // Error is the body of every error response.
@@ -359,8 +429,8 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusBadRequest, errors.New(`"protocol" is required`))
 		return
 	}
-	if req.TimeoutMs < 0 {
-		a.fail(w, r, http.StatusBadRequest, errors.New(`"timeout_ms" must not be negative`))
+	if req.TimeoutMs < 0 || req.TimeoutMs > maxTimeoutMs {
+		a.fail(w, r, http.StatusBadRequest, fmt.Errorf(`"timeout_ms" must be in 0..%d (10 minutes)`, maxTimeoutMs))
 		return
 	}
 	data, err := payloadBytes(req.Data, req.DataBase64)
@@ -400,12 +470,30 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	topic := r.PathValue("topic")
-	a.wg.Add(1)
+	if !a.startStream() {
+		a.fail(w, r, http.StatusServiceUnavailable, errors.New("the admin API is closing"))
+		return
+	}
 	defer a.wg.Done()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	stop := context.AfterFunc(a.ctx, cancel)
 	defer stop()
+	// Each write has StreamWriteTimeout, and the end of the stream (the client gone, Close) interrupts one in
+	// progress: a client that stops reading must not hold the handler, nor Close, for good.
+	rc := http.NewResponseController(w)
+	stopWrites := context.AfterFunc(ctx, func() { _ = rc.SetWriteDeadline(time.Now()) })
+	defer stopWrites()
+	write := func(f func() error) bool {
+		if err := rc.SetWriteDeadline(time.Now().Add(a.cfg.StreamWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return false
+		}
+		if ctx.Err() != nil || f() != nil {
+			return false
+		}
+		flusher.Flush()
+		return true
+	}
 
 	ch := make(chan *gossip.Delivery, a.cfg.StreamBuffer)
 	var mu sync.Mutex
@@ -431,12 +519,14 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
 	// A first comment line, so that the client knows the subscription is in place.
-	if _, err := fmt.Fprintf(w, ": subscribed to %s\n\n", topic); err != nil {
+	if !write(func() error {
+		w.WriteHeader(http.StatusOK)
+		_, err := fmt.Fprintf(w, ": subscribed to %s\n\n", topic)
+		return err
+	}) {
 		return
 	}
-	flusher.Flush()
 	keepalive := time.NewTicker(a.cfg.StreamKeepalive)
 	defer keepalive.Stop()
 	for {
@@ -444,7 +534,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-keepalive.C:
-			if _, err := io.WriteString(w, ": keepalive\n\n"); err != nil {
+			if !write(func() error { _, err := io.WriteString(w, ": keepalive\n\n"); return err }) {
 				return
 			}
 		case d := <-ch:
@@ -452,27 +542,31 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 			n := dropped
 			dropped = 0
 			mu.Unlock()
-			if n > 0 {
-				if _, err := fmt.Fprintf(w, "event: dropped\ndata: {\"dropped\":%d}\n\n", n); err != nil {
-					return
-				}
-			}
 			b, err := json.Marshal(messageOf(d))
 			if err != nil {
 				continue
 			}
-			if _, err := fmt.Fprintf(w, "event: message\ndata: %s\n\n", b); err != nil {
+			if !write(func() error {
+				if n > 0 {
+					if _, err := fmt.Fprintf(w, "event: dropped\ndata: {\"dropped\":%d}\n\n", n); err != nil {
+						return err
+					}
+				}
+				_, err := fmt.Fprintf(w, "event: message\ndata: %s\n\n", b)
+				return err
+			}) {
 				return
 			}
 		}
-		flusher.Flush()
 	}
 }
 
 // decode reads a JSON body into v, answering 4xx itself when it cannot.
 func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		a.fail(w, r, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", ct))
+	// application/json only, and required: a web page can POST text/plain, or a body without a type, to any
+	// address without the browser asking first (CORS preflight).
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		a.fail(w, r, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", r.Header.Get("Content-Type")))
 		return false
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
@@ -510,10 +604,14 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, code int, err error) 
 	a.reply(w, code, Error{Error: err.Error()})
 }
 
+// maxTimeoutMs bounds a request's timeout_ms (10 minutes): a larger one overflowed time.Duration into a negative,
+// an immediate timeout.
+const maxTimeoutMs = 10 * 60 * 1000
+
 // statusOf maps the node's errors to HTTP status codes.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, gossip.ErrEmptyTopic), errors.Is(err, gossip.ErrMessageTooLarge),
+	case errors.Is(err, gossip.ErrEmptyTopic), errors.Is(err, gossip.ErrTopicTooLong), errors.Is(err, gossip.ErrMessageTooLarge),
 		errors.Is(err, actors.ErrMessageTooLarge), errors.Is(err, actors.ErrSelf), errors.Is(err, actors.ErrBadPayload):
 		return http.StatusBadRequest
 	case errors.Is(err, actors.ErrUnknownPeer), errors.Is(err, actors.ErrNotFound),
@@ -521,7 +619,7 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, actors.ErrBanned):
 		return http.StatusForbidden
-	case errors.Is(err, gossip.ErrNoPeers):
+	case errors.Is(err, gossip.ErrNoPeers), errors.Is(err, gossip.ErrDuplicate):
 		return http.StatusConflict
 	case errors.Is(err, actors.ErrDiscoveryDisabled):
 		return http.StatusNotImplemented

@@ -68,6 +68,8 @@ func TestBadRequestsGetClientErrorsWithAMessage(t *testing.T) {
 		{"bad base64", "POST", "/v1/topics/t/messages", "", `{"data_base64": "!!"}`, 400, "data_base64"},
 		{"no payload", "POST", "/v1/topics/t/messages", "", `{}`, 400, "is required"},
 		{"wrong content type", "POST", "/v1/topics/t/messages", "text/plain", `{"data": "x"}`, 415, "application/json"},
+		{"no content type", "POST", "/v1/topics/t/messages", "none", `{"data": "x"}`, 415, "application/json"},
+		{"json with charset", "POST", "/v1/topics/t/messages", "application/json; charset=utf-8", `{"data": "x"}`, 409, "no peer in topic"},
 		{"body too large", "POST", "/v1/topics/t/messages", "", `{"data": "` + strings.Repeat("x", 5000) + `"}`, 413, "larger than 4096"},
 		{"no peer in topic", "POST", "/v1/topics/t/messages", "", `{"data": "x"}`, 409, "no peer in topic"},
 		{"bad peer id", "POST", "/v1/peers/nobody/messages", "", `{"protocol": "echo/1", "data": "x"}`, 400, "peer id"},
@@ -79,7 +81,14 @@ func TestBadRequestsGetClientErrorsWithAMessage(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			status, body := call(t, c.method, srv.URL+c.path, c.contentType, c.body)
+			ct := c.contentType // a POST's is JSON unless the case says otherwise ("none": no header)
+			switch {
+			case ct == "none":
+				ct = ""
+			case ct == "" && c.method == "POST":
+				ct = "application/json"
+			}
+			status, body := call(t, c.method, srv.URL+c.path, ct, c.body)
 			if status != c.status {
 				t.Fatalf("status %d, want %d; body %s", status, c.status, body)
 			}
@@ -146,14 +155,14 @@ func TestPublishStreamAndSendThroughTheAPI(t *testing.T) {
 	}
 
 	// A request to b's echo protocol through a's API returns the reply.
-	status, body = call(t, "POST", apiA.URL+"/v1/peers/"+b.ID().String()+"/messages", "",
+	status, body = call(t, "POST", apiA.URL+"/v1/peers/"+b.ID().String()+"/messages", "application/json",
 		`{"protocol": "echo/1", "data": "ping", "request": true}`)
 	var sent adminapi.SendResponse
 	if status != 200 || json.Unmarshal([]byte(body), &sent) != nil || sent.Reply == nil || *sent.Reply.Data != "ping" {
 		t.Fatalf("request: %d %s", status, body)
 	}
 	// A request to a protocol b does not serve is a 404 with the remote's reason.
-	status, body = call(t, "POST", apiA.URL+"/v1/peers/"+b.ID().String()+"/messages", "",
+	status, body = call(t, "POST", apiA.URL+"/v1/peers/"+b.ID().String()+"/messages", "application/json",
 		`{"protocol": "nothing/1", "data": "ping", "request": true}`)
 	if status != http.StatusNotFound || !strings.Contains(body, "no protocol") {
 		t.Fatalf("request to an unknown protocol: %d %s", status, body)

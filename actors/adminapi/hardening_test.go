@@ -1,0 +1,268 @@
+package adminapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/actors/adminapi"
+	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+// stallConn records how long its current Write has been blocked.
+type stallConn struct {
+	net.Conn
+	writeSince atomic.Int64 // unix nanos of the Write in progress, 0 when none
+}
+
+func (c *stallConn) Write(b []byte) (int, error) {
+	c.writeSince.Store(time.Now().UnixNano())
+	defer c.writeSince.Store(0)
+	return c.Conn.Write(b)
+}
+
+type stallListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []*stallConn
+}
+
+func (l *stallListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	sc := &stallConn{Conn: c}
+	l.mu.Lock()
+	l.conns = append(l.conns, sc)
+	l.mu.Unlock()
+	return sc, nil
+}
+
+func (l *stallListener) blockedFor(d time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		if s := c.writeSince.Load(); s != 0 && time.Since(time.Unix(0, s)) > d {
+			return true
+		}
+	}
+	return false
+}
+
+// TestStalledStreamClientDoesNotBlockClose: a stream client that stops reading blocks its handler in Write (the
+// server has no write deadline); API.Close waits for that handler forever, and `node run` calls API.Close first
+// on SIGTERM, so the node never shuts down (nor saves its peer store).
+func TestStalledStreamClientDoesNotBlockClose(t *testing.T) {
+	node := testkit.NewNetwork(t, 1).Nodes[0]
+	api := adminapi.New(node, adminapi.Config{StreamKeepalive: 50 * time.Microsecond, StreamWriteTimeout: time.Hour})
+	srv := httptest.NewUnstartedServer(api)
+	ln := &stallListener{Listener: srv.Listener}
+	srv.Listener = ln
+	srv.Start()
+	defer srv.Close()
+
+	d := net.Dialer{}
+	conn, err := d.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	defer conn.Close() // unblocks the handler at the end of the test
+	if _, err := fmt.Fprintf(conn, "GET /v1/topics/news/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Never read: wait until the handler has been stuck in a Write for a second.
+	testkit.WaitFor(t, 30*time.Second, func() bool { return ln.blockedFor(time.Second) },
+		"the stream handler to block on a full socket")
+
+	closed := make(chan struct{})
+	go func() { api.Close(); close(closed) }()
+	err = testkit.Poll(context.Background(), 5*time.Second, func() bool {
+		select {
+		case <-closed:
+			return true
+		default:
+			return false
+		}
+	})
+	if err != nil {
+		t.Errorf("API.Close has not returned 5s after it was called: a stalled stream client blocks shutdown")
+	}
+	conn.Close()
+	<-closed
+}
+
+// TestOverlongTopicIsAClientError: a topic name over the relay's MaxTopicLength (256 bytes) is bad input, but
+// statusOf does not know gossip.ErrTopicTooLong, so the API answers 500 (and logs a warning) instead of 400.
+func TestOverlongTopicIsAClientError(t *testing.T) {
+	nw := testkit.NewNetwork(t, 1)
+	srv := serve(t, nw.Nodes[0])
+	long := strings.Repeat("t", 300)
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/topics/" + long + "/messages", `{"data": "x"}`},
+		{"GET", "/v1/topics/" + long + "/messages", ""},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, c.method, srv.URL+c.path, strings.NewReader(c.body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		var e adminapi.Error
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		cancel()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s %s...: status %d (%q), want 400", c.method, c.path[:20], resp.StatusCode, e.Error)
+		}
+	}
+}
+
+// TestRepublishingIsAConflict: publishing the same payload twice on a topic (message ids hash topic and
+// payload only) fails with gossip.ErrDuplicate, which statusOf does not know: 500 and a warning log, for a client's
+// repeat of `node publish news hello`.
+func TestRepublishingIsAConflict(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nw.Nodes {
+		if _, err := n.Subscribe(ctx, "news", func(*gossip.Delivery) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.WaitTopicPeers(ctx, "news", 1); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, a)
+	status, body := call(t, "POST", srv.URL+"/v1/topics/news/messages", "application/json", `{"data": "hello"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("first publish: %d %s", status, body)
+	}
+	status, body = call(t, "POST", srv.URL+"/v1/topics/news/messages", "application/json", `{"data": "hello"}`)
+	if status != http.StatusConflict || !strings.Contains(body, "already seen") {
+		t.Errorf("second publish of the same payload: %d %s; want 409 saying it was already published", status, body)
+	}
+}
+
+// TestOutOfRangeTimeoutIsRefused: timeout_ms is multiplied into a time.Duration without a bound; a large value
+// overflows to a negative duration and a request to a live echo protocol "times out" at once with 504.
+func TestOutOfRangeTimeoutIsRefused(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	if _, err := b.Register("echo/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if in, ok := ctx.Message().(*actors.Inbound); ok && in.IsRequest() {
+			_ = in.Reply(in.Payload)
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, a)
+	url := srv.URL + "/v1/peers/" + b.ID().String() + "/messages"
+	status, body := call(t, "POST", url, "application/json", `{"protocol": "echo/1", "data": "x", "request": true, "timeout_ms": 5000}`)
+	if status != http.StatusOK {
+		t.Fatalf("control request: %d %s", status, body)
+	}
+	status, body = call(t, "POST", url, "application/json", `{"protocol": "echo/1", "data": "x", "request": true, "timeout_ms": 9300000000000}`)
+	if status != http.StatusBadRequest || !strings.Contains(body, "timeout_ms") {
+		t.Errorf("timeout_ms 9.3e12: %d %s; want 400 for an out-of-range timeout", status, body)
+	}
+}
+
+// TestBrowserCrossSiteRequestsAreRefused: any web page the operator visits can POST to the loopback API: a
+// fetch(..., {mode: "no-cors", body: new Blob([json])}) carries no Content-Type (a CORS "simple request", sent
+// without preflight), and decode accepts a missing Content-Type. Nor is the Host header checked, so DNS rebinding
+// (evil.example resolving to 127.0.0.1) reads every GET endpoint too.
+func TestBrowserCrossSiteRequestsAreRefused(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, a)
+
+	// What a browser sends for the no-cors fetch above, from a page on https://evil.example.
+	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/v1/peers/"+b.ID().String()+"/messages",
+		strings.NewReader(`{"protocol": "echo/1", "data": "sent by a web page"}`))
+	req.Header.Set("Origin", "https://evil.example")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.Header.Set("Sec-Fetch-Mode", "no-cors")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site browser POST without Content-Type: %d; want 403", resp.StatusCode)
+	}
+	// Without the browser's headers, the missing Content-Type alone is refused.
+	if status, body := call(t, "POST", srv.URL+"/v1/peers/"+b.ID().String()+"/messages", "",
+		`{"protocol": "echo/1", "data": "x"}`); status != http.StatusUnsupportedMediaType {
+		t.Errorf("POST without Content-Type: %d %s; want 415", status, body)
+	}
+
+	// DNS rebinding: same origin for the browser, Host names the attacker's domain.
+	req, _ = http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/peers", nil)
+	req.Host = "evil.example:31700"
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET /v1/peers with Host evil.example: %d; want 403", resp.StatusCode)
+	}
+	// The API's own origin, localhost, and any host with Config.Remote are served.
+	for _, c := range []struct {
+		host, origin string
+		remote       bool
+	}{{"", srv.URL, false}, {"localhost:31700", "", false}, {"node.example:31700", "", true}} {
+		api := adminapi.New(a, adminapi.Config{Remote: c.remote})
+		s := httptest.NewServer(api)
+		req, _ = http.NewRequestWithContext(ctx, "GET", s.URL+"/v1/self", nil)
+		if c.host != "" {
+			req.Host = c.host
+		}
+		if c.origin != "" {
+			req.Header.Set("Origin", s.URL)
+		}
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		api.Close()
+		s.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /v1/self, Host %q, Origin %v, remote %v: %d, want 200", c.host, c.origin != "", c.remote, resp.StatusCode)
+		}
+	}
+}
