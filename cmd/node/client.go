@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -410,21 +411,42 @@ func printMessage(w io.Writer, data string, asJSON bool) error {
 	if id, err := session.ParseNodeID(m.Origin); err == nil {
 		origin = id.Short()
 	}
-	_, err := fmt.Fprintf(w, "%s %s from %s (hops %d, %.1f ms): %s\n", m.At.Format(time.TimeOnly), m.Topic, origin,
+	_, err := fmt.Fprintf(w, "%s %s from %s (hops %d, %.1f ms): %s\n", m.At.Format(time.TimeOnly), terminalSafe(m.Topic), terminalSafe(origin),
 		m.Hops, m.DelayMs, payloadText(m.Payload))
 	return err
 }
 
-// payloadText is a payload as one line of text.
+// payloadText is a payload as one line of text, its control characters escaped (terminalSafe).
 func payloadText(p adminapi.Payload) string {
 	switch {
 	case p.Data != nil:
-		return *p.Data
+		return terminalSafe(*p.Data)
 	case p.DataBase64 != nil:
 		return "base64:" + *p.DataBase64
 	case p.Type != "":
-		return p.Type + " " + string(p.JSON)
+		return terminalSafe(p.Type + " " + string(p.JSON))
 	default:
-		return "(undecodable: " + p.Error + ")"
+		return terminalSafe("(undecodable: " + p.Error + ")")
 	}
 }
+
+// terminalSafe escapes the control characters of s (C0 but tab, DEL, C1) as Go does in quoted strings: a remote
+// payload printed raw could move the cursor, clear the screen or retitle the operator's terminal.
+func terminalSafe(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// isControl tells whether r is a control character other than tab.
+func isControl(r rune) bool { return r != '\t' && (r < 0x20 || r >= 0x7f && r <= 0x9f) }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -184,7 +185,7 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 // config turns the flags into a node config.
 func (o runOptions) config(log zerolog.Logger) (actors.Config, error) {
 	cfg := actors.DefaultConfig()
-	if _, _, err := net.SplitHostPort(o.listen); o.listen == "" || err != nil {
+	if _, port, err := net.SplitHostPort(o.listen); o.listen == "" || err != nil || !validPort(port) {
 		return cfg, usagef("--listen %q: want host:port, e.g. 127.0.0.1:30700 or 0.0.0.0:0", o.listen)
 	}
 	cfg.ListenAddr = o.listen
@@ -197,6 +198,9 @@ func (o runOptions) config(log zerolog.Logger) (actors.Config, error) {
 	for _, t := range o.topics {
 		if strings.TrimSpace(t) == "" {
 			return cfg, usagef("--topic must not be empty")
+		}
+		if err := cfg.Gossip.Router.CheckTopic(t); err != nil {
+			return cfg, usagef("--topic: %w", err)
 		}
 	}
 	if o.network == "" {
@@ -259,6 +263,15 @@ func (o runOptions) identity(log zerolog.Logger) (*session.Identity, error) {
 		log.Info().Str("key", path).Str("id", id.NodeID().String()).Msg("created a new identity")
 	}
 	return id, nil
+}
+
+// validPort tells whether port is a port number, 0 to 65535, or a service name net.Listen knows.
+func validPort(port string) bool {
+	if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+		return n <= 65535
+	}
+	_, err := net.LookupPort("tcp", port)
+	return err == nil
 }
 
 // isLoopbackHost tells whether the host of a host:port is a loopback address (127.0.0.0/8, ::1 or localhost).

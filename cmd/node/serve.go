@@ -29,11 +29,11 @@ func httpListenAddr(flag, value string, allowRemote bool) (string, error) {
 		return "", nil
 	}
 	host, port, err := net.SplitHostPort(value)
-	if err != nil {
+	if err != nil || !validPort(port) {
 		return "", usagef("--%s %q: want host:port, e.g. 127.0.0.1:31700, or off", flag, value)
 	}
-	if host == "" {
-		host = "127.0.0.1"
+	if host == "" || strings.EqualFold(host, "localhost") {
+		host = "127.0.0.1" // localhost is a name, which resolving could bind elsewhere
 	}
 	addr := net.JoinHostPort(host, port)
 	if !allowRemote && !isLoopbackHost(addr) {
@@ -59,7 +59,9 @@ func (s *httpServers) serve(name, addr string, h http.Handler) (net.Addr, error)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	// ReadTimeout bounds reading a whole request, its body included (a trickled body held a handler); streams
+	// bound their own writes (adminapi.Config.StreamWriteTimeout).
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: time.Minute}
 	s.servers = append(s.servers, srv)
 	s.wg.Add(1)
 	go func() {
@@ -98,7 +100,7 @@ func startHTTP(o runOptions, node *actors.Node, log zerolog.Logger, stdout io.Wr
 		return s, err
 	}
 	if apiAddr != "" {
-		s.api = adminapi.New(node, adminapi.Config{Logger: log.With().Str("component", "api").Logger()})
+		s.api = adminapi.New(node, adminapi.Config{Logger: log.With().Str("component", "api").Logger(), Remote: o.apiRemote})
 		a, err := s.serve("admin API", apiAddr, s.api)
 		if err != nil {
 			return s, fmt.Errorf("%w (choose another address with --api, or --api off)", err)

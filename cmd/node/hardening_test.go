@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/actormesh/actormesh/testkit"
+)
+
+// TestStalledSubscriberDoesNotBlockShutdown: an admin API client that opens the topic stream and then stops reading
+// keeps `node run` from shutting down: runNode's deferred httpServers.close calls API.Close first, which waits for
+// the stream handler, which is blocked forever writing to the full socket (no write deadline). The documented
+// "SIGINT or SIGTERM shut the node down within a few seconds ... and the peer store is written" does not happen.
+func TestStalledSubscriberDoesNotBlockShutdown(t *testing.T) {
+	common := []string{"--listen", "127.0.0.1:0", "--topic", "news", "--log-format", "json"}
+	a := startInProcess(t, append([]string{"--api", "off"}, common...)...)
+	addrA := a.listening(t)
+	b := startInProcess(t, append([]string{"--api", "127.0.0.1:0", "--bootnode", addrA.String(),
+		"--data-dir", t.TempDir()}, common...)...)
+	b.listening(t)
+	var api string
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		for _, l := range strings.Split(b.stdout.String(), "\n") {
+			if v, ok := strings.CutPrefix(l, "api http://"); ok {
+				api = v
+				return true
+			}
+		}
+		return false
+	}, "the api line")
+
+	conn, err := net.Dial("tcp", api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	t.Cleanup(func() { conn.Close() }) // runs before startInProcess's cleanups, so they can finish
+	if _, err := fmt.Fprintf(conn, "GET /v1/topics/news/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Publish ~16 MB through B's own API: B delivers its own publications to the stream, whose client never reads.
+	filler := strings.Repeat("x", 400<<10)
+	published, last := 0, ""
+	testkit.WaitFor(t, 60*time.Second, func() bool {
+		resp, err := http.Post("http://"+api+"/v1/topics/news/messages", "application/json", strings.NewReader(fmt.Sprintf(`{"data": "%d %s"}`, published, filler)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusCreated {
+			published++
+		} else {
+			last = fmt.Sprintf("%d %s", resp.StatusCode, rb)
+		}
+		return published >= 40
+	}, "40 publications through B (%s)", lazy(func() string { return fmt.Sprintf("%d done, last failure %.200s", published, last) }))
+
+	b.cancel() // what SIGTERM does
+	err = testkit.Poll(context.Background(), 10*time.Second, func() bool {
+		select {
+		case code := <-b.exited:
+			b.exited <- code
+			return true
+		default:
+			return false
+		}
+	})
+	if err != nil {
+		t.Fatalf("node run still running 10s after its context ended, held by a stream client that stopped reading; "+
+			"stderr tail:\n%s", tail(b.stderr.String(), 600))
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+type lazy func() string
+
+func (f lazy) String() string { return f() }
+
+// TestBadFlagValuesExitWithUsageCode: OPERATOR.md says a bad flag value exits 2 before the node starts; these
+// are checked only when used, and exit 1 (some after the node printed its "listening" line).
+func TestBadFlagValuesExitWithUsageCode(t *testing.T) {
+	for _, args := range [][]string{
+		{"--topic", strings.Repeat("t", 300)},
+		{"--api", "127.0.0.1:notaport"},
+		{"--listen", "127.0.0.1:notaport"},
+		{"--metrics", "127.0.0.1:99999"},
+	} {
+		full := append([]string{"run", "--listen", "127.0.0.1:0", "--api", "off", "--log-format", "json"}, args...)
+		code, out, errOut := call(t, full...)
+		if code != exitUsage {
+			t.Errorf("%q: exit %d, want %d; stdout %q, stderr tail %q", args[:1], code, exitUsage, out, tail(errOut, 160))
+		}
+	}
+}
+
+// TestSubscribePrintsNoTerminalControls: `node subscribe` (text mode) prints any publisher's payload raw, so a
+// remote peer's message can carry terminal escape sequences (retitle the window, rewrite earlier lines, ...) into
+// the operator's terminal. The node's own log quotes them (zerolog's console writer); the CLI does not.
+func TestSubscribePrintsNoTerminalControls(t *testing.T) {
+	var out strings.Builder
+	data := `{"topic":"news","id":"00","origin":"x","data":"\u001b]0;pwned\u0007\u001b[2Jhello"}`
+	if err := printMessage(&out, data, false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(out.String(), "\x1b\x07") || !strings.Contains(out.String(), `\x1b]0;pwned\a\x1b[2Jhello`) {
+		t.Errorf("printed %q: want the payload's control characters escaped", out.String())
+	}
+}
