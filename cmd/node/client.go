@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -29,7 +30,16 @@ type clientOptions struct {
 	api     string
 	asJSON  bool
 	timeout time.Duration
+	// silence is how long a stream may send nothing, keepalives included, before subscribe gives up on the node
+	// (0: streamSilence).
+	silence time.Duration
 }
+
+// streamSilence is how long `node subscribe` waits for a line of the stream, three of the API's 15 s keepalives.
+const streamSilence = 45 * time.Second
+
+// errSilent ends a stream that sent nothing for the silence allowed.
+var errSilent = errors.New("the node sent nothing, not even a keepalive")
 
 func (o *clientOptions) flags(cmd *cobra.Command, withTimeout bool) {
 	f := cmd.Flags()
@@ -215,17 +225,15 @@ func printStatus(w io.Writer, st adminapi.Status) error {
 	return tw.Flush()
 }
 
-// payloadArg reads a data argument: text, or @FILE for a file's bytes (@- for stdin). Bytes that are not UTF-8
-// travel as base64.
+// maxPayloadArg bounds a payload read from a file or stdin: a message is at most 1 MiB on the wire anyway.
+const maxPayloadArg = 16 << 20
+
+// payloadArg reads a data argument: text, or @FILE for a file's bytes (@- for stdin), at most maxPayloadArg of
+// them. Bytes that are not UTF-8 travel as base64.
 func payloadArg(arg string, stdin io.Reader) (text, b64 *string, err error) {
 	b := []byte(arg)
 	if name, ok := strings.CutPrefix(arg, "@"); ok {
-		if name == "-" {
-			b, err = io.ReadAll(io.LimitReader(stdin, 16<<20))
-		} else {
-			b, err = os.ReadFile(name)
-		}
-		if err != nil {
+		if b, err = readBounded(name, stdin, maxPayloadArg); err != nil {
 			return nil, nil, fmt.Errorf("read %s: %w", arg, err)
 		}
 	}
@@ -345,6 +353,12 @@ func (o *clientOptions) subscribe(ctx context.Context, topic string, count int, 
 	if err != nil {
 		return err
 	}
+	silence := cmp.Or(o.silence, streamSilence)
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watchdog := time.AfterFunc(silence, func() { cancel(errSilent) }) // reset by every line
+	defer watchdog.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/topics/"+url.PathEscape(topic)+"/messages", nil)
 	if err != nil {
 		return err
@@ -352,7 +366,10 @@ func (o *clientOptions) subscribe(ctx context.Context, topic string, count int, 
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		if errors.Is(context.Cause(ctx), errSilent) {
+			return fmt.Errorf("stream: %w for %v", errSilent, silence)
+		}
+		if parent.Err() != nil {
 			return nil
 		}
 		return unreachable(base, err)
@@ -366,6 +383,7 @@ func (o *clientOptions) subscribe(ctx context.Context, topic string, count int, 
 	sc.Buffer(make([]byte, 64<<10), 32<<20)
 	event, got := "", 0
 	for sc.Scan() {
+		watchdog.Reset(silence)
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, ": subscribed"):
@@ -389,7 +407,10 @@ func (o *clientOptions) subscribe(ctx context.Context, topic string, count int, 
 			event = ""
 		}
 	}
-	if ctx.Err() != nil {
+	if errors.Is(context.Cause(ctx), errSilent) {
+		return fmt.Errorf("stream: %w for %v", errSilent, silence)
+	}
+	if parent.Err() != nil {
 		return nil
 	}
 	if err := sc.Err(); err != nil && !errors.Is(err, context.Canceled) {
@@ -450,3 +471,22 @@ func terminalSafe(s string) string {
 
 // isControl tells whether r is a control character other than tab.
 func isControl(r rune) bool { return r != '\t' && (r < 0x20 || r >= 0x7f && r <= 0x9f) }
+
+// readBounded reads the file name ("-": stdin, when stdin is not nil) whole, failing if it holds more than limit bytes (a device such as
+// /dev/zero never ends).
+func readBounded(name string, stdin io.Reader, limit int64) ([]byte, error) {
+	r := stdin
+	if name != "-" || stdin == nil {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		err = fmt.Errorf("more than %d bytes", limit)
+	}
+	return b, err
+}

@@ -85,7 +85,7 @@ func applyFlagSources(cmd *cobra.Command, envPrefix string, configFlag string) e
 // applyConfigFile sets the flags named in the TOML file file that neither the command line nor the environment set
 // (those are Changed already). The key configFlag may not appear in the file. name is how errors refer to the file.
 func applyConfigFile(flags *pflag.FlagSet, file, name, configFlag string) error {
-	data, err := os.ReadFile(file)
+	data, err := readBounded(file, nil, 1<<20)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +119,42 @@ func TestSubscribePrintsNoTerminalControls(t *testing.T) {
 	}
 	if strings.ContainsAny(out.String(), "\x1b\x07") || !strings.Contains(out.String(), `\x1b]0;pwned\a\x1b[2Jhello`) {
 		t.Errorf("printed %q: want the payload's control characters escaped", out.String())
+	}
+}
+
+// A payload file or a config file that never ends (/dev/zero) is refused once past its bound, instead of being read
+// until memory runs out.
+func TestEndlessFilesAreRefused(t *testing.T) {
+	if _, _, err := payloadArg("@/dev/zero", nil); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("payload @/dev/zero: %v, want a size error", err)
+	}
+	code, _, errOut := call(t, "run", "--config", "/dev/zero", "--listen", "127.0.0.1:0", "--api", "off")
+	if code != exitUsage || !strings.Contains(errOut, "more than") {
+		t.Errorf("--config /dev/zero: exit %d, stderr %q; want %d and a size error", code, tail(errOut, 200), exitUsage)
+	}
+}
+
+// `node subscribe` gives up on a node whose stream sends nothing, not even keepalives, for the silence allowed,
+// instead of waiting for good.
+func TestSubscribeGivesUpOnASilentNode(t *testing.T) {
+	hold := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, ": subscribed to news\n\n")
+		w.(http.Flusher).Flush()
+		select { // then nothing
+		case <-hold:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(hold)
+	o := &clientOptions{api: srv.URL, silence: 200 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := o.subscribe(ctx, "news", 0, io.Discard, io.Discard)
+	if !errors.Is(err, errSilent) || ctx.Err() != nil {
+		t.Fatalf("subscribe to a silent node: %v (test context %v), want errSilent within the silence allowed", err, ctx.Err())
 	}
 }
