@@ -94,6 +94,10 @@ type Config struct {
 	// PenaltyThreshold is the number of rejected messages from one peer at which its Penalty asks for a ban
 	// (default 3).
 	PenaltyThreshold int
+	// PenaltyRetention is how long a peer's count of rejected messages outlives its connection (default 10 min):
+	// a peer that reconnects takes it up again, so that reconnecting does not wipe its record (gossipsub's
+	// RetainScore does the same). At most MaxPeers departed peers are remembered.
+	PenaltyRetention time.Duration
 
 	// MaxTopicLength caps a topic name in bytes (default 256). Subscribe and Publish fail with ErrTopicTooLong
 	// beyond it; the Router tracks no longer topic from a peer, and the relay drops an RPC naming one and
@@ -184,6 +188,7 @@ func DefaultConfig() Config {
 		ValidationTimeout:      5 * time.Second,
 		MaxPendingValidation:   1024,
 		PenaltyThreshold:       3,
+		PenaltyRetention:       10 * time.Minute,
 		MaxTopicLength:         256,
 		MaxPeers:               1024,
 		MaxPeerTopics:          64,
@@ -227,7 +232,7 @@ func (c Config) Validate() error {
 		return bad("want 1 <= MaxPendingIWantPerPeer <= MaxPendingIWant, got %d and %d", c.MaxPendingIWantPerPeer, c.MaxPendingIWant)
 	case c.CacheMaxMessages < 1 || c.CacheMaxBytes < 1 || c.SeenMax < 1 || c.MaxIHaveLength < 1 ||
 		c.MaxIHaveMessages < 1 || c.MaxIWantReplies < 1 || c.MaxIWantReplyBytes < 1 || c.MaxPendingIWant < 1 || c.MaxPendingValidation < 1 ||
-		c.PenaltyThreshold < 1 || c.PruneDuplicates < 1 || c.MaxPeers < 1 || c.MaxPeerTopics < 1 || c.MaxTopicLength < 1 ||
+		c.PenaltyThreshold < 1 || c.PenaltyRetention < 0 || c.PruneDuplicates < 1 || c.MaxPeers < 1 || c.MaxPeerTopics < 1 || c.MaxTopicLength < 1 ||
 		c.TreeStaleBeats < 1:
 		return bad("limits must be >= 1")
 	}

@@ -50,10 +50,12 @@ type Router struct {
 	cache   msgCache
 	pending map[MsgID]*pending
 	wants   map[MsgID]*want
-	stats   Stats
-	due     []*cached // scratch of dueForGossip
-	names   []string  // scratch of Heartbeat: the joined topics
-	since   []uint64  // scratch of announce
+	// retained holds the penalties of departed peers (retainPenalty), at most MaxPeers of them.
+	retained map[session.NodeID]retainedPenalty
+	stats    Stats
+	due      []*cached // scratch of dueForGossip
+	names    []string  // scratch of Heartbeat: the joined topics
+	since    []uint64  // scratch of announce
 	// repairBeat is the heartbeat count when the node last answered an IWANT or pulled a message (see
 	// quietGossip).
 	repairBeat uint64
@@ -62,7 +64,7 @@ type Router struct {
 type peer struct {
 	topics  map[string]struct{}  // subscriptions, at most MaxPeerTopics
 	backoff map[string]time.Time // topic → end of the backoff; keys are known topics
-	penalty int                  // messages rejected so far
+	penalty int                  // messages rejected so far (kept across reconnects: Router.retained)
 	ihaves  int                  // IHAVEs read this heartbeat
 	served  int                  // messages served to IWANT this heartbeat
 	wants   int                  // outstanding IWANTs of ids it announced first (want.src[0])
@@ -188,12 +190,48 @@ func (r *Router) AddPeer(id session.NodeID) error {
 	if len(r.peers) >= r.cfg.MaxPeers {
 		return fmt.Errorf("%w: %d peers", ErrLimit, r.cfg.MaxPeers)
 	}
-	r.peers[id] = &peer{topics: make(map[string]struct{})}
+	p := &peer{topics: make(map[string]struct{})}
+	if rp, ok := r.retained[id]; ok {
+		delete(r.retained, id)
+		if r.now.Sub(rp.at) < r.cfg.PenaltyRetention { // the Router's clock: its last call's time
+			p.penalty = rp.penalty
+		}
+	}
+	r.peers[id] = p
 	return nil
 }
 
-// RemovePeer forgets a disconnected peer: its subscriptions, mesh links, backoffs and penalties. With Tree, a
-// node whose parent it was takes another at once and tells its topic peers (the Output).
+// retainedPenalty is a departed peer's count of rejected messages and when it left (Router's clock).
+type retainedPenalty struct {
+	penalty int
+	at      time.Time
+}
+
+// retainPenalty remembers a departing peer's penalty for PenaltyRetention, forgetting the longest departed first
+// beyond MaxPeers of them.
+func (r *Router) retainPenalty(id session.NodeID, penalty int) {
+	if penalty == 0 || r.cfg.PenaltyRetention == 0 {
+		return
+	}
+	if r.retained == nil {
+		r.retained = make(map[session.NodeID]retainedPenalty)
+	}
+	if len(r.retained) >= r.cfg.MaxPeers {
+		var oldest session.NodeID
+		var at time.Time
+		for id, rp := range r.retained {
+			if at.IsZero() || rp.at.Before(at) {
+				oldest, at = id, rp.at
+			}
+		}
+		delete(r.retained, oldest)
+	}
+	r.retained[id] = retainedPenalty{penalty: penalty, at: r.now}
+}
+
+// RemovePeer forgets a disconnected peer: its subscriptions, mesh links and backoffs; its penalty is kept for
+// PenaltyRetention, should it come back. With Tree, a node whose parent it was takes another at once and tells its
+// topic peers (the Output).
 func (r *Router) RemovePeer(now time.Time, id session.NodeID) Output {
 	r.clock(now)
 	p := r.peers[id]
@@ -205,6 +243,7 @@ func (r *Router) RemovePeer(now time.Time, id session.NodeID) Output {
 		r.dropTopicPeer(&b, name, id)
 	}
 	delete(r.peers, id)
+	r.retainPenalty(id, p.penalty)
 	return b.result()
 }
 

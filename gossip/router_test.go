@@ -715,3 +715,66 @@ func BenchmarkHandleMessage(b *testing.B) {
 		r.HandleMessage(t0, nid(2), &Message{Topic: topicA, Data: d}) // a duplicate
 	}
 }
+
+// A peer's count of rejected messages outlives its connection for PenaltyRetention: reconnecting does not wipe its
+// record, so two rejections, a reconnect and a third reach PenaltyThreshold (3). Past the retention, or beyond
+// MaxPeers departed peers (the longest departed first), the record is forgotten.
+func TestPenaltiesSurviveAReconnect(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxPeers = 2
+	r := newTestRouter(t, cfg)
+	r.clock(t0)
+	reconnect := func(id session.NodeID, at time.Time) {
+		t.Helper()
+		r.RemovePeer(at, id)
+		r.clock(at)
+		if err := r.AddPeer(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []session.NodeID{nid(1), nid(2)} {
+		if err := r.AddPeer(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.PenalizePeer(nid(1))
+	r.PenalizePeer(nid(1))
+	reconnect(nid(1), t0.Add(time.Minute))
+	if p := r.PenalizePeer(nid(1)); p.Count != 3 || !p.Ban {
+		t.Fatalf("third rejection after a reconnect: %+v, want count 3 and a ban", p)
+	}
+	// Past PenaltyRetention the record is forgotten.
+	r.RemovePeer(t0.Add(2*time.Minute), nid(1))
+	reconnect(nid(2), t0.Add(2*time.Minute)) // no penalty: nothing kept
+	r.clock(t0.Add(2*time.Minute + cfg.PenaltyRetention))
+	if err := r.AddPeer(nid(1)); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.PenalizePeer(nid(1)); p.Count != 1 {
+		t.Fatalf("a rejection after the retention: %+v, want count 1", p)
+	}
+	// At most MaxPeers departed peers are kept, the longest departed forgotten first: 1 leaves, then 2, then 3.
+	at := t0.Add(3 * time.Hour)
+	r.PenalizePeer(nid(2))
+	r.RemovePeer(at, nid(1))
+	r.RemovePeer(at.Add(time.Second), nid(2))
+	if err := r.AddPeer(nid(3)); err != nil {
+		t.Fatal(err)
+	}
+	r.PenalizePeer(nid(3))
+	r.RemovePeer(at.Add(2*time.Second), nid(3))
+	if len(r.retained) != cfg.MaxPeers {
+		t.Fatalf("%d departed peers kept, want %d", len(r.retained), cfg.MaxPeers)
+	}
+	if _, ok := r.retained[nid(1)]; ok {
+		t.Error("the longest departed peer is still kept")
+	}
+	for _, id := range []session.NodeID{nid(2), nid(3)} {
+		if err := r.AddPeer(id); err != nil {
+			t.Fatal(err)
+		}
+		if p := r.PenalizePeer(id); p.Count != 2 {
+			t.Errorf("peer %s back: count %d after one more rejection, want 2", id.Short(), p.Count)
+		}
+	}
+}
