@@ -185,6 +185,10 @@ func (r *Router) newTree(now time.Time) *treeState {
 		heard: make(map[session.NodeID]beaconHeard), reported: make(map[session.NodeID]uint64)}
 }
 
+// beaconLead is how many heartbeats ahead of a node's clock a beacon it takes may be (see handleTree): clock skew
+// between honest nodes, and an attacker's hold on a root's beacons.
+const beaconLead = 2
+
 // beaconAt is the beacon a root sends at time now, at least: the time in quarters of a heartbeat, so that a root
 // that restarts goes on with newer beacons than it sent before, which its peers still remember.
 func (r *Router) beaconAt(now time.Time) uint64 {
@@ -279,6 +283,13 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 		}
 	}
 	info.Cuts = nil // taken: a view keeps none
+	// A beacon from the future is one no root has sent yet (beacons count quarters of a heartbeat of the root's
+	// clock): taken as it is, a made-up one (MaxUint64) stopped the root's real beacons from advancing for this
+	// node, which then gave a live root up within TreeStaleBeats and passed the made-up beacon on, so that the whole
+	// tree moved. Cut to beaconLead heartbeats ahead of this node's clock, it holds the real ones back that long
+	// at most, less than TreeStaleBeats; a root whose clock runs ahead further still looks alive, its beacons
+	// advancing with this node's clock.
+	info.Seq = min(info.Seq, r.beaconAt(r.now)+beaconLead*4)
 	prev, had := ts.views[from]
 	// A report that only advances the beacon of a root this node already takes as alive, at the same rank, changes
 	// nothing updateTree decides: most reports of a settled tree are such, and the next heartbeat runs updateTree

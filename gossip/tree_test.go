@@ -684,3 +684,28 @@ func TestMadeUpRootsDoNotLockOutARealRoot(t *testing.T) {
 		t.Fatalf("after 90 heartbeats of honest reports the node still does not take peer 2 as root and parent (root is self: %v)", root == nid(self))
 	}
 }
+
+// A made-up beacon from the future (a hostile peer's report of the root with Seq MaxUint64) does not make a live
+// root look dead: it is cut to beaconLead heartbeats ahead, and the root's real beacons overtake it before
+// TreeStaleBeats. Taken as it was, it stopped them from advancing, the node gave the root up and passed the
+// made-up beacon on, moving the whole tree.
+func TestTreeMadeUpBeaconDoesNotKillALiveRoot(t *testing.T) {
+	r := treeRouter(t, 2)
+	hb := DefaultConfig().HeartbeatInterval
+	now := t0
+	rootReport := func() TreeInfo { return rankedReport(1, maxTreeRank, 0, -1, r.beaconAt(now)) }
+	r.HandleTree(now, nid(1), rootReport())
+	if root, _, _, _ := r.TreeLinks(topicA); root != nid(1) {
+		t.Fatalf("root %s, want 1", root.Short())
+	}
+	forged := rankedReport(1, maxTreeRank, 1, 1, ^uint64(0))
+	r.HandleTree(now, nid(2), forged)
+	for beat := range 4 * DefaultConfig().TreeStaleBeats {
+		now = now.Add(hb)
+		r.Heartbeat(now)
+		r.HandleTree(now, nid(1), rootReport())
+		if root, _, _, _ := r.TreeLinks(topicA); root != nid(1) {
+			t.Fatalf("heartbeat %d after the made-up beacon: root %s, want the live root 1", beat+1, root.Short())
+		}
+	}
+}
