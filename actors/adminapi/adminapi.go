@@ -41,9 +41,10 @@ type Config struct {
 	Logger zerolog.Logger
 	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 1 MiB.
 	MaxBodyBytes int64
-	// StreamBuffer bounds the messages queued for one slow stream client; beyond it they are dropped and the
-	// client is told how many. Default 256.
-	StreamBuffer int
+	// StreamBuffer bounds the messages queued for one slow stream client, and StreamBufferBytes their payload
+	// bytes; beyond either they are dropped and the client is told how many. Defaults 256 and 16 MiB.
+	StreamBuffer      int
+	StreamBufferBytes int
 	// StreamKeepalive is the interval of SSE comment lines that keep idle streams open through proxies.
 	// Default 15 s.
 	StreamKeepalive time.Duration
@@ -65,6 +66,7 @@ func DefaultConfig() Config {
 		Logger:             zerolog.Nop(),
 		MaxBodyBytes:       1 << 20,
 		StreamBuffer:       256,
+		StreamBufferBytes:  16 << 20,
 		StreamKeepalive:    15 * time.Second,
 		StreamWriteTimeout: 30 * time.Second,
 		RequestTimeout:     10 * time.Second,
@@ -94,6 +96,9 @@ func New(node *actors.Node, cfg Config) *API {
 	}
 	if cfg.StreamBuffer <= 0 {
 		cfg.StreamBuffer = def.StreamBuffer
+	}
+	if cfg.StreamBufferBytes <= 0 {
+		cfg.StreamBufferBytes = def.StreamBufferBytes
 	}
 	if cfg.StreamKeepalive <= 0 {
 		cfg.StreamKeepalive = def.StreamKeepalive
@@ -497,14 +502,19 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 
 	ch := make(chan *gossip.Delivery, a.cfg.StreamBuffer)
 	var mu sync.Mutex
-	dropped := 0
+	dropped, queued := 0, 0 // queued: the payload bytes in ch
 	sub, err := a.node.Subscribe(ctx, topic, func(d *gossip.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		if queued+len(d.Data) > a.cfg.StreamBufferBytes {
+			dropped++
+			return
+		}
 		select {
 		case ch <- d:
+			queued += len(d.Data)
 		default:
-			mu.Lock()
 			dropped++
-			mu.Unlock()
 		}
 	})
 	if err != nil {
@@ -540,7 +550,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		case d := <-ch:
 			mu.Lock()
 			n := dropped
-			dropped = 0
+			dropped, queued = 0, queued-len(d.Data)
 			mu.Unlock()
 			b, err := json.Marshal(messageOf(d))
 			if err != nil {

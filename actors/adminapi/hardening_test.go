@@ -1,12 +1,14 @@
 package adminapi_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/actors/adminapi"
@@ -65,9 +68,9 @@ func (l *stallListener) blockedFor(d time.Duration) bool {
 	return false
 }
 
-// TestStalledStreamClientDoesNotBlockClose: a stream client that stops reading blocks its handler in Write (the
-// server has no write deadline); API.Close waits for that handler forever, and `node run` calls API.Close first
-// on SIGTERM, so the node never shuts down (nor saves its peer store).
+// A stream client that stops reading keeps its handler in a Write until Close, which interrupts it: Close used to
+// wait for that handler for good, and `node run` calls it first on SIGTERM, so the node never shut down (nor saved
+// its peer store).
 func TestStalledStreamClientDoesNotBlockClose(t *testing.T) {
 	node := testkit.NewNetwork(t, 1).Nodes[0]
 	api := adminapi.New(node, adminapi.Config{StreamKeepalive: 50 * time.Microsecond, StreamWriteTimeout: time.Hour})
@@ -108,8 +111,7 @@ func TestStalledStreamClientDoesNotBlockClose(t *testing.T) {
 	<-closed
 }
 
-// TestOverlongTopicIsAClientError: a topic name over the relay's MaxTopicLength (256 bytes) is bad input, but
-// statusOf does not know gossip.ErrTopicTooLong, so the API answers 500 (and logs a warning) instead of 400.
+// A topic name over the relay's MaxTopicLength (256 bytes) is the client's error: 400, where it was 500.
 func TestOverlongTopicIsAClientError(t *testing.T) {
 	nw := testkit.NewNetwork(t, 1)
 	srv := serve(t, nw.Nodes[0])
@@ -136,9 +138,8 @@ func TestOverlongTopicIsAClientError(t *testing.T) {
 	}
 }
 
-// TestRepublishingIsAConflict: publishing the same payload twice on a topic (message ids hash topic and
-// payload only) fails with gossip.ErrDuplicate, which statusOf does not know: 500 and a warning log, for a client's
-// repeat of `node publish news hello`.
+// Publishing the same payload twice on a topic (message ids hash topic and payload) is a conflict, 409, where it
+// was a server error.
 func TestRepublishingIsAConflict(t *testing.T) {
 	nw := testkit.NewNetwork(t, 2)
 	a, b := nw.Nodes[0], nw.Nodes[1]
@@ -166,8 +167,8 @@ func TestRepublishingIsAConflict(t *testing.T) {
 	}
 }
 
-// TestOutOfRangeTimeoutIsRefused: timeout_ms is multiplied into a time.Duration without a bound; a large value
-// overflows to a negative duration and a request to a live echo protocol "times out" at once with 504.
+// A timeout_ms over 10 minutes is refused with 400: it used to overflow time.Duration into a negative, and a request
+// to a live echo protocol "timed out" at once with 504.
 func TestOutOfRangeTimeoutIsRefused(t *testing.T) {
 	nw := testkit.NewNetwork(t, 2)
 	a, b := nw.Nodes[0], nw.Nodes[1]
@@ -195,10 +196,9 @@ func TestOutOfRangeTimeoutIsRefused(t *testing.T) {
 	}
 }
 
-// TestBrowserCrossSiteRequestsAreRefused: any web page the operator visits can POST to the loopback API: a
-// fetch(..., {mode: "no-cors", body: new Blob([json])}) carries no Content-Type (a CORS "simple request", sent
-// without preflight), and decode accepts a missing Content-Type. Nor is the Host header checked, so DNS rebinding
-// (evil.example resolving to 127.0.0.1) reads every GET endpoint too.
+// A web page the operator visits cannot use the loopback API: a fetch(..., {mode: "no-cors", body: new Blob([json])})
+// carries no Content-Type (a CORS "simple request", sent without preflight) and crosses sites; and DNS rebinding
+// (evil.example resolving to 127.0.0.1) gets a Host that is not loopback. Both used to be served.
 func TestBrowserCrossSiteRequestsAreRefused(t *testing.T) {
 	nw := testkit.NewNetwork(t, 2)
 	a, b := nw.Nodes[0], nw.Nodes[1]
@@ -264,5 +264,68 @@ func TestBrowserCrossSiteRequestsAreRefused(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("GET /v1/self, Host %q, Origin %v, remote %v: %d, want 200", c.host, c.origin != "", c.remote, resp.StatusCode)
 		}
+	}
+}
+
+// A stream client that reads too slowly holds at most StreamBufferBytes of queued payloads, whatever their count:
+// the rest are dropped and the client told how many. Bounded by count alone, 256 messages of 1 MiB could pile up.
+func TestStalledStreamHoldsAtMostItsByteBudget(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Subscribe(ctx, "news", func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	const budget = 16 << 10
+	api := adminapi.New(a, adminapi.Config{StreamBufferBytes: budget, StreamWriteTimeout: time.Hour})
+	srv := httptest.NewUnstartedServer(api)
+	ln := &stallListener{Listener: srv.Listener}
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(func() { api.Close(); srv.Close() })
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := fmt.Fprintf(conn, "GET /v1/topics/news/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitTopicPeers(ctx, "news", 1); err != nil {
+		t.Fatal(err)
+	}
+	// Until the handler blocks on the full socket, then 64 more of 4 KiB: 256 KiB against a budget of 16 KiB.
+	filler := strings.Repeat("x", 4<<10)
+	n := 0
+	publish := func() {
+		t.Helper()
+		if _, err := a.Publish(ctx, "news", wrapperspb.String(fmt.Sprintf("%d %s", n, filler))); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	testkit.WaitFor(t, 20*time.Second, func() bool { publish(); return ln.blockedFor(200 * time.Millisecond) },
+		"the stream handler to block on a full socket")
+	for range 64 {
+		publish()
+	}
+	// Now read it all: the messages the budget held, then a dropped event counting the rest.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	sc := bufio.NewScanner(conn)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	dropped := 0
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), `data: {"dropped":`); ok {
+			dropped, _ = strconv.Atoi(strings.TrimSuffix(v, "}"))
+			break
+		}
+	}
+	if queued := 64 - dropped; dropped == 0 || queued*len(filler) > budget+len(filler) {
+		t.Fatalf("%d of 64 messages dropped: %d queued, over the budget of %d bytes", dropped, queued, budget)
 	}
 }

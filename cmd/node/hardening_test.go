@@ -15,10 +15,9 @@ import (
 	"github.com/actormesh/actormesh/testkit"
 )
 
-// TestStalledSubscriberDoesNotBlockShutdown: an admin API client that opens the topic stream and then stops reading
-// keeps `node run` from shutting down: runNode's deferred httpServers.close calls API.Close first, which waits for
-// the stream handler, which is blocked forever writing to the full socket (no write deadline). The documented
-// "SIGINT or SIGTERM shut the node down within a few seconds ... and the peer store is written" does not happen.
+// An admin API client that opens the topic stream and then stops reading does not keep `node run` from shutting
+// down: its stream handler, blocked writing to the full socket, is interrupted when the API closes. It used to
+// hold API.Close, which runNode calls first, for good: no shutdown, no peer store written.
 func TestStalledSubscriberDoesNotBlockShutdown(t *testing.T) {
 	common := []string{"--listen", "127.0.0.1:0", "--topic", "news", "--log-format", "json"}
 	a := startInProcess(t, append([]string{"--api", "off"}, common...)...)
@@ -91,8 +90,8 @@ type lazy func() string
 
 func (f lazy) String() string { return f() }
 
-// TestBadFlagValuesExitWithUsageCode: OPERATOR.md says a bad flag value exits 2 before the node starts; these
-// are checked only when used, and exit 1 (some after the node printed its "listening" line).
+// A bad flag value exits 2 before the node starts, as OPERATOR.md says: these were checked only when used, and
+// exited 1 (some after the node printed its "listening" line).
 func TestBadFlagValuesExitWithUsageCode(t *testing.T) {
 	for _, args := range [][]string{
 		{"--topic", strings.Repeat("t", 300)},
@@ -108,9 +107,9 @@ func TestBadFlagValuesExitWithUsageCode(t *testing.T) {
 	}
 }
 
-// TestSubscribePrintsNoTerminalControls: `node subscribe` (text mode) prints any publisher's payload raw, so a
-// remote peer's message can carry terminal escape sequences (retitle the window, rewrite earlier lines, ...) into
-// the operator's terminal. The node's own log quotes them (zerolog's console writer); the CLI does not.
+// `node subscribe` (text mode) escapes the control characters of a publisher's payload: printed raw, a remote
+// peer's message could carry terminal escape sequences (retitle the window, rewrite earlier lines) into the
+// operator's terminal.
 func TestSubscribePrintsNoTerminalControls(t *testing.T) {
 	var out strings.Builder
 	data := `{"topic":"news","id":"00","origin":"x","data":"\u001b]0;pwned\u0007\u001b[2Jhello"}`
