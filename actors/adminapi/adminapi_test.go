@@ -104,20 +104,7 @@ func TestBadRequestsGetClientErrorsWithAMessage(t *testing.T) {
 }
 
 func TestPublishStreamAndSendThroughTheAPI(t *testing.T) {
-	nw := testkit.NewNetwork(t, 2)
-	a, b := nw.Nodes[0], nw.Nodes[1]
-	if _, err := b.Register("echo/1", actor.PropsFromFunc(func(ctx actor.Context) {
-		if in, ok := ctx.Message().(*actors.Inbound); ok && in.IsRequest() {
-			_ = in.Reply(in.Payload)
-		}
-	})); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := a.Connect(ctx, b.Addr(), true); err != nil {
-		t.Fatal(err)
-	}
+	ctx, a, b := connectedPair(t, true)
 	apiA, apiB := serve(t, a), serve(t, b)
 
 	// Stream the topic from b; the first comment line says the subscription is in place.
@@ -203,4 +190,27 @@ func nextEvent(t *testing.T, r *bufio.Reader) adminapi.Message {
 			return m
 		}
 	}
+}
+
+// connectedPair starts two nodes, a connected to b (which serves echo/1 with echo set), and returns a context for
+// the test's calls (20 s) with them.
+func connectedPair(t *testing.T, echo bool) (context.Context, *actors.Node, *actors.Node) {
+	t.Helper()
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	if echo {
+		if _, err := b.Register("echo/1", actor.PropsFromFunc(func(ctx actor.Context) {
+			if in, ok := ctx.Message().(*actors.Inbound); ok && in.IsRequest() {
+				_ = in.Reply(in.Payload)
+			}
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	if err := a.Connect(ctx, b.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, a, b
 }

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -141,14 +140,8 @@ func TestOverlongTopicIsAClientError(t *testing.T) {
 // Publishing the same payload twice on a topic (message ids hash topic and payload) is a conflict, 409, where it
 // was a server error.
 func TestRepublishingIsAConflict(t *testing.T) {
-	nw := testkit.NewNetwork(t, 2)
-	a, b := nw.Nodes[0], nw.Nodes[1]
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := a.Connect(ctx, b.Addr(), true); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nw.Nodes {
+	ctx, a, b := connectedPair(t, false)
+	for _, n := range []*actors.Node{a, b} {
 		if _, err := n.Subscribe(ctx, "news", func(*gossip.Delivery) {}); err != nil {
 			t.Fatal(err)
 		}
@@ -170,20 +163,7 @@ func TestRepublishingIsAConflict(t *testing.T) {
 // A timeout_ms over 10 minutes is refused with 400: it used to overflow time.Duration into a negative, and a request
 // to a live echo protocol "timed out" at once with 504.
 func TestOutOfRangeTimeoutIsRefused(t *testing.T) {
-	nw := testkit.NewNetwork(t, 2)
-	a, b := nw.Nodes[0], nw.Nodes[1]
-	if _, err := b.Register("echo/1", actor.PropsFromFunc(func(ctx actor.Context) {
-		if in, ok := ctx.Message().(*actors.Inbound); ok && in.IsRequest() {
-			_ = in.Reply(in.Payload)
-		}
-	})); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := a.Connect(ctx, b.Addr(), true); err != nil {
-		t.Fatal(err)
-	}
+	_, a, b := connectedPair(t, true)
 	srv := serve(t, a)
 	url := srv.URL + "/v1/peers/" + b.ID().String() + "/messages"
 	status, body := call(t, "POST", url, "application/json", `{"protocol": "echo/1", "data": "x", "request": true, "timeout_ms": 5000}`)
@@ -200,13 +180,7 @@ func TestOutOfRangeTimeoutIsRefused(t *testing.T) {
 // carries no Content-Type (a CORS "simple request", sent without preflight) and crosses sites; and DNS rebinding
 // (evil.example resolving to 127.0.0.1) gets a Host that is not loopback. Both used to be served.
 func TestBrowserCrossSiteRequestsAreRefused(t *testing.T) {
-	nw := testkit.NewNetwork(t, 2)
-	a, b := nw.Nodes[0], nw.Nodes[1]
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := a.Connect(ctx, b.Addr(), true); err != nil {
-		t.Fatal(err)
-	}
+	ctx, a, b := connectedPair(t, false)
 	srv := serve(t, a)
 
 	// What a browser sends for the no-cors fetch above, from a page on https://evil.example.
@@ -270,13 +244,7 @@ func TestBrowserCrossSiteRequestsAreRefused(t *testing.T) {
 // A stream client that reads too slowly holds at most StreamBufferBytes of queued payloads, whatever their count:
 // the rest are dropped and the client told how many. Bounded by count alone, 256 messages of 1 MiB could pile up.
 func TestStalledStreamHoldsAtMostItsByteBudget(t *testing.T) {
-	nw := testkit.NewNetwork(t, 2)
-	a, b := nw.Nodes[0], nw.Nodes[1]
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.Connect(ctx, b.Addr(), true); err != nil {
-		t.Fatal(err)
-	}
+	ctx, a, b := connectedPair(t, false)
 	if _, err := b.Subscribe(ctx, "news", func(*gossip.Delivery) {}); err != nil {
 		t.Fatal(err)
 	}
