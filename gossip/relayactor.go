@@ -301,41 +301,16 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 
 // topicsFit tells whether every topic rpc names is within max bytes.
 func topicsFit(rpc *messages.GossipRPC, max int) bool {
-	for _, s := range rpc.Subscriptions {
-		if len(s.Topic) > max {
-			return false
-		}
-	}
-	for _, m := range rpc.Messages {
-		if len(m.Topic) > max {
-			return false
-		}
+	long := func(topic string) bool { return len(topic) > max }
+	if slices.ContainsFunc(rpc.Subscriptions, func(s *messages.GossipSubscription) bool { return long(s.Topic) }) ||
+		slices.ContainsFunc(rpc.Messages, func(m *messages.GossipMessage) bool { return long(m.Topic) }) {
+		return false
 	}
 	c := rpc.Control
-	if c == nil {
-		return true
-	}
-	for _, ih := range c.Ihave {
-		if len(ih.Topic) > max {
-			return false
-		}
-	}
-	for _, g := range c.Graft {
-		if len(g) > max {
-			return false
-		}
-	}
-	for _, p := range c.Prune {
-		if len(p.Topic) > max {
-			return false
-		}
-	}
-	for _, t := range c.Tree {
-		if len(t.Topic) > max {
-			return false
-		}
-	}
-	return true
+	return c == nil || !slices.ContainsFunc(c.Ihave, func(ih *messages.GossipIHave) bool { return long(ih.Topic) }) &&
+		!slices.ContainsFunc(c.Graft, long) &&
+		!slices.ContainsFunc(c.Prune, func(p *messages.GossipPrune) bool { return long(p.Topic) }) &&
+		!slices.ContainsFunc(c.Tree, func(t *messages.GossipTree) bool { return long(t.Topic) })
 }
 
 func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messages.GossipMessage) {

@@ -14,12 +14,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
-	"net"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -153,37 +149,6 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		strings.Join(allow, " or ")))
 }
 
-// checkOrigin refuses the requests ServeHTTP says.
-func (a *API) checkOrigin(r *http.Request) error {
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "cross-site", "same-site":
-		return errors.New("a web page of another site may not use the admin API")
-	}
-	if o := r.Header.Get("Origin"); o != "" {
-		u, err := url.Parse(o)
-		if err != nil || u.Host != r.Host {
-			return fmt.Errorf("origin %q may not use the admin API", o)
-		}
-	}
-	if !a.cfg.Remote && !loopbackHost(r.Host) {
-		return fmt.Errorf("host %q: the admin API answers to a loopback address only (node run --api-remote)", r.Host)
-	}
-	return nil
-}
-
-// loopbackHost tells whether hostport (a request's Host) names this host: a loopback IP address or localhost.
-func loopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
-}
-
 // Close ends the open streams, interrupting their writes, and waits for their handlers to return. Streams asked
 // for afterwards get 503. Requests in progress are not affected.
 func (a *API) Close() {
@@ -192,17 +157,6 @@ func (a *API) Close() {
 	a.mu.Unlock()
 	a.cancel()
 	a.wg.Wait()
-}
-
-// startStream counts a stream in, unless Close has begun.
-func (a *API) startStream() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return false
-	}
-	a.wg.Add(1)
-	return true
 }
 
 // Error is the body of every error response.
@@ -464,111 +418,6 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) {
 	}
 	p := PayloadOf(reply, nil)
 	a.reply(w, http.StatusOK, SendResponse{Sent: true, Reply: &p})
-}
-
-// stream serves a topic's messages as server-sent events ("message" events with a Message as JSON data, and
-// "dropped" events telling how many messages a slow client missed) until the client leaves or the API closes.
-func (a *API) stream(w http.ResponseWriter, r *http.Request) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		a.fail(w, r, http.StatusInternalServerError, errors.New("streaming unsupported by this server"))
-		return
-	}
-	topic := r.PathValue("topic")
-	if !a.startStream() {
-		a.fail(w, r, http.StatusServiceUnavailable, errors.New("the admin API is closing"))
-		return
-	}
-	defer a.wg.Done()
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	stop := context.AfterFunc(a.ctx, cancel)
-	defer stop()
-	// Each write has StreamWriteTimeout, and the end of the stream (the client gone, Close) interrupts one in
-	// progress: a client that stops reading must not hold the handler, nor Close, for good.
-	rc := http.NewResponseController(w)
-	stopWrites := context.AfterFunc(ctx, func() { _ = rc.SetWriteDeadline(time.Now()) })
-	defer stopWrites()
-	write := func(f func() error) bool {
-		if err := rc.SetWriteDeadline(time.Now().Add(a.cfg.StreamWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			return false
-		}
-		if ctx.Err() != nil || f() != nil {
-			return false
-		}
-		flusher.Flush()
-		return true
-	}
-
-	ch := make(chan *gossip.Delivery, a.cfg.StreamBuffer)
-	var mu sync.Mutex
-	dropped, queued := 0, 0 // queued: the payload bytes in ch
-	sub, err := a.node.Subscribe(ctx, topic, func(d *gossip.Delivery) {
-		mu.Lock()
-		defer mu.Unlock()
-		if queued+len(d.Data) > a.cfg.StreamBufferBytes {
-			dropped++
-			return
-		}
-		select {
-		case ch <- d:
-			queued += len(d.Data)
-		default:
-			dropped++
-		}
-	})
-	if err != nil {
-		a.fail(w, r, statusOf(err), fmt.Errorf("subscribe: %w", err))
-		return
-	}
-	defer sub.Cancel()
-	a.cfg.Logger.Info().Str("topic", topic).Str("client", r.RemoteAddr).Msg("stream opened")
-	defer a.cfg.Logger.Info().Str("topic", topic).Str("client", r.RemoteAddr).Msg("stream closed")
-
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	// A first comment line, so that the client knows the subscription is in place.
-	if !write(func() error {
-		w.WriteHeader(http.StatusOK)
-		_, err := fmt.Fprintf(w, ": subscribed to %s\n\n", topic)
-		return err
-	}) {
-		return
-	}
-	keepalive := time.NewTicker(a.cfg.StreamKeepalive)
-	defer keepalive.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-keepalive.C:
-			if !write(func() error { _, err := io.WriteString(w, ": keepalive\n\n"); return err }) {
-				return
-			}
-		case d := <-ch:
-			mu.Lock()
-			n := dropped
-			dropped, queued = 0, queued-len(d.Data)
-			mu.Unlock()
-			b, err := json.Marshal(messageOf(d))
-			if err != nil {
-				continue
-			}
-			if !write(func() error {
-				if n > 0 {
-					if _, err := fmt.Fprintf(w, "event: dropped\ndata: {\"dropped\":%d}\n\n", n); err != nil {
-						return err
-					}
-				}
-				_, err := fmt.Fprintf(w, "event: message\ndata: %s\n\n", b)
-				return err
-			}) {
-				return
-			}
-		}
-	}
 }
 
 // decode reads a JSON body into v, answering 4xx itself when it cannot.
