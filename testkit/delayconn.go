@@ -47,6 +47,17 @@ type delayedWrite struct {
 	closeWrite bool
 }
 
+// NewDelayConn wraps c as node sim's TCP runs wrap both ends of every connection: each write reaches c latency
+// after it was made, in order, and Write returns at once unless the link is far behind. It is for harnesses that
+// must emulate links the same way, such as the gossipsub comparison (testkit/gossipsubsim). A latency of zero or
+// less returns c itself.
+func NewDelayConn(c net.Conn, latency time.Duration) net.Conn {
+	if latency <= 0 {
+		return c
+	}
+	return newDelayConn(c, latency)
+}
+
 // newDelayConn wraps c; latency must be positive.
 func newDelayConn(c net.Conn, latency time.Duration) *delayConn {
 	return &delayConn{Conn: c, latency: latency, closed: make(chan struct{}), failed: make(chan struct{})}
