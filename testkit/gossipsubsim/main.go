@@ -1,7 +1,7 @@
 // Command gossipsubsim runs node sim's broadcast scenario on go-libp2p gossipsub, in this process and on the same
-// emulated links as `node sim -transport tcp` (loopback TCP, every write reaching the socket -latency after it was
-// made), and prints the same figures, so that the two stacks can be measured side by side in the same hour of the
-// same host. It is a module of its own so that actormesh's go.mod carries none of go-libp2p's dependencies.
+// emulated links as node sim (its in-memory transport, or with -transport tcp loopback sockets whose every write
+// reaches the socket -latency after it was made), and prints the same figures, so that the two stacks can be
+// measured side by side in the same hour of the same host. It is a module of its own so that actormesh's go.mod carries none of go-libp2p's dependencies.
 //
 //	cd testkit/gossipsubsim && go run . -n 200 -degree 8 -messages 50 -size 1024 -interval 100ms -latency 20ms -json
 package main
@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/actormesh/actormesh/testkit"
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -39,6 +40,7 @@ type scenario struct {
 	timeout                   time.Duration
 	seed                      uint64
 	cpuProfile                string
+	transport                 string
 }
 
 // report carries node sim's figures under node sim's JSON names.
@@ -86,10 +88,12 @@ func main() {
 	flag.DurationVar(&sc.timeout, "timeout", 2*time.Minute, "longest wait for every node to have a topic peer")
 	flag.Uint64Var(&sc.seed, "seed", 0, "seed of the dials and publishers (0: random)")
 	flag.StringVar(&sc.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
+	flag.StringVar(&sc.transport, "transport", "mem", "mem (node sim's in-memory links) or tcp (sockets on 127.0.0.1 whose every write reaches the socket -latency after it was made)")
 	flag.BoolVar(&asJSON, "json", false, "print one JSON object")
 	flag.Parse()
-	if sc.n < 2 || sc.degree < 1 || sc.messages < 1 || sc.size < 16 || sc.interval <= 0 || sc.latency < 0 {
-		fmt.Fprintln(os.Stderr, "gossipsubsim: need -n >= 2, -degree >= 1, -messages >= 1, -size >= 16, -interval > 0, -latency >= 0")
+	if sc.n < 2 || sc.degree < 1 || sc.messages < 1 || sc.size < 16 || sc.interval <= 0 || sc.latency < 0 ||
+		sc.transport != "mem" && sc.transport != "tcp" {
+		fmt.Fprintln(os.Stderr, "gossipsubsim: need -n >= 2, -degree >= 1, -messages >= 1, -size >= 16, -interval > 0, -latency >= 0, -transport mem or tcp")
 		os.Exit(2)
 	}
 	if sc.seed == 0 {
@@ -148,13 +152,24 @@ func (noTracer) UndeliverableMessage(*pubsub.Message)                 {}
 const topicName = "sim"
 
 func run(ctx context.Context, sc scenario) (report, error) {
-	rep := report{Stack: "go-libp2p-pubsub v0.19.0 (gossipsub defaults), go-libp2p v0.51.0 (TCP, Noise or TLS, yamux)",
+	rep := report{Stack: "go-libp2p-pubsub v0.19.0 (gossipsub defaults), go-libp2p v0.51.0 (Noise or TLS, yamux)",
 		N: sc.n, Degree: sc.degree, Messages: sc.messages, Size: sc.size,
-		IntervalMs: ms(sc.interval), LatencyMs: ms(sc.latency), Transport: "tcp"}
+		IntervalMs: ms(sc.interval), LatencyMs: ms(sc.latency), Transport: sc.transport}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(sc.seed, 0x9e3779b97f4a7c15))
-	var written, dups atomic.Int64
+	var tcpWritten, dups atomic.Int64
+	mem := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Latency: sc.latency}, Seed: sc.seed})
+	written := func() int64 {
+		if sc.transport == "mem" {
+			return mem.BytesWritten()
+		}
+		return tcpWritten.Load()
+	}
+	nodeLinks := func() links { return tcpLinks(sc.latency, &tcpWritten) }
+	if sc.transport == "mem" {
+		nodeLinks = func() links { return memLinks(mem) }
+	}
 	start := time.Now()
 	nodes := make([]*node, 0, sc.n)
 	defer func() {
@@ -166,7 +181,7 @@ func run(ctx context.Context, sc scenario) (report, error) {
 	for range sc.n {
 		h, err := libp2p.New(
 			libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-			libp2p.Transport(newDelayTCP(sc.latency, &written)),
+			libp2p.Transport(newLinkTransport(nodeLinks)),
 			libp2p.DisableRelay(),
 		)
 		if err != nil {
@@ -275,7 +290,7 @@ func run(ctx context.Context, sc scenario) (report, error) {
 			return rep, err
 		}
 	}
-	w0, d0, cpu0, t0 := written.Load(), dups.Load(), processCPU(), time.Now()
+	w0, d0, cpu0, t0 := written(), dups.Load(), processCPU(), time.Now()
 	tick := time.NewTicker(sc.interval)
 	for i := range sc.messages {
 		if i > 0 {
@@ -299,7 +314,7 @@ func run(ctx context.Context, sc scenario) (report, error) {
 	}
 	window := time.Since(t0)
 	cpu := processCPU() - cpu0
-	w1, d1 := written.Load(), dups.Load()
+	w1, d1 := written(), dups.Load()
 	if sc.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}

@@ -6,20 +6,24 @@ import (
 	"time"
 )
 
-// TestRunDeliversEverything runs a small network through the harness: every message reaches every other node, and
-// the figures the comparison reads are filled in.
+// TestRunDeliversEverything runs a small network through the harness on each transport: every message reaches
+// every other node, no sooner than the links' latency, and the figures the comparison reads are filled in.
 func TestRunDeliversEverything(t *testing.T) {
-	sc := scenario{n: 12, degree: 4, messages: 5, size: 256, interval: 50 * time.Millisecond,
-		latency: 5 * time.Millisecond, settle: 2 * time.Second, idle: 500 * time.Millisecond,
-		drain: 10 * time.Second, timeout: 30 * time.Second, seed: 7}
-	rep, err := run(context.Background(), sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.DeliveryRatio != 1 || rep.Deliveries != 5*11 {
-		t.Fatalf("delivery ratio %v (%d deliveries), want 1 (55)", rep.DeliveryRatio, rep.Deliveries)
-	}
-	if rep.P100Ms < 5 || rep.WireBytesPerDelivery < 256 || rep.CPUUsPerDelivery <= 0 || rep.PeakRSSMiB <= 0 {
-		t.Fatalf("figures not measured: %+v", rep)
+	for _, transport := range []string{"mem", "tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			sc := scenario{n: 12, degree: 4, messages: 5, size: 256, interval: 50 * time.Millisecond,
+				latency: 5 * time.Millisecond, settle: 2 * time.Second, idle: 500 * time.Millisecond,
+				drain: 10 * time.Second, timeout: 30 * time.Second, seed: 7, transport: transport}
+			rep, err := run(context.Background(), sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.DeliveryRatio != 1 || rep.Deliveries != 5*11 {
+				t.Fatalf("delivery ratio %v (%d deliveries), want 1 (55)", rep.DeliveryRatio, rep.Deliveries)
+			}
+			if rep.P50Ms < 5 || rep.WireBytesPerDelivery < 256 || rep.CPUUsPerDelivery <= 0 || rep.PeakRSSMiB <= 0 {
+				t.Fatalf("figures not measured: %+v", rep)
+			}
+		})
 	}
 }

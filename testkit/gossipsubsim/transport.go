@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"time"
@@ -16,34 +17,56 @@ import (
 	"github.com/actormesh/actormesh/testkit"
 )
 
-// delayTCP is libp2p's TCP with node sim's link emulation: both ends of every connection hand each write to the
-// socket the latency after it was made (testkit.NewDelayConn), and every byte written counts in written.
-type delayTCP struct {
+// links is how a linkTransport reaches the network: node sim's in-memory transport, or loopback TCP wrapped in
+// node sim's latency emulation.
+type links struct {
+	dial   func(ctx context.Context, addr string) (net.Conn, error)
+	listen func(addr string) (net.Listener, error)
+	wrap   func(net.Conn) net.Conn // around every raw connection, both ends
+}
+
+// memLinks are the links of one node of a MemNetwork.
+func memLinks(n *testkit.MemNetwork) links {
+	t := n.NewTransport()
+	return links{dial: t.Dial, listen: t.Listen, wrap: func(c net.Conn) net.Conn { return c }}
+}
+
+// tcpLinks are loopback TCP connections whose every write reaches the socket latency after it was made
+// (testkit.NewDelayConn, as node sim -transport tcp), counting the bytes written to sockets in written.
+func tcpLinks(latency time.Duration, written *atomic.Int64) links {
+	var d net.Dialer
+	return links{
+		dial:   func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
+		listen: func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) },
+		wrap: func(c net.Conn) net.Conn {
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // as libp2p's TCP transport does
+			}
+			return testkit.NewDelayConn(&countingConn{Conn: c, written: written}, latency)
+		},
+	}
+}
+
+// linkTransport is a libp2p transport over links: a node's addresses are /ip4/127.0.0.1/tcp/PORT multiaddrs, the
+// host:port its links listen on; the connections are upgraded (security, muxer) by libp2p as its TCP's are.
+type linkTransport struct {
 	upgrader transport.Upgrader
 	rcmgr    network.ResourceManager
-	latency  time.Duration
-	written  *atomic.Int64
+	links    links
 }
 
-var _ transport.Transport = (*delayTCP)(nil)
+var _ transport.Transport = (*linkTransport)(nil)
 
-// newDelayTCP returns a libp2p transport constructor (libp2p.Transport) for delayTCP.
-func newDelayTCP(latency time.Duration, written *atomic.Int64) func(transport.Upgrader, network.ResourceManager) (*delayTCP, error) {
-	return func(u transport.Upgrader, rcmgr network.ResourceManager) (*delayTCP, error) {
-		return &delayTCP{upgrader: u, rcmgr: rcmgr, latency: latency, written: written}, nil
+// newLinkTransport returns a libp2p transport constructor (for libp2p.Transport) over the links l returns, called
+// once per node.
+func newLinkTransport(l func() links) func(transport.Upgrader, network.ResourceManager) (*linkTransport, error) {
+	return func(u transport.Upgrader, rcmgr network.ResourceManager) (*linkTransport, error) {
+		return &linkTransport{upgrader: u, rcmgr: rcmgr, links: l()}, nil
 	}
-}
-
-// wrap puts the emulated link around a raw TCP connection.
-func (t *delayTCP) wrap(c net.Conn) (manet.Conn, error) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0) // as libp2p's TCP transport does
-	}
-	return manet.WrapNetConn(testkit.NewDelayConn(&countingConn{Conn: c, written: t.written}, t.latency))
 }
 
 // Dial implements transport.Transport.
-func (t *delayTCP) Dial(ctx context.Context, raddr ma.Multiaddr, p peer.ID) (transport.CapableConn, error) {
+func (t *linkTransport) Dial(ctx context.Context, raddr ma.Multiaddr, p peer.ID) (transport.CapableConn, error) {
 	scope, err := t.rcmgr.OpenConnection(network.DirOutbound, true, raddr)
 	if err != nil {
 		return nil, err
@@ -56,20 +79,19 @@ func (t *delayTCP) Dial(ctx context.Context, raddr ma.Multiaddr, p peer.ID) (tra
 	return c, nil
 }
 
-func (t *delayTCP) dial(ctx context.Context, raddr ma.Multiaddr, p peer.ID, scope network.ConnManagementScope) (transport.CapableConn, error) {
+func (t *linkTransport) dial(ctx context.Context, raddr ma.Multiaddr, p peer.ID, scope network.ConnManagementScope) (transport.CapableConn, error) {
 	if err := scope.SetPeer(p); err != nil {
 		return nil, err
 	}
-	netw, addr, err := manet.DialArgs(raddr)
+	_, addr, err := manet.DialArgs(raddr)
 	if err != nil {
 		return nil, err
 	}
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, netw, addr)
+	raw, err := t.links.dial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	c, err := t.wrap(raw)
+	c, err := t.maConn(raw)
 	if err != nil {
 		raw.Close()
 		return nil, err
@@ -77,43 +99,86 @@ func (t *delayTCP) dial(ctx context.Context, raddr ma.Multiaddr, p peer.ID, scop
 	return t.upgrader.Upgrade(ctx, t, c, network.DirOutbound, p, scope)
 }
 
-// CanDial implements transport.Transport.
-func (t *delayTCP) CanDial(addr ma.Multiaddr) bool { return mafmt.TCP.Matches(addr) }
-
-// Listen implements transport.Transport.
-func (t *delayTCP) Listen(laddr ma.Multiaddr) (transport.Listener, error) {
-	l, err := manet.Listen(laddr)
+// maConn wraps a raw connection in the links' emulation and gives it multiaddrs.
+func (t *linkTransport) maConn(raw net.Conn) (manet.Conn, error) {
+	local, err := multiaddrOf(raw.LocalAddr())
 	if err != nil {
 		return nil, err
 	}
-	return t.upgrader.UpgradeGatedMaListener(t, t.upgrader.GateMaListener(&delayListener{Listener: l, t: t})), nil
+	remote, err := multiaddrOf(raw.RemoteAddr())
+	if err != nil {
+		return nil, err
+	}
+	return &maConn{Conn: t.links.wrap(raw), local: local, remote: remote}, nil
+}
+
+// CanDial implements transport.Transport.
+func (t *linkTransport) CanDial(addr ma.Multiaddr) bool { return mafmt.TCP.Matches(addr) }
+
+// Listen implements transport.Transport.
+func (t *linkTransport) Listen(laddr ma.Multiaddr) (transport.Listener, error) {
+	_, addr, err := manet.DialArgs(laddr)
+	if err != nil {
+		return nil, err
+	}
+	l, err := t.links.listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	m, err := multiaddrOf(l.Addr())
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return t.upgrader.UpgradeGatedMaListener(t, t.upgrader.GateMaListener(&maListener{Listener: l, addr: m, t: t})), nil
 }
 
 // Protocols implements transport.Transport.
-func (t *delayTCP) Protocols() []int { return []int{ma.P_TCP} }
+func (t *linkTransport) Protocols() []int { return []int{ma.P_TCP} }
 
 // Proxy implements transport.Transport.
-func (t *delayTCP) Proxy() bool { return false }
+func (t *linkTransport) Proxy() bool { return false }
 
-// delayListener wraps every accepted connection in the emulated link.
-type delayListener struct {
-	manet.Listener
-	t *delayTCP
+// maListener is a links listener seen as a manet.Listener.
+type maListener struct {
+	net.Listener
+	addr ma.Multiaddr
+	t    *linkTransport
 }
 
-func (l *delayListener) Accept() (manet.Conn, error) {
+func (l *maListener) Accept() (manet.Conn, error) {
 	for {
-		c, err := l.Listener.Accept()
+		raw, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		w, err := l.t.wrap(c)
+		c, err := l.t.maConn(raw)
 		if err != nil {
-			c.Close()
+			raw.Close()
 			continue
 		}
-		return w, nil
+		return c, nil
 	}
+}
+
+func (l *maListener) Multiaddr() ma.Multiaddr { return l.addr }
+
+// maConn is a links connection seen as a manet.Conn.
+type maConn struct {
+	net.Conn
+	local, remote ma.Multiaddr
+}
+
+func (c *maConn) LocalMultiaddr() ma.Multiaddr  { return c.local }
+func (c *maConn) RemoteMultiaddr() ma.Multiaddr { return c.remote }
+
+// multiaddrOf turns an IPv4 host:port address into /ip4/host/tcp/port.
+func multiaddrOf(a net.Addr) (ma.Multiaddr, error) {
+	tcp, err := net.ResolveTCPAddr("tcp", a.String())
+	if err != nil || tcp.IP.To4() == nil {
+		return nil, fmt.Errorf("address %q is not an IPv4 host:port", a.String())
+	}
+	return manet.FromNetAddr(tcp)
 }
 
 // countingConn counts the bytes written to a socket.
