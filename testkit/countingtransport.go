@@ -44,10 +44,7 @@ func (t *countingTransport) track(c net.Conn) net.Conn {
 	t.mu.Lock()
 	t.conns = append(t.conns, c)
 	t.mu.Unlock()
-	if t.latency > 0 {
-		return &countingConn{Conn: newDelayConn(c, t.latency), written: t.written}
-	}
-	return &countingConn{Conn: c, written: t.written}
+	return NewLinkConn(c, t.latency, t.written)
 }
 
 // killAll closes the listener and every connection, as a crash would.
@@ -80,6 +77,7 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	return l.t.track(c), nil
 }
 
+// countingConn counts the bytes written to it.
 type countingConn struct {
 	net.Conn
 	written *atomic.Int64

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,15 +48,15 @@ type delayedWrite struct {
 	closeWrite bool
 }
 
-// NewDelayConn wraps c as node sim's TCP runs wrap both ends of every connection: each write reaches c latency
-// after it was made, in order, and Write returns at once unless the link is far behind. It is for harnesses that
-// must emulate links the same way, such as the gossipsub comparison (testkit/gossipsubsim). A latency of zero or
-// less returns c itself.
-func NewDelayConn(c net.Conn, latency time.Duration) net.Conn {
-	if latency <= 0 {
-		return c
+// NewLinkConn wraps c as node sim's TCP runs wrap both ends of every connection: the bytes of each write are
+// added to written, and with a positive latency the write reaches c that long after it was made, in order, Write
+// returning at once unless the link is far behind. It is for harnesses that must emulate links the same way, such
+// as the gossipsub comparison (testkit/gossipsubsim).
+func NewLinkConn(c net.Conn, latency time.Duration, written *atomic.Int64) net.Conn {
+	if latency > 0 {
+		c = newDelayConn(c, latency)
 	}
-	return newDelayConn(c, latency)
+	return &countingConn{Conn: c, written: written}
 }
 
 // newDelayConn wraps c; latency must be positive.

@@ -31,8 +31,8 @@ func memLinks(n *testkit.MemNetwork) links {
 	return links{dial: t.Dial, listen: t.Listen, wrap: func(c net.Conn) net.Conn { return c }}
 }
 
-// tcpLinks are loopback TCP connections whose every write reaches the socket latency after it was made
-// (testkit.NewDelayConn, as node sim -transport tcp), counting the bytes written to sockets in written.
+// tcpLinks are loopback TCP connections whose every write reaches the socket latency after it was made, counting
+// the bytes written in written (testkit.NewLinkConn, as node sim -transport tcp).
 func tcpLinks(latency time.Duration, written *atomic.Int64) links {
 	var d net.Dialer
 	return links{
@@ -42,7 +42,7 @@ func tcpLinks(latency time.Duration, written *atomic.Int64) links {
 			if tc, ok := c.(*net.TCPConn); ok {
 				_ = tc.SetLinger(0) // as libp2p's TCP transport does
 			}
-			return testkit.NewDelayConn(&countingConn{Conn: c, written: written}, latency)
+			return testkit.NewLinkConn(c, latency, written)
 		},
 	}
 }
@@ -179,16 +179,4 @@ func multiaddrOf(a net.Addr) (ma.Multiaddr, error) {
 		return nil, fmt.Errorf("address %q is not an IPv4 host:port", a.String())
 	}
 	return manet.FromNetAddr(tcp)
-}
-
-// countingConn counts the bytes written to a socket.
-type countingConn struct {
-	net.Conn
-	written *atomic.Int64
-}
-
-func (c *countingConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	c.written.Add(int64(n))
-	return n, err
 }
