@@ -152,7 +152,7 @@ func (noTracer) UndeliverableMessage(*pubsub.Message)                 {}
 const topicName = "sim"
 
 func run(ctx context.Context, sc scenario) (report, error) {
-	rep := report{Stack: "go-libp2p-pubsub v0.19.0 (gossipsub defaults), go-libp2p v0.51.0 (Noise or TLS, yamux)",
+	rep := report{Stack: "go-libp2p-pubsub v0.19.0 (gossipsub defaults), go-libp2p v0.51.0 (its defaults: TLS 1.3 before Noise, yamux)",
 		N: sc.n, Degree: sc.degree, Messages: sc.messages, Size: sc.size,
 		IntervalMs: ms(sc.interval), LatencyMs: ms(sc.latency), Transport: sc.transport}
 	ctx, cancel := context.WithCancel(ctx)
