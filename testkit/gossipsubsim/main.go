@@ -70,6 +70,7 @@ type report struct {
 	PeakRSSMiB           float64 `json:"peak_rss_mib"`
 	PeakRSSPerNodeMiB    float64 `json:"peak_rss_per_node_mib"`
 	SetupS               float64 `json:"setup_s"`
+	DialErrors           int64   `json:"dial_errors"` // of the dials made at setup, those that failed
 	Goroutines           int     `json:"goroutines"`
 }
 
@@ -113,10 +114,9 @@ func main() {
 	fmt.Println(string(b))
 }
 
-// node is one libp2p host with its gossipsub router and subscription.
+// node is one libp2p host with its gossipsub topic and subscription.
 type node struct {
 	host  host.Host
-	ps    *pubsub.PubSub
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
 }
@@ -158,17 +158,15 @@ func run(ctx context.Context, sc scenario) (report, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(sc.seed, 0x9e3779b97f4a7c15))
-	var tcpWritten, dups atomic.Int64
-	mem := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Latency: sc.latency}, Seed: sc.seed})
-	written := func() int64 {
-		if sc.transport == "mem" {
-			return mem.BytesWritten()
-		}
-		return tcpWritten.Load()
-	}
-	nodeLinks := func() links { return tcpLinks(sc.latency, &tcpWritten) }
+	var dups atomic.Int64
+	var written func() int64 // bytes written to the links so far
+	var nodeLinks func() links
 	if sc.transport == "mem" {
-		nodeLinks = func() links { return memLinks(mem) }
+		mem := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Latency: sc.latency}, Seed: sc.seed})
+		written, nodeLinks = mem.BytesWritten, func() links { return memLinks(mem) }
+	} else {
+		var tcpWritten atomic.Int64
+		written, nodeLinks = tcpWritten.Load, func() links { return tcpLinks(sc.latency, &tcpWritten) }
 	}
 	start := time.Now()
 	nodes := make([]*node, 0, sc.n)
@@ -202,12 +200,12 @@ func run(ctx context.Context, sc scenario) (report, error) {
 			_ = h.Close()
 			return rep, err
 		}
-		nodes = append(nodes, &node{host: h, ps: ps, topic: t, sub: sub})
+		nodes = append(nodes, &node{host: h, topic: t, sub: sub})
 	}
 	// Each node dials degree others drawn at random, a few at a time.
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
-	var dialErrs atomic.Int64
+	var dialErrors atomic.Int64
 	for i, nd := range nodes {
 		for _, j := range rng.Perm(sc.n)[:min(sc.n-1, sc.degree+1)] {
 			if j == i {
@@ -222,7 +220,7 @@ func run(ctx context.Context, sc scenario) (report, error) {
 				dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 				defer dcancel()
 				if err := nd.host.Connect(dctx, info); err != nil {
-					dialErrs.Add(1)
+					dialErrors.Add(1)
 				}
 			}()
 		}
@@ -235,14 +233,14 @@ func run(ctx context.Context, sc scenario) (report, error) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling a condition with a deadline
 	}
-	rep.SetupS = time.Since(start).Seconds()
+	rep.SetupS, rep.DialErrors = time.Since(start).Seconds(), dialErrors.Load()
 	time.Sleep(sc.settle) // the network runs: meshes form over heartbeats
 
 	// The idle network's CPU: the same split as node sim's.
 	if sc.idle > 0 {
-		c0 := processCPU()
+		c0 := testkit.ProcessCPU()
 		time.Sleep(sc.idle)
-		idleCPU := processCPU() - c0
+		idleCPU := testkit.ProcessCPU() - c0
 		rep.IdleCPUUsPerNodeS = float64(idleCPU.Microseconds()) / float64(sc.n) / sc.idle.Seconds()
 	}
 
@@ -290,7 +288,7 @@ func run(ctx context.Context, sc scenario) (report, error) {
 			return rep, err
 		}
 	}
-	w0, d0, cpu0, t0 := written(), dups.Load(), processCPU(), time.Now()
+	w0, d0, cpu0, t0 := written(), dups.Load(), testkit.ProcessCPU(), time.Now()
 	tick := time.NewTicker(sc.interval)
 	for i := range sc.messages {
 		if i > 0 {
@@ -313,7 +311,7 @@ func run(ctx context.Context, sc scenario) (report, error) {
 		time.Sleep(10 * time.Millisecond) // polling with a deadline
 	}
 	window := time.Since(t0)
-	cpu := processCPU() - cpu0
+	cpu := testkit.ProcessCPU() - cpu0
 	w1, d1 := written(), dups.Load()
 	if sc.cpuProfile != "" {
 		pprof.StopCPUProfile()
@@ -378,14 +376,6 @@ func quantiles(got [][]time.Duration, others int) (p50, p90, p99, p100 float64) 
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func peakRSSMiB() float64 {
 	var ru syscall.Rusage
