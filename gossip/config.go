@@ -125,7 +125,8 @@ type Config struct {
 	// relay's DefaultRelayConfig turns it on.
 	TreeRanked bool
 	// TreeStaleBeats is the number of heartbeats without news of the root (its beacon not advancing) after which
-	// a node gives the root up; a peer's tree report older than that is ignored too (default 5).
+	// a node gives the root up (default 5). A peer's tree report is used for 2 x TreeStaleBeats - 1 heartbeats;
+	// the reports to the topic peers that are not tree links come a heartbeat before that.
 	TreeStaleBeats int
 	// PublishFanout is how many topic peers besides its tree links a publisher pushes a new message to (Tree),
 	// chosen at random per message. Each starts a branch of the tree nearer to the far nodes, which cuts the hops to

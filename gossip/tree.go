@@ -255,7 +255,16 @@ func (r *Router) TreeRank(name string) int {
 	return 0
 }
 
-func (r *Router) fresh(v treeView) bool { return r.beats-v.beat <= uint64(r.cfg.TreeStaleBeats) }
+// fresh tells whether a peer's tree report is recent enough to be used: taken within viewBeats heartbeats.
+func (r *Router) fresh(v treeView) bool { return r.beats-v.beat <= r.viewBeats() }
+
+// viewBeats is how many heartbeats a peer's tree report stays fresh: 2 x TreeStaleBeats - 1 (9 by default). A
+// report only needs renewing for what it cannot tell by itself: a change of place is reported at once (or on the
+// next heartbeat, when damped), a lost peer's connection closes, and a dead root's beacon stops (TreeStaleBeats,
+// which the heard beacons judge, not the views). So the reports to the peers that are not tree links, most of an
+// idle network's messages, come every lazyReportBeats (8) heartbeats. Views fresh for TreeStaleBeats, with those
+// reports every 4, cost an idle network three times the messages (docs/ARCHITECTURE.md, Measurement history).
+func (r *Router) viewBeats() uint64 { return uint64(2*r.cfg.TreeStaleBeats - 1) }
 
 // HandleTree takes a peer's tree report for a topic.
 func (r *Router) HandleTree(now time.Time, from session.NodeID, info TreeInfo) Output {
@@ -529,7 +538,8 @@ func (r *Router) rideReport(b *builder, name string, t *topic, id session.NodeID
 // beacons and sends the node's report: to every topic peer if its place changed; otherwise to its tree links
 // (parent and children) every other heartbeat and to the other topic peers every lazyReportBeats, counted from the
 // last report to each (one that rode on a message included, see rideReport), and on any heartbeat to the peers
-// that control goes to anyway (it then costs no message of its own). The tree links carry
+// that control goes to anyway (it then costs no message of its own) and to those owed a cut (owesCuts: a cut must
+// not wait for the lazy period, its news is the repair). The tree links carry
 // the root's beacon and the subtree counts, so they hear often; the other peers only need a fresh report for when
 // they must choose a new parent, and they are most of a node's peers (14 of 16 at N = 200, degree 8): their
 // reports were 3/4 of an idle network's messages.
@@ -574,15 +584,15 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 	maps.DeleteFunc(ts.reported, gone)
 	maps.DeleteFunc(ts.cutSent, gone)
 	for _, id := range t.peers {
-		if b.ctl[id] != nil || r.beats-ts.reported[id] >= r.reportPeriod(t, id) {
+		if b.ctl[id] != nil || r.beats-ts.reported[id] >= r.reportPeriod(t, id) || r.owesCuts(ts, id) {
 			r.reportTree(b, name, t, []session.NodeID{id})
 		}
 	}
 }
 
 // lazyReportBeats is the period, in heartbeats, of the reports to topic peers that are not tree links: the
-// longest that keeps them fresh (TreeStaleBeats) with a heartbeat to spare, at least 2.
-func (r *Router) lazyReportBeats() uint64 { return uint64(max(2, r.cfg.TreeStaleBeats-1)) }
+// longest that keeps them fresh (viewBeats) with a heartbeat to spare, at least 2.
+func (r *Router) lazyReportBeats() uint64 { return max(2, r.viewBeats()-1) }
 
 // shortcutSettleBeats is the number of heartbeats a node's place in the tree must stay the same before it asks for
 // a shortcut: while the tree repairs (after its root or many nodes failed), routes change every heartbeat, and

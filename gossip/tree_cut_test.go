@@ -151,3 +151,31 @@ func TestTreeCutsAreBounded(t *testing.T) {
 		t.Fatalf("%d cuts kept after their time", len(ts.cuts))
 	}
 }
+
+func TestTreePassesACutOnAtTheNextHeartbeatThenKeepsTheLazyPeriod(t *testing.T) {
+	r := treeRouter(t, 4)
+	// Peer 1 is the root and this node's parent; peers 2, 3 and 4 are not tree links. Peer 3 tells of a cut
+	// elsewhere in the tree, which leaves this node's place as it is: nothing goes out at once.
+	r.HandleTree(t0, nid(1), report(1, 0, -1, 1))
+	cut := via(1, 2, 1, 1, 6, 3)
+	cut.Cuts = []TreeCut{{Parent: pid(9), Child: pid(8), TTL: 5}}
+	if out := r.HandleTree(t0, nid(3), cut); len(out.Send) != 0 {
+		t.Fatalf("a cut that moves nothing was reported at once: %+v", out.Send)
+	}
+	for beat := 1; beat <= int(r.lazyReportBeats())+1; beat++ {
+		now := t0.Add(time.Duration(beat) * time.Second)
+		r.HandleTree(now, nid(1), report(1, 0, -1, uint64(1+beat)))
+		out := r.Heartbeat(now)
+		for _, peer := range []int{2, 4} {
+			c, _ := sendsTo(out, nid(peer))
+			switch {
+			case beat == 1 && (c == nil || len(c.Tree) != 1 || len(c.Tree[0].Cuts) != 1):
+				t.Fatalf("heartbeat 1: peer %d was not passed the cut: %+v", peer, c)
+			case beat > 1 && beat <= int(r.lazyReportBeats()) && c != nil:
+				t.Fatalf("heartbeat %d: peer %d was reported to within the lazy period: %+v", beat, peer, c)
+			case beat > int(r.lazyReportBeats()) && (c == nil || len(c.Tree) != 1 || len(c.Tree[0].Cuts) != 0):
+				t.Fatalf("heartbeat %d: peer %d got no periodic report, or the cut again: %+v", beat, peer, c)
+			}
+		}
+	}
+}

@@ -103,10 +103,7 @@ func TestTreeShortcutIsNotAskedForOnShortRoutesOrWhenOff(t *testing.T) {
 func TestTreeTellsItsParentOnlyToChildrenWithLongRoutes(t *testing.T) {
 	r := shortcutRouter(t, 3)
 	// Peer 2 is this node's parent, 1 hop from root 50; peer 1 is a child (3 hops), peer 3 is neither.
-	r.HandleTree(t0, nid(2), report(50, 1, -1, 1))
-	r.HandleTree(t0, nid(1), report(50, 3, self, 1))
-	r.HandleTree(t0, nid(3), report(50, 2, 2, 1))
-	out := fullReportBeat(r)
+	out := fullReportBeat(r, map[int]TreeInfo{2: report(50, 1, -1, 1), 1: report(50, 3, self, 1), 3: report(50, 2, 2, 1)})
 	for peer, want := range map[int]session.NodeID{1: nid(2), 2: {}, 3: {}} {
 		c, _ := sendsTo(out, nid(peer))
 		if c == nil || len(c.Tree) != 1 {
@@ -118,20 +115,26 @@ func TestTreeTellsItsParentOnlyToChildrenWithLongRoutes(t *testing.T) {
 	}
 	// A child at distance 2 would gain nothing from a shortcut to the root: it is not told.
 	r2 := shortcutRouter(t, 2)
-	fromRoot := report(50, 0, -1, 1)
-	r2.HandleTree(t0, nid(2), fromRoot)
-	r2.HandleTree(t0, nid(1), report(50, 2, self, 1))
-	out = fullReportBeat(r2)
+	out = fullReportBeat(r2, map[int]TreeInfo{2: report(50, 0, -1, 1), 1: report(50, 2, self, 1)})
 	if c, _ := sendsTo(out, nid(1)); c == nil || len(c.Tree) != 1 || !c.Tree[0].Upstream.IsZero() {
 		t.Fatal("a child at distance 2 was told the upstream")
 	}
 }
 
-// fullReportBeat runs heartbeats up to the first that reports to every topic peer and returns its output.
-func fullReportBeat(r *Router) Output {
-	for i := 1; ; i++ {
-		out := r.Heartbeat(t0.Add(time.Duration(i) * DefaultConfig().HeartbeatInterval))
-		if r.beats%r.lazyReportBeats() == 0 {
+// fullReportBeat gives r each peer's report, then runs heartbeats, each after the same reports with the root's
+// next beacon (so that the root stays alive), up to the first that reports to every topic peer, and returns its
+// output.
+func fullReportBeat(r *Router, reports map[int]TreeInfo) Output {
+	for i := 0; ; i++ {
+		now := t0.Add(time.Duration(i) * DefaultConfig().HeartbeatInterval)
+		for peer, info := range reports {
+			info.Seq = uint64(1 + i)
+			r.HandleTree(now, nid(peer), info)
+		}
+		if i == 0 {
+			continue
+		}
+		if out := r.Heartbeat(now); r.beats%r.lazyReportBeats() == 0 {
 			return out
 		}
 	}
@@ -143,12 +146,9 @@ func TestTreeCountsItsSubtreeUpAndTheWholeTreeDown(t *testing.T) {
 	// children at distance 3 with subtrees of 3 (1 deep) and 1 (1 deep).
 	fromParent := report(50, 1, -1, 1)
 	fromParent.Size, fromParent.Deep = 120, 12
-	r.HandleTree(t0, nid(3), fromParent)
 	a, b := report(50, 3, self, 1), report(50, 3, self, 1)
 	a.Size, a.Deep, b.Size, b.Deep = 3, 1, 1, 1
-	r.HandleTree(t0, nid(1), a)
-	r.HandleTree(t0, nid(2), b)
-	out := fullReportBeat(r)
+	out := fullReportBeat(r, map[int]TreeInfo{3: fromParent, 1: a, 2: b})
 	if c, _ := sendsTo(out, nid(3)); c == nil || len(c.Tree) != 1 || c.Tree[0].Size != 5 || c.Tree[0].Deep != 2 {
 		t.Fatalf("report to the parent: %+v, want its subtree: 5 nodes, 2 deep", c)
 	}

@@ -113,14 +113,14 @@ func TestTreeIgnoresReportsBeyondTheDistanceBound(t *testing.T) {
 func TestTreeRestartedRootGoesOnWithNewerBeacons(t *testing.T) {
 	lastSeq := func(r *Router, now time.Time) uint64 {
 		var seq uint64
-		for range 4 {
+		for range r.lazyReportBeats() {
 			now = now.Add(DefaultConfig().HeartbeatInterval)
 			if c, _ := sendsTo(r.Heartbeat(now), nid(1)); c != nil && len(c.Tree) == 1 {
 				seq = c.Tree[0].Seq
 			}
 		}
 		if seq == 0 {
-			t.Fatal("no tree report in 4 heartbeats")
+			t.Fatalf("no tree report in %d heartbeats", r.lazyReportBeats())
 		}
 		return seq
 	}
@@ -255,7 +255,7 @@ func TestTreeLinksFollowEveryChange(t *testing.T) {
 	r.PeerUnsubscribed(t0, nid(3), topicA)
 	want("3 left the topic", 1, 4)
 	// 4 stops reporting while the root goes on: its last report goes stale.
-	for i := 1; i <= r.cfg.TreeStaleBeats+1; i++ {
+	for i := 1; i <= int(r.viewBeats())+1; i++ {
 		now := t0.Add(time.Duration(i) * time.Second)
 		r.HandleTree(now, nid(1), report(1, 0, -1, uint64(1+i)))
 		r.Heartbeat(now)
@@ -521,8 +521,8 @@ func TestTreeReportsRideOnMessages(t *testing.T) {
 // lazyReportBeats, never see this node's report go stale between two of them.
 func TestTreeLazyReportsKeepViewsFresh(t *testing.T) {
 	a, b := treeRouter(t, 3), treeRouter(t, 3)
-	if a.lazyReportBeats() >= uint64(a.cfg.TreeStaleBeats) {
-		t.Fatalf("lazyReportBeats %d leaves no heartbeat to spare within TreeStaleBeats %d", a.lazyReportBeats(), a.cfg.TreeStaleBeats)
+	if a.lazyReportBeats() >= a.viewBeats() {
+		t.Fatalf("lazyReportBeats %d leaves no heartbeat to spare within viewBeats %d", a.lazyReportBeats(), a.viewBeats())
 	}
 	// b takes a's reports (as peer 2's) while both beat in step: a's view must stay fresh at b throughout.
 	now := t0

@@ -62,9 +62,9 @@ func (ts *treeState) brokenRoute(path []uint32, before uint64) bool {
 	return false
 }
 
-// cutBeats is how many heartbeats a node that lost its parent has the cut reported: twice TreeStaleBeats, as a
-// report from before the cut stays fresh that long and the cut takes heartbeats to reach every node.
-func (r *Router) cutBeats() int { return 2 * r.cfg.TreeStaleBeats }
+// cutBeats is how many heartbeats a node that lost its parent has the cut reported: viewBeats + TreeStaleBeats,
+// as a report from before the cut stays fresh for viewBeats and the cut takes heartbeats to reach every node.
+func (r *Router) cutBeats() int { return int(r.viewBeats()) + r.cfg.TreeStaleBeats }
 
 // addCut records a broken link until heartbeat count expires. It tells whether the link was new.
 func (r *Router) addCut(ts *treeState, parent, child uint32, expires uint64) bool {
@@ -90,7 +90,8 @@ func (r *Router) lostPeer(ts *treeState, id session.NodeID) {
 	if len(ts.lost) >= maxLostPeers {
 		ts.lost = slices.Delete(ts.lost, 0, 1)
 	}
-	ts.lost = append(ts.lost, treeCut{child: pid, expires: r.beats + uint64(r.cfg.TreeStaleBeats), at: r.beats})
+	// Kept as long as a report naming a route through it can stay fresh.
+	ts.lost = append(ts.lost, treeCut{child: pid, expires: r.beats + r.viewBeats(), at: r.beats})
 	if id == ts.parent {
 		r.addCut(ts, pid, pathID(r.cfg.Self), r.beats+uint64(r.cutBeats()))
 		ts.orphaned = true
@@ -122,4 +123,18 @@ func (r *Router) cutsFor(ts *treeState, id session.NodeID) []TreeCut {
 		}
 	}
 	return out
+}
+
+// owesCuts tells whether peer id is owed a cut (cutsFor) that would still reach it with time left.
+func (r *Router) owesCuts(ts *treeState, id session.NodeID) bool {
+	sent := ts.cutSent[id]
+	if sent == ts.cutSeq {
+		return false
+	}
+	for _, c := range ts.cuts {
+		if c.seq > sent && c.expires > r.beats+1 {
+			return true
+		}
+	}
+	return false
 }
