@@ -4,6 +4,11 @@
 // measured side by side in the same hour of the same host. It is a module of its own so that actormesh's go.mod carries none of go-libp2p's dependencies.
 //
 //	cd testkit/gossipsubsim && go run . -n 200 -degree 8 -messages 50 -size 1024 -interval 100ms -latency 20ms -json
+//
+// With -compare, it runs the scenario for each of -seeds on gossipsub and then on actormesh's node sim, each run in
+// a process of its own, and prints both runs' figures and the ratio of their CPU per delivery:
+//
+//	go build -o /tmp/node ./cmd/node && cd testkit/gossipsubsim && go run . -compare /tmp/node -seeds 7-12
 package main
 
 import (
@@ -91,11 +96,20 @@ func main() {
 	flag.StringVar(&sc.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
 	flag.StringVar(&sc.transport, "transport", "mem", "mem (node sim's in-memory links) or tcp (sockets on 127.0.0.1 whose every write reaches the socket -latency after it was made)")
 	flag.BoolVar(&asJSON, "json", false, "print one JSON object")
+	var node, seeds, nodeArgs string
+	var runTimeout time.Duration
+	flag.StringVar(&node, "compare", "", "path of actormesh's node binary (go build -o /tmp/node ./cmd/node): run the scenario for each of -seeds on gossipsub and then on actormesh (node sim), each in a process of its own, and print both runs' figures and the ratio of their CPU per delivery")
+	flag.StringVar(&seeds, "seeds", "7-12", "with -compare: the seeds, as 7-12 or 7,9,11")
+	flag.StringVar(&nodeArgs, "node-args", "", "with -compare: more flags for node sim, as \"--settle 10s\"")
+	flag.DurationVar(&runTimeout, "run-timeout", 10*time.Minute, "with -compare: longest time one run may take")
 	flag.Parse()
 	if sc.n < 2 || sc.degree < 1 || sc.messages < 1 || sc.size < 16 || sc.interval <= 0 || sc.latency < 0 ||
 		sc.transport != "mem" && sc.transport != "tcp" {
 		fmt.Fprintln(os.Stderr, "gossipsubsim: need -n >= 2, -degree >= 1, -messages >= 1, -size >= 16, -interval > 0, -latency >= 0, -transport mem or tcp")
 		os.Exit(2)
+	}
+	if node != "" {
+		os.Exit(runCompare(sc, node, seeds, nodeArgs, runTimeout, asJSON))
 	}
 	if sc.seed == 0 {
 		sc.seed = rand.Uint64()
