@@ -48,11 +48,16 @@ func TestSendResolvesUnknownAddressThroughTheDHT(t *testing.T) {
 	register(t, nw.Nodes[2], "echo/1", echo())
 	nw.Connect(1, 0)
 	nw.Connect(2, 0)
-	// Node 1 never heard of node 2's address; node 0 learned it when 2 connected.
+	// Node 1 never heard of node 2's address; node 0 learned it when 2 connected. Node 1's table must hold node 0
+	// first, or its lookup has no peer to start from (the table learns of a connection after its handshake).
 	testkit.WaitFor(t, 5*time.Second, func() bool {
 		s, err := nw.Nodes[0].RoutingTable(ctxTimeout(t, time.Second))
 		return err == nil && len(s.Entries) == 2
 	}, "bootnode knows both peers")
+	testkit.WaitFor(t, 5*time.Second, func() bool {
+		s, err := nw.Nodes[1].RoutingTable(ctxTimeout(t, time.Second))
+		return err == nil && len(s.Entries) >= 1
+	}, "node 1 knows the bootnode")
 	reply, err := nw.Nodes[1].Request(ctxTimeout(t, 10*time.Second), nw.Nodes[2].ID(), "echo/1", wrapperspb.String("dht"))
 	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "thd" {
 		t.Fatalf("request to a node known only through the DHT: %v %v", reply, err)
