@@ -159,7 +159,11 @@ func recordSigningBytes(id session.NodeID, seq uint64, addrs []string) []byte {
 	for _, a := range addrs {
 		n += 2 + len(a)
 	}
-	b := make([]byte, 0, n)
+	return appendRecordSigningBytes(make([]byte, 0, n), id, seq, addrs)
+}
+
+// appendRecordSigningBytes appends recordSigningBytes(id, seq, addrs) to b.
+func appendRecordSigningBytes(b []byte, id session.NodeID, seq uint64, addrs []string) []byte {
 	b = append(b, recordContext...)
 	b = append(b, id[:]...)
 	b = binary.BigEndian.AppendUint64(b, seq)

@@ -30,7 +30,10 @@ type verifiedRecord struct {
 // the same signed record (128 bits of SHA-256: no second preimage can be found). The encoding of the signed bytes
 // is unambiguous (addresses are length-prefixed), and so is the signature's, which comes last with its length.
 func recordDigest(id session.NodeID, r *messages.NodeRecord) (d [16]byte) {
-	b := recordSigningBytes(id, r.GetSeq(), r.GetAddrs())
+	// Built on the stack (a record with one address and its signature takes ~150 bytes): the answers of a
+	// lookup carry up to 16 records each, and allocating this per record was 7 % of node sim's allocated bytes.
+	var buf [512]byte
+	b := appendRecordSigningBytes(buf[:0], id, r.GetSeq(), r.GetAddrs())
 	b = binary.BigEndian.AppendUint32(b, uint32(len(r.GetSignature())))
 	sum := sha256.Sum256(append(b, r.GetSignature()...))
 	copy(d[:], sum[:])
