@@ -83,12 +83,12 @@ func compare(ctx context.Context, cfg compareConfig, progress io.Writer) (compar
 		if err := runJSON(ctx, cfg.runTime, cfg.harness, gs, &c.Gossipsub); err != nil {
 			return out, fmt.Errorf("seed %d, gossipsub: %w", seed, err)
 		}
+		if c.Gossipsub.CPUUsPerDelivery <= 0 {
+			return out, fmt.Errorf("seed %d: gossipsub measured no CPU per delivery", seed)
+		}
 		ours := append(append([]string{"sim"}, args[:len(args):len(args)]...), cfg.nodeExtra...)
 		if err := runJSON(ctx, cfg.runTime, cfg.node, ours, &c.Actormesh); err != nil {
 			return out, fmt.Errorf("seed %d, actormesh: %w", seed, err)
-		}
-		if c.Gossipsub.CPUUsPerDelivery <= 0 {
-			return out, fmt.Errorf("seed %d: gossipsub measured no CPU per delivery", seed)
 		}
 		c.CPURatio = c.Actormesh.CPUUsPerDelivery / c.Gossipsub.CPUUsPerDelivery
 		out.Seeds = append(out.Seeds, c)
