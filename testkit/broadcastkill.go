@@ -66,6 +66,21 @@ func kill(sims []*simNode, victims []int) int {
 	return len(victims)
 }
 
+// pickPublisher returns a random live node of pool, or any live node if pool is empty or all dead.
+func pickPublisher(sims []*simNode, pool []int, rng *rand.Rand) int {
+	live := make([]int, 0, len(pool))
+	for _, i := range pool {
+		if !sims[i].dead.Load() {
+			live = append(live, i)
+		}
+	}
+	if len(live) == 0 {
+		return pickLive(sims, rng)
+	}
+	return live[rng.IntN(len(live))]
+}
+
+// pickLive returns a random live node.
 func pickLive(sims []*simNode, rng *rand.Rand) int {
 	for {
 		if i := rng.IntN(len(sims)); !sims[i].dead.Load() {

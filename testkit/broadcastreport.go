@@ -16,7 +16,11 @@ type BroadcastReport struct {
 	IntervalM float64 `json:"interval_ms"`
 	LatencyMs float64 `json:"latency_ms"`
 	Transport string  `json:"transport"`
-	Killed    int     `json:"killed"`
+	// Publishers is how many nodes published (BroadcastScenario.Publishers; 0: any node) and HeartbeatMs the
+	// relays' heartbeat.
+	Publishers  int     `json:"publishers"`
+	HeartbeatMs float64 `json:"heartbeat_ms"`
+	Killed      int     `json:"killed"`
 	// Published counts the publications that succeeded (a failed one is a lost message: it counts as delivered
 	// to nobody).
 	Published int `json:"published"`

@@ -59,6 +59,13 @@ type BroadcastScenario struct {
 	Idle time.Duration
 	// Seed makes publishers, payloads and kills repeatable (0: random).
 	Seed uint64
+	// Publishers, if positive, is how many nodes publish: that many drawn at the start (a blockchain's validators,
+	// say), each message from a random live one of them, or from any live node once they are all dead. 0 (the
+	// default): each message from any live node.
+	Publishers int
+	// Heartbeat, if positive, is every node's relay heartbeat (gossip.Config.HeartbeatInterval; default 0: the
+	// relay's default). The tree's periods are counted in heartbeats, so they scale with it.
+	Heartbeat time.Duration
 	// Configure, if set, adjusts every node's config after the scenario's own settings.
 	Configure func(i int, cfg *actors.Config)
 	// Progress, if set, receives a line about each phase and, during the setup (nodes starting, subscribing and
@@ -107,8 +114,10 @@ func (s *BroadcastScenario) defaults() error {
 		return errors.New("broadcast scenario: want 0 <= Kill < 1, 0 <= Loss <= 1 and 0 <= MinReady <= 1")
 	case s.KillRoot && s.Kill == 0:
 		return errors.New("broadcast scenario: KillRoot needs a Kill share")
-	case s.Latency < 0 || s.Jitter < 0 || s.Settle < 0 || s.Idle < 0:
-		return errors.New("broadcast scenario: negative latency, jitter, settle or idle time")
+	case s.Latency < 0 || s.Jitter < 0 || s.Settle < 0 || s.Idle < 0 || s.Heartbeat < 0:
+		return errors.New("broadcast scenario: negative latency, jitter, settle, idle or heartbeat time")
+	case s.Publishers < 0 || s.Publishers > s.N:
+		return fmt.Errorf("broadcast scenario: Publishers = %d, want 0 (any node) to N = %d", s.Publishers, s.N)
 	}
 	return nil
 }
@@ -204,7 +213,11 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	rep := BroadcastReport{N: sc.N, Degree: sc.Degree, Messages: sc.Messages, Size: sc.Size, Transport: sc.Transport,
 		IntervalM: ms(sc.Interval)}
-	rep.LatencyMs = ms(sc.Latency)
+	hb := actors.DefaultConfig().Gossip.Router.HeartbeatInterval
+	if sc.Heartbeat > 0 {
+		hb = sc.Heartbeat
+	}
+	rep.LatencyMs, rep.Publishers, rep.HeartbeatMs = ms(sc.Latency), sc.Publishers, ms(hb)
 
 	var mem *MemNetwork
 	var tcpBytes atomic.Int64
@@ -249,6 +262,9 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 			t := &countingTransport{inner: session.TCPTransport{}, written: &tcpBytes, latency: sc.Latency}
 			cfg.Transport, sims[i].killer = t, t.killAll
 		}
+		if sc.Heartbeat > 0 {
+			cfg.Gossip.Router.HeartbeatInterval = sc.Heartbeat
+		}
 		if sc.Configure != nil {
 			sc.Configure(i, cfg)
 		}
@@ -269,7 +285,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		setup.set("subscribed", i+1)
 	}
 	setup.set("in the topic", 0)
-	ready, err := waitReady(ctx, nodes, sc.ReadyTimeout, sc.MinReady, func(n int) { setup.set("in the topic", n) })
+	ready, err := waitReady(ctx, nodes, sc.ReadyTimeout, sc.MinReady, hb, func(n int) { setup.set("in the topic", n) })
 	setup.stop()
 	rep.ReadyRatio = ready
 	if err != nil {
@@ -329,6 +345,10 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	published := make([]time.Time, sc.Messages)
 	attempted := make([]time.Time, sc.Messages) // also of the failed publications
 	publisher := make([]int, sc.Messages)
+	var pool []int // the publishers, with sc.Publishers
+	if sc.Publishers > 0 {
+		pool = rng.Perm(len(sims))[:sc.Publishers]
+	}
 	tick := time.NewTicker(max(sc.Interval, time.Microsecond))
 	defer tick.Stop()
 	for m := range sc.Messages {
@@ -342,7 +362,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 			rep.Killed = kill(sims, victims)
 			progress(fmt.Sprintf("killed %d nodes", rep.Killed))
 		}
-		p := pickLive(sims, rng)
+		p := pickPublisher(sims, pool, rng)
 		publisher[m] = p
 		data := make([]byte, sc.Size)
 		binary.BigEndian.PutUint32(data, uint32(m))
@@ -456,9 +476,10 @@ func closeAll(nodes []*actors.Node) {
 }
 
 // waitReady waits until every node has a topic peer and, with the spanning tree, a place in it (a parent, or it
-// is the root with a child), then two more heartbeats so that the meshes reach their degree.
+// is the root with a child), then two more heartbeats (of hb) so that the meshes reach their degree.
 // onReady gets the count of ready nodes as it grows.
-func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration, minShare float64, onReady func(int)) (float64, error) {
+func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration, minShare float64, hb time.Duration,
+	onReady func(int)) (float64, error) {
 	ready := make([]bool, len(nodes))
 	count := 0
 	err := Poll(ctx, timeout, func() bool {
@@ -493,7 +514,6 @@ func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration,
 		}
 		return share, fmt.Errorf("broadcast scenario: %d of %d nodes without a topic peer or a tree link: %w", missing, len(nodes), err)
 	}
-	hb := actors.DefaultConfig().Gossip.Router.HeartbeatInterval
 	t := time.NewTimer(2 * hb)
 	defer t.Stop()
 	select {

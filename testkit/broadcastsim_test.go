@@ -6,13 +6,17 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/actormesh/actormesh/actors"
 )
 
-func TestRunBroadcastDetailAndSetupProgress(t *testing.T) {
+// checkLeaks makes t fail if goroutines outlive it.
+func checkLeaks(t *testing.T) {
 	t.Cleanup(func() {
 		goleak.VerifyNone(t,
 			// protoactor's dead-letter throttle runs a one-shot timer goroutine.
@@ -20,6 +24,10 @@ func TestRunBroadcastDetailAndSetupProgress(t *testing.T) {
 			goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewThrottle.func1"),
 		)
 	})
+}
+
+func TestRunBroadcastDetailAndSetupProgress(t *testing.T) {
+	checkLeaks(t)
 	every := setupProgressEvery
 	setupProgressEvery = time.Millisecond // many lines: the setup ends with two gossip heartbeats (2 s)
 	t.Cleanup(func() { setupProgressEvery = every })
@@ -86,6 +94,41 @@ func TestRunBroadcastDetailAndSetupProgress(t *testing.T) {
 	b, err := json.Marshal(rep)
 	if err != nil || strings.Contains(string(b), "delays_ms") || strings.Contains(string(b), "seed") {
 		t.Errorf("the JSON figures carry the detail: %s (%v)", b, err)
+	}
+}
+
+func TestRunBroadcastPublishersAndHeartbeat(t *testing.T) {
+	checkLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	var heartbeats []time.Duration
+	rep, err := RunBroadcast(ctx, BroadcastScenario{N: 8, Degree: 3, Messages: 12, Size: 64, Interval: 5 * time.Millisecond,
+		Latency: time.Millisecond, Seed: 5, Publishers: 2, Heartbeat: 300 * time.Millisecond,
+		Configure: func(_ int, cfg *actors.Config) {
+			mu.Lock()
+			defer mu.Unlock()
+			heartbeats = append(heartbeats, cfg.Gossip.Router.HeartbeatInterval)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.DeliveryRatio != 1 || rep.Publishers != 2 || rep.HeartbeatMs != 300 {
+		t.Fatalf("report %+v", rep)
+	}
+	// Twelve messages from two nodes: the same seed without Publishers draws more.
+	from := map[int]bool{}
+	for _, m := range rep.Detail.Messages {
+		from[m.Publisher] = true
+	}
+	if len(from) < 1 || len(from) > 2 {
+		t.Fatalf("messages published by %v, want two nodes at most", from)
+	}
+	if len(heartbeats) != 8 || slices.ContainsFunc(heartbeats, func(d time.Duration) bool { return d != 300*time.Millisecond }) {
+		t.Fatalf("relay heartbeats %v, want 300ms on each of 8 nodes", heartbeats)
+	}
+	if _, err := RunBroadcast(ctx, BroadcastScenario{N: 4, Publishers: 5}); err == nil || !strings.Contains(err.Error(), "Publishers") {
+		t.Fatalf("5 publishers of 4 nodes: %v", err)
 	}
 }
 

@@ -50,6 +50,9 @@ func newSimCmd() *cobra.Command {
 			if sc.KillRoot && sc.Kill == 0 {
 				return usagef("-kill-root needs -kill")
 			}
+			if sc.Publishers < 0 || sc.Publishers > sc.N || sc.Heartbeat < 0 {
+				return usagef("want 0 <= -publishers <= -n and -heartbeat >= 0")
+			}
 			if sc.Transport == "tcp" && (sc.Jitter != 0 || sc.Loss != 0) {
 				return usagef("-jitter and -loss are emulated by the in-memory transport only (-transport mem)")
 			}
@@ -119,6 +122,11 @@ func newSimCmd() *cobra.Command {
 		"before the first publication: its rate splits cpu_us_per_delivery into the nodes' background upkeep and the "+
 		"deliveries' marginal cost (0: not measured)")
 	f.Uint64Var(&sc.Seed, "seed", 0, "seed of publishers, payloads and kills (0: random)")
+	f.IntVar(&sc.Publishers, "publishers", 0, "publish from this many nodes drawn at the start (a blockchain's "+
+		"validators, say), each message from a random live one of them (0: from any node)")
+	f.DurationVar(&sc.Heartbeat, "heartbeat", 0, "every relay's heartbeat, the rhythm of its IHAVE gossip, mesh upkeep "+
+		"and tree reports, whose periods are counted in heartbeats (0: the relay's default, "+
+		actors.DefaultConfig().Gossip.Router.HeartbeatInterval.String()+")")
 	f.BoolVar(&verify, "verify", true, "check every received message's origin signature (the relay's default, "+
 		"VerifySignatures); -verify=false measures the stack without that check")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of a table")

@@ -156,6 +156,9 @@ func TestSimBroadcastBadFlags(t *testing.T) {
 		{"sim", "-transport", "tcp", "-jitter", "5ms"},
 		{"sim", "--no-such-flag"},
 		{"sim", "-idle", "-1s"},
+		{"sim", "-publishers", "-1"},
+		{"sim", "-n", "4", "-publishers", "5"},
+		{"sim", "-heartbeat", "-1s"},
 	} {
 		if code, _, errOut := call(t, args...); code != exitUsage || errOut == "" {
 			t.Errorf("%v: exit %d, %q", args, code, errOut)

@@ -69,7 +69,8 @@ func parseSeeds(s string) ([]uint64, error) {
 func scenarioArgs(sc scenario, seed uint64) []string {
 	return []string{"-n", strconv.Itoa(sc.n), "-degree", strconv.Itoa(sc.degree), "-messages", strconv.Itoa(sc.messages),
 		"-size", strconv.Itoa(sc.size), "-interval", sc.interval.String(), "-latency", sc.latency.String(),
-		"-idle", sc.idle.String(), "-transport", sc.transport, "-seed", strconv.FormatUint(seed, 10), "-json"}
+		"-idle", sc.idle.String(), "-transport", sc.transport, "-publishers", strconv.Itoa(sc.publishers),
+		"-seed", strconv.FormatUint(seed, 10), "-json"}
 }
 
 // compare runs the comparison, writing a line per seed to progress as it goes (nil: none).

@@ -39,7 +39,7 @@ func TestCompareRunsBothStacks(t *testing.T) {
 	harness, node := filepath.Join(dir, "gossipsubsim"), filepath.Join(dir, "node")
 	build(t, ".", harness, ".")
 	build(t, "../..", node, "./cmd/node")
-	sc := scenario{n: 12, degree: 4, messages: 5, size: 256, interval: 50 * time.Millisecond,
+	sc := scenario{n: 12, degree: 4, messages: 5, size: 256, publishers: 3, interval: 50 * time.Millisecond,
 		latency: 5 * time.Millisecond, settle: time.Second, idle: 500 * time.Millisecond, transport: "mem"}
 	cfg := compareConfig{sc: sc, seeds: []uint64{7}, harness: harness, node: node,
 		nodeExtra: []string{"--settle", "1s"}, runTime: 3 * time.Minute}
@@ -53,9 +53,9 @@ func TestCompareRunsBothStacks(t *testing.T) {
 	}
 	s := res.Seeds[0]
 	for name, rep := range map[string]report{"gossipsub": s.Gossipsub, "actormesh": s.Actormesh} {
-		if rep.N != 12 || rep.Messages != 5 || rep.DeliveryRatio != 1 || rep.CPUUsPerDelivery <= 0 {
-			t.Fatalf("%s: n %d, messages %d, delivery ratio %v, CPU %v µs per delivery", name, rep.N, rep.Messages,
-				rep.DeliveryRatio, rep.CPUUsPerDelivery)
+		if rep.N != 12 || rep.Messages != 5 || rep.Publishers != 3 || rep.DeliveryRatio != 1 || rep.CPUUsPerDelivery <= 0 {
+			t.Fatalf("%s: n %d, messages %d, publishers %d, delivery ratio %v, CPU %v µs per delivery", name, rep.N,
+				rep.Messages, rep.Publishers, rep.DeliveryRatio, rep.CPUUsPerDelivery)
 		}
 	}
 	if want := s.Actormesh.CPUUsPerDelivery / s.Gossipsub.CPUUsPerDelivery; s.CPURatio != want || res.CPURatioMean != want {

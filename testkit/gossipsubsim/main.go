@@ -40,6 +40,7 @@ import (
 // scenario is what a run does; its flags are node sim's.
 type scenario struct {
 	n, degree, messages, size int
+	publishers                int
 	interval, latency         time.Duration
 	settle, idle, drain       time.Duration
 	timeout                   time.Duration
@@ -58,6 +59,7 @@ type report struct {
 	IntervalMs           float64 `json:"interval_ms"`
 	LatencyMs            float64 `json:"latency_ms"`
 	Transport            string  `json:"transport"`
+	Publishers           int     `json:"publishers"`
 	Published            int     `json:"published"`
 	DeliveryRatio        float64 `json:"delivery_ratio"`
 	P50Ms                float64 `json:"p50_ms"`
@@ -93,6 +95,7 @@ func main() {
 	flag.DurationVar(&sc.drain, "drain", 3*time.Second, "longest wait after the last publication for its deliveries")
 	flag.DurationVar(&sc.timeout, "timeout", 2*time.Minute, "longest wait for every node to have a topic peer")
 	flag.Uint64Var(&sc.seed, "seed", 0, "seed of the dials and publishers (0: random)")
+	flag.IntVar(&sc.publishers, "publishers", 0, "publish from this many nodes drawn at the start, each message from a random one of them (0: from any node)")
 	flag.StringVar(&sc.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
 	flag.StringVar(&sc.transport, "transport", "mem", "mem (node sim's in-memory links) or tcp (sockets on 127.0.0.1 whose every write reaches the socket -latency after it was made)")
 	flag.BoolVar(&asJSON, "json", false, "print one JSON object")
@@ -104,8 +107,8 @@ func main() {
 	flag.DurationVar(&runTimeout, "run-timeout", 10*time.Minute, "with -compare: longest time one run may take")
 	flag.Parse()
 	if sc.n < 2 || sc.degree < 1 || sc.messages < 1 || sc.size < 16 || sc.interval <= 0 || sc.latency < 0 ||
-		sc.transport != "mem" && sc.transport != "tcp" {
-		fmt.Fprintln(os.Stderr, "gossipsubsim: need -n >= 2, -degree >= 1, -messages >= 1, -size >= 16, -interval > 0, -latency >= 0, -transport mem or tcp")
+		sc.transport != "mem" && sc.transport != "tcp" || sc.publishers < 0 || sc.publishers > sc.n {
+		fmt.Fprintln(os.Stderr, "gossipsubsim: need -n >= 2, -degree >= 1, -messages >= 1, -size >= 16, -interval > 0, -latency >= 0, -transport mem or tcp, 0 <= -publishers <= -n")
 		os.Exit(2)
 	}
 	if node != "" {
@@ -168,7 +171,7 @@ const topicName = "sim"
 func run(ctx context.Context, sc scenario) (report, error) {
 	rep := report{Stack: "go-libp2p-pubsub v0.19.0 (gossipsub defaults), go-libp2p v0.51.0 (its defaults: TLS 1.3 before Noise, yamux)",
 		N: sc.n, Degree: sc.degree, Messages: sc.messages, Size: sc.size,
-		IntervalMs: ms(sc.interval), LatencyMs: ms(sc.latency), Transport: sc.transport}
+		IntervalMs: ms(sc.interval), LatencyMs: ms(sc.latency), Transport: sc.transport, Publishers: sc.publishers}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(sc.seed, 0x9e3779b97f4a7c15))
@@ -303,6 +306,10 @@ func run(ctx context.Context, sc scenario) (report, error) {
 		}
 	}
 	w0, d0, cpu0, t0 := written(), dups.Load(), testkit.ProcessCPU(), time.Now()
+	var pool []int // the publishers, with -publishers
+	if sc.publishers > 0 {
+		pool = rng.Perm(sc.n)[:sc.publishers]
+	}
 	tick := time.NewTicker(sc.interval)
 	for i := range sc.messages {
 		if i > 0 {
@@ -312,6 +319,9 @@ func run(ctx context.Context, sc scenario) (report, error) {
 		binary.BigEndian.PutUint64(payload, uint64(i))
 		binary.BigEndian.PutUint64(payload[8:], uint64(time.Now().UnixNano()))
 		pub := nodes[rng.IntN(sc.n)]
+		if len(pool) > 0 {
+			pub = nodes[pool[rng.IntN(len(pool))]]
+		}
 		if err := pub.topic.Publish(ctx, payload); err != nil {
 			tick.Stop()
 			return rep, fmt.Errorf("publish %d: %w", i, err)
