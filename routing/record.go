@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"bytes"
 	"container/list"
 	"encoding/binary"
 	"errors"
@@ -75,15 +76,27 @@ func VerifyRecord(r *messages.NodeRecord) (session.NodeID, error) {
 	return id, nil
 }
 
-// EntryFromRecord verifies r (see VerifyRecord) and returns a table Entry for it: ID, Key, Record and, as Addr, the
-// record's first address. Times and Failures are left zero.
+// EntryFromRecord verifies r (see VerifyRecord) and returns a table Entry for it: ID, Key, Record (r without any
+// field its signature does not cover) and, as Addr, the record's first address. Times and Failures are left zero.
 func EntryFromRecord(r *messages.NodeRecord) (Entry, error) {
 	id, err := VerifyRecord(r)
 	if err != nil {
 		return Entry{}, err
 	}
-	return Entry{ID: id, Key: KeyOf(id), Addr: r.GetAddrs()[0], Record: r}, nil
+	return Entry{ID: id, Key: KeyOf(id), Addr: r.GetAddrs()[0], Record: signedOnly(r)}, nil
 }
+
+// signedOnly returns r, or a copy of its signed fields if it carries fields the signature does not cover (unknown
+// to this version): any peer relaying a record could add them, and a node keeping them would serve the padding in
+// every answer and write it to its peer store.
+func signedOnly(r *messages.NodeRecord) *messages.NodeRecord {
+	if len(r.ProtoReflect().GetUnknown()) == 0 {
+		return r
+	}
+	return &messages.NodeRecord{Id: bytes.Clone(r.GetId()), Seq: r.GetSeq(), Addrs: slices.Clone(r.GetAddrs()),
+		Signature: bytes.Clone(r.GetSignature())}
+}
+
 
 // checkAddrs checks the address list of a record.
 func checkAddrs(addrs []string) error {

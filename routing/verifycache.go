@@ -44,7 +44,8 @@ func newVerifiedRecords(max int) *verifiedRecords {
 	return &verifiedRecords{max: max, m: make(map[session.NodeID]verifiedRecord)}
 }
 
-// entry verifies r (or finds it verified already) and returns its table entry.
+// entry verifies r (or finds it verified already) and returns its table entry, whose Record holds only what the
+// signature covers (see signedOnly).
 func (v *verifiedRecords) entry(r *messages.NodeRecord) (Entry, error) {
 	if id, err := session.NodeIDFromBytes(r.GetId()); err == nil {
 		v.mu.Lock()
@@ -52,6 +53,7 @@ func (v *verifiedRecords) entry(r *messages.NodeRecord) (Entry, error) {
 		v.mu.Unlock()
 		// Every signed field must match: a forger could pair a valid signature with other addresses.
 		if ok && known.seq == r.GetSeq() && known.digest == recordDigest(id, r) {
+			r = signedOnly(r)
 			return Entry{ID: id, Key: KeyOf(id), Addr: r.GetAddrs()[0], Record: r}, nil
 		}
 	}
@@ -59,6 +61,7 @@ func (v *verifiedRecords) entry(r *messages.NodeRecord) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
+
 	v.mu.Lock()
 	if _, ok := v.m[e.ID]; !ok && len(v.m) >= v.max {
 		for id := range v.m {

@@ -2,8 +2,10 @@ package routing
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/messages"
@@ -42,6 +44,43 @@ func TestVerifiedRecordsRejectsForgeryOfACachedRecord(t *testing.T) {
 	bumped.Seq = 6
 	if _, err := v.entry(bumped); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("forged seq with a cached signature: %v", err)
+	}
+}
+
+// TestRecordsKeepOnlyTheirSignedFields pads a signed record with a field its signature does not cover, as any peer
+// relaying it could: the entry keeps the record as signed, on the first check and from the cache, so the padding is
+// neither served again nor stored.
+func TestRecordsKeepOnlyTheirSignedFields(t *testing.T) {
+	id, _ := session.GenerateIdentity()
+	rec, err := NewRecord(id, 5, []string{"10.0.0.1:30700"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean, err := proto.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	padded := protowire.AppendTag(slices.Clone(clean), 99, protowire.BytesType)
+	padded = protowire.AppendBytes(padded, make([]byte, 50_000))
+	var bloated messages.NodeRecord
+	if err := proto.Unmarshal(padded, &bloated); err != nil {
+		t.Fatal(err)
+	}
+	v := newVerifiedRecords(16)
+	for _, pass := range []string{"verified", "cached"} {
+		e, err := v.entry(&bloated)
+		if err != nil {
+			t.Fatalf("%s: %v", pass, err)
+		}
+		if b, _ := proto.Marshal(e.Record); len(b) != len(clean) || !proto.Equal(e.Record, rec) {
+			t.Fatalf("%s: the entry's record encodes to %d bytes, want the %d signed", pass, len(b), len(clean))
+		}
+	}
+	if e, err := EntryFromRecord(&bloated); err != nil || len(e.Record.ProtoReflect().GetUnknown()) != 0 {
+		t.Fatalf("EntryFromRecord kept the padding: %v", err)
+	}
+	if e, err := v.entry(rec); err != nil || e.Record != rec {
+		t.Fatalf("a record with only signed fields is not taken as it is: %v", err)
 	}
 }
 
