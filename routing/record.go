@@ -97,7 +97,6 @@ func signedOnly(r *messages.NodeRecord) *messages.NodeRecord {
 		Signature: bytes.Clone(r.GetSignature())}
 }
 
-
 // checkAddrs checks the address list of a record.
 func checkAddrs(addrs []string) error {
 	if len(addrs) == 0 || len(addrs) > MaxRecordAddrs {
