@@ -373,7 +373,7 @@ func ask[T any](ctx context.Context, r *Relay, msg any, reply <-chan T) (T, erro
 // Publish publishes data (an encoded google.protobuf.Any) on topic. It fails with ErrNoPeers when no peer is
 // subscribed to the topic yet (nothing was sent), ErrDuplicate when the same payload was published on the topic
 // within the seen-cache's memory, ErrMessageTooLarge, ErrEmptyTopic, ErrTopicTooLong (over
-// Config.MaxTopicLength), or the context's error.
+// Config.MaxTopicLength), ErrTopicNotUTF8, or the context's error.
 func (r *Relay) Publish(ctx context.Context, topic string, data []byte) (MsgID, error) {
 	if topic == "" {
 		return MsgID{}, ErrEmptyTopic
@@ -388,7 +388,7 @@ func (r *Relay) Publish(ctx context.Context, topic string, data []byte) (MsgID, 
 
 // Subscribe adds a subscriber to topic: handler is called with every message accepted on the topic, the node's
 // own publications included. The node joins the topic's mesh with its first subscription. It fails with
-// ErrEmptyTopic, ErrTopicTooLong (over Config.MaxTopicLength) or the context's error.
+// ErrEmptyTopic, ErrTopicTooLong (over Config.MaxTopicLength), ErrTopicNotUTF8 or the context's error.
 func (r *Relay) Subscribe(ctx context.Context, topic string, handler func(*Delivery), opts ...SubscribeOption) (*Subscription, error) {
 	if topic == "" {
 		return nil, ErrEmptyTopic

@@ -231,7 +231,7 @@ func TestRelayConfigNeedsRoomForAMessage(t *testing.T) {
 }
 
 // TestRelayRefusesTopicsOverMaxTopicLength: Subscribe and Publish fail with ErrTopicTooLong for a topic over
-// MaxTopicLength; an RPC naming one, anywhere, is dropped whole and its sender penalised.
+// MaxTopicLength (and ErrTopicNotUTF8 for one that is not UTF-8); an RPC naming one, anywhere, is dropped whole and its sender penalised.
 func TestRelayRefusesTopicsOverMaxTopicLength(t *testing.T) {
 	cfg := DefaultRelayConfig()
 	long := strings.Repeat("t", cfg.Router.MaxTopicLength+1)
@@ -246,6 +246,14 @@ func TestRelayRefusesTopicsOverMaxTopicLength(t *testing.T) {
 	}
 	if _, err := relay.Subscribe(ctx, long[1:], func(*Delivery) {}); err != nil {
 		t.Errorf("Subscribe to a topic of MaxTopicLength: %v", err)
+	}
+	// A topic that is not UTF-8 could not be put on the wire (the hello naming it would fail, and with it the
+	// node's other subscriptions): refused up front.
+	if _, err := relay.Subscribe(ctx, "\xff\xfe", func(*Delivery) {}); !errors.Is(err, ErrTopicNotUTF8) {
+		t.Errorf("Subscribe to a topic that is not UTF-8: %v, want ErrTopicNotUTF8", err)
+	}
+	if _, err := relay.Publish(ctx, "\xff\xfe", []byte("x")); !errors.Is(err, ErrTopicNotUTF8) {
+		t.Errorf("Publish on a topic that is not UTF-8: %v, want ErrTopicNotUTF8", err)
 	}
 
 	rcfg := cfg

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/actormesh/actormesh/session"
 )
@@ -22,12 +23,19 @@ var (
 	ErrLimit = errors.New("gossip: limit reached")
 	// ErrTopicTooLong is returned for a topic name over Config.MaxTopicLength.
 	ErrTopicTooLong = errors.New("gossip: topic name too long")
+	// ErrTopicNotUTF8 is returned for a topic name that is not valid UTF-8: the wire carries topics as protobuf
+	// strings, which must be, so no peer could be told of it.
+	ErrTopicNotUTF8 = errors.New("gossip: topic name is not valid UTF-8")
 )
 
-// CheckTopic fails with ErrTopicTooLong for a topic name over MaxTopicLength.
+// CheckTopic fails with ErrTopicTooLong for a topic name over MaxTopicLength and with ErrTopicNotUTF8 for one that
+// is not valid UTF-8.
 func (c Config) CheckTopic(name string) error {
 	if len(name) > c.MaxTopicLength {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTopicTooLong, len(name), c.MaxTopicLength)
+	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("%w: %q", ErrTopicNotUTF8, name)
 	}
 	return nil
 }

@@ -470,7 +470,7 @@ const maxTimeoutMs = 10 * 60 * 1000
 // statusOf maps the node's errors to HTTP status codes.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, gossip.ErrEmptyTopic), errors.Is(err, gossip.ErrTopicTooLong), errors.Is(err, gossip.ErrMessageTooLarge),
+	case errors.Is(err, gossip.ErrEmptyTopic), errors.Is(err, gossip.ErrTopicTooLong), errors.Is(err, gossip.ErrTopicNotUTF8), errors.Is(err, gossip.ErrMessageTooLarge),
 		errors.Is(err, actors.ErrMessageTooLarge), errors.Is(err, actors.ErrSelf), errors.Is(err, actors.ErrBadPayload):
 		return http.StatusBadRequest
 	case errors.Is(err, actors.ErrUnknownPeer), errors.Is(err, actors.ErrNotFound),

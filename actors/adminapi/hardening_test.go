@@ -110,7 +110,9 @@ func TestStalledStreamClientDoesNotBlockClose(t *testing.T) {
 	<-closed
 }
 
-// A topic name over the relay's MaxTopicLength (256 bytes) is the client's error: 400, where it was 500.
+// A topic name over the relay's MaxTopicLength (256 bytes), or one that is not UTF-8 (%FF unescapes to a byte no
+// protobuf string may carry), is the client's error: 400, where it was 500 (and a subscription that broke the
+// node's hello to every peer).
 func TestOverlongTopicIsAClientError(t *testing.T) {
 	nw := testkit.NewNetwork(t, 1)
 	srv := serve(t, nw.Nodes[0])
@@ -118,6 +120,8 @@ func TestOverlongTopicIsAClientError(t *testing.T) {
 	for _, c := range []struct{ method, path, body string }{
 		{"POST", "/v1/topics/" + long + "/messages", `{"data": "x"}`},
 		{"GET", "/v1/topics/" + long + "/messages", ""},
+		{"POST", "/v1/topics/%FF%FE/messages", `{"data": "x"}`},
+		{"GET", "/v1/topics/%FF%FE/messages", ""},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		req, _ := http.NewRequestWithContext(ctx, c.method, srv.URL+c.path, strings.NewReader(c.body))
