@@ -44,6 +44,10 @@ func encodeDirectPooled(pool *session.BufferPool, protocol string, kind messages
 	if msg == nil {
 		return nil, nil, fmt.Errorf("%w: nil message", ErrBadPayload)
 	}
+	if !utf8.ValidString(protocol) {
+		// The peer would refuse the frame and drop the whole connection (decodeDirect).
+		return nil, nil, fmt.Errorf("%w: protocol %q is not valid UTF-8", ErrBadPayload, protocol)
+	}
 	typeURL := typeURLPrefix + string(msg.ProtoReflect().Descriptor().FullName())
 	msgSize := proto.Size(msg)
 	anySize := protowire.SizeTag(anyTypeURLField) + protowire.SizeBytes(len(typeURL))

@@ -269,6 +269,27 @@ func TestSendToUnknownPeerFails(t *testing.T) {
 	}
 }
 
+// A protocol id that is not UTF-8 cannot go on the wire (the peer would refuse the frame and drop the whole
+// connection): Send and Request fail with ErrBadPayload, Register refuses it, and the connection stays up.
+func TestProtocolIDsThatAreNotUTF8AreRefused(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "x/1", echo())
+	nw.Connect(0, 1)
+	if err := a.Send(ctxTimeout(t, time.Second), b.ID(), "\xffx/1", wrapperspb.String("x")); !errors.Is(err, actors.ErrBadPayload) {
+		t.Fatalf("Send: %v, want ErrBadPayload", err)
+	}
+	if _, err := a.Request(ctxTimeout(t, time.Second), b.ID(), "\xffx/1", wrapperspb.String("x")); !errors.Is(err, actors.ErrBadPayload) {
+		t.Fatalf("Request: %v, want ErrBadPayload", err)
+	}
+	if _, err := b.Register("\xffy/1", echo()); err == nil || !strings.Contains(err.Error(), "UTF-8") {
+		t.Fatalf("Register: %v, want an error about UTF-8", err)
+	}
+	if _, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "x/1", wrapperspb.String("x")); err != nil || !a.Connected(b.ID()) {
+		t.Fatalf("after the refused calls: request %v, connected %v", err, a.Connected(b.ID()))
+	}
+}
+
 func TestCallsAfterCloseFail(t *testing.T) {
 	nw := testkit.NewNetwork(t, 2)
 	a, b := nw.Nodes[0], nw.Nodes[1]

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/eventstream"
@@ -379,6 +380,9 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, err
 func (n *Node) Register(protocol string, props *actor.Props) (*actor.PID, error) {
 	if protocol == "" {
 		return nil, errors.New("register: empty protocol id")
+	}
+	if !utf8.ValidString(protocol) {
+		return nil, fmt.Errorf("register %q: protocol id is not valid UTF-8 (no peer could send to it)", protocol)
 	}
 	if props == nil {
 		// Checked here: the protocol supervisor would panic on it and the caller would wait for a reply forever.
