@@ -442,7 +442,9 @@ func (a *routingActor) nodesFor(target Key) *messages.Nodes {
 func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck bool) {
 	e, err := a.records.entry(r)
 	if err != nil {
-		a.stats.BadRecords++
+		if !errors.Is(err, ErrStaleRecord) { // a stale record is genuine, only old
+			a.stats.BadRecords++
+		}
 		return
 	}
 	if isLoopbackAddr(e.Addr) && a.local != nil && len(a.local.GetAddrs()) > 0 && !isLoopbackAddr(a.local.GetAddrs()[0]) {

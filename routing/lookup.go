@@ -89,6 +89,11 @@ func (l *Lookup) merge(found []Entry, depth int) {
 			if c.state == fresh && depth < c.depth {
 				c.depth = depth
 			}
+			if e.Record.GetSeq() > c.e.Record.GetSeq() {
+				// A newer record of the node (it moved): its address, not the first one heard, is the one to ask
+				// and to report; an old record replayed first must not win.
+				c.e.Addr, c.e.Record = e.Addr, e.Record
+			}
 			continue
 		}
 		e.Key = KeyOf(e.ID)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -254,4 +255,25 @@ func BenchmarkLookup(b *testing.B) {
 		queries += l.Queried()
 	}
 	b.ReportMetric(float64(queries)/float64(b.N), "queries/op")
+}
+
+// TestLookupTakesTheNewestRecordOfANode: a node's old record heard first (replayed, or from a peer that has not
+// heard it moved) gives way to its newer record, whatever the order of the answers: the lookup asks and reports
+// the node where it is now.
+func TestLookupTakesTheNewestRecordOfANode(t *testing.T) {
+	rng := newRand(50)
+	self, target := randID(rng), randKey(rng)
+	seeds := randomEntries(51, 4)
+	moved := randomEntries(52, 1)[0]
+	older, newer := moved, moved
+	older.Addr, older.Record = "192.0.2.1:1", &messages.NodeRecord{Seq: 1}
+	newer.Addr, newer.Record = "192.0.2.99:1", &messages.NodeRecord{Seq: 5}
+	l := NewLookup(target, self, seeds, 4, 0, 0)
+	asked := l.Next()
+	l.Succeeded(asked[0].ID, []Entry{older})
+	l.Succeeded(asked[1].ID, []Entry{newer})
+	l.Succeeded(asked[2].ID, []Entry{older}) // the old one again: kept out
+	if e, ok := l.Get(moved.ID); !ok || e.Addr != newer.Addr || e.Record.GetSeq() != 5 {
+		t.Fatalf("the lookup holds %+v, want the address of seq 5", e)
+	}
 }

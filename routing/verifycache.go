@@ -3,6 +3,7 @@ package routing
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -45,12 +46,17 @@ func newVerifiedRecords(max int) *verifiedRecords {
 }
 
 // entry verifies r (or finds it verified already) and returns its table entry, whose Record holds only what the
-// signature covers (see signedOnly).
+// signature covers (see signedOnly). A record older than one verified before for the same node fails with
+// ErrStaleRecord, verified or not: an old record replayed (its node has moved since) must not redirect lookups or
+// the address book to where the node was.
 func (v *verifiedRecords) entry(r *messages.NodeRecord) (Entry, error) {
 	if id, err := session.NodeIDFromBytes(r.GetId()); err == nil {
 		v.mu.Lock()
 		known, ok := v.m[id]
 		v.mu.Unlock()
+		if ok && known.seq > r.GetSeq() {
+			return Entry{}, staleRecord(id, r.GetSeq(), known.seq)
+		}
 		// Every signed field must match: a forger could pair a valid signature with other addresses.
 		if ok && known.seq == r.GetSeq() && known.digest == recordDigest(id, r) {
 			r = signedOnly(r)
@@ -61,8 +67,11 @@ func (v *verifiedRecords) entry(r *messages.NodeRecord) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-
 	v.mu.Lock()
+	if known, ok := v.m[e.ID]; ok && known.seq > r.GetSeq() { // a newer one was verified meanwhile
+		v.mu.Unlock()
+		return Entry{}, staleRecord(e.ID, r.GetSeq(), known.seq)
+	}
 	if _, ok := v.m[e.ID]; !ok && len(v.m) >= v.max {
 		for id := range v.m {
 			delete(v.m, id)
@@ -74,6 +83,11 @@ func (v *verifiedRecords) entry(r *messages.NodeRecord) (Entry, error) {
 	return e, nil
 }
 
+// staleRecord is the error of a record of node id with sequence number seq when have was verified before.
+func staleRecord(id session.NodeID, seq, have uint64) error {
+	return fmt.Errorf("%w: node %s seq %d, have %d", ErrStaleRecord, id.Short(), seq, have)
+}
+
 // checkReply checks a NODES reply from a peer for protocol violations: more than k records, or a sender record
 // that is not the peer's own valid record. Invalid records among the others are only dropped (they may be relayed
 // in good faith), not held against the peer.
@@ -83,6 +97,9 @@ func (v *verifiedRecords) checkReply(from session.NodeID, nodes *messages.Nodes,
 	}
 	if s := nodes.GetSender(); s != nil {
 		e, err := v.entry(s)
+		if errors.Is(err, ErrStaleRecord) {
+			return nil // a newer record of the peer is known (its clock went back?): not a forgery
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrForgedSender, err)
 		}

@@ -84,6 +84,33 @@ func TestRecordsKeepOnlyTheirSignedFields(t *testing.T) {
 	}
 }
 
+// TestVerifiedRecordsRefuseARecordOlderThanOneVerified: once a node's record of seq 7 verified, its genuine record
+// of seq 5 (replayed: the node has moved since) is stale wherever it comes from, and a reply whose sender record
+// is stale is not taken for a forgery (the peer's clock may have gone back).
+func TestVerifiedRecordsRefuseARecordOlderThanOneVerified(t *testing.T) {
+	id, _ := session.GenerateIdentity()
+	old, _ := NewRecord(id, 5, []string{"10.0.0.1:30700"})
+	cur, _ := NewRecord(id, 7, []string{"10.0.0.2:30700"})
+	v := newVerifiedRecords(16)
+	if _, err := v.entry(old); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := v.entry(cur); err != nil || e.Addr != "10.0.0.2:30700" {
+		t.Fatalf("the newer record: %v %v", e, err)
+	}
+	for _, pass := range []string{"first", "again"} {
+		if _, err := v.entry(old); !errors.Is(err, ErrStaleRecord) {
+			t.Fatalf("%s replay of seq 5 after seq 7: %v, want ErrStaleRecord", pass, err)
+		}
+	}
+	if e, err := v.entry(cur); err != nil || e.Addr != "10.0.0.2:30700" {
+		t.Fatalf("the newer record from the cache: %v %v", e, err)
+	}
+	if err := v.checkReply(id.NodeID(), &messages.Nodes{Sender: old}, 16); err != nil {
+		t.Fatalf("a reply with a stale sender record: %v, want no violation", err)
+	}
+}
+
 func TestVerifiedRecordsIsBounded(t *testing.T) {
 	v := newVerifiedRecords(4)
 	for i := 0; i < 10; i++ {
