@@ -447,8 +447,7 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck
 		}
 		return
 	}
-	if isLoopbackAddr(e.Addr) && a.local != nil && len(a.local.GetAddrs()) > 0 && !isLoopbackAddr(a.local.GetAddrs()[0]) {
-		// A node reachable off its host learns no loopback address: dialing it would reach this node's own host.
+	if !dialableFrom(a.local, e.Addr) {
 		a.stats.BadRecords++
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -133,7 +134,7 @@ func TestStaleRecordDoesNotReplaceANewerOneInAReplacementCache(t *testing.T) {
 }
 
 // A node whose own address is off its host takes no loopback address from others' records (dialing it would reach
-// its own host); a node on loopback, as in tests and simulations, does.
+// its own host), in its table or in its lookups; a node on loopback, as in tests and simulations, does.
 func TestLoopbackRecordsAreTakenOnlyOnLoopback(t *testing.T) {
 	for _, tc := range []struct {
 		local string
@@ -154,14 +155,22 @@ func TestLoopbackRecordsAreTakenOnlyOnLoopback(t *testing.T) {
 			checks: NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1), checking: map[session.NodeID]bool{},
 			busy: map[session.NodeID]struct{}{}, local: local, ctx: context.Background(),
 		}
-		x := identity(t, 1)
-		r, err := NewRecord(x, 1, []string{"127.0.0.1:4002"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.addRecord(r, t0, false)
-		if _, ok := tab.Get(x.NodeID()); ok != tc.taken {
-			t.Errorf("node at %s: loopback record taken %v, want %v", tc.local, ok, tc.taken)
+		// The name localhost (and names under it) resolves to loopback too.
+		for i, addr := range []string{"127.0.0.1:4002", "[::1]:4002", "localhost:4002", "LOCALHOST.:4002", "api.localhost:4002"} {
+			x := identity(t, byte(1+i))
+			r, err := NewRecord(x, 1, []string{addr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.addRecord(r, t0, false)
+			if _, ok := tab.Get(x.NodeID()); ok != tc.taken {
+				t.Errorf("node at %s: record of %s taken %v, want %v", tc.local, addr, ok, tc.taken)
+			}
+			// A lookup asks every candidate of an answer: it keeps out what the table would.
+			l := &lookupActor{records: newVerifiedRecords(64), local: local}
+			if got := l.entries(&messages.Nodes{Records: []*messages.NodeRecord{r}}); (len(got) == 1) != tc.taken {
+				t.Errorf("node at %s: a lookup took %d candidates at %s, want taken %v", tc.local, len(got), addr, tc.taken)
+			}
 		}
 	}
 }

@@ -86,11 +86,13 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 	}
 }
 
-// entries turns the verified records of an answer into lookup candidates; forged records are dropped.
+// entries turns the verified records of an answer into lookup candidates; forged and stale records are dropped,
+// and so are those the table would refuse to dial (dialableFrom): a lookup asks every candidate, at the address
+// its record names.
 func (l *lookupActor) entries(nodes *messages.Nodes) []Entry {
 	out := make([]Entry, 0, len(nodes.GetRecords()))
 	for _, r := range nodes.GetRecords() {
-		if e, err := l.records.entry(r); err == nil {
+		if e, err := l.records.entry(r); err == nil && dialableFrom(l.local, e.Addr) {
 			out = append(out, e)
 		}
 	}

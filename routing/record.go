@@ -129,10 +129,38 @@ func isUnicast(ip netip.Addr) bool {
 	return !ip.IsUnspecified() && !ip.IsMulticast() && ip != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
-// isLoopbackAddr tells whether the host of host:port a is a loopback IP address.
+// isLoopbackAddr tells whether the host of host:port a is a loopback IP address or the name localhost (or a name
+// under it, RFC 6761), which resolvers answer with one.
 func isLoopbackAddr(a string) bool {
-	_, ip, err := splitAddr(a)
-	return err == nil && ip.IsValid() && ip.Unmap().IsLoopback()
+	host, ip, err := splitAddr(a)
+	if err != nil {
+		return false
+	}
+	if ip.IsValid() {
+		return ip.Unmap().IsLoopback()
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
+}
+
+// dialableFrom tells whether a node whose own record is local may take a record with address addr: a node
+// reachable off its host takes no loopback address, as dialing it would reach the node's own host (and whatever
+// listens there) at a peer's word.
+func dialableFrom(local *messages.NodeRecord, addr string) bool {
+	return !isLoopbackAddr(addr) || local == nil || len(local.GetAddrs()) == 0 || isLoopbackAddr(local.GetAddrs()[0])
+}
+
+// numericName tells whether host name's last label is a number (decimal, or hex with 0x): no DNS name is (top
+// level domains are not numeric), but some resolvers read such a name as an IPv4 address in a short or numeric
+// form (127.1, 0x7f.1, 2130706433), which would pass the checks made of IP addresses.
+func numericName(host string) bool {
+	label := strings.TrimSuffix(host, ".")
+	label = label[strings.LastIndexByte(label, '.')+1:]
+	digits := "0123456789"
+	if len(label) > 2 && (label[:2] == "0x" || label[:2] == "0X") {
+		label, digits = label[2:], "0123456789abcdefABCDEF"
+	}
+	return label != "" && strings.Trim(label, digits) == ""
 }
 
 // splitAddr parses a host:port address: the port must be in 1..65535 and the host an IP address or a host name of
@@ -159,6 +187,9 @@ func splitAddr(a string) (string, netip.Addr, error) {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
 			return "", netip.Addr{}, fmt.Errorf("%q: character %q not allowed in a host name", a, r)
 		}
+	}
+	if numericName(host) {
+		return "", netip.Addr{}, fmt.Errorf("%q: a host name with a numeric last label (an IP address in another form?)", a)
 	}
 	return host, netip.Addr{}, nil
 }

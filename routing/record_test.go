@@ -59,6 +59,22 @@ func TestRecordSigningBytes(t *testing.T) {
 	}
 }
 
+// An address whose host name ends in a number is refused: some resolvers read 127.1, 0x7f.1 or 2130706433 as
+// 127.0.0.1, which would pass the loopback checks made of IP addresses; no DNS name ends that way.
+func TestRecordsRefuseNumericHostNames(t *testing.T) {
+	id := identity(t, 1)
+	for _, addr := range []string{"127.1:22", "0x7f.1:22", "0X7F.0X1:22", "2130706433:22", "10.0.0.1.:22", "node.042:22"} {
+		if _, err := NewRecord(id, 1, []string{addr}); !errors.Is(err, ErrBadRecord) {
+			t.Errorf("NewRecord(%s): %v, want ErrBadRecord", addr, err)
+		}
+	}
+	for _, addr := range []string{"node1.example.com:4001", "1node.example:4001", "0x.example:4001", "x0:1", "[::1]:1"} {
+		if _, err := NewRecord(id, 1, []string{addr}); err != nil {
+			t.Errorf("NewRecord(%s): %v", addr, err)
+		}
+	}
+}
+
 func TestForgedRecordsRejected(t *testing.T) {
 	owner, mallory := identity(t, 1), identity(t, 2)
 	good, err := NewRecord(owner, 5, []string{"192.0.2.1:4001"})
