@@ -263,12 +263,15 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 		return AddResult{Status: Updated}
 	}
 	e.AddedAt, e.LastSeen, e.Failures, e.AnsweredAt = now, now, 0, time.Time{}
-	if i := indexOf(b.replacements, e.ID); i >= 0 {
-		e.AddedAt, e.AnsweredAt = b.replacements[i].e.AddedAt, b.replacements[i].e.AnsweredAt
-		b.replacements = slices.Delete(b.replacements, i, i+1)
+	ri := indexOf(b.replacements, e.ID)
+	if ri >= 0 {
+		e.AddedAt, e.AnsweredAt = b.replacements[ri].e.AddedAt, b.replacements[ri].e.AnsweredAt
 	}
 	if !t.fits(b, g) {
-		return AddResult{Status: RejectedIP}
+		return AddResult{Status: RejectedIP} // a node waiting in the cache stays there as it was
+	}
+	if ri >= 0 {
+		b.replacements = slices.Delete(b.replacements, ri, ri+1)
 	}
 	if len(b.entries) < t.cfg.K {
 		e.AddedAt = now

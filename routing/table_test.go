@@ -531,6 +531,30 @@ func TestIPDiversityLimits(t *testing.T) {
 	})
 }
 
+// A node waiting in a replacement cache that is learned again while its IP group has no room left in the table
+// (others of its /24 joined meanwhile) is refused as before, but keeps its place in the cache.
+func TestARefusedReAddKeepsTheReplacement(t *testing.T) {
+	rng := newRand(15)
+	self := randID(rng)
+	cfg := DefaultTableConfig()
+	cfg.KeepNearest, cfg.K, cfg.TableIPLimit = false, 2, 2
+	tab, _ := NewTable(self, cfg)
+	tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: "80.0.0.1:1"}, t0)
+	tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: "80.0.1.1:1"}, t0)
+	x := idInBucket(rng, self, 256)
+	if r := tab.Add(Entry{ID: x, Addr: "95.0.0.1:1"}, t0); r.Status != Pending {
+		t.Fatalf("newcomer for a full bucket: %v, want Pending", r.Status)
+	}
+	tab.Add(Entry{ID: idInBucket(rng, self, 255), Addr: "95.0.0.2:1"}, t0)
+	tab.Add(Entry{ID: idInBucket(rng, self, 255), Addr: "95.0.0.3:1"}, t0)
+	if r := tab.Add(Entry{ID: x, Addr: "95.0.0.1:1"}, t0); r.Status != RejectedIP {
+		t.Fatalf("re-add with its /24 full in the table: %v, want RejectedIP", r.Status)
+	}
+	if got := tab.ReplacementLens()[255]; got != 1 {
+		t.Fatalf("replacement cache holds %d, want the waiting node still there", got)
+	}
+}
+
 func TestRefreshTargets(t *testing.T) {
 	rng := newRand(14)
 	tab, _ := NewTable(randID(rng), noLimits())
