@@ -3,6 +3,7 @@
 package actors
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -503,15 +504,24 @@ func (s *peerSet) appendIDs(out []session.NodeID, keep func(*peerConn) bool) []s
 // addressBookSize bounds the addresses a node remembers.
 const addressBookSize = 4096
 
-// addressBook remembers the last known dialable address of peers, bounded; when full, new entries are dropped.
+// addressBook remembers the last known dialable address of peers, bounded: when full, learning a new peer's
+// address forgets the address learned least recently. (Dropping new ones instead let a flood of records fill the
+// book for good: every later dial of a node learned since then had to look its address up in the DHT first.)
 type addressBook struct {
-	mu  sync.Mutex
-	max int
-	m   map[session.NodeID]string
+	mu    sync.Mutex
+	max   int
+	m     map[session.NodeID]*list.Element // elements hold bookEntry
+	order *list.List                       // least recently learned at the back
+}
+
+// bookEntry is one address of an addressBook.
+type bookEntry struct {
+	id   session.NodeID
+	addr string
 }
 
 func newAddressBook(max int) *addressBook {
-	return &addressBook{max: max, m: make(map[session.NodeID]string)}
+	return &addressBook{max: max, m: make(map[session.NodeID]*list.Element), order: list.New()}
 }
 
 func (b *addressBook) put(id session.NodeID, addr string) {
@@ -520,16 +530,26 @@ func (b *addressBook) put(id session.NodeID, addr string) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.m[id]; ok || len(b.m) < b.max {
-		b.m[id] = addr
+	if el, ok := b.m[id]; ok {
+		el.Value = bookEntry{id: id, addr: addr}
+		b.order.MoveToFront(el)
+		return
 	}
+	if b.order.Len() >= b.max {
+		oldest := b.order.Back()
+		delete(b.m, oldest.Value.(bookEntry).id)
+		b.order.Remove(oldest)
+	}
+	b.m[id] = b.order.PushFront(bookEntry{id: id, addr: addr})
 }
 
 func (b *addressBook) get(id session.NodeID) (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	a, ok := b.m[id]
-	return a, ok
+	if el, ok := b.m[id]; ok {
+		return el.Value.(bookEntry).addr, true
+	}
+	return "", false
 }
 
 // protocolRegistry maps protocol ids to protocol actors; read by connection readers.

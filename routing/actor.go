@@ -568,21 +568,28 @@ func (a *routingActor) check(now time.Time) bool {
 	if !now.Before(a.answeredDue) {
 		if e, ok := a.table.StalestOf(true, skip); ok {
 			a.answeredDue = now.Add(jittered(a.rng, a.cfg.RevalidateAnsweredInterval))
-			a.exchange(e.ID, a.table.SelfKey(), true)
+			a.checkEntry(e)
 			return true
 		}
 	}
 	// The neighbours first: a check is an exchange that introduces this node to the checked one (docs/ARCHITECTURE.md,
 	// Discovery).
 	if e, ok := a.table.NearestUnanswered(a.cfg.Table.K, skip); ok {
-		a.exchange(e.ID, a.table.SelfKey(), true)
+		a.checkEntry(e)
 		return true
 	}
 	if e, ok := a.table.StalestOf(false, skip); ok {
-		a.exchange(e.ID, a.table.SelfKey(), true)
+		a.checkEntry(e)
 		return true
 	}
 	return false
+}
+
+// checkEntry starts the liveness check of a table entry at the address the table holds for it: the node's address
+// book is bounded and may have forgotten it (a dial without an address would first look the node up in the DHT).
+func (a *routingActor) checkEntry(e Entry) {
+	a.net.AddAddress(e.ID, e.Addr)
+	a.exchange(e.ID, a.table.SelfKey(), true)
 }
 
 // receiveStopping handles what reaches the actor after Stopping, while its lookup children stop: a lookup is

@@ -2,7 +2,9 @@ package routing
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,6 +173,77 @@ func TestLoopbackRecordsAreTakenOnlyOnLoopback(t *testing.T) {
 			if got := l.entries(&messages.Nodes{Records: []*messages.NodeRecord{r}}); (len(got) == 1) != tc.taken {
 				t.Errorf("node at %s: a lookup took %d candidates at %s, want taken %v", tc.local, len(got), addr, tc.taken)
 			}
+		}
+	}
+}
+
+// bookNet records the addresses the routing actor gives the node's address book; its requests fail at once.
+type bookNet struct {
+	id    session.NodeID
+	mu    sync.Mutex
+	addrs map[session.NodeID]string
+}
+
+func (n *bookNet) ID() session.NodeID { return n.id }
+func (n *bookNet) Request(context.Context, session.NodeID, string, proto.Message) (proto.Message, error) {
+	return nil, errors.New("unreachable")
+}
+func (n *bookNet) AddAddress(id session.NodeID, addr string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.addrs[id] = addr
+}
+func (n *bookNet) forget(id session.NodeID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.addrs, id)
+}
+func (n *bookNet) addr(id session.NodeID) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addrs[id]
+}
+func (n *bookNet) Ban(session.NodeID, time.Duration, string) error     { return nil }
+func (n *bookNet) SubscribeEvents(func(proto.Message)) (func(), error) { return func() {}, nil }
+
+// A liveness check dials the checked node at the address its table entry holds, even when the node's bounded
+// address book has forgotten it since (a dial of an unknown address would first look the node up in the DHT).
+func TestALivenessCheckGivesTheAddressBookTheEntrysAddress(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	self := identity(t, 200).NodeID()
+	net := &bookNet{id: self, addrs: map[session.NodeID]string{}}
+	cfg := DefaultConfig()
+	cfg.RevalidateInterval, cfg.RequestTimeout = 20*time.Millisecond, time.Second
+	props, err := NewActorProps(cfg, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := sys.Root.Spawn(props)
+	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+	x := identity(t, 1)
+	r, err := NewRecord(x, 1, []string{"198.51.100.7:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys.Root.Send(pid, &AddRecords{Records: []*messages.NodeRecord{r}})
+	waitUntil(t, 5*time.Second, func() bool { return net.addr(x.NodeID()) != "" }, "the record's address in the book")
+	net.forget(x.NodeID()) // the bounded book forgot it
+	waitUntil(t, 5*time.Second, func() bool { return net.addr(x.NodeID()) == "198.51.100.7:4001" },
+		"the liveness check of the entry giving the book its address back")
+}
+
+// waitUntil polls cond every 2 ms until it holds, failing t after timeout.
+func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, what string) {
+	t.Helper()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
+	for !cond() {
+		select {
+		case <-deadline:
+			t.Fatalf("waited %v for %s", timeout, what)
+		case <-tick.C:
 		}
 	}
 }
