@@ -450,15 +450,20 @@ func (f *frameReader) fill(n int) error {
 }
 
 // messageDecoder splits the decrypted plaintext stream into application messages: each a 4-byte big-endian
-// length and that many bytes. It does no I/O. A length over max is rejected before the message is allocated.
+// length and that many bytes. It does no I/O. A length over max is rejected before the message is allocated, and
+// the buffer of a message grows as its bytes arrive (from msgStartBuffer), so that a peer claiming a large message
+// makes the node hold no more memory than the bytes it actually sent.
 type messageDecoder struct {
 	max  int
 	hdr  [msgHeaderSize]byte
 	nhdr int    // bytes of hdr filled
-	msg  []byte // the message being filled, nil while reading a header
-	nmsg int    // bytes of msg filled
+	msg  []byte // the bytes of the message being filled, nil while reading a header
+	want int    // the length of the message being filled
 	err  error  // sticky
 }
+
+// msgStartBuffer is the most a message's buffer holds before its bytes arrive.
+const msgStartBuffer = 64 << 10
 
 // Feed consumes bytes of p until a message is complete or p is used up. It returns the number of bytes
 // consumed and the completed message (non-nil, possibly empty) or nil if more input is needed. The message is
@@ -492,13 +497,18 @@ func (d *messageDecoder) feed(p []byte, alias bool) (int, []byte, error) {
 			d.err = fmt.Errorf("%w: peer sent a %d-byte message, limit %d", ErrMessageTooLarge, size, d.max)
 			return consumed, nil, d.err
 		}
-		d.msg = make([]byte, size)
-		d.nmsg = 0
+		d.want = int(size)
+		d.msg = make([]byte, 0, min(d.want, msgStartBuffer))
 	}
-	k := copy(d.msg[d.nmsg:], p)
-	d.nmsg += k
+	k := min(len(p), d.want-len(d.msg))
+	if len(d.msg)+k > cap(d.msg) { // double, up to the message's length
+		grown := make([]byte, len(d.msg), min(d.want, max(2*cap(d.msg), len(d.msg)+k)))
+		copy(grown, d.msg)
+		d.msg = grown
+	}
+	d.msg = append(d.msg, p[:k]...)
 	consumed += k
-	if d.nmsg < len(d.msg) {
+	if len(d.msg) < d.want {
 		return consumed, nil, nil
 	}
 	msg := d.msg

@@ -215,6 +215,42 @@ func TestMessageDecoderRejectsBeforeAllocating(t *testing.T) {
 	}
 }
 
+// TestMessageDecoderGrowsWithTheBytesReceived: a header claiming a large message allocates no more than
+// msgStartBuffer until the message's bytes arrive (a peer could pin MaxMessageSize per connection for the price of
+// four bytes); the message, fed in pieces, comes out whole and exact.
+func TestMessageDecoderGrowsWithTheBytesReceived(t *testing.T) {
+	const size = 3<<20 + 17
+	d := messageDecoder{max: 4 << 20}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if n, msg, err := d.Feed(binary.BigEndian.AppendUint32(nil, size)); n != 4 || msg != nil || err != nil {
+		t.Fatalf("header: %d, %v, %v", n, msg, err)
+	}
+	if n, _, err := d.Feed([]byte("abc")); n != 3 || err != nil {
+		t.Fatalf("first bytes: %d, %v", n, err)
+	}
+	runtime.ReadMemStats(&after)
+	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 2*msgStartBuffer {
+		t.Fatalf("a claimed %d-byte message with 3 bytes received allocated %d bytes", size, allocated)
+	}
+	want := make([]byte, size)
+	copy(want, "abc")
+	for i := 3; i < size; i++ {
+		want[i] = byte(i * 7)
+	}
+	var got []byte
+	for p := want[3:]; len(p) > 0; {
+		n, msg, err := d.Feed(p[:min(len(p), 40_000)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, got = p[n:], msg
+	}
+	if !bytes.Equal(got, want) || d.midMessage() {
+		t.Fatalf("message of %d bytes fed in pieces: got %d bytes, equal %v", size, len(got), bytes.Equal(got, want))
+	}
+}
+
 func TestMessageDecoderChunking(t *testing.T) {
 	var stream []byte
 	var want [][]byte
