@@ -154,6 +154,32 @@ func TestReplayAfterTheSeenCacheFlushIsDropped(t *testing.T) {
 	}
 }
 
+// A rejection whose verdict comes after its sender left (connect, send a message the validator rejects,
+// disconnect before the verdict) counts in the sender's retained penalty: repeating it reaches the ban, and the
+// count greets the peer when it comes back.
+func TestPenaltiesOfADepartedPeerAreKept(t *testing.T) {
+	cfg := DefaultConfig()
+	r := newTestRouter(t, cfg)
+	r.clock(t0)
+	var p Penalty
+	for i := range cfg.PenaltyThreshold {
+		if err := r.AddPeer(nid(1)); err != nil {
+			t.Fatal(err)
+		}
+		r.RemovePeer(t0.Add(time.Duration(i)*time.Second), nid(1))
+		p = r.PenalizePeer(nid(1)) // the verdict, once it has gone
+	}
+	if p.Count != cfg.PenaltyThreshold || !p.Ban {
+		t.Fatalf("after %d rejections each verdicted after the sender left: %+v, want a ban", cfg.PenaltyThreshold, p)
+	}
+	if err := r.AddPeer(nid(1)); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.PenalizePeer(nid(1)); p.Count != cfg.PenaltyThreshold+1 {
+		t.Fatalf("back again: %+v, want the count kept", p)
+	}
+}
+
 // A peer's count of rejected messages outlives its connection for PenaltyRetention: reconnecting does not wipe its
 // record, so two rejections, a reconnect and a third reach PenaltyThreshold (3). Past the retention, or beyond
 // MaxPeers departed peers (the longest departed first), the record is forgotten.

@@ -665,13 +665,21 @@ func (r *Router) MessageID(m *Message) MsgID {
 func (r *Router) Seen(id MsgID) bool { return r.seen.has(id) }
 
 // PenalizePeer counts a message from a peer that the shell rejected before handing it to the Router (a bad
-// signature, say, which must not mark its id as seen) and returns the resulting Penalty, as Validated would.
+// signature, say, which must not mark its id as seen) and returns the resulting Penalty, as Validated would. A peer
+// gone by then (it left before an asynchronous verdict) has the message counted in its retained penalty
+// (retainPenalty), so that leaving before the verdicts does not evade the ban.
 func (r *Router) PenalizePeer(id session.NodeID) Penalty {
 	r.stats.Rejected++
-	n := 1
+	var n int
 	if p := r.peers[id]; p != nil {
 		p.penalty++
 		n = p.penalty
+	} else {
+		n = 1
+		if rp, ok := r.retained[id]; ok && r.now.Sub(rp.at) < r.cfg.PenaltyRetention {
+			n = rp.penalty + 1
+		}
+		r.retainPenalty(id, n)
 	}
 	return Penalty{Peer: id, Count: n, Ban: n >= r.cfg.PenaltyThreshold}
 }
