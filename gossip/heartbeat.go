@@ -33,7 +33,7 @@ func (r *Router) Heartbeat(now time.Time) Output {
 	r.cache.expire(r.beats, r.cfg.HistoryLength)
 	for id, pd := range r.pending {
 		if now.Sub(pd.at) >= r.cfg.ValidationTimeout {
-			delete(r.pending, id)
+			r.unpend(id, pd)
 			r.stats.TimedOut++
 			r.stats.Ignored++
 			r.unsee(&b, pd, now)

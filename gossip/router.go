@@ -77,6 +77,8 @@ type peer struct {
 	served  int                  // messages served to IWANT this heartbeat
 	wants   int                  // outstanding IWANTs of ids it announced first (want.src[0])
 	sent    int                  // their bytes (Message.size)
+	// validating counts its messages awaiting a verdict (pending), at most MaxPendingValidationPerPeer.
+	validating int
 }
 
 type topic struct {
@@ -461,7 +463,7 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 		r.stats.Stale++
 		return Output{}, Dropped
 	}
-	if len(r.pending) >= r.cfg.MaxPendingValidation {
+	if len(r.pending) >= r.cfg.MaxPendingValidation || r.peers[from].validating >= r.cfg.MaxPendingValidationPerPeer {
 		r.stats.Dropped++
 		return Output{}, Dropped
 	}
@@ -477,6 +479,7 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 		w.done, w.at = true, now
 	}
 	r.pending[msg.ID] = &pending{msg: msg, from: from, at: now, pulled: pulled}
+	r.peers[from].validating++
 	return b.result(), Pending
 }
 
@@ -533,7 +536,7 @@ func (r *Router) validated(now time.Time, id MsgID, m *Message, v Verdict) Outpu
 	if pd == nil || m != nil && pd.msg != m {
 		return b.result()
 	}
-	delete(r.pending, id)
+	r.unpend(id, pd)
 	switch v {
 	case Accept:
 		r.accept(&b, pd, now)
@@ -663,6 +666,14 @@ func (r *Router) MessageID(m *Message) MsgID {
 
 // Seen tells whether a message with this id was published, received or pulled within the seen-cache's bounds.
 func (r *Router) Seen(id MsgID) bool { return r.seen.has(id) }
+
+// unpend forgets pending message id, whose verdict came or timed out.
+func (r *Router) unpend(id MsgID, pd *pending) {
+	delete(r.pending, id)
+	if p := r.peers[pd.from]; p != nil && p.validating > 0 { // 0: the peer left and came back meanwhile
+		p.validating--
+	}
+}
 
 // PenalizePeer counts a message from a peer that the shell rejected before handing it to the Router (a bad
 // signature, say, which must not mark its id as seen) and returns the resulting Penalty, as Validated would. A peer

@@ -424,6 +424,31 @@ func TestPendingValidationBounded(t *testing.T) {
 	}
 }
 
+// One peer takes at most MaxPendingValidationPerPeer places among the messages awaiting a verdict: a peer keeping
+// a slow validator busy cannot stop the others' messages from being validated. A verdict, or a timeout, gives the
+// place back.
+func TestPendingValidationBoundedPerPeer(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxPendingValidationPerPeer = 2
+	r := joined(t, cfg, 2)
+	for k, want := range []Status{Pending, Pending, Dropped} {
+		if _, st := r.HandleMessage(t0, nid(1), msg(fmt.Sprint("a", k))); st != want {
+			t.Errorf("peer 1's message %d: %v, want %v", k, st, want)
+		}
+	}
+	if _, st := r.HandleMessage(t0, nid(2), msg("b")); st != Pending {
+		t.Errorf("peer 2's message with peer 1 at its cap: %v, want pending", st)
+	}
+	r.Validated(t0, DefaultMsgID(msg("a0")), Accept)
+	if _, st := r.HandleMessage(t0, nid(1), msg("a2")); st != Pending {
+		t.Errorf("peer 1's message after a verdict: %v, want pending", st)
+	}
+	r.Heartbeat(t0.Add(cfg.ValidationTimeout)) // a1 and a2 time out
+	if _, st := r.HandleMessage(t0.Add(cfg.ValidationTimeout), nid(1), msg("a3")); st != Pending {
+		t.Errorf("peer 1's message after the timeouts: %v, want pending", st)
+	}
+}
+
 func TestSeenCacheBounds(t *testing.T) {
 	s := newSeenCache(3, time.Minute)
 	for k := range 4 {
