@@ -46,17 +46,14 @@ func newVerifiedRecords(max int) *verifiedRecords {
 }
 
 // entry verifies r (or finds it verified already) and returns its table entry, whose Record holds only what the
-// signature covers (see signedOnly). A record older than one verified before for the same node fails with
-// ErrStaleRecord, verified or not: an old record replayed (its node has moved since) must not redirect lookups or
-// the address book to where the node was.
+// signature covers (see signedOnly). A genuine record older than one verified before for the same node fails with
+// ErrStaleRecord: an old record replayed (its node has moved since) must not redirect lookups or the address book
+// to where the node was.
 func (v *verifiedRecords) entry(r *messages.NodeRecord) (Entry, error) {
 	if id, err := session.NodeIDFromBytes(r.GetId()); err == nil {
 		v.mu.Lock()
 		known, ok := v.m[id]
 		v.mu.Unlock()
-		if ok && known.seq > r.GetSeq() {
-			return Entry{}, staleRecord(id, r.GetSeq(), known.seq)
-		}
 		// Every signed field must match: a forger could pair a valid signature with other addresses.
 		if ok && known.seq == r.GetSeq() && known.digest == recordDigest(id, r) {
 			r = signedOnly(r)
@@ -68,7 +65,7 @@ func (v *verifiedRecords) entry(r *messages.NodeRecord) (Entry, error) {
 		return Entry{}, err
 	}
 	v.mu.Lock()
-	if known, ok := v.m[e.ID]; ok && known.seq > r.GetSeq() { // a newer one was verified meanwhile
+	if known, ok := v.m[e.ID]; ok && known.seq > r.GetSeq() { // a newer one was verified before
 		v.mu.Unlock()
 		return Entry{}, staleRecord(e.ID, r.GetSeq(), known.seq)
 	}
