@@ -81,7 +81,7 @@ type Entry struct {
 	Record *messages.NodeRecord
 	// AddedAt is when the entry entered the table (or its replacement cache).
 	AddedAt time.Time
-	// LastSeen is when the node was last added, updated or found alive.
+	// LastSeen is when the node was added or last found alive.
 	LastSeen time.Time
 	// Failures counts consecutive failed liveness checks.
 	Failures int
@@ -101,8 +101,9 @@ type AddStatus int
 const (
 	// Added means the entry was inserted as the bucket's most recently seen.
 	Added AddStatus = iota + 1
-	// Updated means the node was already in the table: its address, record and LastSeen were refreshed and it
-	// became the bucket's most recently seen.
+	// Updated means the node was already in the table: its address and record were refreshed. Its LastSeen and its
+	// place in the bucket stay: others naming a node say nothing of its liveness (a dead node's record relayed on
+	// would otherwise keep it from being checked); MarkAlive records that.
 	Updated
 	// Pending means the bucket is full: the entry went to the replacement cache and AddResult.Check names the
 	// least recently seen entry, which the caller should check for liveness (MarkAlive or MarkFailed).
@@ -258,9 +259,7 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 		if e.Record != nil {
 			s.e.Record = e.Record
 		}
-		s.e.LastSeen = now
-		moveToBack(b.entries, i)
-		return AddResult{Status: Updated}
+		return AddResult{Status: Updated} // hearing of a node is no sign of life: LastSeen and its place stay
 	}
 	e.AddedAt, e.LastSeen, e.Failures, e.AnsweredAt = now, now, 0, time.Time{}
 	ri := indexOf(b.replacements, e.ID)

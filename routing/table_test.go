@@ -257,12 +257,14 @@ func TestStalestOfSplitsTheEntriesThatAnswered(t *testing.T) {
 	if e, ok := tab.StalestOf(true, func(id session.NodeID) bool { return id == ids[2] }); !ok || e.ID != ids[1] {
 		t.Fatalf("StalestOf(true) skipping %s = %s", ids[2].Short(), e.ID.Short())
 	}
-	// Mentioned again by another node, ids[2] keeps its answer.
+	// Mentioned again by another node, ids[2] keeps its answer and stays the stalest: a mention is no sign of life.
 	tab.Add(Entry{ID: ids[2], Addr: randAddr(rng)}, t0.Add(20*time.Second))
-	check(true, ids[1], "ids[2] seen again")
-	if e, _ := tab.Get(ids[2]); !e.Answered() || !e.AnsweredAt.Equal(t0.Add(10*time.Second)) {
-		t.Fatalf("ids[2] after Add: answered %v at %v", e.Answered(), e.AnsweredAt)
+	check(true, ids[2], "ids[2] mentioned again")
+	if e, _ := tab.Get(ids[2]); !e.Answered() || !e.AnsweredAt.Equal(t0.Add(10*time.Second)) || !e.LastSeen.Equal(t0.Add(10*time.Second)) {
+		t.Fatalf("ids[2] after Add: answered %v at %v, last seen %v", e.Answered(), e.AnsweredAt, e.LastSeen)
 	}
+	tab.MarkAlive(ids[2], t0.Add(20*time.Second)) // it answers: now the freshest
+	check(true, ids[1], "ids[2] answered again")
 	// A failed check makes ids[1] one to check at the faster rate again.
 	tab.MarkFailed(ids[1], t0.Add(30*time.Second))
 	check(true, ids[2], "ids[1] failed a check")
@@ -294,7 +296,7 @@ func TestAddStatuses(t *testing.T) {
 		t.Fatalf("second add: %v", r.Status)
 	}
 	e, ok := tab.Get(id)
-	if !ok || e.Addr != "5.6.7.8:9" || !e.AddedAt.Equal(t0) || !e.LastSeen.Equal(t0.Add(time.Second)) || e.Key != KeyOf(id) {
+	if !ok || e.Addr != "5.6.7.8:9" || !e.AddedAt.Equal(t0) || !e.LastSeen.Equal(t0) || e.Key != KeyOf(id) {
 		t.Fatalf("Get = %+v, %v", e, ok)
 	}
 	if tab.Len() != 1 || Added.String() != "added" || AddStatus(0).String() != "AddStatus(0)" {
