@@ -142,6 +142,10 @@ func (c Config) Validate() error {
 // LookupRequest asks the routing actor for the nodes closest to Target (an iterative lookup). Reply receives exactly
 // one LookupResult. With Want set, the lookup stops as soon as that node has answered (a lookup for a node rather
 // than for a neighbourhood).
+//
+// Reply must not be nil (a request without one is refused, and logged) and must be buffered with room for the one
+// result: the actor never waits on it, and drops a result that finds no room. Nor may it be closed before the
+// result came.
 type LookupRequest struct {
 	Target Key
 	Want   *session.NodeID
@@ -175,7 +179,9 @@ type AddRecords struct{ Records []*messages.NodeRecord }
 // SetLocalRecord gives the routing actor the node's own signed record, sent along with every exchange.
 type SetLocalRecord struct{ Record *messages.NodeRecord }
 
-// SnapshotRequest asks for a copy of the table and the actor's counters.
+// SnapshotRequest asks for a copy of the table and the actor's counters. Reply is as LookupRequest's: not nil,
+// buffered with room for the one Snapshot (the actor never waits on it and drops a snapshot that finds no room), and
+// not closed before it came.
 type SnapshotRequest struct{ Reply chan<- Snapshot }
 
 // Snapshot is a copy of the routing state.
@@ -311,7 +317,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		a.wg.Wait()
 		a.saveStore(time.Now())
 		for _, req := range a.lookups {
-			req.Reply <- LookupResult{Err: context.Canceled}
+			a.answer(req, LookupResult{Err: context.Canceled})
 		}
 		clear(a.lookups)
 		a.stopping = true
@@ -344,7 +350,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case *actor.Terminated:
 		if req, ok := a.lookups[m.Who.Id]; ok {
 			delete(a.lookups, m.Who.Id)
-			req.Reply <- LookupResult{Err: errors.New("routing: lookup actor stopped")}
+			a.answer(req, LookupResult{Err: errors.New("routing: lookup actor stopped")})
 		}
 	case *misbehaved:
 		a.penalize(m.peer, m.err)
@@ -355,7 +361,30 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case *SetLocalRecord:
 		a.local = m.Record
 	case *SnapshotRequest:
-		m.Reply <- Snapshot{Entries: a.table.Entries(), Stats: a.stats}
+		a.snapshot(m)
+	}
+}
+
+// answer gives a lookup its result without ever blocking the actor: a Reply with no room (see LookupRequest) loses
+// it, and a nil one is never ready.
+func (a *routingActor) answer(req *LookupRequest, r LookupResult) {
+	select {
+	case req.Reply <- r:
+	default:
+		a.log.Debug().Err(r.Err).Msg("lookup result dropped: its Reply channel is nil or has no room")
+	}
+}
+
+// snapshot answers a SnapshotRequest without ever blocking the actor: a Reply with no room loses the copy.
+func (a *routingActor) snapshot(req *SnapshotRequest) {
+	if req.Reply == nil {
+		a.log.Warn().Msg("snapshot request without a Reply channel ignored")
+		return
+	}
+	select {
+	case req.Reply <- Snapshot{Entries: a.table.Entries(), Stats: a.stats}:
+	default:
+		a.log.Debug().Msg("snapshot dropped: its Reply channel has no room")
 	}
 }
 
@@ -590,13 +619,13 @@ func (a *routingActor) check(now time.Time) bool {
 func (a *routingActor) receiveStopping(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *LookupRequest:
-		m.Reply <- LookupResult{Err: context.Canceled}
+		a.answer(m, LookupResult{Err: context.Canceled})
 	case *lookupFinished:
 		if sender := ctx.Sender(); sender != nil {
 			ctx.Stop(sender)
 		}
 	case *SnapshotRequest:
-		m.Reply <- Snapshot{Entries: a.table.Entries(), Stats: a.stats}
+		a.snapshot(m)
 	}
 }
 
@@ -613,16 +642,20 @@ func (a *routingActor) deferCheck(peer session.NodeID) {
 }
 
 func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now time.Time) {
+	if req.Reply == nil {
+		a.log.Warn().Msg("lookup request without a Reply channel refused")
+		return
+	}
 	a.stats.Lookups++
 	seeds := append(a.table.Closest(req.Target, a.cfg.Table.K), req.Seeds...)
 	if len(seeds) == 0 {
 		a.stats.LookupFailures++
-		req.Reply <- LookupResult{Err: ErrNoPeers}
+		a.answer(req, LookupResult{Err: ErrNoPeers})
 		return
 	}
 	if len(a.lookups) >= a.cfg.MaxLookups {
 		a.stats.LookupFailures++
-		req.Reply <- LookupResult{Err: fmt.Errorf("%w: %d", ErrTooManyLookups, len(a.lookups))}
+		a.answer(req, LookupResult{Err: fmt.Errorf("%w: %d", ErrTooManyLookups, len(a.lookups))})
 		return
 	}
 	a.table.Touched(req.Target, now)
@@ -643,5 +676,5 @@ func (a *routingActor) finishLookup(ctx actor.Context, m *lookupFinished) {
 	if m.result.Err != nil || len(m.result.Closest) == 0 {
 		a.stats.LookupFailures++
 	}
-	m.req.Reply <- m.result // Reply is buffered (one slot) and receives exactly one result
+	a.answer(m.req, m.result) // Reply receives exactly one result
 }
