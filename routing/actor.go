@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -24,6 +25,10 @@ var ErrNoPeers = errors.New("routing: no known peers to start a lookup from")
 
 // ErrTooManyLookups is a lookup's error when Config.MaxLookups are in progress already.
 var ErrTooManyLookups = errors.New("routing: too many lookups in progress")
+
+// ErrRestarted is the error of the lookups in progress when the routing actor failed: its supervisor restarts it
+// with an empty table, and the lookup may be asked again.
+var ErrRestarted = errors.New("routing: routing actor restarted after a failure")
 
 // Network is what the routing actors need from the node that embeds them.
 type Network interface {
@@ -202,15 +207,17 @@ type Stats struct {
 	Misbehaved uint64
 }
 
-// internal mailbox messages
+// internal mailbox messages; gen is the incarnation of the actor that sent one (routingActor.gen): a restarted actor
+// keeps its PID and mailbox, and what its failed incarnation's exchanges and timer send is not for the new one.
 type (
 	exchangeDone struct {
+		gen   uint64
 		peer  session.NodeID
 		check bool // a liveness check
 		reply *messages.Nodes
 		err   error
 	}
-	revalidateTick struct{}
+	revalidateTick struct{ gen uint64 }
 	lookupFinished struct {
 		req    *LookupRequest
 		result LookupResult
@@ -227,7 +234,12 @@ type (
 )
 
 // routingActor owns the table. Exchanges with peers run in goroutines it owns and report back by message.
+//
+// Each incarnation (the first, and each one the supervisor restarts after a failure) is a new routingActor with a
+// table, context and goroutines of its own; Stopping and Restarting end the incarnation's goroutines, timer and
+// peer-event subscription (teardown).
 type routingActor struct {
+	gen     uint64 // this incarnation, unique among those of its props
 	cfg     Config
 	net     Network
 	log     zerolog.Logger
@@ -269,10 +281,12 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 	if _, err := NewTable(net.ID(), cfg.Table); err != nil {
 		return nil, err
 	}
+	var incarnations atomic.Uint64
 	return actor.PropsFromProducer(func() actor.Actor {
 		table, _ := NewTable(net.ID(), cfg.Table)
 		ctx, cancel := context.WithCancel(context.Background())
 		return &routingActor{
+			gen: incarnations.Add(1),
 			cfg: cfg, net: net, log: cfg.Logger, table: table, records: newVerifiedRecords(8192),
 			limiter:  NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 4096),
 			checks:   NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
@@ -307,20 +321,14 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		a.answeredDue = now.Add(jittered(a.rng, a.cfg.RevalidateAnsweredInterval))
 		a.armRevalidation()
 	case *actor.Stopping:
-		if a.unsubscribe != nil {
-			a.unsubscribe()
-		}
-		if a.timer != nil {
-			a.timer.Stop()
-		}
-		a.cancel()
-		a.wg.Wait()
+		a.teardown(context.Canceled)
 		a.saveStore(time.Now())
-		for _, req := range a.lookups {
-			a.answer(req, LookupResult{Err: context.Canceled})
-		}
-		clear(a.lookups)
 		a.stopping = true
+	case *actor.Restarting:
+		// The supervisor replaces this instance after a failure; the new one starts afresh (Started). Protoactor
+		// stops the lookup actors next, whose Terminated notices reach this instance, which has answered them.
+		a.log.Warn().Msg("routing actor restarting after a failure")
+		a.teardown(ErrRestarted)
 	case *messages.PeerConnected:
 		// A peer we dialed: learn its signed record and its neighbourhood of our key, unless a liveness check of
 		// the peer is asking for just that already (the check dialed it, which is why it connected). A peer that
@@ -334,10 +342,15 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case InboundRequest:
 		a.serve(m, now)
 	case *exchangeDone:
-		a.exchangeDone(m, now)
+		if m.gen == a.gen {
+			a.exchangeDone(m, now)
+		}
 	case *learned:
 		a.learn(m.from, m.nodes, now, true)
 	case *revalidateTick:
+		if m.gen != a.gen {
+			return // a failed incarnation's timer fired before it was stopped: this one has its own
+		}
 		a.revalidate(now)
 		if now.Sub(a.lastSave) >= a.cfg.SaveInterval {
 			a.saveStore(now)
@@ -388,9 +401,27 @@ func (a *routingActor) snapshot(req *SnapshotRequest) {
 	}
 }
 
+// teardown ends this incarnation's work: the peer-event subscription, the revalidation timer and the exchanges (it
+// waits for their goroutines, whose requests its context cancels), and answers its lookups with err.
+func (a *routingActor) teardown(err error) {
+	if a.unsubscribe != nil {
+		a.unsubscribe()
+		a.unsubscribe = nil
+	}
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	a.cancel()
+	a.wg.Wait()
+	for _, req := range a.lookups {
+		a.answer(req, LookupResult{Err: err})
+	}
+	clear(a.lookups)
+}
+
 func (a *routingActor) armRevalidation() {
-	self, root := a.self, a.root
-	a.timer = time.AfterFunc(jittered(a.rng, a.cfg.RevalidateInterval), func() { root.Send(self, &revalidateTick{}) })
+	self, root, tick := a.self, a.root, &revalidateTick{gen: a.gen}
+	a.timer = time.AfterFunc(jittered(a.rng, a.cfg.RevalidateInterval), func() { root.Send(self, tick) })
 }
 
 // jittered returns a wait drawn uniformly from [d/2, 3d/2): nodes started together (after an outage, or in a
@@ -522,7 +553,7 @@ func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) {
 	a.stats.Exchanges++
 	a.inFlight++
 	req := &messages.FindNode{Target: target[:], Sender: a.local}
-	net, timeout, self, root := a.net, a.cfg.RequestTimeout, a.self, a.root
+	net, timeout, self, root, gen := a.net, a.cfg.RequestTimeout, a.self, a.root, a.gen
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -533,7 +564,7 @@ func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) {
 		if err == nil && !ok {
 			err = fmt.Errorf("routing: peer answered %T", reply)
 		}
-		root.Send(self, &exchangeDone{peer: peer, check: check, reply: nodes, err: err})
+		root.Send(self, &exchangeDone{gen: gen, peer: peer, check: check, reply: nodes, err: err})
 	}()
 }
 
