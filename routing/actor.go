@@ -218,6 +218,8 @@ type (
 		err   error
 	}
 	revalidateTick struct{ gen uint64 }
+	// saveDone ends a periodic save of the peer store (startSave).
+	saveDone       struct{ gen uint64 }
 	lookupFinished struct {
 		req    *LookupRequest
 		result LookupResult
@@ -256,6 +258,8 @@ type routingActor struct {
 	unsubscribe func() // ends the peer-event subscription
 	timer       *time.Timer
 	lastSave    time.Time
+	saving      bool      // a periodic save of the peer store is in progress (startSave)
+	save        saveFunc  // writes the peer store: SaveStore (tests replace it)
 	answeredDue time.Time // the next check of an answered entry (revalidate)
 	checking    map[session.NodeID]bool
 	// busy holds the entries whose last liveness check found them busy (ErrPeerBusy: neither alive nor failed),
@@ -292,8 +296,8 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 			checks:   NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 			rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 			checking: make(map[session.NodeID]bool), lookups: make(map[string]*LookupRequest),
-			busy: make(map[session.NodeID]struct{}),
-			ctx:  ctx, cancel: cancel,
+			busy: make(map[session.NodeID]struct{}), save: SaveStore,
+			ctx: ctx, cancel: cancel,
 		}
 	}, actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))), nil
 }
@@ -352,10 +356,14 @@ func (a *routingActor) Receive(ctx actor.Context) {
 			return // a failed incarnation's timer fired before it was stopped: this one has its own
 		}
 		a.revalidate(now)
-		if now.Sub(a.lastSave) >= a.cfg.SaveInterval {
-			a.saveStore(now)
+		if !a.saving && now.Sub(a.lastSave) >= a.cfg.SaveInterval {
+			a.startSave(now) // or, while the last one is still in progress, at a later tick
 		}
 		a.armRevalidation()
+	case *saveDone:
+		if m.gen == a.gen {
+			a.saving = false
+		}
 	case *LookupRequest:
 		a.startLookup(ctx, m, now)
 	case *lookupFinished:
@@ -433,26 +441,61 @@ func jittered(rng *rand.Rand, d time.Duration) time.Duration {
 	return d/2 + time.Duration(rng.Int64N(int64(d)))
 }
 
-// saveStore writes the table's records to the peer store (a small file, written atomically; errors are logged).
-func (a *routingActor) saveStore(now time.Time) {
-	if a.cfg.StorePath == "" {
-		return
-	}
-	a.lastSave = now
+// storeRecords returns the table's records, to be saved to the peer store.
+func (a *routingActor) storeRecords() []*messages.NodeRecord {
 	var recs []*messages.NodeRecord
 	for _, e := range a.table.Entries() {
 		if e.Record != nil {
 			recs = append(recs, e.Record)
 		}
 	}
+	return recs
+}
+
+// startSave saves the table's records to the peer store in a goroutine the actor owns, as marshalling, writing and
+// syncing the file would hold up the actor; saveDone reports its end. One runs at a time.
+func (a *routingActor) startSave(now time.Time) {
+	if a.cfg.StorePath == "" {
+		return
+	}
+	a.lastSave = now
+	recs := a.storeRecords()
 	if len(recs) == 0 {
 		return
 	}
-	if err := SaveStore(a.cfg.StorePath, recs, now); err != nil {
-		a.log.Warn().Err(err).Msg("saving the peer store")
+	a.saving = true
+	save, path, log, self, root, gen := a.save, a.cfg.StorePath, a.log, a.self, a.root, a.gen
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		writeStore(save, path, recs, now, log)
+		root.Send(self, &saveDone{gen: gen})
+	}()
+}
+
+// saveStore saves the table's records to the peer store on the actor: the final save, at Stopping, once the
+// actor's goroutines (a periodic save among them) have ended.
+func (a *routingActor) saveStore(now time.Time) {
+	if a.cfg.StorePath == "" {
 		return
 	}
-	a.log.Debug().Int("records", len(recs)).Str("path", a.cfg.StorePath).Msg("peer store saved")
+	a.lastSave = now
+	if recs := a.storeRecords(); len(recs) > 0 {
+		writeStore(a.save, a.cfg.StorePath, recs, now, a.log)
+	}
+}
+
+// saveFunc writes a peer store file, as SaveStore.
+type saveFunc func(path string, records []*messages.NodeRecord, now time.Time) error
+
+// writeStore writes records to the peer store at path with save (a small file, written atomically); errors are
+// logged.
+func writeStore(save saveFunc, path string, records []*messages.NodeRecord, now time.Time, log zerolog.Logger) {
+	if err := save(path, records, now); err != nil {
+		log.Warn().Err(err).Msg("saving the peer store")
+		return
+	}
+	log.Debug().Int("records", len(records)).Str("path", path).Msg("peer store saved")
 }
 
 // serve answers a FindNode from a peer, within its rate limit.

@@ -76,11 +76,12 @@ func (n *eventNet) emit(ev proto.Message) {
 
 // probe is a receiver middleware that looks into the routing actor from its own goroutine: it fails the actor on
 // *failNow, answers *inspect, records the delivery of every revalidation tick and exchange result, and whether
-// inFlight ever went below zero.
+// inFlight ever went below zero. With save set, every incarnation writes its peer store with it.
 type probe struct {
 	ticks     chan time.Time
 	exchanges atomic.Int64
 	negative  atomic.Bool
+	save      saveFunc
 }
 
 type (
@@ -98,6 +99,10 @@ func newProbe() *probe { return &probe{ticks: make(chan time.Time, 1024)} }
 func (p *probe) middleware(next actor.ReceiverFunc) actor.ReceiverFunc {
 	return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
 		switch m := env.Message.(type) {
+		case *actor.Started:
+			if p.save != nil {
+				c.Actor().(*routingActor).save = p.save
+			}
 		case *failNow:
 			panic("probe: a test failure")
 		case *inspect:
