@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -86,9 +87,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// The actor's own messages; gen is the incarnation of the actor that sent one (bootstrapper.gen): a restarted actor
+// keeps its PID and mailbox, and what its failed incarnation's step and timer send is not for the new one.
 type (
-	tick     struct{}
+	tick     struct{ gen uint64 }
 	stepDone struct {
+		gen    uint64
 		failed []session.NodeID
 		joined bool
 		// lost is set when the routing table is empty after the step: the node knows nobody to look up from
@@ -100,8 +104,11 @@ type (
 )
 
 // bootstrapper is the bootstrap actor. One maintenance step at a time runs in a goroutine it owns; the actor keeps
-// the schedule, the dial backoff of candidates and the last known records for the final save.
+// the schedule, the dial backoff of candidates and the last known records for the final save. Each incarnation (the
+// first, and each one the supervisor restarts after a failure) is a new bootstrapper with a context and step of its
+// own; Stopping and Restarting end its timer and step.
 type bootstrapper struct {
+	gen uint64 // this incarnation, unique among those of its props
 	cfg Config
 	net Network
 	log zerolog.Logger
@@ -130,10 +137,11 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var incarnations atomic.Uint64
 	return actor.PropsFromProducer(func() actor.Actor {
 		ctx, cancel := context.WithCancel(context.Background())
 		b := &bootstrapper{
-			cfg: cfg, net: net, log: cfg.Logger, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+			gen: incarnations.Add(1), cfg: cfg, net: net, log: cfg.Logger, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 			backoff: make(map[session.NodeID]*candidateBackoff), ctx: ctx, cancel: cancel,
 		}
 		b.refresh = newRefreshSchedule(cfg.Interval, cfg.RefreshInterval, b.jittered)
@@ -153,9 +161,15 @@ func (b *bootstrapper) Receive(ctx actor.Context) {
 		b.self, b.sys = ctx.Self(), ctx.ActorSystem()
 		b.startStep()
 	case *tick:
+		if m.gen != b.gen {
+			return // a failed incarnation's timer fired before it was stopped: this one has its own
+		}
 		b.timer = nil
 		b.startStep()
 	case *stepDone:
+		if m.gen != b.gen {
+			return // a failed incarnation's step: this one runs its own
+		}
 		b.busy = false
 		b.joined = (b.joined || m.joined) && !m.lost
 		if m.neighbours != nil {
@@ -176,16 +190,25 @@ func (b *bootstrapper) Receive(ctx actor.Context) {
 				delete(b.backoff, id)
 			}
 		}
-		self, sys := b.self, b.sys
-		b.timer = time.AfterFunc(b.cfg.Interval, func() { sys.Root.Send(self, &tick{}) })
+		self, sys, t := b.self, b.sys, &tick{gen: b.gen}
+		b.timer = time.AfterFunc(b.cfg.Interval, func() { sys.Root.Send(self, t) })
 	case *actor.Stopping:
-		if b.timer != nil {
-			b.timer.Stop()
-		}
-		b.cancel()
-		b.wg.Wait()
-
+		b.teardown()
+	case *actor.Restarting:
+		// The supervisor replaces this instance after a failure; the new one starts afresh (Started).
+		b.log.Warn().Msg("bootstrapper restarting after a failure")
+		b.teardown()
 	}
+}
+
+// teardown ends this incarnation's work: the timer, and the step in progress (its context cancelled, its goroutine
+// waited for).
+func (b *bootstrapper) teardown() {
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.cancel()
+	b.wg.Wait()
 }
 
 // startStep launches one maintenance step unless one is running.
@@ -210,13 +233,15 @@ func (b *bootstrapper) startStep() {
 	if plan.refresh {
 		plan.randomLookup = b.refresh.start(now)
 	}
-	self, sys := b.self, b.sys
+	self, sys, gen := b.self, b.sys, b.gen
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.StepTimeout)
 		defer cancel()
-		sys.Root.Send(self, b.run(ctx, plan))
+		done := b.run(ctx, plan)
+		done.gen = gen
+		sys.Root.Send(self, done)
 	}()
 }
 

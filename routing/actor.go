@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -24,6 +25,10 @@ var ErrNoPeers = errors.New("routing: no known peers to start a lookup from")
 
 // ErrTooManyLookups is a lookup's error when Config.MaxLookups are in progress already.
 var ErrTooManyLookups = errors.New("routing: too many lookups in progress")
+
+// ErrRestarted is the error of the lookups in progress when the routing actor failed: its supervisor restarts it
+// with an empty table, and the lookup may be asked again.
+var ErrRestarted = errors.New("routing: routing actor restarted after a failure")
 
 // Network is what the routing actors need from the node that embeds them.
 type Network interface {
@@ -142,6 +147,10 @@ func (c Config) Validate() error {
 // LookupRequest asks the routing actor for the nodes closest to Target (an iterative lookup). Reply receives exactly
 // one LookupResult. With Want set, the lookup stops as soon as that node has answered (a lookup for a node rather
 // than for a neighbourhood).
+//
+// Reply must not be nil (a request without one is refused, and logged) and must be buffered with room for the one
+// result: the actor never waits on it, and drops a result that finds no room. Nor may it be closed before the
+// result came.
 type LookupRequest struct {
 	Target Key
 	Want   *session.NodeID
@@ -175,7 +184,9 @@ type AddRecords struct{ Records []*messages.NodeRecord }
 // SetLocalRecord gives the routing actor the node's own signed record, sent along with every exchange.
 type SetLocalRecord struct{ Record *messages.NodeRecord }
 
-// SnapshotRequest asks for a copy of the table and the actor's counters.
+// SnapshotRequest asks for a copy of the table and the actor's counters. Reply is as LookupRequest's: not nil,
+// buffered with room for the one Snapshot (the actor never waits on it and drops a snapshot that finds no room), and
+// not closed before it came.
 type SnapshotRequest struct{ Reply chan<- Snapshot }
 
 // Snapshot is a copy of the routing state.
@@ -196,15 +207,19 @@ type Stats struct {
 	Misbehaved uint64
 }
 
-// internal mailbox messages
+// internal mailbox messages; gen is the incarnation of the actor that sent one (routingActor.gen): a restarted actor
+// keeps its PID and mailbox, and what its failed incarnation's exchanges and timer send is not for the new one.
 type (
 	exchangeDone struct {
+		gen   uint64
 		peer  session.NodeID
 		check bool // a liveness check
 		reply *messages.Nodes
 		err   error
 	}
-	revalidateTick struct{}
+	revalidateTick struct{ gen uint64 }
+	// saveDone ends a periodic save of the peer store (startSave).
+	saveDone       struct{ gen uint64 }
 	lookupFinished struct {
 		req    *LookupRequest
 		result LookupResult
@@ -221,7 +236,12 @@ type (
 )
 
 // routingActor owns the table. Exchanges with peers run in goroutines it owns and report back by message.
+//
+// Each incarnation (the first, and each one the supervisor restarts after a failure) is a new routingActor with a
+// table, context and goroutines of its own; Stopping and Restarting end the incarnation's goroutines, timer and
+// peer-event subscription (teardown).
 type routingActor struct {
+	gen     uint64 // this incarnation, unique among those of its props
 	cfg     Config
 	net     Network
 	log     zerolog.Logger
@@ -238,6 +258,8 @@ type routingActor struct {
 	unsubscribe func() // ends the peer-event subscription
 	timer       *time.Timer
 	lastSave    time.Time
+	saving      bool      // a periodic save of the peer store is in progress (startSave)
+	save        saveFunc  // writes the peer store: SaveStore (tests replace it)
 	answeredDue time.Time // the next check of an answered entry (revalidate)
 	checking    map[session.NodeID]bool
 	// busy holds the entries whose last liveness check found them busy (ErrPeerBusy: neither alive nor failed),
@@ -263,17 +285,19 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 	if _, err := NewTable(net.ID(), cfg.Table); err != nil {
 		return nil, err
 	}
+	var incarnations atomic.Uint64
 	return actor.PropsFromProducer(func() actor.Actor {
 		table, _ := NewTable(net.ID(), cfg.Table)
 		ctx, cancel := context.WithCancel(context.Background())
 		return &routingActor{
+			gen: incarnations.Add(1),
 			cfg: cfg, net: net, log: cfg.Logger, table: table, records: newVerifiedRecords(8192),
 			limiter:  NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 4096),
 			checks:   NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 			rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 			checking: make(map[session.NodeID]bool), lookups: make(map[string]*LookupRequest),
-			busy: make(map[session.NodeID]struct{}),
-			ctx:  ctx, cancel: cancel,
+			busy: make(map[session.NodeID]struct{}), save: SaveStore,
+			ctx: ctx, cancel: cancel,
 		}
 	}, actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))), nil
 }
@@ -301,20 +325,14 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		a.answeredDue = now.Add(jittered(a.rng, a.cfg.RevalidateAnsweredInterval))
 		a.armRevalidation()
 	case *actor.Stopping:
-		if a.unsubscribe != nil {
-			a.unsubscribe()
-		}
-		if a.timer != nil {
-			a.timer.Stop()
-		}
-		a.cancel()
-		a.wg.Wait()
+		a.teardown(context.Canceled)
 		a.saveStore(time.Now())
-		for _, req := range a.lookups {
-			req.Reply <- LookupResult{Err: context.Canceled}
-		}
-		clear(a.lookups)
 		a.stopping = true
+	case *actor.Restarting:
+		// The supervisor replaces this instance after a failure; the new one starts afresh (Started). Protoactor
+		// stops the lookup actors next, whose Terminated notices reach this instance, which has answered them.
+		a.log.Warn().Msg("routing actor restarting after a failure")
+		a.teardown(ErrRestarted)
 	case *messages.PeerConnected:
 		// A peer we dialed: learn its signed record and its neighbourhood of our key, unless a liveness check of
 		// the peer is asking for just that already (the check dialed it, which is why it connected). A peer that
@@ -328,15 +346,24 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case InboundRequest:
 		a.serve(m, now)
 	case *exchangeDone:
-		a.exchangeDone(m, now)
+		if m.gen == a.gen {
+			a.exchangeDone(m, now)
+		}
 	case *learned:
 		a.learn(m.from, m.nodes, now, true)
 	case *revalidateTick:
+		if m.gen != a.gen {
+			return // a failed incarnation's timer fired before it was stopped: this one has its own
+		}
 		a.revalidate(now)
-		if now.Sub(a.lastSave) >= a.cfg.SaveInterval {
-			a.saveStore(now)
+		if !a.saving && now.Sub(a.lastSave) >= a.cfg.SaveInterval {
+			a.startSave(now) // or, while the last one is still in progress, at a later tick
 		}
 		a.armRevalidation()
+	case *saveDone:
+		if m.gen == a.gen {
+			a.saving = false
+		}
 	case *LookupRequest:
 		a.startLookup(ctx, m, now)
 	case *lookupFinished:
@@ -344,7 +371,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case *actor.Terminated:
 		if req, ok := a.lookups[m.Who.Id]; ok {
 			delete(a.lookups, m.Who.Id)
-			req.Reply <- LookupResult{Err: errors.New("routing: lookup actor stopped")}
+			a.answer(req, LookupResult{Err: errors.New("routing: lookup actor stopped")})
 		}
 	case *misbehaved:
 		a.penalize(m.peer, m.err)
@@ -355,13 +382,54 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case *SetLocalRecord:
 		a.local = m.Record
 	case *SnapshotRequest:
-		m.Reply <- Snapshot{Entries: a.table.Entries(), Stats: a.stats}
+		a.snapshot(m)
 	}
 }
 
+// answer gives a lookup its result without ever blocking the actor: a Reply with no room (see LookupRequest) loses
+// it, and a nil one is never ready.
+func (a *routingActor) answer(req *LookupRequest, r LookupResult) {
+	select {
+	case req.Reply <- r:
+	default:
+		a.log.Debug().Err(r.Err).Msg("lookup result dropped: its Reply channel is nil or has no room")
+	}
+}
+
+// snapshot answers a SnapshotRequest without ever blocking the actor: a Reply with no room loses the copy.
+func (a *routingActor) snapshot(req *SnapshotRequest) {
+	if req.Reply == nil {
+		a.log.Warn().Msg("snapshot request without a Reply channel ignored")
+		return
+	}
+	select {
+	case req.Reply <- Snapshot{Entries: a.table.Entries(), Stats: a.stats}:
+	default:
+		a.log.Debug().Msg("snapshot dropped: its Reply channel has no room")
+	}
+}
+
+// teardown ends this incarnation's work: the peer-event subscription, the revalidation timer and the exchanges (it
+// waits for their goroutines, whose requests its context cancels), and answers its lookups with err.
+func (a *routingActor) teardown(err error) {
+	if a.unsubscribe != nil {
+		a.unsubscribe()
+		a.unsubscribe = nil
+	}
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	a.cancel()
+	a.wg.Wait()
+	for _, req := range a.lookups {
+		a.answer(req, LookupResult{Err: err})
+	}
+	clear(a.lookups)
+}
+
 func (a *routingActor) armRevalidation() {
-	self, root := a.self, a.root
-	a.timer = time.AfterFunc(jittered(a.rng, a.cfg.RevalidateInterval), func() { root.Send(self, &revalidateTick{}) })
+	self, root, tick := a.self, a.root, &revalidateTick{gen: a.gen}
+	a.timer = time.AfterFunc(jittered(a.rng, a.cfg.RevalidateInterval), func() { root.Send(self, tick) })
 }
 
 // jittered returns a wait drawn uniformly from [d/2, 3d/2): nodes started together (after an outage, or in a
@@ -373,26 +441,61 @@ func jittered(rng *rand.Rand, d time.Duration) time.Duration {
 	return d/2 + time.Duration(rng.Int64N(int64(d)))
 }
 
-// saveStore writes the table's records to the peer store (a small file, written atomically; errors are logged).
-func (a *routingActor) saveStore(now time.Time) {
-	if a.cfg.StorePath == "" {
-		return
-	}
-	a.lastSave = now
+// storeRecords returns the table's records, to be saved to the peer store.
+func (a *routingActor) storeRecords() []*messages.NodeRecord {
 	var recs []*messages.NodeRecord
 	for _, e := range a.table.Entries() {
 		if e.Record != nil {
 			recs = append(recs, e.Record)
 		}
 	}
+	return recs
+}
+
+// startSave saves the table's records to the peer store in a goroutine the actor owns, as marshalling, writing and
+// syncing the file would hold up the actor; saveDone reports its end. One runs at a time.
+func (a *routingActor) startSave(now time.Time) {
+	if a.cfg.StorePath == "" {
+		return
+	}
+	a.lastSave = now
+	recs := a.storeRecords()
 	if len(recs) == 0 {
 		return
 	}
-	if err := SaveStore(a.cfg.StorePath, recs, now); err != nil {
-		a.log.Warn().Err(err).Msg("saving the peer store")
+	a.saving = true
+	save, path, log, self, root, gen := a.save, a.cfg.StorePath, a.log, a.self, a.root, a.gen
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		writeStore(save, path, recs, now, log)
+		root.Send(self, &saveDone{gen: gen})
+	}()
+}
+
+// saveStore saves the table's records to the peer store on the actor: the final save, at Stopping, once the
+// actor's goroutines (a periodic save among them) have ended.
+func (a *routingActor) saveStore(now time.Time) {
+	if a.cfg.StorePath == "" {
 		return
 	}
-	a.log.Debug().Int("records", len(recs)).Str("path", a.cfg.StorePath).Msg("peer store saved")
+	a.lastSave = now
+	if recs := a.storeRecords(); len(recs) > 0 {
+		writeStore(a.save, a.cfg.StorePath, recs, now, a.log)
+	}
+}
+
+// saveFunc writes a peer store file, as SaveStore.
+type saveFunc func(path string, records []*messages.NodeRecord, now time.Time) error
+
+// writeStore writes records to the peer store at path with save (a small file, written atomically); errors are
+// logged.
+func writeStore(save saveFunc, path string, records []*messages.NodeRecord, now time.Time, log zerolog.Logger) {
+	if err := save(path, records, now); err != nil {
+		log.Warn().Err(err).Msg("saving the peer store")
+		return
+	}
+	log.Debug().Int("records", len(records)).Str("path", path).Msg("peer store saved")
 }
 
 // serve answers a FindNode from a peer, within its rate limit.
@@ -494,7 +597,7 @@ func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) {
 	a.stats.Exchanges++
 	a.inFlight++
 	req := &messages.FindNode{Target: target[:], Sender: a.local}
-	net, timeout, self, root := a.net, a.cfg.RequestTimeout, a.self, a.root
+	net, timeout, self, root, gen := a.net, a.cfg.RequestTimeout, a.self, a.root, a.gen
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -505,7 +608,7 @@ func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) {
 		if err == nil && !ok {
 			err = fmt.Errorf("routing: peer answered %T", reply)
 		}
-		root.Send(self, &exchangeDone{peer: peer, check: check, reply: nodes, err: err})
+		root.Send(self, &exchangeDone{gen: gen, peer: peer, check: check, reply: nodes, err: err})
 	}()
 }
 
@@ -598,13 +701,13 @@ func (a *routingActor) checkEntry(e Entry) {
 func (a *routingActor) receiveStopping(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *LookupRequest:
-		m.Reply <- LookupResult{Err: context.Canceled}
+		a.answer(m, LookupResult{Err: context.Canceled})
 	case *lookupFinished:
 		if sender := ctx.Sender(); sender != nil {
 			ctx.Stop(sender)
 		}
 	case *SnapshotRequest:
-		m.Reply <- Snapshot{Entries: a.table.Entries(), Stats: a.stats}
+		a.snapshot(m)
 	}
 }
 
@@ -621,16 +724,20 @@ func (a *routingActor) deferCheck(peer session.NodeID) {
 }
 
 func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now time.Time) {
+	if req.Reply == nil {
+		a.log.Warn().Msg("lookup request without a Reply channel refused")
+		return
+	}
 	a.stats.Lookups++
 	seeds := append(a.table.Closest(req.Target, a.cfg.Table.K), req.Seeds...)
 	if len(seeds) == 0 {
 		a.stats.LookupFailures++
-		req.Reply <- LookupResult{Err: ErrNoPeers}
+		a.answer(req, LookupResult{Err: ErrNoPeers})
 		return
 	}
 	if len(a.lookups) >= a.cfg.MaxLookups {
 		a.stats.LookupFailures++
-		req.Reply <- LookupResult{Err: fmt.Errorf("%w: %d", ErrTooManyLookups, len(a.lookups))}
+		a.answer(req, LookupResult{Err: fmt.Errorf("%w: %d", ErrTooManyLookups, len(a.lookups))})
 		return
 	}
 	a.table.Touched(req.Target, now)
@@ -651,5 +758,5 @@ func (a *routingActor) finishLookup(ctx actor.Context, m *lookupFinished) {
 	if m.result.Err != nil || len(m.result.Closest) == 0 {
 		a.stats.LookupFailures++
 	}
-	m.req.Reply <- m.result // Reply is buffered (one slot) and receives exactly one result
+	a.answer(m.req, m.result) // Reply receives exactly one result
 }

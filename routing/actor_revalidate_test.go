@@ -232,18 +232,3 @@ func TestALivenessCheckGivesTheAddressBookTheEntrysAddress(t *testing.T) {
 	waitUntil(t, 5*time.Second, func() bool { return net.addr(x.NodeID()) == "198.51.100.7:4001" },
 		"the liveness check of the entry giving the book its address back")
 }
-
-// waitUntil polls cond every 2 ms until it holds, failing t after timeout.
-func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, what string) {
-	t.Helper()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(timeout)
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("waited %v for %s", timeout, what)
-		case <-tick.C:
-		}
-	}
-}

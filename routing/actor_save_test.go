@@ -1,0 +1,126 @@
+package routing
+
+import (
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/goleak"
+
+	"github.com/actormesh/actormesh/messages"
+)
+
+// slowStore writes the peer store once release is closed, telling entered when a save starts; it counts the saves
+// and how many ran at once.
+type slowStore struct {
+	entered chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	calls   int
+	running int
+	most    int
+}
+
+func (s *slowStore) save(path string, records []*messages.NodeRecord, now time.Time) error {
+	s.mu.Lock()
+	s.calls++
+	s.running++
+	s.most = max(s.most, s.running)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.running--
+		s.mu.Unlock()
+	}()
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-s.release
+	return SaveStore(path, records, now)
+}
+
+// counts returns the saves started and the most that ran at once.
+func (s *slowStore) counts() (calls, most int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls, s.most
+}
+
+// The periodic save of the peer store runs off the actor: while a slow disk holds it, the actor answers, and its
+// ticks start no second save. Before, the save ran in Receive, and the actor answered nothing until it was written.
+func TestPeerStoreSaveDoesNotHoldTheActor(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	cfg := DefaultConfig()
+	cfg.StorePath = filepath.Join(t.TempDir(), "peers.pb")
+	cfg.SaveInterval, cfg.RevalidateInterval = time.Millisecond, 10*time.Millisecond
+	props, err := NewActorProps(cfg, newEventNet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &slowStore{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	release := sync.OnceFunc(func() { close(store.release) })
+	defer release()
+	p := newProbe()
+	p.save = store.save
+	pid := sys.Root.Spawn(props.Clone(actor.WithReceiverMiddleware(p.middleware)))
+	stopped := false
+	defer func() {
+		if !stopped {
+			release()
+			_ = sys.Root.StopFuture(pid).Wait()
+		}
+	}()
+	rec, err := NewRecord(identity(t, 1), 1, []string{"192.0.2.1:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys.Root.Send(pid, &AddRecords{Records: []*messages.NodeRecord{rec}})
+
+	select {
+	case <-store.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no save of the peer store")
+	}
+	reply := make(chan Snapshot, 1)
+	sys.Root.Send(pid, &SnapshotRequest{Reply: reply})
+	select {
+	case s := <-reply:
+		if len(s.Entries) != 1 {
+			t.Fatalf("the table holds %d entries, want 1", len(s.Entries))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no snapshot while the peer store is being saved: the save holds the actor")
+	}
+	for len(p.ticks) > 0 {
+		<-p.ticks
+	}
+	for range 5 { // ticks past SaveInterval while the save is in progress
+		select {
+		case <-p.ticks:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no revalidation tick while the peer store is being saved")
+		}
+	}
+	if calls, _ := store.counts(); calls != 1 {
+		t.Fatalf("%d saves started while the first was in progress, want none", calls-1)
+	}
+
+	release()
+	waitUntil(t, 5*time.Second, func() bool { calls, _ := store.counts(); return calls >= 3 }, "saves once the first ended")
+	if err := sys.Root.StopFuture(pid).Wait(); err != nil { // the final save, after the one in progress
+		t.Fatal(err)
+	}
+	stopped = true
+	if _, most := store.counts(); most != 1 {
+		t.Fatalf("%d saves of the peer store ran at once, want 1", most)
+	}
+	recs, err := LoadStore(cfg.StorePath)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("the peer store holds %d records (%v), want 1", len(recs), err)
+	}
+}
