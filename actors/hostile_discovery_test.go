@@ -66,22 +66,22 @@ func TestOversizedNodesReplyGetsThePeerBanned(t *testing.T) {
 		cfg.DisableDiscovery = i == 2 // the hostile node serves the discovery protocol itself
 	}))
 	victim, honest, hostile := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
-	k := routing.DefaultConfig().Table.K
 	var fakes []*messages.NodeRecord
-	for i := 0; i < 2*k; i++ {
+	for i := 0; i < routing.MaxReplyRecords+1; i++ {
 		_, r := freshRecord(t, fmt.Sprintf("127.0.0.1:%d", 1000+i))
 		fakes = append(fakes, r)
 	}
 	register(t, hostile, routing.Protocol, nodesResponder(&messages.Nodes{Records: fakes}))
 	nw.Connect(1, 0)
 
-	// The victim asks every new peer for its neighbourhood: the hostile one answers with 2k records.
+	// The victim asks every new peer for its neighbourhood: the hostile one answers with more records than the
+	// protocol allows.
 	if err := victim.Connect(ctxTimeout(t, 5*time.Second), hostile.Addr(), false); err != nil {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 10*time.Second, func() bool {
 		for _, b := range victim.Bans() {
-			if b.ID == hostile.ID() && strings.Contains(b.Reason, "more than k records") {
+			if b.ID == hostile.ID() && strings.Contains(b.Reason, "too many records") {
 				return true
 			}
 		}

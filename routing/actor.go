@@ -50,8 +50,13 @@ type Network interface {
 // wraps such errors with it; a liveness check that ends so does not count as a failure.
 var ErrPeerBusy = errors.New("routing: peer busy")
 
-// ErrOversizedReply: a peer answered a FindNode with more than k records.
-var ErrOversizedReply = errors.New("routing: NODES reply with more than k records")
+// ErrOversizedReply: a peer answered a FindNode with more than MaxReplyRecords records.
+var ErrOversizedReply = errors.New("routing: NODES reply with too many records")
+
+// MaxReplyRecords is the most records a NODES reply may carry, a limit of the protocol rather than of one node:
+// a node answers with up to its own TableConfig.K (at most this), so that nodes configured with different K
+// interoperate (a reply over the asker's K was a violation, and got an honest peer with a larger K banned).
+const MaxReplyRecords = 64
 
 // ErrForgedSender: a peer answered with a sender record that is not its own valid record.
 var ErrForgedSender = errors.New("routing: NODES reply with a forged sender record")
@@ -619,7 +624,7 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 		a.stats.Revalidations++
 	}
 	if m.err == nil {
-		m.err = a.records.checkReply(m.peer, m.reply, a.cfg.Table.K)
+		m.err = a.records.checkReply(m.peer, m.reply)
 		if m.err != nil {
 			a.penalize(m.peer, m.err)
 		}

@@ -62,7 +62,7 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 		l.step(ctx)
 	case *lookupAnswer:
 		if m.err == nil {
-			if m.err = l.records.checkReply(m.from, m.nodes, l.cfg.Table.K); m.err != nil {
+			if m.err = l.records.checkReply(m.from, m.nodes); m.err != nil {
 				ctx.Send(ctx.Parent(), &misbehaved{peer: m.from, err: m.err})
 			}
 		}

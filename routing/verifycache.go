@@ -85,12 +85,12 @@ func staleRecord(id session.NodeID, seq, have uint64) error {
 	return fmt.Errorf("%w: node %s seq %d, have %d", ErrStaleRecord, id.Short(), seq, have)
 }
 
-// checkReply checks a NODES reply from a peer for protocol violations: more than k records, or a sender record
-// that is not the peer's own valid record. Invalid records among the others are only dropped (they may be relayed
-// in good faith), not held against the peer.
-func (v *verifiedRecords) checkReply(from session.NodeID, nodes *messages.Nodes, k int) error {
-	if n := len(nodes.GetRecords()); n > k {
-		return fmt.Errorf("%w: %d records, k is %d", ErrOversizedReply, n, k)
+// checkReply checks a NODES reply from a peer for protocol violations: more than MaxReplyRecords records, or a
+// sender record that is not the peer's own valid record. Invalid records among the others are only dropped (they
+// may be relayed in good faith), not held against the peer.
+func (v *verifiedRecords) checkReply(from session.NodeID, nodes *messages.Nodes) error {
+	if n := len(nodes.GetRecords()); n > MaxReplyRecords {
+		return fmt.Errorf("%w: %d records, limit %d", ErrOversizedReply, n, MaxReplyRecords)
 	}
 	if s := nodes.GetSender(); s != nil {
 		e, err := v.entry(s)

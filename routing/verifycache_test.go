@@ -106,8 +106,27 @@ func TestVerifiedRecordsRefuseARecordOlderThanOneVerified(t *testing.T) {
 	if e, err := v.entry(cur); err != nil || e.Addr != "10.0.0.2:30700" {
 		t.Fatalf("the newer record from the cache: %v %v", e, err)
 	}
-	if err := v.checkReply(id.NodeID(), &messages.Nodes{Sender: old}, 16); err != nil {
+	if err := v.checkReply(id.NodeID(), &messages.Nodes{Sender: old}); err != nil {
 		t.Fatalf("a reply with a stale sender record: %v, want no violation", err)
+	}
+}
+
+// A reply may carry up to MaxReplyRecords records whatever the asker's K (a node with a larger K answers with
+// more); more is a violation.
+func TestRepliesMayCarryUpToMaxReplyRecords(t *testing.T) {
+	v := newVerifiedRecords(16)
+	from := identity(t, 9).NodeID()
+	records := func(n int) *messages.Nodes {
+		return &messages.Nodes{Records: make([]*messages.NodeRecord, n)}
+	}
+	if err := v.checkReply(from, records(DefaultTableConfig().K+10)); err != nil {
+		t.Fatalf("a reply of K+10 records from a node with a larger K: %v", err)
+	}
+	if err := v.checkReply(from, records(MaxReplyRecords+1)); !errors.Is(err, ErrOversizedReply) {
+		t.Fatalf("a reply over MaxReplyRecords: %v, want ErrOversizedReply", err)
+	}
+	if err := (TableConfig{K: MaxReplyRecords + 1, MaxFailures: 1}).Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("K over MaxReplyRecords: %v, want ErrInvalidConfig", err)
 	}
 }
 
