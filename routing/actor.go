@@ -54,7 +54,7 @@ var ErrPeerBusy = errors.New("routing: peer busy")
 var ErrOversizedReply = errors.New("routing: NODES reply with too many records")
 
 // MaxReplyRecords is the most records a NODES reply may carry, a limit of the protocol rather than of one node:
-// a node answers with up to its own TableConfig.K (at most this), so that nodes configured with different K
+// a node answers with up to its own TableConfig.K (at most this, Config.Validate), so that nodes configured with different K
 // interoperate (a reply over the asker's K was a violation, and got an honest peer with a larger K banned).
 const MaxReplyRecords = 64
 
@@ -139,6 +139,10 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if err := c.Table.Validate(); err != nil {
 		return err
+	}
+	if c.Table.K > MaxReplyRecords {
+		return fmt.Errorf("%w: Table.K = %d: a node answers with up to K records, at most MaxReplyRecords (%d)",
+			ErrInvalidConfig, c.Table.K, MaxReplyRecords)
 	}
 	if c.Beta < 0 {
 		return fmt.Errorf("%w: Beta must not be negative (0 means k)", ErrInvalidConfig)

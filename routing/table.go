@@ -55,8 +55,8 @@ func DefaultTableConfig() TableConfig {
 // Validate checks c; errors wrap ErrInvalidConfig.
 func (c TableConfig) Validate() error {
 	switch {
-	case c.K < 1 || c.K > MaxReplyRecords:
-		return fmt.Errorf("%w: K = %d, want 1..%d (MaxReplyRecords)", ErrInvalidConfig, c.K, MaxReplyRecords)
+	case c.K < 1:
+		return fmt.Errorf("%w: K = %d, want >= 1", ErrInvalidConfig, c.K)
 	case c.Replacements < 0:
 		return fmt.Errorf("%w: Replacements = %d, want >= 0", ErrInvalidConfig, c.Replacements)
 	case c.BucketIPLimit < 0:

@@ -125,7 +125,9 @@ func TestRepliesMayCarryUpToMaxReplyRecords(t *testing.T) {
 	if err := v.checkReply(from, records(MaxReplyRecords+1)); !errors.Is(err, ErrOversizedReply) {
 		t.Fatalf("a reply over MaxReplyRecords: %v, want ErrOversizedReply", err)
 	}
-	if err := (TableConfig{K: MaxReplyRecords + 1, MaxFailures: 1}).Validate(); !errors.Is(err, ErrInvalidConfig) {
+	cfg := DefaultConfig()
+	cfg.Table.K = MaxReplyRecords + 1
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("K over MaxReplyRecords: %v, want ErrInvalidConfig", err)
 	}
 }
