@@ -236,7 +236,8 @@ type SubscribeOption func(*Subscription)
 func WithValidator(v Validator) SubscribeOption { return func(s *Subscription) { s.validator = v } }
 
 // Subscription is a local subscriber to a topic. Its handler runs on a goroutine of its own, one delivery at a
-// time, in the order the relay accepted them.
+// time, in the order the relay accepted them. It lasts until it is cancelled or the relay stops: a panic that
+// restarts the relay actor does not end it.
 type Subscription struct {
 	topic     string
 	handler   func(*Delivery)
@@ -445,8 +446,11 @@ type (
 		topic string
 		reply chan<- TopicInfo
 	}
-	heartbeatTick struct{}
+	// heartbeatTick and validated name the incarnation of the actor whose timer or validator sent them: the
+	// next one, after a restart, ignores them.
+	heartbeatTick struct{ from *relayActor }
 	validated     struct {
+		from    *relayActor
 		msg     *Message // the copy validated: a late verdict must not apply to another copy of its id
 		verdict Verdict
 	}

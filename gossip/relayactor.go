@@ -23,20 +23,36 @@ type inboundRPC interface {
 	Message() proto.Message
 }
 
-// NewRelayProps returns the props of a node's relay actor. cfg must pass Validate.
+// NewRelayProps returns the props of a node's relay actor. The props spawn one actor: they own what outlives its
+// restarts, the local subscriptions among it. cfg must pass Validate.
 func NewRelayProps(cfg RelayConfig, net Network) (*actor.Props, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	st := &relayState{subs: make(map[string][]*Subscription)}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &relayActor{cfg: cfg, net: net, log: cfg.Logger}
+		return &relayActor{cfg: cfg, net: net, log: cfg.Logger, relayState: st}
 	}), nil
+}
+
+// relayState is the part of a relay actor that outlives its restarts (its Props own it). One incarnation uses it
+// at a time: a panic restarts the actor with a new Router, whose state is rebuilt from the peers, but the local
+// subscriptions must carry on.
+type relayState struct {
+	// subs are the local subscriptions, by topic: an incarnation joins their topics when it starts.
+	subs map[string][]*Subscription
+	// subsWG counts the subscriptions' handler goroutines, which run across restarts until the subscription ends.
+	subsWG sync.WaitGroup
+	// seq numbers the node's publications (Message.Seq), across restarts.
+	seq uint64
 }
 
 // relayActor is the shell around a Router: it turns peer RPCs, local requests, connection events and heartbeat
 // ticks into Router calls and carries out the Router's outputs. Validators and subscriber handlers run on
-// goroutines it owns; it never blocks on I/O.
+// goroutines it owns (a handler's outlives the restarts of the actor, with its subscription); it never blocks on
+// I/O.
 type relayActor struct {
+	*relayState
 	cfg       RelayConfig
 	net       Network
 	log       zerolog.Logger
@@ -46,16 +62,15 @@ type relayActor struct {
 	endEvents func() // ends the peer-event subscription
 	timer     *time.Timer
 
-	seq     uint64
 	signed  []byte                  // scratch buffer of verify
 	enc     rpcEncoder              // the structs of outgoing RPCs, reused
 	peers   map[session.NodeID]bool // gossip peers → our hello sent
-	subs    map[string][]*Subscription
 	limiter *routing.RateLimiter[session.NodeID]
 	delay   Histogram
 	hops    Histogram
 	stats   RelayStats
 
+	// ctx ends with the incarnation; wg counts its validators' goroutines.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -66,6 +81,10 @@ func (a *relayActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.start(ctx)
+	case *actor.Restarting:
+		// protoactor restarts a panicking actor without Stopping: this incarnation is dropped for a new one (same
+		// mailbox, same relayState), which ignores its timer's ticks and its validators' verdicts.
+		a.end()
 	case *actor.Stopping:
 		a.stop()
 	case inboundRPC:
@@ -85,9 +104,11 @@ func (a *relayActor) Receive(ctx actor.Context) {
 			a.removePeer(id)
 		}
 	case heartbeatTick:
-		a.reconcile()
-		a.apply(a.router.Heartbeat(time.Now()))
-		a.armHeartbeat()
+		if m.from == a {
+			a.reconcile()
+			a.apply(a.router.Heartbeat(time.Now()))
+			a.armHeartbeat()
+		}
 	case *publishRequest:
 		m.reply <- a.publish(m)
 	case *subscribe:
@@ -95,7 +116,9 @@ func (a *relayActor) Receive(ctx actor.Context) {
 	case *unsubscribe:
 		a.unsubscribe(m.sub)
 	case *validated:
-		a.apply(a.router.validated(time.Now(), m.msg.ID, m.msg, m.verdict))
+		if m.from == a {
+			a.apply(a.router.validated(time.Now(), m.msg.ID, m.msg, m.verdict))
+		}
 	case *statsRequest:
 		m.reply <- a.snapshot()
 	case *topicRequest:
@@ -116,7 +139,6 @@ func (a *relayActor) start(ctx actor.Context) {
 	a.router = router
 	a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
 	a.peers = make(map[session.NodeID]bool)
-	a.subs = make(map[string][]*Subscription)
 	a.limiter = routing.NewRateLimiter[session.NodeID](a.cfg.PeerMessageRate, a.cfg.PeerMessageBurst, a.cfg.Router.MaxPeers)
 	a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
 	a.ctx, a.cancel = context.WithCancel(context.Background())
@@ -132,31 +154,44 @@ func (a *relayActor) start(ctx actor.Context) {
 	}
 	a.endEvents = unsub
 	a.armHeartbeat()
+	now := time.Now()
+	for _, t := range a.joined() { // the subscriptions of the incarnations before a restart
+		a.apply(a.router.Join(now, t))
+	}
 	a.reconcile()
 }
 
-func (a *relayActor) stop() {
-	if a.router == nil {
-		return
-	}
-	a.cancel()
+// end ends this incarnation (the actor stops, or a panic restarts it): it stops its timer and its peer events, and
+// cancels and waits for its validators (they honour their context). The subscriptions stay for the next
+// incarnation. Fields a failed start left unset are skipped.
+func (a *relayActor) end() {
 	if a.timer != nil {
 		a.timer.Stop()
 	}
 	if a.endEvents != nil {
 		a.endEvents()
+		a.endEvents = nil
 	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.wg.Wait()
+}
+
+// stop ends the actor for good: the incarnation, then the subscriptions, whose handlers it waits for.
+func (a *relayActor) stop() {
+	a.end()
 	for _, subs := range a.subs {
 		for _, s := range subs {
 			s.stop()
 		}
 	}
-	a.wg.Wait()
+	a.subsWG.Wait()
 }
 
 func (a *relayActor) armHeartbeat() {
-	root, self := a.root, a.self
-	a.timer = time.AfterFunc(a.cfg.Router.HeartbeatInterval, func() { root.Send(self, heartbeatTick{}) })
+	root, self, tick := a.root, a.self, heartbeatTick{from: a}
+	a.timer = time.AfterFunc(a.cfg.Router.HeartbeatInterval, func() { root.Send(self, tick) })
 }
 
 // reconcile starts gossip with every kept connection not yet known (new connections, transient ones upgraded),
@@ -387,7 +422,7 @@ func (a *relayActor) validate(m *Message, d *Delivery, validators []Validator) {
 			break
 		}
 	}
-	a.root.Send(a.self, &validated{msg: m, verdict: verdict})
+	a.root.Send(a.self, &validated{from: a, msg: m, verdict: verdict})
 }
 
 // call runs a validator, turning a panic into Ignore.
@@ -448,8 +483,8 @@ func (a *relayActor) subscribe(s *Subscription) error {
 	s.queue = newDeliveryQueue(a.cfg.DeliveryBuffer)
 	first := len(a.subs[s.topic]) == 0
 	a.subs[s.topic] = append(a.subs[s.topic], s)
-	a.wg.Add(1)
-	go s.run(&a.wg)
+	a.subsWG.Add(1)
+	go s.run(&a.subsWG)
 	if first {
 		// The subscription goes out before the Join's grafts: a peer refuses (prunes) a graft for a topic it
 		// does not know the grafting node to be subscribed to.
