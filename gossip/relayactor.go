@@ -23,16 +23,17 @@ type inboundRPC interface {
 	Message() proto.Message
 }
 
-// NewRelayProps returns the props of a node's relay actor. The props spawn one actor: they own what outlives its
-// restarts, the local subscriptions among it. cfg must pass Validate.
-func NewRelayProps(cfg RelayConfig, net Network) (*actor.Props, error) {
+// NewRelayProps returns the props of a node's relay actor, and the channel the actor closes when it stops for good
+// (the node closes, or its supervisor gave up restarting it), for NewRelay. The props spawn one actor: they own
+// what outlives its restarts, the local subscriptions among it. cfg must pass Validate.
+func NewRelayProps(cfg RelayConfig, net Network) (*actor.Props, <-chan struct{}, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	st := &relayState{subs: make(map[string][]*Subscription)}
+	st := &relayState{subs: make(map[string][]*Subscription), stopped: make(chan struct{})}
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &relayActor{cfg: cfg, net: net, log: cfg.Logger, relayState: st}
-	}), nil
+	}), st.stopped, nil
 }
 
 // relayState is the part of a relay actor that outlives its restarts (its Props own it). One incarnation uses it
@@ -45,6 +46,8 @@ type relayState struct {
 	subsWG sync.WaitGroup
 	// seq numbers the node's publications (Message.Seq), across restarts.
 	seq uint64
+	// stopped is closed when the actor stops for good.
+	stopped chan struct{}
 }
 
 // relayActor is the shell around a Router: it turns peer RPCs, local requests, connection events and heartbeat
@@ -74,10 +77,20 @@ type relayActor struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// handling is the request being handled: should the actor panic on it, end answers it with ErrRelayFailed.
+	handling request
 }
 
 // Receive implements actor.Actor.
 func (a *relayActor) Receive(ctx actor.Context) {
+	if req, ok := ctx.Message().(request); ok {
+		a.handling = req
+	}
+	a.receive(ctx)
+	a.handling = nil
+}
+
+func (a *relayActor) receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.start(ctx)
@@ -110,9 +123,9 @@ func (a *relayActor) Receive(ctx actor.Context) {
 			a.armHeartbeat()
 		}
 	case *publishRequest:
-		m.reply <- a.publish(m)
+		m.answer(a.publish(m))
 	case *subscribe:
-		m.reply <- a.subscribe(m.sub)
+		m.answer(struct{}{}, a.subscribe(m.sub))
 	case *unsubscribe:
 		a.unsubscribe(m.sub)
 	case *validated:
@@ -120,12 +133,12 @@ func (a *relayActor) Receive(ctx actor.Context) {
 			a.apply(a.router.validated(time.Now(), m.msg.ID, m.msg, m.verdict))
 		}
 	case *statsRequest:
-		m.reply <- a.snapshot()
+		m.answer(a.snapshot(), nil)
 	case *topicRequest:
 		info := TopicInfo{Joined: len(a.subs[m.topic]) > 0, Peers: a.router.TopicPeers(m.topic)}
 		info.Eager, info.Lazy = a.router.MeshPeers(m.topic)
 		info.Root, info.Parent, info.Dist, info.TreeLinks = a.router.TreeLinks(m.topic)
-		m.reply <- info
+		m.answer(info, nil)
 	}
 }
 
@@ -161,10 +174,14 @@ func (a *relayActor) start(ctx actor.Context) {
 	a.reconcile()
 }
 
-// end ends this incarnation (the actor stops, or a panic restarts it): it stops its timer and its peer events, and
-// cancels and waits for its validators (they honour their context). The subscriptions stay for the next
-// incarnation. Fields a failed start left unset are skipped.
+// end ends this incarnation (the actor stops, or a panic restarts it): it answers the request it panicked on, if
+// any, stops its timer and its peer events, and cancels and waits for its validators (they honour their context).
+// The subscriptions stay for the next incarnation. Fields a failed start left unset are skipped.
 func (a *relayActor) end() {
+	if a.handling != nil {
+		a.handling.fail(ErrRelayFailed)
+		a.handling = nil
+	}
 	if a.timer != nil {
 		a.timer.Stop()
 	}
@@ -178,9 +195,11 @@ func (a *relayActor) end() {
 	a.wg.Wait()
 }
 
-// stop ends the actor for good: the incarnation, then the subscriptions, whose handlers it waits for.
+// stop ends the actor for good: the incarnation, then the subscriptions, whose handlers it waits for. The requests
+// still queued, and those sent later, are never answered: stopped tells their callers.
 func (a *relayActor) stop() {
 	a.end()
+	close(a.stopped) // before the wait: a handler may be asking the relay
 	for _, subs := range a.subs {
 		for _, s := range subs {
 			s.stop()
@@ -450,12 +469,12 @@ func (a *relayActor) penalize(p Penalty, why string) {
 	}
 }
 
-func (a *relayActor) publish(req *publishRequest) publishResult {
+func (a *relayActor) publish(req *publishRequest) (MsgID, error) {
 	if err := a.cfg.Router.CheckTopic(req.topic); err != nil {
-		return publishResult{err: err}
+		return MsgID{}, err
 	}
 	if len(req.data) > a.cfg.MaxMessageSize {
-		return publishResult{err: fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(req.data), a.cfg.MaxMessageSize)}
+		return MsgID{}, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(req.data), a.cfg.MaxMessageSize)
 	}
 	now := time.Now()
 	a.seq++
@@ -465,10 +484,10 @@ func (a *relayActor) publish(req *publishRequest) publishResult {
 	}
 	out, err := a.router.Publish(now, m)
 	if err != nil {
-		return publishResult{err: err}
+		return MsgID{}, err
 	}
 	a.apply(out)
-	return publishResult{id: m.ID}
+	return m.ID, nil
 }
 
 func (a *relayActor) subscribe(s *Subscription) error {

@@ -277,7 +277,7 @@ func TestRelayRefusesTopicsOverMaxTopicLength(t *testing.T) {
 // spawnRelay starts a relay actor with cfg on net in an actor system of its own, all stopped when the test ends.
 func spawnRelay(t *testing.T, cfg RelayConfig, net Network) *Relay {
 	t.Helper()
-	props, err := NewRelayProps(cfg, net)
+	props, stopped, err := NewRelayProps(cfg, net)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,5 +289,5 @@ func spawnRelay(t *testing.T, cfg RelayConfig, net Network) *Relay {
 		close(done)
 		_ = system.Root.StopFuture(pid).Wait()
 	})
-	return NewRelay(system.Root, pid, done)
+	return NewRelay(system.Root, pid, stopped, done)
 }

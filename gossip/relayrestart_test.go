@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,7 +65,7 @@ func spawnSupervisedRelay(t *testing.T, cfg RelayConfig, net Network, restarts i
 	t.Helper()
 	leaks := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, leaks) }) // the last cleanup: after the actor system's shutdown
-	props, err := NewRelayProps(cfg, net)
+	props, stopped, err := NewRelayProps(cfg, net)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,22 @@ func spawnSupervisedRelay(t *testing.T, cfg RelayConfig, net Network, restarts i
 		close(done)
 		_ = system.Root.StopFuture(parent).Wait()
 	})
-	return NewRelay(system.Root, <-pids, done)
+	return NewRelay(system.Root, <-pids, stopped, done)
+}
+
+// promptly returns what f returns, failing the test if f has not returned within 5s: a call that hangs must not
+// hang the test.
+func promptly(t *testing.T, what string, f func() error) error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- f() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s has not returned after 5s", what)
+		return nil
+	}
 }
 
 func pollUntil(t *testing.T, ctx context.Context, cond func() bool, what string) {
@@ -163,4 +179,64 @@ func TestRelayRestartKeepsItsSubscriptionsAndOneHeartbeat(t *testing.T) {
 	}
 	delivered("after")
 	// The cleanups check that the subscriptions' handlers end when the relay stops.
+}
+
+// The request the relay actor panics on is answered with ErrRelayFailed, whether its supervisor restarts the actor
+// or stops it; and once it is stopped for good, every call fails at once with ErrRelayStopped. Both used to wait
+// for their context: forever with context.Background().
+func TestRelayCallsFailWhenTheRelayFailsOrStops(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	net := &failingNetwork{flakyNetwork: flakyNetwork{self: nid(1), peer: nid(2)}}
+	relay := spawnSupervisedRelay(t, DefaultRelayConfig(), net, 1)
+	if _, err := relay.Subscribe(ctx, "blocks", func(*Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Hello: true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "blocks", Subscribe: true}}}})
+	publish := func(data string) error {
+		return promptly(t, "Publish "+data, func() error {
+			_, err := relay.Publish(context.Background(), "blocks", []byte(data))
+			return err
+		})
+	}
+
+	net.signFails.Store(true)
+	if err := publish("restarts"); !errors.Is(err, ErrRelayFailed) {
+		t.Fatalf("Publish the relay panicked on (restarted): %v, want ErrRelayFailed", err)
+	}
+	if _, err := relay.Stats(ctx); err != nil {
+		t.Fatalf("Stats after the restart: %v", err)
+	}
+	net.signFails.Store(true)
+	if err := publish("stops"); !errors.Is(err, ErrRelayFailed) {
+		t.Fatalf("Publish the relay panicked on (stopped for good): %v, want ErrRelayFailed", err)
+	}
+
+	if err := publish("late"); !errors.Is(err, ErrRelayStopped) {
+		t.Fatalf("Publish after the relay stopped: %v, want ErrRelayStopped", err)
+	}
+	calls := map[string]func() error{
+		"Subscribe": func() error {
+			_, err := relay.Subscribe(context.Background(), "blocks", func(*Delivery) {})
+			return err
+		},
+		"Stats": func() error {
+			_, err := relay.Stats(context.Background())
+			return err
+		},
+		"Topic": func() error {
+			_, err := relay.Topic(context.Background(), "blocks")
+			return err
+		},
+	}
+	for name, call := range calls {
+		if err := promptly(t, name, call); !errors.Is(err, ErrRelayStopped) {
+			t.Fatalf("%s after the relay stopped: %v, want ErrRelayStopped", name, err)
+		}
+	}
+	if n := net.events.Load(); n != 0 {
+		t.Fatalf("%d peer-event subscriptions left after the relay stopped", n)
+	}
+	// The cleanups check that the subscription's handler ended with the relay.
 }
