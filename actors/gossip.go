@@ -34,8 +34,9 @@ func (n *Node) gossipRelay() (*gossip.Relay, error) {
 // is handed to the node's mesh peers. Errors: gossip.ErrNoPeers when no connected peer is subscribed to the
 // topic yet (nothing was sent: retry once peers have joined, see WaitTopicPeers), gossip.ErrDuplicate for a
 // payload already published on the topic recently (message ids hash topic and payload), gossip.ErrMessageTooLarge,
-// gossip.ErrTopicTooLong (over Gossip.Router.MaxTopicLength, 256 bytes by default), ErrClosed, ErrNotStarted, or
-// ctx's error.
+// gossip.ErrTopicTooLong (over Gossip.Router.MaxTopicLength, 256 bytes by default), gossip.ErrRelayFailed (the
+// relay panicked on it; it restarts), gossip.ErrRelayStopped (it failed too often and was stopped), ErrClosed,
+// ErrNotStarted, or ctx's error.
 func (n *Node) Publish(ctx context.Context, topic string, msg proto.Message) (gossip.MsgID, error) {
 	r, err := n.gossipRelay()
 	if err != nil {

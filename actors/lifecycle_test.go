@@ -322,3 +322,49 @@ func TestStoppedRoutingActorAndRelayAreUnregistered(t *testing.T) {
 		pollUntil(t, ctx, func() bool { return n.protocols.get(p) == nil }, p+" is still registered to its stopped actor")
 	}
 }
+
+// Once the relay is stopped for good (its supervisor, the guardian, stops it after too many panics), the gossip
+// calls fail at once with gossip.ErrRelayStopped. They used to wait for their context, forever with
+// context.Background(): the requests went to a dead actor, and only Close ended the wait.
+func TestGossipCallsFailOnceTheRelayStopped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n := startTestNode(t, ctx, func(cfg *Config) { cfg.DisableDiscovery = true })
+	pid := n.protocols.get(gossip.Protocol)
+	if pid == nil {
+		t.Fatal("the relay is not registered")
+	}
+	if err := n.system.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]func() error{
+		"Publish": func() error {
+			_, err := n.Publish(context.Background(), "blocks", wrapperspb.String("hi"))
+			return err
+		},
+		"Subscribe": func() error {
+			_, err := n.Subscribe(context.Background(), "blocks", func(*gossip.Delivery) {})
+			return err
+		},
+		"Topic": func() error {
+			_, err := n.Topic(context.Background(), "blocks")
+			return err
+		},
+		"GossipStats": func() error {
+			_, err := n.GossipStats(context.Background())
+			return err
+		},
+	}
+	for name, call := range calls {
+		errc := make(chan error, 1)
+		go func() { errc <- call() }()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, gossip.ErrRelayStopped) {
+				t.Fatalf("%s after the relay stopped: %v, want gossip.ErrRelayStopped", name, err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s after the relay stopped has not returned", name)
+		}
+	}
+}

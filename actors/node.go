@@ -162,7 +162,7 @@ func (n *Node) Start(ctx context.Context) error {
 	select {
 	case r := <-ready:
 		n.guardian, n.peerMgr, n.protoSup, n.routing = pid, r.peers, r.protocols, r.routing
-		n.relay = gossip.NewRelay(n.system.Root, r.relay, n.closed)
+		n.relay = gossip.NewRelay(n.system.Root, r.relay, r.relayStopped, n.closed)
 	case <-ctx.Done():
 		n.system.Root.StopFuture(pid).Wait()
 		n.closeListener()

@@ -20,6 +20,8 @@ type guardianReady struct {
 	protocols *actor.PID
 	routing   *actor.PID
 	relay     *actor.PID
+	// relayStopped is closed when the relay stops for good (gossip.NewRelayProps).
+	relayStopped <-chan struct{}
 }
 
 // guardianProps builds the root of the node's supervision tree: the peer manager, the listener and the protocol
@@ -58,13 +60,13 @@ func (n *Node) spawnChildren(ctx actor.Context, ready chan<- guardianReady) (rt,
 	if !n.cfg.DisableDiscovery {
 		rt = n.spawnDiscovery(ctx)
 	}
-	relay = n.spawnRelay(ctx)
+	relay, relayStopped := n.spawnRelay(ctx)
 	if n.listener != nil {
 		if _, err := ctx.SpawnNamed(listenerProps(n, peers), "listener"); err != nil {
 			panic(err)
 		}
 	}
-	ready <- guardianReady{peers: peers, protocols: protocols, routing: rt, relay: relay}
+	ready <- guardianReady{peers: peers, protocols: protocols, routing: rt, relay: relay, relayStopped: relayStopped}
 	return rt, relay
 }
 
@@ -99,13 +101,14 @@ func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 	return rt
 }
 
-// spawnRelay spawns the gossip relay, which serves the gossip protocol.
-func (n *Node) spawnRelay(ctx actor.Context) *actor.PID {
+// spawnRelay spawns the gossip relay, which serves the gossip protocol; it returns its PID and the channel closed
+// when it stops for good.
+func (n *Node) spawnRelay(ctx actor.Context) (*actor.PID, <-chan struct{}) {
 	cfg := n.cfg.Gossip
 	cfg.Logger = n.log.With().Str("component", "gossip").Logger()
 	cfg.MaxMessageSize = max(1, min(cfg.MaxMessageSize, n.cfg.MaxMessageSize-gossipOverhead))
 	cfg = cfg.FitRPCSize(n.cfg.MaxMessageSize - gossipEnvelope)
-	props, err := gossip.NewRelayProps(cfg, gossipNetwork{n})
+	props, stopped, err := gossip.NewRelayProps(cfg, gossipNetwork{n})
 	if err != nil {
 		panic(err)
 	}
@@ -117,7 +120,7 @@ func (n *Node) spawnRelay(ctx actor.Context) *actor.PID {
 		panic(err)
 	}
 	n.protocols.claim(gossip.Protocol, pid, false)
-	return pid
+	return pid, stopped
 }
 
 // acceptedConn hands a freshly accepted raw connection to the peer manager.

@@ -26,8 +26,13 @@ const Protocol = "actormesh/gossip/1"
 var (
 	// ErrMessageTooLarge: a published message is over RelayConfig.MaxMessageSize.
 	ErrMessageTooLarge = errors.New("gossip: message too large")
-	// ErrRelayStopped: the relay (its node) is stopped.
+	// ErrRelayStopped: the relay is stopped: its node closed, or its actor failed too often and its supervisor
+	// stopped it.
 	ErrRelayStopped = errors.New("gossip: relay stopped")
+	// ErrRelayFailed: the relay actor panicked while it handled the request. Its supervisor restarts it (the local
+	// subscriptions carry on) or, once it failed too often, stops it (ErrRelayStopped). The request may have been
+	// carried out in part.
+	ErrRelayFailed = errors.New("gossip: relay failed on the request")
 	// ErrEmptyTopic: a topic name is empty.
 	ErrEmptyTopic = errors.New("gossip: empty topic name")
 )
@@ -236,7 +241,8 @@ type SubscribeOption func(*Subscription)
 func WithValidator(v Validator) SubscribeOption { return func(s *Subscription) { s.validator = v } }
 
 // Subscription is a local subscriber to a topic. Its handler runs on a goroutine of its own, one delivery at a
-// time, in the order the relay accepted them.
+// time, in the order the relay accepted them. It lasts until it is cancelled or the relay stops: a panic that
+// restarts the relay actor does not end it.
 type Subscription struct {
 	topic     string
 	handler   func(*Delivery)
@@ -345,50 +351,57 @@ type TopicInfo struct {
 
 // Relay is the handle of a running relay actor.
 type Relay struct {
-	root *actor.RootContext
-	pid  *actor.PID
-	done <-chan struct{}
+	root    *actor.RootContext
+	pid     *actor.PID
+	stopped <-chan struct{}
+	done    <-chan struct{}
 }
 
-// NewRelay returns the handle of the relay actor pid; done closes when the node stops.
-func NewRelay(root *actor.RootContext, pid *actor.PID, done <-chan struct{}) *Relay {
-	return &Relay{root: root, pid: pid, done: done}
+// NewRelay returns the handle of the relay actor pid, spawned from the props of NewRelayProps: stopped is the
+// channel NewRelayProps returned with them, done closes when the node stops.
+func NewRelay(root *actor.RootContext, pid *actor.PID, stopped, done <-chan struct{}) *Relay {
+	return &Relay{root: root, pid: pid, stopped: stopped, done: done}
 }
 
 func (r *Relay) send(msg any) { r.root.Send(r.pid, msg) }
 
-func ask[T any](ctx context.Context, r *Relay, msg any, reply <-chan T) (T, error) {
-	var zero T
-	r.send(msg)
+// ask sends the relay actor req, whose reply channel is c, and waits for the reply. The error is the wait's (the
+// context ended, or the relay stopped: the request may never be answered); the reply holds the request's own.
+func ask[T any](ctx context.Context, r *Relay, req request, c replyTo[T]) (reply[T], error) {
+	r.send(req)
 	select {
-	case v := <-reply:
+	case v := <-c.reply:
 		return v, nil
 	case <-ctx.Done():
-		return zero, ctx.Err()
+		return reply[T]{}, ctx.Err()
+	case <-r.stopped:
+		return reply[T]{}, ErrRelayStopped
 	case <-r.done:
-		return zero, ErrRelayStopped
+		return reply[T]{}, ErrRelayStopped
 	}
 }
 
 // Publish publishes data (an encoded google.protobuf.Any) on topic. It fails with ErrNoPeers when no peer is
 // subscribed to the topic yet (nothing was sent), ErrDuplicate when the same payload was published on the topic
 // within the seen-cache's memory, ErrMessageTooLarge, ErrEmptyTopic, ErrTopicTooLong (over
-// Config.MaxTopicLength), ErrTopicNotUTF8, or the context's error.
+// Config.MaxTopicLength), ErrTopicNotUTF8, ErrRelayFailed (the relay actor panicked on it), ErrRelayStopped, or the
+// context's error.
 func (r *Relay) Publish(ctx context.Context, topic string, data []byte) (MsgID, error) {
 	if topic == "" {
 		return MsgID{}, ErrEmptyTopic
 	}
-	reply := make(chan publishResult, 1)
-	res, err := ask(ctx, r, &publishRequest{topic: topic, data: data, reply: reply}, reply)
+	c := newReplyTo[MsgID]()
+	res, err := ask(ctx, r, &publishRequest{replyTo: c, topic: topic, data: data}, c)
 	if err != nil {
 		return MsgID{}, fmt.Errorf("publish on %q: %w", topic, err)
 	}
-	return res.id, res.err
+	return res.val, res.err
 }
 
 // Subscribe adds a subscriber to topic: handler is called with every message accepted on the topic, the node's
 // own publications included. The node joins the topic's mesh with its first subscription. It fails with
-// ErrEmptyTopic, ErrTopicTooLong (over Config.MaxTopicLength), ErrTopicNotUTF8 or the context's error.
+// ErrEmptyTopic, ErrTopicTooLong (over Config.MaxTopicLength), ErrTopicNotUTF8, ErrRelayFailed, ErrRelayStopped
+// or the context's error.
 func (r *Relay) Subscribe(ctx context.Context, topic string, handler func(*Delivery), opts ...SubscribeOption) (*Subscription, error) {
 	if topic == "" {
 		return nil, ErrEmptyTopic
@@ -400,53 +413,92 @@ func (r *Relay) Subscribe(ctx context.Context, topic string, handler func(*Deliv
 	for _, o := range opts {
 		o(s)
 	}
-	reply := make(chan error, 1)
-	err, askErr := ask(ctx, r, &subscribe{sub: s, reply: reply}, reply)
-	if askErr != nil {
-		s.Cancel()
-		return nil, fmt.Errorf("subscribe to %q: %w", topic, askErr)
-	}
+	c := newReplyTo[struct{}]()
+	res, err := ask(ctx, r, &subscribe{replyTo: c, sub: s}, c)
 	if err != nil {
-		return nil, err
+		s.Cancel()
+		return nil, fmt.Errorf("subscribe to %q: %w", topic, err)
+	}
+	if res.err != nil {
+		s.Cancel() // the relay may have taken it before it failed (ErrRelayFailed)
+		return nil, res.err
 	}
 	return s, nil
 }
 
 // Stats returns the relay's figures.
 func (r *Relay) Stats(ctx context.Context) (RelayStats, error) {
-	reply := make(chan RelayStats, 1)
-	return ask(ctx, r, &statsRequest{reply: reply}, reply)
+	c := newReplyTo[RelayStats]()
+	return result(ask(ctx, r, &statsRequest{replyTo: c}, c))
 }
 
 // Topic describes a topic: whether the node joined it, its subscribed peers and mesh links.
 func (r *Relay) Topic(ctx context.Context, topic string) (TopicInfo, error) {
-	reply := make(chan TopicInfo, 1)
-	return ask(ctx, r, &topicRequest{topic: topic, reply: reply}, reply)
+	c := newReplyTo[TopicInfo]()
+	return result(ask(ctx, r, &topicRequest{replyTo: c, topic: topic}, c))
 }
 
-// relay actor requests
+// request is a local request to the relay actor, answered through the replyTo it embeds.
+type request interface {
+	// fail answers the request with err, in place of its result.
+	fail(err error)
+}
+
+// replyTo is the reply channel of a request, buffered: the relay actor never blocks on it.
+type replyTo[T any] struct{ reply chan reply[T] }
+
+// reply is the relay actor's answer to a request: a value, or the error in its place.
+type reply[T any] struct {
+	val T
+	err error
+}
+
+func newReplyTo[T any]() replyTo[T] { return replyTo[T]{reply: make(chan reply[T], 1)} }
+
+// answer replies to the request. A request has one answer: should the actor panic after it answered, the
+// failure's answer is dropped.
+func (c replyTo[T]) answer(val T, err error) {
+	select {
+	case c.reply <- reply[T]{val: val, err: err}:
+	default:
+	}
+}
+
+func (c replyTo[T]) fail(err error) {
+	var zero T
+	c.answer(zero, err)
+}
+
+// result is the value of a reply from ask, or the error of the wait or of the request.
+func result[T any](v reply[T], err error) (T, error) {
+	if err == nil {
+		err = v.err
+	}
+	return v.val, err
+}
+
+// relay actor messages
 type (
 	publishRequest struct {
+		replyTo[MsgID]
 		topic string
 		data  []byte
-		reply chan<- publishResult
-	}
-	publishResult struct {
-		id  MsgID
-		err error
 	}
 	subscribe struct {
-		sub   *Subscription
-		reply chan<- error
+		replyTo[struct{}]
+		sub *Subscription
 	}
 	unsubscribe  struct{ sub *Subscription }
-	statsRequest struct{ reply chan<- RelayStats }
+	statsRequest struct{ replyTo[RelayStats] }
 	topicRequest struct {
+		replyTo[TopicInfo]
 		topic string
-		reply chan<- TopicInfo
 	}
-	heartbeatTick struct{}
+	// heartbeatTick and validated name the incarnation of the actor whose timer or validator sent them: the
+	// next one, after a restart, ignores them.
+	heartbeatTick struct{ from *relayActor }
 	validated     struct {
+		from    *relayActor
 		msg     *Message // the copy validated: a late verdict must not apply to another copy of its id
 		verdict Verdict
 	}

@@ -23,20 +23,39 @@ type inboundRPC interface {
 	Message() proto.Message
 }
 
-// NewRelayProps returns the props of a node's relay actor. cfg must pass Validate.
-func NewRelayProps(cfg RelayConfig, net Network) (*actor.Props, error) {
+// NewRelayProps returns the props of a node's relay actor, and the channel the actor closes when it stops for good
+// (the node closes, or its supervisor gave up restarting it), for NewRelay. The props spawn one actor: they own
+// what outlives its restarts, the local subscriptions among it. cfg must pass Validate.
+func NewRelayProps(cfg RelayConfig, net Network) (*actor.Props, <-chan struct{}, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	st := &relayState{subs: make(map[string][]*Subscription), stopped: make(chan struct{})}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &relayActor{cfg: cfg, net: net, log: cfg.Logger}
-	}), nil
+		return &relayActor{cfg: cfg, net: net, log: cfg.Logger, relayState: st}
+	}), st.stopped, nil
+}
+
+// relayState is the part of a relay actor that outlives its restarts (its Props own it). One incarnation uses it
+// at a time: a panic restarts the actor with a new Router, whose state is rebuilt from the peers, but the local
+// subscriptions must carry on.
+type relayState struct {
+	// subs are the local subscriptions, by topic: an incarnation joins their topics when it starts.
+	subs map[string][]*Subscription
+	// subsWG counts the subscriptions' handler goroutines, which run across restarts until the subscription ends.
+	subsWG sync.WaitGroup
+	// seq numbers the node's publications (Message.Seq), across restarts.
+	seq uint64
+	// stopped is closed when the actor stops for good.
+	stopped chan struct{}
 }
 
 // relayActor is the shell around a Router: it turns peer RPCs, local requests, connection events and heartbeat
 // ticks into Router calls and carries out the Router's outputs. Validators and subscriber handlers run on
-// goroutines it owns; it never blocks on I/O.
+// goroutines it owns (a handler's outlives the restarts of the actor, with its subscription); it never blocks on
+// I/O.
 type relayActor struct {
+	*relayState
 	cfg       RelayConfig
 	net       Network
 	log       zerolog.Logger
@@ -46,26 +65,39 @@ type relayActor struct {
 	endEvents func() // ends the peer-event subscription
 	timer     *time.Timer
 
-	seq     uint64
 	signed  []byte                  // scratch buffer of verify
 	enc     rpcEncoder              // the structs of outgoing RPCs, reused
 	peers   map[session.NodeID]bool // gossip peers → our hello sent
-	subs    map[string][]*Subscription
 	limiter *routing.RateLimiter[session.NodeID]
 	delay   Histogram
 	hops    Histogram
 	stats   RelayStats
 
+	// ctx ends with the incarnation; wg counts its validators' goroutines.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// handling is the request being handled: should the actor panic on it, end answers it with ErrRelayFailed.
+	handling request
 }
 
 // Receive implements actor.Actor.
 func (a *relayActor) Receive(ctx actor.Context) {
+	if req, ok := ctx.Message().(request); ok {
+		a.handling = req
+	}
+	a.receive(ctx)
+	a.handling = nil
+}
+
+func (a *relayActor) receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.start(ctx)
+	case *actor.Restarting:
+		// protoactor restarts a panicking actor without Stopping: this incarnation is dropped for a new one (same
+		// mailbox, same relayState), which ignores its timer's ticks and its validators' verdicts.
+		a.end()
 	case *actor.Stopping:
 		a.stop()
 	case inboundRPC:
@@ -85,24 +117,28 @@ func (a *relayActor) Receive(ctx actor.Context) {
 			a.removePeer(id)
 		}
 	case heartbeatTick:
-		a.reconcile()
-		a.apply(a.router.Heartbeat(time.Now()))
-		a.armHeartbeat()
+		if m.from == a {
+			a.reconcile()
+			a.apply(a.router.Heartbeat(time.Now()))
+			a.armHeartbeat()
+		}
 	case *publishRequest:
-		m.reply <- a.publish(m)
+		m.answer(a.publish(m))
 	case *subscribe:
-		m.reply <- a.subscribe(m.sub)
+		m.answer(struct{}{}, a.subscribe(m.sub))
 	case *unsubscribe:
 		a.unsubscribe(m.sub)
 	case *validated:
-		a.apply(a.router.validated(time.Now(), m.msg.ID, m.msg, m.verdict))
+		if m.from == a {
+			a.apply(a.router.validated(time.Now(), m.msg.ID, m.msg, m.verdict))
+		}
 	case *statsRequest:
-		m.reply <- a.snapshot()
+		m.answer(a.snapshot(), nil)
 	case *topicRequest:
 		info := TopicInfo{Joined: len(a.subs[m.topic]) > 0, Peers: a.router.TopicPeers(m.topic)}
 		info.Eager, info.Lazy = a.router.MeshPeers(m.topic)
 		info.Root, info.Parent, info.Dist, info.TreeLinks = a.router.TreeLinks(m.topic)
-		m.reply <- info
+		m.answer(info, nil)
 	}
 }
 
@@ -116,7 +152,6 @@ func (a *relayActor) start(ctx actor.Context) {
 	a.router = router
 	a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
 	a.peers = make(map[session.NodeID]bool)
-	a.subs = make(map[string][]*Subscription)
 	a.limiter = routing.NewRateLimiter[session.NodeID](a.cfg.PeerMessageRate, a.cfg.PeerMessageBurst, a.cfg.Router.MaxPeers)
 	a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
 	a.ctx, a.cancel = context.WithCancel(context.Background())
@@ -132,31 +167,50 @@ func (a *relayActor) start(ctx actor.Context) {
 	}
 	a.endEvents = unsub
 	a.armHeartbeat()
+	now := time.Now()
+	for _, t := range a.joined() { // the subscriptions of the incarnations before a restart
+		a.apply(a.router.Join(now, t))
+	}
 	a.reconcile()
 }
 
-func (a *relayActor) stop() {
-	if a.router == nil {
-		return
+// end ends this incarnation (the actor stops, or a panic restarts it): it answers the request it panicked on, if
+// any, stops its timer and its peer events, and cancels and waits for its validators (they honour their context).
+// The subscriptions stay for the next incarnation. Fields a failed start left unset are skipped.
+func (a *relayActor) end() {
+	if a.handling != nil {
+		a.handling.fail(ErrRelayFailed)
+		a.handling = nil
 	}
-	a.cancel()
 	if a.timer != nil {
 		a.timer.Stop()
 	}
 	if a.endEvents != nil {
 		a.endEvents()
+		a.endEvents = nil
 	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.wg.Wait()
+}
+
+// stop ends the actor for good: the incarnation, then the subscriptions, whose handlers it waits for. The requests
+// still queued, and those sent later, are never answered: stopped tells their callers.
+func (a *relayActor) stop() {
+	a.end()
+	close(a.stopped) // before the wait: a handler may be asking the relay
 	for _, subs := range a.subs {
 		for _, s := range subs {
 			s.stop()
 		}
 	}
-	a.wg.Wait()
+	a.subsWG.Wait()
 }
 
 func (a *relayActor) armHeartbeat() {
-	root, self := a.root, a.self
-	a.timer = time.AfterFunc(a.cfg.Router.HeartbeatInterval, func() { root.Send(self, heartbeatTick{}) })
+	root, self, tick := a.root, a.self, heartbeatTick{from: a}
+	a.timer = time.AfterFunc(a.cfg.Router.HeartbeatInterval, func() { root.Send(self, tick) })
 }
 
 // reconcile starts gossip with every kept connection not yet known (new connections, transient ones upgraded),
@@ -387,7 +441,7 @@ func (a *relayActor) validate(m *Message, d *Delivery, validators []Validator) {
 			break
 		}
 	}
-	a.root.Send(a.self, &validated{msg: m, verdict: verdict})
+	a.root.Send(a.self, &validated{from: a, msg: m, verdict: verdict})
 }
 
 // call runs a validator, turning a panic into Ignore.
@@ -415,12 +469,12 @@ func (a *relayActor) penalize(p Penalty, why string) {
 	}
 }
 
-func (a *relayActor) publish(req *publishRequest) publishResult {
+func (a *relayActor) publish(req *publishRequest) (MsgID, error) {
 	if err := a.cfg.Router.CheckTopic(req.topic); err != nil {
-		return publishResult{err: err}
+		return MsgID{}, err
 	}
 	if len(req.data) > a.cfg.MaxMessageSize {
-		return publishResult{err: fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(req.data), a.cfg.MaxMessageSize)}
+		return MsgID{}, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(req.data), a.cfg.MaxMessageSize)
 	}
 	now := time.Now()
 	a.seq++
@@ -430,10 +484,10 @@ func (a *relayActor) publish(req *publishRequest) publishResult {
 	}
 	out, err := a.router.Publish(now, m)
 	if err != nil {
-		return publishResult{err: err}
+		return MsgID{}, err
 	}
 	a.apply(out)
-	return publishResult{id: m.ID}
+	return m.ID, nil
 }
 
 func (a *relayActor) subscribe(s *Subscription) error {
@@ -448,8 +502,8 @@ func (a *relayActor) subscribe(s *Subscription) error {
 	s.queue = newDeliveryQueue(a.cfg.DeliveryBuffer)
 	first := len(a.subs[s.topic]) == 0
 	a.subs[s.topic] = append(a.subs[s.topic], s)
-	a.wg.Add(1)
-	go s.run(&a.wg)
+	a.subsWG.Add(1)
+	go s.run(&a.subsWG)
 	if first {
 		// The subscription goes out before the Join's grafts: a peer refuses (prunes) a graft for a topic it
 		// does not know the grafting node to be subscribed to.

@@ -181,7 +181,7 @@ func TestRelaySplitsIWantRepliesUnderTheRPCLimit(t *testing.T) {
 	}
 	net := &sizeNetwork{max: cfg.MaxRPCSize}
 	a := &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r,
-		peers: map[session.NodeID]bool{nid(1): true, nid(2): true}, subs: map[string][]*Subscription{},
+		peers: map[session.NodeID]bool{nid(1): true, nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{}},
 		limiter: routing.NewRateLimiter[session.NodeID](1000, 1000, 10)}
 	// An announcement of a message the node misses: the node's IWANT for it goes back with the replies.
 	ihave := &messages.GossipIHave{Topic: topicA, Ids: [][]byte{bytes.Repeat([]byte{0xee}, MsgIDSize)}}
@@ -269,7 +269,7 @@ func TestRelayRefusesTopicsOverMaxTopicLength(t *testing.T) {
 	for name, rpc := range rpcs {
 		r := joined(t, rcfg.Router, 2)
 		a := &relayActor{cfg: rcfg, net: &flakyNetwork{self: nid(1), peer: nid(2)}, log: zerolog.Nop(), router: r,
-			peers: map[session.NodeID]bool{nid(1): true, nid(2): true}, subs: map[string][]*Subscription{},
+			peers: map[session.NodeID]bool{nid(1): true, nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{}},
 			limiter: routing.NewRateLimiter[session.NodeID](1000, 1000, 10)}
 		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: "other", Subscribe: true})
 		a.handleRPC(nid(2), rpc)
@@ -285,7 +285,7 @@ func TestRelayRefusesTopicsOverMaxTopicLength(t *testing.T) {
 // spawnRelay starts a relay actor with cfg on net in an actor system of its own, all stopped when the test ends.
 func spawnRelay(t *testing.T, cfg RelayConfig, net Network) *Relay {
 	t.Helper()
-	props, err := NewRelayProps(cfg, net)
+	props, stopped, err := NewRelayProps(cfg, net)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,5 +297,5 @@ func spawnRelay(t *testing.T, cfg RelayConfig, net Network) *Relay {
 		close(done)
 		_ = system.Root.StopFuture(pid).Wait()
 	})
-	return NewRelay(system.Root, pid, done)
+	return NewRelay(system.Root, pid, stopped, done)
 }
