@@ -249,7 +249,7 @@ func (a *relayActor) removePeer(id session.NodeID) {
 	}
 	delete(a.peers, id)
 	a.apply(a.router.RemovePeer(time.Now(), id))
-	a.limiter.Forget(id)
+	// The peer's rate limit stays (the limiter is bounded, stalest first): reconnecting must not refill its burst.
 }
 
 // joined lists the topics the node subscribes to, sorted.

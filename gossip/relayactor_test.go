@@ -282,6 +282,33 @@ func TestRelayRefusesTopicsOverMaxTopicLength(t *testing.T) {
 	}
 }
 
+// A peer's message rate limit outlives its connection: reconnecting does not refill its burst (it did, so that a
+// peer reconnecting now and then sent several times PeerMessageRate, each message a signature check).
+func TestRateLimitSurvivesAReconnect(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1)
+	r := joined(t, cfg.Router, 2)
+	a := &relayActor{cfg: cfg, net: &flakyNetwork{self: nid(1), peer: nid(2)}, log: zerolog.Nop(), router: r,
+		peers: map[session.NodeID]bool{nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{}},
+		limiter: routing.NewRateLimiter[session.NodeID](0.001, 3, 10)}
+	burst := func() *messages.GossipRPC {
+		rpc := &messages.GossipRPC{}
+		for range 3 {
+			rpc.Messages = append(rpc.Messages, &messages.GossipMessage{Topic: topicA})
+		}
+		return rpc
+	}
+	a.handleRPC(nid(2), burst())
+	if a.stats.RateLimited != 0 {
+		t.Fatalf("the first burst: %d rate limited, want 0", a.stats.RateLimited)
+	}
+	a.removePeer(nid(2))
+	a.handleRPC(nid(2), burst()) // back at once, on a new connection
+	if a.stats.RateLimited != 3 {
+		t.Fatalf("a burst after a reconnect: %d rate limited, want all 3", a.stats.RateLimited)
+	}
+}
+
 // spawnRelay starts a relay actor with cfg on net in an actor system of its own, all stopped when the test ends.
 func spawnRelay(t *testing.T, cfg RelayConfig, net Network) *Relay {
 	t.Helper()
