@@ -251,6 +251,7 @@ type Subscription struct {
 	done      chan struct{}
 	once      sync.Once
 	dropped   atomic.Uint64
+	panics    atomic.Uint64
 	relay     *Relay
 }
 
@@ -259,6 +260,9 @@ func (s *Subscription) Topic() string { return s.topic }
 
 // Dropped counts the deliveries lost because the handler's queue was full.
 func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Panics counts the deliveries whose handler panicked (each logged; the subscription goes on).
+func (s *Subscription) Panics() uint64 { return s.panics.Load() }
 
 // Cancel ends the subscription: no delivery starts after it returns (one may still be running), and the node
 // leaves the topic when this was its last subscription. It is idempotent.
@@ -287,7 +291,7 @@ func (s *Subscription) push(d *Delivery) bool {
 	return true
 }
 
-func (s *Subscription) run(wg *sync.WaitGroup) {
+func (s *Subscription) run(wg *sync.WaitGroup, log zerolog.Logger) {
 	defer wg.Done()
 	for {
 		select {
@@ -304,9 +308,22 @@ func (s *Subscription) run(wg *sync.WaitGroup) {
 			if d.Payload == nil && d.Err == nil {
 				d.decode()
 			}
-			s.handler(d)
+			s.handle(d, log)
 		}
 	}
+}
+
+// handle calls the handler with d, turning a panic into a logged error and a count (Panics), as the relay does
+// for validators: the message came from a peer, and a handler that chokes on it must not end the process.
+func (s *Subscription) handle(d *Delivery, log zerolog.Logger) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.panics.Add(1)
+			log.Error().Interface("panic", p).Str("topic", s.topic).Str("origin", d.Origin.Short()).
+				Msg("gossip subscription handler panicked; delivery skipped")
+		}
+	}()
+	s.handler(d)
 }
 
 // RelayStats are the relay's figures since it started.
@@ -399,7 +416,8 @@ func (r *Relay) Publish(ctx context.Context, topic string, data []byte) (MsgID, 
 }
 
 // Subscribe adds a subscriber to topic: handler is called with every message accepted on the topic, the node's
-// own publications included. The node joins the topic's mesh with its first subscription. It fails with
+// own publications included (a panic in it is logged and counted, Subscription.Panics, and the next delivery
+// follows). The node joins the topic's mesh with its first subscription. It fails with
 // ErrEmptyTopic, ErrTopicTooLong (over Config.MaxTopicLength), ErrTopicNotUTF8, ErrRelayFailed, ErrRelayStopped
 // or the context's error.
 func (r *Relay) Subscribe(ctx context.Context, topic string, handler func(*Delivery), opts ...SubscribeOption) (*Subscription, error) {

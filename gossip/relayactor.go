@@ -503,7 +503,7 @@ func (a *relayActor) subscribe(s *Subscription) error {
 	first := len(a.subs[s.topic]) == 0
 	a.subs[s.topic] = append(a.subs[s.topic], s)
 	a.subsWG.Add(1)
-	go s.run(&a.subsWG)
+	go s.run(&a.subsWG, a.log)
 	if first {
 		// The subscription goes out before the Join's grafts: a peer refuses (prunes) a graft for a topic it
 		// does not know the grafting node to be subscribed to.

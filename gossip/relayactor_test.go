@@ -326,3 +326,39 @@ func spawnRelay(t *testing.T, cfg RelayConfig, net Network) *Relay {
 	})
 	return NewRelay(system.Root, pid, stopped, done)
 }
+
+// A subscription handler that panics on a delivery (a payload it did not expect, from a peer) is logged and
+// counted, and the subscription goes on with the next delivery: the panic used to end the process.
+func TestSubscriptionSurvivesAPanickingHandler(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	relay := spawnRelay(t, DefaultRelayConfig(), &flakyNetwork{self: nid(1), peer: nid(2)})
+	got := make(chan string, 4)
+	sub, err := relay.Subscribe(ctx, "blocks", func(d *Delivery) {
+		if string(d.Data) == "poison" {
+			panic("unexpected payload")
+		}
+		got <- string(d.Data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Hello: true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "blocks", Subscribe: true}}}})
+	for _, data := range []string{"poison", "fine"} {
+		if _, err := relay.Publish(ctx, "blocks", []byte(data)); err != nil {
+			t.Fatalf("publish %q: %v", data, err)
+		}
+	}
+	select {
+	case d := <-got:
+		if d != "fine" {
+			t.Fatalf("got %q, want the delivery after the panic", d)
+		}
+	case <-ctx.Done():
+		t.Fatal("no delivery after the handler panicked")
+	}
+	if sub.Panics() != 1 {
+		t.Fatalf("Panics = %d, want 1", sub.Panics())
+	}
+}
