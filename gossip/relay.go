@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -169,7 +170,9 @@ type Delivery struct {
 	Delay      time.Duration
 	// Local is set for the node's own publications.
 	Local bool
-	// Data is the payload as published: an encoded google.protobuf.Any.
+	// Data is the payload as published: an encoded google.protobuf.Any. It is the relay's copy, which it may still
+	// serve to peers asking for the message: read it, never modify it (a changed copy would fail its signature at
+	// the peers it reaches, which would penalise this node).
 	Data []byte
 	// Payload is Data decoded into its Go type, or nil with Err set when the type is not known to this process
 	// or the bytes are malformed.
@@ -408,7 +411,8 @@ func (r *Relay) Publish(ctx context.Context, topic string, data []byte) (MsgID, 
 		return MsgID{}, ErrEmptyTopic
 	}
 	c := newReplyTo[MsgID]()
-	res, err := ask(ctx, r, &publishRequest{replyTo: c, topic: topic, data: data}, c)
+	// A copy: the relay keeps the bytes (it serves them to peers and subscribers), the caller may reuse its own.
+	res, err := ask(ctx, r, &publishRequest{replyTo: c, topic: topic, data: bytes.Clone(data)}, c)
 	if err != nil {
 		return MsgID{}, fmt.Errorf("publish on %q: %w", topic, err)
 	}

@@ -362,3 +362,30 @@ func TestSubscriptionSurvivesAPanickingHandler(t *testing.T) {
 		t.Fatalf("Panics = %d, want 1", sub.Panics())
 	}
 }
+
+// Publish copies its data: a caller that reuses its buffer afterwards does not change what the relay delivers (and
+// serves to peers, whose signature check the changed bytes would fail).
+func TestPublishCopiesItsData(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	relay := spawnRelay(t, DefaultRelayConfig(), &flakyNetwork{self: nid(1), peer: nid(2)})
+	got := make(chan string, 1)
+	if _, err := relay.Subscribe(ctx, "blocks", func(d *Delivery) { got <- string(d.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Hello: true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "blocks", Subscribe: true}}}})
+	buf := []byte("block 1")
+	if _, err := relay.Publish(ctx, "blocks", buf); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "BLOCK 9") // the caller reuses its buffer
+	select {
+	case d := <-got:
+		if d != "block 1" {
+			t.Fatalf("delivered %q, want the bytes as published", d)
+		}
+	case <-ctx.Done():
+		t.Fatal("no delivery")
+	}
+}
