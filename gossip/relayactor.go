@@ -68,6 +68,9 @@ type relayActor struct {
 	signed  []byte                  // scratch buffer of verify
 	enc     rpcEncoder              // the structs of outgoing RPCs, reused
 	peers   map[session.NodeID]bool // gossip peers → our hello sent
+	// echoed holds the peers whose repeated hello got our subscriptions again this heartbeat: at most one answer
+	// each per heartbeat, so that a peer setting Hello on every RPC cannot make us send our topics for each.
+	echoed map[session.NodeID]struct{}
 	limiter *routing.RateLimiter[session.NodeID]
 	delay   Histogram
 	hops    Histogram
@@ -118,6 +121,7 @@ func (a *relayActor) receive(ctx actor.Context) {
 		}
 	case heartbeatTick:
 		if m.from == a {
+			clear(a.echoed)
 			a.reconcile()
 			a.apply(a.router.Heartbeat(time.Now()))
 			a.armHeartbeat()
@@ -248,6 +252,7 @@ func (a *relayActor) removePeer(id session.NodeID) {
 		return
 	}
 	delete(a.peers, id)
+	delete(a.echoed, id)
 	a.apply(a.router.RemovePeer(time.Now(), id))
 	// The peer's rate limit stays (the limiter is bounded, stalest first): reconnecting must not refill its burst.
 }
@@ -342,8 +347,15 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 		a.sendHello(from)
 	case rpc.Hello && len(a.subs) > 0:
 		// The peer (re)started gossip with us after our hello, which it may never have seen (it restarted, or
-		// forgot us with a closed duplicate connection): our subscriptions again, in a message that asks no reply.
-		a.sendRPC(from, a.subscriptions(), true)
+		// forgot us with a closed duplicate connection): our subscriptions again, in a message that asks no reply,
+		// once per heartbeat at most.
+		if _, done := a.echoed[from]; !done {
+			if a.echoed == nil {
+				a.echoed = make(map[session.NodeID]struct{})
+			}
+			a.echoed[from] = struct{}{}
+			a.sendRPC(from, a.subscriptions(), true)
+		}
 	}
 	if rpc.Control != nil {
 		a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength)))

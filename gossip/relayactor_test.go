@@ -389,3 +389,28 @@ func TestPublishCopiesItsData(t *testing.T) {
 		t.Fatal("no delivery")
 	}
 }
+
+// A peer that sets Hello on every RPC gets the node's subscriptions back once per heartbeat at most, not for each
+// (a cheap way to make the node send its whole topic list over and over).
+func TestARepeatedHelloIsAnsweredOncePerHeartbeat(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1)
+	r := joined(t, cfg.Router, 2)
+	net := &flakyNetwork{self: nid(1), peer: nid(2)}
+	a := &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r,
+		peers:      map[session.NodeID]bool{nid(2): true},
+		relayState: &relayState{subs: map[string][]*Subscription{topicA: {{topic: topicA}}}},
+		limiter:    routing.NewRateLimiter[session.NodeID](1000, 1000, 10)}
+	hello := &messages.GossipRPC{Hello: true, Subscriptions: []*messages.GossipSubscription{{Topic: topicA, Subscribe: true}}}
+	for range 100 {
+		a.handleRPC(nid(2), hello)
+	}
+	if n := len(net.sent); n != 1 {
+		t.Fatalf("100 hellos in a heartbeat got %d answers, want 1", n)
+	}
+	clear(a.echoed) // what the next heartbeat does
+	a.handleRPC(nid(2), hello)
+	if n := len(net.sent); n != 2 {
+		t.Fatalf("a hello in the next heartbeat got %d answers in all, want 2", n)
+	}
+}
