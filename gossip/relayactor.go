@@ -65,12 +65,12 @@ type relayActor struct {
 	endEvents func() // ends the peer-event subscription
 	timer     *time.Timer
 
-	signed  []byte                  // scratch buffer of verify
-	enc     rpcEncoder              // the structs of outgoing RPCs, reused
-	peers   map[session.NodeID]bool // gossip peers → our hello sent
+	signed []byte                  // scratch buffer of verify
+	enc    rpcEncoder              // the structs of outgoing RPCs, reused
+	peers  map[session.NodeID]bool // gossip peers → our hello sent
 	// echoed holds the peers whose repeated hello got our subscriptions again this heartbeat: at most one answer
 	// each per heartbeat, so that a peer setting Hello on every RPC cannot make us send our topics for each.
-	echoed map[session.NodeID]struct{}
+	echoed  map[session.NodeID]struct{}
 	limiter *routing.RateLimiter[session.NodeID]
 	delay   Histogram
 	hops    Histogram
@@ -357,8 +357,14 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 			a.sendRPC(from, a.subscriptions(), true)
 		}
 	}
-	if rpc.Control != nil {
-		a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength)))
+	switch {
+	case rpc.Control == nil:
+	case len(rpc.Messages) == 0 && !a.limiter.Allow(from, now):
+		// Control alone costs a token of the peer's message rate (its messages each pay their own), so that a
+		// peer cannot keep the relay busy with control-only RPCs.
+		a.stats.RateLimited++
+	default:
+		a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength, a.cfg.Router.MaxPeerTopics)))
 	}
 	for _, wm := range rpc.Messages {
 		a.handleMessage(now, from, wm)

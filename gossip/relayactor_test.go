@@ -414,3 +414,20 @@ func TestARepeatedHelloIsAnsweredOncePerHeartbeat(t *testing.T) {
 		t.Fatalf("a hello in the next heartbeat got %d answers in all, want 2", n)
 	}
 }
+
+// An RPC of control alone costs a token of the peer's message rate: a peer cannot keep the relay busy with
+// control-only RPCs beyond PeerMessageRate.
+func TestControlOnlyRPCsCountAgainstTheRateLimit(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1)
+	r := joined(t, cfg.Router, 2)
+	a := &relayActor{cfg: cfg, net: &flakyNetwork{self: nid(1), peer: nid(2)}, log: zerolog.Nop(), router: r,
+		peers: map[session.NodeID]bool{nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{}},
+		limiter: routing.NewRateLimiter[session.NodeID](0.001, 5, 10)}
+	for range 20 {
+		a.handleRPC(nid(2), &messages.GossipRPC{Control: &messages.GossipControl{Graft: []string{topicA}}})
+	}
+	if a.stats.RateLimited != 15 {
+		t.Fatalf("20 control-only RPCs with a burst of 5: %d rate limited, want 15", a.stats.RateLimited)
+	}
+}

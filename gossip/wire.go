@@ -227,17 +227,21 @@ func (e *rpcEncoder) end() {
 }
 
 // controlFromWire converts received control, dropping ids of the wrong size. At most maxIDs ids are read per
-// IHAVE and per IWANT (Config.MaxIHaveLength), whatever the peer sent.
-func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
-	c := &Control{Graft: w.Graft}
+// IHAVE and per IWANT (Config.MaxIHaveLength), and at most maxTopics entries of each kind that names a topic
+// (IHAVE, GRAFT, PRUNE, tree reports: Config.MaxPeerTopics, the topics a peer may share with the node), whatever
+// the peer sent: one RPC of thousands of tree reports cost the relay milliseconds.
+func controlFromWire(w *messages.GossipControl, maxIDs, maxTopics int) *Control {
+	c := &Control{Graft: w.Graft[:min(len(w.Graft), maxTopics):min(len(w.Graft), maxTopics)]}
+	ihave, prune, tree := w.Ihave[:min(len(w.Ihave), maxTopics)], w.Prune[:min(len(w.Prune), maxTopics)],
+		w.Tree[:min(len(w.Tree), maxTopics)]
 	// Slices are sized up front: control rides on most RPCs, and growing them was a good share of its allocations.
-	if len(w.Ihave) > 0 {
-		c.IHave = make([]IHave, 0, len(w.Ihave))
+	if len(ihave) > 0 {
+		c.IHave = make([]IHave, 0, len(ihave))
 	}
-	if len(w.Tree) > 0 {
-		c.Tree = make([]TreeInfo, 0, len(w.Tree))
+	if len(tree) > 0 {
+		c.Tree = make([]TreeInfo, 0, len(tree))
 	}
-	for _, wi := range w.Ihave {
+	for _, wi := range ihave {
 		ih := IHave{Topic: wi.Topic, IDs: make([]MsgID, 0, min(len(wi.Ids), maxIDs))}
 		for _, raw := range wi.Ids {
 			if len(ih.IDs) == maxIDs {
@@ -260,10 +264,10 @@ func controlFromWire(w *messages.GossipControl, maxIDs int) *Control {
 			c.IWant = append(c.IWant, id)
 		}
 	}
-	for _, p := range w.Prune {
+	for _, p := range prune {
 		c.Prune = append(c.Prune, Prune{Topic: p.Topic, Lazy: p.Lazy})
 	}
-	for _, wt := range w.Tree {
+	for _, wt := range tree {
 		root, err := session.NodeIDFromBytes(wt.Root)
 		if err != nil || wt.Dist >= maxTreeDist || wt.RootRank > maxTreeRank || len(wt.Path) > maxTreePath ||
 			len(wt.Cuts) > maxTreeCuts {

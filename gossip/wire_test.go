@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -33,7 +34,7 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 			{Topic: "a", Root: nid(1).Bytes(), Dist: 2, Upstream: []byte{4}},                                  // bad upstream
 		},
 	}
-	c := controlFromWire(w, 10)
+	c := controlFromWire(w, 10, 64)
 	if len(c.IHave) != 1 || len(c.IHave[0].IDs) != 10 {
 		t.Fatalf("IHAVE: %d entries, %d ids; want 1 entry capped at 10 ids", len(c.IHave), len(c.IHave[0].IDs))
 	}
@@ -53,9 +54,30 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 	var e rpcEncoder
 	e.begin()
 	e.addControl(c)
-	again := controlFromWire(e.rpc.Control, 10)
+	again := controlFromWire(e.rpc.Control, 10, 64)
 	if len(again.IHave[0].IDs) != 10 || len(again.IWant) != 10 || len(again.Tree) != 1 || !reflect.DeepEqual(again.Tree[0], c.Tree[0]) {
 		t.Fatalf("round trip lost entries: %+v", again)
+	}
+}
+
+// At most maxTopics entries of each kind naming a topic are read from one RPC, whatever the peer sent: an RPC of
+// thousands of tree reports cost the relay milliseconds.
+func TestControlFromWireReadsAtMostMaxTopicsEntriesOfEachKind(t *testing.T) {
+	w := &messages.GossipControl{}
+	for i := range 1000 {
+		topic := fmt.Sprint("t", i)
+		w.Ihave = append(w.Ihave, &messages.GossipIHave{Topic: topic})
+		w.Graft = append(w.Graft, topic)
+		w.Prune = append(w.Prune, &messages.GossipPrune{Topic: topic})
+		w.Tree = append(w.Tree, &messages.GossipTree{Topic: topic, Root: nid(1).Bytes(), Dist: 1})
+	}
+	c := controlFromWire(w, 10, 5)
+	if len(c.IHave) != 5 || len(c.Graft) != 5 || len(c.Prune) != 5 || len(c.Tree) != 5 {
+		t.Fatalf("read %d IHAVEs, %d grafts, %d prunes, %d tree reports; want 5 of each",
+			len(c.IHave), len(c.Graft), len(c.Prune), len(c.Tree))
+	}
+	if c.Tree[4].Topic != "t4" || c.Graft[0] != "t0" {
+		t.Fatalf("not the first entries: %q %q", c.Tree[4].Topic, c.Graft[0])
 	}
 }
 
@@ -152,7 +174,7 @@ func TestRPCEncoderReusesItsStructsWithoutCarryingFieldsOver(t *testing.T) {
 			}
 			return
 		}
-		if c := controlFromWire(got.Control, 100); !reflect.DeepEqual(c, want) {
+		if c := controlFromWire(got.Control, 100, 64); !reflect.DeepEqual(c, want) {
 			t.Fatalf("control came back as %+v, want %+v", c, want)
 		}
 	}
