@@ -383,3 +383,20 @@ func TestProtocolActorReceivesTopicMessages(t *testing.T) {
 		t.Fatalf("%d unexpected messages reached the actor", len(got))
 	}
 }
+
+// A protocol actor that subscribes to topics and cancels them over its life leaves nothing behind for the
+// subscriptions it cancelled (each kept its queue of deliveries until the actor stopped).
+func TestCancelledProtocolSubscriptionsAreForgotten(t *testing.T) {
+	n := testkit.NewNetwork(t, 1).Nodes[0]
+	register(t, n, "watch/1", actor.PropsFromFunc(func(actor.Context) {}))
+	for i := range 50 {
+		sub, err := n.SubscribeProtocol(ctxTimeout(t, 5*time.Second), fmt.Sprint("t", i%3), "watch/1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub.Cancel()
+	}
+	if got := n.ProtocolSubscriptions("watch/1"); got > 1 {
+		t.Fatalf("%d subscriptions kept after 50 were made and cancelled, want at most the last one", got)
+	}
+}

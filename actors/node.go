@@ -646,8 +646,9 @@ func (reg *registration) stopped() bool {
 	}
 }
 
-// follow ties sub to reg, which cancels it when its actor stops. It reports false, keeping nothing, when reg's
-// actor has stopped already.
+// follow ties sub to reg, which cancels it when its actor stops; the subscriptions cancelled since are forgotten
+// (an actor subscribing and cancelling topics for its whole life kept every one). It reports false, keeping
+// nothing, when reg's actor has stopped already.
 func (r *protocolRegistry) follow(reg *registration, sub *gossip.Subscription) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -656,6 +657,14 @@ func (r *protocolRegistry) follow(reg *registration, sub *gossip.Subscription) b
 		return false
 	default:
 	}
+	reg.subs = slices.DeleteFunc(reg.subs, func(s *gossip.Subscription) bool {
+		select {
+		case <-s.Done():
+			return true
+		default:
+			return false
+		}
+	})
 	reg.subs = append(reg.subs, sub)
 	return true
 }

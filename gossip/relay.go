@@ -267,6 +267,9 @@ func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 // Panics counts the deliveries whose handler panicked (each logged; the subscription goes on).
 func (s *Subscription) Panics() uint64 { return s.panics.Load() }
 
+// Done is closed once the subscription is cancelled (Cancel, or its relay stopped with its node).
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
 // Cancel ends the subscription: no delivery starts after it returns (one may still be running), and the node
 // leaves the topic when this was its last subscription. It is idempotent.
 func (s *Subscription) Cancel() {
