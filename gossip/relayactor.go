@@ -588,6 +588,9 @@ func (a *relayActor) apply(out Output) {
 // sendAll sends each peer what sends has for it, the peers in the order sends first names them (the router lists
 // tree links first: they get their copy queued first). A peer's sends go in one RPC, or in as many as it takes to
 // keep each under MaxRPCSize (the network refuses larger ones): control rides the first.
+// rpcEnvelopeBound bounds what an RPC adds around its control (the field's tag and length).
+const rpcEnvelopeBound = 16
+
 func (a *relayActor) sendAll(sends []Send) {
 	e := &a.enc
 	taken := e.taken[:0]
@@ -607,22 +610,32 @@ func (a *relayActor) sendAll(sends []Send) {
 				continue
 			}
 			taken[j] = true
-			n := 0
+			// A control too large for one RPC (many busy topics) goes in parts: sent whole, the Network refused
+			// it, and all control to the peer was lost.
+			var parts []*Control
 			if s.Control != nil {
-				n += controlWireBound(s.Control)
+				parts = splitControl(s.Control, a.cfg.MaxRPCSize-rpcEnvelopeBound)
+			}
+			for k, c := range parts {
+				n := controlWireBound(c)
+				if k == len(parts)-1 && s.Msg != nil {
+					n += messageWireSize(s.Msg)
+				}
+				if size > 0 && size+n > a.cfg.MaxRPCSize {
+					a.sendRPC(to, rpc, len(rpc.Messages) == 0)
+					rpc, size = e.begin(), 0
+				}
+				size += n
+				e.addControl(c)
 			}
 			if s.Msg != nil {
-				n += messageWireSize(s.Msg)
-			}
-			if size > 0 && size+n > a.cfg.MaxRPCSize {
-				a.sendRPC(to, rpc, len(rpc.Messages) == 0)
-				rpc, size = e.begin(), 0
-			}
-			size += n
-			if s.Control != nil {
-				e.addControl(s.Control)
-			}
-			if s.Msg != nil {
+				if n := messageWireSize(s.Msg); len(parts) == 0 {
+					if size > 0 && size+n > a.cfg.MaxRPCSize {
+						a.sendRPC(to, rpc, len(rpc.Messages) == 0)
+						rpc, size = e.begin(), 0
+					}
+					size += n
+				}
 				e.addMessage(s.Msg)
 			}
 		}

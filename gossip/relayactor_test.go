@@ -431,3 +431,30 @@ func TestControlOnlyRPCsCountAgainstTheRateLimit(t *testing.T) {
 		t.Fatalf("20 control-only RPCs with a burst of 5: %d rate limited, want 15", a.stats.RateLimited)
 	}
 }
+
+// Control for a peer too large for one RPC goes out in RPCs that each fit MaxRPCSize (sent whole, the Network
+// refused it and all the peer's control was lost), its entries all there.
+func TestOversizedControlGoesOutInRPCsThatFit(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.MaxMessageSize, cfg.MaxRPCSize = 4<<10, 16<<10
+	net := &flakyNetwork{self: nid(1), peer: nid(2)}
+	a := &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), peers: map[session.NodeID]bool{nid(2): true}}
+	c := &Control{}
+	for i := range 400 {
+		c.Tree = append(c.Tree, TreeInfo{Topic: fmt.Sprint("topic-", i), Root: nid(1), Dist: 1})
+		c.Graft = append(c.Graft, fmt.Sprint("topic-", i))
+	}
+	a.sendAll([]Send{{To: nid(2), Control: c}, {To: nid(2), Msg: &Message{Topic: "topic-0", Origin: nid(1), Data: []byte("x")}}})
+	trees, grafts, msgs := 0, 0, 0
+	for i, rpc := range net.sent {
+		if n := proto.Size(rpc); n > cfg.MaxRPCSize {
+			t.Fatalf("RPC %d: %d bytes, MaxRPCSize %d", i, n, cfg.MaxRPCSize)
+		}
+		trees += len(rpc.GetControl().GetTree())
+		grafts += len(rpc.GetControl().GetGraft())
+		msgs += len(rpc.Messages)
+	}
+	if len(net.sent) < 2 || trees != 400 || grafts != 400 || msgs != 1 {
+		t.Fatalf("%d RPCs with %d tree reports, %d grafts, %d messages; want several, 400, 400, 1", len(net.sent), trees, grafts, msgs)
+	}
+}

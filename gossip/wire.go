@@ -81,6 +81,46 @@ func controlWireBound(c *Control) int {
 	return n
 }
 
+// splitControl returns c in parts whose controlWireBound is at most limit each: c itself when it fits, otherwise its
+// entries packed in order, the IWANT ids in pieces where they do not fit whole. One entry larger than limit on its
+// own (an IHAVE of more ids than limit holds; MaxIHaveLength keeps them far smaller) makes a part of its own.
+func splitControl(c *Control, limit int) []*Control {
+	if controlWireBound(c) <= limit {
+		return []*Control{c}
+	}
+	empty := controlWireBound(&Control{})
+	var parts []*Control
+	cur, size := &Control{}, empty
+	take := func(entry *Control, merge func(*Control)) {
+		n := controlWireBound(entry) - empty
+		if size+n > limit && size > empty {
+			parts = append(parts, cur)
+			cur, size = &Control{}, empty
+		}
+		merge(cur)
+		size += n
+	}
+	for _, ih := range c.IHave {
+		take(&Control{IHave: []IHave{ih}}, func(p *Control) { p.IHave = append(p.IHave, ih) })
+	}
+	per := max(1, (limit-empty)/(2+MsgIDSize))
+	for ids := c.IWant; len(ids) > 0; {
+		chunk := ids[:min(len(ids), per)]
+		ids = ids[len(chunk):]
+		take(&Control{IWant: chunk}, func(p *Control) { p.IWant = append(p.IWant, chunk...) })
+	}
+	for _, g := range c.Graft {
+		take(&Control{Graft: []string{g}}, func(p *Control) { p.Graft = append(p.Graft, g) })
+	}
+	for _, pr := range c.Prune {
+		take(&Control{Prune: []Prune{pr}}, func(p *Control) { p.Prune = append(p.Prune, pr) })
+	}
+	for _, ti := range c.Tree {
+		take(&Control{Tree: []TreeInfo{ti}}, func(p *Control) { p.Tree = append(p.Tree, ti) })
+	}
+	return append(parts, cur)
+}
+
 // errBadMessage is wrapped by the errors of messageFromWire.
 var errBadMessage = errors.New("gossip: malformed message")
 

@@ -246,3 +246,44 @@ func TestWireSizesBoundTheEncoding(t *testing.T) {
 	}
 	e.end()
 }
+
+// A control too large for one RPC is split into parts that each fit, its entries all there, in order.
+func TestSplitControlKeepsEveryEntryInPartsThatFit(t *testing.T) {
+	c := &Control{}
+	for i := range 300 {
+		topic := fmt.Sprint("topic-", i)
+		ih := IHave{Topic: topic}
+		for j := range 50 {
+			ih.IDs = append(ih.IDs, MsgID{byte(i), byte(j)})
+		}
+		c.IHave = append(c.IHave, ih)
+		c.Graft = append(c.Graft, topic)
+		c.Prune = append(c.Prune, Prune{Topic: topic})
+		c.Tree = append(c.Tree, TreeInfo{Topic: topic, Root: nid(1), Dist: 1})
+	}
+	for i := range 5000 {
+		c.IWant = append(c.IWant, MsgID{byte(i), byte(i >> 8), 7})
+	}
+	const limit = 16 << 10
+	parts := splitControl(c, limit)
+	if len(parts) < 2 {
+		t.Fatalf("%d parts for a control of %d bytes", len(parts), controlWireBound(c))
+	}
+	var joined Control
+	for i, p := range parts {
+		if n := controlWireBound(p); n > limit {
+			t.Fatalf("part %d: %d bytes, limit %d", i, n, limit)
+		}
+		joined.IHave = append(joined.IHave, p.IHave...)
+		joined.IWant = append(joined.IWant, p.IWant...)
+		joined.Graft = append(joined.Graft, p.Graft...)
+		joined.Prune = append(joined.Prune, p.Prune...)
+		joined.Tree = append(joined.Tree, p.Tree...)
+	}
+	if !reflect.DeepEqual(&joined, c) {
+		t.Fatal("the parts do not add up to the control")
+	}
+	if small := (&Control{Graft: []string{"a"}}); len(splitControl(small, limit)) != 1 || splitControl(small, limit)[0] != small {
+		t.Fatal("a control that fits is not taken as it is")
+	}
+}
