@@ -13,6 +13,7 @@ import (
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit/poll"
 )
 
 // heldNet is a Network with no peers whose table copies (one per step of a node below its outbound target) wait
@@ -104,21 +105,6 @@ func (p *probe) instance(t *testing.T, sys *actor.ActorSystem, pid *actor.PID) *
 	}
 }
 
-// waitUntil polls cond until it holds or d passes.
-func waitUntil(t *testing.T, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.After(d)
-	poll := time.NewTicker(2 * time.Millisecond)
-	defer poll.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("waited %v for %s", d, what)
-		case <-poll.C:
-		}
-	}
-}
-
 // A bootstrapper restarted after failures ends its failed incarnation's step and timer: one step at a time runs, and
 // one schedule. Before, the failed incarnation's step ran on beside the new one's, and its result armed a second
 // timer chain in the new incarnation.
@@ -139,11 +125,11 @@ func TestRestartEndsTheFailedIncarnation(t *testing.T) {
 	pid := sys.Root.Spawn(props.Clone(actor.WithGuardian(restart), actor.WithReceiverMiddleware(p.middleware)))
 	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
 
-	waitUntil(t, 5*time.Second, func() bool { return net.calls.Load() == 1 }, "the first step")
+	poll.Until(t, 5*time.Second, func() bool { return net.calls.Load() == 1 }, "the first step")
 	last := p.instance(t, sys, pid)
 	for i := int64(2); i <= 3; i++ {
 		sys.Root.Send(pid, &failNow{})
-		waitUntil(t, 5*time.Second, func() bool { return net.calls.Load() == i }, "the restarted incarnation's step")
+		poll.Until(t, 5*time.Second, func() bool { return net.calls.Load() == i }, "the restarted incarnation's step")
 		b := p.instance(t, sys, pid)
 		if b == last {
 			t.Fatal("the bootstrapper was not restarted")

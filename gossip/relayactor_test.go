@@ -180,9 +180,8 @@ func TestRelaySplitsIWantRepliesUnderTheRPCLimit(t *testing.T) {
 		ids = append(ids, m.ID[:])
 	}
 	net := &sizeNetwork{max: cfg.MaxRPCSize}
-	a := &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r,
-		peers: map[session.NodeID]bool{nid(1): true, nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{}},
-		limiter: routing.NewRateLimiter[session.NodeID](1000, 1000, 10)}
+	a := testShell(cfg, r, net, 1000, 1000)
+	a.peers[nid(1)] = true
 	// An announcement of a message the node misses: the node's IWANT for it goes back with the replies.
 	ihave := &messages.GossipIHave{Topic: topicA, Ids: [][]byte{bytes.Repeat([]byte{0xee}, MsgIDSize)}}
 	a.handleRPC(nid(2), &messages.GossipRPC{Control: &messages.GossipControl{Iwant: ids, Ihave: []*messages.GossipIHave{ihave}}})
@@ -268,9 +267,8 @@ func TestRelayRefusesTopicsOverMaxTopicLength(t *testing.T) {
 	}
 	for name, rpc := range rpcs {
 		r := joined(t, rcfg.Router, 2)
-		a := &relayActor{cfg: rcfg, net: &flakyNetwork{self: nid(1), peer: nid(2)}, log: zerolog.Nop(), router: r,
-			peers: map[session.NodeID]bool{nid(1): true, nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{}},
-			limiter: routing.NewRateLimiter[session.NodeID](1000, 1000, 10)}
+		a := testShell(rcfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 1000, 1000)
+		a.peers[nid(1)] = true
 		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: "other", Subscribe: true})
 		a.handleRPC(nid(2), rpc)
 		if a.stats.Malformed != 1 || r.Stats().Rejected != 1 {
@@ -288,9 +286,7 @@ func TestRateLimitSurvivesAReconnect(t *testing.T) {
 	cfg := DefaultRelayConfig()
 	cfg.Router.Self = nid(1)
 	r := joined(t, cfg.Router, 2)
-	a := &relayActor{cfg: cfg, net: &flakyNetwork{self: nid(1), peer: nid(2)}, log: zerolog.Nop(), router: r,
-		peers: map[session.NodeID]bool{nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{}},
-		limiter: routing.NewRateLimiter[session.NodeID](0.001, 3, 10)}
+	a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 0.001, 3)
 	burst := func() *messages.GossipRPC {
 		rpc := &messages.GossipRPC{}
 		for range 3 {
@@ -307,6 +303,14 @@ func TestRateLimitSurvivesAReconnect(t *testing.T) {
 	if a.stats.RateLimited != 3 {
 		t.Fatalf("a burst after a reconnect: %d rate limited, want all 3", a.stats.RateLimited)
 	}
+}
+
+// testShell returns a relay actor, not spawned, around r on net, with nid(2) a greeted gossip peer and a message
+// rate limit of rate and burst: for tests that call its handlers directly.
+func testShell(cfg RelayConfig, r *Router, net Network, rate float64, burst int) *relayActor {
+	return &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r,
+		peers: map[session.NodeID]bool{nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{}},
+		limiter: routing.NewRateLimiter[session.NodeID](rate, burst, 10)}
 }
 
 // spawnRelay starts a relay actor with cfg on net in an actor system of its own, all stopped when the test ends.
@@ -397,10 +401,8 @@ func TestARepeatedHelloIsAnsweredOncePerHeartbeat(t *testing.T) {
 	cfg.Router.Self = nid(1)
 	r := joined(t, cfg.Router, 2)
 	net := &flakyNetwork{self: nid(1), peer: nid(2)}
-	a := &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r,
-		peers:      map[session.NodeID]bool{nid(2): true},
-		relayState: &relayState{subs: map[string][]*Subscription{topicA: {{topic: topicA}}}},
-		limiter:    routing.NewRateLimiter[session.NodeID](1000, 1000, 10)}
+	a := testShell(cfg, r, net, 1000, 1000)
+	a.subs[topicA] = []*Subscription{{topic: topicA}}
 	hello := &messages.GossipRPC{Hello: true, Subscriptions: []*messages.GossipSubscription{{Topic: topicA, Subscribe: true}}}
 	for range 100 {
 		a.handleRPC(nid(2), hello)
@@ -421,9 +423,7 @@ func TestControlOnlyRPCsCountAgainstTheRateLimit(t *testing.T) {
 	cfg := DefaultRelayConfig()
 	cfg.Router.Self = nid(1)
 	r := joined(t, cfg.Router, 2)
-	a := &relayActor{cfg: cfg, net: &flakyNetwork{self: nid(1), peer: nid(2)}, log: zerolog.Nop(), router: r,
-		peers: map[session.NodeID]bool{nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{}},
-		limiter: routing.NewRateLimiter[session.NodeID](0.001, 5, 10)}
+	a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 0.001, 5)
 	for range 20 {
 		a.handleRPC(nid(2), &messages.GossipRPC{Control: &messages.GossipControl{Graft: []string{topicA}}})
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit/poll"
 )
 
 // eventNet is a Network that publishes peer events to its live subscriptions and whose requests hang until their
@@ -138,21 +139,6 @@ func (p *probe) view(t *testing.T, sys *actor.ActorSystem, pid *actor.PID) actor
 	}
 }
 
-// waitUntil polls cond until it holds or the deadline passes.
-func waitUntil(t *testing.T, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.After(d)
-	poll := time.NewTicker(2 * time.Millisecond)
-	defer poll.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("waited %v for %s", d, what)
-		case <-poll.C:
-		}
-	}
-}
-
 // A routing actor restarted after failures ends what its failed incarnations ran: their peer-event subscriptions,
 // revalidation timers and exchanges (whose results the new incarnation must not count: its inFlight would go below
 // zero), and answers their lookups. Before, each restart left one more subscription and one more revalidation chain
@@ -183,17 +169,17 @@ func TestRestartEndsTheFailedIncarnation(t *testing.T) {
 	for i := byte(0); i < 3; i++ { // three exchanges in flight, with peers that never answer
 		net.emit(&messages.PeerConnected{PeerId: (&session.NodeID{10 + i})[:], Outbound: true})
 	}
-	waitUntil(t, 5*time.Second, func() bool { return net.requests.Load() == 3 }, "three exchanges")
+	poll.Until(t, 5*time.Second, func() bool { return net.requests.Load() == 3 }, "three exchanges")
 	seed := Entry{ID: session.NodeID{9}, Addr: "198.51.100.1:4001"}
 	lookup := make(chan LookupResult, 1)
 	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Reply: lookup})
-	waitUntil(t, 5*time.Second, func() bool { return net.requests.Load() == 4 }, "the lookup's request")
+	poll.Until(t, 5*time.Second, func() bool { return net.requests.Load() == 4 }, "the lookup's request")
 
 	sys.Root.Send(pid, &failNow{})
 	if r := awaitLookup(t, lookup, "the lookup in flight at the failure"); !errors.Is(r.Err, ErrRestarted) {
 		t.Fatalf("the lookup in flight at the failure: %+v, want ErrRestarted", r)
 	}
-	waitUntil(t, 5*time.Second, func() bool { return p.exchanges.Load() == 3 }, "the failed incarnation's exchanges to end")
+	poll.Until(t, 5*time.Second, func() bool { return p.exchanges.Load() == 3 }, "the failed incarnation's exchanges to end")
 	last := p.view(t, sys, pid)
 	if last.instance == first {
 		t.Fatal("the actor was not restarted")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit/poll"
 )
 
 // busyNet answers every request at once with an error wrapping ErrPeerBusy (a peer's "overloaded", or the local
@@ -227,8 +228,8 @@ func TestALivenessCheckGivesTheAddressBookTheEntrysAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	sys.Root.Send(pid, &AddRecords{Records: []*messages.NodeRecord{r}})
-	waitUntil(t, 5*time.Second, func() bool { return net.addr(x.NodeID()) != "" }, "the record's address in the book")
+	poll.Until(t, 5*time.Second, func() bool { return net.addr(x.NodeID()) != "" }, "the record's address in the book")
 	net.forget(x.NodeID()) // the bounded book forgot it
-	waitUntil(t, 5*time.Second, func() bool { return net.addr(x.NodeID()) == "198.51.100.7:4001" },
+	poll.Until(t, 5*time.Second, func() bool { return net.addr(x.NodeID()) == "198.51.100.7:4001" },
 		"the liveness check of the entry giving the book its address back")
 }

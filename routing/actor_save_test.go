@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/testkit/poll"
 )
 
 // slowStore writes the peer store once release is closed, telling entered when a save starts; it counts the saves
@@ -111,7 +112,7 @@ func TestPeerStoreSaveDoesNotHoldTheActor(t *testing.T) {
 	}
 
 	release()
-	waitUntil(t, 5*time.Second, func() bool { calls, _ := store.counts(); return calls >= 3 }, "saves once the first ended")
+	poll.Until(t, 5*time.Second, func() bool { calls, _ := store.counts(); return calls >= 3 }, "saves once the first ended")
 	if err := sys.Root.StopFuture(pid).Wait(); err != nil { // the final save, after the one in progress
 		t.Fatal(err)
 	}

@@ -1,0 +1,27 @@
+// Package poll waits, in tests, for a condition to hold: it polls the condition with a deadline, so that tests
+// never sleep as a way to synchronise. It imports nothing of actormesh, so that the tests of every package, those
+// that testkit itself depends on included, can use it.
+package poll
+
+import (
+	"testing"
+	"time"
+)
+
+// Every is how often Until checks its condition.
+const Every = 2 * time.Millisecond
+
+// Until polls cond every Every until it holds, failing t (Fatalf, naming what it waited for) once d has passed.
+func Until(t testing.TB, d time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.After(d)
+	tick := time.NewTicker(Every)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			t.Fatalf("waited %v for %s", d, what)
+		case <-tick.C:
+		}
+	}
+}
