@@ -3,7 +3,6 @@
 package actors
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -505,23 +504,17 @@ func (s *peerSet) appendIDs(out []session.NodeID, keep func(*peerConn) bool) []s
 const addressBookSize = 4096
 
 // addressBook remembers the last known dialable address of peers, bounded: when full, learning a new peer's
-// address forgets the address learned least recently. (Dropping new ones instead let a flood of records fill the
-// book for good: every later dial of a node learned since then had to look its address up in the DHT first.)
+// address forgets another's, drawn at random (Go's map order). Dropping new ones instead let a flood of records
+// fill the book for good, so that every later dial of a node learned since then looked its address up in the DHT
+// first; the routing actor gives the book a table entry's address again when it checks the entry.
 type addressBook struct {
-	mu    sync.Mutex
-	max   int
-	m     map[session.NodeID]*list.Element // elements hold bookEntry
-	order *list.List                       // least recently learned at the back
-}
-
-// bookEntry is one address of an addressBook.
-type bookEntry struct {
-	id   session.NodeID
-	addr string
+	mu  sync.Mutex
+	max int
+	m   map[session.NodeID]string
 }
 
 func newAddressBook(max int) *addressBook {
-	return &addressBook{max: max, m: make(map[session.NodeID]*list.Element), order: list.New()}
+	return &addressBook{max: max, m: make(map[session.NodeID]string)}
 }
 
 func (b *addressBook) put(id session.NodeID, addr string) {
@@ -530,26 +523,20 @@ func (b *addressBook) put(id session.NodeID, addr string) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if el, ok := b.m[id]; ok {
-		el.Value = bookEntry{id: id, addr: addr}
-		b.order.MoveToFront(el)
-		return
+	if _, ok := b.m[id]; !ok && len(b.m) >= b.max {
+		for other := range b.m {
+			delete(b.m, other)
+			break
+		}
 	}
-	if b.order.Len() >= b.max {
-		oldest := b.order.Back()
-		delete(b.m, oldest.Value.(bookEntry).id)
-		b.order.Remove(oldest)
-	}
-	b.m[id] = b.order.PushFront(bookEntry{id: id, addr: addr})
+	b.m[id] = addr
 }
 
 func (b *addressBook) get(id session.NodeID) (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if el, ok := b.m[id]; ok {
-		return el.Value.(bookEntry).addr, true
-	}
-	return "", false
+	a, ok := b.m[id]
+	return a, ok
 }
 
 // protocolRegistry maps protocol ids to protocol actors; read by connection readers.
