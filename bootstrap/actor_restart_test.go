@@ -146,15 +146,7 @@ func TestRestartEndsTheFailedIncarnation(t *testing.T) {
 		<-p.ticks
 	}
 	const k = 20
-	var times []time.Time
-	for len(times) < k {
-		select {
-		case at := <-p.ticks:
-			times = append(times, at)
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%d ticks, want %d", len(times), k)
-		}
-	}
+	times := poll.Take(t, p.ticks, k, 5*time.Second, "ticks")
 	if span, min := times[k-1].Sub(times[0]), (k-2)*cfg.Interval; span < min {
 		t.Fatalf("%d ticks in %v, want at least %v apart: more than one schedule runs", k, span, min)
 	}

@@ -208,15 +208,7 @@ func TestRestartEndsTheFailedIncarnation(t *testing.T) {
 		<-p.ticks
 	}
 	const k = 20
-	var times []time.Time
-	for len(times) < k {
-		select {
-		case at := <-p.ticks:
-			times = append(times, at)
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%d revalidation ticks, want %d", len(times), k)
-		}
-	}
+	times := poll.Take(t, p.ticks, k, 5*time.Second, "revalidation ticks")
 	if span, min := times[k-1].Sub(times[0]), (k-2)*cfg.RevalidateInterval/2; span < min {
 		t.Fatalf("%d revalidation ticks in %v, want at least %v apart: more than one revalidation runs", k, span, min)
 	}

@@ -25,3 +25,19 @@ func Until(t testing.TB, d time.Duration, cond func() bool, what string) {
 		}
 	}
 }
+
+// Take receives n values from ch, failing t (Fatalf, naming what it waited for) if one takes longer than d to
+// come.
+func Take[T any](t testing.TB, ch <-chan T, n int, d time.Duration, what string) []T {
+	t.Helper()
+	out := make([]T, 0, n)
+	for len(out) < n {
+		select {
+		case v := <-ch:
+			out = append(out, v)
+		case <-time.After(d):
+			t.Fatalf("got %d of %d %s, then none for %v", len(out), n, what, d)
+		}
+	}
+	return out
+}

@@ -35,3 +35,21 @@ func TestUntilFailsAfterItsDeadline(t *testing.T) {
 		t.Fatal("Until did not fail once its deadline passed")
 	}
 }
+
+func TestTakeReceivesNValuesOrFails(t *testing.T) {
+	ch := make(chan int, 5)
+	for i := range 5 {
+		ch <- i
+	}
+	if got := Take(t, ch, 3, time.Second, "ints"); len(got) != 3 || got[2] != 2 {
+		t.Fatalf("Take = %v, want the first 3", got)
+	}
+	f := &fakeT{TB: t}
+	func() {
+		defer func() { _ = recover() }()
+		Take(f, ch, 3, 20*time.Millisecond, "ints") // only 2 left
+	}()
+	if f.failed == "" {
+		t.Fatal("Take did not fail when a value never came")
+	}
+}
