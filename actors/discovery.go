@@ -46,7 +46,7 @@ func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.
 		return routing.LookupResult{}, err
 	}
 	reply := make(chan routing.LookupResult, 1)
-	req.Reply, req.Ctx = reply, ctx
+	req.Reply, req.Ctx, req.Fallback = reply, ctx, n.connectedEntries()
 	n.system.Root.Send(n.routing, req)
 	select {
 	case r := <-reply:
@@ -56,6 +56,21 @@ func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.
 	case <-n.closed:
 		return routing.LookupResult{}, ErrClosed
 	}
+}
+
+// connectedEntries returns the connected peers as lookup starting points (routing.LookupRequest.Fallback), with the
+// address each declared it listens on, if any (the lookup asks them over the connection).
+func (n *Node) connectedEntries() []routing.Entry {
+	conns := n.peers.all()
+	out := make([]routing.Entry, 0, len(conns))
+	for _, pc := range conns {
+		e := routing.Entry{ID: pc.id, Key: routing.KeyOf(pc.id)}
+		if addrs := pc.sc.Peer().ListenAddrs; len(addrs) > 0 {
+			e.Addr = addrs[0]
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // bootstrapNetwork is the node as the bootstrapper's Network: its dials are discovery's (the bootnodes it contacts

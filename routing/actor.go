@@ -166,6 +166,10 @@ type LookupRequest struct {
 	// Seeds are extra starting points besides the table's closest, such as bootnodes whose record is not known
 	// yet (ID and Addr are enough).
 	Seeds []Entry
+	// Fallback are starting points for when neither the table nor Seeds name anybody: the node's connected peers,
+	// say, which the table learns of only once an exchange with them has ended (a lookup right after a first
+	// Connect failed with ErrNoPeers).
+	Fallback []Entry
 	// Ctx, if not nil, ends the lookup when it is done (the caller gave up): its requests are cancelled and it
 	// answers with what it found so far.
 	Ctx   context.Context
@@ -739,6 +743,9 @@ func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now ti
 	}
 	a.stats.Lookups++
 	seeds := append(a.table.Closest(req.Target, a.cfg.Table.K), req.Seeds...)
+	if len(seeds) == 0 {
+		seeds = req.Fallback
+	}
 	if len(seeds) == 0 {
 		a.stats.LookupFailures++
 		a.answer(req, LookupResult{Err: ErrNoPeers})

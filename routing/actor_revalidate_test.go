@@ -233,3 +233,36 @@ func TestALivenessCheckGivesTheAddressBookTheEntrysAddress(t *testing.T) {
 	poll.Until(t, 5*time.Second, func() bool { return net.addr(x.NodeID()) == "198.51.100.7:4001" },
 		"the liveness check of the entry giving the book its address back")
 }
+
+// A lookup with an empty table and no seeds starts from its Fallback (the node's connected peers, which the table
+// learns of only after an exchange): it used to fail with ErrNoPeers right after a first Connect.
+func TestALookupStartsFromItsFallbackWhenTheTableIsEmpty(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	net := &bookNet{id: identity(t, 200).NodeID(), addrs: map[session.NodeID]string{}}
+	props, err := NewActorProps(DefaultConfig(), net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := sys.Root.Spawn(props)
+	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+	peer := identity(t, 1).NodeID()
+	lookup := func(fallback []Entry) LookupResult {
+		reply := make(chan LookupResult, 1)
+		sys.Root.Send(pid, &LookupRequest{Target: KeyOf(identity(t, 2).NodeID()), Fallback: fallback, Reply: reply})
+		select {
+		case r := <-reply:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatal("no lookup result")
+			return LookupResult{}
+		}
+	}
+	if r := lookup(nil); !errors.Is(r.Err, ErrNoPeers) {
+		t.Fatalf("no table, no seeds, no fallback: %v, want ErrNoPeers", r.Err)
+	}
+	r := lookup([]Entry{{ID: peer, Key: KeyOf(peer), Addr: "198.51.100.9:4001"}})
+	if errors.Is(r.Err, ErrNoPeers) || r.Queried != 1 || net.addr(peer) != "198.51.100.9:4001" {
+		t.Fatalf("with a fallback: err %v, %d asked, book %q; want the fallback asked", r.Err, r.Queried, net.addr(peer))
+	}
+}
