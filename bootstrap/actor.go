@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -87,12 +86,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// The actor's own messages; gen is the incarnation of the actor that sent one (bootstrapper.gen): a restarted actor
-// keeps its PID and mailbox, and what its failed incarnation's step and timer send is not for the new one.
+// The actor's own messages; from is the incarnation of the actor that sent one: a restarted actor keeps its PID and
+// mailbox, and what its failed incarnation's step and timer send is not for the new one.
 type (
-	tick     struct{ gen uint64 }
+	tick     struct{ from *bootstrapper }
 	stepDone struct {
-		gen    uint64
+		from   *bootstrapper
 		failed []session.NodeID
 		joined bool
 		// lost is set when the routing table is empty after the step: the node knows nobody to look up from
@@ -108,7 +107,6 @@ type (
 // first, and each one the supervisor restarts after a failure) is a new bootstrapper with a context and step of its
 // own; Stopping and Restarting end its timer and step.
 type bootstrapper struct {
-	gen uint64 // this incarnation, unique among those of its props
 	cfg Config
 	net Network
 	log zerolog.Logger
@@ -137,11 +135,10 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	var incarnations atomic.Uint64
 	return actor.PropsFromProducer(func() actor.Actor {
 		ctx, cancel := context.WithCancel(context.Background())
 		b := &bootstrapper{
-			gen: incarnations.Add(1), cfg: cfg, net: net, log: cfg.Logger, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+			cfg: cfg, net: net, log: cfg.Logger, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 			backoff: make(map[session.NodeID]*candidateBackoff), ctx: ctx, cancel: cancel,
 		}
 		b.refresh = newRefreshSchedule(cfg.Interval, cfg.RefreshInterval, b.jittered)
@@ -161,13 +158,13 @@ func (b *bootstrapper) Receive(ctx actor.Context) {
 		b.self, b.sys = ctx.Self(), ctx.ActorSystem()
 		b.startStep()
 	case *tick:
-		if m.gen != b.gen {
+		if m.from != b {
 			return // a failed incarnation's timer fired before it was stopped: this one has its own
 		}
 		b.timer = nil
 		b.startStep()
 	case *stepDone:
-		if m.gen != b.gen {
+		if m.from != b {
 			return // a failed incarnation's step: this one runs its own
 		}
 		b.busy = false
@@ -190,7 +187,7 @@ func (b *bootstrapper) Receive(ctx actor.Context) {
 				delete(b.backoff, id)
 			}
 		}
-		self, sys, t := b.self, b.sys, &tick{gen: b.gen}
+		self, sys, t := b.self, b.sys, &tick{from: b}
 		b.timer = time.AfterFunc(b.cfg.Interval, func() { sys.Root.Send(self, t) })
 	case *actor.Stopping:
 		b.teardown()
@@ -233,14 +230,14 @@ func (b *bootstrapper) startStep() {
 	if plan.refresh {
 		plan.randomLookup = b.refresh.start(now)
 	}
-	self, sys, gen := b.self, b.sys, b.gen
+	self, sys, from := b.self, b.sys, b
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.StepTimeout)
 		defer cancel()
 		done := b.run(ctx, plan)
-		done.gen = gen
+		done.from = from
 		sys.Root.Send(self, done)
 	}()
 }

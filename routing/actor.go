@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -220,19 +219,19 @@ type Stats struct {
 	Misbehaved uint64
 }
 
-// internal mailbox messages; gen is the incarnation of the actor that sent one (routingActor.gen): a restarted actor
-// keeps its PID and mailbox, and what its failed incarnation's exchanges and timer send is not for the new one.
+// internal mailbox messages; from is the incarnation of the actor that sent one: a restarted actor keeps its PID
+// and mailbox, and what its failed incarnation's exchanges and timer send is not for the new one.
 type (
 	exchangeDone struct {
-		gen   uint64
+		from  *routingActor
 		peer  session.NodeID
 		check bool // a liveness check
 		reply *messages.Nodes
 		err   error
 	}
-	revalidateTick struct{ gen uint64 }
+	revalidateTick struct{ from *routingActor }
 	// saveDone ends a periodic save of the peer store (startSave).
-	saveDone       struct{ gen uint64 }
+	saveDone       struct{ from *routingActor }
 	lookupFinished struct {
 		req    *LookupRequest
 		result LookupResult
@@ -254,7 +253,6 @@ type (
 // table, context and goroutines of its own; Stopping and Restarting end the incarnation's goroutines, timer and
 // peer-event subscription (teardown).
 type routingActor struct {
-	gen     uint64 // this incarnation, unique among those of its props
 	cfg     Config
 	net     Network
 	log     zerolog.Logger
@@ -298,12 +296,10 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 	if _, err := NewTable(net.ID(), cfg.Table); err != nil {
 		return nil, err
 	}
-	var incarnations atomic.Uint64
 	return actor.PropsFromProducer(func() actor.Actor {
 		table, _ := NewTable(net.ID(), cfg.Table)
 		ctx, cancel := context.WithCancel(context.Background())
 		return &routingActor{
-			gen: incarnations.Add(1),
 			cfg: cfg, net: net, log: cfg.Logger, table: table, records: newVerifiedRecords(8192),
 			limiter:  NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 4096),
 			checks:   NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
@@ -359,13 +355,13 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case InboundRequest:
 		a.serve(m, now)
 	case *exchangeDone:
-		if m.gen == a.gen {
+		if m.from == a {
 			a.exchangeDone(m, now)
 		}
 	case *learned:
 		a.learn(m.from, m.nodes, now, true)
 	case *revalidateTick:
-		if m.gen != a.gen {
+		if m.from != a {
 			return // a failed incarnation's timer fired before it was stopped: this one has its own
 		}
 		a.revalidate(now)
@@ -374,7 +370,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		}
 		a.armRevalidation()
 	case *saveDone:
-		if m.gen == a.gen {
+		if m.from == a {
 			a.saving = false
 		}
 	case *LookupRequest:
@@ -438,77 +434,6 @@ func (a *routingActor) teardown(err error) {
 		a.answer(req, LookupResult{Err: err})
 	}
 	clear(a.lookups)
-}
-
-func (a *routingActor) armRevalidation() {
-	self, root, tick := a.self, a.root, &revalidateTick{gen: a.gen}
-	a.timer = time.AfterFunc(jittered(a.rng, a.cfg.RevalidateInterval), func() { root.Send(self, tick) })
-}
-
-// jittered returns a wait drawn uniformly from [d/2, 3d/2): nodes started together (after an outage, or in a
-// simulation) do not check their tables in step, which would make bursts of dials network-wide.
-func jittered(rng *rand.Rand, d time.Duration) time.Duration {
-	if d < 2 {
-		return d
-	}
-	return d/2 + time.Duration(rng.Int64N(int64(d)))
-}
-
-// storeRecords returns the table's records, to be saved to the peer store.
-func (a *routingActor) storeRecords() []*messages.NodeRecord {
-	var recs []*messages.NodeRecord
-	for _, e := range a.table.Entries() {
-		if e.Record != nil {
-			recs = append(recs, e.Record)
-		}
-	}
-	return recs
-}
-
-// startSave saves the table's records to the peer store in a goroutine the actor owns, as marshalling, writing and
-// syncing the file would hold up the actor; saveDone reports its end. One runs at a time.
-func (a *routingActor) startSave(now time.Time) {
-	if a.cfg.StorePath == "" {
-		return
-	}
-	a.lastSave = now
-	recs := a.storeRecords()
-	if len(recs) == 0 {
-		return
-	}
-	a.saving = true
-	save, path, log, self, root, gen := a.save, a.cfg.StorePath, a.log, a.self, a.root, a.gen
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		writeStore(save, path, recs, now, log)
-		root.Send(self, &saveDone{gen: gen})
-	}()
-}
-
-// saveStore saves the table's records to the peer store on the actor: the final save, at Stopping, once the
-// actor's goroutines (a periodic save among them) have ended.
-func (a *routingActor) saveStore(now time.Time) {
-	if a.cfg.StorePath == "" {
-		return
-	}
-	a.lastSave = now
-	if recs := a.storeRecords(); len(recs) > 0 {
-		writeStore(a.save, a.cfg.StorePath, recs, now, a.log)
-	}
-}
-
-// saveFunc writes a peer store file, as SaveStore.
-type saveFunc func(path string, records []*messages.NodeRecord, now time.Time) error
-
-// writeStore writes records to the peer store at path with save (a small file, written atomically); errors are
-// logged.
-func writeStore(save saveFunc, path string, records []*messages.NodeRecord, now time.Time, log zerolog.Logger) {
-	if err := save(path, records, now); err != nil {
-		log.Warn().Err(err).Msg("saving the peer store")
-		return
-	}
-	log.Debug().Int("records", len(records)).Str("path", path).Msg("peer store saved")
 }
 
 // serve answers a FindNode from a peer, within its rate limit.
@@ -610,7 +535,7 @@ func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) {
 	a.stats.Exchanges++
 	a.inFlight++
 	req := &messages.FindNode{Target: target[:], Sender: a.local}
-	net, timeout, self, root, gen := a.net, a.cfg.RequestTimeout, a.self, a.root, a.gen
+	net, timeout, self, root, from := a.net, a.cfg.RequestTimeout, a.self, a.root, a
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -621,7 +546,7 @@ func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) {
 		if err == nil && !ok {
 			err = fmt.Errorf("routing: peer answered %T", reply)
 		}
-		root.Send(self, &exchangeDone{gen: gen, peer: peer, check: check, reply: nodes, err: err})
+		root.Send(self, &exchangeDone{from: from, peer: peer, check: check, reply: nodes, err: err})
 	}()
 }
 
@@ -664,50 +589,6 @@ func (a *routingActor) penalize(peer session.NodeID, err error) {
 	}
 }
 
-// revalidate checks the least recently seen entry that has answered the node when such a check is due
-// (RevalidateAnsweredInterval), otherwise the nearest neighbour that has not answered, otherwise the least recently
-// seen of the others; never one being checked already, nor one found busy until the others have been checked.
-func (a *routingActor) revalidate(now time.Time) {
-	if !a.check(now) && len(a.busy) > 0 {
-		clear(a.busy) // every entry left to check was busy: a new round
-		a.check(now)
-	}
-}
-
-// check starts the liveness check revalidate chooses, passing over the entries being checked and those found busy;
-// it reports false if there was none to start.
-func (a *routingActor) check(now time.Time) bool {
-	skip := func(id session.NodeID) bool {
-		_, busy := a.busy[id]
-		return a.checking[id] || busy
-	}
-	if !now.Before(a.answeredDue) {
-		if e, ok := a.table.StalestOf(true, skip); ok {
-			a.answeredDue = now.Add(jittered(a.rng, a.cfg.RevalidateAnsweredInterval))
-			a.checkEntry(e)
-			return true
-		}
-	}
-	// The neighbours first: a check is an exchange that introduces this node to the checked one (docs/ARCHITECTURE.md,
-	// Discovery).
-	if e, ok := a.table.NearestUnanswered(a.cfg.Table.K, skip); ok {
-		a.checkEntry(e)
-		return true
-	}
-	if e, ok := a.table.StalestOf(false, skip); ok {
-		a.checkEntry(e)
-		return true
-	}
-	return false
-}
-
-// checkEntry starts the liveness check of a table entry at the address the table holds for it: the node's address
-// book is bounded and may have forgotten it (a dial without an address would first look the node up in the DHT).
-func (a *routingActor) checkEntry(e Entry) {
-	a.net.AddAddress(e.ID, e.Addr)
-	a.exchange(e.ID, a.table.SelfKey(), true)
-}
-
 // receiveStopping handles what reaches the actor after Stopping, while its lookup children stop: a lookup is
 // refused (context.Canceled), a finished lookup's actor stopped, a snapshot given; nothing else is done (no timer
 // armed again, no exchange, no request served), as the node is closing.
@@ -722,18 +603,6 @@ func (a *routingActor) receiveStopping(ctx actor.Context) {
 	case *SnapshotRequest:
 		a.snapshot(m)
 	}
-}
-
-// maxDeferred bounds routingActor.busy, in table buckets' worth (K each): past it a new round starts.
-const maxDeferred = 4
-
-// deferCheck makes revalidate pass over peer, found busy (up, or this node out of connection slots), until it has
-// checked the others.
-func (a *routingActor) deferCheck(peer session.NodeID) {
-	if len(a.busy) >= maxDeferred*a.cfg.Table.K {
-		clear(a.busy)
-	}
-	a.busy[peer] = struct{}{}
 }
 
 func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now time.Time) {

@@ -1,0 +1,57 @@
+package gossip
+
+import (
+	"time"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// Penalties: the count of a peer's rejected messages, kept for a while after it leaves.
+
+// retainedPenalty is a departed peer's count of rejected messages and when it left (Router's clock).
+type retainedPenalty struct {
+	penalty int
+	at      time.Time
+}
+
+// retainPenalty remembers a departing peer's penalty for PenaltyRetention, forgetting the longest departed first
+// beyond MaxPeers of them.
+func (r *Router) retainPenalty(id session.NodeID, penalty int) {
+	if penalty == 0 || r.cfg.PenaltyRetention == 0 {
+		return
+	}
+	if r.retained == nil {
+		r.retained = make(map[session.NodeID]retainedPenalty)
+	}
+	if len(r.retained) >= r.cfg.MaxPeers {
+		var oldest session.NodeID
+		var at time.Time
+		for id, rp := range r.retained {
+			if at.IsZero() || rp.at.Before(at) {
+				oldest, at = id, rp.at
+			}
+		}
+		delete(r.retained, oldest)
+	}
+	r.retained[id] = retainedPenalty{penalty: penalty, at: r.now}
+}
+
+// PenalizePeer counts a message from a peer that the shell rejected before handing it to the Router (a bad
+// signature, say, which must not mark its id as seen) and returns the resulting Penalty, as Validated would. A peer
+// gone by then (it left before an asynchronous verdict) has the message counted in its retained penalty
+// (retainPenalty), so that leaving before the verdicts does not evade the ban.
+func (r *Router) PenalizePeer(id session.NodeID) Penalty {
+	r.stats.Rejected++
+	var n int
+	if p := r.peers[id]; p != nil {
+		p.penalty++
+		n = p.penalty
+	} else {
+		n = 1
+		if rp, ok := r.retained[id]; ok && r.now.Sub(rp.at) < r.cfg.PenaltyRetention {
+			n = rp.penalty + 1
+		}
+		r.retainPenalty(id, n)
+	}
+	return Penalty{Peer: id, Count: n, Ban: n >= r.cfg.PenaltyThreshold}
+}
