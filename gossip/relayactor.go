@@ -155,7 +155,7 @@ func (a *relayActor) start(ctx actor.Context) {
 	}
 	a.router = router
 	a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
-	a.peers = make(map[session.NodeID]bool)
+	a.peers, a.echoed = make(map[session.NodeID]bool), make(map[session.NodeID]struct{})
 	a.limiter = routing.NewRateLimiter[session.NodeID](a.cfg.PeerMessageRate, a.cfg.PeerMessageBurst, a.cfg.Router.MaxPeers)
 	a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
 	a.ctx, a.cancel = context.WithCancel(context.Background())
@@ -350,9 +350,6 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 		// forgot us with a closed duplicate connection): our subscriptions again, in a message that asks no reply,
 		// once per heartbeat at most.
 		if _, done := a.echoed[from]; !done {
-			if a.echoed == nil {
-				a.echoed = make(map[session.NodeID]struct{})
-			}
 			a.echoed[from] = struct{}{}
 			a.sendRPC(from, a.subscriptions(), true)
 		}
@@ -585,12 +582,12 @@ func (a *relayActor) apply(out Output) {
 	}
 }
 
-// sendAll sends each peer what sends has for it, the peers in the order sends first names them (the router lists
-// tree links first: they get their copy queued first). A peer's sends go in one RPC, or in as many as it takes to
-// keep each under MaxRPCSize (the network refuses larger ones): control rides the first.
 // rpcEnvelopeBound bounds what an RPC adds around its control (the field's tag and length).
 const rpcEnvelopeBound = 16
 
+// sendAll sends each peer what sends has for it, the peers in the order sends first names them (the router lists
+// tree links first: they get their copy queued first). A peer's sends go in one RPC, or in as many as it takes to
+// keep each under MaxRPCSize (the network refuses larger ones): control rides the first.
 func (a *relayActor) sendAll(sends []Send) {
 	e := &a.enc
 	taken := e.taken[:0]
@@ -612,29 +609,33 @@ func (a *relayActor) sendAll(sends []Send) {
 			taken[j] = true
 			// A control too large for one RPC (many busy topics) goes in parts: sent whole, the Network refused
 			// it, and all control to the peer was lost.
-			var parts []*Control
-			if s.Control != nil {
-				parts = splitControl(s.Control, a.cfg.MaxRPCSize-rpcEnvelopeBound)
-			}
-			for k, c := range parts {
-				n := controlWireBound(c)
-				if k == len(parts)-1 && s.Msg != nil {
-					n += messageWireSize(s.Msg)
-				}
+			// fit starts a new RPC when n more bytes would not fit in this one, and counts them.
+			fit := func(n int) {
 				if size > 0 && size+n > a.cfg.MaxRPCSize {
 					a.sendRPC(to, rpc, len(rpc.Messages) == 0)
 					rpc, size = e.begin(), 0
 				}
 				size += n
+			}
+			msgSize := 0
+			if s.Msg != nil {
+				msgSize = messageWireSize(s.Msg)
+			}
+			var parts []*Control
+			if s.Control != nil {
+				parts = splitControl(s.Control, a.cfg.MaxRPCSize-rpcEnvelopeBound)
+			}
+			for k, c := range parts {
+				if k == len(parts)-1 { // the message goes with the last part
+					fit(controlWireBound(c) + msgSize)
+				} else {
+					fit(controlWireBound(c))
+				}
 				e.addControl(c)
 			}
 			if s.Msg != nil {
-				if n := messageWireSize(s.Msg); len(parts) == 0 {
-					if size > 0 && size+n > a.cfg.MaxRPCSize {
-						a.sendRPC(to, rpc, len(rpc.Messages) == 0)
-						rpc, size = e.begin(), 0
-					}
-					size += n
+				if len(parts) == 0 {
+					fit(msgSize)
 				}
 				e.addMessage(s.Msg)
 			}

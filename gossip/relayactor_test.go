@@ -308,7 +308,7 @@ func TestRateLimitSurvivesAReconnect(t *testing.T) {
 // testShell returns a relay actor, not spawned, around r on net, with nid(2) a greeted gossip peer and a message
 // rate limit of rate and burst: for tests that call its handlers directly.
 func testShell(cfg RelayConfig, r *Router, net Network, rate float64, burst int) *relayActor {
-	return &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r,
+	return &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r, echoed: map[session.NodeID]struct{}{},
 		peers: map[session.NodeID]bool{nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{}},
 		limiter: routing.NewRateLimiter[session.NodeID](rate, burst, 10)}
 }
