@@ -14,6 +14,7 @@ import (
 
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit/poll"
 )
 
 // failingNetwork is a flakyNetwork with bugs that panic the relay actor, which its supervisor then restarts:
@@ -101,16 +102,11 @@ func promptly(t *testing.T, what string, f func() error) error {
 	}
 }
 
+// pollUntil polls cond until it holds, failing t with what once ctx ends.
 func pollUntil(t *testing.T, ctx context.Context, cond func() bool, what string) {
 	t.Helper()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatal(what)
-		case <-tick.C:
-		}
+	if poll.Wait(ctx, time.Hour, cond) != nil { // ctx bounds the wait
+		t.Fatal(what)
 	}
 }
 

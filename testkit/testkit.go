@@ -14,6 +14,7 @@ import (
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit/poll"
 )
 
 // Option adjusts a Network before its nodes start.
@@ -232,20 +233,9 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() bool, format strin
 	}
 }
 
-// Poll polls cond until it holds (nil) or timeout or ctx ends (an error).
+// Poll polls cond until it holds (nil) or timeout or ctx ends (an error): poll.Wait.
 func Poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
+	return poll.Wait(ctx, timeout, cond)
 }
 
 // FreeAddr returns a loopback host:port on which nothing listened a moment ago, for a node that must come back at

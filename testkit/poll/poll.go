@@ -4,6 +4,7 @@
 package poll
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -11,18 +12,27 @@ import (
 // Every is how often Until checks its condition.
 const Every = 2 * time.Millisecond
 
-// Until polls cond every Every until it holds, failing t (Fatalf, naming what it waited for) once d has passed.
-func Until(t testing.TB, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.After(d)
+// Wait polls cond every Every until it holds (nil), or until timeout passes or ctx ends (the context's error).
+func Wait(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	tick := time.NewTicker(Every)
 	defer tick.Stop()
 	for !cond() {
 		select {
-		case <-deadline:
-			t.Fatalf("waited %v for %s", d, what)
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-tick.C:
 		}
+	}
+	return nil
+}
+
+// Until polls cond every Every until it holds, failing t (Fatalf, naming what it waited for) once d has passed.
+func Until(t testing.TB, d time.Duration, cond func() bool, what string) {
+	t.Helper()
+	if Wait(context.Background(), d, cond) != nil {
+		t.Fatalf("waited %v for %s", d, what)
 	}
 }
 
