@@ -50,6 +50,10 @@ type Config struct {
 	// InboundPending bounds the messages read from one peer that its protocol actors have not processed yet;
 	// at the bound the connection stops reading (TCP back-pressure on that peer only). Default 4096.
 	InboundPending int
+	// InboundPendingBytes bounds the same messages by their encoded payload bytes, so that a peer cannot make one
+	// connection hold InboundPending messages of MaxMessageSize each (4 GiB at the defaults). It must hold at least
+	// one message of MaxMessageSize. Default 4 MiB.
+	InboundPendingBytes int
 
 	// HandshakeTimeout bounds a handshake. Default 5s.
 	HandshakeTimeout time.Duration
@@ -139,6 +143,7 @@ func DefaultConfig() Config {
 		MaxMessageSize:        session.DefaultMaxMessageSize,
 		SendQueueBytes:        16 << 20,
 		InboundPending:        4096,
+		InboundPendingBytes:   4 << 20,
 		HandshakeTimeout:      session.DefaultHandshakeTimeout,
 		DialTimeout:           5 * time.Second,
 		WriteTimeout:          10 * time.Second,
@@ -197,6 +202,7 @@ func (c *Config) Validate() error {
 		{"MaxInboundPeers", int64(c.MaxInboundPeers)}, {"MaxOutboundPeers", int64(c.MaxOutboundPeers)},
 		{"MaxPendingHandshakes", int64(c.MaxPendingHandshakes)}, {"MaxMessageSize", int64(c.MaxMessageSize)},
 		{"SendQueueBytes", int64(c.SendQueueBytes)}, {"InboundPending", int64(c.InboundPending)},
+		{"InboundPendingBytes", int64(c.InboundPendingBytes)},
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"DialTimeout", int64(c.DialTimeout)},
 		{"WriteTimeout", int64(c.WriteTimeout)}, {"PingInterval", int64(c.PingInterval)},
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"RequestTimeout", int64(c.RequestTimeout)},
@@ -217,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SendQueueBytes < c.MaxMessageSize {
 		return bad("SendQueueBytes (%d) must hold at least one message of MaxMessageSize (%d)", c.SendQueueBytes, c.MaxMessageSize)
+	}
+	if c.InboundPendingBytes < c.MaxMessageSize {
+		return bad("InboundPendingBytes (%d) must hold at least one message of MaxMessageSize (%d)", c.InboundPendingBytes, c.MaxMessageSize)
 	}
 	if c.IdleTimeout <= c.PingInterval {
 		return bad("IdleTimeout (%v) must exceed PingInterval (%v)", c.IdleTimeout, c.PingInterval)

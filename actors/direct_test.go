@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -193,16 +194,31 @@ func TestPanickingProtocolActorIsRestarted(t *testing.T) {
 	}
 }
 
-// A message holds one of its connection's inbound credits until its protocol actor has processed it. protoactor drops
-// the messages of an actor that stopped (those left in its mailbox, those sent to it afterwards) without running
-// the middleware that returns the credit: the connection must take those credits back, or after InboundPending of
-// them its reader blocks for good and the connection carries nothing more, for any protocol.
+// A message holds one of its connection's inbound credits, and its payload bytes, until its protocol actor has
+// processed it. protoactor drops the messages of an actor that stopped (those left in its mailbox, those sent to it
+// afterwards) without running the middleware that returns the credit: the connection must take those credits and
+// bytes back, or after InboundPending of them (or InboundPendingBytes) its reader blocks for good and the connection
+// carries nothing more, for any protocol.
 func TestStoppedProtocolActorGivesBackTheCreditsOfTheMessagesItLost(t *testing.T) {
+	t.Run("count", func(t *testing.T) {
+		testStoppedActorGivesBack(t, func(cfg *actors.Config) { cfg.InboundPending = 2 }, "x", "ab")
+	})
+	t.Run("bytes", func(t *testing.T) {
+		testStoppedActorGivesBack(t, func(cfg *actors.Config) {
+			cfg.MaxMessageSize = 64 << 10
+			cfg.InboundPendingBytes = 64 << 10
+		}, strings.Repeat("x", 30<<10), strings.Repeat("ab", 20<<10)) // 2 messages fill it; each echo needs 40 KiB
+	})
+}
+
+// testStoppedActorGivesBack sends three messages of payload to a protocol actor that the credits of two fill up
+// (set by limit), lets it fail, and checks that four echo requests of echoed get through afterwards.
+func testStoppedActorGivesBack(t *testing.T, limit func(*actors.Config), payload, echoed string) {
 	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
 		cfg.DisableDiscovery = true
-		cfg.InboundPending = 2
 		cfg.ProtocolRestarts = 0
 		cfg.RequestTimeout = 2 * time.Second
+		limit(cfg)
 	}))
 	a, b := nw.Nodes[0], nw.Nodes[1]
 	gate := make(chan struct{})
@@ -217,7 +233,7 @@ func TestStoppedProtocolActorGivesBackTheCreditsOfTheMessagesItLost(t *testing.T
 	register(t, b, "echo/1", echo())
 	nw.Connect(0, 1)
 	for range 3 {
-		if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), "boom/1", wrapperspb.String("x")); err != nil {
+		if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), "boom/1", wrapperspb.String(payload)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -227,18 +243,65 @@ func TestStoppedProtocolActorGivesBackTheCreditsOfTheMessagesItLost(t *testing.T
 	close(gate) // the actor panics and is stopped; messages 2 and 3 are lost with their credits
 	testkit.WaitFor(t, 5*time.Second, func() bool { return b.Stats().ActorRestarts >= 1 }, "boom/1's actor failed")
 	for i := range 4 { // more messages than credits: each needs one back
-		reply, err := a.Request(ctxTimeout(t, 3*time.Second), b.ID(), "echo/1", wrapperspb.String("ab"))
+		reply, err := a.Request(ctxTimeout(t, 3*time.Second), b.ID(), "echo/1", wrapperspb.String(echoed))
 		if err != nil {
 			t.Fatalf("request %d after a protocol actor stopped with messages in its mailbox: %v", i, err)
 		}
-		if reply.(*wrapperspb.StringValue).GetValue() != "ba" {
-			t.Fatalf("bad reply %v", reply)
+		if len(reply.(*wrapperspb.StringValue).GetValue()) != len(echoed) {
+			t.Fatalf("bad reply of %d bytes", len(reply.(*wrapperspb.StringValue).GetValue()))
 		}
 	}
 	_, err := a.Request(ctxTimeout(t, 3*time.Second), b.ID(), "boom/1", wrapperspb.String("x"))
 	if !errors.Is(err, actors.ErrUnknownProtocol) {
 		t.Fatalf("request to the stopped protocol: %v, want ErrUnknownProtocol", err)
 	}
+}
+
+// The messages a connection's protocol actors have not processed yet are bounded in bytes too: before, only their
+// count was (InboundPending), so a peer could make one connection hold 4096 messages of MaxMessageSize, 4 GiB. Once
+// the held payloads would pass InboundPendingBytes, the reader stops, and the connection carries nothing more
+// until the actor catches up.
+func TestInboundMessagesAreBoundedInBytes(t *testing.T) {
+	const budget = 64 << 10
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.MaxMessageSize = budget
+		cfg.InboundPendingBytes = budget
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	gate := make(chan struct{})
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(gate) }) }
+	t.Cleanup(open) // registered after the network's: runs first, so that Close does not wait on the actor
+	var got atomic.Int32
+	register(t, b, "slow/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actors.Inbound); ok {
+			got.Add(1)
+			<-gate
+		}
+	}))
+	register(t, b, "echo/1", echo())
+	nw.Connect(0, 1)
+	big := wrapperspb.Bytes(make([]byte, 20<<10))
+	for range 5 {
+		if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), "slow/1", big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Messages 1-3 hold 60 KiB (message 1 in the actor, 2 and 3 in its mailbox); message 4 waits for room, and
+	// the reader with it.
+	testkit.WaitFor(t, 5*time.Second, func() bool { return b.Stats().MessagesIn["slow/1"] == 4 && got.Load() == 1 },
+		"b read four messages")
+	_, err := a.Request(ctxTimeout(t, 300*time.Millisecond), b.ID(), "echo/1", wrapperspb.String("ab"))
+	if !errors.Is(err, actors.ErrRequestTimeout) {
+		t.Fatalf("request behind a full byte budget: %v, want ErrRequestTimeout (the reader should have stopped)", err)
+	}
+	open()
+	reply, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String("ab"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ba" {
+		t.Fatalf("request once the actor caught up: %v %v", reply, err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return got.Load() == 5 }, "the actor got all five messages")
 }
 
 func TestSendDialsKnownAddressOnDemand(t *testing.T) {

@@ -32,6 +32,7 @@ type Inbound struct {
 	requestID uint64
 	pc        *peerConn
 	held      *heldCredits
+	size      int64 // the payload bytes its credit holds
 	node      *Node
 	released  bool
 	answered  bool
@@ -92,7 +93,8 @@ func (m *Inbound) release() {
 	if !m.released {
 		m.released = true
 		m.held.n.Add(-1) // before the credit: the connection's credits never fall below what its holders count
-		m.pc.release()
+		m.held.bytes.Add(-m.size)
+		m.pc.release(m.size)
 	}
 }
 
@@ -268,7 +270,8 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 		fail(messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, err.Error())
 		return
 	}
-	if !pc.acquire(held, n.protocols) {
+	size := int64(len(d.value))
+	if !pc.acquire(held, n.protocols, size) {
 		if held.reg.stopped() && !pc.isClosing() { // the actor stopped while the message waited for a credit
 			fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("protocol %q stopped on this node", clipText(d.protocol, maxErrorText)))
 		}
@@ -281,7 +284,7 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 	}
 	n.system.Root.Send(held.reg.pid, &Inbound{
 		From: pc.id, Protocol: d.protocol, Payload: payload, ReceivedAt: time.Now(),
-		requestID: reqID, pc: pc, held: held, node: n,
+		requestID: reqID, pc: pc, held: held, size: size, node: n,
 	})
 }
 

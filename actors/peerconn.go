@@ -41,6 +41,11 @@ type peerConn struct {
 	handler  connHandler
 	q        *sendQueue
 	credits  chan struct{}
+	// heldBytes is the payload bytes of the messages that hold credits (Config.InboundPendingBytes). Only the
+	// reader adds to it; when it waits for bytes it sets bytesWaiting, and a release then signals bytesFreed.
+	heldBytes    atomic.Int64
+	bytesWaiting atomic.Bool
+	bytesFreed   chan struct{}
 	// held is, for each protocol actor the reader handed messages to, the credits those messages hold; heldGen is
 	// the registry's generation when held was last pruned. Both are the reader's.
 	held    map[*registration]*heldCredits
@@ -116,6 +121,7 @@ func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, lo
 		log:         log,
 		handler:     h,
 		credits:     make(chan struct{}, cfg.InboundPending),
+		bytesFreed:  make(chan struct{}, 1),
 		closing:     make(chan struct{}),
 		done:        make(chan struct{}),
 		readerDone:  make(chan struct{}),
@@ -231,8 +237,9 @@ func (pc *peerConn) sendControl(env *messages.Envelope) {
 // supervisor, or the guardian for the routing actor and the relay, drops it on Terminated), the actor processes
 // nothing more, so every credit its counter still holds is lost: the reader takes them all back (reclaim).
 type heldCredits struct {
-	reg *registration
-	n   atomic.Int32
+	reg   *registration
+	n     atomic.Int32
+	bytes atomic.Int64 // the payload bytes of those messages (peerConn.heldBytes)
 }
 
 // heldFor returns the counter of the credits held by the connection's messages to reg, pruning (reclaim) those of
@@ -264,14 +271,16 @@ func (pc *peerConn) reclaim() {
 		for i := h.n.Swap(0); i > 0; i-- {
 			<-pc.credits
 		}
+		pc.heldBytes.Add(-h.bytes.Swap(0))
 		delete(pc.held, reg)
 	}
 }
 
-// acquire takes an inbound credit for a message to h's protocol actor. It blocks (only this connection's reader)
-// while protocol actors are behind, and fails once the connection is closing (checked first: a select between a
-// free credit and the closed channel would pick either) or h's actor has stopped.
-func (pc *peerConn) acquire(h *heldCredits, r *protocolRegistry) bool {
+// acquire takes an inbound credit for a message of size payload bytes to h's protocol actor. It blocks (only this
+// connection's reader) while protocol actors are behind, by count (InboundPending) or by bytes
+// (InboundPendingBytes), and fails once the connection is closing (checked first: a select between a free credit
+// and the closed channel would pick either) or h's actor has stopped.
+func (pc *peerConn) acquire(h *heldCredits, r *protocolRegistry, size int64) bool {
 	if pc.isClosing() {
 		return false
 	}
@@ -282,7 +291,12 @@ func (pc *peerConn) acquire(h *heldCredits, r *protocolRegistry) bool {
 			return false
 		}
 	}
+	if !pc.acquireBytes(h, r, size) {
+		<-pc.credits
+		return false
+	}
 	h.n.Add(1)
+	h.bytes.Add(size)
 	return true
 }
 
@@ -305,7 +319,49 @@ func (pc *peerConn) awaitCredit(h *heldCredits, r *protocolRegistry) bool {
 	}
 }
 
-func (pc *peerConn) release() { <-pc.credits }
+// acquireBytes adds size to the held bytes once they leave room for it, waiting as awaitCredit does. Only the
+// reader adds, so the room it sees can only grow until it adds. Config validation makes InboundPendingBytes hold
+// a message of MaxMessageSize, so a message always fits once nothing is held.
+func (pc *peerConn) acquireBytes(h *heldCredits, r *protocolRegistry, size int64) bool {
+	budget := int64(pc.cfg.InboundPendingBytes)
+	for {
+		if pc.heldBytes.Load()+size <= budget {
+			pc.heldBytes.Add(size)
+			return true
+		}
+		pc.bytesWaiting.Store(true) // before the check below: a release after it signals bytesFreed
+		dropped := r.droppedChan()
+		pc.reclaim()
+		if h.reg.stopped() {
+			pc.bytesWaiting.Store(false)
+			return false
+		}
+		if pc.heldBytes.Load()+size <= budget {
+			pc.bytesWaiting.Store(false)
+			continue
+		}
+		select {
+		case <-pc.bytesFreed:
+		case <-pc.closing:
+			pc.bytesWaiting.Store(false)
+			return false
+		case <-dropped:
+		}
+		pc.bytesWaiting.Store(false)
+	}
+}
+
+// release returns the credit and the size bytes of a processed message.
+func (pc *peerConn) release(size int64) {
+	pc.heldBytes.Add(-size)
+	if pc.bytesWaiting.Load() {
+		select {
+		case pc.bytesFreed <- struct{}{}:
+		default:
+		}
+	}
+	<-pc.credits
+}
 
 // isClosing tells whether shutdown has begun.
 func (pc *peerConn) isClosing() bool {
