@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"sync"
@@ -38,9 +39,12 @@ type Node struct {
 	// see each other's.
 	events *eventstream.EventStream
 
-	stats     *nodeStats
-	peers     *peerSet
-	addrs     *addressBook
+	stats *nodeStats
+	peers *peerSet
+	addrs *addressBook
+	// given are the addresses the application gave; a dial of any other address is checked with dialCheck.
+	given     *givenAddrs
+	dialCheck func(netip.Addr) error
 	protocols *protocolRegistry
 	requests  *requestTable
 
@@ -81,6 +85,7 @@ func NewNode(cfg Config) (*Node, error) {
 		stats:     stats,
 		peers:     &peerSet{m: make(map[session.NodeID]*peerConn), stats: stats},
 		addrs:     newAddressBook(addressBookSize),
+		given:     &givenAddrs{m: make(map[string]struct{})},
 		protocols: newProtocolRegistry(),
 		requests:  newRequestTable(),
 		events:    eventstream.NewEventStream(),
@@ -89,6 +94,10 @@ func NewNode(cfg Config) (*Node, error) {
 	n.log = cfg.Logger.With().Str("node", n.identity.NodeID().Short()).Logger()
 	for _, p := range cfg.Peers {
 		n.addrs.put(p.ID, p.Addr)
+		n.given.add(p.Addr)
+	}
+	for _, p := range cfg.Bootstrap.Bootnodes {
+		n.given.add(p.Addr)
 	}
 	return n, nil
 }
@@ -147,6 +156,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.listener = ln
 		n.advertise = advertiseAddr(n.cfg.AdvertiseAddr, ln.Addr())
 	}
+	n.dialCheck = routing.DialCheck(n.advertise)
 	n.system = n.cfg.ActorSystem
 	if n.system == nil {
 		n.system, n.ownSystem = NewActorSystem(n.log), true
@@ -283,6 +293,7 @@ func (n *Node) Connected(peer session.NodeID) bool { return n.peers.get(peer) !=
 // Config.TransientIdleTimeout without messages. An address without an id (zero) fails with an error wrapping
 // session.ErrBadPeerAddr: the node dials a given peer, never whoever answers.
 func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
+	n.given.add(addr.Addr)
 	if err := n.connect(ctx, addr, keep); err != nil {
 		return err
 	}
@@ -410,6 +421,7 @@ func (n *Node) AddAddress(peer session.NodeID, addr string) error {
 	if err := checkPeerID(peer, addr); err != nil {
 		return fmt.Errorf("add address: %w", err)
 	}
+	n.given.add(addr)
 	n.addrs.put(peer, addr)
 	return nil
 }
@@ -498,6 +510,34 @@ func (s *peerSet) appendIDs(out []session.NodeID, keep func(*peerConn) bool) []s
 		}
 	}
 	return out
+}
+
+// maxGivenAddrs bounds the addresses the application gave that a node remembers as such (givenAddrs).
+const maxGivenAddrs = 1024
+
+// givenAddrs are the addresses the application gave the node (Config.Peers, the bootnodes, Connect, AddAddress),
+// which it dials as given. Any other address the node learned from the network: from a record, or from what a peer
+// declared in its handshake. A dial of one is checked once its host name is resolved (routing.DialCheck): a node
+// reachable off its host dials no loopback address at a peer's word. Bounded: beyond maxGivenAddrs, more given
+// addresses are checked as learned ones.
+type givenAddrs struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+func (g *givenAddrs) add(addr string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.m) < maxGivenAddrs {
+		g.m[addr] = struct{}{}
+	}
+}
+
+func (g *givenAddrs) has(addr string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.m[addr]
+	return ok
 }
 
 // addressBookSize bounds the addresses a node remembers.

@@ -432,14 +432,19 @@ type lookedUp struct {
 	from *peerManager
 }
 
-// goDial dials and handshakes in one goroutine owned by the peer manager.
+// goDial dials and handshakes in one goroutine owned by the peer manager. An address the application did not give
+// is dialed under the node's address check (givenAddrs).
 func (m *peerManager) goDial(addr session.PeerAddr, keep bool) {
 	transport, timeout, cfg := m.n.cfg.Transport, m.n.cfg.DialTimeout, m.handshakeConfig()
 	cfg.Transient = !keep
+	given, check := m.n.given.has(addr.Addr), m.n.dialCheck
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		dctx, cancel := context.WithTimeout(m.ctx, timeout)
+		if !given {
+			dctx = session.ContextWithAddrCheck(dctx, check)
+		}
 		raw, err := transport.Dial(dctx, addr.Addr)
 		cancel()
 		if err != nil {

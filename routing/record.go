@@ -150,6 +150,30 @@ func dialableFrom(local *messages.NodeRecord, addr string) bool {
 	return !isLoopbackAddr(addr) || local == nil || len(local.GetAddrs()) == 0 || isLoopbackAddr(local.GetAddrs()[0])
 }
 
+// ErrLoopbackFromNetwork is DialCheck's refusal of a loopback address at a node reachable off its host.
+var ErrLoopbackFromNetwork = errors.New("a loopback address learned from the network, at a node reachable off its host")
+
+// errNotUnicast is DialCheck's refusal of an address that is not unicast.
+var errNotUnicast = errors.New("not a unicast address")
+
+// DialCheck returns the check (session.ContextWithAddrCheck) that a node whose own address is own applies to the IP
+// addresses a dial of an address learned from the network resolves to: the rules records' addresses are held to
+// (checkAddr, dialableFrom), applied once a host name is resolved, so that a name a peer chose cannot lead the node
+// to its own host. It refuses addresses that are not unicast, and loopback ones unless own is loopback (or empty).
+func DialCheck(own string) func(netip.Addr) error {
+	offHost := own != "" && !isLoopbackAddr(own)
+	return func(ip netip.Addr) error {
+		ip = ip.Unmap()
+		switch {
+		case !isUnicast(ip):
+			return errNotUnicast
+		case offHost && ip.IsLoopback():
+			return ErrLoopbackFromNetwork
+		}
+		return nil
+	}
+}
+
 // numericName tells whether host name's last label is a number (decimal, or hex with 0x): no DNS name is (top
 // level domains are not numeric), but some resolvers read such a name as an IPv4 address in a short or numeric
 // form (127.1, 0x7f.1, 2130706433), which would pass the checks made of IP addresses.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -216,5 +217,33 @@ func TestRecordBook(t *testing.T) {
 	}
 	if !book.Remove(a.NodeID()) || book.Remove(a.NodeID()) || book.Len() != 1 {
 		t.Fatal("Remove")
+	}
+}
+
+func TestDialCheck(t *testing.T) {
+	cases := []struct {
+		own, ip string
+		want    error // nil: allowed; errNotUnicast or ErrLoopbackFromNetwork
+	}{
+		{"192.0.2.1:9000", "198.51.100.7", nil},
+		{"192.0.2.1:9000", "10.0.0.3", nil}, // private ranges are a LAN's own
+		{"192.0.2.1:9000", "127.0.0.1", ErrLoopbackFromNetwork},
+		{"192.0.2.1:9000", "127.8.9.10", ErrLoopbackFromNetwork},
+		{"192.0.2.1:9000", "::1", ErrLoopbackFromNetwork},
+		{"192.0.2.1:9000", "::ffff:127.0.0.1", ErrLoopbackFromNetwork},
+		{"node.example.com:9000", "127.0.0.1", ErrLoopbackFromNetwork},
+		{"127.0.0.1:9000", "127.0.0.1", nil}, // a node on its host's loopback dials its neighbours there
+		{"localhost:9000", "::1", nil},
+		{"", "127.0.0.1", nil},
+		{"127.0.0.1:9000", "0.0.0.0", errNotUnicast},
+		{"192.0.2.1:9000", "::", errNotUnicast},
+		{"192.0.2.1:9000", "224.0.0.1", errNotUnicast},
+		{"192.0.2.1:9000", "255.255.255.255", errNotUnicast},
+	}
+	for _, c := range cases {
+		err := DialCheck(c.own)(netip.MustParseAddr(c.ip))
+		if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+			t.Errorf("DialCheck(%q)(%s) = %v, want %v", c.own, c.ip, err, c.want)
+		}
 	}
 }

@@ -2,8 +2,33 @@ package session
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"net/netip"
+	"syscall"
 )
+
+// ErrDialRefused is returned by a dial to an IP address that the dial's address check refused
+// (ContextWithAddrCheck).
+var ErrDialRefused = errors.New("session: address refused")
+
+type addrCheckKey struct{}
+
+// ContextWithAddrCheck returns ctx carrying an address check: TCPTransport.Dial under it calls check with each IP
+// address it is about to connect to, after resolving a host name and before connecting, and fails with an error
+// wrapping ErrDialRefused when check refuses it. A host name is thus judged by the addresses it resolves to at the
+// dial itself, with no room for the DNS answer to change between the check and the connection. A Transport with
+// no host names (the in-memory one) may ignore it.
+func ContextWithAddrCheck(ctx context.Context, check func(netip.Addr) error) context.Context {
+	return context.WithValue(ctx, addrCheckKey{}, check)
+}
+
+// AddrCheckFrom returns the address check ctx carries (ContextWithAddrCheck), or nil.
+func AddrCheckFrom(ctx context.Context) func(netip.Addr) error {
+	check, _ := ctx.Value(addrCheckKey{}).(func(netip.Addr) error)
+	return check
+}
 
 // Transport opens raw connections between nodes. TCP is the default; tests use an in-memory implementation with
 // the same interface.
@@ -17,9 +42,21 @@ type Transport interface {
 // TCPTransport is the Transport over real TCP sockets.
 type TCPTransport struct{}
 
-// Dial implements Transport.
+// Dial implements Transport. It applies the address check ctx carries (ContextWithAddrCheck).
 func (TCPTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer
+	if check := AddrCheckFrom(ctx); check != nil {
+		d.Control = func(_, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err == nil {
+				err = check(ap.Addr())
+			}
+			if err != nil {
+				return fmt.Errorf("%w: %s: %w", ErrDialRefused, address, err)
+			}
+			return nil
+		}
+	}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
