@@ -84,6 +84,18 @@ func (s *seenCache) add(id MsgID, now time.Time) {
 	s.next++
 }
 
+// live returns the entries of the ids remembered, oldest first.
+func (s *seenCache) live() []seenEntry {
+	out := make([]seenEntry, 0, len(s.ids))
+	for i := range s.order.len() {
+		e := s.order.at(i)
+		if n, ok := s.ids[e.id]; ok && n == e.n {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // forget removes id, as if it had never been seen.
 func (s *seenCache) forget(id MsgID) { delete(s.ids, id) }
 

@@ -46,6 +46,8 @@ type relayState struct {
 	subsWG sync.WaitGroup
 	// seq numbers the node's publications (Message.Seq), across restarts.
 	seq uint64
+	// seen are the ids a failed incarnation's Router had seen (Router.carrySeen), for the next one's.
+	seen []seenEntry
 	// stopped is closed when the actor stops for good.
 	stopped chan struct{}
 }
@@ -99,7 +101,9 @@ func (a *relayActor) receive(ctx actor.Context) {
 		a.start(ctx)
 	case *actor.Restarting:
 		// protoactor restarts a panicking actor without Stopping: this incarnation is dropped for a new one (same
-		// mailbox, same relayState), which ignores its timer's ticks and its validators' verdicts.
+		// mailbox, same relayState), which ignores its timer's ticks and its validators' verdicts. The next one
+		// starts from the ids this one has seen, so that its subscriptions do not get again what they got.
+		a.seen = a.carrySeen()
 		a.end()
 	case *actor.Stopping:
 		a.stop()
@@ -154,6 +158,8 @@ func (a *relayActor) start(ctx actor.Context) {
 		panic(err) // validated by NewRelayProps
 	}
 	a.router = router
+	router.inheritSeen(a.seen, time.Now())
+	a.seen = nil
 	a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
 	a.peers, a.echoed = make(map[session.NodeID]bool), make(map[session.NodeID]struct{})
 	a.limiter = routing.NewRateLimiter[session.NodeID](a.cfg.PeerMessageRate, a.cfg.PeerMessageBurst, a.cfg.Router.MaxPeers)
@@ -176,6 +182,21 @@ func (a *relayActor) start(ctx actor.Context) {
 		a.apply(a.router.Join(now, t))
 	}
 	a.reconcile()
+}
+
+// carrySeen returns the ids the failed incarnation's Router has seen (Router.carrySeen), or none when it has no
+// Router or its state is too broken to read: the panic that failed the actor may have come from it.
+func (a *relayActor) carrySeen() (seen []seenEntry) {
+	if a.router == nil {
+		return nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			a.log.Error().Interface("panic", p).Msg("the failed relay's seen ids are lost: its subscriptions may get some messages again")
+			seen = nil
+		}
+	}()
+	return a.router.carrySeen()
 }
 
 // end ends this incarnation (the actor stops, or a panic restarts it): it answers the request it panicked on, if

@@ -639,6 +639,23 @@ func (r *Router) MessageID(m *Message) MsgID {
 // Seen tells whether a message with this id was published, received or pulled within the seen-cache's bounds.
 func (r *Router) Seen(id MsgID) bool { return r.seen.has(id) }
 
+// carrySeen returns the ids the Router has seen, oldest first, less those awaiting a verdict (which a successor
+// would never deliver, its validators' verdicts being lost): what a restarted relay's next Router starts from
+// (inheritSeen), so that its subscribers do not get again what they got.
+func (r *Router) carrySeen() []seenEntry {
+	return slices.DeleteFunc(r.seen.live(), func(e seenEntry) bool { return r.pending[e.id] != nil })
+}
+
+// inheritSeen records the ids of a predecessor's carrySeen that are not expired at now, with their times.
+func (r *Router) inheritSeen(entries []seenEntry, now time.Time) {
+	now = r.clock(now)
+	for _, e := range entries {
+		if at := time.Unix(0, e.at); now.Sub(at) < r.cfg.SeenTTL && !r.seen.has(e.id) {
+			r.seen.add(e.id, at)
+		}
+	}
+}
+
 // unpend forgets pending message id, whose verdict came or timed out.
 func (r *Router) unpend(id MsgID, pd *pending) {
 	delete(r.pending, id)

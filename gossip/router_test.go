@@ -599,3 +599,31 @@ func BenchmarkHandleMessage(b *testing.B) {
 		r.HandleMessage(t0, nid(2), &Message{Topic: topicA, Data: d}) // a duplicate
 	}
 }
+
+// A restarted relay's Router starts from the ids its predecessor saw (carrySeen, inheritSeen), less those awaiting
+// a verdict, which the predecessor never delivered, and those expired.
+func TestInheritedSeenIDs(t *testing.T) {
+	cfg := DefaultConfig()
+	old := joined(t, cfg, 4)
+	accepted, waiting := msg("accepted"), msg("waiting")
+	old.HandleMessage(t0, nid(1), accepted)
+	old.Validated(t0, accepted.ID, Accept)
+	if _, st := old.HandleMessage(t0, nid(1), waiting); st != Pending {
+		t.Fatalf("waiting: %v, want pending", st)
+	}
+
+	next := joined(t, cfg, 4)
+	next.inheritSeen(old.carrySeen(), t0.Add(time.Second))
+	if !next.Seen(accepted.ID) || next.Seen(waiting.ID) {
+		t.Fatalf("after inheriting: accepted seen %v, waiting seen %v; want true and false",
+			next.Seen(accepted.ID), next.Seen(waiting.ID))
+	}
+	if _, st := next.HandleMessage(t0.Add(time.Second), nid(2), msg("accepted")); st != Duplicate {
+		t.Errorf("the accepted message again: %v, want a duplicate", st)
+	}
+	late := joined(t, cfg, 4)
+	late.inheritSeen(old.carrySeen(), t0.Add(cfg.SeenTTL))
+	if late.Seen(accepted.ID) {
+		t.Error("an id past SeenTTL was inherited")
+	}
+}
