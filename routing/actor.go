@@ -247,12 +247,21 @@ type (
 	}
 )
 
+// routingState is the part of the routing actor that outlives its restarts (its Props own it).
+type routingState struct {
+	// local is the node's own record (SetLocalRecord), which the node sends once.
+	local *messages.NodeRecord
+	// carried are the records a failed incarnation's table held, for the next one to start from.
+	carried []*messages.NodeRecord
+}
+
 // routingActor owns the table. Exchanges with peers run in goroutines it owns and report back by message.
 //
 // Each incarnation (the first, and each one the supervisor restarts after a failure) is a new routingActor with a
 // table, context and goroutines of its own; Stopping and Restarting end the incarnation's goroutines, timer and
 // peer-event subscription (teardown).
 type routingActor struct {
+	*routingState
 	cfg     Config
 	net     Network
 	log     zerolog.Logger
@@ -260,7 +269,6 @@ type routingActor struct {
 	limiter *RateLimiter[session.NodeID]
 	checks  *RateLimiter[bool] // one bucket: the liveness checks of full buckets
 	rng     *rand.Rand
-	local   *messages.NodeRecord
 	stats   Stats
 	records *verifiedRecords
 
@@ -296,11 +304,12 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 	if _, err := NewTable(net.ID(), cfg.Table); err != nil {
 		return nil, err
 	}
+	st := &routingState{}
 	return actor.PropsFromProducer(func() actor.Actor {
 		table, _ := NewTable(net.ID(), cfg.Table)
 		ctx, cancel := context.WithCancel(context.Background())
 		return &routingActor{
-			cfg: cfg, net: net, log: cfg.Logger, table: table, records: newVerifiedRecords(8192),
+			routingState: st, cfg: cfg, net: net, log: cfg.Logger, table: table, records: newVerifiedRecords(8192),
 			limiter:  NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 4096),
 			checks:   NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 			rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -333,6 +342,10 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		a.unsubscribe = unsub
 		a.answeredDue = now.Add(jittered(a.rng, a.cfg.RevalidateAnsweredInterval))
 		a.armRevalidation()
+		for _, r := range a.carried { // a failed incarnation's table, verified again as a peer store is
+			a.addRecord(r, now, false)
+		}
+		a.carried = nil
 	case *actor.Stopping:
 		a.teardown(context.Canceled)
 		a.saveStore(time.Now())
@@ -341,6 +354,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		// The supervisor replaces this instance after a failure; the new one starts afresh (Started). Protoactor
 		// stops the lookup actors next, whose Terminated notices reach this instance, which has answered them.
 		a.log.Warn().Msg("routing actor restarting after a failure")
+		a.carried = a.tableRecords()
 		a.teardown(ErrRestarted)
 	case *messages.PeerConnected:
 		// A peer we dialed: learn its signed record and its neighbourhood of our key, unless a liveness check of
@@ -393,6 +407,23 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case *SnapshotRequest:
 		a.snapshot(m)
 	}
+}
+
+// tableRecords returns the records of the table's entries, for the next incarnation after a failure; none when the
+// table is too broken to read (the failure may have come from it).
+func (a *routingActor) tableRecords() (recs []*messages.NodeRecord) {
+	defer func() {
+		if p := recover(); p != nil {
+			a.log.Error().Interface("panic", p).Msg("the failed routing table's records are lost: the table starts empty")
+			recs = nil
+		}
+	}()
+	for _, e := range a.table.Entries() {
+		if e.Record != nil {
+			recs = append(recs, e.Record)
+		}
+	}
+	return recs
 }
 
 // answer gives a lookup its result without ever blocking the actor: a Reply with no room (see LookupRequest) loses

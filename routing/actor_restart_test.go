@@ -3,6 +3,8 @@ package routing
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,6 +94,7 @@ type (
 	actorView struct {
 		instance *routingActor
 		inFlight int
+		local    *messages.NodeRecord
 	}
 )
 
@@ -108,7 +111,7 @@ func (p *probe) middleware(next actor.ReceiverFunc) actor.ReceiverFunc {
 			panic("probe: a test failure")
 		case *inspect:
 			a := c.Actor().(*routingActor)
-			m.reply <- actorView{instance: a, inFlight: a.inFlight}
+			m.reply <- actorView{instance: a, inFlight: a.inFlight, local: a.local}
 			return
 		case *revalidateTick:
 			select {
@@ -222,5 +225,79 @@ func TestRestartEndsTheFailedIncarnation(t *testing.T) {
 	stopped = true
 	if n := net.live(); n != 0 {
 		t.Fatalf("%d peer-event subscriptions after the stop, want 0", n)
+	}
+}
+
+// tableIDs asks the routing actor for its table's entries and returns their ids.
+func tableIDs(t *testing.T, sys *actor.ActorSystem, pid *actor.PID) map[session.NodeID]bool {
+	t.Helper()
+	reply := make(chan Snapshot, 1)
+	sys.Root.Send(pid, &SnapshotRequest{Reply: reply})
+	snap := poll.Take(t, reply, 1, 5*time.Second, "a snapshot")[0]
+	ids := make(map[session.NodeID]bool)
+	for _, e := range snap.Entries {
+		ids[e.ID] = true
+	}
+	return ids
+}
+
+// A routing actor restarted after a failure starts from the records its failed incarnation's table held, and keeps
+// the node's own record, which the node sends once. The new incarnation started with an empty table and no record
+// of its own: it answered FindNode without its sender record, and took loopback addresses from others' records
+// at a node reachable off its host.
+func TestRestartKeepsTheTableAndTheLocalRecord(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	props, err := NewActorProps(DefaultConfig(), newEventNet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProbe()
+	restart := actor.NewOneForOneStrategy(10, time.Minute, actor.DefaultDecider)
+	pid := sys.Root.Spawn(props.Clone(actor.WithGuardian(restart), actor.WithReceiverMiddleware(p.middleware)))
+	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+
+	local, err := NewRecord(identity(t, 100), 1, []string{"203.0.113.1:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys.Root.Send(pid, &SetLocalRecord{Record: local})
+	var recs []*messages.NodeRecord
+	want := make(map[session.NodeID]bool)
+	for i := 1; i <= 5; i++ {
+		x := identity(t, byte(i))
+		r, err := NewRecord(x, 1, []string{fmt.Sprintf("198.51.%d.1:4001", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+		want[x.NodeID()] = true
+	}
+	sys.Root.Send(pid, &AddRecords{Records: recs})
+	if got := tableIDs(t, sys, pid); !maps.Equal(got, want) {
+		t.Fatalf("table before the failure: %v, want %v", got, want)
+	}
+	first := p.view(t, sys, pid).instance
+
+	sys.Root.Send(pid, &failNow{})
+	v := p.view(t, sys, pid)
+	if v.instance == first {
+		t.Fatal("the actor was not restarted")
+	}
+	if got := tableIDs(t, sys, pid); !maps.Equal(got, want) {
+		t.Fatalf("table after the restart: %v, want %v", got, want)
+	}
+	if v.local != local {
+		t.Fatalf("local record after the restart: %v, want the one set before", v.local)
+	}
+	loop := identity(t, 50)
+	r, err := NewRecord(loop, 1, []string{"127.0.0.1:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys.Root.Send(pid, &AddRecords{Records: []*messages.NodeRecord{r}})
+	if tableIDs(t, sys, pid)[loop.NodeID()] {
+		t.Fatal("after the restart, a node off its host took a loopback address from a record")
 	}
 }

@@ -44,7 +44,7 @@ func TestBusyNeighbourDoesNotTakeEveryRevalidation(t *testing.T) {
 	}
 	net := &busyNet{stallingNet: stallingNet{id: self}, asked: make(chan session.NodeID, 1)}
 	a := &routingActor{
-		cfg: cfg, net: net, table: tab, records: newVerifiedRecords(64),
+		routingState: &routingState{}, cfg: cfg, net: net, table: tab, records: newVerifiedRecords(64),
 		limiter: NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 64),
 		checks:  NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 		rng:     rng, checking: map[session.NodeID]bool{}, lookups: map[string]*LookupRequest{},
@@ -105,7 +105,7 @@ func TestStaleRecordDoesNotReplaceANewerOneInAReplacementCache(t *testing.T) {
 	}
 	net := &recordNet{stallingNet: stallingNet{id: self}, addrs: map[session.NodeID]string{}}
 	a := &routingActor{
-		cfg: cfg, net: net, table: tab, records: newVerifiedRecords(64),
+		routingState: &routingState{}, cfg: cfg, net: net, table: tab, records: newVerifiedRecords(64),
 		limiter: NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 64),
 		checks:  NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 		rng:     rng, checking: map[session.NodeID]bool{}, lookups: map[string]*LookupRequest{},
@@ -156,7 +156,7 @@ func TestLoopbackRecordsAreTakenOnlyOnLoopback(t *testing.T) {
 		a := &routingActor{
 			cfg: cfg, net: &recordNet{addrs: map[session.NodeID]string{}}, table: tab, records: newVerifiedRecords(64),
 			checks: NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1), checking: map[session.NodeID]bool{},
-			busy: map[session.NodeID]struct{}{}, local: local, ctx: context.Background(),
+			busy: map[session.NodeID]struct{}{}, routingState: &routingState{local: local}, ctx: context.Background(),
 		}
 		// The name localhost (and names under it) resolves to loopback too.
 		for i, addr := range []string{"127.0.0.1:4002", "[::1]:4002", "localhost:4002", "LOCALHOST.:4002", "api.localhost:4002"} {
