@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -390,9 +391,18 @@ func (pc *peerConn) owes() bool {
 // rtt returns the last keepalive round-trip time, or 0 before the first pong.
 func (pc *peerConn) rtt() time.Duration { return time.Duration(pc.rttNanos.Load()) }
 
+// pingRate and pingBurst bound the pings a connection answers (per second, and at once): a keepalive comes every
+// PingInterval, and API pings are the application's. Past them a ping is dropped unanswered: each pong is queued,
+// and a peer that pinged without end and read slowly made the node queue millions of them.
+const (
+	pingRate  = 20
+	pingBurst = 100
+)
+
 func (pc *peerConn) readLoop() {
 	var lastDeadline time.Time
 	var dec inboundDecoder
+	pings := routing.NewRateLimiter[bool](pingRate, pingBurst, 1)
 	// The read deadline moves at most once a second (each move is a system call), and a quarter of IdleTimeout
 	// at most after it was set, so that it cannot pass while frames arrive.
 	refresh := min(time.Second, pc.cfg.IdleTimeout/4)
@@ -417,6 +427,10 @@ func (pc *peerConn) readLoop() {
 		} else {
 			switch body := env.Body.(type) {
 			case *messages.Envelope_Ping:
+				if !pings.Allow(true, time.Now()) {
+					pc.log.Debug().Str("peer", pc.id.Short()).Msg("ping over the rate limit: not answered")
+					break
+				}
 				pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Pong{Pong: &messages.Pong{Nonce: body.Ping.GetNonce()}}})
 			case *messages.Envelope_Pong:
 				switch nonce := body.Pong.GetNonce(); {

@@ -26,9 +26,11 @@ type sendQueue struct {
 	lent     []*[]byte
 	bytes    int
 	inflight int // bytes the writer took and has not reported written
-	limit    int
-	closed   bool // pushes fail
-	stopping bool // the connection is closing: the writer finishes instead of going idle
+	// inflightItems counts the items of that batch (each is charged queueItemOverhead against the limit).
+	inflightItems int
+	limit         int
+	closed        bool // pushes fail
+	stopping      bool // the connection is closing: the writer finishes instead of going idle
 	// active is set while a writer runs, and before the connection starts (start launches the first writer).
 	active      bool
 	startWriter func()
@@ -36,6 +38,12 @@ type sendQueue struct {
 
 // controlAllowance is the extra room control messages may use beyond the limit.
 const controlAllowance = 64 << 10
+
+// queueItemOverhead is what each queued item is charged against the limit beyond its bytes: about the memory an
+// item takes besides them (its slots in items and lent, its allocation's rounding, its slot in the writer's batch).
+// Counting bytes alone, a peer that sent pings and read slowly made the node queue millions of 2-byte pongs, which
+// held hundreds of MB under a 16 MiB limit.
+const queueItemOverhead = 64
 
 // newSendQueue returns an empty queue; startWriter is called, outside the queue's lock, whenever a writer must start.
 func newSendQueue(limit int, startWriter func()) *sendQueue {
@@ -57,7 +65,7 @@ func (q *sendQueue) pushLent(b []byte, buf *[]byte, control bool) error {
 	case q.closed:
 		q.mu.Unlock()
 		return errQueueClosed
-	case q.bytes+q.inflight+len(b) > limit && (len(q.items) > 0 || q.inflight > 0): // an idle queue takes any one item
+	case q.charged()+len(b)+queueItemOverhead > limit && (len(q.items) > 0 || q.inflightItems > 0): // an idle queue takes any one item
 		q.mu.Unlock()
 		return errQueueFull
 	}
@@ -102,6 +110,7 @@ func (q *sendQueue) take(spare batch) (batch, takeResult) {
 		return batch{}, queueIdle
 	}
 	b := batch{items: q.items, lent: q.lent}
+	q.inflightItems = len(q.items)
 	q.items, q.lent = spare.items[:0], spare.lent[:0]
 	q.inflight, q.bytes = q.bytes, 0
 	return b, batchTaken
@@ -128,7 +137,7 @@ func (q *sendQueue) claimWriter() bool {
 // written reports the batch of the last take written (or failed).
 func (q *sendQueue) written() {
 	q.mu.Lock()
-	q.inflight = 0
+	q.inflight, q.inflightItems = 0, 0
 	q.mu.Unlock()
 }
 
@@ -143,7 +152,7 @@ func (q *sendQueue) requeue(b batch) {
 	q.items = append(append(make([][]byte, 0, len(b.items)+len(q.items)), b.items...), q.items...)
 	q.lent = append(append(make([]*[]byte, 0, len(b.lent)+len(q.lent)), b.lent...), q.lent...)
 	q.bytes += n
-	q.inflight = 0
+	q.inflight, q.inflightItems = 0, 0
 }
 
 // close makes later pushes fail and returns what was still queued.
@@ -152,8 +161,14 @@ func (q *sendQueue) close() [][]byte {
 	defer q.mu.Unlock()
 	q.closed = true
 	items := q.items
-	q.items, q.lent, q.bytes, q.inflight = nil, nil, 0, 0 // the lent buffers go with the items, to the collector
+	q.items, q.lent, q.bytes, q.inflight, q.inflightItems = nil, nil, 0, 0, 0 // the lent buffers go with the items, to the collector
 	return items
+}
+
+// charged is what the queue holds against its limit: the bytes queued and being written, and queueItemOverhead
+// for each of their items. Called with q.mu.
+func (q *sendQueue) charged() int {
+	return q.bytes + q.inflight + (len(q.items)+q.inflightItems)*queueItemOverhead
 }
 
 // len reports the queued bytes, the batch being written included.

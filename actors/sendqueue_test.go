@@ -17,7 +17,7 @@ func startedQueue(limit int) (*sendQueue, *int) {
 }
 
 func TestSendQueueBoundsBytes(t *testing.T) {
-	q, _ := startedQueue(100)
+	q, _ := startedQueue(100 + 2*queueItemOverhead) // two items of 100 bytes in all
 	if err := q.push(make([]byte, 60), false); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestSendQueueStartsAWriterOnlyWhenNoneRuns(t *testing.T) {
 }
 
 func TestSendQueueCountsTheBatchBeingWritten(t *testing.T) {
-	q, _ := startedQueue(100)
+	q, _ := startedQueue(1000)
 	for range 3 {
 		if err := q.push(make([]byte, 10), false); err != nil {
 			t.Fatal(err)
@@ -150,10 +150,24 @@ func TestSendQueueKeepsEachLentBufferWithItsItem(t *testing.T) {
 	}
 }
 
+// Each item is charged queueItemOverhead beyond its bytes: a peer that sent pings and read slowly made the node
+// queue millions of 2-byte pongs, which held hundreds of MB under a limit that counted 2 bytes for each.
+func TestSendQueueChargesEachItem(t *testing.T) {
+	const limit = 16 << 10
+	q, _ := startedQueue(limit)
+	n := 0
+	for q.push([]byte{1, 2}, false) == nil {
+		n++
+	}
+	if want := limit / (2 + queueItemOverhead); n != want {
+		t.Fatalf("the queue took %d items of 2 bytes under a limit of %d, want %d", n, limit, want)
+	}
+}
+
 // The batch the writer took counts against the limit while it is written (up to WriteTimeout to a peer that reads
 // slowly): it used to be ignored, and a connection could hold twice SendQueueBytes.
 func TestSendQueueBoundCountsTheBatchBeingWritten(t *testing.T) {
-	q, _ := startedQueue(100)
+	q, _ := startedQueue(100 + 2*queueItemOverhead) // two items of 100 bytes in all
 	if err := q.push(make([]byte, 60), false); err != nil {
 		t.Fatal(err)
 	}
