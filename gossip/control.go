@@ -158,7 +158,7 @@ func (r *Router) handleGraft(b *builder, now time.Time, from session.NodeID, nam
 }
 
 // HandlePrune takes a peer's prune: a lazy prune turns its mesh link lazy; a full prune removes it from the mesh
-// and starts a PruneBackoff during which it is not grafted.
+// and, on a joined topic, starts a PruneBackoff during which it is not grafted.
 func (r *Router) HandlePrune(now time.Time, from session.NodeID, p Prune) Output {
 	r.handlePrune(r.clock(now), from, p)
 	return Output{}
@@ -180,5 +180,8 @@ func (r *Router) handlePrune(now time.Time, from session.NodeID, pr Prune) {
 	if i >= 0 {
 		t.mesh = slices.Delete(t.mesh, i, i+1)
 	}
-	r.setBackoff(p, pr.Topic, now)
+	if t.joined { // a backoff gates grafts, which only joined topics make: one of another topic would be state the
+		// peer could pile up without bound, a topic at a time
+		r.setBackoff(p, pr.Topic, now)
+	}
 }

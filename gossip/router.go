@@ -290,8 +290,13 @@ func (r *Router) dropTopicPeer(b *builder, name string, id session.NodeID) {
 			r.updateTree(b, name, t)
 		}
 	}
-	if !t.joined && len(t.peers) == 0 {
-		delete(r.topics, name)
+	if !t.joined {
+		if p := r.peers[id]; p != nil {
+			delete(p.backoff, name) // gates no graft, and would outlive the topic
+		}
+		if len(t.peers) == 0 {
+			delete(r.topics, name)
+		}
 	}
 }
 
