@@ -115,6 +115,10 @@ func (r *Router) handleIWant(b *builder, from session.NodeID, ids []MsgID) {
 			if p.sent+size > r.cfg.MaxIWantReplyBytes {
 				continue
 			}
+			if !e.serveIWant(from, r.cfg.MaxPeers) {
+				r.stats.IWantRepeated++
+				continue
+			}
 			p.served++
 			p.sent += size
 			r.stats.IWantServed++

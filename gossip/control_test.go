@@ -94,6 +94,30 @@ func TestIWantServesCache(t *testing.T) {
 
 // TestIWantRepliesCappedInBytes checks MaxIWantReplyBytes: a peer asking for large messages is served up to that
 // many bytes per heartbeat, the rest after the next heartbeat.
+// A peer gets one cached message at most maxIWantServes times by IWANT, over every IWANT and heartbeat: one IWANT
+// naming a 256 KiB message 16 times drew it back 16 times (459 bytes in, 3.8 MiB out), every heartbeat.
+func TestIWantServesAMessageToAPeerAFewTimesAtMost(t *testing.T) {
+	r := joined(t, DefaultConfig(), 2)
+	m := &Message{Topic: topicA, Data: make([]byte, 256<<10)}
+	if _, err := r.Publish(t0, m); err != nil {
+		t.Fatal(err)
+	}
+	_, msgs := sendsTo(r.HandleIWant(t0, nid(1), slices.Repeat([]MsgID{m.ID}, 16)), nid(1))
+	if len(msgs) != maxIWantServes {
+		t.Fatalf("one IWANT naming the message 16 times: served %d times, want %d", len(msgs), maxIWantServes)
+	}
+	r.Heartbeat(t0.Add(time.Second))
+	if _, msgs := sendsTo(r.HandleIWant(t0.Add(time.Second), nid(1), []MsgID{m.ID}), nid(1)); len(msgs) != 0 {
+		t.Fatalf("served %d times more on the next heartbeat, want none", len(msgs))
+	}
+	if _, msgs := sendsTo(r.HandleIWant(t0.Add(time.Second), nid(2), []MsgID{m.ID}), nid(2)); len(msgs) != 1 {
+		t.Fatalf("another peer's IWANT: served %d times, want once", len(msgs))
+	}
+	if st := r.Stats(); st.IWantRepeated != 16-maxIWantServes+1 {
+		t.Fatalf("IWantRepeated = %d, want %d", st.IWantRepeated, 16-maxIWantServes+1)
+	}
+}
+
 func TestIWantRepliesCappedInBytes(t *testing.T) {
 	cfg := DefaultConfig()
 	r := joined(t, cfg, 2)

@@ -68,7 +68,7 @@ func (r *Router) dueForGossip(topic string, now time.Time) []*cached {
 	clear(r.due)
 	r.due = r.due[:0]
 	for i := range r.cache.order.len() {
-		if e := r.cache.order.at(i); e.msg.Topic == topic && e.announced < r.announceBeats() && now.Sub(e.at) >= r.cfg.GossipDelay {
+		if e := r.cache.order.at(i); e.msg.Topic == topic && e.announced < r.announceBeats() && now.UnixNano()-e.at >= int64(r.cfg.GossipDelay) {
 			r.due = append(r.due, e)
 		}
 	}

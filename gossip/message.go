@@ -178,6 +178,7 @@ type Stats struct {
 	IWantSent      uint64
 	IWantReceived  uint64
 	IWantServed    uint64 // messages sent in answer to IWANT
+	IWantRepeated  uint64 // IWANT ids refused: that peer got that message maxIWantServes times already
 	GraftsSent     uint64
 	GraftsReceived uint64
 	PrunesSent     uint64 // lazy prunes included
