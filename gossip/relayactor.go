@@ -345,9 +345,29 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 		return
 	}
 	now := time.Now()
+	// Subscriptions and control cost a token of the peer's message rate, whatever messages ride with them (each
+	// pays its own): charged only when an RPC carried nothing else, they were free with a stale message attached,
+	// and one peer kept the relay busy with them.
+	if rpc.Hello || len(rpc.Subscriptions) > 0 || rpc.Control != nil {
+		if a.limiter.Allow(from, now) {
+			a.handleSubscriptionsAndControl(now, from, rpc, helloSent)
+		} else {
+			a.stats.RateLimited++
+		}
+	}
+	for _, wm := range rpc.Messages {
+		a.handleMessage(now, from, wm)
+	}
+}
+
+// handleSubscriptionsAndControl applies what an RPC carries besides its messages: the peer's hello and
+// subscriptions (at most twice MaxPeerTopics entries are read: the Router tracks MaxPeerTopics topics of a peer, and
+// an RPC may leave as many as it joins) and its control.
+func (a *relayActor) handleSubscriptionsAndControl(now time.Time, from session.NodeID, rpc *messages.GossipRPC, helloSent bool) {
+	subs := rpc.Subscriptions[:min(len(rpc.Subscriptions), 2*a.cfg.Router.MaxPeerTopics)]
 	if rpc.Hello {
-		listed := make(map[string]bool, len(rpc.Subscriptions))
-		for _, s := range rpc.Subscriptions {
+		listed := make(map[string]bool, len(subs))
+		for _, s := range subs {
 			listed[s.Topic] = s.Subscribe
 		}
 		for _, t := range a.router.PeerTopics(from) {
@@ -356,7 +376,7 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 			}
 		}
 	}
-	for _, s := range rpc.Subscriptions {
+	for _, s := range subs {
 		if !s.Subscribe {
 			a.apply(a.router.PeerUnsubscribed(now, from, s.Topic))
 		} else if err := a.router.PeerSubscribed(from, s.Topic); err != nil {
@@ -375,17 +395,8 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 			a.sendRPC(from, a.subscriptions(), true)
 		}
 	}
-	switch {
-	case rpc.Control == nil:
-	case len(rpc.Messages) == 0 && !a.limiter.Allow(from, now):
-		// Control alone costs a token of the peer's message rate (its messages each pay their own), so that a
-		// peer cannot keep the relay busy with control-only RPCs.
-		a.stats.RateLimited++
-	default:
+	if rpc.Control != nil {
 		a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength, a.cfg.Router.MaxPeerTopics)))
-	}
-	for _, wm := range rpc.Messages {
-		a.handleMessage(now, from, wm)
 	}
 }
 
