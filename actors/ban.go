@@ -161,7 +161,7 @@ func (m *peerManager) unban(req *unbanRequest) {
 }
 
 // admitInbound decides, before any handshake work, whether a connection from remote may proceed: its IP must not
-// be banned nor over the per-IP inbound rate. It returns why it refuses, or "" to admit.
+// be banned, nor over the per-IP inbound rate or MaxInboundPerIP. It returns why it refuses, or "" to admit.
 func (m *peerManager) admitInbound(remote net.Addr, now time.Time) string {
 	ip := addrIP(remote)
 	if !ip.IsValid() {
@@ -176,7 +176,38 @@ func (m *peerManager) admitInbound(remote net.Addr, now time.Time) string {
 	if !m.inbound.Allow(ip, now) {
 		return "per-IP inbound rate exceeded"
 	}
+	if m.pendingIn[ip]+m.inboundFrom(ip) >= m.n.cfg.MaxInboundPerIP {
+		return "per-IP inbound connections at MaxInboundPerIP"
+	}
 	return ""
+}
+
+// inboundFrom counts the live inbound connections from ip.
+func (m *peerManager) inboundFrom(ip netip.Addr) int {
+	n := 0
+	for _, e := range m.conns {
+		if !e.pc.outbound && addrIP(e.pc.sc.RemoteAddr()) == ip {
+			n++
+		}
+	}
+	return n
+}
+
+// pendInbound counts a handshake in progress from remote against its IP's MaxInboundPerIP, and unpendInbound
+// forgets it when the handshake has ended (a connection it made is counted by inboundFrom from then on).
+func (m *peerManager) pendInbound(remote net.Addr) {
+	if ip := addrIP(remote); ip.IsValid() {
+		m.pendingIn[ip]++
+	}
+}
+
+func (m *peerManager) unpendInbound(remote net.Addr) {
+	ip := addrIP(remote)
+	if m.pendingIn[ip] <= 1 {
+		delete(m.pendingIn, ip)
+	} else {
+		m.pendingIn[ip]--
+	}
 }
 
 // banned tells whether peer, or the IP ip (when valid), is banned, and why.

@@ -126,7 +126,11 @@ type Config struct {
 	// closes the others at once. Defaults 4/s and 16.
 	InboundPerIPRate  float64
 	InboundPerIPBurst int
-	// ExemptLoopbackThrottle exempts loopback addresses from the per-IP inbound throttle, for tests and simulations
+	// MaxInboundPerIP caps the inbound connections from one remote IP, handshakes in progress included: without
+	// it, one host dialing with fresh identities at the throttle's rate held every inbound slot within seconds.
+	// Default 8.
+	MaxInboundPerIP int
+	// ExemptLoopbackThrottle exempts loopback addresses from the per-IP inbound throttle and cap, for tests and simulations
 	// running many nodes on 127.0.0.1. Bans apply to loopback all the same. Default false.
 	ExemptLoopbackThrottle bool
 }
@@ -163,6 +167,7 @@ func DefaultConfig() Config {
 		Logger:                zerolog.Nop(),
 		InboundPerIPRate:      4,
 		InboundPerIPBurst:     16,
+		MaxInboundPerIP:       8,
 	}
 }
 
@@ -209,6 +214,7 @@ func (c *Config) Validate() error {
 		{"TransientIdleTimeout", int64(c.TransientIdleTimeout)}, {"DiscoveryIdleTimeout", int64(c.DiscoveryIdleTimeout)},
 		{"RedialBase", int64(c.RedialBase)}, {"RedialMax", int64(c.RedialMax)},
 		{"ProtocolRestartWindow", int64(c.ProtocolRestartWindow)}, {"InboundPerIPBurst", int64(c.InboundPerIPBurst)},
+		{"MaxInboundPerIP", int64(c.MaxInboundPerIP)},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {

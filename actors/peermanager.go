@@ -108,6 +108,8 @@ type peerManager struct {
 	// bans outlives restarts of the peer manager (its Props own it); inbound throttles inbound connections per IP.
 	bans    *banList
 	inbound *routing.RateLimiter[netip.Addr]
+	// pendingIn counts the inbound handshakes in progress by remote IP (MaxInboundPerIP).
+	pendingIn map[netip.Addr]int
 	// bufs lends the node's connections their large read and write buffers; like bans, its Props own it.
 	bufs *session.BufferPool
 	// rewant carries the wanted peers' addresses from an instance that restarts to the next (its Props own it).
@@ -134,7 +136,7 @@ func (n *Node) peerManagerProps() *actor.Props {
 		m := &peerManager{
 			n: n, conns: make(map[session.NodeID]*connEntry), byActor: make(map[string]*connEntry),
 			wanted: make(map[session.NodeID]*wantedPeer), dialing: make(map[session.NodeID][]chan<- error),
-			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}),
+			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}), pendingIn: make(map[netip.Addr]int),
 			bans:    bans,
 			bufs:    bufs,
 			rewant:  rewant,
@@ -311,6 +313,7 @@ func (m *peerManager) accept(raw net.Conn) {
 		return
 	}
 	m.pending++
+	m.pendInbound(raw.RemoteAddr())
 	m.goHandshake(raw, false, session.PeerAddr{})
 }
 
@@ -482,6 +485,9 @@ func (m *peerManager) finishDial(id session.NodeID, err error) {
 
 func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 	m.pending--
+	if !msg.outbound {
+		m.unpendInbound(msg.raw.RemoteAddr())
+	}
 	if msg.sc != nil {
 		m.parkedMu.Lock()
 		_, parked := m.parked[msg.sc]
