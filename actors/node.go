@@ -405,6 +405,11 @@ func (n *Node) Register(protocol string, props *actor.Props) (*actor.PID, error)
 	if !started {
 		return nil, ErrNotStarted
 	}
+	select {
+	case <-n.closed:
+		return nil, ErrClosed
+	default:
+	}
 	reply := make(chan registerResult, 1)
 	n.system.Root.Send(sup, &registerProtocol{protocol: protocol, props: props, reply: reply})
 	select {

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"sync"
@@ -225,14 +226,27 @@ func forgetStoppedChildren(next actor.ReceiverFunc) actor.ReceiverFunc {
 func (n *Node) protocolSupervisorProps() *actor.Props {
 	strategy := actor.NewOneForOneStrategy(n.cfg.ProtocolRestarts, n.cfg.ProtocolRestartWindow, n.countingDecider)
 	names := make(map[string]string) // protocol actor id -> protocol
+	stopping := false
 	return actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
+		case *actor.Stopping:
+			stopping = true
 		case *registerProtocol:
+			if stopping {
+				// protoactor still delivers messages while the supervisor waits for its children to stop: a child
+				// spawned now would never be stopped, and Close would wait for it until its timeout.
+				m.reply <- registerResult{err: ErrClosed}
+				return
+			}
 			if n.protocols.get(m.protocol) != nil {
 				m.reply <- registerResult{err: ErrProtocolRegistered}
 				return
 			}
-			pid := ctx.SpawnPrefix(m.props.Clone(actor.WithReceiverMiddleware(releaseCredits)), "proto")
+			pid, err := spawnProtocol(ctx, m.props.Clone(actor.WithReceiverMiddleware(releaseCredits)))
+			if err != nil {
+				m.reply <- registerResult{err: fmt.Errorf("register %s: %w", m.protocol, err)}
+				return
+			}
 			if !n.protocols.claim(m.protocol, pid, true) {
 				ctx.Stop(pid)
 				m.reply <- registerResult{err: ErrProtocolRegistered}
@@ -247,6 +261,19 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 			}
 		}
 	}, actor.WithSupervisor(strategy), actor.WithReceiverMiddleware(forgetStoppedChildren))
+}
+
+// spawnProtocol spawns a protocol actor under the supervisor. protoactor builds the actor (the props' producer)
+// and checks the props on the spawning actor's goroutine, so a producer that panics, or props with a guardian
+// strategy, panicked the supervisor: its restart stopped every protocol actor (all their protocols unregistered),
+// and the Register that caused it waited for its reply until Close. The panic is the spawn's error instead.
+func spawnProtocol(ctx actor.Context, props *actor.Props) (pid *actor.PID, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			pid, err = nil, fmt.Errorf("spawning the protocol actor panicked: %v", p)
+		}
+	}()
+	return ctx.SpawnPrefix(props, "proto"), nil
 }
 
 // dropStopped unregisters protocol p, whose actor pid has stopped, and logs it unless the node is closing.
