@@ -363,8 +363,14 @@ func (n *Node) connFor(ctx context.Context, peer session.NodeID, app bool) (*pee
 }
 
 func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, error) {
+	if err := ctx.Err(); err != nil { // nothing is sent under a context that ended already
+		return nil, err
+	}
 	if pc := n.peers.get(peer); pc != nil {
 		return pc, nil
+	}
+	if _, err := n.peerManager(); err != nil { // ErrNotStarted or ErrClosed, before any lookup
+		return nil, err
 	}
 	if peer == n.ID() {
 		return nil, ErrSelf

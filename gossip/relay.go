@@ -389,8 +389,14 @@ func NewRelay(root *actor.RootContext, pid *actor.PID, stopped, done <-chan stru
 func (r *Relay) send(msg any) { r.root.Send(r.pid, msg) }
 
 // ask sends the relay actor req, whose reply channel is c, and waits for the reply. The error is the wait's (the
-// context ended, or the relay stopped: the request may never be answered); the reply holds the request's own.
+// context ended, or the relay stopped: the request may never be answered); the reply holds the request's own. A
+// context ended already sends nothing: a Publish under it used to publish and still report the context's error,
+// and its retry then failed with ErrDuplicate. (A context that ends while the request is on its way leaves its
+// outcome unknown.)
 func ask[T any](ctx context.Context, r *Relay, req request, c replyTo[T]) (reply[T], error) {
+	if err := ctx.Err(); err != nil {
+		return reply[T]{}, err
+	}
 	r.send(req)
 	select {
 	case v := <-c.reply:
