@@ -301,3 +301,45 @@ func TestStalledStreamHoldsAtMostItsByteBudget(t *testing.T) {
 		t.Fatalf("%d of 64 messages dropped: %d queued, over the budget of %d bytes", dropped, queued, budget)
 	}
 }
+
+// A stream ends, with an "end" event, when its subscription does (the node closed): it used to go on sending
+// keepalives, and a client never learned that no message would come.
+func TestStreamEndsWhenTheNodeCloses(t *testing.T) {
+	node := testkit.NewNetwork(t, 1).Nodes[0]
+	api := adminapi.New(node, adminapi.Config{StreamKeepalive: 50 * time.Millisecond})
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	defer api.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/topics/t/messages", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, ": subscribed") {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	_ = node.Close()
+	var events []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatal("the stream was still open 10 s after the node closed")
+			}
+			break // the server ended the stream
+		}
+		if ev, ok := strings.CutPrefix(strings.TrimSpace(line), "event: "); ok {
+			events = append(events, ev)
+		}
+	}
+	if len(events) == 0 || events[len(events)-1] != "end" {
+		t.Fatalf("events after the node closed: %v, want an end event last", events)
+	}
+}

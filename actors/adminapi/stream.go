@@ -25,7 +25,8 @@ func (a *API) startStream() bool {
 }
 
 // stream serves a topic's messages as server-sent events ("message" events with a Message as JSON data, and
-// "dropped" events telling how many messages a slow client missed) until the client leaves or the API closes.
+// "dropped" events telling how many messages a slow client missed) until the client leaves or the API closes, or
+// the subscription ends (the node closed): an "end" event then closes the stream.
 func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
@@ -100,6 +101,14 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-sub.Done():
+			// The node closed, or its relay stopped for good: no message will come, and the stream says so rather
+			// than send keepalives for ever.
+			write(func() error {
+				_, err := io.WriteString(w, "event: end\ndata: {\"reason\":\"the subscription ended\"}\n\n")
+				return err
+			})
 			return
 		case <-keepalive.C:
 			if !write(func() error { _, err := io.WriteString(w, ": keepalive\n\n"); return err }) {

@@ -395,6 +395,8 @@ func (o *clientOptions) subscribe(ctx context.Context, topic string, count int, 
 			switch event {
 			case "dropped":
 				fmt.Fprintf(errw, "warning: this client was too slow, the node dropped messages: %s\n", data)
+			case "end":
+				return fmt.Errorf("the node ended the stream: %s", data)
 			case "message":
 				if err := printMessage(w, data, o.asJSON); err != nil {
 					return err
