@@ -182,6 +182,9 @@ func (c *Config) Validate() error {
 	if c.NetworkID == "" {
 		return bad("NetworkID is empty")
 	}
+	if c.Identity != nil && !c.Identity.Valid() {
+		return bad("Identity holds no key (make one with session.GenerateIdentity or session.LoadOrCreateIdentity)")
+	}
 	if c.ListenAddr != "" {
 		if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 			return bad("ListenAddr %q: %v", c.ListenAddr, err)

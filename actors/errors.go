@@ -13,6 +13,8 @@ var (
 	ErrClosed = errors.New("node is closed")
 	// ErrNotStarted: the call needs a started node.
 	ErrNotStarted = errors.New("node is not started")
+	// ErrAlreadyStarted: Start was called on a node started already.
+	ErrAlreadyStarted = errors.New("node already started")
 	// ErrUnknownPeer: the peer is not connected and its address is unknown.
 	ErrUnknownPeer = errors.New("unknown peer: not connected and no known address")
 	// ErrPeerGone: the connection to the peer closed before the operation completed.

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"runtime/debug"
 
 	"google.golang.org/protobuf/proto"
@@ -13,6 +14,9 @@ import (
 // A panic in fn is recovered and logged.
 // It may be called before Start.
 func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error) {
+	if fn == nil {
+		return nil, errors.New("subscribe events: fn is nil")
+	}
 	select {
 	case <-n.closed:
 		return nil, ErrClosed

@@ -52,11 +52,11 @@ func (n *Node) Publish(ctx context.Context, topic string, msg proto.Message) (go
 // marshalAny encodes msg as a google.protobuf.Any, deterministically so that equal messages get equal ids.
 func marshalAny(msg proto.Message) ([]byte, error) {
 	if msg == nil {
-		return nil, fmt.Errorf("nil message")
+		return nil, fmt.Errorf("%w: nil message", ErrBadPayload)
 	}
 	a, err := anypb.New(msg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
 	}
 	return proto.MarshalOptions{Deterministic: true}.Marshal(a)
 }

@@ -79,8 +79,12 @@ func (m *Inbound) ReplyError(replyErr error) error {
 	if !m.IsRequest() {
 		return ErrNotRequest
 	}
+	text := "" // a nil error is an application error without text
+	if replyErr != nil {
+		text = replyErr.Error()
+	}
 	b, err := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Direct{
-		Direct: errorReply(m.Protocol, m.requestID, messages.ErrorCode_ERROR_CODE_APPLICATION, replyErr.Error()),
+		Direct: errorReply(m.Protocol, m.requestID, messages.ErrorCode_ERROR_CODE_APPLICATION, text),
 	}})
 	if err != nil {
 		return err

@@ -146,7 +146,7 @@ func (n *Node) Start(ctx context.Context) error {
 	default:
 	}
 	if n.started {
-		return errors.New("node already started")
+		return ErrAlreadyStarted
 	}
 	if n.cfg.ListenAddr != "" {
 		ln, err := n.cfg.Transport.Listen(n.cfg.ListenAddr)
@@ -198,7 +198,10 @@ func (n *Node) closeListener() {
 }
 
 // Close stops the actor tree (connections are closed with reason SHUTDOWN after flushing their queues), waits for
-// every goroutine of the node to exit and fails pending requests with ErrClosed. It is idempotent.
+// every goroutine of the node to exit and fails pending requests with ErrClosed. It is idempotent. It must not be
+// called from the node's own goroutines (a subscription handler or validator, an event subscriber, a protocol
+// actor): Close waits for them to end, so it would wait for itself until protoactor's stop timeout (10 s) and
+// return before they exit. Call it from another goroutine there (go node.Close()).
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
@@ -443,11 +446,22 @@ func checkPeerID(id session.NodeID, addr string) error {
 	if id.IsZero() {
 		return fmt.Errorf("%w: %q: id is zero", session.ErrBadPeerAddr, addr)
 	}
+	if addr == "" {
+		return fmt.Errorf("%w: %s: no address", session.ErrBadPeerAddr, id.Short())
+	}
 	return nil
 }
 
 // ActorSystem exposes the protoactor system the node runs on, for spawning helper actors next to protocol actors.
-func (n *Node) ActorSystem() *actor.ActorSystem { return n.system }
+// Before Start it is Config.ActorSystem (nil unless one was given).
+func (n *Node) ActorSystem() *actor.ActorSystem {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.system == nil {
+		return n.cfg.ActorSystem
+	}
+	return n.system
+}
 
 // peerSet is the read-mostly view of live connections, written by the peer manager and read by API callers.
 type peerSet struct {

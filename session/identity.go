@@ -127,7 +127,13 @@ func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
 	if id, err = GenerateIdentity(); err != nil {
 		return nil, false, err
 	}
-	if err := id.Save(path); err != nil {
+	if err := id.save(path, true); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			// Another caller (a goroutine, another process) created it meanwhile: that one is the identity. A
+			// rename would have replaced its key, and one of the two callers would have run with a lost key.
+			id, err = LoadIdentity(path)
+			return id, false, err
+		}
 		return nil, false, err
 	}
 	return id, true, nil
@@ -135,7 +141,11 @@ func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
 
 // Save writes the identity to path with mode 0600, atomically: it writes a temporary file in the same directory,
 // syncs it and renames it over path. The file is one line of text: "actormesh-ed25519-seed:" and the hex seed.
-func (id *Identity) Save(path string) (err error) {
+func (id *Identity) Save(path string) error { return id.save(path, false) }
+
+// save is Save; with exclusive set, it fails with an error wrapping fs.ErrExist when path exists, rather than
+// replace it (the temporary file is linked to path, not renamed over it).
+func (id *Identity) save(path string, exclusive bool) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -164,7 +174,13 @@ func (id *Identity) Save(path string) (err error) {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("session: save identity: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if exclusive {
+		err = os.Link(tmp.Name(), path)
+		os.Remove(tmp.Name())
+	} else {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
 		return fmt.Errorf("session: save identity: %w", err)
 	}
 	// Make the rename durable; not every platform can sync a directory, so this is best effort.
@@ -174,6 +190,10 @@ func (id *Identity) Save(path string) (err error) {
 	}
 	return nil
 }
+
+// Valid reports whether id holds a key. The zero Identity does not: make one with GenerateIdentity, LoadIdentity,
+// LoadOrCreateIdentity or IdentityFromSeed.
+func (id *Identity) Valid() bool { return id != nil && len(id.priv) == ed25519.PrivateKeySize }
 
 // NodeID returns the identity's public key.
 func (id *Identity) NodeID() NodeID {

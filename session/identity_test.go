@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -157,5 +158,46 @@ func TestLoadOrCreateIdentity(t *testing.T) {
 	}
 	if _, _, err := LoadOrCreateIdentity(path); !errors.Is(err, ErrBadKeyFile) {
 		t.Fatalf("broken file: error = %v, want ErrBadKeyFile", err)
+	}
+}
+
+// Concurrent LoadOrCreateIdentity calls on one path agree on one identity, the one the file holds, and one of them
+// created it: each used to generate a key and rename it over the file, and all but the last ran with a key lost.
+func TestLoadOrCreateIdentityConcurrentCallersAgree(t *testing.T) {
+	for round := range 10 {
+		path := filepath.Join(t.TempDir(), "node.key")
+		const callers = 8
+		ids := make([]NodeID, callers)
+		created := make([]bool, callers)
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id, c, err := LoadOrCreateIdentity(path)
+				if err != nil {
+					t.Errorf("caller %d: %v", i, err)
+					return
+				}
+				ids[i], created[i] = id.NodeID(), c
+			}()
+		}
+		wg.Wait()
+		onDisk, err := LoadIdentity(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		makers := 0
+		for i := range callers {
+			if ids[i] != onDisk.NodeID() {
+				t.Fatalf("round %d: caller %d runs with %s, the key file holds %s", round, i, ids[i].Short(), onDisk.NodeID().Short())
+			}
+			if created[i] {
+				makers++
+			}
+		}
+		if makers != 1 {
+			t.Fatalf("round %d: %d callers say they created the identity, want 1", round, makers)
+		}
 	}
 }

@@ -486,7 +486,7 @@ func statusOf(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, actors.ErrRemote), errors.Is(err, actors.ErrPeerGone), errors.Is(err, actors.ErrSlowPeer):
 		return http.StatusBadGateway
-	case errors.Is(err, actors.ErrClosed), errors.Is(err, gossip.ErrRelayStopped):
+	case errors.Is(err, actors.ErrClosed), errors.Is(err, actors.ErrNotStarted), errors.Is(err, gossip.ErrRelayStopped):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

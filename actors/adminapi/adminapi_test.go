@@ -214,3 +214,18 @@ func connectedPair(t *testing.T, echo bool) (context.Context, *actors.Node, *act
 	}
 	return ctx, a, b
 }
+
+// An API mounted on a node that is not started answers 503, as for a closed node: it answered 500.
+func TestAPIOfANodeNotStartedAnswers503(t *testing.T) {
+	cfg := actors.DefaultConfig()
+	cfg.DisableDiscovery = true
+	node, err := actors.NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	srv := serve(t, node)
+	if code, body := call(t, "POST", srv.URL+"/v1/topics/t/messages", "application/json", `{"data": "x"}`); code != http.StatusServiceUnavailable {
+		t.Fatalf("publish through the API of a node not started: %d %s, want 503", code, body)
+	}
+}
