@@ -402,7 +402,7 @@ const (
 func (pc *peerConn) readLoop() {
 	var lastDeadline time.Time
 	var dec inboundDecoder
-	pings := routing.NewRateLimiter[bool](pingRate, pingBurst, 1)
+	pings := routing.NewTokenBucket(pingRate, pingBurst, time.Now())
 	// The read deadline moves at most once a second (each move is a system call), and a quarter of IdleTimeout
 	// at most after it was set, so that it cannot pass while frames arrive.
 	refresh := min(time.Second, pc.cfg.IdleTimeout/4)
@@ -427,7 +427,7 @@ func (pc *peerConn) readLoop() {
 		} else {
 			switch body := env.Body.(type) {
 			case *messages.Envelope_Ping:
-				if !pings.Allow(true, time.Now()) {
+				if !pings.Allow(time.Now()) {
 					pc.log.Debug().Str("peer", pc.id.Short()).Msg("ping over the rate limit: not answered")
 					break
 				}

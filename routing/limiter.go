@@ -34,8 +34,13 @@ func (l *RateLimiter[K]) Allow(key K, now time.Time) bool {
 		b = &tokenBucket{tokens: l.burst, last: now}
 		l.buckets[key] = b
 	}
+	return b.take(l.rate, l.burst, now)
+}
+
+// take refills the bucket for the time since its last take and takes a token, if there is one.
+func (b *tokenBucket) take(rate, burst float64, now time.Time) bool {
 	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-		b.tokens = min(l.burst, b.tokens+elapsed*l.rate)
+		b.tokens = min(burst, b.tokens+elapsed*rate)
 		b.last = now
 	}
 	if b.tokens < 1 {
@@ -44,6 +49,21 @@ func (l *RateLimiter[K]) Allow(key K, now time.Time) bool {
 	b.tokens--
 	return true
 }
+
+// TokenBucket is a single key's rate limit, as RateLimiter keeps one per key, without the map: Burst requests at
+// once and Rate per second after that. Make it with NewTokenBucket. Not safe for concurrent use.
+type TokenBucket struct {
+	rate, burst float64
+	b           tokenBucket
+}
+
+// NewTokenBucket returns a full bucket at now.
+func NewTokenBucket(rate float64, burst int, now time.Time) TokenBucket {
+	return TokenBucket{rate: rate, burst: float64(burst), b: tokenBucket{tokens: float64(burst), last: now}}
+}
+
+// Allow takes a token at now, reporting whether the request may proceed; a refused request takes nothing.
+func (t *TokenBucket) Allow(now time.Time) bool { return t.b.take(t.rate, t.burst, now) }
 
 // Forget drops a key's state.
 func (l *RateLimiter[K]) Forget(key K) { delete(l.buckets, key) }

@@ -108,3 +108,27 @@ func TestJitteredWaitsSpreadOverHalfToThreeHalves(t *testing.T) {
 		t.Fatalf("jittered(1ns) = %v", got)
 	}
 }
+
+func TestTokenBucket(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	b := NewTokenBucket(2, 3, now)
+	for i := range 3 {
+		if !b.Allow(now) {
+			t.Fatalf("request %d of the burst refused", i+1)
+		}
+	}
+	if b.Allow(now) {
+		t.Fatal("a request past the burst allowed")
+	}
+	if !b.Allow(now.Add(500*time.Millisecond)) || b.Allow(now.Add(500*time.Millisecond)) {
+		t.Fatal("half a second at 2/s should allow exactly one more")
+	}
+	if n := func() (n int) {
+		for b.Allow(now.Add(time.Hour)) {
+			n++
+		}
+		return n
+	}(); n != 3 {
+		t.Fatalf("after an hour %d requests allowed at once, want the burst of 3", n)
+	}
+}
