@@ -68,13 +68,7 @@ func TestReplyErrorWithANilError(t *testing.T) {
 // ActorSystem may be called while Start runs (all of the node's methods are safe for concurrent use): it read the
 // field Start writes without the lock.
 func TestActorSystemDuringStart(t *testing.T) {
-	cfg := actors.DefaultConfig()
-	cfg.DisableDiscovery = true
-	n, err := actors.NewNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := unstartedNode(t)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

@@ -64,13 +64,7 @@ func TestCallsUnderAnEndedContextSendNothing(t *testing.T) {
 // Calls before Start fail with ErrNotStarted, whether or not they would have had to dial: with discovery off and
 // no address known, Send returned ErrUnknownPeer.
 func TestDirectCallsBeforeStartFailWithErrNotStarted(t *testing.T) {
-	cfg := actors.DefaultConfig()
-	cfg.DisableDiscovery = true
-	n, err := actors.NewNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := unstartedNode(t)
 	peer := testkit.NewNetwork(t, 1).Nodes[0].ID()
 	if err := n.Send(ctxTimeout(t, time.Second), peer, "x/1", wrapperspb.String("x")); !errors.Is(err, actors.ErrNotStarted) {
 		t.Fatalf("Send before Start: %v, want ErrNotStarted", err)

@@ -120,3 +120,16 @@ func (l *eventLog) sawDisconnect(peer session.NodeID, reason messages.Disconnect
 
 // disconnects counts the disconnects from peer recorded.
 func (l *eventLog) disconnects(peer session.NodeID) int { return len(l.disconnectsFrom(peer)) }
+
+// unstartedNode returns a node made but not started (discovery off), closed at the end of the test.
+func unstartedNode(t testing.TB) *actors.Node {
+	t.Helper()
+	cfg := actors.DefaultConfig()
+	cfg.DisableDiscovery = true
+	n, err := actors.NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
