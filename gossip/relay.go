@@ -81,8 +81,10 @@ type RelayConfig struct {
 	// VerifySignatures rejects a received message that does not carry a valid signature of its origin, before it
 	// is recorded as seen, and penalises the peer that sent it (default true).
 	VerifySignatures bool
-	// PeerMessageRate and PeerMessageBurst limit the messages accepted from one peer (default 2000/s, burst
-	// 4000). Messages beyond are dropped unseen (they can still be pulled from another peer) and counted.
+	// PeerMessageRate and PeerMessageBurst limit what one peer makes the relay process (default 2000/s, burst
+	// 4000): each message takes a token, and so does each RPC that carries subscriptions or control, whatever
+	// messages ride with it (honest traffic takes ~1.5 tokens per message, a sim's 0.56 control RPCs per delivery
+	// included). What comes beyond is dropped unseen (a message can still be pulled from another peer) and counted.
 	PeerMessageRate  float64
 	PeerMessageBurst int
 	// PenaltyBan is how long a peer is banned once Router.PenaltyThreshold of its messages were rejected
