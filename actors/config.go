@@ -43,8 +43,8 @@ type Config struct {
 	// MaxMessageSize is the largest message accepted from or sent to a peer, checked before allocation.
 	// Default 1 MiB.
 	MaxMessageSize int
-	// SendQueueBytes bounds each peer's outbound queue, the batch being written included (a message of any size
-	// is taken when nothing is queued or being written). A peer whose queue is full is too slow: it is
+	// SendQueueBytes bounds each peer's outbound queue, the batch being written included, each message counting
+	// 64 bytes beyond its own (a message of any size is taken when nothing is queued or being written). A peer whose queue is full is too slow: it is
 	// disconnected with reason SLOW_PEER and the send fails with ErrSlowPeer. Default 16 MiB.
 	SendQueueBytes int
 	// InboundPending bounds the messages read from one peer that its protocol actors have not processed yet;
