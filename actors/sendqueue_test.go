@@ -159,8 +159,9 @@ func TestSendQueueChargesEachItem(t *testing.T) {
 	for q.push([]byte{1, 2}, false) == nil {
 		n++
 	}
-	if want := limit / (2 + queueItemOverhead); n != want {
-		t.Fatalf("the queue took %d items of 2 bytes under a limit of %d, want %d", n, limit, want)
+	// Each item must cost what it takes in memory (tens of bytes), not its 2 bytes.
+	if n == 0 || n > limit/32 {
+		t.Fatalf("the queue took %d items of 2 bytes under a limit of %d, want 1 to %d", n, limit, limit/32)
 	}
 }
 
