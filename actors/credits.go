@@ -1,0 +1,137 @@
+package actors
+
+import "sync/atomic"
+
+// heldCredits counts the inbound credits of one connection held by the messages its reader handed to one protocol
+// actor (reg) that the actor has not processed yet. Credits are counted per actor because protoactor drops, without
+// running the releaseCredits middleware, the messages of an actor that has stopped: those left in its mailbox and
+// those sent to it afterwards (dead letters). Such a message's credit would be lost, and a connection that lost
+// InboundPending of them would never read again. Once reg is dropped (its actor has stopped: the protocol
+// supervisor, or the guardian for the routing actor and the relay, drops it on Terminated), the actor processes
+// nothing more, so every credit its counter still holds is lost: the reader takes them all back (reclaim).
+type heldCredits struct {
+	reg   *registration
+	n     atomic.Int32
+	bytes atomic.Int64 // the payload bytes of those messages (peerConn.heldBytes)
+}
+
+// heldFor returns the counter of the credits held by the connection's messages to reg, pruning (reclaim) those of
+// stopped actors first when the registry changed (gen) since the last prune. Reader only.
+func (pc *peerConn) heldFor(reg *registration, gen uint64) *heldCredits {
+	if pc.held == nil {
+		pc.held = make(map[*registration]*heldCredits)
+	}
+	if gen != pc.heldGen {
+		pc.reclaim()
+		pc.heldGen = gen
+	}
+	h := pc.held[reg]
+	if h == nil {
+		h = &heldCredits{reg: reg}
+		pc.held[reg] = h
+	}
+	return h
+}
+
+// reclaim returns the credits held by messages to protocol actors that have stopped, and forgets those actors.
+// It never blocks: acquire adds to the channel before the counter and release takes from the counter first, so
+// the channel holds at least the sum of the counters. Reader only.
+func (pc *peerConn) reclaim() {
+	for reg, h := range pc.held {
+		if !reg.stopped() {
+			continue
+		}
+		for i := h.n.Swap(0); i > 0; i-- {
+			<-pc.credits
+		}
+		pc.heldBytes.Add(-h.bytes.Swap(0))
+		delete(pc.held, reg)
+	}
+}
+
+// acquire takes an inbound credit for a message of size payload bytes to h's protocol actor. It blocks (only this
+// connection's reader) while protocol actors are behind, by count (InboundPending) or by bytes
+// (InboundPendingBytes), and fails once the connection is closing (checked first: a select between a free credit
+// and the closed channel would pick either) or h's actor has stopped.
+func (pc *peerConn) acquire(h *heldCredits, r *protocolRegistry, size int64) bool {
+	if pc.isClosing() {
+		return false
+	}
+	select {
+	case pc.credits <- struct{}{}:
+	default:
+		if !pc.awaitCredit(h, r) {
+			return false
+		}
+	}
+	if !pc.acquireBytes(h, r, size) {
+		<-pc.credits
+		return false
+	}
+	h.n.Add(1)
+	h.bytes.Add(size)
+	return true
+}
+
+// awaitCredit waits for a free credit. Each time a protocol actor is unregistered it takes back the credits of the
+// messages that actor lost (reclaim): they may be the ones it waits for.
+func (pc *peerConn) awaitCredit(h *heldCredits, r *protocolRegistry) bool {
+	for {
+		dropped := r.droppedChan() // before reclaim: a drop after it wakes the select
+		pc.reclaim()
+		if h.reg.stopped() {
+			return false
+		}
+		select {
+		case pc.credits <- struct{}{}:
+			return true
+		case <-pc.closing:
+			return false
+		case <-dropped:
+		}
+	}
+}
+
+// acquireBytes adds size to the held bytes once they leave room for it, waiting as awaitCredit does. Only the
+// reader adds, so the room it sees can only grow until it adds. Config validation makes InboundPendingBytes hold
+// a message of MaxMessageSize, so a message always fits once nothing is held.
+func (pc *peerConn) acquireBytes(h *heldCredits, r *protocolRegistry, size int64) bool {
+	budget := int64(pc.cfg.InboundPendingBytes)
+	for {
+		if pc.heldBytes.Load()+size <= budget {
+			pc.heldBytes.Add(size)
+			return true
+		}
+		pc.bytesWaiting.Store(true) // before the check below: a release after it signals bytesFreed
+		dropped := r.droppedChan()
+		pc.reclaim()
+		if h.reg.stopped() {
+			pc.bytesWaiting.Store(false)
+			return false
+		}
+		if pc.heldBytes.Load()+size <= budget {
+			pc.bytesWaiting.Store(false)
+			continue
+		}
+		select {
+		case <-pc.bytesFreed:
+		case <-pc.closing:
+			pc.bytesWaiting.Store(false)
+			return false
+		case <-dropped:
+		}
+		pc.bytesWaiting.Store(false)
+	}
+}
+
+// release returns the credit and the size bytes of a processed message.
+func (pc *peerConn) release(size int64) {
+	pc.heldBytes.Add(-size)
+	if pc.bytesWaiting.Load() {
+		select {
+		case pc.bytesFreed <- struct{}{}:
+		default:
+		}
+	}
+	<-pc.credits
+}
