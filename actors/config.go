@@ -133,6 +133,12 @@ type Config struct {
 	// ExemptLoopbackThrottle exempts loopback addresses from the per-IP inbound throttle and cap, for tests and simulations
 	// running many nodes on 127.0.0.1. Bans apply to loopback all the same. Default false.
 	ExemptLoopbackThrottle bool
+	// DisableInboundEviction makes a node whose inbound slots are all taken refuse a newcomer, as it does a
+	// transient one, rather than close the inbound connection it values least for it (actors/eviction.go: a few
+	// connections from network groups chosen by a keyed hash and the longest-connected half of the rest are
+	// kept; the /16 or /32 group holding the most of the others gives up its youngest). Connections the node
+	// keeps, and loopback ones under ExemptLoopbackThrottle, are never evicted. Default false.
+	DisableInboundEviction bool
 }
 
 // DefaultConfig returns a Config with every default filled in and a nil Identity (a fresh one is generated).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net"
 	"net/netip"
 	"sync"
@@ -110,6 +111,8 @@ type peerManager struct {
 	inbound *routing.RateLimiter[netip.Addr]
 	// pendingIn counts the inbound handshakes in progress by remote IP (MaxInboundPerIP).
 	pendingIn map[netip.Addr]int
+	// evictSeed keys the hash that picks the network groups inbound eviction protects (chooseEviction).
+	evictSeed maphash.Seed
 	// bufs lends the node's connections their large read and write buffers; like bans, its Props own it.
 	bufs *session.BufferPool
 	// rewant carries the wanted peers' addresses from an instance that restarts to the next (its Props own it).
@@ -137,10 +140,11 @@ func (n *Node) peerManagerProps() *actor.Props {
 			n: n, conns: make(map[session.NodeID]*connEntry), byActor: make(map[string]*connEntry),
 			wanted: make(map[session.NodeID]*wantedPeer), dialing: make(map[session.NodeID][]chan<- error),
 			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}), pendingIn: make(map[netip.Addr]int),
-			bans:    bans,
-			bufs:    bufs,
-			rewant:  rewant,
-			inbound: routing.NewRateLimiter[netip.Addr](n.cfg.InboundPerIPRate, n.cfg.InboundPerIPBurst, inboundThrottleIPs),
+			evictSeed: maphash.MakeSeed(),
+			bans:      bans,
+			bufs:      bufs,
+			rewant:    rewant,
+			inbound:   routing.NewRateLimiter[netip.Addr](n.cfg.InboundPerIPRate, n.cfg.InboundPerIPBurst, inboundThrottleIPs),
 		}
 		m.connProps = actor.PropsFromProducer(m.newConnActor)
 		return m
@@ -307,7 +311,8 @@ func (m *peerManager) accept(raw net.Conn) {
 		_ = raw.Close()
 		return
 	}
-	if m.pending >= m.n.cfg.MaxPendingHandshakes || (m.count(false) >= m.n.cfg.MaxInboundPeers && !m.evictIdleInbound()) {
+	if m.pending >= m.n.cfg.MaxPendingHandshakes ||
+		(m.count(false) >= m.n.cfg.MaxInboundPeers && !m.evictIdleInbound() && !m.canEvictInbound()) {
 		m.n.log.Debug().Str("remote", raw.RemoteAddr().String()).Int("pending", m.pending).Msg("inbound connection refused: no free slot")
 		_ = raw.Close()
 		return
@@ -549,7 +554,8 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 		refuse(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "outbound slots full", ErrTooManyPeers)
 		return
 	}
-	if !msg.outbound && m.count(false) >= m.n.cfg.MaxInboundPeers && !m.evictIdleInbound() {
+	if !msg.outbound && m.count(false) >= m.n.cfg.MaxInboundPeers && !m.evictIdleInbound() &&
+		(msg.sc.Peer().Transient || !m.evictInbound(id)) {
 		refuse(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "inbound slots full", nil)
 		return
 	}

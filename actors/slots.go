@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
 )
 
 // outboundFull tells whether every outbound slot is taken by a connection or a dial in progress.
@@ -152,4 +153,51 @@ func (m *peerManager) sweepTransient() (candidates bool) {
 		candidates = true
 	}
 	return candidates
+}
+
+// evictionCandidates lists the inbound connections eviction may close: those the node does not keep, from an IP
+// (a transport without IPs has no network groups to tell apart) that is not an exempt loopback address.
+func (m *peerManager) evictionCandidates() ([]evictCandidate, []*connEntry) {
+	if m.n.cfg.DisableInboundEviction {
+		return nil, nil
+	}
+	var cands []evictCandidate
+	var entries []*connEntry
+	for _, e := range m.conns {
+		if e.pc.outbound || e.pc.kept.Load() {
+			continue
+		}
+		ip := addrIP(e.pc.sc.RemoteAddr())
+		if !ip.IsValid() || (m.n.cfg.ExemptLoopbackThrottle && ip.IsLoopback()) {
+			continue
+		}
+		cands = append(cands, evictCandidate{group: netGroup(ip), connectedAt: e.pc.connectedAt})
+		entries = append(entries, e)
+	}
+	return cands, entries
+}
+
+// canEvictInbound tells whether a newcomer could take an inbound slot from a connection the node values less
+// (see eviction.go). Before the handshake the node only asks; it evicts once the newcomer has proved an identity
+// and said it means to stay.
+func (m *peerManager) canEvictInbound() bool {
+	c, _ := m.evictionCandidates()
+	return chooseEviction(c, m.evictSeed) >= 0
+}
+
+// evictInbound closes the inbound connection eviction chooses to make room for newcomer, flushing what is queued
+// on it first. It reports whether it freed a slot.
+func (m *peerManager) evictInbound(newcomer session.NodeID) bool {
+	c, entries := m.evictionCandidates()
+	i := chooseEviction(c, m.evictSeed)
+	if i < 0 {
+		return false
+	}
+	victim := entries[i]
+	m.n.log.Info().Str("peer", victim.pc.id.Short()).Str("group", c[i].group.String()).
+		Str("newcomer", newcomer.Short()).Msg("inbound connection evicted to make room")
+	victim.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "evicted to make room for a newcomer")
+	m.unregister(victim)
+	m.n.stats.inboundEvicted.Add(1)
+	return true
 }

@@ -39,6 +39,9 @@ type Stats struct {
 	// ActorRestarts counts the failures (panics) of the node's supervised actors: protocol actors, the routing
 	// table, the gossip relay. Each is restarted, unless it failed too often within its window and was stopped.
 	ActorRestarts uint64
+	// InboundEvicted counts inbound connections closed to make room for a newcomer when every inbound slot was
+	// taken (see Config.DisableInboundEviction).
+	InboundEvicted uint64
 }
 
 // Labels the counters of Stats use for what does not have a name of its own.
@@ -78,6 +81,7 @@ type nodeStats struct {
 	closedBytesIn, closedBytesOut atomic.Uint64
 	queueDropped                  atomic.Uint64
 	restarts                      atomic.Uint64
+	inboundEvicted                atomic.Uint64
 	messagesIn                    labelCounters
 	messagesOut                   labelCounters
 	handshakeFailures             labelCounters
@@ -163,6 +167,7 @@ func (n *Node) Stats() Stats {
 		Disconnects:       n.stats.disconnects.snapshot(),
 		QueueDropped:      n.stats.queueDropped.Load(),
 		ActorRestarts:     n.stats.restarts.Load(),
+		InboundEvicted:    n.stats.inboundEvicted.Load(),
 	}
 	n.peers.sum(&s)
 	return s

@@ -27,7 +27,7 @@ type Collector struct {
 	node *actors.Node
 
 	peers, bytes, messages, handshakeFailures, disconnects     *prometheus.Desc
-	queuedBytes, queueDropped, restarts                        *prometheus.Desc
+	queuedBytes, queueDropped, restarts, inboundEvicted        *prometheus.Desc
 	routingEntries, lookups, lookupFailures, routingThrottled  *prometheus.Desc
 	gossipPeers, gossipTopics, gossipCounter, gossipDropped    *prometheus.Desc
 	gossipDelay, gossipHops, gossipRejectedPeers, gossipErrors *prometheus.Desc
@@ -48,6 +48,7 @@ func NewCollector(node *actors.Node) *Collector {
 		queuedBytes:       d("send_queue_bytes", "Bytes waiting in the outbound queues of all connections."),
 		queueDropped:      d("send_queue_dropped_total", "Queued outbound messages never written because their connection closed."),
 		restarts:          d("actor_restarts_total", "Failures of supervised actors (protocol actors, routing, gossip relay), each followed by a restart."),
+		inboundEvicted:    d("inbound_evicted_total", "Inbound connections closed to make room for a newcomer when every inbound slot was taken."),
 		routingEntries:    d("routing_table_entries", "Entries of the Kademlia routing table."),
 		lookups:           d("routing_lookups_total", "Iterative lookups run."),
 		lookupFailures:    d("routing_lookup_failures_total", "Lookups that ended without a result."),
@@ -67,7 +68,7 @@ func NewCollector(node *actors.Node) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts,
+		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted,
 		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.gossipPeers, c.gossipTopics,
 		c.gossipCounter, c.gossipDropped, c.gossipRejectedPeers, c.gossipErrors, c.gossipDelay, c.gossipHops,
 	} {
@@ -104,6 +105,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.queuedBytes, float64(s.QueuedBytes))
 	counter(c.queueDropped, s.QueueDropped)
 	counter(c.restarts, s.ActorRestarts)
+	counter(c.inboundEvicted, s.InboundEvicted)
 
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()

@@ -1,0 +1,105 @@
+package actors
+
+import (
+	"hash/maphash"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestNetGroup(t *testing.T) {
+	cases := []struct{ ip, want string }{
+		{"203.0.113.7", "203.0.0.0/16"},
+		{"203.0.200.1", "203.0.0.0/16"},
+		{"::ffff:198.51.100.9", "198.51.0.0/16"},
+		{"2001:db8:1:2::5", "2001:db8::/32"},
+		{"fe80::1%eth0", "fe80::/32"},
+	}
+	for _, c := range cases {
+		if got := netGroup(netip.MustParseAddr(c.ip)); got.String() != c.want {
+			t.Errorf("netGroup(%s) = %s, want %s", c.ip, got, c.want)
+		}
+	}
+	if g := netGroup(netip.Addr{}); g.IsValid() {
+		t.Errorf("netGroup of the zero Addr = %s, want the zero Prefix", g)
+	}
+}
+
+// candidates builds one candidate per group name given, connected one second apart in that order (the first is
+// the oldest).
+func candidates(groups ...string) []evictCandidate {
+	t0 := time.Unix(1_700_000_000, 0)
+	c := make([]evictCandidate, len(groups))
+	for i, g := range groups {
+		c[i] = evictCandidate{group: netip.MustParsePrefix(g), connectedAt: t0.Add(time.Duration(i) * time.Second)}
+	}
+	return c
+}
+
+func TestChooseEvictionTakesTheYoungestOfTheLargestGroup(t *testing.T) {
+	// Two honest peers from groups of their own, connected first, and a crowd of 8 from one /16 after them. The
+	// crowd's youngest goes, whatever the seed.
+	groups := []string{"198.51.0.0/16", "192.0.0.0/16"}
+	for range 8 {
+		groups = append(groups, "203.0.0.0/16")
+	}
+	c := candidates(groups...)
+	for range 50 {
+		if got := chooseEviction(c, maphash.MakeSeed()); got != len(c)-1 {
+			t.Fatalf("evicted candidate %d (%s), want the crowd's youngest (%d)", got, c[got].group, len(c)-1)
+		}
+	}
+}
+
+func TestChooseEvictionProtectsSomeGroupsAndTheOldestHalf(t *testing.T) {
+	// Nothing to evict when every candidate is protected: up to 4 groups, one connection each.
+	for n := range 5 {
+		groups := []string{"10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16"}[:n]
+		if got := chooseEviction(candidates(groups...), maphash.MakeSeed()); got != -1 {
+			t.Errorf("%d candidates of distinct groups: evicted %d, want none", n, got)
+		}
+	}
+	// Of 5 distinct groups, 4 are protected by rank; the fifth is the half that is left (one of one).
+	c := candidates("10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16", "10.5.0.0/16")
+	seed := maphash.MakeSeed()
+	got := chooseEviction(c, seed)
+	if got < 0 {
+		t.Fatal("5 candidates of distinct groups: nothing evicted")
+	}
+	for i := range c {
+		if i != got && groupRank(seed, c[i].group) > groupRank(seed, c[got].group) {
+			t.Errorf("evicted %s, ranked before %s, which should have gone first", c[got].group, c[i].group)
+		}
+	}
+}
+
+// An attacker that fills the slots from many groups after honest peers connected cannot get an honest peer
+// evicted while its own younger connections remain: the honest peers are the longest-connected half, or among the
+// protected groups.
+func TestChooseEvictionNeverTakesTheOldHalfFirst(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := range 200 {
+		n := 5 + rng.IntN(60)
+		groups := make([]string, n)
+		for i := range groups {
+			groups[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(rng.IntN(6)), 0, 0}), 16).String()
+		}
+		c := candidates(groups...)
+		got := chooseEviction(c, maphash.MakeSeed())
+		if got < 0 {
+			t.Fatalf("trial %d: %d candidates, nothing evicted", trial, n)
+		}
+		// At most protectedGroups candidates are protected by rank, so the victim is never among the oldest
+		// (n - protectedGroups) / 2.
+		if got < (n-protectedGroups)/2 {
+			t.Fatalf("trial %d: evicted candidate %d of %d, one of the oldest half", trial, got, n)
+		}
+		// It is the youngest of its group.
+		for i := got + 1; i < n; i++ {
+			if c[i].group == c[got].group {
+				t.Fatalf("trial %d: evicted %d of %s, but %d of the same group is younger", trial, got, c[got].group, i)
+			}
+		}
+	}
+}
