@@ -620,8 +620,7 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 		m.n.addrs.put(pc.id, info.ListenAddrs[0])
 	}
 	if w, ok := m.wanted[pc.id]; ok {
-		w.backoff.Reset()
-		w.stopTimer()
+		w.stopTimer() // its backoff is reset only once the connection has lasted (connClosed)
 	}
 	m.n.log.Debug().Str("peer", pc.id.Short()).Bool("outbound", outbound).Str("remote", sc.RemoteAddr().String()).Msg("peer connected")
 	m.n.events.Publish(&messages.PeerConnected{
@@ -650,9 +649,18 @@ func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
 		PeerId: pc.id.Bytes(), Reason: pc.reason, Detail: pc.detail, Outbound: pc.outbound,
 	})
 	if _, ok := m.conns[pc.id]; !ok && pc.reason != messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION {
+		if w, ok := m.wanted[pc.id]; ok && time.Since(pc.connectedAt) >= redialResetAfter {
+			w.backoff.Reset()
+		}
 		m.scheduleRedial(pc.id, errors.New(pc.reason.String()))
 	}
 }
+
+// redialResetAfter is how long a connection to a wanted peer must last for its redial backoff to start over. A
+// connection the peer closes sooner counts as one more failure: a full peer that evicts the node's connection
+// (see eviction.go) for a newcomer that it then evicts in turn would otherwise be redialed at once, again and
+// again, by both of them, and a node wanted by more peers than it has slots would churn its connections for ever.
+const redialResetAfter = 10 * time.Second
 
 // scheduleRedial arms the backoff timer of a wanted peer, or gives up on it when its attempts are spent.
 func (m *peerManager) scheduleRedial(id session.NodeID, cause error) {

@@ -1,0 +1,108 @@
+package actors_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the node's goroutines to log into while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) contains(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Contains(l.b.String(), s)
+}
+
+// fullPeer listens on 127.0.0.1 as a peer that completes each handshake and at once says goodbye with
+// TOO_MANY_PEERS, as a full node evicting the newcomer's connection again would. It returns the peer's address and
+// how many connections it took.
+func fullPeer(t *testing.T) (session.PeerAddr, *atomic.Int32) {
+	t.Helper()
+	id, err := session.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bye, err := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Disconnect{Disconnect: &messages.Disconnect{
+		Reason: messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, Detail: "full",
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taken atomic.Int32
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			taken.Add(1)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			sc, err := session.Handshake(ctx, raw, session.HandshakeConfig{Identity: id, NetworkID: "actormesh"}, false, session.NodeID{})
+			cancel()
+			if err != nil {
+				_ = raw.Close()
+				continue
+			}
+			_ = sc.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = sc.WriteMessages(bye)
+			_ = sc.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	return session.PeerAddr{ID: id.NodeID(), Addr: ln.Addr().String()}, &taken
+}
+
+// A connection to a wanted peer that the peer closes soon after it was made counts as a failed attempt: the
+// backoff goes on growing, and the node gives up after RedialAttempts of them. Before, every connection made reset
+// the backoff, so a node redialed a full peer that evicted it at once for ever, at RedialBase, and two nodes
+// wanting one full node's last slot evicted each other in turn without end.
+func TestShortLivedConnectionsDoNotResetTheRedialBackoff(t *testing.T) {
+	logs := &lockedBuffer{}
+	const attempts = 3
+	a := testkit.NewNetwork(t, 1, testkit.WithLogger(zerolog.New(logs)), testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.RedialBase, cfg.RedialMax, cfg.RedialAttempts = 5*time.Millisecond, 20*time.Millisecond, attempts
+	})).Nodes[0]
+	addr, taken := fullPeer(t)
+	_ = a.Connect(ctxTimeout(t, 5*time.Second), addr, true) // it may fail: the goodbye can come before it returns
+	testkit.WaitFor(t, 10*time.Second, func() bool { return logs.contains("giving up redialing peer") },
+		"a gives up on the full peer")
+	// The first connection and one per attempt; nothing dials after giving up.
+	if got := taken.Load(); got != attempts+1 {
+		t.Fatalf("the full peer took %d connections, want %d (the first and %d redials)", got, attempts+1, attempts)
+	}
+	if a.Connected(addr.ID) {
+		t.Fatal("still connected to the full peer")
+	}
+}
