@@ -77,7 +77,7 @@ func (n *Node) Subscribe(ctx context.Context, topic string, handler func(*gossip
 // SubscribeProtocol joins topic for the protocol actor registered for protocol (Register): the actor receives
 // every message accepted on the topic as a *TopicMessage, in its mailbox with the peers' messages, so that its state
 // needs no lock. Deliveries reach it one at a time: the next is sent once the actor has processed the last, and
-// while it is busy they wait in the subscription's queue (gossip.RelayConfig.DeliveryBuffer; beyond, they are
+// while it is busy they wait in the subscription's queue (gossip.RelayConfig.DeliveryBuffer and DeliveryBufferBytes; beyond, they are
 // dropped, counted and logged as a slow handler's). Options add a validator, as Subscribe's. The subscription ends
 // when it is cancelled or when the actor stops. Errors: ErrNotRegistered when no actor is registered for protocol.
 func (n *Node) SubscribeProtocol(ctx context.Context, topic, protocol string, opts ...gossip.SubscribeOption) (*gossip.Subscription, error) {

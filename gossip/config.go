@@ -95,6 +95,12 @@ type Config struct {
 	// beyond MaxPendingValidation (default 256): a peer sending messages that keep a slow validator busy cannot take
 	// every place and stop the other peers' messages from being validated.
 	MaxPendingValidationPerPeer int
+	// MaxPendingValidationBytes and MaxPendingValidationBytesPerPeer cap the same in payload bytes (defaults 32 MiB
+	// and 8 MiB): behind a slow validator, the counts alone let one peer hold 256 messages of the largest size
+	// (128 MiB at the relay's 512 KiB) and the node 512 MiB. A message is always taken when nothing of its peer,
+	// or nothing at all, awaits a verdict.
+	MaxPendingValidationBytes        int
+	MaxPendingValidationBytesPerPeer int
 	// PenaltyThreshold is the number of rejected messages from one peer at which its Penalty asks for a ban
 	// (default 3).
 	PenaltyThreshold int
@@ -167,40 +173,42 @@ type Config struct {
 // DefaultConfig returns the default configuration, documented field by field on Config.
 func DefaultConfig() Config {
 	return Config{
-		D:                           6,
-		Dlo:                         4,
-		Dhi:                         12,
-		Dlazy:                       6,
-		HeartbeatInterval:           time.Second,
-		GossipDelay:                 500 * time.Millisecond,
-		HistoryGossip:               1,
-		MeshGossipBeats:             1,
-		HistoryLength:               5,
-		CacheMaxMessages:            4096,
-		CacheMaxBytes:               16 << 20,
-		SeenTTL:                     2 * time.Minute,
-		SeenMax:                     32768,
-		MaxClockSkew:                30 * time.Second,
-		PruneDuplicates:             3,
-		PruneBackoff:                time.Minute,
-		MaxIHaveLength:              500,
-		MaxIHaveMessages:            10,
-		MaxIWantReplies:             256,
-		MaxIWantReplyBytes:          4 << 20,
-		IWantTimeout:                500 * time.Millisecond,
-		MaxPendingIWant:             4096,
-		MaxPendingIWantPerPeer:      512,
-		ValidationTimeout:           5 * time.Second,
-		MaxPendingValidation:        1024,
-		MaxPendingValidationPerPeer: 256,
-		PenaltyThreshold:            3,
-		PenaltyRetention:            10 * time.Minute,
-		MaxTopicLength:              256,
-		MaxPeers:                    1024,
-		MaxPeerTopics:               64,
-		TreeStaleBeats:              5,
-		TreeShortcutInterval:        30 * time.Second,
-		TreeShortcutShare:           0.25,
+		D:                                6,
+		Dlo:                              4,
+		Dhi:                              12,
+		Dlazy:                            6,
+		HeartbeatInterval:                time.Second,
+		GossipDelay:                      500 * time.Millisecond,
+		HistoryGossip:                    1,
+		MeshGossipBeats:                  1,
+		HistoryLength:                    5,
+		CacheMaxMessages:                 4096,
+		CacheMaxBytes:                    16 << 20,
+		SeenTTL:                          2 * time.Minute,
+		SeenMax:                          32768,
+		MaxClockSkew:                     30 * time.Second,
+		PruneDuplicates:                  3,
+		PruneBackoff:                     time.Minute,
+		MaxIHaveLength:                   500,
+		MaxIHaveMessages:                 10,
+		MaxIWantReplies:                  256,
+		MaxIWantReplyBytes:               4 << 20,
+		IWantTimeout:                     500 * time.Millisecond,
+		MaxPendingIWant:                  4096,
+		MaxPendingIWantPerPeer:           512,
+		ValidationTimeout:                5 * time.Second,
+		MaxPendingValidation:             1024,
+		MaxPendingValidationPerPeer:      256,
+		MaxPendingValidationBytes:        32 << 20,
+		MaxPendingValidationBytesPerPeer: 8 << 20,
+		PenaltyThreshold:                 3,
+		PenaltyRetention:                 10 * time.Minute,
+		MaxTopicLength:                   256,
+		MaxPeers:                         1024,
+		MaxPeerTopics:                    64,
+		TreeStaleBeats:                   5,
+		TreeShortcutInterval:             30 * time.Second,
+		TreeShortcutShare:                0.25,
 	}
 }
 
@@ -238,6 +246,7 @@ func (c Config) Validate() error {
 		return bad("want 1 <= MaxPendingIWantPerPeer <= MaxPendingIWant, got %d and %d", c.MaxPendingIWantPerPeer, c.MaxPendingIWant)
 	case c.CacheMaxMessages < 1 || c.CacheMaxBytes < 1 || c.SeenMax < 1 || c.MaxIHaveLength < 1 ||
 		c.MaxIHaveMessages < 1 || c.MaxIWantReplies < 1 || c.MaxIWantReplyBytes < 1 || c.MaxPendingIWant < 1 || c.MaxPendingValidation < 1 || c.MaxPendingValidationPerPeer < 1 ||
+		c.MaxPendingValidationBytes < 1 || c.MaxPendingValidationBytesPerPeer < 1 ||
 		c.PenaltyThreshold < 1 || c.PenaltyRetention < 0 || c.PruneDuplicates < 1 || c.MaxPeers < 1 || c.MaxPeerTopics < 1 || c.MaxTopicLength < 1 ||
 		c.TreeStaleBeats < 1:
 		return bad("limits must be >= 1")

@@ -5,7 +5,7 @@ import (
 )
 
 func TestDeliveryQueueIsBoundedAndKeepsOrder(t *testing.T) {
-	q := newDeliveryQueue(3)
+	q := newDeliveryQueue(3, 1<<20)
 	ds := make([]*Delivery, 4)
 	for i := range ds {
 		ds[i] = &Delivery{Topic: "t"}
@@ -38,7 +38,7 @@ func TestDeliveryQueueIsBoundedAndKeepsOrder(t *testing.T) {
 // TestDeliveryQueueReleasesWhatItHeld: a drained queue holds no deliveries, and no backing array beyond
 // keptQueueCap once a burst is over.
 func TestDeliveryQueueReleasesWhatItHeld(t *testing.T) {
-	q := newDeliveryQueue(1024)
+	q := newDeliveryQueue(1024, 1<<20)
 	for range 1000 {
 		q.push(&Delivery{})
 	}
@@ -56,5 +56,36 @@ func TestDeliveryQueueReleasesWhatItHeld(t *testing.T) {
 		if d != nil {
 			t.Fatal("a drained queue still references a delivery")
 		}
+	}
+}
+
+// The queue is bounded in payload bytes too: behind a slow handler, 1024 deliveries of 512 KiB held 512 MiB. An
+// empty queue takes a delivery of any size; a take gives the bytes back.
+func TestDeliveryQueueIsBoundedInBytes(t *testing.T) {
+	q := newDeliveryQueue(1024, 10<<10)
+	kib := func(n int) *Delivery { return &Delivery{Data: make([]byte, n<<10)} }
+	for i := range 2 {
+		if !q.push(kib(4)) {
+			t.Fatalf("push %d of 4 KiB refused with %d KiB queued", i, 4*i)
+		}
+	}
+	if q.push(kib(4)) {
+		t.Fatal("a 4 KiB delivery queued over 8 KiB of a 10 KiB queue")
+	}
+	if !q.push(kib(2)) {
+		t.Fatal("a 2 KiB delivery that fits the 10 KiB was refused")
+	}
+	if n := len(q.take()); n != 3 {
+		t.Fatalf("took %d deliveries, want 3", n)
+	}
+	if !q.push(kib(20)) {
+		t.Fatal("an empty queue refused a delivery larger than its bytes")
+	}
+	if q.push(kib(1)) {
+		t.Fatal("a delivery queued behind one over the bytes")
+	}
+	q.take()
+	if !q.push(kib(8)) {
+		t.Fatal("the bytes of what was taken were not given back")
 	}
 }

@@ -49,7 +49,8 @@
 //
 // Every structure has a maximum set by Config: the seen-cache (SeenMax ids, each kept SeenTTL), the message cache
 // (HistoryLength heartbeats, CacheMaxMessages, CacheMaxBytes), messages awaiting a verdict (MaxPendingValidation,
-// MaxPendingValidationPerPeer of them from one peer, ValidationTimeout), outstanding IWANTs (MaxPendingIWant, MaxPendingIWantPerPeer of them announced first by one peer, three
+// MaxPendingValidationPerPeer of them from one peer, their bytes MaxPendingValidationBytes and
+// MaxPendingValidationBytesPerPeer, ValidationTimeout), outstanding IWANTs (MaxPendingIWant, MaxPendingIWantPerPeer of them announced first by one peer, three
 // announcers each), peers (MaxPeers) and their
 // subscriptions (MaxPeerTopics), hence the topics known; the mesh is trimmed to D when it exceeds Dhi. Per peer and
 // heartbeat, at most MaxIHaveMessages IHAVEs are read and MaxIWantReplies messages (MaxIWantReplyBytes bytes) are

@@ -90,9 +90,11 @@ type RelayConfig struct {
 	// PenaltyBan is how long a peer is banned once Router.PenaltyThreshold of its messages were rejected
 	// (default 10m).
 	PenaltyBan time.Duration
-	// DeliveryBuffer is the queue length of each subscription's handler (default 1024). A delivery that finds it
+	// DeliveryBuffer and DeliveryBufferBytes bound the queue of each subscription's handler, in deliveries and in
+	// payload bytes (defaults 1024 and 16 MiB; an empty queue takes a delivery of any size). A delivery that finds it
 	// full is dropped, counted in RelayStats.DeliveryDropped and logged.
-	DeliveryBuffer int
+	DeliveryBuffer      int
+	DeliveryBufferBytes int
 	// Logger receives the relay's logs.
 	Logger zerolog.Logger
 }
@@ -120,7 +122,7 @@ func DefaultRelayConfig() RelayConfig {
 	return RelayConfig{
 		Router: rc, MaxMessageSize: 512 << 10, MaxRPCSize: 1<<20 - 1<<10, SignMessages: true, VerifySignatures: true,
 		PeerMessageRate: 2000, PeerMessageBurst: 4000, PenaltyBan: 10 * time.Minute, DeliveryBuffer: 1024,
-		Logger: zerolog.Nop(),
+		DeliveryBufferBytes: 16 << 20, Logger: zerolog.Nop(),
 	}
 }
 
@@ -129,8 +131,9 @@ func (c RelayConfig) Validate() error {
 	if err := c.Router.Validate(); err != nil {
 		return err
 	}
-	if c.MaxMessageSize < 1 || c.PeerMessageRate <= 0 || c.PeerMessageBurst < 1 || c.PenaltyBan <= 0 || c.DeliveryBuffer < 1 {
-		return fmt.Errorf("%w: MaxMessageSize, PeerMessageRate, PeerMessageBurst, PenaltyBan and DeliveryBuffer must be positive", ErrInvalidConfig)
+	if c.MaxMessageSize < 1 || c.PeerMessageRate <= 0 || c.PeerMessageBurst < 1 || c.PenaltyBan <= 0 || c.DeliveryBuffer < 1 ||
+		c.DeliveryBufferBytes < 1 {
+		return fmt.Errorf("%w: MaxMessageSize, PeerMessageRate, PeerMessageBurst, PenaltyBan, DeliveryBuffer and DeliveryBufferBytes must be positive", ErrInvalidConfig)
 	}
 	if c.Router.MaxTopicLength > maxRelayTopicLength {
 		return fmt.Errorf("%w: Router.MaxTopicLength %d, want at most %d (RPCMessageOverhead)", ErrInvalidConfig,

@@ -546,7 +546,7 @@ func (a *relayActor) subscribe(s *Subscription) error {
 	if err := a.cfg.Router.CheckTopic(s.topic); err != nil {
 		return err
 	}
-	s.queue = newDeliveryQueue(a.cfg.DeliveryBuffer)
+	s.queue = newDeliveryQueue(a.cfg.DeliveryBuffer, a.cfg.DeliveryBufferBytes)
 	first := len(a.subs[s.topic]) == 0
 	a.subs[s.topic] = append(a.subs[s.topic], s)
 	a.subsWG.Add(1)

@@ -214,6 +214,11 @@ func TestRelayConfigNeedsRoomForAMessage(t *testing.T) {
 		t.Errorf("MaxIWantReplyBytes = MaxMessageSize: Validate = %v, want ErrInvalidConfig", err)
 	}
 	cfg = DefaultRelayConfig()
+	cfg.DeliveryBufferBytes = 0
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("DeliveryBufferBytes 0: Validate = %v, want ErrInvalidConfig", err)
+	}
+	cfg = DefaultRelayConfig()
 	cfg.Router.MaxTopicLength = maxRelayTopicLength + 1
 	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("MaxTopicLength beyond RPCMessageOverhead: Validate = %v, want ErrInvalidConfig", err)

@@ -57,7 +57,9 @@ type Router struct {
 	seen    seenCache
 	cache   msgCache
 	pending map[MsgID]*pending
-	wants   map[MsgID]*want
+	// pendingBytes is the payload bytes of pending (MaxPendingValidationBytes).
+	pendingBytes int
+	wants        map[MsgID]*want
 	// retained holds the penalties of departed peers (retainPenalty), at most MaxPeers of them.
 	retained map[session.NodeID]retainedPenalty
 	stats    Stats
@@ -77,8 +79,10 @@ type peer struct {
 	served  int                  // messages served to IWANT this heartbeat
 	wants   int                  // outstanding IWANTs of ids it announced first (want.src[0])
 	sent    int                  // their bytes (Message.size)
-	// validating counts its messages awaiting a verdict (pending), at most MaxPendingValidationPerPeer.
-	validating int
+	// validating counts its messages awaiting a verdict (pending), at most MaxPendingValidationPerPeer, and
+	// validatingBytes their payload bytes (MaxPendingValidationBytesPerPeer).
+	validating      int
+	validatingBytes int
 }
 
 type topic struct {
@@ -100,6 +104,7 @@ type pending struct {
 	msg  *Message
 	from session.NodeID
 	at   time.Time
+	size int // the payload bytes it holds (MaxPendingValidationBytes)
 	// pulled is set when the message came as the answer to this node's IWANT: the tree did not bring it.
 	pulled bool
 	// alt is the first other peer that sent a copy meanwhile (a duplicate), asked for it should this one not be
@@ -440,7 +445,7 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 		r.stats.Stale++
 		return Output{}, Dropped
 	}
-	if len(r.pending) >= r.cfg.MaxPendingValidation || r.peers[from].validating >= r.cfg.MaxPendingValidationPerPeer {
+	if !r.pendingRoom(r.peers[from], len(msg.Data)) {
 		r.stats.Dropped++
 		return Output{}, Dropped
 	}
@@ -455,9 +460,26 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 		pulled = w.asked(from)
 		w.done, w.at = true, now
 	}
-	r.pending[msg.ID] = &pending{msg: msg, from: from, at: now, pulled: pulled}
+	r.pending[msg.ID] = &pending{msg: msg, from: from, at: now, pulled: pulled, size: len(msg.Data)}
+	r.pendingBytes += len(msg.Data)
 	r.peers[from].validating++
+	r.peers[from].validatingBytes += len(msg.Data)
 	return b.result(), Pending
+}
+
+// pendingRoom tells whether a message of size bytes from p may await its verdict: within the counts and the bytes
+// of MaxPendingValidation and MaxPendingValidationBytes, in all and for p. A message is always taken when nothing
+// of p's, or nothing at all, is pending, so a message of any size the relay takes can be validated.
+func (r *Router) pendingRoom(p *peer, size int) bool {
+	switch {
+	case len(r.pending) >= r.cfg.MaxPendingValidation || p.validating >= r.cfg.MaxPendingValidationPerPeer:
+		return false
+	case len(r.pending) > 0 && r.pendingBytes+size > r.cfg.MaxPendingValidationBytes:
+		return false
+	case p.validating > 0 && p.validatingBytes+size > r.cfg.MaxPendingValidationBytesPerPeer:
+		return false
+	}
+	return true
 }
 
 // timely tells whether m is within the freshness window at now: its OriginTime at most MaxClockSkew ahead and
@@ -664,8 +686,10 @@ func (r *Router) inheritSeen(entries []seenEntry, now time.Time) {
 // unpend forgets pending message id, whose verdict came or timed out.
 func (r *Router) unpend(id MsgID, pd *pending) {
 	delete(r.pending, id)
+	r.pendingBytes -= pd.size
 	if p := r.peers[pd.from]; p != nil && p.validating > 0 { // 0: the peer left and came back meanwhile
 		p.validating--
+		p.validatingBytes = max(0, p.validatingBytes-pd.size)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +34,8 @@ func TestConfigValidate(t *testing.T) {
 		"no clock skew":             func(c *Config) { c.MaxClockSkew = 0 },
 		"clock skew beyond seen":    func(c *Config) { c.MaxClockSkew = c.SeenTTL / 2 },
 		"no topic length":           func(c *Config) { c.MaxTopicLength = 0 },
+		"no pending bytes":          func(c *Config) { c.MaxPendingValidationBytes = 0 },
+		"no per-peer pending bytes": func(c *Config) { c.MaxPendingValidationBytesPerPeer = 0 },
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -446,6 +449,41 @@ func TestPendingValidationBoundedPerPeer(t *testing.T) {
 	r.Heartbeat(t0.Add(cfg.ValidationTimeout)) // a1 and a2 time out
 	if _, st := r.HandleMessage(t0.Add(cfg.ValidationTimeout), nid(1), msg("a3")); st != Pending {
 		t.Errorf("peer 1's message after the timeouts: %v, want pending", st)
+	}
+}
+
+// The messages awaiting a verdict are bounded in payload bytes too, per peer and in all: behind a slow validator,
+// the counts alone let one peer hold 256 messages of 512 KiB. A peer with nothing pending, or a node with nothing
+// pending, takes a message of any size; a verdict gives the bytes back.
+func TestPendingValidationBoundedInBytes(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxPendingValidationBytesPerPeer, cfg.MaxPendingValidationBytes = 10, 16
+	r := joined(t, cfg, 3)
+	sized := func(tag string, n int) *Message { return msg(tag + strings.Repeat("x", n-len(tag))) }
+	steps := []struct {
+		from int
+		m    *Message
+		want Status
+	}{
+		{1, sized("a0", 6), Pending},
+		{1, sized("a1", 6), Dropped},  // peer 1 would hold 12 of its 10
+		{1, sized("a2", 4), Pending},  // 10 of 10
+		{2, sized("b0", 20), Dropped}, // peer 2 holds nothing, but 30 of the node's 16
+		{2, sized("b1", 6), Pending},  // 16 of 16
+		{3, sized("c", 1), Dropped},   // the node is full
+	}
+	for _, s := range steps {
+		if _, st := r.HandleMessage(t0, nid(s.from), s.m); st != s.want {
+			t.Errorf("peer %d's %d bytes: %v, want %v", s.from, len(s.m.Data), st, s.want)
+		}
+	}
+	r.Validated(t0, DefaultMsgID(sized("a0", 6)), Accept)
+	if _, st := r.HandleMessage(t0, nid(3), sized("c1", 6)); st != Pending {
+		t.Errorf("after a verdict freed 6 bytes, a 6-byte message: %v, want pending", st)
+	}
+	r2 := joined(t, cfg, 1)
+	if _, st := r2.HandleMessage(t0, nid(1), sized("big", 100)); st != Pending {
+		t.Errorf("a message over both byte limits with nothing pending: %v, want pending", st)
 	}
 }
 
