@@ -47,6 +47,9 @@ type Config struct {
 	// StreamWriteTimeout bounds each write to a stream client: one that stops reading is dropped after it, and
 	// Close interrupts a write in progress. Default 30 s.
 	StreamWriteTimeout time.Duration
+	// MaxStreams bounds the streams open at once, each a subscription with its own buffer (StreamBufferBytes);
+	// one more gets 503. Default 64.
+	MaxStreams int
 	// Remote is set when the API may be reached from other hosts (node run --api-remote). Otherwise only requests
 	// whose Host is a loopback IP literal or localhost are served: a web page's host name that resolves to
 	// 127.0.0.1 (DNS rebinding) gets 403.
@@ -65,6 +68,7 @@ func DefaultConfig() Config {
 		StreamBufferBytes:  16 << 20,
 		StreamKeepalive:    15 * time.Second,
 		StreamWriteTimeout: 30 * time.Second,
+		MaxStreams:         64,
 		RequestTimeout:     10 * time.Second,
 	}
 }
@@ -78,10 +82,12 @@ type API struct {
 
 	ctx    context.Context // ends the streams at Close
 	cancel context.CancelFunc
-	// mu guards closed and the streams' wg.Add: no stream starts once Close has begun to wait.
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	// mu guards closed, streams (the streams open) and the streams' wg.Add: no stream starts once Close has begun
+	// to wait.
+	mu      sync.Mutex
+	closed  bool
+	streams int
+	wg      sync.WaitGroup
 }
 
 // New returns the API of node; zero fields of cfg take their defaults.
@@ -104,6 +110,9 @@ func New(node *actors.Node, cfg Config) *API {
 	}
 	if cfg.StreamWriteTimeout <= 0 {
 		cfg.StreamWriteTimeout = def.StreamWriteTimeout
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = def.MaxStreams
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &API{node: node, cfg: cfg, mux: http.NewServeMux(), started: time.Now(), ctx: ctx, cancel: cancel}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -342,4 +343,47 @@ func TestStreamEndsWhenTheNodeCloses(t *testing.T) {
 	if len(events) == 0 || events[len(events)-1] != "end" {
 		t.Fatalf("events after the node closed: %v, want an end event last", events)
 	}
+}
+
+// At most MaxStreams streams are open at once, each a subscription with its own buffer: one more gets 503, and a
+// stream that ends gives its place back. Unbounded, a remote API (--api-remote) let clients open any number.
+func TestStreamsAreBoundedByMaxStreams(t *testing.T) {
+	node := testkit.NewNetwork(t, 1).Nodes[0]
+	api := adminapi.New(node, adminapi.Config{MaxStreams: 2})
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	defer api.Close()
+	open := func(ctx context.Context) *http.Response {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/topics/t/messages", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	defer cancel1()
+	for range 2 {
+		resp := open(ctx1)
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream within MaxStreams: %d, want 200", resp.StatusCode)
+		}
+	}
+	resp := open(context.Background())
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "too many streams") {
+		t.Fatalf("a third stream: %d %s, want 503 too many streams", resp.StatusCode, body)
+	}
+	cancel1() // both clients leave
+	testkit.WaitFor(t, 5*time.Second, func() bool {
+		resp := open(context.Background())
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "a stream once the others ended")
 }

@@ -13,15 +13,29 @@ import (
 	"github.com/actormesh/actormesh/gossip"
 )
 
-// startStream counts a stream in, unless Close has begun.
-func (a *API) startStream() bool {
+// errTooManyStreams refuses a stream beyond Config.MaxStreams.
+var errTooManyStreams = errors.New("too many streams open")
+
+// startStream counts a stream in, unless Close has begun or MaxStreams are open; endStream counts it out.
+func (a *API) startStream() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
-		return false
+		return errors.New("the admin API is closing")
 	}
+	if a.streams >= a.cfg.MaxStreams {
+		return fmt.Errorf("%w (%d)", errTooManyStreams, a.cfg.MaxStreams)
+	}
+	a.streams++
 	a.wg.Add(1)
-	return true
+	return nil
+}
+
+func (a *API) endStream() {
+	a.mu.Lock()
+	a.streams--
+	a.mu.Unlock()
+	a.wg.Done()
 }
 
 // stream serves a topic's messages as server-sent events ("message" events with a Message as JSON data, and
@@ -34,11 +48,11 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	topic := r.PathValue("topic")
-	if !a.startStream() {
-		a.fail(w, r, http.StatusServiceUnavailable, errors.New("the admin API is closing"))
+	if err := a.startStream(); err != nil {
+		a.fail(w, r, http.StatusServiceUnavailable, err)
 		return
 	}
-	defer a.wg.Done()
+	defer a.endStream()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	stop := context.AfterFunc(a.ctx, cancel)
