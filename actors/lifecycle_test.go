@@ -245,6 +245,7 @@ func TestPeerManagerRestartClosesTheHandshakesInFlight(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("b did not answer the handshake")
 	}
+	b.accepted.add(nil)                            // recorded as accepted, so that the peer manager takes it
 	b.system.Root.Send(b.peerMgr, &acceptedConn{}) // a nil connection panics the peer manager (RemoteAddr)
 	pollUntil(t, ctx, func() bool { return b.Stats().ActorRestarts >= 1 }, "b's peer manager did not restart")
 	close(conn.release)

@@ -47,6 +47,8 @@ type Node struct {
 	dialCheck func(netip.Addr) error
 	protocols *protocolRegistry
 	requests  *requestTable
+	// accepted holds the accepted connections on their way to the peer manager, closed by Close if never taken.
+	accepted *acceptedConns
 
 	mu        sync.Mutex
 	started   bool
@@ -88,6 +90,7 @@ func NewNode(cfg Config) (*Node, error) {
 		given:     &givenAddrs{m: make(map[string]struct{})},
 		protocols: newProtocolRegistry(),
 		requests:  newRequestTable(),
+		accepted:  newAcceptedConns(),
 		events:    eventstream.NewEventStream(),
 		closed:    make(chan struct{}),
 	}
@@ -216,6 +219,7 @@ func (n *Node) Close() error {
 		if err := n.system.Root.StopFuture(guardian).Wait(); err != nil {
 			n.log.Warn().Err(err).Msg("stopping the actor tree")
 		}
+		n.accepted.closeAll()
 		n.stopDispatchers()
 		if n.ownSystem {
 			n.system.Shutdown()

@@ -175,7 +175,9 @@ func (m *peerManager) Receive(ctx actor.Context) {
 	case *sweepDue:
 		m.armSweep(m.sweepTransient())
 	case *acceptedConn:
-		m.accept(msg.conn)
+		if m.n.accepted.take(msg.conn) {
+			m.accept(msg.conn)
+		}
 	case *dialRequest:
 		m.dial(ctx, msg)
 	case *connectByID:

@@ -172,7 +172,9 @@ func (st *listenerState) acceptLoop(root *actor.RootContext) {
 			continue
 		}
 		delay = 5 * time.Millisecond
-		root.Send(st.peers, &acceptedConn{conn: conn})
+		if st.n.accepted.add(conn) {
+			root.Send(st.peers, &acceptedConn{conn: conn})
+		}
 	}
 }
 
