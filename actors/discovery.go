@@ -22,8 +22,26 @@ func (n *Node) routingActor() error {
 	if n.cfg.DisableDiscovery {
 		return ErrDiscoveryDisabled
 	}
-	_, err := n.peerManager() // same started/closed checks
-	return err
+	if _, err := n.peerManager(); err != nil { // same started/closed checks
+		return err
+	}
+	select {
+	case <-n.routingDone:
+		return n.routingStopped()
+	default:
+		return nil
+	}
+}
+
+// routingStopped is the error of a discovery call once the routing actor has stopped: ErrClosed when the node is
+// closing, routing.ErrStopped when the actor failed too often and its supervisor gave up on it.
+func (n *Node) routingStopped() error {
+	select {
+	case <-n.closed:
+		return ErrClosed
+	default:
+		return routing.ErrStopped
+	}
 }
 
 // FindClosest runs an iterative Kademlia lookup for the nodes closest to target.
@@ -50,11 +68,16 @@ func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.
 	n.system.Root.Send(n.routing, req)
 	select {
 	case r := <-reply:
+		if errors.Is(r.Err, routing.ErrStopped) {
+			r.Err = n.routingStopped()
+		}
 		return r, r.Err
 	case <-ctx.Done():
 		return routing.LookupResult{}, fmt.Errorf("lookup: %w", ctx.Err())
 	case <-n.closed:
 		return routing.LookupResult{}, ErrClosed
+	case <-n.routingDone:
+		return routing.LookupResult{}, fmt.Errorf("lookup: %w", n.routingStopped())
 	}
 }
 
@@ -128,15 +151,23 @@ func (n *Node) RoutingTable(ctx context.Context) (routing.Snapshot, error) {
 	if err := n.routingActor(); err != nil {
 		return routing.Snapshot{}, err
 	}
+	if err := ctx.Err(); err != nil {
+		return routing.Snapshot{}, fmt.Errorf("routing table: %w", err)
+	}
 	reply := make(chan routing.Snapshot, 1)
 	n.system.Root.Send(n.routing, &routing.SnapshotRequest{Reply: reply})
 	select {
 	case s := <-reply:
+		if s.Err != nil {
+			return routing.Snapshot{}, fmt.Errorf("routing table: %w", s.Err)
+		}
 		return s, nil
 	case <-ctx.Done():
-		return routing.Snapshot{}, ctx.Err()
+		return routing.Snapshot{}, fmt.Errorf("routing table: %w", ctx.Err())
 	case <-n.closed:
 		return routing.Snapshot{}, ErrClosed
+	case <-n.routingDone:
+		return routing.Snapshot{}, fmt.Errorf("routing table: %w", n.routingStopped())
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 	"weak"
@@ -366,6 +367,74 @@ func TestGossipCallsFailOnceTheRelayStopped(t *testing.T) {
 			}
 		case <-ctx.Done():
 			t.Fatalf("%s after the relay stopped has not returned", name)
+		}
+	}
+}
+
+// Once the routing actor is stopped for good (its supervisor, the guardian, gives up on it after too many panics),
+// the discovery calls fail at once with routing.ErrStopped, as the gossip calls do once the relay stopped. They
+// used to wait for their context, forever with context.Background(), and so did a Request to a peer whose address
+// needed a lookup.
+func TestDiscoveryCallsFailOnceTheRoutingActorStopped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n := startTestNode(t, ctx, func(*Config) {})
+	pid := n.protocols.get(routing.Protocol)
+	if pid == nil {
+		t.Fatal("the routing actor is not registered")
+	}
+	if err := n.system.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, ctx, func() bool { return n.protocols.get(routing.Protocol) == nil }, "the routing actor is still registered")
+	calls := map[string]func() error{
+		"FindClosest": func() error {
+			_, err := n.FindClosest(context.Background(), routing.Key{1})
+			return err
+		},
+		"Lookup": func() error {
+			_, err := n.Lookup(context.Background(), session.NodeID{7})
+			return err
+		},
+		"RoutingTable": func() error {
+			_, err := n.RoutingTable(context.Background())
+			return err
+		},
+		"Request to a peer not known": func() error {
+			_, err := n.Request(context.Background(), session.NodeID{7}, "echo/1", wrapperspb.String("hi"))
+			return err
+		},
+	}
+	for name, call := range calls {
+		errc := make(chan error, 1)
+		go func() { errc <- call() }()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, routing.ErrStopped) {
+				t.Fatalf("%s after the routing actor stopped: %v, want routing.ErrStopped", name, err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s after the routing actor stopped has not returned", name)
+		}
+	}
+}
+
+// A call whose context ended says what it was: Topic, GossipStats and RoutingTable returned a bare "context
+// canceled".
+func TestEndedContextErrorsSayWhatEnded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n := startTestNode(t, ctx, func(*Config) {})
+	ended, end := context.WithCancel(ctx)
+	end()
+	calls := map[string]func() error{
+		"gossip stats:":  func() error { _, err := n.GossipStats(ended); return err },
+		`topic "t":`:     func() error { _, err := n.Topic(ended, "t"); return err },
+		"routing table:": func() error { _, err := n.RoutingTable(ended); return err },
+	}
+	for prefix, call := range calls {
+		if err := call(); !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), prefix) {
+			t.Errorf("error %q, want context.Canceled under %q", err, prefix)
 		}
 	}
 }

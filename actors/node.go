@@ -62,6 +62,10 @@ type Node struct {
 
 	closed    chan struct{}
 	closeOnce sync.Once
+	// routingDone is closed when the routing actor has stopped: at Close, or for good after failing too often
+	// (then discovery calls fail with routing.ErrStopped rather than wait for their contexts).
+	routingDone     chan struct{}
+	routingDoneOnce sync.Once
 
 	// dispatchers are the dedicated mailbox goroutines of the node's actors, stopped and awaited by Close.
 	dispatchersMu sync.Mutex
@@ -93,6 +97,8 @@ func NewNode(cfg Config) (*Node, error) {
 		accepted:  newAcceptedConns(),
 		events:    eventstream.NewEventStream(),
 		closed:    make(chan struct{}),
+
+		routingDone: make(chan struct{}),
 	}
 	n.log = cfg.Logger.With().Str("node", n.identity.NodeID().Short()).Logger()
 	for _, p := range cfg.Peers {

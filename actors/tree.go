@@ -40,6 +40,7 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 			switch {
 			case rt != nil && m.Who.Equal(rt):
 				n.dropStopped(routing.Protocol, m.Who)
+				n.routingDoneOnce.Do(func() { close(n.routingDone) })
 			case relay != nil && m.Who.Equal(relay):
 				n.dropStopped(gossip.Protocol, m.Who)
 			}

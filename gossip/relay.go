@@ -465,13 +465,21 @@ func (r *Relay) Subscribe(ctx context.Context, topic string, handler func(*Deliv
 // Stats returns the relay's figures.
 func (r *Relay) Stats(ctx context.Context) (RelayStats, error) {
 	c := newReplyTo[RelayStats]()
-	return result(ask(ctx, r, &statsRequest{replyTo: c}, c))
+	s, err := result(ask(ctx, r, &statsRequest{replyTo: c}, c))
+	if err != nil {
+		return RelayStats{}, fmt.Errorf("gossip stats: %w", err)
+	}
+	return s, nil
 }
 
 // Topic describes a topic: whether the node joined it, its subscribed peers and mesh links.
 func (r *Relay) Topic(ctx context.Context, topic string) (TopicInfo, error) {
 	c := newReplyTo[TopicInfo]()
-	return result(ask(ctx, r, &topicRequest{replyTo: c, topic: topic}, c))
+	info, err := result(ask(ctx, r, &topicRequest{replyTo: c, topic: topic}, c))
+	if err != nil {
+		return TopicInfo{}, fmt.Errorf("topic %q: %w", topic, err)
+	}
+	return info, nil
 }
 
 // request is a local request to the relay actor, answered through the replyTo it embeds.

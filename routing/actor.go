@@ -29,6 +29,13 @@ var ErrTooManyLookups = errors.New("routing: too many lookups in progress")
 // with an empty table, and the lookup may be asked again.
 var ErrRestarted = errors.New("routing: routing actor restarted after a failure")
 
+// ErrStopped is the error of the lookups in progress, or asked for, when the routing actor stops: the node is
+// closing, or the actor failed too often and its supervisor gave up on it.
+var ErrStopped = errors.New("routing: routing actor stopped")
+
+// ErrLookupActorStopped is a lookup's error when the child actor running it stopped before it ended (it failed).
+var ErrLookupActorStopped = errors.New("routing: lookup actor stopped")
+
 // Network is what the routing actors need from the node that embeds them.
 type Network interface {
 	// ID is the local node's id.
@@ -205,6 +212,9 @@ type SnapshotRequest struct{ Reply chan<- Snapshot }
 type Snapshot struct {
 	Entries []Entry
 	Stats   Stats
+	// Err is set, and the rest empty, when the snapshot could not be taken: the routing actor failed while taking
+	// it (ErrRestarted, or ErrStopped when its supervisor gave up on it).
+	Err error
 }
 
 // Stats counts what the routing actor did.
@@ -290,6 +300,10 @@ type routingActor struct {
 	// stopping is set from Stopping on: protoactor still hands the actor user messages while its lookup children
 	// stop, and those must start nothing (receiveStopping).
 	stopping bool
+	// handling is the lookup or snapshot request Receive is handling, answered with the failure should the actor
+	// fail on it (as the relay does): neither Restarting nor Stopping would otherwise know of it, and its caller
+	// waited for its context.
+	handling any
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -347,13 +361,15 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		}
 		a.carried = nil
 	case *actor.Stopping:
-		a.teardown(context.Canceled)
+		a.failHandling(ErrStopped)
+		a.teardown(ErrStopped)
 		a.saveStore(time.Now())
 		a.stopping = true
 	case *actor.Restarting:
 		// The supervisor replaces this instance after a failure; the new one starts afresh (Started). Protoactor
 		// stops the lookup actors next, whose Terminated notices reach this instance, which has answered them.
 		a.log.Warn().Msg("routing actor restarting after a failure")
+		a.failHandling(ErrRestarted)
 		a.carried = a.tableRecords()
 		a.teardown(ErrRestarted)
 	case *messages.PeerConnected:
@@ -388,13 +404,15 @@ func (a *routingActor) Receive(ctx actor.Context) {
 			a.saving = false
 		}
 	case *LookupRequest:
+		a.handling = m
 		a.startLookup(ctx, m, now)
+		a.handling = nil
 	case *lookupFinished:
 		a.finishLookup(ctx, m)
 	case *actor.Terminated:
 		if req, ok := a.lookups[m.Who.Id]; ok {
 			delete(a.lookups, m.Who.Id)
-			a.answer(req, LookupResult{Err: errors.New("routing: lookup actor stopped")})
+			a.answer(req, LookupResult{Err: ErrLookupActorStopped})
 		}
 	case *misbehaved:
 		a.penalize(m.peer, m.err)
@@ -405,8 +423,32 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case *SetLocalRecord:
 		a.local = m.Record
 	case *SnapshotRequest:
+		a.handling = m
 		a.snapshot(m)
+		a.handling = nil
 	}
+}
+
+// failHandling answers the request the actor failed on, if it was a lookup or a snapshot, with err.
+func (a *routingActor) failHandling(err error) {
+	switch req := a.handling.(type) {
+	case *LookupRequest:
+		spawned := false // then teardown answers it with the other lookups
+		for _, r := range a.lookups {
+			spawned = spawned || r == req
+		}
+		if !spawned && req.Reply != nil {
+			a.answer(req, LookupResult{Err: err})
+		}
+	case *SnapshotRequest:
+		if req.Reply != nil {
+			select {
+			case req.Reply <- Snapshot{Err: err}:
+			default:
+			}
+		}
+	}
+	a.handling = nil
 }
 
 // tableRecords returns the records of the table's entries, for the next incarnation after a failure; none when the
@@ -621,12 +663,12 @@ func (a *routingActor) penalize(peer session.NodeID, err error) {
 }
 
 // receiveStopping handles what reaches the actor after Stopping, while its lookup children stop: a lookup is
-// refused (context.Canceled), a finished lookup's actor stopped, a snapshot given; nothing else is done (no timer
-// armed again, no exchange, no request served), as the node is closing.
+// refused (ErrStopped), a finished lookup's actor stopped, a snapshot given; nothing else is done (no timer armed
+// again, no exchange, no request served), as the node is closing or the actor's supervisor gave up on it.
 func (a *routingActor) receiveStopping(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *LookupRequest:
-		a.answer(m, LookupResult{Err: context.Canceled})
+		a.answer(m, LookupResult{Err: ErrStopped})
 	case *lookupFinished:
 		if sender := ctx.Sender(); sender != nil {
 			ctx.Stop(sender)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/session"
@@ -67,8 +68,8 @@ func TestLookupRequestedWhileTheActorStopsIsRefused(t *testing.T) {
 	stopped := sys.Root.StopFuture(pid)
 	select {
 	case r := <-first: // Stopping ran; the lookup's actor is stopping, its request hanging
-		if !errors.Is(r.Err, context.Canceled) {
-			t.Fatalf("the lookup in flight at the stop: %+v, want context.Canceled", r)
+		if !errors.Is(r.Err, ErrStopped) {
+			t.Fatalf("the lookup in flight at the stop: %+v, want ErrStopped", r)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no answer to the lookup in flight after Stop")
@@ -77,8 +78,8 @@ func TestLookupRequestedWhileTheActorStopsIsRefused(t *testing.T) {
 	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Reply: second})
 	select {
 	case r := <-second:
-		if !errors.Is(r.Err, context.Canceled) {
-			t.Fatalf("the lookup asked while stopping: %+v, want context.Canceled", r)
+		if !errors.Is(r.Err, ErrStopped) {
+			t.Fatalf("the lookup asked while stopping: %+v, want ErrStopped", r)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the lookup asked while the actor stopped got no answer")
@@ -171,5 +172,39 @@ func awaitRequest(t *testing.T, net *stallingNet) {
 	case <-net.called:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the lookup sent no request")
+	}
+}
+
+// failingCtx is a context whose Done panics: a lookup asked under it makes the routing actor fail while it starts
+// the lookup (the lookup actor's producer derives its context from it), as a bug there would.
+type failingCtx struct{ context.Context }
+
+func (failingCtx) Done() <-chan struct{} { panic("test: a bug while starting a lookup") }
+
+// The lookup the routing actor fails on is answered, with ErrRestarted when its supervisor restarts the actor and
+// ErrStopped when it gives up on it, as the relay answers the request it fails on: neither Restarting nor Stopping
+// knew of it, and its caller waited for its context.
+func TestTheLookupTheRoutingActorFailsOnIsAnswered(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	props, err := NewActorProps(DefaultConfig(), newEventNet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	restartOnce := actor.NewOneForOneStrategy(1, time.Minute, actor.DefaultDecider)
+	pid := sys.Root.Spawn(props.Clone(actor.WithGuardian(restartOnce))) // stopped by its supervisor at the end
+	seed := Entry{ID: session.NodeID{9}, Addr: "198.51.100.1:4001"}
+	for _, want := range []error{ErrRestarted, ErrStopped} {
+		reply := make(chan LookupResult, 1)
+		sys.Root.Send(pid, &LookupRequest{Target: Key{1}, Seeds: []Entry{seed}, Ctx: failingCtx{context.Background()}, Reply: reply})
+		select {
+		case r := <-reply:
+			if !errors.Is(r.Err, want) {
+				t.Fatalf("the lookup the actor failed on: %v, want %v", r.Err, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the lookup the actor failed on has no answer (want %v)", want)
+		}
 	}
 }
