@@ -41,6 +41,9 @@ var (
 	ErrNotRegistered = errors.New("no protocol actor registered for the protocol")
 	// ErrNotRequest: Reply was called on a one-way message.
 	ErrNotRequest = errors.New("message is not a request")
+	// ErrNodeFailed (Node.Err): the node closed itself because its peer manager, without which it can make or keep
+	// no connection, failed too often for its supervisor to restart it again.
+	ErrNodeFailed = errors.New("node failed")
 )
 
 // RemoteError is the error of a request that the remote node answered with a failure.

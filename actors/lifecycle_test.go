@@ -438,3 +438,39 @@ func TestEndedContextErrorsSayWhatEnded(t *testing.T) {
 		}
 	}
 }
+
+// A peer manager that fails too often for its supervisor (the guardian stops it after 10 restarts in a minute)
+// closes the node, which says why (Err, Done). The node used to stay half alive: Connect waited for its context,
+// Ban and Disconnect returned nil, and every connection the listener accepted went to the stopped actor, never
+// closed.
+func TestNodeClosesItselfWhenThePeerManagerFailsForGood(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n := startTestNode(t, ctx, func(cfg *Config) { cfg.DisableDiscovery = true })
+	if err := n.Err(); err != nil {
+		t.Fatalf("Err of a running node: %v", err)
+	}
+	for i := range 11 {
+		n.accepted.add(nil) // recorded as accepted, so that the peer manager takes it, and panics on it
+		n.system.Root.Send(n.peerMgr, &acceptedConn{})
+		pollUntil(t, ctx, func() bool { return n.Stats().ActorRestarts >= uint64(i+1) }, "the peer manager did not fail")
+	}
+	select {
+	case <-n.Done():
+	case <-ctx.Done():
+		t.Fatal("the node did not close once its peer manager was stopped")
+	}
+	if err := n.Err(); !errors.Is(err, ErrNodeFailed) {
+		t.Fatalf("Err = %v, want ErrNodeFailed", err)
+	}
+	if err := n.Connect(ctx, session.PeerAddr{ID: session.NodeID{7}, Addr: "127.0.0.1:1"}, false); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Connect on the failed node: %v, want ErrClosed", err)
+	}
+	_ = n.Close() // waits for the close the failure started
+	// A Close the application asks for is no failure, though it stops the peer manager too.
+	m := startTestNode(t, ctx, func(cfg *Config) { cfg.DisableDiscovery = true })
+	_ = m.Close()
+	if err := m.Err(); err != nil {
+		t.Fatalf("Err after Close: %v, want nil", err)
+	}
+}

@@ -62,6 +62,8 @@ type Node struct {
 
 	closed    chan struct{}
 	closeOnce sync.Once
+	// failure is why the node closed itself (Err), set before it closes.
+	failure atomic.Pointer[error]
 	// routingDone is closed when the routing actor has stopped: at Close, or for good after failing too often
 	// (then discovery calls fail with routing.ErrStopped rather than wait for their contexts).
 	routingDone     chan struct{}
@@ -233,6 +235,35 @@ func (n *Node) Close() error {
 		n.log.Info().Msg("node closed")
 	})
 	return nil
+}
+
+// Done is closed once the node closes: by Close, or by itself when it fails (then Err says why). An application
+// that runs a node for its whole life waits on it with its other reasons to stop.
+func (n *Node) Done() <-chan struct{} { return n.closed }
+
+// Err tells why the node closed itself: an error wrapping ErrNodeFailed. It is nil while the node runs and after a
+// Close the application asked for.
+func (n *Node) Err() error {
+	if p := n.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail records why the node closes itself and closes it, from a goroutine of its own: the caller is one of the
+// node's actors, which Close waits for.
+func (n *Node) fail(err error) {
+	select {
+	case <-n.closed:
+		return // closing already: an actor stopping now is part of it
+	default:
+	}
+	err = fmt.Errorf("%w: %w", ErrNodeFailed, err)
+	if !n.failure.CompareAndSwap(nil, &err) {
+		return
+	}
+	n.log.Error().Err(err).Msg("the node closes itself")
+	go n.Close()
 }
 
 // Addr returns the node's address in the one text form, <id>@host:port. Before Start, or for a node that does not

@@ -29,11 +29,11 @@ type guardianReady struct {
 // supervisor. A panicking child is restarted a bounded number of times, then stopped.
 func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 	strategy := actor.NewOneForOneStrategy(10, time.Minute, n.countingDecider)
-	var rt, relay *actor.PID // served protocols, unregistered when they stop
+	var peers, rt, relay *actor.PID // the peer manager; served protocols, unregistered when they stop
 	return actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
 		case *actor.Started:
-			rt, relay = n.spawnChildren(ctx, ready)
+			peers, rt, relay = n.spawnChildren(ctx, ready)
 		case *actor.Terminated:
 			// As for a user protocol actor (protocolSupervisorProps): peers are told the protocol is unknown, and
 			// the credits of the messages the actor lost come back to their connections (heldCredits).
@@ -43,14 +43,19 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 				n.routingDoneOnce.Do(func() { close(n.routingDone) })
 			case relay != nil && m.Who.Equal(relay):
 				n.dropStopped(gossip.Protocol, m.Who)
+			case peers != nil && m.Who.Equal(peers):
+				// Stopped other than by Close: it failed too often. Without it the node can neither make nor
+				// keep a connection, and the listener's connections would go nowhere: the node closes, and
+				// says why (Err), rather than look alive.
+				n.fail(errors.New("the peer manager failed too often and was stopped"))
 			}
 		}
 	}, actor.WithSupervisor(strategy))
 }
 
-// spawnChildren spawns the guardian's children and tells Start their PIDs; it returns the routing actor's (nil
-// without discovery) and the relay's.
-func (n *Node) spawnChildren(ctx actor.Context, ready chan<- guardianReady) (rt, relay *actor.PID) {
+// spawnChildren spawns the guardian's children and tells Start their PIDs; it returns the peer manager's, the
+// routing actor's (nil without discovery) and the relay's.
+func (n *Node) spawnChildren(ctx actor.Context, ready chan<- guardianReady) (peers, rt, relay *actor.PID) {
 	peers, err := ctx.SpawnNamed(n.peerManagerProps(), "peers")
 	if err != nil {
 		panic(err)
@@ -69,7 +74,7 @@ func (n *Node) spawnChildren(ctx actor.Context, ready chan<- guardianReady) (rt,
 		}
 	}
 	ready <- guardianReady{peers: peers, protocols: protocols, routing: rt, relay: relay, relayStopped: relayStopped}
-	return rt, relay
+	return peers, rt, relay
 }
 
 // spawnDiscovery spawns the routing actor (which serves the discovery protocol) and the bootstrapper.

@@ -177,9 +177,13 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	log.Info().Msg("shutting down")
-	return nil
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down")
+		return nil
+	case <-node.Done(): // it failed and closed itself
+		return fmt.Errorf("node stopped: %w", node.Err())
+	}
 }
 
 // config turns the flags into a node config.
