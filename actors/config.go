@@ -137,7 +137,7 @@ type Config struct {
 	// transient one, rather than close the inbound connection it values least for it (actors/eviction.go: a few
 	// connections from network groups chosen by a keyed hash and the longest-connected half of the rest are
 	// kept; the /16 or /32 group holding the most of the others gives up its youngest). Connections the node
-	// keeps, and loopback ones under ExemptLoopbackThrottle, are never evicted. Default false.
+	// keeps are never evicted. Default false.
 	DisableInboundEviction bool
 }
 

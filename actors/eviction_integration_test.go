@@ -117,22 +117,34 @@ func TestNewcomerEvictsTheYoungestOfTheLargestGroup(t *testing.T) {
 }
 
 // Eviction makes room only for a newcomer that means to stay: one that declared its connection transient (a
-// lookup's) is refused as before, and so is every newcomer when eviction is off or the crowd is on exempt
-// loopback.
+// lookup's) is refused as before, and so is every newcomer when eviction is off or every inbound connection is
+// one the node keeps.
 func TestEvictionOnlyForNewcomersThatStay(t *testing.T) {
 	cases := []struct {
-		name      string
-		change    func(*actors.Config)
-		transient bool
+		name            string
+		change          func(*actors.Config)
+		transient, keep bool
 	}{
-		{"transient newcomer", nil, true},
-		{"eviction disabled", func(c *actors.Config) { c.DisableInboundEviction = true }, false},
-		{"loopback exempt", func(c *actors.Config) { c.ExemptLoopbackThrottle = true }, false},
+		{"transient newcomer", nil, true, false},
+		{"eviction disabled", func(c *actors.Config) { c.DisableInboundEviction = true }, false, false},
+		{"crowd kept", nil, false, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			n := evictionNode(t, tc.change)
 			_, crowd := fillFromOneGroup(t, n)
+			for _, id := range crowd {
+				if !tc.keep {
+					break
+				}
+				// Connected already: Connect only marks the connection kept.
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := n.Connect(ctx, session.PeerAddr{ID: id, Addr: "127.1.0.1:1"}, true)
+				cancel()
+				if err != nil {
+					t.Fatalf("keep %s: %v", id.Short(), err)
+				}
+			}
 			sc, newcomer, err := dialFrom(t, n, "127.2.0.1", tc.transient)
 			if err == nil { // the handshake may end before the refusal: then the refusal is the goodbye
 				if reason := goodbye(t, sc); reason != messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS {

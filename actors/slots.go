@@ -155,8 +155,10 @@ func (m *peerManager) sweepTransient() (candidates bool) {
 	return candidates
 }
 
-// evictionCandidates lists the inbound connections eviction may close: those the node does not keep, from an IP
-// (a transport without IPs has no network groups to tell apart) that is not an exempt loopback address.
+// evictionCandidates lists the inbound connections eviction may close: those the node does not keep, from an IP (a
+// transport without IPs has no network groups to tell apart). Loopback ones are candidates too, under
+// ExemptLoopbackThrottle as well: in a simulation on 127.0.0.1 they all fall in one group, and eviction still makes
+// room for newcomers, as it would among real nodes.
 func (m *peerManager) evictionCandidates() ([]evictCandidate, []*connEntry) {
 	if m.n.cfg.DisableInboundEviction {
 		return nil, nil
@@ -168,7 +170,7 @@ func (m *peerManager) evictionCandidates() ([]evictCandidate, []*connEntry) {
 			continue
 		}
 		ip := addrIP(e.pc.sc.RemoteAddr())
-		if !ip.IsValid() || (m.n.cfg.ExemptLoopbackThrottle && ip.IsLoopback()) {
+		if !ip.IsValid() {
 			continue
 		}
 		cands = append(cands, evictCandidate{group: netGroup(ip), connectedAt: e.pc.connectedAt})
