@@ -230,15 +230,24 @@ func (b *bootstrapper) startStep() {
 	if plan.refresh {
 		plan.randomLookup = b.refresh.start(now)
 	}
-	self, sys, from := b.self, b.sys, b
+	self, sys, from, log := b.self, b.sys, b, b.log
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		done := &stepDone{}
+		// A panic in the step (a bug in a Network call it makes) fails that step only: outside the actor's
+		// Receive, no supervisor would catch it, and it would end the process.
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error().Interface("panic", p).Msg("bootstrap step failed")
+				done = &stepDone{}
+			}
+			done.from = from
+			sys.Root.Send(self, done)
+		}()
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.StepTimeout)
 		defer cancel()
-		done := b.run(ctx, plan)
-		done.from = from
-		sys.Root.Send(self, done)
+		done = b.run(ctx, plan)
 	}()
 }
 

@@ -113,3 +113,34 @@ func TestBootstrapperStopsEarlyRefreshesOnceTheNeighbourhoodSettles(t *testing.T
 		t.Fatalf("a's table holds %d nodes, want b and c", len(snap.Entries))
 	}
 }
+
+// panickyNet is a real node whose OutboundCount panics on its first calls, as a bug in a Network call would.
+type panickyNet struct {
+	countingNet
+	panics atomic.Int64
+}
+
+func (p *panickyNet) OutboundCount() int {
+	if p.panics.Add(-1) >= 0 {
+		panic("test: a bug in a Network call")
+	}
+	return p.countingNet.OutboundCount()
+}
+
+// A step that panics (in a Network call: the steps run outside the actor's Receive, where no supervisor catches a
+// panic) fails alone: the process goes on, and so do the steps after it. It used to end the process.
+func TestAPanickingStepFailsAlone(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0 // the nodes' own bootstrappers dial nobody
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	net := &panickyNet{countingNet: countingNet{Node: a}}
+	net.panics.Store(3)
+	cfg := bootstrap.DefaultConfig()
+	cfg.Bootnodes, cfg.TargetOutbound, cfg.Interval = []session.PeerAddr{b.Addr()}, 1, 10*time.Millisecond
+	spawnBootstrapper(t, a, cfg, net)
+	testkit.WaitFor(t, 10*time.Second, func() bool { return a.OutboundCount() == 1 }, "a to keep its bootnode after 3 failed steps")
+	if left := net.panics.Load(); left >= 0 {
+		t.Fatalf("%d panics left: the steps did not call OutboundCount as expected", left+1)
+	}
+}
