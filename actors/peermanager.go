@@ -328,12 +328,18 @@ func (m *peerManager) accept(raw net.Conn) {
 // interrupts a handshake in progress, but does not touch one that has ended: the peer may have registered the
 // connection already, so its closing is left to the caller, who says goodbye (even if its report is never read: see
 // parked).
-func handshake(ctx context.Context, raw net.Conn, cfg session.HandshakeConfig, initiator bool, expected session.NodeID) (*session.Conn, error) {
-	sc, err := session.Handshake(ctx, raw, cfg, initiator, expected)
-	if err != nil {
-		_ = raw.Close()
-	}
-	return sc, err
+// A panic in it (a bug in parsing what the peer sent) fails that handshake only: it runs in a goroutine of its own,
+// where no supervisor would catch it.
+func handshake(ctx context.Context, raw net.Conn, cfg session.HandshakeConfig, initiator bool, expected session.NodeID) (sc *session.Conn, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			sc, err = nil, fmt.Errorf("%w: internal error: %v", session.ErrHandshake, p)
+		}
+		if err != nil {
+			_ = raw.Close()
+		}
+	}()
+	return session.Handshake(ctx, raw, cfg, initiator, expected)
 }
 
 // goHandshake runs the handshake in a goroutine owned by the peer manager; stopping interrupts it.
