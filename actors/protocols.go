@@ -1,0 +1,151 @@
+package actors
+
+// The protocol registry: which actor serves each protocol id, read by the connection readers.
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormesh/actormesh/gossip"
+)
+
+// protocolRegistry maps protocol ids to protocol actors; read by connection readers.
+type protocolRegistry struct {
+	mu sync.RWMutex
+	m  map[string]*registration
+	// gen counts the changes of m: a reader's protocolRoute holds while it is unchanged.
+	gen atomic.Uint64
+	// dropped is closed, and replaced, each time a registration is dropped: it wakes the readers waiting for a
+	// credit, which may take back those held by the messages the stopped actor lost (see peerConn.awaitCredit).
+	dropped chan struct{}
+}
+
+func newProtocolRegistry() *protocolRegistry {
+	return &protocolRegistry{m: make(map[string]*registration), dropped: make(chan struct{})}
+}
+
+// protocolRoute is one connection reader's last lookup in the registry: the next message is usually for the same
+// protocol, and then needs neither the registry's lock nor its map. Owned by the reader's goroutine.
+type protocolRoute struct {
+	protocol string
+	reg      *registration
+	gen      uint64
+	// received is the protocol's Stats.MessagesIn counter, and held the credits the connection's messages to reg
+	// hold; both are set by Node.route.
+	received *atomic.Uint64
+	held     *heldCredits
+}
+
+// registration is one protocol actor: pid and gone never change; subs is guarded by the registry's mu.
+type registration struct {
+	pid *actor.PID
+	// user is set for the actors registered through Register (not the node's own routing and gossip actors).
+	user bool
+	// gone is closed when the actor has stopped and its protocol is unregistered.
+	gone chan struct{}
+	// subs are the topic subscriptions delivering to the actor (SubscribeProtocol), cancelled when it stops.
+	subs []*gossip.Subscription
+}
+
+func (r *protocolRegistry) get(p string) *actor.PID {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if reg := r.m[p]; reg != nil {
+		return reg.pid
+	}
+	return nil
+}
+
+// route is lookup through the reader's last lookup c, which it updates.
+func (r *protocolRegistry) route(c *protocolRoute, p string) *registration {
+	gen := r.gen.Load() // before the lookup: a change after it makes the next call look again
+	if c.reg != nil && c.gen == gen && c.protocol == p {
+		return c.reg
+	}
+	reg := r.lookup(p)
+	*c = protocolRoute{protocol: p, reg: reg, gen: gen}
+	return reg
+}
+
+// lookup returns the registration of p, or nil.
+func (r *protocolRegistry) lookup(p string) *registration {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.m[p]
+}
+
+// claim registers pid for p unless p is taken; user marks an actor registered through Register.
+func (r *protocolRegistry) claim(p string, pid *actor.PID, user bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.m[p]; ok {
+		return false
+	}
+	r.m[p] = &registration{pid: pid, user: user, gone: make(chan struct{})}
+	r.gen.Add(1)
+	return true
+}
+
+// droppedChan returns the channel closed when a registration is next dropped.
+func (r *protocolRegistry) droppedChan() <-chan struct{} {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.dropped
+}
+
+// stopped tells whether reg's actor has stopped (and reg was dropped).
+func (reg *registration) stopped() bool {
+	select {
+	case <-reg.gone:
+		return true
+	default:
+		return false
+	}
+}
+
+// follow ties sub to reg, which cancels it when its actor stops; the subscriptions cancelled since are forgotten
+// (an actor subscribing and cancelling topics for its whole life kept every one). It reports false, keeping
+// nothing, when reg's actor has stopped already.
+func (r *protocolRegistry) follow(reg *registration, sub *gossip.Subscription) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-reg.gone:
+		return false
+	default:
+	}
+	reg.subs = slices.DeleteFunc(reg.subs, func(s *gossip.Subscription) bool {
+		select {
+		case <-s.Done():
+			return true
+		default:
+			return false
+		}
+	})
+	reg.subs = append(reg.subs, sub)
+	return true
+}
+
+// drop unregisters p if pid is its actor, and cancels the topic subscriptions that delivered to it.
+func (r *protocolRegistry) drop(p string, pid *actor.PID) {
+	r.mu.Lock()
+	reg, ok := r.m[p]
+	if !ok || !reg.pid.Equal(pid) {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.m, p)
+	r.gen.Add(1)
+	close(reg.gone)
+	close(r.dropped)
+	r.dropped = make(chan struct{})
+	subs := reg.subs
+	reg.subs = nil
+	r.mu.Unlock()
+	for _, sub := range subs {
+		sub.Cancel()
+	}
+}

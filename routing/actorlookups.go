@@ -1,0 +1,100 @@
+package routing
+
+// The routing actor's lookups: starting one in a child actor, its result, and the answers when the actor fails
+// or stops.
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// failHandling answers the request the actor failed on, if it was a lookup or a snapshot, with err.
+func (a *routingActor) failHandling(err error) {
+	switch req := a.handling.(type) {
+	case *LookupRequest:
+		spawned := false // then teardown answers it with the other lookups
+		for _, r := range a.lookups {
+			spawned = spawned || r == req
+		}
+		if !spawned && req.Reply != nil {
+			a.answer(req, LookupResult{Err: err})
+		}
+	case *SnapshotRequest:
+		if req.Reply != nil {
+			select {
+			case req.Reply <- Snapshot{Err: err}:
+			default:
+			}
+		}
+	}
+	a.handling = nil
+}
+
+// answer gives a lookup its result without ever blocking the actor: a Reply with no room (see LookupRequest) loses
+// it, and a nil one is never ready.
+func (a *routingActor) answer(req *LookupRequest, r LookupResult) {
+	select {
+	case req.Reply <- r:
+	default:
+		a.log.Debug().Err(r.Err).Msg("lookup result dropped: its Reply channel is nil or has no room")
+	}
+}
+
+// receiveStopping handles what reaches the actor after Stopping, while its lookup children stop: a lookup is
+// refused (ErrStopped), a finished lookup's actor stopped, a snapshot given; nothing else is done (no timer armed
+// again, no exchange, no request served), as the node is closing or the actor's supervisor gave up on it.
+func (a *routingActor) receiveStopping(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *LookupRequest:
+		a.answer(m, LookupResult{Err: ErrStopped})
+	case *lookupFinished:
+		if sender := ctx.Sender(); sender != nil {
+			ctx.Stop(sender)
+		}
+	case *SnapshotRequest:
+		a.snapshot(m)
+	}
+}
+
+func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now time.Time) {
+	if req.Reply == nil {
+		a.log.Warn().Msg("lookup request without a Reply channel refused")
+		return
+	}
+	a.stats.Lookups++
+	seeds := append(a.table.Closest(req.Target, a.cfg.Table.K), req.Seeds...)
+	if len(seeds) == 0 {
+		seeds = req.Fallback
+	}
+	if len(seeds) == 0 {
+		a.stats.LookupFailures++
+		a.answer(req, LookupResult{Err: ErrNoPeers})
+		return
+	}
+	if len(a.lookups) >= a.cfg.MaxLookups {
+		a.stats.LookupFailures++
+		a.answer(req, LookupResult{Err: fmt.Errorf("%w: %d", ErrTooManyLookups, len(a.lookups))})
+		return
+	}
+	a.table.Touched(req.Target, now)
+	pid := ctx.Spawn(lookupProps(a.cfg, a.net, a.records, req, seeds, a.local))
+	a.lookups[pid.Id] = req
+}
+
+func (a *routingActor) finishLookup(ctx actor.Context, m *lookupFinished) {
+	sender := ctx.Sender()
+	if sender == nil {
+		return
+	}
+	ctx.Stop(sender)
+	if _, ok := a.lookups[sender.Id]; !ok {
+		return // already answered (the actor was stopping or the lookup was abandoned)
+	}
+	delete(a.lookups, sender.Id)
+	if m.result.Err != nil || len(m.result.Closest) == 0 {
+		a.stats.LookupFailures++
+	}
+	a.answer(m.req, m.result) // Reply receives exactly one result
+}
