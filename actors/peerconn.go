@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,19 +145,8 @@ func (pc *peerConn) start(onDone func()) {
 	}
 	pc.lastRecv.Store(time.Now().UnixNano())
 	pc.schedulePing(pc.cfg.PingInterval)
-	go func() { defer pc.exit(); defer close(pc.readerDone); defer pc.recoverReader(); pc.readLoop() }()
+	go func() { defer pc.exit(); defer close(pc.readerDone); pc.readLoop() }()
 	go pc.runWriter()
-}
-
-// recoverReader turns a panic of the reader (a bug in decoding or dispatching what the peer sent) into that
-// connection's end with PROTOCOL_ERROR: the reader runs outside any actor, where no supervisor would catch it, and
-// the bytes came from the peer, so one peer must not end the process.
-func (pc *peerConn) recoverReader() {
-	if p := recover(); p != nil {
-		pc.log.Error().Interface("panic", p).Str("peer", pc.id.Short()).Str("stack", string(debug.Stack())).
-			Msg("reading from a peer failed: connection closed")
-		pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR, "internal error reading the peer's messages")
-	}
 }
 
 // shutdown starts closing the connection with a reason; only the first reason counts. A write in progress is
