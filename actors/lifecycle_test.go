@@ -357,16 +357,22 @@ func TestGossipCallsFailOnceTheRelayStopped(t *testing.T) {
 			return err
 		},
 	}
+	failEachWith(t, ctx, calls, gossip.ErrRelayStopped, "after the relay stopped")
+}
+
+// failEachWith runs each call and fails the test unless it returns an error matching want before ctx ends.
+func failEachWith(t *testing.T, ctx context.Context, calls map[string]func() error, want error, when string) {
+	t.Helper()
 	for name, call := range calls {
 		errc := make(chan error, 1)
 		go func() { errc <- call() }()
 		select {
 		case err := <-errc:
-			if !errors.Is(err, gossip.ErrRelayStopped) {
-				t.Fatalf("%s after the relay stopped: %v, want gossip.ErrRelayStopped", name, err)
+			if !errors.Is(err, want) {
+				t.Fatalf("%s %s: %v, want %v", name, when, err, want)
 			}
 		case <-ctx.Done():
-			t.Fatalf("%s after the relay stopped has not returned", name)
+			t.Fatalf("%s %s has not returned", name, when)
 		}
 	}
 }
@@ -405,18 +411,7 @@ func TestDiscoveryCallsFailOnceTheRoutingActorStopped(t *testing.T) {
 			return err
 		},
 	}
-	for name, call := range calls {
-		errc := make(chan error, 1)
-		go func() { errc <- call() }()
-		select {
-		case err := <-errc:
-			if !errors.Is(err, routing.ErrStopped) {
-				t.Fatalf("%s after the routing actor stopped: %v, want routing.ErrStopped", name, err)
-			}
-		case <-ctx.Done():
-			t.Fatalf("%s after the routing actor stopped has not returned", name)
-		}
-	}
+	failEachWith(t, ctx, calls, routing.ErrStopped, "after the routing actor stopped")
 }
 
 // A call whose context ended says what it was: Topic, GossipStats and RoutingTable returned a bare "context

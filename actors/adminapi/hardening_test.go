@@ -313,14 +313,7 @@ func TestStreamEndsWhenTheNodeCloses(t *testing.T) {
 	defer api.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/topics/t/messages", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := openStream(ctx, t, srv.URL, "t")
 	defer resp.Body.Close()
 	r := bufio.NewReader(resp.Body)
 	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, ": subscribed") {
@@ -353,18 +346,7 @@ func TestStreamsAreBoundedByMaxStreams(t *testing.T) {
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 	defer api.Close()
-	open := func(ctx context.Context) *http.Response {
-		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/topics/t/messages", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
+	open := func(ctx context.Context) *http.Response { t.Helper(); return openStream(ctx, t, srv.URL, "t") }
 	ctx1, cancel1 := context.WithCancel(context.Background())
 	defer cancel1()
 	for range 2 {
@@ -386,4 +368,18 @@ func TestStreamsAreBoundedByMaxStreams(t *testing.T) {
 		defer resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, "a stream once the others ended")
+}
+
+// openStream opens the stream of topic on the API at base until ctx ends; the caller closes the body.
+func openStream(ctx context.Context, t *testing.T, base, topic string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/topics/"+topic+"/messages", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
