@@ -134,6 +134,9 @@ type BroadcastReport struct {
 	ReadyRatio float64 `json:"ready_ratio"`
 	// KeptOutboundMean is the mean number of kept outbound connections when publishing started.
 	KeptOutboundMean float64 `json:"kept_outbound_mean"`
+	// InboundEvicted counts the inbound connections the nodes closed to make room for a newcomer (a full node's
+	// eviction), from the start of the run to the end of the measured window.
+	InboundEvicted uint64 `json:"inbound_evicted"`
 	// Detail holds the raw measurements behind these figures, for plots (set when RunBroadcast succeeds). It is
 	// not part of the JSON object.
 	Detail *BroadcastDetail `json:"-"`

@@ -397,6 +397,9 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		sc.Window(false, nodes)
 	}
 	rep.DialsPerSecond = float64(dialCount(mem)-dials0) / time.Since(t0).Seconds()
+	for _, n := range nodes {
+		rep.InboundEvicted += n.Stats().InboundEvicted
+	}
 	after, err := relayStats(ctx, sims)
 	if err != nil {
 		return rep, err
