@@ -1,7 +1,6 @@
 package actors_test
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"strings"
@@ -18,24 +17,6 @@ import (
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the node's goroutines to log into while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) contains(s string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Contains(l.b.String(), s)
-}
 
 // fullPeer listens on 127.0.0.1 as a peer that completes each handshake and at once says goodbye with
 // TOO_MANY_PEERS, as a full node evicting the newcomer's connection again would. It returns the peer's address and
@@ -88,7 +69,7 @@ func fullPeer(t *testing.T) (session.PeerAddr, *atomic.Int32) {
 // the backoff, so a node redialed a full peer that evicted it at once for ever, at RedialBase, and two nodes
 // wanting one full node's last slot evicted each other in turn without end.
 func TestShortLivedConnectionsDoNotResetTheRedialBackoff(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testkit.SyncBuffer{}
 	const attempts = 3
 	a := testkit.NewNetwork(t, 1, testkit.WithLogger(zerolog.New(logs)), testkit.WithConfig(func(_ int, cfg *actors.Config) {
 		cfg.DisableDiscovery = true
@@ -96,7 +77,7 @@ func TestShortLivedConnectionsDoNotResetTheRedialBackoff(t *testing.T) {
 	})).Nodes[0]
 	addr, taken := fullPeer(t)
 	_ = a.Connect(ctxTimeout(t, 5*time.Second), addr, true) // it may fail: the goodbye can come before it returns
-	testkit.WaitFor(t, 10*time.Second, func() bool { return logs.contains("giving up redialing peer") },
+	testkit.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "giving up redialing peer") },
 		"a gives up on the full peer")
 	// The first connection and one per attempt; nothing dials after giving up.
 	if got := taken.Load(); got != attempts+1 {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/actormesh/actormesh/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -79,23 +80,8 @@ func nodeBinary(t testing.TB) string {
 	return build.path
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is a testkit.SyncBuffer that can tell its first line.
+type syncBuffer struct{ testkit.SyncBuffer }
 
 // firstLine returns the first complete line written, if any.
 func (b *syncBuffer) firstLine() (string, bool) {
