@@ -13,14 +13,8 @@ import (
 // failHandling answers the request the actor failed on, if it was a lookup or a snapshot, with err.
 func (a *routingActor) failHandling(err error) {
 	switch req := a.handling.(type) {
-	case *LookupRequest:
-		spawned := false // then teardown answers it with the other lookups
-		for _, r := range a.lookups {
-			spawned = spawned || r == req
-		}
-		if !spawned && req.Reply != nil {
-			a.answer(req, LookupResult{Err: err})
-		}
+	case *LookupRequest: // not among a.lookups: startLookup enters it there as its last step
+		a.answer(req, LookupResult{Err: err})
 	case *SnapshotRequest:
 		if req.Reply != nil {
 			select {
