@@ -11,7 +11,9 @@ package actors
 // This file is the pure part: chooseEviction decides on plain values and keeps no state.
 
 import (
+	"cmp"
 	"hash/maphash"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -64,19 +66,8 @@ func chooseEviction(c []evictCandidate, seed maphash.Seed) int {
 			oldest[c[i].group] = i
 		}
 	}
-	heads := make([]int, 0, len(oldest))
-	for _, i := range oldest {
-		heads = append(heads, i)
-	}
-	slices.SortFunc(heads, func(a, b int) int {
-		ra, rb := groupRank(seed, c[a].group), groupRank(seed, c[b].group)
-		switch {
-		case ra < rb:
-			return -1
-		case ra > rb:
-			return 1
-		}
-		return 0
+	heads := slices.SortedFunc(maps.Values(oldest), func(a, b int) int {
+		return cmp.Compare(groupRank(seed, c[a].group), groupRank(seed, c[b].group))
 	})
 	protected := make(map[int]bool, protectedGroups)
 	for _, i := range heads[:min(protectedGroups, len(heads))] {
@@ -99,25 +90,10 @@ func chooseEviction(c []evictCandidate, seed maphash.Seed) int {
 			youngest[g] = i
 		}
 	}
-	victim := -1
-	for g, i := range youngest {
-		if victim < 0 {
-			victim = i
-			continue
-		}
-		vg := c[victim].group
-		switch {
-		case count[g] != count[vg]:
-			if count[g] > count[vg] {
-				victim = i
-			}
-		case !c[i].connectedAt.Equal(c[victim].connectedAt):
-			if c[i].connectedAt.After(c[victim].connectedAt) {
-				victim = i
-			}
-		case i > victim: // a full tie: the later candidate, so that the choice does not depend on map order
-			victim = i
-		}
-	}
-	return victim
+	// Ties: the group whose youngest is youngest, then the later candidate, so that the choice does not depend on
+	// map order.
+	return slices.MaxFunc(slices.Collect(maps.Values(youngest)), func(a, b int) int {
+		return cmp.Or(cmp.Compare(count[c[a].group], count[c[b].group]),
+			c[a].connectedAt.Compare(c[b].connectedAt), cmp.Compare(a, b))
+	})
 }
