@@ -44,9 +44,11 @@ type Config struct {
 	// StreamKeepalive is the interval of SSE comment lines that keep idle streams open through proxies.
 	// Default 15 s.
 	StreamKeepalive time.Duration
-	// StreamWriteTimeout bounds each write to a stream client: one that stops reading is dropped after it, and
-	// Close interrupts a write in progress. Default 30 s.
-	StreamWriteTimeout time.Duration
+	// WriteTimeout bounds writing a reply, and each write to a stream: a client that stops reading is dropped
+	// after it rather than holding a handler (and the node's shutdown) until it reads. Close interrupts a
+	// stream's write in progress. Default 30 s. Serve the API from an http.Server without a WriteTimeout of its
+	// own, which would end every stream after it.
+	WriteTimeout time.Duration
 	// MaxStreams bounds the streams open at once, each a subscription with its own buffer (StreamBufferBytes);
 	// one more gets 503. Default 64.
 	MaxStreams int
@@ -62,14 +64,14 @@ type Config struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		Logger:             zerolog.Nop(),
-		MaxBodyBytes:       1 << 20,
-		StreamBuffer:       256,
-		StreamBufferBytes:  16 << 20,
-		StreamKeepalive:    15 * time.Second,
-		StreamWriteTimeout: 30 * time.Second,
-		MaxStreams:         64,
-		RequestTimeout:     10 * time.Second,
+		Logger:            zerolog.Nop(),
+		MaxBodyBytes:      1 << 20,
+		StreamBuffer:      256,
+		StreamBufferBytes: 16 << 20,
+		StreamKeepalive:   15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		MaxStreams:        64,
+		RequestTimeout:    10 * time.Second,
 	}
 }
 
@@ -108,8 +110,8 @@ func New(node *actors.Node, cfg Config) *API {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = def.RequestTimeout
 	}
-	if cfg.StreamWriteTimeout <= 0 {
-		cfg.StreamWriteTimeout = def.StreamWriteTimeout
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = def.WriteTimeout
 	}
 	if cfg.MaxStreams <= 0 {
 		cfg.MaxStreams = def.MaxStreams
@@ -133,6 +135,11 @@ func New(node *actors.Node, cfg Config) *API {
 // that is not this host), and unless Config.Remote requests whose Host is not a loopback address, get 403: a web
 // page the operator visits must not publish, send or read through the API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// A reply's write may block on a client that does not read it: bound it (streams set it again per write).
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.cfg.WriteTimeout)); err != nil &&
+		!errors.Is(err, http.ErrNotSupported) {
+		a.cfg.Logger.Debug().Err(err).Msg("admin API: setting the write deadline failed")
+	}
 	if err := a.checkOrigin(r); err != nil {
 		a.fail(w, r, http.StatusForbidden, err)
 		return

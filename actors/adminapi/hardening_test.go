@@ -73,7 +73,7 @@ func (l *stallListener) blockedFor(d time.Duration) bool {
 // its peer store).
 func TestStalledStreamClientDoesNotBlockClose(t *testing.T) {
 	node := testkit.NewNetwork(t, 1).Nodes[0]
-	api := adminapi.New(node, adminapi.Config{StreamKeepalive: 50 * time.Microsecond, StreamWriteTimeout: time.Hour})
+	api := adminapi.New(node, adminapi.Config{StreamKeepalive: 50 * time.Microsecond, WriteTimeout: time.Hour})
 	srv := httptest.NewUnstartedServer(api)
 	ln := &stallListener{Listener: srv.Listener}
 	srv.Listener = ln
@@ -109,6 +109,39 @@ func TestStalledStreamClientDoesNotBlockClose(t *testing.T) {
 	}
 	conn.Close()
 	<-closed
+}
+
+// A client that sends a request and never reads the reply holds the handler only for WriteTimeout: a reply larger
+// than the sockets' buffers (here a 404 that quotes a 512 KiB path) used to block it until the client went away,
+// and the node's shutdown with it.
+func TestClientThatDoesNotReadAReplyIsDropped(t *testing.T) {
+	node := testkit.NewNetwork(t, 1).Nodes[0]
+	api := adminapi.New(node, adminapi.Config{WriteTimeout: 300 * time.Millisecond})
+	var handled atomic.Bool
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.ServeHTTP(w, r)
+		handled.Store(true)
+	}))
+	srv.Listener = &stallListener{Listener: srv.Listener}
+	srv.Start()
+	defer srv.Close()
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	defer conn.Close()
+	path := "/" + strings.Repeat("x", 512<<10)
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, handled.Load, "the handler of a reply nobody reads to return")
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, _ := io.Copy(io.Discard, conn)
+	if got >= int64(len(path)) {
+		t.Errorf("the client read %d bytes, the whole reply: the write was not cut, so the test proves nothing", got)
+	}
 }
 
 // A topic name over the relay's MaxTopicLength (256 bytes), or one that is not UTF-8 (%FF unescapes to a byte no
@@ -254,7 +287,7 @@ func TestStalledStreamHoldsAtMostItsByteBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	const budget = 16 << 10
-	api := adminapi.New(a, adminapi.Config{StreamBufferBytes: budget, StreamWriteTimeout: time.Hour})
+	api := adminapi.New(a, adminapi.Config{StreamBufferBytes: budget, WriteTimeout: time.Hour})
 	srv := httptest.NewUnstartedServer(api)
 	ln := &stallListener{Listener: srv.Listener}
 	srv.Listener = ln

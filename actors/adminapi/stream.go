@@ -57,13 +57,13 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stop := context.AfterFunc(a.ctx, cancel)
 	defer stop()
-	// Each write has StreamWriteTimeout, and the end of the stream (the client gone, Close) interrupts one in
+	// Each write has WriteTimeout, and the end of the stream (the client gone, Close) interrupts one in
 	// progress: a client that stops reading must not hold the handler, nor Close, for good.
 	rc := http.NewResponseController(w)
 	stopWrites := context.AfterFunc(ctx, func() { _ = rc.SetWriteDeadline(time.Now()) })
 	defer stopWrites()
 	write := func(f func() error) bool {
-		if err := rc.SetWriteDeadline(time.Now().Add(a.cfg.StreamWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		if err := rc.SetWriteDeadline(time.Now().Add(a.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return false
 		}
 		if ctx.Err() != nil || f() != nil {

@@ -52,16 +52,20 @@ type httpServers struct {
 	wg      sync.WaitGroup
 }
 
+// metricsWriteTimeout bounds writing a metrics reply: a scraper that stops reading is dropped after it.
+const metricsWriteTimeout = 30 * time.Second
+
 // serve listens on addr (at once, so that a busy port is reported before the node announces itself) and serves
-// h in a goroutine; it returns the address bound.
-func (s *httpServers) serve(name, addr string, h http.Handler) (net.Addr, error) {
+// h in a goroutine; it returns the address bound. writeTimeout bounds writing each reply (0: h bounds its own).
+func (s *httpServers) serve(name, addr string, h http.Handler, writeTimeout time.Duration) (net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	// ReadTimeout bounds reading a whole request, its body included (a trickled body held a handler); streams
-	// bound their own writes (adminapi.Config.StreamWriteTimeout).
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	// ReadTimeout bounds reading a whole request, its body included (a trickled body held a handler). The admin
+	// API bounds its own writes (adminapi.Config.WriteTimeout): a server's WriteTimeout would end its streams.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: writeTimeout, IdleTimeout: time.Minute}
 	s.servers = append(s.servers, srv)
 	s.wg.Add(1)
 	go func() {
@@ -101,7 +105,7 @@ func startHTTP(o runOptions, node *actors.Node, log zerolog.Logger, stdout io.Wr
 	}
 	if apiAddr != "" {
 		s.api = adminapi.New(node, adminapi.Config{Logger: log.With().Str("component", "api").Logger(), Remote: o.apiRemote})
-		a, err := s.serve("admin API", apiAddr, s.api)
+		a, err := s.serve("admin API", apiAddr, s.api, 0)
 		if err != nil {
 			return s, fmt.Errorf("%w (choose another address with --api, or --api off)", err)
 		}
@@ -111,7 +115,7 @@ func startHTTP(o runOptions, node *actors.Node, log zerolog.Logger, stdout io.Wr
 	if metricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics.Handler(node))
-		a, err := s.serve("metrics", metricsAddr, mux)
+		a, err := s.serve("metrics", metricsAddr, mux, metricsWriteTimeout)
 		if err != nil {
 			return s, err
 		}
