@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"weak"
@@ -467,5 +468,50 @@ func TestNodeClosesItselfWhenThePeerManagerFailsForGood(t *testing.T) {
 	_ = m.Close()
 	if err := m.Err(); err != nil {
 		t.Fatalf("Err after Close: %v, want nil", err)
+	}
+}
+
+// dialCounter is the TCP transport, counting the dials of each address.
+type dialCounter struct {
+	session.TCPTransport
+	mu    sync.Mutex
+	dials map[string]int
+}
+
+func (d *dialCounter) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	d.dials[addr]++
+	d.mu.Unlock()
+	return d.TCPTransport.Dial(ctx, addr)
+}
+
+func (d *dialCounter) count(addr string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dials[addr]
+}
+
+// A timer of a peer manager that fired just before a restart delivers its message to the next instance, which
+// has armed timers of its own: a redial due from the instance before (here one that never was) dials nothing.
+func TestRedialDueOfAnotherInstanceIsIgnored(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dials := &dialCounter{dials: map[string]int{}}
+	n := startTestNode(t, ctx, func(cfg *Config) {
+		cfg.DisableDiscovery = true
+		cfg.Transport = dials
+		cfg.RedialBase, cfg.RedialMax = 10000*time.Hour, 10000*time.Hour // its own redial never comes in the test
+	})
+	wanted := session.PeerAddr{ID: session.NodeID{7}, Addr: "127.0.0.1:1"} // refused at once
+	if err := n.Connect(ctx, wanted, true); err == nil {
+		t.Fatal("Connect to a closed port succeeded")
+	}
+	n.system.Root.Send(n.peerMgr, &redialDue{id: wanted.ID})
+	// A dial asked for after it: the stale redial, had it dialed, started its dial before this one.
+	if err := n.Connect(ctx, session.PeerAddr{ID: session.NodeID{8}, Addr: "127.0.0.1:2"}, false); err == nil {
+		t.Fatal("Connect to a closed port succeeded")
+	}
+	if got := dials.count(wanted.Addr); got != 1 {
+		t.Fatalf("the wanted peer was dialed %d times, want 1: a stale redialDue dialed it", got)
 	}
 }

@@ -47,11 +47,16 @@ type handshakeDone struct {
 	from *peerManager
 }
 
-// redialDue fires when a wanted peer's backoff delay is over.
-type redialDue struct{ id session.NodeID }
+// redialDue fires when a wanted peer's backoff delay is over. Like the other timers' messages (slotDue, sweepDue)
+// it names the instance that armed it: one that fired just before a restart reaches the next instance, which has
+// timers of its own and ignores it.
+type redialDue struct {
+	id   session.NodeID
+	from *peerManager
+}
 
 // slotDue fires when dials waiting for an outbound slot should be retried.
-type slotDue struct{}
+type slotDue struct{ from *peerManager }
 
 // slotWaiter is a dial waiting for an outbound slot until its deadline.
 type slotWaiter struct {
@@ -66,7 +71,7 @@ const (
 )
 
 // sweepDue fires when idle transient connections are due to be closed.
-type sweepDue struct{}
+type sweepDue struct{ from *peerManager }
 
 // connDone is sent by a connection's goroutines to its actor when both have exited.
 type connDone struct{}
@@ -170,10 +175,14 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		*m.rewant = nil
 		m.armSweep(true)
 	case *slotDue:
-		m.slotTimer = nil
-		m.retrySlotWaiters(ctx)
+		if msg.from == m {
+			m.slotTimer = nil
+			m.retrySlotWaiters(ctx)
+		}
 	case *sweepDue:
-		m.armSweep(m.sweepTransient())
+		if msg.from == m {
+			m.armSweep(m.sweepTransient())
+		}
 	case *acceptedConn:
 		if m.n.accepted.take(msg.conn) {
 			m.accept(msg.conn)
@@ -197,7 +206,7 @@ func (m *peerManager) Receive(ctx actor.Context) {
 			m.handshakeDone(ctx, msg)
 		}
 	case *redialDue:
-		if w, ok := m.wanted[msg.id]; ok {
+		if w, ok := m.wanted[msg.id]; ok && msg.from == m {
 			w.timer = nil
 			m.dial(ctx, &dialRequest{addr: w.addr, keep: true})
 		}
@@ -687,5 +696,5 @@ func (m *peerManager) scheduleRedial(id session.NodeID, cause error) {
 	}
 	m.n.log.Debug().Str("peer", id.Short()).Dur("in", d).Int("attempt", w.backoff.Attempts()).Err(cause).Msg("redial scheduled")
 	self, root := m.self, m.root
-	w.timer = time.AfterFunc(d, func() { root.Send(self, &redialDue{id: id}) })
+	w.timer = time.AfterFunc(d, func() { root.Send(self, &redialDue{id: id, from: m}) })
 }

@@ -23,7 +23,7 @@ func (m *peerManager) armSlotRetry() {
 		return
 	}
 	self, root := m.self, m.root
-	m.slotTimer = time.AfterFunc(slotRetry, func() { root.Send(self, &slotDue{}) })
+	m.slotTimer = time.AfterFunc(slotRetry, func() { root.Send(self, &slotDue{from: m}) })
 }
 
 // retrySlotWaiters dials, in arrival order, the waiting dials that now get a slot, and fails the ones whose
@@ -111,10 +111,10 @@ func (m *peerManager) armSweep(candidates bool) {
 		every = max(every, m.n.cfg.TransientIdleTimeout/2)
 	}
 	m.sweepAt = time.Now().Add(every)
-	if m.sweep != nil { // one chain of sweeps, even if a sweepDue of the instance before a restart comes in
+	if m.sweep != nil { // one chain of sweeps
 		m.sweep.Stop()
 	}
-	m.sweep = time.AfterFunc(every, func() { root.Send(self, &sweepDue{}) })
+	m.sweep = time.AfterFunc(every, func() { root.Send(self, &sweepDue{from: m}) })
 }
 
 func (m *peerManager) sweepEvery() time.Duration {
