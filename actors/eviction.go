@@ -5,7 +5,8 @@ package actors
 // newcomer instead (what the node did before) let whoever filled the slots first, for instance a sybil spread over
 // many IPs right after the node started, hold them for as long as it liked, and no honest node could dial in.
 // The rule keeps what an attacker cannot cheaply fake: a few connections from network groups the attacker cannot
-// predict, and the connections that have lasted longest. It evicts from the network group that holds the most of
+// predict, the few peers that most recently relayed gossip the node accepted before anyone else did, and the
+// connections that have lasted longest. It evicts from the network group that holds the most of
 // the rest, so a crowd from one group makes room before a lone peer from another does.
 //
 // This file is the pure part: chooseEviction decides on plain values and keeps no state.
@@ -19,14 +20,20 @@ import (
 	"time"
 )
 
-// Eviction's protections, Bitcoin Core's figures for the first: protectedGroups connections of distinct network
-// groups, chosen by a keyed hash of the group, and then the longest-connected half of what remains.
-const protectedGroups = 4
+// Eviction's protections, Bitcoin Core's figures: protectedGroups connections of distinct network groups, chosen
+// by a keyed hash of the group; the protectedRelayers that most recently relayed first (Bitcoin keeps 4 for
+// transactions and 4 for blocks); then the longest-connected half of what remains.
+const (
+	protectedGroups   = 4
+	protectedRelayers = 4
+)
 
 // evictCandidate is what eviction knows of one inbound connection it may close.
 type evictCandidate struct {
 	group       netip.Prefix
 	connectedAt time.Time
+	// lastRelayed is when the peer last was the first to deliver a gossip message the node accepted (zero: never).
+	lastRelayed time.Time
 }
 
 // netGroup returns the network group of ip: its /16 for IPv4, its /32 for IPv6 (Bitcoin Core's groups: one
@@ -52,7 +59,8 @@ func groupRank(seed maphash.Seed, g netip.Prefix) uint64 {
 
 // chooseEviction returns the index in c of the connection to close to make room for a newcomer, or -1 if every
 // candidate is protected. It protects, in order: one connection from each of the protectedGroups groups of the
-// smallest keyed rank (the oldest of each), then the longest-connected half of the others. Of the rest it closes
+// smallest keyed rank (the oldest of each), the protectedRelayers of the others that relayed most recently (never
+// one that did not), then the longest-connected half of the others. Of the rest it closes
 // the youngest connection of the group that holds the most of them (ties: the group whose youngest is youngest).
 func chooseEviction(c []evictCandidate, seed maphash.Seed) int {
 	idx := make([]int, len(c))
@@ -74,6 +82,14 @@ func chooseEviction(c []evictCandidate, seed maphash.Seed) int {
 		protected[i] = true
 	}
 	rest := slices.DeleteFunc(idx, func(i int) bool { return protected[i] })
+	// The peers that relayed most recently are kept: a peer that serves the node is what an eclipse must displace,
+	// and only beating it at delivering valid messages first does.
+	slices.SortStableFunc(rest, func(a, b int) int { return c[b].lastRelayed.Compare(c[a].lastRelayed) })
+	relayers := 0
+	for relayers < min(protectedRelayers, len(rest)) && !c[rest[relayers]].lastRelayed.IsZero() {
+		relayers++
+	}
+	rest = rest[relayers:]
 	// The longest-connected half of the rest is kept.
 	slices.SortStableFunc(rest, func(a, b int) int { return c[a].connectedAt.Compare(c[b].connectedAt) })
 	rest = rest[len(rest)/2:]

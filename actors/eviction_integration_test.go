@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/gossip"
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
@@ -164,4 +166,53 @@ func TestEvictionOnlyForNewcomersThatStay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A peer that relays gossip to the node first is kept when a newcomer needs its slot, though it is the youngest of
+// the crowd: only a peer that beats it at delivering valid messages first displaces it.
+func TestNewcomerDoesNotEvictARecentRelayer(t *testing.T) {
+	nw := testkit.NewNetwork(t, 5, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.RedialBase, cfg.RedialMax = 10000*time.Hour, 10000*time.Hour // an evicted peer does not come back
+		if i == 0 {
+			cfg.ExemptLoopbackThrottle = false
+			cfg.InboundPerIPBurst, cfg.MaxInboundPerIP, cfg.MaxInboundPeers = 100, 100, 4
+		}
+	}))
+	full := nw.Nodes[0]
+	for i := 1; i <= 4; i++ { // one after the other: node 4 is the youngest
+		nw.Connect(i, 0)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, n := range []*actors.Node{full, nw.Nodes[4]} {
+		if _, err := n.Subscribe(ctx, "blocks", func(*gossip.Delivery) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nw.Nodes[4].WaitTopicPeers(ctx, "blocks", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nw.Nodes[4].Publish(ctx, "blocks", wrapperspb.String("block 1")); err != nil {
+		t.Fatal(err)
+	}
+	relayer := nw.Nodes[4].ID()
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		for _, p := range full.Peers() {
+			if p.ID == relayer {
+				return !p.LastRelayed.IsZero()
+			}
+		}
+		return false
+	}, "the full node to record that node 4 relayed")
+
+	if _, _, err := dialFrom(t, full, "127.2.0.1", false); err != nil {
+		t.Fatalf("newcomer: %v", err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return full.Stats().InboundEvicted == 1 }, "an eviction")
+	if !full.Connected(relayer) {
+		t.Fatal("the relayer was evicted")
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return !full.Connected(nw.Nodes[3].ID()) },
+		"node 3, the youngest that did not relay, to be evicted")
 }

@@ -103,3 +103,63 @@ func TestChooseEvictionNeverTakesTheOldHalfFirst(t *testing.T) {
 		}
 	}
 }
+
+func TestChooseEvictionKeepsTheRecentRelayers(t *testing.T) {
+	// A crowd of 8 from one /16; its youngest relayed gossip first: it stays, the next youngest goes.
+	groups := make([]string, 8)
+	for i := range groups {
+		groups[i] = "203.0.0.0/16"
+	}
+	c := candidates(groups...)
+	now := c[7].connectedAt.Add(time.Minute)
+	c[7].lastRelayed = now
+	if got := chooseEviction(c, maphash.MakeSeed()); got != 6 {
+		t.Fatalf("evicted candidate %d, want 6: the youngest relayed and is kept", got)
+	}
+	// Only the protectedRelayers most recent relayers are kept: with the 6 youngest relaying, candidate 7 the
+	// longest ago, it goes.
+	for i := 2; i < 8; i++ {
+		c[i].lastRelayed = now.Add(-time.Duration(i) * time.Second)
+	}
+	if got := chooseEviction(c, maphash.MakeSeed()); got != 7 {
+		t.Fatalf("evicted candidate %d, want 7: of the 6 relayers it relayed longest ago", got)
+	}
+}
+
+// Whatever the groups and ages, a victim that relayed is never one of the protectedRelayers most recent relayers.
+func TestChooseEvictionNeverTakesARecentRelayer(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 200 {
+		n := 5 + rng.IntN(60)
+		groups := make([]string, n)
+		for i := range groups {
+			groups[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(rng.IntN(6)), 0, 0}), 16).String()
+		}
+		c := candidates(groups...)
+		t0 := c[n-1].connectedAt
+		for i, p := range rng.Perm(n) {
+			if rng.IntN(3) == 0 {
+				c[i].lastRelayed = t0.Add(time.Duration(p+1) * time.Millisecond) // distinct times
+			}
+		}
+		got := chooseEviction(c, maphash.MakeSeed())
+		if got < 0 {
+			if n > protectedGroups+protectedRelayers {
+				t.Fatalf("trial %d: %d candidates, nothing evicted", trial, n)
+			}
+			continue // every one protected, by its group or as a relayer
+		}
+		if c[got].lastRelayed.IsZero() {
+			continue
+		}
+		later := 0
+		for i := range c {
+			if c[i].lastRelayed.After(c[got].lastRelayed) {
+				later++
+			}
+		}
+		if later < protectedRelayers {
+			t.Fatalf("trial %d: evicted a relayer with only %d relaying more recently, want at least %d", trial, later, protectedRelayers)
+		}
+	}
+}

@@ -209,6 +209,14 @@ func (g gossipNetwork) Retain(peer session.NodeID) {
 	}
 }
 
+// Relayed records on the live connection to peer, if any, that it relayed a message first just now (eviction
+// protects the peers that did so most recently).
+func (g gossipNetwork) Relayed(peer session.NodeID) {
+	if pc := g.n.peers.get(peer); pc != nil {
+		pc.lastRelayed.Store(time.Now().UnixNano())
+	}
+}
+
 // Connect asks the peer manager to connect to peer and keep it; the address comes from the address book or a
 // lookup.
 func (g gossipNetwork) Connect(peer session.NodeID) {

@@ -313,6 +313,10 @@ type PeerInfo struct {
 	ConnectedAt time.Time
 	// QueuedBytes is what waits in the peer's outbound queue, the batch being written included.
 	QueuedBytes int
+	// LastRelayed is when the peer last was the first to deliver a gossip message this node accepted, to the
+	// relay's heartbeat (zero: never). When the inbound slots are full, the peers that relayed most recently are
+	// among those a newcomer cannot evict.
+	LastRelayed time.Time
 }
 
 // Peers lists the live connections, sorted by NodeID.
@@ -323,6 +327,7 @@ func (n *Node) Peers() []PeerInfo {
 		out = append(out, PeerInfo{
 			ID: pc.id, RemoteAddr: pc.sc.RemoteAddr().String(), LocalAddr: pc.sc.LocalAddr().String(), ListenAddrs: pc.sc.Peer().ListenAddrs,
 			Outbound: pc.outbound, Kept: pc.kept.Load(), RTT: pc.rtt(), ConnectedAt: pc.connectedAt, QueuedBytes: pc.q.len(),
+			LastRelayed: unixNanoTime(pc.lastRelayed.Load()),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return string(out[i].ID[:]) < string(out[j].ID[:]) })

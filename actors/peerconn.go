@@ -89,6 +89,9 @@ type peerConn struct {
 	// gossiping is set once the peer started gossip on the connection (it upgraded a transient connection to a
 	// kept one on its side): the connection is no longer closed as transient.
 	gossiping atomic.Bool
+	// lastRelayed is when (unix nanos, to the relay's heartbeat) the peer last was the first to deliver a gossip
+	// message the relay accepted; 0: never. Inbound eviction protects the peers that relayed most recently.
+	lastRelayed atomic.Int64
 	// appUsed is set once the application used the connection (Send, Request, Ping or Connect): a transient
 	// connection without it was dialed by discovery and closes after DiscoveryIdleTimeout.
 	appUsed atomic.Bool
@@ -597,4 +600,12 @@ func (pc *peerConn) linger() {
 
 func disconnectEnvelope(reason messages.DisconnectReason, detail string) *messages.Envelope {
 	return &messages.Envelope{Body: &messages.Envelope_Disconnect{Disconnect: &messages.Disconnect{Reason: reason, Detail: detail}}}
+}
+
+// unixNanoTime is the time of unix nanoseconds t, or the zero Time for 0 (an atomic timestamp never set).
+func unixNanoTime(t int64) time.Time {
+	if t == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, t)
 }

@@ -173,7 +173,8 @@ func (m *peerManager) evictionCandidates() ([]evictCandidate, []*connEntry) {
 		if !ip.IsValid() {
 			continue
 		}
-		cands = append(cands, evictCandidate{group: netGroup(ip), connectedAt: e.pc.connectedAt})
+		cands = append(cands, evictCandidate{group: netGroup(ip), connectedAt: e.pc.connectedAt,
+			lastRelayed: unixNanoTime(e.pc.lastRelayed.Load())})
 		entries = append(entries, e)
 	}
 	return cands, entries

@@ -25,7 +25,11 @@ func (r *Router) Heartbeat(now time.Time) Output {
 		}
 	}
 	var b builder
-	for _, p := range r.peers {
+	for id, p := range r.peers {
+		if p.relayed {
+			b.out.Relayed = append(b.out.Relayed, id)
+			p.relayed = false
+		}
 		p.ihaves, p.served, p.sent = 0, 0, 0
 		maps.DeleteFunc(p.backoff, func(_ string, until time.Time) bool { return !now.Before(until) })
 	}
@@ -39,6 +43,7 @@ func (r *Router) Heartbeat(now time.Time) Output {
 			r.unsee(&b, pd, now)
 		}
 	}
+	slices.SortFunc(b.out.Relayed, func(x, y session.NodeID) int { return bytes.Compare(x[:], y[:]) })
 	r.retryWants(&b, now)
 
 	// The joined topics in order (the peers' other topics, up to MaxPeers x MaxPeerTopics, are not sorted).

@@ -121,6 +121,9 @@ type Output struct {
 	// Connect lists peers the node should connect to and keep (Config.TreeShortcutDist); the shell finds their
 	// addresses.
 	Connect []session.NodeID
+	// Relayed lists, on a heartbeat, the peers that were the first to deliver a message the node accepted since
+	// the heartbeat before, sorted: the peers worth keeping (the shell tells Network.Relayed).
+	Relayed []session.NodeID
 }
 
 // Verdict is the outcome of validating a message.

@@ -58,6 +58,9 @@ type Network interface {
 	SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error)
 	// Retain tells the node that a peer gossips on its connection, which must then not be closed as transient.
 	Retain(peer session.NodeID)
+	// Relayed tells the node, once a heartbeat, that a peer was the first to deliver a message the relay
+	// accepted since the heartbeat before: a peer worth keeping when the node must choose which to drop.
+	Relayed(peer session.NodeID)
 	// Ban disconnects a peer and refuses it for d; reason is logged and told to the peer.
 	Ban(id session.NodeID, d time.Duration, reason string) error
 	// Connect asks the node to connect to a peer and keep it, finding its address itself. It does not block; the

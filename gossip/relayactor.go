@@ -612,6 +612,9 @@ func (a *relayActor) apply(out Output) {
 		a.log.Debug().Str("peer", id.Short()).Msg("gossip: connecting to a tree shortcut")
 		a.net.Connect(id)
 	}
+	for _, id := range out.Relayed {
+		a.net.Relayed(id)
+	}
 }
 
 // rpcEnvelopeBound bounds what an RPC adds around its control (the field's tag and length).

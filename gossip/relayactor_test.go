@@ -37,6 +37,7 @@ func (f *flakyNetwork) GossipPeers() []session.NodeID {
 func (f *flakyNetwork) IsGossipPeer(id session.NodeID) bool                 { return id == f.peer }
 func (f *flakyNetwork) SubscribeEvents(func(proto.Message)) (func(), error) { return func() {}, nil }
 func (f *flakyNetwork) Retain(session.NodeID)                               {}
+func (f *flakyNetwork) Relayed(session.NodeID)                              {}
 func (f *flakyNetwork) Connect(session.NodeID)                              {}
 func (f *flakyNetwork) Ban(session.NodeID, time.Duration, string) error     { return nil }
 

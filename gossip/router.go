@@ -83,6 +83,8 @@ type peer struct {
 	// validatingBytes their payload bytes (MaxPendingValidationBytesPerPeer).
 	validating      int
 	validatingBytes int
+	// relayed: it was the first to deliver a message accepted since the last heartbeat (Output.Relayed).
+	relayed bool
 }
 
 type topic struct {
@@ -580,6 +582,9 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 	}
 	e := newCached(pd.msg, pd.from, now, r.beats)
 	r.cache.add(e)
+	if p := r.peers[pd.from]; p != nil {
+		p.relayed = true
+	}
 	if pd.pulled {
 		r.repairBeat = r.beats
 	}

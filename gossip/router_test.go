@@ -138,6 +138,24 @@ func TestHandleMessageRelaysOnce(t *testing.T) {
 	}
 }
 
+// The heartbeat names the peers that delivered an accepted message first since the heartbeat before (the shell's
+// eviction keeps them): not the one whose copy was a duplicate, nor the one whose message was rejected, and each
+// only once.
+func TestHeartbeatNamesThePeersThatRelayedFirst(t *testing.T) {
+	r := joined(t, DefaultConfig(), 4)
+	receive(t, r, t0, nid(3), msg("m1"), Accept)
+	receive(t, r, t0, nid(1), msg("m1"), Accept) // a duplicate
+	receive(t, r, t0, nid(2), msg("m2"), Accept)
+	receive(t, r, t0, nid(4), msg("bad"), Reject)
+	now := t0.Add(time.Second)
+	if got, want := r.Heartbeat(now).Relayed, sorted([]session.NodeID{nid(2), nid(3)}); !slices.Equal(got, want) {
+		t.Fatalf("Relayed = %v, want %v", got, want)
+	}
+	if got := r.Heartbeat(now.Add(time.Second)).Relayed; len(got) != 0 {
+		t.Fatalf("Relayed of a heartbeat with nothing received = %v, want none", got)
+	}
+}
+
 // TestMessageIDIsComputedOnce: the shell asks for a received message's id (to skip verifying what it has seen);
 // HandleMessage then takes that id rather than hashing the payload again, and still hashes a message whose id it
 // was not asked for (a forged ID field counts for nothing).

@@ -214,6 +214,9 @@ type Peer struct {
 	RTTMs       float64   `json:"rtt_ms"`
 	ConnectedAt time.Time `json:"connected_at"`
 	QueuedBytes int       `json:"queued_bytes"`
+	// LastRelayed is when the peer last delivered a gossip message first (actors.PeerInfo.LastRelayed); absent:
+	// never.
+	LastRelayed *time.Time `json:"last_relayed,omitempty"`
 }
 
 // RoutingEntry is one entry of GET /v1/routing.
@@ -317,8 +320,12 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 func (a *API) peers(w http.ResponseWriter, r *http.Request) {
 	out := []Peer{}
 	for _, p := range a.node.Peers() {
-		out = append(out, Peer{ID: p.ID.String(), RemoteAddr: p.RemoteAddr, ListenAddrs: p.ListenAddrs,
-			Outbound: p.Outbound, Kept: p.Kept, RTTMs: ms(p.RTT), ConnectedAt: p.ConnectedAt, QueuedBytes: p.QueuedBytes})
+		e := Peer{ID: p.ID.String(), RemoteAddr: p.RemoteAddr, ListenAddrs: p.ListenAddrs,
+			Outbound: p.Outbound, Kept: p.Kept, RTTMs: ms(p.RTT), ConnectedAt: p.ConnectedAt, QueuedBytes: p.QueuedBytes}
+		if !p.LastRelayed.IsZero() {
+			e.LastRelayed = &p.LastRelayed
+		}
+		out = append(out, e)
 	}
 	a.reply(w, http.StatusOK, out)
 }

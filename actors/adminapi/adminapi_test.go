@@ -167,6 +167,11 @@ func TestPublishStreamAndSendThroughTheAPI(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &peers); err != nil || len(peers) != 1 || peers[0].ID != a.ID().String() {
 		t.Errorf("b's peers: %s", body)
 	}
+	// a delivered b the message first: b's next heartbeat records it.
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		_, body = call(t, "GET", apiB.URL+"/v1/peers", "", "")
+		return json.Unmarshal([]byte(body), &peers) == nil && len(peers) == 1 && peers[0].LastRelayed != nil
+	}, "b's peers to show when a last relayed")
 }
 
 // nextEvent reads the stream up to the next "message" event.
