@@ -31,14 +31,15 @@ func Example() {
 	defer a.Close()
 	defer b.Close()
 
-	// A protocol actor receives every message peers send to its protocol as an *actors.Inbound.
+	// A protocol actor receives every message peers send to its protocol as an *actors.Inbound. Accepts lets only
+	// StringValue payloads through (a peer sending another type gets ErrBadPayload), so the assertion is safe.
 	greeter := actor.PropsFromFunc(func(c actor.Context) {
 		if in, ok := c.Message().(*actors.Inbound); ok && in.IsRequest() {
 			name := in.Payload.(*wrapperspb.StringValue).GetValue()
 			_ = in.Reply(wrapperspb.String("hello, " + name))
 		}
 	})
-	if _, err := b.Register("greet/1", greeter); err != nil {
+	if _, err := b.Register("greet/1", greeter, actors.Accepts(&wrapperspb.StringValue{})); err != nil {
 		panic(err)
 	}
 
@@ -95,7 +96,7 @@ func ExampleNode_SubscribeProtocol() {
 			heights <- m.Payload.(*wrapperspb.StringValue).GetValue()
 		case *actors.Inbound: // a peer's direct message to chain/1
 		}
-	}))
+	}), actors.Accepts(&wrapperspb.StringValue{})) // other payload types never reach it, from peers or the topic
 	if err != nil {
 		panic(err)
 	}

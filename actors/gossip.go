@@ -78,8 +78,9 @@ func (n *Node) Subscribe(ctx context.Context, topic string, handler func(*gossip
 // every message accepted on the topic as a *TopicMessage, in its mailbox with the peers' messages, so that its state
 // needs no lock. Deliveries reach it one at a time: the next is sent once the actor has processed the last, and
 // while it is busy they wait in the subscription's queue (gossip.RelayConfig.DeliveryBuffer and DeliveryBufferBytes; beyond, they are
-// dropped, counted and logged as a slow handler's). Options add a validator, as Subscribe's. The subscription ends
-// when it is cancelled or when the actor stops. Errors: ErrNotRegistered when no actor is registered for protocol.
+// dropped, counted and logged as a slow handler's). Options add a validator, as Subscribe's; an actor registered
+// with Accepts has the topic's messages of other payload types rejected first. The subscription ends when it is
+// cancelled or when the actor stops. Errors: ErrNotRegistered when no actor is registered for protocol.
 func (n *Node) SubscribeProtocol(ctx context.Context, topic, protocol string, opts ...gossip.SubscribeOption) (*gossip.Subscription, error) {
 	r, err := n.gossipRelay()
 	if err != nil {
@@ -88,6 +89,14 @@ func (n *Node) SubscribeProtocol(ctx context.Context, topic, protocol string, op
 	reg := n.protocols.lookup(protocol)
 	if reg == nil || !reg.user {
 		return nil, fmt.Errorf("subscribe protocol %q to topic %q: %w", protocol, topic, ErrNotRegistered)
+	}
+	if acc := reg.accepts; acc != nil {
+		opts = append([]gossip.SubscribeOption{gossip.WithValidator(func(_ context.Context, d *gossip.Delivery) gossip.Verdict {
+			if acc.hasMessage(d.Payload) {
+				return gossip.Accept
+			}
+			return gossip.Reject
+		})}, opts...)
 	}
 	sub, err := r.Subscribe(ctx, topic, func(d *gossip.Delivery) {
 		m := &TopicMessage{Delivery: d, done: make(chan struct{})}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,7 @@ type Inbound struct {
 	size      int64 // the payload bytes its credit holds
 	node      *Node
 	released  bool
-	answered  bool
+	answered  atomic.Bool
 }
 
 // Sender returns the peer that sent the message (From).
@@ -62,10 +63,9 @@ func (m *Inbound) Reply(msg proto.Message) error {
 
 // answer records that the request was answered: the connection no longer waits for it (peerConn.owes).
 func (m *Inbound) answer() {
-	if m.answered {
+	if m.answered.Swap(true) {
 		return
 	}
-	m.answered = true
 	for { // never below zero, even if a copy of m answers too
 		v := m.pc.owed.Load()
 		if v <= 0 || m.pc.owed.CompareAndSwap(v, v-1) {
@@ -91,6 +91,18 @@ func (m *Inbound) ReplyError(replyErr error) error {
 	}
 	m.answer()
 	return m.node.sendEncoded(m.pc, b)
+}
+
+// errProtocolFailed is the text of the error reply to a request its protocol actor panicked on.
+const errProtocolFailed = "the protocol actor failed on the request"
+
+// done ends the actor's handling of the message: a request it panicked on (handled unset) and did not answer is
+// answered with an application error, then the credit is released.
+func (m *Inbound) done(handled *bool) {
+	if !*handled && m.IsRequest() && !m.answered.Load() {
+		_ = m.ReplyError(errors.New(errProtocolFailed))
+	}
+	m.release()
 }
 
 func (m *Inbound) release() {
@@ -269,6 +281,11 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 		return
 	}
 	received.Add(1)
+	if acc := held.reg.accepts; d.hasPayload && !acc.has(d.typeURL) {
+		fail(messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, clipText(fmt.Sprintf("protocol %q takes %s, not %s",
+			d.protocol, acc.names, strings.TrimPrefix(d.typeURL, typeURLPrefix)), maxErrorText))
+		return
+	}
 	payload, err := d.payload()
 	if err != nil {
 		fail(messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, err.Error())

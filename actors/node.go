@@ -442,8 +442,10 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, err
 }
 
 // Register spawns a protocol actor from props under the protocol supervisor and routes every message peers send to
-// protocol to it as an *Inbound. A panicking protocol actor is restarted (Config.ProtocolRestarts), then stopped.
-func (n *Node) Register(protocol string, props *actor.Props) (*actor.PID, error) {
+// protocol to it as an *Inbound. A panicking protocol actor is restarted (Config.ProtocolRestarts), then stopped
+// and its protocol unregistered; a request it panicked on is answered with an error at once. Accepts restricts
+// the payload types peers may send it; without it, the actor must check every payload's type itself.
+func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOption) (*actor.PID, error) {
 	if protocol == "" {
 		return nil, errors.New("register: empty protocol id")
 	}
@@ -466,7 +468,11 @@ func (n *Node) Register(protocol string, props *actor.Props) (*actor.PID, error)
 	default:
 	}
 	reply := make(chan registerResult, 1)
-	n.system.Root.Send(sup, &registerProtocol{protocol: protocol, props: props, reply: reply})
+	var o registerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	n.system.Root.Send(sup, &registerProtocol{protocol: protocol, props: props, accepts: o.accepts, reply: reply})
 	select {
 	case r := <-reply:
 		return r.pid, r.err

@@ -4,10 +4,12 @@ package actors
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/gossip"
 )
@@ -48,6 +50,8 @@ type registration struct {
 	gone chan struct{}
 	// subs are the topic subscriptions delivering to the actor (SubscribeProtocol), cancelled when it stops.
 	subs []*gossip.Subscription
+	// accepts holds the type URLs of the payloads the actor takes (Accepts), nil when it takes any; never changes.
+	accepts *acceptedTypes
 }
 
 func (r *protocolRegistry) get(p string) *actor.PID {
@@ -78,13 +82,13 @@ func (r *protocolRegistry) lookup(p string) *registration {
 }
 
 // claim registers pid for p unless p is taken; user marks an actor registered through Register.
-func (r *protocolRegistry) claim(p string, pid *actor.PID, user bool) bool {
+func (r *protocolRegistry) claim(p string, pid *actor.PID, user bool, accepts *acceptedTypes) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.m[p]; ok {
 		return false
 	}
-	r.m[p] = &registration{pid: pid, user: user, gone: make(chan struct{})}
+	r.m[p] = &registration{pid: pid, user: user, gone: make(chan struct{}), accepts: accepts}
 	r.gen.Add(1)
 	return true
 }
@@ -147,5 +151,62 @@ func (r *protocolRegistry) drop(p string, pid *actor.PID) {
 	r.mu.Unlock()
 	for _, sub := range subs {
 		sub.Cancel()
+	}
+}
+
+// acceptedTypes is the set of payload types a protocol actor takes (Accepts).
+type acceptedTypes struct {
+	urls  map[string]struct{} // type URLs, as the payloads' Any carry them
+	names string              // the full names, sorted and joined, for error replies
+}
+
+// has tells whether a payload of type URL url is taken; a nil set takes any.
+func (a *acceptedTypes) has(url string) bool {
+	if a == nil {
+		return true
+	}
+	_, ok := a.urls[url]
+	return ok
+}
+
+// hasMessage is has for a decoded payload; a nil payload is taken only by a nil set.
+func (a *acceptedTypes) hasMessage(m proto.Message) bool {
+	if a == nil {
+		return true
+	}
+	return m != nil && a.has(typeURLPrefix+string(m.ProtoReflect().Descriptor().FullName()))
+}
+
+// RegisterOption configures a protocol at Register.
+type RegisterOption func(*registerOptions)
+
+type registerOptions struct {
+	accepts *acceptedTypes
+}
+
+// Accepts restricts the protocol to payloads of the types of msgs (only their types count; nil values of them do):
+// a request of any other type is answered with ERROR_CODE_BAD_PAYLOAD (the requester gets ErrBadPayload) and a
+// one-way message of another type is dropped, before the actor sees either, and a topic message of another type
+// for the actor's SubscribeProtocol subscriptions fails validation (Reject: not relayed, its sender penalised).
+// Without it the actor receives whatever type a peer sends and must check it: a type assertion that panics
+// restarts the actor, and after Config.ProtocolRestarts within Config.ProtocolRestartWindow its protocol is
+// stopped for every peer, which any peer can bring about by sending the wrong type.
+func Accepts(msgs ...proto.Message) RegisterOption {
+	return func(o *registerOptions) {
+		if o.accepts == nil {
+			o.accepts = &acceptedTypes{urls: make(map[string]struct{})}
+		}
+		for _, m := range msgs {
+			if m == nil {
+				continue
+			}
+			o.accepts.urls[typeURLPrefix+string(m.ProtoReflect().Descriptor().FullName())] = struct{}{}
+		}
+		names := make([]string, 0, len(o.accepts.urls))
+		for u := range o.accepts.urls {
+			names = append(names, strings.TrimPrefix(u, typeURLPrefix))
+		}
+		slices.Sort(names)
+		o.accepts.names = strings.Join(names, ", ")
 	}
 }

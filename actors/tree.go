@@ -92,7 +92,7 @@ func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 	if err != nil {
 		panic(err)
 	}
-	n.protocols.claim(routing.Protocol, rt, false)
+	n.protocols.claim(routing.Protocol, rt, false, nil)
 	bcfg := n.cfg.Bootstrap
 	bcfg.Logger = n.log.With().Str("component", "bootstrap").Logger()
 	if bcfg.StorePath == "" && n.cfg.DataDir != "" {
@@ -126,7 +126,7 @@ func (n *Node) spawnRelay(ctx actor.Context) (*actor.PID, <-chan struct{}) {
 		d.stop()
 		panic(err)
 	}
-	n.protocols.claim(gossip.Protocol, pid, false)
+	n.protocols.claim(gossip.Protocol, pid, false, nil)
 	return pid, stopped
 }
 
@@ -188,6 +188,7 @@ func (st *listenerState) acceptLoop(root *actor.RootContext) {
 type registerProtocol struct {
 	protocol string
 	props    *actor.Props
+	accepts  *acceptedTypes
 	reply    chan<- registerResult
 }
 
@@ -198,12 +199,18 @@ type registerResult struct {
 
 // releaseCredits is the receiver middleware of every actor that receives *Inbound or *TopicMessage: once the
 // actor has processed the message (or panicked on it), the connection's inbound credit is returned (see
-// Config.InboundPending), or the subscription that delivered the topic message goes on to its next.
+// Config.InboundPending), or the subscription that delivered the topic message goes on to its next. A request the
+// actor panicked on without answering is answered with an application error at once (Inbound.done): its sender
+// used to wait for its timeout.
 func releaseCredits(next actor.ReceiverFunc) actor.ReceiverFunc {
 	return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
 		switch m := env.Message.(type) {
 		case *Inbound:
-			defer m.release()
+			handled := false
+			defer m.done(&handled)
+			next(c, env)
+			handled = true
+			return
 		case *TopicMessage:
 			defer m.processed()
 		}
@@ -255,7 +262,7 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 				m.reply <- registerResult{err: fmt.Errorf("register %s: %w", m.protocol, err)}
 				return
 			}
-			if !n.protocols.claim(m.protocol, pid, true) {
+			if !n.protocols.claim(m.protocol, pid, true, m.accepts) {
 				ctx.Stop(pid)
 				m.reply <- registerResult{err: ErrProtocolRegistered}
 				return

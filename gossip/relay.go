@@ -249,7 +249,24 @@ type Validator func(ctx context.Context, d *Delivery) Verdict
 type SubscribeOption func(*Subscription)
 
 // WithValidator makes every message of the topic pass v before it is delivered to any subscriber or relayed.
-func WithValidator(v Validator) SubscribeOption { return func(s *Subscription) { s.validator = v } }
+// Given more than once, a message must pass each, in order: the first verdict other than Accept is the verdict.
+func WithValidator(v Validator) SubscribeOption {
+	return func(s *Subscription) {
+		prev := s.validator
+		switch {
+		case v == nil:
+		case prev == nil:
+			s.validator = v
+		default:
+			s.validator = func(ctx context.Context, d *Delivery) Verdict {
+				if verdict := prev(ctx, d); verdict != Accept {
+					return verdict
+				}
+				return v(ctx, d)
+			}
+		}
+	}
+}
 
 // Subscription is a local subscriber to a topic. Its handler runs on a goroutine of its own, one delivery at a
 // time, in the order the relay accepted them. It lasts until it is cancelled or the relay stops: a panic that
