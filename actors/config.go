@@ -27,7 +27,8 @@ type Config struct {
 	// Empty means the node does not listen (a pure client, as `node ping` is).
 	ListenAddr string
 	// AdvertiseAddr is the host:port other peers should dial; default: the listener's address, with an unspecified
-	// host (0.0.0.0, ::) replaced by 127.0.0.1.
+	// host (0.0.0.0, ::) replaced by the host's first global unicast or private interface address (IPv4 first),
+	// or by loopback if it has none. Set it behind NAT or to choose among several interfaces.
 	AdvertiseAddr string
 	// Peers are dialed at Start and kept connected: the peer manager redials them with backoff when they drop.
 	Peers []session.PeerAddr

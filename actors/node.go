@@ -165,7 +165,11 @@ func (n *Node) Start(ctx context.Context) error {
 			return fmt.Errorf("listen on %s: %w", n.cfg.ListenAddr, err)
 		}
 		n.listener = ln
-		n.advertise = advertiseAddr(n.cfg.AdvertiseAddr, ln.Addr())
+		n.advertise = advertiseAddr(n.cfg.AdvertiseAddr, ln.Addr(), net.InterfaceAddrs)
+		if n.cfg.AdvertiseAddr == "" && n.advertise != ln.Addr().String() {
+			n.log.Info().Str("listen", ln.Addr().String()).Str("advertise", n.advertise).
+				Msg("listening on every interface; advertising this address to peers (Config.AdvertiseAddr sets another)")
+		}
 	}
 	n.dialCheck = routing.DialCheck(n.advertise)
 	n.system = n.cfg.ActorSystem
@@ -278,7 +282,10 @@ func (n *Node) addrString() string {
 	return session.PeerAddr{ID: n.ID(), Addr: n.advertise}.String()
 }
 
-func advertiseAddr(configured string, listen net.Addr) string {
+// advertiseAddr is the address peers are told to dial: the configured one, else the listener's, whose unspecified
+// host (0.0.0.0, ::) becomes the host's first usable interface address (interfaces lists them; see
+// advertiseIP).
+func advertiseAddr(configured string, listen net.Addr, interfaces func() ([]net.Addr, error)) string {
 	if configured != "" {
 		return configured
 	}
@@ -286,10 +293,48 @@ func advertiseAddr(configured string, listen net.Addr) string {
 	if err != nil {
 		return listen.String()
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+		var addrs []net.Addr
+		if interfaces != nil {
+			addrs, _ = interfaces() // none: loopback below
+		}
+		host = advertiseIP(addrs, ip.Is6()).String()
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// advertiseIP chooses, among a host's interface addresses, the one to advertise for a listener on every
+// interface: a global unicast or private address, IPv4 first (a listener on :: takes IPv4 too), else loopback
+// (IPv6's when v6 is set). Advertising loopback, as the node did before, made it undialable from other hosts:
+// their records drop loopback addresses (routing's relay-IP rule), so lookups for it failed. memberlist and
+// go-libp2p also advertise an interface's address.
+func advertiseIP(addrs []net.Addr, v6 bool) netip.Addr {
+	rank := func(ip netip.Addr) int { // higher is better; 0: not advertisable
+		switch {
+		case !ip.IsGlobalUnicast() || ip.IsLinkLocalUnicast():
+			return 0
+		case ip.Is4():
+			return 2
+		default:
+			return 1
+		}
+	}
+	var best netip.Addr
+	for _, a := range addrs {
+		if p, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(p.IP); ok && rank(ip.Unmap()) > rank(best) {
+				best = ip.Unmap()
+			}
+		}
+	}
+	switch {
+	case best.IsValid():
+		return best
+	case v6:
+		return netip.IPv6Loopback()
+	default:
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
 }
 
 // PeerInfo describes one live connection.

@@ -25,6 +25,7 @@ import (
 // runOptions are the flags of `node run`.
 type runOptions struct {
 	listen         string
+	advertise      string
 	key            string
 	dataDir        string
 	peers          []string
@@ -79,6 +80,8 @@ func newRunCmdWith(o *runOptions) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:30700", "host:port to accept connections on (port 0: any free port); "+
 		"on a loopback address, loopback peers are exempt from the per-IP limits")
+	f.StringVar(&o.advertise, "advertise", "", "host:port peers are told to dial (default: the --listen address; "+
+		"on 0.0.0.0 or ::, the host's first global or private interface address): set it behind NAT or port forwarding")
 	f.StringVar(&o.key, "key", "", "identity key file, created if missing (default: DIR/"+dataDirKeyFile+
 		" with --data-dir, else a fresh in-memory identity)")
 	f.StringVar(&o.dataDir, "data-dir", "", "directory of the node's state (peer store peers.pb, identity "+
@@ -193,6 +196,12 @@ func (o runOptions) config(log zerolog.Logger) (actors.Config, error) {
 		return cfg, usagef("--listen %q: want host:port, e.g. 127.0.0.1:30700 or 0.0.0.0:0", o.listen)
 	}
 	cfg.ListenAddr = o.listen
+	if o.advertise != "" {
+		if _, port, err := net.SplitHostPort(o.advertise); err != nil || !validPort(port) || port == "0" {
+			return cfg, usagef("--advertise %q: want host:port, e.g. 203.0.113.7:30700", o.advertise)
+		}
+		cfg.AdvertiseAddr = o.advertise
+	}
 	if _, err := httpListenAddr("api", o.api, o.apiRemote); err != nil {
 		return cfg, err
 	}

@@ -89,6 +89,8 @@ func TestRunBadDiscoveryFlagsExitWithUsageCode(t *testing.T) {
 		{[]string{"--bootnode", "00@127.0.0.1:30700", "--data-dir", dir}, "--bootnode: session: bad peer address"},
 		{[]string{"--target-outbound", "-1"}, "--target-outbound must not be negative"},
 		{[]string{"--target-outbound", "many"}, `invalid argument "many" for "--target-outbound"`},
+		{[]string{"--advertise", "203.0.113.7"}, `--advertise "203.0.113.7": want host:port`},
+		{[]string{"--advertise", "203.0.113.7:0"}, `--advertise "203.0.113.7:0": want host:port`},
 	} {
 		args := append([]string{"run", "--listen", "127.0.0.1:0"}, tc.args...)
 		code, out, errOut := call(t, args...)
@@ -102,6 +104,18 @@ func TestRunBadDiscoveryFlagsExitWithUsageCode(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("a rejected command line created --data-dir (stat: %v)", err)
+	}
+}
+
+func TestAdvertiseFlagSetsTheAddressPeersDial(t *testing.T) {
+	o := runOptions{listen: "0.0.0.0:30700", advertise: "203.0.113.7:30700", maxInbound: 50, maxOutbound: 25,
+		targetOutbound: 8, network: "actormesh"}
+	cfg, err := o.config(zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AdvertiseAddr != "203.0.113.7:30700" || cfg.ListenAddr != "0.0.0.0:30700" {
+		t.Fatalf("AdvertiseAddr %q, ListenAddr %q", cfg.AdvertiseAddr, cfg.ListenAddr)
 	}
 }
 
