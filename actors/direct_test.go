@@ -308,13 +308,13 @@ func TestSendDialsKnownAddressOnDemand(t *testing.T) {
 	nw := testkit.NewNetwork(t, 2)
 	a, b := nw.Nodes[0], nw.Nodes[1]
 	register(t, b, "echo/1", echo())
-	// a knows b's address but has no connection: Connect with a cancelled context records the address only.
+	// a knows b's address but has no connection.
 	if a.Connected(b.ID()) {
 		t.Fatal("nodes start unconnected")
 	}
-	cctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_ = a.Connect(cctx, b.Addr(), false)
+	if err := a.AddAddress(b.ID(), b.Addr().Addr); err != nil {
+		t.Fatal(err)
+	}
 	reply, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String("ab"))
 	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ba" {
 		t.Fatalf("request through an on-demand dial: %v %v", reply, err)

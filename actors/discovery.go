@@ -101,7 +101,7 @@ func (n *Node) connectedEntries() []routing.Entry {
 type bootstrapNetwork struct{ *Node }
 
 func (b bootstrapNetwork) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
-	return b.connect(ctx, addr, keep)
+	return b.connect(ctx, addr, keep, true)
 }
 
 // routingNetwork is the node as the routing actor's Network: its requests' errors that prove nothing against the

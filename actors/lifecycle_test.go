@@ -515,3 +515,52 @@ func TestRedialDueOfAnotherInstanceIsIgnored(t *testing.T) {
 		t.Fatalf("the wanted peer was dialed %d times, want 1: a stale redialDue dialed it", got)
 	}
 }
+
+// The peers the application disconnected are held for disconnectHold, at most maxHeld of them: expired holds
+// go first, then the one that ends soonest.
+func TestDisconnectHoldsAreBounded(t *testing.T) {
+	m := &peerManager{held: make(map[session.NodeID]time.Time)}
+	t0 := time.Unix(1_700_000_000, 0)
+	id := func(i int) session.NodeID { return session.NodeID{byte(i), byte(i >> 8), 1} }
+	for i := range maxHeld {
+		m.hold(id(i), t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	if !m.isHeld(id(0), t0.Add(time.Second)) {
+		t.Fatal("a peer disconnected a second ago is not held")
+	}
+	m.hold(id(maxHeld), t0.Add(time.Second))
+	if len(m.held) != maxHeld {
+		t.Fatalf("%d peers held, want at most %d", len(m.held), maxHeld)
+	}
+	if _, ok := m.held[id(0)]; ok {
+		t.Fatal("the hold that ends soonest was kept over the newcomer")
+	}
+	if !m.isHeld(id(maxHeld), t0.Add(time.Second)) || m.isHeld(id(1), t0.Add(disconnectHold+time.Second)) {
+		t.Fatal("holds do not end after disconnectHold")
+	}
+}
+
+// Connect with a context already ended fails at once and dials nothing: it used to return the context's error and
+// dial, and keep, the peer all the same.
+func TestConnectWithAnEndedContextDialsNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dials := &dialCounter{dials: map[string]int{}}
+	n := startTestNode(t, ctx, func(cfg *Config) {
+		cfg.DisableDiscovery = true
+		cfg.Transport = dials
+	})
+	ended, end := context.WithCancel(ctx)
+	end()
+	peer := session.PeerAddr{ID: session.NodeID{7}, Addr: "127.0.0.1:1"}
+	if err := n.Connect(ended, peer, true); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Connect with an ended context: %v, want context.Canceled", err)
+	}
+	// A dial asked for after it, with a live context: had the first one dialed, it started before this one.
+	if err := n.Connect(ctx, session.PeerAddr{ID: session.NodeID{8}, Addr: "127.0.0.1:2"}, false); err == nil {
+		t.Fatal("Connect to a closed port succeeded")
+	}
+	if got := dials.count(peer.Addr); got != 0 {
+		t.Fatalf("the peer of the ended Connect was dialed %d times, want 0", got)
+	}
+}

@@ -383,12 +383,13 @@ func (n *Node) Peers() []PeerInfo {
 func (n *Node) Connected(peer session.NodeID) bool { return n.peers.get(peer) != nil }
 
 // Connect dials addr (unless connected) and waits until the connection is up or ctx ends. With keep set, the peer
-// manager keeps the peer connected, redialing with backoff after failures; without, the connection closes after
-// Config.TransientIdleTimeout without messages. An address without an id (zero) fails with an error wrapping
+// manager keeps the peer connected, redialing with backoff after failures (also when ctx ends first: ctx bounds
+// the wait, not the wish; Disconnect ends it); without, the connection closes after
+// Config.TransientIdleTimeout without messages. A ctx already ended fails at once and dials nothing. An address without an id (zero) fails with an error wrapping
 // session.ErrBadPeerAddr: the node dials a given peer, never whoever answers.
 func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
 	n.given.add(addr.Addr)
-	if err := n.connect(ctx, addr, keep); err != nil {
+	if err := n.connect(ctx, addr, keep, false); err != nil {
 		return err
 	}
 	if pc := n.peers.get(addr.ID); pc != nil {
@@ -397,8 +398,9 @@ func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) er
 	return nil
 }
 
-// connect is Connect for the node's own use: the connection is not marked as the application's.
-func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
+// connect is Connect for the node's own use: the connection is not marked as the application's. auto marks the
+// node's own choice of peer (discovery's), which leaves a peer the application disconnected alone.
+func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep, auto bool) error {
 	if err := checkPeerID(addr.ID, addr.Addr); err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -409,9 +411,12 @@ func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep bool) er
 	if addr.ID == n.ID() {
 		return ErrSelf
 	}
+	if err := ctx.Err(); err != nil { // it would dial, and keep, a peer its caller no longer waits for
+		return fmt.Errorf("connect %s: %w", addr.ID.Short(), err)
+	}
 	n.addrs.put(addr.ID, addr.Addr)
 	reply := make(chan error, 1)
-	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, reply: reply})
+	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, auto: auto, reply: reply})
 	select {
 	case err := <-reply:
 		return err
@@ -422,7 +427,9 @@ func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep bool) er
 	}
 }
 
-// Disconnect closes the connection to peer with reason REQUESTED and stops redialing it.
+// Disconnect closes the connection to peer with reason REQUESTED and stops redialing it. For 10 minutes the node
+// does not connect to it again by itself (discovery's dials, gossip's tree shortcuts); the application's own
+// Connect with keep ends that hold. The peer may still dial in: Ban refuses it.
 func (n *Node) Disconnect(peer session.NodeID) error {
 	pid, err := n.peerManager()
 	if err != nil {
@@ -477,7 +484,7 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, err
 		}
 		addr = found.Addr
 	}
-	if err := n.connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false); err != nil {
+	if err := n.connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false, false); err != nil {
 		return nil, err
 	}
 	if pc := n.peers.get(peer); pc != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -21,8 +22,11 @@ import (
 
 // dialRequest asks the peer manager for a connection to addr; reply gets the outcome.
 type dialRequest struct {
-	addr  session.PeerAddr
-	keep  bool
+	addr session.PeerAddr
+	keep bool
+	// auto is set for the node's own choices (the bootstrapper's dials), which leave alone a peer the
+	// application disconnected (held); the application's keep dial ends the hold.
+	auto  bool
 	reply chan<- error
 }
 
@@ -32,6 +36,16 @@ type connectByID struct{ id session.NodeID }
 
 // disconnectRequest asks the peer manager to drop a peer and stop redialing it.
 type disconnectRequest struct{ id session.NodeID }
+
+// disconnectHold is how long the node itself (discovery, gossip's tree shortcuts) does not connect again to a
+// peer the application disconnected; at most maxHeld peers are held, the ones held longest giving way.
+const (
+	disconnectHold = 10 * time.Minute
+	maxHeld        = 1024
+)
+
+// errHeld refuses the node's own dials to a peer the application disconnected (Node.Disconnect).
+var errHeld = errors.New("the application disconnected this peer: the node does not connect to it again by itself for a while")
 
 // handshakeDone reports a finished handshake goroutine.
 type handshakeDone struct {
@@ -98,6 +112,8 @@ type peerManager struct {
 	conns   map[session.NodeID]*connEntry
 	byActor map[string]*connEntry
 	wanted  map[session.NodeID]*wantedPeer
+	// held maps the peers the application disconnected to the end of their hold (disconnectHold).
+	held    map[session.NodeID]time.Time
 	dialing map[session.NodeID][]chan<- error
 	pending int
 	nextID  uint64
@@ -145,6 +161,7 @@ func (n *Node) peerManagerProps() *actor.Props {
 			n: n, conns: make(map[session.NodeID]*connEntry), byActor: make(map[string]*connEntry),
 			wanted: make(map[session.NodeID]*wantedPeer), dialing: make(map[session.NodeID][]chan<- error),
 			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}), pendingIn: make(map[netip.Addr]int),
+			held:      make(map[session.NodeID]time.Time),
 			evictSeed: maphash.MakeSeed(),
 			bans:      bans,
 			bufs:      bufs,
@@ -217,6 +234,7 @@ func (m *peerManager) Receive(ctx actor.Context) {
 	case *listBansRequest:
 		msg.reply <- m.bans.list(time.Now())
 	case *disconnectRequest:
+		m.hold(msg.id, time.Now())
 		if w, ok := m.wanted[msg.id]; ok {
 			w.stopTimer()
 			delete(m.wanted, msg.id)
@@ -382,6 +400,13 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 		reply(req.reply, bannedError(id, reason))
 		return
 	}
+	switch {
+	case req.auto && req.keep && m.isHeld(id, time.Now()):
+		reply(req.reply, fmt.Errorf("connect %s: %w", id.Short(), errHeld))
+		return
+	case !req.auto && req.keep:
+		delete(m.held, id)
+	}
 	if req.keep {
 		if _, ok := m.wanted[id]; !ok {
 			m.wanted[id] = &wantedPeer{addr: req.addr, backoff: session.NewBackoff(m.n.cfg.RedialBase, m.n.cfg.RedialMax, m.n.cfg.RedialAttempts, nil)}
@@ -425,6 +450,9 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 // (one at a time: a request while one runs is dropped, its asker retries later).
 func (m *peerManager) connectByID(ctx actor.Context, id session.NodeID) {
 	if m.ctx.Err() != nil {
+		return
+	}
+	if m.isHeld(id, time.Now()) {
 		return
 	}
 	if e, ok := m.conns[id]; ok {
@@ -697,4 +725,33 @@ func (m *peerManager) scheduleRedial(id session.NodeID, cause error) {
 	m.n.log.Debug().Str("peer", id.Short()).Dur("in", d).Int("attempt", w.backoff.Attempts()).Err(cause).Msg("redial scheduled")
 	self, root := m.self, m.root
 	w.timer = time.AfterFunc(d, func() { root.Send(self, &redialDue{id: id, from: m}) })
+}
+
+// hold records that the application disconnected id at now: the node does not connect to it again by itself for
+// disconnectHold. Expired holds go first when the map is full, then the one that ends soonest.
+func (m *peerManager) hold(id session.NodeID, now time.Time) {
+	if _, ok := m.held[id]; !ok && len(m.held) >= maxHeld {
+		maps.DeleteFunc(m.held, func(_ session.NodeID, until time.Time) bool { return !now.Before(until) })
+		if len(m.held) >= maxHeld {
+			var first session.NodeID
+			var soonest time.Time
+			for h, until := range m.held {
+				if soonest.IsZero() || until.Before(soonest) {
+					first, soonest = h, until
+				}
+			}
+			delete(m.held, first)
+		}
+	}
+	m.held[id] = now.Add(disconnectHold)
+}
+
+// isHeld tells whether the application disconnected id less than disconnectHold ago.
+func (m *peerManager) isHeld(id session.NodeID, now time.Time) bool {
+	until, ok := m.held[id]
+	if ok && !now.Before(until) {
+		delete(m.held, id)
+		return false
+	}
+	return ok
 }
