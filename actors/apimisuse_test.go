@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/gossip"
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
@@ -41,6 +42,52 @@ func TestAPIMisuseGetsClearErrors(t *testing.T) {
 	}
 	if err := n.Connect(ctxTimeout(t, time.Second), session.PeerAddr{ID: peer.NodeID()}, true); !errors.Is(err, session.ErrBadPeerAddr) {
 		t.Fatalf("Connect to an empty address: %v, want ErrBadPeerAddr", err)
+	}
+}
+
+// Configs that pass Validate work, and the errors of those that do not can be matched: a MaxMessageSize of 2000
+// passed and left gossip a 1-byte limit (every Publish failed), a bootnode without an id passed and the node only
+// logged that it could not join, and a component's own sentinel (gossip.ErrInvalidConfig) was lost in the text.
+// Register's and SubscribeEvents' impossible arguments wrap ErrInvalidArgument, Subscribe's nil handler
+// gossip.ErrNilHandler.
+func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
+	for name, tc := range map[string]struct {
+		change func(*actors.Config)
+		also   error
+	}{
+		"tiny MaxMessageSize": {func(c *actors.Config) { c.MaxMessageSize = 2000 }, nil},
+		"bootnode without id": {func(c *actors.Config) {
+			c.Bootstrap.Bootnodes = []session.PeerAddr{{Addr: "127.0.0.1:30700"}}
+		}, session.ErrBadPeerAddr},
+		"gossip config": {func(c *actors.Config) { c.Gossip.PenaltyBan = 0 }, gossip.ErrInvalidConfig},
+	} {
+		cfg := actors.DefaultConfig()
+		tc.change(&cfg)
+		err := cfg.Validate()
+		if !errors.Is(err, actors.ErrInvalidConfig) || tc.also != nil && !errors.Is(err, tc.also) {
+			t.Errorf("%s: Validate = %v, want ErrInvalidConfig (and %v)", name, err, tc.also)
+		}
+	}
+	cfg := actors.DefaultConfig()
+	cfg.MaxMessageSize = actors.MinMessageSize
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("MaxMessageSize = MinMessageSize: %v", err)
+	}
+
+	n := testkit.NewNetwork(t, 1).Nodes[0]
+	props := actor.PropsFromFunc(func(actor.Context) {})
+	for name, call := range map[string]func() error{
+		"Register with an empty id":    func() error { _, err := n.Register("", props); return err },
+		"Register with a non-UTF-8 id": func() error { _, err := n.Register("\xff", props); return err },
+		"Register with nil props":      func() error { _, err := n.Register("x/1", nil); return err },
+		"SubscribeEvents(nil)":         func() error { _, err := n.SubscribeEvents(nil); return err },
+	} {
+		if err := call(); !errors.Is(err, actors.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
+		}
+	}
+	if _, err := n.Subscribe(ctxTimeout(t, time.Second), "t", nil); !errors.Is(err, gossip.ErrNilHandler) {
+		t.Errorf("Subscribe with a nil handler: %v, want gossip.ErrNilHandler", err)
 	}
 }
 

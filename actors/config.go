@@ -42,7 +42,8 @@ type Config struct {
 	// MaxPendingHandshakes caps handshakes in progress; more inbound connections are closed at once. Default 64.
 	MaxPendingHandshakes int
 	// MaxMessageSize is the largest message accepted from or sent to a peer, checked before allocation.
-	// Default 1 MiB.
+	// Default 1 MiB, at least MinMessageSize. A gossip message's data may take it less 4 KiB (and at most
+	// Gossip.MaxMessageSize).
 	MaxMessageSize int
 	// SendQueueBytes bounds each peer's outbound queue, the batch being written included, each message counting
 	// 64 bytes beyond its own (a message of any size is taken when nothing is queued or being written). A peer whose queue is full is too slow: it is
@@ -178,6 +179,9 @@ func DefaultConfig() Config {
 	}
 }
 
+// MinMessageSize is the smallest Config.MaxMessageSize: 16 KiB.
+const MinMessageSize = 16 << 10
+
 // ErrInvalidConfig is wrapped by every error Validate returns.
 var ErrInvalidConfig = errors.New("invalid node config")
 
@@ -210,6 +214,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: Peers: %w", ErrInvalidConfig, err)
 		}
 	}
+	for _, p := range c.Bootstrap.Bootnodes {
+		if err := checkPeerID(p.ID, p.Addr); err != nil {
+			return fmt.Errorf("%w: Bootstrap.Bootnodes: %w", ErrInvalidConfig, err)
+		}
+	}
 	positive := []struct {
 		name string
 		v    int64
@@ -237,6 +246,10 @@ func (c *Config) Validate() error {
 	if c.RedialAttempts < 0 || c.ProtocolRestarts < 0 {
 		return bad("RedialAttempts and ProtocolRestarts must not be negative")
 	}
+	if c.MaxMessageSize < MinMessageSize {
+		return bad("MaxMessageSize (%d) is below %d bytes: discovery's answers and gossip's messages with their "+
+			"metadata (gossip takes MaxMessageSize less 4 KiB) would not fit", c.MaxMessageSize, MinMessageSize)
+	}
 	if c.SendQueueBytes < c.MaxMessageSize {
 		return bad("SendQueueBytes (%d) must hold at least one message of MaxMessageSize (%d)", c.SendQueueBytes, c.MaxMessageSize)
 	}
@@ -249,14 +262,15 @@ func (c *Config) Validate() error {
 	if c.RedialMax < c.RedialBase {
 		return bad("RedialMax (%v) is below RedialBase (%v)", c.RedialMax, c.RedialBase)
 	}
+	// The components' own errors stay reachable (errors.Is(err, gossip.ErrInvalidConfig) too).
 	if err := c.Bootstrap.Validate(); err != nil {
-		return bad("Bootstrap: %v", err)
+		return fmt.Errorf("%w: Bootstrap: %w", ErrInvalidConfig, err)
 	}
 	if err := c.Routing.Validate(); err != nil {
-		return bad("Routing: %v", err)
+		return fmt.Errorf("%w: Routing: %w", ErrInvalidConfig, err)
 	}
 	if err := c.Gossip.Validate(); err != nil {
-		return bad("Gossip: %v", err)
+		return fmt.Errorf("%w: Gossip: %w", ErrInvalidConfig, err)
 	}
 	return nil
 }

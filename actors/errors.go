@@ -39,6 +39,9 @@ var (
 	ErrProtocolRegistered = errors.New("protocol already registered")
 	// ErrNotRegistered: SubscribeProtocol named a protocol with no actor registered on this node (through Register).
 	ErrNotRegistered = errors.New("no protocol actor registered for the protocol")
+	// ErrInvalidArgument: a call's argument can never work: an empty or non-UTF-8 protocol id or nil props for
+	// Register, a nil callback for SubscribeEvents.
+	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrNotRequest: Reply was called on a one-way message.
 	ErrNotRequest = errors.New("message is not a request")
 	// ErrNodeFailed (Node.Err): the node closed itself because its peer manager, without which it can make or keep

@@ -1,7 +1,7 @@
 package actors
 
 import (
-	"errors"
+	"fmt"
 	"runtime/debug"
 
 	"google.golang.org/protobuf/proto"
@@ -15,7 +15,7 @@ import (
 // It may be called before Start.
 func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error) {
 	if fn == nil {
-		return nil, errors.New("subscribe events: fn is nil")
+		return nil, fmt.Errorf("subscribe events: %w: fn is nil", ErrInvalidArgument)
 	}
 	select {
 	case <-n.closed:

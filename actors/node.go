@@ -4,7 +4,6 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -499,14 +498,14 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, err
 // the payload types peers may send it; without it, the actor must check every payload's type itself.
 func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOption) (*actor.PID, error) {
 	if protocol == "" {
-		return nil, errors.New("register: empty protocol id")
+		return nil, fmt.Errorf("register: %w: empty protocol id", ErrInvalidArgument)
 	}
 	if !utf8.ValidString(protocol) {
-		return nil, fmt.Errorf("register %q: protocol id is not valid UTF-8 (no peer could send to it)", protocol)
+		return nil, fmt.Errorf("register %q: %w: protocol id is not valid UTF-8 (no peer could send to it)", protocol, ErrInvalidArgument)
 	}
 	if props == nil {
 		// Checked here: the protocol supervisor would panic on it and the caller would wait for a reply forever.
-		return nil, fmt.Errorf("register %s: props is nil", protocol)
+		return nil, fmt.Errorf("register %s: %w: props is nil", protocol, ErrInvalidArgument)
 	}
 	n.mu.Lock()
 	sup, started := n.protoSup, n.started

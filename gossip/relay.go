@@ -36,6 +36,8 @@ var (
 	ErrRelayFailed = errors.New("gossip: relay failed on the request")
 	// ErrEmptyTopic: a topic name is empty.
 	ErrEmptyTopic = errors.New("gossip: empty topic name")
+	// ErrNilHandler: Subscribe was given no handler.
+	ErrNilHandler = errors.New("gossip: nil handler")
 )
 
 // Network is what the relay needs from the node that embeds it.
@@ -463,7 +465,7 @@ func (r *Relay) Subscribe(ctx context.Context, topic string, handler func(*Deliv
 		return nil, ErrEmptyTopic
 	}
 	if handler == nil {
-		return nil, errors.New("gossip: subscribe: nil handler")
+		return nil, fmt.Errorf("gossip: subscribe: %w", ErrNilHandler)
 	}
 	s := &Subscription{topic: topic, handler: handler, done: make(chan struct{}), relay: r}
 	for _, o := range opts {
