@@ -62,7 +62,8 @@ func marshalAny(msg proto.Message) ([]byte, error) {
 }
 
 // Subscribe joins topic: handler receives every message accepted on it (each once, the node's own publications
-// included) on a goroutine of the subscription. Options add a validator (gossip.WithValidator) that every message
+// included, Delivery.Local; a Publish that fails, gossip.ErrNoPeers among others, delivers nothing here either)
+// on a goroutine of the subscription. Options add a validator (gossip.WithValidator) that every message
 // must pass before it is delivered or relayed. Cancel the subscription to leave. Close waits for running handlers
 // and validators to return: a handler must not block forever, and a validator must honour its context. A topic over
 // Gossip.Router.MaxTopicLength fails with gossip.ErrTopicTooLong.

@@ -214,8 +214,8 @@ func (n *Node) closeListener() {
 // Close stops the actor tree (connections are closed with reason SHUTDOWN after flushing their queues), waits for
 // every goroutine of the node to exit and fails pending requests with ErrClosed. It is idempotent. It must not be
 // called from the node's own goroutines (a subscription handler or validator, an event subscriber, a protocol
-// actor): Close waits for them to end, so it would wait for itself until protoactor's stop timeout (10 s) and
-// return before they exit. Call it from another goroutine there (go node.Close()).
+// actor): Close waits for them to end, so it would wait for itself until protoactor's stop timeouts (10 s for the
+// actor tree; an embedder measured 15 s in all) and return before they exit. Call it from another goroutine there (go node.Close()).
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
