@@ -8,10 +8,13 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
 
@@ -152,5 +155,56 @@ func TestSubscribeProtocolRejectsOtherPayloadTypes(t *testing.T) {
 	}
 	if got := server.Stats().ActorRestarts; got != 0 {
 		t.Fatalf("ActorRestarts = %d, want 0", got)
+	}
+}
+
+// The protocols of Config.Protocols are served from the node's first connection: here the node dials its peer at
+// Start (Config.Peers), and the peer requests the protocol the moment the connection is up. With Register, which
+// needs a started node, such a request could come first and get ErrUnknownProtocol.
+func TestConfigProtocolsAreServedFromTheFirstConnection(t *testing.T) {
+	asker := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true })).Nodes[0]
+	ctx := ctxTimeout(t, 20*time.Second)
+	replies := make(chan error, 1)
+	unsubscribe, err := asker.SubscribeEvents(func(m proto.Message) {
+		if e, ok := m.(*messages.PeerConnected); ok {
+			id, _ := session.NodeIDFromBytes(e.GetPeerId())
+			go func() {
+				_, err := asker.Request(ctx, id, "greet/1", wrapperspb.String("first"))
+				replies <- err
+			}()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsubscribe()
+	var oneWays atomic.Int32
+	testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.Peers = []session.PeerAddr{asker.Addr()}
+		cfg.Protocols = []actors.Protocol{{ID: "greet/1", Props: greeter(&oneWays),
+			Options: []actors.RegisterOption{actors.Accepts(&wrapperspb.StringValue{})}}}
+	}))
+	select {
+	case err := <-replies:
+		if err != nil {
+			t.Fatalf("the first request, as the connection came up: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no connection")
+	}
+	// Config.Protocols are checked like Register's arguments.
+	props := actor.PropsFromFunc(func(actor.Context) {})
+	for name, ps := range map[string][]actors.Protocol{
+		"empty id":       {{ID: "", Props: props}},
+		"nil props":      {{ID: "x/1", Props: nil}},
+		"twice":          {{ID: "x/1", Props: props}, {ID: "x/1", Props: props}},
+		"the node's own": {{ID: gossip.Protocol, Props: props}},
+	} {
+		cfg := actors.DefaultConfig()
+		cfg.Protocols = ps
+		if err := cfg.Validate(); !errors.Is(err, actors.ErrInvalidConfig) {
+			t.Errorf("Protocols %s: Validate = %v, want ErrInvalidConfig", name, err)
+		}
 	}
 }

@@ -3,11 +3,13 @@ package actors
 import (
 	"errors"
 	"fmt"
-	"github.com/asynkron/protoactor-go/actor"
 	"math"
 	"net"
 	"os"
 	"time"
+	"unicode/utf8"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/rs/zerolog"
 
@@ -32,6 +34,9 @@ type Config struct {
 	AdvertiseAddr string
 	// Peers are dialed at Start and kept connected: the peer manager redials them with backoff when they drop.
 	Peers []session.PeerAddr
+	// Protocols are registered as the node starts, before it makes or takes any connection (see Protocol); the
+	// others can be registered after Start with Node.Register.
+	Protocols []Protocol
 	// Transport opens connections. Default session.TCPTransport.
 	Transport session.Transport
 
@@ -213,6 +218,18 @@ func (c *Config) Validate() error {
 		if err := checkPeerID(p.ID, p.Addr); err != nil {
 			return fmt.Errorf("%w: Peers: %w", ErrInvalidConfig, err)
 		}
+	}
+	seen := map[string]bool{routing.Protocol: true, gossip.Protocol: true}
+	for _, p := range c.Protocols {
+		switch {
+		case p.ID == "" || !utf8.ValidString(p.ID):
+			return fmt.Errorf("%w: Protocols: %w: protocol id %q is empty or not UTF-8", ErrInvalidConfig, ErrInvalidArgument, p.ID)
+		case p.Props == nil:
+			return fmt.Errorf("%w: Protocols: %w: %s has nil Props", ErrInvalidConfig, ErrInvalidArgument, p.ID)
+		case seen[p.ID]:
+			return fmt.Errorf("%w: Protocols: %w: %s", ErrInvalidConfig, ErrProtocolRegistered, p.ID)
+		}
+		seen[p.ID] = true
 	}
 	for _, p := range c.Bootstrap.Bootnodes {
 		if err := checkPeerID(p.ID, p.Addr); err != nil {

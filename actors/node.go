@@ -519,11 +519,7 @@ func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOpt
 	default:
 	}
 	reply := make(chan registerResult, 1)
-	var o registerOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	n.system.Root.Send(sup, &registerProtocol{protocol: protocol, props: props, accepts: o.accepts, reply: reply})
+	n.system.Root.Send(sup, &registerProtocol{protocol: protocol, props: props, accepts: registerOptionsOf(opts).accepts, reply: reply})
 	select {
 	case r := <-reply:
 		return r.pid, r.err

@@ -184,6 +184,24 @@ type registerOptions struct {
 	accepts *acceptedTypes
 }
 
+func registerOptionsOf(opts []RegisterOption) registerOptions {
+	var o registerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// Protocol is a protocol actor the node registers as it starts (Config.Protocols), before it makes or takes any
+// connection: a peer that connects at once, or a peer of Config.Peers, finds it served. Register, which needs a
+// started node, leaves a moment in which such a peer gets ErrUnknownProtocol.
+type Protocol struct {
+	// ID is the protocol id, Props builds its actor, Options are Register's (Accepts).
+	ID      string
+	Props   *actor.Props
+	Options []RegisterOption
+}
+
 // Accepts restricts the protocol to payloads of the types of msgs (only their types count; nil values of them do):
 // a request of any other type is answered with ERROR_CODE_BAD_PAYLOAD (the requester gets ErrBadPayload) and a
 // one-way message of another type is dropped, before the actor sees either, and a topic message of another type

@@ -30,10 +30,20 @@ type guardianReady struct {
 func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 	strategy := actor.NewOneForOneStrategy(10, time.Minute, n.countingDecider)
 	var peers, rt, relay *actor.PID // the peer manager; served protocols, unregistered when they stop
+	var protocols *actor.PID
 	return actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
 		case *actor.Started:
-			peers, rt, relay = n.spawnChildren(ctx, ready)
+			// The protocol supervisor first: it registers Config.Protocols, then says so (protocolsReady), and
+			// only then do the children that make connections start.
+			var err error
+			if protocols, err = ctx.SpawnNamed(n.protocolSupervisorProps(), "protocols"); err != nil {
+				panic(err)
+			}
+		case *protocolsReady:
+			if peers == nil { // once: a restarted protocol supervisor says it again
+				peers, rt, relay = n.spawnChildren(ctx, protocols, ready)
+			}
 		case *actor.Terminated:
 			// As for a user protocol actor (protocolSupervisorProps): peers are told the protocol is unknown, and
 			// the credits of the messages the actor lost come back to their connections (heldCredits).
@@ -53,14 +63,14 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 	}, actor.WithSupervisor(strategy))
 }
 
-// spawnChildren spawns the guardian's children and tells Start their PIDs; it returns the peer manager's, the
-// routing actor's (nil without discovery) and the relay's.
-func (n *Node) spawnChildren(ctx actor.Context, ready chan<- guardianReady) (peers, rt, relay *actor.PID) {
+// protocolsReady tells the guardian that the protocol supervisor has registered Config.Protocols.
+type protocolsReady struct{}
+
+// spawnChildren spawns the guardian's other children once the protocols of Config.Protocols are registered, and
+// tells Start their PIDs; it returns the peer manager's, the routing actor's (nil without discovery) and the
+// relay's.
+func (n *Node) spawnChildren(ctx actor.Context, protocols *actor.PID, ready chan<- guardianReady) (peers, rt, relay *actor.PID) {
 	peers, err := ctx.SpawnNamed(n.peerManagerProps(), "peers")
-	if err != nil {
-		panic(err)
-	}
-	protocols, err := ctx.SpawnNamed(n.protocolSupervisorProps(), "protocols")
 	if err != nil {
 		panic(err)
 	}
@@ -242,8 +252,32 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 	strategy := actor.NewOneForOneStrategy(n.cfg.ProtocolRestarts, n.cfg.ProtocolRestartWindow, n.countingDecider)
 	names := make(map[string]string) // protocol actor id -> protocol
 	stopping := false
+	register := func(ctx actor.Context, protocol string, props *actor.Props, accepts *acceptedTypes) (*actor.PID, error) {
+		if n.protocols.get(protocol) != nil {
+			return nil, ErrProtocolRegistered
+		}
+		pid, err := spawnProtocol(ctx, props.Clone(actor.WithReceiverMiddleware(releaseCredits)))
+		if err != nil {
+			return nil, fmt.Errorf("register %s: %w", protocol, err)
+		}
+		if !n.protocols.claim(protocol, pid, true, accepts) {
+			ctx.Stop(pid)
+			return nil, ErrProtocolRegistered
+		}
+		names[pid.Id] = protocol
+		return pid, nil
+	}
 	return actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
+		case *actor.Started:
+			// Config.Protocols, before the node makes or takes any connection (the guardian waits for
+			// protocolsReady); after a restart of this supervisor, which stopped its children, again.
+			for _, p := range n.cfg.Protocols {
+				if _, err := register(ctx, p.ID, p.Props, registerOptionsOf(p.Options).accepts); err != nil {
+					n.log.Error().Err(err).Str("protocol", p.ID).Msg("a protocol of Config.Protocols could not be registered")
+				}
+			}
+			ctx.Send(ctx.Parent(), &protocolsReady{})
 		case *actor.Stopping:
 			stopping = true
 		case *registerProtocol:
@@ -253,22 +287,8 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 				m.reply <- registerResult{err: ErrClosed}
 				return
 			}
-			if n.protocols.get(m.protocol) != nil {
-				m.reply <- registerResult{err: ErrProtocolRegistered}
-				return
-			}
-			pid, err := spawnProtocol(ctx, m.props.Clone(actor.WithReceiverMiddleware(releaseCredits)))
-			if err != nil {
-				m.reply <- registerResult{err: fmt.Errorf("register %s: %w", m.protocol, err)}
-				return
-			}
-			if !n.protocols.claim(m.protocol, pid, true, m.accepts) {
-				ctx.Stop(pid)
-				m.reply <- registerResult{err: ErrProtocolRegistered}
-				return
-			}
-			names[pid.Id] = m.protocol
-			m.reply <- registerResult{pid: pid}
+			pid, err := register(ctx, m.protocol, m.props, m.accepts)
+			m.reply <- registerResult{pid: pid, err: err}
 		case *actor.Terminated:
 			if p, ok := names[m.Who.Id]; ok {
 				delete(names, m.Who.Id)
