@@ -208,3 +208,46 @@ func TestConfigProtocolsAreServedFromTheFirstConnection(t *testing.T) {
 		}
 	}
 }
+
+// A protocol whose actor failed too often is stopped: the application hears of it (messages.ProtocolStopped) and
+// can register it again. It used to learn nothing but a log line.
+func TestStoppedProtocolIsAnnouncedAndCanBeRegisteredAgain(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.ProtocolRestarts = 0 // the first panic stops it
+	}))
+	nw.Connect(0, 1)
+	client, server := nw.Nodes[0], nw.Nodes[1]
+	stopped := make(chan string, 1)
+	unsubscribe, err := server.SubscribeEvents(func(m proto.Message) {
+		if e, ok := m.(*messages.ProtocolStopped); ok {
+			stopped <- e.GetProtocol()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsubscribe()
+	var oneWays atomic.Int32
+	if _, err := server.Register("greet/1", greeter(&oneWays)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxTimeout(t, 20*time.Second)
+	if _, err := client.Request(ctx, server.ID(), "greet/1", wrapperspb.Int32(7)); !errors.Is(err, actors.ErrRemote) {
+		t.Fatalf("request the actor panicked on: %v, want ErrRemote", err)
+	}
+	select {
+	case p := <-stopped:
+		if p != "greet/1" {
+			t.Fatalf("ProtocolStopped for %q", p)
+		}
+	case <-ctx.Done():
+		t.Fatal("no ProtocolStopped event")
+	}
+	if _, err := server.Register("greet/1", greeter(&oneWays), actors.Accepts(&wrapperspb.StringValue{})); err != nil {
+		t.Fatalf("registering the stopped protocol again: %v", err)
+	}
+	if _, err := client.Request(ctx, server.ID(), "greet/1", wrapperspb.String("again")); err != nil {
+		t.Fatalf("request to the protocol registered again: %v", err)
+	}
+}

@@ -9,8 +9,8 @@ import (
 	"github.com/actormesh/actormesh/messages"
 )
 
-// SubscribeEvents calls fn with every node event (*messages.PeerConnected, *messages.PeerDisconnected) until the
-// returned function is called. fn runs on the publishing actor's goroutine: it must return quickly and never block.
+// SubscribeEvents calls fn with every node event (*messages.PeerConnected, *messages.PeerDisconnected,
+// *messages.ProtocolStopped) until the returned function is called. fn runs on the publishing actor's goroutine: it must return quickly and never block.
 // A panic in fn is recovered and logged.
 // It may be called before Start.
 func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error) {
@@ -27,6 +27,8 @@ func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err 
 		case *messages.PeerConnected:
 			n.callSubscriber(fn, e)
 		case *messages.PeerDisconnected:
+			n.callSubscriber(fn, e)
+		case *messages.ProtocolStopped:
 			n.callSubscriber(fn, e)
 		}
 	})

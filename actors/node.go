@@ -494,8 +494,11 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, err
 
 // Register spawns a protocol actor from props under the protocol supervisor and routes every message peers send to
 // protocol to it as an *Inbound. A panicking protocol actor is restarted (Config.ProtocolRestarts), then stopped
-// and its protocol unregistered; a request it panicked on is answered with an error at once. Accepts restricts
-// the payload types peers may send it; without it, the actor must check every payload's type itself.
+// and its protocol unregistered (a messages.ProtocolStopped event; Register it again to serve it); a request it
+// panicked on is answered with an error at once. Accepts restricts the payload types peers may send it; without
+// it, the actor must check every payload's type itself. Register needs a started node (ErrNotStarted): a protocol
+// to serve from the node's first connection goes in Config.Protocols. Errors: ErrProtocolRegistered,
+// ErrInvalidArgument, ErrClosed.
 func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOption) (*actor.PID, error) {
 	if protocol == "" {
 		return nil, fmt.Errorf("register: %w: empty protocol id", ErrInvalidArgument)

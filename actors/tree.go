@@ -12,6 +12,7 @@ import (
 
 	"github.com/actormesh/actormesh/bootstrap"
 	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/routing"
 )
 
@@ -318,5 +319,6 @@ func (n *Node) dropStopped(p string, pid *actor.PID) {
 	case <-n.closed:
 	default:
 		n.log.Warn().Str("protocol", p).Msg("protocol actor stopped; its protocol is unregistered and its topic subscriptions cancelled")
+		n.events.Publish(&messages.ProtocolStopped{Protocol: p})
 	}
 }

@@ -165,6 +165,53 @@ func (x *PeerDisconnected) GetOutbound() bool {
 	return false
 }
 
+// ProtocolStopped is published when a protocol actor failed more often than its supervisor restarts it
+// (Config.ProtocolRestarts within Config.ProtocolRestartWindow) and was stopped: its protocol is unregistered
+// (peers get UNKNOWN_PROTOCOL) and its topic subscriptions are cancelled. Register it again to serve it.
+type ProtocolStopped struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Protocol      string                 `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProtocolStopped) Reset() {
+	*x = ProtocolStopped{}
+	mi := &file_messages_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProtocolStopped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProtocolStopped) ProtoMessage() {}
+
+func (x *ProtocolStopped) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProtocolStopped.ProtoReflect.Descriptor instead.
+func (*ProtocolStopped) Descriptor() ([]byte, []int) {
+	return file_messages_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProtocolStopped) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
 // DialPeer asks the peer manager to connect to a peer and keep it connected (redialing with backoff) when wanted is set.
 type DialPeer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -177,7 +224,7 @@ type DialPeer struct {
 
 func (x *DialPeer) Reset() {
 	*x = DialPeer{}
-	mi := &file_messages_events_proto_msgTypes[2]
+	mi := &file_messages_events_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -189,7 +236,7 @@ func (x *DialPeer) String() string {
 func (*DialPeer) ProtoMessage() {}
 
 func (x *DialPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_events_proto_msgTypes[2]
+	mi := &file_messages_events_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -202,7 +249,7 @@ func (x *DialPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialPeer.ProtoReflect.Descriptor instead.
 func (*DialPeer) Descriptor() ([]byte, []int) {
-	return file_messages_events_proto_rawDescGZIP(), []int{2}
+	return file_messages_events_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DialPeer) GetPeerId() []byte {
@@ -238,7 +285,7 @@ type DisconnectPeer struct {
 
 func (x *DisconnectPeer) Reset() {
 	*x = DisconnectPeer{}
-	mi := &file_messages_events_proto_msgTypes[3]
+	mi := &file_messages_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +297,7 @@ func (x *DisconnectPeer) String() string {
 func (*DisconnectPeer) ProtoMessage() {}
 
 func (x *DisconnectPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_events_proto_msgTypes[3]
+	mi := &file_messages_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +310,7 @@ func (x *DisconnectPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectPeer.ProtoReflect.Descriptor instead.
 func (*DisconnectPeer) Descriptor() ([]byte, []int) {
-	return file_messages_events_proto_rawDescGZIP(), []int{3}
+	return file_messages_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DisconnectPeer) GetPeerId() []byte {
@@ -301,7 +348,7 @@ type ConnClosed struct {
 
 func (x *ConnClosed) Reset() {
 	*x = ConnClosed{}
-	mi := &file_messages_events_proto_msgTypes[4]
+	mi := &file_messages_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +360,7 @@ func (x *ConnClosed) String() string {
 func (*ConnClosed) ProtoMessage() {}
 
 func (x *ConnClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_events_proto_msgTypes[4]
+	mi := &file_messages_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +373,7 @@ func (x *ConnClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnClosed.ProtoReflect.Descriptor instead.
 func (*ConnClosed) Descriptor() ([]byte, []int) {
-	return file_messages_events_proto_rawDescGZIP(), []int{4}
+	return file_messages_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ConnClosed) GetPeerId() []byte {
@@ -368,7 +415,7 @@ type PingResult struct {
 
 func (x *PingResult) Reset() {
 	*x = PingResult{}
-	mi := &file_messages_events_proto_msgTypes[5]
+	mi := &file_messages_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +427,7 @@ func (x *PingResult) String() string {
 func (*PingResult) ProtoMessage() {}
 
 func (x *PingResult) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_events_proto_msgTypes[5]
+	mi := &file_messages_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +440,7 @@ func (x *PingResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResult.ProtoReflect.Descriptor instead.
 func (*PingResult) Descriptor() ([]byte, []int) {
-	return file_messages_events_proto_rawDescGZIP(), []int{5}
+	return file_messages_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PingResult) GetPeerId() []byte {
@@ -425,7 +472,9 @@ const file_messages_events_proto_rawDesc = "" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12;\n" +
 	"\x06reason\x18\x02 \x01(\x0e2#.actormesh.wire.v1.DisconnectReasonR\x06reason\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x1a\n" +
-	"\boutbound\x18\x04 \x01(\bR\boutbound\"O\n" +
+	"\boutbound\x18\x04 \x01(\bR\boutbound\"-\n" +
+	"\x0fProtocolStopped\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\tR\bprotocol\"O\n" +
 	"\bDialPeer\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
@@ -457,20 +506,21 @@ func file_messages_events_proto_rawDescGZIP() []byte {
 	return file_messages_events_proto_rawDescData
 }
 
-var file_messages_events_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_messages_events_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_messages_events_proto_goTypes = []any{
 	(*PeerConnected)(nil),    // 0: actormesh.events.v1.PeerConnected
 	(*PeerDisconnected)(nil), // 1: actormesh.events.v1.PeerDisconnected
-	(*DialPeer)(nil),         // 2: actormesh.events.v1.DialPeer
-	(*DisconnectPeer)(nil),   // 3: actormesh.events.v1.DisconnectPeer
-	(*ConnClosed)(nil),       // 4: actormesh.events.v1.ConnClosed
-	(*PingResult)(nil),       // 5: actormesh.events.v1.PingResult
-	(DisconnectReason)(0),    // 6: actormesh.wire.v1.DisconnectReason
+	(*ProtocolStopped)(nil),  // 2: actormesh.events.v1.ProtocolStopped
+	(*DialPeer)(nil),         // 3: actormesh.events.v1.DialPeer
+	(*DisconnectPeer)(nil),   // 4: actormesh.events.v1.DisconnectPeer
+	(*ConnClosed)(nil),       // 5: actormesh.events.v1.ConnClosed
+	(*PingResult)(nil),       // 6: actormesh.events.v1.PingResult
+	(DisconnectReason)(0),    // 7: actormesh.wire.v1.DisconnectReason
 }
 var file_messages_events_proto_depIdxs = []int32{
-	6, // 0: actormesh.events.v1.PeerDisconnected.reason:type_name -> actormesh.wire.v1.DisconnectReason
-	6, // 1: actormesh.events.v1.DisconnectPeer.reason:type_name -> actormesh.wire.v1.DisconnectReason
-	6, // 2: actormesh.events.v1.ConnClosed.reason:type_name -> actormesh.wire.v1.DisconnectReason
+	7, // 0: actormesh.events.v1.PeerDisconnected.reason:type_name -> actormesh.wire.v1.DisconnectReason
+	7, // 1: actormesh.events.v1.DisconnectPeer.reason:type_name -> actormesh.wire.v1.DisconnectReason
+	7, // 2: actormesh.events.v1.ConnClosed.reason:type_name -> actormesh.wire.v1.DisconnectReason
 	3, // [3:3] is the sub-list for method output_type
 	3, // [3:3] is the sub-list for method input_type
 	3, // [3:3] is the sub-list for extension type_name
@@ -490,7 +540,7 @@ func file_messages_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_events_proto_rawDesc), len(file_messages_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
