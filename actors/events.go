@@ -10,7 +10,8 @@ import (
 )
 
 // SubscribeEvents calls fn with every node event (*messages.PeerConnected, *messages.PeerDisconnected,
-// *messages.ProtocolStopped) until the returned function is called. fn runs on the publishing actor's goroutine: it must return quickly and never block.
+// *messages.ProtocolStopped) until the returned function is called. Only events from then on: Peers lists the
+// connections already up. fn runs on the publishing actor's goroutine: it must return quickly and never block.
 // A panic in fn is recovered and logged.
 // It may be called before Start.
 func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error) {

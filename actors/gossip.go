@@ -34,7 +34,8 @@ func (n *Node) gossipRelay() (*gossip.Relay, error) {
 // is handed to the node's mesh peers. Errors: gossip.ErrNoPeers when no connected peer is subscribed to the
 // topic yet (nothing was sent: retry once peers have joined, see WaitTopicPeers), gossip.ErrDuplicate for a
 // payload already published on the topic recently (message ids hash topic and payload), gossip.ErrMessageTooLarge,
-// gossip.ErrTopicTooLong (over Gossip.Router.MaxTopicLength, 256 bytes by default), gossip.ErrRelayFailed (the
+// gossip.ErrTopicTooLong (over Gossip.Router.MaxTopicLength, 256 bytes by default), gossip.ErrEmptyTopic,
+// gossip.ErrTopicNotUTF8, ErrBadPayload (a nil msg, or one that cannot be encoded), gossip.ErrRelayFailed (the
 // relay panicked on it; it restarts), gossip.ErrRelayStopped (it failed too often and was stopped), ErrClosed,
 // ErrNotStarted, or ctx's error.
 func (n *Node) Publish(ctx context.Context, topic string, msg proto.Message) (gossip.MsgID, error) {
@@ -153,7 +154,8 @@ func (n *Node) Topic(ctx context.Context, topic string) (gossip.TopicInfo, error
 	return r.Topic(ctx, topic)
 }
 
-// WaitTopicPeers waits until at least min connected peers are subscribed to topic, polling until ctx ends.
+// WaitTopicPeers waits until at least min connected peers are subscribed to topic, polling until ctx ends. Each
+// publisher needs a topic peer of its own before its Publish can succeed (gossip.ErrNoPeers until then).
 func (n *Node) WaitTopicPeers(ctx context.Context, topic string, min int) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()

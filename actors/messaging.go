@@ -127,7 +127,9 @@ func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg 
 }
 
 // Send delivers msg to the protocol actor registered for protocol on peer. It returns once the message is queued
-// on the peer's connection, dialing the peer first when it is not connected and its address is known.
+// on the peer's connection, dialing the peer first when it is not connected and its address is known. A one-way
+// message is not acknowledged: a peer that serves no such protocol, or refuses the payload's type (Accepts),
+// drops it and counts it (its Stats.MessagesIn[UnknownProtocol]); use Request to learn the outcome.
 func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) error {
 	pc, err := n.connFor(ctx, peer, true)
 	if err != nil {

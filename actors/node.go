@@ -384,7 +384,10 @@ func (n *Node) Connected(peer session.NodeID) bool { return n.peers.get(peer) !=
 // Connect dials addr (unless connected) and waits until the connection is up or ctx ends. With keep set, the peer
 // manager keeps the peer connected, redialing with backoff after failures (also when ctx ends first: ctx bounds
 // the wait, not the wish; Disconnect ends it); without, the connection closes after
-// Config.TransientIdleTimeout without messages. A ctx already ended fails at once and dials nothing. An address without an id (zero) fails with an error wrapping
+// Config.TransientIdleTimeout without messages. A ctx already ended fails at once and dials nothing. Errors:
+// session.ErrBadPeerAddr, ErrSelf, ErrBanned, ErrTooManyPeers (no outbound slot freed in time), the handshake's
+// (session.ErrWrongPeer: another node answered; session.ErrNetworkMismatch; session.ErrHandshakeTimeout), the
+// dial's (wrapped net errors), ErrClosed, ErrNotStarted, or ctx's error. An address without an id (zero) fails with an error wrapping
 // session.ErrBadPeerAddr: the node dials a given peer, never whoever answers.
 func (n *Node) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
 	n.given.add(addr.Addr)
@@ -426,7 +429,7 @@ func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep, auto bo
 	}
 }
 
-// Disconnect closes the connection to peer with reason REQUESTED and stops redialing it. For 10 minutes the node
+// Disconnect closes the connection to peer with reason REQUESTED, if any, and stops redialing it. For 10 minutes the node
 // does not connect to it again by itself (discovery's dials, gossip's tree shortcuts); the application's own
 // Connect with keep ends that hold. The peer may still dial in: Ban refuses it.
 func (n *Node) Disconnect(peer session.NodeID) error {
