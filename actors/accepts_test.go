@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -249,5 +250,32 @@ func TestStoppedProtocolIsAnnouncedAndCanBeRegisteredAgain(t *testing.T) {
 	}
 	if _, err := client.Request(ctx, server.ID(), "greet/1", wrapperspb.String("again")); err != nil {
 		t.Fatalf("request to the protocol registered again: %v", err)
+	}
+}
+
+// A protocol can be a plain function: RegisterFunc wraps it in a protocol actor, with Register's options.
+func TestRegisterFuncServesAProtocolWithAFunction(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	nw.Connect(0, 1)
+	client, server := nw.Nodes[0], nw.Nodes[1]
+	err := server.RegisterFunc("upper/1", func(in *actors.Inbound) {
+		_ = in.Reply(wrapperspb.String(strings.ToUpper(in.Payload.(*wrapperspb.StringValue).GetValue())))
+	}, actors.Accepts(&wrapperspb.StringValue{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxTimeout(t, 10*time.Second)
+	reply, err := client.Request(ctx, server.ID(), "upper/1", wrapperspb.String("abc"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "ABC" {
+		t.Fatalf("request: %v %v", reply, err)
+	}
+	if _, err := client.Request(ctx, server.ID(), "upper/1", wrapperspb.Int32(1)); !errors.Is(err, actors.ErrBadPayload) {
+		t.Fatalf("request of another type: %v, want ErrBadPayload", err)
+	}
+	if err := server.RegisterFunc("nil/1", nil); !errors.Is(err, actors.ErrInvalidArgument) {
+		t.Fatalf("RegisterFunc with a nil handler: %v, want ErrInvalidArgument", err)
+	}
+	if err := server.RegisterFunc("upper/1", func(*actors.Inbound) {}); !errors.Is(err, actors.ErrProtocolRegistered) {
+		t.Fatalf("RegisterFunc twice: %v, want ErrProtocolRegistered", err)
 	}
 }

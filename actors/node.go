@@ -534,6 +534,22 @@ func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOpt
 	}
 }
 
+// RegisterFunc registers a protocol served by a function: handle is called with each message peers send to
+// protocol, one at a time, on the goroutine of a protocol actor made for it (Register's rules apply: a panic
+// restarts it, Accepts restricts the payload types). It is for protocols that keep no state between messages or
+// guard their own; one whose state lives in an actor gets other messages through Register's props.
+func (n *Node) RegisterFunc(protocol string, handle func(*Inbound), opts ...RegisterOption) error {
+	if handle == nil {
+		return fmt.Errorf("register %s: %w: handler is nil", protocol, ErrInvalidArgument)
+	}
+	_, err := n.Register(protocol, actor.PropsFromFunc(func(c actor.Context) {
+		if in, ok := c.Message().(*Inbound); ok {
+			handle(in)
+		}
+	}), opts...)
+	return err
+}
+
 // AddAddress tells the node where peer can be dialed (Send, Request and Connect use it). A zero peer id fails with
 // an error wrapping session.ErrBadPeerAddr.
 func (n *Node) AddAddress(peer session.NodeID, addr string) error {
