@@ -37,6 +37,15 @@ func candidates(groups ...string) []evictCandidate {
 	return c
 }
 
+// randomCandidates builds 5 to 64 candidates from 6 network groups at random, connected one second apart.
+func randomCandidates(rng *rand.Rand) []evictCandidate {
+	groups := make([]string, 5+rng.IntN(60))
+	for i := range groups {
+		groups[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(rng.IntN(6)), 0, 0}), 16).String()
+	}
+	return candidates(groups...)
+}
+
 func TestChooseEvictionTakesTheYoungestOfTheLargestGroup(t *testing.T) {
 	// Two honest peers from groups of their own, connected first, and a crowd of 8 from one /16 after them. The
 	// crowd's youngest goes, whatever the seed.
@@ -80,12 +89,8 @@ func TestChooseEvictionProtectsSomeGroupsAndTheOldestHalf(t *testing.T) {
 func TestChooseEvictionNeverTakesTheOldHalfFirst(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for trial := range 200 {
-		n := 5 + rng.IntN(60)
-		groups := make([]string, n)
-		for i := range groups {
-			groups[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(rng.IntN(6)), 0, 0}), 16).String()
-		}
-		c := candidates(groups...)
+		c := randomCandidates(rng)
+		n := len(c)
 		got := chooseEviction(c, maphash.MakeSeed())
 		if got < 0 {
 			t.Fatalf("trial %d: %d candidates, nothing evicted", trial, n)
@@ -130,12 +135,8 @@ func TestChooseEvictionKeepsTheRecentRelayers(t *testing.T) {
 func TestChooseEvictionNeverTakesARecentRelayer(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for trial := range 200 {
-		n := 5 + rng.IntN(60)
-		groups := make([]string, n)
-		for i := range groups {
-			groups[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(rng.IntN(6)), 0, 0}), 16).String()
-		}
-		c := candidates(groups...)
+		c := randomCandidates(rng)
+		n := len(c)
 		t0 := c[n-1].connectedAt
 		for i, p := range rng.Perm(n) {
 			if rng.IntN(3) == 0 {

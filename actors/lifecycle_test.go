@@ -491,15 +491,27 @@ func (d *dialCounter) count(addr string) int {
 	return d.dials[addr]
 }
 
-// A timer of a peer manager that fired just before a restart delivers its message to the next instance, which
-// has armed timers of its own: a redial due from the instance before (here one that never was) dials nothing.
-func TestRedialDueOfAnotherInstanceIsIgnored(t *testing.T) {
+// dialCountingNode starts a node without discovery whose dials are counted, adjusted by change; the context
+// ends with the test.
+func dialCountingNode(t *testing.T, change func(*Config)) (context.Context, *Node, *dialCounter) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	dials := &dialCounter{dials: map[string]int{}}
 	n := startTestNode(t, ctx, func(cfg *Config) {
 		cfg.DisableDiscovery = true
 		cfg.Transport = dials
+		if change != nil {
+			change(cfg)
+		}
+	})
+	return ctx, n, dials
+}
+
+// A timer of a peer manager that fired just before a restart delivers its message to the next instance, which
+// has armed timers of its own: a redial due from the instance before (here one that never was) dials nothing.
+func TestRedialDueOfAnotherInstanceIsIgnored(t *testing.T) {
+	ctx, n, dials := dialCountingNode(t, func(cfg *Config) {
 		cfg.RedialBase, cfg.RedialMax = 10000*time.Hour, 10000*time.Hour // its own redial never comes in the test
 	})
 	wanted := session.PeerAddr{ID: session.NodeID{7}, Addr: "127.0.0.1:1"} // refused at once
@@ -543,13 +555,7 @@ func TestDisconnectHoldsAreBounded(t *testing.T) {
 // Connect with a context already ended fails at once and dials nothing: it used to return the context's error and
 // dial, and keep, the peer all the same.
 func TestConnectWithAnEndedContextDialsNothing(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	dials := &dialCounter{dials: map[string]int{}}
-	n := startTestNode(t, ctx, func(cfg *Config) {
-		cfg.DisableDiscovery = true
-		cfg.Transport = dials
-	})
+	ctx, n, dials := dialCountingNode(t, nil)
 	ended, end := context.WithCancel(ctx)
 	end()
 	peer := session.PeerAddr{ID: session.NodeID{7}, Addr: "127.0.0.1:1"}
