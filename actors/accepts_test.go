@@ -1,7 +1,6 @@
 package actors_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -10,6 +9,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -99,9 +101,11 @@ func TestARequestTheActorPanicsOnIsAnsweredAtOnce(t *testing.T) {
 	}
 }
 
-// A topic's messages of a payload type the protocol does not accept are rejected before they reach a protocol
-// actor subscribed with SubscribeProtocol: any publisher could otherwise crash it until its protocol stopped.
-func TestSubscribeProtocolRejectsOtherPayloadTypes(t *testing.T) {
+// A protocol actor subscribed with SubscribeProtocol gets only the topic's messages of the types it accepts, and
+// its actor is never crashed by another (any publisher could otherwise stop its protocol). The others still reach
+// the topic's other subscribers and are relayed, with no penalty: a first version rejected them in validation,
+// which banned the honest peers that relayed them and starved the node's other subscribers.
+func TestSubscribeProtocolDeliversOnlyAcceptedTypes(t *testing.T) {
 	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
 	nw.Connect(0, 1)
 	publisher, server := nw.Nodes[0], nw.Nodes[1]
@@ -115,23 +119,22 @@ func TestSubscribeProtocolRejectsOtherPayloadTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := ctxTimeout(t, 20*time.Second)
-	var checked atomic.Int32 // the application's own validator still runs, after the type check
-	sub, err := server.SubscribeProtocol(ctx, "blocks", "chain/1", gossip.WithValidator(func(_ context.Context, d *gossip.Delivery) gossip.Verdict {
-		checked.Add(1)
-		return gossip.Accept
-	}))
+	sub, err := server.SubscribeProtocol(ctx, "blocks", "chain/1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Cancel()
+	var plain atomic.Int32 // another subscriber of the topic on the same node
+	if _, err := server.Subscribe(ctx, "blocks", func(*gossip.Delivery) { plain.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := publisher.Subscribe(ctx, "blocks", func(*gossip.Delivery) {}); err != nil {
 		t.Fatal(err)
 	}
 	if err := publisher.WaitTopicPeers(ctx, "blocks", 1); err != nil {
 		t.Fatal(err)
 	}
-	// Two of another type (a third would have the publisher banned: Router.PenaltyThreshold), then the right one.
-	for i := range int32(2) {
+	for i := range int32(4) { // more than Router.PenaltyThreshold: a penalty would have banned the publisher
 		if _, err := publisher.Publish(ctx, "blocks", wrapperspb.Int32(i)); err != nil {
 			t.Fatal(err)
 		}
@@ -147,12 +150,13 @@ func TestSubscribeProtocolRejectsOtherPayloadTypes(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the StringValue never reached the actor")
 	}
-	testkit.WaitFor(t, 10*time.Second, func() bool {
-		st, err := server.GossipStats(ctx)
-		return err == nil && st.Router.Rejected == 2
-	}, "the server to reject the 2 messages of another type")
-	if n := checked.Load(); n != 1 {
-		t.Fatalf("the application's validator ran %d times, want once (for the StringValue only)", n)
+	testkit.WaitFor(t, 10*time.Second, func() bool { return plain.Load() == 5 }, "the plain subscriber to get all 5")
+	st, err := server.GossipStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Router.Rejected != 0 || !server.Connected(publisher.ID()) {
+		t.Fatalf("rejected %d, publisher connected %v: the other types were punished", st.Router.Rejected, server.Connected(publisher.ID()))
 	}
 	if got := server.Stats().ActorRestarts; got != 0 {
 		t.Fatalf("ActorRestarts = %d, want 0", got)
@@ -277,5 +281,90 @@ func TestRegisterFuncServesAProtocolWithAFunction(t *testing.T) {
 	}
 	if err := server.RegisterFunc("upper/1", func(*actors.Inbound) {}); !errors.Is(err, actors.ErrProtocolRegistered) {
 		t.Fatalf("RegisterFunc twice: %v, want ErrProtocolRegistered", err)
+	}
+}
+
+// Requests still in a protocol actor's mailbox when it stops for good are answered (ErrUnknownProtocol, the answer
+// a request to a protocol the node does not serve gets): they were lost with the actor, and their senders waited
+// for their timeouts.
+func TestRequestsQueuedWhenAProtocolStopsAreAnswered(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.ProtocolRestarts = 0
+	}))
+	nw.Connect(0, 1)
+	client, server := nw.Nodes[0], nw.Nodes[1]
+	gate := make(chan struct{})
+	err := server.RegisterFunc("boom/1", func(in *actors.Inbound) {
+		<-gate // the first request holds the actor until every request has arrived
+		panic("protocol actor bug")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const requests = 8 // within the connection's inbound credits (Config.InboundPending)
+	ctx := ctxTimeout(t, time.Minute)
+	errs := make(chan error, requests)
+	for range requests {
+		go func() {
+			_, err := client.Request(ctx, server.ID(), "boom/1", wrapperspb.String("x"))
+			errs <- err
+		}()
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return server.Stats().MessagesIn["boom/1"] == requests },
+		"the server to read every request")
+	close(gate)
+	for range requests {
+		err := <-errs
+		if !errors.Is(err, actors.ErrRemote) && !errors.Is(err, actors.ErrUnknownProtocol) {
+			t.Fatalf("a request to the stopped protocol: %v, want an answer (ErrRemote or ErrUnknownProtocol)", err)
+		}
+	}
+}
+
+// Registrations that could never work are refused: an Accepts with no type, or with a type the program cannot
+// decode (it answered every payload with BAD_PAYLOAD); SubscribeProtocol for a RegisterFunc protocol (the function
+// takes only peers' messages: the topic's were swallowed); a Config.Protocols entry whose actor cannot be spawned
+// (Start went on without it, and peers got UNKNOWN_PROTOCOL).
+func TestRegistrationsThatCannotWorkAreRefused(t *testing.T) {
+	n := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true })).Nodes[0]
+	props := actor.PropsFromFunc(func(actor.Context) {})
+	fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{Name: proto.String("unlinked.proto"),
+		Package: proto.String("actormesh.test"), MessageType: []*descriptorpb.DescriptorProto{{Name: proto.String("Unlinked")}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlinked := dynamicpb.NewMessage(fd.Messages().Get(0)) // a type of no package linked into the program
+	for name, opt := range map[string]actors.RegisterOption{
+		"Accepts()":              actors.Accepts(),
+		"Accepts(nil)":           actors.Accepts(nil),
+		"Accepts(unlinked type)": actors.Accepts(unlinked),
+	} {
+		if _, err := n.Register("x/1", props, opt); !errors.Is(err, actors.ErrInvalidArgument) {
+			t.Errorf("Register with %s: %v, want ErrInvalidArgument", name, err)
+		}
+		cfg := actors.DefaultConfig()
+		cfg.Protocols = []actors.Protocol{{ID: "x/1", Props: props, Options: []actors.RegisterOption{opt}}}
+		if err := cfg.Validate(); !errors.Is(err, actors.ErrInvalidArgument) {
+			t.Errorf("Config.Protocols with %s: Validate = %v, want ErrInvalidArgument", name, err)
+		}
+	}
+	if err := n.RegisterFunc("fn/1", func(*actors.Inbound) {}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.SubscribeProtocol(ctxTimeout(t, 5*time.Second), "t", "fn/1"); !errors.Is(err, actors.ErrInvalidArgument) {
+		t.Errorf("SubscribeProtocol for a RegisterFunc protocol: %v, want ErrInvalidArgument", err)
+	}
+
+	cfg := actors.DefaultConfig()
+	cfg.DisableDiscovery = true
+	cfg.Protocols = []actors.Protocol{{ID: "bad/1", Props: actor.PropsFromProducer(func() actor.Actor { panic("no actor") })}}
+	bad, err := actors.NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if err := bad.Start(ctxTimeout(t, 10*time.Second)); err == nil || !strings.Contains(err.Error(), "bad/1") {
+		t.Fatalf("Start with a Config.Protocols actor that cannot be spawned: %v, want an error naming it", err)
 	}
 }

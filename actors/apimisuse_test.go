@@ -59,7 +59,11 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 		"bootnode without id": {func(c *actors.Config) {
 			c.Bootstrap.Bootnodes = []session.PeerAddr{{Addr: "127.0.0.1:30700"}}
 		}, session.ErrBadPeerAddr},
-		"gossip config": {func(c *actors.Config) { c.Gossip.PenaltyBan = 0 }, gossip.ErrInvalidConfig},
+		"gossip config":               {func(c *actors.Config) { c.Gossip.PenaltyBan = 0 }, gossip.ErrInvalidConfig},
+		"advertised unspecified host": {func(c *actors.Config) { c.AdvertiseAddr = "0.0.0.0:30700" }, nil},
+		"advertised unspecified ipv6": {func(c *actors.Config) { c.AdvertiseAddr = "[::]:30700" }, nil},
+		"advertised port 0":           {func(c *actors.Config) { c.AdvertiseAddr = "192.0.2.2:0" }, nil},
+		"advertised without host":     {func(c *actors.Config) { c.AdvertiseAddr = ":30700" }, nil},
 	} {
 		cfg := actors.DefaultConfig()
 		tc.change(&cfg)

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -207,8 +209,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.AdvertiseAddr != "" {
-		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+		host, port, err := net.SplitHostPort(c.AdvertiseAddr)
+		if err != nil {
 			return bad("AdvertiseAddr %q: %v", c.AdvertiseAddr, err)
+		}
+		if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
+			return bad("AdvertiseAddr %q: peers cannot dial an unspecified host; leave it empty to advertise an "+
+				"interface address", c.AdvertiseAddr)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return bad("AdvertiseAddr %q: want a port number from 1 to 65535", c.AdvertiseAddr)
 		}
 	}
 	if c.Transport == nil {
@@ -228,6 +238,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: Protocols: %w: %s has nil Props", ErrInvalidConfig, ErrInvalidArgument, p.ID)
 		case seen[p.ID]:
 			return fmt.Errorf("%w: Protocols: %w: %s", ErrInvalidConfig, ErrProtocolRegistered, p.ID)
+		}
+		if _, err := registerOptionsOf(p.Options); err != nil {
+			return fmt.Errorf("%w: Protocols: %s: %w", ErrInvalidConfig, p.ID, err)
 		}
 		seen[p.ID] = true
 	}

@@ -1,6 +1,9 @@
 package actors_test
 
 import (
+	"context"
+	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
 
@@ -51,5 +55,54 @@ func TestDisconnectedPeerIsNotRedialedByDiscovery(t *testing.T) {
 	}
 	if !keptPeer(node, other.ID()) {
 		t.Fatal("the application's Connect with keep did not keep the peer")
+	}
+}
+
+// gatedTransport is the TCP transport whose dials wait for gate to close; entered is signalled as each begins.
+type gatedTransport struct {
+	session.TCPTransport
+	gate    chan struct{}
+	entered chan struct{}
+}
+
+func (g *gatedTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	g.entered <- struct{}{}
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.TCPTransport.Dial(ctx, addr)
+}
+
+// A Disconnect that comes while the dial of a Connect is in progress wins: the connection is closed as it comes
+// up, and that Connect fails with ErrPeerGone. It used to come up neither kept nor closed, until it idled out.
+func TestDisconnectDuringADialClosesTheConnection(t *testing.T) {
+	gated := &gatedTransport{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		if i == 0 {
+			cfg.Transport = gated
+		}
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	ctx := ctxTimeout(t, 20*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- a.Connect(ctx, b.Addr(), true) }()
+	<-gated.entered // the dial is in progress
+	if err := a.Disconnect(b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	close(gated.gate) // the Disconnect is in the peer manager's mailbox before the handshake's outcome
+	if err := <-done; !errors.Is(err, actors.ErrPeerGone) {
+		t.Fatalf("Connect raced by Disconnect: %v, want ErrPeerGone", err)
+	}
+	if a.Connected(b.ID()) {
+		t.Fatal("the connection came up after Disconnect")
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return !b.Connected(a.ID()) }, "b to see the connection closed")
+	// The application's next Connect is its own again.
+	if err := a.Connect(ctx, b.Addr(), true); err != nil || !keptPeer(a, b.ID()) {
+		t.Fatalf("Connect after the race: %v, kept %v", err, keptPeer(a, b.ID()))
 	}
 }

@@ -5,8 +5,10 @@ package actors
 // newcomer instead (what the node did before) let whoever filled the slots first, for instance a sybil spread over
 // many IPs right after the node started, hold them for as long as it liked, and no honest node could dial in.
 // The rule keeps what an attacker cannot cheaply fake: a few connections from network groups the attacker cannot
-// predict, the few peers that most recently relayed gossip the node accepted before anyone else did, and the
-// connections that have lasted longest. It evicts from the network group that holds the most of
+// predict, the few peers that most recently relayed gossip of other origins that the node accepted before anyone
+// else did (as hard to fake as the application's validators make valid messages: a sybil may relay its other
+// identities' publications, as a Bitcoin peer may its own transactions), and the connections that have lasted
+// longest. It evicts from the network group that holds the most of
 // the rest, so a crowd from one group makes room before a lone peer from another does.
 //
 // This file is the pure part: chooseEviction decides on plain values and keeps no state.

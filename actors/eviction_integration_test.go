@@ -169,9 +169,10 @@ func TestEvictionOnlyForNewcomersThatStay(t *testing.T) {
 }
 
 // A peer that relays gossip to the node first is kept when a newcomer needs its slot, though it is the youngest of
-// the crowd: only a peer that beats it at delivering valid messages first displaces it.
+// the crowd: only a peer that beats it at delivering valid messages first displaces it. Its own publications would
+// not do (anyone can publish): node 4 relays those of node 5, which the full node has no connection to.
 func TestNewcomerDoesNotEvictARecentRelayer(t *testing.T) {
-	nw := testkit.NewNetwork(t, 5, testkit.WithConfig(func(i int, cfg *actors.Config) {
+	nw := testkit.NewNetwork(t, 6, testkit.WithConfig(func(i int, cfg *actors.Config) {
 		cfg.DisableDiscovery = true
 		cfg.RedialBase, cfg.RedialMax = 10000*time.Hour, 10000*time.Hour // an evicted peer does not come back
 		if i == 0 {
@@ -183,17 +184,21 @@ func TestNewcomerDoesNotEvictARecentRelayer(t *testing.T) {
 	for i := 1; i <= 4; i++ { // one after the other: node 4 is the youngest
 		nw.Connect(i, 0)
 	}
+	nw.Connect(5, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for _, n := range []*actors.Node{full, nw.Nodes[4]} {
+	for _, n := range []*actors.Node{full, nw.Nodes[4], nw.Nodes[5]} {
 		if _, err := n.Subscribe(ctx, "blocks", func(*gossip.Delivery) {}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := nw.Nodes[4].WaitTopicPeers(ctx, "blocks", 1); err != nil {
+	if err := nw.Nodes[4].WaitTopicPeers(ctx, "blocks", 2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nw.Nodes[4].Publish(ctx, "blocks", wrapperspb.String("block 1")); err != nil {
+	if err := nw.Nodes[5].WaitTopicPeers(ctx, "blocks", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nw.Nodes[5].Publish(ctx, "blocks", wrapperspb.String("block 1")); err != nil {
 		t.Fatal(err)
 	}
 	relayer := nw.Nodes[4].ID()

@@ -80,9 +80,12 @@ func (n *Node) Subscribe(ctx context.Context, topic string, handler func(*gossip
 // every message accepted on the topic as a *TopicMessage, in its mailbox with the peers' messages, so that its state
 // needs no lock. Deliveries reach it one at a time: the next is sent once the actor has processed the last, and
 // while it is busy they wait in the subscription's queue (gossip.RelayConfig.DeliveryBuffer and DeliveryBufferBytes; beyond, they are
-// dropped, counted and logged as a slow handler's). Options add a validator, as Subscribe's; an actor registered
-// with Accepts has the topic's messages of other payload types rejected first. The subscription ends when it is
-// cancelled or when the actor stops. Errors: ErrNotRegistered when no actor is registered for protocol.
+// dropped, counted and logged as a slow handler's). Options add a validator, as Subscribe's. An actor registered
+// with Accepts gets only the topic's messages of those payload types; the others are not delivered to it (but are
+// to the topic's other subscribers, and relayed: what a topic carries is its validators' to judge). The
+// subscription ends when it is cancelled or when the actor stops. Errors: ErrNotRegistered when no actor is
+// registered for protocol, ErrInvalidArgument for a protocol served by RegisterFunc (a function takes only its
+// peers' messages: use Subscribe).
 func (n *Node) SubscribeProtocol(ctx context.Context, topic, protocol string, opts ...gossip.SubscribeOption) (*gossip.Subscription, error) {
 	r, err := n.gossipRelay()
 	if err != nil {
@@ -92,15 +95,16 @@ func (n *Node) SubscribeProtocol(ctx context.Context, topic, protocol string, op
 	if reg == nil || !reg.user {
 		return nil, fmt.Errorf("subscribe protocol %q to topic %q: %w", protocol, topic, ErrNotRegistered)
 	}
-	if acc := reg.accepts; acc != nil {
-		opts = append([]gossip.SubscribeOption{gossip.WithValidator(func(_ context.Context, d *gossip.Delivery) gossip.Verdict {
-			if acc.hasMessage(d.Payload) {
-				return gossip.Accept
-			}
-			return gossip.Reject
-		})}, opts...)
+	if reg.inboundOnly {
+		return nil, fmt.Errorf("subscribe protocol %q to topic %q: %w: a protocol served by RegisterFunc takes only "+
+			"its peers' messages (use Subscribe)", protocol, topic, ErrInvalidArgument)
 	}
 	sub, err := r.Subscribe(ctx, topic, func(d *gossip.Delivery) {
+		if !reg.accepts.hasMessage(d.Payload) {
+			n.log.Debug().Str("topic", d.Topic).Str("protocol", protocol).Str("origin", d.Origin.Short()).
+				Msg("topic message of a payload type the protocol does not accept: not delivered to its actor")
+			return
+		}
 		m := &TopicMessage{Delivery: d, done: make(chan struct{})}
 		n.system.Root.Send(reg.pid, m)
 		select {

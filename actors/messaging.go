@@ -66,6 +66,9 @@ func (m *Inbound) answer() {
 	if m.answered.Swap(true) {
 		return
 	}
+	if m.held != nil {
+		m.held.reg.untrack(m)
+	}
 	for { // never below zero, even if a copy of m answers too
 		v := m.pc.owed.Load()
 		if v <= 0 || m.pc.owed.CompareAndSwap(v, v-1) {
@@ -91,6 +94,17 @@ func (m *Inbound) ReplyError(replyErr error) error {
 	}
 	m.answer()
 	return m.node.sendEncoded(m.pc, b)
+}
+
+// failStopped answers a request its actor will never take (it stopped for good) as a request to a protocol the
+// node does not serve, the answer it would get from now on.
+func (m *Inbound) failStopped(protocol string) {
+	if m.answered.Load() {
+		return
+	}
+	m.answer()
+	m.pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(m.Protocol, m.requestID,
+		messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("protocol %q stopped on this node", clipText(protocol, maxErrorText)))}})
 }
 
 // errProtocolFailed is the text of the error reply to a request its protocol actor panicked on.
@@ -128,8 +142,9 @@ func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg 
 
 // Send delivers msg to the protocol actor registered for protocol on peer. It returns once the message is queued
 // on the peer's connection, dialing the peer first when it is not connected and its address is known. A one-way
-// message is not acknowledged: a peer that serves no such protocol, or refuses the payload's type (Accepts),
-// drops it and counts it (its Stats.MessagesIn[UnknownProtocol]); use Request to learn the outcome.
+// message is not acknowledged: a peer that serves no such protocol (counted in its
+// Stats.MessagesIn[UnknownProtocol]) or refuses the payload's type (Accepts; counted under the protocol) drops it;
+// use Request to learn the outcome.
 func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) error {
 	pc, err := n.connFor(ctx, peer, true)
 	if err != nil {
@@ -305,10 +320,17 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 		reqID = d.requestID
 		pc.owed.Add(1) // until Reply or ReplyError
 	}
-	n.system.Root.Send(held.reg.pid, &Inbound{
+	in := &Inbound{
 		From: pc.id, Protocol: d.protocol, Payload: payload, ReceivedAt: time.Now(),
 		requestID: reqID, pc: pc, held: held, size: size, node: n,
-	})
+	}
+	if isRequest && !held.reg.track(in) { // the actor stopped since the credit was taken
+		in.answer()
+		in.release()
+		fail(messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("protocol %q stopped on this node", clipText(d.protocol, maxErrorText)))
+		return
+	}
+	n.system.Root.Send(held.reg.pid, in)
 }
 
 // onPong implements connHandler.

@@ -184,6 +184,11 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	select {
 	case r := <-ready:
+		if r.err != nil {
+			n.system.Root.StopFuture(pid).Wait()
+			n.closeListener()
+			return fmt.Errorf("start node: %w", r.err)
+		}
 		n.guardian, n.peerMgr, n.protoSup, n.routing = pid, r.peers, r.protocols, r.routing
 		n.relay = gossip.NewRelay(n.system.Root, r.relay, r.relayStopped, n.closed)
 	case <-ctx.Done():
@@ -357,8 +362,8 @@ type PeerInfo struct {
 	ConnectedAt time.Time
 	// QueuedBytes is what waits in the peer's outbound queue, the batch being written included.
 	QueuedBytes int
-	// LastRelayed is when the peer last was the first to deliver a gossip message this node accepted, to the
-	// relay's heartbeat (zero: never). When the inbound slots are full, the peers that relayed most recently are
+	// LastRelayed is when the peer last was the first to deliver a gossip message of another origin that this node
+	// accepted, to the relay's heartbeat (zero: never; its own publications do not count). When the inbound slots are full, the peers that relayed most recently are
 	// among those a newcomer cannot evict.
 	LastRelayed time.Time
 }
@@ -429,9 +434,11 @@ func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep, auto bo
 	}
 }
 
-// Disconnect closes the connection to peer with reason REQUESTED, if any, and stops redialing it. For 10 minutes the node
-// does not connect to it again by itself (discovery's dials, gossip's tree shortcuts); the application's own
-// Connect with keep ends that hold. The peer may still dial in: Ban refuses it.
+// Disconnect closes the connection to peer with reason REQUESTED, if any, and stops redialing it; a dial to it in
+// progress is closed as it comes up (its Connect fails with ErrPeerGone). For 10 minutes the node does not keep
+// a connection to it again by itself (discovery's outbound peers, gossip's tree shortcuts): its lookups may still
+// reach it over short-lived connections. The application's own Connect ends that hold. The peer may still dial
+// in: Ban refuses it.
 func (n *Node) Disconnect(peer session.NodeID) error {
 	pid, err := n.peerManager()
 	if err != nil {
@@ -513,6 +520,10 @@ func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOpt
 		// Checked here: the protocol supervisor would panic on it and the caller would wait for a reply forever.
 		return nil, fmt.Errorf("register %s: %w: props is nil", protocol, ErrInvalidArgument)
 	}
+	o, err := registerOptionsOf(opts)
+	if err != nil {
+		return nil, fmt.Errorf("register %s: %w", protocol, err)
+	}
 	n.mu.Lock()
 	sup, started := n.protoSup, n.started
 	n.mu.Unlock()
@@ -525,7 +536,7 @@ func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOpt
 	default:
 	}
 	reply := make(chan registerResult, 1)
-	n.system.Root.Send(sup, &registerProtocol{protocol: protocol, props: props, accepts: registerOptionsOf(opts).accepts, reply: reply})
+	n.system.Root.Send(sup, &registerProtocol{protocol: protocol, props: props, opts: o, reply: reply})
 	select {
 	case r := <-reply:
 		return r.pid, r.err
@@ -536,7 +547,9 @@ func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOpt
 
 // RegisterFunc registers a protocol served by a function: handle is called with each message peers send to
 // protocol, one at a time, on the goroutine of a protocol actor made for it (Register's rules apply: a panic
-// restarts it, Accepts restricts the payload types). It is for protocols that keep no state between messages or
+// restarts it, Accepts restricts the payload types). handle must not block: it holds the protocol's next
+// messages, and Close waits for it (up to protoactor's stop timeout, 10 s). SubscribeProtocol refuses such a
+// protocol: use Subscribe for its topics. It is for protocols that keep no state between messages or
 // guard their own; one whose state lives in an actor gets other messages through Register's props.
 func (n *Node) RegisterFunc(protocol string, handle func(*Inbound), opts ...RegisterOption) error {
 	if handle == nil {
@@ -546,7 +559,7 @@ func (n *Node) RegisterFunc(protocol string, handle func(*Inbound), opts ...Regi
 		if in, ok := c.Message().(*Inbound); ok {
 			handle(in)
 		}
-	}), opts...)
+	}), append(opts, func(o *registerOptions) { o.inboundOnly = true })...)
 	return err
 }
 

@@ -112,8 +112,10 @@ type peerManager struct {
 	conns   map[session.NodeID]*connEntry
 	byActor map[string]*connEntry
 	wanted  map[session.NodeID]*wantedPeer
-	// held maps the peers the application disconnected to the end of their hold (disconnectHold).
+	// held maps the peers the application disconnected to the end of their hold (disconnectHold); undial holds
+	// those it disconnected while a dial to them was in progress, whose connection is then closed at once.
 	held    map[session.NodeID]time.Time
+	undial  map[session.NodeID]struct{}
 	dialing map[session.NodeID][]chan<- error
 	pending int
 	nextID  uint64
@@ -161,7 +163,7 @@ func (n *Node) peerManagerProps() *actor.Props {
 			n: n, conns: make(map[session.NodeID]*connEntry), byActor: make(map[string]*connEntry),
 			wanted: make(map[session.NodeID]*wantedPeer), dialing: make(map[session.NodeID][]chan<- error),
 			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}), pendingIn: make(map[netip.Addr]int),
-			held:      make(map[session.NodeID]time.Time),
+			held: make(map[session.NodeID]time.Time), undial: make(map[session.NodeID]struct{}),
 			evictSeed: maphash.MakeSeed(),
 			bans:      bans,
 			bufs:      bufs,
@@ -235,6 +237,9 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		msg.reply <- m.bans.list(time.Now())
 	case *disconnectRequest:
 		m.hold(msg.id, time.Now())
+		if _, dialing := m.dialing[msg.id]; dialing {
+			m.undial[msg.id] = struct{}{}
+		}
 		if w, ok := m.wanted[msg.id]; ok {
 			w.stopTimer()
 			delete(m.wanted, msg.id)
@@ -404,8 +409,11 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 	case req.auto && req.keep && m.isHeld(id, time.Now()):
 		reply(req.reply, fmt.Errorf("connect %s: %w", id.Short(), errHeld))
 		return
-	case !req.auto && req.keep:
-		delete(m.held, id)
+	case !req.auto:
+		delete(m.undial, id) // the application wants it again, after a Disconnect during the dial
+		if req.keep {
+			delete(m.held, id)
+		}
 	}
 	if req.keep {
 		if _, ok := m.wanted[id]; !ok {
@@ -531,6 +539,7 @@ func (m *peerManager) finishDial(id session.NodeID, err error) {
 		w <- err
 	}
 	delete(m.dialing, id)
+	delete(m.undial, id)
 }
 
 func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
@@ -584,6 +593,12 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 	}
 	if reason, banned := m.banned(id, addrIP(msg.sc.RemoteAddr()), time.Now()); banned {
 		refuse(messages.DisconnectReason_DISCONNECT_REASON_BANNED, reason, bannedError(id, reason))
+		return
+	}
+	if _, undial := m.undial[id]; undial && msg.outbound {
+		delete(m.undial, id)
+		refuse(messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "disconnected while dialing",
+			fmt.Errorf("%w: %s: disconnected (Node.Disconnect) while dialing", ErrPeerGone, id.Short()))
 		return
 	}
 	if old, ok := m.conns[id]; ok {

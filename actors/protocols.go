@@ -3,6 +3,7 @@ package actors
 // The protocol registry: which actor serves each protocol id, read by the connection readers.
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/actormesh/actormesh/gossip"
 )
@@ -50,8 +52,50 @@ type registration struct {
 	gone chan struct{}
 	// subs are the topic subscriptions delivering to the actor (SubscribeProtocol), cancelled when it stops.
 	subs []*gossip.Subscription
-	// accepts holds the type URLs of the payloads the actor takes (Accepts), nil when it takes any; never changes.
-	accepts *acceptedTypes
+	// accepts holds the type URLs of the payloads the actor takes (Accepts), nil when it takes any; inboundOnly
+	// is set for an actor that takes only *Inbound (RegisterFunc). Neither changes.
+	accepts     *acceptedTypes
+	inboundOnly bool
+
+	// requests are the peers' requests handed to the actor and not answered yet: when the actor stops for good,
+	// those still in its mailbox are answered for it (drain). drained is set then; guarded by reqMu.
+	reqMu    sync.Mutex
+	requests map[*Inbound]struct{}
+	drained  bool
+}
+
+// track records a request handed to the actor; false once the actor has stopped (drained).
+func (reg *registration) track(in *Inbound) bool {
+	reg.reqMu.Lock()
+	defer reg.reqMu.Unlock()
+	if reg.drained {
+		return false
+	}
+	if reg.requests == nil {
+		reg.requests = make(map[*Inbound]struct{})
+	}
+	reg.requests[in] = struct{}{}
+	return true
+}
+
+// untrack forgets an answered request.
+func (reg *registration) untrack(in *Inbound) {
+	reg.reqMu.Lock()
+	delete(reg.requests, in)
+	reg.reqMu.Unlock()
+}
+
+// drain answers the requests the stopped actor never answered (those it had not taken from its mailbox, which are
+// lost with it): their senders would otherwise wait for their timeouts.
+func (reg *registration) drain(protocol string) {
+	reg.reqMu.Lock()
+	reg.drained = true
+	left := reg.requests
+	reg.requests = nil
+	reg.reqMu.Unlock()
+	for in := range left {
+		in.failStopped(protocol)
+	}
 }
 
 func (r *protocolRegistry) get(p string) *actor.PID {
@@ -82,13 +126,13 @@ func (r *protocolRegistry) lookup(p string) *registration {
 }
 
 // claim registers pid for p unless p is taken; user marks an actor registered through Register.
-func (r *protocolRegistry) claim(p string, pid *actor.PID, user bool, accepts *acceptedTypes) bool {
+func (r *protocolRegistry) claim(p string, pid *actor.PID, user bool, o registerOptions) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.m[p]; ok {
 		return false
 	}
-	r.m[p] = &registration{pid: pid, user: user, gone: make(chan struct{}), accepts: accepts}
+	r.m[p] = &registration{pid: pid, user: user, gone: make(chan struct{}), accepts: o.accepts, inboundOnly: o.inboundOnly}
 	r.gen.Add(1)
 	return true
 }
@@ -149,6 +193,7 @@ func (r *protocolRegistry) drop(p string, pid *actor.PID) {
 	subs := reg.subs
 	reg.subs = nil
 	r.mu.Unlock()
+	reg.drain(p)
 	for _, sub := range subs {
 		sub.Cancel()
 	}
@@ -182,14 +227,33 @@ type RegisterOption func(*registerOptions)
 
 type registerOptions struct {
 	accepts *acceptedTypes
+	// inboundOnly: the actor takes only *Inbound (RegisterFunc), so SubscribeProtocol refuses it.
+	inboundOnly bool
 }
 
-func registerOptionsOf(opts []RegisterOption) registerOptions {
+// registerOptionsOf applies opts; an Accepts with no type, or with a type this program cannot decode (not in
+// protoregistry.GlobalTypes, as a dynamicpb message is not), is an error wrapping ErrInvalidArgument: the protocol
+// would refuse every payload.
+func registerOptionsOf(opts []RegisterOption) (registerOptions, error) {
 	var o registerOptions
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt(&o)
+		}
 	}
-	return o
+	if o.accepts == nil {
+		return o, nil
+	}
+	if len(o.accepts.urls) == 0 {
+		return o, fmt.Errorf("%w: Accepts names no payload type", ErrInvalidArgument)
+	}
+	for u := range o.accepts.urls {
+		if _, err := protoregistry.GlobalTypes.FindMessageByURL(u); err != nil {
+			return o, fmt.Errorf("%w: Accepts %s, which this program cannot decode (not linked in): %w",
+				ErrInvalidArgument, strings.TrimPrefix(u, typeURLPrefix), err)
+		}
+	}
+	return o, nil
 }
 
 // Protocol is a protocol actor the node registers as it starts (Config.Protocols), before it makes or takes any
@@ -202,13 +266,13 @@ type Protocol struct {
 	Options []RegisterOption
 }
 
-// Accepts restricts the protocol to payloads of the types of msgs (only their types count; nil values of them do):
-// a request of any other type is answered with ERROR_CODE_BAD_PAYLOAD (the requester gets ErrBadPayload) and a
-// one-way message of another type is dropped, before the actor sees either, and a topic message of another type
-// for the actor's SubscribeProtocol subscriptions fails validation (Reject: not relayed, its sender penalised).
-// Without it the actor receives whatever type a peer sends and must check it: a type assertion that panics
-// restarts the actor, and after Config.ProtocolRestarts within Config.ProtocolRestartWindow its protocol is
-// stopped for every peer, which any peer can bring about by sending the wrong type.
+// Accepts restricts the protocol to payloads of the types of msgs (only their types count; nil values of them do;
+// at least one, linked into the program): a request of any other type is answered with ERROR_CODE_BAD_PAYLOAD
+// (the requester gets ErrBadPayload) and a one-way message of another type is dropped, before the actor sees
+// either, and the topic messages of other types are not delivered to the actor's SubscribeProtocol
+// subscriptions. Without it the actor receives whatever type a peer sends and must check it: a type assertion
+// that panics restarts the actor, and after Config.ProtocolRestarts within Config.ProtocolRestartWindow its
+// protocol is stopped for every peer, which any peer can bring about by sending the wrong type.
 func Accepts(msgs ...proto.Message) RegisterOption {
 	return func(o *registerOptions) {
 		if o.accepts == nil {

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +25,8 @@ type guardianReady struct {
 	relay     *actor.PID
 	// relayStopped is closed when the relay stops for good (gossip.NewRelayProps).
 	relayStopped <-chan struct{}
+	// err: the node cannot start (a protocol of Config.Protocols could not be registered).
+	err error
 }
 
 // guardianProps builds the root of the node's supervision tree: the peer manager, the listener and the protocol
@@ -42,7 +45,11 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 				panic(err)
 			}
 		case *protocolsReady:
-			if peers == nil { // once: a restarted protocol supervisor says it again
+			switch {
+			case peers != nil: // once: a restarted protocol supervisor says it again
+			case m.err != nil:
+				ready <- guardianReady{err: m.err}
+			default:
 				peers, rt, relay = n.spawnChildren(ctx, protocols, ready)
 			}
 		case *actor.Terminated:
@@ -64,8 +71,9 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 	}, actor.WithSupervisor(strategy))
 }
 
-// protocolsReady tells the guardian that the protocol supervisor has registered Config.Protocols.
-type protocolsReady struct{}
+// protocolsReady tells the guardian that the protocol supervisor has registered Config.Protocols, or failed to
+// register one (err): then Start fails.
+type protocolsReady struct{ err error }
 
 // spawnChildren spawns the guardian's other children once the protocols of Config.Protocols are registered, and
 // tells Start their PIDs; it returns the peer manager's, the routing actor's (nil without discovery) and the
@@ -103,7 +111,7 @@ func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 	if err != nil {
 		panic(err)
 	}
-	n.protocols.claim(routing.Protocol, rt, false, nil)
+	n.protocols.claim(routing.Protocol, rt, false, registerOptions{})
 	bcfg := n.cfg.Bootstrap
 	bcfg.Logger = n.log.With().Str("component", "bootstrap").Logger()
 	if bcfg.StorePath == "" && n.cfg.DataDir != "" {
@@ -137,7 +145,7 @@ func (n *Node) spawnRelay(ctx actor.Context) (*actor.PID, <-chan struct{}) {
 		d.stop()
 		panic(err)
 	}
-	n.protocols.claim(gossip.Protocol, pid, false, nil)
+	n.protocols.claim(gossip.Protocol, pid, false, registerOptions{})
 	return pid, stopped
 }
 
@@ -199,7 +207,7 @@ func (st *listenerState) acceptLoop(root *actor.RootContext) {
 type registerProtocol struct {
 	protocol string
 	props    *actor.Props
-	accepts  *acceptedTypes
+	opts     registerOptions
 	reply    chan<- registerResult
 }
 
@@ -253,7 +261,7 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 	strategy := actor.NewOneForOneStrategy(n.cfg.ProtocolRestarts, n.cfg.ProtocolRestartWindow, n.countingDecider)
 	names := make(map[string]string) // protocol actor id -> protocol
 	stopping := false
-	register := func(ctx actor.Context, protocol string, props *actor.Props, accepts *acceptedTypes) (*actor.PID, error) {
+	register := func(ctx actor.Context, protocol string, props *actor.Props, o registerOptions) (*actor.PID, error) {
 		if n.protocols.get(protocol) != nil {
 			return nil, ErrProtocolRegistered
 		}
@@ -261,7 +269,7 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 		if err != nil {
 			return nil, fmt.Errorf("register %s: %w", protocol, err)
 		}
-		if !n.protocols.claim(protocol, pid, true, accepts) {
+		if !n.protocols.claim(protocol, pid, true, o) {
 			ctx.Stop(pid)
 			return nil, ErrProtocolRegistered
 		}
@@ -273,12 +281,18 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 		case *actor.Started:
 			// Config.Protocols, before the node makes or takes any connection (the guardian waits for
 			// protocolsReady); after a restart of this supervisor, which stopped its children, again.
+			var failed error
 			for _, p := range n.cfg.Protocols {
-				if _, err := register(ctx, p.ID, p.Props, registerOptionsOf(p.Options).accepts); err != nil {
+				o, err := registerOptionsOf(p.Options) // checked by Validate
+				if err == nil {
+					_, err = register(ctx, p.ID, p.Props, o)
+				}
+				if err != nil {
 					n.log.Error().Err(err).Str("protocol", p.ID).Msg("a protocol of Config.Protocols could not be registered")
+					failed = cmp.Or(failed, fmt.Errorf("Config.Protocols: %w", err))
 				}
 			}
-			ctx.Send(ctx.Parent(), &protocolsReady{})
+			ctx.Send(ctx.Parent(), &protocolsReady{err: failed})
 		case *actor.Stopping:
 			stopping = true
 		case *registerProtocol:
@@ -288,7 +302,7 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 				m.reply <- registerResult{err: ErrClosed}
 				return
 			}
-			pid, err := register(ctx, m.protocol, m.props, m.accepts)
+			pid, err := register(ctx, m.protocol, m.props, m.opts)
 			m.reply <- registerResult{pid: pid, err: err}
 		case *actor.Terminated:
 			if p, ok := names[m.Who.Id]; ok {

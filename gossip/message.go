@@ -122,7 +122,8 @@ type Output struct {
 	// addresses.
 	Connect []session.NodeID
 	// Relayed lists, on a heartbeat, the peers that were the first to deliver a message the node accepted since
-	// the heartbeat before, sorted: the peers worth keeping (the shell tells Network.Relayed).
+	// the heartbeat before, sorted: the peers worth keeping (the shell tells Network.Relayed). A peer's own
+	// publications do not count: anyone can publish, so they prove no service.
 	Relayed []session.NodeID
 }
 

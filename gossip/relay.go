@@ -60,8 +60,9 @@ type Network interface {
 	SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error)
 	// Retain tells the node that a peer gossips on its connection, which must then not be closed as transient.
 	Retain(peer session.NodeID)
-	// Relayed tells the node, once a heartbeat, that a peer was the first to deliver a message the relay
-	// accepted since the heartbeat before: a peer worth keeping when the node must choose which to drop.
+	// Relayed tells the node, once a heartbeat, that a peer was the first to deliver a message of another origin
+	// that the relay accepted since the heartbeat before: a peer worth keeping when the node must choose which to
+	// drop.
 	Relayed(peer session.NodeID)
 	// Ban disconnects a peer and refuses it for d; reason is logged and told to the peer.
 	Ban(id session.NodeID, d time.Duration, reason string) error
@@ -465,7 +466,7 @@ func (r *Relay) Subscribe(ctx context.Context, topic string, handler func(*Deliv
 		return nil, ErrEmptyTopic
 	}
 	if handler == nil {
-		return nil, fmt.Errorf("gossip: subscribe: %w", ErrNilHandler)
+		return nil, fmt.Errorf("subscribe: %w", ErrNilHandler)
 	}
 	s := &Subscription{topic: topic, handler: handler, done: make(chan struct{}), relay: r}
 	for _, o := range opts {

@@ -83,7 +83,8 @@ type peer struct {
 	// validatingBytes their payload bytes (MaxPendingValidationBytesPerPeer).
 	validating      int
 	validatingBytes int
-	// relayed: it was the first to deliver a message accepted since the last heartbeat (Output.Relayed).
+	// relayed: it was the first to deliver a message of another origin accepted since the last heartbeat
+	// (Output.Relayed).
 	relayed bool
 }
 
@@ -582,7 +583,7 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 	}
 	e := newCached(pd.msg, pd.from, now, r.beats)
 	r.cache.add(e)
-	if p := r.peers[pd.from]; p != nil {
+	if p := r.peers[pd.from]; p != nil && pd.from != pd.msg.Origin { // its own publications earn nothing
 		p.relayed = true
 	}
 	if pd.pulled {

@@ -139,14 +139,17 @@ func TestHandleMessageRelaysOnce(t *testing.T) {
 }
 
 // The heartbeat names the peers that delivered an accepted message first since the heartbeat before (the shell's
-// eviction keeps them): not the one whose copy was a duplicate, nor the one whose message was rejected, and each
-// only once.
+// eviction keeps them): not the one whose copy was a duplicate, nor the one whose message was rejected, nor one
+// that delivered its own publication (anyone can publish: a sybil earned the protection so), and each only once.
 func TestHeartbeatNamesThePeersThatRelayedFirst(t *testing.T) {
-	r := joined(t, DefaultConfig(), 4)
+	r := joined(t, DefaultConfig(), 5)
 	receive(t, r, t0, nid(3), msg("m1"), Accept)
 	receive(t, r, t0, nid(1), msg("m1"), Accept) // a duplicate
 	receive(t, r, t0, nid(2), msg("m2"), Accept)
 	receive(t, r, t0, nid(4), msg("bad"), Reject)
+	own := msg("own")
+	own.Origin = nid(5)
+	receive(t, r, t0, nid(5), own, Accept)
 	now := t0.Add(time.Second)
 	if got, want := r.Heartbeat(now).Relayed, sorted([]session.NodeID{nid(2), nid(3)}); !slices.Equal(got, want) {
 		t.Fatalf("Relayed = %v, want %v", got, want)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/actors/adminapi"
@@ -167,11 +168,35 @@ func TestPublishStreamAndSendThroughTheAPI(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &peers); err != nil || len(peers) != 1 || peers[0].ID != a.ID().String() {
 		t.Errorf("b's peers: %s", body)
 	}
-	// a delivered b the message first: b's next heartbeat records it.
+}
+
+// GET /v1/peers says when a peer last relayed a message first: node 1 relays node 0's publication to node 2.
+func TestPeersShowWhenAPeerLastRelayed(t *testing.T) {
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	nw.Connect(0, 1)
+	nw.Connect(1, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, n := range nw.Nodes {
+		if _, err := n.Subscribe(ctx, "news", func(*gossip.Delivery) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nw.Nodes[1].WaitTopicPeers(ctx, "news", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := nw.Nodes[0].WaitTopicPeers(ctx, "news", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nw.Nodes[0].Publish(ctx, "news", wrapperspb.String("hello")); err != nil {
+		t.Fatal(err)
+	}
+	api := serve(t, nw.Nodes[2])
+	var peers []adminapi.Peer
 	testkit.WaitFor(t, 10*time.Second, func() bool {
-		_, body = call(t, "GET", apiB.URL+"/v1/peers", "", "")
+		_, body := call(t, "GET", api.URL+"/v1/peers", "", "")
 		return json.Unmarshal([]byte(body), &peers) == nil && len(peers) == 1 && peers[0].LastRelayed != nil
-	}, "b's peers to show when a last relayed")
+	}, "node 2's peers to show when node 1 last relayed")
 }
 
 // nextEvent reads the stream up to the next "message" event.
