@@ -34,8 +34,8 @@ func TestRegisterOfPropsThatFailToSpawnFailsAlone(t *testing.T) {
 		go func() { _, err := b.Register("bad/1", props); errc <- err }()
 		select {
 		case err := <-errc:
-			if err == nil {
-				t.Fatalf("Register of props with %s: no error", name)
+			if !errors.Is(err, actors.ErrInvalidArgument) {
+				t.Fatalf("Register of props with %s: %v, want ErrInvalidArgument", name, err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("Register of props with %s has not returned after 5s", name)

@@ -320,7 +320,7 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 func spawnProtocol(ctx actor.Context, props *actor.Props) (pid *actor.PID, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			pid, err = nil, fmt.Errorf("spawning the protocol actor panicked: %v", p)
+			pid, err = nil, fmt.Errorf("%w: spawning the protocol actor panicked: %v", ErrInvalidArgument, p)
 		}
 	}()
 	return ctx.SpawnPrefix(props, "proto"), nil
