@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,5 +399,54 @@ func TestCancelledProtocolSubscriptionsAreForgotten(t *testing.T) {
 	}
 	if got := n.ProtocolSubscriptions("watch/1"); got > 1 {
 		t.Fatalf("%d subscriptions kept after 50 were made and cancelled, want at most the last one", got)
+	}
+}
+
+// Validators given together must all accept, in order: the first verdict other than Accept is the verdict. Before,
+// the last WithValidator replaced the others.
+func TestValidatorsGivenTogetherMustAllAccept(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	nw.Connect(0, 1)
+	publisher, checker := nw.Nodes[0], nw.Nodes[1]
+	ctx := ctxTimeout(t, 20*time.Second)
+	var first, second atomic.Int32
+	var delivered atomic.Int32
+	_, err := checker.Subscribe(ctx, "t", func(*gossip.Delivery) { delivered.Add(1) },
+		gossip.WithValidator(func(_ context.Context, d *gossip.Delivery) gossip.Verdict {
+			first.Add(1)
+			if d.Payload.(*wrapperspb.StringValue).GetValue() == "ignored by the first" {
+				return gossip.Ignore
+			}
+			return gossip.Accept
+		}),
+		gossip.WithValidator(func(_ context.Context, d *gossip.Delivery) gossip.Verdict {
+			second.Add(1)
+			if d.Payload.(*wrapperspb.StringValue).GetValue() == "rejected by the second" {
+				return gossip.Reject
+			}
+			return gossip.Accept
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := publisher.Subscribe(ctx, "t", func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := publisher.WaitTopicPeers(ctx, "t", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"ignored by the first", "rejected by the second", "fine"} {
+		if _, err := publisher.Publish(ctx, "t", wrapperspb.String(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return delivered.Load() == 1 }, "the accepted message delivered")
+	st, err := checker.GossipStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Router.Rejected != 1 || st.Router.Ignored != 1 || first.Load() != 3 || second.Load() != 2 {
+		t.Fatalf("rejected %d, ignored %d, first validator ran %d times, second %d: want 1, 1, 3, 2",
+			st.Router.Rejected, st.Router.Ignored, first.Load(), second.Load())
 	}
 }
