@@ -1,0 +1,116 @@
+package actors
+
+// Wanted peers: the redial backoff of the peers the node keeps, and the hold on those the application disconnected.
+
+import (
+	"errors"
+	"maps"
+	"time"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// disconnectHold is how long the node itself (discovery, gossip's tree shortcuts) does not connect again to a
+// peer the application disconnected; at most maxHeld peers are held, the ones held longest giving way.
+const (
+	disconnectHold = 10 * time.Minute
+	maxHeld        = 1024
+)
+
+// errHeld refuses the node's own dials to a peer the application disconnected (Node.Disconnect).
+var errHeld = errors.New("the application disconnected this peer: the node does not connect to it again by itself for a while")
+
+// redialDue fires when a wanted peer's backoff delay is over. Like the other timers' messages (slotDue, sweepDue)
+// it names the instance that armed it: one that fired just before a restart reaches the next instance, which has
+// timers of its own and ignores it.
+type redialDue struct {
+	id   session.NodeID
+	from *peerManager
+}
+
+// wantedPeer is a peer the node keeps connected.
+type wantedPeer struct {
+	addr    session.PeerAddr
+	backoff *session.Backoff
+	timer   *time.Timer
+}
+
+func (w *wantedPeer) stopTimer() {
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+}
+
+// redialResetAfter is how long a connection to a wanted peer must last for its redial backoff to start over. A
+// connection the peer closes sooner counts as one more failure: a full peer that evicts the node's connection
+// (see eviction.go) for a newcomer that it then evicts in turn would otherwise be redialed at once, again and
+// again, by both of them, and a node wanted by more peers than it has slots would churn its connections for ever.
+const redialResetAfter = 10 * time.Second
+
+// scheduleRedial arms the backoff timer of a wanted peer, or gives up on it when its attempts are spent.
+func (m *peerManager) scheduleRedial(id session.NodeID, cause error) {
+	w, ok := m.wanted[id]
+	if !ok || w.timer != nil || m.ctx.Err() != nil {
+		return
+	}
+	if _, connected := m.conns[id]; connected {
+		return
+	}
+	d, ok := w.backoff.Next()
+	if !ok {
+		m.n.log.Warn().Str("peer", id.Short()).Int("attempts", w.backoff.Attempts()).Err(cause).Msg("giving up redialing peer")
+		delete(m.wanted, id)
+		return
+	}
+	m.n.log.Debug().Str("peer", id.Short()).Dur("in", d).Int("attempt", w.backoff.Attempts()).Err(cause).Msg("redial scheduled")
+	self, root := m.self, m.root
+	w.timer = time.AfterFunc(d, func() { root.Send(self, &redialDue{id: id, from: m}) })
+}
+
+// hold records that the application disconnected id at now: the node does not connect to it again by itself for
+// disconnectHold. Expired holds go first when the map is full, then the one that ends soonest.
+func (m *peerManager) hold(id session.NodeID, now time.Time) {
+	if _, ok := m.held[id]; !ok && len(m.held) >= maxHeld {
+		maps.DeleteFunc(m.held, func(_ session.NodeID, until time.Time) bool { return !now.Before(until) })
+		if len(m.held) >= maxHeld {
+			var first session.NodeID
+			var soonest time.Time
+			for h, until := range m.held {
+				if soonest.IsZero() || until.Before(soonest) {
+					first, soonest = h, until
+				}
+			}
+			delete(m.held, first)
+		}
+	}
+	m.held[id] = now.Add(disconnectHold)
+}
+
+// isHeld tells whether the application disconnected id less than disconnectHold ago.
+func (m *peerManager) isHeld(id session.NodeID, now time.Time) bool {
+	until, ok := m.held[id]
+	if ok && !now.Before(until) {
+		delete(m.held, id)
+		return false
+	}
+	return ok
+}
+
+// disconnect carries out Node.Disconnect: the peer is held (hold), no longer wanted, a dial to it in progress is
+// closed as it comes up (undial), and its connection closes.
+func (m *peerManager) disconnect(id session.NodeID) {
+	m.hold(id, time.Now())
+	if _, dialing := m.dialing[id]; dialing {
+		m.undial[id] = struct{}{}
+	}
+	if w, ok := m.wanted[id]; ok {
+		w.stopTimer()
+		delete(m.wanted, id)
+	}
+	if e, ok := m.conns[id]; ok {
+		e.pc.kept.Store(false)
+		e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "disconnect requested")
+	}
+}
