@@ -48,7 +48,7 @@ func encodeDirectPooled(pool *session.BufferPool, protocol string, kind messages
 		// The peer would refuse the frame and drop the whole connection (decodeDirect).
 		return nil, nil, fmt.Errorf("%w: protocol %q is not valid UTF-8", ErrBadPayload, protocol)
 	}
-	typeURL := typeURLPrefix + string(msg.ProtoReflect().Descriptor().FullName())
+	typeURL := typeURLOf(msg)
 	msgSize := proto.Size(msg)
 	anySize := protowire.SizeTag(anyTypeURLField) + protowire.SizeBytes(len(typeURL))
 	if msgSize > 0 {
@@ -105,6 +105,11 @@ func encodeDirectPooled(pool *session.BufferPool, protocol string, kind messages
 		return nil, nil, fmt.Errorf("%w: message changed while being encoded", ErrBadPayload)
 	}
 	return b, buf, nil
+}
+
+// typeURLOf is the type URL an Any of msg carries.
+func typeURLOf(msg proto.Message) string {
+	return typeURLPrefix + string(msg.ProtoReflect().Descriptor().FullName())
 }
 
 // direct is a decoded Direct message whose payload is still encoded (it aliases the read buffer).

@@ -104,17 +104,22 @@ func (m *Inbound) failStopped(protocol string) {
 	}
 	m.answer()
 	m.pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(m.Protocol, m.requestID,
-		messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("protocol %q stopped on this node", clipText(protocol, maxErrorText)))}})
+		messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, stoppedText(protocol))}})
 }
 
-// errProtocolFailed is the text of the error reply to a request its protocol actor panicked on.
-const errProtocolFailed = "the protocol actor failed on the request"
+// stoppedText is the text of the error reply to a request for a protocol whose actor stopped.
+func stoppedText(protocol string) string {
+	return fmt.Sprintf("protocol %q stopped on this node", clipText(protocol, maxErrorText))
+}
+
+// protocolFailedText is the text of the error reply to a request its protocol actor panicked on.
+const protocolFailedText = "the protocol actor failed on the request"
 
 // done ends the actor's handling of the message: a request it panicked on (handled unset) and did not answer is
 // answered with an application error, then the credit is released.
 func (m *Inbound) done(handled *bool) {
 	if !*handled && m.IsRequest() && !m.answered.Load() {
-		_ = m.ReplyError(errors.New(errProtocolFailed))
+		_ = m.ReplyError(errors.New(protocolFailedText))
 	}
 	m.release()
 }
@@ -352,7 +357,7 @@ func (n *Node) refuseDirect(pc *peerConn, d *direct, why refusal, detail any) {
 	code, msg := messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("no protocol %q on this node", protocol)
 	switch why {
 	case refusedStopped:
-		msg = fmt.Sprintf("protocol %q stopped on this node", protocol)
+		msg = stoppedText(d.protocol)
 	case refusedType:
 		code = messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD
 		msg = clipText(fmt.Sprintf("protocol %q takes %s, not %s", protocol, detail.(*acceptedTypes).names,

@@ -219,7 +219,7 @@ func (a *acceptedTypes) hasMessage(m proto.Message) bool {
 	if a == nil {
 		return true
 	}
-	return m != nil && a.has(typeURLPrefix+string(m.ProtoReflect().Descriptor().FullName()))
+	return m != nil && a.has(typeURLOf(m))
 }
 
 // RegisterOption configures a protocol at Register.
@@ -282,7 +282,7 @@ func Accepts(msgs ...proto.Message) RegisterOption {
 			if m == nil {
 				continue
 			}
-			o.accepts.urls[typeURLPrefix+string(m.ProtoReflect().Descriptor().FullName())] = struct{}{}
+			o.accepts.urls[typeURLOf(m)] = struct{}{}
 		}
 		names := make([]string, 0, len(o.accepts.urls))
 		for u := range o.accepts.urls {
