@@ -96,10 +96,12 @@ type peerManager struct {
 	// connProps spawns every connection actor, with the connection in spawning (see newConnActor).
 	connProps *actor.Props
 	spawning  *peerConn
-	// lookingUp is set while connectByID's lookup runs.
-	lookingUp bool
-	sweep     *time.Timer // closes idle transient connections
-	sweepAt   time.Time   // when sweep fires
+	// lookingUp is set while connectByID's lookup runs; discovering holds the topics whose lookup runs
+	// (discoverTopic).
+	lookingUp   bool
+	discovering map[string]struct{}
+	sweep       *time.Timer // closes idle transient connections
+	sweepAt     time.Time   // when sweep fires
 	// slotWait holds dials waiting for an outbound slot (FIFO, bounded); slotTimer retries them.
 	slotWait  []slotWaiter
 	slotTimer *time.Timer
@@ -184,6 +186,12 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		m.dial(ctx, msg)
 	case *connectByID:
 		m.connectByID(ctx, msg.id)
+	case *discoverTopic:
+		m.discoverTopic(msg)
+	case *topicFound:
+		if msg.from == m {
+			m.topicFound(ctx, msg)
+		}
 	case *lookedUp:
 		if msg.from != m { // the lookup of the instance before a restart
 			return

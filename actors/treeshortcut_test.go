@@ -78,6 +78,8 @@ func TestTreeShortcutWorksWithDiscoveryOn(t *testing.T) {
 	nw := lineBelowRoot(t, 4, func(_ int, cfg *actors.Config) {
 		cfg.DisableDiscovery = false
 		cfg.Bootstrap.TargetOutbound = 0 // only the line's connections
+		// Nor topic discovery's: with fewer than Dlo topic peers each, the nodes would look the others up.
+		cfg.Gossip.Router.TopicRegisterInterval, cfg.Gossip.Router.TopicSearchInterval = 0, 0
 	})
 	subscribeAll(t, nw.Nodes, "t")
 	waitShortcut(t, nw, 3, 1)

@@ -161,6 +161,20 @@ type Config struct {
 	// make nodes take or skip one shortcut each.
 	TreeShortcutShare float64
 
+	// TopicRegisterInterval is how often, on average, a node registers on each topic it joined in the DHT, so
+	// that nodes of the topic that have too few topic peers find it there (Output.Discover): while the topic is
+	// sparse around it (fewer than Dlo topic peers, or fewer than half its peers in the topic), from the second
+	// heartbeat after the join on, each wait drawn from [1/2, 3/2] of it. A topic most of its peers share is found
+	// by connecting to anybody, and costs no registration. It must stay below the registrations' lifetime in the
+	// DHT (routing.Config.TopicTTL, 30m by default). 0 turns registering off (default 0 here; the relay's
+	// DefaultRelayConfig sets 15m).
+	TopicRegisterInterval time.Duration
+	// TopicSearchInterval is the least wait between two searches of the DHT for a topic's registered nodes while
+	// the node has fewer than Dlo topic peers (Output.Discover with Want): the first at the second heartbeat after
+	// the join, the wait doubling after each search up to 32 times this, and starting over once the topic has Dlo
+	// peers. 0 turns searching off (default 0 here; the relay's DefaultRelayConfig sets 10s).
+	TopicSearchInterval time.Duration
+
 	// MsgID computes the id of a message; nil means DefaultMsgID. It must depend only on fields fixed by the
 	// origin (never on ID or Hops) and must not modify the message. With content ids (DefaultMsgID: topic and
 	// payload) copies of one payload signed by different origins are one message: the first copy that passes
@@ -229,6 +243,8 @@ func (c Config) Validate() error {
 		return bad("durations must be positive (GossipDelay may be zero)")
 	case c.MaxClockSkew <= 0 || c.SeenTTL <= 2*c.MaxClockSkew:
 		return bad("want 0 < MaxClockSkew and 2 * MaxClockSkew < SeenTTL, got %v and %v", c.MaxClockSkew, c.SeenTTL)
+	case c.TopicRegisterInterval < 0 || c.TopicSearchInterval < 0:
+		return bad("TopicRegisterInterval and TopicSearchInterval must not be negative (0: off)")
 	case c.PublishFanout < 0:
 		return bad("PublishFanout = %d, want >= 0", c.PublishFanout)
 	case c.TreeShortcutDist < 0 || c.TreeShortcutDist == 1:

@@ -15,7 +15,8 @@ import (
 // lazy links first, when it is above Dhi; and it announces, by IHAVE to the lazy mesh links (each every
 // MeshGossipBeats-th heartbeat) and to Dlazy random peers outside the mesh, the ids of the messages at least
 // GossipDelay old that fewer than HistoryGossip heartbeats have announced (for the mesh links, HistoryGossip +
-// MeshGossipBeats - 1).
+// MeshGossipBeats - 1); and it asks the shell to register on, or search the DHT for, topics with few peers
+// (Output.Discover).
 func (r *Router) Heartbeat(now time.Time) Output {
 	now = r.clock(now)
 	r.beats++
@@ -57,6 +58,7 @@ func (r *Router) Heartbeat(now time.Time) Output {
 	for _, name := range names {
 		t := r.topics[name]
 		r.maintain(&b, name, t, now)
+		r.discover(&b, name, t, now)
 		r.announce(&b, name, t, r.dueForGossip(name, now))
 		if t.tree != nil {
 			r.treeHeartbeat(&b, now, name, t) // last: an unchanged report rides on the control sent already

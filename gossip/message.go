@@ -125,6 +125,17 @@ type Output struct {
 	// the heartbeat before, sorted: the peers worth keeping (the shell tells Network.Relayed). A peer's own
 	// publications do not count: anyone can publish, so they prove no service.
 	Relayed []session.NodeID
+	// Discover lists, on a heartbeat, the joined topics to register on or search for in the DHT
+	// (Config.TopicRegisterInterval, TopicSearchInterval).
+	Discover []Discover
+}
+
+// Discover asks the shell to work on a topic in the DHT: to register the node on it, and to connect to, and keep,
+// up to Want of the nodes registered on it that it is not connected to.
+type Discover struct {
+	Topic    string
+	Register bool
+	Want     int
 }
 
 // Verdict is the outcome of validating a message.

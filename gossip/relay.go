@@ -69,6 +69,10 @@ type Network interface {
 	// Connect asks the node to connect to a peer and keep it, finding its address itself. It does not block; the
 	// connection shows as a PeerConnected event.
 	Connect(peer session.NodeID)
+	// DiscoverTopic asks the node to register itself on topic in the DHT (register), and to connect to and keep
+	// up to want of the nodes registered on it (Output.Discover). It does not block; the peers' subscriptions come
+	// over the new connections. A node without a DHT ignores it.
+	DiscoverTopic(topic string, register bool, want int)
 }
 
 // RelayConfig configures the relay actor. Start from DefaultRelayConfig.
@@ -125,6 +129,9 @@ func DefaultRelayConfig() RelayConfig {
 	// N = 200, the slowest path of most messages loses a hop (p100 115-120 -> 97-104 ms) for one more connection
 	// at about a tenth of the nodes.
 	rc.TreeShortcutDist = 3
+	// A node of a topic few of its peers share registers on it in the DHT, and one with too few topic peers looks
+	// the others up there: a topic held by a handful of a network's nodes is found all the same.
+	rc.TopicRegisterInterval, rc.TopicSearchInterval = 15*time.Minute, 10*time.Second
 	return RelayConfig{
 		Router: rc, MaxMessageSize: 512 << 10, MaxRPCSize: 1<<20 - 1<<10, SignMessages: true, VerifySignatures: true,
 		PeerMessageRate: 2000, PeerMessageBurst: 4000, PenaltyBan: 10 * time.Minute, DeliveryBuffer: 1024,

@@ -615,6 +615,10 @@ func (a *relayActor) apply(out Output) {
 	for _, id := range out.Relayed {
 		a.net.Relayed(id)
 	}
+	for _, d := range out.Discover {
+		a.log.Debug().Str("topic", d.Topic).Bool("register", d.Register).Int("want", d.Want).Msg("gossip: topic discovery in the DHT")
+		a.net.DiscoverTopic(d.Topic, d.Register, d.Want)
+	}
 }
 
 // rpcEnvelopeBound bounds what an RPC adds around its control (the field's tag and length).

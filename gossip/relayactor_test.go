@@ -38,6 +38,7 @@ func (f *flakyNetwork) IsGossipPeer(id session.NodeID) bool                 { re
 func (f *flakyNetwork) SubscribeEvents(func(proto.Message)) (func(), error) { return func() {}, nil }
 func (f *flakyNetwork) Retain(session.NodeID)                               {}
 func (f *flakyNetwork) Relayed(session.NodeID)                              {}
+func (f *flakyNetwork) DiscoverTopic(string, bool, int)                     {}
 func (f *flakyNetwork) Connect(session.NodeID)                              {}
 func (f *flakyNetwork) Ban(session.NodeID, time.Duration, string) error     { return nil }
 

@@ -93,6 +93,7 @@ type topic struct {
 	peers  []session.NodeID // subscribed peers, in subscription order
 	mesh   []link
 	tree   *treeState // with Config.Tree, while joined
+	disc   topicDiscovery
 }
 
 // link is a mesh link; an eager link carries full messages, a lazy one IHAVE only.
@@ -318,6 +319,7 @@ func (r *Router) Join(now time.Time, name string) Output {
 	}
 	if t := r.topic(name); !t.joined {
 		t.joined = true
+		t.disc = topicDiscovery{joinBeat: r.beats}
 		if r.cfg.Tree {
 			t.tree = r.newTree(now)
 		}

@@ -104,7 +104,12 @@ type FindNode struct {
 	// Kademlia key (32 bytes, SHA-256 of a NodeID or any other point of the key space).
 	Target []byte `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	// The requester's own record, so that the responder learns it (optional).
-	Sender        *NodeRecord `protobuf:"bytes,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	Sender *NodeRecord `protobuf:"bytes,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	// target is a topic's key (SHA-256 of "actormesh-topic:" || the topic's name): the answer also carries the nodes
+	// registered on that topic (Nodes.registered).
+	Topic bool `protobuf:"varint,3,opt,name=topic,proto3" json:"topic,omitempty"`
+	// With topic and sender: register the sender on the topic, for the responder's registration lifetime.
+	Register      bool `protobuf:"varint,4,opt,name=register,proto3" json:"register,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -153,12 +158,29 @@ func (x *FindNode) GetSender() *NodeRecord {
 	return nil
 }
 
+func (x *FindNode) GetTopic() bool {
+	if x != nil {
+		return x.Topic
+	}
+	return false
+}
+
+func (x *FindNode) GetRegister() bool {
+	if x != nil {
+		return x.Register
+	}
+	return false
+}
+
 // Nodes answers a FindNode with the records of the closest nodes the responder knows (at most k).
 type Nodes struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Records []*NodeRecord          `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
 	// The responder's own record (optional).
-	Sender        *NodeRecord `protobuf:"bytes,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	Sender *NodeRecord `protobuf:"bytes,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	// Answering a FindNode with topic: the records of nodes registered on the topic (at most 64), the requester's
+	// own excepted.
+	Registered    []*NodeRecord `protobuf:"bytes,3,rep,name=registered,proto3" json:"registered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -203,6 +225,13 @@ func (x *Nodes) GetRecords() []*NodeRecord {
 func (x *Nodes) GetSender() *NodeRecord {
 	if x != nil {
 		return x.Sender
+	}
+	return nil
+}
+
+func (x *Nodes) GetRegistered() []*NodeRecord {
+	if x != nil {
+		return x.Registered
 	}
 	return nil
 }
@@ -271,13 +300,18 @@ const file_messages_discovery_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05addrs\x18\x03 \x03(\tR\x05addrs\x12\x1c\n" +
-	"\tsignature\x18\x04 \x01(\fR\tsignature\"^\n" +
+	"\tsignature\x18\x04 \x01(\fR\tsignature\"\x90\x01\n" +
 	"\bFindNode\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\fR\x06target\x12:\n" +
-	"\x06sender\x18\x02 \x01(\v2\".actormesh.discovery.v1.NodeRecordR\x06sender\"\x81\x01\n" +
+	"\x06sender\x18\x02 \x01(\v2\".actormesh.discovery.v1.NodeRecordR\x06sender\x12\x14\n" +
+	"\x05topic\x18\x03 \x01(\bR\x05topic\x12\x1a\n" +
+	"\bregister\x18\x04 \x01(\bR\bregister\"\xc5\x01\n" +
 	"\x05Nodes\x12<\n" +
 	"\arecords\x18\x01 \x03(\v2\".actormesh.discovery.v1.NodeRecordR\arecords\x12:\n" +
-	"\x06sender\x18\x02 \x01(\v2\".actormesh.discovery.v1.NodeRecordR\x06sender\"d\n" +
+	"\x06sender\x18\x02 \x01(\v2\".actormesh.discovery.v1.NodeRecordR\x06sender\x12B\n" +
+	"\n" +
+	"registered\x18\x03 \x03(\v2\".actormesh.discovery.v1.NodeRecordR\n" +
+	"registered\"d\n" +
 	"\tPeerStore\x12<\n" +
 	"\arecords\x18\x01 \x03(\v2\".actormesh.discovery.v1.NodeRecordR\arecords\x12\x19\n" +
 	"\bsaved_at\x18\x02 \x01(\x03R\asavedAtB)Z'github.com/actormesh/actormesh/messagesb\x06proto3"
@@ -305,12 +339,13 @@ var file_messages_discovery_proto_depIdxs = []int32{
 	0, // 0: actormesh.discovery.v1.FindNode.sender:type_name -> actormesh.discovery.v1.NodeRecord
 	0, // 1: actormesh.discovery.v1.Nodes.records:type_name -> actormesh.discovery.v1.NodeRecord
 	0, // 2: actormesh.discovery.v1.Nodes.sender:type_name -> actormesh.discovery.v1.NodeRecord
-	0, // 3: actormesh.discovery.v1.PeerStore.records:type_name -> actormesh.discovery.v1.NodeRecord
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	0, // 3: actormesh.discovery.v1.Nodes.registered:type_name -> actormesh.discovery.v1.NodeRecord
+	0, // 4: actormesh.discovery.v1.PeerStore.records:type_name -> actormesh.discovery.v1.NodeRecord
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_messages_discovery_proto_init() }

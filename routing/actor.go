@@ -127,6 +127,15 @@ type Config struct {
 	// MisbehaviourBan is how long a peer is banned for a protocol violation: a NODES reply over k records or with
 	// a sender record that is not its own (default 10m).
 	MisbehaviourBan time.Duration
+	// TopicTTL is how long a node's registration on a topic lasts (default 30m); the gossip relay renews its own
+	// well before (gossip.Config.TopicRegisterInterval). MaxTopics bounds the topics this node keeps
+	// registrations for (default 256; one more evicts the topic registered on least recently), TopicRegistrations
+	// the registrations kept per topic (default 32; one more evicts the topic's oldest), of which at most an
+	// eighth (at least 1) from one IP group (/24, /64 or domain, as the table's IP limits). These bound what a
+	// node that is among a topic's closest stores for the others: ~150 bytes a registration.
+	TopicTTL           time.Duration
+	MaxTopics          int
+	TopicRegistrations int
 	// Logger receives the actor's logs.
 	Logger zerolog.Logger
 }
@@ -137,7 +146,8 @@ func DefaultConfig() Config {
 	return Config{
 		Table: DefaultTableConfig(), Alpha: DefaultAlpha, Beta: DefaultBeta, RequestTimeout: 2 * time.Second,
 		RevalidateInterval: 30 * time.Second, RevalidateAnsweredInterval: 90 * time.Second, MaxInFlight: 64, MaxLookups: 32, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
-		MisbehaviourBan: 10 * time.Minute, CheckAge: 30 * time.Second, CheckRate: 0.2, CheckBurst: 2, Logger: zerolog.Nop(),
+		MisbehaviourBan: 10 * time.Minute, CheckAge: 30 * time.Second, CheckRate: 0.2, CheckBurst: 2,
+		TopicTTL: 30 * time.Minute, MaxTopics: 256, TopicRegistrations: 32, Logger: zerolog.Nop(),
 	}
 }
 
@@ -152,6 +162,10 @@ func (c Config) Validate() error {
 	}
 	if c.Beta < 0 {
 		return fmt.Errorf("%w: Beta must not be negative (0 means k)", ErrInvalidConfig)
+	}
+	if c.TopicTTL <= 0 || c.MaxTopics < 1 || c.TopicRegistrations < 1 || c.TopicRegistrations > MaxReplyRecords {
+		return fmt.Errorf("%w: TopicTTL, MaxTopics and TopicRegistrations must be positive, TopicRegistrations at most MaxReplyRecords (%d)",
+			ErrInvalidConfig, MaxReplyRecords)
 	}
 	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.RevalidateAnsweredInterval <= 0 || c.MaxInFlight < 1 || c.MaxLookups < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 || c.MisbehaviourBan <= 0 || c.CheckAge < 0 || c.CheckRate <= 0 || c.CheckBurst < 1 {
 		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, RevalidateAnsweredInterval, MaxInFlight, MaxLookups, RequestRate, RequestBurst, SaveInterval, MisbehaviourBan, CheckRate and CheckBurst must be positive", ErrInvalidConfig)
@@ -176,6 +190,10 @@ type LookupRequest struct {
 	// say, which the table learns of only once an exchange with them has ended (a lookup right after a first
 	// Connect failed with ErrNoPeers).
 	Fallback []Entry
+	// Topic marks Target as a topic's key (TopicKey): every node asked also answers with the nodes registered on
+	// the topic, which the result lists (LookupResult.Registered). With Register, every node asked also registers
+	// this node on the topic (it keeps the registration for its Config.TopicTTL).
+	Topic, Register bool
 	// Ctx, if not nil, ends the lookup when it is done (the caller gave up): its requests are cancelled and it
 	// answers with what it found so far.
 	Ctx   context.Context
@@ -190,6 +208,9 @@ type LookupResult struct {
 	// Wanted is the node of LookupRequest.Want when the lookup learned its signed record, whether or not it
 	// answered (a busy node may not: its address is known all the same).
 	Wanted *Entry
+	// Registered are, for a LookupRequest with Topic, the nodes the answers named as registered on the topic
+	// (verified records, this node's own excepted), at most MaxReplyRecords, in the order they were learned.
+	Registered []Entry
 	// Rounds is the lookup's hop count, Queried the number of FindNode requests it sent.
 	Rounds, Queried int
 	// Duration is the lookup's wall time.
@@ -227,6 +248,9 @@ type Stats struct {
 	Exchanges, Checks, NewcomerChecks uint64
 	// Misbehaved counts peers banned for a discovery protocol violation.
 	Misbehaved uint64
+	// TopicQueries counts the FindNode requests served for a topic's registrations, TopicRegistrations the
+	// registrations (and renewals) this node accepted.
+	TopicQueries, TopicRegistrations uint64
 }
 
 // internal mailbox messages; from is the incarnation of the actor that sent one: a restarted actor keeps its PID
@@ -281,6 +305,7 @@ type routingActor struct {
 	rng     *rand.Rand
 	stats   Stats
 	records *verifiedRecords
+	topics  *TopicRegistry
 
 	self        *actor.PID
 	root        *actor.RootContext
@@ -324,6 +349,7 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		return &routingActor{
 			routingState: st, cfg: cfg, net: net, log: cfg.Logger, table: table, records: newVerifiedRecords(8192),
+			topics:   newTopicRegistry(cfg.TopicTTL, cfg.MaxTopics, cfg.TopicRegistrations, max(1, cfg.TopicRegistrations/8), table.groupOf),
 			limiter:  NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 4096),
 			checks:   NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 			rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -395,6 +421,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 			return // a failed incarnation's timer fired before it was stopped: this one has its own
 		}
 		a.revalidate(now)
+		a.topics.Expire(now)
 		if !a.saving && now.Sub(a.lastSave) >= a.cfg.SaveInterval {
 			a.startSave(now) // or, while the last one is still in progress, at a later tick
 		}
@@ -494,17 +521,27 @@ func (a *routingActor) serve(req InboundRequest, now time.Time) {
 		_ = req.ReplyError(fmt.Errorf("routing: bad target: %w", err))
 		return
 	}
+	var sender *Entry
 	if fn.Sender != nil {
 		// The sender is authenticated by the connection; its record must be its own.
 		if e, err := a.records.entry(fn.Sender); err == nil && e.ID == req.Sender() {
 			a.addRecord(fn.Sender, now, false)
 			a.table.MarkAlive(e.ID, now)
+			sender = &e
 		} else {
 			a.stats.BadRecords++
 		}
 	}
 	a.stats.RequestsServed++
-	_ = req.Reply(a.nodesFor(target))
+	nodes := a.nodesFor(target)
+	if fn.Topic {
+		a.stats.TopicQueries++
+		if fn.Register && sender != nil && dialableFrom(a.local, sender.Addr) && a.topics.Register(target, *sender, now) {
+			a.stats.TopicRegistrations++
+		}
+		nodes.Registered = a.topics.Registered(target, now, a.cfg.TopicRegistrations, req.Sender())
+	}
+	_ = req.Reply(nodes)
 }
 
 // nodesFor builds a bounded answer: at most k records of the closest known nodes, plus the local record.

@@ -26,6 +26,10 @@ type lookupActor struct {
 	finished bool
 	asked    map[session.NodeID]Entry // requests issued, for a retry
 	retried  map[session.NodeID]bool
+	// registered are the nodes the answers named as registered on the topic (LookupRequest.Topic), in the order
+	// learned, at most MaxReplyRecords; registeredAt indexes them.
+	registered   []Entry
+	registeredAt map[session.NodeID]int
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -48,8 +52,9 @@ func lookupProps(cfg Config, net Network, records *verifiedRecords, req *LookupR
 		return &lookupActor{
 			cfg: cfg, net: net, req: req, local: local, records: records,
 			asked: make(map[session.NodeID]Entry), retried: make(map[session.NodeID]bool),
-			lookup: NewLookup(req.Target, net.ID(), seeds, cfg.Alpha, cfg.Beta, cfg.Table.K),
-			ctx:    ctx, cancel: cancel,
+			registeredAt: make(map[session.NodeID]int),
+			lookup:       NewLookup(req.Target, net.ID(), seeds, cfg.Alpha, cfg.Beta, cfg.Table.K),
+			ctx:          ctx, cancel: cancel,
 		}
 	})
 }
@@ -74,6 +79,9 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 		} else {
 			ctx.Send(ctx.Parent(), &learned{from: m.from, nodes: m.nodes})
 			l.lookup.Succeeded(m.from, l.entries(m.nodes))
+			if l.req.Topic {
+				l.collectRegistered(m.nodes)
+			}
 			if l.req.Want != nil && m.from == *l.req.Want {
 				l.finish(ctx) // the node looked for answered: no need to map its neighbourhood
 				return
@@ -125,7 +133,7 @@ func (l *lookupActor) finish(ctx actor.Context) {
 	l.cancel() // requests still in flight are no longer needed
 	res := LookupResult{
 		Closest: l.lookup.Result(), Rounds: l.lookup.Rounds(), Queried: l.lookup.Queried(),
-		Duration: time.Since(l.started),
+		Duration: time.Since(l.started), Registered: l.registered,
 	}
 	if l.req.Want != nil {
 		if e, ok := l.lookup.Get(*l.req.Want); ok {
@@ -152,7 +160,7 @@ func (l *lookupActor) retry(ctx actor.Context, m *lookupAnswer) bool {
 func (l *lookupActor) ask(ctx actor.Context, e Entry) {
 	l.asked[e.ID] = e
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	req := &messages.FindNode{Target: l.req.Target[:], Sender: l.local}
+	req := &messages.FindNode{Target: l.req.Target[:], Sender: l.local, Topic: l.req.Topic, Register: l.req.Topic && l.req.Register}
 	l.net.AddAddress(e.ID, e.Addr)
 	l.wg.Add(1)
 	go func() {
@@ -166,4 +174,26 @@ func (l *lookupActor) ask(ctx actor.Context, e Entry) {
 		}
 		root.Send(self, &lookupAnswer{from: e.ID, nodes: nodes, err: err})
 	}()
+}
+
+// collectRegistered keeps the nodes an answer names as registered on the topic: verified records the node could
+// dial, not its own, each node once (its newest record), at most MaxReplyRecords in all.
+func (l *lookupActor) collectRegistered(nodes *messages.Nodes) {
+	self := l.net.ID()
+	for _, r := range nodes.GetRegistered() {
+		e, err := l.records.entry(r)
+		if err != nil || e.ID == self || !dialableFrom(l.local, e.Addr) {
+			continue
+		}
+		if i, ok := l.registeredAt[e.ID]; ok {
+			if r.GetSeq() > l.registered[i].Record.GetSeq() {
+				l.registered[i] = e
+			}
+			continue
+		}
+		if len(l.registered) < MaxReplyRecords {
+			l.registeredAt[e.ID] = len(l.registered)
+			l.registered = append(l.registered, e)
+		}
+	}
 }

@@ -85,12 +85,16 @@ func staleRecord(id session.NodeID, seq, have uint64) error {
 	return fmt.Errorf("%w: node %s seq %d, have %d", ErrStaleRecord, id.Short(), seq, have)
 }
 
-// checkReply checks a NODES reply from a peer for protocol violations: more than MaxReplyRecords records, or a
+// checkReply checks a NODES reply from a peer for protocol violations: more than MaxReplyRecords records (or
+// registered records), or a
 // sender record that is not the peer's own valid record. Invalid records among the others are only dropped (they
 // may be relayed in good faith), not held against the peer.
 func (v *verifiedRecords) checkReply(from session.NodeID, nodes *messages.Nodes) error {
 	if n := len(nodes.GetRecords()); n > MaxReplyRecords {
 		return fmt.Errorf("%w: %d records, limit %d", ErrOversizedReply, n, MaxReplyRecords)
+	}
+	if n := len(nodes.GetRegistered()); n > MaxReplyRecords {
+		return fmt.Errorf("%w: %d registered records, limit %d", ErrOversizedReply, n, MaxReplyRecords)
 	}
 	if s := nodes.GetSender(); s != nil {
 		e, err := v.entry(s)

@@ -125,10 +125,21 @@ func TestRepliesMayCarryUpToMaxReplyRecords(t *testing.T) {
 	if err := v.checkReply(from, records(MaxReplyRecords+1)); !errors.Is(err, ErrOversizedReply) {
 		t.Fatalf("a reply over MaxReplyRecords: %v, want ErrOversizedReply", err)
 	}
+	if err := v.checkReply(from, &messages.Nodes{Registered: make([]*messages.NodeRecord, MaxReplyRecords)}); err != nil {
+		t.Fatalf("a reply of MaxReplyRecords registered records: %v", err)
+	}
+	if err := v.checkReply(from, &messages.Nodes{Registered: make([]*messages.NodeRecord, MaxReplyRecords+1)}); !errors.Is(err, ErrOversizedReply) {
+		t.Fatalf("a reply over MaxReplyRecords registered records: %v, want ErrOversizedReply", err)
+	}
 	cfg := DefaultConfig()
 	cfg.Table.K = MaxReplyRecords + 1
 	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("K over MaxReplyRecords: %v, want ErrInvalidConfig", err)
+	}
+	cfg = DefaultConfig()
+	cfg.TopicRegistrations = MaxReplyRecords + 1
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("TopicRegistrations over MaxReplyRecords: %v, want ErrInvalidConfig", err)
 	}
 }
 

@@ -1,0 +1,135 @@
+package actors_test
+
+import (
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+// sparseNetwork starts n nodes over TCP that join the DHT through the bootnode (node 0) but keep no connection:
+// a node has gossip peers only once topic discovery connected it to some.
+func sparseNetwork(t *testing.T, n int) *testkit.Network {
+	t.Helper()
+	nw := testkit.NewNetwork(t, n, testkit.WithBootnode(), testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.Bootstrap.Interval = 50 * time.Millisecond
+		cfg.Bootstrap.TargetOutbound = 0
+		cfg.Gossip.Router.TopicSearchInterval = 200 * time.Millisecond
+	}))
+	for _, node := range nw.Nodes[1:] {
+		testkit.WaitFor(t, 10*time.Second, func() bool {
+			rt, err := node.RoutingTable(ctxTimeout(t, time.Second))
+			return err == nil && len(rt.Entries) > 0
+		}, "every node to join the DHT")
+	}
+	return nw
+}
+
+// A topic three of ten nodes join, none of them connected to another: each registers on the topic in the DHT,
+// finds the others there, connects to them, and their messages reach each other.
+func TestSparseTopicSubscribersFindEachOtherInTheDHT(t *testing.T) {
+	nw := sparseNetwork(t, 10)
+	subscribers := []*actors.Node{nw.Nodes[3], nw.Nodes[6], nw.Nodes[9]}
+	for _, s := range subscribers {
+		if n := s.OutboundCount(); n != 0 {
+			t.Fatalf("setup: subscriber %s keeps %d connections before discovery", s.ID().Short(), n)
+		}
+	}
+	const topic = "sparse"
+	var mu sync.Mutex
+	got := make(map[session.NodeID][]string)
+	ctx := ctxTimeout(t, 30*time.Second)
+	for _, s := range subscribers {
+		id := s.ID()
+		if _, err := s.Subscribe(ctx, topic, func(d *gossip.Delivery) {
+			mu.Lock()
+			defer mu.Unlock()
+			got[id] = append(got[id], d.Payload.(*wrapperspb.StringValue).GetValue())
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range subscribers {
+		testkit.WaitFor(t, 20*time.Second, func() bool {
+			info, err := s.Topic(ctx, topic)
+			return err == nil && len(info.Peers) == len(subscribers)-1
+		}, "subscriber %s to find the other two in the DHT", s.ID().Short())
+	}
+	for _, s := range subscribers {
+		if _, err := s.Publish(ctx, topic, wrapperspb.String("from "+s.ID().Short())); err != nil {
+			t.Fatalf("publish from %s: %v", s.ID().Short(), err)
+		}
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range subscribers {
+			if len(got[s.ID()]) < len(subscribers) {
+				return false
+			}
+		}
+		return true
+	}, "every subscriber to receive the three messages")
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range subscribers {
+		msgs := slices.Sorted(slices.Values(got[s.ID()]))
+		want := []string{}
+		for _, p := range subscribers {
+			want = append(want, "from "+p.ID().Short())
+		}
+		slices.Sort(want)
+		if !slices.Equal(msgs, want) {
+			t.Fatalf("subscriber %s received %v, want each message once: %v", s.ID().Short(), msgs, want)
+		}
+	}
+}
+
+// FindTopicPeers names the nodes registered on a topic to any node, itself not registered.
+func TestFindTopicPeersNamesTheRegisteredNodes(t *testing.T) {
+	nw := sparseNetwork(t, 6)
+	ctx := ctxTimeout(t, 30*time.Second)
+	const topic = "rare"
+	subscribers := []*actors.Node{nw.Nodes[2], nw.Nodes[4]}
+	for _, s := range subscribers {
+		if _, err := s.Subscribe(ctx, topic, func(*gossip.Delivery) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asker := nw.Nodes[5]
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		found, err := asker.FindTopicPeers(ctx, topic)
+		if err != nil {
+			return false
+		}
+		var ids []session.NodeID
+		for _, p := range found {
+			ids = append(ids, p.ID)
+			if p.Addr == "" {
+				return false
+			}
+		}
+		return len(ids) == 2 && slices.Contains(ids, subscribers[0].ID()) && slices.Contains(ids, subscribers[1].ID())
+	}, "node 5 to find the topic's two subscribers")
+	if found, err := asker.FindTopicPeers(ctx, "no one's"); err != nil || len(found) != 0 {
+		t.Fatalf("a topic nobody joined: %v %v, want nothing", found, err)
+	}
+	if _, err := asker.FindTopicPeers(ctx, ""); !errors.Is(err, gossip.ErrEmptyTopic) {
+		t.Fatalf("an empty topic: %v, want gossip.ErrEmptyTopic", err)
+	}
+	if _, err := asker.FindTopicPeers(ctx, string([]byte{0xff})); !errors.Is(err, gossip.ErrTopicNotUTF8) {
+		t.Fatalf("a topic that is not UTF-8: %v, want gossip.ErrTopicNotUTF8", err)
+	}
+	other := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	if _, err := other.Nodes[0].FindTopicPeers(ctx, topic); !errors.Is(err, actors.ErrDiscoveryDisabled) {
+		t.Fatalf("a node without discovery: %v, want ErrDiscoveryDisabled", err)
+	}
+}

@@ -1,0 +1,136 @@
+package gossip
+
+import (
+	"testing"
+	"time"
+)
+
+func discoverConfig() Config {
+	cfg := DefaultConfig()
+	cfg.TopicRegisterInterval, cfg.TopicSearchInterval = 10*time.Minute, 10*time.Second
+	return cfg
+}
+
+// discoverAt runs the heartbeat at now and returns its Discover for topicA, if any.
+func discoverAt(r *Router, now time.Time) (Discover, bool) {
+	for _, d := range r.Heartbeat(now).Discover {
+		if d.Topic == topicA {
+			return d, true
+		}
+	}
+	return Discover{}, false
+}
+
+// A node alone in its topic registers on it from the second heartbeat after the join and searches for D peers,
+// the searches spaced by a wait that doubles up to 32 search intervals.
+func TestHeartbeatAsksToRegisterAndSearchForATopicWithoutPeers(t *testing.T) {
+	r := newTestRouter(t, discoverConfig())
+	addPeers(t, r, "other", 1, 8)
+	r.Join(t0, topicA)
+	if d, ok := discoverAt(r, t0.Add(time.Second)); ok {
+		t.Fatalf("first heartbeat after the join: %+v, want nothing (the peers' subscriptions are still coming)", d)
+	}
+	d, ok := discoverAt(r, t0.Add(2*time.Second))
+	if !ok || !d.Register || d.Want != r.cfg.D {
+		t.Fatalf("second heartbeat: %+v %v, want a registration and a search for D = %d peers", d, ok, r.cfg.D)
+	}
+	var searches []time.Duration
+	for s := 3; s <= 3600; s++ {
+		if d, ok := discoverAt(r, t0.Add(time.Duration(s)*time.Second)); ok && d.Want > 0 {
+			searches = append(searches, time.Duration(s)*time.Second)
+		}
+	}
+	want := []time.Duration{12 * time.Second, 32 * time.Second, 72 * time.Second, 152 * time.Second, 312 * time.Second,
+		632 * time.Second, 952 * time.Second}
+	for i, w := range want {
+		if i >= len(searches) || searches[i] != w {
+			t.Fatalf("searches at %v, want them to start at %v", searches, want)
+		}
+	}
+	for i := len(want); i < len(searches); i++ {
+		if gap := searches[i] - searches[i-1]; gap != 32*r.cfg.TopicSearchInterval {
+			t.Fatalf("searches at %v: a gap of %v, want at most 32 search intervals", searches, gap)
+		}
+	}
+}
+
+// Registrations come every TopicRegisterInterval on average (each wait drawn from [1/2, 3/2] of it) while the
+// topic is sparse around the node.
+func TestRegistrationsAreRenewedWhileTheTopicIsSparse(t *testing.T) {
+	cfg := discoverConfig()
+	r := newTestRouter(t, cfg)
+	addPeers(t, r, topicA, 1, 4)   // Dlo topic peers: no search
+	addPeers(t, r, "other", 5, 12) // but only a third of the node's peers
+	r.Join(t0, topicA)
+	var regs []time.Time
+	for s := 1; s <= 6*3600; s++ {
+		now := t0.Add(time.Duration(s) * time.Second)
+		if d, ok := discoverAt(r, now); ok {
+			if d.Want != 0 || !d.Register {
+				t.Fatalf("at %v: %+v, want a registration only (the node has Dlo topic peers)", now.Sub(t0), d)
+			}
+			regs = append(regs, now)
+		}
+	}
+	if len(regs) < 2 {
+		t.Fatalf("%d registrations in 6 hours", len(regs))
+	}
+	var sum time.Duration
+	for i := 1; i < len(regs); i++ {
+		gap := regs[i].Sub(regs[i-1])
+		if gap < cfg.TopicRegisterInterval/2 || gap > cfg.TopicRegisterInterval*3/2+time.Second {
+			t.Fatalf("a registration %v after the one before, want within [1/2, 3/2] of %v", gap, cfg.TopicRegisterInterval)
+		}
+		sum += gap
+	}
+	if mean := sum / time.Duration(len(regs)-1); mean < cfg.TopicRegisterInterval*3/4 || mean > cfg.TopicRegisterInterval*5/4 {
+		t.Fatalf("registrations every %v on average, want about %v", mean, cfg.TopicRegisterInterval)
+	}
+}
+
+// A topic shared by most of the node's peers is found by connecting to anybody: no registration, no search.
+func TestDenseTopicCostsNoDiscovery(t *testing.T) {
+	r := newTestRouter(t, discoverConfig())
+	addPeers(t, r, topicA, 1, 8)
+	addPeers(t, r, "other", 9, 12)
+	r.Join(t0, topicA)
+	for s := 1; s <= 3600; s++ {
+		if d, ok := discoverAt(r, t0.Add(time.Duration(s)*time.Second)); ok {
+			t.Fatalf("at %ds: %+v, want no discovery for a topic 8 of 12 peers share", s, d)
+		}
+	}
+}
+
+// Searches start over at TopicSearchInterval once the topic had Dlo peers; and with both intervals 0 (the
+// Router's default) nothing is asked.
+func TestSearchBackoffStartsOverAndDiscoveryCanBeOff(t *testing.T) {
+	r := newTestRouter(t, discoverConfig())
+	r.Join(t0, topicA)
+	for s := 2; s <= 200; s++ {
+		discoverAt(r, t0.Add(time.Duration(s)*time.Second)) // searches at 2, 12, 32, 72, 152 s: the next at 312 s
+	}
+	addPeers(t, r, topicA, 1, 4)
+	if d, ok := discoverAt(r, t0.Add(201*time.Second)); ok && d.Want > 0 {
+		t.Fatalf("with Dlo peers: %+v, want no search", d)
+	}
+	r.RemovePeer(t0.Add(202*time.Second), nid(1))
+	if d, ok := discoverAt(r, t0.Add(202*time.Second)); !ok || d.Want != r.cfg.D-3 {
+		t.Fatalf("a peer short of Dlo again: %+v %v, want a search at once for %d", d, ok, r.cfg.D-3)
+	}
+	if d, ok := discoverAt(r, t0.Add(212*time.Second)); !ok || d.Want == 0 {
+		t.Fatalf("10 s later: %+v %v, want the next search after TopicSearchInterval", d, ok)
+	}
+
+	off := newTestRouter(t, DefaultConfig())
+	off.Join(t0, topicA)
+	for s := 1; s <= 100; s++ {
+		if d, ok := discoverAt(off, t0.Add(time.Duration(s)*time.Second)); ok {
+			t.Fatalf("the Router's default config asked for %+v", d)
+		}
+	}
+	bad := DefaultConfig()
+	bad.TopicSearchInterval = -time.Second
+	if err := bad.Validate(); err == nil {
+		t.Fatal("a negative TopicSearchInterval passed Validate")
+	}
+}
