@@ -163,16 +163,18 @@ type Config struct {
 
 	// TopicRegisterInterval is how often, on average, a node registers on each topic it joined in the DHT, so
 	// that nodes of the topic that have too few topic peers find it there (Output.Discover): while the topic is
-	// sparse around it (fewer than Dlo topic peers, or fewer than half its peers in the topic), from the second
-	// heartbeat after the join on, each wait drawn from [1/2, 3/2] of it. A topic most of its peers share is found
-	// by connecting to anybody, and costs no registration. It must stay below the registrations' lifetime in the
-	// DHT (routing.Config.TopicTTL, 30m by default). 0 turns registering off (default 0 here; the relay's
-	// DefaultRelayConfig sets 15m).
+	// sparse around it (fewer than Dlo topic peers, or fewer than half its peers in the topic), from
+	// TopicSearchInterval after the join on, each wait drawn from [1/2, 3/2] of it. A topic most of its peers
+	// share is found by connecting to anybody, and costs no registration. It must stay below the registrations'
+	// lifetime in the DHT (routing.Config.TopicTTL, 30m by default). 0 turns registering off (default 0 here; the
+	// relay's DefaultRelayConfig sets 15m).
 	TopicRegisterInterval time.Duration
 	// TopicSearchInterval is the least wait between two searches of the DHT for a topic's registered nodes while
-	// the node has fewer than Dlo topic peers (Output.Discover with Want): the first at the second heartbeat after
-	// the join, the wait doubling after each search up to 32 times this, and starting over once the topic has Dlo
-	// peers. 0 turns searching off (default 0 here; the relay's DefaultRelayConfig sets 10s).
+	// the node has fewer than Dlo topic peers (Output.Discover with Want). The first comes TopicSearchInterval
+	// after the join, and the node does not register before either: nodes that join a network and a topic
+	// together find topic peers among their ordinary connections as those come up. The wait doubles after each
+	// search up to 32 times this; once the topic had Dlo peers, a node that falls short again searches at once
+	// and the waits start over. 0 turns searching off (default 0 here; the relay's DefaultRelayConfig sets 5s).
 	TopicSearchInterval time.Duration
 
 	// MsgID computes the id of a message; nil means DefaultMsgID. It must depend only on fields fixed by the

@@ -7,18 +7,20 @@ const maxSearchBackoff = 32
 
 // topicDiscovery is when a joined topic is next due for a registration and a search in the DHT.
 type topicDiscovery struct {
-	joinBeat    uint64        // the heartbeat count at the join
+	from        time.Time     // TopicSearchInterval after the join: nothing is asked before
 	registerDue time.Time     // zero: at once
 	searchDue   time.Time     // zero: at once
 	searchGap   time.Duration // the wait after the next search; zero: TopicSearchInterval
 }
 
 // discover asks the shell, on a heartbeat, to register the node on a joined topic that is sparse around it, and to
-// look for more topic peers while it has fewer than Dlo (Config.TopicRegisterInterval, TopicSearchInterval). The
-// first heartbeat after the join is skipped: the peers' subscriptions come in after the node's own.
+// look for more topic peers while it has fewer than Dlo (Config.TopicRegisterInterval, TopicSearchInterval).
+// Nothing is asked until TopicSearchInterval after the join: nodes that join a network and a topic together (a
+// node sim's, or a network restarting) find the topic's peers among their ordinary connections as those come up,
+// and their registrations and searches then would only add lookups and connections.
 func (r *Router) discover(b *builder, name string, t *topic, now time.Time) {
 	d := &t.disc
-	if r.beats < d.joinBeat+2 {
+	if now.Before(d.from) {
 		return
 	}
 	peers := len(t.peers)

@@ -21,27 +21,31 @@ func discoverAt(r *Router, now time.Time) (Discover, bool) {
 	return Discover{}, false
 }
 
-// A node alone in its topic registers on it from the second heartbeat after the join and searches for D peers,
-// the searches spaced by a wait that doubles up to 32 search intervals.
+// A node alone in its topic registers on it and searches for D peers from TopicSearchInterval after the join, the
+// searches spaced by a wait that doubles up to 32 search intervals.
 func TestHeartbeatAsksToRegisterAndSearchForATopicWithoutPeers(t *testing.T) {
 	r := newTestRouter(t, discoverConfig())
 	addPeers(t, r, "other", 1, 8)
 	r.Join(t0, topicA)
-	if d, ok := discoverAt(r, t0.Add(time.Second)); ok {
-		t.Fatalf("first heartbeat after the join: %+v, want nothing (the peers' subscriptions are still coming)", d)
+	for s := 1; s < 10; s++ {
+		if d, ok := discoverAt(r, t0.Add(time.Duration(s)*time.Second)); ok {
+			t.Fatalf("%d s after the join: %+v, want nothing before TopicSearchInterval", s, d)
+		}
 	}
-	d, ok := discoverAt(r, t0.Add(2*time.Second))
-	if !ok || !d.Register || d.Want != r.cfg.D {
-		t.Fatalf("second heartbeat: %+v %v, want a registration and a search for D = %d peers", d, ok, r.cfg.D)
+	if d, ok := discoverAt(r, t0.Add(10*time.Second)); !ok || !d.Register || d.Want != r.cfg.D {
+		t.Fatalf("TopicSearchInterval after the join: %+v %v, want a registration and a search for D = %d peers", d, ok, r.cfg.D)
 	}
-	var searches []time.Duration
-	for s := 3; s <= 3600; s++ {
+	searches := []time.Duration{10 * time.Second}
+	for s := 11; s <= 3600; s++ {
 		if d, ok := discoverAt(r, t0.Add(time.Duration(s)*time.Second)); ok && d.Want > 0 {
+			if d.Want != r.cfg.D {
+				t.Fatalf("a search for %d peers, want D = %d", d.Want, r.cfg.D)
+			}
 			searches = append(searches, time.Duration(s)*time.Second)
 		}
 	}
-	want := []time.Duration{12 * time.Second, 32 * time.Second, 72 * time.Second, 152 * time.Second, 312 * time.Second,
-		632 * time.Second, 952 * time.Second}
+	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second,
+		320 * time.Second, 640 * time.Second, 960 * time.Second}
 	for i, w := range want {
 		if i >= len(searches) || searches[i] != w {
 			t.Fatalf("searches at %v, want them to start at %v", searches, want)
@@ -107,7 +111,7 @@ func TestSearchBackoffStartsOverAndDiscoveryCanBeOff(t *testing.T) {
 	r := newTestRouter(t, discoverConfig())
 	r.Join(t0, topicA)
 	for s := 2; s <= 200; s++ {
-		discoverAt(r, t0.Add(time.Duration(s)*time.Second)) // searches at 2, 12, 32, 72, 152 s: the next at 312 s
+		discoverAt(r, t0.Add(time.Duration(s)*time.Second)) // searches at 10, 20, 40, 80, 160 s: the next at 320 s
 	}
 	addPeers(t, r, topicA, 1, 4)
 	if d, ok := discoverAt(r, t0.Add(201*time.Second)); ok && d.Want > 0 {

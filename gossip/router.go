@@ -319,7 +319,7 @@ func (r *Router) Join(now time.Time, name string) Output {
 	}
 	if t := r.topic(name); !t.joined {
 		t.joined = true
-		t.disc = topicDiscovery{joinBeat: r.beats}
+		t.disc = topicDiscovery{from: now.Add(max(r.cfg.TopicSearchInterval, r.cfg.HeartbeatInterval))}
 		if r.cfg.Tree {
 			t.tree = r.newTree(now)
 		}
