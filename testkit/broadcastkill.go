@@ -13,10 +13,11 @@ import (
 	"github.com/actormesh/actormesh/session"
 )
 
-func liveNodes(sims []*simNode) []*actors.Node {
+// liveSubscribers returns the nodes in the topic still alive.
+func liveSubscribers(sims []*simNode) []*actors.Node {
 	var out []*actors.Node
 	for _, s := range sims {
-		if !s.dead.Load() {
+		if s.subscribed && !s.dead.Load() {
 			out = append(out, s.node)
 		}
 	}
@@ -33,12 +34,15 @@ func drawVictims(n int, share float64, rng *rand.Rand) []int {
 	return victims
 }
 
-// withRoot returns victims with the root most live nodes follow in place of the last drawn node, unless it is one
+// withRoot returns victims with the root most live subscribers follow in place of the last drawn node, unless it is one
 // already.
 func withRoot(ctx context.Context, sims []*simNode, victims []int) ([]int, error) {
 	votes := make(map[session.NodeID]int)
 	var root session.NodeID
 	for _, s := range sims {
+		if !s.subscribed {
+			continue
+		}
 		info, err := s.node.Topic(ctx, simTopic)
 		if err != nil {
 			return nil, fmt.Errorf("reading the tree's root: %w", err)
@@ -66,7 +70,7 @@ func kill(sims []*simNode, victims []int) int {
 	return len(victims)
 }
 
-// pickPublisher returns a random live node of pool, or any live node if pool is empty or all dead.
+// pickPublisher returns a random live node of pool, or any live subscriber if pool is empty or all dead.
 func pickPublisher(sims []*simNode, pool []int, rng *rand.Rand) int {
 	live := make([]int, 0, len(pool))
 	for _, i := range pool {
@@ -80,10 +84,10 @@ func pickPublisher(sims []*simNode, pool []int, rng *rand.Rand) int {
 	return live[rng.IntN(len(live))]
 }
 
-// pickLive returns a random live node.
+// pickLive returns a random live subscriber.
 func pickLive(sims []*simNode, rng *rand.Rand) int {
 	for {
-		if i := rng.IntN(len(sims)); !sims[i].dead.Load() {
+		if i := rng.IntN(len(sims)); sims[i].subscribed && !sims[i].dead.Load() {
 			return i
 		}
 	}

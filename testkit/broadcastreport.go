@@ -16,7 +16,10 @@ type BroadcastReport struct {
 	IntervalM float64 `json:"interval_ms"`
 	LatencyMs float64 `json:"latency_ms"`
 	Transport string  `json:"transport"`
-	// Publishers is how many nodes published (BroadcastScenario.Publishers; 0: any node) and HeartbeatMs the
+	// Subscribers is how many nodes joined the topic (BroadcastScenario.Subscribers: all by default); the
+	// deliveries, and the delays to X% of the nodes, are theirs.
+	Subscribers int `json:"subscribers"`
+	// Publishers is how many nodes published (BroadcastScenario.Publishers; 0: any subscriber) and HeartbeatMs the
 	// relays' heartbeat.
 	Publishers  int     `json:"publishers"`
 	HeartbeatMs float64 `json:"heartbeat_ms"`
@@ -125,8 +128,10 @@ type BroadcastReport struct {
 	PeakRSSPerNodeMiB float64 `json:"peak_rss_per_node_mib"`
 	// Memory is where the process's memory was when the measured window ended, to read PeakRSSMiB by.
 	Memory MemoryBreakdown `json:"memory"`
-	// SetupS is the time from the first node's start until every node had a mesh link on the topic.
-	SetupS float64 `json:"setup_s"`
+	// SetupS is the time from the first node's start until every node had a mesh link on the topic; TopicReadyS
+	// the part of it from the first subscription on (with few Subscribers, the time they took to find each other).
+	SetupS      float64 `json:"setup_s"`
+	TopicReadyS float64 `json:"topic_ready_s"`
 	// DialsPerSecond is the rate of dials (each a handshake when it succeeds) over the measured window (mem
 	// transport only): discovery's background traffic, which competes with the broadcast for CPU.
 	DialsPerSecond float64 `json:"dials_per_s"`

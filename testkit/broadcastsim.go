@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,11 @@ type BroadcastScenario struct {
 	// say), each message from a random live one of them, or from any live node once they are all dead. 0 (the
 	// default): each message from any live node.
 	Publishers int
+	// Subscribers, if positive, is how many nodes join the topic: that many drawn at the start (at least 2), the
+	// others only part of the network (its DHT and connections). Publishers are drawn from them, and the deliveries
+	// expected are theirs. With few of them, each has few topic peers among its connections, and the relays find
+	// the others through the DHT (topic discovery). 0 (the default): every node.
+	Subscribers int
 	// Heartbeat, if positive, is every node's relay heartbeat (gossip.Config.HeartbeatInterval; default 0: the
 	// relay's default). The tree's periods are counted in heartbeats, so they scale with it.
 	Heartbeat time.Duration
@@ -116,8 +122,11 @@ func (s *BroadcastScenario) defaults() error {
 		return errors.New("broadcast scenario: KillRoot needs a Kill share")
 	case s.Latency < 0 || s.Jitter < 0 || s.Settle < 0 || s.Idle < 0 || s.Heartbeat < 0:
 		return errors.New("broadcast scenario: negative latency, jitter, settle, idle or heartbeat time")
-	case s.Publishers < 0 || s.Publishers > s.N:
-		return fmt.Errorf("broadcast scenario: Publishers = %d, want 0 (any node) to N = %d", s.Publishers, s.N)
+	case s.Subscribers < 0 || s.Subscribers == 1 || s.Subscribers > s.N:
+		return fmt.Errorf("broadcast scenario: Subscribers = %d, want 0 (every node) or 2 to N = %d", s.Subscribers, s.N)
+	case s.Publishers < 0 || s.Publishers > s.N || (s.Subscribers > 0 && s.Publishers > s.Subscribers):
+		return fmt.Errorf("broadcast scenario: Publishers = %d, want 0 (any subscriber) to the subscribers (%d of N = %d)",
+			s.Publishers, s.Subscribers, s.N)
 	}
 	return nil
 }
@@ -186,6 +195,8 @@ type simNode struct {
 	node   *actors.Node
 	killer func() // abrupt failure: connections reset
 	dead   atomic.Bool
+	// subscribed: the node joins the topic (BroadcastScenario.Subscribers), publishes and is expected to receive.
+	subscribed bool
 	// recv[m] is when message m was delivered here (Unix ns), 0 if not; hops[m] its hop count.
 	recv []atomic.Int64
 	hops []atomic.Uint32
@@ -277,21 +288,26 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		sims[i].node = n
 	}
 
-	progress("subscribing every node and waiting for the meshes")
-	for i, s := range sims {
-		if _, err := s.node.Subscribe(ctx, simTopic, s.record); err != nil {
+	members := drawSubscribers(sims, sc.Subscribers, rng)
+	rep.Subscribers = len(members)
+	progress(fmt.Sprintf("subscribing %d nodes and waiting for the meshes", len(members)))
+	subscribing := time.Now()
+	for i, n := range members {
+		s := sims[slices.Index(nodes, n)]
+		if _, err := n.Subscribe(ctx, simTopic, s.record); err != nil {
 			return rep, fmt.Errorf("node %d subscribe: %w", i, err)
 		}
 		setup.set("subscribed", i+1)
 	}
 	setup.set("in the topic", 0)
-	ready, err := waitReady(ctx, nodes, sc.ReadyTimeout, sc.MinReady, hb, func(n int) { setup.set("in the topic", n) })
+	ready, err := waitReady(ctx, members, sc.ReadyTimeout, sc.MinReady, hb, func(n int) { setup.set("in the topic", n) })
 	setup.stop()
 	rep.ReadyRatio = ready
 	if err != nil {
 		return rep, err
 	}
 	rep.SetupS = time.Since(start).Seconds()
+	rep.TopicReadyS = time.Since(subscribing).Seconds()
 	if sc.Settle > 0 {
 		progress(fmt.Sprintf("letting the network settle for %v", sc.Settle))
 		if err := pause(ctx, sc.Settle); err != nil {
@@ -324,7 +340,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	if err != nil {
 		return rep, err
 	}
-	if rep.TreeBefore, err = treeShape(ctx, nodes); err != nil {
+	if rep.TreeBefore, err = treeShape(ctx, members); err != nil {
 		return rep, err
 	}
 	for _, st := range before {
@@ -347,7 +363,11 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	publisher := make([]int, sc.Messages)
 	var pool []int // the publishers, with sc.Publishers
 	if sc.Publishers > 0 {
-		pool = rng.Perm(len(sims))[:sc.Publishers]
+		for _, i := range rng.Perm(len(sims)) {
+			if len(pool) < sc.Publishers && sims[i].subscribed {
+				pool = append(pool, i)
+			}
+		}
 	}
 	tick := time.NewTicker(max(sc.Interval, time.Microsecond))
 	defer tick.Stop()
@@ -405,7 +425,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		return rep, err
 	}
 	window, relay, counted := windowTotals(before, after)
-	if rep.TreeAfter, err = treeShape(ctx, liveNodes(sims)); err != nil {
+	if rep.TreeAfter, err = treeShape(ctx, liveSubscribers(sims)); err != nil {
 		return rep, err
 	}
 	rep.TreeShortcutsWindow = int(window.TreeShortcuts)
@@ -599,9 +619,31 @@ func fillRandom(b []byte, rng *rand.Rand) {
 	}
 }
 
-// expected tells whether node i should receive message m: it is alive and not the publisher.
+// expected tells whether node i should receive message m: it is subscribed, alive and not the publisher.
 func expected(sims []*simNode, i, m int, publisher []int) bool {
-	return i != publisher[m] && !sims[i].dead.Load()
+	return i != publisher[m] && sims[i].subscribed && !sims[i].dead.Load()
+}
+
+// drawSubscribers marks the nodes that join the topic, n of them drawn from rng (0: all, and rng is not used), and
+// returns their nodes in the order of sims.
+func drawSubscribers(sims []*simNode, n int, rng *rand.Rand) []*actors.Node {
+	if n == 0 {
+		n = len(sims)
+	} else {
+		for _, i := range rng.Perm(len(sims))[:n] {
+			sims[i].subscribed = true
+		}
+	}
+	var out []*actors.Node
+	for _, s := range sims {
+		if n == len(sims) {
+			s.subscribed = true
+		}
+		if s.subscribed {
+			out = append(out, s.node)
+		}
+	}
+	return out
 }
 
 func allDelivered(sims []*simNode, publisher []int, published []time.Time) bool {

@@ -149,3 +149,28 @@ func TestBroadcastDetailDelayRank(t *testing.T) {
 		}
 	}
 }
+
+// With Subscribers, only that many nodes join the topic: the deliveries counted are theirs, the publishers among
+// them, and they find each other although few are connected (topic discovery).
+func TestRunBroadcastWithFewSubscribers(t *testing.T) {
+	checkLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := RunBroadcast(ctx, BroadcastScenario{N: 30, Degree: 3, Subscribers: 4, Messages: 5, Size: 64,
+		Interval: 5 * time.Millisecond, Latency: time.Millisecond, Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Subscribers != 4 || rep.Published != 5 || rep.Deliveries != 5*3 || rep.DeliveryRatio != 1 {
+		t.Fatalf("subscribers %d, published %d, deliveries %d (ratio %.3f): want 4, 5, 15 (each message at the 3 "+
+			"other subscribers) and 1", rep.Subscribers, rep.Published, rep.Deliveries, rep.DeliveryRatio)
+	}
+	if rep.TopicReadyS <= 0 || rep.TopicReadyS > rep.SetupS {
+		t.Fatalf("topic ready after %.2f s of a %.2f s setup", rep.TopicReadyS, rep.SetupS)
+	}
+	for _, sc := range []BroadcastScenario{{N: 30, Subscribers: 1}, {N: 30, Subscribers: 31}, {N: 30, Subscribers: 4, Publishers: 5}} {
+		if _, err := RunBroadcast(ctx, sc); err == nil {
+			t.Fatalf("%+v: no error", sc)
+		}
+	}
+}

@@ -53,6 +53,9 @@ func newSimCmd() *cobra.Command {
 			if sc.Publishers < 0 || sc.Publishers > sc.N || sc.Heartbeat < 0 {
 				return usagef("want 0 <= -publishers <= -n and -heartbeat >= 0")
 			}
+			if sc.Subscribers < 0 || sc.Subscribers == 1 || sc.Subscribers > sc.N || (sc.Subscribers > 0 && sc.Publishers > sc.Subscribers) {
+				return usagef("want -subscribers 0 (every node) or 2 to -n, and -publishers no more than -subscribers")
+			}
 			if sc.Transport == "tcp" && (sc.Jitter != 0 || sc.Loss != 0) {
 				return usagef("-jitter and -loss are emulated by the in-memory transport only (-transport mem)")
 			}
@@ -124,6 +127,9 @@ func newSimCmd() *cobra.Command {
 	f.Uint64Var(&sc.Seed, "seed", 0, "seed of publishers, payloads and kills (0: random)")
 	f.IntVar(&sc.Publishers, "publishers", 0, "publish from this many nodes drawn at the start (a blockchain's "+
 		"validators, say), each message from a random live one of them (0: from any node)")
+	f.IntVar(&sc.Subscribers, "subscribers", 0, "join the topic on this many nodes drawn at the start, the others "+
+		"only part of the network: with few, each has few topic peers among its connections and finds the others "+
+		"through the DHT (topic discovery); deliveries and delays are the subscribers' (0: every node)")
 	f.DurationVar(&sc.Heartbeat, "heartbeat", 0, "every relay's heartbeat, the rhythm of its IHAVE gossip, mesh upkeep "+
 		"and tree reports, whose periods are counted in heartbeats (0: the relay's default, "+
 		actors.DefaultConfig().Gossip.Router.HeartbeatInterval.String()+")")
@@ -201,6 +207,7 @@ func broadcastParams(sc testkit.BroadcastScenario, verify bool, rep testkit.Broa
 			reportParam{"loss", strconv.FormatFloat(sc.Loss, 'g', -1, 64)})
 	}
 	return append(ps,
+		reportParam{"subscribers", strconv.Itoa(sc.Subscribers)},
 		reportParam{"kill", strconv.FormatFloat(sc.Kill, 'g', -1, 64)},
 		reportParam{"settle", sc.Settle.String()},
 		reportParam{"idle", sc.Idle.String()},
@@ -223,7 +230,9 @@ func broadcastRows(r testkit.BroadcastReport) [][2]string {
 		{"messages x size / interval", fmt.Sprintf("%d x %d B / %.0f ms", r.Messages, r.Size, r.IntervalM)},
 		{"link latency", fmt.Sprintf("%.1f ms", r.LatencyMs)},
 		{"killed", fmt.Sprint(r.Killed)},
+		{"subscribers", fmt.Sprintf("%d of %d", r.Subscribers, r.N)},
 		{"setup (nodes in the topic)", fmt.Sprintf("%.2f s (%.1f %%)", r.SetupS, 100*r.ReadyRatio)},
+		{"topic ready after the subscriptions", fmt.Sprintf("%.2f s", r.TopicReadyS)},
 		{"published", fmt.Sprintf("%d of %d", r.Published, r.Messages)},
 		{"delivery ratio", fmt.Sprintf("%.4f", r.DeliveryRatio)},
 		{"delay p50 / p90 / p99 / p100 (ms)", fmt.Sprintf("%s / %s / %s / %s", pct(r.P50Ms), pct(r.P90Ms), pct(r.P99Ms), pct(r.P100Ms))},
