@@ -189,3 +189,62 @@ func TestFindNodeFloodIsThrottled(t *testing.T) {
 	}
 	t.Logf("%d of 200 requests refused as overloaded", overloaded)
 }
+
+// A node registers on a topic only the record of the peer that asks, over its authenticated connection: a peer
+// cannot register another node (to draw searchers to it), and the answers leave out the asker's own registration.
+func TestTopicRegistrationsAreTheSendersOwn(t *testing.T) {
+	ids := make([]*session.Identity, 3)
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		id, err := session.GenerateIdentity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Identity, ids[i] = id, id
+	}))
+	registrar, asker, other := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
+	nw.Connect(1, 0)
+	nw.Connect(2, 0)
+	record := func(i int) *messages.NodeRecord { // newer than the record the node sent with its own requests
+		r, err := routing.NewRecord(ids[i], uint64(time.Now().UnixNano()), []string{nw.Nodes[i].Addr().Addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	key := routing.TopicKey("t")
+	ask := func(from *actors.Node, fn *messages.FindNode) *messages.Nodes {
+		t.Helper()
+		reply, err := from.Request(ctxTimeout(t, 5*time.Second), registrar.ID(), routing.Protocol, fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reply.(*messages.Nodes)
+	}
+	registered := func(n *messages.Nodes) []string {
+		var out []string
+		for _, r := range n.GetRegistered() {
+			id, _ := session.NodeIDFromBytes(r.GetId())
+			out = append(out, id.Short())
+		}
+		return out
+	}
+	// The asker sends the other node's record to register: refused. A registration without the topic flag, or
+	// without a record, registers nobody either.
+	ask(asker, &messages.FindNode{Target: key[:], Topic: true, Register: true, Sender: record(2)})
+	ask(asker, &messages.FindNode{Target: key[:], Register: true, Sender: record(1)})
+	ask(asker, &messages.FindNode{Target: key[:], Topic: true, Register: true})
+	if got := registered(ask(other, &messages.FindNode{Target: key[:], Topic: true})); len(got) != 0 {
+		t.Fatalf("registered after the refused registrations: %v", got)
+	}
+	// Its own record registers it; the others then find it, and it does not find itself.
+	ask(asker, &messages.FindNode{Target: key[:], Topic: true, Register: true, Sender: record(1)})
+	if got := registered(ask(other, &messages.FindNode{Target: key[:], Topic: true})); len(got) != 1 || got[0] != asker.ID().Short() {
+		t.Fatalf("registered: %v, want the asker (%s)", got, asker.ID().Short())
+	}
+	if got := registered(ask(asker, &messages.FindNode{Target: key[:], Topic: true})); len(got) != 0 {
+		t.Fatalf("the asker was handed its own registration: %v", got)
+	}
+	if s := stats(t, registrar); s.TopicRegistrations != 1 || s.TopicQueries != 6 {
+		t.Fatalf("registrar's stats %+v: want 1 registration of 6 topic queries", s)
+	}
+}
