@@ -67,7 +67,9 @@ func marshalAny(msg proto.Message) ([]byte, error) {
 // on a goroutine of the subscription. Options add a validator (gossip.WithValidator) that every message
 // must pass before it is delivered or relayed. Cancel the subscription to leave. Close waits for running handlers
 // and validators to return: a handler must not block forever, and a validator must honour its context. A topic over
-// Gossip.Router.MaxTopicLength fails with gossip.ErrTopicTooLong.
+// Gossip.Router.MaxTopicLength fails with gossip.ErrTopicTooLong. While the topic has few peers around the node,
+// its relay registers the node on the topic in the DHT and connects to other members it finds there (from
+// Gossip.Router.TopicSearchInterval after the join on; see FindTopicPeers).
 func (n *Node) Subscribe(ctx context.Context, topic string, handler func(*gossip.Delivery), opts ...gossip.SubscribeOption) (*gossip.Subscription, error) {
 	r, err := n.gossipRelay()
 	if err != nil {
