@@ -29,6 +29,7 @@ type Collector struct {
 	peers, bytes, messages, handshakeFailures, disconnects     *prometheus.Desc
 	queuedBytes, queueDropped, restarts, inboundEvicted        *prometheus.Desc
 	routingEntries, lookups, lookupFailures, routingThrottled  *prometheus.Desc
+	topicQueries, topicRegistrations                           *prometheus.Desc
 	gossipPeers, gossipTopics, gossipCounter, gossipDropped    *prometheus.Desc
 	gossipDelay, gossipHops, gossipRejectedPeers, gossipErrors *prometheus.Desc
 }
@@ -53,10 +54,13 @@ func NewCollector(node *actors.Node) *Collector {
 		lookups:           d("routing_lookups_total", "Iterative lookups run."),
 		lookupFailures:    d("routing_lookup_failures_total", "Lookups that ended without a result."),
 		routingThrottled:  d("routing_throttled_total", "Discovery requests refused by the per-peer rate limit."),
-		gossipPeers:       d("gossip_peers", "Connected peers that speak gossip."),
-		gossipTopics:      d("gossip_topics", "Topics this node has joined."),
-		gossipCounter:     d("gossip_events_total", "Gossip router events: delivered, duplicates, published, rejected, ignored, ihave_sent, ihave_received, iwant_sent, iwant_received, iwant_served, grafts_sent, prunes_sent, ...", "event"),
-		gossipDropped:     d("gossip_delivery_dropped_total", "Deliveries lost to full subscriber queues."),
+		topicQueries:      d("routing_topic_queries_total", "Discovery requests served for a topic's registered nodes (topic discovery)."),
+		topicRegistrations: d("routing_topic_registrations_total",
+			"Registrations of peers on a topic this node accepted (renewals included)."),
+		gossipPeers:   d("gossip_peers", "Connected peers that speak gossip."),
+		gossipTopics:  d("gossip_topics", "Topics this node has joined."),
+		gossipCounter: d("gossip_events_total", "Gossip router events: delivered, duplicates, published, rejected, ignored, ihave_sent, ihave_received, iwant_sent, iwant_received, iwant_served, grafts_sent, prunes_sent, ...", "event"),
+		gossipDropped: d("gossip_delivery_dropped_total", "Deliveries lost to full subscriber queues."),
 		gossipRejectedPeers: d("gossip_banned_peers_total",
 			"Peers banned for sending invalid gossip messages."),
 		gossipErrors: d("gossip_errors_total", "Gossip messages refused: rate_limited, bad_signature, malformed, send_failure.", "kind"),
@@ -69,7 +73,8 @@ func NewCollector(node *actors.Node) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted,
-		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.gossipPeers, c.gossipTopics,
+		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.topicQueries, c.topicRegistrations,
+		c.gossipPeers, c.gossipTopics,
 		c.gossipCounter, c.gossipDropped, c.gossipRejectedPeers, c.gossipErrors, c.gossipDelay, c.gossipHops,
 	} {
 		ch <- d
@@ -114,6 +119,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.lookups, rt.Stats.Lookups)
 		counter(c.lookupFailures, rt.Stats.LookupFailures)
 		counter(c.routingThrottled, rt.Stats.Throttled)
+		counter(c.topicQueries, rt.Stats.TopicQueries)
+		counter(c.topicRegistrations, rt.Stats.TopicRegistrations)
 	}
 	if gs, err := c.node.GossipStats(ctx); err == nil {
 		c.collectGossip(ch, gs)

@@ -100,6 +100,10 @@ func TestHandlerExposesTrafficRoutingAndGossipFigures(t *testing.T) {
 		t.Fatal("the message was not delivered")
 	}
 
+	if _, err := a.FindTopicPeers(ctx, "news"); err != nil { // a topic query b serves
+		t.Fatal(err)
+	}
+
 	fams := scrape(t, metrics.Handler(b))
 	checks := []struct {
 		name   string
@@ -110,6 +114,8 @@ func TestHandlerExposesTrafficRoutingAndGossipFigures(t *testing.T) {
 		{"actormesh_transport_bytes_total", map[string]string{"direction": "in"}, 1},
 		{"actormesh_messages_total", map[string]string{"direction": "in", "protocol": gossip.Protocol}, 1},
 		{"actormesh_routing_table_entries", nil, 1},
+		{"actormesh_routing_topic_queries_total", nil, 1},
+		{"actormesh_routing_topic_registrations_total", nil, 0},
 		{"actormesh_gossip_events_total", map[string]string{"event": "delivered"}, 1},
 		{"actormesh_gossip_events_total", map[string]string{"event": "signatures_verified"}, 1},
 		{"actormesh_gossip_events_total", map[string]string{"event": "stale"}, 0},
