@@ -300,7 +300,8 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		setup.set("subscribed", i+1)
 	}
 	setup.set("in the topic", 0)
-	ready, err := waitReady(ctx, members, sc.ReadyTimeout, sc.MinReady, hb, func(n int) { setup.set("in the topic", n) })
+	ready, err := waitReady(ctx, members, sc.ReadyTimeout, sc.MinReady, hb, sc.Subscribers > 0,
+		func(n int) { setup.set("in the topic", n) })
 	setup.stop()
 	rep.ReadyRatio = ready
 	if err != nil {
@@ -499,10 +500,12 @@ func closeAll(nodes []*actors.Node) {
 }
 
 // waitReady waits until every node has a topic peer and, with the spanning tree, a place in it (a parent, or it
-// is the root with a child), then two more heartbeats (of hb) so that the meshes reach their degree.
-// onReady gets the count of ready nodes as it grows.
+// is the root with a child), and with connected until the nodes' topic peers link them all into one graph (a few
+// members of a topic who find each other through the DHT may form islands first, which their next searches join),
+// then two more heartbeats (of hb) so that the meshes reach their degree. onReady gets the count of ready nodes as
+// it grows.
 func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration, minShare float64, hb time.Duration,
-	onReady func(int)) (float64, error) {
+	connected bool, onReady func(int)) (float64, error) {
 	ready := make([]bool, len(nodes))
 	count := 0
 	err := Poll(ctx, timeout, func() bool {
@@ -516,7 +519,7 @@ func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration,
 				onReady(count)
 			}
 		}
-		return count == len(nodes)
+		return count == len(nodes) && (!connected || topicConnected(ctx, nodes))
 	})
 	share := float64(count) / float64(len(nodes))
 	if err != nil && share >= minShare && ctx.Err() == nil {
@@ -545,6 +548,32 @@ func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration,
 	case <-t.C:
 	}
 	return share, nil
+}
+
+// topicConnected tells whether the nodes' topic peers link them all into one graph.
+func topicConnected(ctx context.Context, nodes []*actors.Node) bool {
+	index := make(map[session.NodeID]int, len(nodes))
+	for i, n := range nodes {
+		index[n.ID()] = i
+	}
+	seen := make([]bool, len(nodes))
+	seen[0] = true
+	queue, reached := []int{0}, 1
+	for len(queue) > 0 {
+		info, err := nodes[queue[0]].Topic(ctx, simTopic)
+		queue = queue[1:]
+		if err != nil {
+			return false
+		}
+		for _, p := range info.Peers {
+			if j, ok := index[p]; ok && !seen[j] {
+				seen[j] = true
+				reached++
+				queue = append(queue, j)
+			}
+		}
+	}
+	return reached == len(nodes)
 }
 
 // relayStats reads the relay counters of the live nodes; a dead node's entry is nil.
