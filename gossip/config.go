@@ -164,8 +164,10 @@ type Config struct {
 	// TopicRegisterInterval is how often, on average, a node registers on each topic it joined in the DHT, so
 	// that nodes of the topic that have too few topic peers find it there (Output.Discover): while the topic is
 	// sparse around it (fewer than Dlo topic peers, or fewer than half its peers in the topic), from
-	// TopicSearchInterval after the join on, each wait drawn from [1/2, 3/2] of it. A topic most of its peers
-	// share is found by connecting to anybody, and costs no registration. It must stay below the registrations'
+	// TopicSearchInterval after the join on, each wait drawn from [1/2, 3/2] of it. A registration of a node that
+	// has at least Dlo but fewer than Dhi topic peers also asks for one more of the registered nodes (Want 1), so
+	// that members that found each other in groups do not stay islands. A topic most of its peers share is found
+	// by connecting to anybody, and costs no registration. It must stay below the registrations'
 	// lifetime in the DHT (routing.Config.TopicTTL, 30m by default). 0 turns registering off (default 0 here; the
 	// relay's DefaultRelayConfig sets 15m).
 	TopicRegisterInterval time.Duration

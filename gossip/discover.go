@@ -38,6 +38,12 @@ func (r *Router) discover(b *builder, name string, t *topic, now time.Time) {
 		d.searchDue = now.Add(d.searchGap)
 		d.searchGap = min(2*d.searchGap, maxSearchBackoff*r.cfg.TopicSearchInterval)
 	}
+	if register && !short && peers < r.cfg.Dhi {
+		// One more peer from the registrations on each renewal: members that found each other in groups at the
+		// start (each search sees only what was registered before it) would otherwise stay islands for good, once
+		// each had Dlo peers.
+		want = 1
+	}
 	if register {
 		iv := r.cfg.TopicRegisterInterval
 		d.registerDue = now.Add(iv/2 + time.Duration(r.rng.Int64N(int64(iv))))

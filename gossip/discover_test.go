@@ -59,7 +59,8 @@ func TestHeartbeatAsksToRegisterAndSearchForATopicWithoutPeers(t *testing.T) {
 }
 
 // Registrations come every TopicRegisterInterval on average (each wait drawn from [1/2, 3/2] of it) while the
-// topic is sparse around the node.
+// topic is sparse around the node, each with one more peer to connect to while it has fewer than Dhi topic peers
+// (so that islands of members join up).
 func TestRegistrationsAreRenewedWhileTheTopicIsSparse(t *testing.T) {
 	cfg := discoverConfig()
 	r := newTestRouter(t, cfg)
@@ -70,8 +71,8 @@ func TestRegistrationsAreRenewedWhileTheTopicIsSparse(t *testing.T) {
 	for s := 1; s <= 6*3600; s++ {
 		now := t0.Add(time.Duration(s) * time.Second)
 		if d, ok := discoverAt(r, now); ok {
-			if d.Want != 0 || !d.Register {
-				t.Fatalf("at %v: %+v, want a registration only (the node has Dlo topic peers)", now.Sub(t0), d)
+			if d.Want != 1 || !d.Register {
+				t.Fatalf("at %v: %+v, want a registration and one more peer (the node has Dlo topic peers, fewer than Dhi)", now.Sub(t0), d)
 			}
 			regs = append(regs, now)
 		}
@@ -136,5 +137,17 @@ func TestSearchBackoffStartsOverAndDiscoveryCanBeOff(t *testing.T) {
 	bad.TopicSearchInterval = -time.Second
 	if err := bad.Validate(); err == nil {
 		t.Fatal("a negative TopicSearchInterval passed Validate")
+	}
+}
+
+// A node with Dhi topic peers in a topic that is still sparse around it registers and asks for no peer more.
+func TestRegistrationWithDhiPeersAsksForNoMore(t *testing.T) {
+	r := newTestRouter(t, discoverConfig())
+	addPeers(t, r, topicA, 1, r.cfg.Dhi)
+	addPeers(t, r, "other", r.cfg.Dhi+1, 3*r.cfg.Dhi)
+	r.Join(t0, topicA)
+	d, ok := discoverAt(r, t0.Add(10*time.Second))
+	if !ok || !d.Register || d.Want != 0 {
+		t.Fatalf("%+v %v, want a registration only", d, ok)
 	}
 }
