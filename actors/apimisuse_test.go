@@ -60,6 +60,7 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 			c.Bootstrap.Bootnodes = []session.PeerAddr{{Addr: "127.0.0.1:30700"}}
 		}, session.ErrBadPeerAddr},
 		"gossip config":               {func(c *actors.Config) { c.Gossip.PenaltyBan = 0 }, gossip.ErrInvalidConfig},
+		"topic registrations lapsing": {func(c *actors.Config) { c.Gossip.Router.TopicRegisterInterval = c.Routing.TopicTTL }, nil},
 		"advertised unspecified host": {func(c *actors.Config) { c.AdvertiseAddr = "0.0.0.0:30700" }, nil},
 		"advertised unspecified ipv6": {func(c *actors.Config) { c.AdvertiseAddr = "[::]:30700" }, nil},
 		"advertised port 0":           {func(c *actors.Config) { c.AdvertiseAddr = "192.0.2.2:0" }, nil},
