@@ -28,6 +28,7 @@ import (
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -125,6 +126,7 @@ func New(node *actors.Node, cfg Config) *API {
 	a.mux.HandleFunc("GET /v1/routing", a.routing)
 	a.mux.HandleFunc("GET /v1/topics", a.topics)
 	a.mux.HandleFunc("GET /v1/topics/{topic}", a.topic)
+	a.mux.HandleFunc("GET /v1/topics/{topic}/registered", a.registered)
 	a.mux.HandleFunc("POST /v1/topics/{topic}/messages", a.publish)
 	a.mux.HandleFunc("GET /v1/topics/{topic}/messages", a.stream)
 	return a
@@ -237,6 +239,12 @@ type Topic struct {
 	Root   string   `json:"root,omitempty"`
 	Parent string   `json:"parent,omitempty"`
 	Dist   int      `json:"dist"`
+}
+
+// Registered is an entry of GET /v1/topics/{topic}/registered: a node registered on the topic in the DHT.
+type Registered struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
 }
 
 // PublishRequest is the body of POST /v1/topics/{topic}/messages: exactly one of Data (text) and DataBase64.
@@ -377,6 +385,22 @@ func (a *API) topic(w http.ResponseWriter, r *http.Request) {
 	a.reply(w, http.StatusOK, topicOf(name, info))
 }
 
+// registered looks the topic's registered nodes up in the DHT (Node.FindTopicPeers).
+func (a *API) registered(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+	defer cancel()
+	found, err := a.node.FindTopicPeers(ctx, r.PathValue("topic"))
+	if err != nil {
+		a.fail(w, r, statusOf(err), err)
+		return
+	}
+	out := []Registered{}
+	for _, p := range found {
+		out = append(out, Registered{ID: p.ID.String(), Addr: p.Addr})
+	}
+	a.reply(w, http.StatusOK, out)
+}
+
 func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	var req PublishRequest
 	if !a.decode(w, r, &req) {
@@ -509,7 +533,8 @@ func statusOf(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, actors.ErrRemote), errors.Is(err, actors.ErrPeerGone), errors.Is(err, actors.ErrSlowPeer):
 		return http.StatusBadGateway
-	case errors.Is(err, actors.ErrClosed), errors.Is(err, actors.ErrNotStarted), errors.Is(err, gossip.ErrRelayStopped):
+	case errors.Is(err, actors.ErrClosed), errors.Is(err, actors.ErrNotStarted), errors.Is(err, gossip.ErrRelayStopped),
+		errors.Is(err, routing.ErrNoPeers):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

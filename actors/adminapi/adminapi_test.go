@@ -259,3 +259,32 @@ func TestAPIOfANodeNotStartedAnswers503(t *testing.T) {
 		t.Fatalf("publish through the API of a node not started: %d %s, want 503", code, body)
 	}
 }
+
+// GET /v1/topics/{topic}/registered lists the nodes registered on a topic in the DHT: here the one member of a
+// topic its node's relay registered.
+func TestRegisteredListsATopicsRegisteredNodes(t *testing.T) {
+	nw := testkit.NewNetwork(t, 3, testkit.WithBootnode(), testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.Interval = 50 * time.Millisecond
+		cfg.Gossip.Router.TopicSearchInterval = 200 * time.Millisecond
+	}))
+	member, asker := nw.Nodes[1], nw.Nodes[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := member.Subscribe(ctx, "rare", func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, asker)
+	want := adminapi.Registered{ID: member.ID().String(), Addr: member.Addr().Addr}
+	testkit.WaitFor(t, 15*time.Second, func() bool {
+		code, body := call(t, "GET", srv.URL+"/v1/topics/rare/registered", "", "")
+		var got []adminapi.Registered
+		return code == 200 && json.Unmarshal([]byte(body), &got) == nil && len(got) == 1 && got[0] == want
+	}, "the asker's API to list the member %s", member.ID().Short())
+	if code, body := call(t, "GET", srv.URL+"/v1/topics/nobody/registered", "", ""); code != 200 || strings.TrimSpace(body) != "[]" {
+		t.Fatalf("a topic nobody joined: %d %s, want 200 []", code, body)
+	}
+	alone := testkit.NewNetwork(t, 1).Nodes[0]
+	if code, body := call(t, "GET", serve(t, alone).URL+"/v1/topics/rare/registered", "", ""); code != 503 || !strings.Contains(body, "no known peers") {
+		t.Fatalf("a node that knows nobody: %d %s, want 503", code, body)
+	}
+}
