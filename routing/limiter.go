@@ -72,13 +72,20 @@ func (l *RateLimiter[K]) Forget(key K) { delete(l.buckets, key) }
 func (l *RateLimiter[K]) Len() int { return len(l.buckets) }
 
 func (l *RateLimiter[K]) evictStalest() {
-	var oldest K
-	var at time.Time
-	first := true
-	for k, b := range l.buckets {
-		if first || b.last.Before(at) {
-			oldest, at, first = k, b.last, false
+	if k, ok := earliest(l.buckets, func(b *tokenBucket) time.Time { return b.last }); ok {
+		delete(l.buckets, k)
+	}
+}
+
+// earliest returns the key of m whose value's time at is the earliest, and false when m is empty.
+func earliest[K comparable, V any](m map[K]V, at func(V) time.Time) (K, bool) {
+	var key K
+	var first time.Time
+	found := false
+	for k, v := range m {
+		if t := at(v); !found || t.Before(first) {
+			key, first, found = k, t, true
 		}
 	}
-	delete(l.buckets, oldest)
+	return key, found
 }

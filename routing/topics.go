@@ -93,16 +93,8 @@ func (r *TopicRegistry) countGroup(t *topicRegistrations, g ipGroup) int {
 
 // evictTopic drops the topic registered on least recently.
 func (r *TopicRegistry) evictTopic() {
-	var oldest Key
-	var at time.Time
-	first := true
-	for k, t := range r.topics {
-		if first || t.newest.Before(at) {
-			oldest, at, first = k, t.newest, false
-		}
-	}
-	if !first {
-		delete(r.topics, oldest)
+	if k, ok := earliest(r.topics, func(t *topicRegistrations) time.Time { return t.newest }); ok {
+		delete(r.topics, k)
 	}
 }
 
