@@ -122,7 +122,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newKeygenCmd(), newIDCmd(), newRunCmd(), newPingCmd(), newSimCmd(),
-		newStatusCmd(), newPeersCmd(), newPublishCmd(), newSubscribeCmd(), newSendCmd())
+		newStatusCmd(), newPeersCmd(), newTopicPeersCmd(), newPublishCmd(), newSubscribeCmd(), newSendCmd())
 	return root
 }
 

@@ -144,6 +144,8 @@ func TestBadCommandLinesExitWithUsageCode(t *testing.T) {
 		{"subscribe", "news", "--count", "-1"},
 		{"send", "notanid", "echo", "x"},
 		{"peers", "extra"},
+		{"topic-peers"},
+		{"topic-peers", "a", "b"},
 	} {
 		code, out, errOut := call(t, args...)
 		if code != exitUsage {

@@ -184,6 +184,31 @@ func printPeers(w io.Writer, peers []adminapi.Peer) error {
 	return err
 }
 
+func newTopicPeersCmd() *cobra.Command {
+	var o clientOptions
+	cmd := &cobra.Command{
+		Use:   "topic-peers TOPIC",
+		Short: "List the nodes registered on a topic in the DHT, as a running node finds them (admin API client)",
+		Long: "topic-peers asks a running node to look up in the DHT the nodes registered on TOPIC: the members of " +
+			"a topic that few of the network's nodes join register there, so that the others find them (topic discovery).",
+		Args: exactArgs(1, "TOPIC"),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			var found []adminapi.Registered
+			return o.show(cmd, "/v1/topics/"+url.PathEscape(args[0])+"/registered", &found, func(w io.Writer) error {
+				for _, p := range found {
+					if _, err := fmt.Fprintf(w, "%s@%s\n", p.ID, p.Addr); err != nil {
+						return err
+					}
+				}
+				_, err := fmt.Fprintf(w, "%d nodes registered on %s\n", len(found), args[0])
+				return err
+			})
+		}),
+	}
+	o.flags(cmd, true)
+	return cmd
+}
+
 func newStatusCmd() *cobra.Command {
 	var o clientOptions
 	cmd := &cobra.Command{

@@ -13,7 +13,8 @@ import (
 
 // TestBinarySparseTopicPeersFindEachOther: four `node run` peers that keep no connection (--target-outbound 0),
 // two of them in a topic. Neither keeps a connection to the other, so B's first publications find no topic peer;
-// both register on the topic in the DHT, find each other there, and what B publishes reaches D's subscriber.
+// both register on the topic in the DHT, find each other there, and what B publishes reaches D's subscriber;
+// `node topic-peers` lists the registered node.
 func TestBinarySparseTopicPeersFindEachOther(t *testing.T) {
 	common := []string{"--listen", "127.0.0.1:0", "--log-format", "json", "--target-outbound", "0"}
 	a := start(t, append([]string{"run", "--api", "off"}, common...)...)
@@ -57,6 +58,13 @@ func TestBinarySparseTopicPeersFindEachOther(t *testing.T) {
 	if !strings.Contains(sub.stdout.String(), "found you") {
 		t.Fatalf("D's subscriber printed %q", sub.stdout.String())
 	}
+	// `node topic-peers` lists D, registered on the topic, as B's lookup finds it (B does not list itself).
+	addrD := d.listening(t)
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		code, out, _ := runBinary(t, "topic-peers", "rare", "--api", apiB)
+		return code == 0 && strings.Contains(out, addrD.String()+"\n") && strings.Contains(out, "1 nodes registered on rare")
+	}, "`node topic-peers rare` through B to list D (%s)", addrD)
+
 	for name, p := range map[string]*proc{"A": a, "B": b, "C": c, "D": d} {
 		if code := p.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
 			t.Fatalf("%s exited %d after SIGTERM; stderr:\n%s", name, code, &p.stderr)
