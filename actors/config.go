@@ -302,9 +302,10 @@ func (c *Config) Validate() error {
 	if err := c.Gossip.Validate(); err != nil {
 		return fmt.Errorf("%w: Gossip: %w", ErrInvalidConfig, err)
 	}
-	// A registration must be renewed before it expires: the longest wait is 3/2 of the interval.
-	if iv := c.Gossip.Router.TopicRegisterInterval; !c.DisableDiscovery && iv > 0 && iv*3/2 >= c.Routing.TopicTTL {
-		return bad("Gossip.Router.TopicRegisterInterval (%v) must stay below 2/3 of Routing.TopicTTL (%v): registrations on a topic would lapse between renewals", iv, c.Routing.TopicTTL)
+	// A registration must outlive two of the longest waits between renewals (3/2 of the interval each): one
+	// renewal may be lost.
+	if iv := c.Gossip.Router.TopicRegisterInterval; !c.DisableDiscovery && iv > 0 && 3*iv >= c.Routing.TopicTTL {
+		return bad("Gossip.Router.TopicRegisterInterval (%v) must stay below a third of Routing.TopicTTL (%v): a registration on a topic would lapse after one lost renewal", iv, c.Routing.TopicTTL)
 	}
 	return nil
 }

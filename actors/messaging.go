@@ -45,6 +45,14 @@ func (m *Inbound) Sender() session.NodeID { return m.From }
 // Message returns the typed payload (Payload).
 func (m *Inbound) Message() proto.Message { return m.Payload }
 
+// RemoteAddr returns the address of the connection's other end the message came over ("" if unknown).
+func (m *Inbound) RemoteAddr() string {
+	if m.pc == nil {
+		return ""
+	}
+	return m.pc.sc.RemoteAddr().String()
+}
+
 // IsRequest tells whether the sender waits for a reply.
 func (m *Inbound) IsRequest() bool { return m.requestID != 0 }
 

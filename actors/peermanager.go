@@ -25,7 +25,9 @@ type dialRequest struct {
 	keep bool
 	// auto is set for the node's own choices (the bootstrapper's dials), which leave alone a peer the
 	// application disconnected (held); the application's keep dial ends the hold.
-	auto  bool
+	auto bool
+	// once, with keep, keeps the connection but does not redial the peer once it is lost (topic discovery's).
+	once  bool
 	reply chan<- error
 }
 
@@ -100,8 +102,12 @@ type peerManager struct {
 	// (discoverTopic).
 	lookingUp   bool
 	discovering map[string]struct{}
-	sweep       *time.Timer // closes idle transient connections
-	sweepAt     time.Time   // when sweep fires
+	// topicsWaiting holds the topic discoveries waiting for a lookup to end (discoverTopic); keepOnce the peers
+	// being dialed to keep without redialing them (dialRequest.once), at most maxKeepOnce.
+	topicsWaiting map[string]*discoverTopic
+	keepOnce      map[session.NodeID]struct{}
+	sweep         *time.Timer // closes idle transient connections
+	sweepAt       time.Time   // when sweep fires
 	// slotWait holds dials waiting for an outbound slot (FIFO, bounded); slotTimer retries them.
 	slotWait  []slotWaiter
 	slotTimer *time.Timer
@@ -379,7 +385,10 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 			delete(m.held, id)
 		}
 	}
-	if req.keep {
+	switch {
+	case req.keep && req.once:
+		m.keepWithoutRedial(id)
+	case req.keep:
 		if _, ok := m.wanted[id]; !ok {
 			m.wanted[id] = &wantedPeer{addr: req.addr, backoff: session.NewBackoff(m.n.cfg.RedialBase, m.n.cfg.RedialMax, m.n.cfg.RedialAttempts, nil)}
 		}
@@ -629,7 +638,9 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 	m.nextID++
 	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, &m.n.log, m.n)
 	_, wanted := m.wanted[pc.id]
-	pc.kept.Store(wanted)
+	_, once := m.keepOnce[pc.id]
+	delete(m.keepOnce, pc.id)
+	pc.kept.Store(wanted || once)
 	pc.remoteTransient = !outbound && sc.Peer().Transient
 	// Registered before its reader starts: a protocol actor answering the peer's first message finds it.
 	m.n.peers.set(pc)

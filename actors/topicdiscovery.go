@@ -6,7 +6,6 @@ package actors
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -17,9 +16,11 @@ import (
 )
 
 const (
-	// maxTopicDiscoveries bounds the topic lookups in progress at once; a topic already being looked up, or one
-	// over the bound, waits for the relay's next request.
+	// maxTopicDiscoveries bounds the topic lookups in progress at once. A request for a topic being looked up
+	// already, or over the bound, waits (merged with any other waiting for that topic) until a lookup ends; at
+	// most maxTopicsWaiting topics wait.
 	maxTopicDiscoveries = 4
+	maxTopicsWaiting    = 256
 	// topicLookupTimeout bounds one topic lookup.
 	topicLookupTimeout = 30 * time.Second
 )
@@ -51,17 +52,25 @@ func (g gossipNetwork) DiscoverTopic(topic string, register bool, want int) {
 	}
 }
 
-// discoverTopic starts a topic lookup in a goroutine the peer manager owns, unless one runs for the topic already
-// or maxTopicDiscoveries do.
+// discoverTopic starts a topic lookup in a goroutine the peer manager owns, or, while one runs for the topic
+// already or maxTopicDiscoveries do, keeps the request until one ends (a dropped registration would have waited
+// for the relay's next one, up to 15 minutes, and could lapse).
 func (m *peerManager) discoverTopic(d *discoverTopic) {
 	if m.ctx.Err() != nil {
 		return
 	}
 	if m.discovering == nil {
-		m.discovering = make(map[string]struct{})
+		m.discovering, m.topicsWaiting = make(map[string]struct{}), make(map[string]*discoverTopic)
 	}
 	if _, busy := m.discovering[d.topic]; busy || len(m.discovering) >= maxTopicDiscoveries {
-		m.n.log.Debug().Str("topic", d.topic).Msg("topic discovery skipped: one is in progress already")
+		switch w, ok := m.topicsWaiting[d.topic]; {
+		case ok:
+			w.register, w.want = w.register || d.register, max(w.want, d.want)
+		case len(m.topicsWaiting) < maxTopicsWaiting:
+			m.topicsWaiting[d.topic] = d
+		default:
+			m.n.log.Debug().Str("topic", d.topic).Msg("topic discovery dropped: too many topics waiting")
+		}
 		return
 	}
 	m.discovering[d.topic] = struct{}{}
@@ -76,10 +85,19 @@ func (m *peerManager) discoverTopic(d *discoverTopic) {
 	}()
 }
 
-// topicFound connects to, and keeps, up to want of the registered nodes found that the node does not keep a
-// connection to, drawn at random (a transient connection to one is kept from then on).
+// topicFound connects to up to want of the registered nodes found that the node does not keep a connection to,
+// in the lookup's order (those the most answers named first), and keeps those connections without redialing
+// them once lost: the relay searches again while the topic is short of peers. A transient connection to one is
+// kept from then on.
 func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
 	delete(m.discovering, f.topic)
+	for topic, w := range m.topicsWaiting { // the next waiting topic not being looked up takes the free place
+		if _, busy := m.discovering[topic]; !busy {
+			delete(m.topicsWaiting, topic)
+			m.discoverTopic(w)
+			break
+		}
+	}
 	if f.err != nil {
 		m.n.log.Debug().Err(f.err).Str("topic", f.topic).Msg("topic lookup failed")
 		return
@@ -87,11 +105,10 @@ func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
 	m.n.log.Debug().Str("topic", f.topic).Int("registered", len(f.found)).Int("want", f.want).Msg("topic lookup done")
 	now := time.Now()
 	dialed := 0
-	for _, i := range rand.Perm(len(f.found)) {
+	for _, e := range f.found {
 		if dialed >= f.want || m.ctx.Err() != nil {
 			break
 		}
-		e := f.found[i]
 		if e.ID == m.n.ID() || m.isHeld(e.ID, now) {
 			continue
 		}
@@ -105,7 +122,7 @@ func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
 			continue
 		}
 		m.n.addrs.put(e.ID, e.Addr)
-		m.dial(ctx, &dialRequest{addr: session.PeerAddr{ID: e.ID, Addr: e.Addr}, keep: true})
+		m.dial(ctx, &dialRequest{addr: session.PeerAddr{ID: e.ID, Addr: e.Addr}, keep: true, once: true, auto: true})
 		dialed++
 	}
 }
@@ -115,7 +132,9 @@ func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
 // relay does this by itself while a topic it joined has too few peers, and connects to some of them; this is for
 // an application that wants to see or choose them. It does not register the node. Errors: ErrDiscoveryDisabled,
 // gossip.ErrEmptyTopic, gossip.ErrTopicTooLong, gossip.ErrTopicNotUTF8, the lookup's (routing.ErrNoPeers when
-// the node knows nobody), ErrClosed, ErrNotStarted, or ctx's error.
+// the node knows nobody, routing.ErrTooManyLookups when Routing.MaxLookups are in progress), ErrClosed,
+// ErrNotStarted, or ctx's error. The nodes the most answers named come first: an honest registration is held by
+// several of the nodes near the topic's key, a made-up one by whoever made it up.
 func (n *Node) FindTopicPeers(ctx context.Context, topic string) ([]session.PeerAddr, error) {
 	if topic == "" {
 		return nil, fmt.Errorf("find topic peers: %w", gossip.ErrEmptyTopic)
@@ -132,4 +151,16 @@ func (n *Node) FindTopicPeers(ctx context.Context, topic string) ([]session.Peer
 		out[i] = session.PeerAddr{ID: e.ID, Addr: e.Addr}
 	}
 	return out, nil
+}
+
+// maxKeepOnce bounds keepOnce: the entries of dials that failed stay until the peer connects or the set is full.
+const maxKeepOnce = 256
+
+// keepWithoutRedial marks a peer being dialed so that its connection is kept when it registers, without making
+// it a wanted peer (redialed once lost).
+func (m *peerManager) keepWithoutRedial(id session.NodeID) {
+	if m.keepOnce == nil || len(m.keepOnce) >= maxKeepOnce {
+		m.keepOnce = make(map[session.NodeID]struct{})
+	}
+	m.keepOnce[id] = struct{}{}
 }

@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -131,5 +132,29 @@ func TestFindTopicPeersNamesTheRegisteredNodes(t *testing.T) {
 	other := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
 	if _, err := other.Nodes[0].FindTopicPeers(ctx, topic); !errors.Is(err, actors.ErrDiscoveryDisabled) {
 		t.Fatalf("a node without discovery: %v, want ErrDiscoveryDisabled", err)
+	}
+}
+
+// A node that joins more sparse topics at once than it runs topic lookups (4) registers on all of them: the
+// requests over the bound wait for a lookup to end. They used to be dropped, and the node was not registered on
+// those topics until the relay's next registration, minutes later.
+func TestEverySparseTopicJoinedAtOnceIsRegistered(t *testing.T) {
+	nw := sparseNetwork(t, 6)
+	member, asker := nw.Nodes[3], nw.Nodes[5]
+	ctx := ctxTimeout(t, 60*time.Second)
+	var topics []string
+	for i := range 7 {
+		topics = append(topics, fmt.Sprintf("rare-%d", i))
+	}
+	for _, topic := range topics {
+		if _, err := member.Subscribe(ctx, topic, func(*gossip.Delivery) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, topic := range topics {
+		testkit.WaitFor(t, 20*time.Second, func() bool {
+			found, err := asker.FindTopicPeers(ctx, topic)
+			return err == nil && len(found) == 1 && found[0].ID == member.ID()
+		}, "the member to be registered on %s", topic)
 	}
 }

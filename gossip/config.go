@@ -167,9 +167,10 @@ type Config struct {
 	// TopicSearchInterval after the join on, each wait drawn from [1/2, 3/2] of it. A registration of a node that
 	// has at least Dlo but fewer than Dhi topic peers also asks for one more of the registered nodes (Want 1), so
 	// that members that found each other in groups do not stay islands. A topic most of its peers share is found
-	// by connecting to anybody, and costs no registration. It must stay below the registrations'
-	// lifetime in the DHT (routing.Config.TopicTTL, 30m by default). 0 turns registering off (default 0 here; the
-	// relay's DefaultRelayConfig sets 15m).
+	// by connecting to anybody, and costs no registration. It must stay below a third of the registrations'
+	// lifetime in the DHT (routing.Config.TopicTTL, 30m by default), so that one renewal lost (a lookup that
+	// failed) does not let a registration lapse. 0 turns registering off (default 0 here; the relay's
+	// DefaultRelayConfig sets 8m).
 	TopicRegisterInterval time.Duration
 	// TopicSearchInterval is the least wait between two searches of the DHT for a topic's registered nodes while
 	// the node has fewer than Dlo topic peers (Output.Discover with Want). The first comes TopicSearchInterval

@@ -131,7 +131,7 @@ func DefaultRelayConfig() RelayConfig {
 	rc.TreeShortcutDist = 3
 	// A node of a topic few of its peers share registers on it in the DHT, and one with too few topic peers looks
 	// the others up there: a topic held by a handful of a network's nodes is found all the same.
-	rc.TopicRegisterInterval, rc.TopicSearchInterval = 15*time.Minute, 5*time.Second
+	rc.TopicRegisterInterval, rc.TopicSearchInterval = 8*time.Minute, 5*time.Second
 	return RelayConfig{
 		Router: rc, MaxMessageSize: 512 << 10, MaxRPCSize: 1<<20 - 1<<10, SignMessages: true, VerifySignatures: true,
 		PeerMessageRate: 2000, PeerMessageBurst: 4000, PenaltyBan: 10 * time.Minute, DeliveryBuffer: 1024,

@@ -75,6 +75,18 @@ type InboundRequest interface {
 	ReplyError(error) error
 }
 
+// remoteAddressed is an InboundRequest that tells the address of the connection it came over (the node's does):
+// topic registrations are grouped by it (IP limits), not by the address a registrant claims in its record.
+type remoteAddressed interface{ RemoteAddr() string }
+
+// remoteAddr returns the address req came from, or "" when it does not tell.
+func remoteAddr(req InboundRequest) string {
+	if ra, ok := req.(remoteAddressed); ok {
+		return ra.RemoteAddr()
+	}
+	return ""
+}
+
 // Config configures the routing actor. Start from DefaultConfig.
 type Config struct {
 	// Table configures the Kademlia table.
@@ -129,10 +141,12 @@ type Config struct {
 	MisbehaviourBan time.Duration
 	// TopicTTL is how long a node's registration on a topic lasts (default 30m); the gossip relay renews its own
 	// well before (gossip.Config.TopicRegisterInterval). MaxTopics bounds the topics this node keeps
-	// registrations for (default 256; one more evicts the topic registered on least recently), TopicRegistrations
-	// the registrations kept per topic (default 32; one more evicts the topic's oldest), of which at most an
-	// eighth (at least 1) from one IP group (/24, /64 or domain, as the table's IP limits). These bound what a
-	// node that is among a topic's closest stores for the others: ~150 bytes a registration.
+	// registrations for (default 64; one more evicts the topic registered on least recently), TopicRegistrations
+	// the registrations kept per topic (default 32; one more evicts the topic's oldest). The IP group (/24, /64,
+	// as the table's IP limits) of the connection a registration comes over may hold at most an eighth of a
+	// topic's registrations (at least 1) and MaxTopics/4 over all topics, and a registered record is at most
+	// MaxRegisteredRecordSize (512) bytes: at the defaults a node holds at most 2048 registrations, ~1.3 MiB at
+	// the largest records, ~0.4 MiB at honest ones (~130 bytes and the registration's own ~70).
 	TopicTTL           time.Duration
 	MaxTopics          int
 	TopicRegistrations int
@@ -147,7 +161,7 @@ func DefaultConfig() Config {
 		Table: DefaultTableConfig(), Alpha: DefaultAlpha, Beta: DefaultBeta, RequestTimeout: 2 * time.Second,
 		RevalidateInterval: 30 * time.Second, RevalidateAnsweredInterval: 90 * time.Second, MaxInFlight: 64, MaxLookups: 32, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
 		MisbehaviourBan: 10 * time.Minute, CheckAge: 30 * time.Second, CheckRate: 0.2, CheckBurst: 2,
-		TopicTTL: 30 * time.Minute, MaxTopics: 256, TopicRegistrations: 32, Logger: zerolog.Nop(),
+		TopicTTL: 30 * time.Minute, MaxTopics: 64, TopicRegistrations: 32, Logger: zerolog.Nop(),
 	}
 }
 
@@ -209,7 +223,9 @@ type LookupResult struct {
 	// answered (a busy node may not: its address is known all the same).
 	Wanted *Entry
 	// Registered are, for a LookupRequest with Topic, the nodes the answers named as registered on the topic
-	// (verified records, this node's own excepted), at most MaxReplyRecords, in the order they were learned.
+	// (verified records, this node's own excepted), at most MaxReplyRecords: those the most answers named first
+	// (an honest registration is held by several of the nodes near the topic's key), in random order among
+	// those named equally often.
 	Registered []Entry
 	// Rounds is the lookup's hop count, Queried the number of FindNode requests it sent.
 	Rounds, Queried int
@@ -536,7 +552,7 @@ func (a *routingActor) serve(req InboundRequest, now time.Time) {
 	nodes := a.nodesFor(target)
 	if fn.Topic {
 		a.stats.TopicQueries++
-		if fn.Register && sender != nil && dialableFrom(a.local, sender.Addr) && a.topics.Register(target, *sender, now) {
+		if fn.Register && sender != nil && dialableFrom(a.local, sender.Addr) && a.topics.Register(target, *sender, remoteAddr(req), now) {
 			a.stats.TopicRegistrations++
 		}
 		nodes.Registered = a.topics.Registered(target, now, a.cfg.TopicRegistrations, req.Sender())

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,9 +29,10 @@ type lookupActor struct {
 	asked    map[session.NodeID]Entry // requests issued, for a retry
 	retried  map[session.NodeID]bool
 	// registered are the nodes the answers named as registered on the topic (LookupRequest.Topic), in the order
-	// learned, at most MaxReplyRecords; registeredAt indexes them.
+	// learned, at most maxRegisteredKept; registeredAt indexes them, named counts the answers that named each.
 	registered   []Entry
 	registeredAt map[session.NodeID]int
+	named        []int
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -133,7 +136,7 @@ func (l *lookupActor) finish(ctx actor.Context) {
 	l.cancel() // requests still in flight are no longer needed
 	res := LookupResult{
 		Closest: l.lookup.Result(), Rounds: l.lookup.Rounds(), Queried: l.lookup.Queried(),
-		Duration: time.Since(l.started), Registered: l.registered,
+		Duration: time.Since(l.started), Registered: l.bestRegistered(),
 	}
 	if l.req.Want != nil {
 		if e, ok := l.lookup.Get(*l.req.Want); ok {
@@ -176,24 +179,51 @@ func (l *lookupActor) ask(ctx actor.Context, e Entry) {
 	}()
 }
 
-// collectRegistered keeps the nodes an answer names as registered on the topic: verified records the node could
-// dial, not its own, each node once (its newest record), at most MaxReplyRecords in all.
+// maxRegisteredKept bounds the distinct registered nodes a topic lookup keeps from its answers, of which it
+// reports the MaxReplyRecords named by the most answers.
+const maxRegisteredKept = 4 * MaxReplyRecords
+
+// collectRegistered keeps the nodes an answer names as registered on the topic (verified records the node could
+// dial, not its own, each node once with its newest record, at most maxRegisteredKept), and counts the answers
+// that named each.
 func (l *lookupActor) collectRegistered(nodes *messages.Nodes) {
 	self := l.net.ID()
+	counted := make(map[session.NodeID]bool, len(nodes.GetRegistered()))
 	for _, r := range nodes.GetRegistered() {
 		e, err := l.records.entry(r)
-		if err != nil || e.ID == self || !dialableFrom(l.local, e.Addr) {
+		if err != nil || e.ID == self || counted[e.ID] || !dialableFrom(l.local, e.Addr) {
 			continue
 		}
+		counted[e.ID] = true
 		if i, ok := l.registeredAt[e.ID]; ok {
+			l.named[i]++
 			if r.GetSeq() > l.registered[i].Record.GetSeq() {
 				l.registered[i] = e
 			}
 			continue
 		}
-		if len(l.registered) < MaxReplyRecords {
+		if len(l.registered) < maxRegisteredKept {
 			l.registeredAt[e.ID] = len(l.registered)
 			l.registered = append(l.registered, e)
+			l.named = append(l.named, 1)
 		}
 	}
+}
+
+// bestRegistered returns, in a new slice, the MaxReplyRecords registered nodes the most answers named, in random
+// order among those named equally often. An honest node registers at every node its registration lookup asked,
+// and a search asks the same nodes near the topic's key: its registration comes in several answers, where one
+// hostile answer's made-up records come in one (they used to fill the result when that answer came first).
+func (l *lookupActor) bestRegistered() []Entry {
+	idx := make([]int, len(l.registered))
+	for i := range idx {
+		idx[i] = i
+	}
+	rand.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+	slices.SortStableFunc(idx, func(a, b int) int { return l.named[b] - l.named[a] })
+	out := make([]Entry, 0, min(len(idx), MaxReplyRecords))
+	for _, i := range idx[:min(len(idx), MaxReplyRecords)] {
+		out = append(out, l.registered[i])
+	}
+	return out
 }

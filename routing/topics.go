@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 )
@@ -14,6 +16,11 @@ import (
 func TopicKey(topic string) Key {
 	return Key(sha256.Sum256([]byte("actormesh-topic:" + topic)))
 }
+
+// MaxRegisteredRecordSize is the largest encoded record a node registers on a topic: a record with a few
+// addresses (an honest one with one address takes ~130 bytes). Registrants choose their records, and the
+// registry's memory is bounded by this times its registrations.
+const MaxRegisteredRecordSize = 512
 
 // topicRegistration is one node registered on a topic.
 type topicRegistration struct {
@@ -30,32 +37,59 @@ type topicRegistrations struct {
 }
 
 // TopicRegistry keeps the nodes registered on topics (FindNode with topic and register), as a DHT keeps
-// provider records: bounded in topics, in registrations per topic and per IP group within a topic, and in time.
-// A topic over the bound evicts the topic registered on least recently; a registration over a topic's bound evicts
-// that topic's oldest. A TopicRegistry is not safe for concurrent use.
+// provider records: bounded in topics, in registrations per topic, in record size and in time, and per IP group
+// (of the connection a registration came over, not of the address the registrant claims): within a topic, and
+// across all topics. A topic over the bound evicts the topic registered on least recently; a registration over
+// a topic's bound evicts that topic's oldest. A TopicRegistry is not safe for concurrent use.
 type TopicRegistry struct {
 	ttl                           time.Duration
 	maxTopics, perTopic, perGroup int
-	groupOf                       func(addr string) (ipGroup, bool)
-	topics                        map[Key]*topicRegistrations
+	// perGroupAll bounds one IP group's registrations over all topics (maxTopics/4): one registrant, or one
+	// host's, cannot register on enough topics to evict all the others.
+	perGroupAll int
+	groupOf     func(addr string) (ipGroup, bool)
+	topics      map[Key]*topicRegistrations
+	groups      map[ipGroup]int // registrations held per IP group (the zero group, exempt, is not counted)
 }
 
 // newTopicRegistry returns an empty registry whose registrations last ttl; groupOf gives an address's IP group
-// (the zero group is exempt from perGroup).
+// (the zero group is exempt from the group limits).
 func newTopicRegistry(ttl time.Duration, maxTopics, perTopic, perGroup int, groupOf func(string) (ipGroup, bool)) *TopicRegistry {
-	return &TopicRegistry{ttl: ttl, maxTopics: maxTopics, perTopic: perTopic, perGroup: perGroup, groupOf: groupOf,
-		topics: make(map[Key]*topicRegistrations)}
+	return &TopicRegistry{ttl: ttl, maxTopics: maxTopics, perTopic: perTopic, perGroup: perGroup,
+		perGroupAll: max(1, maxTopics/4), groupOf: groupOf,
+		topics: make(map[Key]*topicRegistrations), groups: make(map[ipGroup]int)}
 }
 
 // Register registers the node of e (a verified entry with its record) on topic until now + ttl, or renews its
-// registration. It reports false when the registration is refused: an address with no IP group, or a topic
-// holding perGroup registrations of e's IP group already (a renewal is never refused for that).
-func (r *TopicRegistry) Register(topic Key, e Entry, now time.Time) bool {
-	g, ok := r.groupOf(e.Addr)
-	if !ok || e.Record == nil {
+// registration; from is the address of the connection the registration came over, which sets its IP group (e's
+// own address when from is empty). It reports false when the registration is refused: a record over
+// MaxRegisteredRecordSize, an address with no IP group, a topic holding perGroup registrations of that group
+// already, or the group holding maxTopics/4 registrations over all topics. A renewal is checked as a new
+// registration (its group may have changed), and a refused one leaves the registration as it was.
+func (r *TopicRegistry) Register(topic Key, e Entry, from string, now time.Time) bool {
+	if from == "" {
+		from = e.Addr
+	}
+	g, ok := r.groupOf(from)
+	if !ok || e.Record == nil || proto.Size(e.Record) > MaxRegisteredRecordSize {
 		return false
 	}
 	t := r.topics[topic]
+	i := -1
+	if t != nil {
+		t.dropExpired(r, now)
+		i = slices.IndexFunc(t.regs, func(x topicRegistration) bool { return x.id == e.ID })
+	}
+	if g != (ipGroup{}) {
+		sameGroup := i >= 0 && t.regs[i].group == g // a renewal from the group it counts in already
+		inTopic, all := 0, r.groups[g]
+		if t != nil {
+			inTopic = regsOfGroup(t.regs, g)
+		}
+		if !sameGroup && (inTopic >= r.perGroup || all >= r.perGroupAll) {
+			return false
+		}
+	}
 	if t == nil {
 		if len(r.topics) >= r.maxTopics {
 			r.Expire(now)
@@ -66,24 +100,24 @@ func (r *TopicRegistry) Register(topic Key, e Entry, now time.Time) bool {
 		t = &topicRegistrations{}
 		r.topics[topic] = t
 	}
-	reg := topicRegistration{id: e.ID, record: e.Record, group: g, expires: now.Add(r.ttl)}
-	if i := slices.IndexFunc(t.regs, func(x topicRegistration) bool { return x.id == e.ID }); i >= 0 {
-		t.regs = slices.Delete(t.regs, i, i+1)
-	} else if g != (ipGroup{}) && r.countGroup(t, g) >= r.perGroup {
-		return false
+	if i >= 0 {
+		r.drop(t, i)
 	}
-	t.dropExpired(now)
 	if len(t.regs) >= r.perTopic {
-		t.regs = slices.Delete(t.regs, 0, 1)
+		r.drop(t, 0)
 	}
-	t.regs = append(t.regs, reg)
+	t.regs = append(t.regs, topicRegistration{id: e.ID, record: e.Record, group: g, expires: now.Add(r.ttl)})
+	if g != (ipGroup{}) {
+		r.groups[g]++
+	}
 	t.newest = now
 	return true
 }
 
-func (r *TopicRegistry) countGroup(t *topicRegistrations, g ipGroup) int {
+// regsOfGroup counts the registrations of group g.
+func regsOfGroup(regs []topicRegistration, g ipGroup) int {
 	n := 0
-	for _, x := range t.regs {
+	for _, x := range regs {
 		if x.group == g {
 			n++
 		}
@@ -91,22 +125,46 @@ func (r *TopicRegistry) countGroup(t *topicRegistrations, g ipGroup) int {
 	return n
 }
 
+// drop removes t's registration i.
+func (r *TopicRegistry) drop(t *topicRegistrations, i int) {
+	r.uncount(t.regs[i].group)
+	t.regs = slices.Delete(t.regs, i, i+1)
+}
+
+func (r *TopicRegistry) uncount(g ipGroup) {
+	if g == (ipGroup{}) {
+		return
+	}
+	if r.groups[g]--; r.groups[g] <= 0 {
+		delete(r.groups, g)
+	}
+}
+
 // evictTopic drops the topic registered on least recently.
 func (r *TopicRegistry) evictTopic() {
 	if k, ok := earliest(r.topics, func(t *topicRegistrations) time.Time { return t.newest }); ok {
+		for _, x := range r.topics[k].regs {
+			r.uncount(x.group)
+		}
 		delete(r.topics, k)
 	}
 }
 
 // dropExpired removes the registrations expired at now.
-func (t *topicRegistrations) dropExpired(now time.Time) {
-	t.regs = slices.DeleteFunc(t.regs, func(x topicRegistration) bool { return !now.Before(x.expires) })
+func (t *topicRegistrations) dropExpired(r *TopicRegistry, now time.Time) {
+	t.regs = slices.DeleteFunc(t.regs, func(x topicRegistration) bool {
+		if now.Before(x.expires) {
+			return false
+		}
+		r.uncount(x.group)
+		return true
+	})
 }
 
 // Expire drops the registrations, and the topics, expired at now.
 func (r *TopicRegistry) Expire(now time.Time) {
 	for k, t := range r.topics {
-		t.dropExpired(now)
+		t.dropExpired(r, now)
 		if len(t.regs) == 0 {
 			delete(r.topics, k)
 		}

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 )
@@ -53,7 +55,7 @@ func TestTopicRegistryHandsOutRegistrationsNewestFirstWithoutTheAsker(t *testing
 	topic := TopicKey("x")
 	a, b, c := topicEntry(t, 1, "1.0.0.1:1"), topicEntry(t, 2, "2.0.0.1:1"), topicEntry(t, 3, "3.0.0.1:1")
 	for i, e := range []Entry{a, b, c} {
-		if !r.Register(topic, e, t0.Add(time.Duration(i)*time.Second)) {
+		if !r.Register(topic, e, "", t0.Add(time.Duration(i)*time.Second)) {
 			t.Fatalf("registration %d refused", i)
 		}
 	}
@@ -69,7 +71,7 @@ func TestTopicRegistryHandsOutRegistrationsNewestFirstWithoutTheAsker(t *testing
 		t.Fatalf("another topic has %d registrations", len(got))
 	}
 	// A renewal moves a to the newest place, without a second entry.
-	r.Register(topic, a, t0.Add(4*time.Second))
+	r.Register(topic, a, "", t0.Add(4*time.Second))
 	got = recordIDs(r.Registered(topic, t0.Add(4*time.Second), 10, session.NodeID{}))
 	want = []string{a.ID.Short(), c.ID.Short(), b.ID.Short()}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -81,8 +83,8 @@ func TestTopicRegistrationsExpire(t *testing.T) {
 	r := newTestRegistry(t, time.Minute, 8, 4, 4)
 	topic := TopicKey("x")
 	a, b := topicEntry(t, 1, "1.0.0.1:1"), topicEntry(t, 2, "2.0.0.1:1")
-	r.Register(topic, a, t0)
-	r.Register(topic, b, t0.Add(30*time.Second))
+	r.Register(topic, a, "", t0)
+	r.Register(topic, b, "", t0.Add(30*time.Second))
 	if got := r.Registered(topic, t0.Add(time.Minute), 10, session.NodeID{}); len(got) != 1 || recordIDs(got)[0] != b.ID.Short() {
 		t.Fatalf("a minute on: %v, want b only", recordIDs(got))
 	}
@@ -96,7 +98,7 @@ func TestTopicRegistryIsBounded(t *testing.T) {
 	r := newTestRegistry(t, time.Hour, 2, 3, 3)
 	x, y, z := TopicKey("x"), TopicKey("y"), TopicKey("z")
 	for i := range 5 { // a full topic evicts its oldest registration
-		r.Register(x, topicEntry(t, uint64(10+i), fmt.Sprintf("%d.0.0.1:1", 10+i)), t0.Add(time.Duration(i)*time.Second))
+		r.Register(x, topicEntry(t, uint64(10+i), fmt.Sprintf("%d.0.0.1:1", 10+i)), "", t0.Add(time.Duration(i)*time.Second))
 	}
 	got := recordIDs(r.Registered(x, t0.Add(time.Minute), 10, session.NodeID{}))
 	want := []string{topicEntry(t, 14, "").ID.Short(), topicEntry(t, 13, "").ID.Short(), topicEntry(t, 12, "").ID.Short()}
@@ -104,8 +106,8 @@ func TestTopicRegistryIsBounded(t *testing.T) {
 		t.Fatalf("a full topic kept %v, want the newest three %v", got, want)
 	}
 	// A third topic evicts the one registered on least recently (y, registered on before x's last).
-	r.Register(y, topicEntry(t, 20, "20.0.0.1:1"), t0.Add(2*time.Second))
-	r.Register(z, topicEntry(t, 21, "21.0.0.1:1"), t0.Add(10*time.Second))
+	r.Register(y, topicEntry(t, 20, "20.0.0.1:1"), "", t0.Add(2*time.Second))
+	r.Register(z, topicEntry(t, 21, "21.0.0.1:1"), "", t0.Add(10*time.Second))
 	if len(r.Registered(y, t0.Add(time.Minute), 10, session.NodeID{})) != 0 {
 		t.Fatal("the topic registered on least recently was kept")
 	}
@@ -123,18 +125,57 @@ func TestTopicRegistryLimitsOneIPGroup(t *testing.T) {
 	var in []Entry
 	for i := range 4 { // one /24
 		e := topicEntry(t, uint64(30+i), fmt.Sprintf("9.9.9.%d:1", 1+i))
-		if ok := r.Register(topic, e, t0); ok != (i < 2) {
+		if ok := r.Register(topic, e, "", t0); ok != (i < 2) {
 			t.Fatalf("registration %d of one /24: accepted %v", i, ok)
 		}
 		in = append(in, e)
 	}
-	if !r.Register(topic, in[0], t0.Add(time.Second)) {
+	if !r.Register(topic, in[0], "", t0.Add(time.Second)) {
 		t.Fatal("a renewal was refused for its group's limit")
 	}
-	if !r.Register(topic, topicEntry(t, 40, "8.8.8.8:1"), t0) {
+	if !r.Register(topic, topicEntry(t, 40, "8.8.8.8:1"), "", t0) {
 		t.Fatal("another group was refused")
 	}
-	if r.Register(topic, Entry{ID: randID(newRand(41)), Addr: "not an address", Record: &messages.NodeRecord{}}, t0) {
+	if r.Register(topic, Entry{ID: randID(newRand(41)), Addr: "not an address", Record: &messages.NodeRecord{}}, "", t0) {
 		t.Fatal("an address with no IP group was accepted")
+	}
+}
+
+// The IP group is the connection's, not the one of the address a registrant claims; a renewal from another group
+// is checked as a new registration; one group holds at most maxTopics/4 registrations over all topics; a record
+// over MaxRegisteredRecordSize is refused.
+func TestTopicRegistryGroupsByTheConnectionAndBoundsEachGroup(t *testing.T) {
+	r := newTestRegistry(t, time.Hour, 16, 8, 2) // 4 registrations per group over all topics
+	topic := TopicKey("x")
+	for i := range 3 { // three registrants claiming three /24s, all connecting from one
+		e := topicEntry(t, uint64(50+i), fmt.Sprintf("%d.1.1.1:1", 10+i))
+		if ok := r.Register(topic, e, fmt.Sprintf("9.9.9.%d:5000", 1+i), t0); ok != (i < 2) {
+			t.Fatalf("registration %d from one /24 claiming another: accepted %v", i, ok)
+		}
+	}
+	// A registrant renewing over a connection from another, full, group is refused, and keeps its registration.
+	moved := topicEntry(t, 60, "7.7.7.7:1")
+	if !r.Register(topic, moved, "7.7.7.7:5000", t0) {
+		t.Fatal("a registration from a new group was refused")
+	}
+	if r.Register(topic, moved, "9.9.9.9:5000", t0.Add(time.Second)) {
+		t.Fatal("a renewal into a full group was accepted")
+	}
+	if got := len(r.Registered(topic, t0.Add(2*time.Second), 10, session.NodeID{})); got != 3 {
+		t.Fatalf("%d registrations held, want 3 (two of 9.9.9.0/24, the renewal refused, the first kept)", got)
+	}
+	// Over all topics: the 9.9.9.0/24 group has 2; two more topics fill its 4, the fifth is refused.
+	for i, want := range []bool{true, true, false} {
+		e := topicEntry(t, uint64(70+i), "6.6.6.6:1")
+		if ok := r.Register(TopicKey(fmt.Sprint("t", i)), e, "9.9.9.200:1", t0); ok != want {
+			t.Fatalf("registration %d of the group on another topic: accepted %v, want %v", i, ok, want)
+		}
+	}
+	big := topicEntry(t, 80, "5.5.5.5:1")
+	for len(big.Record.Addrs) < 8 {
+		big.Record.Addrs = append(big.Record.Addrs, fmt.Sprintf("%0100d:1", len(big.Record.Addrs)))
+	}
+	if r.Register(topic, big, "5.5.5.5:1", t0) {
+		t.Fatalf("a record of %d bytes was registered", proto.Size(big.Record))
 	}
 }

@@ -534,7 +534,7 @@ func statusOf(err error) int {
 	case errors.Is(err, actors.ErrRemote), errors.Is(err, actors.ErrPeerGone), errors.Is(err, actors.ErrSlowPeer):
 		return http.StatusBadGateway
 	case errors.Is(err, actors.ErrClosed), errors.Is(err, actors.ErrNotStarted), errors.Is(err, gossip.ErrRelayStopped),
-		errors.Is(err, routing.ErrNoPeers):
+		errors.Is(err, routing.ErrNoPeers), errors.Is(err, routing.ErrTooManyLookups):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
