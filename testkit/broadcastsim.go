@@ -146,50 +146,6 @@ func pause(ctx context.Context, d time.Duration) error {
 // simTopic is the topic of the broadcast scenario.
 const simTopic = "sim"
 
-// setupProgressEvery is the gap between the progress lines of a long setup.
-var setupProgressEvery = 5 * time.Second
-
-// setupProgress reports, every setupProgressEvery from its own goroutine until stop, how many nodes reached the
-// setup's current stage: "setup: 143/200 nodes started (12 s)".
-type setupProgress struct {
-	mu    sync.Mutex
-	stage string // what the nodes counted in done did: "started", "subscribed", "in the topic"
-	done  int
-	stop  func() // stops the goroutine and waits for it; idempotent
-}
-
-// startSetupProgress starts the reports of a setup of total nodes that began at start; progress must be safe for
-// concurrent use.
-func startSetupProgress(progress func(string), total int, start time.Time) *setupProgress {
-	p := &setupProgress{stage: "started"}
-	quit, exited := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(exited)
-		tick := time.NewTicker(max(setupProgressEvery, time.Millisecond))
-		defer tick.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case now := <-tick.C:
-				p.mu.Lock()
-				stage, done := p.stage, p.done
-				p.mu.Unlock()
-				progress(fmt.Sprintf("setup: %d/%d nodes %s (%.0f s)", done, total, stage, now.Sub(start).Seconds()))
-			}
-		}
-	}()
-	p.stop = sync.OnceFunc(func() { close(quit); <-exited })
-	return p
-}
-
-// set records that done nodes reached stage.
-func (p *setupProgress) set(stage string, done int) {
-	p.mu.Lock()
-	p.stage, p.done = stage, done
-	p.mu.Unlock()
-}
-
 // simNode is one node of a broadcast run and what it received.
 type simNode struct {
 	node   *actors.Node
@@ -499,83 +455,6 @@ func closeAll(nodes []*actors.Node) {
 	wg.Wait()
 }
 
-// waitReady waits until every node has a topic peer and, with the spanning tree, a place in it (a parent, or it
-// is the root with a child), and with connected until the nodes' topic peers link them all into one graph (a few
-// members of a topic who find each other through the DHT may form islands first, which their next searches join),
-// then two more heartbeats (of hb) so that the meshes reach their degree. onReady gets the count of ready nodes as
-// it grows.
-func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration, minShare float64, hb time.Duration,
-	connected bool, onReady func(int)) (float64, error) {
-	ready := make([]bool, len(nodes))
-	count := 0
-	err := Poll(ctx, timeout, func() bool {
-		for i, n := range nodes {
-			if ready[i] {
-				continue
-			}
-			info, err := n.Topic(ctx, simTopic)
-			if ready[i] = err == nil && len(info.Peers) > 0 && (len(info.TreeLinks) > 0 || len(info.Eager)+len(info.Lazy) > 0); ready[i] {
-				count++
-				onReady(count)
-			}
-		}
-		return count == len(nodes) && (!connected || topicConnected(ctx, nodes))
-	})
-	share := float64(count) / float64(len(nodes))
-	if err != nil && share >= minShare && ctx.Err() == nil {
-		err = nil // enough: the others count as missed deliveries
-	}
-	if err != nil {
-		missing, lonely := 0, 0
-		for i, r := range ready {
-			if !r {
-				missing++
-				if len(nodes[i].Peers()) == 0 {
-					lonely++
-				}
-			}
-		}
-		if lonely > 0 {
-			return share, fmt.Errorf("broadcast scenario: %d of %d nodes without a topic peer or a tree link (%d without any connection): %w", missing, len(nodes), lonely, err)
-		}
-		return share, fmt.Errorf("broadcast scenario: %d of %d nodes without a topic peer or a tree link: %w", missing, len(nodes), err)
-	}
-	t := time.NewTimer(2 * hb)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return share, ctx.Err()
-	case <-t.C:
-	}
-	return share, nil
-}
-
-// topicConnected tells whether the nodes' topic peers link them all into one graph.
-func topicConnected(ctx context.Context, nodes []*actors.Node) bool {
-	index := make(map[session.NodeID]int, len(nodes))
-	for i, n := range nodes {
-		index[n.ID()] = i
-	}
-	seen := make([]bool, len(nodes))
-	seen[0] = true
-	queue, reached := []int{0}, 1
-	for len(queue) > 0 {
-		info, err := nodes[queue[0]].Topic(ctx, simTopic)
-		queue = queue[1:]
-		if err != nil {
-			return false
-		}
-		for _, p := range info.Peers {
-			if j, ok := index[p]; ok && !seen[j] {
-				seen[j] = true
-				reached++
-				queue = append(queue, j)
-			}
-		}
-	}
-	return reached == len(nodes)
-}
-
 // relayStats reads the relay counters of the live nodes; a dead node's entry is nil.
 func relayStats(ctx context.Context, sims []*simNode) ([]*gossip.RelayStats, error) {
 	out := make([]*gossip.RelayStats, len(sims))
@@ -651,28 +530,6 @@ func fillRandom(b []byte, rng *rand.Rand) {
 // expected tells whether node i should receive message m: it is subscribed, alive and not the publisher.
 func expected(sims []*simNode, i, m int, publisher []int) bool {
 	return i != publisher[m] && sims[i].subscribed && !sims[i].dead.Load()
-}
-
-// drawSubscribers marks the nodes that join the topic, n of them drawn from rng (0: all, and rng is not used), and
-// returns their nodes in the order of sims.
-func drawSubscribers(sims []*simNode, n int, rng *rand.Rand) []*actors.Node {
-	if n == 0 {
-		n = len(sims)
-	} else {
-		for _, i := range rng.Perm(len(sims))[:n] {
-			sims[i].subscribed = true
-		}
-	}
-	var out []*actors.Node
-	for _, s := range sims {
-		if n == len(sims) {
-			s.subscribed = true
-		}
-		if s.subscribed {
-			out = append(out, s.node)
-		}
-	}
-	return out
 }
 
 func allDelivered(sims []*simNode, publisher []int, published []time.Time) bool {
