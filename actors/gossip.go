@@ -69,7 +69,8 @@ func marshalAny(msg proto.Message) ([]byte, error) {
 // and validators to return: a handler must not block forever, and a validator must honour its context. A topic over
 // Gossip.Router.MaxTopicLength fails with gossip.ErrTopicTooLong. While the topic has few peers around the node,
 // its relay registers the node on the topic in the DHT and connects to other members it finds there (from
-// Gossip.Router.TopicSearchInterval after the join on; see FindTopicPeers).
+// Gossip.Router.TopicSearchInterval after the join on; see FindTopicPeers). It keeps those connections while the
+// peer shares one of its topics, and lets them close once idle after (a cancelled subscription, say).
 func (n *Node) Subscribe(ctx context.Context, topic string, handler func(*gossip.Delivery), opts ...gossip.SubscribeOption) (*gossip.Subscription, error) {
 	r, err := n.gossipRelay()
 	if err != nil {

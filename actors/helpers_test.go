@@ -121,6 +121,19 @@ func (l *eventLog) sawDisconnect(peer session.NodeID, reason messages.Disconnect
 // disconnects counts the disconnects from peer recorded.
 func (l *eventLog) disconnects(peer session.NodeID) int { return len(l.disconnectsFrom(peer)) }
 
+// connects counts the connections to peer recorded.
+func (l *eventLog) connects(peer session.NodeID) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.events {
+		if c, ok := e.(*messages.PeerConnected); ok && string(c.PeerId) == string(peer[:]) {
+			n++
+		}
+	}
+	return n
+}
+
 // unstartedNode returns a node made but not started (discovery off), closed at the end of the test.
 func unstartedNode(t testing.TB) *actors.Node {
 	t.Helper()

@@ -86,6 +86,10 @@ type peerConn struct {
 	owed atomic.Int32
 	// remoteTransient is set on an inbound connection whose dialer declared it transient (not kept).
 	remoteTransient bool
+	// forTopics is set while the node keeps the connection only because topic discovery made it (the peer
+	// manager's alone: it alone reads and writes it); the relay releases it once the peer shares none of its
+	// topics (peerManager.release), which sets released: topic discovery does not keep it again.
+	forTopics, released bool
 	// gossiping is set once the peer started gossip on the connection (it upgraded a transient connection to a
 	// kept one on its side): the connection is no longer closed as transient.
 	gossiping atomic.Bool

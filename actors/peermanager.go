@@ -198,6 +198,8 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		if msg.from == m {
 			m.topicFound(ctx, msg)
 		}
+	case *releasePeer:
+		m.release(msg.id)
 	case *lookedUp:
 		if msg.from != m { // the lookup of the instance before a restart
 			return
@@ -641,6 +643,7 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 	_, once := m.keepOnce[pc.id]
 	delete(m.keepOnce, pc.id)
 	pc.kept.Store(wanted || once)
+	pc.forTopics = once && !wanted
 	pc.remoteTransient = !outbound && sc.Peer().Transient
 	// Registered before its reader starts: a protocol actor answering the peer's first message finds it.
 	m.n.peers.set(pc)

@@ -100,7 +100,8 @@ func (m *peerManager) evictIdle(outbound bool) bool {
 // armSweep arms the next sweep of transient connections: every half of the shorter idle timeout while a
 // connection the node does not keep is open, otherwise every half TransientIdleTimeout. Most of the time a node has
 // only kept connections, and a connection is kept or not from its registration on (it stops being kept only as it
-// is closed), so only a registration, which brings the sweep forward (sweepSoon), can give the sweep work.
+// is closed, or as the relay releases one topic discovery made), so only a registration or a release, which bring
+// the sweep forward (sweepSoon), can give the sweep work.
 func (m *peerManager) armSweep(candidates bool) {
 	if m.ctx.Err() != nil {
 		return

@@ -35,12 +35,16 @@ type discoverTopic struct {
 
 // topicFound carries a topic lookup's outcome back to the peer manager instance that started it.
 type topicFound struct {
-	topic string
-	want  int
-	found []routing.Entry
-	err   error
-	from  *peerManager
+	topic    string
+	register bool
+	want     int
+	found    []routing.Entry
+	err      error
+	from     *peerManager
 }
+
+// releasePeer carries gossip.Network.Release to the peer manager.
+type releasePeer struct{ id session.NodeID }
 
 // DiscoverTopic implements gossip.Network: a node without discovery ignores it.
 func (g gossipNetwork) DiscoverTopic(topic string, register bool, want int) {
@@ -81,7 +85,7 @@ func (m *peerManager) discoverTopic(d *discoverTopic) {
 		ctx, cancel := context.WithTimeout(m.ctx, topicLookupTimeout)
 		res, err := n.lookup(ctx, &routing.LookupRequest{Target: routing.TopicKey(d.topic), Topic: true, Register: d.register})
 		cancel()
-		root.Send(self, &topicFound{topic: d.topic, want: d.want, found: res.Registered, err: err, from: m})
+		root.Send(self, &topicFound{topic: d.topic, register: d.register, want: d.want, found: res.Registered, err: err, from: m})
 	}()
 }
 
@@ -98,8 +102,11 @@ func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
 			break
 		}
 	}
+	if m.n.relay != nil {
+		m.n.relay.TopicLookupDone(f.topic, f.register, f.err)
+	}
 	if f.err != nil {
-		m.n.log.Debug().Err(f.err).Str("topic", f.topic).Msg("topic lookup failed")
+		m.n.log.Debug().Err(f.err).Str("topic", f.topic).Bool("register", f.register).Msg("topic lookup failed")
 		return
 	}
 	m.n.log.Debug().Str("topic", f.topic).Int("registered", len(f.found)).Int("want", f.want).Msg("topic lookup done")
@@ -113,7 +120,11 @@ func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
 			continue
 		}
 		if c, connected := m.conns[e.ID]; connected {
+			if c.pc.released {
+				continue // a stale registration: the relay knows the peer shares no topic
+			}
 			if !c.pc.kept.Swap(true) { // a transient connection (a lookup's): the relay takes it up at its next heartbeat
+				c.pc.forTopics = true
 				dialed++
 			}
 			continue
@@ -125,6 +136,32 @@ func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
 		m.dial(ctx, &dialRequest{addr: session.PeerAddr{ID: e.ID, Addr: e.Addr}, keep: true, once: true, auto: true})
 		dialed++
 	}
+}
+
+// Release implements gossip.Network.
+func (g gossipNetwork) Release(peer session.NodeID) {
+	if pid, err := g.n.peerManager(); err == nil {
+		g.n.system.Root.Send(pid, &releasePeer{id: peer})
+	}
+}
+
+// release stops keeping a connection the node kept only because topic discovery made it, now that the peer
+// shares none of the relay's topics (gossip.Output.Release): the peer left the topic, the node did, or the peer
+// had left it before it was found (its registration outlives its subscription). The connection becomes
+// transient: closed once idle, or to make room.
+func (m *peerManager) release(id session.NodeID) {
+	e, ok := m.conns[id]
+	if !ok || !e.pc.forTopics {
+		return
+	}
+	e.pc.forTopics, e.pc.released = false, true
+	if _, wanted := m.wanted[id]; wanted {
+		return
+	}
+	e.pc.kept.Store(false)
+	e.pc.gossiping.Store(false) // set when the peer's first RPC came before the relay heard of the connection
+	m.n.log.Debug().Str("peer", id.Short()).Msg("topic discovery's connection released: no topic in common")
+	m.sweepSoon()
 }
 
 // FindTopicPeers looks up in the DHT the nodes registered on topic: the nodes that joined it (Subscribe) where

@@ -12,6 +12,7 @@ import (
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
@@ -157,4 +158,71 @@ func TestEverySparseTopicJoinedAtOnceIsRegistered(t *testing.T) {
 			return err == nil && len(found) == 1 && found[0].ID == member.ID()
 		}, "the member to be registered on %s", topic)
 	}
+}
+
+// keeps tells whether n keeps its connection to peer.
+func keeps(n *actors.Node, peer session.NodeID) bool {
+	return slices.ContainsFunc(n.Peers(), func(p actors.PeerInfo) bool { return p.ID == peer && p.Kept })
+}
+
+// A connection topic discovery made is kept while the topic needs it, then released: once one of its two members
+// leaves the topic it is closed when idle, and a connection the remaining member makes later to the one that left
+// (found by its registration, which outlives its subscription) is released as soon as its subscriptions show it.
+// Before, they stayed kept until lost, and a node that went through sparse topics filled its outbound slots
+// with them.
+func TestTopicDiscoveryConnectionsAreReleasedOnceNoTopicIsShared(t *testing.T) {
+	nw := sparseNetwork(t, 6)
+	stays, leaves := nw.Nodes[2], nw.Nodes[4]
+	ctx := ctxTimeout(t, 40*time.Second)
+	const topic = "brief"
+	if _, err := stays.Subscribe(ctx, topic, func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := leaves.Subscribe(ctx, topic, func(*gossip.Delivery) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		info, err := stays.Topic(ctx, topic)
+		return err == nil && slices.Contains(info.Peers, leaves.ID()) &&
+			(keeps(stays, leaves.ID()) || keeps(leaves, stays.ID()))
+	}, "the two members to find each other and keep their connection")
+	events := watchEvents(t, stays)
+	sub.Cancel()
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		return !keeps(stays, leaves.ID()) && !keeps(leaves, stays.ID()) && events.disconnects(leaves.ID()) >= 1
+	}, "the connection to be released and closed once the member left")
+	// The member that stays is still short of peers and searches again: it finds the registration of the one
+	// that left, connects, learns it is in no common topic, releases the connection and closes it once idle.
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		c := events.connects(leaves.ID())
+		return c >= 1 && events.disconnects(leaves.ID()) >= c+1 && !keeps(stays, leaves.ID())
+	}, "a connection made again from the stale registration to be released too")
+}
+
+// A registration that failed (the node knew nobody yet) is retried within seconds, not at the next renewal minutes
+// later: a node that joins a topic before it joins the network is found on the topic soon after it joins.
+func TestAFailedTopicRegistrationIsRetriedSoon(t *testing.T) {
+	nw := sparseNetwork(t, 4)
+	late := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0
+		cfg.Gossip.Router.TopicSearchInterval = 200 * time.Millisecond
+	})).Nodes[0]
+	ctx := ctxTimeout(t, 40*time.Second)
+	const topic = "early"
+	if _, err := late.Subscribe(ctx, topic, func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		st, err := late.GossipStats(ctx)
+		return err == nil && st.Router.TopicRegistrations >= 1 && st.Router.TopicLookupsFailed >= 1
+	}, "the registration of a node that knows nobody to fail")
+	if _, err := late.FindClosestFrom(ctx, routing.KeyOf(late.ID()), []session.PeerAddr{nw.Nodes[0].Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	asker := nw.Nodes[2]
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		found, err := asker.FindTopicPeers(ctx, topic)
+		return err == nil && slices.ContainsFunc(found, func(p session.PeerAddr) bool { return p.ID == late.ID() })
+	}, "the late node's registration to be retried once it joined the network")
 }

@@ -11,6 +11,7 @@ type topicDiscovery struct {
 	registerDue time.Time     // zero: at once
 	searchDue   time.Time     // zero: at once
 	searchGap   time.Duration // the wait after the next search; zero: TopicSearchInterval
+	retryGap    time.Duration // the wait before retrying a registration that failed; zero: TopicSearchInterval
 }
 
 // discover asks the shell, on a heartbeat, to register the node on a joined topic that is sparse around it, and to
@@ -48,7 +49,43 @@ func (r *Router) discover(b *builder, name string, t *topic, now time.Time) {
 		iv := r.cfg.TopicRegisterInterval
 		d.registerDue = now.Add(iv/2 + time.Duration(r.rng.Int64N(int64(iv))))
 	}
+	if register {
+		r.stats.TopicRegistrations++
+	}
+	if want > 0 {
+		r.stats.TopicSearches++
+	}
 	if register || want > 0 {
 		b.out.Discover = append(b.out.Discover, Discover{Topic: name, Register: register, Want: want})
 	}
+}
+
+// TopicLookupDone tells the Router how a lookup it asked for (Output.Discover) ended; err is nil once it
+// succeeded. A registration that failed (the node knew no peer yet, or its lookups were all taken) is retried
+// TopicSearchInterval later, the wait doubling up to 32 times that while they fail, instead of at the next
+// renewal, up to 3/2 TopicRegisterInterval later: until then the topic's other nodes cannot find this one. A
+// search that failed needs nothing: searches go on while the topic is short of peers.
+func (r *Router) TopicLookupDone(now time.Time, name string, register bool, err error) {
+	now = r.clock(now)
+	if err != nil {
+		r.stats.TopicLookupsFailed++
+	}
+	t := r.topics[name]
+	if t == nil || !t.joined || !register {
+		return
+	}
+	d := &t.disc
+	if err == nil {
+		d.retryGap = 0
+		return
+	}
+	base := r.cfg.TopicSearchInterval
+	if base <= 0 {
+		base = r.cfg.HeartbeatInterval
+	}
+	gap := max(d.retryGap, base)
+	if due := now.Add(gap); due.Before(d.registerDue) {
+		d.registerDue = due
+	}
+	d.retryGap = min(2*gap, maxSearchBackoff*base)
 }

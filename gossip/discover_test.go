@@ -1,8 +1,12 @@
 package gossip
 
 import (
+	"errors"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/actormesh/actormesh/session"
 )
 
 func discoverConfig() Config {
@@ -149,5 +153,82 @@ func TestRegistrationWithDhiPeersAsksForNoMore(t *testing.T) {
 	d, ok := discoverAt(r, t0.Add(10*time.Second))
 	if !ok || !d.Register || d.Want != 0 {
 		t.Fatalf("%+v %v, want a registration only", d, ok)
+	}
+}
+
+// A registration whose lookup failed (the node knew no peer yet, say) is retried TopicSearchInterval later, the
+// wait doubling while it fails, not at the next renewal minutes later; one that succeeded starts the waits over.
+// A failed search changes nothing: searches go on by themselves while the topic is short of peers.
+func TestFailedRegistrationIsRetriedSoon(t *testing.T) {
+	cfg := discoverConfig()
+	cfg.TopicSearchInterval = 0 // registrations alone: a search would register nothing
+	cfg.TopicRegisterInterval = 10 * time.Minute
+	r := newTestRouter(t, cfg)
+	addPeers(t, r, "other", 1, 8)
+	r.Join(t0, topicA)
+	registrations := func(from, to time.Duration) []time.Duration {
+		var at []time.Duration
+		for s := from; s <= to; s += time.Second {
+			if d, ok := discoverAt(r, t0.Add(s)); ok && d.Register {
+				at = append(at, s)
+			}
+		}
+		return at
+	}
+	if at := registrations(time.Second, time.Second); len(at) != 1 {
+		t.Fatalf("registrations at %v, want one at the first heartbeat (searches off: no wait after the join)", at)
+	}
+	failed := errors.New("no peers")
+	r.TopicLookupDone(t0.Add(2*time.Second), topicA, true, failed)
+	// The retry comes a heartbeat interval later (the base of the waits with searches off), then 2, then 4.
+	if at := registrations(2*time.Second, 3*time.Second); !slices.Equal(at, []time.Duration{3 * time.Second}) {
+		t.Fatalf("after a failure at 2 s, registrations at %v, want a retry at 3 s", at)
+	}
+	r.TopicLookupDone(t0.Add(3*time.Second), topicA, true, failed)
+	if at := registrations(4*time.Second, 5*time.Second); !slices.Equal(at, []time.Duration{5 * time.Second}) {
+		t.Fatalf("after a second failure at 3 s, registrations at %v, want the retry 2 s later", at)
+	}
+	r.TopicLookupDone(t0.Add(5*time.Second), topicA, false, failed) // a search's failure: no retry
+	r.TopicLookupDone(t0.Add(5*time.Second), "b", true, failed)     // a topic not joined: nothing
+	r.TopicLookupDone(t0.Add(6*time.Second), topicA, true, nil)
+	if at := registrations(6*time.Second, 4*time.Minute); len(at) != 0 {
+		t.Fatalf("after a success, registrations at %v, want the next renewal only (5-15 min after the last)", at)
+	}
+	r.TopicLookupDone(t0.Add(4*time.Minute), topicA, true, failed) // a renewal's failure: the waits start over
+	if at := registrations(4*time.Minute+time.Second, 4*time.Minute+time.Second); len(at) != 1 {
+		t.Fatalf("a renewal that failed after a success: registrations at %v, want a retry a second later", at)
+	}
+}
+
+// The node releases the peers that share none of its topics any more (Output.Release), so that the shell stops
+// keeping connections topic discovery made for a topic: when the node leaves the topic, and when the peer does.
+func TestPeersSharingNoJoinedTopicAreReleased(t *testing.T) {
+	r := newTestRouter(t, DefaultConfig())
+	addPeers(t, r, topicA, 1, 3)                          // 1-3 in A
+	if err := r.PeerSubscribed(nid(1), "b"); err != nil { // 1 in B too
+		t.Fatal(err)
+	}
+	r.Join(t0, topicA)
+	r.Join(t0, "b")
+	if out := r.PeerUnsubscribed(t0, nid(1), topicA); len(out.Release) != 0 {
+		t.Fatalf("peer 1 left A but shares B: released %v, want nothing", out.Release)
+	}
+	if out := r.PeerUnsubscribed(t0, nid(2), topicA); !slices.Equal(out.Release, []session.NodeID{nid(2)}) {
+		t.Fatalf("peer 2 left A, its one topic in common: released %v, want peer 2", out.Release)
+	}
+	if err := r.PeerSubscribed(nid(1), topicA); err != nil {
+		t.Fatal(err)
+	}
+	if out := r.Leave(t0, topicA); !slices.Equal(out.Release, []session.NodeID{nid(3)}) {
+		t.Fatalf("the node left A: released %v, want peer 3 alone (peer 1 shares B)", out.Release)
+	}
+	if out := r.PeerUnsubscribed(t0, nid(1), topicA); len(out.Release) != 0 {
+		t.Fatalf("peer 1 left A, which the node left before: released %v, want nothing", out.Release)
+	}
+	if r.SharesJoinedTopic(nid(3)) || !r.SharesJoinedTopic(nid(1)) || r.SharesJoinedTopic(nid(9)) {
+		t.Fatal("SharesJoinedTopic: want peer 1 (B) alone")
+	}
+	if out := r.Leave(t0, "b"); !slices.Equal(out.Release, []session.NodeID{nid(1)}) {
+		t.Fatalf("the node left B: released %v, want peer 1", out.Release)
 	}
 }

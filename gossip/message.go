@@ -128,6 +128,10 @@ type Output struct {
 	// Discover lists, on a heartbeat, the joined topics to register on or search for in the DHT
 	// (Config.TopicRegisterInterval, TopicSearchInterval).
 	Discover []Discover
+	// Release lists peers that share no topic the node joined any more (the node left the topic, or they did, or
+	// they never were in it): the shell need not keep a connection it made only for topics (Network.DiscoverTopic)
+	// to them.
+	Release []session.NodeID
 }
 
 // Discover asks the shell to work on a topic in the DHT: to register the node on it, and to connect to, and keep,
@@ -206,4 +210,8 @@ type Stats struct {
 	TreeDistrusted uint64 // roots given up for withholding messages (most messages came repaired)
 	TreeShunned    uint64 // parents left for withholding messages (most messages came repaired), before any root
 	TreeCrossed    uint64 // copies pushed to peers of another root's tree (crossLinks), while the tree changes root
+	// TopicRegistrations and TopicSearches count the registrations on a topic in the DHT and the searches for its
+	// nodes asked for (Output.Discover); TopicLookupsFailed the lookups the shell reported failed
+	// (TopicLookupDone).
+	TopicRegistrations, TopicSearches, TopicLookupsFailed uint64
 }

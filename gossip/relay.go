@@ -71,8 +71,12 @@ type Network interface {
 	Connect(peer session.NodeID)
 	// DiscoverTopic asks the node to register itself on topic in the DHT (register), and to connect to and keep
 	// up to want of the nodes registered on it (Output.Discover). It does not block; the peers' subscriptions come
-	// over the new connections. A node without a DHT ignores it.
+	// over the new connections, and the node tells the relay how the lookup ended (Relay.TopicLookupDone). A node
+	// without a DHT ignores it.
 	DiscoverTopic(topic string, register bool, want int)
+	// Release tells the node that a peer shares no topic the relay joined (Output.Release): a connection the node
+	// keeps only because DiscoverTopic made it need not be kept any more.
+	Release(peer session.NodeID)
 }
 
 // RelayConfig configures the relay actor. Start from DefaultRelayConfig.
@@ -422,6 +426,20 @@ func NewRelay(root *actor.RootContext, pid *actor.PID, stopped, done <-chan stru
 }
 
 func (r *Relay) send(msg any) { r.root.Send(r.pid, msg) }
+
+// topicLookupDone carries TopicLookupDone to the relay actor.
+type topicLookupDone struct {
+	topic    string
+	register bool
+	err      error
+}
+
+// TopicLookupDone tells the relay how a topic lookup it asked for (Network.DiscoverTopic) ended: register as asked
+// (or merged with another request), err nil once it succeeded. A registration that failed is retried soon
+// (Router.TopicLookupDone). It does not block.
+func (r *Relay) TopicLookupDone(topic string, register bool, err error) {
+	r.send(&topicLookupDone{topic: topic, register: register, err: err})
+}
 
 // ask sends the relay actor req, whose reply channel is c, and waits for the reply. The error is the wait's (the
 // context ended, or the relay stopped: the request may never be answered); the reply holds the request's own. A

@@ -140,6 +140,8 @@ func (a *relayActor) receive(ctx actor.Context) {
 		if m.from == a {
 			a.apply(a.router.validated(time.Now(), m.msg.ID, m.msg, m.verdict))
 		}
+	case *topicLookupDone:
+		a.router.TopicLookupDone(time.Now(), m.topic, m.register, m.err)
 	case *statsRequest:
 		m.answer(a.snapshot(), nil)
 	case *topicRequest:
@@ -395,6 +397,10 @@ func (a *relayActor) handleSubscriptionsAndControl(now time.Time, from session.N
 			a.sendRPC(from, a.subscriptions(), true)
 		}
 	}
+	if rpc.Hello && !a.router.SharesJoinedTopic(from) {
+		// A node that topic discovery connected to may have left the topic since it registered.
+		a.net.Release(from)
+	}
 	if rpc.Control != nil {
 		a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength, a.cfg.Router.MaxPeerTopics)))
 	}
@@ -618,6 +624,9 @@ func (a *relayActor) apply(out Output) {
 	for _, d := range out.Discover {
 		a.log.Debug().Str("topic", d.Topic).Bool("register", d.Register).Int("want", d.Want).Msg("gossip: topic discovery in the DHT")
 		a.net.DiscoverTopic(d.Topic, d.Register, d.Want)
+	}
+	for _, id := range out.Release {
+		a.net.Release(id)
 	}
 }
 

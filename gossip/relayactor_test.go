@@ -39,6 +39,7 @@ func (f *flakyNetwork) SubscribeEvents(func(proto.Message)) (func(), error) { re
 func (f *flakyNetwork) Retain(session.NodeID)                               {}
 func (f *flakyNetwork) Relayed(session.NodeID)                              {}
 func (f *flakyNetwork) DiscoverTopic(string, bool, int)                     {}
+func (f *flakyNetwork) Release(session.NodeID)                              {}
 func (f *flakyNetwork) Connect(session.NodeID)                              {}
 func (f *flakyNetwork) Ban(session.NodeID, time.Duration, string) error     { return nil }
 

@@ -261,14 +261,19 @@ func (r *Router) PeerSubscribed(id session.NodeID, name string) error {
 	return nil
 }
 
-// PeerUnsubscribed records that a peer left a topic, removing it from the mesh and the tree (see RemovePeer).
+// PeerUnsubscribed records that a peer left a topic, removing it from the mesh and the tree (see RemovePeer). A
+// peer that shares no joined topic with the node any more is released (Output.Release).
 func (r *Router) PeerUnsubscribed(now time.Time, id session.NodeID, name string) Output {
 	r.clock(now)
 	var b builder
 	if p := r.peers[id]; p != nil {
 		if _, ok := p.topics[name]; ok {
+			joined := r.topics[name] != nil && r.topics[name].joined
 			delete(p.topics, name)
 			r.dropTopicPeer(&b, name, id)
+			if joined && !r.SharesJoinedTopic(id) {
+				b.out.Release = append(b.out.Release, id)
+			}
 		}
 	}
 	return b.result()
@@ -328,7 +333,8 @@ func (r *Router) Join(now time.Time, name string) Output {
 	return b.result()
 }
 
-// Leave unsubscribes the node from a topic, pruning its mesh.
+// Leave unsubscribes the node from a topic, pruning its mesh. The topic's peers that share no other joined topic
+// with the node are released (Output.Release).
 func (r *Router) Leave(now time.Time, name string) Output {
 	now = r.clock(now)
 	var b builder
@@ -340,10 +346,29 @@ func (r *Router) Leave(now time.Time, name string) Output {
 		r.prune(&b, name, l.id, now)
 	}
 	t.mesh, t.joined, t.tree = nil, false, nil
+	for _, id := range t.peers {
+		if !r.SharesJoinedTopic(id) {
+			b.out.Release = append(b.out.Release, id)
+		}
+	}
 	if len(t.peers) == 0 {
 		delete(r.topics, name)
 	}
 	return b.result()
+}
+
+// SharesJoinedTopic tells whether a peer is subscribed to a topic the node joined.
+func (r *Router) SharesJoinedTopic(id session.NodeID) bool {
+	p := r.peers[id]
+	if p == nil {
+		return false
+	}
+	for name := range p.topics {
+		if t := r.topics[name]; t != nil && t.joined {
+			return true
+		}
+	}
+	return false
 }
 
 // Publish sends a new message from this node: with Tree, to its tree links and up to PublishFanout other topic
