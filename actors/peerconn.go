@@ -86,9 +86,11 @@ type peerConn struct {
 	owed atomic.Int32
 	// remoteTransient is set on an inbound connection whose dialer declared it transient (not kept).
 	remoteTransient bool
-	// forTopics is set while the node keeps the connection only because topic discovery made it (the peer
-	// manager's alone: it alone reads and writes it); the relay releases it once the peer shares none of its
-	// topics (peerManager.release), which sets released: topic discovery does not keep it again.
+	// forTopics is set while the node keeps the connection only because topic discovery made or kept it, and
+	// released once the relay released it (the peer shares none of its topics, peerManager.release): it is then
+	// transient, closed after DiscoveryIdleTimeout idle, and a search does not keep it again; the relay keeps it
+	// again if the peer shares a topic again (peerManager.keepAgain). Another reason to keep it clears both. The
+	// peer manager's alone: it alone reads and writes them.
 	forTopics, released bool
 	// gossiping is set once the peer started gossip on the connection (it upgraded a transient connection to a
 	// kept one on its side): the connection is no longer closed as transient.

@@ -200,6 +200,8 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		}
 	case *releasePeer:
 		m.release(msg.id)
+	case *keepPeer:
+		m.keepAgain(msg.id)
 	case *lookedUp:
 		if msg.from != m { // the lookup of the instance before a restart
 			return
@@ -397,7 +399,10 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 	}
 	if e, ok := m.conns[id]; ok {
 		if req.keep {
-			e.pc.kept.Store(true)
+			m.keepConn(e)
+			if !req.once { // another reason to keep it than a topic's
+				e.pc.forTopics, e.pc.released = false, false
+			}
 		}
 		reply(req.reply, nil)
 		return
@@ -439,7 +444,8 @@ func (m *peerManager) connectByID(ctx actor.Context, id session.NodeID) {
 		return
 	}
 	if e, ok := m.conns[id]; ok {
-		e.pc.kept.Store(true) // a transient connection: the relay takes it up at its next heartbeat
+		m.keepConn(e)
+		e.pc.forTopics, e.pc.released = false, false
 		return
 	}
 	if addr, ok := m.n.addrs.get(id); ok {

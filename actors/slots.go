@@ -133,8 +133,8 @@ func (m *peerManager) sweepSoon() {
 }
 
 // sweepTransient closes the transient connections idle for TransientIdleTimeout, or DiscoveryIdleTimeout for the
-// outbound ones only discovery used. An inbound one waits TransientIdleTimeout: its dialer, who knows what it is
-// for, closes it first.
+// outbound ones only discovery used and those the relay released (kept for a topic the peer no longer shares). Any
+// other inbound one waits TransientIdleTimeout: its dialer, who knows what it is for, closes it first.
 // It reports whether a connection the node does not keep is still open.
 func (m *peerManager) sweepTransient() (candidates bool) {
 	now := time.Now()
@@ -143,7 +143,7 @@ func (m *peerManager) sweepTransient() (candidates bool) {
 			continue
 		}
 		timeout := m.n.cfg.TransientIdleTimeout
-		if e.pc.outbound && !e.pc.appUsed.Load() {
+		if e.pc.outbound && !e.pc.appUsed.Load() || e.pc.released {
 			timeout = m.n.cfg.DiscoveryIdleTimeout
 		}
 		if transient(e.pc) && e.pc.idleFor(now) >= timeout {

@@ -5,6 +5,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -43,8 +44,16 @@ type topicFound struct {
 	from     *peerManager
 }
 
-// releasePeer carries gossip.Network.Release to the peer manager.
-type releasePeer struct{ id session.NodeID }
+// releasePeer and keepPeer carry gossip.Network.Release and Keep to the peer manager.
+type (
+	releasePeer struct{ id session.NodeID }
+	keepPeer    struct{ id session.NodeID }
+)
+
+var (
+	errTopicsWaiting     = fmt.Errorf("too many topic discoveries waiting (%d)", maxTopicsWaiting)
+	errRegisteredNowhere = errors.New("no node answered the registration")
+)
 
 // DiscoverTopic implements gossip.Network: a node without discovery ignores it.
 func (g gossipNetwork) DiscoverTopic(topic string, register bool, want int) {
@@ -74,6 +83,7 @@ func (m *peerManager) discoverTopic(d *discoverTopic) {
 			m.topicsWaiting[d.topic] = d
 		default:
 			m.n.log.Debug().Str("topic", d.topic).Msg("topic discovery dropped: too many topics waiting")
+			m.lookupDone(d.topic, d.register, errTopicsWaiting)
 		}
 		return
 	}
@@ -85,14 +95,17 @@ func (m *peerManager) discoverTopic(d *discoverTopic) {
 		ctx, cancel := context.WithTimeout(m.ctx, topicLookupTimeout)
 		res, err := n.lookup(ctx, &routing.LookupRequest{Target: routing.TopicKey(d.topic), Topic: true, Register: d.register})
 		cancel()
+		if err == nil && d.register && len(res.Closest) == 0 {
+			err = errRegisteredNowhere // every node asked failed to answer: the registration is held nowhere
+		}
 		root.Send(self, &topicFound{topic: d.topic, register: d.register, want: d.want, found: res.Registered, err: err, from: m})
 	}()
 }
 
-// topicFound connects to up to want of the registered nodes found that the node does not keep a connection to,
-// in the lookup's order (those the most answers named first), and keeps those connections without redialing
-// them once lost: the relay searches again while the topic is short of peers. A transient connection to one is
-// kept from then on.
+// topicFound connects to up to want of the registered nodes found that the node does not gossip with yet, in the
+// lookup's order (those the most answers named first), and keeps those connections without redialing them once
+// lost: the relay searches again while the topic is short of peers. A transient connection to one is kept from
+// then on. The relay releases them once the peer shares none of its topics (release).
 func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
 	delete(m.discovering, f.topic)
 	for topic, w := range m.topicsWaiting { // the next waiting topic not being looked up takes the free place
@@ -102,9 +115,7 @@ func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
 			break
 		}
 	}
-	if m.n.relay != nil {
-		m.n.relay.TopicLookupDone(f.topic, f.register, f.err)
-	}
+	m.lookupDone(f.topic, f.register, f.err)
 	if f.err != nil {
 		m.n.log.Debug().Err(f.err).Str("topic", f.topic).Bool("register", f.register).Msg("topic lookup failed")
 		return
@@ -120,10 +131,11 @@ func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
 			continue
 		}
 		if c, connected := m.conns[e.ID]; connected {
-			if c.pc.released {
-				continue // a stale registration: the relay knows the peer shares no topic
-			}
-			if !c.pc.kept.Swap(true) { // a transient connection (a lookup's): the relay takes it up at its next heartbeat
+			// A gossip peer already (kept on either side, or released by the relay: a stale registration) has
+			// told the relay its topics: it gains nothing. A transient connection (a lookup's) is kept from now
+			// on, and the relay greets the peer at once (keepConn).
+			if !keptConn(c.pc) && !c.pc.released {
+				m.keepConn(c)
 				c.pc.forTopics = true
 				dialed++
 			}
@@ -159,9 +171,39 @@ func (m *peerManager) release(id session.NodeID) {
 		return
 	}
 	e.pc.kept.Store(false)
-	e.pc.gossiping.Store(false) // set when the peer's first RPC came before the relay heard of the connection
 	m.n.log.Debug().Str("peer", id.Short()).Msg("topic discovery's connection released: no topic in common")
 	m.sweepSoon()
+}
+
+// Keep implements gossip.Network.
+func (g gossipNetwork) Keep(peer session.NodeID) {
+	if pid, err := g.n.peerManager(); err == nil {
+		g.n.system.Root.Send(pid, &keepPeer{id: peer})
+	}
+}
+
+// keepAgain undoes release: the peer shares one of the relay's topics again (it joined one, or the node did),
+// and the relay gossips with it over the connection.
+func (m *peerManager) keepAgain(id session.NodeID) {
+	if e, ok := m.conns[id]; ok && e.pc.released {
+		e.pc.released, e.pc.forTopics = false, true
+		e.pc.kept.Store(true)
+	}
+}
+
+// keepConn keeps a live connection from now on. One that was transient (a lookup's) gets the relay's hello at
+// once (gossip.Relay.Upgraded): its peer may hold it as transient, and closes it once idle unless gossip starts.
+func (m *peerManager) keepConn(e *connEntry) {
+	if !e.pc.kept.Swap(true) && m.n.relay != nil {
+		m.n.relay.Upgraded(e.pc.id)
+	}
+}
+
+// lookupDone tells the relay how a topic lookup it asked for ended (gossip.Relay.TopicLookupDone).
+func (m *peerManager) lookupDone(topic string, register bool, err error) {
+	if m.n.relay != nil {
+		m.n.relay.TopicLookupDone(topic, register, err)
+	}
 }
 
 // FindTopicPeers looks up in the DHT the nodes registered on topic: the nodes that joined it (Subscribe) where

@@ -193,11 +193,86 @@ func TestTopicDiscoveryConnectionsAreReleasedOnceNoTopicIsShared(t *testing.T) {
 		return !keeps(stays, leaves.ID()) && !keeps(leaves, stays.ID()) && events.disconnects(leaves.ID()) >= 1
 	}, "the connection to be released and closed once the member left")
 	// The member that stays is still short of peers and searches again: it finds the registration of the one
-	// that left, connects, learns it is in no common topic, releases the connection and closes it once idle.
-	testkit.WaitFor(t, 20*time.Second, func() bool {
+	// that left, connects, learns it is in no common topic, releases the connection and closes it once idle. Two
+	// searches on, every connection to it has closed (each would have stayed kept before).
+	searches := routerStats(t, stays).TopicSearches
+	testkit.WaitFor(t, 30*time.Second, func() bool {
 		c := events.connects(leaves.ID())
-		return c >= 1 && events.disconnects(leaves.ID()) >= c+1 && !keeps(stays, leaves.ID())
-	}, "a connection made again from the stale registration to be released too")
+		return routerStats(t, stays).TopicSearches >= searches+2 && c >= 1 &&
+			events.disconnects(leaves.ID()) >= c+1 && !keeps(stays, leaves.ID())
+	}, "the connections made again from the stale registration to be released too")
+}
+
+// keptSince returns when n's kept connection to peer was established (zero: none).
+func keptSince(n *actors.Node, peer session.NodeID) time.Time {
+	for _, p := range n.Peers() {
+		if p.ID == peer && p.Kept {
+			return p.ConnectedAt
+		}
+	}
+	return time.Time{}
+}
+
+// routerStats returns n's gossip Router counters.
+func routerStats(t *testing.T, n *actors.Node) gossip.Stats {
+	t.Helper()
+	st, err := n.GossipStats(ctxTimeout(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Router
+}
+
+// A member that leaves the topic and joins it again at once (a new handler, say), or whose peer does, keeps the
+// connection topic discovery made: releases wait for a heartbeat, and a released peer that shares the topic again
+// is kept again. Released at once, the connection closed and the topic had no peer until the next search.
+func TestTopicDiscoveryConnectionOutlivesAResubscription(t *testing.T) {
+	for _, who := range []string{"dialer", "peer"} {
+		t.Run(who, func(t *testing.T) {
+			nw := sparseNetwork(t, 6)
+			a, b := nw.Nodes[2], nw.Nodes[4]
+			ctx := ctxTimeout(t, 40*time.Second)
+			const topic = "again"
+			subs := make(map[*actors.Node]*gossip.Subscription)
+			for _, n := range []*actors.Node{a, b} {
+				s, err := n.Subscribe(ctx, topic, func(*gossip.Delivery) {})
+				if err != nil {
+					t.Fatal(err)
+				}
+				subs[n] = s
+			}
+			var dialer, other *actors.Node
+			testkit.WaitFor(t, 20*time.Second, func() bool {
+				switch {
+				case keeps(a, b.ID()):
+					dialer, other = a, b
+				case keeps(b, a.ID()):
+					dialer, other = b, a
+				}
+				return dialer != nil
+			}, "the two members to find each other and keep their connection")
+			since := keptSince(dialer, other.ID())
+			again := dialer
+			if who == "peer" {
+				again = other
+			}
+			subs[again].Cancel()
+			if _, err := again.Subscribe(ctx, topic, func(*gossip.Delivery) {}); err != nil {
+				t.Fatal(err)
+			}
+			beats := routerStats(t, dialer).Heartbeats
+			testkit.WaitFor(t, 10*time.Second, func() bool {
+				return routerStats(t, dialer).Heartbeats >= beats+3
+			}, "three heartbeats of the dialer")
+			if now := keptSince(dialer, other.ID()); !now.Equal(since) {
+				t.Fatalf("after the %s's resubscription the kept connection is one of %v, want the one of %v", who, now, since)
+			}
+			info, err := dialer.Topic(ctx, topic)
+			if err != nil || !slices.Contains(info.Peers, other.ID()) {
+				t.Fatalf("the dialer's topic peers %v (%v), want the other member", info.Peers, err)
+			}
+		})
+	}
 }
 
 // A registration that failed (the node knew nobody yet) is retried within seconds, not at the next renewal minutes
@@ -225,4 +300,27 @@ func TestAFailedTopicRegistrationIsRetriedSoon(t *testing.T) {
 		found, err := asker.FindTopicPeers(ctx, topic)
 		return err == nil && slices.ContainsFunc(found, func(p session.PeerAddr) bool { return p.ID == late.ID() })
 	}, "the late node's registration to be retried once it joined the network")
+}
+
+// A registration that no node answered (the node's table holds only nodes that are gone) failed, and is counted
+// and retried as such: the lookup itself reports no error then.
+func TestATopicRegistrationNoNodeAnsweredFailed(t *testing.T) {
+	nw := sparseNetwork(t, 4)
+	node := nw.Nodes[3]
+	for _, other := range nw.Nodes[:3] {
+		if err := other.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := ctxTimeout(t, 30*time.Second)
+	if rt, err := node.RoutingTable(ctx); err != nil || len(rt.Entries) == 0 {
+		t.Fatalf("setup: routing table %v (%v), want the closed nodes in it", rt.Entries, err)
+	}
+	if _, err := node.Subscribe(ctx, "alone", func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		st := routerStats(t, node)
+		return st.TopicRegistrations >= 2 && st.TopicLookupsFailed >= 2
+	}, "the registrations no node answered to fail and be retried")
 }

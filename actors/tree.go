@@ -134,6 +134,9 @@ func (n *Node) spawnRelay(ctx actor.Context) (*actor.PID, <-chan struct{}) {
 	cfg.Logger = n.log.With().Str("component", "gossip").Logger()
 	cfg.MaxMessageSize = max(1, min(cfg.MaxMessageSize, n.cfg.MaxMessageSize-gossipOverhead))
 	cfg = cfg.FitRPCSize(n.cfg.MaxMessageSize - gossipEnvelope)
+	if n.cfg.DisableDiscovery { // no DHT to register on or search: topic discovery would only count requests
+		cfg.Router.TopicRegisterInterval, cfg.Router.TopicSearchInterval = 0, 0
+	}
 	props, stopped, err := gossip.NewRelayProps(cfg, gossipNetwork{n})
 	if err != nil {
 		panic(err)

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"testing"
@@ -202,6 +203,9 @@ func TestFailedRegistrationIsRetriedSoon(t *testing.T) {
 
 // The node releases the peers that share none of its topics any more (Output.Release), so that the shell stops
 // keeping connections topic discovery made for a topic: when the node leaves the topic, and when the peer does.
+// Releases wait for the next heartbeat, so that a peer that leaves and joins again within one (or an RPC that lists
+// an unsubscription before a subscription) releases nothing, and a released peer that shares a joined topic again
+// is kept again at once (Output.Keep).
 func TestPeersSharingNoJoinedTopicAreReleased(t *testing.T) {
 	r := newTestRouter(t, DefaultConfig())
 	addPeers(t, r, topicA, 1, 3)                          // 1-3 in A
@@ -210,25 +214,84 @@ func TestPeersSharingNoJoinedTopicAreReleased(t *testing.T) {
 	}
 	r.Join(t0, topicA)
 	r.Join(t0, "b")
-	if out := r.PeerUnsubscribed(t0, nid(1), topicA); len(out.Release) != 0 {
-		t.Fatalf("peer 1 left A but shares B: released %v, want nothing", out.Release)
+	beat := t0
+	released := func() []session.NodeID {
+		beat = beat.Add(time.Second)
+		return sorted(r.Heartbeat(beat).Release)
 	}
-	if out := r.PeerUnsubscribed(t0, nid(2), topicA); !slices.Equal(out.Release, []session.NodeID{nid(2)}) {
-		t.Fatalf("peer 2 left A, its one topic in common: released %v, want peer 2", out.Release)
+	sorted := func(ids []session.NodeID) []session.NodeID {
+		return slices.SortedFunc(slices.Values(ids), func(x, y session.NodeID) int { return bytes.Compare(x[:], y[:]) })
 	}
-	if err := r.PeerSubscribed(nid(1), topicA); err != nil {
+	ids := func(n ...int) []session.NodeID {
+		var out []session.NodeID
+		for _, i := range n {
+			out = append(out, nid(i))
+		}
+		return out
+	}
+	for i := 1; i <= 3; i++ {
+		r.PeerUpdated(nid(i)) // their hellos: each shares A
+	}
+	if got := released(); len(got) != 0 {
+		t.Fatalf("peers in joined topics: released %v, want none", got)
+	}
+	if out := r.PeerUnsubscribed(t0, nid(1), topicA); len(out.Release) != 0 || len(released()) != 0 {
+		t.Fatal("peer 1 left A but shares B: want it kept")
+	}
+	if out := r.PeerUnsubscribed(t0, nid(2), topicA); len(out.Release) != 0 {
+		t.Fatalf("peer 2 left A: released %v at once, want it at the next heartbeat", out.Release)
+	}
+	if got := released(); !slices.Equal(got, ids(2)) {
+		t.Fatalf("peer 2 left A, its one topic in common: released %v, want peer 2", got)
+	}
+	// Peer 3 leaves A and joins it again within a heartbeat (or in one RPC: unsubscriptions are applied first).
+	r.PeerUnsubscribed(t0, nid(3), topicA)
+	if err := r.PeerSubscribed(nid(3), topicA); err != nil {
 		t.Fatal(err)
 	}
-	if out := r.Leave(t0, topicA); !slices.Equal(out.Release, []session.NodeID{nid(3)}) {
-		t.Fatalf("the node left A: released %v, want peer 3 alone (peer 1 shares B)", out.Release)
+	if out := r.PeerUpdated(nid(3)); len(out.Keep) != 0 {
+		t.Fatalf("peer 3 was never released: kept %v again", out.Keep)
 	}
-	if out := r.PeerUnsubscribed(t0, nid(1), topicA); len(out.Release) != 0 {
-		t.Fatalf("peer 1 left A, which the node left before: released %v, want nothing", out.Release)
+	if got := released(); len(got) != 0 {
+		t.Fatalf("peer 3 left A and joined it again within a heartbeat: released %v, want none", got)
+	}
+	// Peer 2, released, joins A again: kept again at once.
+	if err := r.PeerSubscribed(nid(2), topicA); err != nil {
+		t.Fatal(err)
+	}
+	if out := r.PeerUpdated(nid(2)); !slices.Equal(out.Keep, ids(2)) {
+		t.Fatalf("peer 2 shares A again: kept %v, want peer 2", out.Keep)
+	}
+	if out := r.PeerUpdated(nid(2)); len(out.Keep) != 0 {
+		t.Fatalf("peer 2 kept again twice: %v", out.Keep)
+	}
+	// The node leaves A: 2 and 3 share nothing, 1 shares B.
+	r.Leave(t0, topicA)
+	if got := released(); !slices.Equal(got, ids(2, 3)) {
+		t.Fatalf("the node left A: released %v, want peers 2 and 3 (peer 1 shares B)", got)
 	}
 	if r.SharesJoinedTopic(nid(3)) || !r.SharesJoinedTopic(nid(1)) || r.SharesJoinedTopic(nid(9)) {
 		t.Fatal("SharesJoinedTopic: want peer 1 (B) alone")
 	}
-	if out := r.Leave(t0, "b"); !slices.Equal(out.Release, []session.NodeID{nid(1)}) {
-		t.Fatalf("the node left B: released %v, want peer 1", out.Release)
+	// The node joins A again: its released peers in A are kept again at once.
+	if out := r.Join(t0, topicA); !slices.Equal(sorted(out.Keep), ids(2, 3)) {
+		t.Fatalf("the node joined A again: kept %v, want peers 2 and 3", out.Keep)
+	}
+	// Leaving and joining within a heartbeat releases nothing.
+	r.Leave(t0, "b")
+	r.Leave(t0, topicA)
+	r.Join(t0, topicA)
+	if got := released(); !slices.Equal(got, ids(1)) {
+		t.Fatalf("the node left B for good and A for an instant: released %v, want peer 1 (in B alone now)", got)
+	}
+	// A peer that shares nothing from its hello on is released once.
+	addPeers(t, r, "c", 7, 7)
+	r.PeerUpdated(nid(7))
+	r.PeerUpdated(nid(7))
+	if got := released(); !slices.Equal(got, ids(7)) {
+		t.Fatalf("a peer in no joined topic: released %v, want peer 7 once", got)
+	}
+	if got := released(); len(got) != 0 {
+		t.Fatalf("released %v again, want each release once", got)
 	}
 }

@@ -20,6 +20,7 @@ import (
 func (r *Router) Heartbeat(now time.Time) Output {
 	now = r.clock(now)
 	r.beats++
+	r.stats.Heartbeats++
 	for _, t := range r.topics {
 		if t.tree != nil {
 			t.tree.linksOK = false // reports go stale with the heartbeat count
@@ -46,6 +47,7 @@ func (r *Router) Heartbeat(now time.Time) Output {
 	}
 	slices.SortFunc(b.out.Relayed, func(x, y session.NodeID) int { return bytes.Compare(x[:], y[:]) })
 	r.retryWants(&b, now)
+	r.releaseDue(&b)
 
 	// The joined topics in order (the peers' other topics, up to MaxPeers x MaxPeerTopics, are not sorted).
 	names := r.names[:0]

@@ -128,10 +128,11 @@ type Output struct {
 	// Discover lists, on a heartbeat, the joined topics to register on or search for in the DHT
 	// (Config.TopicRegisterInterval, TopicSearchInterval).
 	Discover []Discover
-	// Release lists peers that share no topic the node joined any more (the node left the topic, or they did, or
-	// they never were in it): the shell need not keep a connection it made only for topics (Network.DiscoverTopic)
-	// to them.
-	Release []session.NodeID
+	// Release lists, on a heartbeat, the peers that share no topic the node joined (the node left the topic, or
+	// they did, or they never were in it, since the heartbeat before): the shell need not keep a connection it made
+	// only for topics (Network.DiscoverTopic) to them. Keep lists released peers that share a joined topic again:
+	// the shell keeps such a connection again. See Router.PeerUpdated.
+	Release, Keep []session.NodeID
 }
 
 // Discover asks the shell to work on a topic in the DHT: to register the node on it, and to connect to, and keep,
@@ -214,4 +215,6 @@ type Stats struct {
 	// nodes asked for (Output.Discover); TopicLookupsFailed the lookups the shell reported failed
 	// (TopicLookupDone).
 	TopicRegistrations, TopicSearches, TopicLookupsFailed uint64
+	// Heartbeats counts the heartbeats run.
+	Heartbeats uint64
 }

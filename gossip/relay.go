@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -75,8 +76,10 @@ type Network interface {
 	// without a DHT ignores it.
 	DiscoverTopic(topic string, register bool, want int)
 	// Release tells the node that a peer shares no topic the relay joined (Output.Release): a connection the node
-	// keeps only because DiscoverTopic made it need not be kept any more.
+	// keeps only because DiscoverTopic made it need not be kept any more. Keep undoes it once the peer shares one
+	// again (Output.Keep).
 	Release(peer session.NodeID)
+	Keep(peer session.NodeID)
 }
 
 // RelayConfig configures the relay actor. Start from DefaultRelayConfig.
@@ -426,6 +429,13 @@ func NewRelay(root *actor.RootContext, pid *actor.PID, stopped, done <-chan stru
 }
 
 func (r *Relay) send(msg any) { r.root.Send(r.pid, msg) }
+
+// Upgraded tells the relay that the node now keeps a connection it had as transient (one a lookup opened): the
+// relay greets the peer at once rather than at its next heartbeat, as the peer, to which the connection may be
+// transient still, closes it once idle (within DiscoveryIdleTimeout) unless gossip starts on it. It does not block.
+func (r *Relay) Upgraded(peer session.NodeID) {
+	r.send(&messages.PeerConnected{PeerId: peer.Bytes()})
+}
 
 // topicLookupDone carries TopicLookupDone to the relay actor.
 type topicLookupDone struct {

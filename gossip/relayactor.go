@@ -397,9 +397,9 @@ func (a *relayActor) handleSubscriptionsAndControl(now time.Time, from session.N
 			a.sendRPC(from, a.subscriptions(), true)
 		}
 	}
-	if rpc.Hello && !a.router.SharesJoinedTopic(from) {
-		// A node that topic discovery connected to may have left the topic since it registered.
-		a.net.Release(from)
+	if rpc.Hello || len(subs) > 0 {
+		// A node that topic discovery connected to may have left the topic since it registered, or left it now.
+		a.apply(a.router.PeerUpdated(from))
 	}
 	if rpc.Control != nil {
 		a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength, a.cfg.Router.MaxPeerTopics)))
@@ -627,6 +627,9 @@ func (a *relayActor) apply(out Output) {
 	}
 	for _, id := range out.Release {
 		a.net.Release(id)
+	}
+	for _, id := range out.Keep {
+		a.net.Keep(id)
 	}
 }
 

@@ -69,6 +69,9 @@ type Router struct {
 	// repairBeat is the heartbeat count when the node last answered an IWANT or pulled a message (see
 	// quietGossip).
 	repairBeat uint64
+	// releasing lists the peers to release at the next heartbeat unless they share a joined topic by then
+	// (peer.release releaseDue; each listed once, peer.listed, so at most MaxPeers).
+	releasing []session.NodeID
 }
 
 type peer struct {
@@ -86,6 +89,8 @@ type peer struct {
 	// relayed: it was the first to deliver a message of another origin accepted since the last heartbeat
 	// (Output.Relayed).
 	relayed bool
+	release releaseState // see PeerUpdated
+	listed  bool         // in Router.releasing
 }
 
 type topic struct {
@@ -262,18 +267,15 @@ func (r *Router) PeerSubscribed(id session.NodeID, name string) error {
 }
 
 // PeerUnsubscribed records that a peer left a topic, removing it from the mesh and the tree (see RemovePeer). A
-// peer that shares no joined topic with the node any more is released (Output.Release).
+// peer that shares no joined topic with the node any more is released at the next heartbeat (see PeerUpdated).
 func (r *Router) PeerUnsubscribed(now time.Time, id session.NodeID, name string) Output {
 	r.clock(now)
 	var b builder
 	if p := r.peers[id]; p != nil {
 		if _, ok := p.topics[name]; ok {
-			joined := r.topics[name] != nil && r.topics[name].joined
 			delete(p.topics, name)
 			r.dropTopicPeer(&b, name, id)
-			if joined && !r.SharesJoinedTopic(id) {
-				b.out.Release = append(b.out.Release, id)
-			}
+			r.releaseUnlessShared(id, p)
 		}
 	}
 	return b.result()
@@ -329,12 +331,15 @@ func (r *Router) Join(now time.Time, name string) Output {
 			t.tree = r.newTree(now)
 		}
 		r.graftUpTo(&b, name, t, now, r.cfg.D)
+		for _, id := range t.peers {
+			r.keepIfShared(&b, id, r.peers[id])
+		}
 	}
 	return b.result()
 }
 
 // Leave unsubscribes the node from a topic, pruning its mesh. The topic's peers that share no other joined topic
-// with the node are released (Output.Release).
+// with the node are released at the next heartbeat unless they do by then (see PeerUpdated).
 func (r *Router) Leave(now time.Time, name string) Output {
 	now = r.clock(now)
 	var b builder
@@ -347,28 +352,12 @@ func (r *Router) Leave(now time.Time, name string) Output {
 	}
 	t.mesh, t.joined, t.tree = nil, false, nil
 	for _, id := range t.peers {
-		if !r.SharesJoinedTopic(id) {
-			b.out.Release = append(b.out.Release, id)
-		}
+		r.releaseUnlessShared(id, r.peers[id])
 	}
 	if len(t.peers) == 0 {
 		delete(r.topics, name)
 	}
 	return b.result()
-}
-
-// SharesJoinedTopic tells whether a peer is subscribed to a topic the node joined.
-func (r *Router) SharesJoinedTopic(id session.NodeID) bool {
-	p := r.peers[id]
-	if p == nil {
-		return false
-	}
-	for name := range p.topics {
-		if t := r.topics[name]; t != nil && t.joined {
-			return true
-		}
-	}
-	return false
 }
 
 // Publish sends a new message from this node: with Tree, to its tree links and up to PublishFanout other topic
