@@ -84,8 +84,9 @@ type peerConn struct {
 	inflight atomic.Int32
 	// owed counts the peer's requests handed to a protocol actor and not answered yet (see owes).
 	owed atomic.Int32
-	// remoteTransient is set on an inbound connection whose dialer declared it transient (not kept).
-	remoteTransient bool
+	// remoteTransient is set on an inbound connection whose dialer declared it transient (not kept), and cleared
+	// once the dialer says it keeps it after all (a Ping with keeps).
+	remoteTransient atomic.Bool
 	// forTopics is set while the node keeps the connection only because topic discovery made or kept it, and
 	// released once the relay released it (the peer shares none of its topics, peerManager.release): it is then
 	// transient, closed after DiscoveryIdleTimeout idle, and a search does not keep it again; the relay keeps it
@@ -303,6 +304,9 @@ func (pc *peerConn) readLoop() {
 		} else {
 			switch body := env.Body.(type) {
 			case *messages.Envelope_Ping:
+				if body.Ping.GetKeeps() {
+					pc.remoteTransient.Store(false)
+				}
 				if !pings.Allow(time.Now()) {
 					pc.log.Debug().Str("peer", pc.id.Short()).Msg("ping over the rate limit: not answered")
 					break
@@ -464,10 +468,25 @@ func (pc *peerConn) ping() {
 		pc.schedulePing(pc.cfg.PingInterval - quiet) // when the connection has been quiet for PingInterval
 		return
 	}
-	nonce := pc.kaNonce.Add(1) | keepaliveNonce
-	pc.kaSent.Store(now.UnixNano())
-	pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: nonce}}})
+	pc.sendPing(false)
 	pc.schedulePing(pc.cfg.PingInterval)
+}
+
+// sendPing sends a keepalive ping; keeps tells the peer that the node keeps the connection from now on (see
+// declareKept).
+func (pc *peerConn) sendPing(keeps bool) {
+	nonce := pc.kaNonce.Add(1) | keepaliveNonce
+	pc.kaSent.Store(time.Now().UnixNano())
+	pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: nonce, Keeps: keeps}}})
+}
+
+// declareKept tells the peer that the node keeps an outbound connection it dialed as transient: the peer, which
+// closes an idle inbound connection its dialer does not keep, keeps it too. Without it, the peer learned of the
+// change only if gossip started on the connection while its relay did not know the node.
+func (pc *peerConn) declareKept() {
+	if pc.outbound {
+		pc.sendPing(true)
+	}
 }
 
 // keepaliveNonce is set in the nonce of every keepalive ping and in no id of the request table (API pings use

@@ -589,7 +589,7 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 	delete(m.keepOnce, pc.id)
 	pc.kept.Store(wanted || once)
 	pc.forTopics = once && !wanted
-	pc.remoteTransient = !outbound && sc.Peer().Transient
+	pc.remoteTransient.Store(!outbound && sc.Peer().Transient)
 	// Registered before its reader starts: a protocol actor answering the peer's first message finds it.
 	m.n.peers.set(pc)
 	m.spawning = pc

@@ -67,7 +67,7 @@ func transient(pc *peerConn) bool {
 // keptConn tells whether a connection is meant to last: kept by this node, inbound from a dialer that keeps it,
 // or used by the peer for gossip.
 func keptConn(pc *peerConn) bool {
-	return pc.kept.Load() || pc.gossiping.Load() || (!pc.outbound && !pc.remoteTransient)
+	return pc.kept.Load() || pc.gossiping.Load() || (!pc.outbound && !pc.remoteTransient.Load())
 }
 
 // evictIdleOutbound closes the least recently active transient outbound connection (one opened for a lookup or an
@@ -132,9 +132,10 @@ func (m *peerManager) sweepSoon() {
 	}
 }
 
-// sweepTransient closes the transient connections idle for TransientIdleTimeout, or DiscoveryIdleTimeout for the
-// outbound ones only discovery used and those the relay released (kept for a topic the peer no longer shares). Any
-// other inbound one waits TransientIdleTimeout: its dialer, who knows what it is for, closes it first.
+// sweepTransient closes the transient connections idle for TransientIdleTimeout, or DiscoveryIdleTimeout for those
+// the application did not use that are outbound (only discovery used them) or that the relay released (kept for a
+// topic the peer no longer shares). Any other inbound one waits TransientIdleTimeout: its dialer, who knows what it
+// is for, closes it first.
 // It reports whether a connection the node does not keep is still open.
 func (m *peerManager) sweepTransient() (candidates bool) {
 	now := time.Now()
@@ -143,7 +144,7 @@ func (m *peerManager) sweepTransient() (candidates bool) {
 			continue
 		}
 		timeout := m.n.cfg.TransientIdleTimeout
-		if e.pc.outbound && !e.pc.appUsed.Load() || e.pc.released {
+		if (e.pc.outbound || e.pc.released) && !e.pc.appUsed.Load() {
 			timeout = m.n.cfg.DiscoveryIdleTimeout
 		}
 		if transient(e.pc) && e.pc.idleFor(now) >= timeout {

@@ -191,10 +191,15 @@ func (m *peerManager) keepAgain(id session.NodeID) {
 	}
 }
 
-// keepConn keeps a live connection from now on. One that was transient (a lookup's) gets the relay's hello at
-// once (gossip.Relay.Upgraded): its peer may hold it as transient, and closes it once idle unless gossip starts.
+// keepConn keeps a live connection from now on. For one that was transient (a lookup's), the peer is told if the
+// node dialed it (peerConn.declareKept), and the relay greets the peer at once (gossip.Relay.Upgraded): the peer
+// may hold it as transient, and close it once idle.
 func (m *peerManager) keepConn(e *connEntry) {
-	if !e.pc.kept.Swap(true) && m.n.relay != nil {
+	if e.pc.kept.Swap(true) {
+		return
+	}
+	e.pc.declareKept()
+	if m.n.relay != nil {
 		m.n.relay.Upgraded(e.pc.id)
 	}
 }

@@ -324,3 +324,90 @@ func TestATopicRegistrationNoNodeAnsweredFailed(t *testing.T) {
 		return st.TopicRegistrations >= 2 && st.TopicLookupsFailed >= 2
 	}, "the registrations no node answered to fail and be retried")
 }
+
+// A released connection that is still open is kept again once the peer shares a topic again: here the member that
+// kept it leaves the topic, its connection is released, and it joins the topic again before the connection closed.
+func TestAReleasedTopicConnectionIsKeptAgain(t *testing.T) {
+	nw := testkit.NewNetwork(t, 6, testkit.WithBootnode(), testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.Bootstrap.Interval = 50 * time.Millisecond
+		cfg.Bootstrap.TargetOutbound = 0
+		cfg.Gossip.Router.TopicSearchInterval = 200 * time.Millisecond
+		cfg.DiscoveryIdleTimeout = 5 * time.Second // a released connection outlives the test's steps
+	}))
+	for _, node := range nw.Nodes[1:] {
+		testkit.WaitFor(t, 10*time.Second, func() bool {
+			rt, err := node.RoutingTable(ctxTimeout(t, time.Second))
+			return err == nil && len(rt.Entries) > 0
+		}, "every node to join the DHT")
+	}
+	a, b := nw.Nodes[2], nw.Nodes[4]
+	ctx := ctxTimeout(t, 40*time.Second)
+	const topic = "back"
+	subs := make(map[*actors.Node]*gossip.Subscription)
+	for _, n := range []*actors.Node{a, b} {
+		s, err := n.Subscribe(ctx, topic, func(*gossip.Delivery) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs[n] = s
+	}
+	var keeper, other *actors.Node
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		switch {
+		case keeps(a, b.ID()):
+			keeper, other = a, b
+		case keeps(b, a.ID()):
+			keeper, other = b, a
+		}
+		return keeper != nil
+	}, "the two members to find each other and keep their connection")
+	since := keptSince(keeper, other.ID())
+	subs[keeper].Cancel()
+	testkit.WaitFor(t, 5*time.Second, func() bool {
+		return !keeps(keeper, other.ID())
+	}, "the keeper's connection to be released once it left the topic")
+	if _, err := keeper.Subscribe(ctx, topic, func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 3*time.Second, func() bool {
+		return keptSince(keeper, other.ID()).Equal(since)
+	}, "the same connection to be kept again once the keeper joined the topic again")
+}
+
+// A connection its dialer opened as transient, that the other end kept for a topic and the dialer then came to
+// keep (its bootstrapper, a Connect with keep), stays once the topic is left: the dialer tells the other end that
+// it keeps it (a Ping with keeps), so the other end's release does not close it.
+func TestAReleasedConnectionItsDialerKeepsStays(t *testing.T) {
+	nw := sparseNetwork(t, 6)
+	a, p := nw.Nodes[2], nw.Nodes[4]
+	ctx := ctxTimeout(t, 40*time.Second)
+	const topic = "wanted"
+	sub, err := p.Subscribe(ctx, topic, func(*gossip.Delivery) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		found, err := nw.Nodes[1].FindTopicPeers(ctx, topic)
+		return err == nil && slices.ContainsFunc(found, func(x session.PeerAddr) bool { return x.ID == p.ID() })
+	}, "P to register on the topic")
+	if err := p.Connect(ctx, a.Addr(), false); err != nil { // dialed by P, transient
+		t.Fatal(err)
+	}
+	if _, err := a.Subscribe(ctx, topic, func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		return slices.ContainsFunc(a.Peers(), func(i actors.PeerInfo) bool { return i.ID == p.ID() && i.Kept && !i.Outbound })
+	}, "A to keep P's connection for the topic")
+	if err := p.Connect(ctx, a.Addr(), true); err != nil { // now P keeps it too
+		t.Fatal(err)
+	}
+	events := watchEvents(t, p)
+	sub.Cancel()
+	testkit.WaitFor(t, 5*time.Second, func() bool { return !keeps(a, p.ID()) }, "A to release the connection once P left")
+	beats := routerStats(t, a).Heartbeats
+	testkit.WaitFor(t, 10*time.Second, func() bool { return routerStats(t, a).Heartbeats >= beats+3 }, "three heartbeats of A")
+	if d := events.disconnectsFrom(a.ID()); len(d) != 0 || !p.Connected(a.ID()) {
+		t.Fatalf("A closed the connection P keeps: %v", d)
+	}
+}

@@ -70,7 +70,8 @@ type Router struct {
 	// quietGossip).
 	repairBeat uint64
 	// releasing lists the peers to release at the next heartbeat unless they share a joined topic by then
-	// (peer.release releaseDue; each listed once, peer.listed, so at most MaxPeers).
+	// (peer.release releaseDue; each listed once, peer.listed, though a peer that disconnects and comes back
+	// within a heartbeat may be listed again: the list is cleared on every heartbeat).
 	releasing []session.NodeID
 }
 

@@ -446,8 +446,11 @@ func (*Envelope_Disconnect) isEnvelope_Body() {}
 
 // Ping asks the peer for a Pong; used for keepalive and RTT measurement.
 type Ping struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nonce         uint64                 `protobuf:"varint,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nonce uint64                 `protobuf:"varint,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The sender keeps this connection from now on, though it dialed it as transient (HandshakePayload's transient):
+	// the receiver stops treating it as a connection its dialer may drop.
+	Keeps         bool `protobuf:"varint,2,opt,name=keeps,proto3" json:"keeps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -487,6 +490,13 @@ func (x *Ping) GetNonce() uint64 {
 		return x.Nonce
 	}
 	return 0
+}
+
+func (x *Ping) GetKeeps() bool {
+	if x != nil {
+		return x.Keeps
+	}
+	return false
 }
 
 // Pong answers a Ping with the same nonce.
@@ -741,9 +751,10 @@ const file_messages_wire_proto_rawDesc = "" +
 	"\n" +
 	"disconnect\x18\x04 \x01(\v2\x1d.actormesh.wire.v1.DisconnectH\x00R\n" +
 	"disconnectB\x06\n" +
-	"\x04body\"\x1c\n" +
+	"\x04body\"2\n" +
 	"\x04Ping\x12\x14\n" +
-	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\x1c\n" +
+	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\x12\x14\n" +
+	"\x05keeps\x18\x02 \x01(\bR\x05keeps\"\x1c\n" +
 	"\x04Pong\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"Y\n" +
 	"\vRemoteError\x120\n" +
