@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -19,12 +20,15 @@ import (
 
 // sparseNetwork starts n nodes over TCP that join the DHT through the bootnode (node 0) but keep no connection:
 // a node has gossip peers only once topic discovery connected it to some.
-func sparseNetwork(t *testing.T, n int) *testkit.Network {
+func sparseNetwork(t *testing.T, n int, configure ...func(*actors.Config)) *testkit.Network {
 	t.Helper()
 	nw := testkit.NewNetwork(t, n, testkit.WithBootnode(), testkit.WithConfig(func(i int, cfg *actors.Config) {
 		cfg.Bootstrap.Interval = 50 * time.Millisecond
 		cfg.Bootstrap.TargetOutbound = 0
 		cfg.Gossip.Router.TopicSearchInterval = 200 * time.Millisecond
+		for _, f := range configure {
+			f(cfg)
+		}
 	}))
 	for _, node := range nw.Nodes[1:] {
 		testkit.WaitFor(t, 10*time.Second, func() bool {
@@ -203,6 +207,30 @@ func TestTopicDiscoveryConnectionsAreReleasedOnceNoTopicIsShared(t *testing.T) {
 	}, "the connections made again from the stale registration to be released too")
 }
 
+// twoMembers subscribes a and b to topic and waits until topic discovery connected them: keeper is the one that
+// keeps the connection, other the other one.
+func twoMembers(t *testing.T, ctx context.Context, a, b *actors.Node, topic string) (keeper, other *actors.Node, subs map[*actors.Node]*gossip.Subscription) {
+	t.Helper()
+	subs = make(map[*actors.Node]*gossip.Subscription)
+	for _, n := range []*actors.Node{a, b} {
+		s, err := n.Subscribe(ctx, topic, func(*gossip.Delivery) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs[n] = s
+	}
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		switch {
+		case keeps(a, b.ID()):
+			keeper, other = a, b
+		case keeps(b, a.ID()):
+			keeper, other = b, a
+		}
+		return keeper != nil
+	}, "the two members to find each other and keep their connection")
+	return keeper, other, subs
+}
+
 // keptSince returns when n's kept connection to peer was established (zero: none).
 func keptSince(n *actors.Node, peer session.NodeID) time.Time {
 	for _, p := range n.Peers() {
@@ -230,27 +258,9 @@ func TestTopicDiscoveryConnectionOutlivesAResubscription(t *testing.T) {
 	for _, who := range []string{"dialer", "peer"} {
 		t.Run(who, func(t *testing.T) {
 			nw := sparseNetwork(t, 6)
-			a, b := nw.Nodes[2], nw.Nodes[4]
 			ctx := ctxTimeout(t, 40*time.Second)
 			const topic = "again"
-			subs := make(map[*actors.Node]*gossip.Subscription)
-			for _, n := range []*actors.Node{a, b} {
-				s, err := n.Subscribe(ctx, topic, func(*gossip.Delivery) {})
-				if err != nil {
-					t.Fatal(err)
-				}
-				subs[n] = s
-			}
-			var dialer, other *actors.Node
-			testkit.WaitFor(t, 20*time.Second, func() bool {
-				switch {
-				case keeps(a, b.ID()):
-					dialer, other = a, b
-				case keeps(b, a.ID()):
-					dialer, other = b, a
-				}
-				return dialer != nil
-			}, "the two members to find each other and keep their connection")
+			dialer, other, subs := twoMembers(t, ctx, nw.Nodes[2], nw.Nodes[4], topic)
 			since := keptSince(dialer, other.ID())
 			again := dialer
 			if who == "peer" {
@@ -328,39 +338,12 @@ func TestATopicRegistrationNoNodeAnsweredFailed(t *testing.T) {
 // A released connection that is still open is kept again once the peer shares a topic again: here the member that
 // kept it leaves the topic, its connection is released, and it joins the topic again before the connection closed.
 func TestAReleasedTopicConnectionIsKeptAgain(t *testing.T) {
-	nw := testkit.NewNetwork(t, 6, testkit.WithBootnode(), testkit.WithConfig(func(i int, cfg *actors.Config) {
-		cfg.Bootstrap.Interval = 50 * time.Millisecond
-		cfg.Bootstrap.TargetOutbound = 0
-		cfg.Gossip.Router.TopicSearchInterval = 200 * time.Millisecond
+	nw := sparseNetwork(t, 6, func(cfg *actors.Config) {
 		cfg.DiscoveryIdleTimeout = 5 * time.Second // a released connection outlives the test's steps
-	}))
-	for _, node := range nw.Nodes[1:] {
-		testkit.WaitFor(t, 10*time.Second, func() bool {
-			rt, err := node.RoutingTable(ctxTimeout(t, time.Second))
-			return err == nil && len(rt.Entries) > 0
-		}, "every node to join the DHT")
-	}
-	a, b := nw.Nodes[2], nw.Nodes[4]
+	})
 	ctx := ctxTimeout(t, 40*time.Second)
 	const topic = "back"
-	subs := make(map[*actors.Node]*gossip.Subscription)
-	for _, n := range []*actors.Node{a, b} {
-		s, err := n.Subscribe(ctx, topic, func(*gossip.Delivery) {})
-		if err != nil {
-			t.Fatal(err)
-		}
-		subs[n] = s
-	}
-	var keeper, other *actors.Node
-	testkit.WaitFor(t, 20*time.Second, func() bool {
-		switch {
-		case keeps(a, b.ID()):
-			keeper, other = a, b
-		case keeps(b, a.ID()):
-			keeper, other = b, a
-		}
-		return keeper != nil
-	}, "the two members to find each other and keep their connection")
+	keeper, other, subs := twoMembers(t, ctx, nw.Nodes[2], nw.Nodes[4], topic)
 	since := keptSince(keeper, other.ID())
 	subs[keeper].Cancel()
 	testkit.WaitFor(t, 5*time.Second, func() bool {
