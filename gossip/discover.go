@@ -16,21 +16,26 @@ type topicDiscovery struct {
 
 // discover asks the shell, on a heartbeat, to register the node on a joined topic that is sparse around it, and to
 // look for more topic peers while it has fewer than Dlo (Config.TopicRegisterInterval, TopicSearchInterval).
-// Nothing is asked until TopicSearchInterval after the join: nodes that join a network and a topic together (a
-// node sim's, or a network restarting) find the topic's peers among their ordinary connections as those come up,
-// and their registrations and searches then would only add lookups and connections.
+// Nothing is asked until TopicSearchInterval after the join, nor while the node's view of its peers changed within
+// TopicSearchInterval (a peer came or went, or joined or left a topic): nodes that join a network and a topic
+// together (a node sim's, or a network restarting) find the topic's peers among their ordinary connections as
+// those come up and announce their topics, and their registrations and searches then would only add lookups and
+// connections. At N = 1000, where the joins take a minute, the wait after the join alone let most nodes search
+// while their peers' subscriptions were still on the way, and the load of those lookups tipped the network over.
 func (r *Router) discover(b *builder, name string, t *topic, now time.Time) {
 	d := &t.disc
-	if now.Before(d.from) {
-		return
-	}
 	peers := len(t.peers)
 	short := peers < r.cfg.Dlo
+	if !short || r.cfg.TopicSearchInterval <= 0 {
+		d.searchGap, d.searchDue = 0, time.Time{} // the next time it falls short, the searches start over
+	}
+	if now.Before(d.from) || now.Sub(r.peersChanged) < r.cfg.TopicSearchInterval {
+		return
+	}
 	register := r.cfg.TopicRegisterInterval > 0 && (short || 2*peers < len(r.peers)) && !now.Before(d.registerDue)
 	want := 0
 	switch {
 	case !short || r.cfg.TopicSearchInterval <= 0:
-		d.searchGap, d.searchDue = 0, time.Time{}
 	case !now.Before(d.searchDue):
 		want = r.cfg.D - peers
 		if d.searchGap == 0 {

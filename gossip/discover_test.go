@@ -124,11 +124,16 @@ func TestSearchBackoffStartsOverAndDiscoveryCanBeOff(t *testing.T) {
 		t.Fatalf("with Dlo peers: %+v, want no search", d)
 	}
 	r.RemovePeer(t0.Add(202*time.Second), nid(1))
-	if d, ok := discoverAt(r, t0.Add(202*time.Second)); !ok || d.Want != r.cfg.D-3 {
-		t.Fatalf("a peer short of Dlo again: %+v %v, want a search at once for %d", d, ok, r.cfg.D-3)
+	for s := 202; s < 212; s++ {
+		if d, ok := discoverAt(r, t0.Add(time.Duration(s)*time.Second)); ok {
+			t.Fatalf("%d s after a peer left: %+v, want nothing while the peers changed within TopicSearchInterval", s-202, d)
+		}
 	}
-	if d, ok := discoverAt(r, t0.Add(212*time.Second)); !ok || d.Want == 0 {
-		t.Fatalf("10 s later: %+v %v, want the next search after TopicSearchInterval", d, ok)
+	if d, ok := discoverAt(r, t0.Add(212*time.Second)); !ok || d.Want != r.cfg.D-3 {
+		t.Fatalf("a peer short of Dlo again, its peers quiet: %+v %v, want a search for %d", d, ok, r.cfg.D-3)
+	}
+	if d, ok := discoverAt(r, t0.Add(222*time.Second)); !ok || d.Want == 0 {
+		t.Fatalf("10 s later: %+v %v, want the next search after TopicSearchInterval (the waits started over)", d, ok)
 	}
 
 	off := newTestRouter(t, DefaultConfig())
@@ -154,6 +159,30 @@ func TestRegistrationWithDhiPeersAsksForNoMore(t *testing.T) {
 	d, ok := discoverAt(r, t0.Add(10*time.Second))
 	if !ok || !d.Register || d.Want != 0 {
 		t.Fatalf("%+v %v, want a registration only", d, ok)
+	}
+}
+
+// Nothing is asked while the node's view of its peers keeps changing (peers coming, announcing their topics): in a
+// network that joins at once, most nodes are short of topic peers only until their peers' subscriptions arrive.
+func TestDiscoveryWaitsForThePeersToSettle(t *testing.T) {
+	r := newTestRouter(t, discoverConfig()) // TopicSearchInterval 10 s
+	r.Join(t0, topicA)
+	for i := 1; i <= 30; i++ { // a peer every 3 s for 90 s, none in the topic: the node stays short
+		now := t0.Add(time.Duration(3*i) * time.Second)
+		r.Heartbeat(now)
+		addPeers(t, r, "other", i, i)
+		if d, ok := discoverAt(r, now.Add(time.Second)); ok {
+			t.Fatalf("%v after the join, peers still coming: %+v, want nothing", now.Add(time.Second).Sub(t0), d)
+		}
+	}
+	last := t0.Add(90 * time.Second) // the last peer came then
+	for s := 1; s < 10; s++ {
+		if d, ok := discoverAt(r, last.Add(time.Duration(s)*time.Second)); ok {
+			t.Fatalf("%d s after the last peer came: %+v, want nothing before TopicSearchInterval", s, d)
+		}
+	}
+	if d, ok := discoverAt(r, last.Add(10*time.Second)); !ok || !d.Register || d.Want != r.cfg.D {
+		t.Fatalf("the peers quiet for TopicSearchInterval: %+v %v, want a registration and a search", d, ok)
 	}
 }
 

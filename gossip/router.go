@@ -69,6 +69,9 @@ type Router struct {
 	// repairBeat is the heartbeat count when the node last answered an IWANT or pulled a message (see
 	// quietGossip).
 	repairBeat uint64
+	// peersChanged is when a peer last came, went, or joined or left a topic (the Router's clock): topic discovery
+	// waits until the node's view of its peers has been quiet for TopicSearchInterval (see discover).
+	peersChanged time.Time
 	// releasing lists the peers to release at the next heartbeat unless they share a joined topic by then
 	// (peer.release releaseDue; each listed once, peer.listed, though a peer that disconnects and comes back
 	// within a heartbeat may be listed again: the list is cleared on every heartbeat).
@@ -223,6 +226,7 @@ func (r *Router) AddPeer(id session.NodeID) error {
 		}
 	}
 	r.peers[id] = p
+	r.peersChanged = r.now
 	return nil
 }
 
@@ -240,6 +244,7 @@ func (r *Router) RemovePeer(now time.Time, id session.NodeID) Output {
 		r.dropTopicPeer(&b, name, id)
 	}
 	delete(r.peers, id)
+	r.peersChanged = r.now
 	r.retainPenalty(id, p.penalty)
 	return b.result()
 }
@@ -264,6 +269,7 @@ func (r *Router) PeerSubscribed(id session.NodeID, name string) error {
 	p.topics[name] = struct{}{}
 	t := r.topic(name)
 	t.peers = append(t.peers, id)
+	r.peersChanged = r.now
 	return nil
 }
 
@@ -275,6 +281,7 @@ func (r *Router) PeerUnsubscribed(now time.Time, id session.NodeID, name string)
 	if p := r.peers[id]; p != nil {
 		if _, ok := p.topics[name]; ok {
 			delete(p.topics, name)
+			r.peersChanged = r.now
 			r.dropTopicPeer(&b, name, id)
 			r.releaseUnlessShared(id, p)
 		}
