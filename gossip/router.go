@@ -193,23 +193,6 @@ func NewRouter(cfg Config, rng *rand.Rand) (*Router, error) {
 	}, nil
 }
 
-// Stats returns the counters.
-func (r *Router) Stats() Stats { return r.stats }
-
-// MeshPeers returns the eager and the lazy mesh links of a topic.
-func (r *Router) MeshPeers(name string) (eager, lazy []session.NodeID) {
-	if t := r.topics[name]; t != nil {
-		for _, l := range t.mesh {
-			if l.eager {
-				eager = append(eager, l.id)
-			} else {
-				lazy = append(lazy, l.id)
-			}
-		}
-	}
-	return eager, lazy
-}
-
 // AddPeer starts tracking a connected peer. It fails with ErrLimit beyond MaxPeers.
 func (r *Router) AddPeer(id session.NodeID) error {
 	if r.peers[id] != nil {
@@ -681,26 +664,4 @@ func (r *Router) unpend(id MsgID, pd *pending) {
 		p.validating--
 		p.validatingBytes = max(0, p.validatingBytes-pd.size)
 	}
-}
-
-// PeerTopics returns the topics a peer is subscribed to, as it announced them.
-func (r *Router) PeerTopics(id session.NodeID) []string {
-	p := r.peers[id]
-	if p == nil {
-		return nil
-	}
-	out := make([]string, 0, len(p.topics))
-	for t := range p.topics {
-		out = append(out, t)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// TopicPeers returns the peers subscribed to a topic.
-func (r *Router) TopicPeers(name string) []session.NodeID {
-	if t := r.topics[name]; t != nil {
-		return slices.Clone(t.peers)
-	}
-	return nil
 }
