@@ -92,6 +92,8 @@ func TestARequestTheActorPanicsOnIsAnsweredAtOnce(t *testing.T) {
 	if !errors.As(err, &remote) || !errors.Is(err, actors.ErrRemote) {
 		t.Fatalf("request the actor panicked on: %v, want a *RemoteError (ErrRemote) at once", err)
 	}
+	// The answer goes out before the supervisor counts the restart (countingDecider, on the parent).
+	testkit.WaitFor(t, 10*time.Second, func() bool { return server.Stats().ActorRestarts >= 1 }, "the restart to be counted")
 	if got := server.Stats().ActorRestarts; got != 1 {
 		t.Fatalf("ActorRestarts = %d, want 1", got)
 	}
