@@ -65,6 +65,9 @@ type BroadcastReport struct {
 	// delivery (Config.Tree): one root is a settled tree.
 	TreeBefore TreeShape `json:"tree_before"`
 	TreeAfter  TreeShape `json:"tree_after"`
+	// TopicComponents is the number of connected components of the graph the members' topic peers made when
+	// publishing started: 1 unless the members formed islands, whose messages cannot reach each other.
+	TopicComponents int `json:"topic_components"`
 	// TreeReportsPerDelivery is the tree reports sent during the publications per delivery.
 	TreeReportsPerDelivery float64 `json:"tree_reports_per_delivery"`
 	// TreeMovesPerNode is the changes of place in the tree per surviving node during the publications (a settled tree:
@@ -89,6 +92,12 @@ type BroadcastReport struct {
 	// (gossip.Config.TreeShortcutDist) before the publications and during them.
 	TreeShortcutsBefore int `json:"tree_shortcuts_before"`
 	TreeShortcutsWindow int `json:"tree_shortcuts_window"`
+	// TopicRegistrationsBefore, TopicSearchesBefore and TopicLookupsFailedBefore count the topic discovery lookups
+	// the nodes asked for before the publications (gossip.Stats.TopicRegistrations, TopicSearches,
+	// TopicLookupsFailed), over all nodes: 0 while every node is a member and well connected.
+	TopicRegistrationsBefore int `json:"topic_registrations_before"`
+	TopicSearchesBefore      int `json:"topic_searches_before"`
+	TopicLookupsFailedBefore int `json:"topic_lookups_failed_before"`
 	// WireBytesPerDelivery counts every byte written to connections from the first publication to the end of the
 	// drain (handshakes of the setup excluded; keepalives and gossip control included), per delivery.
 	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`

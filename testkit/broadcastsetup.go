@@ -78,7 +78,7 @@ func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration,
 				onReady(count)
 			}
 		}
-		return count == len(nodes) && (!connected || topicConnected(ctx, nodes))
+		return count == len(nodes) && (!connected || topicComponents(ctx, nodes) == 1)
 	})
 	share := float64(count) / float64(len(nodes))
 	if err != nil && share >= minShare && ctx.Err() == nil {
@@ -109,30 +109,40 @@ func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration,
 	return share, nil
 }
 
-// topicConnected tells whether the nodes' topic peers link them all into one graph.
-func topicConnected(ctx context.Context, nodes []*actors.Node) bool {
+// topicComponents counts the connected components of the graph the nodes' topic peers make, each link taken
+// both ways (1: connected; a node whose Topic fails counts by the links the others list to it).
+func topicComponents(ctx context.Context, nodes []*actors.Node) int {
 	index := make(map[session.NodeID]int, len(nodes))
 	for i, n := range nodes {
 		index[n.ID()] = i
 	}
-	seen := make([]bool, len(nodes))
-	seen[0] = true
-	queue, reached := []int{0}, 1
-	for len(queue) > 0 {
-		info, err := nodes[queue[0]].Topic(ctx, simTopic)
-		queue = queue[1:]
+	parent := make([]int, len(nodes))
+	for i := range parent {
+		parent[i] = i
+	}
+	find := func(i int) int {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	components := len(nodes)
+	for i, n := range nodes {
+		info, err := n.Topic(ctx, simTopic)
 		if err != nil {
-			return false
+			continue
 		}
 		for _, p := range info.Peers {
-			if j, ok := index[p]; ok && !seen[j] {
-				seen[j] = true
-				reached++
-				queue = append(queue, j)
+			if j, ok := index[p]; ok {
+				if a, b := find(i), find(j); a != b {
+					parent[a] = b
+					components--
+				}
 			}
 		}
 	}
-	return reached == len(nodes)
+	return components
 }
 
 // drawSubscribers marks the nodes that join the topic, n of them drawn from rng (0: all, and rng is not used), and

@@ -300,8 +300,12 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	if rep.TreeBefore, err = treeShape(ctx, members); err != nil {
 		return rep, err
 	}
+	rep.TopicComponents = topicComponents(ctx, members)
 	for _, st := range before {
 		rep.TreeShortcutsBefore += int(st.Router.TreeShortcuts)
+		rep.TopicRegistrationsBefore += int(st.Router.TopicRegistrations)
+		rep.TopicSearchesBefore += int(st.Router.TopicSearches)
+		rep.TopicLookupsFailedBefore += int(st.Router.TopicLookupsFailed)
 	}
 
 	progress(fmt.Sprintf("publishing %d messages of %d bytes every %v", sc.Messages, sc.Size, sc.Interval))
