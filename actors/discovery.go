@@ -104,6 +104,9 @@ func (b bootstrapNetwork) Connect(ctx context.Context, addr session.PeerAddr, ke
 	return b.connect(ctx, addr, keep, true)
 }
 
+// SetJoining implements bootstrap.Network.
+func (b bootstrapNetwork) SetJoining(joining bool) { b.joining.Store(joining) }
+
 // routingNetwork is the node as the routing actor's Network: its requests' errors that prove nothing against the
 // peer's liveness are marked routing.ErrPeerBusy, so that a full connection table or a throttling peer does not get
 // live nodes evicted from the routing table.

@@ -63,6 +63,9 @@ type Node struct {
 	closeOnce sync.Once
 	// failure is why the node closed itself (Err), set before it closes.
 	failure atomic.Pointer[error]
+	// joining is whether the node is still making its first connections, as its bootstrapper last told
+	// (bootstrap.Network.SetJoining); true from the start for a node that wants outbound connections.
+	joining atomic.Bool
 	// routingDone is closed when the routing actor has stopped: at Close, or for good after failing too often
 	// (then discovery calls fail with routing.ErrStopped rather than wait for their contexts).
 	routingDone     chan struct{}

@@ -150,6 +150,15 @@ func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
 	}
 }
 
+// Joining implements gossip.Network: the node is still making its first connections while its bootstrapper dials
+// for more outbound connections (bootstrap.Network.SetJoining) and it keeps fewer than the mesh's Dlo. A node with
+// that many that is still short of peers on a topic finds the topic sparse around it; one with fewer, in a topic
+// most nodes share, finds the topic's peers among the connections still to come. A node whose bootstrapper wants
+// none (TargetOutbound 0), or has nobody left to dial (a network of a few nodes), is not joining.
+func (g gossipNetwork) Joining() bool {
+	return g.n.joining.Load() && g.n.OutboundCount() < g.n.cfg.Gossip.Router.Dlo
+}
+
 // Release implements gossip.Network.
 func (g gossipNetwork) Release(peer session.NodeID) {
 	if pid, err := g.n.peerManager(); err == nil {

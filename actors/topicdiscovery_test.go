@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -310,6 +311,50 @@ func TestAFailedTopicRegistrationIsRetriedSoon(t *testing.T) {
 		found, err := asker.FindTopicPeers(ctx, topic)
 		return err == nil && slices.ContainsFunc(found, func(p session.PeerAddr) bool { return p.ID == late.ID() })
 	}, "the late node's registration to be retried once it joined the network")
+}
+
+// A node still making its first connections (its bootstrapper dialing for them, with fewer than Dlo outbound ones)
+// asks no topic lookup: its connections to come may bring the topic's peers. Here its only bootnode accepts the
+// connection and never answers the handshake, so the first step of its bootstrapper hangs; once that step fails, the
+// node has nobody left to dial, is no longer joining, and registers on its sparse topic, where the other nodes find
+// it once it knows them. At N = 1000 the nodes of a topic they all share searched and registered by the thousand
+// while they joined.
+func TestTopicDiscoveryWaitsForTheNodesFirstConnections(t *testing.T) {
+	nw := sparseNetwork(t, 4)
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // connections wait in its backlog, never answered
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	late := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.Bootnodes = []session.PeerAddr{{ID: session.NodeID{7}, Addr: silent.Addr().String()}}
+		cfg.Bootstrap.TargetOutbound = 2
+		cfg.Bootstrap.Interval = 50 * time.Millisecond
+		cfg.HandshakeTimeout = 30 * time.Second // the step ends when the listener closes, not before
+		cfg.Gossip.Router.TopicSearchInterval = 200 * time.Millisecond
+	})).Nodes[0]
+	ctx := ctxTimeout(t, 40*time.Second)
+	const topic = "joining"
+	if _, err := late.Subscribe(ctx, topic, func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	beats := routerStats(t, late).Heartbeats
+	testkit.WaitFor(t, 10*time.Second, func() bool { return routerStats(t, late).Heartbeats >= beats+4 },
+		"four heartbeats (twenty search intervals)")
+	if st := routerStats(t, late); st.TopicRegistrations != 0 || st.TopicSearches != 0 {
+		t.Fatalf("a node joining asked %d registrations and %d searches, want none", st.TopicRegistrations, st.TopicSearches)
+	}
+	silent.Close() // resets the waiting connection: the bootstrapper's step fails, with nobody else to dial
+	testkit.WaitFor(t, 10*time.Second, func() bool { return routerStats(t, late).TopicRegistrations > 0 },
+		"the node to register once it is not joining")
+	if _, err := late.FindClosestFrom(ctx, routing.KeyOf(late.ID()), []session.PeerAddr{nw.Nodes[0].Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	asker := nw.Nodes[2]
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		found, err := asker.FindTopicPeers(ctx, topic)
+		return err == nil && slices.ContainsFunc(found, func(p session.PeerAddr) bool { return p.ID == late.ID() })
+	}, "the node's registration to reach the others once it knows them")
 }
 
 // A registration that no node answered (the node's table holds only nodes that are gone) failed, and is counted

@@ -117,6 +117,7 @@ func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 	if bcfg.StorePath == "" && n.cfg.DataDir != "" {
 		bcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
 	}
+	n.joining.Store(bcfg.TargetOutbound > 0)
 	bprops, err := bootstrap.NewActorProps(bcfg, bootstrapNetwork{n})
 	if err != nil {
 		panic(err)

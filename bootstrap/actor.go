@@ -39,6 +39,11 @@ type Network interface {
 	RoutingTable(ctx context.Context) (routing.Snapshot, error)
 	// AddRecords hands node records to the routing table (verified there).
 	AddRecords(records []*messages.NodeRecord)
+	// SetJoining tells the node, after each step, whether it is still making its first connections: it keeps fewer
+	// outbound connections than TargetOutbound and the step dialed candidates for more. A node with nobody left
+	// to dial (every node it knows connected, or the others in their dial backoff), as in a network of a few
+	// nodes, is not joining. It must not block.
+	SetJoining(joining bool)
 }
 
 // Config configures the bootstrapper. Start from DefaultConfig.
@@ -315,6 +320,7 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 		}
 	}
 	if b.cfg.TargetOutbound > 0 && b.net.OutboundCount() >= b.cfg.TargetOutbound {
+		b.net.SetJoining(false)
 		return done // nothing to top up, and a node with outbound connections is not lost: no copy of the table
 	}
 	snap, err := b.net.RoutingTable(ctx)
@@ -324,7 +330,9 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 	if len(snap.Entries) == 0 && len(b.cfg.Bootnodes) > 0 {
 		done.lost = true
 	}
-	done.failed = b.topUp(ctx, snap.Entries, p.skip, rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15)))
+	var dialed int
+	done.failed, dialed = b.topUp(ctx, snap.Entries, p.skip, rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15)))
+	b.net.SetJoining(dialed > 0 && b.net.OutboundCount() < b.cfg.TargetOutbound)
 	return done
 }
 
@@ -375,12 +383,12 @@ func (b *bootstrapper) join(ctx context.Context) (joined, seeded bool) {
 	return joined || len(b.cfg.Bootnodes) == 0, seeded
 }
 
-// topUp dials table entries until the node has TargetOutbound outbound connections; it returns the failures.
-func (b *bootstrapper) topUp(ctx context.Context, entries []routing.Entry, skip map[session.NodeID]bool, rng *rand.Rand) []session.NodeID {
-	var failed []session.NodeID
+// topUp dials table entries until the node has TargetOutbound outbound connections; it returns the failures and
+// the number of entries it dialed.
+func (b *bootstrapper) topUp(ctx context.Context, entries []routing.Entry, skip map[session.NodeID]bool, rng *rand.Rand) (failed []session.NodeID, dialed int) {
 	need := b.cfg.TargetOutbound - b.net.OutboundCount()
 	if need <= 0 {
-		return nil
+		return nil, 0
 	}
 	rng.Shuffle(len(entries), func(i, j int) { entries[i], entries[j] = entries[j], entries[i] })
 	for _, e := range entries {
@@ -390,6 +398,7 @@ func (b *bootstrapper) topUp(ctx context.Context, entries []routing.Entry, skip 
 		if skip[e.ID] || (b.net.Connected(e.ID) && !b.net.TransientOutbound(e.ID)) {
 			continue // a transient outbound connection is upgraded to kept below, without a new dial
 		}
+		dialed++
 		if err := b.net.Connect(ctx, session.PeerAddr{ID: e.ID, Addr: e.Addr}, true); err != nil {
 			b.log.Debug().Err(err).Str("peer", e.ID.Short()).Msg("outbound candidate failed")
 			failed = append(failed, e.ID)
@@ -397,5 +406,5 @@ func (b *bootstrapper) topUp(ctx context.Context, entries []routing.Entry, skip 
 		}
 		need--
 	}
-	return failed
+	return failed, dialed
 }

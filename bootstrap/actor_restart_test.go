@@ -33,6 +33,7 @@ func (n *heldNet) Connected(session.NodeID) bool         { return false }
 func (n *heldNet) TransientOutbound(session.NodeID) bool { return false }
 func (n *heldNet) OutboundCount() int                    { return 0 }
 func (n *heldNet) AddRecords([]*messages.NodeRecord)     {}
+func (n *heldNet) SetJoining(bool)                       {}
 func (n *heldNet) FindClosest(context.Context, routing.Key) (routing.LookupResult, error) {
 	return routing.LookupResult{}, routing.ErrNoPeers
 }

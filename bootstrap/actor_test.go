@@ -17,10 +17,22 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// countingNet is a real node as the bootstrapper's Network, counting the calls the test looks at.
+// countingNet is a real node as the bootstrapper's Network, counting the calls the test looks at and recording
+// what the steps said of the join (SetJoining).
 type countingNet struct {
 	*actors.Node
 	steps, snapshots atomic.Int64
+	joiningSaid      atomic.Int64 // steps that said the node is joining
+	joining          atomic.Bool  // what the last step said
+	reports          atomic.Int64 // SetJoining calls
+}
+
+func (c *countingNet) SetJoining(joining bool) {
+	if joining {
+		c.joiningSaid.Add(1)
+	}
+	c.joining.Store(joining)
+	c.reports.Add(1)
 }
 
 func (c *countingNet) OutboundCount() int {
@@ -65,6 +77,35 @@ func TestBootstrapperAtItsTargetCopiesNoTable(t *testing.T) {
 	}
 	if a.OutboundCount() != 1 {
 		t.Fatalf("a keeps %d outbound connections, want 1", a.OutboundCount())
+	}
+}
+
+// TestBootstrapperIsJoiningWhileItDialsForMore: a node short of its outbound target is joining while its steps
+// dial candidates, and not once it has nobody left to dial: here a network of three nodes, where it keeps two
+// outbound connections of the eight it wants. Topic discovery waits while the node joins (gossip.Network.Joining);
+// counted as joining for as long as it is short of its target, a node of a small network never registered on a
+// topic.
+func TestBootstrapperIsJoiningWhileItDialsForMore(t *testing.T) {
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0
+	}))
+	a, b, c := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
+	if err := b.Connect(context.Background(), c.Addr(), true); err != nil { // b knows c: a's lookups find both
+		t.Fatal(err)
+	}
+	net := &countingNet{Node: a}
+	cfg := bootstrap.DefaultConfig()
+	cfg.Bootnodes, cfg.TargetOutbound, cfg.Interval = []session.PeerAddr{b.Addr()}, 8, 10*time.Millisecond
+	spawnBootstrapper(t, a, cfg, net)
+
+	testkit.WaitFor(t, 10*time.Second, func() bool { return a.OutboundCount() == 2 }, "a to keep b and c")
+	reports := net.reports.Load()
+	testkit.WaitFor(t, 10*time.Second, func() bool { return net.reports.Load() >= reports+5 }, "5 more steps")
+	if net.joining.Load() {
+		t.Fatal("a node with nobody left to dial still joining, want not")
+	}
+	if net.joiningSaid.Load() == 0 {
+		t.Fatal("no step said the node was joining while it dialed b and c")
 	}
 }
 

@@ -162,27 +162,52 @@ func TestRegistrationWithDhiPeersAsksForNoMore(t *testing.T) {
 	}
 }
 
-// Nothing is asked while the node's view of its peers keeps changing (peers coming, announcing their topics): in a
-// network that joins at once, most nodes are short of topic peers only until their peers' subscriptions arrive.
-func TestDiscoveryWaitsForThePeersToSettle(t *testing.T) {
+// While the topic's peers keep changing (subscriptions still coming in as the network forms), a node short of them
+// asks nothing; once they have been quiet for TopicSearchInterval it registers and searches. Peers that come and
+// go without joining the topic do not hold it back: in a sparse topic, a member's other connections keep changing
+// while it has few topic peers.
+func TestDiscoveryWaitsForTheTopicPeersToSettle(t *testing.T) {
 	r := newTestRouter(t, discoverConfig()) // TopicSearchInterval 10 s
 	r.Join(t0, topicA)
-	for i := 1; i <= 30; i++ { // a peer every 3 s for 90 s, none in the topic: the node stays short
+	for i := 1; i <= 30; i++ { // every 3 s for 90 s, a peer joins the topic and the one before leaves it: short
 		now := t0.Add(time.Duration(3*i) * time.Second)
 		r.Heartbeat(now)
-		addPeers(t, r, "other", i, i)
+		addPeers(t, r, topicA, i, i)
+		if i > 1 {
+			r.PeerUnsubscribed(now, nid(i-1), topicA)
+		}
 		if d, ok := discoverAt(r, now.Add(time.Second)); ok {
-			t.Fatalf("%v after the join, peers still coming: %+v, want nothing", now.Add(time.Second).Sub(t0), d)
+			t.Fatalf("%v after the join, topic peers still changing: %+v, want nothing", now.Add(time.Second).Sub(t0), d)
 		}
 	}
-	last := t0.Add(90 * time.Second) // the last peer came then
+	last := t0.Add(90 * time.Second) // the topic's peers last changed then
 	for s := 1; s < 10; s++ {
-		if d, ok := discoverAt(r, last.Add(time.Duration(s)*time.Second)); ok {
-			t.Fatalf("%d s after the last peer came: %+v, want nothing before TopicSearchInterval", s, d)
+		now := last.Add(time.Duration(s) * time.Second)
+		addPeers(t, r, "other", 100+s, 100+s) // connections of other topics: no change to wait for
+		if d, ok := discoverAt(r, now); ok {
+			t.Fatalf("%d s after the topic's peers last changed: %+v, want nothing before TopicSearchInterval", s, d)
 		}
 	}
-	if d, ok := discoverAt(r, last.Add(10*time.Second)); !ok || !d.Register || d.Want != r.cfg.D {
-		t.Fatalf("the peers quiet for TopicSearchInterval: %+v %v, want a registration and a search", d, ok)
+	if d, ok := discoverAt(r, last.Add(10*time.Second)); !ok || !d.Register || d.Want != r.cfg.D-1 {
+		t.Fatalf("the topic's peers quiet for TopicSearchInterval: %+v %v, want a registration and a search for D-1", d, ok)
+	}
+}
+
+// A node still making its first connections (SetJoining) asks nothing, however long that takes and however short
+// of topic peers it is; once it has them, and its peers are quiet, it registers and searches at once.
+func TestDiscoveryWaitsWhileTheNodeJoins(t *testing.T) {
+	r := newTestRouter(t, discoverConfig()) // TopicSearchInterval 10 s
+	addPeers(t, r, "other", 1, 2)
+	r.Join(t0, topicA)
+	r.SetJoining(true)
+	for s := 1; s <= 120; s++ {
+		if d, ok := discoverAt(r, t0.Add(time.Duration(s)*time.Second)); ok {
+			t.Fatalf("%d s after the join, the node joining: %+v, want nothing", s, d)
+		}
+	}
+	r.SetJoining(false)
+	if d, ok := discoverAt(r, t0.Add(121*time.Second)); !ok || !d.Register || d.Want != r.cfg.D {
+		t.Fatalf("joined: %+v %v, want a registration and a search", d, ok)
 	}
 }
 

@@ -80,6 +80,9 @@ type Network interface {
 	// again (Output.Keep).
 	Release(peer session.NodeID)
 	Keep(peer session.NodeID)
+	// Joining tells whether the node is still making its first connections (Router.SetJoining: topic discovery
+	// waits meanwhile). It must not block; it is asked once a heartbeat.
+	Joining() bool
 }
 
 // RelayConfig configures the relay actor. Start from DefaultRelayConfig.

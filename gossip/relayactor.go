@@ -127,6 +127,7 @@ func (a *relayActor) receive(ctx actor.Context) {
 		if m.from == a {
 			clear(a.echoed)
 			a.reconcile()
+			a.router.SetJoining(a.net.Joining())
 			a.apply(a.router.Heartbeat(time.Now()))
 			a.armHeartbeat()
 		}

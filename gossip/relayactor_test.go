@@ -41,6 +41,7 @@ func (f *flakyNetwork) Relayed(session.NodeID)                              {}
 func (f *flakyNetwork) DiscoverTopic(string, bool, int)                     {}
 func (f *flakyNetwork) Release(session.NodeID)                              {}
 func (f *flakyNetwork) Keep(session.NodeID)                                 {}
+func (f *flakyNetwork) Joining() bool                                       { return false }
 func (f *flakyNetwork) Connect(session.NodeID)                              {}
 func (f *flakyNetwork) Ban(session.NodeID, time.Duration, string) error     { return nil }
 

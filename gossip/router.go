@@ -69,9 +69,8 @@ type Router struct {
 	// repairBeat is the heartbeat count when the node last answered an IWANT or pulled a message (see
 	// quietGossip).
 	repairBeat uint64
-	// peersChanged is when a peer last came, went, or joined or left a topic (the Router's clock): topic discovery
-	// waits until the node's view of its peers has been quiet for TopicSearchInterval (see discover).
-	peersChanged time.Time
+	// joining is whether the node is still making its first connections (SetJoining): topic discovery waits.
+	joining bool
 	// releasing lists the peers to release at the next heartbeat unless they share a joined topic by then
 	// (peer.release releaseDue; each listed once, peer.listed, though a peer that disconnects and comes back
 	// within a heartbeat may be listed again: the list is cleared on every heartbeat).
@@ -209,7 +208,6 @@ func (r *Router) AddPeer(id session.NodeID) error {
 		}
 	}
 	r.peers[id] = p
-	r.peersChanged = r.now
 	return nil
 }
 
@@ -227,7 +225,6 @@ func (r *Router) RemovePeer(now time.Time, id session.NodeID) Output {
 		r.dropTopicPeer(&b, name, id)
 	}
 	delete(r.peers, id)
-	r.peersChanged = r.now
 	r.retainPenalty(id, p.penalty)
 	return b.result()
 }
@@ -252,7 +249,7 @@ func (r *Router) PeerSubscribed(id session.NodeID, name string) error {
 	p.topics[name] = struct{}{}
 	t := r.topic(name)
 	t.peers = append(t.peers, id)
-	r.peersChanged = r.now
+	t.disc.peersChanged = r.now
 	return nil
 }
 
@@ -264,7 +261,6 @@ func (r *Router) PeerUnsubscribed(now time.Time, id session.NodeID, name string)
 	if p := r.peers[id]; p != nil {
 		if _, ok := p.topics[name]; ok {
 			delete(p.topics, name)
-			r.peersChanged = r.now
 			r.dropTopicPeer(&b, name, id)
 			r.releaseUnlessShared(id, p)
 		}
@@ -287,6 +283,7 @@ func (r *Router) dropTopicPeer(b *builder, name string, id session.NodeID) {
 		return
 	}
 	t.peers = slices.DeleteFunc(t.peers, func(p session.NodeID) bool { return p == id })
+	t.disc.peersChanged = r.now
 	t.mesh = slices.DeleteFunc(t.mesh, func(l link) bool { return l.id == id })
 	if ts := t.tree; ts != nil {
 		ts.linksOK = false
