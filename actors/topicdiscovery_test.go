@@ -303,6 +303,13 @@ func TestAFailedTopicRegistrationIsRetriedSoon(t *testing.T) {
 		st, err := late.GossipStats(ctx)
 		return err == nil && st.Router.TopicRegistrations >= 1 && st.Router.TopicLookupsFailed >= 1
 	}, "the registration of a node that knows nobody to fail")
+	joinAndBeFound(ctx, t, nw, late, topic, "the late node's registration to be retried once it joined the network")
+}
+
+// joinAndBeFound makes late join the DHT of nw (a lookup through its node 0) and waits until nw's node 2 finds it
+// registered on topic.
+func joinAndBeFound(ctx context.Context, t *testing.T, nw *testkit.Network, late *actors.Node, topic, what string) {
+	t.Helper()
 	if _, err := late.FindClosestFrom(ctx, routing.KeyOf(late.ID()), []session.PeerAddr{nw.Nodes[0].Addr()}); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +317,7 @@ func TestAFailedTopicRegistrationIsRetriedSoon(t *testing.T) {
 	testkit.WaitFor(t, 20*time.Second, func() bool {
 		found, err := asker.FindTopicPeers(ctx, topic)
 		return err == nil && slices.ContainsFunc(found, func(p session.PeerAddr) bool { return p.ID == late.ID() })
-	}, "the late node's registration to be retried once it joined the network")
+	}, "%s", what)
 }
 
 // A node still making its first connections (its bootstrapper dialing for them, with fewer than Dlo outbound ones)
@@ -347,14 +354,7 @@ func TestTopicDiscoveryWaitsForTheNodesFirstConnections(t *testing.T) {
 	silent.Close() // resets the waiting connection: the bootstrapper's step fails, with nobody else to dial
 	testkit.WaitFor(t, 10*time.Second, func() bool { return routerStats(t, late).TopicRegistrations > 0 },
 		"the node to register once it is not joining")
-	if _, err := late.FindClosestFrom(ctx, routing.KeyOf(late.ID()), []session.PeerAddr{nw.Nodes[0].Addr()}); err != nil {
-		t.Fatal(err)
-	}
-	asker := nw.Nodes[2]
-	testkit.WaitFor(t, 20*time.Second, func() bool {
-		found, err := asker.FindTopicPeers(ctx, topic)
-		return err == nil && slices.ContainsFunc(found, func(p session.PeerAddr) bool { return p.ID == late.ID() })
-	}, "the node's registration to reach the others once it knows them")
+	joinAndBeFound(ctx, t, nw, late, topic, "the node's registration to reach the others once it knows them")
 }
 
 // A registration that no node answered (the node's table holds only nodes that are gone) failed, and is counted

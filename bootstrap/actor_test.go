@@ -86,13 +86,7 @@ func TestBootstrapperAtItsTargetCopiesNoTable(t *testing.T) {
 // counted as joining for as long as it is short of its target, a node of a small network never registered on a
 // topic.
 func TestBootstrapperIsJoiningWhileItDialsForMore(t *testing.T) {
-	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(_ int, cfg *actors.Config) {
-		cfg.Bootstrap.TargetOutbound = 0
-	}))
-	a, b, c := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
-	if err := b.Connect(context.Background(), c.Addr(), true); err != nil { // b knows c: a's lookups find both
-		t.Fatal(err)
-	}
+	a, b, _ := threeNodes(t)
 	net := &countingNet{Node: a}
 	cfg := bootstrap.DefaultConfig()
 	cfg.Bootnodes, cfg.TargetOutbound, cfg.Interval = []session.PeerAddr{b.Addr()}, 8, 10*time.Millisecond
@@ -107,6 +101,20 @@ func TestBootstrapperIsJoiningWhileItDialsForMore(t *testing.T) {
 	if net.joiningSaid.Load() == 0 {
 		t.Fatal("no step said the node was joining while it dialed b and c")
 	}
+}
+
+// threeNodes starts three nodes whose own bootstrappers dial nobody, b connected to c, so that a's lookups through
+// b find both.
+func threeNodes(t *testing.T) (a, b, c *actors.Node) {
+	t.Helper()
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0
+	}))
+	a, b, c = nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
+	if err := b.Connect(context.Background(), c.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, c
 }
 
 // lookupCountingNet counts the bootstrapper's lookups.
@@ -130,13 +138,7 @@ func (c *lookupCountingNet) FindClosestFrom(ctx context.Context, target routing.
 // RefreshInterval later. With the gap doubling from 10 ms: the join's two lookups, then refreshes at 10, 30, 70 and
 // 150 ms, the last two 80 ms apart; without the stop, 75 steps would have run 6 refreshes or more.
 func TestBootstrapperStopsEarlyRefreshesOnceTheNeighbourhoodSettles(t *testing.T) {
-	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(_ int, cfg *actors.Config) {
-		cfg.Bootstrap.TargetOutbound = 0
-	}))
-	a, b, c := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
-	if err := b.Connect(context.Background(), c.Addr(), true); err != nil { // b knows c: a's lookups find both
-		t.Fatal(err)
-	}
+	a, b, _ := threeNodes(t)
 	net := &lookupCountingNet{countingNet: countingNet{Node: a}}
 	cfg := bootstrap.DefaultConfig()
 	cfg.Bootnodes, cfg.TargetOutbound, cfg.Interval, cfg.RefreshInterval = []session.PeerAddr{b.Addr()}, 1, 10*time.Millisecond, time.Hour
