@@ -64,6 +64,7 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 		"advertised unspecified host": {func(c *actors.Config) { c.AdvertiseAddr = "0.0.0.0:30700" }, nil},
 		"advertised unspecified ipv6": {func(c *actors.Config) { c.AdvertiseAddr = "[::]:30700" }, nil},
 		"advertised port 0":           {func(c *actors.Config) { c.AdvertiseAddr = "192.0.2.2:0" }, nil},
+		"negative eviction grace":     {func(c *actors.Config) { c.InboundEvictionGrace = -time.Second }, nil},
 		"advertised without host":     {func(c *actors.Config) { c.AdvertiseAddr = ":30700" }, nil},
 	} {
 		cfg := actors.DefaultConfig()

@@ -59,11 +59,13 @@ func goodbye(t *testing.T, sc *session.Conn) messages.DisconnectReason {
 	}
 }
 
-// evictionNode starts a node with 4 inbound slots and neither the per-IP cap nor the loopback exemption in the way.
+// evictionNode starts a node with 4 inbound slots and neither the per-IP cap, the loopback exemption nor the
+// eviction grace in the way.
 func evictionNode(t *testing.T, change func(*actors.Config)) *actors.Node {
 	return testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
 		cfg.DisableDiscovery = true
 		cfg.ExemptLoopbackThrottle = false
+		cfg.InboundEvictionGrace = 0
 		cfg.InboundPerIPBurst = 100
 		cfg.MaxInboundPerIP = 100
 		cfg.MaxInboundPeers = 4
@@ -119,8 +121,8 @@ func TestNewcomerEvictsTheYoungestOfTheLargestGroup(t *testing.T) {
 }
 
 // Eviction makes room only for a newcomer that means to stay: one that declared its connection transient (a
-// lookup's) is refused as before, and so is every newcomer when eviction is off or every inbound connection is
-// one the node keeps.
+// lookup's) is refused as before, and so is every newcomer when eviction is off, every inbound connection is one
+// the node keeps or every one is younger than InboundEvictionGrace.
 func TestEvictionOnlyForNewcomersThatStay(t *testing.T) {
 	cases := []struct {
 		name            string
@@ -130,6 +132,7 @@ func TestEvictionOnlyForNewcomersThatStay(t *testing.T) {
 		{"transient newcomer", nil, true, false},
 		{"eviction disabled", func(c *actors.Config) { c.DisableInboundEviction = true }, false, false},
 		{"crowd kept", nil, false, true},
+		{"crowd within the grace", func(c *actors.Config) { c.InboundEvictionGrace = time.Hour }, false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -178,6 +181,7 @@ func TestNewcomerDoesNotEvictARecentRelayer(t *testing.T) {
 		if i == 0 {
 			cfg.ExemptLoopbackThrottle = false
 			cfg.InboundPerIPBurst, cfg.MaxInboundPerIP, cfg.MaxInboundPeers = 100, 100, 4
+			cfg.InboundEvictionGrace = 0
 		}
 	}))
 	full := nw.Nodes[0]

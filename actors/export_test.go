@@ -1,5 +1,11 @@
 package actors
 
+import (
+	"context"
+
+	"github.com/actormesh/actormesh/session"
+)
+
 // ProtocolSubscriptions counts the topic subscriptions the node keeps tied to protocol's actor (SubscribeProtocol),
 // for tests.
 func (n *Node) ProtocolSubscriptions(protocol string) int {
@@ -9,4 +15,9 @@ func (n *Node) ProtocolSubscriptions(protocol string) int {
 		return len(reg.subs)
 	}
 	return -1
+}
+
+// ConnectAsBootstrapper connects to addr and keeps it as the node's own choice, as its bootstrapper does.
+func (n *Node) ConnectAsBootstrapper(ctx context.Context, addr session.PeerAddr) error {
+	return n.connect(ctx, addr, true, true)
 }

@@ -210,7 +210,7 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		if msg.err != nil {
 			m.n.log.Debug().Err(msg.err).Msg("lookup for a connection to keep failed")
 		} else if m.ctx.Err() == nil {
-			m.dial(ctx, &dialRequest{addr: msg.addr, keep: true})
+			m.dial(ctx, &dialRequest{addr: msg.addr, keep: true, auto: true})
 		}
 	case *handshakeDone:
 		if msg.from == m {
@@ -219,7 +219,7 @@ func (m *peerManager) Receive(ctx actor.Context) {
 	case *redialDue:
 		if w, ok := m.wanted[msg.id]; ok && msg.from == m {
 			w.timer = nil
-			m.dial(ctx, &dialRequest{addr: w.addr, keep: true})
+			m.dial(ctx, &dialRequest{addr: w.addr, keep: true, auto: w.auto})
 		}
 	case *banRequest:
 		m.ban(msg)
@@ -332,8 +332,11 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 	case req.keep && req.once:
 		m.keepWithoutRedial(id)
 	case req.keep:
-		if _, ok := m.wanted[id]; !ok {
-			m.wanted[id] = &wantedPeer{addr: req.addr, backoff: session.NewBackoff(m.n.cfg.RedialBase, m.n.cfg.RedialMax, m.n.cfg.RedialAttempts, nil)}
+		if w, ok := m.wanted[id]; !ok {
+			m.wanted[id] = &wantedPeer{addr: req.addr, auto: req.auto,
+				backoff: session.NewBackoff(m.n.cfg.RedialBase, m.n.cfg.RedialMax, m.n.cfg.RedialAttempts, nil)}
+		} else if !req.auto {
+			w.auto = false // the application wants it too
 		}
 	}
 	if e, ok := m.conns[id]; ok {
@@ -388,7 +391,7 @@ func (m *peerManager) connectByID(ctx actor.Context, id session.NodeID) {
 		return
 	}
 	if addr, ok := m.n.addrs.get(id); ok {
-		m.dial(ctx, &dialRequest{addr: session.PeerAddr{ID: id, Addr: addr}, keep: true})
+		m.dial(ctx, &dialRequest{addr: session.PeerAddr{ID: id, Addr: addr}, keep: true, auto: true})
 		return
 	}
 	if m.lookingUp {
@@ -634,6 +637,9 @@ func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
 	if _, ok := m.conns[pc.id]; !ok && pc.reason != messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION {
 		if w, ok := m.wanted[pc.id]; ok && time.Since(pc.connectedAt) >= redialResetAfter {
 			w.backoff.Reset()
+		}
+		if m.fullPeerLeft(pc) {
+			return
 		}
 		m.scheduleRedial(pc.id, errors.New(pc.reason.String()))
 	}

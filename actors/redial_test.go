@@ -87,3 +87,32 @@ func TestShortLivedConnectionsDoNotResetTheRedialBackoff(t *testing.T) {
 		t.Fatal("still connected to the full peer")
 	}
 }
+
+// A full peer that refuses or evicts a connection the node chose itself (its bootstrapper's, a tree shortcut's) is
+// let go, not redialed: the bootstrapper tops up with another candidate. Redialed, at N = 1000, such peers came
+// back to a few well-known full nodes and evicted the newcomers that had evicted them, ~2000 times a run. The
+// application's peers are still redialed (TestShortLivedConnectionsDoNotResetTheRedialBackoff).
+func TestAFullPeerTheNodeChoseIsNotRedialed(t *testing.T) {
+	logs := &testkit.SyncBuffer{}
+	const redialMax = 20 * time.Millisecond
+	a := testkit.NewNetwork(t, 1, testkit.WithLogger(zerolog.New(logs)), testkit.WithLogLevel(zerolog.DebugLevel),
+		testkit.WithConfig(func(_ int, cfg *actors.Config) {
+			cfg.DisableDiscovery = true
+			cfg.RedialBase, cfg.RedialMax, cfg.RedialAttempts = 5*time.Millisecond, redialMax, 3
+		})).Nodes[0]
+	addr, taken := fullPeer(t)
+	_ = a.ConnectAsBootstrapper(ctxTimeout(t, 5*time.Second), addr) // it may fail: the goodbye can come first
+	testkit.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "peer is full: not redialing it") },
+		"a lets the full peer go")
+	// Redialed, it would take a connection within RedialMax; it takes none over twenty times that.
+	tick := time.NewTicker(redialMax / 4)
+	defer tick.Stop()
+	for deadline := time.Now().Add(20 * redialMax); time.Now().Before(deadline); <-tick.C {
+		if got := taken.Load(); got != 1 {
+			t.Fatalf("the full peer took %d connections, want 1 (no redial)", got)
+		}
+	}
+	if a.Connected(addr.ID) {
+		t.Fatal("still connected to the full peer")
+	}
+}

@@ -157,18 +157,19 @@ func (m *peerManager) sweepTransient() (candidates bool) {
 	return candidates
 }
 
-// evictionCandidates lists the inbound connections eviction may close: those the node does not keep, from an IP (a
-// transport without IPs has no network groups to tell apart). Loopback ones are candidates too, under
-// ExemptLoopbackThrottle as well: in a simulation on 127.0.0.1 they all fall in one group, and eviction still makes
-// room for newcomers, as it would among real nodes.
+// evictionCandidates lists the inbound connections eviction may close: those the node does not keep, older than
+// InboundEvictionGrace, from an IP (a transport without IPs has no network groups to tell apart). Loopback ones are
+// candidates too, under ExemptLoopbackThrottle as well: in a simulation on 127.0.0.1 they all fall in one group,
+// and eviction still makes room for newcomers, as it would among real nodes.
 func (m *peerManager) evictionCandidates() ([]evictCandidate, []*connEntry) {
 	if m.n.cfg.DisableInboundEviction {
 		return nil, nil
 	}
 	var cands []evictCandidate
 	var entries []*connEntry
+	now := time.Now()
 	for _, e := range m.conns {
-		if e.pc.outbound || e.pc.kept.Load() {
+		if e.pc.outbound || e.pc.kept.Load() || now.Sub(e.pc.connectedAt) < m.n.cfg.InboundEvictionGrace {
 			continue
 		}
 		ip := addrIP(e.pc.sc.RemoteAddr())
