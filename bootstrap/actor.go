@@ -102,6 +102,12 @@ type (
 		// lost is set when the routing table is empty after the step: the node knows nobody to look up from
 		// (its peers' records are gone), so it joins again through its bootnodes (and peer store) at the next step.
 		lost bool
+		// stranded is set when the node, joined already, is short of its outbound target and its table had nobody
+		// left to dial (every node it knows connected, or in its dial backoff): see bootstrapper.rejoinGap.
+		stranded bool
+		// progressed is set when the node keeps its outbound target or the step dialed a candidate: it is not
+		// stranded, and its rejoin schedule starts over.
+		progressed bool
 		// neighbours are the closest nodes the step's self-lookup found (nil: it ran none, or it failed).
 		neighbours []session.NodeID
 	}
@@ -124,6 +130,13 @@ type bootstrapper struct {
 	joined  bool
 	refresh *refreshSchedule
 	backoff map[session.NodeID]*candidateBackoff
+	// rejoinGap and rejoinAt space out the joins again through the bootnodes of a stranded node: a few nodes
+	// that know only each other (they joined while the rest was out of reach, or lost it) are an island that their
+	// own lookups, which only ask one another, never leave. The first rejoin comes a step interval after the node
+	// was first found stranded, and the gap doubles up to RefreshInterval while it stays stranded (in a network
+	// smaller than the target, for ever): a lookup from the bootnodes finds the rest of the network, if it is there.
+	rejoinGap time.Duration
+	rejoinAt  time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -174,10 +187,11 @@ func (b *bootstrapper) Receive(ctx actor.Context) {
 		}
 		b.busy = false
 		b.joined = (b.joined || m.joined) && !m.lost
+		now := time.Now()
+		b.strandedStep(m, now)
 		if m.neighbours != nil {
 			b.refresh.neighbourhood(m.neighbours)
 		}
-		now := time.Now()
 		for _, id := range m.failed {
 			cb, ok := b.backoff[id]
 			if !ok {
@@ -200,6 +214,24 @@ func (b *bootstrapper) Receive(ctx actor.Context) {
 		// The supervisor replaces this instance after a failure; the new one starts afresh (Started).
 		b.log.Warn().Msg("bootstrapper restarting after a failure")
 		b.teardown()
+	}
+}
+
+// strandedStep counts a step against the rejoin schedule (rejoinGap): when a rejoin is due, the node is no longer
+// joined, and the next step joins again through its bootnodes. A join's own step leaves the schedule as it is.
+func (b *bootstrapper) strandedStep(m *stepDone, now time.Time) {
+	switch {
+	case m.progressed || len(b.cfg.Bootnodes) == 0:
+		b.rejoinGap = 0
+	case !m.stranded:
+	case b.rejoinGap == 0:
+		b.rejoinGap, b.rejoinAt = b.cfg.Interval, now.Add(b.cfg.Interval)
+	case !now.Before(b.rejoinAt):
+		b.log.Debug().Dur("next_in", min(2*b.rejoinGap, b.cfg.RefreshInterval)).
+			Msg("short of outbound connections with nobody left to dial: joining again through the bootnodes")
+		b.joined = false
+		b.rejoinGap = min(2*b.rejoinGap, b.cfg.RefreshInterval)
+		b.rejoinAt = now.Add(b.rejoinGap)
 	}
 }
 
@@ -321,6 +353,7 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 	}
 	if b.cfg.TargetOutbound > 0 && b.net.OutboundCount() >= b.cfg.TargetOutbound {
 		b.net.SetJoining(false)
+		done.progressed = true
 		return done // nothing to top up, and a node with outbound connections is not lost: no copy of the table
 	}
 	snap, err := b.net.RoutingTable(ctx)
@@ -332,7 +365,9 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 	}
 	var dialed int
 	done.failed, dialed = b.topUp(ctx, snap.Entries, p.skip, rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15)))
-	b.net.SetJoining(dialed > 0 && b.net.OutboundCount() < b.cfg.TargetOutbound)
+	short := b.net.OutboundCount() < b.cfg.TargetOutbound
+	b.net.SetJoining(dialed > 0 && short)
+	done.stranded, done.progressed = !p.join && dialed == 0 && short, dialed > 0 || !short
 	return done
 }
 

@@ -2,6 +2,7 @@ package bootstrap_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,4 +187,57 @@ func TestAPanickingStepFailsAlone(t *testing.T) {
 	if left := net.panics.Load(); left >= 0 {
 		t.Fatalf("%d panics left: the steps did not call OutboundCount as expected", left+1)
 	}
+}
+
+// islandNet is a real node whose bootnode is out of reach while gated: dialing it fails, and a lookup from it
+// finds only the peer the node already has (the island).
+type islandNet struct {
+	countingNet
+	gated     atomic.Bool
+	bootnode  session.NodeID
+	peer      routing.Entry
+	fromCalls atomic.Int64 // lookups from the bootnodes: joins
+}
+
+func (c *islandNet) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
+	if c.gated.Load() && addr.ID == c.bootnode {
+		return errors.New("bootnode out of reach")
+	}
+	return c.Node.Connect(ctx, addr, keep)
+}
+
+func (c *islandNet) FindClosestFrom(ctx context.Context, target routing.Key, seeds []session.PeerAddr) (routing.LookupResult, error) {
+	c.fromCalls.Add(1)
+	if c.gated.Load() {
+		return routing.LookupResult{Closest: []routing.Entry{c.peer}}, nil
+	}
+	return c.Node.FindClosestFrom(ctx, target, seeds)
+}
+
+// TestAStrandedNodeJoinsAgainThroughItsBootnodes: a node that joined knowing only one peer, its bootnode out of
+// reach, is an island its own lookups never leave (they ask only that peer). Short of its target with nobody
+// left to dial, it joins again through its bootnodes, at gaps that double from Interval (a few joins in 60
+// steps, not one a step); once the bootnode answers, it finds and keeps c. Before, a node whose table was not
+// empty never went back to its bootnodes.
+func TestAStrandedNodeJoinsAgainThroughItsBootnodes(t *testing.T) {
+	nw := testkit.NewNetwork(t, 4, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0 // the nodes' own bootstrappers dial nobody
+	}))
+	a, x, b, c := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2], nw.Nodes[3]
+	nw.Connect(2, 3) // b knows c
+	nw.Connect(0, 1) // a's island: x
+	net := &islandNet{countingNet: countingNet{Node: a}, bootnode: b.ID(),
+		peer: routing.Entry{ID: x.ID(), Key: routing.KeyOf(x.ID()), Addr: x.Addr().Addr}}
+	net.gated.Store(true)
+	cfg := bootstrap.DefaultConfig()
+	cfg.Bootnodes, cfg.TargetOutbound = []session.PeerAddr{b.Addr()}, 8
+	cfg.Interval, cfg.RefreshInterval = 10*time.Millisecond, time.Second
+	spawnBootstrapper(t, a, cfg, net)
+
+	testkit.WaitFor(t, 20*time.Second, func() bool { return net.snapshots.Load() >= 60 }, "60 steps short of the target")
+	if got := net.fromCalls.Load(); got < 2 || got > 10 {
+		t.Fatalf("%d joins through the bootnodes in 60 stranded steps, want 2-10 (the first, then at doubling gaps)", got)
+	}
+	net.gated.Store(false)
+	testkit.WaitFor(t, 10*time.Second, func() bool { return a.Connected(c.ID()) }, "a to find and keep c through b")
 }
