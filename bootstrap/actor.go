@@ -48,7 +48,8 @@ type Network interface {
 
 // Config configures the bootstrapper. Start from DefaultConfig.
 type Config struct {
-	// Bootnodes are dialed at start (and again while the node has no peer at all).
+	// Bootnodes are dialed at start, and again while the node knows nobody, or now and then while it is stranded
+	// (short of TargetOutbound with nobody left to dial; see bootstrapper.rejoinGap).
 	Bootnodes []session.PeerAddr
 	// TargetOutbound is how many outbound connections the bootstrapper keeps (default 8).
 	TargetOutbound int
