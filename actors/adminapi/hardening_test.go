@@ -315,23 +315,45 @@ func TestStalledStreamHoldsAtMostItsByteBudget(t *testing.T) {
 		}
 		n++
 	}
+	// Another subscription of a's tells when a has handed its subscriptions every publication: the stream's,
+	// handed them at the same time, must have counted them all before the client reads again.
+	var handed atomic.Int64
+	if _, err := a.Subscribe(ctx, "news", func(*gossip.Delivery) { handed.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
 	testkit.WaitFor(t, 20*time.Second, func() bool { publish(); return ln.blockedFor(200 * time.Millisecond) },
 		"the stream handler to block on a full socket")
 	for range 64 {
 		publish()
 	}
-	// Now read it all: the messages the budget held, then a dropped event counting the rest.
+	testkit.WaitFor(t, 10*time.Second, func() bool { return handed.Load() >= int64(n) }, "a to hand out its %d publications", n)
+	// Now read it all: the messages the budget held, each drop counted in a dropped event before the next message
+	// written. A marker published once the first is read comes out after every drop of the 64 was told (it always
+	// fits: the budget holds whole messages of 4 KiB).
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	sc := bufio.NewScanner(conn)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	dropped := 0
+	dropped, marked := 0, false
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), `data: {"dropped":`); ok {
-			dropped, _ = strconv.Atoi(strings.TrimSuffix(v, "}"))
+			d, _ := strconv.Atoi(strings.TrimSuffix(v, "}"))
+			dropped += d
+			if !marked {
+				if _, err := a.Publish(ctx, "news", wrapperspb.String("marker")); err != nil {
+					t.Fatal(err)
+				}
+				marked = true
+			}
+			continue
+		}
+		if marked && strings.Contains(sc.Text(), `"data":"marker"`) {
 			break
 		}
 	}
-	if queued := 64 - dropped; dropped == 0 || queued*len(filler) > budget+len(filler) {
+	if !marked {
+		t.Fatalf("no dropped event (%v)", sc.Err())
+	}
+	if queued := 64 - dropped; queued*len(filler) > budget+len(filler) {
 		t.Fatalf("%d of 64 messages dropped: %d queued, over the budget of %d bytes", dropped, queued, budget)
 	}
 }
