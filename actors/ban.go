@@ -138,16 +138,12 @@ func (m *peerManager) ban(req *banRequest) {
 	m.n.log.Info().Str("peer", req.key.String()).Time("until", req.until).Str("reason", req.reason).Msg("banned")
 	for id, w := range m.wanted {
 		if req.key.covers(id, hostIP(w.addr.Addr)) {
-			w.stopTimer()
-			delete(m.wanted, id)
+			m.unwant(id)
 		}
 	}
 	for id, e := range m.conns {
 		if req.key.covers(id, addrIP(e.pc.sc.RemoteAddr())) {
-			if w, ok := m.wanted[id]; ok {
-				w.stopTimer()
-				delete(m.wanted, id)
-			}
+			m.unwant(id)
 			e.pc.kept.Store(false)
 			e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_BANNED, req.reason)
 		}

@@ -51,6 +51,14 @@ func (w *wantedPeer) stopTimer() {
 // again, by both of them, and a node wanted by more peers than it has slots would churn its connections for ever.
 const redialResetAfter = 10 * time.Second
 
+// unwant forgets a wanted peer, if it is one, and stops its redial timer.
+func (m *peerManager) unwant(id session.NodeID) {
+	if w, ok := m.wanted[id]; ok {
+		w.stopTimer()
+		delete(m.wanted, id)
+	}
+}
+
 // fullPeerLeft handles a connection to a wanted peer that the peer closed as full (TOO_MANY_PEERS: it refused the
 // node or evicted it for a newcomer). A peer only the node's own choices want is no longer wanted: the bootstrapper
 // tops up with another candidate, as go-ethereum's dialer and go-libp2p's do with a full peer. Redialing it instead
@@ -62,8 +70,7 @@ func (m *peerManager) fullPeerLeft(pc *peerConn) bool {
 	if !ok || !w.auto || !pc.byRemote || pc.reason != messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS {
 		return false
 	}
-	w.stopTimer()
-	delete(m.wanted, pc.id)
+	m.unwant(pc.id)
 	m.n.log.Debug().Str("peer", pc.id.Short()).Msg("peer is full: not redialing it, the node picks another")
 	return true
 }
@@ -124,10 +131,7 @@ func (m *peerManager) disconnect(id session.NodeID) {
 	if _, dialing := m.dialing[id]; dialing {
 		m.undial[id] = struct{}{}
 	}
-	if w, ok := m.wanted[id]; ok {
-		w.stopTimer()
-		delete(m.wanted, id)
-	}
+	m.unwant(id)
 	if e, ok := m.conns[id]; ok {
 		e.pc.kept.Store(false)
 		e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "disconnect requested")
