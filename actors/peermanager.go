@@ -88,13 +88,15 @@ type peerManager struct {
 	conns   map[session.NodeID]*connEntry
 	byActor map[string]*connEntry
 	wanted  map[session.NodeID]*wantedPeer
-	// held maps the peers the application disconnected to the end of their hold (disconnectHold); undial holds
-	// those it disconnected while a dial to them was in progress, whose connection is then closed at once.
+	// held maps the peers the application disconnected to the end of their hold (disconnectHold; its Props own it,
+	// like bans: a restart keeps the holds); undial holds those it disconnected while a dial to them was in
+	// progress, whose connection is then closed at once.
 	held    map[session.NodeID]time.Time
 	undial  map[session.NodeID]struct{}
 	dialing map[session.NodeID][]chan<- error
 	pending int
 	nextID  uint64
+	armed   uint64 // counts the redial timers armed (wantedPeer.armed)
 	// connProps spawns every connection actor, with the connection in spawning (see newConnActor).
 	connProps *actor.Props
 	spawning  *peerConn
@@ -120,8 +122,8 @@ type peerManager struct {
 	evictSeed maphash.Seed
 	// bufs lends the node's connections their large read and write buffers; like bans, its Props own it.
 	bufs *session.BufferPool
-	// rewant carries the wanted peers' addresses from an instance that restarts to the next (its Props own it).
-	rewant *[]session.PeerAddr
+	// rewant carries the wanted peers from an instance that restarts to the next (its Props own it, and held).
+	rewant *[]rewanted
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -138,14 +140,14 @@ func (n *Node) peerManagerProps() *actor.Props {
 	stopChildren := actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })
 	bans := newBanList(maxBans)
 	bufs := session.NewBufferPool()
-	rewant := new([]session.PeerAddr)
+	rewant, held := new([]rewanted), make(map[session.NodeID]time.Time)
 	return actor.PropsFromProducer(func() actor.Actor {
 		ctx, cancel := context.WithCancel(context.Background())
 		m := &peerManager{
 			n: n, conns: make(map[session.NodeID]*connEntry), byActor: make(map[string]*connEntry),
 			wanted: make(map[session.NodeID]*wantedPeer), dialing: make(map[session.NodeID][]chan<- error),
 			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}), pendingIn: make(map[netip.Addr]int),
-			held: make(map[session.NodeID]time.Time), undial: make(map[session.NodeID]struct{}),
+			held: held, undial: make(map[session.NodeID]struct{}),
 			evictSeed: maphash.MakeSeed(),
 			bans:      bans,
 			bufs:      bufs,
@@ -170,8 +172,8 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		for _, p := range m.n.cfg.Peers {
 			m.dial(ctx, &dialRequest{addr: p, keep: true})
 		}
-		for _, p := range *m.rewant { // after a restart
-			m.dial(ctx, &dialRequest{addr: p, keep: true})
+		for _, w := range *m.rewant { // after a restart
+			m.dial(ctx, &dialRequest{addr: w.addr, keep: true, auto: w.auto})
 		}
 		*m.rewant = nil
 		m.armSweep(true)
@@ -217,7 +219,7 @@ func (m *peerManager) Receive(ctx actor.Context) {
 			m.handshakeDone(ctx, msg)
 		}
 	case *redialDue:
-		if w, ok := m.wanted[msg.id]; ok && msg.from == m {
+		if w, ok := m.wanted[msg.id]; ok && msg.from == m && msg.armed == w.armed && w.timer != nil {
 			w.timer = nil
 			m.dial(ctx, &dialRequest{addr: w.addr, keep: true, auto: w.auto})
 		}
@@ -242,12 +244,19 @@ func (m *peerManager) Receive(ctx actor.Context) {
 	case *actor.Restarting:
 		// protoactor restarts a panicking actor without Stopping: this instance is dropped for a new one, which
 		// will not know its handshakes, timers and waiters, and ignores its reports. It then stops the
-		// connection actors (their Terminated still come here). The wanted peers are dialed again.
+		// connection actors (their Terminated still come here). The wanted peers are dialed again, the node's own
+		// choices (wantedPeer.auto) still as its own.
 		for _, w := range m.wanted {
-			*m.rewant = append(*m.rewant, w.addr)
+			*m.rewant = append(*m.rewant, rewanted{addr: w.addr, auto: w.auto})
 		}
 		m.stop(errRestarted, "peer manager restarting")
 	}
+}
+
+// rewanted is a wanted peer handed from a peer manager that restarts to the next.
+type rewanted struct {
+	addr session.PeerAddr
+	auto bool
 }
 
 // errRestarted fails the dials in progress when the peer manager restarts after a panic.
@@ -335,8 +344,11 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 		if w, ok := m.wanted[id]; !ok {
 			m.wanted[id] = &wantedPeer{addr: req.addr, auto: req.auto,
 				backoff: session.NewBackoff(m.n.cfg.RedialBase, m.n.cfg.RedialMax, m.n.cfg.RedialAttempts, nil)}
-		} else if !req.auto {
-			w.auto = false // the application wants it too
+		} else {
+			w.addr = req.addr // the newest address: a peer that moved is redialed where it is now
+			if !req.auto {
+				w.auto = false // the application wants it too
+			}
 		}
 	}
 	if e, ok := m.conns[id]; ok {
@@ -359,6 +371,7 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 		if req.reply != nil && len(m.slotWait) < maxSlotWaiters {
 			// Transient connections free up within milliseconds under load: wait for one rather than fail.
 			m.slotWait = append(m.slotWait, slotWaiter{req: req, deadline: time.Now().Add(m.n.cfg.DialTimeout)})
+			m.n.log.Debug().Str("peer", id.Short()).Msg("dial waiting for an outbound slot")
 			m.armSlotRetry()
 			return
 		}
@@ -457,12 +470,23 @@ func reply(ch chan<- error, err error) {
 	}
 }
 
+// finishDial ends the dial to id in progress: its waiters get err, and a Disconnect's mark on it is spent.
 func (m *peerManager) finishDial(id session.NodeID, err error) {
-	for _, w := range m.dialing[id] {
-		w <- err
-	}
+	m.answerDialers(id, err)
 	delete(m.dialing, id)
 	delete(m.undial, id)
+}
+
+// answerDialers gives err to the callers waiting for a dial to id, leaving the dial itself in progress.
+func (m *peerManager) answerDialers(id session.NodeID, err error) {
+	waiters, ok := m.dialing[id]
+	if !ok {
+		return
+	}
+	for _, w := range waiters {
+		w <- err
+	}
+	m.dialing[id] = nil
 }
 
 func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
@@ -516,6 +540,7 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 	}
 	if reason, banned := m.banned(id, addrIP(msg.sc.RemoteAddr()), time.Now()); banned {
 		refuse(messages.DisconnectReason_DISCONNECT_REASON_BANNED, reason, bannedError(id, reason))
+		m.unwant(id) // banned at an address the ban could not match before the dial (a host name)
 		return
 	}
 	if _, undial := m.undial[id]; undial && msg.outbound {
@@ -524,26 +549,39 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 			fmt.Errorf("%w: %s: disconnected (Node.Disconnect) while dialing", ErrPeerGone, id.Short()))
 		return
 	}
-	if old, ok := m.conns[id]; ok {
-		if !m.keepNew(old.pc.outbound, msg.outbound, id) {
-			// The connection we already have wins the simultaneous-dial tie-break.
-			refuse(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "already connected", nil)
-			return
-		}
-		old.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "replaced by a simultaneous connection")
-		m.unregister(old)
+	old, replacing := m.conns[id]
+	if replacing && !m.keepNew(old.pc.outbound, msg.outbound, id) {
+		// The connection we already have wins the simultaneous-dial tie-break.
+		refuse(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "already connected", nil)
+		return
 	}
-	if msg.outbound && m.count(true) >= m.n.cfg.MaxOutboundPeers && !m.evictIdleOutbound() {
+	// The slots are checked before the connection it replaces is closed: a newcomer refused for want of a slot
+	// leaves the old connection up. The old one's slot counts as free only in the newcomer's direction.
+	freed := 0
+	if replacing && old.pc.outbound == msg.outbound {
+		freed = 1
+	}
+	if msg.outbound && m.count(true)-freed >= m.n.cfg.MaxOutboundPeers && !m.evictIdleOutbound() {
 		refuse(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "outbound slots full", ErrTooManyPeers)
 		return
 	}
-	if !msg.outbound && m.count(false) >= m.n.cfg.MaxInboundPeers && !m.evictIdleInbound() &&
+	if !msg.outbound && m.count(false)-freed >= m.n.cfg.MaxInboundPeers && !m.evictIdleInbound() &&
 		(msg.sc.Peer().Transient || !m.evictInbound(id)) {
 		refuse(messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "inbound slots full", nil)
 		return
 	}
+	if replacing {
+		old.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "replaced by a simultaneous connection")
+		m.unregister(old)
+	}
 	m.register(ctx, msg.sc, msg.outbound)
-	m.finishDial(id, nil)
+	if msg.outbound {
+		m.finishDial(id, nil)
+	} else if _, undial := m.undial[id]; !undial {
+		// The dialers waiting for this peer have their connection; a dial of ours still in progress keeps its
+		// place (its slot, a Disconnect's undial mark, whose callers it answers) until it reports.
+		m.answerDialers(id, nil)
+	}
 }
 
 // keepNew decides the simultaneous-dial tie-break the same way on both sides: the connection dialed by the node with
@@ -634,7 +672,10 @@ func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
 	m.n.events.Publish(&messages.PeerDisconnected{
 		PeerId: pc.id.Bytes(), Reason: pc.reason, Detail: pc.detail, Outbound: pc.outbound,
 	})
-	if _, ok := m.conns[pc.id]; !ok && pc.reason != messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION {
+	// A connection closed as a duplicate has a replacement when the tie-break was this node's; when the peer
+	// refused it as one, the peer's own connection may be a dead one this node no longer has (the peer restarted,
+	// say), and only a redial finds out.
+	if _, ok := m.conns[pc.id]; !ok {
 		if w, ok := m.wanted[pc.id]; ok && time.Since(pc.connectedAt) >= redialResetAfter {
 			w.backoff.Reset()
 		}

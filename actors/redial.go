@@ -4,7 +4,9 @@ package actors
 
 import (
 	"errors"
+	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/actormesh/actormesh/messages"
@@ -27,6 +29,9 @@ var errHeld = errors.New("the application disconnected this peer: the node does 
 type redialDue struct {
 	id   session.NodeID
 	from *peerManager
+	// armed numbers the timer that fired among the peer's (wantedPeer.armed): a redialDue that was on its way
+	// when its timer was stopped (the peer connected, or was let go and wanted again) is not for one armed since.
+	armed uint64
 }
 
 // wantedPeer is a peer the node keeps connected. auto is set while only the node's own choices want it (its
@@ -36,6 +41,7 @@ type wantedPeer struct {
 	auto    bool
 	backoff *session.Backoff
 	timer   *time.Timer
+	armed   uint64 // numbers timer among the peer manager's redial timers (redialDue.armed)
 }
 
 func (w *wantedPeer) stopTimer() {
@@ -91,8 +97,10 @@ func (m *peerManager) scheduleRedial(id session.NodeID, cause error) {
 		return
 	}
 	m.n.log.Debug().Str("peer", id.Short()).Dur("in", d).Int("attempt", w.backoff.Attempts()).Err(cause).Msg("redial scheduled")
-	self, root := m.self, m.root
-	w.timer = time.AfterFunc(d, func() { root.Send(self, &redialDue{id: id, from: m}) })
+	m.armed++
+	w.armed = m.armed
+	self, root, due := m.self, m.root, &redialDue{id: id, from: m, armed: m.armed}
+	w.timer = time.AfterFunc(d, func() { root.Send(self, due) })
 }
 
 // hold records that the application disconnected id at now: the node does not connect to it again by itself for
@@ -125,12 +133,19 @@ func (m *peerManager) isHeld(id session.NodeID, now time.Time) bool {
 }
 
 // disconnect carries out Node.Disconnect: the peer is held (hold), no longer wanted, a dial to it in progress is
-// closed as it comes up (undial), and its connection closes.
+// closed as it comes up (undial), one waiting for an outbound slot fails, and its connection closes.
 func (m *peerManager) disconnect(id session.NodeID) {
 	m.hold(id, time.Now())
 	if _, dialing := m.dialing[id]; dialing {
 		m.undial[id] = struct{}{}
 	}
+	m.slotWait = slices.DeleteFunc(m.slotWait, func(w slotWaiter) bool {
+		if w.req.addr.ID != id {
+			return false
+		}
+		reply(w.req.reply, fmt.Errorf("%w: %s: disconnected (Node.Disconnect) while waiting for an outbound slot", ErrPeerGone, id.Short()))
+		return true
+	})
 	m.unwant(id)
 	if e, ok := m.conns[id]; ok {
 		e.pc.kept.Store(false)

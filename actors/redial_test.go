@@ -1,16 +1,12 @@
 package actors_test
 
 import (
-	"context"
-	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/messages"
@@ -23,45 +19,9 @@ import (
 // how many connections it took.
 func fullPeer(t *testing.T) (session.PeerAddr, *atomic.Int32) {
 	t.Helper()
-	id, err := session.GenerateIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bye, err := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Disconnect{Disconnect: &messages.Disconnect{
-		Reason: messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, Detail: "full",
-	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var taken atomic.Int32
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			raw, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			taken.Add(1)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			sc, err := session.Handshake(ctx, raw, session.HandshakeConfig{Identity: id, NetworkID: "actormesh"}, false, session.NodeID{})
-			cancel()
-			if err != nil {
-				_ = raw.Close()
-				continue
-			}
-			_ = sc.SetWriteDeadline(time.Now().Add(time.Second))
-			_ = sc.WriteMessages(bye)
-			_ = sc.Close()
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	return session.PeerAddr{ID: id.NodeID(), Addr: ln.Addr().String()}, &taken
+	return scriptedPeer(t, newIdentity(t), func(_ int32, sc *session.Conn) {
+		refuseWith(sc, messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS)
+	})
 }
 
 // A connection to a wanted peer that the peer closes soon after it was made counts as a failed attempt: the

@@ -37,8 +37,10 @@ func (m *peerManager) retrySlotWaiters(ctx actor.Context) {
 		switch {
 		case connected || dialing:
 		case now.After(w.deadline):
-			reply(w.req.reply, fmt.Errorf("%w: no outbound slot freed within %v", ErrTooManyPeers, m.n.cfg.DialTimeout))
+			err := fmt.Errorf("%w: no outbound slot freed within %v", ErrTooManyPeers, m.n.cfg.DialTimeout)
+			reply(w.req.reply, err)
 			m.slotWait = m.slotWait[1:]
+			m.scheduleRedial(w.req.addr.ID, err) // a peer to keep is tried again, as after any failed dial
 			continue
 		case m.outboundFull() && !m.evictIdleOutbound():
 			m.armSlotRetry()
