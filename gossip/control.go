@@ -7,8 +7,10 @@ import (
 	"github.com/actormesh/actormesh/session"
 )
 
-// HandleControl takes control received from a peer; it is HandleIHave, HandleIWant, HandleGraft and HandlePrune
-// for each of its entries, with their outputs merged.
+// HandleControl takes control received from a peer; it is HandleIHave, HandleIWant, HandleGraft, HandlePrune and
+// HandleTree for each of its entries, with their outputs merged. Of several tree reports for one topic, only the
+// last counts: the peer's place now (a peer that listed 64 places of one topic made the node choose its own place
+// 64 times per RPC).
 func (r *Router) HandleControl(now time.Time, from session.NodeID, c *Control) Output {
 	now = r.clock(now)
 	var b builder
@@ -22,10 +24,22 @@ func (r *Router) HandleControl(now time.Time, from session.NodeID, c *Control) O
 		r.handleIHave(&b, now, from, ih)
 	}
 	r.handleIWant(&b, from, c.IWant)
-	for _, ti := range c.Tree {
-		r.handleTree(&b, from, ti)
+	for i, ti := range c.Tree {
+		if !reportedAgain(c.Tree[i+1:], ti.Topic) { // a topic's last report in the RPC is the peer's place
+			r.handleTree(&b, from, ti)
+		}
 	}
 	return b.result()
+}
+
+// reportedAgain tells whether reports holds one for topic.
+func reportedAgain(reports []TreeInfo, topic string) bool {
+	for _, ti := range reports {
+		if ti.Topic == topic {
+			return true
+		}
+	}
+	return false
 }
 
 // HandleIHave takes an announcement and asks (IWANT) for the announced messages not seen nor already asked for.

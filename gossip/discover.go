@@ -13,15 +13,22 @@ type topicDiscovery struct {
 	searchGap   time.Duration // the wait after the next search; zero: TopicSearchInterval
 	retryGap    time.Duration // the wait before retrying a registration that failed; zero: TopicSearchInterval
 	// peersChanged is when a peer last joined or left the topic (the Router's clock): nothing is asked until the
-	// topic's peers have been quiet for TopicSearchInterval.
+	// topic's peers have been quiet for TopicSearchInterval, or for maxUnquietWaits of them since unquietSince,
+	// when discovery first waited for that.
 	peersChanged time.Time
+	unquietSince time.Time
 }
+
+// maxUnquietWaits bounds, in TopicSearchInterval, how long the changes of a topic's peers postpone its discovery: a
+// peer that leaves and joins the topic every few seconds would otherwise keep the node from ever registering or
+// searching, alone in the topic but for that peer.
+const maxUnquietWaits = 12
 
 // discover asks the shell, on a heartbeat, to register the node on a joined topic that is sparse around it, and to
 // look for more topic peers while it has fewer than Dlo (Config.TopicRegisterInterval, TopicSearchInterval).
 // Nothing is asked while the node is still making its first connections (SetJoining), nor until
 // TopicSearchInterval after the join, nor while the topic's peers changed within TopicSearchInterval (a peer
-// joined or left it): nodes that join a network and a topic together (a node sim's, or a network restarting) find
+// joined or left it; for maxUnquietWaits intervals at most): nodes that join a network and a topic together (a node sim's, or a network restarting) find
 // the topic's peers among their ordinary connections as those come up and announce their topics, and their
 // registrations and searches then would only add lookups and connections. At N = 1000, where the joins take a
 // minute, the wait after the join alone let most nodes search while their peers' subscriptions were still on the
@@ -34,9 +41,18 @@ func (r *Router) discover(b *builder, name string, t *topic, now time.Time) {
 	if !short || r.cfg.TopicSearchInterval <= 0 {
 		d.searchGap, d.searchDue = 0, time.Time{} // the next time it falls short, the searches start over
 	}
-	if r.joining || now.Before(d.from) || now.Sub(d.peersChanged) < r.cfg.TopicSearchInterval {
+	if r.joining || now.Before(d.from) {
 		return
 	}
+	if now.Sub(d.peersChanged) < r.cfg.TopicSearchInterval {
+		if d.unquietSince.IsZero() {
+			d.unquietSince = now
+		}
+		if now.Sub(d.unquietSince) < maxUnquietWaits*r.cfg.TopicSearchInterval {
+			return
+		}
+	}
+	d.unquietSince = time.Time{}
 	register := r.cfg.TopicRegisterInterval > 0 && (short || 2*peers < len(r.peers)) && !now.Before(d.registerDue)
 	want := 0
 	switch {

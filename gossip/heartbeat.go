@@ -33,6 +33,7 @@ func (r *Router) Heartbeat(now time.Time) Output {
 			p.relayed = false
 		}
 		p.ihaves, p.served, p.sent = 0, 0, 0
+		r.releaseSilent(id, p)
 		maps.DeleteFunc(p.backoff, func(_ string, until time.Time) bool { return !now.Before(until) })
 	}
 	r.seen.expire(now)

@@ -22,6 +22,7 @@ func (r *Router) PeerUpdated(id session.NodeID) Output {
 	if p == nil {
 		return b.result()
 	}
+	p.heard = true
 	if r.SharesJoinedTopic(id) {
 		r.keepIfShared(&b, id, p)
 	} else {
@@ -65,6 +66,19 @@ func (r *Router) keepIfShared(b *builder, id session.NodeID, p *peer) {
 		b.out.Keep = append(b.out.Keep, id)
 	}
 	p.release = notReleased // a due one stays listed (peer.listed), and is skipped there
+}
+
+// silentReleaseBeats is how many heartbeats a peer may stay silent (no hello) before it is released: a node found
+// by topic discovery that accepts the connection and says nothing would otherwise hold it, and an outbound slot,
+// for good. A hello comes within a heartbeat of the connection; one that comes later keeps the peer again.
+const silentReleaseBeats = 3
+
+// releaseSilent lists for release, on a heartbeat, a peer that has not said hello within silentReleaseBeats.
+func (r *Router) releaseSilent(id session.NodeID, p *peer) {
+	if !p.heard && r.beats-p.added >= silentReleaseBeats {
+		p.heard = true // once: its hello, should it come, is judged as any other (PeerUpdated)
+		r.releaseUnlessShared(id, p)
+	}
 }
 
 // releaseDue releases, on a heartbeat, the listed peers that still share no joined topic.

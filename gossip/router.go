@@ -94,6 +94,10 @@ type peer struct {
 	relayed bool
 	release releaseState // see PeerUpdated
 	listed  bool         // in Router.releasing
+	// heard is set once the peer's hello came (PeerUpdated); added is the heartbeat count when it was added. A
+	// peer silent for silentReleaseBeats is released (releaseSilent).
+	heard bool
+	added uint64
 }
 
 type topic struct {
@@ -200,7 +204,7 @@ func (r *Router) AddPeer(id session.NodeID) error {
 	if len(r.peers) >= r.cfg.MaxPeers {
 		return fmt.Errorf("%w: %d peers", ErrLimit, r.cfg.MaxPeers)
 	}
-	p := &peer{topics: make(map[string]struct{})}
+	p := &peer{topics: make(map[string]struct{}), added: r.beats}
 	if rp, ok := r.retained[id]; ok {
 		delete(r.retained, id)
 		if r.now.Sub(rp.at) < r.cfg.PenaltyRetention { // the Router's clock: its last call's time

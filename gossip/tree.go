@@ -114,8 +114,9 @@ func extendPath(cur, via []uint32, self uint32) []uint32 {
 }
 
 type treeView struct {
-	info TreeInfo
-	beat uint64 // the heartbeat count when it was received
+	info  TreeInfo
+	beat  uint64 // the heartbeat count when it was received
+	moves int    // the peer's reports on the topic that heartbeat count that made the node choose its place
 }
 
 // treeState is a joined topic's spanning-tree state.
@@ -320,11 +321,36 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 			ts.heard[info.Root] = h
 		}
 	}
-	ts.views[from] = treeView{info: info, beat: r.beats}
-	if !same { // updateTree also drops the cached links: the peer may have become a child or stopped being one
+	// The view keeps a path of its own: the decoder puts every path of an RPC in one array, which a view of a
+	// few entries would otherwise keep whole (up to ~1 MiB).
+	if had && slices.Equal(prev.info.Path, info.Path) {
+		info.Path = prev.info.Path
+	} else {
+		info.Path = slices.Clone(info.Path)
+	}
+	v := treeView{info: info, beat: r.beats}
+	if had && prev.beat == r.beats {
+		v.moves = prev.moves
+	}
+	// A report past the peer's allowance waits for the heartbeat's updateTree: a peer that changes its place on
+	// and on (a hostile one: an honest peer reports at most maxPromptReports changes a heartbeat, then one on
+	// the heartbeat) cannot make the node choose its own place at the rate its RPCs come.
+	move := !same && v.moves < maxTreeMovesPerBeat
+	if move {
+		v.moves++
+	}
+	ts.views[from] = v
+	switch {
+	case move: // updateTree also drops the cached links: the peer may have become a child or stopped being one
 		r.updateTree(b, info.Topic, t)
+	case !same:
+		ts.linksOK = false
 	}
 }
+
+// maxTreeMovesPerBeat bounds the reports of one peer on one topic per heartbeat that make the node choose its place
+// at once (updateTree); the others wait for the heartbeat, which chooses it anyway.
+const maxTreeMovesPerBeat = 2 * maxPromptReports
 
 // forgetUnnamedRoots makes room in a full ts.heard: it forgets the roots that no peer's report names, but this
 // node's root, the report of peer from (about to be replaced) not counting. Roots made up by a peer, one report
@@ -572,6 +598,11 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 		ts.seq = ts.beacon
 	}
 	r.treeShortcut(b, t)
+	// The peers gone from the topic are forgotten first: the returns below would skip it at every heartbeat of a
+	// node whose place keeps changing.
+	gone := func(id session.NodeID, _ uint64) bool { return !slices.Contains(t.peers, id) }
+	maps.DeleteFunc(ts.reported, gone)
+	maps.DeleteFunc(ts.cutSent, gone)
 	if r.updateTree(b, name, t) {
 		return // reported already
 	}
@@ -580,9 +611,6 @@ func (r *Router) treeHeartbeat(b *builder, now time.Time, name string, t *topic)
 		r.reportTree(b, name, t, t.peers)
 		return
 	}
-	gone := func(id session.NodeID, _ uint64) bool { return !slices.Contains(t.peers, id) }
-	maps.DeleteFunc(ts.reported, gone)
-	maps.DeleteFunc(ts.cutSent, gone)
 	for _, id := range t.peers {
 		if b.ctl[id] != nil || r.beats-ts.reported[id] >= r.reportPeriod(t, id) || r.owesCuts(ts, id) {
 			r.reportTree(b, name, t, []session.NodeID{id})

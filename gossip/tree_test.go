@@ -625,7 +625,7 @@ func TestTreeDampsAPlaceThatKeepsChanging(t *testing.T) {
 			}
 		}
 	}
-	const flips = 40
+	const flips = maxTreeMovesPerBeat // all of them move the node: one peer's allowance a heartbeat
 	for i := range flips {
 		dist := 0 // peer 1 next to the root: this node's parent, 1 hop away
 		if i%2 == 1 {

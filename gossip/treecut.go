@@ -68,13 +68,13 @@ func (r *Router) cutBeats() int { return int(r.viewBeats()) + r.cfg.TreeStaleBea
 
 // addCut records a broken link until heartbeat count expires. It tells whether the link was new.
 func (r *Router) addCut(ts *treeState, parent, child uint32, expires uint64) bool {
+	if len(ts.cuts) >= maxTreeCuts { // first: a full table takes nothing, and costs no pass over itself
+		return false
+	}
 	for _, c := range ts.cuts {
 		if c.parent == parent && c.child == child {
 			return false
 		}
-	}
-	if len(ts.cuts) >= maxTreeCuts {
-		return false
 	}
 	ts.cutSeq++
 	ts.cuts = append(ts.cuts, treeCut{parent: parent, child: child, expires: expires, at: r.beats, seq: ts.cutSeq})
