@@ -181,3 +181,68 @@ func TestAKeptPeerIsRedialedAtItsNewestAddress(t *testing.T) {
 		t.Fatalf("a redialed the old address too: %d connections there", n)
 	}
 }
+
+// A connection the peer dials in while the node's own dial to it is in progress does not end that dial's
+// bookkeeping: a Disconnect made during the dial still closes the dialed connection as it comes up and fails the
+// Connect with ErrPeerGone. The inbound connection used to answer the Connect with success and wipe the
+// Disconnect's mark (and the dial's place among the outbound slots) while the dial went on.
+func TestADisconnectDuringADialOutlivesAnInboundConnectionFromThePeer(t *testing.T) {
+	a := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true })).Nodes[0]
+	id := newIdentity(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		raw, err := ln.Accept()
+		if err == nil {
+			accepted <- raw
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close() })
+	done := make(chan error, 1)
+	go func() {
+		done <- a.Connect(ctxTimeout(t, 30*time.Second), session.PeerAddr{ID: id.NodeID(), Addr: ln.Addr().String()}, true)
+	}()
+	var dialed net.Conn
+	select {
+	case dialed = <-accepted: // a's dial waits for the handshake's answer
+	case <-time.After(10 * time.Second):
+		t.Fatal("a did not dial")
+	}
+	defer dialed.Close()
+	if err := a.Disconnect(id.NodeID()); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := net.Dial("tcp", a.Addr().Addr) // the peer dials in meanwhile
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := session.Handshake(ctxTimeout(t, 5*time.Second), raw, session.HandshakeConfig{Identity: id, NetworkID: "actormesh"}, true, a.ID())
+	if err != nil {
+		_ = raw.Close()
+		t.Fatal(err)
+	}
+	defer in.Close()
+	hold(in)
+	testkit.WaitFor(t, 5*time.Second, func() bool { return a.Connected(id.NodeID()) }, "the peer's connection is up")
+	select {
+	case err := <-done:
+		t.Fatalf("Connect returned %v as the peer's own connection came up, before its dial ended", err)
+	default:
+	}
+	go func() { // the dialed side answers now
+		if sc, err := session.Handshake(ctxTimeout(t, 5*time.Second), dialed, session.HandshakeConfig{Identity: id, NetworkID: "actormesh"}, false, session.NodeID{}); err == nil {
+			hold(sc)
+		}
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, actors.ErrPeerGone) {
+			t.Fatalf("Connect after a Disconnect during its dial: %v, want ErrPeerGone", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Connect did not return once its dial ended")
+	}
+}
