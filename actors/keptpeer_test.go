@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
@@ -244,5 +246,48 @@ func TestADisconnectDuringADialOutlivesAnInboundConnectionFromThePeer(t *testing
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Connect did not return once its dial ended")
+	}
+}
+
+// A liveness check that finds no free outbound slot proves nothing against the peer: the dial waiting for a slot
+// gives up before the check's own deadline, with ErrTooManyPeers (routing.ErrPeerBusy), and the live node stays in
+// the table. The dial used to wait DialTimeout (5 s), beyond the check's RequestTimeout (2 s), and the check ended
+// as a timeout, a failure: a node whose outbound slots were all kept evicted live nodes from its table.
+func TestALivenessCheckWithoutAFreeSlotEvictsNobody(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		if i == 0 {
+			cfg.MaxOutboundPeers, cfg.MaxInboundPeers, cfg.Bootstrap.TargetOutbound = 1, 1, 0
+			cfg.Routing.RevalidateInterval, cfg.Routing.RevalidateAnsweredInterval = 100*time.Millisecond, 100*time.Millisecond
+			cfg.Routing.RequestTimeout = 500 * time.Millisecond // each check of c waits that long for a slot
+		}
+	}))
+	a, c := nw.Nodes[0], nw.Nodes[1]
+	// a's one outbound slot, kept, to a peer that speaks no discovery: c is the only entry of a's table.
+	holder, _ := scriptedPeer(t, newIdentity(t), func(_ int32, sc *session.Conn) { hold(sc) })
+	if err := a.Connect(ctxTimeout(t, 5*time.Second), holder, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(ctxTimeout(t, 5*time.Second), a.Addr(), false); err != nil { // c introduces itself
+		t.Fatal(err)
+	}
+	inTable := func() (bool, routing.Stats) {
+		s, err := a.RoutingTable(ctxTimeout(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(s.Entries, func(e routing.Entry) bool { return e.ID == c.ID() }), s.Stats
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { in, _ := inTable(); return in }, "a's table holds c")
+	if err := c.Disconnect(a.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return !a.Connected(c.ID()) }, "c's connection closed")
+	rawPeer(t, a) // a's one inbound slot, kept by its dialer: c cannot reach a, and a reaches c only by dialing it
+	_, st := inTable()
+	// Checks enough for c to fail twice (the table's MaxFailures) were each a failure.
+	testkit.WaitFor(t, 30*time.Second, func() bool { _, now := inTable(); return now.Revalidations >= st.Revalidations+4 },
+		"a's revalidation checks c again")
+	if in, now := inTable(); !in || now.Evictions != st.Evictions {
+		t.Fatalf("c (alive) in a's table: %v; evictions %d -> %d", in, st.Evictions, now.Evictions)
 	}
 }

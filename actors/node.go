@@ -426,7 +426,8 @@ func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep, auto bo
 	}
 	n.addrs.put(addr.ID, addr.Addr)
 	reply := make(chan error, 1)
-	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, auto: auto, reply: reply})
+	deadline, _ := ctx.Deadline()
+	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, auto: auto, reply: reply, deadline: deadline})
 	select {
 	case err := <-reply:
 		return err

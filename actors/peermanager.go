@@ -29,7 +29,14 @@ type dialRequest struct {
 	// once, with keep, keeps the connection but does not redial the peer once it is lost (topic discovery's).
 	once  bool
 	reply chan<- error
+	// deadline is when the caller stops waiting (its context's), zero for none: a dial waiting for an outbound slot
+	// fails with ErrTooManyPeers before it, so that the caller learns why (a liveness check that could not be sent
+	// proves nothing against the peer, a timeout would count against it).
+	deadline time.Time
 }
+
+// slotAnswerMargin is how long before its caller's deadline a dial waiting for a slot gives up.
+const slotAnswerMargin = 50 * time.Millisecond
 
 // connectByID asks the peer manager to connect to a peer and keep it, looking its address up when the address book
 // does not have it (gossip's tree shortcuts).
@@ -370,7 +377,11 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 	if m.outboundFull() && !m.evictIdleOutbound() {
 		if req.reply != nil && len(m.slotWait) < maxSlotWaiters {
 			// Transient connections free up within milliseconds under load: wait for one rather than fail.
-			m.slotWait = append(m.slotWait, slotWaiter{req: req, deadline: time.Now().Add(m.n.cfg.DialTimeout)})
+			deadline := time.Now().Add(m.n.cfg.DialTimeout)
+			if d := req.deadline.Add(-slotAnswerMargin); !req.deadline.IsZero() && d.Before(deadline) {
+				deadline = d
+			}
+			m.slotWait = append(m.slotWait, slotWaiter{req: req, deadline: deadline})
 			m.n.log.Debug().Str("peer", id.Short()).Msg("dial waiting for an outbound slot")
 			m.armSlotRetry()
 			return

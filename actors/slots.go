@@ -37,7 +37,7 @@ func (m *peerManager) retrySlotWaiters(ctx actor.Context) {
 		switch {
 		case connected || dialing:
 		case now.After(w.deadline):
-			err := fmt.Errorf("%w: no outbound slot freed within %v", ErrTooManyPeers, m.n.cfg.DialTimeout)
+			err := fmt.Errorf("%w: no outbound slot freed in time", ErrTooManyPeers)
 			reply(w.req.reply, err)
 			m.slotWait = m.slotWait[1:]
 			m.scheduleRedial(w.req.addr.ID, err) // a peer to keep is tried again, as after any failed dial

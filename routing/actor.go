@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -520,6 +521,21 @@ func (a *routingActor) teardown(err error) {
 	clear(a.lookups)
 }
 
+// claimsItsHost tells whether an asker's record names the host its connection comes from (remote), or remote is
+// no IP address (a transport without IPs): only then does the node take the asker into its table, as having
+// answered. A record is self-signed and may name any address: one host asking with many identities, each record
+// naming another /24, used to get past the table's IP limits (TableIPLimit, BucketIPLimit), all its entries
+// marked alive. An asker whose record names another host is learned, if at all, the way other nodes are: from
+// replies, and checked at that address.
+func claimsItsHost(claimed, remote string) bool {
+	rip, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return true
+	}
+	_, ip, err := splitAddr(claimed)
+	return err == nil && ip.IsValid() && ip.WithZone("").Unmap() == rip.Addr().WithZone("").Unmap()
+}
+
 // serve answers a FindNode from a peer, within its rate limit.
 func (a *routingActor) serve(req InboundRequest, now time.Time) {
 	fn, ok := req.Message().(*messages.FindNode)
@@ -541,8 +557,10 @@ func (a *routingActor) serve(req InboundRequest, now time.Time) {
 	if fn.Sender != nil {
 		// The sender is authenticated by the connection; its record must be its own.
 		if e, err := a.records.entry(fn.Sender); err == nil && e.ID == req.Sender() {
-			a.addRecord(fn.Sender, now, false)
-			a.table.MarkAlive(e.ID, now)
+			if claimsItsHost(e.Addr, remoteAddr(req)) {
+				a.addRecord(fn.Sender, now, false)
+				a.table.MarkAlive(e.ID, now)
+			}
 			sender = &e
 		} else {
 			a.stats.BadRecords++
@@ -601,17 +619,19 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck
 	}
 }
 
-// learn adds what a peer answered: its own record (it answered, so it is alive) and the records it returned;
-// mayCheck as addRecord's.
+// learn adds what a peer answered: its own record and the records it returned; mayCheck as addRecord's. The peer
+// answered over a connection authenticated as its own, so it is alive, with or without a record of its own in the
+// answer: one that left it out (or sent a stale one, its clock gone back) used to be marked neither alive nor
+// failed, and took every revalidation tick from then on.
 func (a *routingActor) learn(from session.NodeID, nodes *messages.Nodes, now time.Time, mayCheck bool) {
 	if s := nodes.GetSender(); s != nil {
 		if e, err := a.records.entry(s); err == nil && e.ID == from {
 			a.addRecord(s, now, mayCheck)
-			a.table.MarkAlive(e.ID, now)
 		} else {
 			a.stats.BadRecords++
 		}
 	}
+	a.table.MarkAlive(from, now)
 	for _, r := range nodes.GetRecords() {
 		a.addRecord(r, now, mayCheck)
 	}

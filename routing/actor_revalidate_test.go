@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -43,16 +44,7 @@ func TestBusyNeighbourDoesNotTakeEveryRevalidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	net := &busyNet{stallingNet: stallingNet{id: self}, asked: make(chan session.NodeID, 1)}
-	a := &routingActor{
-		routingState: &routingState{}, cfg: cfg, net: net, table: tab, records: newVerifiedRecords(64),
-		limiter: NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 64),
-		checks:  NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
-		rng:     rng, checking: map[session.NodeID]bool{}, lookups: map[string]*LookupRequest{},
-		busy: map[session.NodeID]struct{}{},
-		self: sink, root: sys.Root, answeredDue: t0.Add(time.Hour),
-	}
-	a.ctx, a.cancel = context.WithCancel(context.Background())
-	defer a.cancel()
+	a := revalidatingActor(t, cfg, net, tab, rng, sys, sink)
 	busy := idInBucket(rng, self, 250) // the nearest entry
 	tab.Add(Entry{ID: busy, Addr: "198.51.100.7:4001"}, t0)
 	for range 5 { // farther, staler entries nobody has checked yet
@@ -80,6 +72,77 @@ func TestBusyNeighbourDoesNotTakeEveryRevalidation(t *testing.T) {
 	}
 	if tab.Len() != 6 {
 		t.Fatalf("a busy answer evicted entries: %d left of 6", tab.Len())
+	}
+}
+
+// revalidatingActor returns a routing actor over tab and net, not spawned, whose revalidation a test drives by
+// hand (revalidate, exchangeDone); its exchanges report to sink. Its context ends with the test.
+func revalidatingActor(t *testing.T, cfg Config, net Network, tab *Table, rng *rand.Rand, sys *actor.ActorSystem, sink *actor.PID) *routingActor {
+	a := &routingActor{
+		routingState: &routingState{}, cfg: cfg, net: net, table: tab, records: newVerifiedRecords(64),
+		limiter: NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 64),
+		checks:  NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
+		rng:     rng, checking: map[session.NodeID]bool{}, lookups: map[string]*LookupRequest{},
+		busy: map[session.NodeID]struct{}{},
+		self: sink, root: sys.Root, answeredDue: t0.Add(time.Hour),
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	t.Cleanup(a.cancel)
+	return a
+}
+
+// recordlessNet answers every request at once with a Nodes that carries no sender record (a hostile peer's
+// answer, or an honest one's whose record is stale to the asker: its clock went back), and reports which peer was
+// asked.
+type recordlessNet struct {
+	stallingNet
+	asked chan session.NodeID
+}
+
+func (n *recordlessNet) Request(_ context.Context, peer session.NodeID, _ string, _ proto.Message) (proto.Message, error) {
+	n.asked <- peer
+	return &messages.Nodes{}, nil
+}
+
+// A neighbour that answers a liveness check without its own record answered all the same (over a connection
+// authenticated as its own): it is marked alive, and the next ticks check the other entries. It used to be marked
+// neither alive nor failed, and took every tick from then on: no other entry was checked again, dead ones included.
+func TestANeighbourAnsweringWithoutItsRecordIsAlive(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	sink := sys.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	rng := newRand(34)
+	self := randID(rng)
+	cfg := DefaultConfig()
+	tab, err := NewTable(self, cfg.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := &recordlessNet{stallingNet: stallingNet{id: self}, asked: make(chan session.NodeID, 1)}
+	a := revalidatingActor(t, cfg, net, tab, rng, sys, sink)
+	recordless := idInBucket(rng, self, 250) // the nearest entry
+	tab.Add(Entry{ID: recordless, Addr: "198.51.100.7:4001"}, t0)
+	for range 5 {
+		tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: randAddr(rng)}, t0.Add(-time.Hour))
+	}
+	checked := map[session.NodeID]int{}
+	now := t0
+	for range tab.Len() { // as many ticks as entries: each is checked once, and has answered
+		now = now.Add(cfg.RevalidateInterval)
+		a.revalidate(now)
+		var peer session.NodeID
+		select {
+		case peer = <-net.asked:
+		case <-time.After(5 * time.Second):
+			t.Fatal("revalidate asked nobody")
+		}
+		a.wg.Wait()
+		checked[peer]++
+		a.exchangeDone(&exchangeDone{peer: peer, check: true, reply: &messages.Nodes{}}, now)
+	}
+	if e, _ := tab.Get(recordless); !e.Answered() || len(checked) != tab.Len() {
+		t.Fatalf("the neighbour answering without its record: answered %v, checked %d times in %d ticks; %d entries of %d checked",
+			e.Answered(), checked[recordless], tab.Len(), len(checked), tab.Len())
 	}
 }
 
