@@ -21,3 +21,17 @@ func (n *Node) ProtocolSubscriptions(protocol string) int {
 func (n *Node) ConnectAsBootstrapper(ctx context.Context, addr session.PeerAddr) error {
 	return n.connect(ctx, addr, true, true)
 }
+
+// TrackedRequests counts the peers' requests the node tracks for protocol's actor (registration.requests), for
+// tests; -1 when the protocol is not registered.
+func (n *Node) TrackedRequests(protocol string) int {
+	n.protocols.mu.RLock()
+	defer n.protocols.mu.RUnlock()
+	reg := n.protocols.m[protocol]
+	if reg == nil {
+		return -1
+	}
+	reg.reqMu.Lock()
+	defer reg.reqMu.Unlock()
+	return len(reg.requests)
+}

@@ -124,10 +124,16 @@ func stoppedText(protocol string) string {
 const protocolFailedText = "the protocol actor failed on the request"
 
 // done ends the actor's handling of the message: a request it panicked on (handled unset) and did not answer is
-// answered with an application error, then the credit is released.
+// answered with an application error, then the credit is released. A request left unanswered is no longer
+// tracked (registration.requests covers a request's time in the mailbox, for drain): tracked until answered, each
+// one a peer sent to a protocol that never answers (the relay's, or a one-way protocol of the application's) held
+// its payload and connection for good, 64 MiB after 128 requests of 512 KiB from a peer long gone.
 func (m *Inbound) done(handled *bool) {
 	if !*handled && m.IsRequest() && !m.answered.Load() {
 		_ = m.ReplyError(errors.New(protocolFailedText))
+	}
+	if m.IsRequest() && m.held != nil {
+		m.held.reg.untrack(m)
 	}
 	m.release()
 }
@@ -461,6 +467,9 @@ func (t *requestTable) resolve(pc *peerConn, id uint64, ping bool, r requestResu
 	}
 	delete(t.m, id)
 	t.mu.Unlock()
+	if r.value != nil { // the reader's, reused: copied only for the request that waits for it
+		r.value = bytes.Clone(r.value)
+	}
 	p.ch <- r
 	return true
 }
@@ -476,7 +485,7 @@ func (t *requestTable) complete(pc *peerConn, d *direct) bool {
 	case !d.hasPayload:
 		r.err = fmt.Errorf("%w: reply: %w", ErrBadPayload, errMissingPayload)
 	default:
-		r.typeURL, r.value = d.typeURL, bytes.Clone(d.value) // d and its value are the reader's, reused
+		r.typeURL, r.value = d.typeURL, d.value // d and its value are the reader's, reused: resolve copies it
 	}
 	return t.resolve(pc, d.requestID, false, r)
 }

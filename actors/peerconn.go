@@ -320,7 +320,9 @@ func (pc *peerConn) readLoop() {
 					pc.rttNanos.Store(time.Now().UnixNano() - pc.kaSent.Load())
 				}
 			case *messages.Envelope_Disconnect:
-				pc.remoteShutdown(body.Disconnect.GetReason(), body.Disconnect.GetDetail())
+				// The detail is the peer's to choose (up to MaxMessageSize): clipped as every other such text, before
+				// it reaches events, logs and Stats.
+				pc.remoteShutdown(body.Disconnect.GetReason(), clipText(body.Disconnect.GetDetail(), maxErrorText))
 				return
 			}
 		}

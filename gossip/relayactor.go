@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -22,6 +23,15 @@ type inboundRPC interface {
 	Sender() session.NodeID
 	Message() proto.Message
 }
+
+// requestRPC is an inboundRPC the peer sent as a request, which the node's messages can tell.
+type requestRPC interface {
+	IsRequest() bool
+	ReplyError(error) error
+}
+
+// errNoRequests answers a gossip RPC sent as a request.
+var errNoRequests = errors.New("gossip takes no requests: send RPCs one-way")
 
 // NewRelayProps returns the props of a node's relay actor, and the channel the actor closes when it stops for good
 // (the node closes, or its supervisor gave up restarting it), for NewRelay. The props spawn one actor: they own
@@ -108,6 +118,11 @@ func (a *relayActor) receive(ctx actor.Context) {
 	case *actor.Stopping:
 		a.stop()
 	case inboundRPC:
+		if rq, ok := m.(requestRPC); ok && rq.IsRequest() {
+			// Gossip is one-way: a peer sending its RPCs as requests (to be answered) is refused, not served.
+			_ = rq.ReplyError(errNoRequests)
+			return
+		}
 		if rpc, ok := m.Message().(*messages.GossipRPC); ok {
 			a.handleRPC(m.Sender(), rpc)
 		}
