@@ -4,6 +4,8 @@ package messages
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"unicode/utf8"
 	"unsafe"
 
@@ -30,28 +32,74 @@ import (
 // though they only follow a failure: proto.Unmarshal's reflection runs deep, and a connection's reader that took it
 // once kept an 8 KiB stack for good (`node sim -kill 0.2`, seed 8: stacks 33.7 -> 21.7 MiB, peak RSS 1.02 -> 0.95
 // MiB per node).
+//
+// An RPC with more elements than the limits below (gossipCounts.overLimit) is refused with ErrGossipRPCTooLarge
+// before anything is allocated for them, and so is one over maxFallbackBytes that only proto.Unmarshal would take:
+// the elements of a repeated message field cost 2 bytes on the wire when empty, and 40-150 bytes decoded, so a
+// peer's 1 MiB RPC of empty subscriptions, messages or tree reports decoded to 38-113 MB.
 func UnmarshalGossipRPC(b []byte) (*GossipRPC, error) {
-	if m, ok := unmarshalGossipRPCFast(b); ok {
-		return m, nil
+	m, ok, err := decodeGossipRPC(b)
+	if err != nil || ok {
+		return m, err
 	}
-	m := &GossipRPC{}
+	if len(b) > maxFallbackBytes {
+		return nil, fmt.Errorf("%w: %d bytes in a shape only the generic decoder takes (at most %d)", ErrGossipRPCTooLarge, len(b), maxFallbackBytes)
+	}
+	m = &GossipRPC{}
 	if err := proto.Unmarshal(b, m); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// unmarshalGossipRPCFast is UnmarshalGossipRPC without the fallback: false means b is not in the shape it takes.
+// ErrGossipRPCTooLarge refuses a GossipRPC over the decoder's limits: more elements than any node sends in one RPC,
+// or a large one in a shape actormesh's encoder never makes.
+var ErrGossipRPCTooLarge = errors.New("gossip RPC over the decoder's limits")
+
+// maxFallbackBytes bounds the RPCs handed to proto.Unmarshal: small enough that its amplification (up to ~110 times
+// for empty elements) stays a few MB.
+const maxFallbackBytes = 64 << 10
+
+// The most elements of each kind one RPC may hold (the cuts summed over the tree reports); each is well above what a
+// relay sends (one subscription per topic it joined, one IHAVE, GRAFT, PRUNE or tree report per topic, 128 cuts a
+// report, and the few messages of one relay step or one heartbeat's IWANT answers, 256 at most), and decodes to a
+// MB or two at most.
+const (
+	maxRPCSubs     = 8192
+	maxRPCMessages = 8192
+	maxRPCControl  = 4096 // IHAVEs, GRAFTs, PRUNEs and tree reports, each
+	maxRPCCuts     = 32768
+)
+
+// overLimit tells whether counts are over the limits above.
+func (c gossipCounts) overLimit() bool {
+	return c.subs > maxRPCSubs || c.msgs > maxRPCMessages || c.ihave > maxRPCControl || c.graft > maxRPCControl ||
+		c.prune > maxRPCControl || c.tree > maxRPCControl || c.cuts > maxRPCCuts
+}
+
+// unmarshalGossipRPCFast is UnmarshalGossipRPC without the fallback: false means b is not in the shape it takes, or
+// over the limits.
 func unmarshalGossipRPCFast(b []byte) (*GossipRPC, bool) {
+	m, ok, err := decodeGossipRPC(b)
+	return m, ok && err == nil
+}
+
+// decodeGossipRPC decodes b by hand: false means b is not in the shape it takes; an error, that b is over the
+// limits.
+func decodeGossipRPC(b []byte) (*GossipRPC, bool, error) {
 	// The first pass counts the elements of the repeated fields and the bytes of the strings, decoding every
 	// message into scratch values; it checks everything the second pass does, so the arrays are allocated only for
 	// bytes the fast path takes. Both passes run the same code on the same bytes, so the second one meets exactly
 	// the counted elements.
 	var d gossipDecoder
 	if !d.rpc(b, &d.scratch.rpc) {
-		return nil, false
+		return nil, false, nil
 	}
 	total := d.n
+	if total.overLimit() {
+		return nil, false, fmt.Errorf("%w: %d subscriptions, %d messages, %d IHAVEs, %d GRAFTs, %d PRUNEs, %d tree reports, %d cuts",
+			ErrGossipRPCTooLarge, total.subs, total.msgs, total.ihave, total.graft, total.prune, total.tree, total.cuts)
+	}
 	d.n, d.fill = gossipCounts{}, true
 	d.subs = makeN[GossipSubscription](total.subs)
 	d.msgs = makeN[GossipMessage](total.msgs)
@@ -80,7 +128,7 @@ func unmarshalGossipRPCFast(b []byte) (*GossipRPC, bool) {
 		m = &GossipRPC{}
 	}
 	if !d.rpc(b, m) || d.n != total {
-		return nil, false // unreachable, see above
+		return nil, false, nil // unreachable, see above
 	}
 	m.Subscriptions = pointers(d.subs)
 	m.Messages = pointers(d.msgs)
@@ -88,7 +136,7 @@ func unmarshalGossipRPCFast(b []byte) (*GossipRPC, bool) {
 		c.Ihave, c.Iwant, c.Graft = pointers(d.ihave), d.iwant, d.graft
 		c.Prune, c.Tree = pointers(d.prune), pointers(d.tree)
 	}
-	return m, true
+	return m, true, nil
 }
 
 // gossipCounts counts the elements of the repeated fields of one GossipRPC (ids, path and cuts summed over all

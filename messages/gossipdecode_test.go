@@ -2,6 +2,7 @@ package messages
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"runtime"
@@ -226,6 +227,9 @@ func TestUnmarshalGossipRPCMatchesProtoOnRepeatedScalars(t *testing.T) {
 func checkAgainstProto(t testing.TB, b []byte) {
 	t.Helper()
 	got, err := UnmarshalGossipRPC(b)
+	if errors.Is(err, ErrGossipRPCTooLarge) {
+		return // refused by the limits, which proto.Unmarshal does not have
+	}
 	var want GossipRPC
 	wantErr := proto.Unmarshal(b, &want)
 	if (err == nil) != (wantErr == nil) {
@@ -412,4 +416,42 @@ func TestUnmarshalGossipRPCMessageKeepsOnlyItself(t *testing.T) {
 	}
 	collected(func(m *GossipRPC) (any, *byte) { return m.Messages[0].Data, &m.Control.Ihave[0].Ids[500][0] })
 	collected(func(m *GossipRPC) (any, *byte) { return m.Control.Ihave[0].Ids[500], &m.Messages[0].Data[0] })
+}
+
+// An RPC of more elements than the limits is refused before they are decoded, whichever decoder would take it; one
+// at the limits is taken. 1 MiB of empty subscriptions, messages or tree reports decoded to 38-113 MB.
+func TestUnmarshalGossipRPCRefusesAnRPCOverTheLimits(t *testing.T) {
+	repeat := func(n int, elem ...byte) []byte {
+		var b []byte
+		for range n {
+			b = append(b, elem...)
+		}
+		return b
+	}
+	control := func(inner []byte) []byte {
+		return append(protowire.AppendVarint([]byte{0x12}, uint64(len(inner))), inner...)
+	}
+	for name, c := range map[string]struct {
+		b    []byte
+		want bool // taken
+	}{
+		"subscriptions at the limit":   {repeat(maxRPCSubs, 0x0a, 0x00), true},
+		"subscriptions over the limit": {repeat(maxRPCSubs+1, 0x0a, 0x00), false},
+		"messages over the limit":      {repeat(maxRPCMessages+1, 0x1a, 0x00), false},
+		"tree reports over the limit":  {control(repeat(maxRPCControl+1, 0x2a, 0x00)), false},
+		"1 MiB of empty messages":      {repeat(1<<19, 0x1a, 0x00), false},
+		// An unknown field sends it to proto.Unmarshal, which is not handed one this large.
+		"a large RPC in another shape": {append(repeat(maxFallbackBytes/2, 0x0a, 0x00), 0x78, 0x01), false},
+	} {
+		m, err := UnmarshalGossipRPC(c.b)
+		if taken := err == nil; taken != c.want {
+			t.Errorf("%s: taken %v (%v), want %v", name, taken, err, c.want)
+		}
+		if !c.want && !errors.Is(err, ErrGossipRPCTooLarge) {
+			t.Errorf("%s: %v, want ErrGossipRPCTooLarge", name, err)
+		}
+		if c.want && len(m.Subscriptions) != maxRPCSubs {
+			t.Errorf("%s: %d subscriptions decoded", name, len(m.Subscriptions))
+		}
+	}
 }
