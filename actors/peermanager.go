@@ -388,7 +388,7 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 		}
 		err := fmt.Errorf("%w: %d outbound connections", ErrTooManyPeers, m.n.cfg.MaxOutboundPeers)
 		reply(req.reply, err)
-		m.scheduleRedial(id, err)
+		m.dialFailed(id, err)
 		return
 	}
 	var waiters []chan<- error
@@ -531,7 +531,7 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 		if msg.outbound {
 			log.Info().Err(msg.err).Str("peer", msg.addr.ID.Short()).Msg("dial failed")
 			m.finishDial(msg.addr.ID, msg.err)
-			m.scheduleRedial(msg.addr.ID, msg.err)
+			m.dialFailed(msg.addr.ID, msg.err)
 		} else {
 			log.Info().Err(msg.err).Str("remote", msg.raw.RemoteAddr().String()).Msg("inbound handshake failed")
 		}
@@ -543,6 +543,7 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 		m.closeWithNotice(msg.sc, reason, detail)
 		if msg.outbound {
 			m.finishDial(id, dialErr)
+			m.dialFailed(id, dialErr) // a peer still wanted and not connected (no slot here, say) is tried again
 		}
 	}
 	if id == m.n.ID() {
@@ -656,6 +657,7 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 	}
 	if w, ok := m.wanted[pc.id]; ok {
 		w.stopTimer() // its backoff is reset only once the connection has lasted (connClosed)
+		w.up = true
 	}
 	m.n.log.Debug().Str("peer", pc.id.Short()).Bool("outbound", outbound).Str("remote", sc.RemoteAddr().String()).Msg("peer connected")
 	m.n.events.Publish(&messages.PeerConnected{

@@ -39,6 +39,7 @@ type redialDue struct {
 type wantedPeer struct {
 	addr    session.PeerAddr
 	auto    bool
+	up      bool // a connection to it came up since it was wanted
 	backoff *session.Backoff
 	timer   *time.Timer
 	armed   uint64 // numbers timer among the peer manager's redial timers (redialDue.armed)
@@ -79,6 +80,29 @@ func (m *peerManager) fullPeerLeft(pc *peerConn) bool {
 	m.unwant(pc.id)
 	m.n.log.Debug().Str("peer", pc.id.Short()).Msg("peer is full: not redialing it, the node picks another")
 	return true
+}
+
+// untriedCandidateFailed handles a failed dial to a wanted peer: a peer only the node's own choices want (its
+// bootstrapper's candidates) that has not been reached since is no longer wanted, and the bootstrapper, which keeps
+// a backoff of its own for the candidates that failed, picks another. Redialed, one step's failed candidates were
+// each dialed up to RedialAttempts times more behind the bootstrapper's back, and those that came back pushed the
+// node past its outbound target. It reports whether the peer was let go.
+func (m *peerManager) untriedCandidateFailed(id session.NodeID) bool {
+	w, ok := m.wanted[id]
+	if !ok || !w.auto || w.up {
+		return false
+	}
+	m.unwant(id)
+	m.n.log.Debug().Str("peer", id.Short()).Msg("candidate unreachable: not redialing it, the node picks another")
+	return true
+}
+
+// dialFailed follows up a failed dial to a wanted peer: the bootstrapper's untried candidate is let go
+// (untriedCandidateFailed), any other is redialed with its backoff.
+func (m *peerManager) dialFailed(id session.NodeID, cause error) {
+	if !m.untriedCandidateFailed(id) {
+		m.scheduleRedial(id, cause)
+	}
 }
 
 // scheduleRedial arms the backoff timer of a wanted peer, or gives up on it when its attempts are spent.

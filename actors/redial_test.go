@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -74,5 +75,48 @@ func TestAFullPeerTheNodeChoseIsNotRedialed(t *testing.T) {
 	}
 	if a.Connected(addr.ID) {
 		t.Fatal("still connected to the full peer")
+	}
+}
+
+// A candidate of the node's own (the bootstrapper's) whose dial fails before it was ever reached is let go: the
+// bootstrapper keeps a backoff of its own for the candidates that failed, and picks another. The peer manager used
+// to redial it up to RedialAttempts times behind the bootstrapper's back.
+func TestAnUnreachableCandidateIsNotRedialed(t *testing.T) {
+	logs := &testkit.SyncBuffer{}
+	const redialMax = 20 * time.Millisecond
+	a := testkit.NewNetwork(t, 1, testkit.WithLogger(zerolog.New(logs)), testkit.WithLogLevel(zerolog.DebugLevel),
+		testkit.WithConfig(func(_ int, cfg *actors.Config) {
+			cfg.DisableDiscovery = true
+			cfg.RedialBase, cfg.RedialMax, cfg.RedialAttempts = 5*time.Millisecond, redialMax, 0
+		})).Nodes[0]
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taken atomic.Int32
+	done := make(chan struct{})
+	go func() { // a dead candidate: every handshake fails at once
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			taken.Add(1)
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); <-done })
+	if err := a.ConnectAsBootstrapper(ctxTimeout(t, 5*time.Second), session.PeerAddr{ID: newIdentity(t).NodeID(), Addr: ln.Addr().String()}); err == nil {
+		t.Fatal("a dial to a dead candidate succeeded")
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "candidate unreachable: not redialing it") },
+		"a lets the candidate go")
+	tick := time.NewTicker(redialMax / 4)
+	defer tick.Stop()
+	for deadline := time.Now().Add(20 * redialMax); time.Now().Before(deadline); <-tick.C {
+		if got := taken.Load(); got != 1 {
+			t.Fatalf("the dead candidate was dialed %d times, want 1 (no redial)", got)
+		}
 	}
 }

@@ -40,7 +40,7 @@ func (m *peerManager) retrySlotWaiters(ctx actor.Context) {
 			err := fmt.Errorf("%w: no outbound slot freed in time", ErrTooManyPeers)
 			reply(w.req.reply, err)
 			m.slotWait = m.slotWait[1:]
-			m.scheduleRedial(w.req.addr.ID, err) // a peer to keep is tried again, as after any failed dial
+			m.dialFailed(w.req.addr.ID, err) // a peer to keep is tried again, as after any failed dial
 			continue
 		case m.outboundFull() && !m.evictIdleOutbound():
 			m.armSlotRetry()
