@@ -54,25 +54,12 @@ func TestShortLivedConnectionsDoNotResetTheRedialBackoff(t *testing.T) {
 // back to a few well-known full nodes and evicted the newcomers that had evicted them, ~2000 times a run. The
 // application's peers are still redialed (TestShortLivedConnectionsDoNotResetTheRedialBackoff).
 func TestAFullPeerTheNodeChoseIsNotRedialed(t *testing.T) {
-	logs := &testkit.SyncBuffer{}
-	const redialMax = 20 * time.Millisecond
-	a := testkit.NewNetwork(t, 1, testkit.WithLogger(zerolog.New(logs)), testkit.WithLogLevel(zerolog.DebugLevel),
-		testkit.WithConfig(func(_ int, cfg *actors.Config) {
-			cfg.DisableDiscovery = true
-			cfg.RedialBase, cfg.RedialMax, cfg.RedialAttempts = 5*time.Millisecond, redialMax, 3
-		})).Nodes[0]
+	a, logs := quickRedialNode(t, 3)
 	addr, taken := fullPeer(t)
 	_ = a.ConnectAsBootstrapper(ctxTimeout(t, 5*time.Second), addr) // it may fail: the goodbye can come first
 	testkit.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "peer is full: not redialing it") },
 		"a lets the full peer go")
-	// Redialed, it would take a connection within RedialMax; it takes none over twenty times that.
-	tick := time.NewTicker(redialMax / 4)
-	defer tick.Stop()
-	for deadline := time.Now().Add(20 * redialMax); time.Now().Before(deadline); <-tick.C {
-		if got := taken.Load(); got != 1 {
-			t.Fatalf("the full peer took %d connections, want 1 (no redial)", got)
-		}
-	}
+	noRedial(t, taken, "the full peer")
 	if a.Connected(addr.ID) {
 		t.Fatal("still connected to the full peer")
 	}
@@ -82,13 +69,7 @@ func TestAFullPeerTheNodeChoseIsNotRedialed(t *testing.T) {
 // bootstrapper keeps a backoff of its own for the candidates that failed, and picks another. The peer manager used
 // to redial it up to RedialAttempts times behind the bootstrapper's back.
 func TestAnUnreachableCandidateIsNotRedialed(t *testing.T) {
-	logs := &testkit.SyncBuffer{}
-	const redialMax = 20 * time.Millisecond
-	a := testkit.NewNetwork(t, 1, testkit.WithLogger(zerolog.New(logs)), testkit.WithLogLevel(zerolog.DebugLevel),
-		testkit.WithConfig(func(_ int, cfg *actors.Config) {
-			cfg.DisableDiscovery = true
-			cfg.RedialBase, cfg.RedialMax, cfg.RedialAttempts = 5*time.Millisecond, redialMax, 0
-		})).Nodes[0]
+	a, logs := quickRedialNode(t, 0)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -112,11 +93,33 @@ func TestAnUnreachableCandidateIsNotRedialed(t *testing.T) {
 	}
 	testkit.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "candidate unreachable: not redialing it") },
 		"a lets the candidate go")
-	tick := time.NewTicker(redialMax / 4)
+	noRedial(t, &taken, "the dead candidate")
+}
+
+// quickRedialMax is the RedialMax of quickRedialNode.
+const quickRedialMax = 20 * time.Millisecond
+
+// quickRedialNode starts a node with discovery off that redials its wanted peers within quickRedialMax, giving up
+// after attempts (0: never), and logs at debug level into the returned buffer.
+func quickRedialNode(t *testing.T, attempts int) (*actors.Node, *testkit.SyncBuffer) {
+	logs := &testkit.SyncBuffer{}
+	n := testkit.NewNetwork(t, 1, testkit.WithLogger(zerolog.New(logs)), testkit.WithLogLevel(zerolog.DebugLevel),
+		testkit.WithConfig(func(_ int, cfg *actors.Config) {
+			cfg.DisableDiscovery = true
+			cfg.RedialBase, cfg.RedialMax, cfg.RedialAttempts = 5*time.Millisecond, quickRedialMax, attempts
+		})).Nodes[0]
+	return n, logs
+}
+
+// noRedial fails the test unless the peer whose connections taken counts took exactly one over twenty times
+// quickRedialMax: redialed, it would take another within quickRedialMax.
+func noRedial(t *testing.T, taken *atomic.Int32, peer string) {
+	t.Helper()
+	tick := time.NewTicker(quickRedialMax / 4)
 	defer tick.Stop()
-	for deadline := time.Now().Add(20 * redialMax); time.Now().Before(deadline); <-tick.C {
+	for deadline := time.Now().Add(20 * quickRedialMax); time.Now().Before(deadline); <-tick.C {
 		if got := taken.Load(); got != 1 {
-			t.Fatalf("the dead candidate was dialed %d times, want 1 (no redial)", got)
+			t.Fatalf("%s took %d connections, want 1 (no redial)", peer, got)
 		}
 	}
 }

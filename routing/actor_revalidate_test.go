@@ -33,38 +33,14 @@ func (n *busyNet) Request(_ context.Context, peer session.NodeID, _ string, _ pr
 // the busy nearest neighbour was the nearest unanswered entry again at every tick, and the others, dead ones
 // included, were never checked.
 func TestBusyNeighbourDoesNotTakeEveryRevalidation(t *testing.T) {
-	sys := actor.NewActorSystem()
-	defer sys.Shutdown()
-	sink := sys.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
-	rng := newRand(34)
-	self := randID(rng)
-	cfg := DefaultConfig()
-	tab, err := NewTable(self, cfg.Table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	net := &busyNet{stallingNet: stallingNet{id: self}, asked: make(chan session.NodeID, 1)}
-	a := revalidatingActor(t, cfg, net, tab, rng, sys, sink)
-	busy := idInBucket(rng, self, 250) // the nearest entry
-	tab.Add(Entry{ID: busy, Addr: "198.51.100.7:4001"}, t0)
-	for range 5 { // farther, staler entries nobody has checked yet
-		tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: randAddr(rng)}, t0.Add(-time.Hour))
-	}
-	checked := map[session.NodeID]int{}
-	now := t0
-	for range 10 { // ten ticks: five minutes at the default interval
-		now = now.Add(cfg.RevalidateInterval)
-		a.revalidate(now)
-		var peer session.NodeID
-		select {
-		case peer = <-net.asked:
-		case <-time.After(5 * time.Second):
-			t.Fatal("revalidate asked nobody")
-		}
-		a.wg.Wait()
-		checked[peer]++
-		a.exchangeDone(&exchangeDone{peer: peer, check: true, err: fmt.Errorf("%w: overloaded", ErrPeerBusy)}, now)
-	}
+	rig := newRevalidationRig(t, 34)
+	net := &busyNet{stallingNet: stallingNet{id: rig.self}, asked: make(chan session.NodeID, 1)}
+	a, tab := rig.actor(t, net), rig.tab
+	busy := rig.addNeighbours() // the nearest entry, and farther, staler ones nobody has checked yet
+	// Ten ticks: five minutes at the default interval.
+	checked := rig.tick(t, a, net.asked, 10, func(peer session.NodeID) *exchangeDone {
+		return &exchangeDone{peer: peer, check: true, err: fmt.Errorf("%w: overloaded", ErrPeerBusy)}
+	})
 	// Every entry is checked before the busy neighbour again: twice in 10 ticks over 6 entries.
 	if checked[busy] > 2 || len(checked) != tab.Len() {
 		t.Fatalf("checks per entry over 10 ticks: %d of the busy neighbour, %d entries of %d checked",
@@ -75,20 +51,77 @@ func TestBusyNeighbourDoesNotTakeEveryRevalidation(t *testing.T) {
 	}
 }
 
-// revalidatingActor returns a routing actor over tab and net, not spawned, whose revalidation a test drives by
-// hand (revalidate, exchangeDone); its exchanges report to sink. Its context ends with the test.
-func revalidatingActor(t *testing.T, cfg Config, net Network, tab *Table, rng *rand.Rand, sys *actor.ActorSystem, sink *actor.PID) *routingActor {
+// revalidationRig holds what a routing actor driven by hand (revalidate, exchangeDone, serve) needs: an actor system
+// whose sink takes its exchanges' reports, and a table with the default configuration. The system shuts down with
+// the test.
+type revalidationRig struct {
+	sys  *actor.ActorSystem
+	sink *actor.PID
+	rng  *rand.Rand
+	self session.NodeID
+	cfg  Config
+	tab  *Table
+}
+
+func newRevalidationRig(t *testing.T, seed uint64) *revalidationRig {
+	r := &revalidationRig{sys: actor.NewActorSystem(), rng: newRand(seed), cfg: DefaultConfig()}
+	t.Cleanup(r.sys.Shutdown)
+	r.sink = r.sys.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	r.self = randID(r.rng)
+	var err error
+	if r.tab, err = NewTable(r.self, r.cfg.Table); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// actor returns a routing actor over the rig's table and net, not spawned. Its context ends with the test.
+func (r *revalidationRig) actor(t *testing.T, net Network) *routingActor {
+	cfg := r.cfg
 	a := &routingActor{
-		routingState: &routingState{}, cfg: cfg, net: net, table: tab, records: newVerifiedRecords(64),
+		routingState: &routingState{}, cfg: cfg, net: net, table: r.tab, records: newVerifiedRecords(64),
 		limiter: NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 64),
 		checks:  NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
-		rng:     rng, checking: map[session.NodeID]bool{}, lookups: map[string]*LookupRequest{},
+		rng:     r.rng, checking: map[session.NodeID]bool{}, lookups: map[string]*LookupRequest{},
 		busy: map[session.NodeID]struct{}{},
-		self: sink, root: sys.Root, answeredDue: t0.Add(time.Hour),
+		self: r.sink, root: r.sys.Root, answeredDue: t0.Add(time.Hour),
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	t.Cleanup(a.cancel)
 	return a
+}
+
+// tick runs n revalidation ticks of a, a RevalidateInterval apart from t0: each must ask a peer (reported on
+// asked), whose check then ends as outcome says. It returns how many times each peer was checked.
+func (r *revalidationRig) tick(t *testing.T, a *routingActor, asked <-chan session.NodeID, n int, outcome func(session.NodeID) *exchangeDone) map[session.NodeID]int {
+	t.Helper()
+	checked := map[session.NodeID]int{}
+	now := t0
+	for range n {
+		now = now.Add(r.cfg.RevalidateInterval)
+		a.revalidate(now)
+		var peer session.NodeID
+		select {
+		case peer = <-asked:
+		case <-time.After(5 * time.Second):
+			t.Fatal("revalidate asked nobody")
+		}
+		a.wg.Wait()
+		checked[peer]++
+		a.exchangeDone(outcome(peer), now)
+	}
+	return checked
+}
+
+// addNeighbours adds the table's nearest entry, which it returns, and five farther, staler ones that nobody has
+// checked yet.
+func (r *revalidationRig) addNeighbours() session.NodeID {
+	nearest := idInBucket(r.rng, r.self, 250)
+	r.tab.Add(Entry{ID: nearest, Addr: "198.51.100.7:4001"}, t0)
+	for range 5 {
+		r.tab.Add(Entry{ID: idInBucket(r.rng, r.self, 256), Addr: randAddr(r.rng)}, t0.Add(-time.Hour))
+	}
+	return nearest
 }
 
 // recordlessNet answers every request at once with a Nodes that carries no sender record (a hostile peer's
@@ -108,38 +141,14 @@ func (n *recordlessNet) Request(_ context.Context, peer session.NodeID, _ string
 // authenticated as its own): it is marked alive, and the next ticks check the other entries. It used to be marked
 // neither alive nor failed, and took every tick from then on: no other entry was checked again, dead ones included.
 func TestANeighbourAnsweringWithoutItsRecordIsAlive(t *testing.T) {
-	sys := actor.NewActorSystem()
-	defer sys.Shutdown()
-	sink := sys.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
-	rng := newRand(34)
-	self := randID(rng)
-	cfg := DefaultConfig()
-	tab, err := NewTable(self, cfg.Table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	net := &recordlessNet{stallingNet: stallingNet{id: self}, asked: make(chan session.NodeID, 1)}
-	a := revalidatingActor(t, cfg, net, tab, rng, sys, sink)
-	recordless := idInBucket(rng, self, 250) // the nearest entry
-	tab.Add(Entry{ID: recordless, Addr: "198.51.100.7:4001"}, t0)
-	for range 5 {
-		tab.Add(Entry{ID: idInBucket(rng, self, 256), Addr: randAddr(rng)}, t0.Add(-time.Hour))
-	}
-	checked := map[session.NodeID]int{}
-	now := t0
-	for range tab.Len() { // as many ticks as entries: each is checked once, and has answered
-		now = now.Add(cfg.RevalidateInterval)
-		a.revalidate(now)
-		var peer session.NodeID
-		select {
-		case peer = <-net.asked:
-		case <-time.After(5 * time.Second):
-			t.Fatal("revalidate asked nobody")
-		}
-		a.wg.Wait()
-		checked[peer]++
-		a.exchangeDone(&exchangeDone{peer: peer, check: true, reply: &messages.Nodes{}}, now)
-	}
+	rig := newRevalidationRig(t, 34)
+	net := &recordlessNet{stallingNet: stallingNet{id: rig.self}, asked: make(chan session.NodeID, 1)}
+	a, tab := rig.actor(t, net), rig.tab
+	recordless := rig.addNeighbours()
+	// As many ticks as entries: each is checked once, and has answered.
+	checked := rig.tick(t, a, net.asked, tab.Len(), func(peer session.NodeID) *exchangeDone {
+		return &exchangeDone{peer: peer, check: true, reply: &messages.Nodes{}}
+	})
 	if e, _ := tab.Get(recordless); !e.Answered() || len(checked) != tab.Len() {
 		t.Fatalf("the neighbour answering without its record: answered %v, checked %d times in %d ticks; %d entries of %d checked",
 			e.Answered(), checked[recordless], tab.Len(), len(checked), tab.Len())

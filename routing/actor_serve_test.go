@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/messages"
@@ -29,19 +28,10 @@ func (r *askFrom) RemoteAddr() string        { return r.remote }
 // from. One host asking with 40 identities, each record naming another /24, used to get 40 entries marked alive,
 // past TableIPLimit (10).
 func TestAnAskerIsTakenIntoTheTableFromItsOwnHostOnly(t *testing.T) {
-	sys := actor.NewActorSystem()
-	defer sys.Shutdown()
-	sink := sys.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
-	rng := newRand(7)
-	self := randID(rng)
-	cfg := DefaultConfig()
-	tab, err := NewTable(self, cfg.Table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := revalidatingActor(t, cfg, &stallingNet{id: self}, tab, rng, sys, sink)
+	rig := newRevalidationRig(t, 7)
+	a, tab := rig.actor(t, &stallingNet{id: rig.self}), rig.tab
 	a.records = newVerifiedRecords(1024)
-	target := KeyOf(self)
+	target := KeyOf(rig.self)
 	ask := func(i int, claimed, remote string) session.NodeID {
 		id, err := session.GenerateIdentity()
 		if err != nil {
