@@ -359,6 +359,7 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 	}
 	snap, err := b.net.RoutingTable(ctx)
 	if err != nil {
+		b.net.SetJoining(false) // nothing to dial from: a node left "joining" would hold its topic discovery for good
 		return done
 	}
 	if len(snap.Entries) == 0 && len(b.cfg.Bootnodes) > 0 {

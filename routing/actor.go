@@ -137,8 +137,8 @@ type Config struct {
 	// beyond wait in the replacement cache for the periodic revalidation.
 	CheckRate  float64
 	CheckBurst int
-	// MisbehaviourBan is how long a peer is banned for a protocol violation: a NODES reply over k records or with
-	// a sender record that is not its own (default 10m).
+	// MisbehaviourBan is how long a peer is banned for a protocol violation: a NODES reply over MaxReplyRecords
+	// records or with a sender record that is not its own (default 10m).
 	MisbehaviourBan time.Duration
 	// TopicTTL is how long a node's registration on a topic lasts (default 30m); the gossip relay renews its own
 	// well before (gossip.Config.TopicRegisterInterval). MaxTopics bounds the topics this node keeps

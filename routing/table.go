@@ -269,10 +269,16 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 	if !t.fits(b, g) {
 		return AddResult{Status: RejectedIP} // a node waiting in the cache stays there as it was
 	}
-	if ri >= 0 {
-		b.replacements = slices.Delete(b.replacements, ri, ri+1)
+	// A node waiting in the cache leaves it only as it takes another place: refused for its group below, it keeps
+	// the one it had (it used to be dropped first, and lost).
+	leaveCache := func() {
+		if ri >= 0 {
+			b.replacements = slices.Delete(b.replacements, ri, ri+1)
+			ri = -1
+		}
 	}
 	if len(b.entries) < t.cfg.K {
+		leaveCache()
 		e.AddedAt = now
 		b.entries = append(b.entries, slot{e: e, g: g})
 		t.addGroup(g, +1)
@@ -280,6 +286,7 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 		return AddResult{Status: Added}
 	}
 	if far := t.displaceable(b, d, e.Key); far >= 0 {
+		leaveCache()
 		// The newcomer is among the K nodes closest to the table's own key: it takes the place of the bucket's
 		// entry farthest from that key, which waits in the replacement cache. The table thus always holds the
 		// node's own neighbourhood, whose exactness lookups depend on (the bucket split of the Kademlia paper
@@ -294,9 +301,14 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 		return AddResult{Status: Added}
 	}
 	check := b.entries[0].e
-	if g != (ipGroup{}) && t.cfg.BucketIPLimit > 0 && countGroup(b.replacements, g) >= t.cfg.BucketIPLimit {
+	inGroup := countGroup(b.replacements, g)
+	if ri >= 0 && b.replacements[ri].g == g {
+		inGroup-- // its own place there
+	}
+	if g != (ipGroup{}) && t.cfg.BucketIPLimit > 0 && inGroup >= t.cfg.BucketIPLimit {
 		return AddResult{Status: RejectedIP}
 	}
+	leaveCache()
 	t.addReplacement(b, slot{e: e, g: g})
 	return AddResult{Status: Pending, Check: &check}
 }
