@@ -28,6 +28,8 @@ type lookupActor struct {
 	finished bool
 	asked    map[session.NodeID]Entry // requests issued, for a retry
 	retried  map[session.NodeID]bool
+	// own is the wanted node's record from its own answer (LookupRequest.Want), when it answered with a valid one.
+	own *Entry
 	// registered are the nodes the answers named as registered on the topic (LookupRequest.Topic), in the order
 	// learned, at most maxRegisteredKept; registeredAt indexes them, named counts the answers that named each.
 	registered   []Entry
@@ -86,6 +88,9 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 				l.collectRegistered(m.nodes)
 			}
 			if l.req.Want != nil && m.from == *l.req.Want {
+				if e, err := l.records.entry(m.nodes.GetSender()); err == nil && e.ID == m.from {
+					l.own = &e // its signed record: the candidate it was asked as may have none (a connected peer)
+				}
 				l.finish(ctx) // the node looked for answered: no need to map its neighbourhood
 				return
 			}
@@ -139,8 +144,12 @@ func (l *lookupActor) finish(ctx actor.Context) {
 		Duration: time.Since(l.started), Registered: l.bestRegistered(),
 	}
 	if l.req.Want != nil {
-		if e, ok := l.lookup.Get(*l.req.Want); ok {
+		// The node's own answer names its address best; a candidate taken from the node's connections (a lookup
+		// from an empty table starts from them) may have none, and used to be returned with an empty address.
+		if e, ok := l.lookup.Get(*l.req.Want); l.own == nil && ok && (e.Record != nil || e.Addr != "") {
 			res.Wanted = &e
+		} else if l.own != nil {
+			res.Wanted = l.own
 		}
 	}
 	ctx.Request(ctx.Parent(), &lookupFinished{req: l.req, result: res})
