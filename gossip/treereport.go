@@ -1,0 +1,121 @@
+package gossip
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// A peer's tree reports: how a report is taken into the topic's tree state (HandleTree), what one peer's reports
+// may make the node do, and the roots they name.
+
+// HandleTree takes a peer's tree report for a topic.
+func (r *Router) HandleTree(now time.Time, from session.NodeID, info TreeInfo) Output {
+	r.clock(now)
+	var b builder
+	r.handleTree(&b, from, info)
+	return b.result()
+}
+
+func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
+	t := r.topics[info.Topic]
+	p := r.peers[from]
+	if t == nil || t.tree == nil || p == nil || info.Dist < 0 || info.Dist >= maxTreeDist || info.RootRank < 0 ||
+		info.RootRank > maxTreeRank {
+		return
+	}
+	if _, ok := p.topics[info.Topic]; !ok || len(info.Cuts) > maxTreeCuts {
+		return
+	}
+	ts := t.tree
+	learned := false
+	for _, c := range info.Cuts {
+		if c.TTL >= 1 && r.addCut(ts, c.Parent, c.Child, r.beats+uint64(min(c.TTL, r.cutBeats()))) {
+			learned = true
+		}
+	}
+	info.Cuts = nil // taken: a view keeps none
+	// A beacon from the future is one no root has sent yet (beacons count quarters of a heartbeat of the root's
+	// clock): taken as it is, a made-up one (MaxUint64) stopped the root's real beacons from advancing for this
+	// node, which then gave a live root up within TreeStaleBeats and passed the made-up beacon on, so that the whole
+	// tree moved. Cut to beaconLead heartbeats ahead of this node's clock, it holds the real ones back that long
+	// at most, less than TreeStaleBeats; a root whose clock runs ahead further still looks alive, its beacons
+	// advancing with this node's clock.
+	info.Seq = min(info.Seq, r.beaconAt(r.now)+beaconLead*4)
+	prev, had := ts.views[from]
+	// A report that only advances the beacon of a root this node already takes as alive, at the same rank, changes
+	// nothing updateTree decides: most reports of a settled tree are such, and the next heartbeat runs updateTree
+	// anyway.
+	same := !learned && had && r.fresh(prev) && samePlace(prev.info, info) && (info.Root == r.cfg.Self || r.alive(ts, info.Root))
+	if info.Root != r.cfg.Self {
+		h, ok := ts.heard[info.Root]
+		if !ok && len(ts.heard) >= maxHeardRoots {
+			r.forgetUnnamedRoots(ts, from)
+		}
+		switch {
+		case !ok && len(ts.heard) >= maxHeardRoots:
+			// The root cannot be recorded (every one kept is named by a peer's report): the view is stored, and
+			// its root is not taken until it can be.
+			same = false
+		case !ok || info.Seq > h.seq:
+			same = same && ok && h.rank == info.RootRank
+			h.seq, h.beat, h.rank = info.Seq, r.beats, info.RootRank
+			ts.heard[info.Root] = h
+		}
+	}
+	// The view keeps a path of its own: the decoder puts every path of an RPC in one array, which a view of a
+	// few entries would otherwise keep whole (up to ~1 MiB).
+	if had && slices.Equal(prev.info.Path, info.Path) {
+		info.Path = prev.info.Path
+	} else {
+		info.Path = slices.Clone(info.Path)
+	}
+	v := treeView{info: info, beat: r.beats}
+	if had && prev.beat == r.beats {
+		v.moves = prev.moves
+	}
+	// A report past the peer's allowance waits for the heartbeat's updateTree: a peer that changes its place on
+	// and on (a hostile one: an honest peer reports at most maxPromptReports changes a heartbeat, then one on
+	// the heartbeat) cannot make the node choose its own place at the rate its RPCs come.
+	move := !same && v.moves < maxTreeMovesPerBeat
+	if move {
+		v.moves++
+	}
+	ts.views[from] = v
+	switch {
+	case move: // updateTree also drops the cached links: the peer may have become a child or stopped being one
+		r.updateTree(b, info.Topic, t)
+	case !same:
+		ts.linksOK = false
+	}
+}
+
+// maxTreeMovesPerBeat bounds the reports of one peer on one topic per heartbeat that make the node choose its place
+// at once (updateTree); the others wait for the heartbeat, which chooses it anyway.
+const maxTreeMovesPerBeat = 2 * maxPromptReports
+
+// forgetUnnamedRoots makes room in a full ts.heard: it forgets the roots that no peer's report names, but this
+// node's root, the report of peer from (about to be replaced) not counting. Roots made up by a peer, one report
+// each, would otherwise fill it for good (their beacons renewed) and lock out every root heard of later, a real
+// one included. A root forgotten this way and reported again is taken as newly heard of.
+func (r *Router) forgetUnnamedRoots(ts *treeState, from session.NodeID) {
+	named := make(map[session.NodeID]struct{}, len(ts.views))
+	for id, v := range ts.views {
+		if id != from {
+			named[v.info.Root] = struct{}{}
+		}
+	}
+	maps.DeleteFunc(ts.heard, func(root session.NodeID, _ beaconHeard) bool {
+		_, ok := named[root]
+		return !ok && root != ts.root
+	})
+}
+
+// samePlace tells whether two reports of a peer give it the same place in the tree: root, root's rank, distance,
+// parent and route.
+func samePlace(a, b TreeInfo) bool {
+	return a.Root == b.Root && a.RootRank == b.RootRank && a.Dist == b.Dist && a.Parent == b.Parent &&
+		slices.Equal(a.Path, b.Path)
+}
