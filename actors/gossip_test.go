@@ -221,6 +221,12 @@ func TestInvalidMessageStopsAtFirstHopAndPenalisesSender(t *testing.T) {
 			t.Errorf("subscriber %d delivered %v, want only the good message", i, got)
 		}
 	}
+	// b's verdicts come from its validators' goroutines: "good" may be accepted and relayed before the second
+	// "bad" is rejected.
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		sb, err := b.GossipStats(ctxTimeout(t, 5*time.Second))
+		return err == nil && sb.Router.Rejected >= 2
+	}, "b rejected both invalid messages")
 	sb, _ := b.GossipStats(ctxTimeout(t, 5*time.Second))
 	sc, _ := c.GossipStats(ctxTimeout(t, 5*time.Second))
 	if sb.Router.Rejected != 2 || sc.Router.Rejected != 0 {
