@@ -545,7 +545,7 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck
 	if mayCheck && res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] && now.Sub(res.Check.LastSeen) >= a.cfg.CheckAge &&
 		a.checks.Allow(true, now) {
 		a.stats.NewcomerChecks++
-		a.exchange(res.Check.ID, a.table.SelfKey(), true)
+		a.checkEntry(*res.Check)
 	}
 }
 

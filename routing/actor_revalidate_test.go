@@ -338,3 +338,39 @@ func TestALookupStartsFromItsFallbackWhenTheTableIsEmpty(t *testing.T) {
 		t.Fatalf("with a fallback: err %v, %d asked, book %q; want the fallback asked", r.Err, r.Queried, net.addr(peer))
 	}
 }
+
+// A newcomer for a full bucket checks the bucket's least recently seen entry at the address its table entry holds,
+// as a revalidation check does: the node's bounded address book may have forgotten it (the check's dial would
+// then look the node up in the DHT first).
+func TestANewcomerCheckGivesTheAddressBookTheEntrysAddress(t *testing.T) {
+	rig := newRevalidationRig(t, 36)
+	rig.cfg.Table.KeepNearest = false
+	var err error
+	if rig.tab, err = NewTable(rig.self, rig.cfg.Table); err != nil {
+		t.Fatal(err)
+	}
+	net := &bookNet{id: rig.self, addrs: map[session.NodeID]string{}}
+	a := rig.actor(t, net)
+	x := identity(t, 1)
+	d := LogDistance(rig.tab.SelfKey(), KeyOf(x.NodeID()))
+	var stalest Entry
+	for i := range rig.cfg.Table.K { // x's bucket full, each entry seen long ago, the first the longest ago
+		e := Entry{ID: idInBucket(rig.rng, rig.self, d), Addr: randAddr(rig.rng)}
+		if r := rig.tab.Add(e, t0.Add(-time.Hour+time.Duration(i)*time.Second)); r.Status != Added {
+			t.Fatalf("filling the bucket: %v", r.Status)
+		}
+		if i == 0 {
+			stalest = e
+		}
+	}
+	r, err := NewRecord(x, 1, []string{"192.0.2.1:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.addRecord(r, t0, true)
+	a.wg.Wait()
+	if a.stats.NewcomerChecks != 1 || net.addr(stalest.ID) != stalest.Addr {
+		t.Fatalf("newcomer checks %d (want 1); the address book holds %q for the checked entry, want %q",
+			a.stats.NewcomerChecks, net.addr(stalest.ID), stalest.Addr)
+	}
+}
