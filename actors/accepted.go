@@ -51,3 +51,10 @@ func (a *acceptedConns) closeAll() {
 	}
 	clear(a.m)
 }
+
+// reopen takes connections again after closeAll: a Start that failed leaves the node to be started again.
+func (a *acceptedConns) reopen() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = false
+}

@@ -49,7 +49,11 @@ type Node struct {
 	// accepted holds the accepted connections on their way to the peer manager, closed by Close if never taken.
 	accepted *acceptedConns
 
-	mu        sync.Mutex
+	// startMu serialises Start, and Close with a Start under way.
+	startMu sync.Mutex
+	mu      sync.Mutex
+	// starting is closed once a Start under way has started the node or given up; nil when no Start is under way.
+	starting  chan struct{}
 	started   bool
 	guardian  *actor.PID
 	peerMgr   *actor.PID
@@ -67,9 +71,12 @@ type Node struct {
 	// (bootstrap.Network.SetJoining); true from the start for a node that wants outbound connections.
 	joining atomic.Bool
 	// routingDone is closed when the routing actor has stopped: at Close, or for good after failing too often
-	// (then discovery calls fail with routing.ErrStopped rather than wait for their contexts).
-	routingDone     chan struct{}
-	routingDoneOnce sync.Once
+	// (then discovery calls fail with routing.ErrStopped rather than wait for their contexts). Each Start makes its
+	// own, which its guardian closes: a Start that failed leaves the next one a fresh one.
+	routingDone chan struct{}
+
+	// aborting is set while a Start that failed stops the actor tree it spawned: its actors stopping is no failure.
+	aborting atomic.Bool
 
 	// dispatchers are the dedicated mailbox goroutines of the node's actors, stopped and awaited by Close.
 	dispatchersMu sync.Mutex
@@ -149,57 +156,104 @@ func shrinkRegistry(sys *actor.ActorSystem) {
 	sys.ProcessRegistry.LocalPIDs = small
 }
 
-// Start opens the listener and spawns the actor tree, then dials Config.Peers in the background.
+// Start opens the listener and spawns the actor tree, then dials Config.Peers in the background. A ctx that ends
+// before the tree is up fails Start (with ctx's error) and undoes it: the node can be started again.
 func (n *Node) Start(ctx context.Context) error {
+	n.startMu.Lock()
+	defer n.startMu.Unlock()
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	select {
 	case <-n.closed:
+		n.mu.Unlock()
 		return ErrClosed
 	default:
 	}
 	if n.started {
+		n.mu.Unlock()
 		return ErrAlreadyStarted
 	}
+	if err := ctx.Err(); err != nil {
+		n.mu.Unlock()
+		return fmt.Errorf("start node: %w", err)
+	}
+	gate := make(chan struct{})
+	n.starting = gate
+	n.mu.Unlock()
+	var once sync.Once
+	open := func() { // lets the callers waiting for the start (whenStarted) go on
+		once.Do(func() {
+			n.mu.Lock()
+			n.starting = nil
+			n.mu.Unlock()
+			close(gate)
+		})
+	}
+	defer open()
+	return n.start(ctx, open)
+}
+
+// start is Start once the node is marked as starting; open lets the callers waiting for it go on.
+func (n *Node) start(ctx context.Context, open func()) error {
 	if n.cfg.ListenAddr != "" {
 		ln, err := n.cfg.Transport.Listen(n.cfg.ListenAddr)
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", n.cfg.ListenAddr, err)
 		}
-		n.listener = ln
-		n.advertise = advertiseAddr(n.cfg.AdvertiseAddr, ln.Addr(), net.InterfaceAddrs)
-		if n.cfg.AdvertiseAddr == "" && n.advertise != ln.Addr().String() {
-			n.log.Info().Str("listen", ln.Addr().String()).Str("advertise", n.advertise).
+		advertise := advertiseAddr(n.cfg.AdvertiseAddr, ln.Addr(), net.InterfaceAddrs)
+		n.mu.Lock()
+		n.listener, n.advertise = ln, advertise
+		n.mu.Unlock()
+		if n.cfg.AdvertiseAddr == "" && advertise != ln.Addr().String() {
+			n.log.Info().Str("listen", ln.Addr().String()).Str("advertise", advertise).
 				Msg("listening on every interface; advertising this address to peers (Config.AdvertiseAddr sets another)")
 		}
 	}
 	n.dialCheck = routing.DialCheck(n.advertise)
+	n.mu.Lock()
 	n.system = n.cfg.ActorSystem
 	if n.system == nil {
 		n.system, n.ownSystem = NewActorSystem(n.log), true
 	}
+	n.mu.Unlock()
 	ready := make(chan guardianReady, 1)
+	routingDone := make(chan struct{})
 	// Named after the identity, so that nodes can share an actor system.
-	pid, err := n.system.Root.SpawnNamed(n.guardianProps(ready), "node-"+n.ID().String())
+	pid, err := n.system.Root.SpawnNamed(n.guardianProps(ready, routingDone), "node-"+n.ID().String())
 	if err != nil {
-		n.closeListener()
+		n.abortStart(nil, open)
 		return fmt.Errorf("spawn node guardian: %w", err)
 	}
 	select {
 	case r := <-ready:
 		if r.err != nil {
-			n.system.Root.StopFuture(pid).Wait()
-			n.closeListener()
+			n.abortStart(pid, open)
 			return fmt.Errorf("start node: %w", r.err)
 		}
-		n.guardian, n.peerMgr, n.protoSup, n.routing = pid, r.peers, r.protocols, r.routing
-		n.relay = gossip.NewRelay(n.system.Root, r.relay, r.relayStopped, n.closed)
+		// Both may have been ready: a Start whose context ended, or during which Close was called, fails,
+		// whichever came first.
+		if err := ctx.Err(); err != nil {
+			n.abortStart(pid, open)
+			return fmt.Errorf("start node: %w", err)
+		}
+		select {
+		case <-n.closed:
+			n.abortStart(pid, open)
+			return ErrClosed
+		default:
+		}
+		n.mu.Lock()
+		n.guardian, n.peerMgr, n.protoSup, n.routing, n.routingDone = pid, r.peers, r.protocols, r.routing, routingDone
+		n.relay = gossip.NewRelay(n.system.Root, r.relay, r.relayStopped, n.closed, ErrClosed)
+		n.started = true
+		n.mu.Unlock()
 	case <-ctx.Done():
-		n.system.Root.StopFuture(pid).Wait()
-		n.closeListener()
+		n.abortStart(pid, open)
 		return fmt.Errorf("start node: %w", ctx.Err())
+	case <-n.closed:
+		n.abortStart(pid, open)
+		return ErrClosed
 	}
-	n.started = true
+	open()
 	if n.advertise != "" && !n.cfg.DisableDiscovery {
 		// A time-based sequence number increases across restarts without any stored state.
 		rec, err := routing.NewRecord(n.identity, uint64(time.Now().UnixNano()), []string{n.advertise})
@@ -211,6 +265,48 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.log.Info().Str("addr", n.addrString()).Msg("node started")
 	return nil
+}
+
+// whenStarted waits while a Start is under way (the node's actors call into it as they start), then tells whether
+// the node is started.
+func (n *Node) whenStarted() bool {
+	n.mu.Lock()
+	gate := n.starting
+	n.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-n.closed:
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.started
+}
+
+// abortStart undoes a Start that fails, as Close would: it lets the callers waiting for the start go on (open:
+// they find the node not started), stops the actor tree (guardian, nil if not spawned) and waits for it, closes the
+// connections accepted meanwhile, and stops the node's goroutines, so that a later Start begins afresh.
+func (n *Node) abortStart(guardian *actor.PID, open func()) {
+	n.aborting.Store(true)
+	defer n.aborting.Store(false)
+	open()
+	if guardian != nil {
+		if err := n.system.Root.StopFuture(guardian).Wait(); err != nil {
+			n.log.Warn().Err(err).Msg("stopping the actor tree of a failed start")
+		}
+	}
+	n.accepted.closeAll()
+	n.accepted.reopen()
+	n.stopDispatchers()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.closeListener()
+	n.listener, n.advertise = nil, ""
+	if n.ownSystem {
+		n.system.Shutdown()
+		n.system, n.ownSystem = nil, false
+	}
 }
 
 func (n *Node) closeListener() {
@@ -228,6 +324,11 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
 		close(n.closed)
+		n.mu.Unlock()
+		// A Start under way sees the node closed and undoes itself; Close waits for it.
+		n.startMu.Lock()
+		defer n.startMu.Unlock()
+		n.mu.Lock()
 		started, guardian := n.started, n.guardian
 		n.mu.Unlock()
 		if !started {
@@ -458,11 +559,11 @@ func (n *Node) peerManager() (*actor.PID, error) {
 		return nil, ErrClosed
 	default:
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !n.started {
+	if !n.whenStarted() {
 		return nil, ErrNotStarted
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	return n.peerMgr, nil
 }
 
@@ -528,12 +629,12 @@ func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOpt
 	if err != nil {
 		return nil, fmt.Errorf("register %s: %w", protocol, err)
 	}
-	n.mu.Lock()
-	sup, started := n.protoSup, n.started
-	n.mu.Unlock()
-	if !started {
+	if !n.whenStarted() {
 		return nil, ErrNotStarted
 	}
+	n.mu.Lock()
+	sup := n.protoSup
+	n.mu.Unlock()
 	select {
 	case <-n.closed:
 		return nil, ErrClosed

@@ -31,12 +31,18 @@ type guardianReady struct {
 
 // guardianProps builds the root of the node's supervision tree: the peer manager, the listener and the protocol
 // supervisor. A panicking child is restarted a bounded number of times, then stopped.
-func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
+// routingDone is closed when the routing actor stops (Node.routingDone).
+func (n *Node) guardianProps(ready chan<- guardianReady, routingDone chan struct{}) *actor.Props {
 	strategy := actor.NewOneForOneStrategy(10, time.Minute, n.countingDecider)
 	var peers, rt, relay *actor.PID // the peer manager; served protocols, unregistered when they stop
 	var protocols *actor.PID
+	// stopping: protoactor still delivers messages to a stopping actor until its children have stopped, and a
+	// protocolsReady handled then spawned the node's actors after Start had given up, which nothing stopped.
+	stopping, routingStopped := false, false
 	return actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
+		case *actor.Stopping:
+			stopping = true
 		case *actor.Started:
 			// The protocol supervisor first: it registers Config.Protocols, then says so (protocolsReady), and
 			// only then do the children that make connections start.
@@ -46,7 +52,7 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 			}
 		case *protocolsReady:
 			switch {
-			case peers != nil: // once: a restarted protocol supervisor says it again
+			case peers != nil || stopping: // once: a restarted protocol supervisor says it again
 			case m.err != nil:
 				ready <- guardianReady{err: m.err}
 			default:
@@ -58,10 +64,13 @@ func (n *Node) guardianProps(ready chan<- guardianReady) *actor.Props {
 			switch {
 			case rt != nil && m.Who.Equal(rt):
 				n.dropStopped(routing.Protocol, m.Who)
-				n.routingDoneOnce.Do(func() { close(n.routingDone) })
+				if !routingStopped {
+					close(routingDone)
+					routingStopped = true
+				}
 			case relay != nil && m.Who.Equal(relay):
 				n.dropStopped(gossip.Protocol, m.Who)
-			case peers != nil && m.Who.Equal(peers):
+			case peers != nil && m.Who.Equal(peers) && !stopping: // not a Start that failed, which stops it
 				// Stopped other than by Close: it failed too often. Without it the node can neither make nor
 				// keep a connection, and the listener's connections would go nowhere: the node closes, and
 				// says why (Err), rather than look alive.
@@ -330,12 +339,16 @@ func spawnProtocol(ctx actor.Context, props *actor.Props) (pid *actor.PID, err e
 	return ctx.SpawnPrefix(props, "proto"), nil
 }
 
-// dropStopped unregisters protocol p, whose actor pid has stopped, and logs it unless the node is closing.
+// dropStopped unregisters protocol p, whose actor pid has stopped, and logs it unless the node is closing or
+// undoing a Start that failed.
 func (n *Node) dropStopped(p string, pid *actor.PID) {
 	n.protocols.drop(p, pid)
 	select {
 	case <-n.closed:
 	default:
+		if n.aborting.Load() {
+			return
+		}
 		n.log.Warn().Str("protocol", p).Msg("protocol actor stopped; its protocol is unregistered and its topic subscriptions cancelled")
 		n.events.Publish(&messages.ProtocolStopped{Protocol: p})
 	}
