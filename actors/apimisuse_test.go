@@ -45,6 +45,33 @@ func TestAPIMisuseGetsClearErrors(t *testing.T) {
 	}
 }
 
+// Send and Request refuse an empty protocol id (no node can serve it: Send returned nil and the peer dropped the
+// message) and a nil message before they dial: Send(nil) to a peer with a known address opened a connection, then
+// failed.
+func TestSendAndRequestRefuseImpossibleArgumentsBeforeDialing(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	if err := a.AddAddress(b.ID(), b.Addr().Addr); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxTimeout(t, 5*time.Second)
+	if err := a.Send(ctx, b.ID(), "", wrapperspb.String("x")); !errors.Is(err, actors.ErrInvalidArgument) {
+		t.Errorf("Send to an empty protocol: %v, want ErrInvalidArgument", err)
+	}
+	if _, err := a.Request(ctx, b.ID(), "", wrapperspb.String("x")); !errors.Is(err, actors.ErrInvalidArgument) {
+		t.Errorf("Request to an empty protocol: %v, want ErrInvalidArgument", err)
+	}
+	if err := a.Send(ctx, b.ID(), "echo/1", nil); !errors.Is(err, actors.ErrBadPayload) {
+		t.Errorf("Send(nil): %v, want ErrBadPayload", err)
+	}
+	if _, err := a.Request(ctx, b.ID(), "echo/1", nil); !errors.Is(err, actors.ErrBadPayload) {
+		t.Errorf("Request(nil): %v, want ErrBadPayload", err)
+	}
+	if a.Connected(b.ID()) {
+		t.Error("a call refused for its arguments dialed the peer")
+	}
+}
+
 // Configs that pass Validate work, and the errors of those that do not can be matched: a MaxMessageSize of 2000
 // passed and left gossip a 1-byte limit (every Publish failed), a bootnode without an id passed and the node only
 // logged that it could not join, and a component's own sentinel (gossip.ErrInvalidConfig) was lost in the text.

@@ -40,7 +40,7 @@ var (
 	// ErrNotRegistered: SubscribeProtocol named a protocol with no actor registered on this node (through Register).
 	ErrNotRegistered = errors.New("no protocol actor registered for the protocol")
 	// ErrInvalidArgument: a call's argument can never work: an empty or non-UTF-8 protocol id or nil props for
-	// Register, a nil callback for SubscribeEvents.
+	// Register, an empty protocol id for Send and Request, a nil callback for SubscribeEvents.
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrNotRequest: Reply was called on a one-way message.
 	ErrNotRequest = errors.New("message is not a request")

@@ -163,8 +163,12 @@ func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg 
 // on the peer's connection, dialing the peer first when it is not connected and its address is known. A one-way
 // message is not acknowledged: a peer that serves no such protocol (counted in its
 // Stats.MessagesIn[UnknownProtocol]) or refuses the payload's type (Accepts; counted under the protocol) drops it;
-// use Request to learn the outcome.
+// use Request to learn the outcome. An empty protocol id fails with ErrInvalidArgument and a nil msg with
+// ErrBadPayload, before any dial.
 func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) error {
+	if err := checkOutgoing(protocol, msg); err != nil {
+		return err
+	}
 	pc, err := n.connFor(ctx, peer, true)
 	if err != nil {
 		return err
@@ -178,13 +182,17 @@ func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, m
 
 // Request sends msg to protocol on peer and waits for the typed reply. Without a deadline on ctx,
 // Config.RequestTimeout applies. Errors: ErrRequestTimeout, ErrPeerGone, ErrUnknownProtocol, ErrRemote
-// (a *RemoteError), ErrUnknownPeer, ErrSlowPeer, ErrClosed.
+// (a *RemoteError), ErrUnknownPeer, ErrSlowPeer, ErrClosed; as Send's, ErrInvalidArgument and ErrBadPayload
+// before any dial.
 func (n *Node) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
 	return n.request(ctx, peer, protocol, msg, true)
 }
 
 // request is Request; app tells whether the application makes it (see connFor).
 func (n *Node) request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message, app bool) (proto.Message, error) {
+	if err := checkOutgoing(protocol, msg); err != nil {
+		return nil, err
+	}
 	ctx, cancel := n.withRequestTimeout(ctx)
 	defer cancel()
 	pc, err := n.connFor(ctx, peer, app)
@@ -201,6 +209,19 @@ func (n *Node) request(ctx context.Context, peer session.NodeID, protocol string
 		return nil, err
 	}
 	return n.await(ctx, ch, fmt.Sprintf("request %s to %s", protocol, peer.Short()))
+}
+
+// checkOutgoing refuses what Send and Request could never deliver, before they dial: an empty protocol id, which
+// no node can serve (Register refuses it; the peer dropped the message as of an unknown protocol), and a nil
+// message.
+func checkOutgoing(protocol string, msg proto.Message) error {
+	if protocol == "" {
+		return fmt.Errorf("%w: empty protocol id", ErrInvalidArgument)
+	}
+	if msg == nil {
+		return fmt.Errorf("%w: nil message", ErrBadPayload)
+	}
+	return nil
 }
 
 // Ping sends a ping to a connected (or dialable) peer and returns the round-trip time.
