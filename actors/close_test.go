@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/gossip"
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
@@ -200,6 +202,55 @@ func TestCloseUnderInboundDialsClosesEveryAcceptedConnection(t *testing.T) {
 		wg.Wait()
 		if open := tr.accepted.Load() - tr.closed.Load(); open != 0 {
 			t.Fatalf("iteration %d: %d of the %d connections accepted still open after Close", iter, open, tr.accepted.Load())
+		}
+	}
+}
+
+// Gossip calls under way when Close runs fail with ErrClosed, as the direct API's do: they failed with
+// gossip.ErrRelayStopped, which the docs give for a relay that failed too often, so that an application could not
+// tell a shutdown from a failure.
+func TestGossipCallsRacingCloseFailWithErrClosed(t *testing.T) {
+	nw := gossipNetwork(t, 2, [][2]int{{0, 1}}, nil)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	if _, err := b.Subscribe(ctxTimeout(t, 5*time.Second), "t", func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitTopicPeers(ctxTimeout(t, 5*time.Second), "t", 1); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				ctx := ctxTimeout(t, 5*time.Second)
+				var err error
+				switch i % 3 {
+				case 0:
+					_, err = a.Publish(ctx, "t", wrapperspb.String(fmt.Sprint(w, " ", i)))
+				case 1:
+					_, err = a.GossipStats(ctx)
+				case 2:
+					_, err = a.Subscribe(ctx, "u", func(*gossip.Delivery) {})
+				}
+				calls.Add(1)
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return calls.Load() >= 200 }, "gossip calls under way")
+	_ = a.Close()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, actors.ErrClosed) {
+			t.Errorf("a gossip call under way at Close: %v, want ErrClosed", err)
 		}
 	}
 }

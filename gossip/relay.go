@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,8 +29,8 @@ const Protocol = "actormesh/gossip/1"
 var (
 	// ErrMessageTooLarge: a published message is over RelayConfig.MaxMessageSize.
 	ErrMessageTooLarge = errors.New("gossip: message too large")
-	// ErrRelayStopped: the relay is stopped: its node closed, or its actor failed too often and its supervisor
-	// stopped it.
+	// ErrRelayStopped: the relay is stopped: its actor failed too often and its supervisor stopped it, or its
+	// node closed (unless the node gave NewRelay an error of its own for that).
 	ErrRelayStopped = errors.New("gossip: relay stopped")
 	// ErrRelayFailed: the relay actor panicked while it handled the request. Its supervisor restarts it (the local
 	// subscriptions carry on) or, once it failed too often, stops it (ErrRelayStopped). The request may have been
@@ -423,12 +424,14 @@ type Relay struct {
 	pid     *actor.PID
 	stopped <-chan struct{}
 	done    <-chan struct{}
+	closed  error
 }
 
 // NewRelay returns the handle of the relay actor pid, spawned from the props of NewRelayProps: stopped is the
-// channel NewRelayProps returned with them, done closes when the node stops.
-func NewRelay(root *actor.RootContext, pid *actor.PID, stopped, done <-chan struct{}) *Relay {
-	return &Relay{root: root, pid: pid, stopped: stopped, done: done}
+// channel NewRelayProps returned with them, done closes when the node stops, and closed is the error of the calls
+// it ends (nil: ErrRelayStopped; a node gives its own, so that its callers tell a Close from a failure).
+func NewRelay(root *actor.RootContext, pid *actor.PID, stopped, done <-chan struct{}, closed error) *Relay {
+	return &Relay{root: root, pid: pid, stopped: stopped, done: done, closed: cmp.Or(closed, ErrRelayStopped)}
 }
 
 func (r *Relay) send(msg any) { r.root.Send(r.pid, msg) }
@@ -470,9 +473,14 @@ func ask[T any](ctx context.Context, r *Relay, req request, c replyTo[T]) (reply
 	case <-ctx.Done():
 		return reply[T]{}, ctx.Err()
 	case <-r.stopped:
-		return reply[T]{}, ErrRelayStopped
+		select {
+		case <-r.done: // stopped by the node's close
+			return reply[T]{}, r.closed
+		default:
+			return reply[T]{}, ErrRelayStopped
+		}
 	case <-r.done:
-		return reply[T]{}, ErrRelayStopped
+		return reply[T]{}, r.closed
 	}
 }
 

@@ -338,7 +338,7 @@ func spawnRelay(t *testing.T, cfg RelayConfig, net Network) *Relay {
 		close(done)
 		_ = system.Root.StopFuture(pid).Wait()
 	})
-	return NewRelay(system.Root, pid, stopped, done)
+	return NewRelay(system.Root, pid, stopped, done, nil)
 }
 
 // A subscription handler that panics on a delivery (a payload it did not expect, from a peer) is logged and

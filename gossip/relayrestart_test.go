@@ -84,7 +84,7 @@ func spawnSupervisedRelay(t *testing.T, cfg RelayConfig, net Network, restarts i
 		close(done)
 		_ = system.Root.StopFuture(parent).Wait()
 	})
-	return NewRelay(system.Root, <-pids, stopped, done)
+	return NewRelay(system.Root, <-pids, stopped, done, nil)
 }
 
 // promptly returns what f returns, failing the test if f has not returned within 5s: a call that hangs must not
