@@ -21,7 +21,7 @@ type Config struct {
 	// Dhi is the mesh size above which a heartbeat prunes peers down to D, lazy links first (default 12).
 	Dhi int
 	// Dlazy is how many random topic peers outside the mesh receive IHAVE per topic and heartbeat, on top of the
-	// lazy mesh links (default 6).
+	// lazy mesh links (default 6 here; the relay's DefaultRelayConfig sets 2).
 	Dlazy int
 
 	// HeartbeatInterval is how often the shell calls Heartbeat (default 1s). The Router itself only counts
@@ -34,7 +34,7 @@ type Config struct {
 	HistoryGossip int
 	// MeshGossipBeats is how often, in heartbeats, each mesh link hears IHAVE while the gossip is quiet: while the
 	// node has neither answered an IWANT nor pulled a message for HistoryLength heartbeats (default 1: at every
-	// heartbeat). At 2, the links take turns, each hearing every other heartbeat of the ids of both: a sound tree
+	// heartbeat; the relay's DefaultRelayConfig sets 2). At 2, the links take turns, each hearing every other heartbeat of the ids of both: a sound tree
 	// needs no repair, and the announcements are insurance. Each mesh link hears of each id once, whatever the
 	// rhythm.
 	MeshGossipBeats int
@@ -122,7 +122,8 @@ type Config struct {
 	// Tree makes the eager links of each joined topic follow a spanning tree rooted at the topic's live node of
 	// the highest rank (with TreeRanked, its topic peers in steps of four, see TreeRank; 0 otherwise), then the
 	// smallest id; a node of a root's tree takes the root over only past one step above its rank: every node reports its (root, root's rank, root beacon, distance, whether the receiver is its
-	// parent, a filter of the nodes on its route) to its topic peers at least every second heartbeat and takes as
+	// parent, the first 4 bytes of the ids of the nodes on its route) to its tree links every second heartbeat, to
+	// its other topic peers every 2 x TreeStaleBeats - 2, and to all at once on a change, and takes as
 	// parent the peer closest to the root whose route does not run through itself, so the tree is a breadth-first
 	// tree over all topic peers and a message crosses at most twice its depth. Duplicates are then not needed to
 	// shape the tree (no Plumtree prunes); the mesh and IHAVE/IWANT still repair what the tree misses. Requires

@@ -21,7 +21,8 @@ import (
 
 // BroadcastScenario configures RunBroadcast: N nodes join through the real bootstrap and discovery path, from
 // node 0 and two random nodes that joined before them as bootnodes (each keeping Degree outbound connections), all subscribe to one topic, and Messages messages of
-// Size bytes are published from random nodes every Interval.
+// Size bytes are published from random nodes every Interval. A field left zero takes its default (so a zero
+// Interval or Latency is 100ms or 20ms: `node sim` refuses 0 for them).
 type BroadcastScenario struct {
 	// N is the number of nodes (default 200); Degree the outbound connections each keeps (default 8).
 	N, Degree int

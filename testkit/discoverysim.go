@@ -18,7 +18,7 @@ import (
 )
 
 // DiscoveryScenario configures RunDiscovery: N nodes on 127.0.0.1 join from one bootnode (node 0) through the real
-// bootstrap path, then random lookups are measured.
+// bootstrap path, then random lookups are measured. A field left zero takes its default.
 type DiscoveryScenario struct {
 	// N is the number of nodes (default 200).
 	N int

@@ -38,8 +38,11 @@ func newSimCmd() *cobra.Command {
 			"(delay CDF, hops, each message's delivery over time). Other scenarios are subcommands.",
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			if sc.N < 2 || sc.Degree < 1 || sc.Messages < 1 || sc.Size < 8 || sc.Interval < 0 || sc.Settle < 0 || sc.Idle < 0 || timeout <= 0 {
-				return usagef("want -n >= 2, -degree >= 1, -messages >= 1, -size >= 8, -interval >= 0, -settle >= 0, -idle >= 0, -timeout > 0")
+			if sc.N < 2 || sc.Degree < 1 || sc.Messages < 1 || sc.Size < 8 || sc.Interval <= 0 || sc.Settle < 0 || sc.Idle < 0 || timeout <= 0 {
+				return usagef("want -n >= 2, -degree >= 1, -messages >= 1, -size >= 8, -interval > 0, -settle >= 0, -idle >= 0, -timeout > 0")
+			}
+			if sc.Latency <= 0 { // the scenario takes 0 for its default, 20ms
+				return usagef("want -latency > 0 (1us for links with next to none)")
 			}
 			if sc.Transport != "mem" && sc.Transport != "tcp" {
 				return usagef("-transport %q: want mem or tcp", sc.Transport)
@@ -286,8 +289,8 @@ func newSimDiscoveryCmd() *cobra.Command {
 			"rounds; hops_bound is ceil(log2(n)/2)+1), requests_per_lookup, peak_rss_mib and per node, cpu_s.",
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			if sc.N < 2 || sc.Lookups < 0 || sc.Workers < 1 || sc.Fraction <= 0 || sc.Fraction > 1 || timeout <= 0 {
-				return usagef("want -n >= 2, --lookups >= 0, --workers >= 1, 0 < --fraction <= 1, --timeout > 0")
+			if sc.N < 2 || sc.Lookups < 1 || sc.Workers < 1 || sc.Fraction <= 0 || sc.Fraction > 1 || timeout <= 0 {
+				return usagef("want -n >= 2, --lookups >= 1, --workers >= 1, 0 < --fraction <= 1, --timeout > 0")
 			}
 			if sc.Transport != "tcp" && sc.Transport != "mem" || sc.Latency < 0 || sc.Latency > 0 && sc.Transport != "mem" {
 				return usagef("want --transport tcp or mem, and --latency >= 0 with mem only")

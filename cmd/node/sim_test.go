@@ -159,6 +159,10 @@ func TestSimBroadcastBadFlags(t *testing.T) {
 		{"sim", "-publishers", "-1"},
 		{"sim", "-n", "4", "-publishers", "5"},
 		{"sim", "-heartbeat", "-1s"},
+		{"sim", "-interval", "0"}, // the scenario's zero is its default (100ms), not back-to-back publications
+		{"sim", "-latency", "0"},
+		{"sim", "-latency", "-1ms"},
+		{"sim", "discovery", "--lookups", "0"},
 	} {
 		if code, _, errOut := call(t, args...); code != exitUsage || errOut == "" {
 			t.Errorf("%v: exit %d, %q", args, code, errOut)
