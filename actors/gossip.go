@@ -35,7 +35,8 @@ func (n *Node) gossipRelay() (*gossip.Relay, error) {
 // topic yet (nothing was sent: retry once peers have joined, see WaitTopicPeers), gossip.ErrDuplicate for a
 // payload already published on the topic recently (message ids hash topic and payload), gossip.ErrMessageTooLarge,
 // gossip.ErrTopicTooLong (over Gossip.Router.MaxTopicLength, 256 bytes by default), gossip.ErrEmptyTopic,
-// gossip.ErrTopicNotUTF8, ErrBadPayload (a nil msg, or one that cannot be encoded), gossip.ErrRelayFailed (the
+// gossip.ErrTopicNotUTF8, ErrBadPayload (a nil msg, or one that cannot be encoded), gossip.ErrRejected or
+// gossip.ErrIgnored (the validator of a local subscription to the topic judged it), gossip.ErrRelayFailed (the
 // relay panicked on it; it restarts), gossip.ErrRelayStopped (it failed too often and was stopped), ErrClosed,
 // ErrNotStarted, or ctx's error.
 func (n *Node) Publish(ctx context.Context, topic string, msg proto.Message) (gossip.MsgID, error) {

@@ -40,6 +40,12 @@ var (
 	ErrEmptyTopic = errors.New("gossip: empty topic name")
 	// ErrNilHandler: Subscribe was given no handler.
 	ErrNilHandler = errors.New("gossip: nil handler")
+	// ErrRejected: a validator of a local subscription to the topic rejected the node's own publication; nothing
+	// was sent or delivered.
+	ErrRejected = errors.New("gossip: the topic's validator rejected the message")
+	// ErrIgnored: a validator of a local subscription to the topic ignored the node's own publication (or timed
+	// out, or panicked); nothing was sent or delivered.
+	ErrIgnored = errors.New("gossip: the topic's validator ignored the message")
 )
 
 // Network is what the relay needs from the node that embeds it.
@@ -269,7 +275,8 @@ type Validator func(ctx context.Context, d *Delivery) Verdict
 // SubscribeOption configures a subscription.
 type SubscribeOption func(*Subscription)
 
-// WithValidator makes every message of the topic pass v before it is delivered to any subscriber or relayed.
+// WithValidator makes every message of the topic pass v before it is delivered to any subscriber or relayed, the
+// node's own publications included (Publish then fails with ErrRejected or ErrIgnored).
 // Given more than once, a message must pass each, in order: the first verdict other than Accept is the verdict.
 func WithValidator(v Validator) SubscribeOption {
 	return func(s *Subscription) {
@@ -392,8 +399,8 @@ type RelayStats struct {
 	// RateLimited counts messages dropped by the per-peer rate limit, BadSignatures the messages rejected for
 	// their signature, Malformed those that could not be read or were too large, SendFailures the RPCs that
 	// could not be queued, DeliveryDropped the deliveries lost to full subscriber queues, Banned the peers
-	// banned for invalid messages.
-	RateLimited, BadSignatures, Malformed, SendFailures, DeliveryDropped, Banned uint64
+	// banned for invalid messages, OwnRejected the node's own publications its validators rejected or ignored.
+	RateLimited, BadSignatures, Malformed, SendFailures, DeliveryDropped, Banned, OwnRejected uint64
 	// Verified counts the origin signatures checked (VerifySignatures): one per message, on the first copy
 	// received, as duplicates are recognised before their signature is checked. Each check is the largest
 	// single cost of relaying a message (~30-40 µs of CPU).
@@ -487,7 +494,8 @@ func ask[T any](ctx context.Context, r *Relay, req request, c replyTo[T]) (reply
 // Publish publishes data (an encoded google.protobuf.Any) on topic. It fails with ErrNoPeers when no peer is
 // subscribed to the topic yet (nothing was sent), ErrDuplicate when the same payload was published on the topic
 // within the seen-cache's memory, ErrMessageTooLarge, ErrEmptyTopic, ErrTopicTooLong (over
-// Config.MaxTopicLength), ErrTopicNotUTF8, ErrRelayFailed (the relay actor panicked on it), ErrRelayStopped, or the
+// Config.MaxTopicLength), ErrTopicNotUTF8, ErrRejected or ErrIgnored (a validator of a local subscription to the
+// topic judged it: WithValidator), ErrRelayFailed (the relay actor panicked on it), ErrRelayStopped, or the
 // context's error.
 func (r *Relay) Publish(ctx context.Context, topic string, data []byte) (MsgID, error) {
 	if topic == "" {
@@ -613,6 +621,14 @@ type (
 	validated     struct {
 		from    *relayActor
 		msg     *Message // the copy validated: a late verdict must not apply to another copy of its id
+		verdict Verdict
+	}
+	// ownValidated is the verdict of the topic's validators on the node's own publication: the next incarnation,
+	// after a restart, answers its request with ErrRelayFailed.
+	ownValidated struct {
+		from    *relayActor
+		req     *publishRequest
+		msg     *Message
 		verdict Verdict
 	}
 )

@@ -147,7 +147,15 @@ func (a *relayActor) receive(ctx actor.Context) {
 			a.armHeartbeat()
 		}
 	case *publishRequest:
-		m.answer(a.publish(m))
+		if id, err, done := a.publish(m); done {
+			m.answer(id, err)
+		}
+	case *ownValidated:
+		if m.from != a { // the incarnation that asked for the verdict failed since
+			m.req.answer(MsgID{}, ErrRelayFailed)
+			return
+		}
+		m.req.answer(a.publishValidated(m.msg, m.verdict))
 	case *subscribe:
 		m.answer(struct{}{}, a.subscribe(m.sub))
 	case *unsubscribe:
@@ -462,19 +470,28 @@ func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messa
 	if status != Pending {
 		return
 	}
-	var validators []Validator
-	for _, s := range a.subs[m.Topic] {
-		if s.validator != nil {
-			validators = append(validators, s.validator)
-		}
-	}
+	validators := a.validatorsOf(m.Topic)
 	if len(validators) == 0 {
 		a.apply(a.router.Validated(now, m.ID, Accept))
 		return
 	}
 	d := a.delivery(m, now)
 	a.wg.Add(1)
-	go a.validate(m, d, validators)
+	go func() {
+		defer a.wg.Done()
+		a.root.Send(a.self, &validated{from: a, msg: m, verdict: a.verdictOf(d, validators)})
+	}()
+}
+
+// validatorsOf returns the validators of the local subscriptions to topic.
+func (a *relayActor) validatorsOf(topic string) []Validator {
+	var validators []Validator
+	for _, s := range a.subs[topic] {
+		if s.validator != nil {
+			validators = append(validators, s.validator)
+		}
+	}
+	return validators
 }
 
 // verify checks m's signature, building the signed bytes in a buffer the actor reuses.
@@ -488,10 +505,9 @@ func (a *relayActor) verify(m *Message) bool {
 	return ok
 }
 
-// validate runs the validators of a message (m, described by d) on its own goroutine and reports the verdict to
-// the actor.
-func (a *relayActor) validate(m *Message, d *Delivery, validators []Validator) {
-	defer a.wg.Done()
+// verdictOf runs validators on a message described by d, on a goroutine of the actor's (wg), and returns their
+// verdict: the first one other than Accept.
+func (a *relayActor) verdictOf(d *Delivery, validators []Validator) Verdict {
 	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.Router.ValidationTimeout)
 	defer cancel()
 	d.decode()
@@ -510,7 +526,7 @@ func (a *relayActor) validate(m *Message, d *Delivery, validators []Validator) {
 			break
 		}
 	}
-	a.root.Send(a.self, &validated{from: a, msg: m, verdict: verdict})
+	return verdict
 }
 
 // call runs a validator, turning a panic into Ignore.
@@ -538,12 +554,14 @@ func (a *relayActor) penalize(p Penalty, why string) {
 	}
 }
 
-func (a *relayActor) publish(req *publishRequest) (MsgID, error) {
+// publish publishes what req asks for, or, when local subscriptions to the topic have validators, starts their
+// validation of it: then done is false, and the verdict (ownValidated) answers req.
+func (a *relayActor) publish(req *publishRequest) (id MsgID, err error, done bool) {
 	if err := a.cfg.Router.CheckTopic(req.topic); err != nil {
-		return MsgID{}, err
+		return MsgID{}, err, true
 	}
 	if len(req.data) > a.cfg.MaxMessageSize {
-		return MsgID{}, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(req.data), a.cfg.MaxMessageSize)
+		return MsgID{}, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(req.data), a.cfg.MaxMessageSize), true
 	}
 	now := time.Now()
 	a.seq++
@@ -551,7 +569,34 @@ func (a *relayActor) publish(req *publishRequest) (MsgID, error) {
 	if a.cfg.SignMessages {
 		m.Signature = a.net.Sign(SignedBytes(m))
 	}
-	out, err := a.router.Publish(now, m)
+	validators := a.validatorsOf(m.Topic)
+	if len(validators) == 0 {
+		id, err := a.publishValidated(m, Accept)
+		return id, err, true
+	}
+	// The node's own publication passes the topic's validators as a peer's message does: published unchecked, a
+	// message they reject reached the node's own handlers, and its peers, which banned the node for it.
+	d := a.delivery(m, now)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.root.Send(a.self, &ownValidated{from: a, req: req, msg: m, verdict: a.verdictOf(d, validators)})
+	}()
+	return MsgID{}, nil, false
+}
+
+// publishValidated publishes the node's own message m once the topic's validators gave their verdict.
+func (a *relayActor) publishValidated(m *Message, verdict Verdict) (MsgID, error) {
+	switch verdict {
+	case Accept:
+	case Reject:
+		a.stats.OwnRejected++
+		return MsgID{}, ErrRejected
+	default:
+		a.stats.OwnRejected++
+		return MsgID{}, ErrIgnored
+	}
+	out, err := a.router.Publish(time.Now(), m)
 	if err != nil {
 		return MsgID{}, err
 	}

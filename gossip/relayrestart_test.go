@@ -281,3 +281,33 @@ func TestRelayRestartDeliversNoMessageTwice(t *testing.T) {
 		t.Fatalf("after the restart got %q, want second (first was delivered before it)", d)
 	}
 }
+
+// A publication waiting for the topic's validator when the relay actor restarts is answered with ErrRelayFailed:
+// the restart ends the validator's context, and its verdict goes to the next instance, which did not ask for it.
+func TestAPublicationBeingValidatedFailsWhenTheRelayRestarts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	net := &failingNetwork{flakyNetwork: flakyNetwork{self: nid(1), peer: nid(2)}}
+	cfg := DefaultRelayConfig()
+	cfg.Router.HeartbeatInterval, cfg.Router.GossipDelay = 20*time.Millisecond, 10*time.Millisecond
+	relay := spawnSupervisedRelay(t, cfg, net, 3)
+	entered := make(chan struct{}, 1)
+	validator := func(ctx context.Context, _ *Delivery) Verdict { // decides nothing until its context ends
+		entered <- struct{}{}
+		<-ctx.Done()
+		return Ignore
+	}
+	if _, err := relay.Subscribe(ctx, "blocks", func(*Delivery) {}, WithValidator(validator)); err != nil {
+		t.Fatal(err)
+	}
+	published := make(chan error, 1)
+	go func() {
+		_, err := relay.Publish(ctx, "blocks", []byte("block"))
+		published <- err
+	}()
+	<-entered
+	net.beatFails.Store(true) // the next heartbeat panics
+	if err := promptly(t, "Publish", func() error { return <-published }); !errors.Is(err, ErrRelayFailed) {
+		t.Fatalf("Publish validated across a restart: %v, want ErrRelayFailed", err)
+	}
+}
