@@ -24,15 +24,40 @@ func liveSubscribers(sims []*simNode) []*actors.Node {
 	return out
 }
 
-// drawVictims draws a share of n nodes other than the bootnode (node 0) to kill.
-func drawVictims(n int, share float64, rng *rand.Rand) []int {
-	order := rng.Perm(n - 1)
-	victims := order[:min(int(math.Round(share*float64(n))), len(order))]
-	for i := range victims {
-		victims[i]++
+// drawVictims draws a share of the nodes other than the bootnode (node 0) to kill, sparing subscribers so that two
+// stay alive: the publisher and a node to receive. It kills fewer than the share only when the nodes left are too
+// few subscribers (BroadcastScenario's check leaves two nodes at least).
+func drawVictims(sims []*simNode, share float64, rng *rand.Rand) []int {
+	want := min(victimCount(len(sims), share), len(sims)-1)
+	spare := 2 // subscribers that must stay alive
+	if sims[0].subscribed {
+		spare--
+	}
+	subscribers := 0
+	for _, s := range sims[1:] {
+		if s.subscribed {
+			subscribers++
+		}
+	}
+	var victims []int
+	for _, i := range rng.Perm(len(sims) - 1) {
+		if len(victims) == want {
+			break
+		}
+		i++
+		if sims[i].subscribed {
+			if subscribers <= spare {
+				continue
+			}
+			subscribers--
+		}
+		victims = append(victims, i)
 	}
 	return victims
 }
+
+// victimCount is the number of nodes a kill share of n nodes asks for.
+func victimCount(n int, share float64) int { return int(math.Round(share * float64(n))) }
 
 // withRoot returns victims with the root most live subscribers follow in place of the last drawn node, unless it is one
 // already.
@@ -70,7 +95,8 @@ func kill(sims []*simNode, victims []int) int {
 	return len(victims)
 }
 
-// pickPublisher returns a random live node of pool, or any live subscriber if pool is empty or all dead.
+// pickPublisher returns a random live node of pool, or any live subscriber if pool is empty or all dead (-1 if
+// none is left).
 func pickPublisher(sims []*simNode, pool []int, rng *rand.Rand) int {
 	live := make([]int, 0, len(pool))
 	for _, i := range pool {
@@ -84,9 +110,12 @@ func pickPublisher(sims []*simNode, pool []int, rng *rand.Rand) int {
 	return live[rng.IntN(len(live))]
 }
 
-// pickLive returns a random live subscriber.
+// pickLive returns a random live subscriber, or -1 if none is left.
 func pickLive(sims []*simNode, rng *rand.Rand) int {
-	for {
+	if !slices.ContainsFunc(sims, func(s *simNode) bool { return s.subscribed && !s.dead.Load() }) {
+		return -1 // the draw below would never end
+	}
+	for { // drawn as before, so that a seed picks the publishers it picked
 		if i := rng.IntN(len(sims)); sims[i].subscribed && !sims[i].dead.Load() {
 			return i
 		}

@@ -223,6 +223,9 @@ func summarize(rep *BroadcastReport, sims []*simNode, publisher []int, published
 		}
 		want += n
 		got += len(delays)
+		if n == 0 { // no live node but its publisher was to receive it: it measures nothing
+			continue
+		}
 		slices.Sort(delays)
 		for p := range pct {
 			need := int(math.Ceil(p * float64(n)))
@@ -244,6 +247,9 @@ func summarize(rep *BroadcastReport, sims []*simNode, publisher []int, published
 		rep.MeanHops = float64(hopSum) / float64(got)
 	}
 	median := func(v []float64) float64 {
+		if len(v) == 0 {
+			return -1
+		}
 		slices.Sort(v)
 		x := v[(len(v)-1)/2]
 		if math.IsInf(x, 1) {
@@ -254,7 +260,8 @@ func summarize(rep *BroadcastReport, sims []*simNode, publisher []int, published
 	all := slices.Clone(pct[1])
 	rep.P50Ms, rep.P90Ms, rep.P99Ms, rep.P100Ms = median(pct[0.5]), median(pct[0.9]), median(pct[0.99]), median(pct[1])
 	for _, v := range all {
-		if rep.P100Ms > 0 && v > 2*rep.P100Ms {
+		// A message some live node never received is slow, even when the median one is (P100Ms -1).
+		if math.IsInf(v, 1) || rep.P100Ms > 0 && v > 2*rep.P100Ms {
 			rep.SlowMessages++
 		}
 	}

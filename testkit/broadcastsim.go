@@ -121,6 +121,12 @@ func (s *BroadcastScenario) defaults() error {
 		return errors.New("broadcast scenario: want 0 <= Kill < 1, 0 <= Loss <= 1 and 0 <= MinReady <= 1")
 	case s.KillRoot && s.Kill == 0:
 		return errors.New("broadcast scenario: KillRoot needs a Kill share")
+	case victimCount(s.N, s.Kill) > s.N-2:
+		return fmt.Errorf("broadcast scenario: Kill %v kills %d of N = %d nodes: want 2 left at least (a publisher and a receiver)",
+			s.Kill, victimCount(s.N, s.Kill), s.N)
+	case s.Size > maxSimSize():
+		return fmt.Errorf("broadcast scenario: Size %d is over the largest payload the relay publishes, %d bytes "+
+			"(Gossip.MaxMessageSize less the room of its encoding)", s.Size, maxSimSize())
 	case s.Latency < 0 || s.Jitter < 0 || s.Settle < 0 || s.Idle < 0 || s.Heartbeat < 0:
 		return errors.New("broadcast scenario: negative latency, jitter, settle, idle or heartbeat time")
 	case s.Subscribers < 0 || s.Subscribers == 1 || s.Subscribers > s.N:
@@ -131,6 +137,13 @@ func (s *BroadcastScenario) defaults() error {
 	}
 	return nil
 }
+
+// Check validates the scenario as RunBroadcast does, its zero fields taking their defaults.
+func (s BroadcastScenario) Check() error { return s.defaults() }
+
+// maxSimSize is the largest payload a node of the scenario publishes: the relay's limit applies to the payload
+// encoded as a google.protobuf.Any of a BytesValue, 56 bytes more.
+func maxSimSize() int { return actors.DefaultConfig().Gossip.MaxMessageSize - 64 }
 
 // pause waits d, or until ctx ends (its error).
 func pause(ctx context.Context, d time.Duration) error {
@@ -323,7 +336,8 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	published := make([]time.Time, sc.Messages)
 	attempted := make([]time.Time, sc.Messages) // also of the failed publications
 	publisher := make([]int, sc.Messages)
-	var pool []int // the publishers, with sc.Publishers
+	var lastErr error // of the last publication that failed
+	var pool []int    // the publishers, with sc.Publishers
 	if sc.Publishers > 0 {
 		for _, i := range rng.Perm(len(sims)) {
 			if len(pool) < sc.Publishers && sims[i].subscribed {
@@ -335,7 +349,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	defer tick.Stop()
 	for m := range sc.Messages {
 		if m == killAt {
-			victims := drawVictims(len(sims), sc.Kill, rng)
+			victims := drawVictims(sims, sc.Kill, rng)
 			if sc.KillRoot {
 				if victims, err = withRoot(ctx, sims, victims); err != nil {
 					return rep, err
@@ -345,6 +359,9 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 			progress(fmt.Sprintf("killed %d nodes", rep.Killed))
 		}
 		p := pickPublisher(sims, pool, rng)
+		if p < 0 { // drawVictims spares two subscribers: not reached
+			return rep, errors.New("broadcast scenario: no live subscriber left to publish from")
+		}
 		publisher[m] = p
 		data := make([]byte, sc.Size)
 		binary.BigEndian.PutUint32(data, uint32(m))
@@ -354,6 +371,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		if _, err := sims[p].node.Publish(ctx, simTopic, wrapperspb.Bytes(data)); err != nil {
 			progress(fmt.Sprintf("message %d from node %d not published: %v", m, p, err))
 			published[m] = time.Time{}
+			lastErr = err
 		} else {
 			rep.Published++
 		}
@@ -366,6 +384,9 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		}
 	}
 
+	if rep.Published == 0 {
+		return rep, fmt.Errorf("broadcast scenario: no message could be published: %w", lastErr)
+	}
 	progress("waiting for the last deliveries")
 	_ = Poll(ctx, sc.DrainTimeout, func() bool { return allDelivered(sims, publisher, published) })
 	bytes1, use1, allocs1 := wireBytes(mem, &tcpBytes), readUsage(), readHeapAllocs()

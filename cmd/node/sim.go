@@ -62,6 +62,12 @@ func newSimCmd() *cobra.Command {
 			if sc.Transport == "tcp" && (sc.Jitter != 0 || sc.Loss != 0) {
 				return usagef("-jitter and -loss are emulated by the in-memory transport only (-transport mem)")
 			}
+			if err := sc.Check(); err != nil { // the rest: a kill that leaves too few nodes, a payload over the limit
+				return usagef("%v", err)
+			}
+			if err := prof.check(); err != nil {
+				return usagef("%v", err)
+			}
 			if html != "" {
 				if err := checkOutputPath(html); err != nil {
 					return usagef("--html: %v", err)
@@ -160,7 +166,7 @@ func simulate[R any](cmd *cobra.Command, prof *profiles, asJSON bool,
 	if err != nil {
 		return err
 	}
-	rep, err := run(progress, func([]*actors.Node) { prof.heap() })
+	rep, err := run(progress, func([]*actors.Node) { prof.heap(cmd.ErrOrStderr()) })
 	stop()
 	if err != nil {
 		return err
@@ -294,6 +300,9 @@ func newSimDiscoveryCmd() *cobra.Command {
 			}
 			if sc.Transport != "tcp" && sc.Transport != "mem" || sc.Latency < 0 || sc.Latency > 0 && sc.Transport != "mem" {
 				return usagef("want --transport tcp or mem, and --latency >= 0 with mem only")
+			}
+			if err := prof.check(); err != nil {
+				return usagef("%v", err)
 			}
 			sc.ConvergeTimeout = timeout
 			return simulate(cmd, &prof, asJSON, func(progress func(string), beforeClose func([]*actors.Node)) (testkit.DiscoveryReport, error) {

@@ -163,6 +163,13 @@ func TestSimBroadcastBadFlags(t *testing.T) {
 		{"sim", "-latency", "0"},
 		{"sim", "-latency", "-1ms"},
 		{"sim", "discovery", "--lookups", "0"},
+		{"sim", "-n", "3", "-kill", "0.5"},      // kills 2 of 3: no receiver left (the report panicked)
+		{"sim", "-size", "9223372036854775807"}, // over the relay's limit (a 2 MB payload published nothing, exit 0)
+		{"sim", "-size", "600000"},
+		{"sim", "-jitter", "-1ms"},
+		{"sim", "--cpuprofile", "/nonexistent/cpu.prof"}, // the run ended without the profile, exit 0
+		{"sim", "--memprofile", "/nonexistent/mem.prof"},
+		{"sim", "discovery", "--cpuprofile", "/nonexistent/cpu.prof"},
 	} {
 		if code, _, errOut := call(t, args...); code != exitUsage || errOut == "" {
 			t.Errorf("%v: exit %d, %q", args, code, errOut)
