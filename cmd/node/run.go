@@ -131,6 +131,16 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	} else if err != nil {
 		return err
 	}
+	lns, err := listenHTTP(o)
+	if err != nil {
+		return err
+	}
+	served := false
+	defer func() {
+		if !served {
+			lns.close()
+		}
+	}()
 	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
 	err = node.Start(startCtx)
 	cancel()
@@ -175,11 +185,9 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	if _, err := fmt.Fprintf(stdout, "listening %s\n", node.Addr()); err != nil {
 		return err
 	}
-	servers, err := startHTTP(o, node, log, stdout)
+	servers := startHTTP(o, lns, node, log, stdout)
+	served = true
 	defer servers.close() // before the node closes: API streams hold subscriptions
-	if err != nil {
-		return err
-	}
 	select {
 	case <-ctx.Done():
 		log.Info().Msg("shutting down")

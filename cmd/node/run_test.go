@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -295,6 +296,23 @@ func TestBinaryNodesDiscoverEachOtherThroughABootnode(t *testing.T) {
 	for name, p := range map[string]*proc{"A": a, "C": c} {
 		if code := p.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
 			t.Fatalf("%s exited %d after SIGTERM; stderr:\n%s", name, code, &p.stderr)
+		}
+	}
+}
+
+// A busy --api or --metrics port fails node run before it announces itself: it printed "listening <addr>" (the
+// line scripts read as "the node is up"), then failed.
+func TestRunWithABusyHTTPPortFailsBeforeAnnouncingItself(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, flag := range []string{"--api", "--metrics"} {
+		code, out, errOut := call(t, "run", "--listen", "127.0.0.1:0", flag, busy.Addr().String())
+		if code != exitError || out != "" || !strings.Contains(errOut, "address already in use") {
+			t.Errorf("%s on a busy port: exit %d, stdout %q, stderr %q: want exit %d, nothing on stdout, the bind error",
+				flag, code, out, errOut, exitError)
 		}
 	}
 }

@@ -55,13 +55,46 @@ type httpServers struct {
 // metricsWriteTimeout bounds writing a metrics reply: a scraper that stops reading is dropped after it.
 const metricsWriteTimeout = 30 * time.Second
 
-// serve listens on addr (at once, so that a busy port is reported before the node announces itself) and serves
-// h in a goroutine; it returns the address bound. writeTimeout bounds writing each reply (0: h bounds its own).
-func (s *httpServers) serve(name, addr string, h http.Handler, writeTimeout time.Duration) (net.Addr, error) {
-	ln, err := net.Listen("tcp", addr)
+// httpListeners are the listeners of the node's HTTP endpoints, bound before the node starts: a busy port is
+// reported before the node announces itself (it printed "listening", then failed).
+type httpListeners struct{ api, metrics net.Listener }
+
+// listenHTTP binds the admin API's and the metrics endpoint's listeners the options ask for.
+func listenHTTP(o runOptions) (*httpListeners, error) {
+	var l httpListeners
+	apiAddr, err := httpListenAddr("api", o.api, o.apiRemote)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
+	metricsAddr, err := httpListenAddr("metrics", o.metrics, true)
+	if err != nil {
+		return nil, err
+	}
+	if apiAddr != "" {
+		if l.api, err = net.Listen("tcp", apiAddr); err != nil {
+			return nil, fmt.Errorf("admin API: %w (choose another address with --api, or --api off)", err)
+		}
+	}
+	if metricsAddr != "" {
+		if l.metrics, err = net.Listen("tcp", metricsAddr); err != nil {
+			l.close()
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return &l, nil
+}
+
+// close closes the listeners not served yet.
+func (l *httpListeners) close() {
+	for _, ln := range []net.Listener{l.api, l.metrics} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
+
+// serve serves h on ln in a goroutine. writeTimeout bounds writing each reply (0: h bounds its own).
+func (s *httpServers) serve(name string, ln net.Listener, h http.Handler, writeTimeout time.Duration) {
 	// ReadTimeout bounds reading a whole request, its body included (a trickled body held a handler). The admin
 	// API bounds its own writes (adminapi.Config.WriteTimeout): a server's WriteTimeout would end its streams.
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -74,7 +107,6 @@ func (s *httpServers) serve(name, addr string, h http.Handler, writeTimeout time
 			s.log.Error().Err(err).Str("server", name).Msg("HTTP server stopped")
 		}
 	}()
-	return ln.Addr(), nil
 }
 
 // close ends the API's streams, then shuts the servers down, giving requests in progress httpShutdownTimeout.
@@ -92,37 +124,24 @@ func (s *httpServers) close() {
 	s.wg.Wait()
 }
 
-// startHTTP starts the admin API and the metrics endpoint the options ask for and prints their URLs on stdout.
-func startHTTP(o runOptions, node *actors.Node, log zerolog.Logger, stdout io.Writer) (*httpServers, error) {
+// startHTTP serves the admin API and the metrics endpoint on the listeners of listenHTTP and prints their URLs on
+// stdout.
+func startHTTP(o runOptions, lns *httpListeners, node *actors.Node, log zerolog.Logger, stdout io.Writer) *httpServers {
 	s := &httpServers{log: log}
-	apiAddr, err := httpListenAddr("api", o.api, o.apiRemote)
-	if err != nil {
-		return s, err
-	}
-	metricsAddr, err := httpListenAddr("metrics", o.metrics, true)
-	if err != nil {
-		return s, err
-	}
-	if apiAddr != "" {
+	if lns.api != nil {
 		s.api = adminapi.New(node, adminapi.Config{Logger: log.With().Str("component", "api").Logger(), Remote: o.apiRemote})
-		a, err := s.serve("admin API", apiAddr, s.api, 0)
-		if err != nil {
-			return s, fmt.Errorf("%w (choose another address with --api, or --api off)", err)
-		}
-		fmt.Fprintf(stdout, "api http://%s\n", a)
-		log.Info().Str("addr", a.String()).Msg("admin API listening")
+		s.serve("admin API", lns.api, s.api, 0)
+		fmt.Fprintf(stdout, "api http://%s\n", lns.api.Addr())
+		log.Info().Str("addr", lns.api.Addr().String()).Msg("admin API listening")
 	}
-	if metricsAddr != "" {
+	if lns.metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics.Handler(node))
-		a, err := s.serve("metrics", metricsAddr, mux, metricsWriteTimeout)
-		if err != nil {
-			return s, err
-		}
-		fmt.Fprintf(stdout, "metrics http://%s/metrics\n", a)
-		log.Info().Str("addr", a.String()).Msg("metrics endpoint listening")
+		s.serve("metrics", lns.metrics, mux, metricsWriteTimeout)
+		fmt.Fprintf(stdout, "metrics http://%s/metrics\n", lns.metrics.Addr())
+		log.Info().Str("addr", lns.metrics.Addr().String()).Msg("metrics endpoint listening")
 	}
-	return s, nil
+	return s
 }
 
 // subscribeTopics joins the --topic topics; each message received is logged. The subscriptions end when the
