@@ -268,18 +268,18 @@ func (pc *peerConn) owes() bool {
 // rtt returns the last keepalive round-trip time, or 0 before the first pong.
 func (pc *peerConn) rtt() time.Duration { return time.Duration(pc.rttNanos.Load()) }
 
-// pingRate and pingBurst bound the pings a connection answers (per second, and at once): a keepalive comes every
-// PingInterval, and API pings are the application's. Past them a ping is dropped unanswered: each pong is queued,
-// and a peer that pinged without end and read slowly made the node queue millions of them.
+// PingRate and PingBurst bound the pings a connection answers (per second, and at once): a keepalive comes every
+// PingInterval, and API pings are the application's. Past them a ping is dropped unanswered (logged at debug): each
+// pong is queued, and a peer that pinged without end and read slowly made the node queue millions of them.
 const (
-	pingRate  = 20
-	pingBurst = 100
+	PingRate  = 20
+	PingBurst = 100
 )
 
 func (pc *peerConn) readLoop() {
 	var lastDeadline time.Time
 	var dec inboundDecoder
-	pings := routing.NewTokenBucket(pingRate, pingBurst, time.Now())
+	pings := routing.NewTokenBucket(PingRate, PingBurst, time.Now())
 	// The read deadline moves at most once a second (each move is a system call), and a quarter of IdleTimeout
 	// at most after it was set, so that it cannot pass while frames arrive.
 	refresh := min(time.Second, pc.cfg.IdleTimeout/4)

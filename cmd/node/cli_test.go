@@ -138,6 +138,8 @@ func TestBadCommandLinesExitWithUsageCode(t *testing.T) {
 		{"ping", "not-an-address"},
 		{"ping", strings.Repeat("ab", 32) + "@127.0.0.1:1", "--count", "0"},
 		{"ping", strings.Repeat("ab", 32) + "@127.0.0.1:1", "--timeout", "soon"},
+		// faster than a node answers: a healthy one looked lossy
+		{"ping", strings.Repeat("ab", 32) + "@127.0.0.1:1", "--count", "150", "--interval", "0"},
 		{"publish", "news"},
 		{"publish", "news", "x", "--api", "::bad::"},
 		{"subscribe"},

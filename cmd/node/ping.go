@@ -43,7 +43,8 @@ func newPingCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.count, "count", 3, "number of pings")
-	f.DurationVar(&o.interval, "interval", 500*time.Millisecond, "wait between pings")
+	f.DurationVar(&o.interval, "interval", 500*time.Millisecond, "wait between pings (at least 50ms past 100 pings: "+
+		"a node answers 20 pings a second, 100 at once)")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "limit for connecting and for each ping")
 	f.StringVar(&o.network, "network", actors.DefaultConfig().NetworkID, "network id of the node to ping")
 	return cmd
@@ -133,6 +134,11 @@ func (o pingOptions) config() (actors.Config, error) {
 		return cfg, usagef("--count must be at least 1")
 	case o.interval < 0:
 		return cfg, usagef("--interval must not be negative")
+	case o.count > actors.PingBurst && o.interval < time.Second/actors.PingRate:
+		// Past them the peer leaves pings unanswered: a healthy node looked lossy.
+		return cfg, usagef("--interval %v with --count %d: a node answers at most %d pings a second (%d at once); "+
+			"want --interval >= %v or --count <= %d", o.interval, o.count, actors.PingRate, actors.PingBurst,
+			time.Second/actors.PingRate, actors.PingBurst)
 	case o.timeout <= 0:
 		return cfg, usagef("--timeout must be positive")
 	case o.network == "":
