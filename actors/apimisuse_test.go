@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -163,5 +164,35 @@ func TestActorSystemDuringStart(t *testing.T) {
 	wg.Wait()
 	if n.ActorSystem() == nil {
 		t.Fatal("no actor system after Start")
+	}
+}
+
+// A node whose own address is among its peers or bootnodes (a configuration shared by every node of a network)
+// leaves it out: it dialed itself for good, and a bootnode retried its join every 2 s, logging itself unreachable.
+func TestANodeLeavesItselfOutOfItsPeersAndBootnodes(t *testing.T) {
+	self, err := session.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := session.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	me := session.PeerAddr{ID: self.NodeID(), Addr: "127.0.0.1:30700"}
+	them := session.PeerAddr{ID: other.NodeID(), Addr: "127.0.0.1:30701"}
+	cfg := actors.DefaultConfig()
+	cfg.Identity = self
+	cfg.Peers = []session.PeerAddr{me, them}
+	cfg.Bootstrap.Bootnodes = []session.PeerAddr{them, me}
+	n, err := actors.NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers, bootnodes := n.DialLists()
+	if !slices.Equal(peers, []session.PeerAddr{them}) || !slices.Equal(bootnodes, []session.PeerAddr{them}) {
+		t.Fatalf("peers %v, bootnodes %v: want only %v in each", peers, bootnodes, them)
+	}
+	if cfg.Peers[0] != me || cfg.Bootstrap.Bootnodes[1] != me {
+		t.Fatal("NewNode changed the caller's slices")
 	}
 }

@@ -35,3 +35,9 @@ func (n *Node) TrackedRequests(protocol string) int {
 	defer reg.reqMu.Unlock()
 	return len(reg.requests)
 }
+
+// DialLists returns the peers and bootnodes the node dials (Config.Peers and Config.Bootstrap.Bootnodes as it keeps
+// them).
+func (n *Node) DialLists() (peers, bootnodes []session.PeerAddr) {
+	return n.cfg.Peers, n.cfg.Bootstrap.Bootnodes
+}

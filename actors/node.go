@@ -112,6 +112,11 @@ func NewNode(cfg Config) (*Node, error) {
 		routingDone: make(chan struct{}),
 	}
 	n.log = cfg.Logger.With().Str("node", n.identity.NodeID().Short()).Logger()
+	// A shared configuration lists the node among its own peers or bootnodes: it is left out, or the node dials
+	// itself for good (a bootnode retried the join every 2 s, each time logging itself unreachable).
+	n.cfg.Peers = n.withoutSelf(cfg.Peers, "Config.Peers")
+	n.cfg.Bootstrap.Bootnodes = n.withoutSelf(cfg.Bootstrap.Bootnodes, "Config.Bootstrap.Bootnodes")
+	cfg = n.cfg
 	for _, p := range cfg.Peers {
 		n.addrs.put(p.ID, p.Addr)
 		n.given.add(p.Addr)
@@ -120,6 +125,16 @@ func NewNode(cfg Config) (*Node, error) {
 		n.given.add(p.Addr)
 	}
 	return n, nil
+}
+
+// withoutSelf returns addrs without the node's own id, in a new slice when it was there (logged at info).
+func (n *Node) withoutSelf(addrs []session.PeerAddr, what string) []session.PeerAddr {
+	self := n.identity.NodeID()
+	if !slices.ContainsFunc(addrs, func(p session.PeerAddr) bool { return p.ID == self }) {
+		return addrs
+	}
+	n.log.Info().Str("list", what).Msg("the node's own address is in the list: left out")
+	return slices.DeleteFunc(slices.Clone(addrs), func(p session.PeerAddr) bool { return p.ID == self })
 }
 
 // ID returns the node's NodeID (its ed25519 public key).

@@ -131,6 +131,10 @@ type bootstrapper struct {
 	joined  bool
 	refresh *refreshSchedule
 	backoff map[session.NodeID]*candidateBackoff
+	// quiet holds the bootnodes whose failure the join logged at warn: it goes on at debug until the bootnode
+	// answers (a node that cannot join retries at every step, and logged each bootnode every 2 s for good). The
+	// steps own it: one runs at a time.
+	quiet map[session.NodeID]bool
 	// rejoinGap and rejoinAt space out the joins again through the bootnodes of a stranded node: a few nodes
 	// that know only each other (they joined while the rest was out of reach, or lost it) are an island that their
 	// own lookups, which only ask one another, never leave. The first rejoin comes a step interval after the node
@@ -158,7 +162,7 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		b := &bootstrapper{
 			cfg: cfg, net: net, log: cfg.Logger, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-			backoff: make(map[session.NodeID]*candidateBackoff), ctx: ctx, cancel: cancel,
+			backoff: make(map[session.NodeID]*candidateBackoff), quiet: make(map[session.NodeID]bool), ctx: ctx, cancel: cancel,
 		}
 		b.refresh = newRefreshSchedule(cfg.Interval, cfg.RefreshInterval, b.jittered)
 		return b
@@ -409,9 +413,15 @@ func (b *bootstrapper) join(ctx context.Context) (joined, seeded bool) {
 	}
 	for _, bn := range b.cfg.Bootnodes {
 		if err := b.net.Connect(ctx, bn, false); err != nil {
-			b.log.Warn().Err(err).Str("bootnode", bn.String()).Msg("bootnode unreachable")
+			ev := b.log.Warn()
+			if b.quiet[bn.ID] {
+				ev = b.log.Debug()
+			}
+			b.quiet[bn.ID] = true
+			ev.Err(err).Str("bootnode", bn.String()).Msg("bootnode unreachable (retried at each step; logged at debug until it answers)")
 			continue
 		}
+		delete(b.quiet, bn.ID)
 		joined, seeded = true, true
 	}
 	if b.net.OutboundCount() > 0 {

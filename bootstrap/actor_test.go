@@ -1,12 +1,16 @@
 package bootstrap_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"github.com/actormesh/actormesh/actors"
@@ -240,4 +244,47 @@ func TestAStrandedNodeJoinsAgainThroughItsBootnodes(t *testing.T) {
 	}
 	net.gated.Store(false)
 	testkit.WaitFor(t, 10*time.Second, func() bool { return a.Connected(c.ID()) }, "a to find and keep c through b")
+}
+
+// lockedBuffer is a log sink safe for the bootstrapper's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+// A bootnode that cannot be reached is logged at warn once, then at debug while the join is retried at every step:
+// a node whose bootnode was down (or was itself) logged it every 2 s for good.
+func TestAnUnreachableBootnodeIsWarnedOfOnce(t *testing.T) {
+	nw := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0 // the node's own bootstrapper dials nobody
+	}))
+	net := &countingNet{Node: nw.Nodes[0]}
+	dead, err := session.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	cfg := bootstrap.DefaultConfig()
+	cfg.Bootnodes = []session.PeerAddr{{ID: dead.NodeID(), Addr: testkit.FreeAddr(t)}}
+	cfg.Interval = 10 * time.Millisecond
+	cfg.Logger = zerolog.New(&logs).Level(zerolog.DebugLevel)
+	spawnBootstrapper(t, nw.Nodes[0], cfg, net)
+	testkit.WaitFor(t, 20*time.Second, func() bool { return logs.count(`"bootnode unreachable`) >= 5 },
+		"five joins through the unreachable bootnode")
+	if warned := logs.count(`"level":"warn","error"`); warned != 1 {
+		t.Fatalf("the unreachable bootnode was logged at warn %d times in %d joins, want once",
+			warned, logs.count(`"bootnode unreachable`))
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,6 +132,9 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	} else if err != nil {
 		return err
 	}
+	// A shared configuration lists the node among its own --peer entries, as it does its --bootnode ones, which the
+	// node leaves out itself.
+	peers = slices.DeleteFunc(peers, func(p session.PeerAddr) bool { return p.ID == node.ID() })
 	lns, err := listenHTTP(o)
 	if err != nil {
 		return err
