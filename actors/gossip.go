@@ -153,10 +153,17 @@ func (n *Node) GossipStats(ctx context.Context) (gossip.RelayStats, error) {
 	return r.Stats(ctx)
 }
 
-// Topic describes a topic as the node sees it: whether it joined, the subscribed peers, the mesh links.
+// Topic describes a topic as the node sees it: whether it joined, the subscribed peers, the mesh links. A name no
+// topic can have fails as Subscribe's does: gossip.ErrEmptyTopic, gossip.ErrTopicTooLong, gossip.ErrTopicNotUTF8.
 func (n *Node) Topic(ctx context.Context, topic string) (gossip.TopicInfo, error) {
 	r, err := n.gossipRelay()
 	if err != nil {
+		return gossip.TopicInfo{}, err
+	}
+	if topic == "" {
+		return gossip.TopicInfo{}, gossip.ErrEmptyTopic
+	}
+	if err := n.cfg.Gossip.Router.CheckTopic(topic); err != nil {
 		return gossip.TopicInfo{}, err
 	}
 	return r.Topic(ctx, topic)

@@ -510,9 +510,11 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, code int, err error) 
 	a.reply(w, code, Error{Error: err.Error()})
 }
 
-// maxTimeoutMs bounds a request's timeout_ms (10 minutes): a larger one overflowed time.Duration into a negative,
-// an immediate timeout.
-const maxTimeoutMs = 10 * 60 * 1000
+// MaxSendTimeout bounds SendRequest.TimeoutMs: a larger one overflowed time.Duration into a negative, an
+// immediate timeout.
+const MaxSendTimeout = 10 * time.Minute
+
+const maxTimeoutMs = int(MaxSendTimeout / time.Millisecond)
 
 // statusOf maps the node's errors to HTTP status codes.
 func statusOf(err error) int {

@@ -78,6 +78,9 @@ func TestBadRequestsGetClientErrorsWithAMessage(t *testing.T) {
 		{"negative timeout", "POST", peerURL[len(srv.URL):], "", `{"protocol": "p", "data": "x", "timeout_ms": -1}`, 400, "timeout_ms"},
 		{"unknown peer", "POST", peerURL[len(srv.URL):], "", `{"protocol": "echo/1", "data": "x", "timeout_ms": 3000}`, 404, "unknown peer"},
 		{"unknown endpoint", "GET", "/v1/nothing", "", "", 404, "no endpoint /v1/nothing"},
+		// A topic no node can have, as for POST (both answered 200 {"joined": false}).
+		{"topic too long", "GET", "/v1/topics/" + strings.Repeat("t", 300), "", "", 400, "topic name too long"},
+		{"topic not UTF-8", "GET", "/v1/topics/%ff", "", "", 400, "not valid UTF-8"},
 		{"wrong method", "DELETE", "/v1/peers", "", "", 405, "use GET"},
 	}
 	for _, c := range cases {

@@ -359,37 +359,46 @@ func TestStalledStreamHoldsAtMostItsByteBudget(t *testing.T) {
 }
 
 // A stream ends, with an "end" event, when its subscription does (the node closed): it used to go on sending
-// keepalives, and a client never learned that no message would come.
+// keepalives, and a client never learned that no message would come. And when the API closes (node run stops
+// with its node): the stream was cut, and `node subscribe` failed with "unexpected EOF".
 func TestStreamEndsWhenTheNodeCloses(t *testing.T) {
-	node := testkit.NewNetwork(t, 1).Nodes[0]
-	api := adminapi.New(node, adminapi.Config{StreamKeepalive: 50 * time.Millisecond})
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	defer api.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp := openStream(ctx, t, srv.URL, "t")
-	defer resp.Body.Close()
-	r := bufio.NewReader(resp.Body)
-	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, ": subscribed") {
-		t.Fatalf("first line %q, %v", line, err)
-	}
-	_ = node.Close()
-	var events []string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			if ctx.Err() != nil {
-				t.Fatal("the stream was still open 10 s after the node closed")
+	for _, closing := range []string{"node", "API"} {
+		t.Run(closing, func(t *testing.T) {
+			node := testkit.NewNetwork(t, 1).Nodes[0]
+			api := adminapi.New(node, adminapi.Config{StreamKeepalive: 50 * time.Millisecond})
+			srv := httptest.NewServer(api)
+			defer srv.Close()
+			defer api.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp := openStream(ctx, t, srv.URL, "t")
+			defer resp.Body.Close()
+			r := bufio.NewReader(resp.Body)
+			if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, ": subscribed") {
+				t.Fatalf("first line %q, %v", line, err)
 			}
-			break // the server ended the stream
-		}
-		if ev, ok := strings.CutPrefix(strings.TrimSpace(line), "event: "); ok {
-			events = append(events, ev)
-		}
-	}
-	if len(events) == 0 || events[len(events)-1] != "end" {
-		t.Fatalf("events after the node closed: %v, want an end event last", events)
+			if closing == "node" {
+				_ = node.Close()
+			} else {
+				go api.Close() // it waits for the stream to end
+			}
+			var events []string
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					if ctx.Err() != nil {
+						t.Fatalf("the stream was still open 10 s after the %s closed", closing)
+					}
+					break // the server ended the stream
+				}
+				if ev, ok := strings.CutPrefix(strings.TrimSpace(line), "event: "); ok {
+					events = append(events, ev)
+				}
+			}
+			if len(events) == 0 || events[len(events)-1] != "end" {
+				t.Fatalf("events after the %s closed: %v, want an end event last", closing, events)
+			}
+		})
 	}
 }
 

@@ -38,6 +38,9 @@ func (a *API) endStream() {
 	a.wg.Done()
 }
 
+// closeGrace is how long a stream has to send its "end" event once the API closes.
+const closeGrace = time.Second
+
 // stream serves a topic's messages as server-sent events ("message" events with a Message as JSON data, and
 // "dropped" events telling how many messages a slow client missed) until the client leaves or the API closes, or
 // the subscription ends (the node closed): an "end" event then closes the stream.
@@ -55,7 +58,12 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	defer a.endStream()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	stop := context.AfterFunc(a.ctx, cancel)
+	// Close lets the stream say it ends ("end" event) for closeGrace, then ends it: a client that stops reading
+	// must not hold Close for good. (Cut at once, the stream ended in an "unexpected EOF" at the client.)
+	stop := context.AfterFunc(a.ctx, func() {
+		t := time.AfterFunc(closeGrace, cancel)
+		context.AfterFunc(ctx, func() { t.Stop() })
+	})
 	defer stop()
 	// Each write has WriteTimeout, and the end of the stream (the client gone, Close) interrupts one in
 	// progress: a client that stops reading must not hold the handler, nor Close, for good.
@@ -112,17 +120,23 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	}
 	keepalive := time.NewTicker(a.cfg.StreamKeepalive)
 	defer keepalive.Stop()
+	end := func(reason string) {
+		write(func() error {
+			_, err := fmt.Fprintf(w, "event: end\ndata: {\"reason\":%q}\n\n", reason)
+			return err
+		})
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-a.ctx.Done():
+			end("the node is stopping")
+			return
 		case <-sub.Done():
 			// The node closed, or its relay stopped for good: no message will come, and the stream says so rather
 			// than send keepalives for ever.
-			write(func() error {
-				_, err := io.WriteString(w, "event: end\ndata: {\"reason\":\"the subscription ended\"}\n\n")
-				return err
-			})
+			end("the subscription ended")
 			return
 		case <-keepalive.C:
 			if !write(func() error { _, err := io.WriteString(w, ": keepalive\n\n"); return err }) {

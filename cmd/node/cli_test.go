@@ -145,6 +145,9 @@ func TestBadCommandLinesExitWithUsageCode(t *testing.T) {
 		{"subscribe"},
 		{"subscribe", "news", "--count", "-1"},
 		{"send", "notanid", "echo", "x"},
+		{"send", strings.Repeat("ab", 32), "echo/1", "x", "--timeout", "11m"}, // the API refused it naming timeout_ms
+		{"send", strings.Repeat("ab", 32), "echo/1", "x", "--timeout", "-1s"},
+		{"status", "--timeout", "-1s"}, // meant no limit, silently
 		{"peers", "extra"},
 		{"topic-peers"},
 		{"topic-peers", "a", "b"},

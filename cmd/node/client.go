@@ -48,7 +48,15 @@ func (o *clientOptions) flags(cmd *cobra.Command, withTimeout bool) {
 	if withTimeout {
 		f.DurationVar(&o.timeout, "timeout", 10*time.Second, "longest wait for the answer")
 	}
-	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error { return applyFlagSources(cmd, "ACTORMESH", "") }
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := applyFlagSources(cmd, "ACTORMESH", ""); err != nil {
+			return err
+		}
+		if withTimeout && o.timeout < 0 { // it meant no limit, silently
+			return usagef("--timeout must not be negative (0: no limit)")
+		}
+		return nil
+	}
 }
 
 // baseURL is the API's URL from --api: host:port or an http(s) URL.
@@ -320,6 +328,9 @@ func newSendCmd() *cobra.Command {
 				} else {
 					return usagef("peer %q: %w", args[0], err)
 				}
+			}
+			if o.timeout > adminapi.MaxSendTimeout { // the API refused it, naming its own field
+				return usagef("--timeout %v: want %v at most", o.timeout, adminapi.MaxSendTimeout)
 			}
 			text, b64, err := payloadArg(args[2], cmd.InOrStdin())
 			if err != nil {
