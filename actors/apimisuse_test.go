@@ -3,7 +3,9 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -194,5 +196,29 @@ func TestANodeLeavesItselfOutOfItsPeersAndBootnodes(t *testing.T) {
 	}
 	if cfg.Peers[0] != me || cfg.Bootstrap.Bootnodes[1] != me {
 		t.Fatal("NewNode changed the caller's slices")
+	}
+}
+
+// A component's bad field is named in the error, and a NaN rate is refused: "NaN <= 0" is false, so a NaN
+// Gossip.PeerMessageRate or Routing.RequestRate passed and turned the per-peer rate limit off; and one bad field
+// of the gossip, routing or bootstrap config was reported as a list of a dozen names.
+func TestABadComponentFieldIsNamedAndNaNRatesAreRefused(t *testing.T) {
+	nan := math.NaN()
+	for want, change := range map[string]func(*actors.Config){
+		"PeerMessageRate must be positive, got NaN":    func(c *actors.Config) { c.Gossip.PeerMessageRate = nan },
+		"RequestRate must be positive, got NaN":        func(c *actors.Config) { c.Routing.RequestRate = nan },
+		"CheckRate must be positive, got +Inf":         func(c *actors.Config) { c.Routing.CheckRate = math.Inf(1) },
+		"TreeShortcutShare in (0, 1]":                  func(c *actors.Config) { c.Gossip.Router.TreeShortcutShare = nan },
+		"CacheMaxBytes must be positive, got 0":        func(c *actors.Config) { c.Gossip.Router.CacheMaxBytes = 0 },
+		"ValidationTimeout must be positive, got 0s":   func(c *actors.Config) { c.Gossip.Router.ValidationTimeout = 0 },
+		"MaxLookups must be positive, got 0":           func(c *actors.Config) { c.Routing.MaxLookups = 0 },
+		"StepTimeout must be positive, got -1s":        func(c *actors.Config) { c.Bootstrap.StepTimeout = -time.Second },
+		"DeliveryBufferBytes must be positive, got -1": func(c *actors.Config) { c.Gossip.DeliveryBufferBytes = -1 },
+	} {
+		cfg := actors.DefaultConfig()
+		change(&cfg)
+		if err := cfg.Validate(); !errors.Is(err, actors.ErrInvalidConfig) || err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %v, want ErrInvalidConfig saying %q", err, want)
+		}
 	}
 }

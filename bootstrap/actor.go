@@ -85,9 +85,17 @@ func DefaultConfig() Config {
 
 // Validate checks c.
 func (c Config) Validate() error {
-	if c.TargetOutbound < 0 || c.Interval <= 0 || c.RefreshInterval <= 0 || c.StepTimeout <= 0 ||
-		c.DialBackoffBase <= 0 || c.DialBackoffMax < c.DialBackoffBase {
-		return fmt.Errorf("%w: intervals and timeouts must be positive, TargetOutbound not negative, DialBackoffMax >= DialBackoffBase", ErrInvalidConfig)
+	if err := session.CheckPositive(
+		session.Field{Name: "Interval", Value: c.Interval}, session.Field{Name: "RefreshInterval", Value: c.RefreshInterval},
+		session.Field{Name: "StepTimeout", Value: c.StepTimeout}, session.Field{Name: "DialBackoffBase", Value: c.DialBackoffBase},
+	); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	switch {
+	case c.TargetOutbound < 0:
+		return fmt.Errorf("%w: TargetOutbound must not be negative, got %d", ErrInvalidConfig, c.TargetOutbound)
+	case c.DialBackoffMax < c.DialBackoffBase:
+		return fmt.Errorf("%w: DialBackoffMax (%v) must be at least DialBackoffBase (%v)", ErrInvalidConfig, c.DialBackoffMax, c.DialBackoffBase)
 	}
 	return nil
 }

@@ -237,6 +237,22 @@ func (c Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
+	f := func(name string, v any) session.Field { return session.Field{Name: name, Value: v} }
+	if err := session.CheckPositive(
+		f("HeartbeatInterval", c.HeartbeatInterval), f("SeenTTL", c.SeenTTL), f("PruneBackoff", c.PruneBackoff),
+		f("IWantTimeout", c.IWantTimeout), f("ValidationTimeout", c.ValidationTimeout),
+		f("CacheMaxMessages", c.CacheMaxMessages), f("CacheMaxBytes", c.CacheMaxBytes), f("SeenMax", c.SeenMax),
+		f("MaxIHaveLength", c.MaxIHaveLength), f("MaxIHaveMessages", c.MaxIHaveMessages),
+		f("MaxIWantReplies", c.MaxIWantReplies), f("MaxIWantReplyBytes", c.MaxIWantReplyBytes),
+		f("MaxPendingIWant", c.MaxPendingIWant), f("MaxPendingValidation", c.MaxPendingValidation),
+		f("MaxPendingValidationPerPeer", c.MaxPendingValidationPerPeer),
+		f("MaxPendingValidationBytes", c.MaxPendingValidationBytes),
+		f("MaxPendingValidationBytesPerPeer", c.MaxPendingValidationBytesPerPeer),
+		f("PenaltyThreshold", c.PenaltyThreshold), f("PruneDuplicates", c.PruneDuplicates), f("MaxPeers", c.MaxPeers),
+		f("MaxPeerTopics", c.MaxPeerTopics), f("MaxTopicLength", c.MaxTopicLength), f("TreeStaleBeats", c.TreeStaleBeats),
+	); err != nil {
+		return bad("%v", err)
+	}
 	switch {
 	case c.D < 1:
 		return bad("D = %d, want >= 1", c.D)
@@ -244,9 +260,8 @@ func (c Config) Validate() error {
 		return bad("want 0 <= Dlo <= D <= Dhi, got Dlo = %d, D = %d, Dhi = %d", c.Dlo, c.D, c.Dhi)
 	case c.Dlazy < 0:
 		return bad("Dlazy = %d, want >= 0", c.Dlazy)
-	case c.HeartbeatInterval <= 0 || c.GossipDelay < 0 || c.SeenTTL <= 0 || c.PruneBackoff <= 0 ||
-		c.IWantTimeout <= 0 || c.ValidationTimeout <= 0:
-		return bad("durations must be positive (GossipDelay may be zero)")
+	case c.GossipDelay < 0:
+		return bad("GossipDelay must not be negative, got %v", c.GossipDelay)
 	case c.MaxClockSkew <= 0 || c.SeenTTL <= 2*c.MaxClockSkew:
 		return bad("want 0 < MaxClockSkew and 2 * MaxClockSkew < SeenTTL, got %v and %v", c.MaxClockSkew, c.SeenTTL)
 	case c.TopicRegisterInterval < 0 || c.TopicSearchInterval < 0:
@@ -255,7 +270,7 @@ func (c Config) Validate() error {
 		return bad("PublishFanout = %d, want >= 0", c.PublishFanout)
 	case c.TreeShortcutDist < 0 || c.TreeShortcutDist == 1:
 		return bad("TreeShortcutDist = %d, want 0 (off) or >= 2", c.TreeShortcutDist)
-	case c.TreeShortcutDist > 0 && (!c.Tree || c.TreeShortcutInterval <= 0 || c.TreeShortcutShare <= 0 || c.TreeShortcutShare > 1):
+	case c.TreeShortcutDist > 0 && (!c.Tree || c.TreeShortcutInterval <= 0 || !(c.TreeShortcutShare > 0 && c.TreeShortcutShare <= 1)):
 		return bad("TreeShortcutDist needs Tree, a positive TreeShortcutInterval and a TreeShortcutShare in (0, 1]")
 	case c.HistoryGossip < 1 || c.HistoryLength <= c.HistoryGossip:
 		return bad("want 1 <= HistoryGossip < HistoryLength, got %d and %d", c.HistoryGossip, c.HistoryLength)
@@ -266,12 +281,8 @@ func (c Config) Validate() error {
 		return bad("GossipDelay %v leaves no time to announce within HistoryLength heartbeats", c.GossipDelay)
 	case c.MaxPendingIWantPerPeer < 1 || c.MaxPendingIWantPerPeer > c.MaxPendingIWant:
 		return bad("want 1 <= MaxPendingIWantPerPeer <= MaxPendingIWant, got %d and %d", c.MaxPendingIWantPerPeer, c.MaxPendingIWant)
-	case c.CacheMaxMessages < 1 || c.CacheMaxBytes < 1 || c.SeenMax < 1 || c.MaxIHaveLength < 1 ||
-		c.MaxIHaveMessages < 1 || c.MaxIWantReplies < 1 || c.MaxIWantReplyBytes < 1 || c.MaxPendingIWant < 1 || c.MaxPendingValidation < 1 || c.MaxPendingValidationPerPeer < 1 ||
-		c.MaxPendingValidationBytes < 1 || c.MaxPendingValidationBytesPerPeer < 1 ||
-		c.PenaltyThreshold < 1 || c.PenaltyRetention < 0 || c.PruneDuplicates < 1 || c.MaxPeers < 1 || c.MaxPeerTopics < 1 || c.MaxTopicLength < 1 ||
-		c.TreeStaleBeats < 1:
-		return bad("limits must be >= 1")
+	case c.PenaltyRetention < 0:
+		return bad("PenaltyRetention must not be negative, got %v", c.PenaltyRetention)
 	}
 	return nil
 }

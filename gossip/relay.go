@@ -161,9 +161,12 @@ func (c RelayConfig) Validate() error {
 	if err := c.Router.Validate(); err != nil {
 		return err
 	}
-	if c.MaxMessageSize < 1 || c.PeerMessageRate <= 0 || c.PeerMessageBurst < 1 || c.PenaltyBan <= 0 || c.DeliveryBuffer < 1 ||
-		c.DeliveryBufferBytes < 1 {
-		return fmt.Errorf("%w: MaxMessageSize, PeerMessageRate, PeerMessageBurst, PenaltyBan, DeliveryBuffer and DeliveryBufferBytes must be positive", ErrInvalidConfig)
+	if err := session.CheckPositive(
+		session.Field{Name: "MaxMessageSize", Value: c.MaxMessageSize}, session.Field{Name: "PeerMessageRate", Value: c.PeerMessageRate},
+		session.Field{Name: "PeerMessageBurst", Value: c.PeerMessageBurst}, session.Field{Name: "PenaltyBan", Value: c.PenaltyBan},
+		session.Field{Name: "DeliveryBuffer", Value: c.DeliveryBuffer}, session.Field{Name: "DeliveryBufferBytes", Value: c.DeliveryBufferBytes},
+	); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.Router.MaxTopicLength > maxRelayTopicLength {
 		return fmt.Errorf("%w: Router.MaxTopicLength %d, want at most %d (RPCMessageOverhead)", ErrInvalidConfig,

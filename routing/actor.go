@@ -181,8 +181,19 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: TopicTTL, MaxTopics and TopicRegistrations must be positive, TopicRegistrations at most MaxReplyRecords (%d)",
 			ErrInvalidConfig, MaxReplyRecords)
 	}
-	if c.Alpha < 1 || c.RequestTimeout <= 0 || c.RevalidateInterval <= 0 || c.RevalidateAnsweredInterval <= 0 || c.MaxInFlight < 1 || c.MaxLookups < 1 || c.RequestRate <= 0 || c.RequestBurst < 1 || c.SaveInterval <= 0 || c.MisbehaviourBan <= 0 || c.CheckAge < 0 || c.CheckRate <= 0 || c.CheckBurst < 1 {
-		return fmt.Errorf("%w: Alpha, RequestTimeout, RevalidateInterval, RevalidateAnsweredInterval, MaxInFlight, MaxLookups, RequestRate, RequestBurst, SaveInterval, MisbehaviourBan, CheckRate and CheckBurst must be positive", ErrInvalidConfig)
+	if err := session.CheckPositive(
+		session.Field{Name: "Alpha", Value: c.Alpha}, session.Field{Name: "RequestTimeout", Value: c.RequestTimeout},
+		session.Field{Name: "RevalidateInterval", Value: c.RevalidateInterval},
+		session.Field{Name: "RevalidateAnsweredInterval", Value: c.RevalidateAnsweredInterval},
+		session.Field{Name: "MaxInFlight", Value: c.MaxInFlight}, session.Field{Name: "MaxLookups", Value: c.MaxLookups},
+		session.Field{Name: "RequestRate", Value: c.RequestRate}, session.Field{Name: "RequestBurst", Value: c.RequestBurst},
+		session.Field{Name: "SaveInterval", Value: c.SaveInterval}, session.Field{Name: "MisbehaviourBan", Value: c.MisbehaviourBan},
+		session.Field{Name: "CheckRate", Value: c.CheckRate}, session.Field{Name: "CheckBurst", Value: c.CheckBurst},
+	); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.CheckAge < 0 {
+		return fmt.Errorf("%w: CheckAge must not be negative, got %v", ErrInvalidConfig, c.CheckAge)
 	}
 	return nil
 }
