@@ -57,12 +57,20 @@ type Config struct {
 	// disconnected with reason SLOW_PEER and the send fails with ErrSlowPeer. Default 16 MiB.
 	SendQueueBytes int
 	// InboundPending bounds the messages read from one peer that its protocol actors have not processed yet;
-	// at the bound the connection stops reading (TCP back-pressure on that peer only). Default 4096.
+	// at the bound the connection stops reading (TCP back-pressure on that peer only). An application protocol
+	// actor takes at most half of it (and of InboundPendingBytes), the application's actors three quarters: past
+	// that the reader waits for them, up to ProtocolStallTimeout. Default 4096.
 	InboundPending int
 	// InboundPendingBytes bounds the same messages by their encoded payload bytes, so that a peer cannot make one
 	// connection hold InboundPending messages of MaxMessageSize each (4 GiB at the defaults). It must hold at least
 	// one message of MaxMessageSize. Default 4 MiB.
 	InboundPendingBytes int
+
+	// ProtocolStallTimeout is how long a connection's reader waits for an application protocol actor past its share
+	// of InboundPending (see there) to catch up. An actor still past it is stalled: the peer's messages to it are
+	// refused at once (a request with ErrOverloaded, a one-way message dropped; Stats.InboundOverloaded) until it
+	// is back within its share, and the connection goes on for its other protocols, gossip and pings. Default 1s.
+	ProtocolStallTimeout time.Duration
 
 	// HandshakeTimeout bounds a handshake. Default 5s.
 	HandshakeTimeout time.Duration
@@ -169,6 +177,7 @@ func DefaultConfig() Config {
 		SendQueueBytes:        16 << 20,
 		InboundPending:        4096,
 		InboundPendingBytes:   4 << 20,
+		ProtocolStallTimeout:  time.Second,
 		HandshakeTimeout:      session.DefaultHandshakeTimeout,
 		DialTimeout:           5 * time.Second,
 		WriteTimeout:          10 * time.Second,
@@ -263,7 +272,7 @@ func (c *Config) Validate() error {
 		{"MaxInboundPeers", int64(c.MaxInboundPeers)}, {"MaxOutboundPeers", int64(c.MaxOutboundPeers)},
 		{"MaxPendingHandshakes", int64(c.MaxPendingHandshakes)}, {"MaxMessageSize", int64(c.MaxMessageSize)},
 		{"SendQueueBytes", int64(c.SendQueueBytes)}, {"InboundPending", int64(c.InboundPending)},
-		{"InboundPendingBytes", int64(c.InboundPendingBytes)},
+		{"InboundPendingBytes", int64(c.InboundPendingBytes)}, {"ProtocolStallTimeout", int64(c.ProtocolStallTimeout)},
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"DialTimeout", int64(c.DialTimeout)},
 		{"WriteTimeout", int64(c.WriteTimeout)}, {"PingInterval", int64(c.PingInterval)},
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"RequestTimeout", int64(c.RequestTimeout)},

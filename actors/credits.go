@@ -1,6 +1,9 @@
 package actors
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // heldCredits counts the inbound credits of one connection held by the messages its reader handed to one protocol
 // actor (reg) that the actor has not processed yet. Credits are counted per actor because protoactor drops, without
@@ -13,6 +16,9 @@ type heldCredits struct {
 	reg   *registration
 	n     atomic.Int32
 	bytes atomic.Int64 // the payload bytes of those messages (peerConn.heldBytes)
+	// stalled is set (reader only) when an application actor stayed past its share (overShare) for
+	// ProtocolStallTimeout: its messages are then refused at once, until it is back within its share.
+	stalled bool
 }
 
 // heldFor returns the counter of the credits held by the connection's messages to reg, pruning (reclaim) those of
@@ -47,6 +53,63 @@ func (pc *peerConn) reclaim() {
 		pc.heldBytes.Add(-h.bytes.Swap(0))
 		delete(pc.held, reg)
 	}
+}
+
+// withinShare tells whether a message of size payload bytes to the application protocol actor of h may be taken:
+// once that actor, or the application's actors together, are within their share of the connection's inbound
+// budget (overShare), it waits for them up to Config.ProtocolStallTimeout; an actor still past it then is stalled,
+// and its messages are refused at once (false) until it is back within its share. The reader reads for every
+// protocol of its peer: waiting for one stuck actor stopped the connection's gossip, pings and other protocols.
+// An actor that is only behind (it processes its messages) keeps its back-pressure and loses nothing. Reader only.
+func (pc *peerConn) withinShare(h *heldCredits, r *protocolRegistry, size int64) bool {
+	if !pc.overShare(h, size) {
+		h.stalled = false
+		return true
+	}
+	if h.stalled {
+		return false
+	}
+	deadline := time.NewTimer(pc.cfg.ProtocolStallTimeout)
+	defer deadline.Stop()
+	defer pc.bytesWaiting.Store(false)
+	for {
+		pc.bytesWaiting.Store(true) // before the check below: a release after it signals bytesFreed
+		dropped := r.droppedChan()
+		pc.reclaim()
+		if h.reg.stopped() || !pc.overShare(h, size) {
+			return true // a stopped actor's message is refused by acquire
+		}
+		select {
+		case <-pc.bytesFreed:
+		case <-dropped:
+		case <-pc.closing:
+			return true // acquire refuses it
+		case <-deadline.C:
+			h.stalled = true
+			return false
+		}
+	}
+}
+
+// overShare tells whether a message of size payload bytes to the application protocol actor of h would take that
+// actor, or the application's actors together, past their share of the connection's inbound budget
+// (InboundPending and InboundPendingBytes): half for one actor, three quarters for all, so that one slow actor
+// leaves room to the others and the node's own (gossip, discovery) a quarter at least. A message is never past its
+// share while its actor holds none. Reader only.
+func (pc *peerConn) overShare(h *heldCredits, size int64) bool {
+	own, ownBytes := int64(h.n.Load()), h.bytes.Load()
+	if own == 0 {
+		return false
+	}
+	var all, allBytes int64
+	for reg, held := range pc.held {
+		if reg.user {
+			all += int64(held.n.Load())
+			allBytes += held.bytes.Load()
+		}
+	}
+	count, budget := int64(pc.cfg.InboundPending), int64(pc.cfg.InboundPendingBytes)
+	return own+1 > max(1, count/2) || ownBytes+size > budget/2 || all+1 > max(1, count*3/4) || allBytes+size > budget*3/4
 }
 
 // acquire takes an inbound credit for a message of size payload bytes to h's protocol actor. It blocks (only this

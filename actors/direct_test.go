@@ -259,14 +259,16 @@ func testStoppedActorGivesBack(t *testing.T, limit func(*actors.Config), payload
 
 // The messages a connection's protocol actors have not processed yet are bounded in bytes too: before, only their
 // count was (InboundPending), so a peer could make one connection hold 4096 messages of MaxMessageSize, 4 GiB. Once
-// the held payloads would pass InboundPendingBytes, the reader stops, and the connection carries nothing more
-// until the actor catches up.
+// the held payloads would pass InboundPendingBytes (an application actor's: half of it), the reader stops, and the
+// connection carries nothing more until the actor catches up or, after ProtocolStallTimeout (an hour here), is
+// found stalled (TestASlowProtocolActorDoesNotStopTheConnection).
 func TestInboundMessagesAreBoundedInBytes(t *testing.T) {
 	const budget = 64 << 10
 	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
 		cfg.DisableDiscovery = true
 		cfg.MaxMessageSize = budget
 		cfg.InboundPendingBytes = budget
+		cfg.ProtocolStallTimeout = time.Hour
 	}))
 	a, b := nw.Nodes[0], nw.Nodes[1]
 	gate := make(chan struct{})
@@ -288,10 +290,10 @@ func TestInboundMessagesAreBoundedInBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Messages 1-3 hold 60 KiB (message 1 in the actor, 2 and 3 in its mailbox); message 4 waits for room, and
-	// the reader with it.
-	testkit.WaitFor(t, 5*time.Second, func() bool { return b.Stats().MessagesIn["slow/1"] == 4 && got.Load() == 1 },
-		"b read four messages")
+	// Message 1 holds 20 KiB, in the actor; message 2 would take the actor past its share of the budget (32 KiB),
+	// and waits for room, and the reader with it.
+	testkit.WaitFor(t, 5*time.Second, func() bool { return b.Stats().MessagesIn["slow/1"] == 2 && got.Load() == 1 },
+		"b read two messages")
 	_, err := a.Request(ctxTimeout(t, 300*time.Millisecond), b.ID(), "echo/1", wrapperspb.String("ab"))
 	if !errors.Is(err, actors.ErrRequestTimeout) {
 		t.Fatalf("request behind a full byte budget: %v, want ErrRequestTimeout (the reader should have stopped)", err)

@@ -29,6 +29,9 @@ var (
 	ErrUnknownProtocol = errors.New("remote has no such protocol")
 	// ErrRemote: the remote protocol actor answered with an error (see *RemoteError).
 	ErrRemote = errors.New("remote error")
+	// ErrOverloaded: the remote refused the request because the protocol actor was behind on the node's messages
+	// (Stats.InboundOverloaded there); a later retry may succeed. It also matches ErrRemote.
+	ErrOverloaded = errors.New("remote protocol actor overloaded")
 	// ErrBadPayload: a payload could not be encoded or decoded (unknown message type, malformed bytes).
 	ErrBadPayload = errors.New("bad payload")
 	// ErrSelf: the node tried to connect to itself.
@@ -69,6 +72,8 @@ func (e *RemoteError) Is(target error) bool {
 		return target == ErrUnknownProtocol
 	case messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD:
 		return target == ErrBadPayload
+	case messages.ErrorCode_ERROR_CODE_OVERLOADED:
+		return target == ErrOverloaded || target == ErrRemote
 	default:
 		return target == ErrRemote
 	}

@@ -182,8 +182,8 @@ func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, m
 
 // Request sends msg to protocol on peer and waits for the typed reply. Without a deadline on ctx,
 // Config.RequestTimeout applies. Errors: ErrRequestTimeout, ErrPeerGone, ErrUnknownProtocol, ErrRemote
-// (a *RemoteError), ErrUnknownPeer, ErrSlowPeer, ErrClosed; as Send's, ErrInvalidArgument and ErrBadPayload
-// before any dial.
+// (a *RemoteError), ErrOverloaded (the peer's actor for the protocol is behind), ErrUnknownPeer, ErrSlowPeer,
+// ErrClosed; as Send's, ErrInvalidArgument and ErrBadPayload before any dial.
 func (n *Node) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
 	return n.request(ctx, peer, protocol, msg, true)
 }
@@ -330,12 +330,17 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 		n.refuseDirect(pc, d, refusedType, held.reg.accepts)
 		return
 	}
+	size := int64(len(d.value))
+	if held.reg.user && !pc.withinShare(held, n.protocols, size) {
+		n.stats.inboundOverloaded.Add(1)
+		n.refuseDirect(pc, d, refusedOverloaded, nil)
+		return
+	}
 	payload, err := d.payload()
 	if err != nil {
 		n.refuseDirect(pc, d, refusedPayload, err)
 		return
 	}
-	size := int64(len(d.value))
 	if !pc.acquire(held, n.protocols, size) {
 		if held.reg.stopped() && !pc.isClosing() { // the actor stopped while the message waited for a credit
 			n.refuseDirect(pc, d, refusedStopped, nil)
@@ -378,10 +383,11 @@ func (n *Node) onReply(pc *peerConn, d *direct) {
 type refusal int
 
 const (
-	refusedUnknown refusal = iota // no actor serves the protocol
-	refusedStopped                // its actor stopped
-	refusedType                   // the payload's type is not one the protocol accepts (detail: *acceptedTypes)
-	refusedPayload                // the payload cannot be decoded (detail: error)
+	refusedUnknown    refusal = iota // no actor serves the protocol
+	refusedStopped                   // its actor stopped
+	refusedType                      // the payload's type is not one the protocol accepts (detail: *acceptedTypes)
+	refusedPayload                   // the payload cannot be decoded (detail: error)
+	refusedOverloaded                // its actor is stalled past its share of the connection's budget (withinShare)
 )
 
 // refuseDirect logs a refused message and answers it if it is a request. Out of line on purpose (see onDirect).
@@ -399,6 +405,8 @@ func (n *Node) refuseDirect(pc *peerConn, d *direct, why refusal, detail any) {
 			strings.TrimPrefix(d.typeURL, typeURLPrefix)), maxErrorText)
 	case refusedPayload:
 		code, msg = messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, detail.(error).Error()
+	case refusedOverloaded:
+		code, msg = messages.ErrorCode_ERROR_CODE_OVERLOADED, fmt.Sprintf("protocol %q is behind on this peer's messages", protocol)
 	}
 	n.log.Debug().Str("peer", pc.id.Short()).Str("protocol", protocol).Str("code", code.String()).Msg(msg)
 	if d.kind == messages.DirectKind_DIRECT_KIND_REQUEST {

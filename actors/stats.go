@@ -42,6 +42,10 @@ type Stats struct {
 	// InboundEvicted counts inbound connections closed to make room for a newcomer when every inbound slot was
 	// taken (see Config.DisableInboundEviction).
 	InboundEvicted uint64
+	// InboundOverloaded counts peers' messages refused because the application protocol actor they were for was
+	// behind by its share of their connection's inbound budget (Config.InboundPending): a request was answered
+	// with ErrOverloaded, a one-way message dropped.
+	InboundOverloaded uint64
 }
 
 // Labels the counters of Stats use for what does not have a name of its own.
@@ -82,6 +86,7 @@ type nodeStats struct {
 	queueDropped                  atomic.Uint64
 	restarts                      atomic.Uint64
 	inboundEvicted                atomic.Uint64
+	inboundOverloaded             atomic.Uint64
 	messagesIn                    labelCounters
 	messagesOut                   labelCounters
 	handshakeFailures             labelCounters
@@ -168,6 +173,7 @@ func (n *Node) Stats() Stats {
 		QueueDropped:      n.stats.queueDropped.Load(),
 		ActorRestarts:     n.stats.restarts.Load(),
 		InboundEvicted:    n.stats.inboundEvicted.Load(),
+		InboundOverloaded: n.stats.inboundOverloaded.Load(),
 	}
 	n.peers.sum(&s)
 	return s

@@ -529,6 +529,10 @@ func statusOf(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, gossip.ErrNoPeers), errors.Is(err, gossip.ErrDuplicate):
 		return http.StatusConflict
+	case errors.Is(err, gossip.ErrRejected), errors.Is(err, gossip.ErrIgnored):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, actors.ErrOverloaded):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, actors.ErrDiscoveryDisabled):
 		return http.StatusNotImplemented
 	case errors.Is(err, actors.ErrRequestTimeout), errors.Is(err, context.DeadlineExceeded):

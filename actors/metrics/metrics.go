@@ -28,6 +28,7 @@ type Collector struct {
 
 	peers, bytes, messages, handshakeFailures, disconnects     *prometheus.Desc
 	queuedBytes, queueDropped, restarts, inboundEvicted        *prometheus.Desc
+	inboundOverloaded                                          *prometheus.Desc
 	routingEntries, lookups, lookupFailures, routingThrottled  *prometheus.Desc
 	topicQueries, topicRegistrations                           *prometheus.Desc
 	gossipPeers, gossipTopics, gossipCounter, gossipDropped    *prometheus.Desc
@@ -50,6 +51,7 @@ func NewCollector(node *actors.Node) *Collector {
 		queueDropped:      d("send_queue_dropped_total", "Queued outbound messages never written because their connection closed."),
 		restarts:          d("actor_restarts_total", "Failures of supervised actors (protocol actors, routing, gossip relay), each followed by a restart."),
 		inboundEvicted:    d("inbound_evicted_total", "Inbound connections closed to make room for a newcomer when every inbound slot was taken."),
+		inboundOverloaded: d("inbound_overloaded_total", "Peers' messages refused because the application protocol actor they were for was stalled past its share of their connection's inbound budget."),
 		routingEntries:    d("routing_table_entries", "Entries of the Kademlia routing table."),
 		lookups:           d("routing_lookups_total", "Iterative lookups run."),
 		lookupFailures:    d("routing_lookup_failures_total", "Lookups that ended without a result."),
@@ -72,7 +74,7 @@ func NewCollector(node *actors.Node) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted,
+		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted, c.inboundOverloaded,
 		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.topicQueries, c.topicRegistrations,
 		c.gossipPeers, c.gossipTopics,
 		c.gossipCounter, c.gossipDropped, c.gossipRejectedPeers, c.gossipErrors, c.gossipDelay, c.gossipHops,
@@ -111,6 +113,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.queueDropped, s.QueueDropped)
 	counter(c.restarts, s.ActorRestarts)
 	counter(c.inboundEvicted, s.InboundEvicted)
+	counter(c.inboundOverloaded, s.InboundOverloaded)
 
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
