@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,16 +18,29 @@ type countingTransport struct {
 	written *atomic.Int64
 	latency time.Duration
 	mu      sync.Mutex
-	conns   []net.Conn
+	conns   map[net.Conn]struct{} // the open ones: a closed connection leaves (it was kept for the whole run)
 	ln      net.Listener
+	killed  bool // by killAll, until the next Listen (a restart): a crashed host dials nothing
 }
 
 func (t *countingTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	if t.isKilled() {
+		return nil, errKilled
+	}
 	c, err := t.inner.Dial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	return t.track(c), nil
+	return t.track(c)
+}
+
+// errKilled is the error of a dial on a killed transport.
+var errKilled = errors.New("testkit: the host was killed")
+
+func (t *countingTransport) isKilled() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.killed
 }
 
 func (t *countingTransport) Listen(addr string) (net.Listener, error) {
@@ -35,32 +49,63 @@ func (t *countingTransport) Listen(addr string) (net.Listener, error) {
 		return nil, err
 	}
 	t.mu.Lock()
-	t.ln = ln
+	t.ln, t.killed = ln, false
 	t.mu.Unlock()
 	return &countingListener{Listener: ln, t: t}, nil
 }
 
-func (t *countingTransport) track(c net.Conn) net.Conn {
+// track records c until it closes; a connection made as the host was killed is reset at once.
+func (t *countingTransport) track(c net.Conn) (net.Conn, error) {
 	t.mu.Lock()
-	t.conns = append(t.conns, c)
+	if t.killed {
+		t.mu.Unlock()
+		reset(c)
+		return nil, errKilled
+	}
+	if t.conns == nil {
+		t.conns = make(map[net.Conn]struct{})
+	}
+	t.conns[c] = struct{}{}
 	t.mu.Unlock()
-	return NewLinkConn(c, t.latency, t.written)
+	return &trackedConn{Conn: NewLinkConn(c, t.latency, t.written), raw: c, t: t}, nil
+}
+
+// trackedConn leaves its transport's set once closed.
+type trackedConn struct {
+	net.Conn
+	raw  net.Conn
+	t    *countingTransport
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.t.mu.Lock()
+		delete(c.t.conns, c.raw)
+		c.t.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// reset closes c as a crash would: a reset, not an orderly close.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
 }
 
 // killAll closes the listener and every connection, as a crash would.
 func (t *countingTransport) killAll() {
 	t.mu.Lock()
 	conns, ln := t.conns, t.ln
-	t.conns = nil
+	t.conns, t.killed = nil, true
 	t.mu.Unlock()
 	if ln != nil {
 		_ = ln.Close()
 	}
-	for _, c := range conns {
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0) // reset, not an orderly close
-		}
-		_ = c.Close()
+	for c := range conns {
+		reset(c)
 	}
 }
 
@@ -70,11 +115,16 @@ type countingListener struct {
 }
 
 func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if tc, err := l.t.track(c); err == nil {
+			return tc, nil
+		}
+		// accepted as the host was killed: reset, and the next (the listener is closed)
 	}
-	return l.t.track(c), nil
 }
 
 // countingConn counts the bytes written to it.

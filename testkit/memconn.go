@@ -79,7 +79,10 @@ func (c *memConn) armReadTimer() {
 
 // stream is one direction of a connection: FIFO chunks, each due at its delivery time.
 type stream struct {
-	q        []chunk
+	q []chunk
+	// buffered is the memory the queued chunks hold: each chunk's pooled buffer and chunkOverhead, until it is
+	// read whole. Counting the bytes written let a writer of small writes hold ~1000 times MaxBuffered (a 1-byte
+	// write takes a buffer of 1 KiB), where a kernel charges a socket its buffers' true size.
 	buffered int
 	lastTx   time.Time // end of the last write's transmission (bandwidth cap)
 	lastAt   time.Time // delivery time of the last write
@@ -132,6 +135,12 @@ type chunk struct {
 	at  time.Time
 }
 
+// chunkOverhead is what a queued chunk costs beyond its buffer (the chunk and the slice headers).
+const chunkOverhead = 64
+
+// charge is what c counts against MaxBuffered while queued.
+func (c chunk) charge() int { return cap(*c.buf) + chunkOverhead }
+
 // schedule computes the delivery time of a write of size bytes at now.
 func (d *stream) schedule(size int, now time.Time, lc LinkConfig, retransmit time.Duration, rng *rand.Rand) time.Time {
 	txEnd := now
@@ -164,12 +173,12 @@ func (d *stream) read(b []byte, now time.Time, pool *session.BufferPool) int {
 		k := copy(b[n:], d.q[0].b)
 		n += k
 		if d.q[0].b = d.q[0].b[k:]; len(d.q[0].b) == 0 {
+			d.buffered -= d.q[0].charge()
 			pool.Put(d.q[0].buf)
 			d.q[0] = chunk{}
 			d.q = d.q[1:]
 		}
 	}
-	d.buffered -= n
 	return n
 }
 
@@ -284,7 +293,8 @@ func (s *memConnState) waitReadable(in *stream) {
 	s.mu.Lock()
 }
 
-// Write copies b into the connection, blocking while the direction holds MaxBuffered unread bytes.
+// Write copies b into the connection, blocking while the direction's unread chunks hold MaxBuffered bytes of
+// memory.
 func (c *memConn) Write(b []byte) (int, error) {
 	s := c.s
 	lc := s.n.linkConfig(s.link)
@@ -310,8 +320,9 @@ func (c *memConn) Write(b []byte) (int, error) {
 		wasEmpty := len(out.q) == 0
 		buf := s.n.chunks.Get(k)
 		copy(*buf, b[written:written+k])
-		out.q = append(out.q, chunk{b: *buf, buf: buf, at: at})
-		out.buffered += k
+		ch := chunk{b: *buf, buf: buf, at: at}
+		out.q = append(out.q, ch)
+		out.buffered += ch.charge()
 		written += k
 		s.n.written.Add(int64(k))
 		s.tr[c.side].written.Add(int64(k))

@@ -49,8 +49,9 @@ type MemConfig struct {
 	Link LinkConfig
 	// RetransmitDelay is the extra delay of a lost write (default 200ms, Linux's minimum retransmission timeout).
 	RetransmitDelay time.Duration
-	// MaxBuffered bounds the unread bytes of each direction of a connection (default 4 MiB); Write blocks while
-	// the direction is full.
+	// MaxBuffered bounds the memory the unread bytes of each direction of a connection hold (default 4 MiB): each
+	// write's buffer, rounded up to the buffer pool's size classes (1 KiB at least), as a kernel charges a socket
+	// its buffers' true size. Write blocks while the direction is full.
 	MaxBuffered int
 	// Seed seeds the random jitter and losses (0: a random seed).
 	Seed uint64
@@ -253,6 +254,7 @@ type MemTransport struct {
 	addr      string // the last address listened on: the endpoint's identity for links and cuts
 	listeners map[*memListener]struct{}
 	conns     map[*memConnState]struct{}
+	killed    bool // by Kill, until the next Listen (a restart)
 }
 
 // Listen implements session.Transport. Port 0 picks a fresh port (from 10000 up); a host meaning "this machine"
@@ -278,7 +280,7 @@ func (t *MemTransport) Listen(addr string) (net.Listener, error) {
 	l := &memListener{t: t, addr: memAddr(key)}
 	n.listeners[key] = l
 	t.listeners[l] = struct{}{}
-	t.addr = key
+	t.addr, t.killed = key, false
 	return l, nil
 }
 
@@ -312,10 +314,13 @@ func (t *MemTransport) Dial(ctx context.Context, addr string) (net.Conn, error) 
 
 // Kill fails the endpoint abruptly, as a crashed host: its listeners are closed and every connection it has (or
 // has queued at a listener) is reset, discarding both ends' pending data; reads and writes on both ends fail at
-// once with an error wrapping syscall.ECONNRESET. The transport may Listen again afterwards (a restart).
+// once with an error wrapping syscall.ECONNRESET. Until it listens again (a restart) its dials fail with an error
+// wrapping syscall.ENETDOWN, those under way included: a dial waiting out the link's latency used to connect after
+// the "crash", and the killed host went on dialing.
 func (t *MemTransport) Kill() {
 	n := t.n
 	n.mu.Lock()
+	t.killed = true
 	var doomed []*memConnState
 	for l := range t.listeners {
 		doomed = append(doomed, l.closeLocked()...)
@@ -359,6 +364,9 @@ func (t *MemTransport) tryDial(dst string) (net.Conn, <-chan struct{}, error) {
 	defer n.mu.Unlock()
 	fail := func(call string, errno syscall.Errno) error {
 		return &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(dst), Err: os.NewSyscallError(call, errno)}
+	}
+	if t.killed {
+		return nil, nil, fail("connect", syscall.ENETDOWN)
 	}
 	if _, cut := n.cuts[keyOf(t.addr, dst)]; cut && t.addr != "" {
 		return nil, nil, fail("connect", syscall.ENETUNREACH)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -113,7 +114,20 @@ func TestMemKillResetsAndRestart(t *testing.T) {
 		blocked <- err
 	}()
 
+	// A dial of b's under way (waiting out the link's latency) when b is killed fails, as does any later one until
+	// b listens again: it used to connect after the "crash".
+	inFlight := make(chan error, 1)
+	go func() {
+		c, err := b.tr.Dial(context.Background(), a.addr)
+		if c != nil {
+			_ = c.Close()
+		}
+		inFlight <- err
+	}()
 	b.tr.Kill()
+	wantErr(t, "a dial under way as its host was killed", <-inFlight, syscall.ENETDOWN)
+	_, err := b.tr.Dial(context.Background(), a.addr)
+	wantErr(t, "a dial of the killed host", err, syscall.ENETDOWN)
 	select {
 	case err := <-blocked:
 		wantErr(t, "blocked read on the surviving end", err, syscall.ECONNRESET)
@@ -126,7 +140,7 @@ func TestMemKillResetsAndRestart(t *testing.T) {
 		_, err = conn.Write([]byte("x"))
 		wantErr(t, name+" write after kill", err, syscall.ECONNRESET)
 	}
-	_, err := b.ln.Accept()
+	_, err = b.ln.Accept()
 	wantErr(t, "accept on the killed listener", err, net.ErrClosed)
 	if n := mn.Conns(); n != 0 {
 		t.Fatalf("after kill: Conns() = %d, want 0", n)
@@ -362,5 +376,27 @@ func TestMemNetworkCarriesNodes(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, func() bool { return len(b.Peers()) == 0 }, "b sees a disconnected")
 	if mn.BytesWritten() == 0 || trs[0].BytesWritten() == 0 {
 		t.Fatal("no bytes counted")
+	}
+}
+
+// MaxBuffered bounds the memory a direction's unread writes hold, not their bytes: 1-byte writes to a peer that
+// never reads each took a pooled buffer of 1 KiB, and a 256 KiB bound held 278 MiB.
+func TestMemMaxBufferedBoundsTheMemoryOfSmallWrites(t *testing.T) {
+	leakCheck(t)
+	const bound = 64 << 10
+	mn := testkit.NewMemNetwork(testkit.MemConfig{MaxBuffered: bound})
+	c, _ := connectedPair(t, mn) // the accepting end never reads
+	if err := c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	writes := 0
+	for ; writes < bound; writes++ {
+		if _, err := c.Write([]byte{1}); err != nil {
+			wantErr(t, "a write past the bound", err, os.ErrDeadlineExceeded)
+			break
+		}
+	}
+	if writes*1024 > bound+1024 {
+		t.Fatalf("%d one-byte writes buffered under MaxBuffered = %d: over a KiB of memory each", writes, bound)
 	}
 }
