@@ -95,6 +95,7 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 		"advertised unspecified ipv6": {func(c *actors.Config) { c.AdvertiseAddr = "[::]:30700" }, nil},
 		"advertised port 0":           {func(c *actors.Config) { c.AdvertiseAddr = "192.0.2.2:0" }, nil},
 		"negative eviction grace":     {func(c *actors.Config) { c.InboundEvictionGrace = -time.Second }, nil},
+		"network id too long":         {func(c *actors.Config) { c.NetworkID = strings.Repeat("n", 70000) }, nil},
 		"advertised without host":     {func(c *actors.Config) { c.AdvertiseAddr = ":30700" }, nil},
 	} {
 		cfg := actors.DefaultConfig()

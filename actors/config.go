@@ -21,11 +21,16 @@ import (
 	"github.com/actormesh/actormesh/session"
 )
 
+// MaxNetworkIDLength bounds Config.NetworkID: a longer one was accepted, and every handshake then failed as too
+// large.
+const MaxNetworkIDLength = 256
+
 // Config configures a Node. Start from DefaultConfig and override what you need; NewNode validates it.
 type Config struct {
 	// Identity is the node's ed25519 key. Nil generates a fresh one (fine for tests, not for a long-lived peer).
 	Identity *session.Identity
-	// NetworkID separates networks: peers with another id are refused at the handshake. Default "actormesh".
+	// NetworkID separates networks: peers with another id are refused at the handshake. At most
+	// MaxNetworkIDLength bytes. Default "actormesh".
 	NetworkID string
 	// ListenAddr is the host:port to accept connections on. Default "127.0.0.1:0" (a free loopback port).
 	// Empty means the node does not listen (a pure client, as `node ping` is).
@@ -117,8 +122,8 @@ type Config struct {
 	// DataDir holds the node's state (the peer store, peers.pb). Empty: no state is kept.
 	DataDir string
 	// Bootstrap configures joining the network and keeping outbound peers: bootnodes, target outbound count, refresh
-	// and peer store. Default bootstrap.DefaultConfig(); its StorePath defaults to DataDir/peers.pb and its Logger is
-	// replaced by the node's.
+	// and peer store. Default bootstrap.DefaultConfig(); its StorePath defaults to DataDir/peers.pb, its Logger is
+	// replaced by the node's, and a TargetOutbound over MaxOutboundPeers is lowered to it (logged).
 	Bootstrap bootstrap.Config
 
 	// Routing configures peer discovery (the Kademlia table and lookups). Default routing.DefaultConfig(); its
@@ -215,6 +220,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NetworkID == "" {
 		return bad("NetworkID is empty")
+	}
+	if len(c.NetworkID) > MaxNetworkIDLength { // it travels in every handshake, whose messages are bounded
+		return bad("NetworkID is %d bytes, want at most %d", len(c.NetworkID), MaxNetworkIDLength)
 	}
 	if c.Identity != nil && !c.Identity.Valid() {
 		return bad("Identity holds no key (make one with session.GenerateIdentity or session.LoadOrCreateIdentity)")

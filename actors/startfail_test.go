@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"github.com/actormesh/actormesh/actors"
@@ -145,4 +147,43 @@ func TestCloseDuringAStartEndsTheStart(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A bootstrapper target over the node's outbound slots is lowered to them: it was never reached, and every step
+// dialed for more, each dial refused for want of a slot.
+func TestATargetOverTheOutboundSlotsIsLoweredToThem(t *testing.T) {
+	var logs lockedLog
+	cfg := actors.DefaultConfig()
+	cfg.ListenAddr = "127.0.0.1:0"
+	cfg.MaxOutboundPeers, cfg.Bootstrap.TargetOutbound = 2, 8
+	cfg.Logger = zerolog.New(&logs)
+	n, err := actors.NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Start(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `"target":8,"max_outbound":2`) {
+		t.Fatalf("no word of the lowered target in the logs: %s", logs.String())
+	}
+}
+
+// lockedLog is a log sink safe for the node's goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -123,6 +123,12 @@ func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 	n.protocols.claim(routing.Protocol, rt, false, registerOptions{})
 	bcfg := n.cfg.Bootstrap
 	bcfg.Logger = n.log.With().Str("component", "bootstrap").Logger()
+	if bcfg.TargetOutbound > n.cfg.MaxOutboundPeers {
+		// A target past the slots is never reached: every step dialed for more, each dial refused for want of a slot.
+		bcfg.Logger.Info().Int("target", bcfg.TargetOutbound).Int("max_outbound", n.cfg.MaxOutboundPeers).
+			Msg("Bootstrap.TargetOutbound is over MaxOutboundPeers: the bootstrapper aims at MaxOutboundPeers")
+		bcfg.TargetOutbound = n.cfg.MaxOutboundPeers
+	}
 	if bcfg.StorePath == "" && n.cfg.DataDir != "" {
 		bcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
 	}
