@@ -3,6 +3,7 @@ package testkit
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,5 +81,30 @@ func TestMessagesNeverReceivedEverywhereAreSlow(t *testing.T) {
 	summarize(&rep, sims, []int{0, 0, 0}, published)
 	if rep.P100Ms != -1 || rep.SlowMessages != 2 || math.Abs(rep.DeliveryRatio-4.0/6) > 1e-9 {
 		t.Fatalf("p100 %v, slow %d, delivery %v: want -1, 2 and 4/6", rep.P100Ms, rep.SlowMessages, rep.DeliveryRatio)
+	}
+}
+
+// The setup's progress counts the nodes a stage concerns: the subscribers for the topic's stages (it read
+// "0/20 nodes in the topic" when 2 of 20 subscribed, a count that could never be reached).
+func TestSetupProgressCountsTheNodesOfTheStage(t *testing.T) {
+	every := setupProgressEvery
+	setupProgressEvery = time.Millisecond
+	t.Cleanup(func() { setupProgressEvery = every })
+	lines := make(chan string, 16)
+	p := startSetupProgress(func(s string) {
+		select {
+		case lines <- s:
+		default:
+		}
+	}, 20, time.Now())
+	defer p.stop()
+	p.set("in the topic", 1, 2)
+	for line := range lines {
+		if strings.Contains(line, "in the topic") {
+			if !strings.Contains(line, "1/2 nodes in the topic") {
+				t.Fatalf("progress %q, want 1/2 nodes in the topic", line)
+			}
+			return
+		}
 	}
 }

@@ -23,13 +23,14 @@ type setupProgress struct {
 	mu    sync.Mutex
 	stage string // what the nodes counted in done did: "started", "subscribed", "in the topic"
 	done  int
+	total int    // the nodes the stage concerns
 	stop  func() // stops the goroutine and waits for it; idempotent
 }
 
 // startSetupProgress starts the reports of a setup of total nodes that began at start; progress must be safe for
 // concurrent use.
 func startSetupProgress(progress func(string), total int, start time.Time) *setupProgress {
-	p := &setupProgress{stage: "started"}
+	p := &setupProgress{stage: "started", total: total}
 	quit, exited := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(exited)
@@ -41,7 +42,7 @@ func startSetupProgress(progress func(string), total int, start time.Time) *setu
 				return
 			case now := <-tick.C:
 				p.mu.Lock()
-				stage, done := p.stage, p.done
+				stage, done, total := p.stage, p.done, p.total
 				p.mu.Unlock()
 				progress(fmt.Sprintf("setup: %d/%d nodes %s (%.0f s)", done, total, stage, now.Sub(start).Seconds()))
 			}
@@ -51,10 +52,11 @@ func startSetupProgress(progress func(string), total int, start time.Time) *setu
 	return p
 }
 
-// set records that done nodes reached stage.
-func (p *setupProgress) set(stage string, done int) {
+// set records that done nodes of total reached stage (total: the nodes the stage concerns, the subscribers for the
+// topic's stages: with N it read "0/20 nodes in the topic" when 2 of 20 subscribed).
+func (p *setupProgress) set(stage string, done, total int) {
 	p.mu.Lock()
-	p.stage, p.done = stage, done
+	p.stage, p.done, p.total = stage, done, total
 	p.mu.Unlock()
 }
 

@@ -218,7 +218,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	var started []*actors.Node
 	nodes, err := StartNodes(ctx, sc.N, WithBootnode(), WithStarted(func(_ int, n *actors.Node) {
 		started = append(started, n)
-		setup.set("started", len(started))
+		setup.set("started", len(started), sc.N)
 	}), WithConfig(func(i int, cfg *actors.Config) {
 		sims[i] = &simNode{recv: make([]atomic.Int64, sc.Messages), hops: make([]atomic.Uint32, sc.Messages)}
 		cfg.Bootstrap.TargetOutbound = sc.Degree
@@ -267,11 +267,11 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		if _, err := n.Subscribe(ctx, simTopic, s.record); err != nil {
 			return rep, fmt.Errorf("node %d subscribe: %w", i, err)
 		}
-		setup.set("subscribed", i+1)
+		setup.set("subscribed", i+1, len(members))
 	}
-	setup.set("in the topic", 0)
+	setup.set("in the topic", 0, len(members))
 	ready, err := waitReady(ctx, members, sc.ReadyTimeout, sc.MinReady, hb, sc.Subscribers > 0,
-		func(n int) { setup.set("in the topic", n) })
+		func(n int) { setup.set("in the topic", n, len(members)) })
 	setup.stop()
 	rep.ReadyRatio = ready
 	if err != nil {
