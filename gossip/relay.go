@@ -309,9 +309,12 @@ type Subscription struct {
 	queue     *deliveryQueue
 	done      chan struct{}
 	once      sync.Once
-	dropped   atomic.Uint64
-	panics    atomic.Uint64
-	relay     *Relay
+	// startMu makes "no delivery starts after Cancel returns" hold: a delivery checks done and starts under it,
+	// and stop closes done under it. The handler runs outside it (it may Cancel).
+	startMu sync.Mutex
+	dropped atomic.Uint64
+	panics  atomic.Uint64
+	relay   *Relay
 }
 
 // Topic returns the subscribed topic.
@@ -336,8 +339,26 @@ func (s *Subscription) Cancel() {
 
 // stop closes done once; it tells whether this call closed it.
 func (s *Subscription) stop() (first bool) {
-	s.once.Do(func() { close(s.done); first = true })
+	s.once.Do(func() {
+		s.startMu.Lock()
+		close(s.done)
+		s.startMu.Unlock()
+		first = true
+	})
 	return first
+}
+
+// starting tells whether a delivery may start: the subscription is not cancelled. A true answer was given before
+// any Cancel returned.
+func (s *Subscription) starting() bool {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
 }
 
 func (s *Subscription) push(d *Delivery) bool {
@@ -362,13 +383,11 @@ func (s *Subscription) run(wg *sync.WaitGroup, log zerolog.Logger) {
 		case <-s.queue.ready:
 		}
 		for _, d := range s.queue.take() {
-			select {
-			case <-s.done:
-				return
-			default:
-			}
 			if d.Payload == nil && d.Err == nil {
 				d.decode()
+			}
+			if !s.starting() { // after the decode, which takes time: a Cancel meanwhile stops it
+				return
 			}
 			s.handle(d, log)
 		}
