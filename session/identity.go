@@ -67,6 +67,11 @@ func IdentityFromSeed(seed []byte) (*Identity, error) {
 // ErrKeyFilePermissions) and malformed content (wrapping ErrBadKeyFile); a missing file gives an error matching
 // fs.ErrNotExist.
 func LoadIdentity(path string) (*Identity, error) {
+	// A key that is not a regular file (a FIFO, a device) is refused before it is opened: opening a FIFO blocked
+	// until a writer came, for good, deaf to the first SIGTERM.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file (%s)", ErrBadKeyFile, path, st.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("session: load identity: %w", err)

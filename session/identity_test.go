@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // testIdentity returns the deterministic identity number n.
@@ -199,5 +201,28 @@ func TestLoadOrCreateIdentityConcurrentCallersAgree(t *testing.T) {
 		if makers != 1 {
 			t.Fatalf("round %d: %d callers say they created the identity, want 1", round, makers)
 		}
+	}
+}
+
+// A key path that is not a regular file is refused at once: opening a FIFO blocked until a writer came (node run
+// and node id hung for good, the first SIGTERM caught and unanswered).
+func TestLoadIdentityRefusesAFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.key")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := LoadIdentity(path); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrBadKeyFile) {
+			t.Fatalf("LoadIdentity of a FIFO: %v, want ErrBadKeyFile", err)
+		}
+	case <-time.After(10 * time.Second):
+		w, err := os.OpenFile(path, os.O_WRONLY, 0) // unblocks the open, so that the test's goroutine ends
+		if err == nil {
+			_ = w.Close()
+		}
+		t.Fatal("LoadIdentity of a FIFO blocked")
 	}
 }
