@@ -152,7 +152,7 @@ func TestCloseDuringAStartEndsTheStart(t *testing.T) {
 // A bootstrapper target over the node's outbound slots is lowered to them: it was never reached, and every step
 // dialed for more, each dial refused for want of a slot.
 func TestATargetOverTheOutboundSlotsIsLoweredToThem(t *testing.T) {
-	var logs lockedLog
+	var logs testkit.SyncBuffer
 	cfg := actors.DefaultConfig()
 	cfg.ListenAddr = "127.0.0.1:0"
 	cfg.MaxOutboundPeers, cfg.Bootstrap.TargetOutbound = 2, 8
@@ -168,22 +168,4 @@ func TestATargetOverTheOutboundSlotsIsLoweredToThem(t *testing.T) {
 	if !strings.Contains(logs.String(), `"target":8,"max_outbound":2`) {
 		t.Fatalf("no word of the lowered target in the logs: %s", logs.String())
 	}
-}
-
-// lockedLog is a log sink safe for the node's goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

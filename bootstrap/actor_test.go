@@ -1,11 +1,9 @@
 package bootstrap_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -246,24 +244,6 @@ func TestAStrandedNodeJoinsAgainThroughItsBootnodes(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, func() bool { return a.Connected(c.ID()) }, "a to find and keep c through b")
 }
 
-// lockedBuffer is a log sink safe for the bootstrapper's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
 // A bootnode that cannot be reached is logged at warn once, then at debug while the join is retried at every step:
 // a node whose bootnode was down (or was itself) logged it every 2 s for good.
 func TestAnUnreachableBootnodeIsWarnedOfOnce(t *testing.T) {
@@ -275,16 +255,16 @@ func TestAnUnreachableBootnodeIsWarnedOfOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs testkit.SyncBuffer
 	cfg := bootstrap.DefaultConfig()
 	cfg.Bootnodes = []session.PeerAddr{{ID: dead.NodeID(), Addr: testkit.FreeAddr(t)}}
 	cfg.Interval = 10 * time.Millisecond
 	cfg.Logger = zerolog.New(&logs).Level(zerolog.DebugLevel)
 	spawnBootstrapper(t, nw.Nodes[0], cfg, net)
-	testkit.WaitFor(t, 20*time.Second, func() bool { return logs.count(`"bootnode unreachable`) >= 5 },
+	testkit.WaitFor(t, 20*time.Second, func() bool { return strings.Count(logs.String(), `"bootnode unreachable`) >= 5 },
 		"five joins through the unreachable bootnode")
-	if warned := logs.count(`"level":"warn","error"`); warned != 1 {
+	if warned := strings.Count(logs.String(), `"level":"warn","error"`); warned != 1 {
 		t.Fatalf("the unreachable bootnode was logged at warn %d times in %d joins, want once",
-			warned, logs.count(`"bootnode unreachable`))
+			warned, strings.Count(logs.String(), `"bootnode unreachable`))
 	}
 }
