@@ -98,8 +98,11 @@ type relayActor struct {
 
 // Receive implements actor.Actor.
 func (a *relayActor) Receive(ctx actor.Context) {
-	if req, ok := ctx.Message().(request); ok {
-		a.handling = req
+	switch m := ctx.Message().(type) {
+	case request:
+		a.handling = m
+	case *ownValidated: // the publication its validators judged is the request being handled
+		a.handling = m.req
 	}
 	a.receive(ctx)
 	a.handling = nil
