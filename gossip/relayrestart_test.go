@@ -24,6 +24,7 @@ import (
 type failingNetwork struct {
 	flakyNetwork
 	beatFails, signFails atomic.Bool
+	sendFails            atomic.Bool // SendNow panics once
 	beats                atomic.Int64
 	subscribed, events   atomic.Int32
 }
@@ -33,6 +34,13 @@ func (f *failingNetwork) Sign([]byte) []byte {
 		panic("signer bug")
 	}
 	return make([]byte, 64)
+}
+
+func (f *failingNetwork) SendNow(peer session.NodeID, protocol string, msg proto.Message, priority bool) error {
+	if f.sendFails.CompareAndSwap(true, false) {
+		panic("sender bug")
+	}
+	return f.flakyNetwork.SendNow(peer, protocol, msg, priority)
 }
 
 func (f *failingNetwork) GossipPeers() []session.NodeID {
@@ -309,5 +317,29 @@ func TestAPublicationBeingValidatedFailsWhenTheRelayRestarts(t *testing.T) {
 	net.beatFails.Store(true) // the next heartbeat panics
 	if err := promptly(t, "Publish", func() error { return <-published }); !errors.Is(err, ErrRelayFailed) {
 		t.Fatalf("Publish validated across a restart: %v, want ErrRelayFailed", err)
+	}
+}
+
+// A panic while the relay publishes a publication its validators accepted answers that publication with
+// ErrRelayFailed, as for any request the relay panics on: it waited for its context.
+func TestAPanicPublishingAValidatedPublicationAnswersIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	net := &failingNetwork{flakyNetwork: flakyNetwork{self: nid(1), peer: nid(2)}}
+	relay := spawnSupervisedRelay(t, DefaultRelayConfig(), net, 3)
+	accept := func(context.Context, *Delivery) Verdict { return Accept }
+	if _, err := relay.Subscribe(ctx, "blocks", func(*Delivery) {}, WithValidator(accept)); err != nil {
+		t.Fatal(err)
+	}
+	relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Hello: true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "blocks", Subscribe: true}}}})
+	pollUntil(t, ctx, func() bool {
+		info, err := relay.Topic(ctx, "blocks")
+		return err == nil && len(info.Peers) == 1
+	}, "peer 2 never joined the topic")
+	net.sendFails.Store(true) // the publication's push to peer 2 panics
+	err := promptly(t, "Publish", func() error { _, err := relay.Publish(ctx, "blocks", []byte("block")); return err })
+	if !errors.Is(err, ErrRelayFailed) {
+		t.Fatalf("Publish whose push panicked: %v, want ErrRelayFailed", err)
 	}
 }
