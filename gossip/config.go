@@ -262,6 +262,9 @@ func (c Config) Validate() error {
 		return bad("Dlazy = %d, want >= 0", c.Dlazy)
 	case c.GossipDelay < 0:
 		return bad("GossipDelay must not be negative, got %v", c.GossipDelay)
+	case c.ValidationTimeout >= c.SeenTTL:
+		// A message awaiting its verdict is known by its pending entry, but once decided it must still be seen.
+		return bad("ValidationTimeout %v must be under SeenTTL %v", c.ValidationTimeout, c.SeenTTL)
 	case c.MaxClockSkew <= 0 || c.SeenTTL <= 2*c.MaxClockSkew:
 		return bad("want 0 < MaxClockSkew and 2 * MaxClockSkew < SeenTTL, got %v and %v", c.MaxClockSkew, c.SeenTTL)
 	case c.TopicRegisterInterval < 0 || c.TopicSearchInterval < 0:

@@ -108,7 +108,8 @@ type Penalty struct {
 	Peer session.NodeID
 	// Count is the number of messages from Peer rejected so far, including this one.
 	Count int
-	// Ban is set when Count has reached Config.PenaltyThreshold: the shell should disconnect and ban Peer.
+	// Ban is set when Count reaches Config.PenaltyThreshold, and again at each PenaltyThreshold more: the shell
+	// should disconnect and ban Peer.
 	Ban bool
 }
 

@@ -53,5 +53,13 @@ func (r *Router) PenalizePeer(id session.NodeID) Penalty {
 		}
 		r.retainPenalty(id, n)
 	}
-	return Penalty{Peer: id, Count: n, Ban: n >= r.cfg.PenaltyThreshold}
+	return Penalty{Peer: id, Count: n, Ban: r.bans(n)}
+}
+
+// bans tells whether a peer's n-th invalid message bans it: the PenaltyThreshold-th, and each PenaltyThreshold-th
+// after it (a peer whose pending messages are rejected after its ban). Every rejection past the threshold used
+// to ban it again, each renewing the ban and counting in RelayStats.Banned as one more peer.
+func (r *Router) bans(n int) bool {
+	t := r.cfg.PenaltyThreshold
+	return n >= t && (n-t)%t == 0
 }

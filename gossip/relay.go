@@ -420,8 +420,8 @@ type RelayStats struct {
 	Hops  Histogram
 	// RateLimited counts messages dropped by the per-peer rate limit, BadSignatures the messages rejected for
 	// their signature, Malformed those that could not be read or were too large, SendFailures the RPCs that
-	// could not be queued, DeliveryDropped the deliveries lost to full subscriber queues, Banned the peers
-	// banned for invalid messages, OwnRejected the node's own publications its validators rejected or ignored.
+	// could not be queued, DeliveryDropped the deliveries lost to full subscriber queues, Banned the bans for
+	// invalid messages (at Router.PenaltyThreshold of a peer's, again at each as many more), OwnRejected the node's own publications its validators rejected or ignored.
 	RateLimited, BadSignatures, Malformed, SendFailures, DeliveryDropped, Banned, OwnRejected uint64
 	// Verified counts the origin signatures checked (VerifySignatures): one per message, on the first copy
 	// received, as duplicates are recognised before their signature is checked. Each check is the largest

@@ -205,6 +205,14 @@ func (r *Router) AddPeer(id session.NodeID) error {
 		return fmt.Errorf("%w: %d peers", ErrLimit, r.cfg.MaxPeers)
 	}
 	p := &peer{topics: make(map[string]struct{}), added: r.beats}
+	// Its messages still awaiting their verdicts count against its share again: a peer that reconnected got a
+	// fresh share, and four reconnections took every place (MaxPendingValidationPerPeer is per peer).
+	for _, pd := range r.pending {
+		if pd.from == id {
+			p.validating++
+			p.validatingBytes += pd.size
+		}
+	}
 	if rp, ok := r.retained[id]; ok {
 		delete(r.retained, id)
 		if r.now.Sub(rp.at) < r.cfg.PenaltyRetention { // the Router's clock: its last call's time
@@ -367,7 +375,7 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 		return Output{}, fmt.Errorf("%w %q", ErrNoPeers, msg.Topic)
 	}
 	msg.ID, msg.Hops = r.cfg.MsgID(msg), 0
-	if r.seen.has(msg.ID) {
+	if r.known(msg.ID) {
 		return Output{}, fmt.Errorf("%w: %s", ErrDuplicate, msg.ID)
 	}
 	r.seen.add(msg.ID, now)
@@ -443,7 +451,7 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 		msg.ID = r.cfg.MsgID(msg)
 	}
 	var b builder
-	if r.seen.has(msg.ID) {
+	if r.known(msg.ID) {
 		r.stats.Duplicates++
 		if pd := r.pending[msg.ID]; pd != nil && pd.alt.IsZero() && from != pd.from {
 			pd.alt = from
@@ -638,7 +646,13 @@ func (r *Router) MessageID(m *Message) MsgID {
 }
 
 // Seen tells whether a message with this id was published, received or pulled within the seen-cache's bounds.
-func (r *Router) Seen(id MsgID) bool { return r.seen.has(id) }
+func (r *Router) Seen(id MsgID) bool { return r.known(id) }
+
+// known tells whether id was seen, or is awaiting its verdict: a pending id is seen even once the seen-cache,
+// bounded in count, has forgotten it (SeenMax new ids within ValidationTimeout). A second copy then replaced the
+// first in pending, whose bytes and peer's place were never given back, and a Publish of the same payload was
+// delivered twice.
+func (r *Router) known(id MsgID) bool { return r.seen.has(id) || r.pending[id] != nil }
 
 // carrySeen returns the ids the Router has seen, oldest first, less those awaiting a verdict (which a successor
 // would never deliver, its validators' verdicts being lost): what a restarted relay's next Router starts from

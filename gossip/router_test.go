@@ -36,6 +36,8 @@ func TestConfigValidate(t *testing.T) {
 		"no topic length":           func(c *Config) { c.MaxTopicLength = 0 },
 		"no pending bytes":          func(c *Config) { c.MaxPendingValidationBytes = 0 },
 		"no per-peer pending bytes": func(c *Config) { c.MaxPendingValidationBytesPerPeer = 0 },
+		// a decided message's id must still be seen when its verdict comes
+		"validation outlasting seen": func(c *Config) { c.ValidationTimeout = c.SeenTTL },
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {
