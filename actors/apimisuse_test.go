@@ -96,7 +96,13 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 		"advertised port 0":           {func(c *actors.Config) { c.AdvertiseAddr = "192.0.2.2:0" }, nil},
 		"negative eviction grace":     {func(c *actors.Config) { c.InboundEvictionGrace = -time.Second }, nil},
 		"network id too long":         {func(c *actors.Config) { c.NetworkID = strings.Repeat("n", 70000) }, nil},
-		"advertised without host":     {func(c *actors.Config) { c.AdvertiseAddr = ":30700" }, nil},
+		// the handshake refused it, at every connection
+		"message size over 4 bytes": {func(c *actors.Config) {
+			c.MaxMessageSize, c.SendQueueBytes, c.InboundPendingBytes = 1<<33, 1<<34, 1<<34
+		}, nil},
+		// the control allowance overflowed it, and the first pong disconnected the peer
+		"queue of math.MaxInt":    {func(c *actors.Config) { c.SendQueueBytes = math.MaxInt }, nil},
+		"advertised without host": {func(c *actors.Config) { c.AdvertiseAddr = ":30700" }, nil},
 	} {
 		cfg := actors.DefaultConfig()
 		tc.change(&cfg)

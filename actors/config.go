@@ -21,6 +21,9 @@ import (
 	"github.com/actormesh/actormesh/session"
 )
 
+// maxQueueBytes bounds Config.SendQueueBytes, well below where adding the control allowance overflows.
+const maxQueueBytes = math.MaxInt / 4
+
 // MaxNetworkIDLength bounds Config.NetworkID: a longer one was accepted, and every handshake then failed as too
 // large.
 const MaxNetworkIDLength = 256
@@ -306,6 +309,16 @@ func (c *Config) Validate() error {
 	if c.MaxMessageSize < MinMessageSize {
 		return bad("MaxMessageSize (%d) is below %d bytes: discovery's answers and gossip's messages with their "+
 			"metadata (gossip takes MaxMessageSize less 4 KiB) would not fit", c.MaxMessageSize, MinMessageSize)
+	}
+	if int64(c.MaxMessageSize) > session.MaxMessageSizeLimit {
+		// Validate let it pass, and every handshake then failed.
+		return bad("MaxMessageSize (%d) is over %d bytes (a message's length travels in 4 bytes)", c.MaxMessageSize,
+			int64(session.MaxMessageSizeLimit))
+	}
+	if c.SendQueueBytes > maxQueueBytes {
+		// A "no limit" near math.MaxInt overflowed with the control allowance, and the first pong disconnected the
+		// peer as SLOW_PEER.
+		return bad("SendQueueBytes (%d) is over %d (for no limit that matters, a few GiB will do)", c.SendQueueBytes, maxQueueBytes)
 	}
 	if c.SendQueueBytes < c.MaxMessageSize {
 		return bad("SendQueueBytes (%d) must hold at least one message of MaxMessageSize (%d)", c.SendQueueBytes, c.MaxMessageSize)

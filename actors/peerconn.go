@@ -75,7 +75,7 @@ type peerConn struct {
 	pingTimer    *time.Timer
 	pingsStopped bool
 
-	// lastActive is when a direct message last went either way (unix nanoseconds); kept is set for peers the node
+	// lastActive is when a direct message last went either way (pc.mono); kept is set for peers the node
 	// keeps connected. Idle connections that are not kept make room for new outbound dials.
 	lastActive atomic.Int64
 	kept       atomic.Bool
@@ -108,10 +108,13 @@ type peerConn struct {
 	rttNanos atomic.Int64
 	// kaNonce counts the keepalive pings sent; the last one's nonce is kaNonce | keepaliveNonce.
 	kaNonce atomic.Uint64
-	kaSent  atomic.Int64 // when the last keepalive ping was queued (unix nanoseconds), 0 before the first
-	// lastRecv is when the reader last received a frame (unix nanoseconds): a connection that received one within
+	kaSent  atomic.Int64 // when the last keepalive ping was queued (pc.mono), 0 before the first
+	// lastRecv is when the reader last received a frame (pc.mono): a connection that received one within
 	// PingInterval needs no keepalive ping.
-	lastRecv    atomic.Int64
+	lastRecv atomic.Int64
+	// connectedAt is when the connection was made, with the monotonic clock's reading: the timestamps above are
+	// nanoseconds since (mono). They were wall-clock unix nanoseconds, and a wall clock stepped back stopped the
+	// keepalive pings, so that both ends of a live quiet connection closed it as idle.
 	connectedAt time.Time
 
 	// dropped is how many queued messages were never written: too large, in a batch whose write failed, or left
@@ -153,7 +156,7 @@ func (pc *peerConn) start(onDone func()) {
 			onDone()
 		}
 	}
-	pc.lastRecv.Store(time.Now().UnixNano())
+	pc.lastRecv.Store(pc.mono())
 	pc.schedulePing(pc.cfg.PingInterval)
 	go func() { defer pc.exit(); defer close(pc.readerDone); pc.readLoop() }()
 	go pc.runWriter()
@@ -252,12 +255,18 @@ func (pc *peerConn) isClosing() bool {
 }
 
 // touch records direct-message activity.
-func (pc *peerConn) touch() { pc.lastActive.Store(time.Now().UnixNano()) }
+func (pc *peerConn) touch() { pc.lastActive.Store(pc.mono()) }
+
+// mono is the time now in monotonic nanoseconds since the connection was made (connectedAt).
+func (pc *peerConn) mono() int64 { return int64(time.Since(pc.connectedAt)) }
+
+// since is how long before now a timestamp of mono was taken.
+func (pc *peerConn) since(at int64, now time.Time) time.Duration {
+	return now.Sub(pc.connectedAt) - time.Duration(at)
+}
 
 // idleFor tells how long no direct message went either way.
-func (pc *peerConn) idleFor(now time.Time) time.Duration {
-	return now.Sub(time.Unix(0, pc.lastActive.Load()))
-}
+func (pc *peerConn) idleFor(now time.Time) time.Duration { return pc.since(pc.lastActive.Load(), now) }
 
 // owes tells whether the node owes the peer a reply: a request is being handled and a direct message went either
 // way within IdleTimeout (a handler that never answers does not hold the connection beyond that).
@@ -293,7 +302,7 @@ func (pc *peerConn) readLoop() {
 			pc.shutdown(classifyReadError(err))
 			return
 		}
-		pc.lastRecv.Store(time.Now().UnixNano())
+		pc.lastRecv.Store(pc.mono())
 		d, env, err := dec.decode(b)
 		if err != nil {
 			pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR, err.Error())
@@ -317,7 +326,7 @@ func (pc *peerConn) readLoop() {
 				case nonce&keepaliveNonce == 0:
 					pc.handler.onPong(pc, nonce)
 				case nonce == pc.kaNonce.Load()|keepaliveNonce: // a late keepalive pong measures nothing
-					pc.rttNanos.Store(time.Now().UnixNano() - pc.kaSent.Load())
+					pc.rttNanos.Store(pc.mono() - pc.kaSent.Load())
 				}
 			case *messages.Envelope_Disconnect:
 				// The detail is the peer's to choose (up to MaxMessageSize): clipped as every other such text, before
@@ -465,8 +474,9 @@ const rttRefreshPings = 6
 // (seeds 7-11, interleaved).
 func (pc *peerConn) ping() {
 	now := time.Now()
-	quiet := now.Sub(time.Unix(0, pc.lastRecv.Load()))
-	if quiet < pc.cfg.PingInterval && now.Sub(time.Unix(0, pc.kaSent.Load())) < rttRefreshPings*pc.cfg.PingInterval {
+	quiet := pc.since(pc.lastRecv.Load(), now)
+	sent := pc.kaSent.Load() // 0: no keepalive yet, the first one measures the RTT
+	if quiet < pc.cfg.PingInterval && sent != 0 && pc.since(sent, now) < rttRefreshPings*pc.cfg.PingInterval {
 		pc.schedulePing(pc.cfg.PingInterval - quiet) // when the connection has been quiet for PingInterval
 		return
 	}
@@ -478,7 +488,7 @@ func (pc *peerConn) ping() {
 // declareKept).
 func (pc *peerConn) sendPing(keeps bool) {
 	nonce := pc.kaNonce.Add(1) | keepaliveNonce
-	pc.kaSent.Store(time.Now().UnixNano())
+	pc.kaSent.Store(pc.mono())
 	pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: nonce, Keeps: keeps}}})
 }
 

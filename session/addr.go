@@ -54,17 +54,40 @@ func normalizeHostPort(hostPort string) (string, error) {
 		return "", fmt.Errorf("port %q out of range 1..65535", portText)
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
+		// An IPv6 zone is an interface name: netip takes any bytes of any length there, newlines included, which
+		// then went into logs and the admin API.
+		if z := ip.Zone(); len(z) > maxZoneLength || !hostChars(z) {
+			return "", fmt.Errorf("bad IPv6 zone %q: want an interface name of at most %d letters, digits, '-', '.' or '_'", z, maxZoneLength)
+		}
 		return netip.AddrPortFrom(ip, uint16(port)).String(), nil
 	}
 	if strings.HasPrefix(hostPort, "[") {
 		return "", fmt.Errorf("bad host:port: %q in brackets is not an IPv6 address", host)
 	}
 	for _, r := range host {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+		if !hostChar(r) {
 			return "", fmt.Errorf("bad host %q: character %q not allowed in a host name", host, r)
 		}
 	}
 	return net.JoinHostPort(host, strconv.FormatUint(port, 10)), nil
+}
+
+// maxZoneLength bounds an IPv6 zone (an interface name: 15 bytes on Linux).
+const maxZoneLength = 32
+
+// hostChar tells whether r may be in a host name or an IPv6 zone.
+func hostChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_'
+}
+
+// hostChars tells whether every rune of s is a hostChar.
+func hostChars(s string) bool {
+	for _, r := range s {
+		if !hostChar(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // String returns the text form of a: "<id>@host:port".

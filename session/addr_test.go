@@ -56,6 +56,9 @@ func TestParsePeerAddrErrors(t *testing.T) {
 		{"bracketed name", id + "@[example.org]:80", "not an IPv6 address"},
 		{"bad host char", id + "@exa mple.org:80", "not allowed"},
 		{"two ats", id + "@a@b:1", "not allowed"},
+		// netip takes any zone: a newline in it reached logs and the admin API
+		{"zone with a newline", id + "@[fe80::1%eth0\ninjected]:4001", "bad IPv6 zone"},
+		{"zone too long", id + "@[fe80::1%" + strings.Repeat("e", 40) + "]:4001", "bad IPv6 zone"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParsePeerAddr(tc.in)

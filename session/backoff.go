@@ -32,6 +32,10 @@ func NewBackoff(base, max time.Duration, maxAttempts int, rng *rand.Rand) *Backo
 func (b *Backoff) Ceiling() time.Duration {
 	c := b.Base
 	for i := 0; i < b.attempt && c < b.Max; i++ {
+		if c > b.Max/2 { // doubling would pass Max, or wrap past math.MaxInt64 to a value below it
+			c = b.Max
+			break
+		}
 		c *= 2
 	}
 	if c > b.Max || c <= 0 {

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -65,5 +66,23 @@ func TestBackoffHugeAttemptCountDoesNotOverflow(t *testing.T) {
 		if d, _ := b.Next(); d < 0 || d >= 2*time.Hour {
 			t.Fatalf("delay %v out of range at %d", d, i)
 		}
+	}
+}
+
+// The ceiling stays at Max once reached, whatever Max: near math.MaxInt64 the doubling wrapped, and the ceiling fell
+// back below Max (from Max to 160 127 h at attempt 50 with a Base of 200 ms).
+func TestBackoffCeilingStaysAtAHugeMax(t *testing.T) {
+	b := NewBackoff(200*time.Millisecond, time.Duration(math.MaxInt64), 0, nil)
+	var prev time.Duration
+	for i := range 200 {
+		c := b.Ceiling()
+		if c < prev {
+			t.Fatalf("the ceiling fell from %v to %v at attempt %d", prev, c, i)
+		}
+		prev = c
+		b.Next()
+	}
+	if prev != time.Duration(math.MaxInt64) {
+		t.Fatalf("ceiling %v after 200 attempts, want Max", prev)
 	}
 }

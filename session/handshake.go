@@ -97,6 +97,9 @@ type PeerInfo struct {
 // Handshake runs the Noise XX handshake over conn, as the initiator (the dialer) or the responder, and returns
 // the secure connection. A dialer passes the NodeID it wants to reach as expected; the zero NodeID accepts any
 // peer. The handshake must finish before the earlier of ctx's deadline and cfg.Timeout; cancelling ctx aborts it.
+// MaxMessageSizeLimit is the largest HandshakeConfig.MaxMessageSize: a message's length travels in 4 bytes.
+const MaxMessageSizeLimit = math.MaxUint32
+
 // Handshake sets a deadline on conn and clears it when done. On failure it leaves conn open (the caller closes
 // it) and returns an error wrapping one of ErrHandshake, ErrWrongPeer, ErrNetworkMismatch, ErrVersionMismatch,
 // ErrBadSignature or ErrHandshakeTimeout (or a plain error for an invalid cfg).
@@ -104,7 +107,7 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 	if cfg.Identity == nil {
 		return nil, errors.New("session: HandshakeConfig.Identity is nil")
 	}
-	if cfg.Timeout < 0 || cfg.MaxMessageSize < 0 || int64(cfg.MaxMessageSize) > math.MaxUint32 {
+	if cfg.Timeout < 0 || cfg.MaxMessageSize < 0 || int64(cfg.MaxMessageSize) > MaxMessageSizeLimit {
 		return nil, errors.New("session: HandshakeConfig: Timeout must not be negative, MaxMessageSize must be in 0..2^32-1")
 	}
 	if cfg.Timeout == 0 {
