@@ -4,6 +4,7 @@ package gossip
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -174,5 +175,34 @@ func TestAPeerIsBannedOnceEveryPenaltyThreshold(t *testing.T) {
 	t.Logf("Rejected %d, RelayStats.Banned %d, Network.Ban calls %d (one peer)", st.Router.Rejected, st.Banned, net.bans.Load())
 	if st.Banned != 3 || net.bans.Load() != 3 {
 		t.Errorf("RelayStats.Banned %d, Network.Ban calls %d for 10 rejections, want 3 and 3", st.Banned, net.bans.Load())
+	}
+}
+
+// MaxPendingIWantPerPeer is per peer across reconnections too: a peer announcing made-up ids that reconnected got a
+// fresh share while its wants stayed, and nine reconnections took every place of MaxPendingIWant, so that an
+// honest peer's announcement was not asked for.
+func TestAPeersWantedShareOutlivesItsReconnection(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 2)
+	var made uint32
+	madeUp := func(n int) []MsgID {
+		ids := make([]MsgID, n)
+		for i := range ids {
+			made++
+			binary.BigEndian.PutUint32(ids[i][:], made)
+		}
+		return ids
+	}
+	per := min(cfg.MaxIHaveLength, cfg.MaxPendingIWantPerPeer) // ids one IHAVE can announce
+	for range cfg.MaxPendingIWant/per + 1 {
+		r.HandleIHave(t0, nid(1), IHave{Topic: topicA, IDs: madeUp(per)})
+		r.RemovePeer(t0, nid(1)) // it reconnects
+		addPeers(t, r, topicA, 1, 1)
+	}
+	honest := madeUp(1)
+	out := r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: honest})
+	if c, _ := sendsTo(out, nid(2)); c == nil || len(c.IWant) != 1 {
+		t.Fatalf("an honest announcement was not asked for (%d ids wanted, cap %d): one peer took every place",
+			len(r.wants), cfg.MaxPendingIWant)
 	}
 }

@@ -213,6 +213,11 @@ func (r *Router) AddPeer(id session.NodeID) error {
 			p.validatingBytes += pd.size
 		}
 	}
+	for _, w := range r.wants { // likewise its share of the ids wanted (MaxPendingIWantPerPeer)
+		if w.src[0] == id {
+			p.wants++
+		}
+	}
 	if rp, ok := r.retained[id]; ok {
 		delete(r.retained, id)
 		if r.now.Sub(rp.at) < r.cfg.PenaltyRetention { // the Router's clock: its last call's time
