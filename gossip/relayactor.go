@@ -462,7 +462,8 @@ func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messa
 		return
 	}
 	// A stale message (HandleMessage drops it) is not worth its signature check.
-	if a.cfg.VerifySignatures && !a.router.Seen(a.router.MessageID(m)) && a.router.Timely(now, m) && !a.verify(m) {
+	if a.cfg.VerifySignatures && a.router.Takes(from, m.Topic) && !a.router.Seen(a.router.MessageID(m)) &&
+		a.router.Timely(now, m) && !a.verify(m) {
 		// Checked before the Router records the id as seen, so a forged copy cannot suppress the real message.
 		a.stats.BadSignatures++
 		a.penalize(a.router.PenalizePeer(from), "bad signature")

@@ -653,6 +653,14 @@ func (r *Router) MessageID(m *Message) MsgID {
 // Seen tells whether a message with this id was published, received or pulled within the seen-cache's bounds.
 func (r *Router) Seen(id MsgID) bool { return r.known(id) }
 
+// Takes tells whether HandleMessage would look at a message of topic from peer: the peer is known and the topic
+// joined. The shell checks a signature only then (a message it drops is never recorded as seen, so each replay
+// of one cost a check).
+func (r *Router) Takes(from session.NodeID, topic string) bool {
+	t := r.topics[topic]
+	return r.peers[from] != nil && t != nil && t.joined
+}
+
 // known tells whether id was seen, or is awaiting its verdict: a pending id is seen even once the seen-cache,
 // bounded in count, has forgotten it (SeenMax new ids within ValidationTimeout). A second copy then replaced the
 // first in pending, whose bytes and peer's place were never given back, and a Publish of the same payload was
