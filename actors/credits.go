@@ -71,24 +71,52 @@ func (pc *peerConn) withinShare(h *heldCredits, r *protocolRegistry, size int64)
 	}
 	deadline := time.NewTimer(pc.cfg.ProtocolStallTimeout)
 	defer deadline.Stop()
-	defer pc.bytesWaiting.Store(false)
 	for {
-		pc.bytesWaiting.Store(true) // before the check below: a release after it signals bytesFreed
-		dropped := r.droppedChan()
-		pc.reclaim()
-		if h.reg.stopped() || !pc.overShare(h, size) {
-			return true // a stopped actor's message is refused by acquire
-		}
-		select {
-		case <-pc.bytesFreed:
-		case <-dropped:
-		case <-pc.closing:
-			return true // acquire refuses it
-		case <-deadline.C:
+		switch pc.awaitRelease(h, r, func() bool { return !pc.overShare(h, size) }, deadline.C) {
+		case waitTimedOut:
 			h.stalled = true
 			return false
+		case waitAgain:
+		default: // within its share; or the actor stopped, or the connection closes: acquire refuses the message
+			return true
 		}
 	}
+}
+
+// waitResult is how awaitRelease ended.
+type waitResult int
+
+const (
+	waitAgain    waitResult = iota // something was released: check again
+	waitRoom                       // room holds
+	waitStopped                    // h's actor stopped
+	waitClosing                    // the connection closes
+	waitTimedOut                   // the deadline passed
+)
+
+// awaitRelease waits once for the connection's protocol actors to release something, unless room holds already
+// (checked after the credits of stopped actors are taken back), h's actor has stopped, the connection closes or
+// deadline (nil: none) passes. Reader only.
+func (pc *peerConn) awaitRelease(h *heldCredits, r *protocolRegistry, room func() bool, deadline <-chan time.Time) waitResult {
+	pc.bytesWaiting.Store(true) // before the check below: a release after it signals bytesFreed
+	defer pc.bytesWaiting.Store(false)
+	dropped := r.droppedChan() // before reclaim: a drop after it wakes the select
+	pc.reclaim()
+	switch {
+	case h.reg.stopped():
+		return waitStopped
+	case room():
+		return waitRoom
+	}
+	select {
+	case <-pc.bytesFreed:
+	case <-dropped:
+	case <-pc.closing:
+		return waitClosing
+	case <-deadline:
+		return waitTimedOut
+	}
+	return waitAgain
 }
 
 // overShare tells whether a message of size payload bytes to the application protocol actor of h would take that
@@ -160,30 +188,16 @@ func (pc *peerConn) awaitCredit(h *heldCredits, r *protocolRegistry) bool {
 // a message of MaxMessageSize, so a message always fits once nothing is held.
 func (pc *peerConn) acquireBytes(h *heldCredits, r *protocolRegistry, size int64) bool {
 	budget := int64(pc.cfg.InboundPendingBytes)
+	fits := func() bool { return pc.heldBytes.Load()+size <= budget }
 	for {
-		if pc.heldBytes.Load()+size <= budget {
+		if fits() {
 			pc.heldBytes.Add(size)
 			return true
 		}
-		pc.bytesWaiting.Store(true) // before the check below: a release after it signals bytesFreed
-		dropped := r.droppedChan()
-		pc.reclaim()
-		if h.reg.stopped() {
-			pc.bytesWaiting.Store(false)
+		switch pc.awaitRelease(h, r, fits, nil) {
+		case waitStopped, waitClosing:
 			return false
 		}
-		if pc.heldBytes.Load()+size <= budget {
-			pc.bytesWaiting.Store(false)
-			continue
-		}
-		select {
-		case <-pc.bytesFreed:
-		case <-pc.closing:
-			pc.bytesWaiting.Store(false)
-			return false
-		case <-dropped:
-		}
-		pc.bytesWaiting.Store(false)
 	}
 }
 
