@@ -380,7 +380,7 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 		return Output{}, fmt.Errorf("%w %q", ErrNoPeers, msg.Topic)
 	}
 	msg.ID, msg.Hops = r.cfg.MsgID(msg), 0
-	if r.known(msg.ID) {
+	if r.Seen(msg.ID) {
 		return Output{}, fmt.Errorf("%w: %s", ErrDuplicate, msg.ID)
 	}
 	r.seen.add(msg.ID, now)
@@ -447,16 +447,16 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 // A duplicate that a mesh peer pushed turns that link lazy (a lazy Prune), unless it is the node's last eager link.
 func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message) (Output, Status) {
 	now = r.clock(now)
-	t := r.topics[msg.Topic]
-	if r.peers[from] == nil || t == nil || !t.joined {
+	if !r.Takes(from, msg.Topic) {
 		r.stats.Dropped++
 		return Output{}, Dropped
 	}
+	t := r.topics[msg.Topic]
 	if !msg.idSet {
 		msg.ID = r.cfg.MsgID(msg)
 	}
 	var b builder
-	if r.known(msg.ID) {
+	if r.Seen(msg.ID) {
 		r.stats.Duplicates++
 		if pd := r.pending[msg.ID]; pd != nil && pd.alt.IsZero() && from != pd.from {
 			pd.alt = from
@@ -650,8 +650,11 @@ func (r *Router) MessageID(m *Message) MsgID {
 	return m.ID
 }
 
-// Seen tells whether a message with this id was published, received or pulled within the seen-cache's bounds.
-func (r *Router) Seen(id MsgID) bool { return r.known(id) }
+// Seen tells whether a message with this id was published, received or pulled within the seen-cache's bounds,
+// or awaits its verdict: a pending id is seen even once the seen-cache, bounded in count, has forgotten it (SeenMax
+// new ids within ValidationTimeout). A second copy then replaced the first in pending, whose bytes and peer's place
+// were never given back, and a Publish of the same payload was delivered twice.
+func (r *Router) Seen(id MsgID) bool { return r.seen.has(id) || r.pending[id] != nil }
 
 // Takes tells whether HandleMessage would look at a message of topic from peer: the peer is known and the topic
 // joined. The shell checks a signature only then (a message it drops is never recorded as seen, so each replay
@@ -660,12 +663,6 @@ func (r *Router) Takes(from session.NodeID, topic string) bool {
 	t := r.topics[topic]
 	return r.peers[from] != nil && t != nil && t.joined
 }
-
-// known tells whether id was seen, or is awaiting its verdict: a pending id is seen even once the seen-cache,
-// bounded in count, has forgotten it (SeenMax new ids within ValidationTimeout). A second copy then replaced the
-// first in pending, whose bytes and peer's place were never given back, and a Publish of the same payload was
-// delivered twice.
-func (r *Router) known(id MsgID) bool { return r.seen.has(id) || r.pending[id] != nil }
 
 // carrySeen returns the ids the Router has seen, oldest first, less those awaiting a verdict (which a successor
 // would never deliver, its validators' verdicts being lost): what a restarted relay's next Router starts from
