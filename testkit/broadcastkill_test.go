@@ -99,12 +99,19 @@ func TestSetupProgressCountsTheNodesOfTheStage(t *testing.T) {
 	}, 20, time.Now())
 	defer p.stop()
 	p.set("in the topic", 1, 2)
-	for line := range lines {
-		if strings.Contains(line, "in the topic") {
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case line := <-lines:
+			if !strings.Contains(line, "in the topic") {
+				continue
+			}
 			if !strings.Contains(line, "1/2 nodes in the topic") {
 				t.Fatalf("progress %q, want 1/2 nodes in the topic", line)
 			}
 			return
+		case <-deadline:
+			t.Fatal("no progress line of the topic's stage within 10 s")
 		}
 	}
 }
