@@ -36,6 +36,16 @@ func encodeDirect(protocol string, kind messages.DirectKind, requestID uint64, m
 	return b, err
 }
 
+// encodeDirectSized is encodeDirect that also returns the payload's size, as the receiver counts it against its
+// window (the Any's value bytes, flow.go).
+func encodeDirectSized(protocol string, kind messages.DirectKind, requestID uint64, msg proto.Message) ([]byte, int64, error) {
+	b, _, err := encodeDirectPooled(nil, protocol, kind, requestID, msg)
+	if err != nil {
+		return nil, 0, err
+	}
+	return b, int64(proto.Size(msg)), nil
+}
+
 // encodeDirectPooled is encodeDirect into a buffer of pool, which it returns with the bytes so that the caller
 // gives it back once they are dead; with a nil pool, the bytes are a new slice of their exact size and the buffer
 // is nil.

@@ -65,20 +65,17 @@ type Config struct {
 	// disconnected with reason SLOW_PEER and the send fails with ErrSlowPeer. Default 16 MiB.
 	SendQueueBytes int
 	// InboundPending bounds the messages read from one peer that its protocol actors have not processed yet;
-	// at the bound the connection stops reading (TCP back-pressure on that peer only). An application protocol
-	// actor takes at most half of it (and of InboundPendingBytes), the application's actors three quarters: past
-	// that the reader waits for them, up to ProtocolStallTimeout. Default 4096.
+	// at the bound the connection stops reading (TCP back-pressure on that peer only). Of the messages to the
+	// application's protocols, the peer may have at most half of it (and of InboundPendingBytes) outstanding with
+	// one protocol actor and three quarters with all of them: the node advertises that window in its handshake, the
+	// peer's Send and Request wait for room in it (flow control), and a peer sending past it is disconnected with
+	// reason FLOW_CONTROL. A slow protocol actor so holds back its own senders only: the connection goes on
+	// reading for the node's other protocols, gossip and pings. Default 4096.
 	InboundPending int
 	// InboundPendingBytes bounds the same messages by their encoded payload bytes, so that a peer cannot make one
 	// connection hold InboundPending messages of MaxMessageSize each (4 GiB at the defaults). It must hold at least
 	// one message of MaxMessageSize. Default 4 MiB.
 	InboundPendingBytes int
-
-	// ProtocolStallTimeout is how long a connection's reader waits for an application protocol actor past its share
-	// of InboundPending (see there) to catch up. An actor still past it is stalled: the peer's messages to it are
-	// refused at once (a request with ErrOverloaded, a one-way message dropped; Stats.InboundOverloaded) until it
-	// is back within its share, and the connection goes on for its other protocols, gossip and pings. Default 1s.
-	ProtocolStallTimeout time.Duration
 
 	// HandshakeTimeout bounds a handshake. Default 5s.
 	HandshakeTimeout time.Duration
@@ -185,7 +182,6 @@ func DefaultConfig() Config {
 		SendQueueBytes:        16 << 20,
 		InboundPending:        4096,
 		InboundPendingBytes:   4 << 20,
-		ProtocolStallTimeout:  time.Second,
 		HandshakeTimeout:      session.DefaultHandshakeTimeout,
 		DialTimeout:           5 * time.Second,
 		WriteTimeout:          10 * time.Second,
@@ -283,7 +279,7 @@ func (c *Config) Validate() error {
 		{"MaxInboundPeers", int64(c.MaxInboundPeers)}, {"MaxOutboundPeers", int64(c.MaxOutboundPeers)},
 		{"MaxPendingHandshakes", int64(c.MaxPendingHandshakes)}, {"MaxMessageSize", int64(c.MaxMessageSize)},
 		{"SendQueueBytes", int64(c.SendQueueBytes)}, {"InboundPending", int64(c.InboundPending)},
-		{"InboundPendingBytes", int64(c.InboundPendingBytes)}, {"ProtocolStallTimeout", int64(c.ProtocolStallTimeout)},
+		{"InboundPendingBytes", int64(c.InboundPendingBytes)},
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"DialTimeout", int64(c.DialTimeout)},
 		{"WriteTimeout", int64(c.WriteTimeout)}, {"PingInterval", int64(c.PingInterval)},
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"RequestTimeout", int64(c.RequestTimeout)},

@@ -2,7 +2,6 @@ package actors
 
 import (
 	"sync/atomic"
-	"time"
 )
 
 // heldCredits counts the inbound credits of one connection held by the messages its reader handed to one protocol
@@ -16,14 +15,18 @@ type heldCredits struct {
 	reg   *registration
 	n     atomic.Int32
 	bytes atomic.Int64 // the payload bytes of those messages (peerConn.heldBytes)
-	// stalled is set (reader only) when an application actor stayed past its share (overShare) for
-	// ProtocolStallTimeout: its messages are then refused at once, until it is back within its share.
-	stalled bool
+
+	// pc and protocol are the connection and the protocol name the credits are of; flow is where the peer's
+	// messages to an application protocol stand in its window (guarded by pc.in.mu; see flow.go).
+	pc       *peerConn
+	protocol string
+	flow     recvFlow
 }
 
-// heldFor returns the counter of the credits held by the connection's messages to reg, pruning (reclaim) those of
-// stopped actors first when the registry changed (gen) since the last prune. Reader only.
-func (pc *peerConn) heldFor(reg *registration, gen uint64) *heldCredits {
+// heldFor returns the counter of the credits held by the connection's messages to reg (serving protocol),
+// pruning (reclaim) those of stopped actors first when the registry changed (gen) since the last prune. Reader
+// only.
+func (pc *peerConn) heldFor(reg *registration, protocol string, gen uint64) *heldCredits {
 	if pc.held == nil {
 		pc.held = make(map[*registration]*heldCredits)
 	}
@@ -33,8 +36,11 @@ func (pc *peerConn) heldFor(reg *registration, gen uint64) *heldCredits {
 	}
 	h := pc.held[reg]
 	if h == nil {
-		h = &heldCredits{reg: reg}
+		h = &heldCredits{reg: reg, pc: pc, protocol: protocol}
 		pc.held[reg] = h
+		if windowed(protocol) {
+			reg.followFlow(h)
+		}
 	}
 	return h
 }
@@ -51,35 +57,16 @@ func (pc *peerConn) reclaim() {
 			<-pc.credits
 		}
 		pc.heldBytes.Add(-h.bytes.Swap(0))
+		h.reclaimFlow() // the registry may have done it (registration.reclaimFlows)
 		delete(pc.held, reg)
 	}
 }
 
-// withinShare tells whether a message of size payload bytes to the application protocol actor of h may be taken:
-// once that actor, or the application's actors together, are within their share of the connection's inbound
-// budget (overShare), it waits for them up to Config.ProtocolStallTimeout; an actor still past it then is stalled,
-// and its messages are refused at once (false) until it is back within its share. The reader reads for every
-// protocol of its peer: waiting for one stuck actor stopped the connection's gossip, pings and other protocols.
-// An actor that is only behind (it processes its messages) keeps its back-pressure and loses nothing. Reader only.
-func (pc *peerConn) withinShare(h *heldCredits, r *protocolRegistry, size int64) bool {
-	if !pc.overShare(h, size) {
-		h.stalled = false
-		return true
-	}
-	if h.stalled {
-		return false
-	}
-	deadline := time.NewTimer(pc.cfg.ProtocolStallTimeout)
-	defer deadline.Stop()
-	for {
-		switch pc.awaitRelease(h, r, func() bool { return !pc.overShare(h, size) }, deadline.C) {
-		case waitTimedOut:
-			h.stalled = true
-			return false
-		case waitAgain:
-		default: // within its share; or the actor stopped, or the connection closes: acquire refuses the message
-			return true
-		}
+// forgetFlows unties the connection's credit holders from their actors' registrations (followFlow), once the
+// reader has ended. Reader only.
+func (pc *peerConn) forgetFlows() {
+	for reg, h := range pc.held {
+		reg.unfollowFlow(h)
 	}
 }
 
@@ -87,17 +74,16 @@ func (pc *peerConn) withinShare(h *heldCredits, r *protocolRegistry, size int64)
 type waitResult int
 
 const (
-	waitAgain    waitResult = iota // something was released: check again
-	waitRoom                       // room holds
-	waitStopped                    // h's actor stopped
-	waitClosing                    // the connection closes
-	waitTimedOut                   // the deadline passed
+	waitAgain   waitResult = iota // something was released: check again
+	waitRoom                      // room holds
+	waitStopped                   // h's actor stopped
+	waitClosing                   // the connection closes
 )
 
 // awaitRelease waits once for the connection's protocol actors to release something, unless room holds already
-// (checked after the credits of stopped actors are taken back), h's actor has stopped, the connection closes or
-// deadline (nil: none) passes. Reader only.
-func (pc *peerConn) awaitRelease(h *heldCredits, r *protocolRegistry, room func() bool, deadline <-chan time.Time) waitResult {
+// (checked after the credits of stopped actors are taken back), h's actor has stopped or the connection closes.
+// Reader only.
+func (pc *peerConn) awaitRelease(h *heldCredits, r *protocolRegistry, room func() bool) waitResult {
 	pc.bytesWaiting.Store(true) // before the check below: a release after it signals bytesFreed
 	defer pc.bytesWaiting.Store(false)
 	dropped := r.droppedChan() // before reclaim: a drop after it wakes the select
@@ -113,31 +99,8 @@ func (pc *peerConn) awaitRelease(h *heldCredits, r *protocolRegistry, room func(
 	case <-dropped:
 	case <-pc.closing:
 		return waitClosing
-	case <-deadline:
-		return waitTimedOut
 	}
 	return waitAgain
-}
-
-// overShare tells whether a message of size payload bytes to the application protocol actor of h would take that
-// actor, or the application's actors together, past their share of the connection's inbound budget
-// (InboundPending and InboundPendingBytes): half for one actor, three quarters for all, so that one slow actor
-// leaves room to the others and the node's own (gossip, discovery) a quarter at least. A message is never past its
-// share while its actor holds none. Reader only.
-func (pc *peerConn) overShare(h *heldCredits, size int64) bool {
-	own, ownBytes := int64(h.n.Load()), h.bytes.Load()
-	if own == 0 {
-		return false
-	}
-	var all, allBytes int64
-	for reg, held := range pc.held {
-		if reg.user {
-			all += int64(held.n.Load())
-			allBytes += held.bytes.Load()
-		}
-	}
-	count, budget := int64(pc.cfg.InboundPending), int64(pc.cfg.InboundPendingBytes)
-	return own+1 > max(1, count/2) || ownBytes+size > budget/2 || all+1 > max(1, count*3/4) || allBytes+size > budget*3/4
 }
 
 // acquire takes an inbound credit for a message of size payload bytes to h's protocol actor. It blocks (only this
@@ -194,7 +157,7 @@ func (pc *peerConn) acquireBytes(h *heldCredits, r *protocolRegistry, size int64
 			pc.heldBytes.Add(size)
 			return true
 		}
-		switch pc.awaitRelease(h, r, fits, nil) {
+		switch pc.awaitRelease(h, r, fits) {
 		case waitStopped, waitClosing:
 			return false
 		}

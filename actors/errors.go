@@ -29,8 +29,10 @@ var (
 	ErrUnknownProtocol = errors.New("remote has no such protocol")
 	// ErrRemote: the remote protocol actor answered with an error (see *RemoteError).
 	ErrRemote = errors.New("remote error")
-	// ErrOverloaded: the remote refused the request because the protocol actor was behind on the node's messages
-	// (Stats.InboundOverloaded there); a later retry may succeed. It also matches ErrRemote.
+	// ErrOverloaded: the peer's actor for the protocol stayed behind on the node's messages: its flow-control window
+	// (see Config.InboundPending) stayed closed until the call's context ended, and nothing was sent; or the remote
+	// refused a request as overloaded (ERROR_CODE_OVERLOADED; that error also matches ErrRemote). A later retry may
+	// succeed.
 	ErrOverloaded = errors.New("remote protocol actor overloaded")
 	// ErrBadPayload: a payload could not be encoded or decoded (unknown message type, malformed bytes).
 	ErrBadPayload = errors.New("bad payload")

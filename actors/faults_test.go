@@ -315,7 +315,11 @@ func TestSlowReaderDoesNotSlowOtherPeers(t *testing.T) {
 	}
 	defer raw.Close()
 	_ = raw.(*net.TCPConn).SetReadBuffer(4096)
-	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{Identity: stuck, NetworkID: "actormesh"}, true, a.ID())
+	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{
+		Identity: stuck, NetworkID: "actormesh",
+		// A window far over the queue: flow control would hold a's sends back before the queue filled up.
+		InboundWindow: session.Window{ProtocolMessages: 1 << 20, ProtocolBytes: 1 << 40, AppMessages: 1 << 20, AppBytes: 1 << 40},
+	}, true, a.ID())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,10 @@ type peerConn struct {
 	// the registry's generation when held was last pruned. Both are the reader's.
 	held    map[*registration]*heldCredits
 	heldGen uint64
+	// out and in are the two sides of flow control (flow.go): the peer's window for the node's messages to its
+	// application protocols, and the node's for the peer's.
+	out *sendWindows
+	in  recvWindows
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -140,6 +144,8 @@ func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, lo
 		done:        make(chan struct{}),
 		readerDone:  make(chan struct{}),
 		connectedAt: time.Now(),
+		out:         newSendWindows(sc.Peer().InboundWindow),
+		in:          recvWindows{window: windowOf(cfg)},
 	}
 	pc.q = newSendQueue(cfg.SendQueueBytes, func() { go pc.runWriter() })
 	pc.touch()
@@ -158,7 +164,7 @@ func (pc *peerConn) start(onDone func()) {
 	}
 	pc.lastRecv.Store(pc.mono())
 	pc.schedulePing(pc.cfg.PingInterval)
-	go func() { defer pc.exit(); defer close(pc.readerDone); pc.readLoop() }()
+	go func() { defer pc.exit(); defer close(pc.readerDone); defer pc.forgetFlows(); pc.readLoop() }()
 	go pc.runWriter()
 }
 
@@ -328,6 +334,10 @@ func (pc *peerConn) readLoop() {
 				case nonce == pc.kaNonce.Load()|keepaliveNonce: // a late keepalive pong measures nothing
 					pc.rttNanos.Store(pc.mono() - pc.kaSent.Load())
 				}
+			case *messages.Envelope_WindowUpdate:
+				pc.onWindowUpdate(body.WindowUpdate)
+			case *messages.Envelope_WindowBlocked:
+				pc.onWindowBlocked()
 			case *messages.Envelope_Disconnect:
 				// The detail is the peer's to choose (up to MaxMessageSize): clipped as every other such text, before
 				// it reaches events, logs and Stats.
@@ -361,7 +371,8 @@ func decodeEnvelope(b []byte) (*messages.Envelope, error) {
 		return nil, fmt.Errorf("malformed envelope: %w", err)
 	}
 	switch env.Body.(type) {
-	case *messages.Envelope_Ping, *messages.Envelope_Pong, *messages.Envelope_Disconnect:
+	case *messages.Envelope_Ping, *messages.Envelope_Pong, *messages.Envelope_Disconnect, *messages.Envelope_WindowUpdate,
+		*messages.Envelope_WindowBlocked:
 		return env, nil
 	case *messages.Envelope_Direct:
 		return nil, errors.New("malformed envelope: direct message mixed with other bodies")

@@ -62,6 +62,12 @@ type registration struct {
 	reqMu    sync.Mutex
 	requests map[*Inbound]struct{}
 	drained  bool
+
+	// flows are the connections' credit holders of the actor's messages, whose flow-control windows it gives
+	// back when it stops (reclaimFlows, flow.go); guarded by flowMu.
+	flowMu         sync.Mutex
+	flows          map[*heldCredits]struct{}
+	flowsReclaimed bool
 }
 
 // track records a request handed to the actor; false once the actor has stopped (drained).
@@ -194,6 +200,7 @@ func (r *protocolRegistry) drop(p string, pid *actor.PID) {
 	reg.subs = nil
 	r.mu.Unlock()
 	reg.drain(p)
+	reg.reclaimFlows()
 	for _, sub := range subs {
 		sub.Cancel()
 	}

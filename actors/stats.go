@@ -42,10 +42,12 @@ type Stats struct {
 	// InboundEvicted counts inbound connections closed to make room for a newcomer when every inbound slot was
 	// taken (see Config.DisableInboundEviction).
 	InboundEvicted uint64
-	// InboundOverloaded counts peers' messages refused because the application protocol actor they were for was
-	// behind by its share of their connection's inbound budget (Config.InboundPending): a request was answered
-	// with ErrOverloaded, a one-way message dropped.
-	InboundOverloaded uint64
+	// SendsHeldBack counts the Sends and Requests that waited for room in their peer's window for the protocol
+	// (flow control: the peer's actor for it was behind; see Config.InboundPending).
+	SendsHeldBack uint64
+	// SendsOverloaded counts those of them that failed with ErrOverloaded: the window stayed closed until their
+	// context ended. Nothing was sent.
+	SendsOverloaded uint64
 }
 
 // Labels the counters of Stats use for what does not have a name of its own.
@@ -82,15 +84,15 @@ func handshakeFailureReason(err error) string {
 type nodeStats struct {
 	// closedBytesIn and closedBytesOut hold the bytes of connections already closed; the live ones are summed
 	// when Stats is read.
-	closedBytesIn, closedBytesOut atomic.Uint64
-	queueDropped                  atomic.Uint64
-	restarts                      atomic.Uint64
-	inboundEvicted                atomic.Uint64
-	inboundOverloaded             atomic.Uint64
-	messagesIn                    labelCounters
-	messagesOut                   labelCounters
-	handshakeFailures             labelCounters
-	disconnects                   labelCounters
+	closedBytesIn, closedBytesOut  atomic.Uint64
+	queueDropped                   atomic.Uint64
+	restarts                       atomic.Uint64
+	inboundEvicted                 atomic.Uint64
+	sendsHeldBack, sendsOverloaded atomic.Uint64
+	messagesIn                     labelCounters
+	messagesOut                    labelCounters
+	handshakeFailures              labelCounters
+	disconnects                    labelCounters
 }
 
 func newNodeStats() *nodeStats {
@@ -173,7 +175,8 @@ func (n *Node) Stats() Stats {
 		QueueDropped:      n.stats.queueDropped.Load(),
 		ActorRestarts:     n.stats.restarts.Load(),
 		InboundEvicted:    n.stats.inboundEvicted.Load(),
-		InboundOverloaded: n.stats.inboundOverloaded.Load(),
+		SendsHeldBack:     n.stats.sendsHeldBack.Load(),
+		SendsOverloaded:   n.stats.sendsOverloaded.Load(),
 	}
 	n.peers.sum(&s)
 	return s

@@ -173,6 +173,8 @@ const (
 	DisconnectReason_DISCONNECT_REASON_BANNED DisconnectReason = 11
 	// The peer is the node itself.
 	DisconnectReason_DISCONNECT_REASON_SELF DisconnectReason = 12
+	// The peer sent past the inbound window (InboundWindow) or gave back more than was outstanding.
+	DisconnectReason_DISCONNECT_REASON_FLOW_CONTROL DisconnectReason = 13
 )
 
 // Enum value maps for DisconnectReason.
@@ -191,6 +193,7 @@ var (
 		10: "DISCONNECT_REASON_WRITE_ERROR",
 		11: "DISCONNECT_REASON_BANNED",
 		12: "DISCONNECT_REASON_SELF",
+		13: "DISCONNECT_REASON_FLOW_CONTROL",
 	}
 	DisconnectReason_value = map[string]int32{
 		"DISCONNECT_REASON_UNSPECIFIED":          0,
@@ -206,6 +209,7 @@ var (
 		"DISCONNECT_REASON_WRITE_ERROR":          10,
 		"DISCONNECT_REASON_BANNED":               11,
 		"DISCONNECT_REASON_SELF":                 12,
+		"DISCONNECT_REASON_FLOW_CONTROL":         13,
 	}
 )
 
@@ -252,7 +256,10 @@ type HandshakePayload struct {
 	ListenAddrs []string `protobuf:"bytes,5,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
 	// Set by a dialer that opens the connection on demand (a lookup, a send) rather than to keep it: the other side
 	// may close it when idle to make room.
-	Transient     bool `protobuf:"varint,6,opt,name=transient,proto3" json:"transient,omitempty"`
+	Transient bool `protobuf:"varint,6,opt,name=transient,proto3" json:"transient,omitempty"`
+	// How much the peer takes of the local node's messages to its application protocols before it grants more
+	// (flow control, WindowUpdate). Required: a connection without it is refused.
+	InboundWindow *InboundWindow `protobuf:"bytes,7,opt,name=inbound_window,json=inboundWindow,proto3" json:"inbound_window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,6 +336,87 @@ func (x *HandshakePayload) GetTransient() bool {
 	return false
 }
 
+func (x *HandshakePayload) GetInboundWindow() *InboundWindow {
+	if x != nil {
+		return x.InboundWindow
+	}
+	return nil
+}
+
+// InboundWindow is what a node takes of one peer's one-way messages and requests to its application protocols
+// (every protocol but the node's own gossip and discovery ones) that its protocol actors have not processed yet:
+// per protocol, and for all of them together, in messages and in payload bytes (the Any's value). A sender keeps
+// within it and waits for WindowUpdates to send more, so that a slow protocol actor holds its own sender back
+// without stopping the connection's other traffic, and no message is dropped. One message of any size (up to the
+// message size limit) may be sent to a protocol that has nothing outstanding.
+type InboundWindow struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	ProtocolMessages uint64                 `protobuf:"varint,1,opt,name=protocol_messages,json=protocolMessages,proto3" json:"protocol_messages,omitempty"`
+	ProtocolBytes    uint64                 `protobuf:"varint,2,opt,name=protocol_bytes,json=protocolBytes,proto3" json:"protocol_bytes,omitempty"`
+	AppMessages      uint64                 `protobuf:"varint,3,opt,name=app_messages,json=appMessages,proto3" json:"app_messages,omitempty"`
+	AppBytes         uint64                 `protobuf:"varint,4,opt,name=app_bytes,json=appBytes,proto3" json:"app_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *InboundWindow) Reset() {
+	*x = InboundWindow{}
+	mi := &file_messages_wire_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboundWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboundWindow) ProtoMessage() {}
+
+func (x *InboundWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_wire_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboundWindow.ProtoReflect.Descriptor instead.
+func (*InboundWindow) Descriptor() ([]byte, []int) {
+	return file_messages_wire_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *InboundWindow) GetProtocolMessages() uint64 {
+	if x != nil {
+		return x.ProtocolMessages
+	}
+	return 0
+}
+
+func (x *InboundWindow) GetProtocolBytes() uint64 {
+	if x != nil {
+		return x.ProtocolBytes
+	}
+	return 0
+}
+
+func (x *InboundWindow) GetAppMessages() uint64 {
+	if x != nil {
+		return x.AppMessages
+	}
+	return 0
+}
+
+func (x *InboundWindow) GetAppBytes() uint64 {
+	if x != nil {
+		return x.AppBytes
+	}
+	return 0
+}
+
 // Envelope is the one message type on the wire.
 type Envelope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -338,6 +426,8 @@ type Envelope struct {
 	//	*Envelope_Pong
 	//	*Envelope_Direct
 	//	*Envelope_Disconnect
+	//	*Envelope_WindowUpdate
+	//	*Envelope_WindowBlocked
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -345,7 +435,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_messages_wire_proto_msgTypes[1]
+	mi := &file_messages_wire_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +447,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_wire_proto_msgTypes[1]
+	mi := &file_messages_wire_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +460,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_messages_wire_proto_rawDescGZIP(), []int{1}
+	return file_messages_wire_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Envelope) GetBody() isEnvelope_Body {
@@ -416,6 +506,24 @@ func (x *Envelope) GetDisconnect() *Disconnect {
 	return nil
 }
 
+func (x *Envelope) GetWindowUpdate() *WindowUpdate {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_WindowUpdate); ok {
+			return x.WindowUpdate
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetWindowBlocked() *WindowBlocked {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_WindowBlocked); ok {
+			return x.WindowBlocked
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -436,6 +544,14 @@ type Envelope_Disconnect struct {
 	Disconnect *Disconnect `protobuf:"bytes,4,opt,name=disconnect,proto3,oneof"`
 }
 
+type Envelope_WindowUpdate struct {
+	WindowUpdate *WindowUpdate `protobuf:"bytes,5,opt,name=window_update,json=windowUpdate,proto3,oneof"`
+}
+
+type Envelope_WindowBlocked struct {
+	WindowBlocked *WindowBlocked `protobuf:"bytes,6,opt,name=window_blocked,json=windowBlocked,proto3,oneof"`
+}
+
 func (*Envelope_Ping) isEnvelope_Body() {}
 
 func (*Envelope_Pong) isEnvelope_Body() {}
@@ -443,6 +559,113 @@ func (*Envelope_Pong) isEnvelope_Body() {}
 func (*Envelope_Direct) isEnvelope_Body() {}
 
 func (*Envelope_Disconnect) isEnvelope_Body() {}
+
+func (*Envelope_WindowUpdate) isEnvelope_Body() {}
+
+func (*Envelope_WindowBlocked) isEnvelope_Body() {}
+
+// WindowUpdate gives back to the peer, for protocol, the messages and payload bytes of its messages that the
+// local node's protocol actors have processed or that it refused (InboundWindow). It never gives back more than
+// the peer has outstanding. A node gives back what a protocol's actor processed once that is half the protocol's
+// window, in messages or in bytes; and at once (and at the next release, if nothing was processed yet) after the
+// peer said with WindowBlocked that it waits for room.
+type WindowUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Protocol      string                 `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Messages      uint64                 `protobuf:"varint,2,opt,name=messages,proto3" json:"messages,omitempty"`
+	Bytes         uint64                 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WindowUpdate) Reset() {
+	*x = WindowUpdate{}
+	mi := &file_messages_wire_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WindowUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WindowUpdate) ProtoMessage() {}
+
+func (x *WindowUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_wire_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WindowUpdate.ProtoReflect.Descriptor instead.
+func (*WindowUpdate) Descriptor() ([]byte, []int) {
+	return file_messages_wire_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WindowUpdate) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *WindowUpdate) GetMessages() uint64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *WindowUpdate) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+// WindowBlocked tells the peer that the sender waits for room in its InboundWindow: the peer gives back at once what
+// its actors processed (messages are sent whole, so a message larger than what is left waits for that).
+type WindowBlocked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WindowBlocked) Reset() {
+	*x = WindowBlocked{}
+	mi := &file_messages_wire_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WindowBlocked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WindowBlocked) ProtoMessage() {}
+
+func (x *WindowBlocked) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_wire_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WindowBlocked.ProtoReflect.Descriptor instead.
+func (*WindowBlocked) Descriptor() ([]byte, []int) {
+	return file_messages_wire_proto_rawDescGZIP(), []int{4}
+}
 
 // Ping asks the peer for a Pong; used for keepalive and RTT measurement.
 type Ping struct {
@@ -457,7 +680,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_messages_wire_proto_msgTypes[2]
+	mi := &file_messages_wire_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +692,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_wire_proto_msgTypes[2]
+	mi := &file_messages_wire_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +705,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_messages_wire_proto_rawDescGZIP(), []int{2}
+	return file_messages_wire_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Ping) GetNonce() uint64 {
@@ -509,7 +732,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_messages_wire_proto_msgTypes[3]
+	mi := &file_messages_wire_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +744,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_wire_proto_msgTypes[3]
+	mi := &file_messages_wire_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +757,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_messages_wire_proto_rawDescGZIP(), []int{3}
+	return file_messages_wire_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Pong) GetNonce() uint64 {
@@ -555,7 +778,7 @@ type RemoteError struct {
 
 func (x *RemoteError) Reset() {
 	*x = RemoteError{}
-	mi := &file_messages_wire_proto_msgTypes[4]
+	mi := &file_messages_wire_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +790,7 @@ func (x *RemoteError) String() string {
 func (*RemoteError) ProtoMessage() {}
 
 func (x *RemoteError) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_wire_proto_msgTypes[4]
+	mi := &file_messages_wire_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +803,7 @@ func (x *RemoteError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoteError.ProtoReflect.Descriptor instead.
 func (*RemoteError) Descriptor() ([]byte, []int) {
-	return file_messages_wire_proto_rawDescGZIP(), []int{4}
+	return file_messages_wire_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RemoteError) GetCode() ErrorCode {
@@ -615,7 +838,7 @@ type Direct struct {
 
 func (x *Direct) Reset() {
 	*x = Direct{}
-	mi := &file_messages_wire_proto_msgTypes[5]
+	mi := &file_messages_wire_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +850,7 @@ func (x *Direct) String() string {
 func (*Direct) ProtoMessage() {}
 
 func (x *Direct) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_wire_proto_msgTypes[5]
+	mi := &file_messages_wire_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +863,7 @@ func (x *Direct) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Direct.ProtoReflect.Descriptor instead.
 func (*Direct) Descriptor() ([]byte, []int) {
-	return file_messages_wire_proto_rawDescGZIP(), []int{5}
+	return file_messages_wire_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Direct) GetProtocol() string {
@@ -689,7 +912,7 @@ type Disconnect struct {
 
 func (x *Disconnect) Reset() {
 	*x = Disconnect{}
-	mi := &file_messages_wire_proto_msgTypes[6]
+	mi := &file_messages_wire_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +924,7 @@ func (x *Disconnect) String() string {
 func (*Disconnect) ProtoMessage() {}
 
 func (x *Disconnect) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_wire_proto_msgTypes[6]
+	mi := &file_messages_wire_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +937,7 @@ func (x *Disconnect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disconnect.ProtoReflect.Descriptor instead.
 func (*Disconnect) Descriptor() ([]byte, []int) {
-	return file_messages_wire_proto_rawDescGZIP(), []int{6}
+	return file_messages_wire_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Disconnect) GetReason() DisconnectReason {
@@ -735,7 +958,7 @@ var File_messages_wire_proto protoreflect.FileDescriptor
 
 const file_messages_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x13messages/wire.proto\x12\x11actormesh.wire.v1\x1a\x19google/protobuf/any.proto\"\xde\x01\n" +
+	"\x13messages/wire.proto\x12\x11actormesh.wire.v1\x1a\x19google/protobuf/any.proto\"\xa7\x02\n" +
 	"\x10HandshakePayload\x12!\n" +
 	"\fidentity_key\x18\x01 \x01(\fR\videntityKey\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1d\n" +
@@ -743,15 +966,28 @@ const file_messages_wire_proto_rawDesc = "" +
 	"network_id\x18\x03 \x01(\tR\tnetworkId\x12)\n" +
 	"\x10protocol_version\x18\x04 \x01(\tR\x0fprotocolVersion\x12!\n" +
 	"\flisten_addrs\x18\x05 \x03(\tR\vlistenAddrs\x12\x1c\n" +
-	"\ttransient\x18\x06 \x01(\bR\ttransient\"\xe6\x01\n" +
+	"\ttransient\x18\x06 \x01(\bR\ttransient\x12G\n" +
+	"\x0einbound_window\x18\a \x01(\v2 .actormesh.wire.v1.InboundWindowR\rinboundWindow\"\xa3\x01\n" +
+	"\rInboundWindow\x12+\n" +
+	"\x11protocol_messages\x18\x01 \x01(\x04R\x10protocolMessages\x12%\n" +
+	"\x0eprotocol_bytes\x18\x02 \x01(\x04R\rprotocolBytes\x12!\n" +
+	"\fapp_messages\x18\x03 \x01(\x04R\vappMessages\x12\x1b\n" +
+	"\tapp_bytes\x18\x04 \x01(\x04R\bappBytes\"\xf9\x02\n" +
 	"\bEnvelope\x12-\n" +
 	"\x04ping\x18\x01 \x01(\v2\x17.actormesh.wire.v1.PingH\x00R\x04ping\x12-\n" +
 	"\x04pong\x18\x02 \x01(\v2\x17.actormesh.wire.v1.PongH\x00R\x04pong\x123\n" +
 	"\x06direct\x18\x03 \x01(\v2\x19.actormesh.wire.v1.DirectH\x00R\x06direct\x12?\n" +
 	"\n" +
 	"disconnect\x18\x04 \x01(\v2\x1d.actormesh.wire.v1.DisconnectH\x00R\n" +
-	"disconnectB\x06\n" +
-	"\x04body\"2\n" +
+	"disconnect\x12F\n" +
+	"\rwindow_update\x18\x05 \x01(\v2\x1f.actormesh.wire.v1.WindowUpdateH\x00R\fwindowUpdate\x12I\n" +
+	"\x0ewindow_blocked\x18\x06 \x01(\v2 .actormesh.wire.v1.WindowBlockedH\x00R\rwindowBlockedB\x06\n" +
+	"\x04body\"\\\n" +
+	"\fWindowUpdate\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x1a\n" +
+	"\bmessages\x18\x02 \x01(\x04R\bmessages\x12\x14\n" +
+	"\x05bytes\x18\x03 \x01(\x04R\x05bytes\"\x0f\n" +
+	"\rWindowBlocked\"2\n" +
 	"\x04Ping\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\x12\x14\n" +
 	"\x05keeps\x18\x02 \x01(\bR\x05keeps\"\x1c\n" +
@@ -783,7 +1019,7 @@ const file_messages_wire_proto_rawDesc = "" +
 	"\x1bERROR_CODE_UNKNOWN_PROTOCOL\x10\x01\x12\x1a\n" +
 	"\x16ERROR_CODE_APPLICATION\x10\x02\x12\x1a\n" +
 	"\x16ERROR_CODE_BAD_PAYLOAD\x10\x03\x12\x19\n" +
-	"\x15ERROR_CODE_OVERLOADED\x10\x04*\xdb\x03\n" +
+	"\x15ERROR_CODE_OVERLOADED\x10\x04*\xff\x03\n" +
 	"\x10DisconnectReason\x12!\n" +
 	"\x1dDISCONNECT_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bDISCONNECT_REASON_REQUESTED\x10\x01\x12\x1e\n" +
@@ -798,7 +1034,8 @@ const file_messages_wire_proto_rawDesc = "" +
 	"\x1dDISCONNECT_REASON_WRITE_ERROR\x10\n" +
 	"\x12\x1c\n" +
 	"\x18DISCONNECT_REASON_BANNED\x10\v\x12\x1a\n" +
-	"\x16DISCONNECT_REASON_SELF\x10\fB)Z'github.com/actormesh/actormesh/messagesb\x06proto3"
+	"\x16DISCONNECT_REASON_SELF\x10\f\x12\"\n" +
+	"\x1eDISCONNECT_REASON_FLOW_CONTROL\x10\rB)Z'github.com/actormesh/actormesh/messagesb\x06proto3"
 
 var (
 	file_messages_wire_proto_rawDescOnce sync.Once
@@ -813,35 +1050,41 @@ func file_messages_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_messages_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_messages_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_messages_wire_proto_goTypes = []any{
 	(DirectKind)(0),          // 0: actormesh.wire.v1.DirectKind
 	(ErrorCode)(0),           // 1: actormesh.wire.v1.ErrorCode
 	(DisconnectReason)(0),    // 2: actormesh.wire.v1.DisconnectReason
 	(*HandshakePayload)(nil), // 3: actormesh.wire.v1.HandshakePayload
-	(*Envelope)(nil),         // 4: actormesh.wire.v1.Envelope
-	(*Ping)(nil),             // 5: actormesh.wire.v1.Ping
-	(*Pong)(nil),             // 6: actormesh.wire.v1.Pong
-	(*RemoteError)(nil),      // 7: actormesh.wire.v1.RemoteError
-	(*Direct)(nil),           // 8: actormesh.wire.v1.Direct
-	(*Disconnect)(nil),       // 9: actormesh.wire.v1.Disconnect
-	(*anypb.Any)(nil),        // 10: google.protobuf.Any
+	(*InboundWindow)(nil),    // 4: actormesh.wire.v1.InboundWindow
+	(*Envelope)(nil),         // 5: actormesh.wire.v1.Envelope
+	(*WindowUpdate)(nil),     // 6: actormesh.wire.v1.WindowUpdate
+	(*WindowBlocked)(nil),    // 7: actormesh.wire.v1.WindowBlocked
+	(*Ping)(nil),             // 8: actormesh.wire.v1.Ping
+	(*Pong)(nil),             // 9: actormesh.wire.v1.Pong
+	(*RemoteError)(nil),      // 10: actormesh.wire.v1.RemoteError
+	(*Direct)(nil),           // 11: actormesh.wire.v1.Direct
+	(*Disconnect)(nil),       // 12: actormesh.wire.v1.Disconnect
+	(*anypb.Any)(nil),        // 13: google.protobuf.Any
 }
 var file_messages_wire_proto_depIdxs = []int32{
-	5,  // 0: actormesh.wire.v1.Envelope.ping:type_name -> actormesh.wire.v1.Ping
-	6,  // 1: actormesh.wire.v1.Envelope.pong:type_name -> actormesh.wire.v1.Pong
-	8,  // 2: actormesh.wire.v1.Envelope.direct:type_name -> actormesh.wire.v1.Direct
-	9,  // 3: actormesh.wire.v1.Envelope.disconnect:type_name -> actormesh.wire.v1.Disconnect
-	1,  // 4: actormesh.wire.v1.RemoteError.code:type_name -> actormesh.wire.v1.ErrorCode
-	0,  // 5: actormesh.wire.v1.Direct.kind:type_name -> actormesh.wire.v1.DirectKind
-	10, // 6: actormesh.wire.v1.Direct.payload:type_name -> google.protobuf.Any
-	7,  // 7: actormesh.wire.v1.Direct.error:type_name -> actormesh.wire.v1.RemoteError
-	2,  // 8: actormesh.wire.v1.Disconnect.reason:type_name -> actormesh.wire.v1.DisconnectReason
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	4,  // 0: actormesh.wire.v1.HandshakePayload.inbound_window:type_name -> actormesh.wire.v1.InboundWindow
+	8,  // 1: actormesh.wire.v1.Envelope.ping:type_name -> actormesh.wire.v1.Ping
+	9,  // 2: actormesh.wire.v1.Envelope.pong:type_name -> actormesh.wire.v1.Pong
+	11, // 3: actormesh.wire.v1.Envelope.direct:type_name -> actormesh.wire.v1.Direct
+	12, // 4: actormesh.wire.v1.Envelope.disconnect:type_name -> actormesh.wire.v1.Disconnect
+	6,  // 5: actormesh.wire.v1.Envelope.window_update:type_name -> actormesh.wire.v1.WindowUpdate
+	7,  // 6: actormesh.wire.v1.Envelope.window_blocked:type_name -> actormesh.wire.v1.WindowBlocked
+	1,  // 7: actormesh.wire.v1.RemoteError.code:type_name -> actormesh.wire.v1.ErrorCode
+	0,  // 8: actormesh.wire.v1.Direct.kind:type_name -> actormesh.wire.v1.DirectKind
+	13, // 9: actormesh.wire.v1.Direct.payload:type_name -> google.protobuf.Any
+	10, // 10: actormesh.wire.v1.Direct.error:type_name -> actormesh.wire.v1.RemoteError
+	2,  // 11: actormesh.wire.v1.Disconnect.reason:type_name -> actormesh.wire.v1.DisconnectReason
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_messages_wire_proto_init() }
@@ -849,11 +1092,13 @@ func file_messages_wire_proto_init() {
 	if File_messages_wire_proto != nil {
 		return
 	}
-	file_messages_wire_proto_msgTypes[1].OneofWrappers = []any{
+	file_messages_wire_proto_msgTypes[2].OneofWrappers = []any{
 		(*Envelope_Ping)(nil),
 		(*Envelope_Pong)(nil),
 		(*Envelope_Direct)(nil),
 		(*Envelope_Disconnect)(nil),
+		(*Envelope_WindowUpdate)(nil),
+		(*Envelope_WindowBlocked)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -861,7 +1106,7 @@ func file_messages_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_wire_proto_rawDesc), len(file_messages_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   7,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

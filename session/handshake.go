@@ -74,6 +74,9 @@ type HandshakeConfig struct {
 	MaxMessageSize int
 	// Transient tells the peer that the dialer opens this connection on demand and does not keep it.
 	Transient bool
+	// InboundWindow is what the local node takes of the peer's messages to its application protocols before it
+	// grants more, told to the peer; the zero Window means DefaultInboundWindow().
+	InboundWindow Window
 	// Buffers lends the resulting Conn (and the handshake) the buffers it needs beyond a small fixed one, for
 	// as long as it needs them; share one pool among the connections of a node. Nil means buffers are allocated
 	// as needed and dropped when no longer needed.
@@ -92,6 +95,36 @@ type PeerInfo struct {
 	ListenAddrs []string
 	// Transient is set when the peer dialed the connection on demand, without keeping it.
 	Transient bool
+	// InboundWindow is what the peer takes of the local node's messages to its application protocols before it
+	// grants more; every field is positive (a peer advertising none is refused).
+	InboundWindow Window
+}
+
+// Window is what a node takes of one peer's one-way messages and requests to its application protocols that its
+// protocol actors have not processed yet, before it grants more (flow control): per protocol and for all of them
+// together, in messages and in payload bytes. A sender keeps within the peer's Window; one message of any size may
+// go to a protocol that has nothing outstanding.
+type Window struct {
+	ProtocolMessages, ProtocolBytes, AppMessages, AppBytes int64
+}
+
+// MaxWindow bounds each field of a Window read from a peer, so that sums of a few of them cannot overflow.
+const MaxWindow = math.MaxInt64 / 8
+
+// DefaultInboundWindow returns the Window of a HandshakeConfig that sets none: half of 4096 messages and 4 MiB per
+// protocol, three quarters for all (actors.Config's defaults).
+func DefaultInboundWindow() Window {
+	return Window{ProtocolMessages: 2048, ProtocolBytes: 2 << 20, AppMessages: 3072, AppBytes: 3 << 20}
+}
+
+// Valid tells whether every field of w is positive and at most MaxWindow.
+func (w Window) Valid() bool {
+	for _, v := range []int64{w.ProtocolMessages, w.ProtocolBytes, w.AppMessages, w.AppBytes} {
+		if v <= 0 || v > MaxWindow {
+			return false
+		}
+	}
+	return true
 }
 
 // Handshake runs the Noise XX handshake over conn, as the initiator (the dialer) or the responder, and returns
@@ -116,6 +149,12 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if cfg.InboundWindow == (Window{}) {
+		cfg.InboundWindow = DefaultInboundWindow()
+	}
+	if !cfg.InboundWindow.Valid() {
+		return nil, fmt.Errorf("session: HandshakeConfig.InboundWindow %+v: every field must be in 1..%d", cfg.InboundWindow, int64(MaxWindow))
+	}
 	static, staticSig, err := cfg.Identity.noiseStatic()
 	if err != nil {
 		return nil, err
@@ -127,6 +166,10 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 		ProtocolVersion: ProtocolVersion,
 		ListenAddrs:     cfg.ListenAddrs,
 		Transient:       cfg.Transient,
+		InboundWindow: &messages.InboundWindow{
+			ProtocolMessages: uint64(cfg.InboundWindow.ProtocolMessages), ProtocolBytes: uint64(cfg.InboundWindow.ProtocolBytes),
+			AppMessages: uint64(cfg.InboundWindow.AppMessages), AppBytes: uint64(cfg.InboundWindow.AppBytes),
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("session: marshal handshake payload: %w", err)
@@ -274,6 +317,9 @@ func (h *handshake) runResponder(hs *noise.HandshakeState) (*Conn, error) {
 }
 
 // verifyPayload checks the peer's payload against its Noise static key and the local expectations.
+// clampWindow is a Window field read from a peer, at most MaxWindow.
+func clampWindow(v uint64) int64 { return int64(min(v, MaxWindow)) }
+
 func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 	var p messages.HandshakePayload
 	if err := proto.Unmarshal(b, &p); err != nil {
@@ -294,6 +340,12 @@ func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 	if !id.Verify(noiseStaticMessage(remoteStatic), p.Signature) {
 		return PeerInfo{}, fmt.Errorf("%w: peer claiming %s did not sign its noise static key", ErrBadSignature, id)
 	}
+	w := p.GetInboundWindow()
+	window := Window{clampWindow(w.GetProtocolMessages()), clampWindow(w.GetProtocolBytes()),
+		clampWindow(w.GetAppMessages()), clampWindow(w.GetAppBytes())}
+	if !window.Valid() {
+		return PeerInfo{}, fmt.Errorf("%w: peer %s advertises no inbound window (flow control): %+v", ErrHandshake, id.Short(), window)
+	}
 	if h.initiator && !h.expected.IsZero() && id != h.expected {
 		return PeerInfo{}, fmt.Errorf("%w: expected %s, got %s", ErrWrongPeer, h.expected, id)
 	}
@@ -303,6 +355,7 @@ func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 		ProtocolVersion: p.ProtocolVersion,
 		ListenAddrs:     slices.Clone(p.ListenAddrs),
 		Transient:       p.Transient,
+		InboundWindow:   window,
 	}, nil
 }
 

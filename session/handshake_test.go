@@ -180,6 +180,8 @@ func TestHandshakeBadPayloads(t *testing.T) {
 		}, ErrBadSignature},
 		{"short identity key", func(p *messages.HandshakePayload) { p.IdentityKey = p.IdentityKey[:31] }, ErrHandshake},
 		{"no payload", nil, ErrHandshake},
+		{"no inbound window", func(p *messages.HandshakePayload) { p.InboundWindow = nil }, ErrHandshake},
+		{"an empty inbound window field", func(p *messages.HandshakePayload) { p.InboundWindow.AppBytes = 0 }, ErrHandshake},
 	} {
 		for _, localInitiates := range []bool{true, false} {
 			err := handshakeWithRawPeer(t, testConfig(t, 2), localInitiates, tc.mutate)
@@ -224,6 +226,7 @@ func rawPeer(conn net.Conn, initiator bool, id *Identity, mutate func(*messages.
 			Signature:       id.Sign(noiseStaticMessage(static.Public)),
 			NetworkId:       "testnet",
 			ProtocolVersion: ProtocolVersion,
+			InboundWindow:   &messages.InboundWindow{ProtocolMessages: 1, ProtocolBytes: 1, AppMessages: 1, AppBytes: 1},
 		}
 		mutate(p)
 		if payload, err = proto.Marshal(p); err != nil {
@@ -301,6 +304,9 @@ func TestHandshakeInterop(t *testing.T) {
 		}
 		if c.RemoteID() != testIdentity(t, 1).NodeID() {
 			t.Fatalf("RemoteID = %v", c.RemoteID())
+		}
+		if w := c.Peer().InboundWindow; w != (Window{1, 1, 1, 1}) {
+			t.Fatalf("Peer().InboundWindow = %+v, want the raw peer's {1 1 1 1}", w)
 		}
 
 		// raw -> local: two messages in one hand-made frame.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -446,4 +447,34 @@ func openStream(ctx context.Context, t *testing.T, base, topic string) *http.Res
 		t.Fatal(err)
 	}
 	return resp
+}
+
+// A send to a peer's protocol actor that stays behind answers 503 once its timeout passes, and nothing is sent: the
+// peer's flow-control window for the protocol (one message here) stays closed.
+func TestSendToABehindProtocolIsUnavailable(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		if i == 1 {
+			cfg.InboundPending = 2 // a window of one message per protocol
+		}
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	gate := make(chan struct{})
+	t.Cleanup(func() { close(gate) }) // after the network's cleanup is registered: runs first
+	if _, err := b.Register("slow/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actors.Inbound); ok {
+			<-gate
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	nw.Connect(0, 1)
+	url := serve(t, a).URL + "/v1/peers/" + b.ID().String() + "/messages"
+	if code, body := call(t, "POST", url, "application/json", `{"protocol": "slow/1", "data": "1"}`); code != http.StatusAccepted {
+		t.Fatalf("first send: %d %s", code, body)
+	}
+	code, body := call(t, "POST", url, "application/json", `{"protocol": "slow/1", "data": "2", "timeout_ms": 200}`)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "no room") {
+		t.Fatalf("send to the behind actor: %d %s, want 503", code, body)
+	}
 }

@@ -28,7 +28,7 @@ type Collector struct {
 
 	peers, bytes, messages, handshakeFailures, disconnects     *prometheus.Desc
 	queuedBytes, queueDropped, restarts, inboundEvicted        *prometheus.Desc
-	inboundOverloaded                                          *prometheus.Desc
+	sendsHeldBack, sendsOverloaded                             *prometheus.Desc
 	routingEntries, lookups, lookupFailures, routingThrottled  *prometheus.Desc
 	topicQueries, topicRegistrations                           *prometheus.Desc
 	gossipPeers, gossipTopics, gossipCounter, gossipDropped    *prometheus.Desc
@@ -51,7 +51,8 @@ func NewCollector(node *actors.Node) *Collector {
 		queueDropped:      d("send_queue_dropped_total", "Queued outbound messages never written because their connection closed."),
 		restarts:          d("actor_restarts_total", "Failures of supervised actors (protocol actors, routing, gossip relay), each followed by a restart."),
 		inboundEvicted:    d("inbound_evicted_total", "Inbound connections closed to make room for a newcomer when every inbound slot was taken."),
-		inboundOverloaded: d("inbound_overloaded_total", "Peers' messages refused because the application protocol actor they were for was stalled past its share of their connection's inbound budget."),
+		sendsHeldBack:     d("sends_held_back_total", "Sends and requests that waited for room in their peer's flow-control window for the protocol (the peer's protocol actor was behind)."),
+		sendsOverloaded:   d("sends_overloaded_total", "Sends and requests that failed because their peer's flow-control window for the protocol stayed closed until their context ended."),
 		routingEntries:    d("routing_table_entries", "Entries of the Kademlia routing table."),
 		lookups:           d("routing_lookups_total", "Iterative lookups run."),
 		lookupFailures:    d("routing_lookup_failures_total", "Lookups that ended without a result."),
@@ -74,7 +75,7 @@ func NewCollector(node *actors.Node) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted, c.inboundOverloaded,
+		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted, c.sendsHeldBack, c.sendsOverloaded,
 		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.topicQueries, c.topicRegistrations,
 		c.gossipPeers, c.gossipTopics,
 		c.gossipCounter, c.gossipDropped, c.gossipRejectedPeers, c.gossipErrors, c.gossipDelay, c.gossipHops,
@@ -113,7 +114,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.queueDropped, s.QueueDropped)
 	counter(c.restarts, s.ActorRestarts)
 	counter(c.inboundEvicted, s.InboundEvicted)
-	counter(c.inboundOverloaded, s.InboundOverloaded)
+	counter(c.sendsHeldBack, s.SendsHeldBack)
+	counter(c.sendsOverloaded, s.SendsOverloaded)
 
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()

@@ -123,7 +123,8 @@ func TestHandlerExposesTrafficRoutingAndGossipFigures(t *testing.T) {
 		{"actormesh_gossip_hops", nil, 1},
 		{"actormesh_actor_restarts_total", nil, 0},
 		{"actormesh_inbound_evicted_total", nil, 0},
-		{"actormesh_inbound_overloaded_total", nil, 0},
+		{"actormesh_sends_held_back_total", nil, 0},
+		{"actormesh_sends_overloaded_total", nil, 0},
 		{"actormesh_send_queue_bytes", nil, 0},
 		{"go_goroutines", nil, 1},
 	}
