@@ -103,6 +103,11 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 		// the control allowance overflowed it, and the first pong disconnected the peer
 		"queue of math.MaxInt":    {func(c *actors.Config) { c.SendQueueBytes = math.MaxInt }, nil},
 		"advertised without host": {func(c *actors.Config) { c.AdvertiseAddr = ":30700" }, nil},
+		// one connection was kept all the same, at either address
+		"a peer listed twice": {func(c *actors.Config) {
+			id, _ := session.GenerateIdentity()
+			c.Peers = []session.PeerAddr{{ID: id.NodeID(), Addr: "127.0.0.1:1"}, {ID: id.NodeID(), Addr: "127.0.0.1:2"}}
+		}, nil},
 	} {
 		cfg := actors.DefaultConfig()
 		tc.change(&cfg)

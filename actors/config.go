@@ -247,10 +247,15 @@ func (c *Config) Validate() error {
 	if c.Transport == nil {
 		return bad("Transport is nil")
 	}
+	listed := make(map[session.NodeID]bool, len(c.Peers))
 	for _, p := range c.Peers {
 		if err := checkPeerID(p.ID, p.Addr); err != nil {
 			return fmt.Errorf("%w: Peers: %w", ErrInvalidConfig, err)
 		}
+		if listed[p.ID] { // the node would keep one connection to it all the same, at one of the two addresses
+			return fmt.Errorf("%w: Peers lists %s twice", ErrInvalidConfig, p.ID.Short())
+		}
+		listed[p.ID] = true
 	}
 	seen := map[string]bool{routing.Protocol: true, gossip.Protocol: true}
 	for _, p := range c.Protocols {

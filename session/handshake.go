@@ -330,11 +330,11 @@ func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 		return PeerInfo{}, fmt.Errorf("%w: payload identity key: %w", ErrHandshake, err)
 	}
 	if p.ProtocolVersion != ProtocolVersion {
-		return PeerInfo{}, fmt.Errorf("%w: peer %s speaks %q, we speak %q",
+		return PeerInfo{}, fmt.Errorf("%w: a peer claiming %s speaks %q, we speak %q",
 			ErrVersionMismatch, id.Short(), p.ProtocolVersion, ProtocolVersion)
 	}
 	if p.NetworkId != h.cfg.NetworkID {
-		return PeerInfo{}, fmt.Errorf("%w: peer %s is on network %q, we are on %q",
+		return PeerInfo{}, fmt.Errorf("%w: a peer claiming %s is on network %q, we are on %q",
 			ErrNetworkMismatch, id.Short(), p.NetworkId, h.cfg.NetworkID)
 	}
 	if !id.Verify(noiseStaticMessage(remoteStatic), p.Signature) {

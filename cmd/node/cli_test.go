@@ -125,6 +125,7 @@ func TestBadCommandLinesExitWithUsageCode(t *testing.T) {
 		{"run", "--bogus"},
 		{"run", "--listen", "nohostport"},
 		{"run", "--peer", "not-an-address"},
+		{"run", "--peer", strings.Repeat("ab", 32) + "@127.0.0.1:1", "--peer", strings.Repeat("ab", 32) + "@127.0.0.1:2"},
 		{"run", "--log-level", "loud"},
 		{"run", "--log-format", "xml"},
 		{"run", "--max-inbound", "0"},

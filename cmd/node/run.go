@@ -241,6 +241,9 @@ func (o runOptions) config(log zerolog.Logger) (actors.Config, error) {
 		if err != nil {
 			return cfg, usagef("--peer: %w", err)
 		}
+		if slices.ContainsFunc(cfg.Peers, func(q session.PeerAddr) bool { return q.ID == p.ID }) {
+			return cfg, usagef("--peer: %s is given twice", p.ID.Short())
+		}
 		cfg.Peers = append(cfg.Peers, p)
 	}
 	for _, s := range o.bootnodes {
