@@ -64,6 +64,17 @@ func TestSendAndRequestRefuseImpossibleArgumentsBeforeDialing(t *testing.T) {
 	if _, err := a.Request(ctx, b.ID(), "", wrapperspb.String("x")); !errors.Is(err, actors.ErrInvalidArgument) {
 		t.Errorf("Request to an empty protocol: %v, want ErrInvalidArgument", err)
 	}
+	// A protocol id over MaxProtocolIDLength: peers' refusals and window updates repeat it.
+	long := strings.Repeat("p", actors.MaxProtocolIDLength+1)
+	if err := a.Send(ctx, b.ID(), long, wrapperspb.String("x")); !errors.Is(err, actors.ErrInvalidArgument) {
+		t.Errorf("Send to a %d-byte protocol id: %v, want ErrInvalidArgument", len(long), err)
+	}
+	if _, err := a.Request(ctx, b.ID(), long, wrapperspb.String("x")); !errors.Is(err, actors.ErrInvalidArgument) {
+		t.Errorf("Request to a %d-byte protocol id: %v, want ErrInvalidArgument", len(long), err)
+	}
+	if _, err := b.Register(long, echo()); !errors.Is(err, actors.ErrInvalidArgument) {
+		t.Errorf("Register of a %d-byte protocol id: %v, want ErrInvalidArgument", len(long), err)
+	}
 	if err := a.Send(ctx, b.ID(), "echo/1", nil); !errors.Is(err, actors.ErrBadPayload) {
 		t.Errorf("Send(nil): %v, want ErrBadPayload", err)
 	}
@@ -103,6 +114,9 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 		// the control allowance overflowed it, and the first pong disconnected the peer
 		"queue of math.MaxInt":    {func(c *actors.Config) { c.SendQueueBytes = math.MaxInt }, nil},
 		"advertised without host": {func(c *actors.Config) { c.AdvertiseAddr = ":30700" }, nil},
+		"a protocol id too long": {func(c *actors.Config) {
+			c.Protocols = []actors.Protocol{{ID: strings.Repeat("p", actors.MaxProtocolIDLength+1), Props: echo()}}
+		}, actors.ErrInvalidArgument},
 		// one connection was kept all the same, at either address
 		"a peer listed twice": {func(c *actors.Config) {
 			id, _ := session.GenerateIdentity()

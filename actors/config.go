@@ -260,8 +260,9 @@ func (c *Config) Validate() error {
 	seen := map[string]bool{routing.Protocol: true, gossip.Protocol: true}
 	for _, p := range c.Protocols {
 		switch {
-		case p.ID == "" || !utf8.ValidString(p.ID):
-			return fmt.Errorf("%w: Protocols: %w: protocol id %q is empty or not UTF-8", ErrInvalidConfig, ErrInvalidArgument, p.ID)
+		case p.ID == "" || !utf8.ValidString(p.ID) || len(p.ID) > MaxProtocolIDLength:
+			return fmt.Errorf("%w: Protocols: %w: protocol id %q is empty, not UTF-8 or over %d bytes", ErrInvalidConfig,
+				ErrInvalidArgument, clipText(p.ID, maxErrorText), MaxProtocolIDLength)
 		case p.Props == nil:
 			return fmt.Errorf("%w: Protocols: %w: %s has nil Props", ErrInvalidConfig, ErrInvalidArgument, p.ID)
 		case seen[p.ID]:

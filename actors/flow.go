@@ -52,16 +52,21 @@ func (c *flowCount) sub(o flowCount) { c.messages -= o.messages; c.bytes -= o.by
 func (c flowCount) covers(o flowCount) bool { return c.messages >= o.messages && c.bytes >= o.bytes }
 
 // fitsWindow is the rule both sides apply to a message of size payload bytes to a protocol with outstanding
-// (sent, not given back) while the application's protocols together have app outstanding: within both windows,
-// or anything when the protocol has nothing outstanding (a message of up to MaxMessageSize is then always
-// possible, whatever the windows). The receiver sees at most what the sender counts outstanding (its WindowUpdates
-// may still be on the way), so a message the sender may send, the receiver takes, in any order.
+// (sent, not given back) while the application's protocols together have app outstanding: within the protocol's
+// window unless it has nothing outstanding, and within the application's unless nothing is outstanding at all (so
+// a message of up to MaxMessageSize can always be sent, once the windows are empty). The receiver sees at most
+// what the sender counts outstanding (its WindowUpdates may still be on the way), and each message either was
+// checked against a total that counts every message outstanding when it was taken, or was taken when there was
+// none: so a message the sender may send, the receiver takes, in any order the sender's goroutines queue them.
+// (With the application's check skipped for any protocol that had nothing outstanding, a large message to an idle
+// protocol passed a total that a message taken before it had counted without it, and the receiver disconnected
+// an honest sender; and a few idle protocols could each take one message of MaxMessageSize, past
+// InboundPendingBytes, stopping the connection's reader.)
 func fitsWindow(w session.Window, outstanding, app flowCount, size int64) bool {
-	if outstanding == (flowCount{}) {
-		return true
-	}
-	return outstanding.messages+1 <= w.ProtocolMessages && outstanding.bytes+size <= w.ProtocolBytes &&
-		app.messages+1 <= w.AppMessages && app.bytes+size <= w.AppBytes
+	protocolOK := outstanding == (flowCount{}) ||
+		outstanding.messages+1 <= w.ProtocolMessages && outstanding.bytes+size <= w.ProtocolBytes
+	appOK := app == (flowCount{}) || app.messages+1 <= w.AppMessages && app.bytes+size <= w.AppBytes
+	return protocolOK && appOK
 }
 
 // sendWindows is the sender's side: what the peer's protocols hold of the node's messages, against the peer's
@@ -73,6 +78,9 @@ type sendWindows struct {
 	app         flowCount
 	outstanding map[string]*flowCount // the protocols with something outstanding only
 	granted     chan struct{}         // closed and replaced at every grant
+	// signalled is set once a waiting sender told the peer (WindowBlocked) and cleared at the next grant: one
+	// WindowBlocked per grant is enough however many senders wait.
+	signalled bool
 }
 
 func newSendWindows(w session.Window) *sendWindows {
@@ -80,8 +88,8 @@ func newSendWindows(w session.Window) *sendWindows {
 }
 
 // tryTake counts a message of size bytes to protocol as outstanding if the window allows it; otherwise it returns
-// a channel closed at the next grant.
-func (s *sendWindows) tryTake(protocol string, size int64) (bool, <-chan struct{}) {
+// a channel closed at the next grant, and whether to tell the peer that the node waits (once per grant).
+func (s *sendWindows) tryTake(protocol string, size int64) (ok bool, granted <-chan struct{}, signal bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o := s.outstanding[protocol]
@@ -90,7 +98,8 @@ func (s *sendWindows) tryTake(protocol string, size int64) (bool, <-chan struct{
 		cur = *o
 	}
 	if !fitsWindow(s.window, cur, s.app, size) {
-		return false, s.granted
+		signal, s.signalled = !s.signalled, true
+		return false, s.granted, signal
 	}
 	if o == nil {
 		o = &flowCount{}
@@ -99,22 +108,22 @@ func (s *sendWindows) tryTake(protocol string, size int64) (bool, <-chan struct{
 	one := flowCount{1, size}
 	o.add(one)
 	s.app.add(one)
-	return true, nil
+	return true, nil, false
 }
 
 // take waits until the window allows a message of size bytes to protocol and counts it, or fails once ctx ends
 // (ErrOverloaded: the peer's actor for the protocol is behind) or closing is closed (ErrPeerGone). It calls
-// blocked (if not nil) each time the window is found short, first set the first time: the peer is to be told that
-// the node waits (WindowBlocked), since it gives back what its actor processed only by halves of the window
-// otherwise.
-func (s *sendWindows) take(ctx context.Context, protocol string, size int64, closing <-chan struct{}, blocked func(first bool)) error {
+// blocked (if not nil) each time the window is found short: first is set the first time, and signal when the peer
+// is to be told that the node waits (WindowBlocked; it gives back what its actors processed only by halves of the
+// window otherwise).
+func (s *sendWindows) take(ctx context.Context, protocol string, size int64, closing <-chan struct{}, blocked func(first, signal bool)) error {
 	for first := true; ; first = false {
-		ok, granted := s.tryTake(protocol, size)
+		ok, granted, signal := s.tryTake(protocol, size)
 		if ok {
 			return nil
 		}
 		if blocked != nil {
-			blocked(first)
+			blocked(first, signal)
 		}
 		select {
 		case <-granted:
@@ -148,7 +157,7 @@ func (s *sendWindows) grant(protocol string, g flowCount) error {
 		delete(s.outstanding, protocol)
 	}
 	close(s.granted)
-	s.granted = make(chan struct{})
+	s.granted, s.signalled = make(chan struct{}), false
 	return nil
 }
 
@@ -312,11 +321,13 @@ func (n *Node) sendWindowed(ctx context.Context, pc *peerConn, protocol string, 
 	if !windowed(protocol) {
 		return n.sendDirect(pc, protocol, b)
 	}
-	err := pc.out.take(ctx, protocol, size, pc.closing, func(first bool) {
+	err := pc.out.take(ctx, protocol, size, pc.closing, func(first, signal bool) {
 		if first {
 			n.stats.sendsHeldBack.Add(1)
 		}
-		pc.sendControl(&messages.Envelope{Body: &messages.Envelope_WindowBlocked{WindowBlocked: &messages.WindowBlocked{}}})
+		if signal {
+			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_WindowBlocked{WindowBlocked: &messages.WindowBlocked{}}})
+		}
 	})
 	if errors.Is(err, ErrOverloaded) {
 		n.stats.sendsOverloaded.Add(1)
@@ -332,9 +343,11 @@ func (n *Node) sendWindowed(ctx context.Context, pc *peerConn, protocol string, 
 }
 
 // grantBack tells the peer that size bytes of one message to protocol are given back at once: the message was
-// refused before any actor held it.
+// refused before any actor held it. A protocol id over MaxProtocolIDLength, which no honest sender sends (Send
+// refuses it), is not given back: its name would be echoed in full, and a peer could make the node send back
+// about what it sends.
 func (pc *peerConn) grantBack(protocol string, size int64) {
-	if windowed(protocol) {
+	if windowed(protocol) && len(protocol) <= MaxProtocolIDLength {
 		pc.sendGrant(protocol, flowCount{1, size})
 	}
 }

@@ -20,7 +20,9 @@ func TestFitsWindow(t *testing.T) {
 		size             int64
 		want             bool
 	}{
-		{"nothing outstanding: any size", flowCount{}, flowCount{6, 150}, 10_000, true},
+		{"nothing outstanding: any size", flowCount{}, flowCount{}, 10_000, true},
+		{"an idle protocol: any size within the application's window", flowCount{}, flowCount{2, 100}, 50, true},
+		{"an idle protocol: not past the application's window", flowCount{}, flowCount{2, 100}, 51, false},
 		{"within both", flowCount{1, 50}, flowCount{2, 80}, 50, true},
 		{"past the protocol's bytes", flowCount{1, 50}, flowCount{1, 50}, 51, false},
 		{"past the protocol's messages", flowCount{4, 4}, flowCount{4, 4}, 1, false},
@@ -33,14 +35,46 @@ func TestFitsWindow(t *testing.T) {
 	}
 }
 
+// Whatever order the sender's goroutines queue the messages they took in, the receiver takes them: a message to
+// an idle protocol used to skip the application's window, so one taken after another that had counted the
+// application's total without it arrived first, and the receiver found the other past the window (an audit's
+// finding: an honest sender disconnected with FLOW_CONTROL).
+func TestAnyOrderOfTakenMessagesFitsTheReceiver(t *testing.T) {
+	s, r := newSendWindows(testWindow), &recvWindows{window: testWindow}
+	var fa, fb recvFlow
+	take := func(protocol string, size int64) bool {
+		ok, _, _ := s.tryTake(protocol, size)
+		return ok
+	}
+	if !take("b", 50) || r.take(&fb, 50) != taken { // delivered
+		t.Fatal("the first message")
+	}
+	if !take("b", 50) { // goroutine 1: the application's 100 of 150
+		t.Fatal("the second message")
+	}
+	if take("a", 100) { // goroutine 2: a is idle, but 100 more is past the application's 150
+		t.Fatal("a message to an idle protocol past the application's window was taken")
+	}
+	if !take("a", 50) {
+		t.Fatal("a message to an idle protocol within the application's window")
+	}
+	// Goroutine 2's message queued first.
+	if r.take(&fa, 50) != taken || r.take(&fb, 50) != taken {
+		t.Fatal("the receiver refused messages the sender took, in another order")
+	}
+}
+
 func TestSendWindowsWaitForGrants(t *testing.T) {
 	s := newSendWindows(testWindow)
 	never := make(chan struct{})
-	var waits, firsts int
-	blocked := func(first bool) {
+	var waits, firsts, signals int
+	blocked := func(first, signal bool) {
 		waits++
 		if first {
 			firsts++
+		}
+		if signal {
+			signals++
 		}
 	}
 	if err := s.take(context.Background(), "a", 500, never, blocked); err != nil || waits != 0 { // one message of any size
@@ -49,11 +83,14 @@ func TestSendWindowsWaitForGrants(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	err := s.take(ctx, "a", 1, never, blocked)
-	if waits != 1 || firsts != 1 || !errors.Is(err, ErrOverloaded) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("take past the window: blocked %d times, %v; want once, then ErrOverloaded once ctx ends", waits, err)
+	if waits != 1 || firsts != 1 || signals != 1 || !errors.Is(err, ErrOverloaded) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("take past the window: blocked %d times (%d signals), %v; want once, then ErrOverloaded once ctx ends", waits, signals, err)
 	}
-	if err := s.take(context.Background(), "b", 40, never, nil); err != nil { // another protocol has its own window
-		t.Fatal(err)
+	// The peer is told once per grant that the node waits, however many senders wait.
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := s.take(ctx, "b", 1, never, blocked); !errors.Is(err, ErrOverloaded) || waits != 2 || signals != 1 {
+		t.Fatalf("a second sender waiting: %v, blocked %d times, %d signals; want no second signal", err, waits, signals)
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.take(context.Background(), "a", 60, never, nil) }()
@@ -62,6 +99,12 @@ func TestSendWindowsWaitForGrants(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("take after the grant: %v", err)
+	}
+	if err := s.take(context.Background(), "b", 40, never, nil); err != nil { // another protocol: within the application's window
+		t.Fatal(err)
+	}
+	if _, _, signal := s.tryTake("c", 100); !signal {
+		t.Fatal("no signal after a grant")
 	}
 	closing := make(chan struct{})
 	close(closing)

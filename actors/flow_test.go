@@ -280,3 +280,38 @@ func TestASenderWaitingForRoomIsGivenItAtOnce(t *testing.T) {
 		t.Fatalf("a send waiting for what was processed to be given back: %v", err)
 	}
 }
+
+// The application's window bounds what all its protocols hold together, so that a few slow protocols cannot fill
+// the connection's inbound budget and stop its reader: a message to an idle protocol used to skip it, and five slow
+// protocols holding one message of 900 KiB each (past the 4 MiB budget) stopped the peer's pings and other
+// protocols (an audit's finding).
+func TestSlowProtocolsTogetherDoNotStopTheReader(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "echo/1", echo())
+	nw.Connect(0, 1)
+	big := wrapperspb.String(strings.Repeat("x", 900<<10))
+	var sent, overloaded int
+	for i := range 5 {
+		protocol := "slow/" + string(rune('a'+i))
+		gated(t, b, protocol)
+		switch err := a.Send(ctxTimeout(t, 300*time.Millisecond), b.ID(), protocol, big); {
+		case err == nil:
+			sent++
+		case errors.Is(err, actors.ErrOverloaded):
+			overloaded++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if sent != 3 || overloaded != 2 {
+		t.Fatalf("%d sends taken and %d overloaded, want 3 (2.7 of the application's 3 MiB) and 2", sent, overloaded)
+	}
+	if _, err := a.Ping(ctxTimeout(t, 5*time.Second), b.ID()); err != nil {
+		t.Fatalf("a ping while the slow protocols hold their messages: %v", err)
+	}
+	if reply, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String("abc")); err != nil ||
+		reply.(*wrapperspb.StringValue).GetValue() != "cba" {
+		t.Fatalf("echo/1 while the slow protocols hold their messages: %v, %v", reply, err)
+	}
+}

@@ -226,6 +226,9 @@ func checkOutgoing(protocol string, msg proto.Message) error {
 	if protocol == "" {
 		return fmt.Errorf("%w: empty protocol id", ErrInvalidArgument)
 	}
+	if len(protocol) > MaxProtocolIDLength {
+		return fmt.Errorf("%w: a protocol id of %d bytes, limit %d", ErrInvalidArgument, len(protocol), MaxProtocolIDLength)
+	}
 	if msg == nil {
 		return fmt.Errorf("%w: nil message", ErrBadPayload)
 	}

@@ -404,6 +404,10 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, err
 	return nil, fmt.Errorf("%w: %s", ErrPeerGone, peer.Short())
 }
 
+// MaxProtocolIDLength bounds a protocol id, in bytes (Register, Send, Request, Config.Protocols): a peer's
+// refusals and window updates repeat the name.
+const MaxProtocolIDLength = 256
+
 // Register spawns a protocol actor from props under the protocol supervisor and routes every message peers send to
 // protocol to it as an *Inbound. A panicking protocol actor is restarted (Config.ProtocolRestarts), then stopped
 // and its protocol unregistered (a messages.ProtocolStopped event; Register it again to serve it); a request it
@@ -417,6 +421,9 @@ func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOpt
 	}
 	if !utf8.ValidString(protocol) {
 		return nil, fmt.Errorf("register %q: %w: protocol id is not valid UTF-8 (no peer could send to it)", protocol, ErrInvalidArgument)
+	}
+	if len(protocol) > MaxProtocolIDLength {
+		return nil, fmt.Errorf("register: %w: a protocol id of %d bytes, limit %d", ErrInvalidArgument, len(protocol), MaxProtocolIDLength)
 	}
 	if props == nil {
 		// Checked here: the protocol supervisor would panic on it and the caller would wait for a reply forever.
