@@ -20,6 +20,8 @@ func envelopeSeeds(t testing.TB) [][]byte {
 		{Body: &messages.Envelope_Direct{Direct: &messages.Direct{Protocol: "chat/1", Kind: messages.DirectKind_DIRECT_KIND_REQUEST, RequestId: 9, Payload: payload}}},
 		{Body: &messages.Envelope_Direct{Direct: errorReply("chat/1", 9, messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, "none")}},
 		disconnectEnvelope(messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER, "queue full"),
+		{Body: &messages.Envelope_WindowUpdate{WindowUpdate: &messages.WindowUpdate{Protocol: "chat/1", Messages: 1, Bytes: 5}}},
+		{Body: &messages.Envelope_WindowBlocked{WindowBlocked: &messages.WindowBlocked{}}},
 	}
 	var out [][]byte
 	for _, e := range envs {
@@ -96,7 +98,8 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 		if d == nil {
 			switch env.Body.(type) {
-			case *messages.Envelope_Ping, *messages.Envelope_Pong, *messages.Envelope_Disconnect:
+			case *messages.Envelope_Ping, *messages.Envelope_Pong, *messages.Envelope_Disconnect,
+				*messages.Envelope_WindowUpdate, *messages.Envelope_WindowBlocked:
 			default:
 				t.Fatalf("generic path accepted body %T", env.Body)
 			}
