@@ -315,3 +315,47 @@ func TestSlowProtocolsTogetherDoNotStopTheReader(t *testing.T) {
 		t.Fatalf("echo/1 while the slow protocols hold their messages: %v, %v", reply, err)
 	}
 }
+
+// Senders on several goroutines, to a fast protocol and to a slow one, whose messages reach the peer in another
+// order than they took the window in, are never found past it: the first version of the window's rule let b
+// disconnect a honest a with FLOW_CONTROL within a second of this (an audit's finding).
+func TestConcurrentSendersAreNeverPastTheWindow(t *testing.T) {
+	nw := flowNetwork(t, nil)
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "fast/1", actor.PropsFromFunc(func(actor.Context) {}))
+	register(t, b, "slowish/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actors.Inbound); ok {
+			time.Sleep(200 * time.Microsecond)
+		}
+	}))
+	events := watchEvents(t, b)
+	nw.Connect(0, 1)
+	var wg sync.WaitGroup
+	failed := make(chan error, 6)
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for i := range 6 {
+		protocol, size := "slowish/1", 6<<10
+		if i%2 == 1 {
+			protocol, size = "fast/1", 40<<10
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := wrapperspb.Bytes(make([]byte, size))
+			for time.Now().Before(deadline) {
+				if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), protocol, msg); err != nil {
+					failed <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(failed)
+	for err := range failed {
+		t.Fatalf("a send failed: %v (b's disconnects of a: %v)", err, events.disconnectsFrom(a.ID()))
+	}
+	if n := events.disconnects(a.ID()); n != 0 {
+		t.Fatalf("b disconnected a %d times: %v", n, events.disconnectsFrom(a.ID()))
+	}
+}

@@ -53,7 +53,7 @@ type peerConn struct {
 	heldGen uint64
 	// out and in are the two sides of flow control (flow.go): the peer's window for the node's messages to its
 	// application protocols, and the node's for the peer's.
-	out *sendWindows
+	out sendWindows
 	in  recvWindows
 
 	closing   chan struct{}
@@ -144,7 +144,7 @@ func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, lo
 		done:        make(chan struct{}),
 		readerDone:  make(chan struct{}),
 		connectedAt: time.Now(),
-		out:         newSendWindows(sc.Peer().InboundWindow),
+		out:         sendWindows{window: sc.Peer().InboundWindow},
 		in:          recvWindows{window: windowOf(cfg)},
 	}
 	pc.q = newSendQueue(cfg.SendQueueBytes, func() { go pc.runWriter() })
