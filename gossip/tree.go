@@ -152,10 +152,12 @@ type treeState struct {
 	// rankDropBeats), 0 while they are not.
 	lowSince uint64
 	// shortcut is the peer of the last shortcut request (Config.TreeShortcutDist) and shortcutBeat its heartbeat
-	// count, 0 for none; movedBeat is the heartbeat count of the last change of root, parent or distance.
+	// count, 0 for none; movedBeat is the heartbeat count of the last change of root, parent or distance, and
+	// parentBeat of root or parent only (fromParent counts from then).
 	shortcut     session.NodeID
 	shortcutBeat uint64
 	movedBeat    uint64
+	parentBeat   uint64
 	// cuts holds the broken links this node knows of, oldest first, until their heartbeat count of expiry; cutSeq
 	// numbers them as they come, and cutSent holds, per topic peer, the last one reported to it: each cut goes to
 	// each peer once. lost holds the topic peers this node lost lately (a route through one of them is as stale),
@@ -168,8 +170,11 @@ type treeState struct {
 	orphaned bool
 	// recent holds the last messages accepted (treedistrust.go): whether each came repaired, and from which peer;
 	// distrusted the roots given up for withholding messages; shunned the parents left for it, until their
-	// heartbeat count, and shunBeat the heartbeat count of the last (0: none).
+	// heartbeat count, and shunBeat the heartbeat count of the last (0: none). fromParent is recent for the
+	// messages pulled since the node took its parent (parentBeat), which a change of distance does not clear: a
+	// parent that withheld messages and made its children's distance change every heartbeat was never judged.
 	recent     repairWindow
+	fromParent repairWindow
 	distrusted map[session.NodeID]distrust
 	shunned    map[session.NodeID]uint64
 	shunBeat   uint64
@@ -334,6 +339,9 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 	ts.linksOK = false
 	if root != old.root || parent != old.parent || dist != old.dist {
 		ts.movedBeat, ts.recent = r.beats, repairWindow{}
+	}
+	if root != old.root || parent != old.parent {
+		ts.parentBeat, ts.fromParent = r.beats, repairWindow{}
 	}
 	ts.path = extendPath(ts.path, via, mine)
 	orphaned := ts.orphaned

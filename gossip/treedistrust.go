@@ -79,15 +79,22 @@ func (w *repairWindow) peers() (peers int) {
 // find its place again (the root given up, or the parent left).
 func (r *Router) noteRepaired(t *topic, peer session.NodeID, pulled, crossed bool) bool {
 	ts := t.tree
-	settled := ts.root != r.cfg.Self && r.beats-ts.movedBeat >= distrustSettleBeats
+	mine := ts.root != r.cfg.Self
+	settled := mine && r.beats-ts.movedBeat >= distrustSettleBeats
 	ts.recent.add(peer, (pulled || crossed) && settled, crossed) // a move clears it (updateTree)
+	ts.fromParent.add(peer, pulled && mine && r.beats-ts.parentBeat >= distrustSettleBeats, false)
+	canShun := ts.parent != ts.root && (ts.shunBeat == 0 || r.beats-ts.shunBeat >= distrustBeats)
+	if canShun && ts.recent.crossed == 0 && ts.fromParent.count() >= distrustRepaired && ts.fromParent.peers() >= distrustPeers {
+		r.shunParent(ts) // pulled since the parent was taken, however the node's distance moved meanwhile
+		return true
+	}
 	if !settled {
 		return false
 	}
 	if ts.recent.count() < distrustRepaired || ts.recent.peers() < distrustPeers { // peers only past the count
 		return false
 	}
-	if ts.parent != ts.root && ts.recent.crossed == 0 && (ts.shunBeat == 0 || r.beats-ts.shunBeat >= distrustBeats) {
+	if canShun && ts.recent.crossed == 0 {
 		r.shunParent(ts)
 		return true
 	}
@@ -126,7 +133,7 @@ func (r *Router) shunParent(ts *treeState) {
 		ts.shunned[ts.parent] = r.beats + distrustBeats
 	}
 	ts.shunBeat = max(r.beats, 1)
-	ts.recent = repairWindow{}
+	ts.recent, ts.fromParent = repairWindow{}, repairWindow{}
 	r.stats.TreeShunned++
 }
 

@@ -156,3 +156,46 @@ func TestTreeLeavesAWithholdingParentBeforeTheRoot(t *testing.T) {
 			root, r.Stats().TreeDistrusted, r.Stats().TreeShunned)
 	}
 }
+
+// TestAWithholdingParentThatMovesItsChildrenIsStillLeft: a parent that withholds messages and makes its
+// children's distance change every heartbeat (its own reported distance alternating) is left all the same: only a
+// change of root or parent restarts the settling and clears the repairs. Each move used to, so such a parent was
+// never judged (an audit's finding: p100 753 ms against 100 ms for a parent that only withholds).
+func TestAWithholdingParentThatMovesItsChildrenIsStillLeft(t *testing.T) {
+	r := treeRouter(t, 4)
+	now, seq := t0, uint64(5)
+	beat := func() {
+		seq++
+		r.HandleTree(now, nid(2), report(9, 1+int(seq%2), -1, seq)) // the parent: distance 1, 2, 1, 2...
+		for _, p := range []int{1, 3, 4} {
+			r.HandleTree(now, nid(p), report(9, 3, -1, seq)) // deeper in the same tree
+		}
+		now = now.Add(time.Second)
+		r.Heartbeat(now)
+	}
+	n := 0
+	pulled := func(from int) {
+		n++
+		m := msg(fmt.Sprintf("m%d", n))
+		r.HandleControl(now, nid(from), &Control{IHave: []IHave{{Topic: topicA, IDs: []MsgID{DefaultMsgID(m)}}}})
+		receive(t, r, now, nid(from), m, Accept)
+	}
+	for range 1 + distrustSettleBeats {
+		beat()
+	}
+	if _, parent, _, _ := r.TreeLinks(topicA); parent[0] != 2 {
+		t.Fatalf("parent %d, want 2", parent[0])
+	}
+	moves := r.Stats().TreeMoves
+	for i := range distrustRepaired {
+		beat() // the node's distance changes between every two messages
+		pulled([]int{1, 3, 4}[i%3])
+	}
+	if r.Stats().TreeMoves-moves < distrustRepaired {
+		t.Fatalf("%d moves: the parent's distance did not move the node", r.Stats().TreeMoves-moves)
+	}
+	if _, parent, _, _ := r.TreeLinks(topicA); parent[0] == 2 || r.Stats().TreeShunned != 1 {
+		t.Fatalf("parent %d, shunned %d after the parent withheld %d messages while moving its children; want it left",
+			parent[0], r.Stats().TreeShunned, distrustRepaired)
+	}
+}
