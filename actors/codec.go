@@ -39,11 +39,8 @@ func encodeDirect(protocol string, kind messages.DirectKind, requestID uint64, m
 // encodeDirectSized is encodeDirect that also returns the payload's size, as the receiver counts it against its
 // window (the Any's value bytes, flow.go).
 func encodeDirectSized(protocol string, kind messages.DirectKind, requestID uint64, msg proto.Message) ([]byte, int64, error) {
-	b, _, err := encodeDirectPooled(nil, protocol, kind, requestID, msg)
-	if err != nil {
-		return nil, 0, err
-	}
-	return b, int64(proto.Size(msg)), nil
+	b, _, size, err := encodeDirectInto(nil, protocol, kind, requestID, msg)
+	return b, int64(size), err
 }
 
 // encodeDirectPooled is encodeDirect into a buffer of pool, which it returns with the bytes so that the caller
@@ -51,12 +48,19 @@ func encodeDirectSized(protocol string, kind messages.DirectKind, requestID uint
 // is nil.
 func encodeDirectPooled(pool *session.BufferPool, protocol string, kind messages.DirectKind, requestID uint64,
 	msg proto.Message) ([]byte, *[]byte, error) {
+	b, buf, _, err := encodeDirectInto(pool, protocol, kind, requestID, msg)
+	return b, buf, err
+}
+
+// encodeDirectInto is encodeDirectPooled that also returns the payload's size (msgSize).
+func encodeDirectInto(pool *session.BufferPool, protocol string, kind messages.DirectKind, requestID uint64,
+	msg proto.Message) ([]byte, *[]byte, int, error) {
 	if msg == nil {
-		return nil, nil, fmt.Errorf("%w: nil message", ErrBadPayload)
+		return nil, nil, 0, fmt.Errorf("%w: nil message", ErrBadPayload)
 	}
 	if !utf8.ValidString(protocol) {
 		// The peer would refuse the frame and drop the whole connection (decodeDirect).
-		return nil, nil, fmt.Errorf("%w: protocol %q is not valid UTF-8", ErrBadPayload, protocol)
+		return nil, nil, 0, fmt.Errorf("%w: protocol %q is not valid UTF-8", ErrBadPayload, protocol)
 	}
 	typeURL := typeURLOf(msg)
 	msgSize := proto.Size(msg)
@@ -107,14 +111,14 @@ func encodeDirectPooled(pool *session.BufferPool, protocol string, kind messages
 		var err error
 		if b, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(b, msg); err != nil {
 			pool.Put(buf)
-			return nil, nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
+			return nil, nil, 0, fmt.Errorf("%w: %w", ErrBadPayload, err)
 		}
 	}
 	if len(b) != size { // the bytes outgrew the buffer only if they outgrew size
 		pool.Put(buf)
-		return nil, nil, fmt.Errorf("%w: message changed while being encoded", ErrBadPayload)
+		return nil, nil, 0, fmt.Errorf("%w: message changed while being encoded", ErrBadPayload)
 	}
-	return b, buf, nil
+	return b, buf, msgSize, nil
 }
 
 // typeURLOf is the type URL an Any of msg carries.

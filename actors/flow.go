@@ -84,8 +84,6 @@ type sendWindows struct {
 	signalled bool
 }
 
-func newSendWindows(w session.Window) *sendWindows { return &sendWindows{window: w} }
-
 // tryTake counts a message of size bytes to protocol as outstanding if the window allows it; otherwise it returns
 // a channel closed at the next grant, and whether to tell the peer that the node waits (once per grant).
 func (s *sendWindows) tryTake(protocol string, size int64) (ok bool, granted <-chan struct{}, signal bool) {

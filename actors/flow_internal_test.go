@@ -40,7 +40,7 @@ func TestFitsWindow(t *testing.T) {
 // application's total without it arrived first, and the receiver found the other past the window (an audit's
 // finding: an honest sender disconnected with FLOW_CONTROL).
 func TestAnyOrderOfTakenMessagesFitsTheReceiver(t *testing.T) {
-	s, r := newSendWindows(testWindow), &recvWindows{window: testWindow}
+	s, r := &sendWindows{window: testWindow}, &recvWindows{window: testWindow}
 	var fa, fb recvFlow
 	take := func(protocol string, size int64) bool {
 		ok, _, _ := s.tryTake(protocol, size)
@@ -65,7 +65,7 @@ func TestAnyOrderOfTakenMessagesFitsTheReceiver(t *testing.T) {
 }
 
 func TestSendWindowsWaitForGrants(t *testing.T) {
-	s := newSendWindows(testWindow)
+	s := &sendWindows{window: testWindow}
 	never := make(chan struct{})
 	var waits, firsts, signals int
 	blocked := func(first, signal bool) {
@@ -114,7 +114,7 @@ func TestSendWindowsWaitForGrants(t *testing.T) {
 }
 
 func TestSendWindowsRefuseGrantsBeyondOutstanding(t *testing.T) {
-	s := newSendWindows(testWindow)
+	s := &sendWindows{window: testWindow}
 	if err := s.grant("a", flowCount{1, 1}); !errors.Is(err, errFlowControl) {
 		t.Fatalf("grant with nothing outstanding: %v, want errFlowControl", err)
 	}

@@ -125,9 +125,7 @@ func TestTreeLeavesAWithholdingParentBeforeTheRoot(t *testing.T) {
 	n := 0
 	pulled := func(from int) {
 		n++
-		m := msg(fmt.Sprintf("m%d", n))
-		r.HandleControl(now, nid(from), &Control{IHave: []IHave{{Topic: topicA, IDs: []MsgID{DefaultMsgID(m)}}}})
-		receive(t, r, now, nid(from), m, Accept)
+		pullFrom(t, r, now, from, n)
 	}
 	for range 1 + distrustSettleBeats {
 		beat()
@@ -176,9 +174,7 @@ func TestAWithholdingParentThatMovesItsChildrenIsStillLeft(t *testing.T) {
 	n := 0
 	pulled := func(from int) {
 		n++
-		m := msg(fmt.Sprintf("m%d", n))
-		r.HandleControl(now, nid(from), &Control{IHave: []IHave{{Topic: topicA, IDs: []MsgID{DefaultMsgID(m)}}}})
-		receive(t, r, now, nid(from), m, Accept)
+		pullFrom(t, r, now, from, n)
 	}
 	for range 1 + distrustSettleBeats {
 		beat()
@@ -198,4 +194,13 @@ func TestAWithholdingParentThatMovesItsChildrenIsStillLeft(t *testing.T) {
 		t.Fatalf("parent %d, shunned %d after the parent withheld %d messages while moving its children; want it left",
 			parent[0], r.Stats().TreeShunned, distrustRepaired)
 	}
+}
+
+// pullFrom makes the n-th message of the test reach r pulled from peer from: announced by it (IHAVE), then
+// accepted from it.
+func pullFrom(t *testing.T, r *Router, now time.Time, from, n int) {
+	t.Helper()
+	m := msg(fmt.Sprintf("m%d", n))
+	r.HandleControl(now, nid(from), &Control{IHave: []IHave{{Topic: topicA, IDs: []MsgID{DefaultMsgID(m)}}}})
+	receive(t, r, now, nid(from), m, Accept)
 }
