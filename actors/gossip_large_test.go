@@ -191,6 +191,12 @@ func TestGossipDeliversAfterTwentyPercentKilled(t *testing.T) {
 			t.Errorf("node %d lost its tree parent in the kill but found no cut", i)
 		}
 		cuts += st.Router.TreeCuts
+		// The roots sign their beacons and every node checks them (RelayConfig.VerifySignatures): an honest network
+		// refuses none, before or after the kill.
+		if st.Router.TreeBadBeacons != 0 || st.Router.TreeBeaconsChecked == 0 {
+			t.Errorf("node %d: %d tree beacons refused, %d checked; want none refused and some checked", i,
+				st.Router.TreeBadBeacons, st.Router.TreeBeaconsChecked)
+		}
 	}
 	if len(orphans) > 0 && cuts <= uint64(len(orphans)) {
 		t.Errorf("%d cuts found or heard of on the live nodes, %d orphans: no cut crossed the wire", cuts, len(orphans))

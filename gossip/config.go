@@ -131,6 +131,16 @@ type Config struct {
 	Tree bool
 	// Self is the local node's id (required with Tree).
 	Self session.NodeID
+	// TreeSign signs this node's tree beacons (AppendBeaconSignedBytes) with its identity key, whose public half is
+	// Self; the relay sets it. A node's reports of the tree it roots then carry the signature (TreeInfo.Sig), and
+	// its reports of another root relay that root's. Nil: reports carry no signature.
+	TreeSign func(msg []byte) []byte
+	// TreeVerify takes a root's beacon and rank from a peer's report only if the root's signature of them holds
+	// (TreeInfo.Sig); a report without it is refused and its sender penalised (Output.Penalize), since an honest
+	// node relays only beacons it checked. Without it, any peer could set a root's rank for the whole network, or
+	// keep a dead root looking alive. Requires Tree and TreeSign. Default false here; the relay sets it from
+	// RelayConfig.VerifySignatures, and TreeSign and Self from its Network.
+	TreeVerify bool
 	// TreeRanked makes each node announce a rank from its topic peers (see Tree), so that the tree hangs from the
 	// best-connected node and is shallower: at N = 200, mean hops 3.6 instead of 4.2. Default false here; the
 	// relay's DefaultRelayConfig turns it on.

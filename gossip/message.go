@@ -111,6 +111,8 @@ type Penalty struct {
 	// Ban is set when Count reaches Config.PenaltyThreshold, and again at each PenaltyThreshold more: the shell
 	// should disconnect and ban Peer.
 	Ban bool
+	// Why is what was invalid, for the log; empty for a message rejected by validation.
+	Why string
 }
 
 // Output is what the shell must do after a call: send Send in order (each peer's control comes before its
@@ -212,6 +214,9 @@ type Stats struct {
 	TreeDistrusted uint64 // roots given up for withholding messages (most messages came repaired)
 	TreeShunned    uint64 // parents left for withholding messages (most messages came repaired), before any root
 	TreeCrossed    uint64 // copies pushed to peers of another root's tree (crossLinks), while the tree changes root
+	// TreeBeaconsChecked counts the signatures of roots' beacons checked (Config.TreeVerify), TreeBadBeacons the
+	// reports refused for a signature that did not hold (their senders penalised).
+	TreeBeaconsChecked, TreeBadBeacons uint64
 	// TopicRegistrations and TopicSearches count the registrations on a topic in the DHT and the searches for its
 	// nodes asked for (Output.Discover); TopicLookupsFailed the lookups the shell reported failed
 	// (TopicLookupDone).

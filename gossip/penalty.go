@@ -42,6 +42,12 @@ func (r *Router) retainPenalty(id session.NodeID, penalty int) {
 // (retainPenalty), so that leaving before the verdicts does not evade the ban.
 func (r *Router) PenalizePeer(id session.NodeID) Penalty {
 	r.stats.Rejected++
+	return r.penalty(id, "")
+}
+
+// penalty counts an invalid message or report from a peer (see PenalizePeer), why for the log ("" for a rejected
+// message).
+func (r *Router) penalty(id session.NodeID, why string) Penalty {
 	var n int
 	if p := r.peers[id]; p != nil {
 		p.penalty++
@@ -53,7 +59,7 @@ func (r *Router) PenalizePeer(id session.NodeID) Penalty {
 		}
 		r.retainPenalty(id, n)
 	}
-	return Penalty{Peer: id, Count: n, Ban: r.bans(n)}
+	return Penalty{Peer: id, Count: n, Ban: r.bans(n), Why: why}
 }
 
 // bans tells whether a peer's n-th invalid message bans it: the PenaltyThreshold-th, and each PenaltyThreshold-th

@@ -182,6 +182,9 @@ func (a *relayActor) receive(ctx actor.Context) {
 func (a *relayActor) start(ctx actor.Context) {
 	rcfg := a.cfg.Router
 	rcfg.Self = a.net.ID()
+	if rcfg.Tree { // the root of a tree signs its beacons; with VerifySignatures, only signed ones are taken
+		rcfg.TreeSign, rcfg.TreeVerify = a.net.Sign, a.cfg.VerifySignatures
+	}
 	router, err := NewRouter(rcfg, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	if err != nil {
 		panic(err) // validated by NewRelayProps

@@ -37,7 +37,11 @@ func (a *relayActor) apply(out Output) {
 		}
 	}
 	for _, p := range out.Penalize {
-		a.penalize(p, "rejected by validation")
+		why := p.Why
+		if why == "" {
+			why = "rejected by validation"
+		}
+		a.penalize(p, why)
 	}
 	for _, id := range out.Connect {
 		a.log.Debug().Str("peer", id.Short()).Msg("gossip: connecting to a tree shortcut")

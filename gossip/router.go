@@ -65,6 +65,7 @@ type Router struct {
 	stats    Stats
 	due      []*cached // scratch of dueForGossip
 	names    []string  // scratch of Heartbeat: the joined topics
+	signed   []byte    // scratch of the bytes of a tree beacon to sign or check (AppendBeaconSignedBytes)
 	since    []uint64  // scratch of announce
 	// repairBeat is the heartbeat count when the node last answered an IWANT or pulled a message (see
 	// quietGossip).
@@ -180,6 +181,9 @@ func NewRouter(cfg Config, rng *rand.Rand) (*Router, error) {
 	}
 	if cfg.Tree && cfg.Self.IsZero() {
 		return nil, fmt.Errorf("%w: Tree needs Self", ErrInvalidConfig)
+	}
+	if cfg.TreeVerify && (!cfg.Tree || cfg.TreeSign == nil) {
+		return nil, fmt.Errorf("%w: TreeVerify needs Tree and TreeSign", ErrInvalidConfig)
 	}
 	if rng == nil {
 		rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"container/heap"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -26,6 +27,9 @@ type simConfig struct {
 	spareRoot          bool // never kill the root of the spanning tree
 	seed               uint64
 	cfg                Config
+	// signed gives the nodes ed25519 identities, their ids, and has their roots sign their beacons and every node
+	// check them (Config.TreeSign, TreeVerify), as the relay does.
+	signed bool
 }
 
 type simEventKind int
@@ -95,6 +99,10 @@ type sim struct {
 	byID    map[MsgID]*simMsg
 	onDup   func(to, from int, m *Message)
 	forge   func(i int, out *Output) // rewrites what a node sends: hostile behaviour
+	idents  []*session.Identity      // with simConfig.signed
+	// penalized counts, per hostile node, the penalties its peers gave it; a penalty of an honest node fails the
+	// test.
+	penalized map[int]int
 }
 
 const simTopic = "blocks"
@@ -104,14 +112,19 @@ func newSim(t *testing.T, sc simConfig) *sim {
 	s := &sim{
 		t: t, sc: sc, rng: rand.New(rand.NewPCG(sc.seed, 1)), epoch: time.Unix(1_700_000_000, 0),
 		index: make(map[session.NodeID]int), delay: make(map[[2]int]time.Duration), byID: make(map[MsgID]*simMsg),
-		adj: make([][]int, sc.n), dead: make([]bool, sc.n), hostile: make([]bool, sc.n),
+		adj: make([][]int, sc.n), dead: make([]bool, sc.n), hostile: make([]bool, sc.n), penalized: make(map[int]int),
 	}
 	for i := range sc.n {
 		var id session.NodeID
 		id[0], id[1], id[31] = byte(i>>8), byte(i), 0xaa
+		cfg := sc.cfg
+		if sc.signed {
+			ident := simIdentity(t, sc.seed, i)
+			s.idents = append(s.idents, ident)
+			id, cfg.TreeSign, cfg.TreeVerify = ident.NodeID(), ident.Sign, true
+		}
 		s.ids = append(s.ids, id)
 		s.index[id] = i
-		cfg := sc.cfg
 		cfg.Self = id
 		r, err := NewRouter(cfg, rand.New(rand.NewPCG(sc.seed, uint64(i)+2)))
 		if err != nil {
@@ -189,9 +202,24 @@ func (s *sim) dispatch(i int, out Output) {
 			sm.arrivals = append(sm.arrivals, s.now-sm.at)
 		}
 	}
-	if len(out.Penalize) > 0 {
-		s.t.Fatalf("node %d penalises %v", i, out.Penalize)
+	for _, p := range out.Penalize {
+		if j := s.index[p.Peer]; !s.hostile[j] {
+			s.t.Fatalf("node %d penalises honest node %d: %s", i, j, p.Why)
+		}
+		s.penalized[s.index[p.Peer]]++
 	}
+}
+
+// simIdentity returns node i's identity in the simulation of seed (simConfig.signed).
+func simIdentity(t *testing.T, seed uint64, i int) *session.Identity {
+	b := make([]byte, 32)
+	binary.BigEndian.PutUint64(b, seed)
+	binary.BigEndian.PutUint64(b[8:], uint64(i))
+	ident, err := session.IdentityFromSeed(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ident
 }
 
 func (s *sim) run(until time.Duration) {

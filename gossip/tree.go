@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"maps"
 	"math"
 	"slices"
@@ -84,6 +85,9 @@ type TreeInfo struct {
 	// Cuts lists the links of the tree the reporter knows broken lately (see TreeCut), at most maxTreeCuts. It
 	// must not be modified.
 	Cuts []TreeCut
+	// Sig is the root's signature of Topic, Root, RootRank and Seq (AppendBeaconSignedBytes, Config.TreeSign),
+	// empty if the root signed none. It must not be modified.
+	Sig []byte
 }
 
 // maxTreeSize bounds the node counts a report may claim (TreeInfo.Size, Deep).
@@ -129,7 +133,12 @@ type treeState struct {
 	parent   session.NodeID
 	path     []uint32 // the route's path this node reports (TreeInfo.Path)
 	beacon   uint64   // this node's own beacon counter, advanced each heartbeat
-	views    map[session.NodeID]treeView
+	// sig is this node's signature of its beacon sigSeq at rank sigRank (Config.TreeSign), made when a report of
+	// its own tree first needs it: a root signs once a heartbeat.
+	sig     []byte
+	sigSeq  uint64
+	sigRank int
+	views   map[session.NodeID]treeView
 	// reported holds, per topic peer, the heartbeat count when this node last reported to it (reportTree): the
 	// periodic reports are due by it, so that a report that rode on a message resets the peer's period.
 	reported map[session.NodeID]uint64
@@ -181,9 +190,64 @@ type treeState struct {
 }
 
 type beaconHeard struct {
-	seq  uint64 // the newest beacon heard of
+	seq  uint64 // the newest beacon heard of, cut to beaconLead heartbeats ahead of this node's clock
 	rank int    // the rank announced with it
 	beat uint64 // the heartbeat count when it was first heard of
+	// signed is that beacon as its root sent it (before the cut), sig the root's signature of it and rank (empty
+	// if the root signed none): the node's reports of the root relay them.
+	signed uint64
+	sig    []byte
+	// taken is the rank the node takes the root by: a received rank damped as a node damps its own
+	// (rankDropBeats). A higher rank is taken at once, a lower one once the root announced lower ranks for
+	// rankDropBeats heartbeats of its beacons, counted from lowFrom while lowering.
+	taken    int
+	lowFrom  uint64
+	lowering bool
+}
+
+// beaconCheckGap is, in quarters of a heartbeat, how much newer than the one held a beacon at the same rank must
+// be for its signature to be checked (Config.TreeVerify); one less new is not taken. A node hears its root's
+// beacon from several peers, not all as new: this keeps it to about a check per root a heartbeat, less than a
+// root's beacons advance by.
+const beaconCheckGap = 2
+
+// heardBeacon returns h (known: heard of before) after a newer beacon of its root, at seq after the cut (see
+// handleTree), with the report's rank and signature.
+func (r *Router) heardBeacon(h beaconHeard, known bool, seq uint64, info *TreeInfo) beaconHeard {
+	// The signature is cloned, not kept: the decoder reuses its bytes, and a report sent earlier may still hold
+	// the slice held before.
+	h.seq, h.beat, h.rank, h.signed, h.sig = seq, r.beats, info.RootRank, info.Seq, slices.Clone(info.Sig)
+	switch {
+	case !known || h.rank >= h.taken:
+		h.taken, h.lowering = h.rank, false
+	case !h.lowering:
+		h.lowFrom, h.lowering = seq, true
+	case seq-h.lowFrom >= rankDropBeats*4:
+		h.taken, h.lowering = h.rank, false
+	}
+	return h
+}
+
+// beaconSigned tells whether a report's beacon and rank carry its root's signature.
+func (r *Router) beaconSigned(info *TreeInfo) bool {
+	r.stats.TreeBeaconsChecked++
+	r.signed = AppendBeaconSignedBytes(r.signed[:0], info.Topic, info.Root, info.RootRank, info.Seq)
+	return len(info.Sig) == ed25519.SignatureSize && info.Root.Verify(r.signed, info.Sig)
+}
+
+// reportedBeacon returns the root's rank and beacon that a report of this node's place carries, and the root's
+// signature of them: at the root its own, signed when first needed (Config.TreeSign); otherwise the newest heard
+// of, as the root sent them.
+func (r *Router) reportedBeacon(name string, ts *treeState) (rank int, seq uint64, sig []byte) {
+	if ts.root != r.cfg.Self {
+		h := ts.heard[ts.root]
+		return h.rank, h.signed, h.sig
+	}
+	if r.cfg.TreeSign != nil && (ts.sig == nil || ts.sigSeq != ts.seq || ts.sigRank != ts.rootRank) {
+		r.signed = AppendBeaconSignedBytes(r.signed[:0], name, r.cfg.Self, ts.rootRank, ts.seq)
+		ts.sig, ts.sigSeq, ts.sigRank = r.cfg.TreeSign(r.signed), ts.seq, ts.rootRank
+	}
+	return ts.rootRank, ts.seq, ts.sig
 }
 
 func (r *Router) newTree(now time.Time) *treeState {
@@ -308,16 +372,16 @@ func (r *Router) updateTree(b *builder, name string, t *topic) (reportedAll bool
 	for {
 		root, rank, seq, dist = self, ts.rank, ts.beacon, 0
 		for _, c := range cands {
-			// The rank is the one announced with the newest beacon heard of, not with a report's: a report may
-			// carry an old beacon, and with it a rank the root no longer announces.
+			// The rank is the one announced with the newest beacon heard of (damped, see beaconHeard.taken), not
+			// with a report's: a report may carry an old beacon, and with it a rank the root no longer announces.
 			h := ts.heard[c]
 			if root == self && !incumbent {
 				// This node is in another root's tree: it takes the root over only past rootIncumbency steps.
-				if h.rank+rootIncumbency >= rank {
-					root, rank, seq = c, h.rank, h.seq
+				if h.taken+rootIncumbency >= rank {
+					root, rank, seq = c, h.taken, h.seq
 				}
-			} else if outranks(h.rank, c, rank, root) {
-				root, rank, seq = c, h.rank, h.seq
+			} else if outranks(h.taken, c, rank, root) {
+				root, rank, seq = c, h.taken, h.seq
 			}
 		}
 		if root == self {
@@ -418,8 +482,8 @@ func (r *Router) nearestPeerShunning(ts *treeState, root session.NodeID, mine ui
 func (r *Router) reportTree(b *builder, name string, t *topic, to []session.NodeID) {
 	ts := t.tree
 	for _, id := range to {
-		info := TreeInfo{Topic: name, Root: ts.root, RootRank: ts.rootRank, Seq: ts.seq, Dist: ts.dist, Path: ts.path,
-			Cuts: r.cutsFor(ts, id)}
+		info := TreeInfo{Topic: name, Root: ts.root, Dist: ts.dist, Path: ts.path, Cuts: r.cutsFor(ts, id)}
+		info.RootRank, info.Seq, info.Sig = r.reportedBeacon(name, ts)
 		if r.cfg.TreeShortcutDist > 0 {
 			r.shortcutInfo(&info, t, id)
 		}

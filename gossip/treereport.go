@@ -30,6 +30,28 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 		return
 	}
 	ts := t.tree
+	// A beacon from the future is one no root has sent yet (beacons count quarters of a heartbeat of the root's
+	// clock): taken as it is, a made-up one (MaxUint64) stopped the root's real beacons from advancing for this
+	// node, which then gave a live root up within TreeStaleBeats and passed the made-up beacon on, so that the whole
+	// tree moved. Cut to beaconLead heartbeats ahead of this node's clock, it holds the real ones back that long
+	// at most, less than TreeStaleBeats; a root whose clock runs ahead further still looks alive, its beacons
+	// advancing with this node's clock. The report keeps the beacon as signed, to check and relay.
+	seq := min(info.Seq, r.beaconAt(r.now)+beaconLead*4)
+	h, known := ts.heard[info.Root]
+	newer := info.Root != r.cfg.Self && (!known || seq > h.seq)
+	if newer && r.cfg.TreeVerify {
+		switch {
+		case known && seq < h.seq+beaconCheckGap && info.RootRank == h.rank:
+			newer = false // not worth a check: a newer beacon comes within the heartbeat
+		case info.Seq+r.beaconAge() < r.beaconAt(r.now):
+			newer = false // an old beacon replayed: it tells nothing of the root now
+		case !r.beaconSigned(&info):
+			// Checked before anything of the report is taken: an honest node relays only beacons it checked.
+			r.stats.TreeBadBeacons++
+			b.out.Penalize = append(b.out.Penalize, r.penalty(from, "tree report without its root's signature"))
+			return
+		}
+	}
 	learned := false
 	for _, c := range info.Cuts {
 		if c.TTL >= 1 && r.addCut(ts, c.Parent, c.Child, r.beats+uint64(min(c.TTL, r.cutBeats()))) {
@@ -37,31 +59,24 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 		}
 	}
 	info.Cuts = nil // taken: a view keeps none
-	// A beacon from the future is one no root has sent yet (beacons count quarters of a heartbeat of the root's
-	// clock): taken as it is, a made-up one (MaxUint64) stopped the root's real beacons from advancing for this
-	// node, which then gave a live root up within TreeStaleBeats and passed the made-up beacon on, so that the whole
-	// tree moved. Cut to beaconLead heartbeats ahead of this node's clock, it holds the real ones back that long
-	// at most, less than TreeStaleBeats; a root whose clock runs ahead further still looks alive, its beacons
-	// advancing with this node's clock.
-	info.Seq = min(info.Seq, r.beaconAt(r.now)+beaconLead*4)
 	prev, had := ts.views[from]
 	// A report that only advances the beacon of a root this node already takes as alive, at the same rank, changes
 	// nothing updateTree decides: most reports of a settled tree are such, and the next heartbeat runs updateTree
 	// anyway.
 	same := !learned && had && r.fresh(prev) && samePlace(prev.info, info) && (info.Root == r.cfg.Self || r.alive(ts, info.Root))
 	if info.Root != r.cfg.Self {
-		h, ok := ts.heard[info.Root]
-		if !ok && len(ts.heard) >= maxHeardRoots {
+		if !known && len(ts.heard) >= maxHeardRoots {
 			r.forgetUnnamedRoots(ts, from)
 		}
 		switch {
-		case !ok && len(ts.heard) >= maxHeardRoots:
+		case !known && len(ts.heard) >= maxHeardRoots:
 			// The root cannot be recorded (every one kept is named by a peer's report): the view is stored, and
 			// its root is not taken until it can be.
 			same = false
-		case !ok || info.Seq > h.seq:
-			same = same && ok && h.rank == info.RootRank
-			h.seq, h.beat, h.rank = info.Seq, r.beats, info.RootRank
+		case newer:
+			taken := h.taken
+			h = r.heardBeacon(h, known, seq, &info)
+			same = same && known && h.taken == taken
 			ts.heard[info.Root] = h
 		}
 	}
@@ -90,6 +105,13 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 	case !same:
 		ts.linksOK = false
 	}
+}
+
+// beaconAge is, in quarters of a heartbeat, how old a signed beacon may be by this node's clock and still be news
+// of its root (Config.TreeVerify): the clock skew allowed (Config.MaxClockSkew) and TreeStaleBeats. An older one,
+// replayed to a node that forgot its root, would keep a dead root looking alive.
+func (r *Router) beaconAge() uint64 {
+	return uint64(r.cfg.MaxClockSkew/max(r.cfg.HeartbeatInterval/4, 1)) + uint64(4*r.cfg.TreeStaleBeats)
 }
 
 // maxTreeMovesPerBeat bounds the reports of one peer on one topic per heartbeat that make the node choose its place

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,6 +32,22 @@ func AppendSignedBytes(b []byte, m *Message) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(m.OriginTime))
 	b = binary.BigEndian.AppendUint64(b, uint64(len(m.Data)))
 	return append(b, m.Data...)
+}
+
+// beaconContext prefixes a signed tree beacon, as signContext does a message.
+const beaconContext = "actormesh-gossip-beacon-v1\x00"
+
+// AppendBeaconSignedBytes appends to b what the root of a topic's tree signs for one of its beacons
+// (TreeInfo.Sig): a context string, then the topic, the root, the rank it announces and the beacon, each
+// length-prefixed or fixed-size.
+func AppendBeaconSignedBytes(b []byte, topic string, root session.NodeID, rank int, seq uint64) []byte {
+	b = slices.Grow(b, len(beaconContext)+8+len(topic)+len(root)+12)
+	b = append(b, beaconContext...)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(topic)))
+	b = append(b, topic...)
+	b = append(b, root[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(rank))
+	return binary.BigEndian.AppendUint64(b, seq)
 }
 
 // RPCMessageOverhead is the most room a message's metadata takes in an RPC besides its data, its topic included
@@ -74,9 +91,9 @@ func controlWireBound(c *Control) int {
 	}
 	for i := range c.Tree {
 		ti := &c.Tree[i]
-		// topic; root, parent, upstream; seq; dist, rank, size, deep; path; cuts
+		// topic; root, parent, upstream; seq; dist, rank, size, deep; path; cuts; signature
 		n += field + field + len(ti.Topic) + 3*(2+len(session.NodeID{})) + 11 + 4*6 + field + 4*len(ti.Path) +
-			len(ti.Cuts)*(field+2*5+6)
+			len(ti.Cuts)*(field+2*5+6) + field + len(ti.Sig)
 	}
 	return n
 }
@@ -224,7 +241,7 @@ func (e *rpcEncoder) addControl(c *Control) {
 		ti := &c.Tree[i] // a pointer: slicing a copy's arrays would move the copy to the heap
 		wt := e.trees.get()
 		wt.Topic, wt.Root, wt.Seq, wt.Dist = ti.Topic, ti.Root[:], ti.Seq, uint32(ti.Dist)
-		wt.RootRank, wt.Path, wt.Parent, wt.Upstream = uint32(ti.RootRank), ti.Path, nil, nil
+		wt.RootRank, wt.Path, wt.Parent, wt.Upstream, wt.Sig = uint32(ti.RootRank), ti.Path, nil, nil, ti.Sig
 		if !ti.Parent.IsZero() {
 			wt.Parent = ti.Parent[:]
 		}
@@ -255,7 +272,7 @@ func (e *rpcEncoder) end() {
 		clear(wi.Ids)
 	}
 	for _, wt := range e.trees.items {
-		wt.Root, wt.Parent, wt.Upstream, wt.Path = nil, nil, nil, nil
+		wt.Root, wt.Parent, wt.Upstream, wt.Path, wt.Sig = nil, nil, nil, nil, nil
 		clear(wt.Cuts)
 	}
 	w := &e.control
@@ -310,11 +327,11 @@ func controlFromWire(w *messages.GossipControl, maxIDs, maxTopics int) *Control 
 	for _, wt := range tree {
 		root, err := session.NodeIDFromBytes(wt.Root)
 		if err != nil || wt.Dist >= maxTreeDist || wt.RootRank > maxTreeRank || len(wt.Path) > maxTreePath ||
-			len(wt.Cuts) > maxTreeCuts {
+			len(wt.Cuts) > maxTreeCuts || len(wt.Sig) != 0 && len(wt.Sig) != ed25519.SignatureSize {
 			continue
 		}
 		ti := TreeInfo{Topic: wt.Topic, Root: root, RootRank: int(wt.RootRank), Seq: wt.Seq, Dist: int(wt.Dist),
-			Path: wt.Path, Size: int(min(wt.Size, maxTreeSize)), Deep: int(min(wt.Deep, maxTreeSize))}
+			Path: wt.Path, Size: int(min(wt.Size, maxTreeSize)), Deep: int(min(wt.Deep, maxTreeSize)), Sig: wt.Sig}
 		if len(wt.Cuts) > 0 {
 			ti.Cuts = make([]TreeCut, len(wt.Cuts))
 			for i, c := range wt.Cuts {

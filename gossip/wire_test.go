@@ -24,7 +24,8 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 		Prune: []*messages.GossipPrune{{Topic: "a", Lazy: true}},
 		Tree: []*messages.GossipTree{
 			{Topic: "a", Root: nid(1).Bytes(), Seq: 3, Dist: 1, Parent: nid(1).Bytes(), RootRank: 7, Path: []uint32{5, 9}, Upstream: nid(4).Bytes(), Size: 30, Deep: maxTreeSize + 1,
-				Cuts: []*messages.GossipTreeCut{{Parent: 5, Child: 9, Ttl: 3}}},
+				Cuts: []*messages.GossipTreeCut{{Parent: 5, Child: 9, Ttl: 3}}, Sig: bytes.Repeat([]byte{7}, 64)},
+			{Topic: "a", Root: nid(1).Bytes(), Dist: 2, Sig: make([]byte, 63)},                                // not a signature's size
 			{Topic: "a", Root: nid(1).Bytes(), Dist: 2, Cuts: make([]*messages.GossipTreeCut, maxTreeCuts+1)}, // too many cuts
 			{Topic: "a", Root: nid(1).Bytes(), Dist: 1, RootRank: maxTreeRank + 1},                            // beyond the rank bound
 			{Topic: "a", Root: []byte{1}, Dist: 1},                                                            // root is not a NodeID
@@ -43,7 +44,8 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 	}
 	if len(c.Tree) != 1 || c.Tree[0].Root != nid(1) || c.Tree[0].Parent != nid(1) || c.Tree[0].Seq != 3 ||
 		c.Tree[0].RootRank != 7 || !slices.Equal(c.Tree[0].Path, []uint32{5, 9}) || c.Tree[0].Upstream != nid(4) ||
-		c.Tree[0].Size != 30 || c.Tree[0].Deep != maxTreeSize || !slices.Equal(c.Tree[0].Cuts, []TreeCut{{Parent: 5, Child: 9, TTL: 3}}) {
+		c.Tree[0].Size != 30 || c.Tree[0].Deep != maxTreeSize || !slices.Equal(c.Tree[0].Cuts, []TreeCut{{Parent: 5, Child: 9, TTL: 3}}) ||
+		!bytes.Equal(c.Tree[0].Sig, bytes.Repeat([]byte{7}, 64)) {
 		t.Fatalf("tree entries: %+v, want only the well-formed one", c.Tree)
 	}
 	if len(c.Graft) != 1 || len(c.Prune) != 1 || !c.Prune[0].Lazy {
@@ -137,7 +139,7 @@ func TestRPCEncoderReusesItsStructsWithoutCarryingFieldsOver(t *testing.T) {
 		IHave: []IHave{{Topic: "a", IDs: []MsgID{id1, id2}}, {Topic: "b", IDs: []MsgID{id2}}},
 		IWant: []MsgID{id1}, Graft: []string{"a"}, Prune: []Prune{{Topic: "b", Lazy: true}},
 		Tree: []TreeInfo{{Topic: "a", Root: nid(3), RootRank: 4, Seq: 5, Dist: 2, Parent: nid(4), Path: []uint32{1, 2}, Upstream: nid(5), Size: 9, Deep: 2,
-			Cuts: []TreeCut{{Parent: 7, Child: 8, TTL: 9}, {Parent: 1, Child: 2, TTL: 1}}}},
+			Cuts: []TreeCut{{Parent: 7, Child: 8, TTL: 9}, {Parent: 1, Child: 2, TTL: 1}}, Sig: bytes.Repeat([]byte{3}, 64)}},
 	}
 	bare := &Control{Tree: []TreeInfo{{Topic: "b", Root: nid(6), Dist: 0}}}
 
@@ -206,6 +208,14 @@ func TestRPCEncoderReusesItsStructsWithoutCarryingFieldsOver(t *testing.T) {
 			}
 		}
 	}
+	e.begin()
+	e.addControl(full)
+	e.end()
+	for _, w := range e.trees.items {
+		if w.Root != nil || w.Path != nil || w.Sig != nil {
+			t.Fatalf("a finished call still holds a tree report: %v", w)
+		}
+	}
 
 	allocs := testing.AllocsPerRun(100, func() {
 		e.begin()
@@ -231,7 +241,7 @@ func TestWireSizesBoundTheEncoding(t *testing.T) {
 		IWant: make([]MsgID, 3), Graft: []string{"a", "ccc"}, Prune: []Prune{{Topic: "a", Lazy: true}},
 		Tree: []TreeInfo{{Topic: "a", Root: nid(1), RootRank: 1 << 15, Seq: 1 << 62, Dist: 63, Parent: nid(2),
 			Upstream: nid(4), Path: make([]uint32, maxTreePath), Size: maxTreeSize, Deep: maxTreeSize,
-			Cuts: []TreeCut{{Parent: 1 << 31, Child: 1 << 31, TTL: 1 << 20}, {}}}},
+			Cuts: []TreeCut{{Parent: 1 << 31, Child: 1 << 31, TTL: 1 << 20}, {}}, Sig: make([]byte, 64)}},
 	}
 	var e rpcEncoder
 	rpc := e.begin()

@@ -350,7 +350,11 @@ type GossipTree struct {
 	Deep uint32 `protobuf:"varint,10,opt,name=deep,proto3" json:"deep,omitempty"`
 	// cuts lists links of the tree the reporter knows broken lately (a node lost its parent), at most 128: a node
 	// takes no route whose path runs through one of them, as such a route was reported before the break.
-	Cuts          []*GossipTreeCut `protobuf:"bytes,11,rep,name=cuts,proto3" json:"cuts,omitempty"`
+	Cuts []*GossipTreeCut `protobuf:"bytes,11,rep,name=cuts,proto3" json:"cuts,omitempty"`
+	// sig is the root's signature of its beacon (gossip.AppendBeaconSignedBytes: topic, root, root_rank and seq),
+	// which the reporter checked and relays: a node takes a root's rank and beacon only from a report whose
+	// signature holds, so that no peer can make up a root's rank or keep a dead root looking alive.
+	Sig           []byte `protobuf:"bytes,12,opt,name=sig,proto3" json:"sig,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -458,6 +462,13 @@ func (x *GossipTree) GetDeep() uint32 {
 func (x *GossipTree) GetCuts() []*GossipTreeCut {
 	if x != nil {
 		return x.Cuts
+	}
+	return nil
+}
+
+func (x *GossipTree) GetSig() []byte {
+	if x != nil {
+		return x.Sig
 	}
 	return nil
 }
@@ -657,7 +668,7 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x05iwant\x18\x02 \x03(\fR\x05iwant\x12\x14\n" +
 	"\x05graft\x18\x03 \x03(\tR\x05graft\x126\n" +
 	"\x05prune\x18\x04 \x03(\v2 .actormesh.gossip.v1.GossipPruneR\x05prune\x123\n" +
-	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"\xa1\x02\n" +
+	"\x04tree\x18\x05 \x03(\v2\x1f.actormesh.gossip.v1.GossipTreeR\x04tree\"\xb3\x02\n" +
 	"\n" +
 	"GossipTree\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
@@ -671,7 +682,8 @@ const file_messages_gossip_proto_rawDesc = "" +
 	"\x04size\x18\t \x01(\rR\x04size\x12\x12\n" +
 	"\x04deep\x18\n" +
 	" \x01(\rR\x04deep\x126\n" +
-	"\x04cuts\x18\v \x03(\v2\".actormesh.gossip.v1.GossipTreeCutR\x04cuts\"O\n" +
+	"\x04cuts\x18\v \x03(\v2\".actormesh.gossip.v1.GossipTreeCutR\x04cuts\x12\x10\n" +
+	"\x03sig\x18\f \x01(\fR\x03sig\"O\n" +
 	"\rGossipTreeCut\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\aR\x06parent\x12\x14\n" +
 	"\x05child\x18\x02 \x01(\aR\x05child\x12\x10\n" +

@@ -386,6 +386,8 @@ func (d *gossipDecoder) treeReport(b []byte, m *GossipTree) bool {
 			m.Deep = uint32(x)
 		case num == 11 && typ == protowire.BytesType:
 			ok = d.cut(v)
+		case num == 12 && typ == protowire.BytesType:
+			m.Sig = d.keepControl(v)
 		default:
 			ok = false
 		}

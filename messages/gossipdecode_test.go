@@ -43,7 +43,7 @@ func testControl() *GossipControl {
 		Prune: []*GossipPrune{{Topic: "old", Lazy: true}, {Topic: "gone"}},
 		Tree: []*GossipTree{
 			{Topic: "blocks", Root: testID(30, 32), Seq: 99, Dist: 2, Parent: testID(31, 32), RootRank: 7,
-				Path: []uint32{0xdeadbeef, 1, 2}, Upstream: testID(32, 32), Size: 40, Deep: 3},
+				Path: []uint32{0xdeadbeef, 1, 2}, Upstream: testID(32, 32), Size: 40, Deep: 3, Sig: testID(35, 64)},
 			{Topic: "txs", Root: testID(33, 32), Seq: 1, Dist: 0, RootRank: 1, Size: 1},
 			{Topic: "votes", Root: testID(34, 32), Dist: 5, Path: []uint32{5, 4, 3, 2, 1}},
 		},

@@ -51,6 +51,9 @@ type BroadcastReport struct {
 	// VerifiedPerDelivery counts the origin signatures checked per delivery: 1 when every node checks each
 	// message once, on its first copy (duplicates are not checked); 0 with verification off.
 	VerifiedPerDelivery float64 `json:"verified_per_delivery"`
+	// BeaconsCheckedPerDelivery counts the roots' beacon signatures checked per delivery (gossip.Stats
+	// .TreeBeaconsChecked): about one per root, node and heartbeat, whatever the traffic.
+	BeaconsCheckedPerDelivery float64 `json:"beacons_checked_per_delivery"`
 	// RPCsPerDelivery is the gossip RPCs the surviving nodes sent over the window (gossip.RelayStats.RPCsSent), per
 	// delivery, and ControlRPCsPerDelivery those that carried no message: the others carried the messages, about one
 	// per delivery (a duplicate is one more). After the signature checks (VerifiedPerDelivery), what

@@ -437,6 +437,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		rep.IHavePerDelivery = float64(window.IHaveSent) / d
 		rep.IWantPerDelivery = float64(window.IWantSent) / d
 		rep.VerifiedPerDelivery = float64(relay.verified) / d
+		rep.BeaconsCheckedPerDelivery = float64(window.TreeBeaconsChecked) / d
 		rep.RPCsPerDelivery = float64(relay.rpcs) / d
 		rep.ControlRPCsPerDelivery = float64(relay.controlRPCs) / d
 		rep.TreeReportsPerDelivery = float64(window.TreeReports) / d
@@ -522,6 +523,7 @@ func windowTotals(before, after []*gossip.RelayStats) (t gossip.Stats, relay rel
 		t.TreeDistrusted += a.TreeDistrusted - b.TreeDistrusted
 		t.TreeShunned += a.TreeShunned - b.TreeShunned
 		t.TreeShortcuts += a.TreeShortcuts - b.TreeShortcuts
+		t.TreeBeaconsChecked += a.TreeBeaconsChecked - b.TreeBeaconsChecked
 	}
 	return t, relay, nodes
 }

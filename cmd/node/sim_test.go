@@ -118,8 +118,9 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 	if r.Transport != "tcp" || r.LatencyMs != 15 || r.DeliveryRatio != 1 || r.WireBytesPerDelivery <= 0 || r.P50Ms < 15 {
 		t.Fatalf("tcp report: %+v", r)
 	}
-	if r.VerifiedPerDelivery != 0 {
-		t.Fatalf("--verify=false still checked %v signatures per delivery", r.VerifiedPerDelivery)
+	if r.VerifiedPerDelivery != 0 || r.BeaconsCheckedPerDelivery != 0 {
+		t.Fatalf("--verify=false still checked %v signatures and %v tree beacons per delivery", r.VerifiedPerDelivery,
+			r.BeaconsCheckedPerDelivery)
 	}
 	if strings.Contains(out, "idle_cpu") || strings.Contains(out, "marginal_cpu") {
 		t.Fatalf("-idle 0 measures no idle network, yet the JSON has its fields: %s", out)
