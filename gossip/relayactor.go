@@ -108,7 +108,30 @@ func (a *relayActor) Receive(ctx actor.Context) {
 	a.handling = nil
 }
 
+// receive handles a peer's RPC, the message a relay mostly gets, and hands the others to receiveOther. The two are
+// split for the stack: one function of every case had a 2.8 KiB frame (the inlined calls' temporaries), on top of
+// which a signature check took the dispatcher goroutine 192 bytes past a 16 KiB stack, and Go kept 32 KiB for each
+// of the 200 relays of the 200-node sim.
 func (a *relayActor) receive(ctx actor.Context) {
+	m, ok := ctx.Message().(inboundRPC)
+	if !ok {
+		a.receiveOther(ctx)
+		return
+	}
+	if rq, ok := m.(requestRPC); ok && rq.IsRequest() {
+		// Gossip is one-way: a peer sending its RPCs as requests (to be answered) is refused, not served.
+		_ = rq.ReplyError(errNoRequests)
+		return
+	}
+	if rpc, ok := m.Message().(*messages.GossipRPC); ok {
+		a.handleRPC(m.Sender(), rpc)
+	}
+}
+
+// receiveOther handles every message but a peer's RPC (see receive).
+//
+//go:noinline
+func (a *relayActor) receiveOther(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.start(ctx)
@@ -120,15 +143,6 @@ func (a *relayActor) receive(ctx actor.Context) {
 		a.end()
 	case *actor.Stopping:
 		a.stop()
-	case inboundRPC:
-		if rq, ok := m.(requestRPC); ok && rq.IsRequest() {
-			// Gossip is one-way: a peer sending its RPCs as requests (to be answered) is refused, not served.
-			_ = rq.ReplyError(errNoRequests)
-			return
-		}
-		if rpc, ok := m.Message().(*messages.GossipRPC); ok {
-			a.handleRPC(m.Sender(), rpc)
-		}
 	case *messages.PeerConnected:
 		// Only the connection's peer can have changed; a transient connection (a lookup's, a liveness check's)
 		// is not a gossip peer and costs a map lookup, not a pass over every connection.
