@@ -136,8 +136,9 @@ type Config struct {
 	// its reports of another root relay that root's. Nil: reports carry no signature.
 	TreeSign func(msg []byte) []byte
 	// TreeVerify takes a root's beacon and rank from a peer's report only if the root's signature of them holds
-	// (TreeInfo.Sig); a report without it is refused and its sender penalised (Output.Penalize), since an honest
-	// node relays only beacons it checked. Without it, any peer could set a root's rank for the whole network, or
+	// (TreeInfo.Sig). A report with a signature that does not hold is refused and its sender penalised
+	// (Output.Penalize), since an honest node relays only beacons it checked; one without a signature is refused
+	// only. Without it, any peer could set a root's rank for the whole network, or
 	// keep a dead root looking alive. Requires Tree and TreeSign. Default false here; the relay sets it from
 	// RelayConfig.VerifySignatures, and TreeSign and Self from its Network.
 	TreeVerify bool

@@ -215,7 +215,7 @@ type Stats struct {
 	TreeShunned    uint64 // parents left for withholding messages (most messages came repaired), before any root
 	TreeCrossed    uint64 // copies pushed to peers of another root's tree (crossLinks), while the tree changes root
 	// TreeBeaconsChecked counts the signatures of roots' beacons checked (Config.TreeVerify), TreeBadBeacons the
-	// reports refused for a signature that did not hold (their senders penalised).
+	// reports refused for a signature that did not hold (their senders penalised) or that was missing.
 	TreeBeaconsChecked, TreeBadBeacons uint64
 	// TopicRegistrations and TopicSearches count the registrations on a topic in the DHT and the searches for its
 	// nodes asked for (Output.Discover); TopicLookupsFailed the lookups the shell reported failed

@@ -80,7 +80,8 @@ func TestTreeRootSignsItsReports(t *testing.T) {
 }
 
 // A report whose rank or beacon its root did not sign is refused whole, and its sender penalised: an honest node
-// relays only the beacons it checked. The node keeps the rank the root signed and relays the root's signature.
+// relays only the beacons it checked. One without a signature is refused, not penalised (a node that does not sign).
+// The node keeps the rank the root signed and relays the root's signature.
 func TestTreeTakesOnlySignedBeacons(t *testing.T) {
 	me, root, relay, forger := testIdentity(t, 0), testIdentity(t, 1), testIdentity(t, 2), testIdentity(t, 3)
 	r := signedTreeRouter(t, me, relay, forger)
@@ -96,15 +97,18 @@ func TestTreeTakesOnlySignedBeacons(t *testing.T) {
 	unsigned.Sig = nil
 	otherKey := signedReport(forger, 5, seq+8, 1)
 	otherKey.Root = root.NodeID()
-	for i, forged := range []TreeInfo{rankZero, unsigned, otherKey} {
+	if out := r.HandleTree(t0, forger.NodeID(), unsigned); len(out.Penalize) != 0 {
+		t.Fatalf("an unsigned report was penalised: %+v", out.Penalize)
+	}
+	for i, forged := range []TreeInfo{rankZero, otherKey} {
 		out := r.HandleTree(t0, forger.NodeID(), forged)
 		if len(out.Penalize) != 1 || out.Penalize[0].Peer != forger.NodeID() || out.Penalize[0].Count != i+1 ||
 			out.Penalize[0].Why == "" {
 			t.Fatalf("forged report %d: penalties %+v, want the forger's %d-th", i, out.Penalize, i+1)
 		}
-		if _, ok := r.topics[topicA].tree.views[forger.NodeID()]; ok {
-			t.Fatalf("forged report %d was taken as the forger's place", i)
-		}
+	}
+	if _, ok := r.topics[topicA].tree.views[forger.NodeID()]; ok {
+		t.Fatal("a forged or unsigned report was taken as the forger's place")
 	}
 	if st := r.Stats(); st.TreeBadBeacons != 3 || st.Rejected != 0 {
 		t.Fatalf("TreeBadBeacons %d, Rejected %d; want 3 and 0", st.TreeBadBeacons, st.Rejected)
@@ -203,7 +207,8 @@ func TestTreeReceivedRankDropsAreDamped(t *testing.T) {
 
 // TestSimulationAForgedRankIsRefused: a peer that reported the root's rank as 0, with a beacon beaconLead heartbeats
 // ahead, renewed at each RPC, made 98 of 99 honest nodes leave a sound root within 30 s (stop 48's audit, unsigned
-// reports). Signed, every such report is refused and its sender penalised: no honest node leaves the root.
+// reports). Now every such report, signed by the forger, is refused and its sender penalised: no honest node leaves
+// the root.
 func TestSimulationAForgedRankIsRefused(t *testing.T) {
 	for seed := uint64(1); seed <= 2; seed++ {
 		sc := relaySim(seed)
@@ -219,6 +224,8 @@ func TestSimulationAForgedRankIsRefused(t *testing.T) {
 			}
 			forged := TreeInfo{Topic: simTopic, Root: s.ids[root], RootRank: 0, Dist: 1,
 				Seq: s.nodes[i].beaconAt(s.time()) + beaconLead*4, Path: []uint32{pathID(s.ids[root]), pathID(s.ids[i])}}
+			// Signed with the forger's own key: unsigned, it would be refused without a penalty.
+			forged.Sig = s.idents[i].Sign(AppendBeaconSignedBytes(nil, simTopic, forged.Root, 0, forged.Seq))
 			for _, j := range s.adj[i] {
 				out.Send = append(out.Send, Send{To: s.ids[j], Control: &Control{Tree: []TreeInfo{forged}}})
 			}

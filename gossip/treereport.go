@@ -45,10 +45,15 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 			newer = false // not worth a check: a newer beacon comes within the heartbeat
 		case info.Seq+r.beaconAge() < r.beaconAt(r.now):
 			newer = false // an old beacon replayed: it tells nothing of the root now
+		case len(info.Sig) == 0:
+			// Refused whole, but not penalised: it cost no check, and its sender may be a node that does not sign
+			// (an older version, or TreeSign off), which then only cannot be anyone's parent.
+			r.stats.TreeBadBeacons++
+			return
 		case !r.beaconSigned(&info):
 			// Checked before anything of the report is taken: an honest node relays only beacons it checked.
 			r.stats.TreeBadBeacons++
-			b.out.Penalize = append(b.out.Penalize, r.penalty(from, "tree report without its root's signature"))
+			b.out.Penalize = append(b.out.Penalize, r.penalty(from, "tree report with a signature its root did not make"))
 			return
 		}
 	}
