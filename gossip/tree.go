@@ -121,6 +121,9 @@ type treeView struct {
 	info  TreeInfo
 	beat  uint64 // the heartbeat count when it was received
 	moves int    // the peer's reports on the topic that heartbeat count that made the node choose its place
+	// checks counts the peer's reports on the topic that heartbeat count whose signature was checked
+	// (maxBeaconChecksPerBeat).
+	checks int
 }
 
 // treeState is a joined topic's spanning-tree state.
@@ -214,11 +217,14 @@ const beaconCheckGap = 2
 // heardBeacon returns h (known: heard of before) after a newer beacon of its root, at seq after the cut (see
 // handleTree), with the report's rank and signature.
 func (r *Router) heardBeacon(h beaconHeard, known bool, seq uint64, info *TreeInfo) beaconHeard {
-	// The signature is cloned, not kept: the decoder reuses its bytes, and a report sent earlier may still hold
-	// the slice held before.
+	// A root not alive until this beacon has no rank to damp: the one it had when it stopped, kept with its
+	// beacon for up to 16 x TreeStaleBeats heartbeats, pulled nodes away from a sound root when it came back lower.
+	stale := known && r.beats-h.beat > uint64(r.cfg.TreeStaleBeats)
+	// The signature is cloned: the decoder puts every bytes field of an RPC's control in one array, which it would
+	// keep whole.
 	h.seq, h.beat, h.rank, h.signed, h.sig = seq, r.beats, info.RootRank, info.Seq, slices.Clone(info.Sig)
 	switch {
-	case !known || h.rank >= h.taken:
+	case !known || stale || h.rank >= h.taken:
 		h.taken, h.lowering = h.rank, false
 	case !h.lowering:
 		h.lowFrom, h.lowering = seq, true

@@ -39,21 +39,15 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 	seq := min(info.Seq, r.beaconAt(r.now)+beaconLead*4)
 	h, known := ts.heard[info.Root]
 	newer := info.Root != r.cfg.Self && (!known || seq > h.seq)
+	prev, had := ts.views[from]
+	checks := 0 // the peer's reports on the topic checked this heartbeat
+	if had && prev.beat == r.beats {
+		checks = prev.checks
+	}
 	if newer && r.cfg.TreeVerify {
-		switch {
-		case known && seq < h.seq+beaconCheckGap && info.RootRank == h.rank:
-			newer = false // not worth a check: a newer beacon comes within the heartbeat
-		case info.Seq+r.beaconAge() < r.beaconAt(r.now):
-			newer = false // an old beacon replayed: it tells nothing of the root now
-		case len(info.Sig) == 0:
-			// Refused whole, but not penalised: it cost no check, and its sender may be a node that does not sign
-			// (an older version, or TreeSign off), which then only cannot be anyone's parent.
-			r.stats.TreeBadBeacons++
-			return
-		case !r.beaconSigned(&info):
-			// Checked before anything of the report is taken: an honest node relays only beacons it checked.
-			r.stats.TreeBadBeacons++
-			b.out.Penalize = append(b.out.Penalize, r.penalty(from, "tree report with a signature its root did not make"))
+		// Checked before anything of the report is taken.
+		var refused bool
+		if newer, refused = r.verifyBeacon(b, from, &info, h, known, seq, &checks); refused {
 			return
 		}
 	}
@@ -64,7 +58,6 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 		}
 	}
 	info.Cuts = nil // taken: a view keeps none
-	prev, had := ts.views[from]
 	// A report that only advances the beacon of a root this node already takes as alive, at the same rank, changes
 	// nothing updateTree decides: most reports of a settled tree are such, and the next heartbeat runs updateTree
 	// anyway.
@@ -92,7 +85,10 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 	} else {
 		info.Path = slices.Clone(info.Path)
 	}
-	v := treeView{info: info, beat: r.beats}
+	// A view keeps no signature (heard keeps the one relayed): the decoder puts every bytes field of an RPC's
+	// control in one array, which the view would otherwise keep whole.
+	info.Sig = nil
+	v := treeView{info: info, beat: r.beats, checks: checks}
 	if had && prev.beat == r.beats {
 		v.moves = prev.moves
 	}
@@ -111,6 +107,47 @@ func (r *Router) handleTree(b *builder, from session.NodeID, info TreeInfo) {
 		ts.linksOK = false
 	}
 }
+
+// verifyBeacon decides, with Config.TreeVerify, whether a report's beacon, newer than the one held (h, if known) by
+// its cut seq (see handleTree), is taken (take): only once the root's signature of it holds, checked at most
+// maxBeaconChecksPerBeat times a heartbeat per peer and topic (checks counts them). refused: the report is refused
+// whole, for a missing signature or for one that does not hold, whose sender is penalised, since an honest node
+// relays only beacons it checked.
+func (r *Router) verifyBeacon(b *builder, from session.NodeID, info *TreeInfo, h beaconHeard, known bool, seq uint64,
+	checks *int) (take, refused bool) {
+	now := r.beaconAt(r.now)
+	switch {
+	case known && info.Seq <= h.signed:
+		// Newer by the cut only: the root's clock runs ahead of this node's by more than beaconLead. Only the root
+		// signs its beacons, so a real newer one is newer as signed; without this, an old one replayed, with the
+		// rank the root announced then, was taken each time this node's clock passed a quarter.
+		return false, false
+	case known && seq < h.seq+beaconCheckGap && info.RootRank == h.rank:
+		return false, false // not worth a check: a newer beacon comes within the heartbeat
+	case now > r.beaconAge() && info.Seq < now-r.beaconAge():
+		return false, false // an old beacon replayed: it tells nothing of the root now
+	case len(info.Sig) == 0:
+		// Not penalised: it cost no check, and its sender may be a node that does not sign (an older version, or
+		// TreeSign off), which then only cannot be anyone's parent.
+		r.stats.TreeBadBeacons++
+		return false, true
+	case *checks >= maxBeaconChecksPerBeat:
+		// Beacons of roots a peer made up, signed once and replayed, each cost a check and no penalty: past the
+		// allowance, a newer beacon waits for a later report.
+		return false, false
+	}
+	*checks++
+	if !r.beaconSigned(info) {
+		r.stats.TreeBadBeacons++
+		b.out.Penalize = append(b.out.Penalize, r.penalty(from, "tree report with a signature its root did not make"))
+		return false, true
+	}
+	return true, false
+}
+
+// maxBeaconChecksPerBeat bounds the signatures of one peer's reports on one topic checked per heartbeat
+// (Config.TreeVerify): as many as the reports that may make the node choose its place at once.
+const maxBeaconChecksPerBeat = maxTreeMovesPerBeat
 
 // beaconAge is, in quarters of a heartbeat, how old a signed beacon may be by this node's clock and still be news
 // of its root (Config.TreeVerify): the clock skew allowed (Config.MaxClockSkew) and TreeStaleBeats. An older one,
