@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,6 +40,16 @@ func gossipNetwork(t *testing.T, n int, edges [][2]int, configure func(i int, cf
 	}))
 	nw.ConnectAll(edges)
 	return nw
+}
+
+// waitBanned waits until node has banned peer, for a reason containing why.
+func waitBanned(t *testing.T, node *actors.Node, peer session.NodeID, why, what string) {
+	t.Helper()
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		return slices.ContainsFunc(node.Bans(), func(b actors.Ban) bool {
+			return b.ID == peer && strings.Contains(b.Reason, why)
+		})
+	}, "%s", what)
 }
 
 // inbox records what a subscription delivered.
@@ -237,14 +249,7 @@ func TestInvalidMessageStopsAtFirstHopAndPenalisesSender(t *testing.T) {
 	if _, err := a.Publish(ctxTimeout(t, 5*time.Second), "t", wrapperspb.String("bad 3")); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, 10*time.Second, func() bool {
-		for _, ban := range b.Bans() {
-			if ban.ID == a.ID() {
-				return true
-			}
-		}
-		return false
-	}, "b banned a after three invalid messages")
+	waitBanned(t, b, a.ID(), "", "b banned a after three invalid messages")
 	testkit.WaitFor(t, 10*time.Second, func() bool { return !b.Connected(a.ID()) }, "b disconnected a")
 }
 

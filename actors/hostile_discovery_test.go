@@ -79,14 +79,7 @@ func TestOversizedNodesReplyGetsThePeerBanned(t *testing.T) {
 	if err := victim.Connect(ctxTimeout(t, 5*time.Second), hostile.Addr(), false); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, 10*time.Second, func() bool {
-		for _, b := range victim.Bans() {
-			if b.ID == hostile.ID() && strings.Contains(b.Reason, "too many records") {
-				return true
-			}
-		}
-		return false
-	}, "the hostile peer banned for its oversized reply")
+	waitBanned(t, victim, hostile.ID(), "too many records", "the hostile peer banned for its oversized reply")
 	testkit.WaitFor(t, 10*time.Second, func() bool { return !victim.Connected(hostile.ID()) }, "the hostile peer disconnected")
 	if s := stats(t, victim); s.Misbehaved == 0 {
 		t.Fatalf("stats %+v: misbehaviour not counted", s)

@@ -48,14 +48,7 @@ func TestForgedTreeReportsGetTheirSenderBanned(t *testing.T) {
 	for range 3 {
 		send(forged)
 	}
-	testkit.WaitFor(t, 10*time.Second, func() bool {
-		for _, ban := range victim.Bans() {
-			if ban.ID == hostile.ID() {
-				return true
-			}
-		}
-		return false
-	}, "the victim banned the forger")
+	waitBanned(t, victim, hostile.ID(), "", "the victim banned the forger")
 	if n := stats().TreeBadBeacons; n != 3 {
 		t.Fatalf("%d forged reports refused, want 3", n)
 	}

@@ -211,11 +211,8 @@ func TestTreeReceivedRankDropsAreDamped(t *testing.T) {
 // the root.
 func TestSimulationAForgedRankIsRefused(t *testing.T) {
 	for seed := uint64(1); seed <= 2; seed++ {
-		sc := relaySim(seed)
-		sc.n, sc.signed, sc.msgs = 100, true, 300
-		s := newSim(t, sc)
-		s.run(sc.warmup)
-		root := s.treeRoot()
+		s, root := signedSettledSim(t, seed)
+		sc := s.sc
 		hostile := (root + 7) % sc.n
 		s.hostile[hostile] = true
 		s.forge = func(i int, out *Output) {
@@ -253,11 +250,8 @@ func TestSimulationAForgedRankIsRefused(t *testing.T) {
 // ~5 000-6 700 moves in 30 s of 100 nodes. Damped, a dip shorter than rankDropBeats is never taken.
 func TestSimulationAFlappingRankDoesNotMoveTheTree(t *testing.T) {
 	for seed := uint64(1); seed <= 2; seed++ {
-		sc := relaySim(seed)
-		sc.n, sc.signed, sc.msgs = 100, true, 300
-		s := newSim(t, sc)
-		s.run(sc.warmup)
-		root := s.treeRoot()
+		s, root := signedSettledSim(t, seed)
+		sc := s.sc
 		s.forge = func(i int, out *Output) {
 			if i != root || s.nodes[i].beats/2%2 == 0 {
 				return
@@ -288,6 +282,16 @@ func TestSimulationAFlappingRankDoesNotMoveTheTree(t *testing.T) {
 		}
 		t.Logf("seed %d: %d tree moves while the root's rank flapped; %v", seed, moves, s.figures(0, sc.msgs))
 	}
+}
+
+// signedSettledSim returns the relay's simulation of 100 signing nodes and 300 messages at 100 ms, run through its
+// warmup, and the root of its settled tree.
+func signedSettledSim(t *testing.T, seed uint64) (*sim, int) {
+	sc := relaySim(seed)
+	sc.n, sc.signed, sc.msgs = 100, true, 300
+	s := newSim(t, sc)
+	s.run(sc.warmup)
+	return s, s.treeRoot()
 }
 
 // honestTreeMoves sums the tree moves of the nodes not marked hostile.
