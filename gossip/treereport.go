@@ -120,7 +120,9 @@ func (r *Router) verifyBeacon(b *builder, from session.NodeID, info *TreeInfo, h
 	case known && info.Seq <= h.signed:
 		// Newer by the cut only: the root's clock runs ahead of this node's by more than beaconLead. Only the root
 		// signs its beacons, so a real newer one is newer as signed; without this, an old one replayed, with the
-		// rank the root announced then, was taken each time this node's clock passed a quarter.
+		// rank the root announced then, was taken each time this node's clock passed a quarter. (A root whose clock
+		// jumped ahead and back thus looks dead to the nodes holding its far beacon until they forget it: its own
+		// doing.)
 		return false, false
 	case known && seq < h.seq+beaconCheckGap && info.RootRank == h.rank:
 		return false, false // not worth a check: a newer beacon comes within the heartbeat
