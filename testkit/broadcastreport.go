@@ -126,6 +126,11 @@ type BroadcastReport struct {
 	IdleCPUUsPerNodeS          float64 `json:"idle_cpu_us_per_node_s,omitempty"`
 	BackgroundCPUUsPerDelivery float64 `json:"background_cpu_us_per_delivery,omitempty"`
 	MarginalCPUUsPerDelivery   float64 `json:"marginal_cpu_us_per_delivery,omitempty"`
+	// AfterCPUUsPerDelivery is what the deliveries cost after the window (BroadcastScenario.After): the process CPU
+	// over that time beyond the idle network's rate, per delivery. The window ends with the last delivery, but the
+	// IHAVE announcements of the last second's messages go out on the heartbeats after it. Absent when the idle
+	// network or the time after was not measured; it moves with where a garbage collection falls (~8 µs each).
+	AfterCPUUsPerDelivery float64 `json:"after_cpu_us_per_delivery,omitempty"`
 	// IdleRPCsPerNodeS is the gossip RPCs each node sent per second in the same idle period (tree reports, on a
 	// settled network): what most of the upkeep scales with. Absent too when the idle network was not measured.
 	IdleRPCsPerNodeS float64 `json:"idle_rpcs_per_node_s,omitempty"`

@@ -59,6 +59,9 @@ type BroadcastScenario struct {
 	// timers): the report splits CPUUsPerDelivery by it into the background the window paid for as it ran and the
 	// marginal cost of the deliveries.
 	Idle time.Duration
+	// After, if positive with Idle, is how long the CPU is measured once the deliveries are in, for the work they
+	// leave for the heartbeats that follow (BroadcastReport.AfterCPUUsPerDelivery; default 0: not measured).
+	After time.Duration
 	// Seed makes publishers, payloads and kills repeatable (0: random).
 	Seed uint64
 	// Publishers, if positive, is how many nodes publish: that many drawn at the start (a blockchain's validators,
@@ -127,7 +130,7 @@ func (s *BroadcastScenario) defaults() error {
 	case s.Size > maxSimSize():
 		return fmt.Errorf("broadcast scenario: Size %d is over the largest payload the relay publishes, %d bytes "+
 			"(Gossip.MaxMessageSize less the room of its encoding)", s.Size, maxSimSize())
-	case s.Latency < 0 || s.Jitter < 0 || s.Settle < 0 || s.Idle < 0 || s.Heartbeat < 0:
+	case s.Latency < 0 || s.Jitter < 0 || s.Settle < 0 || s.Idle < 0 || s.After < 0 || s.Heartbeat < 0:
 		return errors.New("broadcast scenario: negative latency, jitter, settle, idle or heartbeat time")
 	case s.Subscribers < 0 || s.Subscribers == 1 || s.Subscribers > s.N:
 		return fmt.Errorf("broadcast scenario: Subscribers = %d, want 0 (every node) or 2 to N = %d", s.Subscribers, s.N)
@@ -407,6 +410,16 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	if err != nil {
 		return rep, err
 	}
+	var afterCPU time.Duration // the process CPU over sc.After, beyond the idle network's
+	if sc.After > 0 && sc.Idle > 0 {
+		progress(fmt.Sprintf("measuring the CPU of the %v after the deliveries", sc.After))
+		c0, a0 := processCPU(), time.Now()
+		if err := pause(ctx, sc.After); err != nil {
+			return rep, err
+		}
+		idle := time.Duration(rep.IdleCPUUsPerNodeS*float64(len(nodes))*time.Since(a0).Seconds()) * time.Microsecond
+		afterCPU = processCPU() - c0 - idle
+	}
 	window, relay, counted := windowTotals(before, after)
 	if rep.TreeAfter, err = treeShape(ctx, liveSubscribers(sims)); err != nil {
 		return rep, err
@@ -429,6 +442,9 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 			// The background of the N nodes started (a kill lowers it for the rest of the window: an upper bound).
 			rep.BackgroundCPUUsPerDelivery = rep.IdleCPUUsPerNodeS * float64(sc.N) * windowS / d
 			rep.MarginalCPUUsPerDelivery = rep.CPUUsPerDelivery - rep.BackgroundCPUUsPerDelivery
+		}
+		if sc.After > 0 && sc.Idle > 0 {
+			rep.AfterCPUUsPerDelivery = float64(afterCPU.Microseconds()) / d
 		}
 		rep.AllocBytesPerDelivery = float64(allocs1.bytes-allocs0.bytes) / d
 		rep.AllocsPerDelivery = float64(allocs1.objects-allocs0.objects) / d

@@ -133,6 +133,9 @@ func newSimCmd() *cobra.Command {
 	f.DurationVar(&sc.Idle, "idle", 5*time.Second, "time the settled network's CPU is measured with nothing published, "+
 		"before the first publication: its rate splits cpu_us_per_delivery into the nodes' background upkeep and the "+
 		"deliveries' marginal cost (0: not measured)")
+	f.DurationVar(&sc.After, "after", 2*time.Second, "time the CPU is measured once the deliveries are in, with -idle: "+
+		"beyond the idle network's, the work the deliveries leave for the heartbeats after the window (their last IHAVE "+
+		"announcements), reported as after_cpu_us_per_delivery (0: not measured)")
 	f.Uint64Var(&sc.Seed, "seed", 0, "seed of publishers, payloads and kills (0: random)")
 	f.IntVar(&sc.Publishers, "publishers", 0, "publish from this many nodes drawn at the start (a blockchain's "+
 		"validators, say), each message from a random live one of them (0: from any node)")
@@ -220,6 +223,7 @@ func broadcastParams(sc testkit.BroadcastScenario, verify bool, rep testkit.Broa
 		reportParam{"kill", strconv.FormatFloat(sc.Kill, 'g', -1, 64)},
 		reportParam{"settle", sc.Settle.String()},
 		reportParam{"idle", sc.Idle.String()},
+		reportParam{"after", sc.After.String()},
 		reportParam{"verify", strconv.FormatBool(verify)},
 		reportParam{"min-ready", strconv.FormatFloat(sc.MinReady, 'g', -1, 64)},
 		reportParam{"timeout", sc.ReadyTimeout.String()},
@@ -264,8 +268,8 @@ func cpuRow(r testkit.BroadcastReport) string {
 	if r.IdleCPUUsPerNodeS == 0 {
 		return fmt.Sprintf("%.1f us", r.CPUUsPerDelivery)
 	}
-	return fmt.Sprintf("%.1f us (background %.1f + marginal %.1f; idle network %.0f us per node-second)", r.CPUUsPerDelivery,
-		r.BackgroundCPUUsPerDelivery, r.MarginalCPUUsPerDelivery, r.IdleCPUUsPerNodeS)
+	return fmt.Sprintf("%.1f us (background %.1f + marginal %.1f; idle network %.0f us per node-second); %.1f us more after the window",
+		r.CPUUsPerDelivery, r.BackgroundCPUUsPerDelivery, r.MarginalCPUUsPerDelivery, r.IdleCPUUsPerNodeS, r.AfterCPUUsPerDelivery)
 }
 
 // rpcRow is the table's gossip RPCs per delivery, with those that carried control only and, when the idle network

@@ -88,6 +88,10 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 		t.Fatalf("gossip RPCs per delivery: %v, %v of them control only: want at least 0.5 that carried messages",
 			r.RPCsPerDelivery, r.ControlRPCsPerDelivery)
 	}
+	// -after (2 s by default) measures the CPU after the window beyond the idle rate.
+	if !strings.Contains(out, `"after_cpu_us_per_delivery":`) {
+		t.Fatalf("no CPU after the window in %s", out)
+	}
 	// -idle splits the CPU per delivery into the idle network's rate over the window and the rest.
 	if r.IdleCPUUsPerNodeS <= 0 || r.BackgroundCPUUsPerDelivery <= 0 ||
 		math.Abs(r.BackgroundCPUUsPerDelivery+r.MarginalCPUUsPerDelivery-r.CPUUsPerDelivery) > 1e-6 {
@@ -122,7 +126,7 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 		t.Fatalf("--verify=false still checked %v signatures and %v tree beacons per delivery", r.VerifiedPerDelivery,
 			r.BeaconsCheckedPerDelivery)
 	}
-	if strings.Contains(out, "idle_cpu") || strings.Contains(out, "marginal_cpu") {
+	if strings.Contains(out, "idle_cpu") || strings.Contains(out, "marginal_cpu") || strings.Contains(out, "after_cpu") {
 		t.Fatalf("-idle 0 measures no idle network, yet the JSON has its fields: %s", out)
 	}
 	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {

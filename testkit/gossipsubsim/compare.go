@@ -33,6 +33,8 @@ type comparedSeed struct {
 	Gossipsub report  `json:"gossipsub"`
 	Actormesh report  `json:"actormesh"`
 	CPURatio  float64 `json:"cpu_ratio"` // actormesh's CPU per delivery over gossipsub's
+	// CPURatioAfter is the same ratio with each side's CPU after the window (after_cpu_us_per_delivery) added.
+	CPURatioAfter float64 `json:"cpu_ratio_after"`
 }
 
 // comparison is the outcome of a comparison.
@@ -41,6 +43,8 @@ type comparison struct {
 	CPURatioMin  float64        `json:"cpu_ratio_min"`
 	CPURatioMax  float64        `json:"cpu_ratio_max"`
 	CPURatioMean float64        `json:"cpu_ratio_mean"`
+	// CPURatioAfterMean is the mean of the seeds' CPURatioAfter.
+	CPURatioAfterMean float64 `json:"cpu_ratio_after_mean"`
 }
 
 // parseSeeds reads a list of seeds: "7-12", "7,9,11" or a mix ("7-9,12").
@@ -69,7 +73,7 @@ func parseSeeds(s string) ([]uint64, error) {
 func scenarioArgs(sc scenario, seed uint64) []string {
 	return []string{"-n", strconv.Itoa(sc.n), "-degree", strconv.Itoa(sc.degree), "-messages", strconv.Itoa(sc.messages),
 		"-size", strconv.Itoa(sc.size), "-interval", sc.interval.String(), "-latency", sc.latency.String(),
-		"-idle", sc.idle.String(), "-transport", sc.transport, "-publishers", strconv.Itoa(sc.publishers),
+		"-idle", sc.idle.String(), "-after", sc.after.String(), "-transport", sc.transport, "-publishers", strconv.Itoa(sc.publishers),
 		"-seed", strconv.FormatUint(seed, 10), "-json"}
 }
 
@@ -92,6 +96,8 @@ func compare(ctx context.Context, cfg compareConfig, progress io.Writer) (compar
 			return out, fmt.Errorf("seed %d, actormesh: %w", seed, err)
 		}
 		c.CPURatio = c.Actormesh.CPUUsPerDelivery / c.Gossipsub.CPUUsPerDelivery
+		c.CPURatioAfter = (c.Actormesh.CPUUsPerDelivery + c.Actormesh.AfterCPUUs) /
+			(c.Gossipsub.CPUUsPerDelivery + c.Gossipsub.AfterCPUUs)
 		out.Seeds = append(out.Seeds, c)
 		if progress != nil {
 			fmt.Fprintln(progress, seedLine(c))
@@ -107,19 +113,23 @@ func (c *comparison) summarize() {
 		return
 	}
 	c.CPURatioMin, c.CPURatioMax = math.Inf(1), math.Inf(-1)
-	var sum float64
+	var sum, sumAfter float64
 	for _, s := range c.Seeds {
 		c.CPURatioMin, c.CPURatioMax = min(c.CPURatioMin, s.CPURatio), max(c.CPURatioMax, s.CPURatio)
 		sum += s.CPURatio
+		sumAfter += s.CPURatioAfter
 	}
 	c.CPURatioMean = sum / float64(len(c.Seeds))
+	c.CPURatioAfterMean = sumAfter / float64(len(c.Seeds))
 }
 
 func seedLine(c comparedSeed) string {
 	g, a := c.Gossipsub, c.Actormesh
-	return fmt.Sprintf("seed %d: CPU per delivery %.1f µs on gossipsub, %.1f on actormesh: %.3f | delivery %.4f / %.4f, "+
+	return fmt.Sprintf("seed %d: CPU per delivery %.1f µs on gossipsub, %.1f on actormesh: %.3f (with %.1f / %.1f µs after "+
+		"the window: %.3f) | delivery %.4f / %.4f, "+
 		"p100 %.1f / %.1f ms, duplicates %.2f / %.2f, wire %.0f / %.0f B, background %.1f / %.1f µs, RSS %.2f / %.2f MiB per node",
-		c.Seed, g.CPUUsPerDelivery, a.CPUUsPerDelivery, c.CPURatio, g.DeliveryRatio, a.DeliveryRatio, g.P100Ms, a.P100Ms,
+		c.Seed, g.CPUUsPerDelivery, a.CPUUsPerDelivery, c.CPURatio, g.AfterCPUUs, a.AfterCPUUs, c.CPURatioAfter,
+		g.DeliveryRatio, a.DeliveryRatio, g.P100Ms, a.P100Ms,
 		g.DupPerDelivery, a.DupPerDelivery, g.WireBytesPerDelivery, a.WireBytesPerDelivery, g.BackgroundCPUUs,
 		a.BackgroundCPUUs, g.PeakRSSPerNodeMiB, a.PeakRSSPerNodeMiB)
 }
@@ -182,7 +192,7 @@ func runCompare(sc scenario, node, seeds, nodeArgs string, runTimeout time.Durat
 		fmt.Println(string(b))
 		return 0
 	}
-	fmt.Printf("CPU per delivery, actormesh against gossipsub: %.3f-%.3f, mean %.3f over %d seeds\n",
-		res.CPURatioMin, res.CPURatioMax, res.CPURatioMean, len(res.Seeds))
+	fmt.Printf("CPU per delivery, actormesh against gossipsub: %.3f-%.3f, mean %.3f over %d seeds (with the CPU after "+
+		"the window: mean %.3f)\n", res.CPURatioMin, res.CPURatioMax, res.CPURatioMean, len(res.Seeds), res.CPURatioAfterMean)
 	return 0
 }

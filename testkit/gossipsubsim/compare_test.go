@@ -40,7 +40,8 @@ func TestCompareRunsBothStacks(t *testing.T) {
 	build(t, ".", harness, ".")
 	build(t, "../..", node, "./cmd/node")
 	sc := scenario{n: 12, degree: 4, messages: 5, size: 256, publishers: 3, interval: 50 * time.Millisecond,
-		latency: 5 * time.Millisecond, settle: time.Second, idle: 500 * time.Millisecond, transport: "mem"}
+		latency: 5 * time.Millisecond, settle: time.Second, idle: 500 * time.Millisecond, after: 500 * time.Millisecond,
+		transport: "mem"}
 	cfg := compareConfig{sc: sc, seeds: []uint64{7}, harness: harness, node: node,
 		nodeExtra: []string{"--settle", "1s"}, runTime: 3 * time.Minute}
 	var progress strings.Builder
@@ -60,6 +61,12 @@ func TestCompareRunsBothStacks(t *testing.T) {
 	}
 	if want := s.Actormesh.CPUUsPerDelivery / s.Gossipsub.CPUUsPerDelivery; s.CPURatio != want || res.CPURatioMean != want {
 		t.Fatalf("ratio %v, mean %v, want %v", s.CPURatio, res.CPURatioMean, want)
+	}
+	// Both sides measured the CPU after the window (with -idle), which the second ratio adds.
+	if s.Gossipsub.AfterCPUUs == 0 || s.Actormesh.AfterCPUUs == 0 || s.CPURatioAfter != (s.Actormesh.CPUUsPerDelivery+
+		s.Actormesh.AfterCPUUs)/(s.Gossipsub.CPUUsPerDelivery+s.Gossipsub.AfterCPUUs) {
+		t.Fatalf("after the window: %v and %v µs per delivery, ratio %v", s.Gossipsub.AfterCPUUs, s.Actormesh.AfterCPUUs,
+			s.CPURatioAfter)
 	}
 }
 

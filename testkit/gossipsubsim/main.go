@@ -43,6 +43,7 @@ type scenario struct {
 	publishers                int
 	interval, latency         time.Duration
 	settle, idle, drain       time.Duration
+	after                     time.Duration
 	timeout                   time.Duration
 	seed                      uint64
 	cpuProfile                string
@@ -73,12 +74,15 @@ type report struct {
 	IdleCPUUsPerNodeS    float64 `json:"idle_cpu_us_per_node_s"`
 	BackgroundCPUUs      float64 `json:"background_cpu_us_per_delivery"`
 	MarginalCPUUs        float64 `json:"marginal_cpu_us_per_delivery"`
-	AllocBytesPerDeliv   float64 `json:"alloc_bytes_per_delivery"`
-	PeakRSSMiB           float64 `json:"peak_rss_mib"`
-	PeakRSSPerNodeMiB    float64 `json:"peak_rss_per_node_mib"`
-	SetupS               float64 `json:"setup_s"`
-	DialErrors           int64   `json:"dial_errors"` // of the dials made at setup, those that failed
-	Goroutines           int     `json:"goroutines"`
+	// AfterCPUUs is the CPU of the -after time once the deliveries are in, beyond the idle rate, per delivery: the
+	// deliveries' work left for the heartbeats after the window (node sim's after_cpu_us_per_delivery).
+	AfterCPUUs         float64 `json:"after_cpu_us_per_delivery,omitempty"`
+	AllocBytesPerDeliv float64 `json:"alloc_bytes_per_delivery"`
+	PeakRSSMiB         float64 `json:"peak_rss_mib"`
+	PeakRSSPerNodeMiB  float64 `json:"peak_rss_per_node_mib"`
+	SetupS             float64 `json:"setup_s"`
+	DialErrors         int64   `json:"dial_errors"` // of the dials made at setup, those that failed
+	Goroutines         int     `json:"goroutines"`
 }
 
 func main() {
@@ -92,6 +96,7 @@ func main() {
 	flag.DurationVar(&sc.latency, "latency", 20*time.Millisecond, "one-way latency of every link")
 	flag.DurationVar(&sc.settle, "settle", 15*time.Second, "time the network runs after every node has a topic peer, before the idle measurement")
 	flag.DurationVar(&sc.idle, "idle", 5*time.Second, "time the settled network's CPU is measured with nothing published (0: not measured)")
+	flag.DurationVar(&sc.after, "after", 2*time.Second, "time the CPU is measured once the deliveries are in, with -idle: beyond the idle rate, the deliveries' work left for the heartbeats after the window (0: not measured)")
 	flag.DurationVar(&sc.drain, "drain", 3*time.Second, "longest wait after the last publication for its deliveries")
 	flag.DurationVar(&sc.timeout, "timeout", 2*time.Minute, "longest wait for every node to have a topic peer")
 	flag.Uint64Var(&sc.seed, "seed", 0, "seed of the dials and publishers (0: random)")
@@ -340,6 +345,13 @@ func run(ctx context.Context, sc scenario) (report, error) {
 	if sc.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
+	var afterCPU time.Duration // the CPU of sc.after, beyond the idle network's
+	if sc.after > 0 && sc.idle > 0 {
+		c0, a0 := testkit.ProcessCPU(), time.Now()
+		time.Sleep(sc.after) // the network runs: the last messages' IHAVEs go out on the next heartbeats
+		idle := time.Duration(rep.IdleCPUUsPerNodeS*float64(sc.n)*time.Since(a0).Seconds()) * time.Microsecond
+		afterCPU = testkit.ProcessCPU() - c0 - idle
+	}
 	runtime.ReadMemStats(&ms1)
 	rep.Goroutines = runtime.NumGoroutine()
 	rcancel()
@@ -354,6 +366,9 @@ func run(ctx context.Context, sc scenario) (report, error) {
 		rep.CPUUsPerDelivery = float64(cpu.Microseconds()) / float64(dl)
 		rep.BackgroundCPUUs = rep.IdleCPUUsPerNodeS * float64(sc.n) * window.Seconds() / float64(dl)
 		rep.MarginalCPUUs = rep.CPUUsPerDelivery - rep.BackgroundCPUUs
+		if sc.after > 0 && sc.idle > 0 {
+			rep.AfterCPUUs = float64(afterCPU.Microseconds()) / float64(dl)
+		}
 		rep.AllocBytesPerDeliv = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(dl)
 	}
 	rep.P50Ms, rep.P90Ms, rep.P99Ms, rep.P100Ms = quantiles(got, sc.n-1)
