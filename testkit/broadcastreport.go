@@ -23,7 +23,12 @@ type BroadcastReport struct {
 	// relays' heartbeat.
 	Publishers  int     `json:"publishers"`
 	HeartbeatMs float64 `json:"heartbeat_ms"`
-	Killed      int     `json:"killed"`
+	// PublishFanout, Dlazy and MeshGossipBeats are the relays' gossip settings (gossip.Config), as the first node
+	// had them after BroadcastScenario.Configure: what a run trades p50, duplicates and control messages by.
+	PublishFanout   int `json:"publish_fanout"`
+	Dlazy           int `json:"dlazy"`
+	MeshGossipBeats int `json:"mesh_gossip_beats"`
+	Killed          int `json:"killed"`
 	// Published counts the publications that succeeded (a failed one is a lost message: it counts as delivered
 	// to nobody).
 	Published int `json:"published"`

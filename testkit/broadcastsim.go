@@ -252,6 +252,10 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		if sc.Configure != nil {
 			sc.Configure(i, cfg)
 		}
+		if i == 0 {
+			g := cfg.Gossip.Router
+			rep.PublishFanout, rep.Dlazy, rep.MeshGossipBeats = g.PublishFanout, g.Dlazy, g.MeshGossipBeats
+		}
 	}))
 	defer closeAll(nodes)
 	if err != nil {

@@ -22,6 +22,7 @@ func newSimCmd() *cobra.Command {
 		timeout time.Duration
 		prof    profiles
 		verify  bool
+		knobs   gossipKnobs
 	)
 	cmd := &cobra.Command{
 		Use:   "sim [flags]",
@@ -56,6 +57,9 @@ func newSimCmd() *cobra.Command {
 			if sc.Publishers < 0 || sc.Publishers > sc.N || sc.Heartbeat < 0 {
 				return usagef("want 0 <= -publishers <= -n and -heartbeat >= 0")
 			}
+			if knobs.publishFanout < 0 || knobs.dlazy < 0 || knobs.meshGossipBeats < 1 {
+				return usagef("want -publish-fanout >= 0, -dlazy >= 0 and -mesh-gossip-beats >= 1")
+			}
 			if sc.Subscribers < 0 || sc.Subscribers == 1 || sc.Subscribers > sc.N || (sc.Subscribers > 0 && sc.Publishers > sc.Subscribers) {
 				return usagef("want -subscribers 0 (every node) or 2 to -n, and -publishers no more than -subscribers")
 			}
@@ -74,8 +78,9 @@ func newSimCmd() *cobra.Command {
 				}
 			}
 			sc.ReadyTimeout = timeout
-			if !verify {
-				sc.Configure = func(_ int, cfg *actors.Config) { cfg.Gossip.VerifySignatures = false }
+			sc.Configure = func(_ int, cfg *actors.Config) {
+				cfg.Gossip.VerifySignatures = verify
+				knobs.apply(&cfg.Gossip.Router)
 			}
 			var after func(testkit.BroadcastReport) error
 			if html != "" {
@@ -145,6 +150,7 @@ func newSimCmd() *cobra.Command {
 	f.DurationVar(&sc.Heartbeat, "heartbeat", 0, "every relay's heartbeat, the rhythm of its IHAVE gossip, mesh upkeep "+
 		"and tree reports, whose periods are counted in heartbeats (0: the relay's default, "+
 		actors.DefaultConfig().Gossip.Router.HeartbeatInterval.String()+")")
+	knobs.flags(f)
 	f.BoolVar(&verify, "verify", true, "check every received message's origin signature (the relay's default, "+
 		"VerifySignatures); -verify=false measures the stack without that check")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of a table")
@@ -225,6 +231,10 @@ func broadcastParams(sc testkit.BroadcastScenario, verify bool, rep testkit.Broa
 		reportParam{"idle", sc.Idle.String()},
 		reportParam{"after", sc.After.String()},
 		reportParam{"verify", strconv.FormatBool(verify)},
+		reportParam{"heartbeat", time.Duration(rep.HeartbeatMs * float64(time.Millisecond)).String()},
+		reportParam{"publish-fanout", strconv.Itoa(rep.PublishFanout)},
+		reportParam{"dlazy", strconv.Itoa(rep.Dlazy)},
+		reportParam{"mesh-gossip-beats", strconv.Itoa(rep.MeshGossipBeats)},
 		reportParam{"min-ready", strconv.FormatFloat(sc.MinReady, 'g', -1, 64)},
 		reportParam{"timeout", sc.ReadyTimeout.String()},
 		reportParam{"seed", strconv.FormatUint(seed, 10)},
@@ -242,6 +252,8 @@ func broadcastRows(r testkit.BroadcastReport) [][2]string {
 		{"nodes / degree / transport", fmt.Sprintf("%d / %d / %s", r.N, r.Degree, r.Transport)},
 		{"messages x size / interval", fmt.Sprintf("%d x %d B / %.0f ms", r.Messages, r.Size, r.IntervalM)},
 		{"link latency", fmt.Sprintf("%.1f ms", r.LatencyMs)},
+		{"heartbeat / publish fanout / Dlazy / mesh gossip beats", fmt.Sprintf("%.0f ms / %d / %d / %d", r.HeartbeatMs,
+			r.PublishFanout, r.Dlazy, r.MeshGossipBeats)},
 		{"killed", fmt.Sprint(r.Killed)},
 		{"subscribers", fmt.Sprintf("%d of %d", r.Subscribers, r.N)},
 		{"setup (nodes in the topic)", fmt.Sprintf("%.2f s (%.1f %%)", r.SetupS, 100*r.ReadyRatio)},

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/testkit"
 )
 
@@ -88,6 +89,12 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 		t.Fatalf("gossip RPCs per delivery: %v, %v of them control only: want at least 0.5 that carried messages",
 			r.RPCsPerDelivery, r.ControlRPCsPerDelivery)
 	}
+	// The gossip settings a run trades by are the relay's defaults unless a flag changes them (below, over TCP).
+	if def := actors.DefaultConfig().Gossip.Router; r.PublishFanout != def.PublishFanout || r.Dlazy != def.Dlazy ||
+		r.MeshGossipBeats != def.MeshGossipBeats {
+		t.Fatalf("gossip settings %d/%d/%d, want the relay's defaults %d/%d/%d", r.PublishFanout, r.Dlazy,
+			r.MeshGossipBeats, def.PublishFanout, def.Dlazy, def.MeshGossipBeats)
+	}
 	// -after (2 s by default) measures the CPU after the window beyond the idle rate.
 	if !strings.Contains(out, `"after_cpu_us_per_delivery":`) {
 		t.Fatalf("no CPU after the window in %s", out)
@@ -118,9 +125,13 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 	// measured window.
 	prof := filepath.Join(t.TempDir(), "cpu.prof")
 	r, out = simJSON(t, "-n", "8", "--degree", "3", "--messages", "5", "--interval", "10ms", "--transport", "tcp",
-		"--latency", "15ms", "--settle", "0", "--idle", "0", "--verify=false", "--cpuprofile", prof, "--json")
+		"--latency", "15ms", "--settle", "0", "--idle", "0", "--verify=false", "--cpuprofile", prof,
+		"--publish-fanout", "0", "--dlazy", "1", "--mesh-gossip-beats", "3", "--json")
 	if r.Transport != "tcp" || r.LatencyMs != 15 || r.DeliveryRatio != 1 || r.WireBytesPerDelivery <= 0 || r.P50Ms < 15 {
 		t.Fatalf("tcp report: %+v", r)
+	}
+	if r.PublishFanout != 0 || r.Dlazy != 1 || r.MeshGossipBeats != 3 {
+		t.Fatalf("gossip settings %d/%d/%d, want the flags' 0/1/3", r.PublishFanout, r.Dlazy, r.MeshGossipBeats)
 	}
 	if r.VerifiedPerDelivery != 0 || r.BeaconsCheckedPerDelivery != 0 {
 		t.Fatalf("--verify=false still checked %v signatures and %v tree beacons per delivery", r.VerifiedPerDelivery,
@@ -164,6 +175,9 @@ func TestSimBroadcastBadFlags(t *testing.T) {
 		{"sim", "-publishers", "-1"},
 		{"sim", "-n", "4", "-publishers", "5"},
 		{"sim", "-heartbeat", "-1s"},
+		{"sim", "-publish-fanout", "-1"},
+		{"sim", "-dlazy", "-1"},
+		{"sim", "-mesh-gossip-beats", "0"},
 		{"sim", "-interval", "0"}, // the scenario's zero is its default (100ms), not back-to-back publications
 		{"sim", "-latency", "0"},
 		{"sim", "-latency", "-1ms"},
