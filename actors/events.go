@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
@@ -12,7 +13,9 @@ import (
 // SubscribeEvents calls fn with every node event (*messages.PeerConnected, *messages.PeerDisconnected,
 // *messages.ProtocolStopped) until the returned function is called. Only events from then on: Peers lists the
 // connections already up. fn runs on the publishing actor's goroutine: it must return quickly and never block.
-// A panic in fn is recovered and logged.
+// A panic in fn is recovered and logged. Once unsubscribe returns, fn is not called again, not even for an event
+// being handed out to the subscribers at that moment (unsubscribe may be called from fn itself, or from another
+// subscriber's fn); only a call of fn already under way may still finish. unsubscribe does not wait for it.
 // It may be called before Start.
 func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error) {
 	if fn == nil {
@@ -23,7 +26,13 @@ func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err 
 		return nil, ErrClosed
 	default:
 	}
+	// The event stream hands an event to the subscribers it held when the event came, unsubscribed since or not:
+	// stopped keeps fn from being called after unsubscribe returned.
+	var stopped atomic.Bool
 	sub := n.events.Subscribe(func(ev any) {
+		if stopped.Load() {
+			return
+		}
 		switch e := ev.(type) {
 		case *messages.PeerConnected:
 			n.callSubscriber(fn, e)
@@ -33,7 +42,10 @@ func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err 
 			n.callSubscriber(fn, e)
 		}
 	})
-	return func() { n.events.Unsubscribe(sub) }, nil
+	return func() {
+		stopped.Store(true)
+		n.events.Unsubscribe(sub)
+	}, nil
 }
 
 // callSubscriber calls fn with ev, logging a panic rather than letting it fail the publishing actor (the peer

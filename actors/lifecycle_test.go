@@ -570,3 +570,62 @@ func TestConnectWithAnEndedContextDialsNothing(t *testing.T) {
 		t.Fatalf("the peer of the ended Connect was dialed %d times, want 0", got)
 	}
 }
+
+// Once unsubscribe returns, fn is not called again, even for the event being handed out at that moment: the event
+// stream hands each event to the subscribers it held when the event came. Here the first subscriber unsubscribes
+// the second while that event is handed out, so the second was still among those it held.
+func TestUnsubscribedEventSubscriberIsNotCalledAgain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := func() *Node { return startTestNode(t, ctx, func(cfg *Config) { cfg.DisableDiscovery = true }) }
+	a, b := start(), start()
+	var mu sync.Mutex
+	var unsubSecond func()
+	var secondCalls int
+	firstSaw := make(chan struct{})
+	unsubFirst, err := b.SubscribeEvents(func(m proto.Message) {
+		if _, ok := m.(*messages.PeerConnected); !ok {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if unsubSecond != nil {
+			unsubSecond()
+			unsubSecond = nil
+			close(firstSaw)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unsubFirst)
+	second, err := b.SubscribeEvents(func(proto.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		secondCalls++
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	unsubSecond = second
+	mu.Unlock()
+	if err := a.Connect(ctx, b.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-firstSaw:
+	case <-ctx.Done():
+		t.Fatal("no PeerConnected event")
+	}
+	// Another event after the unsubscription, which the event stream no longer holds the second for.
+	if err := a.Disconnect(b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, ctx, func() bool { return !b.Connected(a.ID()) }, "still connected")
+	mu.Lock()
+	defer mu.Unlock()
+	if secondCalls != 0 {
+		t.Fatalf("the unsubscribed subscriber was called %d times", secondCalls)
+	}
+}
