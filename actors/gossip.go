@@ -51,16 +51,19 @@ func (n *Node) Publish(ctx context.Context, topic string, msg proto.Message) (go
 	return r.Publish(ctx, topic, data)
 }
 
-// marshalAny encodes msg as a google.protobuf.Any, deterministically so that equal messages get equal ids.
+// marshalAny encodes msg as a google.protobuf.Any, deterministically so that equal messages get equal ids: the
+// message inside too (anypb.New encodes it without the option, so a map field came out in a new order each time,
+// and a repeated Publish got a new id rather than ErrDuplicate).
 func marshalAny(msg proto.Message) ([]byte, error) {
 	if msg == nil {
 		return nil, fmt.Errorf("%w: nil message", ErrBadPayload)
 	}
-	a, err := anypb.New(msg)
-	if err != nil {
+	det := proto.MarshalOptions{Deterministic: true}
+	var a anypb.Any
+	if err := anypb.MarshalFrom(&a, msg, det); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
 	}
-	return proto.MarshalOptions{Deterministic: true}.Marshal(a)
+	return det.Marshal(&a)
 }
 
 // Subscribe joins topic: handler receives every message accepted on it (each once, the node's own publications

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -197,6 +198,33 @@ func TestPublishBeforeAnyPeerSubscribedFailsClearly(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, func() bool { return boxB.times(id) == 1 }, "b got the retried message")
 	if _, err := a.Publish(ctxTimeout(t, 5*time.Second), "t", wrapperspb.String("early")); !errors.Is(err, gossip.ErrDuplicate) {
 		t.Fatalf("republishing the same payload: %v, want ErrDuplicate", err)
+	}
+}
+
+// An equal message is encoded alike every time, so a repeat is refused as a duplicate: a message with a map field
+// (the fields of a structpb.Struct) was encoded in a new order each time inside its Any, got a new id, and was
+// delivered again.
+func TestRepublishingAMessageWithAMapIsADuplicate(t *testing.T) {
+	nw := gossipNetwork(t, 2, [][2]int{{0, 1}}, nil)
+	a := nw.Nodes[0]
+	subscribeAll(t, nw.Nodes, "t")
+	waitMeshes(t, nw.Nodes, "t", 1)
+	fields := map[string]any{}
+	for i := range 16 {
+		fields[fmt.Sprint("k", i)] = float64(i)
+	}
+	msg, err := structpb.NewStruct(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := a.Publish(ctxTimeout(t, 5*time.Second), "t", msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if id, err := a.Publish(ctxTimeout(t, 5*time.Second), "t", msg); !errors.Is(err, gossip.ErrDuplicate) {
+			t.Fatalf("republishing an equal message: id %s (first %s), %v; want ErrDuplicate", id, first, err)
+		}
 	}
 }
 
