@@ -271,8 +271,10 @@ func splitAny(b []byte) (typeURL string, value []byte, ok bool) {
 }
 
 // Validator decides on a message before it is delivered or relayed. It runs on its own goroutine with a context
-// that ends after Router.ValidationTimeout (the message is then ignored) and must honour it. The Delivery's
-// Payload is decoded. A Reject penalises the peer that sent the message.
+// that ends after Router.ValidationTimeout, or for the node's own publication when the Publish's context ends, and
+// must honour it: once that context has ended, the message is ignored whatever the validators answer (a Publish
+// then fails with ErrIgnored, or the context's error). The Delivery's Payload is decoded. A Reject penalises the
+// peer that sent the message.
 type Validator func(ctx context.Context, d *Delivery) Verdict
 
 // SubscribeOption configures a subscription.
@@ -525,7 +527,7 @@ func (r *Relay) Publish(ctx context.Context, topic string, data []byte) (MsgID, 
 	}
 	c := newReplyTo[MsgID]()
 	// A copy: the relay keeps the bytes (it serves them to peers and subscribers), the caller may reuse its own.
-	res, err := ask(ctx, r, &publishRequest{replyTo: c, topic: topic, data: bytes.Clone(data)}, c)
+	res, err := ask(ctx, r, &publishRequest{replyTo: c, ctx: ctx, topic: topic, data: bytes.Clone(data)}, c)
 	if err != nil {
 		return MsgID{}, fmt.Errorf("publish on %q: %w", topic, err)
 	}
@@ -624,6 +626,9 @@ func result[T any](v reply[T], err error) (T, error) {
 type (
 	publishRequest struct {
 		replyTo[MsgID]
+		// ctx is the caller's: the validation of the node's own publication ends with it, and a publication whose
+		// caller's context ended while it was validated is not published (the caller is told the context's error).
+		ctx   context.Context
 		topic string
 		data  []byte
 	}

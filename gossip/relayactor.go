@@ -172,6 +172,13 @@ func (a *relayActor) receiveOther(ctx actor.Context) {
 			m.req.answer(MsgID{}, ErrRelayFailed)
 			return
 		}
+		if err := m.req.ctx.Err(); err != nil {
+			// The caller stopped waiting and was told its context's error: publishing now made that error a lie,
+			// and the caller's retry failed with ErrDuplicate. (The validators' context ends with the caller's, so
+			// their verdict is Ignore then; this covers a verdict given just before the caller's context ended.)
+			m.req.answer(MsgID{}, err)
+			return
+		}
 		m.req.answer(a.publishValidated(m.msg, m.verdict))
 	case *subscribe:
 		m.answer(struct{}{}, a.subscribe(m.sub))
@@ -500,7 +507,7 @@ func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messa
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		a.root.Send(a.self, &validated{from: a, msg: m, verdict: a.verdictOf(d, validators)})
+		a.root.Send(a.self, &validated{from: a, msg: m, verdict: a.verdictOf(a.ctx, d, validators)})
 	}()
 }
 
@@ -527,9 +534,12 @@ func (a *relayActor) verify(m *Message) bool {
 }
 
 // verdictOf runs validators on a message described by d, on a goroutine of the actor's (wg), and returns their
-// verdict: the first one other than Accept.
-func (a *relayActor) verdictOf(d *Delivery, validators []Validator) Verdict {
-	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.Router.ValidationTimeout)
+// verdict: Reject if one rejected it, else Ignore if one did not accept it, else Accept. Their context ends with
+// parent or after ValidationTimeout; once it has ended, the verdict is Ignore whatever they answered, as the
+// Validator doc says (an Accept that came late published the node's own message, and a peer's one not yet
+// expired by the heartbeat was relayed).
+func (a *relayActor) verdictOf(parent context.Context, d *Delivery, validators []Validator) Verdict {
+	ctx, cancel := context.WithTimeout(parent, a.cfg.Router.ValidationTimeout)
 	defer cancel()
 	d.decode()
 	verdict := Accept
@@ -546,6 +556,9 @@ func (a *relayActor) verdictOf(d *Delivery, validators []Validator) Verdict {
 		if verdict == Reject {
 			break
 		}
+	}
+	if ctx.Err() != nil {
+		return Ignore
 	}
 	return verdict
 }
@@ -598,10 +611,15 @@ func (a *relayActor) publish(req *publishRequest) (id MsgID, err error, done boo
 	// The node's own publication passes the topic's validators as a peer's message does: published unchecked, a
 	// message they reject reached the node's own handlers, and its peers, which banned the node for it.
 	d := a.delivery(m, now)
+	// The validators' context ends with the caller's too: the caller no longer waits for their verdict.
+	ctx, cancel := context.WithCancel(req.ctx)
+	stop := context.AfterFunc(a.ctx, cancel)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		a.root.Send(a.self, &ownValidated{from: a, req: req, msg: m, verdict: a.verdictOf(d, validators)})
+		defer cancel()
+		defer stop()
+		a.root.Send(a.self, &ownValidated{from: a, req: req, msg: m, verdict: a.verdictOf(ctx, d, validators)})
 	}()
 	return MsgID{}, nil, false
 }
