@@ -69,7 +69,8 @@ func marshalAny(msg proto.Message) ([]byte, error) {
 // Subscribe joins topic: handler receives every message accepted on it (each once, the node's own publications
 // included, Delivery.Local; a Publish that fails, gossip.ErrNoPeers among others, delivers nothing here either)
 // on a goroutine of the subscription. Options add a validator (gossip.WithValidator) that every message
-// must pass before it is delivered or relayed. Cancel the subscription to leave. Close waits for running handlers
+// must pass before it is delivered or relayed. Cancel the subscription to leave (its Stopped tells when the
+// handler has returned for good). Close waits for running handlers
 // and validators to return: a handler must not block forever, and a validator must honour its context. A topic over
 // Gossip.Router.MaxTopicLength fails with gossip.ErrTopicTooLong. While the topic has few peers around the node,
 // its relay registers the node on the topic in the DHT and connects to other members it finds there (from

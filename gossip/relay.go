@@ -311,8 +311,11 @@ type Subscription struct {
 	queue     *deliveryQueue
 	done      chan struct{}
 	once      sync.Once
-	// startMu makes "no delivery starts after Cancel returns" hold: a delivery checks done and starts under it,
-	// and stop closes done under it. The handler runs outside it (it may Cancel).
+	// stopped is closed once done is and the handler's goroutine has returned (or never started).
+	stopped     chan struct{}
+	stoppedOnce sync.Once
+	// startMu orders the start of a delivery (it checks done under it) and stop (which closes done under it). The
+	// handler runs outside it (it may Cancel).
 	startMu sync.Mutex
 	dropped atomic.Uint64
 	panics  atomic.Uint64
@@ -328,10 +331,20 @@ func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 // Panics counts the deliveries whose handler panicked (each logged; the subscription goes on).
 func (s *Subscription) Panics() uint64 { return s.panics.Load() }
 
-// Done is closed once the subscription is cancelled (Cancel, or its relay stopped with its node).
+// Done is closed once the subscription is cancelled (Cancel, or its relay stopped with its node). A handler call
+// under way may still run its course: Stopped tells when none does.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
-// Cancel ends the subscription: no delivery starts after it returns (one may still be running), and the node
+// Stopped is closed once the subscription is cancelled (Done) and its handler is not running and will not be
+// called again: after Cancel, an application waits on it before it frees what the handler uses. It never closes
+// while the handler blocks, so the handler must not wait on it.
+func (s *Subscription) Stopped() <-chan struct{} { return s.stopped }
+
+// markStopped closes stopped once.
+func (s *Subscription) markStopped() { s.stoppedOnce.Do(func() { close(s.stopped) }) }
+
+// Cancel ends the subscription and returns at once, so that the handler may call it. A handler call under way, or
+// one that began as Cancel ran, may still run its course: Stopped is closed once none runs and none will. The node
 // leaves the topic when this was its last subscription. It is idempotent.
 func (s *Subscription) Cancel() {
 	if s.stop() && s.relay != nil {
@@ -351,7 +364,7 @@ func (s *Subscription) stop() (first bool) {
 }
 
 // starting tells whether a delivery may start: the subscription is not cancelled. A true answer was given before
-// any Cancel returned.
+// any Cancel returned; the handler may still be entered after (Stopped waits for it).
 func (s *Subscription) starting() bool {
 	s.startMu.Lock()
 	defer s.startMu.Unlock()
@@ -378,6 +391,7 @@ func (s *Subscription) push(d *Delivery) bool {
 
 func (s *Subscription) run(wg *sync.WaitGroup, log zerolog.Logger) {
 	defer wg.Done()
+	defer s.markStopped()
 	for {
 		select {
 		case <-s.done:
@@ -546,7 +560,7 @@ func (r *Relay) Subscribe(ctx context.Context, topic string, handler func(*Deliv
 	if handler == nil {
 		return nil, fmt.Errorf("subscribe: %w", ErrNilHandler)
 	}
-	s := &Subscription{topic: topic, handler: handler, done: make(chan struct{}), relay: r}
+	s := &Subscription{topic: topic, handler: handler, done: make(chan struct{}), stopped: make(chan struct{}), relay: r}
 	for _, o := range opts {
 		o(s)
 	}

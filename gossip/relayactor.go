@@ -646,10 +646,12 @@ func (a *relayActor) publishValidated(m *Message, verdict Verdict) (MsgID, error
 func (a *relayActor) subscribe(s *Subscription) error {
 	select {
 	case <-s.done:
-		return nil // cancelled before it got here
+		s.markStopped() // cancelled before it got here: no handler goroutine
+		return nil
 	default:
 	}
 	if err := a.cfg.Router.CheckTopic(s.topic); err != nil {
+		s.markStopped()
 		return err
 	}
 	s.queue = newDeliveryQueue(a.cfg.DeliveryBuffer, a.cfg.DeliveryBufferBytes)

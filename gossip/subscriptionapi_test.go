@@ -1,0 +1,207 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/testkit/poll"
+)
+
+// ownValidationRelay starts a relay whose peer 2 is subscribed to topic t, and subscribes to t with validator;
+// deliveries reach got.
+func ownValidationRelay(t *testing.T, ctx context.Context, cfg RelayConfig, validator Validator) (*Relay, chan string) {
+	t.Helper()
+	relay := spawnRelay(t, cfg, &flakyNetwork{self: nid(1), peer: nid(2)})
+	got := make(chan string, 8)
+	if _, err := relay.Subscribe(ctx, "t", func(d *Delivery) { got <- string(d.Data) }, WithValidator(validator)); err != nil {
+		t.Fatal(err)
+	}
+	relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Hello: true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "t", Subscribe: true}}}})
+	return relay, got
+}
+
+// A validator that answers only after ValidationTimeout has its message ignored, as the Validator doc says, whatever
+// it answers: the node's own publication fails with ErrIgnored. A late Accept used to publish it.
+func TestALateValidatorVerdictIsIgnored(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := DefaultRelayConfig()
+	cfg.Router.ValidationTimeout = 50 * time.Millisecond
+	relay, got := ownValidationRelay(t, ctx, cfg, func(vctx context.Context, _ *Delivery) Verdict {
+		<-vctx.Done() // answers once its time is up
+		return Accept
+	})
+	if _, err := relay.Publish(ctx, "t", []byte("late")); !errors.Is(err, ErrIgnored) {
+		t.Fatalf("publish judged after the validation timeout: %v, want ErrIgnored", err)
+	}
+	select {
+	case d := <-got:
+		t.Fatalf("%q was delivered", d)
+	default:
+	}
+}
+
+// A Publish whose context ends while the topic's validator judges the message returns the context's error, and the
+// message is not published: the validator's context ends with the caller's, and a verdict that comes after is
+// dropped. The message used to be published all the same (the validator's context ended only after
+// ValidationTimeout, 5 s), so that a retry failed with ErrDuplicate.
+func TestPublishWhoseContextEndsDuringValidationPublishesNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var block, validatorCtxEnded atomic.Bool
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	relay, got := ownValidationRelay(t, ctx, DefaultRelayConfig(), func(vctx context.Context, _ *Delivery) Verdict {
+		if !block.Load() {
+			return Accept
+		}
+		entered <- struct{}{}
+		select {
+		case <-release:
+		case <-vctx.Done():
+			validatorCtxEnded.Store(true)
+		}
+		return Accept
+	})
+	block.Store(true)
+	pctx, pcancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := relay.Publish(pctx, "t", []byte("m"))
+		errc <- err
+	}()
+	<-entered
+	pcancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("publish whose context was cancelled during validation: %v, want context.Canceled", err)
+	}
+	poll.Until(t, 2*time.Second, validatorCtxEnded.Load, "the validator's context did not end with the caller's")
+	close(release)
+	// Retried, the same message is new: nothing was published.
+	block.Store(false)
+	if _, err := relay.Publish(ctx, "t", []byte("m")); err != nil {
+		t.Fatalf("retry: %v (the cancelled publication went out)", err)
+	}
+	if d := poll.Take(t, got, 1, 5*time.Second, "the retried message's delivery"); d[0] != "m" {
+		t.Fatalf("delivered %q", d[0])
+	}
+	select {
+	case d := <-got:
+		t.Fatalf("a second delivery: %q", d)
+	default:
+	}
+}
+
+// Stopped is the barrier after Cancel: once it is closed the handler is not running and is not called again, even
+// when Cancel came while deliveries were flowing (Cancel itself does not wait: a call decided just before it may
+// begin after it returned, which an application freeing the handler's state right after Cancel used to meet).
+func TestStoppedWaitsForTheHandlerAfterCancel(t *testing.T) {
+	for iter := range 2000 {
+		var ended, bad atomic.Bool
+		s := &Subscription{topic: "t", done: make(chan struct{}), stopped: make(chan struct{}),
+			queue: newDeliveryQueue(1024, 1<<20)}
+		s.handler = func(*Delivery) {
+			if ended.Load() {
+				bad.Store(true)
+			}
+		}
+		for range 64 {
+			s.push(&Delivery{Topic: "t", Payload: &messages.GossipRPC{}})
+		}
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go s.run(&wg, zerolog.Nop())
+		for range iter % 7 {
+			runtime.Gosched() // let some deliveries go
+		}
+		s.Cancel()
+		select {
+		case <-s.Stopped():
+		case <-time.After(10 * time.Second):
+			t.Fatal("Stopped not closed after Cancel")
+		}
+		ended.Store(true) // the application frees what the handler uses
+		wg.Wait()
+		if bad.Load() {
+			t.Fatalf("iteration %d: the handler ran after Stopped was closed", iter)
+		}
+	}
+}
+
+// A handler may cancel its own subscription; Stopped closes once it returns. A subscription cancelled before the
+// relay took it, and one of a relay that stopped, are Stopped too.
+func TestStoppedClosesInEveryWayASubscriptionEnds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	relay := spawnRelay(t, DefaultRelayConfig(), &flakyNetwork{self: nid(1), peer: nid(2)})
+	var self *Subscription
+	ready := make(chan struct{})
+	sub, err := relay.Subscribe(ctx, "t", func(*Delivery) {
+		<-ready
+		self.Cancel()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self = sub
+	close(ready)
+	relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Hello: true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "t", Subscribe: true}}}})
+	if _, err := relay.Publish(ctx, "t", []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, ctx, sub.Stopped(), "a subscription its handler cancelled")
+
+	other, err := relay.Subscribe(ctx, "u", func(*Delivery) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	early := &Subscription{topic: "v", handler: func(*Delivery) {}, done: make(chan struct{}),
+		stopped: make(chan struct{}), relay: relay}
+	early.Cancel()
+	c := newReplyTo[struct{}]()
+	if _, err := ask(ctx, relay, &subscribe{replyTo: c, sub: early}, c); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, ctx, early.Stopped(), "a subscription cancelled before the relay took it")
+
+	// The relay stops for good (its node closes).
+	props, stopped, err := NewRelayProps(DefaultRelayConfig(), &flakyNetwork{self: nid(1), peer: nid(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	system := actor.NewActorSystem()
+	defer system.Shutdown()
+	pid := system.Root.Spawn(props)
+	done := make(chan struct{})
+	second := NewRelay(system.Root, pid, stopped, done, nil)
+	last, err := second.Subscribe(ctx, "w", func(*Delivery) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(done)
+	if err := system.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, ctx, last.Stopped(), "a subscription of a stopped relay")
+	other.Cancel()
+	waitClosed(t, ctx, other.Stopped(), "a cancelled subscription")
+}
+
+func waitClosed(t *testing.T, ctx context.Context, c <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-ctx.Done():
+		t.Fatalf("%s: Stopped not closed", what)
+	}
+}
