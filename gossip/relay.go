@@ -283,6 +283,8 @@ type SubscribeOption func(*Subscription)
 // WithValidator makes every message of the topic pass v before it is delivered to any subscriber or relayed, the
 // node's own publications included (Publish then fails with ErrRejected or ErrIgnored).
 // Given more than once, a message must pass each, in order: the first verdict other than Accept is the verdict.
+// Across the topic's subscriptions, a message must pass every one's validators: a Reject by any of them is the
+// verdict, else an Ignore by any.
 func WithValidator(v Validator) SubscribeOption {
 	return func(s *Subscription) {
 		prev := s.validator
