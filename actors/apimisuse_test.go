@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -143,6 +144,9 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 		"Register with a non-UTF-8 id": func() error { _, err := n.Register("\xff", props); return err },
 		"Register with nil props":      func() error { _, err := n.Register("x/1", nil); return err },
 		"SubscribeEvents(nil)":         func() error { _, err := n.SubscribeEvents(nil); return err },
+		"Ban for 0":                    func() error { return n.Ban(newIdentity(t).NodeID(), 0, "x") },
+		"BanIP for -1s":                func() error { return n.BanIP(netip.MustParseAddr("10.0.0.1"), -time.Second, "x") },
+		"BanIP of the zero address":    func() error { return n.BanIP(netip.Addr{}, time.Minute, "x") },
 	} {
 		if err := call(); !errors.Is(err, actors.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
@@ -246,5 +250,20 @@ func TestABadComponentFieldIsNamedAndNaNRatesAreRefused(t *testing.T) {
 		if err := cfg.Validate(); !errors.Is(err, actors.ErrInvalidConfig) || err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate = %v, want ErrInvalidConfig saying %q", err, want)
 		}
+	}
+}
+
+// Register on a node closed before it was ever started fails with ErrClosed, as every other call does (it said
+// ErrNotStarted).
+func TestRegisterOnANodeClosedBeforeItStartedIsErrClosed(t *testing.T) {
+	n := unstartedNode(t)
+	if _, err := n.Register("x/1", echo()); !errors.Is(err, actors.ErrNotStarted) {
+		t.Fatalf("Register before Start: %v, want ErrNotStarted", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Register("x/1", echo()); !errors.Is(err, actors.ErrClosed) {
+		t.Fatalf("Register after Close of a node never started: %v, want ErrClosed", err)
 	}
 }

@@ -45,7 +45,7 @@ type Ban struct {
 // replaces its expiry and reason. Ban needs a started node.
 func (n *Node) Ban(peer session.NodeID, d time.Duration, reason string) error {
 	if d <= 0 {
-		return fmt.Errorf("ban %s: duration must be positive, got %v", peer.Short(), d)
+		return fmt.Errorf("ban %s: %w: duration must be positive, got %v", peer.Short(), ErrInvalidArgument, d)
 	}
 	if peer == n.ID() {
 		return fmt.Errorf("ban: %w", ErrSelf)
@@ -63,10 +63,10 @@ func (n *Node) Ban(peer session.NodeID, d time.Duration, reason string) error {
 // needs a started node.
 func (n *Node) BanIP(ip netip.Addr, d time.Duration, reason string) error {
 	if !ip.IsValid() {
-		return errors.New("ban: invalid IP address")
+		return fmt.Errorf("ban: %w: invalid IP address", ErrInvalidArgument)
 	}
 	if d <= 0 {
-		return fmt.Errorf("ban %s: duration must be positive, got %v", ip, d)
+		return fmt.Errorf("ban %s: %w: duration must be positive, got %v", ip, ErrInvalidArgument, d)
 	}
 	pid, err := n.peerManager()
 	if err != nil {

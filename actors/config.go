@@ -56,8 +56,9 @@ type Config struct {
 	MaxOutboundPeers int
 	// MaxPendingHandshakes caps handshakes in progress; more inbound connections are closed at once. Default 64.
 	MaxPendingHandshakes int
-	// MaxMessageSize is the largest message accepted from or sent to a peer, checked before allocation.
-	// Default 1 MiB, at least MinMessageSize. A gossip message's data may take it less 4 KiB (and at most
+	// MaxMessageSize is the largest message accepted from or sent to a peer, checked before allocation. Each
+	// node tells its peers its own in the handshake, and sends a peer nothing over the smaller of the two: a Send or
+	// Request over it fails with ErrMessageTooLarge, a gossip message over it does not go to that peer. Default 1 MiB, at least MinMessageSize. A gossip message's data may take it less 4 KiB (and at most
 	// Gossip.MaxMessageSize).
 	MaxMessageSize int
 	// SendQueueBytes bounds each peer's outbound queue, the batch being written included, each message counting

@@ -21,9 +21,11 @@ var (
 	ErrPeerGone = errors.New("peer disconnected")
 	// ErrSlowPeer: the peer's outbound queue is full; the peer was disconnected with reason SLOW_PEER.
 	ErrSlowPeer = errors.New("peer too slow: outbound queue full, disconnected")
-	// ErrMessageTooLarge: the encoded message exceeds MaxMessageSize.
+	// ErrMessageTooLarge: the encoded message exceeds MaxMessageSize, or the peer's own limit (told in its
+	// handshake), which it would close the connection over.
 	ErrMessageTooLarge = errors.New("message exceeds the maximum message size")
-	// ErrRequestTimeout: no reply arrived before the deadline. It also matches context.DeadlineExceeded.
+	// ErrRequestTimeout: no reply arrived before the deadline (the context's, or Config.RequestTimeout), the time
+	// spent finding, dialing and shaking hands with the peer included. It also matches context.DeadlineExceeded.
 	ErrRequestTimeout = errors.New("request timed out")
 	// ErrUnknownProtocol: the remote node has no actor registered for the protocol.
 	ErrUnknownProtocol = errors.New("remote has no such protocol")
@@ -45,7 +47,8 @@ var (
 	// ErrNotRegistered: SubscribeProtocol named a protocol with no actor registered on this node (through Register).
 	ErrNotRegistered = errors.New("no protocol actor registered for the protocol")
 	// ErrInvalidArgument: a call's argument can never work: an empty or non-UTF-8 protocol id or nil props for
-	// Register, an empty protocol id for Send and Request, a nil callback for SubscribeEvents.
+	// Register, an empty protocol id for Send and Request, a nil callback for SubscribeEvents, a duration that is
+	// not positive or an invalid IP address for Ban and BanIP.
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrNotRequest: Reply was called on a one-way message.
 	ErrNotRequest = errors.New("message is not a request")

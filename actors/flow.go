@@ -323,6 +323,9 @@ func (reg *registration) reclaimFlows() {
 // sendWindowed is sendDirect for a one-way message or request of size payload bytes: to an application protocol,
 // it first waits for the peer's window (sendWindows.take).
 func (n *Node) sendWindowed(ctx context.Context, pc *peerConn, protocol string, size int64, b []byte) error {
+	if err := pc.fits(len(b)); err != nil { // at once: no window would ever let it through
+		return err
+	}
 	if !windowed(protocol) {
 		return n.sendDirect(pc, protocol, b)
 	}

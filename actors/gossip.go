@@ -220,9 +220,9 @@ func (g gossipNetwork) SendNow(peer session.NodeID, protocol string, msg proto.M
 	if err != nil {
 		return err
 	}
-	if len(b) > g.n.cfg.MaxMessageSize {
+	if err := pc.fits(len(b)); err != nil {
 		pool.Put(buf)
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(b), g.n.cfg.MaxMessageSize)
+		return err
 	}
 	pc.touch()
 	if err := pc.sendLent(b, buf, priority); err != nil {

@@ -170,16 +170,21 @@ func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg 
 // A slow actor so holds back its senders; nothing sent is dropped for it. A one-way message is not acknowledged:
 // a peer that serves no such protocol (counted in its Stats.MessagesIn[UnknownProtocol]) or refuses the payload's
 // type (Accepts; counted under the protocol) drops it; use Request to learn the outcome. An empty protocol id
-// fails with ErrInvalidArgument and a nil msg with ErrBadPayload, before any dial.
+// fails with ErrInvalidArgument, a nil msg with ErrBadPayload and a message over MaxMessageSize with
+// ErrMessageTooLarge, before any dial; one over the peer's own limit (told in its handshake) fails with
+// ErrMessageTooLarge too, without waiting for the peer's window.
 func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) error {
 	if err := checkOutgoing(protocol, msg); err != nil {
 		return err
 	}
-	pc, err := n.connFor(ctx, peer, true)
+	b, size, err := encodeDirectSized(protocol, messages.DirectKind_DIRECT_KIND_ONEWAY, 0, msg)
 	if err != nil {
 		return err
 	}
-	b, size, err := encodeDirectSized(protocol, messages.DirectKind_DIRECT_KIND_ONEWAY, 0, msg)
+	if len(b) > n.cfg.MaxMessageSize { // before any dial
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(b), n.cfg.MaxMessageSize)
+	}
+	pc, err := n.connFor(ctx, peer, true)
 	if err != nil {
 		return err
 	}
@@ -191,7 +196,7 @@ func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, m
 // Request sends msg to protocol on peer and waits for the typed reply. Without a deadline on ctx,
 // Config.RequestTimeout applies. Errors: ErrRequestTimeout, ErrPeerGone, ErrUnknownProtocol, ErrRemote
 // (a *RemoteError), ErrOverloaded (the peer's actor for the protocol stayed behind: see Send), ErrUnknownPeer, ErrSlowPeer,
-// ErrClosed; as Send's, ErrInvalidArgument and ErrBadPayload before any dial.
+// ErrClosed; as Send's, ErrInvalidArgument and ErrBadPayload before any dial, and ErrMessageTooLarge.
 func (n *Node) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
 	return n.request(ctx, peer, protocol, msg, true)
 }
@@ -205,7 +210,7 @@ func (n *Node) request(ctx context.Context, peer session.NodeID, protocol string
 	defer cancel()
 	pc, err := n.connFor(ctx, peer, app)
 	if err != nil {
-		return nil, err
+		return nil, asRequestTimeout(err)
 	}
 	id, ch := n.requests.add(pc, false)
 	defer n.requests.remove(id, pc)
@@ -235,13 +240,14 @@ func checkOutgoing(protocol string, msg proto.Message) error {
 	return nil
 }
 
-// Ping sends a ping to a connected (or dialable) peer and returns the round-trip time.
+// Ping sends a ping to a connected (or dialable) peer and returns the round-trip time. Without a deadline on ctx,
+// Config.RequestTimeout applies; running out of time fails with ErrRequestTimeout, as Request does.
 func (n *Node) Ping(ctx context.Context, peer session.NodeID) (time.Duration, error) {
 	ctx, cancel := n.withRequestTimeout(ctx)
 	defer cancel()
 	pc, err := n.connFor(ctx, peer, true)
 	if err != nil {
-		return 0, err
+		return 0, asRequestTimeout(err)
 	}
 	id, ch := n.requests.add(pc, true)
 	defer n.requests.remove(id, pc)
@@ -257,6 +263,16 @@ func (n *Node) Ping(ctx context.Context, peer session.NodeID) (time.Duration, er
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// asRequestTimeout marks err as ErrRequestTimeout too when the time of a Request or Ping ran out (its context's
+// deadline, or Config.RequestTimeout) before it had a connection: while it looked the peer up, dialed or shook
+// hands.
+func asRequestTimeout(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrRequestTimeout) {
+		return fmt.Errorf("%w: %w", ErrRequestTimeout, err)
+	}
+	return err
 }
 
 func (n *Node) withRequestTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -295,10 +311,24 @@ func (n *Node) sendDirect(pc *peerConn, protocol string, b []byte) error {
 func (n *Node) sendEncoded(pc *peerConn, b []byte) error {
 	pc.touch()
 	pc.used.Store(true)
-	if len(b) > n.cfg.MaxMessageSize {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(b), n.cfg.MaxMessageSize)
+	if err := pc.fits(len(b)); err != nil {
+		return err
 	}
 	return pc.send(b)
+}
+
+// fits checks that a message of size bytes may go to the connection's peer: within the node's MaxMessageSize and
+// the peer's own limit, which it told in its handshake (a larger message would have the peer close the connection,
+// taking the messages queued with it).
+func (pc *peerConn) fits(size int) error {
+	switch limit := pc.sc.MaxSendSize(); {
+	case size <= limit:
+		return nil
+	case limit < pc.sc.MaxMessageSize():
+		return fmt.Errorf("%w: %d bytes, the limit of peer %s is %d", ErrMessageTooLarge, size, pc.id.Short(), limit)
+	default:
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, size, limit)
+	}
 }
 
 // route finds the protocol actor of a message or request, the credits the connection's messages to it hold and the

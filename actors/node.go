@@ -434,7 +434,12 @@ func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOpt
 		return nil, fmt.Errorf("register %s: %w", protocol, err)
 	}
 	if !n.whenStarted() {
-		return nil, ErrNotStarted
+		select {
+		case <-n.closed: // closed before it started, or while it started: closed, as every other call says
+			return nil, ErrClosed
+		default:
+			return nil, ErrNotStarted
+		}
 	}
 	n.mu.Lock()
 	sup := n.protoSup

@@ -235,11 +235,12 @@ func (pc *peerConn) sendLent(b []byte, buf *[]byte, priority bool) error {
 }
 
 // sendControl queues a control envelope (pong, error reply); it may use the control allowance. One that cannot be
-// encoded or is over MaxMessageSize (a bug: error replies are clipped) is logged and dropped.
+// encoded or is over the size limit (a bug, or a peer with a tiny limit: error replies are clipped) is logged and
+// dropped.
 func (pc *peerConn) sendControl(env *messages.Envelope) {
 	b, err := proto.Marshal(env)
-	if err == nil && len(b) > pc.sc.MaxMessageSize() {
-		err = fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(b), pc.sc.MaxMessageSize())
+	if err == nil {
+		err = pc.fits(len(b))
 	}
 	if err != nil {
 		pc.log.Error().Err(err).Str("peer", pc.id.Short()).Msg("control message not sent")
@@ -436,14 +437,14 @@ func (pc *peerConn) runWriter() {
 }
 
 // dropOversized removes from b (whose lent may be nil), logging and counting them as dropped, the items over
-// MaxMessageSize, which the connection refuses to write: every path that queues checks the size, so one here is
+// the connection's MaxSendSize, which it refuses to write: every path that queues checks the size, so one here is
 // a bug, which must cost that item and not the connection.
 func (pc *peerConn) dropOversized(b batch) batch {
 	kept := 0
 	for i, item := range b.items {
-		if len(item) > pc.sc.MaxMessageSize() {
+		if len(item) > pc.sc.MaxSendSize() {
 			pc.dropped++
-			pc.log.Error().Str("peer", pc.id.Short()).Int("bytes", len(item)).Int("limit", pc.sc.MaxMessageSize()).
+			pc.log.Error().Str("peer", pc.id.Short()).Int("bytes", len(item)).Int("limit", pc.sc.MaxSendSize()).
 				Msg("queued message over the size limit: dropped")
 			continue
 		}

@@ -88,3 +88,24 @@ func TestRegisterRacingCloseLeavesNoActorRunning(t *testing.T) {
 		t.Fatalf("a Register racing Close failed with %v, want ErrClosed", err)
 	}
 }
+
+// An application that stops its protocol actor and waits for it to stop can register the protocol again at once:
+// the supervisor, whose news of the stop may still be on its way, no longer refuses it as registered.
+func TestRegisterRightAfterTheApplicationStoppedTheActor(t *testing.T) {
+	nw := testkit.NewNetwork(t, 1, testkit.WithConfig(func(i int, c *actors.Config) { c.DisableDiscovery = true }))
+	n := nw.Nodes[0]
+	for i := range 1000 {
+		pid, err := n.Register("again/1", echo())
+		if err != nil {
+			t.Fatalf("round %d: Register right after the previous actor stopped: %v", i, err)
+		}
+		if err := n.ActorSystem().Root.StopFuture(pid).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A live registration is still refused.
+	register(t, n, "again/1", echo())
+	if _, err := n.Register("again/1", echo()); !errors.Is(err, actors.ErrProtocolRegistered) {
+		t.Fatalf("Register of a protocol served: %v, want ErrProtocolRegistered", err)
+	}
+}

@@ -20,7 +20,8 @@ type Stats struct {
 	// connections, handshakes excluded.
 	BytesIn, BytesOut uint64
 	// MessagesIn counts direct messages received per protocol (gossip and routing included). Messages for a
-	// protocol the node has not registered count under UnknownProtocol.
+	// protocol the node has not registered count under UnknownProtocol; past MaxProtocolLabels distinct
+	// protocols, the others count under OtherProtocol.
 	MessagesIn map[string]uint64
 	// MessagesOut counts direct messages sent per protocol; past MaxProtocolLabels distinct protocols, the
 	// others count under OtherProtocol.
@@ -54,9 +55,9 @@ type Stats struct {
 const (
 	// UnknownProtocol is the MessagesIn label of messages for a protocol this node does not serve.
 	UnknownProtocol = "unknown"
-	// OtherProtocol is the MessagesOut label of protocols beyond MaxProtocolLabels.
+	// OtherProtocol is the MessagesIn and MessagesOut label of protocols beyond MaxProtocolLabels.
 	OtherProtocol = "other"
-	// MaxProtocolLabels bounds the distinct protocol names counted in MessagesOut.
+	// MaxProtocolLabels bounds the distinct protocol names counted in MessagesIn and MessagesOut.
 	MaxProtocolLabels = 64
 )
 
@@ -97,7 +98,7 @@ type nodeStats struct {
 
 func newNodeStats() *nodeStats {
 	return &nodeStats{
-		messagesIn:        labelCounters{limit: MaxProtocolLabels + 1, other: UnknownProtocol},
+		messagesIn:        labelCounters{limit: MaxProtocolLabels + 1, other: OtherProtocol, own: UnknownProtocol},
 		messagesOut:       labelCounters{limit: MaxProtocolLabels, other: OtherProtocol},
 		handshakeFailures: labelCounters{limit: 16, other: "other"},
 		disconnects:       labelCounters{limit: len(messages.DisconnectReason_name) + 1, other: "other"},
@@ -117,8 +118,9 @@ func (s *nodeStats) connDone(pc *peerConn) {
 type labelCounters struct {
 	mu    sync.RWMutex
 	m     map[string]*atomic.Uint64
-	limit int
-	other string
+	limit int    // labels counted, other included (own aside)
+	other string // the label of what comes past limit
+	own   string // a label always counted under its own name, beside limit (optional)
 }
 
 func (c *labelCounters) inc(label string) { c.counter(label).Add(1) }
@@ -135,7 +137,11 @@ func (c *labelCounters) counter(label string) *atomic.Uint64 {
 			c.m = make(map[string]*atomic.Uint64)
 		}
 		if v = c.m[label]; v == nil {
-			if len(c.m) >= c.limit-1 && label != c.other {
+			n := len(c.m)
+			if c.own != "" && c.m[c.own] != nil {
+				n--
+			}
+			if n >= c.limit-1 && label != c.other && label != c.own {
 				label = c.other
 			}
 			if v = c.m[label]; v == nil {

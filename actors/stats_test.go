@@ -144,3 +144,35 @@ func TestStatsCountTheFirstReplyOfEachProtocol(t *testing.T) {
 		}
 	}
 }
+
+// Past MaxProtocolLabels served protocols, MessagesIn counts the others under OtherProtocol, not UnknownProtocol,
+// which stays for protocols the node does not serve.
+func TestStatsMessagesInPastTheLabelLimit(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, c *actors.Config) { c.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	const served = actors.MaxProtocolLabels + 6
+	for i := range served {
+		register(t, b, fmt.Sprintf("p/%d", i), echo())
+	}
+	nw.Connect(0, 1)
+	for i := range served {
+		if _, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), fmt.Sprintf("p/%d", i), wrapperspb.String("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "nobody/1", wrapperspb.String("x")); !errors.Is(err, actors.ErrUnknownProtocol) {
+		t.Fatalf("request to a protocol not served: %v", err)
+	}
+	in := b.Stats().MessagesIn
+	var counted uint64
+	for i := range served {
+		counted += in[fmt.Sprintf("p/%d", i)]
+	}
+	if in[actors.UnknownProtocol] != 1 || in[actors.OtherProtocol] == 0 || counted+in[actors.OtherProtocol] != served {
+		t.Fatalf("MessagesIn: unknown %d, other %d, by name %d; want 1 unknown and the %d served ones by name or under other",
+			in[actors.UnknownProtocol], in[actors.OtherProtocol], counted, served)
+	}
+	if len(in) > actors.MaxProtocolLabels+2 {
+		t.Fatalf("MessagesIn has %d labels, want at most %d", len(in), actors.MaxProtocolLabels+2)
+	}
+}

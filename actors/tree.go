@@ -281,8 +281,17 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 	names := make(map[string]string) // protocol actor id -> protocol
 	stopping := false
 	register := func(ctx actor.Context, protocol string, props *actor.Props, o registerOptions) (*actor.PID, error) {
-		if n.protocols.get(protocol) != nil {
-			return nil, ErrProtocolRegistered
+		if old := n.protocols.get(protocol); old != nil {
+			if _, ours := names[old.Id]; !ours {
+				return nil, ErrProtocolRegistered
+			}
+			if _, alive := ctx.ActorSystem().ProcessRegistry.Get(old); alive {
+				return nil, ErrProtocolRegistered
+			}
+			// Its actor has stopped (the application stopped it and waited, say), and the Terminated telling this
+			// supervisor is still on its way: the protocol is unregistered now, as that Terminated would.
+			delete(names, old.Id)
+			n.dropStopped(protocol, old)
 		}
 		pid, err := spawnProtocol(ctx, props.Clone(actor.WithReceiverMiddleware(releaseCredits)))
 		if err != nil {

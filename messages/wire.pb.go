@@ -260,8 +260,11 @@ type HandshakePayload struct {
 	// How much the peer takes of the local node's messages to its application protocols before it grants more
 	// (flow control, WindowUpdate). Required: a connection without it is refused.
 	InboundWindow *InboundWindow `protobuf:"bytes,7,opt,name=inbound_window,json=inboundWindow,proto3" json:"inbound_window,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The largest message (its encoding, before framing) the peer reads; a sender refuses to send it a larger one
+	// rather than have the connection closed with MESSAGE_TOO_LARGE. Required: a connection without it is refused.
+	MaxMessageSize uint64 `protobuf:"varint,8,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *HandshakePayload) Reset() {
@@ -341,6 +344,13 @@ func (x *HandshakePayload) GetInboundWindow() *InboundWindow {
 		return x.InboundWindow
 	}
 	return nil
+}
+
+func (x *HandshakePayload) GetMaxMessageSize() uint64 {
+	if x != nil {
+		return x.MaxMessageSize
+	}
+	return 0
 }
 
 // InboundWindow is what a node takes of one peer's one-way messages and requests to its application protocols
@@ -958,7 +968,7 @@ var File_messages_wire_proto protoreflect.FileDescriptor
 
 const file_messages_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x13messages/wire.proto\x12\x11actormesh.wire.v1\x1a\x19google/protobuf/any.proto\"\xa7\x02\n" +
+	"\x13messages/wire.proto\x12\x11actormesh.wire.v1\x1a\x19google/protobuf/any.proto\"\xd1\x02\n" +
 	"\x10HandshakePayload\x12!\n" +
 	"\fidentity_key\x18\x01 \x01(\fR\videntityKey\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1d\n" +
@@ -967,7 +977,8 @@ const file_messages_wire_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x04 \x01(\tR\x0fprotocolVersion\x12!\n" +
 	"\flisten_addrs\x18\x05 \x03(\tR\vlistenAddrs\x12\x1c\n" +
 	"\ttransient\x18\x06 \x01(\bR\ttransient\x12G\n" +
-	"\x0einbound_window\x18\a \x01(\v2 .actormesh.wire.v1.InboundWindowR\rinboundWindow\"\xa3\x01\n" +
+	"\x0einbound_window\x18\a \x01(\v2 .actormesh.wire.v1.InboundWindowR\rinboundWindow\x12(\n" +
+	"\x10max_message_size\x18\b \x01(\x04R\x0emaxMessageSize\"\xa3\x01\n" +
 	"\rInboundWindow\x12+\n" +
 	"\x11protocol_messages\x18\x01 \x01(\x04R\x10protocolMessages\x12%\n" +
 	"\x0eprotocol_bytes\x18\x02 \x01(\x04R\rprotocolBytes\x12!\n" +

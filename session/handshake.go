@@ -69,8 +69,8 @@ type HandshakeConfig struct {
 	ListenAddrs []string
 	// Timeout bounds the whole handshake; 0 means DefaultHandshakeTimeout.
 	Timeout time.Duration
-	// MaxMessageSize is the largest application message the resulting Conn reads or writes; 0 means
-	// DefaultMaxMessageSize.
+	// MaxMessageSize is the largest application message the resulting Conn reads, told to the peer, and the
+	// largest it writes unless the peer reads less (Conn.MaxSendSize); 0 means DefaultMaxMessageSize.
 	MaxMessageSize int
 	// Transient tells the peer that the dialer opens this connection on demand and does not keep it.
 	Transient bool
@@ -98,6 +98,9 @@ type PeerInfo struct {
 	// InboundWindow is what the peer takes of the local node's messages to its application protocols before it
 	// grants more; every field is positive (a peer advertising none is refused).
 	InboundWindow Window
+	// MaxMessageSize is the largest application message the peer reads (its HandshakeConfig.MaxMessageSize), at
+	// least 1 and at most MaxMessageSizeLimit.
+	MaxMessageSize int
 }
 
 // Window is what a node takes of one peer's one-way messages and requests to its application protocols that its
@@ -170,6 +173,7 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 			ProtocolMessages: uint64(cfg.InboundWindow.ProtocolMessages), ProtocolBytes: uint64(cfg.InboundWindow.ProtocolBytes),
 			AppMessages: uint64(cfg.InboundWindow.AppMessages), AppBytes: uint64(cfg.InboundWindow.AppBytes),
 		},
+		MaxMessageSize: uint64(cfg.MaxMessageSize),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("session: marshal handshake payload: %w", err)
@@ -346,6 +350,9 @@ func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 	if !window.Valid() {
 		return PeerInfo{}, fmt.Errorf("%w: peer %s advertises no inbound window (flow control): %+v", ErrHandshake, id.Short(), window)
 	}
+	if p.MaxMessageSize == 0 {
+		return PeerInfo{}, fmt.Errorf("%w: peer %s advertises no message size limit", ErrHandshake, id.Short())
+	}
 	if h.initiator && !h.expected.IsZero() && id != h.expected {
 		return PeerInfo{}, fmt.Errorf("%w: expected %s, got %s", ErrWrongPeer, h.expected, id)
 	}
@@ -356,6 +363,7 @@ func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 		ListenAddrs:     slices.Clone(p.ListenAddrs),
 		Transient:       p.Transient,
 		InboundWindow:   window,
+		MaxMessageSize:  int(min(p.MaxMessageSize, MaxMessageSizeLimit)),
 	}, nil
 }
 

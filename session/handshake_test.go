@@ -182,6 +182,7 @@ func TestHandshakeBadPayloads(t *testing.T) {
 		{"no payload", nil, ErrHandshake},
 		{"no inbound window", func(p *messages.HandshakePayload) { p.InboundWindow = nil }, ErrHandshake},
 		{"an empty inbound window field", func(p *messages.HandshakePayload) { p.InboundWindow.AppBytes = 0 }, ErrHandshake},
+		{"no message size limit", func(p *messages.HandshakePayload) { p.MaxMessageSize = 0 }, ErrHandshake},
 	} {
 		for _, localInitiates := range []bool{true, false} {
 			err := handshakeWithRawPeer(t, testConfig(t, 2), localInitiates, tc.mutate)
@@ -211,6 +212,9 @@ func handshakeWithRawPeer(t *testing.T, cfg HandshakeConfig, localInitiates bool
 	return err
 }
 
+// rawPeerMaxMessageSize is the message size limit rawPeer advertises.
+const rawPeerMaxMessageSize = 100
+
 // rawPeer is an independent Noise_XX_25519_AESGCM_SHA256 peer built directly on flynn/noise (with its stock
 // DH25519), speaking the handshake framing of this package. Its payload is a valid one for id on "testnet",
 // passed through mutate (nil mutate means sending no payload at all). It does not check the remote payload.
@@ -227,6 +231,7 @@ func rawPeer(conn net.Conn, initiator bool, id *Identity, mutate func(*messages.
 			NetworkId:       "testnet",
 			ProtocolVersion: ProtocolVersion,
 			InboundWindow:   &messages.InboundWindow{ProtocolMessages: 1, ProtocolBytes: 1, AppMessages: 1, AppBytes: 1},
+			MaxMessageSize:  rawPeerMaxMessageSize,
 		}
 		mutate(p)
 		if payload, err = proto.Marshal(p); err != nil {
@@ -307,6 +312,15 @@ func TestHandshakeInterop(t *testing.T) {
 		}
 		if w := c.Peer().InboundWindow; w != (Window{1, 1, 1, 1}) {
 			t.Fatalf("Peer().InboundWindow = %+v, want the raw peer's {1 1 1 1}", w)
+		}
+		// The peer reads at most 100 bytes: a larger message is refused before anything is written, and the
+		// connection stays usable.
+		if p, s := c.Peer().MaxMessageSize, c.MaxSendSize(); p != rawPeerMaxMessageSize || s != rawPeerMaxMessageSize || c.MaxMessageSize() != DefaultMaxMessageSize {
+			t.Fatalf("peer's limit %d, MaxSendSize %d, MaxMessageSize %d; want %d, %d, %d", p, s, c.MaxMessageSize(),
+				rawPeerMaxMessageSize, rawPeerMaxMessageSize, DefaultMaxMessageSize)
+		}
+		if err := c.WriteMessages(make([]byte, rawPeerMaxMessageSize+1)); !errors.Is(err, ErrMessageTooLarge) {
+			t.Fatalf("WriteMessages of a message over the peer's limit: %v, want ErrMessageTooLarge", err)
 		}
 
 		// raw -> local: two messages in one hand-made frame.
@@ -509,4 +523,39 @@ func BenchmarkHandshakeDH(b *testing.B) {
 	}
 	b.Run("flynn-DH25519", func(b *testing.B) { run(b, func() noise.DHFunc { return noise.DH25519 }) })
 	b.Run("x25519DH", func(b *testing.B) { run(b, func() noise.DHFunc { return x25519DH{} }) })
+}
+
+// TestHandshakePeerMessageSizeLimit: each side learns the other's MaxMessageSize, writes at most the smaller of the
+// two, and takes a peer's limit over MaxMessageSizeLimit as that limit.
+func TestHandshakePeerMessageSizeLimit(t *testing.T) {
+	a, b := testConfig(t, 1), testConfig(t, 2)
+	a.MaxMessageSize, b.MaxMessageSize = 64<<10, 32<<10
+	dr, ar := runHandshakes(t, a, b, true, b.Identity.NodeID())
+	if dr.err != nil || ar.err != nil {
+		t.Fatalf("dialer err %v, acceptor err %v", dr.err, ar.err)
+	}
+	defer dr.conn.Close()
+	defer ar.conn.Close()
+	for _, c := range []struct {
+		conn                *Conn
+		peer, read, maxSend int
+	}{{dr.conn, 32 << 10, 64 << 10, 32 << 10}, {ar.conn, 64 << 10, 32 << 10, 32 << 10}} {
+		if p := c.conn.Peer().MaxMessageSize; p != c.peer || c.conn.MaxMessageSize() != c.read || c.conn.MaxSendSize() != c.maxSend {
+			t.Fatalf("peer's limit %d, MaxMessageSize %d, MaxSendSize %d; want %d, %d, %d", p, c.conn.MaxMessageSize(),
+				c.conn.MaxSendSize(), c.peer, c.read, c.maxSend)
+		}
+	}
+	if err := dr.conn.WriteMessages(make([]byte, 32<<10+1)); !errors.Is(err, ErrMessageTooLarge) {
+		t.Fatalf("a message over the peer's limit: %v, want ErrMessageTooLarge", err)
+	}
+	msg := make([]byte, 32<<10)
+	go func() { _ = dr.conn.WriteMessages(msg) }()
+	if got, err := ar.conn.ReadMessage(); err != nil || len(got) != len(msg) {
+		t.Fatalf("a message of the peer's limit: %d bytes, %v", len(got), err)
+	}
+
+	err := handshakeWithRawPeer(t, testConfig(t, 2), true, func(p *messages.HandshakePayload) { p.MaxMessageSize = 1 << 40 })
+	if err != nil {
+		t.Fatalf("a peer advertising a limit over MaxMessageSizeLimit: %v", err)
+	}
 }

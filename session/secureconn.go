@@ -58,7 +58,8 @@ const (
 type Conn struct {
 	nc        net.Conn
 	peer      PeerInfo
-	maxMsg    int
+	maxMsg    int // read limit
+	maxSend   int // write limit: maxMsg, or less if the peer reads less
 	closeOnce sync.Once
 	closeErr  error
 
@@ -89,6 +90,7 @@ func newConn(nc net.Conn, fr frameReader, send, recv *noise.CipherState, peer Pe
 		nc:         nc,
 		peer:       peer,
 		maxMsg:     maxMsg,
+		maxSend:    sendLimit(maxMsg, peer.MaxMessageSize),
 		fr:         fr,
 		recv:       recv,
 		dec:        messageDecoder{max: maxMsg},
@@ -128,8 +130,20 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(
 // for writing, since part of a frame may have been sent.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadline(t) }
 
-// MaxMessageSize returns the largest application message this connection reads or writes.
+// sendLimit is the largest message a Conn writes: its own limit, or the peer's if smaller (0: not known).
+func sendLimit(local, peer int) int {
+	if peer > 0 {
+		return min(local, peer)
+	}
+	return local
+}
+
+// MaxMessageSize returns the largest application message this connection reads (HandshakeConfig.MaxMessageSize).
 func (c *Conn) MaxMessageSize() int { return c.maxMsg }
+
+// MaxSendSize returns the largest application message this connection writes: MaxMessageSize, or the peer's
+// limit (PeerInfo.MaxMessageSize) if that is smaller. A larger message would have the peer close the connection.
+func (c *Conn) MaxSendSize() int { return c.maxSend }
 
 // Buffers returns the pool the connection borrows its buffers from (HandshakeConfig.Buffers; nil if none): its
 // user may lend the messages it writes from it too.
@@ -229,13 +243,13 @@ func (c *Conn) readFrame() ([]byte, error) {
 
 // WriteMessages writes msgs, in order, packing them into as few transport frames as possible. A batch that
 // fits the internal buffer (64 KiB) goes out in a single write on the underlying connection. If a message
-// exceeds MaxMessageSize it writes nothing and returns an error wrapping ErrMessageTooLarge. After a failed
+// exceeds MaxSendSize it writes nothing and returns an error wrapping ErrMessageTooLarge. After a failed
 // write the connection is unusable for writing.
 func (c *Conn) WriteMessages(msgs ...[]byte) error {
 	for i, m := range msgs {
-		if len(m) > c.maxMsg {
+		if len(m) > c.maxSend {
 			return fmt.Errorf("%w: message %d of the batch has %d bytes, limit %d",
-				ErrMessageTooLarge, i, len(m), c.maxMsg)
+				ErrMessageTooLarge, i, len(m), c.maxSend)
 		}
 	}
 	if c.werr != nil {

@@ -156,6 +156,10 @@ func TestConnRoundTrip(t *testing.T) {
 func TestConnMessageTooLarge(t *testing.T) {
 	a, b := handshakenPair(t, 2<<20, 0)
 	defer a.Close()
+	if a.MaxSendSize() != 1<<20 {
+		t.Fatalf("MaxSendSize = %d, want the peer's limit %d", a.MaxSendSize(), 1<<20)
+	}
+	a.maxSend = a.MaxMessageSize() // a peer that ignores the limit b advertised
 	written := make(chan error, 1)
 	go func() { written <- a.WriteMessages([]byte("fine"), make([]byte, 1<<20+1)) }()
 	if m, err := b.ReadMessage(); err != nil || string(m) != "fine" {
