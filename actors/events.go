@@ -12,11 +12,16 @@ import (
 
 // SubscribeEvents calls fn with every node event (*messages.PeerConnected, *messages.PeerDisconnected,
 // *messages.ProtocolStopped) until the returned function is called. Only events from then on: Peers lists the
-// connections already up. fn runs on the publishing actor's goroutine: it must return quickly and never block.
-// A panic in fn is recovered and logged. Once unsubscribe returns, fn is not called again, not even for an event
-// being handed out to the subscribers at that moment (unsubscribe may be called from fn itself, or from another
-// subscriber's fn); only a call of fn already under way may still finish. unsubscribe does not wait for it.
-// It may be called before Start.
+// connections already up. The peer events are per connection, and for a moment a peer may have two (both sides
+// dialed at once): a peer is connected from its first PeerConnected until a PeerDisconnected whose
+// StillConnected is false; ConnId pairs each PeerDisconnected with its PeerConnected.
+//
+// fn runs on the publishing actor's goroutine: it must return quickly and never block. A panic in fn is recovered
+// and logged. fn is not called for an event published after unsubscribe returned, nor, when unsubscribe is called
+// on the publishing goroutine (from fn itself, or another subscriber's fn), for the event being handed out then.
+// Called from another goroutine, unsubscribe does not wait for fn (it may be called from fn, and would wait for
+// itself): a call under way, or one that was about to start, may still run after it returned. An application that
+// frees what fn uses coordinates with fn itself, as with context.AfterFunc's stop. It may be called before Start.
 func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err error) {
 	if fn == nil {
 		return nil, fmt.Errorf("subscribe events: %w: fn is nil", ErrInvalidArgument)
@@ -27,7 +32,7 @@ func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err 
 	default:
 	}
 	// The event stream hands an event to the subscribers it held when the event came, unsubscribed since or not:
-	// stopped keeps fn from being called after unsubscribe returned.
+	// stopped keeps fn from being called for an event handed out after unsubscribe returned.
 	var stopped atomic.Bool
 	sub := n.events.Subscribe(func(ev any) {
 		if stopped.Load() {

@@ -662,6 +662,7 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 	m.n.log.Debug().Str("peer", pc.id.Short()).Bool("outbound", outbound).Str("remote", sc.RemoteAddr().String()).Msg("peer connected")
 	m.n.events.Publish(&messages.PeerConnected{
 		PeerId: pc.id.Bytes(), RemoteAddr: sc.RemoteAddr().String(), Outbound: outbound, ListenAddrs: info.ListenAddrs,
+		ConnId: pc.connID,
 	})
 }
 
@@ -682,8 +683,10 @@ func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
 	m.n.stats.connDone(pc)
 	m.n.log.Debug().Str("peer", pc.id.Short()).Str("reason", pc.reason.String()).Str("detail", pc.detail).Bool("by_remote", pc.byRemote).
 		Dur("connected_for", time.Since(pc.connectedAt)).Msg("peer disconnected")
+	_, still := m.conns[pc.id] // its replacement, registered before it was closed as a duplicate
 	m.n.events.Publish(&messages.PeerDisconnected{
-		PeerId: pc.id.Bytes(), Reason: pc.reason, Detail: pc.detail, Outbound: pc.outbound,
+		PeerId: pc.id.Bytes(), Reason: pc.reason, Detail: pc.detail, Outbound: pc.outbound, ConnId: pc.connID,
+		StillConnected: still,
 	})
 	// A connection closed as a duplicate has a replacement when the tie-break was this node's; when the peer
 	// refused it as one, the peer's own connection may be a dead one this node no longer has (the peer restarted,

@@ -33,7 +33,10 @@ type PeerConnected struct {
 	// True when the local node dialed.
 	Outbound bool `protobuf:"varint,3,opt,name=outbound,proto3" json:"outbound,omitempty"`
 	// Addresses the peer listens on, from its handshake.
-	ListenAddrs   []string `protobuf:"bytes,4,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
+	ListenAddrs []string `protobuf:"bytes,4,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
+	// Identifies the connection among the node's: its PeerDisconnected carries the same. For a moment a peer may
+	// have two (both sides dialed at once, or the peer came back before its old connection was found dead).
+	ConnId        uint64 `protobuf:"varint,5,opt,name=conn_id,json=connId,proto3" json:"conn_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -96,15 +99,27 @@ func (x *PeerConnected) GetListenAddrs() []string {
 	return nil
 }
 
+func (x *PeerConnected) GetConnId() uint64 {
+	if x != nil {
+		return x.ConnId
+	}
+	return 0
+}
+
 // PeerDisconnected is published by the peer manager when a connection ends.
 type PeerDisconnected struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PeerId        []byte                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
-	Reason        DisconnectReason       `protobuf:"varint,2,opt,name=reason,proto3,enum=actormesh.wire.v1.DisconnectReason" json:"reason,omitempty"`
-	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
-	Outbound      bool                   `protobuf:"varint,4,opt,name=outbound,proto3" json:"outbound,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PeerId   []byte                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	Reason   DisconnectReason       `protobuf:"varint,2,opt,name=reason,proto3,enum=actormesh.wire.v1.DisconnectReason" json:"reason,omitempty"`
+	Detail   string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	Outbound bool                   `protobuf:"varint,4,opt,name=outbound,proto3" json:"outbound,omitempty"`
+	// The connection's id, as its PeerConnected gave it.
+	ConnId uint64 `protobuf:"varint,5,opt,name=conn_id,json=connId,proto3" json:"conn_id,omitempty"`
+	// Another connection to the peer remains (this one was a duplicate, or the old one of a peer that came back):
+	// the peer is still connected.
+	StillConnected bool `protobuf:"varint,6,opt,name=still_connected,json=stillConnected,proto3" json:"still_connected,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PeerDisconnected) Reset() {
@@ -161,6 +176,20 @@ func (x *PeerDisconnected) GetDetail() string {
 func (x *PeerDisconnected) GetOutbound() bool {
 	if x != nil {
 		return x.Outbound
+	}
+	return false
+}
+
+func (x *PeerDisconnected) GetConnId() uint64 {
+	if x != nil {
+		return x.ConnId
+	}
+	return 0
+}
+
+func (x *PeerDisconnected) GetStillConnected() bool {
+	if x != nil {
+		return x.StillConnected
 	}
 	return false
 }
@@ -461,18 +490,21 @@ var File_messages_events_proto protoreflect.FileDescriptor
 
 const file_messages_events_proto_rawDesc = "" +
 	"\n" +
-	"\x15messages/events.proto\x12\x13actormesh.events.v1\x1a\x13messages/wire.proto\"\x88\x01\n" +
+	"\x15messages/events.proto\x12\x13actormesh.events.v1\x1a\x13messages/wire.proto\"\xa1\x01\n" +
 	"\rPeerConnected\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x1f\n" +
 	"\vremote_addr\x18\x02 \x01(\tR\n" +
 	"remoteAddr\x12\x1a\n" +
 	"\boutbound\x18\x03 \x01(\bR\boutbound\x12!\n" +
-	"\flisten_addrs\x18\x04 \x03(\tR\vlistenAddrs\"\x9c\x01\n" +
+	"\flisten_addrs\x18\x04 \x03(\tR\vlistenAddrs\x12\x17\n" +
+	"\aconn_id\x18\x05 \x01(\x04R\x06connId\"\xde\x01\n" +
 	"\x10PeerDisconnected\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12;\n" +
 	"\x06reason\x18\x02 \x01(\x0e2#.actormesh.wire.v1.DisconnectReasonR\x06reason\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x1a\n" +
-	"\boutbound\x18\x04 \x01(\bR\boutbound\"-\n" +
+	"\boutbound\x18\x04 \x01(\bR\boutbound\x12\x17\n" +
+	"\aconn_id\x18\x05 \x01(\x04R\x06connId\x12'\n" +
+	"\x0fstill_connected\x18\x06 \x01(\bR\x0estillConnected\"-\n" +
 	"\x0fProtocolStopped\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\tR\bprotocol\"O\n" +
 	"\bDialPeer\x12\x17\n" +

@@ -378,7 +378,7 @@ func (l *eventLogger) write(m proto.Message) {
 	case *messages.PeerDisconnected:
 		l.log.Info().Str("event", "disconnected").Str("peer", peerIDString(e.GetPeerId())).
 			Str("reason", e.GetReason().String()).Str("detail", e.GetDetail()).Bool("outbound", e.GetOutbound()).
-			Int("peers", len(l.node.Peers())).Msg("peer down")
+			Bool("still_connected", e.GetStillConnected()).Int("peers", len(l.node.Peers())).Msg("peer down")
 	}
 }
 
