@@ -108,6 +108,9 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 		"advertised port 0":           {func(c *actors.Config) { c.AdvertiseAddr = "192.0.2.2:0" }, nil},
 		"negative eviction grace":     {func(c *actors.Config) { c.InboundEvictionGrace = -time.Second }, nil},
 		"network id too long":         {func(c *actors.Config) { c.NetworkID = strings.Repeat("n", 70000) }, nil},
+		"two peer stores": {func(c *actors.Config) {
+			c.Routing.StorePath, c.Bootstrap.StorePath = "/tmp/a/peers.pb", "/tmp/b/peers.pb"
+		}, nil},
 		// the handshake refused it, at every connection
 		"message size over 4 bytes": {func(c *actors.Config) {
 			c.MaxMessageSize, c.SendQueueBytes, c.InboundPendingBytes = 1<<33, 1<<34, 1<<34

@@ -1,12 +1,14 @@
 package actors
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -123,8 +125,10 @@ type Config struct {
 	// DataDir holds the node's state (the peer store, peers.pb). Empty: no state is kept.
 	DataDir string
 	// Bootstrap configures joining the network and keeping outbound peers: bootnodes, target outbound count, refresh
-	// and peer store. Default bootstrap.DefaultConfig(); its StorePath defaults to DataDir/peers.pb, its Logger is
-	// replaced by the node's, and a TargetOutbound over MaxOutboundPeers is lowered to it (logged).
+	// and peer store. Default bootstrap.DefaultConfig(); its Logger is replaced by the node's, and a TargetOutbound
+	// over MaxOutboundPeers is lowered to it (logged). The peer store, loaded by the bootstrapper and saved by the
+	// routing actor, is Bootstrap.StorePath or Routing.StorePath (either; both must then name the same file), else
+	// DataDir/peers.pb, else none.
 	Bootstrap bootstrap.Config
 
 	// Routing configures peer discovery (the Kademlia table and lookups). Default routing.DefaultConfig(); its
@@ -336,6 +340,11 @@ func (c *Config) Validate() error {
 	if c.RedialMax < c.RedialBase {
 		return bad("RedialMax (%v) is below RedialBase (%v)", c.RedialMax, c.RedialBase)
 	}
+	if r, b := filepath.Clean(c.Routing.StorePath), filepath.Clean(c.Bootstrap.StorePath); c.Routing.StorePath != "" &&
+		c.Bootstrap.StorePath != "" && r != b {
+		return bad("Routing.StorePath (%q) and Bootstrap.StorePath (%q) name different files: the table would be saved "+
+			"to one and loaded from the other; set one of them", c.Routing.StorePath, c.Bootstrap.StorePath)
+	}
 	// The components' own errors stay reachable (errors.Is(err, gossip.ErrInvalidConfig) too).
 	if err := c.Bootstrap.Validate(); err != nil {
 		return fmt.Errorf("%w: Bootstrap: %w", ErrInvalidConfig, err)
@@ -357,4 +366,17 @@ func (c *Config) Validate() error {
 // ConsoleLogger returns a human-readable zerolog logger on stderr at the given level, for programs and examples.
 func ConsoleLogger(level zerolog.Level) zerolog.Logger {
 	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}).Level(level).With().Timestamp().Logger()
+}
+
+// peerStorePath is the peer store's file: Routing.StorePath or Bootstrap.StorePath (Validate checks they agree when
+// both are set), else DataDir/peers.pb, else none. The bootstrapper loads it and the routing actor saves it: a path
+// given to one of them only was saved and never loaded, or never saved.
+func (c *Config) peerStorePath() string {
+	if p := cmp.Or(c.Routing.StorePath, c.Bootstrap.StorePath); p != "" {
+		return p
+	}
+	if c.DataDir != "" {
+		return filepath.Join(c.DataDir, "peers.pb")
+	}
+	return ""
 }

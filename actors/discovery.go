@@ -63,6 +63,9 @@ func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.
 	if err := n.routingActor(); err != nil {
 		return routing.LookupResult{}, err
 	}
+	if err := ctx.Err(); err != nil { // a lookup nobody waits for would still take a slot and send requests
+		return routing.LookupResult{}, fmt.Errorf("lookup: %w", err)
+	}
 	reply := make(chan routing.LookupResult, 1)
 	req.Reply, req.Ctx, req.Fallback = reply, ctx, n.connectedEntries()
 	n.system.Root.Send(n.routing, req)
@@ -127,17 +130,24 @@ func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protoc
 
 // Lookup finds the address of a node by its id through the DHT: from the node's signed record, which the lookup
 // learns from the node itself or from the nodes closest to it. It returns ErrNotFound when the lookup ends without
-// having learned the record.
+// having learned the record, routing.ErrNoPeers when the node knows no peer to ask, routing.ErrTooManyLookups when
+// Routing.MaxLookups are under way, and the context's error (nothing started if it had ended already).
 func (n *Node) Lookup(ctx context.Context, id session.NodeID) (session.PeerAddr, error) {
 	addr, _, err := n.LookupWithStats(ctx, id)
 	return addr, err
 }
 
 // LookupWithStats is Lookup that also returns the lookup's figures (rounds, requests, duration); they are zero when
-// id is the node itself.
+// id is the node itself, whose address it returns without a lookup (ErrNotFound if the node listens nowhere).
 func (n *Node) LookupWithStats(ctx context.Context, id session.NodeID) (session.PeerAddr, routing.LookupResult, error) {
+	if err := n.routingActor(); err != nil { // ErrNotStarted, ErrClosed, ErrDiscoveryDisabled, as for any id
+		return session.PeerAddr{}, routing.LookupResult{}, err
+	}
 	if id == n.ID() {
-		return n.Addr(), routing.LookupResult{}, nil
+		if self := n.Addr(); self.Addr != "" {
+			return self, routing.LookupResult{}, nil
+		}
+		return session.PeerAddr{}, routing.LookupResult{}, fmt.Errorf("%w: %s is this node, which listens nowhere", ErrNotFound, id.Short())
 	}
 	res, err := n.lookup(ctx, &routing.LookupRequest{Target: routing.KeyOf(id), Want: &id})
 	if err != nil {

@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -75,13 +76,26 @@ func TestLookupOfAbsentNodeFails(t *testing.T) {
 	}
 }
 
+// The peer store is named by DataDir, Bootstrap.StorePath or Routing.StorePath: with either path alone, the routing
+// actor saved to one file and the bootstrapper loaded another (or nothing), and a restart lost its peers silently.
 func TestRestartedNodeRejoinsFromItsPeerStore(t *testing.T) {
+	for name, store := range map[string]func(cfg *actors.Config, dir string){
+		"DataDir":             func(cfg *actors.Config, dir string) { cfg.DataDir = dir },
+		"Bootstrap.StorePath": func(cfg *actors.Config, dir string) { cfg.Bootstrap.StorePath = filepath.Join(dir, "peers.pb") },
+		"Routing.StorePath":   func(cfg *actors.Config, dir string) { cfg.Routing.StorePath = filepath.Join(dir, "peers.pb") },
+	} {
+		t.Run(name, func(t *testing.T) { testRejoinFromPeerStore(t, store) })
+	}
+}
+
+func testRejoinFromPeerStore(t *testing.T, store func(cfg *actors.Config, dir string)) {
 	dir := t.TempDir()
 	id, _ := session.GenerateIdentity()
 	nw := testkit.NewNetwork(t, 3, testkit.WithBootnode(), testkit.WithConfig(func(i int, cfg *actors.Config) {
 		cfg.Bootstrap.Interval = 100 * time.Millisecond
 		if i == 2 {
-			cfg.Identity, cfg.DataDir = id, dir
+			cfg.Identity = id
+			store(cfg, dir)
 		}
 	}))
 	joiner := nw.Nodes[2]
@@ -97,7 +111,8 @@ func TestRestartedNodeRejoinsFromItsPeerStore(t *testing.T) {
 	}
 	// Restart with the same identity and data directory and no bootnode at all.
 	again := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
-		cfg.Identity, cfg.DataDir = id, dir
+		cfg.Identity = id
+		store(cfg, dir)
 		cfg.Bootstrap.Interval = 100 * time.Millisecond
 	})).Nodes[0]
 	testkit.WaitFor(t, 10*time.Second, func() bool {
@@ -279,5 +294,55 @@ func TestOnlyTheDialerOfAConnectionAsksForNodes(t *testing.T) {
 	}
 	if sa.Stats.Exchanges != 0 || sb.Stats.RequestsServed != 0 {
 		t.Fatalf("the node dialed started %d exchanges (b served %d): want none", sa.Stats.Exchanges, sb.Stats.RequestsServed)
+	}
+}
+
+// Lookup of the node's own id keeps the rules of any other id (before Start ErrNotStarted, after Close ErrClosed,
+// without discovery ErrDiscoveryDisabled: it returned the node's address, empty before Start), and a lookup under a
+// context that has ended starts nothing (each one took a lookup slot and sent requests nobody waited for).
+func TestLookupOfSelfAndUnderAnEndedContext(t *testing.T) {
+	unstarted, err := actors.NewNode(actors.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unstarted.Close() })
+	if _, err := unstarted.Lookup(ctxTimeout(t, time.Second), unstarted.ID()); !errors.Is(err, actors.ErrNotStarted) {
+		t.Errorf("Lookup(self) before Start: %v, want ErrNotStarted", err)
+	}
+	_ = unstarted.Close()
+	if _, err := unstarted.Lookup(ctxTimeout(t, time.Second), unstarted.ID()); !errors.Is(err, actors.ErrClosed) {
+		t.Errorf("Lookup(self) after Close: %v, want ErrClosed", err)
+	}
+	off := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, c *actors.Config) { c.DisableDiscovery = true })).Nodes[0]
+	if _, err := off.Lookup(ctxTimeout(t, time.Second), off.ID()); !errors.Is(err, actors.ErrDiscoveryDisabled) {
+		t.Errorf("Lookup(self) without discovery: %v, want ErrDiscoveryDisabled", err)
+	}
+
+	nw := testkit.NewNetwork(t, 2)
+	nw.Connect(0, 1)
+	n := nw.Nodes[0]
+	if addr, err := n.Lookup(ctxTimeout(t, time.Second), n.ID()); err != nil || addr != n.Addr() {
+		t.Errorf("Lookup(self): %v, %v; want %v", addr, err, n.Addr())
+	}
+	before, err := n.RoutingTable(ctxTimeout(t, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 20 {
+		if _, err := n.FindClosest(ended, routing.KeyOf(newIdentity(t).NodeID())); !errors.Is(err, context.Canceled) {
+			t.Fatalf("FindClosest under a cancelled context: %v, want context.Canceled", err)
+		}
+		if _, err := n.Lookup(ended, newIdentity(t).NodeID()); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Lookup under a cancelled context: %v, want context.Canceled", err)
+		}
+	}
+	after, err := n.RoutingTable(ctxTimeout(t, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Stats.Lookups != before.Stats.Lookups {
+		t.Errorf("lookups under a cancelled context started %d lookups", after.Stats.Lookups-before.Stats.Lookups)
 	}
 }

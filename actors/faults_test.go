@@ -154,6 +154,16 @@ func TestZeroPeerIDIsRefused(t *testing.T) {
 	if err := a.AddAddress(session.NodeID{}, b.Addr().Addr); !errors.Is(err, session.ErrBadPeerAddr) {
 		t.Fatalf("AddAddress of a zero id: %v, want ErrBadPeerAddr", err)
 	}
+	// An address that is no host:port is refused too: it took the peer's place in the address book, and every
+	// dial then failed with an error matching nothing.
+	for _, bad := range []string{"127.0.0.1", "127.0.0.1:0", ":99999", "[::1"} {
+		if err := a.AddAddress(b.ID(), bad); !errors.Is(err, session.ErrBadPeerAddr) {
+			t.Fatalf("AddAddress(%q): %v, want ErrBadPeerAddr", bad, err)
+		}
+		if err := a.Connect(ctxTimeout(t, 5*time.Second), session.PeerAddr{ID: b.ID(), Addr: bad}, false); !errors.Is(err, session.ErrBadPeerAddr) {
+			t.Fatalf("Connect to %q: %v, want ErrBadPeerAddr", bad, err)
+		}
+	}
 	cfg := actors.DefaultConfig()
 	cfg.Peers = []session.PeerAddr{{Addr: b.Addr().Addr}}
 	if _, err := actors.NewNode(cfg); !errors.Is(err, actors.ErrInvalidConfig) || !errors.Is(err, session.ErrBadPeerAddr) {

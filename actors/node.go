@@ -477,8 +477,9 @@ func (n *Node) RegisterFunc(protocol string, handle func(*Inbound), opts ...Regi
 	return err
 }
 
-// AddAddress tells the node where peer can be dialed (Send, Request and Connect use it). A zero peer id fails with
-// an error wrapping session.ErrBadPeerAddr.
+// AddAddress tells the node where peer can be dialed (Send, Request and Connect use it). A zero peer id, or an
+// address that is not a host:port with a port in 1..65535 (session.ParseHostPort), fails with an error wrapping
+// session.ErrBadPeerAddr.
 func (n *Node) AddAddress(peer session.NodeID, addr string) error {
 	if err := checkPeerID(peer, addr); err != nil {
 		return fmt.Errorf("add address: %w", err)
@@ -489,13 +490,17 @@ func (n *Node) AddAddress(peer session.NodeID, addr string) error {
 }
 
 // checkPeerID refuses the zero NodeID as a peer's (at addr): a handshake expecting it accepts any peer, and the
-// connection it makes is another peer's than the one dialed.
+// connection it makes is another peer's than the one dialed; and an address that is not a host:port, which took the
+// peer's place in the address book and then failed every dial.
 func checkPeerID(id session.NodeID, addr string) error {
 	if id.IsZero() {
 		return fmt.Errorf("%w: %q: id is zero", session.ErrBadPeerAddr, addr)
 	}
 	if addr == "" {
 		return fmt.Errorf("%w: %s: no address", session.ErrBadPeerAddr, id.Short())
+	}
+	if _, err := session.ParseHostPort(addr); err != nil { // dialing it would fail with an error matching nothing
+		return fmt.Errorf("%s: %w", id.Short(), err)
 	}
 	return nil
 }

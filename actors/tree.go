@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -109,9 +108,7 @@ func (n *Node) spawnChildren(ctx actor.Context, protocols *actor.PID, ready chan
 func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 	rcfg := n.cfg.Routing
 	rcfg.Logger = n.log.With().Str("component", "routing").Logger()
-	if rcfg.StorePath == "" && n.cfg.DataDir != "" {
-		rcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
-	}
+	rcfg.StorePath = n.cfg.peerStorePath()
 	rprops, err := routing.NewActorProps(rcfg, routingNetwork{n})
 	if err != nil {
 		panic(err)
@@ -129,9 +126,7 @@ func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 			Msg("Bootstrap.TargetOutbound is over MaxOutboundPeers: the bootstrapper aims at MaxOutboundPeers")
 		bcfg.TargetOutbound = n.cfg.MaxOutboundPeers
 	}
-	if bcfg.StorePath == "" && n.cfg.DataDir != "" {
-		bcfg.StorePath = filepath.Join(n.cfg.DataDir, "peers.pb")
-	}
+	bcfg.StorePath = n.cfg.peerStorePath() // the file the routing actor saves
 	n.joining.Store(bcfg.TargetOutbound > 0)
 	bprops, err := bootstrap.NewActorProps(bcfg, bootstrapNetwork{n})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -64,7 +65,8 @@ type Config struct {
 	// not refresh in step: unjittered, a 200-node `node sim` met every node's full refresh in the same few seconds
 	// every 5 minutes (~28 handshakes per node in each, 3x the idle network's CPU while it lasted).
 	RefreshInterval time.Duration
-	// StorePath is the peer store file loaded at start (the routing actor saves it); empty: none.
+	// StorePath is the peer store file loaded at start (the routing actor saves it: a node gives both the same
+	// file, see actors.Config.Bootstrap); empty: none.
 	StorePath string
 	// StepTimeout bounds one maintenance step (dials and lookups; default 20s).
 	StepTimeout time.Duration
@@ -161,10 +163,14 @@ type candidateBackoff struct {
 	until time.Time
 }
 
-// NewActorProps returns the bootstrap actor's props; cfg must pass Validate.
+// NewActorProps returns the bootstrap actor's props; cfg must pass Validate, and net is required (the error wraps
+// ErrInvalidConfig otherwise).
 func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if net == nil {
+		return nil, fmt.Errorf("%w: nil Network", ErrInvalidConfig)
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -177,8 +183,10 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 	}), nil
 }
 
-// jittered returns a wait drawn uniformly from [d/2, 3d/2).
+// jittered returns a wait drawn uniformly from [d/2, 3d/2); a d over math.MaxInt64/2 (146 years: never) counts as
+// that, so that the sum cannot overflow into a negative wait.
 func (b *bootstrapper) jittered(d time.Duration) time.Duration {
+	d = min(d, math.MaxInt64/2)
 	return d/2 + time.Duration(b.rng.Int64N(int64(d)))
 }
 

@@ -268,3 +268,10 @@ func TestAnUnreachableBootnodeIsWarnedOfOnce(t *testing.T) {
 			warned, strings.Count(logs.String(), `"bootnode unreachable`))
 	}
 }
+
+// NewActorProps without a Network fails with ErrInvalidConfig (the actor panicked on its first use of it).
+func TestNewActorPropsNeedsANetwork(t *testing.T) {
+	if _, err := bootstrap.NewActorProps(bootstrap.DefaultConfig(), nil); !errors.Is(err, bootstrap.ErrInvalidConfig) {
+		t.Fatalf("NewActorProps with a nil Network: %v, want ErrInvalidConfig", err)
+	}
+}

@@ -51,7 +51,11 @@ func (r *refreshSchedule) setGap(g time.Duration) {
 func (r *refreshSchedule) start(now time.Time) (full bool) {
 	full = r.gap >= r.full
 	r.last = now
-	r.setGap(min(max(2*r.gap, r.first), r.full))
+	if r.gap >= r.full/2 { // doubled, it reaches the full interval (and 2*gap could overflow)
+		r.setGap(r.full)
+	} else {
+		r.setGap(min(max(2*r.gap, r.first), r.full))
+	}
 	return full
 }
 

@@ -1,6 +1,8 @@
 package bootstrap
 
 import (
+	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -122,5 +124,49 @@ func TestRefreshScheduleJittersTheFullInterval(t *testing.T) {
 	r.neighbourhood([]session.NodeID{{1}})
 	if len(asked) != 3 {
 		t.Fatalf("a settled neighbourhood drew another wait (%d draws)", len(asked))
+	}
+}
+
+// A RefreshInterval meaning "never" (math.MaxInt64 passes Validate) schedules as a merely huge one does: doubling
+// the gap overflowed and started the early refreshes over, and the jitter drew negative waits (25 refreshes a day,
+// 4 of them full, against 5 and none).
+func TestRefreshScheduleOfAnEndlessInterval(t *testing.T) {
+	day := func(full time.Duration) (refreshes, fulls int) {
+		cfg := DefaultConfig()
+		cfg.RefreshInterval = full
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		b := &bootstrapper{rng: rand.New(rand.NewPCG(1, 2))}
+		r := newRefreshSchedule(cfg.Interval, full, b.jittered)
+		now := time.Unix(0, 0)
+		for range 24 * time.Hour / cfg.Interval {
+			now = now.Add(cfg.Interval)
+			if r.due(now) {
+				refreshes++
+				if r.start(now) {
+					fulls++
+				}
+				r.neighbourhood([]session.NodeID{{1}}) // the same neighbourhood each time: the schedule settles
+			}
+		}
+		return refreshes, fulls
+	}
+	hr, hf := day(100000 * time.Hour)
+	er, ef := day(math.MaxInt64)
+	if er != hr || ef != 0 || hf != 0 {
+		t.Fatalf("a day with RefreshInterval MaxInt64: %d refreshes (%d full); with 100000h: %d (%d full)", er, ef, hr, hf)
+	}
+	// Past half the full interval, the next gap is the full one: doubling it overflowed into the first again.
+	r := newRefreshSchedule(2*time.Second, math.MaxInt64, nil)
+	r.setGap(math.MaxInt64/2 + 1)
+	if r.start(time.Unix(0, 0)); r.gap != math.MaxInt64 {
+		t.Fatalf("the gap after one past half the full interval: %v, want the full interval", r.gap)
+	}
+	b := &bootstrapper{rng: rand.New(rand.NewPCG(3, 4))}
+	for range 1000 {
+		if w := b.jittered(math.MaxInt64); w < math.MaxInt64/4 {
+			t.Fatalf("jittered(MaxInt64) = %v", w)
+		}
 	}
 }

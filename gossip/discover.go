@@ -1,6 +1,9 @@
 package gossip
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // maxSearchBackoff bounds the wait between two searches for a topic's registered nodes, in TopicSearchInterval.
 const maxSearchBackoff = 32
@@ -72,7 +75,7 @@ func (r *Router) discover(b *builder, name string, t *topic, now time.Time) {
 		want = 1
 	}
 	if register {
-		iv := r.cfg.TopicRegisterInterval
+		iv := min(r.cfg.TopicRegisterInterval, math.MaxInt64/2) // 146 years, never: 3iv/2 would overflow
 		d.registerDue = now.Add(iv/2 + time.Duration(r.rng.Int64N(int64(iv))))
 	}
 	if register {

@@ -121,7 +121,8 @@ type Config struct {
 	RequestRate  float64
 	RequestBurst int
 	// StorePath is the peer store file the table's records are saved to every SaveInterval and when the actor
-	// stops; empty: no store. SaveInterval defaults to 30s.
+	// stops (the bootstrapper loads it: a node gives both the same file, see actors.Config.Bootstrap); empty: no
+	// store. SaveInterval defaults to 30s.
 	StorePath    string
 	SaveInterval time.Duration
 	// CheckAge: a newcomer for a full bucket triggers a liveness check of the bucket's least recently seen entry
@@ -332,7 +333,7 @@ type routingActor struct {
 	rng     *rand.Rand
 	stats   Stats
 	records *verifiedRecords
-	topics  *TopicRegistry
+	topics  *topicRegistry
 
 	self        *actor.PID
 	root        *actor.RootContext
@@ -362,10 +363,14 @@ type routingActor struct {
 	wg     sync.WaitGroup
 }
 
-// NewActorProps returns the props of the routing actor of a node. cfg must pass Validate.
+// NewActorProps returns the props of the routing actor of a node. cfg must pass Validate, and net is required (the
+// error wraps ErrInvalidConfig otherwise).
 func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if net == nil {
+		return nil, fmt.Errorf("%w: nil Network", ErrInvalidConfig)
 	}
 	if _, err := NewTable(net.ID(), cfg.Table); err != nil {
 		return nil, err

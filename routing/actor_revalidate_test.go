@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -372,5 +373,23 @@ func TestANewcomerCheckGivesTheAddressBookTheEntrysAddress(t *testing.T) {
 	if a.stats.NewcomerChecks != 1 || net.addr(stalest.ID) != stalest.Addr {
 		t.Fatalf("newcomer checks %d (want 1); the address book holds %q for the checked entry, want %q",
 			a.stats.NewcomerChecks, net.addr(stalest.ID), stalest.Addr)
+	}
+}
+
+// A RevalidateInterval meaning "never" (math.MaxInt64 passes Validate) waits about that long: 3d/2 overflowed, and
+// half the draws were negative waits, an immediate tick each.
+func TestJitteredWaitOfAnEndlessInterval(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 1000 {
+		if w := jittered(rng, math.MaxInt64); w < math.MaxInt64/4 {
+			t.Fatalf("jittered(MaxInt64) = %v", w)
+		}
+	}
+}
+
+// NewActorProps without a Network fails with ErrInvalidConfig (the actor panicked on its first use of it).
+func TestNewActorPropsNeedsANetwork(t *testing.T) {
+	if _, err := NewActorProps(DefaultConfig(), nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("NewActorProps with a nil Network: %v, want ErrInvalidConfig", err)
 	}
 }

@@ -15,7 +15,7 @@ type ipGroup struct {
 // groupOf returns the IP group of addr, and false when addr is not a valid host:port (see VerifyRecord).
 func (t *Table) groupOf(addr string) (ipGroup, bool) {
 	host, ip, err := splitAddr(addr)
-	if err != nil {
+	if err != nil || ip.IsValid() && !isUnicast(ip) {
 		return ipGroup{}, false
 	}
 	if !ip.IsValid() {

@@ -4,7 +4,7 @@ import "time"
 
 // RateLimiter is a token bucket per key (a peer's NodeID, a remote IP, ...): each key may make Burst requests at
 // once and Rate per second after that. It is bounded: at most maxKeys keys are tracked, the stalest forgotten first.
-// No goroutines; not safe for concurrent use.
+// No goroutines; not safe for concurrent use. The zero RateLimiter is not usable: make one with NewRateLimiter.
 type RateLimiter[K comparable] struct {
 	rate    float64
 	burst   float64

@@ -243,7 +243,7 @@ func appendRecordSigningBytes(b []byte, id session.NodeID, seq uint64, addrs []s
 
 // RecordBook holds the latest verified record of up to a fixed number of nodes. When full, adding the record of a
 // new node evicts the record least recently accepted. Records handed to and returned by the book are shared, not
-// copied: callers must not modify them.
+// copied: callers must not modify them. The zero RecordBook is not usable: make one with NewRecordBook.
 type RecordBook struct {
 	capacity int
 	byID     map[session.NodeID]*list.Element // elements hold *bookItem

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -58,7 +59,9 @@ func LoadStore(path string) ([]*messages.NodeRecord, error) {
 }
 
 // SaveStore writes records to path atomically and durably (a temporary file synced, renamed over path, and the
-// directory synced), creating the directory if needed. Temporary files a crash left behind are removed.
+// directory synced), creating the directory if needed. The temporary files of path that a crash left behind (named
+// after it, and over a minute old) are removed; other files of the directory, peer stores of other nodes and their
+// saves under way included, are left alone.
 func SaveStore(path string, records []*messages.NodeRecord, now time.Time) error {
 	b, err := proto.Marshal(&messages.PeerStore{Records: records, SavedAt: now.Unix()})
 	if err != nil {
@@ -68,12 +71,9 @@ func SaveStore(path string, records []*messages.NodeRecord, now time.Time) error
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("routing: peer store directory: %w", err)
 	}
-	if stale, _ := filepath.Glob(filepath.Join(dir, ".peers-*.tmp")); len(stale) > 0 {
-		for _, f := range stale {
-			_ = os.Remove(f)
-		}
-	}
-	tmp, err := os.CreateTemp(dir, ".peers-*.tmp")
+	prefix := "." + filepath.Base(path) + "-"
+	removeStaleTemps(dir, prefix)
+	tmp, err := os.CreateTemp(dir, prefix+"*.tmp")
 	if err != nil {
 		return fmt.Errorf("routing: save peer store: %w", err)
 	}
@@ -101,5 +101,26 @@ func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()
+	}
+}
+
+// staleTempAge is how old a temporary file of SaveStore must be to be taken for a crash's leftover: a save takes
+// milliseconds.
+const staleTempAge = time.Minute
+
+// removeStaleTemps removes the files of dir named prefix*.tmp that are older than staleTempAge.
+func removeStaleTemps(dir, prefix string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, ".tmp") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTempAge {
+			_ = os.Remove(filepath.Join(dir, name))
+		}
 	}
 }

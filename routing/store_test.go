@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,14 +39,21 @@ func TestStoreRejectsGarbage(t *testing.T) {
 	}
 }
 
-// A store holds at most MaxStoreRecords records when read back, the first ones; temporary files a crash left
-// behind are removed by the next save.
+// A store holds at most MaxStoreRecords records when read back, the first ones; the temporary files of its path
+// that a crash left behind are removed by the next save, and those of another store are left alone.
 func TestStoreBoundsRecordsAndCleansUpAfterACrash(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "peers.pb")
-	leftover := filepath.Join(dir, ".peers-123.tmp")
-	if err := os.WriteFile(leftover, []byte("half a store"), 0o600); err != nil {
-		t.Fatal(err)
+	leftover := filepath.Join(dir, ".peers.pb-123.tmp")
+	others := filepath.Join(dir, ".other.pb-456.tmp")
+	for _, f := range []string{leftover, others} {
+		if err := os.WriteFile(f, []byte("half a store"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		old := time.Now().Add(-2 * staleTempAge)
+		if err := os.Chtimes(f, old, old); err != nil {
+			t.Fatal(err)
+		}
 	}
 	in := make([]*messages.NodeRecord, MaxStoreRecords+10)
 	for i := range in {
@@ -57,8 +65,37 @@ func TestStoreBoundsRecordsAndCleansUpAfterACrash(t *testing.T) {
 	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the crash's temporary file is still there: %v", err)
 	}
+	if _, err := os.Stat(others); err != nil {
+		t.Fatalf("the temporary file of another store was removed: %v", err)
+	}
 	out, err := LoadStore(path)
 	if err != nil || len(out) != MaxStoreRecords || out[0].GetSeq() != 0 || out[len(out)-1].GetSeq() != MaxStoreRecords-1 {
 		t.Fatalf("read back %d records (err %v), want the first %d", len(out), err, MaxStoreRecords)
+	}
+}
+
+// Nodes whose peer stores share a directory save at the same time without failing each other's saves: a save
+// removed every temporary file of the directory, another node's save under way included, whose rename then failed
+// (about half of 400 concurrent saves).
+func TestStoresSharingADirectorySaveConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	recs := []*messages.NodeRecord{{Id: make([]byte, 32), Seq: 1, Addrs: []string{"10.0.0.1:1"}, Signature: []byte{1}}}
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for _, name := range []string{"a.pb", "b.pb"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				if err := SaveStore(filepath.Join(dir, name), recs, time.Now()); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a save failed: %v", err)
 	}
 }

@@ -30,8 +30,9 @@ type TableConfig struct {
 	K int
 	// Replacements is the size of each bucket's replacement cache (default 10; 0 disables it).
 	Replacements int
-	// BucketIPLimit is the most entries of one IP group (/24 for IPv4, /64 for IPv6) in one bucket, and also in one
-	// bucket's replacement cache (default 2; 0 means no limit).
+	// BucketIPLimit is the most entries of one IP group (/24 for IPv4, /64 for IPv6, a registered domain for host
+	// names: every *.svc.cluster.local name is one group) in one bucket, and also in one bucket's replacement cache
+	// (default 2; 0 means no limit).
 	BucketIPLimit int
 	// TableIPLimit is the most entries of one IP group in the whole table (default 10; 0 means no limit).
 	TableIPLimit int
@@ -160,7 +161,8 @@ type bucket struct {
 // node's own key, each with a replacement cache. A full bucket evicts its least recently seen entry only after that
 // entry fails MaxFailures liveness checks (see Add, MarkAlive, MarkFailed). IP diversity limits bound how many
 // entries share a /24 (IPv4, including IPv4-mapped IPv6) or /64 (IPv6) prefix, per bucket and in the whole table;
-// a host name (not an IP address) forms its own group, compared case-insensitively. The zero Table is not usable: call NewTable.
+// host names (not IP addresses) form one group per registered domain, compared case-insensitively (node-a.example.com
+// and node-b.example.com share example.com's; see TableConfig's limits). The zero Table is not usable: call NewTable.
 type Table struct {
 	self    session.NodeID
 	selfKey Key

@@ -283,7 +283,8 @@ func TestAddStatuses(t *testing.T) {
 	if r := tab.Add(Entry{ID: self, Addr: "1.2.3.4:5"}, t0); r.Status != RejectedSelf {
 		t.Fatalf("adding self: %v", r.Status)
 	}
-	for _, addr := range []string{"", "1.2.3.4", ":80", "1.2.3.4:0", "1.2.3.4:65536", "1.2.3.4:x", "a b:1", "[x]:1"} {
+	for _, addr := range []string{"", "1.2.3.4", ":80", "1.2.3.4:0", "1.2.3.4:65536", "1.2.3.4:x", "a b:1", "[x]:1",
+		"0.0.0.0:4000", "224.0.0.1:4000", "255.255.255.255:4000", "[::]:4000", "[ff02::1]:4000"} { // VerifyRecord refuses the last five too
 		if r := tab.Add(Entry{ID: randID(rng), Addr: addr}, t0); r.Status != RejectedAddr {
 			t.Fatalf("adding addr %q: %v", addr, r.Status)
 		}

@@ -36,12 +36,12 @@ type topicRegistrations struct {
 	newest time.Time // when the last registration came
 }
 
-// TopicRegistry keeps the nodes registered on topics (FindNode with topic and register), as a DHT keeps
+// topicRegistry keeps the nodes registered on topics (FindNode with topic and register), as a DHT keeps
 // provider records: bounded in topics, in registrations per topic, in record size and in time, and per IP group
 // (of the connection a registration came over, not of the address the registrant claims): within a topic, and
 // across all topics. A topic over the bound evicts the topic registered on least recently; a registration over
-// a topic's bound evicts that topic's oldest. A TopicRegistry is not safe for concurrent use.
-type TopicRegistry struct {
+// a topic's bound evicts that topic's oldest. A topicRegistry is not safe for concurrent use.
+type topicRegistry struct {
 	ttl                           time.Duration
 	maxTopics, perTopic, perGroup int
 	// perGroupAll bounds one IP group's registrations over all topics (maxTopics/4): one registrant, or one
@@ -54,8 +54,8 @@ type TopicRegistry struct {
 
 // newTopicRegistry returns an empty registry whose registrations last ttl; groupOf gives an address's IP group
 // (the zero group is exempt from the group limits).
-func newTopicRegistry(ttl time.Duration, maxTopics, perTopic, perGroup int, groupOf func(string) (ipGroup, bool)) *TopicRegistry {
-	return &TopicRegistry{ttl: ttl, maxTopics: maxTopics, perTopic: perTopic, perGroup: perGroup,
+func newTopicRegistry(ttl time.Duration, maxTopics, perTopic, perGroup int, groupOf func(string) (ipGroup, bool)) *topicRegistry {
+	return &topicRegistry{ttl: ttl, maxTopics: maxTopics, perTopic: perTopic, perGroup: perGroup,
 		perGroupAll: max(1, maxTopics/4), groupOf: groupOf,
 		topics: make(map[Key]*topicRegistrations), groups: make(map[ipGroup]int)}
 }
@@ -66,7 +66,7 @@ func newTopicRegistry(ttl time.Duration, maxTopics, perTopic, perGroup int, grou
 // MaxRegisteredRecordSize, an address with no IP group, a topic holding perGroup registrations of that group
 // already, or the group holding maxTopics/4 registrations over all topics. A renewal is checked as a new
 // registration (its group may have changed), and a refused one leaves the registration as it was.
-func (r *TopicRegistry) Register(topic Key, e Entry, from string, now time.Time) bool {
+func (r *topicRegistry) Register(topic Key, e Entry, from string, now time.Time) bool {
 	if from == "" {
 		from = e.Addr
 	}
@@ -126,12 +126,12 @@ func regsOfGroup(regs []topicRegistration, g ipGroup) int {
 }
 
 // drop removes t's registration i.
-func (r *TopicRegistry) drop(t *topicRegistrations, i int) {
+func (r *topicRegistry) drop(t *topicRegistrations, i int) {
 	r.uncount(t.regs[i].group)
 	t.regs = slices.Delete(t.regs, i, i+1)
 }
 
-func (r *TopicRegistry) uncount(g ipGroup) {
+func (r *topicRegistry) uncount(g ipGroup) {
 	if g == (ipGroup{}) {
 		return
 	}
@@ -141,7 +141,7 @@ func (r *TopicRegistry) uncount(g ipGroup) {
 }
 
 // evictTopic drops the topic registered on least recently.
-func (r *TopicRegistry) evictTopic() {
+func (r *topicRegistry) evictTopic() {
 	if k, ok := earliest(r.topics, func(t *topicRegistrations) time.Time { return t.newest }); ok {
 		for _, x := range r.topics[k].regs {
 			r.uncount(x.group)
@@ -151,7 +151,7 @@ func (r *TopicRegistry) evictTopic() {
 }
 
 // dropExpired removes the registrations expired at now.
-func (t *topicRegistrations) dropExpired(r *TopicRegistry, now time.Time) {
+func (t *topicRegistrations) dropExpired(r *topicRegistry, now time.Time) {
 	t.regs = slices.DeleteFunc(t.regs, func(x topicRegistration) bool {
 		if now.Before(x.expires) {
 			return false
@@ -162,7 +162,7 @@ func (t *topicRegistrations) dropExpired(r *TopicRegistry, now time.Time) {
 }
 
 // Expire drops the registrations, and the topics, expired at now.
-func (r *TopicRegistry) Expire(now time.Time) {
+func (r *topicRegistry) Expire(now time.Time) {
 	for k, t := range r.topics {
 		t.dropExpired(r, now)
 		if len(t.regs) == 0 {
@@ -173,7 +173,7 @@ func (r *TopicRegistry) Expire(now time.Time) {
 
 // Registered returns the records of up to max nodes registered on topic and not expired at now, newest first,
 // without the node except (the asker).
-func (r *TopicRegistry) Registered(topic Key, now time.Time, max int, except session.NodeID) []*messages.NodeRecord {
+func (r *topicRegistry) Registered(topic Key, now time.Time, max int, except session.NodeID) []*messages.NodeRecord {
 	t := r.topics[topic]
 	if t == nil {
 		return nil
@@ -188,7 +188,7 @@ func (r *TopicRegistry) Registered(topic Key, now time.Time, max int, except ses
 }
 
 // Len returns the number of topics and of registrations held, expired ones not yet dropped included.
-func (r *TopicRegistry) Len() (topics, registrations int) {
+func (r *topicRegistry) Len() (topics, registrations int) {
 	for _, t := range r.topics {
 		registrations += len(t.regs)
 	}

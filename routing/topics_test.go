@@ -18,7 +18,7 @@ func topicEntry(t *testing.T, seed uint64, addr string) Entry {
 	return Entry{ID: id, Key: KeyOf(id), Addr: addr, Record: &messages.NodeRecord{Id: id[:], Addrs: []string{addr}}}
 }
 
-func newTestRegistry(t *testing.T, ttl time.Duration, maxTopics, perTopic, perGroup int) *TopicRegistry {
+func newTestRegistry(t *testing.T, ttl time.Duration, maxTopics, perTopic, perGroup int) *topicRegistry {
 	t.Helper()
 	tab, err := NewTable(randID(newRand(99)), DefaultTableConfig())
 	if err != nil {

@@ -3,6 +3,7 @@ package routing
 // The routing actor's upkeep: the periodic liveness checks of its table's entries, and the saves of the peer store.
 
 import (
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -24,6 +25,7 @@ func jittered(rng *rand.Rand, d time.Duration) time.Duration {
 	if d < 2 {
 		return d
 	}
+	d = min(d, math.MaxInt64/2) // 146 years, never: 3d/2 would overflow into a negative wait
 	return d/2 + time.Duration(rng.Int64N(int64(d)))
 }
 

@@ -40,6 +40,16 @@ func ParsePeerAddr(s string) (PeerAddr, error) {
 	return PeerAddr{ID: id, Addr: addr}, nil
 }
 
+// ParseHostPort checks a host:port as ParsePeerAddr checks the part after '@' (a host name or IP address, a port in
+// 1..65535) and returns its canonical form; its errors wrap ErrBadPeerAddr.
+func ParseHostPort(s string) (string, error) {
+	addr, err := normalizeHostPort(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q: %s", ErrBadPeerAddr, s, err)
+	}
+	return addr, nil
+}
+
 // normalizeHostPort checks a host:port and returns its canonical form.
 func normalizeHostPort(hostPort string) (string, error) {
 	host, portText, err := net.SplitHostPort(hostPort)

@@ -68,3 +68,17 @@ func TestParsePeerAddrErrors(t *testing.T) {
 		})
 	}
 }
+
+// ParseHostPort checks what ParsePeerAddr checks after the '@', with the same sentinel.
+func TestParseHostPort(t *testing.T) {
+	for _, bad := range []string{"", "127.0.0.1", "127.0.0.1:0", ":99", "[::1", "host:99999", "a b:1", "[fe80::1%a\nb]:1"} {
+		if _, err := ParseHostPort(bad); !errors.Is(err, ErrBadPeerAddr) {
+			t.Errorf("ParseHostPort(%q) = %v, want ErrBadPeerAddr", bad, err)
+		}
+	}
+	for in, want := range map[string]string{"127.0.0.1:30303": "127.0.0.1:30303", "[::1]:1": "[::1]:1", "node-1.example:9": "node-1.example:9"} {
+		if got, err := ParseHostPort(in); err != nil || got != want {
+			t.Errorf("ParseHostPort(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
