@@ -6,8 +6,9 @@ import (
 )
 
 // Backoff is an exponential backoff policy with full jitter, a cap and a give-up, for redialing peers.
-// The n-th delay (from 0) is drawn uniformly from [0, min(Max, Base*2^n)). It is a plain value with no goroutines;
-// it is not safe for concurrent use.
+// The n-th delay (from 0) is drawn uniformly from [0, min(Max, Base*2^n)): a Base of 0 or less gives no delay. It
+// is a plain value with no goroutines (a struct literal works too; NewBackoff also sets its random source); it is
+// not safe for concurrent use.
 type Backoff struct {
 	// Base is the ceiling of the first delay.
 	Base time.Duration
@@ -30,6 +31,9 @@ func NewBackoff(base, max time.Duration, maxAttempts int, rng *rand.Rand) *Backo
 
 // Ceiling returns the upper bound of the next delay without consuming an attempt.
 func (b *Backoff) Ceiling() time.Duration {
+	if b.Base <= 0 {
+		return 0
+	}
 	c := b.Base
 	for i := 0; i < b.attempt && c < b.Max; i++ {
 		if c > b.Max/2 { // doubling would pass Max, or wrap past math.MaxInt64 to a value below it
@@ -38,10 +42,7 @@ func (b *Backoff) Ceiling() time.Duration {
 		}
 		c *= 2
 	}
-	if c > b.Max || c <= 0 {
-		c = b.Max
-	}
-	return c
+	return min(c, max(b.Max, 0))
 }
 
 // Next returns the next delay, or false when MaxAttempts delays have been handed out already.
@@ -53,6 +54,9 @@ func (b *Backoff) Next() (time.Duration, bool) {
 	b.attempt++
 	if c <= 0 {
 		return 0, true
+	}
+	if b.rng == nil { // a struct literal
+		b.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	return time.Duration(b.rng.Int64N(int64(c))), true
 }

@@ -86,3 +86,24 @@ func TestBackoffCeilingStaysAtAHugeMax(t *testing.T) {
 		t.Fatalf("ceiling %v after 200 attempts, want Max", prev)
 	}
 }
+
+// A Backoff made as a struct literal works (Next dereferenced its nil random source), and a Base of 0 gives no
+// delay, as the doc's range says (its ceiling was Max).
+func TestBackoffLiteralAndZeroBase(t *testing.T) {
+	b := Backoff{Base: time.Millisecond, Max: time.Second}
+	for i := range 20 {
+		d, ok := b.Next()
+		if !ok || d < 0 || d >= time.Second {
+			t.Fatalf("delay %d of a struct literal: %v, %v", i, d, ok)
+		}
+	}
+	zero := Backoff{Max: time.Second}
+	for i := range 5 {
+		if c := zero.Ceiling(); c != 0 {
+			t.Fatalf("ceiling %d with Base 0: %v, want 0", i, c)
+		}
+		if d, ok := zero.Next(); d != 0 || !ok {
+			t.Fatalf("delay %d with Base 0: %v, %v; want 0", i, d, ok)
+		}
+	}
+}

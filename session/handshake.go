@@ -140,8 +140,8 @@ const MaxMessageSizeLimit = math.MaxUint32
 // it) and returns an error wrapping one of ErrHandshake, ErrWrongPeer, ErrNetworkMismatch, ErrVersionMismatch,
 // ErrBadSignature or ErrHandshakeTimeout (or a plain error for an invalid cfg).
 func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiator bool, expected NodeID) (*Conn, error) {
-	if cfg.Identity == nil {
-		return nil, errors.New("session: HandshakeConfig.Identity is nil")
+	if !cfg.Identity.Valid() { // nil, or the zero Identity, which holds no key
+		return nil, errors.New("session: HandshakeConfig.Identity holds no key")
 	}
 	if cfg.Timeout < 0 || cfg.MaxMessageSize < 0 || int64(cfg.MaxMessageSize) > MaxMessageSizeLimit {
 		return nil, errors.New("session: HandshakeConfig: Timeout must not be negative, MaxMessageSize must be in 0..2^32-1")
@@ -351,7 +351,8 @@ func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 		return PeerInfo{}, fmt.Errorf("%w: peer %s advertises no inbound window (flow control): %+v", ErrHandshake, id.Short(), window)
 	}
 	if p.MaxMessageSize == 0 {
-		return PeerInfo{}, fmt.Errorf("%w: peer %s advertises no message size limit", ErrHandshake, id.Short())
+		return PeerInfo{}, fmt.Errorf("%w: peer %s advertises no message size limit (a build older than the field?)",
+			ErrHandshake, id.Short())
 	}
 	if h.initiator && !h.expected.IsZero() && id != h.expected {
 		return PeerInfo{}, fmt.Errorf("%w: expected %s, got %s", ErrWrongPeer, h.expected, id)

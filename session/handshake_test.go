@@ -559,3 +559,16 @@ func TestHandshakePeerMessageSizeLimit(t *testing.T) {
 		t.Fatalf("a peer advertising a limit over MaxMessageSizeLimit: %v", err)
 	}
 }
+
+// A HandshakeConfig whose Identity holds no key (nil, or the zero Identity) is refused before anything is sent: the
+// zero one panicked building the Noise static key.
+func TestHandshakeRefusesAnIdentityWithoutAKey(t *testing.T) {
+	for name, id := range map[string]*Identity{"nil": nil, "zero": {}} {
+		lc, _ := tcpPair(t)
+		cfg := testConfig(t, 1)
+		cfg.Identity = id
+		if _, err := Handshake(context.Background(), lc, cfg, true, NodeID{}); err == nil {
+			t.Errorf("%s Identity: handshake accepted", name)
+		}
+	}
+}

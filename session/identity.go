@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Errors of LoadIdentity and LoadOrCreateIdentity.
@@ -67,12 +68,10 @@ func IdentityFromSeed(seed []byte) (*Identity, error) {
 // ErrKeyFilePermissions) and malformed content (wrapping ErrBadKeyFile); a missing file gives an error matching
 // fs.ErrNotExist.
 func LoadIdentity(path string) (*Identity, error) {
-	// A key that is not a regular file (a FIFO, a device) is refused before it is opened: opening a FIFO blocked
-	// until a writer came, for good, deaf to the first SIGTERM.
-	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file (%s)", ErrBadKeyFile, path, st.Mode().Type())
-	}
-	f, err := os.Open(path)
+	// A key that is not a regular file (a FIFO, a device) is refused: opening a FIFO blocked until a writer came,
+	// for good, deaf to the first SIGTERM. It is opened without blocking and checked once open, so that a FIFO put
+	// in the file's place after a check by name cannot block the open either.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("session: load identity: %w", err)
 	}
@@ -80,6 +79,9 @@ func LoadIdentity(path string) (*Identity, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("session: load identity: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file (%s)", ErrBadKeyFile, path, st.Mode().Type())
 	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
 		return nil, fmt.Errorf("%w: %s has mode %04o, group/others must have no access (chmod 600 %s)",

@@ -226,3 +226,60 @@ func TestLoadIdentityRefusesAFIFO(t *testing.T) {
 		t.Fatal("LoadIdentity of a FIFO blocked")
 	}
 }
+
+// A FIFO put in the key's place between a check of the path and its open cannot block LoadIdentity either: the file
+// is opened without blocking and checked once open (the check by name before a plain open blocked 3 runs in 3,
+// after 123 to 7 784 calls, while another goroutine swapped the two).
+func TestLoadIdentityRefusesAFIFOSwappedIn(t *testing.T) {
+	dir := t.TempDir()
+	path, key, fifo := filepath.Join(dir, "node.key"), filepath.Join(dir, "real.key"), filepath.Join(dir, "fifo")
+	id, err := GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := id.Save(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop, swapped := make(chan struct{}), make(chan struct{})
+	go func() { // the path is the key, then nothing, then the FIFO, then nothing, ...
+		defer close(swapped)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = os.Rename(key, path)
+			_ = os.Rename(path, key)
+			_ = os.Rename(fifo, path)
+			_ = os.Rename(path, fifo)
+		}
+	}()
+	done := make(chan int, 1)
+	go func() {
+		loaded := 0
+		for range 20000 {
+			if _, err := LoadIdentity(path); err == nil {
+				loaded++
+			}
+		}
+		done <- loaded
+	}()
+	select {
+	case <-done:
+		close(stop)
+		<-swapped
+	case <-time.After(60 * time.Second):
+		close(stop)
+		<-swapped
+		for _, p := range []string{path, fifo} { // a writer unblocks the open, so that the goroutine ends
+			if w, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+				_ = w.Close()
+			}
+		}
+		t.Fatal("LoadIdentity blocked on a FIFO swapped in for the key")
+	}
+}

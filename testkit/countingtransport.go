@@ -138,3 +138,19 @@ func (c *countingConn) Write(b []byte) (int, error) {
 	c.written.Add(int64(n))
 	return n, err
 }
+
+// CloseWrite half-closes c (see closeWrite).
+func (c *countingConn) CloseWrite() error { return closeWrite(c.Conn) }
+
+// CloseWrite half-closes c (see closeWrite).
+func (c *trackedConn) CloseWrite() error { return closeWrite(c.Conn) }
+
+// closeWrite half-closes c if it can, else fails with errors.ErrUnsupported. The wrappers forward it: hidden behind
+// an embedded net.Conn, a node's graceful close (its goodbye, then a half-close) found no half-close, closed at
+// once, and the delayed link dropped the goodbye still queued.
+func closeWrite(c net.Conn) error {
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
+		return hc.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}

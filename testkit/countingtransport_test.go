@@ -3,8 +3,11 @@ package testkit
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/actormesh/actormesh/session"
 )
@@ -62,4 +65,48 @@ func TestTheCountingTransportForgetsClosedConnectionsAndDialsNothingOnceKilled(t
 	}
 	_ = c.Close()
 	client.killAll()
+}
+
+// The TCP transport of node sim's TCP runs keeps the half-close of the connections it wraps, with and without
+// latency: hidden behind the wrappers' embedded net.Conn, a node's graceful close found none, closed at once, and
+// the delayed link dropped the goodbye it had just queued.
+func TestTheCountingTransportsConnectionsHalfClose(t *testing.T) {
+	for _, latency := range []time.Duration{0, 20 * time.Millisecond} {
+		var written atomic.Int64
+		server := &countingTransport{inner: session.TCPTransport{}, written: &written}
+		ln, err := server.Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				accepted <- c
+			}
+			close(accepted)
+		}()
+		client := &countingTransport{inner: session.TCPTransport{}, written: &written, latency: latency}
+		c, err := client.Dial(context.Background(), ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := <-accepted
+		if _, err := c.Write([]byte("goodbye")); err != nil {
+			t.Fatal(err)
+		}
+		hc, ok := c.(interface{ CloseWrite() error })
+		if !ok {
+			t.Fatalf("latency %v: the connection has no CloseWrite", latency)
+		}
+		if err := hc.CloseWrite(); err != nil {
+			t.Fatalf("latency %v: CloseWrite: %v", latency, err)
+		}
+		_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if got, err := io.ReadAll(peer); err != nil || string(got) != "goodbye" {
+			t.Fatalf("latency %v: the peer read %q, %v; want the goodbye, then EOF", latency, got, err)
+		}
+		_ = c.Close()
+		_ = peer.Close()
+		_ = ln.Close()
+	}
 }

@@ -50,7 +50,9 @@ type delayedWrite struct {
 
 // NewLinkConn wraps c as node sim's TCP runs wrap both ends of every connection: the bytes of each write are
 // added to written, and with a positive latency the write reaches c that long after it was made, in order, Write
-// returning at once unless the link is far behind. It is for harnesses that must emulate links the same way, such
+// returning at once unless the link is far behind. CloseWrite (when c has it) is delivered in order too, after the
+// writes made before it; Close drops the writes not delivered yet, as an abortive close would, so a graceful end
+// half-closes first. It is for harnesses that must emulate links the same way, such
 // as the gossipsub comparison (testkit/gossipsubsim).
 func NewLinkConn(c net.Conn, latency time.Duration, written *atomic.Int64) net.Conn {
 	if latency > 0 {

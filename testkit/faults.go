@@ -8,13 +8,13 @@ import (
 	"github.com/actormesh/actormesh/session"
 )
 
-// FaultyTransport wraps a Transport and records every connection it opens or accepts, so a test can kill them from
-// outside (as a network failure would) and count dial attempts.
+// FaultyTransport wraps a Transport and records every connection it opens or accepts until it is closed, so a
+// test can kill them from outside (as a network failure would) and count dial attempts.
 type FaultyTransport struct {
 	Inner session.Transport
 
 	mu     sync.Mutex
-	conns  []net.Conn
+	conns  map[*faultyConn]struct{} // open ones
 	dials  int
 	dialFn func(addr string) error
 }
@@ -44,8 +44,7 @@ func (t *FaultyTransport) Dial(ctx context.Context, addr string) (net.Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	t.track(c)
-	return c, nil
+	return t.track(c), nil
 }
 
 // Listen implements session.Transport.
@@ -64,23 +63,46 @@ func (t *FaultyTransport) Dials() int {
 	return t.dials
 }
 
-// KillAll closes every connection opened or accepted so far, as a network failure would.
+// KillAll resets every connection opened or accepted and not closed yet, as a network failure would (the peers
+// read a reset, not an orderly end), and returns how many it reset.
 func (t *FaultyTransport) KillAll() int {
 	t.mu.Lock()
 	conns := t.conns
 	t.conns = nil
 	t.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
+	for c := range conns {
+		reset(c.Conn)
 	}
 	return len(conns)
 }
 
-func (t *FaultyTransport) track(c net.Conn) {
+// track records c until it is closed.
+func (t *FaultyTransport) track(c net.Conn) net.Conn {
+	fc := &faultyConn{Conn: c, t: t}
 	t.mu.Lock()
-	t.conns = append(t.conns, c)
+	if t.conns == nil {
+		t.conns = make(map[*faultyConn]struct{})
+	}
+	t.conns[fc] = struct{}{}
 	t.mu.Unlock()
+	return fc
 }
+
+// faultyConn leaves its FaultyTransport's set once closed; it keeps the half-close of the connection it wraps.
+type faultyConn struct {
+	net.Conn
+	t *FaultyTransport
+}
+
+func (c *faultyConn) Close() error {
+	c.t.mu.Lock()
+	delete(c.t.conns, c)
+	c.t.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// CloseWrite half-closes c (see closeWrite).
+func (c *faultyConn) CloseWrite() error { return closeWrite(c.Conn) }
 
 type trackingListener struct {
 	net.Listener
@@ -89,8 +111,8 @@ type trackingListener struct {
 
 func (l *trackingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		l.t.track(c)
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	return l.t.track(c), nil
 }

@@ -264,6 +264,11 @@ func (c *memConn) Read(b []byte) (int, error) {
 		}
 		if n := in.read(b, now, s.n.chunks); n > 0 {
 			broadcast(&in.writable)
+			if len(in.q) > 0 {
+				// Another reader (net.Conn allows concurrent Reads) may wait for what is left: the due timer,
+				// shared, woke this one only, and writers wake readers only when the queue was empty.
+				broadcast(&in.readable)
+			}
 			return n, nil
 		}
 		if len(in.q) == 0 && s.end[1-c.side].closed {

@@ -254,7 +254,8 @@ type MemTransport struct {
 	addr      string // the last address listened on: the endpoint's identity for links and cuts
 	listeners map[*memListener]struct{}
 	conns     map[*memConnState]struct{}
-	killed    bool // by Kill, until the next Listen (a restart)
+	killed    bool   // by Kill, until the next Listen (a restart)
+	kills     uint64 // Kill calls: a dial started before one fails, even once the transport listens again
 }
 
 // Listen implements session.Transport. Port 0 picks a fresh port (from 10000 up); a host meaning "this machine"
@@ -290,17 +291,20 @@ func (t *MemTransport) Listen(addr string) (net.Listener, error) {
 // Accept; when the listener's queue is full (128), Dial waits for room until ctx ends. The connection's local
 // address is 127.0.0.1 with an ephemeral port (from 40000 up).
 func (t *MemTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	t.n.mu.Lock()
+	gen := t.kills
+	t.n.mu.Unlock()
+	t.n.dials.Add(1) // after gen is read: a test that sees the dial counted may kill the transport
 	host, port, err := splitAddr(addr)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(addr), Err: err}
 	}
 	dst := joinHostPort(host, port)
-	t.n.dials.Add(1)
 	if err := t.connectDelay(ctx, dst); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(dst), Err: err}
 	}
 	for {
-		c, room, err := t.tryDial(dst)
+		c, room, err := t.tryDial(dst, gen)
 		if c != nil || err != nil {
 			return c, err
 		}
@@ -315,12 +319,13 @@ func (t *MemTransport) Dial(ctx context.Context, addr string) (net.Conn, error) 
 // Kill fails the endpoint abruptly, as a crashed host: its listeners are closed and every connection it has (or
 // has queued at a listener) is reset, discarding both ends' pending data; reads and writes on both ends fail at
 // once with an error wrapping syscall.ECONNRESET. Until it listens again (a restart) its dials fail with an error
-// wrapping syscall.ENETDOWN, those under way included: a dial waiting out the link's latency used to connect after
-// the "crash", and the killed host went on dialing.
+// wrapping syscall.ENETDOWN, those under way included, even when it listens again before they end: a dial waiting
+// out the link's latency used to connect after the "crash", and the killed host went on dialing.
 func (t *MemTransport) Kill() {
 	n := t.n
 	n.mu.Lock()
 	t.killed = true
+	t.kills++
 	var doomed []*memConnState
 	for l := range t.listeners {
 		doomed = append(doomed, l.closeLocked()...)
@@ -356,16 +361,16 @@ func (t *MemTransport) connectDelay(ctx context.Context, dst string) error {
 	}
 }
 
-// tryDial queues a connection at dst's listener. When the queue is full it returns a channel closed when there
-// may be room.
-func (t *MemTransport) tryDial(dst string) (net.Conn, <-chan struct{}, error) {
+// tryDial queues a connection at dst's listener for a dial that started at the transport's kill count gen. When the
+// queue is full it returns a channel closed when there may be room.
+func (t *MemTransport) tryDial(dst string, gen uint64) (net.Conn, <-chan struct{}, error) {
 	n := t.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	fail := func(call string, errno syscall.Errno) error {
 		return &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(dst), Err: os.NewSyscallError(call, errno)}
 	}
-	if t.killed {
+	if t.killed || t.kills != gen { // a dial of before a crash fails, even after the restart that followed it
 		return nil, nil, fail("connect", syscall.ENETDOWN)
 	}
 	if _, cut := n.cuts[keyOf(t.addr, dst)]; cut && t.addr != "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
+	"github.com/actormesh/actormesh/testkit/poll"
 )
 
 var _ session.Transport = (*testkit.MemTransport)(nil)
@@ -398,5 +399,88 @@ func TestMemMaxBufferedBoundsTheMemoryOfSmallWrites(t *testing.T) {
 	}
 	if writes*1024 > bound+1024 {
 		t.Fatalf("%d one-byte writes buffered under MaxBuffered = %d: over a KiB of memory each", writes, bound)
+	}
+}
+
+// A dial under way when its host is killed fails with ENETDOWN even when the host listens again (restarts) before
+// the dial's latency is over: it connected after the restart, as if the crash had not happened. Malformed dials are
+// counted too, as Dials says.
+func TestMemDialOfBeforeAKillFailsAfterTheRestart(t *testing.T) {
+	leakCheck(t)
+	mn := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Latency: 200 * time.Millisecond}})
+	a, b := newEndpoint(t, mn), newEndpoint(t, mn)
+	before := mn.Dials()
+	res := make(chan error, 1)
+	go func() {
+		c, err := b.tr.Dial(context.Background(), a.addr)
+		if c != nil {
+			_ = c.Close()
+		}
+		res <- err
+	}()
+	poll.Until(t, 5*time.Second, func() bool { return mn.Dials() == before+1 }, "the dial to start")
+	b.tr.Kill()
+	ln, err := b.tr.Listen(b.addr) // the restart
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	wantErr(t, "a dial under way when its host was killed and restarted", <-res, syscall.ENETDOWN)
+	c, err := b.tr.Dial(context.Background(), a.addr) // a dial after the restart goes through
+	if err != nil {
+		t.Fatalf("a dial after the restart: %v", err)
+	}
+	_ = c.Close()
+	if _, err := b.tr.Dial(context.Background(), "no port"); err == nil || mn.Dials() != before+3 {
+		t.Fatalf("a malformed dial: %v, Dials %d; want an error and %d", err, mn.Dials(), before+3)
+	}
+}
+
+// Two concurrent Reads (net.Conn allows them) both get the bytes due for them: the link's due timer, shared, woke
+// one reader, and the other waited for good when the first left bytes behind.
+func TestMemConcurrentReadersBothWake(t *testing.T) {
+	leakCheck(t)
+	mn := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Latency: 20 * time.Millisecond}})
+	for round := range 20 {
+		c, s := connectedPair(t, mn)
+		got := make(chan error, 2)
+		for range 2 {
+			go func() {
+				_, err := s.Read(make([]byte, 1))
+				got <- err
+			}()
+		}
+		write(t, c, []byte("hi"))
+		for i := range 2 {
+			select {
+			case err := <-got:
+				if err != nil {
+					t.Fatalf("round %d: read %d: %v", round, i, err)
+				}
+			case <-time.After(5 * time.Second):
+				_ = s.SetReadDeadline(time.Now()) // releases it, so that the test's goroutine ends
+				t.Fatalf("round %d: a 1-byte read still blocked 5 s after 2 bytes were due", round)
+			}
+		}
+		_ = c.Close()
+		_ = s.Close()
+	}
+}
+
+// Several WithConfig and WithStarted options apply in their order (the last one replaced the others).
+func TestNetworkOptionsCompose(t *testing.T) {
+	var started []string
+	var final actors.Config
+	testkit.NewNetwork(t, 1,
+		testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery, cfg.NetworkID = true, "first" }),
+		testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.NetworkID += "+second" }),
+		testkit.WithConfig(func(_ int, cfg *actors.Config) { final = *cfg }),
+		testkit.WithStarted(func(int, *actors.Node) { started = append(started, "first") }),
+		testkit.WithStarted(func(int, *actors.Node) { started = append(started, "second") }))
+	if final.NetworkID != "first+second" || !final.DisableDiscovery {
+		t.Fatalf("NetworkID %q, DisableDiscovery %v; want both WithConfig applied in order", final.NetworkID, final.DisableDiscovery)
+	}
+	if len(started) != 2 || started[0] != "first" || started[1] != "second" {
+		t.Fatalf("WithStarted calls %v, want both in order", started)
 	}
 }

@@ -39,14 +39,31 @@ func WithBootnode() Option {
 	return func(o *options) { o.bootnode = true }
 }
 
-// WithConfig lets the caller change node i's config before it is created.
+// WithConfig lets the caller change node i's config before it is created. Several apply in their order.
 func WithConfig(f func(i int, cfg *actors.Config)) Option {
-	return func(o *options) { o.configure = f }
+	return func(o *options) {
+		before := o.configure
+		o.configure = func(i int, cfg *actors.Config) {
+			if before != nil {
+				before(i, cfg)
+			}
+			f(i, cfg)
+		}
+	}
 }
 
-// WithStarted calls f with each node once it has started, before the next one is configured.
+// WithStarted calls f with each node once it has started, before the next one is configured. Several apply in
+// their order.
 func WithStarted(f func(i int, n *actors.Node)) Option {
-	return func(o *options) { o.started = f }
+	return func(o *options) {
+		before := o.started
+		o.started = func(i int, n *actors.Node) {
+			if before != nil {
+				before(i, n)
+			}
+			f(i, n)
+		}
+	}
 }
 
 // WithLogLevel sets the level of the nodes' logs, written to the test log (default warn).
