@@ -15,6 +15,9 @@ import (
 	"github.com/actormesh/actormesh/session"
 )
 
+// envelopeFields are the fields of Envelope, all of them the members of its body oneof.
+var envelopeFields = (&messages.Envelope{}).ProtoReflect().Descriptor().Fields()
+
 // Field numbers of the wire messages, as in messages/wire.proto. The hot path (direct messages) is encoded and
 // decoded by hand with protowire: one allocation for the whole envelope on send, no intermediate Any on receive.
 const (
@@ -269,8 +272,11 @@ func decodeDirectInto(d *direct, b []byte) (*direct, error) {
 			found, b = true, b[m:]
 			continue
 		}
-		if num >= 1 && num <= 4 {
-			// Another body field (or a malformed direct field): the generic decoder handles the envelope.
+		if envelopeFields.ByNumber(num) != nil {
+			// Another body field (or a malformed direct field): the generic decoder handles the envelope. Every
+			// field of Envelope is one of its body's: checked against the schema, so that a body added to it is
+			// not skipped as unknown here (window_update and window_blocked were, and a direct message followed
+			// by a window_blocked, which proto.Unmarshal reads as the latter, was taken as the former).
 			return nil, errNotDirect
 		}
 		m := skipField(num, typ, b)
