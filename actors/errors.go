@@ -19,6 +19,9 @@ var (
 	ErrUnknownPeer = errors.New("unknown peer: not connected and no known address")
 	// ErrPeerGone: the connection to the peer closed before the operation completed.
 	ErrPeerGone = errors.New("peer disconnected")
+	// ErrUnreachable: the peer's address could not be dialed (refused, no route, nothing answering); the
+	// transport's error is wrapped too.
+	ErrUnreachable = errors.New("peer unreachable")
 	// ErrSlowPeer: the peer's outbound queue is full; the peer was disconnected with reason SLOW_PEER.
 	ErrSlowPeer = errors.New("peer too slow: outbound queue full, disconnected")
 	// ErrMessageTooLarge: the encoded message exceeds MaxMessageSize, or the peer's own limit (told in its

@@ -456,7 +456,7 @@ func (m *peerManager) goDial(addr session.PeerAddr, keep bool) {
 		raw, err := transport.Dial(dctx, addr.Addr)
 		cancel()
 		if err != nil {
-			m.report(&handshakeDone{err: fmt.Errorf("dial %s: %w", addr.Addr, err), dialFailed: true, outbound: true, addr: addr})
+			m.report(&handshakeDone{err: fmt.Errorf("%w: dial %s: %w", ErrUnreachable, addr.Addr, err), dialFailed: true, outbound: true, addr: addr})
 			return
 		}
 		sc, err := handshake(m.ctx, raw, cfg, true, addr.ID)

@@ -60,6 +60,11 @@ type relayState struct {
 	seen []seenEntry
 	// stopped is closed when the actor stops for good.
 	stopped chan struct{}
+	// The figures, across restarts (counters must not go back, metrics are read from them): the relay's own
+	// counters and histograms, and the counters of the failed incarnations' Routers, which the next one goes on from.
+	delay, hops Histogram
+	stats       RelayStats
+	routerStats Stats
 }
 
 // relayActor is the shell around a Router: it turns peer RPCs, local requests, connection events and heartbeat
@@ -84,9 +89,6 @@ type relayActor struct {
 	// each per heartbeat, so that a peer setting Hello on every RPC cannot make us send our topics for each.
 	echoed  map[session.NodeID]struct{}
 	limiter *routing.RateLimiter[session.NodeID]
-	delay   Histogram
-	hops    Histogram
-	stats   RelayStats
 
 	// ctx ends with the incarnation; wg counts its validators' goroutines.
 	ctx    context.Context
@@ -140,6 +142,9 @@ func (a *relayActor) receiveOther(ctx actor.Context) {
 		// mailbox, same relayState), which ignores its timer's ticks and its validators' verdicts. The next one
 		// starts from the ids this one has seen, so that its subscriptions do not get again what they got.
 		a.seen = a.carrySeen()
+		if a.router != nil {
+			a.routerStats = a.router.Stats()
+		}
 		a.end()
 	case *actor.Stopping:
 		a.stop()
@@ -211,12 +216,15 @@ func (a *relayActor) start(ctx actor.Context) {
 		panic(err) // validated by NewRelayProps
 	}
 	a.router = router
+	router.stats = a.routerStats
 	router.inheritSeen(a.seen, time.Now())
 	a.seen = nil
 	a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
 	a.peers, a.echoed = make(map[session.NodeID]bool), make(map[session.NodeID]struct{})
 	a.limiter = routing.NewRateLimiter[session.NodeID](a.cfg.PeerMessageRate, a.cfg.PeerMessageBurst, a.cfg.Router.MaxPeers)
-	a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
+	if a.delay.Bounds == nil { // the first incarnation; a restarted one goes on with them
+		a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
+	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	self, root := a.self, a.root
 	unsub, err := a.net.SubscribeEvents(func(ev proto.Message) {

@@ -107,7 +107,7 @@ func (o *orderNetwork) SendNow(peer session.NodeID, protocol string, msg proto.M
 // first.
 func TestSendAllKeepsThePeersInTheOrderOfTheSends(t *testing.T) {
 	net := &orderNetwork{}
-	a := &relayActor{cfg: DefaultRelayConfig(), net: net, log: zerolog.Nop()}
+	a := &relayActor{relayState: &relayState{}, cfg: DefaultRelayConfig(), net: net, log: zerolog.Nop()}
 	m := &Message{Topic: "t", Data: []byte("d"), Origin: nid(9)}
 	a.sendAll([]Send{
 		{To: nid(3), Msg: m}, {To: nid(1), Msg: m}, {To: nid(3), Control: &Control{Graft: []string{"t"}}},
@@ -129,7 +129,7 @@ func TestSendAllKeepsThePeersInTheOrderOfTheSends(t *testing.T) {
 // a message apart, and none for an RPC that could not be queued (a send failure).
 func TestRelayCountsTheRPCsItQueues(t *testing.T) {
 	net := &orderNetwork{flakyNetwork: flakyNetwork{failures: 1}}
-	a := &relayActor{cfg: DefaultRelayConfig(), net: net, log: zerolog.Nop()}
+	a := &relayActor{relayState: &relayState{}, cfg: DefaultRelayConfig(), net: net, log: zerolog.Nop()}
 	m := &Message{Topic: "t", Data: []byte("d"), Origin: nid(9)}
 	a.sendAll([]Send{
 		{To: nid(1), Msg: m}, // fails
@@ -465,7 +465,7 @@ func TestOversizedControlGoesOutInRPCsThatFit(t *testing.T) {
 	cfg := DefaultRelayConfig()
 	cfg.MaxMessageSize, cfg.MaxRPCSize = 4<<10, 16<<10
 	net := &flakyNetwork{self: nid(1), peer: nid(2)}
-	a := &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), peers: map[session.NodeID]bool{nid(2): true}}
+	a := &relayActor{relayState: &relayState{}, cfg: cfg, net: net, log: zerolog.Nop(), peers: map[session.NodeID]bool{nid(2): true}}
 	c := &Control{}
 	for i := range 400 {
 		c.Tree = append(c.Tree, TreeInfo{Topic: fmt.Sprint("topic-", i), Root: nid(1), Dist: 1})

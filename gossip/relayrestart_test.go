@@ -343,3 +343,42 @@ func TestAPanicPublishingAValidatedPublicationAnswersIt(t *testing.T) {
 		t.Fatalf("Publish whose push panicked: %v, want ErrRelayFailed", err)
 	}
 }
+
+// The relay's figures go on across its restarts: its counters are exported as Prometheus counters, which must never
+// go down, and RelayStats went back to zero with each new incarnation (its Router's counters, its own, its
+// histograms).
+func TestRelayFiguresSurviveARestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	net := &failingNetwork{flakyNetwork: flakyNetwork{self: nid(1), peer: nid(2)}}
+	cfg := DefaultRelayConfig()
+	cfg.Router.HeartbeatInterval, cfg.Router.GossipDelay = 20*time.Millisecond, 10*time.Millisecond
+	relay := spawnSupervisedRelay(t, cfg, net, 3)
+	if _, err := relay.Subscribe(ctx, "blocks", func(*Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Hello: true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "blocks", Subscribe: true}}}})
+	for _, d := range []string{"a", "b", "c"} {
+		if _, err := relay.Publish(ctx, "blocks", []byte(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := relay.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.beatFails.Store(true)
+	pollUntil(t, ctx, func() bool { return net.subscribed.Load() == 2 }, "the relay's restart")
+	after, err := relay.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Router.Published != 3 || after.Router.Published < before.Router.Published ||
+		after.Router.Delivered < before.Router.Delivered || after.Router.Heartbeats < before.Router.Heartbeats ||
+		after.RPCsSent < before.RPCsSent || len(after.Delay.Bounds) == 0 {
+		t.Fatalf("figures across a restart: published %d -> %d, delivered %d -> %d, heartbeats %d -> %d, RPCs sent %d -> %d",
+			before.Router.Published, after.Router.Published, before.Router.Delivered, after.Router.Delivered,
+			before.Router.Heartbeats, after.Router.Heartbeats, before.RPCsSent, after.RPCsSent)
+	}
+}

@@ -315,6 +315,8 @@ type routingState struct {
 	local *messages.NodeRecord
 	// carried are the records a failed incarnation's table held, for the next one to start from.
 	carried []*messages.NodeRecord
+	// stats are the counters, across restarts: exported as Prometheus counters, they must never go down.
+	stats Stats
 }
 
 // routingActor owns the table. Exchanges with peers run in goroutines it owns and report back by message.
@@ -331,7 +333,6 @@ type routingActor struct {
 	limiter *RateLimiter[session.NodeID]
 	checks  *RateLimiter[bool] // one bucket: the liveness checks of full buckets
 	rng     *rand.Rand
-	stats   Stats
 	records *verifiedRecords
 	topics  *topicRegistry
 

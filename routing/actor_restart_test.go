@@ -241,6 +241,14 @@ func tableIDs(t *testing.T, sys *actor.ActorSystem, pid *actor.PID) map[session.
 	return ids
 }
 
+// statsOf returns the routing actor's counters.
+func statsOf(t *testing.T, sys *actor.ActorSystem, pid *actor.PID) Stats {
+	t.Helper()
+	reply := make(chan Snapshot, 1)
+	sys.Root.Send(pid, &SnapshotRequest{Reply: reply})
+	return poll.Take(t, reply, 1, 5*time.Second, "a snapshot")[0].Stats
+}
+
 // A routing actor restarted after a failure starts from the records its failed incarnation's table held, and keeps
 // the node's own record, which the node sends once. The new incarnation started with an empty table and no record
 // of its own: it answered FindNode without its sender record, and took loopback addresses from others' records
@@ -274,9 +282,14 @@ func TestRestartKeepsTheTableAndTheLocalRecord(t *testing.T) {
 		recs = append(recs, r)
 		want[x.NodeID()] = true
 	}
-	sys.Root.Send(pid, &AddRecords{Records: recs})
+	forged := &messages.NodeRecord{Id: identity(t, 60).NodeID().Bytes(), Seq: 1, Addrs: []string{"198.51.60.1:4001"},
+		Signature: make([]byte, 64)}
+	sys.Root.Send(pid, &AddRecords{Records: append(recs, forged)})
 	if got := tableIDs(t, sys, pid); !maps.Equal(got, want) {
 		t.Fatalf("table before the failure: %v, want %v", got, want)
+	}
+	if bad := statsOf(t, sys, pid).BadRecords; bad != 1 {
+		t.Fatalf("BadRecords before the failure: %d, want 1", bad)
 	}
 	first := p.view(t, sys, pid).instance
 
@@ -290,6 +303,10 @@ func TestRestartKeepsTheTableAndTheLocalRecord(t *testing.T) {
 	}
 	if v.local != local {
 		t.Fatalf("local record after the restart: %v, want the one set before", v.local)
+	}
+	// The counters go on (exported as Prometheus counters, they must never go down): they started from zero.
+	if bad := statsOf(t, sys, pid).BadRecords; bad != 1 {
+		t.Fatalf("BadRecords after the restart: %d, want the 1 of before", bad)
 	}
 	loop := identity(t, 50)
 	r, err := NewRecord(loop, 1, []string{"127.0.0.1:4001"})

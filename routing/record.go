@@ -199,6 +199,11 @@ func splitAddr(a string) (string, netip.Addr, error) {
 		return "", netip.Addr{}, fmt.Errorf("%q: port out of range 1..65535", a)
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.Zone() != "" { // an interface name, as session's addresses take it: any bytes passed, newlines included
+			if _, err := session.ParseHostPort(a); err != nil {
+				return "", netip.Addr{}, err
+			}
+		}
 		return host, ip, nil
 	}
 	if host == "" {

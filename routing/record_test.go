@@ -139,6 +139,9 @@ func TestBadAddressesRejected(t *testing.T) {
 		"multicast6":   {"[ff02::1]:4001"},
 		"broadcast":    {"255.255.255.255:4001"},
 		"mapped any":   {"[::ffff:0.0.0.0]:4001"},
+		// an IPv6 zone is an interface name: a terminal control or a newline in it reached node topic-peers' output
+		"zone control": {"[fe80::1%\x1bc]:4001"},
+		"zone newline": {"[fe80::1%a\nb]:4001"},
 	} {
 		if _, err := NewRecord(id, 1, addrs); !errors.Is(err, ErrBadRecord) {
 			t.Errorf("NewRecord %s: error = %v, want ErrBadRecord", name, err)
@@ -151,6 +154,9 @@ func TestBadAddressesRejected(t *testing.T) {
 		if _, err := VerifyRecord(r); !errors.Is(err, ErrBadRecord) || errors.Is(err, ErrBadSignature) {
 			t.Errorf("VerifyRecord %s: error = %v, want ErrBadRecord only", name, err)
 		}
+	}
+	if _, err := NewRecord(id, 1, []string{"[fe80::1%eth0]:4001"}); err != nil {
+		t.Errorf("an address with an interface's zone rejected: %v", err)
 	}
 	longest := strings.Repeat("a", MaxRecordAddrLen-5) + ":4001"
 	if _, err := NewRecord(id, 1, []string{longest}); err != nil {

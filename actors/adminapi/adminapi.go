@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -486,8 +487,9 @@ func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		}
 		return false
 	}
-	if dec.More() {
-		a.fail(w, r, http.StatusBadRequest, errors.New("bad JSON body: more than one value"))
+	// Nothing may follow the value: More is false before a stray '}' or ']', which Token reports as an error.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		a.fail(w, r, http.StatusBadRequest, errors.New("bad JSON body: more after the value"))
 		return false
 	}
 	return true
@@ -503,7 +505,7 @@ func (a *API) reply(w http.ResponseWriter, code int, v any) {
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
 	ev := a.cfg.Logger.Debug()
-	if code >= 500 {
+	if code >= 500 && r.Context().Err() == nil { // a client gone meanwhile is not the server's failure
 		ev = a.cfg.Logger.Warn()
 	}
 	ev.Int("status", code).Str("method", r.Method).Str("path", r.URL.Path).Err(err).Msg("admin API request failed")
@@ -520,7 +522,8 @@ const maxTimeoutMs = int(MaxSendTimeout / time.Millisecond)
 func statusOf(err error) int {
 	switch {
 	case errors.Is(err, gossip.ErrEmptyTopic), errors.Is(err, gossip.ErrTopicTooLong), errors.Is(err, gossip.ErrTopicNotUTF8), errors.Is(err, gossip.ErrMessageTooLarge),
-		errors.Is(err, actors.ErrMessageTooLarge), errors.Is(err, actors.ErrSelf), errors.Is(err, actors.ErrBadPayload):
+		errors.Is(err, actors.ErrMessageTooLarge), errors.Is(err, actors.ErrSelf), errors.Is(err, actors.ErrBadPayload),
+		errors.Is(err, actors.ErrInvalidArgument), errors.Is(err, session.ErrBadPeerAddr):
 		return http.StatusBadRequest
 	case errors.Is(err, actors.ErrUnknownPeer), errors.Is(err, actors.ErrNotFound),
 		errors.Is(err, actors.ErrUnknownProtocol):
@@ -537,7 +540,8 @@ func statusOf(err error) int {
 		return http.StatusNotImplemented
 	case errors.Is(err, actors.ErrRequestTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
-	case errors.Is(err, actors.ErrRemote), errors.Is(err, actors.ErrPeerGone), errors.Is(err, actors.ErrSlowPeer):
+	case errors.Is(err, actors.ErrRemote), errors.Is(err, actors.ErrPeerGone), errors.Is(err, actors.ErrSlowPeer),
+		errors.Is(err, actors.ErrUnreachable):
 		return http.StatusBadGateway
 	case errors.Is(err, actors.ErrClosed), errors.Is(err, actors.ErrNotStarted), errors.Is(err, gossip.ErrRelayStopped),
 		errors.Is(err, routing.ErrNoPeers), errors.Is(err, routing.ErrTooManyLookups):

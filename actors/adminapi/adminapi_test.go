@@ -64,7 +64,7 @@ func TestBadRequestsGetClientErrorsWithAMessage(t *testing.T) {
 	}{
 		{"malformed JSON", "POST", "/v1/topics/t/messages", "application/json", `{"data": `, 400, "bad JSON body"},
 		{"unknown field", "POST", "/v1/topics/t/messages", "", `{"payload": "x"}`, 400, `unknown field "payload"`},
-		{"two values", "POST", "/v1/topics/t/messages", "", `{"data": "x"} {}`, 400, "more than one value"},
+		{"two values", "POST", "/v1/topics/t/messages", "", `{"data": "x"} {}`, 400, "more after the value"},
 		{"both payload forms", "POST", "/v1/topics/t/messages", "", `{"data": "x", "data_base64": "eA=="}`, 400, "not both"},
 		{"bad base64", "POST", "/v1/topics/t/messages", "", `{"data_base64": "!!"}`, 400, "data_base64"},
 		{"no payload", "POST", "/v1/topics/t/messages", "", `{}`, 400, "is required"},

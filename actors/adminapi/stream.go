@@ -113,7 +113,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	// A first comment line, so that the client knows the subscription is in place.
 	if !write(func() error {
 		w.WriteHeader(http.StatusOK)
-		_, err := fmt.Fprintf(w, ": subscribed to %s\n\n", topic)
+		_, err := fmt.Fprintf(w, ": subscribed to %q\n\n", topic) // quoted: a newline in a name forged events
 		return err
 	}) {
 		return

@@ -108,6 +108,10 @@ func (o *clientOptions) do(ctx context.Context, method, path string, body, out a
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		if o.timeout > 0 && errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			// The API was reached (or is slow to accept): it did not answer within the time given.
+			return nil, fmt.Errorf("no answer from the admin API at %s within %v (--timeout)", base, o.timeout)
+		}
 		return nil, unreachable(base, err)
 	}
 	defer resp.Body.Close()
@@ -125,6 +129,9 @@ func (o *clientOptions) do(ctx context.Context, method, path string, body, out a
 	}
 	return raw, nil
 }
+
+// apiAnswerMargin is how much longer than the timeout it gives the API a client waits for the API's answer.
+const apiAnswerMargin = 5 * time.Second
 
 func unreachable(base string, err error) error {
 	return fmt.Errorf("cannot reach the admin API at %s (is `node run` running with --api on that address?): %w", base, err)
@@ -204,7 +211,8 @@ func newTopicPeersCmd() *cobra.Command {
 			var found []adminapi.Registered
 			return o.show(cmd, "/v1/topics/"+url.PathEscape(args[0])+"/registered", &found, func(w io.Writer) error {
 				for _, p := range found {
-					if _, err := fmt.Fprintf(w, "%s@%s\n", p.ID, p.Addr); err != nil {
+					// The address comes from the node's own record, which a hostile node chooses.
+					if _, err := fmt.Fprintf(w, "%s@%s\n", terminalSafe(p.ID), terminalSafe(p.Addr)); err != nil {
 						return err
 					}
 				}
@@ -339,7 +347,13 @@ func newSendCmd() *cobra.Command {
 			req := adminapi.SendRequest{Protocol: args[1], Data: text, DataBase64: b64, Request: request,
 				TimeoutMs: int(o.timeout.Milliseconds())}
 			var out adminapi.SendResponse
-			raw, err := o.do(cmd.Context(), http.MethodPost, "/v1/peers/"+peer.String()+"/messages", req, &out)
+			// The API gives up at the timeout it is given and answers why (504, the peer's error): the client
+			// waits a little longer, so that this answer, not its own deadline, ends the call.
+			call := o
+			if call.timeout > 0 {
+				call.timeout += apiAnswerMargin
+			}
+			raw, err := call.do(cmd.Context(), http.MethodPost, "/v1/peers/"+peer.String()+"/messages", req, &out)
 			if err != nil {
 				return err
 			}

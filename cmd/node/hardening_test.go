@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/actors/adminapi"
 	"github.com/actormesh/actormesh/testkit"
 )
 
@@ -155,5 +160,44 @@ func TestSubscribeGivesUpOnASilentNode(t *testing.T) {
 	err := o.subscribe(ctx, "news", 0, io.Discard, io.Discard)
 	if !errors.Is(err, errSilent) || ctx.Err() != nil {
 		t.Fatalf("subscribe to a silent node: %v (test context %v), want errSilent within the silence allowed", err, ctx.Err())
+	}
+}
+
+// node send --request --timeout T reports the API's own answer when the peer does not answer in time (504): the
+// client cut its HTTP call at exactly T, always first, and said the API could not be reached.
+func TestSendTimeoutReportsTheAPIsAnswer(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	gate := make(chan struct{})
+	t.Cleanup(func() { close(gate) })
+	if _, err := b.Register("slow/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actors.Inbound); ok {
+			<-gate
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	nw.Connect(0, 1)
+	api := adminapi.New(a, adminapi.Config{})
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	defer api.Close()
+	code, _, errOut := call(t, "send", b.ID().String(), "slow/1", "x", "--request", "--timeout", "300ms", "--api", srv.URL)
+	if code != 1 || !strings.Contains(errOut, "HTTP 504") || strings.Contains(errOut, "cannot reach") {
+		t.Fatalf("exit %d, stderr %q; want 1 and the API's 504", code, errOut)
+	}
+}
+
+// node topic-peers prints the addresses of other nodes' records with their control characters escaped: a hostile
+// node's address could reset the terminal or forge lines of output.
+func TestTopicPeersEscapesAddresses(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode([]adminapi.Registered{{ID: strings.Repeat("ab", 32), Addr: "[fe80::1%\x1bc\nforged]:30700"}})
+	}))
+	defer srv.Close()
+	code, out, errOut := call(t, "topic-peers", "t", "--api", srv.URL)
+	if code != 0 || strings.ContainsAny(out, "\x1b") || strings.Count(out, "\n") != 2 {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want the address escaped on one line", code, out, errOut)
 	}
 }

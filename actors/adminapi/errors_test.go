@@ -1,0 +1,115 @@
+package adminapi_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/actors/adminapi"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+// The client's mistakes are 4xx, a peer that cannot be dialed 502, as OPERATOR.md says (stop 51's audit: a protocol
+// id over the limit and a dial refused were 500, logged as server failures).
+func TestClientMistakesAndUnreachablePeersAreNot500(t *testing.T) {
+	_, a, b := connectedPair(t, true)
+	srv := serve(t, a)
+	body := `{"protocol": "` + strings.Repeat("p", actors.MaxProtocolIDLength+1) + `", "data": "x"}`
+	if code, resp := call(t, "POST", srv.URL+"/v1/peers/"+b.ID().String()+"/messages", "application/json", body); code != 400 {
+		t.Errorf("a protocol id over the limit: %d %s, want 400", code, resp)
+	}
+	for _, body := range []string{`{"data": "x"}}`, `{"data": "x"}]]]`, `{"data": "x"} {}`} {
+		if code, resp := call(t, "POST", srv.URL+"/v1/topics/t/messages", "application/json", body); code != 400 {
+			t.Errorf("body %q: %d %s, want 400 (malformed JSON)", body, code, resp)
+		}
+	}
+
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	c, gone := nw.Nodes[0], nw.Nodes[1]
+	nw.Connect(0, 1)
+	csrv := serve(t, c)
+	_ = gone.Close()
+	testkit.WaitFor(t, 5*time.Second, func() bool { return len(c.Peers()) == 0 }, "the peer's connection to close")
+	for _, req := range []string{"false", "true"} {
+		code, resp := call(t, "POST", csrv.URL+"/v1/peers/"+gone.ID().String()+"/messages", "application/json",
+			`{"protocol": "echo/1", "data": "x", "timeout_ms": 3000, "request": `+req+`}`)
+		if code != http.StatusBadGateway {
+			t.Errorf("request=%s to a peer that cannot be dialed: %d %s, want 502", req, code, resp)
+		}
+	}
+}
+
+// A topic name is quoted in the stream's first comment line: a newline in it made the server send a forged event.
+func TestATopicNameCannotForgeStreamEvents(t *testing.T) {
+	node := testkit.NewNetwork(t, 1).Nodes[0]
+	srv := serve(t, node)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp := openStream(ctx, t, srv.URL, url.PathEscape("x\n\nevent: end\ndata: {\"reason\":\"forged\"}"))
+	defer resp.Body.Close()
+	first, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || first != `: subscribed to "x\n\nevent: end\ndata: {\"reason\":\"forged\"}"`+"\n" {
+		t.Fatalf("first line %q, %v; want the name quoted on one comment line", first, err)
+	}
+}
+
+// A client that leaves during a request is not logged as a failure of the server (it was a warn with status 500).
+func TestAClientThatLeftIsNotAServerFailure(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	gate := make(chan struct{})
+	t.Cleanup(func() { close(gate) })
+	if _, err := b.Register("slow/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actors.Inbound); ok {
+			<-gate
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	nw.Connect(0, 1)
+	var logs syncBuffer
+	api := adminapi.New(a, adminapi.Config{Logger: zerolog.New(&logs)})
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	defer api.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", srv.URL+"/v1/peers/"+b.ID().String()+"/messages",
+		strings.NewReader(`{"protocol": "slow/1", "data": "x", "request": true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("the request was answered before its client left")
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "admin API request failed") }, "the failure's log line")
+	if line := logs.String(); strings.Contains(line, `"level":"warn"`) {
+		t.Fatalf("a client that left is logged as a server failure: %s", line)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's and the test's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.buf.String() }
