@@ -249,13 +249,7 @@ func TestRelayCallsFailWhenTheRelayFailsOrStops(t *testing.T) {
 // before the restart, coming again after it (a late push, an answer to an IWANT), is not delivered a second time.
 // It was, as the new incarnation's seen-cache started empty.
 func TestRelayRestartDeliversNoMessageTwice(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	net := &failingNetwork{flakyNetwork: flakyNetwork{self: nid(1), peer: nid(2)}}
-	cfg := DefaultRelayConfig()
-	cfg.VerifySignatures = false
-	cfg.Router.HeartbeatInterval, cfg.Router.GossipDelay = 20*time.Millisecond, 10*time.Millisecond
-	relay := spawnSupervisedRelay(t, cfg, net, 1)
+	ctx, net, relay := restartingRelay(t, 1, func(cfg *RelayConfig) { cfg.VerifySignatures = false })
 	got := make(chan string, 16)
 	if _, err := relay.Subscribe(ctx, "blocks", func(d *Delivery) { got <- string(d.Data) }); err != nil {
 		t.Fatal(err)
@@ -293,12 +287,7 @@ func TestRelayRestartDeliversNoMessageTwice(t *testing.T) {
 // A publication waiting for the topic's validator when the relay actor restarts is answered with ErrRelayFailed:
 // the restart ends the validator's context, and its verdict goes to the next instance, which did not ask for it.
 func TestAPublicationBeingValidatedFailsWhenTheRelayRestarts(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	net := &failingNetwork{flakyNetwork: flakyNetwork{self: nid(1), peer: nid(2)}}
-	cfg := DefaultRelayConfig()
-	cfg.Router.HeartbeatInterval, cfg.Router.GossipDelay = 20*time.Millisecond, 10*time.Millisecond
-	relay := spawnSupervisedRelay(t, cfg, net, 3)
+	ctx, net, relay := restartingRelay(t, 3, nil)
 	entered := make(chan struct{}, 1)
 	validator := func(ctx context.Context, _ *Delivery) Verdict { // decides nothing until its context ends
 		entered <- struct{}{}
@@ -348,12 +337,7 @@ func TestAPanicPublishingAValidatedPublicationAnswersIt(t *testing.T) {
 // go down, and RelayStats went back to zero with each new incarnation (its Router's counters, its own, its
 // histograms).
 func TestRelayFiguresSurviveARestart(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	net := &failingNetwork{flakyNetwork: flakyNetwork{self: nid(1), peer: nid(2)}}
-	cfg := DefaultRelayConfig()
-	cfg.Router.HeartbeatInterval, cfg.Router.GossipDelay = 20*time.Millisecond, 10*time.Millisecond
-	relay := spawnSupervisedRelay(t, cfg, net, 3)
+	ctx, net, relay := restartingRelay(t, 3, nil)
 	if _, err := relay.Subscribe(ctx, "blocks", func(*Delivery) {}); err != nil {
 		t.Fatal(err)
 	}
@@ -381,4 +365,19 @@ func TestRelayFiguresSurviveARestart(t *testing.T) {
 			before.Router.Published, after.Router.Published, before.Router.Delivered, after.Router.Delivered,
 			before.Router.Heartbeats, after.Router.Heartbeats, before.RPCsSent, after.RPCsSent)
 	}
+}
+
+// restartingRelay spawns, under a supervisor that restarts it up to restarts times, a relay with a fast heartbeat on
+// a network the test can make fail (failingNetwork), its config changed by change (nil: none); the context ends
+// with the test, at the latest in 20 s.
+func restartingRelay(t *testing.T, restarts int, change func(*RelayConfig)) (context.Context, *failingNetwork, *Relay) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	net := &failingNetwork{flakyNetwork: flakyNetwork{self: nid(1), peer: nid(2)}}
+	cfg := DefaultRelayConfig()
+	cfg.Router.HeartbeatInterval, cfg.Router.GossipDelay = 20*time.Millisecond, 10*time.Millisecond
+	if change != nil {
+		change(&cfg)
+	}
+	return ctx, net, spawnSupervisedRelay(t, cfg, net, restarts)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
 	"github.com/actormesh/actormesh/actors"
@@ -266,4 +267,20 @@ func FreeAddr(t testing.TB) string {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	return addr
+}
+
+// RegisterStalled registers on n, for protocol, an actor that takes each message and does not finish with it until
+// the test ends: a stalled application, whose peers' messages wait in the node's flow control and whose requests
+// get no answer. Call it after the network is made, so that the actor is released before the nodes close.
+func RegisterStalled(t testing.TB, n *actors.Node, protocol string) {
+	t.Helper()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	if _, err := n.Register(protocol, actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actors.Inbound); ok {
+			<-release
+		}
+	})); err != nil {
+		t.Fatalf("register %s: %v", protocol, err)
+	}
 }

@@ -2,17 +2,14 @@ package adminapi_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
 	"github.com/actormesh/actormesh/actors"
@@ -68,17 +65,9 @@ func TestATopicNameCannotForgeStreamEvents(t *testing.T) {
 func TestAClientThatLeftIsNotAServerFailure(t *testing.T) {
 	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
 	a, b := nw.Nodes[0], nw.Nodes[1]
-	gate := make(chan struct{})
-	t.Cleanup(func() { close(gate) })
-	if _, err := b.Register("slow/1", actor.PropsFromFunc(func(ctx actor.Context) {
-		if _, ok := ctx.Message().(*actors.Inbound); ok {
-			<-gate
-		}
-	})); err != nil {
-		t.Fatal(err)
-	}
+	testkit.RegisterStalled(t, b, "slow/1")
 	nw.Connect(0, 1)
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	api := adminapi.New(a, adminapi.Config{Logger: zerolog.New(&logs)})
 	srv := httptest.NewServer(api)
 	defer srv.Close()
@@ -100,16 +89,3 @@ func TestAClientThatLeftIsNotAServerFailure(t *testing.T) {
 		t.Fatalf("a client that left is logged as a server failure: %s", line)
 	}
 }
-
-// syncBuffer is a bytes.Buffer safe for the logger's and the test's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.buf.String() }

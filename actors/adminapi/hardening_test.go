@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -459,15 +458,7 @@ func TestSendToABehindProtocolIsUnavailable(t *testing.T) {
 		}
 	}))
 	a, b := nw.Nodes[0], nw.Nodes[1]
-	gate := make(chan struct{})
-	t.Cleanup(func() { close(gate) }) // after the network's cleanup is registered: runs first
-	if _, err := b.Register("slow/1", actor.PropsFromFunc(func(ctx actor.Context) {
-		if _, ok := ctx.Message().(*actors.Inbound); ok {
-			<-gate
-		}
-	})); err != nil {
-		t.Fatal(err)
-	}
+	testkit.RegisterStalled(t, b, "slow/1")
 	nw.Connect(0, 1)
 	url := serve(t, a).URL + "/v1/peers/" + b.ID().String() + "/messages"
 	if code, body := call(t, "POST", url, "application/json", `{"protocol": "slow/1", "data": "1"}`); code != http.StatusAccepted {

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/actors/adminapi"
 	"github.com/actormesh/actormesh/testkit"
@@ -168,15 +166,7 @@ func TestSubscribeGivesUpOnASilentNode(t *testing.T) {
 func TestSendTimeoutReportsTheAPIsAnswer(t *testing.T) {
 	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
 	a, b := nw.Nodes[0], nw.Nodes[1]
-	gate := make(chan struct{})
-	t.Cleanup(func() { close(gate) })
-	if _, err := b.Register("slow/1", actor.PropsFromFunc(func(ctx actor.Context) {
-		if _, ok := ctx.Message().(*actors.Inbound); ok {
-			<-gate
-		}
-	})); err != nil {
-		t.Fatal(err)
-	}
+	testkit.RegisterStalled(t, b, "slow/1")
 	nw.Connect(0, 1)
 	api := adminapi.New(a, adminapi.Config{})
 	srv := httptest.NewServer(api)
