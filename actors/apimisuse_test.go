@@ -108,6 +108,10 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 		"advertised port 0":           {func(c *actors.Config) { c.AdvertiseAddr = "192.0.2.2:0" }, nil},
 		"negative eviction grace":     {func(c *actors.Config) { c.InboundEvictionGrace = -time.Second }, nil},
 		"network id too long":         {func(c *actors.Config) { c.NetworkID = strings.Repeat("n", 70000) }, nil},
+		// a ping every nanosecond flooded every quiet connection
+		"tiny ping interval": {func(c *actors.Config) { c.PingInterval = time.Nanosecond }, nil},
+		// 3 x the interval overflowed, and passed
+		"registrations of never": {func(c *actors.Config) { c.Gossip.Router.TopicRegisterInterval = 1 << 62 }, nil},
 		"two peer stores": {func(c *actors.Config) {
 			c.Routing.StorePath, c.Bootstrap.StorePath = "/tmp/a/peers.pb", "/tmp/b/peers.pb"
 		}, nil},

@@ -90,7 +90,7 @@ type Config struct {
 	WriteTimeout time.Duration
 	// PingInterval is how long a connection may receive nothing before it sends a keepalive ping, which the
 	// peer answers (the pong also measures the RTT); a busy connection pings only every 6 intervals, to keep
-	// its RTT fresh. Default 10s.
+	// its RTT fresh. Default 10s, at least MinPingInterval.
 	PingInterval time.Duration
 	// IdleTimeout closes a connection on which nothing was received for that long. Default 30s.
 	IdleTimeout time.Duration
@@ -211,6 +211,10 @@ func DefaultConfig() Config {
 		InboundEvictionGrace:  10 * time.Second,
 	}
 }
+
+// MinPingInterval is the shortest Config.PingInterval: a ping every nanosecond (positive, so once valid) sent a
+// quiet connection's peer megabytes a second and took a core.
+const MinPingInterval = 10 * time.Millisecond
 
 // MinMessageSize is the smallest Config.MaxMessageSize: 16 KiB.
 const MinMessageSize = 16 << 10
@@ -334,6 +338,9 @@ func (c *Config) Validate() error {
 	if c.InboundPendingBytes < c.MaxMessageSize {
 		return bad("InboundPendingBytes (%d) must hold at least one message of MaxMessageSize (%d)", c.InboundPendingBytes, c.MaxMessageSize)
 	}
+	if c.PingInterval < MinPingInterval {
+		return bad("PingInterval (%v) is below %v: the keepalive would flood every quiet connection", c.PingInterval, MinPingInterval)
+	}
 	if c.IdleTimeout <= c.PingInterval {
 		return bad("IdleTimeout (%v) must exceed PingInterval (%v)", c.IdleTimeout, c.PingInterval)
 	}
@@ -357,7 +364,7 @@ func (c *Config) Validate() error {
 	}
 	// A registration must outlive two of the longest waits between renewals (3/2 of the interval each): one
 	// renewal may be lost.
-	if iv := c.Gossip.Router.TopicRegisterInterval; !c.DisableDiscovery && iv > 0 && 3*iv >= c.Routing.TopicTTL {
+	if iv := c.Gossip.Router.TopicRegisterInterval; !c.DisableDiscovery && iv > 0 && iv > (c.Routing.TopicTTL-1)/3 { // 3*iv >= TopicTTL, which could overflow
 		return bad("Gossip.Router.TopicRegisterInterval (%v) must stay below a third of Routing.TopicTTL (%v): a registration on a topic would lapse after one lost renewal", iv, c.Routing.TopicTTL)
 	}
 	return nil

@@ -35,10 +35,14 @@ func windowed(protocol string) bool {
 // application protocol, three quarters for all of them, so that one slow protocol actor leaves room to the
 // others and the node's own protocols keep a quarter at least.
 func windowOf(cfg *Config) session.Window {
+	// At most session.MaxWindow each (a peer refuses more), and count/4*3 rather than count*3/4, which a huge
+	// InboundPending (no limit, say) overflowed: the window went past MaxWindow or negative, and every handshake
+	// was refused.
 	count, budget := int64(cfg.InboundPending), int64(cfg.InboundPendingBytes)
+	part := func(n, num, den int64) int64 { return min(session.MaxWindow, max(1, n/den*num+n%den*num/den)) }
 	return session.Window{
-		ProtocolMessages: max(1, count/2), ProtocolBytes: max(1, budget/2),
-		AppMessages: max(1, count*3/4), AppBytes: max(1, budget*3/4),
+		ProtocolMessages: part(count, 1, 2), ProtocolBytes: part(budget, 1, 2),
+		AppMessages: part(count, 3, 4), AppBytes: part(budget, 3, 4),
 	}
 }
 

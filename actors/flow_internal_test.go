@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -205,5 +206,32 @@ func TestTheNodesOwnProtocolsAreNotWindowed(t *testing.T) {
 	w := windowOf(&Config{InboundPending: 4096, InboundPendingBytes: 4 << 20})
 	if w != session.DefaultInboundWindow() || !w.Valid() {
 		t.Fatalf("windowOf the defaults = %+v, want session.DefaultInboundWindow %+v", w, session.DefaultInboundWindow())
+	}
+}
+
+// A huge InboundPending or InboundPendingBytes (no limit, say) gives a window the peers take: its fields went past
+// session.MaxWindow, or negative, and every handshake was refused.
+func TestTheWindowOfAHugeInboundPendingIsValid(t *testing.T) {
+	for _, n := range []int{math.MaxInt, math.MaxInt / 5, 1 << 62, 7} {
+		cfg := DefaultConfig()
+		cfg.InboundPending, cfg.InboundPendingBytes = n, n
+		if w := windowOf(&cfg); !w.Valid() {
+			t.Errorf("InboundPending %d: window %+v, want every field in 1..%d", n, w, int64(session.MaxWindow))
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.InboundPending, cfg.InboundPendingBytes = 4096, 4<<20
+	if w := windowOf(&cfg); w != (session.Window{ProtocolMessages: 2048, ProtocolBytes: 2 << 20, AppMessages: 3072, AppBytes: 3 << 20}) {
+		t.Errorf("the default window: %+v", w)
+	}
+}
+
+// The sweep of idle connections runs at most every minSweepEvery: a timeout of a nanosecond made it re-arm itself
+// at once, for good.
+func TestTheSweepPeriodHasAFloor(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.TransientIdleTimeout, cfg.DiscoveryIdleTimeout = time.Nanosecond, time.Nanosecond
+	if every := (&peerManager{n: &Node{cfg: cfg}}).sweepEvery(); every < minSweepEvery {
+		t.Fatalf("sweep period %v, want at least %v", every, minSweepEvery)
 	}
 }

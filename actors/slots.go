@@ -121,8 +121,13 @@ func (m *peerManager) armSweep(candidates bool) {
 }
 
 func (m *peerManager) sweepEvery() time.Duration {
-	return min(m.n.cfg.TransientIdleTimeout, m.n.cfg.DiscoveryIdleTimeout) / 2
+	// At least minSweepEvery: a timeout of a nanosecond (positive, so valid) made the sweep re-arm itself at once,
+	// for good, a core's worth of CPU on an idle node.
+	return max(minSweepEvery, min(m.n.cfg.TransientIdleTimeout, m.n.cfg.DiscoveryIdleTimeout)/2)
 }
+
+// minSweepEvery is the shortest period of the sweep of idle connections.
+const minSweepEvery = 10 * time.Millisecond
 
 // sweepSoon brings the next sweep forward to the short period, for a connection just registered.
 func (m *peerManager) sweepSoon() {

@@ -220,7 +220,9 @@ func (b *bootstrapper) Receive(ctx actor.Context) {
 				b.backoff[id] = cb
 			}
 			d, _ := cb.b.Next()
-			cb.until = now.Add(b.cfg.DialBackoffBase + d)
+			// Each term at most MaxInt64/2 (146 years: never): their sum overflowed into the past for a
+			// DialBackoffBase and DialBackoffMax meaning "never retry", and the candidate was dialed again at once.
+			cb.until = now.Add(min(b.cfg.DialBackoffBase, math.MaxInt64/2) + min(d, math.MaxInt64/2))
 		}
 		for id, cb := range b.backoff { // bounded: forget candidates whose backoff is long over
 			if now.Sub(cb.until) > b.cfg.DialBackoffMax {

@@ -147,8 +147,9 @@ type Config struct {
 	// relay's DefaultRelayConfig turns it on.
 	TreeRanked bool
 	// TreeStaleBeats is the number of heartbeats without news of the root (its beacon not advancing) after which
-	// a node gives the root up (default 5). A peer's tree report is used for 2 x TreeStaleBeats - 1 heartbeats;
-	// the reports to the topic peers that are not tree links come a heartbeat before that.
+	// a node gives the root up (default 5, at most MaxTreeStaleBeats). A peer's tree report is used for
+	// 2 x TreeStaleBeats - 1 heartbeats; the reports to the topic peers that are not tree links come a heartbeat
+	// before that.
 	TreeStaleBeats int
 	// PublishFanout is how many topic peers besides its tree links a publisher pushes a new message to (Tree),
 	// chosen at random per message. Each starts a branch of the tree nearer to the far nodes, which cuts the hops to
@@ -243,6 +244,10 @@ func DefaultConfig() Config {
 	}
 }
 
+// MaxTreeStaleBeats bounds Config.TreeStaleBeats (a million heartbeats, 11 days at the default heartbeat): the tree's
+// periods are multiples of it, and a huge one overflowed them.
+const MaxTreeStaleBeats = 1 << 20
+
 // Validate reports the first inconsistency in c, as an error wrapping ErrInvalidConfig.
 func (c Config) Validate() error {
 	bad := func(format string, args ...any) error {
@@ -265,6 +270,8 @@ func (c Config) Validate() error {
 		return bad("%v", err)
 	}
 	switch {
+	case c.TreeStaleBeats > MaxTreeStaleBeats: // the tree's periods are multiples of it (16x, 4x): a huge one wrapped
+		return bad("TreeStaleBeats = %d, want at most %d", c.TreeStaleBeats, MaxTreeStaleBeats)
 	case c.D < 1:
 		return bad("D = %d, want >= 1", c.D)
 	case c.Dlo < 0 || c.Dlo > c.D || c.Dhi < c.D:
@@ -276,7 +283,7 @@ func (c Config) Validate() error {
 	case c.ValidationTimeout >= c.SeenTTL:
 		// A message awaiting its verdict is known by its pending entry, but once decided it must still be seen.
 		return bad("ValidationTimeout %v must be under SeenTTL %v", c.ValidationTimeout, c.SeenTTL)
-	case c.MaxClockSkew <= 0 || c.SeenTTL <= 2*c.MaxClockSkew:
+	case c.MaxClockSkew <= 0 || c.MaxClockSkew >= c.SeenTTL-c.MaxClockSkew: // 2*MaxClockSkew could overflow
 		return bad("want 0 < MaxClockSkew and 2 * MaxClockSkew < SeenTTL, got %v and %v", c.MaxClockSkew, c.SeenTTL)
 	case c.TopicRegisterInterval < 0 || c.TopicSearchInterval < 0:
 		return bad("TopicRegisterInterval and TopicSearchInterval must not be negative (0: off)")

@@ -172,11 +172,13 @@ func (c RelayConfig) Validate() error {
 		return fmt.Errorf("%w: Router.MaxTopicLength %d, want at most %d (RPCMessageOverhead)", ErrInvalidConfig,
 			c.Router.MaxTopicLength, maxRelayTopicLength)
 	}
-	if need := c.MaxMessageSize + RPCMessageOverhead; c.MaxRPCSize < need {
-		return fmt.Errorf("%w: MaxRPCSize %d cannot hold a message of MaxMessageSize %d (needs %d)", ErrInvalidConfig,
-			c.MaxRPCSize, c.MaxMessageSize, need)
+	// Compared as MaxMessageSize against the room less the overhead: MaxMessageSize + RPCMessageOverhead overflowed
+	// for a huge MaxMessageSize, and passed.
+	if c.MaxMessageSize > c.MaxRPCSize-RPCMessageOverhead {
+		return fmt.Errorf("%w: MaxRPCSize %d cannot hold a message of MaxMessageSize %d (needs %d more)", ErrInvalidConfig,
+			c.MaxRPCSize, c.MaxMessageSize, RPCMessageOverhead)
 	}
-	if c.Router.MaxIWantReplyBytes < c.MaxMessageSize+RPCMessageOverhead {
+	if c.MaxMessageSize > c.Router.MaxIWantReplyBytes-RPCMessageOverhead {
 		return fmt.Errorf("%w: Router.MaxIWantReplyBytes %d cannot serve a message of MaxMessageSize %d", ErrInvalidConfig,
 			c.Router.MaxIWantReplyBytes, c.MaxMessageSize)
 	}

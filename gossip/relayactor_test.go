@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -217,6 +218,11 @@ func TestRelayConfigNeedsRoomForAMessage(t *testing.T) {
 	cfg.Router.MaxIWantReplyBytes = cfg.MaxMessageSize
 	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("MaxIWantReplyBytes = MaxMessageSize: Validate = %v, want ErrInvalidConfig", err)
+	}
+	cfg = DefaultRelayConfig()
+	cfg.MaxMessageSize = math.MaxInt // MaxMessageSize + the overhead overflowed, and passed
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("MaxMessageSize = MaxInt: Validate = %v, want ErrInvalidConfig", err)
 	}
 	cfg = DefaultRelayConfig()
 	cfg.DeliveryBufferBytes = 0

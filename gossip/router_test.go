@@ -3,6 +3,7 @@ package gossip
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -33,6 +34,10 @@ func TestConfigValidate(t *testing.T) {
 		"no per-peer IWANTs":        func(c *Config) { c.MaxPendingIWantPerPeer = 0 },
 		"no clock skew":             func(c *Config) { c.MaxClockSkew = 0 },
 		"clock skew beyond seen":    func(c *Config) { c.MaxClockSkew = c.SeenTTL / 2 },
+		// 2 x MaxClockSkew overflowed and passed; every message was then dropped as stale
+		"clock skew of never": func(c *Config) { c.MaxClockSkew = math.MaxInt64 },
+		// the tree's periods (16x, 4x) overflowed
+		"huge tree stale beats":     func(c *Config) { c.TreeStaleBeats = 1 << 60 },
 		"no topic length":           func(c *Config) { c.MaxTopicLength = 0 },
 		"no pending bytes":          func(c *Config) { c.MaxPendingValidationBytes = 0 },
 		"no per-peer pending bytes": func(c *Config) { c.MaxPendingValidationBytesPerPeer = 0 },

@@ -40,7 +40,8 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 1 MiB.
 	MaxBodyBytes int64
 	// StreamBuffer bounds the messages queued for one slow stream client, and StreamBufferBytes their payload
-	// bytes; beyond either they are dropped and the client is told how many. Defaults 256 and 16 MiB.
+	// bytes; beyond either they are dropped and the client is told how many. Defaults 256 and 16 MiB; StreamBuffer
+	// is at most MaxStreamBuffer (each stream's queue is made at that size).
 	StreamBuffer      int
 	StreamBufferBytes int
 	// StreamKeepalive is the interval of SSE comment lines that keep idle streams open through proxies.
@@ -94,6 +95,10 @@ type API struct {
 	wg      sync.WaitGroup
 }
 
+// MaxStreamBuffer bounds Config.StreamBuffer: each stream's queue is a channel of that size, made when the stream
+// opens, and a huge one (1<<40) ended the process out of memory at the first stream.
+const MaxStreamBuffer = 1 << 16
+
 // New returns the API of node; zero fields of cfg take their defaults.
 func New(node *actors.Node, cfg Config) *API {
 	def := DefaultConfig()
@@ -103,6 +108,7 @@ func New(node *actors.Node, cfg Config) *API {
 	if cfg.StreamBuffer <= 0 {
 		cfg.StreamBuffer = def.StreamBuffer
 	}
+	cfg.StreamBuffer = min(cfg.StreamBuffer, MaxStreamBuffer)
 	if cfg.StreamBufferBytes <= 0 {
 		cfg.StreamBufferBytes = def.StreamBufferBytes
 	}
