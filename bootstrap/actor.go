@@ -94,6 +94,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	switch {
+	case c.Interval < time.Millisecond: // a step every nanosecond ran back to back
+		return fmt.Errorf("%w: Interval (%v) must be at least 1ms", ErrInvalidConfig, c.Interval)
 	case c.TargetOutbound < 0:
 		return fmt.Errorf("%w: TargetOutbound must not be negative, got %d", ErrInvalidConfig, c.TargetOutbound)
 	case c.DialBackoffMax < c.DialBackoffBase:

@@ -40,3 +40,12 @@ func TestADialBackoffOfNeverDoesNotOverflow(t *testing.T) {
 		t.Fatalf("the failed candidate's backoff: %+v, want one ending in a century at least", cb)
 	}
 }
+
+// An Interval under a millisecond is refused: steps a nanosecond apart ran back to back.
+func TestATinyStepIntervalIsRefused(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Interval = time.Nanosecond
+	if err := cfg.Validate(); err == nil {
+		t.Fatal("Interval of 1ns accepted")
+	}
+}

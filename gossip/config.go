@@ -270,6 +270,8 @@ func (c Config) Validate() error {
 		return bad("%v", err)
 	}
 	switch {
+	case c.HeartbeatInterval < time.Millisecond: // a heartbeat every nanosecond ran back to back
+		return bad("HeartbeatInterval = %v, want at least 1ms", c.HeartbeatInterval)
 	case c.TreeStaleBeats > MaxTreeStaleBeats: // the tree's periods are multiples of it (16x, 4x): a huge one wrapped
 		return bad("TreeStaleBeats = %d, want at most %d", c.TreeStaleBeats, MaxTreeStaleBeats)
 	case c.D < 1:

@@ -38,6 +38,7 @@ func TestConfigValidate(t *testing.T) {
 		"clock skew of never": func(c *Config) { c.MaxClockSkew = math.MaxInt64 },
 		// the tree's periods (16x, 4x) overflowed
 		"huge tree stale beats":     func(c *Config) { c.TreeStaleBeats = 1 << 60 },
+		"nanosecond heartbeat":      func(c *Config) { c.HeartbeatInterval, c.GossipDelay = time.Nanosecond, 0 },
 		"no topic length":           func(c *Config) { c.MaxTopicLength = 0 },
 		"no pending bytes":          func(c *Config) { c.MaxPendingValidationBytes = 0 },
 		"no per-peer pending bytes": func(c *Config) { c.MaxPendingValidationBytesPerPeer = 0 },

@@ -95,6 +95,9 @@ type API struct {
 	wg      sync.WaitGroup
 }
 
+// minStreamKeepalive is the shortest Config.StreamKeepalive: a nanosecond wrote comment lines back to back.
+const minStreamKeepalive = 10 * time.Millisecond
+
 // MaxStreamBuffer bounds Config.StreamBuffer: each stream's queue is a channel of that size, made when the stream
 // opens, and a huge one (1<<40) ended the process out of memory at the first stream.
 const MaxStreamBuffer = 1 << 16
@@ -115,6 +118,7 @@ func New(node *actors.Node, cfg Config) *API {
 	if cfg.StreamKeepalive <= 0 {
 		cfg.StreamKeepalive = def.StreamKeepalive
 	}
+	cfg.StreamKeepalive = max(cfg.StreamKeepalive, minStreamKeepalive)
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = def.RequestTimeout
 	}
