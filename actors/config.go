@@ -60,7 +60,8 @@ type Config struct {
 	MaxPendingHandshakes int
 	// MaxMessageSize is the largest message accepted from or sent to a peer, checked before allocation. Each
 	// node tells its peers its own in the handshake, and sends a peer nothing over the smaller of the two: a Send or
-	// Request over it fails with ErrMessageTooLarge, a gossip message over it does not go to that peer. Default 1 MiB, at least MinMessageSize. A gossip message's data may take it less 4 KiB (and at most
+	// Request over it fails with ErrMessageTooLarge, a gossip message over it does not go to that peer. Default
+	// 1 MiB, at least MinMessageSize. A gossip message's data may take it less 4 KiB (and at most
 	// Gossip.MaxMessageSize).
 	MaxMessageSize int
 	// SendQueueBytes bounds each peer's outbound queue, the batch being written included, each message counting
@@ -364,7 +365,8 @@ func (c *Config) Validate() error {
 	}
 	// A registration must outlive two of the longest waits between renewals (3/2 of the interval each): one
 	// renewal may be lost.
-	if iv := c.Gossip.Router.TopicRegisterInterval; !c.DisableDiscovery && iv > 0 && iv > (c.Routing.TopicTTL-1)/3 { // 3*iv >= TopicTTL, which could overflow
+	// 3*iv >= TopicTTL, written so that it cannot overflow.
+	if iv := c.Gossip.Router.TopicRegisterInterval; !c.DisableDiscovery && iv > 0 && iv > (c.Routing.TopicTTL-1)/3 {
 		return bad("Gossip.Router.TopicRegisterInterval (%v) must stay below a third of Routing.TopicTTL (%v): a registration on a topic would lapse after one lost renewal", iv, c.Routing.TopicTTL)
 	}
 	return nil

@@ -440,41 +440,6 @@ type lookedUp struct {
 	from *peerManager
 }
 
-// goDial dials and handshakes in one goroutine owned by the peer manager. An address the application did not give
-// is dialed under the node's address check (givenAddrs).
-func (m *peerManager) goDial(addr session.PeerAddr, keep bool) {
-	transport, timeout, cfg := m.n.cfg.Transport, m.n.cfg.DialTimeout, m.handshakeConfig()
-	cfg.Transient = !keep
-	given, check := m.n.given.has(addr.Addr), m.n.dialCheck
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		dctx, cancel := context.WithTimeout(m.ctx, timeout)
-		if !given {
-			dctx = session.ContextWithAddrCheck(dctx, check)
-		}
-		raw, err := transport.Dial(dctx, addr.Addr)
-		cancel()
-		if err != nil {
-			m.report(&handshakeDone{err: fmt.Errorf("%w: dial %s: %w", ErrUnreachable, addr.Addr, err), dialFailed: true, outbound: true, addr: addr})
-			return
-		}
-		sc, err := handshake(m.ctx, raw, cfg, true, addr.ID)
-		m.report(&handshakeDone{raw: raw, sc: sc, err: err, outbound: true, addr: addr})
-	}()
-}
-
-// report hands a handshake outcome to the actor; a successful connection is parked until the actor takes it.
-func (m *peerManager) report(d *handshakeDone) {
-	d.from = m
-	if d.sc != nil {
-		m.parkedMu.Lock()
-		m.parked[d.sc] = struct{}{}
-		m.parkedMu.Unlock()
-	}
-	m.root.Send(m.self, d)
-}
-
 func reply(ch chan<- error, err error) {
 	if ch != nil {
 		ch <- err
