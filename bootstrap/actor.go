@@ -147,6 +147,9 @@ type bootstrapper struct {
 	// answers (a node that cannot join retries at every step, and logged each bootnode every 2 s for good). The
 	// steps own it: one runs at a time.
 	quiet map[session.NodeID]bool
+	// storeLogged is set once a join logged the peer store's load (or its failure) at info or warn; the joins
+	// retried after it log it at debug. Like quiet, only the step running uses it.
+	storeLogged bool
 	// rejoinGap and rejoinAt space out the joins again through the bootnodes of a stranded node: a few nodes
 	// that know only each other (they joined while the rest was out of reach, or lost it) are an island that their
 	// own lookups, which only ask one another, never leave. The first rejoin comes a step interval after the node
@@ -278,18 +281,24 @@ func (b *bootstrapper) startStep() {
 	b.busy = true
 	now := time.Now()
 	plan := stepPlan{
-		join:    !b.joined,
-		refresh: b.refresh.due(now),
-		skip:    make(map[session.NodeID]bool),
-		random:  randomKey(b.rng),
-		seed:    b.rng.Uint64(),
+		join:   !b.joined,
+		skip:   make(map[session.NodeID]bool),
+		random: randomKey(b.rng),
+		seed:   b.rng.Uint64(),
 	}
 	for id, cb := range b.backoff {
 		if now.Before(cb.until) {
 			plan.skip[id] = true
 		}
 	}
-	if plan.refresh {
+	switch {
+	case plan.join:
+		// A join runs lookups of its own, and the early refreshes count from it, whether it is the first or one
+		// after the node was lost or stranded. Counted as refreshes, the failed joins of a node whose bootnodes were
+		// out of reach for minutes used up its early gaps: its first refresh came minutes after the join.
+		b.refresh.restart(now)
+	case b.refresh.due(now):
+		plan.refresh = true
 		plan.randomLookup = b.refresh.start(now)
 	}
 	self, sys, from, log := b.self, b.sys, b, b.log
@@ -422,14 +431,25 @@ const joinWait = 5 * time.Second
 // answered, an outbound peer is up, or it has no bootnode to wait for); seeded: it has peers to look up from.
 func (b *bootstrapper) join(ctx context.Context) (joined, seeded bool) {
 	if b.cfg.StorePath != "" {
+		// The join is retried at every step until it succeeds: the store's outcome is logged at warn or info the
+		// first time, then at debug.
 		recs, err := routing.LoadStore(b.cfg.StorePath)
 		if err != nil {
-			b.log.Warn().Err(err).Msg("ignoring the peer store")
+			ev := b.log.Warn()
+			if b.storeLogged {
+				ev = b.log.Debug()
+			}
+			ev.Err(err).Msg("ignoring the peer store")
 		} else if len(recs) > 0 {
 			b.net.AddRecords(recs)
 			seeded = true
-			b.log.Info().Int("records", len(recs)).Msg("peer store loaded")
+			ev := b.log.Info()
+			if b.storeLogged {
+				ev = b.log.Debug()
+			}
+			ev.Int("records", len(recs)).Msg("peer store loaded")
 		}
+		b.storeLogged = true
 	}
 	for _, bn := range b.cfg.Bootnodes {
 		if err := b.net.Connect(ctx, bn, false); err != nil {

@@ -59,6 +59,13 @@ func (r *refreshSchedule) start(now time.Time) (full bool) {
 	return full
 }
 
+// restart makes r a young table's schedule again, started at now by a join: the gap starts at the first one and
+// the neighbourhood is forgotten.
+func (r *refreshSchedule) restart(now time.Time) {
+	r.gap, r.neighbours = 0, nil
+	r.start(now)
+}
+
 // settleSteps is how many step intervals apart two self-lookups that agree must be to end the early refreshes
 // (16 s with the default Interval of 2 s: the refreshes at 2, 6, 14 and 30 s after the join, at least).
 const settleSteps = 8

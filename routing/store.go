@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -27,9 +28,12 @@ var ErrBadStore = errors.New("routing: bad peer store")
 // and the bootstrapper loads it at start, so that a restarted node rejoins without any bootnode.
 
 // LoadStore reads the records of a peer store file, at most MaxStoreRecords of them. A missing file is an empty
-// store, not an error. The records are not verified here: the routing actor verifies every record it is given.
+// store, not an error; a path that is no regular file (a FIFO, a device, a directory) is ErrBadStore. The records are
+// not verified here: the routing actor verifies every record it is given.
 func LoadStore(path string) ([]*messages.NodeRecord, error) {
-	f, err := os.Open(path)
+	// Opened without blocking and checked once open, as session.LoadIdentity opens a key: a FIFO in the store's
+	// place blocked the open until a writer came, the bootstrapper's join with it, and Close waited for it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -40,6 +44,9 @@ func LoadStore(path string) ([]*messages.NodeRecord, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("routing: peer store: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file (%s)", ErrBadStore, path, st.Mode().Type())
 	}
 	if st.Size() > MaxStoreSize {
 		return nil, fmt.Errorf("%w: %s is %d bytes, limit %d", ErrBadStore, path, st.Size(), MaxStoreSize)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,5 +98,27 @@ func TestStoresSharingADirectorySaveConcurrently(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatalf("a save failed: %v", err)
+	}
+}
+
+// A store path that is no regular file is refused at once with ErrBadStore: a FIFO with no writer blocked the open,
+// and with it the bootstrapper's join and the node's Close.
+func TestStoreRefusesAPathThatIsNoRegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "peers.pb")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fifo, dir} {
+		done := make(chan error, 1)
+		go func() { _, err := LoadStore(path); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrBadStore) {
+				t.Fatalf("LoadStore(%s): got %v, want ErrBadStore", path, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("LoadStore(%s) still blocked after 10 s", path)
+		}
 	}
 }
