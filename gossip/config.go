@@ -42,7 +42,8 @@ type Config struct {
 	HistoryLength int
 	// CacheMaxMessages caps the message cache in messages (default 4096).
 	CacheMaxMessages int
-	// CacheMaxBytes caps the message cache in payload bytes (default 16 MiB).
+	// CacheMaxBytes caps the message cache in payload bytes (default 16 MiB); the relay needs room for a message of
+	// its MaxMessageSize (RelayConfig.Validate).
 	CacheMaxBytes int
 
 	// SeenTTL is how long a message id is remembered to recognise duplicates (default 2m). A message whose

@@ -67,6 +67,9 @@ func (r *Router) handleIHave(b *builder, now time.Time, from session.NodeID, ih 
 			continue
 		}
 		if r.seen.has(id) {
+			if pd := r.pending[id]; pd != nil { // asked for should the copy awaiting its verdict fail it
+				pd.addAlt(from)
+			}
 			continue
 		}
 		w := r.wants[id]

@@ -95,6 +95,38 @@ func TestCopyDuringValidationIsFetchedAfterAReject(t *testing.T) {
 	}
 }
 
+// TestAnnouncementDuringValidationIsAskedForAfterAReject: peers that only announced the id (IHAVE) while a forged
+// copy awaited its verdict are asked for it once the copy is rejected or ignored, one after the other. A mesh link
+// announces each id once, and the announcements were dropped: the forged copy kept the genuine message from a node
+// that only heard of it (an audit's finding).
+func TestAnnouncementDuringValidationIsAskedForAfterAReject(t *testing.T) {
+	cfg := DefaultConfig()
+	for _, v := range []Verdict{Reject, Ignore} {
+		r := joined(t, cfg, 3) // peer 1 hostile; peers 2 and 3 announce the genuine message
+		forged := &Message{Topic: topicA, Data: []byte("block 42"), Origin: nid(1), Seq: 1, OriginTime: t0.UnixNano()}
+		if _, st := r.HandleMessage(t0, nid(1), forged); st != Pending {
+			t.Fatalf("forged copy: %v", st)
+		}
+		for _, p := range []int{1, 2, 3} { // the forger's own announcement is no other source
+			if out := r.HandleIHave(t0.Add(600*time.Millisecond), nid(p), IHave{Topic: topicA, IDs: []MsgID{forged.ID}}); len(out.Send) != 0 {
+				t.Fatalf("an IHAVE of the id pending was asked for at once: %+v", out.Send)
+			}
+		}
+		out := r.Validated(t0.Add(time.Second), forged.ID, v)
+		if c, _ := sendsTo(out, nid(2)); c == nil || !slices.Equal(c.IWant, []MsgID{forged.ID}) {
+			t.Fatalf("verdict %v: peer 2, which announced the id meanwhile, was not asked for it: %+v", v, out.Send)
+		}
+		// Peer 2 does not answer: its IWANT times out and peer 3 is asked; the forger is not.
+		out = r.Heartbeat(t0.Add(time.Second + cfg.IWantTimeout))
+		if c, _ := sendsTo(out, nid(3)); c == nil || !slices.Equal(c.IWant, []MsgID{forged.ID}) {
+			t.Fatalf("verdict %v: peer 3 was not asked after peer 2 failed to answer: %+v", v, out.Send)
+		}
+		if c, _ := sendsTo(out, nid(1)); c != nil && slices.Contains(c.IWant, forged.ID) {
+			t.Fatalf("verdict %v: the forger was asked for the id", v)
+		}
+	}
+}
+
 // TestLateVerdictDoesNotApplyToAnotherCopy: a verdict that comes after its message timed out, once another copy of
 // the same id is pending, is not taken for that copy's.
 func TestLateVerdictDoesNotApplyToAnotherCopy(t *testing.T) {

@@ -182,6 +182,11 @@ func (c RelayConfig) Validate() error {
 		return fmt.Errorf("%w: Router.MaxIWantReplyBytes %d cannot serve a message of MaxMessageSize %d", ErrInvalidConfig,
 			c.Router.MaxIWantReplyBytes, c.MaxMessageSize)
 	}
+	// A message the cache cannot hold is never announced nor served: a node that missed its push never got it.
+	if c.MaxMessageSize > c.Router.CacheMaxBytes-RPCMessageOverhead {
+		return fmt.Errorf("%w: Router.CacheMaxBytes %d cannot hold a message of MaxMessageSize %d", ErrInvalidConfig,
+			c.Router.CacheMaxBytes, c.MaxMessageSize)
+	}
 	return nil
 }
 

@@ -220,6 +220,11 @@ func TestRelayConfigNeedsRoomForAMessage(t *testing.T) {
 		t.Errorf("MaxIWantReplyBytes = MaxMessageSize: Validate = %v, want ErrInvalidConfig", err)
 	}
 	cfg = DefaultRelayConfig()
+	cfg.Router.CacheMaxBytes = cfg.MaxMessageSize // a message of that size was never cached, announced nor served
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("CacheMaxBytes = MaxMessageSize: Validate = %v, want ErrInvalidConfig", err)
+	}
+	cfg = DefaultRelayConfig()
 	cfg.MaxMessageSize = math.MaxInt // MaxMessageSize + the overhead overflowed, and passed
 	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("MaxMessageSize = MaxInt: Validate = %v, want ErrInvalidConfig", err)

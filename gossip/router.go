@@ -124,9 +124,19 @@ type pending struct {
 	size int // the payload bytes it holds (MaxPendingValidationBytes)
 	// pulled is set when the message came as the answer to this node's IWANT: the tree did not bring it.
 	pulled bool
-	// alt is the first other peer that sent a copy meanwhile (a duplicate), asked for it should this one not be
-	// accepted (see unsee); zero if none.
-	alt session.NodeID
+	// alts are the first other peers that sent a copy meanwhile (a duplicate) or announced the id (IHAVE), asked
+	// for it in turn should this copy not be accepted (see unsee); nalts of them are set.
+	alts  [maxWantSources]session.NodeID
+	nalts int
+}
+
+// addAlt records id as a peer to ask for the message should this copy not be accepted: the first maxWantSources
+// peers other than the copy's sender.
+func (pd *pending) addAlt(id session.NodeID) {
+	if id != pd.from && pd.nalts < len(pd.alts) && !slices.Contains(pd.alts[:pd.nalts], id) {
+		pd.alts[pd.nalts] = id
+		pd.nalts++
+	}
 }
 
 // want is an outstanding IWANT: the announcers of the message, the number already asked and when the last was.
@@ -462,8 +472,8 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 	var b builder
 	if r.Seen(msg.ID) {
 		r.stats.Duplicates++
-		if pd := r.pending[msg.ID]; pd != nil && pd.alt.IsZero() && from != pd.from {
-			pd.alt = from
+		if pd := r.pending[msg.ID]; pd != nil {
+			pd.addAlt(from)
 		}
 		r.duplicate(&b, t, msg, from)
 		return b.result(), Duplicate
@@ -579,8 +589,10 @@ func (r *Router) validated(now time.Time, id MsgID, m *Message, v Verdict) Outpu
 
 // unsee forgets the id of a message that validation did not accept, so that another copy is validated afresh:
 // with content ids (DefaultMsgID), a hostile peer's copy of someone else's content, signed as its own, has the
-// genuine message's id, and must not suppress it. The peer that sent a copy while this one was pending is asked
-// for it at once, and the IWANT of the id, if any, goes on to its next announcer.
+// genuine message's id, and must not suppress it. The peers that sent a copy or announced the id while this one was
+// pending become the IWANT's announcers and the first is asked at once; the IWANT goes on to the next ones as for
+// any announcement. An announcement heard while the id was pending used to be dropped: a mesh link announces each
+// id once, so a forged copy awaiting a slow verdict kept the genuine message from a node that only heard of it.
 func (r *Router) unsee(b *builder, pd *pending, now time.Time) {
 	id := pd.msg.ID
 	r.seen.forget(id)
@@ -588,17 +600,18 @@ func (r *Router) unsee(b *builder, pd *pending, now time.Time) {
 	if w != nil {
 		w.done = false
 	}
-	if pd.alt.IsZero() || r.peers[pd.alt] == nil {
-		return
-	}
-	if w == nil {
-		if w = r.newWant(id, pd.alt, now); w == nil {
-			return
+	for _, alt := range pd.alts[:pd.nalts] {
+		switch {
+		case r.peers[alt] == nil:
+		case w == nil:
+			w = r.newWant(id, alt, now)
+		default:
+			w.addSource(alt)
 		}
-	} else {
-		w.addSource(pd.alt)
 	}
-	r.ask(b, id, w, now)
+	if w != nil {
+		r.ask(b, id, w, now)
+	}
 }
 
 func (r *Router) accept(b *builder, pd *pending, now time.Time) {
