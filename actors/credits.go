@@ -97,7 +97,7 @@ func (pc *peerConn) awaitRelease(h *heldCredits, r *protocolRegistry, room func(
 	select {
 	case <-pc.bytesFreed:
 	case <-dropped:
-	case <-pc.closing:
+	case <-pc.halt:
 		return waitClosing
 	}
 	return waitAgain
@@ -108,7 +108,7 @@ func (pc *peerConn) awaitRelease(h *heldCredits, r *protocolRegistry, room func(
 // (InboundPendingBytes), and fails once the connection is closing (checked first: a select between a free credit
 // and the closed channel would pick either) or h's actor has stopped.
 func (pc *peerConn) acquire(h *heldCredits, r *protocolRegistry, size int64) bool {
-	if pc.isClosing() {
+	if pc.halted() {
 		return false
 	}
 	select {
@@ -139,7 +139,7 @@ func (pc *peerConn) awaitCredit(h *heldCredits, r *protocolRegistry) bool {
 		select {
 		case pc.credits <- struct{}{}:
 			return true
-		case <-pc.closing:
+		case <-pc.halt:
 			return false
 		case <-dropped:
 		}

@@ -396,7 +396,7 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 		return
 	}
 	if !pc.acquire(held, n.protocols, size) { // the window this message holds is given back with the actor's (reclaim)
-		if held.reg.stopped() && !pc.isClosing() { // the actor stopped while the message waited for a credit
+		if held.reg.stopped() && !pc.halted() { // the actor stopped while the message waited for a credit
 			n.refuseDirect(pc, d, refusedStopped, nil)
 		}
 		return

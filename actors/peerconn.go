@@ -58,6 +58,11 @@ type peerConn struct {
 
 	closing   chan struct{}
 	closeOnce sync.Once
+	// halt is closed once the reader delivers nothing more: with closing, except on a close as a duplicate this
+	// node decided, where the peer may have sent on the connection before it learned of the tie-break; the reader
+	// then delivers until the peer's goodbye or the end of the linger (stopDelivery).
+	halt     chan struct{}
+	haltOnce sync.Once
 	// deadlineMu orders shutdown's write deadline against the writer's, so a closing connection's deadline is
 	// never pushed back out by a new batch.
 	deadlineMu sync.Mutex
@@ -121,6 +126,9 @@ type peerConn struct {
 	// keepalive pings, so that both ends of a live quiet connection closed it as idle.
 	connectedAt time.Time
 
+	// retired is set on a connection closed as a duplicate as it came up, never registered (peerManager.retire).
+	retired bool
+
 	// dropped is how many queued messages were never written: too large, in a batch whose write failed, or left
 	// at close (counted by the writers, one at a time, before done is closed).
 	dropped int
@@ -141,6 +149,7 @@ func newPeerConn(sc *session.Conn, connID uint64, outbound bool, cfg *Config, lo
 		credits:     make(chan struct{}, cfg.InboundPending),
 		bytesFreed:  make(chan struct{}, 1),
 		closing:     make(chan struct{}),
+		halt:        make(chan struct{}),
 		done:        make(chan struct{}),
 		readerDone:  make(chan struct{}),
 		connectedAt: time.Now(),
@@ -176,6 +185,9 @@ func (pc *peerConn) shutdown(reason messages.DisconnectReason, detail string) {
 		defer pc.deadlineMu.Unlock()
 		pc.reason, pc.detail = reason, detail
 		close(pc.closing)
+		if reason != messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION {
+			pc.stopDelivery()
+		}
 		if gracefulClose(reason) {
 			_ = pc.sc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 		} else {
@@ -202,16 +214,42 @@ func gracefulClose(reason messages.DisconnectReason) bool {
 	return false
 }
 
-// remoteShutdown records that the peer said goodbye; nothing more is written to it.
+// remoteShutdown records that the peer said goodbye; nothing more is written to it, but for the messages queued
+// already when the peer closed it as a duplicate: the peer reads on until this side closes too (see stopDelivery),
+// and they would otherwise be lost, since Send took them.
 func (pc *peerConn) remoteShutdown(reason messages.DisconnectReason, detail string) {
 	pc.closeOnce.Do(func() {
 		pc.deadlineMu.Lock()
 		defer pc.deadlineMu.Unlock()
 		pc.reason, pc.detail, pc.byRemote = reason, detail, true
 		close(pc.closing)
-		_ = pc.sc.SetWriteDeadline(time.Unix(1, 0))
+		if reason == messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION {
+			_ = pc.sc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+		} else {
+			_ = pc.sc.SetWriteDeadline(time.Unix(1, 0))
+		}
 	})
+	pc.stopDelivery()
 	pc.q.stop()
+}
+
+// stopDelivery makes the reader deliver nothing more (it drains what still comes) and ends its waits for credits.
+func (pc *peerConn) stopDelivery() { pc.haltOnce.Do(func() { close(pc.halt) }) }
+
+// halted tells whether stopDelivery was called.
+func (pc *peerConn) halted() bool {
+	select {
+	case <-pc.halt:
+		return true
+	default:
+		return false
+	}
+}
+
+// flushedToRemote tells whether a connection the peer closed still flushes its queue: the peer closed it as a
+// duplicate, and reads what this side sent until this side closes too.
+func (pc *peerConn) flushedToRemote() bool {
+	return pc.byRemote && pc.reason == messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION
 }
 
 // send queues an encoded envelope. A full queue disconnects the peer as too slow.
@@ -346,7 +384,7 @@ func (pc *peerConn) readLoop() {
 				return
 			}
 		}
-		if pc.isClosing() { // after every message: a closing connection delivers nothing more
+		if pc.halted() { // after every message: a closing connection delivers nothing more (see halt)
 			pc.drain()
 			return
 		}
@@ -606,15 +644,18 @@ func (pc *peerConn) finish(canWrite bool) {
 	defer pc.exit()
 	pc.stopPings()
 	left := pc.q.close()
-	if !canWrite || pc.byRemote || !gracefulClose(pc.reason) {
+	flushed := pc.flushedToRemote()
+	if !canWrite || (pc.byRemote && !flushed) || !gracefulClose(pc.reason) {
 		pc.dropped += len(left)
 		left = nil
 	}
 	left = pc.dropOversized(batch{items: left}).items
-	if canWrite && !pc.byRemote {
+	if canWrite && (!pc.byRemote || flushed) {
 		out := left
-		switch pc.reason {
-		case messages.DisconnectReason_DISCONNECT_REASON_READ_ERROR, messages.DisconnectReason_DISCONNECT_REASON_WRITE_ERROR:
+		switch {
+		case pc.byRemote: // the peer said goodbye: no goodbye back
+		case pc.reason == messages.DisconnectReason_DISCONNECT_REASON_READ_ERROR,
+			pc.reason == messages.DisconnectReason_DISCONNECT_REASON_WRITE_ERROR:
 		default:
 			if b, err := proto.Marshal(disconnectEnvelope(pc.reason, pc.detail)); err == nil {
 				out = append(out, b)
@@ -626,14 +667,15 @@ func (pc *peerConn) finish(canWrite bool) {
 			pc.dropped += len(left) // the flush failed: what it carried was not written, or not all of it
 		}
 	}
+	pc.stopDelivery()
 	_ = pc.sc.Close()
 }
 
 // linger half-closes the connection once the goodbye is written and gives the reader up to closeFlushTimeout to
-// drain what the peer still sends, until the peer closes its side (it does on reading the goodbye). A TCP socket
-// closed with unread data resets the connection, and the reset drops what was not yet sent, the goodbye
-// included: the peer would record a reset instead of the reason. Connections without a half-close (the in-memory
-// transport) are closed at once.
+// drain what the peer still sends (to deliver it, on a close as a duplicate: see halt), until the peer closes its
+// side (it does on reading the goodbye). A TCP socket closed with unread data resets the connection, and the reset
+// drops what was not yet sent, the goodbye included: the peer would record a reset instead of the reason.
+// Connections without a half-close are closed at once (the in-memory transport has one since stop 52).
 func (pc *peerConn) linger() {
 	if pc.sc.CloseWrite() != nil {
 		return

@@ -528,8 +528,15 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 	}
 	old, replacing := m.conns[id]
 	if replacing && !m.keepNew(old.pc.outbound, msg.outbound, id) {
-		// The connection we already have wins the simultaneous-dial tie-break.
-		refuse(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "already connected", nil)
+		// The connection we already have wins the simultaneous-dial tie-break. The peer may have sent on this one
+		// before it learned of the tie-break, so it is closed as a replaced one is, reading on (retire).
+		log.Info().Str("peer", id.Short()).Str("reason", messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION.String()).
+			Msg("connection refused: already connected")
+		m.retire(ctx, msg.sc, msg.outbound)
+		if msg.outbound {
+			m.finishDial(id, nil)
+			m.dialFailed(id, nil)
+		}
 		return
 	}
 	// The slots are checked before the connection it replaces is closed: a newcomer refused for want of a slot
@@ -599,6 +606,22 @@ func sayGoodbye(sc *session.Conn, b []byte) {
 	}
 }
 
+// retire closes a connection that lost the simultaneous-dial tie-break as it came up, the way a replaced one is
+// closed (DUPLICATE_CONNECTION): its connection actor says goodbye and reads on until the peer's goodbye or the end
+// of the linger, delivering what the peer sent on it before it learned of the tie-break. Refused with a goodbye
+// and nothing read, those messages, taken by the peer's Send, were lost. It is not registered: it takes no sends,
+// holds no slot and makes no peer events.
+func (m *peerManager) retire(ctx actor.Context, sc *session.Conn, outbound bool) {
+	m.nextID++
+	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, &m.n.log, m.n)
+	pc.retired = true
+	pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "already connected")
+	m.spawning = pc
+	pid := ctx.SpawnPrefix(m.connProps, "conn-"+pc.id.Short())
+	m.spawning = nil
+	m.byActor[pid.Id] = &connEntry{pid: pid, pc: pc}
+}
+
 func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound bool) {
 	m.nextID++
 	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, &m.n.log, m.n)
@@ -646,6 +669,9 @@ func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
 	<-e.pc.done // both goroutines have exited: reason and detail are final
 	pc := e.pc
 	m.n.stats.connDone(pc)
+	if pc.retired {
+		return // never registered (retire): no peer left, no event
+	}
 	m.n.log.Debug().Str("peer", pc.id.Short()).Str("reason", pc.reason.String()).Str("detail", pc.detail).Bool("by_remote", pc.byRemote).
 		Dur("connected_for", time.Since(pc.connectedAt)).Msg("peer disconnected")
 	_, still := m.conns[pc.id] // its replacement, registered before it was closed as a duplicate

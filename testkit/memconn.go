@@ -30,7 +30,9 @@ type memConnState struct {
 }
 
 type endState struct {
-	closed        bool
+	closed bool
+	// wclosed is set by CloseWrite: the end writes no more, and the peer reads io.EOF once it read what came before.
+	wclosed       bool
 	readDeadline  time.Time
 	writeDeadline time.Time
 	// readTimer wakes a blocked Read when readDeadline passes; it is due at readTimerAt. One timer per deadline,
@@ -271,7 +273,7 @@ func (c *memConn) Read(b []byte) (int, error) {
 			}
 			return n, nil
 		}
-		if len(in.q) == 0 && s.end[1-c.side].closed {
+		if len(in.q) == 0 && (s.end[1-c.side].closed || s.end[1-c.side].wclosed) {
 			return 0, io.EOF
 		}
 		s.waitReadable(in)
@@ -337,6 +339,22 @@ func (c *memConn) Write(b []byte) (int, error) {
 			s.wakeReader(out, at, now)
 		}
 	}
+}
+
+// CloseWrite half-closes this end, as a TCP socket's shutdown of its sending side: its writes fail with EPIPE from
+// then on, and the peer reads what was written before, then io.EOF; this end still reads. A graceful close writes
+// its goodbye, half-closes and reads on until the peer closes too, so that what the peer sent meanwhile is read
+// (see actors' linger); without a half-close it closed at once, dropping it.
+func (c *memConn) CloseWrite() error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := c.writeErr(time.Now()); err != nil {
+		return err
+	}
+	s.end[c.side].wclosed = true
+	broadcast(&s.dir[c.side].readable)
+	return nil
 }
 
 // Close closes this end: its own reads and writes fail with net.ErrClosed, the peer reads what was written then
@@ -426,7 +444,7 @@ func (c *memConn) writeErr(now time.Time) error {
 		return c.opErr("write", net.ErrClosed)
 	case c.s.reset:
 		return c.opErr("write", os.NewSyscallError("write", syscall.ECONNRESET))
-	case c.s.end[1-c.side].closed:
+	case me.wclosed, c.s.end[1-c.side].closed:
 		return c.opErr("write", os.NewSyscallError("write", syscall.EPIPE))
 	case expired(me.writeDeadline, now):
 		return c.opErr("write", os.ErrDeadlineExceeded)

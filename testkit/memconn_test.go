@@ -361,3 +361,29 @@ func BenchmarkMemSetReadDeadline(b *testing.B) {
 		_ = s.SetReadDeadline(start.Add(time.Duration(i) * time.Millisecond))
 	}
 }
+
+// CloseWrite half-closes an end as a TCP socket's shutdown does: the peer reads what came before, then io.EOF, and
+// can still write to the end, which still reads; the end's own writes fail. A graceful close relies on it to read
+// what the peer sent before the goodbye (actors' linger).
+func TestMemCloseWriteHalfCloses(t *testing.T) {
+	leakCheck(t)
+	mn := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Latency: 5 * time.Millisecond}})
+	c, s := connectedPair(t, mn)
+	write(t, c, []byte("goodbye"))
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+	_, err := c.Write([]byte("x"))
+	wantErr(t, "write after CloseWrite", err, syscall.EPIPE)
+	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(s)
+	if err != nil || string(got) != "goodbye" {
+		t.Fatalf("peer read %q, %v; want the bytes written before the half-close, then EOF", got, err)
+	}
+	write(t, s, []byte("late"))
+	if got := readN(t, c, 4); string(got) != "late" {
+		t.Fatalf("the half-closed end read %q, want what the peer wrote after", got)
+	}
+	_ = c.Close()
+	_ = s.Close()
+}
