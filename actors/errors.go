@@ -19,8 +19,11 @@ var (
 	ErrUnknownPeer = errors.New("unknown peer: not connected and no known address")
 	// ErrPeerGone: the connection to the peer closed before the operation completed.
 	ErrPeerGone = errors.New("peer disconnected")
-	// ErrUnreachable: the peer's address could not be dialed (refused, no route, nothing answering); the
-	// transport's error is wrapped too.
+	// ErrUnreachable: the peer's address could not be dialed (refused, no route, nothing answering), or the
+	// connection failed during the handshake (the peer closed or reset it, timed out, or answered no valid
+	// handshake); the transport's or the session's error is wrapped too. A peer that is another node than expected,
+	// or of another network or protocol version, fails with the session's sentinel instead (session.ErrWrongPeer,
+	// ErrNetworkMismatch, ErrVersionMismatch, ErrBadSignature).
 	ErrUnreachable = errors.New("peer unreachable")
 	// ErrSlowPeer: the peer's outbound queue is full; the peer was disconnected with reason SLOW_PEER.
 	ErrSlowPeer = errors.New("peer too slow: outbound queue full, disconnected")

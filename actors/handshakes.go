@@ -6,6 +6,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -95,8 +96,21 @@ func (m *peerManager) goDial(addr session.PeerAddr, keep bool) {
 			return
 		}
 		sc, err := handshake(m.ctx, raw, cfg, true, addr.ID)
+		if err != nil && m.ctx.Err() == nil && !refusedByPeerIdentity(err) {
+			// The peer closed or reset the connection, timed out or answered no valid handshake: no peer to reach
+			// there now. The session's error stays wrapped; it was returned alone, and matched no sentinel of Send's.
+			err = fmt.Errorf("%w: handshake with %s: %w", ErrUnreachable, addr.Addr, err)
+		}
 		m.report(&handshakeDone{raw: raw, sc: sc, err: err, outbound: true, addr: addr})
 	}()
+}
+
+// refusedByPeerIdentity tells whether a handshake failed on who the peer is or what it speaks (another node than
+// expected, another network, another protocol version, a bad identity signature): the session's sentinel is the
+// answer, not ErrUnreachable.
+func refusedByPeerIdentity(err error) bool {
+	return errors.Is(err, session.ErrWrongPeer) || errors.Is(err, session.ErrNetworkMismatch) ||
+		errors.Is(err, session.ErrVersionMismatch) || errors.Is(err, session.ErrBadSignature)
 }
 
 // report hands a handshake outcome to the actor; a successful connection is parked until the actor takes it.
