@@ -16,8 +16,12 @@ import (
 // dialed at once): a peer is connected from its first PeerConnected until a PeerDisconnected whose
 // StillConnected is false; ConnId pairs each PeerDisconnected with its PeerConnected.
 //
-// fn runs on the publishing actor's goroutine: it must return quickly and never block. A panic in fn is recovered
-// and logged. fn is not called for an event published after unsubscribe returned, nor, when unsubscribe is called
+// fn runs on the publishing actor's goroutine: it must return quickly and never block. In particular it must not
+// call the node's methods that wait for its actors (Register, Connect, Disconnect, Send, Request, Ping, Lookup,
+// Ban, Close, ...): the actor they wait for may be the one running fn, and the call then deadlocks it until the
+// call's context ends (for Register, which takes none, until Close), with every connection or protocol it serves.
+// To act on an event, hand it to a goroutine of the application's (a channel it reads, or go). A panic in fn is
+// recovered and logged. fn is not called for an event published after unsubscribe returned, nor, when unsubscribe is called
 // on the publishing goroutine (from fn itself, or another subscriber's fn), for the event being handed out then.
 // Called from another goroutine, unsubscribe does not wait for fn (it may be called from fn, and would wait for
 // itself): a call under way, or one that was about to start, may still run after it returned. An application that

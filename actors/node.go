@@ -410,7 +410,8 @@ const MaxProtocolIDLength = 256
 
 // Register spawns a protocol actor from props under the protocol supervisor and routes every message peers send to
 // protocol to it as an *Inbound. A panicking protocol actor is restarted (Config.ProtocolRestarts), then stopped
-// and its protocol unregistered (a messages.ProtocolStopped event; Register it again to serve it); a request it
+// and its protocol unregistered (a messages.ProtocolStopped event; Register it again to serve it, from a goroutine
+// of the application's, never from the SubscribeEvents callback itself: see there); a request it
 // panicked on is answered with an error at once. Accepts restricts the payload types peers may send it; without
 // it, the actor must check every payload's type itself. Register needs a started node (ErrNotStarted): a protocol
 // to serve from the node's first connection goes in Config.Protocols. Errors: ErrProtocolRegistered,
