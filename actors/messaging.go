@@ -517,7 +517,13 @@ func (t *requestTable) add(pc *peerConn, ping bool) (uint64, <-chan requestResul
 	defer t.mu.Unlock()
 	t.next++
 	ch := make(chan requestResult, 1)
-	t.m[t.next] = &pendingRequest{pc: pc, ch: ch, ping: ping}
+	if pc.requestsFailed != nil {
+		// The connection was unregistered between the caller's connFor and this: its answer would never come, and
+		// the request waited out its timeout instead of failing at once as those failConn failed.
+		ch <- requestResult{err: pc.requestsFailed}
+	} else {
+		t.m[t.next] = &pendingRequest{pc: pc, ch: ch, ping: ping}
+	}
 	pc.inflight.Add(1)
 	pc.used.Store(true)
 	return t.next, ch
@@ -575,9 +581,10 @@ func (t *requestTable) completePong(pc *peerConn, nonce uint64) bool {
 	return t.resolve(pc, nonce, true, requestResult{})
 }
 
-// failConn fails every request waiting on the given connection.
+// failConn fails every request waiting on the given connection, and those added to it later.
 func (t *requestTable) failConn(pc *peerConn, err error) {
 	t.mu.Lock()
+	pc.requestsFailed = err // requests added from now on fail at once
 	var failed []*pendingRequest
 	for id, p := range t.m {
 		if p.pc == pc {

@@ -126,6 +126,9 @@ type peerConn struct {
 	// keepalive pings, so that both ends of a live quiet connection closed it as idle.
 	connectedAt time.Time
 
+	// requestsFailed is the error requests on the connection fail with once it was unregistered (requestTable's
+	// failConn; guarded by the request table's lock).
+	requestsFailed error
 	// retired is set on a connection closed as a duplicate as it came up, never registered (peerManager.retire).
 	retired bool
 

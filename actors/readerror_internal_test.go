@@ -28,3 +28,21 @@ func TestClassifyReadError(t *testing.T) {
 		}
 	}
 }
+
+// A request added to a connection after its requests were failed (it was unregistered between the caller's
+// connFor and add) fails at once with the same error: it waited out its timeout (an audit's suspicion).
+func TestARequestOnAFailedConnectionFailsAtOnce(t *testing.T) {
+	table, pc := newRequestTable(), &peerConn{}
+	gone := fmt.Errorf("%w: test", ErrPeerGone)
+	table.failConn(pc, gone)
+	id, ch := table.add(pc, false)
+	defer table.remove(id, pc)
+	select {
+	case r := <-ch:
+		if !errors.Is(r.err, ErrPeerGone) {
+			t.Fatalf("got %v, want ErrPeerGone", r.err)
+		}
+	default:
+		t.Fatal("a request added after failConn is waiting for an answer that cannot come")
+	}
+}
