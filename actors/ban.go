@@ -169,20 +169,21 @@ func (m *peerManager) admitInbound(remote net.Addr, now time.Time) string {
 	if m.n.cfg.ExemptLoopbackThrottle && ip.IsLoopback() {
 		return ""
 	}
-	if !m.inbound.Allow(ip, now) {
+	host := hostKey(ip)
+	if !m.inbound.Allow(host, now) {
 		return "per-IP inbound rate exceeded"
 	}
-	if m.pendingIn[ip]+m.inboundFrom(ip) >= m.n.cfg.MaxInboundPerIP {
+	if m.pendingIn[host]+m.inboundFrom(host) >= m.n.cfg.MaxInboundPerIP {
 		return "per-IP inbound connections at MaxInboundPerIP"
 	}
 	return ""
 }
 
-// inboundFrom counts the live inbound connections from ip.
-func (m *peerManager) inboundFrom(ip netip.Addr) int {
+// inboundFrom counts the live inbound connections from the host of key hostKey(ip).
+func (m *peerManager) inboundFrom(host netip.Addr) int {
 	n := 0
 	for _, e := range m.conns {
-		if !e.pc.outbound && addrIP(e.pc.sc.RemoteAddr()) == ip {
+		if !e.pc.outbound && hostKey(addrIP(e.pc.sc.RemoteAddr())) == host {
 			n++
 		}
 	}
@@ -193,17 +194,27 @@ func (m *peerManager) inboundFrom(ip netip.Addr) int {
 // forgets it when the handshake has ended (a connection it made is counted by inboundFrom from then on).
 func (m *peerManager) pendInbound(remote net.Addr) {
 	if ip := addrIP(remote); ip.IsValid() {
-		m.pendingIn[ip]++
+		m.pendingIn[hostKey(ip)]++
 	}
 }
 
 func (m *peerManager) unpendInbound(remote net.Addr) {
-	ip := addrIP(remote)
-	if m.pendingIn[ip] <= 1 {
-		delete(m.pendingIn, ip)
+	host := hostKey(addrIP(remote))
+	if m.pendingIn[host] <= 1 {
+		delete(m.pendingIn, host)
 	} else {
-		m.pendingIn[ip]--
+		m.pendingIn[host]--
 	}
+}
+
+// hostKey is what the per-IP inbound limits count a remote address under: an IPv4 address itself, an IPv6
+// address's /64, which one host gets whole (they counted exact addresses, and one IPv6 host escaped every limit by
+// using another address of its /64 for each connection).
+func hostKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() && !ip.Is4In6() {
+		return netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return ip
 }
 
 // banned tells whether peer, or the IP ip (when valid), is banned, and why.

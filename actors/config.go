@@ -56,7 +56,9 @@ type Config struct {
 	MaxInboundPeers int
 	// MaxOutboundPeers caps connections the node dials. Default 25.
 	MaxOutboundPeers int
-	// MaxPendingHandshakes caps handshakes in progress; more inbound connections are closed at once. Default 64.
+	// MaxPendingHandshakes caps handshakes in progress. When they are all taken, the oldest inbound handshake of
+	// the remote host holding the most is closed to make room for a newcomer, if it has gone on for a second (or
+	// half of HandshakeTimeout); otherwise the newcomer is closed at once. Default 64.
 	MaxPendingHandshakes int
 	// MaxMessageSize is the largest message accepted from or sent to a peer, checked before allocation. Each
 	// node tells its peers its own in the handshake, and sends a peer nothing over the smaller of the two: a Send or
@@ -150,7 +152,8 @@ type Config struct {
 	// Logger receives the node's logs, protoactor's included. Default: disabled.
 	Logger zerolog.Logger
 
-	// InboundPerIPRate and InboundPerIPBurst throttle inbound connections per remote IP before any handshake work:
+	// InboundPerIPRate and InboundPerIPBurst throttle inbound connections per remote IP (an IPv6 address's /64,
+	// which one host has whole, counts as one IP here and in MaxInboundPerIP) before any handshake work:
 	// one IP may open InboundPerIPBurst connections at once and InboundPerIPRate per second after that; the node
 	// closes the others at once. Defaults 4/s and 16.
 	InboundPerIPRate  float64

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/actormesh/actormesh/session"
@@ -36,16 +37,65 @@ func (m *peerManager) accept(raw net.Conn) {
 		_ = raw.Close()
 		return
 	}
-	if m.pending >= m.n.cfg.MaxPendingHandshakes ||
+	now := time.Now()
+	if (m.pending-m.evicting >= m.n.cfg.MaxPendingHandshakes && !m.evictPendingInbound(now)) ||
 		(m.count(false) >= m.n.cfg.MaxInboundPeers && !m.evictIdleInbound() && !m.canEvictInbound()) {
 		m.n.log.Debug().Str("remote", raw.RemoteAddr().String()).Int("pending", m.pending).Msg("inbound connection refused: no free slot")
 		_ = raw.Close()
 		return
 	}
 	m.pending++
+	m.n.stats.pendingHandshakes.Store(int64(m.pending))
 	m.pendInbound(raw.RemoteAddr())
+	m.inHandshakes[raw] = &inHandshake{at: now, host: hostKey(addrIP(raw.RemoteAddr()))}
 	m.goHandshake(raw, false, session.PeerAddr{})
 }
+
+// inHandshake is an inbound handshake in progress: when it began, its remote's hostKey, and whether it was closed
+// to make room (evictPendingInbound).
+type inHandshake struct {
+	at      time.Time
+	host    netip.Addr
+	evicted bool
+}
+
+// evictPendingInbound makes room for a new inbound connection when MaxPendingHandshakes are in progress: it closes
+// the oldest inbound handshake of the host holding the most, if that one has gone on for minEvictableHandshake
+// (an honest peer's handshake takes round trips, not seconds). Connections that send nothing took every place
+// for HandshakeTimeout and, renewed, for good: one host with a few addresses (a /29, or any IPv6 /64) kept every
+// peer out (an audit's finding). It reports whether it closed one; the handshake's report frees its place.
+func (m *peerManager) evictPendingInbound(now time.Time) bool {
+	minAge := min(minEvictableHandshake, m.n.cfg.HandshakeTimeout/2)
+	held := make(map[netip.Addr]int)
+	for _, h := range m.inHandshakes {
+		if !h.evicted {
+			held[h.host]++
+		}
+	}
+	var victim net.Conn
+	var pick *inHandshake
+	for raw, h := range m.inHandshakes {
+		if h.evicted || now.Sub(h.at) < minAge {
+			continue
+		}
+		if pick == nil || held[h.host] > held[pick.host] || (held[h.host] == held[pick.host] && h.at.Before(pick.at)) {
+			victim, pick = raw, h
+		}
+	}
+	if pick == nil {
+		return false
+	}
+	pick.evicted = true
+	m.evicting++
+	m.n.log.Debug().Str("remote", victim.RemoteAddr().String()).Dur("pending_for", now.Sub(pick.at)).
+		Msg("inbound handshake closed to make room: pending handshakes full")
+	_ = victim.Close()
+	return true
+}
+
+// minEvictableHandshake is how long an inbound handshake goes on before evictPendingInbound may close it (at most
+// half of HandshakeTimeout).
+const minEvictableHandshake = time.Second
 
 // handshake runs session.Handshake on raw and closes raw if it fails. Cancelling ctx (the peer manager stopping)
 // interrupts a handshake in progress, but does not touch one that has ended: the peer may have registered the

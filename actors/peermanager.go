@@ -123,8 +123,12 @@ type peerManager struct {
 	// bans outlives restarts of the peer manager (its Props own it); inbound throttles inbound connections per IP.
 	bans    *banList
 	inbound *routing.RateLimiter[netip.Addr]
-	// pendingIn counts the inbound handshakes in progress by remote IP (MaxInboundPerIP).
+	// pendingIn counts the inbound handshakes in progress by remote host (hostKey; MaxInboundPerIP).
 	pendingIn map[netip.Addr]int
+	// inHandshakes holds the inbound handshakes in progress by their connection; evicting counts those closed to
+	// make room whose report has not come yet (evictPendingInbound).
+	inHandshakes map[net.Conn]*inHandshake
+	evicting     int
 	// evictSeed keys the hash that picks the network groups inbound eviction protects (chooseEviction).
 	evictSeed maphash.Seed
 	// bufs lends the node's connections their large read and write buffers; like bans, its Props own it.
@@ -154,7 +158,8 @@ func (n *Node) peerManagerProps() *actor.Props {
 			n: n, conns: make(map[session.NodeID]*connEntry), byActor: make(map[string]*connEntry),
 			wanted: make(map[session.NodeID]*wantedPeer), dialing: make(map[session.NodeID][]chan<- error),
 			ctx: ctx, cancel: cancel, parked: make(map[*session.Conn]struct{}), pendingIn: make(map[netip.Addr]int),
-			held: held, undial: make(map[session.NodeID]struct{}),
+			inHandshakes: make(map[net.Conn]*inHandshake),
+			held:         held, undial: make(map[session.NodeID]struct{}),
 			evictSeed: maphash.MakeSeed(),
 			bans:      bans,
 			bufs:      bufs,
@@ -397,6 +402,7 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 	}
 	m.dialing[id] = waiters
 	m.pending++
+	m.n.stats.pendingHandshakes.Store(int64(m.pending))
 	m.goDial(req.addr, req.keep)
 }
 
@@ -467,8 +473,16 @@ func (m *peerManager) answerDialers(id session.NodeID, err error) {
 
 func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 	m.pending--
+	m.n.stats.pendingHandshakes.Store(int64(m.pending))
+	evicted := false
 	if !msg.outbound {
 		m.unpendInbound(msg.raw.RemoteAddr())
+		if h := m.inHandshakes[msg.raw]; h != nil {
+			if evicted = h.evicted; evicted {
+				m.evicting--
+			}
+			delete(m.inHandshakes, msg.raw)
+		}
 	}
 	if msg.sc != nil {
 		m.parkedMu.Lock()
@@ -482,12 +496,20 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 			m.closeWithNotice(msg.sc, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, "node shutting down")
 			return
 		}
+		if evicted { // it ended as it was closed to make room: its socket is closed
+			_ = msg.sc.Close()
+			m.n.stats.handshakeFailures.inc("evicted")
+			return
+		}
 	}
 	log := m.n.log.With().Bool("outbound", msg.outbound).Logger()
 	if msg.err != nil {
-		if msg.dialFailed {
+		switch {
+		case msg.dialFailed:
 			m.n.stats.handshakeFailures.inc("dial")
-		} else if m.ctx.Err() == nil {
+		case evicted:
+			m.n.stats.handshakeFailures.inc("evicted")
+		case m.ctx.Err() == nil:
 			m.n.stats.handshakeFailures.inc(handshakeFailureReason(msg.err))
 		}
 		if msg.raw != nil {

@@ -28,12 +28,16 @@ type Stats struct {
 	MessagesOut map[string]uint64
 	// HandshakeFailures counts failed dials and inbound and outbound handshakes by reason: "dial" (the
 	// connection could not be opened), "timeout", "wrong_peer", "network_mismatch", "version_mismatch",
-	// "bad_signature", "refused" (the peer closed the connection or sent garbage during the handshake) or "other".
+	// "bad_signature", "refused" (the peer closed the connection or sent garbage during the handshake), "evicted"
+	// (an inbound handshake closed to make room when MaxPendingHandshakes were in progress) or "other".
 	HandshakeFailures map[string]uint64
 	// Disconnects counts closed connections by DisconnectReason name (e.g. "DISCONNECT_REASON_SLOW_PEER").
 	Disconnects map[string]uint64
 	// QueuedBytes is what waits in the outbound queues of all connections now, batches being written included.
 	QueuedBytes int
+	// PendingHandshakes is how many handshakes are in progress now, dialed and accepted (at most
+	// Config.MaxPendingHandshakes, with those closed to make room until they end).
+	PendingHandshakes int
 	// QueueDropped counts queued outbound messages that were never written: left in the queue of a connection
 	// that closed, in a batch or final flush whose write failed, or over MaxMessageSize (a bug, logged).
 	QueueDropped uint64
@@ -89,6 +93,7 @@ type nodeStats struct {
 	queueDropped                   atomic.Uint64
 	restarts                       atomic.Uint64
 	inboundEvicted                 atomic.Uint64
+	pendingHandshakes              atomic.Int64
 	sendsHeldBack, sendsOverloaded atomic.Uint64
 	messagesIn                     labelCounters
 	messagesOut                    labelCounters
@@ -181,6 +186,7 @@ func (n *Node) Stats() Stats {
 		QueueDropped:      n.stats.queueDropped.Load(),
 		ActorRestarts:     n.stats.restarts.Load(),
 		InboundEvicted:    n.stats.inboundEvicted.Load(),
+		PendingHandshakes: int(n.stats.pendingHandshakes.Load()),
 		SendsHeldBack:     n.stats.sendsHeldBack.Load(),
 		SendsOverloaded:   n.stats.sendsOverloaded.Load(),
 	}

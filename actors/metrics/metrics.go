@@ -28,7 +28,7 @@ type Collector struct {
 
 	peers, bytes, messages, handshakeFailures, disconnects     *prometheus.Desc
 	queuedBytes, queueDropped, restarts, inboundEvicted        *prometheus.Desc
-	sendsHeldBack, sendsOverloaded                             *prometheus.Desc
+	sendsHeldBack, sendsOverloaded, pendingHandshakes          *prometheus.Desc
 	routingEntries, lookups, lookupFailures, routingThrottled  *prometheus.Desc
 	topicQueries, topicRegistrations                           *prometheus.Desc
 	gossipPeers, gossipTopics, gossipCounter, gossipDropped    *prometheus.Desc
@@ -51,6 +51,7 @@ func NewCollector(node *actors.Node) *Collector {
 		queueDropped:      d("send_queue_dropped_total", "Queued outbound messages never written because their connection closed."),
 		restarts:          d("actor_restarts_total", "Failures of supervised actors (protocol actors, routing, gossip relay), each followed by a restart."),
 		inboundEvicted:    d("inbound_evicted_total", "Inbound connections closed to make room for a newcomer when every inbound slot was taken."),
+		pendingHandshakes: d("pending_handshakes", "Handshakes in progress, dialed and accepted."),
 		sendsHeldBack:     d("sends_held_back_total", "Sends and requests that waited for room in their peer's flow-control window for the protocol (the peer's protocol actor was behind)."),
 		sendsOverloaded:   d("sends_overloaded_total", "Sends and requests that failed because their peer's flow-control window for the protocol stayed closed until their context ended."),
 		routingEntries:    d("routing_table_entries", "Entries of the Kademlia routing table."),
@@ -75,7 +76,7 @@ func NewCollector(node *actors.Node) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted, c.sendsHeldBack, c.sendsOverloaded,
+		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted, c.sendsHeldBack, c.sendsOverloaded, c.pendingHandshakes,
 		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.topicQueries, c.topicRegistrations,
 		c.gossipPeers, c.gossipTopics,
 		c.gossipCounter, c.gossipDropped, c.gossipRejectedPeers, c.gossipErrors, c.gossipDelay, c.gossipHops,
@@ -111,6 +112,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.disconnects, v, r)
 	}
 	gauge(c.queuedBytes, float64(s.QueuedBytes))
+	gauge(c.pendingHandshakes, float64(s.PendingHandshakes))
 	counter(c.queueDropped, s.QueueDropped)
 	counter(c.restarts, s.ActorRestarts)
 	counter(c.inboundEvicted, s.InboundEvicted)

@@ -126,6 +126,7 @@ func TestHandlerExposesTrafficRoutingAndGossipFigures(t *testing.T) {
 		{"actormesh_sends_held_back_total", nil, 0},
 		{"actormesh_sends_overloaded_total", nil, 0},
 		{"actormesh_send_queue_bytes", nil, 0},
+		{"actormesh_pending_handshakes", nil, 0},
 		{"go_goroutines", nil, 1},
 	}
 	for _, c := range checks {

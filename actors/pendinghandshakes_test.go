@@ -1,0 +1,123 @@
+package actors_test
+
+import (
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+// openSilent opens n TCP connections to addr from the local IP src that never send a byte, closed when the test
+// ends.
+func openSilent(t *testing.T, src, addr string, n int) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	for range n {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial from %s: %v", src, err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+}
+
+// TestSilentConnectionsDoNotLockOutHonestPeers: connections that never send a byte, from a few addresses each
+// within the per-IP limits, take every place of MaxPendingHandshakes; an honest peer from another address still
+// gets in, since the oldest handshake of the host holding the most is closed to make room once it has gone on for
+// a second. Every newcomer used to be refused until the silent handshakes timed out, and an attacker renewing them
+// kept every peer out for good (an audit's finding: 8 addresses of a /29, or one IPv6 /64).
+func TestSilentConnectionsDoNotLockOutHonestPeers(t *testing.T) {
+	const places = 16
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		if i == 0 {
+			cfg.ExemptLoopbackThrottle = false // the per-IP limits apply to the loopback addresses of the test
+			cfg.MaxPendingHandshakes = places
+			cfg.HandshakeTimeout = time.Minute // the silent connections hold their places for the whole test
+		}
+	}))
+	victim, honest := nw.Nodes[0], nw.Nodes[1]
+	for i := range places / 8 { // MaxInboundPerIP (8) from each address
+		openSilent(t, fmt.Sprintf("127.0.1.%d", i+2), victim.Addr().Addr, 8)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return victim.Stats().PendingHandshakes == places },
+		"the silent connections to take every pending handshake place")
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		return honest.Connect(ctxTimeout(t, 2*time.Second), victim.Addr(), false) == nil
+	}, "an honest peer to connect while silent connections held every pending handshake place")
+	if got := victim.Stats().HandshakeFailures["evicted"]; got == 0 {
+		t.Fatal("the honest peer got in with no silent handshake evicted")
+	}
+}
+
+// v6Transport is TCP whose accepted connections from 127.0.0.2 look, to the node, as if each came from another
+// address of one IPv6 /64 (2001:db8::/64), as one IPv6 host can make them.
+type v6Transport struct {
+	session.TCPTransport
+	next *atomic.Int64
+}
+
+type v6Listener struct {
+	net.Listener
+	next *atomic.Int64
+}
+
+type v6Conn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c v6Conn) RemoteAddr() net.Addr { return c.remote }
+
+func (t v6Transport) Listen(addr string) (net.Listener, error) {
+	ln, err := t.TCPTransport.Listen(addr)
+	return v6Listener{ln, t.next}, err
+}
+
+func (l v6Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return c, err
+	}
+	if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok && ra.IP.Equal(net.ParseIP("127.0.0.2")) {
+		ip := net.ParseIP(fmt.Sprintf("2001:db8::%x", l.next.Add(1)))
+		return v6Conn{c, &net.TCPAddr{IP: ip, Port: ra.Port}}, nil
+	}
+	return c, nil
+}
+
+// TestTheInboundLimitsCountAnIPv6Slash64AsOneHost: connections from distinct addresses of one IPv6 /64 share one
+// host's inbound limits (MaxInboundPerIP, the per-IP rate and burst): of 12 from one /64, 4 are refused at once.
+// The limits counted exact addresses, so one IPv6 host, which has its /64 whole, escaped all of them and took every
+// pending handshake place alone (an audit's finding).
+func TestTheInboundLimitsCountAnIPv6Slash64AsOneHost(t *testing.T) {
+	var next atomic.Int64
+	nw := testkit.NewNetwork(t, 1, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.ExemptLoopbackThrottle = false
+		cfg.HandshakeTimeout = time.Minute
+		cfg.Transport = v6Transport{next: &next}
+	}))
+	victim := nw.Nodes[0]
+	var refused atomic.Int64
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	for range 12 {
+		c, err := d.Dial("tcp", victim.Addr().Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		go func() {
+			if _, err := c.Read(make([]byte, 1)); err != nil {
+				refused.Add(1) // closed by the node (or by the test's end)
+			}
+		}()
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return refused.Load() == 4 && victim.Stats().PendingHandshakes == 8 },
+		"4 of 12 connections from one /64 refused, 8 pending")
+}
