@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -474,5 +475,47 @@ func TestHandshakeFailureGivesBuffersBack(t *testing.T) {
 	defer tr.mu.Unlock()
 	if tr.gets == 0 || len(tr.out) != 0 {
 		t.Fatalf("%d buffers taken, %d not given back", tr.gets, len(tr.out))
+	}
+}
+
+// stepReader returns its chunks one Read at a time, and a timeout while the next is not given yet.
+type stepReader struct{ chunks [][]byte }
+
+func (s *stepReader) Read(b []byte) (int, error) {
+	if len(s.chunks) == 0 {
+		return 0, os.ErrDeadlineExceeded
+	}
+	n := copy(b, s.chunks[0])
+	if s.chunks[0] = s.chunks[0][n:]; len(s.chunks[0]) == 0 {
+		s.chunks = s.chunks[1:]
+	}
+	return n, nil
+}
+
+// A frame's claimed length is not memory held: a peer that sends the header of a 65535-byte frame and one byte of
+// it makes the reader hold at most frameFirstBuffer (it took a 128 KiB buffer at once, held until the idle timeout);
+// the whole frame, once it comes, is read right through the growth.
+func TestAClaimedFrameLengthIsNotMemoryHeld(t *testing.T) {
+	src := &stepReader{chunks: [][]byte{{0xff, 0xff, 7}}}
+	f := frameReader{src: src, pool: NewBufferPool()}
+	if _, err := f.next(65535); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("next on a partial frame: %v, want the read's timeout", err)
+	}
+	if held := cap(f.buf()); held > frameFirstBuffer {
+		t.Fatalf("3 bytes of a frame claiming 65535 hold a %d-byte buffer, want at most %d", held, frameFirstBuffer)
+	}
+	body := make([]byte, 65535)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	body[0] = 7 // sent with the header
+	next := []byte{0, 3, 1, 2, 3} // the next frame, read ahead with the rest of this one
+	src.chunks = [][]byte{body[1:30000], append(slices.Clone(body[30000:]), next...)}
+	got, err := f.next(65535)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("the frame read through the buffer's growth: %d bytes, %v; want the %d sent", len(got), err, len(body))
+	}
+	if got, err := f.next(65535); err != nil || !bytes.Equal(got, []byte{1, 2, 3}) {
+		t.Fatalf("the frame read ahead: %v, %v", got, err)
 	}
 }
