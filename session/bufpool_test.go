@@ -508,7 +508,7 @@ func TestAClaimedFrameLengthIsNotMemoryHeld(t *testing.T) {
 	for i := range body {
 		body[i] = byte(i * 7)
 	}
-	body[0] = 7 // sent with the header
+	body[0] = 7                   // sent with the header
 	next := []byte{0, 3, 1, 2, 3} // the next frame, read ahead with the rest of this one
 	src.chunks = [][]byte{body[1:30000], append(slices.Clone(body[30000:]), next...)}
 	got, err := f.next(65535)
