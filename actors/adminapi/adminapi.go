@@ -535,6 +535,9 @@ func statusOf(err error) int {
 		errors.Is(err, actors.ErrMessageTooLarge), errors.Is(err, actors.ErrSelf), errors.Is(err, actors.ErrBadPayload),
 		errors.Is(err, actors.ErrInvalidArgument), errors.Is(err, session.ErrBadPeerAddr):
 		return http.StatusBadRequest
+	case errors.Is(err, actors.ErrUnknownPeer) && !errors.Is(err, actors.ErrNotFound) && lookupStatus(err) != 0:
+		// A peer whose address is unknown is looked up: a lookup that could not run or did not end is no 404.
+		return lookupStatus(err)
 	case errors.Is(err, actors.ErrUnknownPeer), errors.Is(err, actors.ErrNotFound),
 		errors.Is(err, actors.ErrUnknownProtocol):
 		return http.StatusNotFound
@@ -559,6 +562,22 @@ func statusOf(err error) int {
 	default:
 		return http.StatusInternalServerError
 	}
+}
+
+// lookupStatus is the status of a lookup that ended without finding the peer nor proving it absent: the node knows
+// no peer to ask or runs too many lookups (503, as GET /v1/topics/{topic}/registered answers), discovery is off
+// (501), the call's time ran out (504), the node closes (503); 0 for another cause.
+func lookupStatus(err error) int {
+	switch {
+	case errors.Is(err, routing.ErrNoPeers), errors.Is(err, routing.ErrTooManyLookups), errors.Is(err, actors.ErrClosed),
+		errors.Is(err, actors.ErrNotStarted):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, actors.ErrDiscoveryDisabled):
+		return http.StatusNotImplemented
+	case errors.Is(err, actors.ErrRequestTimeout), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return 0
 }
 
 func payloadBytes(text, b64 *string) ([]byte, error) {

@@ -76,7 +76,8 @@ func TestBadRequestsGetClientErrorsWithAMessage(t *testing.T) {
 		{"bad peer id", "POST", "/v1/peers/nobody/messages", "", `{"protocol": "echo/1", "data": "x"}`, 400, "peer id"},
 		{"missing protocol", "POST", peerURL[len(srv.URL):], "", `{"data": "x"}`, 400, `"protocol" is required`},
 		{"negative timeout", "POST", peerURL[len(srv.URL):], "", `{"protocol": "p", "data": "x", "timeout_ms": -1}`, 400, "timeout_ms"},
-		{"unknown peer", "POST", peerURL[len(srv.URL):], "", `{"protocol": "echo/1", "data": "x", "timeout_ms": 3000}`, 404, "unknown peer"},
+		// Its address unknown, and no peer to look it up through (a peer the DHT does not find: 404, below).
+		{"unknown peer", "POST", peerURL[len(srv.URL):], "", `{"protocol": "echo/1", "data": "x", "timeout_ms": 3000}`, 503, "no known peers"},
 		{"unknown endpoint", "GET", "/v1/nothing", "", "", 404, "no endpoint /v1/nothing"},
 		// A topic no node can have, as for POST (both answered 200 {"joined": false}).
 		{"topic too long", "GET", "/v1/topics/" + strings.Repeat("t", 300), "", "", 400, "topic name too long"},

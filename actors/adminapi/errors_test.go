@@ -14,6 +14,7 @@ import (
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/actors/adminapi"
+	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
 
@@ -87,5 +88,33 @@ func TestAClientThatLeftIsNotAServerFailure(t *testing.T) {
 	testkit.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "admin API request failed") }, "the failure's log line")
 	if line := logs.String(); strings.Contains(line, `"level":"warn"`) {
 		t.Fatalf("a client that left is logged as a server failure: %s", line)
+	}
+}
+
+// A send to a peer whose address is unknown, from a node that knows no peer to look it up through, is 503, as
+// OPERATOR.md says and GET /v1/topics/{topic}/registered answers: it was 404, since the lookup's routing.ErrNoPeers
+// comes wrapped in ErrUnknownPeer (an audit's finding).
+func TestASendWithNoPeerToLookUpThroughIs503(t *testing.T) {
+	node := testkit.NewNetwork(t, 1).Nodes[0] // discovery on, no peer at all
+	srv := serve(t, node)
+	unknown, err := session.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []string{"false", "true"} {
+		code, resp := call(t, "POST", srv.URL+"/v1/peers/"+unknown.NodeID().String()+"/messages", "application/json",
+			`{"protocol": "echo/1", "data": "x", "timeout_ms": 3000, "request": `+req+`}`)
+		if code != http.StatusServiceUnavailable {
+			t.Errorf("request=%s with no peer to look the peer up through: %d %s, want 503", req, code, resp)
+		}
+	}
+	// With a peer to ask, the DHT does not find it: 404.
+	nw := testkit.NewNetwork(t, 2)
+	nw.Connect(0, 1)
+	asker := serve(t, nw.Nodes[0])
+	code, resp := call(t, "POST", asker.URL+"/v1/peers/"+unknown.NodeID().String()+"/messages", "application/json",
+		`{"protocol": "echo/1", "data": "x", "timeout_ms": 3000}`)
+	if code != http.StatusNotFound {
+		t.Errorf("a peer the DHT does not find: %d %s, want 404", code, resp)
 	}
 }
