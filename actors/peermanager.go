@@ -516,11 +516,14 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 			_ = msg.raw.Close()
 		}
 		if msg.outbound {
-			log.Info().Err(msg.err).Str("peer", msg.addr.ID.Short()).Msg("dial failed")
+			// At debug: a peer that stays down is redialed (a bootnode at every step of the bootstrapper, a kept
+			// peer with backoff), and its every failure at info drowned the log. The caller has the error; the
+			// bootstrapper warns once of a bootnode, the redial when it gives up.
+			log.Debug().Err(msg.err).Str("peer", msg.addr.ID.Short()).Msg("dial failed")
 			m.finishDial(msg.addr.ID, msg.err)
 			m.dialFailed(msg.addr.ID, msg.err)
 		} else {
-			log.Info().Err(msg.err).Str("remote", msg.raw.RemoteAddr().String()).Msg("inbound handshake failed")
+			log.Debug().Err(msg.err).Str("remote", msg.raw.RemoteAddr().String()).Msg("inbound handshake failed")
 		}
 		return
 	}

@@ -345,3 +345,31 @@ func TestNewActorPropsNeedsANetwork(t *testing.T) {
 		t.Fatalf("NewActorProps with a nil Network: %v, want ErrInvalidConfig", err)
 	}
 }
+
+// A node whose bootnode is down logs it at info or above once, the bootstrapper's warning: the peer manager's
+// "dial failed" for each retry, at info, came every step for as long as the bootnode stayed down (an audit's
+// finding: 10 lines in 20 s at the default interval).
+func TestADownBootnodeIsLoggedAboveDebugOnce(t *testing.T) {
+	dead, err := session.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testkit.SyncBuffer
+	testkit.NewNetwork(t, 1, testkit.WithLogger(zerolog.New(&logs)), testkit.WithLogLevel(zerolog.DebugLevel),
+		testkit.WithConfig(func(_ int, cfg *actors.Config) {
+			cfg.Bootstrap.Bootnodes = []session.PeerAddr{{ID: dead.NodeID(), Addr: testkit.FreeAddr(t)}}
+			cfg.Bootstrap.Interval = 10 * time.Millisecond
+		}))
+	testkit.WaitFor(t, 20*time.Second, func() bool { return strings.Count(logs.String(), `"dial failed"`) >= 5 },
+		"five dials of the down bootnode")
+	loud := 0
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, dead.NodeID().Short()) && !strings.Contains(line, `"level":"debug"`) {
+			loud++
+		}
+	}
+	if loud != 1 {
+		t.Fatalf("the down bootnode was logged above debug %d times in %d dials, want once (the bootstrapper's warning)",
+			loud, strings.Count(logs.String(), `"dial failed"`))
+	}
+}
