@@ -46,8 +46,12 @@ type runOptions struct {
 // defaultAPIAddr is where `node run` serves the admin API and where the CLI clients look for it by default.
 const defaultAPIAddr = "127.0.0.1:31700"
 
-// dataDirKeyFile is the identity key file inside --data-dir, used when --key is not given.
-const dataDirKeyFile = "node.key"
+// dataDirKeyFile is the identity key file inside --data-dir, used when --key is not given; dataDirLockFile is the
+// file a running node holds locked (lockDataDir).
+const (
+	dataDirKeyFile  = "node.key"
+	dataDirLockFile = "LOCK"
+)
 
 func newRunCmd() *cobra.Command { return newRunCmdWith(&runOptions{}) }
 
@@ -121,9 +125,12 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if cfg.Identity, err = o.identity(log); err != nil {
+	id, release, err := o.identity(log)
+	if err != nil {
 		return err
 	}
+	defer release()
+	cfg.Identity = id
 	peers := cfg.Peers
 	cfg.Peers = nil // dialed below, once the event subscription is in place
 	node, err := actors.NewNode(cfg)
@@ -268,12 +275,29 @@ func (o runOptions) config(log zerolog.Logger) (actors.Config, error) {
 }
 
 // identity returns the node's identity: the key file of --key, else DIR/node.key of --data-dir (either created if
-// missing), else nil (the node generates a fresh one; a warning says so). It creates --data-dir (mode 0700).
-func (o runOptions) identity(log zerolog.Logger) (*session.Identity, error) {
+// missing), else nil (the node generates a fresh one; a warning says so). It creates --data-dir (mode 0700) and
+// holds its lock (DIR/LOCK) and the key file's until release: a second node on either fails to start.
+func (o runOptions) identity(log zerolog.Logger) (id *session.Identity, release func(), err error) {
+	var held []func()
+	releaseAll := func() {
+		for _, r := range held {
+			r()
+		}
+	}
+	defer func() {
+		if err != nil {
+			releaseAll()
+		}
+	}()
 	if o.dataDir != "" {
 		if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("create data directory: %w", err)
+			return nil, nil, fmt.Errorf("create data directory: %w", err)
 		}
+		r, err := lockDataDir(o.dataDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		held = append(held, r)
 	}
 	path := o.key
 	if path == "" && o.dataDir != "" {
@@ -281,16 +305,21 @@ func (o runOptions) identity(log zerolog.Logger) (*session.Identity, error) {
 	}
 	if path == "" {
 		log.Warn().Msg("no --key or --data-dir given: using a fresh in-memory identity, the NodeID changes on every start")
-		return nil, nil
+		return nil, releaseAll, nil
 	}
 	id, created, err := session.LoadOrCreateIdentity(path)
 	if err != nil {
-		return nil, keyFileError(path, err)
+		return nil, nil, keyFileError(path, err)
 	}
+	r, err := lockKeyFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	held = append(held, r)
 	if created {
 		log.Info().Str("key", path).Str("id", id.NodeID().String()).Msg("created a new identity")
 	}
-	return id, nil
+	return id, releaseAll, nil
 }
 
 // validPort tells whether port is a port number, 0 to 65535, or a service name net.Listen knows.

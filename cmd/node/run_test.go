@@ -316,3 +316,38 @@ func TestRunWithABusyHTTPPortFailsBeforeAnnouncingItself(t *testing.T) {
 		}
 	}
 }
+
+// A second node on a data directory or key file another node runs with fails to start, naming the holder: two
+// nodes with one identity replaced each other's connections wherever they met, and the copy's record sent the
+// network to its port after it stopped (an audit's finding). Once the first stops, the directory is free again.
+func TestASecondNodeOnADataDirOrKeyFailsToStart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	first := startInProcess(t, "--listen", "127.0.0.1:0", "--data-dir", dir)
+	first.listening(t)
+	key := filepath.Join(dir, "node.key")
+	for _, c := range []struct{ flag, path, want string }{
+		{"--data-dir", dir, "data directory " + dir + " is in use by another node process (pid "},
+		{"--key", key, "key file " + key + " is in use by another node process"},
+	} {
+		second := startInProcess(t, "--listen", "127.0.0.1:0", c.flag, c.path)
+		select {
+		case code := <-second.exited:
+			second.exited <- code // for the cleanup
+			if out := second.stdout.String(); code != exitError || out != "" || !strings.Contains(second.stderr.String(), c.want) {
+				t.Errorf("a second node on the %s: exit %d, stdout %q, stderr %q; want exit %d and %q", c.flag, code, out,
+					&second.stderr, exitError, c.want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("a second node on the %s of a running one started (stdout %q)", c.flag, second.stdout.String())
+			second.stop(t)
+		}
+	}
+	if code := first.stop(t); code != exitOK {
+		t.Fatalf("first run exited %d: %s", code, &first.stderr)
+	}
+	again := startInProcess(t, "--listen", "127.0.0.1:0", "--data-dir", dir)
+	again.listening(t)
+	if code := again.stop(t); code != exitOK {
+		t.Fatalf("a node on the data dir after the first stopped exited %d: %s", code, &again.stderr)
+	}
+}
