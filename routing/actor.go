@@ -279,6 +279,10 @@ type Stats struct {
 	// TopicQueries counts the FindNode requests served for a topic's registrations, TopicRegistrations the
 	// registrations (and renewals) this node accepted.
 	TopicQueries, TopicRegistrations uint64
+	// GoneRecords counts the records of nodes the liveness checks evicted that other nodes (or the peer store)
+	// relayed again and the table did not take: no newer than the one the node had, within 30 minutes of the
+	// eviction, and not from the node itself.
+	GoneRecords uint64
 }
 
 // internal mailbox messages; from is the incarnation of the actor that sent one: a restarted actor keeps its PID
@@ -317,6 +321,8 @@ type routingState struct {
 	carried []*messages.NodeRecord
 	// stats are the counters, across restarts: exported as Prometheus counters, they must never go down.
 	stats Stats
+	// gone remembers the nodes the liveness checks evicted (goneNodes).
+	gone *goneNodes
 }
 
 // routingActor owns the table. Exchanges with peers run in goroutines it owns and report back by message.
@@ -376,7 +382,7 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 	if _, err := NewTable(net.ID(), cfg.Table); err != nil {
 		return nil, err
 	}
-	st := &routingState{}
+	st := &routingState{gone: newGoneNodes(maxGoneNodes, goneTTL)}
 	return actor.PropsFromProducer(func() actor.Actor {
 		table, _ := NewTable(net.ID(), cfg.Table)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -416,7 +422,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		a.answeredDue = now.Add(jittered(a.rng, a.cfg.RevalidateAnsweredInterval))
 		a.armRevalidation()
 		for _, r := range a.carried { // a failed incarnation's table, verified again as a peer store is
-			a.addRecord(r, now, false)
+			a.addRecord(r, now, false, false)
 		}
 		a.carried = nil
 	case *actor.Stopping:
@@ -478,7 +484,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		a.penalize(m.peer, m.err)
 	case *AddRecords:
 		for _, r := range m.Records {
-			a.addRecord(r, now, true)
+			a.addRecord(r, now, true, false)
 		}
 	case *SetLocalRecord:
 		a.local = m.Record
@@ -538,13 +544,21 @@ func (a *routingActor) teardown(err error) {
 }
 
 // addRecord verifies a record and adds its node to the table and the node's address book. mayCheck lets a newcomer
-// for a full bucket trigger a liveness check (Config.CheckAge).
-func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck bool) {
+// for a full bucket trigger a liveness check (Config.CheckAge); direct says the node itself sent it, over its own
+// connection: a node the liveness checks evicted comes back only so, or with a newer record (goneNodes).
+func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck, direct bool) {
 	e, err := a.records.entry(r)
 	if err != nil {
 		if !errors.Is(err, ErrStaleRecord) { // a stale record is genuine, only old
 			a.stats.BadRecords++
 		}
+		return
+	}
+	switch {
+	case direct:
+		a.gone.forget(e.ID)
+	case a.gone.holds(e.ID, r.GetSeq(), now):
+		a.stats.GoneRecords++
 		return
 	}
 	if !dialableFrom(a.local, e.Addr) {
@@ -573,14 +587,15 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck
 func (a *routingActor) learn(from session.NodeID, nodes *messages.Nodes, now time.Time, mayCheck bool) {
 	if s := nodes.GetSender(); s != nil {
 		if e, err := a.records.entry(s); err == nil && e.ID == from {
-			a.addRecord(s, now, mayCheck)
+			a.addRecord(s, now, mayCheck, true)
 		} else {
 			a.stats.BadRecords++
 		}
 	}
+	a.gone.forget(from)
 	a.table.MarkAlive(from, now)
 	for _, r := range nodes.GetRecords() {
-		a.addRecord(r, now, mayCheck)
+		a.addRecord(r, now, mayCheck, false)
 	}
 }
 
@@ -627,11 +642,13 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 		delete(a.busy, m.peer)
 	}
 	if m.err != nil {
+		seq, _ := a.table.RecordSeq(m.peer)
 		switch {
 		case !m.check:
 		case errors.Is(m.err, ErrPeerBusy):
 			a.deferCheck(m.peer)
 		case a.table.MarkFailed(m.peer, now):
+			a.gone.add(m.peer, seq, now)
 			a.stats.Evictions++
 			a.log.Debug().Str("peer", m.peer.Short()).Err(m.err).Msg("evicted unresponsive node")
 		}

@@ -80,7 +80,7 @@ func newRevalidationRig(t *testing.T, seed uint64) *revalidationRig {
 func (r *revalidationRig) actor(t *testing.T, net Network) *routingActor {
 	cfg := r.cfg
 	a := &routingActor{
-		routingState: &routingState{}, cfg: cfg, net: net, table: r.tab, records: newVerifiedRecords(64),
+		routingState: &routingState{gone: newGoneNodes(maxGoneNodes, goneTTL)}, cfg: cfg, net: net, table: r.tab, records: newVerifiedRecords(64),
 		limiter: NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 64),
 		checks:  NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 		rng:     r.rng, checking: map[session.NodeID]bool{}, lookups: map[string]*LookupRequest{},
@@ -178,7 +178,7 @@ func TestStaleRecordDoesNotReplaceANewerOneInAReplacementCache(t *testing.T) {
 	}
 	net := &recordNet{stallingNet: stallingNet{id: self}, addrs: map[session.NodeID]string{}}
 	a := &routingActor{
-		routingState: &routingState{}, cfg: cfg, net: net, table: tab, records: newVerifiedRecords(64),
+		routingState: &routingState{gone: newGoneNodes(maxGoneNodes, goneTTL)}, cfg: cfg, net: net, table: tab, records: newVerifiedRecords(64),
 		limiter: NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 64),
 		checks:  NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 		rng:     rng, checking: map[session.NodeID]bool{}, lookups: map[string]*LookupRequest{},
@@ -199,11 +199,11 @@ func TestStaleRecordDoesNotReplaceANewerOneInAReplacementCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.addRecord(newer, t0, false)
+	a.addRecord(newer, t0, false, false)
 	if seq, ok := tab.RecordSeq(x.NodeID()); !ok || seq != 2 {
 		t.Fatalf("the newer record is not held: seq %d, %v", seq, ok)
 	}
-	a.addRecord(older, t0.Add(time.Second), false)
+	a.addRecord(older, t0.Add(time.Second), false, false)
 	if seq, _ := tab.RecordSeq(x.NodeID()); seq != 2 || net.addrs[x.NodeID()] != "192.0.2.2:4001" {
 		t.Fatalf("after replaying seq 1 over seq 2: the table holds seq %d, the address book %s", seq, net.addrs[x.NodeID()])
 	}
@@ -229,7 +229,7 @@ func TestLoopbackRecordsAreTakenOnlyOnLoopback(t *testing.T) {
 		a := &routingActor{
 			cfg: cfg, net: &recordNet{addrs: map[session.NodeID]string{}}, table: tab, records: newVerifiedRecords(64),
 			checks: NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1), checking: map[session.NodeID]bool{},
-			busy: map[session.NodeID]struct{}{}, routingState: &routingState{local: local}, ctx: context.Background(),
+			busy: map[session.NodeID]struct{}{}, routingState: &routingState{local: local, gone: newGoneNodes(maxGoneNodes, goneTTL)}, ctx: context.Background(),
 		}
 		// The name localhost (and names under it) resolves to loopback too.
 		for i, addr := range []string{"127.0.0.1:4002", "[::1]:4002", "localhost:4002", "LOCALHOST.:4002", "api.localhost:4002"} {
@@ -238,7 +238,7 @@ func TestLoopbackRecordsAreTakenOnlyOnLoopback(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a.addRecord(r, t0, false)
+			a.addRecord(r, t0, false, false)
 			if _, ok := tab.Get(x.NodeID()); ok != tc.taken {
 				t.Errorf("node at %s: record of %s taken %v, want %v", tc.local, addr, ok, tc.taken)
 			}
@@ -368,7 +368,7 @@ func TestANewcomerCheckGivesTheAddressBookTheEntrysAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.addRecord(r, t0, true)
+	a.addRecord(r, t0, true, false)
 	a.wg.Wait()
 	if a.stats.NewcomerChecks != 1 || net.addr(stalest.ID) != stalest.Addr {
 		t.Fatalf("newcomer checks %d (want 1); the address book holds %q for the checked entry, want %q",
@@ -391,5 +391,54 @@ func TestJitteredWaitOfAnEndlessInterval(t *testing.T) {
 func TestNewActorPropsNeedsANetwork(t *testing.T) {
 	if _, err := NewActorProps(DefaultConfig(), nil); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("NewActorProps with a nil Network: %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestAnEvictedNodeIsNotRelearnedFromOthers: a node the liveness checks evicted does not come back through its
+// old record relayed by other nodes' answers (or a peer store): in a small network a node that had left was
+// re-learned within seconds, with a fresh LastSeen, and dialed about once a second for good (an audit's finding).
+// A newer record (the node restarted) or the node's own answer brings it back.
+func TestAnEvictedNodeIsNotRelearnedFromOthers(t *testing.T) {
+	r := newRevalidationRig(t, 11)
+	net := &recordNet{addrs: map[session.NodeID]string{}}
+	a := r.actor(t, net)
+	x := identity(t, 42)
+	old, err := NewRecord(x, 1, []string{"192.0.2.9:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.addRecord(old, t0, false, false)
+	if _, ok := r.tab.Get(x.NodeID()); !ok {
+		t.Fatal("the record was not taken to begin with")
+	}
+	now := t0
+	for range r.cfg.Table.MaxFailures {
+		now = now.Add(r.cfg.RevalidateInterval)
+		a.exchangeDone(&exchangeDone{from: a, peer: x.NodeID(), check: true, err: errors.New("no answer")}, now)
+	}
+	if _, ok := r.tab.Get(x.NodeID()); ok {
+		t.Fatal("the dead node was not evicted")
+	}
+	a.addRecord(old, now.Add(time.Second), false, false) // another node's answer relays it
+	if _, ok := r.tab.Get(x.NodeID()); ok || a.stats.GoneRecords != 1 {
+		t.Fatalf("the evicted node's old record, relayed by another node, was taken again (in table %v, GoneRecords %d)", ok, a.stats.GoneRecords)
+	}
+	restarted, err := NewRecord(x, 2, []string{"192.0.2.9:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.addRecord(restarted, now.Add(2*time.Second), false, false)
+	if _, ok := r.tab.Get(x.NodeID()); !ok {
+		t.Fatal("the node's newer record (it restarted) was not taken")
+	}
+
+	// Evicted again, its own answer (its record as the sender of a reply) brings it back.
+	for range r.cfg.Table.MaxFailures {
+		now = now.Add(r.cfg.RevalidateInterval)
+		a.exchangeDone(&exchangeDone{from: a, peer: x.NodeID(), check: true, err: errors.New("no answer")}, now)
+	}
+	a.learn(x.NodeID(), &messages.Nodes{Sender: restarted}, now.Add(time.Second), false)
+	if _, ok := r.tab.Get(x.NodeID()); !ok {
+		t.Fatal("the evicted node's own answer did not bring it back")
 	}
 }

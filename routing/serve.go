@@ -48,7 +48,7 @@ func (a *routingActor) serve(req InboundRequest, now time.Time) {
 		// The sender is authenticated by the connection; its record must be its own.
 		if e, err := a.records.entry(fn.Sender); err == nil && e.ID == req.Sender() {
 			if claimsItsHost(e.Addr, remoteAddr(req)) {
-				a.addRecord(fn.Sender, now, false)
+				a.addRecord(fn.Sender, now, false, true)
 				a.table.MarkAlive(e.ID, now)
 			}
 			sender = &e
