@@ -38,11 +38,18 @@ func (m *peerManager) accept(raw net.Conn) {
 		return
 	}
 	now := time.Now()
-	if (m.pending-m.evicting >= m.n.cfg.MaxPendingHandshakes && !m.evictPendingInbound(now)) ||
+	var victim net.Conn // a pending handshake to close for this one (evictPendingInbound), once it is admitted
+	if m.pending-m.evicting >= m.n.cfg.MaxPendingHandshakes {
+		victim = m.pendingVictim(now)
+	}
+	if (m.pending-m.evicting >= m.n.cfg.MaxPendingHandshakes && victim == nil) ||
 		(m.count(false) >= m.n.cfg.MaxInboundPeers && !m.evictIdleInbound() && !m.canEvictInbound()) {
 		m.n.log.Debug().Str("remote", raw.RemoteAddr().String()).Int("pending", m.pending).Msg("inbound connection refused: no free slot")
 		_ = raw.Close()
 		return
+	}
+	if victim != nil {
+		m.evictPendingInbound(victim, now)
 	}
 	m.pending++
 	m.n.stats.pendingHandshakes.Store(int64(m.pending))
@@ -59,12 +66,12 @@ type inHandshake struct {
 	evicted bool
 }
 
-// evictPendingInbound makes room for a new inbound connection when MaxPendingHandshakes are in progress: it closes
-// the oldest inbound handshake of the host holding the most, if that one has gone on for minEvictableHandshake
-// (an honest peer's handshake takes round trips, not seconds). Connections that send nothing took every place
-// for HandshakeTimeout and, renewed, for good: one host with a few addresses (a /29, or any IPv6 /64) kept every
-// peer out (an audit's finding). It reports whether it closed one; the handshake's report frees its place.
-func (m *peerManager) evictPendingInbound(now time.Time) bool {
+// pendingVictim picks the inbound handshake to close to make room for a new inbound connection when
+// MaxPendingHandshakes are in progress: the oldest of the host holding the most, if that one has gone on for
+// minEvictableHandshake (an honest peer's handshake takes round trips, not seconds); nil if none qualifies.
+// Connections that send nothing took every place for HandshakeTimeout and, renewed, for good: one host with a few
+// addresses (a /29, or any IPv6 /64) kept every peer out (an audit's finding).
+func (m *peerManager) pendingVictim(now time.Time) net.Conn {
 	minAge := min(minEvictableHandshake, m.n.cfg.HandshakeTimeout/2)
 	held := make(map[netip.Addr]int)
 	for _, h := range m.inHandshakes {
@@ -82,15 +89,18 @@ func (m *peerManager) evictPendingInbound(now time.Time) bool {
 			victim, pick = raw, h
 		}
 	}
-	if pick == nil {
-		return false
-	}
-	pick.evicted = true
+	return victim
+}
+
+// evictPendingInbound closes the pending inbound handshake of victim (pendingVictim) for a newcomer admitted in its
+// place; the handshake's report frees its place.
+func (m *peerManager) evictPendingInbound(victim net.Conn, now time.Time) {
+	h := m.inHandshakes[victim]
+	h.evicted = true
 	m.evicting++
-	m.n.log.Debug().Str("remote", victim.RemoteAddr().String()).Dur("pending_for", now.Sub(pick.at)).
+	m.n.log.Debug().Str("remote", victim.RemoteAddr().String()).Dur("pending_for", now.Sub(h.at)).
 		Msg("inbound handshake closed to make room: pending handshakes full")
 	_ = victim.Close()
-	return true
 }
 
 // minEvictableHandshake is how long an inbound handshake goes on before evictPendingInbound may close it (at most

@@ -181,6 +181,7 @@ func (m *peerManager) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		m.self, m.root = ctx.Self(), ctx.ActorSystem().Root
+		m.n.stats.pendingHandshakes.Store(0) // a restarted instance starts with none (the last one's were stopped)
 		for _, p := range m.n.cfg.Peers {
 			m.dial(ctx, &dialRequest{addr: p, keep: true})
 		}

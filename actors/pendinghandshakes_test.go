@@ -1,7 +1,10 @@
 package actors_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -120,4 +123,61 @@ func TestTheInboundLimitsCountAnIPv6Slash64AsOneHost(t *testing.T) {
 	}
 	testkit.WaitFor(t, 10*time.Second, func() bool { return refused.Load() == 4 && victim.Stats().PendingHandshakes == 8 },
 		"4 of 12 connections from one /64 refused, 8 pending")
+}
+
+// blockDial is TCP whose dials to 192.0.2.1 wait for their context: a dial in progress, counted in the pending
+// handshakes.
+type blockDial struct{ session.TCPTransport }
+
+func (b blockDial) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	if addr == "192.0.2.1:9" {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return b.TCPTransport.Dial(ctx, addr)
+}
+
+// TestNoHandshakeIsEvictedForANewcomerRefusedAnyway: a newcomer that finds every pending handshake place taken
+// and every inbound slot taken too is refused without closing a handshake in progress; it closed one for nothing
+// (a review's finding). The test waits out the one second a handshake must have gone on to be evicted.
+func TestNoHandshakeIsEvictedForANewcomerRefusedAnyway(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		if i == 0 {
+			cfg.MaxPendingHandshakes = 3
+			cfg.MaxInboundPeers = 1
+			cfg.DisableInboundEviction = true
+			cfg.HandshakeTimeout = time.Minute
+			cfg.DialTimeout = time.Minute
+			cfg.Transport = blockDial{}
+		}
+	}))
+	node, peer := nw.Nodes[0], nw.Nodes[1]
+	openSilent(t, "127.0.0.1", node.Addr().Addr, 2) // two inbound handshakes in progress
+	testkit.WaitFor(t, 5*time.Second, func() bool { return node.Stats().PendingHandshakes == 2 }, "2 pending")
+	if err := peer.Connect(ctxTimeout(t, 5*time.Second), node.Addr(), true); err != nil { // the one inbound slot
+		t.Fatal(err)
+	}
+	var unreachable session.NodeID
+	unreachable[0] = 1
+	go func() {
+		_ = node.Connect(ctxTimeout(t, time.Minute), session.PeerAddr{ID: unreachable, Addr: "192.0.2.1:9"}, false)
+	}()
+	testkit.WaitFor(t, 5*time.Second, func() bool { return node.Stats().PendingHandshakes == 3 }, "3 pending")
+	aged := time.Now().Add(1100 * time.Millisecond) // the two inbound ones may now be evicted
+	testkit.WaitFor(t, 5*time.Second, func() bool { return time.Now().After(aged) }, "the handshakes to age")
+	d := net.Dialer{Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", node.Addr().Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("the newcomer with no inbound slot for it: %v, want it closed by the node", err)
+	}
+	if st := node.Stats(); st.HandshakeFailures["evicted"] != 0 || st.PendingHandshakes != 3 {
+		t.Fatalf("a handshake in progress was closed for a newcomer refused anyway: evicted %d, pending %d",
+			st.HandshakeFailures["evicted"], st.PendingHandshakes)
+	}
 }

@@ -504,13 +504,25 @@ func TestAClaimedFrameLengthIsNotMemoryHeld(t *testing.T) {
 	if held := cap(f.buf()); held > frameFirstBuffer {
 		t.Fatalf("3 bytes of a frame claiming 65535 hold a %d-byte buffer, want at most %d", held, frameFirstBuffer)
 	}
+	// More bytes, one Read each (a review's finding: the second piece took the whole frame's buffer at once).
+	for range 100 {
+		src.chunks = append(src.chunks, []byte{7})
+	}
+	if _, err := f.next(65535); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("next on a partial frame: %v, want the read's timeout", err)
+	}
+	if held := cap(f.buf()); held > frameFirstBuffer {
+		t.Fatalf("103 bytes of a frame claiming 65535, one Read each, hold a %d-byte buffer, want at most %d", held, frameFirstBuffer)
+	}
 	body := make([]byte, 65535)
 	for i := range body {
 		body[i] = byte(i * 7)
 	}
-	body[0] = 7                   // sent with the header
+	for i := range 101 {
+		body[i] = 7 // sent already
+	}
 	next := []byte{0, 3, 1, 2, 3} // the next frame, read ahead with the rest of this one
-	src.chunks = [][]byte{body[1:30000], append(slices.Clone(body[30000:]), next...)}
+	src.chunks = [][]byte{body[101:30000], append(slices.Clone(body[30000:]), next...)}
 	got, err := f.next(65535)
 	if err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("the frame read through the buffer's growth: %d bytes, %v; want the %d sent", len(got), err, len(body))

@@ -454,21 +454,24 @@ func (f *frameReader) fill(n int) error {
 // connection's memory, for each connection an attacker opened).
 const frameFirstBuffer = 16 << 10
 
-// makeRoom makes room to read into for a fill of n bytes: the unread bytes move to the front of the buffer, or to a
-// larger pooled one (frameFirstBuffer at first, then one for n), and the previous one goes back to the pool.
+// makeRoom makes room to read into for a fill of n bytes. The unread bytes move to the front of the buffer when the
+// n bytes fit it; a larger pooled buffer (frameFirstBuffer at first, then one for n) is taken only once the one in
+// use is full, and the previous one goes back to the pool.
 func (f *frameReader) makeRoom(n int) {
 	buf := f.buf()
+	if len(buf) >= n {
+		if len(buf)-f.r < n {
+			f.w = copy(buf, buf[f.r:f.w])
+			f.r = 0
+		}
+		return
+	}
+	if f.w < len(buf) {
+		return // room to read into: a larger buffer once this one is full, not on the word of a frame's length
+	}
 	want := n
 	if len(buf) < frameFirstBuffer {
 		want = min(n, frameFirstBuffer)
-	}
-	if len(buf)-f.r >= want && f.w < len(buf) {
-		return
-	}
-	if len(buf) >= want {
-		f.w = copy(buf, buf[f.r:f.w])
-		f.r = 0
-		return
 	}
 	big := f.pool.Get(want)
 	*big = (*big)[:cap(*big)] // read ahead as far as the buffer goes
