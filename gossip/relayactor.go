@@ -89,6 +89,8 @@ type relayActor struct {
 	// each per heartbeat, so that a peer setting Hello on every RPC cannot make us send our topics for each.
 	echoed  map[session.NodeID]struct{}
 	limiter *routing.RateLimiter[session.NodeID]
+	// deferred holds, per peer, the subscriptions its rate limit deferred to the next heartbeat (relaysubs.go).
+	deferred map[session.NodeID]*deferredSubs
 
 	// ctx ends with the incarnation; wg counts its validators' goroutines.
 	ctx    context.Context
@@ -163,6 +165,7 @@ func (a *relayActor) receiveOther(ctx actor.Context) {
 	case heartbeatTick:
 		if m.from == a {
 			clear(a.echoed)
+			a.applyDeferred(time.Now())
 			a.reconcile()
 			a.router.SetJoining(a.net.Joining())
 			a.apply(a.router.Heartbeat(time.Now()))
@@ -335,6 +338,7 @@ func (a *relayActor) removePeer(id session.NodeID) {
 	}
 	delete(a.peers, id)
 	delete(a.echoed, id)
+	delete(a.deferred, id)
 	a.apply(a.router.RemovePeer(time.Now(), id))
 	// The peer's rate limit stays (the limiter is bounded, stalest first): reconnecting must not refill its burst.
 }
@@ -408,12 +412,23 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 	now := time.Now()
 	// Subscriptions and control cost a token of the peer's message rate, whatever messages ride with them (each
 	// pays its own): charged only when an RPC carried nothing else, they were free with a stale message attached,
-	// and one peer kept the relay busy with them.
+	// and one peer kept the relay busy with them. Control refused for the rate is dropped (the heartbeats retry
+	// what matters of it); subscriptions are state, sent once, and are deferred to the next heartbeat instead
+	// (deferSubscriptions), as are those that come after them until then, to keep their order.
 	if rpc.Hello || len(rpc.Subscriptions) > 0 || rpc.Control != nil {
-		if a.limiter.Allow(from, now) {
-			a.handleSubscriptionsAndControl(now, from, rpc, helloSent)
-		} else {
+		allowed := a.limiter.Allow(from, now)
+		if !allowed {
 			a.stats.RateLimited++
+		}
+		switch {
+		case !rpc.Hello && len(rpc.Subscriptions) == 0:
+		case allowed && a.deferred[from] == nil:
+			a.handleSubscriptions(now, from, rpc, helloSent)
+		default:
+			a.deferSubscriptions(from, rpc)
+		}
+		if allowed && rpc.Control != nil {
+			a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength, a.cfg.Router.MaxPeerTopics)))
 		}
 	}
 	for _, wm := range rpc.Messages {
@@ -421,10 +436,9 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 	}
 }
 
-// handleSubscriptionsAndControl applies what an RPC carries besides its messages: the peer's hello and
-// subscriptions (at most twice MaxPeerTopics entries are read: the Router tracks MaxPeerTopics topics of a peer, and
-// an RPC may leave as many as it joins) and its control.
-func (a *relayActor) handleSubscriptionsAndControl(now time.Time, from session.NodeID, rpc *messages.GossipRPC, helloSent bool) {
+// handleSubscriptions applies the peer's hello and subscriptions an RPC carries (at most twice MaxPeerTopics entries
+// are read: the Router tracks MaxPeerTopics topics of a peer, and an RPC may leave as many as it joins).
+func (a *relayActor) handleSubscriptions(now time.Time, from session.NodeID, rpc *messages.GossipRPC, helloSent bool) {
 	subs := rpc.Subscriptions[:min(len(rpc.Subscriptions), 2*a.cfg.Router.MaxPeerTopics)]
 	if rpc.Hello {
 		listed := make(map[string]bool, len(subs))
@@ -459,9 +473,6 @@ func (a *relayActor) handleSubscriptionsAndControl(now time.Time, from session.N
 	if rpc.Hello || len(subs) > 0 {
 		// A node that topic discovery connected to may have left the topic since it registered, or left it now.
 		a.apply(a.router.PeerUpdated(from))
-	}
-	if rpc.Control != nil {
-		a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength, a.cfg.Router.MaxPeerTopics)))
 	}
 }
 

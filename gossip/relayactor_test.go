@@ -496,3 +496,34 @@ func TestOversizedControlGoesOutInRPCsThatFit(t *testing.T) {
 		t.Fatalf("%d RPCs with %d tree reports, %d grafts, %d messages; want several, 400, 400, 1", len(net.sent), trees, grafts, msgs)
 	}
 }
+
+// Subscriptions a peer's rate limit refuses are applied at the next heartbeat, in order with those that follow
+// until then, and a hello among them is the whole list again (applyDeferred): dropped, they were lost for good.
+func TestSubscriptionsOverTheRateLimitAreDeferredInOrder(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1)
+	r := joined(t, cfg.Router, 2)
+	a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 0.001, 1)
+	sub := func(topic string, on bool) *messages.GossipRPC {
+		return &messages.GossipRPC{Subscriptions: []*messages.GossipSubscription{{Topic: topic, Subscribe: on}}}
+	}
+	a.handleRPC(nid(2), sub("b", true)) // the one token
+	a.handleRPC(nid(2), sub("c", true)) // over the limit: deferred
+	a.handleRPC(nid(2), sub("b", false))
+	if topics := r.PeerTopics(nid(2)); !slices.Contains(topics, "b") || slices.Contains(topics, "c") {
+		t.Fatalf("before the heartbeat the peer's topics are %q: want b (its unsubscription waits behind c)", topics)
+	}
+	a.applyDeferred(time.Now())
+	if topics := r.PeerTopics(nid(2)); slices.Contains(topics, "b") || !slices.Contains(topics, "c") {
+		t.Fatalf("after the heartbeat the peer's topics are %q: want c, not b", topics)
+	}
+	// A hello over the limit is its whole list: a topic it leaves out is left.
+	a.handleRPC(nid(2), &messages.GossipRPC{Hello: true, Subscriptions: []*messages.GossipSubscription{{Topic: "d", Subscribe: true}}})
+	a.applyDeferred(time.Now())
+	if topics := r.PeerTopics(nid(2)); slices.Contains(topics, "c") || !slices.Contains(topics, "d") || slices.Contains(topics, topicA) {
+		t.Fatalf("after a deferred hello listing d the peer's topics are %q: want d alone", topics)
+	}
+	if len(a.deferred) != 0 || a.stats.RateLimited != 3 {
+		t.Fatalf("%d peers still deferred, %d RPCs rate limited; want 0 and 3", len(a.deferred), a.stats.RateLimited)
+	}
+}

@@ -1,0 +1,56 @@
+package gossip
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// deferredSubs is what a peer's RPCs said of its subscriptions while its rate limit refused them: a peer sends its
+// hello and each subscription change once, so the relay applies them at its next heartbeat rather than drop them.
+// Dropped, a subscription made while the peer was over its limit (after a burst of messages, say) was lost for
+// good: the relay took the peer for not subscribed, answered its GRAFTs with PRUNE and never sent it the topic's
+// messages, with only RateLimited to show (an audit's finding).
+type deferredSubs struct {
+	hello  bool            // a hello is among them: the list is whole, and topics not in it are left
+	topics map[string]bool // topic → subscribed: the peer's latest word on each
+}
+
+// deferSubscriptions keeps the hello and subscriptions of rpc for the next heartbeat (applyDeferred), after those
+// kept already. A hello voids what came before it, being the whole list. At most twice MaxPeerTopics topics are
+// kept per peer, as handleSubscriptions reads.
+func (a *relayActor) deferSubscriptions(from session.NodeID, rpc *messages.GossipRPC) {
+	if a.deferred == nil {
+		a.deferred = make(map[session.NodeID]*deferredSubs)
+	}
+	d := a.deferred[from]
+	if d == nil || rpc.Hello {
+		d = &deferredSubs{hello: rpc.Hello || (d != nil && d.hello), topics: make(map[string]bool)}
+		a.deferred[from] = d
+	}
+	limit := 2 * a.cfg.Router.MaxPeerTopics
+	for _, s := range rpc.Subscriptions[:min(len(rpc.Subscriptions), limit)] {
+		if _, ok := d.topics[s.Topic]; ok || len(d.topics) < limit {
+			d.topics[s.Topic] = s.Subscribe
+		}
+	}
+}
+
+// applyDeferred applies the subscriptions the peers' rate limits deferred, at the heartbeat.
+func (a *relayActor) applyDeferred(now time.Time) {
+	for id, d := range a.deferred {
+		delete(a.deferred, id)
+		helloSent, known := a.peers[id]
+		if !known {
+			continue
+		}
+		rpc := &messages.GossipRPC{Hello: d.hello}
+		for _, t := range slices.Sorted(maps.Keys(d.topics)) {
+			rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: t, Subscribe: d.topics[t]})
+		}
+		a.handleSubscriptions(now, id, rpc, helloSent)
+	}
+}
