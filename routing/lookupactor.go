@@ -30,11 +30,8 @@ type lookupActor struct {
 	retried  map[session.NodeID]bool
 	// own is the wanted node's record from its own answer (LookupRequest.Want), when it answered with a valid one.
 	own *Entry
-	// registered are the nodes the answers named as registered on the topic (LookupRequest.Topic), in the order
-	// learned, at most maxRegisteredKept; registeredAt indexes them, named counts the answers that named each.
-	registered   []Entry
-	registeredAt map[session.NodeID]int
-	named        []int
+	// registered tallies the nodes the answers named as registered on the topic (LookupRequest.Topic).
+	registered *registeredTally
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -57,9 +54,9 @@ func lookupProps(cfg Config, net Network, records *verifiedRecords, req *LookupR
 		return &lookupActor{
 			cfg: cfg, net: net, req: req, local: local, records: records,
 			asked: make(map[session.NodeID]Entry), retried: make(map[session.NodeID]bool),
-			registeredAt: make(map[session.NodeID]int),
-			lookup:       NewLookup(req.Target, net.ID(), seeds, cfg.Alpha, cfg.Beta, cfg.Table.K),
-			ctx:          ctx, cancel: cancel,
+			registered: newRegisteredTally(req.Target),
+			lookup:     NewLookup(req.Target, net.ID(), seeds, cfg.Alpha, cfg.Beta, cfg.Table.K),
+			ctx:        ctx, cancel: cancel,
 		}
 	})
 }
@@ -85,7 +82,7 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 			ctx.Send(ctx.Parent(), &learned{from: m.from, nodes: m.nodes})
 			l.lookup.Succeeded(m.from, l.entries(m.nodes))
 			if l.req.Topic {
-				l.collectRegistered(m.nodes)
+				l.collectRegistered(m.from, m.nodes)
 			}
 			if l.req.Want != nil && m.from == *l.req.Want {
 				if e, err := l.records.entry(m.nodes.GetSender()); err == nil && e.ID == m.from {
@@ -188,51 +185,23 @@ func (l *lookupActor) ask(ctx actor.Context, e Entry) {
 	}()
 }
 
-// maxRegisteredKept bounds the distinct registered nodes a topic lookup keeps from its answers, of which it
-// reports the MaxReplyRecords named by the most answers.
-const maxRegisteredKept = 4 * MaxReplyRecords
-
-// collectRegistered keeps the nodes an answer names as registered on the topic (verified records the node could
-// dial, not its own, each node once with its newest record, at most maxRegisteredKept), and counts the answers
-// that named each.
-func (l *lookupActor) collectRegistered(nodes *messages.Nodes) {
+// collectRegistered tallies the nodes an answer of from names as registered on the topic: verified records the
+// node could dial, not its own, each node once.
+func (l *lookupActor) collectRegistered(from session.NodeID, nodes *messages.Nodes) {
 	self := l.net.ID()
-	counted := make(map[session.NodeID]bool, len(nodes.GetRegistered()))
+	var regs []Entry
 	for _, r := range nodes.GetRegistered() {
 		e, err := l.records.entry(r)
-		if err != nil || e.ID == self || counted[e.ID] || !dialableFrom(l.local, e.Addr) {
+		if err != nil || e.ID == self || !dialableFrom(l.local, e.Addr) ||
+			slices.ContainsFunc(regs, func(o Entry) bool { return o.ID == e.ID }) {
 			continue
 		}
-		counted[e.ID] = true
-		if i, ok := l.registeredAt[e.ID]; ok {
-			l.named[i]++
-			if r.GetSeq() > l.registered[i].Record.GetSeq() {
-				l.registered[i] = e
-			}
-			continue
-		}
-		if len(l.registered) < maxRegisteredKept {
-			l.registeredAt[e.ID] = len(l.registered)
-			l.registered = append(l.registered, e)
-			l.named = append(l.named, 1)
-		}
+		regs = append(regs, e)
 	}
+	l.registered.add(KeyOf(from), regs)
 }
 
-// bestRegistered returns, in a new slice, the MaxReplyRecords registered nodes the most answers named, in random
-// order among those named equally often. An honest node registers at every node its registration lookup asked,
-// and a search asks the same nodes near the topic's key: its registration comes in several answers, where one
-// hostile answer's made-up records come in one (they used to fill the result when that answer came first).
+// bestRegistered returns the MaxReplyRecords registered nodes named best (registeredTally.best).
 func (l *lookupActor) bestRegistered() []Entry {
-	idx := make([]int, len(l.registered))
-	for i := range idx {
-		idx[i] = i
-	}
-	rand.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-	slices.SortStableFunc(idx, func(a, b int) int { return l.named[b] - l.named[a] })
-	out := make([]Entry, 0, min(len(idx), MaxReplyRecords))
-	for _, i := range idx[:min(len(idx), MaxReplyRecords)] {
-		out = append(out, l.registered[i])
-	}
-	return out
+	return l.registered.best(MaxReplyRecords, rand.Shuffle)
 }

@@ -179,3 +179,44 @@ func TestTopicRegistryGroupsByTheConnectionAndBoundsEachGroup(t *testing.T) {
 		t.Fatalf("a record of %d bytes was registered", proto.Size(big.Record))
 	}
 }
+
+// A topic registered from several IP groups is not evicted for new topics: four groups, each registering its bound
+// over all topics (maxTopics/4) on made-up topic keys, evicted every topic the registrar held (an audit's finding).
+// New topics of one group then evict one another, least recently registered first, and are refused once only
+// topics of several groups are left.
+func TestTopicsOfSeveralGroupsAreNotEvictedByNewOnes(t *testing.T) {
+	r := newTestRegistry(t, time.Hour, 64, 32, 4) // the defaults: MaxTopics 64, TopicRegistrations 32, 4 per group
+	honest := TopicKey("honest")
+	for i := range 3 {
+		if !r.Register(honest, topicEntry(t, uint64(100+i), fmt.Sprintf("%d.1.1.1:1", 20+i)), "", t0) {
+			t.Fatal("setup: honest registration refused")
+		}
+	}
+	accepted := 0
+	for g := range 4 {
+		for i := range 16 {
+			e := topicEntry(t, uint64(1000+16*g+i), fmt.Sprintf("100.%d.0.%d:1", g, 1+i))
+			if r.Register(TopicKey(fmt.Sprintf("junk-%d-%d", g, i)), e, "", t0.Add(time.Second)) {
+				accepted++
+			}
+		}
+	}
+	if got := r.Registered(honest, t0.Add(2*time.Second), 32, session.NodeID{}); len(got) != 3 {
+		t.Fatalf("%d junk registrations from 4 /24s accepted; the honest topic's registrations from 3 groups: %d left, want 3", accepted, len(got))
+	}
+	if accepted != 64 {
+		t.Fatalf("%d junk registrations accepted, want 64 (63 topics of one group fit, then each evicts the oldest)", accepted)
+	}
+
+	full := newTestRegistry(t, time.Hour, 4, 32, 4)
+	for k := range 4 {
+		for g := range 2 {
+			if !full.Register(TopicKey(fmt.Sprint("t", k)), topicEntry(t, uint64(10*k+g), fmt.Sprintf("10.%d.0.1:1", 2*k+g)), "", t0) {
+				t.Fatal("setup: registration refused")
+			}
+		}
+	}
+	if full.Register(TopicKey("new"), topicEntry(t, 99, "10.9.0.1:1"), "", t0.Add(time.Second)) {
+		t.Fatal("a new topic evicted one registered from several groups")
+	}
+}

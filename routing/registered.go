@@ -1,0 +1,82 @@
+package routing
+
+import (
+	"slices"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// registeredTally collects what a topic lookup's answers name as registered on the topic, and picks the nodes to
+// report by who named them: the nodes closest to the topic's key hold its registrations (a node registers through a
+// lookup of the key), so a registration named by a closer answerer ranks above any named only by farther ones, and
+// among those named by the same closest answerer, the one more close answerers named ranks higher. Only the
+// maxTallyAnswers answerers closest to the key count. Until stop 52 the lookup kept the first 256 registrations in
+// the order they came and counted every answer alike: four hostile nodes anywhere on the lookup's path, answering
+// with the same made-up registrations before the registrars near the key, pushed the honest members out of the
+// result (an audit's finding). Pure: the lookup actor feeds it.
+type registeredTally struct {
+	target  Key
+	answers []tallyAnswer // the closest answerers first, at most maxTallyAnswers
+}
+
+type tallyAnswer struct {
+	key  Key
+	regs []Entry
+}
+
+// maxTallyAnswers is how many answerers, the closest to the topic's key, a registered node can be counted from.
+const maxTallyAnswers = 16
+
+func newRegisteredTally(target Key) *registeredTally { return &registeredTally{target: target} }
+
+// add records the registrations an answerer of key named (verified, each node once).
+func (t *registeredTally) add(key Key, regs []Entry) {
+	i, _ := slices.BinarySearchFunc(t.answers, key, func(a tallyAnswer, k Key) int { return DistCmp(t.target, a.key, k) })
+	if i >= maxTallyAnswers {
+		return
+	}
+	t.answers = slices.Insert(t.answers, i, tallyAnswer{key: key, regs: regs})
+	if len(t.answers) > maxTallyAnswers {
+		t.answers = t.answers[:maxTallyAnswers]
+	}
+}
+
+// best returns at most n registered nodes, the best named first (random order among those named alike), each with
+// the newest record the answers gave for it.
+func (t *registeredTally) best(n int, shuffle func(n int, swap func(i, j int))) []Entry {
+	type tallied struct {
+		e     Entry
+		named uint64 // bit 63-i set when the answerer of rank i named it
+	}
+	byID := make(map[session.NodeID]*tallied)
+	var all []*tallied
+	for rank, a := range t.answers {
+		bit := uint64(1) << (63 - rank)
+		for _, e := range a.regs {
+			c := byID[e.ID]
+			if c == nil {
+				c = &tallied{e: e}
+				byID[e.ID] = c
+				all = append(all, c)
+			} else if e.Record.GetSeq() > c.e.Record.GetSeq() {
+				c.e = e
+			}
+			c.named |= bit
+		}
+	}
+	shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	slices.SortStableFunc(all, func(a, b *tallied) int {
+		switch {
+		case a.named > b.named:
+			return -1
+		case a.named < b.named:
+			return 1
+		}
+		return 0
+	})
+	out := make([]Entry, 0, min(n, len(all)))
+	for _, c := range all[:min(n, len(all))] {
+		out = append(out, c.e)
+	}
+	return out
+}
