@@ -17,6 +17,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -155,6 +156,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := a.checkOrigin(r); err != nil {
 		a.fail(w, r, http.StatusForbidden, err)
+		return
+	}
+	if slices.Contains(strings.Split(r.URL.Path, "/"), ".") || slices.Contains(strings.Split(r.URL.Path, "/"), "..") {
+		// The mux would clean the path and redirect, to another endpoint: GET /v1/topics/./registered answered
+		// for a topic named "registered". Topics named . or .. are not served here.
+		a.fail(w, r, http.StatusBadRequest, fmt.Errorf("a path segment . or .. (a topic of that name) is not served by the admin API: %q", r.URL.Path))
 		return
 	}
 	if _, pattern := a.mux.Handler(r); pattern != "" {

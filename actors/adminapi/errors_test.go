@@ -118,3 +118,17 @@ func TestASendWithNoPeerToLookUpThroughIs503(t *testing.T) {
 		t.Errorf("a peer the DHT does not find: %d %s, want 404", code, resp)
 	}
 }
+
+// A topic named . or .. cannot be a path segment: the mux cleaned the path and redirected, to another endpoint
+// (GET /v1/topics/./registered answered for a topic named "registered"; an audit's finding). It is a 400.
+func TestADotSegmentIsRefusedNotRedirected(t *testing.T) {
+	srv := serve(t, testkit.NewNetwork(t, 1).Nodes[0])
+	for _, path := range []string{"/v1/topics/./registered", "/v1/topics/../v1/status", "/v1/topics/.", "/v1/topics/./messages"} {
+		for _, method := range []string{"GET", "POST"} {
+			code, resp := call(t, method, srv.URL+path, "application/json", `{"data": "x"}`)
+			if code != http.StatusBadRequest || !strings.Contains(resp, "not served by the admin API") {
+				t.Errorf("%s %s: %d %s, want 400", method, path, code, resp)
+			}
+		}
+	}
+}
