@@ -103,7 +103,9 @@ type peerManager struct {
 	dialing map[session.NodeID][]chan<- error
 	pending int
 	nextID  uint64
-	armed   uint64 // counts the redial timers armed (wantedPeer.armed)
+	// handling is the message Receive is handling (settleFailed).
+	handling any
+	armed    uint64 // counts the redial timers armed (wantedPeer.armed)
 	// connProps spawns every connection actor, with the connection in spawning (see newConnActor).
 	connProps *actor.Props
 	spawning  *peerConn
@@ -176,8 +178,16 @@ func (n *Node) peerManagerProps() *actor.Props {
 // actor is stopped, never restarted (stopChildren), so the producer runs once per connection, inside register.
 func (m *peerManager) newConnActor() actor.Actor { return &connActor{pc: m.spawning} }
 
-// Receive implements actor.Actor.
+// Receive implements actor.Actor. It records the message it handles: should it panic on it, the Restarting that
+// follows settles it (settleFailed).
 func (m *peerManager) Receive(ctx actor.Context) {
+	failed := m.handling // set when the last call panicked: protoactor hands this instance Restarting next
+	m.handling = ctx.Message()
+	m.receive(ctx, failed)
+	m.handling = nil
+}
+
+func (m *peerManager) receive(ctx actor.Context, failed any) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		m.self, m.root = ctx.Self(), ctx.ActorSystem().Root
@@ -259,21 +269,13 @@ func (m *peerManager) Receive(ctx actor.Context) {
 		// will not know its handshakes, timers and waiters, and ignores its reports. It then stops the
 		// connection actors (their Terminated still come here). The wanted peers are dialed again, the node's own
 		// choices (wantedPeer.auto) still as its own.
+		m.settleFailed(failed)
 		for _, w := range m.wanted {
 			*m.rewant = append(*m.rewant, rewanted{addr: w.addr, auto: w.auto})
 		}
 		m.stop(errRestarted, "peer manager restarting")
 	}
 }
-
-// rewanted is a wanted peer handed from a peer manager that restarts to the next.
-type rewanted struct {
-	addr session.PeerAddr
-	auto bool
-}
-
-// errRestarted fails the dials in progress when the peer manager restarts after a panic.
-var errRestarted = fmt.Errorf("%w: the peer manager restarted", ErrPeerGone)
 
 // stop ends this instance of the peer manager (the node stops, or a panic restarts it): it cancels the handshakes
 // in progress and waits for its goroutines, says goodbye on the connections handshaken but not registered yet,

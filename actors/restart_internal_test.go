@@ -1,0 +1,77 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// restartingCtx delivers Restarting, as protoactor does to a peer manager that panicked; it has nothing else.
+type restartingCtx struct{ actor.Context }
+
+func (restartingCtx) Message() any { return &actor.Restarting{} }
+
+// newBarePeerManager returns a peer manager with no node behind it, for the restart's bookkeeping alone.
+func newBarePeerManager() *peerManager {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &peerManager{n: &Node{}, ctx: ctx, cancel: cancel, wanted: make(map[session.NodeID]*wantedPeer),
+		dialing: make(map[session.NodeID][]chan<- error), held: make(map[session.NodeID]time.Time),
+		bans: newBanList(16), rewant: new([]rewanted), parked: make(map[*session.Conn]struct{})}
+}
+
+// TestTheRequestThePeerManagerFailedOnIsSettled: the request a peer manager panics on is answered or applied by the
+// Restarting that follows (settleFailed), not lost with the instance: a Connect or a Send's dial waited for its
+// context (for good under context.Background), and a Ban or Disconnect that had returned nil was undone by the
+// restart's redials (a chaos audit's findings).
+func TestTheRequestThePeerManagerFailedOnIsSettled(t *testing.T) {
+	peer := session.NodeID{7}
+	addr := session.PeerAddr{ID: peer, Addr: "192.0.2.7:4001"}
+
+	m := newBarePeerManager()
+	replies := make(chan error, 1)
+	m.handling = &dialRequest{addr: addr, reply: replies} // the call that panicked
+	m.Receive(restartingCtx{})
+	select {
+	case err := <-replies:
+		if !errors.Is(err, ErrPeerGone) {
+			t.Fatalf("the dial the peer manager failed on: %v, want ErrPeerGone", err)
+		}
+	default:
+		t.Fatal("the dial the peer manager failed on was not answered")
+	}
+
+	for _, failed := range []any{
+		&banRequest{key: banKey{id: peer}, until: time.Now().Add(time.Hour), reason: "test"},
+		&banRequest{key: banKey{ip: netip.MustParseAddr("192.0.2.7")}, until: time.Now().Add(time.Hour), reason: "test"},
+		&disconnectRequest{id: peer},
+	} {
+		m := newBarePeerManager()
+		m.wanted[peer] = &wantedPeer{addr: addr}
+		m.handling = failed
+		m.Receive(restartingCtx{})
+		if len(*m.rewant) != 0 {
+			t.Errorf("%T: the restart redials the peer the request dropped", failed)
+		}
+		if req, ok := failed.(*banRequest); ok {
+			if _, banned := m.banned(peer, netip.MustParseAddr("192.0.2.7"), time.Now()); !banned {
+				t.Errorf("ban of %s: not in force after the restart", req.key)
+			}
+		} else if !m.isHeld(peer, time.Now()) {
+			t.Error("disconnect: the peer is not held after the restart")
+		}
+	}
+
+	m = newBarePeerManager()
+	bans := make(chan []Ban, 1)
+	m.handling = &listBansRequest{reply: bans}
+	m.Receive(restartingCtx{})
+	if len(bans) != 1 {
+		t.Fatal("the ban listing the peer manager failed on was not answered")
+	}
+}
