@@ -41,8 +41,8 @@ var (
 // NewRecord returns the record of id's node with sequence number seq and addresses addrs, signed by id. The
 // addresses must pass the checks of VerifyRecord; errors wrap ErrBadRecord.
 func NewRecord(id *session.Identity, seq uint64, addrs []string) (*messages.NodeRecord, error) {
-	if id == nil {
-		return nil, fmt.Errorf("%w: nil identity", ErrBadRecord)
+	if !id.Valid() {
+		return nil, fmt.Errorf("%w: the identity holds no key", ErrBadRecord)
 	}
 	if err := checkAddrs(addrs); err != nil {
 		return nil, err

@@ -165,6 +165,9 @@ func TestBadAddressesRejected(t *testing.T) {
 	if _, err := NewRecord(nil, 1, []string{"192.0.2.1:1"}); !errors.Is(err, ErrBadRecord) {
 		t.Errorf("nil identity: %v", err)
 	}
+	if _, err := NewRecord(&session.Identity{}, 1, []string{"192.0.2.1:1"}); !errors.Is(err, ErrBadRecord) {
+		t.Errorf("the zero identity (it panicked): %v", err) // an audit's finding
+	}
 }
 
 func TestRecordBook(t *testing.T) {

@@ -153,6 +153,9 @@ func (id *Identity) Save(path string) error { return id.save(path, false) }
 // save is Save; with exclusive set, it fails with an error wrapping fs.ErrExist when path exists, rather than
 // replace it (the temporary file is linked to path, not renamed over it).
 func (id *Identity) save(path string, exclusive bool) (err error) {
+	if !id.Valid() {
+		return errors.New("session: save identity: the identity holds no key")
+	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -202,15 +205,42 @@ func (id *Identity) save(path string, exclusive bool) (err error) {
 // LoadOrCreateIdentity or IdentityFromSeed.
 func (id *Identity) Valid() bool { return id != nil && len(id.priv) == ed25519.PrivateKeySize }
 
-// NodeID returns the identity's public key.
+// NodeID returns the identity's public key; the zero NodeID for an identity that holds no key (Valid).
 func (id *Identity) NodeID() NodeID {
 	var n NodeID
-	copy(n[:], id.priv.Public().(ed25519.PublicKey))
+	if id.Valid() {
+		copy(n[:], id.priv.Public().(ed25519.PublicKey))
+	}
 	return n
 }
 
-// Sign returns the ed25519 signature of msg.
-func (id *Identity) Sign(msg []byte) []byte { return ed25519.Sign(id.priv, msg) }
+// String names the identity by its NodeID, never showing the private key: formatted with %v, the struct printed
+// its 64 private bytes, seed included (an audit's finding).
+func (id *Identity) String() string {
+	if !id.Valid() {
+		return "Identity(none)"
+	}
+	return "Identity(" + id.NodeID().String() + ")"
+}
+
+// GoString is String, for %#v.
+func (id *Identity) GoString() string { return id.String() }
+
+// Format writes String for every verb (%x and %+v included), so that no verb prints the private key.
+func (id *Identity) Format(f fmt.State, _ rune) { _, _ = fmt.Fprint(f, id.String()) }
+
+// Sign returns the ed25519 signature of msg, as is: the caller must never sign bytes another party chose. Every
+// signature of the library starts with a context string of its own (noise static keys: "actormesh-noise-static-v1:",
+// node records, gossip messages, tree beacons), and a peer that obtained this identity's signature over
+// "actormesh-noise-static-v1:" || an X25519 key of its own would complete handshakes as this node; an application
+// signing for its own protocol should prefix a context string of its own. It panics on an identity that holds no
+// key (Valid).
+func (id *Identity) Sign(msg []byte) []byte {
+	if !id.Valid() {
+		panic("session: Sign with an identity that holds no key")
+	}
+	return ed25519.Sign(id.priv, msg)
+}
 
 // noiseStatic returns the identity's X25519 Noise static key pair and the signature binding it to the identity:
 // Sign(noiseStaticContext || public key). It is made once, on first use, and reused by every handshake; forward

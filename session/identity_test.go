@@ -2,7 +2,9 @@ package session
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -281,5 +283,34 @@ func TestLoadIdentityRefusesAFIFOSwappedIn(t *testing.T) {
 			}
 		}
 		t.Fatal("LoadIdentity blocked on a FIFO swapped in for the key")
+	}
+}
+
+// An identity never prints its private key, whatever the verb: the struct printed its 64 private bytes (an
+// audit's finding). The zero Identity holds no key: NodeID is the zero NodeID and Save fails, where both panicked.
+func TestAnIdentityHidesItsKeyAndTheZeroOneFailsCleanly(t *testing.T) {
+	id, err := GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := hex.EncodeToString(id.priv.Seed())
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%X", "%q"} {
+		out := fmt.Sprintf(verb, id)
+		if strings.Contains(strings.ToLower(out), seed[:16]) || strings.Contains(out, string(id.priv.Seed()[:8])) {
+			t.Errorf("%s printed the private key: %s", verb, out)
+		}
+		if !strings.Contains(out, id.NodeID().String()) {
+			t.Errorf("%s: %q does not name the identity's NodeID", verb, out)
+		}
+	}
+	zero := &Identity{}
+	if !zero.NodeID().IsZero() {
+		t.Error("the zero Identity's NodeID is not the zero NodeID")
+	}
+	if err := zero.Save(filepath.Join(t.TempDir(), "key")); err == nil {
+		t.Error("Save of the zero Identity succeeded")
+	}
+	if s := fmt.Sprint(zero); s != "Identity(none)" {
+		t.Errorf("the zero Identity prints %q", s)
 	}
 }
