@@ -292,16 +292,6 @@ func (pc *peerConn) sendControl(env *messages.Envelope) {
 	}
 }
 
-// isClosing tells whether shutdown has begun.
-func (pc *peerConn) isClosing() bool {
-	select {
-	case <-pc.closing:
-		return true
-	default:
-		return false
-	}
-}
-
 // touch records direct-message activity.
 func (pc *peerConn) touch() { pc.lastActive.Store(pc.mono()) }
 
