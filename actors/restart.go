@@ -5,22 +5,39 @@ package actors
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/actormesh/actormesh/session"
 )
 
 // settleFailed answers or applies the request this instance panicked on, which was lost with it: a Connect or a
-// Send's dial waited for its context (for good under context.Background), a Ban or Disconnect that returned nil was
-// undone by the restart's redials (a chaos audit's findings). It does only what cannot panic again: replies, and
-// the ban list and holds, which the Props own and the next instance keeps.
+// Send's dial waited for its context (for good under context.Background), a Ban, Unban or Disconnect that returned
+// nil was undone by the restart (a chaos audit's findings). It does only what cannot block: a reply is sent only if
+// there is room for it, and a dial already among the waiters is left to stop, which answers those. A panic in it
+// is logged: protoactor's Restarting must end.
 func (m *peerManager) settleFailed(failed any) {
+	defer func() {
+		if p := recover(); p != nil {
+			m.n.log.Error().Interface("panic", p).Msg("settling the request the peer manager failed on")
+		}
+	}()
 	now := time.Now()
 	switch req := failed.(type) {
 	case *dialRequest:
-		reply(req.reply, errRestarted)
+		waiting := slices.Contains(m.dialing[req.addr.ID], req.reply) ||
+			slices.ContainsFunc(m.slotWait, func(w slotWaiter) bool { return w.req == req })
+		if !waiting && req.reply != nil {
+			select {
+			case req.reply <- errRestarted:
+			default: // answered before the panic
+			}
+		}
 	case *listBansRequest:
-		req.reply <- m.bans.list(now)
+		select {
+		case req.reply <- m.bans.list(now):
+		default:
+		}
 	case *banRequest:
 		m.bans.add(req.key, req.until, req.reason, now)
 		maps.DeleteFunc(m.wanted, func(id session.NodeID, w *wantedPeer) bool {
@@ -30,6 +47,8 @@ func (m *peerManager) settleFailed(failed any) {
 			w.stopTimer()
 			return true
 		})
+	case *unbanRequest:
+		m.bans.remove(req.key)
 	case *disconnectRequest:
 		m.hold(req.id, now)
 		if w, ok := m.wanted[req.id]; ok {

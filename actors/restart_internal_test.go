@@ -74,4 +74,30 @@ func TestTheRequestThePeerManagerFailedOnIsSettled(t *testing.T) {
 	if len(bans) != 1 {
 		t.Fatal("the ban listing the peer manager failed on was not answered")
 	}
+
+	m = newBarePeerManager()
+	key := banKey{id: peer}
+	m.bans.add(key, time.Now().Add(time.Hour), "test", time.Now())
+	m.handling = &unbanRequest{key: key}
+	m.Receive(restartingCtx{})
+	if _, banned := m.banned(peer, netip.Addr{}, time.Now()); banned {
+		t.Error("the unban the peer manager failed on was undone")
+	}
+
+	// A dial the panic struck after it joined the waiters is answered once, by stop: answering it twice blocked
+	// the restart for good (a review's finding).
+	m = newBarePeerManager()
+	replies = make(chan error, 1)
+	m.dialing[peer] = []chan<- error{replies}
+	m.handling = &dialRequest{addr: addr, reply: replies}
+	done := make(chan struct{})
+	go func() { m.Receive(restartingCtx{}); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the restart blocked answering a dial twice")
+	}
+	if len(replies) != 1 {
+		t.Fatalf("the waiting dial got %d answers, want 1", len(replies))
+	}
 }

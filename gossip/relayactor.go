@@ -420,9 +420,15 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 		if !allowed {
 			a.stats.RateLimited++
 		}
+		if allowed && a.deferred[from] != nil {
+			// What waits of the peer's subscriptions goes first: this RPC's control (the GRAFT of a topic it
+			// joined in a deferred subscription) was pruned as of a peer not subscribed (a review's finding).
+			a.applyDeferredOf(now, from)
+			helloSent = a.peers[from]
+		}
 		switch {
 		case !rpc.Hello && len(rpc.Subscriptions) == 0:
-		case allowed && a.deferred[from] == nil:
+		case allowed:
 			a.handleSubscriptions(now, from, rpc, helloSent)
 		default:
 			a.deferSubscriptions(from, rpc)

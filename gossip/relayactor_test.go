@@ -527,3 +527,30 @@ func TestSubscriptionsOverTheRateLimitAreDeferredInOrder(t *testing.T) {
 		t.Fatalf("%d peers still deferred, %d RPCs rate limited; want 0 and 3", len(a.deferred), a.stats.RateLimited)
 	}
 }
+
+// A GRAFT in an RPC the rate limit lets through comes after the peer's deferred subscription of the topic, which is
+// applied first: the graft was answered with PRUNE, as of a peer not subscribed, and both sides backed off for
+// PruneBackoff (a review's finding: a Join sends the subscription, then at once the graft).
+func TestAGraftAfterADeferredSubscriptionIsTaken(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1)
+	r := joined(t, cfg.Router, 2)
+	r.Join(t0, "b")
+	net := &flakyNetwork{self: nid(1), peer: nid(2)}
+	a := testShell(cfg, r, net, 0.001, 1)
+	a.limiter.Allow(nid(2), time.Now()) // the peer's burst is spent
+	a.handleRPC(nid(2), &messages.GossipRPC{Subscriptions: []*messages.GossipSubscription{{Topic: "b", Subscribe: true}}})
+	if a.deferred[nid(2)] == nil {
+		t.Fatal("the subscription over the limit was not deferred")
+	}
+	a.limiter = routing.NewRateLimiter[session.NodeID](0.001, 1, 10) // a token came back before the heartbeat
+	a.handleRPC(nid(2), &messages.GossipRPC{Control: &messages.GossipControl{Graft: []string{"b"}}})
+	for _, rpc := range net.sent {
+		if rpc.Control != nil && slices.ContainsFunc(rpc.Control.Prune, func(p *messages.GossipPrune) bool { return p.Topic == "b" }) {
+			t.Fatal("the graft that followed the peer's deferred subscription was answered with PRUNE")
+		}
+	}
+	if mesh, _ := r.MeshPeers("b"); !slices.Contains(mesh, nid(2)) {
+		t.Fatalf("the mesh of b is %v, want the peer that grafted", mesh)
+	}
+}

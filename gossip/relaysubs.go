@@ -19,8 +19,8 @@ type deferredSubs struct {
 	topics map[string]bool // topic → subscribed: the peer's latest word on each
 }
 
-// deferSubscriptions keeps the hello and subscriptions of rpc for the next heartbeat (applyDeferred), after those
-// kept already. A hello voids what came before it, being the whole list. At most twice MaxPeerTopics topics are
+// deferSubscriptions keeps the hello and subscriptions of rpc for the next heartbeat (applyDeferred), or the peer's
+// next RPC its rate limit lets through (applyDeferredOf), after those kept already. A hello voids what came before it, being the whole list. At most twice MaxPeerTopics topics are
 // kept per peer, as handleSubscriptions reads.
 func (a *relayActor) deferSubscriptions(from session.NodeID, rpc *messages.GossipRPC) {
 	if a.deferred == nil {
@@ -41,16 +41,23 @@ func (a *relayActor) deferSubscriptions(from session.NodeID, rpc *messages.Gossi
 
 // applyDeferred applies the subscriptions the peers' rate limits deferred, at the heartbeat.
 func (a *relayActor) applyDeferred(now time.Time) {
-	for id, d := range a.deferred {
-		delete(a.deferred, id)
-		helloSent, known := a.peers[id]
-		if !known {
-			continue
-		}
-		rpc := &messages.GossipRPC{Hello: d.hello}
-		for _, t := range slices.Sorted(maps.Keys(d.topics)) {
-			rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: t, Subscribe: d.topics[t]})
-		}
-		a.handleSubscriptions(now, id, rpc, helloSent)
+	for id := range a.deferred {
+		a.applyDeferredOf(now, id)
 	}
+}
+
+// applyDeferredOf applies what waits of id's subscriptions: at the heartbeat, or before an RPC of the peer that its
+// rate limit lets through, whose control may need them (a GRAFT of a topic it joined).
+func (a *relayActor) applyDeferredOf(now time.Time, id session.NodeID) {
+	d := a.deferred[id]
+	delete(a.deferred, id)
+	helloSent, known := a.peers[id]
+	if d == nil || !known {
+		return
+	}
+	rpc := &messages.GossipRPC{Hello: d.hello}
+	for _, t := range slices.Sorted(maps.Keys(d.topics)) {
+		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: t, Subscribe: d.topics[t]})
+	}
+	a.handleSubscriptions(now, id, rpc, helloSent)
 }

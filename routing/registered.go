@@ -8,12 +8,14 @@ import (
 
 // registeredTally collects what a topic lookup's answers name as registered on the topic, and picks the nodes to
 // report by who named them: the nodes closest to the topic's key hold its registrations (a node registers through a
-// lookup of the key), so a registration named by a closer answerer ranks above any named only by farther ones, and
-// among those named by the same closest answerer, the one more close answerers named ranks higher. Only the
-// maxTallyAnswers answerers closest to the key count. Until stop 52 the lookup kept the first 256 registrations in
-// the order they came and counted every answer alike: four hostile nodes anywhere on the lookup's path, answering
-// with the same made-up registrations before the registrars near the key, pushed the honest members out of the
-// result (an audit's finding). Pure: the lookup actor feeds it.
+// lookup of the key), so each answerer that names a node adds 1/(r+1) to its score, r its rank by closeness to the
+// key (0 for the closest); only the maxTallyAnswers answerers closest to the key count. Until stop 52 the lookup
+// kept the first 256 registrations in the order they came and counted every answer alike: four hostile nodes
+// anywhere on the lookup's path, answering with the same made-up registrations before the registrars near the key,
+// pushed the honest members out of the result (an audit's finding). Ranking by the closest answerer alone (this
+// stop's first version) let one node whose id was ground near the key hide every member (a review's finding): with
+// these weights a node the sixteen closest name outranks what the closest two name, and it takes three of them.
+// Pure: the lookup actor feeds it.
 type registeredTally struct {
 	target  Key
 	answers []tallyAnswer // the closest answerers first, at most maxTallyAnswers
@@ -41,17 +43,17 @@ func (t *registeredTally) add(key Key, regs []Entry) {
 	}
 }
 
-// best returns at most n registered nodes, the best named first (random order among those named alike), each with
-// the newest record the answers gave for it.
+// best returns at most n registered nodes, the highest scores first (random order among equal ones), each with the
+// newest record the answers gave for it.
 func (t *registeredTally) best(n int, shuffle func(n int, swap func(i, j int))) []Entry {
 	type tallied struct {
 		e     Entry
-		named uint64 // bit 63-i set when the answerer of rank i named it
+		score float64 // the sum of 1/(r+1) over the ranks r of the answerers that named it
 	}
 	byID := make(map[session.NodeID]*tallied)
 	var all []*tallied
 	for rank, a := range t.answers {
-		bit := uint64(1) << (63 - rank)
+		weight := 1 / float64(rank+1)
 		for _, e := range a.regs {
 			c := byID[e.ID]
 			if c == nil {
@@ -61,15 +63,15 @@ func (t *registeredTally) best(n int, shuffle func(n int, swap func(i, j int))) 
 			} else if e.Record.GetSeq() > c.e.Record.GetSeq() {
 				c.e = e
 			}
-			c.named |= bit
+			c.score += weight
 		}
 	}
 	shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	slices.SortStableFunc(all, func(a, b *tallied) int {
 		switch {
-		case a.named > b.named:
+		case a.score > b.score:
 			return -1
-		case a.named < b.named:
+		case a.score < b.score:
 			return 1
 		}
 		return 0

@@ -98,9 +98,11 @@ func TestHostileAnswersOnTheLookupPathDoNotHideTheRegisteredMembers(t *testing.T
 	}
 }
 
-// registeredTally ranks a registration named by a closer answerer above any named only by farther ones, then by the
-// next closest, whatever the order the answers came in, and keeps each node's newest record.
-func TestRegisteredTallyRanksByTheClosestAnswerers(t *testing.T) {
+// registeredTally scores a registration by the answerers that named it, each adding 1/(r+1) for its rank r by
+// closeness to the key, whatever the order the answers came in, and keeps each node's newest record and the 16
+// closest answerers. One answerer, the closest (an id ground near the key), cannot outrank what the next fifteen
+// name (a review's finding against ranking by the closest answerer alone).
+func TestRegisteredTallyScoresByTheClosestAnswerers(t *testing.T) {
 	target := KeyOf(session.NodeID{0xAA})
 	var answerers []Key
 	for i := range 20 {
@@ -110,23 +112,44 @@ func TestRegisteredTallyRanksByTheClosestAnswerers(t *testing.T) {
 	entry := func(b byte, seq uint64) Entry {
 		return Entry{ID: session.NodeID{b}, Record: &messages.NodeRecord{Seq: seq}}
 	}
+	ids := func(es []Entry) (out []byte) {
+		for _, e := range es {
+			out = append(out, e.ID[0])
+		}
+		return out
+	}
+
+	// Farthest first, as early hops answer. m: ranks 0-2 (1.83); x: ranks 3-15, the farther 4 not kept (1.55);
+	// y: ranks 1-2 (0.83).
 	tally := newRegisteredTally(target)
-	// Farthest first, as early hops answer: the 17 farthest all name x; the closest names m; the 2nd and 3rd name
-	// m and y.
 	for i := len(answerers) - 1; i >= 3; i-- {
 		tally.add(answerers[i], []Entry{entry('x', 1)})
 	}
 	tally.add(answerers[2], []Entry{entry('m', 1), entry('y', 1)})
 	tally.add(answerers[1], []Entry{entry('y', 1), entry('m', 2)})
 	tally.add(answerers[0], []Entry{entry('m', 1)})
-	best := tally.best(2, rand.Shuffle)
-	if len(best) != 2 || best[0].ID != (session.NodeID{'m'}) || best[1].ID != (session.NodeID{'y'}) {
-		t.Fatalf("best two: %v; want m (named by the closest) then y", best)
+	best := tally.best(3, rand.Shuffle)
+	if got := ids(best); !slices.Equal(got, []byte{'m', 'x', 'y'}) {
+		t.Fatalf("ranking %q, want m, x, y", got)
 	}
 	if best[0].Record.GetSeq() != 2 {
 		t.Fatalf("m's record: seq %d, want the newest (2)", best[0].Record.GetSeq())
 	}
 	if len(tally.answers) != maxTallyAnswers {
 		t.Fatalf("%d answers kept, want the %d closest", len(tally.answers), maxTallyAnswers)
+	}
+
+	// The closest answerer names 64 made-up nodes, the next fifteen the member.
+	tally = newRegisteredTally(target)
+	var fakes []Entry
+	for i := range MaxReplyRecords {
+		fakes = append(fakes, Entry{ID: session.NodeID{0xBB, byte(i)}})
+	}
+	tally.add(answerers[0], fakes)
+	for _, k := range answerers[1:16] {
+		tally.add(k, []Entry{entry('m', 1)})
+	}
+	if best := tally.best(MaxReplyRecords, rand.Shuffle); best[0].ID != (session.NodeID{'m'}) {
+		t.Fatalf("the member the fifteen next closest answerers named is not first: %v", best[0].ID)
 	}
 }

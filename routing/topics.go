@@ -39,9 +39,9 @@ type topicRegistrations struct {
 // topicRegistry keeps the nodes registered on topics (FindNode with topic and register), as a DHT keeps
 // provider records: bounded in topics, in registrations per topic, in record size and in time, and per IP group
 // (of the connection a registration came over, not of the address the registrant claims): within a topic, and
-// across all topics. A topic over the bound evicts the topic registered on least recently among those of one IP
-// group (and is refused when there is none); a registration over a topic's bound evicts that topic's oldest. A
-// topicRegistry is not safe for concurrent use.
+// across all topics. A topic over the bound evicts, among the topics registered from the fewest IP groups, the one
+// registered on least recently; a registration over a topic's bound evicts that topic's oldest. A topicRegistry is
+// not safe for concurrent use.
 type topicRegistry struct {
 	ttl                           time.Duration
 	maxTopics, perTopic, perGroup int
@@ -65,8 +65,7 @@ func newTopicRegistry(ttl time.Duration, maxTopics, perTopic, perGroup int, grou
 // registration; from is the address of the connection the registration came over, which sets its IP group (e's
 // own address when from is empty). It reports false when the registration is refused: a record over
 // MaxRegisteredRecordSize, an address with no IP group, a topic holding perGroup registrations of that group
-// already, the group holding maxTopics/4 registrations over all topics, or a new topic when the registry holds
-// maxTopics topics each registered from several IP groups. A renewal is checked as a new
+// already, or the group holding maxTopics/4 registrations over all topics. A renewal is checked as a new
 // registration (its group may have changed), and a refused one leaves the registration as it was.
 func (r *topicRegistry) Register(topic Key, e Entry, from string, now time.Time) bool {
 	if from == "" {
@@ -142,21 +141,23 @@ func (r *topicRegistry) uncount(g ipGroup) {
 	}
 }
 
-// evictTopic makes room for a new topic, whose one registration is of one IP group: it drops the topic registered on
-// least recently among those registered from one IP group alone, and reports false when every topic has
-// registrations of several groups. A topic several groups registered on is not evicted for a new one: four IP
-// groups, registering on made-up topics (maxTopics/4 each, the bound of a group over all topics), evicted every
-// topic a registrar held, whichever the groups that held it (an audit's finding).
+// evictTopic makes room for a new topic: it drops, among the topics registered from the fewest IP groups, the one
+// registered on least recently, and reports false only when there is none. Four IP groups, registering on made-up
+// topics (maxTopics/4 each, the bound of a group over all topics), evicted every topic a registrar held, whichever
+// the groups that held it (an audit's finding); now a topic of more groups goes only once those of fewer are gone.
+// Refusing new topics once none was of one group (this stop's first version) let eight groups lock a registrar
+// against every new topic (a review's finding).
 func (r *topicRegistry) evictTopic() bool {
 	var victim Key
 	var at time.Time
-	found := false
+	fewest := 0
 	for k, t := range r.topics {
-		if groupsOf(t.regs) <= 1 && (!found || t.newest.Before(at)) {
-			victim, at, found = k, t.newest, true
+		n := groupsOf(t.regs)
+		if fewest == 0 || n < fewest || (n == fewest && t.newest.Before(at)) {
+			victim, at, fewest = k, t.newest, n
 		}
 	}
-	if !found {
+	if fewest == 0 {
 		return false
 	}
 	for _, x := range r.topics[victim].regs {
@@ -166,17 +167,16 @@ func (r *topicRegistry) evictTopic() bool {
 	return true
 }
 
-// groupsOf counts the distinct IP groups of regs (at most two: evictTopic asks only whether there are several).
+// groupsOf counts the distinct IP groups of regs (at least 1 for a topic with no registration left, so that every
+// topic can be chosen).
 func groupsOf(regs []topicRegistration) int {
-	if len(regs) == 0 {
-		return 0
-	}
-	for _, x := range regs[1:] {
-		if x.group != regs[0].group {
-			return 2
+	var seen []ipGroup
+	for _, x := range regs {
+		if !slices.Contains(seen, x.group) {
+			seen = append(seen, x.group)
 		}
 	}
-	return 1
+	return max(1, len(seen))
 }
 
 // dropExpired removes the registrations expired at now.
