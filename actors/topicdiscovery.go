@@ -103,7 +103,7 @@ func (m *peerManager) discoverTopic(d *discoverTopic) {
 }
 
 // topicFound connects to up to want of the registered nodes found that the node does not gossip with yet, in the
-// lookup's order (those the answerers closest to the key named first), and keeps those connections without redialing them once
+// lookup's order (the highest scores first: registeredTally), and keeps those connections without redialing them once
 // lost: the relay searches again while the topic is short of peers. A transient connection to one is kept from
 // then on. The relay releases them once the peer shares none of its topics (release).
 func (m *peerManager) topicFound(ctx actor.Context, f *topicFound) {
@@ -226,8 +226,9 @@ func (m *peerManager) lookupDone(topic string, register bool, err error) {
 // an application that wants to see or choose them. It does not register the node. Errors: ErrDiscoveryDisabled,
 // gossip.ErrEmptyTopic, gossip.ErrTopicTooLong, gossip.ErrTopicNotUTF8, the lookup's (routing.ErrNoPeers when
 // the node knows nobody, routing.ErrTooManyLookups when Routing.MaxLookups are in progress), ErrClosed,
-// ErrNotStarted, or ctx's error. The nodes named by the answerers closest to the topic's key come first: an honest
-// registration is held by the nodes near the key, a made-up one by whoever made it up.
+// ErrNotStarted, or ctx's error. The nodes named by more of the answerers closest to the topic's key come first (each
+// adds 1/(r+1) for its rank r): an honest registration is held by the nodes near the key, a made-up one by whoever
+// made it up.
 func (n *Node) FindTopicPeers(ctx context.Context, topic string) ([]session.PeerAddr, error) {
 	if topic == "" {
 		return nil, fmt.Errorf("find topic peers: %w", gossip.ErrEmptyTopic)

@@ -413,8 +413,9 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 	// Subscriptions and control cost a token of the peer's message rate, whatever messages ride with them (each
 	// pays its own): charged only when an RPC carried nothing else, they were free with a stale message attached,
 	// and one peer kept the relay busy with them. Control refused for the rate is dropped (the heartbeats retry
-	// what matters of it); subscriptions are state, sent once, and are deferred to the next heartbeat instead
-	// (deferSubscriptions), as are those that come after them until then, to keep their order.
+	// what matters of it); subscriptions are state, sent once, and are deferred instead (deferSubscriptions), as
+	// are those of the peer's RPCs refused after them, until the next heartbeat or the peer's next RPC the limit
+	// lets through, which applies them first, to keep their order.
 	if rpc.Hello || len(rpc.Subscriptions) > 0 || rpc.Control != nil {
 		allowed := a.limiter.Allow(from, now)
 		if !allowed {

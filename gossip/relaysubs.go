@@ -10,7 +10,8 @@ import (
 )
 
 // deferredSubs is what a peer's RPCs said of its subscriptions while its rate limit refused them: a peer sends its
-// hello and each subscription change once, so the relay applies them at its next heartbeat rather than drop them.
+// hello and each subscription change once, so the relay applies them at its next heartbeat, or before the peer's
+// next RPC the limit lets through, rather than drop them.
 // Dropped, a subscription made while the peer was over its limit (after a burst of messages, say) was lost for
 // good: the relay took the peer for not subscribed, answered its GRAFTs with PRUNE and never sent it the topic's
 // messages, with only RateLimited to show (an audit's finding).
@@ -46,8 +47,8 @@ func (a *relayActor) applyDeferred(now time.Time) {
 	}
 }
 
-// applyDeferredOf applies what waits of id's subscriptions: at the heartbeat, or before an RPC of the peer that its
-// rate limit lets through, whose control may need them (a GRAFT of a topic it joined).
+// applyDeferredOf applies what waits of id's subscriptions: at the heartbeat, or before an RPC of the peer that
+// its rate limit lets through, whose control may need them (a GRAFT of a topic it joined).
 func (a *relayActor) applyDeferredOf(now time.Time, id session.NodeID) {
 	d := a.deferred[id]
 	delete(a.deferred, id)

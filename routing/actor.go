@@ -235,9 +235,9 @@ type LookupResult struct {
 	// answered (a busy node may not: its address is known all the same).
 	Wanted *Entry
 	// Registered are, for a LookupRequest with Topic, the nodes the answers named as registered on the topic
-	// (verified records, this node's own excepted), at most MaxReplyRecords: those named by the answerers closest
-	// to the topic's key first (an honest registration is held by the nodes near the key; registeredTally), in
-	// random order among those named alike.
+	// (verified records, this node's own excepted), at most MaxReplyRecords: the highest scores first, each
+	// answerer of rank r by closeness to the topic's key that named a node adding 1/(r+1) (an honest registration is
+	// held by the nodes near the key; registeredTally), in random order among equal scores.
 	Registered []Entry
 	// Rounds is the lookup's hop count, Queried the number of FindNode requests it sent.
 	Rounds, Queried int

@@ -14,8 +14,9 @@ import (
 // anywhere on the lookup's path, answering with the same made-up registrations before the registrars near the key,
 // pushed the honest members out of the result (an audit's finding). Ranking by the closest answerer alone (this
 // stop's first version) let one node whose id was ground near the key hide every member (a review's finding): with
-// these weights a node the sixteen closest name outranks what the closest two name, and it takes three of them.
-// Pure: the lookup actor feeds it.
+// these weights what the answerers of ranks 2 to 15 name (1.88) outranks what the closest two name (1.5), and an
+// attacker needs three of the closest ids. Scores are kept in integer units of 1/lcm(1..16), exact, so that equal
+// scores are equal and their order is the shuffle's. Pure: the lookup actor feeds it.
 type registeredTally struct {
 	target  Key
 	answers []tallyAnswer // the closest answerers first, at most maxTallyAnswers
@@ -26,8 +27,14 @@ type tallyAnswer struct {
 	regs []Entry
 }
 
-// maxTallyAnswers is how many answerers, the closest to the topic's key, a registered node can be counted from.
-const maxTallyAnswers = 16
+// maxTallyAnswers is how many answerers, the closest to the topic's key, a registered node can be counted from;
+// scoreUnit, the least common multiple of 1 to maxTallyAnswers, makes every weight 1/(r+1) a whole number of units
+// (summed in float64, equal scores rounded apart, and their order was the rounding's, not the shuffle's: a review's
+// finding).
+const (
+	maxTallyAnswers = 16
+	scoreUnit       = 720720
+)
 
 func newRegisteredTally(target Key) *registeredTally { return &registeredTally{target: target} }
 
@@ -48,12 +55,12 @@ func (t *registeredTally) add(key Key, regs []Entry) {
 func (t *registeredTally) best(n int, shuffle func(n int, swap func(i, j int))) []Entry {
 	type tallied struct {
 		e     Entry
-		score float64 // the sum of 1/(r+1) over the ranks r of the answerers that named it
+		score uint64 // the sum of 1/(r+1) over the ranks r of the answerers that named it, in scoreUnit units
 	}
 	byID := make(map[session.NodeID]*tallied)
 	var all []*tallied
 	for rank, a := range t.answers {
-		weight := 1 / float64(rank+1)
+		weight := uint64(scoreUnit / (rank + 1))
 		for _, e := range a.regs {
 			c := byID[e.ID]
 			if c == nil {

@@ -153,3 +153,30 @@ func TestRegisteredTallyScoresByTheClosestAnswerers(t *testing.T) {
 		t.Fatalf("the member the fifteen next closest answerers named is not first: %v", best[0].ID)
 	}
 }
+
+// Equal scores are equal: a node named by the closest answerer alone (1) and one named by the answerers of ranks 1,
+// 2 and 5 (1/2 + 1/3 + 1/6) come in either order. Summed in float64 the second read 0.9999999999999999 and always
+// came second (a review's finding).
+func TestEqualRegisteredScoresComeInEitherOrder(t *testing.T) {
+	target := KeyOf(session.NodeID{0xAA})
+	var answerers []Key
+	for i := range 16 {
+		answerers = append(answerers, KeyOf(session.NodeID{byte(i)}))
+	}
+	slices.SortFunc(answerers, func(a, b Key) int { return DistCmp(target, a, b) })
+	x, y := Entry{ID: session.NodeID{'x'}}, Entry{ID: session.NodeID{'y'}}
+	firsts := map[session.NodeID]int{}
+	for range 200 {
+		tally := newRegisteredTally(target)
+		tally.add(answerers[0], []Entry{x})
+		for _, r := range []int{1, 2, 5} {
+			tally.add(answerers[r], []Entry{y})
+		}
+		tally.add(answerers[3], nil) // answered, naming nobody
+		tally.add(answerers[4], nil)
+		firsts[tally.best(2, rand.Shuffle)[0].ID]++
+	}
+	if firsts[x.ID] == 0 || firsts[y.ID] == 0 {
+		t.Fatalf("first %d times x, %d times y; want both", firsts[x.ID], firsts[y.ID])
+	}
+}
