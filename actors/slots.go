@@ -47,6 +47,7 @@ func (m *peerManager) retrySlotWaiters(ctx actor.Context) {
 			return
 		}
 		m.slotWait = m.slotWait[1:]
+		m.handling = w.req // off slotWait and not dialing yet: should dial panic, settleFailed answers it
 		m.dial(ctx, w.req)
 	}
 }
