@@ -2,7 +2,7 @@ package actors
 
 // The dials and handshakes of the peer manager's connections: an accepted connection's admission, a dial, and the
 // Noise handshake of every connection, accepted or dialed, in a goroutine the peer manager owns (handshakeDone takes
-// the outcome).
+// the outcome), and the goodbye of a connection refused once handshaken, or retired as a duplicate.
 
 import (
 	"context"
@@ -12,6 +12,10 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -182,4 +186,47 @@ func (m *peerManager) report(d *handshakeDone) {
 		m.parkedMu.Unlock()
 	}
 	m.root.Send(m.self, d)
+}
+
+// closeWithNotice tells the peer why and closes, in a goroutine owned by the peer manager.
+func (m *peerManager) closeWithNotice(sc *session.Conn, reason messages.DisconnectReason, detail string) {
+	b, _ := proto.Marshal(disconnectEnvelope(reason, detail))
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		sayGoodbye(sc, b)
+	}()
+}
+
+// sayGoodbye writes the encoded goodbye b on a connection that has no reader and closes it, lingering as
+// peerConn.linger does: up to closeFlushTimeout, it reads and drops what the peer still sends until the peer closes
+// its side, so that unread data does not reset the connection and drop the goodbye.
+func sayGoodbye(sc *session.Conn, b []byte) {
+	defer sc.Close()
+	_ = sc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+	if sc.WriteMessages(b) != nil || sc.CloseWrite() != nil {
+		return
+	}
+	_ = sc.SetReadDeadline(time.Now().Add(closeFlushTimeout))
+	for {
+		if _, err := sc.ReadMessage(); err != nil {
+			return
+		}
+	}
+}
+
+// retire closes a connection that lost the simultaneous-dial tie-break as it came up, the way a replaced one is
+// closed (DUPLICATE_CONNECTION): its connection actor says goodbye and reads on until the peer's goodbye or the end
+// of the linger, delivering what the peer sent on it before it learned of the tie-break. Refused with a goodbye
+// and nothing read, those messages, taken by the peer's Send, were lost. It is not registered: it takes no sends,
+// holds no slot and makes no peer events.
+func (m *peerManager) retire(ctx actor.Context, sc *session.Conn, outbound bool) {
+	m.nextID++
+	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, &m.n.log, m.n)
+	pc.retired = true
+	pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "already connected")
+	m.spawning = pc
+	pid := ctx.SpawnPrefix(m.connProps, "conn-"+pc.id.Short())
+	m.spawning = nil
+	m.byActor[pid.Id] = &connEntry{pid: pid, pc: pc}
 }
