@@ -192,8 +192,14 @@ func TestGossipDeliversAfterTwentyPercentKilled(t *testing.T) {
 		}
 		cuts += st.Router.TreeCuts
 		// The roots sign their beacons and every node checks them (RelayConfig.VerifySignatures): an honest network
-		// refuses none, before or after the kill.
-		if st.Router.TreeBadBeacons != 0 || st.Router.TreeBeaconsChecked == 0 {
+		// refuses none, before or after the kill. The root itself may have checked none: it signs its beacons, and
+		// one that never heard of a better root had no other to check (CI met it once).
+		info, err := nw.Nodes[i].Topic(ctxTimeout(t, 5*time.Second), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		isRoot := info.Root == nw.Nodes[i].ID()
+		if st.Router.TreeBadBeacons != 0 || (st.Router.TreeBeaconsChecked == 0 && !isRoot) {
 			t.Errorf("node %d: %d tree beacons refused, %d checked; want none refused and some checked", i,
 				st.Router.TreeBadBeacons, st.Router.TreeBeaconsChecked)
 		}
