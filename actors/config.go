@@ -56,9 +56,10 @@ type Config struct {
 	MaxInboundPeers int
 	// MaxOutboundPeers caps connections the node dials. Default 25.
 	MaxOutboundPeers int
-	// MaxPendingHandshakes caps handshakes in progress. When they are all taken, the oldest inbound handshake of
-	// the remote host holding the most is closed to make room for a newcomer, if it has gone on for a second (or
-	// half of HandshakeTimeout); otherwise the newcomer is closed at once. Default 64.
+	// MaxPendingHandshakes caps inbound handshakes in progress (the node's own dials are capped by
+	// MaxOutboundPeers). When they are all taken, the oldest inbound handshake of the remote host holding the most
+	// is closed to make room for a newcomer, if it has gone on for a second (or half of HandshakeTimeout); otherwise
+	// the newcomer is closed at once. Default 64.
 	MaxPendingHandshakes int
 	// MaxMessageSize is the largest message accepted from or sent to a peer, checked before allocation. Each
 	// node tells its peers its own in the handshake, and sends a peer nothing over the smaller of the two: a Send or
@@ -125,7 +126,8 @@ type Config struct {
 	// DisableDiscovery runs the node without the routing table and the bootstrapper: direct messaging to known
 	// addresses only; Lookup, FindClosest and RoutingTable fail with ErrDiscoveryDisabled. Default false.
 	DisableDiscovery bool
-	// DataDir holds the node's state (the peer store, peers.pb). Empty: no state is kept.
+	// DataDir holds the node's state: the peer store (peers.pb) and the last sequence number of its record
+	// (record.seq). Empty: no state is kept.
 	DataDir string
 	// Bootstrap configures joining the network and keeping outbound peers: bootnodes, target outbound count, refresh
 	// and peer store. Default bootstrap.DefaultConfig(); its Logger is replaced by the node's, and a TargetOutbound

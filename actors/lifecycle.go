@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -114,8 +115,7 @@ func (n *Node) start(ctx context.Context, open func()) error {
 	}
 	open()
 	if n.advertise != "" && !n.cfg.DisableDiscovery {
-		// A time-based sequence number increases across restarts without any stored state.
-		rec, err := routing.NewRecord(n.identity, uint64(time.Now().UnixNano()), []string{n.advertise})
+		rec, err := routing.NewRecord(n.identity, n.recordSeq(), []string{n.advertise})
 		if err != nil {
 			n.log.Warn().Err(err).Str("addr", n.advertise).Msg("cannot sign a node record for the advertised address; peers will not learn it through discovery")
 		} else {
@@ -124,6 +124,20 @@ func (n *Node) start(ctx context.Context, open func()) error {
 	}
 	n.log.Info().Str("addr", n.addrString()).Msg("node started")
 	return nil
+}
+
+// recordSeq is the sequence number of the node's record: the clock's, kept above the last one used in
+// DataDir/record.seq when there is a DataDir (routing.NextRecordSeq), so that a node whose clock was ahead in its
+// last run still signs a record its peers take for newer.
+func (n *Node) recordSeq() uint64 {
+	if n.cfg.DataDir == "" {
+		return uint64(time.Now().UnixNano())
+	}
+	seq, err := routing.NextRecordSeq(filepath.Join(n.cfg.DataDir, "record.seq"), time.Now())
+	if err != nil {
+		n.log.Warn().Err(err).Msg("the node record's sequence number is the clock's; if it was ahead in an earlier run, peers may keep the old record")
+	}
+	return seq
 }
 
 // whenStarted waits while a Start is under way (the node's actors call into it as they start), then tells whether

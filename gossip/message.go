@@ -45,7 +45,8 @@ type Message struct {
 	Data []byte
 	// Origin is the node that published the message.
 	Origin session.NodeID
-	// Seq is the origin's sequence number.
+	// Seq is the origin's sequence number: a relay numbers its publications one by one from its clock (Unix
+	// nanoseconds) at its start, so that a restarted origin does not use its last run's numbers again.
 	Seq uint64
 	// OriginTime is when the origin published the message, in Unix nanoseconds.
 	OriginTime int64

@@ -40,7 +40,10 @@ func NewRelayProps(cfg RelayConfig, net Network) (*actor.Props, <-chan struct{},
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
 	}
-	st := &relayState{subs: make(map[string][]*Subscription), stopped: make(chan struct{})}
+	// The publications are numbered from the clock, as go-libp2p's pubsub numbers them: a restarted node would
+	// otherwise number them from 1 again, and with a MsgID of Origin and Seq its peers' seen caches, which still
+	// held its last run's ids, dropped its first publications as duplicates.
+	st := &relayState{subs: make(map[string][]*Subscription), stopped: make(chan struct{}), seq: uint64(time.Now().UnixNano())}
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &relayActor{cfg: cfg, net: net, log: cfg.Logger, relayState: st}
 	}), st.stopped, nil
@@ -54,7 +57,7 @@ type relayState struct {
 	subs map[string][]*Subscription
 	// subsWG counts the subscriptions' handler goroutines, which run across restarts until the subscription ends.
 	subsWG sync.WaitGroup
-	// seq numbers the node's publications (Message.Seq), across restarts.
+	// seq numbers the node's publications (Message.Seq), across the actor's restarts; it starts from the clock.
 	seq uint64
 	// seen are the ids a failed incarnation's Router had seen (Router.carrySeen), for the next one's.
 	seen []seenEntry

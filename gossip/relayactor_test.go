@@ -554,3 +554,23 @@ func TestAGraftAfterADeferredSubscriptionIsTaken(t *testing.T) {
 		t.Fatalf("the mesh of b is %v, want the peer that grafted", mesh)
 	}
 }
+
+// A message whose origin's clock runs ahead (up to MaxClockSkew it is timely) counts as delivered at once in the
+// propagation-delay histogram: observed as negative, it took the histogram's sum down and its mean below zero.
+func TestADelayFromAClockAheadCountsAsZero(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1)
+	r := joined(t, cfg.Router, 2)
+	a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 1000, 1000)
+	a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
+	honest := &Message{Topic: topicA, Origin: nid(3), OriginTime: time.Now().Add(-20 * time.Millisecond).UnixNano(), Hops: 2}
+	skewed := &Message{Topic: topicA, Origin: nid(4), OriginTime: time.Now().Add(29 * time.Second).UnixNano(), Hops: 2}
+	if !r.Timely(time.Now(), skewed) {
+		t.Fatal("the skewed message is not timely: the test's premise is wrong")
+	}
+	a.apply(Output{Deliver: []*Message{honest, skewed}})
+	if a.delay.Count != 2 || a.delay.Sum < 20 || a.delay.Sum > 1000 || a.delay.Counts[0] != 1 {
+		t.Fatalf("after a 20 ms delivery and one from a clock 29 s ahead: count %d, sum %.1f ms, buckets %v; want 2, the 20 ms alone, one in the first bucket",
+			a.delay.Count, a.delay.Sum, a.delay.Counts)
+	}
+}

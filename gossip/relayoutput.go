@@ -25,7 +25,9 @@ func (a *relayActor) apply(out Output) {
 	for _, m := range out.Deliver {
 		d := a.delivery(m, now)
 		if !d.Local {
-			a.delay.observe(float64(d.Delay) / float64(time.Millisecond))
+			// A delay below zero is the origin's clock ahead of this node's (up to MaxClockSkew): it counts as
+			// zero, or one skewed publisher took the histogram's sum down and its mean below zero.
+			a.delay.observe(float64(max(d.Delay, 0)) / float64(time.Millisecond))
 			a.hops.observe(float64(d.Hops))
 		}
 		for _, s := range a.subs[m.Topic] {

@@ -74,30 +74,41 @@ func SaveStore(path string, records []*messages.NodeRecord, now time.Time) error
 	if err != nil {
 		return fmt.Errorf("routing: encode peer store: %w", err)
 	}
+	if err := writeFileAtomic(path, b); err != nil {
+		return fmt.Errorf("routing: save peer store: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes b to path atomically and durably (a temporary file synced, renamed over path, and the
+// directory synced), creating the directory (0700) if needed; the file is 0600. The temporary files of path that a
+// crash left behind (named after it, and over a minute old) are removed; other files of the directory are left
+// alone.
+func writeFileAtomic(path string, b []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("routing: peer store directory: %w", err)
+		return fmt.Errorf("directory: %w", err)
 	}
 	prefix := "." + filepath.Base(path) + "-"
 	removeStaleTemps(dir, prefix)
 	tmp, err := os.CreateTemp(dir, prefix+"*.tmp")
 	if err != nil {
-		return fmt.Errorf("routing: save peer store: %w", err)
+		return err
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
-		return fmt.Errorf("routing: save peer store: %w", err)
+		return err
 	}
-	if err := tmp.Sync(); err != nil { // the data on disk before the rename makes it the store
+	if err := tmp.Sync(); err != nil { // the data on disk before the rename makes it the file
 		tmp.Close()
-		return fmt.Errorf("routing: save peer store: %w", err)
+		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("routing: save peer store: %w", err)
+		return err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("routing: save peer store: %w", err)
+		return err
 	}
 	syncDir(dir)
 	return nil
