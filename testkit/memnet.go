@@ -254,8 +254,9 @@ type MemTransport struct {
 	addr      string // the last address listened on: the endpoint's identity for links and cuts
 	listeners map[*memListener]struct{}
 	conns     map[*memConnState]struct{}
-	killed    bool   // by Kill, until the next Listen (a restart)
-	kills     uint64 // Kill calls: a dial started before one fails, even once the transport listens again
+	killed    bool          // by Kill, until the next Listen (a restart)
+	kills     uint64        // Kill calls: a dial started before one fails, even once the transport listens again
+	killWait  chan struct{} // closed by Kill: wakes the dials waiting for room at a listener (waitChan)
 }
 
 // Listen implements session.Transport. Port 0 picks a fresh port (from 10000 up); a host meaning "this machine"
@@ -288,8 +289,8 @@ func (t *MemTransport) Listen(addr string) (net.Listener, error) {
 // Dial implements session.Transport. It first waits one Latency of the link (no jitter or loss), as the SYN
 // travels, honouring ctx; then it fails with an error wrapping syscall.ENETUNREACH when the link is cut, or
 // syscall.ECONNREFUSED when nothing listens on addr. The connection is established as soon as it is queued for
-// Accept; when the listener's queue is full (128), Dial waits for room until ctx ends. The connection's local
-// address is 127.0.0.1 with an ephemeral port (from 40000 up).
+// Accept; when the listener's queue is full (128), Dial waits for room until ctx ends or the transport is killed.
+// The connection's local address is 127.0.0.1 with an ephemeral port (from 40000 up).
 func (t *MemTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	t.n.mu.Lock()
 	gen := t.kills
@@ -304,7 +305,7 @@ func (t *MemTransport) Dial(ctx context.Context, addr string) (net.Conn, error) 
 		return nil, &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(dst), Err: err}
 	}
 	for {
-		c, room, err := t.tryDial(dst, gen)
+		c, room, killed, err := t.tryDial(dst, gen)
 		if c != nil || err != nil {
 			return c, err
 		}
@@ -312,6 +313,7 @@ func (t *MemTransport) Dial(ctx context.Context, addr string) (net.Conn, error) 
 		case <-ctx.Done():
 			return nil, &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(dst), Err: ctx.Err()}
 		case <-room:
+		case <-killed: // the next try fails with ENETDOWN
 		}
 	}
 }
@@ -326,6 +328,7 @@ func (t *MemTransport) Kill() {
 	n.mu.Lock()
 	t.killed = true
 	t.kills++
+	broadcast(&t.killWait)
 	var doomed []*memConnState
 	for l := range t.listeners {
 		doomed = append(doomed, l.closeLocked()...)
@@ -362,8 +365,8 @@ func (t *MemTransport) connectDelay(ctx context.Context, dst string) error {
 }
 
 // tryDial queues a connection at dst's listener for a dial that started at the transport's kill count gen. When the
-// queue is full it returns a channel closed when there may be room.
-func (t *MemTransport) tryDial(dst string, gen uint64) (net.Conn, <-chan struct{}, error) {
+// queue is full it returns a channel closed when there may be room, and one closed when the transport is killed.
+func (t *MemTransport) tryDial(dst string, gen uint64) (c net.Conn, room, killed <-chan struct{}, err error) {
 	n := t.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -371,21 +374,21 @@ func (t *MemTransport) tryDial(dst string, gen uint64) (net.Conn, <-chan struct{
 		return &net.OpError{Op: "dial", Net: memNet, Addr: memAddr(dst), Err: os.NewSyscallError(call, errno)}
 	}
 	if t.killed || t.kills != gen { // a dial of before a crash fails, even after the restart that followed it
-		return nil, nil, fail("connect", syscall.ENETDOWN)
+		return nil, nil, nil, fail("connect", syscall.ENETDOWN)
 	}
 	if _, cut := n.cuts[keyOf(t.addr, dst)]; cut && t.addr != "" {
-		return nil, nil, fail("connect", syscall.ENETUNREACH)
+		return nil, nil, nil, fail("connect", syscall.ENETUNREACH)
 	}
 	l := n.listeners[dst]
 	if l == nil {
-		return nil, nil, fail("connect", syscall.ECONNREFUSED)
+		return nil, nil, nil, fail("connect", syscall.ECONNREFUSED)
 	}
 	if len(l.queue) >= acceptBacklog {
-		return nil, waitChan(&l.room), nil
+		return nil, waitChan(&l.room), waitChan(&t.killWait), nil
 	}
 	port := n.ephemeralPort()
 	if port == 0 {
-		return nil, nil, fail("bind", syscall.EADDRNOTAVAIL)
+		return nil, nil, nil, fail("bind", syscall.EADDRNOTAVAIL)
 	}
 	local := joinHostPort(memHost, port)
 	src := t.addr
@@ -406,7 +409,7 @@ func (t *MemTransport) tryDial(dst string, gen uint64) (net.Conn, <-chan struct{
 	l.t.conns[s] = struct{}{}
 	l.queue = append(l.queue, s)
 	broadcast(&l.acceptable)
-	return &memConn{s: s, side: 0}, nil, nil
+	return &memConn{s: s, side: 0}, nil, nil, nil
 }
 
 // memListener is a net.Listener of a MemTransport. Its fields are guarded by the network's mutex.
