@@ -42,11 +42,15 @@ func (m *peerManager) accept(raw net.Conn) {
 		return
 	}
 	now := time.Now()
+	// Only inbound handshakes count against the limit: the node's own dials, bounded by MaxOutboundPeers, took
+	// places no inbound handshake could be closed for, and while as many of them hung on addresses that accept and
+	// never answer (DialTimeout and HandshakeTimeout each), every peer dialing in was refused (an audit's finding).
+	full := len(m.inHandshakes)-m.evicting >= m.n.cfg.MaxPendingHandshakes
 	var victim net.Conn // a pending handshake to close for this one (evictPendingInbound), once it is admitted
-	if m.pending-m.evicting >= m.n.cfg.MaxPendingHandshakes {
+	if full {
 		victim = m.pendingVictim(now)
 	}
-	if (m.pending-m.evicting >= m.n.cfg.MaxPendingHandshakes && victim == nil) ||
+	if (full && victim == nil) ||
 		(m.count(false) >= m.n.cfg.MaxInboundPeers && !m.evictIdleInbound() && !m.canEvictInbound()) {
 		m.n.log.Debug().Str("remote", raw.RemoteAddr().String()).Int("pending", m.pending).Msg("inbound connection refused: no free slot")
 		_ = raw.Close()

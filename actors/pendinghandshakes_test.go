@@ -181,3 +181,50 @@ func TestNoHandshakeIsEvictedForANewcomerRefusedAnyway(t *testing.T) {
 			st.HandshakeFailures["evicted"], st.PendingHandshakes)
 	}
 }
+
+// TestTheNodesOwnHangingDialsDoNotLockOutInboundPeers: the node's own dials counted against MaxPendingHandshakes,
+// whose places only inbound handshakes can be closed for, so while as many of its dials hung on addresses that
+// accept and never answer (up to DialTimeout and HandshakeTimeout each), every peer dialing in was refused (an
+// audit's finding).
+func TestTheNodesOwnHangingDialsDoNotLockOutInboundPeers(t *testing.T) {
+	const places = 4
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn // accepted and never answered, closed at the end
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		if i == 0 {
+			cfg.MaxPendingHandshakes = places
+			cfg.HandshakeTimeout = time.Minute // the hanging dials keep going for the whole test
+		}
+	}))
+	node, honest := nw.Nodes[0], nw.Nodes[1]
+	for range places {
+		// The callers give up at once; the dials go on.
+		_ = node.Connect(ctxTimeout(t, 50*time.Millisecond), session.PeerAddr{ID: newIdentity(t).NodeID(), Addr: ln.Addr().String()}, false)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return node.Stats().PendingHandshakes == places }, "the node's own dials to hang")
+	if err := honest.Connect(ctxTimeout(t, 5*time.Second), node.Addr(), false); err != nil {
+		t.Fatalf("a peer dialing in while %d dials of the node's own hang: %v", places, err)
+	}
+}

@@ -35,7 +35,7 @@ type Stats struct {
 	Disconnects map[string]uint64
 	// QueuedBytes is what waits in the outbound queues of all connections now, batches being written included.
 	QueuedBytes int
-	// PendingHandshakes is how many handshakes are in progress now, dialed and accepted (at most
+	// PendingHandshakes is how many handshakes are in progress now, dialed and accepted (the accepted ones at most
 	// Config.MaxPendingHandshakes, with those closed to make room until they end).
 	PendingHandshakes int
 	// QueueDropped counts queued outbound messages that were never written: left in the queue of a connection
