@@ -12,8 +12,8 @@ const maxGivenAddrs = 1024
 // givenAddrs are the addresses the application gave the node (Config.Peers, the bootnodes, Connect, AddAddress),
 // which it dials as given. Any other address the node learned from the network: from a record, or from what a peer
 // declared in its handshake. A dial of one is checked once its host name is resolved (routing.DialCheck): a node
-// reachable off its host dials no loopback address at a peer's word. Bounded: beyond maxGivenAddrs, more given
-// addresses are checked as learned ones.
+// dials no address that reaches less far than its own (its host, link or private network) at a peer's word.
+// Bounded: beyond maxGivenAddrs, more given addresses are checked as learned ones.
 type givenAddrs struct {
 	mu sync.Mutex
 	m  map[string]struct{}

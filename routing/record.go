@@ -143,34 +143,106 @@ func isLoopbackAddr(a string) bool {
 	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
-// dialableFrom tells whether a node whose own record is local may take a record with address addr: a node
-// reachable off its host takes no loopback address, as dialing it would reach the node's own host (and whatever
-// listens there) at a peer's word.
+// dialableFrom tells whether a node whose own record is local may take a record with address addr: one whose IP
+// address (if it is one) DialCheck lets through for the node's own address.
 func dialableFrom(local *messages.NodeRecord, addr string) bool {
-	return !isLoopbackAddr(addr) || local == nil || len(local.GetAddrs()) == 0 || isLoopbackAddr(local.GetAddrs()[0])
+	if local == nil || len(local.GetAddrs()) == 0 {
+		return true
+	}
+	own := local.GetAddrs()[0]
+	if isLoopbackAddr(addr) {
+		return isLoopbackAddr(own)
+	}
+	_, ip, err := splitAddr(addr)
+	if err != nil || !ip.IsValid() {
+		return true // a host name: checked once resolved (DialCheck)
+	}
+	return scopeAllowed(ownScope(own), ip) == nil
 }
 
 // ErrLoopbackFromNetwork is DialCheck's refusal of a loopback address at a node reachable off its host.
 var ErrLoopbackFromNetwork = errors.New("a loopback address learned from the network, at a node reachable off its host")
 
+// ErrLocalFromNetwork is DialCheck's refusal of a link-local address at a node that is not on the link alone, and
+// of a private network's address at a node on a public one.
+var ErrLocalFromNetwork = errors.New("a link-local or private network address learned from the network, at a node reachable beyond it")
+
 // errNotUnicast is DialCheck's refusal of an address that is not unicast.
 var errNotUnicast = errors.New("not a unicast address")
+
+// addrScope is how far an IP address reaches: its host (loopback), its link (link-local), a private network
+// (RFC 1918, the 100.64.0.0/10 of carrier-grade NAT, IPv6 unique local addresses), or everywhere.
+type addrScope int
+
+const (
+	scopeHost addrScope = iota
+	scopeLink
+	scopePrivate
+	scopeGlobal
+	scopeUnknown // a host name: it may resolve to a private network's address
+)
+
+// cgnat is the shared address space of carrier-grade NAT (RFC 6598), which netip.Addr.IsPrivate leaves out.
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// scopeOf is the scope of ip.
+func scopeOf(ip netip.Addr) addrScope {
+	ip = ip.Unmap()
+	switch {
+	case ip.IsLoopback():
+		return scopeHost
+	case ip.IsLinkLocalUnicast():
+		return scopeLink
+	case ip.IsPrivate() || cgnat.Contains(ip):
+		return scopePrivate
+	}
+	return scopeGlobal
+}
+
+// ownScope is the scope of a node's own address: scopeHost for none (a node with no address takes every one).
+func ownScope(own string) addrScope {
+	if own == "" || isLoopbackAddr(own) {
+		return scopeHost
+	}
+	_, ip, err := splitAddr(own)
+	if err != nil || !ip.IsValid() {
+		return scopeUnknown
+	}
+	return scopeOf(ip)
+}
+
+// scopeAllowed refuses an address learned from the network that reaches less far than the node's own (of scope
+// own), as go-ethereum's relay rule (netutil.CheckRelayIP) does with the sender's: dialing it would reach the node's
+// own host, link or private network at a peer's word (a node in a cloud dialing 169.254.169.254, its metadata
+// service, or the hosts of its private network). A node known by a host name only refuses loopback and link-local
+// addresses: its own may resolve to a private network's.
+func scopeAllowed(own addrScope, ip netip.Addr) error {
+	if own == scopeUnknown {
+		own = scopePrivate
+	}
+	switch s := scopeOf(ip); {
+	case s >= own:
+		return nil
+	case s == scopeHost:
+		return ErrLoopbackFromNetwork
+	}
+	return ErrLocalFromNetwork
+}
 
 // DialCheck returns the check (session.ContextWithAddrCheck) that a node whose own address is own applies to the IP
 // addresses a dial of an address learned from the network resolves to: the rules records' addresses are held to
 // (checkAddr, dialableFrom), applied once a host name is resolved, so that a name a peer chose cannot lead the node
-// to its own host. It refuses addresses that are not unicast, and loopback ones unless own is loopback (or empty).
+// to its own host or network. It refuses addresses that are not unicast, and those that reach less far than own
+// (scopeAllowed): loopback ones unless own is loopback (or empty), link-local ones unless own is link-local, and a
+// private network's when own is public.
 func DialCheck(own string) func(netip.Addr) error {
-	offHost := own != "" && !isLoopbackAddr(own)
+	scope := ownScope(own)
 	return func(ip netip.Addr) error {
 		ip = ip.Unmap()
-		switch {
-		case !isUnicast(ip):
+		if !isUnicast(ip) {
 			return errNotUnicast
-		case offHost && ip.IsLoopback():
-			return ErrLoopbackFromNetwork
 		}
-		return nil
+		return scopeAllowed(scope, ip)
 	}
 }
 

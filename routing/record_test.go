@@ -232,10 +232,29 @@ func TestRecordBook(t *testing.T) {
 func TestDialCheck(t *testing.T) {
 	cases := []struct {
 		own, ip string
-		want    error // nil: allowed; errNotUnicast or ErrLoopbackFromNetwork
+		want    error // nil: allowed; errNotUnicast, ErrLoopbackFromNetwork or ErrLocalFromNetwork
 	}{
 		{"192.0.2.1:9000", "198.51.100.7", nil},
-		{"192.0.2.1:9000", "10.0.0.3", nil}, // private ranges are a LAN's own
+		{"10.1.2.3:9000", "10.0.0.3", nil}, // a private network's nodes dial each other there
+		{"10.1.2.3:9000", "198.51.100.7", nil},
+		{"10.1.2.3:9000", "127.0.0.1", ErrLoopbackFromNetwork},
+		{"10.1.2.3:9000", "169.254.169.254", ErrLocalFromNetwork},
+		{"100.64.0.5:9000", "192.168.1.1", nil},
+		// A public node takes no address of a private network or a link at a peer's word: a node in a cloud
+		// dialed its metadata service (169.254.169.254) or the hosts of its private network (an audit's finding).
+		{"192.0.2.1:9000", "10.0.0.3", ErrLocalFromNetwork},
+		{"192.0.2.1:9000", "192.168.1.1", ErrLocalFromNetwork},
+		{"192.0.2.1:9000", "100.64.0.1", ErrLocalFromNetwork},
+		{"192.0.2.1:9000", "169.254.169.254", ErrLocalFromNetwork},
+		{"192.0.2.1:9000", "fd00::1", ErrLocalFromNetwork},
+		{"192.0.2.1:9000", "fe80::1", ErrLocalFromNetwork},
+		{"[2001:db8::1]:9000", "::ffff:10.0.0.3", ErrLocalFromNetwork},
+		// A node known by a host name may be on a private network, not on a link alone.
+		{"node.example.com:9000", "10.0.0.3", nil},
+		{"node.example.com:9000", "198.51.100.7", nil},
+		{"node.example.com:9000", "169.254.169.254", ErrLocalFromNetwork},
+		{"[fe80::1]:9000", "fe80::2", nil},
+		{"[fe80::1]:9000", "::1", ErrLoopbackFromNetwork},
 		{"192.0.2.1:9000", "127.0.0.1", ErrLoopbackFromNetwork},
 		{"192.0.2.1:9000", "127.8.9.10", ErrLoopbackFromNetwork},
 		{"192.0.2.1:9000", "::1", ErrLoopbackFromNetwork},
@@ -253,6 +272,38 @@ func TestDialCheck(t *testing.T) {
 		err := DialCheck(c.own)(netip.MustParseAddr(c.ip))
 		if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
 			t.Errorf("DialCheck(%q)(%s) = %v, want %v", c.own, c.ip, err, c.want)
+		}
+	}
+}
+
+// A record is taken only with an address the node's dial check would let through: a public node's table took a
+// peer's record naming a link-local or private network address, and its lookups dialed it.
+func TestDialableFromHoldsRecordsToTheDialCheck(t *testing.T) {
+	public, err := NewRecord(identity(t, 1), 1, []string{"203.0.113.5:30700"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	private, err := NewRecord(identity(t, 2), 1, []string{"10.1.2.3:30700"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		local *messages.NodeRecord
+		addr  string
+		want  bool
+	}{
+		{public, "198.51.100.7:30700", true},
+		{public, "node.example.com:30700", true}, // checked once resolved
+		{public, "169.254.169.254:80", false},
+		{public, "10.0.0.1:30700", false},
+		{public, "127.0.0.1:30700", false},
+		{public, "localhost:30700", false},
+		{private, "10.0.0.1:30700", true},
+		{private, "169.254.169.254:80", false},
+		{nil, "169.254.169.254:80", true}, // a node with no address of its own takes any
+	} {
+		if got := dialableFrom(c.local, c.addr); got != c.want {
+			t.Errorf("dialableFrom(%v, %s) = %v, want %v", c.local.GetAddrs(), c.addr, got, c.want)
 		}
 	}
 }
