@@ -67,8 +67,9 @@ func newRunCmdWith(o *runOptions) *cobra.Command {
 			"Discovery: the node joins the network through the --bootnode nodes (and the peers it stored before), " +
 			"finds more peers with Kademlia lookups and keeps --target-outbound connections to them. With --data-dir " +
 			"the node keeps its state there: the peer store DIR/peers.pb (saved periodically and at shutdown, loaded " +
-			"at the next start) and, unless --key is given, its identity DIR/" + dataDirKeyFile + " (created on the " +
-			"first run), so the NodeID stays the same across restarts.\n\n" +
+			"at the next start), the last sequence number of its record DIR/record.seq (so that a record signed with a " +
+			"clock that was ahead is still outdated by the next) and, unless --key is given, its identity DIR/" +
+			dataDirKeyFile + " (created on the first run), so the NodeID stays the same across restarts.\n\n" +
 			"When --listen is a loopback address, loopback peers are exempt from the per-IP inbound throttle and from " +
 			"the routing table's per-subnet limits, so that several local nodes on 127.0.0.1 can form a network.\n\n" +
 			"Every flag can also be set by the environment variable ACTORMESH_<FLAG> (ACTORMESH_DATA_DIR for " +
@@ -89,7 +90,7 @@ func newRunCmdWith(o *runOptions) *cobra.Command {
 		"on 0.0.0.0 or ::, the host's first global or private interface address): set it behind NAT or port forwarding")
 	f.StringVar(&o.key, "key", "", "identity key file, created if missing (default: DIR/"+dataDirKeyFile+
 		" with --data-dir, else a fresh in-memory identity)")
-	f.StringVar(&o.dataDir, "data-dir", "", "directory of the node's state (peer store peers.pb, identity "+
+	f.StringVar(&o.dataDir, "data-dir", "", "directory of the node's state (peer store peers.pb, record sequence record.seq, identity "+
 		dataDirKeyFile+" unless --key is given), created if missing (default: none kept)")
 	f.StringArrayVar(&o.peers, "peer", nil, "peer to keep connected, as <id>@host:port (repeatable)")
 	f.StringArrayVar(&o.bootnodes, "bootnode", nil, "node to join the network through, as <id>@host:port (repeatable)")
