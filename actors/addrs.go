@@ -66,6 +66,20 @@ func (b *addressBook) put(id session.NodeID, addr string) {
 	b.m[id] = addr
 }
 
+// undo puts back prev (or forgets id, without hadPrev) in place of addr, if the book still holds addr for id: a
+// put of an address proven wrong.
+func (b *addressBook) undo(id session.NodeID, addr, prev string, hadPrev bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch cur, ok := b.m[id]; {
+	case !ok || cur != addr:
+	case hadPrev:
+		b.m[id] = prev
+	default:
+		delete(b.m, id)
+	}
+}
+
 func (b *addressBook) get(id session.NodeID) (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -4,6 +4,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -317,12 +318,18 @@ func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep, auto bo
 	if err := ctx.Err(); err != nil { // it would dial, and keep, a peer its caller no longer waits for
 		return fmt.Errorf("connect %s: %w", addr.ID.Short(), err)
 	}
+	prev, hadPrev := n.addrs.get(addr.ID)
 	n.addrs.put(addr.ID, addr.Addr)
 	reply := make(chan error, 1)
 	deadline, _ := ctx.Deadline()
 	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, auto: auto, reply: reply, deadline: deadline})
 	select {
 	case err := <-reply:
+		if errors.Is(err, session.ErrWrongPeer) {
+			// Another node answers there: the address the node knew before (the peer's own, from its handshake or
+			// record) is put back, or every later Send dialed the wrong node.
+			n.addrs.undo(addr.ID, addr.Addr, prev, hadPrev)
+		}
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("connect %s: %w", addr.ID.Short(), ctx.Err())
@@ -365,16 +372,19 @@ func (n *Node) peerManager() (*actor.PID, error) {
 }
 
 // connFor returns the live connection to peer, dialing its known address when there is none; app marks it as
-// used by the application (see peerConn.appUsed).
+// used by the application (see peerConn.appUsed), whose dials look the peer up again when its known address fails.
 func (n *Node) connFor(ctx context.Context, peer session.NodeID, app bool) (*peerConn, error) {
-	pc, err := n.dialFor(ctx, peer)
+	pc, err := n.dialFor(ctx, peer, app)
 	if err == nil && app {
 		pc.appUsed.Store(true)
 	}
 	return pc, err
 }
 
-func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, error) {
+// dialFor is connFor's dial; relookup looks the peer up when its known address fails. The node's own requests
+// (discovery's liveness checks and lookups) do not: a check that failed is the check's answer, and a lookup's
+// request looking its peer up would start lookups of its own.
+func (n *Node) dialFor(ctx context.Context, peer session.NodeID, relookup bool) (*peerConn, error) {
 	if err := ctx.Err(); err != nil { // nothing is sent under a context that ended already
 		return nil, err
 	}
@@ -387,8 +397,8 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, err
 	if peer == n.ID() {
 		return nil, ErrSelf
 	}
-	addr, ok := n.addrs.get(peer)
-	if !ok {
+	addr, known := n.addrs.get(peer)
+	if !known {
 		found, err := n.Lookup(ctx, peer)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrUnknownPeer, peer.Short(), err)
@@ -396,7 +406,20 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID) (*peerConn, err
 		addr = found.Addr
 	}
 	if err := n.connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false, false); err != nil {
-		return nil, err
+		// The address the node knew may be stale: the peer moved (another node, or none, answers there). A lookup
+		// finds where it is now, as go-libp2p's routed host looks a peer up when its known addresses fail; the
+		// node dialed the stale address for good, until a lookup of its own happened to pass the peer's record.
+		moved := relookup && known && !n.cfg.DisableDiscovery && (errors.Is(err, session.ErrWrongPeer) || errors.Is(err, ErrUnreachable))
+		if !moved {
+			return nil, err
+		}
+		found, lerr := n.Lookup(ctx, peer)
+		if lerr != nil || found.Addr == addr {
+			return nil, err
+		}
+		if err := n.connect(ctx, session.PeerAddr{ID: peer, Addr: found.Addr}, false, false); err != nil {
+			return nil, err
+		}
 	}
 	if pc := n.peers.get(peer); pc != nil {
 		return pc, nil

@@ -1,0 +1,103 @@
+package actors_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+// tcpNode starts a node on 127.0.0.1 with discovery (loopback exempt from the per-IP limits), joining through
+// boot, with identity id (nil: a fresh one) and listen address listen (empty: any port).
+func tcpNode(t *testing.T, id *session.Identity, listen string, configure func(*actors.Config), boot ...session.PeerAddr) *actors.Node {
+	t.Helper()
+	cfg := actors.DefaultConfig()
+	cfg.Routing.Table.ExemptLoopback, cfg.ExemptLoopbackThrottle = true, true
+	if id != nil {
+		cfg.Identity = id
+	}
+	if listen != "" {
+		cfg.ListenAddr = listen
+	}
+	cfg.Bootstrap.Bootnodes = boot
+	if configure != nil {
+		configure(&cfg)
+	}
+	n, err := actors.NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A peer that moved (it restarted at another port, and another node now listens at its old one) is looked up
+// again when its known address fails, as go-libp2p's routed host does: the node dialed the stale address for good
+// (ErrWrongPeer), until a lookup of its own happened to pass the peer's new record (an audit's finding).
+func TestAPeerThatMovedIsLookedUpAgain(t *testing.T) {
+	z := tcpNode(t, nil, "", nil)
+	bid, err := session.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := tcpNode(t, bid, "", nil, z.Addr())
+	register(t, b, "echo/1", echo())
+	// a's own discovery is slow (a large network's steady state), so that only the failed dial can learn of b's move.
+	a := tcpNode(t, nil, "", func(c *actors.Config) { c.Bootstrap.Interval = time.Minute }, z.Addr())
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		_, err := a.Request(ctxTimeout(t, 2*time.Second), b.ID(), "echo/1", wrapperspb.String("hi"))
+		return err == nil
+	}, "a reaches b")
+	old := b.Addr().Addr
+	_ = b.Close()
+	testkit.WaitFor(t, 10*time.Second, func() bool { return !a.Connected(bid.NodeID()) && !z.Connected(bid.NodeID()) }, "b gone")
+	tcpNode(t, nil, old, nil, z.Addr()) // another node at b's old address
+	// b comes back elsewhere and tells z only (a join lookup would reach a too, in a network this small).
+	b2 := tcpNode(t, bid, "", nil)
+	if err := b2.Connect(ctxTimeout(t, 5*time.Second), z.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	register(t, b2, "echo/1", echo())
+	if res, err := z.Lookup(ctxTimeout(t, 5*time.Second), b2.ID()); err != nil || res.Addr != b2.Addr().Addr {
+		t.Fatalf("z's lookup of b: %+v, %v; b is at %s", res, err, b2.Addr().Addr)
+	}
+	if a.Connected(b2.ID()) {
+		t.Fatal("b dialed a: the test needs a to learn of b's move by itself")
+	}
+	if _, err := a.Request(ctxTimeout(t, 5*time.Second), b2.ID(), "echo/1", wrapperspb.String("hi")); err != nil {
+		t.Fatalf("a request to b, which moved from %s to %s: %v (wrong peer: %v)", old, b2.Addr().Addr, err, errors.Is(err, session.ErrWrongPeer))
+	}
+}
+
+// A Connect that another node answers (ErrWrongPeer) leaves the address the node knew for the peer: it put the
+// wrong one in its place, and every later Send or Request to the peer dialed the wrong node (an audit's finding).
+func TestAConnectToTheWrongNodeKeepsThePeersKnownAddress(t *testing.T) {
+	solo := func(c *actors.Config) { c.DisableDiscovery = true }
+	a, b, c := tcpNode(t, nil, "", solo), tcpNode(t, nil, "", solo), tcpNode(t, nil, "", solo)
+	register(t, b, "echo/1", echo())
+	if err := a.Connect(ctxTimeout(t, 5*time.Second), b.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Disconnect(b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return !a.Connected(b.ID()) && !b.Connected(a.ID()) }, "a and b apart")
+	err := a.Connect(ctxTimeout(t, 5*time.Second), session.PeerAddr{ID: b.ID(), Addr: c.Addr().Addr}, false)
+	if !errors.Is(err, session.ErrWrongPeer) {
+		t.Fatalf("a Connect to b at c's address: %v, want ErrWrongPeer", err)
+	}
+	if _, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String("x")); err != nil {
+		t.Fatalf("a request to b after a Connect at a wrong address: %v", err)
+	}
+}
