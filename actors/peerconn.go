@@ -217,6 +217,17 @@ func gracefulClose(reason messages.DisconnectReason) bool {
 	return false
 }
 
+// knownReason is a peer's disconnect reason and detail, with a reason this build does not know (a newer peer's, or
+// one made up) as UNSPECIFIED, its number in the detail: counted by its number, made-up reasons took the labels of
+// Stats.Disconnects (and its metric) for good, and the node's own reasons were then counted as "other" (an audit's
+// finding).
+func knownReason(reason messages.DisconnectReason, detail string) (messages.DisconnectReason, string) {
+	if _, ok := messages.DisconnectReason_name[int32(reason)]; ok {
+		return reason, detail
+	}
+	return messages.DisconnectReason_DISCONNECT_REASON_UNSPECIFIED, clipText(fmt.Sprintf("reason %d: %s", int32(reason), detail), maxErrorText)
+}
+
 // remoteShutdown records that the peer said goodbye; nothing more is written to it, but for the messages queued
 // already when the peer closed it as a duplicate: the peer reads on until this side closes too (see stopDelivery),
 // and they would otherwise be lost, since Send took them.
@@ -373,7 +384,7 @@ func (pc *peerConn) readLoop() {
 			case *messages.Envelope_Disconnect:
 				// The detail is the peer's to choose (up to MaxMessageSize): clipped as every other such text, before
 				// it reaches events, logs and Stats.
-				pc.remoteShutdown(body.Disconnect.GetReason(), clipText(body.Disconnect.GetDetail(), maxErrorText))
+				pc.remoteShutdown(knownReason(body.Disconnect.GetReason(), clipText(body.Disconnect.GetDetail(), maxErrorText)))
 				return
 			}
 		}

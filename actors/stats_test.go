@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -174,5 +175,58 @@ func TestStatsMessagesInPastTheLabelLimit(t *testing.T) {
 	}
 	if len(in) > actors.MaxProtocolLabels+2 {
 		t.Fatalf("MessagesIn has %d labels, want at most %d", len(in), actors.MaxProtocolLabels+2)
+	}
+}
+
+// A peer's goodbye may name any DisconnectReason number: counted by their numbers, made-up reasons took the labels of
+// Stats.Disconnects for good, and the node's own reasons were then counted as "other" (an audit's finding). A reason
+// this build does not know counts as UNSPECIFIED, and the event carries its number in the detail.
+func TestMadeUpDisconnectReasonsDoNotTakeTheLabels(t *testing.T) {
+	a := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.MaxInboundPerIP = 1000
+	})).Nodes[0]
+	events := make(chan *messages.PeerDisconnected, 64)
+	if _, err := a.SubscribeEvents(func(ev proto.Message) {
+		if d, ok := ev.(*messages.PeerDisconnected); ok {
+			select {
+			case events <- d:
+			default:
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range len(messages.DisconnectReason_name) + 1 {
+		sc, id := rawPeer(t, a)
+		bye, err := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Disconnect{Disconnect: &messages.Disconnect{
+			Reason: messages.DisconnectReason(1000 + i), Detail: "bye"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sc.WriteMessages(bye); err != nil {
+			t.Fatal(err)
+		}
+		testkit.WaitFor(t, 5*time.Second, func() bool { return !a.Connected(id) }, "the goodbye taken")
+		_ = sc.Close()
+	}
+	_, id := rawPeer(t, a)
+	if err := a.Disconnect(id); err != nil {
+		t.Fatal(err)
+	}
+	requested := messages.DisconnectReason_DISCONNECT_REASON_REQUESTED.String()
+	testkit.WaitFor(t, 5*time.Second, func() bool { return a.Stats().Disconnects[requested] == 1 },
+		"the node's own REQUESTED disconnect counted under its name")
+	unspecified := messages.DisconnectReason_DISCONNECT_REASON_UNSPECIFIED.String()
+	if got := a.Stats().Disconnects; got[unspecified] != uint64(len(messages.DisconnectReason_name)+1) || got["other"] != 0 {
+		t.Fatalf("Disconnects %v: want the made-up reasons under %s", got, unspecified)
+	}
+	select {
+	case d := <-events:
+		if d.Reason != messages.DisconnectReason_DISCONNECT_REASON_UNSPECIFIED || d.Detail != "reason 1000: bye" {
+			t.Fatalf("the first event: reason %v, detail %q; want UNSPECIFIED and the number in the detail", d.Reason, d.Detail)
+		}
+	default:
+		t.Fatal("no PeerDisconnected event")
 	}
 }
