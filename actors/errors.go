@@ -44,6 +44,9 @@ var (
 	ErrOverloaded = errors.New("remote protocol actor overloaded")
 	// ErrBadPayload: a payload could not be encoded or decoded (unknown message type, malformed bytes).
 	ErrBadPayload = errors.New("bad payload")
+	// ErrBadReply: a peer's reply could not be decoded (a type this node does not link, malformed bytes, no payload):
+	// the peer's fault, where ErrBadPayload alone may be the caller's. It also matches ErrBadPayload.
+	ErrBadReply = errors.New("bad reply")
 	// ErrSelf: the node tried to connect to itself.
 	ErrSelf = errors.New("peer is this node itself")
 	// ErrTooManyPeers: no free outbound slot.

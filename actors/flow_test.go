@@ -359,3 +359,43 @@ func TestConcurrentSendersAreNeverPastTheWindow(t *testing.T) {
 		t.Fatalf("b disconnected a %d times: %v", n, events.disconnectsFrom(a.ID()))
 	}
 }
+
+// An Inbound a protocol actor passes on to another protocol actor is released by the credit middleware of both,
+// maybe at once: a plain flag made that a data race (-race), and a double release gives the credit and window back
+// twice (an audit's finding). Every message is handled and the connection stays up.
+func TestAnInboundPassedToAnotherProtocolActorIsReleasedOnce(t *testing.T) {
+	var handled atomic.Int64
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.InboundPending = 64
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	worker, err := b.Register("worker/1", actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*actors.Inbound); ok {
+			handled.Add(1)
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Register("front/1", actor.PropsFromFunc(func(c actor.Context) {
+		if in, ok := c.Message().(*actors.Inbound); ok {
+			c.Send(worker, in)
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	nw.Connect(0, 1)
+	ev := watchEvents(t, a)
+	const count = 3000
+	for k := range count {
+		if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), "front/1", wrapperspb.UInt64(uint64(k))); err != nil {
+			t.Fatalf("send %d: %v", k, err)
+		}
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return handled.Load() == count || ev.disconnects(b.ID()) > 0 },
+		"every message handled")
+	if d := ev.disconnectsFrom(b.ID()); len(d) > 0 {
+		t.Fatalf("the connection closed: %v %s", d[0].Reason, d[0].Detail)
+	}
+}

@@ -35,7 +35,7 @@ type Inbound struct {
 	held      *heldCredits
 	size      int64 // the payload bytes its credit holds
 	node      *Node
-	released  bool
+	released  atomic.Bool
 	answered  atomic.Bool
 }
 
@@ -138,9 +138,11 @@ func (m *Inbound) done(handled *bool) {
 	m.release()
 }
 
+// release gives the message's credit and window share back, once: an Inbound passed on to another protocol actor
+// is released by the credit middleware of both, maybe at once (a plain flag was a data race, and a double release
+// would give back twice: an audit's finding).
 func (m *Inbound) release() {
-	if !m.released {
-		m.released = true
+	if m.released.CompareAndSwap(false, true) {
 		m.held.n.Add(-1) // before the credit: the connection's credits never fall below what its holders count
 		m.held.bytes.Add(-m.size)
 		m.pc.release(m.size)
@@ -173,7 +175,9 @@ func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg 
 // type (Accepts; counted under the protocol) drops it; use Request to learn the outcome. An empty protocol id
 // fails with ErrInvalidArgument, a nil msg with ErrBadPayload and a message over MaxMessageSize with
 // ErrMessageTooLarge, before any dial; one over the peer's own limit (told in its handshake) fails with
-// ErrMessageTooLarge too, without waiting for the peer's window.
+// ErrMessageTooLarge too, without waiting for the peer's window. The messages of one goroutine to a protocol arrive
+// in the order sent while one connection carries them; across a reconnection, or the tie-break of two connections
+// dialed at once, later ones may arrive first (order holds within a go-libp2p stream likewise, not across streams).
 func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) error {
 	if err := checkOutgoing(protocol, msg); err != nil {
 		return err
@@ -488,7 +492,7 @@ func (r requestResult) decode() (proto.Message, error) {
 	}
 	m, err := decodePayload(r.typeURL, r.value)
 	if err != nil {
-		return nil, fmt.Errorf("%w: reply: %w", ErrBadPayload, err)
+		return nil, fmt.Errorf("%w: %w: %w", ErrBadPayload, ErrBadReply, err)
 	}
 	return m, nil
 }
@@ -570,7 +574,7 @@ func (t *requestTable) complete(pc *peerConn, d *direct) bool {
 	case d.kind == messages.DirectKind_DIRECT_KIND_ERROR:
 		r.err = &RemoteError{Peer: pc.id.Short(), Protocol: d.protocol, Code: d.err.GetCode(), Message: d.err.GetMessage()}
 	case !d.hasPayload:
-		r.err = fmt.Errorf("%w: reply: %w", ErrBadPayload, errMissingPayload)
+		r.err = fmt.Errorf("%w: %w: %w", ErrBadPayload, ErrBadReply, errMissingPayload)
 	default:
 		r.typeURL, r.value = d.typeURL, d.value // d and its value are the reader's, reused: resolve copies it
 	}

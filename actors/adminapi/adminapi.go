@@ -537,7 +537,12 @@ const maxTimeoutMs = int(MaxSendTimeout / time.Millisecond)
 
 // statusOf maps the node's errors to HTTP status codes.
 func statusOf(err error) int {
+	var remote *actors.RemoteError
 	switch {
+	case errors.Is(err, actors.ErrBadReply), errors.Is(err, actors.ErrBadPayload) && errors.As(err, &remote):
+		// The peer's reply could not be decoded, or the peer refused the payload: its answer, no fault of the
+		// client's (they answered 400).
+		return http.StatusBadGateway
 	case errors.Is(err, gossip.ErrEmptyTopic), errors.Is(err, gossip.ErrTopicTooLong), errors.Is(err, gossip.ErrTopicNotUTF8), errors.Is(err, gossip.ErrMessageTooLarge),
 		errors.Is(err, actors.ErrMessageTooLarge), errors.Is(err, actors.ErrSelf), errors.Is(err, actors.ErrBadPayload),
 		errors.Is(err, actors.ErrInvalidArgument), errors.Is(err, session.ErrBadPeerAddr):
