@@ -68,8 +68,10 @@ type Config struct {
 	// Gossip.MaxMessageSize).
 	MaxMessageSize int
 	// SendQueueBytes bounds each peer's outbound queue, the batch being written included, each message counting
-	// 64 bytes beyond its own (a message of any size is taken when nothing is queued or being written). A peer whose queue is full is too slow: it is
-	// disconnected with reason SLOW_PEER and the send fails with ErrSlowPeer. Default 16 MiB.
+	// 64 bytes beyond its own (a message of any size is taken when nothing is queued or being written). The
+	// application's messages (Send, Request, Reply) take at most half of it: beyond, Send and Request wait for room
+	// (ErrOverloaded when their context ends) and a Reply goes as an OVERLOADED error. A peer whose queue is full
+	// is too slow: it is disconnected with reason SLOW_PEER. Default 16 MiB.
 	SendQueueBytes int
 	// InboundPending bounds the messages read from one peer that its protocol actors have not processed yet;
 	// at the bound the connection stops reading (TCP back-pressure on that peer only). Of the messages to the

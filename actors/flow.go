@@ -347,11 +347,43 @@ func (n *Node) sendWindowed(ctx context.Context, pc *peerConn, protocol string, 
 	if err != nil {
 		return err
 	}
-	if err := n.sendDirect(pc, protocol, b); err != nil {
+	if err := n.sendApp(ctx, pc, protocol, b); err != nil {
 		pc.out.giveBack(protocol, size)
 		return err
 	}
 	return nil
+}
+
+// sendApp is sendDirect for the application's messages: they wait while the connection's queue holds half its
+// limit or more (sendQueue.pushApp), until ctx ends (ErrOverloaded) or the connection closes (ErrPeerGone). Sends
+// within a peer's window larger than this node's queue filled it, and the peer, reading all along, was
+// disconnected as slow with the messages queued before (an audit's finding).
+func (n *Node) sendApp(ctx context.Context, pc *peerConn, protocol string, b []byte) error {
+	sent := n.stats.messagesOut.counter(protocol) // before the message leaves: see sendDirect
+	pc.touch()
+	pc.used.Store(true)
+	for {
+		room, err := pc.q.pushApp(b)
+		switch {
+		case err == nil:
+			sent.Add(1)
+			return nil
+		case errors.Is(err, errQueueBusy):
+		case errors.Is(err, errQueueFull): // gossip took the rest since: the peer reads too slowly
+			pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER, "outbound queue full")
+			return ErrSlowPeer
+		default:
+			return ErrPeerGone
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			n.stats.sendsOverloaded.Add(1)
+			return fmt.Errorf("%w: the send queue to %s stayed half full: %w", ErrOverloaded, pc.id.Short(), ctx.Err())
+		case <-pc.closing:
+			return fmt.Errorf("%w: %s", ErrPeerGone, pc.id.Short())
+		}
+	}
 }
 
 // grantBack tells the peer that size bytes of one message to protocol are given back at once: the message was

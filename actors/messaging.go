@@ -56,7 +56,10 @@ func (m *Inbound) RemoteAddr() string {
 // IsRequest tells whether the sender waits for a reply.
 func (m *Inbound) IsRequest() bool { return m.requestID != 0 }
 
-// Reply answers a request with msg. It never blocks: the reply is queued on the sender's connection.
+// Reply answers a request with msg. It never blocks: the reply is queued on the sender's connection. While the
+// application's messages hold half of that connection's send queue (Config.SendQueueBytes) or more, the requester
+// gets an ERROR_CODE_OVERLOADED error instead (ErrOverloaded, retry later) and Reply fails with ErrOverloaded:
+// many large replies to a peer's concurrent requests filled the queue, and the peer was disconnected as slow.
 func (m *Inbound) Reply(msg proto.Message) error {
 	if !m.IsRequest() {
 		return ErrNotRequest
@@ -65,9 +68,33 @@ func (m *Inbound) Reply(msg proto.Message) error {
 	if err != nil {
 		return err
 	}
+	if err := m.pc.fits(len(b)); err != nil {
+		return err
+	}
 	m.answer()
-	return m.node.sendDirect(m.pc, m.Protocol, b)
+	sent := m.node.stats.messagesOut.counter(m.Protocol) // before the reply leaves: see sendDirect
+	m.pc.touch()
+	m.pc.used.Store(true)
+	_, err = m.pc.q.pushApp(b)
+	switch {
+	case err == nil:
+		sent.Add(1)
+		return nil
+	case errors.Is(err, errQueueBusy):
+		m.node.stats.sendsOverloaded.Add(1)
+		m.pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(m.Protocol, m.requestID,
+			messages.ErrorCode_ERROR_CODE_OVERLOADED, overloadedReplyText)}})
+		return fmt.Errorf("%w: the send queue to %s is half full: the requester was told to retry", ErrOverloaded, m.pc.id.Short())
+	case errors.Is(err, errQueueFull):
+		m.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER, "outbound queue full")
+		return ErrSlowPeer
+	default:
+		return ErrPeerGone
+	}
 }
+
+// overloadedReplyText is the text of the error reply to a request whose reply did not fit the send queue (Reply).
+const overloadedReplyText = "the replier's send queue to you is full of replies: retry later"
 
 // answer records that the request was answered: the connection no longer waits for it (peerConn.owes).
 func (m *Inbound) answer() {
@@ -168,8 +195,9 @@ func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg 
 // on the peer's connection, dialing the peer first when it is not connected: at its known address, or where a
 // lookup finds it when none is known or the known one fails (with discovery on). It waits
 // while the peer's actor for the protocol holds its share of what it takes of the node's messages (flow control,
-// session.Window: half of the peer's InboundPending and InboundPendingBytes by default), until ctx ends or, without
-// a deadline on ctx, for Config.RequestTimeout; then it fails with ErrOverloaded, and the message is not sent.
+// session.Window: half of the peer's InboundPending and InboundPendingBytes by default), or while the application's
+// messages hold half of this node's send queue to the peer (Config.SendQueueBytes), until ctx ends or, without a
+// deadline on ctx, for Config.RequestTimeout; then it fails with ErrOverloaded, and the message is not sent.
 // A slow actor so holds back its senders; nothing sent is dropped for it. A one-way message is not acknowledged:
 // a peer that serves no such protocol (counted in its Stats.MessagesIn[UnknownProtocol]) or refuses the payload's
 // type (Accepts; counted under the protocol) drops it; use Request to learn the outcome. An empty protocol id
@@ -572,7 +600,10 @@ func (t *requestTable) complete(pc *peerConn, d *direct) bool {
 	var r requestResult
 	switch {
 	case d.kind == messages.DirectKind_DIRECT_KIND_ERROR:
-		r.err = &RemoteError{Peer: pc.id.Short(), Protocol: d.protocol, Code: d.err.GetCode(), Message: d.err.GetMessage()}
+		// The peer's text, clipped as every text a peer chooses (a goodbye's detail): an application logging the
+		// error wrote whatever the peer sent, up to MaxMessageSize, in one line (an audit's finding).
+		r.err = &RemoteError{Peer: pc.id.Short(), Protocol: clipText(d.protocol, maxErrorText), Code: d.err.GetCode(),
+			Message: clipText(d.err.GetMessage(), maxErrorText)}
 	case !d.hasPayload:
 		r.err = fmt.Errorf("%w: %w: %w", ErrBadPayload, ErrBadReply, errMissingPayload)
 	default:

@@ -8,6 +8,8 @@ import (
 var (
 	errQueueFull   = errors.New("send queue full")
 	errQueueClosed = errors.New("send queue closed")
+	// errQueueBusy is pushApp's refusal: the queue holds half its limit or more.
+	errQueueBusy = errors.New("send queue busy")
 )
 
 // sendQueue is a peer's bounded outbound queue of encoded envelopes. Pushing never blocks: a push that would pass
@@ -34,6 +36,9 @@ type sendQueue struct {
 	// active is set while a writer runs, and before the connection starts (start launches the first writer).
 	active      bool
 	startWriter func()
+	// room is closed when a batch is written or the queue closes, for the application's pushes that wait (pushApp);
+	// nil while none waits.
+	room chan struct{}
 }
 
 // controlAllowance is the extra room control messages may use beyond the limit.
@@ -61,6 +66,30 @@ func (q *sendQueue) pushLent(b []byte, buf *[]byte, control bool) error {
 	if control {
 		limit += controlAllowance
 	}
+	return q.pushLocked(b, buf, limit)
+}
+
+// pushApp queues an application message (Send, Request, Reply), which may go only while the queue holds less than
+// half its limit: the other half is left to gossip and control. Application messages could fill the queue whole
+// (many large replies to a peer's concurrent requests, or Sends within a peer's window larger than this queue),
+// and the next push then disconnected the peer as slow, though it read all along (an audit's finding). A queue
+// over half fails with errQueueBusy and a channel closed once a batch is written or the queue closes, to try again
+// at; otherwise as push.
+func (q *sendQueue) pushApp(b []byte) (room <-chan struct{}, err error) {
+	q.mu.Lock()
+	if !q.closed && q.charged()+len(b)+queueItemOverhead > q.limit/2 && (len(q.items) > 0 || q.inflightItems > 0) {
+		if q.room == nil {
+			q.room = make(chan struct{})
+		}
+		room := q.room
+		q.mu.Unlock()
+		return room, errQueueBusy
+	}
+	return nil, q.pushLocked(b, nil, q.limit)
+}
+
+// pushLocked queues b within limit; it is called with q.mu, which it unlocks.
+func (q *sendQueue) pushLocked(b []byte, buf *[]byte, limit int) error {
 	switch {
 	case q.closed:
 		q.mu.Unlock()
@@ -138,7 +167,16 @@ func (q *sendQueue) claimWriter() bool {
 func (q *sendQueue) written() {
 	q.mu.Lock()
 	q.inflight, q.inflightItems = 0, 0
+	q.wakeLocked()
 	q.mu.Unlock()
+}
+
+// wakeLocked wakes the application's pushes waiting for room. Called with q.mu.
+func (q *sendQueue) wakeLocked() {
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
+	}
 }
 
 // requeue puts a batch the writer took back at the front, so that a graceful close still flushes it.
@@ -160,6 +198,7 @@ func (q *sendQueue) close() [][]byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
+	q.wakeLocked()
 	items := q.items
 	q.items, q.lent, q.bytes, q.inflight, q.inflightItems = nil, nil, 0, 0, 0 // the lent buffers go with the items, to the collector
 	return items

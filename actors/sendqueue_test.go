@@ -202,3 +202,47 @@ func TestSendQueueBoundCountsTheBatchBeingWritten(t *testing.T) {
 		t.Fatalf("oversized push into an idle queue: %v", err)
 	}
 }
+
+// The application's messages take at most half the queue (pushApp): beyond, they are refused with a channel that
+// a written batch or the queue's close closes; gossip and control keep the other half.
+func TestSendQueueLeavesHalfToGossipAndControl(t *testing.T) {
+	q, _ := startedQueue(200 + 2*queueItemOverhead)
+	if _, err := q.pushApp(make([]byte, 60)); err != nil {
+		t.Fatalf("an application message into an empty queue: %v", err)
+	}
+	room, err := q.pushApp(make([]byte, 60))
+	if !errors.Is(err, errQueueBusy) || room == nil {
+		t.Fatalf("an application message past half the queue: %v, want errQueueBusy and a channel", err)
+	}
+	if err := q.push(make([]byte, 100), false); err != nil {
+		t.Fatalf("gossip within the queue's other half: %v", err)
+	}
+	q.take(batch{})
+	select {
+	case <-room:
+		t.Fatal("room signalled before the batch was written")
+	default:
+	}
+	q.written()
+	select {
+	case <-room:
+	default:
+		t.Fatal("room not signalled once the batch was written")
+	}
+	if _, err := q.pushApp(make([]byte, 60)); err != nil {
+		t.Fatalf("an application message once the queue was written: %v", err)
+	}
+	room, err = q.pushApp(make([]byte, 60))
+	if !errors.Is(err, errQueueBusy) {
+		t.Fatalf("past half again: %v", err)
+	}
+	q.close()
+	select {
+	case <-room:
+	default:
+		t.Fatal("room not signalled by close")
+	}
+	if _, err := q.pushApp([]byte{1}); !errors.Is(err, errQueueClosed) {
+		t.Fatalf("an application message after close: %v", err)
+	}
+}

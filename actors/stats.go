@@ -50,8 +50,9 @@ type Stats struct {
 	// SendsHeldBack counts the Sends and Requests that waited for room in their peer's window for the protocol
 	// (flow control: the peer's actor for it was behind; see Config.InboundPending).
 	SendsHeldBack uint64
-	// SendsOverloaded counts those of them that failed with ErrOverloaded: the window stayed closed until their
-	// context ended. Nothing was sent.
+	// SendsOverloaded counts the Sends and Requests that failed with ErrOverloaded, nothing sent: the window stayed
+	// closed, or the connection's send queue stayed half full, until their context ended; and the replies that
+	// did not fit the queue (Inbound.Reply), of which the requester got an OVERLOADED error instead.
 	SendsOverloaded uint64
 }
 
