@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/actormesh/actormesh/messages"
@@ -391,12 +392,26 @@ func hostIP(hostport string) netip.Addr {
 // bytes.
 func clipReason(s string) string { return clipText(s, maxBanReason) }
 
-// clipText returns s as valid UTF-8 (protobuf strings must be) of at most limit bytes, cut at a rune's start.
+// clipText returns s as valid UTF-8 (protobuf strings must be) of at most limit bytes, cut at a rune's start, its
+// control characters replaced (line breaks and tabs by spaces, the others by U+FFFD): texts a peer chooses reach
+// events, errors and logs, where escape sequences and line breaks forged lines or drove terminals (an audit's
+// finding).
 func clipText(s string, limit int) string {
 	if len(s) > 4*limit { // ToValidUTF8 copies the string: not the part that would be cut anyway
 		s = s[:4*limit]
 	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		s = strings.Map(func(r rune) rune {
+			switch {
+			case r == '\n' || r == '\r' || r == '\t':
+				return ' '
+			case unicode.IsControl(r):
+				return utf8.RuneError
+			}
+			return r
+		}, s)
+	}
 	if len(s) <= limit {
 		return s
 	}

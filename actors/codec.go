@@ -188,7 +188,7 @@ func decodePayload(typeURL string, value []byte) (proto.Message, error) {
 	}
 	mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
 	if err != nil {
-		return nil, fmt.Errorf("unknown payload type %q: %w", typeURL, err)
+		return nil, fmt.Errorf("unknown payload type %q: %w", clipText(typeURL, maxErrorText), err)
 	}
 	m := mt.New().Interface()
 	if err := proto.Unmarshal(value, m); err != nil {

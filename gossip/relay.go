@@ -329,6 +329,26 @@ type Subscription struct {
 	dropped atomic.Uint64
 	panics  atomic.Uint64
 	relay   *Relay
+	// warnedAt is when a full queue was last logged, and unwarned counts the deliveries dropped since (warnDropped;
+	// the relay actor's alone).
+	warnedAt time.Time
+	unwarned uint64
+}
+
+// dropWarnInterval is how often a subscription whose queue stays full is logged: a warning per dropped delivery
+// let any publisher make the node write a line per message once a handler fell behind (an audit's finding).
+const dropWarnInterval = 10 * time.Second
+
+// warnDropped logs a delivery the subscription's full queue dropped: the first at once, then at most one line
+// every dropWarnInterval, with the count dropped since.
+func (s *Subscription) warnDropped(log zerolog.Logger, now time.Time) {
+	s.unwarned++
+	if !s.warnedAt.IsZero() && now.Sub(s.warnedAt) < dropWarnInterval {
+		return
+	}
+	log.Warn().Str("topic", s.topic).Uint64("dropped", s.unwarned).Uint64("dropped_total", s.dropped.Load()).
+		Msg("gossip: subscriber queue full, deliveries dropped")
+	s.warnedAt, s.unwarned = now, 0
 }
 
 // Topic returns the subscribed topic.

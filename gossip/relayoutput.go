@@ -34,7 +34,7 @@ func (a *relayActor) apply(out Output) {
 			c := *d
 			if !s.push(&c) {
 				a.stats.DeliveryDropped++
-				a.log.Warn().Str("topic", m.Topic).Str("id", m.ID.String()).Msg("gossip: subscriber queue full, delivery dropped")
+				s.warnDropped(a.log, now)
 			}
 		}
 	}

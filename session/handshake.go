@@ -70,7 +70,8 @@ type HandshakeConfig struct {
 	// Timeout bounds the whole handshake; 0 means DefaultHandshakeTimeout.
 	Timeout time.Duration
 	// MaxMessageSize is the largest application message the resulting Conn reads, told to the peer, and the
-	// largest it writes unless the peer reads less (Conn.MaxSendSize); 0 means DefaultMaxMessageSize.
+	// largest it writes unless the peer reads less (Conn.MaxSendSize); 0 means DefaultMaxMessageSize, and less
+	// than MinPeerMessageSize is refused (peers would refuse it).
 	MaxMessageSize int
 	// Transient tells the peer that the dialer opens this connection on demand and does not keep it.
 	Transient bool
@@ -99,7 +100,7 @@ type PeerInfo struct {
 	// grants more; every field is positive (a peer advertising none is refused).
 	InboundWindow Window
 	// MaxMessageSize is the largest application message the peer reads (its HandshakeConfig.MaxMessageSize), at
-	// least 1 and at most MaxMessageSizeLimit.
+	// least MinPeerMessageSize and at most MaxMessageSizeLimit.
 	MaxMessageSize int
 }
 
@@ -130,12 +131,17 @@ func (w Window) Valid() bool {
 	return true
 }
 
-// Handshake runs the Noise XX handshake over conn, as the initiator (the dialer) or the responder, and returns
-// the secure connection. A dialer passes the NodeID it wants to reach as expected; the zero NodeID accepts any
-// peer. The handshake must finish before the earlier of ctx's deadline and cfg.Timeout; cancelling ctx aborts it.
 // MaxMessageSizeLimit is the largest HandshakeConfig.MaxMessageSize: a message's length travels in 4 bytes.
 const MaxMessageSizeLimit = math.MaxUint32
 
+// MinPeerMessageSize is the smallest message size limit a peer may announce: every control message (an error
+// reply, a pong, a window update, a goodbye) fits it. A peer announcing 14 bytes had the node drop, and log at
+// error, each control message it owed it, at the peer's request rate (an audit's finding).
+const MinPeerMessageSize = 4 << 10
+
+// Handshake runs the Noise XX handshake over conn, as the initiator (the dialer) or the responder, and returns
+// the secure connection. A dialer passes the NodeID it wants to reach as expected; the zero NodeID accepts any
+// peer. The handshake must finish before the earlier of ctx's deadline and cfg.Timeout; cancelling ctx aborts it.
 // Handshake sets a deadline on conn and clears it when done. On failure it leaves conn open (the caller closes
 // it) and returns an error wrapping one of ErrHandshake, ErrWrongPeer, ErrNetworkMismatch, ErrVersionMismatch,
 // ErrBadSignature or ErrHandshakeTimeout (or a plain error for an invalid cfg).
@@ -143,8 +149,9 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 	if !cfg.Identity.Valid() { // nil, or the zero Identity, which holds no key
 		return nil, errors.New("session: HandshakeConfig.Identity holds no key")
 	}
-	if cfg.Timeout < 0 || cfg.MaxMessageSize < 0 || int64(cfg.MaxMessageSize) > MaxMessageSizeLimit {
-		return nil, errors.New("session: HandshakeConfig: Timeout must not be negative, MaxMessageSize must be in 0..2^32-1")
+	if cfg.Timeout < 0 || cfg.MaxMessageSize < 0 || cfg.MaxMessageSize > 0 && cfg.MaxMessageSize < MinPeerMessageSize ||
+		int64(cfg.MaxMessageSize) > MaxMessageSizeLimit {
+		return nil, fmt.Errorf("session: HandshakeConfig: Timeout must not be negative, MaxMessageSize must be 0 or in %d..2^32-1 (peers refuse less)", MinPeerMessageSize)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultHandshakeTimeout
@@ -353,6 +360,10 @@ func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 	if p.MaxMessageSize == 0 {
 		return PeerInfo{}, fmt.Errorf("%w: peer %s advertises no message size limit (a build older than the field?)",
 			ErrHandshake, id.Short())
+	}
+	if p.MaxMessageSize < MinPeerMessageSize {
+		return PeerInfo{}, fmt.Errorf("%w: peer %s advertises a message size limit of %d bytes, under %d",
+			ErrHandshake, id.Short(), p.MaxMessageSize, MinPeerMessageSize)
 	}
 	if h.initiator && !h.expected.IsZero() && id != h.expected {
 		return PeerInfo{}, fmt.Errorf("%w: expected %s, got %s", ErrWrongPeer, h.expected, id)

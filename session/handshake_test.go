@@ -183,6 +183,7 @@ func TestHandshakeBadPayloads(t *testing.T) {
 		{"no inbound window", func(p *messages.HandshakePayload) { p.InboundWindow = nil }, ErrHandshake},
 		{"an empty inbound window field", func(p *messages.HandshakePayload) { p.InboundWindow.AppBytes = 0 }, ErrHandshake},
 		{"no message size limit", func(p *messages.HandshakePayload) { p.MaxMessageSize = 0 }, ErrHandshake},
+		{"a message size limit no control message fits", func(p *messages.HandshakePayload) { p.MaxMessageSize = 14 }, ErrHandshake},
 	} {
 		for _, localInitiates := range []bool{true, false} {
 			err := handshakeWithRawPeer(t, testConfig(t, 2), localInitiates, tc.mutate)
@@ -213,7 +214,7 @@ func handshakeWithRawPeer(t *testing.T, cfg HandshakeConfig, localInitiates bool
 }
 
 // rawPeerMaxMessageSize is the message size limit rawPeer advertises.
-const rawPeerMaxMessageSize = 100
+const rawPeerMaxMessageSize = MinPeerMessageSize
 
 // rawPeer is an independent Noise_XX_25519_AESGCM_SHA256 peer built directly on flynn/noise (with its stock
 // DH25519), speaking the handshake framing of this package. Its payload is a valid one for id on "testnet",
