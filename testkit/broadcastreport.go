@@ -7,7 +7,8 @@ import (
 )
 
 // BroadcastReport holds the figures of a RunBroadcast run. pXX_ms is the median over messages of the delay until
-// XX% of the other live nodes received the message (-1 when the median message never reached that share).
+// XX% of the other live nodes received the message (MedianMs: with an even number of messages, the mean of the
+// two middle ones), -1 when the median message never reached that share (with an even number, either middle one).
 type BroadcastReport struct {
 	N         int     `json:"n"`
 	Degree    int     `json:"degree"`
@@ -259,25 +260,29 @@ func summarize(rep *BroadcastReport, sims []*simNode, publisher []int, published
 	if got > 0 {
 		rep.MeanHops = float64(hopSum) / float64(got)
 	}
-	median := func(v []float64) float64 {
-		if len(v) == 0 {
-			return -1
-		}
-		slices.Sort(v)
-		x := v[(len(v)-1)/2]
-		if math.IsInf(x, 1) {
-			return -1
-		}
-		return math.Round(x*100) / 100
-	}
-	all := slices.Clone(pct[1])
-	rep.P50Ms, rep.P90Ms, rep.P99Ms, rep.P100Ms = median(pct[0.5]), median(pct[0.9]), median(pct[0.99]), median(pct[1])
-	for _, v := range all {
+	rep.P50Ms, rep.P90Ms, rep.P99Ms, rep.P100Ms = MedianMs(pct[0.5]), MedianMs(pct[0.9]), MedianMs(pct[0.99]), MedianMs(pct[1])
+	for _, v := range pct[1] {
 		// A message some live node never received is slow, even when the median one is (P100Ms -1).
 		if math.IsInf(v, 1) || rep.P100Ms > 0 && v > 2*rep.P100Ms {
 			rep.SlowMessages++
 		}
 	}
+}
+
+// MedianMs returns the median of the per-message delays v (ms, +Inf for a message that never reached the share
+// measured), rounded to 0.01 ms: the middle value, or with an even count the mean of the two middle ones. It
+// returns -1 when v is empty or the median is never reached (with an even count, when either middle value is
+// +Inf). v is not modified.
+func MedianMs(v []float64) float64 {
+	if len(v) == 0 {
+		return -1
+	}
+	s := slices.Sorted(slices.Values(v))
+	lo, hi := s[(len(s)-1)/2], s[len(s)/2]
+	if math.IsInf(hi, 1) { // hi >= lo: either is never
+		return -1
+	}
+	return math.Round((lo+hi)/2*100) / 100
 }
 
 // detail collects the raw data of the run, counting deliveries as summarize does: to the nodes alive at the end,

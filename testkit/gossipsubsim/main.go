@@ -387,8 +387,9 @@ func allHavePeers(nodes []*node) bool {
 	return true
 }
 
-// quantiles returns, as node sim does, the median over messages of the delay until 50, 90, 99 and 100 % of the
-// other nodes had each message, or -1 when the median message never reached that share.
+// quantiles returns, as node sim does (testkit.MedianMs), the median over messages of the delay until 50, 90, 99
+// and 100 % of the other nodes had each message, or -1 when the median message never reached that share (with an
+// even number of messages, when either middle one did not).
 func quantiles(got [][]time.Duration, others int) (p50, p90, p99, p100 float64) {
 	at := func(share float64) float64 {
 		per := make([]float64, 0, len(got))
@@ -401,15 +402,7 @@ func quantiles(got [][]time.Duration, others int) (p50, p90, p99, p100 float64) 
 			}
 			per = append(per, v)
 		}
-		if len(per) == 0 {
-			return -1
-		}
-		slices.Sort(per)
-		x := per[(len(per)-1)/2]
-		if math.IsInf(x, 1) {
-			return -1
-		}
-		return math.Round(x*100) / 100
+		return testkit.MedianMs(per)
 	}
 	return at(0.5), at(0.9), at(0.99), at(1)
 }

@@ -27,3 +27,14 @@ func TestRunDeliversEverything(t *testing.T) {
 		})
 	}
 }
+
+// With an even number of messages, the median takes the mean of the two middle ones, and reads -1 when either
+// never reached the share: p100 read the delivered half's delay.
+func TestQuantilesOfAnEvenCount(t *testing.T) {
+	ms := time.Millisecond
+	got := [][]time.Duration{{10 * ms, 50 * ms}, {20 * ms}} // message 1 never reached the second node
+	p50, _, _, p100 := quantiles(got, 2)
+	if p50 != 15 || p100 != -1 {
+		t.Fatalf("p50 %v, p100 %v: want 15 (the mean of 10 and 20) and -1", p50, p100)
+	}
+}
