@@ -151,8 +151,10 @@ type BroadcastReport struct {
 	PeakRSSPerNodeMiB float64 `json:"peak_rss_per_node_mib"`
 	// Memory is where the process's memory was when the measured window ended, to read PeakRSSMiB by.
 	Memory MemoryBreakdown `json:"memory"`
-	// SetupS is the time from the first node's start until every node had a mesh link on the topic; TopicReadyS
-	// the part of it from the first subscription on (with few Subscribers, the time they took to find each other).
+	// SetupS is the time from the first node's start until every node had a mesh link on the topic (the instant
+	// it was first seen; with MinReady below 1, until ReadyTimeout when some never had one); TopicReadyS the part
+	// of it from the first subscription on (with few Subscribers, the time they took to find each other). Neither
+	// holds the two heartbeats RunBroadcast then waits for the meshes to reach their degree (before stop 53 both did).
 	SetupS      float64 `json:"setup_s"`
 	TopicReadyS float64 `json:"topic_ready_s"`
 	// DialsPerSecond is the rate of dials (each a handshake when it succeeds) over the measured window (mem

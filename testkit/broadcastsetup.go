@@ -62,13 +62,15 @@ func (p *setupProgress) set(stage string, done, total int) {
 
 // waitReady waits until every node has a topic peer and, with the spanning tree, a place in it (a parent, or it
 // is the root with a child), and with connected until the nodes' topic peers link them all into one graph (a few
-// members of a topic who find each other through the DHT may form islands first, which their next searches join),
-// then two more heartbeats (of hb) so that the meshes reach their degree. onReady gets the count of ready nodes as
-// it grows.
-func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration, minShare float64, hb time.Duration,
-	connected bool, onReady func(int)) (float64, error) {
+// members of a topic who find each other through the DHT may form islands first, which their next searches join).
+// It returns the share of nodes ready and when the wait ended: the instant the condition was first seen to hold,
+// or, when timeout passed with minShare of the nodes ready, the end of the timeout. onReady gets the count of ready
+// nodes as it grows.
+func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration, minShare float64, connected bool,
+	onReady func(int)) (float64, time.Time, error) {
 	ready := make([]bool, len(nodes))
 	count := 0
+	var at time.Time
 	err := Poll(ctx, timeout, func() bool {
 		for i, n := range nodes {
 			if ready[i] {
@@ -80,8 +82,15 @@ func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration,
 				onReady(count)
 			}
 		}
-		return count == len(nodes) && (!connected || topicComponents(ctx, nodes) == 1)
+		if count == len(nodes) && (!connected || topicComponents(ctx, nodes) == 1) {
+			at = time.Now()
+			return true
+		}
+		return false
 	})
+	if at.IsZero() {
+		at = time.Now()
+	}
 	share := float64(count) / float64(len(nodes))
 	if err != nil && share >= minShare && ctx.Err() == nil {
 		err = nil // enough: the others count as missed deliveries
@@ -97,18 +106,11 @@ func waitReady(ctx context.Context, nodes []*actors.Node, timeout time.Duration,
 			}
 		}
 		if lonely > 0 {
-			return share, fmt.Errorf("broadcast scenario: %d of %d nodes without a topic peer or a tree link (%d without any connection): %w", missing, len(nodes), lonely, err)
+			return share, at, fmt.Errorf("broadcast scenario: %d of %d nodes without a topic peer or a tree link (%d without any connection): %w", missing, len(nodes), lonely, err)
 		}
-		return share, fmt.Errorf("broadcast scenario: %d of %d nodes without a topic peer or a tree link: %w", missing, len(nodes), err)
+		return share, at, fmt.Errorf("broadcast scenario: %d of %d nodes without a topic peer or a tree link: %w", missing, len(nodes), err)
 	}
-	t := time.NewTimer(2 * hb)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return share, ctx.Err()
-	case <-t.C:
-	}
-	return share, nil
+	return share, at, nil
 }
 
 // topicComponents counts the connected components of the graph the nodes' topic peers make, each link taken

@@ -50,8 +50,9 @@ type BroadcastScenario struct {
 	// MinReady is the share of nodes that must have a place in the topic (a topic peer and a tree link) before
 	// publishing starts (default 1). With less, nodes that never joined count as missed deliveries.
 	MinReady float64
-	// Settle is how long the network runs once every node has a mesh link, before the first publication, so that
-	// the join's discovery traffic calms down (default 0).
+	// Settle is how long the network runs once every node has a mesh link and two heartbeats more (for the meshes
+	// to reach their degree), before the first publication, so that the join's discovery traffic calms down
+	// (default 0).
 	Settle time.Duration
 	// Idle, if positive, is how long the settled network's CPU is measured with nothing published, after Settle
 	// and before the first publication (default 0: not measured). Its rate is the network's background, what the
@@ -277,15 +278,19 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		setup.set("subscribed", i+1, len(members))
 	}
 	setup.set("in the topic", 0, len(members))
-	ready, err := waitReady(ctx, members, sc.ReadyTimeout, sc.MinReady, hb, sc.Subscribers > 0,
+	ready, readyAt, err := waitReady(ctx, members, sc.ReadyTimeout, sc.MinReady, sc.Subscribers > 0,
 		func(n int) { setup.set("in the topic", n, len(members)) })
-	setup.stop()
 	rep.ReadyRatio = ready
 	if err != nil {
 		return rep, err
 	}
-	rep.SetupS = time.Since(start).Seconds()
-	rep.TopicReadyS = time.Since(subscribing).Seconds()
+	rep.SetupS = readyAt.Sub(start).Seconds()
+	rep.TopicReadyS = readyAt.Sub(subscribing).Seconds()
+	// Two heartbeats more, out of the setup's figures, so that the meshes reach their degree.
+	if err := pause(ctx, 2*hb); err != nil {
+		return rep, err
+	}
+	setup.stop()
 	if sc.Settle > 0 {
 		progress(fmt.Sprintf("letting the network settle for %v", sc.Settle))
 		if err := pause(ctx, sc.Settle); err != nil {

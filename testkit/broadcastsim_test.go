@@ -29,7 +29,7 @@ func checkLeaks(t *testing.T) {
 func TestRunBroadcastDetailAndSetupProgress(t *testing.T) {
 	checkLeaks(t)
 	every := setupProgressEvery
-	setupProgressEvery = time.Millisecond // many lines: the setup ends with two gossip heartbeats (2 s)
+	setupProgressEvery = time.Millisecond // many lines: the setup takes a gossip heartbeat or more
 	t.Cleanup(func() { setupProgressEvery = every })
 
 	var lines []string // RunBroadcast never calls Progress concurrently
@@ -129,6 +129,39 @@ func TestRunBroadcastPublishersAndHeartbeat(t *testing.T) {
 	}
 	if _, err := RunBroadcast(ctx, BroadcastScenario{N: 4, Publishers: 5}); err == nil || !strings.Contains(err.Error(), "Publishers") {
 		t.Fatalf("5 publishers of 4 nodes: %v", err)
+	}
+}
+
+// setup_s and topic_ready_s end when every node is in the topic: the two heartbeats the scenario then waits for
+// the meshes to fill come after them (both figures held that pause).
+func TestSetupFiguresLeaveOutTheMeshPause(t *testing.T) {
+	checkLeaks(t)
+	const hb = 300 * time.Millisecond
+	var first, subscribing, publishing time.Time // when the progress lines came
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := RunBroadcast(ctx, BroadcastScenario{N: 6, Degree: 3, Messages: 2, Size: 64, Interval: 5 * time.Millisecond,
+		Latency: time.Millisecond, Seed: 3, Heartbeat: hb, Progress: func(s string) {
+			now := time.Now()
+			switch {
+			case first.IsZero():
+				first = now // "starting 6 nodes", just after the setup's start
+			case strings.HasPrefix(s, "subscribing"):
+				subscribing = now
+			case strings.HasPrefix(s, "publishing"):
+				publishing = now
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pause lies between the end of the setup and the first publication; a few ms of reading the nodes too.
+	const slack = 0.05
+	pause := (2 * hb).Seconds()
+	setup, topic := publishing.Sub(first).Seconds(), publishing.Sub(subscribing).Seconds()
+	if rep.TopicReadyS <= 0 || rep.SetupS < rep.TopicReadyS || rep.SetupS+pause > setup+slack || rep.TopicReadyS+pause > topic+slack {
+		t.Fatalf("setup_s %.3f s, topic_ready_s %.3f s; publishing began %.3f s after the start and %.3f s after the "+
+			"subscriptions: want both figures at least the %.1f s pause before it", rep.SetupS, rep.TopicReadyS, setup, topic, pause)
 	}
 }
 
