@@ -51,7 +51,10 @@ type BroadcastReport struct {
 	// below (IHAVE, IWANT, tree reports, moves, damped changes, shortcuts in the window) are those of the nodes
 	// alive at the window's end: a killed node's counters die with it.
 	DupPerDelivery float64 `json:"dup_per_delivery"`
-	// IHavePerDelivery and IWantPerDelivery count announced and requested ids per delivery.
+	// IHavePerDelivery and IWantPerDelivery count announced and requested ids per delivery. The IHAVEs of the
+	// window's last messages go out on the heartbeats after it: IHavePerDelivery holds them, as measured over
+	// BroadcastScenario.After beyond the idle network's rate (AfterIHavePerDelivery), and leaves them out when
+	// Idle or After is 0.
 	IHavePerDelivery float64 `json:"ihave_per_delivery"`
 	IWantPerDelivery float64 `json:"iwant_per_delivery"`
 	// VerifiedPerDelivery counts the origin signatures checked per delivery: 1 when every node checks each
@@ -62,7 +65,8 @@ type BroadcastReport struct {
 	BeaconsCheckedPerDelivery float64 `json:"beacons_checked_per_delivery"`
 	// RPCsPerDelivery is the gossip RPCs the surviving nodes sent over the window (gossip.RelayStats.RPCsSent), per
 	// delivery, and ControlRPCsPerDelivery those that carried no message: the others carried the messages, about one
-	// per delivery (a duplicate is one more). After the signature checks (VerifiedPerDelivery), what
+	// per delivery (a duplicate is one more). Both hold the RPCs sent after the window beyond the idle rate, as
+	// IHavePerDelivery does (the IHAVEs' RPCs), and leave them out when Idle or After is 0. After the signature checks (VerifiedPerDelivery), what
 	// the CPU per delivery scales with, and, unlike CPU time, not moved by the host's load: read a change in CPU
 	// that is smaller than the runs' noise by them.
 	RPCsPerDelivery        float64 `json:"rpcs_per_delivery"`
@@ -108,9 +112,17 @@ type BroadcastReport struct {
 	TopicSearchesBefore      int `json:"topic_searches_before"`
 	TopicLookupsFailedBefore int `json:"topic_lookups_failed_before"`
 	// WireBytesPerDelivery counts every byte written to connections from the first publication to the end of the
-	// drain (handshakes of the setup excluded; keepalives and gossip control included), per delivery.
+	// drain (handshakes of the setup excluded; keepalives and gossip control included), per delivery, plus those
+	// written after it beyond the idle network's rate (AfterWireBytesPerDelivery; none when Idle or After is 0).
 	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`
-	// CPUUsPerDelivery is the process CPU time over the same window, per delivery.
+	// AfterWireBytesPerDelivery and AfterIHavePerDelivery are the parts of WireBytesPerDelivery and
+	// IHavePerDelivery sent over BroadcastScenario.After, beyond what the idle network sent in that time (each at
+	// least 0): what the deliveries left for the heartbeats after the window. Absent when not measured.
+	AfterWireBytesPerDelivery float64 `json:"after_wire_bytes_per_delivery,omitempty"`
+	AfterIHavePerDelivery     float64 `json:"after_ihave_per_delivery,omitempty"`
+	// CPUUsPerDelivery is the process CPU time over the window alone, per delivery: the CPU after it
+	// (AfterCPUUsPerDelivery) is not added, as it is a few µs at most and mostly noise (the idle rate's, and
+	// where a garbage collection falls).
 	CPUUsPerDelivery float64 `json:"cpu_us_per_delivery"`
 	// SystemCPUShare is the part of that CPU time spent in the kernel (system calls: sockets, and the futexes and
 	// epoll waits of threads parking and waking). ParksPerDelivery counts the process's voluntary context
@@ -133,9 +145,10 @@ type BroadcastReport struct {
 	BackgroundCPUUsPerDelivery float64 `json:"background_cpu_us_per_delivery,omitempty"`
 	MarginalCPUUsPerDelivery   float64 `json:"marginal_cpu_us_per_delivery,omitempty"`
 	// AfterCPUUsPerDelivery is what the deliveries cost after the window (BroadcastScenario.After): the process CPU
-	// over that time beyond the idle network's rate, per delivery. The window ends with the last delivery, but the
-	// IHAVE announcements of the last second's messages go out on the heartbeats after it. Absent when the idle
-	// network or the time after was not measured; it moves with where a garbage collection falls (~8 µs each).
+	// over that time beyond the idle network's rate, per delivery (not in CPUUsPerDelivery). The window ends with
+	// the last delivery, but the IHAVE announcements of the last second's messages go out on the heartbeats after
+	// it. Absent when the idle network or the time after was not measured; it moves with where a garbage
+	// collection falls (~8 µs each).
 	AfterCPUUsPerDelivery float64 `json:"after_cpu_us_per_delivery,omitempty"`
 	// IdleRPCsPerNodeS is the gossip RPCs each node sent per second in the same idle period (tree reports, on a
 	// settled network): what most of the upkeep scales with. Absent too when the idle network was not measured.

@@ -52,24 +52,27 @@ type scenario struct {
 
 // report carries node sim's figures under node sim's JSON names.
 type report struct {
-	Stack                string  `json:"stack"`
-	N                    int     `json:"n"`
-	Degree               int     `json:"degree"`
-	Messages             int     `json:"messages"`
-	Size                 int     `json:"size"`
-	IntervalMs           float64 `json:"interval_ms"`
-	LatencyMs            float64 `json:"latency_ms"`
-	Transport            string  `json:"transport"`
-	Publishers           int     `json:"publishers"`
-	Published            int     `json:"published"`
-	DeliveryRatio        float64 `json:"delivery_ratio"`
-	P50Ms                float64 `json:"p50_ms"`
-	P90Ms                float64 `json:"p90_ms"`
-	P99Ms                float64 `json:"p99_ms"`
-	P100Ms               float64 `json:"p100_ms"`
-	Deliveries           int64   `json:"deliveries"`
-	DupPerDelivery       float64 `json:"dup_per_delivery"`
+	Stack          string  `json:"stack"`
+	N              int     `json:"n"`
+	Degree         int     `json:"degree"`
+	Messages       int     `json:"messages"`
+	Size           int     `json:"size"`
+	IntervalMs     float64 `json:"interval_ms"`
+	LatencyMs      float64 `json:"latency_ms"`
+	Transport      string  `json:"transport"`
+	Publishers     int     `json:"publishers"`
+	Published      int     `json:"published"`
+	DeliveryRatio  float64 `json:"delivery_ratio"`
+	P50Ms          float64 `json:"p50_ms"`
+	P90Ms          float64 `json:"p90_ms"`
+	P99Ms          float64 `json:"p99_ms"`
+	P100Ms         float64 `json:"p100_ms"`
+	Deliveries     int64   `json:"deliveries"`
+	DupPerDelivery float64 `json:"dup_per_delivery"`
+	// WireBytesPerDelivery counts the bytes written to the links over the window and, with -idle and -after, those
+	// written over -after beyond the idle rate (AfterWireBytes), as node sim's does; it does not count IHAVE ids.
 	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`
+	AfterWireBytes       float64 `json:"after_wire_bytes_per_delivery,omitempty"`
 	CPUUsPerDelivery     float64 `json:"cpu_us_per_delivery"`
 	IdleCPUUsPerNodeS    float64 `json:"idle_cpu_us_per_node_s"`
 	BackgroundCPUUs      float64 `json:"background_cpu_us_per_delivery"`
@@ -97,8 +100,8 @@ func main() {
 	flag.DurationVar(&sc.interval, "interval", 100*time.Millisecond, "gap between publications")
 	flag.DurationVar(&sc.latency, "latency", 20*time.Millisecond, "one-way latency of every link")
 	flag.DurationVar(&sc.settle, "settle", 15*time.Second, "time the network runs after every node has a topic peer and a mesh link, before the idle measurement")
-	flag.DurationVar(&sc.idle, "idle", 5*time.Second, "time the settled network's CPU is measured with nothing published (0: not measured)")
-	flag.DurationVar(&sc.after, "after", 2*time.Second, "time the CPU is measured once the deliveries are in, with -idle: beyond the idle rate, the deliveries' work left for the heartbeats after the window (0: not measured)")
+	flag.DurationVar(&sc.idle, "idle", 5*time.Second, "time the settled network's CPU and wire bytes are measured with nothing published (0: not measured)")
+	flag.DurationVar(&sc.after, "after", 2*time.Second, "time the CPU and wire bytes are measured once the deliveries are in, with -idle: beyond the idle rate, the deliveries' work left for the heartbeats after the window; the bytes are added to wire_bytes_per_delivery, the CPU reported apart (0: not measured, and wire_bytes_per_delivery leaves the tail out)")
 	flag.DurationVar(&sc.drain, "drain", 3*time.Second, "longest wait after the last publication for its deliveries")
 	flag.DurationVar(&sc.timeout, "timeout", 2*time.Minute, "longest wait for every node to have a topic peer")
 	flag.Uint64Var(&sc.seed, "seed", 0, "seed of the dials and publishers (0: random)")
@@ -261,12 +264,14 @@ func run(ctx context.Context, sc scenario) (report, error) {
 	rep.SetupS, rep.DialErrors = time.Since(start).Seconds(), dialErrors.Load()
 	time.Sleep(sc.settle) // the network runs: meshes form over heartbeats
 
-	// The idle network's CPU: the same split as node sim's.
+	// The idle network's CPU and wire bytes: the same split as node sim's.
+	var idleBytesPerS float64
 	if sc.idle > 0 {
-		c0 := testkit.ProcessCPU()
+		c0, b0, t0 := testkit.ProcessCPU(), written(), time.Now()
 		time.Sleep(sc.idle)
-		idleCPU := testkit.ProcessCPU() - c0
-		rep.IdleCPUUsPerNodeS = float64(idleCPU.Microseconds()) / float64(sc.n) / sc.idle.Seconds()
+		idleCPU, idleBytes, idleS := testkit.ProcessCPU()-c0, written()-b0, time.Since(t0).Seconds()
+		rep.IdleCPUUsPerNodeS = float64(idleCPU.Microseconds()) / float64(sc.n) / idleS
+		idleBytesPerS = float64(idleBytes) / idleS
 	}
 
 	// Receivers: each node records when it first took each message.
@@ -344,16 +349,18 @@ func run(ctx context.Context, sc scenario) (report, error) {
 	}
 	window := time.Since(t0)
 	cpu := testkit.ProcessCPU() - cpu0
-	w1, d1 := written(), dups.Load()
+	w1, d1, t1 := written(), dups.Load(), time.Now()
 	if sc.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	var afterCPU time.Duration // the CPU of sc.after, beyond the idle network's
+	var tailBytes float64      // the bytes written from the window's end to sc.after's, beyond the idle rate
 	if sc.after > 0 && sc.idle > 0 {
 		c0, a0 := testkit.ProcessCPU(), time.Now()
 		time.Sleep(sc.after) // the network runs: the last messages' IHAVEs go out on the next heartbeats
 		idle := time.Duration(rep.IdleCPUUsPerNodeS*float64(sc.n)*time.Since(a0).Seconds()) * time.Microsecond
 		afterCPU = testkit.ProcessCPU() - c0 - idle
+		tailBytes = max(0, float64(written()-w1)-idleBytesPerS*time.Since(t1).Seconds())
 	}
 	runtime.ReadMemStats(&ms1)
 	rep.Goroutines = runtime.NumGoroutine()
@@ -365,7 +372,8 @@ func run(ctx context.Context, sc scenario) (report, error) {
 	rep.DeliveryRatio = float64(dl) / float64(want)
 	if dl > 0 {
 		rep.DupPerDelivery = float64(d1-d0) / float64(dl)
-		rep.WireBytesPerDelivery = float64(w1-w0) / float64(dl)
+		rep.WireBytesPerDelivery = (float64(w1-w0) + tailBytes) / float64(dl)
+		rep.AfterWireBytes = tailBytes / float64(dl)
 		rep.CPUUsPerDelivery = float64(cpu.Microseconds()) / float64(dl)
 		rep.BackgroundCPUUs = rep.IdleCPUUsPerNodeS * float64(sc.n) * window.Seconds() / float64(dl)
 		rep.MarginalCPUUs = rep.CPUUsPerDelivery - rep.BackgroundCPUUs

@@ -7,13 +7,17 @@ import (
 )
 
 // TestRunDeliversEverything runs a small network through the harness on each transport: every message reaches
-// every other node, no sooner than the links' latency, and the figures the comparison reads are filled in.
+// every other node, no sooner than the links' latency, and the figures the comparison reads are filled in. On mem
+// the -after time is measured: the IHAVEs of the heartbeats after the window are in the wire bytes.
 func TestRunDeliversEverything(t *testing.T) {
 	for _, transport := range []string{"mem", "tcp"} {
 		t.Run(transport, func(t *testing.T) {
 			sc := scenario{n: 12, degree: 4, messages: 5, size: 256, interval: 50 * time.Millisecond,
 				latency: 5 * time.Millisecond, settle: 2 * time.Second, idle: 500 * time.Millisecond,
 				drain: 10 * time.Second, timeout: 30 * time.Second, seed: 7, transport: transport}
+			if transport == "mem" {
+				sc.after = 1500 * time.Millisecond // a heartbeat and more
+			}
 			rep, err := run(context.Background(), sc)
 			if err != nil {
 				t.Fatal(err)
@@ -23,6 +27,10 @@ func TestRunDeliversEverything(t *testing.T) {
 			}
 			if rep.P50Ms < 5 || rep.WireBytesPerDelivery < 256 || rep.CPUUsPerDelivery <= 0 || rep.PeakRSSMiB <= 0 {
 				t.Fatalf("figures not measured: %+v", rep)
+			}
+			if (rep.AfterWireBytes > 0) != (sc.after > 0) || rep.AfterWireBytes >= rep.WireBytesPerDelivery {
+				t.Fatalf("-after %v: %v of %v wire bytes per delivery after the window", sc.after, rep.AfterWireBytes,
+					rep.WireBytesPerDelivery)
 			}
 		})
 	}
