@@ -340,6 +340,9 @@ func newSendCmd() *cobra.Command {
 			if o.timeout > adminapi.MaxSendTimeout { // the API refused it, naming its own field
 				return usagef("--timeout %v: want %v at most", o.timeout, adminapi.MaxSendTimeout)
 			}
+			if o.timeout < time.Millisecond { // the API's unit: less went as 0, which it reads as its default (10 s)
+				return usagef("--timeout %v: want 1ms at least", o.timeout)
+			}
 			text, b64, err := payloadArg(args[2], cmd.InOrStdin())
 			if err != nil {
 				return err
