@@ -503,3 +503,30 @@ func TestAPIPingIsNotTakenForAKeepalive(t *testing.T) {
 		t.Fatalf("Ping between two healthy nodes: %v", err)
 	}
 }
+
+// A request is answered once: a second Reply (or a ReplyError after it) fails with ErrAnswered and sends nothing.
+// It returned nil and went over the wire, where the requester dropped it (an audit's finding).
+func TestASecondAnswerToARequestFailsWithErrAnswered(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	errs := make(chan [3]error, 1)
+	register(t, b, "twice/1", actor.PropsFromFunc(func(c actor.Context) {
+		if in, ok := c.Message().(*actors.Inbound); ok && in.IsRequest() {
+			first := in.Reply(wrapperspb.String("first"))
+			errs <- [3]error{first, in.Reply(wrapperspb.String("second")), in.ReplyError(errors.New("third"))}
+		}
+	}))
+	nw.Connect(0, 1)
+	out := b.Stats().MessagesOut["twice/1"]
+	reply, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "twice/1", wrapperspb.String("q"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "first" {
+		t.Fatalf("the reply: %v, %v; want the first", reply, err)
+	}
+	got := <-errs
+	if got[0] != nil || !errors.Is(got[1], actors.ErrAnswered) || !errors.Is(got[2], actors.ErrAnswered) {
+		t.Fatalf("the first answer: %v; the later ones: %v, %v, want ErrAnswered", got[0], got[1], got[2])
+	}
+	if sent := b.Stats().MessagesOut["twice/1"] - out; sent != 1 {
+		t.Fatalf("%d replies sent, want 1", sent)
+	}
+}

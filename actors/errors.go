@@ -61,6 +61,8 @@ var (
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrNotRequest: Reply was called on a one-way message.
 	ErrNotRequest = errors.New("message is not a request")
+	// ErrAnswered: Reply or ReplyError was called on a request answered already; nothing was sent.
+	ErrAnswered = errors.New("request already answered")
 	// ErrNodeFailed (Node.Err): the node closed itself because its peer manager, without which it can make or keep
 	// no connection, failed too often for its supervisor to restart it again.
 	ErrNodeFailed = errors.New("node failed")

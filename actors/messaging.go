@@ -59,7 +59,9 @@ func (m *Inbound) IsRequest() bool { return m.requestID != 0 }
 // Reply answers a request with msg. It never blocks: the reply is queued on the sender's connection. While the
 // application's messages hold half of that connection's send queue (Config.SendQueueBytes) or more, the requester
 // gets an ERROR_CODE_OVERLOADED error instead (ErrOverloaded, retry later) and Reply fails with ErrOverloaded:
-// many large replies to a peer's concurrent requests filled the queue, and the peer was disconnected as slow.
+// many large replies to a peer's concurrent requests filled the queue, and the peer was disconnected as slow. A
+// request answered already (by Reply or ReplyError) fails with ErrAnswered, nothing sent: the requester takes the
+// first answer only.
 func (m *Inbound) Reply(msg proto.Message) error {
 	if !m.IsRequest() {
 		return ErrNotRequest
@@ -71,7 +73,9 @@ func (m *Inbound) Reply(msg proto.Message) error {
 	if err := m.pc.fits(len(b)); err != nil {
 		return err
 	}
-	m.answer()
+	if !m.answer() {
+		return ErrAnswered
+	}
 	sent := m.node.stats.messagesOut.counter(m.Protocol) // before the reply leaves: see sendDirect
 	m.pc.touch()
 	m.pc.used.Store(true)
@@ -96,10 +100,11 @@ func (m *Inbound) Reply(msg proto.Message) error {
 // overloadedReplyText is the text of the error reply to a request whose reply did not fit the send queue (Reply).
 const overloadedReplyText = "the replier's send queue to you is full of replies: retry later"
 
-// answer records that the request was answered: the connection no longer waits for it (peerConn.owes).
-func (m *Inbound) answer() {
+// answer records that the request was answered: the connection no longer waits for it (peerConn.owes). It
+// reports false if it was answered already (another answer, maybe at once from another goroutine).
+func (m *Inbound) answer() bool {
 	if m.answered.Swap(true) {
-		return
+		return false
 	}
 	if m.held != nil {
 		m.held.reg.untrack(m)
@@ -107,12 +112,13 @@ func (m *Inbound) answer() {
 	for { // never below zero, even if a copy of m answers too
 		v := m.pc.owed.Load()
 		if v <= 0 || m.pc.owed.CompareAndSwap(v, v-1) {
-			return
+			return true
 		}
 	}
 }
 
 // ReplyError answers a request with an application error; the requester gets a *RemoteError matching ErrRemote.
+// A request answered already fails with ErrAnswered, nothing sent.
 func (m *Inbound) ReplyError(replyErr error) error {
 	if !m.IsRequest() {
 		return ErrNotRequest
@@ -127,17 +133,18 @@ func (m *Inbound) ReplyError(replyErr error) error {
 	if err != nil {
 		return err
 	}
-	m.answer()
+	if !m.answer() {
+		return ErrAnswered
+	}
 	return m.node.sendEncoded(m.pc, b)
 }
 
 // failStopped answers a request its actor will never take (it stopped for good) as a request to a protocol the
 // node does not serve, the answer it would get from now on.
 func (m *Inbound) failStopped(protocol string) {
-	if m.answered.Load() {
+	if !m.answer() {
 		return
 	}
-	m.answer()
 	m.pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(m.Protocol, m.requestID,
 		messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, stoppedText(protocol))}})
 }
