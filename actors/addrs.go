@@ -12,7 +12,7 @@ const maxGivenAddrs = 1024
 // givenAddrs are the addresses the application gave the node (Config.Peers, the bootnodes, Connect, AddAddress),
 // which it dials as given. Any other address the node learned from the network: from a record, or from what a peer
 // declared in its handshake. A dial of one is checked once its host name is resolved (routing.DialCheck): a node
-// dials no address that reaches less far than its own (its host, link or private network) at a peer's word.
+// dials no address that reaches less far than its own (its host or link) at a peer's word.
 // Bounded: beyond maxGivenAddrs, more given addresses are checked as learned ones.
 type givenAddrs struct {
 	mu sync.Mutex

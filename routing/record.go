@@ -163,9 +163,8 @@ func dialableFrom(local *messages.NodeRecord, addr string) bool {
 // ErrLoopbackFromNetwork is DialCheck's refusal of a loopback address at a node reachable off its host.
 var ErrLoopbackFromNetwork = errors.New("a loopback address learned from the network, at a node reachable off its host")
 
-// ErrLocalFromNetwork is DialCheck's refusal of a link-local address at a node that is not on the link alone, and
-// of a private network's address at a node on a public one.
-var ErrLocalFromNetwork = errors.New("a link-local or private network address learned from the network, at a node reachable beyond it")
+// ErrLocalFromNetwork is DialCheck's refusal of a link-local address at a node that is not on the link alone.
+var ErrLocalFromNetwork = errors.New("a link-local address learned from the network, at a node reachable beyond its link")
 
 // errNotUnicast is DialCheck's refusal of an address that is not unicast.
 var errNotUnicast = errors.New("not a unicast address")
@@ -212,14 +211,13 @@ func ownScope(own string) addrScope {
 }
 
 // scopeAllowed refuses an address learned from the network that reaches less far than the node's own (of scope
-// own), as go-ethereum's relay rule (netutil.CheckRelayIP) does with the sender's: dialing it would reach the node's
-// own host, link or private network at a peer's word (a node in a cloud dialing 169.254.169.254, its metadata
-// service, or the hosts of its private network). A node known by a host name only refuses loopback and link-local
-// addresses: its own may resolve to a private network's.
+// own), at most as far as a private network: dialing it would reach the node's own host or link at a peer's word
+// (a node in a cloud dialing 169.254.169.254, its metadata service). A private network's address is taken at any
+// node: a node on a public address may have neighbours on its private network (a fleet in one data centre, a
+// container host), which a rule by the node's own address refused; go-ethereum's relay rule
+// (netutil.CheckRelayIP) refuses one relayed by a sender off that network, which needs the sender's address.
 func scopeAllowed(own addrScope, ip netip.Addr) error {
-	if own == scopeUnknown {
-		own = scopePrivate
-	}
+	own = min(own, scopePrivate) // scopeUnknown (a host name) too
 	switch s := scopeOf(ip); {
 	case s >= own:
 		return nil
@@ -233,8 +231,8 @@ func scopeAllowed(own addrScope, ip netip.Addr) error {
 // addresses a dial of an address learned from the network resolves to: the rules records' addresses are held to
 // (checkAddr, dialableFrom), applied once a host name is resolved, so that a name a peer chose cannot lead the node
 // to its own host or network. It refuses addresses that are not unicast, and those that reach less far than own
-// (scopeAllowed): loopback ones unless own is loopback (or empty), link-local ones unless own is link-local, and a
-// private network's when own is public.
+// (scopeAllowed): loopback ones unless own is loopback (or empty), and link-local ones unless own is link-local
+// (or loopback).
 func DialCheck(own string) func(netip.Addr) error {
 	scope := ownScope(own)
 	return func(ip netip.Addr) error {

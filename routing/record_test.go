@@ -240,15 +240,17 @@ func TestDialCheck(t *testing.T) {
 		{"10.1.2.3:9000", "127.0.0.1", ErrLoopbackFromNetwork},
 		{"10.1.2.3:9000", "169.254.169.254", ErrLocalFromNetwork},
 		{"100.64.0.5:9000", "192.168.1.1", nil},
-		// A public node takes no address of a private network or a link at a peer's word: a node in a cloud
-		// dialed its metadata service (169.254.169.254) or the hosts of its private network (an audit's finding).
-		{"192.0.2.1:9000", "10.0.0.3", ErrLocalFromNetwork},
-		{"192.0.2.1:9000", "192.168.1.1", ErrLocalFromNetwork},
-		{"192.0.2.1:9000", "100.64.0.1", ErrLocalFromNetwork},
+		// A node off a link takes no link-local address at a peer's word: a node in a cloud dialed its metadata
+		// service, 169.254.169.254 (an audit's finding).
 		{"192.0.2.1:9000", "169.254.169.254", ErrLocalFromNetwork},
-		{"192.0.2.1:9000", "fd00::1", ErrLocalFromNetwork},
 		{"192.0.2.1:9000", "fe80::1", ErrLocalFromNetwork},
-		{"[2001:db8::1]:9000", "::ffff:10.0.0.3", ErrLocalFromNetwork},
+		{"[2001:db8::1]:9000", "::ffff:169.254.0.9", ErrLocalFromNetwork},
+		// A public node may have neighbours on its private network (a fleet in one data centre): a review found a
+		// rule by its own address refusing them all.
+		{"192.0.2.1:9000", "10.0.0.3", nil},
+		{"192.0.2.1:9000", "192.168.1.1", nil},
+		{"192.0.2.1:9000", "100.64.0.1", nil},
+		{"192.0.2.1:9000", "fd00::1", nil},
 		// A node known by a host name may be on a private network, not on a link alone.
 		{"node.example.com:9000", "10.0.0.3", nil},
 		{"node.example.com:9000", "198.51.100.7", nil},
@@ -295,7 +297,7 @@ func TestDialableFromHoldsRecordsToTheDialCheck(t *testing.T) {
 		{public, "198.51.100.7:30700", true},
 		{public, "node.example.com:30700", true}, // checked once resolved
 		{public, "169.254.169.254:80", false},
-		{public, "10.0.0.1:30700", false},
+		{public, "10.0.0.1:30700", true}, // its private network's neighbours
 		{public, "127.0.0.1:30700", false},
 		{public, "localhost:30700", false},
 		{private, "10.0.0.1:30700", true},
