@@ -101,3 +101,37 @@ func TestAConnectToTheWrongNodeKeepsThePeersKnownAddress(t *testing.T) {
 		t.Fatalf("a request to b after a Connect at a wrong address: %v", err)
 	}
 }
+
+// The application's dials look a peer up again at most once per cooldown: the lookup of a peer that is simply down
+// finds its address unchanged, and one lookup per Send to it took every lookup place from discovery and the
+// application (a review's finding).
+func TestSendsToAPeerThatIsDownLookItUpOncePerCooldown(t *testing.T) {
+	z := tcpNode(t, nil, "", nil)
+	b := tcpNode(t, nil, "", nil, z.Addr())
+	register(t, b, "echo/1", echo())
+	a := tcpNode(t, nil, "", func(c *actors.Config) { c.Bootstrap.Interval = time.Minute }, z.Addr())
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		_, err := a.Request(ctxTimeout(t, 2*time.Second), b.ID(), "echo/1", wrapperspb.String("hi"))
+		return err == nil
+	}, "a reaches b")
+	down := b.ID()
+	_ = b.Close()
+	testkit.WaitFor(t, 10*time.Second, func() bool { return !a.Connected(down) }, "b gone")
+	lookups := func() uint64 {
+		s, err := a.RoutingTable(ctxTimeout(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Stats.Lookups
+	}
+	before := lookups()
+	const sends = 20
+	for range sends {
+		if err := a.Send(ctxTimeout(t, 5*time.Second), down, "echo/1", wrapperspb.String("x")); err == nil {
+			t.Fatal("a Send to a peer that is down succeeded")
+		}
+	}
+	if got := lookups() - before; got > 2 {
+		t.Fatalf("%d Sends to a peer that is down started %d lookups; want one (two if a refresh fell in)", sends, got)
+	}
+}

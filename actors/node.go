@@ -41,6 +41,8 @@ type Node struct {
 	stats *nodeStats
 	peers *peerSet
 	addrs *addressBook
+	// relooked remembers the peers the application's dials looked up again lately (dialFor).
+	relooked *relookups
 	// given are the addresses the application gave; a dial of any other address is checked with dialCheck.
 	given     *givenAddrs
 	dialCheck func(netip.Addr) error
@@ -102,6 +104,7 @@ func NewNode(cfg Config) (*Node, error) {
 		stats:     stats,
 		peers:     &peerSet{m: make(map[session.NodeID]*peerConn), stats: stats},
 		addrs:     newAddressBook(addressBookSize),
+		relooked:  &relookups{at: make(map[session.NodeID]time.Time)},
 		given:     &givenAddrs{m: make(map[string]struct{})},
 		protocols: newProtocolRegistry(),
 		requests:  newRequestTable(),
@@ -410,7 +413,7 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID, relookup bool) 
 		// finds where it is now, as go-libp2p's routed host looks a peer up when its known addresses fail; the
 		// node dialed the stale address for good, until a lookup of its own happened to pass the peer's record.
 		moved := relookup && known && !n.cfg.DisableDiscovery && (errors.Is(err, session.ErrWrongPeer) || errors.Is(err, ErrUnreachable))
-		if !moved {
+		if !moved || !n.relooked.take(peer, time.Now()) {
 			return nil, err
 		}
 		found, lerr := n.Lookup(ctx, peer)
@@ -425,6 +428,43 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID, relookup bool) 
 		return pc, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrPeerGone, peer.Short())
+}
+
+// relookupCooldown is how long after the application's dial looked a peer up again (its known address failed) its
+// dials do not look it up again: the lookup of a peer that is down finds its address unchanged, and one lookup per
+// Send to such a peer took every lookup place (Routing.MaxLookups) from discovery and the application within
+// seconds (a review's finding).
+const relookupCooldown = 30 * time.Second
+
+// maxRelookups bounds the peers relookups remembers: beyond, with none of them past its cooldown, no peer is
+// looked up again.
+const maxRelookups = 1024
+
+// relookups remembers when the application's dials last looked each peer up again (dialFor).
+type relookups struct {
+	mu sync.Mutex
+	at map[session.NodeID]time.Time
+}
+
+// take tells whether peer may be looked up again now, and if so records it.
+func (r *relookups) take(peer session.NodeID, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if at, ok := r.at[peer]; ok && now.Sub(at) < relookupCooldown {
+		return false
+	}
+	if len(r.at) >= maxRelookups {
+		for id, at := range r.at {
+			if now.Sub(at) >= relookupCooldown {
+				delete(r.at, id)
+			}
+		}
+		if len(r.at) >= maxRelookups {
+			return false
+		}
+	}
+	r.at[peer] = now
+	return true
 }
 
 // MaxProtocolIDLength bounds a protocol id, in bytes (Register, Send, Request, Config.Protocols): a peer's
