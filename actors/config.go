@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -69,9 +71,10 @@ type Config struct {
 	MaxMessageSize int
 	// SendQueueBytes bounds each peer's outbound queue, the batch being written included, each message counting
 	// 64 bytes beyond its own (a message of any size is taken when nothing is queued or being written). The
-	// application's messages (Send, Request, Reply) take at most half of it: beyond, Send and Request wait for room
-	// (ErrOverloaded when their context ends) and a Reply goes as an OVERLOADED error. A peer whose queue is full
-	// is too slow: it is disconnected with reason SLOW_PEER. Default 16 MiB.
+	// application's messages (Send, Request, Reply) go only while it holds less than half of this and has room for
+	// them: otherwise Send and Request wait for room (ErrOverloaded when their context ends) and a Reply goes as an
+	// OVERLOADED error. A peer whose queue is full is too slow: it is disconnected with reason SLOW_PEER. Default
+	// 16 MiB.
 	SendQueueBytes int
 	// InboundPending bounds the messages read from one peer that its protocol actors have not processed yet;
 	// at the bound the connection stops reading (TCP back-pressure on that peer only). Of the messages to the
@@ -278,9 +281,10 @@ func (c *Config) Validate() error {
 	seen := map[string]bool{routing.Protocol: true, gossip.Protocol: true}
 	for _, p := range c.Protocols {
 		switch {
-		case p.ID == "" || !utf8.ValidString(p.ID) || len(p.ID) > MaxProtocolIDLength:
-			return fmt.Errorf("%w: Protocols: %w: protocol id %q is empty, not UTF-8 or over %d bytes", ErrInvalidConfig,
-				ErrInvalidArgument, clipText(p.ID, maxErrorText), MaxProtocolIDLength)
+		case p.ID == "" || !utf8.ValidString(p.ID) || len(p.ID) > MaxProtocolIDLength ||
+			strings.ContainsFunc(p.ID, unicode.IsControl):
+			return fmt.Errorf("%w: Protocols: %w: protocol id %q is empty, not UTF-8, over %d bytes or holds a control character",
+				ErrInvalidConfig, ErrInvalidArgument, clipText(p.ID, maxErrorText), MaxProtocolIDLength)
 		case p.Props == nil:
 			return fmt.Errorf("%w: Protocols: %w: %s has nil Props", ErrInvalidConfig, ErrInvalidArgument, p.ID)
 		case seen[p.ID]:

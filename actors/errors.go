@@ -38,9 +38,10 @@ var (
 	// ErrRemote: the remote protocol actor answered with an error (see *RemoteError).
 	ErrRemote = errors.New("remote error")
 	// ErrOverloaded: the peer's actor for the protocol stayed behind on the node's messages: its flow-control window
-	// (see Config.InboundPending) stayed closed until the call's context ended, and nothing was sent; or the remote
-	// refused a request as overloaded (ERROR_CODE_OVERLOADED; that error also matches ErrRemote). A later retry may
-	// succeed.
+	// (see Config.InboundPending) stayed closed until the call's context ended, and nothing was sent; or the node's
+	// send queue to the peer stayed half full (Config.SendQueueBytes) as long; or the remote refused a request as
+	// overloaded (ERROR_CODE_OVERLOADED, as when its reply did not fit its queue; that error also matches ErrRemote).
+	// A later retry may succeed.
 	ErrOverloaded = errors.New("remote protocol actor overloaded")
 	// ErrBadPayload: a payload could not be encoded or decoded (unknown message type, malformed bytes).
 	ErrBadPayload = errors.New("bad payload")

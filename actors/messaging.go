@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"google.golang.org/protobuf/proto"
 
@@ -56,10 +57,11 @@ func (m *Inbound) RemoteAddr() string {
 // IsRequest tells whether the sender waits for a reply.
 func (m *Inbound) IsRequest() bool { return m.requestID != 0 }
 
-// Reply answers a request with msg. It never blocks: the reply is queued on the sender's connection. While the
-// application's messages hold half of that connection's send queue (Config.SendQueueBytes) or more, the requester
-// gets an ERROR_CODE_OVERLOADED error instead (ErrOverloaded, retry later) and Reply fails with ErrOverloaded:
-// many large replies to a peer's concurrent requests filled the queue, and the peer was disconnected as slow. A
+// Reply answers a request with msg. It never blocks: the reply is queued on the sender's connection. While that
+// connection's send queue (Config.SendQueueBytes; gossip and control included) holds half its limit or more, or
+// has no room for the reply, the requester gets an ERROR_CODE_OVERLOADED error instead (ErrOverloaded, retry later)
+// and Reply fails with ErrOverloaded: many large replies to a peer's concurrent requests filled the queue, and the
+// peer was disconnected as slow. A
 // request answered already (by Reply or ReplyError) fails with ErrAnswered, nothing sent: the requester takes the
 // first answer only.
 func (m *Inbound) Reply(msg proto.Message) error {
@@ -98,7 +100,7 @@ func (m *Inbound) Reply(msg proto.Message) error {
 }
 
 // overloadedReplyText is the text of the error reply to a request whose reply did not fit the send queue (Reply).
-const overloadedReplyText = "the replier's send queue to you is full of replies: retry later"
+const overloadedReplyText = "the replier's send queue to you is full: retry later"
 
 // answer records that the request was answered: the connection no longer waits for it (peerConn.owes). It
 // reports false if it was answered already (another answer, maybe at once from another goroutine).
@@ -202,8 +204,8 @@ func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg 
 // on the peer's connection, dialing the peer first when it is not connected: at its known address, or where a
 // lookup finds it when none is known or the known one fails (with discovery on). It waits
 // while the peer's actor for the protocol holds its share of what it takes of the node's messages (flow control,
-// session.Window: half of the peer's InboundPending and InboundPendingBytes by default), or while the application's
-// messages hold half of this node's send queue to the peer (Config.SendQueueBytes), until ctx ends or, without a
+// session.Window: half of the peer's InboundPending and InboundPendingBytes by default), or while this node's send
+// queue to the peer (Config.SendQueueBytes) holds half its limit or has no room for the message, until ctx ends or, without a
 // deadline on ctx, for Config.RequestTimeout; then it fails with ErrOverloaded, and the message is not sent.
 // A slow actor so holds back its senders; nothing sent is dropped for it. A one-way message is not acknowledged:
 // a peer that serves no such protocol (counted in its Stats.MessagesIn[UnknownProtocol]) or refuses the payload's
@@ -235,7 +237,8 @@ func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, m
 
 // Request sends msg to protocol on peer and waits for the typed reply. Without a deadline on ctx,
 // Config.RequestTimeout applies. Errors: ErrRequestTimeout, ErrPeerGone, ErrUnknownProtocol, ErrRemote
-// (a *RemoteError), ErrOverloaded (the peer's actor for the protocol stayed behind: see Send), ErrUnknownPeer, ErrSlowPeer,
+// (a *RemoteError), ErrOverloaded (the peer's actor for the protocol stayed behind, or this node's send queue to
+// the peer stayed half full: see Send; or the peer's queue to this node was: an OVERLOADED error), ErrUnknownPeer, ErrSlowPeer,
 // ErrClosed; as Send's, ErrInvalidArgument and ErrBadPayload before any dial, and ErrMessageTooLarge.
 func (n *Node) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
 	return n.request(ctx, peer, protocol, msg, true)
@@ -264,6 +267,11 @@ func (n *Node) request(ctx context.Context, peer session.NodeID, protocol string
 	return n.await(ctx, ch, fmt.Sprintf("request %s to %s", protocol, peer.Short()))
 }
 
+// errControlInProtocol refuses a protocol id holding a control character: the texts peers send back about it (an
+// error reply's protocol) have them replaced (clipText), and the reply was then counted as of an unknown protocol (a
+// review's finding).
+var errControlInProtocol = errors.New("protocol id holds a control character")
+
 // checkOutgoing refuses what Send and Request could never deliver, before they dial: an empty protocol id, which
 // no node can serve (Register refuses it; the peer dropped the message as of an unknown protocol), and a nil
 // message.
@@ -273,6 +281,9 @@ func checkOutgoing(protocol string, msg proto.Message) error {
 	}
 	if len(protocol) > MaxProtocolIDLength {
 		return fmt.Errorf("%w: a protocol id of %d bytes, limit %d", ErrInvalidArgument, len(protocol), MaxProtocolIDLength)
+	}
+	if strings.ContainsFunc(protocol, unicode.IsControl) {
+		return fmt.Errorf("%q: %w: %w", protocol, ErrInvalidArgument, errControlInProtocol)
 	}
 	if msg == nil {
 		return fmt.Errorf("%w: nil message", ErrBadPayload)

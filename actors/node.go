@@ -11,9 +11,11 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -490,6 +492,9 @@ func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOpt
 	}
 	if len(protocol) > MaxProtocolIDLength {
 		return nil, fmt.Errorf("register: %w: a protocol id of %d bytes, limit %d", ErrInvalidArgument, len(protocol), MaxProtocolIDLength)
+	}
+	if strings.ContainsFunc(protocol, unicode.IsControl) {
+		return nil, fmt.Errorf("register %q: %w: %w", protocol, ErrInvalidArgument, errControlInProtocol)
 	}
 	if props == nil {
 		// Checked here: the protocol supervisor would panic on it and the caller would wait for a reply forever.

@@ -69,15 +69,16 @@ func (q *sendQueue) pushLent(b []byte, buf *[]byte, control bool) error {
 	return q.pushLocked(b, buf, limit)
 }
 
-// pushApp queues an application message (Send, Request, Reply), which may go only while the queue holds less than
-// half its limit: the other half is left to gossip and control. Application messages could fill the queue whole
-// (many large replies to a peer's concurrent requests, or Sends within a peer's window larger than this queue),
-// and the next push then disconnected the peer as slow, though it read all along (an audit's finding). A queue
-// over half fails with errQueueBusy and a channel closed once a batch is written or the queue closes, to try again
-// at; otherwise as push.
+// pushApp queues an application message (Send, Request, Reply), which may go only while the queue (gossip and
+// control included) holds less than half its limit, and fits it whole: the rest is left to gossip and control.
+// Application messages could fill the queue whole (many large replies to a peer's concurrent requests, or Sends
+// within a peer's window larger than this queue), and the next push then disconnected the peer as slow, though it
+// read all along (an audit's finding). Otherwise it fails with errQueueBusy and a channel closed once a batch is
+// written or the queue closes, to try again at; or as push.
 func (q *sendQueue) pushApp(b []byte) (room <-chan struct{}, err error) {
 	q.mu.Lock()
-	if !q.closed && q.charged()+len(b)+queueItemOverhead > q.limit/2 && (len(q.items) > 0 || q.inflightItems > 0) {
+	busy := q.charged() >= q.limit/2 || q.charged()+len(b)+queueItemOverhead > q.limit
+	if !q.closed && busy && (len(q.items) > 0 || q.inflightItems > 0) {
 		if q.room == nil {
 			q.room = make(chan struct{})
 		}

@@ -203,19 +203,20 @@ func TestSendQueueBoundCountsTheBatchBeingWritten(t *testing.T) {
 	}
 }
 
-// The application's messages take at most half the queue (pushApp): beyond, they are refused with a channel that
-// a written batch or the queue's close closes; gossip and control keep the other half.
+// The application's messages go while the queue holds less than half its limit and has room for them (pushApp):
+// otherwise they are refused with a channel that a written batch or the queue's close closes; gossip and control
+// keep the rest.
 func TestSendQueueLeavesHalfToGossipAndControl(t *testing.T) {
-	q, _ := startedQueue(200 + 2*queueItemOverhead)
-	if _, err := q.pushApp(make([]byte, 60)); err != nil {
+	q, _ := startedQueue(200 + 2*queueItemOverhead) // half: 164
+	if _, err := q.pushApp(make([]byte, 110)); err != nil {
 		t.Fatalf("an application message into an empty queue: %v", err)
 	}
-	room, err := q.pushApp(make([]byte, 60))
+	room, err := q.pushApp(make([]byte, 10))
 	if !errors.Is(err, errQueueBusy) || room == nil {
-		t.Fatalf("an application message past half the queue: %v, want errQueueBusy and a channel", err)
+		t.Fatalf("an application message with the queue over half: %v, want errQueueBusy and a channel", err)
 	}
-	if err := q.push(make([]byte, 100), false); err != nil {
-		t.Fatalf("gossip within the queue's other half: %v", err)
+	if err := q.push(make([]byte, 20), false); err != nil {
+		t.Fatalf("gossip within the rest: %v", err)
 	}
 	q.take(batch{})
 	select {
@@ -229,12 +230,18 @@ func TestSendQueueLeavesHalfToGossipAndControl(t *testing.T) {
 	default:
 		t.Fatal("room not signalled once the batch was written")
 	}
-	if _, err := q.pushApp(make([]byte, 60)); err != nil {
-		t.Fatalf("an application message once the queue was written: %v", err)
+	if err := q.push(make([]byte, 10), true); err != nil { // a pong: the queue is under half
+		t.Fatal(err)
 	}
-	room, err = q.pushApp(make([]byte, 60))
+	if _, err := q.pushApp(make([]byte, 240)); !errors.Is(err, errQueueBusy) {
+		t.Fatalf("an application message under half the queue without room for it: %v, want errQueueBusy", err)
+	}
+	if _, err := q.pushApp(make([]byte, 150)); err != nil {
+		t.Fatalf("an application message under half the queue with room for it: %v", err)
+	}
+	room, err = q.pushApp(make([]byte, 1))
 	if !errors.Is(err, errQueueBusy) {
-		t.Fatalf("past half again: %v", err)
+		t.Fatalf("over half again: %v", err)
 	}
 	q.close()
 	select {

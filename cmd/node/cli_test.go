@@ -149,7 +149,7 @@ func TestBadCommandLinesExitWithUsageCode(t *testing.T) {
 		{"send", strings.Repeat("ab", 32), "echo/1", "x", "--timeout", "11m"}, // the API refused it naming timeout_ms
 		{"send", strings.Repeat("ab", 32), "echo/1", "x", "--timeout", "-1s"},
 		{"send", strings.Repeat("ab", 32), "echo/1", "x", "--timeout", "500us"}, // went as 0 ms: the API's 10 s default
-		{"status", "--timeout", "-1s"}, // meant no limit, silently
+		{"status", "--timeout", "-1s"},                                          // meant no limit, silently
 		{"peers", "extra"},
 		{"topic-peers"},
 		{"topic-peers", "a", "b"},
