@@ -112,14 +112,17 @@ type BroadcastReport struct {
 	TopicSearchesBefore      int `json:"topic_searches_before"`
 	TopicLookupsFailedBefore int `json:"topic_lookups_failed_before"`
 	// WireBytesPerDelivery counts every byte written to connections from the first publication to the end of the
-	// drain (handshakes of the setup excluded; keepalives and gossip control included), per delivery, plus those
-	// written after it beyond the idle network's rate (AfterWireBytesPerDelivery; none when Idle or After is 0).
+	// drain (handshakes of the setup excluded; keepalives and gossip control included), per delivery. The IHAVEs
+	// the last messages leave for the heartbeats after it are not counted (AfterIHavePerDelivery ids, tens of
+	// bytes per delivery): the bytes written then are mostly discovery's, in bursts no idle rate takes out.
 	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`
-	// AfterWireBytesPerDelivery and AfterIHavePerDelivery are the parts of WireBytesPerDelivery and
-	// IHavePerDelivery sent over BroadcastScenario.After, beyond what the idle network sent in that time (each at
-	// least 0): what the deliveries left for the heartbeats after the window. Absent when not measured.
-	AfterWireBytesPerDelivery float64 `json:"after_wire_bytes_per_delivery,omitempty"`
-	AfterIHavePerDelivery     float64 `json:"after_ihave_per_delivery,omitempty"`
+	// AfterIHavePerDelivery is the part of IHavePerDelivery sent over BroadcastScenario.After, beyond what the idle
+	// network sent in that time: what the deliveries left for the heartbeats after the window. Absent when not
+	// measured.
+	AfterIHavePerDelivery float64 `json:"after_ihave_per_delivery,omitempty"`
+	// AfterMeasured tells whether the time after the window was measured (BroadcastScenario.After and Idle): the
+	// After figures are then measured ones, zero or not.
+	AfterMeasured bool `json:"-"`
 	// CPUUsPerDelivery is the process CPU time over the window alone, per delivery: the CPU after it
 	// (AfterCPUUsPerDelivery) is not added, as it is a few µs at most and mostly noise (the idle rate's, and
 	// where a garbage collection falls).

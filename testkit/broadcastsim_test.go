@@ -167,7 +167,7 @@ func TestSetupFiguresLeaveOutTheMeshPause(t *testing.T) {
 
 // The IHAVEs of a short window's messages go out on the heartbeats after it, and the idle network sends none:
 // with After, ihave_per_delivery holds every id announced from the first publication until the nodes close (it
-// held the window's alone, a fraction of them). The wire bytes' tail, beyond a noisier idle rate, may be 0.
+// held the window's alone, a fraction of them).
 func TestTheFiguresHoldTheIHavesAfterTheWindow(t *testing.T) {
 	checkLeaks(t)
 	var first, last uint64 // the IHAVE ids sent when the publications start, and when the measurements are done
@@ -184,7 +184,7 @@ func TestTheFiguresHoldTheIHavesAfterTheWindow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rep, err := RunBroadcast(ctx, BroadcastScenario{N: 20, Degree: 8, Messages: 10, Size: 256,
-		Latency: 5 * time.Millisecond, Seed: 7, Idle: time.Second, After: 2500 * time.Millisecond, // 2 heartbeats and more
+		Latency: 5 * time.Millisecond, Seed: 7, Idle: time.Second, After: 3 * time.Second, // 2 heartbeats and more
 		Window: func(start bool, nodes []*actors.Node) {
 			if start {
 				first = sum(nodes)
@@ -196,16 +196,15 @@ func TestTheFiguresHoldTheIHavesAfterTheWindow(t *testing.T) {
 	}
 	d := float64(rep.Deliveries)
 	all := float64(last - first)
-	t.Logf("%d deliveries, %.0f IHAVE ids in all; ihave_per_delivery %.2f (after the window %.2f), wire %.0f B (%.0f)",
-		rep.Deliveries, all, rep.IHavePerDelivery, rep.AfterIHavePerDelivery, rep.WireBytesPerDelivery, rep.AfterWireBytesPerDelivery)
+	t.Logf("%d deliveries, %.0f IHAVE ids in all; ihave_per_delivery %.2f (after the window %.2f)",
+		rep.Deliveries, all, rep.IHavePerDelivery, rep.AfterIHavePerDelivery)
 	if all == 0 || rep.IHavePerDelivery*d < 0.95*all || rep.IHavePerDelivery*d > all+0.5 {
 		t.Fatalf("ihave_per_delivery %.2f: %.0f ids over %d deliveries, want the %.0f sent", rep.IHavePerDelivery,
 			rep.IHavePerDelivery*d, rep.Deliveries, all)
 	}
-	if rep.AfterIHavePerDelivery <= 0 || rep.AfterWireBytesPerDelivery < 0 || rep.WireBytesPerDelivery <= rep.AfterWireBytesPerDelivery ||
-		rep.RPCsPerDelivery <= rep.ControlRPCsPerDelivery {
-		t.Fatalf("after the window: %v IHAVE ids, %v wire bytes per delivery (of %v); rpcs %v, control %v", rep.AfterIHavePerDelivery,
-			rep.AfterWireBytesPerDelivery, rep.WireBytesPerDelivery, rep.RPCsPerDelivery, rep.ControlRPCsPerDelivery)
+	if rep.AfterIHavePerDelivery <= 0 || !rep.AfterMeasured || rep.RPCsPerDelivery <= rep.ControlRPCsPerDelivery {
+		t.Fatalf("after the window: %v IHAVE ids per delivery (measured %v); rpcs %v, control %v", rep.AfterIHavePerDelivery,
+			rep.AfterMeasured, rep.RPCsPerDelivery, rep.ControlRPCsPerDelivery)
 	}
 }
 

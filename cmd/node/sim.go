@@ -135,14 +135,14 @@ func newSimCmd() *cobra.Command {
 		"and the first publication, so that the join's discovery traffic has calmed down: a young routing table is refreshed 2, 6, "+
 		"14 s... after its join until its neighbourhood stops changing (the nodes of a sim join within seconds, so those refreshes "+
 		"come in bursts), then every 5 minutes, each wait drawn from 2.5-7.5 minutes")
-	f.DurationVar(&sc.Idle, "idle", 5*time.Second, "time the settled network's CPU and traffic are measured with nothing "+
+	f.DurationVar(&sc.Idle, "idle", 5*time.Second, "time the settled network's CPU and gossip RPCs are measured with nothing "+
 		"published, before the first publication: its CPU rate splits cpu_us_per_delivery into the nodes' background "+
-		"upkeep and the deliveries' marginal cost, its traffic rates are what -after subtracts (0: not measured)")
-	f.DurationVar(&sc.After, "after", 2*time.Second, "time the CPU and traffic are measured once the deliveries are in, "+
+		"upkeep and the deliveries' marginal cost, its RPC rates are what -after subtracts (0: not measured)")
+	f.DurationVar(&sc.After, "after", 3*time.Second, "time the CPU and gossip RPCs are measured once the deliveries are in, "+
 		"with -idle: beyond the idle network's, what the deliveries leave for the heartbeats after the window (their last "+
-		"IHAVE announcements); the traffic is added to wire_bytes, ihave, rpcs and control_rpcs_per_delivery (and "+
-		"reported as after_wire_bytes and after_ihave_per_delivery), the CPU reported apart as after_cpu_us_per_delivery "+
-		"(0: not measured, and those figures leave the tail out)")
+		"IHAVE announcements, up to ~2.5 s after it); the RPCs are added to ihave, rpcs and control_rpcs_per_delivery "+
+		"(and reported as after_ihave_per_delivery), the CPU reported apart as after_cpu_us_per_delivery (0: not "+
+		"measured, and those figures leave the tail out); wire_bytes_per_delivery is the window's alone")
 	f.Uint64Var(&sc.Seed, "seed", 0, "seed of publishers, payloads and kills (0: random)")
 	f.IntVar(&sc.Publishers, "publishers", 0, "publish from this many nodes drawn at the start (a blockchain's "+
 		"validators, say), each message from a random live one of them (0: from any node)")
@@ -266,11 +266,10 @@ func broadcastRows(r testkit.BroadcastReport) [][2]string {
 		{"messages slower than twice the p100", fmt.Sprint(r.SlowMessages)},
 		{"hops mean / max", fmt.Sprintf("%.2f / %d", r.MeanHops, r.MaxHops)},
 		{"duplicates per delivery", fmt.Sprintf("%.3f", r.DupPerDelivery)},
-		{"IHAVE / IWANT ids per delivery", fmt.Sprintf("%.2f (%.2f after the window) / %.3f", r.IHavePerDelivery,
-			r.AfterIHavePerDelivery, r.IWantPerDelivery)},
+		{"IHAVE / IWANT ids per delivery", ihaveRow(r)},
 		{"signatures checked per delivery", fmt.Sprintf("%.3f", r.VerifiedPerDelivery)},
 		{"gossip RPCs per delivery", rpcRow(r)},
-		{"wire bytes per delivery", fmt.Sprintf("%.0f (%.0f after the window)", r.WireBytesPerDelivery, r.AfterWireBytesPerDelivery)},
+		{"wire bytes per delivery", fmt.Sprintf("%.0f", r.WireBytesPerDelivery)},
 		{"CPU per delivery", cpuRow(r)},
 		{"heap allocated per delivery", fmt.Sprintf("%.0f B in %.0f objects (%d GCs)", r.AllocBytesPerDelivery, r.AllocsPerDelivery, r.GCCycles)},
 		{"peak RSS (per node)", fmt.Sprintf("%.1f MiB (%.2f MiB)", r.PeakRSSMiB, r.PeakRSSPerNodeMiB)},
@@ -283,8 +282,21 @@ func cpuRow(r testkit.BroadcastReport) string {
 	if r.IdleCPUUsPerNodeS == 0 {
 		return fmt.Sprintf("%.1f us", r.CPUUsPerDelivery)
 	}
-	return fmt.Sprintf("%.1f us (background %.1f + marginal %.1f; idle network %.0f us per node-second); %.1f us more after the window",
-		r.CPUUsPerDelivery, r.BackgroundCPUUsPerDelivery, r.MarginalCPUUsPerDelivery, r.IdleCPUUsPerNodeS, r.AfterCPUUsPerDelivery)
+	row := fmt.Sprintf("%.1f us (background %.1f + marginal %.1f; idle network %.0f us per node-second)",
+		r.CPUUsPerDelivery, r.BackgroundCPUUsPerDelivery, r.MarginalCPUUsPerDelivery, r.IdleCPUUsPerNodeS)
+	if r.AfterMeasured {
+		row += fmt.Sprintf("; %.1f us more after the window", r.AfterCPUUsPerDelivery)
+	}
+	return row
+}
+
+// ihaveRow is the table's IHAVE and IWANT ids per delivery, with the IHAVE ids sent after the window when that
+// time was measured.
+func ihaveRow(r testkit.BroadcastReport) string {
+	if !r.AfterMeasured {
+		return fmt.Sprintf("%.2f / %.3f", r.IHavePerDelivery, r.IWantPerDelivery)
+	}
+	return fmt.Sprintf("%.2f (%.2f after the window) / %.3f", r.IHavePerDelivery, r.AfterIHavePerDelivery, r.IWantPerDelivery)
 }
 
 // rpcRow is the table's gossip RPCs per delivery, with those that carried control only and, when the idle network

@@ -95,7 +95,7 @@ func TestSimBroadcastJSONOverMemAndTCP(t *testing.T) {
 		t.Fatalf("gossip settings %d/%d/%d, want the relay's defaults %d/%d/%d", r.PublishFanout, r.Dlazy,
 			r.MeshGossipBeats, def.PublishFanout, def.Dlazy, def.MeshGossipBeats)
 	}
-	// -after (2 s by default) measures the CPU after the window beyond the idle rate.
+	// -after (3 s by default) measures the CPU after the window beyond the idle rate.
 	if !strings.Contains(out, `"after_cpu_us_per_delivery":`) {
 		t.Fatalf("no CPU after the window in %s", out)
 	}

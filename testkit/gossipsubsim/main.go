@@ -69,10 +69,9 @@ type report struct {
 	P100Ms         float64 `json:"p100_ms"`
 	Deliveries     int64   `json:"deliveries"`
 	DupPerDelivery float64 `json:"dup_per_delivery"`
-	// WireBytesPerDelivery counts the bytes written to the links over the window and, with -idle and -after, those
-	// written over -after beyond the idle rate (AfterWireBytes), as node sim's does; it does not count IHAVE ids.
+	// WireBytesPerDelivery counts the bytes written to the links over the window, as node sim's does: the IHAVEs
+	// the last messages leave for the heartbeats after it are not in it (nor in node sim's).
 	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery"`
-	AfterWireBytes       float64 `json:"after_wire_bytes_per_delivery,omitempty"`
 	CPUUsPerDelivery     float64 `json:"cpu_us_per_delivery"`
 	IdleCPUUsPerNodeS    float64 `json:"idle_cpu_us_per_node_s"`
 	BackgroundCPUUs      float64 `json:"background_cpu_us_per_delivery"`
@@ -264,14 +263,12 @@ func run(ctx context.Context, sc scenario) (report, error) {
 	rep.SetupS, rep.DialErrors = time.Since(start).Seconds(), dialErrors.Load()
 	time.Sleep(sc.settle) // the network runs: meshes form over heartbeats
 
-	// The idle network's CPU and wire bytes: the same split as node sim's.
-	var idleBytesPerS float64
+	// The idle network's CPU: the same split as node sim's.
 	if sc.idle > 0 {
-		c0, b0, t0 := testkit.ProcessCPU(), written(), time.Now()
+		c0, t0 := testkit.ProcessCPU(), time.Now()
 		time.Sleep(sc.idle)
-		idleCPU, idleBytes, idleS := testkit.ProcessCPU()-c0, written()-b0, time.Since(t0).Seconds()
+		idleCPU, idleS := testkit.ProcessCPU()-c0, time.Since(t0).Seconds()
 		rep.IdleCPUUsPerNodeS = float64(idleCPU.Microseconds()) / float64(sc.n) / idleS
-		idleBytesPerS = float64(idleBytes) / idleS
 	}
 
 	// Receivers: each node records when it first took each message.
@@ -349,18 +346,16 @@ func run(ctx context.Context, sc scenario) (report, error) {
 	}
 	window := time.Since(t0)
 	cpu := testkit.ProcessCPU() - cpu0
-	w1, d1, t1 := written(), dups.Load(), time.Now()
+	w1, d1 := written(), dups.Load()
 	if sc.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	var afterCPU time.Duration // the CPU of sc.after, beyond the idle network's
-	var tailBytes float64      // the bytes written from the window's end to sc.after's, beyond the idle rate
 	if sc.after > 0 && sc.idle > 0 {
 		c0, a0 := testkit.ProcessCPU(), time.Now()
 		time.Sleep(sc.after) // the network runs: the last messages' IHAVEs go out on the next heartbeats
 		idle := time.Duration(rep.IdleCPUUsPerNodeS*float64(sc.n)*time.Since(a0).Seconds()) * time.Microsecond
 		afterCPU = testkit.ProcessCPU() - c0 - idle
-		tailBytes = max(0, float64(written()-w1)-idleBytesPerS*time.Since(t1).Seconds())
 	}
 	runtime.ReadMemStats(&ms1)
 	rep.Goroutines = runtime.NumGoroutine()
@@ -372,8 +367,7 @@ func run(ctx context.Context, sc scenario) (report, error) {
 	rep.DeliveryRatio = float64(dl) / float64(want)
 	if dl > 0 {
 		rep.DupPerDelivery = float64(d1-d0) / float64(dl)
-		rep.WireBytesPerDelivery = (float64(w1-w0) + tailBytes) / float64(dl)
-		rep.AfterWireBytes = tailBytes / float64(dl)
+		rep.WireBytesPerDelivery = float64(w1-w0) / float64(dl)
 		rep.CPUUsPerDelivery = float64(cpu.Microseconds()) / float64(dl)
 		rep.BackgroundCPUUs = rep.IdleCPUUsPerNodeS * float64(sc.n) * window.Seconds() / float64(dl)
 		rep.MarginalCPUUs = rep.CPUUsPerDelivery - rep.BackgroundCPUUs
