@@ -125,6 +125,10 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 		"a protocol id too long": {func(c *actors.Config) {
 			c.Protocols = []actors.Protocol{{ID: strings.Repeat("p", actors.MaxProtocolIDLength+1), Props: echo()}}
 		}, actors.ErrInvalidArgument},
+		// an error reply's protocol, clipped of it, no longer matched the id (a review's finding)
+		"a protocol id with a control character": {func(c *actors.Config) {
+			c.Protocols = []actors.Protocol{{ID: "tab\tproto/1", Props: echo()}}
+		}, actors.ErrInvalidArgument},
 		// one connection was kept all the same, at either address
 		"a peer listed twice": {func(c *actors.Config) {
 			id, _ := session.GenerateIdentity()
@@ -147,13 +151,17 @@ func TestInvalidConfigsAndArgumentsAreRefusedWithSentinels(t *testing.T) {
 	n := testkit.NewNetwork(t, 1).Nodes[0]
 	props := actor.PropsFromFunc(func(actor.Context) {})
 	for name, call := range map[string]func() error{
-		"Register with an empty id":    func() error { _, err := n.Register("", props); return err },
-		"Register with a non-UTF-8 id": func() error { _, err := n.Register("\xff", props); return err },
-		"Register with nil props":      func() error { _, err := n.Register("x/1", nil); return err },
-		"SubscribeEvents(nil)":         func() error { _, err := n.SubscribeEvents(nil); return err },
-		"Ban for 0":                    func() error { return n.Ban(newIdentity(t).NodeID(), 0, "x") },
-		"BanIP for -1s":                func() error { return n.BanIP(netip.MustParseAddr("10.0.0.1"), -time.Second, "x") },
-		"BanIP of the zero address":    func() error { return n.BanIP(netip.Addr{}, time.Minute, "x") },
+		"Register with an empty id":         func() error { _, err := n.Register("", props); return err },
+		"Register with a non-UTF-8 id":      func() error { _, err := n.Register("\xff", props); return err },
+		"Register with nil props":           func() error { _, err := n.Register("x/1", nil); return err },
+		"Register with a control character": func() error { _, err := n.Register("tab\tproto/1", props); return err },
+		"Send with a control character": func() error {
+			return n.Send(ctxTimeout(t, time.Second), newIdentity(t).NodeID(), "tab\tproto/1", wrapperspb.String("x"))
+		},
+		"SubscribeEvents(nil)":      func() error { _, err := n.SubscribeEvents(nil); return err },
+		"Ban for 0":                 func() error { return n.Ban(newIdentity(t).NodeID(), 0, "x") },
+		"BanIP for -1s":             func() error { return n.BanIP(netip.MustParseAddr("10.0.0.1"), -time.Second, "x") },
+		"BanIP of the zero address": func() error { return n.BanIP(netip.Addr{}, time.Minute, "x") },
 	} {
 		if err := call(); !errors.Is(err, actors.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
