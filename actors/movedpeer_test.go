@@ -42,23 +42,31 @@ func tcpNode(t *testing.T, id *session.Identity, listen string, configure func(*
 	return n
 }
 
-// A peer that moved (it restarted at another port, and another node now listens at its old one) is looked up
-// again when its known address fails, as go-libp2p's routed host does: the node dialed the stale address for good
-// (ErrWrongPeer), until a lookup of its own happened to pass the peer's new record (an audit's finding).
-func TestAPeerThatMovedIsLookedUpAgain(t *testing.T) {
-	z := tcpNode(t, nil, "", nil)
-	bid, err := session.GenerateIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := tcpNode(t, bid, "", nil, z.Addr())
+// bootnodeAndPair starts a bootnode z, a node b (identity bid, nil: a fresh one) serving echo/1 and a node a whose
+// own discovery is slow (a large network's steady state: only its failed dials learn of b's moves), both joined
+// through z, and waits until a reaches b.
+func bootnodeAndPair(t *testing.T, bid *session.Identity) (z, b, a *actors.Node) {
+	t.Helper()
+	z = tcpNode(t, nil, "", nil)
+	b = tcpNode(t, bid, "", nil, z.Addr())
 	register(t, b, "echo/1", echo())
-	// a's own discovery is slow (a large network's steady state), so that only the failed dial can learn of b's move.
-	a := tcpNode(t, nil, "", func(c *actors.Config) { c.Bootstrap.Interval = time.Minute }, z.Addr())
+	a = tcpNode(t, nil, "", func(c *actors.Config) { c.Bootstrap.Interval = time.Minute }, z.Addr())
 	testkit.WaitFor(t, 10*time.Second, func() bool {
 		_, err := a.Request(ctxTimeout(t, 2*time.Second), b.ID(), "echo/1", wrapperspb.String("hi"))
 		return err == nil
 	}, "a reaches b")
+	return z, b, a
+}
+
+// A peer that moved (it restarted at another port, and another node now listens at its old one) is looked up
+// again when its known address fails, as go-libp2p's routed host does: the node dialed the stale address for good
+// (ErrWrongPeer), until a lookup of its own happened to pass the peer's new record (an audit's finding).
+func TestAPeerThatMovedIsLookedUpAgain(t *testing.T) {
+	bid, err := session.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, b, a := bootnodeAndPair(t, bid)
 	old := b.Addr().Addr
 	_ = b.Close()
 	testkit.WaitFor(t, 10*time.Second, func() bool { return !a.Connected(bid.NodeID()) && !z.Connected(bid.NodeID()) }, "b gone")
@@ -106,14 +114,7 @@ func TestAConnectToTheWrongNodeKeepsThePeersKnownAddress(t *testing.T) {
 // finds its address unchanged, and one lookup per Send to it took every lookup place from discovery and the
 // application (a review's finding).
 func TestSendsToAPeerThatIsDownLookItUpOncePerCooldown(t *testing.T) {
-	z := tcpNode(t, nil, "", nil)
-	b := tcpNode(t, nil, "", nil, z.Addr())
-	register(t, b, "echo/1", echo())
-	a := tcpNode(t, nil, "", func(c *actors.Config) { c.Bootstrap.Interval = time.Minute }, z.Addr())
-	testkit.WaitFor(t, 10*time.Second, func() bool {
-		_, err := a.Request(ctxTimeout(t, 2*time.Second), b.ID(), "echo/1", wrapperspb.String("hi"))
-		return err == nil
-	}, "a reaches b")
+	_, b, a := bootnodeAndPair(t, nil)
 	down := b.ID()
 	_ = b.Close()
 	testkit.WaitFor(t, 10*time.Second, func() bool { return !a.Connected(down) }, "b gone")
