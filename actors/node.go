@@ -106,7 +106,7 @@ func NewNode(cfg Config) (*Node, error) {
 		stats:     stats,
 		peers:     &peerSet{m: make(map[session.NodeID]*peerConn), stats: stats},
 		addrs:     newAddressBook(addressBookSize),
-		relooked:  &relookups{at: make(map[session.NodeID]time.Time)},
+		relooked:  &relookups{at: make(map[session.NodeID]relookup)},
 		given:     &givenAddrs{m: make(map[string]struct{})},
 		protocols: newProtocolRegistry(),
 		requests:  newRequestTable(),
@@ -427,37 +427,51 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID, relookup bool) 
 		}
 	}
 	if pc := n.peers.get(peer); pc != nil {
+		n.relooked.forget(peer)
 		return pc, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrPeerGone, peer.Short())
 }
 
-// relookupCooldown is how long after the application's dial looked a peer up again (its known address failed) its
-// dials do not look it up again: the lookup of a peer that is down finds its address unchanged, and one lookup per
-// Send to such a peer took every lookup place (Routing.MaxLookups) from discovery and the application within
-// seconds (a review's finding).
-const relookupCooldown = 30 * time.Second
+// relookupFirst and relookupMax bound how long after the application's dial looked a peer up again (its known
+// address failed) its dials do not look it up again: the wait doubles from relookupFirst at each lookup, up to
+// relookupMax, and starts over once the peer is connected. The lookup of a peer that is down finds its address
+// unchanged, and one lookup per Send to it took every lookup place (Routing.MaxLookups) from discovery and the
+// application within seconds (a review's finding); a flat 30 s wait kept a peer that came back at another address
+// out of reach that long (another review's).
+const (
+	relookupFirst = time.Second
+	relookupMax   = 30 * time.Second
+)
 
-// maxRelookups bounds the peers relookups remembers: beyond, with none of them past its cooldown, no peer is
-// looked up again.
+// maxRelookups bounds the peers relookups remembers: beyond, with none of them past relookupMax, no peer is looked
+// up again.
 const maxRelookups = 1024
 
-// relookups remembers when the application's dials last looked each peer up again (dialFor).
+// relookups remembers when the application's dials last looked each peer up again (dialFor), and how long they
+// wait before the next.
 type relookups struct {
 	mu sync.Mutex
-	at map[session.NodeID]time.Time
+	at map[session.NodeID]relookup
+}
+
+// relookup is a peer's last lookup again and the wait after it.
+type relookup struct {
+	at   time.Time
+	wait time.Duration
 }
 
 // take tells whether peer may be looked up again now, and if so records it.
 func (r *relookups) take(peer session.NodeID, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if at, ok := r.at[peer]; ok && now.Sub(at) < relookupCooldown {
+	last, ok := r.at[peer]
+	if ok && now.Sub(last.at) < last.wait {
 		return false
 	}
-	if len(r.at) >= maxRelookups {
-		for id, at := range r.at {
-			if now.Sub(at) >= relookupCooldown {
+	if !ok && len(r.at) >= maxRelookups {
+		for id, l := range r.at {
+			if now.Sub(l.at) >= relookupMax {
 				delete(r.at, id)
 			}
 		}
@@ -465,8 +479,19 @@ func (r *relookups) take(peer session.NodeID, now time.Time) bool {
 			return false
 		}
 	}
-	r.at[peer] = now
+	wait := relookupFirst
+	if ok {
+		wait = min(2*last.wait, relookupMax)
+	}
+	r.at[peer] = relookup{at: now, wait: wait}
 	return true
+}
+
+// forget starts peer's waits over: it is connected.
+func (r *relookups) forget(peer session.NodeID) {
+	r.mu.Lock()
+	delete(r.at, peer)
+	r.mu.Unlock()
 }
 
 // MaxProtocolIDLength bounds a protocol id, in bytes (Register, Send, Request, Config.Protocols): a peer's

@@ -279,7 +279,7 @@ func TestDialCheck(t *testing.T) {
 }
 
 // A record is taken only with an address the node's dial check would let through: a public node's table took a
-// peer's record naming a link-local or private network address, and its lookups dialed it.
+// peer's record naming a link-local address (169.254.169.254), and its lookups dialed it.
 func TestDialableFromHoldsRecordsToTheDialCheck(t *testing.T) {
 	public, err := NewRecord(identity(t, 1), 1, []string{"203.0.113.5:30700"})
 	if err != nil {

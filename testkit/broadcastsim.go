@@ -449,10 +449,11 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		w, r, counted := windowTotals(after, end)
 		relayNodeS := float64(counted) * time.Since(tAfter).Seconds()
 		tail = traffic{
-			ihave: max(0, float64(w.IHaveSent)-idleRate.ihave*relayNodeS),
-			// Not clamped: tree reports come at an even rate, and their noise either way averages out.
-			rpcs:        float64(r.rpcs) - idleRate.rpcs*relayNodeS,
-			controlRPCs: float64(r.controlRPCs) - idleRate.controlRPCs*relayNodeS,
+			// At least 0: with few deliveries the idle rate's noise outweighs the tail (a review saw negative RPCs
+			// per delivery at one message); with many, the tree reports' even rate leaves it small.
+			ihave:       max(0, float64(w.IHaveSent)-idleRate.ihave*relayNodeS),
+			rpcs:        max(0, float64(r.rpcs)-idleRate.rpcs*relayNodeS),
+			controlRPCs: max(0, float64(r.controlRPCs)-idleRate.controlRPCs*relayNodeS),
 		}
 	}
 	window, relay, counted := windowTotals(before, after)
