@@ -156,7 +156,9 @@ type Config struct {
 	// down after closing the nodes. Default nil: the node runs and shuts down a system of its own.
 	ActorSystem *actor.ActorSystem
 
-	// Logger receives the node's logs, protoactor's included. Default: disabled.
+	// Logger receives the node's logs, and protoactor's when the node runs its own actor system; with a shared
+	// ActorSystem, protoactor's logs (a protocol actor's restart, dead letters) go to that system's logger (see
+	// NewActorSystem; a system made by protoactor's own constructor prints to stderr). Default: disabled.
 	Logger zerolog.Logger
 
 	// InboundPerIPRate and InboundPerIPBurst throttle inbound connections per remote IP (an IPv6 address's /64,

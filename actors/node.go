@@ -504,7 +504,9 @@ const MaxProtocolIDLength = 256
 // of the application's, never from the SubscribeEvents callback itself: see there); a request it
 // panicked on is answered with an error at once. Accepts restricts the payload types peers may send it; without
 // it, the actor must check every payload's type itself. Register needs a started node (ErrNotStarted): a protocol
-// to serve from the node's first connection goes in Config.Protocols. A receiver middleware of props runs before
+// to serve from the node's first connection goes in Config.Protocols. The actor gets the node's unbounded mailbox
+// whatever props ask for (flow control bounds it: a bounded one blocked the connection's reader or dropped messages
+// whose credits were never given back), and its panics are logged at error with their stack. A receiver middleware of props runs before
 // the node's own, which gives each *Inbound's flow-control credit back once the actor is done with it: it must pass
 // every *Inbound on, or the credits of those it drops are never given back and the peer's sends to the protocol
 // stop (ErrOverloaded). Errors: ErrProtocolRegistered, ErrInvalidArgument, ErrClosed.

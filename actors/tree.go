@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -251,6 +252,24 @@ func releaseCredits(next actor.ReceiverFunc) actor.ReceiverFunc {
 	}
 }
 
+// logPanics is the innermost receiver middleware of the protocol actor of protocol: a panic is logged at error with
+// its stack, then goes on to the supervisor. protoactor logged it at info without a stack, so a protocol's bug
+// showed in the node's logs only once the protocol was stopped for good (an audit's finding).
+func (n *Node) logPanics(protocol string) actor.ReceiverMiddleware {
+	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			defer func() {
+				if r := recover(); r != nil {
+					n.log.Error().Str("protocol", protocol).Str("panic", fmt.Sprint(r)).Str("message", fmt.Sprintf("%T", env.Message)).
+						Str("stack", string(debug.Stack())).Msg("protocol actor panicked (restarted up to Config.ProtocolRestarts times a window, then stopped)")
+					panic(r)
+				}
+			}()
+			next(c, env)
+		}
+	}
+}
+
 // forgetStoppedChildren is the middleware of every actor whose children come and go (the peer manager's
 // connections, the routing actor's lookups, the protocol supervisor's actors). It drops protoactor's last reference
 // to a stopped child: its children set (PIDSet.Remove) shortens a slice without clearing the slot it frees, and
@@ -288,7 +307,11 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 			delete(names, old.Id)
 			n.dropStopped(protocol, old)
 		}
-		pid, err := spawnProtocol(ctx, props.Clone(actor.WithReceiverMiddleware(releaseCredits)))
+		// The node's unbounded mailbox, whatever props asked for: flow control bounds what waits in it, and a
+		// bounded one blocked the connection's reader (the peer's pings, gossip and other protocols with it) while
+		// full, or dropped messages whose credits were then never given back (an audit's finding).
+		pid, err := spawnProtocol(ctx, props.Clone(actor.WithMailbox(actor.Unbounded()),
+			actor.WithReceiverMiddleware(releaseCredits, n.logPanics(protocol))))
 		if err != nil {
 			return nil, fmt.Errorf("register %s: %w", protocol, err)
 		}
