@@ -69,8 +69,9 @@ var (
 	ErrNodeFailed = errors.New("node failed")
 )
 
-// RemoteError is the error of a request that the remote node answered with a failure.
-// errors.Is matches it against ErrUnknownProtocol, ErrBadPayload or ErrRemote according to its Code.
+// RemoteError is the error of a request that the remote node answered with a failure. errors.Is matches it against
+// ErrUnknownProtocol, ErrBadPayload, ErrOverloaded (OVERLOADED, which also matches ErrRemote) or ErrRemote according
+// to its Code. Protocol and Message are the peer's texts, clipped to 256 bytes, their control characters replaced.
 type RemoteError struct {
 	Peer     string
 	Protocol string

@@ -172,6 +172,7 @@ func (a *relayActor) receiveOther(ctx actor.Context) {
 			a.reconcile()
 			a.router.SetJoining(a.net.Joining())
 			a.apply(a.router.Heartbeat(time.Now()))
+			a.flushDropped(time.Now())
 			a.armHeartbeat()
 		}
 	case *publishRequest:
@@ -317,6 +318,15 @@ func (a *relayActor) reconcile() {
 func (a *relayActor) greet(id session.NodeID) {
 	if helloSent, known := a.peers[id]; known && !helloSent || !known && a.addPeer(id) {
 		a.sendHello(id)
+	}
+}
+
+// flushDropped logs what the subscriptions' full queues dropped since their last warning (Subscription.flushDropped).
+func (a *relayActor) flushDropped(now time.Time) {
+	for _, subs := range a.subs {
+		for _, s := range subs {
+			s.flushDropped(a.log, now)
+		}
 	}
 }
 

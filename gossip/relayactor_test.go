@@ -574,3 +574,26 @@ func TestADelayFromAClockAheadCountsAsZero(t *testing.T) {
 			a.delay.Count, a.delay.Sum, a.delay.Counts)
 	}
 }
+
+// A subscription's full queue is logged at its first drop, then at most every dropWarnInterval with the count since;
+// what a burst dropped after the last line is logged by the heartbeat's flush once the interval is over (it waited
+// for the next drop, maybe for ever: a review's finding).
+func TestDroppedDeliveriesAreLoggedInBatchesAndFlushed(t *testing.T) {
+	var buf bytes.Buffer
+	log := zerolog.New(&buf)
+	s := &Subscription{topic: "t"}
+	t0 := time.Now()
+	for i := range 500 { // 5 s of drops
+		s.dropped.Add(1)
+		s.warnDropped(log, t0.Add(time.Duration(i)*10*time.Millisecond))
+	}
+	s.flushDropped(log, t0.Add(6*time.Second)) // within the interval: nothing yet
+	if n := strings.Count(buf.String(), "\n"); n != 1 || !strings.Contains(buf.String(), `"dropped":1,`) {
+		t.Fatalf("after the burst: %q, want one line for the first drop", buf.String())
+	}
+	s.flushDropped(log, t0.Add(11*time.Second))
+	s.flushDropped(log, t0.Add(30*time.Second)) // nothing left
+	if n := strings.Count(buf.String(), "\n"); n != 2 || !strings.Contains(buf.String(), `"dropped":499,"dropped_total":500`) {
+		t.Fatalf("after the flushes: %q, want a second line with the other 499", buf.String())
+	}
+}

@@ -53,7 +53,7 @@ func NewCollector(node *actors.Node) *Collector {
 		inboundEvicted:    d("inbound_evicted_total", "Inbound connections closed to make room for a newcomer when every inbound slot was taken."),
 		pendingHandshakes: d("pending_handshakes", "Handshakes in progress, dialed and accepted."),
 		sendsHeldBack:     d("sends_held_back_total", "Sends and requests that waited for room in their peer's flow-control window for the protocol (the peer's protocol actor was behind)."),
-		sendsOverloaded:   d("sends_overloaded_total", "Sends and requests that failed because their peer's flow-control window for the protocol stayed closed until their context ended."),
+		sendsOverloaded:   d("sends_overloaded_total", "Sends and requests that failed with ErrOverloaded (the peer's flow-control window for the protocol, or the send queue to the peer, stayed full until their context ended), and replies that did not fit the send queue."),
 		routingEntries:    d("routing_table_entries", "Entries of the Kademlia routing table."),
 		lookups:           d("routing_lookups_total", "Iterative lookups run."),
 		lookupFailures:    d("routing_lookup_failures_total", "Lookups that ended without a result."),

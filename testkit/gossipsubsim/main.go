@@ -102,7 +102,7 @@ func main() {
 	flag.DurationVar(&sc.idle, "idle", 5*time.Second, "time the settled network's CPU is measured with nothing published (0: not measured)")
 	flag.DurationVar(&sc.after, "after", 3*time.Second, "time the CPU is measured once the deliveries are in, with -idle: beyond the idle rate, the deliveries' work left for the heartbeats after the window, reported apart (0: not measured); as node sim's -after, whose default it is")
 	flag.DurationVar(&sc.drain, "drain", 3*time.Second, "longest wait after the last publication for its deliveries")
-	flag.DurationVar(&sc.timeout, "timeout", 2*time.Minute, "longest wait for every node to have a topic peer")
+	flag.DurationVar(&sc.timeout, "timeout", 2*time.Minute, "longest wait for every node to have a topic peer and a mesh link")
 	flag.Uint64Var(&sc.seed, "seed", 0, "seed of the dials and publishers (0: random)")
 	flag.IntVar(&sc.publishers, "publishers", 0, "publish from this many nodes drawn at the start, each message from a random one of them (0: from any node)")
 	flag.StringVar(&sc.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
