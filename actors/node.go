@@ -435,10 +435,10 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID, relookup bool) 
 
 // relookupFirst and relookupMax bound how long after the application's dial looked a peer up again (its known
 // address failed) its dials do not look it up again: the wait doubles from relookupFirst at each lookup, up to
-// relookupMax, and starts over once the application's dial connects the peer. The lookup of a peer that is down finds its address
-// unchanged, and one lookup per Send to it took every lookup place (Routing.MaxLookups) from discovery and the
-// application within seconds (a review's finding); a flat 30 s wait kept a peer that came back at another address
-// out of reach that long (another review's).
+// relookupMax, and starts over once the application's dial connects the peer. The lookup of a peer that is down
+// finds its address unchanged, and one lookup per Send to it took every lookup place (Routing.MaxLookups) from
+// discovery and the application within seconds (a review's finding); a flat 30 s wait kept a peer that came back
+// at another address out of reach that long (another review's).
 const (
 	relookupFirst = time.Second
 	relookupMax   = 30 * time.Second
