@@ -236,10 +236,12 @@ func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, m
 }
 
 // Request sends msg to protocol on peer and waits for the typed reply. Without a deadline on ctx,
-// Config.RequestTimeout applies. Errors: ErrRequestTimeout, ErrPeerGone, ErrUnknownProtocol, ErrRemote
-// (a *RemoteError), ErrOverloaded (the peer's actor for the protocol stayed behind, or this node's send queue to
-// the peer stayed half full: see Send; or the peer's queue to this node was: an OVERLOADED error), ErrUnknownPeer, ErrSlowPeer,
-// ErrClosed; as Send's, ErrInvalidArgument and ErrBadPayload before any dial, and ErrMessageTooLarge.
+// Config.RequestTimeout applies. Errors: ErrRequestTimeout, ErrPeerGone, ErrUnknownProtocol, ErrRemote (a
+// *RemoteError), ErrOverloaded (the peer's actor for the protocol stayed behind, or this node's send queue to the
+// peer stayed half full: see Send; or the peer's queue to this node was: an OVERLOADED error), ErrBadReply,
+// ErrUnknownPeer, ErrSlowPeer, ErrClosed; as Send's, ErrInvalidArgument and ErrBadPayload before any dial,
+// ErrMessageTooLarge, and the dial's: ErrSelf, ErrBanned, ErrUnreachable, or the session's sentinel for a peer of
+// another identity, network or version (session.ErrWrongPeer, ErrNetworkMismatch, ErrVersionMismatch).
 func (n *Node) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
 	return n.request(ctx, peer, protocol, msg, true)
 }

@@ -309,6 +309,11 @@ func (m *peerManager) stop(err error, detail string) {
 		}
 	}
 	m.dialing = nil
+	// The handshakes have ended and their reports will not be read: the gauge kept its last value after Close (a
+	// chaos audit's finding).
+	m.pending, m.evicting = 0, 0
+	clear(m.inHandshakes)
+	m.n.stats.pendingHandshakes.Store(0)
 }
 
 func (m *peerManager) count(outbound bool) int {

@@ -228,3 +228,21 @@ func TestTheNodesOwnHangingDialsDoNotLockOutInboundPeers(t *testing.T) {
 		t.Fatalf("a peer dialing in while %d dials of the node's own hang: %v", places, err)
 	}
 }
+
+// After Close no handshake is in progress, and Stats says so: a handshake pending when the node closed stayed
+// counted for good, since its report is never read (a chaos audit's finding).
+func TestNoHandshakeIsCountedPendingAfterClose(t *testing.T) {
+	n := testkit.NewNetwork(t, 1).Nodes[0]
+	raw, err := net.Dial("tcp", n.Addr().Addr) // says nothing: its handshake stays pending
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	testkit.WaitFor(t, 5*time.Second, func() bool { return n.Stats().PendingHandshakes == 1 }, "the handshake pending")
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Stats().PendingHandshakes; got != 0 {
+		t.Fatalf("after Close, Stats().PendingHandshakes = %d, want 0", got)
+	}
+}

@@ -20,7 +20,7 @@ func (restartingCtx) Message() any { return &actor.Restarting{} }
 // newBarePeerManager returns a peer manager with no node behind it, for the restart's bookkeeping alone.
 func newBarePeerManager() *peerManager {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &peerManager{n: &Node{}, ctx: ctx, cancel: cancel, wanted: make(map[session.NodeID]*wantedPeer),
+	return &peerManager{n: &Node{stats: newNodeStats()}, ctx: ctx, cancel: cancel, wanted: make(map[session.NodeID]*wantedPeer),
 		dialing: make(map[session.NodeID][]chan<- error), held: make(map[session.NodeID]time.Time),
 		bans: newBanList(16), rewant: new([]rewanted), parked: make(map[*session.Conn]struct{})}
 }
