@@ -360,20 +360,14 @@ func (n *Node) sendWindowed(ctx context.Context, pc *peerConn, protocol string, 
 // disconnected as slow with the messages queued before (an audit's finding).
 func (n *Node) sendApp(ctx context.Context, pc *peerConn, protocol string, b []byte) error {
 	sent := n.stats.messagesOut.counter(protocol) // before the message leaves: see sendDirect
-	pc.touch()
-	pc.used.Store(true)
 	for {
-		room, err := pc.q.pushApp(b)
+		room, err := pc.sendApp(b)
 		switch {
 		case err == nil:
 			sent.Add(1)
 			return nil
-		case errors.Is(err, errQueueBusy):
-		case errors.Is(err, errQueueFull): // gossip took the rest since: the peer reads too slowly
-			pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER, "outbound queue full")
-			return ErrSlowPeer
-		default:
-			return ErrPeerGone
+		case !errors.Is(err, errQueueBusy):
+			return err
 		}
 		select {
 		case <-room:

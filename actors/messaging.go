@@ -61,9 +61,8 @@ func (m *Inbound) IsRequest() bool { return m.requestID != 0 }
 // connection's send queue (Config.SendQueueBytes; gossip and control included) holds half its limit or more, or
 // has no room for the reply, the requester gets an ERROR_CODE_OVERLOADED error instead (ErrOverloaded, retry later)
 // and Reply fails with ErrOverloaded: many large replies to a peer's concurrent requests filled the queue, and the
-// peer was disconnected as slow. A
-// request answered already (by Reply or ReplyError) fails with ErrAnswered, nothing sent: the requester takes the
-// first answer only.
+// peer was disconnected as slow. A request answered already (by Reply or ReplyError) fails with ErrAnswered,
+// nothing sent: the requester takes the first answer only.
 func (m *Inbound) Reply(msg proto.Message) error {
 	if !m.IsRequest() {
 		return ErrNotRequest
@@ -79,24 +78,17 @@ func (m *Inbound) Reply(msg proto.Message) error {
 		return ErrAnswered
 	}
 	sent := m.node.stats.messagesOut.counter(m.Protocol) // before the reply leaves: see sendDirect
-	m.pc.touch()
-	m.pc.used.Store(true)
-	_, err = m.pc.q.pushApp(b)
+	_, err = m.pc.sendApp(b)
 	switch {
 	case err == nil:
 		sent.Add(1)
-		return nil
 	case errors.Is(err, errQueueBusy):
 		m.node.stats.sendsOverloaded.Add(1)
 		m.pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(m.Protocol, m.requestID,
 			messages.ErrorCode_ERROR_CODE_OVERLOADED, overloadedReplyText)}})
 		return fmt.Errorf("%w: the send queue to %s is half full: the requester was told to retry", ErrOverloaded, m.pc.id.Short())
-	case errors.Is(err, errQueueFull):
-		m.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER, "outbound queue full")
-		return ErrSlowPeer
-	default:
-		return ErrPeerGone
 	}
+	return err
 }
 
 // overloadedReplyText is the text of the error reply to a request whose reply did not fit the send queue (Reply).

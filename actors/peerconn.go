@@ -275,7 +275,24 @@ func (pc *peerConn) sendPriority(b []byte, priority bool) error { return pc.send
 // sendLent is sendPriority for bytes that lie in a buffer of the connection's pool (Conn.Buffers): the writer
 // gives buf back once they are written. On an error, b and buf stay the caller's.
 func (pc *peerConn) sendLent(b []byte, buf *[]byte, priority bool) error {
-	switch err := pc.q.pushLent(b, buf, priority); {
+	return pc.queueErr(pc.q.pushLent(b, buf, priority))
+}
+
+// sendApp queues an application message (Send, Request, Reply: sendQueue.pushApp). A queue too full for it fails
+// with errQueueBusy and the channel to wait on for room; otherwise as send.
+func (pc *peerConn) sendApp(b []byte) (room <-chan struct{}, err error) {
+	pc.touch()
+	pc.used.Store(true)
+	room, err = pc.q.pushApp(b)
+	if errors.Is(err, errQueueBusy) {
+		return room, err
+	}
+	return nil, pc.queueErr(err)
+}
+
+// queueErr is the error of a push to the send queue: a full queue disconnects the peer as too slow.
+func (pc *peerConn) queueErr(err error) error {
+	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, errQueueFull):
@@ -503,71 +520,6 @@ func (pc *peerConn) dropOversized(b batch) batch {
 		b.lent = b.lent[:kept]
 	}
 	return b
-}
-
-// schedulePing arms the keepalive timer to fire after d, unless the connection finished.
-func (pc *peerConn) schedulePing(d time.Duration) {
-	pc.pingMu.Lock()
-	defer pc.pingMu.Unlock()
-	if !pc.pingsStopped {
-		pc.pingTimer = time.AfterFunc(d, pc.ping)
-	}
-}
-
-// rttRefreshPings is how many PingIntervals a busy connection goes without a keepalive ping: its RTT (PeerInfo)
-// is refreshed that often.
-const rttRefreshPings = 6
-
-// ping queues a keepalive ping once the connection received nothing for PingInterval, so that a quiet peer
-// answers with a pong well within IdleTimeout (its pong also measures the RTT), and arms the next check. A
-// connection that receives needs no ping: the peer is alive, and the peer's side, if it receives nothing, pings
-// on its own. A busy connection still pings every rttRefreshPings intervals, to keep its RTT fresh. Before,
-// every connection end pinged every PingInterval whatever the traffic, though node sim's connections all carry
-// gossip every few seconds: this took its CPU per delivery from 142-146 to 132-142 µs, its idle network's
-// from 387-455 to 311-433 µs per node-second and its wire bytes from 1779-1807 to 1743-1800 per delivery
-// (seeds 7-11, interleaved).
-func (pc *peerConn) ping() {
-	now := time.Now()
-	quiet := pc.since(pc.lastRecv.Load(), now)
-	sent := pc.kaSent.Load() // 0: no keepalive yet, the first one measures the RTT
-	if quiet < pc.cfg.PingInterval && sent != 0 && pc.since(sent, now) < rttRefreshPings*pc.cfg.PingInterval {
-		pc.schedulePing(pc.cfg.PingInterval - quiet) // when the connection has been quiet for PingInterval
-		return
-	}
-	pc.sendPing(false)
-	pc.schedulePing(pc.cfg.PingInterval)
-}
-
-// sendPing sends a keepalive ping; keeps tells the peer that the node keeps the connection from now on (see
-// declareKept).
-func (pc *peerConn) sendPing(keeps bool) {
-	nonce := pc.kaNonce.Add(1) | keepaliveNonce
-	pc.kaSent.Store(pc.mono())
-	pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Ping{Ping: &messages.Ping{Nonce: nonce, Keeps: keeps}}})
-}
-
-// declareKept tells the peer that the node keeps an outbound connection it dialed as transient: the peer, which
-// closes an idle inbound connection its dialer does not keep, keeps it too. Without it, the peer learned of the
-// change only if gossip started on the connection while its relay did not know the node.
-func (pc *peerConn) declareKept() {
-	if pc.outbound {
-		pc.sendPing(true)
-	}
-}
-
-// keepaliveNonce is set in the nonce of every keepalive ping and in no id of the request table (API pings use
-// those): the two spaces never meet, so a keepalive's pong never completes an API ping, nor the reverse. Before,
-// both counted from 1, and an API ping whose nonce was the connection's current keepalive nonce timed out.
-const keepaliveNonce = 1 << 63
-
-// stopPings stops the keepalive timer for good.
-func (pc *peerConn) stopPings() {
-	pc.pingMu.Lock()
-	defer pc.pingMu.Unlock()
-	pc.pingsStopped = true
-	if pc.pingTimer != nil {
-		pc.pingTimer.Stop()
-	}
 }
 
 // goodbyeGrace is how long a writer whose write failed waits for the reader to find why: a peer that closed
