@@ -358,6 +358,9 @@ func TestCallsAfterCloseFail(t *testing.T) {
 	if _, err := a.Register("x/1", echo()); !errors.Is(err, actors.ErrClosed) && !errors.Is(err, actors.ErrNotStarted) {
 		t.Fatalf("register after close: %v", err)
 	}
+	if err := a.AddAddress(b.ID(), b.Addr().Addr); !errors.Is(err, actors.ErrClosed) {
+		t.Fatalf("add address after close: %v, want ErrClosed", err)
+	}
 	testkit.WaitFor(t, 5*time.Second, func() bool { return !b.Connected(a.ID()) }, "b sees a gone")
 }
 

@@ -67,6 +67,9 @@ var (
 	// ErrNodeFailed (Node.Err): the node closed itself because its peer manager, without which it can make or keep
 	// no connection, failed too often for its supervisor to restart it again.
 	ErrNodeFailed = errors.New("node failed")
+	// ErrIdentityInUse (Start): another node with the same identity runs on the shared actor system
+	// (Config.ActorSystem), whose actors are named after it.
+	ErrIdentityInUse = errors.New("identity in use by another node on the actor system")
 )
 
 // RemoteError is the error of a request that the remote node answered with a failure. errors.Is matches it against

@@ -4,6 +4,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -17,7 +18,8 @@ import (
 )
 
 // Start opens the listener and spawns the actor tree, then dials Config.Peers in the background. A ctx that ends
-// before the tree is up fails Start (with ctx's error) and undoes it: the node can be started again.
+// before the tree is up fails Start (with ctx's error) and undoes it: the node can be started again. A node with
+// the identity of one running on the same shared actor system fails with ErrIdentityInUse.
 func (n *Node) Start(ctx context.Context) error {
 	n.startMu.Lock()
 	defer n.startMu.Unlock()
@@ -81,6 +83,9 @@ func (n *Node) start(ctx context.Context, open func()) error {
 	pid, err := n.system.Root.SpawnNamed(n.guardianProps(ready, routingDone), "node-"+n.ID().String())
 	if err != nil {
 		n.abortStart(nil, open)
+		if errors.Is(err, actor.ErrNameExists) {
+			return fmt.Errorf("start node %s: %w", n.ID().Short(), ErrIdentityInUse)
+		}
 		return fmt.Errorf("spawn node guardian: %w", err)
 	}
 	select {

@@ -577,10 +577,15 @@ func (n *Node) RegisterFunc(protocol string, handle func(*Inbound), opts ...Regi
 
 // AddAddress tells the node where peer can be dialed (Send, Request and Connect use it). A zero peer id, or an
 // address that is not a host:port with a port in 1..65535 (session.ParseHostPort), fails with an error wrapping
-// session.ErrBadPeerAddr.
+// session.ErrBadPeerAddr. It may be called before Start; after Close it fails with ErrClosed, the address unused.
 func (n *Node) AddAddress(peer session.NodeID, addr string) error {
 	if err := checkPeerID(peer, addr); err != nil {
 		return fmt.Errorf("add address: %w", err)
+	}
+	select {
+	case <-n.closed:
+		return fmt.Errorf("add address: %w", ErrClosed)
+	default:
 	}
 	n.given.add(addr)
 	n.addrs.put(peer, addr)

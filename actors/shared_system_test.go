@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -54,5 +55,40 @@ func TestNodesShareAnActorSystemWithoutSeeingEachOthersEvents(t *testing.T) {
 	reply, err := c.Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String("abc"))
 	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "cba" {
 		t.Fatalf("after another node closed: %v %v", reply, err)
+	}
+}
+
+// A second node with a running node's identity on the same actor system fails to start with ErrIdentityInUse (its
+// actors would take the first one's names), and the first one goes on.
+func TestASecondNodeWithTheSameIdentityOnASharedSystemFailsToStart(t *testing.T) {
+	system := actors.NewActorSystem(zerolog.Nop())
+	defer system.Shutdown()
+	id, err := session.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.ActorSystem = system
+		cfg.DisableDiscovery = true
+		if i == 0 {
+			cfg.Identity = id
+		}
+	}))
+	cfg := actors.DefaultConfig()
+	cfg.Identity, cfg.ActorSystem, cfg.DisableDiscovery = id, system, true
+	cfg.ListenAddr = "127.0.0.1:0"
+	twin, err := actors.NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer twin.Close()
+	if err := twin.Start(ctxTimeout(t, 5*time.Second)); !errors.Is(err, actors.ErrIdentityInUse) {
+		t.Fatalf("Start of a second node with the same identity: %v, want ErrIdentityInUse", err)
+	}
+	register(t, nw.Nodes[1], "echo/1", echo())
+	nw.Connect(0, 1)
+	reply, err := nw.Nodes[0].Request(ctxTimeout(t, 5*time.Second), nw.Nodes[1].ID(), "echo/1", wrapperspb.String("abc"))
+	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "cba" {
+		t.Fatalf("the first node after its twin's failed start: %v %v", reply, err)
 	}
 }
