@@ -184,10 +184,36 @@ const (
 // cgnat is the shared address space of carrier-grade NAT (RFC 6598), which netip.Addr.IsPrivate leaves out.
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
+// hostServices are the instance metadata and platform services of clouds that are not in the link-local range:
+// a node in such a cloud reaches them as it reaches 169.254.169.254, so they are of link scope. AWS's IPv6
+// metadata address, Alibaba Cloud's metadata address (inside carrier-grade NAT's range), Azure's platform
+// ("wire server") address, Oracle Cloud's legacy metadata address.
+var hostServices = map[netip.Addr]bool{
+	netip.MustParseAddr("fd00:ec2::254"):   true,
+	netip.MustParseAddr("100.100.100.200"): true,
+	netip.MustParseAddr("168.63.129.16"):   true,
+	netip.MustParseAddr("192.0.0.192"):     true,
+}
+
+// The IPv6 forms that carry an IPv4 address a gateway translates them to: NAT64's well-known prefix (RFC 6052)
+// and 6to4 (RFC 3056). An address in them is of its IPv4 address's scope: 64:ff9b::a9fe:a9fe reaches
+// 169.254.169.254 through a NAT64 gateway.
+var (
+	nat64Prefix = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour   = netip.MustParsePrefix("2002::/16")
+)
+
 // scopeOf is the scope of ip.
 func scopeOf(ip netip.Addr) addrScope {
 	ip = ip.Unmap()
+	b := ip.As16()
 	switch {
+	case hostServices[ip]:
+		return scopeLink
+	case nat64Prefix.Contains(ip):
+		return scopeOf(netip.AddrFrom4([4]byte(b[12:16])))
+	case sixToFour.Contains(ip):
+		return scopeOf(netip.AddrFrom4([4]byte(b[2:6])))
 	case ip.IsLoopback():
 		return scopeHost
 	case ip.IsLinkLocalUnicast():

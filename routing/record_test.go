@@ -244,6 +244,19 @@ func TestDialCheck(t *testing.T) {
 		// service, 169.254.169.254 (an audit's finding).
 		{"192.0.2.1:9000", "169.254.169.254", ErrLocalFromNetwork},
 		{"192.0.2.1:9000", "fe80::1", ErrLocalFromNetwork},
+		// Clouds' metadata and platform services outside the link-local range, and the IPv6 forms a gateway
+		// translates to an IPv4 address (NAT64, 6to4), are held to the rule of what they reach.
+		{"192.0.2.1:9000", "fd00:ec2::254", ErrLocalFromNetwork},
+		{"10.1.2.3:9000", "100.100.100.200", ErrLocalFromNetwork},
+		{"192.0.2.1:9000", "168.63.129.16", ErrLocalFromNetwork},
+		{"192.0.2.1:9000", "192.0.0.192", ErrLocalFromNetwork},
+		{"[2001:db8::1]:9000", "64:ff9b::a9fe:a9fe", ErrLocalFromNetwork},
+		{"[2001:db8::1]:9000", "64:ff9b::7f00:1", ErrLoopbackFromNetwork},
+		{"[2001:db8::1]:9000", "2002:a9fe:a9fe::1", ErrLocalFromNetwork},
+		{"[2001:db8::1]:9000", "2002:7f00:1::1", ErrLoopbackFromNetwork},
+		{"[2001:db8::1]:9000", "64:ff9b::c633:6407", nil}, // 198.51.100.7
+		{"[2001:db8::1]:9000", "2002:c633:6407::1", nil},
+		{"192.0.2.1:9000", "100.100.100.201", nil},
 		{"[2001:db8::1]:9000", "::ffff:169.254.0.9", ErrLocalFromNetwork},
 		// A public node may have neighbours on its private network (a fleet in one data centre): a review found a
 		// rule by its own address refusing them all.

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/actormesh/actormesh/gossip"
 )
 
 func TestMedianMs(t *testing.T) {
@@ -55,5 +57,14 @@ func TestEvenMessageCountHalfNeverEverywhere(t *testing.T) {
 	summarize(&rep, sims, []int{0, 0}, published)
 	if rep.P50Ms != 40 || rep.P100Ms != -1 || rep.SlowMessages != 1 {
 		t.Fatalf("p50 %v, p100 %v, slow %d: want 40 (the mean of 30 and 50), -1 and 1", rep.P50Ms, rep.P100Ms, rep.SlowMessages)
+	}
+}
+
+// The after-window figure takes out the idle rate of the nodes alive only: a killed node (no stats) costs nothing.
+func TestIdleCPUCountsTheLiveNodesOnly(t *testing.T) {
+	st := &gossip.RelayStats{}
+	got := idleCPU(100, []*gossip.RelayStats{st, nil, st, nil}, 2*time.Second)
+	if want := 400 * time.Microsecond; got != want {
+		t.Fatalf("idleCPU over 2 live nodes of 4 at 100 µs per node-second for 2 s: %v, want %v", got, want)
 	}
 }

@@ -438,7 +438,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		if err := pause(ctx, sc.After); err != nil {
 			return rep, err
 		}
-		idle := time.Duration(rep.IdleCPUUsPerNodeS*float64(len(nodes))*time.Since(a0).Seconds()) * time.Microsecond
+		idle := idleCPU(rep.IdleCPUUsPerNodeS, after, time.Since(a0))
 		afterCPU = processCPU() - c0 - idle
 		end, err := relayStats(ctx, sims)
 		if err != nil {
@@ -549,6 +549,18 @@ func relayStats(ctx context.Context, sims []*simNode) ([]*gossip.RelayStats, err
 		out[i] = &st
 	}
 	return out, nil
+}
+
+// idleCPU is the CPU the idle network costs over d at usPerNodeS, counting the nodes alive (whose relays answered
+// stats, non-nil): after a kill, all N made the after-window figure read low.
+func idleCPU(usPerNodeS float64, stats []*gossip.RelayStats, d time.Duration) time.Duration {
+	live := 0
+	for _, st := range stats {
+		if st != nil {
+			live++
+		}
+	}
+	return time.Duration(usPerNodeS*float64(live)*d.Seconds()) * time.Microsecond
 }
 
 // windowTotals sums what the counters the report uses gained between before and after, over the nodes alive at
