@@ -36,6 +36,7 @@ type Inbound struct {
 	held      *heldCredits
 	size      int64 // the payload bytes its credit holds
 	node      *Node
+	tracked   bool // registration.track counted it, before the hand-over to the actor
 	released  atomic.Bool
 	answered  atomic.Bool
 }
@@ -171,6 +172,9 @@ func (m *Inbound) done(handled *bool) {
 // would give back twice: an audit's finding).
 func (m *Inbound) release() {
 	if m.released.CompareAndSwap(false, true) {
+		if m.tracked {
+			m.held.reg.settle()
+		}
 		m.held.n.Add(-1) // before the credit: the connection's credits never fall below what its holders count
 		m.held.bytes.Add(-m.size)
 		m.pc.release(m.size)
@@ -423,6 +427,7 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 	if win {
 		switch pc.in.take(&held.flow, size) {
 		case breached:
+			n.stats.inboundDropped[dropClosing].Add(1)
 			pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_FLOW_CONTROL,
 				fmt.Sprintf("a message of %d bytes to %q past the inbound window", size, clipText(d.protocol, maxErrorText)))
 			return
@@ -443,6 +448,8 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 	if !pc.acquire(held, n.protocols, size) { // the window this message holds is given back with the actor's (reclaim)
 		if held.reg.stopped() && !pc.halted() { // the actor stopped while the message waited for a credit
 			n.refuseDirect(pc, d, refusedStopped, nil)
+		} else {
+			n.stats.inboundDropped[dropClosing].Add(1)
 		}
 		return
 	}
@@ -456,8 +463,10 @@ func (n *Node) onDirect(pc *peerConn, d *direct) {
 		From: pc.id, Protocol: d.protocol, Payload: payload, ReceivedAt: time.Now(),
 		requestID: reqID, pc: pc, held: held, size: size, node: n,
 	}
-	if isRequest && !held.reg.track(in) { // the actor stopped since the credit was taken
-		in.answer()
+	if !held.reg.track(in) { // the actor stopped since the credit was taken
+		if isRequest {
+			in.answer()
+		}
 		in.release()
 		n.refuseDirect(pc, d, refusedStopped, nil)
 		return
@@ -494,16 +503,19 @@ const (
 func (n *Node) refuseDirect(pc *peerConn, d *direct, why refusal, detail any) {
 	protocol := clipText(d.protocol, maxErrorText)
 	code, msg := messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, fmt.Sprintf("no protocol %q on this node", protocol)
+	drop := dropUnknown
 	switch why {
 	case refusedStopped:
-		msg = stoppedText(d.protocol)
+		drop, msg = dropStopped, stoppedText(d.protocol)
 	case refusedType:
+		drop = dropType
 		code = messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD
 		msg = clipText(fmt.Sprintf("protocol %q takes %s, not %s", protocol, detail.(*acceptedTypes).names,
 			strings.TrimPrefix(d.typeURL, typeURLPrefix)), maxErrorText)
 	case refusedPayload:
-		code, msg = messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, detail.(error).Error()
+		drop, code, msg = dropPayload, messages.ErrorCode_ERROR_CODE_BAD_PAYLOAD, detail.(error).Error()
 	}
+	n.stats.inboundDropped[drop].Add(1)
 	n.log.Debug().Str("peer", pc.id.Short()).Str("protocol", protocol).Str("code", code.String()).Msg(msg)
 	if d.kind == messages.DirectKind_DIRECT_KIND_REQUEST {
 		pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(d.protocol, d.requestID, code, msg)}})

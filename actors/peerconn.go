@@ -135,6 +135,9 @@ type peerConn struct {
 	// dropped is how many queued messages were never written: too large, in a batch whose write failed, or left
 	// at close (counted by the writers, one at a time, before done is closed).
 	dropped int
+	// drained is how many messages the reader read and dropped on the closing connection (drain; reader only,
+	// read once done is closed).
+	drained int
 	// countedIn and countedOut are the byte counts added to the node's totals when the connection left the peer
 	// set (guarded by the peer set's lock); the rest is added once it is done.
 	countedIn, countedOut uint64
@@ -417,8 +420,13 @@ func (pc *peerConn) readLoop() {
 func (pc *peerConn) drain() {
 	for {
 		if _, err := pc.sc.ReadMessage(); err != nil {
+			if pc.drained > 0 {
+				pc.log.Debug().Str("peer", pc.id.Short()).Int("messages", pc.drained).
+					Msg("messages the peer sent after this node closed the connection: dropped")
+			}
 			return
 		}
+		pc.drained++
 	}
 }
 

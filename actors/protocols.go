@@ -58,9 +58,12 @@ type registration struct {
 	inboundOnly bool
 
 	// requests are the peers' requests handed to the actor and not answered yet: when the actor stops for good,
-	// those still in its mailbox are answered for it (drain). drained is set then; guarded by reqMu.
+	// those still in its mailbox are answered for it (drain). queued counts the peers' messages, requests and
+	// one-way ones, handed to the actor and not processed yet: when it stops for good, those are lost
+	// (Stats.InboundDropped). drained is set then; all guarded by reqMu.
 	reqMu    sync.Mutex
 	requests map[*Inbound]struct{}
+	queued   int
 	drained  bool
 
 	// flows are the connections' credit holders of the actor's messages, whose flow-control windows it gives
@@ -70,18 +73,33 @@ type registration struct {
 	flowsReclaimed bool
 }
 
-// track records a request handed to the actor; false once the actor has stopped (drained).
+// track records a message (a request or a one-way one) handed to the actor; false once the actor has stopped
+// (drained).
 func (reg *registration) track(in *Inbound) bool {
 	reg.reqMu.Lock()
 	defer reg.reqMu.Unlock()
 	if reg.drained {
 		return false
 	}
+	reg.queued++
+	in.tracked = true
+	if !in.IsRequest() {
+		return true
+	}
 	if reg.requests == nil {
 		reg.requests = make(map[*Inbound]struct{})
 	}
 	reg.requests[in] = struct{}{}
 	return true
+}
+
+// settle records that the actor is done with a message track recorded (Inbound.release).
+func (reg *registration) settle() {
+	reg.reqMu.Lock()
+	if reg.queued > 0 {
+		reg.queued--
+	}
+	reg.reqMu.Unlock()
 }
 
 // untrack forgets an answered request.
@@ -92,16 +110,18 @@ func (reg *registration) untrack(in *Inbound) {
 }
 
 // drain answers the requests the stopped actor never answered (those it had not taken from its mailbox, which are
-// lost with it): their senders would otherwise wait for their timeouts.
-func (reg *registration) drain(protocol string) {
+// lost with it): their senders would otherwise wait for their timeouts. It returns how many messages, requests
+// and one-way ones, the actor had not processed: lost with it.
+func (reg *registration) drain(protocol string) (lost int) {
 	reg.reqMu.Lock()
 	reg.drained = true
-	left := reg.requests
-	reg.requests = nil
+	left, lost := reg.requests, reg.queued
+	reg.requests, reg.queued = nil, 0
 	reg.reqMu.Unlock()
 	for in := range left {
 		in.failStopped(protocol)
 	}
+	return lost
 }
 
 func (r *protocolRegistry) get(p string) *actor.PID {
@@ -183,13 +203,14 @@ func (r *protocolRegistry) follow(reg *registration, sub *gossip.Subscription) b
 	return true
 }
 
-// drop unregisters p if pid is its actor, and cancels the topic subscriptions that delivered to it.
-func (r *protocolRegistry) drop(p string, pid *actor.PID) {
+// drop unregisters p if pid is its actor, and cancels the topic subscriptions that delivered to it. It returns
+// the peers' messages the actor had not processed (registration.drain).
+func (r *protocolRegistry) drop(p string, pid *actor.PID) (lost int) {
 	r.mu.Lock()
 	reg, ok := r.m[p]
 	if !ok || !reg.pid.Equal(pid) {
 		r.mu.Unlock()
-		return
+		return 0
 	}
 	delete(r.m, p)
 	r.gen.Add(1)
@@ -199,11 +220,12 @@ func (r *protocolRegistry) drop(p string, pid *actor.PID) {
 	subs := reg.subs
 	reg.subs = nil
 	r.mu.Unlock()
-	reg.drain(p)
+	lost = reg.drain(p)
 	reg.reclaimFlows()
 	for _, sub := range subs {
 		sub.Cancel()
 	}
+	return lost
 }
 
 // acceptedTypes is the set of payload types a protocol actor takes (Accepts).

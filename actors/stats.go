@@ -54,7 +54,28 @@ type Stats struct {
 	// closed, or the connection's send queue stayed half full, until their context ended; and the replies that
 	// did not fit the queue (Inbound.Reply), of which the requester got an OVERLOADED error instead.
 	SendsOverloaded uint64
+	// InboundDropped counts the messages peers sent that the node read and handed to no protocol actor, by
+	// reason: "closing" (read from a connection this node was closing, e.g. after Disconnect or Ban: the peer sent
+	// them before it read the goodbye; every kind of message counts), "protocol_stopped" (their protocol actor had
+	// stopped for good, or stopped with them in its mailbox), "unknown_protocol", "type_refused" (a payload type
+	// the protocol does not Accept) and "bad_payload" (undecodable). A request among them was answered with an
+	// error; a one-way message's sender learned nothing, so this is where its loss shows. Every reason is listed.
+	InboundDropped map[string]uint64
 }
+
+// inboundDrop is a reason of Stats.InboundDropped.
+type inboundDrop int
+
+const (
+	dropClosing inboundDrop = iota
+	dropStopped
+	dropUnknown
+	dropType
+	dropPayload
+	numInboundDrops
+)
+
+var inboundDropLabels = [numInboundDrops]string{"closing", "protocol_stopped", "unknown_protocol", "type_refused", "bad_payload"}
 
 // Labels the counters of Stats use for what does not have a name of its own.
 const (
@@ -96,6 +117,7 @@ type nodeStats struct {
 	inboundEvicted                 atomic.Uint64
 	pendingHandshakes              atomic.Int64
 	sendsHeldBack, sendsOverloaded atomic.Uint64
+	inboundDropped                 [numInboundDrops]atomic.Uint64
 	messagesIn                     labelCounters
 	messagesOut                    labelCounters
 	handshakeFailures              labelCounters
@@ -117,6 +139,7 @@ func (s *nodeStats) connDone(pc *peerConn) {
 	s.closedBytesIn.Add(pc.sc.BytesRead() - pc.countedIn)
 	s.closedBytesOut.Add(pc.sc.BytesWritten() - pc.countedOut)
 	s.queueDropped.Add(uint64(pc.dropped))
+	s.inboundDropped[dropClosing].Add(uint64(pc.drained))
 	s.disconnects.inc(pc.reason.String())
 }
 
@@ -190,6 +213,10 @@ func (n *Node) Stats() Stats {
 		PendingHandshakes: int(n.stats.pendingHandshakes.Load()),
 		SendsHeldBack:     n.stats.sendsHeldBack.Load(),
 		SendsOverloaded:   n.stats.sendsOverloaded.Load(),
+		InboundDropped:    make(map[string]uint64, numInboundDrops),
+	}
+	for i, label := range inboundDropLabels {
+		s.InboundDropped[label] = n.stats.inboundDropped[i].Load()
 	}
 	n.peers.sum(&s)
 	return s

@@ -375,14 +375,16 @@ func spawnProtocol(ctx actor.Context, props *actor.Props) (pid *actor.PID, err e
 // dropStopped unregisters protocol p, whose actor pid has stopped, and logs it unless the node is closing or
 // undoing a Start that failed.
 func (n *Node) dropStopped(p string, pid *actor.PID) {
-	n.protocols.drop(p, pid)
+	lost := n.protocols.drop(p, pid)
+	n.stats.inboundDropped[dropStopped].Add(uint64(lost))
 	select {
 	case <-n.closed:
 	default:
 		if n.aborting.Load() {
 			return
 		}
-		n.log.Warn().Str("protocol", p).Msg("protocol actor stopped; its protocol is unregistered and its topic subscriptions cancelled")
+		n.log.Warn().Str("protocol", p).Int("lost", lost).
+			Msg("protocol actor stopped; its protocol is unregistered, its topic subscriptions cancelled, and the peers' messages it had not processed (lost) are dropped")
 		n.events.Publish(&messages.ProtocolStopped{Protocol: p})
 	}
 }

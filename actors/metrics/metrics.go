@@ -29,6 +29,7 @@ type Collector struct {
 	peers, bytes, messages, handshakeFailures, disconnects     *prometheus.Desc
 	queuedBytes, queueDropped, restarts, inboundEvicted        *prometheus.Desc
 	sendsHeldBack, sendsOverloaded, pendingHandshakes          *prometheus.Desc
+	inboundDropped                                             *prometheus.Desc
 	routingEntries, lookups, lookupFailures, routingThrottled  *prometheus.Desc
 	topicQueries, topicRegistrations                           *prometheus.Desc
 	gossipPeers, gossipTopics, gossipCounter, gossipDropped    *prometheus.Desc
@@ -48,7 +49,8 @@ func NewCollector(node *actors.Node) *Collector {
 		handshakeFailures: d("handshake_failures_total", "Failed dials and handshakes by reason.", "reason"),
 		disconnects:       d("disconnects_total", "Closed connections by disconnect reason.", "reason"),
 		queuedBytes:       d("send_queue_bytes", "Bytes waiting in the outbound queues of all connections."),
-		queueDropped:      d("send_queue_dropped_total", "Queued outbound messages never written because their connection closed."),
+		queueDropped:      d("send_queue_dropped_total", "Queued outbound messages never written: left in the queue of a connection that closed, in a write that failed, or over the maximum message size."),
+		inboundDropped:    d("inbound_dropped_total", "Messages peers sent that were read and handed to no protocol actor, by reason: closing, protocol_stopped, unknown_protocol, type_refused, bad_payload.", "reason"),
 		restarts:          d("actor_restarts_total", "Failures of supervised actors (protocol actors, routing, gossip relay), each followed by a restart."),
 		inboundEvicted:    d("inbound_evicted_total", "Inbound connections closed to make room for a newcomer when every inbound slot was taken."),
 		pendingHandshakes: d("pending_handshakes", "Handshakes in progress, dialed and accepted."),
@@ -76,7 +78,7 @@ func NewCollector(node *actors.Node) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted, c.sendsHeldBack, c.sendsOverloaded, c.pendingHandshakes,
+		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted, c.sendsHeldBack, c.sendsOverloaded, c.pendingHandshakes, c.inboundDropped,
 		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.topicQueries, c.topicRegistrations,
 		c.gossipPeers, c.gossipTopics,
 		c.gossipCounter, c.gossipDropped, c.gossipRejectedPeers, c.gossipErrors, c.gossipDelay, c.gossipHops,
@@ -118,6 +120,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.inboundEvicted, s.InboundEvicted)
 	counter(c.sendsHeldBack, s.SendsHeldBack)
 	counter(c.sendsOverloaded, s.SendsOverloaded)
+	for r, v := range s.InboundDropped {
+		counter(c.inboundDropped, v, r)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
