@@ -413,8 +413,10 @@ func TestGossipSubscriberValidatorTimeoutIgnores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := st.Router; r.Ignored != 1 || r.Rejected != 0 || r.Delivered != 1 || r.TimedOut > 1 {
-		t.Errorf("b's stats: ignored %d (want 1), timed out %d, rejected %d (want 0), delivered %d (want 1)", r.Ignored, r.TimedOut, r.Rejected, r.Delivered)
+	// Counted as timed out too, whether the validator's deadline or the heartbeat's expiry came first (stop 54:
+	// the validator's, which nearly always comes first, counted only in Ignored).
+	if r := st.Router; r.Ignored != 1 || r.Rejected != 0 || r.Delivered != 1 || r.TimedOut != 1 {
+		t.Errorf("b's stats: ignored %d (want 1), timed out %d (want 1), rejected %d (want 0), delivered %d (want 1)", r.Ignored, r.TimedOut, r.Rejected, r.Delivered)
 	}
 	if !b.Connected(a.ID()) || len(b.Bans()) != 0 {
 		t.Error("an ignored message penalised its sender")

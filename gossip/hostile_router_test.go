@@ -139,10 +139,10 @@ func TestLateVerdictDoesNotApplyToAnotherCopy(t *testing.T) {
 	if _, st := r.HandleMessage(now, nid(2), second); st != Pending {
 		t.Fatalf("second copy after the first timed out: %v", st)
 	}
-	if out := r.validated(now, first.ID, first, Reject); len(out.Penalize) != 0 {
+	if out := r.validated(now, first.ID, first, Reject, false); len(out.Penalize) != 0 {
 		t.Fatalf("the first copy's late verdict penalised %v", out.Penalize)
 	}
-	if out := r.validated(now, second.ID, second, Accept); len(out.Deliver) != 1 {
+	if out := r.validated(now, second.ID, second, Accept, false); len(out.Deliver) != 1 {
 		t.Fatal("the second copy was not delivered")
 	}
 }

@@ -196,7 +196,7 @@ type Stats struct {
 	Stale          uint64 // of Dropped, those outside the freshness window (Config.MaxClockSkew): late, or replayed
 	Rejected       uint64 // messages rejected by validation
 	Ignored        uint64 // messages ignored by validation, timeouts included
-	TimedOut       uint64 // messages whose verdict did not come within ValidationTimeout
+	TimedOut       uint64 // of Ignored, messages whose verdict did not come within ValidationTimeout
 	IHaveSent      uint64
 	IHaveReceived  uint64
 	IWantSent      uint64

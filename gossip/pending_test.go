@@ -36,7 +36,7 @@ func TestAPendingIDStaysKnownWhenTheSeenCacheForgetsIt(t *testing.T) {
 	t.Logf("delivered %d; after its verdict: pending %d, pendingBytes %d, peer1.validating %d validatingBytes %d",
 		len(out.Deliver), len(r.pending), r.pendingBytes, r.peers[nid(1)].validating, r.peers[nid(1)].validatingBytes)
 	// The first copy's verdict (the relay sends it with its message): ignored.
-	out = r.validated(t0, big.ID, big, Accept)
+	out = r.validated(t0, big.ID, big, Accept, false)
 	t.Logf("first copy's verdict: delivered %d; pending %d, pendingBytes %d, peer1.validating %d",
 		len(out.Deliver), len(r.pending), r.pendingBytes, r.peers[nid(1)].validating)
 	r.Heartbeat(t0.Add(cfg.ValidationTimeout * 2))

@@ -515,6 +515,9 @@ type (
 		from    *relayActor
 		msg     *Message // the copy validated: a late verdict must not apply to another copy of its id
 		verdict Verdict
+		// timedOut: the validators' context ended at ValidationTimeout (verdict is Ignore); counted in
+		// Stats.TimedOut.
+		timedOut bool
 	}
 	// ownValidated is the verdict of the topic's validators on the node's own publication: the next incarnation,
 	// after a restart, answers its request with ErrRelayFailed.

@@ -198,7 +198,7 @@ func (a *relayActor) receiveOther(ctx actor.Context) {
 		a.unsubscribe(m.sub)
 	case *validated:
 		if m.from == a {
-			a.apply(a.router.validated(time.Now(), m.msg.ID, m.msg, m.verdict))
+			a.apply(a.router.validated(time.Now(), m.msg.ID, m.msg, m.verdict, m.timedOut))
 		}
 	case *topicLookupDone:
 		a.router.TopicLookupDone(time.Now(), m.topic, m.register, m.err)
@@ -546,7 +546,8 @@ func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messa
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		a.root.Send(a.self, &validated{from: a, msg: m, verdict: a.verdictOf(a.ctx, d, validators)})
+		verdict, timedOut := a.verdictOf(a.ctx, d, validators)
+		a.root.Send(a.self, &validated{from: a, msg: m, verdict: verdict, timedOut: timedOut})
 	}()
 }
 
@@ -595,7 +596,8 @@ func (a *relayActor) publish(req *publishRequest) (id MsgID, err error, done boo
 		defer a.wg.Done()
 		defer cancel()
 		defer stop()
-		a.root.Send(a.self, &ownValidated{from: a, req: req, msg: m, verdict: a.verdictOf(ctx, d, validators)})
+		verdict, _ := a.verdictOf(ctx, d, validators) // a timeout fails the Publish with ErrIgnored: no Router counter
+		a.root.Send(a.self, &ownValidated{from: a, req: req, msg: m, verdict: verdict})
 	}()
 	return MsgID{}, nil, false
 }

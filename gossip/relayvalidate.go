@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"errors"
 
 	"github.com/rs/zerolog"
 )
@@ -32,12 +33,14 @@ func (a *relayActor) verify(m *Message) bool {
 // verdict: Reject if one rejected it, else Ignore if one did not accept it, else Accept. Their context ends with
 // parent or after ValidationTimeout; once it has ended, the verdict is Ignore whatever they answered, as the
 // Validator doc says (an Accept that came late published the node's own message, and a peer's one not yet
-// expired by the heartbeat was relayed).
-func (a *relayActor) verdictOf(parent context.Context, d *Delivery, validators []Validator) Verdict {
+// expired by the heartbeat was relayed), and timedOut tells whether ValidationTimeout is what ended it (the
+// Router counts that in Stats.TimedOut: a validator that honours its context always beats the heartbeat's
+// expiry, so TimedOut never moved until stop 54).
+func (a *relayActor) verdictOf(parent context.Context, d *Delivery, validators []Validator) (verdict Verdict, timedOut bool) {
 	ctx, cancel := context.WithTimeout(parent, a.cfg.Router.ValidationTimeout)
 	defer cancel()
 	d.decode()
-	verdict := Accept
+	verdict = Accept
 	for _, v := range validators {
 		switch call(ctx, v, d, a.log) {
 		case Reject:
@@ -52,10 +55,11 @@ func (a *relayActor) verdictOf(parent context.Context, d *Delivery, validators [
 			break
 		}
 	}
-	if ctx.Err() != nil {
-		return Ignore
+	if err := ctx.Err(); err != nil {
+		// For a peer's message parent is the actor's context, which has no deadline (cancelled when it stops).
+		return Ignore, errors.Is(err, context.DeadlineExceeded)
 	}
-	return verdict
+	return verdict, false
 }
 
 // call runs a validator, turning a panic into Ignore.

@@ -495,12 +495,14 @@ func (r *Router) duplicate(b *builder, t *topic, msg *Message, from session.Node
 // cached and pushed on the eager mesh links except to the peer it came from; a rejected one penalises that peer.
 // The id of a message rejected or ignored is forgotten (see unsee). Unknown or expired ids are ignored.
 func (r *Router) Validated(now time.Time, id MsgID, v Verdict) Output {
-	return r.validated(now, id, nil, v)
+	return r.validated(now, id, nil, v, false)
 }
 
 // validated is Validated; with m set, the verdict applies only if m is the copy pending: a verdict that came too
-// late, after another copy of the same id became pending, is ignored.
-func (r *Router) validated(now time.Time, id MsgID, m *Message, v Verdict) Output {
+// late, after another copy of the same id became pending, is ignored. timedOut tells that the validators' time
+// (ValidationTimeout) ran out: the message is ignored whatever v, and counted in TimedOut as well as Ignored, as
+// when the heartbeat expires it.
+func (r *Router) validated(now time.Time, id MsgID, m *Message, v Verdict, timedOut bool) Output {
 	now = r.clock(now)
 	var b builder
 	pd := r.pending[id]
@@ -508,6 +510,10 @@ func (r *Router) validated(now time.Time, id MsgID, m *Message, v Verdict) Outpu
 		return b.result()
 	}
 	r.unpend(id, pd)
+	if timedOut {
+		v = Ignore
+		r.stats.TimedOut++
+	}
 	switch v {
 	case Accept:
 		r.accept(&b, pd, now)

@@ -402,6 +402,31 @@ func TestQuietGossipTakesTurnsOnTheMeshLinks(t *testing.T) {
 	}
 }
 
+// A verdict that reports the validators' time ran out (the relay's verdictOf, when ValidationTimeout ended their
+// context) ignores the message whatever the verdict and counts it in TimedOut as well as Ignored. Only the
+// heartbeat's expiry counted TimedOut until stop 54, and a validator that honours its context always beats it.
+func TestAVerdictPastValidationTimeoutCountsAsTimedOut(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 3)
+	late, quick := msg("late"), msg("quick")
+	for _, m := range []*Message{late, quick} {
+		if _, st := r.HandleMessage(t0, nid(1), m); st != Pending {
+			t.Fatal(st)
+		}
+	}
+	now := t0.Add(cfg.ValidationTimeout)
+	if out := r.validated(now, late.ID, late, Accept, true); len(out.Deliver)+len(out.Send) != 0 {
+		t.Errorf("a verdict past the timeout delivered or sent: %+v", out)
+	}
+	r.validated(now, quick.ID, quick, Ignore, false)
+	if st := r.Stats(); st.TimedOut != 1 || st.Ignored != 2 || st.Delivered != 0 {
+		t.Errorf("TimedOut %d, Ignored %d, Delivered %d; want 1, 2 (the timeout included), 0", st.TimedOut, st.Ignored, st.Delivered)
+	}
+	if _, st := r.HandleMessage(now, nid(2), msg("late")); st != Pending {
+		t.Errorf("a message timed out again: %v, want pending (its id forgotten)", st)
+	}
+}
+
 func TestValidation(t *testing.T) {
 	cfg := DefaultConfig()
 	r := joined(t, cfg, 3)

@@ -51,6 +51,46 @@ func TestALateValidatorVerdictIsIgnored(t *testing.T) {
 	}
 }
 
+// A peer's message whose validator honours its context, and so answers when ValidationTimeout ends it, is counted
+// in Stats.TimedOut as well as Ignored. The validator's deadline always beats the heartbeat's expiry, the one place
+// TimedOut moved until stop 54: the verdict came back a plain Ignore, and TimedOut stayed 0 (an audit's finding).
+// The heartbeat is an hour away here, so only the verdict can count it.
+func TestAValidatorsTimeoutIsCountedAsTimedOut(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := DefaultRelayConfig()
+	cfg.VerifySignatures = false
+	cfg.Router.HeartbeatInterval = time.Hour
+	cfg.Router.ValidationTimeout = 50 * time.Millisecond
+	relay, got := ownValidationRelay(t, ctx, cfg, func(vctx context.Context, d *Delivery) Verdict {
+		if string(d.Data) == "quick" {
+			return Ignore // ignored in time: not a timeout
+		}
+		<-vctx.Done()
+		return Accept
+	})
+	rpc := &messages.GossipRPC{}
+	for i, data := range []string{"slow0", "slow1", "slow2", "quick"} {
+		rpc.Messages = append(rpc.Messages, &messages.GossipMessage{Topic: "t", Data: []byte(data),
+			Origin: nid(2).Bytes(), Seq: uint64(i), OriginTime: time.Now().UnixNano()})
+	}
+	relay.send(peerRPC{from: nid(2), rpc: rpc})
+	var st RelayStats
+	pollUntil(t, ctx, func() bool {
+		var err error
+		st, err = relay.Stats(ctx)
+		return err == nil && st.Router.Ignored == 4
+	}, "four verdicts")
+	if st.Router.TimedOut != 3 || st.Router.Heartbeats != 0 {
+		t.Errorf("TimedOut %d (Ignored %d, heartbeats %d), want 3 of the 4 ignored", st.Router.TimedOut, st.Router.Ignored, st.Router.Heartbeats)
+	}
+	select {
+	case d := <-got:
+		t.Fatalf("%q was delivered", d)
+	default:
+	}
+}
+
 // A Publish whose context ends while the topic's validator judges the message returns the context's error, and the
 // message is not published: the validator's context ends with the caller's, and a verdict that comes after is
 // dropped. The message used to be published all the same (the validator's context ended only after
