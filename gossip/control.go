@@ -55,12 +55,17 @@ func (r *Router) HandleIHave(now time.Time, from session.NodeID, ih IHave) Outpu
 
 func (r *Router) handleIHave(b *builder, now time.Time, from session.NodeID, ih IHave) {
 	p, t := r.peers[from], r.topics[ih.Topic]
-	if p == nil || t == nil || !t.joined || p.ihaves >= r.cfg.MaxIHaveMessages {
+	if p == nil || t == nil || !t.joined {
+		return
+	}
+	r.stats.IHaveReceived += uint64(len(ih.IDs))
+	if p.ihaves >= r.cfg.MaxIHaveMessages { // not even counted as received until stop 54
+		r.stats.IHaveIgnored += uint64(len(ih.IDs))
 		return
 	}
 	p.ihaves++
 	ids := ih.IDs[:min(len(ih.IDs), r.cfg.MaxIHaveLength)]
-	r.stats.IHaveReceived += uint64(len(ids))
+	r.stats.IHaveIgnored += uint64(len(ih.IDs) - len(ids))
 	for _, id := range ids {
 		if e := r.cache.get(id); e != nil { // cached implies seen: most ids announced are of recent messages
 			e.addHolder(from)
@@ -76,6 +81,8 @@ func (r *Router) handleIHave(b *builder, now time.Time, from session.NodeID, ih 
 		if w == nil {
 			if w = r.newWant(id, from, now); w != nil {
 				r.ask(b, id, w, now)
+			} else {
+				r.stats.IHaveIgnored++ // MaxPendingIWant, or the announcer's share of it
 			}
 			continue
 		}
@@ -121,27 +128,35 @@ func (r *Router) handleIWant(b *builder, from session.NodeID, ids []MsgID) {
 	if p == nil || len(ids) == 0 {
 		return
 	}
-	ids = ids[:min(len(ids), r.cfg.MaxIHaveLength)]
 	r.stats.IWantReceived += uint64(len(ids))
-	for _, id := range ids {
+	r.stats.IWantLimited += uint64(len(ids) - min(len(ids), r.cfg.MaxIHaveLength))
+	ids = ids[:min(len(ids), r.cfg.MaxIHaveLength)]
+	// Every id is counted once: served, repeated, uncached or limited (until stop 54 only those served or
+	// repeated were, and an IWANT the node could not answer looked answered).
+	for i, id := range ids {
 		if p.served >= r.cfg.MaxIWantReplies {
+			r.stats.IWantLimited += uint64(len(ids) - i)
 			return
 		}
-		if e := r.cache.get(id); e != nil {
-			size := e.msg.size()
-			if p.sent+size > r.cfg.MaxIWantReplyBytes {
-				continue
-			}
-			if !e.serveIWant(from, r.cfg.MaxPeers) {
-				r.stats.IWantRepeated++
-				continue
-			}
-			p.served++
-			p.sent += size
-			r.stats.IWantServed++
-			r.repairBeat = r.beats
-			b.message(from, e.msg.relayed())
+		e := r.cache.get(id)
+		if e == nil {
+			r.stats.IWantUncached++
+			continue
 		}
+		size := e.msg.size()
+		if p.sent+size > r.cfg.MaxIWantReplyBytes {
+			r.stats.IWantLimited++
+			continue
+		}
+		if !e.serveIWant(from, r.cfg.MaxPeers) {
+			r.stats.IWantRepeated++
+			continue
+		}
+		p.served++
+		p.sent += size
+		r.stats.IWantServed++
+		r.repairBeat = r.beats
+		b.message(from, e.msg.relayed())
 	}
 }
 

@@ -329,3 +329,118 @@ func TestPrunesOfTopicsNotJoinedLeaveNoBackoff(t *testing.T) {
 		t.Fatalf("%d topics known, want the joined one", n)
 	}
 }
+
+// Every IWANT id a peer sends is counted once more than in IWantReceived: served, repeated, or refused as not
+// cached (IWantUncached) or for a limit on replies (IWantLimited). Until stop 54 an id the cache no longer held,
+// or one refused by MaxIWantReplies, MaxIWantReplyBytes or MaxIHaveLength, moved IWantReceived alone, so an IWANT
+// the node could not answer looked answered (an audit's finding).
+func TestEveryIWantIDIsCountedOnce(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxIHaveLength, cfg.MaxIWantReplies = 8, 4
+	big := (&Message{Topic: topicA, Data: make([]byte, 1000)}).size()
+	cfg.MaxIWantReplyBytes = big + big/2
+	r := joined(t, cfg, 3)
+	now := t0
+	publish := func(data string) MsgID {
+		t.Helper()
+		m := &Message{Topic: topicA, Data: []byte(data), OriginTime: now.UnixNano()}
+		if _, err := r.Publish(now, m); err != nil {
+			t.Fatal(err)
+		}
+		return m.ID
+	}
+	old := publish("old")
+	for k := range cfg.HistoryLength { // old leaves the cache
+		now = t0.Add(time.Duration(k+1) * cfg.HeartbeatInterval)
+		r.Heartbeat(now)
+	}
+	small := []MsgID{publish("s0"), publish("s1"), publish("s2"), publish("s3"), publish("s4")}
+	large := []MsgID{publish(string(make([]byte, 1000))), publish(string(bytes.Repeat([]byte{1}, 1000)))}
+	type counts struct{ served, repeated, uncached, limited uint64 }
+	check := func(what string, want counts) {
+		t.Helper()
+		st := r.Stats()
+		if got := (counts{st.IWantServed, st.IWantRepeated, st.IWantUncached, st.IWantLimited}); got != want {
+			t.Errorf("%s: served, repeated, uncached, limited %+v, want %+v", what, got, want)
+		}
+		if st.IWantReceived != st.IWantServed+st.IWantRepeated+st.IWantUncached+st.IWantLimited {
+			t.Errorf("%s: %d IWANT ids received, %d counted", what, st.IWantReceived,
+				st.IWantServed+st.IWantRepeated+st.IWantUncached+st.IWantLimited)
+		}
+	}
+	// Peer 1: an id never held and one expired from the cache, then 6 cached ones for 4 replies; 10 ids, of which
+	// MaxIHaveLength (8) are read.
+	r.HandleIWant(now, nid(1), append([]MsgID{{0xff}, old}, append(small, large[0], large[1], MsgID{0xfe})...))
+	check("MaxIWantReplies and MaxIHaveLength", counts{served: 4, uncached: 2, limited: 2 + 2})
+	// Peer 2: two large messages, of which MaxIWantReplyBytes lets one through.
+	_, msgs := sendsTo(r.HandleIWant(now, nid(2), large), nid(2))
+	if len(msgs) != 1 {
+		t.Fatalf("served %d of 2 messages over MaxIWantReplyBytes, want 1", len(msgs))
+	}
+	check("MaxIWantReplyBytes", counts{served: 5, uncached: 2, limited: 5})
+	// Peer 3: one small message 5 times, served maxIWantServes times.
+	r.HandleIWant(now, nid(3), slices.Repeat(small[:1], 5))
+	check("maxIWantServes", counts{served: 5 + maxIWantServes, repeated: 5 - maxIWantServes, uncached: 2, limited: 5})
+}
+
+// The ids announced by IHAVE that the node does not ask for because of a limit are counted in IHaveIgnored, and
+// received: past MaxIHaveLength in one IHAVE, over MaxPendingIWantPerPeer and MaxPendingIWant, and all of an IHAVE
+// past the peer's MaxIHaveMessages of the heartbeat (not even counted received until stop 54).
+func TestIHaveIDsNotAskedForForALimitAreCounted(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxIHaveLength, cfg.MaxIHaveMessages, cfg.MaxPendingIWant, cfg.MaxPendingIWantPerPeer = 3, 2, 4, 3
+	r := joined(t, cfg, 2)
+	ids := func(base byte, n int) []MsgID {
+		var out []MsgID
+		for i := range n {
+			out = append(out, MsgID{base, byte(i)})
+		}
+		return out
+	}
+	steps := []struct {
+		what          string
+		from          int
+		ids           []MsgID
+		asked         int
+		recv, ignored uint64
+	}{
+		{"5 ids, MaxIHaveLength 3", 1, ids(1, 5), 3, 5, 2},
+		{"peer 1's share (3) taken", 1, ids(2, 2), 0, 7, 4},
+		{"MaxPendingIWant (4) reached", 2, ids(3, 2), 1, 9, 5},
+		{"peer 1's third IHAVE of the heartbeat", 1, ids(4, 2), 0, 11, 7},
+		{"a wanted id again, from peer 2's second", 2, ids(1, 1), 0, 12, 7},
+	}
+	for _, s := range steps {
+		c, _ := sendsTo(r.HandleIHave(t0, nid(s.from), IHave{Topic: topicA, IDs: s.ids}), nid(s.from))
+		asked := 0
+		if c != nil {
+			asked = len(c.IWant)
+		}
+		st := r.Stats()
+		if asked != s.asked || st.IHaveReceived != s.recv || st.IHaveIgnored != s.ignored {
+			t.Errorf("%s: asked %d, IHaveReceived %d, IHaveIgnored %d; want %d, %d, %d", s.what, asked,
+				st.IHaveReceived, st.IHaveIgnored, s.asked, s.recv, s.ignored)
+		}
+	}
+}
+
+// A wanted id that no announcer delivered is given up once every announcer was asked, and counted in
+// IWantExpired, once; a want whose message came is not. Until stop 54 nothing counted it (an audit's finding).
+func TestAWantGivenUpIsCounted(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 3)
+	lost, came := msg("lost"), msg("came")
+	lost.ID, came.ID = DefaultMsgID(lost), DefaultMsgID(came)
+	r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: []MsgID{lost.ID, came.ID}})
+	r.HandleIHave(t0, nid(3), IHave{Topic: topicA, IDs: []MsgID{lost.ID}})
+	receive(t, r, t0, nid(2), came, Accept)
+	now := t0
+	for k := range 4 { // lost: peer 2 asked, peer 3 after IWantTimeout, then given up
+		now = t0.Add(time.Duration(k+1) * cfg.IWantTimeout)
+		r.Heartbeat(now)
+	}
+	if st := r.Stats(); len(r.wants) != 0 || st.IWantSent != 3 || st.IWantExpired != 1 {
+		t.Errorf("%d wants left, IWantSent %d, IWantExpired %d; want 0, 3, 1 (lost given up, came not)",
+			len(r.wants), st.IWantSent, st.IWantExpired)
+	}
+}

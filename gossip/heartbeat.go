@@ -95,6 +95,9 @@ func (r *Router) retryWants(b *builder, now time.Time) {
 	slices.SortFunc(due, func(x, y MsgID) int { return bytes.Compare(x[:], y[:]) })
 	for _, id := range due {
 		if w := r.wants[id]; w.done || !r.ask(b, id, w, now) {
+			if !w.done { // given up: no announcer answered (uncounted until stop 54)
+				r.stats.IWantExpired++
+			}
 			r.dropWant(id, w)
 		}
 	}

@@ -187,22 +187,36 @@ func (s Status) String() string {
 }
 
 // Stats are the Router's counters since it was created. IHAVE and IWANT are counted in ids, grafts and prunes in
-// topic entries.
+// topic entries. Every IWANT id received is counted once more, as served, repeated, uncached or limited; every id
+// received by IHAVE that is neither seen nor wanted yet is asked for or counted in IHaveIgnored. (The relay's
+// decoder reads at most MaxIHaveLength ids of an IHAVE or IWANT and MaxPeerTopics IHAVEs of an RPC: what it
+// leaves never reaches the Router.)
 type Stats struct {
-	Published      uint64 // messages published locally
-	Delivered      uint64 // messages handed to local subscribers, own publications included
-	Duplicates     uint64 // message copies received after the first
-	Dropped        uint64 // messages not processed (Status Dropped)
-	Stale          uint64 // of Dropped, those outside the freshness window (Config.MaxClockSkew): late, or replayed
-	Rejected       uint64 // messages rejected by validation
-	Ignored        uint64 // messages ignored by validation, timeouts included
-	TimedOut       uint64 // of Ignored, messages whose verdict did not come within ValidationTimeout
-	IHaveSent      uint64
-	IHaveReceived  uint64
-	IWantSent      uint64
-	IWantReceived  uint64
-	IWantServed    uint64 // messages sent in answer to IWANT
-	IWantRepeated  uint64 // IWANT ids refused: that peer got that message maxIWantServes times already
+	Published     uint64 // messages published locally
+	Delivered     uint64 // messages handed to local subscribers, own publications included
+	Duplicates    uint64 // message copies received after the first
+	Dropped       uint64 // messages not processed (Status Dropped)
+	Stale         uint64 // of Dropped, those outside the freshness window (Config.MaxClockSkew): late, or replayed
+	Rejected      uint64 // messages rejected by validation
+	Ignored       uint64 // messages ignored by validation, timeouts included
+	TimedOut      uint64 // of Ignored, messages whose verdict did not come within ValidationTimeout
+	IHaveSent     uint64
+	IHaveReceived uint64 // ids announced by IHAVE for joined topics, those ignored included
+	// IHaveIgnored counts, of IHaveReceived, the ids dropped for a limit rather than asked for: all of an IHAVE
+	// past its peer's MaxIHaveMessages of the heartbeat or past MaxIHaveLength in one IHAVE, and those neither seen
+	// nor wanted already once MaxPendingIWant or the announcer's MaxPendingIWantPerPeer is reached.
+	IHaveIgnored  uint64
+	IWantSent     uint64
+	IWantReceived uint64
+	IWantServed   uint64 // messages sent in answer to IWANT
+	IWantRepeated uint64 // IWANT ids refused: that peer got that message maxIWantServes times already
+	IWantUncached uint64 // IWANT ids refused: not in the message cache (expired, evicted, or never accepted)
+	// IWantLimited counts the IWANT ids refused for a limit on replies: past MaxIHaveLength in one IWANT, or past
+	// the peer's MaxIWantReplies or MaxIWantReplyBytes of the heartbeat.
+	IWantLimited uint64
+	// IWantExpired counts the ids this node wanted (announced, not seen) and gave up with no copy taken: each
+	// announcer remembered was asked in turn, IWantTimeout apart, and none is left (nor connected) to ask.
+	IWantExpired   uint64
 	GraftsSent     uint64
 	GraftsReceived uint64
 	PrunesSent     uint64 // lazy prunes included

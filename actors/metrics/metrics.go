@@ -154,6 +154,8 @@ func (c *Collector) collectGossip(ch chan<- prometheus.Metric, gs gossip.RelaySt
 		{"dropped", r.Dropped}, {"stale", r.Stale}, {"rejected", r.Rejected}, {"ignored", r.Ignored}, {"validation_timeouts", r.TimedOut},
 		{"ihave_sent", r.IHaveSent}, {"ihave_received", r.IHaveReceived}, {"iwant_sent", r.IWantSent},
 		{"iwant_received", r.IWantReceived}, {"iwant_served", r.IWantServed}, {"iwant_repeated", r.IWantRepeated},
+		{"iwant_uncached", r.IWantUncached}, {"iwant_limited", r.IWantLimited}, {"iwant_expired", r.IWantExpired},
+		{"ihave_ignored", r.IHaveIgnored},
 		{"grafts_sent", r.GraftsSent},
 		{"grafts_received", r.GraftsReceived}, {"prunes_sent", r.PrunesSent}, {"prunes_received", r.PrunesReceived},
 		{"tree_reports", r.TreeReports}, {"tree_shortcuts", r.TreeShortcuts}, {"tree_moves", r.TreeMoves},
