@@ -152,19 +152,22 @@ func (e *cached) addHolder(id session.NodeID) {
 // message many times drew it back as many times (459 bytes in, 3.8 MiB out), every heartbeat.
 const maxIWantServes = 3
 
-// serveIWant counts a serve of the message to peer id, or reports false when id has had it maxIWantServes times,
-// or when askers peers have asked for it already and id is not one of them.
-func (e *cached) serveIWant(id session.NodeID, askers int) bool {
+// serveIWant counts a serve of the message to peer id, or reports false: with repeated set when id has had it
+// maxIWantServes times, unset when askers peers have asked for it already and id is not one of them.
+func (e *cached) serveIWant(id session.NodeID, askers int) (ok, repeated bool) {
 	k := holderKey(id)
-	n, ok := e.iwanted[k]
-	if n >= maxIWantServes || !ok && len(e.iwanted) >= askers {
-		return false
+	n, asked := e.iwanted[k]
+	switch {
+	case n >= maxIWantServes:
+		return false, true
+	case !asked && len(e.iwanted) >= askers:
+		return false, false
 	}
 	if e.iwanted == nil {
 		e.iwanted = make(map[uint64]uint8)
 	}
 	e.iwanted[k] = n + 1
-	return true
+	return true, false
 }
 
 func (e *cached) held(id session.NodeID) bool {

@@ -115,7 +115,8 @@ func (r *Router) ask(b *builder, id MsgID, w *want, now time.Time) bool {
 }
 
 // HandleIWant answers a request with the cached messages asked for, at most MaxIHaveLength per request, and
-// MaxIWantReplies messages and MaxIWantReplyBytes bytes per peer and heartbeat.
+// MaxIWantReplies messages and MaxIWantReplyBytes bytes per peer and heartbeat; one message goes to a peer at most
+// maxIWantServes times, and to MaxPeers peers at most.
 func (r *Router) HandleIWant(now time.Time, from session.NodeID, ids []MsgID) Output {
 	r.clock(now)
 	var b builder
@@ -148,8 +149,12 @@ func (r *Router) handleIWant(b *builder, from session.NodeID, ids []MsgID) {
 			r.stats.IWantLimited++
 			continue
 		}
-		if !e.serveIWant(from, r.cfg.MaxPeers) {
-			r.stats.IWantRepeated++
+		if ok, repeated := e.serveIWant(from, r.cfg.MaxPeers); !ok {
+			if repeated {
+				r.stats.IWantRepeated++
+			} else { // MaxPeers others asked already: counted in IWantRepeated until stop 54
+				r.stats.IWantLimited++
+			}
 			continue
 		}
 		p.served++

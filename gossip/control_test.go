@@ -444,3 +444,29 @@ func TestAWantGivenUpIsCounted(t *testing.T) {
 			len(r.wants), st.IWantSent, st.IWantExpired)
 	}
 }
+
+// A cached message is served by IWANT to MaxPeers peers at most; the refusals past them are counted as limited,
+// not repeated: the peer never had it. Until stop 54 they counted in IWantRepeated, whose doc says the peer got the
+// message maxIWantServes times already.
+func TestIWantPastMaxPeersAskersIsLimitedNotRepeated(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxPeers = 2
+	r := joined(t, cfg, 2)
+	m := msg("m")
+	if _, err := r.Publish(t0, m); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{1, 2} {
+		if _, msgs := sendsTo(r.HandleIWant(t0, nid(p), []MsgID{m.ID}), nid(p)); len(msgs) != 1 {
+			t.Fatalf("peer %d: served %d, want 1", p, len(msgs))
+		}
+	}
+	r.RemovePeer(t0, nid(1))
+	addPeers(t, r, topicA, 3, 3)
+	if _, msgs := sendsTo(r.HandleIWant(t0, nid(3), []MsgID{m.ID}), nid(3)); len(msgs) != 0 {
+		t.Fatalf("a third asker served %d times, want none (MaxPeers = 2)", len(msgs))
+	}
+	if st := r.Stats(); st.IWantServed != 2 || st.IWantLimited != 1 || st.IWantRepeated != 0 {
+		t.Errorf("IWantServed %d, IWantLimited %d, IWantRepeated %d; want 2, 1, 0", st.IWantServed, st.IWantLimited, st.IWantRepeated)
+	}
+}

@@ -211,8 +211,9 @@ type Stats struct {
 	IWantServed   uint64 // messages sent in answer to IWANT
 	IWantRepeated uint64 // IWANT ids refused: that peer got that message maxIWantServes times already
 	IWantUncached uint64 // IWANT ids refused: not in the message cache (expired, evicted, or never accepted)
-	// IWantLimited counts the IWANT ids refused for a limit on replies: past MaxIHaveLength in one IWANT, or past
-	// the peer's MaxIWantReplies or MaxIWantReplyBytes of the heartbeat.
+	// IWantLimited counts the IWANT ids refused for a limit on replies: past MaxIHaveLength in one IWANT, past the
+	// peer's MaxIWantReplies or MaxIWantReplyBytes of the heartbeat, or asked for by a peer after MaxPeers others
+	// had asked for that message.
 	IWantLimited uint64
 	// IWantExpired counts the ids this node wanted (announced, not seen) and gave up with no copy taken: each
 	// announcer remembered was asked in turn, IWantTimeout apart, and none is left (nor connected) to ask.
