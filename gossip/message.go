@@ -197,7 +197,7 @@ type Stats struct {
 	Duplicates    uint64 // message copies received after the first
 	Dropped       uint64 // messages not processed (Status Dropped)
 	Stale         uint64 // of Dropped, those outside the freshness window (Config.MaxClockSkew): late, or replayed
-	Rejected      uint64 // messages rejected by validation
+	Rejected      uint64 // messages rejected by validation (not those the shell refused before: PenalizePeer)
 	Ignored       uint64 // messages ignored by validation, timeouts included
 	TimedOut      uint64 // of Ignored, messages whose verdict did not come within ValidationTimeout
 	IHaveSent     uint64

@@ -37,13 +37,12 @@ func (r *Router) retainPenalty(id session.NodeID, penalty int) {
 }
 
 // PenalizePeer counts a message from a peer that the shell rejected before handing it to the Router (a bad
-// signature, say, which must not mark its id as seen) and returns the resulting Penalty, as Validated would. A peer
-// gone by then (it left before an asynchronous verdict) has the message counted in its retained penalty
-// (retainPenalty), so that leaving before the verdicts does not evade the ban.
-func (r *Router) PenalizePeer(id session.NodeID) Penalty {
-	r.stats.Rejected++
-	return r.penalty(id, "")
-}
+// signature, say, which must not mark its id as seen, or a malformed message) in the peer's penalty and returns the
+// resulting Penalty, as Validated would. A peer gone by then (it left before an asynchronous verdict) has the
+// message counted in its retained penalty (retainPenalty), so that leaving before the verdicts does not evade the
+// ban. Stats.Rejected does not count it: the shell counts its own refusals (RelayStats.BadSignatures, Malformed),
+// and until stop 54 they were counted in both, Rejected's "rejected by validation" included.
+func (r *Router) PenalizePeer(id session.NodeID) Penalty { return r.penalty(id, "") }
 
 // penalty counts an invalid message or report from a peer (see PenalizePeer), why for the log ("" for a rejected
 // message).

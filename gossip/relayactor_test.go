@@ -292,12 +292,35 @@ func TestRelayRefusesTopicsOverMaxTopicLength(t *testing.T) {
 		a.peers[nid(1)] = true
 		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: "other", Subscribe: true})
 		a.handleRPC(nid(2), rpc)
-		if a.stats.Malformed != 1 || r.Stats().Rejected != 1 {
-			t.Errorf("%s naming a long topic: %d malformed, %d penalties, want 1 and 1", name, a.stats.Malformed, r.Stats().Rejected)
+		if a.stats.Malformed != 1 || r.peers[nid(2)].penalty != 1 || r.Stats().Rejected != 0 {
+			t.Errorf("%s naming a long topic: %d malformed, %d penalties, %d rejected; want 1, 1 and 0 (not validation's)",
+				name, a.stats.Malformed, r.peers[nid(2)].penalty, r.Stats().Rejected)
 		}
 		if topics := r.PeerTopics(nid(2)); !slices.Equal(topics, []string{topicA}) {
 			t.Errorf("%s naming a long topic: the rest of the RPC was taken (peer topics %q)", name, topics)
 		}
+	}
+}
+
+// Messages the relay refuses before validation (a bad signature, malformed, too large) penalise their sender and
+// count in RelayStats.BadSignatures or Malformed, not in Stats.Rejected, which is validation's rejections: until
+// stop 54 PenalizePeer counted them there too, and gossip_events_total{event="rejected"} repeated
+// gossip_errors_total (an audit's finding).
+func TestMessagesRefusedBeforeValidationAreNotCountedRejected(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1)
+	cfg.MaxMessageSize = 100
+	r := joined(t, cfg.Router, 2)
+	a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 1000, 1000)
+	now := time.Now().UnixNano()
+	a.handleRPC(nid(2), &messages.GossipRPC{Messages: []*messages.GossipMessage{
+		{Topic: topicA, Data: []byte("forged"), Origin: nid(9).Bytes(), OriginTime: now, Signature: make([]byte, 64)},
+		{Topic: topicA, Data: make([]byte, 101), Origin: nid(9).Bytes(), OriginTime: now},
+		{Topic: topicA, Data: []byte("no origin"), Origin: []byte{1, 2, 3}, OriginTime: now},
+	}})
+	if st := r.Stats(); a.stats.BadSignatures != 1 || a.stats.Malformed != 2 || r.peers[nid(2)].penalty != 3 || st.Rejected != 0 {
+		t.Errorf("%d bad signatures, %d malformed, %d penalties, %d rejected; want 1, 2, 3 and 0",
+			a.stats.BadSignatures, a.stats.Malformed, r.peers[nid(2)].penalty, st.Rejected)
 	}
 }
 

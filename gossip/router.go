@@ -518,7 +518,8 @@ func (r *Router) validated(now time.Time, id MsgID, m *Message, v Verdict, timed
 	case Accept:
 		r.accept(&b, pd, now)
 	case Reject:
-		b.out.Penalize = append(b.out.Penalize, r.PenalizePeer(pd.from))
+		r.stats.Rejected++
+		b.out.Penalize = append(b.out.Penalize, r.penalty(pd.from, ""))
 		r.unsee(&b, pd, now)
 	default:
 		r.stats.Ignored++
