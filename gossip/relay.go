@@ -291,6 +291,10 @@ type RelayStats struct {
 	// could not be queued, DeliveryDropped the deliveries lost to full subscriber queues, Banned the bans for
 	// invalid messages (at Router.PenaltyThreshold of a peer's, again at each as many more), OwnRejected the node's own publications its validators rejected or ignored.
 	RateLimited, BadSignatures, Malformed, SendFailures, DeliveryDropped, Banned, OwnRejected uint64
+	// RateLimitedControl counts the RPCs whose subscriptions and control the per-peer rate limit refused: their
+	// control is dropped (heartbeats retry grafts and reports), their subscriptions deferred, not lost
+	// (relaysubs.go). Until stop 54 they counted in RateLimited, whose messages are dropped.
+	RateLimitedControl uint64
 	// Verified counts the origin signatures checked (VerifySignatures): one per message, on the first copy
 	// received, as duplicates are recognised before their signature is checked. Each check is the largest
 	// single cost of relaying a message (~30-40 µs of CPU).

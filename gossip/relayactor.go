@@ -432,7 +432,7 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 	if rpc.Hello || len(rpc.Subscriptions) > 0 || rpc.Control != nil {
 		allowed := a.limiter.Allow(from, now)
 		if !allowed {
-			a.stats.RateLimited++
+			a.stats.RateLimitedControl++
 		}
 		if allowed && a.deferred[from] != nil {
 			// What waits of the peer's subscriptions goes first: this RPC's control (the GRAFT of a topic it

@@ -349,6 +349,21 @@ func TestRateLimitSurvivesAReconnect(t *testing.T) {
 	}
 }
 
+// RateLimited counts the messages the per-peer rate limit dropped, as its doc says; the RPCs whose control it
+// refused count in RateLimitedControl. Until stop 54 both were in RateLimited, so it counted messages and RPCs alike.
+func TestRateLimitedCountsMessagesAndControlApart(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1)
+	r := joined(t, cfg.Router, 2)
+	a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 0.001, 1)
+	a.handleRPC(nid(2), &messages.GossipRPC{Control: &messages.GossipControl{Graft: []string{topicA}}}) // the one token
+	a.handleRPC(nid(2), &messages.GossipRPC{Control: &messages.GossipControl{Graft: []string{topicA}},
+		Messages: []*messages.GossipMessage{{Topic: topicA}, {Topic: topicA}}})
+	if a.stats.RateLimited != 2 || a.stats.RateLimitedControl != 1 {
+		t.Errorf("RateLimited %d, RateLimitedControl %d; want 2 (the messages) and 1 (the control)", a.stats.RateLimited, a.stats.RateLimitedControl)
+	}
+}
+
 // testShell returns a relay actor, not spawned, around r on net, with nid(2) a greeted gossip peer and a message
 // rate limit of rate and burst: for tests that call its handlers directly.
 func testShell(cfg RelayConfig, r *Router, net Network, rate float64, burst int) *relayActor {
@@ -546,8 +561,10 @@ func TestSubscriptionsOverTheRateLimitAreDeferredInOrder(t *testing.T) {
 	if topics := r.PeerTopics(nid(2)); slices.Contains(topics, "c") || !slices.Contains(topics, "d") || slices.Contains(topics, topicA) {
 		t.Fatalf("after a deferred hello listing d the peer's topics are %q: want d alone", topics)
 	}
-	if len(a.deferred) != 0 || a.stats.RateLimited != 3 {
-		t.Fatalf("%d peers still deferred, %d RPCs rate limited; want 0 and 3", len(a.deferred), a.stats.RateLimited)
+	// Counted as RPCs of control refused, not as messages dropped (RateLimited, until stop 54).
+	if len(a.deferred) != 0 || a.stats.RateLimitedControl != 3 || a.stats.RateLimited != 0 {
+		t.Fatalf("%d peers still deferred, %d RPCs of control and %d messages rate limited; want 0, 3 and 0",
+			len(a.deferred), a.stats.RateLimitedControl, a.stats.RateLimited)
 	}
 }
 

@@ -69,7 +69,7 @@ func NewCollector(node *actors.Node) *Collector {
 		gossipDropped: d("gossip_delivery_dropped_total", "Deliveries lost to full subscriber queues."),
 		gossipRejectedPeers: d("gossip_banned_peers_total",
 			"Peers banned for sending invalid gossip messages."),
-		gossipErrors: d("gossip_errors_total", "Gossip messages refused: rate_limited, bad_signature, malformed, send_failure.", "kind"),
+		gossipErrors: d("gossip_errors_total", "Gossip messages refused: rate_limited, bad_signature, malformed, send_failure; rate_limited_control counts RPCs of control and subscriptions refused for the rate (control dropped, subscriptions deferred).", "kind"),
 		gossipDelay:  d("gossip_propagation_delay_milliseconds", "Delay from publication to delivery of messages from other nodes."),
 		gossipHops:   d("gossip_hops", "Hop counts of delivered messages from other nodes."),
 	}
@@ -171,6 +171,7 @@ func (c *Collector) collectGossip(ch chan<- prometheus.Metric, gs gossip.RelaySt
 	counter(c.gossipDropped, gs.DeliveryDropped)
 	counter(c.gossipRejectedPeers, gs.Banned)
 	counter(c.gossipErrors, gs.RateLimited, "rate_limited")
+	counter(c.gossipErrors, gs.RateLimitedControl, "rate_limited_control")
 	counter(c.gossipErrors, gs.BadSignatures, "bad_signature")
 	counter(c.gossipErrors, gs.Malformed, "malformed")
 	counter(c.gossipErrors, gs.SendFailures, "send_failure")
