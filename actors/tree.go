@@ -105,12 +105,22 @@ func (n *Node) spawnChildren(ctx actor.Context, protocols *actor.PID, ready chan
 	return peers, rt, relay
 }
 
-// spawnDiscovery spawns the routing actor (which serves the discovery protocol) and the bootstrapper.
-func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
+// routingConfig is Config.Routing as the routing actor gets it. A node whose own address is on a private network
+// exempts private addresses from the table's IP limits (routing.TableConfig.ExemptPrivate): a fleet on one private
+// network shares a /24, of which the limits kept 10 nodes at most in each table.
+func (n *Node) routingConfig() routing.Config {
 	rcfg := n.cfg.Routing
 	rcfg.Logger = n.log.With().Str("component", "routing").Logger()
 	rcfg.StorePath = n.cfg.peerStorePath()
-	rprops, err := routing.NewActorProps(rcfg, routingNetwork{n})
+	if routing.PrivateAddr(n.advertise) {
+		rcfg.Table.ExemptPrivate = true
+	}
+	return rcfg
+}
+
+// spawnDiscovery spawns the routing actor (which serves the discovery protocol) and the bootstrapper.
+func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
+	rprops, err := routing.NewActorProps(n.routingConfig(), routingNetwork{n})
 	if err != nil {
 		panic(err)
 	}

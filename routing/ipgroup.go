@@ -22,7 +22,7 @@ func (t *Table) groupOf(addr string) (ipGroup, bool) {
 		return ipGroup{host: domainOf(host)}, true
 	}
 	ip = ip.WithZone("").Unmap()
-	if t.cfg.ExemptLoopback && ip.IsLoopback() {
+	if t.cfg.ExemptLoopback && ip.IsLoopback() || t.cfg.ExemptPrivate && scopeOf(ip) == scopePrivate {
 		return ipGroup{}, true
 	}
 	plen := 64

@@ -224,6 +224,14 @@ func scopeOf(ip netip.Addr) addrScope {
 	return scopeGlobal
 }
 
+// PrivateAddr tells whether addr, a host:port, has an IP address of a private network (RFC 1918, 100.64.0.0/10,
+// IPv6 unique local; not loopback or link-local), as a node's own address on a fleet's network has: see
+// TableConfig.ExemptPrivate.
+func PrivateAddr(addr string) bool {
+	_, ip, err := splitAddr(addr)
+	return err == nil && ip.IsValid() && scopeOf(ip) == scopePrivate
+}
+
 // ownScope is the scope of a node's own address: scopeHost for none (a node with no address takes every one).
 func ownScope(own string) addrScope {
 	if own == "" || isLoopbackAddr(own) {

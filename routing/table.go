@@ -38,6 +38,13 @@ type TableConfig struct {
 	TableIPLimit int
 	// ExemptLoopback makes loopback addresses bypass the IP limits, for local tests (default false).
 	ExemptLoopback bool
+	// ExemptPrivate makes private-network addresses (RFC 1918, carrier-grade NAT's 100.64.0.0/10, IPv6 unique
+	// local) bypass the IP limits, as go-ethereum exempts LAN addresses: a fleet on one private network (a data
+	// centre's subnet, a container bridge) shares a /24, and with the limits each node's table held 10 of its
+	// nodes at most. Default false; a node whose own address is on a private network turns it on (actors.Node),
+	// so that a node on a public address keeps the limits against records naming private addresses, which anyone
+	// may sign.
+	ExemptPrivate bool
 	// MaxFailures is the number of consecutive failed liveness checks after which an entry is removed (default 2).
 	MaxFailures int
 	// KeepNearest keeps the K entries nearest the own key in the table (default true): a newcomer among them

@@ -495,6 +495,34 @@ func TestIPDiversityLimits(t *testing.T) {
 			t.Fatalf("loopback with exemption: %d in table, max %d per bucket", tab.Len(), countPerBucket(tab))
 		}
 	})
+	// A fleet on one private network shares a /24: ExemptPrivate (set by a node whose own address is private) lets
+	// its nodes fill the table; public groups keep their limits.
+	t.Run("private", func(t *testing.T) {
+		tab, _ := NewTable(randID(newRand(14)), DefaultTableConfig())
+		addMany(tab, 300, func(i int) string { return fmt.Sprintf("10.0.0.%d:%d", i%256, 1000+i) })
+		if tab.Len() != 10 {
+			t.Fatalf("a private /24 without exemption: %d in table", tab.Len())
+		}
+		cfg := DefaultTableConfig()
+		cfg.ExemptPrivate = true
+		for _, addr := range []func(i int) string{
+			func(i int) string { return fmt.Sprintf("10.0.0.%d:%d", i%256, 1000+i) },
+			func(i int) string { return fmt.Sprintf("172.17.0.%d:%d", i%256, 1000+i) },
+			func(i int) string { return fmt.Sprintf("100.64.0.%d:%d", i%256, 1000+i) },
+			func(i int) string { return fmt.Sprintf("[fd00::%x]:%d", i, 1000+i) },
+		} {
+			tab, _ = NewTable(randID(newRand(14)), cfg)
+			addMany(tab, 300, addr)
+			if tab.Len() <= 10 || countPerBucket(tab) != cfg.K {
+				t.Fatalf("%s with exemption: %d in table, max %d per bucket", addr(0), tab.Len(), countPerBucket(tab))
+			}
+		}
+		tab, _ = NewTable(randID(newRand(15)), cfg)
+		addMany(tab, 300, func(i int) string { return fmt.Sprintf("40.1.2.%d:%d", i%256, 1000+i) })
+		if tab.Len() != 10 {
+			t.Fatalf("a public /24 with ExemptPrivate: %d in table, want 10", tab.Len())
+		}
+	})
 	t.Run("address change", func(t *testing.T) {
 		rng := newRand(12)
 		self := randID(rng)

@@ -141,6 +141,29 @@ func TestTopicRegistryLimitsOneIPGroup(t *testing.T) {
 	}
 }
 
+// With ExemptPrivate (a node on a private network), a fleet sharing a private /24 registers on a topic past the
+// per-group limit, which refused all but 2 of them here; a public /24 keeps the limit.
+func TestTopicRegistryExemptsPrivateGroupsWithExemptPrivate(t *testing.T) {
+	cfg := DefaultTableConfig()
+	cfg.ExemptPrivate = true
+	tab, err := NewTable(randID(newRand(99)), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newTopicRegistry(time.Hour, 8, 8, 2, tab.groupOf)
+	topic := TopicKey("x")
+	for i := range 6 {
+		if !r.Register(topic, topicEntry(t, uint64(70+i), fmt.Sprintf("10.0.0.%d:1", 1+i)), "", t0) {
+			t.Fatalf("registration %d of a private /24 refused", i)
+		}
+	}
+	for i := range 3 {
+		if ok := r.Register(topic, topicEntry(t, uint64(80+i), fmt.Sprintf("9.9.9.%d:1", 1+i)), "", t0); ok != (i < 2) {
+			t.Fatalf("registration %d of a public /24: accepted %v", i, ok)
+		}
+	}
+}
+
 // The IP group is the connection's, not the one of the address a registrant claims; a renewal from another group
 // is checked as a new registration; one group holds at most maxTopics/4 registrations over all topics; a record
 // over MaxRegisteredRecordSize is refused.
