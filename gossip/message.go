@@ -215,8 +215,10 @@ type Stats struct {
 	// peer's MaxIWantReplies or MaxIWantReplyBytes of the heartbeat, or asked for by a peer after MaxPeers others
 	// had asked for that message.
 	IWantLimited uint64
-	// IWantExpired counts the ids this node wanted (announced, not seen) and gave up with no copy taken: each
-	// announcer remembered was asked in turn, IWantTimeout apart, and none is left (nor connected) to ask.
+	// IWantExpired counts the ids this node wanted (announced, not seen) and gave up with no copy accepted: each
+	// announcer remembered was asked in turn, IWantTimeout apart, and none is left (nor connected) to ask. Either
+	// no announcer sent the message, or this node refused the copies that came (Dropped: a full validation queue,
+	// a stale origin time; or its validators rejected or ignored them): read it beside Dropped.
 	IWantExpired   uint64
 	GraftsSent     uint64
 	GraftsReceived uint64

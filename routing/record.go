@@ -205,7 +205,7 @@ var (
 
 // scopeOf is the scope of ip.
 func scopeOf(ip netip.Addr) addrScope {
-	ip = ip.Unmap()
+	ip = ip.WithZone("").Unmap() // a zone does not change where an address reaches (and hid it from the map and prefixes)
 	b := ip.As16()
 	switch {
 	case hostServices[ip]:

@@ -257,6 +257,11 @@ func TestDialCheck(t *testing.T) {
 		{"[2001:db8::1]:9000", "64:ff9b::c633:6407", nil}, // 198.51.100.7
 		{"[2001:db8::1]:9000", "2002:c633:6407::1", nil},
 		{"192.0.2.1:9000", "100.100.100.201", nil},
+		// A zone does not hide them (a review's finding: the map and the prefixes missed zoned addresses).
+		{"192.0.2.1:9000", "fd00:ec2::254%eth0", ErrLocalFromNetwork},
+		{"192.0.2.1:9000", "64:ff9b::a9fe:a9fe%eth0", ErrLocalFromNetwork},
+		{"192.0.2.1:9000", "64:ff9b::7f00:1%1", ErrLoopbackFromNetwork},
+		{"192.0.2.1:9000", "2002:a9fe:a9fe::1%eth0", ErrLocalFromNetwork},
 		{"[2001:db8::1]:9000", "::ffff:169.254.0.9", ErrLocalFromNetwork},
 		// A public node may have neighbours on its private network (a fleet in one data centre): a review found a
 		// rule by its own address refusing them all.
