@@ -268,7 +268,24 @@ type Snapshot struct {
 
 // Stats counts what the routing actor did.
 type Stats struct {
-	Lookups, LookupFailures, RequestsServed, Throttled, BadRecords, Revalidations, Evictions uint64
+	// Lookups counts the lookups asked of the actor (LookupRequest with a Reply): those it ran, and those it refused
+	// before sending any request (ErrNoPeers, ErrTooManyLookups, ErrStopped while it stops). LookupFailures counts
+	// those of them answered with an error or with no node found, whatever ended them: the refusals, the lookups
+	// ended by the actor's failure (ErrRestarted) or stop (ErrStopped) or by their child actor's stop
+	// (ErrLookupActorStopped), and those no node answered.
+	Lookups, LookupFailures uint64
+	// RequestsServed counts the FindNode requests this node answered, Throttled those refused for the asker's rate
+	// (Config.RequestRate), answered with an "overloaded" error.
+	RequestsServed, Throttled uint64
+	// BadRecords counts the node records the actor refused as not genuine or not usable: a bad signature, a
+	// malformed record, a sender record that is not the sender's own, an address this node would not dial
+	// (dialableFrom). A genuine record older than one verified before (ErrStaleRecord: its node's clock went back,
+	// or an old copy relayed) is not counted, wherever it came: the table's records, an answer's sender, an asker's
+	// (until stop 54 the latter two counted it).
+	BadRecords uint64
+	// Revalidations counts the liveness checks that ended (answered or not; Checks counts those started),
+	// Evictions the entries they evicted (Table.MarkFailed: MaxFailures unanswered checks in a row).
+	Revalidations, Evictions uint64
 	// Exchanges counts the FindNode exchanges the actor started outside lookups: with each new outbound
 	// connection's peer (to learn its record and its neighbourhood of our key) and liveness checks. Checks counts
 	// the latter, NewcomerChecks those of them started for a newcomer to a full bucket (the others are the periodic
@@ -476,10 +493,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 	case *lookupFinished:
 		a.finishLookup(ctx, m)
 	case *actor.Terminated:
-		if req, ok := a.lookups[m.Who.Id]; ok {
-			delete(a.lookups, m.Who.Id)
-			a.answer(req, LookupResult{Err: ErrLookupActorStopped})
-		}
+		a.lookupActorStopped(m.Who.Id)
 	case *misbehaved:
 		a.penalize(m.peer, m.err)
 	case *AddRecords:
@@ -538,7 +552,7 @@ func (a *routingActor) teardown(err error) {
 	a.cancel()
 	a.wg.Wait()
 	for _, req := range a.lookups {
-		a.answer(req, LookupResult{Err: err})
+		a.fail(req, err)
 	}
 	clear(a.lookups)
 }
@@ -588,7 +602,7 @@ func (a *routingActor) learn(from session.NodeID, nodes *messages.Nodes, now tim
 	if s := nodes.GetSender(); s != nil {
 		if e, err := a.records.entry(s); err == nil && e.ID == from {
 			a.addRecord(s, now, mayCheck, true)
-		} else {
+		} else if !errors.Is(err, ErrStaleRecord) { // a stale record is genuine, only old (Stats.BadRecords)
 			a.stats.BadRecords++
 		}
 	}

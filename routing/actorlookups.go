@@ -14,7 +14,7 @@ import (
 func (a *routingActor) failHandling(err error) {
 	switch req := a.handling.(type) {
 	case *LookupRequest: // not among a.lookups: startLookup enters it there as its last step
-		a.answer(req, LookupResult{Err: err})
+		a.fail(req, err)
 	case *SnapshotRequest:
 		if req.Reply != nil {
 			select {
@@ -24,6 +24,29 @@ func (a *routingActor) failHandling(err error) {
 		}
 	}
 	a.handling = nil
+}
+
+// fail answers a lookup the actor took (counted in Stats.Lookups) with err; it counts in LookupFailures (result).
+func (a *routingActor) fail(req *LookupRequest, err error) { a.result(req, LookupResult{Err: err}) }
+
+// result answers a lookup the actor took (counted in Stats.Lookups) with r, and counts it in LookupFailures when it
+// ended with an error or found nobody: every lookup answered so counts there, whatever ended it (its own end,
+// a refusal, the actor's failure or stop, its child actor's stop). Until stop 54 those the actor's failure, stop
+// or a child's stop ended counted in Lookups only.
+func (a *routingActor) result(req *LookupRequest, r LookupResult) {
+	if r.Err != nil || len(r.Closest) == 0 {
+		a.stats.LookupFailures++
+	}
+	a.answer(req, r)
+}
+
+// lookupActorStopped answers, with ErrLookupActorStopped, the lookup whose child actor (of that id) stopped before
+// it ended: it failed.
+func (a *routingActor) lookupActorStopped(id string) {
+	if req, ok := a.lookups[id]; ok {
+		delete(a.lookups, id)
+		a.fail(req, ErrLookupActorStopped)
+	}
 }
 
 // answer gives a lookup its result without ever blocking the actor: a Reply with no room (see LookupRequest) loses
@@ -42,7 +65,8 @@ func (a *routingActor) answer(req *LookupRequest, r LookupResult) {
 func (a *routingActor) receiveStopping(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *LookupRequest:
-		a.answer(m, LookupResult{Err: ErrStopped})
+		a.stats.Lookups++
+		a.fail(m, ErrStopped)
 	case *lookupFinished:
 		if sender := ctx.Sender(); sender != nil {
 			ctx.Stop(sender)
@@ -63,13 +87,11 @@ func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now ti
 		seeds = req.Fallback
 	}
 	if len(seeds) == 0 {
-		a.stats.LookupFailures++
-		a.answer(req, LookupResult{Err: ErrNoPeers})
+		a.fail(req, ErrNoPeers)
 		return
 	}
 	if len(a.lookups) >= a.cfg.MaxLookups {
-		a.stats.LookupFailures++
-		a.answer(req, LookupResult{Err: fmt.Errorf("%w: %d", ErrTooManyLookups, len(a.lookups))})
+		a.fail(req, fmt.Errorf("%w: %d", ErrTooManyLookups, len(a.lookups)))
 		return
 	}
 	a.table.Touched(req.Target, now)
@@ -87,8 +109,5 @@ func (a *routingActor) finishLookup(ctx actor.Context, m *lookupFinished) {
 		return // already answered (the actor was stopping or the lookup was abandoned)
 	}
 	delete(a.lookups, sender.Id)
-	if m.result.Err != nil || len(m.result.Closest) == 0 {
-		a.stats.LookupFailures++
-	}
-	a.answer(m.req, m.result) // Reply receives exactly one result
+	a.result(m.req, m.result) // Reply receives exactly one result
 }

@@ -52,7 +52,7 @@ func (a *routingActor) serve(req InboundRequest, now time.Time) {
 				a.table.MarkAlive(e.ID, now)
 			}
 			sender = &e
-		} else {
+		} else if !errors.Is(err, ErrStaleRecord) { // a stale record is genuine, only old (Stats.BadRecords)
 			a.stats.BadRecords++
 		}
 	}

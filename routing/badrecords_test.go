@@ -1,0 +1,57 @@
+package routing
+
+import (
+	"testing"
+	"time"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// A genuine record older than one verified before (its node's clock went back, or an old copy) is stale, not bad:
+// BadRecords counts it nowhere, whether it comes as an asker's sender record (serve), an answer's sender record
+// (learn) or among an answer's records (addRecord, which never counted it). Until stop 54 serve and learn
+// counted it, addRecord did not (an audit's finding). A forged sender record still counts.
+func TestStaleGenuineRecordsAreNotBadRecords(t *testing.T) {
+	rig := newRevalidationRig(t, 54)
+	a := rig.actor(t, &stallingNet{id: rig.self})
+	a.records = newVerifiedRecords(1024)
+	target := KeyOf(rig.self)
+	staleOf := func(id *session.Identity, addr string) *messages.NodeRecord {
+		t.Helper()
+		old, err := NewRecord(id, 1, []string{addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		newer, err := NewRecord(id, 2, []string{addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.records.entry(newer); err != nil {
+			t.Fatal(err)
+		}
+		return old
+	}
+	asker, answerer, relayed := identity(t, 11), identity(t, 12), identity(t, 13)
+
+	a.serve(&askFrom{from: asker.NodeID(), remote: "203.0.113.11:40000",
+		msg: &messages.FindNode{Target: target[:], Sender: staleOf(asker, "203.0.113.11:4001")}}, t0)
+	if a.stats.BadRecords != 0 || a.stats.RequestsServed != 1 {
+		t.Fatalf("an asker's stale sender record: BadRecords %d (RequestsServed %d), want 0", a.stats.BadRecords, a.stats.RequestsServed)
+	}
+	a.learn(answerer.NodeID(), &messages.Nodes{Sender: staleOf(answerer, "203.0.113.12:4001"),
+		Records: []*messages.NodeRecord{staleOf(relayed, "203.0.113.13:4001")}}, t0, false)
+	if a.stats.BadRecords != 0 {
+		t.Fatalf("an answer's stale sender record and a stale relayed one: BadRecords %d, want 0", a.stats.BadRecords)
+	}
+
+	// A sender record that is another node's, genuine and fresh, is not the sender's own: bad.
+	other, err := NewRecord(identity(t, 14), 1, []string{"203.0.113.14:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.serve(&askFrom{from: asker.NodeID(), remote: "203.0.113.11:40000", msg: &messages.FindNode{Target: target[:], Sender: other}}, t0.Add(time.Second))
+	if a.stats.BadRecords != 1 {
+		t.Fatalf("a forged sender record: BadRecords %d, want 1", a.stats.BadRecords)
+	}
+}
