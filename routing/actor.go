@@ -291,6 +291,11 @@ type Stats struct {
 	// the latter, NewcomerChecks those of them started for a newcomer to a full bucket (the others are the periodic
 	// revalidation's).
 	Exchanges, Checks, NewcomerChecks uint64
+	// ExchangesDropped counts the exchanges outside lookups not started because Config.MaxInFlight were in
+	// progress: a new outbound peer's, a newcomer's liveness check (counted in neither Checks nor NewcomerChecks,
+	// its CheckRate token kept) or the revalidation's (whose answered-entry check stays due). Until stop 54 such a
+	// newcomer check counted in NewcomerChecks as if it had run.
+	ExchangesDropped uint64
 	// Misbehaved counts peers banned for a discovery protocol violation.
 	Misbehaved uint64
 	// TopicQueries counts the FindNode requests served for a topic's registrations, TopicRegistrations the
@@ -588,9 +593,8 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck
 		a.net.AddAddress(e.ID, e.Addr)
 	}
 	if mayCheck && res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] && now.Sub(res.Check.LastSeen) >= a.cfg.CheckAge &&
-		a.checks.Allow(true, now) {
+		a.exchangeRoom() && a.checks.Allow(true, now) && a.checkEntry(*res.Check) {
 		a.stats.NewcomerChecks++
-		a.checkEntry(*res.Check)
 	}
 }
 
@@ -613,10 +617,24 @@ func (a *routingActor) learn(from session.NodeID, nodes *messages.Nodes, now tim
 	}
 }
 
-// exchange sends a FindNode to a peer in a goroutine owned by the actor.
-func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) {
-	if a.inFlight >= a.cfg.MaxInFlight || a.ctx.Err() != nil {
-		return
+// exchangeRoom reports whether an exchange may start: the actor is not ending, and fewer than MaxInFlight are in
+// progress (otherwise counted in Stats.ExchangesDropped).
+func (a *routingActor) exchangeRoom() bool {
+	if a.ctx.Err() != nil {
+		return false
+	}
+	if a.inFlight >= a.cfg.MaxInFlight {
+		a.stats.ExchangesDropped++
+		return false
+	}
+	return true
+}
+
+// exchange sends a FindNode to a peer in a goroutine owned by the actor, and reports whether it started
+// (exchangeRoom).
+func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) bool {
+	if !a.exchangeRoom() {
+		return false
 	}
 	if check {
 		a.checking[peer] = true
@@ -638,6 +656,7 @@ func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) {
 		}
 		root.Send(self, &exchangeDone{from: from, peer: peer, check: check, reply: nodes, err: err})
 	}()
+	return true
 }
 
 func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {

@@ -97,7 +97,8 @@ func (a *routingActor) revalidate(now time.Time) {
 }
 
 // check starts the liveness check revalidate chooses, passing over the entries being checked and those found busy;
-// it reports false if there was none to start.
+// it reports false if there was no entry to check. A check that could not start (MaxInFlight exchanges in progress:
+// Stats.ExchangesDropped) leaves the answered entries' check due, for the next tick.
 func (a *routingActor) check(now time.Time) bool {
 	skip := func(id session.NodeID) bool {
 		_, busy := a.busy[id]
@@ -105,8 +106,9 @@ func (a *routingActor) check(now time.Time) bool {
 	}
 	if !now.Before(a.answeredDue) {
 		if e, ok := a.table.StalestOf(true, skip); ok {
-			a.answeredDue = now.Add(jittered(a.rng, a.cfg.RevalidateAnsweredInterval))
-			a.checkEntry(e)
+			if a.checkEntry(e) {
+				a.answeredDue = now.Add(jittered(a.rng, a.cfg.RevalidateAnsweredInterval))
+			}
 			return true
 		}
 	}
@@ -125,9 +127,10 @@ func (a *routingActor) check(now time.Time) bool {
 
 // checkEntry starts the liveness check of a table entry at the address the table holds for it: the node's address
 // book is bounded and may have forgotten it (a dial without an address would first look the node up in the DHT).
-func (a *routingActor) checkEntry(e Entry) {
+// It reports whether the check started (exchange).
+func (a *routingActor) checkEntry(e Entry) bool {
 	a.net.AddAddress(e.ID, e.Addr)
-	a.exchange(e.ID, a.table.SelfKey(), true)
+	return a.exchange(e.ID, a.table.SelfKey(), true)
 }
 
 // maxDeferred bounds routingActor.busy, in table buckets' worth (K each): past it a new round starts.
