@@ -283,6 +283,11 @@ type Stats struct {
 	// or an old copy relayed) is not counted, wherever it came: the table's records, an answer's sender, an asker's
 	// (until stop 54 the latter two counted it).
 	BadRecords uint64
+	// RejectedIP counts the genuine, dialable records the table refused for its IP diversity limits
+	// (TableConfig.BucketIPLimit, TableIPLimit): a new node, or a known node's move to another IP group, whose group
+	// holds as many entries as allowed (Table.Add's RejectedIP). Until stop 54 counted nowhere: a fleet on one /24
+	// beyond the limits was dropped without a trace.
+	RejectedIP uint64
 	// Revalidations counts the liveness checks that ended (answered or not; Checks counts those started),
 	// Evictions the entries they evicted (Table.MarkFailed: MaxFailures unanswered checks in a row).
 	Revalidations, Evictions uint64
@@ -591,6 +596,8 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck
 	switch res.Status {
 	case Added, Updated, Pending:
 		a.net.AddAddress(e.ID, e.Addr)
+	case RejectedIP:
+		a.stats.RejectedIP++
 	}
 	if mayCheck && res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] && now.Sub(res.Check.LastSeen) >= a.cfg.CheckAge &&
 		a.exchangeRoom() && a.checks.Allow(true, now) && a.checkEntry(*res.Check) {

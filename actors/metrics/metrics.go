@@ -32,6 +32,7 @@ type Collector struct {
 	inboundDropped                                             *prometheus.Desc
 	routingEntries, lookups, lookupFailures, routingThrottled  *prometheus.Desc
 	topicQueries, topicRegistrations, exchangesDropped         *prometheus.Desc
+	rejectedIP                                                 *prometheus.Desc
 	gossipPeers, gossipTopics, gossipCounter, gossipDropped    *prometheus.Desc
 	gossipDelay, gossipHops, gossipRejectedPeers, gossipErrors *prometheus.Desc
 }
@@ -60,6 +61,7 @@ func NewCollector(node *actors.Node) *Collector {
 		lookups:           d("routing_lookups_total", "Lookups asked of the routing actor: those run, and those refused before any request (no peer to start from, too many in progress, the actor stopping)."),
 		lookupFailures:    d("routing_lookup_failures_total", "Lookups answered with an error or with no node found: refused, no node answered, or ended by the routing actor's failure or stop."),
 		routingThrottled:  d("routing_throttled_total", "Discovery requests refused by the per-peer rate limit."),
+		rejectedIP:        d("routing_rejected_ip_total", "Valid node records the routing table refused for its IP diversity limits (too many entries of one /24 or /64 in a bucket or in the table)."),
 		exchangesDropped:  d("routing_exchanges_dropped_total", "Discovery exchanges outside lookups (with a new outbound peer, liveness checks) not started because the most allowed were in progress."),
 		topicQueries:      d("routing_topic_queries_total", "Discovery requests served for a topic's registered nodes (topic discovery)."),
 		topicRegistrations: d("routing_topic_registrations_total",
@@ -80,7 +82,7 @@ func NewCollector(node *actors.Node) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted, c.sendsHeldBack, c.sendsOverloaded, c.pendingHandshakes, c.inboundDropped,
-		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.exchangesDropped, c.topicQueries, c.topicRegistrations,
+		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.rejectedIP, c.exchangesDropped, c.topicQueries, c.topicRegistrations,
 		c.gossipPeers, c.gossipTopics,
 		c.gossipCounter, c.gossipDropped, c.gossipRejectedPeers, c.gossipErrors, c.gossipDelay, c.gossipHops,
 	} {
@@ -133,6 +135,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.lookupFailures, rt.Stats.LookupFailures)
 		counter(c.routingThrottled, rt.Stats.Throttled)
 		counter(c.exchangesDropped, rt.Stats.ExchangesDropped)
+		counter(c.rejectedIP, rt.Stats.RejectedIP)
 		counter(c.topicQueries, rt.Stats.TopicQueries)
 		counter(c.topicRegistrations, rt.Stats.TopicRegistrations)
 	}
