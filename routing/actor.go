@@ -304,8 +304,12 @@ type Stats struct {
 	// Misbehaved counts peers banned for a discovery protocol violation.
 	Misbehaved uint64
 	// TopicQueries counts the FindNode requests served for a topic's registrations, TopicRegistrations the
-	// registrations (and renewals) this node accepted.
-	TopicQueries, TopicRegistrations uint64
+	// registrations (and renewals) this node accepted, TopicRegistrationsRefused those it refused (logged at debug
+	// with the reason): the registrant sent no valid record of its own or one naming an address this node would not
+	// dial, or the registry's limits refused it (Config.TopicRegistrations: the IP group of its connection holds an
+	// eighth of the topic's registrations, or MaxTopics/4 over all topics; a record over MaxRegisteredRecordSize).
+	// A refused registrant is answered as usual. Until stop 54 the refusals were counted and logged nowhere.
+	TopicQueries, TopicRegistrations, TopicRegistrationsRefused uint64
 	// GoneRecords counts the records of nodes the liveness checks evicted that other nodes (or the peer store)
 	// relayed again and the table did not take: no newer than the one the node had, within 30 minutes of the
 	// eviction, and not from the node itself.

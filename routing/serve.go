@@ -60,12 +60,34 @@ func (a *routingActor) serve(req InboundRequest, now time.Time) {
 	nodes := a.nodesFor(target)
 	if fn.Topic {
 		a.stats.TopicQueries++
-		if fn.Register && sender != nil && dialableFrom(a.local, sender.Addr) && a.topics.Register(target, *sender, remoteAddr(req), now) {
-			a.stats.TopicRegistrations++
+		if fn.Register {
+			a.register(req, target, sender, now)
 		}
 		nodes.Registered = a.topics.Registered(target, now, a.cfg.TopicRegistrations, req.Sender())
 	}
 	_ = req.Reply(nodes)
+}
+
+// register registers the asker of req, whose own verified record is sender (nil when it sent none of its own), on
+// topic, and counts the registration, or its refusal in Stats.TopicRegistrationsRefused, logged at debug with the
+// reason. The registrant is answered as usual either way: the protocol has no word for a refusal.
+func (a *routingActor) register(req InboundRequest, topic Key, sender *Entry, now time.Time) {
+	from := remoteAddr(req)
+	var reason string
+	switch {
+	case sender == nil:
+		reason = "no valid record of the registrant's own"
+	case !dialableFrom(a.local, sender.Addr):
+		reason = "the registrant's address is not one this node dials"
+	case !a.topics.Register(topic, *sender, from, now):
+		reason = a.topics.refusal(*sender, from)
+	default:
+		a.stats.TopicRegistrations++
+		return
+	}
+	a.stats.TopicRegistrationsRefused++
+	a.log.Debug().Str("peer", req.Sender().Short()).Str("remote", from).Str("topic_key", topic.String()[:16]).
+		Str("reason", reason).Msg("topic registration refused")
 }
 
 // nodesFor builds a bounded answer: at most k records of the closest known nodes, plus the local record.

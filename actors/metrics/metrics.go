@@ -32,7 +32,7 @@ type Collector struct {
 	inboundDropped                                             *prometheus.Desc
 	routingEntries, lookups, lookupFailures, routingThrottled  *prometheus.Desc
 	topicQueries, topicRegistrations, exchangesDropped         *prometheus.Desc
-	rejectedIP                                                 *prometheus.Desc
+	rejectedIP, topicRegistrationsRefused                      *prometheus.Desc
 	gossipPeers, gossipTopics, gossipCounter, gossipDropped    *prometheus.Desc
 	gossipDelay, gossipHops, gossipRejectedPeers, gossipErrors *prometheus.Desc
 }
@@ -66,6 +66,8 @@ func NewCollector(node *actors.Node) *Collector {
 		topicQueries:      d("routing_topic_queries_total", "Discovery requests served for a topic's registered nodes (topic discovery)."),
 		topicRegistrations: d("routing_topic_registrations_total",
 			"Registrations of peers on a topic this node accepted (renewals included)."),
+		topicRegistrationsRefused: d("routing_topic_registrations_refused_total",
+			"Registrations of peers on a topic this node refused: no valid record of the registrant's own, or the registry's limits (per IP group of the connection, per topic and over all topics)."),
 		gossipPeers:   d("gossip_peers", "Connected peers that speak gossip."),
 		gossipTopics:  d("gossip_topics", "Topics this node has joined."),
 		gossipCounter: d("gossip_events_total", "Gossip router events: delivered, duplicates, published, rejected, ignored, ihave_sent, ihave_received, iwant_sent, iwant_received, iwant_served, grafts_sent, prunes_sent, ...", "event"),
@@ -82,7 +84,7 @@ func NewCollector(node *actors.Node) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted, c.sendsHeldBack, c.sendsOverloaded, c.pendingHandshakes, c.inboundDropped,
-		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.rejectedIP, c.exchangesDropped, c.topicQueries, c.topicRegistrations,
+		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.rejectedIP, c.exchangesDropped, c.topicQueries, c.topicRegistrations, c.topicRegistrationsRefused,
 		c.gossipPeers, c.gossipTopics,
 		c.gossipCounter, c.gossipDropped, c.gossipRejectedPeers, c.gossipErrors, c.gossipDelay, c.gossipHops,
 	} {
@@ -138,6 +140,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rejectedIP, rt.Stats.RejectedIP)
 		counter(c.topicQueries, rt.Stats.TopicQueries)
 		counter(c.topicRegistrations, rt.Stats.TopicRegistrations)
+		counter(c.topicRegistrationsRefused, rt.Stats.TopicRegistrationsRefused)
 	}
 	if gs, err := c.node.GossipStats(ctx); err == nil {
 		c.collectGossip(ch, gs)

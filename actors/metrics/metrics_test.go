@@ -118,6 +118,7 @@ func TestHandlerExposesTrafficRoutingAndGossipFigures(t *testing.T) {
 		{"actormesh_routing_topic_registrations_total", nil, 0},
 		{"actormesh_routing_exchanges_dropped_total", nil, 0},
 		{"actormesh_routing_rejected_ip_total", nil, 0},
+		{"actormesh_routing_topic_registrations_refused_total", nil, 0},
 		{"actormesh_gossip_events_total", map[string]string{"event": "delivered"}, 1},
 		{"actormesh_gossip_events_total", map[string]string{"event": "signatures_verified"}, 1},
 		{"actormesh_gossip_events_total", map[string]string{"event": "stale"}, 0},
