@@ -44,7 +44,11 @@ func (n *Node) routingStopped() error {
 	}
 }
 
-// FindClosest runs an iterative Kademlia lookup for the nodes closest to target.
+// FindClosest runs an iterative Kademlia lookup for the nodes closest to target. Errors: routing.ErrNoPeers when
+// the node knows no peer to ask, routing.ErrNoAnswer when it asked some and none answered (the result still says
+// how many it asked: Queried), routing.ErrTooManyLookups when Routing.MaxLookups are in progress,
+// ErrDiscoveryDisabled, ErrClosed, ErrNotStarted, routing.ErrStopped, or ctx's error (nothing started if it had
+// ended already).
 func (n *Node) FindClosest(ctx context.Context, target routing.Key) (routing.LookupResult, error) {
 	return n.lookup(ctx, &routing.LookupRequest{Target: target})
 }
@@ -71,8 +75,11 @@ func (n *Node) lookup(ctx context.Context, req *routing.LookupRequest) (routing.
 	n.system.Root.Send(n.routing, req)
 	select {
 	case r := <-reply:
-		if errors.Is(r.Err, routing.ErrStopped) {
+		switch {
+		case errors.Is(r.Err, routing.ErrStopped):
 			r.Err = n.routingStopped()
+		case errors.Is(r.Err, routing.ErrNoAnswer) && ctx.Err() != nil:
+			r.Err = fmt.Errorf("lookup: %w", ctx.Err()) // the caller gave up before anybody answered
 		}
 		return r, r.Err
 	case <-ctx.Done():
@@ -129,9 +136,11 @@ func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protoc
 }
 
 // Lookup finds the address of a node by its id through the DHT: from the node's signed record, which the lookup
-// learns from the node itself or from the nodes closest to it. It returns ErrNotFound when the lookup ends without
-// having learned the record, routing.ErrNoPeers when the node knows no peer to ask, routing.ErrTooManyLookups when
-// Routing.MaxLookups are under way, and the context's error (nothing started if it had ended already).
+// learns from the node itself or from the nodes closest to it (or knew before: the routing table's record). It
+// returns ErrNotFound when the lookup ends without having learned the record, wrapping routing.ErrNoAnswer too when
+// no node it asked answered (the node may well exist), routing.ErrNoPeers when the node knows no peer to ask,
+// routing.ErrTooManyLookups when Routing.MaxLookups are under way, and the context's error (nothing started if it
+// had ended already).
 func (n *Node) Lookup(ctx context.Context, id session.NodeID) (session.PeerAddr, error) {
 	addr, _, err := n.LookupWithStats(ctx, id)
 	return addr, err
@@ -150,11 +159,14 @@ func (n *Node) LookupWithStats(ctx context.Context, id session.NodeID) (session.
 		return session.PeerAddr{}, routing.LookupResult{}, fmt.Errorf("%w: %s is this node, which listens nowhere", ErrNotFound, id.Short())
 	}
 	res, err := n.lookup(ctx, &routing.LookupRequest{Target: routing.KeyOf(id), Want: &id})
-	if err != nil {
+	noAnswer := errors.Is(err, routing.ErrNoAnswer)
+	switch {
+	case err != nil && !noAnswer:
 		return session.PeerAddr{}, res, err
-	}
-	if res.Wanted != nil {
+	case res.Wanted != nil: // its record, known before if nobody answered
 		return session.PeerAddr{ID: id, Addr: res.Wanted.Addr}, res, nil
+	case noAnswer:
+		return session.PeerAddr{}, res, fmt.Errorf("%w: %s: %w", ErrNotFound, id.Short(), err)
 	}
 	return session.PeerAddr{}, res, fmt.Errorf("%w: %s after %d requests", ErrNotFound, id.Short(), res.Queried)
 }

@@ -51,8 +51,8 @@ type (
 )
 
 var (
-	errTopicsWaiting     = fmt.Errorf("too many topic discoveries waiting (%d)", maxTopicsWaiting)
-	errRegisteredNowhere = errors.New("no node answered the registration")
+	errTopicsWaiting = fmt.Errorf("too many topic discoveries waiting (%d)", maxTopicsWaiting)
+	errReachedNobody = errors.New("the topic lookup asked no node")
 )
 
 // DiscoverTopic implements gossip.Network: a node without discovery ignores it.
@@ -95,8 +95,11 @@ func (m *peerManager) discoverTopic(d *discoverTopic) {
 		ctx, cancel := context.WithTimeout(m.ctx, topicLookupTimeout)
 		res, err := n.lookup(ctx, &routing.LookupRequest{Target: routing.TopicKey(d.topic), Topic: true, Register: d.register})
 		cancel()
-		if err == nil && d.register && len(res.Closest) == 0 {
-			err = errRegisteredNowhere // every node asked failed to answer: the registration is held nowhere
+		if err == nil && len(res.Closest) == 0 {
+			// The lookup asked nobody (its only starting point was this node): the registration is held nowhere, the
+			// search saw nothing. One that asked nodes none of which answered fails with routing.ErrNoAnswer; until
+			// stop 54 such a search counted as a success for the relay, and a registration failed apart.
+			err = errReachedNobody
 		}
 		root.Send(self, &topicFound{topic: d.topic, register: d.register, want: d.want, found: res.Registered, err: err, from: m})
 	}()
@@ -223,10 +226,11 @@ func (m *peerManager) lookupDone(topic string, register bool, err error) {
 // FindTopicPeers looks up in the DHT the nodes registered on topic: the nodes that joined it (Subscribe) where
 // it is sparse around them, which register themselves every Gossip.Router.TopicRegisterInterval. The node's own
 // relay does this by itself while a topic it joined has too few peers, and connects to some of them; this is for
-// an application that wants to see or choose them. It does not register the node. Errors: ErrDiscoveryDisabled,
-// gossip.ErrEmptyTopic, gossip.ErrTopicTooLong, gossip.ErrTopicNotUTF8, the lookup's (routing.ErrNoPeers when
-// the node knows nobody, routing.ErrTooManyLookups when Routing.MaxLookups are in progress), ErrClosed,
-// ErrNotStarted, or ctx's error. The nodes named by more of the answerers closest to the topic's key come first (each
+// an application that wants to see or choose them. It does not register the node. An empty list means the nodes
+// near the topic's key answered and hold no registration. Errors: ErrDiscoveryDisabled, gossip.ErrEmptyTopic,
+// gossip.ErrTopicTooLong, gossip.ErrTopicNotUTF8, the lookup's (routing.ErrNoPeers when the node knows nobody,
+// routing.ErrNoAnswer when no node it asked answered, routing.ErrTooManyLookups when Routing.MaxLookups are in
+// progress), ErrClosed, ErrNotStarted, or ctx's error. The nodes named by more of the answerers closest to the topic's key come first (each
 // adds 1/(r+1) for its rank r): an honest registration is held by the nodes near the key, a made-up one by whoever
 // made it up.
 func (n *Node) FindTopicPeers(ctx context.Context, topic string) ([]session.PeerAddr, error) {

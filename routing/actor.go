@@ -33,6 +33,13 @@ var ErrRestarted = errors.New("routing: routing actor restarted after a failure"
 // closing, or the actor failed too often and its supervisor gave up on it.
 var ErrStopped = errors.New("routing: routing actor stopped")
 
+// ErrNoAnswer is a lookup's error when it asked at least one node and none answered (each was down, could not be
+// dialed, did not answer in time, or answered with an error: "overloaded" when this node asked over its FindNode
+// rate): it learned nothing, which is not an empty neighbourhood nor a topic nobody registered on.
+// The result's Queried tells how many were asked, and Wanted may still name the node looked for when its record was
+// known before (LookupRequest.Want).
+var ErrNoAnswer = errors.New("routing: no node answered the lookup")
+
 // ErrLookupActorStopped is a lookup's error when the child actor running it stopped before it ended (it failed).
 var ErrLookupActorStopped = errors.New("routing: lookup actor stopped")
 
@@ -243,7 +250,10 @@ type LookupResult struct {
 	Rounds, Queried int
 	// Duration is the lookup's wall time.
 	Duration time.Duration
-	Err      error
+	// Err is why the lookup failed: ErrNoPeers, ErrTooManyLookups, ErrNoAnswer (the fields above keep what the
+	// lookup knew), ErrRestarted, ErrStopped, ErrLookupActorStopped. A lookup whose caller gave up (Ctx) answers
+	// with what it found so far, ErrNoAnswer if nobody had answered yet.
+	Err error
 }
 
 // AddRecords asks the routing actor to verify records (e.g. from a peer store) and add them to the table.

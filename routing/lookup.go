@@ -51,6 +51,7 @@ type Lookup struct {
 	known    map[session.NodeID]*candidate // cands, plus every node asked
 	inFlight int
 	queried  int
+	answered int
 	rounds   int
 }
 
@@ -144,6 +145,7 @@ func (l *Lookup) Succeeded(from session.NodeID, found []Entry) {
 	}
 	c.state = answered
 	l.inFlight--
+	l.answered++
 	l.merge(found, c.depth+1)
 }
 
@@ -207,6 +209,10 @@ func (l *Lookup) Rounds() int { return l.rounds }
 
 // Queried returns how many requests the lookup has issued.
 func (l *Lookup) Queried() int { return l.queried }
+
+// Answered returns how many of the nodes asked have answered (Succeeded): 0 after Queried requests means the
+// lookup learned nothing from anybody, which its caller should not take for an empty neighbourhood (ErrNoAnswer).
+func (l *Lookup) Answered() int { return l.answered }
 
 // InFlight returns how many requests are awaiting an answer.
 func (l *Lookup) InFlight() int { return l.inFlight }

@@ -140,6 +140,11 @@ func (l *lookupActor) finish(ctx actor.Context) {
 		Closest: l.lookup.Result(), Rounds: l.lookup.Rounds(), Queried: l.lookup.Queried(),
 		Duration: time.Since(l.started), Registered: l.bestRegistered(),
 	}
+	if res.Queried > 0 && l.lookup.Answered() == 0 {
+		// Nobody answered: until stop 54 the lookup succeeded with nothing, which FindClosest and FindTopicPeers
+		// passed on as an empty neighbourhood or a topic nobody registered on.
+		res.Err = fmt.Errorf("%w (%d asked)", ErrNoAnswer, res.Queried)
+	}
 	if l.req.Want != nil {
 		// The node's own answer names its address best; a candidate taken from the node's connections (a lookup
 		// from an empty table starts from them) may have none, and used to be returned with an empty address.

@@ -547,8 +547,10 @@ func statusOf(err error) int {
 		errors.Is(err, actors.ErrMessageTooLarge), errors.Is(err, actors.ErrSelf), errors.Is(err, actors.ErrBadPayload),
 		errors.Is(err, actors.ErrInvalidArgument), errors.Is(err, session.ErrBadPeerAddr):
 		return http.StatusBadRequest
-	case errors.Is(err, actors.ErrUnknownPeer) && !errors.Is(err, actors.ErrNotFound) && lookupStatus(err) != 0:
-		// A peer whose address is unknown is looked up: a lookup that could not run or did not end is no 404.
+	case errors.Is(err, actors.ErrUnknownPeer) && (!errors.Is(err, actors.ErrNotFound) || errors.Is(err, routing.ErrNoAnswer)) &&
+		lookupStatus(err) != 0:
+		// A peer whose address is unknown is looked up: a lookup that could not run, did not end, or that no node
+		// answered (its ErrNotFound proves nothing) is no 404.
 		return lookupStatus(err)
 	case errors.Is(err, actors.ErrUnknownPeer), errors.Is(err, actors.ErrNotFound),
 		errors.Is(err, actors.ErrUnknownProtocol):
@@ -569,7 +571,7 @@ func statusOf(err error) int {
 		errors.Is(err, actors.ErrUnreachable):
 		return http.StatusBadGateway
 	case errors.Is(err, actors.ErrClosed), errors.Is(err, actors.ErrNotStarted), errors.Is(err, gossip.ErrRelayStopped),
-		errors.Is(err, routing.ErrNoPeers), errors.Is(err, routing.ErrTooManyLookups):
+		errors.Is(err, routing.ErrNoPeers), errors.Is(err, routing.ErrNoAnswer), errors.Is(err, routing.ErrTooManyLookups):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
@@ -577,11 +579,11 @@ func statusOf(err error) int {
 }
 
 // lookupStatus is the status of a lookup that ended without finding the peer nor proving it absent: the node knows
-// no peer to ask or runs too many lookups (503, as GET /v1/topics/{topic}/registered answers), discovery is off
-// (501), the call's time ran out (504), the node closes (503); 0 for another cause.
+// no peer to ask, none it asked answered, or it runs too many lookups (503, as GET /v1/topics/{topic}/registered
+// answers), discovery is off (501), the call's time ran out (504), the node closes (503); 0 for another cause.
 func lookupStatus(err error) int {
 	switch {
-	case errors.Is(err, routing.ErrNoPeers), errors.Is(err, routing.ErrTooManyLookups), errors.Is(err, actors.ErrClosed),
+	case errors.Is(err, routing.ErrNoPeers), errors.Is(err, routing.ErrNoAnswer), errors.Is(err, routing.ErrTooManyLookups), errors.Is(err, actors.ErrClosed),
 		errors.Is(err, actors.ErrNotStarted):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, actors.ErrDiscoveryDisabled):
