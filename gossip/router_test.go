@@ -212,10 +212,22 @@ func TestDuplicateOverEagerLinkPrunes(t *testing.T) {
 			if !slices.Equal(sorted(eager), []session.NodeID{nid(1), nid(3)}) || !slices.Equal(lazy, []session.NodeID{nid(2)}) {
 				t.Errorf("mesh eager %v lazy %v, want peer 2 lazy and still in the mesh", eager, lazy)
 			}
+			// Each lazy prune sent counts in Stats().PrunesSent (exported as gossip_events_total{event="prunes_sent"}).
+			if got := r.Stats().PrunesSent; got != 1 {
+				t.Errorf("PrunesSent %d after one lazy prune, want 1", got)
+			}
 			// A lazy link no longer carries messages.
 			out, _ := receive(t, r, t0, nid(1), msg("after"), Accept)
 			if got := receivers(out); !slices.Equal(got, []session.NodeID{nid(3)}) {
 				t.Errorf("relayed to %v, want only the remaining eager link", got)
+			}
+			// A peer still pushing over the link it was told is lazy gets the prune again, counted again.
+			out, _ = r.HandleMessage(t0, nid(2), msg("after"))
+			if c, _ := sendsTo(out, nid(2)); c == nil || !slices.Equal(c.Prune, []Prune{{Topic: topicA, Lazy: true}}) {
+				t.Errorf("push over the lazy link: control %+v, want the lazy prune again", c)
+			}
+			if got := r.Stats().PrunesSent; got != 2 {
+				t.Errorf("PrunesSent %d after the prune repeated over the lazy link, want 2", got)
 			}
 		})
 	}
