@@ -245,3 +245,46 @@ func waitClosed(t *testing.T, ctx context.Context, c <-chan struct{}, what strin
 		t.Fatalf("%s: Stopped not closed", what)
 	}
 }
+
+// Cancelling the last subscription to a topic leaves it in the router (Subscription.Cancel: "The node leaves the
+// topic when this was its last subscription"): a peer's message on the topic is then dropped, no longer taken,
+// validated and relayed. While another subscription to the topic stands, cancelling one leaves nothing.
+func TestCancellingTheLastSubscriptionLeavesTheTopic(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := DefaultRelayConfig()
+	cfg.VerifySignatures = false
+	relay := spawnRelay(t, cfg, &flakyNetwork{self: nid(1), peer: nid(2)})
+	var subs [2]*Subscription
+	for i := range subs {
+		sub, err := relay.Subscribe(ctx, "t", func(*Delivery) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs[i] = sub
+	}
+	relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Hello: true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "t", Subscribe: true}}}})
+	// The relay takes what is sent to it in order, so Stats answers once it has handled the message sent before.
+	dropped := func(seq uint64) uint64 {
+		t.Helper()
+		relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Messages: []*messages.GossipMessage{{Topic: "t",
+			Origin: nid(9).Bytes(), Seq: seq, OriginTime: time.Now().UnixNano(), Data: []byte("x")}}}})
+		st, err := relay.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Router.Dropped
+	}
+	if n := dropped(1); n != 0 {
+		t.Fatalf("a message on a topic subscribed to: %d dropped, want 0", n)
+	}
+	subs[0].Cancel()
+	if n := dropped(2); n != 0 {
+		t.Fatalf("a message on a topic one subscription still stands on: %d dropped, want 0", n)
+	}
+	subs[1].Cancel()
+	if n := dropped(3); n != 1 {
+		t.Fatalf("a message on a topic whose last subscription was cancelled: %d dropped, want 1", n)
+	}
+}
