@@ -637,3 +637,27 @@ func TestDroppedDeliveriesAreLoggedInBatchesAndFlushed(t *testing.T) {
 		t.Fatalf("after the flushes: %q, want a second line with the other 499", buf.String())
 	}
 }
+
+// RelayConfig.MaxMessageSize caps a message's data "published or received": a peer's message of exactly that size
+// is taken; one byte more is refused as malformed (ErrMessageTooLarge) and penalises its sender, without reaching
+// the router.
+func TestReceivedMessageAtMaxMessageSizeIsTakenAndOneByteMoreRefused(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1)
+	cfg.MaxMessageSize = 1000
+	cfg.VerifySignatures = false
+	for _, size := range []int{cfg.MaxMessageSize, cfg.MaxMessageSize + 1} {
+		r := joined(t, cfg.Router, 2)
+		a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 1000, 1000)
+		a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
+		a.handleRPC(nid(2), &messages.GossipRPC{Messages: []*messages.GossipMessage{{Topic: topicA, Origin: nid(9).Bytes(),
+			Seq: 1, OriginTime: time.Now().UnixNano(), Data: make([]byte, size)}}})
+		want := [3]int{1, 0, 0} // delivered, malformed, penalty
+		if size > cfg.MaxMessageSize {
+			want = [3]int{0, 1, 1}
+		}
+		if got := [3]int{int(r.Stats().Delivered), int(a.stats.Malformed), r.peers[nid(2)].penalty}; got != want {
+			t.Errorf("%d-byte message, limit %d: delivered, malformed, penalty %v, want %v", size, cfg.MaxMessageSize, got, want)
+		}
+	}
+}
