@@ -11,6 +11,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/testkit/poll"
@@ -286,5 +288,41 @@ func TestCancellingTheLastSubscriptionLeavesTheTopic(t *testing.T) {
 	subs[1].Cancel()
 	if n := dropped(3); n != 1 {
 		t.Fatalf("a message on a topic whose last subscription was cancelled: %d dropped, want 1", n)
+	}
+}
+
+// A handler that cancels its own subscription is not called again, not even for the deliveries already queued
+// behind the one it handles: Cancel lets only a call under way, or one that began as it ran, run its course. The
+// subscription's goroutine decodes each delivery's payload before the handler call, which takes time, so it
+// checks for a Cancel after the decode, not only between batches of the queue.
+func TestNoDeliveryStartsAfterTheHandlerCancelled(t *testing.T) {
+	var calls atomic.Int32
+	var first *Delivery
+	s := &Subscription{topic: "t", done: make(chan struct{}), stopped: make(chan struct{}),
+		queue: newDeliveryQueue(1024, 1<<20)}
+	s.handler = func(d *Delivery) {
+		if calls.Add(1) == 1 {
+			first = d
+		}
+		s.Cancel()
+	}
+	data := anyBytes(t, wrapperspb.String("m"))
+	for range 16 { // queued before the subscription's goroutine starts: one batch, decoded one by one
+		s.push(&Delivery{Topic: "t", Data: data})
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go s.run(&wg, zerolog.Nop())
+	select {
+	case <-s.Stopped():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stopped not closed after the handler cancelled")
+	}
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler called %d times, want once: deliveries started after its Cancel returned", n)
+	}
+	if first.Err != nil || !proto.Equal(first.Payload, wrapperspb.String("m")) {
+		t.Errorf("the delivery handled: payload %v, error %v; want it decoded before the handler call", first.Payload, first.Err)
 	}
 }
