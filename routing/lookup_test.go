@@ -277,3 +277,49 @@ func TestLookupTakesTheNewestRecordOfANode(t *testing.T) {
 		t.Fatalf("the lookup holds %+v, want the address of seq 5", e)
 	}
 }
+
+// A lookup with beta below k ends once the beta closest candidates still standing have answered (Config.Beta,
+// DefaultBeta 3: it does not wait on farther nodes once the closest answered), though requests to farther ones
+// are still in flight: a failed one no longer counts among the closest, the next closest takes its place. Its
+// Result is then the k closest candidates standing, answered or not.
+func TestLookupEndsOnceItsBetaClosestAnswered(t *testing.T) {
+	rng := newRand(70)
+	self, target := randID(rng), randKey(rng)
+	seeds := randomEntries(71, 6)
+	c := ids(oracleClosest(seeds, target, 6)) // c[0] closest
+	l := NewLookup(target, self, seeds, 4, 2, 5)
+	next := func() []session.NodeID { return ids(l.Next()) }
+	if got := next(); !slices.Equal(got, c[:4]) {
+		t.Fatalf("asked %v first, want the 4 closest", got)
+	}
+	steps := []struct {
+		what string
+		do   func()
+		ask  []session.NodeID // asked by the Next that follows
+		done bool
+	}{
+		{"the 4th closest answered", func() { l.Succeeded(c[3], nil) }, c[4:5], false},
+		{"the closest answered, the 2nd in flight", func() { l.Succeeded(c[0], nil) }, nil, false},
+		// c[5] moves up among the k closest standing.
+		{"the 2nd closest failed: the 3rd, in flight, is now among the 2 closest", func() { l.Failed(c[1]) }, c[5:6], false},
+		{"the 3rd closest answered: the 2 closest standing did", func() { l.Succeeded(c[2], nil) }, nil, true},
+	}
+	for _, s := range steps {
+		s.do()
+		if done := l.Done(); done != s.done {
+			t.Fatalf("%s: Done %v, want %v", s.what, done, s.done)
+		}
+		if s.done {
+			break
+		}
+		if got := next(); !slices.Equal(got, s.ask) {
+			t.Fatalf("%s: then asked %v, want %v", s.what, got, s.ask)
+		}
+	}
+	if l.InFlight() != 2 {
+		t.Errorf("%d requests in flight at the end, want the 2 to the farthest", l.InFlight())
+	}
+	if got, want := ids(l.Result()), []session.NodeID{c[0], c[2], c[3], c[4], c[5]}; !slices.Equal(got, want) {
+		t.Errorf("result %v, want the 5 closest standing %v", got, want)
+	}
+}
