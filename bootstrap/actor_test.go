@@ -373,3 +373,28 @@ func TestADownBootnodeIsLoggedAboveDebugOnce(t *testing.T) {
 			loud, strings.Count(logs.String(), `"dial failed"`))
 	}
 }
+
+// TestTopUpStopsAtTheTarget: a step tops the node up to TargetOutbound ("how many outbound connections the
+// bootstrapper keeps"), not past it: it counts each candidate it connects and stops dialing at the target, though
+// more candidates are known. Here a knows four nodes through its bootnode and keeps two.
+func TestTopUpStopsAtTheTarget(t *testing.T) {
+	nw := testkit.NewNetwork(t, 5, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0 // the nodes' own bootstrappers dial nobody
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	for _, o := range nw.Nodes[2:] {
+		if err := b.Connect(context.Background(), o.Addr(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	net := &countingNet{Node: a}
+	cfg := bootstrap.DefaultConfig()
+	cfg.Bootnodes, cfg.TargetOutbound, cfg.Interval = []session.PeerAddr{b.Addr()}, 2, 10*time.Millisecond
+	spawnBootstrapper(t, a, cfg, net)
+	testkit.WaitFor(t, 10*time.Second, func() bool { return a.OutboundCount() >= 2 }, "a to reach its target")
+	reports := net.reports.Load()
+	testkit.WaitFor(t, 10*time.Second, func() bool { return net.reports.Load() >= reports+10 }, "10 more steps")
+	if n := a.OutboundCount(); n != 2 {
+		t.Fatalf("a keeps %d outbound connections, want its target 2", n)
+	}
+}
