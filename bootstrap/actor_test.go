@@ -398,3 +398,43 @@ func TestTopUpStopsAtTheTarget(t *testing.T) {
 		t.Fatalf("a keeps %d outbound connections, want its target 2", n)
 	}
 }
+
+// refusingNet is a countingNet whose Connect to one node always fails, counting the attempts.
+type refusingNet struct {
+	*countingNet
+	refused session.NodeID
+	dials   atomic.Int64
+}
+
+func (r *refusingNet) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
+	if addr.ID == r.refused {
+		r.dials.Add(1)
+		return errors.New("refused by the test")
+	}
+	return r.countingNet.Connect(ctx, addr, keep)
+}
+
+// TestAFailedCandidateIsNotDialedAgainWithinItsBackoff: a candidate whose dial failed waits out its backoff (at
+// least DialBackoffBase) before the bootstrapper dials it again, though every step in between is short of its
+// target and has it in the table: without it, a node dialed each unreachable node of its table at every step.
+func TestAFailedCandidateIsNotDialedAgainWithinItsBackoff(t *testing.T) {
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.Bootstrap.TargetOutbound = 0 // the nodes' own bootstrappers dial nobody
+	}))
+	a, b, c := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
+	if err := b.Connect(context.Background(), c.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	net := &refusingNet{countingNet: &countingNet{Node: a}, refused: c.ID()}
+	cfg := bootstrap.DefaultConfig()
+	cfg.Bootnodes, cfg.TargetOutbound, cfg.Interval = []session.PeerAddr{b.Addr()}, 8, 10*time.Millisecond
+	cfg.DialBackoffBase, cfg.DialBackoffMax = 2*time.Second, time.Minute
+	spawnBootstrapper(t, a, cfg, net)
+	testkit.WaitFor(t, 10*time.Second, func() bool { return net.dials.Load() > 0 }, "a to dial c")
+	// 20 steps, 10 ms apart (about 300 ms under the race detector): well within c's backoff of 2 s and more.
+	reports := net.reports.Load()
+	testkit.WaitFor(t, 10*time.Second, func() bool { return net.reports.Load() >= reports+20 }, "20 more steps")
+	if n := net.dials.Load(); n != 1 {
+		t.Fatalf("c, unreachable, dialed %d times in its backoff, want once", n)
+	}
+}
