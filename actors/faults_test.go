@@ -3,6 +3,7 @@ package actors_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/gossip"
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
@@ -338,5 +340,74 @@ func TestSlowReaderDoesNotSlowOtherPeers(t *testing.T) {
 	}, "the stuck peer disconnected as SLOW_PEER")
 	if _, err := a.Request(ctxTimeout(t, 2*time.Second), b.ID(), "echo/1", wrapperspb.String("ab")); err != nil {
 		t.Fatalf("healthy peer affected by the disconnect: %v", err)
+	}
+}
+
+// A peer that takes gossip and never reads is disconnected as SLOW_PEER once its send queue is full, not left
+// connected with every later RPC to it failing: application sends wait for room (ErrOverloaded), but gossip and
+// control are queued whole, and a push past the queue's limit ends the connection (the write deadline, a minute
+// here, would take far longer).
+func TestAPeerWhoseSendQueueGossipFillsIsDisconnectedAsSlow(t *testing.T) {
+	a := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		fastGossip(cfg)
+		cfg.SendQueueBytes = 1 << 20
+		cfg.WriteTimeout = time.Minute
+	})).Nodes[0]
+	if _, err := a.Subscribe(ctxTimeout(t, 5*time.Second), "t", func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	events := watchEvents(t, a)
+
+	// A peer that completes the handshake, subscribes to "t" and then never reads, with a small socket buffer.
+	stuck, _ := session.GenerateIdentity()
+	raw, err := net.Dial("tcp", a.Addr().Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_ = raw.(*net.TCPConn).SetReadBuffer(4096)
+	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{
+		Identity: stuck, NetworkID: "actormesh",
+		// A window far over the queue: flow control would hold a's sends back before the queue filled up.
+		InboundWindow: session.Window{ProtocolMessages: 1 << 20, ProtocolBytes: 1 << 40, AppMessages: 1 << 20, AppBytes: 1 << 40},
+	}, true, a.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	hello, err := anypb.New(&messages.GossipRPC{Hello: true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "t", Subscribe: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := proto.Marshal(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: &messages.Direct{
+		Protocol: gossip.Protocol, Kind: messages.DirectKind_DIRECT_KIND_ONEWAY, Payload: hello,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.WriteMessages(env); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitTopicPeers(ctxTimeout(t, 5*time.Second), "t", 1); err != nil {
+		t.Fatalf("the stuck peer's subscription: %v", err)
+	}
+
+	// 64 KiB messages until a disconnects the peer: its 1 MiB queue, and the socket's buffers, fill up.
+	ctx := ctxTimeout(t, 10*time.Second)
+	data := make([]byte, 64<<10)
+	published := 0
+	for !events.sawDisconnect(stuck.NodeID(), messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER) {
+		if ctx.Err() != nil {
+			t.Fatalf("the stuck peer not disconnected as SLOW_PEER after %d messages of 64 KiB (connected %v, disconnects %d)",
+				published, a.Connected(stuck.NodeID()), events.disconnects(stuck.NodeID()))
+		}
+		binary.BigEndian.PutUint64(data, uint64(published)) // each message new (ids hash the payload)
+		if _, err := a.Publish(ctx, "t", wrapperspb.Bytes(data)); err == nil {
+			published++
+		} else if !errors.Is(err, gossip.ErrNoPeers) && ctx.Err() == nil {
+			t.Fatalf("publish %d: %v", published, err)
+		}
 	}
 }
