@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
@@ -68,5 +69,37 @@ func TestRequestTimingOutDuringTheHandshakeIsErrRequestTimeout(t *testing.T) {
 	time.AfterFunc(100*time.Millisecond, cancel)
 	if _, err := a.Request(ctx, silent, "echo/1", wrapperspb.String("x")); !errors.Is(err, context.Canceled) || errors.Is(err, actors.ErrRequestTimeout) {
 		t.Errorf("Request whose context was cancelled during the handshake: %v, want context.Canceled and no timeout", err)
+	}
+}
+
+// Config.RequestTimeout bounds a Request and a Ping whose context has no deadline: they fail with ErrRequestTimeout
+// once it has passed, not later (a request whose peer never answers would otherwise wait for as long as its
+// context lasts: for ever). The upper bound is generous: it tells RequestTimeout from a later timeout, not speed.
+func TestConfigRequestTimeoutBoundsARequestWithoutDeadline(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.RequestTimeout = timeout
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, b, "silent/1", actor.PropsFromFunc(func(actor.Context) {}))
+	nw.Connect(0, 1)
+	_, mute := rawPeer(t, a) // never reads: no pong comes back
+	for what, call := range map[string]func() error{
+		"Request to a protocol that never replies": func() error {
+			_, err := a.Request(context.Background(), b.ID(), "silent/1", wrapperspb.String("x"))
+			return err
+		},
+		"Ping to a peer that never answers": func() error {
+			_, err := a.Ping(context.Background(), mute)
+			return err
+		},
+	} {
+		start := time.Now()
+		err := call()
+		if el := time.Since(start); !errors.Is(err, actors.ErrRequestTimeout) || el < timeout || el > 2*time.Second {
+			t.Errorf("%s, without a deadline: %v after %v, want ErrRequestTimeout after RequestTimeout (%v)", what, err,
+				el.Round(time.Millisecond), timeout)
+		}
 	}
 }
