@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -9,9 +10,11 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/testkit"
 )
 
@@ -79,5 +82,67 @@ func TestAProtocolActorsPanicIsLoggedWithItsStack(t *testing.T) {
 	if !strings.Contains(line, `"level":"error"`) || !strings.Contains(line, `"protocol":"buggy/1"`) ||
 		!strings.Contains(line, "a bug in the protocol") || !strings.Contains(line, "protocolactor_test.go") {
 		t.Fatalf("the panic's log: %s", line)
+	}
+}
+
+// A panicking protocol actor is restarted Config.ProtocolRestarts times within ProtocolRestartWindow, then stopped
+// and its protocol unregistered: with ProtocolRestarts 2, it still serves after two panics, and the third stops it
+// (a messages.ProtocolStopped event; its requests then get ErrUnknownProtocol). One peer's bad messages thus cost
+// the protocol for every peer only past that budget.
+func TestAProtocolIsStoppedAfterProtocolRestartsPanics(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.ProtocolRestarts, cfg.ProtocolRestartWindow = 2, time.Minute
+	}))
+	nw.Connect(0, 1)
+	client, server := nw.Nodes[0], nw.Nodes[1]
+	stopped := make(chan string, 1)
+	unsubscribe, err := server.SubscribeEvents(func(m proto.Message) {
+		if e, ok := m.(*messages.ProtocolStopped); ok {
+			stopped <- e.GetProtocol()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsubscribe()
+	err = server.RegisterFunc("fragile/1", func(in *actors.Inbound) {
+		if _, ok := in.Payload.(*wrapperspb.Int32Value); ok {
+			panic("the handler cannot take an Int32Value")
+		}
+		_ = in.Reply(wrapperspb.String("served"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxTimeout(t, 20*time.Second)
+	panics := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := client.Request(ctx, server.ID(), "fragile/1", wrapperspb.Int32(1)); !errors.Is(err, actors.ErrRemote) {
+				t.Fatalf("a request the actor panicked on: %v, want ErrRemote", err)
+			}
+		}
+	}
+	panics(2)
+	if _, err := client.Request(ctx, server.ID(), "fragile/1", wrapperspb.String("x")); err != nil {
+		t.Fatalf("a request after 2 panics, within ProtocolRestarts (2): %v, want it served", err)
+	}
+	select {
+	case p := <-stopped:
+		t.Fatalf("ProtocolStopped for %q after 2 panics, within ProtocolRestarts (2)", p)
+	default:
+	}
+	panics(1)
+	select {
+	case p := <-stopped:
+		if p != "fragile/1" {
+			t.Fatalf("ProtocolStopped for %q, want fragile/1", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no ProtocolStopped event after 3 panics, past ProtocolRestarts (2)")
+	}
+	if _, err := client.Request(ctx, server.ID(), "fragile/1", wrapperspb.String("x")); !errors.Is(err, actors.ErrUnknownProtocol) {
+		t.Fatalf("a request to the stopped protocol: %v, want ErrUnknownProtocol", err)
 	}
 }
