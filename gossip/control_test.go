@@ -434,10 +434,8 @@ func TestAWantGivenUpIsCounted(t *testing.T) {
 	r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: []MsgID{lost.ID, came.ID}})
 	r.HandleIHave(t0, nid(3), IHave{Topic: topicA, IDs: []MsgID{lost.ID}})
 	receive(t, r, t0, nid(2), came, Accept)
-	now := t0
 	for k := range 4 { // lost: peer 2 asked, peer 3 after IWantTimeout, then given up
-		now = t0.Add(time.Duration(k+1) * cfg.IWantTimeout)
-		r.Heartbeat(now)
+		r.Heartbeat(t0.Add(time.Duration(k+1) * cfg.IWantTimeout))
 	}
 	if st := r.Stats(); len(r.wants) != 0 || st.IWantSent != 3 || st.IWantExpired != 1 {
 		t.Errorf("%d wants left, IWantSent %d, IWantExpired %d; want 0, 3, 1 (lost given up, came not)",
