@@ -153,29 +153,32 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 			lns.close()
 		}
 	}()
-	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
-	err = node.Start(startCtx)
-	cancel()
+	var wg sync.WaitGroup
+	evl := newEventLogger(log, node)
+	wg.Add(1)
+	go func() { defer wg.Done(); evl.run() }()
+	// Subscribed before Start: the node dials its peer store's peers and the bootnodes as it starts, and a
+	// connection that came up before the subscription was never logged ("peer up" missing in 2 runs of 15 of a
+	// loaded test).
+	unsubscribe, err := node.SubscribeEvents(evl.publish)
 	if err != nil {
+		evl.stop()
+		wg.Wait()
 		node.Close()
 		return err
 	}
-	var wg sync.WaitGroup
-	evl := newEventLogger(log, node)
-	unsubscribe := func() {}
 	defer func() {
 		node.Close() // connections close with reason SHUTDOWN; their events are still logged
 		unsubscribe()
 		evl.stop()
 		wg.Wait()
 	}()
-	wg.Add(1)
-	go func() { defer wg.Done(); evl.run() }()
-	unsub, err := node.SubscribeEvents(evl.publish)
+	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
+	err = node.Start(startCtx)
+	cancel()
 	if err != nil {
 		return err
 	}
-	unsubscribe = unsub
 
 	if _, err := node.Register(echoProtocol, echoProps()); err != nil {
 		return fmt.Errorf("register %s: %w", echoProtocol, err)
