@@ -96,7 +96,14 @@ func TestConfigRequestTimeoutBoundsARequestWithoutDeadline(t *testing.T) {
 		},
 	} {
 		start := time.Now()
-		err := call()
+		done := make(chan error, 1)
+		go func() { done <- call() }() // a RequestTimeout not applied would wait for good: fail instead
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s, without a deadline: no answer within 10s (RequestTimeout %v)", what, timeout)
+		}
 		if el := time.Since(start); !errors.Is(err, actors.ErrRequestTimeout) || el < timeout || el > 2*time.Second {
 			t.Errorf("%s, without a deadline: %v after %v, want ErrRequestTimeout after RequestTimeout (%v)", what, err,
 				el.Round(time.Millisecond), timeout)

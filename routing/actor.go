@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -613,8 +614,11 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck
 	case RejectedIP:
 		a.stats.RejectedIP++
 	}
+	// The rate is asked first without taking its token: a check it refuses is no exchange dropped for MaxInFlight
+	// (every newcomer for a full bucket counted one while MaxInFlight were busy, a review's finding), and a check
+	// that cannot start keeps the token.
 	if mayCheck && res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] && now.Sub(res.Check.LastSeen) >= a.cfg.CheckAge &&
-		a.exchangeRoom() && a.checks.Allow(true, now) && a.checkEntry(*res.Check) {
+		a.checks.Ready(true, now) && a.exchangeRoom() && a.checks.Allow(true, now) && a.checkEntry(*res.Check) {
 		a.stats.NewcomerChecks++
 	}
 }
@@ -627,7 +631,7 @@ func (a *routingActor) learn(from session.NodeID, nodes *messages.Nodes, now tim
 	if s := nodes.GetSender(); s != nil {
 		if e, err := a.records.entry(s); err == nil && e.ID == from {
 			a.addRecord(s, now, mayCheck, true)
-		} else if !errors.Is(err, ErrStaleRecord) { // a stale record is genuine, only old (Stats.BadRecords)
+		} else if !staleOwn(err, s, from) {
 			a.stats.BadRecords++
 		}
 	}
@@ -636,6 +640,13 @@ func (a *routingActor) learn(from session.NodeID, nodes *messages.Nodes, now tim
 	for _, r := range nodes.GetRecords() {
 		a.addRecord(r, now, mayCheck, false)
 	}
+}
+
+// staleOwn tells whether err, the check of the record r that peer from sent as its own, says only that r is stale:
+// genuine and from's, only old (its clock went back), which Stats.BadRecords does not count. Another node's stale
+// record sent as the sender's is counted (a review's finding: the stale check came before the id's).
+func staleOwn(err error, r *messages.NodeRecord, from session.NodeID) bool {
+	return errors.Is(err, ErrStaleRecord) && bytes.Equal(r.GetId(), from.Bytes())
 }
 
 // exchangeRoom reports whether an exchange may start: the actor is not ending, and fewer than MaxInFlight are in

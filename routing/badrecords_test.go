@@ -55,3 +55,38 @@ func TestStaleGenuineRecordsAreNotBadRecords(t *testing.T) {
 		t.Fatalf("a forged sender record: BadRecords %d, want 1", a.stats.BadRecords)
 	}
 }
+
+// Another node's record, genuine but stale, sent as the sender's own is not the sender's: it counts in BadRecords
+// in serve and learn (only the sender's own stale record is not bad). The stale check came before the id's, and
+// such a record counted nowhere (a review's finding).
+func TestAnotherNodesStaleRecordAsTheSendersIsBad(t *testing.T) {
+	rig := newRevalidationRig(t, 541)
+	a := rig.actor(t, &stallingNet{id: rig.self})
+	a.records = newVerifiedRecords(1024)
+	target := KeyOf(rig.self)
+	staleOf := func(id *session.Identity, addr string) *messages.NodeRecord {
+		t.Helper()
+		old, err := NewRecord(id, 1, []string{addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		newer, err := NewRecord(id, 2, []string{addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.records.entry(newer); err != nil {
+			t.Fatal(err)
+		}
+		return old
+	}
+	asker, victim := identity(t, 21), identity(t, 22)
+	a.serve(&askFrom{from: asker.NodeID(), remote: "203.0.113.21:40000",
+		msg: &messages.FindNode{Target: target[:], Sender: staleOf(victim, "203.0.113.22:4001")}}, t0)
+	if a.stats.BadRecords != 1 {
+		t.Errorf("serve: an asker sending another node's stale record as its own: BadRecords %d, want 1", a.stats.BadRecords)
+	}
+	a.learn(asker.NodeID(), &messages.Nodes{Sender: staleOf(identity(t, 23), "203.0.113.23:4001")}, t0, false)
+	if a.stats.BadRecords != 2 {
+		t.Errorf("learn: an answer whose sender record is another node's stale one: BadRecords %d, want 2", a.stats.BadRecords)
+	}
+}

@@ -84,3 +84,57 @@ func TestARevalidationThatCannotStartStaysDue(t *testing.T) {
 		t.Fatalf("the next tick did not check the answered entry (Checks %d, checking %v)", a.stats.Checks, a.checking)
 	}
 }
+
+// A newcomer's check that CheckRate refuses is no exchange dropped for MaxInFlight: each newcomer record for a
+// full bucket counted one while MaxInFlight were busy, up to 16 per answer against CheckRate's one per 5 s (a
+// review's finding).
+func TestRateRefusedNewcomerChecksAreNotDroppedExchanges(t *testing.T) {
+	rig := newRevalidationRig(t, 731)
+	rig.cfg.Table.KeepNearest = false
+	rig.cfg.CheckBurst = 1
+	var err error
+	if rig.tab, err = NewTable(rig.self, rig.cfg.Table); err != nil {
+		t.Fatal(err)
+	}
+	a := rig.actor(t, &bookNet{id: rig.self, addrs: map[session.NodeID]string{}})
+	const d = 250
+	for i := range rig.cfg.Table.K {
+		e := Entry{ID: idInBucket(rig.rng, rig.self, d), Addr: randAddr(rig.rng)}
+		if r := rig.tab.Add(e, t0.Add(-time.Hour+time.Duration(i)*time.Second)); r.Status != Added {
+			t.Fatalf("filling the bucket: %v", r.Status)
+		}
+	}
+	n := byte(1)
+	newcomer := func() {
+		t.Helper()
+		for {
+			id := identity(t, n)
+			n++
+			if LogDistance(rig.tab.SelfKey(), KeyOf(id.NodeID())) != d {
+				continue
+			}
+			r, err := NewRecord(id, 1, []string{randAddr(rig.rng)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.addRecord(r, t0, true, false)
+			return
+		}
+	}
+	if !a.checks.Allow(true, t0) { // the CheckRate token is spent: no newcomer check may run at t0
+		t.Fatal("no token to spend")
+	}
+	a.inFlight = a.cfg.MaxInFlight
+	for range 10 {
+		newcomer()
+	}
+	a.inFlight = 0
+	newcomer()
+	a.wg.Wait()
+	if st := a.stats; st.NewcomerChecks != 0 {
+		t.Fatalf("NewcomerChecks %d: the rate should refuse every check at t0", st.NewcomerChecks)
+	}
+	if st := a.stats; st.ExchangesDropped != 0 {
+		t.Errorf("ExchangesDropped %d for 10 newcomer checks the CheckRate refused anyway (none could have run), want 0", st.ExchangesDropped)
+	}
+}

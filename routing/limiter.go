@@ -37,6 +37,19 @@ func (l *RateLimiter[K]) Allow(key K, now time.Time) bool {
 	return b.take(l.rate, l.burst, now)
 }
 
+// Ready reports whether Allow would let a request for key through at now, taking nothing.
+func (l *RateLimiter[K]) Ready(key K, now time.Time) bool {
+	b, ok := l.buckets[key]
+	if !ok {
+		return l.burst >= 1
+	}
+	tokens := b.tokens
+	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
+		tokens = min(l.burst, tokens+elapsed*l.rate)
+	}
+	return tokens >= 1
+}
+
 // take refills the bucket for the time since its last take and takes a token, if there is one.
 func (b *tokenBucket) take(rate, burst float64, now time.Time) bool {
 	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {

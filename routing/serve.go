@@ -52,7 +52,7 @@ func (a *routingActor) serve(req InboundRequest, now time.Time) {
 				a.table.MarkAlive(e.ID, now)
 			}
 			sender = &e
-		} else if !errors.Is(err, ErrStaleRecord) { // a stale record is genuine, only old (Stats.BadRecords)
+		} else if !staleOwn(err, fn.Sender, req.Sender()) {
 			a.stats.BadRecords++
 		}
 	}
@@ -79,11 +79,11 @@ func (a *routingActor) register(req InboundRequest, topic Key, sender *Entry, no
 		reason = "no valid record of the registrant's own"
 	case !dialableFrom(a.local, sender.Addr):
 		reason = "the registrant's address is not one this node dials"
-	case !a.topics.Register(topic, *sender, from, now):
-		reason = a.topics.refusal(*sender, from)
 	default:
-		a.stats.TopicRegistrations++
-		return
+		if reason = a.topics.register(topic, *sender, from, now); reason == "" {
+			a.stats.TopicRegistrations++
+			return
+		}
 	}
 	a.stats.TopicRegistrationsRefused++
 	a.log.Debug().Str("peer", req.Sender().Short()).Str("remote", from).Str("topic_key", topic.String()[:16]).

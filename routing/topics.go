@@ -68,12 +68,20 @@ func newTopicRegistry(ttl time.Duration, maxTopics, perTopic, perGroup int, grou
 // already, or the group holding maxTopics/4 registrations over all topics. A renewal is checked as a new
 // registration (its group may have changed), and a refused one leaves the registration as it was.
 func (r *topicRegistry) Register(topic Key, e Entry, from string, now time.Time) bool {
+	return r.register(topic, e, from, now) == ""
+}
+
+// register is Register, returning why it refused the registration ("" when it took it), for the logs.
+func (r *topicRegistry) register(topic Key, e Entry, from string, now time.Time) (refused string) {
 	if from == "" {
 		from = e.Addr
 	}
 	g, ok := r.groupOf(from)
-	if !ok || e.Record == nil || proto.Size(e.Record) > MaxRegisteredRecordSize {
-		return false
+	switch {
+	case !ok:
+		return "no IP group for the registration's address"
+	case e.Record == nil || proto.Size(e.Record) > MaxRegisteredRecordSize:
+		return "record over MaxRegisteredRecordSize"
 	}
 	t := r.topics[topic]
 	i := -1
@@ -87,8 +95,12 @@ func (r *topicRegistry) Register(topic Key, e Entry, from string, now time.Time)
 		if t != nil {
 			inTopic = regsOfGroup(t.regs, g)
 		}
-		if !sameGroup && (inTopic >= r.perGroup || all >= r.perGroupAll) {
-			return false
+		switch {
+		case sameGroup:
+		case all >= r.perGroupAll:
+			return "the IP group of its connection holds the most registrations allowed over all topics"
+		case inTopic >= r.perGroup:
+			return "the IP group of its connection holds the most registrations allowed on the topic"
 		}
 	}
 	if t == nil {
@@ -96,7 +108,7 @@ func (r *topicRegistry) Register(topic Key, e Entry, from string, now time.Time)
 			r.Expire(now)
 		}
 		if len(r.topics) >= r.maxTopics && !r.evictTopic() {
-			return false
+			return "no room for another topic"
 		}
 		t = &topicRegistrations{}
 		r.topics[topic] = t
@@ -112,7 +124,7 @@ func (r *topicRegistry) Register(topic Key, e Entry, from string, now time.Time)
 		r.groups[g]++
 	}
 	t.newest = now
-	return true
+	return ""
 }
 
 // regsOfGroup counts the registrations of group g.

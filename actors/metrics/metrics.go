@@ -67,7 +67,7 @@ func NewCollector(node *actors.Node) *Collector {
 		topicRegistrations: d("routing_topic_registrations_total",
 			"Registrations of peers on a topic this node accepted (renewals included)."),
 		topicRegistrationsRefused: d("routing_topic_registrations_refused_total",
-			"Registrations of peers on a topic this node refused: no valid record of the registrant's own, or the registry's limits (per IP group of the connection, per topic and over all topics)."),
+			"Registrations of peers on a topic this node refused: no valid record of the registrant's own, an address this node would not dial, or the registry's limits (per IP group of the connection, per topic and over all topics)."),
 		gossipPeers:   d("gossip_peers", "Connected peers that speak gossip."),
 		gossipTopics:  d("gossip_topics", "Topics this node has joined."),
 		gossipCounter: d("gossip_events_total", "Gossip router events: delivered, duplicates, published, rejected, ignored, ihave_sent, ihave_received, iwant_sent, iwant_received, iwant_served, grafts_sent, prunes_sent, ...", "event"),
