@@ -292,22 +292,7 @@ func TestSlowReaderDoesNotSlowOtherPeers(t *testing.T) {
 	events := watchEvents(t, a)
 
 	// A peer that completes the handshake and then never reads, with a small socket buffer.
-	stuck, _ := session.GenerateIdentity()
-	raw, err := net.Dial("tcp", a.Addr().Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	_ = raw.(*net.TCPConn).SetReadBuffer(4096)
-	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{
-		Identity: stuck, NetworkID: "actormesh",
-		// A window far over the queue: flow control would hold a's sends back before the queue filled up.
-		InboundWindow: session.Window{ProtocolMessages: 1 << 20, ProtocolBytes: 1 << 40, AppMessages: 1 << 20, AppBytes: 1 << 40},
-	}, true, a.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	stuck, _ := stuckPeer(t, a)
 	testkit.WaitFor(t, 5*time.Second, func() bool { return a.Connected(stuck.NodeID()) }, "stuck peer connected")
 
 	// Sends to the stuck peer until one fails: once half the queue is taken, they wait and fail with ErrOverloaded.
@@ -360,22 +345,7 @@ func TestAPeerWhoseSendQueueGossipFillsIsDisconnectedAsSlow(t *testing.T) {
 	events := watchEvents(t, a)
 
 	// A peer that completes the handshake, subscribes to "t" and then never reads, with a small socket buffer.
-	stuck, _ := session.GenerateIdentity()
-	raw, err := net.Dial("tcp", a.Addr().Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	_ = raw.(*net.TCPConn).SetReadBuffer(4096)
-	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{
-		Identity: stuck, NetworkID: "actormesh",
-		// A window far over the queue: flow control would hold a's sends back before the queue filled up.
-		InboundWindow: session.Window{ProtocolMessages: 1 << 20, ProtocolBytes: 1 << 40, AppMessages: 1 << 20, AppBytes: 1 << 40},
-	}, true, a.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	stuck, sc := stuckPeer(t, a)
 	hello, err := anypb.New(&messages.GossipRPC{Hello: true,
 		Subscriptions: []*messages.GossipSubscription{{Topic: "t", Subscribe: true}}})
 	if err != nil {
@@ -410,4 +380,27 @@ func TestAPeerWhoseSendQueueGossipFillsIsDisconnectedAsSlow(t *testing.T) {
 			t.Fatalf("publish %d: %v", published, err)
 		}
 	}
+}
+
+// stuckPeer handshakes with a over TCP as a fresh identity with a small socket buffer and a window far over a's
+// send queue (flow control would hold a's sends back before the queue filled up), for a test to stop reading.
+// The connection closes when the test ends.
+func stuckPeer(t *testing.T, a *actors.Node) (*session.Identity, *session.Conn) {
+	t.Helper()
+	stuck, _ := session.GenerateIdentity()
+	raw, err := net.Dial("tcp", a.Addr().Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Close() })
+	_ = raw.(*net.TCPConn).SetReadBuffer(4096)
+	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{
+		Identity: stuck, NetworkID: "actormesh",
+		InboundWindow: session.Window{ProtocolMessages: 1 << 20, ProtocolBytes: 1 << 40, AppMessages: 1 << 20, AppBytes: 1 << 40},
+	}, true, a.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sc.Close() })
+	return stuck, sc
 }

@@ -13,25 +13,7 @@ import (
 // (learn) or among an answer's records (addRecord, which never counted it). Until stop 54 serve and learn
 // counted it, addRecord did not (an audit's finding). A forged sender record still counts.
 func TestStaleGenuineRecordsAreNotBadRecords(t *testing.T) {
-	rig := newRevalidationRig(t, 54)
-	a := rig.actor(t, &stallingNet{id: rig.self})
-	a.records = newVerifiedRecords(1024)
-	target := KeyOf(rig.self)
-	staleOf := func(id *session.Identity, addr string) *messages.NodeRecord {
-		t.Helper()
-		old, err := NewRecord(id, 1, []string{addr})
-		if err != nil {
-			t.Fatal(err)
-		}
-		newer, err := NewRecord(id, 2, []string{addr})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.records.entry(newer); err != nil {
-			t.Fatal(err)
-		}
-		return old
-	}
+	a, target, staleOf := staleRecordRig(t, 54)
 	asker, answerer, relayed := identity(t, 11), identity(t, 12), identity(t, 13)
 
 	a.serve(&askFrom{from: asker.NodeID(), remote: "203.0.113.11:40000",
@@ -60,10 +42,26 @@ func TestStaleGenuineRecordsAreNotBadRecords(t *testing.T) {
 // in serve and learn (only the sender's own stale record is not bad). The stale check came before the id's, and
 // such a record counted nowhere (a review's finding).
 func TestAnotherNodesStaleRecordAsTheSendersIsBad(t *testing.T) {
-	rig := newRevalidationRig(t, 541)
+	a, target, staleOf := staleRecordRig(t, 541)
+	asker, victim := identity(t, 21), identity(t, 22)
+	a.serve(&askFrom{from: asker.NodeID(), remote: "203.0.113.21:40000",
+		msg: &messages.FindNode{Target: target[:], Sender: staleOf(victim, "203.0.113.22:4001")}}, t0)
+	if a.stats.BadRecords != 1 {
+		t.Errorf("serve: an asker sending another node's stale record as its own: BadRecords %d, want 1", a.stats.BadRecords)
+	}
+	a.learn(asker.NodeID(), &messages.Nodes{Sender: staleOf(identity(t, 23), "203.0.113.23:4001")}, t0, false)
+	if a.stats.BadRecords != 2 {
+		t.Errorf("learn: an answer whose sender record is another node's stale one: BadRecords %d, want 2", a.stats.BadRecords)
+	}
+}
+
+// staleRecordRig returns a routing actor with a verified-record cache, the key of its own id, and staleOf, which
+// signs a record of id at addr with sequence 1 after the cache verified one with sequence 2: a stale record.
+func staleRecordRig(t *testing.T, seed uint64) (*routingActor, Key, func(*session.Identity, string) *messages.NodeRecord) {
+	t.Helper()
+	rig := newRevalidationRig(t, seed)
 	a := rig.actor(t, &stallingNet{id: rig.self})
 	a.records = newVerifiedRecords(1024)
-	target := KeyOf(rig.self)
 	staleOf := func(id *session.Identity, addr string) *messages.NodeRecord {
 		t.Helper()
 		old, err := NewRecord(id, 1, []string{addr})
@@ -79,14 +77,5 @@ func TestAnotherNodesStaleRecordAsTheSendersIsBad(t *testing.T) {
 		}
 		return old
 	}
-	asker, victim := identity(t, 21), identity(t, 22)
-	a.serve(&askFrom{from: asker.NodeID(), remote: "203.0.113.21:40000",
-		msg: &messages.FindNode{Target: target[:], Sender: staleOf(victim, "203.0.113.22:4001")}}, t0)
-	if a.stats.BadRecords != 1 {
-		t.Errorf("serve: an asker sending another node's stale record as its own: BadRecords %d, want 1", a.stats.BadRecords)
-	}
-	a.learn(asker.NodeID(), &messages.Nodes{Sender: staleOf(identity(t, 23), "203.0.113.23:4001")}, t0, false)
-	if a.stats.BadRecords != 2 {
-		t.Errorf("learn: an answer whose sender record is another node's stale one: BadRecords %d, want 2", a.stats.BadRecords)
-	}
+	return a, KeyOf(rig.self), staleOf
 }
