@@ -15,7 +15,9 @@ var (
 	ErrNotStarted = errors.New("node is not started")
 	// ErrAlreadyStarted: Start was called on a node started already.
 	ErrAlreadyStarted = errors.New("node already started")
-	// ErrUnknownPeer: the peer is not connected and its address is unknown.
+	// ErrUnknownPeer: the peer is not connected and its address is unknown. With discovery on, it wraps the error
+	// of the lookup that failed to find it (ErrNotFound, which wraps routing.ErrNoAnswer when no node answered;
+	// routing.ErrNoPeers; routing.ErrTooManyLookups; the context's error).
 	ErrUnknownPeer = errors.New("unknown peer: not connected and no known address")
 	// ErrPeerGone: the connection to the peer closed before the operation completed.
 	ErrPeerGone = errors.New("peer disconnected")

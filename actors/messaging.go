@@ -205,7 +205,9 @@ func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg 
 // deadline on ctx, for Config.RequestTimeout; then it fails with ErrOverloaded, and the message is not sent.
 // A slow actor so holds back its senders; nothing sent is dropped for it. A one-way message is not acknowledged:
 // a peer that serves no such protocol (counted in its Stats.MessagesIn[UnknownProtocol]) or refuses the payload's
-// type (Accepts; counted under the protocol) drops it; use Request to learn the outcome. An empty protocol id
+// type (Accepts; counted under the protocol) drops it, as does one whose protocol actor stops with it in its
+// mailbox or that is closing the connection (each counted in the peer's Stats.InboundDropped by reason); use
+// Request to learn the outcome. An empty protocol id
 // fails with ErrInvalidArgument, a nil msg with ErrBadPayload and a message over MaxMessageSize with
 // ErrMessageTooLarge, before any dial; one over the peer's own limit (told in its handshake) fails with
 // ErrMessageTooLarge too, without waiting for the peer's window. The messages of one goroutine to a protocol arrive

@@ -380,7 +380,8 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 				}
 			}
 			if p.join && target == self && len(res.Closest) == 0 {
-				// The bootnodes answered with nobody (an overloaded bootnode's reply may time out): not joined yet.
+				// The bootnodes answered with nobody (a lookup none of them answered fails with routing.ErrNoAnswer,
+				// above): not joined yet.
 				done.joined = false
 			}
 		}

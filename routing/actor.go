@@ -291,8 +291,8 @@ type Stats struct {
 	// BadRecords counts the node records the actor refused as not genuine or not usable: a bad signature, a
 	// malformed record, a sender record that is not the sender's own, an address this node would not dial
 	// (dialableFrom). A genuine record older than one verified before (ErrStaleRecord: its node's clock went back,
-	// or an old copy relayed) is not counted, wherever it came: the table's records, an answer's sender, an asker's
-	// (until stop 54 the latter two counted it).
+	// or an old copy relayed) is not counted when it is relayed or is the sender's own (until stop 54 an answer's
+	// and an asker's own counted it); another node's record sent as the sender's own is counted, stale or not.
 	BadRecords uint64
 	// RejectedIP counts the genuine, dialable records the table refused for its IP diversity limits
 	// (TableConfig.BucketIPLimit, TableIPLimit): a new node, or a known node's move to another IP group, whose group

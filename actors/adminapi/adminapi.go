@@ -571,11 +571,19 @@ func statusOf(err error) int {
 		errors.Is(err, actors.ErrUnreachable):
 		return http.StatusBadGateway
 	case errors.Is(err, actors.ErrClosed), errors.Is(err, actors.ErrNotStarted), errors.Is(err, gossip.ErrRelayStopped),
-		errors.Is(err, routing.ErrNoPeers), errors.Is(err, routing.ErrNoAnswer), errors.Is(err, routing.ErrTooManyLookups):
+		errors.Is(err, routing.ErrNoPeers), errors.Is(err, routing.ErrNoAnswer), errors.Is(err, routing.ErrTooManyLookups),
+		routingEnded(err):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}
+}
+
+// routingEnded tells whether err is a lookup's ended by the routing actor's failure or stop, or its lookup actor's:
+// the node's trouble, not the client's, and no proof that the peer is absent (503; it was 500, or 404 for a send).
+func routingEnded(err error) bool {
+	return errors.Is(err, routing.ErrRestarted) || errors.Is(err, routing.ErrStopped) ||
+		errors.Is(err, routing.ErrLookupActorStopped)
 }
 
 // lookupStatus is the status of a lookup that ended without finding the peer nor proving it absent: the node knows
@@ -584,7 +592,7 @@ func statusOf(err error) int {
 func lookupStatus(err error) int {
 	switch {
 	case errors.Is(err, routing.ErrNoPeers), errors.Is(err, routing.ErrNoAnswer), errors.Is(err, routing.ErrTooManyLookups), errors.Is(err, actors.ErrClosed),
-		errors.Is(err, actors.ErrNotStarted):
+		errors.Is(err, actors.ErrNotStarted), routingEnded(err):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, actors.ErrDiscoveryDisabled):
 		return http.StatusNotImplemented
