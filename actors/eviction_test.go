@@ -164,3 +164,24 @@ func TestChooseEvictionNeverTakesARecentRelayer(t *testing.T) {
 		}
 	}
 }
+
+// chooseEviction's doc: after the group heads and the relayers, "the longest-connected half of the others" is
+// protected. Old group B (4 connections) and young group A (3): the heads B0 and A0 are protected, then the older
+// half of the rest (B1, B2); of B3, A1, A2 group A holds the most and gives up its youngest, A2. Without the
+// longest-connected half, B (B1..B3) outnumbers A and its old connection B3 is closed.
+func TestChooseEvictionKeepsTheLongestConnectedHalf(t *testing.T) {
+	base := time.Unix(1_000_000, 0)
+	a, b := netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("10.2.0.0/16")
+	var c []evictCandidate
+	for i := range 4 {
+		c = append(c, evictCandidate{group: b, connectedAt: base.Add(time.Duration(i) * time.Minute)})
+	}
+	for i := range 3 {
+		c = append(c, evictCandidate{group: a, connectedAt: base.Add(time.Hour + time.Duration(i)*time.Minute)})
+	}
+	for range 20 { // any seed: with two groups both heads are protected
+		if got := chooseEviction(c, maphash.MakeSeed()); got != 6 {
+			t.Fatalf("evicted candidate %d (connected %v), want 6, the youngest of group A", got, c[got].connectedAt.Sub(base))
+		}
+	}
+}

@@ -3,6 +3,7 @@ package gossip
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -656,5 +657,43 @@ func TestTreeDampsAPlaceThatKeepsChanging(t *testing.T) {
 	count(r.HandleTree(t0.Add(time.Second), nid(1), report(50, 0, -1, 2)))
 	if reports == 0 {
 		t.Fatal("a change after the heartbeat was not reported at once")
+	}
+}
+
+// A report whose distance is far past maxTreeDist (a hostile peer's math.MaxInt) is ignored like one at the bound
+// (maxTreeDist's doc: "longer ones are ignored"), not only one at the bound. Without the check in handleTree, nearestPeer's Dist+1 wraps to a
+// negative distance, which beats every honest route: the hostile peer becomes the parent, at distance MinInt.
+func TestTreeIgnoresAReportFarPastTheDistanceBound(t *testing.T) {
+	r := treeRouter(t, 2)
+	r.HandleTree(t0, nid(1), report(0, math.MaxInt, 5, 1))
+	root, parent, dist, _ := r.TreeLinks(topicA)
+	if root != nid(self) || !parent.IsZero() || dist != 0 {
+		t.Fatalf("a report at distance MaxInt was taken: root self %v, parent 1 %v, dist %d", root == nid(self), parent == nid(1), dist)
+	}
+	// Against an honest route too: the honest peer 2 at distance 1 stays the parent.
+	r.HandleTree(t0, nid(2), report(0, 1, 5, 1))
+	r.HandleTree(t0, nid(1), report(0, math.MaxInt, 5, 2))
+	if _, parent, dist, _ = r.TreeLinks(topicA); parent != nid(2) || dist != 2 {
+		t.Fatalf("parent 1 (hostile) %v, dist %d; want the honest peer 2 at distance 2", parent == nid(1), dist)
+	}
+}
+
+// A cut a peer reports is kept at most cutBeats heartbeats, whatever TTL the peer claims: a hostile TTL would
+// otherwise keep a sound link cut (no route through it taken) and fill the cut table (maxTreeCuts) for good, so
+// that the node learns no real cut again.
+func TestTreeKeepsAReportedCutAtMostCutBeats(t *testing.T) {
+	r := treeRouter(t, 2)
+	rep := via(1, 0, 5, 1)
+	rep.Cuts = []TreeCut{{Parent: 1, Child: 2, TTL: math.MaxInt32}}
+	r.HandleTree(t0, nid(1), rep)
+	ts := r.topics[topicA].tree
+	if len(ts.cuts) != 1 {
+		t.Fatalf("%d cuts kept, want the one reported", len(ts.cuts))
+	}
+	for i := 1; i <= r.cutBeats()+1; i++ {
+		r.Heartbeat(t0.Add(time.Duration(i) * time.Second))
+	}
+	if len(ts.cuts) != 0 {
+		t.Fatalf("a cut reported with TTL %d is still kept after cutBeats+1 = %d heartbeats", math.MaxInt32, r.cutBeats()+1)
 	}
 }

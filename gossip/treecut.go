@@ -13,7 +13,8 @@ import (
 // path, see pathID). A route reported before the break may still run through it: a node that knows of the cut
 // takes no such route (a root-cause notice, as BGP-RCN's), so that after a failure the nodes below it do not try,
 // one after the other, the stale routes of their peers (path exploration). TTL is the number of heartbeats the
-// receiver keeps it; it reports it on with one less.
+// receiver keeps it, at most as long as a cut of its own (cutBeats: a peer's TTL is its word); it reports it on
+// with one less.
 type TreeCut struct {
 	Parent, Child uint32
 	TTL           int
