@@ -156,6 +156,13 @@ type Config struct {
 	// down after closing the nodes. Default nil: the node runs and shuts down a system of its own.
 	ActorSystem *actor.ActorSystem
 
+	// Buffers, if set, is a buffer pool (session.NewBufferPool) shared with other nodes of the process: it lends
+	// the connections their large read and write buffers and the encodings sent on them. A pool keeps what was
+	// given back since the collector's last cycles, so every pool holds a reserve of its own, which nodes sharing
+	// one pool share too (docs/ARCHITECTURE.md, protoactor pitfalls: memory per node). Default nil: the node keeps a
+	// pool of its own.
+	Buffers *session.BufferPool
+
 	// Logger receives the node's logs, and protoactor's when the node runs its own actor system; with a shared
 	// ActorSystem, protoactor's logs (a protocol actor's restart, dead letters) go to that system's logger (see
 	// NewActorSystem; a system made by protoactor's own constructor prints to stderr). Default: disabled.

@@ -41,3 +41,12 @@ func (n *Node) TrackedRequests(protocol string) int {
 func (n *Node) DialLists() (peers, bootnodes []session.PeerAddr) {
 	return n.cfg.Peers, n.cfg.Bootstrap.Bootnodes
 }
+
+// ConnBuffers returns the buffer pool of the node's connection to peer (Config.Buffers, or the node's own), nil
+// when it has none.
+func (n *Node) ConnBuffers(peer session.NodeID) *session.BufferPool {
+	if pc := n.peers.get(peer); pc != nil {
+		return pc.sc.Buffers()
+	}
+	return nil
+}

@@ -151,7 +151,10 @@ func (n *Node) peerManagerProps() *actor.Props {
 	// A connection actor that panics is stopped, never restarted: its socket is gone. The peer manager redials.
 	stopChildren := actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })
 	bans := newBanList(maxBans)
-	bufs := session.NewBufferPool()
+	bufs := n.cfg.Buffers
+	if bufs == nil {
+		bufs = session.NewBufferPool()
+	}
 	rewant, held := new([]rewanted), make(map[session.NodeID]time.Time)
 	return actor.PropsFromProducer(func() actor.Actor {
 		ctx, cancel := context.WithCancel(context.Background())

@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -90,5 +91,40 @@ func TestASecondNodeWithTheSameIdentityOnASharedSystemFailsToStart(t *testing.T)
 	reply, err := nw.Nodes[0].Request(ctxTimeout(t, 5*time.Second), nw.Nodes[1].ID(), "echo/1", wrapperspb.String("abc"))
 	if err != nil || reply.(*wrapperspb.StringValue).GetValue() != "cba" {
 		t.Fatalf("the first node after its twin's failed start: %v %v", reply, err)
+	}
+}
+
+// Nodes given one Config.Buffers lend their connections' buffers from it, and a node without one keeps its own;
+// messages larger than the pool's smallest class go both ways through shared and own pools alike.
+func TestNodesShareABufferPool(t *testing.T) {
+	bufs := session.NewBufferPool()
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		if i < 2 {
+			cfg.Buffers = bufs
+		}
+	}))
+	a, b, c := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
+	nw.Connect(0, 1)
+	nw.Connect(2, 0)
+	if got := a.ConnBuffers(b.ID()); got != bufs {
+		t.Errorf("a's connection to b lends from %p, want the shared pool %p", got, bufs)
+	}
+	if got := b.ConnBuffers(a.ID()); got != bufs {
+		t.Errorf("b's connection to a lends from %p, want the shared pool %p", got, bufs)
+	}
+	if got := a.ConnBuffers(c.ID()); got != bufs {
+		t.Errorf("a's connection to c lends from %p, want the shared pool %p", got, bufs)
+	}
+	if got := c.ConnBuffers(a.ID()); got == nil || got == bufs {
+		t.Errorf("c (no Config.Buffers) lends from %p, want a pool of its own", got)
+	}
+	register(t, a, "echo/1", echo())
+	big := strings.Repeat("x", 40<<10)
+	for _, n := range []*actors.Node{b, c} {
+		reply, err := n.Request(ctxTimeout(t, 5*time.Second), a.ID(), "echo/1", wrapperspb.String(big))
+		if err != nil || reply.(*wrapperspb.StringValue).GetValue() != big {
+			t.Fatalf("echo of %d bytes: %v", len(big), err)
+		}
 	}
 }

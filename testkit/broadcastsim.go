@@ -220,6 +220,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 	sims := make([]*simNode, sc.N)
 	system := actors.NewActorSystem(zerolog.Nop()) // shared: one process registry rather than one per node
 	defer system.Shutdown()
+	bufs := session.NewBufferPool() // shared: one reserve of buffers rather than one per node
 	start := time.Now()
 	progress(fmt.Sprintf("starting %d nodes over %s, each keeping %d outbound connections", sc.N, sc.Transport, sc.Degree))
 	setup := startSetupProgress(progress, sc.N, start)
@@ -232,6 +233,7 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		sims[i] = &simNode{recv: make([]atomic.Int64, sc.Messages), hops: make([]atomic.Uint32, sc.Messages)}
 		cfg.Bootstrap.TargetOutbound = sc.Degree
 		cfg.ActorSystem = system
+		cfg.Buffers = bufs
 		cfg.MaxInboundPeers, cfg.MaxOutboundPeers = max(slotsIn, 2*sc.Degree+4), max(slotsOut, sc.Degree+4)
 		if i == 0 {
 			// The bootnode, configured for many joining at once, as operators do.

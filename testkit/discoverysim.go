@@ -137,11 +137,13 @@ func RunDiscovery(ctx context.Context, sc DiscoveryScenario) (DiscoveryReport, e
 	rep.Transport = sc.Transport
 	system := actors.NewActorSystem(zerolog.Nop()) // shared: one process registry rather than one per node
 	defer system.Shutdown()
+	bufs := session.NewBufferPool() // shared: one reserve of buffers rather than one per node
 	rep.MaxInbound, rep.MaxOutbound = slotsIn, slotsOut
 	progress(fmt.Sprintf("starting %d nodes (%d inbound, %d outbound connections each at most)", sc.N, slotsIn, slotsOut))
 	nodes, err := StartNodes(ctx, sc.N, WithBootnode(), WithConfig(func(i int, cfg *actors.Config) {
 		cfg.MaxInboundPeers, cfg.MaxOutboundPeers = slotsIn, slotsOut
 		cfg.ActorSystem = system
+		cfg.Buffers = bufs
 		if mem != nil {
 			cfg.Transport = mem.NewTransport()
 		}
