@@ -71,6 +71,18 @@ func (n *Node) start(ctx context.Context, open func()) error {
 		}
 	}
 	n.dialCheck = routing.DialCheck(n.advertise)
+	n.record = nil
+	if n.advertise != "" && !n.cfg.DisableDiscovery {
+		// Signed before the actors start: the routing actor has it before the bootstrapper's first exchange, which
+		// carries it to the bootnode (with a DataDir, recordSeq writes a file, and a record given after the start
+		// reached the bootnode only with the bootstrapper's next step).
+		rec, err := routing.NewRecord(n.identity, n.recordSeq(), []string{n.advertise})
+		if err != nil {
+			n.log.Warn().Err(err).Str("addr", n.advertise).Msg("cannot sign a node record for the advertised address; peers will not learn it through discovery")
+		} else {
+			n.record = rec
+		}
+	}
 	n.mu.Lock()
 	n.system = n.cfg.ActorSystem
 	if n.system == nil {
@@ -119,14 +131,6 @@ func (n *Node) start(ctx context.Context, open func()) error {
 		return ErrClosed
 	}
 	open()
-	if n.advertise != "" && !n.cfg.DisableDiscovery {
-		rec, err := routing.NewRecord(n.identity, n.recordSeq(), []string{n.advertise})
-		if err != nil {
-			n.log.Warn().Err(err).Str("addr", n.advertise).Msg("cannot sign a node record for the advertised address; peers will not learn it through discovery")
-		} else {
-			n.system.Root.Send(n.routing, &routing.SetLocalRecord{Record: rec})
-		}
-	}
 	n.log.Info().Str("addr", n.addrString()).Msg("node started")
 	return nil
 }

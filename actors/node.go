@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -66,6 +67,9 @@ type Node struct {
 	relay     *gossip.Relay
 	listener  net.Listener
 	advertise string
+	// record is the node's own signed record for advertise, made by Start before it spawns the actors, so that the
+	// routing actor has it before the bootstrapper's first exchange; nil without one.
+	record *messages.NodeRecord
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -287,6 +291,31 @@ func (n *Node) Peers() []PeerInfo {
 
 // Connected tells whether a connection to peer is live.
 func (n *Node) Connected(peer session.NodeID) bool { return n.peers.get(peer) != nil }
+
+// WaitPeers waits until at least min connections are live, polling until ctx ends: Start returns once the node
+// listens, and dials its peers and bootnodes in the background. A node joining through bootnodes can look others
+// up once it has one. Errors: ErrNotStarted, ErrClosed (also when the node closes while it waits), or ctx's error
+// wrapped with the count it reached.
+func (n *Node) WaitPeers(ctx context.Context, min int) error {
+	if _, err := n.peerManager(); err != nil {
+		return err
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		have := n.peers.count()
+		if have >= min {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d peers (have %d): %w", min, have, ctx.Err())
+		case <-n.closed:
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+}
 
 // Connect dials addr (unless connected) and waits until the connection is up or ctx ends. With keep set, the peer
 // manager keeps the peer connected, redialing with backoff after failures (also when ctx ends first: ctx bounds
@@ -669,6 +698,13 @@ func (s *peerSet) sum(st *Stats) {
 		st.BytesOut += pc.sc.BytesWritten()
 		st.QueuedBytes += pc.q.len()
 	}
+}
+
+// count returns the number of live connections.
+func (s *peerSet) count() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.m)
 }
 
 func (s *peerSet) all() []*peerConn {

@@ -20,18 +20,25 @@ type Stats struct {
 	// connections, handshakes excluded.
 	BytesIn, BytesOut uint64
 	// MessagesIn counts direct messages received per protocol (gossip and routing included). Messages for a
-	// protocol the node has not registered count under UnknownProtocol; past MaxProtocolLabels distinct
-	// protocols, the others count under OtherProtocol.
+	// protocol the node has not registered count under UnknownProtocol; a reply counts under its request's
+	// protocol, which the node sent to, served here or not (a reply naming a protocol the node never sent to
+	// counts under UnknownProtocol); past MaxProtocolLabels distinct protocols, the others count under
+	// OtherProtocol.
 	MessagesIn map[string]uint64
-	// MessagesOut counts direct messages sent per protocol; past MaxProtocolLabels distinct protocols, the
-	// others count under OtherProtocol.
+	// MessagesOut counts direct messages sent per protocol, replies included; past MaxProtocolLabels distinct
+	// protocols, the others count under OtherProtocol. The error replies the node makes itself to a request it
+	// hands to no protocol actor (InboundDropped's unknown_protocol, type_refused, bad_payload and
+	// protocol_stopped) are not counted here: their protocol names are the peer's to choose. So a requester may
+	// count a reply in MessagesIn that the replier counted in InboundDropped, not in MessagesOut.
 	MessagesOut map[string]uint64
 	// HandshakeFailures counts failed dials and inbound and outbound handshakes by reason: "dial" (the
 	// connection could not be opened), "timeout", "wrong_peer", "network_mismatch", "version_mismatch",
 	// "bad_signature", "refused" (the peer closed the connection or sent garbage during the handshake), "evicted"
-	// (an inbound handshake closed to make room when MaxPendingHandshakes were in progress) or "other".
+	// (an inbound handshake closed to make room when MaxPendingHandshakes were in progress) or "other". Every
+	// reason is present, 0 until it happens.
 	HandshakeFailures map[string]uint64
-	// Disconnects counts closed connections by DisconnectReason name (e.g. "DISCONNECT_REASON_SLOW_PEER").
+	// Disconnects counts closed connections by DisconnectReason name (e.g. "DISCONNECT_REASON_SLOW_PEER"). Every
+	// reason is present, 0 until it happens.
 	Disconnects map[string]uint64
 	// QueuedBytes is what waits in the outbound queues of all connections now, batches being written included.
 	QueuedBytes int
@@ -89,6 +96,10 @@ const (
 	// MaxProtocolLabels bounds the distinct protocol names counted in MessagesIn and MessagesOut.
 	MaxProtocolLabels = 64
 )
+
+// handshakeFailureLabels are the Stats.HandshakeFailures labels: handshakeFailureReason's and the peer manager's.
+var handshakeFailureLabels = [...]string{"dial", "timeout", "wrong_peer", "network_mismatch", "version_mismatch",
+	"bad_signature", "refused", "evicted", "other"}
 
 // handshakeFailureReason is the Stats.HandshakeFailures label of a failed handshake.
 func handshakeFailureReason(err error) string {
@@ -220,6 +231,18 @@ func (n *Node) Stats() Stats {
 	}
 	for i, label := range inboundDropLabels {
 		s.InboundDropped[label] = n.stats.inboundDropped[i].Load()
+	}
+	// Every reason is there from the start, 0 until it happens: a dashboard or an alert on a reason finds its
+	// series before the first failure.
+	for _, label := range handshakeFailureLabels {
+		if _, ok := s.HandshakeFailures[label]; !ok {
+			s.HandshakeFailures[label] = 0
+		}
+	}
+	for _, label := range messages.DisconnectReason_name {
+		if _, ok := s.Disconnects[label]; !ok {
+			s.Disconnects[label] = 0
+		}
 	}
 	n.peers.sum(&s)
 	return s

@@ -129,6 +129,9 @@ func (n *Node) spawnDiscovery(ctx actor.Context) *actor.PID {
 		panic(err)
 	}
 	n.protocols.claim(routing.Protocol, rt, false, registerOptions{})
+	if n.record != nil { // first in the routing actor's mailbox: the bootstrapper's first exchange carries it
+		ctx.Send(rt, &routing.SetLocalRecord{Record: n.record})
+	}
 	bcfg := n.cfg.Bootstrap
 	bcfg.Logger = n.log.With().Str("component", "bootstrap").Logger()
 	if bcfg.TargetOutbound > n.cfg.MaxOutboundPeers {

@@ -158,3 +158,21 @@ func TestHandshakeFailuresAreLabelledByReason(t *testing.T) {
 		t.Errorf("handshake failures with reason network_mismatch = %v, want 1", v)
 	}
 }
+
+// A node that has had no failure yet exposes every documented handshake failure and disconnect reason at 0, so
+// that dashboards and alerts find their series from the start.
+func TestEveryReasonIsExposedFromTheStart(t *testing.T) {
+	n := testkit.NewNetwork(t, 1).Nodes[0]
+	fams := scrape(t, metrics.Handler(n))
+	for _, r := range []string{"dial", "timeout", "wrong_peer", "network_mismatch", "version_mismatch", "bad_signature",
+		"refused", "evicted", "other"} {
+		if v, ok := value(fams, "actormesh_handshake_failures_total", map[string]string{"reason": r}); !ok || v != 0 {
+			t.Errorf("handshake failures with reason %s = %v (present %v), want 0", r, v, ok)
+		}
+	}
+	for _, r := range []string{"DISCONNECT_REASON_SHUTDOWN", "DISCONNECT_REASON_SLOW_PEER", "DISCONNECT_REASON_PROTOCOL_ERROR"} {
+		if v, ok := value(fams, "actormesh_disconnects_total", map[string]string{"reason": r}); !ok || v != 0 {
+			t.Errorf("disconnects with reason %s = %v (present %v), want 0", r, v, ok)
+		}
+	}
+}
