@@ -194,6 +194,18 @@ func malformedRPCs(t testing.TB) map[string][]byte {
 		"cut ttl as fixed32":     tree(bytesField(nil, 11, protowire.AppendFixed32(tag(nil, 3, protowire.Fixed32Type), 1))),
 		"unknown cut field":      tree(bytesField(nil, 11, protowire.AppendVarint(tag(nil, 4, protowire.VarintType), 1))),
 		"truncated cut":          tree(bytesField(nil, 11, append(tag(nil, 2, protowire.Fixed32Type), 1, 2))),
+		// A known field with another wire type is an unknown field to proto: none may be taken as the field.
+		"subscription as varint": protowire.AppendVarint(tag(nil, 1, protowire.VarintType), 1),
+		"iwant id as varint":     bytesField(nil, 2, protowire.AppendVarint(tag(nil, 2, protowire.VarintType), 1)),
+		"ihave id as varint":     bytesField(nil, 2, bytesField(nil, 1, protowire.AppendVarint(tag(nil, 2, protowire.VarintType), 1))),
+		"path as varint":         tree(protowire.AppendVarint(tag(nil, 7, protowire.VarintType), 7)),
+		// 4 bytes as a varint, 1 as a fixed32 read as a varint: each reads whole as the other type.
+		"cut parent as a 4-byte varint":      tree(bytesField(nil, 11, protowire.AppendVarint(tag(nil, 1, protowire.VarintType), 1<<21))),
+		"cut ttl as a varint-shaped fixed32": tree(bytesField(nil, 11, protowire.AppendFixed32(tag(nil, 3, protowire.Fixed32Type), 0x01818181))),
+		"unknown tree field":                 tree(protowire.AppendVarint(tag(nil, 13, protowire.VarintType), 1)),
+		"invalid UTF-8 message topic":        bytesField(nil, 3, bytesField(nil, 1, []byte{0xff})),
+		"invalid UTF-8 tree topic":           tree(bytesField(nil, 1, []byte{0xe2, 0x82})),
+		"invalid UTF-8 ihave topic":          bytesField(nil, 2, bytesField(nil, 1, bytesField(nil, 1, []byte{0xff}))),
 	}
 }
 
@@ -452,6 +464,58 @@ func TestUnmarshalGossipRPCRefusesAnRPCOverTheLimits(t *testing.T) {
 		}
 		if c.want && len(m.Subscriptions) != maxRPCSubs {
 			t.Errorf("%s: %d subscriptions decoded", name, len(m.Subscriptions))
+		}
+	}
+}
+
+// A bool is any varint, not 0 or 1 only: 2 and 2^40 are true, as proto reads them, on the fast path.
+func TestUnmarshalGossipRPCReadsBoolsAsProtoDoes(t *testing.T) {
+	for _, v := range []uint64{2, 1 << 40} {
+		flag := func(num protowire.Number) []byte {
+			return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), v)
+		}
+		field := func(b []byte, num protowire.Number, inner []byte) []byte {
+			return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), inner)
+		}
+		b := flag(4)                            // hello
+		b = field(b, 1, flag(2))                // a subscription's subscribe
+		b = field(b, 2, field(nil, 4, flag(2))) // a prune's lazy
+		m, ok := unmarshalGossipRPCFast(b)
+		if !ok {
+			t.Fatalf("value %d: the fast path refused the RPC", v)
+		}
+		if !m.Hello || !m.Subscriptions[0].Subscribe || !m.Control.Prune[0].Lazy {
+			t.Fatalf("value %d: decoded %v, want every flag true", v, m)
+		}
+		checkAgainstProto(t, b)
+	}
+}
+
+// Each kind of element has its limit (IHAVEs, GRAFTs, PRUNEs, cuts summed over the reports), and the generic
+// decoder's byte bound takes an RPC of exactly maxFallbackBytes.
+func TestUnmarshalGossipRPCRefusesEachKindOverItsLimit(t *testing.T) {
+	repeat := func(n int, elem ...byte) []byte { return bytes.Repeat(elem, n) }
+	field := func(num protowire.Number, inner []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), inner)
+	}
+	for name, b := range map[string][]byte{
+		"IHAVEs over the limit":         field(2, repeat(maxRPCControl+1, 0x0a, 0x00)),
+		"GRAFTs over the limit":         field(2, repeat(maxRPCControl+1, 0x1a, 0x00)),
+		"PRUNEs over the limit":         field(2, repeat(maxRPCControl+1, 0x22, 0x00)),
+		"cuts over the limit, one tree": field(2, field(5, repeat(maxRPCCuts+1, 0x5a, 0x00))),
+		"cuts over the limit, summed":   field(2, append(field(5, repeat(maxRPCCuts/2, 0x5a, 0x00)), field(5, repeat(maxRPCCuts/2+1, 0x5a, 0x00))...)),
+	} {
+		if _, err := UnmarshalGossipRPC(b); !errors.Is(err, ErrGossipRPCTooLarge) {
+			t.Errorf("%s: %v, want ErrGossipRPCTooLarge", name, err)
+		}
+	}
+	for name, b := range map[string][]byte{
+		"cuts at the limit": field(2, field(5, repeat(maxRPCCuts, 0x5a, 0x00))),
+		// An unknown field (15, varint) sends it to proto.Unmarshal, which takes maxFallbackBytes.
+		"maxFallbackBytes in another shape": append(repeat(maxFallbackBytes/2-1, 0x0a, 0x00), 0x78, 0x01),
+	} {
+		if _, err := UnmarshalGossipRPC(b); err != nil {
+			t.Errorf("%s (%d bytes): %v, want it taken", name, len(b), err)
 		}
 	}
 }

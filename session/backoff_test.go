@@ -107,3 +107,23 @@ func TestBackoffLiteralAndZeroBase(t *testing.T) {
 		}
 	}
 }
+
+// The ceiling is capped by Max even when Base is above it, and a delay is drawn below its ceiling, never equal to
+// it: with a 1 ns ceiling every delay is 0.
+func TestBackoffCeilingAndDelayBounds(t *testing.T) {
+	b := NewBackoff(10*time.Second, time.Second, 0, rand.New(rand.NewPCG(3, 4)))
+	for i := range 3 {
+		if c := b.Ceiling(); c != time.Second {
+			t.Fatalf("attempt %d: Base 10s, Max 1s: ceiling %v, want 1s", i, c)
+		}
+		if d, ok := b.Next(); !ok || d < 0 || d >= time.Second {
+			t.Fatalf("attempt %d: Base 10s, Max 1s: Next = %v, %v; want a delay in [0, 1s)", i, d, ok)
+		}
+	}
+	tiny := NewBackoff(time.Nanosecond, time.Nanosecond, 0, rand.New(rand.NewPCG(5, 6)))
+	for i := range 100 {
+		if d, ok := tiny.Next(); !ok || d != 0 {
+			t.Fatalf("attempt %d: a 1ns ceiling gave %v, %v; want 0 (delays are drawn from [0, ceiling))", i, d, ok)
+		}
+	}
+}

@@ -531,3 +531,62 @@ func TestAClaimedFrameLengthIsNotMemoryHeld(t *testing.T) {
 		t.Fatalf("the frame read ahead: %v, %v", got, err)
 	}
 }
+
+// A read that fails on the message's length gives the frame's pooled buffer back, as one that fails on the frame
+// does: the failed Conn holds no large buffer until it is closed.
+func TestConnReadErrorGivesTheBufferBack(t *testing.T) {
+	pool, tr := trackedPool(t)
+	c := keyedPooledConn(bytes.NewReader(sealed(t, [][]byte{make([]byte, 5000)})), nil, 4096, pool)
+	if _, err := c.ReadMessage(); !errors.Is(err, ErrMessageTooLarge) {
+		t.Fatalf("a 5000-byte message, limit 4096: %v, want ErrMessageTooLarge", err)
+	}
+	if tr.gets == 0 || tr.inUse() != 0 {
+		t.Fatalf("%d buffers taken, %d still held after the failed read", tr.gets, tr.inUse())
+	}
+}
+
+// A message ReadMessageSlice returns stays valid until the next read, even when it ends the pooled buffer's bytes:
+// the buffer goes back to the pool (which poisons it here) only with the next read.
+func TestReadMessageSliceKeepsItsBufferUntilTheNextRead(t *testing.T) {
+	pool, tr := trackedPool(t)
+	want := testMessage(7, 2000) // larger than the small read buffer: read into a pooled one
+	c := keyedPooledConn(bytes.NewReader(sealed(t, [][]byte{want}, [][]byte{[]byte("next")})), nil, 4096, pool)
+	got, err := c.ReadMessageSlice()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("ReadMessageSlice: %d bytes, %v; equal %v", len(got), err, bytes.Equal(got, want))
+	}
+	if next, err := c.ReadMessageSlice(); err != nil || string(next) != "next" {
+		t.Fatalf("next message: %q, %v", next, err)
+	}
+	if tr.inUse() != 0 {
+		t.Fatalf("%d buffers held", tr.inUse())
+	}
+}
+
+// zeroReader returns no bytes and no error, for ever.
+type zeroReader struct{ reads int }
+
+func (z *zeroReader) Read([]byte) (int, error) { z.reads++; return 0, nil }
+
+// A source that returns nothing and no error makes next fail with io.ErrNoProgress (after 100 such reads, as
+// bufio does) instead of spinning for good.
+func TestFrameReaderGivesUpOnASourceThatReturnsNothing(t *testing.T) {
+	src := &zeroReader{}
+	f := frameReader{src: src}
+	if _, err := f.next(100); !errors.Is(err, io.ErrNoProgress) || src.reads != 100 {
+		t.Fatalf("next: %v after %d reads, want io.ErrNoProgress after 100", err, src.reads)
+	}
+}
+
+// Once the small buffer is full of a large frame's bytes, the first pooled buffer is frameFirstBuffer, not one for
+// the whole claimed frame: 600 bytes of a frame claiming 65535 hold 16 KiB, not 128 KiB.
+func TestAFullSmallBufferGrowsToTheFirstBufferOnly(t *testing.T) {
+	first := append([]byte{0xff, 0xff}, make([]byte, 598)...)
+	f := frameReader{src: &stepReader{chunks: [][]byte{first}}, pool: NewBufferPool()}
+	if _, err := f.next(65535); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("next on a partial frame: %v, want the read's timeout", err)
+	}
+	if held := cap(f.buf()); held <= smallReadBuffer || held > frameFirstBuffer {
+		t.Fatalf("600 bytes of a frame claiming 65535 hold a %d-byte buffer, want a pooled one of at most %d", held, frameFirstBuffer)
+	}
+}

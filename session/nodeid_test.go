@@ -135,6 +135,12 @@ func TestNodeIDVerifyRules(t *testing.T) {
 // the identity (the cofactored equation holds).
 func cofactoredOnlySignature(tb testing.TB, ident *Identity, msg []byte) []byte {
 	tb.Helper()
+	return torsionSignature(tb, ident, msg, true)
+}
+
+// torsionSignature is cofactoredOnlySignature; without withNonce, r is 0 and R is the point of order 4 itself.
+func torsionSignature(tb testing.TB, ident *Identity, msg []byte, withNonce bool) []byte {
+	tb.Helper()
 	h := sha512.Sum512(ident.priv.Seed())
 	h[0] &= 248
 	h[31] &= 127
@@ -147,6 +153,9 @@ func cofactoredOnlySignature(tb testing.TB, ident *Identity, msg []byte) []byte 
 	r, err := scalar.NewFromBytesModOrderWide(nonce[:])
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if !withNonce {
+		r = scalar.New()
 	}
 	var order4 curve.CompressedEdwardsY // y = 0: (sqrt(-1), 0), a point of order 4
 	var torsion, rb, rPoint curve.EdwardsPoint
@@ -236,5 +245,34 @@ func TestParseNodeIDErrors(t *testing.T) {
 	var n NodeID
 	if err := n.UnmarshalText([]byte("nope")); !errors.Is(err, ErrBadNodeID) {
 		t.Fatalf("UnmarshalText error = %v, want ErrBadNodeID", err)
+	}
+}
+
+// NodeIDFromBytes takes exactly 32 bytes: a longer key is refused, not cut (a handshake payload or a record whose
+// key carries a byte more named the node of its first 32).
+func TestNodeIDFromBytesRefusesALongerKey(t *testing.T) {
+	key := testIdentity(t, 1).NodeID().Bytes()
+	if _, err := NodeIDFromBytes(append(key, 0)); !errors.Is(err, ErrBadNodeID) {
+		t.Fatalf("NodeIDFromBytes(33 bytes) error = %v, want ErrBadNodeID", err)
+	}
+	if id, err := NodeIDFromBytes(key); err != nil || !bytes.Equal(id[:], key) {
+		t.Fatalf("NodeIDFromBytes(32 bytes) = %v, %v", id, err)
+	}
+}
+
+// Verify takes a signature whose R is a point of small order (ZIP-215 allows it; the cofactored equation holds for
+// R = T of order 4 and S = k*a): every node of a network must accept it alike, so the rule is pinned.
+func TestNodeIDVerifyAcceptsASmallOrderR(t *testing.T) {
+	ident := testIdentity(t, 1)
+	msg := []byte("small-order R")
+	sig := torsionSignature(t, ident, msg, false)
+	if !bytes.Equal(sig[:32], make([]byte, 32)) {
+		t.Fatalf("R = %x, want the order-4 point (y = 0)", sig[:32])
+	}
+	if !ident.NodeID().Verify(msg, sig) {
+		t.Fatal("a signature with a small-order R refused (ZIP-215 accepts it)")
+	}
+	if ident.NodeID().Verify([]byte("another message"), sig) {
+		t.Fatal("the small-order-R signature verifies another message")
 	}
 }

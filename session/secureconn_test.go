@@ -590,3 +590,108 @@ func TestConnCloseWriteEndsOneDirectionOnly(t *testing.T) {
 		t.Fatalf("CloseWrite on a connection without half-close: %v, want ErrUnsupported", err)
 	}
 }
+
+// A frame that authenticates but carries no data (a tag alone) is a bad frame: the writer never sends one, and
+// taking it let a peer make the reader decrypt frames that deliver nothing, without end.
+func TestConnRefusesAnAuthenticFrameWithoutData(t *testing.T) {
+	sealer := noise.UnsafeNewCipherState(cipherSuiteFor(noise.DH25519), testKey, 0)
+	tag, err := sealer.Encrypt(nil, nil, nil)
+	if err != nil || len(tag) != tagSize {
+		t.Fatalf("sealing nothing: %d bytes, %v", len(tag), err)
+	}
+	wire := append(binary.BigEndian.AppendUint16(nil, uint16(len(tag))), tag...)
+	c := keyedConn(bytes.NewReader(wire), nil, 100)
+	if _, err := c.ReadMessage(); !errors.Is(err, ErrBadFrame) {
+		t.Fatalf("an authentic frame of no data: %v, want ErrBadFrame", err)
+	}
+}
+
+// BytesWritten and BytesRead count every transport byte, length prefixes and tags included: the writer's count is
+// the bytes on the wire, and the reader's count is the same once it has read them.
+func TestConnCountsTheBytesOnTheWire(t *testing.T) {
+	var w countingWriter
+	writer := keyedConn(nil, &w, 1<<20)
+	msgs := [][][]byte{{[]byte("a")}, {make([]byte, 70_000), []byte("bc")}, {nil}}
+	if err := writeBatches(writer, msgs); err != nil {
+		t.Fatal(err)
+	}
+	wire := w.buf.Len()
+	if got := writer.BytesWritten(); got != uint64(wire) {
+		t.Fatalf("BytesWritten = %d, %d bytes written", got, wire)
+	}
+	reader := keyedConn(bytes.NewReader(w.buf.Bytes()), nil, 1<<20)
+	for range 4 {
+		if _, err := reader.ReadMessage(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := reader.ReadMessage(); err != io.EOF {
+		t.Fatalf("after the last message: %v, want io.EOF", err)
+	}
+	if got := reader.BytesRead(); got != uint64(wire) {
+		t.Fatalf("BytesRead = %d, %d bytes on the wire", got, wire)
+	}
+}
+
+// failingWriter fails its writes while fail is set, writing nothing.
+type failingWriter struct {
+	fail bool
+	buf  bytes.Buffer
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.fail {
+		return 0, os.ErrDeadlineExceeded
+	}
+	return w.buf.Write(p)
+}
+
+// After a failed write the connection stays unusable for writing, as WriteMessages says: a later call returns the
+// error and writes nothing, even once the underlying connection writes again (frames after a lost one would
+// reach the peer out of their nonce order).
+func TestConnWriteErrorIsSticky(t *testing.T) {
+	w := &failingWriter{fail: true}
+	c := keyedConn(nil, w, 1000)
+	first := c.WriteMessages([]byte("lost"))
+	if !errors.Is(first, os.ErrDeadlineExceeded) {
+		t.Fatalf("write: %v, want the timeout", first)
+	}
+	w.fail = false
+	if err := c.WriteMessages([]byte("after")); !errors.Is(err, os.ErrDeadlineExceeded) || w.buf.Len() != 0 {
+		t.Fatalf("write after a failed one: %v, %d bytes written; want the first error and nothing", err, w.buf.Len())
+	}
+}
+
+// A message over the read limit is refused whether it lies whole in one frame or not, by ReadMessageSlice too: the
+// aliasing path returned a message up to a frame's size (64 KiB) whatever MaxMessageSize said.
+func TestConnReadMessageSliceKeepsTheLimit(t *testing.T) {
+	wire := sealed(t, [][]byte{make([]byte, 5000)})
+	for name, read := range map[string]func(*Conn) ([]byte, error){
+		"ReadMessage": (*Conn).ReadMessage, "ReadMessageSlice": (*Conn).ReadMessageSlice,
+	} {
+		c := keyedConn(bytes.NewReader(wire), nil, 4999)
+		if m, err := read(c); !errors.Is(err, ErrMessageTooLarge) {
+			t.Fatalf("%s of a 5000-byte message, limit 4999: %d bytes, %v; want ErrMessageTooLarge", name, len(m), err)
+		}
+	}
+	d := messageDecoder{max: 10}
+	p := append(binary.BigEndian.AppendUint32(nil, 11), make([]byte, 11)...)
+	if _, m, err := d.feed(p, true); !errors.Is(err, ErrMessageTooLarge) {
+		t.Fatalf("aliased feed of an 11-byte message, limit 10: %d bytes, %v; want ErrMessageTooLarge", len(m), err)
+	}
+}
+
+// A message's buffer doubles as its bytes come, and never jumps to its claimed length: 64 KiB and a byte of a
+// claimed 1 MiB message hold a buffer of 128 KiB, not 1 MiB.
+func TestMessageDecoderGrowthStopsAtDouble(t *testing.T) {
+	d := messageDecoder{max: 1 << 20}
+	if _, _, err := d.Feed(binary.BigEndian.AppendUint32(nil, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if n, m, err := d.Feed(make([]byte, msgStartBuffer+1)); n != msgStartBuffer+1 || m != nil || err != nil {
+		t.Fatalf("feed: %d, %d bytes, %v", n, len(m), err)
+	}
+	if c := cap(d.msg); c > 2*msgStartBuffer {
+		t.Fatalf("%d bytes of a claimed 1 MiB message hold a %d-byte buffer, want at most %d", msgStartBuffer+1, c, 2*msgStartBuffer)
+	}
+}
