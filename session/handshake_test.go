@@ -583,29 +583,32 @@ func (*deadlineConn) SetDeadline(time.Time) error { return nil }
 // Out-of-range HandshakeConfig values are refused with a plain error before anything is written (none was tested
 // but the oversized payload, and that one only for not being ErrHandshake); the bounds themselves are taken.
 func TestHandshakeConfigRefusesOutOfRangeValues(t *testing.T) {
-	var limit int64 = MaxMessageSizeLimit // an int holds it only on 64-bit platforms
-	for _, tc := range []struct {
+	type configCase struct {
 		name   string
 		mutate func(*HandshakeConfig)
 		ok     bool
-	}{
+	}
+	var limit int64 = MaxMessageSizeLimit
+	var limitCases []configCase
+	if math.MaxInt >= limit+1 { // an int holds the limit and past it only on 64-bit platforms
+		limitCases = []configCase{
+			{"MaxMessageSize at MaxMessageSizeLimit", func(c *HandshakeConfig) { c.MaxMessageSize = int(limit) }, true},
+			{"MaxMessageSize over MaxMessageSizeLimit", func(c *HandshakeConfig) { c.MaxMessageSize = int(limit + 1) }, false},
+		}
+	}
+	for _, tc := range append([]configCase{
 		{"negative Timeout", func(c *HandshakeConfig) { c.Timeout = -1 }, false},
 		{"negative MaxMessageSize", func(c *HandshakeConfig) { c.MaxMessageSize = -1 }, false},
 		{"MaxMessageSize under MinPeerMessageSize", func(c *HandshakeConfig) { c.MaxMessageSize = MinPeerMessageSize - 1 }, false},
 		{"MaxMessageSize at MinPeerMessageSize", func(c *HandshakeConfig) { c.MaxMessageSize = MinPeerMessageSize }, true},
-		{"MaxMessageSize at MaxMessageSizeLimit", func(c *HandshakeConfig) { c.MaxMessageSize = int(limit) }, true},
-		{"MaxMessageSize over MaxMessageSizeLimit", func(c *HandshakeConfig) { c.MaxMessageSize = int(limit + 1) }, false},
 		{"an InboundWindow field at 0", func(c *HandshakeConfig) { c.InboundWindow = Window{1, 1, 1, 0} }, false},
 		{"an InboundWindow field over MaxWindow", func(c *HandshakeConfig) { c.InboundWindow = Window{1, MaxWindow + 1, 1, 1} }, false},
 		{"InboundWindow at MaxWindow", func(c *HandshakeConfig) { c.InboundWindow = Window{MaxWindow, MaxWindow, MaxWindow, MaxWindow} }, true},
 		{"a payload over a handshake message", func(c *HandshakeConfig) {
 			c.ListenAddrs = slices.Repeat([]string{"a-very-long-host-name.example.org:4001"}, 200)
 		}, false},
-	} {
+	}, limitCases...) {
 		t.Run(tc.name, func(t *testing.T) {
-			if strings.Contains(tc.name, "MaxMessageSizeLimit") && math.MaxInt < limit+1 {
-				t.Skip("an int does not hold MaxMessageSizeLimit+1")
-			}
 			var w countingWriter
 			nc := &deadlineConn{memConn{r: bytes.NewReader(nil), w: &w}} // a peer that closes at once
 			cfg := testConfig(t, 1)
