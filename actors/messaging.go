@@ -131,7 +131,12 @@ func (m *Inbound) ReplyError(replyErr error) error {
 	if !m.answer() {
 		return ErrAnswered
 	}
-	return m.node.sendEncoded(m.pc, b)
+	sent := m.node.stats.messagesOut.counter(m.Protocol) // before the reply leaves: see sendDirect
+	if err := m.node.sendEncoded(m.pc, b); err != nil {
+		return err
+	}
+	sent.Add(1)
+	return nil
 }
 
 // failStopped answers a request its actor will never take (it stopped for good) as a request to a protocol the

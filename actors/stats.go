@@ -21,15 +21,16 @@ type Stats struct {
 	BytesIn, BytesOut uint64
 	// MessagesIn counts direct messages received per protocol (gossip and routing included). Messages for a
 	// protocol the node has not registered count under UnknownProtocol; a reply counts under its request's
-	// protocol, which the node sent to, served here or not (a reply naming a protocol the node never sent to
-	// counts under UnknownProtocol); past MaxProtocolLabels distinct protocols, the others count under
-	// OtherProtocol.
+	// protocol, which the node sent to, served here or not; a reply naming a protocol the node never sent to, or
+	// one counted under OtherProtocol in MessagesOut, counts under UnknownProtocol; past MaxProtocolLabels
+	// distinct protocols, the others count under OtherProtocol.
 	MessagesIn map[string]uint64
-	// MessagesOut counts direct messages sent per protocol, replies included; past MaxProtocolLabels distinct
-	// protocols, the others count under OtherProtocol. The error replies the node makes itself to a request it
-	// hands to no protocol actor (InboundDropped's unknown_protocol, type_refused, bad_payload and
-	// protocol_stopped) are not counted here: their protocol names are the peer's to choose. So a requester may
-	// count a reply in MessagesIn that the replier counted in InboundDropped, not in MessagesOut.
+	// MessagesOut counts direct messages sent per protocol, replies (Reply, ReplyError) included; past
+	// MaxProtocolLabels distinct protocols, the others count under OtherProtocol. Two kinds of answers the node
+	// makes itself are not counted here: the error replies to a request it hands to no protocol actor
+	// (InboundDropped's unknown_protocol, type_refused, bad_payload and protocol_stopped: their protocol names are
+	// the peer's to choose), and the OVERLOADED answer in place of a reply that did not fit (SendsOverloaded). A
+	// requester may thus count a reply in MessagesIn that the replier did not count in MessagesOut.
 	MessagesOut map[string]uint64
 	// HandshakeFailures counts failed dials and inbound and outbound handshakes by reason: "dial" (the
 	// connection could not be opened), "timeout", "wrong_peer", "network_mismatch", "version_mismatch",

@@ -230,3 +230,23 @@ func TestMadeUpDisconnectReasonsDoNotTakeTheLabels(t *testing.T) {
 		t.Fatal("no PeerDisconnected event")
 	}
 }
+
+// An application's error reply is a reply: the replier counts it in MessagesOut as the requester counts it in
+// MessagesIn (ReplyError counted nothing).
+func TestAReplyErrorIsCountedAsSent(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	nw.Connect(0, 1)
+	register(t, a, "fail/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if in, ok := ctx.Message().(*actors.Inbound); ok && in.IsRequest() {
+			_ = in.ReplyError(errors.New("no"))
+		}
+	}))
+	if _, err := b.Request(ctxTimeout(t, 5*time.Second), a.ID(), "fail/1", wrapperspb.String("x")); !errors.Is(err, actors.ErrRemote) {
+		t.Fatalf("request: %v, want ErrRemote", err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return a.Stats().MessagesOut["fail/1"] == 1 }, "the replier to count its error reply")
+	if got := b.Stats().MessagesIn["fail/1"]; got != 1 {
+		t.Fatalf("the requester counted %d replies, want 1", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -69,7 +70,8 @@ type Config struct {
 	PruneDuplicates int
 	// PruneBackoff is how long after a prune a peer may not be grafted again on that topic (default 1m).
 	PruneBackoff time.Duration
-	// MaxIHaveLength caps the ids in one IHAVE or IWANT, sent or read (default 500).
+	// MaxIHaveLength caps the ids in one IHAVE or IWANT, sent or read (default 500; at most
+	// messages.MaxGossipRPCIDs, the ids peers take in one RPC).
 	MaxIHaveLength int
 	// MaxIHaveMessages caps the IHAVEs read from one peer per heartbeat (default 10).
 	MaxIHaveMessages int
@@ -275,6 +277,8 @@ func (c Config) Validate() error {
 		return bad("HeartbeatInterval = %v, want at least 1ms", c.HeartbeatInterval)
 	case c.TreeStaleBeats > MaxTreeStaleBeats: // the tree's periods are multiples of it (16x, 4x): a huge one wrapped
 		return bad("TreeStaleBeats = %d, want at most %d", c.TreeStaleBeats, MaxTreeStaleBeats)
+	case c.MaxIHaveLength > messages.MaxGossipRPCIDs: // a peer refuses an RPC of more ids, and one IHAVE is not split
+		return bad("MaxIHaveLength = %d, want at most %d", c.MaxIHaveLength, messages.MaxGossipRPCIDs)
 	case c.D < 1:
 		return bad("D = %d, want >= 1", c.D)
 	case c.Dlo < 0 || c.Dlo > c.D || c.Dhi < c.D:

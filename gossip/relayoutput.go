@@ -5,6 +5,8 @@ package gossip
 
 import (
 	"time"
+
+	"github.com/actormesh/actormesh/messages"
 )
 
 // delivery describes m for subscribers.
@@ -105,7 +107,7 @@ func (a *relayActor) sendAll(sends []Send) {
 			}
 			var parts []*Control
 			if s.Control != nil {
-				parts = splitControl(s.Control, a.cfg.MaxRPCSize-rpcEnvelopeBound)
+				parts = splitControl(s.Control, a.cfg.MaxRPCSize-rpcEnvelopeBound, messages.MaxGossipRPCIDs)
 			}
 			for k, c := range parts {
 				if k == len(parts)-1 { // the message goes with the last part

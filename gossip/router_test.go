@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -39,6 +40,7 @@ func TestConfigValidate(t *testing.T) {
 		"huge tree stale beats":     func(c *Config) { c.TreeStaleBeats = 1 << 60 },
 		"nanosecond heartbeat":      func(c *Config) { c.HeartbeatInterval, c.GossipDelay = time.Nanosecond, 0 },
 		"no topic length":           func(c *Config) { c.MaxTopicLength = 0 },
+		"IHAVEs peers refuse":       func(c *Config) { c.MaxIHaveLength = messages.MaxGossipRPCIDs + 1 },
 		"no pending bytes":          func(c *Config) { c.MaxPendingValidationBytes = 0 },
 		"no per-peer pending bytes": func(c *Config) { c.MaxPendingValidationBytesPerPeer = 0 },
 		// a decided message's id must still be seen when its verdict comes

@@ -98,42 +98,49 @@ func controlWireBound(c *Control) int {
 	return n
 }
 
-// splitControl returns c in parts whose controlWireBound is at most limit each: c itself when it fits, otherwise its
-// entries packed in order, the IWANT ids in pieces where they do not fit whole. One entry larger than limit on its
-// own (an IHAVE of more ids than limit holds; MaxIHaveLength keeps them far smaller) makes a part of its own.
-func splitControl(c *Control, limit int) []*Control {
-	if controlWireBound(c) <= limit {
+// splitControl returns c in parts whose controlWireBound is at most limit each, and whose message ids (IHAVEs' and
+// IWANT's) are at most maxIDs (messages.MaxGossipRPCIDs: a peer refuses an RPC of more): c itself when it fits,
+// otherwise its entries packed in order, the IWANT ids in pieces where they do not fit whole. One entry larger than
+// limit on its own (an IHAVE of more ids than limit holds; MaxIHaveLength keeps them far smaller) makes a part of
+// its own.
+func splitControl(c *Control, limit, maxIDs int) []*Control {
+	ids := len(c.IWant)
+	for _, ih := range c.IHave {
+		ids += len(ih.IDs)
+	}
+	if controlWireBound(c) <= limit && ids <= maxIDs {
 		return []*Control{c}
 	}
 	empty := controlWireBound(&Control{})
 	var parts []*Control
-	cur, size := &Control{}, empty
-	take := func(entry *Control, merge func(*Control)) {
+	cur, size, curIDs := &Control{}, empty, 0
+	take := func(entry *Control, entryIDs int, merge func(*Control)) {
 		n := controlWireBound(entry) - empty
-		if size+n > limit && size > empty {
+		if (size+n > limit || curIDs+entryIDs > maxIDs) && size > empty {
 			parts = append(parts, cur)
-			cur, size = &Control{}, empty
+			cur, size, curIDs = &Control{}, empty, 0
 		}
 		merge(cur)
 		size += n
+		curIDs += entryIDs
 	}
 	for _, ih := range c.IHave {
-		take(&Control{IHave: []IHave{ih}}, func(p *Control) { p.IHave = append(p.IHave, ih) })
+		take(&Control{IHave: []IHave{ih}}, len(ih.IDs), func(p *Control) { p.IHave = append(p.IHave, ih) })
 	}
-	per := max(1, (limit-empty)/(2+MsgIDSize))
+	per := max(1, min((limit-empty)/(2+MsgIDSize), maxIDs))
 	for ids := c.IWant; len(ids) > 0; {
 		chunk := ids[:min(len(ids), per)]
 		ids = ids[len(chunk):]
-		take(&Control{IWant: chunk}, func(p *Control) { p.IWant = append(p.IWant, chunk...) })
+		take(&Control{IWant: chunk}, len(chunk), func(p *Control) { p.IWant = append(p.IWant, chunk...) })
 	}
 	for _, g := range c.Graft {
-		take(&Control{Graft: []string{g}}, func(p *Control) { p.Graft = append(p.Graft, g) })
+		take(&Control{Graft: []string{g}}, 0, func(p *Control) { p.Graft = append(p.Graft, g) })
 	}
 	for _, pr := range c.Prune {
-		take(&Control{Prune: []Prune{pr}}, func(p *Control) { p.Prune = append(p.Prune, pr) })
+		take(&Control{Prune: []Prune{pr}}, 0, func(p *Control) { p.Prune = append(p.Prune, pr) })
 	}
 	for _, ti := range c.Tree {
-		take(&Control{Tree: []TreeInfo{ti}}, func(p *Control) { p.Tree = append(p.Tree, ti) })
+		take(&Control{Tree: []TreeInfo{ti}}, 0, func(p *Control) { p.Tree = append(p.Tree, ti) })
 	}
 	return append(parts, cur)
 }

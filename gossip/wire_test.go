@@ -275,7 +275,7 @@ func TestSplitControlKeepsEveryEntryInPartsThatFit(t *testing.T) {
 		c.IWant = append(c.IWant, MsgID{byte(i), byte(i >> 8), 7})
 	}
 	const limit = 16 << 10
-	parts := splitControl(c, limit)
+	parts := splitControl(c, limit, messages.MaxGossipRPCIDs)
 	if len(parts) < 2 {
 		t.Fatalf("%d parts for a control of %d bytes", len(parts), controlWireBound(c))
 	}
@@ -293,7 +293,42 @@ func TestSplitControlKeepsEveryEntryInPartsThatFit(t *testing.T) {
 	if !reflect.DeepEqual(&joined, c) {
 		t.Fatal("the parts do not add up to the control")
 	}
-	if small := (&Control{Graft: []string{"a"}}); len(splitControl(small, limit)) != 1 || splitControl(small, limit)[0] != small {
+	if small := (&Control{Graft: []string{"a"}}); len(splitControl(small, limit, messages.MaxGossipRPCIDs)) != 1 || splitControl(small, limit, messages.MaxGossipRPCIDs)[0] != small {
 		t.Fatal("a control that fits is not taken as it is")
+	}
+}
+
+// A control within the byte limit but over the ids a peer takes in one RPC is split too: each part holds at most
+// maxIDs ids, IHAVEs' and IWANT's together, and the parts add up to the control (a relay with a raised MaxRPCSize
+// and MaxIHaveLength sent RPCs its peers refused whole).
+func TestSplitControlKeepsTheIDsOfEachPartUnderTheBound(t *testing.T) {
+	c := &Control{Graft: []string{"g"}}
+	for i := range 10 {
+		ih := IHave{Topic: fmt.Sprint("topic-", i)}
+		for j := range 300 {
+			ih.IDs = append(ih.IDs, MsgID{byte(i), byte(j), byte(j >> 8)})
+		}
+		c.IHave = append(c.IHave, ih)
+	}
+	for i := range 2500 {
+		c.IWant = append(c.IWant, MsgID{byte(i), byte(i >> 8), 9})
+	}
+	const maxIDs = 1000
+	parts := splitControl(c, 4<<20, maxIDs)
+	var joined Control
+	for i, p := range parts {
+		n := len(p.IWant)
+		for _, ih := range p.IHave {
+			n += len(ih.IDs)
+		}
+		if n > maxIDs {
+			t.Fatalf("part %d holds %d ids, want at most %d", i, n, maxIDs)
+		}
+		joined.IHave = append(joined.IHave, p.IHave...)
+		joined.IWant = append(joined.IWant, p.IWant...)
+		joined.Graft = append(joined.Graft, p.Graft...)
+	}
+	if len(parts) < 6 || !reflect.DeepEqual(&joined, c) {
+		t.Fatalf("%d parts that add up to the control: %v; want at least 6 (5500 ids)", len(parts), reflect.DeepEqual(&joined, c))
 	}
 }

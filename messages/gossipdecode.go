@@ -72,13 +72,17 @@ const (
 	maxRPCMessages = 8192
 	maxRPCControl  = 4096 // IHAVEs, GRAFTs, PRUNEs and tree reports, each
 	maxRPCCuts     = 32768
-	maxRPCIDs      = 65536
 )
+
+// MaxGossipRPCIDs is the most message ids one GossipRPC may hold, its IHAVEs' and its IWANT's together; the gossip
+// relay splits its control messages so that no RPC it sends holds more, whatever its MaxIHaveLength and
+// MaxRPCSize.
+const MaxGossipRPCIDs = 65536
 
 // overLimit tells whether counts are over the limits above.
 func (c gossipCounts) overLimit() bool {
 	return c.subs > maxRPCSubs || c.msgs > maxRPCMessages || c.ihave > maxRPCControl || c.graft > maxRPCControl ||
-		c.prune > maxRPCControl || c.tree > maxRPCControl || c.cuts > maxRPCCuts || c.ids+c.iwant > maxRPCIDs
+		c.prune > maxRPCControl || c.tree > maxRPCControl || c.cuts > maxRPCCuts || c.ids+c.iwant > MaxGossipRPCIDs
 }
 
 // unmarshalGossipRPCFast is UnmarshalGossipRPC without the fallback: false means b is not in the shape it takes, or
@@ -116,8 +120,8 @@ func (d *gossipDecoder) decode(b []byte) (*GossipRPC, bool, error) {
 	}
 	total := d.n
 	if total.overLimit() {
-		return nil, false, fmt.Errorf("%w: %d subscriptions, %d messages, %d IHAVEs, %d GRAFTs, %d PRUNEs, %d tree reports, %d cuts",
-			ErrGossipRPCTooLarge, total.subs, total.msgs, total.ihave, total.graft, total.prune, total.tree, total.cuts)
+		return nil, false, fmt.Errorf("%w: %d subscriptions, %d messages, %d IHAVEs, %d GRAFTs, %d PRUNEs, %d tree reports, %d cuts, %d message ids",
+			ErrGossipRPCTooLarge, total.subs, total.msgs, total.ihave, total.graft, total.prune, total.tree, total.cuts, total.ids+total.iwant)
 	}
 	d.n, d.fill = gossipCounts{}, true
 	d.subs = makeN[GossipSubscription](total.subs)

@@ -504,8 +504,8 @@ func TestUnmarshalGossipRPCRefusesEachKindOverItsLimit(t *testing.T) {
 		"PRUNEs over the limit":         field(2, repeat(maxRPCControl+1, 0x22, 0x00)),
 		"cuts over the limit, one tree": field(2, field(5, repeat(maxRPCCuts+1, 0x5a, 0x00))),
 		"cuts over the limit, summed":   field(2, append(field(5, repeat(maxRPCCuts/2, 0x5a, 0x00)), field(5, repeat(maxRPCCuts/2+1, 0x5a, 0x00))...)),
-		"IWANT ids over the limit":      field(2, repeat(maxRPCIDs+1, 0x12, 0x00)),
-		"ids over the limit, summed":    field(2, append(field(1, repeat(maxRPCIDs/2, 0x12, 0x00)), repeat(maxRPCIDs/2+1, 0x12, 0x00)...)),
+		"IWANT ids over the limit":      field(2, repeat(MaxGossipRPCIDs+1, 0x12, 0x00)),
+		"ids over the limit, summed":    field(2, append(field(1, repeat(MaxGossipRPCIDs/2, 0x12, 0x00)), repeat(MaxGossipRPCIDs/2+1, 0x12, 0x00)...)),
 	} {
 		if _, err := UnmarshalGossipRPC(b); !errors.Is(err, ErrGossipRPCTooLarge) {
 			t.Errorf("%s: %v, want ErrGossipRPCTooLarge", name, err)
@@ -513,7 +513,7 @@ func TestUnmarshalGossipRPCRefusesEachKindOverItsLimit(t *testing.T) {
 	}
 	for name, b := range map[string][]byte{
 		"cuts at the limit": field(2, field(5, repeat(maxRPCCuts, 0x5a, 0x00))),
-		"ids at the limit":  field(2, append(field(1, repeat(maxRPCIDs/2, 0x12, 0x00)), repeat(maxRPCIDs/2, 0x12, 0x00)...)),
+		"ids at the limit":  field(2, append(field(1, repeat(MaxGossipRPCIDs/2, 0x12, 0x00)), repeat(MaxGossipRPCIDs/2, 0x12, 0x00)...)),
 		// An unknown field (15, varint) sends it to proto.Unmarshal, which takes maxFallbackBytes.
 		"maxFallbackBytes in another shape": append(repeat(maxFallbackBytes/2-1, 0x0a, 0x00), 0x78, 0x01),
 	} {
