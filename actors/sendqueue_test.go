@@ -253,3 +253,15 @@ func TestSendQueueLeavesHalfToGossipAndControl(t *testing.T) {
 		t.Fatalf("an application message after close: %v", err)
 	}
 }
+
+// An application message goes only while the queue holds less than half its limit: at exactly half it waits.
+func TestSendQueueAtExactlyHalfIsBusyForTheApplication(t *testing.T) {
+	q, _ := startedQueue(200 + 2*queueItemOverhead)          // half: 164
+	if err := q.push(make([]byte, 100), false); err != nil { // charged 100 + queueItemOverhead: half exactly
+		t.Fatal(err)
+	}
+	if _, err := q.pushApp(make([]byte, 1)); !errors.Is(err, errQueueBusy) {
+		t.Fatalf("an application message with the queue at half its limit: %v, want errQueueBusy", err)
+	}
+	q.close()
+}
