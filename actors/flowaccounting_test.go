@@ -1,10 +1,8 @@
 package actors_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -17,31 +15,6 @@ import (
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
-
-// windowPeer handshakes with n as a bare session.Conn dialed over dial, advertising window: a test plays the
-// receiver whose window n's sends keep within, and gives back (WindowUpdate) what it chooses. The connection is
-// closed when the test ends.
-func windowPeer(t *testing.T, n *actors.Node, dial func(ctx context.Context, addr string) (net.Conn, error), window session.Window) (*session.Conn, session.NodeID) {
-	t.Helper()
-	peer, err := session.GenerateIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := dial(ctxTimeout(t, 5*time.Second), n.Addr().Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{
-		Identity: peer, NetworkID: "actormesh", InboundWindow: window,
-	}, true, n.ID())
-	if err != nil {
-		_ = raw.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sc.Close() })
-	testkit.WaitFor(t, 5*time.Second, func() bool { return n.Connected(peer.NodeID()) }, "window peer connected")
-	return sc, peer.NodeID()
-}
 
 // readEnvelope reads sc's next envelope.
 func readEnvelope(t *testing.T, sc *session.Conn) *messages.Envelope {

@@ -22,15 +22,24 @@ import (
 // The connection is closed when the test ends.
 func rawPeer(t testing.TB, n *actors.Node) (*session.Conn, session.NodeID) {
 	t.Helper()
+	return windowPeer(t, n, session.TCPTransport{}.Dial, session.Window{})
+}
+
+// windowPeer is rawPeer dialed over dial, advertising window (the zero Window: the default): a test plays the
+// receiver whose window n's sends keep within, and gives back (WindowUpdate) what it chooses.
+func windowPeer(t testing.TB, n *actors.Node, dial func(ctx context.Context, addr string) (net.Conn, error), window session.Window) (*session.Conn, session.NodeID) {
+	t.Helper()
 	peer, err := session.GenerateIdentity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := net.Dial("tcp", n.Addr().Addr)
+	raw, err := dial(ctxTimeout(t, 5*time.Second), n.Addr().Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{Identity: peer, NetworkID: "actormesh"}, true, n.ID())
+	sc, err := session.Handshake(context.Background(), raw, session.HandshakeConfig{
+		Identity: peer, NetworkID: "actormesh", InboundWindow: window,
+	}, true, n.ID())
 	if err != nil {
 		_ = raw.Close()
 		t.Fatal(err)
