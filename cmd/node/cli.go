@@ -40,8 +40,11 @@ func runE(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, 
 	return func(cmd *cobra.Command, args []string) error {
 		err := f(cmd, args)
 		var ue *usageError
-		if err == nil || errors.As(err, &ue) {
-			return err
+		if err == nil {
+			return nil
+		}
+		if errors.As(err, &ue) {
+			return withFlagSource(cmd, err)
 		}
 		return &runError{err}
 	}

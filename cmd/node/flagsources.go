@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
@@ -66,7 +67,9 @@ func applyFlagSources(cmd *cobra.Command, envPrefix string, configFlag string) e
 		}
 		if e := setFlag(flags, f, values); e != nil {
 			err = usagef("environment variable %s=%q: --%s wants %s: %w", name, v, f.Name, flagTypeName(f), e)
+			return
 		}
+		setFlagSource(cmd, f.Name, "environment variable "+name)
 	})
 	if err != nil || configFlag == "" {
 		return err
@@ -79,12 +82,44 @@ func applyFlagSources(cmd *cobra.Command, envPrefix string, configFlag string) e
 	if !fromCommandLine[configFlag] {
 		path += " (from " + envName(envPrefix, configFlag) + ")"
 	}
-	return applyConfigFile(flags, cf.Value.String(), path, configFlag)
+	return applyConfigFile(flags, cf.Value.String(), path, configFlag, func(flag string) {
+		setFlagSource(cmd, flag, "config file "+path)
+	})
+}
+
+// flagSourcePrefix prefixes the command's annotations that name where a flag's value came from, when not from the
+// command line (setFlagSource).
+const flagSourcePrefix = "flag-source:"
+
+// setFlagSource records that flag's value came from source (an environment variable or a config file), so that
+// the command's later check of the value names it (withFlagSource).
+func setFlagSource(cmd *cobra.Command, flag, source string) {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[flagSourcePrefix+flag] = source
+}
+
+// withFlagSource prefixes a usage error about a flag (its text starts with --name) with where the flag's value
+// came from, when that was not the command line: `config file node.toml: --listen "5": want host:port`.
+func withFlagSource(cmd *cobra.Command, err error) error {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "--") {
+		return err
+	}
+	name := msg[2:]
+	if i := strings.IndexFunc(name, func(r rune) bool { return r != '-' && !unicode.IsLetter(r) && !unicode.IsDigit(r) }); i >= 0 {
+		name = name[:i]
+	}
+	if source, ok := cmd.Annotations[flagSourcePrefix+name]; ok {
+		return usagef("%s: %w", source, err)
+	}
+	return err
 }
 
 // applyConfigFile sets the flags named in the TOML file file that neither the command line nor the environment set
 // (those are Changed already). The key configFlag may not appear in the file. name is how errors refer to the file.
-func applyConfigFile(flags *pflag.FlagSet, file, name, configFlag string) error {
+func applyConfigFile(flags *pflag.FlagSet, file, name, configFlag string, set func(flag string)) error {
 	data, err := readBounded(file, nil, 1<<20)
 	if err != nil {
 		var pe *os.PathError
@@ -128,6 +163,7 @@ func applyConfigFile(flags *pflag.FlagSet, file, name, configFlag string) error 
 			return usagef("config file %s: key %q = %s: --%s wants %s: %w", name, key, tomlString(v), key,
 				flagTypeName(f), err)
 		}
+		set(key)
 	}
 	return nil
 }
