@@ -23,7 +23,7 @@ func (r *Router) HandleControl(now time.Time, from session.NodeID, c *Control) O
 	for _, ih := range c.IHave {
 		r.handleIHave(&b, now, from, ih)
 	}
-	r.handleIWant(&b, from, c.IWant)
+	r.handleIWant(&b, from, c.IWant, c.IWantUnread)
 	for i, ti := range c.Tree {
 		if !reportedAgain(c.Tree[i+1:], ti.Topic) { // a topic's last report in the RPC is the peer's place
 			r.handleTree(&b, from, ti)
@@ -58,8 +58,9 @@ func (r *Router) handleIHave(b *builder, now time.Time, from session.NodeID, ih 
 	if p == nil || t == nil || !t.joined {
 		return
 	}
-	r.stats.IHaveReceived += uint64(len(ih.IDs))
-	if p.ihaves >= r.cfg.MaxIHaveMessages { // not even counted as received until stop 54
+	r.stats.IHaveReceived += uint64(len(ih.IDs) + max(ih.Unread, 0))
+	r.stats.IHaveIgnored += uint64(max(ih.Unread, 0)) // left by the decoder (stop 55; uncounted before)
+	if p.ihaves >= r.cfg.MaxIHaveMessages {           // not even counted as received until stop 54
 		r.stats.IHaveIgnored += uint64(len(ih.IDs))
 		return
 	}
@@ -120,14 +121,19 @@ func (r *Router) ask(b *builder, id MsgID, w *want, now time.Time) bool {
 func (r *Router) HandleIWant(now time.Time, from session.NodeID, ids []MsgID) Output {
 	r.clock(now)
 	var b builder
-	r.handleIWant(&b, from, ids)
+	r.handleIWant(&b, from, ids, 0)
 	return b.result()
 }
 
-func (r *Router) handleIWant(b *builder, from session.NodeID, ids []MsgID) {
+// handleIWant answers ids; unread counts the ids of the IWANT its decoder did not read, counted as limited.
+func (r *Router) handleIWant(b *builder, from session.NodeID, ids []MsgID, unread int) {
 	p := r.peers[from]
-	if p == nil || len(ids) == 0 {
+	if p == nil || len(ids) == 0 && unread <= 0 {
 		return
+	}
+	if unread > 0 { // left by the decoder (stop 55; uncounted before)
+		r.stats.IWantReceived += uint64(unread)
+		r.stats.IWantLimited += uint64(unread)
 	}
 	r.stats.IWantReceived += uint64(len(ids))
 	r.stats.IWantLimited += uint64(len(ids) - min(len(ids), r.cfg.MaxIHaveLength))

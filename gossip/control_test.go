@@ -468,3 +468,18 @@ func TestIWantPastMaxPeersAskersIsLimitedNotRepeated(t *testing.T) {
 		t.Errorf("IWantServed %d, IWantLimited %d, IWantRepeated %d; want 2, 1, 0", st.IWantServed, st.IWantLimited, st.IWantRepeated)
 	}
 }
+
+// The ids the decoder left unread (past MaxIHaveLength, or malformed: IHave.Unread, Control.IWantUnread) are counted
+// as received and ignored or limited; until stop 55 they were counted nowhere.
+func TestIDsTheDecoderLeftAreCounted(t *testing.T) {
+	r := joined(t, DefaultConfig(), 1)
+	r.HandleControl(t0, nid(1), &Control{
+		IHave:       []IHave{{Topic: topicA, IDs: []MsgID{{1}, {2}}, Unread: 5}},
+		IWantUnread: 3,
+	})
+	st := r.Stats()
+	if st.IHaveReceived != 7 || st.IHaveIgnored != 5 || st.IWantReceived != 3 || st.IWantLimited != 3 {
+		t.Fatalf("IHaveReceived %d, IHaveIgnored %d, IWantReceived %d, IWantLimited %d; want 7, 5, 3, 3",
+			st.IHaveReceived, st.IHaveIgnored, st.IWantReceived, st.IWantLimited)
+	}
+}

@@ -72,6 +72,9 @@ func (m *Message) relayed() *Message {
 type IHave struct {
 	Topic string
 	IDs   []MsgID
+	// Unread counts the ids of the received IHAVE its decoder did not read (past MaxIHaveLength, or malformed):
+	// the Router counts them as received and ignored.
+	Unread int
 }
 
 // Prune asks the receiver to stop the eager push on a topic. With Lazy set (the Plumtree prune) the link stays in
@@ -88,6 +91,9 @@ type Control struct {
 	IHave []IHave
 	// IWant lists ids whose messages the sender asks for.
 	IWant []MsgID
+	// IWantUnread counts the ids of the received IWANT its decoder did not read (past MaxIHaveLength, or
+	// malformed): the Router counts them as received and limited.
+	IWantUnread int
 	// Graft lists topics on which the sender adds the receiver to its mesh as an eager link, or turns a lazy mesh
 	// link eager. The receiver answers with a Prune if it refuses.
 	Graft []string
@@ -189,8 +195,9 @@ func (s Status) String() string {
 // Stats are the Router's counters since it was created. IHAVE and IWANT are counted in ids, grafts and prunes in
 // topic entries. Every IWANT id received is counted once more, as served, repeated, uncached or limited; every id
 // received by IHAVE that is neither seen nor wanted yet is asked for or counted in IHaveIgnored. (The relay's
-// decoder reads at most MaxIHaveLength ids of an IHAVE or IWANT and MaxPeerTopics IHAVEs of an RPC: what it
-// leaves never reaches the Router.)
+// decoder reads at most MaxIHaveLength ids of an IHAVE or IWANT, and counts those it leaves, or finds malformed, in
+// IHave.Unread and Control.IWantUnread: the Router counts them as ignored and limited. The IHAVEs past an RPC's
+// MaxPeerTopics never reach the Router.)
 type Stats struct {
 	Published     uint64 // messages published locally
 	Delivered     uint64 // messages handed to local subscribers, own publications included

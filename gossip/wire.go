@@ -291,7 +291,8 @@ func (e *rpcEncoder) end() {
 }
 
 // controlFromWire converts received control, dropping ids of the wrong size. At most maxIDs ids are read per
-// IHAVE and per IWANT (Config.MaxIHaveLength), and at most maxTopics entries of each kind that names a topic
+// IHAVE and per IWANT (Config.MaxIHaveLength; those left and those dropped are counted in IHave.Unread and
+// Control.IWantUnread), and at most maxTopics entries of each kind that names a topic
 // (IHAVE, GRAFT, PRUNE, tree reports: Config.MaxPeerTopics, the topics a peer may share with the node), whatever
 // the peer sent: one RPC of thousands of tree reports cost the relay milliseconds.
 func controlFromWire(w *messages.GossipControl, maxIDs, maxTopics int) *Control {
@@ -307,12 +308,15 @@ func controlFromWire(w *messages.GossipControl, maxIDs, maxTopics int) *Control 
 	}
 	for _, wi := range ihave {
 		ih := IHave{Topic: wi.Topic, IDs: make([]MsgID, 0, min(len(wi.Ids), maxIDs))}
-		for _, raw := range wi.Ids {
+		for i, raw := range wi.Ids {
 			if len(ih.IDs) == maxIDs {
+				ih.Unread += len(wi.Ids) - i
 				break
 			}
 			if id, ok := msgIDFrom(raw); ok {
 				ih.IDs = append(ih.IDs, id)
+			} else {
+				ih.Unread++
 			}
 		}
 		c.IHave = append(c.IHave, ih)
@@ -320,12 +324,15 @@ func controlFromWire(w *messages.GossipControl, maxIDs, maxTopics int) *Control 
 	if len(w.Iwant) > 0 {
 		c.IWant = make([]MsgID, 0, min(len(w.Iwant), maxIDs))
 	}
-	for _, raw := range w.Iwant {
+	for i, raw := range w.Iwant {
 		if len(c.IWant) == maxIDs {
+			c.IWantUnread += len(w.Iwant) - i
 			break
 		}
 		if id, ok := msgIDFrom(raw); ok {
 			c.IWant = append(c.IWant, id)
+		} else {
+			c.IWantUnread++
 		}
 	}
 	for _, p := range prune {

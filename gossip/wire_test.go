@@ -42,6 +42,10 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 	if len(c.IWant) != 10 {
 		t.Fatalf("IWANT: %d ids, want the well-formed ones capped at 10", len(c.IWant))
 	}
+	// Of 51 ids each, 10 read: the malformed one and the 40 past the cap are counted as unread.
+	if c.IHave[0].Unread != 41 || c.IWantUnread != 41 {
+		t.Fatalf("unread: IHAVE %d, IWANT %d; want 41 and 41", c.IHave[0].Unread, c.IWantUnread)
+	}
 	if len(c.Tree) != 1 || c.Tree[0].Root != nid(1) || c.Tree[0].Parent != nid(1) || c.Tree[0].Seq != 3 ||
 		c.Tree[0].RootRank != 7 || !slices.Equal(c.Tree[0].Path, []uint32{5, 9}) || c.Tree[0].Upstream != nid(4) ||
 		c.Tree[0].Size != 30 || c.Tree[0].Deep != maxTreeSize || !slices.Equal(c.Tree[0].Cuts, []TreeCut{{Parent: 5, Child: 9, TTL: 3}}) ||
