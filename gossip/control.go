@@ -59,8 +59,9 @@ func (r *Router) handleIHave(b *builder, now time.Time, from session.NodeID, ih 
 		return
 	}
 	r.stats.IHaveReceived += uint64(len(ih.IDs) + max(ih.Unread, 0))
-	r.stats.IHaveIgnored += uint64(max(ih.Unread, 0)) // left by the decoder (stop 55; uncounted before)
-	if p.ihaves >= r.cfg.MaxIHaveMessages {           // not even counted as received until stop 54
+	// The ids the decoder left (stop 55; counted nowhere before).
+	r.stats.IHaveIgnored += uint64(max(ih.Unread, 0))
+	if p.ihaves >= r.cfg.MaxIHaveMessages { // not even counted as received until stop 54
 		r.stats.IHaveIgnored += uint64(len(ih.IDs))
 		return
 	}
