@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -146,4 +147,37 @@ func TestAMessageWaitingForBytesGivesBackItsCreditWhenItsActorStops(t *testing.T
 		t.Fatalf("a request taking the last of InboundPending credits: %v", err)
 	}
 	testkit.WaitFor(t, 5*time.Second, func() bool { return got2.Load() == 1 && in() == 6 }, "the new actor received the first of its three messages")
+}
+
+// A reader waiting for bytes that a stopped actor's lost messages hold takes them back once that actor is
+// unregistered, and reads on: those bytes would never be released otherwise, and the connection read nothing more.
+// (A mutation audit: with the wait's reclaim removed, no test failed.)
+func TestTheReaderWaitingForBytesTakesBackThoseOfAStoppedActor(t *testing.T) {
+	a, b := bytesNetwork(t)
+	var got atomic.Int32
+	props, gate := gatedActor(t, &got, true)
+	register(t, b, routing.Protocol, props)
+	// A small message the actor holds, and one of 40 KiB in its mailbox, which it will lose.
+	for i, size := range []int{128, 40 << 10} {
+		if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), routing.Protocol, payloadOf(t, size)); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return got.Load() == 1 && b.Stats().MessagesIn[routing.Protocol] == 2 },
+		"b read the two messages")
+	// A request of 30 KiB to another actor: past InboundPendingBytes with the 40 KiB held, so the reader waits.
+	done := make(chan error, 1)
+	question := strings.Repeat("q", 30<<10)
+	go func() {
+		reply, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "echo/1", wrapperspb.String(question))
+		if err == nil && len(reply.(*wrapperspb.StringValue).GetValue()) != len(question) {
+			err = errors.New("a reply of another size")
+		}
+		done <- err
+	}()
+	testkit.WaitFor(t, 5*time.Second, func() bool { return b.Stats().MessagesIn["echo/1"] == 1 }, "b read the request")
+	gate <- struct{}{} // the actor panics and stops, losing the message of 40 KiB
+	if err := <-done; err != nil {
+		t.Fatalf("a request waiting for the bytes a stopped actor's lost message held: %v", err)
+	}
 }
