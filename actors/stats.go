@@ -47,7 +47,9 @@ type Stats struct {
 	// Config.MaxPendingHandshakes, with those closed to make room until they end).
 	PendingHandshakes int
 	// QueueDropped counts queued outbound messages that were never written: left in the queue of a connection
-	// that closed, in a batch or final flush whose write failed, or over MaxMessageSize (a bug, logged).
+	// that closed, in a batch or final flush whose write failed, or over MaxMessageSize (a bug, logged). A failed
+	// write counts its whole batch, though the socket may have taken the batch's first messages before it failed
+	// (the peer then reads those): an upper bound of what was lost.
 	QueueDropped uint64
 	// ActorRestarts counts the failures (panics) of the node's supervised actors: protocol actors, the routing
 	// table, the gossip relay. Each is restarted, unless it failed too often within its window and was stopped.
