@@ -101,20 +101,7 @@ func TestASendTheQueueHeldBackGivesItsWindowBack(t *testing.T) {
 		cfg.WriteTimeout = 30 * time.Second // the peer reads nothing for a while: not slow for that
 	})).Nodes[0]
 	sc, peer := windowPeer(t, a, mn.NewTransport().Dial, session.Window{ProtocolMessages: 1, ProtocolBytes: 1 << 30, AppMessages: 1 << 20, AppBytes: 1 << 30})
-	// Fill the link and half the queue, each message to a protocol of its own (a window of one message each).
-	filler := wrapperspb.Bytes(make([]byte, 16<<10))
-	for i := 0; ; i++ {
-		if i > 1000 {
-			t.Fatal("the send queue never filled")
-		}
-		err := a.Send(ctxTimeout(t, 200*time.Millisecond), peer, fmt.Sprintf("fill/%d", i), filler)
-		if errors.Is(err, actors.ErrOverloaded) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	fillSendQueue(t, a, peer)
 	if s := a.Stats(); s.SendsOverloaded != 1 || s.SendsHeldBack != 0 {
 		t.Fatalf("SendsOverloaded %d, SendsHeldBack %d after a send the queue held back; want 1 and 0", s.SendsOverloaded, s.SendsHeldBack)
 	}
@@ -186,5 +173,25 @@ func TestAnUndecodablePayloadGivesItsWindowBackAtOnce(t *testing.T) {
 	}
 	if n := b.Stats().InboundDropped["bad_payload"]; n != 1 {
 		t.Fatalf("InboundDropped[bad_payload] %d, want 1", n)
+	}
+}
+
+// fillSendQueue sends to peer, which reads nothing and advertised a window of one message per protocol, until the
+// link and half of a's send queue are full: each message to a protocol of its own, until one fails with
+// ErrOverloaded (counted in SendsOverloaded).
+func fillSendQueue(t *testing.T, a *actors.Node, peer session.NodeID) {
+	t.Helper()
+	filler := wrapperspb.Bytes(make([]byte, 16<<10))
+	for i := 0; ; i++ {
+		if i > 1000 {
+			t.Fatal("the send queue never filled")
+		}
+		err := a.Send(ctxTimeout(t, 200*time.Millisecond), peer, fmt.Sprintf("fill/%d", i), filler)
+		if errors.Is(err, actors.ErrOverloaded) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package actors_test
 
 import (
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -132,20 +131,7 @@ func TestAReplyTheQueueHeldBackIsAnsweredOverloadedAndCounted(t *testing.T) {
 		}
 	}))
 	sc, peer := windowPeer(t, a, mn.NewTransport().Dial, session.Window{ProtocolMessages: 1, ProtocolBytes: 1 << 30, AppMessages: 1 << 20, AppBytes: 1 << 30})
-	// Fill the link and half the queue, each message to a protocol of its own (a window of one message each).
-	filler := wrapperspb.Bytes(make([]byte, 16<<10))
-	for i := 0; ; i++ {
-		if i > 1000 {
-			t.Fatal("the send queue never filled")
-		}
-		err := a.Send(ctxTimeout(t, 200*time.Millisecond), peer, fmt.Sprintf("fill/%d", i), filler)
-		if errors.Is(err, actors.ErrOverloaded) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	fillSendQueue(t, a, peer)
 	if n := a.Stats().SendsOverloaded; n != 1 {
 		t.Fatalf("SendsOverloaded %d after a send the queue held back, want 1", n)
 	}
