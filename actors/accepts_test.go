@@ -225,16 +225,7 @@ func TestStoppedProtocolIsAnnouncedAndCanBeRegisteredAgain(t *testing.T) {
 	}))
 	nw.Connect(0, 1)
 	client, server := nw.Nodes[0], nw.Nodes[1]
-	stopped := make(chan string, 1)
-	unsubscribe, err := server.SubscribeEvents(func(m proto.Message) {
-		if e, ok := m.(*messages.ProtocolStopped); ok {
-			stopped <- e.GetProtocol()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unsubscribe()
+	stopped := protocolStops(t, server)
 	var oneWays atomic.Int32
 	if _, err := server.Register("greet/1", greeter(&oneWays)); err != nil {
 		t.Fatal(err)

@@ -92,14 +92,7 @@ func TestASendWaitingThroughSeveralGrantsIsHeldBackOnce(t *testing.T) {
 // never give it back, and each such failure shrank the window for good; with a window of one message, the next
 // send to the protocol waited for ever once the queue had drained.
 func TestASendTheQueueHeldBackGivesItsWindowBack(t *testing.T) {
-	mn := testkit.NewMemNetwork(testkit.MemConfig{MaxBuffered: 64 << 10}) // a peer that does not read stalls soon
-	a := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
-		cfg.DisableDiscovery = true
-		cfg.Transport = mn.NewTransport()
-		cfg.MaxMessageSize = 64 << 10
-		cfg.SendQueueBytes = 128 << 10
-		cfg.WriteTimeout = 30 * time.Second // the peer reads nothing for a while: not slow for that
-	})).Nodes[0]
+	a, mn := stallingNode(t)
 	sc, peer := windowPeer(t, a, mn.NewTransport().Dial, session.Window{ProtocolMessages: 1, ProtocolBytes: 1 << 30, AppMessages: 1 << 20, AppBytes: 1 << 30})
 	fillSendQueue(t, a, peer)
 	if s := a.Stats(); s.SendsOverloaded != 1 || s.SendsHeldBack != 0 {
@@ -194,4 +187,19 @@ func fillSendQueue(t *testing.T, a *actors.Node, peer session.NodeID) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// stallingNode starts a node on an in-memory network whose links hold 64 KiB, with a 128 KiB send queue and a write
+// timeout long enough that a peer of mn's that reads nothing stalls its queue without being disconnected as slow.
+func stallingNode(t *testing.T) (*actors.Node, *testkit.MemNetwork) {
+	t.Helper()
+	mn := testkit.NewMemNetwork(testkit.MemConfig{MaxBuffered: 64 << 10})
+	a := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.Transport = mn.NewTransport()
+		cfg.MaxMessageSize = 64 << 10
+		cfg.SendQueueBytes = 128 << 10
+		cfg.WriteTimeout = 30 * time.Second
+	})).Nodes[0]
+	return a, mn
 }

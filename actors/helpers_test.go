@@ -155,3 +155,23 @@ func unstartedNode(t testing.TB) *actors.Node {
 	t.Cleanup(func() { _ = n.Close() })
 	return n
 }
+
+// protocolStops returns the protocols whose actor n stopped for good, from its ProtocolStopped events (the first
+// one; the channel holds one), until the test ends.
+func protocolStops(t testing.TB, n *actors.Node) <-chan string {
+	t.Helper()
+	stopped := make(chan string, 1)
+	unsubscribe, err := n.SubscribeEvents(func(m proto.Message) {
+		if e, ok := m.(*messages.ProtocolStopped); ok {
+			select {
+			case stopped <- e.GetProtocol():
+			default:
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unsubscribe)
+	return stopped
+}

@@ -10,11 +10,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
-	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/testkit"
 )
 
@@ -96,17 +94,8 @@ func TestAProtocolIsStoppedAfterProtocolRestartsPanics(t *testing.T) {
 	}))
 	nw.Connect(0, 1)
 	client, server := nw.Nodes[0], nw.Nodes[1]
-	stopped := make(chan string, 1)
-	unsubscribe, err := server.SubscribeEvents(func(m proto.Message) {
-		if e, ok := m.(*messages.ProtocolStopped); ok {
-			stopped <- e.GetProtocol()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unsubscribe()
-	err = server.RegisterFunc("fragile/1", func(in *actors.Inbound) {
+	stopped := protocolStops(t, server)
+	err := server.RegisterFunc("fragile/1", func(in *actors.Inbound) {
 		if _, ok := in.Payload.(*wrapperspb.Int32Value); ok {
 			panic("the handler cannot take an Int32Value")
 		}

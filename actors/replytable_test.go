@@ -116,14 +116,7 @@ func TestAReplyWithoutPayloadIsABadReply(t *testing.T) {
 // an OVERLOADED error in its place, and counts in Stats.SendsOverloaded as a Send held back by the queue does. (A
 // mutation audit: with the count removed, no test failed.)
 func TestAReplyTheQueueHeldBackIsAnsweredOverloadedAndCounted(t *testing.T) {
-	mn := testkit.NewMemNetwork(testkit.MemConfig{MaxBuffered: 64 << 10}) // a peer that does not read stalls soon
-	a := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
-		cfg.DisableDiscovery = true
-		cfg.Transport = mn.NewTransport()
-		cfg.MaxMessageSize = 64 << 10
-		cfg.SendQueueBytes = 128 << 10
-		cfg.WriteTimeout = 30 * time.Second // the peer reads nothing for a while: not slow for that
-	})).Nodes[0]
+	a, mn := stallingNode(t)
 	replied := make(chan error, 1)
 	register(t, a, "answer/1", actor.PropsFromFunc(func(c actor.Context) {
 		if in, ok := c.Message().(*actors.Inbound); ok && in.IsRequest() {
