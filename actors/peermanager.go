@@ -678,7 +678,7 @@ func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
 		if w, ok := m.wanted[pc.id]; ok && time.Since(pc.connectedAt) >= redialResetAfter {
 			w.backoff.Reset()
 		}
-		if m.fullPeerLeft(pc) {
+		if m.chosenPeerLeft(pc) {
 			return
 		}
 		m.scheduleRedial(pc.id, errors.New(pc.reason.String()))

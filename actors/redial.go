@@ -66,19 +66,30 @@ func (m *peerManager) unwant(id session.NodeID) {
 	}
 }
 
-// fullPeerLeft handles a connection to a wanted peer that the peer closed as full (TOO_MANY_PEERS: it refused the
-// node or evicted it for a newcomer). A peer only the node's own choices want is no longer wanted: the bootstrapper
-// tops up with another candidate, as go-ethereum's dialer and go-libp2p's do with a full peer. Redialing it instead
-// evicted, at a full node, the newcomer that had just evicted this node's connection, which came back in turn: at
-// N = 1000 a few well-known nodes evicted ~2000 connections a run that way, most of them ~0.15 s old. The
-// application's peers (Node.Connect with keep) are redialed as before. It reports whether the peer was let go.
-func (m *peerManager) fullPeerLeft(pc *peerConn) bool {
+// chosenPeerLeft handles a connection to a wanted peer that the peer closed as full (TOO_MANY_PEERS: it refused the
+// node or evicted it for a newcomer), as shutting down (SHUTDOWN) or at its application's request (REQUESTED). A
+// peer only the node's own choices want is no longer wanted: the bootstrapper tops up with another candidate, as
+// go-ethereum's dialer and go-libp2p's do with a peer that left. Redialing a full peer instead evicted, at a full
+// node, the newcomer that had just evicted this node's connection, which came back in turn: at N = 1000 a few
+// well-known nodes evicted ~2000 connections a run that way, most of them ~0.15 s old. A peer that shut down was
+// redialed up to RedialAttempts times for nothing, its outbound slot held meanwhile, and one whose application
+// dropped the node was connected again at once. The application's peers (Node.Connect with keep) are redialed as
+// before, as go-ethereum does with its static peers. It reports whether the peer was let go.
+func (m *peerManager) chosenPeerLeft(pc *peerConn) bool {
 	w, ok := m.wanted[pc.id]
-	if !ok || !w.auto || !pc.byRemote || pc.reason != messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS {
+	if !ok || !w.auto || !pc.byRemote {
+		return false
+	}
+	switch pc.reason {
+	case messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS:
+		m.n.log.Debug().Str("peer", pc.id.Short()).Msg("peer is full: not redialing it, the node picks another")
+	case messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, messages.DisconnectReason_DISCONNECT_REASON_REQUESTED:
+		m.n.log.Debug().Str("peer", pc.id.Short()).Str("reason", pc.reason.String()).
+			Msg("peer left: not redialing it, the node picks another")
+	default:
 		return false
 	}
 	m.unwant(pc.id)
-	m.n.log.Debug().Str("peer", pc.id.Short()).Msg("peer is full: not redialing it, the node picks another")
 	return true
 }
 

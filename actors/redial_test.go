@@ -20,9 +20,14 @@ import (
 // how many connections it took.
 func fullPeer(t *testing.T) (session.PeerAddr, *atomic.Int32) {
 	t.Helper()
-	return scriptedPeer(t, newIdentity(t), func(_ int32, sc *session.Conn) {
-		refuseWith(sc, messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS)
-	})
+	return leavingPeer(t, messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS)
+}
+
+// leavingPeer is a peer that closes every connection with reason right after the handshake; it returns its address
+// and a count of the connections it took.
+func leavingPeer(t *testing.T, reason messages.DisconnectReason) (session.PeerAddr, *atomic.Int32) {
+	t.Helper()
+	return scriptedPeer(t, newIdentity(t), func(_ int32, sc *session.Conn) { refuseWith(sc, reason) })
 }
 
 // A connection to a wanted peer that the peer closes soon after it was made counts as a failed attempt: the
@@ -49,20 +54,40 @@ func TestShortLivedConnectionsDoNotResetTheRedialBackoff(t *testing.T) {
 	}
 }
 
-// A full peer that refuses or evicts a connection the node chose itself (its bootstrapper's, a tree shortcut's) is
-// let go, not redialed: the bootstrapper tops up with another candidate. Redialed, at N = 1000, such peers came
-// back to a few well-known full nodes and evicted the newcomers that had evicted them, ~2000 times a run. The
-// application's peers are still redialed (TestShortLivedConnectionsDoNotResetTheRedialBackoff).
-func TestAFullPeerTheNodeChoseIsNotRedialed(t *testing.T) {
-	a, logs := quickRedialNode(t, 3)
-	addr, taken := fullPeer(t)
-	_ = a.ConnectAsBootstrapper(ctxTimeout(t, 5*time.Second), addr) // it may fail: the goodbye can come first
-	testkit.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "peer is full: not redialing it") },
-		"a lets the full peer go")
-	noRedial(t, taken, "the full peer")
-	if a.Connected(addr.ID) {
-		t.Fatal("still connected to the full peer")
+// A peer the node chose itself (its bootstrapper's) that closes the connection as full, as shutting down or at its
+// application's request is let go: the bootstrapper picks another. A full peer redialed evicted in turn the
+// newcomer that had evicted this node (stop 45); a peer that shut down was redialed up to RedialAttempts times for
+// nothing, and one whose application dropped the node was connected again at once.
+func TestAPeerTheNodeChoseThatLeavesIsNotRedialed(t *testing.T) {
+	for _, tc := range []struct {
+		reason messages.DisconnectReason
+		log    string
+	}{
+		{messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "peer is full: not redialing it"},
+		{messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, "peer left: not redialing it"},
+		{messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "peer left: not redialing it"},
+	} {
+		t.Run(tc.reason.String(), func(t *testing.T) {
+			a, logs := quickRedialNode(t, 3)
+			addr, taken := leavingPeer(t, tc.reason)
+			_ = a.ConnectAsBootstrapper(ctxTimeout(t, 5*time.Second), addr) // it may fail: the goodbye can come first
+			testkit.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), tc.log) },
+				"a lets the peer go")
+			noRedial(t, taken, "the peer")
+			if a.Connected(addr.ID) {
+				t.Fatal("still connected to the peer")
+			}
+		})
 	}
+}
+
+// The application's peers (Connect with keep) are redialed when they shut down, as go-ethereum redials its static
+// peers: a restarting peer comes back.
+func TestAnApplicationPeerThatShutsDownIsRedialed(t *testing.T) {
+	a, _ := quickRedialNode(t, 0)
+	addr, taken := leavingPeer(t, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN)
+	_ = a.Connect(ctxTimeout(t, 5*time.Second), addr, true) // it may fail: the goodbye can come before it returns
+	testkit.WaitFor(t, 10*time.Second, func() bool { return taken.Load() >= 3 }, "a redials the peer that shut down")
 }
 
 // A candidate of the node's own (the bootstrapper's) whose dial fails before it was ever reached is let go: the
