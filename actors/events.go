@@ -3,7 +3,10 @@ package actors
 import (
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/eventstream"
 
 	"google.golang.org/protobuf/proto"
 
@@ -20,7 +23,7 @@ import (
 // call the node's methods that wait for its actors (Register, Connect, Disconnect, Send, Request, Ping, Lookup,
 // Ban, Close, ...): the actor they wait for may be the one running fn, and the call then deadlocks it until the
 // call's context ends (for Register, which takes none, until Close), with every connection or protocol it serves.
-// To act on an event, hand it to a goroutine of the application's (a channel it reads, or go). A panic in fn is
+// To act on an event, read it from Events instead, or hand it to a goroutine of the application's. A panic in fn is
 // recovered and logged. fn is not called for an event published after unsubscribe returned, nor, when unsubscribe is called
 // on the publishing goroutine (from fn itself, or another subscriber's fn), for the event being handed out then.
 // Called from another goroutine, unsubscribe does not wait for fn (it may be called from fn, and would wait for
@@ -66,4 +69,117 @@ func (n *Node) callSubscriber(fn func(proto.Message), ev proto.Message) {
 		}
 	}()
 	fn(ev)
+}
+
+// MaxEventBuffer is the largest buffer Events takes.
+const MaxEventBuffer = 1 << 16
+
+// EventSubscription is a stream of the node's events made by Events. Its methods are safe for concurrent use.
+type EventSubscription struct {
+	// C receives the events: *messages.PeerConnected, *messages.PeerDisconnected, *messages.ProtocolStopped. It
+	// is closed by Close, or by the node's Close once the events of its shutdown are in it.
+	C <-chan proto.Message
+
+	n       *Node
+	sub     *eventstream.Subscription
+	dropped atomic.Uint64
+
+	mu      sync.Mutex
+	ch      chan proto.Message
+	closed  bool
+	lagging bool // the last event found C full
+}
+
+// Events returns a stream of the node's events from now on, as SubscribeEvents has them, in a channel the
+// application reads from a goroutine of its own: unlike SubscribeEvents' callback, that goroutine may call any of
+// the node's methods. C holds up to size events not yet read; an event that finds it full is dropped, counted in
+// Dropped, and logged (a warning when C fills up), since the node's actors never wait for the application: read C
+// promptly, and use Peers to catch up after a loss. A size of at most 0 or above MaxEventBuffer is
+// ErrInvalidArgument; after Close, ErrClosed. It may be called before Start, so as to see the node's first
+// connections.
+func (n *Node) Events(size int) (*EventSubscription, error) {
+	if size <= 0 || size > MaxEventBuffer {
+		return nil, fmt.Errorf("events: %w: size %d, want 1 to %d", ErrInvalidArgument, size, MaxEventBuffer)
+	}
+	n.eventSubsMu.Lock()
+	defer n.eventSubsMu.Unlock()
+	select {
+	case <-n.closed:
+		return nil, ErrClosed
+	default:
+	}
+	s := &EventSubscription{n: n, ch: make(chan proto.Message, size)}
+	s.C = s.ch
+	s.sub = n.events.Subscribe(s.publish)
+	if n.eventSubs == nil {
+		n.eventSubs = make(map[*EventSubscription]struct{})
+	}
+	n.eventSubs[s] = struct{}{}
+	return s, nil
+}
+
+// Dropped is the number of events dropped so far because C was full.
+func (s *EventSubscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Close ends the subscription and closes C; the events already in C stay there to be read. It may be called more
+// than once, from any goroutine.
+func (s *EventSubscription) Close() {
+	s.n.eventSubsMu.Lock()
+	delete(s.n.eventSubs, s)
+	s.n.eventSubsMu.Unlock()
+	s.n.events.Unsubscribe(s.sub)
+	s.closeChannel()
+}
+
+func (s *EventSubscription) closeChannel() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.ch)
+	}
+}
+
+// publish puts a node event in C, or counts it dropped when C is full. It runs on the publishing actor's
+// goroutine and never blocks.
+func (s *EventSubscription) publish(ev any) {
+	var m proto.Message
+	switch e := ev.(type) {
+	case *messages.PeerConnected:
+		m = e
+	case *messages.PeerDisconnected:
+		m = e
+	case *messages.ProtocolStopped:
+		m = e
+	default:
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	select {
+	case s.ch <- m:
+		s.lagging = false
+	default:
+		s.dropped.Add(1)
+		if !s.lagging {
+			s.lagging = true
+			s.n.log.Warn().Int("buffer", cap(s.ch)).Msg("event subscription full: events dropped until it is read")
+		}
+	}
+}
+
+// closeEventSubs closes every event subscription's channel: Close calls it once the node's actors have stopped,
+// so that the events of the shutdown are in the channels first.
+func (n *Node) closeEventSubs() {
+	n.eventSubsMu.Lock()
+	subs := n.eventSubs
+	n.eventSubs = nil
+	n.eventSubsMu.Unlock()
+	for s := range subs {
+		n.events.Unsubscribe(s.sub)
+		s.closeChannel()
+	}
 }

@@ -198,7 +198,8 @@ func (n *Node) closeListener() {
 }
 
 // Close stops the actor tree (connections are closed with reason SHUTDOWN after flushing their queues), waits for
-// every goroutine of the node to exit and fails pending requests with ErrClosed. It is idempotent. It must not be
+// every goroutine of the node to exit, fails pending requests with ErrClosed and closes the channels of Events once
+// the shutdown's events are in them. It is idempotent. It must not be
 // called from the node's own goroutines (a subscription handler or validator, an event subscriber, a protocol
 // actor): Close waits for them to end, so it would wait for itself until protoactor's stop timeouts (10 s for the
 // actor tree; an embedder measured 15 s in all) and return before they exit. Call it from another goroutine there (go node.Close()).
@@ -207,6 +208,7 @@ func (n *Node) Close() error {
 		n.mu.Lock()
 		close(n.closed)
 		n.mu.Unlock()
+		defer n.closeEventSubs() // once the actors have stopped: the shutdown's events are in the channels
 		// A Start under way sees the node closed and undoes itself; Close waits for it.
 		n.startMu.Lock()
 		defer n.startMu.Unlock()

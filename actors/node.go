@@ -40,6 +40,9 @@ type Node struct {
 	// events carries the node's peer events; it is the node's own, so that nodes sharing an actor system do not
 	// see each other's.
 	events *eventstream.EventStream
+	// eventSubs are the open subscriptions made by Events, whose channels Close closes.
+	eventSubsMu sync.Mutex
+	eventSubs   map[*EventSubscription]struct{}
 
 	stats *nodeStats
 	peers *peerSet

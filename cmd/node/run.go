@@ -16,7 +16,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/messages"
@@ -153,24 +152,19 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 			lns.close()
 		}
 	}()
-	var wg sync.WaitGroup
-	evl := newEventLogger(log, node)
-	wg.Add(1)
-	go func() { defer wg.Done(); evl.run() }()
 	// Subscribed before Start: the node dials its peer store's peers and the bootnodes as it starts, and a
 	// connection that came up before the subscription was never logged ("peer up" missing in 2 runs of 15 of a
 	// loaded test).
-	unsubscribe, err := node.SubscribeEvents(evl.publish)
+	events, err := node.Events(eventLogBuffer)
 	if err != nil {
-		evl.stop()
-		wg.Wait()
 		node.Close()
 		return err
 	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); logEvents(log, node, events) }()
 	defer func() {
-		node.Close() // connections close with reason SHUTDOWN; their events are still logged
-		unsubscribe()
-		evl.stop()
+		node.Close() // connections close with reason SHUTDOWN; their events are still logged, then the channel closes
 		wg.Wait()
 	}()
 	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
@@ -348,70 +342,30 @@ func isLoopbackHost(hostPort string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// eventLogger logs the node's peer events. The subscription callback runs on an actor's goroutine and must not
-// block, so it only queues the event (dropping it when the queue is full); a goroutine of its own writes the logs.
-type eventLogger struct {
-	log  zerolog.Logger
-	node *actors.Node
-	ch   chan proto.Message
-	done chan struct{}
-	once sync.Once
+// eventLogBuffer is how many peer events the log may be behind before it drops some (and says how many).
+const eventLogBuffer = 1024
 
-	mu      sync.Mutex
-	dropped int
-}
-
-func newEventLogger(log zerolog.Logger, node *actors.Node) *eventLogger {
-	return &eventLogger{log: log, node: node, ch: make(chan proto.Message, 1024), done: make(chan struct{})}
-}
-
-func (l *eventLogger) publish(m proto.Message) {
-	select {
-	case l.ch <- m:
-	default:
-		l.mu.Lock()
-		l.dropped++
-		l.mu.Unlock()
-	}
-}
-
-func (l *eventLogger) stop() { l.once.Do(func() { close(l.done) }) }
-
-func (l *eventLogger) run() {
-	for {
-		select {
-		case m := <-l.ch:
-			l.write(m)
-		case <-l.done:
-			for {
-				select {
-				case m := <-l.ch:
-					l.write(m)
-				default:
-					return
-				}
-			}
+// logEvents logs the node's peer events until the subscription's channel closes (at the node's Close).
+func logEvents(log zerolog.Logger, node *actors.Node, events *actors.EventSubscription) {
+	var dropped uint64
+	for m := range events.C {
+		if d := events.Dropped(); d > dropped {
+			log.Warn().Uint64("dropped", d-dropped).Msg("peer events dropped: the log is behind")
+			dropped = d
+		}
+		switch e := m.(type) {
+		case *messages.PeerConnected:
+			log.Info().Str("event", "connected").Str("peer", peerIDString(e.GetPeerId())).
+				Str("remote", e.GetRemoteAddr()).Bool("outbound", e.GetOutbound()).Strs("listen", e.GetListenAddrs()).
+				Int("peers", len(node.Peers())).Msg("peer up")
+		case *messages.PeerDisconnected:
+			log.Info().Str("event", "disconnected").Str("peer", peerIDString(e.GetPeerId())).
+				Str("reason", e.GetReason().String()).Str("detail", e.GetDetail()).Bool("outbound", e.GetOutbound()).
+				Bool("still_connected", e.GetStillConnected()).Int("peers", len(node.Peers())).Msg("peer down")
 		}
 	}
-}
-
-func (l *eventLogger) write(m proto.Message) {
-	l.mu.Lock()
-	dropped := l.dropped
-	l.dropped = 0
-	l.mu.Unlock()
-	if dropped > 0 {
-		l.log.Warn().Int("dropped", dropped).Msg("peer events dropped: the log is behind")
-	}
-	switch e := m.(type) {
-	case *messages.PeerConnected:
-		l.log.Info().Str("event", "connected").Str("peer", peerIDString(e.GetPeerId())).
-			Str("remote", e.GetRemoteAddr()).Bool("outbound", e.GetOutbound()).Strs("listen", e.GetListenAddrs()).
-			Int("peers", len(l.node.Peers())).Msg("peer up")
-	case *messages.PeerDisconnected:
-		l.log.Info().Str("event", "disconnected").Str("peer", peerIDString(e.GetPeerId())).
-			Str("reason", e.GetReason().String()).Str("detail", e.GetDetail()).Bool("outbound", e.GetOutbound()).
-			Bool("still_connected", e.GetStillConnected()).Int("peers", len(l.node.Peers())).Msg("peer down")
+	if d := events.Dropped(); d > dropped {
+		log.Warn().Uint64("dropped", d-dropped).Msg("peer events dropped: the log is behind")
 	}
 }
 
