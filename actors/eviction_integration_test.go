@@ -46,7 +46,7 @@ func dialFrom(t *testing.T, n *actors.Node, from string, transient bool) (*sessi
 // goodbye reads sc until the node's Disconnect notice and returns its reason, or fails the test.
 func goodbye(t *testing.T, sc *session.Conn) messages.DisconnectReason {
 	t.Helper()
-	_ = sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = sc.SetReadDeadline(time.Now().Add(15 * time.Second))
 	for {
 		b, err := sc.ReadMessage()
 		if err != nil {
