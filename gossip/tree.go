@@ -339,7 +339,7 @@ func (r *Router) fresh(v treeView) bool { return r.beats-v.beat <= r.viewBeats()
 // next heartbeat, when damped), a lost peer's connection closes, and a dead root's beacon stops (TreeStaleBeats,
 // which the heard beacons judge, not the views). So the reports to the peers that are not tree links, most of an
 // idle network's messages, come every lazyReportBeats (8) heartbeats. Views fresh for TreeStaleBeats, with those
-// reports every 4, cost an idle network three times the messages (docs/ARCHITECTURE.md, Measurement history).
+// reports every 4, cost an idle network three times the messages (docs/MEASUREMENTS.md, stops 36-37).
 func (r *Router) viewBeats() uint64 { return uint64(2*r.cfg.TreeStaleBeats - 1) }
 
 // alive tells whether a root other than this node sent a beacon this node heard of first within the last
