@@ -10,6 +10,8 @@ import (
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
 )
 
 // Two nodes on loopback: b serves a "greet/1" protocol actor, a connects to b and sends it a typed request.
@@ -115,23 +117,63 @@ func ExampleNode_SubscribeProtocol() {
 	// Output: block 2
 }
 
+// A goroutine of the application's follows a node's peer events, and may call the node as it does: here it pings
+// every peer that connects.
+func ExampleNode_Events() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, b := startNode(ctx), startNode(ctx)
+
+	events, err := b.Events(64) // up to 64 events not yet read; more are dropped and counted (Dropped)
+	if err != nil {
+		panic(err)
+	}
+	pinged, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range events.C { // closed by events.Close, or by b.Close once its last events are in
+			switch e := ev.(type) {
+			case *messages.PeerConnected:
+				id, _ := session.NodeIDFromBytes(e.GetPeerId())
+				_, err := b.Ping(ctx, id)
+				fmt.Println("peer up, ping error:", err)
+				close(pinged)
+			case *messages.PeerDisconnected:
+				fmt.Println("peer down:", e.GetReason())
+			}
+		}
+	}()
+	if err := a.Connect(ctx, b.Addr(), false); err != nil {
+		panic(err)
+	}
+	<-pinged
+	_ = a.Close() // b's connection to a ends
+	_ = b.Close()
+	<-done
+	// Output:
+	// peer up, ping error: <nil>
+	// peer down: DISCONNECT_REASON_SHUTDOWN
+}
+
 // connectedPair starts two nodes without discovery (connected by hand: no DHT needed), a connected to b.
 func connectedPair(ctx context.Context) (a, b *actors.Node) {
-	start := func() *actors.Node {
-		cfg := actors.DefaultConfig()
-		cfg.DisableDiscovery = true
-		n, err := actors.NewNode(cfg)
-		if err != nil {
-			panic(err)
-		}
-		if err := n.Start(ctx); err != nil {
-			panic(err)
-		}
-		return n
-	}
-	a, b = start(), start()
+	a, b = startNode(ctx), startNode(ctx)
 	if err := a.Connect(ctx, b.Addr(), true); err != nil {
 		panic(err)
 	}
 	return a, b
+}
+
+// startNode starts a node without discovery on a free 127.0.0.1 port.
+func startNode(ctx context.Context) *actors.Node {
+	cfg := actors.DefaultConfig()
+	cfg.DisableDiscovery = true
+	n, err := actors.NewNode(cfg)
+	if err != nil {
+		panic(err)
+	}
+	if err := n.Start(ctx); err != nil {
+		panic(err)
+	}
+	return n
 }
