@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Errors of LoadIdentity and LoadOrCreateIdentity.
@@ -147,7 +148,8 @@ func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
 }
 
 // Save writes the identity to path with mode 0600, atomically: it writes a temporary file in the same directory,
-// syncs it and renames it over path. The file is one line of text: "actormesh-ed25519-seed:" and the hex seed.
+// syncs it and renames it over path. The file is one line of text: "actormesh-ed25519-seed:" and the hex seed. It
+// removes the temporary files of earlier saves of path that a crash left, once they are a minute old.
 func (id *Identity) Save(path string) error { return id.save(path, false) }
 
 // save is Save; with exclusive set, it fails with an error wrapping fs.ErrExist when path exists, rather than
@@ -160,6 +162,7 @@ func (id *Identity) save(path string, exclusive bool) (err error) {
 	if dir == "" {
 		dir = "."
 	}
+	removeStaleTemps(dir, base, time.Now())
 	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("session: save identity: %w", err)
@@ -199,6 +202,26 @@ func (id *Identity) save(path string, exclusive bool) (err error) {
 		d.Close()
 	}
 	return nil
+}
+
+// staleTempAge is how old a temporary key file of save must be for a later save to remove it: a process that
+// stopped between writing it and linking it left it behind, a private key in a file of its own; one of another
+// save under way, a few milliseconds old, is left alone.
+const staleTempAge = time.Minute
+
+// removeStaleTemps removes the temporary files that saves of dir/base left behind at least staleTempAge before
+// now. It is best effort: what it cannot list or remove stays.
+func removeStaleTemps(dir, base string, now time.Time) {
+	entries, _ := os.ReadDir(dir)
+	prefix := "." + base + ".tmp-"
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), prefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) >= staleTempAge {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // Valid reports whether id holds a key. The zero Identity does not: make one with GenerateIdentity, LoadIdentity,

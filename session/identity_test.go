@@ -314,3 +314,41 @@ func TestAnIdentityHidesItsKeyAndTheZeroOneFailsCleanly(t *testing.T) {
 		t.Errorf("the zero Identity prints %q", s)
 	}
 }
+
+// A save removes the temporary key files an earlier save left behind when its process stopped before linking them
+// (each a private key of its own in the node's directory), but not one of another save under way, seconds old.
+func TestSaveRemovesTheTemporaryKeysOfACrashedSave(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "node.key")
+	stale, fresh, other := filepath.Join(dir, ".node.key.tmp-123"), filepath.Join(dir, ".node.key.tmp-456"),
+		filepath.Join(dir, ".other.key.tmp-789")
+	for _, f := range []string{stale, fresh, other} {
+		if err := os.WriteFile(f, []byte(keyFilePrefix+"00\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * staleTempAge)
+	for _, f := range []string{stale, other} {
+		if err := os.Chtimes(f, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := LoadOrCreateIdentity(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the stale temporary key is still there (%v)", err)
+	}
+	for _, f := range []string{fresh, other} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s, not a stale temporary of this key, was removed: %v", filepath.Base(f), err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 3 { // the key, and the two left alone: the save's own temporary file is gone too
+		t.Errorf("%d files in the directory, want 3", len(entries))
+	}
+}
