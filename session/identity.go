@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -123,8 +124,11 @@ func parseKeyFile(s string) ([]byte, error) {
 }
 
 // LoadOrCreateIdentity loads the identity at path or, if there is no file, generates one and saves it there,
-// creating the parent directory (mode 0700) if needed. created reports whether a new identity was made.
+// creating the parent directory (mode 0700) if needed. created reports whether a new identity was made. Like Save,
+// it removes the temporary key files a crashed save of path left, once they are a minute old.
 func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
+	dir, base := filepath.Split(path)
+	removeStaleTemps(cmp.Or(dir, "."), base, time.Now()) // a node that loads its key at every start never saves it
 	id, err = LoadIdentity(path)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return id, false, err

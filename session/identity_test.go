@@ -315,8 +315,9 @@ func TestAnIdentityHidesItsKeyAndTheZeroOneFailsCleanly(t *testing.T) {
 	}
 }
 
-// A save removes the temporary key files an earlier save left behind when its process stopped before linking them
-// (each a private key of its own in the node's directory), but not one of another save under way, seconds old.
+// A save, and a load at a node's start, remove the temporary key files an earlier save left behind when its process
+// stopped before linking them (each a private key of its own in the node's directory), but not one of another save
+// under way, seconds old.
 func TestSaveRemovesTheTemporaryKeysOfACrashedSave(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "node.key")
@@ -350,5 +351,15 @@ func TestSaveRemovesTheTemporaryKeysOfACrashedSave(t *testing.T) {
 	}
 	if len(entries) != 3 { // the key, and the two left alone: the save's own temporary file is gone too
 		t.Errorf("%d files in the directory, want 3", len(entries))
+	}
+	// The key exists now: a load at the next start removes what a crash left meanwhile.
+	if err := os.Chtimes(fresh, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, created, err := LoadOrCreateIdentity(path); err != nil || created {
+		t.Fatalf("load: created %v, %v", created, err)
+	}
+	if _, err := os.Stat(fresh); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the load left the stale temporary key (%v)", err)
 	}
 }
