@@ -158,6 +158,9 @@ func TestBadAddressesRejected(t *testing.T) {
 	if _, err := NewRecord(id, 1, []string{"[fe80::1%eth0]:4001"}); err != nil {
 		t.Errorf("an address with an interface's zone rejected: %v", err)
 	}
+	if _, err := NewRecord(id, 1, nine[:MaxRecordAddrs]); err != nil {
+		t.Errorf("a record of MaxRecordAddrs addresses rejected: %v", err)
+	}
 	longest := strings.Repeat("a", MaxRecordAddrLen-5) + ":4001"
 	if _, err := NewRecord(id, 1, []string{longest}); err != nil {
 		t.Errorf("%d-byte address rejected: %v", len(longest), err)

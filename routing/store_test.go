@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/messages"
@@ -119,6 +120,30 @@ func TestStoreRefusesAPathThatIsNoRegularFile(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("LoadStore(%s) still blocked after 10 s", path)
+		}
+	}
+}
+
+// A peer store file of exactly MaxStoreSize bytes is read; one byte more is refused.
+func TestStoreOfMaxStoreSizeIsRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "peers.pb")
+	// A PeerStore of one field unknown to it (15, bytes) of n bytes: a tag byte, a 4-byte length, the bytes.
+	padded := func(n int) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, 15, protowire.BytesType), make([]byte, n-5))
+	}
+	for _, c := range []struct {
+		size int
+		want error
+	}{{MaxStoreSize, nil}, {MaxStoreSize + 1, ErrBadStore}} {
+		b := padded(c.size)
+		if len(b) != c.size {
+			t.Fatalf("built %d bytes, want %d", len(b), c.size)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadStore(path); !errors.Is(err, c.want) {
+			t.Fatalf("a store of %d bytes: %v, want %v", c.size, err, c.want)
 		}
 	}
 }

@@ -675,6 +675,7 @@ func TestDomainOfGroupsNamesByRegisteredDomain(t *testing.T) {
 		"a.b.uk":                   "b.uk",
 		"localhost":                "localhost",
 		"bootnode.internal.corp.z": "corp.z",
+		"node1.go.com":             "go.com", // a second-level label under a three-letter top-level domain
 	} {
 		if got := domainOf(host); got != want {
 			t.Errorf("domainOf(%q) = %q, want %q", host, got, want)

@@ -122,6 +122,9 @@ func TestRepliesMayCarryUpToMaxReplyRecords(t *testing.T) {
 	if err := v.checkReply(from, records(DefaultTableConfig().K+10)); err != nil {
 		t.Fatalf("a reply of K+10 records from a node with a larger K: %v", err)
 	}
+	if err := v.checkReply(from, records(MaxReplyRecords)); err != nil {
+		t.Fatalf("a reply of MaxReplyRecords records: %v", err)
+	}
 	if err := v.checkReply(from, records(MaxReplyRecords+1)); !errors.Is(err, ErrOversizedReply) {
 		t.Fatalf("a reply over MaxReplyRecords: %v, want ErrOversizedReply", err)
 	}
