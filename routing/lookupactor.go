@@ -135,14 +135,16 @@ func (l *lookupActor) finish(ctx actor.Context) {
 		return
 	}
 	l.finished = true
-	l.cancel() // requests still in flight are no longer needed
+	gaveUp := l.ctx.Err() != nil // the caller's (LookupRequest.Ctx), before the cancel below
+	l.cancel()                   // requests still in flight are no longer needed
 	res := LookupResult{
 		Closest: l.lookup.Result(), Rounds: l.lookup.Rounds(), Queried: l.lookup.Queried(),
 		Duration: time.Since(l.started), Registered: l.bestRegistered(),
 	}
-	if res.Queried > 0 && l.lookup.Answered() == 0 {
+	if l.lookup.Answered() == 0 && (res.Queried > 0 || gaveUp) {
 		// Nobody answered: until stop 54 the lookup succeeded with nothing, which FindClosest and FindTopicPeers
-		// passed on as an empty neighbourhood or a topic nobody registered on.
+		// passed on as an empty neighbourhood or a topic nobody registered on. A caller that gave up before the
+		// first request was sent got its starting points back as if they had been found (a mutation audit).
 		res.Err = fmt.Errorf("%w (%d asked)", ErrNoAnswer, res.Queried)
 	}
 	if l.req.Want != nil {

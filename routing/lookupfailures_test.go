@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -115,5 +116,22 @@ func TestALookupEndedByARestartCountsAsFailed(t *testing.T) {
 	}
 	if st := statsOf(t, sys, pid); st.Lookups != 1 || st.LookupFailures != 1 {
 		t.Fatalf("Lookups %d, LookupFailures %d: the lookup ended by the restart is not counted as failed", st.Lookups, st.LookupFailures)
+	}
+}
+
+// A lookup whose caller gave up before it sent its first request answered nobody: it fails with ErrNoAnswer, as one
+// given up with its requests in flight does. It succeeded with its starting points, never asked, as if found (a
+// mutation audit's finding); Node.lookup passed that on whenever its select took the reply over the context's end.
+func TestALookupGivenUpBeforeItsFirstRequestFailsWithErrNoAnswer(t *testing.T) {
+	sys, pid, _, seed := startStalling(t, DefaultConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	reply := make(chan LookupResult, 1)
+	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(seed.ID), Seeds: []Entry{seed}, Ctx: ctx, Reply: reply})
+	if r := awaitLookup(t, reply, "the lookup given up at once"); !errors.Is(r.Err, ErrNoAnswer) || r.Queried != 0 {
+		t.Fatalf("a lookup given up before it asked anybody: Err %v, Queried %d; want ErrNoAnswer, 0", r.Err, r.Queried)
+	}
+	if s := statsOf(t, sys, pid); s.LookupFailures != 1 {
+		t.Fatalf("LookupFailures %d, want 1", s.LookupFailures)
 	}
 }
