@@ -125,3 +125,40 @@ func TestPeerStoreSaveDoesNotHoldTheActor(t *testing.T) {
 		t.Fatalf("the peer store holds %d records (%v), want 1", len(recs), err)
 	}
 }
+
+// The revalidation ticks save the peer store once per SaveInterval, not at every tick.
+func TestPeerStoreIsSavedOncePerSaveInterval(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	cfg := DefaultConfig()
+	cfg.StorePath = filepath.Join(t.TempDir(), "peers.pb")
+	cfg.SaveInterval, cfg.RevalidateInterval = time.Hour, 5*time.Millisecond
+	props, err := NewActorProps(cfg, newEventNet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &slowStore{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	close(store.release)
+	p := newProbe()
+	p.save = store.save
+	pid := sys.Root.Spawn(props.Clone(actor.WithReceiverMiddleware(p.middleware)))
+	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+	rec, err := NewRecord(identity(t, 1), 1, []string{"192.0.2.1:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys.Root.Send(pid, &AddRecords{Records: []*messages.NodeRecord{rec}})
+	poll.Until(t, 5*time.Second, func() bool { calls, _ := store.counts(); return calls == 1 }, "the first save")
+	for range 10 {
+		select {
+		case <-p.ticks:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no revalidation tick")
+		}
+	}
+	p.view(t, sys, pid) // the ticks taken from the probe have been handled
+	if calls, _ := store.counts(); calls != 1 {
+		t.Fatalf("%d saves within SaveInterval, want 1", calls)
+	}
+}
