@@ -275,6 +275,71 @@ func TestPenaltiesSurviveAReconnect(t *testing.T) {
 	}
 }
 
+// A rejection verdicted after its sender left updates that peer's retained count in place: with MaxPeers departed
+// peers kept, it took the place of the longest departed, whose record was forgotten though no more than MaxPeers
+// had left (a peer with many messages awaiting their verdicts wiped as many other records; a mutation audit's
+// finding).
+func TestARetainedPenaltyUpdatedTakesNoOtherPeersPlace(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxPeers = 2
+	r := newTestRouter(t, cfg)
+	r.clock(t0)
+	for _, i := range []int{1, 2} {
+		if err := r.AddPeer(nid(i)); err != nil {
+			t.Fatal(err)
+		}
+		r.PenalizePeer(nid(i))
+		r.RemovePeer(t0.Add(time.Duration(i)*time.Second), nid(i)) // 1 leaves first
+	}
+	if p := r.PenalizePeer(nid(2)); p.Count != 2 {
+		t.Fatalf("a verdict after peer 2 left: count %d, want 2", p.Count)
+	}
+	if err := r.AddPeer(nid(1)); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.PenalizePeer(nid(1)); p.Count != 2 {
+		t.Errorf("peer 1 back: count %d after one more rejection, want 2 (its record kept)", p.Count)
+	}
+}
+
+// Only departed peers with rejected messages are remembered: peers that leave with a clean record take no place
+// among the MaxPeers kept, so they cannot push out an offender's record.
+func TestCleanDepartedPeersDoNotPushOutAPenalty(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxPeers = 2
+	r := newTestRouter(t, cfg)
+	r.clock(t0)
+	for i := 1; i <= 3; i++ {
+		if err := r.AddPeer(nid(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			r.PenalizePeer(nid(1))
+		}
+		r.RemovePeer(t0.Add(time.Duration(i)*time.Second), nid(i))
+	}
+	if _, ok := r.retained[nid(1)]; !ok || len(r.retained) != 1 {
+		t.Errorf("%d departed peers kept, peer 1's record kept %v; want peer 1's only", len(r.retained), ok)
+	}
+}
+
+// A verdict on a departed peer's message PenaltyRetention or more after it left starts its count afresh, as its
+// return would.
+func TestAVerdictPastTheRetentionStartsAfresh(t *testing.T) {
+	cfg := DefaultConfig()
+	r := newTestRouter(t, cfg)
+	r.clock(t0)
+	if err := r.AddPeer(nid(1)); err != nil {
+		t.Fatal(err)
+	}
+	r.PenalizePeer(nid(1))
+	r.RemovePeer(t0, nid(1))
+	r.clock(t0.Add(cfg.PenaltyRetention))
+	if p := r.PenalizePeer(nid(1)); p.Count != 1 {
+		t.Errorf("a verdict PenaltyRetention after the peer left: count %d, want 1", p.Count)
+	}
+}
+
 // TestMadeUpRootsDoNotLockOutARealRoot: treeState.heard is bounded (maxHeardRoots) for all peers together.
 // One topic peer reporting 1024 made-up roots every heartbeat, renewing their beacons, fills it; the roots no peer's
 // report names then make room, and an honest report of a root not heard of yet is taken: here a live peer that is a

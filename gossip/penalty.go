@@ -23,7 +23,8 @@ func (r *Router) retainPenalty(id session.NodeID, penalty int) {
 	if r.retained == nil {
 		r.retained = make(map[session.NodeID]retainedPenalty)
 	}
-	if len(r.retained) >= r.cfg.MaxPeers {
+	// A peer kept already (a verdict that came after it left) takes no other's place.
+	if _, kept := r.retained[id]; !kept && len(r.retained) >= r.cfg.MaxPeers {
 		var oldest session.NodeID
 		var at time.Time
 		for id, rp := range r.retained {
