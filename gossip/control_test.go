@@ -120,6 +120,8 @@ func TestIWantServesAMessageToAPeerAFewTimesAtMost(t *testing.T) {
 
 func TestIWantRepliesCappedInBytes(t *testing.T) {
 	cfg := DefaultConfig()
+	size := (&Message{Topic: topicA, Data: make([]byte, 500<<10)}).size()
+	cfg.MaxIWantReplyBytes = 8 * size // the messages served fill it exactly
 	r := joined(t, cfg, 2)
 	var ids []MsgID
 	for k := range 12 {
@@ -129,7 +131,6 @@ func TestIWantRepliesCappedInBytes(t *testing.T) {
 		}
 		ids = append(ids, m.ID)
 	}
-	size := (&Message{Topic: topicA, Data: make([]byte, 500<<10)}).size()
 	want := cfg.MaxIWantReplyBytes / size
 	_, msgs := sendsTo(r.HandleIWant(t0, nid(1), ids), nid(1))
 	if len(msgs) != want {
@@ -481,5 +482,87 @@ func TestIDsTheDecoderLeftAreCounted(t *testing.T) {
 	if st.IHaveReceived != 7 || st.IHaveIgnored != 5 || st.IWantReceived != 3 || st.IWantLimited != 3 {
 		t.Fatalf("IHaveReceived %d, IHaveIgnored %d, IWantReceived %d, IWantLimited %d; want 7, 5, 3, 3",
 			st.IHaveReceived, st.IHaveIgnored, st.IWantReceived, st.IWantLimited)
+	}
+}
+
+// A wanted id the node publishes itself (content ids: the same payload) is wanted no more: no announcer is asked for
+// it again, nor is it counted as given up.
+func TestAPublicationOfAWantedIDEndsTheWant(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 2)
+	m := msg("wanted")
+	m.ID = DefaultMsgID(m)
+	r.HandleIHave(t0, nid(1), IHave{Topic: topicA, IDs: []MsgID{m.ID}})
+	r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: []MsgID{m.ID}})
+	if _, err := r.Publish(t0, msg("wanted")); err != nil {
+		t.Fatal(err)
+	}
+	for k := range 3 {
+		r.Heartbeat(t0.Add(time.Duration(k+1) * cfg.IWantTimeout))
+	}
+	if st := r.Stats(); len(r.wants) != 0 || st.IWantSent != 1 || st.IWantExpired != 0 {
+		t.Errorf("%d wants left, IWantSent %d, IWantExpired %d; want 0, 1, 0", len(r.wants), st.IWantSent, st.IWantExpired)
+	}
+}
+
+// A peer's backoff of a topic the node left goes with the peer's subscription: it gates no graft, and would
+// outlive the topic.
+func TestABackoffOfATopicLeftGoesWithThePeersSubscription(t *testing.T) {
+	r := joined(t, DefaultConfig(), 1)
+	p := nid(1)
+	r.Leave(t0, topicA) // prunes peer 1, which is backed off
+	if !r.backedOff(r.peers[p], topicA, t0) {
+		t.Fatal("a peer pruned by a Leave is not backed off")
+	}
+	r.PeerUnsubscribed(t0, p, topicA)
+	if got := r.peers[p].backoff; len(got) != 0 {
+		t.Errorf("backoffs %v after the peer left the topic the node left, want none", got)
+	}
+}
+
+// An announcement that comes IWantTimeout after the last IWANT of its id asks its announcer at once.
+func TestAnAnnouncementIWantTimeoutAfterTheLastAskIsAskedAtOnce(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 2)
+	id := DefaultMsgID(msg("a"))
+	r.HandleIHave(t0, nid(1), IHave{Topic: topicA, IDs: []MsgID{id}})
+	out := r.HandleIHave(t0.Add(cfg.IWantTimeout), nid(2), IHave{Topic: topicA, IDs: []MsgID{id}})
+	if c, _ := sendsTo(out, nid(2)); c == nil || !slices.Equal(c.IWant, []MsgID{id}) {
+		t.Errorf("IWANT to the second announcer %+v, want the id", c)
+	}
+}
+
+// One IWANT carries at most MaxIHaveLength ids: those of a peer's further IHAVEs in the same RPC are asked for at a
+// later heartbeat.
+func TestAnIWantCarriesAtMostMaxIHaveLengthIDs(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxIHaveLength = 3
+	r := joined(t, cfg, 1)
+	ids := func(base byte) []MsgID { return []MsgID{{base}, {base + 1}, {base + 2}} }
+	out := r.HandleControl(t0, nid(1), &Control{IHave: []IHave{{Topic: topicA, IDs: ids(10)}, {Topic: topicA, IDs: ids(20)}}})
+	if c, _ := sendsTo(out, nid(1)); c == nil || !slices.Equal(c.IWant, ids(10)) {
+		t.Fatalf("IWANT %+v, want the first IHAVE's ids only", c)
+	}
+	out = r.Heartbeat(t0.Add(cfg.IWantTimeout))
+	if c, _ := sendsTo(out, nid(1)); c == nil || !slices.Equal(c.IWant, ids(20)) {
+		t.Errorf("IWANT at the heartbeat %+v, want the second IHAVE's ids", c)
+	}
+}
+
+// A pulled copy that validation rejects does not end the want: the next announcers are asked in turn.
+func TestAWantGoesOnAfterItsPulledCopyIsRejected(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 3)
+	id := DefaultMsgID(msg("forged"))
+	for i := 1; i <= 3; i++ {
+		r.HandleIHave(t0, nid(i), IHave{Topic: topicA, IDs: []MsgID{id}})
+	}
+	receive(t, r, t0, nid(1), msg("forged"), Reject) // peer 1's answer, rejected: peer 2 is asked at once
+	out := r.Heartbeat(t0.Add(cfg.IWantTimeout))
+	if c, _ := sendsTo(out, nid(3)); c == nil || !slices.Equal(c.IWant, []MsgID{id}) {
+		t.Errorf("IWANT to the third announcer %+v, want the id", c)
+	}
+	if st := r.Stats(); st.IWantSent != 3 {
+		t.Errorf("IWantSent %d, want 3: each announcer asked once", st.IWantSent)
 	}
 }

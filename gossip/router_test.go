@@ -368,9 +368,9 @@ func TestQuietGossipTakesTurnsOnTheMeshLinks(t *testing.T) {
 	for range cfg.HistoryLength + 1 {
 		beat() // the node just started: it counts as repairing until HistoryLength heartbeats have passed
 	}
-	heard := func(m *Message, beats int) map[session.NodeID][]int {
+	heard := func(m *Message, from session.NodeID, beats int) map[session.NodeID][]int {
 		h := map[session.NodeID][]int{}
-		receive(t, r, now.Add(-cfg.GossipDelay), sender, m, Accept)
+		receive(t, r, now.Add(-cfg.GossipDelay), from, m, Accept)
 		for k := range beats {
 			for _, s := range beat().Send {
 				if s.Control != nil && len(s.Control.IHave) == 1 && slices.Contains(s.Control.IHave[0].IDs, m.ID) {
@@ -382,7 +382,7 @@ func TestQuietGossipTakesTurnsOnTheMeshLinks(t *testing.T) {
 	}
 
 	m := msg("quiet")
-	h := heard(m, 3)
+	h := heard(m, sender, 3)
 	var first, second []session.NodeID
 	for _, id := range lazy {
 		switch at := h[id]; {
@@ -407,10 +407,24 @@ func TestQuietGossipTakesTurnsOnTheMeshLinks(t *testing.T) {
 	if out := r.HandleIWant(now, others[0], []MsgID{m.ID}); len(receivers(out)) != 1 {
 		t.Fatalf("IWANT not answered: %+v", out.Send)
 	}
-	h = heard(msg("active"), 2)
+	h = heard(msg("active"), sender, 2)
 	for _, id := range lazy {
 		if at := h[id]; !slices.Equal(at, []int{0}) {
 			t.Errorf("after a repair, lazy link %x heard at heartbeats %v, want the first only", id[0], at)
+		}
+	}
+
+	// So does pulling a message, once the gossip went quiet again.
+	for range cfg.HistoryLength + 1 {
+		beat()
+	}
+	pulled := msg("pulled")
+	pulled.ID = DefaultMsgID(pulled)
+	r.HandleIHave(now, others[1], IHave{Topic: topicA, IDs: []MsgID{pulled.ID}})
+	h = heard(pulled, others[1], 2)
+	for _, id := range lazy {
+		if at := h[id]; !slices.Equal(at, []int{0}) {
+			t.Errorf("after a pull, lazy link %x heard at heartbeats %v, want the first only", id[0], at)
 		}
 	}
 }
@@ -486,6 +500,10 @@ func TestMessageCacheBounds(t *testing.T) {
 	c.expire(5, 4)
 	if c.order.len() != 0 || c.bytes != 0 {
 		t.Errorf("history bound: %d cached, %d bytes", c.order.len(), c.bytes)
+	}
+	add(11, 1000-128, 5) // the byte bound exactly
+	if c.get(MsgID{11}) == nil || c.bytes != 1000 {
+		t.Errorf("a message of the byte bound: cached %v, %d bytes", c.get(MsgID{11}) != nil, c.bytes)
 	}
 }
 

@@ -81,6 +81,9 @@ func TestPendingValidationBounded(t *testing.T) {
 			t.Errorf("message %d: %v, want %v", k, st, want)
 		}
 	}
+	if st := r.Stats(); st.Dropped != 1 || st.Stale != 0 {
+		t.Errorf("Dropped %d, Stale %d; want the message past the bound counted in Dropped only", st.Dropped, st.Stale)
+	}
 	// A dropped message was not recorded as seen: it may come again.
 	r.Validated(t0, DefaultMsgID(msg("0")), Accept)
 	if _, st := r.HandleMessage(t0, nid(1), msg("2")); st != Pending {
@@ -145,5 +148,13 @@ func TestPendingValidationBoundedInBytes(t *testing.T) {
 	r2 := joined(t, cfg, 1)
 	if _, st := r2.HandleMessage(t0, nid(1), sized("big", 100)); st != Pending {
 		t.Errorf("a message over both byte limits with nothing pending: %v, want pending", st)
+	}
+	// A verdict gives its bytes back to the peer's share as well.
+	r3 := joined(t, cfg, 1)
+	r3.HandleMessage(t0, nid(1), sized("d0", 6))
+	r3.HandleMessage(t0, nid(1), sized("d1", 4))
+	r3.Validated(t0, DefaultMsgID(sized("d0", 6)), Accept)
+	if _, st := r3.HandleMessage(t0, nid(1), sized("d2", 6)); st != Pending {
+		t.Errorf("after a verdict freed 6 of the peer's 10 bytes, its 6-byte message: %v, want pending", st)
 	}
 }
