@@ -566,3 +566,26 @@ func TestAWantGoesOnAfterItsPulledCopyIsRejected(t *testing.T) {
 		t.Errorf("IWantSent %d, want 3: each announcer asked once", st.IWantSent)
 	}
 }
+
+// A full prune of a topic the node has not joined starts no backoff: the node grafts the peer when it joins.
+func TestAPruneOfATopicNotJoinedDoesNotHoldOffTheJoinsGraft(t *testing.T) {
+	r := newTestRouter(t, DefaultConfig())
+	addPeers(t, r, "b", 1, 1)
+	r.HandlePrune(t0, nid(1), Prune{Topic: "b"})
+	if c, _ := sendsTo(r.Join(t0, "b"), nid(1)); c == nil || !slices.Equal(c.Graft, []string{"b"}) {
+		t.Errorf("control to the peer on the join %+v, want its graft", c)
+	}
+}
+
+// A peer's backoff ends PruneBackoff after its prune: its graft then is taken.
+func TestAGraftAsTheBackoffEndsIsTaken(t *testing.T) {
+	cfg := DefaultConfig()
+	r := joined(t, cfg, 1)
+	r.HandlePrune(t0, nid(1), Prune{Topic: topicA})
+	if c, _ := sendsTo(r.HandleGraft(t0.Add(cfg.PruneBackoff), nid(1), topicA), nid(1)); c != nil {
+		t.Errorf("graft PruneBackoff after the prune answered %+v, want taken", c)
+	}
+	if eager, _ := r.MeshPeers(topicA); !slices.Equal(eager, []session.NodeID{nid(1)}) {
+		t.Errorf("eager links %v, want the peer", eager)
+	}
+}

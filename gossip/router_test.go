@@ -39,6 +39,12 @@ func TestConfigValidate(t *testing.T) {
 		// the tree's periods (16x, 4x) overflowed
 		"huge tree stale beats":     func(c *Config) { c.TreeStaleBeats = 1 << 60 },
 		"nanosecond heartbeat":      func(c *Config) { c.HeartbeatInterval, c.GossipDelay = time.Nanosecond, 0 },
+		"sub-millisecond heartbeat": func(c *Config) { c.HeartbeatInterval, c.GossipDelay = time.Millisecond-1, 0 },
+		// the ids fall due to be announced only as they leave the cache
+		"gossip delay at the bound": func(c *Config) {
+			c.GossipDelay = time.Duration(c.HistoryLength-c.HistoryGossip-c.MeshGossipBeats+1) * c.HeartbeatInterval
+		},
+		"one-hop tree shortcut":     func(c *Config) { c.Tree, c.TreeShortcutDist = true, 1 },
 		"no topic length":           func(c *Config) { c.MaxTopicLength = 0 },
 		"IHAVEs peers refuse":       func(c *Config) { c.MaxIHaveLength = messages.MaxGossipRPCIDs + 1 },
 		"no pending bytes":          func(c *Config) { c.MaxPendingValidationBytes = 0 },
@@ -365,7 +371,7 @@ func TestQuietGossipTakesTurnsOnTheMeshLinks(t *testing.T) {
 	}
 	now := t0
 	beat := func() Output { now = now.Add(cfg.HeartbeatInterval); return r.Heartbeat(now) }
-	for range cfg.HistoryLength + 1 {
+	for range cfg.HistoryLength - 1 {
 		beat() // the node just started: it counts as repairing until HistoryLength heartbeats have passed
 	}
 	heard := func(m *Message, from session.NodeID, beats int) map[session.NodeID][]int {
@@ -381,8 +387,15 @@ func TestQuietGossipTakesTurnsOnTheMeshLinks(t *testing.T) {
 		return h
 	}
 
+	h := heard(msg("still active"), sender, 1) // the HistoryLength-th heartbeat
+	for _, id := range lazy {
+		if at := h[id]; !slices.Equal(at, []int{0}) {
+			t.Errorf("at heartbeat HistoryLength, lazy link %x heard at heartbeats %v, want the first", id[0], at)
+		}
+	}
+
 	m := msg("quiet")
-	h := heard(m, sender, 3)
+	h = heard(m, sender, 3)
 	var first, second []session.NodeID
 	for _, id := range lazy {
 		switch at := h[id]; {
@@ -609,5 +622,22 @@ func TestInheritedSeenIDs(t *testing.T) {
 	late.inheritSeen(old.carrySeen(), t0.Add(cfg.SeenTTL))
 	if late.Seen(accepted.ID) {
 		t.Error("an id past SeenTTL was inherited")
+	}
+}
+
+// An IHAVE announces at most MaxIHaveLength ids: the others due wait for the next heartbeat.
+func TestAnIHaveAnnouncesAtMostMaxIHaveLengthIDs(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxIHaveLength = 2
+	r := joined(t, cfg, 2)
+	r.HandlePrune(t0, nid(2), Prune{Topic: topicA, Lazy: true})
+	for _, data := range []string{"a", "b", "c"} {
+		receive(t, r, t0, nid(1), msg(data), Accept)
+	}
+	for k, want := range []int{2, 1} {
+		c, _ := sendsTo(r.Heartbeat(t0.Add(time.Duration(k+1)*cfg.HeartbeatInterval)), nid(2))
+		if c == nil || len(c.IHave) != 1 || len(c.IHave[0].IDs) != want {
+			t.Errorf("heartbeat %d: IHAVE to the lazy link %+v, want %d ids", k, c, want)
+		}
 	}
 }
