@@ -37,4 +37,7 @@ func TestHistogramBoundsAreInclusiveUpperBounds(t *testing.T) {
 	if q := delay.Quantile(0.5); q != 5 {
 		t.Errorf("median delay %v, want 5", q)
 	}
+	if q := delay.Quantile(1); q != 5.5 {
+		t.Errorf("maximum delay %v, want 5.5 (Max, under its bucket's bound of 10)", q)
+	}
 }

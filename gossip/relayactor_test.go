@@ -661,3 +661,17 @@ func TestReceivedMessageAtMaxMessageSizeIsTakenAndOneByteMoreRefused(t *testing.
 		}
 	}
 }
+
+// A publication of exactly MaxMessageSize bytes is published; one byte more fails with ErrMessageTooLarge.
+func TestPublicationAtMaxMessageSizeIsTakenAndOneByteMoreRefused(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1)
+	cfg.MaxMessageSize, cfg.SignMessages = 1000, false
+	for _, size := range []int{cfg.MaxMessageSize, cfg.MaxMessageSize + 1} {
+		a := testShell(cfg, joined(t, cfg.Router, 2), &flakyNetwork{self: nid(1), peer: nid(2)}, 1000, 1000)
+		_, err, done := a.publish(&publishRequest{ctx: context.Background(), topic: topicA, data: make([]byte, size)})
+		if tooLarge := errors.Is(err, ErrMessageTooLarge); !done || tooLarge != (size > cfg.MaxMessageSize) {
+			t.Errorf("%d-byte publication, limit %d: error %v, done %v", size, cfg.MaxMessageSize, err, done)
+		}
+	}
+}
