@@ -21,15 +21,15 @@ type deferredSubs struct {
 }
 
 // deferSubscriptions keeps the hello and subscriptions of rpc for the next heartbeat (applyDeferred), or the peer's
-// next RPC its rate limit lets through (applyDeferredOf), after those kept already. A hello voids what came before it, being the whole list. At most twice MaxPeerTopics topics are
-// kept per peer, as handleSubscriptions reads.
+// next RPC its rate limit lets through (applyDeferredOf), after those kept already. A hello voids what came before
+// it, being the whole list. At most twice MaxPeerTopics topics are kept per peer, as handleSubscriptions reads.
 func (a *relayActor) deferSubscriptions(from session.NodeID, rpc *messages.GossipRPC) {
 	if a.deferred == nil {
 		a.deferred = make(map[session.NodeID]*deferredSubs)
 	}
 	d := a.deferred[from]
 	if d == nil || rpc.Hello {
-		d = &deferredSubs{hello: rpc.Hello || (d != nil && d.hello), topics: make(map[string]bool)}
+		d = &deferredSubs{hello: rpc.Hello, topics: make(map[string]bool)} // a hello voids what came before it
 		a.deferred[from] = d
 	}
 	limit := 2 * a.cfg.Router.MaxPeerTopics
