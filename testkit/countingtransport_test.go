@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -108,5 +109,55 @@ func TestTheCountingTransportsConnectionsHalfClose(t *testing.T) {
 		_ = c.Close()
 		_ = peer.Close()
 		_ = ln.Close()
+	}
+}
+
+// gatedTransport is a TCP transport whose dials wait for the test: entered is sent to once a dial has started.
+type gatedTransport struct {
+	session.TCPTransport
+	entered, gate chan struct{}
+}
+
+func (g gatedTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	g.entered <- struct{}{}
+	<-g.gate
+	return g.TCPTransport.Dial(ctx, addr)
+}
+
+// A dial under way when the host is killed fails though its connection came up after the kill, and that
+// connection is reset: a crashed host's dial must not connect (killAll's doc).
+func TestTheCountingTransportFailsADialUnderWayAtAKill(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	g := gatedTransport{entered: make(chan struct{}), gate: make(chan struct{})}
+	tr := &countingTransport{inner: g, written: new(atomic.Int64)}
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := tr.Dial(context.Background(), ln.Addr().String())
+		if c != nil {
+			_ = c.Close()
+		}
+		dialed <- err
+	}()
+	<-g.entered
+	tr.killAll()
+	close(g.gate)
+	if err := <-dialed; !errors.Is(err, errKilled) {
+		t.Fatalf("a dial under way at the kill: %v, want errKilled", err)
+	}
+	peer := <-accepted
+	defer peer.Close()
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := peer.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the peer of the killed dial reads %v, want the connection ended", err)
 	}
 }

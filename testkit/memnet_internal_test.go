@@ -3,6 +3,7 @@ package testkit
 import (
 	"context"
 	"errors"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -51,5 +52,44 @@ func TestKillEndsADialWaitingForRoomAtAListener(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("a dial waiting for room at a listener went on waiting after its transport was killed")
+	}
+}
+
+// A read deadline set in the past wakes a Read blocked on an empty connection at once, with
+// os.ErrDeadlineExceeded (SetReadDeadline's doc: it wakes a blocked Read; a context's end is often carried so).
+func TestAPastReadDeadlineWakesABlockedRead(t *testing.T) {
+	n := NewMemNetwork(MemConfig{})
+	srv, cli := n.NewTransport(), n.NewTransport()
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := cli.Dial(context.Background(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	read := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		read <- err
+	}()
+	s := c.(*memConn).s
+	poll.Until(t, 5*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.dir[1].readable != nil // the Read waits
+	}, "the Read to block")
+	_ = c.SetReadDeadline(time.Now().Add(-time.Second))
+	select {
+	case err := <-read:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the blocked Read: %v, want os.ErrDeadlineExceeded", err)
+		}
+	case <-time.After(5 * time.Second):
+		_ = c.Close()
+		<-read
+		t.Fatal("a Read blocked on an empty connection still waits 5 s after a past read deadline")
 	}
 }

@@ -484,3 +484,25 @@ func TestNetworkOptionsCompose(t *testing.T) {
 		t.Fatalf("WithStarted calls %v, want both in order", started)
 	}
 }
+
+// The ephemeral ports of closed connections are handed out again: a long run opens more connections than there are
+// ports (25536, from 40000 up), and its dials would then fail with EADDRNOTAVAIL.
+func TestMemEphemeralPortsOfClosedConnectionsAreReused(t *testing.T) {
+	mn := testkit.NewMemNetwork(testkit.MemConfig{})
+	from, to := newEndpoint(t, mn), newEndpoint(t, mn)
+	for i := range 30000 {
+		c, err := dial(from, to.addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		s, err := to.ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Close()
+		_ = s.Close()
+	}
+	if n := mn.Conns(); n != 0 {
+		t.Fatalf("%d connections open after closing them all, want 0", n)
+	}
+}
