@@ -56,19 +56,10 @@ func TestPeerStoreSaveDoesNotHoldTheActor(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	sys := actor.NewActorSystem()
 	defer sys.Shutdown()
-	cfg := DefaultConfig()
-	cfg.StorePath = filepath.Join(t.TempDir(), "peers.pb")
-	cfg.SaveInterval, cfg.RevalidateInterval = time.Millisecond, 10*time.Millisecond
-	props, err := NewActorProps(cfg, newEventNet())
-	if err != nil {
-		t.Fatal(err)
-	}
 	store := &slowStore{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	release := sync.OnceFunc(func() { close(store.release) })
 	defer release()
-	p := newProbe()
-	p.save = store.save
-	pid := sys.Root.Spawn(props.Clone(actor.WithReceiverMiddleware(p.middleware)))
+	cfg, p, pid := spawnSaving(t, sys, store, time.Millisecond, 10*time.Millisecond)
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -131,18 +122,9 @@ func TestPeerStoreIsSavedOncePerSaveInterval(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	sys := actor.NewActorSystem()
 	defer sys.Shutdown()
-	cfg := DefaultConfig()
-	cfg.StorePath = filepath.Join(t.TempDir(), "peers.pb")
-	cfg.SaveInterval, cfg.RevalidateInterval = time.Hour, 5*time.Millisecond
-	props, err := NewActorProps(cfg, newEventNet())
-	if err != nil {
-		t.Fatal(err)
-	}
 	store := &slowStore{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	close(store.release)
-	p := newProbe()
-	p.save = store.save
-	pid := sys.Root.Spawn(props.Clone(actor.WithReceiverMiddleware(p.middleware)))
+	_, p, pid := spawnSaving(t, sys, store, time.Hour, 5*time.Millisecond)
 	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
 	rec, err := NewRecord(identity(t, 1), 1, []string{"192.0.2.1:4001"})
 	if err != nil {
@@ -161,4 +143,20 @@ func TestPeerStoreIsSavedOncePerSaveInterval(t *testing.T) {
 	if calls, _ := store.counts(); calls != 1 {
 		t.Fatalf("%d saves within SaveInterval, want 1", calls)
 	}
+}
+
+// spawnSaving spawns on sys a routing actor that saves its peer store (in the test's directory) through store every
+// save interval, with a revalidation tick every revalidate; it returns the actor's config, its probe and its PID.
+func spawnSaving(t *testing.T, sys *actor.ActorSystem, store *slowStore, save, revalidate time.Duration) (Config, *probe, *actor.PID) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.StorePath = filepath.Join(t.TempDir(), "peers.pb")
+	cfg.SaveInterval, cfg.RevalidateInterval = save, revalidate
+	props, err := NewActorProps(cfg, newEventNet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProbe()
+	p.save = store.save
+	return cfg, p, sys.Root.Spawn(props.Clone(actor.WithReceiverMiddleware(p.middleware)))
 }

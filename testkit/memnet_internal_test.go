@@ -3,6 +3,7 @@ package testkit
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"syscall"
 	"testing"
@@ -14,13 +15,7 @@ import (
 // Kill fails the dials under way with ENETDOWN, and one waiting for room in a full accept queue is under way: it
 // waited for its context (a node's DialTimeout), as if the crashed host were still dialing.
 func TestKillEndsADialWaitingForRoomAtAListener(t *testing.T) {
-	n := NewMemNetwork(MemConfig{})
-	srv, cli := n.NewTransport(), n.NewTransport()
-	ln, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	n, cli, ln := memPair(t)
 	for range acceptBacklog {
 		c, err := cli.Dial(context.Background(), ln.Addr().String())
 		if err != nil {
@@ -58,13 +53,7 @@ func TestKillEndsADialWaitingForRoomAtAListener(t *testing.T) {
 // A read deadline set in the past wakes a Read blocked on an empty connection at once, with
 // os.ErrDeadlineExceeded (SetReadDeadline's doc: it wakes a blocked Read; a context's end is often carried so).
 func TestAPastReadDeadlineWakesABlockedRead(t *testing.T) {
-	n := NewMemNetwork(MemConfig{})
-	srv, cli := n.NewTransport(), n.NewTransport()
-	ln, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	_, cli, ln := memPair(t)
 	c, err := cli.Dial(context.Background(), ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -92,4 +81,18 @@ func TestAPastReadDeadlineWakesABlockedRead(t *testing.T) {
 		<-read
 		t.Fatal("a Read blocked on an empty connection still waits 5 s after a past read deadline")
 	}
+}
+
+// memPair returns a new in-memory network, a listener on one of its transports (closed at the end of the test) and
+// another transport to dial it from.
+func memPair(t *testing.T) (n *MemNetwork, cli *MemTransport, ln net.Listener) {
+	t.Helper()
+	n = NewMemNetwork(MemConfig{})
+	cli = n.NewTransport()
+	ln, err := n.NewTransport().Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	return n, cli, ln
 }
