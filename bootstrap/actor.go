@@ -111,7 +111,9 @@ type (
 	stepDone struct {
 		from   *bootstrapper
 		failed []session.NodeID
-		joined bool
+		// connected are the candidates the step connected to: their dial backoff is over.
+		connected []session.NodeID
+		joined    bool
 		// lost is set when the routing table is empty after the step: the node knows nobody to look up from
 		// (its peers' records are gone), so it joins again through its bootnodes (and peer store) at the next step.
 		lost bool
@@ -228,6 +230,9 @@ func (b *bootstrapper) Receive(ctx actor.Context) {
 			// Each term at most MaxInt64/2 (146 years: never): their sum overflowed into the past for a
 			// DialBackoffBase and DialBackoffMax meaning "never retry", and the candidate was dialed again at once.
 			cb.until = now.Add(min(b.cfg.DialBackoffBase, math.MaxInt64/2) + min(d, math.MaxInt64/2))
+		}
+		for _, id := range m.connected { // reached: a later failure starts its backoff afresh
+			delete(b.backoff, id)
 		}
 		for id, cb := range b.backoff { // bounded: forget candidates whose backoff is long over
 			if now.Sub(cb.until) > b.cfg.DialBackoffMax {
@@ -400,7 +405,7 @@ func (b *bootstrapper) run(ctx context.Context, p stepPlan) *stepDone {
 		done.lost = true
 	}
 	var dialed int
-	done.failed, dialed = b.topUp(ctx, snap.Entries, p.skip, rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15)))
+	done.failed, done.connected, dialed = b.topUp(ctx, snap.Entries, p.skip, rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15)))
 	short := b.net.OutboundCount() < b.cfg.TargetOutbound
 	b.net.SetJoining(dialed > 0 && short)
 	done.stranded, done.progressed = !p.join && dialed == 0 && short, dialed > 0 || !short
@@ -471,12 +476,13 @@ func (b *bootstrapper) join(ctx context.Context) (joined, seeded bool) {
 	return joined || len(b.cfg.Bootnodes) == 0, seeded
 }
 
-// topUp dials table entries until the node has TargetOutbound outbound connections; it returns the failures and
-// the number of entries it dialed.
-func (b *bootstrapper) topUp(ctx context.Context, entries []routing.Entry, skip map[session.NodeID]bool, rng *rand.Rand) (failed []session.NodeID, dialed int) {
+// topUp dials table entries until the node has TargetOutbound outbound connections; it returns the candidates that
+// failed and those it connected to, and the number of entries it dialed. A dial the step's own end cut off is no
+// failure of its candidate's: it is neither, and the step dials no more.
+func (b *bootstrapper) topUp(ctx context.Context, entries []routing.Entry, skip map[session.NodeID]bool, rng *rand.Rand) (failed, connected []session.NodeID, dialed int) {
 	need := b.cfg.TargetOutbound - b.net.OutboundCount()
 	if need <= 0 {
-		return nil, 0
+		return nil, nil, 0
 	}
 	rng.Shuffle(len(entries), func(i, j int) { entries[i], entries[j] = entries[j], entries[i] })
 	for _, e := range entries {
@@ -488,11 +494,15 @@ func (b *bootstrapper) topUp(ctx context.Context, entries []routing.Entry, skip 
 		}
 		dialed++
 		if err := b.net.Connect(ctx, session.PeerAddr{ID: e.ID, Addr: e.Addr}, true); err != nil {
+			if ctx.Err() != nil {
+				break // the step's time ran out, or the bootstrapper stops
+			}
 			b.log.Debug().Err(err).Str("peer", e.ID.Short()).Msg("outbound candidate failed")
 			failed = append(failed, e.ID)
 			continue
 		}
+		connected = append(connected, e.ID)
 		need--
 	}
-	return failed, dialed
+	return failed, connected, dialed
 }

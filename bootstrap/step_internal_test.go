@@ -357,3 +357,54 @@ func TestTheRefreshJitterSpansHalfToThreeHalves(t *testing.T) {
 		t.Fatalf("1000 waits of a 1s interval drawn from [%v, %v], want about [500ms, 1.5s]", lo, hi)
 	}
 }
+
+// A candidate the step connected to is out of its dial backoff: a later failure starts it afresh, where it used to
+// resume from the delay its earlier failures had grown to.
+func TestAReachedCandidatesBackoffStartsAfresh(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DialBackoffBase, cfg.DialBackoffMax = time.Second, time.Hour
+	b := testBootstrapper(t, cfg, &fakeNet{})
+	id := session.NodeID{7}
+	for range 3 {
+		b.receive(&stepDone{failed: []session.NodeID{id}})
+	}
+	if b.backoff[id] == nil || b.backoff[id].b.Attempts() != 3 {
+		t.Fatal("three failures not counted in the candidate's backoff")
+	}
+	b.receive(&stepDone{connected: []session.NodeID{id}})
+	if cb := b.backoff[id]; cb != nil {
+		t.Fatalf("a reached candidate still backs off (%d attempts)", cb.b.Attempts())
+	}
+}
+
+// A dial the step's end cuts off is no failure of its candidate's, and the step dials no other after it: a step
+// that timed out used to put the candidate it was dialing into the dial backoff.
+func TestADialTheStepsEndCutsOffIsNoFailure(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.TargetOutbound = 2
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	net := &endingNet{fakeNet: &fakeNet{}, end: cancel}
+	entries := []routing.Entry{testEntry, {ID: session.NodeID{9}, Addr: "192.0.2.9:4001"}}
+	failed, connected, dialed := testBootstrapper(t, cfg, net).topUp(ctx, entries, nil, rand.New(rand.NewPCG(1, 2)))
+	if len(failed) != 0 || len(connected) != 0 || dialed != 1 {
+		t.Fatalf("a step that ended in its first dial: %d failed, %d connected, %d dialed; want none, none, 1",
+			len(failed), len(connected), dialed)
+	}
+	_, connected, _ = testBootstrapper(t, cfg, &fakeNet{}).topUp(context.Background(), entries, nil, rand.New(rand.NewPCG(1, 2)))
+	if len(connected) != 2 {
+		t.Fatalf("%d candidates reported connected, want 2", len(connected))
+	}
+}
+
+// endingNet is a fakeNet whose dials end the step: Connect calls end and fails with the context's error.
+type endingNet struct {
+	*fakeNet
+	end context.CancelFunc
+}
+
+func (n *endingNet) Connect(ctx context.Context, addr session.PeerAddr, keep bool) error {
+	_ = n.fakeNet.Connect(ctx, addr, keep)
+	n.end()
+	return ctx.Err()
+}
