@@ -67,14 +67,15 @@ func (m *peerManager) unwant(id session.NodeID) {
 }
 
 // chosenPeerLeft handles a connection to a wanted peer that the peer closed as full (TOO_MANY_PEERS: it refused the
-// node or evicted it for a newcomer), as shutting down (SHUTDOWN) or at its application's request (REQUESTED). A
-// peer only the node's own choices want is no longer wanted: the bootstrapper tops up with another candidate, as
-// go-ethereum's dialer and go-libp2p's do with a peer that left. Redialing a full peer instead evicted, at a full
-// node, the newcomer that had just evicted this node's connection, which came back in turn: at N = 1000 a few
-// well-known nodes evicted ~2000 connections a run that way, most of them ~0.15 s old. A peer that shut down was
-// redialed up to RedialAttempts times for nothing, its outbound slot held meanwhile, and one whose application
-// dropped the node was connected again at once. The application's peers (Node.Connect with keep) are redialed as
-// before, as go-ethereum does with its static peers. It reports whether the peer was let go.
+// node or evicted it for a newcomer) or as shutting down (SHUTDOWN). A peer only the node's own choices want is no
+// longer wanted: the bootstrapper tops up with another candidate, as go-ethereum's dialer and go-libp2p's do with
+// a peer that left. Redialing a full peer instead evicted, at a full node, the newcomer that had just evicted this
+// node's connection, which came back in turn: at N = 1000 a few well-known nodes evicted ~2000 connections a run
+// that way, most of them ~0.15 s old. A peer that shut down was redialed up to RedialAttempts times for nothing,
+// its outbound slot held meanwhile. (REQUESTED is no such sign: besides an application's Disconnect, it closes the
+// idle transient connections, and a node that held every peer whose sweep closed one found no topic peer.) The
+// application's peers (Node.Connect with keep) are redialed as before, as go-ethereum does with its static peers.
+// It reports whether the peer was let go.
 func (m *peerManager) chosenPeerLeft(pc *peerConn) bool {
 	w, ok := m.wanted[pc.id]
 	if !ok || !w.auto || !pc.byRemote {
@@ -83,9 +84,8 @@ func (m *peerManager) chosenPeerLeft(pc *peerConn) bool {
 	switch pc.reason {
 	case messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS:
 		m.n.log.Debug().Str("peer", pc.id.Short()).Msg("peer is full: not redialing it, the node picks another")
-	case messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, messages.DisconnectReason_DISCONNECT_REASON_REQUESTED:
-		m.n.log.Debug().Str("peer", pc.id.Short()).Str("reason", pc.reason.String()).
-			Msg("peer left: not redialing it, the node picks another")
+	case messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN:
+		m.n.log.Debug().Str("peer", pc.id.Short()).Msg("peer left: not redialing it, the node picks another")
 	default:
 		return false
 	}

@@ -54,10 +54,9 @@ func TestShortLivedConnectionsDoNotResetTheRedialBackoff(t *testing.T) {
 	}
 }
 
-// A peer the node chose itself (its bootstrapper's) that closes the connection as full, as shutting down or at its
-// application's request is let go: the bootstrapper picks another. A full peer redialed evicted in turn the
-// newcomer that had evicted this node (stop 45); a peer that shut down was redialed up to RedialAttempts times for
-// nothing, and one whose application dropped the node was connected again at once.
+// A peer the node chose itself (its bootstrapper's) that closes the connection as full or as shutting down is let
+// go: the bootstrapper picks another. A full peer redialed evicted in turn the newcomer that had evicted this node
+// (stop 45); a peer that shut down was redialed up to RedialAttempts times for nothing.
 func TestAPeerTheNodeChoseThatLeavesIsNotRedialed(t *testing.T) {
 	for _, tc := range []struct {
 		reason messages.DisconnectReason
@@ -65,7 +64,6 @@ func TestAPeerTheNodeChoseThatLeavesIsNotRedialed(t *testing.T) {
 	}{
 		{messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "peer is full: not redialing it"},
 		{messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, "peer left: not redialing it"},
-		{messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "peer left: not redialing it"},
 	} {
 		t.Run(tc.reason.String(), func(t *testing.T) {
 			a, logs := quickRedialNode(t, 3)
