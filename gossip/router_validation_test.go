@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -156,5 +157,18 @@ func TestPendingValidationBoundedInBytes(t *testing.T) {
 	r3.Validated(t0, DefaultMsgID(sized("d0", 6)), Accept)
 	if _, st := r3.HandleMessage(t0, nid(1), sized("d2", 6)); st != Pending {
 		t.Errorf("after a verdict freed 6 of the peer's 10 bytes, its 6-byte message: %v, want pending", st)
+	}
+}
+
+// The validators stop at the first that rejects: the verdict is Reject whatever the others say, and the relay does
+// not make them work for it.
+func TestValidatorsStopAtTheFirstReject(t *testing.T) {
+	a := &relayActor{cfg: DefaultRelayConfig()}
+	calls := 0
+	count := func(context.Context, *Delivery) Verdict { calls++; return Accept }
+	reject := func(context.Context, *Delivery) Verdict { calls++; return Reject }
+	verdict, timedOut := a.verdictOf(context.Background(), &Delivery{}, []Validator{count, reject, count})
+	if verdict != Reject || timedOut || calls != 2 {
+		t.Fatalf("verdict %v (timed out %v) after %d validator calls, want Reject after 2", verdict, timedOut, calls)
 	}
 }
