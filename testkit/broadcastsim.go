@@ -477,9 +477,8 @@ func RunBroadcast(ctx context.Context, sc BroadcastScenario) (BroadcastReport, e
 		rep.ParksPerDelivery = float64(use1.voluntary-use0.voluntary) / d
 		rep.PreemptionsPerDelivery = float64(use1.preempted-use0.preempted) / d
 		if sc.Idle > 0 {
-			// The background of the N nodes started (a kill lowers it for the rest of the window: an upper bound).
-			rep.BackgroundCPUUsPerDelivery = rep.IdleCPUUsPerNodeS * float64(sc.N) * windowS / d
-			rep.MarginalCPUUsPerDelivery = rep.CPUUsPerDelivery - rep.BackgroundCPUUsPerDelivery
+			rep.BackgroundCPUUsPerDelivery, rep.MarginalCPUUsPerDelivery = splitCPU(rep.IdleCPUUsPerNodeS, sc.N, windowS,
+				rep.CPUUsPerDelivery, d)
 		}
 		if sc.After > 0 && sc.Idle > 0 {
 			rep.AfterCPUUsPerDelivery = float64(afterCPU.Microseconds()) / d
@@ -658,4 +657,13 @@ func wireBytes(mem *MemNetwork, tcp *atomic.Int64) int64 {
 		return mem.BytesWritten()
 	}
 	return tcp.Load()
+}
+
+// splitCPU splits the window's CPU per delivery into the background (the idle network's rate, in µs per node-second,
+// paid by n nodes over windowS seconds, spread over the deliveries) and the marginal cost of the deliveries. It
+// counts the background of the n nodes started: a kill lowers it for the rest of the window, so it is an upper
+// bound then.
+func splitCPU(idleUsPerNodeS float64, n int, windowS, cpuUsPerDelivery, deliveries float64) (background, marginal float64) {
+	background = idleUsPerNodeS * float64(n) * windowS / deliveries
+	return background, cpuUsPerDelivery - background
 }

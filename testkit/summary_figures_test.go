@@ -86,3 +86,13 @@ func TestTheWireBytesCountWhatWasWritten(t *testing.T) {
 		t.Fatalf("%d bytes counted for a failed write, want 0", n)
 	}
 }
+
+// The background per delivery is the idle rate of every node started over the window, spread over the deliveries;
+// the marginal cost is the rest: 300 µs per node-second at N = 200 over 5 s is 300 000 µs, 30 µs a delivery for
+// 10 000 deliveries.
+func TestTheCPUSplitIntoBackgroundAndMarginal(t *testing.T) {
+	background, marginal := splitCPU(300, 200, 5, 150, 10000)
+	if background != 30 || marginal != 120 {
+		t.Fatalf("background %v, marginal %v µs per delivery; want 30 and 120", background, marginal)
+	}
+}
