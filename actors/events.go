@@ -42,16 +42,8 @@ func (n *Node) SubscribeEvents(fn func(proto.Message)) (unsubscribe func(), err 
 	// stopped keeps fn from being called for an event handed out after unsubscribe returned.
 	var stopped atomic.Bool
 	sub := n.events.Subscribe(func(ev any) {
-		if stopped.Load() {
-			return
-		}
-		switch e := ev.(type) {
-		case *messages.PeerConnected:
-			n.callSubscriber(fn, e)
-		case *messages.PeerDisconnected:
-			n.callSubscriber(fn, e)
-		case *messages.ProtocolStopped:
-			n.callSubscriber(fn, e)
+		if m, ok := nodeEvent(ev); ok && !stopped.Load() {
+			n.callSubscriber(fn, m)
 		}
 	})
 	return func() {
@@ -127,11 +119,12 @@ func (s *EventSubscription) Close() {
 	s.n.eventSubsMu.Lock()
 	delete(s.n.eventSubs, s)
 	s.n.eventSubsMu.Unlock()
-	s.n.events.Unsubscribe(s.sub)
-	s.closeChannel()
+	s.end()
 }
 
-func (s *EventSubscription) closeChannel() {
+// end takes the subscription off the node's event stream and closes C, once.
+func (s *EventSubscription) end() {
+	s.n.events.Unsubscribe(s.sub)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
@@ -143,15 +136,8 @@ func (s *EventSubscription) closeChannel() {
 // publish puts a node event in C, or counts it dropped when C is full. It runs on the publishing actor's
 // goroutine and never blocks.
 func (s *EventSubscription) publish(ev any) {
-	var m proto.Message
-	switch e := ev.(type) {
-	case *messages.PeerConnected:
-		m = e
-	case *messages.PeerDisconnected:
-		m = e
-	case *messages.ProtocolStopped:
-		m = e
-	default:
+	m, ok := nodeEvent(ev)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
@@ -179,7 +165,19 @@ func (n *Node) closeEventSubs() {
 	n.eventSubs = nil
 	n.eventSubsMu.Unlock()
 	for s := range subs {
-		n.events.Unsubscribe(s.sub)
-		s.closeChannel()
+		s.end()
 	}
+}
+
+// nodeEvent returns ev if it is one of the events subscribers get (the event stream carries others).
+func nodeEvent(ev any) (proto.Message, bool) {
+	switch e := ev.(type) {
+	case *messages.PeerConnected:
+		return e, true
+	case *messages.PeerDisconnected:
+		return e, true
+	case *messages.ProtocolStopped:
+		return e, true
+	}
+	return nil, false
 }

@@ -127,9 +127,10 @@ func parseKeyFile(s string) ([]byte, error) {
 // creating the parent directory (mode 0700) if needed. created reports whether a new identity was made. Like Save,
 // it removes the temporary key files a crashed save of path left, once they are a minute old.
 func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
-	dir, base := filepath.Split(path)
-	removeStaleTemps(cmp.Or(dir, "."), base, time.Now()) // a node that loads its key at every start never saves it
 	id, err = LoadIdentity(path)
+	if err == nil {
+		removeStaleTemps(path, time.Now()) // a node that loads its key at every start never saves it
+	}
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return id, false, err
 	}
@@ -162,12 +163,9 @@ func (id *Identity) save(path string, exclusive bool) (err error) {
 	if !id.Valid() {
 		return errors.New("session: save identity: the identity holds no key")
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	removeStaleTemps(dir, base, time.Now())
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	removeStaleTemps(path, time.Now())
+	dir, base := keyDir(path)
+	tmp, err := os.CreateTemp(dir, tempPrefix(base)+"*")
 	if err != nil {
 		return fmt.Errorf("session: save identity: %w", err)
 	}
@@ -213,11 +211,21 @@ func (id *Identity) save(path string, exclusive bool) (err error) {
 // save under way, a few milliseconds old, is left alone.
 const staleTempAge = time.Minute
 
-// removeStaleTemps removes the temporary files that saves of dir/base left behind at least staleTempAge before
-// now. It is best effort: what it cannot list or remove stays.
-func removeStaleTemps(dir, base string, now time.Time) {
+// keyDir returns the directory of the key file at path ("." for a bare name) and the file's name.
+func keyDir(path string) (dir, base string) {
+	dir, base = filepath.Split(path)
+	return cmp.Or(dir, "."), base
+}
+
+// tempPrefix is how the temporary files of saves of the key file base begin.
+func tempPrefix(base string) string { return "." + base + ".tmp-" }
+
+// removeStaleTemps removes the temporary files that saves of the key file at path left behind at least
+// staleTempAge before now. It is best effort: what it cannot list or remove stays.
+func removeStaleTemps(path string, now time.Time) {
+	dir, base := keyDir(path)
 	entries, _ := os.ReadDir(dir)
-	prefix := "." + base + ".tmp-"
+	prefix := tempPrefix(base)
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), prefix) || !e.Type().IsRegular() {
 			continue
