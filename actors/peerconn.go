@@ -213,7 +213,7 @@ const abortWriteGrace = 200 * time.Millisecond
 func gracefulClose(reason messages.DisconnectReason) bool {
 	switch reason {
 	case messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN,
-		messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION,
+		messages.DisconnectReason_DISCONNECT_REASON_NOT_NEEDED, messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION,
 		messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS: // an evicted connection flushes its queue
 		return true
 	}

@@ -143,7 +143,8 @@ func (m *peerManager) sweepSoon() {
 // sweepTransient closes the transient connections idle for TransientIdleTimeout, or DiscoveryIdleTimeout for those
 // the application did not use that are outbound (only discovery used them) or that the relay released (kept for a
 // topic the peer no longer shares). Any other inbound one waits TransientIdleTimeout: its dialer, who knows what it
-// is for, closes it first.
+// is for, closes it first. The goodbye says NOT_NEEDED, a routine close: with REQUESTED, which an application's
+// Disconnect says, the peer could not tell the two apart (see chosenPeerLeft).
 // It reports whether a connection the node does not keep is still open.
 func (m *peerManager) sweepTransient() (candidates bool) {
 	now := time.Now()
@@ -156,7 +157,7 @@ func (m *peerManager) sweepTransient() (candidates bool) {
 			timeout = m.n.cfg.DiscoveryIdleTimeout
 		}
 		if transient(e.pc) && e.pc.idleFor(now) >= timeout {
-			e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "idle transient connection")
+			e.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_NOT_NEEDED, "idle transient connection")
 			m.unregister(e)
 			continue
 		}

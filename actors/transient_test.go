@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
@@ -199,4 +200,32 @@ func TestAConnectionOwingAReplyIsNotClosedAsIdle(t *testing.T) {
 	if err := testkit.Poll(ctx, 10*time.Second, func() bool { return !b.Connected(slowPeer.ID()) }); err != nil {
 		t.Fatal("the connection stayed open after its reply, idle")
 	}
+}
+
+// The idle sweep closes a transient connection with reason NOT_NEEDED, and the peer's event says so: with
+// REQUESTED, which Node.Disconnect says, the peer could not tell a routine close from a peer that wants to be left
+// alone.
+func TestTheIdleSweepSaysNotNeeded(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		if i == 0 {
+			cfg.DiscoveryIdleTimeout, cfg.TransientIdleTimeout = idle, idle
+		}
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	events := watchEvents(t, b)
+	ctx := ctxTimeout(t, 20*time.Second)
+	if err := a.Connect(ctx, b.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := testkit.Poll(ctx, 10*time.Second, func() bool { return events.disconnects(a.ID()) > 0 }); err != nil {
+		t.Fatal("a's sweep never closed the idle transient connection")
+	}
+	if got := events.disconnectReasons(a.ID()); len(got) != 1 || !strings.HasPrefix(got[0], messages.DisconnectReason_DISCONNECT_REASON_NOT_NEEDED.String()+":") {
+		t.Fatalf("b's disconnect events from a: %v, want one %s", got, messages.DisconnectReason_DISCONNECT_REASON_NOT_NEEDED)
+	}
+	notNeeded := messages.DisconnectReason_DISCONNECT_REASON_NOT_NEEDED.String()
+	testkit.WaitFor(t, 5*time.Second, func() bool { return a.Stats().Disconnects[notNeeded] == 1 && b.Stats().Disconnects[notNeeded] == 1 },
+		"both sides count the close as NOT_NEEDED")
 }

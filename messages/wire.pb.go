@@ -149,7 +149,7 @@ type DisconnectReason int32
 
 const (
 	DisconnectReason_DISCONNECT_REASON_UNSPECIFIED DisconnectReason = 0
-	// The local node asked for it (Close, API call).
+	// The local node's application asked for it (Node.Disconnect): it wants to be left alone for a while.
 	DisconnectReason_DISCONNECT_REASON_REQUESTED DisconnectReason = 1
 	// The node is shutting down.
 	DisconnectReason_DISCONNECT_REASON_SHUTDOWN DisconnectReason = 2
@@ -175,6 +175,9 @@ const (
 	DisconnectReason_DISCONNECT_REASON_SELF DisconnectReason = 12
 	// The peer sent past the inbound window (InboundWindow) or gave back more than was outstanding.
 	DisconnectReason_DISCONNECT_REASON_FLOW_CONTROL DisconnectReason = 13
+	// The node no longer needs the connection: a transient connection (a lookup's, a send's) closed by the idle
+	// sweep. A routine close, no sign that the node wants to be left alone; older builds sent REQUESTED for it.
+	DisconnectReason_DISCONNECT_REASON_NOT_NEEDED DisconnectReason = 14
 )
 
 // Enum value maps for DisconnectReason.
@@ -194,6 +197,7 @@ var (
 		11: "DISCONNECT_REASON_BANNED",
 		12: "DISCONNECT_REASON_SELF",
 		13: "DISCONNECT_REASON_FLOW_CONTROL",
+		14: "DISCONNECT_REASON_NOT_NEEDED",
 	}
 	DisconnectReason_value = map[string]int32{
 		"DISCONNECT_REASON_UNSPECIFIED":          0,
@@ -210,6 +214,7 @@ var (
 		"DISCONNECT_REASON_BANNED":               11,
 		"DISCONNECT_REASON_SELF":                 12,
 		"DISCONNECT_REASON_FLOW_CONTROL":         13,
+		"DISCONNECT_REASON_NOT_NEEDED":           14,
 	}
 )
 
@@ -1030,7 +1035,7 @@ const file_messages_wire_proto_rawDesc = "" +
 	"\x1bERROR_CODE_UNKNOWN_PROTOCOL\x10\x01\x12\x1a\n" +
 	"\x16ERROR_CODE_APPLICATION\x10\x02\x12\x1a\n" +
 	"\x16ERROR_CODE_BAD_PAYLOAD\x10\x03\x12\x19\n" +
-	"\x15ERROR_CODE_OVERLOADED\x10\x04*\xff\x03\n" +
+	"\x15ERROR_CODE_OVERLOADED\x10\x04*\xa1\x04\n" +
 	"\x10DisconnectReason\x12!\n" +
 	"\x1dDISCONNECT_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bDISCONNECT_REASON_REQUESTED\x10\x01\x12\x1e\n" +
@@ -1046,7 +1051,8 @@ const file_messages_wire_proto_rawDesc = "" +
 	"\x12\x1c\n" +
 	"\x18DISCONNECT_REASON_BANNED\x10\v\x12\x1a\n" +
 	"\x16DISCONNECT_REASON_SELF\x10\f\x12\"\n" +
-	"\x1eDISCONNECT_REASON_FLOW_CONTROL\x10\rB)Z'github.com/actormesh/actormesh/messagesb\x06proto3"
+	"\x1eDISCONNECT_REASON_FLOW_CONTROL\x10\r\x12 \n" +
+	"\x1cDISCONNECT_REASON_NOT_NEEDED\x10\x0eB)Z'github.com/actormesh/actormesh/messagesb\x06proto3"
 
 var (
 	file_messages_wire_proto_rawDescOnce sync.Once
