@@ -379,7 +379,8 @@ func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep, auto bo
 // progress is closed as it comes up (its Connect fails with ErrPeerGone). For 10 minutes the node does not keep
 // a connection to it again by itself (discovery's outbound peers, gossip's tree shortcuts): its lookups may still
 // reach it over short-lived connections. The application's own Connect ends that hold. The peer may still dial
-// in: Ban refuses it.
+// in: Ban refuses it. A peer of this build that had chosen the node itself (its bootstrapper's, its tree
+// shortcuts') does not redial it and holds it likewise; one whose application keeps the node redials it.
 func (n *Node) Disconnect(peer session.NodeID) error {
 	pid, err := n.peerManager()
 	if err != nil {

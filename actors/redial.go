@@ -1,6 +1,7 @@
 package actors
 
-// Wanted peers: the redial backoff of the peers the node keeps, and the hold on those the application disconnected.
+// Wanted peers: the redial backoff of the peers the node keeps, and the hold on those the application disconnected
+// and on the node's own choices whose application disconnected the node.
 
 import (
 	"errors"
@@ -14,14 +15,16 @@ import (
 )
 
 // disconnectHold is how long the node itself (discovery, gossip's tree shortcuts) does not connect again to a
-// peer the application disconnected; at most maxHeld peers are held, the ones held longest giving way.
+// peer the application disconnected, or to one of its own choices that disconnected the node at its application's
+// request (chosenPeerLeft); at most maxHeld peers are held, the ones held longest giving way.
 const (
 	disconnectHold = 10 * time.Minute
 	maxHeld        = 1024
 )
 
-// errHeld refuses the node's own dials to a peer the application disconnected (Node.Disconnect).
-var errHeld = errors.New("the application disconnected this peer: the node does not connect to it again by itself for a while")
+// errHeld refuses the node's own dials to a peer the application disconnected (Node.Disconnect), or whose
+// application disconnected the node (chosenPeerLeft).
+var errHeld = errors.New("the application disconnected this peer, or the peer's application disconnected the node: the node does not connect to it again by itself for a while")
 
 // redialDue fires when a wanted peer's backoff delay is over. Like the other timers' messages (slotDue, sweepDue)
 // it names the instance that armed it: one that fired just before a restart reaches the next instance, which has
@@ -67,15 +70,24 @@ func (m *peerManager) unwant(id session.NodeID) {
 }
 
 // chosenPeerLeft handles a connection to a wanted peer that the peer closed as full (TOO_MANY_PEERS: it refused the
-// node or evicted it for a newcomer) or as shutting down (SHUTDOWN). A peer only the node's own choices want is no
-// longer wanted: the bootstrapper tops up with another candidate, as go-ethereum's dialer and go-libp2p's do with
-// a peer that left. Redialing a full peer instead evicted, at a full node, the newcomer that had just evicted this
-// node's connection, which came back in turn: at N = 1000 a few well-known nodes evicted ~2000 connections a run
-// that way, most of them ~0.15 s old. A peer that shut down was redialed up to RedialAttempts times for nothing,
-// its outbound slot held meanwhile. (REQUESTED is no such sign: besides an application's Disconnect, it closes the
-// idle transient connections, and a node that held every peer whose sweep closed one found no topic peer.) The
-// application's peers (Node.Connect with keep) are redialed as before, as go-ethereum does with its static peers.
-// It reports whether the peer was let go.
+// node or evicted it for a newcomer), as shutting down (SHUTDOWN) or at its application's request (REQUESTED,
+// Node.Disconnect). A peer only the node's own choices want is no longer wanted: the bootstrapper tops up with
+// another candidate, as go-ethereum's dialer and go-libp2p's do with a peer that left. Redialing a full peer
+// instead evicted, at a full node, the newcomer that had just evicted this node's connection, which came back in
+// turn: at N = 1000 a few well-known nodes evicted ~2000 connections a run that way, most of them ~0.15 s old. A
+// peer that shut down was redialed up to RedialAttempts times for nothing, its outbound slot held meanwhile. A peer
+// whose application dropped the node was connected again at once; it is held as well, as the local Disconnect
+// holds (disconnectHold), so that neither the bootstrapper nor gossip's tree shortcuts nor topic discovery keep it
+// again within minutes. (Until the idle sweep said NOT_NEEDED it said REQUESTED too, and a node that held every
+// peer whose sweep had closed one found no topic peer; a peer of such an older build is still held that way.)
+//
+// NOT_NEEDED is routine and the peer is redialed as before. A connection the node keeps reaches the peer's sweep
+// only while the peer holds its end as transient: the peer dialed it for a lookup and the node came to keep it,
+// and then the node's relay greets the peer, whose relay keeps it (keepConn, gossip.Relay.Upgraded), unless that
+// relay is full (Router.MaxPeers) or the sweep came first. The peer has not refused the node, and the redial is a
+// dial with keep, which the peer holds as kept (TestAKeptConnectionThePeerSweptIsRedialed). The application's
+// peers (Node.Connect with keep) are redialed whatever the reason, as go-ethereum does with its static peers. It
+// reports whether the peer was let go.
 func (m *peerManager) chosenPeerLeft(pc *peerConn) bool {
 	w, ok := m.wanted[pc.id]
 	if !ok || !w.auto || !pc.byRemote {
@@ -86,6 +98,10 @@ func (m *peerManager) chosenPeerLeft(pc *peerConn) bool {
 		m.n.log.Debug().Str("peer", pc.id.Short()).Msg("peer is full: not redialing it, the node picks another")
 	case messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN:
 		m.n.log.Debug().Str("peer", pc.id.Short()).Msg("peer left: not redialing it, the node picks another")
+	case messages.DisconnectReason_DISCONNECT_REASON_REQUESTED:
+		m.hold(pc.id, time.Now())
+		m.n.log.Debug().Str("peer", pc.id.Short()).Dur("hold", disconnectHold).
+			Msg("peer disconnected the node: not redialing it, the node picks another and leaves it alone")
 	default:
 		return false
 	}
@@ -138,7 +154,8 @@ func (m *peerManager) scheduleRedial(id session.NodeID, cause error) {
 	w.timer = time.AfterFunc(d, func() { root.Send(self, due) })
 }
 
-// hold records that the application disconnected id at now: the node does not connect to it again by itself for
+// hold records that the application disconnected id at now, or that id, one of the node's own choices, disconnected
+// the node at its application's request (chosenPeerLeft): the node does not connect to it again by itself for
 // disconnectHold. Expired holds go first when the map is full, then the one that ends soonest.
 func (m *peerManager) hold(id session.NodeID, now time.Time) {
 	if _, ok := m.held[id]; !ok && len(m.held) >= maxHeld {
@@ -157,7 +174,7 @@ func (m *peerManager) hold(id session.NodeID, now time.Time) {
 	m.held[id] = now.Add(disconnectHold)
 }
 
-// isHeld tells whether the application disconnected id less than disconnectHold ago.
+// isHeld tells whether id was held (hold) less than disconnectHold ago.
 func (m *peerManager) isHeld(id session.NodeID, now time.Time) bool {
 	until, ok := m.held[id]
 	if ok && !now.Before(until) {

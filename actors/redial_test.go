@@ -54,16 +54,20 @@ func TestShortLivedConnectionsDoNotResetTheRedialBackoff(t *testing.T) {
 	}
 }
 
-// A peer the node chose itself (its bootstrapper's) that closes the connection as full or as shutting down is let
-// go: the bootstrapper picks another. A full peer redialed evicted in turn the newcomer that had evicted this node
-// (stop 45); a peer that shut down was redialed up to RedialAttempts times for nothing.
+// A peer the node chose itself (its bootstrapper's) that closes the connection as full, as shutting down or at its
+// application's request is let go: the bootstrapper picks another. A full peer redialed evicted in turn the
+// newcomer that had evicted this node (stop 45); a peer that shut down was redialed up to RedialAttempts times for
+// nothing; one whose application dropped the node was connected again at once. That one is also held, as a peer the
+// node's own application disconnected is: the node's own dials to it are refused for a while. The others are not.
 func TestAPeerTheNodeChoseThatLeavesIsNotRedialed(t *testing.T) {
 	for _, tc := range []struct {
 		reason messages.DisconnectReason
 		log    string
+		held   bool
 	}{
-		{messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "peer is full: not redialing it"},
-		{messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, "peer left: not redialing it"},
+		{messages.DisconnectReason_DISCONNECT_REASON_TOO_MANY_PEERS, "peer is full: not redialing it", false},
+		{messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, "peer left: not redialing it", false},
+		{messages.DisconnectReason_DISCONNECT_REASON_REQUESTED, "peer disconnected the node: not redialing it", true},
 	} {
 		t.Run(tc.reason.String(), func(t *testing.T) {
 			a, logs := quickRedialNode(t, 3)
@@ -75,17 +79,122 @@ func TestAPeerTheNodeChoseThatLeavesIsNotRedialed(t *testing.T) {
 			if a.Connected(addr.ID) {
 				t.Fatal("still connected to the peer")
 			}
+			err := a.ConnectAsBootstrapper(ctxTimeout(t, 5*time.Second), addr)
+			if tc.held {
+				if err == nil || !strings.Contains(err.Error(), "does not connect to it again by itself") {
+					t.Fatalf("the bootstrapper's dial to the peer that disconnected the node: %v, want the hold's refusal", err)
+				}
+				noRedial(t, taken, "the held peer")
+				return
+			}
+			testkit.WaitFor(t, 10*time.Second, func() bool { return taken.Load() == 2 }, "the bootstrapper's dial reaches the peer again (no hold)")
 		})
 	}
 }
 
-// The application's peers (Connect with keep) are redialed when they shut down, as go-ethereum redials its static
-// peers: a restarting peer comes back.
-func TestAnApplicationPeerThatShutsDownIsRedialed(t *testing.T) {
-	a, _ := quickRedialNode(t, 0)
-	addr, taken := leavingPeer(t, messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN)
-	_ = a.Connect(ctxTimeout(t, 5*time.Second), addr, true) // it may fail: the goodbye can come before it returns
-	testkit.WaitFor(t, 10*time.Second, func() bool { return taken.Load() >= 3 }, "a redials the peer that shut down")
+// A peer the node chose itself whose application disconnects the node (Node.Disconnect, over real nodes) is left
+// alone: not redialed, the bootstrapper's next dial to it refused, until the node's own application connects it.
+func TestAChosenPeerWhoseApplicationDisconnectsIsLeftAlone(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.RedialBase, cfg.RedialMax, cfg.RedialAttempts = 5*time.Millisecond, quickRedialMax, 0
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	events := watchEvents(t, a)
+	ctx := ctxTimeout(t, 20*time.Second)
+	if err := a.ConnectAsBootstrapper(ctx, b.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return b.Connected(a.ID()) }, "b sees a's connection")
+	if err := b.Disconnect(a.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		return events.sawDisconnect(b.ID(), messages.DisconnectReason_DISCONNECT_REASON_REQUESTED)
+	}, "a hears b's goodbye")
+	tick := time.NewTicker(quickRedialMax / 4)
+	defer tick.Stop()
+	for deadline := time.Now().Add(50 * quickRedialMax); time.Now().Before(deadline); <-tick.C {
+		if a.Connected(b.ID()) || events.connects(b.ID()) != 1 {
+			t.Fatalf("a connected to b again (%d connections): it redialed the peer that disconnected it", events.connects(b.ID()))
+		}
+	}
+	if err := a.ConnectAsBootstrapper(ctx, b.Addr()); err == nil {
+		t.Fatal("the bootstrapper's dial to the peer that disconnected the node succeeded")
+	}
+	if err := a.Connect(ctx, b.Addr(), true); err != nil {
+		t.Fatalf("the application's Connect to the peer: %v", err)
+	}
+}
+
+// The application's peers (Connect with keep) are redialed whatever their goodbye, as go-ethereum redials its static
+// peers: a restarting peer comes back, and one that disconnected the node is the application's to drop.
+func TestAnApplicationPeerThatLeavesIsRedialed(t *testing.T) {
+	for _, reason := range []messages.DisconnectReason{
+		messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN,
+		messages.DisconnectReason_DISCONNECT_REASON_REQUESTED,
+		messages.DisconnectReason_DISCONNECT_REASON_NOT_NEEDED,
+	} {
+		t.Run(reason.String(), func(t *testing.T) {
+			a, _ := quickRedialNode(t, 0)
+			addr, taken := leavingPeer(t, reason)
+			_ = a.Connect(ctxTimeout(t, 5*time.Second), addr, true) // it may fail: the goodbye can come before it returns
+			testkit.WaitFor(t, 10*time.Second, func() bool { return taken.Load() >= 3 }, "a redials the peer that left")
+		})
+	}
+}
+
+// A peer the node chose itself that closes the connection as NOT_NEEDED (its idle sweep's) is redialed: it did
+// not refuse the node. The node keeps an inbound connection the peer dialed for a lookup (the bootstrapper chose a
+// peer it was connected to already); the node's relay greets the peer, whose relay then keeps the connection
+// (gossip.Relay.Upgraded), but this peer's relay is full (Router.MaxPeers, taken by c) and refuses the greeting,
+// so the peer, which holds its end as transient, closes it once idle. The node's redial dials it with keep, a
+// connection the peer keeps. A node that let go and held every peer whose sweep had closed such a connection found
+// no topic peer in the topic discovery tests (stop 56).
+func TestAKeptConnectionThePeerSweptIsRedialed(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.RedialBase, cfg.RedialMax, cfg.RedialAttempts = 5*time.Millisecond, quickRedialMax, 0
+		if i == 1 {
+			cfg.DiscoveryIdleTimeout, cfg.TransientIdleTimeout = idle, idle
+			cfg.Gossip.Router.MaxPeers = 1
+		}
+	}))
+	a, b, c := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
+	events := watchEvents(t, a)
+	ctx := ctxTimeout(t, 20*time.Second)
+	if err := c.Connect(ctx, b.Addr(), true); err != nil { // c takes b's one gossip place
+		t.Fatal(err)
+	}
+	if err := testkit.Poll(ctx, 10*time.Second, func() bool {
+		st, err := b.GossipStats(ctx)
+		return err == nil && st.Peers == 1
+	}); err != nil {
+		t.Fatal("b's relay never took c")
+	}
+	if err := b.Connect(ctx, a.Addr(), false); err != nil { // a transient connection, as a lookup's
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return a.Connected(b.ID()) }, "a sees b's connection")
+	if err := a.ConnectAsBootstrapper(ctx, b.Addr()); err != nil { // a keeps b's connection
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		return events.sawDisconnect(b.ID(), messages.DisconnectReason_DISCONNECT_REASON_NOT_NEEDED)
+	}, "b's sweep closes the connection a keeps")
+	testkit.WaitFor(t, 10*time.Second, func() bool { return a.Connected(b.ID()) && keptPeer(a, b.ID()) }, "a redials b")
+	// b keeps the redialed connection: it outlives b's idle timeout several times over.
+	tick := time.NewTicker(idle / 10)
+	defer tick.Stop()
+	for deadline := time.Now().Add(4 * idle); time.Now().Before(deadline); <-tick.C {
+		if !a.Connected(b.ID()) {
+			t.Fatalf("the redialed connection closed: %v", events.disconnectReasons(b.ID()))
+		}
+	}
+	if n := events.disconnects(b.ID()); n != 1 {
+		t.Fatalf("%d disconnects from b, want 1 (the swept connection): %v", n, events.disconnectReasons(b.ID()))
+	}
 }
 
 // A candidate of the node's own (the bootstrapper's) whose dial fails before it was ever reached is let go: the
