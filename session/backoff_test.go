@@ -127,3 +127,17 @@ func TestBackoffCeilingAndDelayBounds(t *testing.T) {
 		}
 	}
 }
+
+// A negative Base or Max gives a ceiling of 0, never a negative one, and delays of 0.
+func TestBackoffNegativeBoundsGiveNoDelay(t *testing.T) {
+	for _, b := range []Backoff{{Base: -time.Second, Max: time.Minute}, {Base: time.Second, Max: -time.Minute}} {
+		for i := range 3 {
+			if c := b.Ceiling(); c != 0 {
+				t.Fatalf("Base %v, Max %v, attempt %d: ceiling %v, want 0", b.Base, b.Max, i, c)
+			}
+			if d, ok := b.Next(); d != 0 || !ok {
+				t.Fatalf("Base %v, Max %v, attempt %d: Next = %v, %v; want 0", b.Base, b.Max, i, d, ok)
+			}
+		}
+	}
+}

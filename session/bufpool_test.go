@@ -590,3 +590,11 @@ func TestAFullSmallBufferGrowsToTheFirstBufferOnly(t *testing.T) {
 		t.Fatalf("600 bytes of a frame claiming 65535 hold a %d-byte buffer, want a pooled one of at most %d", held, frameFirstBuffer)
 	}
 }
+
+// The largest size class, a whole write buffer's, is pooled like the others.
+func TestTheLargestBufferClassIsPooled(t *testing.T) {
+	pool := NewBufferPool()
+	if b := pool.Get(maxWriteBuffer); !getsBack(pool, b, maxPooledBuffer) {
+		t.Fatalf("a %d-byte buffer given back is not reused", maxPooledBuffer)
+	}
+}
