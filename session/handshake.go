@@ -141,7 +141,9 @@ const MinPeerMessageSize = 4 << 10
 
 // Handshake runs the Noise XX handshake over conn, as the initiator (the dialer) or the responder, and returns
 // the secure connection. A dialer passes the NodeID it wants to reach as expected; the zero NodeID accepts any
-// peer. The handshake must finish before the earlier of ctx's deadline and cfg.Timeout; cancelling ctx aborts it.
+// peer. A responder's non-zero expected is checked too: the responder learns the peer's identity from the last
+// message only, so there the peer's side may succeed while the responder's fails with ErrWrongPeer.
+// The handshake must finish before the earlier of ctx's deadline and cfg.Timeout; cancelling ctx aborts it.
 // Handshake sets a deadline on conn and clears it when done. On failure it leaves conn open (the caller closes
 // it) and returns an error wrapping one of ErrHandshake, ErrWrongPeer, ErrNetworkMismatch, ErrVersionMismatch,
 // ErrBadSignature or ErrHandshakeTimeout (or a plain error for an invalid cfg).
@@ -216,14 +218,13 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 	}()
 
 	h := handshake{
-		ctx:       ctx,
-		conn:      conn,
-		fr:        frameReader{src: conn, pool: cfg.Buffers},
-		cfg:       cfg,
-		timeout:   time.Until(deadline),
-		initiator: initiator,
-		expected:  expected,
-		payload:   payload,
+		ctx:      ctx,
+		conn:     conn,
+		fr:       frameReader{src: conn, pool: cfg.Buffers},
+		cfg:      cfg,
+		timeout:  time.Until(deadline),
+		expected: expected,
+		payload:  payload,
 	}
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite:   cipherSuiteFor(x25519DH{}),
@@ -250,14 +251,13 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 
 // handshake is the state of one Handshake call.
 type handshake struct {
-	ctx       context.Context
-	conn      net.Conn
-	fr        frameReader
-	cfg       HandshakeConfig
-	timeout   time.Duration
-	initiator bool
-	expected  NodeID
-	payload   []byte // the local, marshaled HandshakePayload
+	ctx      context.Context
+	conn     net.Conn
+	fr       frameReader
+	cfg      HandshakeConfig
+	timeout  time.Duration
+	expected NodeID
+	payload  []byte // the local, marshaled HandshakePayload
 }
 
 // runInitiator: -> e; <- e, ee, s, es, payload; -> s, se, payload.
@@ -365,7 +365,7 @@ func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 		return PeerInfo{}, fmt.Errorf("%w: peer %s advertises a message size limit of %d bytes, under %d",
 			ErrHandshake, id.Short(), p.MaxMessageSize, MinPeerMessageSize)
 	}
-	if h.initiator && !h.expected.IsZero() && id != h.expected {
+	if !h.expected.IsZero() && id != h.expected {
 		return PeerInfo{}, fmt.Errorf("%w: expected %s, got %s", ErrWrongPeer, h.expected, id)
 	}
 	return PeerInfo{

@@ -153,3 +153,23 @@ func TestAnInterruptionLandingAfterTheHandshakeLeavesNoDeadline(t *testing.T) {
 		t.Fatalf("ReadMessage = %q, %v; want ping", m, err)
 	}
 }
+
+// A responder given a NodeID to expect refuses another peer with ErrWrongPeer, as an initiator does (it ignored
+// expected, and a dialer running the handshake as the responder took any node).
+func TestAResponderRefusesAPeerOtherThanTheOneExpected(t *testing.T) {
+	a, b := testConfig(t, 1), testConfig(t, 2)
+	want := testIdentity(t, 3).NodeID()
+	dr, ar := runHandshakes(t, a, b, false, want) // the dialer, a, is the responder
+	if !errors.Is(dr.err, ErrWrongPeer) || !strings.Contains(dr.err.Error(), want.String()) {
+		t.Fatalf("responder error = %v, want ErrWrongPeer naming %v", dr.err, want)
+	}
+	if ar.err == nil {
+		ar.conn.Close() // the initiator's part was done before the responder saw who it was
+	}
+	dr, ar = runHandshakes(t, a, b, false, b.Identity.NodeID())
+	if dr.err != nil || ar.err != nil {
+		t.Fatalf("the expected peer: responder %v, initiator %v", dr.err, ar.err)
+	}
+	dr.conn.Close()
+	ar.conn.Close()
+}
