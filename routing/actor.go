@@ -118,6 +118,16 @@ type Config struct {
 	// (default 90s; each wait drawn from [1/2, 3/2] of it). A node known to be up is the likeliest to stay up (the
 	// Kademlia paper's observation); go-ethereum's table checks such nodes at a third of the rate of new ones too.
 	RevalidateAnsweredInterval time.Duration
+	// IntroduceDelay is how long after the table took a node from another node's word (a lookup's answer, an
+	// exchange's, AddRecords) this node introduces itself, with a liveness check, to each of its neighbours that has
+	// neither answered nor asked it (default 8s, each wait drawn from [1, 3/2] of it; 0 turns introductions off). Neighbours are as Table.Neighbours
+	// tells: the neighbour is among this node's K nearest entries, or this node among the neighbour's K nearest as
+	// far as the table knows. Neighbourhoods are not symmetric: a node whose refreshes ended before a neighbour
+	// joined near it may never look that neighbour up, while the neighbour, which heard of it second-hand, never
+	// contacts it; the revalidation (RevalidateInterval) reaches such a neighbour only if it is among the node's
+	// own K nearest, one per tick. A tick introduces the node to at most Table.K neighbours, nearest first; the
+	// next tick, IntroduceDelay later, to the others.
+	IntroduceDelay time.Duration
 	// MaxInFlight bounds the discovery requests in progress outside lookups (default 64).
 	MaxInFlight int
 	// MaxLookups bounds the lookups in progress (default 32); one more fails with ErrTooManyLookups. Each has at
@@ -163,11 +173,12 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: the default table, alpha 3, beta 3, 2s requests, a liveness check every 30s on
-// average (of an entry that answered: every 90s), at most 64 requests outside lookups and 32 lookups at a time.
+// average (of an entry that answered: every 90s), introductions 8s after a node learned second-hand, at most 64
+// requests outside lookups and 32 lookups at a time.
 func DefaultConfig() Config {
 	return Config{
 		Table: DefaultTableConfig(), Alpha: DefaultAlpha, Beta: DefaultBeta, RequestTimeout: 2 * time.Second,
-		RevalidateInterval: 30 * time.Second, RevalidateAnsweredInterval: 90 * time.Second, MaxInFlight: 64, MaxLookups: 32, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
+		RevalidateInterval: 30 * time.Second, RevalidateAnsweredInterval: 90 * time.Second, IntroduceDelay: 8 * time.Second, MaxInFlight: 64, MaxLookups: 32, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
 		MisbehaviourBan: 10 * time.Minute, CheckAge: 30 * time.Second, CheckRate: 0.2, CheckBurst: 2,
 		TopicTTL: 30 * time.Minute, MaxTopics: 64, TopicRegistrations: 32, Logger: zerolog.Nop(),
 	}
@@ -202,6 +213,9 @@ func (c Config) Validate() error {
 	}
 	if c.CheckAge < 0 {
 		return fmt.Errorf("%w: CheckAge must not be negative, got %v", ErrInvalidConfig, c.CheckAge)
+	}
+	if c.IntroduceDelay < 0 {
+		return fmt.Errorf("%w: IntroduceDelay must not be negative (0 turns introductions off), got %v", ErrInvalidConfig, c.IntroduceDelay)
 	}
 	return nil
 }
@@ -303,9 +317,10 @@ type Stats struct {
 	Revalidations, Evictions uint64
 	// Exchanges counts the FindNode exchanges the actor started outside lookups: with each new outbound
 	// connection's peer (to learn its record and its neighbourhood of our key) and liveness checks. Checks counts
-	// the latter, NewcomerChecks those of them started for a newcomer to a full bucket (the others are the periodic
-	// revalidation's).
-	Exchanges, Checks, NewcomerChecks uint64
+	// the latter, NewcomerChecks those of them started for a newcomer to a full bucket, Introductions those started
+	// to introduce this node to a neighbour learned second-hand (Config.IntroduceDelay); the others are the
+	// periodic revalidation's.
+	Exchanges, Checks, NewcomerChecks, Introductions uint64
 	// ExchangesDropped counts the exchanges outside lookups not started because Config.MaxInFlight were in
 	// progress: a new outbound peer's, a newcomer's liveness check (counted in neither Checks nor NewcomerChecks,
 	// its CheckRate token kept) or the revalidation's (whose answered-entry check stays due). Until stop 54 such a
@@ -337,6 +352,8 @@ type (
 		err   error
 	}
 	revalidateTick struct{ from *routingActor }
+	// introduceTick starts the queued introductions (introduce).
+	introduceTick struct{ from *routingActor }
 	// saveDone ends a periodic save of the peer store (startSave).
 	saveDone       struct{ from *routingActor }
 	lookupFinished struct {
@@ -392,6 +409,8 @@ type routingActor struct {
 	save        saveFunc  // writes the peer store: SaveStore (tests replace it)
 	answeredDue time.Time // the next check of an answered entry (revalidate)
 	checking    map[session.NodeID]bool
+	// introTimer, when armed, fires the next introductions (introduce).
+	introTimer *time.Timer
 	// busy holds the entries whose last liveness check found them busy (ErrPeerBusy: neither alive nor failed),
 	// which revalidate passes over until it has nothing else to check: without it, a busy nearest neighbour was
 	// picked again at every tick, and no other entry was ever checked. At most maxDeferred of them.
@@ -506,6 +525,10 @@ func (a *routingActor) Receive(ctx actor.Context) {
 			a.startSave(now) // or, while the last one is still in progress, at a later tick
 		}
 		a.armRevalidation()
+	case *introduceTick:
+		if m.from == a {
+			a.introduce()
+		}
 	case *saveDone:
 		if m.from == a {
 			a.saving = false
@@ -563,7 +586,7 @@ func (a *routingActor) snapshot(req *SnapshotRequest) {
 	}
 }
 
-// teardown ends this incarnation's work: the peer-event subscription, the revalidation timer and the exchanges (it
+// teardown ends this incarnation's work: the peer-event subscription, the revalidation and introduction timers and the exchanges (it
 // waits for their goroutines, whose requests its context cancels), and answers its lookups with err.
 func (a *routingActor) teardown(err error) {
 	if a.unsubscribe != nil {
@@ -572,6 +595,9 @@ func (a *routingActor) teardown(err error) {
 	}
 	if a.timer != nil {
 		a.timer.Stop()
+	}
+	if a.introTimer != nil {
+		a.introTimer.Stop()
 	}
 	a.cancel()
 	a.wg.Wait()

@@ -88,7 +88,12 @@ func (r *revalidationRig) actor(t *testing.T, net Network) *routingActor {
 		self: r.sink, root: r.sys.Root, answeredDue: t0.Add(time.Hour),
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	t.Cleanup(a.cancel)
+	t.Cleanup(func() {
+		a.cancel()
+		if a.introTimer != nil { // a node learned second-hand armed an introduction tick (learnedSecondHand)
+			a.introTimer.Stop()
+		}
+	})
 	return a
 }
 
@@ -170,6 +175,7 @@ func TestStaleRecordDoesNotReplaceANewerOneInAReplacementCache(t *testing.T) {
 	rng := newRand(33)
 	self := identity(t, 200).NodeID()
 	cfg := DefaultConfig()
+	cfg.IntroduceDelay = 0 // an actor built by hand, with no system to tick it
 	cfg.Table = noLimits()
 	cfg.Table.KeepNearest = false
 	tab, err := NewTable(self, cfg.Table)
@@ -218,6 +224,7 @@ func TestLoopbackRecordsAreTakenOnlyOnLoopback(t *testing.T) {
 	}{{"203.0.113.5:4001", false}, {"127.0.0.1:4001", true}} {
 		self := identity(t, 200)
 		cfg := DefaultConfig()
+		cfg.IntroduceDelay = 0 // an actor built by hand, with no system to tick it
 		tab, err := NewTable(self.NodeID(), cfg.Table)
 		if err != nil {
 			t.Fatal(err)

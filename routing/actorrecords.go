@@ -43,6 +43,9 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck
 	switch res.Status {
 	case Added, Updated, Pending:
 		a.net.AddAddress(e.ID, e.Addr)
+		if res.Status == Added && !direct {
+			a.learnedSecondHand() // perhaps a neighbour that does not know this node
+		}
 	case RejectedIP:
 		a.stats.RejectedIP++
 	}

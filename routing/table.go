@@ -501,6 +501,55 @@ func (t *Table) NearestUnanswered(k int, skip func(session.NodeID) bool) (Entry,
 	return Entry{}, false
 }
 
+// Neighbours reports whether the node id, an entry of the table, and the table's own node are neighbours as far as
+// the table knows: id is among the k entries nearest to the table's own key, or the table's own node is among the k
+// nodes nearest to id of those the table holds (id's own entry left out). The second half is what
+// NearestUnanswered cannot see: a node the table learned second-hand, to which this node is one of the nearest
+// while it is not one of this node's, may never hear of this node unless this node introduces itself. It reports
+// false for a node not in the table.
+func (t *Table) Neighbours(id session.NodeID, k int) bool {
+	if k <= 0 {
+		return false
+	}
+	key := KeyOf(id)
+	d := LogDistance(t.selfKey, key)
+	if d == 0 || t.buckets[d-1] == nil || indexOf(t.buckets[d-1].entries, id) < 0 {
+		return false
+	}
+	// It counts without copying (the introductions ask it of every entry). The entries nearer to the node's own key
+	// than id: those of the nearer buckets, and some of id's.
+	nearer := 0
+	for _, b := range t.buckets[:d-1] {
+		if b != nil {
+			nearer += len(b.entries)
+		}
+	}
+	for i := range t.buckets[d-1].entries {
+		if DistCmp(t.selfKey, t.buckets[d-1].entries[i].e.Key, key) < 0 {
+			nearer++
+		}
+	}
+	if nearer < k {
+		return true
+	}
+	// The entries nearer to id than the node are in buckets 1..d: one farther from the node differs from it at a
+	// bit above d, where id agrees with the node.
+	nearer = 0
+	for _, b := range t.buckets[:d] {
+		if b == nil {
+			continue
+		}
+		for i := range b.entries {
+			if e := &b.entries[i].e; e.ID != id && DistCmp(key, e.Key, t.selfKey) < 0 {
+				if nearer++; nearer == k {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
 func (t *Table) stalest(keep func(*Entry) bool) (Entry, bool) {
 	var best *Entry
 	for _, b := range t.buckets {

@@ -52,3 +52,20 @@ func BenchmarkClosest(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkNeighbours asks Neighbours of every entry of a table of the default configuration, as an introduction tick
+// does; it allocates nothing.
+func BenchmarkNeighbours(b *testing.B) {
+	tab, _ := NewTable(randID(newRand(25)), noLimits())
+	for _, e := range randomEntries(26, 10000) {
+		tab.Add(e, t0)
+	}
+	entries := tab.Entries()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		tab.Neighbours(entries[i%len(entries)].ID, 20)
+		i++
+	}
+	b.ReportMetric(float64(len(entries)), "entries")
+}

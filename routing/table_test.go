@@ -682,3 +682,48 @@ func TestDomainOfGroupsNamesByRegisteredDomain(t *testing.T) {
 		}
 	}
 }
+
+// TestNeighboursAreTheNearestEitherWay: Table.Neighbours agrees with a sort of the whole table, for each entry: it is
+// among the node's k nearest, or the node is among its k nearest of the entries (its own left out). Some entries are
+// neighbours by the second half alone (the node is near them, they are not near it), and none outside the table is.
+func TestNeighboursAreTheNearestEitherWay(t *testing.T) {
+	rng := newRand(12)
+	self := randID(rng)
+	tab, err := NewTable(self, noLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 400 {
+		tab.Add(Entry{ID: randID(rng), Addr: randAddr(rng)}, t0)
+	}
+	all := tab.Entries()
+	selfKey := KeyOf(self)
+	theirsOnly := map[int]int{} // by k
+	for _, k := range []int{1, 5, 20} {
+		mine := ids(oracleClosest(all, selfKey, k))
+		for _, e := range all {
+			closer := 0 // the entries other than e nearer to e than the node
+			for _, o := range all {
+				if o.ID != e.ID && DistCmp(e.Key, o.Key, selfKey) < 0 {
+					closer++
+				}
+			}
+			want := slices.Contains(mine, e.ID) || closer < k
+			if !slices.Contains(mine, e.ID) && closer < k {
+				theirsOnly[k]++
+			}
+			if got := tab.Neighbours(e.ID, k); got != want {
+				t.Fatalf("k = %d: Neighbours(%s) = %v, want %v (%d entries nearer to it than the node)", k, e.ID.Short(), got, want, closer)
+			}
+		}
+	}
+	if theirsOnly[20] == 0 {
+		t.Fatalf("entries that are neighbours by the node's nearness to them alone, by k: %v: the test proves little", theirsOnly)
+	}
+	if tab.Neighbours(randID(rng), 20) {
+		t.Fatal("a node not in the table is a neighbour")
+	}
+	if tab.Neighbours(all[len(all)-1].ID, 0) {
+		t.Fatal("k = 0 makes a neighbour")
+	}
+}

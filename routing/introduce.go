@@ -1,0 +1,55 @@
+package routing
+
+// The routing actor's introductions: a liveness check, soon after it was learned second-hand, of a neighbour that
+// may not know this node (docs/ARCHITECTURE.md, Discovery, Introductions).
+
+import "time"
+
+// learnedSecondHand notes that the table has just taken a node from another node's word: an introduction tick comes
+// Config.IntroduceDelay to 3/2 of it later, unless one is due already. The jitter spreads the introductions of
+// nodes that joined together (after an outage, or all of a simulation's), which would otherwise dial their
+// neighbours in the same instant; it draws no shorter wait, as a younger table takes more nodes for neighbours
+// than are (docs/ARCHITECTURE.md, Discovery, Introductions).
+func (a *routingActor) learnedSecondHand() {
+	if a.cfg.IntroduceDelay <= 0 || a.introTimer != nil || a.ctx.Err() != nil {
+		return
+	}
+	self, root, tick := a.self, a.root, &introduceTick{from: a}
+	d := a.cfg.IntroduceDelay
+	a.introTimer = time.AfterFunc(d+time.Duration(a.rng.Int64N(int64(d/2)+1)), func() { root.Send(self, tick) })
+}
+
+// introductions returns the entries this node introduces itself to at a tick, nearest to the node first, at most
+// Table.K: its neighbours (Table.Neighbours) that have neither answered nor failed a check, that are not being
+// checked nor found busy by a check. They know of this node only if they learned of it second-hand: a lookup of
+// this node's has not asked them, nor have they asked this node.
+func (a *routingActor) introductions() []Entry {
+	k := a.cfg.Table.K
+	var out []Entry
+	for _, e := range a.table.Closest(a.table.SelfKey(), a.table.Len()) {
+		if _, busy := a.busy[e.ID]; busy || e.Answered() || e.Failures > 0 || a.checking[e.ID] || !a.table.Neighbours(e.ID, k) {
+			continue
+		}
+		if out = append(out, e); len(out) == k {
+			break
+		}
+	}
+	return out
+}
+
+// introduce starts the introductions due (introductions). A tick that finds Table.K of them, or MaxInFlight
+// exchanges in progress, arms the next one for the others.
+func (a *routingActor) introduce() {
+	a.introTimer = nil
+	due := a.introductions()
+	for _, e := range due {
+		if !a.checkEntry(e) {
+			a.learnedSecondHand()
+			return
+		}
+		a.stats.Introductions++
+	}
+	if len(due) == a.cfg.Table.K {
+		a.learnedSecondHand()
+	}
+}
