@@ -200,6 +200,11 @@ func handshakeWithRawPeer(t *testing.T, cfg HandshakeConfig, localInitiates bool
 	lc, rc := tcpPair(t)
 	done := make(chan error, 1)
 	go func() {
+		// A deadline of its own: a Handshake that stops answering must fail the test, not hang it.
+		if err := rc.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			done <- err
+			return
+		}
 		_, _, err := rawPeer(rc, !localInitiates, testIdentity(t, 1), mutate)
 		rc.Close()
 		done <- err
@@ -435,7 +440,7 @@ func TestHandshakeContext(t *testing.T) {
 		}
 	})
 	t.Run("cancel", func(t *testing.T) {
-		lc, _ := tcpPair(t)
+		lc, rc := tcpPair(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		timer := time.AfterFunc(50*time.Millisecond, cancel)
 		defer timer.Stop()
@@ -444,9 +449,14 @@ func TestHandshakeContext(t *testing.T) {
 		if !errors.Is(err, ErrHandshake) || !errors.Is(err, context.Canceled) || time.Since(start) > time.Second {
 			t.Fatalf("error = %v after %v, want ErrHandshake wrapping context.Canceled", err, time.Since(start))
 		}
-		// The deadline set by the interruption was cleared: the connection is usable again.
-		if err := lc.SetReadDeadline(time.Now().Add(time.Hour)); err != nil {
+		// The deadline set by the interruption was cleared: the connection reads again (a deadline left in the
+		// past would fail the read at once with a timeout).
+		if _, err := rc.Write([]byte{7}); err != nil {
 			t.Fatal(err)
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(lc, b[:]); err != nil || b[0] != 7 {
+			t.Fatalf("reading after the cancelled handshake: %v (byte %d), want the byte the peer wrote", err, b[0])
 		}
 	})
 	t.Run("already cancelled", func(t *testing.T) {
