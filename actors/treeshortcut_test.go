@@ -45,6 +45,12 @@ func waitShortcut(t *testing.T, nw *testkit.Network, last, via int) {
 		info, err := nw.Nodes[last].Topic(ctxTimeout(t, time.Second), "t")
 		return err == nil && info.Root == nw.Nodes[0].ID() && info.Dist == 2 && info.Parent == nw.Nodes[via].ID()
 	}, "node %d did not take node %d, a hop from the root, as its parent", last, via)
+	// And the parent took the graft: until it has, it pushes to its old children only (a loaded host's run got the
+	// root's message to the last node over the old path, a hop longer).
+	testkit.WaitFor(t, 15*time.Second, func() bool {
+		info, err := nw.Nodes[via].Topic(ctxTimeout(t, time.Second), "t")
+		return err == nil && slices.Contains(info.TreeLinks, nw.Nodes[last].ID())
+	}, "node %d did not take node %d as its child", via, last)
 	if !nw.Nodes[last].Connected(nw.Nodes[via].ID()) {
 		t.Fatal("the shortcut's connection is gone")
 	}
