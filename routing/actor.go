@@ -323,7 +323,8 @@ type Stats struct {
 	Exchanges, Checks, NewcomerChecks, Introductions uint64
 	// ExchangesDropped counts the exchanges outside lookups not started because Config.MaxInFlight were in
 	// progress: a new outbound peer's, a newcomer's liveness check (counted in neither Checks nor NewcomerChecks,
-	// its CheckRate token kept) or the revalidation's (whose answered-entry check stays due). Until stop 54 such a
+	// its CheckRate token kept), the revalidation's (whose answered-entry check stays due) or an introduction
+	// (tried again at the next introduction tick). Until stop 54 such a
 	// newcomer check counted in NewcomerChecks as if it had run.
 	ExchangesDropped uint64
 	// Misbehaved counts peers banned for a discovery protocol violation.

@@ -3,7 +3,11 @@ package routing
 // The routing actor's introductions: a liveness check, soon after it was learned second-hand, of a neighbour that
 // may not know this node (docs/ARCHITECTURE.md, Discovery, Introductions).
 
-import "time"
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+)
 
 // learnedSecondHand notes that the table has just taken a node from another node's word: an introduction tick comes
 // Config.IntroduceDelay to 3/2 of it later, unless one is due already. The jitter spreads the introductions of
@@ -15,8 +19,13 @@ func (a *routingActor) learnedSecondHand() {
 		return
 	}
 	self, root, tick := a.self, a.root, &introduceTick{from: a}
-	d := a.cfg.IntroduceDelay
-	a.introTimer = time.AfterFunc(d+time.Duration(a.rng.Int64N(int64(d/2)+1)), func() { root.Send(self, tick) })
+	a.introTimer = time.AfterFunc(introductionWait(a.rng, a.cfg.IntroduceDelay), func() { root.Send(self, tick) })
+}
+
+// introductionWait returns a wait drawn uniformly from [d, 3d/2].
+func introductionWait(rng *rand.Rand, d time.Duration) time.Duration {
+	d = min(d, math.MaxInt64/2) // 146 years, never: 3d/2 would overflow into a negative wait
+	return d + time.Duration(rng.Int64N(int64(d/2)+1))
 }
 
 // introductions returns the entries this node introduces itself to at a tick, nearest to the node first, at most

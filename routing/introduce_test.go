@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -253,5 +254,19 @@ func TestIntroduceDelayIsValidated(t *testing.T) {
 	cfg.IntroduceDelay = 0
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("IntroduceDelay 0: %v", err)
+	}
+}
+
+// The introductions' waits lie in [d, 3d/2], the longest ones too (d capped at half the largest Duration, 146
+// years): a delay past 2/3 of the largest Duration overflowed into a negative wait, and the introductions went out
+// at once (a review's finding).
+func TestIntroductionWaitsNeverComeEarly(t *testing.T) {
+	rng := newRand(43)
+	for _, d := range []time.Duration{time.Nanosecond, 8 * time.Second, time.Duration(math.MaxInt64)} {
+		for range 100 {
+			if w, c := introductionWait(rng, d), min(d, math.MaxInt64/2); w < c || w > c+c/2 {
+				t.Fatalf("a wait of %v for IntroduceDelay %v", w, d)
+			}
+		}
 	}
 }
