@@ -125,6 +125,11 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	// The node's own checks too, before identity creates the data directory, its lock and a key file: a refused
+	// command line leaves nothing behind. Validate wants no identity (NewNode makes one when there is none).
+	if err := cfg.Validate(); err != nil {
+		return &usageError{err}
+	}
 	id, release, err := o.identity(log)
 	if err != nil {
 		return err

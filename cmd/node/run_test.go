@@ -351,3 +351,30 @@ func TestASecondNodeOnADataDirOrKeyFailsToStart(t *testing.T) {
 		t.Fatalf("a node on the data dir after the first stopped exited %d: %s", code, &again.stderr)
 	}
 }
+
+// A command line the node's config refuses exits 2 before anything is written: checks of actors.Config.Validate
+// that the flags' own checks do not make created --data-dir, its LOCK and a new identity, then failed. The flags'
+// own checks name the flag.
+func TestRunRefusedConfigCreatesNoDataDir(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--network", strings.Repeat("n", actors.MaxNetworkIDLength+1)}, "NetworkID"},
+		{[]string{"--advertise", "0.0.0.0:30700"}, "AdvertiseAddr"},
+		{[]string{"--advertise", "203.0.113.7:http"}, "AdvertiseAddr"},
+		{[]string{"--network", ""}, "--network must not be empty"},
+		{[]string{"--max-inbound", "0"}, "--max-inbound and --max-outbound must be at least 1"},
+		{[]string{"--max-outbound", "0"}, "--max-inbound and --max-outbound must be at least 1"},
+	} {
+		dir := filepath.Join(t.TempDir(), "state")
+		full := append([]string{"run", "--listen", "127.0.0.1:0", "--api", "off", "--data-dir", dir}, tc.args...)
+		code, out, errOut := call(t, full...)
+		if code != exitUsage || out != "" || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want %d and %q", tc.args[0], code, out, errOut, exitUsage, tc.want)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s %.20q: the refused command line created --data-dir (stat: %v)", tc.args[0], tc.args[1], err)
+		}
+	}
+}
