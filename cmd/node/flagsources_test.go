@@ -318,3 +318,16 @@ func TestRunConfigFileAndEnvReachTheNode(t *testing.T) {
 		t.Errorf("the file's data-dir holds no identity: %v", err)
 	}
 }
+
+// An environment list of no items (a lone comma) empties the flag, and, being set, beats the config file.
+func TestFlagSourcesAnEmptyEnvListBeatsTheFile(t *testing.T) {
+	t.Setenv("AMTEST_CONFIG", writeConfig(t, `peer = ["file-peer"]`))
+	t.Setenv("AMTEST_PEER", ",")
+	got, err := runSources(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.peers) != 0 {
+		t.Errorf("AMTEST_PEER=, with the file's peer = [\"file-peer\"]: peer %q, want none", got.peers)
+	}
+}
