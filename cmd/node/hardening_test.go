@@ -28,16 +28,7 @@ func TestStalledSubscriberDoesNotBlockShutdown(t *testing.T) {
 	b := startInProcess(t, append([]string{"--api", "127.0.0.1:0", "--bootnode", addrA.String(),
 		"--data-dir", t.TempDir()}, common...)...)
 	b.listening(t)
-	var api string
-	testkit.WaitFor(t, 10*time.Second, func() bool {
-		for _, l := range strings.Split(b.stdout.String(), "\n") {
-			if v, ok := strings.CutPrefix(l, "api http://"); ok {
-				api = v
-				return true
-			}
-		}
-		return false
-	}, "the api line")
+	api := b.apiAddr(t)
 
 	conn, err := net.Dial("tcp", api)
 	if err != nil {
