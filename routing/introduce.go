@@ -36,7 +36,7 @@ func (a *routingActor) introductions() []Entry {
 	k := a.cfg.Table.K
 	var out []Entry
 	for _, e := range a.table.Closest(a.table.SelfKey(), a.table.Len()) {
-		if _, busy := a.busy[e.ID]; busy || e.Answered() || e.Failures > 0 || a.checking[e.ID] || !a.table.Neighbours(e.ID, k) {
+		if e.Answered() || e.Failures > 0 || a.passedOver(e.ID) || !a.table.Neighbours(e.ID, k) {
 			continue
 		}
 		if out = append(out, e); len(out) == k {

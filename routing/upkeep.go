@@ -100,10 +100,7 @@ func (a *routingActor) revalidate(now time.Time) {
 // it reports false if there was no entry to check. A check that could not start (MaxInFlight exchanges in progress:
 // Stats.ExchangesDropped) leaves the answered entries' check due, for the next tick.
 func (a *routingActor) check(now time.Time) bool {
-	skip := func(id session.NodeID) bool {
-		_, busy := a.busy[id]
-		return a.checking[id] || busy
-	}
+	skip := a.passedOver
 	if !now.Before(a.answeredDue) {
 		if e, ok := a.table.StalestOf(true, skip); ok {
 			if a.checkEntry(e) {
@@ -123,6 +120,12 @@ func (a *routingActor) check(now time.Time) bool {
 		return true
 	}
 	return false
+}
+
+// passedOver tells whether a check of id is to wait: one is in progress, or id was found busy (deferCheck).
+func (a *routingActor) passedOver(id session.NodeID) bool {
+	_, busy := a.busy[id]
+	return a.checking[id] || busy
 }
 
 // checkEntry starts the liveness check of a table entry at the address the table holds for it: the node's address
