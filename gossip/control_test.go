@@ -222,9 +222,16 @@ func TestMessageLearnedByIWantGrafts(t *testing.T) {
 	m.ID = DefaultMsgID(m)
 	r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: []MsgID{m.ID}})
 	out, st := r.HandleMessage(t0, nid(2), m)
+	if c, _ := sendsTo(out, nid(2)); st != Pending || c != nil {
+		t.Fatalf("message answering IWANT: %v, control %+v, want it pending and no GRAFT before its verdict", st, c)
+	}
+	if eager, _ := r.MeshPeers(topicA); slices.Contains(eager, nid(2)) {
+		t.Fatalf("eager links %v before the verdict, want peer 2 not grafted yet", eager)
+	}
+	out = r.Validated(t0, m.ID, Accept)
 	c, _ := sendsTo(out, nid(2))
-	if st != Pending || c == nil || !slices.Equal(c.Graft, []string{topicA}) {
-		t.Fatalf("message answering IWANT: %v, control %+v, want a GRAFT", st, c)
+	if c == nil || !slices.Equal(c.Graft, []string{topicA}) {
+		t.Fatalf("accepted message that answered an IWANT: control %+v, want a GRAFT", c)
 	}
 	if eager, _ := r.MeshPeers(topicA); !slices.Contains(eager, nid(2)) {
 		t.Errorf("eager links %v, want peer 2 grafted", eager)
@@ -233,6 +240,39 @@ func TestMessageLearnedByIWantGrafts(t *testing.T) {
 	out, st = r.HandleMessage(t0, nid(1), msg("m"))
 	if st != Duplicate || len(out.Send) != 0 {
 		t.Errorf("late eager copy: %v with %+v, want a duplicate and no prune", st, out.Send)
+	}
+}
+
+// A pulled copy that validation rejects, or whose sender left before the verdict, grafts nothing: an eager link
+// to a peer that answered an IWANT with an invalid message would bring its next messages unasked.
+func TestAPulledCopyGraftsOnlyOnceAccepted(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		verdict Verdict
+		leaves  bool
+	}{{"rejected", Reject, false}, {"ignored", Ignore, false}, {"sender gone", Accept, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := joined(t, DefaultConfig(), 1)
+			addPeers(t, r, topicA, 2, 2) // outside the mesh
+			m := msg("m")
+			m.ID = DefaultMsgID(m)
+			r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: []MsgID{m.ID}})
+			out, st := r.HandleMessage(t0, nid(2), m)
+			if st != Pending {
+				t.Fatalf("message answering IWANT: %v, want pending", st)
+			}
+			if tc.leaves {
+				r.RemovePeer(t0, nid(2))
+			}
+			vout := r.Validated(t0, m.ID, tc.verdict)
+			out.Send = append(out.Send, vout.Send...)
+			if c, _ := sendsTo(out, nid(2)); c != nil && len(c.Graft) > 0 {
+				t.Errorf("control %+v to the sender, want no GRAFT", c)
+			}
+			if eager, lazy := r.MeshPeers(topicA); slices.Contains(eager, nid(2)) || slices.Contains(lazy, nid(2)) {
+				t.Errorf("mesh eager %v lazy %v, want peer 2 left out", eager, lazy)
+			}
+		})
 	}
 }
 

@@ -19,7 +19,7 @@
 // The eager links are trimmed to a spanning tree as in Plumtree (Leitão, Pereira, Rodrigues, 2007): an eager link
 // that keeps pushing duplicates (PruneDuplicates in a row) is turned lazy on both ends by a PRUNE with Lazy set,
 // which keeps it in the mesh, so the degree does not drop; a message first obtained by IWANT grafts the link it came
-// from back to eager. Once the tree has formed, every node receives each message about once, while the lazy links
+// from back to eager, once validation accepted it (a copy rejected or ignored grafts nothing). Once the tree has formed, every node receives each message about once, while the lazy links
 // detect and repair the holes that failures leave. Plumtree prunes on the first duplicate; waiting for a few in a
 // row keeps concurrent messages from different origins from pruning the tree apart (see PruneDuplicates).
 // GossipDelay holds an id back from IHAVE until the tree has probably delivered it everywhere, so that slow tree

@@ -388,7 +388,8 @@ func (r *Router) Publish(now time.Time, msg *Message) (Output, error) {
 
 // HandleMessage takes a message received from a peer. It sets msg.ID, unless MessageID did (msg must not change
 // in between: the shell asks for the id first to skip verifying a message it has seen). A new message is recorded as seen and held
-// until Validated is called with its id (Status Pending); if it answers an IWANT, the link it came from is grafted.
+// until Validated is called with its id (Status Pending); if it answers an IWANT, the link it came from is grafted
+// once the message is accepted.
 // A copy that comes while one is pending is a duplicate; should the pending one not be accepted, it is asked for.
 // A message outside the freshness window (see Config.MaxClockSkew) is dropped, not recorded as seen, and counted in
 // Stats.Stale.
@@ -422,15 +423,14 @@ func (r *Router) HandleMessage(now time.Time, from session.NodeID, msg *Message)
 		return Output{}, Dropped
 	}
 	r.seen.add(msg.ID, now)
-	if w := r.wants[msg.ID]; w != nil && w.asked(from) && t.tree == nil {
-		r.graftLink(&b, msg.Topic, t, from, now) // learned by IWANT: the tree has a hole here
-	} else if i := t.meshIndex(from); i >= 0 && t.tree == nil {
-		t.mesh[i].eager, t.mesh[i].dups = true, 0 // the peer pushed it, so it holds the link eager: agree
-	}
 	pulled := false
 	if w := r.wants[msg.ID]; w != nil {
 		pulled = w.asked(from)
 		w.done, w.at = true, now
+	}
+	// A pulled message grafts its link once accepted (accept); a pushed one tells that the peer holds the link eager.
+	if i := t.meshIndex(from); i >= 0 && t.tree == nil && !pulled {
+		t.mesh[i].eager, t.mesh[i].dups = true, 0 // the peer pushed it, so it holds the link eager: agree
 	}
 	r.pending[msg.ID] = &pending{msg: msg, from: from, at: now, pulled: pulled, size: len(msg.Data)}
 	r.pendingBytes += len(msg.Data)
@@ -540,6 +540,11 @@ func (r *Router) accept(b *builder, pd *pending, now time.Time) {
 	}
 	if pd.pulled {
 		r.repairBeat = r.beats
+		if t.tree == nil && r.peers[pd.from] != nil {
+			// Learned by IWANT: the eager links have a hole here. Grafted only now: a copy that validation
+			// rejects must not make its sender an eager link (until stop 58 the graft came with the copy).
+			r.graftLink(b, pd.msg.Topic, t, pd.from, now)
+		}
 	}
 	b.out.Deliver = append(b.out.Deliver, pd.msg)
 	r.stats.Delivered++
