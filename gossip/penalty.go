@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"slices"
 	"time"
 
 	"github.com/actormesh/actormesh/session"
@@ -68,4 +69,47 @@ func (r *Router) penalty(id session.NodeID, why string) Penalty {
 func (r *Router) bans(n int) bool {
 	t := r.cfg.PenaltyThreshold
 	return n >= t && (n-t)%t == 0
+}
+
+// carriedPenalty is a peer's count of rejected messages handed from a failed relay's Router to its successor.
+type carriedPenalty struct {
+	id      session.NodeID
+	penalty int
+	at      time.Time // when the peer left, or the Router's clock for a peer still there
+}
+
+// carryPenalties returns the penalties the Router holds, of its peers and of the departed ones it retains, most
+// recent first: what a restarted relay's next Router starts from (inheritPenalties), so that a restart does not
+// clear a peer's way to its ban.
+func (r *Router) carryPenalties() []carriedPenalty {
+	var out []carriedPenalty
+	for id, p := range r.peers {
+		if p.penalty > 0 {
+			out = append(out, carriedPenalty{id: id, penalty: p.penalty, at: r.now})
+		}
+	}
+	for id, rp := range r.retained {
+		out = append(out, carriedPenalty{id: id, penalty: rp.penalty, at: rp.at})
+	}
+	slices.SortFunc(out, func(a, b carriedPenalty) int { return b.at.Compare(a.at) })
+	return out
+}
+
+// inheritPenalties retains the penalties of a predecessor's carryPenalties that PenaltyRetention has not expired
+// at now, the most recent first, within the MaxPeers the Router retains; a peer added later (AddPeer) takes its
+// count back, as one that reconnects does.
+func (r *Router) inheritPenalties(entries []carriedPenalty, now time.Time) {
+	now = r.clock(now)
+	for _, e := range entries {
+		if len(r.retained) >= r.cfg.MaxPeers {
+			return
+		}
+		if _, kept := r.retained[e.id]; kept || e.penalty == 0 || now.Sub(e.at) >= r.cfg.PenaltyRetention {
+			continue
+		}
+		if r.retained == nil {
+			r.retained = make(map[session.NodeID]retainedPenalty)
+		}
+		r.retained[e.id] = retainedPenalty{penalty: e.penalty, at: e.at}
+	}
 }

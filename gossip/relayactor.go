@@ -61,6 +61,12 @@ type relayState struct {
 	seq uint64
 	// seen are the ids a failed incarnation's Router had seen (Router.carrySeen), for the next one's.
 	seen []seenEntry
+	// penalties are the peers' counts of rejected messages a failed incarnation's Router held (Router.carryPenalties),
+	// for the next one's: a restart must not clear a peer's way to its ban.
+	penalties []carriedPenalty
+	// limiter holds each peer's message rate (PeerMessageRate), across restarts: a restart must not refill the
+	// peers' bursts.
+	limiter *routing.RateLimiter[session.NodeID]
 	// stopped is closed when the actor stops for good.
 	stopped chan struct{}
 	// The figures, across restarts (counters must not go back, metrics are read from them): the relay's own
@@ -90,8 +96,7 @@ type relayActor struct {
 	peers  map[session.NodeID]bool // gossip peers → our hello sent
 	// echoed holds the peers whose repeated hello got our subscriptions again this heartbeat: at most one answer
 	// each per heartbeat, so that a peer setting Hello on every RPC cannot make us send our topics for each.
-	echoed  map[session.NodeID]struct{}
-	limiter *routing.RateLimiter[session.NodeID]
+	echoed map[session.NodeID]struct{}
 	// deferred holds, per peer, the subscriptions its rate limit deferred to the next heartbeat (relaysubs.go).
 	deferred map[session.NodeID]*deferredSubs
 
@@ -146,7 +151,7 @@ func (a *relayActor) receiveOther(ctx actor.Context) {
 		// protoactor restarts a panicking actor without Stopping: this incarnation is dropped for a new one (same
 		// mailbox, same relayState), which ignores its timer's ticks and its validators' verdicts. The next one
 		// starts from the ids this one has seen, so that its subscriptions do not get again what they got.
-		a.seen = a.carrySeen()
+		a.seen, a.penalties = a.carryState()
 		if a.router != nil {
 			a.routerStats = a.router.Stats()
 		}
@@ -225,12 +230,13 @@ func (a *relayActor) start(ctx actor.Context) {
 	a.router = router
 	router.stats = a.routerStats
 	router.inheritSeen(a.seen, time.Now())
-	a.seen = nil
+	router.inheritPenalties(a.penalties, time.Now())
+	a.seen, a.penalties = nil, nil
 	a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
 	a.peers, a.echoed = make(map[session.NodeID]bool), make(map[session.NodeID]struct{})
-	a.limiter = routing.NewRateLimiter[session.NodeID](a.cfg.PeerMessageRate, a.cfg.PeerMessageBurst, a.cfg.Router.MaxPeers)
 	if a.delay.Bounds == nil { // the first incarnation; a restarted one goes on with them
 		a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
+		a.limiter = routing.NewRateLimiter[session.NodeID](a.cfg.PeerMessageRate, a.cfg.PeerMessageBurst, a.cfg.Router.MaxPeers)
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	self, root := a.self, a.root
@@ -252,19 +258,27 @@ func (a *relayActor) start(ctx actor.Context) {
 	a.reconcile()
 }
 
-// carrySeen returns the ids the failed incarnation's Router has seen (Router.carrySeen), or none when it has no
-// Router or its state is too broken to read: the panic that failed the actor may have come from it.
-func (a *relayActor) carrySeen() (seen []seenEntry) {
+// carryState returns the ids the failed incarnation's Router has seen (Router.carrySeen) and its peers' penalties
+// (Router.carryPenalties), or none of either when it has no Router or that state is too broken to read: the panic
+// that failed the actor may have come from it.
+func (a *relayActor) carryState() ([]seenEntry, []carriedPenalty) {
 	if a.router == nil {
-		return nil
+		return nil, nil
 	}
+	seen := carry(a, a.router.carrySeen, "the failed relay's seen ids are lost: its subscriptions may get some messages again")
+	penalties := carry(a, a.router.carryPenalties, "the failed relay's penalties are lost: its peers' counts of rejected messages start again")
+	return seen, penalties
+}
+
+// carry returns what get reads of a failed incarnation's Router, or nothing, logged as lost, should it panic.
+func carry[T any](a *relayActor, get func() []T, lost string) (got []T) {
 	defer func() {
 		if p := recover(); p != nil {
-			a.log.Error().Interface("panic", p).Msg("the failed relay's seen ids are lost: its subscriptions may get some messages again")
-			seen = nil
+			a.log.Error().Interface("panic", p).Msg(lost)
+			got = nil
 		}
 	}()
-	return a.router.carrySeen()
+	return get()
 }
 
 // end ends this incarnation (the actor stops, or a panic restarts it): it answers the request it panicked on, if

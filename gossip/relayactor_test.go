@@ -368,8 +368,8 @@ func TestRateLimitedCountsMessagesAndControlApart(t *testing.T) {
 // rate limit of rate and burst: for tests that call its handlers directly.
 func testShell(cfg RelayConfig, r *Router, net Network, rate float64, burst int) *relayActor {
 	return &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r, echoed: map[session.NodeID]struct{}{},
-		peers: map[session.NodeID]bool{nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{}},
-		limiter: routing.NewRateLimiter[session.NodeID](rate, burst, 10)}
+		peers: map[session.NodeID]bool{nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{},
+			limiter: routing.NewRateLimiter[session.NodeID](rate, burst, 10)}}
 }
 
 // spawnRelay starts a relay actor with cfg on net in an actor system of its own, all stopped when the test ends.

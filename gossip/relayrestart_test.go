@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -380,4 +381,76 @@ func restartingRelay(t *testing.T, restarts int, change func(*RelayConfig)) (con
 		change(&cfg)
 	}
 	return ctx, net, spawnSupervisedRelay(t, cfg, net, restarts)
+}
+
+// A peer's way to its ban survives the relay's restart: its penalty before the restart counts with those after it
+// (PenaltyThreshold 3: two rejections, a restart, one more bans it). A restart used to start every count again.
+func TestAPeersPenaltySurvivesARestart(t *testing.T) {
+	ctx, net, relay := restartingRelay(t, 3, func(c *RelayConfig) {
+		c.VerifySignatures = false
+		c.Router.PenaltyThreshold = 3
+	})
+	reject := func(context.Context, *Delivery) Verdict { return Reject }
+	if _, err := relay.Subscribe(ctx, "blocks", func(*Delivery) {}, WithValidator(reject)); err != nil {
+		t.Fatal(err)
+	}
+	relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Hello: true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "blocks", Subscribe: true}}}})
+	bad := func(i int) peerRPC {
+		return peerRPC{from: nid(2), rpc: &messages.GossipRPC{Messages: []*messages.GossipMessage{{Topic: "blocks",
+			Data: fmt.Appendf(nil, "bad%d", i), Origin: nid(2).Bytes(), Seq: uint64(i), OriginTime: time.Now().UnixNano()}}}}
+	}
+	stats := func() RelayStats {
+		st, err := relay.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	relay.send(bad(1))
+	relay.send(bad(2))
+	pollUntil(t, ctx, func() bool { return stats().Router.Rejected == 2 }, "two rejections")
+	net.beatFails.Store(true)
+	pollUntil(t, ctx, func() bool { return net.subscribed.Load() == 2 }, "the relay's restart")
+	relay.send(bad(3))
+	pollUntil(t, ctx, func() bool { return stats().Router.Rejected == 3 }, "the third rejection")
+	if st := stats(); st.Banned != 1 {
+		t.Errorf("RelayStats.Banned %d after 3 rejections across a restart, want 1", st.Banned)
+	}
+}
+
+// A restart does not refill the peers' message rates: a peer that spent its burst before it gets nothing more
+// through after it.
+func TestAPeersRateLimitSurvivesARestart(t *testing.T) {
+	ctx, net, relay := restartingRelay(t, 3, func(c *RelayConfig) {
+		c.VerifySignatures = false
+		c.PeerMessageRate, c.PeerMessageBurst = 0.001, 4 // hello+subscription, then 3 messages
+	})
+	if _, err := relay.Subscribe(ctx, "blocks", func(*Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Hello: true,
+		Subscriptions: []*messages.GossipSubscription{{Topic: "blocks", Subscribe: true}}}})
+	send := func(i int) {
+		relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Messages: []*messages.GossipMessage{{Topic: "blocks",
+			Data: fmt.Appendf(nil, "m%d", i), Origin: nid(2).Bytes(), Seq: uint64(i), OriginTime: time.Now().UnixNano()}}}})
+	}
+	stats := func() RelayStats {
+		st, err := relay.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	for i := range 3 {
+		send(i)
+	}
+	pollUntil(t, ctx, func() bool { return stats().Router.Delivered == 3 }, "three deliveries")
+	net.beatFails.Store(true)
+	pollUntil(t, ctx, func() bool { return net.subscribed.Load() == 2 }, "the relay's restart")
+	send(3)
+	pollUntil(t, ctx, func() bool { st := stats(); return st.RateLimited+st.Router.Delivered >= 4 }, "the fourth message handled")
+	if st := stats(); st.RateLimited != 1 || st.Router.Delivered != 3 {
+		t.Errorf("after a restart: RateLimited %d, delivered %d; want the fourth message refused (1, 3)", st.RateLimited, st.Router.Delivered)
+	}
 }
