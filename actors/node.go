@@ -644,7 +644,10 @@ func checkPeerID(id session.NodeID, addr string) error {
 }
 
 // ActorSystem exposes the protoactor system the node runs on, for spawning helper actors next to protocol actors.
-// Before Start it is Config.ActorSystem (nil unless one was given).
+// Before Start it is Config.ActorSystem (nil unless one was given). Actors spawned on it from its Root are the
+// application's: Close stops them only with a system the node made itself (it shuts that down); on a shared
+// system (Config.ActorSystem) the application stops them, or spawns them from a protocol actor (Register), whose
+// children Close stops with it.
 func (n *Node) ActorSystem() *actor.ActorSystem {
 	n.mu.Lock()
 	defer n.mu.Unlock()

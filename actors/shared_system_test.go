@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -126,5 +127,53 @@ func TestNodesShareABufferPool(t *testing.T) {
 		if err != nil || reply.(*wrapperspb.StringValue).GetValue() != big {
 			t.Fatalf("echo of %d bytes: %v", len(big), err)
 		}
+	}
+}
+
+// On a shared actor system, Close stops the actors a protocol actor spawned (its children), and leaves those the
+// application spawned from the system's Root to the application (ActorSystem's doc).
+func TestCloseStopsAProtocolActorsChildrenOnASharedSystem(t *testing.T) {
+	system := actors.NewActorSystem(zerolog.Nop())
+	defer system.Shutdown()
+	nw := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.ActorSystem = system
+		cfg.DisableDiscovery = true
+	}))
+	n := nw.Nodes[0]
+	stopped := make(chan string, 2)
+	helper := func(name string) *actor.Props {
+		return actor.PropsFromFunc(func(c actor.Context) {
+			if _, ok := c.Message().(*actor.Stopped); ok {
+				stopped <- name
+			}
+		})
+	}
+	register(t, n, "parent/1", actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*actor.Started); ok {
+			c.Spawn(helper("child"))
+		}
+	}))
+	own := system.Root.Spawn(helper("root-spawned"))
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case name := <-stopped:
+		if name != "child" {
+			t.Fatalf("%s stopped by Close, want the protocol actor's child", name)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the protocol actor's child was not stopped by Close")
+	}
+	select {
+	case name := <-stopped:
+		t.Fatalf("%s stopped by Close as well, want it left to the application", name)
+	default:
+	}
+	if err := system.Root.StopFuture(own).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if name := <-stopped; name != "root-spawned" {
+		t.Fatalf("%s stopped, want the application's own actor", name)
 	}
 }
