@@ -302,10 +302,12 @@ type Stats struct {
 	// (Config.RequestRate), answered with an "overloaded" error.
 	RequestsServed, Throttled uint64
 	// BadRecords counts the node records the actor refused as not genuine or not usable: a bad signature, a
-	// malformed record, a sender record that is not the sender's own, an address this node would not dial
+	// malformed record, an asker's sender record that is not the asker's own, an address this node would not dial
 	// (dialableFrom). A genuine record older than one verified before (ErrStaleRecord: its node's clock went back,
 	// or an old copy relayed) is not counted when it is relayed or is the sender's own (until stop 54 an answer's
-	// and an asker's own counted it); another node's record sent as the sender's own is counted, stale or not.
+	// and an asker's own counted it); another node's record sent as an asker's own is counted, stale or not. An
+	// answer whose sender record is not the answerer's own (another node's, stale or not) is a protocol violation,
+	// counted in Misbehaved instead, and none of its records is taken.
 	BadRecords uint64
 	// RejectedIP counts the genuine, dialable records the table refused for its IP diversity limits
 	// (TableConfig.BucketIPLimit, TableIPLimit): a new node, or a known node's move to another IP group, whose group
@@ -327,7 +329,8 @@ type Stats struct {
 	// (tried again at the next introduction tick). Until stop 54 such a
 	// newcomer check counted in NewcomerChecks as if it had run.
 	ExchangesDropped uint64
-	// Misbehaved counts peers banned for a discovery protocol violation.
+	// Misbehaved counts peers banned for a discovery protocol violation: an answer over MaxReplyRecords records
+	// (ErrOversizedReply) or whose sender record is not the answerer's own (ErrForgedSender).
 	Misbehaved uint64
 	// TopicQueries counts the FindNode requests served for a topic's registrations, TopicRegistrations the
 	// registrations (and renewals) this node accepted, TopicRegistrationsRefused those it refused (logged at debug

@@ -79,7 +79,8 @@ func (a *routingActor) learn(from session.NodeID, nodes *messages.Nodes, now tim
 
 // staleOwn tells whether err, the check of the record r that peer from sent as its own, says only that r is stale:
 // genuine and from's, only old (its clock went back), which Stats.BadRecords does not count. Another node's stale
-// record sent as the sender's is counted (a review's finding: the stale check came before the id's).
+// record sent as the sender's is counted (a review's finding: the stale check came before the id's); in an answer
+// checkReply refuses it before learn, as ErrForgedSender.
 func staleOwn(err error, r *messages.NodeRecord, from session.NodeID) bool {
 	return errors.Is(err, ErrStaleRecord) && bytes.Equal(r.GetId(), from.Bytes())
 }

@@ -79,3 +79,36 @@ func staleRecordRig(t *testing.T, seed uint64) (*routingActor, Key, func(*sessio
 	}
 	return a, KeyOf(rig.self), staleOf
 }
+
+// An answer whose sender record is another node's, genuine but stale, breaks the protocol as a fresh one does: the
+// answerer is banned (Misbehaved), nothing of the answer is learned and BadRecords does not count it. The
+// answerer's own stale record is no violation: the answer is learned and the answerer marked alive. Until stop 58
+// another node's stale record passed checkReply (the stale check came before the id's).
+func TestAnAnswerWithAnotherNodesStaleRecordAsTheSendersIsAViolation(t *testing.T) {
+	a, _, staleOf := staleRecordRig(t, 581)
+	answerer, victim, relayed := identity(t, 31), identity(t, 32), identity(t, 33)
+	fresh, err := NewRecord(relayed, 1, []string{"203.0.113.33:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.inFlight = 1
+	a.exchangeDone(&exchangeDone{from: a, peer: answerer.NodeID(), reply: &messages.Nodes{
+		Sender: staleOf(victim, "203.0.113.32:4001"), Records: []*messages.NodeRecord{fresh}}}, t0)
+	if a.stats.Misbehaved != 1 || a.stats.BadRecords != 0 {
+		t.Fatalf("another node's stale record as the answerer's: Misbehaved %d BadRecords %d, want 1 and 0",
+			a.stats.Misbehaved, a.stats.BadRecords)
+	}
+	if _, ok := a.table.RecordSeq(relayed.NodeID()); ok {
+		t.Fatal("a record of the violating answer was learned")
+	}
+
+	a.inFlight = 1
+	a.exchangeDone(&exchangeDone{from: a, peer: answerer.NodeID(), reply: &messages.Nodes{
+		Sender: staleOf(answerer, "203.0.113.31:4001"), Records: []*messages.NodeRecord{fresh}}}, t0.Add(time.Second))
+	if a.stats.Misbehaved != 1 || a.stats.BadRecords != 0 {
+		t.Fatalf("the answerer's own stale record: Misbehaved %d BadRecords %d, want 1 and 0", a.stats.Misbehaved, a.stats.BadRecords)
+	}
+	if _, ok := a.table.RecordSeq(relayed.NodeID()); !ok {
+		t.Fatal("the records of an answer with the answerer's own stale record were not learned")
+	}
+}

@@ -86,9 +86,10 @@ func staleRecord(id session.NodeID, seq, have uint64) error {
 }
 
 // checkReply checks a NODES reply from a peer for protocol violations: more than MaxReplyRecords records (or
-// registered records), or a
-// sender record that is not the peer's own valid record. Invalid records among the others are only dropped (they
-// may be relayed in good faith), not held against the peer.
+// registered records), or a sender record that is not the peer's own valid record (ErrForgedSender: a bad one, or
+// another node's, fresh or stale). The peer's own record, genuine but older than one verified before, is no
+// violation. Invalid records among the others are only dropped (they may be relayed in good faith), not held
+// against the peer.
 func (v *verifiedRecords) checkReply(from session.NodeID, nodes *messages.Nodes) error {
 	if n := len(nodes.GetRecords()); n > MaxReplyRecords {
 		return fmt.Errorf("%w: %d records, limit %d", ErrOversizedReply, n, MaxReplyRecords)
@@ -99,7 +100,12 @@ func (v *verifiedRecords) checkReply(from session.NodeID, nodes *messages.Nodes)
 	if s := nodes.GetSender(); s != nil {
 		e, err := v.entry(s)
 		if errors.Is(err, ErrStaleRecord) {
-			return nil // a newer record of the peer is known (its clock went back?): not a forgery
+			// Genuine (entry verified it before finding it stale) but old. The peer's own is no forgery (a newer
+			// record of it is known: its clock went back?); another node's, stale or not, is one.
+			if id, _ := session.NodeIDFromBytes(s.GetId()); id != from {
+				return fmt.Errorf("%w: stale record of %s", ErrForgedSender, id.Short())
+			}
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrForgedSender, err)

@@ -109,6 +109,11 @@ func TestVerifiedRecordsRefuseARecordOlderThanOneVerified(t *testing.T) {
 	if err := v.checkReply(id.NodeID(), &messages.Nodes{Sender: old}); err != nil {
 		t.Fatalf("a reply with a stale sender record: %v, want no violation", err)
 	}
+	// The same stale record sent by another node as its own is a forgery, as a fresh one is: the stale check came
+	// before the id's and let it pass.
+	if err := v.checkReply(identity(t, 9).NodeID(), &messages.Nodes{Sender: old}); !errors.Is(err, ErrForgedSender) {
+		t.Fatalf("a reply whose sender record is another node's stale one: %v, want ErrForgedSender", err)
+	}
 }
 
 // A reply may carry up to MaxReplyRecords records whatever the asker's K (a node with a larger K answers with
