@@ -315,7 +315,9 @@ type Stats struct {
 	// beyond the limits was dropped without a trace.
 	RejectedIP uint64
 	// Revalidations counts the liveness checks that ended (answered or not; Checks counts those started),
-	// Evictions the entries they evicted (Table.MarkFailed: MaxFailures unanswered checks in a row).
+	// Evictions the nodes they evicted (Table.MarkFailed: MaxFailures unanswered checks in a row), from the table or
+	// from a replacement cache (an entry displaced while its check was under way); until stop 58 a waiting node's
+	// first failed check dropped it and counted.
 	Revalidations, Evictions uint64
 	// Exchanges counts the FindNode exchanges the actor started outside lookups: with each new outbound
 	// connection's peer (to learn its record and its neighbourhood of our key) and liveness checks. Checks counts

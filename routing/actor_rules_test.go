@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -143,5 +144,41 @@ func TestTheTableKeepsANewerRecordTheCacheForgot(t *testing.T) {
 	a.addRecord(record(x, 1, "192.0.2.22:4001"), t0, false, false)
 	if e, _ := rig.tab.Get(x.NodeID()); e.Record.GetSeq() != 2 || e.Addr != "192.0.2.20:4001" {
 		t.Fatalf("the table holds x's record %d at %s, want the newer 2 at 192.0.2.20:4001", e.Record.GetSeq(), e.Addr)
+	}
+}
+
+// A node waiting in a replacement cache whose liveness check fails (an entry a nearer newcomer displaced while the
+// check was under way) is evicted by the entries' rule: its first failure neither counts in Evictions nor puts it
+// among the gone nodes, whose relayed records are refused; its MaxFailures-th does both. Until stop 58 its first
+// failure did, so one lost answer kept a live node out for goneTTL.
+func TestAWaitingNodesFailedCheckEvictsItOnlyAfterMaxFailures(t *testing.T) {
+	rig := newRevalidationRig(t, 258)
+	x := identity(t, 58)
+	a := fillBucketOf(t, rig, &bookNet{id: rig.self, addrs: map[session.NodeID]string{}}, x.NodeID(), t0)
+	rec, err := NewRecord(x, 1, []string{"192.0.2.58:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.addRecord(rec, t0, false, false)
+	d := LogDistance(a.table.SelfKey(), KeyOf(x.NodeID()))
+	if a.table.ReplacementLens()[d-1] != 1 {
+		t.Fatal("the newcomer does not wait in the replacement cache")
+	}
+	fail := func(at time.Time) {
+		a.inFlight, a.checking[x.NodeID()] = 1, true
+		a.exchangeDone(&exchangeDone{from: a, peer: x.NodeID(), check: true, err: context.DeadlineExceeded}, at)
+	}
+	for n := 1; n < rig.cfg.Table.MaxFailures; n++ {
+		fail(t0.Add(time.Duration(n) * time.Second))
+		if a.stats.Evictions != 0 || a.gone.holds(x.NodeID(), 1, t0.Add(time.Minute)) || a.table.ReplacementLens()[d-1] != 1 {
+			t.Fatalf("after %d failed check(s) of %d: Evictions %d, gone %v, waiting %d; want 0, false, 1", n,
+				rig.cfg.Table.MaxFailures, a.stats.Evictions, a.gone.holds(x.NodeID(), 1, t0.Add(time.Minute)),
+				a.table.ReplacementLens()[d-1])
+		}
+	}
+	fail(t0.Add(time.Minute))
+	if a.stats.Evictions != 1 || !a.gone.holds(x.NodeID(), 1, t0.Add(time.Minute)) || a.table.ReplacementLens()[d-1] != 0 {
+		t.Fatalf("after MaxFailures failed checks: Evictions %d, gone %v, waiting %d; want 1, true, 0",
+			a.stats.Evictions, a.gone.holds(x.NodeID(), 1, t0.Add(time.Minute)), a.table.ReplacementLens()[d-1])
 	}
 }

@@ -166,7 +166,8 @@ type bucket struct {
 
 // Table is a Kademlia routing table: 256 buckets, bucket i holding up to K entries at log distance i+1 from the
 // node's own key, each with a replacement cache. A full bucket evicts its least recently seen entry only after that
-// entry fails MaxFailures liveness checks (see Add, MarkAlive, MarkFailed). IP diversity limits bound how many
+// entry fails MaxFailures liveness checks in a row, and a node waiting in a replacement cache leaves it by the same
+// rule (see Add, MarkAlive, MarkFailed). IP diversity limits bound how many
 // entries share a /24 (IPv4, including IPv4-mapped IPv6) or /64 (IPv6) prefix, per bucket and in the whole table;
 // host names (not IP addresses) form one group per registered domain, compared case-insensitively (node-a.example.com
 // and node-b.example.com share example.com's; see TableConfig's limits). The zero Table is not usable: call NewTable.
@@ -272,8 +273,9 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 	}
 	e.AddedAt, e.LastSeen, e.Failures, e.AnsweredAt = now, now, 0, time.Time{}
 	ri := indexOf(b.replacements, e.ID)
-	if ri >= 0 {
-		e.AddedAt, e.AnsweredAt = b.replacements[ri].e.AddedAt, b.replacements[ri].e.AnsweredAt
+	if ri >= 0 { // hearing of a waiting node again is no sign of life either: its failed checks still count
+		w := &b.replacements[ri].e
+		e.AddedAt, e.AnsweredAt, e.Failures = w.AddedAt, w.AnsweredAt, w.Failures
 	}
 	if !t.fits(b, g) {
 		return AddResult{Status: RejectedIP} // a node waiting in the cache stays there as it was
@@ -368,10 +370,19 @@ func (t *Table) displaceable(b *bucket, d int, k Key) int {
 }
 
 // MarkAlive records that id answered this node at time now (a liveness check, or any request of either side): its
-// failure count is reset, its AnsweredAt set and it becomes its bucket's most recently seen. It reports whether id is in the table.
+// failure count is reset, its AnsweredAt set and it becomes its bucket's most recently seen. A node waiting in a
+// replacement cache has its failure count reset and its LastSeen and AnsweredAt set, and keeps its place there. It
+// reports whether id is in the table (not counting the replacement caches).
 func (t *Table) MarkAlive(id session.NodeID, now time.Time) bool {
 	b, i := t.find(id)
+	if b == nil {
+		return false
+	}
 	if i < 0 {
+		if j := indexOf(b.replacements, id); j >= 0 {
+			e := &b.replacements[j].e
+			e.Failures, e.LastSeen, e.AnsweredAt = 0, now, now
+		}
 		return false
 	}
 	b.entries[i].e.Failures = 0
@@ -382,18 +393,24 @@ func (t *Table) MarkAlive(id session.NodeID, now time.Time) bool {
 
 // MarkFailed records that id failed a liveness check at time now. After MaxFailures consecutive failures the entry
 // is removed and the most recent replacement that passes the IP limits takes its place (with AddedAt = now). A node
-// waiting in a replacement cache is dropped from it at its first failure. It reports whether id was removed.
+// waiting in a replacement cache (an entry that a nearer newcomer displaced while its check was under way, see
+// KeepNearest) follows the same rule: it is dropped from the cache at its MaxFailures-th consecutive failure, not
+// at its first. It reports whether id was removed, from the table or from a replacement cache.
 func (t *Table) MarkFailed(id session.NodeID, now time.Time) (removed bool) {
 	b, i := t.find(id)
 	if b == nil {
 		return false
 	}
 	if i < 0 {
-		if j := indexOf(b.replacements, id); j >= 0 {
-			b.replacements = slices.Delete(b.replacements, j, j+1)
-			return true
+		j := indexOf(b.replacements, id)
+		if j < 0 {
+			return false
 		}
-		return false
+		if b.replacements[j].e.Failures++; b.replacements[j].e.Failures < t.cfg.MaxFailures {
+			return false
+		}
+		b.replacements = slices.Delete(b.replacements, j, j+1)
+		return true
 	}
 	b.entries[i].e.Failures++
 	if b.entries[i].e.Failures < t.cfg.MaxFailures {

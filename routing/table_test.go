@@ -275,9 +275,13 @@ func TestBucketFullEvictionAfterFailedCheck(t *testing.T) {
 	if tab.MarkFailed(bucketIDs[2], now) {
 		t.Fatal("failures not reset by MarkAlive")
 	}
-	// A replacement that fails is dropped from the cache; unknown ids are no-ops.
+	// A replacement that fails is dropped from the cache by the entries' rule, at its MaxFailures-th failure in a
+	// row (until stop 58 at its first); unknown ids are no-ops.
+	if tab.MarkFailed(bucketIDs[5], now) || tab.ReplacementLens()[255] != 1 {
+		t.Fatal("a replacement dropped after one failure")
+	}
 	if !tab.MarkFailed(bucketIDs[5], now) || tab.ReplacementLens()[255] != 0 {
-		t.Fatal("failed replacement not dropped")
+		t.Fatal("failed replacement not dropped after MaxFailures failures")
 	}
 	if tab.MarkFailed(randID(rng), now) || tab.MarkAlive(randID(rng), now) || tab.Remove(randID(rng)) {
 		t.Fatal("unknown id reported as present")
