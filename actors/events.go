@@ -75,6 +75,7 @@ type EventSubscription struct {
 	n       *Node
 	sub     *eventstream.Subscription
 	dropped atomic.Uint64
+	quiet   atomic.Bool // QuietDrops: no warning when C fills up
 
 	mu      sync.Mutex
 	ch      chan proto.Message
@@ -85,7 +86,7 @@ type EventSubscription struct {
 // Events returns a stream of the node's events from now on, as SubscribeEvents has them, in a channel the
 // application reads from a goroutine of its own: unlike SubscribeEvents' callback, that goroutine may call any of
 // the node's methods. C holds up to size events not yet read; an event that finds it full is dropped, counted in
-// Dropped, and logged (a warning when C fills up), since the node's actors never wait for the application: read C
+// Dropped, and logged (a warning when C fills up, unless QuietDrops), since the node's actors never wait for the application: read C
 // promptly, and use Peers to catch up after a loss. A size of at most 0 or above MaxEventBuffer is
 // ErrInvalidArgument; after Close, ErrClosed. It may be called before Start, so as to see the node's first
 // connections.
@@ -112,6 +113,11 @@ func (n *Node) Events(size int) (*EventSubscription, error) {
 
 // Dropped is the number of events dropped so far because C was full.
 func (s *EventSubscription) Dropped() uint64 { return s.dropped.Load() }
+
+// QuietDrops turns off the warning the node logs when C fills up, for an application that reports Dropped itself
+// (node run logs how many events its log missed): one overflow then makes one warning, the application's. The
+// events are still dropped and counted. It may be called at any time, from any goroutine.
+func (s *EventSubscription) QuietDrops() { s.quiet.Store(true) }
 
 // Close ends the subscription and closes C; the events already in C stay there to be read. It may be called more
 // than once, from any goroutine.
@@ -152,6 +158,9 @@ func (s *EventSubscription) publish(ev any) {
 		s.dropped.Add(1)
 		if !s.lagging {
 			s.lagging = true
+			if s.quiet.Load() {
+				return
+			}
 			s.n.log.Warn().Int("buffer", cap(s.ch)).Msg("event subscription full: events dropped until it is read")
 		}
 	}

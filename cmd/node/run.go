@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/messages"
@@ -160,7 +161,7 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	// Subscribed before Start: the node dials its peer store's peers and the bootnodes as it starts, and a
 	// connection that came up before the subscription was never logged ("peer up" missing in 2 runs of 15 of a
 	// loaded test).
-	events, err := node.Events(eventLogBuffer)
+	events, err := subscribeEventLog(node, eventLogBuffer)
 	if err != nil {
 		node.Close()
 		return err
@@ -350,14 +351,47 @@ func isLoopbackHost(hostPort string) bool {
 // eventLogBuffer is how many peer events the log may be behind before it drops some (and says how many).
 const eventLogBuffer = 1024
 
-// logEvents logs the node's peer events until the subscription's channel closes (at the node's Close).
+// dropWarnInterval is the least time between two warnings of peer events the log dropped: a log that stays behind
+// warns once an interval with the count since the last warning, not once for every event it reads.
+const dropWarnInterval = 10 * time.Second
+
+// subscribeEventLog subscribes the event log (logEvents) to node's events, size of them held until read. The
+// subscription does not warn of the events it drops: logEvents does, with their count.
+func subscribeEventLog(node *actors.Node, size int) (*actors.EventSubscription, error) {
+	events, err := node.Events(size)
+	if err != nil {
+		return nil, err
+	}
+	events.QuietDrops()
+	return events, nil
+}
+
+// logEvents logs the node's peer events until the subscription's channel closes (at the node's Close). The events
+// dropped because the log was behind make one warning with their count (subscribeEventLog turns the subscription's
+// own off: it could not say how many), at most one each dropWarnInterval, and a last one at the end for any left.
 func logEvents(log zerolog.Logger, node *actors.Node, events *actors.EventSubscription) {
-	var dropped uint64
-	for m := range events.C {
-		if d := events.Dropped(); d > dropped {
-			log.Warn().Uint64("dropped", d-dropped).Msg("peer events dropped: the log is behind")
-			dropped = d
+	warn := dropWarning{every: dropWarnInterval}
+	report := func(now time.Time, final bool) {
+		if n, ok := warn.due(events.Dropped(), now, final); ok {
+			log.Warn().Uint64("dropped", n).Int("buffer", cap(events.C)).Msg("peer events dropped: the log is behind")
 		}
+	}
+	tick := time.NewTicker(dropWarnInterval)
+	defer tick.Stop()
+	for {
+		var m proto.Message
+		select {
+		case now := <-tick.C:
+			report(now, false)
+			continue
+		case ev, ok := <-events.C:
+			if !ok {
+				report(time.Now(), true)
+				return
+			}
+			m = ev
+		}
+		report(time.Now(), false)
 		switch e := m.(type) {
 		case *messages.PeerConnected:
 			log.Info().Str("event", "connected").Str("peer", peerIDString(e.GetPeerId())).
@@ -369,9 +403,24 @@ func logEvents(log zerolog.Logger, node *actors.Node, events *actors.EventSubscr
 				Bool("still_connected", e.GetStillConnected()).Int("peers", len(node.Peers())).Msg("peer down")
 		}
 	}
-	if d := events.Dropped(); d > dropped {
-		log.Warn().Uint64("dropped", d-dropped).Msg("peer events dropped: the log is behind")
+}
+
+// dropWarning tells logEvents when to warn of dropped events. It has no clock of its own.
+type dropWarning struct {
+	every  time.Duration
+	warned uint64    // the subscription's Dropped count at the last warning
+	last   time.Time // the last warning's time
+}
+
+// due returns how many events were dropped since the last warning, given the subscription's count dropped, and
+// whether to warn of them at now: some were, and the last warning is every old or more, or final (the log ends).
+func (w *dropWarning) due(dropped uint64, now time.Time, final bool) (uint64, bool) {
+	if dropped <= w.warned || !final && !w.last.IsZero() && now.Sub(w.last) < w.every {
+		return 0, false
 	}
+	n := dropped - w.warned
+	w.warned, w.last = dropped, now
+	return n, true
 }
 
 func peerIDString(b []byte) string {
