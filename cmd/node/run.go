@@ -177,14 +177,14 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	err = node.Start(startCtx)
 	cancel()
 	if err != nil {
-		return err
+		return interrupted(ctx, log, err)
 	}
 
 	if _, err := node.Register(echoProtocol, echoProps()); err != nil {
 		return fmt.Errorf("register %s: %w", echoProtocol, err)
 	}
 	if err := subscribeTopics(ctx, node, o.topics, log); err != nil {
-		return err
+		return interrupted(ctx, log, err)
 	}
 	for _, p := range peers {
 		wg.Add(1)
@@ -210,6 +210,17 @@ func runNode(ctx context.Context, o runOptions, stdout, stderr io.Writer) error 
 	case <-node.Done(): // it failed and closed itself
 		return fmt.Errorf("node stopped: %w", node.Err())
 	}
+}
+
+// interrupted returns err, the failure of a startup step, unless ctx ended (a SIGINT or SIGTERM during the
+// startup, which the step may have failed of): then the run ends as a signal after the startup ends it, logged,
+// with exit code 0, and the deferred closes free what the startup took (the data directory's lock, the ports).
+func interrupted(ctx context.Context, log zerolog.Logger, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	log.Info().Err(err).Msg("shutting down: interrupted while starting")
+	return nil
 }
 
 // config turns the flags into a node config.

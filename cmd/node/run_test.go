@@ -378,3 +378,28 @@ func TestRunRefusedConfigCreatesNoDataDir(t *testing.T) {
 		}
 	}
 }
+
+// A signal that comes while the node starts (here before: the earliest, and the one moment a test can choose
+// without a sleep) ends the run as one after the startup does: logged, exit code 0, no listening line, the data
+// directory's lock freed. It exited 1 with "start node: context canceled".
+func TestASignalDuringTheStartupIsACleanShutdown(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var stdout, stderr syncBuffer
+	code := Main(ctx, []string{"run", "--listen", "127.0.0.1:0", "--data-dir", dir, "--log-format", "json"}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit code %d, want %d; stderr:\n%s", code, exitOK, &stderr)
+	}
+	if !jsonLogHas(stderr.String(), "shutting down: interrupted while starting", nil) {
+		t.Errorf("no shutdown line:\n%s", &stderr)
+	}
+	if stdout.String() != "" {
+		t.Errorf("stdout %q, want nothing: the node never listened for peers", stdout.String())
+	}
+	release, err := lockDataDir(dir)
+	if err != nil {
+		t.Fatalf("the data directory is still locked: %v", err)
+	}
+	release()
+}
