@@ -80,6 +80,7 @@ type EventSubscription struct {
 	mu      sync.Mutex
 	ch      chan proto.Message
 	closed  bool
+	late    bool // closed by the node's Close: an event published after it is counted in dropped
 	lagging bool // the last event found C full
 }
 
@@ -111,7 +112,9 @@ func (n *Node) Events(size int) (*EventSubscription, error) {
 	return s, nil
 }
 
-// Dropped is the number of events dropped so far because C was full.
+// Dropped is the number of events dropped so far because C was full, or because C was closed already by the
+// node's Close: a Close misused from a node goroutine returns after protoactor's stop timeout, before the node's
+// actors stop, and the events they publish after it count here.
 func (s *EventSubscription) Dropped() uint64 { return s.dropped.Load() }
 
 // QuietDrops turns off the warning the node logs when C fills up, for an application that reports Dropped itself
@@ -149,6 +152,9 @@ func (s *EventSubscription) publish(ev any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		if s.late {
+			s.dropped.Add(1) // after the node's Close: see closeEventSubs
+		}
 		return
 	}
 	select {
@@ -167,14 +173,21 @@ func (s *EventSubscription) publish(ev any) {
 }
 
 // closeEventSubs closes every event subscription's channel: Close calls it once the node's actors have stopped,
-// so that the events of the shutdown are in the channels first.
+// so that the events of the shutdown are in the channels first. The subscriptions stay on the node's event stream:
+// a Close misused from a node goroutine returns after protoactor's stop timeout with actors still running, and an
+// event they publish then is counted in Dropped (it was lost uncounted). A subscription's own Close takes it off.
 func (n *Node) closeEventSubs() {
 	n.eventSubsMu.Lock()
 	subs := n.eventSubs
 	n.eventSubs = nil
 	n.eventSubsMu.Unlock()
 	for s := range subs {
-		s.end()
+		s.mu.Lock()
+		if !s.closed {
+			s.closed, s.late = true, true
+			close(s.ch)
+		}
+		s.mu.Unlock()
 	}
 }
 
