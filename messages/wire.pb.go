@@ -268,8 +268,13 @@ type HandshakePayload struct {
 	// The largest message (its encoding, before framing) the peer reads; a sender refuses to send it a larger one
 	// rather than have the connection closed with MESSAGE_TOO_LARGE. Required: a connection without it is refused.
 	MaxMessageSize uint64 `protobuf:"varint,8,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set by a build that rekeys its transport ciphers: each direction of the connection replaces its AES-GCM key
+	// with the Noise REKEY of it after every rekey_interval frames, where the interval is the smaller of the two
+	// peers' values, so no message is needed. Absent or 0 (a build older than the field): neither direction rekeys.
+	// A value under 1024 is refused (each rekey costs the two ends a new key schedule).
+	RekeyInterval uint64 `protobuf:"varint,9,opt,name=rekey_interval,json=rekeyInterval,proto3" json:"rekey_interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HandshakePayload) Reset() {
@@ -354,6 +359,13 @@ func (x *HandshakePayload) GetInboundWindow() *InboundWindow {
 func (x *HandshakePayload) GetMaxMessageSize() uint64 {
 	if x != nil {
 		return x.MaxMessageSize
+	}
+	return 0
+}
+
+func (x *HandshakePayload) GetRekeyInterval() uint64 {
+	if x != nil {
+		return x.RekeyInterval
 	}
 	return 0
 }
@@ -973,7 +985,7 @@ var File_messages_wire_proto protoreflect.FileDescriptor
 
 const file_messages_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x13messages/wire.proto\x12\x11actormesh.wire.v1\x1a\x19google/protobuf/any.proto\"\xd1\x02\n" +
+	"\x13messages/wire.proto\x12\x11actormesh.wire.v1\x1a\x19google/protobuf/any.proto\"\xf8\x02\n" +
 	"\x10HandshakePayload\x12!\n" +
 	"\fidentity_key\x18\x01 \x01(\fR\videntityKey\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1d\n" +
@@ -983,7 +995,8 @@ const file_messages_wire_proto_rawDesc = "" +
 	"\flisten_addrs\x18\x05 \x03(\tR\vlistenAddrs\x12\x1c\n" +
 	"\ttransient\x18\x06 \x01(\bR\ttransient\x12G\n" +
 	"\x0einbound_window\x18\a \x01(\v2 .actormesh.wire.v1.InboundWindowR\rinboundWindow\x12(\n" +
-	"\x10max_message_size\x18\b \x01(\x04R\x0emaxMessageSize\"\xa3\x01\n" +
+	"\x10max_message_size\x18\b \x01(\x04R\x0emaxMessageSize\x12%\n" +
+	"\x0erekey_interval\x18\t \x01(\x04R\rrekeyInterval\"\xa3\x01\n" +
 	"\rInboundWindow\x12+\n" +
 	"\x11protocol_messages\x18\x01 \x01(\x04R\x10protocolMessages\x12%\n" +
 	"\x0eprotocol_bytes\x18\x02 \x01(\x04R\rprotocolBytes\x12!\n" +

@@ -78,6 +78,11 @@ type HandshakeConfig struct {
 	// InboundWindow is what the local node takes of the peer's messages to its application protocols before it
 	// grants more, told to the peer; the zero Window means DefaultInboundWindow().
 	InboundWindow Window
+	// RekeyInterval is how many transport frames each direction of the resulting Conn seals under one AES-GCM key
+	// before both ends replace it with Noise's REKEY of it, told to the peer; the connection uses the smaller of
+	// the two sides' values (Conn.RekeyInterval), and no rekeying at all with a peer of a build that does not
+	// rekey. 0 means DefaultRekeyInterval; otherwise it must be in MinRekeyInterval..MaxRekeyInterval.
+	RekeyInterval int
 	// Buffers lends the resulting Conn (and the handshake) the buffers it needs beyond a small fixed one, for
 	// as long as it needs them; share one pool among the connections of a node. Nil means buffers are allocated
 	// as needed and dropped when no longer needed.
@@ -102,6 +107,9 @@ type PeerInfo struct {
 	// MaxMessageSize is the largest application message the peer reads (its HandshakeConfig.MaxMessageSize), at
 	// least MinPeerMessageSize and at most MaxMessageSizeLimit.
 	MaxMessageSize int
+	// RekeyInterval is the peer's HandshakeConfig.RekeyInterval, at least MinRekeyInterval, or 0 for a peer of a
+	// build that does not rekey.
+	RekeyInterval uint64
 }
 
 // Window is what a node takes of one peer's one-way messages and requests to its application protocols that its
@@ -161,6 +169,13 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if cfg.RekeyInterval == 0 {
+		cfg.RekeyInterval = DefaultRekeyInterval
+	}
+	if cfg.RekeyInterval < MinRekeyInterval || cfg.RekeyInterval > MaxRekeyInterval {
+		return nil, fmt.Errorf("session: HandshakeConfig.RekeyInterval %d: must be 0 or in %d..%d frames",
+			cfg.RekeyInterval, MinRekeyInterval, MaxRekeyInterval)
+	}
 	if cfg.InboundWindow == (Window{}) {
 		cfg.InboundWindow = DefaultInboundWindow()
 	}
@@ -183,6 +198,7 @@ func Handshake(ctx context.Context, conn net.Conn, cfg HandshakeConfig, initiato
 			AppMessages: uint64(cfg.InboundWindow.AppMessages), AppBytes: uint64(cfg.InboundWindow.AppBytes),
 		},
 		MaxMessageSize: uint64(cfg.MaxMessageSize),
+		RekeyInterval:  uint64(cfg.RekeyInterval),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("session: marshal handshake payload: %w", err)
@@ -289,7 +305,12 @@ func (h *handshake) runInitiator(hs *noise.HandshakeState) (*Conn, error) {
 	if err := h.write(msg, "message 3"); err != nil {
 		return nil, err
 	}
-	return newConn(h.conn, h.fr, send, recv, peer, h.cfg.MaxMessageSize), nil
+	return h.newConnAfter(send, recv, peer), nil
+}
+
+// newConnAfter returns the Conn of a finished handshake.
+func (h *handshake) newConnAfter(send, recv *noise.CipherState, peer PeerInfo) *Conn {
+	return newConn(h.conn, h.fr, send, recv, peer, h.cfg.MaxMessageSize, rekeyInterval(uint64(h.cfg.RekeyInterval), peer.RekeyInterval))
 }
 
 // runResponder mirrors runInitiator.
@@ -324,13 +345,13 @@ func (h *handshake) runResponder(hs *noise.HandshakeState) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newConn(h.conn, h.fr, send, recv, peer, h.cfg.MaxMessageSize), nil
+	return h.newConnAfter(send, recv, peer), nil
 }
 
-// verifyPayload checks the peer's payload against its Noise static key and the local expectations.
 // clampWindow is a Window field read from a peer, at most MaxWindow.
 func clampWindow(v uint64) int64 { return int64(min(v, MaxWindow)) }
 
+// verifyPayload checks the peer's payload against its Noise static key and the local expectations.
 func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 	var p messages.HandshakePayload
 	if err := proto.Unmarshal(b, &p); err != nil {
@@ -365,6 +386,10 @@ func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 		return PeerInfo{}, fmt.Errorf("%w: peer %s advertises a message size limit of %d bytes, under %d",
 			ErrHandshake, id.Short(), p.MaxMessageSize, MinPeerMessageSize)
 	}
+	if p.RekeyInterval != 0 && p.RekeyInterval < MinRekeyInterval {
+		return PeerInfo{}, fmt.Errorf("%w: peer %s advertises a rekey interval of %d frames, under %d",
+			ErrHandshake, id.Short(), p.RekeyInterval, MinRekeyInterval)
+	}
 	if !h.expected.IsZero() && id != h.expected {
 		return PeerInfo{}, fmt.Errorf("%w: expected %s, got %s", ErrWrongPeer, h.expected, id)
 	}
@@ -376,6 +401,7 @@ func (h *handshake) verifyPayload(b, remoteStatic []byte) (PeerInfo, error) {
 		Transient:       p.Transient,
 		InboundWindow:   window,
 		MaxMessageSize:  int(min(p.MaxMessageSize, MaxMessageSizeLimit)),
+		RekeyInterval:   p.RekeyInterval,
 	}, nil
 }
 

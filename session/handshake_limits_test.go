@@ -46,6 +46,11 @@ func TestHandshakeConfigRefusesOutOfRangeValues(t *testing.T) {
 		{"an InboundWindow field at 0", func(c *HandshakeConfig) { c.InboundWindow = Window{1, 1, 1, 0} }, false},
 		{"an InboundWindow field over MaxWindow", func(c *HandshakeConfig) { c.InboundWindow = Window{1, MaxWindow + 1, 1, 1} }, false},
 		{"InboundWindow at MaxWindow", func(c *HandshakeConfig) { c.InboundWindow = Window{MaxWindow, MaxWindow, MaxWindow, MaxWindow} }, true},
+		{"a negative RekeyInterval", func(c *HandshakeConfig) { c.RekeyInterval = -1 }, false},
+		{"RekeyInterval under MinRekeyInterval", func(c *HandshakeConfig) { c.RekeyInterval = MinRekeyInterval - 1 }, false},
+		{"RekeyInterval at MinRekeyInterval", func(c *HandshakeConfig) { c.RekeyInterval = MinRekeyInterval }, true},
+		{"RekeyInterval at MaxRekeyInterval", func(c *HandshakeConfig) { c.RekeyInterval = MaxRekeyInterval }, true},
+		{"RekeyInterval over MaxRekeyInterval", func(c *HandshakeConfig) { c.RekeyInterval = MaxRekeyInterval + 1 }, false},
 		{"a payload over a handshake message", func(c *HandshakeConfig) {
 			c.ListenAddrs = slices.Repeat([]string{"a-very-long-host-name.example.org:4001"}, 200)
 		}, false},

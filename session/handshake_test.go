@@ -184,6 +184,7 @@ func TestHandshakeBadPayloads(t *testing.T) {
 		{"an empty inbound window field", func(p *messages.HandshakePayload) { p.InboundWindow.AppBytes = 0 }, ErrHandshake},
 		{"no message size limit", func(p *messages.HandshakePayload) { p.MaxMessageSize = 0 }, ErrHandshake},
 		{"a message size limit no control message fits", func(p *messages.HandshakePayload) { p.MaxMessageSize = 14 }, ErrHandshake},
+		{"a rekey interval under MinRekeyInterval", func(p *messages.HandshakePayload) { p.RekeyInterval = MinRekeyInterval - 1 }, ErrHandshake},
 	} {
 		for _, localInitiates := range []bool{true, false} {
 			err := handshakeWithRawPeer(t, testConfig(t, 2), localInitiates, tc.mutate)

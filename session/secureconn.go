@@ -65,13 +65,13 @@ type Conn struct {
 
 	// Read side, owned by the reading goroutine.
 	fr      frameReader
-	recv    *noise.CipherState
+	recv    transportCipher
 	dec     messageDecoder
 	pending []byte // decrypted plaintext not yet fed to dec; aliases fr's buffer
 	rerr    error  // sticky: the inbound stream is broken
 
 	// Write side, owned by the writing goroutine. wbuf and wpooled are nil between calls of WriteMessages.
-	send       *noise.CipherState
+	send       transportCipher
 	bufs       *BufferPool
 	wpooled    *[]byte // the pooled buffer under wbuf
 	wbuf       []byte  // sealed frames, then the open frame's header and plaintext
@@ -84,17 +84,17 @@ type Conn struct {
 }
 
 // newConn returns the Conn over nc after a handshake; fr holds what was read past the handshake, and the Conn
-// takes its write buffers from fr's pool too.
-func newConn(nc net.Conn, fr frameReader, send, recv *noise.CipherState, peer PeerInfo, maxMsg int) *Conn {
+// takes its write buffers from fr's pool too. Both directions rekey every rekey frames (0: never).
+func newConn(nc net.Conn, fr frameReader, send, recv *noise.CipherState, peer PeerInfo, maxMsg int, rekey uint64) *Conn {
 	return &Conn{
 		nc:         nc,
 		peer:       peer,
 		maxMsg:     maxMsg,
 		maxSend:    sendLimit(maxMsg, peer.MaxMessageSize),
 		fr:         fr,
-		recv:       recv,
+		recv:       newTransportCipher(recv, rekey),
 		dec:        messageDecoder{max: maxMsg},
-		send:       send,
+		send:       newTransportCipher(send, rekey),
 		bufs:       fr.pool,
 		frameStart: -1,
 	}
@@ -137,6 +137,11 @@ func sendLimit(local, peer int) int {
 	}
 	return local
 }
+
+// RekeyInterval returns how many transport frames each direction of the connection seals under one key before
+// both ends rekey it: the smaller of HandshakeConfig.RekeyInterval and the peer's (PeerInfo.RekeyInterval), or 0
+// when the peer is a build that does not rekey, in which case neither direction does.
+func (c *Conn) RekeyInterval() uint64 { return c.send.interval }
 
 // MaxMessageSize returns the largest application message this connection reads (HandshakeConfig.MaxMessageSize).
 func (c *Conn) MaxMessageSize() int { return c.maxMsg }
@@ -234,7 +239,11 @@ func (c *Conn) readFrame() ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d-byte frame carries no data", ErrBadFrame, len(ct))
 	}
 	c.bytesRead.Add(uint64(2 + len(ct)))
-	pt, err := c.recv.Decrypt(ct[:0], nil, ct)
+	fresh := c.recv.freshKey()
+	pt, err := c.recv.decrypt(ct[:0], ct)
+	if err != nil && fresh {
+		return nil, fmt.Errorf("%w: the first frame after rekey %d: %w (a peer that does not rekey?)", ErrBadFrame, c.recv.rekeys, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadFrame, err)
 	}
@@ -324,7 +333,7 @@ func (c *Conn) sealFrame() error {
 	}
 	c.wbuf = slices.Grow(c.wbuf, tagSize) // room for the tag, so that sealing happens in place
 	start := c.frameStart + 2
-	ct, err := c.send.Encrypt(c.wbuf[start:start], nil, c.wbuf[start:])
+	ct, err := c.send.encrypt(c.wbuf[start:start], c.wbuf[start:])
 	if err != nil {
 		return fmt.Errorf("session: encrypt: %w", err)
 	}

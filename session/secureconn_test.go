@@ -39,7 +39,7 @@ func keyedPooledConn(r io.Reader, w io.Writer, maxMsg int, pool *BufferPool) *Co
 	suite := cipherSuiteFor(noise.DH25519)
 	nc := &memConn{r: r, w: w}
 	return newConn(nc, frameReader{src: nc, pool: pool}, noise.UnsafeNewCipherState(suite, testKey, 0),
-		noise.UnsafeNewCipherState(suite, testKey, 0), PeerInfo{}, maxMsg)
+		noise.UnsafeNewCipherState(suite, testKey, 0), PeerInfo{}, maxMsg, 0)
 }
 
 // sealed returns the wire bytes of WriteMessages(batches[0]...), WriteMessages(batches[1]...) and so on.
