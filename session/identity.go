@@ -127,6 +127,11 @@ func parseKeyFile(s string) ([]byte, error) {
 // creating the parent directory (mode 0700) if needed. created reports whether a new identity was made. Like Save,
 // it removes the temporary key files a crashed save of path left, once they are a minute old.
 func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
+	return loadOrCreateIdentity(path, os.Link)
+}
+
+// loadOrCreateIdentity is LoadOrCreateIdentity publishing a new key file with link (see save).
+func loadOrCreateIdentity(path string, link func(oldname, newname string) error) (id *Identity, created bool, err error) {
 	id, err = LoadIdentity(path)
 	if err == nil {
 		removeStaleTemps(path, time.Now()) // a node that loads its key at every start never saves it
@@ -140,7 +145,7 @@ func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
 	if id, err = GenerateIdentity(); err != nil {
 		return nil, false, err
 	}
-	if err := id.save(path, true); err != nil {
+	if err := id.save(path, link); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			// Another caller (a goroutine, another process) created it meanwhile: that one is the identity. A
 			// rename would have replaced its key, and one of the two callers would have run with a lost key.
@@ -152,14 +157,23 @@ func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
 	return id, true, nil
 }
 
-// Save writes the identity to path with mode 0600, atomically: it writes a temporary file in the same directory,
-// syncs it and renames it over path. The file is one line of text: "actormesh-ed25519-seed:" and the hex seed. It
-// removes the temporary files of earlier saves of path that a crash left, once they are a minute old.
-func (id *Identity) Save(path string) error { return id.save(path, false) }
+// Save writes the identity to path with mode 0600, replacing the file there, atomically: it writes a temporary file
+// in the same directory, syncs it and renames it over path, so that path holds the old key or the new one, never a
+// part of either. The file is one line of text: "actormesh-ed25519-seed:" and the hex seed. It removes the temporary
+// files of earlier saves of path that a crash left, once they are a minute old.
+func (id *Identity) Save(path string) error { return id.save(path, nil) }
 
-// save is Save; with exclusive set, it fails with an error wrapping fs.ErrExist when path exists, rather than
-// replace it (the temporary file is linked to path, not renamed over it).
-func (id *Identity) save(path string, exclusive bool) (err error) {
+// SaveNew is Save for a path that must not exist yet: it fails with an error wrapping fs.ErrExist, rather than
+// replace the file, if path exists or appears meanwhile. The new file appears whole: the temporary file is
+// published at path with a hard link, which fails if path exists. On a filesystem without hard links (vfat, some
+// FUSE and SMB mounts) it claims path with an exclusive create instead and renames the temporary file over its
+// claim: path then holds an empty file for the moment between the two (a crash there leaves it empty), never a part
+// of a key.
+func (id *Identity) SaveNew(path string) error { return id.save(path, os.Link) }
+
+// save is Save with link nil, and SaveNew with link (os.Link, or a stand-in for tests of filesystems without hard
+// links) to publish the temporary file at path.
+func (id *Identity) save(path string, link func(oldname, newname string) error) (err error) {
 	if !id.Valid() {
 		return errors.New("session: save identity: the identity holds no key")
 	}
@@ -189,8 +203,8 @@ func (id *Identity) save(path string, exclusive bool) (err error) {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("session: save identity: %w", err)
 	}
-	if exclusive {
-		err = os.Link(tmp.Name(), path)
+	if link != nil {
+		err = publishNew(tmp.Name(), path, link)
 		os.Remove(tmp.Name())
 	} else {
 		err = os.Rename(tmp.Name(), path)
@@ -204,6 +218,36 @@ func (id *Identity) save(path string, exclusive bool) (err error) {
 		d.Close()
 	}
 	return nil
+}
+
+// publishNew makes the complete key file tmp appear at path, unless path exists (an error wrapping fs.ErrExist): with
+// link, or, where the filesystem has no hard links, by claiming path with an exclusive create and renaming tmp over
+// the claim.
+func publishNew(tmp, path string, link func(oldname, newname string) error) error {
+	err := link(tmp, path)
+	if err == nil || !linkUnsupported(err) {
+		return err
+	}
+	claim, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := claim.Close(); err != nil {
+		os.Remove(path)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(path) // the empty claim is ours: no key in it
+		return err
+	}
+	return nil
+}
+
+// linkUnsupported tells whether a failed link means the filesystem has no hard links (vfat's EPERM, FUSE and SMB
+// mounts' ENOTSUP, ENOSYS or EXDEV), as opposed to path existing or an I/O error.
+func linkUnsupported(err error) bool {
+	return errors.Is(err, errors.ErrUnsupported) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EXDEV) ||
+		errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS)
 }
 
 // staleTempAge is how old a temporary key file of save must be for a later save to remove it: a process that
