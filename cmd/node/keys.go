@@ -25,13 +25,15 @@ func newKeygenCmd() *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&path, "key", "", "path of the key file to create (required)")
-	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing key file")
+	cmd.Flags().BoolVar(&force, "force", false, "replace an existing key file (not the key of a running node)")
 	_ = cmd.MarkFlagRequired("key")
 	return cmd
 }
 
-// keygen creates a new identity at path and prints its NodeID. It refuses to replace an existing file unless
-// force is set.
+// keygen creates a new identity at path and prints its NodeID. It refuses to replace an existing file unless force
+// is set, and even then the key of a running node (replaceableKey). The key file appears whole or not at all: a
+// new one through session's exclusive save (a node starting meanwhile found an empty placeholder, "bad key file",
+// and a keygen that crashed left it), a replaced one through an atomic rename.
 func keygen(stdout io.Writer, path string, force bool) error {
 	if path == "" {
 		return usagef("--key must not be empty")
@@ -44,27 +46,61 @@ func keygen(stdout io.Writer, path string, force bool) error {
 		return fmt.Errorf("create key directory: %w", err)
 	}
 	if !force {
-		// Claim the name atomically, so that two concurrent keygens cannot both "create" the same file;
-		// Save then replaces the empty placeholder.
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		err := id.SaveNew(path)
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("key file %s already exists; refusing to overwrite it (use --force to replace it)", path)
 		}
 		if err != nil {
-			return fmt.Errorf("create key file: %w", err)
+			return err
 		}
-		f.Close()
-	} else if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return fmt.Errorf("key file %s is a directory", path)
-	}
-	if err := id.Save(path); err != nil {
-		if !force {
-			os.Remove(path)
+	} else {
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			return fmt.Errorf("key file %s is a directory", path)
 		}
-		return err
+		release, err := replaceableKey(path)
+		if err != nil {
+			return err
+		}
+		defer release()
+		if err := id.Save(path); err != nil {
+			return err
+		}
 	}
 	_, err = fmt.Fprintln(stdout, id.NodeID())
 	return err
+}
+
+// replaceableKey takes the locks a running node holds on the key file at path (lockKeyFile) and, if the file lies
+// in a data directory (one holding a LOCK file), on the directory (lockDataDir), until release. It fails if a node
+// holds either: the node would run on with the old identity, and come back as another node at its next start.
+// Holding them while the key is replaced keeps a node from starting on them meanwhile.
+func replaceableKey(path string) (release func(), err error) {
+	var held []func()
+	release = func() {
+		for _, r := range held {
+			r()
+		}
+	}
+	refuse := func(err error) (func(), error) {
+		release()
+		return nil, fmt.Errorf("refusing to replace key file %s: %w; stop that node first", path, err)
+	}
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(filepath.Join(dir, dataDirLockFile)); err == nil {
+		r, err := lockDataDir(dir)
+		if err != nil {
+			return refuse(err)
+		}
+		held = append(held, r)
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
+		r, err := lockKeyFile(path)
+		if err != nil {
+			return refuse(err)
+		}
+		held = append(held, r)
+	}
+	return release, nil
 }
 
 func newIDCmd() *cobra.Command {
