@@ -23,6 +23,11 @@ func (r *Router) HandleControl(now time.Time, from session.NodeID, c *Control) O
 	for _, ih := range c.IHave {
 		r.handleIHave(&b, now, from, ih)
 	}
+	if n := uint64(max(c.IHaveUnread, 0)); n > 0 && r.peers[from] != nil {
+		// The IHAVEs the decoder left (past MaxPeerTopics): counted nowhere until stop 58.
+		r.stats.IHaveReceived += n
+		r.stats.IHaveIgnored += n
+	}
 	r.handleIWant(&b, from, c.IWant, c.IWantUnread)
 	for i, ti := range c.Tree {
 		if !reportedAgain(c.Tree[i+1:], ti.Topic) { // a topic's last report in the RPC is the peer's place

@@ -94,6 +94,9 @@ type Control struct {
 	// IWantUnread counts the ids of the received IWANT its decoder did not read (past MaxIHaveLength, or
 	// malformed): the Router counts them as received and limited.
 	IWantUnread int
+	// IHaveUnread counts the ids of the received IHAVEs its decoder did not read, those past an RPC's first
+	// MaxPeerTopics IHAVEs: the Router counts them as received and ignored.
+	IHaveUnread int
 	// Graft lists topics on which the sender adds the receiver to its mesh as an eager link, or turns a lazy mesh
 	// link eager. The receiver answers with a Prune if it refuses.
 	Graft []string
@@ -197,21 +200,25 @@ func (s Status) String() string {
 // received by IHAVE that is neither seen nor wanted yet is asked for or counted in IHaveIgnored. (The relay's
 // decoder reads at most MaxIHaveLength ids of an IHAVE or IWANT, and counts those it leaves, or finds malformed, in
 // IHave.Unread and Control.IWantUnread: the Router counts them as ignored and limited. The IHAVEs past an RPC's
-// MaxPeerTopics never reach the Router.)
+// MaxPeerTopics do not reach the Router: their ids, in Control.IHaveUnread, count as received and ignored, from
+// a known peer.)
 type Stats struct {
-	Published     uint64 // messages published locally
-	Delivered     uint64 // messages handed to local subscribers, own publications included
-	Duplicates    uint64 // message copies received after the first
-	Dropped       uint64 // messages not processed (Status Dropped)
-	Stale         uint64 // of Dropped, those outside the freshness window (Config.MaxClockSkew): late, or replayed
-	Rejected      uint64 // messages rejected by validation (not those the shell refused before: PenalizePeer)
-	Ignored       uint64 // messages ignored by validation, timeouts included
-	TimedOut      uint64 // of Ignored, messages whose verdict did not come within ValidationTimeout
-	IHaveSent     uint64
-	IHaveReceived uint64 // ids announced by IHAVE for joined topics, those ignored included
+	Published  uint64 // messages published locally
+	Delivered  uint64 // messages handed to local subscribers, own publications included
+	Duplicates uint64 // message copies received after the first
+	Dropped    uint64 // messages not processed (Status Dropped)
+	Stale      uint64 // of Dropped, those outside the freshness window (Config.MaxClockSkew): late, or replayed
+	Rejected   uint64 // messages rejected by validation (not those the shell refused before: PenalizePeer)
+	Ignored    uint64 // messages ignored by validation, timeouts included
+	TimedOut   uint64 // of Ignored, messages whose verdict did not come within ValidationTimeout
+	IHaveSent  uint64
+	// IHaveReceived counts the ids announced by IHAVE for joined topics, those ignored included, and every id of
+	// the IHAVEs past an RPC's MaxPeerTopics, whatever their topics (Control.IHaveUnread).
+	IHaveReceived uint64
 	// IHaveIgnored counts, of IHaveReceived, the ids dropped for a limit rather than asked for: all of an IHAVE
-	// past its peer's MaxIHaveMessages of the heartbeat or past MaxIHaveLength in one IHAVE, and those neither seen
-	// nor wanted already once MaxPendingIWant or the announcer's MaxPendingIWantPerPeer is reached.
+	// past its peer's MaxIHaveMessages of the heartbeat, past MaxIHaveLength in one IHAVE or past an RPC's
+	// MaxPeerTopics IHAVEs, and those neither seen nor wanted already once MaxPendingIWant or the announcer's
+	// MaxPendingIWantPerPeer is reached.
 	IHaveIgnored  uint64
 	IWantSent     uint64
 	IWantReceived uint64

@@ -294,7 +294,8 @@ func (e *rpcEncoder) end() {
 // IHAVE and per IWANT (Config.MaxIHaveLength; those left and those dropped are counted in IHave.Unread and
 // Control.IWantUnread), and at most maxTopics entries of each kind that names a topic
 // (IHAVE, GRAFT, PRUNE, tree reports: Config.MaxPeerTopics, the topics a peer may share with the node), whatever
-// the peer sent: one RPC of thousands of tree reports cost the relay milliseconds.
+// the peer sent: one RPC of thousands of tree reports cost the relay milliseconds. The ids of the IHAVEs left are
+// counted in Control.IHaveUnread.
 func controlFromWire(w *messages.GossipControl, maxIDs, maxTopics int) *Control {
 	c := &Control{Graft: w.Graft[:min(len(w.Graft), maxTopics):min(len(w.Graft), maxTopics)]}
 	ihave, prune, tree := w.Ihave[:min(len(w.Ihave), maxTopics)], w.Prune[:min(len(w.Prune), maxTopics)],
@@ -320,6 +321,9 @@ func controlFromWire(w *messages.GossipControl, maxIDs, maxTopics int) *Control 
 			}
 		}
 		c.IHave = append(c.IHave, ih)
+	}
+	for _, wi := range w.Ihave[len(ihave):] {
+		c.IHaveUnread += len(wi.Ids)
 	}
 	if len(w.Iwant) > 0 {
 		c.IWant = make([]MsgID, 0, min(len(w.Iwant), maxIDs))

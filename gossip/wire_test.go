@@ -72,7 +72,7 @@ func TestControlFromWireReadsAtMostMaxTopicsEntriesOfEachKind(t *testing.T) {
 	w := &messages.GossipControl{}
 	for i := range 1000 {
 		topic := fmt.Sprint("t", i)
-		w.Ihave = append(w.Ihave, &messages.GossipIHave{Topic: topic})
+		w.Ihave = append(w.Ihave, &messages.GossipIHave{Topic: topic, Ids: [][]byte{make([]byte, 32), make([]byte, 32)}})
 		w.Graft = append(w.Graft, topic)
 		w.Prune = append(w.Prune, &messages.GossipPrune{Topic: topic})
 		w.Tree = append(w.Tree, &messages.GossipTree{Topic: topic, Root: nid(1).Bytes(), Dist: 1})
@@ -84,6 +84,19 @@ func TestControlFromWireReadsAtMostMaxTopicsEntriesOfEachKind(t *testing.T) {
 	}
 	if c.Tree[4].Topic != "t4" || c.Graft[0] != "t0" {
 		t.Fatalf("not the first entries: %q %q", c.Tree[4].Topic, c.Graft[0])
+	}
+	if c.IHaveUnread != 2*995 {
+		t.Fatalf("IHaveUnread %d, want the 1990 ids of the 995 IHAVEs left", c.IHaveUnread)
+	}
+}
+
+// The ids of the IHAVEs past an RPC's MaxPeerTopics count as received and ignored, from a known peer only.
+func TestIHavesPastMaxPeerTopicsAreCountedIgnored(t *testing.T) {
+	r := joined(t, DefaultConfig(), 1)
+	r.HandleControl(t0, nid(1), &Control{IHaveUnread: 7})
+	r.HandleControl(t0, nid(9), &Control{IHaveUnread: 5}) // not a peer
+	if st := r.Stats(); st.IHaveReceived != 7 || st.IHaveIgnored != 7 {
+		t.Fatalf("IHaveReceived %d, IHaveIgnored %d; want 7 and 7", st.IHaveReceived, st.IHaveIgnored)
 	}
 }
 
