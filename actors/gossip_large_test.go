@@ -191,6 +191,11 @@ func TestGossipDeliversAfterTwentyPercentKilled(t *testing.T) {
 			t.Errorf("node %d lost its tree parent in the kill but found no cut", i)
 		}
 		cuts += st.Router.TreeCuts
+		// The repair's control stays within every peer's control budget (RelayConfig.PeerControlRate), here with
+		// heartbeats ten times as frequent as the default's: none of it is refused.
+		if st.RateLimitedControl != 0 {
+			t.Errorf("node %d refused %d RPCs of honest control for the peers' control budget", i, st.RateLimitedControl)
+		}
 		// The roots sign their beacons and every node checks them (RelayConfig.VerifySignatures): an honest network
 		// refuses none, before or after the kill. The root itself may have checked none: it signs its beacons, and
 		// one that never heard of a better root had no other to check (CI met it once).

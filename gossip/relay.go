@@ -106,12 +106,23 @@ type RelayConfig struct {
 	// VerifySignatures rejects a received message that does not carry a valid signature of its origin, before it
 	// is recorded as seen, and penalises the peer that sent it (default true).
 	VerifySignatures bool
-	// PeerMessageRate and PeerMessageBurst limit what one peer makes the relay process (default 2000/s, burst
-	// 4000): each message takes a token, and so does each RPC that carries subscriptions or control, whatever
-	// messages ride with it (honest traffic takes ~1.5 tokens per message, a sim's 0.56 control RPCs per delivery
-	// included). What comes beyond is dropped unseen (a message can still be pulled from another peer) and counted.
+	// PeerMessageRate and PeerMessageBurst limit the messages one peer makes the relay process (default 2000/s,
+	// burst 4000): each takes a token. What comes beyond is dropped unseen (a message can still be pulled from
+	// another peer) and counted in RelayStats.RateLimited.
 	PeerMessageRate  float64
 	PeerMessageBurst int
+	// PeerControlRate and PeerControlBurst limit, apart from its messages, the hello, subscriptions and control
+	// one peer makes the relay process (default 2000/s, burst 4000), in units of about a microsecond of the
+	// relay's work: an RPC carrying any costs 1, plus 1 per subscription and per topic entry of its control
+	// (IHAVE, GRAFT, PRUNE, tree report), plus 1 per 32 message ids and tree cuts, as far as the relay reads them;
+	// an RPC costing more than the burst takes the whole burst. An honest node sends a peer 0.5 such RPCs (1.5
+	// units) a second on average and at most 8 (21 units) in any second of a simulation with kills, per topic the
+	// two share (it grows with a shorter heartbeat); at 2000 RPCs a second, one hostile peer held the relay's
+	// goroutine 246 ms a second with tree reports and 1.85 s with IHAVEs when each RPC took a token of the message
+	// rate, 1-5 ms with this budget (BenchmarkControlFlood). What comes beyond is counted in
+	// RelayStats.RateLimitedControl: the control is dropped, the subscriptions deferred.
+	PeerControlRate  float64
+	PeerControlBurst int
 	// PenaltyBan is how long a peer is banned once Router.PenaltyThreshold of its messages were rejected
 	// (default 10m).
 	PenaltyBan time.Duration
@@ -149,8 +160,8 @@ func DefaultRelayConfig() RelayConfig {
 	rc.TopicRegisterInterval, rc.TopicSearchInterval = 8*time.Minute, 5*time.Second
 	return RelayConfig{
 		Router: rc, MaxMessageSize: 512 << 10, MaxRPCSize: 1<<20 - 1<<10, SignMessages: true, VerifySignatures: true,
-		PeerMessageRate: 2000, PeerMessageBurst: 4000, PenaltyBan: 10 * time.Minute, DeliveryBuffer: 1024,
-		DeliveryBufferBytes: 16 << 20, Logger: zerolog.Nop(),
+		PeerMessageRate: 2000, PeerMessageBurst: 4000, PeerControlRate: 2000, PeerControlBurst: 4000,
+		PenaltyBan: 10 * time.Minute, DeliveryBuffer: 1024, DeliveryBufferBytes: 16 << 20, Logger: zerolog.Nop(),
 	}
 }
 
@@ -161,7 +172,8 @@ func (c RelayConfig) Validate() error {
 	}
 	if err := session.CheckPositive(
 		session.Field{Name: "MaxMessageSize", Value: c.MaxMessageSize}, session.Field{Name: "PeerMessageRate", Value: c.PeerMessageRate},
-		session.Field{Name: "PeerMessageBurst", Value: c.PeerMessageBurst}, session.Field{Name: "PenaltyBan", Value: c.PenaltyBan},
+		session.Field{Name: "PeerMessageBurst", Value: c.PeerMessageBurst}, session.Field{Name: "PeerControlRate", Value: c.PeerControlRate},
+		session.Field{Name: "PeerControlBurst", Value: c.PeerControlBurst}, session.Field{Name: "PenaltyBan", Value: c.PenaltyBan},
 		session.Field{Name: "DeliveryBuffer", Value: c.DeliveryBuffer}, session.Field{Name: "DeliveryBufferBytes", Value: c.DeliveryBufferBytes},
 	); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -291,9 +303,10 @@ type RelayStats struct {
 	// could not be queued, DeliveryDropped the deliveries lost to full subscriber queues, Banned the bans for
 	// invalid messages (at Router.PenaltyThreshold of a peer's, again at each as many more), OwnRejected the node's own publications its validators rejected or ignored.
 	RateLimited, BadSignatures, Malformed, SendFailures, DeliveryDropped, Banned, OwnRejected uint64
-	// RateLimitedControl counts the RPCs whose subscriptions and control the per-peer rate limit refused: their
-	// control is dropped (heartbeats retry grafts and reports), their subscriptions deferred, not lost
-	// (relaysubs.go). Until stop 54 they counted in RateLimited, whose messages are dropped.
+	// RateLimitedControl counts the RPCs whose subscriptions and control the peer's control budget
+	// (PeerControlRate) refused: their control is dropped (heartbeats retry grafts and reports), their
+	// subscriptions deferred, not lost (relaysubs.go). Until stop 54 they counted in RateLimited, whose messages
+	// are dropped; until stop 58 they drew on the message rate (PeerMessageRate).
 	RateLimitedControl uint64
 	// Verified counts the origin signatures checked (VerifySignatures): one per message, on the first copy
 	// received, as duplicates are recognised before their signature is checked. Each check is the largest

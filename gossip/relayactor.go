@@ -64,9 +64,9 @@ type relayState struct {
 	// penalties are the peers' counts of rejected messages a failed incarnation's Router held (Router.carryPenalties),
 	// for the next one's: a restart must not clear a peer's way to its ban.
 	penalties []carriedPenalty
-	// limiter holds each peer's message rate (PeerMessageRate), across restarts: a restart must not refill the
-	// peers' bursts.
-	limiter *routing.RateLimiter[session.NodeID]
+	// limiter holds each peer's message rate (PeerMessageRate), control its control budget (PeerControlRate),
+	// across restarts: a restart must not refill the peers' bursts.
+	limiter, control *routing.RateLimiter[session.NodeID]
 	// stopped is closed when the actor stops for good.
 	stopped chan struct{}
 	// The figures, across restarts (counters must not go back, metrics are read from them): the relay's own
@@ -237,6 +237,7 @@ func (a *relayActor) start(ctx actor.Context) {
 	if a.delay.Bounds == nil { // the first incarnation; a restarted one goes on with them
 		a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
 		a.limiter = routing.NewRateLimiter[session.NodeID](a.cfg.PeerMessageRate, a.cfg.PeerMessageBurst, a.cfg.Router.MaxPeers)
+		a.control = routing.NewRateLimiter[session.NodeID](a.cfg.PeerControlRate, a.cfg.PeerControlBurst, a.cfg.Router.MaxPeers)
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	self, root := a.self, a.root
@@ -423,6 +424,11 @@ func (a *relayActor) announce(topic string, joined bool) {
 }
 
 func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
+	a.handleRPCAt(time.Now(), from, rpc)
+}
+
+// handleRPCAt is handleRPC at now: the rate limits and the Router take the caller's clock (a benchmark's simulated one).
+func (a *relayActor) handleRPCAt(now time.Time, from session.NodeID, rpc *messages.GossipRPC) {
 	helloSent, known := a.peers[from]
 	if !known {
 		// A peer that upgraded a transient connection to us, or a connection the event has not reached us for.
@@ -436,15 +442,15 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 		a.penalize(a.router.PenalizePeer(from), ErrTopicTooLong.Error())
 		return
 	}
-	now := time.Now()
-	// Subscriptions and control cost a token of the peer's message rate, whatever messages ride with them (each
-	// pays its own): charged only when an RPC carried nothing else, they were free with a stale message attached,
-	// and one peer kept the relay busy with them. Control refused for the rate is dropped (the heartbeats retry
+	// Subscriptions and control draw on the peer's control budget (controlCost), whatever messages ride with them
+	// (each of those pays a token of the message rate): charged only when an RPC carried nothing else, they were
+	// free with a stale message attached; charged a token of the message rate per RPC, a peer's 2000 RPCs a second
+	// of the largest tree reports held the relay 230 ms a second. Control refused is dropped (the heartbeats retry
 	// what matters of it); subscriptions are state, sent once, and are deferred instead (deferSubscriptions), as
-	// are those of the peer's RPCs refused after them, until the next heartbeat or the peer's next RPC the limit
+	// are those of the peer's RPCs refused after them, until the next heartbeat or the peer's next RPC the budget
 	// lets through, which applies them first, to keep their order.
-	if rpc.Hello || len(rpc.Subscriptions) > 0 || rpc.Control != nil {
-		allowed := a.limiter.Allow(from, now)
+	if cost := controlCost(rpc, a.cfg.Router.MaxIHaveLength, a.cfg.Router.MaxPeerTopics); cost > 0 {
+		allowed := a.control.AllowN(from, cost, now)
 		if !allowed {
 			a.stats.RateLimitedControl++
 		}

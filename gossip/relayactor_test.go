@@ -349,14 +349,17 @@ func TestRateLimitSurvivesAReconnect(t *testing.T) {
 	}
 }
 
-// RateLimited counts the messages the per-peer rate limit dropped, as its doc says; the RPCs whose control it
-// refused count in RateLimitedControl. Until stop 54 both were in RateLimited, so it counted messages and RPCs alike.
+// RateLimited counts the messages the per-peer rate limit dropped, as its doc says; the RPCs whose control the
+// control budget refused count in RateLimitedControl. Until stop 54 both were in RateLimited, so it counted
+// messages and RPCs alike.
 func TestRateLimitedCountsMessagesAndControlApart(t *testing.T) {
 	cfg := DefaultRelayConfig()
 	cfg.Router.Self = nid(1)
+	cfg.PeerControlRate, cfg.PeerControlBurst = 0.001, 2 // one RPC of a graft
 	r := joined(t, cfg.Router, 2)
 	a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 0.001, 1)
-	a.handleRPC(nid(2), &messages.GossipRPC{Control: &messages.GossipControl{Graft: []string{topicA}}}) // the one token
+	a.handleRPC(nid(2), &messages.GossipRPC{Control: &messages.GossipControl{Graft: []string{topicA}},
+		Messages: []*messages.GossipMessage{{Topic: topicA}}}) // both budgets spent
 	a.handleRPC(nid(2), &messages.GossipRPC{Control: &messages.GossipControl{Graft: []string{topicA}},
 		Messages: []*messages.GossipMessage{{Topic: topicA}, {Topic: topicA}}})
 	if a.stats.RateLimited != 2 || a.stats.RateLimitedControl != 1 {
@@ -364,12 +367,13 @@ func TestRateLimitedCountsMessagesAndControlApart(t *testing.T) {
 	}
 }
 
-// testShell returns a relay actor, not spawned, around r on net, with nid(2) a greeted gossip peer and a message
-// rate limit of rate and burst: for tests that call its handlers directly.
+// testShell returns a relay actor, not spawned, around r on net, with nid(2) a greeted gossip peer, a message rate
+// limit of rate and burst and cfg's control budget: for tests that call its handlers directly.
 func testShell(cfg RelayConfig, r *Router, net Network, rate float64, burst int) *relayActor {
 	return &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r, echoed: map[session.NodeID]struct{}{},
 		peers: map[session.NodeID]bool{nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{},
-			limiter: routing.NewRateLimiter[session.NodeID](rate, burst, 10)}}
+			limiter: routing.NewRateLimiter[session.NodeID](rate, burst, 10),
+			control: routing.NewRateLimiter[session.NodeID](cfg.PeerControlRate, cfg.PeerControlBurst, 10)}}
 }
 
 // spawnRelay starts a relay actor with cfg on net in an actor system of its own, all stopped when the test ends.
@@ -476,10 +480,10 @@ func TestARepeatedHelloIsAnsweredOncePerHeartbeat(t *testing.T) {
 	}
 }
 
-// Control and subscriptions cost a token of the peer's message rate, whatever messages ride with them: a peer
-// cannot keep the relay busy with them beyond PeerMessageRate. Charged only to RPCs of control alone, they were
-// free with a stale message attached (40 000 processed against 4 127), and subscriptions were never charged.
-func TestControlAndSubscriptionsCountAgainstTheRateLimit(t *testing.T) {
+// Control and subscriptions draw on the peer's control budget, whatever messages ride with them: a peer cannot
+// keep the relay busy with them beyond PeerControlRate. Charged only to RPCs of control alone, they were free with
+// a stale message attached (40 000 processed against 4 127), and subscriptions were never charged.
+func TestControlAndSubscriptionsCountAgainstTheControlBudget(t *testing.T) {
 	stale := []*messages.GossipMessage{{Topic: topicA, Origin: nid(9).Bytes(), Data: []byte("x")}}
 	for name, rpc := range map[string]func(i int) *messages.GossipRPC{
 		"control alone": func(int) *messages.GossipRPC {
@@ -495,14 +499,16 @@ func TestControlAndSubscriptionsCountAgainstTheRateLimit(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := DefaultRelayConfig()
 			cfg.Router.Self = nid(1)
+			cfg.PeerControlRate, cfg.PeerControlBurst = 0.001, 10 // 5 RPCs of one entry
 			r := joined(t, cfg.Router, 2)
-			a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 0.001, 5)
+			a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 1000, 1000)
 			topics := len(r.PeerTopics(nid(2)))
 			for i := range 20 {
 				a.handleRPC(nid(2), rpc(i))
 			}
-			if n := r.Stats().GraftsReceived + uint64(len(r.PeerTopics(nid(2)))-topics); n > 5 {
-				t.Fatalf("20 RPCs with a burst of 5: %d grafts and subscriptions taken, want 5 at most", n)
+			if n := r.Stats().GraftsReceived + uint64(len(r.PeerTopics(nid(2)))-topics); n != 5 || a.stats.RateLimitedControl != 15 {
+				t.Fatalf("20 RPCs of 2 units, a budget of 10: %d grafts and subscriptions taken, %d refused; want 5 and 15",
+					n, a.stats.RateLimitedControl)
 			}
 		})
 	}
@@ -540,8 +546,9 @@ func TestOversizedControlGoesOutInRPCsThatFit(t *testing.T) {
 func TestSubscriptionsOverTheRateLimitAreDeferredInOrder(t *testing.T) {
 	cfg := DefaultRelayConfig()
 	cfg.Router.Self = nid(1)
+	cfg.PeerControlRate, cfg.PeerControlBurst = 0.001, 2 // one RPC of one subscription
 	r := joined(t, cfg.Router, 2)
-	a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 0.001, 1)
+	a := testShell(cfg, r, &flakyNetwork{self: nid(1), peer: nid(2)}, 1000, 1000)
 	sub := func(topic string, on bool) *messages.GossipRPC {
 		return &messages.GossipRPC{Subscriptions: []*messages.GossipSubscription{{Topic: topic, Subscribe: on}}}
 	}
@@ -577,13 +584,14 @@ func TestAGraftAfterADeferredSubscriptionIsTaken(t *testing.T) {
 	r := joined(t, cfg.Router, 2)
 	r.Join(t0, "b")
 	net := &flakyNetwork{self: nid(1), peer: nid(2)}
-	a := testShell(cfg, r, net, 0.001, 1)
-	a.limiter.Allow(nid(2), time.Now()) // the peer's burst is spent
+	cfg.PeerControlRate, cfg.PeerControlBurst = 0.001, 2 // one RPC of one entry
+	a := testShell(cfg, r, net, 1000, 1000)
+	a.control.AllowN(nid(2), 2, time.Now()) // the peer's budget is spent
 	a.handleRPC(nid(2), &messages.GossipRPC{Subscriptions: []*messages.GossipSubscription{{Topic: "b", Subscribe: true}}})
 	if a.deferred[nid(2)] == nil {
 		t.Fatal("the subscription over the limit was not deferred")
 	}
-	a.limiter = routing.NewRateLimiter[session.NodeID](0.001, 1, 10) // a token came back before the heartbeat
+	a.control = routing.NewRateLimiter[session.NodeID](0.001, 2, 10) // the budget came back before the heartbeat
 	a.handleRPC(nid(2), &messages.GossipRPC{Control: &messages.GossipControl{Graft: []string{"b"}}})
 	for _, rpc := range net.sent {
 		if rpc.Control != nil && slices.ContainsFunc(rpc.Control.Prune, func(p *messages.GossipPrune) bool { return p.Topic == "b" }) {

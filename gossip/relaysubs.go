@@ -9,9 +9,9 @@ import (
 	"github.com/actormesh/actormesh/session"
 )
 
-// deferredSubs is what a peer's RPCs said of its subscriptions while its rate limit refused them: a peer sends its
-// hello and each subscription change once, so the relay applies them at its next heartbeat, or before the peer's
-// next RPC the limit lets through, rather than drop them.
+// deferredSubs is what a peer's RPCs said of its subscriptions while its control budget refused them: a peer sends
+// its hello and each subscription change once, so the relay applies them at its next heartbeat, or before the
+// peer's next RPC the budget lets through, rather than drop them.
 // Dropped, a subscription made while the peer was over its limit (after a burst of messages, say) was lost for
 // good: the relay took the peer for not subscribed, answered its GRAFTs with PRUNE and never sent it the topic's
 // messages, with only RateLimited to show (an audit's finding).
@@ -21,16 +21,20 @@ type deferredSubs struct {
 }
 
 // deferSubscriptions keeps the hello and subscriptions of rpc for the next heartbeat (applyDeferred), or the peer's
-// next RPC its rate limit lets through (applyDeferredOf), after those kept already. A hello voids what came before
+// next RPC its control budget lets through (applyDeferredOf), after those kept already. A hello voids what came before
 // it, being the whole list. At most twice MaxPeerTopics topics are kept per peer, as handleSubscriptions reads.
 func (a *relayActor) deferSubscriptions(from session.NodeID, rpc *messages.GossipRPC) {
 	if a.deferred == nil {
 		a.deferred = make(map[session.NodeID]*deferredSubs)
 	}
 	d := a.deferred[from]
-	if d == nil || rpc.Hello {
-		d = &deferredSubs{hello: rpc.Hello, topics: make(map[string]bool)} // a hello voids what came before it
+	switch {
+	case d == nil:
+		d = &deferredSubs{hello: rpc.Hello, topics: make(map[string]bool)}
 		a.deferred[from] = d
+	case rpc.Hello: // a hello voids what came before it; the map is kept, as a peer over its budget may send many
+		d.hello = true
+		clear(d.topics)
 	}
 	limit := 2 * a.cfg.Router.MaxPeerTopics
 	for _, s := range rpc.Subscriptions[:min(len(rpc.Subscriptions), limit)] {
@@ -40,7 +44,7 @@ func (a *relayActor) deferSubscriptions(from session.NodeID, rpc *messages.Gossi
 	}
 }
 
-// applyDeferred applies the subscriptions the peers' rate limits deferred, at the heartbeat.
+// applyDeferred applies the subscriptions the peers' control budgets deferred, at the heartbeat.
 func (a *relayActor) applyDeferred(now time.Time) {
 	for id := range a.deferred {
 		a.applyDeferredOf(now, id)
@@ -48,7 +52,7 @@ func (a *relayActor) applyDeferred(now time.Time) {
 }
 
 // applyDeferredOf applies what waits of id's subscriptions: at the heartbeat, or before an RPC of the peer that
-// its rate limit lets through, whose control may need them (a GRAFT of a topic it joined).
+// its control budget lets through, whose control may need them (a GRAFT of a topic it joined).
 func (a *relayActor) applyDeferredOf(now time.Time, id session.NodeID) {
 	d := a.deferred[id]
 	delete(a.deferred, id)

@@ -25,7 +25,12 @@ func NewRateLimiter[K comparable](rate float64, burst, maxKeys int) *RateLimiter
 
 // Allow takes a token for key at time now, reporting whether the request may proceed. A refused request takes
 // nothing, so retrying does not extend the wait.
-func (l *RateLimiter[K]) Allow(key K, now time.Time) bool {
+func (l *RateLimiter[K]) Allow(key K, now time.Time) bool { return l.AllowN(key, 1, now) }
+
+// AllowN takes n tokens for key at time now, reporting whether the request may proceed: a request that costs more
+// than the others. n over Burst takes the whole burst, so that the largest request passes once the bucket is full
+// rather than never. A refused request takes nothing.
+func (l *RateLimiter[K]) AllowN(key K, n float64, now time.Time) bool {
 	b, ok := l.buckets[key]
 	if !ok {
 		if len(l.buckets) >= l.maxKeys {
@@ -34,7 +39,7 @@ func (l *RateLimiter[K]) Allow(key K, now time.Time) bool {
 		b = &tokenBucket{tokens: l.burst, last: now}
 		l.buckets[key] = b
 	}
-	return b.take(l.rate, l.burst, now)
+	return b.take(l.rate, l.burst, min(n, l.burst), now)
 }
 
 // Ready reports whether Allow would let a request for key through at now, taking nothing.
@@ -50,16 +55,16 @@ func (l *RateLimiter[K]) Ready(key K, now time.Time) bool {
 	return tokens >= 1
 }
 
-// take refills the bucket for the time since its last take and takes a token, if there is one.
-func (b *tokenBucket) take(rate, burst float64, now time.Time) bool {
+// take refills the bucket for the time since its last take and takes n tokens, if it holds them.
+func (b *tokenBucket) take(rate, burst, n float64, now time.Time) bool {
 	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
 		b.tokens = min(burst, b.tokens+elapsed*rate)
 		b.last = now
 	}
-	if b.tokens < 1 {
+	if b.tokens < n {
 		return false
 	}
-	b.tokens--
+	b.tokens -= n
 	return true
 }
 
@@ -76,7 +81,7 @@ func NewTokenBucket(rate float64, burst int, now time.Time) TokenBucket {
 }
 
 // Allow takes a token at now, reporting whether the request may proceed; a refused request takes nothing.
-func (t *TokenBucket) Allow(now time.Time) bool { return t.b.take(t.rate, t.burst, now) }
+func (t *TokenBucket) Allow(now time.Time) bool { return t.b.take(t.rate, t.burst, 1, now) }
 
 // Forget drops a key's state.
 func (l *RateLimiter[K]) Forget(key K) { delete(l.buckets, key) }

@@ -132,3 +132,19 @@ func TestTokenBucket(t *testing.T) {
 		t.Fatalf("after an hour %d requests allowed at once, want the burst of 3", n)
 	}
 }
+
+// AllowN takes n tokens or none; a cost over the burst takes the whole burst, so the largest request passes once
+// the bucket is full.
+func TestRateLimiterAllowN(t *testing.T) {
+	l := NewRateLimiter[string](10, 20, 10)
+	now := time.Unix(0, 0)
+	if !l.AllowN("a", 15, now) || l.AllowN("a", 6, now) || !l.AllowN("a", 5, now) {
+		t.Fatal("a burst of 20: 15 then 6 must be refused, 5 allowed")
+	}
+	if l.AllowN("a", 100, now.Add(1900*time.Millisecond)) {
+		t.Fatal("a request over the burst passed before the bucket was full again")
+	}
+	if !l.AllowN("a", 100, now.Add(2*time.Second)) || l.AllowN("a", 1, now.Add(2*time.Second)) {
+		t.Fatal("a request over the burst must pass once the bucket is full, and take all of it")
+	}
+}
