@@ -154,6 +154,7 @@ func BenchmarkControlFlood(b *testing.B) {
 		b.Run(kind, func(b *testing.B) {
 			now := time.Now()
 			a := floodShell(b, now)
+			a.clock = func() time.Time { return now }
 			list := rpcs[kind]
 			cached := func() { // the ids of MaxIHaveLength messages published now, which the peer asks for
 				rpc := &messages.GossipRPC{Control: &messages.GossipControl{}}
@@ -176,7 +177,7 @@ func BenchmarkControlFlood(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				now = now.Add(time.Second / floodRate)
-				a.handleRPCAt(now, nid(floodAttacker), list[i%len(list)])
+				a.handleRPC(nid(floodAttacker), list[i%len(list)])
 				i++
 				if i%floodRate == 0 {
 					a.heartbeat(now)
@@ -308,11 +309,12 @@ func TestControlCost(t *testing.T) {
 func TestOneTokenDoesNotBuyAMaximalControlRPC(t *testing.T) {
 	now := time.Now()
 	a := floodShell(t, now)
+	a.clock = func() time.Time { return now }
 	rpcs := floodRPCs()["tree"]
 	const rate, seconds = 2000, 10
 	for i := range rate * seconds {
 		now = now.Add(time.Second / rate)
-		a.handleRPCAt(now, nid(floodAttacker), rpcs[i%len(rpcs)])
+		a.handleRPC(nid(floodAttacker), rpcs[i%len(rpcs)])
 		if i%rate == rate-1 {
 			a.heartbeat(now)
 		}
