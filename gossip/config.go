@@ -73,7 +73,8 @@ type Config struct {
 	// MaxIHaveLength caps the ids in one IHAVE or IWANT, sent or read (default 500; at most
 	// messages.MaxGossipRPCIDs, the ids peers take in one RPC).
 	MaxIHaveLength int
-	// MaxIHaveMessages caps the IHAVEs read from one peer per heartbeat (default 10).
+	// MaxIHaveMessages caps the IHAVE messages read from one peer per heartbeat (default 10, gossipsub's): the IHAVEs
+	// of one RPC, whatever their topics, are one message (an honest peer sends one a heartbeat).
 	MaxIHaveMessages int
 	// MaxIWantReplies caps the messages served to one peer per heartbeat in answer to IWANT (default 256).
 	MaxIWantReplies int

@@ -20,8 +20,14 @@ func (r *Router) HandleControl(now time.Time, from session.NodeID, c *Control) O
 	for _, g := range c.Graft {
 		r.handleGraft(&b, now, from, g)
 	}
-	for _, ih := range c.IHave {
-		r.handleIHave(&b, now, from, ih)
+	if len(c.IHave) > 0 {
+		// The IHAVEs of one RPC are one IHAVE message, as gossipsub counts them: counted per entry, a peer
+		// announcing more than MaxIHaveMessages topics at a heartbeat had the others' announcements ignored, every
+		// heartbeat, and their holes never repaired (until stop 58).
+		over := r.ihaveMessage(from)
+		for _, ih := range c.IHave {
+			r.handleIHave(&b, now, from, ih, over)
+		}
 	}
 	if n := uint64(max(c.IHaveUnread, 0)); n > 0 && r.peers[from] != nil {
 		// The IHAVEs the decoder left (past MaxPeerTopics): counted nowhere until stop 58.
@@ -47,18 +53,30 @@ func reportedAgain(reports []TreeInfo, topic string) bool {
 	return false
 }
 
-// HandleIHave takes an announcement and asks (IWANT) for the announced messages not seen nor already asked for.
-// It reads at most MaxIHaveLength ids per IHAVE and MaxIHaveMessages IHAVEs per peer and heartbeat, and only for
-// joined topics; it asks for at most MaxPendingIWant ids at once, MaxPendingIWantPerPeer of them announced first by
-// one peer.
+// HandleIHave takes an announcement, an IHAVE message of one topic, and asks (IWANT) for the announced messages
+// not seen nor already asked for. It reads at most MaxIHaveLength ids per IHAVE and MaxIHaveMessages IHAVE
+// messages per peer and heartbeat (HandleControl's IHAVEs are one message), and only for joined topics; it asks for
+// at most MaxPendingIWant ids at once, MaxPendingIWantPerPeer of them announced first by one peer.
 func (r *Router) HandleIHave(now time.Time, from session.NodeID, ih IHave) Output {
 	now = r.clock(now)
 	var b builder
-	r.handleIHave(&b, now, from, ih)
+	r.handleIHave(&b, now, from, ih, r.ihaveMessage(from))
 	return b.result()
 }
 
-func (r *Router) handleIHave(b *builder, now time.Time, from session.NodeID, ih IHave) {
+// ihaveMessage counts an IHAVE message from a peer against its MaxIHaveMessages of the heartbeat, reporting
+// whether it is over them (its ids are then ignored).
+func (r *Router) ihaveMessage(from session.NodeID) (over bool) {
+	p := r.peers[from]
+	if p == nil || p.ihaves >= r.cfg.MaxIHaveMessages {
+		return true
+	}
+	p.ihaves++
+	return false
+}
+
+// handleIHave is HandleIHave for one IHAVE of a message, over its peer's MaxIHaveMessages or not.
+func (r *Router) handleIHave(b *builder, now time.Time, from session.NodeID, ih IHave, over bool) {
 	p, t := r.peers[from], r.topics[ih.Topic]
 	if p == nil || t == nil || !t.joined {
 		return
@@ -66,11 +84,10 @@ func (r *Router) handleIHave(b *builder, now time.Time, from session.NodeID, ih 
 	r.stats.IHaveReceived += uint64(len(ih.IDs) + max(ih.Unread, 0))
 	// The ids the decoder left (stop 55; counted nowhere before).
 	r.stats.IHaveIgnored += uint64(max(ih.Unread, 0))
-	if p.ihaves >= r.cfg.MaxIHaveMessages { // not even counted as received until stop 54
+	if over { // not even counted as received until stop 54
 		r.stats.IHaveIgnored += uint64(len(ih.IDs))
 		return
 	}
-	p.ihaves++
 	ids := ih.IDs[:min(len(ih.IDs), r.cfg.MaxIHaveLength)]
 	r.stats.IHaveIgnored += uint64(len(ih.IDs) - len(ids))
 	for _, id := range ids {

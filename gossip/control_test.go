@@ -59,6 +59,46 @@ func TestIHaveBounds(t *testing.T) {
 	}
 }
 
+// The IHAVEs of one RPC are one IHAVE message: a peer announcing more topics than MaxIHaveMessages at a heartbeat
+// has each announcement read, and its messages past MaxIHaveMessages of the heartbeat are ignored whole. Counted
+// per topic until stop 58, the announcements of the eleventh topic on were ignored at every heartbeat.
+func TestTheIHavesOfAnRPCAreOneMessage(t *testing.T) {
+	cfg := DefaultConfig()
+	r := newTestRouter(t, cfg)
+	if err := r.AddPeer(nid(1)); err != nil {
+		t.Fatal(err)
+	}
+	const topics = 3 * 10
+	announce := func(round byte) *Control {
+		c := &Control{}
+		for i := range topics {
+			c.IHave = append(c.IHave, IHave{Topic: fmt.Sprint("t", i), IDs: []MsgID{{round, byte(i)}}})
+		}
+		return c
+	}
+	for i := range topics {
+		name := fmt.Sprint("t", i)
+		if err := r.PeerSubscribed(nid(1), name); err != nil {
+			t.Fatal(err)
+		}
+		r.Join(t0, name)
+	}
+	for k := range cfg.MaxIHaveMessages + 1 {
+		c, _ := sendsTo(r.HandleControl(t0, nid(1), announce(byte(k))), nid(1))
+		asked := 0
+		if c != nil {
+			asked = len(c.IWant)
+		}
+		want := topics
+		if k == cfg.MaxIHaveMessages {
+			want = 0
+		}
+		if asked != want {
+			t.Fatalf("IHAVE message %d of the heartbeat, %d topics: %d ids asked for, want %d", k+1, topics, asked, want)
+		}
+	}
+}
+
 func TestIWantServesCache(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.MaxIWantReplies = 2

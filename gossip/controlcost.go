@@ -2,16 +2,22 @@ package gossip
 
 import "github.com/actormesh/actormesh/messages"
 
-// controlItemsPerUnit is the number of message ids (IHAVE, IWANT) or tree cuts that cost a unit of a peer's
-// control budget (RelayConfig.PeerControlRate): the relay spends 30-40 ns on each id, about a microsecond on a
-// unit's worth (BenchmarkControlFlood).
-const controlItemsPerUnit = 32
+// controlItemsPerUnit is the number of IWANT ids or tree cuts that cost a unit of a peer's control budget
+// (RelayConfig.PeerControlRate): the relay spends 30-40 ns on each, about a microsecond on a unit's worth
+// (BenchmarkControlFlood). An IHAVE id costs more, up to ~115 ns (the seen and wanted lookups, a want made), so
+// ihaveIDsPerUnit of them cost a unit: at 32, one peer's IHAVEs of 64 topics x 440 ids held the relay 7.5 ms a
+// second once every IHAVE of an RPC was read (stop 58), against 1-5 ms for the other kinds.
+const (
+	controlItemsPerUnit = 32
+	ihaveIDsPerUnit     = 8
+)
 
 // controlCost returns what rpc's hello, subscriptions and control cost its sender's control budget: 1 for the RPC,
-// 1 for each subscription and each topic entry of its control (IHAVE, GRAFT, PRUNE, tree report), and 1 for each
-// controlItemsPerUnit message ids and tree cuts, each counted only as far as the relay reads them
-// (handleSubscriptions, controlFromWire); 0 when rpc carries none of them. A unit is about a microsecond of the
-// relay's work whatever the kind, so that one unit cannot buy a maximal RPC (one of 28 000 IHAVE ids cost 0.9 ms).
+// 1 for each subscription and each topic entry of its control (IHAVE, GRAFT, PRUNE, tree report), 1 for each
+// ihaveIDsPerUnit IHAVE ids and for each controlItemsPerUnit IWANT ids and tree cuts, each counted only as far as
+// the relay reads them (handleSubscriptions, controlFromWire); 0 when rpc carries none of them. A unit is about a
+// microsecond of the relay's work whatever the kind, so that one unit cannot buy a maximal RPC (one of 28 000 IHAVE
+// ids cost 0.9 ms while ten IHAVEs a heartbeat were read, 3.2 ms once all of an RPC's were).
 func controlCost(rpc *messages.GossipRPC, maxIDs, maxTopics int) float64 {
 	c := rpc.Control
 	if !rpc.Hello && len(rpc.Subscriptions) == 0 && c == nil {
@@ -21,9 +27,11 @@ func controlCost(rpc *messages.GossipRPC, maxIDs, maxTopics int) float64 {
 	if c != nil {
 		ihave, tree := c.Ihave[:min(len(c.Ihave), maxTopics)], c.Tree[:min(len(c.Tree), maxTopics)]
 		entries += len(ihave) + min(len(c.Graft), maxTopics) + min(len(c.Prune), maxTopics) + len(tree)
+		ihaveIDs := 0
 		for _, ih := range ihave {
-			items += min(len(ih.Ids), maxIDs)
+			ihaveIDs += min(len(ih.Ids), maxIDs)
 		}
+		items += ihaveIDs * controlItemsPerUnit / ihaveIDsPerUnit // weighed as that many of the others
 		for _, t := range tree {
 			items += min(len(t.Cuts), maxTreeCuts) // a report of more is dropped unread (controlFromWire)
 		}

@@ -267,8 +267,8 @@ func TestSimulationHonestControlFitsThePeerControlBudget(t *testing.T) {
 	}
 }
 
-// controlCost counts the RPC, each subscription and topic entry, and each 32 ids and cuts, as far as the relay
-// reads them; an RPC without hello, subscriptions or control costs nothing.
+// controlCost counts the RPC, each subscription and topic entry, each 8 IHAVE ids and each 32 IWANT ids and cuts,
+// as far as the relay reads them; an RPC without hello, subscriptions or control costs nothing.
 func TestControlCost(t *testing.T) {
 	const maxIDs, maxTopics = 500, 64
 	ids := func(n int) [][]byte { return floodIDs(0, n) }
@@ -291,7 +291,7 @@ func TestControlCost(t *testing.T) {
 		"grafts and prunes, MaxPeerTopics each": {&messages.GossipRPC{Control: &messages.GossipControl{Graft: many(100),
 			Prune: []*messages.GossipPrune{{Topic: "a"}, {Topic: "b"}}}}, 1 + maxTopics + 2},
 		"an IHAVE of MaxIHaveLength ids read": {&messages.GossipRPC{Control: &messages.GossipControl{
-			Ihave: []*messages.GossipIHave{{Topic: "t", Ids: ids(600)}}}}, 1 + 1 + maxIDs/32.0},
+			Ihave: []*messages.GossipIHave{{Topic: "t", Ids: ids(600)}}}}, 1 + 1 + maxIDs/8.0},
 		"an IWANT of 64 ids": {&messages.GossipRPC{Control: &messages.GossipControl{Iwant: ids(64)}}, 1 + 2},
 		"tree reports with cuts": {&messages.GossipRPC{Control: &messages.GossipControl{
 			Tree: []*messages.GossipTree{tree, tree}}}, 1 + 2 + 2*maxTreeCuts/32.0},

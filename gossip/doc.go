@@ -53,6 +53,6 @@
 // MaxPendingValidationBytesPerPeer, ValidationTimeout), outstanding IWANTs (MaxPendingIWant, MaxPendingIWantPerPeer of them announced first by one peer, three
 // announcers each), peers (MaxPeers) and their
 // subscriptions (MaxPeerTopics), hence the topics known; the mesh is trimmed to D when it exceeds Dhi. Per peer and
-// heartbeat, at most MaxIHaveMessages IHAVEs are read and MaxIWantReplies messages (MaxIWantReplyBytes bytes) are
+// heartbeat, at most MaxIHaveMessages IHAVE messages are read and MaxIWantReplies messages (MaxIWantReplyBytes bytes) are
 // served, and no IHAVE or IWANT carries more than MaxIHaveLength ids.
 package gossip

@@ -216,7 +216,7 @@ type Stats struct {
 	// the IHAVEs past an RPC's MaxPeerTopics, whatever their topics (Control.IHaveUnread).
 	IHaveReceived uint64
 	// IHaveIgnored counts, of IHaveReceived, the ids dropped for a limit rather than asked for: all of an IHAVE
-	// past its peer's MaxIHaveMessages of the heartbeat, past MaxIHaveLength in one IHAVE or past an RPC's
+	// message past its peer's MaxIHaveMessages of the heartbeat, past MaxIHaveLength in one IHAVE or past an RPC's
 	// MaxPeerTopics IHAVEs, and those neither seen nor wanted already once MaxPendingIWant or the announcer's
 	// MaxPendingIWantPerPeer is reached.
 	IHaveIgnored  uint64
