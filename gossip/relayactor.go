@@ -480,7 +480,14 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 			a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength, a.cfg.Router.MaxPeerTopics)))
 		}
 	}
-	for _, wm := range rpc.Messages {
+	for i, wm := range rpc.Messages {
+		if !a.limiter.Allow(from, now) {
+			// The rest too, unseen: at the same instant the peer's rate refills nothing. Refused one at a time,
+			// a peer past its rate held the relay ~400 µs per RPC of 8192 empty messages, for no token (until
+			// stop 58).
+			a.stats.RateLimited += uint64(len(rpc.Messages) - i)
+			return
+		}
 		a.handleMessage(now, from, wm)
 	}
 }
@@ -539,11 +546,8 @@ func topicsFit(rpc *messages.GossipRPC, max int) bool {
 		!slices.ContainsFunc(c.Tree, func(t *messages.GossipTree) bool { return long(t.Topic) })
 }
 
+// handleMessage handles a message of a peer's RPC that its rate let through.
 func (a *relayActor) handleMessage(now time.Time, from session.NodeID, wm *messages.GossipMessage) {
-	if !a.limiter.Allow(from, now) {
-		a.stats.RateLimited++
-		return
-	}
 	m, err := messageFromWire(wm)
 	if err == nil && len(m.Data) > a.cfg.MaxMessageSize {
 		err = fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(m.Data), a.cfg.MaxMessageSize)
