@@ -291,7 +291,9 @@ func (e *rpcEncoder) end() {
 }
 
 // controlFromWire converts received control, dropping ids of the wrong size. At most maxIDs ids are read per
-// IHAVE and per IWANT (Config.MaxIHaveLength; those left and those dropped are counted in IHave.Unread and
+// IHAVE and per IWANT, valid or not (Config.MaxIHaveLength, what controlCost charges: until stop 58 the invalid
+// ones did not count, and an IWANT of 65 536 empty ids held the relay ~1 ms for the cost of 500 valid ones; those
+// left and those dropped are counted in IHave.Unread and
 // Control.IWantUnread), and at most maxTopics entries of each kind that names a topic
 // (IHAVE, GRAFT, PRUNE, tree reports: Config.MaxPeerTopics, the topics a peer may share with the node), whatever
 // the peer sent: one RPC of thousands of tree reports cost the relay milliseconds. The ids of the IHAVEs left are
@@ -310,7 +312,7 @@ func controlFromWire(w *messages.GossipControl, maxIDs, maxTopics int) *Control 
 	for _, wi := range ihave {
 		ih := IHave{Topic: wi.Topic, IDs: make([]MsgID, 0, min(len(wi.Ids), maxIDs))}
 		for i, raw := range wi.Ids {
-			if len(ih.IDs) == maxIDs {
+			if i == maxIDs { // examined, valid or not: the control budget charges maxIDs at most
 				ih.Unread += len(wi.Ids) - i
 				break
 			}
@@ -329,7 +331,7 @@ func controlFromWire(w *messages.GossipControl, maxIDs, maxTopics int) *Control 
 		c.IWant = make([]MsgID, 0, min(len(w.Iwant), maxIDs))
 	}
 	for i, raw := range w.Iwant {
-		if len(c.IWant) == maxIDs {
+		if i == maxIDs { // as the IHAVEs' ids
 			c.IWantUnread += len(w.Iwant) - i
 			break
 		}

@@ -36,15 +36,16 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 		},
 	}
 	c := controlFromWire(w, 10, 64)
-	if len(c.IHave) != 1 || len(c.IHave[0].IDs) != 10 {
-		t.Fatalf("IHAVE: %d entries, %d ids; want 1 entry capped at 10 ids", len(c.IHave), len(c.IHave[0].IDs))
+	// Of 51 ids each, the first 10 examined, valid or not (what the control budget charges): the malformed one
+	// and the 41 past the cap are unread. Until stop 58 the cap counted valid ids only, and every id was examined.
+	if len(c.IHave) != 1 || len(c.IHave[0].IDs) != 9 {
+		t.Fatalf("IHAVE: %d entries, %d ids; want 1 entry of the 9 well-formed ids of the 10 examined", len(c.IHave), len(c.IHave[0].IDs))
 	}
-	if len(c.IWant) != 10 {
-		t.Fatalf("IWANT: %d ids, want the well-formed ones capped at 10", len(c.IWant))
+	if len(c.IWant) != 9 {
+		t.Fatalf("IWANT: %d ids, want the 9 well-formed ones of the 10 examined", len(c.IWant))
 	}
-	// Of 51 ids each, 10 read: the malformed one and the 40 past the cap are counted as unread.
-	if c.IHave[0].Unread != 41 || c.IWantUnread != 41 {
-		t.Fatalf("unread: IHAVE %d, IWANT %d; want 41 and 41", c.IHave[0].Unread, c.IWantUnread)
+	if c.IHave[0].Unread != 42 || c.IWantUnread != 42 {
+		t.Fatalf("unread: IHAVE %d, IWANT %d; want 42 and 42", c.IHave[0].Unread, c.IWantUnread)
 	}
 	if len(c.Tree) != 1 || c.Tree[0].Root != nid(1) || c.Tree[0].Parent != nid(1) || c.Tree[0].Seq != 3 ||
 		c.Tree[0].RootRank != 7 || !slices.Equal(c.Tree[0].Path, []uint32{5, 9}) || c.Tree[0].Upstream != nid(4) ||
@@ -61,7 +62,7 @@ func TestControlFromWireBoundsAndDropsMalformedEntries(t *testing.T) {
 	e.begin()
 	e.addControl(c)
 	again := controlFromWire(e.rpc.Control, 10, 64)
-	if len(again.IHave[0].IDs) != 10 || len(again.IWant) != 10 || len(again.Tree) != 1 || !reflect.DeepEqual(again.Tree[0], c.Tree[0]) {
+	if len(again.IHave[0].IDs) != 9 || len(again.IWant) != 9 || len(again.Tree) != 1 || !reflect.DeepEqual(again.Tree[0], c.Tree[0]) {
 		t.Fatalf("round trip lost entries: %+v", again)
 	}
 }
