@@ -32,7 +32,7 @@ func (r *Router) Heartbeat(now time.Time) Output {
 			b.out.Relayed = append(b.out.Relayed, id)
 			p.relayed = false
 		}
-		p.ihaves, p.served, p.sent = 0, 0, 0
+		p.ihaves, p.asked, p.served, p.sent = 0, 0, 0, 0
 		r.releaseSilent(id, p)
 		maps.DeleteFunc(p.backoff, func(_ string, until time.Time) bool { return !now.Before(until) })
 	}

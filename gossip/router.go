@@ -79,7 +79,8 @@ type peer struct {
 	topics  map[string]struct{}  // subscriptions, at most MaxPeerTopics
 	backoff map[string]time.Time // topic → end of the backoff; keys are known topics
 	penalty int                  // messages rejected so far (kept across reconnects: Router.retained)
-	ihaves  int                  // IHAVEs read this heartbeat
+	ihaves  int                  // IHAVE messages read this heartbeat
+	asked   int                  // ids asked of it by IWANT this heartbeat (Router.askLimit)
 	served  int                  // messages served to IWANT this heartbeat
 	wants   int                  // outstanding IWANTs of ids it announced first (want.src[0])
 	sent    int                  // their bytes (Message.size)
