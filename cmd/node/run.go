@@ -322,11 +322,7 @@ func (o runOptions) identity(log zerolog.Logger) (id *session.Identity, release 
 		log.Warn().Msg("no --key or --data-dir given: using a fresh in-memory identity, the NodeID changes on every start")
 		return nil, releaseAll, nil
 	}
-	id, created, err := session.LoadOrCreateIdentity(path)
-	if err != nil {
-		return nil, nil, keyFileError(path, err)
-	}
-	r, err := lockKeyFile(path)
+	id, created, r, err := lockedKey(path, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -335,6 +331,34 @@ func (o runOptions) identity(log zerolog.Logger) (id *session.Identity, release 
 		log.Info().Str("key", path).Str("id", id.NodeID().String()).Msg("created a new identity")
 	}
 	return id, releaseAll, nil
+}
+
+// lockedKey loads the identity at path, creating it if need be, and takes the key file's lock (lockKeyFile) until
+// release. The key is read again once the file is locked: a keygen --force between the first read and the lock
+// (it takes the lock to replace a key, so that it never replaces a running node's) replaced the file, and the node
+// ran as the old identity holding the new key's lock, to come back as another node at its next start (until stop
+// 58). between, if set, runs between the two (tests).
+func lockedKey(path string, between func()) (id *session.Identity, created bool, release func(), err error) {
+	id, created, err = session.LoadOrCreateIdentity(path)
+	if err != nil {
+		return nil, false, nil, keyFileError(path, err)
+	}
+	if between != nil {
+		between()
+	}
+	release, err = lockKeyFile(path)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	locked, err := session.LoadIdentity(path)
+	if err != nil {
+		release()
+		return nil, false, nil, keyFileError(path, err)
+	}
+	if locked.NodeID() != id.NodeID() {
+		id, created = locked, false // replaced meanwhile: the locked file's key is the node's
+	}
+	return id, created, release, nil
 }
 
 // validPort tells whether port is a port number, 0 to 65535, or a service name net.Listen knows.
