@@ -58,11 +58,12 @@ func (r *Router) Heartbeat(now time.Time) Output {
 		}
 	}
 	slices.Sort(names)
+	r.collectDue(now)
 	for _, name := range names {
 		t := r.topics[name]
 		r.maintain(&b, name, t, now)
 		r.discover(&b, name, t, now)
-		r.announce(&b, name, t, r.dueForGossip(name, now))
+		r.announce(&b, name, t, r.dueBy[name])
 		if t.tree != nil {
 			r.treeHeartbeat(&b, now, name, t) // last: an unchanged report rides on the control sent already
 		}
@@ -72,17 +73,29 @@ func (r *Router) Heartbeat(now time.Time) Output {
 	return b.result()
 }
 
-// dueForGossip lists the cached messages of topic whose ids are to be announced now, oldest first, in a buffer
-// reused by the next call.
-func (r *Router) dueForGossip(topic string, now time.Time) []*cached {
-	clear(r.due)
-	r.due = r.due[:0]
+// collectDue lists, by topic (Router.dueBy), the cached messages whose ids are to be announced now, oldest first,
+// in buffers reused by the next heartbeat. One pass over the cache serves every topic: a pass per joined topic made
+// the heartbeat grow with topics x cached messages (64 topics of 20 messages a heartbeat: 4-5 ms, over half of it
+// in those passes; stop 58, an audit's finding). A topic with nothing due is dropped from the map, so that it holds
+// the topics of the last heartbeat's announcements at most.
+func (r *Router) collectDue(now time.Time) {
+	if r.dueBy == nil {
+		r.dueBy = make(map[string][]*cached)
+	}
+	for name, due := range r.dueBy {
+		if len(due) == 0 {
+			delete(r.dueBy, name)
+			continue
+		}
+		clear(due)
+		r.dueBy[name] = due[:0]
+	}
+	beats, delay := r.announceBeats(), int64(r.cfg.GossipDelay)
 	for i := range r.cache.order.len() {
-		if e := r.cache.order.at(i); e.msg.Topic == topic && e.announced < r.announceBeats() && now.UnixNano()-e.at >= int64(r.cfg.GossipDelay) {
-			r.due = append(r.due, e)
+		if e := r.cache.order.at(i); e.announced < beats && now.UnixNano()-e.at >= delay {
+			r.dueBy[e.msg.Topic] = append(r.dueBy[e.msg.Topic], e)
 		}
 	}
-	return r.due
 }
 
 func (r *Router) retryWants(b *builder, now time.Time) {

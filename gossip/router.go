@@ -60,10 +60,10 @@ type Router struct {
 	// retained holds the penalties of departed peers (retainPenalty), at most MaxPeers of them.
 	retained map[session.NodeID]retainedPenalty
 	stats    Stats
-	due      []*cached // scratch of dueForGossip
-	names    []string  // scratch of Heartbeat: the joined topics
-	signed   []byte    // scratch of the bytes of a tree beacon to sign or check (AppendBeaconSignedBytes)
-	since    []uint64  // scratch of announce
+	dueBy    map[string][]*cached // scratch of collectDue: the cached messages due for announcement, by topic
+	names    []string             // scratch of Heartbeat: the joined topics
+	signed   []byte               // scratch of the bytes of a tree beacon to sign or check (AppendBeaconSignedBytes)
+	since    []uint64             // scratch of announce
 	// repairBeat is the heartbeat count when the node last answered an IWANT or pulled a message (see
 	// quietGossip).
 	repairBeat uint64
