@@ -72,7 +72,8 @@ func marshalAny(msg proto.Message) ([]byte, error) {
 // must pass before it is delivered or relayed. Cancel the subscription to leave (its Stopped tells when the
 // handler has returned for good). Close waits for running handlers
 // and validators to return: a handler must not block forever, and a validator must honour its context. A topic over
-// Gossip.Router.MaxTopicLength fails with gossip.ErrTopicTooLong. While the topic has few peers around the node,
+// Gossip.Router.MaxTopicLength fails with gossip.ErrTopicTooLong; a new topic past Gossip.Router.MaxPeerTopics
+// (64) joined ones fails with gossip.ErrLimit. While the topic has few peers around the node,
 // its relay registers the node on the topic in the DHT and connects to other members it finds there (from
 // Gossip.Router.TopicSearchInterval after the join on; see FindTopicPeers). It keeps those connections while the
 // peer shares one of its topics, and lets them close once idle after (a cancelled subscription, say).

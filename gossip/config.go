@@ -120,7 +120,11 @@ type Config struct {
 
 	// MaxPeers caps the peers the Router tracks (default 1024).
 	MaxPeers int
-	// MaxPeerTopics caps the subscriptions tracked per peer (default 64).
+	// MaxPeerTopics caps the subscriptions tracked per peer and the topics the node joins (default 64): Join, and
+	// the relay's Subscribe of a new topic, fail with ErrLimit past it, so that two nodes share at most that many
+	// topics. A peer's subscription to a topic the node joined is always tracked (one of its topics the node has
+	// not joined makes room); past it, the peer's others are not. Of a peer's RPC, the relay reads the first twice
+	// MaxPeerTopics subscriptions, and of the rest those of the node's topics.
 	MaxPeerTopics int
 
 	// Tree makes the eager links of each joined topic follow a spanning tree rooted at the topic's live node of

@@ -657,7 +657,7 @@ func TestAPruneOfATopicNotJoinedDoesNotHoldOffTheJoinsGraft(t *testing.T) {
 	r := newTestRouter(t, DefaultConfig())
 	addPeers(t, r, "b", 1, 1)
 	r.HandlePrune(t0, nid(1), Prune{Topic: "b"})
-	if c, _ := sendsTo(r.Join(t0, "b"), nid(1)); c == nil || !slices.Equal(c.Graft, []string{"b"}) {
+	if c, _ := sendsTo(join(t, r, t0, "b"), nid(1)); c == nil || !slices.Equal(c.Graft, []string{"b"}) {
 		t.Errorf("control to the peer on the join %+v, want its graft", c)
 	}
 }

@@ -13,8 +13,9 @@ const (
 )
 
 // controlCost returns what rpc's hello, subscriptions and control cost its sender's control budget: 1 for the RPC,
-// 1 for each subscription and each topic entry of its control (IHAVE, GRAFT, PRUNE, tree report), 1 for each
-// ihaveIDsPerUnit IHAVE ids and for each controlItemsPerUnit IWANT ids and tree cuts, each counted only as far as
+// 1 for each of its first 3*maxTopics subscriptions and each topic entry of its control (IHAVE, GRAFT, PRUNE, tree
+// report), 1 for each ihaveIDsPerUnit IHAVE ids and for each controlItemsPerUnit IWANT ids, tree cuts and
+// subscriptions past the first 3*maxTopics (a lookup each), each counted only as far as
 // the relay reads them (handleSubscriptions, controlFromWire); 0 when rpc carries none of them. A unit is about a
 // microsecond of the relay's work whatever the kind, so that one unit cannot buy a maximal RPC (one of 28 000 IHAVE
 // ids cost 0.9 ms while ten IHAVEs a heartbeat were read, 3.2 ms once all of an RPC's were).
@@ -23,7 +24,10 @@ func controlCost(rpc *messages.GossipRPC, maxIDs, maxTopics int) float64 {
 	if !rpc.Hello && len(rpc.Subscriptions) == 0 && c == nil {
 		return 0
 	}
-	entries, items := min(len(rpc.Subscriptions), 2*maxTopics), 0
+	// Past its first 2*maxTopics subscriptions, the relay looks each up among the joined topics and reads up to
+	// maxTopics of those (readSubscriptions): the next maxTopics cost as entries, the others as IWANT ids.
+	rest := max(0, len(rpc.Subscriptions)-2*maxTopics)
+	entries, items := min(len(rpc.Subscriptions), 2*maxTopics)+min(rest, maxTopics), rest-min(rest, maxTopics)
 	if c != nil {
 		ihave, tree := c.Ihave[:min(len(c.Ihave), maxTopics)], c.Tree[:min(len(c.Tree), maxTopics)]
 		entries += len(ihave) + min(len(c.Graft), maxTopics) + min(len(c.Prune), maxTopics) + len(tree)

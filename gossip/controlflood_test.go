@@ -64,7 +64,7 @@ func floodShell(tb testing.TB, now time.Time) *relayActor {
 
 // heartbeat does what the relay's heartbeat tick does to the Router and the deferred subscriptions.
 func (a *relayActor) heartbeat(now time.Time) {
-	clear(a.echoed)
+	a.echoAgain()
 	a.applyDeferred(now)
 	a.apply(a.router.Heartbeat(now))
 }
@@ -132,6 +132,27 @@ func floodRPCs() map[string][]*messages.GossipRPC {
 	// A hello listing every joined topic: it is answered once a heartbeat.
 	hello := &messages.GossipRPC{Hello: true, Subscriptions: kinds["subscriptions"][1].Subscriptions}
 	kinds["hello"] = []*messages.GossipRPC{hello}
+	// The longest lists the decoder takes (maxRPCSubs): twice MaxPeerTopics topics the node has not joined, read in
+	// full, then topics looked up among the joined ones: in a hello, the node's topics last; in subscriptions,
+	// leaving and joining each of the node's topics, again and again (MaxPeerTopics of them read).
+	long := func(hello bool) *messages.GossipRPC {
+		rpc := &messages.GossipRPC{Hello: hello}
+		const maxRPCSubs = 8192 // messages.gossipdecode.go
+		for i := range maxRPCSubs {
+			s := &messages.GossipSubscription{Topic: fmt.Sprint("other-", i), Subscribe: true}
+			switch {
+			case i < 2*floodTopics:
+			case hello && i >= maxRPCSubs-floodTopics:
+				s.Topic = floodTopic(i % floodTopics)
+			case !hello && i%2 == 0:
+				s.Topic, s.Subscribe = floodTopic(i/2%floodTopics), i%4 == 0
+			}
+			rpc.Subscriptions = append(rpc.Subscriptions, s)
+		}
+		return rpc
+	}
+	kinds["hello-long"] = []*messages.GossipRPC{long(true)}
+	kinds["subscriptions-long"] = []*messages.GossipRPC{long(false)}
 	// What an honest peer's heartbeat sends on one topic: an IHAVE of a few ids and a tree report.
 	kinds["small"] = []*messages.GossipRPC{{Control: &messages.GossipControl{
 		Ihave: []*messages.GossipIHave{{Topic: floodTopic(0), Ids: floodIDs(1<<22, 4)}},
@@ -149,7 +170,7 @@ func BenchmarkControlFlood(b *testing.B) {
 	const floodRate = 2000
 	rpcs := floodRPCs()
 	kinds := []string{"small", "ihave-500", "ihave-full", "iwant-cached", "iwant-uncached", "prune-graft", "tree",
-		"subscriptions", "hello"}
+		"subscriptions", "hello", "hello-long", "subscriptions-long"}
 	for _, kind := range kinds {
 		b.Run(kind, func(b *testing.B) {
 			now := time.Now()
@@ -267,8 +288,8 @@ func TestSimulationHonestControlFitsThePeerControlBudget(t *testing.T) {
 	}
 }
 
-// controlCost counts the RPC, each subscription and topic entry, each 8 IHAVE ids and each 32 IWANT ids and cuts,
-// as far as the relay reads them; an RPC without hello, subscriptions or control costs nothing.
+// controlCost counts the RPC, each subscription and topic entry, each 8 IHAVE ids and each 32 IWANT ids, cuts and
+// subscriptions past three times MaxPeerTopics, as far as the relay reads them; an RPC without hello, subscriptions or control costs nothing.
 func TestControlCost(t *testing.T) {
 	const maxIDs, maxTopics = 500, 64
 	ids := func(n int) [][]byte { return floodIDs(0, n) }
@@ -286,8 +307,10 @@ func TestControlCost(t *testing.T) {
 	}{
 		"messages alone": {&messages.GossipRPC{Messages: []*messages.GossipMessage{{Topic: "t"}}}, 0},
 		"a hello":        {&messages.GossipRPC{Hello: true}, 1},
-		"subscriptions, twice MaxPeerTopics read": {&messages.GossipRPC{Subscriptions: make([]*messages.GossipSubscription, 300)}, 1 + 2*maxTopics},
-		"an empty control":                        {&messages.GossipRPC{Control: &messages.GossipControl{}}, 1},
+		"subscriptions, three times MaxPeerTopics read, the rest looked up": {&messages.GossipRPC{Subscriptions: make([]*messages.GossipSubscription, 300)},
+			1 + 3*maxTopics + (300-3*maxTopics)/32.0},
+		"subscriptions, twice MaxPeerTopics and a few": {&messages.GossipRPC{Subscriptions: make([]*messages.GossipSubscription, 150)}, 1 + 150},
+		"an empty control": {&messages.GossipRPC{Control: &messages.GossipControl{}}, 1},
 		"grafts and prunes, MaxPeerTopics each": {&messages.GossipRPC{Control: &messages.GossipControl{Graft: many(100),
 			Prune: []*messages.GossipPrune{{Topic: "a"}, {Topic: "b"}}}}, 1 + maxTopics + 2},
 		"an IHAVE of MaxIHaveLength ids read": {&messages.GossipRPC{Control: &messages.GossipControl{

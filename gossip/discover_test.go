@@ -328,7 +328,7 @@ func TestPeersSharingNoJoinedTopicAreReleased(t *testing.T) {
 		t.Fatal("SharesJoinedTopic: want peer 1 (B) alone")
 	}
 	// The node joins A again: its released peers in A are kept again at once.
-	if out := r.Join(t0, topicA); !slices.Equal(sorted(out.Keep), ids(2, 3)) {
+	if out := join(t, r, t0, topicA); !slices.Equal(sorted(out.Keep), ids(2, 3)) {
 		t.Fatalf("the node joined A again: kept %v, want peers 2 and 3", out.Keep)
 	}
 	// Leaving and joining within a heartbeat releases nothing.

@@ -16,7 +16,8 @@ import (
 // MeshGossipBeats-th heartbeat) and to Dlazy random peers outside the mesh, the ids of the messages at least
 // GossipDelay old that fewer than HistoryGossip heartbeats have announced (for the mesh links, HistoryGossip +
 // MeshGossipBeats - 1); and it asks the shell to register on, or search the DHT for, topics with few peers
-// (Output.Discover).
+// (Output.Discover). After a heartbeat at which the node joined a topic, it asks the peers whose subscriptions
+// went untracked (see PeerSubscribed) for them again (Output.Hello).
 func (r *Router) Heartbeat(now time.Time) Output {
 	now = r.clock(now)
 	r.beats++
@@ -47,6 +48,17 @@ func (r *Router) Heartbeat(now time.Time) Output {
 		}
 	}
 	slices.SortFunc(b.out.Relayed, func(x, y session.NodeID) int { return bytes.Compare(x[:], y[:]) })
+	if r.joinedSince {
+		// A topic joined since the last heartbeat may be among a peer's subscriptions that went untracked: the
+		// node's hello again makes the peer send them all again (its echo), once a heartbeat whatever the joins.
+		r.joinedSince = false
+		for id, p := range r.peers {
+			if p.missed {
+				b.out.Hello = append(b.out.Hello, id)
+			}
+		}
+		slices.SortFunc(b.out.Hello, func(x, y session.NodeID) int { return bytes.Compare(x[:], y[:]) })
+	}
 	r.retryWants(&b, now)
 	r.releaseDue(&b)
 

@@ -102,3 +102,13 @@ func receive(t testing.TB, r *Router, now time.Time, from session.NodeID, m *Mes
 	}
 	return out, st
 }
+
+// join joins r to topic at now, failing the test on an error, and returns the Join's Output.
+func join(tb testing.TB, r *Router, now time.Time, topic string) Output {
+	tb.Helper()
+	out, err := r.Join(now, topic)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}

@@ -146,6 +146,10 @@ type Output struct {
 	// only for topics (Network.DiscoverTopic) to them. Keep lists released peers that share a joined topic again:
 	// the shell keeps such a connection again. See Router.PeerUpdated.
 	Release, Keep []session.NodeID
+	// Hello lists, on a heartbeat after the node joined a topic, the peers some of whose subscriptions went
+	// untracked (past MaxPeerTopics, or unread): the shell sends them its hello again, which a peer answers with
+	// its subscriptions, so that the node learns whether they are in the topic it joined.
+	Hello []session.NodeID
 }
 
 // Discover asks the shell to work on a topic in the DHT: to register the node on it, and to connect to, and keep,

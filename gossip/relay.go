@@ -421,8 +421,8 @@ func (r *Relay) Publish(ctx context.Context, topic string, data []byte) (MsgID, 
 // Subscribe adds a subscriber to topic: handler is called with every message accepted on the topic, the node's
 // own publications included (a panic in it is logged and counted, Subscription.Panics, and the next delivery
 // follows). The node joins the topic's mesh with its first subscription. It fails with
-// ErrEmptyTopic, ErrTopicTooLong (over Config.MaxTopicLength), ErrTopicNotUTF8, ErrRelayFailed, ErrRelayStopped
-// or the context's error.
+// ErrEmptyTopic, ErrTopicTooLong (over Config.MaxTopicLength), ErrTopicNotUTF8, ErrLimit (a new topic past
+// Config.MaxPeerTopics joined ones: nothing is joined), ErrRelayFailed, ErrRelayStopped or the context's error.
 func (r *Relay) Subscribe(ctx context.Context, topic string, handler func(*Delivery), opts ...SubscribeOption) (*Subscription, error) {
 	if topic == "" {
 		return nil, ErrEmptyTopic

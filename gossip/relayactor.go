@@ -95,8 +95,10 @@ type relayActor struct {
 	enc    rpcEncoder              // the structs of outgoing RPCs, reused
 	peers  map[session.NodeID]bool // gossip peers → our hello sent
 	// echoed holds the peers whose repeated hello got our subscriptions again this heartbeat: at most one answer
-	// each per heartbeat, so that a peer setting Hello on every RPC cannot make us send our topics for each.
-	echoed map[session.NodeID]struct{}
+	// each per heartbeat, so that a peer setting Hello on every RPC cannot make us send our topics for each. True
+	// marks a hello that came after the answer: it is answered at the next heartbeat (echoAgain), not dropped, for
+	// it may ask for a topic the peer joined since (Output.Hello).
+	echoed map[session.NodeID]bool
 	// deferred holds, per peer, the subscriptions its rate limit deferred to the next heartbeat (relaysubs.go).
 	deferred map[session.NodeID]*deferredSubs
 
@@ -182,7 +184,7 @@ func (a *relayActor) receiveOther(ctx actor.Context) {
 		}
 	case heartbeatTick:
 		if m.from == a {
-			clear(a.echoed)
+			a.echoAgain()
 			a.applyDeferred(time.Now())
 			a.reconcile()
 			a.router.SetJoining(a.net.Joining())
@@ -243,7 +245,7 @@ func (a *relayActor) start(ctx actor.Context) {
 	router.inheritPenalties(a.penalties, time.Now())
 	a.seen, a.penalties = nil, nil
 	a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
-	a.peers, a.echoed = make(map[session.NodeID]bool), make(map[session.NodeID]struct{})
+	a.peers, a.echoed = make(map[session.NodeID]bool), make(map[session.NodeID]bool)
 	if a.delay.Bounds == nil { // the first incarnation; a restarted one goes on with them
 		a.delay, a.hops = newHistogram(delayBoundsMs()), newHistogram(hopBounds())
 		a.limiter = routing.NewRateLimiter[session.NodeID](a.cfg.PeerMessageRate, a.cfg.PeerMessageBurst, a.cfg.Router.MaxPeers)
@@ -263,8 +265,12 @@ func (a *relayActor) start(ctx actor.Context) {
 	a.endEvents = unsub
 	a.armHeartbeat()
 	now := time.Now()
-	for _, t := range a.joined() { // the subscriptions of the incarnations before a restart
-		a.apply(a.router.Join(now, t))
+	for _, t := range a.joined() { // the subscriptions of the incarnations before a restart (MaxPeerTopics at most)
+		out, err := a.router.Join(now, t)
+		if err != nil { // not expected: a Router of the same Config joined them
+			a.log.Error().Err(err).Str("topic", t).Msg("gossip: topic not joined again after a restart")
+		}
+		a.apply(out)
 	}
 	a.reconcile()
 }
@@ -343,6 +349,19 @@ func (a *relayActor) reconcile() {
 func (a *relayActor) greet(id session.NodeID) {
 	if helloSent, known := a.peers[id]; known && !helloSent || !known && a.addPeer(id) {
 		a.sendHello(id)
+	}
+}
+
+// echoAgain starts a heartbeat's answers to repeated hellos: a peer whose hello came after the last heartbeat's
+// answer gets our subscriptions now, which is its answer of this heartbeat; the others may have one again.
+func (a *relayActor) echoAgain() {
+	for id, again := range a.echoed {
+		if again && a.known(id) && len(a.subs) > 0 {
+			a.echoed[id] = false
+			a.sendRPC(id, a.subscriptions(), true)
+		} else {
+			delete(a.echoed, id)
+		}
 	}
 }
 
@@ -492,10 +511,17 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 	}
 }
 
-// handleSubscriptions applies the peer's hello and subscriptions an RPC carries (at most twice MaxPeerTopics entries
-// are read: the Router tracks MaxPeerTopics topics of a peer, and an RPC may leave as many as it joins).
+// handleSubscriptions applies the peer's hello and subscriptions an RPC carries. Of its first twice MaxPeerTopics
+// entries (the Router tracks MaxPeerTopics topics of a peer, and an RPC may leave as many as it joins) each is
+// applied; of those after, only those of topics the node joined, the others being left unread (a map lookup each;
+// the Router remembers that the peer has some, MissedSubscriptions). The node's topics are seen wherever the peer
+// lists them: until stop 58 only the first twice MaxPeerTopics entries were read, and a peer in more topics, whose
+// hello lists them sorted, was invisible to the node in its later ones.
 func (a *relayActor) handleSubscriptions(now time.Time, from session.NodeID, rpc *messages.GossipRPC, helloSent bool) {
-	subs := rpc.Subscriptions[:min(len(rpc.Subscriptions), 2*a.cfg.Router.MaxPeerTopics)]
+	subs, missed := a.readSubscriptions(rpc.Subscriptions)
+	if missed {
+		a.router.MissedSubscriptions(from)
+	}
 	if rpc.Hello {
 		listed := make(map[string]bool, len(subs))
 		for _, s := range subs {
@@ -522,14 +548,36 @@ func (a *relayActor) handleSubscriptions(now time.Time, from session.NodeID, rpc
 		// forgot us with a closed duplicate connection): our subscriptions again, in a message that asks no reply,
 		// once per heartbeat at most.
 		if _, done := a.echoed[from]; !done {
-			a.echoed[from] = struct{}{}
+			a.echoed[from] = false
 			a.sendRPC(from, a.subscriptions(), true)
+		} else {
+			a.echoed[from] = true
 		}
 	}
 	if rpc.Hello || len(subs) > 0 {
 		// A node that topic discovery connected to may have left the topic since it registered, or left it now.
 		a.apply(a.router.PeerUpdated(from))
 	}
+}
+
+// readSubscriptions returns the entries of subs that handleSubscriptions reads: the first twice MaxPeerTopics,
+// and after them up to MaxPeerTopics of the topics the node joined (each once in an honest peer's RPC; controlCost
+// charges them as the first ones); missed tells that it left a subscription out. The entries are subs itself when
+// it reads them all.
+func (a *relayActor) readSubscriptions(subs []*messages.GossipSubscription) (read []*messages.GossipSubscription, missed bool) {
+	limit := 2 * a.cfg.Router.MaxPeerTopics
+	if len(subs) <= limit {
+		return subs, false
+	}
+	read = subs[:limit:limit]
+	for _, s := range subs[limit:] {
+		if _, joined := a.subs[s.Topic]; joined && len(read) < limit+a.cfg.Router.MaxPeerTopics {
+			read = append(read, s)
+		} else if s.Subscribe {
+			missed = true
+		}
+	}
+	return read, missed
 }
 
 // topicsFit tells whether every topic rpc names is within max bytes.
@@ -665,8 +713,16 @@ func (a *relayActor) subscribe(s *Subscription) error {
 		s.markStopped()
 		return err
 	}
-	s.queue = newDeliveryQueue(a.cfg.DeliveryBuffer, a.cfg.DeliveryBufferBytes)
 	first := len(a.subs[s.topic]) == 0
+	var joined Output
+	if first {
+		var err error
+		if joined, err = a.router.Join(time.Now(), s.topic); err != nil { // past MaxPeerTopics
+			s.markStopped()
+			return fmt.Errorf("subscribe to %q: %w", s.topic, err)
+		}
+	}
+	s.queue = newDeliveryQueue(a.cfg.DeliveryBuffer, a.cfg.DeliveryBufferBytes)
 	a.subs[s.topic] = append(a.subs[s.topic], s)
 	a.subsWG.Add(1)
 	go s.run(&a.subsWG, a.log)
@@ -674,7 +730,7 @@ func (a *relayActor) subscribe(s *Subscription) error {
 		// The subscription goes out before the Join's grafts: a peer refuses (prunes) a graft for a topic it
 		// does not know the grafting node to be subscribed to.
 		a.announce(s.topic, true)
-		a.apply(a.router.Join(time.Now(), s.topic))
+		a.apply(joined)
 	}
 	return nil
 }

@@ -370,7 +370,7 @@ func TestRateLimitedCountsMessagesAndControlApart(t *testing.T) {
 // testShell returns a relay actor, not spawned, around r on net, with nid(2) a greeted gossip peer, a message rate
 // limit of rate and burst and cfg's control budget: for tests that call its handlers directly.
 func testShell(cfg RelayConfig, r *Router, net Network, rate float64, burst int) *relayActor {
-	return &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r, echoed: map[session.NodeID]struct{}{},
+	return &relayActor{cfg: cfg, net: net, log: zerolog.Nop(), router: r, echoed: map[session.NodeID]bool{},
 		peers: map[session.NodeID]bool{nid(2): true}, relayState: &relayState{subs: map[string][]*Subscription{},
 			limiter: routing.NewRateLimiter[session.NodeID](rate, burst, 10),
 			control: routing.NewRateLimiter[session.NodeID](cfg.PeerControlRate, cfg.PeerControlBurst, 10)}}

@@ -64,6 +64,11 @@ func (a *relayActor) apply(out Output) {
 	for _, id := range out.Keep {
 		a.net.Keep(id)
 	}
+	for _, id := range out.Hello {
+		if a.known(id) {
+			a.sendHello(id)
+		}
+	}
 }
 
 // rpcEnvelopeBound bounds what an RPC adds around its control (the field's tag and length).

@@ -18,11 +18,17 @@ import (
 type deferredSubs struct {
 	hello  bool            // a hello is among them: the list is whole, and topics not in it are left
 	topics map[string]bool // topic → subscribed: the peer's latest word on each
+	// unread tells that an RPC listed more than twice MaxPeerTopics subscriptions: those after are not kept (looking
+	// them up cost the relay 40 µs an RPC of the longest, which the budget refused and so did not charge), and the
+	// peer is asked for its subscriptions again once the others are applied (the node's hello, which it answers).
+	unread bool
 }
 
 // deferSubscriptions keeps the hello and subscriptions of rpc for the next heartbeat (applyDeferred), or the peer's
 // next RPC its control budget lets through (applyDeferredOf), after those kept already. A hello voids what came before
-// it, being the whole list. At most twice MaxPeerTopics topics are kept per peer, as handleSubscriptions reads.
+// it, being the whole list. Of an RPC, the first twice MaxPeerTopics entries are kept (see deferredSubs.unread), at
+// most twice MaxPeerTopics topics per peer over all its RPCs, and the node's joined topics besides (MaxPeerTopics at
+// most); the peer's other subscriptions count as missed (Router.MissedSubscriptions).
 func (a *relayActor) deferSubscriptions(from session.NodeID, rpc *messages.GossipRPC) {
 	if a.deferred == nil {
 		a.deferred = make(map[session.NodeID]*deferredSubs)
@@ -33,13 +39,21 @@ func (a *relayActor) deferSubscriptions(from session.NodeID, rpc *messages.Gossi
 		d = &deferredSubs{hello: rpc.Hello, topics: make(map[string]bool)}
 		a.deferred[from] = d
 	case rpc.Hello: // a hello voids what came before it; the map is kept, as a peer over its budget may send many
-		d.hello = true
+		d.hello, d.unread = true, false
 		clear(d.topics)
 	}
 	limit := 2 * a.cfg.Router.MaxPeerTopics
-	for _, s := range rpc.Subscriptions[:min(len(rpc.Subscriptions), limit)] {
-		if _, ok := d.topics[s.Topic]; ok || len(d.topics) < limit {
+	subs := rpc.Subscriptions
+	if len(subs) > limit {
+		subs, d.unread = subs[:limit], true
+		a.router.MissedSubscriptions(from)
+	}
+	for _, s := range subs {
+		_, kept := d.topics[s.Topic]
+		if _, joined := a.subs[s.Topic]; kept || joined || len(d.topics) < limit {
 			d.topics[s.Topic] = s.Subscribe
+		} else if s.Subscribe {
+			a.router.MissedSubscriptions(from)
 		}
 	}
 }
@@ -65,4 +79,7 @@ func (a *relayActor) applyDeferredOf(now time.Time, id session.NodeID) {
 		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: t, Subscribe: d.topics[t]})
 	}
 	a.handleSubscriptions(now, id, rpc, helloSent)
+	if d.unread && a.known(id) {
+		a.sendHello(id)
+	}
 }

@@ -8,9 +8,16 @@ import (
 )
 
 // The subscriptions kept for a rate-limited peer are at most twice MaxPeerTopics topics in all, however many RPCs
-// they come in; a topic kept already takes the peer's latest word.
+// they come in, and the node's joined topics besides; a topic kept already takes the peer's latest word.
 func TestDeferredSubscriptionsAreBoundedAcrossRPCs(t *testing.T) {
-	a := &relayActor{cfg: DefaultRelayConfig()}
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1000)
+	r := newTestRouter(t, cfg.Router)
+	if err := r.AddPeer(nid(1)); err != nil {
+		t.Fatal(err)
+	}
+	a := testShell(cfg, r, nil, 1, 1)
+	a.subs["joined"] = []*Subscription{{}}
 	limit := 2 * a.cfg.Router.MaxPeerTopics
 	rpc := func(from, n int, subscribe bool) *messages.GossipRPC {
 		r := &messages.GossipRPC{}
@@ -25,5 +32,38 @@ func TestDeferredSubscriptionsAreBoundedAcrossRPCs(t *testing.T) {
 	d := a.deferred[nid(1)]
 	if len(d.topics) != limit || d.topics["t0"] || !d.topics[fmt.Sprintf("t%d", limit-1)] {
 		t.Fatalf("%d topics kept (t0 subscribed %v), want %d with t0 left", len(d.topics), d.topics["t0"], limit)
+	}
+	a.deferSubscriptions(nid(1), &messages.GossipRPC{Subscriptions: []*messages.GossipSubscription{{Topic: "joined", Subscribe: true}}})
+	if len(d.topics) != limit+1 || !d.topics["joined"] {
+		t.Fatalf("%d topics kept (joined: %v), want the node's topic kept past the %d", len(d.topics), d.topics["joined"], limit)
+	}
+}
+
+// A repeated hello that comes after the heartbeat's answer to the peer is answered at the next heartbeat, not
+// dropped (it may ask for a topic the peer joined since: Output.Hello), and the peer gets one answer a heartbeat at
+// most, however many hellos it sends.
+func TestARepeatedHelloIsAnsweredOnceAHeartbeatAndNotDropped(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1000)
+	r := newTestRouter(t, cfg.Router)
+	if err := r.AddPeer(nid(2)); err != nil {
+		t.Fatal(err)
+	}
+	net := &marshalNetwork{flakyNetwork: flakyNetwork{self: nid(1000), peer: nid(2)}}
+	a := testShell(cfg, r, net, 100, 100)
+	a.subs["x"] = []*Subscription{{}}
+	hello := &messages.GossipRPC{Hello: true}
+	for i, step := range []struct {
+		hellos, beats, want int
+	}{{1, 0, 1}, {3, 0, 1}, {0, 1, 2}, {2, 0, 2}, {0, 1, 3}, {0, 2, 3}, {1, 0, 4}} {
+		for range step.hellos {
+			a.handleSubscriptions(t0, nid(2), hello, true)
+		}
+		for range step.beats {
+			a.echoAgain()
+		}
+		if net.sent != step.want {
+			t.Fatalf("step %d (%d hellos, %d heartbeats): %d answers in all, want %d", i, step.hellos, step.beats, net.sent, step.want)
+		}
 	}
 }

@@ -19,7 +19,8 @@ var (
 	ErrDuplicate = errors.New("gossip: message already seen")
 	// ErrUnknownPeer is returned when a peer was not added with AddPeer.
 	ErrUnknownPeer = errors.New("gossip: unknown peer")
-	// ErrLimit is returned when a Config limit (MaxPeers, MaxPeerTopics) is reached.
+	// ErrLimit is returned when a Config limit (MaxPeers, MaxPeerTopics) is reached: a peer past MaxPeers, a
+	// peer's subscription past MaxPeerTopics, or a topic joined past MaxPeerTopics (Join).
 	ErrLimit = errors.New("gossip: limit reached")
 	// ErrTopicTooLong is returned for a topic name over Config.MaxTopicLength.
 	ErrTopicTooLong = errors.New("gossip: topic name too long")
@@ -69,6 +70,11 @@ type Router struct {
 	repairBeat uint64
 	// joining is whether the node is still making its first connections (SetJoining): topic discovery waits.
 	joining bool
+	// joined is the number of joined topics, at most MaxPeerTopics (Join); joinedSince tells that one was joined
+	// since the last heartbeat, which then asks the peers whose subscriptions went untracked (peer.missed) for them
+	// again (Output.Hello).
+	joined      int
+	joinedSince bool
 	// releasing lists the peers to release at the next heartbeat unless they share a joined topic by then
 	// (peer.release releaseDue; each listed once, peer.listed, though a peer that disconnects and comes back
 	// within a heartbeat may be listed again: the list is cleared on every heartbeat).
@@ -76,7 +82,11 @@ type Router struct {
 }
 
 type peer struct {
-	topics  map[string]struct{}  // subscriptions, at most MaxPeerTopics
+	topics map[string]struct{} // subscriptions, at most MaxPeerTopics
+	// missed is set once a subscription of the peer went untracked: refused or evicted past MaxPeerTopics
+	// (PeerSubscribed), or left unread by the shell (MissedSubscriptions). It is never cleared: it costs the peer
+	// the node's hello again after a heartbeat at which the node joined a topic (Output.Hello).
+	missed  bool
 	backoff map[string]time.Time // topic → end of the backoff; keys are known topics
 	penalty int                  // messages rejected so far (kept across reconnects: Router.retained)
 	ihaves  int                  // IHAVE messages read this heartbeat
@@ -196,8 +206,11 @@ func (r *Router) RemovePeer(now time.Time, id session.NodeID) Output {
 }
 
 // PeerSubscribed records that a peer subscribed to a topic. It fails with ErrUnknownPeer, ErrTopicTooLong or,
-// beyond MaxPeerTopics, ErrLimit. Only topics joined or subscribed to by a peer are known, so every other input
-// naming a topic over MaxTopicLength finds none and is dropped.
+// beyond MaxPeerTopics, ErrLimit. A topic the node joined is always tracked: at MaxPeerTopics, one of the peer's
+// topics the node has not joined makes room for it (there is one: the node joins at most MaxPeerTopics topics).
+// Until stop 58 the peer's 65th topic was refused whatever it was, and a peer subscribed to more topics than that
+// was invisible to the node in its later ones, shared or not. Only topics joined or subscribed to by a peer are
+// known, so every other input naming a topic over MaxTopicLength finds none and is dropped.
 func (r *Router) PeerSubscribed(id session.NodeID, name string) error {
 	p := r.peers[id]
 	if p == nil {
@@ -209,7 +222,8 @@ func (r *Router) PeerSubscribed(id session.NodeID, name string) error {
 	if _, ok := p.topics[name]; ok {
 		return nil
 	}
-	if len(p.topics) >= r.cfg.MaxPeerTopics {
+	if len(p.topics) >= r.cfg.MaxPeerTopics && !r.evictUnjoined(id, p, name) {
+		p.missed = true
 		return fmt.Errorf("%w: %d topics for peer %s", ErrLimit, r.cfg.MaxPeerTopics, id.Short())
 	}
 	p.topics[name] = struct{}{}
@@ -217,6 +231,34 @@ func (r *Router) PeerSubscribed(id session.NodeID, name string) error {
 	t.peers = append(t.peers, id)
 	t.disc.peersChanged = r.now
 	return nil
+}
+
+// evictUnjoined forgets one of p's topics that the node has not joined, to make room for name, a joined topic; it
+// reports whether it did. The evicted topic counts as missed (peer.missed): should the node join it, the peer is
+// asked for its subscriptions again.
+func (r *Router) evictUnjoined(id session.NodeID, p *peer, name string) bool {
+	if t := r.topics[name]; t == nil || !t.joined {
+		return false
+	}
+	for other := range p.topics {
+		if t := r.topics[other]; t == nil || !t.joined {
+			delete(p.topics, other)
+			var b builder // a topic not joined has no mesh nor tree: nothing to send
+			r.dropTopicPeer(&b, other, id)
+			p.missed = true
+			return true
+		}
+	}
+	return false
+}
+
+// MissedSubscriptions records that the shell left some of a peer's subscriptions unread (they named topics the
+// node had not joined, past what it reads of an RPC): should the node join a topic, the peer is asked for them
+// again at the next heartbeat (Output.Hello).
+func (r *Router) MissedSubscriptions(id session.NodeID) {
+	if p := r.peers[id]; p != nil {
+		p.missed = true
+	}
 }
 
 // PeerUnsubscribed records that a peer left a topic, removing it from the mesh and the tree (see RemovePeer). A
@@ -271,15 +313,23 @@ func (r *Router) dropTopicPeer(b *builder, name string, id session.NodeID) {
 }
 
 // Join subscribes the node to a topic and grafts up to D of the topic's peers. Announcing the subscription to the
-// peers is the shell's job. A topic over MaxTopicLength is not joined (the shell checks it first, CheckTopic).
-func (r *Router) Join(now time.Time, name string) Output {
+// peers is the shell's job. It fails with ErrTopicTooLong or ErrTopicNotUTF8 (CheckTopic), and with ErrLimit for a
+// topic past MaxPeerTopics joined ones: a peer tracks at most MaxPeerTopics topics of the node, so that two nodes
+// share at most that many (and an RPC's control names at most that many of each kind, controlFromWire).
+func (r *Router) Join(now time.Time, name string) (Output, error) {
 	now = r.clock(now)
 	var b builder
-	if r.cfg.CheckTopic(name) != nil {
-		return b.result()
+	if err := r.cfg.CheckTopic(name); err != nil {
+		return b.result(), err
 	}
-	if t := r.topic(name); !t.joined {
+	if t := r.topics[name]; t == nil || !t.joined {
+		if r.joined >= r.cfg.MaxPeerTopics {
+			return b.result(), fmt.Errorf("%w: the node is in %d topics already (MaxPeerTopics)", ErrLimit, r.joined)
+		}
+		t = r.topic(name)
 		t.joined = true
+		r.joined++
+		r.joinedSince = true
 		t.disc = topicDiscovery{from: now.Add(max(r.cfg.TopicSearchInterval, r.cfg.HeartbeatInterval))}
 		if r.cfg.Tree {
 			t.tree = r.newTree(now)
@@ -289,7 +339,7 @@ func (r *Router) Join(now time.Time, name string) Output {
 			r.keepIfShared(&b, id, r.peers[id])
 		}
 	}
-	return b.result()
+	return b.result(), nil
 }
 
 // Leave unsubscribes the node from a topic, pruning its mesh. The topic's peers that share no other joined topic
@@ -305,6 +355,7 @@ func (r *Router) Leave(now time.Time, name string) Output {
 		r.prune(&b, name, l.id, now)
 	}
 	t.mesh, t.joined, t.tree = nil, false, nil
+	r.joined--
 	for _, id := range t.peers {
 		r.releaseUnlessShared(id, r.peers[id])
 	}

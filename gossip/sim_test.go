@@ -140,7 +140,7 @@ func newSim(t *testing.T, sc simConfig) *sim {
 		}
 	}
 	for i, r := range s.nodes {
-		s.dispatch(i, r.Join(s.epoch, simTopic))
+		s.dispatch(i, join(t, r, s.epoch, simTopic))
 		s.push(&simEvent{at: time.Duration(s.rng.Int64N(int64(sc.cfg.HeartbeatInterval))), kind: evBeat, to: i})
 	}
 	for k := range sc.msgs {

@@ -1,0 +1,91 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/actormesh/actormesh/session"
+)
+
+// The node joins at most MaxPeerTopics topics: one more fails with ErrLimit, joining one again does not, and a
+// topic left makes room.
+func TestJoinPastMaxPeerTopicsFails(t *testing.T) {
+	r := newTestRouter(t, DefaultConfig())
+	max := DefaultConfig().MaxPeerTopics
+	for i := range max {
+		join(t, r, t0, fmt.Sprint("t", i))
+	}
+	if _, err := r.Join(t0, "one-more"); !errors.Is(err, ErrLimit) {
+		t.Fatalf("Join of topic %d: %v, want ErrLimit", max+1, err)
+	}
+	if _, err := r.Join(t0, "t0"); err != nil {
+		t.Fatalf("Join of a topic joined already: %v", err)
+	}
+	if _, err := r.Join(t0, fmt.Sprint("x", string(make([]byte, 300)))); !errors.Is(err, ErrTopicTooLong) {
+		t.Fatalf("Join of a topic over MaxTopicLength: %v, want ErrTopicTooLong", err)
+	}
+	r.Leave(t0, "t0")
+	if _, err := r.Join(t0, "one-more"); err != nil {
+		t.Fatalf("Join after a Leave: %v", err)
+	}
+}
+
+// A peer at MaxPeerTopics tracked topics that subscribes to a topic the node joined is tracked in it: one of its
+// topics the node has not joined makes room. A topic the node has not joined is still refused.
+func TestAPeersJoinedTopicIsTrackedPastMaxPeerTopics(t *testing.T) {
+	r := newTestRouter(t, DefaultConfig())
+	max := DefaultConfig().MaxPeerTopics
+	join(t, r, t0, "z-blocks")
+	for i := range max {
+		addPeers(t, r, fmt.Sprintf("a-%02d", i), 1, 1)
+	}
+	if err := r.PeerSubscribed(nid(1), "y-other"); !errors.Is(err, ErrLimit) {
+		t.Fatalf("a topic not joined past MaxPeerTopics: %v, want ErrLimit", err)
+	}
+	if err := r.PeerSubscribed(nid(1), "z-blocks"); err != nil {
+		t.Fatalf("the node's topic past MaxPeerTopics: %v", err)
+	}
+	if got := r.TopicPeers("z-blocks"); !slices.Equal(got, []session.NodeID{nid(1)}) {
+		t.Fatalf("peers of the node's topic %v, want peer 1", got)
+	}
+	if topics := r.PeerTopics(nid(1)); len(topics) != max || !slices.Contains(topics, "z-blocks") {
+		t.Fatalf("peer 1 tracked in %d topics (z-blocks among them: %v), want %d", len(topics), slices.Contains(topics, "z-blocks"), max)
+	}
+	if !r.SharesJoinedTopic(nid(1)) {
+		t.Fatal("peer 1 shares no joined topic")
+	}
+	// The evicted topic is forgotten: no topic is left with a peer that is not tracked in it.
+	known := 0
+	for i := range max {
+		known += len(r.TopicPeers(fmt.Sprintf("a-%02d", i)))
+	}
+	if known != max-1 {
+		t.Fatalf("peer 1 is a peer of %d of its first topics, want %d", known, max-1)
+	}
+}
+
+// After a heartbeat at which the node joined a topic, the peers whose subscriptions went untracked (refused,
+// evicted, left unread by the shell) are asked for them again (Output.Hello), once; the other peers are not.
+func TestAJoinAsksAgainThePeersWhoseSubscriptionsWentUntracked(t *testing.T) {
+	r := newTestRouter(t, DefaultConfig())
+	max := DefaultConfig().MaxPeerTopics
+	for i := range max {
+		addPeers(t, r, fmt.Sprintf("a-%02d", i), 1, 1)
+	}
+	_ = r.PeerSubscribed(nid(1), "refused") // past MaxPeerTopics
+	addPeers(t, r, "a-00", 2, 3)
+	r.MissedSubscriptions(nid(3))
+	if out := r.Heartbeat(t0); len(out.Hello) != 0 {
+		t.Fatalf("hello again to %v with no topic joined", out.Hello)
+	}
+	join(t, r, t0, "refused")
+	join(t, r, t0, "another")
+	if out := r.Heartbeat(t0); !slices.Equal(out.Hello, sorted([]session.NodeID{nid(1), nid(3)})) {
+		t.Fatalf("hello again to %v after the joins, want peers 1 and 3", out.Hello)
+	}
+	if out := r.Heartbeat(t0); len(out.Hello) != 0 {
+		t.Fatalf("hello again to %v at the heartbeat after", out.Hello)
+	}
+}
