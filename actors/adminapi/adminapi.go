@@ -557,7 +557,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, actors.ErrBanned):
 		return http.StatusForbidden
-	case errors.Is(err, gossip.ErrNoPeers), errors.Is(err, gossip.ErrDuplicate):
+	case errors.Is(err, gossip.ErrNoPeers), errors.Is(err, gossip.ErrDuplicate), errors.Is(err, gossip.ErrLimit):
+		// ErrLimit: a subscription to a new topic past MaxPeerTopics joined ones.
 		return http.StatusConflict
 	case errors.Is(err, gossip.ErrRejected), errors.Is(err, gossip.ErrIgnored):
 		return http.StatusUnprocessableEntity

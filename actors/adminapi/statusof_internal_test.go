@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/gossip"
 	"github.com/actormesh/actormesh/routing"
 )
 
@@ -21,5 +22,14 @@ func TestLookupsEndedByTheRoutingActorAre503(t *testing.T) {
 		if got := statusOf(send); got != http.StatusServiceUnavailable {
 			t.Errorf("a send whose lookup %v ended: %d, want 503", cause, got)
 		}
+	}
+}
+
+// A message stream of a new topic while the node is in MaxPeerTopics topics is the node's state refusing it: 409,
+// as OPERATOR.md says (it was 500, which OPERATOR.md calls a bug).
+func TestASubscriptionPastMaxPeerTopicsIs409(t *testing.T) {
+	err := fmt.Errorf("subscribe: subscribe to %q: %w: the node is in 64 topics already", "t", gossip.ErrLimit)
+	if got := statusOf(err); got != http.StatusConflict {
+		t.Errorf("%v: %d, want 409", err, got)
 	}
 }

@@ -89,6 +89,7 @@ func (f lazy) String() string { return f() }
 func TestBadFlagValuesExitWithUsageCode(t *testing.T) {
 	for _, args := range [][]string{
 		{"--topic", strings.Repeat("t", 300)},
+		manyTopics(65), // past gossip.Config.MaxPeerTopics: the node's Subscribe would refuse the 65th
 		{"--api", "127.0.0.1:notaport"},
 		{"--listen", "127.0.0.1:notaport"},
 		{"--metrics", "127.0.0.1:99999"},
@@ -181,4 +182,13 @@ func TestTopicPeersEscapesAddresses(t *testing.T) {
 	if code != 0 || strings.ContainsAny(out, "\x1b") || strings.Count(out, "\n") != 2 {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want the address escaped on one line", code, out, errOut)
 	}
+}
+
+// manyTopics returns the flags of n distinct --topic values.
+func manyTopics(n int) []string {
+	var args []string
+	for i := range n {
+		args = append(args, "--topic", fmt.Sprint("t", i))
+	}
+	return args
 }

@@ -250,6 +250,10 @@ func (o runOptions) config(log zerolog.Logger) (actors.Config, error) {
 			return cfg, usagef("--topic: %w", err)
 		}
 	}
+	if n, most := len(distinct(o.topics)), cfg.Gossip.Router.MaxPeerTopics; n > most {
+		// The node's Subscribe refuses the topics past it (gossip.ErrLimit): refused here, before the node starts.
+		return cfg, usagef("--topic: %d topics, a node joins at most %d", n, most)
+	}
 	if o.network == "" {
 		return cfg, usagef("--network must not be empty")
 	}
@@ -464,4 +468,13 @@ func peerIDString(b []byte) string {
 		return fmt.Sprintf("invalid(%x)", b)
 	}
 	return id.String()
+}
+
+// distinct returns the distinct strings of list.
+func distinct(list []string) map[string]struct{} {
+	set := make(map[string]struct{}, len(list))
+	for _, s := range list {
+		set[s] = struct{}{}
+	}
+	return set
 }
