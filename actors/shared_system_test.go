@@ -19,12 +19,7 @@ import (
 )
 
 func TestNodesShareAnActorSystemWithoutSeeingEachOthersEvents(t *testing.T) {
-	system := actors.NewActorSystem(zerolog.Nop())
-	defer system.Shutdown()
-	nw := testkit.NewNetwork(t, 3, testkit.WithConfig(func(_ int, cfg *actors.Config) {
-		cfg.ActorSystem = system
-		cfg.DisableDiscovery = true
-	}))
+	_, nw := sharedSystemNetwork(t, 3)
 	a, b, c := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
 	var mu sync.Mutex
 	seen := map[session.NodeID]bool{}
@@ -133,12 +128,7 @@ func TestNodesShareABufferPool(t *testing.T) {
 // On a shared actor system, Close stops the actors a protocol actor spawned (its children), and leaves those the
 // application spawned from the system's Root to the application (ActorSystem's doc).
 func TestCloseStopsAProtocolActorsChildrenOnASharedSystem(t *testing.T) {
-	system := actors.NewActorSystem(zerolog.Nop())
-	defer system.Shutdown()
-	nw := testkit.NewNetwork(t, 1, testkit.WithConfig(func(_ int, cfg *actors.Config) {
-		cfg.ActorSystem = system
-		cfg.DisableDiscovery = true
-	}))
+	system, nw := sharedSystemNetwork(t, 1)
 	n := nw.Nodes[0]
 	stopped := make(chan string, 2)
 	helper := func(name string) *actor.Props {
@@ -176,4 +166,16 @@ func TestCloseStopsAProtocolActorsChildrenOnASharedSystem(t *testing.T) {
 	if name := <-stopped; name != "root-spawned" {
 		t.Fatalf("%s stopped, want the application's own actor", name)
 	}
+}
+
+// sharedSystemNetwork returns n nodes on one actor system, without discovery, and that system, shut down when the
+// test ends (after the nodes close).
+func sharedSystemNetwork(t *testing.T, n int) (*actor.ActorSystem, *testkit.Network) {
+	t.Helper()
+	system := actors.NewActorSystem(zerolog.Nop())
+	t.Cleanup(system.Shutdown)
+	return system, testkit.NewNetwork(t, n, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.ActorSystem = system
+		cfg.DisableDiscovery = true
+	}))
 }

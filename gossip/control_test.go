@@ -260,13 +260,21 @@ func TestGraftRepliesDoNotGrowWithTheRequest(t *testing.T) {
 	}
 }
 
-func TestMessageLearnedByIWantGrafts(t *testing.T) {
+// pulledCopy returns a Router joined with peer 1 in its mesh, to which peer 2, outside it, announced message m
+// and then sent it in answer to the IWANT: HandleMessage's output and status.
+func pulledCopy(t *testing.T) (*Router, *Message, Output, Status) {
+	t.Helper()
 	r := joined(t, DefaultConfig(), 1)
 	addPeers(t, r, topicA, 2, 2) // outside the mesh
 	m := msg("m")
 	m.ID = DefaultMsgID(m)
 	r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: []MsgID{m.ID}})
 	out, st := r.HandleMessage(t0, nid(2), m)
+	return r, m, out, st
+}
+
+func TestMessageLearnedByIWantGrafts(t *testing.T) {
+	r, m, out, st := pulledCopy(t)
 	if c, _ := sendsTo(out, nid(2)); st != Pending || c != nil {
 		t.Fatalf("message answering IWANT: %v, control %+v, want it pending and no GRAFT before its verdict", st, c)
 	}
@@ -297,12 +305,7 @@ func TestAPulledCopyGraftsOnlyOnceAccepted(t *testing.T) {
 		leaves  bool
 	}{{"rejected", Reject, false}, {"ignored", Ignore, false}, {"sender gone", Accept, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := joined(t, DefaultConfig(), 1)
-			addPeers(t, r, topicA, 2, 2) // outside the mesh
-			m := msg("m")
-			m.ID = DefaultMsgID(m)
-			r.HandleIHave(t0, nid(2), IHave{Topic: topicA, IDs: []MsgID{m.ID}})
-			out, st := r.HandleMessage(t0, nid(2), m)
+			r, m, out, st := pulledCopy(t)
 			if st != Pending {
 				t.Fatalf("message answering IWANT: %v, want pending", st)
 			}
