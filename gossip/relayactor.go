@@ -101,6 +101,9 @@ type relayActor struct {
 	echoed map[session.NodeID]bool
 	// deferred holds, per peer, the subscriptions its rate limit deferred to the next heartbeat (relaysubs.go).
 	deferred map[session.NodeID]*deferredSubs
+	// helloAgain holds the peers to send our hello at the next heartbeat (flushHellos): their deferred
+	// subscriptions were cut, and their answer brings them whole.
+	helloAgain map[session.NodeID]struct{}
 
 	// ctx ends with the incarnation; wg counts its validators' goroutines.
 	ctx    context.Context
@@ -189,6 +192,7 @@ func (a *relayActor) receiveOther(ctx actor.Context) {
 			a.reconcile()
 			a.router.SetJoining(a.net.Joining())
 			a.apply(a.router.Heartbeat(time.Now()))
+			a.flushHellos()
 			a.flushDropped(time.Now())
 			a.armHeartbeat()
 		}

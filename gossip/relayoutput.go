@@ -67,6 +67,7 @@ func (a *relayActor) apply(out Output) {
 	for _, id := range out.Hello {
 		if a.known(id) {
 			a.sendHello(id)
+			delete(a.helloAgain, id) // one hello this heartbeat (flushHellos)
 		}
 	}
 }

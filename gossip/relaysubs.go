@@ -79,7 +79,24 @@ func (a *relayActor) applyDeferredOf(now time.Time, id session.NodeID) {
 		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: t, Subscribe: d.topics[t]})
 	}
 	a.handleSubscriptions(now, id, rpc, helloSent)
-	if d.unread && a.known(id) {
-		a.sendHello(id)
+	if d.unread {
+		// Its hello is asked for again at the next heartbeat (flushHellos), not now: this runs before each RPC of
+		// the peer's its budget lets through, and a peer pairing a refused long list with a cheap RPC had our whole
+		// topic list sent for every pair, 1000 a second (an audit's finding).
+		if a.helloAgain == nil {
+			a.helloAgain = make(map[session.NodeID]struct{})
+		}
+		a.helloAgain[id] = struct{}{}
 	}
+}
+
+// flushHellos sends, at the heartbeat, the hellos applyDeferredOf asked for since the last one, to the peers still
+// known that the heartbeat's Output.Hello did not reach already: at most one hello a peer a heartbeat.
+func (a *relayActor) flushHellos() {
+	for id := range a.helloAgain {
+		if a.known(id) {
+			a.sendHello(id)
+		}
+	}
+	clear(a.helloAgain)
 }

@@ -3,6 +3,7 @@ package gossip
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/actormesh/actormesh/messages"
 )
@@ -65,5 +66,60 @@ func TestARepeatedHelloIsAnsweredOnceAHeartbeatAndNotDropped(t *testing.T) {
 		if net.sent != step.want {
 			t.Fatalf("step %d (%d hellos, %d heartbeats): %d answers in all, want %d", i, step.hellos, step.beats, net.sent, step.want)
 		}
+	}
+}
+
+// A peer pairing an RPC of more subscriptions than the relay keeps deferred (twice MaxPeerTopics), refused by its
+// control budget and so charged nothing, with a cheap RPC its budget lets through gets our hello again at the next
+// heartbeat, once: the cheap RPC applies what was deferred, and used to send our whole topic list at once, for
+// every pair (1000 a heartbeat here; an audit's finding).
+func TestACutDeferredListAsksForTheHelloOnceAHeartbeat(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1000)
+	r := newTestRouter(t, cfg.Router)
+	if err := r.AddPeer(nid(2)); err != nil {
+		t.Fatal(err)
+	}
+	net := &flakyNetwork{self: nid(1000), peer: nid(2)}
+	a := testShell(cfg, r, net, cfg.PeerMessageRate, cfg.PeerMessageBurst)
+	now := t0
+	a.clock = func() time.Time { return now }
+	for i := range cfg.Router.MaxPeerTopics {
+		topic := fmt.Sprintf("topic-%03d", i)
+		a.subs[topic] = []*Subscription{{}}
+		join(t, r, now, topic)
+	}
+	long := &messages.GossipRPC{}
+	for i := range 2*cfg.Router.MaxPeerTopics + 1 {
+		long.Subscriptions = append(long.Subscriptions, &messages.GossipSubscription{Topic: fmt.Sprint("o", i), Subscribe: true})
+	}
+	cheap := &messages.GossipRPC{Subscriptions: []*messages.GossipSubscription{{Topic: "c", Subscribe: true}}}
+	for a.stats.RateLimitedControl == 0 { // the peer's budget, spent
+		a.handleRPC(nid(2), long)
+	}
+	hellos := func() (n int) {
+		net.mu.Lock()
+		defer net.mu.Unlock()
+		for _, rpc := range net.sent {
+			if rpc.Hello {
+				n++
+			}
+		}
+		return n
+	}
+	before := hellos()
+	for range 1000 { // one heartbeat interval, 1000 pairs
+		now = now.Add(time.Millisecond)
+		a.handleRPC(nid(2), long)
+		a.handleRPC(nid(2), cheap)
+	}
+	if n := hellos() - before; n != 0 {
+		t.Fatalf("%d hellos sent to the peer between two heartbeats, want none before the heartbeat", n)
+	}
+	a.applyDeferred(now)
+	a.apply(a.router.Heartbeat(now))
+	a.flushHellos()
+	if n := hellos() - before; n != 1 {
+		t.Fatalf("%d hellos sent to the peer at the heartbeat, want one", n)
 	}
 }
