@@ -119,25 +119,7 @@ func TestGossipDeliversAfterTwentyPercentKilled(t *testing.T) {
 	waitDelivered(t, boxes, all, before, 10*time.Second, "every node delivered the messages published before the kill")
 
 	// Kill 10 nodes such that the survivors stay connected.
-	dead := make(map[int]bool)
-	for try := 0; ; try++ {
-		if try == 100 {
-			t.Fatal("no set of nodes to kill leaves the survivors connected")
-		}
-		clear(dead)
-		for _, i := range rng.Perm(n)[:killed] {
-			dead[i] = true
-		}
-		if graphConnected(n, edges, func(i int) bool { return !dead[i] }) {
-			break
-		}
-	}
-	var live []int
-	for i := range n {
-		if !dead[i] {
-			live = append(live, i)
-		}
-	}
+	dead, live := survivableKill(t, rng, n, killed, edges)
 	// The survivors whose tree parent dies take another at once and report the broken link (a TreeCut).
 	orphans := make(map[int]bool)
 	index := make(map[session.NodeID]int)

@@ -226,3 +226,28 @@ func indices(from, to int) []int {
 	}
 	return out
 }
+
+// survivableKill draws killed of the n nodes of the graph edges such that the others stay connected: the set
+// (dead) and the others in order (live).
+func survivableKill(t *testing.T, rng *rand.Rand, n, killed int, edges [][2]int) (dead map[int]bool, live []int) {
+	t.Helper()
+	dead = make(map[int]bool)
+	for try := 0; ; try++ {
+		if try == 100 {
+			t.Fatal("no set of nodes to kill leaves the survivors connected")
+		}
+		clear(dead)
+		for _, i := range rng.Perm(n)[:killed] {
+			dead[i] = true
+		}
+		if graphConnected(n, edges, func(i int) bool { return !dead[i] }) {
+			break
+		}
+	}
+	for i := range n {
+		if !dead[i] {
+			live = append(live, i)
+		}
+	}
+	return dead, live
+}

@@ -35,25 +35,7 @@ func TestGossipManyTopicsDeliverAfterAFifthIsKilled(t *testing.T) {
 	}
 	t.Logf("%d nodes in %d topics: meshes formed in %v", n, topics, time.Since(start))
 
-	dead := make(map[int]bool)
-	for try := 0; ; try++ {
-		if try == 100 {
-			t.Fatal("no set of nodes to kill leaves the survivors connected")
-		}
-		clear(dead)
-		for _, i := range rng.Perm(n)[:killed] {
-			dead[i] = true
-		}
-		if graphConnected(n, edges, func(i int) bool { return !dead[i] }) {
-			break
-		}
-	}
-	var live []int
-	for i := range n {
-		if !dead[i] {
-			live = append(live, i)
-		}
-	}
+	dead, live := survivableKill(t, rng, n, killed, edges)
 	for i := range dead {
 		trs[i].Kill()
 		_ = nw.Nodes[i].Close()
