@@ -25,6 +25,21 @@ var (
 	ErrBadKeyFile = errors.New("session: bad key file")
 	// ErrKeyFilePermissions means the key file is readable or writable by group or others.
 	ErrKeyFilePermissions = errors.New("session: key file permissions too open")
+	// ErrEmptyKeyFile means the key file exists and stayed empty for emptyKeyFileWait: a SaveNew on a filesystem
+	// without hard links that stopped between claiming the file and renaming the key over it left it so. It wraps
+	// ErrBadKeyFile. The file holds no key: deleting it lets LoadOrCreateIdentity or node keygen make a new one.
+	ErrEmptyKeyFile = fmt.Errorf("%w: empty file", ErrBadKeyFile)
+)
+
+// emptyKeyFileWait bounds how long LoadIdentity waits for an empty key file to fill before it fails with
+// ErrEmptyKeyFile: SaveNew, on a filesystem without hard links, claims the path with an empty file and renames the
+// complete key over it a moment later, and a node starting meanwhile refused the empty claim as a bad key file (21
+// calls in 2000 of racing LoadOrCreateIdentity, an audit's finding). It polls every emptyKeyFilePoll at first,
+// doubling up to emptyKeyFilePollMax.
+const (
+	emptyKeyFileWait    = time.Second
+	emptyKeyFilePoll    = time.Millisecond
+	emptyKeyFilePollMax = 50 * time.Millisecond
 )
 
 // keyFilePrefix starts the single line of a key file; the hex of the 32-byte ed25519 seed follows.
@@ -68,8 +83,32 @@ func IdentityFromSeed(seed []byte) (*Identity, error) {
 
 // LoadIdentity reads an identity saved by Save. It refuses a file that group or others may access (wrapping
 // ErrKeyFilePermissions) and malformed content (wrapping ErrBadKeyFile); a missing file gives an error matching
-// fs.ErrNotExist.
-func LoadIdentity(path string) (*Identity, error) {
+// fs.ErrNotExist. An empty file is read again for up to a second, since SaveNew, on a filesystem without hard
+// links, leaves the file empty for a moment; one still empty then fails with an error wrapping ErrEmptyKeyFile.
+func LoadIdentity(path string) (*Identity, error) { return loadIdentity(path, emptyKeyFileWait) }
+
+// loadIdentity is LoadIdentity waiting up to wait for an empty key file to fill. The file is opened again at every
+// try: SaveNew renames the key over the empty claim, a file of its own.
+func loadIdentity(path string, wait time.Duration) (*Identity, error) {
+	deadline := time.Now().Add(wait)
+	pause := emptyKeyFilePoll
+	for {
+		id, err := loadIdentityOnce(path)
+		if !errors.Is(err, ErrEmptyKeyFile) {
+			return id, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, fmt.Errorf("%w: %s has stayed empty for %v (a key creation stopped before it wrote the "+
+				"key there; the file holds no key: delete it to have a new one made)", ErrEmptyKeyFile, path, wait)
+		}
+		time.Sleep(min(pause, left))
+		pause = min(2*pause, emptyKeyFilePollMax)
+	}
+}
+
+// loadIdentityOnce is one try of loadIdentity: an empty file fails with ErrEmptyKeyFile at once.
+func loadIdentityOnce(path string) (*Identity, error) {
 	// A key that is not a regular file (a FIFO, a device) is refused: opening a FIFO blocked until a writer came,
 	// for good, deaf to the first SIGTERM. It is opened without blocking and checked once open, so that a FIFO put
 	// in the file's place after a check by name cannot block the open either.
@@ -95,6 +134,9 @@ func LoadIdentity(path string) (*Identity, error) {
 	}
 	if len(data) > maxKeyFileSize {
 		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrBadKeyFile, path, maxKeyFileSize)
+	}
+	if len(data) == 0 {
+		return nil, ErrEmptyKeyFile
 	}
 	seed, err := parseKeyFile(string(data))
 	if err != nil {
@@ -124,7 +166,8 @@ func parseKeyFile(s string) ([]byte, error) {
 }
 
 // LoadOrCreateIdentity loads the identity at path or, if there is no file, generates one and saves it there,
-// creating the parent directory (mode 0700) if needed. created reports whether a new identity was made. Like Save,
+// creating the parent directory (mode 0700) if needed. created reports whether a new identity was made. An empty
+// file, which another caller's SaveNew holds for a moment, is waited for as LoadIdentity does. Like Save,
 // it removes the temporary key files a crashed save of path left, once they are a minute old.
 func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
 	return loadOrCreateIdentity(path, os.Link)
@@ -168,7 +211,7 @@ func (id *Identity) Save(path string) error { return id.save(path, nil) }
 // published at path with a hard link, which fails if path exists. On a filesystem without hard links (vfat, some
 // FUSE and SMB mounts) it claims path with an exclusive create instead and renames the temporary file over its
 // claim: path then holds an empty file for the moment between the two (a crash there leaves it empty), never a part
-// of a key.
+// of a key; LoadIdentity waits for such a file to fill (ErrEmptyKeyFile if it stays empty).
 func (id *Identity) SaveNew(path string) error { return id.save(path, os.Link) }
 
 // save is Save with link nil, and SaveNew with link (os.Link, or a stand-in for tests of filesystems without hard

@@ -7,8 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // noLinks is os.Link on a filesystem without hard links, failing as such filesystems do (vfat's EPERM, FUSE and
@@ -105,5 +108,82 @@ func TestSaveNewFailsOnOtherLinkErrors(t *testing.T) {
 	entries, err := os.ReadDir(filepath.Dir(path))
 	if err != nil || len(entries) != 0 {
 		t.Fatalf("the key's directory holds %v (%v), want nothing", entries, err)
+	}
+}
+
+// Callers of LoadOrCreateIdentity racing on a filesystem without hard links all load the key one of them created:
+// SaveNew's claim of the path, an empty file until the key is renamed over it, failed the callers that read it
+// meanwhile with ErrBadKeyFile (21 calls in 2000 of an audit's race).
+func TestLoadOrCreateIdentityWithoutHardLinksWaitsForTheClaimToFill(t *testing.T) {
+	const rounds, callers = 125, 16
+	failed := 0
+	for round := range rounds {
+		path := filepath.Join(t.TempDir(), "node.key")
+		ids := make([]NodeID, callers)
+		errs := make([]error, callers)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				id, _, err := loadOrCreateIdentity(path, noLinks(syscall.EPERM))
+				if errs[i] = err; err == nil {
+					ids[i] = id.NodeID()
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		onDisk, err := LoadIdentity(path)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		for i, err := range errs {
+			switch {
+			case err != nil:
+				if failed++; failed == 1 {
+					t.Errorf("round %d: caller %d: %v", round, i, err)
+				}
+			case ids[i] != onDisk.NodeID():
+				t.Fatalf("round %d: caller %d runs with %s, the key file holds %s", round, i, ids[i].Short(), onDisk.NodeID().Short())
+			}
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d calls of %d failed", failed, rounds*callers)
+	}
+}
+
+// A key file that stays empty (a SaveNew without hard links that crashed between its claim and its rename) fails
+// LoadIdentity and LoadOrCreateIdentity within the wait's bound, with ErrEmptyKeyFile naming the path and telling
+// the operator to delete it; LoadOrCreateIdentity leaves it in place.
+func TestAKeyFileThatStaysEmptyFailsClearly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.key")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, load := range map[string]func() error{
+		"LoadIdentity":         func() error { _, err := LoadIdentity(path); return err },
+		"LoadOrCreateIdentity": func() error { _, _, err := LoadOrCreateIdentity(path); return err },
+	} {
+		began := time.Now()
+		err := load()
+		took := time.Since(began)
+		if !errors.Is(err, ErrEmptyKeyFile) || !errors.Is(err, ErrBadKeyFile) {
+			t.Fatalf("%s of an empty file: %v, want ErrEmptyKeyFile (an ErrBadKeyFile)", name, err)
+		}
+		for _, want := range []string{path, "empty", "delete it"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %q does not say %q", name, err, want)
+			}
+		}
+		if took < emptyKeyFileWait || took > emptyKeyFileWait+5*time.Second {
+			t.Errorf("%s failed after %v, want after its wait of %v and soon after", name, took, emptyKeyFileWait)
+		}
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() != 0 {
+		t.Fatalf("the empty key file: %v, %v; want it left as it was", st, err)
 	}
 }

@@ -88,7 +88,7 @@ func TestLoadIdentityBadContent(t *testing.T) {
 	dir := t.TempDir()
 	hex64 := strings.Repeat("ab", 32)
 	for _, tc := range []struct{ name, content, wantMsg string }{
-		{"empty", "", "prefix"},
+		{"empty", "", "empty"},
 		{"no prefix", hex64 + "\n", "prefix"},
 		{"short seed", keyFilePrefix + hex64[:62] + "\n", "64 hex characters"},
 		{"not hex", keyFilePrefix + strings.Repeat("zz", 32) + "\n", "not hex"},
