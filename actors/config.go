@@ -91,6 +91,12 @@ type Config struct {
 
 	// HandshakeTimeout bounds a handshake. Default 5s.
 	HandshakeTimeout time.Duration
+	// RekeyInterval is how many transport frames each direction of a connection seals under one AES-GCM key before
+	// both ends replace it (session.HandshakeConfig.RekeyInterval): a connection uses the smaller of the two ends'
+	// values (PeerInfo.RekeyInterval), and does not rekey with a peer of a build that does not. Default 0, which
+	// means session.DefaultRekeyInterval (2^20 frames, at most 64 GiB under one key); otherwise it must be in
+	// session.MinRekeyInterval..session.MaxRekeyInterval (2^10..2^22).
+	RekeyInterval int
 	// DialTimeout bounds opening a connection. Default 5s.
 	DialTimeout time.Duration
 	// WriteTimeout bounds one batched write to a peer; a peer that does not read for that long is disconnected
@@ -358,6 +364,10 @@ func (c *Config) Validate() error {
 	}
 	if c.InboundPendingBytes < c.MaxMessageSize {
 		return bad("InboundPendingBytes (%d) must hold at least one message of MaxMessageSize (%d)", c.InboundPendingBytes, c.MaxMessageSize)
+	}
+	if c.RekeyInterval != 0 && (c.RekeyInterval < session.MinRekeyInterval || c.RekeyInterval > session.MaxRekeyInterval) {
+		return bad("RekeyInterval (%d) must be 0 (the default, %d frames) or in %d..%d frames", c.RekeyInterval,
+			session.DefaultRekeyInterval, session.MinRekeyInterval, session.MaxRekeyInterval)
 	}
 	if c.PingInterval < MinPingInterval {
 		return bad("PingInterval (%v) is below %v: the keepalive would flood every quiet connection", c.PingInterval, MinPingInterval)

@@ -27,7 +27,7 @@ func (m *peerManager) handshakeConfig() session.HandshakeConfig {
 	return session.HandshakeConfig{
 		Identity: m.n.identity, NetworkID: m.n.cfg.NetworkID, ListenAddrs: listen,
 		Timeout: m.n.cfg.HandshakeTimeout, MaxMessageSize: m.n.cfg.MaxMessageSize, Buffers: m.bufs,
-		InboundWindow: windowOf(&m.n.cfg),
+		InboundWindow: windowOf(&m.n.cfg), RekeyInterval: m.n.cfg.RekeyInterval,
 	}
 }
 

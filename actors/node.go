@@ -275,6 +275,11 @@ type PeerInfo struct {
 	// accepted, to the relay's heartbeat (zero: never; its own publications do not count). When the inbound slots are full, the peers that relayed most recently are
 	// among those a newcomer cannot evict.
 	LastRelayed time.Time
+	// RekeyInterval is how many transport frames each direction of the connection seals under one key: the smaller
+	// of Config.RekeyInterval (its default if 0) and the peer's, or 0 with a peer of a build that does not rekey.
+	RekeyInterval uint64
+	// Rekeys counts the keys the connection has replaced so far, both directions together.
+	Rekeys uint64
 }
 
 // Peers lists the live connections, sorted by NodeID.
@@ -285,11 +290,17 @@ func (n *Node) Peers() []PeerInfo {
 		out = append(out, PeerInfo{
 			ID: pc.id, RemoteAddr: pc.sc.RemoteAddr().String(), LocalAddr: pc.sc.LocalAddr().String(), ListenAddrs: pc.sc.Peer().ListenAddrs,
 			Outbound: pc.outbound, Kept: pc.kept.Load(), RTT: pc.rtt(), ConnectedAt: pc.connectedAt, QueuedBytes: pc.q.len(),
-			LastRelayed: unixNanoTime(pc.lastRelayed.Load()),
+			LastRelayed: unixNanoTime(pc.lastRelayed.Load()), RekeyInterval: pc.sc.RekeyInterval(), Rekeys: rekeysOf(pc.sc),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return string(out[i].ID[:]) < string(out[j].ID[:]) })
 	return out
+}
+
+// rekeysOf is the count of keys sc has replaced, both directions together.
+func rekeysOf(sc *session.Conn) uint64 {
+	sealed, opened := sc.Rekeys()
+	return sealed + opened
 }
 
 // Connected tells whether a connection to peer is live.

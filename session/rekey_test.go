@@ -272,6 +272,11 @@ func TestHandshakeNegotiatesTheSmallerRekeyInterval(t *testing.T) {
 			t.Fatalf("rekeys: dialer %d sealing, %d opening; acceptor %d, %d; want 2 each", dr.conn.send.rekeys,
 				dr.conn.recv.rekeys, ar.conn.send.rekeys, ar.conn.recv.rekeys)
 		}
+		for _, c := range []*Conn{dr.conn, ar.conn} {
+			if sealed, opened := c.Rekeys(); sealed != 2 || opened != 2 {
+				t.Fatalf("Rekeys() = %d sealed, %d opened; want 2 each", sealed, opened)
+			}
+		}
 		dr.conn.Close()
 		ar.conn.Close()
 	}

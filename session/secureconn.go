@@ -81,6 +81,8 @@ type Conn struct {
 	// bytesRead and bytesWritten count transport bytes (frames with their length prefix and tag) since the
 	// handshake; they are read from any goroutine.
 	bytesRead, bytesWritten atomic.Uint64
+	// rekeysOpened and rekeysSealed are recv's and send's rekey counts, published for Rekeys.
+	rekeysOpened, rekeysSealed atomic.Uint64
 }
 
 // newConn returns the Conn over nc after a handshake; fr holds what was read past the handshake, and the Conn
@@ -142,6 +144,10 @@ func sendLimit(local, peer int) int {
 // both ends rekey it: the smaller of HandshakeConfig.RekeyInterval and the peer's (PeerInfo.RekeyInterval), or 0
 // when the peer is a build that does not rekey, in which case neither direction does.
 func (c *Conn) RekeyInterval() uint64 { return c.send.interval }
+
+// Rekeys returns how many times each direction of the connection has replaced its key so far: sealed counts the
+// rekeys of the frames this end writes, opened those of the frames it reads. Safe to call from any goroutine.
+func (c *Conn) Rekeys() (sealed, opened uint64) { return c.rekeysSealed.Load(), c.rekeysOpened.Load() }
 
 // MaxMessageSize returns the largest application message this connection reads (HandshakeConfig.MaxMessageSize).
 func (c *Conn) MaxMessageSize() int { return c.maxMsg }
@@ -247,6 +253,9 @@ func (c *Conn) readFrame() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadFrame, err)
 	}
+	if c.recv.freshKey() {
+		c.rekeysOpened.Store(c.recv.rekeys)
+	}
 	return pt, nil
 }
 
@@ -336,6 +345,9 @@ func (c *Conn) sealFrame() error {
 	ct, err := c.send.encrypt(c.wbuf[start:start], c.wbuf[start:])
 	if err != nil {
 		return fmt.Errorf("session: encrypt: %w", err)
+	}
+	if c.send.freshKey() {
+		c.rekeysSealed.Store(c.send.rekeys)
 	}
 	binary.BigEndian.PutUint16(c.wbuf[c.frameStart:], uint16(len(ct)))
 	c.wbuf = c.wbuf[:start+len(ct)]

@@ -35,6 +35,7 @@ type runOptions struct {
 	network        string
 	maxInbound     int
 	maxOutbound    int
+	rekeyInterval  int
 	logLevel       string
 	logFormat      string
 	topics         []string
@@ -99,6 +100,9 @@ func newRunCmdWith(o *runOptions) *cobra.Command {
 	f.StringVar(&o.network, "network", def.NetworkID, "network id; peers on another network are refused")
 	f.IntVar(&o.maxInbound, "max-inbound", def.MaxInboundPeers, "most connections accepted from other peers")
 	f.IntVar(&o.maxOutbound, "max-outbound", def.MaxOutboundPeers, "most connections dialed to other peers")
+	f.IntVar(&o.rekeyInterval, "rekey-interval", def.RekeyInterval, fmt.Sprintf("transport frames each direction of "+
+		"a connection seals under one key before it rekeys, the smaller of the two peers' values (0: the default, %d; "+
+		"else %d to %d)", session.DefaultRekeyInterval, session.MinRekeyInterval, session.MaxRekeyInterval))
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "console", "log format on stderr: console or json")
 	f.StringArrayVar(&o.topics, "topic", nil, "topic to subscribe to at start (repeatable); its messages are logged")
@@ -262,6 +266,11 @@ func (o runOptions) config(log zerolog.Logger) (actors.Config, error) {
 		return cfg, usagef("--max-inbound and --max-outbound must be at least 1")
 	}
 	cfg.MaxInboundPeers, cfg.MaxOutboundPeers = o.maxInbound, o.maxOutbound
+	if v := o.rekeyInterval; v != 0 && (v < session.MinRekeyInterval || v > session.MaxRekeyInterval) {
+		return cfg, usagef("--rekey-interval %d: want 0 (the default, %d frames) or %d to %d frames", v,
+			session.DefaultRekeyInterval, session.MinRekeyInterval, session.MaxRekeyInterval)
+	}
+	cfg.RekeyInterval = o.rekeyInterval
 	for _, s := range o.peers {
 		p, err := session.ParsePeerAddr(s)
 		if err != nil {

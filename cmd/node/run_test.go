@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -402,4 +403,66 @@ func TestASignalDuringTheStartupIsACleanShutdown(t *testing.T) {
 		t.Fatalf("the data directory is still locked: %v", err)
 	}
 	release()
+}
+
+// runConfigFromSources is runConfig with the environment and the --config file applied, as `node run` applies them
+// before it runs (its PreRunE).
+func runConfigFromSources(t *testing.T, args ...string) (actors.Config, error) {
+	t.Helper()
+	var o runOptions
+	cmd := newRunCmdWith(&o)
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatalf("parse %q: %v", args, err)
+	}
+	if err := cmd.PreRunE(cmd, nil); err != nil {
+		return actors.Config{}, err
+	}
+	return o.config(zerolog.Nop())
+}
+
+// --rekey-interval sets Config.RekeyInterval from the command line, the environment (ACTORMESH_REKEY_INTERVAL) or
+// the config file, 0 (the session's default) when none sets it; `node run` had no way to set it.
+func TestRunRekeyIntervalFlagReachesTheConfig(t *testing.T) {
+	t.Setenv("ACTORMESH_CONFIG", "")
+	t.Setenv("ACTORMESH_REKEY_INTERVAL", "")
+	cfg, err := runConfigFromSources(t)
+	if err != nil || cfg.RekeyInterval != 0 {
+		t.Fatalf("default: RekeyInterval %d (%v), want 0", cfg.RekeyInterval, err)
+	}
+	file := writeConfig(t, fmt.Sprintf("rekey-interval = %d\n", session.MaxRekeyInterval))
+	for _, tc := range []struct {
+		name, env string
+		args      []string
+		want      int
+	}{
+		{"flag", "", []string{"--rekey-interval", "1024"}, session.MinRekeyInterval},
+		{"environment", "4096", nil, 4096},
+		{"config file", "", []string{"--config", file}, session.MaxRekeyInterval},
+		{"environment over the file", "2048", []string{"--config", file}, 2048},
+	} {
+		t.Setenv("ACTORMESH_REKEY_INTERVAL", tc.env)
+		cfg, err := runConfigFromSources(t, tc.args...)
+		if err != nil || cfg.RekeyInterval != tc.want {
+			t.Errorf("%s: RekeyInterval %d (%v), want %d", tc.name, cfg.RekeyInterval, err, tc.want)
+		}
+	}
+
+	// A value out of session's bounds stops `node run` with the usage exit code and a message naming the flag,
+	// its bounds and where the value came from.
+	t.Setenv("ACTORMESH_REKEY_INTERVAL", "")
+	code, out, errOut := call(t, "run", "--listen", "127.0.0.1:0", "--rekey-interval", "5")
+	if code != exitUsage || out != "" || !strings.Contains(errOut, "--rekey-interval 5: want 0") ||
+		!strings.Contains(errOut, "1024 to 4194304") {
+		t.Errorf("--rekey-interval 5: exit %d, stdout %q, stderr %q; want %d and the flag's bounds", code, out, errOut, exitUsage)
+	}
+	t.Setenv("ACTORMESH_REKEY_INTERVAL", "8388608")
+	code, _, errOut = call(t, "run", "--listen", "127.0.0.1:0")
+	if code != exitUsage || !strings.Contains(errOut, "environment variable ACTORMESH_REKEY_INTERVAL: --rekey-interval 8388608") {
+		t.Errorf("ACTORMESH_REKEY_INTERVAL=8388608: exit %d, stderr %q; want %d and the variable named", code, errOut, exitUsage)
+	}
+	t.Setenv("ACTORMESH_REKEY_INTERVAL", "")
+	code, _, errOut = call(t, "run", "--listen", "127.0.0.1:0", "--config", writeConfig(t, "rekey-interval = 1000\n"))
+	if code != exitUsage || !strings.Contains(errOut, "config file") || !strings.Contains(errOut, "--rekey-interval 1000") {
+		t.Errorf("rekey-interval = 1000 in the file: exit %d, stderr %q; want %d and the file named", code, errOut, exitUsage)
+	}
 }
