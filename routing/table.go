@@ -107,14 +107,16 @@ type AddStatus int
 
 // Outcomes of Table.Add.
 const (
-	// Added means the entry was inserted as the bucket's most recently seen.
+	// Added means the entry was inserted as the bucket's most recently seen; a node that was waiting in the
+	// replacement cache keeps the LastSeen it had there and is placed by it, as a promoted one is.
 	Added AddStatus = iota + 1
 	// Updated means the node was already in the table: its address and record were refreshed. Its LastSeen and its
 	// place in the bucket stay: others naming a node say nothing of its liveness (a dead node's record relayed on
 	// would otherwise keep it from being checked); MarkAlive records that.
 	Updated
-	// Pending means the bucket is full: the entry went to the replacement cache and AddResult.Check names the
-	// least recently seen entry, which the caller should check for liveness (MarkAlive or MarkFailed).
+	// Pending means the bucket is full: the entry went to the replacement cache (a node already waiting there keeps
+	// its place and LastSeen, its address and record refreshed) and AddResult.Check names the least recently seen
+	// entry, which the caller should check for liveness (MarkAlive or MarkFailed).
 	Pending
 	// RejectedIP means an IP diversity limit refused the entry.
 	RejectedIP
@@ -240,7 +242,8 @@ func moveToBack(s []slot, i int) {
 // Add inserts or refreshes a node heard of at time now. The table computes e.Key itself and sets AddedAt, LastSeen
 // and Failures; it does not verify e.Record (a nil Record keeps the one held). See AddStatus for the outcomes. A
 // full bucket evicts on Add only to keep the K nearest entries (TableConfig.KeepNearest); otherwise the new entry
-// waits in the replacement cache (the most recent Replacements kept) until an entry fails its liveness checks; with
+// waits in the replacement cache (the Replacements that arrived last kept; hearing of a waiting node again neither
+// moves it nor refreshes its LastSeen) until an entry fails its liveness checks; with
 // Replacements = 0 it is not kept, but Check is still named. An entry
 // whose address changes to another IP group is subject to the limits again; when they refuse it, the entry stays
 // unchanged.
@@ -273,9 +276,12 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 	}
 	e.AddedAt, e.LastSeen, e.Failures, e.AnsweredAt = now, now, 0, time.Time{}
 	ri := indexOf(b.replacements, e.ID)
-	if ri >= 0 { // hearing of a waiting node again is no sign of life either: its failed checks still count
+	if ri >= 0 {
+		// Hearing of a waiting node again is no sign of life either: its LastSeen and its failed checks stay, and
+		// so does its place in the cache (below). Until stop 59 its LastSeen became now and it moved to the cache's
+		// most recent place, so a peer naming it over and over kept it first in line for promotion, looking fresh.
 		w := &b.replacements[ri].e
-		e.AddedAt, e.AnsweredAt, e.Failures = w.AddedAt, w.AnsweredAt, w.Failures
+		e.AddedAt, e.LastSeen, e.AnsweredAt, e.Failures = w.AddedAt, w.LastSeen, w.AnsweredAt, w.Failures
 	}
 	if !t.fits(b, g) {
 		return AddResult{Status: RejectedIP} // a node waiting in the cache stays there as it was
@@ -291,7 +297,7 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 	if len(b.entries) < t.cfg.K {
 		leaveCache()
 		e.AddedAt = now
-		b.entries = append(b.entries, slot{e: e, g: g})
+		insertBySeen(b, slot{e: e, g: g})
 		t.addGroup(g, +1)
 		t.n++
 		return AddResult{Status: Added}
@@ -306,7 +312,7 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 		t.addGroup(out.g, -1)
 		b.entries = slices.Delete(b.entries, far, far+1)
 		e.AddedAt = now
-		b.entries = append(b.entries, slot{e: e, g: g})
+		insertBySeen(b, slot{e: e, g: g})
 		t.addGroup(g, +1)
 		t.addReplacement(b, out)
 		return AddResult{Status: Added}
@@ -319,9 +325,26 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 	if g != (ipGroup{}) && t.cfg.BucketIPLimit > 0 && inGroup >= t.cfg.BucketIPLimit {
 		return AddResult{Status: RejectedIP}
 	}
-	leaveCache()
-	t.addReplacement(b, slot{e: e, g: g})
+	if ri >= 0 { // still waiting: its address and record refreshed in its place, as an entry's (Updated)
+		w := &b.replacements[ri]
+		w.e.Addr, w.g = e.Addr, g
+		if e.Record != nil {
+			w.e.Record = e.Record
+		}
+	} else {
+		t.addReplacement(b, slot{e: e, g: g})
+	}
 	return AddResult{Status: Pending, Check: &check}
+}
+
+// insertBySeen puts s among b's entries by its LastSeen, after every entry seen no later: a new node, seen now, goes
+// last; a node that waited in the replacement cache keeps the LastSeen it had there, and so its staleness.
+func insertBySeen(b *bucket, s slot) {
+	pos := len(b.entries)
+	for pos > 0 && b.entries[pos-1].e.LastSeen.After(s.e.LastSeen) {
+		pos--
+	}
+	b.entries = slices.Insert(b.entries, pos, s)
 }
 
 // addReplacement puts s in b's replacement cache as its most recent entry, dropping the oldest beyond the cap.
@@ -437,11 +460,7 @@ func (t *Table) promote(b *bucket, now time.Time) {
 		}
 		b.replacements = slices.Delete(b.replacements, j, j+1)
 		s.e.AddedAt = now
-		pos := len(b.entries)
-		for pos > 0 && b.entries[pos-1].e.LastSeen.After(s.e.LastSeen) {
-			pos--
-		}
-		b.entries = slices.Insert(b.entries, pos, s)
+		insertBySeen(b, s)
 		t.addGroup(s.g, +1)
 		t.n++
 		return

@@ -65,3 +65,72 @@ func TestAWaitingNodeIsDroppedAfterMaxFailuresInARow(t *testing.T) {
 		t.Fatal("a waiting node not dropped at its MaxFailures-th failure in a row (hearing of it reset its count?)")
 	}
 }
+
+// waitingRig returns a table (K = 2, MaxFailures = 1, KeepNearest off) whose bucket at distance 256 holds a and b,
+// added at t0 and answered at t0+3s, with x and then y waiting in its replacement cache, heard of at t0+1s and
+// t0+2s.
+func waitingRig(t *testing.T, seed uint64) (tab *Table, a, b, x, y session.NodeID) {
+	t.Helper()
+	rng := newRand(seed)
+	self := randID(rng)
+	cfg := DefaultTableConfig()
+	cfg.KeepNearest, cfg.K, cfg.MaxFailures = false, 2, 1
+	tab, _ = NewTable(self, cfg)
+	a, b, x, y = idInBucket(rng, self, 256), idInBucket(rng, self, 256), idInBucket(rng, self, 256), idInBucket(rng, self, 256)
+	fillBucket(t, tab, []session.NodeID{a, b})
+	for i, id := range []session.NodeID{x, y} {
+		if r := tab.Add(Entry{ID: id, Addr: fmt.Sprintf("71.0.%d.1:1", i)}, t0.Add(time.Duration(i+1)*time.Second)); r.Status != Pending {
+			t.Fatalf("waiting node %d: %v, want Pending", i, r.Status)
+		}
+	}
+	tab.MarkAlive(a, t0.Add(3*time.Second))
+	tab.MarkAlive(b, t0.Add(3*time.Second))
+	return tab, a, b, x, y
+}
+
+// Hearing of a node waiting in a replacement cache again (a peer naming it in answer after answer) is no sign of
+// life, as for an entry (Updated): it keeps its place in the cache, behind a node that arrived after it, and its
+// LastSeen, by which it is placed when promoted, its address refreshed. Until stop 59 it moved to the cache's most
+// recent place with LastSeen = now: first in line for promotion, and placed as the freshest entry.
+func TestHearingOfAWaitingNodeAgainKeepsItsPlaceAndLastSeen(t *testing.T) {
+	tab, a, b, x, y := waitingRig(t, 259)
+	later := t0.Add(time.Hour)
+	if r := tab.Add(Entry{ID: x, Addr: "72.0.0.1:1"}, later); r.Status != Pending {
+		t.Fatalf("heard of again: %v, want Pending", r.Status)
+	}
+	if !tab.MarkFailed(a, later) {
+		t.Fatal("a failed check did not evict the entry (MaxFailures = 1)")
+	}
+	if _, ok := tab.Get(y); !ok {
+		t.Fatal("the node heard of again was promoted before the one that arrived after it: hearing of it moved it")
+	}
+	tab.MarkFailed(b, later)
+	e, ok := tab.Get(x)
+	if !ok {
+		t.Fatal("the node heard of again was not promoted in its turn")
+	}
+	if !e.LastSeen.Equal(t0.Add(time.Second)) || e.Addr != "72.0.0.1:1" {
+		t.Fatalf("promoted with LastSeen %v, address %s; want the LastSeen it arrived with, %v, and the new address",
+			e.LastSeen, e.Addr, t0.Add(time.Second))
+	}
+	if s, _ := tab.Stalest(nil); s.ID != x || tab.Entries()[0].ID != x {
+		t.Fatalf("the stalest entry is %s, the bucket's first %s; want the promoted node, never heard from since it arrived",
+			s.ID.Short(), tab.Entries()[0].ID.Short())
+	}
+}
+
+// A node waiting in a replacement cache that is heard of again when its bucket has room enters the table with the
+// LastSeen it had, placed by it: hearing of it does not make it look fresh. Until stop 59 it entered as the
+// bucket's most recently seen, checked last.
+func TestAWaitingNodeHeardOfAgainEntersWithItsLastSeen(t *testing.T) {
+	tab, a, b, x, _ := waitingRig(t, 260)
+	tab.Remove(a) // room, without a promotion
+	if r := tab.Add(Entry{ID: x, Addr: "71.0.0.1:1"}, t0.Add(time.Hour)); r.Status != Added {
+		t.Fatalf("heard of again with room in its bucket: %v, want Added", r.Status)
+	}
+	e, _ := tab.Get(x)
+	if first := tab.Entries()[0].ID; !e.LastSeen.Equal(t0.Add(time.Second)) || first != x {
+		t.Fatalf("entered with LastSeen %v, the bucket's first %s (b is %s); want its LastSeen %v and the first place",
+			e.LastSeen, first.Short(), b.Short(), t0.Add(time.Second))
+	}
+}
