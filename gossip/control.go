@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"math"
 	"slices"
 	"time"
 
@@ -10,9 +11,22 @@ import (
 // HandleControl takes control received from a peer; it is HandleIHave, HandleIWant, HandleGraft, HandlePrune and
 // HandleTree for each of its entries, with their outputs merged. Of several tree reports for one topic, only the
 // last counts: the peer's place now (a peer that listed 64 places of one topic made the node choose its own place
-// 64 times per RPC).
+// 64 times per RPC). Its sender pays for no beacon signature check: see HandleControlPaid.
 func (r *Router) HandleControl(now time.Time, from session.NodeID, c *Control) Output {
+	funds := math.Inf(1)
+	return r.HandleControlPaid(now, from, c, &funds)
+}
+
+// HandleControlPaid is HandleControl for a sender whose control budget holds *funds units (RelayConfig.PeerControlRate)
+// for the beacon signature checks its tree reports call for (Config.TreeVerify): each check done costs
+// beaconCheckCost, taken from *funds, and a report whose check the funds left cannot pay waits for a later report,
+// as one past maxBeaconChecksPerBeat does. The shell takes what was spent from the budget. Before stop 59 a
+// check cost nothing but its report's unit: a peer signing made-up beacons held the relay ~15 ms a second with
+// checks, in 64 topics. The shell calls it rather than HandleControl, whose frame would add to the relay
+// goroutine's deepest path (see handleRPC).
+func (r *Router) HandleControlPaid(now time.Time, from session.NodeID, c *Control, funds *float64) Output {
 	now = r.clock(now)
+	r.checkFunds = *funds
 	var b builder
 	for _, p := range c.Prune {
 		r.handlePrune(now, from, p)
@@ -35,11 +49,16 @@ func (r *Router) HandleControl(now time.Time, from session.NodeID, c *Control) O
 		r.stats.IHaveIgnored += n
 	}
 	r.handleIWant(&b, from, c.IWant, c.IWantUnread)
-	for i, ti := range c.Tree {
-		if !reportedAgain(c.Tree[i+1:], ti.Topic) { // a topic's last report in the RPC is the peer's place
+	// The reports are taken from a start that moves on with each check left unpaid (the topics are independent):
+	// from the first, the funds ran out at the same topics of an honest peer's every report in 64 topics, whose
+	// roots' beacons were then never taken.
+	for k, n, start := 0, len(c.Tree), int(r.stats.TreeBeaconsUnpaid%uint64(max(len(c.Tree), 1))); k < n; k++ {
+		i := (k + start) % n
+		if ti := c.Tree[i]; !reportedAgain(c.Tree[i+1:], ti.Topic) { // a topic's last report in the RPC is the peer's place
 			r.handleTree(&b, from, ti)
 		}
 	}
+	*funds, r.checkFunds = r.checkFunds, math.Inf(1)
 	return b.result()
 }
 

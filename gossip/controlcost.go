@@ -12,6 +12,26 @@ const (
 	ihaveIDsPerUnit     = 8
 )
 
+// beaconCheckCost is what a root's beacon signature check (Config.TreeVerify) costs the control budget of the peer
+// whose tree report called for it, on top of the report's unit: an ed25519 check takes the relay 25-45 µs
+// (BenchmarkNodeIDVerify). Only the checks done are charged (Router.HandleControlPaid): most reports of an honest
+// peer need none (the beacon is not newer by beaconCheckGap; node sim reads ~0.1 checks per delivery), and one
+// that reports in 64 topics to a tree link, every other heartbeat with a newer beacon in each, spends ~1000 units
+// a second on them. Charged the report's unit only, a peer signing made-up beacons (roots of its own, each signed
+// once a heartbeat) had maxBeaconChecksPerBeat checks done per topic a heartbeat: ~13-18 ms a second in 64
+// topics, ~2 ms at this price (BenchmarkControlFlood, tree-signed).
+const beaconCheckCost = 32
+
+// beaconCheckFunds returns what of a peer's control budget, holding tokens of its burst, the beacon checks its
+// tree reports call for may spend: what it holds past a quarter of its burst (1000 units by default), kept for its
+// control. Checks paid down to nothing would have an honest peer's next control refused, and an honest peer's RPC
+// costs less than a tenth of the burst (TestSimulationHonestControlFitsThePeerControlBudget); three quarters pay
+// for the 64 checks an honest peer's report in 64 topics may call for at once (2048 units): with half, 7 of them
+// waited at every report of an honest root in 64 topics.
+func beaconCheckFunds(tokens float64, burst int) float64 {
+	return tokens - float64(burst)/4
+}
+
 // controlCost returns what rpc's hello, subscriptions and control cost its sender's control budget: 1 for the RPC,
 // 1 for each of its first 3*maxTopics subscriptions and each topic entry of its control (IHAVE, GRAFT, PRUNE, tree
 // report), 1 for each ihaveIDsPerUnit IHAVE ids and for each controlItemsPerUnit IWANT ids, tree cuts and

@@ -253,6 +253,9 @@ type Stats struct {
 	// TreeBeaconsChecked counts the signatures of roots' beacons checked (Config.TreeVerify), TreeBadBeacons the
 	// reports refused for a signature that did not hold (their senders penalised) or that was missing.
 	TreeBeaconsChecked, TreeBadBeacons uint64
+	// TreeBeaconsUnpaid counts the beacon signature checks left undone for their sender's control budget
+	// (HandleControlPaid): their beacons wait for a later report.
+	TreeBeaconsUnpaid uint64
 	// TopicRegistrations and TopicSearches count the registrations on a topic in the DHT and the searches for its
 	// nodes asked for (Output.Discover); TopicLookupsFailed the lookups the shell reported failed
 	// (TopicLookupDone).

@@ -115,7 +115,8 @@ type RelayConfig struct {
 	// one peer makes the relay process (default 2000/s, burst 4000), in units of about a microsecond of the
 	// relay's work: an RPC carrying any costs 1, plus 1 per subscription and per topic entry of its control
 	// (IHAVE, GRAFT, PRUNE, tree report), plus 1 per 8 IHAVE ids and per 32 IWANT ids and tree cuts, as far as the
-	// relay reads them;
+	// relay reads them, plus 32 per root's beacon signature check its tree reports had done, paid after the fact
+	// from what the budget holds past a quarter of the burst (a check it cannot pay waits for a later report);
 	// an RPC costing more than the burst takes the whole burst. An honest node sends a peer 0.5 such RPCs (1.5
 	// units) a second on average and at most 8 (21 units) in any second of a simulation with kills, per topic the
 	// two share (it grows with a shorter heartbeat); at 2000 RPCs a second, one hostile peer held the relay's

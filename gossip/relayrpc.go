@@ -56,7 +56,16 @@ func (a *relayActor) handleRPC(from session.NodeID, rpc *messages.GossipRPC) {
 			a.deferSubscriptions(from, rpc)
 		}
 		if allowed && rpc.Control != nil {
-			a.apply(a.router.HandleControl(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength, a.cfg.Router.MaxPeerTopics)))
+			// The beacon signature checks its tree reports call for are paid after the fact, as far as the budget
+			// past its reserve holds (beaconCheckFunds): the others wait for a later report.
+			// (The funds are read again after rather than kept: the budget is untouched meanwhile, and this frame is
+			// on the deepest path.)
+			left := beaconCheckFunds(a.control.Tokens(from, now), a.cfg.PeerControlBurst)
+			a.apply(a.router.HandleControlPaid(now, from, controlFromWire(rpc.Control, a.cfg.Router.MaxIHaveLength,
+				a.cfg.Router.MaxPeerTopics), &left))
+			if spent := beaconCheckFunds(a.control.Tokens(from, now), a.cfg.PeerControlBurst) - left; spent > 0 {
+				a.control.AllowN(from, spent, now)
+			}
 		}
 	}
 	for i, wm := range rpc.Messages {

@@ -3,6 +3,7 @@ package gossip
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -65,6 +66,9 @@ type Router struct {
 	names    []string             // scratch of Heartbeat: the joined topics
 	signed   []byte               // scratch of the bytes of a tree beacon to sign or check (AppendBeaconSignedBytes)
 	since    []uint64             // scratch of announce
+	// checkFunds is, within HandleControlPaid, what is left of the sender's funds for beacon signature checks
+	// (beaconCheckCost each); infinite outside it.
+	checkFunds float64
 	// repairBeat is the heartbeat count when the node last answered an IWANT or pulled a message (see
 	// quietGossip).
 	repairBeat uint64
@@ -152,6 +156,8 @@ func NewRouter(cfg Config, rng *rand.Rand) (*Router, error) {
 		cache:   newMsgCache(cfg.CacheMaxMessages, cfg.CacheMaxBytes),
 		pending: make(map[MsgID]*pending),
 		wants:   make(map[MsgID]*want),
+		// The funds of a call without any: HandleTree, HandleControl.
+		checkFunds: math.Inf(1),
 	}, nil
 }
 

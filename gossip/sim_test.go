@@ -211,7 +211,7 @@ func (s *sim) dispatch(i int, out Output) {
 }
 
 // simIdentity returns node i's identity in the simulation of seed (simConfig.signed).
-func simIdentity(t *testing.T, seed uint64, i int) *session.Identity {
+func simIdentity(t testing.TB, seed uint64, i int) *session.Identity {
 	b := make([]byte, 32)
 	binary.BigEndian.PutUint64(b, seed)
 	binary.BigEndian.PutUint64(b[8:], uint64(i))

@@ -131,7 +131,8 @@ func (r *Router) takeReport(b *builder, from session.NodeID, infop *TreeInfo, t 
 
 // verifyBeacon decides, with Config.TreeVerify, whether a report's beacon, newer than the one held (h, if known) by
 // its cut seq (see handleTree), is taken (take): only once the root's signature of it holds, checked at most
-// maxBeaconChecksPerBeat times a heartbeat per peer and topic (checks counts them). refused: the report is refused
+// maxBeaconChecksPerBeat times a heartbeat per peer and topic (checks counts them) and as far as the sender's funds
+// pay for them (HandleControlPaid). refused: the report is refused
 // whole, for a missing signature or for one that does not hold, whose sender is penalised, since an honest node
 // relays only beacons it checked.
 func (r *Router) verifyBeacon(b *builder, from session.NodeID, info *TreeInfo, h beaconHeard, known bool, seq uint64,
@@ -158,8 +159,13 @@ func (r *Router) verifyBeacon(b *builder, from session.NodeID, info *TreeInfo, h
 		// Beacons of roots a peer made up, signed once and replayed, each cost a check and no penalty: past the
 		// allowance, a newer beacon waits for a later report.
 		return false, false
+	case r.checkFunds < beaconCheckCost:
+		// The sender's control budget cannot pay for the check (HandleControlPaid): the beacon waits too.
+		r.stats.TreeBeaconsUnpaid++
+		return false, false
 	}
 	*checks++
+	r.checkFunds -= beaconCheckCost
 	if !r.beaconSigned(info) {
 		r.stats.TreeBadBeacons++
 		b.out.Penalize = append(b.out.Penalize, r.penalty(from, "tree report with a signature its root did not make"))

@@ -44,15 +44,21 @@ func (l *RateLimiter[K]) AllowN(key K, n float64, now time.Time) bool {
 
 // Ready reports whether Allow would let a request for key through at now, taking nothing.
 func (l *RateLimiter[K]) Ready(key K, now time.Time) bool {
+	return l.Tokens(key, now) >= 1
+}
+
+// Tokens returns the tokens key's bucket holds at now, refilled for the time since its last take (Burst for a key
+// not tracked), taking nothing: what AllowN could take at now.
+func (l *RateLimiter[K]) Tokens(key K, now time.Time) float64 {
 	b, ok := l.buckets[key]
 	if !ok {
-		return l.burst >= 1
+		return l.burst
 	}
 	tokens := b.tokens
 	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
 		tokens = min(l.burst, tokens+elapsed*l.rate)
 	}
-	return tokens >= 1
+	return tokens
 }
 
 // take refills the bucket for the time since its last take and takes n tokens, if it holds them.

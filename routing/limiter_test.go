@@ -148,3 +148,26 @@ func TestRateLimiterAllowN(t *testing.T) {
 		t.Fatal("a request over the burst must pass once the bucket is full, and take all of it")
 	}
 }
+
+// Tokens tells what a key's bucket holds, refilled to now, and takes nothing: a new key's full burst, what is
+// left after AllowN, the refill since.
+func TestRateLimiterTokens(t *testing.T) {
+	l := NewRateLimiter[string](10, 50, 10)
+	now := time.Unix(0, 0)
+	if got := l.Tokens("a", now); got != 50 {
+		t.Fatalf("a new key holds %v tokens, want the burst, 50", got)
+	}
+	if !l.AllowN("a", 30, now) {
+		t.Fatal("30 of a burst of 50 refused")
+	}
+	if got := l.Tokens("a", now); got != 20 {
+		t.Fatalf("%v tokens after taking 30 of 50, want 20", got)
+	}
+	now = now.Add(time.Second)
+	if got := l.Tokens("a", now); got != 30 || l.Tokens("a", now) != 30 {
+		t.Fatalf("%v tokens a second later at 10/s, want 30 (and Tokens takes none)", got)
+	}
+	if !l.AllowN("a", 30, now) || l.Allow("a", now) {
+		t.Fatal("the 30 tokens Tokens told of were not exactly what AllowN could take")
+	}
+}

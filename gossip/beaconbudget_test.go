@@ -1,0 +1,130 @@
+package gossip
+
+import (
+	"testing"
+	"time"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// What the beacon signature checks a peer's tree reports call for cost its control budget
+// (Router.HandleControlPaid, beaconCheckCost).
+
+// beaconFloodRPCs returns a hostile peer's RPCs of made-up but valid beacons: one per root of roots, reporting it
+// in each flood topic at rank 1 with beacon seq, signed by it. Sent each heartbeat with a newer seq, each report of
+// each RPC calls for a check (maxBeaconChecksPerBeat roots per topic and heartbeat, with 8 roots).
+func beaconFloodRPCs(roots []*session.Identity, seq uint64) []*messages.GossipRPC {
+	out := make([]*messages.GossipRPC, 0, len(roots))
+	for _, root := range roots {
+		id := root.NodeID()
+		c := &messages.GossipControl{}
+		for j := range floodTopics {
+			topic := floodTopic(j)
+			c.Tree = append(c.Tree, &messages.GossipTree{Topic: topic, Root: id.Bytes(), RootRank: 1, Seq: seq, Dist: 1,
+				Path: []uint32{pathID(id), 7}, Sig: root.Sign(AppendBeaconSignedBytes(nil, topic, id, 1, seq))})
+		}
+		out = append(out, &messages.GossipRPC{Control: c})
+	}
+	return out
+}
+
+// floodRoots returns n made-up roots' identities.
+func floodRoots(tb testing.TB, n int) []*session.Identity {
+	roots := make([]*session.Identity, n)
+	for i := range roots {
+		roots[i] = simIdentity(tb, 59, i)
+	}
+	return roots
+}
+
+// A peer that reports, every heartbeat in every one of 64 topics, maxBeaconChecksPerBeat made-up roots with valid
+// signatures of fresh beacons has only the checks its control budget pays for done: at most the three quarters of
+// its burst past the reserve and its rate since, at beaconCheckCost each. Its RPCs fit the budget (8 a second), so each was
+// taken before stop 59 and had its 64 reports checked, 512 checks a second (~18 ms of the relay's goroutine).
+func TestAPeerFloodingMadeUpBeaconsGetsTheChecksItsBudgetPays(t *testing.T) {
+	now := time.Now()
+	a := verifyingFloodShell(t, now)
+	a.clock = func() time.Time { return now }
+	roots := floodRoots(t, maxBeaconChecksPerBeat)
+	const seconds = 10
+	before := a.router.Stats()
+	for range seconds {
+		for _, rpc := range beaconFloodRPCs(roots, a.router.beaconAt(now)) {
+			now = now.Add(time.Second / time.Duration(len(roots)))
+			a.handleRPC(nid(floodAttacker), rpc)
+		}
+		a.heartbeat(now)
+	}
+	st := a.router.Stats()
+	checked, unpaid := st.TreeBeaconsChecked-before.TreeBeaconsChecked, st.TreeBeaconsUnpaid-before.TreeBeaconsUnpaid
+	paid := (float64(a.cfg.PeerControlBurst)*3/4 + a.cfg.PeerControlRate*seconds) / beaconCheckCost
+	t.Logf("%d s of made-up beacons: %d checked, %d left unpaid; the budget pays for %.0f", seconds, checked, unpaid, paid)
+	if float64(checked) > paid || checked < uint64(paid/2) || unpaid == 0 {
+		t.Fatalf("%d beacons of made-up roots checked (%d left unpaid) in %d s: the control budget pays for %.0f",
+			checked, unpaid, seconds, paid)
+	}
+	if a.stats.RateLimitedControl != 0 {
+		t.Fatalf("%d of the peer's RPCs refused: its checks spent the reserve kept for its control", a.stats.RateLimitedControl)
+	}
+}
+
+// An honest root in 64 topics, whose every heartbeat's RPC to the node carries an IHAVE in each and, every period
+// heartbeats, its report in each with its newer beacon (a tree link's period is 2), has none of its control refused
+// and its beacon taken in every topic: every check paid with a period of 2, and with a report every heartbeat
+// (~2200 units a second, past the rate) the checks left unpaid fall on other topics each time, so that no topic's
+// root is given up (TreeStaleBeats). Before the reports were taken from a start that moved on, the funds ran out
+// at the same topics each time.
+func TestAnHonestRootsBeaconsInManyTopicsArePaidFor(t *testing.T) {
+	for _, period := range []int{2, 1} {
+		now := time.Now()
+		a := verifyingFloodShell(t, now)
+		a.clock = func() time.Time { return now }
+		root := simIdentity(t, 59, 100)
+		id := root.NodeID()
+		if err := a.router.AddPeer(id); err != nil {
+			t.Fatal(err)
+		}
+		for j := range floodTopics {
+			if err := a.router.PeerSubscribed(id, floodTopic(j)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.peers[id] = true
+		const beats = 40
+		reports := 0
+		for k := range beats {
+			now = now.Add(a.cfg.Router.HeartbeatInterval / 2)
+			c := &messages.GossipControl{}
+			seq := a.router.beaconAt(now)
+			for j := range floodTopics {
+				topic := floodTopic(j)
+				c.Ihave = append(c.Ihave, &messages.GossipIHave{Topic: topic, Ids: floodIDs((k*floodTopics+j)*4, 4)})
+				if k%period == 0 {
+					c.Tree = append(c.Tree, &messages.GossipTree{Topic: topic, Root: id.Bytes(), Seq: seq, Path: []uint32{pathID(id)},
+						Sig: root.Sign(AppendBeaconSignedBytes(nil, topic, id, 0, seq))})
+				}
+			}
+			if len(c.Tree) > 0 {
+				reports++
+			}
+			a.handleRPC(id, &messages.GossipRPC{Control: c})
+			now = now.Add(a.cfg.Router.HeartbeatInterval / 2)
+			a.heartbeat(now)
+			for j := range floodTopics {
+				if ts := a.router.topics[floodTopic(j)].tree; !a.router.alive(ts, id) {
+					t.Fatalf("report period %d, heartbeat %d: the honest root of %s given up", period, k, floodTopic(j))
+				}
+			}
+		}
+		st := a.router.Stats()
+		t.Logf("report period %d: %d beacons checked, %d left unpaid", period, st.TreeBeaconsChecked, st.TreeBeaconsUnpaid)
+		if a.stats.RateLimitedControl != 0 {
+			t.Errorf("report period %d: %d RPCs of the honest root's control refused", period, a.stats.RateLimitedControl)
+		}
+		if period == 2 && (st.TreeBeaconsUnpaid != 0 || st.TreeBeaconsChecked != uint64(reports*floodTopics)) {
+			t.Errorf("report period 2: %d beacons checked, %d unpaid; want all %d checked", st.TreeBeaconsChecked,
+				st.TreeBeaconsUnpaid, reports*floodTopics)
+		}
+	}
+}
