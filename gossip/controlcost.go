@@ -32,6 +32,10 @@ func beaconCheckFunds(tokens float64, burst int) float64 {
 	return tokens - float64(burst)/4
 }
 
+// minPeerControlBurst is the least RelayConfig.PeerControlBurst: past the quarter kept (beaconCheckFunds), a full
+// budget pays for a beacon check. With less, no root's beacon would ever be taken from a report.
+const minPeerControlBurst = 2 * beaconCheckCost
+
 // controlCost returns what rpc's hello, subscriptions and control cost its sender's control budget: 1 for the RPC,
 // 1 for each of its first 3*maxTopics subscriptions and each topic entry of its control (IHAVE, GRAFT, PRUNE, tree
 // report), 1 for each ihaveIDsPerUnit IHAVE ids and for each controlItemsPerUnit IWANT ids, tree cuts and

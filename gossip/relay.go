@@ -122,7 +122,8 @@ type RelayConfig struct {
 	// two share (it grows with a shorter heartbeat); at 2000 RPCs a second, one hostile peer held the relay's
 	// goroutine 246 ms a second with tree reports and 1.85 s with IHAVEs when each RPC took a token of the message
 	// rate, 1-5 ms with this budget (BenchmarkControlFlood). What comes beyond is counted in
-	// RelayStats.RateLimitedControl: the control is dropped, the subscriptions deferred.
+	// RelayStats.RateLimitedControl: the control is dropped, the subscriptions deferred. PeerControlBurst must be
+	// at least minPeerControlBurst (64), or no beacon check could ever be paid.
 	PeerControlRate  float64
 	PeerControlBurst int
 	// PenaltyBan is how long a peer is banned once Router.PenaltyThreshold of its messages were rejected
@@ -179,6 +180,10 @@ func (c RelayConfig) Validate() error {
 		session.Field{Name: "DeliveryBuffer", Value: c.DeliveryBuffer}, session.Field{Name: "DeliveryBufferBytes", Value: c.DeliveryBufferBytes},
 	); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.PeerControlBurst < minPeerControlBurst {
+		return fmt.Errorf("%w: PeerControlBurst %d, want at least %d (a beacon signature check past the quarter kept)",
+			ErrInvalidConfig, c.PeerControlBurst, minPeerControlBurst)
 	}
 	if c.Router.MaxTopicLength > maxRelayTopicLength {
 		return fmt.Errorf("%w: Router.MaxTopicLength %d, want at most %d (RPCMessageOverhead)", ErrInvalidConfig,

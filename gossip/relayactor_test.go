@@ -235,6 +235,11 @@ func TestRelayConfigNeedsRoomForAMessage(t *testing.T) {
 		t.Errorf("DeliveryBufferBytes 0: Validate = %v, want ErrInvalidConfig", err)
 	}
 	cfg = DefaultRelayConfig()
+	cfg.PeerControlBurst = minPeerControlBurst - 1 // no beacon check could be paid
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("PeerControlBurst %d: Validate = %v, want ErrInvalidConfig", cfg.PeerControlBurst, err)
+	}
+	cfg = DefaultRelayConfig()
 	cfg.Router.MaxTopicLength = maxRelayTopicLength + 1
 	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("MaxTopicLength beyond RPCMessageOverhead: Validate = %v, want ErrInvalidConfig", err)
