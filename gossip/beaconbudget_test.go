@@ -128,3 +128,77 @@ func TestAnHonestRootsBeaconsInManyTopicsArePaidFor(t *testing.T) {
 		}
 	}
 }
+
+// The start from which a peer's tree reports are taken moves on with that peer's own unpaid checks only: another
+// peer's cannot hold it in place. Until the review of stop 59 it moved with the node's count of all peers' unpaid
+// checks (Stats.TreeBeaconsUnpaid), so that a peer with its budget spent, sending before each RPC of an honest root
+// in 64 topics the made-up beacons that brought that count back to the same value modulo 64 (all left unpaid, no
+// penalty), had the funds run out at the same topics of the root's every report, whose beacons were then never
+// taken: the root was given up there within TreeStaleBeats.
+func TestAnotherPeersUnpaidChecksDoNotHoldAnHonestRootsReportsInPlace(t *testing.T) {
+	now := time.Now()
+	a := verifyingFloodShell(t, now)
+	a.clock = func() time.Time { return now }
+	root := simIdentity(t, 59, 100)
+	id := root.NodeID()
+	if err := a.router.AddPeer(id); err != nil {
+		t.Fatal(err)
+	}
+	for j := range floodTopics {
+		if err := a.router.PeerSubscribed(id, floodTopic(j)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.peers[id] = true
+	att := nid(floodAttacker)
+	made := 0 // made-up roots so far
+	// shift has the attacker send, its budget spent down to its reserve, as many fresh made-up beacons (one per
+	// topic, each left unpaid) as bring the node's unpaid count to a multiple of 64.
+	shift := func() {
+		x := int((floodTopics - a.router.Stats().TreeBeaconsUnpaid%floodTopics) % floodTopics)
+		if x == 0 {
+			return
+		}
+		c := &messages.GossipControl{}
+		seq := a.router.beaconAt(now)
+		for j := range x {
+			made++
+			var r session.NodeID
+			r[0], r[1], r[2], r[31] = 0xee, byte(made), byte(made>>8), 7
+			c.Tree = append(c.Tree, &messages.GossipTree{Topic: floodTopic(j), Root: r.Bytes(), RootRank: 1, Seq: seq,
+				Dist: 1, Path: []uint32{pathID(r), 7}, Sig: make([]byte, 64)})
+		}
+		cost := controlCost(&messages.GossipRPC{Control: c}, a.cfg.Router.MaxIHaveLength, a.cfg.Router.MaxPeerTopics)
+		if spend := a.control.Tokens(att, now) - float64(a.cfg.PeerControlBurst)/4 - cost - 1; spend > 0 {
+			a.control.AllowN(att, spend, now) // on control of other kinds
+		}
+		a.handleRPC(att, &messages.GossipRPC{Control: c})
+	}
+	const beats = 40
+	for k := range beats {
+		now = now.Add(a.cfg.Router.HeartbeatInterval / 2)
+		c := &messages.GossipControl{}
+		seq := a.router.beaconAt(now)
+		for j := range floodTopics {
+			topic := floodTopic(j)
+			c.Ihave = append(c.Ihave, &messages.GossipIHave{Topic: topic, Ids: floodIDs((k*floodTopics+j)*4, 4)})
+			c.Tree = append(c.Tree, &messages.GossipTree{Topic: topic, Root: id.Bytes(), Seq: seq, Path: []uint32{pathID(id)},
+				Sig: root.Sign(AppendBeaconSignedBytes(nil, topic, id, 0, seq))})
+		}
+		shift()
+		a.handleRPC(id, &messages.GossipRPC{Control: c})
+		now = now.Add(a.cfg.Router.HeartbeatInterval / 2)
+		a.heartbeat(now)
+		for j := range floodTopics {
+			if ts := a.router.topics[floodTopic(j)].tree; !a.router.alive(ts, id) {
+				t.Fatalf("heartbeat %d: the honest root of %s given up, its beacons left unpaid at every report while "+
+					"another peer's unpaid checks (%d made-up beacons) held the start in place", k, floodTopic(j), made)
+			}
+		}
+	}
+	st := a.router.Stats()
+	t.Logf("%d beacons checked, %d left unpaid, %d made up", st.TreeBeaconsChecked, st.TreeBeaconsUnpaid, made)
+	if made == 0 {
+		t.Fatal("the attacker sent no made-up beacon: the test tests nothing")
+	}
+}

@@ -49,17 +49,31 @@ func (r *Router) HandleControlPaid(now time.Time, from session.NodeID, c *Contro
 		r.stats.IHaveIgnored += n
 	}
 	r.handleIWant(&b, from, c.IWant, c.IWantUnread)
-	// The reports are taken from a start that moves on with each check left unpaid (the topics are independent):
-	// from the first, the funds ran out at the same topics of an honest peer's every report in 64 topics, whose
-	// roots' beacons were then never taken.
-	for k, n, start := 0, len(c.Tree), int(r.stats.TreeBeaconsUnpaid%uint64(max(len(c.Tree), 1))); k < n; k++ {
-		i := (k + start) % n
+	// The reports are taken from a start that moves on with each of the peer's checks left unpaid (the topics are
+	// independent): from the first, the funds ran out at the same topics of an honest peer's every report in 64
+	// topics, whose roots' beacons were then never taken. It moves with the peer's own count: with the node's, a
+	// peer leaving checks unpaid on purpose set the start of another's reports (a review's finding).
+	for k, end := r.reportTurn(&from, len(c.Tree)); k < end; k++ {
+		i := k % len(c.Tree)
 		if ti := c.Tree[i]; !reportedAgain(c.Tree[i+1:], ti.Topic) { // a topic's last report in the RPC is the peer's place
 			r.handleTree(&b, from, ti)
 		}
 	}
 	*funds, r.checkFunds = r.checkFunds, math.Inf(1)
 	return b.result()
+}
+
+// reportTurn returns the turn over peer from's n tree reports that HandleControlPaid takes, start to end (start+n;
+// a report's index is k%n): start is its beacon checks left unpaid so far, modulo n (0 for a peer not known, whose
+// reports are not taken). Not inlined: its temporaries stayed on HandleControlPaid's frame, on the relay
+// goroutine's deepest path (see handleRPC).
+//
+//go:noinline
+func (r *Router) reportTurn(from *session.NodeID, n int) (start, end int) {
+	if p := r.peers[*from]; p != nil && n > 0 {
+		start = int(p.beaconsUnpaid % uint64(n))
+	}
+	return start, start + n
 }
 
 // reportedAgain tells whether reports holds one for topic.

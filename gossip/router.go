@@ -111,6 +111,9 @@ type peer struct {
 	// peer silent for silentReleaseBeats is released (releaseSilent).
 	heard bool
 	added uint64
+	// beaconsUnpaid counts its tree reports' beacon checks left unpaid (HandleControlPaid): the start from which
+	// its next RPC's reports are taken, moved by its own only.
+	beaconsUnpaid uint64
 }
 
 type topic struct {

@@ -162,6 +162,9 @@ func (r *Router) verifyBeacon(b *builder, from session.NodeID, info *TreeInfo, h
 	case r.checkFunds < beaconCheckCost:
 		// The sender's control budget cannot pay for the check (HandleControlPaid): the beacon waits too.
 		r.stats.TreeBeaconsUnpaid++
+		if p := r.peers[from]; p != nil {
+			p.beaconsUnpaid++
+		}
 		return false, false
 	}
 	*checks++
