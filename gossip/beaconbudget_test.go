@@ -72,8 +72,8 @@ func TestAPeerFloodingMadeUpBeaconsGetsTheChecksItsBudgetPays(t *testing.T) {
 // An honest root in 64 topics, whose every heartbeat's RPC to the node carries an IHAVE in each and, every period
 // heartbeats, its report in each with its newer beacon (a tree link's period is 2), has none of its control refused
 // and its beacon taken in every topic: every check paid with a period of 2, and with a report every heartbeat
-// (~2200 units a second, past the rate) the checks left unpaid fall on other topics each time, so that no topic's
-// root is given up (TreeStaleBeats). Before the reports were taken from a start that moved on, the funds ran out
+// (~2200 units a second, past the rate) the checks left unpaid fall on other topics from one report to the next
+// (but for as many as their count grew by), so that no topic's root is given up (TreeStaleBeats). Before the reports were taken from a start that moved on, the funds ran out
 // at the same topics each time.
 func TestAnHonestRootsBeaconsInManyTopicsArePaidFor(t *testing.T) {
 	for _, period := range []int{2, 1} {
@@ -134,7 +134,8 @@ func TestAnHonestRootsBeaconsInManyTopicsArePaidFor(t *testing.T) {
 // checks (Stats.TreeBeaconsUnpaid), so that a peer with its budget spent, sending before each RPC of an honest root
 // in 64 topics the made-up beacons that brought that count back to the same value modulo 64 (all left unpaid, no
 // penalty), had the funds run out at the same topics of the root's every report, whose beacons were then never
-// taken: the root was given up there within TreeStaleBeats.
+// taken: the root was given up there within TreeStaleBeats. (The count is read here; an attacker blind to it, sending
+// a constant 56 to 59, about 64 less the root's steady ~6 unpaid, had the root given up as soon.)
 func TestAnotherPeersUnpaidChecksDoNotHoldAnHonestRootsReportsInPlace(t *testing.T) {
 	now := time.Now()
 	a := verifyingFloodShell(t, now)
