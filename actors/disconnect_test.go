@@ -107,3 +107,34 @@ func TestDisconnectDuringADialClosesTheConnection(t *testing.T) {
 		t.Fatalf("Connect after the race: %v, kept %v", err, keptPeer(a, b.ID()))
 	}
 }
+
+// A Connect right after a Disconnect gets a connection: the first one still closing when the Connect came, it
+// succeeded at once (the closing one counted as connected), and once the goodbye was said no connection was left.
+// It now waits for the closing one to end and dials again, for a dial kept or not.
+func TestConnectAfterDisconnectConnectsAgain(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	for round, keep := range []bool{false, true, false} {
+		ctx := ctxTimeout(t, 20*time.Second)
+		if err := b.Connect(ctx, a.Addr(), keep); err != nil {
+			t.Fatal(err)
+		}
+		before := time.Now()
+		if err := b.Disconnect(a.ID()); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Connect(ctx, a.Addr(), keep); err != nil {
+			t.Fatalf("round %d (keep %v): Connect after Disconnect: %v", round, keep, err)
+		}
+		var conn *actors.PeerInfo
+		for _, p := range b.Peers() {
+			if p.ID == a.ID() {
+				conn = &p
+			}
+		}
+		if conn == nil || conn.ConnectedAt.Before(before) {
+			t.Fatalf("round %d (keep %v): Connect after Disconnect returned with %+v, want a connection made after the Disconnect",
+				round, keep, conn)
+		}
+	}
+}

@@ -331,7 +331,8 @@ func (n *Node) WaitPeers(ctx context.Context, min int) error {
 	}
 }
 
-// Connect dials addr (unless connected) and waits until the connection is up or ctx ends. With keep set, the peer
+// Connect dials addr (unless connected) and waits until the connection is up or ctx ends; a connection to the peer
+// that is closing (after Disconnect, say) is waited for to end, and the peer dialed again. With keep set, the peer
 // manager keeps the peer connected, redialing with backoff after failures (also when ctx ends first: ctx bounds
 // the wait, not the wish; Disconnect ends it); without, the connection closes after
 // Config.TransientIdleTimeout without messages. A ctx already ended fails at once and dials nothing. Errors:

@@ -203,6 +203,16 @@ func (pc *peerConn) shutdown(reason messages.DisconnectReason, detail string) {
 	pc.q.stop()
 }
 
+// isClosing tells whether shutdown has begun: the connection says goodbye and takes nothing more.
+func (pc *peerConn) isClosing() bool {
+	select {
+	case <-pc.closing:
+		return true
+	default:
+		return false
+	}
+}
+
 // abortWriteGrace is how long a write in progress may go on once the connection is dropped for cause (a ban, a
 // protocol error, a full queue): a peer that reads gets the rest of the frame and then the Disconnect notice
 // with the reason, where a write cut at once would end the stream mid-frame, leaving the peer a read error

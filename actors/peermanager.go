@@ -119,8 +119,12 @@ type peerManager struct {
 	sweep         *time.Timer // closes idle transient connections
 	sweepAt       time.Time   // when sweep fires
 	// slotWait holds dials waiting for an outbound slot (FIFO, bounded); slotTimer retries them.
-	slotWait  []slotWaiter
-	slotTimer *time.Timer
+	slotWait []slotWaiter
+	// afterClose holds the application's dials of peers whose connection is closing (a Disconnect, a goodbye, an
+	// idle sweep), dialed again once it has ended (connClosed); afterCloseN counts them, at most maxSlotWaiters.
+	afterClose  map[session.NodeID][]*dialRequest
+	afterCloseN int
+	slotTimer   *time.Timer
 	// bans outlives restarts of the peer manager (its Props own it); inbound throttles inbound connections per IP.
 	bans    *banList
 	inbound *routing.RateLimiter[netip.Addr]
@@ -295,6 +299,12 @@ func (m *peerManager) stop(err error, detail string) {
 		reply(w.req.reply, err)
 	}
 	m.slotWait = nil
+	for _, reqs := range m.afterClose {
+		for _, req := range reqs {
+			reply(req.reply, err)
+		}
+	}
+	m.afterClose, m.afterCloseN = nil, 0
 	for _, w := range m.wanted {
 		w.stopTimer()
 	}
@@ -372,6 +382,21 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 				w.auto = false // the application wants it too
 			}
 		}
+	}
+	if e, ok := m.conns[id]; ok && req.reply != nil && e.pc.isClosing() {
+		// The connection is going: answered now, a Connect right after a Disconnect succeeded with no connection
+		// left once the goodbye was said (TestConnectAfterDisconnectConnectsAgain). The dial waits for it to end.
+		if m.afterCloseN >= maxSlotWaiters {
+			reply(req.reply, fmt.Errorf("%w: %s: its connection is closing, and %d dials wait for theirs to end",
+				ErrPeerGone, id.Short(), m.afterCloseN))
+			return
+		}
+		if m.afterClose == nil {
+			m.afterClose = make(map[session.NodeID][]*dialRequest)
+		}
+		m.afterClose[id] = append(m.afterClose[id], req)
+		m.afterCloseN++
+		return
 	}
 	if e, ok := m.conns[id]; ok {
 		if req.keep {
@@ -646,6 +671,20 @@ func (m *peerManager) register(ctx actor.Context, sc *session.Conn, outbound boo
 	})
 }
 
+// dialAfterClose dials again for the application's requests that waited for id's closing connection to end
+// (afterClose), unless another connection to id took its place meanwhile, which answers them.
+func (m *peerManager) dialAfterClose(ctx actor.Context, id session.NodeID) {
+	reqs := m.afterClose[id]
+	if len(reqs) == 0 {
+		return
+	}
+	delete(m.afterClose, id)
+	m.afterCloseN -= len(reqs)
+	for _, req := range reqs {
+		m.dial(ctx, req)
+	}
+}
+
 // unregister forgets a connection: it no longer counts, takes sends or holds requests.
 func (m *peerManager) unregister(e *connEntry) {
 	if cur, ok := m.conns[e.pc.id]; ok && cur == e {
@@ -658,6 +697,7 @@ func (m *peerManager) unregister(e *connEntry) {
 func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {
 	delete(m.byActor, e.pid.Id)
 	m.unregister(e)
+	defer m.dialAfterClose(ctx, e.pc.id)
 	<-e.pc.done // both goroutines have exited: reason and detail are final
 	pc := e.pc
 	m.n.stats.connDone(pc)
