@@ -237,6 +237,10 @@ type Peer struct {
 	// LastRelayed is when the peer last delivered a gossip message first (actors.PeerInfo.LastRelayed); absent:
 	// never.
 	LastRelayed *time.Time `json:"last_relayed,omitempty"`
+	// RekeyInterval is the frames each direction of the connection seals under one key (0: a peer that does not
+	// rekey), Rekeys the keys replaced so far, both directions together (actors.PeerInfo).
+	RekeyInterval uint64 `json:"rekey_interval"`
+	Rekeys        uint64 `json:"rekeys"`
 }
 
 // RoutingEntry is one entry of GET /v1/routing.
@@ -347,7 +351,8 @@ func (a *API) peers(w http.ResponseWriter, r *http.Request) {
 	out := []Peer{}
 	for _, p := range a.node.Peers() {
 		e := Peer{ID: p.ID.String(), RemoteAddr: p.RemoteAddr, ListenAddrs: p.ListenAddrs,
-			Outbound: p.Outbound, Kept: p.Kept, RTTMs: ms(p.RTT), ConnectedAt: p.ConnectedAt, QueuedBytes: p.QueuedBytes}
+			Outbound: p.Outbound, Kept: p.Kept, RTTMs: ms(p.RTT), ConnectedAt: p.ConnectedAt, QueuedBytes: p.QueuedBytes,
+			RekeyInterval: p.RekeyInterval, Rekeys: p.Rekeys}
 		if !p.LastRelayed.IsZero() {
 			e.LastRelayed = &p.LastRelayed
 		}

@@ -169,8 +169,9 @@ func TestPublishStreamAndSendThroughTheAPI(t *testing.T) {
 	}
 	var peers []adminapi.Peer
 	_, body = call(t, "GET", apiB.URL+"/v1/peers", "", "")
-	if err := json.Unmarshal([]byte(body), &peers); err != nil || len(peers) != 1 || peers[0].ID != a.ID().String() {
-		t.Errorf("b's peers: %s", body)
+	if err := json.Unmarshal([]byte(body), &peers); err != nil || len(peers) != 1 || peers[0].ID != a.ID().String() ||
+		peers[0].RekeyInterval != session.DefaultRekeyInterval {
+		t.Errorf("b's peers: %s (want a's, rekey_interval %d)", body, session.DefaultRekeyInterval)
 	}
 }
 
