@@ -89,3 +89,50 @@ func TestAJoinAsksAgainThePeersWhoseSubscriptionsWentUntracked(t *testing.T) {
 		t.Fatalf("hello again to %v at the heartbeat after", out.Hello)
 	}
 }
+
+// Only a topic the node joined makes room among a peer's MaxPeerTopics: a subscription to a topic other peers are in
+// and the node has not joined is refused, evicting nothing. The topic evicted for a joined one counts as missed:
+// the node's next join asks the peer for its subscriptions again (Output.Hello).
+func TestOnlyAJoinedTopicEvictsAndTheEvictedOneIsAskedAgain(t *testing.T) {
+	r := newTestRouter(t, DefaultConfig())
+	max := DefaultConfig().MaxPeerTopics
+	join(t, r, t0, "z-blocks")
+	for i := range max {
+		addPeers(t, r, fmt.Sprintf("a-%02d", i), 1, 1)
+	}
+	addPeers(t, r, "y-other", 2, 2)
+	if out := r.Heartbeat(t0); len(out.Hello) != 0 {
+		t.Fatalf("hello again to %v before any subscription went untracked", out.Hello)
+	}
+	if err := r.PeerSubscribed(nid(1), "z-blocks"); err != nil {
+		t.Fatal(err)
+	}
+	join(t, r, t0, "another")
+	if out := r.Heartbeat(t0); !slices.Equal(out.Hello, []session.NodeID{nid(1)}) {
+		t.Fatalf("hello again to %v after a join, want peer 1, one of whose topics was evicted", out.Hello)
+	}
+	if err := r.PeerSubscribed(nid(1), "y-other"); !errors.Is(err, ErrLimit) {
+		t.Fatalf("a known topic not joined past MaxPeerTopics: %v, want ErrLimit", err)
+	}
+	if got := r.TopicPeers("y-other"); !slices.Equal(got, []session.NodeID{nid(2)}) {
+		t.Fatalf("peers of y-other %v, want peer 2 alone", got)
+	}
+	if topics := r.PeerTopics(nid(1)); len(topics) != max || !slices.Contains(topics, "z-blocks") {
+		t.Fatalf("peer 1 in %d topics (z-blocks among them: %v), want %d", len(topics), slices.Contains(topics, "z-blocks"), max)
+	}
+}
+
+// A subscription repeated is tracked once, and a peer at MaxPeerTopics repeating one of its topics is not refused.
+func TestARepeatedSubscriptionIsTrackedOnce(t *testing.T) {
+	r := newTestRouter(t, DefaultConfig())
+	max := DefaultConfig().MaxPeerTopics
+	for i := range max {
+		addPeers(t, r, fmt.Sprintf("a-%02d", i), 1, 1)
+	}
+	if err := r.PeerSubscribed(nid(1), "a-00"); err != nil {
+		t.Fatalf("a repeated subscription at MaxPeerTopics: %v", err)
+	}
+	if got := r.TopicPeers("a-00"); !slices.Equal(got, []session.NodeID{nid(1)}) {
+		t.Fatalf("peers of a-00 after a repeated subscription: %v, want peer 1 once", got)
+	}
+}

@@ -1,7 +1,9 @@
 package gossip
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -42,7 +44,7 @@ func TestDeferredSubscriptionsAreBoundedAcrossRPCs(t *testing.T) {
 
 // A repeated hello that comes after the heartbeat's answer to the peer is answered at the next heartbeat, not
 // dropped (it may ask for a topic the peer joined since: Output.Hello), and the peer gets one answer a heartbeat at
-// most, however many hellos it sends.
+// most, however many hellos it sends; a lone hello is answered once, not again at the heartbeat.
 func TestARepeatedHelloIsAnsweredOnceAHeartbeatAndNotDropped(t *testing.T) {
 	cfg := DefaultRelayConfig()
 	cfg.Router.Self = nid(1000)
@@ -56,7 +58,7 @@ func TestARepeatedHelloIsAnsweredOnceAHeartbeatAndNotDropped(t *testing.T) {
 	hello := &messages.GossipRPC{Hello: true}
 	for i, step := range []struct {
 		hellos, beats, want int
-	}{{1, 0, 1}, {3, 0, 1}, {0, 1, 2}, {2, 0, 2}, {0, 1, 3}, {0, 2, 3}, {1, 0, 4}} {
+	}{{1, 0, 1}, {0, 1, 1}, {1, 0, 2}, {3, 0, 2}, {0, 1, 3}, {2, 0, 3}, {0, 1, 4}, {0, 2, 4}, {1, 0, 5}} {
 		for range step.hellos {
 			a.handleSubscriptions(t0, nid(2), hello, true)
 		}
@@ -66,6 +68,13 @@ func TestARepeatedHelloIsAnsweredOnceAHeartbeatAndNotDropped(t *testing.T) {
 		if net.sent != step.want {
 			t.Fatalf("step %d (%d hellos, %d heartbeats): %d answers in all, want %d", i, step.hellos, step.beats, net.sent, step.want)
 		}
+	}
+	// A node in no topic has nothing to answer a repeated hello with.
+	delete(a.subs, "x")
+	a.echoAgain()
+	a.handleSubscriptions(t0, nid(2), hello, true)
+	if net.sent != 5 {
+		t.Fatalf("a node in no topic answered a repeated hello: %d answers in all, want still 5", net.sent)
 	}
 }
 
@@ -121,5 +130,183 @@ func TestACutDeferredListAsksForTheHelloOnceAHeartbeat(t *testing.T) {
 	a.flushHellos()
 	if n := hellos() - before; n != 1 {
 		t.Fatalf("%d hellos sent to the peer at the heartbeat, want one", n)
+	}
+}
+
+// subsRPC returns an RPC of n subscriptions (subscribe) to topics prefix0, prefix1...
+func subsRPC(prefix string, n int, subscribe bool) *messages.GossipRPC {
+	rpc := &messages.GossipRPC{}
+	for i := range n {
+		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: fmt.Sprint(prefix, i), Subscribe: subscribe})
+	}
+	return rpc
+}
+
+// hellosSent counts the hellos among what net sent.
+func hellosSent(net *flakyNetwork) (n int) {
+	net.mu.Lock()
+	defer net.mu.Unlock()
+	for _, rpc := range net.sent {
+		if rpc.Hello {
+			n++
+		}
+	}
+	return n
+}
+
+// A deferred list of twice MaxPeerTopics subscriptions is kept whole and asks no hello again; one more cuts it, and
+// the heartbeat after asks for the peer's hello, once, not at the heartbeats after, and not of a peer gone by then.
+// A deferred hello voids what was deferred before it, a cut list's request for the hello again included: its list
+// is whole.
+func TestACutDeferredListAndNothingElseAsksForTheHello(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1000)
+	r := newTestRouter(t, cfg.Router)
+	if err := r.AddPeer(nid(2)); err != nil {
+		t.Fatal(err)
+	}
+	net := &flakyNetwork{self: nid(1000), peer: nid(2)}
+	a := testShell(cfg, r, net, 1000, 1000)
+	limit := 2 * cfg.Router.MaxPeerTopics
+	heartbeat := func() {
+		a.applyDeferred(t0)
+		a.flushHellos()
+	}
+	a.deferSubscriptions(nid(2), subsRPC("o", limit, true))
+	heartbeat()
+	if n := hellosSent(net); n != 0 {
+		t.Fatalf("%d hellos after a deferred list of %d, want none: it was kept whole", n, limit)
+	}
+	a.deferSubscriptions(nid(2), subsRPC("p", limit+1, true))
+	heartbeat()
+	heartbeat()
+	if n := hellosSent(net); n != 1 {
+		t.Fatalf("%d hellos after a cut deferred list and two heartbeats, want 1", n)
+	}
+
+	// A hello after a cut list: the topics before it are not taken, and the hello is not asked again.
+	a.deferSubscriptions(nid(2), subsRPC("q", limit+1, true))
+	a.deferSubscriptions(nid(2), &messages.GossipRPC{Hello: true, Subscriptions: []*messages.GossipSubscription{{Topic: "d", Subscribe: true}}})
+	heartbeat()
+	if topics := r.PeerTopics(nid(2)); len(topics) != 1 || topics[0] != "d" {
+		t.Fatalf("the peer's topics after a deferred hello listing d alone: %q", topics)
+	}
+	if n := hellosSent(net); n != 1 {
+		t.Fatalf("%d hellos in all after a deferred hello voided a cut list, want still 1", n)
+	}
+
+	// A peer gone before the heartbeat is not asked, nor taken for a peer again.
+	a.deferSubscriptions(nid(2), subsRPC("r", limit+1, true))
+	a.applyDeferred(t0)
+	a.removePeer(nid(2))
+	a.flushHellos()
+	if n := hellosSent(net); n != 1 || a.known(nid(2)) {
+		t.Fatalf("%d hellos in all, the peer known %v, after it left with a hello due; want 1 and not known", n, a.known(nid(2)))
+	}
+}
+
+// A subscription refused because the peer's deferred topics are full counts as missed: the node asks the peer
+// again once it joins a topic (Output.Hello); it was dropped unnoticed.
+func TestASubscriptionPastTheDeferredTopicsIsAskedAgainAtAJoin(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1000)
+	r := newTestRouter(t, cfg.Router)
+	if err := r.AddPeer(nid(2)); err != nil {
+		t.Fatal(err)
+	}
+	a := testShell(cfg, r, &flakyNetwork{self: nid(1000), peer: nid(2)}, 1000, 1000)
+	a.deferSubscriptions(nid(2), subsRPC("left", 2*cfg.Router.MaxPeerTopics, false)) // full, none cut
+	a.deferSubscriptions(nid(2), &messages.GossipRPC{Subscriptions: []*messages.GossipSubscription{{Topic: "x", Subscribe: true}}})
+	a.applyDeferred(t0)
+	if out := r.Heartbeat(t0); len(out.Hello) != 0 {
+		t.Fatalf("hello again to %v with no topic joined", out.Hello)
+	}
+	join(t, r, t0, "x")
+	if out := r.Heartbeat(t0); len(out.Hello) != 1 || out.Hello[0] != nid(2) {
+		t.Fatalf("hello again to %v after the join of x, want the peer whose subscription to x went unkept", out.Hello)
+	}
+}
+
+// Of an RPC's subscriptions, the relay reads the first twice MaxPeerTopics, then up to MaxPeerTopics more of the
+// node's topics, however often they are listed; missed tells of a subscription to another topic left unread, not
+// of an unsubscription. The RPC is left as it came.
+func TestReadSubscriptionsReadsTheNodesTopicsPastTheFirstOnesUpToABound(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1000)
+	a := testShell(cfg, newTestRouter(t, cfg.Router), nil, 1, 1)
+	a.subs["j"] = []*Subscription{{}}
+	limit, max := 2*cfg.Router.MaxPeerTopics, cfg.Router.MaxPeerTopics
+	rpc := subsRPC("o", limit, true)
+	rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: "other", Subscribe: true})
+	for range max + 5 {
+		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: "j", Subscribe: true})
+	}
+	before := fmt.Sprint(rpc.Subscriptions)
+	read, missed := a.readSubscriptions(rpc.Subscriptions)
+	if len(read) != limit+max || read[limit].Topic != "j" || read[len(read)-1].Topic != "j" || !missed {
+		t.Fatalf("read %d entries (the %dth of %q), missed %v; want %d, the node's topic, missed", len(read), limit+1, read[limit].Topic, missed, limit+max)
+	}
+	if fmt.Sprint(rpc.Subscriptions) != before {
+		t.Fatal("readSubscriptions changed the RPC's subscriptions")
+	}
+	rpc = subsRPC("o", limit, true)
+	rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: "left", Subscribe: false})
+	if read, missed := a.readSubscriptions(rpc.Subscriptions); len(read) != limit || missed {
+		t.Fatalf("read %d entries, missed %v, of %d and an unsubscription; want %d and not missed", len(read), missed, limit, limit)
+	}
+}
+
+// At the heartbeat, with no RPC of the peer's since, the relay applies the subscriptions the peer's control budget
+// deferred, and asks for the hello of a cut list, once (the other tests call these steps themselves).
+func TestTheHeartbeatAppliesDeferredSubscriptionsAndAsksForACutListOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cfg := DefaultRelayConfig()
+	cfg.PeerControlRate, cfg.PeerControlBurst = 0.001, 2 // the peer's hello, then nothing
+	net := &flakyNetwork{self: nid(1), peer: nid(2)}
+	relay := spawnRelay(t, cfg, net)
+	if _, err := relay.Subscribe(ctx, "blocks", func(*Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	heartbeats := func() uint64 {
+		st, err := relay.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Router.Heartbeats
+	}
+	joinedAt := heartbeats()
+	pollUntil(t, ctx, func() bool { return heartbeats() > joinedAt }, "no heartbeat after the join")
+	relay.send(peerRPC{from: nid(2), rpc: &messages.GossipRPC{Hello: true}})
+	long := subsRPC("a", 2*cfg.Router.MaxPeerTopics, true)
+	long.Subscriptions = append([]*messages.GossipSubscription{{Topic: "blocks", Subscribe: true}}, long.Subscriptions...)
+	relay.send(peerRPC{from: nid(2), rpc: long}) // over the budget: deferred, and cut
+	peerIn := func() bool {
+		info, err := relay.Topic(ctx, "blocks")
+		return err == nil && slices.Contains(info.Peers, nid(2))
+	}
+	hellos := hellosSent(net) // ours, as the relay greeted the peer
+	pollUntil(t, ctx, peerIn, "the peer's deferred subscription to blocks was never applied")
+	pollUntil(t, ctx, func() bool { return hellosSent(net) == hellos+1 }, "no hello asked for the peer's cut list")
+	applied := heartbeats()
+	pollUntil(t, ctx, func() bool { return heartbeats() >= applied+2 }, "no heartbeats after")
+	if n := hellosSent(net) - hellos; n != 1 {
+		t.Fatalf("%d hellos for one cut list, want 1", n)
+	}
+}
+
+// A peer's hello listing no topic is heard: sharing no topic with the node, the peer is released at the next
+// heartbeat, not only after silentReleaseBeats heartbeats of silence.
+func TestAnEmptyHelloReleasesThePeerAtTheNextHeartbeat(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	cfg.Router.Self = nid(1000)
+	r := newTestRouter(t, cfg.Router)
+	if err := r.AddPeer(nid(2)); err != nil {
+		t.Fatal(err)
+	}
+	a := testShell(cfg, r, &flakyNetwork{self: nid(1000), peer: nid(2)}, 1000, 1000)
+	a.handleRPC(nid(2), &messages.GossipRPC{Hello: true})
+	if out := r.Heartbeat(t0); len(out.Release) != 1 || out.Release[0] != nid(2) {
+		t.Fatalf("released %v at the heartbeat after the peer's empty hello, want the peer", out.Release)
 	}
 }
