@@ -204,6 +204,43 @@ func TestAPeerThatDoesNotRekeyIsCaught(t *testing.T) {
 	}
 }
 
+// A frame that fails to open for another cause than a missed rekey (corrupted on the way) is ErrBadFrame without the
+// rekey hint, which only the first frame under a new key gets: the connection's first frame, one inside an
+// interval, and any of a connection that never rekeys.
+func TestABadFrameOtherThanTheFirstUnderANewKeyHasNoRekeyHint(t *testing.T) {
+	const frameSize = 2 + msgHeaderSize + 1 + tagSize // a one-byte message in a frame of its own
+	for _, tc := range []struct {
+		name     string
+		interval uint64
+		bad      int
+	}{{"the first frame", 4, 0}, {"a frame inside an interval after a rekey", 4, 5}, {"a connection that never rekeys", 0, 5}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var wire bytes.Buffer
+			w := rekeyingConn(nil, &wire, tc.interval)
+			for i := range 8 {
+				if err := w.WriteMessages([]byte{byte(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			raw := wire.Bytes()
+			if len(raw) != 8*frameSize {
+				t.Fatalf("%d bytes on the wire, want 8 frames of %d", len(raw), frameSize)
+			}
+			raw[tc.bad*frameSize+2] ^= 1 // corrupted on the way
+			r := rekeyingConn(&wire, nil, tc.interval)
+			for i := range tc.bad {
+				if _, err := r.ReadMessage(); err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+			}
+			_, err := r.ReadMessage()
+			if !errors.Is(err, ErrBadFrame) || strings.Contains(err.Error(), "rekey") {
+				t.Fatalf("the corrupted frame %d: %v, want ErrBadFrame with no rekey hint", tc.bad, err)
+			}
+		})
+	}
+}
+
 // The nonce goes on counting across rekeys: its exhaustion fails the write (and the read) with noise.ErrMaxNonce
 // rather than wrapping to 0, which would reuse nonces under one key.
 func TestNonceExhaustionIsAnErrorAcrossRekeys(t *testing.T) {
