@@ -252,11 +252,29 @@ func TestBrowserCrossSiteRequestsAreRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("GET /v1/peers with Host evil.example: %d; want 403", resp.StatusCode)
 	}
-	// The API's own origin, localhost, and any host with Config.Remote are served.
+	// A page of another site on the same domain, and a page of another origin (another port) on this host.
+	for name, header := range map[string][2]string{
+		"same-site":           {"Sec-Fetch-Site", "same-site"},
+		"another port's page": {"Origin", "http://127.0.0.1:1"},
+	} {
+		req, _ = http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/peers", nil)
+		req.Header.Set(header[0], header[1])
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("GET /v1/peers from %s: %d; want 403", name, resp.StatusCode)
+		}
+	}
+	// The API's own origin, localhost (in any case), a loopback address (IPv4-mapped too), and any host with
+	// Config.Remote are served.
 	for _, c := range []struct {
 		host, origin string
 		remote       bool
-	}{{"", srv.URL, false}, {"localhost:31700", "", false}, {"node.example:31700", "", true}} {
+	}{{"", srv.URL, false}, {"localhost:31700", "", false}, {"LocalHost:31700", "", false},
+		{"[::ffff:127.0.0.1]:31700", "", false}, {"[::1]:31700", "", false}, {"node.example:31700", "", true}} {
 		api := adminapi.New(a, adminapi.Config{Remote: c.remote})
 		s := httptest.NewServer(api)
 		req, _ = http.NewRequestWithContext(ctx, "GET", s.URL+"/v1/self", nil)
