@@ -487,3 +487,16 @@ func TestSendToABehindProtocolIsUnavailable(t *testing.T) {
 		t.Fatalf("send to the behind actor: %d %s, want 503", code, body)
 	}
 }
+
+// A stream asked for once the API's Close has begun is refused (503), not opened to end at once: a stream counted
+// in after Close's wait would run unwaited.
+func TestAStreamAfterCloseIs503(t *testing.T) {
+	_, a, _ := connectedPair(t, false)
+	api := adminapi.New(a, adminapi.Config{})
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	api.Close()
+	if status, body := call(t, "GET", srv.URL+"/v1/topics/news/messages", "", ""); status != http.StatusServiceUnavailable {
+		t.Fatalf("a stream after Close: %d %s, want 503", status, body)
+	}
+}
