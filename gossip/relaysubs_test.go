@@ -262,7 +262,9 @@ func TestTheHeartbeatAppliesDeferredSubscriptionsAndAsksForACutListOnce(t *testi
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cfg := DefaultRelayConfig()
-	cfg.PeerControlRate, cfg.PeerControlBurst = 0.001, 2 // the peer's hello, then nothing
+	// The peer's hello, then nothing: the long list costs more than the burst, which takes the whole burst, and
+	// the hello took a unit of it.
+	cfg.PeerControlRate, cfg.PeerControlBurst = 0.001, 64
 	net := &flakyNetwork{self: nid(1), peer: nid(2)}
 	relay := spawnRelay(t, cfg, net)
 	if _, err := relay.Subscribe(ctx, "blocks", func(*Delivery) {}); err != nil {
