@@ -80,17 +80,7 @@ func TestAnHonestRootsBeaconsInManyTopicsArePaidFor(t *testing.T) {
 		now := time.Now()
 		a := verifyingFloodShell(t, now)
 		a.clock = func() time.Time { return now }
-		root := simIdentity(t, 59, 100)
-		id := root.NodeID()
-		if err := a.router.AddPeer(id); err != nil {
-			t.Fatal(err)
-		}
-		for j := range floodTopics {
-			if err := a.router.PeerSubscribed(id, floodTopic(j)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		a.peers[id] = true
+		root, id := addFloodRoot(t, a)
 		const beats = 40
 		reports := 0
 		for k := range beats {
@@ -140,17 +130,7 @@ func TestAnotherPeersUnpaidChecksDoNotHoldAnHonestRootsReportsInPlace(t *testing
 	now := time.Now()
 	a := verifyingFloodShell(t, now)
 	a.clock = func() time.Time { return now }
-	root := simIdentity(t, 59, 100)
-	id := root.NodeID()
-	if err := a.router.AddPeer(id); err != nil {
-		t.Fatal(err)
-	}
-	for j := range floodTopics {
-		if err := a.router.PeerSubscribed(id, floodTopic(j)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a.peers[id] = true
+	root, id := addFloodRoot(t, a)
 	att := nid(floodAttacker)
 	made := 0 // made-up roots so far
 	// shift has the attacker send, its budget spent down to its reserve, as many fresh made-up beacons (one per
@@ -202,4 +182,22 @@ func TestAnotherPeersUnpaidChecksDoNotHoldAnHonestRootsReportsInPlace(t *testing
 	if made == 0 {
 		t.Fatal("the attacker sent no made-up beacon: the test tests nothing")
 	}
+}
+
+// addFloodRoot adds to a's Router an honest peer subscribed to every flood topic, whose identity (returned with its
+// NodeID) signs the beacons of the roots it reports.
+func addFloodRoot(t *testing.T, a *relayActor) (*session.Identity, session.NodeID) {
+	t.Helper()
+	root := simIdentity(t, 59, 100)
+	id := root.NodeID()
+	if err := a.router.AddPeer(id); err != nil {
+		t.Fatal(err)
+	}
+	for j := range floodTopics {
+		if err := a.router.PeerSubscribed(id, floodTopic(j)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.peers[id] = true
+	return root, id
 }

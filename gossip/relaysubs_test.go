@@ -47,13 +47,8 @@ func TestDeferredSubscriptionsAreBoundedAcrossRPCs(t *testing.T) {
 // most, however many hellos it sends; a lone hello is answered once, not again at the heartbeat.
 func TestARepeatedHelloIsAnsweredOnceAHeartbeatAndNotDropped(t *testing.T) {
 	cfg := DefaultRelayConfig()
-	cfg.Router.Self = nid(1000)
-	r := newTestRouter(t, cfg.Router)
-	if err := r.AddPeer(nid(2)); err != nil {
-		t.Fatal(err)
-	}
 	net := &marshalNetwork{flakyNetwork: flakyNetwork{self: nid(1000), peer: nid(2)}}
-	a := testShell(cfg, r, net, 100, 100)
+	a, _ := shellWithPeer(t, cfg, net, 100, 100)
 	a.subs["x"] = []*Subscription{{}}
 	hello := &messages.GossipRPC{Hello: true}
 	for i, step := range []struct {
@@ -84,13 +79,8 @@ func TestARepeatedHelloIsAnsweredOnceAHeartbeatAndNotDropped(t *testing.T) {
 // every pair (1000 a heartbeat here; an audit's finding).
 func TestACutDeferredListAsksForTheHelloOnceAHeartbeat(t *testing.T) {
 	cfg := DefaultRelayConfig()
-	cfg.Router.Self = nid(1000)
-	r := newTestRouter(t, cfg.Router)
-	if err := r.AddPeer(nid(2)); err != nil {
-		t.Fatal(err)
-	}
 	net := &flakyNetwork{self: nid(1000), peer: nid(2)}
-	a := testShell(cfg, r, net, cfg.PeerMessageRate, cfg.PeerMessageBurst)
+	a, r := shellWithPeer(t, cfg, net, cfg.PeerMessageRate, cfg.PeerMessageBurst)
 	now := t0
 	a.clock = func() time.Time { return now }
 	for i := range cfg.Router.MaxPeerTopics {
@@ -106,16 +96,7 @@ func TestACutDeferredListAsksForTheHelloOnceAHeartbeat(t *testing.T) {
 	for a.stats.RateLimitedControl == 0 { // the peer's budget, spent
 		a.handleRPC(nid(2), long)
 	}
-	hellos := func() (n int) {
-		net.mu.Lock()
-		defer net.mu.Unlock()
-		for _, rpc := range net.sent {
-			if rpc.Hello {
-				n++
-			}
-		}
-		return n
-	}
+	hellos := func() int { return hellosSent(net) }
 	before := hellos()
 	for range 1000 { // one heartbeat interval, 1000 pairs
 		now = now.Add(time.Millisecond)
@@ -131,6 +112,18 @@ func TestACutDeferredListAsksForTheHelloOnceAHeartbeat(t *testing.T) {
 	if n := hellos() - before; n != 1 {
 		t.Fatalf("%d hellos sent to the peer at the heartbeat, want one", n)
 	}
+}
+
+// shellWithPeer returns a relay shell of cfg (its Router's Self nid(1000)) over net, with the peer nid(2) added to
+// its Router and a message rate and burst of rate and burst.
+func shellWithPeer(t *testing.T, cfg RelayConfig, net Network, rate float64, burst int) (*relayActor, *Router) {
+	t.Helper()
+	cfg.Router.Self = nid(1000)
+	r := newTestRouter(t, cfg.Router)
+	if err := r.AddPeer(nid(2)); err != nil {
+		t.Fatal(err)
+	}
+	return testShell(cfg, r, net, rate, burst), r
 }
 
 // subsRPC returns an RPC of n subscriptions (subscribe) to topics prefix0, prefix1...
@@ -160,13 +153,8 @@ func hellosSent(net *flakyNetwork) (n int) {
 // is whole.
 func TestACutDeferredListAndNothingElseAsksForTheHello(t *testing.T) {
 	cfg := DefaultRelayConfig()
-	cfg.Router.Self = nid(1000)
-	r := newTestRouter(t, cfg.Router)
-	if err := r.AddPeer(nid(2)); err != nil {
-		t.Fatal(err)
-	}
 	net := &flakyNetwork{self: nid(1000), peer: nid(2)}
-	a := testShell(cfg, r, net, 1000, 1000)
+	a, r := shellWithPeer(t, cfg, net, 1000, 1000)
 	limit := 2 * cfg.Router.MaxPeerTopics
 	heartbeat := func() {
 		a.applyDeferred(t0)
@@ -209,12 +197,7 @@ func TestACutDeferredListAndNothingElseAsksForTheHello(t *testing.T) {
 // again once it joins a topic (Output.Hello); it was dropped unnoticed.
 func TestASubscriptionPastTheDeferredTopicsIsAskedAgainAtAJoin(t *testing.T) {
 	cfg := DefaultRelayConfig()
-	cfg.Router.Self = nid(1000)
-	r := newTestRouter(t, cfg.Router)
-	if err := r.AddPeer(nid(2)); err != nil {
-		t.Fatal(err)
-	}
-	a := testShell(cfg, r, &flakyNetwork{self: nid(1000), peer: nid(2)}, 1000, 1000)
+	a, r := shellWithPeer(t, cfg, &flakyNetwork{self: nid(1000), peer: nid(2)}, 1000, 1000)
 	a.deferSubscriptions(nid(2), subsRPC("left", 2*cfg.Router.MaxPeerTopics, false)) // full, none cut
 	a.deferSubscriptions(nid(2), &messages.GossipRPC{Subscriptions: []*messages.GossipSubscription{{Topic: "x", Subscribe: true}}})
 	a.applyDeferred(t0)
@@ -301,12 +284,7 @@ func TestTheHeartbeatAppliesDeferredSubscriptionsAndAsksForACutListOnce(t *testi
 // heartbeat, not only after silentReleaseBeats heartbeats of silence.
 func TestAnEmptyHelloReleasesThePeerAtTheNextHeartbeat(t *testing.T) {
 	cfg := DefaultRelayConfig()
-	cfg.Router.Self = nid(1000)
-	r := newTestRouter(t, cfg.Router)
-	if err := r.AddPeer(nid(2)); err != nil {
-		t.Fatal(err)
-	}
-	a := testShell(cfg, r, &flakyNetwork{self: nid(1000), peer: nid(2)}, 1000, 1000)
+	a, r := shellWithPeer(t, cfg, &flakyNetwork{self: nid(1000), peer: nid(2)}, 1000, 1000)
 	a.handleRPC(nid(2), &messages.GossipRPC{Hello: true})
 	if out := r.Heartbeat(t0); len(out.Release) != 1 || out.Release[0] != nid(2) {
 		t.Fatalf("released %v at the heartbeat after the peer's empty hello, want the peer", out.Release)
