@@ -79,12 +79,14 @@ func (n *eventNet) emit(ev proto.Message) {
 
 // probe is a receiver middleware that looks into the routing actor from its own goroutine: it fails the actor on
 // *failNow, answers *inspect, records the delivery of every revalidation tick and exchange result, and whether
-// inFlight ever went below zero. With save set, every incarnation writes its peer store with it.
+// inFlight ever went below zero. With save set, every incarnation writes its peer store with it; every incarnation
+// adds the records of start to its table as it starts (in the turn of Started, before any tick is handled).
 type probe struct {
 	ticks     chan time.Time
 	exchanges atomic.Int64
 	negative  atomic.Bool
 	save      saveFunc
+	start     []*messages.NodeRecord
 }
 
 type (
@@ -122,6 +124,9 @@ func (p *probe) middleware(next actor.ReceiverFunc) actor.ReceiverFunc {
 			p.exchanges.Add(1)
 		}
 		next(c, env)
+		if _, ok := env.Message.(*actor.Started); ok && len(p.start) > 0 {
+			next(c, &actor.MessageEnvelope{Message: &AddRecords{Records: p.start}})
+		}
 		if a, ok := c.Actor().(*routingActor); ok && a.inFlight < 0 {
 			p.negative.Store(true)
 		}
