@@ -85,16 +85,7 @@ func TestAnHonestRootsBeaconsInManyTopicsArePaidFor(t *testing.T) {
 		reports := 0
 		for k := range beats {
 			now = now.Add(a.cfg.Router.HeartbeatInterval / 2)
-			c := &messages.GossipControl{}
-			seq := a.router.beaconAt(now)
-			for j := range floodTopics {
-				topic := floodTopic(j)
-				c.Ihave = append(c.Ihave, &messages.GossipIHave{Topic: topic, Ids: floodIDs((k*floodTopics+j)*4, 4)})
-				if k%period == 0 {
-					c.Tree = append(c.Tree, &messages.GossipTree{Topic: topic, Root: id.Bytes(), Seq: seq, Path: []uint32{pathID(id)},
-						Sig: root.Sign(AppendBeaconSignedBytes(nil, topic, id, 0, seq))})
-				}
-			}
+			c := rootControl(root, k, a.router.beaconAt(now), k%period == 0)
 			if len(c.Tree) > 0 {
 				reports++
 			}
@@ -158,14 +149,7 @@ func TestAnotherPeersUnpaidChecksDoNotHoldAnHonestRootsReportsInPlace(t *testing
 	const beats = 40
 	for k := range beats {
 		now = now.Add(a.cfg.Router.HeartbeatInterval / 2)
-		c := &messages.GossipControl{}
-		seq := a.router.beaconAt(now)
-		for j := range floodTopics {
-			topic := floodTopic(j)
-			c.Ihave = append(c.Ihave, &messages.GossipIHave{Topic: topic, Ids: floodIDs((k*floodTopics+j)*4, 4)})
-			c.Tree = append(c.Tree, &messages.GossipTree{Topic: topic, Root: id.Bytes(), Seq: seq, Path: []uint32{pathID(id)},
-				Sig: root.Sign(AppendBeaconSignedBytes(nil, topic, id, 0, seq))})
-		}
+		c := rootControl(root, k, a.router.beaconAt(now), true)
 		shift()
 		a.handleRPC(id, &messages.GossipRPC{Control: c})
 		now = now.Add(a.cfg.Router.HeartbeatInterval / 2)
@@ -200,4 +184,20 @@ func addFloodRoot(t *testing.T, a *relayActor) (*session.Identity, session.NodeI
 	}
 	a.peers[id] = true
 	return root, id
+}
+
+// rootControl is the control an honest root sends at its k-th heartbeat in every flood topic: an IHAVE of 4 fresh
+// ids each and, with report, its report as the root with its beacon seq, signed.
+func rootControl(root *session.Identity, k int, seq uint64, report bool) *messages.GossipControl {
+	id := root.NodeID()
+	c := &messages.GossipControl{}
+	for j := range floodTopics {
+		topic := floodTopic(j)
+		c.Ihave = append(c.Ihave, &messages.GossipIHave{Topic: topic, Ids: floodIDs((k*floodTopics+j)*4, 4)})
+		if report {
+			c.Tree = append(c.Tree, &messages.GossipTree{Topic: topic, Root: id.Bytes(), Seq: seq, Path: []uint32{pathID(id)},
+				Sig: root.Sign(AppendBeaconSignedBytes(nil, topic, id, 0, seq))})
+		}
+	}
+	return c
 }
