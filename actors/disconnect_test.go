@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/session"
@@ -135,6 +136,53 @@ func TestConnectAfterDisconnectConnectsAgain(t *testing.T) {
 		if conn == nil || conn.ConnectedAt.Before(before) {
 			t.Fatalf("round %d (keep %v): Connect after Disconnect returned with %+v, want a connection made after the Disconnect",
 				round, keep, conn)
+		}
+	}
+}
+
+// A Send or Request right after a Disconnect, while the connection is still saying goodbye, dials the peer again as
+// Connect does: they took the closing connection and failed with ErrPeerGone. The links' 150 ms latency keeps
+// the goodbye in flight long enough to send on it.
+func TestSendWhileTheConnectionClosesDialsAgain(t *testing.T) {
+	mn := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Latency: 150 * time.Millisecond}})
+	got := make(chan *actors.Inbound, 4)
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.Transport = mn.NewTransport()
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	register(t, a, "inbox/1", collector(got))
+	register(t, a, "echo/1", echo())
+	for round, request := range []bool{false, true} {
+		ctx := ctxTimeout(t, 20*time.Second)
+		if err := b.Connect(ctx, a.Addr(), false); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Disconnect(a.ID()); err != nil {
+			t.Fatal(err)
+		}
+		testkit.WaitFor(t, 10*time.Second, func() bool { return b.ConnClosing(a.ID()) },
+			"round %d: the connection to start closing", round)
+		if request {
+			reply, err := b.Request(ctx, a.ID(), "echo/1", wrapperspb.String("abc"))
+			if err != nil {
+				t.Fatalf("Request while the connection closes: %v", err)
+			}
+			if s := reply.(*wrapperspb.StringValue).GetValue(); s != "cba" {
+				t.Fatalf("Request while the connection closes: reply %q, want %q", s, "cba")
+			}
+			continue
+		}
+		if err := b.Send(ctx, a.ID(), "inbox/1", wrapperspb.String("after")); err != nil {
+			t.Fatalf("Send while the connection closes: %v", err)
+		}
+		select {
+		case in := <-got:
+			if s := in.Payload.(*wrapperspb.StringValue).GetValue(); s != "after" {
+				t.Fatalf("received %q, want %q", s, "after")
+			}
+		case <-ctx.Done():
+			t.Fatal("the message sent while the connection closed never arrived")
 		}
 	}
 }

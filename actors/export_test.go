@@ -50,3 +50,10 @@ func (n *Node) ConnBuffers(peer session.NodeID) *session.BufferPool {
 	}
 	return nil
 }
+
+// ConnClosing tells whether the node's connection to peer has begun to close (its goodbye said or heard) and is
+// still registered, for tests.
+func (n *Node) ConnClosing(peer session.NodeID) bool {
+	pc := n.peers.get(peer)
+	return pc != nil && pc.isClosing()
+}

@@ -202,7 +202,8 @@ func errorReply(protocol string, requestID uint64, code messages.ErrorCode, msg 
 }
 
 // Send delivers msg to the protocol actor registered for protocol on peer. It returns once the message is queued
-// on the peer's connection, dialing the peer first when it is not connected: at its known address, or where a
+// on the peer's connection, dialing the peer first when it is not connected (a connection that is closing, after
+// a Disconnect or the peer's goodbye, counts as none: the dial waits for it to end): at its known address, or where a
 // lookup finds it when none is known or the known one fails (with discovery on). It waits
 // while the peer's actor for the protocol holds its share of what it takes of the node's messages (flow control,
 // session.Window: half of the peer's InboundPending and InboundPendingBytes by default), or while this node's send

@@ -423,6 +423,9 @@ func (n *Node) peerManager() (*actor.PID, error) {
 
 // connFor returns the live connection to peer, dialing its known address when there is none; app marks it as
 // used by the application (see peerConn.appUsed), whose dials look the peer up again when its known address fails.
+// A connection that is closing counts as none: the dial waits for it to end and dials again (see
+// peerManager.afterClose), so a Send right after a Disconnect, or while the peer's goodbye is read, is not refused
+// with ErrPeerGone by a connection on its way out.
 func (n *Node) connFor(ctx context.Context, peer session.NodeID, app bool) (*peerConn, error) {
 	pc, err := n.dialFor(ctx, peer, app)
 	if err == nil && app {
@@ -438,7 +441,7 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID, relookup bool) 
 	if err := ctx.Err(); err != nil { // nothing is sent under a context that ended already
 		return nil, err
 	}
-	if pc := n.peers.get(peer); pc != nil {
+	if pc := n.peers.get(peer); pc != nil && !pc.isClosing() {
 		return pc, nil
 	}
 	if _, err := n.peerManager(); err != nil { // ErrNotStarted or ErrClosed, before any lookup
