@@ -414,9 +414,11 @@ func TestAReleasedTopicConnectionIsKeptAgain(t *testing.T) {
 // keep (its bootstrapper, a Connect with keep), stays once the topic is left: the dialer tells the other end that
 // it keeps it (a Ping with keeps), so the other end's release does not close it.
 func TestAReleasedConnectionItsDialerKeepsStays(t *testing.T) {
-	nw := sparseNetwork(t, 6)
+	// P's transient connection must outlast A's search for the topic's peers: at the default 10 s it idled out
+	// first on a loaded host, once, and A dialed P anew (an outbound connection, not the one under test).
+	nw := sparseNetwork(t, 6, func(cfg *actors.Config) { cfg.TransientIdleTimeout = time.Minute })
 	a, p := nw.Nodes[2], nw.Nodes[4]
-	ctx := ctxTimeout(t, 40*time.Second)
+	ctx := ctxTimeout(t, 60*time.Second)
 	const topic = "wanted"
 	sub, err := p.Subscribe(ctx, topic, func(*gossip.Delivery) {})
 	if err != nil {
@@ -432,7 +434,7 @@ func TestAReleasedConnectionItsDialerKeepsStays(t *testing.T) {
 	if _, err := a.Subscribe(ctx, topic, func(*gossip.Delivery) {}); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, 10*time.Second, func() bool {
+	testkit.WaitFor(t, 30*time.Second, func() bool {
 		return slices.ContainsFunc(a.Peers(), func(i actors.PeerInfo) bool { return i.ID == p.ID() && i.Kept && !i.Outbound })
 	}, "A to keep P's connection for the topic")
 	if err := p.Connect(ctx, a.Addr(), true); err != nil { // now P keeps it too
