@@ -118,9 +118,19 @@ func (b bootstrapNetwork) Connect(ctx context.Context, addr session.PeerAddr, ke
 func (b bootstrapNetwork) SetJoining(joining bool) { b.joining.Store(joining) }
 
 // routingNetwork is the node as the routing actor's Network: its requests' errors that prove nothing against the
-// peer's liveness are marked routing.ErrPeerBusy, so that a full connection table or a throttling peer does not get
-// live nodes evicted from the routing table.
+// peer's liveness are marked routing.ErrPeerBusy, so that a full connection table, a throttling peer or the node's
+// own shutdown does not get live nodes evicted from the routing table.
 type routingNetwork struct{ *Node }
+
+// closing tells whether the node is closing (Close was called, or it failed).
+func (r routingNetwork) closing() bool {
+	select {
+	case <-r.closed:
+		return true
+	default:
+		return false
+	}
+}
 
 // AddAddress implements routing.Network (records carry a signer's id, never the zero one).
 func (r routingNetwork) AddAddress(id session.NodeID, addr string) { r.addrs.put(id, addr) }
@@ -128,8 +138,14 @@ func (r routingNetwork) AddAddress(id session.NodeID, addr string) { r.addrs.put
 func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
 	// Discovery's own request: a connection dialed for it closes after Config.DiscoveryIdleTimeout.
 	reply, err := r.Node.request(ctx, peer, protocol, msg, false)
+	if err == nil {
+		return reply, nil
+	}
 	var answered *RemoteError // any error reply: the peer is up
-	if errors.Is(err, ErrTooManyPeers) || errors.As(err, &answered) {
+	if errors.Is(err, ErrTooManyPeers) || errors.As(err, &answered) || r.closing() {
+		// A closing node's requests fail with ErrClosed, or ErrPeerGone as its connections close, before its
+		// routing actor stops: they are no failures of the peers', whose entries the actor then saves to the peer
+		// store.
 		err = fmt.Errorf("%w: %w", routing.ErrPeerBusy, err)
 	}
 	return reply, err

@@ -59,8 +59,8 @@ type Network interface {
 }
 
 // ErrPeerBusy marks a failed request that says nothing against the peer's liveness: the local node had no free
-// connection slot, or the peer answered with an error (it is up, but overloaded or throttling). The Network
-// wraps such errors with it; a liveness check that ends so does not count as a failure.
+// connection slot or was closing, or the peer answered with an error (it is up, but overloaded or throttling). The
+// Network wraps such errors with it; a liveness check or a lookup's request that ends so does not count as a failure.
 var ErrPeerBusy = errors.New("routing: peer busy")
 
 // ErrOversizedReply: a peer answered a FindNode with more than MaxReplyRecords records.
@@ -319,6 +319,12 @@ type Stats struct {
 	// from a replacement cache (an entry displaced while its check was under way); until stop 58 a waiting node's
 	// first failed check dropped it and counted.
 	Revalidations, Evictions uint64
+	// LookupEvictions counts the nodes removed, from the table or from a replacement cache, after
+	// TableConfig.MaxLookupFailures requests of this node's lookups in a row went unanswered (Table.MarkLookupFailed):
+	// timed out or failed to dial, in lookups that some node answered. Until stop 60 a lookup's failures were held
+	// against nobody, and such a node (gone, or made up by a hostile answerer) stayed in the table, given to lookups
+	// and to other nodes' requests, until the revalidation's checks reached it.
+	LookupEvictions uint64
 	// Exchanges counts the FindNode exchanges the actor started outside lookups: with each new outbound
 	// connection's peer (to learn its record and its neighbourhood of our key) and liveness checks. Checks counts
 	// the latter, NewcomerChecks those of them started for a newcomer to a full bucket, Introductions those started
@@ -341,9 +347,9 @@ type Stats struct {
 	// eighth of the topic's registrations, or MaxTopics/4 over all topics; a record over MaxRegisteredRecordSize).
 	// A refused registrant is answered as usual. Until stop 54 the refusals were counted and logged nowhere.
 	TopicQueries, TopicRegistrations, TopicRegistrationsRefused uint64
-	// GoneRecords counts the records of nodes the liveness checks evicted that other nodes (or the peer store)
-	// relayed again and the table did not take: no newer than the one the node had, within 30 minutes of the
-	// eviction, and not from the node itself.
+	// GoneRecords counts the records of nodes the liveness checks or the lookups' failures evicted (Evictions,
+	// LookupEvictions) that other nodes (or the peer store) relayed again and the table did not take: no newer than
+	// the one the node had, within 30 minutes of the eviction, and not from the node itself.
 	GoneRecords uint64
 }
 
@@ -365,6 +371,8 @@ type (
 	lookupFinished struct {
 		req    *LookupRequest
 		result LookupResult
+		// unreached are the nodes whose requests went unanswered, held against the table (Lookup.Unreached).
+		unreached []session.NodeID
 	}
 	learned struct {
 		from  session.NodeID
@@ -544,7 +552,7 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		a.startLookup(ctx, m, now)
 		a.handling = nil
 	case *lookupFinished:
-		a.finishLookup(ctx, m)
+		a.finishLookup(ctx, m, now)
 	case *actor.Terminated:
 		a.lookupActorStopped(m.Who.Id)
 	case *misbehaved:

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormesh/actormesh/session"
 )
 
 // failHandling answers the request the actor failed on, if it was a lookup or a snapshot, with err.
@@ -99,7 +101,7 @@ func (a *routingActor) startLookup(ctx actor.Context, req *LookupRequest, now ti
 	a.lookups[pid.Id] = req
 }
 
-func (a *routingActor) finishLookup(ctx actor.Context, m *lookupFinished) {
+func (a *routingActor) finishLookup(ctx actor.Context, m *lookupFinished, now time.Time) {
 	sender := ctx.Sender()
 	if sender == nil {
 		return
@@ -109,5 +111,22 @@ func (a *routingActor) finishLookup(ctx actor.Context, m *lookupFinished) {
 		return // already answered (the actor was stopping or the lookup was abandoned)
 	}
 	delete(a.lookups, sender.Id)
+	for _, id := range m.unreached {
+		a.lookupFailed(id, now)
+	}
 	a.result(m.req, m.result) // Reply receives exactly one result
+}
+
+// lookupFailed holds a lookup's unanswered request against id's table entry (Table.MarkLookupFailed); an entry
+// removed so is remembered as gone, as one the liveness checks evicted: the records of it that others relay are not
+// taken again (a made-up node a hostile answerer names in every answer would otherwise come straight back).
+func (a *routingActor) lookupFailed(id session.NodeID, now time.Time) {
+	seq, _ := a.table.RecordSeq(id)
+	if !a.table.MarkLookupFailed(id, now) {
+		return
+	}
+	a.gone.add(id, seq, now)
+	a.stats.LookupEvictions++
+	a.log.Debug().Str("peer", id.Short()).Int("failures", a.cfg.Table.MaxLookupFailures).
+		Msg("removed a node that did not answer the lookups' requests")
 }

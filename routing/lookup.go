@@ -53,6 +53,8 @@ type Lookup struct {
 	queried  int
 	answered int
 	rounds   int
+	// unreached are the nodes reported Unreachable, in the order reported: at most one entry per node asked.
+	unreached []session.NodeID
 }
 
 // NewLookup starts a lookup for target on behalf of the node self, from seeds (typically the local table's
@@ -151,10 +153,29 @@ func (l *Lookup) Succeeded(from session.NodeID, found []Entry) {
 
 // Failed reports that from did not answer (error or timeout); it is dropped from the candidates and never asked
 // again. A report for a node not in flight is ignored.
-func (l *Lookup) Failed(from session.NodeID) {
+func (l *Lookup) Failed(from session.NodeID) { l.fail(from, false) }
+
+// Unreachable is Failed for a failure that says from is not there (its request timed out, or its dial failed),
+// which the caller holds against its table: Unreached lists from.
+func (l *Lookup) Unreachable(from session.NodeID) { l.fail(from, true) }
+
+// Unreached returns the nodes reported Unreachable, in the order reported, when at least one node answered the
+// lookup; nil when none did: a lookup that reached nobody says more about this node's own network (down, or
+// cut off) than about the nodes it asked, which its caller must not hold against them all.
+func (l *Lookup) Unreached() []session.NodeID {
+	if l.answered == 0 {
+		return nil
+	}
+	return slices.Clone(l.unreached)
+}
+
+func (l *Lookup) fail(from session.NodeID, unreachable bool) {
 	c, ok := l.known[from]
 	if !ok || c.state != waiting {
 		return
+	}
+	if unreachable {
+		l.unreached = append(l.unreached, from)
 	}
 	c.state = failed
 	l.inFlight--

@@ -77,7 +77,11 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 			return
 		}
 		if m.err != nil {
-			l.lookup.Failed(m.from)
+			if heldAgainst(m.err, l.ctx.Err()) {
+				l.lookup.Unreachable(m.from)
+			} else {
+				l.lookup.Failed(m.from)
+			}
 		} else {
 			ctx.Send(ctx.Parent(), &learned{from: m.from, nodes: m.nodes})
 			l.lookup.Succeeded(m.from, l.entries(m.nodes))
@@ -156,7 +160,18 @@ func (l *lookupActor) finish(ctx actor.Context) {
 			res.Wanted = l.own
 		}
 	}
-	ctx.Request(ctx.Parent(), &lookupFinished{req: l.req, result: res})
+	ctx.Request(ctx.Parent(), &lookupFinished{req: l.req, result: res, unreached: l.lookup.Unreached()})
+}
+
+// heldAgainst tells whether a lookup's failed request (err) says that the node asked is not there, to be held
+// against its table entry (Table.MarkLookupFailed): a timeout, a failed dial, a connection lost twice (retry), a
+// reply that is no answer. Not held against it: a request failed by the lookup's own end (lookupErr, the error of
+// its context: it finished and cancelled the requests still in flight, its caller gave up, or its actor stops), a
+// failure that proves nothing against the peer (ErrPeerBusy: no free local connection slot, this node closing, an
+// error reply of the peer's), and a protocol violation, for which the peer is banned and removed (penalize).
+func heldAgainst(err, lookupErr error) bool {
+	return err != nil && lookupErr == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrPeerBusy) &&
+		!errors.Is(err, ErrOversizedReply) && !errors.Is(err, ErrForgedSender)
 }
 
 // retry asks a node again once when its request failed fast, for instance because the connection closed under it

@@ -47,6 +47,12 @@ type TableConfig struct {
 	ExemptPrivate bool
 	// MaxFailures is the number of consecutive failed liveness checks after which an entry is removed (default 2).
 	MaxFailures int
+	// MaxLookupFailures is the number of requests of this node's lookups to an entry that went unanswered in a row
+	// (timed out, or their dial failed), with no answer of the node's in between, after which the entry is removed
+	// (default 3; 0 holds no lookup's failure against the table): see MarkLookupFailed. It is counted apart from
+	// MaxFailures and set higher, as go-ethereum's table drops a node after 5 failed FINDNODE requests: a busy node
+	// may miss a request, and only a run of them with no answer in between says it is gone.
+	MaxLookupFailures int
 	// KeepNearest keeps the K entries nearest the own key in the table (default true): a newcomer among them
 	// takes the place of the farthest entry of its full bucket, which moves to the replacement cache. Without it a
 	// full bucket only changes when an entry fails its checks, and the bucket that cuts through the own
@@ -55,9 +61,12 @@ type TableConfig struct {
 }
 
 // DefaultTableConfig returns the default configuration: k = 20, 10 replacements, 2 per /24 in a bucket, 10 per /24
-// in the table, no loopback exemption, removal after 2 failures, the K nearest kept.
+// in the table, no loopback exemption, removal after 2 failed liveness checks or 3 failed lookup requests in a row,
+// the K nearest kept.
 func DefaultTableConfig() TableConfig {
-	return TableConfig{K: 20, Replacements: 10, BucketIPLimit: 2, TableIPLimit: 10, MaxFailures: 2, KeepNearest: true}
+	return TableConfig{
+		K: 20, Replacements: 10, BucketIPLimit: 2, TableIPLimit: 10, MaxFailures: 2, MaxLookupFailures: 3, KeepNearest: true,
+	}
 }
 
 // Validate checks c; errors wrap ErrInvalidConfig.
@@ -73,6 +82,9 @@ func (c TableConfig) Validate() error {
 		return fmt.Errorf("%w: TableIPLimit = %d, want >= 0", ErrInvalidConfig, c.TableIPLimit)
 	case c.MaxFailures < 1:
 		return fmt.Errorf("%w: MaxFailures = %d, want >= 1", ErrInvalidConfig, c.MaxFailures)
+	case c.MaxLookupFailures < 0:
+		return fmt.Errorf("%w: MaxLookupFailures = %d, want >= 0 (0 holds no lookup's failure against the table)",
+			ErrInvalidConfig, c.MaxLookupFailures)
 	}
 	return nil
 }
@@ -93,6 +105,9 @@ type Entry struct {
 	LastSeen time.Time
 	// Failures counts consecutive failed liveness checks.
 	Failures int
+	// LookupFailures counts the requests of this node's lookups to the node that went unanswered since it last
+	// answered this node (MarkLookupFailed); apart from Failures, which it does not change.
+	LookupFailures int
 	// AnsweredAt is when the node last answered this node itself (MarkAlive: a liveness check, a lookup's request,
 	// or a request of its own); zero if it never has since it entered the table.
 	AnsweredAt time.Time
@@ -169,7 +184,8 @@ type bucket struct {
 // Table is a Kademlia routing table: 256 buckets, bucket i holding up to K entries at log distance i+1 from the
 // node's own key, each with a replacement cache. A full bucket evicts its least recently seen entry only after that
 // entry fails MaxFailures liveness checks in a row, and a node waiting in a replacement cache leaves it by the same
-// rule (see Add, MarkAlive, MarkFailed). IP diversity limits bound how many
+// rule (see Add, MarkAlive, MarkFailed); any entry also leaves after MaxLookupFailures unanswered requests of the
+// node's lookups in a row (MarkLookupFailed). IP diversity limits bound how many
 // entries share a /24 (IPv4, including IPv4-mapped IPv6) or /64 (IPv6) prefix, per bucket and in the whole table;
 // host names (not IP addresses) form one group per registered domain, compared case-insensitively (node-a.example.com
 // and node-b.example.com share example.com's; see TableConfig's limits). The zero Table is not usable: call NewTable.
@@ -274,14 +290,15 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 		}
 		return AddResult{Status: Updated} // hearing of a node is no sign of life: LastSeen and its place stay
 	}
-	e.AddedAt, e.LastSeen, e.Failures, e.AnsweredAt = now, now, 0, time.Time{}
+	e.AddedAt, e.LastSeen, e.Failures, e.LookupFailures, e.AnsweredAt = now, now, 0, 0, time.Time{}
 	ri := indexOf(b.replacements, e.ID)
 	if ri >= 0 {
-		// Hearing of a waiting node again is no sign of life either: its LastSeen and its failed checks stay, and
-		// so does its place in the cache (below). Until stop 59 its LastSeen became now and it moved to the cache's
-		// most recent place, so a peer naming it over and over kept it first in line for promotion, looking fresh.
+		// Hearing of a waiting node again is no sign of life either: its LastSeen and its failed checks and lookup
+		// requests stay, and so does its place in the cache (below). Until stop 59 its LastSeen became now and it
+		// moved to the cache's most recent place, so a peer naming it over and over kept it first in line for
+		// promotion, looking fresh.
 		w := &b.replacements[ri].e
-		e.AddedAt, e.LastSeen, e.AnsweredAt, e.Failures = w.AddedAt, w.LastSeen, w.AnsweredAt, w.Failures
+		e.AddedAt, e.LastSeen, e.AnsweredAt, e.Failures, e.LookupFailures = w.AddedAt, w.LastSeen, w.AnsweredAt, w.Failures, w.LookupFailures
 	}
 	if !t.fits(b, g) {
 		return AddResult{Status: RejectedIP} // a node waiting in the cache stays there as it was
@@ -393,9 +410,9 @@ func (t *Table) displaceable(b *bucket, d int, k Key) int {
 }
 
 // MarkAlive records that id answered this node at time now (a liveness check, or any request of either side): its
-// failure count is reset, its AnsweredAt set and it becomes its bucket's most recently seen. A node waiting in a
-// replacement cache has its failure count reset and its LastSeen and AnsweredAt set, and keeps its place there. It
-// reports whether id is in the table (not counting the replacement caches).
+// failure counts (Failures, LookupFailures) are reset, its AnsweredAt set and it becomes its bucket's most recently
+// seen. A node waiting in a replacement cache has its failure counts reset and its LastSeen and AnsweredAt set, and
+// keeps its place there. It reports whether id is in the table (not counting the replacement caches).
 func (t *Table) MarkAlive(id session.NodeID, now time.Time) bool {
 	b, i := t.find(id)
 	if b == nil {
@@ -404,12 +421,12 @@ func (t *Table) MarkAlive(id session.NodeID, now time.Time) bool {
 	if i < 0 {
 		if j := indexOf(b.replacements, id); j >= 0 {
 			e := &b.replacements[j].e
-			e.Failures, e.LastSeen, e.AnsweredAt = 0, now, now
+			e.Failures, e.LookupFailures, e.LastSeen, e.AnsweredAt = 0, 0, now, now
 		}
 		return false
 	}
-	b.entries[i].e.Failures = 0
-	b.entries[i].e.LastSeen, b.entries[i].e.AnsweredAt = now, now
+	e := &b.entries[i].e
+	e.Failures, e.LookupFailures, e.LastSeen, e.AnsweredAt = 0, 0, now, now
 	moveToBack(b.entries, i)
 	return true
 }
@@ -420,6 +437,29 @@ func (t *Table) MarkAlive(id session.NodeID, now time.Time) bool {
 // KeepNearest) follows the same rule: it is dropped from the cache at its MaxFailures-th consecutive failure, not
 // at its first. It reports whether id was removed, from the table or from a replacement cache.
 func (t *Table) MarkFailed(id session.NodeID, now time.Time) (removed bool) {
+	return t.fail(id, now, func(e *Entry) *int { return &e.Failures }, t.cfg.MaxFailures)
+}
+
+// MarkLookupFailed records that a request of one of this node's lookups to id went unanswered at time now: it timed
+// out, or its dial failed. The caller holds against the table only the failures that say the node is not there: not
+// a request the lookup cancelled itself (it had ended), nor one that a local limit or the node's own shutdown failed,
+// nor one the peer answered with an error (ErrPeerBusy), nor those of a lookup nobody answered (this node's own
+// network may be down: Lookup.Unreached). After MaxLookupFailures of them in a row, with no answer of
+// id's in between (MarkAlive resets the count), the entry is removed and the most recent replacement that passes the
+// IP limits takes its place, as MarkFailed does; a node waiting in a replacement cache is dropped from it by the same
+// rule. The count is apart from the liveness checks' (Failures): a lookup's failure neither adds to nor resets it, so
+// that a lost request and a lost check do not evict together what two checks must. With MaxLookupFailures = 0
+// nothing is counted. It reports whether id was removed, from the table or from a replacement cache.
+func (t *Table) MarkLookupFailed(id session.NodeID, now time.Time) (removed bool) {
+	if t.cfg.MaxLookupFailures == 0 {
+		return false
+	}
+	return t.fail(id, now, func(e *Entry) *int { return &e.LookupFailures }, t.cfg.MaxLookupFailures)
+}
+
+// fail adds one to the failure count of id that count names (in the table or a replacement cache) and removes id at
+// limit, promoting a replacement in its place; it reports whether id was removed.
+func (t *Table) fail(id session.NodeID, now time.Time, count func(*Entry) *int, limit int) (removed bool) {
 	b, i := t.find(id)
 	if b == nil {
 		return false
@@ -429,14 +469,15 @@ func (t *Table) MarkFailed(id session.NodeID, now time.Time) (removed bool) {
 		if j < 0 {
 			return false
 		}
-		if b.replacements[j].e.Failures++; b.replacements[j].e.Failures < t.cfg.MaxFailures {
+		n := count(&b.replacements[j].e)
+		if *n++; *n < limit {
 			return false
 		}
 		b.replacements = slices.Delete(b.replacements, j, j+1)
 		return true
 	}
-	b.entries[i].e.Failures++
-	if b.entries[i].e.Failures < t.cfg.MaxFailures {
+	n := count(&b.entries[i].e)
+	if *n++; *n < limit {
 		return false
 	}
 	t.removeAt(b, i)

@@ -1,0 +1,96 @@
+package actors_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/actormesh/actormesh/actors"
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/routing"
+	"github.com/actormesh/actormesh/session"
+	"github.com/actormesh/actormesh/testkit"
+)
+
+// A node that stops answering leaves the table of a node whose lookups it fails, MaxLookupFailures of them in a
+// row, long before the revalidation would check it (its intervals are an hour here); a good node that misses one
+// lookup's request (down while it ran) and answers the next stays. Until stop 60 a lookup's failures were held
+// against nobody: the gone node stayed, handed to every lookup and to every node that asked, until a liveness check
+// found it.
+func TestANodeThatStopsAnsweringLeavesTheTableAfterTheLookupsFailures(t *testing.T) {
+	const a, flaky, gone, steady = 0, 1, 2, 3
+	ids := make([]*session.Identity, 4)
+	nw := testkit.NewNetwork(t, 4, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		ids[i] = cfg.Identity
+		cfg.Bootstrap.TargetOutbound = 0 // no dials but the lookups'
+		cfg.Bootstrap.Interval = time.Hour
+		cfg.Routing.RevalidateInterval, cfg.Routing.RevalidateAnsweredInterval = time.Hour, time.Hour
+		cfg.Routing.IntroduceDelay = 0
+	}))
+	node := nw.Nodes[a]
+	max := routing.DefaultTableConfig().MaxLookupFailures
+	if max != 3 {
+		t.Fatalf("MaxLookupFailures %d: the test runs 3 lookups", max)
+	}
+	var recs []*messages.NodeRecord
+	for _, i := range []int{flaky, gone, steady} {
+		recs = append(recs, record(t, ids[i], nw.Nodes[i]))
+	}
+	node.AddRecords(recs)
+	table := func() (map[session.NodeID]routing.Entry, routing.Stats) {
+		s, err := node.RoutingTable(ctxTimeout(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := make(map[session.NodeID]routing.Entry)
+		for _, e := range s.Entries {
+			m[e.ID] = e
+		}
+		return m, s.Stats
+	}
+	lookup := func(what string) {
+		t.Helper()
+		if _, err := node.FindClosest(ctxTimeout(t, 10*time.Second), routing.KeyOf(ids[gone].NodeID())); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	lookup("the first lookup")
+	entries, _ := table()
+	for _, i := range []int{flaky, gone, steady} {
+		if e, ok := entries[ids[i].NodeID()]; !ok || !e.Answered() {
+			t.Fatalf("node %d in the table %v, answered %v: want every node in the table, answered", i, ok, e.Answered())
+		}
+	}
+
+	// flaky misses one lookup's request, gone every one from now on.
+	nw.Kill(flaky)
+	nw.Kill(gone)
+	testkit.WaitFor(t, 5*time.Second, func() bool {
+		return !node.Connected(ids[flaky].NodeID()) && !node.Connected(ids[gone].NodeID())
+	}, "the killed nodes' connections to close")
+	lookup("the lookup that misses flaky")
+	entries, _ = table()
+	if e := entries[ids[flaky].NodeID()]; e.LookupFailures != 1 {
+		t.Fatalf("flaky's LookupFailures %d after the lookup it missed, want 1", e.LookupFailures)
+	}
+	nw.Restart(flaky)
+	for n := 2; n <= max; n++ {
+		lookup("a lookup with flaky back")
+		entries, _ = table()
+		if e, ok := entries[ids[flaky].NodeID()]; !ok || e.LookupFailures != 0 {
+			t.Fatalf("after lookup %d: flaky in the table %v, LookupFailures %d; want kept, 0 since it answered", n, ok,
+				e.LookupFailures)
+		}
+		if e, ok := entries[ids[gone].NodeID()]; ok != (n < max) || ok && e.LookupFailures != n {
+			t.Fatalf("after lookup %d of %d that failed to reach it: gone in the table %v, LookupFailures %d", n, max, ok,
+				e.LookupFailures)
+		}
+	}
+	entries, st := table()
+	if _, ok := entries[ids[steady].NodeID()]; !ok || len(entries) != 2 {
+		t.Fatalf("%d entries, steady among them %v; want flaky and steady", len(entries), ok)
+	}
+	if st.LookupEvictions != 1 || st.Revalidations != 0 || st.Evictions != 0 {
+		t.Fatalf("LookupEvictions %d, Revalidations %d, Evictions %d; want 1, 0, 0", st.LookupEvictions, st.Revalidations,
+			st.Evictions)
+	}
+}

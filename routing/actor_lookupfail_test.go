@@ -1,0 +1,86 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/session"
+)
+
+// partlyReachableNet answers the requests to good at once, fails those to busy with ErrPeerBusy (an error reply, a full
+// connection table) and every other at once with a dial's error.
+type partlyReachableNet struct {
+	stallingNet
+	good, busy session.NodeID
+}
+
+func (n *partlyReachableNet) Request(_ context.Context, peer session.NodeID, _ string, _ proto.Message) (proto.Message, error) {
+	switch peer {
+	case n.good:
+		return &messages.Nodes{}, nil
+	case n.busy:
+		return nil, fmt.Errorf("%w: overloaded", ErrPeerBusy)
+	}
+	return nil, errors.New("peer unreachable: connection refused")
+}
+
+// The routing actor holds its lookups' unanswered requests against the table: a node whose dials fail in
+// MaxLookupFailures lookups in a row is removed (Stats.LookupEvictions) and remembered as gone, so that its record
+// relayed again is not taken (Stats.GoneRecords); a node that answers with an error (ErrPeerBusy) and one that
+// answers stay. Until stop 60 both stayed until the revalidation reached them (here never: its interval is an hour).
+func TestTheRoutingActorRemovesANodeItsLookupsCannotReach(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	good, dead, busy := identity(t, 61), identity(t, 62), identity(t, 63)
+	net := &partlyReachableNet{stallingNet: stallingNet{id: identity(t, 60).NodeID()}, good: good.NodeID(), busy: busy.NodeID()}
+	cfg := DefaultConfig()
+	cfg.RevalidateInterval, cfg.RevalidateAnsweredInterval, cfg.IntroduceDelay = time.Hour, time.Hour, 0
+	props, err := NewActorProps(cfg, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := sys.Root.Spawn(props)
+	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+	var recs []*messages.NodeRecord
+	for i, id := range []*session.Identity{good, dead, busy} {
+		r, err := NewRecord(id, 1, []string{fmt.Sprintf("%d.0.0.1:4001", 70+i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	sys.Root.Send(pid, &AddRecords{Records: recs})
+	if ids := tableIDs(t, sys, pid); len(ids) != 3 {
+		t.Fatalf("%d entries, want the 3 records added", len(ids))
+	}
+	for n := 1; n <= cfg.Table.MaxLookupFailures; n++ {
+		reply := make(chan LookupResult, 1)
+		sys.Root.Send(pid, &LookupRequest{Target: KeyOf(dead.NodeID()), Reply: reply})
+		if r := awaitLookup(t, reply, fmt.Sprintf("lookup %d", n)); r.Err != nil || r.Queried < 3 {
+			t.Fatalf("lookup %d: %v after %d requests, want every entry asked and an answer", n, r.Err, r.Queried)
+		}
+		ids := tableIDs(t, sys, pid)
+		if !ids[good.NodeID()] || !ids[busy.NodeID()] {
+			t.Fatalf("after lookup %d: the node that answered (%v) or the busy one (%v) was removed", n,
+				ids[good.NodeID()], ids[busy.NodeID()])
+		}
+		if gone := !ids[dead.NodeID()]; gone != (n == cfg.Table.MaxLookupFailures) {
+			t.Fatalf("after %d lookups of %d that failed to reach it: the unreachable node removed %v", n,
+				cfg.Table.MaxLookupFailures, gone)
+		}
+	}
+	sys.Root.Send(pid, &AddRecords{Records: recs[1:2]}) // its record relayed again
+	if st := statsOf(t, sys, pid); st.LookupEvictions != 1 || st.Evictions != 0 || st.GoneRecords != 1 {
+		t.Fatalf("LookupEvictions %d, Evictions %d, GoneRecords %d; want 1, 0, 1", st.LookupEvictions, st.Evictions, st.GoneRecords)
+	}
+	if tableIDs(t, sys, pid)[dead.NodeID()] {
+		t.Fatal("the removed node's record, relayed again, put it back")
+	}
+}
