@@ -256,6 +256,12 @@ type Stats struct {
 	// TreeBeaconsUnpaid counts the beacon signature checks left undone for their sender's control budget
 	// (HandleControlPaid): their beacons wait for a later report.
 	TreeBeaconsUnpaid uint64
+	// SubscriptionsUntracked counts the subscriptions peers announced that the node did not track: refused or
+	// evicted past MaxPeerTopics (PeerSubscribed), or left unread by the relay (MissedSubscriptions: of an RPC its
+	// control budget refused, every entry past the first twice MaxPeerTopics, unsubscriptions included, as they are
+	// not looked at). A list sent again counts again: a peer in more topics than that adds to it at each of its
+	// hellos and of its answers to the node's (Output.Hello).
+	SubscriptionsUntracked uint64
 	// TopicRegistrations and TopicSearches count the registrations on a topic in the DHT and the searches for its
 	// nodes asked for (Output.Discover); TopicLookupsFailed the lookups the shell reported failed
 	// (TopicLookupDone).

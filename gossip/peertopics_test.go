@@ -76,7 +76,7 @@ func TestAJoinAsksAgainThePeersWhoseSubscriptionsWentUntracked(t *testing.T) {
 	}
 	_ = r.PeerSubscribed(nid(1), "refused") // past MaxPeerTopics
 	addPeers(t, r, "a-00", 2, 3)
-	r.MissedSubscriptions(nid(3))
+	r.MissedSubscriptions(nid(3), 1)
 	if out := r.Heartbeat(t0); len(out.Hello) != 0 {
 		t.Fatalf("hello again to %v with no topic joined", out.Hello)
 	}
@@ -134,5 +134,38 @@ func TestARepeatedSubscriptionIsTrackedOnce(t *testing.T) {
 	}
 	if got := r.TopicPeers("a-00"); !slices.Equal(got, []session.NodeID{nid(1)}) {
 		t.Fatalf("peers of a-00 after a repeated subscription: %v, want peer 1 once", got)
+	}
+}
+
+// Stats.SubscriptionsUntracked counts the subscriptions refused and evicted past MaxPeerTopics and those the shell
+// left unread (MissedSubscriptions), not a repeated subscription to a tracked topic nor what an unknown peer or
+// a count of none leaves; a count of none marks no peer missed.
+func TestSubscriptionsUntrackedCountsRefusedEvictedAndUnread(t *testing.T) {
+	r := newTestRouter(t, DefaultConfig())
+	max := DefaultConfig().MaxPeerTopics
+	join(t, r, t0, "z-blocks")
+	for i := range max {
+		addPeers(t, r, fmt.Sprintf("a-%02d", i), 1, 1)
+	}
+	addPeers(t, r, "a-00", 2, 2)
+	untracked := func() uint64 { return r.Stats().SubscriptionsUntracked }
+	if err := r.PeerSubscribed(nid(1), "a-00"); err != nil || untracked() != 0 {
+		t.Fatalf("a repeated subscription: %v, %d untracked, want none", err, untracked())
+	}
+	if err := r.PeerSubscribed(nid(1), "y-other"); !errors.Is(err, ErrLimit) || untracked() != 1 {
+		t.Fatalf("a refused subscription: %v, %d untracked, want ErrLimit and 1", err, untracked())
+	}
+	if err := r.PeerSubscribed(nid(1), "z-blocks"); err != nil || untracked() != 2 {
+		t.Fatalf("a subscription evicting another: %v, %d untracked, want 2", err, untracked())
+	}
+	r.MissedSubscriptions(nid(1), 5)
+	r.MissedSubscriptions(nid(9), 5) // unknown
+	r.MissedSubscriptions(nid(2), 0)
+	if untracked() != 7 {
+		t.Fatalf("%d untracked after 5 left unread, want 7", untracked())
+	}
+	join(t, r, t0, "another")
+	if got := r.Heartbeat(t0).Hello; !slices.Equal(got, []session.NodeID{nid(1)}) {
+		t.Fatalf("hello again to %v after a join, want peer 1 alone (none of peer 2's went untracked)", got)
 	}
 }

@@ -99,10 +99,8 @@ func (a *relayActor) rejectLongTopic(from session.NodeID) {
 // lists them: until stop 58 only the first twice MaxPeerTopics entries were read, and a peer in more topics, whose
 // hello lists them sorted, was invisible to the node in its later ones.
 func (a *relayActor) handleSubscriptions(now time.Time, from session.NodeID, rpc *messages.GossipRPC, helloSent bool) {
-	subs, missed := a.readSubscriptions(rpc.Subscriptions)
-	if missed {
-		a.router.MissedSubscriptions(from)
-	}
+	subs, unread := a.readSubscriptions(rpc.Subscriptions)
+	a.router.MissedSubscriptions(from, unread)
 	if rpc.Hello {
 		listed := make(map[string]bool, len(subs))
 		for _, s := range subs {
@@ -143,22 +141,22 @@ func (a *relayActor) handleSubscriptions(now time.Time, from session.NodeID, rpc
 
 // readSubscriptions returns the entries of subs that handleSubscriptions reads: the first twice MaxPeerTopics,
 // and after them up to MaxPeerTopics of the topics the node joined (each once in an honest peer's RPC; controlCost
-// charges them as the first ones); missed tells that it left a subscription out. The entries are subs itself when
-// it reads them all.
-func (a *relayActor) readSubscriptions(subs []*messages.GossipSubscription) (read []*messages.GossipSubscription, missed bool) {
+// charges them as the first ones); unread counts the subscriptions it left out (not the unsubscriptions). The
+// entries are subs itself when it reads them all.
+func (a *relayActor) readSubscriptions(subs []*messages.GossipSubscription) (read []*messages.GossipSubscription, unread int) {
 	limit := 2 * a.cfg.Router.MaxPeerTopics
 	if len(subs) <= limit {
-		return subs, false
+		return subs, 0
 	}
 	read = subs[:limit:limit]
 	for _, s := range subs[limit:] {
 		if _, joined := a.subs[s.Topic]; joined && len(read) < limit+a.cfg.Router.MaxPeerTopics {
 			read = append(read, s)
 		} else if s.Subscribe {
-			missed = true
+			unread++
 		}
 	}
-	return read, missed
+	return read, unread
 }
 
 // topicsFit tells whether every topic the relay reads of rpc's subscriptions and control is within

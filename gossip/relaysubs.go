@@ -43,19 +43,21 @@ func (a *relayActor) deferSubscriptions(from session.NodeID, rpc *messages.Gossi
 		clear(d.topics)
 	}
 	limit := 2 * a.cfg.Router.MaxPeerTopics
-	subs := rpc.Subscriptions
+	subs, unread := rpc.Subscriptions, 0
 	if len(subs) > limit {
-		subs, d.unread = subs[:limit], true
-		a.router.MissedSubscriptions(from)
+		// The entries cut count as subscriptions left unread, unsubscriptions included: this RPC was not paid for,
+		// and they are not looked at.
+		subs, unread, d.unread = subs[:limit], len(subs)-limit, true
 	}
 	for _, s := range subs {
 		_, kept := d.topics[s.Topic]
 		if _, joined := a.subs[s.Topic]; kept || joined || len(d.topics) < limit {
 			d.topics[s.Topic] = s.Subscribe
 		} else if s.Subscribe {
-			a.router.MissedSubscriptions(from)
+			unread++
 		}
 	}
+	a.router.MissedSubscriptions(from, unread)
 }
 
 // applyDeferred applies the subscriptions the peers' control budgets deferred, at the heartbeat.

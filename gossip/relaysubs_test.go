@@ -211,8 +211,8 @@ func TestASubscriptionPastTheDeferredTopicsIsAskedAgainAtAJoin(t *testing.T) {
 }
 
 // Of an RPC's subscriptions, the relay reads the first twice MaxPeerTopics, then up to MaxPeerTopics more of the
-// node's topics, however often they are listed; missed tells of a subscription to another topic left unread, not
-// of an unsubscription. The RPC is left as it came.
+// node's topics, however often they are listed; unread counts the subscriptions left out, those to another topic
+// and to the node's past the bound, not the unsubscriptions. The RPC is left as it came.
 func TestReadSubscriptionsReadsTheNodesTopicsPastTheFirstOnesUpToABound(t *testing.T) {
 	cfg := DefaultRelayConfig()
 	cfg.Router.Self = nid(1000)
@@ -225,17 +225,17 @@ func TestReadSubscriptionsReadsTheNodesTopicsPastTheFirstOnesUpToABound(t *testi
 		rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: "j", Subscribe: true})
 	}
 	before := fmt.Sprint(rpc.Subscriptions)
-	read, missed := a.readSubscriptions(rpc.Subscriptions)
-	if len(read) != limit+max || read[limit].Topic != "j" || read[len(read)-1].Topic != "j" || !missed {
-		t.Fatalf("read %d entries (the %dth of %q), missed %v; want %d, the node's topic, missed", len(read), limit+1, read[limit].Topic, missed, limit+max)
+	read, unread := a.readSubscriptions(rpc.Subscriptions)
+	if len(read) != limit+max || read[limit].Topic != "j" || read[len(read)-1].Topic != "j" || unread != 6 {
+		t.Fatalf("read %d entries (the %dth of %q), %d unread; want %d, the node's topic, 6 unread", len(read), limit+1, read[limit].Topic, unread, limit+max)
 	}
 	if fmt.Sprint(rpc.Subscriptions) != before {
 		t.Fatal("readSubscriptions changed the RPC's subscriptions")
 	}
 	rpc = subsRPC("o", limit, true)
 	rpc.Subscriptions = append(rpc.Subscriptions, &messages.GossipSubscription{Topic: "left", Subscribe: false})
-	if read, missed := a.readSubscriptions(rpc.Subscriptions); len(read) != limit || missed {
-		t.Fatalf("read %d entries, missed %v, of %d and an unsubscription; want %d and not missed", len(read), missed, limit, limit)
+	if read, unread := a.readSubscriptions(rpc.Subscriptions); len(read) != limit || unread != 0 {
+		t.Fatalf("read %d entries, %d unread, of %d and an unsubscription; want %d and none unread", len(read), unread, limit, limit)
 	}
 }
 
@@ -288,5 +288,25 @@ func TestAnEmptyHelloReleasesThePeerAtTheNextHeartbeat(t *testing.T) {
 	a.handleRPC(nid(2), &messages.GossipRPC{Hello: true})
 	if out := r.Heartbeat(t0); len(out.Release) != 1 || out.Release[0] != nid(2) {
 		t.Fatalf("released %v at the heartbeat after the peer's empty hello, want the peer", out.Release)
+	}
+}
+
+// The relay counts the subscriptions it leaves untracked (Stats.SubscriptionsUntracked): of an RPC it reads, those
+// the Router refused and those left unread; of one its control budget deferred, every entry cut and the
+// subscriptions past the topics it keeps.
+func TestTheRelayCountsTheSubscriptionsItLeavesUntracked(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	a, r := shellWithPeer(t, cfg, &flakyNetwork{self: nid(1000), peer: nid(2)}, 1000, 1000)
+	max, limit := cfg.Router.MaxPeerTopics, 2*cfg.Router.MaxPeerTopics
+	untracked := func() uint64 { return r.Stats().SubscriptionsUntracked }
+	a.handleRPC(nid(2), subsRPC("o", limit+3, true)) // max tracked, max refused, 3 unread
+	if n := untracked(); n != uint64(max+3) {
+		t.Fatalf("%d untracked of an RPC of %d subscriptions, want %d", n, limit+3, max+3)
+	}
+	a.deferSubscriptions(nid(2), subsRPC("p", limit+2, false)) // 2 cut
+	a.deferSubscriptions(nid(2), subsRPC("q", 1, true))        // past the topics kept
+	a.deferSubscriptions(nid(2), subsRPC("r", 1, false))       // past them too, an unsubscription
+	if n := untracked(); n != uint64(max+6) {
+		t.Fatalf("%d untracked after deferred RPCs, want %d", n, max+6)
 	}
 }

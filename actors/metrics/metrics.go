@@ -170,7 +170,7 @@ func (c *Collector) collectGossip(ch chan<- prometheus.Metric, gs gossip.RelaySt
 		{"tree_damped", r.TreeDamped}, {"tree_cuts", r.TreeCuts}, {"tree_crossed", r.TreeCrossed},
 		{"tree_distrusted", r.TreeDistrusted}, {"tree_shunned", r.TreeShunned},
 		{"tree_beacons_checked", r.TreeBeaconsChecked}, {"tree_bad_beacons", r.TreeBadBeacons},
-		{"tree_beacons_unpaid", r.TreeBeaconsUnpaid},
+		{"tree_beacons_unpaid", r.TreeBeaconsUnpaid}, {"subscriptions_untracked", r.SubscriptionsUntracked},
 		{"topic_registrations", r.TopicRegistrations}, {"topic_searches", r.TopicSearches},
 		{"topic_lookups_failed", r.TopicLookupsFailed},
 	} {

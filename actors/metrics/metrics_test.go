@@ -126,6 +126,7 @@ func TestHandlerExposesTrafficRoutingAndGossipFigures(t *testing.T) {
 		{"actormesh_gossip_events_total", map[string]string{"event": "iwant_uncached"}, 0},
 		{"actormesh_gossip_events_total", map[string]string{"event": "iwant_limited"}, 0},
 		{"actormesh_gossip_events_total", map[string]string{"event": "iwant_expired"}, 0},
+		{"actormesh_gossip_events_total", map[string]string{"event": "subscriptions_untracked"}, 0},
 		{"actormesh_gossip_errors_total", map[string]string{"kind": "rate_limited_control"}, 0},
 		{"actormesh_gossip_propagation_delay_milliseconds", nil, 1},
 		{"actormesh_gossip_hops", nil, 1},
