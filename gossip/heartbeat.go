@@ -17,7 +17,7 @@ import (
 // GossipDelay old that fewer than HistoryGossip heartbeats have announced (for the mesh links, HistoryGossip +
 // MeshGossipBeats - 1); and it asks the shell to register on, or search the DHT for, topics with few peers
 // (Output.Discover). After a heartbeat at which the node joined a topic, it asks the peers whose subscriptions
-// went untracked (see PeerSubscribed) for them again (Output.Hello).
+// went untracked (see PeerSubscribed) since it last asked them for them again (Output.Hello).
 func (r *Router) Heartbeat(now time.Time) Output {
 	now = r.clock(now)
 	r.beats++
@@ -51,9 +51,12 @@ func (r *Router) Heartbeat(now time.Time) Output {
 	if r.joinedSince {
 		// A topic joined since the last heartbeat may be among a peer's subscriptions that went untracked: the
 		// node's hello again makes the peer send them all again (its echo), once a heartbeat whatever the joins.
+		// The peer is no longer marked: its answer, its whole list, marks it again if some of it still goes
+		// untracked (see peer.missed).
 		r.joinedSince = false
 		for id, p := range r.peers {
 			if p.missed {
+				p.missed = false
 				b.out.Hello = append(b.out.Hello, id)
 			}
 		}

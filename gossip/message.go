@@ -147,8 +147,9 @@ type Output struct {
 	// the shell keeps such a connection again. See Router.PeerUpdated.
 	Release, Keep []session.NodeID
 	// Hello lists, on a heartbeat after the node joined a topic, the peers some of whose subscriptions went
-	// untracked (past MaxPeerTopics, or unread): the shell sends them its hello again, which a peer answers with
-	// its subscriptions, so that the node learns whether they are in the topic it joined.
+	// untracked (past MaxPeerTopics, or unread) since the node last asked them: the shell sends them its hello
+	// again, which a peer answers with its subscriptions, so that the node learns whether they are in the topic it
+	// joined. A peer is listed again only if some of its answer, or of its subscriptions after, went untracked.
 	Hello []session.NodeID
 }
 

@@ -137,6 +137,65 @@ func TestARepeatedSubscriptionIsTrackedOnce(t *testing.T) {
 	}
 }
 
+// A peer asked for its subscriptions again (Output.Hello) is asked again at a later join only if some of its
+// answer, or of its subscriptions since, went untracked: once its whole list fits, it is not asked any more. Until
+// stop 60 a peer once in more than MaxPeerTopics topics was asked at every heartbeat after a join, for good.
+func TestAPeerIsAskedAgainOnlyWhileSomeOfItsListGoesUntracked(t *testing.T) {
+	r := newTestRouter(t, DefaultConfig())
+	max := DefaultConfig().MaxPeerTopics
+	list := make([]string, 0, max+1) // the peer's topics: max+1, the last refused
+	for i := range max {
+		list = append(list, fmt.Sprintf("a-%02d", i))
+	}
+	list = append(list, "b-extra")
+	if err := r.AddPeer(nid(1)); err != nil {
+		t.Fatal(err)
+	}
+	answer := func() { // the peer's whole list, as it answers the node's hello
+		t.Helper()
+		for _, topic := range list {
+			if err := r.PeerSubscribed(nid(1), topic); err != nil && !errors.Is(err, ErrLimit) {
+				t.Fatal(err)
+			}
+		}
+	}
+	joinAndBeat := func(topic string) []session.NodeID {
+		join(t, r, t0, topic)
+		return r.Heartbeat(t0).Hello
+	}
+	answer()
+	if got := joinAndBeat("j1"); !slices.Equal(got, []session.NodeID{nid(1)}) {
+		t.Fatalf("hello again to %v after the first join, want peer 1, one of whose topics was refused", got)
+	}
+	answer() // b-extra refused again
+	if got := joinAndBeat("j2"); !slices.Equal(got, []session.NodeID{nid(1)}) {
+		t.Fatalf("hello again to %v after the second join, want peer 1, whose answer went untracked in part", got)
+	}
+	answer()
+	// The peer leaves two topics, and the node cannot tell that the rest fit: it asks once more.
+	for _, topic := range []string{"a-00", "b-extra"} {
+		r.PeerUnsubscribed(t0, nid(1), topic)
+	}
+	list = list[1:max]
+	if got := joinAndBeat("j3"); !slices.Equal(got, []session.NodeID{nid(1)}) {
+		t.Fatalf("hello again to %v after the third join, want peer 1", got)
+	}
+	answer() // fits
+	if got := joinAndBeat("j4"); len(got) != 0 {
+		t.Fatalf("hello again to %v after a join, want none: the peer's whole list is tracked", got)
+	}
+	// A subscription refused again marks it again.
+	if err := r.PeerSubscribed(nid(1), "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.PeerSubscribed(nid(1), "c-2"); !errors.Is(err, ErrLimit) {
+		t.Fatalf("subscription past MaxPeerTopics: %v, want ErrLimit", err)
+	}
+	if got := joinAndBeat("j5"); !slices.Equal(got, []session.NodeID{nid(1)}) {
+		t.Fatalf("hello again to %v after a join, want peer 1, whose new subscription was refused", got)
+	}
+}
+
 // Stats.SubscriptionsUntracked counts the subscriptions refused and evicted past MaxPeerTopics and those the shell
 // left unread (MissedSubscriptions), not a repeated subscription to a tracked topic nor what an unknown peer or
 // a count of none leaves; a count of none marks no peer missed.

@@ -291,6 +291,53 @@ func TestAnEmptyHelloReleasesThePeerAtTheNextHeartbeat(t *testing.T) {
 	}
 }
 
+// A peer some of whose subscriptions went untracked is asked for them again after the node's next join, and once
+// its answer, its whole list, is tracked in full, not at the joins after; a subscription of its refused again has it
+// asked again. Until stop 60 a peer once past MaxPeerTopics topics got our hello after every join, for good.
+func TestAPeerWhoseAnswerFitsIsNotAskedAgainAtTheNextJoin(t *testing.T) {
+	cfg := DefaultRelayConfig()
+	net := &flakyNetwork{self: nid(1000), peer: nid(2)}
+	a, r := shellWithPeer(t, cfg, net, 1000, 1000)
+	max := cfg.Router.MaxPeerTopics
+	now := t0
+	a.clock = func() time.Time { return now }
+	joinAndBeat := func(topic string) (hellos int) { // the hellos the heartbeat after the join sent the peer
+		t.Helper()
+		a.subs[topic] = []*Subscription{{}}
+		join(t, r, now, topic)
+		now = now.Add(cfg.Router.HeartbeatInterval)
+		before := hellosSent(net)
+		a.applyDeferred(now)
+		a.apply(r.Heartbeat(now))
+		a.flushHellos()
+		return hellosSent(net) - before
+	}
+	hello := subsRPC("o", max+1, true) // the last refused
+	hello.Hello = true
+	a.handleRPC(nid(2), hello)
+	if n := r.Stats().SubscriptionsUntracked; n != 1 {
+		t.Fatalf("%d subscriptions untracked of a hello of %d topics, want 1", n, max+1)
+	}
+	if n := joinAndBeat("j1"); n != 1 {
+		t.Fatalf("%d hellos after a join, want 1: one of the peer's subscriptions went untracked", n)
+	}
+	// The peer left its first topic, and answers with the others, which fit.
+	a.handleRPC(nid(2), &messages.GossipRPC{Subscriptions: []*messages.GossipSubscription{{Topic: "o0"}}})
+	answer := subsRPC("o", max+1, true)
+	answer.Subscriptions = answer.Subscriptions[1:]
+	a.handleRPC(nid(2), answer)
+	if topics := r.PeerTopics(nid(2)); len(topics) != max || !slices.Contains(topics, fmt.Sprint("o", max)) {
+		t.Fatalf("the peer tracked in %d topics after its answer, want %d, o%d among them", len(topics), max, max)
+	}
+	if n := joinAndBeat("j2"); n != 0 {
+		t.Fatalf("%d hellos after a join, want none: the peer's whole list is tracked", n)
+	}
+	a.handleRPC(nid(2), subsRPC("p", 1, true)) // refused
+	if n := joinAndBeat("j3"); n != 1 {
+		t.Fatalf("%d hellos after a join, want 1: a subscription of the peer's was refused", n)
+	}
+}
+
 // The relay counts the subscriptions it leaves untracked (Stats.SubscriptionsUntracked): of an RPC it reads, those
 // the Router refused and those left unread; of one its control budget deferred, every entry cut and the
 // subscriptions past the topics it keeps.

@@ -87,9 +87,11 @@ type Router struct {
 
 type peer struct {
 	topics map[string]struct{} // subscriptions, at most MaxPeerTopics
-	// missed is set once a subscription of the peer went untracked: refused or evicted past MaxPeerTopics
-	// (PeerSubscribed), or left unread by the shell (MissedSubscriptions). It is never cleared: it costs the peer
-	// the node's hello again after a heartbeat at which the node joined a topic (Output.Hello).
+	// missed is set when a subscription of the peer goes untracked: refused or evicted past MaxPeerTopics
+	// (PeerSubscribed), or left unread by the shell (MissedSubscriptions). It costs the peer the node's hello again
+	// after a heartbeat at which the node joined a topic (Output.Hello), which clears it: the peer answers with its
+	// whole list, which sets it again if some of it still goes untracked. Until stop 60 it was never cleared, and a
+	// peer once in more than MaxPeerTopics topics got the node's hello at every heartbeat after a join for good.
 	missed  bool
 	backoff map[string]time.Time // topic → end of the backoff; keys are known topics
 	penalty int                  // messages rejected so far (kept across reconnects: Router.retained)
