@@ -28,6 +28,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.pc.shutdown(m.GetReason(), m.GetDetail())
 	case *actor.Stopping:
 		a.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, "node stopping")
-		<-a.pc.done // bounded: the writer's last flush has a deadline and closing the socket ends the reader
+		a.pc.stopDelivery() // a duplicate still delivering stops, and its linger ends within closeFlushTimeout
+		<-a.pc.done         // bounded: the writer's last flush has a deadline and closing the socket ends the reader
 	}
 }

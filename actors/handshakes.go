@@ -203,8 +203,8 @@ func (m *peerManager) closeWithNotice(sc *session.Conn, reason messages.Disconne
 }
 
 // sayGoodbye writes the encoded goodbye b on a connection that has no reader and closes it, lingering as
-// peerConn.linger does: up to closeFlushTimeout, it reads and drops what the peer still sends until the peer closes
-// its side, so that unread data does not reset the connection and drop the goodbye.
+// peerConn.linger does for a refusal: up to closeFlushTimeout, it reads and drops what the peer still sends until
+// the peer closes its side, so that unread data does not reset the connection and drop the goodbye.
 func sayGoodbye(sc *session.Conn, b []byte) {
 	defer sc.Close()
 	_ = sc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
@@ -221,16 +221,18 @@ func sayGoodbye(sc *session.Conn, b []byte) {
 
 // retire closes a connection that lost the simultaneous-dial tie-break as it came up, the way a replaced one is
 // closed (DUPLICATE_CONNECTION): its connection actor says goodbye and reads on until the peer's goodbye or the end
-// of the linger, delivering what the peer sent on it before it learned of the tie-break. Refused with a goodbye
-// and nothing read, those messages, taken by the peer's Send, were lost. It is not registered: it takes no sends,
-// holds no slot and makes no peer events.
+// of the linger (up to IdleTimeout, one such connection at a time per peer: awaitingPeer), delivering what the
+// peer sent on it before it learned of the tie-break. Refused with a goodbye and nothing read, those messages,
+// taken by the peer's Send, were lost. It is not registered: it takes no sends, holds no slot and makes no peer
+// events.
 func (m *peerManager) retire(ctx actor.Context, sc *session.Conn, outbound bool) {
 	m.nextID++
 	pc := newPeerConn(sc, m.nextID, outbound, &m.n.cfg, &m.n.log, m.n)
 	pc.retired = true
-	pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "already connected")
+	long := !m.awaitingPeer(pc.id) // the two are in opposite directions (keepNew): a simultaneous dial's loser
+	pc.closeDuplicate("already connected", long)
 	m.spawning = pc
 	pid := ctx.SpawnPrefix(m.connProps, "conn-"+pc.id.Short())
 	m.spawning = nil
-	m.byActor[pid.Id] = &connEntry{pid: pid, pc: pc}
+	m.byActor[pid.Id] = &connEntry{pid: pid, pc: pc, awaitsPeer: long}
 }

@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -69,9 +70,17 @@ type peerConn struct {
 	// writeDeadlineSet is when writeBatch last moved the write deadline (guarded by deadlineMu).
 	writeDeadlineSet time.Time
 
-	reason     messages.DisconnectReason // written once before closing is closed
-	detail     string
-	byRemote   bool
+	reason   messages.DisconnectReason // written once before closing is closed
+	detail   string
+	byRemote bool
+	// awaitPeer, written once before closing is closed, is set on the losing connection of a simultaneous dial
+	// that this node closes (closeDuplicate): its linger waits for the peer's goodbye or half-close up to
+	// duplicateLinger, not closeFlushTimeout, since the peer may have sent on it before it learned of the
+	// tie-break.
+	awaitPeer bool
+	// peerEnded is set by the reader when it ends on the peer's goodbye or half-close (io.EOF): the peer sent
+	// nothing more (reader only, read once readerDone is closed).
+	peerEnded  bool
 	done       chan struct{}
 	readerDone chan struct{}
 	running    atomic.Int32
@@ -186,10 +195,25 @@ func (pc *peerConn) start(onDone func()) {
 // shutdown starts closing the connection with a reason; only the first reason counts. A write in progress is
 // given closeFlushTimeout to finish on a graceful close, and abortWriteGrace otherwise.
 func (pc *peerConn) shutdown(reason messages.DisconnectReason, detail string) {
+	pc.begin(reason, detail, false)
+}
+
+// closeDuplicate is shutdown with DUPLICATE_CONNECTION, for a connection another to the same peer replaces or
+// that comes up beside one (peerManager.retire). awaitPeer marks the losing one of a simultaneous dial (the two in
+// opposite directions; peerManager.awaitingPeer): the peer is up and may have sent on it before it learned of
+// the tie-break, so the close waits for the peer's goodbye longer (peerConn.awaitPeer). A connection replaced by
+// one in the same direction was given up by the peer (it may have restarted): its close waits closeFlushTimeout,
+// as another's.
+func (pc *peerConn) closeDuplicate(detail string, awaitPeer bool) {
+	pc.begin(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, detail, awaitPeer)
+}
+
+// begin is shutdown; awaitPeer is peerConn.awaitPeer's value if this is the first reason.
+func (pc *peerConn) begin(reason messages.DisconnectReason, detail string, awaitPeer bool) {
 	pc.closeOnce.Do(func() {
 		pc.deadlineMu.Lock()
 		defer pc.deadlineMu.Unlock()
-		pc.reason, pc.detail = reason, detail
+		pc.reason, pc.detail, pc.awaitPeer = reason, detail, awaitPeer
 		close(pc.closing)
 		if reason != messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION {
 			pc.stopDelivery()
@@ -378,6 +402,7 @@ func (pc *peerConn) readLoop() {
 		}
 		b, err := pc.sc.ReadMessageSlice() // decodeInbound and onDirect copy what they keep before the next read
 		if err != nil {
+			pc.peerEnded = errors.Is(err, io.EOF)
 			pc.shutdown(classifyReadError(err))
 			return
 		}
@@ -414,6 +439,7 @@ func (pc *peerConn) readLoop() {
 			case *messages.Envelope_Disconnect:
 				// The detail is the peer's to choose (up to MaxMessageSize): clipped as every other such text, before
 				// it reaches events, logs and Stats.
+				pc.peerEnded = true
 				pc.remoteShutdown(knownReason(body.Disconnect.GetReason(), clipText(body.Disconnect.GetDetail(), maxErrorText)))
 				return
 			}
@@ -650,17 +676,58 @@ func (pc *peerConn) finish(canWrite bool) {
 // side (it does on reading the goodbye). A TCP socket closed with unread data resets the connection, and the reset
 // drops what was not yet sent, the goodbye included: the peer would record a reset instead of the reason.
 // Connections without a half-close are closed at once (the in-memory transport has one since stop 52).
+//
+// The losing connection of a simultaneous dial this node closed (awaitPeer) lingers up to duplicateLinger: what
+// the peer sent on it before its goodbye or half-close is delivered. At 1 s, a peer stalled longer (a loaded
+// machine) had its messages, written after the node closed the socket or left unread in it, lost without a count
+// on either side, every Send having returned nil. Once delivery stops (the node stops: connActor), the linger ends
+// within closeFlushTimeout of its start, as another's.
 func (pc *peerConn) linger() {
 	if pc.sc.CloseWrite() != nil {
 		return
 	}
-	_ = pc.sc.SetReadDeadline(time.Now().Add(closeFlushTimeout))
-	t := time.NewTimer(closeFlushTimeout)
-	defer t.Stop()
-	select {
-	case <-pc.readerDone:
-	case <-t.C:
+	start, bound := time.Now(), closeFlushTimeout
+	if pc.awaitPeer {
+		bound = pc.duplicateLinger()
 	}
+	_ = pc.sc.SetReadDeadline(start.Add(bound))
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	halt := pc.halt
+	for {
+		select {
+		case <-pc.readerDone:
+			if pc.awaitPeer && !pc.peerEnded && !pc.halted() { // its read deadline passed, or the socket failed
+				pc.warnCutShort(time.Since(start))
+			}
+			return
+		case <-halt:
+			halt = nil
+			if bound > closeFlushTimeout {
+				bound = closeFlushTimeout
+				t.Reset(max(0, closeFlushTimeout-time.Since(start)))
+			}
+		case <-t.C:
+			if pc.awaitPeer && !pc.halted() {
+				pc.warnCutShort(bound)
+			}
+			return
+		}
+	}
+}
+
+// warnCutShort reports that the losing connection of a simultaneous dial closed before the peer said goodbye or
+// half-closed it: what the peer sent on it afterwards, its Sends having returned nil, is lost.
+func (pc *peerConn) warnCutShort(waited time.Duration) {
+	pc.log.Warn().Str("peer", pc.id.Short()).Dur("waited", waited).
+		Msg("connection closed as a duplicate before the peer finished with it: what the peer still sent on it is lost")
+}
+
+// duplicateLinger bounds the wait for the peer's goodbye on the losing connection of a simultaneous dial this node
+// closed: IdleTimeout (how long a live peer may stay silent), at least closeFlushTimeout. An honest peer answers
+// the goodbye as soon as it reads it, once it has flushed its queue.
+func (pc *peerConn) duplicateLinger() time.Duration {
+	return max(closeFlushTimeout, pc.cfg.IdleTimeout)
 }
 
 func disconnectEnvelope(reason messages.DisconnectReason, detail string) *messages.Envelope {

@@ -81,6 +81,23 @@ type connDone struct{}
 type connEntry struct {
 	pid *actor.PID
 	pc  *peerConn
+	// awaitsPeer is set on the losing connection of a simultaneous dial whose close waits for the peer's goodbye
+	// at length (peerConn.closeDuplicate; see awaitingPeer).
+	awaitsPeer bool
+}
+
+// awaitingPeer tells whether a connection to id closed as the losing one of a simultaneous dial still waits for
+// the peer's goodbye at length. One waits so at a time per peer: an honest pair makes one such connection, and a
+// peer dialing in again and again while the node's own connection to it wins the tie-break would hold a long wait
+// for each (not registered, they hold no slot, and only the inbound rate limits them); the others wait
+// closeFlushTimeout, as any close.
+func (m *peerManager) awaitingPeer(id session.NodeID) bool {
+	for _, e := range m.byActor {
+		if e.awaitsPeer && e.pc.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // peerManager owns the connection actors (one child per live connection), the handshakes in progress and the
@@ -614,7 +631,8 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 		return
 	}
 	if replacing {
-		old.pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION, "replaced by a simultaneous connection")
+		old.awaitsPeer = old.pc.outbound != msg.outbound && !m.awaitingPeer(id) // a simultaneous dial's loser
+		old.pc.closeDuplicate("replaced by a simultaneous connection", old.awaitsPeer)
 		m.unregister(old)
 	}
 	m.register(ctx, msg.sc, msg.outbound)
