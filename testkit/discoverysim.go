@@ -84,6 +84,11 @@ type DiscoveryReport struct {
 	// DialsToConverge counts the connections dialed (each a handshake when it succeeds) from the first start until
 	// convergence or its timeout (mem transport only): the main cost of joining.
 	DialsToConverge int64 `json:"dials_to_converge"`
+	// Evictions and LookupEvictions sum, over the nodes, the routing table entries removed after failed liveness
+	// checks and after failed lookup requests (routing.Stats), from the first start until the convergence wait
+	// ended: under a loaded join, honest nodes that answer late are among them.
+	Evictions       uint64 `json:"evictions"`
+	LookupEvictions uint64 `json:"lookup_evictions"`
 }
 
 func (s *DiscoveryScenario) defaults() error {
@@ -193,6 +198,7 @@ func RunDiscovery(ctx context.Context, sc DiscoveryScenario) (DiscoveryReport, e
 		break
 	}
 	rep.DialsToConverge = dialCount(mem)
+	rep.Evictions, rep.LookupEvictions = tableEvictions(ctx, nodes)
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
@@ -296,6 +302,18 @@ func closestShare(ctx context.Context, nodes []*actors.Node, truth []map[session
 		}
 	}
 	return minShare, all
+}
+
+// tableEvictions sums the nodes' routing.Stats.Evictions and LookupEvictions (a node whose table cannot be read
+// adds nothing).
+func tableEvictions(ctx context.Context, nodes []*actors.Node) (evictions, lookupEvictions uint64) {
+	for _, n := range nodes {
+		if s, err := n.RoutingTable(ctx); err == nil {
+			evictions += s.Stats.Evictions
+			lookupEvictions += s.Stats.LookupEvictions
+		}
+	}
+	return evictions, lookupEvictions
 }
 
 type lookupOutcome struct {

@@ -18,4 +18,8 @@ func TestRunDiscoveryOfAFewNodesConverges(t *testing.T) {
 		t.Fatalf("converged %v (share %v), %d lookups, success %v: want converged (1), 10, 1",
 			rep.Converged, rep.MinClosestShare, rep.Lookups, rep.LookupSuccess)
 	}
+	if rep.Evictions != 0 || rep.LookupEvictions != 0 {
+		t.Fatalf("%d entries evicted by liveness checks, %d by lookups' failures, in a network where every node answers",
+			rep.Evictions, rep.LookupEvictions)
+	}
 }

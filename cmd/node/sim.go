@@ -376,5 +376,6 @@ func discoveryRows(r testkit.DiscoveryReport) [][2]string {
 		{"peak RSS (per node)", fmt.Sprintf("%.1f MiB (%.2f MiB)", r.PeakRSSMiB, r.PeakRSSPerNodeMiB)},
 		{"CPU", fmt.Sprintf("%.1f s", r.CPUS)},
 		{"dials until convergence (mem)", fmt.Sprint(r.DialsToConverge)},
+		{"table evictions: liveness checks / lookups", fmt.Sprintf("%d / %d", r.Evictions, r.LookupEvictions)},
 	}
 }

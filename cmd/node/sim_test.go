@@ -30,7 +30,7 @@ func TestSimDiscoveryJSON(t *testing.T) {
 	}
 	// The JSON field names are the documented interface.
 	for _, f := range []string{`"converge_s"`, `"lookup_success"`, `"lookup_p50_ms"`, `"lookup_p99_ms"`, `"hops_p50"`,
-		`"hops_p99"`, `"requests_per_lookup"`, `"peak_rss_per_node_mib"`, `"setup_s"`} {
+		`"hops_p99"`, `"requests_per_lookup"`, `"peak_rss_per_node_mib"`, `"setup_s"`, `"evictions"`, `"lookup_evictions"`} {
 		if !strings.Contains(out, f) {
 			t.Errorf("JSON lacks %s", f)
 		}
