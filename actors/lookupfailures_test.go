@@ -94,3 +94,69 @@ func TestANodeThatStopsAnsweringLeavesTheTableAfterTheLookupsFailures(t *testing
 			st.Evictions)
 	}
 }
+
+// Lookups that run at once and each find the same node slow count as one failure against it, not one each: a node
+// that stalls past RequestTimeout once (a pause, a congested link) while the node runs MaxLookupFailures lookups
+// that ask it is not removed, and kept out of the table by its gone mark for 30 minutes. Until the review of stop
+// 60 the requests that overlapped, all failed by the one stall, were counted as a run of MaxLookupFailures.
+func TestLookupsThatOverlapCountOneStallOnce(t *testing.T) {
+	const a, slow, x, y = 0, 1, 2, 3
+	mn := testkit.NewMemNetwork(testkit.MemConfig{})
+	ids := make([]*session.Identity, 4)
+	nw := testkit.NewNetwork(t, 4, testkit.WithConfig(func(i int, cfg *actors.Config) {
+		ids[i] = cfg.Identity
+		cfg.Transport = mn.NewTransport()
+		cfg.Bootstrap.TargetOutbound = 0 // no dials but the lookups'
+		cfg.Bootstrap.Interval = time.Hour
+		cfg.Routing.RevalidateInterval, cfg.Routing.RevalidateAnsweredInterval = time.Hour, time.Hour
+		cfg.Routing.IntroduceDelay = 0
+	}))
+	node := nw.Nodes[a]
+	max := routing.DefaultTableConfig().MaxLookupFailures
+	var recs []*messages.NodeRecord
+	for _, i := range []int{slow, x, y} {
+		recs = append(recs, record(t, ids[i], nw.Nodes[i]))
+	}
+	node.AddRecords(recs)
+	entry := func() (routing.Entry, bool, routing.Stats) {
+		s, err := node.RoutingTable(ctxTimeout(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range s.Entries {
+			if e.ID == ids[slow].NodeID() {
+				return e, true, s.Stats
+			}
+		}
+		return routing.Entry{}, false, s.Stats
+	}
+	if _, err := node.FindClosest(ctxTimeout(t, 10*time.Second), routing.KeyOf(ids[slow].NodeID())); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok, _ := entry(); !ok || !e.Answered() {
+		t.Fatalf("the slow node in the table %v, answered %v; want both", ok, e.Answered())
+	}
+
+	// One stall of the slow node's link, longer than a lookup's request may take, during which max lookups ask it.
+	stall := 2 * actors.DefaultConfig().Routing.RequestTimeout
+	mn.SetLink(node.Addr().Addr, nw.Nodes[slow].Addr().Addr, testkit.LinkConfig{Latency: stall})
+	errs := make(chan error, max)
+	for range max {
+		go func() {
+			_, err := node.FindClosest(ctxTimeout(t, 10*time.Second), routing.KeyOf(ids[slow].NodeID()))
+			errs <- err
+		}()
+	}
+	for range max {
+		if err := <-errs; err != nil {
+			t.Fatalf("a lookup during the stall: %v (the other nodes answer)", err)
+		}
+	}
+	mn.SetLink(node.Addr().Addr, nw.Nodes[slow].Addr().Addr, testkit.LinkConfig{})
+	// At most 1: the dials the stall held up may have come through since, and the node answered their exchange.
+	e, ok, st := entry()
+	if !ok || e.LookupFailures > 1 || st.LookupEvictions != 0 {
+		t.Fatalf("after %d lookups at once that one stall failed: the slow node in the table %v, LookupFailures %d, "+
+			"LookupEvictions %d; want kept with at most 1, 0", max, ok, e.LookupFailures, st.LookupEvictions)
+	}
+}

@@ -371,8 +371,8 @@ type (
 	lookupFinished struct {
 		req    *LookupRequest
 		result LookupResult
-		// unreached are the nodes whose requests went unanswered, held against the table (Lookup.Unreached).
-		unreached []session.NodeID
+		// unreached are the requests that went unanswered, held against the table (Lookup.Unreached).
+		unreached []unanswered
 	}
 	learned struct {
 		from  session.NodeID

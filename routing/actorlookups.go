@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-
-	"github.com/actormesh/actormesh/session"
 )
 
 // failHandling answers the request the actor failed on, if it was a lookup or a snapshot, with err.
@@ -111,18 +109,19 @@ func (a *routingActor) finishLookup(ctx actor.Context, m *lookupFinished, now ti
 		return // already answered (the actor was stopping or the lookup was abandoned)
 	}
 	delete(a.lookups, sender.Id)
-	for _, id := range m.unreached {
-		a.lookupFailed(id, now)
+	for _, u := range m.unreached {
+		a.lookupFailed(u, now)
 	}
 	a.result(m.req, m.result) // Reply receives exactly one result
 }
 
-// lookupFailed holds a lookup's unanswered request against id's table entry (Table.MarkLookupFailed); an entry
-// removed so is remembered as gone, as one the liveness checks evicted: the records of it that others relay are not
-// taken again (a made-up node a hostile answerer names in every answer would otherwise come straight back).
-func (a *routingActor) lookupFailed(id session.NodeID, now time.Time) {
+// lookupFailed holds a lookup's unanswered request against its node's table entry (Table.MarkLookupFailed); an
+// entry removed so is remembered as gone, as one the liveness checks evicted: the records of it that others relay are
+// not taken again (a made-up node a hostile answerer names in every answer would otherwise come straight back).
+func (a *routingActor) lookupFailed(u unanswered, now time.Time) {
+	id := u.id
 	seq, _ := a.table.RecordSeq(id)
-	if !a.table.MarkLookupFailed(id, now) {
+	if !a.table.MarkLookupFailed(id, u.sent, u.when) {
 		return
 	}
 	a.gone.add(id, seq, now)

@@ -28,6 +28,8 @@ type lookupActor struct {
 	finished bool
 	asked    map[session.NodeID]Entry // requests issued, for a retry
 	retried  map[session.NodeID]bool
+	// unanswered holds the requests reported Lookup.Unreachable, by node: when each was sent and failed.
+	unanswered map[session.NodeID]unanswered
 	// own is the wanted node's record from its own answer (LookupRequest.Want), when it answered with a valid one.
 	own *Entry
 	// registered tallies the nodes the answers named as registered on the topic (LookupRequest.Topic).
@@ -42,6 +44,14 @@ type lookupAnswer struct {
 	from  session.NodeID
 	nodes *messages.Nodes
 	err   error
+	sent  time.Time // when the request left
+}
+
+// unanswered is a lookup's request that went unanswered, held against its node's table entry
+// (Table.MarkLookupFailed): when it was sent and when it failed.
+type unanswered struct {
+	id         session.NodeID
+	sent, when time.Time
 }
 
 func lookupProps(cfg Config, net Network, records *verifiedRecords, req *LookupRequest, seeds []Entry, local *messages.NodeRecord) *actor.Props {
@@ -54,6 +64,7 @@ func lookupProps(cfg Config, net Network, records *verifiedRecords, req *LookupR
 		return &lookupActor{
 			cfg: cfg, net: net, req: req, local: local, records: records,
 			asked: make(map[session.NodeID]Entry), retried: make(map[session.NodeID]bool),
+			unanswered: make(map[session.NodeID]unanswered),
 			registered: newRegisteredTally(req.Target),
 			lookup:     NewLookup(req.Target, net.ID(), seeds, cfg.Alpha, cfg.Beta, cfg.Table.K),
 			ctx:        ctx, cancel: cancel,
@@ -78,6 +89,7 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 		}
 		if m.err != nil {
 			if heldAgainst(m.err, l.ctx.Err()) {
+				l.unanswered[m.from] = unanswered{id: m.from, sent: m.sent, when: time.Now()}
 				l.lookup.Unreachable(m.from)
 			} else {
 				l.lookup.Failed(m.from)
@@ -160,7 +172,11 @@ func (l *lookupActor) finish(ctx actor.Context) {
 			res.Wanted = l.own
 		}
 	}
-	ctx.Request(ctx.Parent(), &lookupFinished{req: l.req, result: res, unreached: l.lookup.Unreached()})
+	var unreached []unanswered
+	for _, id := range l.lookup.Unreached() {
+		unreached = append(unreached, l.unanswered[id])
+	}
+	ctx.Request(ctx.Parent(), &lookupFinished{req: l.req, result: res, unreached: unreached})
 }
 
 // heldAgainst tells whether a lookup's failed request (err) says that the node asked is not there, to be held
@@ -196,6 +212,7 @@ func (l *lookupActor) ask(ctx actor.Context, e Entry) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
+		sent := time.Now()
 		rctx, cancel := context.WithTimeout(l.ctx, l.cfg.RequestTimeout)
 		defer cancel()
 		reply, err := l.net.Request(rctx, e.ID, Protocol, req)
@@ -203,7 +220,7 @@ func (l *lookupActor) ask(ctx actor.Context, e Entry) {
 		if err == nil && !ok {
 			err = fmt.Errorf("routing: peer answered %T", reply)
 		}
-		root.Send(self, &lookupAnswer{from: e.ID, nodes: nodes, err: err})
+		root.Send(self, &lookupAnswer{from: e.ID, nodes: nodes, err: err, sent: sent})
 	}()
 }
 

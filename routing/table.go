@@ -106,8 +106,10 @@ type Entry struct {
 	// Failures counts consecutive failed liveness checks.
 	Failures int
 	// LookupFailures counts the requests of this node's lookups to the node that went unanswered since it last
-	// answered this node (MarkLookupFailed); apart from Failures, which it does not change.
+	// answered this node (MarkLookupFailed); apart from Failures, which it does not change. LookupFailedAt is when
+	// the last of them failed: a request sent before then failed in the same stall, and is not counted again.
 	LookupFailures int
+	LookupFailedAt time.Time
 	// AnsweredAt is when the node last answered this node itself (MarkAlive: a liveness check, a lookup's request,
 	// or a request of its own); zero if it never has since it entered the table.
 	AnsweredAt time.Time
@@ -290,7 +292,7 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 		}
 		return AddResult{Status: Updated} // hearing of a node is no sign of life: LastSeen and its place stay
 	}
-	e.AddedAt, e.LastSeen, e.Failures, e.LookupFailures, e.AnsweredAt = now, now, 0, 0, time.Time{}
+	e.AddedAt, e.LastSeen, e.Failures, e.LookupFailures, e.LookupFailedAt, e.AnsweredAt = now, now, 0, 0, time.Time{}, time.Time{}
 	ri := indexOf(b.replacements, e.ID)
 	if ri >= 0 {
 		// Hearing of a waiting node again is no sign of life either: its LastSeen and its failed checks and lookup
@@ -298,7 +300,8 @@ func (t *Table) Add(e Entry, now time.Time) AddResult {
 		// moved to the cache's most recent place, so a peer naming it over and over kept it first in line for
 		// promotion, looking fresh.
 		w := &b.replacements[ri].e
-		e.AddedAt, e.LastSeen, e.AnsweredAt, e.Failures, e.LookupFailures = w.AddedAt, w.LastSeen, w.AnsweredAt, w.Failures, w.LookupFailures
+		e.AddedAt, e.LastSeen, e.AnsweredAt, e.Failures = w.AddedAt, w.LastSeen, w.AnsweredAt, w.Failures
+		e.LookupFailures, e.LookupFailedAt = w.LookupFailures, w.LookupFailedAt
 	}
 	if !t.fits(b, g) {
 		return AddResult{Status: RejectedIP} // a node waiting in the cache stays there as it was
@@ -440,21 +443,45 @@ func (t *Table) MarkFailed(id session.NodeID, now time.Time) (removed bool) {
 	return t.fail(id, now, func(e *Entry) *int { return &e.Failures }, t.cfg.MaxFailures)
 }
 
-// MarkLookupFailed records that a request of one of this node's lookups to id went unanswered at time now: it timed
-// out, or its dial failed. The caller holds against the table only the failures that say the node is not there: not
-// a request the lookup cancelled itself (it had ended), nor one that a local limit or the node's own shutdown failed,
-// nor one the peer answered with an error (ErrPeerBusy), nor those of a lookup nobody answered (this node's own
-// network may be down: Lookup.Unreached). After MaxLookupFailures of them in a row, with no answer of
-// id's in between (MarkAlive resets the count), the entry is removed and the most recent replacement that passes the
-// IP limits takes its place, as MarkFailed does; a node waiting in a replacement cache is dropped from it by the same
-// rule. The count is apart from the liveness checks' (Failures): a lookup's failure neither adds to nor resets it, so
-// that a lost request and a lost check do not evict together what two checks must. With MaxLookupFailures = 0
-// nothing is counted. It reports whether id was removed, from the table or from a replacement cache.
-func (t *Table) MarkLookupFailed(id session.NodeID, now time.Time) (removed bool) {
+// MarkLookupFailed records that a request of one of this node's lookups to id, sent at time sent, went unanswered
+// at time now: it timed out, or its dial failed. The caller holds against the table only the failures that say the
+// node is not there: not a request the lookup cancelled itself (it had ended), nor one that a local limit or the
+// node's own shutdown failed, nor one the peer answered with an error (ErrPeerBusy), nor those of a lookup nobody
+// answered (this node's own network may be down: Lookup.Unreached). After MaxLookupFailures of them in a row, with
+// no answer of id's in between (MarkAlive resets the count), the entry is removed and the most recent replacement
+// that passes the IP limits takes its place, as MarkFailed does; a node waiting in a replacement cache is dropped
+// from it by the same rule. A request sent before the last failure counted (Entry.LookupFailedAt) is not counted:
+// it was in flight through the same stall, and lookups that run at once, each asking a node that paused once past
+// their request timeout, counted one failure each, a run of MaxLookupFailures out of one stall (a review's
+// finding). The count is apart from the liveness checks' (Failures): a lookup's failure neither adds to nor resets
+// it, so that a lost request and a lost check do not evict together what two checks must. With
+// MaxLookupFailures = 0 nothing is counted. It reports whether id was removed, from the table or from a replacement
+// cache.
+func (t *Table) MarkLookupFailed(id session.NodeID, sent, now time.Time) (removed bool) {
 	if t.cfg.MaxLookupFailures == 0 {
 		return false
 	}
+	e := t.entry(id)
+	if e == nil || e.LookupFailures > 0 && sent.Before(e.LookupFailedAt) {
+		return false
+	}
+	e.LookupFailedAt = now
 	return t.fail(id, now, func(e *Entry) *int { return &e.LookupFailures }, t.cfg.MaxLookupFailures)
+}
+
+// entry returns id's entry, in the table or in a replacement cache, for an update in place; nil if there is none.
+func (t *Table) entry(id session.NodeID) *Entry {
+	b, i := t.find(id)
+	switch {
+	case b == nil:
+		return nil
+	case i >= 0:
+		return &b.entries[i].e
+	}
+	if j := indexOf(b.replacements, id); j >= 0 {
+		return &b.replacements[j].e
+	}
+	return nil
 }
 
 // fail adds one to the failure count of id that count names (in the table or a replacement cache) and removes id at

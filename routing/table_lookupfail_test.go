@@ -22,7 +22,7 @@ func TestAnEntryIsRemovedAfterMaxLookupFailuresFailedRequestsInARow(t *testing.T
 		t.Fatalf("MaxLookupFailures %d: the test needs at least 2", max)
 	}
 	for n := 1; n < max; n++ {
-		if tab.MarkLookupFailed(a, t0.Add(time.Minute)) {
+		if tab.MarkLookupFailed(a, t0.Add(time.Minute), t0.Add(time.Minute)) {
 			t.Fatalf("removed at its failed lookup request %d of %d", n, max)
 		}
 	}
@@ -30,7 +30,7 @@ func TestAnEntryIsRemovedAfterMaxLookupFailuresFailedRequestsInARow(t *testing.T
 		t.Fatalf("after %d failed lookup requests: in the table %v, %+v; want LookupFailures %d, Failures 0, still answered",
 			max-1, ok, e, max-1)
 	}
-	if !tab.MarkLookupFailed(a, t0.Add(time.Minute)) {
+	if !tab.MarkLookupFailed(a, t0.Add(time.Minute), t0.Add(time.Minute)) {
 		t.Fatalf("not removed at its failed lookup request %d of %d", max, max)
 	}
 	if _, ok := tab.Get(a); ok || tab.Len() != 2 {
@@ -54,7 +54,7 @@ func TestAnAnswerBetweenFailedLookupRequestsStartsTheCountOver(t *testing.T) {
 	max := tab.Config().MaxLookupFailures
 	for round := range 3 {
 		for range max - 1 {
-			if tab.MarkLookupFailed(a, t0.Add(time.Minute)) {
+			if tab.MarkLookupFailed(a, t0.Add(time.Minute), t0.Add(time.Minute)) {
 				t.Fatalf("round %d: removed with an answer after every %d failures", round, max-1)
 			}
 		}
@@ -64,9 +64,9 @@ func TestAnAnswerBetweenFailedLookupRequestsStartsTheCountOver(t *testing.T) {
 		}
 	}
 	for range max - 1 {
-		tab.MarkLookupFailed(a, t0.Add(2*time.Minute))
+		tab.MarkLookupFailed(a, t0.Add(2*time.Minute), t0.Add(2*time.Minute))
 	}
-	if !tab.MarkLookupFailed(a, t0.Add(2*time.Minute)) {
+	if !tab.MarkLookupFailed(a, t0.Add(2*time.Minute), t0.Add(2*time.Minute)) {
 		t.Fatalf("not removed at %d failed lookup requests in a row after its last answer", max)
 	}
 }
@@ -85,7 +85,7 @@ func TestFailedLookupRequestsAndFailedChecksAreCountedApart(t *testing.T) {
 	}
 	a := idInBucket(rng, self, 256)
 	tab.Add(Entry{ID: a, Addr: randAddr(rng)}, t0)
-	if tab.MarkFailed(a, t0) || tab.MarkLookupFailed(a, t0) || tab.MarkLookupFailed(a, t0) {
+	if tab.MarkFailed(a, t0) || tab.MarkLookupFailed(a, t0, t0) || tab.MarkLookupFailed(a, t0, t0) {
 		t.Fatal("removed before either count reached its limit")
 	}
 	if e, ok := tab.Get(a); !ok || e.Failures != 1 || e.LookupFailures != 2 {
@@ -103,12 +103,12 @@ func TestAWaitingNodeIsDroppedAfterMaxLookupFailuresFailedRequests(t *testing.T)
 	max := tab.Config().MaxLookupFailures
 	waiting := func() bool { return tab.ReplacementLens()[KeyBits-1] == 2 }
 	for range max - 1 {
-		if tab.MarkLookupFailed(x, t0) || !waiting() {
+		if tab.MarkLookupFailed(x, t0, t0) || !waiting() {
 			t.Fatal("a waiting node dropped before MaxLookupFailures failed lookup requests")
 		}
 	}
 	tab.Add(Entry{ID: x, Addr: "70.0.0.1:1"}, t0) // heard of again: no sign of life
-	if !tab.MarkLookupFailed(x, t0) || waiting() {
+	if !tab.MarkLookupFailed(x, t0, t0) || waiting() {
 		t.Fatal("a waiting node not dropped at its MaxLookupFailures-th failed lookup request in a row")
 	}
 }
@@ -126,7 +126,7 @@ func TestMaxLookupFailuresZeroCountsNothing(t *testing.T) {
 	a := randID(rng)
 	tab.Add(Entry{ID: a, Addr: randAddr(rng)}, t0)
 	for range 10 {
-		if tab.MarkLookupFailed(a, t0) {
+		if tab.MarkLookupFailed(a, t0, t0) {
 			t.Fatal("an entry removed for its lookups' failures with MaxLookupFailures = 0")
 		}
 	}
@@ -198,4 +198,47 @@ func TestWhichLookupFailuresAreHeldAgainstTheNode(t *testing.T) {
 			t.Errorf("%s: held against the node %v, want %v", c.name, got, c.held)
 		}
 	}
+}
+
+// A lookup request sent before the last failure counted against an entry failed in the same stall and is not
+// counted again (overlapping lookups that each asked a node that paused once made a run of MaxLookupFailures, a
+// review's finding); one sent at or after it is, and so is, after an answer, the first failure whenever its request
+// left.
+func TestOverlappingLookupRequestsCountOnce(t *testing.T) {
+	tab, a, _, _, _ := waitingRig(t, 603)
+	max := tab.Config().MaxLookupFailures
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	// The first failure, then max more of requests sent while it was in flight.
+	if tab.MarkLookupFailed(a, at(0), at(2)) {
+		t.Fatal("removed at its first failure")
+	}
+	for n := range max {
+		if tab.MarkLookupFailed(a, at(1), at(3+n)) {
+			t.Fatalf("removed by request %d sent before the failure counted", n)
+		}
+	}
+	if e, _ := tab.Get(a); e.LookupFailures != 1 || !e.LookupFailedAt.Equal(at(2)) {
+		t.Fatalf("LookupFailures %d, LookupFailedAt %v; want 1 at %v", e.LookupFailures, e.LookupFailedAt, at(2))
+	}
+	for n := 2; n <= max; n++ { // a run: each request sent after the failure before it
+		if removed := tab.MarkLookupFailed(a, at(10*n), at(10*n+2)); removed != (n == max) {
+			t.Fatalf("failure %d of %d in a row: removed %v", n, max, removed)
+		}
+	}
+
+	tab, a, _, _, _ = waitingRig(t, 604)
+	tab.MarkLookupFailed(a, at(5), at(7))
+	tab.MarkAlive(a, at(8))
+	if tab.MarkLookupFailed(a, at(6), at(9)); mustGet(t, tab, a).LookupFailures != 1 {
+		t.Fatal("after an answer, a failure of a request sent before it was not counted")
+	}
+}
+
+func mustGet(t *testing.T, tab *Table, id session.NodeID) Entry {
+	t.Helper()
+	e, ok := tab.Get(id)
+	if !ok {
+		t.Fatalf("%s not in the table", id.Short())
+	}
+	return e
 }
