@@ -236,7 +236,27 @@ func (n *Node) Send(ctx context.Context, peer session.NodeID, protocol string, m
 	}
 	ctx, cancel := n.withRequestTimeout(ctx)
 	defer cancel()
-	return n.sendWindowed(ctx, pc, protocol, size, b)
+	err = n.sendWindowed(ctx, pc, protocol, size, b)
+	if winner := n.replacement(ctx, peer, true, pc, err); winner != nil {
+		err = n.sendWindowed(ctx, winner, protocol, size, b)
+	}
+	return err
+}
+
+// replacement returns the connection to peer that replaced pc, when err, a Send's or Request's, says pc closed as a
+// duplicate with the message not queued (ErrPeerGone): the peer is still connected, over the connection that won a
+// simultaneous dial's tie-break (or that the peer dialed anew), and the message goes there, once. Those Sends failed
+// with ErrPeerGone while the peer stayed connected (a few in each tie-break that came in the middle of a burst). It
+// returns nil otherwise, or when no connection to peer can be had.
+func (n *Node) replacement(ctx context.Context, peer session.NodeID, app bool, pc *peerConn, err error) *peerConn {
+	if !errors.Is(err, ErrPeerGone) || !pc.closedAsDuplicate() {
+		return nil
+	}
+	winner, werr := n.connFor(ctx, peer, app)
+	if werr != nil || winner == pc {
+		return nil
+	}
+	return winner
 }
 
 // Request sends msg to protocol on peer and waits for the typed reply. Without a deadline on ctx,
@@ -261,16 +281,31 @@ func (n *Node) request(ctx context.Context, peer session.NodeID, protocol string
 	if err != nil {
 		return nil, asRequestTimeout(err)
 	}
-	id, ch := n.requests.add(pc, false)
-	defer n.requests.remove(id, pc)
-	b, size, err := encodeDirectSized(protocol, messages.DirectKind_DIRECT_KIND_REQUEST, id, msg)
+	ch, done, err := n.sendRequest(ctx, pc, protocol, msg)
+	if winner := n.replacement(ctx, peer, app, pc, err); winner != nil {
+		ch, done, err = n.sendRequest(ctx, winner, protocol, msg)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := n.sendWindowed(ctx, pc, protocol, size, b); err != nil {
-		return nil, err
-	}
+	defer done()
 	return n.await(ctx, ch, fmt.Sprintf("request %s to %s", protocol, peer.Short()))
+}
+
+// sendRequest queues a request of msg to protocol on pc and returns the channel of its answer and done, which
+// forgets the request once it is answered or given up; on an error the request is forgotten already.
+func (n *Node) sendRequest(ctx context.Context, pc *peerConn, protocol string, msg proto.Message) (<-chan requestResult, func(), error) {
+	id, ch := n.requests.add(pc, false)
+	done := func() { n.requests.remove(id, pc) }
+	b, size, err := encodeDirectSized(protocol, messages.DirectKind_DIRECT_KIND_REQUEST, id, msg)
+	if err == nil {
+		err = n.sendWindowed(ctx, pc, protocol, size, b)
+	}
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return ch, done, nil
 }
 
 // errControlInProtocol refuses a protocol id holding a control character: the texts peers send back about it (an

@@ -227,6 +227,12 @@ func (pc *peerConn) begin(reason messages.DisconnectReason, detail string, await
 	pc.q.stop()
 }
 
+// closedAsDuplicate tells whether the connection is closing as a duplicate (DUPLICATE_CONNECTION, said by either
+// side): another connection to the peer replaced it, or won a simultaneous dial's tie-break.
+func (pc *peerConn) closedAsDuplicate() bool {
+	return pc.isClosing() && pc.reason == messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION
+}
+
 // isClosing tells whether shutdown has begun: the connection says goodbye and takes nothing more.
 func (pc *peerConn) isClosing() bool {
 	select {

@@ -633,9 +633,13 @@ func (m *peerManager) handshakeDone(ctx actor.Context, msg *handshakeDone) {
 	if replacing {
 		old.awaitsPeer = old.pc.outbound != msg.outbound && !m.awaitingPeer(id) // a simultaneous dial's loser
 		old.pc.closeDuplicate("replaced by a simultaneous connection", old.awaitsPeer)
+	}
+	// The new connection takes the old one's place in the peer set before the old one leaves it: in between, a
+	// Send found the peer not connected, dialed, and failed with ErrPeerGone (TestSendsOverSimultaneousDials...).
+	m.register(ctx, msg.sc, msg.outbound)
+	if replacing {
 		m.unregister(old)
 	}
-	m.register(ctx, msg.sc, msg.outbound)
 	if msg.outbound {
 		m.finishDial(id, nil)
 	} else if _, undial := m.undial[id]; !undial {

@@ -20,8 +20,14 @@ func (s *peerSet) get(id session.NodeID) *peerConn {
 	return s.m[id]
 }
 
+// set makes pc its peer's registered connection. One it replaces (a duplicate's winner taking the loser's place)
+// leaves the set at once, its bytes counted as remove counts them: the peer is never without a connection in the
+// set between the two, where a Send found none while the peer stayed connected.
 func (s *peerSet) set(pc *peerConn) {
 	s.mu.Lock()
+	if old := s.m[pc.id]; old != nil && old != pc {
+		s.countClosed(old)
+	}
 	s.m[pc.id] = pc
 	s.mu.Unlock()
 }
@@ -31,12 +37,17 @@ func (s *peerSet) remove(pc *peerConn) {
 	s.mu.Lock()
 	if s.m[pc.id] == pc {
 		delete(s.m, pc.id)
-		// Under the lock, so that Stats never counts these bytes twice or not at all.
-		pc.countedIn, pc.countedOut = pc.sc.BytesRead(), pc.sc.BytesWritten()
-		s.stats.closedBytesIn.Add(pc.countedIn)
-		s.stats.closedBytesOut.Add(pc.countedOut)
+		s.countClosed(pc)
 	}
 	s.mu.Unlock()
+}
+
+// countClosed adds the bytes of pc, which leaves the set, to the closed connections' (under the lock, so that Stats
+// never counts them twice or not at all).
+func (s *peerSet) countClosed(pc *peerConn) {
+	pc.countedIn, pc.countedOut = pc.sc.BytesRead(), pc.sc.BytesWritten()
+	s.stats.closedBytesIn.Add(pc.countedIn)
+	s.stats.closedBytesOut.Add(pc.countedOut)
 }
 
 // sum adds the live connections' figures to s.

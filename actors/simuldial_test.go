@@ -25,7 +25,9 @@ import (
 // the tie-break; the other side, which refused it as it came up or closed it when the winner came up, read and
 // dropped what came on it: one direction often lost most of its 100 messages (an audit's finding). It read on for
 // 1 s only after its goodbye, and a peer stalled longer lost what it sent on it (once in ~100 runs under load:
-// TestAPeerStalledPastTheCloseFlushHasItsMessagesOnTheLosingConnectionDelivered forces it). A failure lists each
+// TestAPeerStalledPastTheCloseFlushHasItsMessagesOnTheLosingConnectionDelivered forces it). No Send fails either:
+// until stop 60 a few in a round failed with ErrPeerGone, having taken the losing connection as it closed, or
+// found none in the peer set between the loser's leaving it and the winner's entering it. A failure lists each
 // side's failed Sends with their errors, its dropped counts and its disconnects, taken when the wait ended.
 func TestSendsOverSimultaneousDialsAreAllDelivered(t *testing.T) {
 	duplicates := 0
@@ -88,7 +90,9 @@ func TestSendsOverSimultaneousDialsAreAllDelivered(t *testing.T) {
 				t.Fatalf("mem %v, round %d: not every message sent delivered:%s", mem, round, report())
 			}
 			if failed[0].count()+failed[1].count() > 0 {
-				t.Logf("mem %v, round %d: Sends failed:%s", mem, round, report())
+				// The peer stays connected throughout, over one connection or the other: a Send that took the
+				// loser as it closed goes over the winner, and the winner takes the loser's place in one step.
+				t.Fatalf("mem %v, round %d: Sends failed while the peer stayed connected:%s", mem, round, report())
 			}
 			for _, n := range nodes {
 				duplicates += int(n.Stats().Disconnects[messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION.String()])
