@@ -501,20 +501,26 @@ func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			a.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", tooLarge.Limit))
-		} else {
-			a.fail(w, r, http.StatusBadRequest, fmt.Errorf("bad JSON body: %w", err))
-		}
+		a.badBody(w, r, err, fmt.Errorf("bad JSON body: %w", err))
 		return false
 	}
 	// Nothing may follow the value: More is false before a stray '}' or ']', which Token reports as an error.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		a.fail(w, r, http.StatusBadRequest, errors.New("bad JSON body: more after the value"))
+		a.badBody(w, r, err, errors.New("bad JSON body: more after the value"))
 		return false
 	}
 	return true
+}
+
+// badBody answers a body decode could not take: 413 when reading it crossed MaxBodyBytes, in the value or in what
+// follows it (blanks past the limit after a complete value were a 400 "more after the value"), else 400 with msg.
+func (a *API) badBody(w http.ResponseWriter, r *http.Request, err, msg error) {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		a.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", tooLarge.Limit))
+		return
+	}
+	a.fail(w, r, http.StatusBadRequest, msg)
 }
 
 func (a *API) reply(w http.ResponseWriter, code int, v any) {
