@@ -145,7 +145,7 @@ func New(node *actors.Node, cfg Config) *API {
 }
 
 // ServeHTTP implements http.Handler. Unknown paths get 404 and known paths with another method 405, both with a
-// JSON error. Requests a web browser made for another site (Sec-Fetch-Site cross-site or same-site, or an Origin
+// JSON error; paths the mux would clean (a segment that is empty, . or ..) get 400. Requests a web browser made for another site (Sec-Fetch-Site cross-site or same-site, or an Origin
 // that is not this host), and unless Config.Remote requests whose Host is not a loopback address, get 403: a web
 // page the operator visits must not publish, send or read through the API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -162,6 +162,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The mux would clean the path and redirect, to another endpoint: GET /v1/topics/./registered answered
 		// for a topic named "registered". Topics named . or .. are not served here.
 		a.fail(w, r, http.StatusBadRequest, fmt.Errorf("a path segment . or .. (a topic of that name) is not served by the admin API: %q", r.URL.Path))
+		return
+	}
+	if strings.Contains(r.URL.EscapedPath(), "//") {
+		// The same for an empty segment (a topic name left empty): GET /v1/topics//registered was redirected to the
+		// topic named "registered". The escaped path, as the mux cleans it: a topic holding an escaped "/" is served.
+		a.fail(w, r, http.StatusBadRequest, fmt.Errorf("an empty path segment (an empty topic name) is not served by the admin API: %q", r.URL.Path))
 		return
 	}
 	if _, pattern := a.mux.Handler(r); pattern != "" {
