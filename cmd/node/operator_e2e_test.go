@@ -181,6 +181,35 @@ func TestAPIListensOnLoopbackByDefault(t *testing.T) {
 	}
 }
 
+// --api-remote reaches the API it enables: a request whose Host names the node (as a remote client's does) is served
+// with it, and refused without it (403: on loopback, such a Host is a web page's name resolving to 127.0.0.1).
+func TestAPIRemoteServesOtherHostNames(t *testing.T) {
+	for _, remote := range []bool{false, true} {
+		args := []string{"--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"}
+		if remote {
+			args = append(args, "--api-remote")
+		}
+		r := startInProcess(t, args...)
+		r.listening(t)
+		req, err := http.NewRequest("GET", "http://"+r.apiAddr(t)+"/v1/self", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "node.example:31700"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{false: http.StatusForbidden, true: http.StatusOK}[remote]; resp.StatusCode != want {
+			t.Errorf("--api-remote %v: GET /v1/self with Host node.example: %d, want %d", remote, resp.StatusCode, want)
+		}
+		if code := r.stop(t); code != exitOK {
+			t.Fatalf("exit %d: %s", code, &r.stderr)
+		}
+	}
+}
+
 // TestClientsReportAnUnreachableAPI: a client whose --api has no node behind it says so, with exit code 1.
 func TestClientsReportAnUnreachableAPI(t *testing.T) {
 	addr := freeAddr(t)
