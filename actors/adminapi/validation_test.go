@@ -11,7 +11,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/actors/adminapi"
+	"github.com/actormesh/actormesh/gossip"
+	"github.com/actormesh/actormesh/session"
 	"github.com/actormesh/actormesh/testkit"
 )
 
@@ -157,4 +160,52 @@ func TestAStreamWithoutFlushIsAServerFailure(t *testing.T) {
 	}
 	testkit.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), `"level":"warn"`) },
 		"the 500 logged at warn (logs: %s)", &logs)
+}
+
+// A payload over the message size limit, published or sent, and a send to the node itself are the client's
+// mistakes (400); a send to a peer the node banned is a 403, as OPERATOR.md says.
+func TestOversizedPayloadsSelfSendsAndBannedPeers(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) {
+		cfg.DisableDiscovery = true
+		cfg.MaxMessageSize = 64 << 10
+	}))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	nw.Connect(0, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, n := range []*actors.Node{a, b} {
+		if _, err := n.Subscribe(ctx, "news", func(*gossip.Delivery) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.WaitTopicPeers(ctx, "news", 1); err != nil {
+		t.Fatal(err)
+	}
+	api := adminapi.New(a, adminapi.Config{}) // bodies up to 1 MiB
+	srv := httptest.NewServer(api)
+	t.Cleanup(func() { api.Close(); srv.Close() })
+	big := strings.Repeat("x", 100<<10)
+	peer := func(id session.NodeID) string { return srv.URL + "/v1/peers/" + id.String() + "/messages" }
+	for _, c := range []struct {
+		name, url, body string
+		status          int
+		message         string
+	}{
+		{"a publication over the limit", srv.URL + "/v1/topics/news/messages", `{"data": "` + big + `"}`, 400, "too large"},
+		{"a send over the limit", peer(b.ID()), `{"protocol": "echo/1", "data": "` + big + `"}`, 400, "maximum message size"},
+		{"a send to the node itself", peer(a.ID()), `{"protocol": "echo/1", "data": "x"}`, 400, "itself"},
+	} {
+		status, body := call(t, "POST", c.url, "application/json", c.body)
+		if status != c.status || !strings.Contains(body, c.message) {
+			t.Errorf("%s: %d %.200s, want %d mentioning %q", c.name, status, body, c.status, c.message)
+		}
+	}
+	if err := a.Ban(b.ID(), time.Minute, "test"); err != nil {
+		t.Fatal(err)
+	}
+	// The ban closes the connection: a send meanwhile may meet it closing (502, the peer went away).
+	testkit.WaitFor(t, 10*time.Second, func() bool { return len(a.Peers()) == 0 }, "the banned peer's connection to close")
+	if status, body := call(t, "POST", peer(b.ID()), "application/json", `{"protocol": "echo/1", "data": "x"}`); status != http.StatusForbidden {
+		t.Errorf("a send to a banned peer: %d %s, want 403", status, body)
+	}
 }
