@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/actors/adminapi"
@@ -207,5 +208,73 @@ func TestOversizedPayloadsSelfSendsAndBannedPeers(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, func() bool { return len(a.Peers()) == 0 }, "the banned peer's connection to close")
 	if status, body := call(t, "POST", peer(b.ID()), "application/json", `{"protocol": "echo/1", "data": "x"}`); status != http.StatusForbidden {
 		t.Errorf("a send to a banned peer: %d %s, want 403", status, body)
+	}
+}
+
+// A publication the node's own validator of the topic rejects or ignores is a 422 (nothing sent), and what a node
+// without discovery cannot look up is a 501, for a topic's registered nodes and for a peer of unknown address.
+func TestRefusedPublicationsAndLookupsWithoutDiscovery(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	nw.Connect(0, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	verdicts := map[string]gossip.Verdict{"rejected": gossip.Reject, "ignored": gossip.Ignore}
+	if _, err := a.Subscribe(ctx, "news", func(*gossip.Delivery) {}, gossip.WithValidator(func(_ context.Context, d *gossip.Delivery) gossip.Verdict {
+		if v, ok := d.Payload.(*wrapperspb.BytesValue); ok {
+			if verdict, ok := verdicts[string(v.GetValue())]; ok {
+				return verdict
+			}
+		}
+		return gossip.Accept
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Subscribe(ctx, "news", func(*gossip.Delivery) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitTopicPeers(ctx, "news", 1); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, a)
+	unknown, err := session.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, method, path, body string
+		status                   int
+	}{
+		{"a publication the validator rejects", "POST", "/v1/topics/news/messages", `{"data": "rejected"}`, 422},
+		{"a publication the validator ignores", "POST", "/v1/topics/news/messages", `{"data": "ignored"}`, 422},
+		{"a publication it accepts", "POST", "/v1/topics/news/messages", `{"data": "accepted"}`, 201},
+		{"a topic's registered nodes", "GET", "/v1/topics/news/registered", "", 501},
+		{"a send to a peer of unknown address", "POST", "/v1/peers/" + unknown.NodeID().String() + "/messages", `{"protocol": "echo/1", "data": "x"}`, 501},
+	} {
+		if status, body := call(t, c.method, srv.URL+c.path, "application/json", c.body); status != c.status {
+			t.Errorf("%s: %d %s, want %d", c.name, status, body, c.status)
+		}
+	}
+}
+
+// The API of a node that has closed answers 503 ("the node is stopping") on every endpoint that asks the node.
+func TestAPIOfAClosedNodeAnswers503(t *testing.T) {
+	node := testkit.NewNetwork(t, 1).Nodes[0]
+	srv := serve(t, node)
+	if err := node.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/v1/routing", ""},
+		{"GET", "/v1/topics", ""},
+		{"GET", "/v1/topics/t", ""},
+		{"GET", "/v1/topics/t/registered", ""},
+		{"GET", "/v1/topics/t/messages", ""},
+		{"POST", "/v1/topics/t/messages", `{"data": "x"}`},
+		{"POST", "/v1/peers/" + strings.Repeat("ab", 32) + "/messages", `{"protocol": "echo/1", "data": "x"}`},
+	} {
+		if status, body := call(t, c.method, srv.URL+c.path, "application/json", c.body); status != http.StatusServiceUnavailable {
+			t.Errorf("%s %s on a closed node: %d %s, want 503", c.method, c.path, status, body)
+		}
 	}
 }
