@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/actors/adminapi"
 	"github.com/actormesh/actormesh/gossip"
 )
@@ -107,6 +108,48 @@ func nextEvents(t *testing.T, r *bufio.Reader) []string {
 				t.Fatalf("message event %q: %v", data, err)
 			}
 			return append(out, "message:"+*m.Data)
+		}
+	}
+}
+
+// A stream shows a message's payload as OPERATOR.md says: text (a StringValue, or bytes that are UTF-8) as "data",
+// other bytes as "data_base64", another type by name with its JSON.
+func TestAStreamRendersEachKindOfPayload(t *testing.T) {
+	ctx, a, b := connectedPair(t, false)
+	for _, n := range []*actors.Node{a, b} {
+		if _, err := n.Subscribe(ctx, "news", func(*gossip.Delivery) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := serve(t, a)
+	resp := openStream(ctx, t, srv.URL, "news")
+	defer resp.Body.Close()
+	events := bufio.NewReader(resp.Body)
+	if err := b.WaitTopicPeers(ctx, "news", 1); err != nil {
+		t.Fatal(err)
+	}
+	text := func(s *string) string {
+		if s == nil {
+			return "<none>"
+		}
+		return *s
+	}
+	for _, c := range []struct {
+		payload                  proto.Message
+		data, dataBase64, typeOf string
+	}{
+		{wrapperspb.String("héllo"), "héllo", "<none>", ""},
+		{wrapperspb.Bytes([]byte("bytes")), "bytes", "<none>", ""},
+		{wrapperspb.Bytes([]byte{0xff, 0xfe}), "<none>", "//4=", ""},
+		{wrapperspb.Int64(7), "<none>", "<none>", "google.protobuf.Int64Value"},
+	} {
+		if _, err := b.Publish(ctx, "news", c.payload); err != nil {
+			t.Fatal(err)
+		}
+		m := nextEvent(t, events)
+		if text(m.Data) != c.data || text(m.DataBase64) != c.dataBase64 || m.Type != c.typeOf || (c.typeOf != "") != (len(m.JSON) > 0) {
+			t.Errorf("%T %v streamed as data %q, data_base64 %q, type %q, json %s", c.payload, c.payload, text(m.Data),
+				text(m.DataBase64), m.Type, m.JSON)
 		}
 	}
 }

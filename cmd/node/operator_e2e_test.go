@@ -210,6 +210,18 @@ func TestAPIRemoteServesOtherHostNames(t *testing.T) {
 	}
 }
 
+// --api off, in any case, runs the node with no API (OFF was a bad host:port).
+func TestAPIOffInAnyCaseDisablesIt(t *testing.T) {
+	r := startInProcess(t, "--listen", "127.0.0.1:0", "--api", "OFF")
+	r.listening(t)
+	if code := r.stop(t); code != exitOK {
+		t.Fatalf("--api OFF: exit %d: %s", code, &r.stderr)
+	}
+	if out := r.stdout.String(); strings.Contains(out, "\napi ") {
+		t.Fatalf("--api OFF served an API; stdout:\n%s", out)
+	}
+}
+
 // TestClientsReportAnUnreachableAPI: a client whose --api has no node behind it says so, with exit code 1.
 func TestClientsReportAnUnreachableAPI(t *testing.T) {
 	addr := freeAddr(t)
