@@ -145,9 +145,10 @@ func New(node *actors.Node, cfg Config) *API {
 }
 
 // ServeHTTP implements http.Handler. Unknown paths get 404 and known paths with another method 405, both with a
-// JSON error; paths the mux would clean (a segment that is empty, . or ..) get 400. Requests a web browser made for another site (Sec-Fetch-Site cross-site or same-site, or an Origin
-// that is not this host), and unless Config.Remote requests whose Host is not a loopback address, get 403: a web
-// page the operator visits must not publish, send or read through the API.
+// JSON error; paths the mux would clean (a segment that is empty, . or ..) get 400. Requests a web browser made for
+// another site (Sec-Fetch-Site cross-site or same-site, or an Origin that is not this host), and unless
+// Config.Remote requests whose Host is not a loopback address, get 403: a web page the operator visits must not
+// publish, send or read through the API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A reply's write may block on a client that does not read it: bound it (streams set it again per write).
 	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.cfg.WriteTimeout)); err != nil &&
