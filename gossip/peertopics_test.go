@@ -35,12 +35,7 @@ func TestJoinPastMaxPeerTopicsFails(t *testing.T) {
 // A peer at MaxPeerTopics tracked topics that subscribes to a topic the node joined is tracked in it: one of its
 // topics the node has not joined makes room. A topic the node has not joined is still refused.
 func TestAPeersJoinedTopicIsTrackedPastMaxPeerTopics(t *testing.T) {
-	r := newTestRouter(t, DefaultConfig())
-	max := DefaultConfig().MaxPeerTopics
-	join(t, r, t0, "z-blocks")
-	for i := range max {
-		addPeers(t, r, fmt.Sprintf("a-%02d", i), 1, 1)
-	}
+	r, max := routerWithPeerAtMax(t, "z-blocks")
 	if err := r.PeerSubscribed(nid(1), "y-other"); !errors.Is(err, ErrLimit) {
 		t.Fatalf("a topic not joined past MaxPeerTopics: %v, want ErrLimit", err)
 	}
@@ -69,11 +64,7 @@ func TestAPeersJoinedTopicIsTrackedPastMaxPeerTopics(t *testing.T) {
 // After a heartbeat at which the node joined a topic, the peers whose subscriptions went untracked (refused,
 // evicted, left unread by the shell) are asked for them again (Output.Hello), once; the other peers are not.
 func TestAJoinAsksAgainThePeersWhoseSubscriptionsWentUntracked(t *testing.T) {
-	r := newTestRouter(t, DefaultConfig())
-	max := DefaultConfig().MaxPeerTopics
-	for i := range max {
-		addPeers(t, r, fmt.Sprintf("a-%02d", i), 1, 1)
-	}
+	r, _ := routerWithPeerAtMax(t)
 	_ = r.PeerSubscribed(nid(1), "refused") // past MaxPeerTopics
 	addPeers(t, r, "a-00", 2, 3)
 	r.MissedSubscriptions(nid(3), 1)
@@ -94,12 +85,7 @@ func TestAJoinAsksAgainThePeersWhoseSubscriptionsWentUntracked(t *testing.T) {
 // and the node has not joined is refused, evicting nothing. The topic evicted for a joined one counts as missed:
 // the node's next join asks the peer for its subscriptions again (Output.Hello).
 func TestOnlyAJoinedTopicEvictsAndTheEvictedOneIsAskedAgain(t *testing.T) {
-	r := newTestRouter(t, DefaultConfig())
-	max := DefaultConfig().MaxPeerTopics
-	join(t, r, t0, "z-blocks")
-	for i := range max {
-		addPeers(t, r, fmt.Sprintf("a-%02d", i), 1, 1)
-	}
+	r, max := routerWithPeerAtMax(t, "z-blocks")
 	addPeers(t, r, "y-other", 2, 2)
 	if out := r.Heartbeat(t0); len(out.Hello) != 0 {
 		t.Fatalf("hello again to %v before any subscription went untracked", out.Hello)
@@ -124,11 +110,7 @@ func TestOnlyAJoinedTopicEvictsAndTheEvictedOneIsAskedAgain(t *testing.T) {
 
 // A subscription repeated is tracked once, and a peer at MaxPeerTopics repeating one of its topics is not refused.
 func TestARepeatedSubscriptionIsTrackedOnce(t *testing.T) {
-	r := newTestRouter(t, DefaultConfig())
-	max := DefaultConfig().MaxPeerTopics
-	for i := range max {
-		addPeers(t, r, fmt.Sprintf("a-%02d", i), 1, 1)
-	}
+	r, _ := routerWithPeerAtMax(t)
 	if err := r.PeerSubscribed(nid(1), "a-00"); err != nil {
 		t.Fatalf("a repeated subscription at MaxPeerTopics: %v", err)
 	}
@@ -200,12 +182,7 @@ func TestAPeerIsAskedAgainOnlyWhileSomeOfItsListGoesUntracked(t *testing.T) {
 // left unread (MissedSubscriptions), not a repeated subscription to a tracked topic nor what an unknown peer or
 // a count of none leaves; a count of none marks no peer missed.
 func TestSubscriptionsUntrackedCountsRefusedEvictedAndUnread(t *testing.T) {
-	r := newTestRouter(t, DefaultConfig())
-	max := DefaultConfig().MaxPeerTopics
-	join(t, r, t0, "z-blocks")
-	for i := range max {
-		addPeers(t, r, fmt.Sprintf("a-%02d", i), 1, 1)
-	}
+	r, _ := routerWithPeerAtMax(t, "z-blocks")
 	addPeers(t, r, "a-00", 2, 2)
 	untracked := func() uint64 { return r.Stats().SubscriptionsUntracked }
 	if err := r.PeerSubscribed(nid(1), "a-00"); err != nil || untracked() != 0 {
@@ -227,4 +204,19 @@ func TestSubscriptionsUntrackedCountsRefusedEvictedAndUnread(t *testing.T) {
 	if got := r.Heartbeat(t0).Hello; !slices.Equal(got, []session.NodeID{nid(1)}) {
 		t.Fatalf("hello again to %v after a join, want peer 1 alone (none of peer 2's went untracked)", got)
 	}
+}
+
+// routerWithPeerAtMax returns a router with the default config that joined the topics joined, and with peer 1
+// subscribed to MaxPeerTopics topics a-00, a-01, ... (none of them joined), and MaxPeerTopics.
+func routerWithPeerAtMax(t *testing.T, joined ...string) (*Router, int) {
+	t.Helper()
+	r := newTestRouter(t, DefaultConfig())
+	max := DefaultConfig().MaxPeerTopics
+	for _, topic := range joined {
+		join(t, r, t0, topic)
+	}
+	for i := range max {
+		addPeers(t, r, fmt.Sprintf("a-%02d", i), 1, 1)
+	}
+	return r, max
 }
