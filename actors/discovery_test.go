@@ -245,6 +245,7 @@ func TestRevalidationChecksNodesThatAnsweredLast(t *testing.T) {
 		if i == 0 {
 			cfg.Routing.RevalidateInterval = 20 * time.Millisecond
 			cfg.Routing.RevalidateAnsweredInterval = time.Hour
+			cfg.Routing.Table.FailureSpacing = 0 // the absent node's failed checks count at once
 		}
 	}))
 	a, b := nw.Nodes[0], nw.Nodes[1]

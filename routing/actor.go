@@ -362,6 +362,9 @@ type (
 		check bool // a liveness check
 		reply *messages.Nodes
 		err   error
+		// deadline is the request's, fixed when the actor started it; sent and ended are when its goroutine sent
+		// it and had its outcome (checkStalled).
+		deadline, sent, ended time.Time
 	}
 	revalidateTick struct{ from *routingActor }
 	// introduceTick starts the queued introductions (introduce).

@@ -420,8 +420,8 @@ func TestAnEvictedNodeIsNotRelearnedFromOthers(t *testing.T) {
 	}
 	now := t0
 	for range r.cfg.Table.MaxFailures {
-		now = now.Add(r.cfg.RevalidateInterval)
-		a.exchangeDone(&exchangeDone{from: a, peer: x.NodeID(), check: true, err: errors.New("no answer")}, now)
+		now = now.Add(r.cfg.Table.FailureSpacing + r.cfg.RequestTimeout) // sent FailureSpacing after the last failure
+		a.exchangeDone(checkFailed(a, x.NodeID(), errors.New("no answer"), now), now)
 	}
 	if _, ok := r.tab.Get(x.NodeID()); ok {
 		t.Fatal("the dead node was not evicted")
@@ -441,8 +441,8 @@ func TestAnEvictedNodeIsNotRelearnedFromOthers(t *testing.T) {
 
 	// Evicted again, its own answer (its record as the sender of a reply) brings it back.
 	for range r.cfg.Table.MaxFailures {
-		now = now.Add(r.cfg.RevalidateInterval)
-		a.exchangeDone(&exchangeDone{from: a, peer: x.NodeID(), check: true, err: errors.New("no answer")}, now)
+		now = now.Add(r.cfg.Table.FailureSpacing + r.cfg.RequestTimeout) // sent FailureSpacing after the last failure
+		a.exchangeDone(checkFailed(a, x.NodeID(), errors.New("no answer"), now), now)
 	}
 	a.learn(x.NodeID(), &messages.Nodes{Sender: restarted}, now.Add(time.Second), false)
 	if _, ok := r.tab.Get(x.NodeID()); !ok {

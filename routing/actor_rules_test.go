@@ -166,7 +166,7 @@ func TestAWaitingNodesFailedCheckEvictsItOnlyAfterMaxFailures(t *testing.T) {
 	}
 	fail := func(at time.Time) {
 		a.inFlight, a.checking[x.NodeID()] = 1, true
-		a.exchangeDone(&exchangeDone{from: a, peer: x.NodeID(), check: true, err: context.DeadlineExceeded}, at)
+		a.exchangeDone(checkFailed(a, x.NodeID(), context.DeadlineExceeded, at), at)
 	}
 	for n := 1; n < rig.cfg.Table.MaxFailures; n++ {
 		fail(t0.Add(time.Duration(n) * time.Second))

@@ -53,7 +53,8 @@ func (a *routingActor) addRecord(r *messages.NodeRecord, now time.Time, mayCheck
 	// (every newcomer for a full bucket counted one while MaxInFlight were busy, a review's finding), and a check
 	// that cannot start keeps the token.
 	if mayCheck && res.Status == Pending && res.Check != nil && !a.checking[res.Check.ID] && now.Sub(res.Check.LastSeen) >= a.cfg.CheckAge &&
-		a.checks.Ready(true, now) && a.exchangeRoom() && a.checks.Allow(true, now) && a.checkEntry(*res.Check) {
+		a.table.CheckDue(res.Check.ID, now) && a.checks.Ready(true, now) && a.exchangeRoom() && a.checks.Allow(true, now) &&
+		a.checkEntry(*res.Check) {
 		a.stats.NewcomerChecks++
 	}
 }
@@ -111,18 +112,23 @@ func (a *routingActor) exchange(peer session.NodeID, target Key, check bool) boo
 	a.stats.Exchanges++
 	a.inFlight++
 	req := &messages.FindNode{Target: target[:], Sender: a.local}
-	net, timeout, self, root, from := a.net, a.cfg.RequestTimeout, a.self, a.root, a
+	// The deadline is fixed here, not in the goroutine: a goroutine that starts late (this node starved of CPU) sends
+	// its request with less than RequestTimeout left, which checkStalled tells.
+	deadline := time.Now().Add(a.cfg.RequestTimeout)
+	net, self, root, from := a.net, a.self, a.root, a
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		ctx, cancel := context.WithTimeout(a.ctx, timeout)
+		ctx, cancel := context.WithDeadline(a.ctx, deadline)
 		defer cancel()
+		sent := time.Now()
 		reply, err := net.Request(ctx, peer, Protocol, req)
 		nodes, ok := reply.(*messages.Nodes)
 		if err == nil && !ok {
 			err = fmt.Errorf("routing: peer answered %T", reply)
 		}
-		root.Send(self, &exchangeDone{from: from, peer: peer, check: check, reply: nodes, err: err})
+		root.Send(self, &exchangeDone{from: from, peer: peer, check: check, reply: nodes, err: err,
+			deadline: deadline, sent: sent, ended: time.Now()})
 	}()
 	return true
 }
@@ -148,7 +154,11 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 		case !m.check:
 		case errors.Is(m.err, ErrPeerBusy):
 			a.deferCheck(m.peer)
-		case a.table.MarkFailed(m.peer, now):
+		case checkStalled(m.deadline, m.sent, m.ended, a.cfg.RequestTimeout):
+			a.log.Debug().Str("peer", m.peer.Short()).Err(m.err).Dur("sent_late", m.sent.Sub(m.deadline.Add(-a.cfg.RequestTimeout))).
+				Dur("ended_late", m.ended.Sub(m.deadline)).Msg("liveness check not held against the peer: this node ran late")
+			a.deferCheck(m.peer)
+		case a.table.MarkFailed(m.peer, m.sent, now):
 			a.gone.add(m.peer, seq, now)
 			a.stats.Evictions++
 			a.log.Debug().Str("peer", m.peer.Short()).Err(m.err).Msg("evicted unresponsive node")

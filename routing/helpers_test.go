@@ -66,3 +66,9 @@ func ids(entries []Entry) []session.NodeID {
 	}
 	return out
 }
+
+// checkFailed returns the exchangeDone of a liveness check of peer that a's goroutine sent on time and that failed
+// with err at its deadline, at (not late: checkStalled).
+func checkFailed(a *routingActor, peer session.NodeID, err error, at time.Time) *exchangeDone {
+	return &exchangeDone{from: a, peer: peer, check: true, err: err, deadline: at, sent: at.Add(-a.cfg.RequestTimeout), ended: at}
+}

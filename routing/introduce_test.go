@@ -158,7 +158,7 @@ func TestOnlyANeighbourThatMayNotKnowTheNodeIsIntroducedTo(t *testing.T) {
 	}
 	a.table.MarkAlive(id(3), t0.Add(time.Second)) // it asked this node meanwhile
 	a.table.Remove(id(4))                         // penalised meanwhile
-	if a.table.MarkFailed(id(5), t0.Add(time.Second)) {
+	if a.table.MarkFailed(id(5), t0.Add(time.Second), t0.Add(time.Second)) {
 		t.Fatal("one failed check evicted the entry: the test needs TableConfig.MaxFailures > 1")
 	}
 	a.checking[id(6)] = true // the revalidation checks it already

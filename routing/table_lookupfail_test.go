@@ -85,13 +85,13 @@ func TestFailedLookupRequestsAndFailedChecksAreCountedApart(t *testing.T) {
 	}
 	a := idInBucket(rng, self, 256)
 	tab.Add(Entry{ID: a, Addr: randAddr(rng)}, t0)
-	if tab.MarkFailed(a, t0) || tab.MarkLookupFailed(a, t0, t0) || tab.MarkLookupFailed(a, t0, t0) {
+	if tab.MarkFailed(a, t0, t0) || tab.MarkLookupFailed(a, t0, t0) || tab.MarkLookupFailed(a, t0, t0) {
 		t.Fatal("removed before either count reached its limit")
 	}
 	if e, ok := tab.Get(a); !ok || e.Failures != 1 || e.LookupFailures != 2 {
 		t.Fatalf("in the table %v, Failures %d, LookupFailures %d; want 1 and 2", ok, e.Failures, e.LookupFailures)
 	}
-	if !tab.MarkFailed(a, t0) {
+	if later := t0.Add(time.Minute); !tab.MarkFailed(a, later, later) {
 		t.Fatal("the second failed check did not evict the entry: a lookup's failure reset the checks' count")
 	}
 }

@@ -50,7 +50,9 @@ func TestAWaitingNodeIsDroppedAfterMaxFailuresInARow(t *testing.T) {
 	if r := tab.Add(Entry{ID: x, Addr: "70.0.0.1:1"}, t0); r.Status != Pending {
 		t.Fatalf("the newcomer: %v, want Pending", r.Status)
 	}
-	failTwice := func() bool { return tab.MarkFailed(x, t0) || tab.MarkFailed(x, t0.Add(time.Second)) }
+	failTwice := func() bool {
+		return tab.MarkFailed(x, t0, t0) || tab.MarkFailed(x, t0.Add(time.Minute), t0.Add(time.Minute))
+	}
 	if failTwice() || !waiting() {
 		t.Fatal("a waiting node dropped before MaxFailures failures")
 	}
@@ -61,7 +63,7 @@ func TestAWaitingNodeIsDroppedAfterMaxFailuresInARow(t *testing.T) {
 		t.Fatal("an answer did not reset a waiting node's failures")
 	}
 	tab.Add(Entry{ID: x, Addr: "70.0.0.1:1"}, t0) // heard of again: no sign of life
-	if !tab.MarkFailed(x, t0) || waiting() {
+	if !tab.MarkFailed(x, t0.Add(2*time.Minute), t0.Add(2*time.Minute)) || waiting() {
 		t.Fatal("a waiting node not dropped at its MaxFailures-th failure in a row (hearing of it reset its count?)")
 	}
 }
@@ -98,13 +100,13 @@ func TestHearingOfAWaitingNodeAgainKeepsItsPlaceAndLastSeen(t *testing.T) {
 	if r := tab.Add(Entry{ID: x, Addr: "72.0.0.1:1"}, later); r.Status != Pending {
 		t.Fatalf("heard of again: %v, want Pending", r.Status)
 	}
-	if !tab.MarkFailed(a, later) {
+	if !tab.MarkFailed(a, later, later) {
 		t.Fatal("a failed check did not evict the entry (MaxFailures = 1)")
 	}
 	if _, ok := tab.Get(y); !ok {
 		t.Fatal("the node heard of again was promoted before the one that arrived after it: hearing of it moved it")
 	}
-	tab.MarkFailed(b, later)
+	tab.MarkFailed(b, later, later)
 	e, ok := tab.Get(x)
 	if !ok {
 		t.Fatal("the node heard of again was not promoted in its turn")

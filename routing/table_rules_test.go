@@ -166,8 +166,8 @@ func TestAPromotedReplacementIsPlacedByLastSeen(t *testing.T) {
 	fillBucket(t, tab, []session.NodeID{a, b})
 	tab.Add(Entry{ID: x, Addr: "68.0.0.1:1"}, t0.Add(time.Minute)) // waits, seen at t0+1m
 	tab.MarkAlive(b, t0.Add(2*time.Minute))
-	tab.MarkFailed(a, t0.Add(3*time.Minute))
-	if !tab.MarkFailed(a, t0.Add(3*time.Minute)) {
+	tab.MarkFailed(a, t0.Add(3*time.Minute), t0.Add(3*time.Minute))
+	if !tab.MarkFailed(a, t0.Add(4*time.Minute), t0.Add(4*time.Minute)) {
 		t.Fatal("a not evicted")
 	}
 	if got := ids(tab.Entries()); !slices.Equal(got, []session.NodeID{x, b}) {
@@ -192,8 +192,8 @@ func TestRemoveDropsAWaitingNode(t *testing.T) {
 	if n := tab.ReplacementLens()[255]; n != 0 {
 		t.Fatalf("replacement cache holds %d after Remove, want 0", n)
 	}
-	tab.MarkFailed(a, t0)
-	tab.MarkFailed(a, t0)
+	tab.MarkFailed(a, t0, t0)
+	tab.MarkFailed(a, t0.Add(time.Minute), t0.Add(time.Minute))
 	if _, ok := tab.Get(x); ok {
 		t.Fatal("a removed node was promoted")
 	}

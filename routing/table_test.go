@@ -161,7 +161,7 @@ func TestStalestOfSplitsTheEntriesThatAnswered(t *testing.T) {
 	tab.MarkAlive(ids[2], t0.Add(20*time.Second)) // it answers: now the freshest
 	check(true, ids[1], "ids[2] answered again")
 	// A failed check makes ids[1] one to check at the faster rate again.
-	tab.MarkFailed(ids[1], t0.Add(30*time.Second))
+	tab.MarkFailed(ids[1], t0.Add(30*time.Second), t0.Add(30*time.Second))
 	check(true, ids[2], "ids[1] failed a check")
 	if e, _ := tab.Get(ids[1]); e.Answered() {
 		t.Fatal("ids[1] still answered after a failed check")
@@ -217,6 +217,7 @@ func TestBucketFullEvictionAfterFailedCheck(t *testing.T) {
 	cfg := DefaultTableConfig()
 	cfg.KeepNearest = false // the classic bucket: newcomers wait for a failed check
 	cfg.K, cfg.Replacements = 4, 2
+	cfg.FailureSpacing = 0 // failed checks in one instant count: the spacing has tests of its own
 	tab, _ := NewTable(self, cfg)
 	var bucketIDs []session.NodeID
 	for range 8 {
@@ -250,13 +251,13 @@ func TestBucketFullEvictionAfterFailedCheck(t *testing.T) {
 		t.Fatalf("replacement cache holds %d, want 2", tab.ReplacementLens()[255])
 	}
 	// The check fails MaxFailures times: the entry goes and the most recent replacement takes its place.
-	if tab.MarkFailed(bucketIDs[1], now) {
+	if tab.MarkFailed(bucketIDs[1], now, now) {
 		t.Fatal("removed after one failure")
 	}
 	if e, _ := tab.Get(bucketIDs[1]); e.Failures != 1 {
 		t.Fatalf("Failures = %d", e.Failures)
 	}
-	if !tab.MarkFailed(bucketIDs[1], now.Add(time.Second)) {
+	if !tab.MarkFailed(bucketIDs[1], now.Add(time.Second), now.Add(time.Second)) {
 		t.Fatal("not removed after MaxFailures failures")
 	}
 	if _, ok := tab.Get(bucketIDs[1]); ok {
@@ -270,25 +271,25 @@ func TestBucketFullEvictionAfterFailedCheck(t *testing.T) {
 		t.Fatal("older replacement should still wait")
 	}
 	// MarkAlive resets failures.
-	tab.MarkFailed(bucketIDs[2], now)
+	tab.MarkFailed(bucketIDs[2], now, now)
 	tab.MarkAlive(bucketIDs[2], now)
-	if tab.MarkFailed(bucketIDs[2], now) {
+	if tab.MarkFailed(bucketIDs[2], now, now) {
 		t.Fatal("failures not reset by MarkAlive")
 	}
 	// A replacement that fails is dropped from the cache by the entries' rule, at its MaxFailures-th failure in a
 	// row (until stop 58 at its first); unknown ids are no-ops.
-	if tab.MarkFailed(bucketIDs[5], now) || tab.ReplacementLens()[255] != 1 {
+	if tab.MarkFailed(bucketIDs[5], now, now) || tab.ReplacementLens()[255] != 1 {
 		t.Fatal("a replacement dropped after one failure")
 	}
-	if !tab.MarkFailed(bucketIDs[5], now) || tab.ReplacementLens()[255] != 0 {
+	if !tab.MarkFailed(bucketIDs[5], now, now) || tab.ReplacementLens()[255] != 0 {
 		t.Fatal("failed replacement not dropped after MaxFailures failures")
 	}
-	if tab.MarkFailed(randID(rng), now) || tab.MarkAlive(randID(rng), now) || tab.Remove(randID(rng)) {
+	if tab.MarkFailed(randID(rng), now, now) || tab.MarkAlive(randID(rng), now) || tab.Remove(randID(rng)) {
 		t.Fatal("unknown id reported as present")
 	}
 	// With an empty cache, a removal leaves room for the next Add.
-	tab.MarkFailed(bucketIDs[3], now)
-	if !tab.MarkFailed(bucketIDs[3], now) || tab.Len() != 3 {
+	tab.MarkFailed(bucketIDs[3], now, now)
+	if !tab.MarkFailed(bucketIDs[3], now, now) || tab.Len() != 3 {
 		t.Fatalf("Len = %d after removal with empty cache", tab.Len())
 	}
 	if r := tab.Add(Entry{ID: bucketIDs[7], Addr: "20.0.3.1:1"}, now); r.Status != Added {
@@ -305,6 +306,7 @@ func TestPromotionRespectsIPLimits(t *testing.T) {
 	cfg := DefaultTableConfig()
 	cfg.KeepNearest = false // the classic bucket: newcomers wait for a failed check
 	cfg.K, cfg.BucketIPLimit = 3, 1
+	cfg.FailureSpacing = 0 // failed checks in one instant count: the spacing has tests of its own
 	tab, _ := NewTable(self, cfg)
 	b := make([]session.NodeID, 6)
 	for i := range b {
@@ -317,16 +319,16 @@ func TestPromotionRespectsIPLimits(t *testing.T) {
 	if r := tab.Add(Entry{ID: b[4], Addr: "30.0.1.2:1"}, t0); r.Status != RejectedIP {
 		t.Fatalf("same /24 as a bucket entry: %v", r.Status) // b[1]'s /24 is at its limit in the bucket
 	}
-	tab.MarkFailed(b[0], t0)
-	tab.MarkFailed(b[0], t0)
+	tab.MarkFailed(b[0], t0, t0)
+	tab.MarkFailed(b[0], t0, t0)
 	if _, ok := tab.Get(b[3]); !ok {
 		t.Fatal("replacement not promoted")
 	}
 	// A cached replacement whose /24 has since filled up is skipped.
 	tab.Add(Entry{ID: b[5], Addr: "30.0.9.1:1"}, t0) // pending
 	tab.Add(Entry{ID: b[1], Addr: "30.0.9.2:1"}, t0) // b[1] moves into b[5]'s /24
-	tab.MarkFailed(b[2], t0)
-	tab.MarkFailed(b[2], t0)
+	tab.MarkFailed(b[2], t0, t0)
+	tab.MarkFailed(b[2], t0, t0)
 	if _, ok := tab.Get(b[5]); ok || tab.Len() != 2 {
 		t.Fatalf("promoted a replacement over the IP limit (Len %d)", tab.Len())
 	}

@@ -96,11 +96,12 @@ func (a *routingActor) revalidate(now time.Time) {
 	}
 }
 
-// check starts the liveness check revalidate chooses, passing over the entries being checked and those found busy;
-// it reports false if there was no entry to check. A check that could not start (MaxInFlight exchanges in progress:
+// check starts the liveness check revalidate chooses, passing over the entries being checked, those found busy and
+// the failed ones whose next check would not count yet (Table.CheckDue: TableConfig.FailureSpacing after the
+// failure counted last); it reports false if there was no entry to check. A check that could not start (MaxInFlight exchanges in progress:
 // Stats.ExchangesDropped) leaves the answered entries' check due, for the next tick.
 func (a *routingActor) check(now time.Time) bool {
-	skip := a.passedOver
+	skip := func(id session.NodeID) bool { return a.passedOver(id) || !a.table.CheckDue(id, now) }
 	if !now.Before(a.answeredDue) {
 		if e, ok := a.table.StalestOf(true, skip); ok {
 			if a.checkEntry(e) {
@@ -146,4 +147,16 @@ func (a *routingActor) deferCheck(peer session.NodeID) {
 		clear(a.busy)
 	}
 	a.busy[peer] = struct{}{}
+}
+
+// checkStalled tells whether a failed request (a liveness check) with the given deadline, sent and ended at the given
+// times, failed because this node ran late rather than the peer: the goroutine that sends it started a quarter of
+// timeout or more after the actor fixed its deadline, or noticed its outcome a quarter of timeout or more past the
+// deadline. Either says the node's own goroutines waited that long to run (a CPU-starved host): the peer had less
+// than its due to answer, or its answer sat unread. Such a failure counts neither for nor against the peer (as
+// ErrPeerBusy); a review's 500-node run on a loaded 2-core host saw checks end up to 4 s past their 2 s timeout, and
+// one send its request with its deadline already gone.
+func checkStalled(deadline, sent, ended time.Time, timeout time.Duration) bool {
+	slack := timeout / 4
+	return deadline.Sub(sent) <= timeout-slack || ended.Sub(deadline) >= slack
 }
