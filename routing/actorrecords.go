@@ -155,8 +155,9 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 		case errors.Is(m.err, ErrPeerBusy):
 			a.deferCheck(m.peer)
 		case checkStalled(m.deadline, m.sent, m.ended, a.cfg.RequestTimeout):
-			a.log.Debug().Str("peer", m.peer.Short()).Err(m.err).Dur("sent_late", m.sent.Sub(m.deadline.Add(-a.cfg.RequestTimeout))).
-				Dur("ended_late", m.ended.Sub(m.deadline)).Msg("liveness check not held against the peer: this node ran late")
+			a.log.Debug().Str("peer", m.peer.Short()).Err(m.err).
+				Dur("sent_late", m.sent.Sub(m.deadline.Add(-a.cfg.RequestTimeout))).Dur("ended_late", m.ended.Sub(m.deadline)).
+				Msg("liveness check not held against the peer: this node ran late")
 			a.deferCheck(m.peer)
 		case a.table.MarkFailed(m.peer, m.sent, now):
 			a.gone.add(m.peer, seq, now)

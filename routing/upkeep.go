@@ -98,8 +98,9 @@ func (a *routingActor) revalidate(now time.Time) {
 
 // check starts the liveness check revalidate chooses, passing over the entries being checked, those found busy and
 // the failed ones whose next check would not count yet (Table.CheckDue: TableConfig.FailureSpacing after the
-// failure counted last); it reports false if there was no entry to check. A check that could not start (MaxInFlight exchanges in progress:
-// Stats.ExchangesDropped) leaves the answered entries' check due, for the next tick.
+// failure counted last); it reports false if there was no entry to check. A check that could not start
+// (MaxInFlight exchanges in progress: Stats.ExchangesDropped) leaves the answered entries' check due, for the next
+// tick.
 func (a *routingActor) check(now time.Time) bool {
 	skip := func(id session.NodeID) bool { return a.passedOver(id) || !a.table.CheckDue(id, now) }
 	if !now.Before(a.answeredDue) {
