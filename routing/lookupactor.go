@@ -44,7 +44,8 @@ type lookupAnswer struct {
 	from  session.NodeID
 	nodes *messages.Nodes
 	err   error
-	sent  time.Time // when the request left
+	// deadline is the request's; sent is when it left, ended when its outcome was known (see checkStalled).
+	deadline, sent, ended time.Time
 }
 
 // unanswered is a lookup's request that went unanswered, held against its node's table entry
@@ -88,7 +89,9 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 			return
 		}
 		if m.err != nil {
-			if heldAgainst(m.err, l.ctx.Err()) {
+			// A request this node ran late (its goroutines starved of CPU: checkStalled, as for the liveness checks)
+			// says nothing against the peer either.
+			if heldAgainst(m.err, l.ctx.Err()) && !checkStalled(m.deadline, m.sent, m.ended, l.cfg.RequestTimeout) {
 				l.unanswered[m.from] = unanswered{id: m.from, sent: m.sent, when: time.Now()}
 				l.lookup.Unreachable(m.from)
 			} else {
@@ -209,18 +212,21 @@ func (l *lookupActor) ask(ctx actor.Context, e Entry) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	req := &messages.FindNode{Target: l.req.Target[:], Sender: l.local, Topic: l.req.Topic, Register: l.req.Topic && l.req.Register}
 	l.net.AddAddress(e.ID, e.Addr)
+	// The deadline is fixed here, not in the goroutine: one that starts late sends with less than RequestTimeout left,
+	// which checkStalled tells.
+	deadline := time.Now().Add(l.cfg.RequestTimeout)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
 		sent := time.Now()
-		rctx, cancel := context.WithTimeout(l.ctx, l.cfg.RequestTimeout)
+		rctx, cancel := context.WithDeadline(l.ctx, deadline)
 		defer cancel()
 		reply, err := l.net.Request(rctx, e.ID, Protocol, req)
 		nodes, ok := reply.(*messages.Nodes)
 		if err == nil && !ok {
 			err = fmt.Errorf("routing: peer answered %T", reply)
 		}
-		root.Send(self, &lookupAnswer{from: e.ID, nodes: nodes, err: err, sent: sent})
+		root.Send(self, &lookupAnswer{from: e.ID, nodes: nodes, err: err, deadline: deadline, sent: sent, ended: time.Now()})
 	}()
 }
 
