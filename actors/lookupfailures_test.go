@@ -25,6 +25,7 @@ func TestANodeThatStopsAnsweringLeavesTheTableAfterTheLookupsFailures(t *testing
 		cfg.Bootstrap.Interval = time.Hour
 		cfg.Routing.RevalidateInterval, cfg.Routing.RevalidateAnsweredInterval = time.Hour, time.Hour
 		cfg.Routing.IntroduceDelay = 0
+		cfg.Routing.Table.LookupFailureSpacing = 0 // the lookups follow each other at once
 	}))
 	node := nw.Nodes[a]
 	max := routing.DefaultTableConfig().MaxLookupFailures
@@ -110,6 +111,7 @@ func TestLookupsThatOverlapCountOneStallOnce(t *testing.T) {
 		cfg.Bootstrap.Interval = time.Hour
 		cfg.Routing.RevalidateInterval, cfg.Routing.RevalidateAnsweredInterval = time.Hour, time.Hour
 		cfg.Routing.IntroduceDelay = 0
+		cfg.Routing.Table.LookupFailureSpacing = 0 // the overlap rule alone: a request sent before the last failure
 	}))
 	node := nw.Nodes[a]
 	max := routing.DefaultTableConfig().MaxLookupFailures

@@ -42,6 +42,7 @@ func TestTheRoutingActorRemovesANodeItsLookupsCannotReach(t *testing.T) {
 	net := &partlyReachableNet{stallingNet: stallingNet{id: identity(t, 60).NodeID()}, good: good.NodeID(), busy: busy.NodeID()}
 	cfg := DefaultConfig()
 	cfg.RevalidateInterval, cfg.RevalidateAnsweredInterval, cfg.IntroduceDelay = time.Hour, time.Hour, 0
+	cfg.Table.LookupFailureSpacing = 0 // the lookups follow each other at once
 	props, err := NewActorProps(cfg, net)
 	if err != nil {
 		t.Fatal(err)

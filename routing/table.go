@@ -55,6 +55,12 @@ type TableConfig struct {
 	// ran 300 nodes on one loaded host, none of which stopped: 162 live entries evicted). CheckDue tells when the
 	// next check of a failed entry counts; the revalidation waits for it.
 	FailureSpacing time.Duration
+	// LookupFailureSpacing is the least time between two failed requests of this node's lookups to an entry that
+	// both count towards MaxLookupFailures (default 30s; 0: any request sent after the failure counted last counts):
+	// see MarkLookupFailed. As FailureSpacing for the liveness checks: lookups a few seconds apart all fail in one
+	// stall of a loaded host, and a 500-node join on a loaded 2-core host removed over a hundred live nodes so, kept
+	// out by their gone marks, and its tables did not converge.
+	LookupFailureSpacing time.Duration
 	// MaxLookupFailures is the number of requests of this node's lookups to an entry that went unanswered in a row
 	// (timed out, or their dial failed), with no answer of the node's in between, after which the entry is removed
 	// (default 3; 0 holds no lookup's failure against the table): see MarkLookupFailed. It is counted apart from
@@ -70,11 +76,11 @@ type TableConfig struct {
 
 // DefaultTableConfig returns the default configuration: k = 20, 10 replacements, 2 per /24 in a bucket, 10 per /24
 // in the table, no loopback exemption, removal after 2 failed liveness checks in a row at least 30s apart or 3
-// failed lookup requests in a row, the K nearest kept.
+// failed lookup requests in a row at least 30s apart, the K nearest kept.
 func DefaultTableConfig() TableConfig {
 	return TableConfig{
 		K: 20, Replacements: 10, BucketIPLimit: 2, TableIPLimit: 10, MaxFailures: 2, FailureSpacing: 30 * time.Second,
-		MaxLookupFailures: 3, KeepNearest: true,
+		MaxLookupFailures: 3, LookupFailureSpacing: 30 * time.Second, KeepNearest: true,
 	}
 }
 
@@ -93,6 +99,8 @@ func (c TableConfig) Validate() error {
 		return fmt.Errorf("%w: MaxFailures = %d, want >= 1", ErrInvalidConfig, c.MaxFailures)
 	case c.FailureSpacing < 0:
 		return fmt.Errorf("%w: FailureSpacing = %v, want >= 0", ErrInvalidConfig, c.FailureSpacing)
+	case c.LookupFailureSpacing < 0:
+		return fmt.Errorf("%w: LookupFailureSpacing = %v, want >= 0", ErrInvalidConfig, c.LookupFailureSpacing)
 	case c.MaxLookupFailures < 0:
 		return fmt.Errorf("%w: MaxLookupFailures = %d, want >= 0 (0 holds no lookup's failure against the table)",
 			ErrInvalidConfig, c.MaxLookupFailures)
@@ -489,10 +497,10 @@ func (t *Table) counts(e *Entry, sent time.Time) bool {
 // answered (this node's own network may be down: Lookup.Unreached). After MaxLookupFailures of them in a row, with
 // no answer of id's in between (MarkAlive resets the count), the entry is removed and the most recent replacement
 // that passes the IP limits takes its place, as MarkFailed does; a node waiting in a replacement cache is dropped
-// from it by the same rule. A request sent before the last failure counted (Entry.LookupFailedAt) is not counted:
-// it was in flight through the same stall, and lookups that run at once, each asking a node that paused once past
-// their request timeout, counted one failure each, a run of MaxLookupFailures out of one stall (a review's
-// finding). The count is apart from the liveness checks' (Failures): a lookup's failure neither adds to nor resets
+// from it by the same rule. A request sent less than LookupFailureSpacing after the last failure counted
+// (Entry.LookupFailedAt) is not counted: it failed in the same stall. Lookups that run at once, each asking a node
+// that paused once past their request timeout, counted one failure each, a run of MaxLookupFailures out of one stall
+// (a review's finding), and lookups seconds apart did the same on a loaded host. The count is apart from the liveness checks' (Failures): a lookup's failure neither adds to nor resets
 // it, so that a lost request and a lost check do not evict together what two checks must. With
 // MaxLookupFailures = 0 nothing is counted. It reports whether id was removed, from the table or from a replacement
 // cache.
@@ -501,7 +509,7 @@ func (t *Table) MarkLookupFailed(id session.NodeID, sent, now time.Time) (remove
 		return false
 	}
 	e := t.entry(id)
-	if e == nil || e.LookupFailures > 0 && sent.Before(e.LookupFailedAt) {
+	if e == nil || e.LookupFailures > 0 && sent.Before(e.LookupFailedAt.Add(t.cfg.LookupFailureSpacing)) {
 		return false
 	}
 	e.LookupFailedAt = now

@@ -77,6 +77,7 @@ func waitingRig(t *testing.T, seed uint64) (tab *Table, a, b, x, y session.NodeI
 	self := randID(rng)
 	cfg := DefaultTableConfig()
 	cfg.KeepNearest, cfg.K, cfg.MaxFailures = false, 2, 1
+	cfg.LookupFailureSpacing = 0 // the lookup rule's tests count failures in a row at any pace (but the spacing's)
 	tab, _ = NewTable(self, cfg)
 	a, b, x, y = idInBucket(rng, self, 256), idInBucket(rng, self, 256), idInBucket(rng, self, 256), idInBucket(rng, self, 256)
 	fillBucket(t, tab, []session.NodeID{a, b})
