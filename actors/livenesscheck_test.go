@@ -45,17 +45,7 @@ func TestALiveNodeThatStallsOncePastTheCheckTimeoutIsNotEvicted(t *testing.T) {
 		t.Fatalf("MaxFailures %d: the test's stall fails 2 checks or more", max)
 	}
 	node.AddRecords([]*messages.NodeRecord{record(t, ids[slow], nw.Nodes[slow]), record(t, ids[gone], nw.Nodes[gone])})
-	table := func() (map[session.NodeID]routing.Entry, routing.Stats) {
-		s, err := node.RoutingTable(ctxTimeout(t, 5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := make(map[session.NodeID]routing.Entry)
-		for _, e := range s.Entries {
-			m[e.ID] = e
-		}
-		return m, s.Stats
-	}
+	table := func() (map[session.NodeID]routing.Entry, routing.Stats) { return tableOf(t, node) }
 	testkit.WaitFor(t, 10*time.Second, func() bool {
 		m, _ := table()
 		s, g := m[ids[slow].NodeID()], m[ids[gone].NodeID()]

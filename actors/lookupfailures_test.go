@@ -37,17 +37,7 @@ func TestANodeThatStopsAnsweringLeavesTheTableAfterTheLookupsFailures(t *testing
 		recs = append(recs, record(t, ids[i], nw.Nodes[i]))
 	}
 	node.AddRecords(recs)
-	table := func() (map[session.NodeID]routing.Entry, routing.Stats) {
-		s, err := node.RoutingTable(ctxTimeout(t, 5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := make(map[session.NodeID]routing.Entry)
-		for _, e := range s.Entries {
-			m[e.ID] = e
-		}
-		return m, s.Stats
-	}
+	table := func() (map[session.NodeID]routing.Entry, routing.Stats) { return tableOf(t, node) }
 	lookup := func(what string) {
 		t.Helper()
 		if _, err := node.FindClosest(ctxTimeout(t, 10*time.Second), routing.KeyOf(ids[gone].NodeID())); err != nil {
@@ -161,4 +151,18 @@ func TestLookupsThatOverlapCountOneStallOnce(t *testing.T) {
 		t.Fatalf("after %d lookups at once that one stall failed: the slow node in the table %v, LookupFailures %d, "+
 			"LookupEvictions %d; want kept with at most 1, 0", max, ok, e.LookupFailures, st.LookupEvictions)
 	}
+}
+
+// tableOf returns node's routing table entries by id and its routing counters.
+func tableOf(t *testing.T, node *actors.Node) (map[session.NodeID]routing.Entry, routing.Stats) {
+	t.Helper()
+	s, err := node.RoutingTable(ctxTimeout(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := make(map[session.NodeID]routing.Entry)
+	for _, e := range s.Entries {
+		m[e.ID] = e
+	}
+	return m, s.Stats
 }
