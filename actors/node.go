@@ -473,12 +473,26 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID, relookup bool) 
 		if err := n.connect(ctx, session.PeerAddr{ID: peer, Addr: found.Addr}, false, false); err != nil {
 			return nil, err
 		}
+		addr = found.Addr
 	}
-	if pc := n.peers.get(peer); pc != nil {
-		n.relooked.forget(peer)
-		return pc, nil
+	pc := n.peers.get(peer)
+	if pc == nil {
+		// The connection the dial was answered with left the peer set before this caller took it: a simultaneous
+		// dial's loser, registered here and closed by the peer as a duplicate, its winner still in its handshake
+		// here (the caller's goroutine ran ~20 ms after the answer on a loaded host, and a Send failed with
+		// ErrPeerGone while the peer stayed connected: TestSendsOverSimultaneousDialsAreAllDelivered). One more
+		// dial is answered once the winner is up, or makes a connection the tie-break settles as the first dial's
+		// was. A connection lost for another cause (a full peer's refusal) costs one dial more, at most.
+		if err := n.connect(ctx, session.PeerAddr{ID: peer, Addr: addr}, false, false); err != nil {
+			return nil, err
+		}
+		pc = n.peers.get(peer)
 	}
-	return nil, fmt.Errorf("%w: %s", ErrPeerGone, peer.Short())
+	if pc == nil {
+		return nil, fmt.Errorf("%w: %s", ErrPeerGone, peer.Short())
+	}
+	n.relooked.forget(peer)
+	return pc, nil
 }
 
 // relookupFirst and relookupMax bound how long after the application's dial looked a peer up again (its known
