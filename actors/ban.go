@@ -8,9 +8,13 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
@@ -42,8 +46,9 @@ type Ban struct {
 }
 
 // Ban refuses every connection with peer for d and closes a live one with reason BANNED, reason being the detail
-// the peer is told. The node stops redialing peer; dials to it fail with ErrBanned. Banning a banned peer again
-// replaces its expiry and reason. Ban needs a started node.
+// the peer is told. The node stops redialing peer; dials to it fail with ErrBanned. The ban is in force when Ban
+// returns: a Send, Request, Ping or Connect to peer after it fails with ErrBanned, though the connection may still
+// be closing. Banning a banned peer again replaces its expiry and reason. Ban needs a started node.
 func (n *Node) Ban(peer session.NodeID, d time.Duration, reason string) error {
 	if d <= 0 {
 		return fmt.Errorf("ban %s: %w: duration must be positive, got %v", peer.Short(), ErrInvalidArgument, d)
@@ -55,13 +60,13 @@ func (n *Node) Ban(peer session.NodeID, d time.Duration, reason string) error {
 	if err != nil {
 		return err
 	}
-	n.system.Root.Send(pid, &banRequest{key: banKey{id: peer}, until: time.Now().Add(d), reason: clipReason(reason)})
+	n.banNow(pid, &banRequest{key: banKey{id: peer}, until: time.Now().Add(d), reason: clipReason(reason)})
 	return nil
 }
 
 // BanIP refuses every connection from or to ip for d (inbound ones before any handshake work) and closes the live
-// connections with that remote IP with reason BANNED. IPv4-mapped IPv6 addresses ban their IPv4 address. BanIP
-// needs a started node.
+// connections with that remote IP with reason BANNED. IPv4-mapped IPv6 addresses ban their IPv4 address. As Ban's,
+// the ban is in force when BanIP returns. BanIP needs a started node.
 func (n *Node) BanIP(ip netip.Addr, d time.Duration, reason string) error {
 	if !ip.IsValid() {
 		return fmt.Errorf("ban: %w: invalid IP address", ErrInvalidArgument)
@@ -73,50 +78,63 @@ func (n *Node) BanIP(ip netip.Addr, d time.Duration, reason string) error {
 	if err != nil {
 		return err
 	}
-	n.system.Root.Send(pid, &banRequest{key: banKey{ip: normalizeIP(ip)}, until: time.Now().Add(d), reason: clipReason(reason)})
+	n.banNow(pid, &banRequest{key: banKey{ip: normalizeIP(ip)}, until: time.Now().Add(d), reason: clipReason(reason)})
 	return nil
+}
+
+// banNow puts req's ban in the ban list, where the node's dials and sends see it at once, and asks the peer manager
+// to close the connections it covers and stop redialing them.
+func (n *Node) banNow(pid *actor.PID, req *banRequest) {
+	n.bans.add(req.key, req.until, req.reason, time.Now())
+	n.log.Info().Str("peer", req.key.String()).Time("until", req.until).Str("reason", req.reason).Msg("banned")
+	n.system.Root.Send(pid, req)
 }
 
 // Unban lifts the ban on peer; it may connect and be dialed again.
 func (n *Node) Unban(peer session.NodeID) error {
-	pid, err := n.peerManager()
-	if err != nil {
-		return err
-	}
-	n.system.Root.Send(pid, &unbanRequest{key: banKey{id: peer}})
-	return nil
+	return n.unban(banKey{id: peer})
 }
 
 // UnbanIP lifts the ban on ip.
 func (n *Node) UnbanIP(ip netip.Addr) error {
-	pid, err := n.peerManager()
-	if err != nil {
+	return n.unban(banKey{ip: normalizeIP(ip)})
+}
+
+func (n *Node) unban(key banKey) error {
+	if _, err := n.peerManager(); err != nil {
 		return err
 	}
-	n.system.Root.Send(pid, &unbanRequest{key: banKey{ip: normalizeIP(ip)}})
+	if n.bans.remove(key) {
+		n.log.Info().Str("peer", key.String()).Msg("ban lifted")
+	}
 	return nil
 }
 
 // Bans lists the bans in force, the soonest to expire first. It reflects every Ban and Unban call that returned
-// before it. It returns nil for a node that is not running, or when the peer manager does not answer within
-// Config.RequestTimeout.
+// before it. It returns nil for a node that is not running.
 func (n *Node) Bans() []Ban {
-	pid, err := n.peerManager()
-	if err != nil {
+	if _, err := n.peerManager(); err != nil {
 		return nil
 	}
-	reply := make(chan []Ban, 1)
-	n.system.Root.Send(pid, &listBansRequest{reply: reply})
-	timer := time.NewTimer(n.cfg.RequestTimeout)
-	defer timer.Stop()
-	select {
-	case bans := <-reply:
-		return bans
-	case <-n.closed:
-		return nil
-	case <-timer.C:
+	return n.bans.list(time.Now())
+}
+
+// bannedConn fails a Send, Request or Ping to peer over pc (nil: none yet) with ErrBanned when peer, or pc's remote
+// IP, is banned. The ban list was the peer manager's alone, applied in turn, and a Send right after a Ban took the
+// connection the ban was about to close: its message was dropped with it (Stats.QueueDropped), and the admin API
+// answered 502, not 403.
+func (n *Node) bannedConn(peer session.NodeID, pc *peerConn) error {
+	if n.bans.empty() {
 		return nil
 	}
+	var ip netip.Addr
+	if pc != nil {
+		ip = addrIP(pc.sc.RemoteAddr())
+	}
+	if reason, banned := n.bans.banned(peer, ip, time.Now()); banned {
+		return bannedError(peer, reason)
+	}
+	return nil
 }
 
 // banRequest asks the peer manager to ban a NodeID or an IP and drop its live connections.
@@ -126,17 +144,8 @@ type banRequest struct {
 	reason string
 }
 
-// unbanRequest asks the peer manager to lift a ban.
-type unbanRequest struct{ key banKey }
-
-// listBansRequest asks the peer manager for the bans in force; reply must have room for the answer.
-type listBansRequest struct{ reply chan<- []Ban }
-
-// ban records a ban and closes the connections it covers; the node stops redialing them.
+// ban closes the connections a ban covers (Node.banNow put it in the ban list); the node stops redialing them.
 func (m *peerManager) ban(req *banRequest) {
-	now := time.Now()
-	m.bans.add(req.key, req.until, req.reason, now)
-	m.n.log.Info().Str("peer", req.key.String()).Time("until", req.until).Str("reason", req.reason).Msg("banned")
 	for id, w := range m.wanted {
 		if req.key.covers(id, hostIP(w.addr.Addr)) {
 			m.unwant(id)
@@ -151,12 +160,6 @@ func (m *peerManager) ban(req *banRequest) {
 	}
 }
 
-func (m *peerManager) unban(req *unbanRequest) {
-	if m.bans.remove(req.key) {
-		m.n.log.Info().Str("peer", req.key.String()).Msg("ban lifted")
-	}
-}
-
 // admitInbound decides, before any handshake work, whether a connection from remote may proceed: its IP must not
 // be banned, nor over the per-IP inbound rate or MaxInboundPerIP. It returns why it refuses, or "" to admit.
 func (m *peerManager) admitInbound(remote net.Addr, now time.Time) string {
@@ -164,7 +167,7 @@ func (m *peerManager) admitInbound(remote net.Addr, now time.Time) string {
 	if !ip.IsValid() {
 		return "" // a transport without IP addresses: nothing to check
 	}
-	if reason, ok := m.bans.bannedIP(ip, now); ok {
+	if reason, ok := m.n.bans.banned(session.NodeID{}, ip, now); ok {
 		return "IP banned: " + reason
 	}
 	if m.n.cfg.ExemptLoopbackThrottle && ip.IsLoopback() {
@@ -220,13 +223,7 @@ func hostKey(ip netip.Addr) netip.Addr {
 
 // banned tells whether peer, or the IP ip (when valid), is banned, and why.
 func (m *peerManager) banned(peer session.NodeID, ip netip.Addr, now time.Time) (string, bool) {
-	if reason, ok := m.bans.bannedID(peer, now); ok {
-		return reason, true
-	}
-	if ip.IsValid() {
-		return m.bans.bannedIP(ip, now)
-	}
-	return "", false
+	return m.n.bans.banned(peer, ip, now)
 }
 
 // bannedError is the error of a dial refused by a ban.
@@ -262,7 +259,7 @@ type banEntry struct {
 
 // banList is the node's ban list: NodeIDs and IPs banned until a time, with a reason. It is pure (the caller passes
 // the time) and bounded: when full, the ban expiring first makes room. Expired bans are pruned lazily. Not safe for
-// concurrent use: the peer manager owns it.
+// concurrent use: nodeBans guards it.
 type banList struct {
 	max int
 	m   map[banKey]banEntry
@@ -355,6 +352,63 @@ func (l *banList) list(now time.Time) []Ban {
 		return bytes.Compare(a.ID[:], b.ID[:]) < 0
 	})
 	return out
+}
+
+// nodeBans is the node's ban list, shared by the peer manager and the goroutines of Ban, Send, Request, Ping and
+// Connect: a ban is in force, for all of them, once Ban returns. Safe for concurrent use.
+type nodeBans struct {
+	mu sync.Mutex
+	l  *banList
+	// size is the list's length, expired bans included until pruned: at 0, a Send checks nothing and takes no lock.
+	size atomic.Int64
+}
+
+func newNodeBans(max int) *nodeBans { return &nodeBans{l: newBanList(max)} }
+
+// empty tells whether the list holds no ban.
+func (b *nodeBans) empty() bool { return b.size.Load() == 0 }
+
+// add is banList.add.
+func (b *nodeBans) add(k banKey, until time.Time, reason string, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.l.add(k, until, reason, now)
+	b.size.Store(int64(len(b.l.m)))
+}
+
+// remove is banList.remove.
+func (b *nodeBans) remove(k banKey) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	defer func() { b.size.Store(int64(len(b.l.m))) }()
+	return b.l.remove(k)
+}
+
+// banned tells whether peer (unless zero), or the IP ip (when valid), is banned at now, and why.
+func (b *nodeBans) banned(peer session.NodeID, ip netip.Addr, now time.Time) (string, bool) {
+	if b.empty() {
+		return "", false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	defer func() { b.size.Store(int64(len(b.l.m))) }() // lookups prune what expired
+	if !peer.IsZero() {
+		if reason, ok := b.l.bannedID(peer, now); ok {
+			return reason, true
+		}
+	}
+	if ip.IsValid() {
+		return b.l.bannedIP(ip, now)
+	}
+	return "", false
+}
+
+// list is banList.list.
+func (b *nodeBans) list(now time.Time) []Ban {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	defer func() { b.size.Store(int64(len(b.l.m))) }()
+	return b.l.list(now)
 }
 
 // normalizeIP maps an IPv4-mapped IPv6 address to IPv4 and drops any zone, so one host has one key.

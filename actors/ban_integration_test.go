@@ -271,3 +271,47 @@ func TestBannedPeersMessagesAfterTheGoodbyeAreDropped(t *testing.T) {
 		t.Fatalf("%d messages the banned peer sent after reading its BANNED goodbye reached the protocol actor", n)
 	}
 }
+
+// A Send, Request or Ping right after Ban or BanIP fails with ErrBanned, nothing sent: the ban is in force once Ban
+// returns. The peer manager applied bans in turn, and a Send right after a Ban went out over the connection the
+// ban was about to close, and its message was dropped with it (QueueDropped), or reached the banned peer.
+func TestSendsRightAfterABanFailWithErrBanned(t *testing.T) {
+	for _, byIP := range []bool{false, true} {
+		nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+		a, b := nw.Nodes[0], nw.Nodes[1]
+		got := make(chan *actors.Inbound, 16)
+		register(t, b, "inbox/1", collector(got))
+		register(t, b, "echo/1", echo())
+		nw.Connect(0, 1)
+		ctx := ctxTimeout(t, 10*time.Second)
+		if _, err := a.Request(ctx, b.ID(), "echo/1", wrapperspb.String("warm")); err != nil { // the connection is up
+			t.Fatal(err)
+		}
+		ban := func() error { return a.Ban(b.ID(), time.Minute, "test") }
+		if byIP {
+			ban = func() error { return a.BanIP(loopback, time.Minute, "test") }
+		}
+		if err := ban(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Send(ctx, b.ID(), "inbox/1", wrapperspb.String("after the ban")); !errors.Is(err, actors.ErrBanned) {
+			t.Errorf("by IP %v: a Send right after the ban: %v, want ErrBanned", byIP, err)
+		}
+		if _, err := a.Request(ctx, b.ID(), "echo/1", wrapperspb.String("after the ban")); !errors.Is(err, actors.ErrBanned) {
+			t.Errorf("by IP %v: a Request right after the ban: %v, want ErrBanned", byIP, err)
+		}
+		if _, err := a.Ping(ctx, b.ID()); !errors.Is(err, actors.ErrBanned) {
+			t.Errorf("by IP %v: a Ping right after the ban: %v, want ErrBanned", byIP, err)
+		}
+		if err := a.Connect(ctx, b.Addr(), false); !errors.Is(err, actors.ErrBanned) {
+			t.Errorf("by IP %v: a Connect right after the ban: %v, want ErrBanned", byIP, err)
+		}
+		testkit.WaitFor(t, 5*time.Second, func() bool { return !a.Connected(b.ID()) }, "the banned peer's connection closed")
+		if n := a.Stats().QueueDropped; n != 0 {
+			t.Errorf("by IP %v: %d queued messages dropped with the banned connection", byIP, n)
+		}
+		if len(got) != 0 {
+			t.Errorf("by IP %v: the message sent after the ban reached the banned peer", byIP)
+		}
+	}
+}

@@ -46,6 +46,8 @@ type Node struct {
 
 	stats *nodeStats
 	peers *peerSet
+	// bans is the ban list (Ban, BanIP), read by the peer manager and by the callers of Send, Request and Ping.
+	bans  *nodeBans
 	addrs *addressBook
 	// relooked remembers the peers the application's dials looked up again lately (dialFor).
 	relooked *relookups
@@ -112,6 +114,7 @@ func NewNode(cfg Config) (*Node, error) {
 		identity:  cfg.Identity,
 		stats:     stats,
 		peers:     &peerSet{m: make(map[session.NodeID]*peerConn), stats: stats},
+		bans:      newNodeBans(maxBans),
 		addrs:     newAddressBook(addressBookSize),
 		relooked:  &relookups{at: make(map[session.NodeID]relookup)},
 		given:     &givenAddrs{m: make(map[string]struct{})},
@@ -441,7 +444,11 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID, relookup bool) 
 	if err := ctx.Err(); err != nil { // nothing is sent under a context that ended already
 		return nil, err
 	}
-	if pc := n.peers.get(peer); pc != nil && !pc.isClosing() {
+	pc := n.peers.get(peer)
+	if err := n.bannedConn(peer, pc); err != nil { // the ban's close of pc may not have begun yet
+		return nil, err
+	}
+	if pc != nil && !pc.isClosing() {
 		return pc, nil
 	}
 	if _, err := n.peerManager(); err != nil { // ErrNotStarted or ErrClosed, before any lookup
@@ -475,7 +482,7 @@ func (n *Node) dialFor(ctx context.Context, peer session.NodeID, relookup bool) 
 		}
 		addr = found.Addr
 	}
-	pc := n.peers.get(peer)
+	pc = n.peers.get(peer)
 	if pc == nil {
 		// The connection the dial was answered with left the peer set before this caller took it: a simultaneous
 		// dial's loser, registered here and closed by the peer as a duplicate, its winner still in its handshake

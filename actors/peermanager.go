@@ -111,7 +111,7 @@ type peerManager struct {
 	byActor map[string]*connEntry
 	wanted  map[session.NodeID]*wantedPeer
 	// held maps the peers the application disconnected to the end of their hold (disconnectHold; its Props own it,
-	// like bans: a restart keeps the holds); undial holds those it disconnected while a dial to them was in
+	// like the bufs: a restart keeps the holds); undial holds those it disconnected while a dial to them was in
 	// progress, whose connection is then closed at once.
 	held    map[session.NodeID]time.Time
 	undial  map[session.NodeID]struct{}
@@ -141,8 +141,7 @@ type peerManager struct {
 	afterClose  map[session.NodeID][]*dialRequest
 	afterCloseN int
 	slotTimer   *time.Timer
-	// bans outlives restarts of the peer manager (its Props own it); inbound throttles inbound connections per IP.
-	bans    *banList
+	// inbound throttles inbound connections per IP (the ban list is the node's: Node.bans).
 	inbound *routing.RateLimiter[netip.Addr]
 	// pendingIn counts the inbound handshakes in progress by remote host (hostKey; MaxInboundPerIP).
 	pendingIn map[netip.Addr]int
@@ -152,7 +151,7 @@ type peerManager struct {
 	evicting     int
 	// evictSeed keys the hash that picks the network groups inbound eviction protects (chooseEviction).
 	evictSeed maphash.Seed
-	// bufs lends the node's connections their large read and write buffers; like bans, its Props own it.
+	// bufs lends the node's connections their large read and write buffers; its Props own it (it outlives restarts).
 	bufs *session.BufferPool
 	// rewant carries the wanted peers from an instance that restarts to the next (its Props own it, and held).
 	rewant *[]rewanted
@@ -170,7 +169,6 @@ type peerManager struct {
 func (n *Node) peerManagerProps() *actor.Props {
 	// A connection actor that panics is stopped, never restarted: its socket is gone. The peer manager redials.
 	stopChildren := actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective })
-	bans := newBanList(maxBans)
 	bufs := n.cfg.Buffers
 	if bufs == nil {
 		bufs = session.NewBufferPool()
@@ -185,7 +183,6 @@ func (n *Node) peerManagerProps() *actor.Props {
 			inHandshakes: make(map[net.Conn]*inHandshake),
 			held:         held, undial: make(map[session.NodeID]struct{}),
 			evictSeed: maphash.MakeSeed(),
-			bans:      bans,
 			bufs:      bufs,
 			rewant:    rewant,
 			inbound:   routing.NewRateLimiter[netip.Addr](n.cfg.InboundPerIPRate, n.cfg.InboundPerIPBurst, inboundThrottleIPs),
@@ -270,10 +267,6 @@ func (m *peerManager) receive(ctx actor.Context, failed any) {
 		}
 	case *banRequest:
 		m.ban(msg)
-	case *unbanRequest:
-		m.unban(msg)
-	case *listBansRequest:
-		msg.reply <- m.bans.list(time.Now())
 	case *disconnectRequest:
 		m.disconnect(msg.id)
 	case *messages.ConnClosed:

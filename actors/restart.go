@@ -12,8 +12,8 @@ import (
 )
 
 // settleFailed answers or applies the request this instance panicked on, which was lost with it: a Connect or a
-// Send's dial waited for its context (for good under context.Background), a Ban, Unban or Disconnect that returned
-// nil was undone by the restart (a chaos audit's findings). It does only what cannot block: a reply is sent only if
+// Send's dial waited for its context (for good under context.Background), a Ban or Disconnect that returned nil was
+// undone by the restart (a chaos audit's findings). It does only what cannot block: a reply is sent only if
 // there is room for it, and a dial already among the waiters is left to stop, which answers those. A panic in it
 // is logged: protoactor's Restarting must end.
 func (m *peerManager) settleFailed(failed any) {
@@ -33,13 +33,7 @@ func (m *peerManager) settleFailed(failed any) {
 			default: // answered before the panic
 			}
 		}
-	case *listBansRequest:
-		select {
-		case req.reply <- m.bans.list(now):
-		default:
-		}
-	case *banRequest:
-		m.bans.add(req.key, req.until, req.reason, now)
+	case *banRequest: // in the ban list already (Node.banNow): its peers are redialed no more
 		maps.DeleteFunc(m.wanted, func(id session.NodeID, w *wantedPeer) bool {
 			if !req.key.covers(id, hostIP(w.addr.Addr)) {
 				return false
@@ -47,8 +41,6 @@ func (m *peerManager) settleFailed(failed any) {
 			w.stopTimer()
 			return true
 		})
-	case *unbanRequest:
-		m.bans.remove(req.key)
 	case *disconnectRequest:
 		m.hold(req.id, now)
 		if w, ok := m.wanted[req.id]; ok {

@@ -20,9 +20,9 @@ func (restartingCtx) Message() any { return &actor.Restarting{} }
 // newBarePeerManager returns a peer manager with no node behind it, for the restart's bookkeeping alone.
 func newBarePeerManager() *peerManager {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &peerManager{n: &Node{stats: newNodeStats()}, ctx: ctx, cancel: cancel, wanted: make(map[session.NodeID]*wantedPeer),
-		dialing: make(map[session.NodeID][]chan<- error), held: make(map[session.NodeID]time.Time),
-		bans: newBanList(16), rewant: new([]rewanted), parked: make(map[*session.Conn]struct{})}
+	return &peerManager{n: &Node{stats: newNodeStats(), bans: newNodeBans(16)}, ctx: ctx, cancel: cancel,
+		wanted: make(map[session.NodeID]*wantedPeer), dialing: make(map[session.NodeID][]chan<- error),
+		held: make(map[session.NodeID]time.Time), rewant: new([]rewanted), parked: make(map[*session.Conn]struct{})}
 }
 
 // TestTheRequestThePeerManagerFailedOnIsSettled: the request a peer manager panics on is answered or applied by the
@@ -53,6 +53,9 @@ func TestTheRequestThePeerManagerFailedOnIsSettled(t *testing.T) {
 	} {
 		m := newBarePeerManager()
 		m.wanted[peer] = &wantedPeer{addr: addr}
+		if req, ok := failed.(*banRequest); ok { // Node.banNow puts it in the list before the peer manager has it
+			m.n.bans.add(req.key, req.until, req.reason, time.Now())
+		}
 		m.handling = failed
 		m.Receive(restartingCtx{})
 		if len(*m.rewant) != 0 {
@@ -65,23 +68,6 @@ func TestTheRequestThePeerManagerFailedOnIsSettled(t *testing.T) {
 		} else if !m.isHeld(peer, time.Now()) {
 			t.Error("disconnect: the peer is not held after the restart")
 		}
-	}
-
-	m = newBarePeerManager()
-	bans := make(chan []Ban, 1)
-	m.handling = &listBansRequest{reply: bans}
-	m.Receive(restartingCtx{})
-	if len(bans) != 1 {
-		t.Fatal("the ban listing the peer manager failed on was not answered")
-	}
-
-	m = newBarePeerManager()
-	key := banKey{id: peer}
-	m.bans.add(key, time.Now().Add(time.Hour), "test", time.Now())
-	m.handling = &unbanRequest{key: key}
-	m.Receive(restartingCtx{})
-	if _, banned := m.banned(peer, netip.Addr{}, time.Now()); banned {
-		t.Error("the unban the peer manager failed on was undone")
 	}
 
 	// A dial the panic struck after it joined the waiters is answered once, by stop: answering it twice blocked

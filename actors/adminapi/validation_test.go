@@ -204,8 +204,8 @@ func TestOversizedPayloadsSelfSendsAndBannedPeers(t *testing.T) {
 	if err := a.Ban(b.ID(), time.Minute, "test"); err != nil {
 		t.Fatal(err)
 	}
-	// The ban closes the connection: a send meanwhile may meet it closing (502, the peer went away).
-	testkit.WaitFor(t, 10*time.Second, func() bool { return len(a.Peers()) == 0 }, "the banned peer's connection to close")
+	// Right after the ban, its connection maybe not yet closing: the ban is in force once Ban returns (a send
+	// went out over the connection and was answered 202, or met it closing and was answered 502).
 	if status, body := call(t, "POST", peer(b.ID()), "application/json", `{"protocol": "echo/1", "data": "x"}`); status != http.StatusForbidden {
 		t.Errorf("a send to a banned peer: %d %s, want 403", status, body)
 	}
