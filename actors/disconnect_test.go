@@ -186,3 +186,37 @@ func TestSendWhileTheConnectionClosesDialsAgain(t *testing.T) {
 		}
 	}
 }
+
+// A Send or Request whose context ends while it waits for the peer's closing connection to end dials nothing once
+// the connection has closed: its caller has gone (with its context's error). Such dials waited among the peer
+// manager's afterClose dials and were made all the same, a connection for no one. The scripted peer never closes
+// its side, so the node's connection closes only after its linger (closeFlushTimeout, 1 s).
+func TestASendWhoseCallerGaveUpWaitingForAClosingConnectionDialsNothing(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, q := nw.Nodes[0], nw.Nodes[1]
+	peer, taken := scriptedPeer(t, newIdentity(t), func(_ int32, sc *session.Conn) { hold(sc) })
+	ev := watchEvents(t, a)
+	if err := a.Connect(ctxTimeout(t, 5*time.Second), peer, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Disconnect(peer.ID); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return a.ConnClosing(peer.ID) }, "the connection to start closing")
+	if err := a.Send(ctxTimeout(t, 200*time.Millisecond), peer.ID, "inbox/1", wrapperspb.String("m")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a Send whose context ended while the connection closed: %v, want its context's error", err)
+	}
+	if _, err := a.Request(ctxTimeout(t, 200*time.Millisecond), peer.ID, "echo/1", wrapperspb.String("m")); !errors.Is(err, actors.ErrRequestTimeout) {
+		t.Fatalf("a Request whose context ended while the connection closed: %v, want ErrRequestTimeout", err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return ev.disconnects(peer.ID) == 1 }, "the connection closed")
+	// The peer manager dialed for the requests that waited as the connection closed (afterClose) before it took
+	// this dial: once it is answered, any dial of theirs is in progress or done.
+	if err := a.Connect(ctxTimeout(t, 5*time.Second), q.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	if pending, connected := a.Stats().PendingHandshakes, a.Connected(peer.ID); pending != 0 || connected || taken.Load() != 1 {
+		t.Fatalf("after the connection closed: %d handshakes in progress, connected %v, the peer took %d connections; "+
+			"want none dialed for callers that gave up", pending, connected, taken.Load())
+	}
+}

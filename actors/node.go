@@ -374,9 +374,12 @@ func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep, auto bo
 	n.addrs.put(addr.ID, addr.Addr)
 	reply := make(chan error, 1)
 	deadline, _ := ctx.Deadline()
-	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, auto: auto, reply: reply, deadline: deadline})
+	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, auto: auto, reply: reply, deadline: deadline, gaveUp: ctx.Done()})
 	select {
 	case err := <-reply:
+		if errors.Is(err, errCallerGaveUp) { // ctx ended as the answer came
+			return fmt.Errorf("connect %s: %w", addr.ID.Short(), ctx.Err())
+		}
 		if errors.Is(err, session.ErrWrongPeer) {
 			// Another node answers there: the address the node knew before (the peer's own, from its handshake or
 			// record) is put back, or every later Send dialed the wrong node.

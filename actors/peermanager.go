@@ -3,6 +3,7 @@ package actors
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"net"
@@ -31,7 +32,30 @@ type dialRequest struct {
 	// fails with ErrTooManyPeers before it, so that the caller learns why (a liveness check that could not be sent
 	// proves nothing against the peer, a timeout would count against it).
 	deadline time.Time
+	// gaveUp is the caller's context's Done channel (nil: none): a dial not kept whose caller gave up is not made
+	// (see dial).
+	gaveUp <-chan struct{}
 }
+
+// callerGaveUp tells whether the caller of a dial not kept no longer waits for it: its context ended. Such a dial
+// is not made: one that waited for a closing connection to end (afterClose) dialed once the connection had closed,
+// for a Send or Request that had failed with its context's error already. A kept dial is made: its context bounds
+// the wait, not the wish (Connect).
+func (req *dialRequest) callerGaveUp() bool {
+	if req.keep || req.gaveUp == nil {
+		return false
+	}
+	select {
+	case <-req.gaveUp:
+		return true
+	default:
+		return false
+	}
+}
+
+// errCallerGaveUp answers a dial whose caller's context ended before it was made (dialRequest.callerGaveUp); the
+// caller has returned with its context's error.
+var errCallerGaveUp = errors.New("the caller gave up before the dial")
 
 // slotAnswerMargin is how long before its caller's deadline a dial waiting for a slot gives up.
 const slotAnswerMargin = 50 * time.Millisecond
@@ -352,6 +376,10 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 	if m.ctx.Err() != nil {
 		// Stopping: protoactor still delivers queued messages after the stop began.
 		reply(req.reply, ErrClosed)
+		return
+	}
+	if req.callerGaveUp() {
+		reply(req.reply, fmt.Errorf("connect %s: %w", req.addr.ID.Short(), errCallerGaveUp))
 		return
 	}
 	id := req.addr.ID
