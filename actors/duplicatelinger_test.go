@@ -160,6 +160,11 @@ func TestAPeerStalledPastTheCloseFlushHasItsMessagesOnTheLosingConnectionDeliver
 				t.Fatalf("%d of the %d messages sent on the losing connection delivered; InboundDropped %v",
 					recv.Load(), sends, n.Stats().InboundDropped)
 			}
+			duplicate := messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION.String()
+			testkit.WaitFor(t, 5*time.Second, func() bool { return n.Stats().Disconnects[duplicate] == 1 }, "the duplicate closed")
+			if got := n.Stats().DuplicatesCutShort; got != 0 {
+				t.Fatalf("Stats.DuplicatesCutShort = %d, want 0: the peer finished with the connection", got)
+			}
 		})
 	}
 }
@@ -179,7 +184,8 @@ func TestClosingTheNodeCutsADuplicatesWaitForThePeerShort(t *testing.T) {
 }
 
 // A peer that never answers the goodbye on the losing connection of a simultaneous dial does not hold it open
-// for good: it closes after IdleTimeout, and the node warns that what the peer still sent on it is lost.
+// for good: it closes after IdleTimeout, and the node warns that what the peer still sent on it is lost, and counts
+// it in Stats.DuplicatesCutShort (it was only logged).
 func TestADuplicateWhosePeerNeverAnswersClosesAfterIdleTimeoutWithAWarning(t *testing.T) {
 	const idle = 3 * time.Second
 	var recv atomic.Int64
@@ -195,6 +201,9 @@ func TestADuplicateWhosePeerNeverAnswersClosesAfterIdleTimeoutWithAWarning(t *te
 	}
 	duplicate := messages.DisconnectReason_DISCONNECT_REASON_DUPLICATE_CONNECTION.String()
 	testkit.WaitFor(t, 5*time.Second, func() bool { return n.Stats().Disconnects[duplicate] == 1 }, "the duplicate closed")
+	if got := n.Stats().DuplicatesCutShort; got != 1 {
+		t.Fatalf("Stats.DuplicatesCutShort = %d, want the one connection cut short", got)
+	}
 }
 
 // A peer that dials in again and again while the node's own connection to it wins the tie-break, and never

@@ -204,8 +204,10 @@ func (pc *peerConn) linger() {
 }
 
 // warnCutShort reports that the losing connection of a simultaneous dial closed before the peer said goodbye or
-// half-closed it: what the peer sent on it afterwards, its Sends having returned nil, is lost.
+// half-closed it: what the peer sent on it afterwards, its Sends having returned nil, is lost. It is counted
+// (Stats.DuplicatesCutShort) once the connection is done: it was only logged. Writer only.
 func (pc *peerConn) warnCutShort(waited time.Duration) {
+	pc.cutShort = true
 	pc.log.Warn().Str("peer", pc.id.Short()).Dur("waited", waited).
 		Msg("connection closed as a duplicate before the peer finished with it: what the peer still sent on it is lost")
 }

@@ -147,6 +147,9 @@ type peerConn struct {
 	// drained is how many messages the reader read and dropped on the closing connection (drain; reader only,
 	// read once done is closed).
 	drained int
+	// cutShort is set when the connection, the losing one of a simultaneous dial, closed before the peer finished
+	// with it (warnCutShort; the writer's, read once done is closed).
+	cutShort bool
 	// countedIn and countedOut are the byte counts added to the node's totals when the connection left the peer
 	// set (guarded by the peer set's lock); the rest is added once it is done.
 	countedIn, countedOut uint64

@@ -74,6 +74,12 @@ type Stats struct {
 	// connection; a one-way message's sender learned nothing, so this is where its loss shows. Every reason is
 	// listed.
 	InboundDropped map[string]uint64
+	// DuplicatesCutShort counts the losing connections of simultaneous dials this node closed before the peer
+	// said goodbye or half-closed them: it waited IdleTimeout for that (or the connection failed first). What the
+	// peer still sent on such a connection, its Sends having returned nil, is lost, and neither side counts those
+	// messages (this node never read them); each is logged at warn too. ~0 between honest peers: a steady rate
+	// means peers stalled past IdleTimeout, or that never answer a goodbye.
+	DuplicatesCutShort uint64
 }
 
 // inboundDrop is a reason of Stats.InboundDropped.
@@ -134,6 +140,7 @@ type nodeStats struct {
 	inboundEvicted                 atomic.Uint64
 	pendingHandshakes              atomic.Int64
 	sendsHeldBack, sendsOverloaded atomic.Uint64
+	duplicatesCutShort             atomic.Uint64
 	inboundDropped                 [numInboundDrops]atomic.Uint64
 	messagesIn                     labelCounters
 	messagesOut                    labelCounters
@@ -151,12 +158,16 @@ func newNodeStats() *nodeStats {
 }
 
 // connDone adds what a finished connection did after it left the peer set: its last bytes, the messages it never
-// wrote and its disconnect reason. pc.done must be closed.
+// wrote, those it read and dropped, whether it was cut short as a duplicate and its disconnect reason. pc.done must
+// be closed.
 func (s *nodeStats) connDone(pc *peerConn) {
 	s.closedBytesIn.Add(pc.sc.BytesRead() - pc.countedIn)
 	s.closedBytesOut.Add(pc.sc.BytesWritten() - pc.countedOut)
 	s.queueDropped.Add(uint64(pc.dropped))
 	s.inboundDropped[dropClosing].Add(uint64(pc.drained))
+	if pc.cutShort {
+		s.duplicatesCutShort.Add(1)
+	}
 	s.disconnects.inc(pc.reason.String())
 }
 
@@ -220,17 +231,18 @@ func (c *labelCounters) snapshot() map[string]uint64 {
 // Stats returns the node's counters (see Stats). It is cheap enough to call on every metrics scrape.
 func (n *Node) Stats() Stats {
 	s := Stats{
-		MessagesIn:        n.stats.messagesIn.snapshot(),
-		MessagesOut:       n.stats.messagesOut.snapshot(),
-		HandshakeFailures: n.stats.handshakeFailures.snapshot(),
-		Disconnects:       n.stats.disconnects.snapshot(),
-		QueueDropped:      n.stats.queueDropped.Load(),
-		ActorRestarts:     n.stats.restarts.Load(),
-		InboundEvicted:    n.stats.inboundEvicted.Load(),
-		PendingHandshakes: int(n.stats.pendingHandshakes.Load()),
-		SendsHeldBack:     n.stats.sendsHeldBack.Load(),
-		SendsOverloaded:   n.stats.sendsOverloaded.Load(),
-		InboundDropped:    make(map[string]uint64, numInboundDrops),
+		MessagesIn:         n.stats.messagesIn.snapshot(),
+		MessagesOut:        n.stats.messagesOut.snapshot(),
+		HandshakeFailures:  n.stats.handshakeFailures.snapshot(),
+		Disconnects:        n.stats.disconnects.snapshot(),
+		QueueDropped:       n.stats.queueDropped.Load(),
+		ActorRestarts:      n.stats.restarts.Load(),
+		InboundEvicted:     n.stats.inboundEvicted.Load(),
+		PendingHandshakes:  int(n.stats.pendingHandshakes.Load()),
+		SendsHeldBack:      n.stats.sendsHeldBack.Load(),
+		SendsOverloaded:    n.stats.sendsOverloaded.Load(),
+		DuplicatesCutShort: n.stats.duplicatesCutShort.Load(),
+		InboundDropped:     make(map[string]uint64, numInboundDrops),
 	}
 	for i, label := range inboundDropLabels {
 		s.InboundDropped[label] = n.stats.inboundDropped[i].Load()

@@ -29,7 +29,7 @@ type Collector struct {
 	peers, bytes, messages, handshakeFailures, disconnects     *prometheus.Desc
 	queuedBytes, queueDropped, restarts, inboundEvicted        *prometheus.Desc
 	sendsHeldBack, sendsOverloaded, pendingHandshakes          *prometheus.Desc
-	inboundDropped                                             *prometheus.Desc
+	inboundDropped, duplicatesCutShort                         *prometheus.Desc
 	routingEntries, lookups, lookupFailures, routingThrottled  *prometheus.Desc
 	topicQueries, topicRegistrations, exchangesDropped         *prometheus.Desc
 	rejectedIP, topicRegistrationsRefused                      *prometheus.Desc
@@ -43,27 +43,28 @@ func NewCollector(node *actors.Node) *Collector {
 		return prometheus.NewDesc(Namespace+"_"+name, help, labels, nil)
 	}
 	return &Collector{
-		node:              node,
-		peers:             d("peers", "Live connections by direction (inbound, outbound).", "direction"),
-		bytes:             d("transport_bytes_total", "Transport bytes (encrypted frames) read (in) and written (out), handshakes excluded.", "direction"),
-		messages:          d("messages_total", "Direct messages received (in) and sent (out) per protocol (gossip and routing included).", "direction", "protocol"),
-		handshakeFailures: d("handshake_failures_total", "Failed dials and handshakes by reason.", "reason"),
-		disconnects:       d("disconnects_total", "Closed connections by disconnect reason.", "reason"),
-		queuedBytes:       d("send_queue_bytes", "Bytes waiting in the outbound queues of all connections."),
-		queueDropped:      d("send_queue_dropped_total", "Queued outbound messages never written: left in the queue of a connection that closed, in a write that failed, or over the maximum message size."),
-		inboundDropped:    d("inbound_dropped_total", "Messages peers sent that were read and handed to no protocol actor, by reason: closing, protocol_stopped, unknown_protocol, type_refused, bad_payload.", "reason"),
-		restarts:          d("actor_restarts_total", "Failures of supervised actors (protocol actors, routing, gossip relay), each followed by a restart."),
-		inboundEvicted:    d("inbound_evicted_total", "Inbound connections closed to make room for a newcomer when every inbound slot was taken."),
-		pendingHandshakes: d("pending_handshakes", "Handshakes in progress, dialed and accepted."),
-		sendsHeldBack:     d("sends_held_back_total", "Sends and requests that waited for room in their peer's flow-control window for the protocol (the peer's protocol actor was behind)."),
-		sendsOverloaded:   d("sends_overloaded_total", "Sends and requests that failed with ErrOverloaded (the peer's flow-control window for the protocol, or the send queue to the peer, stayed full until their context ended), and replies that did not fit the send queue."),
-		routingEntries:    d("routing_table_entries", "Entries of the Kademlia routing table."),
-		lookups:           d("routing_lookups_total", "Lookups asked of the routing actor: those run, and those refused before any request (no peer to start from, too many in progress, the actor stopping)."),
-		lookupFailures:    d("routing_lookup_failures_total", "Lookups answered with an error or with no node found: refused, no node answered, or ended by the routing actor's failure or stop."),
-		routingThrottled:  d("routing_throttled_total", "Discovery requests refused by the per-peer rate limit."),
-		rejectedIP:        d("routing_rejected_ip_total", "Valid node records the routing table refused for its IP diversity limits (too many entries of one /24 or /64 in a bucket or in the table)."),
-		exchangesDropped:  d("routing_exchanges_dropped_total", "Discovery exchanges outside lookups (with a new outbound peer, liveness checks) not started because the most allowed were in progress."),
-		topicQueries:      d("routing_topic_queries_total", "Discovery requests served for a topic's registered nodes (topic discovery)."),
+		node:               node,
+		peers:              d("peers", "Live connections by direction (inbound, outbound).", "direction"),
+		bytes:              d("transport_bytes_total", "Transport bytes (encrypted frames) read (in) and written (out), handshakes excluded.", "direction"),
+		messages:           d("messages_total", "Direct messages received (in) and sent (out) per protocol (gossip and routing included).", "direction", "protocol"),
+		handshakeFailures:  d("handshake_failures_total", "Failed dials and handshakes by reason.", "reason"),
+		disconnects:        d("disconnects_total", "Closed connections by disconnect reason.", "reason"),
+		queuedBytes:        d("send_queue_bytes", "Bytes waiting in the outbound queues of all connections."),
+		queueDropped:       d("send_queue_dropped_total", "Queued outbound messages never written: left in the queue of a connection that closed, in a write that failed, or over the maximum message size."),
+		inboundDropped:     d("inbound_dropped_total", "Messages peers sent that were read and handed to no protocol actor, by reason: closing, protocol_stopped, unknown_protocol, type_refused, bad_payload.", "reason"),
+		duplicatesCutShort: d("duplicates_cut_short_total", "Losing connections of simultaneous dials closed before the peer said goodbye or half-closed them (within the idle timeout): what the peer still sent on them is lost, uncounted."),
+		restarts:           d("actor_restarts_total", "Failures of supervised actors (protocol actors, routing, gossip relay), each followed by a restart."),
+		inboundEvicted:     d("inbound_evicted_total", "Inbound connections closed to make room for a newcomer when every inbound slot was taken."),
+		pendingHandshakes:  d("pending_handshakes", "Handshakes in progress, dialed and accepted."),
+		sendsHeldBack:      d("sends_held_back_total", "Sends and requests that waited for room in their peer's flow-control window for the protocol (the peer's protocol actor was behind)."),
+		sendsOverloaded:    d("sends_overloaded_total", "Sends and requests that failed with ErrOverloaded (the peer's flow-control window for the protocol, or the send queue to the peer, stayed full until their context ended), and replies that did not fit the send queue."),
+		routingEntries:     d("routing_table_entries", "Entries of the Kademlia routing table."),
+		lookups:            d("routing_lookups_total", "Lookups asked of the routing actor: those run, and those refused before any request (no peer to start from, too many in progress, the actor stopping)."),
+		lookupFailures:     d("routing_lookup_failures_total", "Lookups answered with an error or with no node found: refused, no node answered, or ended by the routing actor's failure or stop."),
+		routingThrottled:   d("routing_throttled_total", "Discovery requests refused by the per-peer rate limit."),
+		rejectedIP:         d("routing_rejected_ip_total", "Valid node records the routing table refused for its IP diversity limits (too many entries of one /24 or /64 in a bucket or in the table)."),
+		exchangesDropped:   d("routing_exchanges_dropped_total", "Discovery exchanges outside lookups (with a new outbound peer, liveness checks) not started because the most allowed were in progress."),
+		topicQueries:       d("routing_topic_queries_total", "Discovery requests served for a topic's registered nodes (topic discovery)."),
 		topicRegistrations: d("routing_topic_registrations_total",
 			"Registrations of peers on a topic this node accepted (renewals included)."),
 		topicRegistrationsRefused: d("routing_topic_registrations_refused_total",
@@ -83,7 +84,7 @@ func NewCollector(node *actors.Node) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted, c.sendsHeldBack, c.sendsOverloaded, c.pendingHandshakes, c.inboundDropped,
+		c.peers, c.bytes, c.messages, c.handshakeFailures, c.disconnects, c.queuedBytes, c.queueDropped, c.restarts, c.inboundEvicted, c.sendsHeldBack, c.sendsOverloaded, c.pendingHandshakes, c.inboundDropped, c.duplicatesCutShort,
 		c.routingEntries, c.lookups, c.lookupFailures, c.routingThrottled, c.rejectedIP, c.exchangesDropped, c.topicQueries, c.topicRegistrations, c.topicRegistrationsRefused,
 		c.gossipPeers, c.gossipTopics,
 		c.gossipCounter, c.gossipDropped, c.gossipRejectedPeers, c.gossipErrors, c.gossipDelay, c.gossipHops,
@@ -128,6 +129,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for r, v := range s.InboundDropped {
 		counter(c.inboundDropped, v, r)
 	}
+	counter(c.duplicatesCutShort, s.DuplicatesCutShort)
 
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()

@@ -134,6 +134,7 @@ func TestHandlerExposesTrafficRoutingAndGossipFigures(t *testing.T) {
 		{"actormesh_inbound_evicted_total", nil, 0},
 		{"actormesh_sends_held_back_total", nil, 0},
 		{"actormesh_sends_overloaded_total", nil, 0},
+		{"actormesh_duplicates_cut_short_total", nil, 0},
 		{"actormesh_send_queue_bytes", nil, 0},
 		{"actormesh_pending_handshakes", nil, 0},
 		{"go_goroutines", nil, 1},
