@@ -34,6 +34,8 @@ type Inbound struct {
 	tracked   bool // registration.track counted it, before the hand-over to the actor
 	released  atomic.Bool
 	answered  atomic.Bool
+	// passedOn counts the protocol actors it was passed on to that have not taken it yet (registration.passIn).
+	passedOn atomic.Int32
 }
 
 // Sender returns the peer that sent the message (From).
@@ -136,12 +138,21 @@ func (m *Inbound) ReplyError(replyErr error) error {
 
 // failStopped answers a request its actor will never take (it stopped for good) as a request to a protocol the
 // node does not serve, the answer it would get from now on.
-func (m *Inbound) failStopped(protocol string) {
+func (m *Inbound) failStopped(protocol string) { m.failUnknown(stoppedText(protocol)) }
+
+// failUnknown answers a request no actor will take with UNKNOWN_PROTOCOL and text, unless it was answered.
+func (m *Inbound) failUnknown(text string) {
 	if !m.answer() {
 		return
 	}
 	m.pc.sendControl(&messages.Envelope{Body: &messages.Envelope_Direct{Direct: errorReply(m.Protocol, m.requestID,
-		messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, stoppedText(protocol))}})
+		messages.ErrorCode_ERROR_CODE_UNKNOWN_PROTOCOL, text)}})
+}
+
+// passedStoppedText is the text of the error reply to a request the actor of its protocol passed on to another
+// protocol actor that had stopped (passOn).
+func passedStoppedText(protocol string) string {
+	return fmt.Sprintf("protocol %q passed the request on to a protocol actor that stopped", clipText(protocol, maxErrorText))
 }
 
 // stoppedText is the text of the error reply to a request for a protocol whose actor stopped.

@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -168,6 +169,72 @@ func TestMessagesLostWithAStoppedProtocolActorAreCounted(t *testing.T) {
 	testkit.WaitFor(t, 5*time.Second, func() bool { return got.Load()+lost() == sends }, "every message processed or counted lost")
 	if lost() == 0 {
 		t.Fatalf("no message counted lost; the actor processed %d of %d", got.Load(), sends)
+	}
+}
+
+// An Inbound a protocol actor passes on to another protocol actor that stops before it takes it is counted lost,
+// as one its own actor never took: in InboundDropped["protocol_stopped"], a request answered with
+// ErrUnknownProtocol. protoactor drops the messages left in a stopped actor's mailbox and those sent to it
+// afterwards without a trace, and these were counted nowhere (front had processed them), a request's sender
+// waiting for its timeout.
+func TestInboundsPassedOnToAProtocolActorThatStopsAreCounted(t *testing.T) {
+	nw := testkit.NewNetwork(t, 2, testkit.WithConfig(func(_ int, cfg *actors.Config) { cfg.DisableDiscovery = true }))
+	a, b := nw.Nodes[0], nw.Nodes[1]
+	release := make(chan struct{})
+	var took, passed atomic.Int64
+	worker, err := b.Register("worker/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actors.Inbound); ok {
+			if took.Add(1) == 1 {
+				<-release // holds the rest in the mailbox
+			}
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Register("front/1", actor.PropsFromFunc(func(ctx actor.Context) {
+		if in, ok := ctx.Message().(*actors.Inbound); ok {
+			ctx.Send(worker, in)
+			passed.Add(1)
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	stops := protocolStops(t, b)
+	nw.Connect(0, 1)
+	const sends = 10
+	for range sends {
+		if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), "front/1", wrapperspb.String("m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return passed.Load() == sends && took.Load() == 1 },
+		"every message passed on to the worker")
+	b.ActorSystem().Root.Stop(worker) // a system message: the worker stops before it takes the rest
+	close(release)
+	lost := func() int64 { return int64(b.Stats().InboundDropped["protocol_stopped"]) }
+	if testkit.Poll(context.Background(), 5*time.Second, func() bool { return took.Load()+lost() == sends }) != nil {
+		t.Fatalf("of %d messages passed on, the worker took %d and %d were counted lost", sends, took.Load(), lost())
+	}
+	select {
+	case p := <-stops:
+		if p != "worker/1" {
+			t.Fatalf("protocol %q stopped, want worker/1", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the worker's protocol was not unregistered")
+	}
+	// Passed on to the worker gone: counted at once, and a request answered.
+	before := lost()
+	if err := a.Send(ctxTimeout(t, 5*time.Second), b.ID(), "front/1", wrapperspb.String("m")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return lost() == before+1 }, "the message passed on to the stopped worker counted lost")
+	if _, err := a.Request(ctxTimeout(t, 5*time.Second), b.ID(), "front/1", wrapperspb.String("r")); !errors.Is(err, actors.ErrUnknownProtocol) {
+		t.Fatalf("a request passed on to the stopped worker: %v, want ErrUnknownProtocol", err)
+	}
+	if got := lost(); got != before+2 {
+		t.Fatalf("InboundDropped[protocol_stopped] = %d, want %d", got, before+2)
 	}
 }
 

@@ -581,7 +581,8 @@ const MaxProtocolIDLength = 256
 // whose credits were never given back), and its panics are logged at error with their stack. A receiver middleware of props runs before
 // the node's own, which gives each *Inbound's flow-control credit back once the actor is done with it: it must pass
 // every *Inbound on, or the credits of those it drops are never given back and the peer's sends to the protocol
-// stop (ErrOverloaded). A request is answered with Inbound.Reply or ReplyError, not protoactor's ctx.Respond: an
+// stop (ErrOverloaded). An *Inbound the actor passes on to another protocol actor (Send, Request, Forward) that
+// stops before it takes it counts in Stats.InboundDropped, a request answered with UNKNOWN_PROTOCOL. A request is answered with Inbound.Reply or ReplyError, not protoactor's ctx.Respond: an
 // Inbound comes with no sender, so a Respond goes to the dead letters and the requester waits for its timeout.
 // Errors: ErrProtocolRegistered, ErrInvalidArgument, ErrClosed.
 func (n *Node) Register(protocol string, props *actor.Props, opts ...RegisterOption) (*actor.PID, error) {

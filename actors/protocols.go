@@ -20,6 +20,8 @@ import (
 type protocolRegistry struct {
 	mu sync.RWMutex
 	m  map[string]*registration
+	// byPID holds the same registrations by their actor's PID id (ofPID).
+	byPID map[string]*registration
 	// gen counts the changes of m: a reader's protocolRoute holds while it is unchanged.
 	gen atomic.Uint64
 	// dropped is closed, and replaced, each time a registration is dropped: it wakes the readers waiting for a
@@ -28,7 +30,7 @@ type protocolRegistry struct {
 }
 
 func newProtocolRegistry() *protocolRegistry {
-	return &protocolRegistry{m: make(map[string]*registration), dropped: make(chan struct{})}
+	return &protocolRegistry{m: make(map[string]*registration), byPID: make(map[string]*registration), dropped: make(chan struct{})}
 }
 
 // protocolRoute is one connection reader's last lookup in the registry: the next message is usually for the same
@@ -60,10 +62,13 @@ type registration struct {
 	// requests are the peers' requests handed to the actor and not answered yet: when the actor stops for good,
 	// those still in its mailbox are answered for it (drain). queued counts the peers' messages, requests and
 	// one-way ones, handed to the actor and not processed yet: when it stops for good, those are lost
-	// (Stats.InboundDropped). drained is set then; all guarded by reqMu.
+	// (Stats.InboundDropped). passed counts, by Inbound, those another protocol actor of the application passed
+	// on to this one (passOn) that it has not taken yet: lost likewise, and answered if requests. drained is set
+	// then; all guarded by reqMu.
 	reqMu    sync.Mutex
 	requests map[*Inbound]struct{}
 	queued   int
+	passed   map[*Inbound]int
 	drained  bool
 
 	// flows are the connections' credit holders of the actor's messages, whose flow-control windows it gives
@@ -102,6 +107,37 @@ func (reg *registration) settle() {
 	reg.reqMu.Unlock()
 }
 
+// passIn records an Inbound another protocol actor passes on to this one (passOn); false once the actor has
+// stopped (drained): the Inbound is lost.
+func (reg *registration) passIn(in *Inbound) bool {
+	reg.reqMu.Lock()
+	defer reg.reqMu.Unlock()
+	if reg.drained {
+		return false
+	}
+	if reg.passed == nil {
+		reg.passed = make(map[*Inbound]int)
+	}
+	reg.passed[in]++
+	in.passedOn.Add(1)
+	return true
+}
+
+// take records that the actor took an Inbound passIn recorded.
+func (reg *registration) take(in *Inbound) {
+	reg.reqMu.Lock()
+	defer reg.reqMu.Unlock()
+	switch k := reg.passed[in]; {
+	case k > 1:
+		reg.passed[in] = k - 1
+	case k == 1:
+		delete(reg.passed, in)
+	default:
+		return
+	}
+	in.passedOn.Add(-1)
+}
+
 // untrack forgets an answered request.
 func (reg *registration) untrack(in *Inbound) {
 	reg.reqMu.Lock()
@@ -111,15 +147,22 @@ func (reg *registration) untrack(in *Inbound) {
 
 // drain answers the requests the stopped actor never answered (those it had not taken from its mailbox, which are
 // lost with it): their senders would otherwise wait for their timeouts. It returns how many messages, requests
-// and one-way ones, the actor had not processed: lost with it.
+// and one-way ones, the actor had not processed: lost with it, those other protocol actors passed on to it
+// included.
 func (reg *registration) drain(protocol string) (lost int) {
 	reg.reqMu.Lock()
 	reg.drained = true
-	left, lost := reg.requests, reg.queued
-	reg.requests, reg.queued = nil, 0
+	left, passed, lost := reg.requests, reg.passed, reg.queued
+	reg.requests, reg.passed, reg.queued = nil, nil, 0
 	reg.reqMu.Unlock()
 	for in := range left {
 		in.failStopped(protocol)
+	}
+	for in, k := range passed {
+		lost += k
+		if in.IsRequest() {
+			in.failStopped(protocol)
+		}
 	}
 	return lost
 }
@@ -129,6 +172,16 @@ func (r *protocolRegistry) get(p string) *actor.PID {
 	defer r.mu.RUnlock()
 	if reg := r.m[p]; reg != nil {
 		return reg.pid
+	}
+	return nil
+}
+
+// ofPID returns the registration of the actor pid, or nil.
+func (r *protocolRegistry) ofPID(pid *actor.PID) *registration {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if reg := r.byPID[pid.GetId()]; reg != nil && reg.pid.Equal(pid) {
+		return reg
 	}
 	return nil
 }
@@ -158,7 +211,8 @@ func (r *protocolRegistry) claim(p string, pid *actor.PID, user bool, o register
 	if _, ok := r.m[p]; ok {
 		return false
 	}
-	r.m[p] = &registration{pid: pid, user: user, gone: make(chan struct{}), accepts: o.accepts, inboundOnly: o.inboundOnly}
+	reg := &registration{pid: pid, user: user, gone: make(chan struct{}), accepts: o.accepts, inboundOnly: o.inboundOnly}
+	r.m[p], r.byPID[pid.GetId()] = reg, reg
 	r.gen.Add(1)
 	return true
 }
@@ -213,6 +267,7 @@ func (r *protocolRegistry) drop(p string, pid *actor.PID) (lost int) {
 		return 0
 	}
 	delete(r.m, p)
+	delete(r.byPID, pid.GetId())
 	r.gen.Add(1)
 	close(reg.gone)
 	close(r.dropped)

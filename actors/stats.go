@@ -68,7 +68,8 @@ type Stats struct {
 	// reason: "closing" (read from a connection this node was closing, e.g. after Disconnect or Ban: the peer sent
 	// them before it read the goodbye; every kind of message counts; and the message that overran its flow-control
 	// window, over which the node closes the connection), "protocol_stopped" (their protocol actor had
-	// stopped for good, or stopped with them in its mailbox), "unknown_protocol", "type_refused" (a payload type
+	// stopped for good, or stopped with them in its mailbox; or so did the protocol actor another passed them on
+	// to), "unknown_protocol", "type_refused" (a payload type
 	// the protocol does not Accept) and "bad_payload" (undecodable). A request refused for its protocol or payload
 	// was answered with an error, and one dropped on a closing connection fails at the requester with the
 	// connection; a one-way message's sender learned nothing, so this is where its loss shows. Every reason is

@@ -265,6 +265,58 @@ func releaseCredits(next actor.ReceiverFunc) actor.ReceiverFunc {
 	}
 }
 
+// passOn is the sender middleware of the application's protocol actors: an *Inbound one passes on to another of
+// them (Send, Request, Forward) is recorded by that actor's registration until the actor takes it (takePassed), so
+// that it counts as lost (Stats.InboundDropped["protocol_stopped"]) if that actor stops first, a request answered
+// as one its own actor never took (failStopped); one passed on to an actor that has stopped is counted so at once,
+// and not sent. protoactor drops, without a trace, the messages of an actor that stops and those sent to it
+// afterwards (dead letters), and such Inbounds were lost uncounted, a request's sender waiting for its timeout.
+// Those passed on to another kind of actor (the application's own) are not followed.
+func (n *Node) passOn(next actor.SenderFunc) actor.SenderFunc {
+	return func(c actor.SenderContext, target *actor.PID, env *actor.MessageEnvelope) {
+		if in, ok := env.Message.(*Inbound); ok && !n.passIn(c, target, in) {
+			return
+		}
+		next(c, target, env)
+	}
+}
+
+// passIn records in, passed on to target, in target's registration (passOn). It reports false, counting in lost
+// and answering it if it is a request, when target is a protocol actor that has stopped, or an actor gone.
+func (n *Node) passIn(c actor.SenderContext, target *actor.PID, in *Inbound) bool {
+	reg := n.protocols.ofPID(target)
+	switch {
+	case reg != nil && reg.user:
+		if reg.passIn(in) {
+			return true
+		}
+	case reg != nil: // the node's own actors (routing, the relay) take no Inbound passed on
+		return true
+	default:
+		if _, alive := c.ActorSystem().ProcessRegistry.Get(target); alive {
+			return true
+		}
+	}
+	n.stats.inboundDropped[dropStopped].Add(1)
+	if in.IsRequest() {
+		in.failUnknown(passedStoppedText(in.Protocol))
+	}
+	return false
+}
+
+// takePassed is the receiver middleware of the application's protocol actors that records, for an *Inbound
+// another passed on to the actor, that the actor took it (passOn).
+func (n *Node) takePassed(next actor.ReceiverFunc) actor.ReceiverFunc {
+	return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+		if in, ok := env.Message.(*Inbound); ok && in.passedOn.Load() > 0 {
+			if reg := n.protocols.ofPID(c.Self()); reg != nil {
+				reg.take(in)
+			}
+		}
+		next(c, env)
+	}
+}
+
 // logPanics is the innermost receiver middleware of the protocol actor of protocol: a panic is logged at error with
 // its stack, then goes on to the supervisor. protoactor logged it at info without a stack, so a protocol's bug
 // showed in the node's logs only once the protocol was stopped for good (an audit's finding).
@@ -324,7 +376,8 @@ func (n *Node) protocolSupervisorProps() *actor.Props {
 		// bounded one blocked the connection's reader (the peer's pings, gossip and other protocols with it) while
 		// full, or dropped messages whose credits were then never given back (an audit's finding).
 		pid, err := spawnProtocol(ctx, props.Clone(actor.WithMailbox(actor.Unbounded()),
-			actor.WithReceiverMiddleware(releaseCredits, n.logPanics(protocol))))
+			actor.WithReceiverMiddleware(n.takePassed, releaseCredits, n.logPanics(protocol)),
+			actor.WithSenderMiddleware(n.passOn)))
 		if err != nil {
 			return nil, fmt.Errorf("register %s: %w", protocol, err)
 		}
