@@ -128,6 +128,11 @@ type Config struct {
 	// own K nearest, one per tick. A tick introduces the node to at most Table.K neighbours, nearest first; the
 	// next tick, IntroduceDelay later, to the others.
 	IntroduceDelay time.Duration
+	// MaxIntroductions bounds the introductions (each a liveness check, a dial and a handshake when not connected)
+	// in progress at once (default 4): a tick's others start as these end. A tick started its up to Table.K at
+	// once, so a burst of introductions (a join, a loaded host's ticks) made K dials together, each check with its
+	// 2 s to answer while the host was busiest.
+	MaxIntroductions int
 	// MaxInFlight bounds the discovery requests in progress outside lookups (default 64).
 	MaxInFlight int
 	// MaxLookups bounds the lookups in progress (default 32); one more fails with ErrTooManyLookups. Each has at
@@ -173,12 +178,12 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: the default table, alpha 3, beta 3, 2s requests, a liveness check every 30s on
-// average (of an entry that answered: every 90s), introductions 8s after a node learned second-hand, at most 64
-// requests outside lookups and 32 lookups at a time.
+// average (of an entry that answered: every 90s), introductions 8s after a node learned second-hand (4 at a time), at
+// most 64 requests outside lookups and 32 lookups at a time.
 func DefaultConfig() Config {
 	return Config{
 		Table: DefaultTableConfig(), Alpha: DefaultAlpha, Beta: DefaultBeta, RequestTimeout: 2 * time.Second,
-		RevalidateInterval: 30 * time.Second, RevalidateAnsweredInterval: 90 * time.Second, IntroduceDelay: 8 * time.Second, MaxInFlight: 64, MaxLookups: 32, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
+		RevalidateInterval: 30 * time.Second, RevalidateAnsweredInterval: 90 * time.Second, IntroduceDelay: 8 * time.Second, MaxIntroductions: 4, MaxInFlight: 64, MaxLookups: 32, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
 		MisbehaviourBan: 10 * time.Minute, CheckAge: 30 * time.Second, CheckRate: 0.2, CheckBurst: 2,
 		TopicTTL: 30 * time.Minute, MaxTopics: 64, TopicRegistrations: 32, Logger: zerolog.Nop(),
 	}
@@ -205,6 +210,7 @@ func (c Config) Validate() error {
 		session.Field{Name: "RevalidateInterval", Value: c.RevalidateInterval},
 		session.Field{Name: "RevalidateAnsweredInterval", Value: c.RevalidateAnsweredInterval},
 		session.Field{Name: "MaxInFlight", Value: c.MaxInFlight}, session.Field{Name: "MaxLookups", Value: c.MaxLookups},
+		session.Field{Name: "MaxIntroductions", Value: c.MaxIntroductions},
 		session.Field{Name: "RequestRate", Value: c.RequestRate}, session.Field{Name: "RequestBurst", Value: c.RequestBurst},
 		session.Field{Name: "SaveInterval", Value: c.SaveInterval}, session.Field{Name: "MisbehaviourBan", Value: c.MisbehaviourBan},
 		session.Field{Name: "CheckRate", Value: c.CheckRate}, session.Field{Name: "CheckBurst", Value: c.CheckBurst},
@@ -428,6 +434,10 @@ type routingActor struct {
 	checking    map[session.NodeID]bool
 	// introTimer, when armed, fires the next introductions (introduce).
 	introTimer *time.Timer
+	// introducing holds the introductions in progress (at most Config.MaxIntroductions), introLeft how many more the
+	// current tick may start (continueIntroductions).
+	introducing map[session.NodeID]struct{}
+	introLeft   int
 	// busy holds the entries whose last liveness check found them busy (ErrPeerBusy: neither alive nor failed),
 	// which revalidate passes over until it has nothing else to check: without it, a busy nearest neighbour was
 	// picked again at every tick, and no other entry was ever checked. At most maxDeferred of them.
@@ -470,7 +480,7 @@ func NewActorProps(cfg Config, net Network) (*actor.Props, error) {
 			checks:   NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 			rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 			checking: make(map[session.NodeID]bool), lookups: make(map[string]*LookupRequest),
-			busy: make(map[session.NodeID]struct{}), save: SaveStore,
+			busy: make(map[session.NodeID]struct{}), introducing: make(map[session.NodeID]struct{}), save: SaveStore,
 			ctx: ctx, cancel: cancel,
 		}
 	}, actor.WithSupervisor(actor.NewOneForOneStrategy(0, time.Second, func(any) actor.Directive { return actor.StopDirective }))), nil

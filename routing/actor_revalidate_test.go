@@ -84,7 +84,7 @@ func (r *revalidationRig) actor(t *testing.T, net Network) *routingActor {
 		limiter: NewRateLimiter[session.NodeID](cfg.RequestRate, cfg.RequestBurst, 64),
 		checks:  NewRateLimiter[bool](cfg.CheckRate, cfg.CheckBurst, 1),
 		rng:     r.rng, checking: map[session.NodeID]bool{}, lookups: map[string]*LookupRequest{},
-		busy: map[session.NodeID]struct{}{},
+		busy: map[session.NodeID]struct{}{}, introducing: map[session.NodeID]struct{}{},
 		self: r.sink, root: r.sys.Root, answeredDue: t0.Add(time.Hour),
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())

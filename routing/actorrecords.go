@@ -138,6 +138,9 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 	if m.check {
 		delete(a.checking, m.peer)
 		a.stats.Revalidations++
+		if a.introductionEnded(m.peer) {
+			defer a.continueIntroductions() // once this outcome is in the table
+		}
 	}
 	if m.err == nil {
 		m.err = a.records.checkReply(m.peer, m.reply)

@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/actormesh/actormesh/session"
 )
 
 // learnedSecondHand notes that the table has just taken a node from another node's word: an introduction tick comes
@@ -46,19 +48,46 @@ func (a *routingActor) introductions() []Entry {
 	return out
 }
 
-// introduce starts the introductions due (introductions). A tick that finds Table.K of them, or MaxInFlight
-// exchanges in progress, arms the next one for the others.
+// introduce starts a tick's introductions (continueIntroductions): at most Table.K of them.
 func (a *routingActor) introduce() {
 	a.introTimer = nil
-	due := a.introductions()
-	for _, e := range due {
+	a.introLeft = a.cfg.Table.K
+	a.continueIntroductions()
+}
+
+// continueIntroductions starts the introductions due (introductions), nearest first, while fewer than
+// Config.MaxIntroductions are in progress and the tick has some left to start; introductionEnded calls it again as
+// each ends. A tick that starts Table.K of them, or finds MaxInFlight exchanges in progress, arms the next one for
+// the others.
+func (a *routingActor) continueIntroductions() {
+	if a.introLeft == 0 {
+		return
+	}
+	for _, e := range a.introductions() {
+		if len(a.introducing) >= a.cfg.MaxIntroductions {
+			return // the others as these end
+		}
 		if !a.checkEntry(e) {
+			a.introLeft = 0
 			a.learnedSecondHand()
 			return
 		}
+		a.introducing[e.ID] = struct{}{}
 		a.stats.Introductions++
+		if a.introLeft--; a.introLeft == 0 {
+			a.learnedSecondHand()
+			return
+		}
 	}
-	if len(due) == a.cfg.Table.K {
-		a.learnedSecondHand()
+	a.introLeft = 0 // none left due: this tick is over
+}
+
+// introductionEnded notes that the liveness check of peer has ended and reports whether it was an introduction,
+// whose place the tick's others may now take (continueIntroductions).
+func (a *routingActor) introductionEnded(peer session.NodeID) bool {
+	if _, ok := a.introducing[peer]; !ok {
+		return false
 	}
+	delete(a.introducing, peer)
+	return true
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,6 +106,7 @@ func TestANeighbourLearnedSecondHandIsIntroducedTo(t *testing.T) {
 func introductionRig(t *testing.T, delay time.Duration) (*routingActor, *introNet, *revalidationRig) {
 	rig := newRevalidationRig(t, 41)
 	rig.cfg.IntroduceDelay = delay
+	rig.cfg.MaxIntroductions = rig.cfg.Table.K // a tick's introductions all at once, unless a test bounds them
 	rig.self = identity(t, 200).NodeID()
 	var err error
 	if rig.tab, err = NewTable(rig.self, rig.cfg.Table); err != nil {
@@ -268,5 +271,52 @@ func TestIntroductionWaitsNeverComeEarly(t *testing.T) {
 				t.Fatalf("a wait of %v for IntroduceDelay %v", w, d)
 			}
 		}
+	}
+}
+
+// A tick starts at most MaxIntroductions introductions at once; as each ends, the next of the tick's starts, nearest
+// first, until none is left due, and no tick is armed for fewer than K.
+func TestIntroductionsStartAtMostMaxIntroductionsAtOnce(t *testing.T) {
+	a, net, _ := introductionRig(t, time.Hour)
+	a.cfg.MaxIntroductions = 2
+	for _, r := range neighbourRecords(t, 5) {
+		a.addRecord(r, t0, true, false)
+	}
+	inProgress := tickIntroductions(a, net)
+	all := maps.Clone(inProgress)
+	for len(inProgress) > 0 {
+		if len(inProgress) > 2 {
+			t.Fatalf("%d introductions in progress, more than MaxIntroductions (2)", len(inProgress))
+		}
+		for id := range inProgress { // one ends, answered: the next starts
+			delete(inProgress, id)
+			a.exchangeDone(&exchangeDone{peer: id, check: true, reply: &messages.Nodes{}}, t0.Add(time.Second))
+			break
+		}
+		a.wg.Wait()
+		for more := true; more; {
+			select {
+			case x := <-net.asked:
+				if all[x.peer] {
+					t.Fatalf("%s introduced to twice", x.peer.Short())
+				}
+				all[x.peer], inProgress[x.peer] = true, true
+			default:
+				more = false
+			}
+		}
+	}
+	if len(all) != 5 || a.stats.Introductions != 5 || a.introTimer != nil {
+		t.Fatalf("introduced to %d peers (%d counted, the next tick armed: %v), want the 5 neighbours, no tick armed",
+			len(all), a.stats.Introductions, a.introTimer != nil)
+	}
+}
+
+// MaxIntroductions must be positive.
+func TestMaxIntroductionsIsValidated(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxIntroductions = 0
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "MaxIntroductions") {
+		t.Fatalf("MaxIntroductions 0: %v, want ErrInvalidConfig naming it", err)
 	}
 }
