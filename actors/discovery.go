@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -119,7 +121,8 @@ func (b bootstrapNetwork) SetJoining(joining bool) { b.joining.Store(joining) }
 
 // routingNetwork is the node as the routing actor's Network: its requests' errors that prove nothing against the
 // peer's liveness are marked routing.ErrPeerBusy, so that a full connection table, a throttling peer or the node's
-// own shutdown does not get live nodes evicted from the routing table.
+// own shutdown does not get live nodes evicted from the routing table; and a failed request that first waited for a
+// free outbound slot tells how long (routing.LocalWaitError).
 type routingNetwork struct{ *Node }
 
 // closing tells whether the node is closing (Close was called, or it failed).
@@ -137,7 +140,8 @@ func (r routingNetwork) AddAddress(id session.NodeID, addr string) { r.addrs.put
 
 func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
 	// Discovery's own request: a connection dialed for it closes after Config.DiscoveryIdleTimeout.
-	reply, err := r.Node.request(ctx, peer, protocol, msg, false)
+	var waited atomic.Int64
+	reply, err := r.Node.request(contextWithSlotWait(ctx, &waited), peer, protocol, msg, false)
 	if err == nil {
 		return reply, nil
 	}
@@ -147,6 +151,9 @@ func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protoc
 		// routing actor stops: they are no failures of the peers', whose entries the actor then saves to the peer
 		// store.
 		err = fmt.Errorf("%w: %w", routing.ErrPeerBusy, err)
+	}
+	if w := time.Duration(waited.Load()); w > 0 {
+		err = &routing.LocalWaitError{Waited: w, Err: err}
 	}
 	return reply, err
 }

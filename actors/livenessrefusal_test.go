@@ -1,8 +1,12 @@
 package actors_test
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/actormesh/actormesh/actors"
 	"github.com/actormesh/actormesh/messages"
@@ -28,6 +32,62 @@ func checkerConfig(checker int, tick time.Duration, ids []*session.Identity, mor
 			more(i, cfg)
 		}
 	})
+}
+
+// A liveness check whose dial waited for a free outbound slot (this node's own limit) and got one late has only
+// what is left of its RequestTimeout for the dial and the exchange; the time it waited is this node's, not the
+// peer's, and counts as the check sent that much later (routing.LocalWaitError, checkStalled): a check that got its
+// slot past a quarter of its time is not held against the peer. Such a check failed and counted, and a node whose
+// outbound slots stayed busy evicted live nodes that would have answered in their full time.
+func TestALivenessCheckThatWaitedForALocalSlotIsNotHeldAgainstThePeer(t *testing.T) {
+	const (
+		a, holder, c = 0, 1, 2
+		timeout      = 2 * time.Second
+		held         = 3 * timeout / 4 // the slot comes with less than a quarter of the check's time left
+	)
+	mn := testkit.NewMemNetwork(testkit.MemConfig{})
+	ids := make([]*session.Identity, 3)
+	nw := testkit.NewNetwork(t, 3, checkerConfig(a, 100*time.Millisecond, ids, func(i int, cfg *actors.Config) {
+		cfg.Transport = mn.NewTransport()
+		switch i {
+		case a:
+			cfg.MaxOutboundPeers = 1
+			cfg.Routing.RequestTimeout = timeout
+			cfg.Routing.Table.MaxFailures = 1 // a failure counted evicts
+		case holder:
+			cfg.DisableDiscovery = true
+		}
+	}))
+	node, peer := nw.Nodes[a], nw.Nodes[c]
+	// c answers a check well within its time (a few round trips of 100 ms), not within what a late slot leaves.
+	mn.SetLink(node.Addr().Addr, peer.Addr().Addr, testkit.LinkConfig{Latency: 100 * time.Millisecond})
+	register(t, nw.Nodes[holder], "silent/1", actor.PropsFromFunc(func(actor.Context) {}))
+	if err := node.Connect(ctxTimeout(t, 5*time.Second), nw.Nodes[holder].Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	// a's one outbound slot: a transient connection with a request in flight, which no dial may take from it.
+	holdCtx, release := context.WithTimeout(context.Background(), 30*time.Second)
+	defer release()
+	holding := make(chan error, 1)
+	go func() {
+		_, err := node.Request(holdCtx, nw.Nodes[holder].ID(), "silent/1", wrapperspb.String("hold"))
+		holding <- err
+	}()
+	testkit.WaitFor(t, 5*time.Second, func() bool { return node.Stats().PeersOutbound == 1 }, "a's slot held")
+	node.AddRecords([]*messages.NodeRecord{record(t, ids[c], peer)})
+	testkit.WaitFor(t, 5*time.Second, func() bool { _, st := tableOf(t, node); return st.Checks >= 1 }, "a's check of c")
+	// The request holding the slot ends held after the check began: the check's dial gets the slot then.
+	stop := time.AfterFunc(held, release)
+	defer stop.Stop()
+	<-holding
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		m, st := tableOf(t, node)
+		e, ok := m[ids[c].NodeID()]
+		if !ok || st.Evictions > 0 {
+			t.Fatalf("c (alive) in a's table %v, Evictions %d, after %d checks", ok, st.Evictions, st.Revalidations)
+		}
+		return e.Answered() && st.Revalidations >= 3
+	}, "c to answer a later check")
 }
 
 // An introduction tick starts at most Routing.MaxIntroductions liveness checks at once; the tick's others start as

@@ -374,7 +374,8 @@ func (n *Node) connect(ctx context.Context, addr session.PeerAddr, keep, auto bo
 	n.addrs.put(addr.ID, addr.Addr)
 	reply := make(chan error, 1)
 	deadline, _ := ctx.Deadline()
-	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, auto: auto, reply: reply, deadline: deadline, gaveUp: ctx.Done()})
+	n.system.Root.Send(pid, &dialRequest{addr: addr, keep: keep, auto: auto, reply: reply, deadline: deadline, gaveUp: ctx.Done(),
+		slotWaited: slotWaitFrom(ctx)})
 	select {
 	case err := <-reply:
 		if errors.Is(err, errCallerGaveUp) { // ctx ended as the answer came

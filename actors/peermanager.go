@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -35,6 +36,24 @@ type dialRequest struct {
 	// gaveUp is the caller's context's Done channel (nil: none): a dial not kept whose caller gave up is not made
 	// (see dial).
 	gaveUp <-chan struct{}
+	// slotWaited, if not nil, is added the time the dial waited for a free outbound slot (contextWithSlotWait).
+	slotWaited *atomic.Int64
+}
+
+// slotWaitKey is the context key of contextWithSlotWait.
+type slotWaitKey struct{}
+
+// contextWithSlotWait returns ctx carrying waited: a dial made under it (connect) adds to waited the time it waited
+// for a free outbound slot, this node's own limit, which discovery does not hold against the peer
+// (routing.LocalWaitError).
+func contextWithSlotWait(ctx context.Context, waited *atomic.Int64) context.Context {
+	return context.WithValue(ctx, slotWaitKey{}, waited)
+}
+
+// slotWaitFrom returns the slot-wait counter ctx carries (contextWithSlotWait), nil if none.
+func slotWaitFrom(ctx context.Context) *atomic.Int64 {
+	w, _ := ctx.Value(slotWaitKey{}).(*atomic.Int64)
+	return w
 }
 
 // callerGaveUp tells whether the caller of a dial not kept no longer waits for it: its context ended. Such a dial
@@ -88,6 +107,7 @@ type slotDue struct{ from *peerManager }
 type slotWaiter struct {
 	req      *dialRequest
 	deadline time.Time
+	since    time.Time // when it began to wait
 }
 
 // maxSlotWaiters bounds the dials waiting for an outbound slot; slotRetry is how often they retry.
@@ -458,7 +478,7 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 			if d := req.deadline.Add(-slotAnswerMargin); !req.deadline.IsZero() && d.Before(deadline) {
 				deadline = d
 			}
-			m.slotWait = append(m.slotWait, slotWaiter{req: req, deadline: deadline})
+			m.slotWait = append(m.slotWait, slotWaiter{req: req, deadline: deadline, since: time.Now()})
 			m.n.log.Debug().Str("peer", id.Short()).Msg("dial waiting for an outbound slot")
 			m.armSlotRetry()
 			return

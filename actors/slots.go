@@ -47,6 +47,9 @@ func (m *peerManager) retrySlotWaiters(ctx actor.Context) {
 			return
 		}
 		m.slotWait = m.slotWait[1:]
+		if w.req.slotWaited != nil {
+			w.req.slotWaited.Add(int64(now.Sub(w.since)))
+		}
 		m.handling = w.req // off slotWait and not dialing yet: should dial panic, settleFailed answers it
 		m.dial(ctx, w.req)
 	}

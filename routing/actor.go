@@ -63,6 +63,32 @@ type Network interface {
 // Network wraps such errors with it; a liveness check or a lookup's request that ends so does not count as a failure.
 var ErrPeerBusy = errors.New("routing: peer busy")
 
+// LocalWaitError is the error of a failed request that first waited Waited for this node's own resources (a free
+// outbound connection slot) before its dial could start: that part of the request's time was this node's, not the
+// peer's, and checkStalled counts it as the request sent that much later.
+type LocalWaitError struct {
+	Waited time.Duration
+	Err    error
+}
+
+// Error implements error.
+func (e *LocalWaitError) Error() string {
+	return fmt.Sprintf("%v (after waiting %v for a local connection slot)", e.Err, e.Waited)
+}
+
+// Unwrap returns the request's error.
+func (e *LocalWaitError) Unwrap() error { return e.Err }
+
+// sentAfterLocalWait is when a request sent at sent effectively went out: after the local wait its error tells
+// (LocalWaitError), if any.
+func sentAfterLocalWait(sent time.Time, err error) time.Time {
+	var lw *LocalWaitError
+	if errors.As(err, &lw) && lw.Waited > 0 {
+		return sent.Add(lw.Waited)
+	}
+	return sent
+}
+
 // ErrOversizedReply: a peer answered a FindNode with more than MaxReplyRecords records.
 var ErrOversizedReply = errors.New("routing: NODES reply with too many records")
 

@@ -153,13 +153,14 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 	}
 	if m.err != nil {
 		seq, _ := a.table.RecordSeq(m.peer)
+		sent := sentAfterLocalWait(m.sent, m.err) // the time its dial waited for a local slot was this node's
 		switch {
 		case !m.check:
 		case errors.Is(m.err, ErrPeerBusy):
 			a.deferCheck(m.peer)
-		case checkStalled(m.deadline, m.sent, m.ended, a.cfg.RequestTimeout):
+		case checkStalled(m.deadline, sent, m.ended, a.cfg.RequestTimeout):
 			a.log.Debug().Str("peer", m.peer.Short()).Err(m.err).
-				Dur("sent_late", m.sent.Sub(m.deadline.Add(-a.cfg.RequestTimeout))).Dur("ended_late", m.ended.Sub(m.deadline)).
+				Dur("sent_late", sent.Sub(m.deadline.Add(-a.cfg.RequestTimeout))).Dur("ended_late", m.ended.Sub(m.deadline)).
 				Msg("liveness check not held against the peer: this node ran late")
 			a.deferCheck(m.peer)
 		case a.table.MarkFailed(m.peer, m.sent, now):

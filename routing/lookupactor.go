@@ -91,7 +91,8 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 		if m.err != nil {
 			// A request this node ran late (its goroutines starved of CPU: checkStalled, as for the liveness checks)
 			// says nothing against the peer either.
-			if heldAgainst(m.err, l.ctx.Err()) && !checkStalled(m.deadline, m.sent, m.ended, l.cfg.RequestTimeout) {
+			// So does the time the request waited for a local connection slot (LocalWaitError).
+			if heldAgainst(m.err, l.ctx.Err()) && !checkStalled(m.deadline, sentAfterLocalWait(m.sent, m.err), m.ended, l.cfg.RequestTimeout) {
 				l.unanswered[m.from] = unanswered{id: m.from, sent: m.sent, when: time.Now()}
 				l.lookup.Unreachable(m.from)
 			} else {
