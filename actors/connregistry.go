@@ -2,7 +2,6 @@ package actors
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -67,7 +66,7 @@ func (m *peerManager) unregister(e *connEntry) {
 		delete(m.conns, e.pc.id)
 	}
 	m.n.peers.remove(e.pc)
-	m.n.requests.failConn(e.pc, fmt.Errorf("%w: %s", ErrPeerGone, e.pc.id.Short()))
+	m.n.requests.failConn(e.pc, e.pc.goneError())
 }
 
 func (m *peerManager) connClosed(ctx actor.Context, e *connEntry) {

@@ -121,8 +121,9 @@ func (b bootstrapNetwork) SetJoining(joining bool) { b.joining.Store(joining) }
 
 // routingNetwork is the node as the routing actor's Network: its requests' errors that prove nothing against the
 // peer's liveness are marked routing.ErrPeerBusy, so that a full connection table, a throttling peer or the node's
-// own shutdown does not get live nodes evicted from the routing table; and a failed request that first waited for a
-// free outbound slot tells how long (routing.LocalWaitError).
+// own shutdown does not get live nodes evicted from the routing table; those the peer itself refused (an error
+// reply, a goodbye other than its shutdown) routing.ErrPeerRefused, which tells the peer is up; and a failed request
+// that first waited for a free outbound slot tells how long (routing.LocalWaitError).
 type routingNetwork struct{ *Node }
 
 // closing tells whether the node is closing (Close was called, or it failed).
@@ -146,10 +147,17 @@ func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protoc
 		return reply, nil
 	}
 	var answered *RemoteError // any error reply: the peer is up
-	if errors.Is(err, ErrTooManyPeers) || errors.As(err, &answered) || r.closing() {
+	var goodbye *goodbyeError
+	switch {
+	case r.closing():
 		// A closing node's requests fail with ErrClosed, or ErrPeerGone as its connections close, before its
 		// routing actor stops: they are no failures of the peers', whose entries the actor then saves to the peer
 		// store.
+		err = fmt.Errorf("%w: %w", routing.ErrPeerBusy, err)
+	case errors.As(err, &answered),
+		errors.As(err, &goodbye) && goodbye.reason != messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN:
+		err = fmt.Errorf("%w: %w", routing.ErrPeerRefused, err)
+	case errors.Is(err, ErrTooManyPeers): // this node's own limit
 		err = fmt.Errorf("%w: %w", routing.ErrPeerBusy, err)
 	}
 	if w := time.Duration(waited.Load()); w > 0 {

@@ -341,8 +341,11 @@ func (n *Node) sendWindowed(ctx context.Context, pc *peerConn, protocol string, 
 			pc.sendControl(&messages.Envelope{Body: &messages.Envelope_WindowBlocked{WindowBlocked: &messages.WindowBlocked{}}})
 		}
 	})
-	if errors.Is(err, ErrOverloaded) {
+	switch {
+	case errors.Is(err, ErrOverloaded):
 		n.stats.sendsOverloaded.Add(1)
+	case errors.Is(err, ErrPeerGone):
+		err = pc.goneError()
 	}
 	if err != nil {
 		return err
@@ -375,7 +378,7 @@ func (n *Node) sendApp(ctx context.Context, pc *peerConn, protocol string, b []b
 			n.stats.sendsOverloaded.Add(1)
 			return fmt.Errorf("%w: the send queue to %s stayed half full: %w", ErrOverloaded, pc.id.Short(), ctx.Err())
 		case <-pc.closing:
-			return fmt.Errorf("%w: %s", ErrPeerGone, pc.id.Short())
+			return pc.goneError()
 		}
 	}
 }

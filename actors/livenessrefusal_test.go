@@ -34,6 +34,43 @@ func checkerConfig(checker int, tick time.Duration, ids []*session.Identity, mor
 	})
 }
 
+// A live node whose inbound slots are full answers a liveness check's dial with a goodbye (TOO_MANY_PEERS) once the
+// handshake has told who dials: it is up, and the check counts as its answer for the failure count (the entry's
+// failures are reset: routing.Table.MarkUp), not as its failure. The check used to fail as "peer disconnected",
+// held against it: two such checks evicted a live node and kept it out for 30 minutes. Nor is the node marked as
+// having answered: it learned nothing of the checker.
+func TestALivenessCheckAGoodbyeRefusesIsNoFailure(t *testing.T) {
+	const a, c = 0, 1
+	ids := make([]*session.Identity, 2)
+	nw := testkit.NewNetwork(t, 2, checkerConfig(a, 100*time.Millisecond, ids, func(i int, cfg *actors.Config) {
+		if i == c { // three inbound slots, kept by raw peers of one group: a newcomer that keeps could evict one
+			cfg.MaxInboundPeers, cfg.InboundEvictionGrace = 3, 0
+		}
+	}))
+	node := nw.Nodes[a]
+	for range 3 {
+		rawPeer(t, nw.Nodes[c])
+	}
+	node.AddRecords([]*messages.NodeRecord{record(t, ids[c], nw.Nodes[c])})
+	testkit.WaitFor(t, 5*time.Second, func() bool { m, _ := tableOf(t, node); _, ok := m[ids[c].NodeID()]; return ok },
+		"a's table takes c")
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		m, st := tableOf(t, node)
+		e, ok := m[ids[c].NodeID()]
+		if !ok || st.Evictions > 0 || e.Failures > 0 {
+			t.Fatalf("c (alive, its slots full) in a's table %v, Failures %d, Evictions %d after %d checks",
+				ok, e.Failures, st.Evictions, st.Revalidations)
+		}
+		if e.Answered() {
+			t.Fatal("c, which refused every check, marked as having answered")
+		}
+		return st.Revalidations >= 4
+	}, "four checks of c")
+	if n := nw.Nodes[c].Stats().HandshakeFailures; len(n) > 0 {
+		t.Logf("c's handshake failures: %v", n)
+	}
+}
+
 // A liveness check whose dial waited for a free outbound slot (this node's own limit) and got one late has only
 // what is left of its RequestTimeout for the dial and the exchange; the time it waited is this node's, not the
 // peer's, and counts as the check sent that much later (routing.LocalWaitError, checkStalled): a check that got its

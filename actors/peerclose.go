@@ -219,6 +219,30 @@ func (pc *peerConn) duplicateLinger() time.Duration {
 	return max(closeFlushTimeout, pc.cfg.IdleTimeout)
 }
 
+// goodbyeError is ErrPeerGone for a connection the peer closed with a goodbye, which tells its reason and detail (a
+// full peer's TOO_MANY_PEERS, an idle close, its shutdown): the peer was up to say it (routingNetwork).
+type goodbyeError struct {
+	peer   string
+	reason messages.DisconnectReason
+	detail string
+}
+
+func (e *goodbyeError) Error() string {
+	return fmt.Sprintf("%v: %s closed the connection: %s: %s", ErrPeerGone, e.peer, e.reason, e.detail)
+}
+
+// Is makes a goodbyeError match ErrPeerGone.
+func (e *goodbyeError) Is(target error) bool { return target == ErrPeerGone }
+
+// goneError is the error of an operation that the connection's close failed: a goodbyeError once the peer said
+// goodbye on it, ErrPeerGone otherwise.
+func (pc *peerConn) goneError() error {
+	if pc.isClosing() && pc.byRemote { // reason, detail and byRemote are written before closing is closed
+		return &goodbyeError{peer: pc.id.Short(), reason: pc.reason, detail: pc.detail}
+	}
+	return fmt.Errorf("%w: %s", ErrPeerGone, pc.id.Short())
+}
+
 func disconnectEnvelope(reason messages.DisconnectReason, detail string) *messages.Envelope {
 	return &messages.Envelope{Body: &messages.Envelope_Disconnect{Disconnect: &messages.Disconnect{Reason: reason, Detail: detail}}}
 }

@@ -247,7 +247,7 @@ func (pc *peerConn) queueErr(err error) error {
 		pc.shutdown(messages.DisconnectReason_DISCONNECT_REASON_SLOW_PEER, "outbound queue full")
 		return ErrSlowPeer
 	default:
-		return ErrPeerGone
+		return pc.goneError()
 	}
 }
 

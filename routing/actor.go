@@ -59,9 +59,16 @@ type Network interface {
 }
 
 // ErrPeerBusy marks a failed request that says nothing against the peer's liveness: the local node had no free
-// connection slot or was closing, or the peer answered with an error (it is up, but overloaded or throttling). The
+// connection slot or was closing, or the peer refused it (ErrPeerRefused, which matches ErrPeerBusy too). The
 // Network wraps such errors with it; a liveness check or a lookup's request that ends so does not count as a failure.
 var ErrPeerBusy = errors.New("routing: peer busy")
+
+// ErrPeerRefused marks a failed request that the peer itself refused over its own authenticated connection: it
+// answered with an error, or closed the connection with a goodbye other than its shutdown (its slots full, a ban of
+// this node, an idle close). The peer is up: a liveness check so refused resets the entry's failure counts
+// (Table.MarkUp), as an answer would, without marking it answered (the peer learned nothing of this node). It
+// matches ErrPeerBusy too, so a lookup's request so refused is not held against the peer either.
+var ErrPeerRefused = fmt.Errorf("%w: refused by the peer", ErrPeerBusy)
 
 // LocalWaitError is the error of a failed request that first waited Waited for this node's own resources (a free
 // outbound connection slot) before its dial could start: that part of the request's time was this node's, not the

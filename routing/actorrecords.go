@@ -156,6 +156,9 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 		sent := sentAfterLocalWait(m.sent, m.err) // the time its dial waited for a local slot was this node's
 		switch {
 		case !m.check:
+		case errors.Is(m.err, ErrPeerRefused): // the peer is up: it ends a run of failures, as an answer would
+			a.table.MarkUp(m.peer)
+			a.deferCheck(m.peer)
 		case errors.Is(m.err, ErrPeerBusy):
 			a.deferCheck(m.peer)
 		case checkStalled(m.deadline, sent, m.ended, a.cfg.RequestTimeout):

@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -173,5 +174,41 @@ func TestALateCheckIsNotHeldAgainstThePeer(t *testing.T) {
 	a.exchangeDone(m, at)
 	if e, ok := rig.tab.Get(nearest); !ok || e.Failures != 0 || !a.passedOver(nearest) {
 		t.Fatalf("in the table %v, Failures %d, passed over %v; want 0 failures, passed over", ok, e.Failures, a.passedOver(nearest))
+	}
+}
+
+// A check the peer refused over its own connection (ErrPeerRefused: a goodbye, an error reply) ends a run of
+// failures, as an answer would: the peer is up. It is not marked as having answered (it learned nothing of this
+// node), and the revalidation passes over it until it has checked the others, as over a busy peer. A check that
+// first waited for a local slot past a quarter of its time (LocalWaitError) is not held against the peer.
+func TestARefusedCheckEndsARunOfFailures(t *testing.T) {
+	rig := newRevalidationRig(t, 605)
+	rig.cfg.Table.FailureSpacing = 0
+	a := rig.actor(t, &busyNet{stallingNet: stallingNet{id: rig.self}, asked: make(chan session.NodeID, 1)})
+	nearest := rig.addNeighbours()
+	at := t0.Add(time.Minute)
+	end := func(err error) Entry {
+		a.inFlight, a.checking[nearest] = 1, true
+		a.exchangeDone(checkFailed(a, nearest, err, at), at)
+		at = at.Add(time.Second)
+		e, ok := rig.tab.Get(nearest)
+		if !ok {
+			t.Fatalf("after %v: the entry evicted", err)
+		}
+		return e
+	}
+	if e := end(context.DeadlineExceeded); e.Failures != 1 {
+		t.Fatalf("a timed-out check: Failures %d, want 1", e.Failures)
+	}
+	if e := end(fmt.Errorf("%w: goodbye", ErrPeerRefused)); e.Failures != 0 || e.Answered() || !a.passedOver(nearest) {
+		t.Fatalf("a refused check: Failures %d, answered %v, passed over %v; want 0, not answered, passed over",
+			e.Failures, e.Answered(), a.passedOver(nearest))
+	}
+	slot := &LocalWaitError{Waited: a.cfg.RequestTimeout / 2, Err: context.DeadlineExceeded}
+	if e := end(slot); e.Failures != 0 {
+		t.Fatalf("a check that waited half its time for a local slot: Failures %d, want 0", e.Failures)
+	}
+	if e := end(context.DeadlineExceeded); e.Failures != 1 {
+		t.Fatalf("a timed-out check after the refusal: Failures %d, want 1 (a first failure again)", e.Failures)
 	}
 }

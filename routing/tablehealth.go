@@ -29,6 +29,20 @@ func (t *Table) MarkAlive(id session.NodeID, now time.Time) bool {
 	return true
 }
 
+// MarkUp records that id was found up without answering this node: it refused a liveness check over its own
+// authenticated connection (ErrPeerRefused: slots full, a ban, an error reply). Its failure counts (Failures,
+// LookupFailures) are reset, as MarkAlive resets them, so that a run of failures "in a row" ends there; its
+// AnsweredAt, LastSeen and place in its bucket stay (it learned nothing of this node, which still introduces itself
+// to it). It reports whether id is held, in the table or a replacement cache.
+func (t *Table) MarkUp(id session.NodeID) bool {
+	e := t.entry(id)
+	if e == nil {
+		return false
+	}
+	e.Failures, e.LookupFailures = 0, 0
+	return true
+}
+
 // MarkFailed records that a liveness check of id, sent at time sent, failed at time now. A check sent less than
 // FailureSpacing after the failure counted last (Entry.FailedAt) is not counted: it failed in the same stall, a
 // loaded host's or the peer's, as a check a few seconds after a failed one often did (until the review of stop 60
