@@ -120,10 +120,11 @@ func (b bootstrapNetwork) Connect(ctx context.Context, addr session.PeerAddr, ke
 func (b bootstrapNetwork) SetJoining(joining bool) { b.joining.Store(joining) }
 
 // routingNetwork is the node as the routing actor's Network: its requests' errors that prove nothing against the
-// peer's liveness are marked routing.ErrPeerBusy, so that a full connection table, a throttling peer or the node's
-// own shutdown does not get live nodes evicted from the routing table; those the peer itself refused (an error
-// reply, a goodbye other than its shutdown) routing.ErrPeerRefused, which tells the peer is up; and a failed request
-// that first waited for a free outbound slot tells how long (routing.LocalWaitError).
+// peer's liveness are marked routing.ErrPeerBusy, so that a full connection table, a ban of this node's, or the
+// node's own shutdown does not get live nodes evicted from the routing table; those the peer itself refused (an
+// error reply, a goodbye other than its shutdown) routing.ErrPeerRefused, which tells the peer is up; a connection
+// closed by the peer's address before the handshake routing.ErrRefusedBeforeHandshake; and a failed request that
+// first waited for a free outbound slot tells how long (routing.LocalWaitError).
 type routingNetwork struct{ *Node }
 
 // closing tells whether the node is closing (Close was called, or it failed).
@@ -157,8 +158,10 @@ func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protoc
 	case errors.As(err, &answered),
 		errors.As(err, &goodbye) && goodbye.reason != messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN:
 		err = fmt.Errorf("%w: %w", routing.ErrPeerRefused, err)
-	case errors.Is(err, ErrTooManyPeers): // this node's own limit
+	case errors.Is(err, ErrTooManyPeers), errors.Is(err, ErrBanned): // this node's own limit or ban
 		err = fmt.Errorf("%w: %w", routing.ErrPeerBusy, err)
+	case errors.Is(err, errClosedBeforeHandshake):
+		err = fmt.Errorf("%w: %w", routing.ErrRefusedBeforeHandshake, err)
 	}
 	if w := time.Duration(waited.Load()); w > 0 {
 		err = &routing.LocalWaitError{Waited: w, Err: err}

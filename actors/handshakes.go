@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -164,13 +166,31 @@ func (m *peerManager) goDial(addr session.PeerAddr, keep bool) {
 			return
 		}
 		sc, err := handshake(m.ctx, raw, cfg, true, addr.ID)
-		if err != nil && m.ctx.Err() == nil && !refusedByPeerIdentity(err) {
-			// The peer closed or reset the connection, timed out or answered no valid handshake: no peer to reach
-			// there now. The session's error stays wrapped; it was returned alone, and matched no sentinel of Send's.
+		switch {
+		case err == nil || m.ctx.Err() != nil || refusedByPeerIdentity(err):
+		case closedBeforeHandshake(err):
+			// Something at the address accepted the connection and closed it unanswered: a node refusing it before
+			// any handshake work (its per-IP throttle, a ban of this node's IP, no free slot), as far as one can tell.
+			err = fmt.Errorf("%w: handshake with %s: %w: %w", ErrUnreachable, addr.Addr, errClosedBeforeHandshake, err)
+		default:
+			// The peer timed out or answered no valid handshake: no peer to reach there now. The session's error
+			// stays wrapped; it was returned alone, and matched no sentinel of Send's.
 			err = fmt.Errorf("%w: handshake with %s: %w", ErrUnreachable, addr.Addr, err)
 		}
 		m.report(&handshakeDone{raw: raw, sc: sc, err: err, outbound: true, addr: addr})
 	}()
+}
+
+// errClosedBeforeHandshake marks a dial whose connection the address accepted and then closed (or reset) before the
+// handshake ended, unanswered (closedBeforeHandshake); routingNetwork tells discovery (routing.ErrRefusedBeforeHandshake).
+var errClosedBeforeHandshake = errors.New("closed by the peer's address before the handshake")
+
+// closedBeforeHandshake tells whether a dialer's handshake failed because the other end closed or reset the
+// connection (not a timeout, nor a bad message): a node refuses a connection so before any handshake work, where a
+// node that is down leaves the dial refused or unanswered.
+func closedBeforeHandshake(err error) bool {
+	return errors.Is(err, session.ErrHandshake) && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
 }
 
 // refusedByPeerIdentity tells whether a handshake failed on who the peer is or what it speaks (another node than

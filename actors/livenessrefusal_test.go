@@ -71,6 +71,72 @@ func TestALivenessCheckAGoodbyeRefusesIsNoFailure(t *testing.T) {
 	}
 }
 
+// A live node whose per-IP inbound cap (or throttle) refuses a liveness check's dial closes the connection before
+// any handshake work, telling nothing: the check fails as unreachable. For a node that has answered the checker
+// before, at that address, such a refusal is not held against it (routing.ErrRefusedBeforeHandshake); it used to
+// count, and a node that a host's many nodes dialed past its per-IP cap was evicted while up. A node that never
+// answered is held to it still: nothing authenticates the refusal, and a made-up record naming an address that
+// accepts and closes would otherwise stay in the table for good.
+func TestALivenessCheckRefusedBeforeTheHandshakeCountsOnlyForANodeThatNeverAnswered(t *testing.T) {
+	const a, c = 0, 1
+	ids := make([]*session.Identity, 2)
+	nw := testkit.NewNetwork(t, 2, checkerConfig(a, 100*time.Millisecond, ids, func(i int, cfg *actors.Config) {
+		if i == c { // one inbound connection from 127.0.0.1 at most
+			cfg.ExemptLoopbackThrottle, cfg.MaxInboundPerIP = false, 1
+		}
+	}))
+	node, peer := nw.Nodes[a], nw.Nodes[c]
+	node.AddRecords([]*messages.NodeRecord{record(t, ids[c], peer)})
+	testkit.WaitFor(t, 5*time.Second, func() bool { m, _ := tableOf(t, node); e := m[ids[c].NodeID()]; return e.Answered() },
+		"c to answer a's check")
+	if err := node.Disconnect(peer.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return !peer.Connected(node.ID()) && !node.Connected(peer.ID()) },
+		"a's connection to c closed")
+	rawPeer(t, peer)       // c's one place for 127.0.0.1: a's dials are refused from now on
+	fake := newIdentity(t) // a made-up node at c's address: it never answered
+	node.AddRecords([]*messages.NodeRecord{recordAt(t, fake, peer.Addr().Addr)})
+	_, before := tableOf(t, node)
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		m, st := tableOf(t, node)
+		e, ok := m[ids[c].NodeID()]
+		if !ok || e.Failures > 0 {
+			t.Fatalf("c (alive, refusing a's IP) in a's table %v, Failures %d, after %d checks",
+				ok, e.Failures, st.Revalidations-before.Revalidations)
+		}
+		_, fakeIn := m[fake.NodeID()]
+		return !fakeIn && st.Revalidations >= before.Revalidations+6
+	}, "the made-up node's eviction and six checks")
+	if _, st := tableOf(t, node); st.Evictions != before.Evictions+1 {
+		t.Fatalf("Evictions %d -> %d, want one (the made-up node)", before.Evictions, st.Evictions)
+	}
+}
+
+// A liveness check of a node this node banned cannot be sent: the dial fails with ErrBanned, this node's own
+// refusal, which says nothing of the peer's liveness. It used to count as the peer's failure.
+func TestALivenessCheckOfABannedNodeIsNoFailure(t *testing.T) {
+	const a, c = 0, 1
+	ids := make([]*session.Identity, 2)
+	nw := testkit.NewNetwork(t, 2, checkerConfig(a, 100*time.Millisecond, ids, nil))
+	node, peer := nw.Nodes[a], nw.Nodes[c]
+	if err := node.Ban(peer.ID(), time.Hour, "test"); err != nil {
+		t.Fatal(err)
+	}
+	node.AddRecords([]*messages.NodeRecord{record(t, ids[c], peer)})
+	testkit.WaitFor(t, 5*time.Second, func() bool { m, _ := tableOf(t, node); _, ok := m[ids[c].NodeID()]; return ok },
+		"a's table takes c")
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		m, st := tableOf(t, node)
+		e, ok := m[ids[c].NodeID()]
+		if !ok || e.Failures > 0 || st.Evictions > 0 {
+			t.Fatalf("c (banned by a) in a's table %v, Failures %d, Evictions %d after %d checks",
+				ok, e.Failures, st.Evictions, st.Revalidations)
+		}
+		return st.Revalidations >= 4
+	}, "four checks of c")
+}
+
 // A liveness check whose dial waited for a free outbound slot (this node's own limit) and got one late has only
 // what is left of its RequestTimeout for the dial and the exchange; the time it waited is this node's, not the
 // peer's, and counts as the check sent that much later (routing.LocalWaitError, checkStalled): a check that got its

@@ -59,8 +59,9 @@ type Network interface {
 }
 
 // ErrPeerBusy marks a failed request that says nothing against the peer's liveness: the local node had no free
-// connection slot or was closing, or the peer refused it (ErrPeerRefused, which matches ErrPeerBusy too). The
-// Network wraps such errors with it; a liveness check or a lookup's request that ends so does not count as a failure.
+// connection slot, had banned the peer or was closing, or the peer refused it (ErrPeerRefused, which matches
+// ErrPeerBusy too). The Network wraps such errors with it; a liveness check or a lookup's request that ends so does
+// not count as a failure.
 var ErrPeerBusy = errors.New("routing: peer busy")
 
 // ErrPeerRefused marks a failed request that the peer itself refused over its own authenticated connection: it
@@ -69,6 +70,14 @@ var ErrPeerBusy = errors.New("routing: peer busy")
 // (Table.MarkUp), as an answer would, without marking it answered (the peer learned nothing of this node). It
 // matches ErrPeerBusy too, so a lookup's request so refused is not held against the peer either.
 var ErrPeerRefused = fmt.Errorf("%w: refused by the peer", ErrPeerBusy)
+
+// ErrRefusedBeforeHandshake marks a failed request whose connection the peer's address accepted and closed before
+// the handshake ended, with no reason told (a node refuses so before any handshake work: its per-IP inbound
+// throttle, a ban of this node's IP, no free inbound slot or handshake place). Likely the node, up and refusing,
+// but nothing authenticates it: a liveness check or a lookup's request so refused is not held against an entry that
+// has answered this node before (Entry.AnsweredAt), and is against one that never has (a made-up record naming an
+// address that accepts and closes would otherwise stay in the table for good).
+var ErrRefusedBeforeHandshake = errors.New("routing: connection closed by the peer's address before the handshake")
 
 // LocalWaitError is the error of a failed request that first waited Waited for this node's own resources (a free
 // outbound connection slot) before its dial could start: that part of the request's time was this node's, not the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,5 +139,80 @@ func TestALookupRequestThisNodeRanLateIsNotHeldAgainstThePeer(t *testing.T) {
 	}
 	if st := statsOf(t, sys, pid); st.LookupEvictions != 0 || !tableIDs(t, sys, pid)[slow.NodeID()] {
 		t.Fatalf("LookupEvictions %d: the node whose requests this node heard of late was removed", st.LookupEvictions)
+	}
+}
+
+// refusingNet answers the requests to good at once, and to refuser the first time only: from then on its address
+// closes the connection before the handshake, as it does for fake from the start; the requests to waiter fail after
+// waiting half of timeout for a local connection slot.
+type refusingNet struct {
+	stallingNet
+	good, refuser, fake, waiter session.NodeID
+	timeout                     time.Duration
+	mu                          sync.Mutex
+	refuserAsked                bool
+}
+
+func (n *refusingNet) Request(_ context.Context, peer session.NodeID, _ string, _ proto.Message) (proto.Message, error) {
+	refused := fmt.Errorf("%w: connection reset by peer", ErrRefusedBeforeHandshake)
+	switch peer {
+	case n.good:
+		return &messages.Nodes{}, nil
+	case n.refuser:
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if !n.refuserAsked {
+			n.refuserAsked = true
+			return &messages.Nodes{}, nil
+		}
+		return nil, refused
+	case n.waiter:
+		return nil, &LocalWaitError{Waited: n.timeout / 2, Err: errors.New("request timed out")}
+	}
+	return nil, refused
+}
+
+// A lookup's request refused before the handshake (ErrRefusedBeforeHandshake) is not held against a node that
+// answered this node before, and is against one that never did (a made-up record at an address that accepts and
+// closes); one that failed after waiting for a local connection slot past a quarter of its time (LocalWaitError) is
+// this node's lateness, held against nobody.
+func TestALookupRequestRefusedBeforeTheHandshakeOrLateForALocalSlot(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	good, refuser, fake, waiter := identity(t, 61), identity(t, 62), identity(t, 63), identity(t, 64)
+	cfg := DefaultConfig()
+	cfg.RevalidateInterval, cfg.RevalidateAnsweredInterval, cfg.IntroduceDelay = time.Hour, time.Hour, 0
+	cfg.Table.LookupFailureSpacing = 0 // the lookups follow each other at once
+	net := &refusingNet{stallingNet: stallingNet{id: identity(t, 60).NodeID()}, good: good.NodeID(),
+		refuser: refuser.NodeID(), fake: fake.NodeID(), waiter: waiter.NodeID(), timeout: cfg.RequestTimeout}
+	props, err := NewActorProps(cfg, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := sys.Root.Spawn(props)
+	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+	var recs []*messages.NodeRecord
+	for i, id := range []*session.Identity{good, refuser, fake, waiter} {
+		r, err := NewRecord(id, 1, []string{fmt.Sprintf("%d.0.0.1:4001", 70+i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	sys.Root.Send(pid, &AddRecords{Records: recs})
+	for n := 0; n <= cfg.Table.MaxLookupFailures; n++ { // the first answered by the refuser
+		reply := make(chan LookupResult, 1)
+		sys.Root.Send(pid, &LookupRequest{Target: KeyOf(fake.NodeID()), Reply: reply})
+		if r := awaitLookup(t, reply, fmt.Sprintf("lookup %d", n)); r.Err != nil || r.Queried < 3 {
+			t.Fatalf("lookup %d: %v after %d requests, want every entry asked and an answer", n, r.Err, r.Queried)
+		}
+	}
+	ids := tableIDs(t, sys, pid)
+	if !ids[refuser.NodeID()] || !ids[waiter.NodeID()] || ids[fake.NodeID()] {
+		t.Fatalf("in the table: the refuser that answered once %v, the one asked late %v, the made-up one %v; want true, true, false",
+			ids[refuser.NodeID()], ids[waiter.NodeID()], ids[fake.NodeID()])
+	}
+	if st := statsOf(t, sys, pid); st.LookupEvictions != 1 {
+		t.Fatalf("LookupEvictions %d, want 1 (the made-up node)", st.LookupEvictions)
 	}
 }

@@ -161,6 +161,8 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 			a.deferCheck(m.peer)
 		case errors.Is(m.err, ErrPeerBusy):
 			a.deferCheck(m.peer)
+		case errors.Is(m.err, ErrRefusedBeforeHandshake) && a.table.HasAnswered(m.peer):
+			a.deferCheck(m.peer)
 		case checkStalled(m.deadline, sent, m.ended, a.cfg.RequestTimeout):
 			a.log.Debug().Str("peer", m.peer.Short()).Err(m.err).
 				Dur("sent_late", sent.Sub(m.deadline.Add(-a.cfg.RequestTimeout))).Dur("ended_late", m.ended.Sub(m.deadline)).

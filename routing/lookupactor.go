@@ -53,6 +53,9 @@ type lookupAnswer struct {
 type unanswered struct {
 	id         session.NodeID
 	sent, when time.Time
+	// refused: the peer's address closed the connection before the handshake (ErrRefusedBeforeHandshake), held
+	// only against an entry that never answered this node (routingActor.lookupFailed).
+	refused bool
 }
 
 func lookupProps(cfg Config, net Network, records *verifiedRecords, req *LookupRequest, seeds []Entry, local *messages.NodeRecord) *actor.Props {
@@ -93,7 +96,8 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 			// says nothing against the peer either.
 			// So does the time the request waited for a local connection slot (LocalWaitError).
 			if heldAgainst(m.err, l.ctx.Err()) && !checkStalled(m.deadline, sentAfterLocalWait(m.sent, m.err), m.ended, l.cfg.RequestTimeout) {
-				l.unanswered[m.from] = unanswered{id: m.from, sent: m.sent, when: time.Now()}
+				l.unanswered[m.from] = unanswered{id: m.from, sent: m.sent, when: time.Now(),
+					refused: errors.Is(m.err, ErrRefusedBeforeHandshake)}
 				l.lookup.Unreachable(m.from)
 			} else {
 				l.lookup.Failed(m.from)

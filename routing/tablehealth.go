@@ -43,6 +43,14 @@ func (t *Table) MarkUp(id session.NodeID) bool {
 	return true
 }
 
+// HasAnswered reports whether id, in the table or a replacement cache, has answered this node since it entered the
+// table (Entry.AnsweredAt), whether or not it failed a check since: an address it was reached at once, which an
+// unauthenticated refusal (ErrRefusedBeforeHandshake) is not held against.
+func (t *Table) HasAnswered(id session.NodeID) bool {
+	e := t.entry(id)
+	return e != nil && !e.AnsweredAt.IsZero()
+}
+
 // MarkFailed records that a liveness check of id, sent at time sent, failed at time now. A check sent less than
 // FailureSpacing after the failure counted last (Entry.FailedAt) is not counted: it failed in the same stall, a
 // loaded host's or the peer's, as a check a few seconds after a failed one often did (until the review of stop 60
