@@ -387,3 +387,27 @@ func TestMemCloseWriteHalfCloses(t *testing.T) {
 	_ = c.Close()
 	_ = s.Close()
 }
+
+// CloseWrite succeeds as TCP's shutdown does once the peer has closed its end, and past the write deadline: the end
+// still reads what the peer wrote before it closed, then io.EOF. It failed with EPIPE (or the deadline's error),
+// and actors' linger, taking the failure for a transport without half-close, stopped reading and dropped the
+// peer's last messages. It fails on an end closed already.
+func TestMemCloseWriteSucceedsAfterThePeerClosedAndPastTheWriteDeadline(t *testing.T) {
+	leakCheck(t)
+	mn := testkit.NewMemNetwork(testkit.MemConfig{Link: testkit.LinkConfig{Latency: 5 * time.Millisecond}})
+	c, s := connectedPair(t, mn)
+	write(t, s, []byte("last words"))
+	_ = s.Close()
+	_ = c.SetWriteDeadline(time.Now().Add(-time.Second))
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite after the peer closed, past the write deadline: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "last words" {
+		t.Fatalf("read %q, %v after CloseWrite; want what the peer wrote before it closed, then EOF", got, err)
+	}
+	_ = c.Close()
+	err = c.(interface{ CloseWrite() error }).CloseWrite()
+	wantErr(t, "CloseWrite on a closed end", err, net.ErrClosed)
+}
