@@ -113,6 +113,39 @@ func TestALivenessCheckRefusedBeforeTheHandshakeCountsOnlyForANodeThatNeverAnswe
 	}
 }
 
+// A node that answered the checker is spared its address's refusals before the handshake for
+// Config.Routing.RefusalGrace after its answer only: past it, they count as failures, and a node that answered
+// once and then closed every connection unanswered (no handshake's work, for it) is evicted as an unreachable one.
+// Spared for good, it stayed in the table for good.
+func TestALivenessCheckRefusedBeforeTheHandshakeCountsPastTheRefusalGrace(t *testing.T) {
+	const a, c = 0, 1
+	ids := make([]*session.Identity, 2)
+	nw := testkit.NewNetwork(t, 2, checkerConfig(a, 100*time.Millisecond, ids, func(i int, cfg *actors.Config) {
+		switch i {
+		case a:
+			cfg.Routing.RefusalGrace = time.Millisecond // c's answer is old by its first refusal
+		case c: // one inbound connection from 127.0.0.1 at most
+			cfg.ExemptLoopbackThrottle, cfg.MaxInboundPerIP = false, 1
+		}
+	}))
+	node, peer := nw.Nodes[a], nw.Nodes[c]
+	node.AddRecords([]*messages.NodeRecord{record(t, ids[c], peer)})
+	testkit.WaitFor(t, 5*time.Second, func() bool { m, _ := tableOf(t, node); e := m[ids[c].NodeID()]; return e.Answered() },
+		"c to answer a's check")
+	if err := node.Disconnect(peer.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return !peer.Connected(node.ID()) && !node.Connected(peer.ID()) },
+		"a's connection to c closed")
+	rawPeer(t, peer) // c's one place for 127.0.0.1: a's dials are refused from now on
+	_, before := tableOf(t, node)
+	testkit.WaitFor(t, 20*time.Second, func() bool {
+		m, st := tableOf(t, node)
+		_, in := m[ids[c].NodeID()]
+		return !in && st.Evictions == before.Evictions+1
+	}, "c's eviction, its answer older than RefusalGrace")
+}
+
 // A liveness check of a node this node banned cannot be sent: the dial fails with ErrBanned, this node's own
 // refusal, which says nothing of the peer's liveness. It used to count as the peer's failure.
 func TestALivenessCheckOfABannedNodeIsNoFailure(t *testing.T) {

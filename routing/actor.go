@@ -76,7 +76,8 @@ var ErrPeerRefused = fmt.Errorf("%w: refused by the peer", ErrPeerBusy)
 // throttle, a ban of this node's IP, no free inbound slot or handshake place). Likely the node, up and refusing,
 // but nothing authenticates it: a liveness check or a lookup's request so refused is not held against an entry that
 // has answered this node before (Entry.AnsweredAt), and is against one that never has (a made-up record naming an
-// address that accepts and closes would otherwise stay in the table for good).
+// address that accepts and closes would otherwise stay in the table for good); from Config.RefusalGrace after its
+// last answer it is held against that entry too.
 var ErrRefusedBeforeHandshake = errors.New("routing: connection closed by the peer's address before the handshake")
 
 // LocalWaitError is the error of a failed request that first waited Waited for this node's own resources (a free
@@ -175,6 +176,11 @@ type Config struct {
 	// once, so a burst of introductions (a join, a loaded host's ticks) made K dials together, each check with its
 	// 2 s to answer while the host was busiest.
 	MaxIntroductions int
+	// RefusalGrace is how long after a node last answered this node a connection its address closes before the
+	// handshake (ErrRefusedBeforeHandshake) is not held against it (default 10 minutes): past it, such refusals of
+	// liveness checks and lookups' requests count as failures again. Unbounded, a node that answered once and then
+	// closed every connection unanswered, at no handshake's cost, stayed in the table for good.
+	RefusalGrace time.Duration
 	// MaxInFlight bounds the discovery requests in progress outside lookups (default 64).
 	MaxInFlight int
 	// MaxLookups bounds the lookups in progress (default 32); one more fails with ErrTooManyLookups. Each has at
@@ -220,12 +226,13 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: the default table, alpha 3, beta 3, 2s requests, a liveness check every 30s on
-// average (of an entry that answered: every 90s), introductions 8s after a node learned second-hand (4 at a time), at
-// most 64 requests outside lookups and 32 lookups at a time.
+// average (of an entry that answered: every 90s), introductions 8s after a node learned second-hand (4 at a time),
+// refusals before the handshake spared for 10 minutes after an answer, at most 64 requests outside lookups and 32
+// lookups at a time.
 func DefaultConfig() Config {
 	return Config{
 		Table: DefaultTableConfig(), Alpha: DefaultAlpha, Beta: DefaultBeta, RequestTimeout: 2 * time.Second,
-		RevalidateInterval: 30 * time.Second, RevalidateAnsweredInterval: 90 * time.Second, IntroduceDelay: 8 * time.Second, MaxIntroductions: 4, MaxInFlight: 64, MaxLookups: 32, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
+		RevalidateInterval: 30 * time.Second, RevalidateAnsweredInterval: 90 * time.Second, IntroduceDelay: 8 * time.Second, MaxIntroductions: 4, RefusalGrace: 10 * time.Minute, MaxInFlight: 64, MaxLookups: 32, RequestRate: 20, RequestBurst: 50, SaveInterval: 30 * time.Second,
 		MisbehaviourBan: 10 * time.Minute, CheckAge: 30 * time.Second, CheckRate: 0.2, CheckBurst: 2,
 		TopicTTL: 30 * time.Minute, MaxTopics: 64, TopicRegistrations: 32, Logger: zerolog.Nop(),
 	}
@@ -253,6 +260,7 @@ func (c Config) Validate() error {
 		session.Field{Name: "RevalidateAnsweredInterval", Value: c.RevalidateAnsweredInterval},
 		session.Field{Name: "MaxInFlight", Value: c.MaxInFlight}, session.Field{Name: "MaxLookups", Value: c.MaxLookups},
 		session.Field{Name: "MaxIntroductions", Value: c.MaxIntroductions},
+		session.Field{Name: "RefusalGrace", Value: c.RefusalGrace},
 		session.Field{Name: "RequestRate", Value: c.RequestRate}, session.Field{Name: "RequestBurst", Value: c.RequestBurst},
 		session.Field{Name: "SaveInterval", Value: c.SaveInterval}, session.Field{Name: "MisbehaviourBan", Value: c.MisbehaviourBan},
 		session.Field{Name: "CheckRate", Value: c.CheckRate}, session.Field{Name: "CheckBurst", Value: c.CheckBurst},

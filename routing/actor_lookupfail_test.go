@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,5 +215,59 @@ func TestALookupRequestRefusedBeforeTheHandshakeOrLateForALocalSlot(t *testing.T
 	}
 	if st := statsOf(t, sys, pid); st.LookupEvictions != 1 {
 		t.Fatalf("LookupEvictions %d, want 1 (the made-up node)", st.LookupEvictions)
+	}
+}
+
+// A node that answered once is spared refusals before the handshake for Config.RefusalGrace after its answer only:
+// past it, its address's refusals count as any unreached request's. Spared for good, a node that answered once and
+// then closed every connection unanswered (no handshake's work, for it) stayed in the table for good, handed to
+// lookups and to other nodes.
+func TestALookupRequestRefusedBeforeTheHandshakeCountsPastTheRefusalGrace(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	good, refuser, fake, waiter := identity(t, 61), identity(t, 62), identity(t, 63), identity(t, 64)
+	cfg := DefaultConfig()
+	cfg.RevalidateInterval, cfg.RevalidateAnsweredInterval, cfg.IntroduceDelay = time.Hour, time.Hour, 0
+	cfg.Table.LookupFailureSpacing = 0 // the lookups follow each other at once
+	cfg.RefusalGrace = time.Nanosecond // the refuser's answer is old by its first refusal
+	net := &refusingNet{stallingNet: stallingNet{id: identity(t, 60).NodeID()}, good: good.NodeID(),
+		refuser: refuser.NodeID(), fake: fake.NodeID(), waiter: waiter.NodeID(), timeout: cfg.RequestTimeout}
+	props, err := NewActorProps(cfg, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := sys.Root.Spawn(props)
+	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+	var recs []*messages.NodeRecord
+	for i, id := range []*session.Identity{good, refuser, fake, waiter} {
+		r, err := NewRecord(id, 1, []string{fmt.Sprintf("%d.0.0.1:4001", 70+i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	sys.Root.Send(pid, &AddRecords{Records: recs})
+	for n := 0; n <= cfg.Table.MaxLookupFailures; n++ { // the first answered by the refuser
+		reply := make(chan LookupResult, 1)
+		sys.Root.Send(pid, &LookupRequest{Target: KeyOf(fake.NodeID()), Reply: reply})
+		if r := awaitLookup(t, reply, fmt.Sprintf("lookup %d", n)); r.Err != nil {
+			t.Fatalf("lookup %d: %v", n, r.Err)
+		}
+	}
+	ids := tableIDs(t, sys, pid)
+	if ids[refuser.NodeID()] || ids[fake.NodeID()] || !ids[good.NodeID()] {
+		t.Fatalf("in the table: the refuser that answered long ago %v, the made-up one %v, the good one %v; want false, false, true",
+			ids[refuser.NodeID()], ids[fake.NodeID()], ids[good.NodeID()])
+	}
+	if st := statsOf(t, sys, pid); st.LookupEvictions != 2 {
+		t.Fatalf("LookupEvictions %d, want 2 (the refuser and the made-up node)", st.LookupEvictions)
+	}
+}
+
+func TestRefusalGraceIsValidated(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.RefusalGrace = 0
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "RefusalGrace") {
+		t.Fatalf("Validate with RefusalGrace 0: %v, want ErrInvalidConfig naming RefusalGrace", err)
 	}
 }

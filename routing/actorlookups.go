@@ -120,8 +120,8 @@ func (a *routingActor) finishLookup(ctx actor.Context, m *lookupFinished, now ti
 // not taken again (a made-up node a hostile answerer names in every answer would otherwise come straight back).
 func (a *routingActor) lookupFailed(u unanswered, now time.Time) {
 	id := u.id
-	if u.refused && a.table.HasAnswered(id) {
-		return // a refusal before the handshake, of a node reached before (ErrRefusedBeforeHandshake)
+	if u.refused && a.table.AnsweredSince(id, u.when.Add(-a.cfg.RefusalGrace)) {
+		return // a refusal before the handshake, of a node that answered lately (ErrRefusedBeforeHandshake)
 	}
 	seq, _ := a.table.RecordSeq(id)
 	if !a.table.MarkLookupFailed(id, u.sent, u.when) {

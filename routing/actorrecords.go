@@ -161,7 +161,7 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 			a.deferCheck(m.peer)
 		case errors.Is(m.err, ErrPeerBusy):
 			a.deferCheck(m.peer)
-		case errors.Is(m.err, ErrRefusedBeforeHandshake) && a.table.HasAnswered(m.peer):
+		case errors.Is(m.err, ErrRefusedBeforeHandshake) && a.table.AnsweredSince(m.peer, now.Add(-a.cfg.RefusalGrace)):
 			a.deferCheck(m.peer)
 		case checkStalled(m.deadline, sent, m.ended, a.cfg.RequestTimeout):
 			a.log.Debug().Str("peer", m.peer.Short()).Err(m.err).

@@ -43,12 +43,12 @@ func (t *Table) MarkUp(id session.NodeID) bool {
 	return true
 }
 
-// HasAnswered reports whether id, in the table or a replacement cache, has answered this node since it entered the
-// table (Entry.AnsweredAt), whether or not it failed a check since: an address it was reached at once, which an
-// unauthenticated refusal (ErrRefusedBeforeHandshake) is not held against.
-func (t *Table) HasAnswered(id session.NodeID) bool {
+// AnsweredSince reports whether id, in the table or a replacement cache, has answered this node at since or later
+// (Entry.AnsweredAt), whether or not it failed a check since: an address it was reached at lately, which an
+// unauthenticated refusal (ErrRefusedBeforeHandshake) is not held against for Config.RefusalGrace.
+func (t *Table) AnsweredSince(id session.NodeID, since time.Time) bool {
 	e := t.entry(id)
-	return e != nil && !e.AnsweredAt.IsZero()
+	return e != nil && !e.AnsweredAt.IsZero() && !e.AnsweredAt.Before(since)
 }
 
 // MarkFailed records that a liveness check of id, sent at time sent, failed at time now. A check sent less than
