@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -142,7 +141,7 @@ func (r routingNetwork) AddAddress(id session.NodeID, addr string) { r.addrs.put
 
 func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protocol string, msg proto.Message) (proto.Message, error) {
 	// Discovery's own request: a connection dialed for it closes after Config.DiscoveryIdleTimeout.
-	var waited atomic.Int64
+	var waited slotWait
 	reply, err := r.Node.request(contextWithSlotWait(ctx, &waited), peer, protocol, msg, false)
 	if err == nil {
 		return reply, nil
@@ -163,7 +162,7 @@ func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protoc
 	case errors.Is(err, errClosedBeforeHandshake):
 		err = fmt.Errorf("%w: %w", routing.ErrRefusedBeforeHandshake, err)
 	}
-	if w := time.Duration(waited.Load()); w > 0 {
+	if w := waited.waited(time.Now()); w > 0 { // a wait its context's end cut short included
 		err = &routing.LocalWaitError{Waited: w, Err: err}
 	}
 	return reply, err

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -36,24 +35,74 @@ type dialRequest struct {
 	// gaveUp is the caller's context's Done channel (nil: none): a dial not kept whose caller gave up is not made
 	// (see dial).
 	gaveUp <-chan struct{}
-	// slotWaited, if not nil, is added the time the dial waited for a free outbound slot (contextWithSlotWait).
-	slotWaited *atomic.Int64
+	// slotWaited, if not nil, measures the time the dial waits for a free outbound slot (contextWithSlotWait).
+	slotWaited *slotWait
 }
 
 // slotWaitKey is the context key of contextWithSlotWait.
 type slotWaitKey struct{}
 
-// contextWithSlotWait returns ctx carrying waited: a dial made under it (connect) adds to waited the time it waited
-// for a free outbound slot, this node's own limit, which discovery does not hold against the peer
+// contextWithSlotWait returns ctx carrying waited: a dial made under it (connect) records in waited the time it
+// waits for a free outbound slot, this node's own limit, which discovery does not hold against the peer
 // (routing.LocalWaitError).
-func contextWithSlotWait(ctx context.Context, waited *atomic.Int64) context.Context {
+func contextWithSlotWait(ctx context.Context, waited *slotWait) context.Context {
 	return context.WithValue(ctx, slotWaitKey{}, waited)
 }
 
-// slotWaitFrom returns the slot-wait counter ctx carries (contextWithSlotWait), nil if none.
-func slotWaitFrom(ctx context.Context) *atomic.Int64 {
-	w, _ := ctx.Value(slotWaitKey{}).(*atomic.Int64)
+// slotWaitFrom returns the slot-wait record ctx carries (contextWithSlotWait), nil if none.
+func slotWaitFrom(ctx context.Context) *slotWait {
+	w, _ := ctx.Value(slotWaitKey{}).(*slotWait)
 	return w
+}
+
+// slotWait is how long a caller's dials waited for a free outbound slot: the waits that ended and the one in
+// progress, which the caller may have given up on (its context ended first: on a loaded host the peer manager
+// answers a waiter late, past its caller's deadline). Counting only the waits that ended with a slot, a liveness
+// check whose time ran out in the wait failed as a timeout held against the peer. Safe for concurrent use; the
+// methods of a nil *slotWait do nothing.
+type slotWait struct {
+	mu    sync.Mutex
+	total time.Duration
+	since time.Time // the start of the wait in progress; zero: none
+}
+
+// start records that a wait began at now.
+func (w *slotWait) start(now time.Time) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.since.IsZero() {
+		w.since = now
+	}
+}
+
+// stop records that the wait in progress, if any, ended at now.
+func (w *slotWait) stop(now time.Time) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.since.IsZero() {
+		w.total += now.Sub(w.since)
+		w.since = time.Time{}
+	}
+}
+
+// waited returns the time waited by now, the wait in progress included.
+func (w *slotWait) waited(now time.Time) time.Duration {
+	if w == nil {
+		return 0
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.total
+	if !w.since.IsZero() {
+		d += now.Sub(w.since)
+	}
+	return d
 }
 
 // callerGaveUp tells whether the caller of a dial not kept no longer waits for it: its context ended. Such a dial
@@ -107,7 +156,6 @@ type slotDue struct{ from *peerManager }
 type slotWaiter struct {
 	req      *dialRequest
 	deadline time.Time
-	since    time.Time // when it began to wait
 }
 
 // maxSlotWaiters bounds the dials waiting for an outbound slot; slotRetry is how often they retry.
@@ -349,6 +397,7 @@ func (m *peerManager) stop(err error, detail string) {
 		m.slotTimer.Stop()
 	}
 	for _, w := range m.slotWait {
+		w.req.slotWaited.stop(time.Now())
 		reply(w.req.reply, err)
 	}
 	m.slotWait = nil
@@ -478,7 +527,8 @@ func (m *peerManager) dial(ctx actor.Context, req *dialRequest) {
 			if d := req.deadline.Add(-slotAnswerMargin); !req.deadline.IsZero() && d.Before(deadline) {
 				deadline = d
 			}
-			m.slotWait = append(m.slotWait, slotWaiter{req: req, deadline: deadline, since: time.Now()})
+			m.slotWait = append(m.slotWait, slotWaiter{req: req, deadline: deadline})
+			req.slotWaited.start(time.Now())
 			m.n.log.Debug().Str("peer", id.Short()).Msg("dial waiting for an outbound slot")
 			m.armSlotRetry()
 			return

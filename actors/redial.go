@@ -195,6 +195,7 @@ func (m *peerManager) disconnect(id session.NodeID) {
 		if w.req.addr.ID != id {
 			return false
 		}
+		w.req.slotWaited.stop(time.Now())
 		reply(w.req.reply, fmt.Errorf("%w: %s: disconnected (Node.Disconnect) while waiting for an outbound slot", ErrPeerGone, id.Short()))
 		return true
 	})

@@ -38,6 +38,7 @@ func (m *peerManager) retrySlotWaiters(ctx actor.Context) {
 		case connected || dialing:
 		case now.After(w.deadline):
 			err := fmt.Errorf("%w: no outbound slot freed in time", ErrTooManyPeers)
+			w.req.slotWaited.stop(now)
 			reply(w.req.reply, err)
 			m.slotWait = m.slotWait[1:]
 			m.dialFailed(w.req.addr.ID, err) // a peer to keep is tried again, as after any failed dial
@@ -47,9 +48,7 @@ func (m *peerManager) retrySlotWaiters(ctx actor.Context) {
 			return
 		}
 		m.slotWait = m.slotWait[1:]
-		if w.req.slotWaited != nil {
-			w.req.slotWaited.Add(int64(now.Sub(w.since)))
-		}
+		w.req.slotWaited.stop(now)
 		m.handling = w.req // off slotWait and not dialing yet: should dial panic, settleFailed answers it
 		m.dial(ctx, w.req)
 	}
