@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/actormesh/actormesh/messages"
+	"github.com/actormesh/actormesh/routing"
 	"github.com/actormesh/actormesh/session"
 )
 
@@ -48,7 +49,10 @@ type Ban struct {
 // Ban refuses every connection with peer for d and closes a live one with reason BANNED, reason being the detail
 // the peer is told. The node stops redialing peer; dials to it fail with ErrBanned. The ban is in force when Ban
 // returns: a Send, Request, Ping or Connect to peer after it fails with ErrBanned, though the connection may still
-// be closing. Banning a banned peer again replaces its expiry and reason. Ban needs a started node.
+// be closing. The routing table drops peer shortly after (asynchronously), and does not take the copies of its
+// record other nodes relay (a newer record it signs comes back; a check of it that fails with ErrBanned drops it
+// again), so that this node stops handing it to other nodes in NODES replies. Banning a banned peer again replaces
+// its expiry and reason. Ban needs a started node.
 func (n *Node) Ban(peer session.NodeID, d time.Duration, reason string) error {
 	if d <= 0 {
 		return fmt.Errorf("ban %s: %w: duration must be positive, got %v", peer.Short(), ErrInvalidArgument, d)
@@ -66,7 +70,9 @@ func (n *Node) Ban(peer session.NodeID, d time.Duration, reason string) error {
 
 // BanIP refuses every connection from or to ip for d (inbound ones before any handshake work) and closes the live
 // connections with that remote IP with reason BANNED. IPv4-mapped IPv6 addresses ban their IPv4 address. As Ban's,
-// the ban is in force when BanIP returns. BanIP needs a started node.
+// the ban is in force when BanIP returns, and the routing table drops the nodes whose record's address is at ip
+// (as Ban's peer; an address by host name is not resolved: a check that fails with ErrBanned drops it). BanIP needs
+// a started node.
 func (n *Node) BanIP(ip netip.Addr, d time.Duration, reason string) error {
 	if !ip.IsValid() {
 		return fmt.Errorf("ban: %w: invalid IP address", ErrInvalidArgument)
@@ -82,12 +88,16 @@ func (n *Node) BanIP(ip netip.Addr, d time.Duration, reason string) error {
 	return nil
 }
 
-// banNow puts req's ban in the ban list, where the node's dials and sends see it at once, and asks the peer manager
-// to close the connections it covers and stop redialing them.
+// banNow puts req's ban in the ban list, where the node's dials and sends see it at once, asks the peer manager
+// to close the connections it covers and stop redialing them, and tells the routing actor, which drops the nodes
+// it covers from the routing table (routing.Banned).
 func (n *Node) banNow(pid *actor.PID, req *banRequest) {
 	n.bans.add(req.key, req.until, req.reason, time.Now())
 	n.log.Info().Str("peer", req.key.String()).Time("until", req.until).Str("reason", req.reason).Msg("banned")
 	n.system.Root.Send(pid, req)
+	if n.routingActor() == nil {
+		n.system.Root.Send(n.routing, &routing.Banned{ID: req.key.id, IP: req.key.ip})
+	}
 }
 
 // Unban lifts the ban on peer; it may connect and be dialed again.

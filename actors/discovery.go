@@ -119,8 +119,9 @@ func (b bootstrapNetwork) Connect(ctx context.Context, addr session.PeerAddr, ke
 func (b bootstrapNetwork) SetJoining(joining bool) { b.joining.Store(joining) }
 
 // routingNetwork is the node as the routing actor's Network: its requests' errors that prove nothing against the
-// peer's liveness are marked routing.ErrPeerBusy, so that a full connection table, a ban of this node's, or the
-// node's own shutdown does not get live nodes evicted from the routing table; those the peer itself refused (an
+// peer's liveness are marked routing.ErrPeerBusy, so that a full connection table or the node's own shutdown does
+// not get live nodes evicted from the routing table; a request to a peer this node bans routing.ErrPeerBanned, which
+// drops it from the table; those the peer itself refused (an
 // error reply, a goodbye other than its shutdown) routing.ErrPeerRefused, which tells the peer is up; a connection
 // closed by the peer's address before the handshake routing.ErrRefusedBeforeHandshake; and a failed request that
 // first waited for a free outbound slot tells how long (routing.LocalWaitError).
@@ -157,7 +158,9 @@ func (r routingNetwork) Request(ctx context.Context, peer session.NodeID, protoc
 	case errors.As(err, &answered),
 		errors.As(err, &goodbye) && goodbye.reason != messages.DisconnectReason_DISCONNECT_REASON_SHUTDOWN:
 		err = fmt.Errorf("%w: %w", routing.ErrPeerRefused, err)
-	case errors.Is(err, ErrTooManyPeers), errors.Is(err, ErrBanned): // this node's own limit or ban
+	case errors.Is(err, ErrBanned): // this node's own ban: the routing table drops the peer
+		err = fmt.Errorf("%w: %w", routing.ErrPeerBanned, err)
+	case errors.Is(err, ErrTooManyPeers): // this node's own limit
 		err = fmt.Errorf("%w: %w", routing.ErrPeerBusy, err)
 	case errors.Is(err, errClosedBeforeHandshake):
 		err = fmt.Errorf("%w: %w", routing.ErrRefusedBeforeHandshake, err)

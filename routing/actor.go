@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -59,10 +60,17 @@ type Network interface {
 }
 
 // ErrPeerBusy marks a failed request that says nothing against the peer's liveness: the local node had no free
-// connection slot, had banned the peer or was closing, or the peer refused it (ErrPeerRefused, which matches
+// connection slot or was closing, or the peer refused it (ErrPeerRefused, which matches
 // ErrPeerBusy too). The Network wraps such errors with it; a liveness check or a lookup's request that ends so does
 // not count as a failure.
 var ErrPeerBusy = errors.New("routing: peer busy")
+
+// ErrPeerBanned marks a failed request to a peer this node has banned (by its id, or the IP address it is dialed
+// at): a liveness check, a lookup's or an exchange's request that ends so removes the peer from the table and its
+// replacement caches, as a Banned message does, and the records of it others relay are not taken again (goneNodes).
+// It does not match ErrPeerBusy: a banned node was spared as busy, and stayed in the table, handed to other nodes'
+// requests, for the whole ban.
+var ErrPeerBanned = errors.New("routing: peer banned by this node")
 
 // ErrPeerRefused marks a failed request that the peer itself refused over its own authenticated connection: it
 // answered with an error, or closed the connection with a goodbye other than its shutdown (its slots full, a ban of
@@ -329,6 +337,16 @@ type LookupResult struct {
 // AddRecords asks the routing actor to verify records (e.g. from a peer store) and add them to the table.
 type AddRecords struct{ Records []*messages.NodeRecord }
 
+// Banned tells the routing actor that the node banned ID, or, with IP valid, the IP address IP: the table drops
+// the node, or every node whose record's address is at IP (an address by host name is not resolved), from its
+// entries and replacement caches, and the records of them that other nodes or the peer store relay are not taken
+// again (goneNodes, within 30 minutes, unless newer). A node the ban lets back later comes back as any other: by
+// contacting this node, by a newer record, or after those 30 minutes.
+type Banned struct {
+	ID session.NodeID
+	IP netip.Addr
+}
+
 // SetLocalRecord gives the routing actor the node's own signed record, sent along with every exchange.
 type SetLocalRecord struct{ Record *messages.NodeRecord }
 
@@ -404,8 +422,9 @@ type Stats struct {
 	// A refused registrant is answered as usual. Until stop 54 the refusals were counted and logged nowhere.
 	TopicQueries, TopicRegistrations, TopicRegistrationsRefused uint64
 	// GoneRecords counts the records of nodes the liveness checks or the lookups' failures evicted (Evictions,
-	// LookupEvictions) that other nodes (or the peer store) relayed again and the table did not take: no newer than
-	// the one the node had, within 30 minutes of the eviction, and not from the node itself.
+	// LookupEvictions), or that this node banned (Banned), that other nodes (or the peer store) relayed again and the
+	// table did not take: no newer than the one the node had, within 30 minutes of the eviction or ban, and not from
+	// the node itself.
 	GoneRecords uint64
 }
 
@@ -452,7 +471,7 @@ type routingState struct {
 	carried []*messages.NodeRecord
 	// stats are the counters, across restarts: exported as Prometheus counters, they must never go down.
 	stats Stats
-	// gone remembers the nodes the liveness checks evicted (goneNodes).
+	// gone remembers the nodes the liveness checks or lookups evicted, and those this node banned (goneNodes).
 	gone *goneNodes
 }
 
@@ -624,6 +643,8 @@ func (a *routingActor) Receive(ctx actor.Context) {
 		for _, r := range m.Records {
 			a.addRecord(r, now, true, false)
 		}
+	case *Banned:
+		a.banned(m, now)
 	case *SetLocalRecord:
 		a.local = m.Record
 	case *SnapshotRequest:

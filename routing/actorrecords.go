@@ -155,6 +155,8 @@ func (a *routingActor) exchangeDone(m *exchangeDone, now time.Time) {
 		seq, _ := a.table.RecordSeq(m.peer)
 		sent := sentAfterLocalWait(m.sent, m.err) // the time its dial waited for a local slot was this node's
 		switch {
+		case errors.Is(m.err, ErrPeerBanned): // its record came back while this node bans it
+			a.removeBanned(m.peer, now)
 		case !m.check:
 		case errors.Is(m.err, ErrPeerRefused): // the peer is up: it ends a run of failures, as an answer would
 			a.table.MarkUp(m.peer)
@@ -186,4 +188,29 @@ func (a *routingActor) penalize(peer session.NodeID, err error) {
 	if berr := a.net.Ban(peer, a.cfg.MisbehaviourBan, err.Error()); berr != nil {
 		a.log.Debug().Err(berr).Msg("ban failed")
 	}
+}
+
+// banned drops from the table the node, or the nodes at the IP address, that this node banned (Banned).
+func (a *routingActor) banned(m *Banned, now time.Time) {
+	if !m.IP.IsValid() {
+		a.removeBanned(m.ID, now)
+		return
+	}
+	for _, id := range a.table.AtIP(m.IP) {
+		a.removeBanned(id, now)
+	}
+}
+
+// removeBanned drops a node this node banned from the table and its replacement caches, and remembers it as gone
+// (goneNodes) with the record it had: the copies of that record other nodes relay are not taken again. A banned node
+// was otherwise spared as busy by every check and request (they fail locally), and stayed in the table, handed to
+// other nodes in NODES replies, for the whole ban.
+func (a *routingActor) removeBanned(id session.NodeID, now time.Time) {
+	seq, known := a.table.RecordSeq(id)
+	a.table.Remove(id)
+	delete(a.busy, id)
+	if known {
+		a.gone.add(id, seq, now)
+	}
+	a.log.Debug().Str("peer", id.Short()).Msg("removed a node this node banned")
 }

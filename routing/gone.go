@@ -6,7 +6,8 @@ import (
 	"github.com/actormesh/actormesh/session"
 )
 
-// goneNodes remembers the nodes the liveness checks or the lookups' failures evicted from the table, with the sequence number of the record
+// goneNodes remembers the nodes the liveness checks or the lookups' failures evicted from the table, and those this
+// node banned (Banned, ErrPeerBanned), with the sequence number of the record
 // they had, for a while: other nodes' answers and peer stores relay a dead node's record for as long as they hold
 // it, and taking it as news put the node straight back, with a fresh LastSeen, to be dialed and evicted again
 // (in a small network, a node that had left was re-learned within seconds and dialed about once a second for good).

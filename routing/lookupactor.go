@@ -88,6 +88,9 @@ func (l *lookupActor) Receive(ctx actor.Context) {
 				ctx.Send(ctx.Parent(), &misbehaved{peer: m.from, err: m.err})
 			}
 		}
+		if errors.Is(m.err, ErrPeerBanned) { // its record came back while this node bans it: the table drops it
+			ctx.Send(ctx.Parent(), &Banned{ID: m.from})
+		}
 		if m.err != nil && l.retry(ctx, m) {
 			return
 		}
@@ -192,10 +195,11 @@ func (l *lookupActor) finish(ctx actor.Context) {
 // reply that is no answer. Not held against it: a request failed by the lookup's own end (lookupErr, the error of
 // its context: it finished and cancelled the requests still in flight, its caller gave up, or its actor stops), a
 // failure that proves nothing against the peer (ErrPeerBusy: no free local connection slot, this node closing, an
-// error reply of the peer's), and a protocol violation, for which the peer is banned and removed (penalize).
+// error reply of the peer's), a protocol violation, for which the peer is banned and removed (penalize), and a
+// request to a peer this node bans (ErrPeerBanned), which the table drops at once (Banned).
 func heldAgainst(err, lookupErr error) bool {
 	return err != nil && lookupErr == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrPeerBusy) &&
-		!errors.Is(err, ErrOversizedReply) && !errors.Is(err, ErrForgedSender)
+		!errors.Is(err, ErrOversizedReply) && !errors.Is(err, ErrForgedSender) && !errors.Is(err, ErrPeerBanned)
 }
 
 // retry asks a node again once when its request failed fast, for instance because the connection closed under it
@@ -204,7 +208,7 @@ func heldAgainst(err, lookupErr error) bool {
 func (l *lookupActor) retry(ctx actor.Context, m *lookupAnswer) bool {
 	e, ok := l.asked[m.from]
 	if !ok || l.retried[m.from] || errors.Is(m.err, context.DeadlineExceeded) || errors.Is(m.err, context.Canceled) ||
-		errors.Is(m.err, ErrOversizedReply) || errors.Is(m.err, ErrForgedSender) {
+		errors.Is(m.err, ErrOversizedReply) || errors.Is(m.err, ErrForgedSender) || errors.Is(m.err, ErrPeerBanned) {
 		return false
 	}
 	l.retried[m.from] = true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
@@ -472,6 +473,27 @@ func (t *Table) Remove(id session.NodeID) bool {
 	}
 	t.removeAt(b, i)
 	return true
+}
+
+// AtIP returns the nodes, in the table's entries or its replacement caches, whose address is at ip (an IPv4-mapped
+// IPv6 address matches its IPv4 one); addresses by host name never match.
+func (t *Table) AtIP(ip netip.Addr) []session.NodeID {
+	ip = ip.WithZone("").Unmap()
+	var out []session.NodeID
+	at := func(slots []slot) {
+		for i := range slots {
+			if _, a, err := splitAddr(slots[i].e.Addr); err == nil && a.WithZone("").Unmap() == ip {
+				out = append(out, slots[i].e.ID)
+			}
+		}
+	}
+	for _, b := range t.buckets {
+		if b != nil {
+			at(b.entries)
+			at(b.replacements)
+		}
+	}
+	return out
 }
 
 // Get returns the table's entry for id.
