@@ -316,10 +316,11 @@ func sseServer(t *testing.T, keepalives int, tick time.Duration) *httptest.Serve
 }
 
 // Every line of the stream, keepalives included, restarts the silence allowed: a stream that keeps alive for longer
-// than that is not given up on.
+// than that is not given up on. The silence allowed is ten ticks: with 200 ms (four ticks of 50 ms), a loaded host
+// that ran the server's or the client's goroutine late gave the stream up (1 full-suite run in 3 under load, stop 61).
 func TestSubscribeKeepalivesKeepTheStream(t *testing.T) {
-	srv := sseServer(t, 8, 50*time.Millisecond) // 400 ms of keepalives, twice the silence allowed
-	o := &clientOptions{api: srv.URL, silence: 200 * time.Millisecond}
+	srv := sseServer(t, 20, 200*time.Millisecond) // 4 s of keepalives, twice the silence allowed
+	o := &clientOptions{api: srv.URL, silence: 2 * time.Second}
 	var out strings.Builder
 	if err := o.subscribe(context.Background(), "news", 1, &out, io.Discard); err != nil || !strings.Contains(out.String(), "hello") {
 		t.Fatalf("subscribe: %v, printed %q; want the message after the keepalives", err, out.String())
