@@ -86,15 +86,7 @@ func TestALivenessCheckRefusedBeforeTheHandshakeCountsOnlyForANodeThatNeverAnswe
 		}
 	}))
 	node, peer := nw.Nodes[a], nw.Nodes[c]
-	node.AddRecords([]*messages.NodeRecord{record(t, ids[c], peer)})
-	testkit.WaitFor(t, 5*time.Second, func() bool { m, _ := tableOf(t, node); e := m[ids[c].NodeID()]; return e.Answered() },
-		"c to answer a's check")
-	if err := node.Disconnect(peer.ID()); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, 5*time.Second, func() bool { return !peer.Connected(node.ID()) && !node.Connected(peer.ID()) },
-		"a's connection to c closed")
-	rawPeer(t, peer)       // c's one place for 127.0.0.1: a's dials are refused from now on
+	answeredThenRefusing(t, node, peer, ids[c])
 	fake := newIdentity(t) // a made-up node at c's address: it never answered
 	node.AddRecords([]*messages.NodeRecord{recordAt(t, fake, peer.Addr().Addr)})
 	_, before := tableOf(t, node)
@@ -129,15 +121,7 @@ func TestALivenessCheckRefusedBeforeTheHandshakeCountsPastTheRefusalGrace(t *tes
 		}
 	}))
 	node, peer := nw.Nodes[a], nw.Nodes[c]
-	node.AddRecords([]*messages.NodeRecord{record(t, ids[c], peer)})
-	testkit.WaitFor(t, 5*time.Second, func() bool { m, _ := tableOf(t, node); e := m[ids[c].NodeID()]; return e.Answered() },
-		"c to answer a's check")
-	if err := node.Disconnect(peer.ID()); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, 5*time.Second, func() bool { return !peer.Connected(node.ID()) && !node.Connected(peer.ID()) },
-		"a's connection to c closed")
-	rawPeer(t, peer) // c's one place for 127.0.0.1: a's dials are refused from now on
+	answeredThenRefusing(t, node, peer, ids[c])
 	_, before := tableOf(t, node)
 	testkit.WaitFor(t, 20*time.Second, func() bool {
 		m, st := tableOf(t, node)
@@ -278,4 +262,20 @@ func TestIntroductionsStartAtMostMaxIntroductionsChecksAtOnce(t *testing.T) {
 	if most == 0 {
 		t.Fatal("no introduction seen in progress")
 	}
+}
+
+// answeredThenRefusing has peer (whose MaxInboundPerIP is 1) answer node's check, closes their connection and
+// takes peer's one inbound place for 127.0.0.1 with a raw connection: node's dials to peer are refused before the
+// handshake from then on.
+func answeredThenRefusing(t *testing.T, node, peer *actors.Node, id *session.Identity) {
+	t.Helper()
+	node.AddRecords([]*messages.NodeRecord{record(t, id, peer)})
+	testkit.WaitFor(t, 5*time.Second, func() bool { m, _ := tableOf(t, node); e := m[id.NodeID()]; return e.Answered() },
+		"c to answer a's check")
+	if err := node.Disconnect(peer.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() bool { return !peer.Connected(node.ID()) && !node.Connected(peer.ID()) },
+		"a's connection to c closed")
+	rawPeer(t, peer) // c's one place for 127.0.0.1: a's dials are refused from now on
 }

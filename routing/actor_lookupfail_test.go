@@ -178,42 +178,13 @@ func (n *refusingNet) Request(_ context.Context, peer session.NodeID, _ string, 
 // closes); one that failed after waiting for a local connection slot past a quarter of its time (LocalWaitError) is
 // this node's lateness, held against nobody.
 func TestALookupRequestRefusedBeforeTheHandshakeOrLateForALocalSlot(t *testing.T) {
-	sys := actor.NewActorSystem()
-	defer sys.Shutdown()
 	good, refuser, fake, waiter := identity(t, 61), identity(t, 62), identity(t, 63), identity(t, 64)
-	cfg := DefaultConfig()
-	cfg.RevalidateInterval, cfg.RevalidateAnsweredInterval, cfg.IntroduceDelay = time.Hour, time.Hour, 0
-	cfg.Table.LookupFailureSpacing = 0 // the lookups follow each other at once
-	net := &refusingNet{stallingNet: stallingNet{id: identity(t, 60).NodeID()}, good: good.NodeID(),
-		refuser: refuser.NodeID(), fake: fake.NodeID(), waiter: waiter.NodeID(), timeout: cfg.RequestTimeout}
-	props, err := NewActorProps(cfg, net)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := sys.Root.Spawn(props)
-	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
-	var recs []*messages.NodeRecord
-	for i, id := range []*session.Identity{good, refuser, fake, waiter} {
-		r, err := NewRecord(id, 1, []string{fmt.Sprintf("%d.0.0.1:4001", 70+i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, r)
-	}
-	sys.Root.Send(pid, &AddRecords{Records: recs})
-	for n := 0; n <= cfg.Table.MaxLookupFailures; n++ { // the first answered by the refuser
-		reply := make(chan LookupResult, 1)
-		sys.Root.Send(pid, &LookupRequest{Target: KeyOf(fake.NodeID()), Reply: reply})
-		if r := awaitLookup(t, reply, fmt.Sprintf("lookup %d", n)); r.Err != nil || r.Queried < 3 {
-			t.Fatalf("lookup %d: %v after %d requests, want every entry asked and an answer", n, r.Err, r.Queried)
-		}
-	}
-	ids := tableIDs(t, sys, pid)
+	ids, st := refusalLookups(t, refusalConfig(), good, refuser, fake, waiter, 3)
 	if !ids[refuser.NodeID()] || !ids[waiter.NodeID()] || ids[fake.NodeID()] {
 		t.Fatalf("in the table: the refuser that answered once %v, the one asked late %v, the made-up one %v; want true, true, false",
 			ids[refuser.NodeID()], ids[waiter.NodeID()], ids[fake.NodeID()])
 	}
-	if st := statsOf(t, sys, pid); st.LookupEvictions != 1 {
+	if st.LookupEvictions != 1 {
 		t.Fatalf("LookupEvictions %d, want 1 (the made-up node)", st.LookupEvictions)
 	}
 }
@@ -223,43 +194,15 @@ func TestALookupRequestRefusedBeforeTheHandshakeOrLateForALocalSlot(t *testing.T
 // then closed every connection unanswered (no handshake's work, for it) stayed in the table for good, handed to
 // lookups and to other nodes.
 func TestALookupRequestRefusedBeforeTheHandshakeCountsPastTheRefusalGrace(t *testing.T) {
-	sys := actor.NewActorSystem()
-	defer sys.Shutdown()
 	good, refuser, fake, waiter := identity(t, 61), identity(t, 62), identity(t, 63), identity(t, 64)
-	cfg := DefaultConfig()
-	cfg.RevalidateInterval, cfg.RevalidateAnsweredInterval, cfg.IntroduceDelay = time.Hour, time.Hour, 0
-	cfg.Table.LookupFailureSpacing = 0 // the lookups follow each other at once
+	cfg := refusalConfig()
 	cfg.RefusalGrace = time.Nanosecond // the refuser's answer is old by its first refusal
-	net := &refusingNet{stallingNet: stallingNet{id: identity(t, 60).NodeID()}, good: good.NodeID(),
-		refuser: refuser.NodeID(), fake: fake.NodeID(), waiter: waiter.NodeID(), timeout: cfg.RequestTimeout}
-	props, err := NewActorProps(cfg, net)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := sys.Root.Spawn(props)
-	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
-	var recs []*messages.NodeRecord
-	for i, id := range []*session.Identity{good, refuser, fake, waiter} {
-		r, err := NewRecord(id, 1, []string{fmt.Sprintf("%d.0.0.1:4001", 70+i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, r)
-	}
-	sys.Root.Send(pid, &AddRecords{Records: recs})
-	for n := 0; n <= cfg.Table.MaxLookupFailures; n++ { // the first answered by the refuser
-		reply := make(chan LookupResult, 1)
-		sys.Root.Send(pid, &LookupRequest{Target: KeyOf(fake.NodeID()), Reply: reply})
-		if r := awaitLookup(t, reply, fmt.Sprintf("lookup %d", n)); r.Err != nil {
-			t.Fatalf("lookup %d: %v", n, r.Err)
-		}
-	}
-	ids := tableIDs(t, sys, pid)
+	ids, st := refusalLookups(t, cfg, good, refuser, fake, waiter, 0)
 	if ids[refuser.NodeID()] || ids[fake.NodeID()] || !ids[good.NodeID()] {
 		t.Fatalf("in the table: the refuser that answered long ago %v, the made-up one %v, the good one %v; want false, false, true",
 			ids[refuser.NodeID()], ids[fake.NodeID()], ids[good.NodeID()])
 	}
-	if st := statsOf(t, sys, pid); st.LookupEvictions != 2 {
+	if st.LookupEvictions != 2 {
 		t.Fatalf("LookupEvictions %d, want 2 (the refuser and the made-up node)", st.LookupEvictions)
 	}
 }
@@ -270,4 +213,47 @@ func TestRefusalGraceIsValidated(t *testing.T) {
 	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "RefusalGrace") {
 		t.Fatalf("Validate with RefusalGrace 0: %v, want ErrInvalidConfig naming RefusalGrace", err)
 	}
+}
+
+// refusalConfig is the routing config of the refusal lookups' tests: no revalidation nor introductions, and
+// lookups' failures counted one right after the other.
+func refusalConfig() Config {
+	cfg := DefaultConfig()
+	cfg.RevalidateInterval, cfg.RevalidateAnsweredInterval, cfg.IntroduceDelay = time.Hour, time.Hour, 0
+	cfg.Table.LookupFailureSpacing = 0 // the lookups follow each other at once
+	return cfg
+}
+
+// refusalLookups starts a routing actor of cfg over a refusingNet, holding a record of good, refuser, fake and
+// waiter, runs MaxLookupFailures+1 lookups of fake's key one after the other (each must end with an answer, after
+// at least minQueried requests), and returns the table's node ids and the actor's stats once they are done.
+func refusalLookups(t *testing.T, cfg Config, good, refuser, fake, waiter *session.Identity, minQueried int) (map[session.NodeID]bool, Stats) {
+	t.Helper()
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	net := &refusingNet{stallingNet: stallingNet{id: identity(t, 60).NodeID()}, good: good.NodeID(),
+		refuser: refuser.NodeID(), fake: fake.NodeID(), waiter: waiter.NodeID(), timeout: cfg.RequestTimeout}
+	props, err := NewActorProps(cfg, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := sys.Root.Spawn(props)
+	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+	var recs []*messages.NodeRecord
+	for i, id := range []*session.Identity{good, refuser, fake, waiter} {
+		r, err := NewRecord(id, 1, []string{fmt.Sprintf("%d.0.0.1:4001", 70+i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	sys.Root.Send(pid, &AddRecords{Records: recs})
+	for n := 0; n <= cfg.Table.MaxLookupFailures; n++ { // the first answered by the refuser
+		reply := make(chan LookupResult, 1)
+		sys.Root.Send(pid, &LookupRequest{Target: KeyOf(fake.NodeID()), Reply: reply})
+		if r := awaitLookup(t, reply, fmt.Sprintf("lookup %d", n)); r.Err != nil || r.Queried < minQueried {
+			t.Fatalf("lookup %d: %v after %d requests, want an answer after at least %d", n, r.Err, r.Queried, minQueried)
+		}
+	}
+	return tableIDs(t, sys, pid), statsOf(t, sys, pid)
 }
