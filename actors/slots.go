@@ -4,7 +4,9 @@ package actors
 // make room or when idle, and the dials waiting for a slot. The peer manager calls these from its Receive.
 
 import (
+	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -217,4 +219,70 @@ func (m *peerManager) evictInbound(newcomer session.NodeID) bool {
 	m.unregister(victim)
 	m.n.stats.inboundEvicted.Add(1)
 	return true
+}
+
+// slotWaitKey is the context key of contextWithSlotWait.
+type slotWaitKey struct{}
+
+// contextWithSlotWait returns ctx carrying waited: a dial made under it (connect) records in waited the time it
+// waits for a free outbound slot, this node's own limit, which discovery does not hold against the peer
+// (routing.LocalWaitError).
+func contextWithSlotWait(ctx context.Context, waited *slotWait) context.Context {
+	return context.WithValue(ctx, slotWaitKey{}, waited)
+}
+
+// slotWaitFrom returns the slot-wait record ctx carries (contextWithSlotWait), nil if none.
+func slotWaitFrom(ctx context.Context) *slotWait {
+	w, _ := ctx.Value(slotWaitKey{}).(*slotWait)
+	return w
+}
+
+// slotWait is how long a caller's dials waited for a free outbound slot: the waits that ended and the one in
+// progress, which the caller may have given up on (its context ended first: on a loaded host the peer manager
+// answers a waiter late, past its caller's deadline). Counting only the waits that ended with a slot, a liveness
+// check whose time ran out in the wait failed as a timeout held against the peer. Safe for concurrent use; the
+// methods of a nil *slotWait do nothing.
+type slotWait struct {
+	mu    sync.Mutex
+	total time.Duration
+	since time.Time // the start of the wait in progress; zero: none
+}
+
+// start records that a wait began at now.
+func (w *slotWait) start(now time.Time) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.since.IsZero() {
+		w.since = now
+	}
+}
+
+// stop records that the wait in progress, if any, ended at now.
+func (w *slotWait) stop(now time.Time) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.since.IsZero() {
+		w.total += now.Sub(w.since)
+		w.since = time.Time{}
+	}
+}
+
+// waited returns the time waited by now, the wait in progress included.
+func (w *slotWait) waited(now time.Time) time.Duration {
+	if w == nil {
+		return 0
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.total
+	if !w.since.IsZero() {
+		d += now.Sub(w.since)
+	}
+	return d
 }
