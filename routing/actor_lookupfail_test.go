@@ -17,10 +17,11 @@ import (
 )
 
 // partlyReachableNet answers the requests to good at once, fails those to busy with ErrPeerBusy (an error reply, a full
-// connection table) and every other at once with a dial's error.
+// connection table), those to banned as the node fails a request to a peer it bans (ErrPeerBanned), and every other
+// at once with a dial's error.
 type partlyReachableNet struct {
 	stallingNet
-	good, busy session.NodeID
+	good, busy, banned session.NodeID
 }
 
 func (n *partlyReachableNet) Request(_ context.Context, peer session.NodeID, _ string, _ proto.Message) (proto.Message, error) {
@@ -29,6 +30,8 @@ func (n *partlyReachableNet) Request(_ context.Context, peer session.NodeID, _ s
 		return &messages.Nodes{}, nil
 	case n.busy:
 		return nil, fmt.Errorf("%w: overloaded", ErrPeerBusy)
+	case n.banned:
+		return nil, fmt.Errorf("%w: peer is banned", ErrPeerBanned)
 	}
 	return nil, errors.New("peer unreachable: connection refused")
 }

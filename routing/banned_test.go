@@ -1,36 +1,16 @@
 package routing
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/actormesh/actormesh/messages"
 	"github.com/actormesh/actormesh/session"
 )
-
-// bannedNet answers the requests to good at once and fails those to banned as the node fails a request to a peer
-// it bans (ErrPeerBanned); every other fails with a dial's error.
-type bannedNet struct {
-	stallingNet
-	good, banned session.NodeID
-}
-
-func (n *bannedNet) Request(_ context.Context, peer session.NodeID, _ string, _ proto.Message) (proto.Message, error) {
-	switch peer {
-	case n.good:
-		return &messages.Nodes{}, nil
-	case n.banned:
-		return nil, fmt.Errorf("%w: peer is banned", ErrPeerBanned)
-	}
-	return nil, errors.New("peer unreachable: connection refused")
-}
 
 // spawnBanRig starts a routing actor over net, with no revalidation nor introductions, holding a record of each of
 // ids at the address of the same index; it returns the actor and the records.
@@ -65,7 +45,7 @@ func TestBannedDropsTheBannedNodesFromTheTable(t *testing.T) {
 	sys := actor.NewActorSystem()
 	defer sys.Shutdown()
 	good, x, y, z := identity(t, 71), identity(t, 72), identity(t, 73), identity(t, 74)
-	net := &bannedNet{stallingNet: stallingNet{id: identity(t, 70).NodeID()}, good: good.NodeID()}
+	net := &partlyReachableNet{stallingNet: stallingNet{id: identity(t, 70).NodeID()}, good: good.NodeID()}
 	pid, recs := spawnBanRig(t, sys, net, []*session.Identity{good, x, y, z},
 		[]string{"70.0.0.1:4001", "71.0.0.1:4001", "72.0.0.1:4001", "72.0.0.1:4002"})
 	sys.Root.Send(pid, &Banned{ID: x.NodeID()})
@@ -91,7 +71,7 @@ func TestALookupRequestToABannedNodeDropsIt(t *testing.T) {
 	sys := actor.NewActorSystem()
 	defer sys.Shutdown()
 	good, banned := identity(t, 71), identity(t, 72)
-	net := &bannedNet{stallingNet: stallingNet{id: identity(t, 70).NodeID()}, good: good.NodeID(), banned: banned.NodeID()}
+	net := &partlyReachableNet{stallingNet: stallingNet{id: identity(t, 70).NodeID()}, good: good.NodeID(), banned: banned.NodeID()}
 	pid, recs := spawnBanRig(t, sys, net, []*session.Identity{good, banned}, []string{"70.0.0.1:4001", "71.0.0.1:4001"})
 	reply := make(chan LookupResult, 1)
 	sys.Root.Send(pid, &LookupRequest{Target: KeyOf(banned.NodeID()), Reply: reply})
