@@ -13,18 +13,6 @@ import (
 	"github.com/actormesh/actormesh/testkit"
 )
 
-// quietTables makes the nodes of a test network learn only what they are given: no bootstrap dials, no liveness
-// checks, no introductions.
-func quietTables(ids []*session.Identity) testkit.Option {
-	return testkit.WithConfig(func(i int, cfg *actors.Config) {
-		ids[i] = cfg.Identity
-		cfg.Bootstrap.TargetOutbound = 0
-		cfg.Bootstrap.Interval = time.Hour
-		cfg.Routing.IntroduceDelay = 0
-		cfg.Routing.RevalidateInterval, cfg.Routing.RevalidateAnsweredInterval = time.Hour, time.Hour
-	})
-}
-
 // nodesNamed has node from ask node to for the nodes it knows closest to target (a FindNode request: the NODES reply
 // other nodes' lookups get) and tells whether the reply names id.
 func nodesNamed(t *testing.T, from, to *actors.Node, target routing.Key, id session.NodeID) bool {
@@ -52,7 +40,7 @@ func nodesNamed(t *testing.T, from, to *actors.Node, target routing.Key, id sess
 func TestABannedNodeLeavesTheRoutingTable(t *testing.T) {
 	const a, b, c = 0, 1, 2
 	ids := make([]*session.Identity, 3)
-	nw := testkit.NewNetwork(t, 3, quietTables(ids))
+	nw := testkit.NewNetwork(t, 3, checkerConfig(-1, 0, ids, nil)) // no node checks its table
 	node, asker, banned := nw.Nodes[a], nw.Nodes[b], nw.Nodes[c]
 	if err := asker.AddAddress(node.ID(), node.Addr().Addr); err != nil {
 		t.Fatal(err)
@@ -87,7 +75,7 @@ func TestABannedNodeLeavesTheRoutingTable(t *testing.T) {
 // test network: they all listen on 127.0.0.1).
 func TestBanIPDropsTheNodesAtThatIPFromTheRoutingTable(t *testing.T) {
 	ids := make([]*session.Identity, 3)
-	nw := testkit.NewNetwork(t, 3, quietTables(ids))
+	nw := testkit.NewNetwork(t, 3, checkerConfig(-1, 0, ids, nil)) // no node checks its table
 	node := nw.Nodes[0]
 	node.AddRecords([]*messages.NodeRecord{record(t, ids[1], nw.Nodes[1]), record(t, ids[2], nw.Nodes[2])})
 	testkit.WaitFor(t, 5*time.Second, func() bool { m, _ := tableOf(t, node); return len(m) == 2 }, "a's table takes b and c")
